@@ -1,0 +1,21 @@
+use stratos_init::{boot, linux::LinuxSys, sys::Sys};
+
+fn main() {
+    let mut sys = LinuxSys;
+    // A panic is a bug, but PID 1 must still end the machine cleanly rather than let the kernel
+    // panic: report it and power off (the hook runs before the abort).
+    std::panic::set_hook(Box::new(|info| {
+        let mut sys = LinuxSys;
+        boot::log(&mut sys, &format!("fatal: internal error: {info}"));
+        sys.power_off();
+    }));
+    if std::process::id() != 1 {
+        boot::log(
+            &mut sys,
+            "fatal: stratos-init must run as PID 1 (it is the init of a StratOS image, not a command)",
+        );
+        std::process::exit(2);
+    }
+    boot::boot(&mut sys);
+    sys.power_off();
+}

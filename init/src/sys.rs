@@ -1,0 +1,98 @@
+//! The syscall seam: everything the init does to the system goes through [`Sys`], so the boot
+//! logic can be run on the host against a recording fake (see `tests`), and for real as PID 1.
+
+use std::io;
+use std::net::Ipv4Addr;
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitKind {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// Result of one wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waited {
+    Reaped(u32, ExitKind),
+    /// Children exist but none has changed state (non-blocking wait only).
+    NoneReady,
+    /// There are no children at all.
+    NoChildren,
+}
+
+/// A mount to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub source: String,
+    pub target: String,
+    pub fstype: String,
+    pub flags: MountFlags,
+    pub data: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MountFlags {
+    pub nosuid: bool,
+    pub nodev: bool,
+    pub noexec: bool,
+}
+
+/// What the runtime is started with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spawn<'a> {
+    pub argv: &'a [String],
+    pub env: &'a [(String, String)],
+    pub cwd: &'a str,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+pub trait Sys {
+    /// CLOCK_BOOTTIME in nanoseconds.
+    fn now_ns(&self) -> u64;
+    /// Writes one line to the console (a newline is added), in a single write.
+    fn log(&mut self, line: &str);
+    fn mkdir_p(&mut self, path: &str, mode: u32) -> io::Result<()>;
+    fn mount(&mut self, m: &Mount) -> io::Result<()>;
+    fn read_file(&mut self, path: &str) -> io::Result<Vec<u8>>;
+    fn set_hostname(&mut self, name: &str) -> io::Result<()>;
+    /// `finit_module`; a module that is already loaded is not an error.
+    fn load_module(&mut self, path: &str, params: &str) -> io::Result<()>;
+    fn link_up(&mut self, ifname: &str) -> io::Result<()>;
+    fn set_address(&mut self, ifname: &str, addr: Ipv4Addr, prefix_len: u8) -> io::Result<()>;
+    fn add_default_route(&mut self, gateway: Ipv4Addr) -> io::Result<()>;
+    /// Starts the runtime in a new session; returns its pid. Fails if it cannot be executed.
+    fn spawn(&mut self, s: &Spawn) -> io::Result<u32>;
+    fn wait(&mut self, block: bool) -> io::Result<Waited>;
+    /// Sends `signal` to every process but PID 1.
+    fn kill_all(&mut self, signal: i32);
+    fn sleep_ms(&mut self, ms: u64);
+    fn sync(&mut self);
+    /// Powers the machine off. The real one does not return.
+    fn power_off(&mut self);
+}
+
+/// Signal names for messages.
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        17 => "SIGCHLD",
+        31 => "SIGSYS",
+        _ => "signal",
+    }
+}

@@ -1,0 +1,206 @@
+//! cpio "newc" (SVR4, no CRC) as the kernel's initramfs unpacker reads it
+//! (`init/initramfs.c`): directories before their contents, inode numbers assigned in path
+//! order, hard links sharing an inode with the data on the last member (GNU cpio's layout,
+//! which the kernel also accepts), `mtime` = the source date epoch.
+
+use std::collections::HashMap;
+
+use super::ArchiveError;
+use crate::rootfs::{ImagePath, Kind, Tree};
+
+const MAGIC: &str = "070701";
+const TRAILER: &str = "TRAILER!!!";
+
+struct Header<'a> {
+    ino: u32,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    nlink: u32,
+    mtime: u32,
+    filesize: u32,
+    rdev_major: u32,
+    rdev_minor: u32,
+    name: &'a str,
+}
+
+fn pad4(out: &mut Vec<u8>) {
+    while out.len() % 4 != 0 {
+        out.push(0);
+    }
+}
+
+fn push_header(out: &mut Vec<u8>, h: &Header) {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(110);
+    let namesize = h.name.len() as u32 + 1;
+    // c_magic c_ino c_mode c_uid c_gid c_nlink c_mtime c_filesize c_devmajor c_devminor
+    // c_rdevmajor c_rdevminor c_namesize c_check
+    let _ = write!(
+        s,
+        "{MAGIC}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+        h.ino, h.mode, h.uid, h.gid, h.nlink, h.mtime, h.filesize, 0, 0, h.rdev_major, h.rdev_minor, namesize, 0
+    );
+    out.extend_from_slice(s.as_bytes());
+    out.extend_from_slice(h.name.as_bytes());
+    out.push(0);
+    pad4(out);
+}
+
+/// Writes the tree as an uncompressed newc archive. Names are root-relative (`etc/passwd`);
+/// the root itself is `.`.
+pub fn write_cpio(tree: &Tree, mtime: u64) -> Result<Vec<u8>, ArchiveError> {
+    let mtime = u32::try_from(mtime).map_err(|_| ArchiveError::Entry {
+        path: "/".into(),
+        why: "cpio newc cannot store dates after 2106".into(),
+    })?;
+    // Assign inodes in path order; hard links share their target's inode.
+    let mut inos: HashMap<&ImagePath, u32> = HashMap::new();
+    let mut nlinks: HashMap<u32, u32> = HashMap::new();
+    let mut next = 1u32;
+    for (path, e) in tree.iter() {
+        if let Kind::Hardlink(_) = e.kind {
+            continue;
+        }
+        inos.insert(path, next);
+        nlinks.insert(next, if matches!(e.kind, Kind::Dir) { 2 } else { 1 });
+        next += 1;
+    }
+    for (_, e) in tree.iter() {
+        if let Kind::Hardlink(target) = &e.kind {
+            let ino = *inos.get(target).ok_or_else(|| ArchiveError::Entry {
+                path: target.to_string(),
+                why: "hard link target missing".into(),
+            })?;
+            *nlinks.get_mut(&ino).expect("every inode has a count") += 1;
+        }
+    }
+    // For each shared inode, the last member in path order carries the data.
+    let mut last_of: HashMap<u32, &ImagePath> = HashMap::new();
+    for (path, e) in tree.iter() {
+        let ino = match &e.kind {
+            Kind::Hardlink(t) => inos[t],
+            Kind::File(_) => inos[path],
+            _ => continue,
+        };
+        if nlinks[&ino] > 1 {
+            last_of.insert(ino, path);
+        }
+    }
+
+    let mut out = Vec::new();
+    for (path, e) in tree.iter() {
+        let name = if path.is_root() { "." } else { path.relative() };
+        let (ino, data): (u32, &[u8]) = match &e.kind {
+            Kind::File(d) => (inos[path], d.as_slice()),
+            Kind::Hardlink(t) => match &tree.get(t).map(|t| &t.kind) {
+                Some(Kind::File(d)) => (inos[t], d.as_slice()),
+                _ => {
+                    return Err(ArchiveError::Entry {
+                        path: path.to_string(),
+                        why: "hard link target is not a regular file".into(),
+                    })
+                }
+            },
+            Kind::Symlink(t) => (inos[path], t.as_bytes()),
+            _ => (inos[path], &[]),
+        };
+        let nlink = nlinks[&ino];
+        let data = if nlink > 1 && !matches!(e.kind, Kind::Dir) && last_of.get(&ino) != Some(&path) {
+            &[][..]
+        } else {
+            data
+        };
+        let filesize = u32::try_from(data.len()).map_err(|_| ArchiveError::Entry {
+            path: path.to_string(),
+            why: "cpio newc cannot store files of 4 GiB or more".into(),
+        })?;
+        let (rdev_major, rdev_minor) = match e.kind {
+            Kind::CharDevice { major, minor } | Kind::BlockDevice { major, minor } => (major, minor),
+            _ => (0, 0),
+        };
+        push_header(
+            &mut out,
+            &Header {
+                ino,
+                mode: e.kind.type_bits() | e.mode,
+                uid: e.uid,
+                gid: e.gid,
+                nlink,
+                mtime,
+                filesize,
+                rdev_major,
+                rdev_minor,
+                name,
+            },
+        );
+        out.extend_from_slice(data);
+        pad4(&mut out);
+    }
+    push_header(
+        &mut out,
+        &Header {
+            ino: 0,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            mtime: 0,
+            filesize: 0,
+            rdev_major: 0,
+            rdev_minor: 0,
+            name: TRAILER,
+        },
+    );
+    Ok(out)
+}
+
+/// A member of a newc archive, as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub mode: u32,
+    pub ino: u32,
+    pub nlink: u32,
+    pub data: Vec<u8>,
+}
+
+/// Reads a newc archive back (for tests and `inspect`). Stops at the trailer.
+pub fn read_cpio(mut bytes: &[u8]) -> Result<Vec<Member>, ArchiveError> {
+    let bad = |why: &str| ArchiveError::Entry {
+        path: "initramfs".into(),
+        why: why.into(),
+    };
+    let total = bytes.len();
+    let mut out = Vec::new();
+    loop {
+        if bytes.len() < 110 || &bytes[..6] != MAGIC.as_bytes() {
+            return Err(bad("not a newc member header"));
+        }
+        let field = |i: usize| -> Result<u32, ArchiveError> {
+            let s = std::str::from_utf8(&bytes[6 + i * 8..14 + i * 8]).map_err(|_| bad("bad header"))?;
+            u32::from_str_radix(s, 16).map_err(|_| bad("bad header"))
+        };
+        let (ino, mode, nlink, filesize, namesize) = (field(0)?, field(1)?, field(4)?, field(6)? as usize, field(11)? as usize);
+        let name_end = 110 + namesize;
+        if namesize == 0 || bytes.len() < name_end {
+            return Err(bad("truncated name"));
+        }
+        let name = String::from_utf8_lossy(&bytes[110..name_end - 1]).into_owned();
+        let data_start = (name_end + 3) & !3;
+        let data_end = data_start + filesize;
+        if bytes.len() < data_end {
+            return Err(bad("truncated data"));
+        }
+        let data = bytes[data_start..data_end].to_vec();
+        let next = ((data_end + 3) & !3).min(bytes.len());
+        bytes = &bytes[next..];
+        if name == TRAILER {
+            return Ok(out);
+        }
+        out.push(Member { name, mode, ino, nlink, data });
+        if bytes.is_empty() {
+            return Err(bad(&format!("no trailer after {} bytes", total)));
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Deterministic archive writers (tar, cpio newc) and zstd compression, all from a [`Tree`].
+//!
+//! [`Tree`]: crate::rootfs::Tree
+
+pub mod cpio;
+pub mod tar;
+pub mod zst;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("{path}: {why}")]
+    Entry { path: String, why: String },
+    #[error("writing the archive: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,509 @@
+//! The image pipeline: profile → tree → archives → SBOM → manifest → signature → output dir.
+
+pub mod init_binary;
+pub mod output;
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use stratos_wire as wire;
+
+use crate::archive;
+use crate::kernel::{self, modules::ModuleIndex};
+use crate::profile::{Profile, ZramSize};
+use crate::progress::Progress;
+use crate::rootfs::overlay::{self, OverlayError};
+use crate::rootfs::{Entry, ImagePath, Kind, Origin, Tree, TreeError};
+use crate::sbom::{self, ComponentSpec};
+use crate::sign::manifest::{
+    Artifact, BuilderInfo, Compression, ImageInfo, KernelInfo, Manifest, ProfileInfo, SignatureFile, FORMAT,
+    MANIFEST_FILE, SIGNATURE_FILE,
+};
+use crate::sign::{sha256_hex, KeyId, SecretKey};
+
+pub const KERNEL_ARTIFACT: &str = "kernel";
+pub const KERNEL_CONFIG_ARTIFACT: &str = "kernel.config";
+pub const INITRAMFS_ARTIFACT: &str = "initramfs.cpio.zst";
+pub const ROOTFS_ARTIFACT: &str = "rootfs.tar.zst";
+pub const SBOM_ARTIFACT: &str = "sbom.cdx.json";
+pub const BUILDER_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Overlay(#[from] OverlayError),
+    #[error("{0}")]
+    Tree(#[from] TreeError),
+    #[error("kernel {path}: {why}")]
+    Kernel { path: PathBuf, why: String },
+    #[error("{0}")]
+    Modules(#[from] kernel::modules::ModuleError),
+    #[error("{0}")]
+    Init(#[from] init_binary::InitBinaryError),
+    #[error("{0}")]
+    Packages(#[from] crate::packages::PackageError),
+    #[error("building the archives: {0}")]
+    Archive(#[from] archive::ArchiveError),
+    #[error("{0}")]
+    Sbom(#[from] sbom::SbomError),
+    #[error("{0}")]
+    Output(#[from] output::OutputError),
+    #[error("internal error: {path} comes from {origin}, which has no SBOM component")]
+    Orphan { path: String, origin: String },
+}
+
+/// What the build needs besides the profile.
+pub struct BuildOptions<'a> {
+    pub out: PathBuf,
+    pub sign_key: Option<&'a SecretKey>,
+    /// The `stratos-init` executable that becomes `/init`.
+    pub init_binary: PathBuf,
+    /// Never touch the network (missing packages are an error instead of a download).
+    pub offline: bool,
+}
+
+/// What was built.
+#[derive(Debug)]
+pub struct BuildResult {
+    pub out: PathBuf,
+    pub manifest: Manifest,
+    pub signed_by: Option<KeyId>,
+    pub files: usize,
+    pub overrides: Vec<crate::rootfs::Override>,
+}
+
+/// The image contents before they are written.
+pub struct Assembly {
+    pub tree: Tree,
+    pub components: Vec<ComponentSpec>,
+    pub kernel: Vec<u8>,
+    pub kernel_image: kernel::KernelImage,
+    pub kernel_config: Option<Vec<u8>>,
+}
+
+fn origin_files(tree: &Tree, origin: &str) -> Vec<String> {
+    tree.iter()
+        .filter(|(_, e)| e.origin.as_str() == origin)
+        .map(|(p, _)| p.to_string())
+        .collect()
+}
+
+/// `/etc/passwd`, `/etc/group`, `/etc/hostname`, the mount points and the two device nodes the
+/// kernel needs before devtmpfs is mounted.
+fn skeleton(tree: &mut Tree, profile: &Profile) -> Result<(), TreeError> {
+    let g = Origin::new("generated");
+    let p = |s: &str| ImagePath::parse(s).expect("static path");
+    for (dir, mode) in [
+        ("/dev", 0o755),
+        ("/etc", 0o755),
+        ("/proc", 0o555),
+        ("/root", 0o700),
+        ("/run", 0o755),
+        ("/sys", 0o555),
+        ("/tmp", 0o1777),
+    ] {
+        tree.insert(&p(dir), Entry::dir(mode, &g))?;
+    }
+    tree.insert(&p("/dev/console"), Entry::new(Kind::CharDevice { major: 5, minor: 1 }, 0o600, &g))?;
+    tree.insert(&p("/dev/null"), Entry::new(Kind::CharDevice { major: 1, minor: 3 }, 0o666, &g))?;
+    let (uid, gid) = (profile.init.uid, profile.init.gid);
+    let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
+    let mut group = String::from("root:x:0:\n");
+    if uid != 0 {
+        passwd.push_str(&format!("function:x:{uid}:{gid}:function runtime:/:/nonexistent\n"));
+    }
+    if gid != 0 {
+        group.push_str(&format!("function:x:{gid}:\n"));
+    }
+    tree.insert(&p("/etc/passwd"), Entry::file(passwd.into_bytes(), 0o644, &g))?;
+    tree.insert(&p("/etc/group"), Entry::file(group.into_bytes(), 0o644, &g))?;
+    tree.insert(
+        &p("/etc/hostname"),
+        Entry::file(format!("{}\n", profile.image.hostname).into_bytes(), 0o644, &g),
+    )?;
+    Ok(())
+}
+
+/// Merges `layer` (everything but its root) into `tree`.
+fn merge(tree: &mut Tree, layer: Tree) -> Result<(), TreeError> {
+    for (path, entry) in layer.iter() {
+        if !path.is_root() {
+            tree.insert(path, entry.clone())?;
+        }
+    }
+    Ok(())
+}
+
+/// The init's configuration, generated from the profile.
+pub fn init_config(profile: &Profile, modules: Vec<wire::Module>) -> wire::InitConfig {
+    let mut env: Vec<(String, String)> = profile.init.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    if !profile.init.env.contains_key("PATH") {
+        env.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".into()));
+    }
+    env.sort();
+    wire::InitConfig {
+        format: wire::CONFIG_FORMAT,
+        hostname: profile.image.hostname.clone(),
+        runtime: wire::Runtime {
+            argv: profile.init.argv.clone(),
+            env,
+            cwd: profile.init.cwd.to_string(),
+            uid: profile.init.uid,
+            gid: profile.init.gid,
+        },
+        modules,
+        network: profile.network.as_ref().map(|n| wire::Network {
+            interface: n.interface.clone(),
+            address: n.address.to_string(),
+            prefix_len: n.prefix_len,
+            gateway: n.gateway.map(|g| g.to_string()),
+        }),
+        tmpfs: vec![
+            wire::Tmpfs {
+                path: "/run".into(),
+                mode: 0o755,
+                size: 0,
+            },
+            wire::Tmpfs {
+                path: "/tmp".into(),
+                mode: 0o1777,
+                size: 0,
+            },
+        ],
+        sysctl: profile.sysctl.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        zram: profile.zram.as_ref().map(|z| wire::Zram {
+            size: match z.size {
+                ZramSize::Bytes(b) => wire::ZramSize::Bytes(b),
+                ZramSize::PercentOfRam(p) => wire::ZramSize::PercentOfRam(p),
+            },
+            algorithm: z.algorithm.clone(),
+            priority: z.priority,
+            required: z.required,
+        }),
+    }
+}
+
+fn read_host(path: &Path) -> Result<Vec<u8>, BuildError> {
+    std::fs::read(path).map_err(|e| BuildError::Kernel {
+        path: path.to_owned(),
+        why: e.to_string(),
+    })
+}
+
+/// Builds the image contents in memory. Reads the host (profile inputs) but writes nothing.
+pub fn assemble(profile: &Profile, init: &[u8], offline: bool, progress: &Progress) -> Result<Assembly, BuildError> {
+    let mut tree = Tree::new();
+    let mut components = Vec::new();
+    skeleton(&mut tree, profile)?;
+
+    // Kernel image, config, modules.
+    let k = &profile.kernel;
+    let kernel_bytes = read_host(&k.prebuilt)?;
+    let kernel_image = kernel::inspect_image(&kernel_bytes).map_err(|e| BuildError::Kernel {
+        path: k.prebuilt.clone(),
+        why: e.0,
+    })?;
+    let kernel_config = k.config.as_deref().map(read_host).transpose()?;
+    if let (Some(cfg), Some(path)) = (&kernel_config, &k.config) {
+        let text = String::from_utf8_lossy(cfg);
+        kernel::Config::parse(&text).map_err(|e| BuildError::Kernel {
+            path: path.clone(),
+            why: format!("not a kernel .config: {e}"),
+        })?;
+    }
+    let kernel_origin = Origin::new("kernel");
+    let mut modules = Vec::new();
+    if let Some(dir) = &k.modules_dir {
+        if !k.modules.is_empty() {
+            let index = ModuleIndex::load(dir)?;
+            let release = dir
+                .file_name()
+                .and_then(|s| s.to_str())
+                .filter(|s| !s.is_empty() && *s != "." && *s != "..")
+                .unwrap_or("stratos")
+                .to_owned();
+            let base = ImagePath::parse(&format!("/lib/modules/{release}")).map_err(|e| BuildError::Kernel {
+                path: dir.clone(),
+                why: e.to_string(),
+            })?;
+            for m in index.closure(&k.modules, dir)? {
+                let host = dir.join(&m.rel_path);
+                let data = std::fs::read(&host).map_err(|e| BuildError::Kernel {
+                    path: host.clone(),
+                    why: e.to_string(),
+                })?;
+                let mut dest = base.clone();
+                for part in m.rel_path.split('/') {
+                    dest = dest.join(part).map_err(|e| BuildError::Kernel {
+                        path: host.clone(),
+                        why: e.to_string(),
+                    })?;
+                }
+                tree.insert(&dest, Entry::file(data, 0o644, &kernel_origin))?;
+                modules.push(wire::Module {
+                    name: m.name,
+                    path: dest.to_string(),
+                    params: String::new(),
+                });
+            }
+        }
+    }
+
+    // Debian packages, exactly as locked.
+    if let Some(pkgs) = &profile.packages {
+        let step = progress.step("installing locked Debian packages");
+        let installed = crate::packages::install_locked(&mut tree, profile, pkgs, offline, progress)?;
+        components.extend(installed);
+        step.done();
+    }
+
+    // Overlays, in order; each is also digested on its own for its SBOM component.
+    for o in &profile.overlays {
+        let origin = Origin::new(format!("overlay:{}", o.name));
+        let mut layer = Tree::new();
+        overlay::load_overlay(&mut layer, &o.source, &o.target, &origin, o.uid, o.gid)?;
+        let digest = Tree::digest_entries(layer.iter().filter(|(p, _)| !p.is_root()));
+        merge(&mut tree, layer)?;
+        components.push(ComponentSpec {
+            bom_ref: origin.to_string(),
+            classification: "data",
+            name: o.name.clone(),
+            version: profile.image.version.clone(),
+            description: Some(format!("overlay directory {} at {}", o.name, o.target)),
+            purl: None,
+            license: None,
+            sha256: hex::encode(digest),
+            files: Vec::new(),
+            properties: vec![("stratos:origin".into(), "overlay".into())],
+            depends_on: Vec::new(),
+        });
+    }
+
+    // Host files.
+    for f in &profile.files {
+        let origin = Origin::new(format!("file:{}", f.dest));
+        let (data, mode) = overlay::read_host_file(&f.source)?;
+        let sha = sha256_hex(&data);
+        tree.insert(
+            &f.dest,
+            Entry::file(data, f.mode.unwrap_or(mode), &origin).owned_by(f.uid, f.gid),
+        )?;
+        components.push(ComponentSpec {
+            bom_ref: origin.to_string(),
+            classification: "file",
+            name: f.dest.to_string(),
+            version: profile.image.version.clone(),
+            description: Some(format!(
+                "host file {}",
+                f.source.file_name().and_then(|s| s.to_str()).unwrap_or("")
+            )),
+            purl: None,
+            license: None,
+            sha256: sha,
+            files: Vec::new(),
+            properties: vec![("stratos:origin".into(), "file".into())],
+            depends_on: Vec::new(),
+        });
+    }
+
+    // Generated last, so nothing can shadow what the init reads.
+    let g = Origin::new("generated");
+    let config = init_config(profile, modules);
+    tree.insert(
+        &ImagePath::parse(wire::CONFIG_PATH).expect("static path"),
+        Entry::file(config.to_json(), 0o644, &g),
+    )?;
+    let init_origin = Origin::new("init");
+    tree.insert(
+        &ImagePath::parse("/init").expect("static path"),
+        Entry::file(init.to_vec(), 0o755, &init_origin),
+    )?;
+    tree.check_links()?;
+
+    // Components for the kernel, the init and the generated files.
+    let mut kprops = vec![
+        ("stratos:artifact".to_owned(), KERNEL_ARTIFACT.to_owned()),
+        ("stratos:kernel-format".to_owned(), kernel_image.format.to_owned()),
+        ("stratos:kernel-origin".to_owned(), "prebuilt".to_owned()),
+    ];
+    if let Some(cfg) = &kernel_config {
+        kprops.push(("stratos:config-sha256".into(), sha256_hex(cfg)));
+    }
+    components.push(ComponentSpec {
+        bom_ref: "kernel".into(),
+        classification: "operating-system",
+        name: "linux".into(),
+        version: kernel_image.version.clone().unwrap_or_else(|| "unknown".into()),
+        description: Some("Linux kernel image and the modules the image loads".into()),
+        purl: None,
+        license: Some("GPL-2.0-only".into()),
+        sha256: sha256_hex(&kernel_bytes),
+        files: Vec::new(),
+        properties: kprops,
+        depends_on: Vec::new(),
+    });
+    components.push(ComponentSpec {
+        bom_ref: "init".into(),
+        classification: "application",
+        name: "stratos-init".into(),
+        version: BUILDER_VERSION.into(),
+        description: Some("StratOS PID 1".into()),
+        purl: None,
+        license: Some("Apache-2.0".into()),
+        sha256: sha256_hex(init),
+        files: Vec::new(),
+        properties: Vec::new(),
+        depends_on: Vec::new(),
+    });
+    let generated: Vec<_> = tree.iter().filter(|(_, e)| e.origin == g).collect();
+    components.push(ComponentSpec {
+        bom_ref: "generated".into(),
+        classification: "data",
+        name: "stratos-generated".into(),
+        version: profile.image.version.clone(),
+        description: Some("files the builder generates: init config, passwd, group, hostname, mount points, device nodes".into()),
+        purl: None,
+        license: None,
+        sha256: hex::encode(Tree::digest_entries(generated)),
+        files: Vec::new(),
+        properties: Vec::new(),
+        depends_on: Vec::new(),
+    });
+
+    // Attribute every file in the final tree to its component; record overrides.
+    for c in &mut components {
+        c.files = origin_files(&tree, &c.bom_ref);
+        for o in tree.overrides().iter().filter(|o| o.by == c.bom_ref) {
+            c.properties
+                .push(("stratos:overrides".into(), format!("{} (replaced {})", o.path, o.replaced)));
+        }
+    }
+    let known: std::collections::BTreeSet<&str> = components.iter().map(|c| c.bom_ref.as_str()).collect();
+    if let Some((path, e)) = tree.iter().find(|(_, e)| !known.contains(e.origin.as_str())) {
+        return Err(BuildError::Orphan {
+            path: path.to_string(),
+            origin: e.origin.to_string(),
+        });
+    }
+
+    Ok(Assembly {
+        tree,
+        components,
+        kernel: kernel_bytes,
+        kernel_image,
+        kernel_config,
+    })
+}
+
+/// Runs the whole pipeline and writes the image directory atomically.
+pub fn build(profile: &Profile, opts: &BuildOptions, progress: &Progress) -> Result<BuildResult, BuildError> {
+    let init = init_binary::load(&opts.init_binary)?;
+    let step = progress.step("assembling the root filesystem");
+    let a = assemble(profile, &init, opts.offline, progress)?;
+    step.done();
+    let epoch = profile.image.source_date_epoch;
+
+    let step = progress.step(format!(
+        "writing initramfs and rootfs ({} entries, {:.1} MiB, zstd -{})",
+        a.tree.len(),
+        a.tree.content_bytes() as f64 / (1 << 20) as f64,
+        archive::zst::LEVEL
+    ));
+    let (cpio, tar) = std::thread::scope(|s| {
+        let cpio = s.spawn(|| {
+            archive::cpio::write_cpio(&a.tree, epoch)
+                .and_then(|c| crate::cache::compress_cached(&c).map_err(archive::ArchiveError::Io))
+        });
+        let tar = archive::tar::write_tar(&a.tree, epoch)
+            .and_then(|t| crate::cache::compress_cached(&t).map_err(archive::ArchiveError::Io));
+        (cpio.join().expect("cpio writer does not panic"), tar)
+    });
+    let (cpio, tar) = (cpio?, tar?);
+    step.done();
+
+    let mut files: Vec<(&str, Vec<u8>)> = vec![
+        (INITRAMFS_ARTIFACT, cpio),
+        (KERNEL_ARTIFACT, a.kernel.clone()),
+        (ROOTFS_ARTIFACT, tar),
+    ];
+    if let Some(cfg) = &a.kernel_config {
+        files.push((KERNEL_CONFIG_ARTIFACT, cfg.clone()));
+    }
+    let sbom = sbom::write_sbom(
+        &sbom::Subject {
+            name: &profile.image.name,
+            version: &profile.image.version,
+            source_date_epoch: epoch,
+            builder_version: BUILDER_VERSION,
+        },
+        &a.components,
+    )?;
+    files.push((SBOM_ARTIFACT, sbom));
+    files.sort_by(|x, y| x.0.cmp(y.0));
+
+    let manifest = Manifest {
+        format: FORMAT,
+        image: ImageInfo {
+            name: profile.image.name.clone(),
+            version: profile.image.version.clone(),
+        },
+        builder: BuilderInfo {
+            name: "stratos".into(),
+            version: BUILDER_VERSION.into(),
+        },
+        source_date_epoch: epoch,
+        profile: ProfileInfo {
+            file: profile
+                .path
+                .file_name()
+                .and_then(|s| s.to_str())
+                .unwrap_or("profile.toml")
+                .to_owned(),
+            sha256: hex::encode(profile.digest),
+        },
+        kernel: KernelInfo {
+            artifact: KERNEL_ARTIFACT.into(),
+            format: a.kernel_image.format.into(),
+            version: a.kernel_image.version.clone(),
+            cmdline: profile.kernel.cmdline.clone(),
+            config_sha256: a.kernel_config.as_deref().map(sha256_hex),
+            origin: "prebuilt".into(),
+        },
+        compression: Compression {
+            algorithm: "zstd".into(),
+            level: archive::zst::LEVEL,
+            library_version: archive::zst::library_version(),
+        },
+        sbom: SBOM_ARTIFACT.into(),
+        artifacts: files
+            .iter()
+            .map(|(name, data)| Artifact {
+                name: (*name).to_owned(),
+                size: data.len() as u64,
+                sha256: hex::encode(Sha256::digest(data)),
+            })
+            .collect(),
+    };
+    let manifest_bytes = manifest.to_canonical();
+    files.push((MANIFEST_FILE, manifest_bytes.clone()));
+    if let Some(key) = opts.sign_key {
+        let sig = SignatureFile {
+            format: 1,
+            algorithm: "ed25519".into(),
+            key_id: key.id().clone(),
+            signature: hex::encode(key.sign(&manifest_bytes)),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&sig).expect("plain struct serialises");
+        bytes.push(b'\n');
+        files.push((SIGNATURE_FILE, bytes));
+    }
+
+    output::write_image_dir(&opts.out, &files)?;
+    Ok(BuildResult {
+        out: opts.out.clone(),
+        manifest,
+        signed_by: opts.sign_key.map(|k| k.id().clone()),
+        files: a.tree.len(),
+        overrides: a.tree.overrides().to_vec(),
+    })
+}

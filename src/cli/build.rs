@@ -1,0 +1,79 @@
+//! `stratos build`: profile → image directory.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::{human_bytes, CliError, CliResult};
+use crate::build::{self, BuildOptions};
+use crate::profile::Profile;
+use crate::progress::Progress;
+use crate::sign::SecretKey;
+
+/// Build an image from a profile: kernel, initramfs, rootfs, SBOM, manifest and signature.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  stratos build profiles/hello.toml --out out/hello --sign-key keys/release.key\n\nThe signing key may also come from $STRATOS_SIGNING_KEY (a path). Without a key the image\nis built unsigned, with a warning. The output directory is replaced only when the build\nsucceeded, and only if it is a previous image (or empty).")]
+pub struct Args {
+    /// The profile (TOML).
+    pub profile: PathBuf,
+    /// Output directory [default: out/<image name>].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Secret key to sign the manifest with [env: STRATOS_SIGNING_KEY].
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
+    /// Never download: packages must already be in the cache.
+    #[arg(long)]
+    pub offline: bool,
+    /// Print only the result and warnings.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(a: Args) -> CliResult {
+    let progress = Progress::new(a.quiet);
+    let profile = Profile::load(&a.profile).map_err(CliError::input)?;
+    let key_path = a
+        .sign_key
+        .clone()
+        .or_else(|| std::env::var_os("STRATOS_SIGNING_KEY").filter(|v| !v.is_empty()).map(PathBuf::from));
+    let key = key_path
+        .as_deref()
+        .map(SecretKey::load)
+        .transpose()
+        .map_err(CliError::input)?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out").join(&profile.image.name));
+    let init_binary = build::init_binary::locate().map_err(CliError::input)?;
+    let opts = BuildOptions {
+        out: out.clone(),
+        sign_key: key.as_ref(),
+        init_binary,
+        offline: a.offline,
+    };
+    let r = build::build(&profile, &opts, &progress)
+        .with_context(|| format!("building {}", a.profile.display()))
+        .map_err(CliError::input)?;
+    println!(
+        "built {} {} -> {} ({} entries)",
+        r.manifest.image.name,
+        r.manifest.image.version,
+        r.out.display(),
+        r.files
+    );
+    for art in &r.manifest.artifacts {
+        println!("  {:<20} {:>10}  sha256:{}", art.name, human_bytes(art.size), art.sha256);
+    }
+    for o in &r.overrides {
+        println!("  note: {} from {} replaced the one from {}", o.path, o.by, o.replaced);
+    }
+    match &r.signed_by {
+        Some(k) => println!("signed with key {k}"),
+        None => progress.warn(
+            "NO SIGNING KEY (--sign-key or $STRATOS_SIGNING_KEY): the image is UNSIGNED and `stratos verify` will reject it",
+        ),
+    }
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! The command line: one file per subcommand. `main.rs` only parses and maps exit codes.
+
+pub mod build;
+pub mod inspect;
+pub mod keygen;
+pub mod verify;
+
+use clap::{Parser, Subcommand};
+
+/// A failed command: exit 1 for a check that failed (verify, SLO), 2 for bad usage or input.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl CliError {
+    pub fn input(e: impl Into<anyhow::Error>) -> Self {
+        CliError { code: 2, error: e.into() }
+    }
+    pub fn check(e: impl Into<anyhow::Error>) -> Self {
+        CliError { code: 1, error: e.into() }
+    }
+}
+
+pub type CliResult = Result<(), CliError>;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stratos",
+    version,
+    about = "Build reproducible, signed, SBOM-attached micro-OS images for function nodes",
+    long_about = None,
+    after_help = "Exit codes: 0 success, 1 a check failed (e.g. verify), 2 bad usage or input.\n\nExample:\n  stratos keygen --out keys/release\n  stratos build profiles/hello.toml --out out/hello --sign-key keys/release.key\n  stratos verify out/hello --pubkey keys/release.pub"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Build(build::Args),
+    Verify(verify::Args),
+    Keygen(keygen::Args),
+    Inspect(inspect::Args),
+}
+
+pub fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Build(a) => build::run(a),
+        Command::Verify(a) => verify::run(a),
+        Command::Keygen(a) => keygen::run(a),
+        Command::Inspect(a) => inspect::run(a),
+    }
+}
+
+/// Human-readable byte size.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

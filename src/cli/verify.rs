@@ -1,0 +1,58 @@
+//! `stratos verify`: signature, every artifact digest, SBOM consistency.
+
+use std::path::PathBuf;
+
+use super::{CliError, CliResult};
+use crate::sign::{verify::verify_image, PublicKey};
+
+/// Verify an image: the manifest signature (ed25519, strict), then every artifact's size and
+/// sha256, then that the SBOM is the one the manifest names. Exit 0 only if all hold.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  stratos verify out/hello --pubkey keys/release.pub\n\nExit codes: 0 verified, 1 verification failed (the first failure is named), 2 bad input.")]
+pub struct Args {
+    /// The image directory.
+    pub dir: PathBuf,
+    /// The public key the image must be signed with.
+    #[arg(long, value_name = "FILE")]
+    pub pubkey: PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: Args) -> CliResult {
+    let key = PublicKey::load(&a.pubkey).map_err(CliError::input)?;
+    if !a.dir.is_dir() {
+        return Err(CliError::input(anyhow::anyhow!("{} is not a directory", a.dir.display())));
+    }
+    match verify_image(&a.dir, &key) {
+        Ok(v) => {
+            if a.json {
+                let j = serde_json::json!({
+                    "verified": true,
+                    "image": v.manifest.image.name,
+                    "version": v.manifest.image.version,
+                    "key_id": v.key_id.as_str(),
+                    "artifacts": v.manifest.artifacts.len(),
+                });
+                println!("{j}");
+            } else {
+                println!(
+                    "verified: {} {} signed by {}; {} artifacts match the manifest; SBOM {} consistent",
+                    v.manifest.image.name,
+                    v.manifest.image.version,
+                    v.key_id,
+                    v.manifest.artifacts.len(),
+                    v.manifest.sbom
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if a.json {
+                println!("{}", serde_json::json!({"verified": false, "reason": e.to_string()}));
+            }
+            Err(CliError::check(anyhow::anyhow!("verification FAILED: {e}")))
+        }
+    }
+}

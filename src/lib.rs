@@ -1,0 +1,17 @@
+//! StratOS: reproducible, signed, SBOM-attached micro-OS images for serverless function nodes.
+//!
+//! The pipeline (see DESIGN.md): [`profile`] → [`rootfs::Tree`] → [`archive`] writers →
+//! [`sbom`] + [`sign::manifest`] → signature. The `stratos` binary is a thin shell over this
+//! library (see [`cli`]).
+
+pub mod archive;
+pub mod build;
+pub mod cache;
+pub mod cli;
+pub mod kernel;
+pub mod packages;
+pub mod profile;
+pub mod progress;
+pub mod rootfs;
+pub mod sbom;
+pub mod sign;

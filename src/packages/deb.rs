@@ -1,0 +1,351 @@
+//! Reading `.deb` files (an `ar` archive holding `control.tar.*` and `data.tar.*`) and
+//! extracting their data into a [`Tree`] under the overlay path-safety rules.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+
+use crate::rootfs::{Entry, ImagePath, Kind, Origin, Tree};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DebError {
+    #[error("{pkg}: not a Debian package: {why}")]
+    Format { pkg: String, why: String },
+    #[error("{pkg}: refusing archive entry {entry:?}: {why}")]
+    Hostile { pkg: String, entry: String, why: String },
+    #[error("{pkg}: {why}")]
+    Tree { pkg: String, why: String },
+}
+
+/// The members of an `ar` archive (name → bytes), in order.
+pub fn ar_members(bytes: &[u8], pkg: &str) -> Result<Vec<(String, Vec<u8>)>, DebError> {
+    let bad = |why: &str| DebError::Format {
+        pkg: pkg.to_owned(),
+        why: why.to_owned(),
+    };
+    let mut rest = bytes.strip_prefix(b"!<arch>\n").ok_or_else(|| bad("no ar magic"))?;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        if rest.len() < 60 {
+            return Err(bad("truncated ar header"));
+        }
+        let (h, body) = rest.split_at(60);
+        if &h[58..60] != b"`\n" {
+            return Err(bad("bad ar header"));
+        }
+        let name = std::str::from_utf8(&h[..16]).map_err(|_| bad("bad ar name"))?.trim_end().trim_end_matches('/').to_owned();
+        let size: usize = std::str::from_utf8(&h[48..58])
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| bad("bad ar member size"))?;
+        if body.len() < size {
+            return Err(bad("truncated ar member"));
+        }
+        out.push((name, body[..size].to_vec()));
+        let next = size + (size & 1);
+        rest = &body[next.min(body.len())..];
+    }
+    Ok(out)
+}
+
+/// Decompresses `data.tar.{xz,zst,gz}` / `control.tar.*` by member name.
+pub fn decompress_member(name: &str, data: &[u8], pkg: &str) -> Result<Vec<u8>, DebError> {
+    let fail = |e: std::io::Error| DebError::Format {
+        pkg: pkg.to_owned(),
+        why: format!("{name}: {e}"),
+    };
+    let mut out = Vec::new();
+    if name.ends_with(".xz") {
+        liblzma::read::XzDecoder::new(data).read_to_end(&mut out).map_err(fail)?;
+    } else if name.ends_with(".zst") {
+        out = zstd::stream::decode_all(data).map_err(fail)?;
+    } else if name.ends_with(".gz") {
+        flate2::read::GzDecoder::new(data).read_to_end(&mut out).map_err(fail)?;
+    } else if name.ends_with(".tar") {
+        out = data.to_vec();
+    } else {
+        return Err(DebError::Format {
+            pkg: pkg.to_owned(),
+            why: format!("unsupported member compression: {name}"),
+        });
+    }
+    Ok(out)
+}
+
+/// The uncompressed tar of the member whose name starts with `prefix` (`data.tar`, `control.tar`).
+pub fn member_tar(bytes: &[u8], prefix: &str, pkg: &str) -> Result<Vec<u8>, DebError> {
+    let members = ar_members(bytes, pkg)?;
+    if members.first().map(|m| m.0.as_str()) != Some("debian-binary") {
+        return Err(DebError::Format {
+            pkg: pkg.to_owned(),
+            why: "first member is not debian-binary".into(),
+        });
+    }
+    let (name, data) = members
+        .iter()
+        .find(|(n, _)| n.starts_with(prefix))
+        .ok_or_else(|| DebError::Format {
+            pkg: pkg.to_owned(),
+            why: format!("no {prefix}.* member"),
+        })?;
+    decompress_member(name, data, pkg)
+}
+
+/// Reads `./control` from the package's control archive.
+pub fn control_text(bytes: &[u8], pkg: &str) -> Result<String, DebError> {
+    let tar = member_tar(bytes, "control.tar", pkg)?;
+    let mut ar = tar::Archive::new(tar.as_slice());
+    let fail = |e: std::io::Error| DebError::Format {
+        pkg: pkg.to_owned(),
+        why: e.to_string(),
+    };
+    for entry in ar.entries().map_err(fail)? {
+        let mut entry = entry.map_err(fail)?;
+        let path = entry.path().map_err(fail)?.to_string_lossy().into_owned();
+        if path.trim_start_matches("./") == "control" {
+            let mut s = String::new();
+            entry.read_to_string(&mut s).map_err(fail)?;
+            return Ok(s);
+        }
+    }
+    Err(DebError::Format {
+        pkg: pkg.to_owned(),
+        why: "control archive has no control file".into(),
+    })
+}
+
+/// What an extraction did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Extracted {
+    /// In-image paths of the regular files and links the package put in the tree.
+    pub paths: Vec<ImagePath>,
+    /// Bytes of file content.
+    pub bytes: u64,
+}
+
+/// Extracts a `data.tar` into `tree`. Rejected, with the entry named: `..` components,
+/// absolute names, a path through a symlink the same archive created, hard links to anything
+/// but a file already extracted from this archive, duplicate entries, device nodes and FIFOs.
+/// Nothing is written to the host: the tree is in memory.
+pub fn extract_data_tar(tar_bytes: &[u8], tree: &mut Tree, origin: &Origin, pkg: &str) -> Result<Extracted, DebError> {
+    let hostile = |entry: &str, why: &str| DebError::Hostile {
+        pkg: pkg.to_owned(),
+        entry: entry.to_owned(),
+        why: why.to_owned(),
+    };
+    let fail = |e: std::io::Error| DebError::Format {
+        pkg: pkg.to_owned(),
+        why: format!("data.tar: {e}"),
+    };
+    let mut seen: BTreeSet<ImagePath> = BTreeSet::new();
+    let mut own_symlinks: BTreeSet<ImagePath> = BTreeSet::new();
+    let mut own_files: BTreeMap<ImagePath, ImagePath> = BTreeMap::new();
+    let mut out = Extracted::default();
+    let mut ar = tar::Archive::new(tar_bytes);
+    for entry in ar.entries().map_err(fail)? {
+        let mut entry = entry.map_err(fail)?;
+        let raw = entry.path_bytes().into_owned();
+        let name = String::from_utf8(raw).map_err(|_| hostile("<non-UTF-8>", "file names must be UTF-8"))?;
+        if name.starts_with('/') {
+            return Err(hostile(&name, "absolute path"));
+        }
+        let trimmed = name.trim_start_matches("./");
+        if trimmed.is_empty() || trimmed == "." {
+            continue;
+        }
+        let path = ImagePath::parse_relative(trimmed).map_err(|e| hostile(&name, &e.to_string()))?;
+        if !seen.insert(path.clone()) {
+            return Err(hostile(&name, "duplicate entry"));
+        }
+        let mut anc = path.parent();
+        while let Some(a) = anc {
+            if own_symlinks.contains(&a) {
+                return Err(hostile(&name, &format!("it would be written through the symlink {a} from the same archive")));
+            }
+            anc = a.parent();
+        }
+        let h = entry.header();
+        let mode = h.mode().map_err(fail)? & 0o7777;
+        let uid = u32::try_from(h.uid().map_err(fail)?).map_err(|_| hostile(&name, "uid out of range"))?;
+        let gid = u32::try_from(h.gid().map_err(fail)?).map_err(|_| hostile(&name, "gid out of range"))?;
+        let kind = h.entry_type();
+        let e = match kind {
+            tar::EntryType::Directory => {
+                // A package directory where the tree already has a symlink (/bin -> usr/bin):
+                // keep the link, as dpkg does.
+                if let Some(Kind::Symlink(_)) = tree.get(&path).map(|e| &e.kind) {
+                    continue;
+                }
+                Entry::dir(mode, origin)
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let mut data = Vec::with_capacity(h.size().unwrap_or(0) as usize);
+                entry.read_to_end(&mut data).map_err(fail)?;
+                out.bytes += data.len() as u64;
+                Entry::file(data, mode, origin)
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| hostile(&name, "symlink without a target"))?;
+                let target = String::from_utf8(target.into_owned()).map_err(|_| hostile(&name, "symlink target is not UTF-8"))?;
+                if target.is_empty() || target.contains('\0') {
+                    return Err(hostile(&name, "empty symlink target"));
+                }
+                own_symlinks.insert(path.clone());
+                Entry::symlink(target, origin)
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| hostile(&name, "hard link without a target"))?;
+                let target = String::from_utf8(target.into_owned()).map_err(|_| hostile(&name, "hard link target is not UTF-8"))?;
+                if target.starts_with('/') {
+                    return Err(hostile(&name, "hard link to an absolute path"));
+                }
+                let t = ImagePath::parse_relative(target.trim_start_matches("./"))
+                    .map_err(|e| hostile(&name, &format!("hard link target: {e}")))?;
+                let actual = own_files
+                    .get(&t)
+                    .ok_or_else(|| hostile(&name, &format!("hard link to {t}, which is not a file from this archive")))?;
+                Entry::new(Kind::Hardlink(actual.clone()), mode, origin)
+            }
+            _ => return Err(hostile(&name, "device nodes, FIFOs and other special files are not allowed in packages")),
+        };
+        let is_file = matches!(e.kind, Kind::File(_));
+        let is_dir = matches!(e.kind, Kind::Dir);
+        let at = tree
+            .insert(&path, e.owned_by(uid, gid))
+            .map_err(|e| DebError::Tree {
+                pkg: pkg.to_owned(),
+                why: e.to_string(),
+            })?;
+        if is_file {
+            own_files.insert(path.clone(), at.clone());
+        }
+        if !is_dir {
+            out.paths.push(at);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    /// Builds a .deb in memory from tar entries (for hostile fixtures).
+    pub fn make_deb(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, ty, data, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*ty);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_size(data.len() as u64);
+            // Write raw names so hostile paths survive (the tar crate refuses `..` in set_path).
+            let gnu = h.as_gnu_mut().unwrap();
+            gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+            if let Some(l) = link {
+                gnu.linkname[..l.len()].copy_from_slice(l.as_bytes());
+            }
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        let data_tar = b.into_inner().unwrap();
+        let mut deb = b"!<arch>\n".to_vec();
+        for (name, body) in [("debian-binary", b"2.0\n".to_vec()), ("data.tar", data_tar)] {
+            deb.extend_from_slice(format!("{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n", name, 0, 0, 0, 100644, body.len()).as_bytes());
+            deb.extend_from_slice(&body);
+            if body.len() % 2 == 1 {
+                deb.push(b'\n');
+            }
+        }
+        deb
+    }
+
+    fn extract(deb: &[u8]) -> (Tree, Result<Extracted, DebError>) {
+        let mut t = Tree::new();
+        let tar = member_tar(deb, "data.tar", "evil").unwrap();
+        let r = extract_data_tar(&tar, &mut t, &Origin::new("pkg"), "evil");
+        (t, r)
+    }
+
+    use tar::EntryType as T;
+
+    #[test]
+    fn extracts_a_normal_package() {
+        let deb = make_deb(&[
+            ("./", T::Directory, b"", None),
+            ("./bin/", T::Directory, b"", None),
+            ("./bin/busybox", T::Regular, b"ELF", None),
+            ("./bin/sh", T::Symlink, b"", Some("busybox")),
+            ("./bin/ash", T::Link, b"", Some("./bin/busybox")),
+        ]);
+        let (t, r) = extract(&deb);
+        let r = r.unwrap();
+        assert_eq!(r.bytes, 3);
+        assert_eq!(r.paths.len(), 3);
+        let p = ImagePath::parse("/bin/ash").unwrap();
+        assert_eq!(t.get(&p).unwrap().kind, Kind::Hardlink(ImagePath::parse("/bin/busybox").unwrap()));
+    }
+
+    #[test]
+    fn hostile_dotdot() {
+        let deb = make_deb(&[("./../../etc/passwd", T::Regular, b"x", None)]);
+        let e = extract(&deb).1.unwrap_err().to_string();
+        assert!(e.contains("'..'"), "{e}");
+    }
+
+    #[test]
+    fn hostile_absolute_symlink_then_write_through_it() {
+        let deb = make_deb(&[
+            ("./evil", T::Symlink, b"", Some("/etc")),
+            ("./evil/passwd", T::Regular, b"root::0:0::/:/bin/sh", None),
+        ]);
+        let (t, r) = extract(&deb);
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("through the symlink /evil"), "{e}");
+        assert!(t.get(&ImagePath::parse("/etc/passwd").unwrap()).is_none());
+    }
+
+    #[test]
+    fn hostile_hardlink_outside() {
+        for target in ["../../etc/shadow", "/etc/shadow", "./not/extracted"] {
+            let deb = make_deb(&[("./x", T::Link, b"", Some(target))]);
+            assert!(extract(&deb).1.is_err(), "{target}");
+        }
+    }
+
+    #[test]
+    fn hostile_duplicate_entry() {
+        let deb = make_deb(&[("./a", T::Regular, b"1", None), ("./a", T::Regular, b"2", None)]);
+        let e = extract(&deb).1.unwrap_err().to_string();
+        assert!(e.contains("duplicate"), "{e}");
+    }
+
+    #[test]
+    fn hostile_device_node() {
+        let deb = make_deb(&[("./dev/sda", T::Block, b"", None)]);
+        assert!(extract(&deb).1.unwrap_err().to_string().contains("device nodes"));
+    }
+
+    #[test]
+    fn keeps_existing_directory_symlinks() {
+        let mut t = Tree::new();
+        let o = Origin::new("base");
+        t.insert(&ImagePath::parse("/usr/bin").unwrap(), Entry::dir(0o755, &o)).unwrap();
+        t.insert(&ImagePath::parse("/bin").unwrap(), Entry::symlink("usr/bin", &o)).unwrap();
+        let deb = make_deb(&[("./bin/", T::Directory, b"", None), ("./bin/busybox", T::Regular, b"x", None)]);
+        let tar = member_tar(&deb, "data.tar", "p").unwrap();
+        let r = extract_data_tar(&tar, &mut t, &Origin::new("p"), "p").unwrap();
+        assert_eq!(r.paths[0].as_str(), "/usr/bin/busybox");
+    }
+
+    #[test]
+    fn garbage_is_not_a_package() {
+        assert!(member_tar(b"garbage", "data.tar", "p").is_err());
+        assert!(member_tar(b"!<arch>\nshort", "data.tar", "p").is_err());
+    }
+}

@@ -1,0 +1,189 @@
+//! Debian packages: the lock, a content-addressed `.deb` cache, safe extraction.
+
+pub mod deb;
+pub mod lock;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::profile::{Packages, Profile};
+use crate::progress::Progress;
+use crate::rootfs::{Origin, Tree};
+use crate::sbom::ComponentSpec;
+use crate::sign::sha256_hex;
+use lock::{LockError, LockFile, LockedPackage};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error("{0}")]
+    Lock(#[from] LockError),
+    #[error("package {name} is listed in [packages] debian of {profile} but not in {lock}; run `stratos lock {profile}`")]
+    NotLocked { name: String, profile: PathBuf, lock: PathBuf },
+    #[error("package {name} {version}: the .deb has sha256 {actual} ({size} bytes) but {lock} pins sha256 {expected} ({expected_size} bytes); the archive changed or the lock is wrong: check the lock, then re-run `stratos lock`")]
+    Mismatch {
+        name: String,
+        version: String,
+        expected: String,
+        expected_size: u64,
+        actual: String,
+        size: u64,
+        lock: PathBuf,
+    },
+    #[error("package {name} {version} is not in the package cache ({cache}) and --offline forbids downloading it; run the build once without --offline")]
+    Offline { name: String, version: String, cache: PathBuf },
+    #[error("package {name} {version}: `apt-get download` failed: {why}. If the version is no longer in the archive, run `stratos lock PROFILE --update`; if apt has no package lists, run `apt-get update` (ci/setup does)")]
+    Download { name: String, version: String, why: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Deb(#[from] deb::DebError),
+}
+
+/// Where `.deb` files are kept, by sha256.
+pub fn deb_cache_dir() -> PathBuf {
+    crate::cache::root().join("debs/sha256")
+}
+
+fn apt_archive_name(p: &LockedPackage) -> String {
+    format!("{}_{}_{}.deb", p.name, p.version.replace(':', "%3a"), p.arch)
+}
+
+/// Returns the `.deb` bytes of a locked package, from the cache, from apt's own archive cache,
+/// or (unless `offline`) downloaded with `apt-get download`. The sha256 and size are always
+/// checked against the lock.
+pub fn fetch(p: &LockedPackage, lock_path: &Path, offline: bool) -> Result<Vec<u8>, PackageError> {
+    let cache = deb_cache_dir();
+    let cached = cache.join(format!("{}.deb", p.sha256));
+    let check = |bytes: Vec<u8>| -> Result<Vec<u8>, PackageError> {
+        let actual = sha256_hex(&bytes);
+        if actual != p.sha256 || bytes.len() as u64 != p.size {
+            return Err(PackageError::Mismatch {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                expected: p.sha256.clone(),
+                expected_size: p.size,
+                actual,
+                size: bytes.len() as u64,
+                lock: lock_path.to_owned(),
+            });
+        }
+        Ok(bytes)
+    };
+    if let Ok(bytes) = std::fs::read(&cached) {
+        if sha256_hex(&bytes) == p.sha256 {
+            return check(bytes);
+        }
+        // A damaged cache entry: fetch it again below.
+    }
+    let apt_cached = Path::new("/var/cache/apt/archives").join(apt_archive_name(p));
+    let bytes = match std::fs::read(&apt_cached) {
+        Ok(b) if sha256_hex(&b) == p.sha256 => b,
+        _ if offline => {
+            return Err(PackageError::Offline {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                cache,
+            })
+        }
+        _ => download(p)?,
+    };
+    let bytes = check(bytes)?;
+    std::fs::create_dir_all(&cache).map_err(|source| PackageError::Io {
+        path: cache.clone(),
+        source,
+    })?;
+    crate::sign::write_atomic(&cached, &bytes, 0o644).map_err(|source| PackageError::Io {
+        path: cached.clone(),
+        source,
+    })?;
+    Ok(bytes)
+}
+
+fn download(p: &LockedPackage) -> Result<Vec<u8>, PackageError> {
+    let fail = |why: String| PackageError::Download {
+        name: p.name.clone(),
+        version: p.version.clone(),
+        why,
+    };
+    let dir = tempfile::tempdir().map_err(|e| fail(e.to_string()))?;
+    let spec = format!("{}:{}={}", p.name, p.arch, p.version);
+    let out = Command::new("apt-get")
+        .args(["download", "-q", &spec])
+        .current_dir(dir.path())
+        .output()
+        .map_err(|e| fail(format!("cannot run apt-get ({e}); install apt or fill the cache")))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(fail(stderr.lines().last().unwrap_or("no output").trim().to_owned()));
+    }
+    let mut debs: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .map_err(|e| fail(e.to_string()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .collect();
+    match debs.len() {
+        1 => std::fs::read(debs.remove(0)).map_err(|e| fail(e.to_string())),
+        n => Err(fail(format!("expected one .deb, got {n}"))),
+    }
+}
+
+/// Installs exactly the packages of the profile's lock into `tree`; returns their SBOM
+/// components (bom-ref = purl, which is also the files' origin).
+pub fn install_locked(
+    tree: &mut Tree,
+    profile: &Profile,
+    pkgs: &Packages,
+    offline: bool,
+    progress: &Progress,
+) -> Result<Vec<ComponentSpec>, PackageError> {
+    let lock = LockFile::load(&pkgs.lock)?;
+    for name in &pkgs.debian {
+        if !lock.packages.iter().any(|p| &p.name == name) {
+            return Err(PackageError::NotLocked {
+                name: name.clone(),
+                profile: profile.path.clone(),
+                lock: pkgs.lock.clone(),
+            });
+        }
+    }
+    let mut locked = lock.packages.clone();
+    locked.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut comps = Vec::new();
+    for p in &locked {
+        let bytes = fetch(p, &pkgs.lock, offline)?;
+        let purl = p.purl();
+        let data = deb::member_tar(&bytes, "data.tar", &p.name)?;
+        let got = deb::extract_data_tar(&data, tree, &Origin::new(&purl), &p.name)?;
+        progress.info(format!("installed {} {} ({} files, {} KiB)", p.name, p.version, got.paths.len(), got.bytes / 1024));
+        let mut props = vec![("stratos:origin".to_owned(), "debian-package".to_owned())];
+        for r in &p.required_by {
+            props.push(("stratos:required-by".into(), r.clone()));
+        }
+        comps.push(ComponentSpec {
+            bom_ref: purl.clone(),
+            classification: "library",
+            name: p.name.clone(),
+            version: p.version.clone(),
+            description: Some(format!("Debian package {} {} ({})", p.name, p.version, p.arch)),
+            purl: Some(purl),
+            license: None,
+            sha256: p.sha256.clone(),
+            files: Vec::new(),
+            properties: props,
+            depends_on: Vec::new(),
+        });
+    }
+    // Dependency graph: a package depends on those that list it in required-by.
+    for c in comps.iter_mut() {
+        c.depends_on = locked
+            .iter()
+            .filter(|q| q.required_by.contains(&c.name))
+            .map(LockedPackage::purl)
+            .collect();
+    }
+    Ok(comps)
+}

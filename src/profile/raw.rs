@@ -1,0 +1,132 @@
+//! The profile exactly as written: serde types, strict about unknown keys, nothing checked yet.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawProfile {
+    pub schema: Spanned<i64>,
+    pub image: RawImage,
+    pub kernel: RawKernel,
+    pub init: RawInit,
+    #[serde(default)]
+    pub overlay: Vec<RawOverlay>,
+    #[serde(default)]
+    pub file: Vec<RawFile>,
+    #[serde(default)]
+    pub sysctl: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    pub zram: Option<RawZram>,
+    #[serde(default)]
+    pub network: Option<RawNetwork>,
+    #[serde(default)]
+    pub packages: Option<RawPackages>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawImage {
+    pub name: Spanned<String>,
+    pub version: Spanned<String>,
+    #[serde(default)]
+    pub source_date_epoch: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub hostname: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawKernel {
+    #[serde(default)]
+    pub prebuilt: Option<Spanned<String>>,
+    #[serde(default)]
+    pub config: Option<Spanned<String>>,
+    #[serde(default)]
+    pub modules_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    pub modules: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub cmdline: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawInit {
+    pub argv: Spanned<Vec<String>>,
+    #[serde(default)]
+    pub env: Option<Spanned<BTreeMap<String, String>>>,
+    #[serde(default)]
+    pub cwd: Option<Spanned<String>>,
+    #[serde(default)]
+    pub uid: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub gid: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawOverlay {
+    pub path: Spanned<String>,
+    #[serde(default)]
+    pub target: Option<Spanned<String>>,
+    #[serde(default)]
+    pub uid: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub gid: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawFile {
+    pub source: Spanned<String>,
+    pub path: Spanned<String>,
+    #[serde(default)]
+    pub mode: Option<Spanned<IntOrString>>,
+    #[serde(default)]
+    pub uid: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub gid: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum IntOrString {
+    Int(i64),
+    Str(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawZram {
+    pub size: Spanned<IntOrString>,
+    #[serde(default)]
+    pub algorithm: Option<Spanned<String>>,
+    #[serde(default)]
+    pub priority: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub required: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawNetwork {
+    #[serde(default)]
+    pub interface: Option<Spanned<String>>,
+    pub address: Spanned<String>,
+    #[serde(default)]
+    pub gateway: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawPackages {
+    /// Debian binary package names; the exact versions come from the lock file.
+    #[serde(default)]
+    pub debian: Vec<Spanned<String>>,
+    /// The lock file, relative to the profile (default: the profile's name with `.lock`).
+    #[serde(default)]
+    pub lock: Option<Spanned<String>>,
+}

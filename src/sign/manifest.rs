@@ -1,0 +1,168 @@
+//! The image manifest and its canonical bytes.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::keys::KeyId;
+
+/// The manifest format this builder writes and reads.
+pub const FORMAT: u32 = 1;
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const SIGNATURE_FILE: &str = "manifest.sig";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub image: ImageInfo,
+    pub builder: BuilderInfo,
+    pub source_date_epoch: u64,
+    pub profile: ProfileInfo,
+    pub kernel: KernelInfo,
+    pub compression: Compression,
+    /// The artifact holding the SBOM (`sbom.cdx.json`).
+    pub sbom: String,
+    /// Sorted by name.
+    pub artifacts: Vec<Artifact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuilderInfo {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileInfo {
+    /// The profile's file name (no directory: the manifest does not depend on where it was built).
+    pub file: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelInfo {
+    /// The artifact holding the kernel image.
+    pub artifact: String,
+    /// `bzImage` or `vmlinux`.
+    pub format: String,
+    /// The release string read from the image (`6.1.0-28-cloud-amd64`), when found.
+    pub version: Option<String>,
+    pub cmdline: String,
+    /// sha256 of `kernel.config`, when the profile gave the kernel's config.
+    pub config_sha256: Option<String>,
+    /// `prebuilt` or `source`.
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compression {
+    pub algorithm: String,
+    pub level: i32,
+    pub library_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Artifact {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// The detached signature over the exact bytes of `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureFile {
+    pub format: u32,
+    pub algorithm: String,
+    pub key_id: KeyId,
+    /// 64 bytes, hex.
+    pub signature: String,
+}
+
+impl Manifest {
+    pub fn artifact(&self, name: &str) -> Option<&Artifact> {
+        self.artifacts.iter().find(|a| a.name == name)
+    }
+
+    /// Canonical bytes: sorted keys, two-space indent, no floats, trailing newline.
+    pub fn to_canonical(&self) -> Vec<u8> {
+        let v = serde_json::to_value(self).expect("manifest is plain data");
+        canonical_json(&v).expect("manifest holds no floats").into_bytes()
+    }
+}
+
+/// Serialises a JSON value with object keys sorted (whatever map type serde_json was built
+/// with), two-space indentation and a trailing newline. Floats are refused: their text is not
+/// stable across implementations.
+pub fn canonical_json(v: &Value) -> Result<String, String> {
+    fn write(v: &Value, indent: usize, out: &mut String) -> Result<(), String> {
+        match v {
+            Value::Null | Value::Bool(_) | Value::String(_) => {
+                out.push_str(&serde_json::to_string(v).map_err(|e| e.to_string())?)
+            }
+            Value::Number(n) => {
+                if n.is_f64() {
+                    return Err(format!("canonical JSON holds no floats (found {n})"));
+                }
+                out.push_str(&n.to_string());
+            }
+            Value::Array(a) => {
+                if a.is_empty() {
+                    out.push_str("[]");
+                    return Ok(());
+                }
+                out.push_str("[\n");
+                for (i, x) in a.iter().enumerate() {
+                    out.push_str(&" ".repeat(indent + 2));
+                    write(x, indent + 2, out)?;
+                    out.push_str(if i + 1 < a.len() { ",\n" } else { "\n" });
+                }
+                out.push_str(&" ".repeat(indent));
+                out.push(']');
+            }
+            Value::Object(m) => {
+                if m.is_empty() {
+                    out.push_str("{}");
+                    return Ok(());
+                }
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push_str("{\n");
+                for (i, k) in keys.iter().enumerate() {
+                    out.push_str(&" ".repeat(indent + 2));
+                    out.push_str(&serde_json::to_string(k).map_err(|e| e.to_string())?);
+                    out.push_str(": ");
+                    write(&m[*k], indent + 2, out)?;
+                    out.push_str(if i + 1 < keys.len() { ",\n" } else { "\n" });
+                }
+                out.push_str(&" ".repeat(indent));
+                out.push('}');
+            }
+        }
+        Ok(())
+    }
+    let mut out = String::new();
+    write(v, 0, &mut out)?;
+    out.push('\n');
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_sorts_and_refuses_floats() {
+        let v: Value = serde_json::json!({"b": 1, "a": [true, null, {"z": "x", "y": []}]});
+        assert_eq!(
+            canonical_json(&v).unwrap(),
+            "{\n  \"a\": [\n    true,\n    null,\n    {\n      \"y\": [],\n      \"z\": \"x\"\n    }\n  ],\n  \"b\": 1\n}\n"
+        );
+        assert!(canonical_json(&serde_json::json!({"f": 1.5})).is_err());
+    }
+}

@@ -1,0 +1,209 @@
+//! Checking an image directory: signature first, then every artifact, then the SBOM.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::keys::{KeyId, PublicKey};
+use super::manifest::{Manifest, SignatureFile, FORMAT, MANIFEST_FILE, SIGNATURE_FILE};
+
+/// Why an image did not verify. Each names the file that failed and how.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("{0}: the image is unsigned (no {SIGNATURE_FILE}); build it with --sign-key or $STRATOS_SIGNING_KEY")]
+    Unsigned(PathBuf),
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{SIGNATURE_FILE}: malformed signature file: {0}")]
+    MalformedSignature(String),
+    #[error("{SIGNATURE_FILE}: signed by key {signed_by}, but the public key given is {given}")]
+    WrongKey { signed_by: KeyId, given: KeyId },
+    #[error("{SIGNATURE_FILE}: the signature does not match {MANIFEST_FILE} (the manifest or the signature was modified)")]
+    BadSignature,
+    #[error("{MANIFEST_FILE}: malformed manifest: {0}")]
+    MalformedManifest(String),
+    #[error("{name}: listed in the manifest but missing from the image directory")]
+    Missing { name: String },
+    #[error("{name}: size is {actual} bytes, the manifest says {expected}")]
+    Size { name: String, expected: u64, actual: u64 },
+    #[error("{name}: sha256 is {actual}, the manifest says {expected}")]
+    Digest {
+        name: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{name}: {why}")]
+    Sbom { name: String, why: String },
+}
+
+/// What a successful verification established.
+#[derive(Debug)]
+pub struct Verified {
+    pub manifest: Manifest,
+    pub key_id: KeyId,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, VerifyError> {
+    std::fs::read(path).map_err(|source| VerifyError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Checks the signature over `manifest.json` with `key`, then the artifacts and the SBOM.
+pub fn verify_image(dir: &Path, key: &PublicKey) -> Result<Verified, VerifyError> {
+    let sig_path = dir.join(SIGNATURE_FILE);
+    if !sig_path.exists() {
+        return Err(VerifyError::Unsigned(dir.to_owned()));
+    }
+    let sig_bytes = read(&sig_path)?;
+    let manifest_bytes = read(&dir.join(MANIFEST_FILE))?;
+    let sig: SignatureFile =
+        serde_json::from_slice(&sig_bytes).map_err(|e| VerifyError::MalformedSignature(e.to_string()))?;
+    if sig.format != 1 || sig.algorithm != "ed25519" {
+        return Err(VerifyError::MalformedSignature(format!(
+            "format {} / algorithm {:?} is not supported (expected 1 / \"ed25519\")",
+            sig.format, sig.algorithm
+        )));
+    }
+    if &sig.key_id != key.id() {
+        return Err(VerifyError::WrongKey {
+            signed_by: sig.key_id,
+            given: key.id().clone(),
+        });
+    }
+    let raw: [u8; 64] = hex::decode(&sig.signature)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| VerifyError::MalformedSignature("signature must be 128 hex digits".into()))?;
+    if !key.verify(&manifest_bytes, &raw) {
+        return Err(VerifyError::BadSignature);
+    }
+    let manifest = parse_manifest(&manifest_bytes)?;
+    verify_contents(dir, &manifest)?;
+    Ok(Verified {
+        manifest,
+        key_id: sig.key_id,
+    })
+}
+
+pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, VerifyError> {
+    let m: Manifest =
+        serde_json::from_slice(bytes).map_err(|e| VerifyError::MalformedManifest(e.to_string()))?;
+    if m.format != FORMAT {
+        return Err(VerifyError::MalformedManifest(format!(
+            "format {} is not supported (this stratos reads format {FORMAT})",
+            m.format
+        )));
+    }
+    for a in &m.artifacts {
+        if !is_plain_name(&a.name) {
+            return Err(VerifyError::MalformedManifest(format!(
+                "artifact name {:?} is not a plain file name",
+                a.name
+            )));
+        }
+    }
+    Ok(m)
+}
+
+/// A file name without directories, `.`/`..` or control characters.
+pub fn is_plain_name(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.len() <= 255
+        && !s.contains('/')
+        && !s.chars().any(|c| c.is_control())
+}
+
+/// Checks every artifact's size and digest (without the signature), then the SBOM.
+pub fn verify_contents(dir: &Path, manifest: &Manifest) -> Result<(), VerifyError> {
+    for a in &manifest.artifacts {
+        let path = dir.join(&a.name);
+        let f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(VerifyError::Missing { name: a.name.clone() })
+            }
+            Err(source) => return Err(VerifyError::Read { path, source }),
+        };
+        let len = f.metadata().map_err(|source| VerifyError::Read { path: path.clone(), source })?.len();
+        if len != a.size {
+            return Err(VerifyError::Size {
+                name: a.name.clone(),
+                expected: a.size,
+                actual: len,
+            });
+        }
+        let mut h = Sha256::new();
+        let mut r = f.take(a.size);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = r.read(&mut buf).map_err(|source| VerifyError::Read { path: path.clone(), source })?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        let actual = hex::encode(h.finalize());
+        if actual != a.sha256 {
+            return Err(VerifyError::Digest {
+                name: a.name.clone(),
+                expected: a.sha256.clone(),
+                actual,
+            });
+        }
+    }
+    check_sbom(dir, manifest)
+}
+
+fn check_sbom(dir: &Path, m: &Manifest) -> Result<(), VerifyError> {
+    let name = m.sbom.clone();
+    let bad = |why: String| VerifyError::Sbom { name: name.clone(), why };
+    if m.artifact(&m.sbom).is_none() {
+        return Err(bad("the manifest names it as the SBOM but does not list it as an artifact".into()));
+    }
+    let bytes = read(&dir.join(&m.sbom))?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
+    if v["bomFormat"] != "CycloneDX" {
+        return Err(bad("not a CycloneDX document".into()));
+    }
+    let c = &v["metadata"]["component"];
+    if c["name"] != m.image.name.as_str() || c["version"] != m.image.version.as_str() {
+        return Err(bad(format!(
+            "describes {} {}, but the manifest is for {} {}",
+            c["name"], c["version"], m.image.name, m.image.version
+        )));
+    }
+    // Components that stand for an artifact must carry that artifact's digest.
+    for comp in v["components"].as_array().into_iter().flatten() {
+        let Some(artifact) = comp["properties"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == "stratos:artifact")
+            .and_then(|p| p["value"].as_str())
+        else {
+            continue;
+        };
+        let listed = m
+            .artifact(artifact)
+            .ok_or_else(|| bad(format!("component {} names artifact {artifact}, which the manifest does not list", comp["bom-ref"])))?;
+        let digest = comp["hashes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|h| h["alg"] == "SHA-256")
+            .and_then(|h| h["content"].as_str());
+        if digest != Some(listed.sha256.as_str()) {
+            return Err(bad(format!("component {} has a different sha256 than artifact {artifact}", comp["bom-ref"])));
+        }
+    }
+    Ok(())
+}
