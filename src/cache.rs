@@ -25,7 +25,13 @@ pub fn root() -> PathBuf {
 pub fn compress_cached(data: &[u8]) -> std::io::Result<Vec<u8>> {
     let input = Sha256::digest(data);
     let key = hex::encode(Sha256::digest(
-        format!("zstd-{}-{}-mt:{}", zst::LEVEL, zst::library_version(), hex::encode(input)).as_bytes(),
+        format!(
+            "zstd-{}-{}-mt:{}",
+            zst::LEVEL,
+            zst::library_version(),
+            hex::encode(input)
+        )
+        .as_bytes(),
     ));
     let path = root().join("zstd").join(format!("{key}.zst"));
     if let Ok(cached) = std::fs::read(&path) {

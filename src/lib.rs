@@ -5,9 +5,11 @@
 //! library (see [`cli`]).
 
 pub mod archive;
+pub mod boot;
 pub mod build;
 pub mod cache;
 pub mod cli;
+pub mod http;
 pub mod kernel;
 pub mod packages;
 pub mod profile;

@@ -22,7 +22,10 @@ impl Progress {
 
     /// A reporter that prints nothing (library callers and tests).
     pub fn silent() -> Self {
-        Progress { tty: false, quiet: true }
+        Progress {
+            tty: false,
+            quiet: true,
+        }
     }
 
     /// Starts a step; it shows a spinner on a TTY, or one log line otherwise.
@@ -33,7 +36,8 @@ impl Progress {
         } else if self.tty {
             let b = ProgressBar::new_spinner();
             b.set_style(
-                ProgressStyle::with_template("{spinner} {msg} ({elapsed})").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             b.set_message(msg.clone());
             b.enable_steady_tick(Duration::from_millis(120));

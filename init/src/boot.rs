@@ -111,30 +111,44 @@ fn mount_all<S: Sys>(sys: &mut S, mounts: &[Mount]) -> Result<(), String> {
     for mt in mounts {
         sys.mkdir_p(&mt.target, 0o755)
             .map_err(|e| format!("cannot create mount point {}: {e}", mt.target))?;
-        sys.mount(mt)
-            .map_err(|e| format!("cannot mount {} ({}) on {}: {e}", mt.source, mt.fstype, mt.target))?;
+        sys.mount(mt).map_err(|e| {
+            format!(
+                "cannot mount {} ({}) on {}: {e}",
+                mt.source, mt.fstype, mt.target
+            )
+        })?;
     }
     Ok(())
 }
 
 fn read_config<S: Sys>(sys: &mut S) -> Result<InitConfig, String> {
-    let bytes = sys.read_file(CONFIG_PATH).map_err(|e| format!("cannot read {CONFIG_PATH}: {e}"))?;
+    let bytes = sys
+        .read_file(CONFIG_PATH)
+        .map_err(|e| format!("cannot read {CONFIG_PATH}: {e}"))?;
     InitConfig::from_json(&bytes).map_err(|e| format!("{CONFIG_PATH}: {e}"))
 }
 
 fn setup_network<S: Sys>(sys: &mut S, cfg: &InitConfig) -> Result<(), String> {
-    sys.link_up("lo").map_err(|e| format!("cannot bring up lo: {e}"))?;
+    sys.link_up("lo")
+        .map_err(|e| format!("cannot bring up lo: {e}"))?;
     if let Some(n) = &cfg.network {
         let addr: Ipv4Addr = n
             .address
             .parse()
             .map_err(|_| format!("bad address {:?} in the config", n.address))?;
         sys.set_address(&n.interface, addr, n.prefix_len)
-            .map_err(|e| format!("cannot set {}/{} on {}: {e}", n.address, n.prefix_len, n.interface))?;
+            .map_err(|e| {
+                format!(
+                    "cannot set {}/{} on {}: {e}",
+                    n.address, n.prefix_len, n.interface
+                )
+            })?;
         sys.link_up(&n.interface)
             .map_err(|e| format!("cannot bring up {}: {e}", n.interface))?;
         if let Some(gw) = &n.gateway {
-            let gw: Ipv4Addr = gw.parse().map_err(|_| format!("bad gateway {gw:?} in the config"))?;
+            let gw: Ipv4Addr = gw
+                .parse()
+                .map_err(|_| format!("bad gateway {gw:?} in the config"))?;
             sys.add_default_route(gw)
                 .map_err(|e| format!("cannot add a default route via {gw}: {e}"))?;
         }
@@ -149,11 +163,21 @@ fn start<S: Sys>(sys: &mut S) -> Result<u32, String> {
     mount_all(sys, &config_mounts(&cfg))?;
     phase(sys, "mounts_done");
     if let Err(e) = sys.set_hostname(&cfg.hostname) {
-        log(sys, &format!("warning: cannot set the hostname to {:?}: {e}", cfg.hostname));
+        log(
+            sys,
+            &format!(
+                "warning: cannot set the hostname to {:?}: {e}",
+                cfg.hostname
+            ),
+        );
     }
     for module in &cfg.modules {
-        sys.load_module(&module.path, &module.params)
-            .map_err(|e| format!("cannot load kernel module {} ({}): {e}", module.name, module.path))?;
+        sys.load_module(&module.path, &module.params).map_err(|e| {
+            format!(
+                "cannot load kernel module {} ({}): {e}",
+                module.name, module.path
+            )
+        })?;
     }
     setup_network(sys, &cfg)?;
     let rt = &cfg.runtime;
@@ -171,7 +195,10 @@ fn start<S: Sys>(sys: &mut S) -> Result<u32, String> {
         )
     })?;
     phase(sys, "runtime_exec");
-    log(sys, &format!("started runtime {} as pid {pid}", rt.argv.join(" ")));
+    log(
+        sys,
+        &format!("started runtime {} as pid {pid}", rt.argv.join(" ")),
+    );
     Ok(pid)
 }
 
@@ -181,7 +208,9 @@ fn supervise<S: Sys>(sys: &mut S, runtime: u32) -> Result<ExitKind, String> {
         match sys.wait(true) {
             Ok(Waited::Reaped(pid, how)) if pid == runtime => return Ok(how),
             Ok(Waited::Reaped(..)) | Ok(Waited::NoneReady) => {}
-            Ok(Waited::NoChildren) => return Err("the runtime disappeared without being reaped".into()),
+            Ok(Waited::NoChildren) => {
+                return Err("the runtime disappeared without being reaped".into())
+            }
             Err(e) => return Err(format!("wait failed: {e}")),
         }
     }

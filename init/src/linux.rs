@@ -57,7 +57,10 @@ struct RtEntry {
 fn ifname(name: &str) -> io::Result<[u8; IFNAMSIZ]> {
     let b = name.as_bytes();
     if b.is_empty() || b.len() >= IFNAMSIZ || b.contains(&0) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad interface name"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "bad interface name",
+        ));
     }
     let mut out = [0u8; IFNAMSIZ];
     out[..b.len()].copy_from_slice(b);
@@ -76,7 +79,12 @@ fn sockaddr(a: Ipv4Addr) -> libc::sockaddr_in {
 }
 
 fn inet_socket() -> io::Result<OwnedFd> {
-    rustix::net::socket(rustix::net::AddressFamily::INET, rustix::net::SocketType::DGRAM, None).map_err(io::Error::from)
+    rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::DGRAM,
+        None,
+    )
+    .map_err(io::Error::from)
 }
 
 fn ioctl<T>(fd: &OwnedFd, req: libc::c_ulong, arg: &mut T) -> io::Result<()> {
@@ -93,7 +101,9 @@ fn ioctl<T>(fd: &OwnedFd, req: libc::c_ulong, arg: &mut T) -> io::Result<()> {
 impl Sys for LinuxSys {
     fn now_ns(&self) -> u64 {
         let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-        (t.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec as u64)
+        (t.tv_sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(t.tv_nsec as u64)
     }
 
     fn log(&mut self, line: &str) {
@@ -107,7 +117,10 @@ impl Sys for LinuxSys {
 
     fn mkdir_p(&mut self, path: &str, mode: u32) -> io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new().recursive(true).mode(mode).create(path)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(path)
     }
 
     fn mount(&mut self, m: &Mount) -> io::Result<()> {
@@ -121,9 +134,16 @@ impl Sys for LinuxSys {
         if m.flags.noexec {
             flags |= RMountFlags::NOEXEC;
         }
-        let data = CString::new(m.data.as_str()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        rustix::mount::mount(m.source.as_str(), m.target.as_str(), m.fstype.as_str(), flags, data.as_c_str())
-            .map_err(io::Error::from)
+        let data = CString::new(m.data.as_str())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        rustix::mount::mount(
+            m.source.as_str(),
+            m.target.as_str(),
+            m.fstype.as_str(),
+            flags,
+            data.as_c_str(),
+        )
+        .map_err(io::Error::from)
     }
 
     fn read_file(&mut self, path: &str) -> io::Result<Vec<u8>> {
@@ -136,7 +156,8 @@ impl Sys for LinuxSys {
 
     fn load_module(&mut self, path: &str, params: &str) -> io::Result<()> {
         let f = std::fs::File::open(path)?;
-        let params = CString::new(params).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let params =
+            CString::new(params).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // MODULE_INIT_COMPRESSED_FILE lets the kernel decompress .ko.xz/.ko.zst itself.
         let flags = if path.ends_with(".ko") { 0 } else { 4 };
         match rustix::system::finit_module(&f, params.as_c_str(), flags) {
@@ -223,9 +244,16 @@ impl Sys for LinuxSys {
     }
 
     fn wait(&mut self, block: bool) -> io::Result<Waited> {
-        let opts = if block { WaitOptions::empty() } else { WaitOptions::NOHANG };
+        let opts = if block {
+            WaitOptions::empty()
+        } else {
+            WaitOptions::NOHANG
+        };
         match rustix::process::wait(opts) {
-            Ok(Some((pid, status))) => Ok(Waited::Reaped(pid.as_raw_nonzero().get() as u32, exit_kind(status))),
+            Ok(Some((pid, status))) => Ok(Waited::Reaped(
+                pid.as_raw_nonzero().get() as u32,
+                exit_kind(status),
+            )),
             Ok(None) => Ok(Waited::NoneReady),
             Err(rustix::io::Errno::CHILD) => Ok(Waited::NoChildren),
             Err(rustix::io::Errno::INTR) => Ok(Waited::NoneReady),

@@ -42,7 +42,11 @@ impl Fake {
         }
     }
     fn lines(&self, prefix: &str) -> Vec<&str> {
-        self.console.iter().filter(|l| l.starts_with(prefix)).map(String::as_str).collect()
+        self.console
+            .iter()
+            .filter(|l| l.starts_with(prefix))
+            .map(String::as_str)
+            .collect()
     }
 }
 
@@ -62,7 +66,9 @@ impl Sys for Fake {
         Ok(())
     }
     fn read_file(&mut self, _: &str) -> io::Result<Vec<u8>> {
-        self.config.clone().ok_or_else(|| io::ErrorKind::NotFound.into())
+        self.config
+            .clone()
+            .ok_or_else(|| io::ErrorKind::NotFound.into())
     }
     fn set_hostname(&mut self, _: &str) -> io::Result<()> {
         Ok(())
@@ -176,22 +182,40 @@ fn mounts_then_modules_then_network_then_runtime() {
         Call::Addr("eth0".into(), Ipv4Addr::new(10, 0, 2, 15), 24),
         Call::Up("eth0".into()),
         Call::Route(Ipv4Addr::new(10, 0, 2, 2)),
-        Call::Spawn(vec!["/bin/busybox".into(), "httpd".into(), "-f".into()], 1000, 1000),
+        Call::Spawn(
+            vec!["/bin/busybox".into(), "httpd".into(), "-f".into()],
+            1000,
+            1000,
+        ),
         Call::Kill(15),
         Call::Sync,
     ];
     assert_eq!(f.calls, expected_prefix);
-    assert!(f.console.contains(&"stratos-init: runtime exited with status 0".to_owned()));
+    assert!(f
+        .console
+        .contains(&"stratos-init: runtime exited with status 0".to_owned()));
     assert_eq!(f.console.last().unwrap(), "stratos-init: powering off");
 }
 
 #[test]
 fn exit_codes_and_signals_are_reported_exactly() {
     for (how, text) in [
-        (ExitKind::Exited(3), "stratos-init: runtime exited with status 3"),
-        (ExitKind::Exited(255), "stratos-init: runtime exited with status 255"),
-        (ExitKind::Signaled(9), "stratos-init: runtime killed by signal 9 (SIGKILL)"),
-        (ExitKind::Signaled(15), "stratos-init: runtime killed by signal 15 (SIGTERM)"),
+        (
+            ExitKind::Exited(3),
+            "stratos-init: runtime exited with status 3",
+        ),
+        (
+            ExitKind::Exited(255),
+            "stratos-init: runtime exited with status 255",
+        ),
+        (
+            ExitKind::Signaled(9),
+            "stratos-init: runtime killed by signal 9 (SIGKILL)",
+        ),
+        (
+            ExitKind::Signaled(15),
+            "stratos-init: runtime killed by signal 15 (SIGTERM)",
+        ),
     ] {
         let (f, o) = run_with(vec![Waited::Reaped(42, how)]);
         assert_eq!(o, Outcome::Runtime(how));
@@ -207,7 +231,10 @@ fn orphans_are_reaped_while_waiting_for_the_runtime() {
         Waited::Reaped(42, ExitKind::Exited(7)),
     ]);
     assert_eq!(o, Outcome::Runtime(ExitKind::Exited(7)));
-    assert_eq!(f.lines("stratos-init: runtime "), ["stratos-init: runtime exited with status 7"]);
+    assert_eq!(
+        f.lines("stratos-init: runtime "),
+        ["stratos-init: runtime exited with status 7"]
+    );
 }
 
 #[test]
@@ -219,8 +246,13 @@ fn runtime_that_cannot_be_executed_is_fatal_and_powers_off() {
         let mut f = Fake::new(&config());
         f.spawn_result = Some(kind);
         let o = boot(&mut f);
-        let Outcome::Fatal(msg) = &o else { panic!("{o:?}") };
-        assert!(msg.starts_with("cannot execute the runtime /bin/busybox: "), "{msg}");
+        let Outcome::Fatal(msg) = &o else {
+            panic!("{o:?}")
+        };
+        assert!(
+            msg.starts_with("cannot execute the runtime /bin/busybox: "),
+            "{msg}"
+        );
         assert!(msg.contains(text), "{msg}");
         assert_eq!(f.lines("stratos-init: fatal:").len(), 1);
         assert_eq!(f.console.last().unwrap(), "stratos-init: powering off");
@@ -233,10 +265,16 @@ fn missing_config_is_fatal() {
     let mut f = Fake::new(&config());
     f.config = None;
     let o = boot(&mut f);
-    assert!(matches!(o, Outcome::Fatal(ref m) if m.contains("/etc/stratos/init.json")), "{o:?}");
+    assert!(
+        matches!(o, Outcome::Fatal(ref m) if m.contains("/etc/stratos/init.json")),
+        "{o:?}"
+    );
     f.config = Some(b"{garbage".to_vec());
     let o = boot(&mut f);
-    assert!(matches!(o, Outcome::Fatal(ref m) if m.contains("malformed")), "{o:?}");
+    assert!(
+        matches!(o, Outcome::Fatal(ref m) if m.contains("malformed")),
+        "{o:?}"
+    );
 }
 
 #[test]
@@ -247,7 +285,10 @@ fn phases_are_printed_in_order() {
         .iter()
         .map(|l| l.split(' ').nth(1).unwrap())
         .collect();
-    assert_eq!(names, ["init_start", "mounts_done", "runtime_exec", "shutdown"]);
+    assert_eq!(
+        names,
+        ["init_start", "mounts_done", "runtime_exec", "shutdown"]
+    );
 }
 
 #[test]

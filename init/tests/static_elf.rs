@@ -18,7 +18,9 @@ fn program_header_types(b: &[u8]) -> Vec<u32> {
     let phoff = u64_at(b, 32) as usize;
     let phentsize = u16_at(b, 54) as usize;
     let phnum = u16_at(b, 56) as usize;
-    (0..phnum).map(|i| u32_at(b, phoff + i * phentsize)).collect()
+    (0..phnum)
+        .map(|i| u32_at(b, phoff + i * phentsize))
+        .collect()
 }
 
 #[test]
@@ -30,14 +32,19 @@ fn init_has_no_program_interpreter() {
     const PT_DYNAMIC: u32 = 2;
     const PT_INTERP: u32 = 3;
     assert!(types.contains(&PT_LOAD));
-    assert!(!types.contains(&PT_INTERP), "{path} has a PT_INTERP: it is dynamically linked");
+    assert!(
+        !types.contains(&PT_INTERP),
+        "{path} has a PT_INTERP: it is dynamically linked"
+    );
     // static-pie keeps a PT_DYNAMIC for self-relocation but needs no shared libraries.
     let _ = PT_DYNAMIC;
 }
 
 #[test]
 fn refuses_to_run_when_not_pid_1() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stratos-init")).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stratos-init"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("must run as PID 1"), "{stdout}");

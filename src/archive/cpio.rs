@@ -39,7 +39,19 @@ fn push_header(out: &mut Vec<u8>, h: &Header) {
     let _ = write!(
         s,
         "{MAGIC}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
-        h.ino, h.mode, h.uid, h.gid, h.nlink, h.mtime, h.filesize, 0, 0, h.rdev_major, h.rdev_minor, namesize, 0
+        h.ino,
+        h.mode,
+        h.uid,
+        h.gid,
+        h.nlink,
+        h.mtime,
+        h.filesize,
+        0,
+        0,
+        h.rdev_major,
+        h.rdev_minor,
+        namesize,
+        0
     );
     out.extend_from_slice(s.as_bytes());
     out.extend_from_slice(h.name.as_bytes());
@@ -106,7 +118,8 @@ pub fn write_cpio(tree: &Tree, mtime: u64) -> Result<Vec<u8>, ArchiveError> {
             _ => (inos[path], &[]),
         };
         let nlink = nlinks[&ino];
-        let data = if nlink > 1 && !matches!(e.kind, Kind::Dir) && last_of.get(&ino) != Some(&path) {
+        let data = if nlink > 1 && !matches!(e.kind, Kind::Dir) && last_of.get(&ino) != Some(&path)
+        {
             &[][..]
         } else {
             data
@@ -116,7 +129,9 @@ pub fn write_cpio(tree: &Tree, mtime: u64) -> Result<Vec<u8>, ArchiveError> {
             why: "cpio newc cannot store files of 4 GiB or more".into(),
         })?;
         let (rdev_major, rdev_minor) = match e.kind {
-            Kind::CharDevice { major, minor } | Kind::BlockDevice { major, minor } => (major, minor),
+            Kind::CharDevice { major, minor } | Kind::BlockDevice { major, minor } => {
+                (major, minor)
+            }
             _ => (0, 0),
         };
         push_header(
@@ -178,10 +193,17 @@ pub fn read_cpio(mut bytes: &[u8]) -> Result<Vec<Member>, ArchiveError> {
             return Err(bad("not a newc member header"));
         }
         let field = |i: usize| -> Result<u32, ArchiveError> {
-            let s = std::str::from_utf8(&bytes[6 + i * 8..14 + i * 8]).map_err(|_| bad("bad header"))?;
+            let s = std::str::from_utf8(&bytes[6 + i * 8..14 + i * 8])
+                .map_err(|_| bad("bad header"))?;
             u32::from_str_radix(s, 16).map_err(|_| bad("bad header"))
         };
-        let (ino, mode, nlink, filesize, namesize) = (field(0)?, field(1)?, field(4)?, field(6)? as usize, field(11)? as usize);
+        let (ino, mode, nlink, filesize, namesize) = (
+            field(0)?,
+            field(1)?,
+            field(4)?,
+            field(6)? as usize,
+            field(11)? as usize,
+        );
         let name_end = 110 + namesize;
         if namesize == 0 || bytes.len() < name_end {
             return Err(bad("truncated name"));
@@ -198,7 +220,13 @@ pub fn read_cpio(mut bytes: &[u8]) -> Result<Vec<Member>, ArchiveError> {
         if name == TRAILER {
             return Ok(out);
         }
-        out.push(Member { name, mode, ino, nlink, data });
+        out.push(Member {
+            name,
+            mode,
+            ino,
+            nlink,
+            data,
+        });
         if bytes.is_empty() {
             return Err(bad(&format!("no trailer after {} bytes", total)));
         }

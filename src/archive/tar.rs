@@ -34,7 +34,8 @@ pub fn write_tar(tree: &Tree, mtime: u64) -> Result<Vec<u8>, ArchiveError> {
         match &e.kind {
             Kind::Dir => {
                 h.set_entry_type(EntryType::Directory);
-                b.append_data(&mut h, &name, std::io::empty()).map_err(err)?;
+                b.append_data(&mut h, &name, std::io::empty())
+                    .map_err(err)?;
             }
             Kind::File(data) => {
                 h.set_entry_type(EntryType::Regular);
@@ -47,7 +48,8 @@ pub fn write_tar(tree: &Tree, mtime: u64) -> Result<Vec<u8>, ArchiveError> {
             }
             Kind::Hardlink(target) => {
                 h.set_entry_type(EntryType::Link);
-                b.append_link(&mut h, &name, format!("./{}", target.relative())).map_err(err)?;
+                b.append_link(&mut h, &name, format!("./{}", target.relative()))
+                    .map_err(err)?;
             }
             Kind::CharDevice { major, minor } | Kind::BlockDevice { major, minor } => {
                 h.set_entry_type(if matches!(e.kind, Kind::CharDevice { .. }) {
@@ -57,7 +59,8 @@ pub fn write_tar(tree: &Tree, mtime: u64) -> Result<Vec<u8>, ArchiveError> {
                 });
                 h.set_device_major(*major).map_err(err)?;
                 h.set_device_minor(*minor).map_err(err)?;
-                b.append_data(&mut h, &name, std::io::empty()).map_err(err)?;
+                b.append_data(&mut h, &name, std::io::empty())
+                    .map_err(err)?;
             }
         }
     }
@@ -79,7 +82,11 @@ pub fn list_tar(bytes: &[u8]) -> Result<Vec<Listed>, ArchiveError> {
     for entry in ar.entries()? {
         let entry = entry?;
         let h = entry.header();
-        let path = entry.path()?.to_string_lossy().trim_start_matches("./").to_owned();
+        let path = entry
+            .path()?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_owned();
         let kind = match h.entry_type() {
             EntryType::Regular => 'f',
             EntryType::Directory => 'd',

@@ -36,7 +36,9 @@ pub fn decompress_capped(data: &[u8], limit: u64) -> std::io::Result<Vec<u8>> {
     let dec = zstd::stream::Decoder::new(data)?;
     dec.take(limit + 1).read_to_end(&mut out)?;
     if out.len() as u64 > limit {
-        return Err(std::io::Error::other(format!("decompressed size exceeds {limit} bytes")));
+        return Err(std::io::Error::other(format!(
+            "decompressed size exceeds {limit} bytes"
+        )));
     }
     Ok(out)
 }
@@ -45,7 +47,9 @@ pub fn decompress_capped(data: &[u8], limit: u64) -> std::io::Result<Vec<u8>> {
 mod tests {
     #[test]
     fn round_trip_and_stable() {
-        let data: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let data: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         let a = super::compress(&data).unwrap();
         let b = super::compress(&data).unwrap();
         assert_eq!(a, b);

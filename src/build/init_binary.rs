@@ -67,7 +67,9 @@ pub fn check_static(bytes: &[u8]) -> Result<(), String> {
             "it is dynamically linked (program interpreter {interp}); build it with -C target-feature=+crt-static (the workspace's .cargo/config.toml does)"
         ));
     }
-    if elf.header.e_type != goblin::elf::header::ET_EXEC && elf.header.e_type != goblin::elf::header::ET_DYN {
+    if elf.header.e_type != goblin::elf::header::ET_EXEC
+        && elf.header.e_type != goblin::elf::header::ET_DYN
+    {
         return Err("not an executable".into());
     }
     Ok(())

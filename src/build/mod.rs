@@ -16,8 +16,8 @@ use crate::rootfs::overlay::{self, OverlayError};
 use crate::rootfs::{Entry, ImagePath, Kind, Origin, Tree, TreeError};
 use crate::sbom::{self, ComponentSpec};
 use crate::sign::manifest::{
-    Artifact, BuilderInfo, Compression, ImageInfo, KernelInfo, Manifest, ProfileInfo, SignatureFile, FORMAT,
-    MANIFEST_FILE, SIGNATURE_FILE,
+    Artifact, BuilderInfo, Compression, ImageInfo, KernelInfo, Manifest, ProfileInfo,
+    SignatureFile, FORMAT, MANIFEST_FILE, SIGNATURE_FILE,
 };
 use crate::sign::{sha256_hex, KeyId, SecretKey};
 
@@ -104,22 +104,37 @@ fn skeleton(tree: &mut Tree, profile: &Profile) -> Result<(), TreeError> {
     ] {
         tree.insert(&p(dir), Entry::dir(mode, &g))?;
     }
-    tree.insert(&p("/dev/console"), Entry::new(Kind::CharDevice { major: 5, minor: 1 }, 0o600, &g))?;
-    tree.insert(&p("/dev/null"), Entry::new(Kind::CharDevice { major: 1, minor: 3 }, 0o666, &g))?;
+    tree.insert(
+        &p("/dev/console"),
+        Entry::new(Kind::CharDevice { major: 5, minor: 1 }, 0o600, &g),
+    )?;
+    tree.insert(
+        &p("/dev/null"),
+        Entry::new(Kind::CharDevice { major: 1, minor: 3 }, 0o666, &g),
+    )?;
     let (uid, gid) = (profile.init.uid, profile.init.gid);
     let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
     let mut group = String::from("root:x:0:\n");
     if uid != 0 {
-        passwd.push_str(&format!("function:x:{uid}:{gid}:function runtime:/:/nonexistent\n"));
+        passwd.push_str(&format!(
+            "function:x:{uid}:{gid}:function runtime:/:/nonexistent\n"
+        ));
     }
     if gid != 0 {
         group.push_str(&format!("function:x:{gid}:\n"));
     }
-    tree.insert(&p("/etc/passwd"), Entry::file(passwd.into_bytes(), 0o644, &g))?;
+    tree.insert(
+        &p("/etc/passwd"),
+        Entry::file(passwd.into_bytes(), 0o644, &g),
+    )?;
     tree.insert(&p("/etc/group"), Entry::file(group.into_bytes(), 0o644, &g))?;
     tree.insert(
         &p("/etc/hostname"),
-        Entry::file(format!("{}\n", profile.image.hostname).into_bytes(), 0o644, &g),
+        Entry::file(
+            format!("{}\n", profile.image.hostname).into_bytes(),
+            0o644,
+            &g,
+        ),
     )?;
     Ok(())
 }
@@ -136,9 +151,17 @@ fn merge(tree: &mut Tree, layer: Tree) -> Result<(), TreeError> {
 
 /// The init's configuration, generated from the profile.
 pub fn init_config(profile: &Profile, modules: Vec<wire::Module>) -> wire::InitConfig {
-    let mut env: Vec<(String, String)> = profile.init.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut env: Vec<(String, String)> = profile
+        .init
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     if !profile.init.env.contains_key("PATH") {
-        env.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".into()));
+        env.push((
+            "PATH".into(),
+            "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".into(),
+        ));
     }
     env.sort();
     wire::InitConfig {
@@ -170,7 +193,11 @@ pub fn init_config(profile: &Profile, modules: Vec<wire::Module>) -> wire::InitC
                 size: 0,
             },
         ],
-        sysctl: profile.sysctl.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        sysctl: profile
+            .sysctl
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         zram: profile.zram.as_ref().map(|z| wire::Zram {
             size: match z.size {
                 ZramSize::Bytes(b) => wire::ZramSize::Bytes(b),
@@ -191,7 +218,12 @@ fn read_host(path: &Path) -> Result<Vec<u8>, BuildError> {
 }
 
 /// Builds the image contents in memory. Reads the host (profile inputs) but writes nothing.
-pub fn assemble(profile: &Profile, init: &[u8], offline: bool, progress: &Progress) -> Result<Assembly, BuildError> {
+pub fn assemble(
+    profile: &Profile,
+    init: &[u8],
+    offline: bool,
+    progress: &Progress,
+) -> Result<Assembly, BuildError> {
     let mut tree = Tree::new();
     let mut components = Vec::new();
     skeleton(&mut tree, profile)?;
@@ -216,15 +248,22 @@ pub fn assemble(profile: &Profile, init: &[u8], offline: bool, progress: &Progre
     if let Some(dir) = &k.modules_dir {
         if !k.modules.is_empty() {
             let index = ModuleIndex::load(dir)?;
-            let release = dir
+            // modules-dir may be a symlink (ci/setup makes one); the real name is the release.
+            let real = std::fs::canonicalize(dir).map_err(|e| BuildError::Kernel {
+                path: dir.clone(),
+                why: e.to_string(),
+            })?;
+            let release = real
                 .file_name()
                 .and_then(|s| s.to_str())
                 .filter(|s| !s.is_empty() && *s != "." && *s != "..")
                 .unwrap_or("stratos")
                 .to_owned();
-            let base = ImagePath::parse(&format!("/lib/modules/{release}")).map_err(|e| BuildError::Kernel {
-                path: dir.clone(),
-                why: e.to_string(),
+            let base = ImagePath::parse(&format!("/lib/modules/{release}")).map_err(|e| {
+                BuildError::Kernel {
+                    path: dir.clone(),
+                    why: e.to_string(),
+                }
             })?;
             for m in index.closure(&k.modules, dir)? {
                 let host = dir.join(&m.rel_path);
@@ -252,7 +291,8 @@ pub fn assemble(profile: &Profile, init: &[u8], offline: bool, progress: &Progre
     // Debian packages, exactly as locked.
     if let Some(pkgs) = &profile.packages {
         let step = progress.step("installing locked Debian packages");
-        let installed = crate::packages::install_locked(&mut tree, profile, pkgs, offline, progress)?;
+        let installed =
+            crate::packages::install_locked(&mut tree, profile, pkgs, offline, progress)?;
         components.extend(installed);
         step.done();
     }
@@ -323,7 +363,10 @@ pub fn assemble(profile: &Profile, init: &[u8], offline: bool, progress: &Progre
     // Components for the kernel, the init and the generated files.
     let mut kprops = vec![
         ("stratos:artifact".to_owned(), KERNEL_ARTIFACT.to_owned()),
-        ("stratos:kernel-format".to_owned(), kernel_image.format.to_owned()),
+        (
+            "stratos:kernel-format".to_owned(),
+            kernel_image.format.to_owned(),
+        ),
         ("stratos:kernel-origin".to_owned(), "prebuilt".to_owned()),
     ];
     if let Some(cfg) = &kernel_config {
@@ -333,7 +376,10 @@ pub fn assemble(profile: &Profile, init: &[u8], offline: bool, progress: &Progre
         bom_ref: "kernel".into(),
         classification: "operating-system",
         name: "linux".into(),
-        version: kernel_image.version.clone().unwrap_or_else(|| "unknown".into()),
+        version: kernel_image
+            .version
+            .clone()
+            .unwrap_or_else(|| "unknown".into()),
         description: Some("Linux kernel image and the modules the image loads".into()),
         purl: None,
         license: Some("GPL-2.0-only".into()),
@@ -374,12 +420,18 @@ pub fn assemble(profile: &Profile, init: &[u8], offline: bool, progress: &Progre
     for c in &mut components {
         c.files = origin_files(&tree, &c.bom_ref);
         for o in tree.overrides().iter().filter(|o| o.by == c.bom_ref) {
-            c.properties
-                .push(("stratos:overrides".into(), format!("{} (replaced {})", o.path, o.replaced)));
+            c.properties.push((
+                "stratos:overrides".into(),
+                format!("{} (replaced {})", o.path, o.replaced),
+            ));
         }
     }
-    let known: std::collections::BTreeSet<&str> = components.iter().map(|c| c.bom_ref.as_str()).collect();
-    if let Some((path, e)) = tree.iter().find(|(_, e)| !known.contains(e.origin.as_str())) {
+    let known: std::collections::BTreeSet<&str> =
+        components.iter().map(|c| c.bom_ref.as_str()).collect();
+    if let Some((path, e)) = tree
+        .iter()
+        .find(|(_, e)| !known.contains(e.origin.as_str()))
+    {
         return Err(BuildError::Orphan {
             path: path.to_string(),
             origin: e.origin.to_string(),
@@ -396,7 +448,11 @@ pub fn assemble(profile: &Profile, init: &[u8], offline: bool, progress: &Progre
 }
 
 /// Runs the whole pipeline and writes the image directory atomically.
-pub fn build(profile: &Profile, opts: &BuildOptions, progress: &Progress) -> Result<BuildResult, BuildError> {
+pub fn build(
+    profile: &Profile,
+    opts: &BuildOptions,
+    progress: &Progress,
+) -> Result<BuildResult, BuildError> {
     let init = init_binary::load(&opts.init_binary)?;
     let step = progress.step("assembling the root filesystem");
     let a = assemble(profile, &init, opts.offline, progress)?;

@@ -97,15 +97,25 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let out = d.path().join("a/img");
         write_image_dir(&out, &[("manifest.json", b"1".to_vec())]).unwrap();
-        write_image_dir(&out, &[("manifest.json", b"2".to_vec()), ("x", b"y".to_vec())]).unwrap();
+        write_image_dir(
+            &out,
+            &[("manifest.json", b"2".to_vec()), ("x", b"y".to_vec())],
+        )
+        .unwrap();
         assert_eq!(std::fs::read(out.join("manifest.json")).unwrap(), b"2");
         // No staging directories are left behind.
-        let names: Vec<_> = std::fs::read_dir(d.path().join("a")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(d.path().join("a"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["img"]);
         let other = d.path().join("precious");
         std::fs::create_dir(&other).unwrap();
         std::fs::write(other.join("data"), b"keep").unwrap();
-        assert!(matches!(write_image_dir(&other, &[]), Err(OutputError::NotAnImage(_))));
+        assert!(matches!(
+            write_image_dir(&other, &[]),
+            Err(OutputError::NotAnImage(_))
+        ));
         assert_eq!(std::fs::read(other.join("data")).unwrap(), b"keep");
     }
 }

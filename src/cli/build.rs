@@ -12,7 +12,9 @@ use crate::sign::SecretKey;
 
 /// Build an image from a profile: kernel, initramfs, rootfs, SBOM, manifest and signature.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  stratos build profiles/hello.toml --out out/hello --sign-key keys/release.key\n\nThe signing key may also come from $STRATOS_SIGNING_KEY (a path). Without a key the image\nis built unsigned, with a warning. The output directory is replaced only when the build\nsucceeded, and only if it is a previous image (or empty).")]
+#[command(
+    after_help = "Example:\n  stratos build profiles/hello.toml --out out/hello --sign-key keys/release.key\n\nThe signing key may also come from $STRATOS_SIGNING_KEY (a path). Without a key the image\nis built unsigned, with a warning. The output directory is replaced only when the build\nsucceeded, and only if it is a previous image (or empty)."
+)]
 pub struct Args {
     /// The profile (TOML).
     pub profile: PathBuf,
@@ -33,10 +35,11 @@ pub struct Args {
 pub fn run(a: Args) -> CliResult {
     let progress = Progress::new(a.quiet);
     let profile = Profile::load(&a.profile).map_err(CliError::input)?;
-    let key_path = a
-        .sign_key
-        .clone()
-        .or_else(|| std::env::var_os("STRATOS_SIGNING_KEY").filter(|v| !v.is_empty()).map(PathBuf::from));
+    let key_path = a.sign_key.clone().or_else(|| {
+        std::env::var_os("STRATOS_SIGNING_KEY")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
     let key = key_path
         .as_deref()
         .map(SecretKey::load)
@@ -64,10 +67,18 @@ pub fn run(a: Args) -> CliResult {
         r.files
     );
     for art in &r.manifest.artifacts {
-        println!("  {:<20} {:>10}  sha256:{}", art.name, human_bytes(art.size), art.sha256);
+        println!(
+            "  {:<20} {:>10}  sha256:{}",
+            art.name,
+            human_bytes(art.size),
+            art.sha256
+        );
     }
     for o in &r.overrides {
-        println!("  note: {} from {} replaced the one from {}", o.path, o.by, o.replaced);
+        println!(
+            "  note: {} from {} replaced the one from {}",
+            o.path, o.by, o.replaced
+        );
     }
     match &r.signed_by {
         Some(k) => println!("signed with key {k}"),

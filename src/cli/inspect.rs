@@ -14,7 +14,9 @@ use crate::sign::verify::parse_manifest;
 /// Summarise an image: name, kernel, artifact sizes, SBOM components, the largest files, and
 /// which layer won where two put the same path. Does not verify (use `stratos verify`).
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  stratos inspect out/hello\n  stratos inspect out/hello --json | jq .largest_files")]
+#[command(
+    after_help = "Example:\n  stratos inspect out/hello\n  stratos inspect out/hello --json | jq .largest_files"
+)]
 pub struct Args {
     /// The image directory.
     pub dir: PathBuf,
@@ -82,7 +84,11 @@ pub fn report(dir: &Path) -> anyhow::Result<Report> {
         });
         for p in c["properties"].as_array().into_iter().flatten() {
             if p["name"] == "stratos:overrides" {
-                overrides.push(format!("{}: {}", c["bom-ref"].as_str().unwrap_or(""), p["value"].as_str().unwrap_or("")));
+                overrides.push(format!(
+                    "{}: {}",
+                    c["bom-ref"].as_str().unwrap_or(""),
+                    p["value"].as_str().unwrap_or("")
+                ));
             }
         }
     }
@@ -92,7 +98,8 @@ pub fn report(dir: &Path) -> anyhow::Result<Report> {
         16 << 30,
     )
     .with_context(|| format!("decompressing {}", tar_path.display()))?;
-    let listed = archive::tar::list_tar(&tar).with_context(|| format!("reading {}", tar_path.display()))?;
+    let listed =
+        archive::tar::list_tar(&tar).with_context(|| format!("reading {}", tar_path.display()))?;
     let mut files: Vec<FileReport> = listed
         .iter()
         .filter(|l| l.kind == 'f')
@@ -128,11 +135,22 @@ pub fn report(dir: &Path) -> anyhow::Result<Report> {
 pub fn run(a: Args) -> CliResult {
     let r = report(&a.dir).map_err(CliError::input)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r).expect("report serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).expect("report serialises")
+        );
         return Ok(());
     }
-    println!("image:    {} {} ({})", r.image, r.version, if r.signed { "signed" } else { "UNSIGNED" });
-    println!("builder:  stratos {}, source date epoch {}", r.builder_version, r.source_date_epoch);
+    println!(
+        "image:    {} {} ({})",
+        r.image,
+        r.version,
+        if r.signed { "signed" } else { "UNSIGNED" }
+    );
+    println!(
+        "builder:  stratos {}, source date epoch {}",
+        r.builder_version, r.source_date_epoch
+    );
     println!(
         "kernel:   {} {} | cmdline: {}",
         r.kernel.format,
@@ -143,7 +161,11 @@ pub fn run(a: Args) -> CliResult {
     for art in &r.artifacts {
         println!("  {:<20} {:>10}", art.name, human_bytes(art.size));
     }
-    println!("contents: {} entries, {} of file data", r.files, human_bytes(r.content_bytes));
+    println!(
+        "contents: {} entries, {} of file data",
+        r.files,
+        human_bytes(r.content_bytes)
+    );
     println!("components ({}):", r.components.len());
     for c in &r.components {
         println!("  {:<60} {:>6} files  {}", c.bom_ref, c.files, c.version);

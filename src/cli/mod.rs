@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand. `main.rs` only parses and maps exit codes.
 
+pub mod boot;
 pub mod build;
 pub mod inspect;
 pub mod keygen;
@@ -16,10 +17,16 @@ pub struct CliError {
 
 impl CliError {
     pub fn input(e: impl Into<anyhow::Error>) -> Self {
-        CliError { code: 2, error: e.into() }
+        CliError {
+            code: 2,
+            error: e.into(),
+        }
     }
     pub fn check(e: impl Into<anyhow::Error>) -> Self {
-        CliError { code: 1, error: e.into() }
+        CliError {
+            code: 1,
+            error: e.into(),
+        }
     }
 }
 
@@ -41,6 +48,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Build(build::Args),
+    Boot(boot::Args),
     Verify(verify::Args),
     Keygen(keygen::Args),
     Inspect(inspect::Args),
@@ -49,6 +57,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Build(a) => build::run(a),
+        Command::Boot(a) => boot::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Inspect(a) => inspect::run(a),

@@ -8,7 +8,9 @@ use crate::sign::{verify::verify_image, PublicKey};
 /// Verify an image: the manifest signature (ed25519, strict), then every artifact's size and
 /// sha256, then that the SBOM is the one the manifest names. Exit 0 only if all hold.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  stratos verify out/hello --pubkey keys/release.pub\n\nExit codes: 0 verified, 1 verification failed (the first failure is named), 2 bad input.")]
+#[command(
+    after_help = "Example:\n  stratos verify out/hello --pubkey keys/release.pub\n\nExit codes: 0 verified, 1 verification failed (the first failure is named), 2 bad input."
+)]
 pub struct Args {
     /// The image directory.
     pub dir: PathBuf,
@@ -23,7 +25,10 @@ pub struct Args {
 pub fn run(a: Args) -> CliResult {
     let key = PublicKey::load(&a.pubkey).map_err(CliError::input)?;
     if !a.dir.is_dir() {
-        return Err(CliError::input(anyhow::anyhow!("{} is not a directory", a.dir.display())));
+        return Err(CliError::input(anyhow::anyhow!(
+            "{} is not a directory",
+            a.dir.display()
+        )));
     }
     match verify_image(&a.dir, &key) {
         Ok(v) => {
@@ -50,7 +55,10 @@ pub fn run(a: Args) -> CliResult {
         }
         Err(e) => {
             if a.json {
-                println!("{}", serde_json::json!({"verified": false, "reason": e.to_string()}));
+                println!(
+                    "{}",
+                    serde_json::json!({"verified": false, "reason": e.to_string()})
+                );
             }
             Err(CliError::check(anyhow::anyhow!("verification FAILED: {e}")))
         }

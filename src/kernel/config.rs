@@ -56,7 +56,10 @@ impl Config {
             }
             if let Some(rest) = line.strip_prefix('#') {
                 let rest = rest.trim();
-                if let Some(name) = rest.strip_prefix("CONFIG_").and_then(|r| r.strip_suffix(" is not set")) {
+                if let Some(name) = rest
+                    .strip_prefix("CONFIG_")
+                    .and_then(|r| r.strip_suffix(" is not set"))
+                {
                     if !is_symbol(name) {
                         return Err(err("bad option name"));
                     }
@@ -79,7 +82,8 @@ impl Config {
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.options.get(name.strip_prefix("CONFIG_").unwrap_or(name))
+        self.options
+            .get(name.strip_prefix("CONFIG_").unwrap_or(name))
     }
 
     /// `y` (built in).
@@ -117,10 +121,18 @@ fn parse_value(v: &str) -> Option<Value> {
         "y" => Some(Value::Yes),
         "m" => Some(Value::Module),
         "n" => Some(Value::No),
-        _ if v.starts_with("0x") && v.len() > 2 && v[2..].chars().all(|c| c.is_ascii_hexdigit()) => {
+        _ if v.starts_with("0x")
+            && v.len() > 2
+            && v[2..].chars().all(|c| c.is_ascii_hexdigit()) =>
+        {
             Some(Value::Num(v.to_owned()))
         }
-        _ if !v.is_empty() && v.trim_start_matches('-').chars().all(|c| c.is_ascii_digit()) && v != "-" => {
+        _ if !v.is_empty()
+            && v.trim_start_matches('-')
+                .chars()
+                .all(|c| c.is_ascii_digit())
+            && v != "-" =>
+        {
             Some(Value::Num(v.to_owned()))
         }
         _ => None,

@@ -40,7 +40,11 @@ pub fn inspect_image(bytes: &[u8]) -> Result<KernelImage, NotAKernel> {
         let version = bytes
             .windows(needle.len())
             .position(|w| w == needle)
-            .and_then(|i| bytes[i + needle.len()..].split(|&b| b == b' ' || b == 0).next())
+            .and_then(|i| {
+                bytes[i + needle.len()..]
+                    .split(|&b| b == b' ' || b == 0)
+                    .next()
+            })
             .and_then(|s| std::str::from_utf8(s).ok())
             .filter(|s| !s.is_empty() && !s.contains('%'))
             .map(str::to_owned);
@@ -50,7 +54,8 @@ pub fn inspect_image(bytes: &[u8]) -> Result<KernelImage, NotAKernel> {
         });
     }
     Err(NotAKernel(
-        "not a kernel image: neither an x86 bzImage (no \"HdrS\" boot header) nor an ELF vmlinux".into(),
+        "not a kernel image: neither an x86 bzImage (no \"HdrS\" boot header) nor an ELF vmlinux"
+            .into(),
     ))
 }
 

@@ -64,7 +64,10 @@ impl ModuleIndex {
                 })
             }
         };
-        Self::parse(&text, &builtin).map_err(|line| ModuleError::Malformed { path: dep_path, line })
+        Self::parse(&text, &builtin).map_err(|line| ModuleError::Malformed {
+            path: dep_path,
+            line,
+        })
     }
 
     /// Parses `modules.dep` and `modules.builtin` text; the error is the bad line number.
@@ -115,7 +118,12 @@ impl ModuleIndex {
         Ok(out)
     }
 
-    fn visit(&self, name: &str, seen: &mut BTreeSet<String>, out: &mut Vec<ModuleFile>) -> Result<(), ModuleError> {
+    fn visit(
+        &self,
+        name: &str,
+        seen: &mut BTreeSet<String>,
+        out: &mut Vec<ModuleFile>,
+    ) -> Result<(), ModuleError> {
         if !seen.insert(name.to_owned()) {
             return Ok(());
         }
@@ -151,23 +159,35 @@ kernel/mm/zsmalloc.ko.xz:\n";
     fn closure_in_load_order() {
         let idx = ModuleIndex::parse(DEP, "kernel/drivers/virtio/virtio.ko\n").unwrap();
         let got = idx
-            .closure(&["virtio-net".into(), "zram".into(), "virtio".into()], Path::new("/m"))
+            .closure(
+                &["virtio-net".into(), "zram".into(), "virtio".into()],
+                Path::new("/m"),
+            )
             .unwrap();
         let names: Vec<&str> = got.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(names, ["failover", "net_failover", "virtio_net", "zsmalloc", "zram"]);
+        assert_eq!(
+            names,
+            ["failover", "net_failover", "virtio_net", "zsmalloc", "zram"]
+        );
         assert_eq!(got[4].rel_path, "kernel/drivers/block/zram/zram.ko.xz");
     }
 
     #[test]
     fn missing_module_is_named() {
         let idx = ModuleIndex::parse(DEP, "").unwrap();
-        let e = idx.closure(&["nope".into()], Path::new("/m")).unwrap_err().to_string();
+        let e = idx
+            .closure(&["nope".into()], Path::new("/m"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"nope\""), "{e}");
     }
 
     #[test]
     fn malformed_lines() {
         assert_eq!(ModuleIndex::parse("no colon here\n", "").unwrap_err(), 1);
-        assert_eq!(ModuleIndex::parse("ok.ko:\n../evil.ko:\n", "").unwrap_err(), 2);
+        assert_eq!(
+            ModuleIndex::parse("ok.ko:\n../evil.ko:\n", "").unwrap_err(),
+            2
+        );
     }
 }

@@ -11,7 +11,11 @@ pub enum DebError {
     #[error("{pkg}: not a Debian package: {why}")]
     Format { pkg: String, why: String },
     #[error("{pkg}: refusing archive entry {entry:?}: {why}")]
-    Hostile { pkg: String, entry: String, why: String },
+    Hostile {
+        pkg: String,
+        entry: String,
+        why: String,
+    },
     #[error("{pkg}: {why}")]
     Tree { pkg: String, why: String },
 }
@@ -22,7 +26,9 @@ pub fn ar_members(bytes: &[u8], pkg: &str) -> Result<Vec<(String, Vec<u8>)>, Deb
         pkg: pkg.to_owned(),
         why: why.to_owned(),
     };
-    let mut rest = bytes.strip_prefix(b"!<arch>\n").ok_or_else(|| bad("no ar magic"))?;
+    let mut rest = bytes
+        .strip_prefix(b"!<arch>\n")
+        .ok_or_else(|| bad("no ar magic"))?;
     let mut out = Vec::new();
     while !rest.is_empty() {
         if rest.len() < 60 {
@@ -32,7 +38,11 @@ pub fn ar_members(bytes: &[u8], pkg: &str) -> Result<Vec<(String, Vec<u8>)>, Deb
         if &h[58..60] != b"`\n" {
             return Err(bad("bad ar header"));
         }
-        let name = std::str::from_utf8(&h[..16]).map_err(|_| bad("bad ar name"))?.trim_end().trim_end_matches('/').to_owned();
+        let name = std::str::from_utf8(&h[..16])
+            .map_err(|_| bad("bad ar name"))?
+            .trim_end()
+            .trim_end_matches('/')
+            .to_owned();
         let size: usize = std::str::from_utf8(&h[48..58])
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -55,11 +65,15 @@ pub fn decompress_member(name: &str, data: &[u8], pkg: &str) -> Result<Vec<u8>, 
     };
     let mut out = Vec::new();
     if name.ends_with(".xz") {
-        liblzma::read::XzDecoder::new(data).read_to_end(&mut out).map_err(fail)?;
+        liblzma::read::XzDecoder::new(data)
+            .read_to_end(&mut out)
+            .map_err(fail)?;
     } else if name.ends_with(".zst") {
         out = zstd::stream::decode_all(data).map_err(fail)?;
     } else if name.ends_with(".gz") {
-        flate2::read::GzDecoder::new(data).read_to_end(&mut out).map_err(fail)?;
+        flate2::read::GzDecoder::new(data)
+            .read_to_end(&mut out)
+            .map_err(fail)?;
     } else if name.ends_with(".tar") {
         out = data.to_vec();
     } else {
@@ -126,7 +140,12 @@ pub struct Extracted {
 /// absolute names, a path through a symlink the same archive created, hard links to anything
 /// but a file already extracted from this archive, duplicate entries, device nodes and FIFOs.
 /// Nothing is written to the host: the tree is in memory.
-pub fn extract_data_tar(tar_bytes: &[u8], tree: &mut Tree, origin: &Origin, pkg: &str) -> Result<Extracted, DebError> {
+pub fn extract_data_tar(
+    tar_bytes: &[u8],
+    tree: &mut Tree,
+    origin: &Origin,
+    pkg: &str,
+) -> Result<Extracted, DebError> {
     let hostile = |entry: &str, why: &str| DebError::Hostile {
         pkg: pkg.to_owned(),
         entry: entry.to_owned(),
@@ -144,7 +163,8 @@ pub fn extract_data_tar(tar_bytes: &[u8], tree: &mut Tree, origin: &Origin, pkg:
     for entry in ar.entries().map_err(fail)? {
         let mut entry = entry.map_err(fail)?;
         let raw = entry.path_bytes().into_owned();
-        let name = String::from_utf8(raw).map_err(|_| hostile("<non-UTF-8>", "file names must be UTF-8"))?;
+        let name = String::from_utf8(raw)
+            .map_err(|_| hostile("<non-UTF-8>", "file names must be UTF-8"))?;
         if name.starts_with('/') {
             return Err(hostile(&name, "absolute path"));
         }
@@ -152,21 +172,27 @@ pub fn extract_data_tar(tar_bytes: &[u8], tree: &mut Tree, origin: &Origin, pkg:
         if trimmed.is_empty() || trimmed == "." {
             continue;
         }
-        let path = ImagePath::parse_relative(trimmed).map_err(|e| hostile(&name, &e.to_string()))?;
+        let path =
+            ImagePath::parse_relative(trimmed).map_err(|e| hostile(&name, &e.to_string()))?;
         if !seen.insert(path.clone()) {
             return Err(hostile(&name, "duplicate entry"));
         }
         let mut anc = path.parent();
         while let Some(a) = anc {
             if own_symlinks.contains(&a) {
-                return Err(hostile(&name, &format!("it would be written through the symlink {a} from the same archive")));
+                return Err(hostile(
+                    &name,
+                    &format!("it would be written through the symlink {a} from the same archive"),
+                ));
             }
             anc = a.parent();
         }
         let h = entry.header();
         let mode = h.mode().map_err(fail)? & 0o7777;
-        let uid = u32::try_from(h.uid().map_err(fail)?).map_err(|_| hostile(&name, "uid out of range"))?;
-        let gid = u32::try_from(h.gid().map_err(fail)?).map_err(|_| hostile(&name, "gid out of range"))?;
+        let uid = u32::try_from(h.uid().map_err(fail)?)
+            .map_err(|_| hostile(&name, "uid out of range"))?;
+        let gid = u32::try_from(h.gid().map_err(fail)?)
+            .map_err(|_| hostile(&name, "gid out of range"))?;
         let kind = h.entry_type();
         let e = match kind {
             tar::EntryType::Directory => {
@@ -187,7 +213,8 @@ pub fn extract_data_tar(tar_bytes: &[u8], tree: &mut Tree, origin: &Origin, pkg:
                 let target = entry
                     .link_name_bytes()
                     .ok_or_else(|| hostile(&name, "symlink without a target"))?;
-                let target = String::from_utf8(target.into_owned()).map_err(|_| hostile(&name, "symlink target is not UTF-8"))?;
+                let target = String::from_utf8(target.into_owned())
+                    .map_err(|_| hostile(&name, "symlink target is not UTF-8"))?;
                 if target.is_empty() || target.contains('\0') {
                     return Err(hostile(&name, "empty symlink target"));
                 }
@@ -198,18 +225,27 @@ pub fn extract_data_tar(tar_bytes: &[u8], tree: &mut Tree, origin: &Origin, pkg:
                 let target = entry
                     .link_name_bytes()
                     .ok_or_else(|| hostile(&name, "hard link without a target"))?;
-                let target = String::from_utf8(target.into_owned()).map_err(|_| hostile(&name, "hard link target is not UTF-8"))?;
+                let target = String::from_utf8(target.into_owned())
+                    .map_err(|_| hostile(&name, "hard link target is not UTF-8"))?;
                 if target.starts_with('/') {
                     return Err(hostile(&name, "hard link to an absolute path"));
                 }
                 let t = ImagePath::parse_relative(target.trim_start_matches("./"))
                     .map_err(|e| hostile(&name, &format!("hard link target: {e}")))?;
-                let actual = own_files
-                    .get(&t)
-                    .ok_or_else(|| hostile(&name, &format!("hard link to {t}, which is not a file from this archive")))?;
+                let actual = own_files.get(&t).ok_or_else(|| {
+                    hostile(
+                        &name,
+                        &format!("hard link to {t}, which is not a file from this archive"),
+                    )
+                })?;
                 Entry::new(Kind::Hardlink(actual.clone()), mode, origin)
             }
-            _ => return Err(hostile(&name, "device nodes, FIFOs and other special files are not allowed in packages")),
+            _ => {
+                return Err(hostile(
+                    &name,
+                    "device nodes, FIFOs and other special files are not allowed in packages",
+                ))
+            }
         };
         let is_file = matches!(e.kind, Kind::File(_));
         let is_dir = matches!(e.kind, Kind::Dir);
@@ -256,7 +292,18 @@ pub mod tests {
         let data_tar = b.into_inner().unwrap();
         let mut deb = b"!<arch>\n".to_vec();
         for (name, body) in [("debian-binary", b"2.0\n".to_vec()), ("data.tar", data_tar)] {
-            deb.extend_from_slice(format!("{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n", name, 0, 0, 0, 100644, body.len()).as_bytes());
+            deb.extend_from_slice(
+                format!(
+                    "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+                    name,
+                    0,
+                    0,
+                    0,
+                    100644,
+                    body.len()
+                )
+                .as_bytes(),
+            );
             deb.extend_from_slice(&body);
             if body.len() % 2 == 1 {
                 deb.push(b'\n');
@@ -288,7 +335,10 @@ pub mod tests {
         assert_eq!(r.bytes, 3);
         assert_eq!(r.paths.len(), 3);
         let p = ImagePath::parse("/bin/ash").unwrap();
-        assert_eq!(t.get(&p).unwrap().kind, Kind::Hardlink(ImagePath::parse("/bin/busybox").unwrap()));
+        assert_eq!(
+            t.get(&p).unwrap().kind,
+            Kind::Hardlink(ImagePath::parse("/bin/busybox").unwrap())
+        );
     }
 
     #[test]
@@ -320,7 +370,10 @@ pub mod tests {
 
     #[test]
     fn hostile_duplicate_entry() {
-        let deb = make_deb(&[("./a", T::Regular, b"1", None), ("./a", T::Regular, b"2", None)]);
+        let deb = make_deb(&[
+            ("./a", T::Regular, b"1", None),
+            ("./a", T::Regular, b"2", None),
+        ]);
         let e = extract(&deb).1.unwrap_err().to_string();
         assert!(e.contains("duplicate"), "{e}");
     }
@@ -328,16 +381,31 @@ pub mod tests {
     #[test]
     fn hostile_device_node() {
         let deb = make_deb(&[("./dev/sda", T::Block, b"", None)]);
-        assert!(extract(&deb).1.unwrap_err().to_string().contains("device nodes"));
+        assert!(extract(&deb)
+            .1
+            .unwrap_err()
+            .to_string()
+            .contains("device nodes"));
     }
 
     #[test]
     fn keeps_existing_directory_symlinks() {
         let mut t = Tree::new();
         let o = Origin::new("base");
-        t.insert(&ImagePath::parse("/usr/bin").unwrap(), Entry::dir(0o755, &o)).unwrap();
-        t.insert(&ImagePath::parse("/bin").unwrap(), Entry::symlink("usr/bin", &o)).unwrap();
-        let deb = make_deb(&[("./bin/", T::Directory, b"", None), ("./bin/busybox", T::Regular, b"x", None)]);
+        t.insert(
+            &ImagePath::parse("/usr/bin").unwrap(),
+            Entry::dir(0o755, &o),
+        )
+        .unwrap();
+        t.insert(
+            &ImagePath::parse("/bin").unwrap(),
+            Entry::symlink("usr/bin", &o),
+        )
+        .unwrap();
+        let deb = make_deb(&[
+            ("./bin/", T::Directory, b"", None),
+            ("./bin/busybox", T::Regular, b"x", None),
+        ]);
         let tar = member_tar(&deb, "data.tar", "p").unwrap();
         let r = extract_data_tar(&tar, &mut t, &Origin::new("p"), "p").unwrap();
         assert_eq!(r.paths[0].as_str(), "/usr/bin/busybox");

@@ -65,28 +65,59 @@ impl LockFile {
                 message,
             }
         };
-        let lock: LockFile = toml::from_str(text)
-            .map_err(|e| invalid(e.span().map_or(0, |s| s.start), e.message().trim_end().to_owned()))?;
+        let lock: LockFile = toml::from_str(text).map_err(|e| {
+            invalid(
+                e.span().map_or(0, |s| s.start),
+                e.message().trim_end().to_owned(),
+            )
+        })?;
         if lock.lock_version != LOCK_VERSION {
-            return Err(invalid(0, format!("lock-version {} is not supported (expected {LOCK_VERSION})", lock.lock_version)));
+            return Err(invalid(
+                0,
+                format!(
+                    "lock-version {} is not supported (expected {LOCK_VERSION})",
+                    lock.lock_version
+                ),
+            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         for p in &lock.packages {
             let at = text.find(&format!("name = \"{}\"", p.name)).unwrap_or(0);
             if !crate::profile::is_debian_name(&p.name) {
-                return Err(invalid(at, format!("{:?} is not a Debian package name", p.name)));
+                return Err(invalid(
+                    at,
+                    format!("{:?} is not a Debian package name", p.name),
+                ));
             }
             if !seen.insert(p.name.clone()) {
                 return Err(invalid(at, format!("package {} is locked twice", p.name)));
             }
             if p.sha256.len() != 64 || !p.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(invalid(at, format!("package {}: sha256 must be 64 hex digits", p.name)));
+                return Err(invalid(
+                    at,
+                    format!("package {}: sha256 must be 64 hex digits", p.name),
+                ));
             }
-            if p.version.is_empty() || p.version.contains(|c: char| c.is_whitespace() || c == '/' || c == '=') {
-                return Err(invalid(at, format!("package {}: {:?} is not a Debian version", p.name, p.version)));
+            if p.version.is_empty()
+                || p.version
+                    .contains(|c: char| c.is_whitespace() || c == '/' || c == '=')
+            {
+                return Err(invalid(
+                    at,
+                    format!(
+                        "package {}: {:?} is not a Debian version",
+                        p.name, p.version
+                    ),
+                ));
             }
             if p.arch != "amd64" && p.arch != "all" {
-                return Err(invalid(at, format!("package {}: architecture {:?} cannot run in an x86-64 image", p.name, p.arch)));
+                return Err(invalid(
+                    at,
+                    format!(
+                        "package {}: architecture {:?} cannot run in an x86-64 image",
+                        p.name, p.arch
+                    ),
+                ));
             }
         }
         Ok(lock)
@@ -135,18 +166,30 @@ required-by = ["profile"]
     #[test]
     fn parses_and_round_trips() {
         let l = LockFile::parse(GOOD, Path::new("x.lock")).unwrap();
-        assert_eq!(l.packages[0].purl(), "pkg:deb/debian/busybox-static@1%3A1.35.0-4%2Bdeb12u1%2Bb1?arch=amd64");
+        assert_eq!(
+            l.packages[0].purl(),
+            "pkg:deb/debian/busybox-static@1%3A1.35.0-4%2Bdeb12u1%2Bb1?arch=amd64"
+        );
         let again = LockFile::parse(&l.to_toml(), Path::new("x.lock")).unwrap();
         assert_eq!(again, l);
     }
 
     #[test]
     fn rejects_bad_locks() {
-        let e = LockFile::parse(&GOOD.replace("3d3f", "zz"), Path::new("x.lock")).unwrap_err().to_string();
-        assert!(e.starts_with("x.lock:3:1: package busybox-static: sha256"), "{e}");
-        let e = LockFile::parse(&GOOD.replace("size", "sighs"), Path::new("x.lock")).unwrap_err().to_string();
+        let e = LockFile::parse(&GOOD.replace("3d3f", "zz"), Path::new("x.lock"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("x.lock:3:1: package busybox-static: sha256"),
+            "{e}"
+        );
+        let e = LockFile::parse(&GOOD.replace("size", "sighs"), Path::new("x.lock"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown field `sighs`"), "{e}");
-        let e = LockFile::parse(&format!("{GOOD}{}", &GOOD[16..]), Path::new("x.lock")).unwrap_err().to_string();
+        let e = LockFile::parse(&format!("{GOOD}{}", &GOOD[16..]), Path::new("x.lock"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("locked twice"), "{e}");
     }
 }

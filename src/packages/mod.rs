@@ -18,7 +18,11 @@ pub enum PackageError {
     #[error("{0}")]
     Lock(#[from] LockError),
     #[error("package {name} is listed in [packages] debian of {profile} but not in {lock}; run `stratos lock {profile}`")]
-    NotLocked { name: String, profile: PathBuf, lock: PathBuf },
+    NotLocked {
+        name: String,
+        profile: PathBuf,
+        lock: PathBuf,
+    },
     #[error("package {name} {version}: the .deb has sha256 {actual} ({size} bytes) but {lock} pins sha256 {expected} ({expected_size} bytes); the archive changed or the lock is wrong: check the lock, then re-run `stratos lock`")]
     Mismatch {
         name: String,
@@ -30,9 +34,17 @@ pub enum PackageError {
         lock: PathBuf,
     },
     #[error("package {name} {version} is not in the package cache ({cache}) and --offline forbids downloading it; run the build once without --offline")]
-    Offline { name: String, version: String, cache: PathBuf },
+    Offline {
+        name: String,
+        version: String,
+        cache: PathBuf,
+    },
     #[error("package {name} {version}: `apt-get download` failed: {why}. If the version is no longer in the archive, run `stratos lock PROFILE --update`; if apt has no package lists, run `apt-get update` (ci/setup does)")]
-    Download { name: String, version: String, why: String },
+    Download {
+        name: String,
+        version: String,
+        why: String,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -49,7 +61,12 @@ pub fn deb_cache_dir() -> PathBuf {
 }
 
 fn apt_archive_name(p: &LockedPackage) -> String {
-    format!("{}_{}_{}.deb", p.name, p.version.replace(':', "%3a"), p.arch)
+    format!(
+        "{}_{}_{}.deb",
+        p.name,
+        p.version.replace(':', "%3a"),
+        p.arch
+    )
 }
 
 /// Returns the `.deb` bytes of a locked package, from the cache, from apt's own archive cache,
@@ -115,10 +132,21 @@ fn download(p: &LockedPackage) -> Result<Vec<u8>, PackageError> {
         .args(["download", "-q", &spec])
         .current_dir(dir.path())
         .output()
-        .map_err(|e| fail(format!("cannot run apt-get ({e}); install apt or fill the cache")))?;
+        .map_err(|e| {
+            fail(format!(
+                "cannot run apt-get ({e}); install apt or fill the cache"
+            ))
+        })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        return Err(fail(stderr.lines().last().unwrap_or("no output").trim().to_owned()));
+        return Err(fail(
+            stderr
+                .lines()
+                .last()
+                .unwrap_or("no output")
+                .trim()
+                .to_owned(),
+        ));
     }
     let mut debs: Vec<PathBuf> = std::fs::read_dir(dir.path())
         .map_err(|e| fail(e.to_string()))?
@@ -158,7 +186,13 @@ pub fn install_locked(
         let purl = p.purl();
         let data = deb::member_tar(&bytes, "data.tar", &p.name)?;
         let got = deb::extract_data_tar(&data, tree, &Origin::new(&purl), &p.name)?;
-        progress.info(format!("installed {} {} ({} files, {} KiB)", p.name, p.version, got.paths.len(), got.bytes / 1024));
+        progress.info(format!(
+            "installed {} {} ({} files, {} KiB)",
+            p.name,
+            p.version,
+            got.paths.len(),
+            got.bytes / 1024
+        ));
         let mut props = vec![("stratos:origin".to_owned(), "debian-package".to_owned())];
         for r in &p.required_by {
             props.push(("stratos:required-by".into(), r.clone()));
@@ -168,7 +202,10 @@ pub fn install_locked(
             classification: "library",
             name: p.name.clone(),
             version: p.version.clone(),
-            description: Some(format!("Debian package {} {} ({})", p.name, p.version, p.arch)),
+            description: Some(format!(
+                "Debian package {} {} ({})",
+                p.name, p.version, p.arch
+            )),
             purl: Some(purl),
             license: None,
             sha256: p.sha256.clone(),

@@ -73,7 +73,12 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn at(&self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) -> ProfileError {
+    fn at(
+        &self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ProfileError {
         let (line, column) = line_col(self.text, span.start);
         ProfileError::Invalid(Located {
             file: self.file.to_owned(),
@@ -86,7 +91,12 @@ impl Ctx<'_> {
 
     /// For keys whose spans serde does not keep (nested sysctl tables): the first line
     /// that mentions the key's last segment.
-    fn near(&self, needle: &str, key: impl Into<String>, message: impl Into<String>) -> ProfileError {
+    fn near(
+        &self,
+        needle: &str,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ProfileError {
         let offset = self.text.find(needle).unwrap_or(0);
         self.at(offset..offset, key, message)
     }
@@ -219,7 +229,12 @@ impl Profile {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .to_owned();
-        Self::parse(&text, path, &dir, std::env::var("SOURCE_DATE_EPOCH").ok().as_deref())
+        Self::parse(
+            &text,
+            path,
+            &dir,
+            std::env::var("SOURCE_DATE_EPOCH").ok().as_deref(),
+        )
     }
 
     /// Parses and validates profile text. `file` is used in messages, `dir` to resolve relative
@@ -238,7 +253,10 @@ impl Profile {
                 line,
                 column,
                 key: String::new(),
-                message: format!("{} (see the profile reference in README.md)", e.message().trim_end()),
+                message: format!(
+                    "{} (see the profile reference in README.md)",
+                    e.message().trim_end()
+                ),
             })
         })?;
         validate(&cx, raw, dir, env_epoch).map(|mut p| {
@@ -250,12 +268,20 @@ impl Profile {
     }
 }
 
-fn validate(cx: &Ctx, raw: RawProfile, dir: &Path, env_epoch: Option<&str>) -> Result<Profile, ProfileError> {
+fn validate(
+    cx: &Ctx,
+    raw: RawProfile,
+    dir: &Path,
+    env_epoch: Option<&str>,
+) -> Result<Profile, ProfileError> {
     if *raw.schema.get_ref() != SCHEMA {
         return Err(cx.at(
             raw.schema.span(),
             "schema",
-            format!("schema = {} is not supported; this stratos reads schema = {SCHEMA}", raw.schema.get_ref()),
+            format!(
+                "schema = {} is not supported; this stratos reads schema = {SCHEMA}",
+                raw.schema.get_ref()
+            ),
         ));
     }
 
@@ -274,12 +300,18 @@ fn validate(cx: &Ctx, raw: RawProfile, dir: &Path, env_epoch: Option<&str>) -> R
     let version = raw.image.version;
     if version.get_ref().is_empty()
         || version.get_ref().len() > 128
-        || !version.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || "._+-~".contains(c))
+        || !version
+            .get_ref()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+-~".contains(c))
     {
         return Err(cx.at(
             version.span(),
             "image.version",
-            format!("{:?} is not a valid version: use 1-128 of A-Z, a-z, 0-9, '.', '_', '+', '-', '~'", version.get_ref()),
+            format!(
+                "{:?} is not a valid version: use 1-128 of A-Z, a-z, 0-9, '.', '_', '+', '-', '~'",
+                version.get_ref()
+            ),
         ));
     }
     let source_date_epoch = match raw.image.source_date_epoch {
@@ -295,7 +327,14 @@ fn validate(cx: &Ctx, raw: RawProfile, dir: &Path, env_epoch: Option<&str>) -> R
     let hostname = match raw.image.hostname {
         Some(h) => {
             if !is_hostname(h.get_ref()) {
-                return Err(cx.at(h.span(), "image.hostname", format!("{:?} is not a valid hostname (1-63 of a-z, 0-9, '-')", h.get_ref())));
+                return Err(cx.at(
+                    h.span(),
+                    "image.hostname",
+                    format!(
+                        "{:?} is not a valid hostname (1-63 of a-z, 0-9, '-')",
+                        h.get_ref()
+                    ),
+                ));
             }
             h.into_inner()
         }
@@ -313,10 +352,17 @@ fn validate(cx: &Ctx, raw: RawProfile, dir: &Path, env_epoch: Option<&str>) -> R
     let prebuilt = match k.prebuilt {
         Some(p) => existing_file(cx, dir, &p, "kernel.prebuilt")?,
         None => {
-            return Err(cx.at(0..0, "kernel.prebuilt", "missing: set it to a kernel image (bzImage or vmlinux), relative to the profile"));
+            return Err(cx.at(
+                0..0,
+                "kernel.prebuilt",
+                "missing: set it to a kernel image (bzImage or vmlinux), relative to the profile",
+            ));
         }
     };
-    let config = k.config.map(|c| existing_file(cx, dir, &c, "kernel.config")).transpose()?;
+    let config = k
+        .config
+        .map(|c| existing_file(cx, dir, &c, "kernel.config"))
+        .transpose()?;
     let modules_dir = k
         .modules_dir
         .map(|m| existing_dir(cx, dir, &m, "kernel.modules-dir"))
@@ -325,11 +371,23 @@ fn validate(cx: &Ctx, raw: RawProfile, dir: &Path, env_epoch: Option<&str>) -> R
     for (i, m) in k.modules.iter().enumerate() {
         let key = format!("kernel.modules[{i}]");
         let n = m.get_ref();
-        if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            return Err(cx.at(m.span(), key, format!("{n:?} is not a module name (like virtio_net)")));
+        if n.is_empty()
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(cx.at(
+                m.span(),
+                key,
+                format!("{n:?} is not a module name (like virtio_net)"),
+            ));
         }
         if modules_dir.is_none() {
-            return Err(cx.at(m.span(), key, "modules need kernel.modules-dir (the kernel package's lib/modules/<version>)"));
+            return Err(cx.at(
+                m.span(),
+                key,
+                "modules need kernel.modules-dir (the kernel package's lib/modules/<version>)",
+            ));
         }
         let n = n.replace('-', "_");
         if modules.contains(&n) {
@@ -340,7 +398,11 @@ fn validate(cx: &Ctx, raw: RawProfile, dir: &Path, env_epoch: Option<&str>) -> R
     let cmdline = match k.cmdline {
         Some(c) => {
             if c.get_ref().contains(['\n', '\0']) || c.get_ref().len() > 2048 {
-                return Err(cx.at(c.span(), "kernel.cmdline", "must be one line of at most 2048 bytes"));
+                return Err(cx.at(
+                    c.span(),
+                    "kernel.cmdline",
+                    "must be one line of at most 2048 bytes",
+                ));
             }
             c.into_inner()
         }
@@ -359,9 +421,21 @@ fn validate(cx: &Ctx, raw: RawProfile, dir: &Path, env_epoch: Option<&str>) -> R
     let argv_span = i.argv.span();
     let argv = i.argv.into_inner();
     match argv.first() {
-        None => return Err(cx.at(argv_span, "init.argv", "must name the runtime to start, e.g. [\"/bin/busybox\", \"httpd\", \"-f\"]")),
+        None => {
+            return Err(cx.at(
+                argv_span,
+                "init.argv",
+                "must name the runtime to start, e.g. [\"/bin/busybox\", \"httpd\", \"-f\"]",
+            ))
+        }
         Some(a0) => {
-            ImagePath::parse(a0).map_err(|e| cx.at(argv_span.clone(), "init.argv[0]", format!("{e} (the runtime is executed without a PATH search)")))?;
+            ImagePath::parse(a0).map_err(|e| {
+                cx.at(
+                    argv_span.clone(),
+                    "init.argv[0]",
+                    format!("{e} (the runtime is executed without a PATH search)"),
+                )
+            })?;
         }
     }
     if argv.iter().any(|a| a.contains('\0')) {
@@ -422,9 +496,17 @@ fn validate(cx: &Ctx, raw: RawProfile, dir: &Path, env_epoch: Option<&str>) -> R
         let source = existing_file(cx, dir, &f.source, &format!("{key}.source"))?;
         let dest = image_path(cx, &f.path, &format!("{key}.path"))?;
         if dest.is_root() {
-            return Err(cx.at(f.path.span(), format!("{key}.path"), "must name a file, not /"));
+            return Err(cx.at(
+                f.path.span(),
+                format!("{key}.path"),
+                "must name a file, not /",
+            ));
         }
-        let mode = f.mode.as_ref().map(|m| parse_mode(cx, m, &format!("{key}.mode"))).transpose()?;
+        let mode = f
+            .mode
+            .as_ref()
+            .map(|m| parse_mode(cx, m, &format!("{key}.mode")))
+            .transpose()?;
         files.push(HostFile {
             source,
             dest,
@@ -453,14 +535,22 @@ fn validate(cx: &Ctx, raw: RawProfile, dir: &Path, env_epoch: Option<&str>) -> R
             let mut debian = Vec::new();
             for (i, d) in p.debian.iter().enumerate() {
                 if !is_debian_name(d.get_ref()) {
-                    return Err(cx.at(d.span(), format!("packages.debian[{i}]"), format!("{:?} is not a Debian package name", d.get_ref())));
+                    return Err(cx.at(
+                        d.span(),
+                        format!("packages.debian[{i}]"),
+                        format!("{:?} is not a Debian package name", d.get_ref()),
+                    ));
                 }
                 debian.push(d.get_ref().clone());
             }
             let lock = match &p.lock {
                 Some(l) => dir.join(l.get_ref()),
                 None => {
-                    let stem = cx.file.file_stem().and_then(|s| s.to_str()).unwrap_or("profile");
+                    let stem = cx
+                        .file
+                        .file_stem()
+                        .and_then(|s| s.to_str())
+                        .unwrap_or("profile");
                     dir.join(format!("{stem}.lock"))
                 }
             };
@@ -487,8 +577,11 @@ fn validate(cx: &Ctx, raw: RawProfile, dir: &Path, env_epoch: Option<&str>) -> R
 fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
 }
 
 fn is_hostname(s: &str) -> bool {
@@ -502,8 +595,11 @@ fn is_hostname(s: &str) -> bool {
 /// starting with an alphanumeric.
 pub fn is_debian_name(s: &str) -> bool {
     s.len() >= 2
-        && s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
 }
 
 fn id(cx: &Ctx, v: Option<&Spanned<i64>>, key: &str) -> Result<u32, ProfileError> {
@@ -512,7 +608,16 @@ fn id(cx: &Ctx, v: Option<&Spanned<i64>>, key: &str) -> Result<u32, ProfileError
         Some(v) => u32::try_from(*v.get_ref())
             .ok()
             .filter(|&n| n != u32::MAX)
-            .ok_or_else(|| cx.at(v.span(), key, format!("{} is not a valid user or group id (0..4294967294)", v.get_ref()))),
+            .ok_or_else(|| {
+                cx.at(
+                    v.span(),
+                    key,
+                    format!(
+                        "{} is not a valid user or group id (0..4294967294)",
+                        v.get_ref()
+                    ),
+                )
+            }),
     }
 }
 
@@ -529,20 +634,45 @@ fn resolve(dir: &Path, s: &str) -> PathBuf {
     }
 }
 
-fn existing_file(cx: &Ctx, dir: &Path, s: &Spanned<String>, key: &str) -> Result<PathBuf, ProfileError> {
+fn existing_file(
+    cx: &Ctx,
+    dir: &Path,
+    s: &Spanned<String>,
+    key: &str,
+) -> Result<PathBuf, ProfileError> {
     let path = resolve(dir, s.get_ref());
     match std::fs::metadata(&path) {
         Ok(m) if m.is_file() => Ok(path),
         Ok(m) => Err(cx.at(
             s.span(),
             key,
-            format!("{} is a {}, not a regular file", path.display(), if m.is_dir() { "directory" } else { "special file" }),
+            format!(
+                "{} is a {}, not a regular file",
+                path.display(),
+                if m.is_dir() {
+                    "directory"
+                } else {
+                    "special file"
+                }
+            ),
         )),
-        Err(e) => Err(cx.at(s.span(), key, format!("{}: {e} (paths are relative to the profile's directory)", path.display()))),
+        Err(e) => Err(cx.at(
+            s.span(),
+            key,
+            format!(
+                "{}: {e} (paths are relative to the profile's directory)",
+                path.display()
+            ),
+        )),
     }
 }
 
-fn existing_dir(cx: &Ctx, dir: &Path, s: &Spanned<String>, key: &str) -> Result<PathBuf, ProfileError> {
+fn existing_dir(
+    cx: &Ctx,
+    dir: &Path,
+    s: &Spanned<String>,
+    key: &str,
+) -> Result<PathBuf, ProfileError> {
     let path = resolve(dir, s.get_ref());
     match std::fs::metadata(&path) {
         Ok(m) if m.is_dir() => Ok(path),
@@ -556,7 +686,13 @@ fn existing_dir(cx: &Ctx, dir: &Path, s: &Spanned<String>, key: &str) -> Result<
 }
 
 fn parse_mode(cx: &Ctx, m: &Spanned<IntOrString>, key: &str) -> Result<u32, ProfileError> {
-    let bad = || cx.at(m.span(), key, "must be octal permission bits, e.g. 0o755 (TOML integer) or \"0755\"");
+    let bad = || {
+        cx.at(
+            m.span(),
+            key,
+            "must be octal permission bits, e.g. 0o755 (TOML integer) or \"0755\"",
+        )
+    };
     let v = match m.get_ref() {
         IntOrString::Int(i) => u32::try_from(*i).map_err(|_| bad())?,
         IntOrString::Str(s) => {
@@ -584,10 +720,17 @@ fn flatten_sysctl(
         };
         let ok = !key.is_empty()
             && key.split(['.', '/']).all(|seg| {
-                !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                !seg.is_empty()
+                    && seg
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             });
         if !ok {
-            return Err(cx.near(k, format!("sysctl.{key}"), "not a sysctl key: use dotted names like vm.swappiness"));
+            return Err(cx.near(
+                k,
+                format!("sysctl.{key}"),
+                "not a sysctl key: use dotted names like vm.swappiness",
+            ));
         }
         let value = match v {
             toml::Value::Table(t) => {
@@ -598,7 +741,11 @@ fn flatten_sysctl(
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => u8::from(*b).to_string(),
             _ => {
-                return Err(cx.near(k, format!("sysctl.{key}"), "value must be a string, an integer or a boolean"));
+                return Err(cx.near(
+                    k,
+                    format!("sysctl.{key}"),
+                    "value must be a string, an integer or a boolean",
+                ));
             }
         };
         if value.contains(['\n', '\0']) {
@@ -606,7 +753,11 @@ fn flatten_sysctl(
         }
         let canonical = key.replace('/', ".");
         if out.insert(canonical.clone(), value).is_some() {
-            return Err(cx.near(k, format!("sysctl.{key}"), format!("{canonical} is set twice")));
+            return Err(cx.near(
+                k,
+                format!("sysctl.{key}"),
+                format!("{canonical} is set twice"),
+            ));
         }
     }
     Ok(())
@@ -632,7 +783,9 @@ pub fn parse_size(s: &str) -> Option<ZramSize> {
         }
     };
     let n: u64 = num.parse().ok()?;
-    n.checked_mul(mult).filter(|&b| b >= 4096).map(ZramSize::Bytes)
+    n.checked_mul(mult)
+        .filter(|&b| b >= 4096)
+        .map(ZramSize::Bytes)
 }
 
 fn validate_zram(cx: &Ctx, z: raw::RawZram) -> Result<Zram, ProfileError> {
@@ -644,7 +797,15 @@ fn validate_zram(cx: &Ctx, z: raw::RawZram) -> Result<Zram, ProfileError> {
     let algorithm = match z.algorithm {
         Some(a) => {
             if !ZRAM_ALGORITHMS.contains(&a.get_ref().as_str()) {
-                return Err(cx.at(a.span(), "zram.algorithm", format!("{:?} is not a zram algorithm; use one of {}", a.get_ref(), ZRAM_ALGORITHMS.join(", "))));
+                return Err(cx.at(
+                    a.span(),
+                    "zram.algorithm",
+                    format!(
+                        "{:?} is not a zram algorithm; use one of {}",
+                        a.get_ref(),
+                        ZRAM_ALGORITHMS.join(", ")
+                    ),
+                ));
             }
             a.into_inner()
         }
@@ -670,22 +831,40 @@ fn validate_network(cx: &Ctx, n: raw::RawNetwork) -> Result<Network, ProfileErro
         Some(i) => {
             let s = i.get_ref();
             if s.is_empty() || s.len() > 15 || s.contains(['/', ' ', '\0']) {
-                return Err(cx.at(i.span(), "network.interface", format!("{s:?} is not an interface name")));
+                return Err(cx.at(
+                    i.span(),
+                    "network.interface",
+                    format!("{s:?} is not an interface name"),
+                ));
             }
             i.into_inner()
         }
         None => "eth0".to_owned(),
     };
-    let bad_addr = || cx.at(n.address.span(), "network.address", "must be an IPv4 address with a prefix length, e.g. \"10.0.2.15/24\"");
+    let bad_addr = || {
+        cx.at(
+            n.address.span(),
+            "network.address",
+            "must be an IPv4 address with a prefix length, e.g. \"10.0.2.15/24\"",
+        )
+    };
     let (addr, prefix) = n.address.get_ref().split_once('/').ok_or_else(bad_addr)?;
     let address: Ipv4Addr = addr.parse().map_err(|_| bad_addr())?;
-    let prefix_len: u8 = prefix.parse().ok().filter(|&p| p <= 32).ok_or_else(bad_addr)?;
+    let prefix_len: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|&p| p <= 32)
+        .ok_or_else(bad_addr)?;
     let gateway = n
         .gateway
         .map(|g| {
-            g.get_ref()
-                .parse::<Ipv4Addr>()
-                .map_err(|_| cx.at(g.span(), "network.gateway", "must be an IPv4 address, e.g. \"10.0.2.2\""))
+            g.get_ref().parse::<Ipv4Addr>().map_err(|_| {
+                cx.at(
+                    g.span(),
+                    "network.gateway",
+                    "must be an IPv4 address, e.g. \"10.0.2.2\"",
+                )
+            })
         })
         .transpose()?;
     Ok(Network {

@@ -111,7 +111,9 @@ fn missing_required_field() {
 #[test]
 fn dotdot_in_image_path() {
     let f = Fixture::new();
-    let e = f.err(&format!("{BASE}[[file]]\nsource = \"motd\"\npath = \"/etc/../../x\"\n"));
+    let e = f.err(&format!(
+        "{BASE}[[file]]\nsource = \"motd\"\npath = \"/etc/../../x\"\n"
+    ));
     assert!(e.starts_with("p.toml:12:8: file[0].path: "), "{e}");
     assert!(e.contains("'..'"), "{e}");
 }
@@ -137,10 +139,16 @@ fn bad_values() {
     let f = Fixture::new();
     for (snippet, want) in [
         ("[zram]\nsize = \"lots\"\n", "zram.size"),
-        ("[zram]\nsize = \"1G\"\nalgorithm = \"gzip\"\n", "zram.algorithm"),
+        (
+            "[zram]\nsize = \"1G\"\nalgorithm = \"gzip\"\n",
+            "zram.algorithm",
+        ),
         ("[network]\naddress = \"10.0.2.15\"\n", "network.address"),
         ("[sysctl]\n\"vm swappiness\" = 1\n", "sysctl.vm swappiness"),
-        ("[[file]]\nsource = \"motd\"\npath = \"/m\"\nmode = \"999\"\n", "file[0].mode"),
+        (
+            "[[file]]\nsource = \"motd\"\npath = \"/m\"\nmode = \"999\"\n",
+            "file[0].mode",
+        ),
     ] {
         let e = f.err(&format!("{BASE}{snippet}"));
         assert!(e.contains(want), "{snippet:?}: {e}");

@@ -84,12 +84,18 @@ pub fn load_overlay(
             let path = e.path().unwrap_or(src).to_owned();
             OverlayError::Io {
                 path,
-                source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("walk failed")),
+                source: e
+                    .into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("walk failed")),
             }
         })?;
         let host = item.path();
-        let rel = host.strip_prefix(src).expect("walkdir yields paths below its root");
-        let rel = rel.to_str().ok_or_else(|| OverlayError::NotUtf8(host.to_owned()))?;
+        let rel = host
+            .strip_prefix(src)
+            .expect("walkdir yields paths below its root");
+        let rel = rel
+            .to_str()
+            .ok_or_else(|| OverlayError::NotUtf8(host.to_owned()))?;
         let mut dest = target.clone();
         for part in rel.split('/').filter(|p| !p.is_empty()) {
             dest = dest.join(part).map_err(|source| OverlayError::Path {
@@ -104,7 +110,9 @@ pub fn load_overlay(
             item.metadata()
                 .map_err(|e| OverlayError::Io {
                     path: host.to_owned(),
-                    source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("stat failed")),
+                    source: e
+                        .into_io_error()
+                        .unwrap_or_else(|| std::io::Error::other("stat failed")),
                 })?
                 .permissions()
                 .mode()
@@ -155,7 +163,11 @@ pub fn read_host_file(src: &Path) -> Result<(Vec<u8>, u32), OverlayError> {
     if !meta.is_file() {
         return Err(OverlayError::NotAFile {
             path: src.to_owned(),
-            kind: if meta.is_dir() { "a directory" } else { "a special file" },
+            kind: if meta.is_dir() {
+                "a directory"
+            } else {
+                "a special file"
+            },
         });
     }
     let data = fs::read(src).map_err(io(src))?;

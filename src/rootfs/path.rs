@@ -185,18 +185,33 @@ mod tests {
         assert_eq!(ImagePath::parse("/").unwrap().as_str(), "/");
         assert_eq!(ImagePath::parse("//etc//./x/").unwrap().as_str(), "/etc/x");
         assert_eq!(ImagePath::parse("/.").unwrap().as_str(), "/");
-        assert_eq!(ImagePath::parse_relative("./etc/x").unwrap().as_str(), "/etc/x");
+        assert_eq!(
+            ImagePath::parse_relative("./etc/x").unwrap().as_str(),
+            "/etc/x"
+        );
         assert_eq!(ImagePath::parse_relative("etc").unwrap().as_str(), "/etc");
     }
 
     #[test]
     fn rejects_escapes_and_garbage() {
-        assert!(matches!(ImagePath::parse("/etc/../x"), Err(PathError::DotDot(_))));
+        assert!(matches!(
+            ImagePath::parse("/etc/../x"),
+            Err(PathError::DotDot(_))
+        ));
         assert!(matches!(ImagePath::parse("/.."), Err(PathError::DotDot(_))));
-        assert!(matches!(ImagePath::parse("etc/x"), Err(PathError::NotAbsolute(_))));
-        assert!(matches!(ImagePath::parse(""), Err(PathError::NotAbsolute(_))));
+        assert!(matches!(
+            ImagePath::parse("etc/x"),
+            Err(PathError::NotAbsolute(_))
+        ));
+        assert!(matches!(
+            ImagePath::parse(""),
+            Err(PathError::NotAbsolute(_))
+        ));
         assert!(matches!(ImagePath::parse("/a\0b"), Err(PathError::Nul(_))));
-        assert!(matches!(ImagePath::parse_relative("../x"), Err(PathError::DotDot(_))));
+        assert!(matches!(
+            ImagePath::parse_relative("../x"),
+            Err(PathError::DotDot(_))
+        ));
         assert!(ImagePath::root().join("..").is_err());
         assert!(ImagePath::root().join("a/b").is_err());
     }
@@ -206,10 +221,15 @@ mod tests {
         let p = ImagePath::parse("/usr/bin/env").unwrap();
         assert_eq!(p.parent().unwrap().as_str(), "/usr/bin");
         assert_eq!(p.file_name(), Some("env"));
-        assert_eq!(ImagePath::parse("/usr").unwrap().parent().unwrap(), ImagePath::root());
+        assert_eq!(
+            ImagePath::parse("/usr").unwrap().parent().unwrap(),
+            ImagePath::root()
+        );
         assert!(ImagePath::root().parent().is_none());
         assert!(p.starts_with(&ImagePath::parse("/usr").unwrap()));
-        assert!(!ImagePath::parse("/usrx").unwrap().starts_with(&ImagePath::parse("/usr").unwrap()));
+        assert!(!ImagePath::parse("/usrx")
+            .unwrap()
+            .starts_with(&ImagePath::parse("/usr").unwrap()));
     }
 
     #[test]
@@ -227,8 +247,17 @@ mod tests {
     #[test]
     fn link_targets_stay_inside() {
         let link = ImagePath::parse("/etc/evil").unwrap();
-        assert_eq!(ImagePath::resolve_link_target(&link, "../../../../x").as_str(), "/x");
-        assert_eq!(ImagePath::resolve_link_target(&link, "/usr/bin").as_str(), "/usr/bin");
-        assert_eq!(ImagePath::resolve_link_target(&link, "sub/./f").as_str(), "/etc/sub/f");
+        assert_eq!(
+            ImagePath::resolve_link_target(&link, "../../../../x").as_str(),
+            "/x"
+        );
+        assert_eq!(
+            ImagePath::resolve_link_target(&link, "/usr/bin").as_str(),
+            "/usr/bin"
+        );
+        assert_eq!(
+            ImagePath::resolve_link_target(&link, "sub/./f").as_str(),
+            "/etc/sub/f"
+        );
     }
 }

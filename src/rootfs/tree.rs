@@ -142,7 +142,9 @@ pub enum TreeError {
     },
     #[error("symlinks loop while resolving {0} ({1})")]
     SymlinkLoop(ImagePath, Origin),
-    #[error("hard link {path} ({origin}) points at {target}, which is not a regular file in the image")]
+    #[error(
+        "hard link {path} ({origin}) points at {target}, which is not a regular file in the image"
+    )]
     BadHardlink {
         path: ImagePath,
         target: ImagePath,
@@ -216,7 +218,11 @@ impl Tree {
     /// Resolves directory symlinks among the ancestors of `path`, inside the tree only, so that
     /// `/bin/sh` lands in `/usr/bin/sh` when `/bin -> usr/bin` (what dpkg does on extraction).
     /// Creates missing ancestors as root-owned 0755 directories attributed to `origin`.
-    fn prepare_parent(&mut self, path: &ImagePath, origin: &Origin) -> Result<ImagePath, TreeError> {
+    fn prepare_parent(
+        &mut self,
+        path: &ImagePath,
+        origin: &Origin,
+    ) -> Result<ImagePath, TreeError> {
         let mut hops = 0;
         let mut current = path.clone();
         'restart: loop {
@@ -351,12 +357,20 @@ impl Tree {
     }
 
     /// A digest of a set of entries: path, type, mode, owner and content of each, in order.
-    pub fn digest_entries<'a>(entries: impl IntoIterator<Item = (&'a ImagePath, &'a Entry)>) -> [u8; 32] {
+    pub fn digest_entries<'a>(
+        entries: impl IntoIterator<Item = (&'a ImagePath, &'a Entry)>,
+    ) -> [u8; 32] {
         let mut h = Sha256::new();
         for (p, e) in entries {
             h.update(p.as_str().as_bytes());
             h.update([0]);
-            h.update(format!("{:o} {:o} {} {}", e.kind.type_bits(), e.mode, e.uid, e.gid));
+            h.update(format!(
+                "{:o} {:o} {} {}",
+                e.kind.type_bits(),
+                e.mode,
+                e.uid,
+                e.gid
+            ));
             h.update([0]);
             match &e.kind {
                 Kind::File(d) => h.update(Sha256::digest(d.as_slice())),
@@ -390,10 +404,22 @@ mod tests {
     fn creates_parents_and_sorts() {
         let o = Origin::new("overlay:a");
         let mut t = Tree::new();
-        t.insert(&p("/usr/bin/env"), Entry::file(b"x".to_vec(), 0o755, &o)).unwrap();
-        t.insert(&p("/etc/hostname"), Entry::file(b"h".to_vec(), 0o644, &o)).unwrap();
+        t.insert(&p("/usr/bin/env"), Entry::file(b"x".to_vec(), 0o755, &o))
+            .unwrap();
+        t.insert(&p("/etc/hostname"), Entry::file(b"h".to_vec(), 0o644, &o))
+            .unwrap();
         let paths: Vec<&str> = t.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(paths, ["/", "/etc", "/etc/hostname", "/usr", "/usr/bin", "/usr/bin/env"]);
+        assert_eq!(
+            paths,
+            [
+                "/",
+                "/etc",
+                "/etc/hostname",
+                "/usr",
+                "/usr/bin",
+                "/usr/bin/env"
+            ]
+        );
         assert_eq!(t.get(&p("/usr")).unwrap().kind, Kind::Dir);
     }
 
@@ -402,12 +428,18 @@ mod tests {
         let a = Origin::new("overlay:a");
         let b = Origin::new("overlay:b");
         let mut t = Tree::new();
-        t.insert(&p("/etc/motd"), Entry::file(b"a".to_vec(), 0o644, &a)).unwrap();
-        t.insert(&p("/etc/motd"), Entry::file(b"b".to_vec(), 0o644, &b)).unwrap();
+        t.insert(&p("/etc/motd"), Entry::file(b"a".to_vec(), 0o644, &a))
+            .unwrap();
+        t.insert(&p("/etc/motd"), Entry::file(b"b".to_vec(), 0o644, &b))
+            .unwrap();
         assert_eq!(t.get(&p("/etc/motd")).unwrap().origin, b);
         assert_eq!(
             t.overrides(),
-            &[Override { path: p("/etc/motd"), replaced: "overlay:a".into(), by: "overlay:b".into() }]
+            &[Override {
+                path: p("/etc/motd"),
+                replaced: "overlay:a".into(),
+                by: "overlay:b".into()
+            }]
         );
     }
 
@@ -417,11 +449,16 @@ mod tests {
         let mut t = Tree::new();
         t.insert(&p("/usr/bin"), Entry::dir(0o755, &o)).unwrap();
         t.insert(&p("/bin"), Entry::symlink("usr/bin", &o)).unwrap();
-        let at = t.insert(&p("/bin/sh"), Entry::file(vec![], 0o755, &o)).unwrap();
+        let at = t
+            .insert(&p("/bin/sh"), Entry::file(vec![], 0o755, &o))
+            .unwrap();
         assert_eq!(at.as_str(), "/usr/bin/sh");
         // An escaping link target is clamped at the root.
-        t.insert(&p("/evil"), Entry::symlink("../../../../tmp", &o)).unwrap();
-        let at = t.insert(&p("/evil/x"), Entry::file(vec![], 0o644, &o)).unwrap();
+        t.insert(&p("/evil"), Entry::symlink("../../../../tmp", &o))
+            .unwrap();
+        let at = t
+            .insert(&p("/evil/x"), Entry::file(vec![], 0o644, &o))
+            .unwrap();
         assert_eq!(at.as_str(), "/tmp/x");
     }
 
@@ -442,7 +479,9 @@ mod tests {
         let o = Origin::new("x");
         let mut t = Tree::new();
         t.insert(&p("/f"), Entry::file(vec![], 0o644, &o)).unwrap();
-        let err = t.insert(&p("/f/x"), Entry::file(vec![], 0o644, &o)).unwrap_err();
+        let err = t
+            .insert(&p("/f/x"), Entry::file(vec![], 0o644, &o))
+            .unwrap_err();
         assert!(err.to_string().contains("/f is a file"), "{err}");
     }
 
@@ -450,7 +489,8 @@ mod tests {
     fn non_empty_dir_cannot_become_a_file() {
         let o = Origin::new("x");
         let mut t = Tree::new();
-        t.insert(&p("/d/x"), Entry::file(vec![], 0o644, &o)).unwrap();
+        t.insert(&p("/d/x"), Entry::file(vec![], 0o644, &o))
+            .unwrap();
         assert!(matches!(
             t.insert(&p("/d"), Entry::file(vec![], 0o644, &o)),
             Err(TreeError::NonEmptyDir { .. })
@@ -461,8 +501,10 @@ mod tests {
     fn remove_all_removes_subtree_only() {
         let o = Origin::new("x");
         let mut t = Tree::new();
-        t.insert(&p("/usr/share/doc/a"), Entry::file(vec![], 0o644, &o)).unwrap();
-        t.insert(&p("/usr/share/docs"), Entry::file(vec![], 0o644, &o)).unwrap();
+        t.insert(&p("/usr/share/doc/a"), Entry::file(vec![], 0o644, &o))
+            .unwrap();
+        t.insert(&p("/usr/share/docs"), Entry::file(vec![], 0o644, &o))
+            .unwrap();
         assert_eq!(t.remove_all(&p("/usr/share/doc")), 2);
         assert!(t.get(&p("/usr/share/docs")).is_some());
     }
@@ -471,7 +513,11 @@ mod tests {
     fn hardlinks_must_point_at_files() {
         let o = Origin::new("x");
         let mut t = Tree::new();
-        t.insert(&p("/l"), Entry::new(Kind::Hardlink(p("/missing")), 0o644, &o)).unwrap();
+        t.insert(
+            &p("/l"),
+            Entry::new(Kind::Hardlink(p("/missing")), 0o644, &o),
+        )
+        .unwrap();
         assert!(t.check_links().is_err());
     }
 }

@@ -5,7 +5,9 @@
 use std::str::FromStr;
 
 use cyclonedx_bom::external_models::date_time::DateTime;
-use cyclonedx_bom::models::component::{Classification, ComponentEvidence, Occurrence, Occurrences};
+use cyclonedx_bom::models::component::{
+    Classification, ComponentEvidence, Occurrence, Occurrences,
+};
 use cyclonedx_bom::models::dependency::{Dependencies, Dependency};
 use cyclonedx_bom::models::hash::{Hash, HashAlgorithm, HashValue, Hashes};
 use cyclonedx_bom::models::license::{LicenseChoice, Licenses};
@@ -85,7 +87,14 @@ pub fn uuid_from_digest(d: &[u8]) -> String {
     b[6] = (b[6] & 0x0f) | 0x50;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn sha256_hashes(hex: &str) -> Hashes {
@@ -106,11 +115,14 @@ fn to_component(c: &ComponentSpec) -> Result<Component, SbomError> {
     comp.hashes = Some(sha256_hashes(&c.sha256));
     if let Some(p) = &c.purl {
         comp.purl = Some(
-            Purl::from_str(p).map_err(|_| SbomError::Component(c.bom_ref.clone(), format!("bad purl {p}")))?,
+            Purl::from_str(p)
+                .map_err(|_| SbomError::Component(c.bom_ref.clone(), format!("bad purl {p}")))?,
         );
     }
     if let Some(l) = &c.license {
-        comp.licenses = Some(Licenses(vec![LicenseChoice::Expression(SpdxExpression::new(l))]));
+        comp.licenses = Some(Licenses(vec![LicenseChoice::Expression(
+            SpdxExpression::new(l),
+        )]));
     }
     let mut props: Vec<(String, String)> = c.properties.clone();
     props.sort();
@@ -123,7 +135,9 @@ fn to_component(c: &ComponentSpec) -> Result<Component, SbomError> {
         comp.evidence = Some(ComponentEvidence {
             licenses: None,
             copyright: None,
-            occurrences: Some(Occurrences(c.files.iter().map(|f| Occurrence::new(f)).collect())),
+            occurrences: Some(Occurrences(
+                c.files.iter().map(|f| Occurrence::new(f)).collect(),
+            )),
             callstack: None,
             identity: None,
         });
@@ -180,7 +194,12 @@ pub fn write_sbom(subject: &Subject, components: &[ComponentSpec]) -> Result<Vec
             version: 1,
             serial_number: serial,
             metadata: Some(metadata),
-            components: Some(Components(comps.iter().map(|c| to_component(c)).collect::<Result<_, _>>()?)),
+            components: Some(Components(
+                comps
+                    .iter()
+                    .map(|c| to_component(c))
+                    .collect::<Result<_, _>>()?,
+            )),
             services: None,
             external_references: None,
             dependencies: Some(Dependencies(dependencies)),
@@ -193,14 +212,16 @@ pub fn write_sbom(subject: &Subject, components: &[ComponentSpec]) -> Result<Vec
             spec_version: SpecVersion::V1_5,
         };
         let mut out = Vec::new();
-        bom.output_as_json_v1_5(&mut out).map_err(|e| SbomError::Write(e.to_string()))?;
+        bom.output_as_json_v1_5(&mut out)
+            .map_err(|e| SbomError::Write(e.to_string()))?;
         out.push(b'\n');
         Ok(out)
     };
     // The serial number is derived from everything else in the document.
     let unsealed = build(None)?;
     let uuid = uuid_from_digest(&Sha256::digest(&unsealed));
-    let serial = UrnUuid::new(format!("urn:uuid:{uuid}")).map_err(|e| SbomError::Write(format!("{e:?}")))?;
+    let serial =
+        UrnUuid::new(format!("urn:uuid:{uuid}")).map_err(|e| SbomError::Write(format!("{e:?}")))?;
     build(Some(serial))
 }
 

@@ -54,7 +54,10 @@ impl KeyId {
 impl TryFrom<String> for KeyId {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        if s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() == 16
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             Ok(KeyId(s))
         } else {
             Err(format!("{s:?} is not a key id (16 lowercase hex digits)"))
@@ -153,7 +156,10 @@ impl SecretKey {
         };
         let f: SecretFile = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
         if f.kind != SECRET_KIND {
-            return Err(bad(format!("kind is {:?}, expected {SECRET_KIND:?}", f.kind)));
+            return Err(bad(format!(
+                "kind is {:?}, expected {SECRET_KIND:?}",
+                f.kind
+            )));
         }
         let seed: [u8; 32] = hex::decode(&f.secret_key)
             .ok()
@@ -161,7 +167,10 @@ impl SecretKey {
             .ok_or_else(|| bad("secret_key must be 64 hex digits".into()))?;
         let k = Self::from_seed(seed);
         if k.id != f.key_id {
-            return Err(bad(format!("key_id {} does not match the key (which is {})", f.key_id, k.id)));
+            return Err(bad(format!(
+                "key_id {} does not match the key (which is {})",
+                f.key_id, k.id
+            )));
         }
         Ok(k)
     }
@@ -201,10 +210,12 @@ impl SecretKey {
             .mode(0o600)
             .open(&secret_path)
             .map_err(werr)?;
-        f.write_all(&bytes).and_then(|_| f.sync_all()).map_err(|source| KeyError::Write {
-            path: secret_path.clone(),
-            source,
-        })?;
+        f.write_all(&bytes)
+            .and_then(|_| f.sync_all())
+            .map_err(|source| KeyError::Write {
+                path: secret_path.clone(),
+                source,
+            })?;
         self.public().write(&public_path)?;
         Ok((secret_path, public_path))
     }
@@ -224,7 +235,10 @@ impl PublicKey {
 
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, String> {
         let key = VerifyingKey::from_bytes(bytes).map_err(|e| e.to_string())?;
-        Ok(PublicKey { id: KeyId::of(&key), key })
+        Ok(PublicKey {
+            id: KeyId::of(&key),
+            key,
+        })
     }
 
     pub fn to_hex(&self) -> String {
@@ -233,7 +247,9 @@ impl PublicKey {
 
     /// `verify_strict`: rejects non-canonical signatures and small-order keys.
     pub fn verify(&self, msg: &[u8], sig: &[u8; 64]) -> bool {
-        self.key.verify_strict(msg, &Signature::from_bytes(sig)).is_ok()
+        self.key
+            .verify_strict(msg, &Signature::from_bytes(sig))
+            .is_ok()
     }
 
     pub fn load(path: &Path) -> Result<Self, KeyError> {
@@ -254,7 +270,10 @@ impl PublicKey {
             }
         })?;
         if f.kind != PUBLIC_KIND {
-            return Err(bad(format!("kind is {:?}, expected {PUBLIC_KIND:?}", f.kind)));
+            return Err(bad(format!(
+                "kind is {:?}, expected {PUBLIC_KIND:?}",
+                f.kind
+            )));
         }
         let raw: [u8; 32] = hex::decode(&f.public_key)
             .ok()
@@ -262,7 +281,10 @@ impl PublicKey {
             .ok_or_else(|| bad("public_key must be 64 hex digits".into()))?;
         let k = Self::from_bytes(&raw).map_err(bad)?;
         if k.id != f.key_id {
-            return Err(bad(format!("key_id {} does not match the key (which is {})", f.key_id, k.id)));
+            return Err(bad(format!(
+                "key_id {} does not match the key (which is {})",
+                f.key_id, k.id
+            )));
         }
         Ok(k)
     }
@@ -297,7 +319,10 @@ mod tests {
         let prefix = dir.path().join("k/release");
         let k = SecretKey::generate().unwrap();
         let (s, p) = k.write_pair(&prefix).unwrap();
-        assert_eq!(std::fs::metadata(&s).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&s).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let k2 = SecretKey::load(&s).unwrap();
         let pk = PublicKey::load(&p).unwrap();
         assert_eq!(k2.id(), pk.id());
@@ -315,8 +340,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let k = SecretKey::from_seed([7; 32]);
         let (s, _) = k.write_pair(&dir.path().join("a")).unwrap();
-        let text = std::fs::read_to_string(&s).unwrap().replace(k.id().as_str(), "0000000000000000");
+        let text = std::fs::read_to_string(&s)
+            .unwrap()
+            .replace(k.id().as_str(), "0000000000000000");
         std::fs::write(&s, text).unwrap();
-        assert!(SecretKey::load(&s).unwrap_err().to_string().contains("does not match"));
+        assert!(SecretKey::load(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("does not match"));
     }
 }

@@ -92,7 +92,9 @@ impl Manifest {
     /// Canonical bytes: sorted keys, two-space indent, no floats, trailing newline.
     pub fn to_canonical(&self) -> Vec<u8> {
         let v = serde_json::to_value(self).expect("manifest is plain data");
-        canonical_json(&v).expect("manifest holds no floats").into_bytes()
+        canonical_json(&v)
+            .expect("manifest holds no floats")
+            .into_bytes()
     }
 }
 

@@ -22,8 +22,11 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8], mode: u32) -> std::io:
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(".stratos-tmp-").tempfile_in(dir)?;
-    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".stratos-tmp-")
+        .tempfile_in(dir)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;

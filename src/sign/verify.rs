@@ -30,7 +30,11 @@ pub enum VerifyError {
     #[error("{name}: listed in the manifest but missing from the image directory")]
     Missing { name: String },
     #[error("{name}: size is {actual} bytes, the manifest says {expected}")]
-    Size { name: String, expected: u64, actual: u64 },
+    Size {
+        name: String,
+        expected: u64,
+        actual: u64,
+    },
     #[error("{name}: sha256 is {actual}, the manifest says {expected}")]
     Digest {
         name: String,
@@ -63,8 +67,8 @@ pub fn verify_image(dir: &Path, key: &PublicKey) -> Result<Verified, VerifyError
     }
     let sig_bytes = read(&sig_path)?;
     let manifest_bytes = read(&dir.join(MANIFEST_FILE))?;
-    let sig: SignatureFile =
-        serde_json::from_slice(&sig_bytes).map_err(|e| VerifyError::MalformedSignature(e.to_string()))?;
+    let sig: SignatureFile = serde_json::from_slice(&sig_bytes)
+        .map_err(|e| VerifyError::MalformedSignature(e.to_string()))?;
     if sig.format != 1 || sig.algorithm != "ed25519" {
         return Err(VerifyError::MalformedSignature(format!(
             "format {} / algorithm {:?} is not supported (expected 1 / \"ed25519\")",
@@ -80,7 +84,9 @@ pub fn verify_image(dir: &Path, key: &PublicKey) -> Result<Verified, VerifyError
     let raw: [u8; 64] = hex::decode(&sig.signature)
         .ok()
         .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| VerifyError::MalformedSignature("signature must be 128 hex digits".into()))?;
+        .ok_or_else(|| {
+            VerifyError::MalformedSignature("signature must be 128 hex digits".into())
+        })?;
     if !key.verify(&manifest_bytes, &raw) {
         return Err(VerifyError::BadSignature);
     }
@@ -129,11 +135,19 @@ pub fn verify_contents(dir: &Path, manifest: &Manifest) -> Result<(), VerifyErro
         let f = match std::fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(VerifyError::Missing { name: a.name.clone() })
+                return Err(VerifyError::Missing {
+                    name: a.name.clone(),
+                })
             }
             Err(source) => return Err(VerifyError::Read { path, source }),
         };
-        let len = f.metadata().map_err(|source| VerifyError::Read { path: path.clone(), source })?.len();
+        let len = f
+            .metadata()
+            .map_err(|source| VerifyError::Read {
+                path: path.clone(),
+                source,
+            })?
+            .len();
         if len != a.size {
             return Err(VerifyError::Size {
                 name: a.name.clone(),
@@ -145,7 +159,10 @@ pub fn verify_contents(dir: &Path, manifest: &Manifest) -> Result<(), VerifyErro
         let mut r = f.take(a.size);
         let mut buf = vec![0u8; 1 << 20];
         loop {
-            let n = r.read(&mut buf).map_err(|source| VerifyError::Read { path: path.clone(), source })?;
+            let n = r.read(&mut buf).map_err(|source| VerifyError::Read {
+                path: path.clone(),
+                source,
+            })?;
             if n == 0 {
                 break;
             }
@@ -165,12 +182,18 @@ pub fn verify_contents(dir: &Path, manifest: &Manifest) -> Result<(), VerifyErro
 
 fn check_sbom(dir: &Path, m: &Manifest) -> Result<(), VerifyError> {
     let name = m.sbom.clone();
-    let bad = |why: String| VerifyError::Sbom { name: name.clone(), why };
+    let bad = |why: String| VerifyError::Sbom {
+        name: name.clone(),
+        why,
+    };
     if m.artifact(&m.sbom).is_none() {
-        return Err(bad("the manifest names it as the SBOM but does not list it as an artifact".into()));
+        return Err(bad(
+            "the manifest names it as the SBOM but does not list it as an artifact".into(),
+        ));
     }
     let bytes = read(&dir.join(&m.sbom))?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
     if v["bomFormat"] != "CycloneDX" {
         return Err(bad("not a CycloneDX document".into()));
     }
@@ -192,9 +215,12 @@ fn check_sbom(dir: &Path, m: &Manifest) -> Result<(), VerifyError> {
         else {
             continue;
         };
-        let listed = m
-            .artifact(artifact)
-            .ok_or_else(|| bad(format!("component {} names artifact {artifact}, which the manifest does not list", comp["bom-ref"])))?;
+        let listed = m.artifact(artifact).ok_or_else(|| {
+            bad(format!(
+                "component {} names artifact {artifact}, which the manifest does not list",
+                comp["bom-ref"]
+            ))
+        })?;
         let digest = comp["hashes"]
             .as_array()
             .into_iter()
@@ -202,7 +228,10 @@ fn check_sbom(dir: &Path, m: &Manifest) -> Result<(), VerifyError> {
             .find(|h| h["alg"] == "SHA-256")
             .and_then(|h| h["content"].as_str());
         if digest != Some(listed.sha256.as_str()) {
-            return Err(bad(format!("component {} has a different sha256 than artifact {artifact}", comp["bom-ref"])));
+            return Err(bad(format!(
+                "component {} has a different sha256 than artifact {artifact}",
+                comp["bom-ref"]
+            )));
         }
     }
     Ok(())

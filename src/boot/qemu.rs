@@ -1,0 +1,470 @@
+//! Running an image under `qemu-system-x86_64`: machine and accelerator choice, the command
+//! line, and a process handle that kills QEMU when dropped.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use crate::kernel::Config;
+
+pub const QEMU: &str = "qemu-system-x86_64";
+
+#[derive(Debug, thiserror::Error)]
+pub enum QemuError {
+    #[error(
+        "{QEMU} is not installed: run `sudo ./ci/setup` (or `apt-get install qemu-system-x86`)"
+    )]
+    Missing,
+    #[error("cannot start {QEMU}: {0}")]
+    Spawn(std::io::Error),
+    #[error("KVM was requested (--accel kvm) but does not work here: {0}")]
+    NoKvm(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AccelChoice {
+    /// KVM if it works (probed with a short timeout), else TCG.
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Machine {
+    /// QEMU's minimal virtio-mmio machine: no PCI, no firmware tables to probe.
+    Microvm,
+    /// A PC with PCI (virtio-pci), for generic distribution kernels.
+    Q35,
+}
+
+impl Machine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Machine::Microvm => "microvm",
+            Machine::Q35 => "q35",
+        }
+    }
+
+    /// `microvm` when the kernel has built-in virtio-mmio with command-line devices (how
+    /// QEMU tells microvm guests where their devices are); `q35` otherwise (or unknown config).
+    pub fn for_kernel(config: Option<&Config>) -> Machine {
+        match config {
+            Some(c)
+                if c.is_builtin("VIRTIO_MMIO") && c.is_builtin("VIRTIO_MMIO_CMDLINE_DEVICES") =>
+            {
+                Machine::Microvm
+            }
+            _ => Machine::Q35,
+        }
+    }
+}
+
+/// A guest TCP port reachable on `127.0.0.1:host`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    pub host: u16,
+    pub guest: u16,
+}
+
+impl std::str::FromStr for Forward {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (h, g) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?}: expected HOSTPORT:GUESTPORT, e.g. 8080:8080"))?;
+        let port = |p: &str| {
+            p.parse::<u16>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("{p:?} is not a port (1-65535)"))
+        };
+        Ok(Forward {
+            host: port(h)?,
+            guest: port(g)?,
+        })
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (asked from the kernel, then released for QEMU to bind).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Everything needed to start one VM.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub cmdline: String,
+    pub machine: Machine,
+    pub accel: Accel,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub forwards: Vec<Forward>,
+    /// Give the guest the terminal as its serial console input (`-serial mon:stdio`).
+    pub interactive: bool,
+}
+
+/// The host CPU's nominal rate in kHz, from /proc/cpuinfo (for `tsc_early_khz`).
+fn host_tsc_khz() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mhz: f64 = text
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()?;
+    Some((mhz * 1000.0) as u64)
+}
+
+impl VmSpec {
+    /// The kernel command line as booted: the image's, plus what this machine needs.
+    pub fn full_cmdline(&self) -> String {
+        let mut c = self.cmdline.clone();
+        if self.machine == Machine::Microvm && !c.contains("tsc_early_khz=") {
+            // microvm under TCG has no HPET or PM timer to calibrate the TSC against; without
+            // this some boots hang (measured: 6/6 good with it, see NOTES.md).
+            if let Some(khz) = host_tsc_khz() {
+                c.push_str(&format!(" tsc_early_khz={khz}"));
+            }
+        }
+        c
+    }
+
+    pub fn args(&self) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "-nodefaults".into(),
+            "-no-user-config".into(),
+            "-display".into(),
+            "none".into(),
+            "-no-reboot".into(),
+            "-serial".into(),
+            if self.interactive {
+                "mon:stdio"
+            } else {
+                "stdio"
+            }
+            .into(),
+        ];
+        match self.machine {
+            Machine::Microvm => {
+                a.extend(["-M".into(), "microvm,x-option-roms=off,rtc=off".into()]);
+            }
+            Machine::Q35 => a.extend(["-M".into(), "q35".into()]),
+        }
+        a.extend([
+            "-accel".into(),
+            self.accel.name().into(),
+            "-m".into(),
+            self.memory_mib.to_string(),
+            "-smp".into(),
+            self.cpus.to_string(),
+            "-kernel".into(),
+            self.kernel.display().to_string(),
+            "-initrd".into(),
+            self.initrd.display().to_string(),
+            "-append".into(),
+            self.full_cmdline(),
+        ]);
+        // User networking, isolated: the guest cannot reach the host or the outside; only the
+        // explicit forwards from 127.0.0.1 reach it.
+        let mut netdev = "user,id=n0,restrict=on".to_owned();
+        for f in &self.forwards {
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-:{}", f.host, f.guest));
+        }
+        let nic = match self.machine {
+            Machine::Microvm => "virtio-net-device,netdev=n0",
+            Machine::Q35 => "virtio-net-pci,netdev=n0,romfile=",
+        };
+        a.extend(["-netdev".into(), netdev, "-device".into(), nic.into()]);
+        a
+    }
+}
+
+/// A running QEMU. Dropping it kills QEMU and waits for it, so no VM outlives its owner.
+pub struct Vm {
+    child: Child,
+    pub started: Instant,
+    lines: Receiver<(Duration, String)>,
+}
+
+impl Vm {
+    /// Starts QEMU; console lines arrive on [`Vm::next_line`], stamped with the time since
+    /// spawn. With `echo`, console bytes are also copied to our stdout as they arrive.
+    pub fn start(spec: &VmSpec, echo: bool) -> Result<Vm, QemuError> {
+        let mut cmd = Command::new(QEMU);
+        cmd.args(spec.args())
+            .stdin(if spec.interactive {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = cmd.spawn().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                QemuError::Missing
+            } else {
+                QemuError::Spawn(e)
+            }
+        })?;
+        let (tx, rx) = mpsc::channel();
+        let mut stdout = child.stdout.take().expect("piped");
+        let tx2 = tx.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut line = Vec::new();
+            loop {
+                let n = match stdout.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if echo {
+                    let mut o = std::io::stdout().lock();
+                    let _ = o.write_all(&buf[..n]);
+                    let _ = o.flush();
+                }
+                for &b in &buf[..n] {
+                    if b == b'\n' {
+                        let s = String::from_utf8_lossy(&line)
+                            .trim_end_matches('\r')
+                            .to_owned();
+                        if tx.send((started.elapsed(), s)).is_err() {
+                            return;
+                        }
+                        line.clear();
+                    } else {
+                        line.push(b);
+                    }
+                }
+            }
+            if !line.is_empty() {
+                let _ = tx.send((
+                    started.elapsed(),
+                    String::from_utf8_lossy(&line).into_owned(),
+                ));
+            }
+        });
+        let mut stderr = child.stderr.take().expect("piped");
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            for l in s.lines() {
+                let _ = tx2.send((started.elapsed(), format!("[qemu] {l}")));
+            }
+        });
+        Ok(Vm {
+            child,
+            started,
+            lines: rx,
+        })
+    }
+
+    /// The next console line, waiting at most `timeout`. `Err(true)` when the console closed
+    /// (QEMU exited and everything was read), `Err(false)` on timeout.
+    pub fn next_line(&self, timeout: Duration) -> Result<(Duration, String), bool> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(l) => Ok(l),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(false),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(true),
+        }
+    }
+
+    /// QEMU's exit status, if it has exited.
+    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills QEMU (if still running) and reaps it.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        if let Ok(Some(s)) = self.child.try_wait() {
+            return Some(s);
+        }
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Whether KVM really runs a guest here: boots `kernel` under KVM for a few seconds and waits
+/// for the kernel's first console line. (On some hosts /dev/kvm exists but guests hang right
+/// after "Probing EDD".) The answer is cached per host boot.
+pub fn probe_kvm(kernel: &Path) -> Result<(), String> {
+    let dev = Path::new("/dev/kvm");
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dev)
+        .is_err()
+    {
+        return Err("/dev/kvm is missing or not accessible".into());
+    }
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let cache = crate::cache::root().join(format!("kvm-probe-{}", boot_id.trim()));
+    if let Ok(v) = std::fs::read_to_string(&cache) {
+        return if v.trim() == "ok" {
+            Ok(())
+        } else {
+            Err(v.trim().to_owned())
+        };
+    }
+    let result = run_probe(kernel);
+    if let Some(dir) = cache.parent() {
+        if std::fs::create_dir_all(dir).is_ok() {
+            let _ = std::fs::write(
+                &cache,
+                result.as_ref().map_or_else(|e| e.clone(), |_| "ok".into()),
+            );
+        }
+    }
+    result
+}
+
+fn run_probe(kernel: &Path) -> Result<(), String> {
+    let mut child = Command::new(QEMU)
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-serial",
+            "stdio",
+        ])
+        .args(["-M", "q35", "-accel", "kvm", "-m", "256", "-kernel"])
+        .arg(kernel)
+        .args(["-append", "console=ttyS0 earlyprintk=serial,ttyS0 panic=-1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
+    let mut out = child.stdout.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if seen.windows(13).any(|w| w == b"Linux version") {
+                let _ = tx.send(());
+                return;
+            }
+        }
+    });
+    let ok = rx.recv_timeout(Duration::from_secs(5)).is_ok();
+    let _ = child.kill();
+    let _ = child.wait();
+    if ok {
+        Ok(())
+    } else {
+        Err("a KVM guest printed nothing within 5 s (nested virtualisation not working)".into())
+    }
+}
+
+/// Resolves `auto` to KVM or TCG; `kvm` fails if KVM does not work.
+pub fn choose_accel(
+    choice: AccelChoice,
+    kernel: &Path,
+) -> Result<(Accel, Option<String>), QemuError> {
+    match choice {
+        AccelChoice::Tcg => Ok((Accel::Tcg, None)),
+        AccelChoice::Kvm => probe_kvm(kernel)
+            .map(|_| (Accel::Kvm, None))
+            .map_err(QemuError::NoKvm),
+        AccelChoice::Auto => Ok(match probe_kvm(kernel) {
+            Ok(()) => (Accel::Kvm, None),
+            Err(why) => (Accel::Tcg, Some(why)),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwards_parse() {
+        assert_eq!(
+            "8080:80".parse::<Forward>().unwrap(),
+            Forward {
+                host: 8080,
+                guest: 80
+            }
+        );
+        assert!("8080".parse::<Forward>().is_err());
+        assert!("0:80".parse::<Forward>().is_err());
+        assert!("70000:80".parse::<Forward>().is_err());
+    }
+
+    #[test]
+    fn machine_from_config() {
+        let c =
+            Config::parse("CONFIG_VIRTIO_MMIO=y\nCONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y\n").unwrap();
+        assert_eq!(Machine::for_kernel(Some(&c)), Machine::Microvm);
+        let c = Config::parse("CONFIG_VIRTIO_MMIO=m\n").unwrap();
+        assert_eq!(Machine::for_kernel(Some(&c)), Machine::Q35);
+        assert_eq!(Machine::for_kernel(None), Machine::Q35);
+    }
+
+    #[test]
+    fn args_forward_only_to_loopback_and_restrict_the_guest() {
+        let spec = VmSpec {
+            kernel: "k".into(),
+            initrd: "i".into(),
+            cmdline: "console=ttyS0".into(),
+            machine: Machine::Q35,
+            accel: Accel::Tcg,
+            memory_mib: 256,
+            cpus: 1,
+            forwards: vec![Forward {
+                host: 5000,
+                guest: 8080,
+            }],
+            interactive: false,
+        };
+        let a = spec.args().join(" ");
+        assert!(
+            a.contains("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:5000-:8080"),
+            "{a}"
+        );
+        assert!(a.contains("-accel tcg"), "{a}");
+    }
+}

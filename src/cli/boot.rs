@@ -1,0 +1,202 @@
+//! `stratos boot`: run an image under QEMU with its serial console on the terminal.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{CliError, CliResult};
+use crate::boot::qemu::{choose_accel, free_port, AccelChoice, Forward};
+use crate::boot::{self, BootImage, Invoke, RunOptions};
+use crate::sign::{verify::verify_image, PublicKey};
+
+/// Boot an image under QEMU (KVM when it works, else TCG) with its serial console on the
+/// terminal. Exits with the guest runtime's exit status (128+N if killed by signal N).
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  stratos boot out/hello --forward 8080:8080\n  stratos boot out/hello --invoke /cgi-bin/hello     # boot, call the function once, stop\n  stratos boot out/hello --verify --pubkey keys/release.pub\n\nGuest ports are forwarded to 127.0.0.1 only; the guest cannot open connections out.\nIn an interactive session, Ctrl-A X quits QEMU."
+)]
+pub struct Args {
+    /// The image directory.
+    pub dir: PathBuf,
+    /// Forward 127.0.0.1:HOSTPORT to the guest's GUESTPORT (repeatable).
+    #[arg(long, value_name = "HOSTPORT:GUESTPORT")]
+    pub forward: Vec<Forward>,
+    /// After the runtime starts, send one HTTP GET for PATH to the guest, print the answer and
+    /// the time from QEMU start to the answer, then stop the VM.
+    #[arg(long, value_name = "PATH")]
+    pub invoke: Option<String>,
+    /// The guest port --invoke talks to.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Give up (and stop QEMU) after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Accelerator.
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    pub accel: AccelChoice,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 512)]
+    pub memory: u32,
+    /// Refuse to boot unless the image verifies against --pubkey.
+    #[arg(long, requires = "pubkey")]
+    pub verify: bool,
+    /// Public key for --verify.
+    #[arg(long, value_name = "FILE")]
+    pub pubkey: Option<PathBuf>,
+    /// Do not copy the console to stdout.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(a: Args) -> CliResult {
+    if a.verify {
+        let key = PublicKey::load(a.pubkey.as_deref().expect("clap requires it"))
+            .map_err(CliError::input)?;
+        let v = verify_image(&a.dir, &key).map_err(|e| {
+            CliError::check(anyhow::anyhow!(
+                "refusing to boot: verification FAILED: {e}"
+            ))
+        })?;
+        eprintln!(
+            "stratos: verified {} {} (key {})",
+            v.manifest.image.name, v.manifest.image.version, v.key_id
+        );
+    }
+    let image = BootImage::open(&a.dir).map_err(CliError::input)?;
+    let (accel, why) = choose_accel(a.accel, &image.kernel()).map_err(CliError::input)?;
+    if let Some(why) = why {
+        eprintln!("stratos: KVM unavailable ({why}); using TCG (software emulation)");
+    }
+    let mut forwards = a.forward.clone();
+    let invoke = match &a.invoke {
+        None => None,
+        Some(path) => {
+            if !path.starts_with('/') {
+                return Err(CliError::input(anyhow::anyhow!(
+                    "--invoke {path:?}: the path must start with '/'"
+                )));
+            }
+            let host = match forwards.iter().find(|f| f.guest == a.port) {
+                Some(f) => f.host,
+                None => {
+                    let h = free_port().map_err(CliError::input)?;
+                    forwards.push(Forward {
+                        host: h,
+                        guest: a.port,
+                    });
+                    h
+                }
+            };
+            Some(Invoke {
+                host_port: host,
+                path: path.clone(),
+                count: 1,
+            })
+        }
+    };
+    eprintln!(
+        "stratos: booting {} {} ({}, {}, {} MiB){}",
+        image.manifest.image.name,
+        image.manifest.image.version,
+        accel.name(),
+        image.machine.name(),
+        a.memory,
+        forwards
+            .iter()
+            .map(|f| format!(", 127.0.0.1:{} -> guest:{}", f.host, f.guest))
+            .collect::<String>()
+    );
+    let interactive =
+        invoke.is_none() && !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let opts = RunOptions {
+        accel,
+        memory_mib: a.memory,
+        forwards,
+        timeout: Duration::from_secs(a.timeout),
+        echo: !a.quiet,
+        interactive,
+        stop_after_invoke: true,
+        invoke,
+    };
+    let r = boot::run(&image, &opts).map_err(CliError::input)?;
+    print_timings(&r);
+    if let Some(inv) = &opts.invoke {
+        return match r.invocations.first() {
+            Some(i) => {
+                println!("--- response: HTTP {} from {} ---", i.status, inv.path);
+                println!("{}", String::from_utf8_lossy(&i.body).trim_end());
+                println!("---");
+                println!(
+                    "time from QEMU start to the first response: {:.3} s ({}, {})",
+                    r.first_response.unwrap_or_default().as_secs_f64(),
+                    r.accel.name(),
+                    r.machine.name()
+                );
+                eprintln!("stratos: VM stopped");
+                if (200..300).contains(&i.status) {
+                    Ok(())
+                } else {
+                    Err(CliError::check(anyhow::anyhow!(
+                        "the function answered HTTP {}",
+                        i.status
+                    )))
+                }
+            }
+            None => Err(CliError::check(anyhow::anyhow!(
+                "no answer from {}: {}",
+                inv.path,
+                failure_reason(&r)
+            ))),
+        };
+    }
+    match r.ending.exit_code() {
+        Some(0) => Ok(()),
+        Some(code) => Err(CliError {
+            code: u8::try_from(code).unwrap_or(1),
+            error: anyhow::anyhow!("the guest runtime ended with exit code {code}"),
+        }),
+        None => Err(CliError::check(anyhow::anyhow!("{}", failure_reason(&r)))),
+    }
+}
+
+/// Why a boot did not produce what was expected, from its console.
+pub fn failure_reason(r: &boot::BootRun) -> String {
+    if let Some(p) = &r.ending.panic {
+        return format!("the kernel panicked: {p}");
+    }
+    if let Some(f) = &r.ending.fatal {
+        return format!("the init failed: {f}");
+    }
+    if let Some(e) = &r.invoke_error {
+        return e.clone();
+    }
+    if r.timed_out {
+        return format!("timed out after {:.0} s", r.wall.as_secs_f64());
+    }
+    if let Some(c) = r.ending.exit_code() {
+        return format!("the runtime ended with exit code {c} before answering");
+    }
+    "the VM stopped without the runtime reporting how it ended".into()
+}
+
+fn print_timings(r: &boot::BootRun) {
+    let Ok(phases) = &r.phases else { return };
+    let get = |n: &str| {
+        phases
+            .iter()
+            .find(|p| p.name == n)
+            .map(|p| p.ns as f64 / 1e9)
+    };
+    let mut parts = Vec::new();
+    if let Some(t) = get("init_start") {
+        parts.push(format!("kernel start -> init {t:.3} s"));
+        if let Some(e) = get("runtime_exec") {
+            parts.push(format!("init -> runtime exec {:.1} ms", (e - t) * 1e3));
+        }
+    }
+    if !parts.is_empty() {
+        eprintln!(
+            "stratos: timings (guest CLOCK_BOOTTIME): {}",
+            parts.join(" | ")
+        );
+    }
+}
