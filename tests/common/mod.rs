@@ -1,0 +1,220 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_stratos"))
+}
+
+/// `stratos` with a private cache directory, so tests never share state with the user's.
+pub fn stratos(cache: &Path) -> assert_cmd::Command {
+    require_init();
+    let mut c = assert_cmd::Command::new(bin());
+    c.env("STRATOS_CACHE", cache).env_remove("STRATOS_SIGNING_KEY").env_remove("SOURCE_DATE_EPOCH");
+    c
+}
+
+/// The same as a std Command (for `sh -c` wrappers and long-running boots).
+pub fn stratos_std(cache: &Path) -> Command {
+    require_init();
+    let mut c = Command::new(bin());
+    c.env("STRATOS_CACHE", cache).env_remove("STRATOS_SIGNING_KEY").env_remove("SOURCE_DATE_EPOCH");
+    c
+}
+
+/// The builder finds `stratos-init` next to its own executable; `cargo test --workspace`
+/// builds it there (the init crate's tests need the binary).
+pub fn require_init() {
+    let init = bin().with_file_name("stratos-init");
+    assert!(
+        init.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace` (or `./ci/test`), which builds stratos-init too",
+        init.display()
+    );
+}
+
+/// Fails with the command that installs a missing tool.
+pub fn require_tool(tool: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(found, "`{tool}` is not installed: run `./ci/setup` (as root or with sudo) to install the test prerequisites");
+}
+
+/// Fails if a file that ci/setup provides is missing.
+pub fn require_setup_file(rel: &str) -> PathBuf {
+    let p = root().join(rel);
+    assert!(p.exists(), "{} is missing: run `./ci/setup` first (it unpacks Debian's kernel and installs QEMU)", p.display());
+    p
+}
+
+/// A minimal x86 bzImage look-alike: enough for the builder to recognise and version it.
+pub fn fake_kernel() -> Vec<u8> {
+    let mut b = vec![0u8; 0x1000];
+    b[0x202..0x206].copy_from_slice(b"HdrS");
+    b[0x20e..0x210].copy_from_slice(&0x200u16.to_le_bytes());
+    let v = b"6.1.0-test (builder@stratos) #1\0";
+    b[0x400..0x400 + v.len()].copy_from_slice(v);
+    for (i, x) in b.iter_mut().enumerate().skip(0x800) {
+        *x = (i % 251) as u8;
+    }
+    b
+}
+
+pub fn sha256_file(p: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
+}
+
+/// name → sha256 of every file in an image directory.
+pub fn digests(dir: &Path) -> BTreeMap<String, String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| (e.file_name().into_string().unwrap(), sha256_file(&e.path())))
+        .collect()
+}
+
+/// A self-contained profile (fake kernel, one overlay, one host file, no packages).
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+pub const PROFILE: &str = r#"schema = 1
+
+[image]
+name = "fixture"
+version = "1.2.3"
+source-date-epoch = 1700000000
+
+[kernel]
+prebuilt = "kernel/bzImage"
+cmdline = "console=ttyS0 panic=-1"
+
+[init]
+argv = ["/bin/fn", "--serve"]
+env = { MODE = "test" }
+
+[[overlay]]
+path = "overlay/app"
+
+[[overlay]]
+path = "overlay/site"
+
+[[file]]
+source = "motd.txt"
+path = "/etc/motd"
+mode = 0o640
+
+[sysctl]
+"vm.swappiness" = 10
+
+[zram]
+size = "25%"
+"#;
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        let f = Fixture {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        f.write("kernel/bzImage", &fake_kernel());
+        f.write("profile.toml", PROFILE.as_bytes());
+        f.write("motd.txt", b"welcome\n");
+        f.write_overlay_files(false);
+        f
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn profile(&self) -> PathBuf {
+        self.path("profile.toml")
+    }
+
+    pub fn write(&self, rel: &str, data: &[u8]) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+
+    /// The overlays' files, created in one order or the reverse, with varying mtimes.
+    pub fn write_overlay_files(&self, reverse: bool) {
+        use std::os::unix::fs::PermissionsExt;
+        let mut files: Vec<(&str, &[u8], u32)> = vec![
+            ("overlay/app/bin/fn", b"#!/bin/sh\necho fn\n", 0o755),
+            ("overlay/app/etc/app.conf", b"x=1\n", 0o644),
+            ("overlay/app/share/data/a.txt", b"aaaa\n", 0o644),
+            ("overlay/app/share/data/b.txt", b"bbbb\n", 0o600),
+            ("overlay/site/etc/app.conf", b"x=2 (site wins)\n", 0o644),
+            ("overlay/site/index.html", b"<p>hi</p>\n", 0o644),
+        ];
+        if reverse {
+            files.reverse();
+        }
+        for (i, (rel, data, mode)) in files.iter().enumerate() {
+            self.write(rel, data);
+            let p = self.path(rel);
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).unwrap();
+            let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 * (i as u64 + 1) + if reverse { 777 } else { 0 });
+            std::fs::File::options().write(true).open(&p).unwrap().set_modified(t).unwrap();
+        }
+        let link = self.path("overlay/app/bin/sh");
+        if !link.exists() {
+            std::os::unix::fs::symlink("fn", link).unwrap();
+        }
+    }
+}
+
+/// Validates an SBOM against the CycloneDX 1.5 JSON schema (with its referenced schemas).
+pub fn validate_sbom(sbom: &serde_json::Value) -> Result<(), String> {
+    let dir = root().join("tests/fixtures/schemas");
+    let load = |n: &str| -> serde_json::Value { serde_json::from_slice(&std::fs::read(dir.join(n)).unwrap()).unwrap() };
+    let schema = load("bom-1.5.schema.json");
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .with_resource(
+            "http://cyclonedx.org/schema/spdx.schema.json",
+            jsonschema::Resource::from_contents(load("spdx.schema.json")),
+        )
+        .with_resource(
+            "http://cyclonedx.org/schema/jsf-0.82.schema.json",
+            jsonschema::Resource::from_contents(load("jsf-0.82.schema.json")),
+        )
+        .build(&schema)
+        .map_err(|e| format!("schema does not compile: {e}"))?;
+    let errors: Vec<String> = validator.iter_errors(sbom).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+/// Processes whose command line mentions `needle` (to prove no QEMU outlived a test).
+pub fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if pid == std::process::id() {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) && cmd.contains("qemu-system") {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}

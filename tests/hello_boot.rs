@@ -1,0 +1,99 @@
+//! First boot: `hello` (Debian's kernel + busybox httpd from the lock) boots under QEMU and
+//! answers an invocation through the forwarded port; a tampered lock fails the build.
+
+mod common;
+
+use common::*;
+use predicates::prelude::*;
+
+fn hello_prereqs() {
+    require_tool("qemu-system-x86_64");
+    require_setup_file(".cache/debian-cloud-kernel/vmlinuz");
+}
+
+#[test]
+fn hello_boots_and_answers() {
+    hello_prereqs();
+    let cache = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("hello");
+    stratos(cache.path())
+        .arg("build")
+        .arg(root().join("profiles/hello.toml"))
+        .arg("--out")
+        .arg(&out)
+        .arg("-q")
+        .assert()
+        .success();
+    let run = stratos_std(cache.path())
+        .args(["boot", "--accel", "tcg", "--timeout", "240", "--invoke", "/cgi-bin/hello?name=ci"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "boot failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("--- response: HTTP 200 from /cgi-bin/hello?name=ci ---"), "{stdout}");
+    assert!(stdout.contains("Hello, ci! This is StratOS."), "{stdout}");
+    assert!(stdout.contains("time from QEMU start to the first response:"), "{stdout}");
+    // The init reached the runtime and the kernel never lost PID 1.
+    assert!(stdout.contains("stratos-phase runtime_exec"), "{stdout}");
+    assert!(!stdout.contains("Attempted to kill init"), "{stdout}");
+    // No QEMU outlives the command.
+    assert!(processes_mentioning(out.to_str().unwrap()).is_empty(), "a QEMU process survived");
+}
+
+#[test]
+fn runtime_exit_status_becomes_the_boot_exit_status() {
+    hello_prereqs();
+    let cache = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("profiles/hello.toml"))
+        .unwrap()
+        .replace(
+            "argv = [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/srv/www\"]",
+            "argv = [\"/bin/busybox\", \"sh\", \"-c\", \"echo exiting; exit 3\"]",
+        )
+        .replace("../", &format!("{}/", root().display()));
+    let profile = work.path().join("exit3.toml");
+    std::fs::write(&profile, text).unwrap();
+    std::fs::copy(root().join("profiles/hello.lock"), work.path().join("exit3.lock")).unwrap();
+    let out = work.path().join("img");
+    stratos(cache.path()).arg("build").arg(&profile).arg("--out").arg(&out).arg("-q").assert().success();
+    stratos(cache.path())
+        .args(["boot", "--accel", "tcg", "--timeout", "240"])
+        .arg(&out)
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("exiting"))
+        .stdout(predicate::str::contains("stratos-init: runtime exited with status 3"))
+        .stdout(predicate::str::contains("stratos-init: powering off"));
+    assert!(processes_mentioning(out.to_str().unwrap()).is_empty());
+}
+
+#[test]
+fn lock_mismatch_fails_the_build_naming_the_package() {
+    let cache = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let mut text = std::fs::read_to_string(f.profile()).unwrap();
+    text.push_str("\n[packages]\ndebian = [\"busybox-static\"]\n");
+    f.write("profile.toml", text.as_bytes());
+    // The real lock, with one digit of the sha256 changed.
+    let lock = std::fs::read_to_string(root().join("profiles/hello.lock")).unwrap();
+    let i = lock.find("sha256 = \"").unwrap() + 10;
+    let mut bytes = lock.into_bytes();
+    bytes[i] = if bytes[i] == b'0' { b'1' } else { b'0' };
+    f.write("profile.lock", &bytes);
+    let out = work.path().join("img");
+    stratos(cache.path())
+        .arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("package busybox-static 1:1.35.0-4+deb12u1+b1"))
+        .stderr(predicate::str::contains("pins sha256"));
+    assert!(!out.exists());
+}
