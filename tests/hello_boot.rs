@@ -26,21 +26,41 @@ fn hello_boots_and_answers() {
         .assert()
         .success();
     let run = stratos_std(cache.path())
-        .args(["boot", "--accel", "tcg", "--timeout", "240", "--invoke", "/cgi-bin/hello?name=ci"])
+        .args([
+            "boot",
+            "--accel",
+            "tcg",
+            "--timeout",
+            "240",
+            "--invoke",
+            "/cgi-bin/hello?name=ci",
+        ])
         .arg(&out)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "boot failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.contains("--- response: HTTP 200 from /cgi-bin/hello?name=ci ---"), "{stdout}");
+    assert!(
+        run.status.success(),
+        "boot failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("--- response: HTTP 200 from /cgi-bin/hello?name=ci ---"),
+        "{stdout}"
+    );
     assert!(stdout.contains("Hello, ci! This is StratOS."), "{stdout}");
-    assert!(stdout.contains("time from QEMU start to the first response:"), "{stdout}");
+    assert!(
+        stdout.contains("time from QEMU start to the first response:"),
+        "{stdout}"
+    );
     // The init reached the runtime and the kernel never lost PID 1.
     assert!(stdout.contains("stratos-phase runtime_exec"), "{stdout}");
     assert!(!stdout.contains("Attempted to kill init"), "{stdout}");
     // No QEMU outlives the command.
-    assert!(processes_mentioning(out.to_str().unwrap()).is_empty(), "a QEMU process survived");
+    assert!(
+        processes_mentioning(out.to_str().unwrap()).is_empty(),
+        "a QEMU process survived"
+    );
 }
 
 #[test]
@@ -57,16 +77,29 @@ fn runtime_exit_status_becomes_the_boot_exit_status() {
         .replace("../", &format!("{}/", root().display()));
     let profile = work.path().join("exit3.toml");
     std::fs::write(&profile, text).unwrap();
-    std::fs::copy(root().join("profiles/hello.lock"), work.path().join("exit3.lock")).unwrap();
+    std::fs::copy(
+        root().join("profiles/hello.lock"),
+        work.path().join("exit3.lock"),
+    )
+    .unwrap();
     let out = work.path().join("img");
-    stratos(cache.path()).arg("build").arg(&profile).arg("--out").arg(&out).arg("-q").assert().success();
+    stratos(cache.path())
+        .arg("build")
+        .arg(&profile)
+        .arg("--out")
+        .arg(&out)
+        .arg("-q")
+        .assert()
+        .success();
     stratos(cache.path())
         .args(["boot", "--accel", "tcg", "--timeout", "240"])
         .arg(&out)
         .assert()
         .code(3)
         .stdout(predicate::str::contains("exiting"))
-        .stdout(predicate::str::contains("stratos-init: runtime exited with status 3"))
+        .stdout(predicate::str::contains(
+            "stratos-init: runtime exited with status 3",
+        ))
         .stdout(predicate::str::contains("stratos-init: powering off"));
     assert!(processes_mentioning(out.to_str().unwrap()).is_empty());
 }
@@ -93,7 +126,9 @@ fn lock_mismatch_fails_the_build_naming_the_package() {
         .arg(&out)
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("package busybox-static 1:1.35.0-4+deb12u1+b1"))
+        .stderr(predicate::str::contains(
+            "package busybox-static 1:1.35.0-4+deb12u1+b1",
+        ))
         .stderr(predicate::str::contains("pins sha256"));
     assert!(!out.exists());
 }

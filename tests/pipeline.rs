@@ -19,7 +19,12 @@ fn build(cache: &Path, profile: &Path, out: &Path, key: Option<&Path>) {
 }
 
 fn keygen(cache: &Path, prefix: &Path) {
-    stratos(cache).arg("keygen").arg("--out").arg(prefix).assert().success();
+    stratos(cache)
+        .arg("keygen")
+        .arg("--out")
+        .arg(prefix)
+        .assert()
+        .success();
 }
 
 #[test]
@@ -36,10 +41,18 @@ fn reproducible_across_dirs_env_umask_time_and_overlay_order() {
 
     let out_a = a.path("out/one");
     let out_b = b.path("elsewhere/deeper/two");
-    let run = |profile: &Path, out: &Path, cwd: &Path, tz: &str, lang: &str, umask: &str, cache: &Path| {
+    let run = |profile: &Path,
+               out: &Path,
+               cwd: &Path,
+               tz: &str,
+               lang: &str,
+               umask: &str,
+               cache: &Path| {
         let status = Command::new("sh")
             .arg("-c")
-            .arg(format!("umask {umask} && exec \"$0\" build \"$1\" --out \"$2\" --sign-key \"$3\" -q"))
+            .arg(format!(
+                "umask {umask} && exec \"$0\" build \"$1\" --out \"$2\" --sign-key \"$3\" -q"
+            ))
             .arg(bin())
             .arg(profile)
             .arg(out)
@@ -54,16 +67,39 @@ fn reproducible_across_dirs_env_umask_time_and_overlay_order() {
             .unwrap();
         assert!(status.success());
     };
-    run(&a.profile(), &out_a, a.dir.path(), "UTC", "C", "022", cache.path());
+    run(
+        &a.profile(),
+        &out_a,
+        a.dir.path(),
+        "UTC",
+        "C",
+        "022",
+        cache.path(),
+    );
     std::thread::sleep(std::time::Duration::from_millis(1100));
     // A second cache: nothing reused from the first build.
     let cache2 = tempfile::tempdir().unwrap();
-    run(&b.profile(), &out_b, Path::new("/"), "Pacific/Chatham", "de_DE.UTF-8", "077", cache2.path());
+    run(
+        &b.profile(),
+        &out_b,
+        Path::new("/"),
+        "Pacific/Chatham",
+        "de_DE.UTF-8",
+        "077",
+        cache2.path(),
+    );
     let da = digests(&out_a);
     let db = digests(&out_b);
     assert_eq!(
         da.keys().collect::<Vec<_>>(),
-        ["initramfs.cpio.zst", "kernel", "manifest.json", "manifest.sig", "rootfs.tar.zst", "sbom.cdx.json"]
+        [
+            "initramfs.cpio.zst",
+            "kernel",
+            "manifest.json",
+            "manifest.sig",
+            "rootfs.tar.zst",
+            "sbom.cdx.json"
+        ]
     );
     assert_eq!(da, db, "artifacts differ between the two builds");
 }
@@ -75,7 +111,12 @@ fn tampering_is_detected_and_named() {
     keygen(cache.path(), &f.path("keys/release"));
     keygen(cache.path(), &f.path("keys/other"));
     let out = f.path("img");
-    build(cache.path(), &f.profile(), &out, Some(&f.path("keys/release.key")));
+    build(
+        cache.path(),
+        &f.profile(),
+        &out,
+        Some(&f.path("keys/release.key")),
+    );
     let pubkey = f.path("keys/release.pub");
     stratos(cache.path())
         .args(["verify"])
@@ -86,7 +127,14 @@ fn tampering_is_detected_and_named() {
         .success()
         .stdout(predicate::str::contains("verified: fixture 1.2.3"));
 
-    let names = ["initramfs.cpio.zst", "kernel", "rootfs.tar.zst", "sbom.cdx.json", "manifest.json", "manifest.sig"];
+    let names = [
+        "initramfs.cpio.zst",
+        "kernel",
+        "rootfs.tar.zst",
+        "sbom.cdx.json",
+        "manifest.json",
+        "manifest.sig",
+    ];
     for name in names {
         for mode in ["flip", "truncate"] {
             let copy = f.path(&format!("tampered-{name}-{mode}"));
@@ -136,7 +184,9 @@ fn tampering_is_detected_and_named() {
         .arg(&pubkey)
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("kernel: listed in the manifest but missing"));
+        .stderr(predicate::str::contains(
+            "kernel: listed in the manifest but missing",
+        ));
     std::fs::remove_file(copy.join("manifest.sig")).unwrap();
     stratos(cache.path())
         .arg("verify")
@@ -200,12 +250,36 @@ fn signing_key_from_environment() {
 fn bad_input_is_rejected_without_leaving_output() {
     let cache = tempfile::tempdir().unwrap();
     let cases: Vec<(&str, String, &str)> = vec![
-        ("unknown key", PROFILE.replace("[init]", "[init]\nbogus = true"), "profile.toml:13:1: unknown field `bogus`"),
-        ("wrong type", PROFILE.replace("version = \"1.2.3\"", "version = 123"), "profile.toml:5:11:"),
-        ("missing field", PROFILE.replace("argv = [\"/bin/fn\", \"--serve\"]\n", ""), "missing field `argv`"),
-        ("dotdot", PROFILE.replace("path = \"/etc/motd\"", "path = \"/etc/../../motd\""), "file[0].path: in-image path \"/etc/../../motd\" contains '..'"),
-        ("no overlay", PROFILE.replace("overlay/site", "overlay/nope"), "overlay[1].path:"),
-        ("file is a dir", PROFILE.replace("source = \"motd.txt\"", "source = \"overlay\""), "file[0].source:"),
+        (
+            "unknown key",
+            PROFILE.replace("[init]", "[init]\nbogus = true"),
+            "profile.toml:13:1: unknown field `bogus`",
+        ),
+        (
+            "wrong type",
+            PROFILE.replace("version = \"1.2.3\"", "version = 123"),
+            "profile.toml:5:11:",
+        ),
+        (
+            "missing field",
+            PROFILE.replace("argv = [\"/bin/fn\", \"--serve\"]\n", ""),
+            "missing field `argv`",
+        ),
+        (
+            "dotdot",
+            PROFILE.replace("path = \"/etc/motd\"", "path = \"/etc/../../motd\""),
+            "file[0].path: in-image path \"/etc/../../motd\" contains '..'",
+        ),
+        (
+            "no overlay",
+            PROFILE.replace("overlay/site", "overlay/nope"),
+            "overlay[1].path:",
+        ),
+        (
+            "file is a dir",
+            PROFILE.replace("source = \"motd.txt\"", "source = \"overlay\""),
+            "file[0].source:",
+        ),
     ];
     for (what, text, expect) in cases {
         let f = Fixture::new();
@@ -230,11 +304,19 @@ fn overlay_symlink_pointing_outside_is_copied_as_a_link() {
     let f = Fixture::new();
     f.write("secret.txt", b"TOP-SECRET-HOST-DATA");
     std::os::unix::fs::symlink(f.path("secret.txt"), f.path("overlay/app/etc/escape")).unwrap();
-    std::os::unix::fs::symlink("../../../../secret.txt", f.path("overlay/app/etc/escape-rel")).unwrap();
+    std::os::unix::fs::symlink(
+        "../../../../secret.txt",
+        f.path("overlay/app/etc/escape-rel"),
+    )
+    .unwrap();
     let out = f.path("img");
     build(cache.path(), &f.profile(), &out, None);
-    let tar = zstd::stream::decode_all(std::fs::File::open(out.join("rootfs.tar.zst")).unwrap()).unwrap();
-    assert!(!tar.windows(20).any(|w| w == b"TOP-SECRET-HOST-DATA"), "a symlink was followed");
+    let tar =
+        zstd::stream::decode_all(std::fs::File::open(out.join("rootfs.tar.zst")).unwrap()).unwrap();
+    assert!(
+        !tar.windows(20).any(|w| w == b"TOP-SECRET-HOST-DATA"),
+        "a symlink was followed"
+    );
     let listed = stratos::archive::tar::list_tar(&tar).unwrap();
     for name in ["etc/escape", "etc/escape-rel"] {
         let e = listed.iter().find(|l| l.path == name).unwrap();
@@ -255,7 +337,10 @@ fn refuses_to_replace_a_directory_that_is_not_an_image() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("refusing to replace"));
-    assert_eq!(std::fs::read(f.path("precious/notes.txt")).unwrap(), b"keep me");
+    assert_eq!(
+        std::fs::read(f.path("precious/notes.txt")).unwrap(),
+        b"keep me"
+    );
 }
 
 #[test]
@@ -264,38 +349,79 @@ fn sbom_validates_and_attributes_every_file() {
     let f = Fixture::new();
     let out = f.path("img");
     build(cache.path(), &f.profile(), &out, None);
-    let sbom: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("sbom.cdx.json")).unwrap()).unwrap();
+    let sbom: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("sbom.cdx.json")).unwrap()).unwrap();
     validate_sbom(&sbom).unwrap();
     assert_eq!(sbom["specVersion"], "1.5");
     assert_eq!(sbom["metadata"]["timestamp"], "2023-11-14T22:13:20Z");
-    let refs: Vec<&str> = sbom["components"].as_array().unwrap().iter().map(|c| c["bom-ref"].as_str().unwrap()).collect();
-    for want in ["file:/etc/motd", "generated", "init", "kernel", "overlay:app", "overlay:site"] {
+    let refs: Vec<&str> = sbom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["bom-ref"].as_str().unwrap())
+        .collect();
+    for want in [
+        "file:/etc/motd",
+        "generated",
+        "init",
+        "kernel",
+        "overlay:app",
+        "overlay:site",
+    ] {
         assert!(refs.contains(&want), "missing component {want}: {refs:?}");
     }
     // Every entry of the rootfs belongs to exactly one component.
-    let tar = zstd::stream::decode_all(std::fs::File::open(out.join("rootfs.tar.zst")).unwrap()).unwrap();
+    let tar =
+        zstd::stream::decode_all(std::fs::File::open(out.join("rootfs.tar.zst")).unwrap()).unwrap();
     let mut owned = std::collections::BTreeMap::new();
     for c in sbom["components"].as_array().unwrap() {
-        for o in c["evidence"]["occurrences"].as_array().into_iter().flatten() {
-            let prev = owned.insert(o["location"].as_str().unwrap().to_owned(), c["bom-ref"].as_str().unwrap().to_owned());
+        for o in c["evidence"]["occurrences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let prev = owned.insert(
+                o["location"].as_str().unwrap().to_owned(),
+                c["bom-ref"].as_str().unwrap().to_owned(),
+            );
             assert!(prev.is_none(), "{} claimed twice", o["location"]);
         }
     }
     for l in stratos::archive::tar::list_tar(&tar).unwrap() {
-        let p = if l.path.is_empty() { "/".to_owned() } else { format!("/{}", l.path.trim_end_matches('/')) };
+        let p = if l.path.is_empty() {
+            "/".to_owned()
+        } else {
+            format!("/{}", l.path.trim_end_matches('/'))
+        };
         assert!(owned.contains_key(&p), "{p} belongs to no component");
     }
     // The later overlay's file won, and the SBOM and inspect say so.
-    let site = sbom["components"].as_array().unwrap().iter().find(|c| c["bom-ref"] == "overlay:site").unwrap();
-    assert!(site.to_string().contains("/etc/app.conf (replaced overlay:app)"), "{site}");
+    let site = sbom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["bom-ref"] == "overlay:site")
+        .unwrap();
+    assert!(
+        site.to_string()
+            .contains("/etc/app.conf (replaced overlay:app)"),
+        "{site}"
+    );
     stratos(cache.path())
         .arg("inspect")
         .arg(&out)
         .assert()
         .success()
-        .stdout(predicate::str::contains("overlay:site: /etc/app.conf (replaced overlay:app)"))
+        .stdout(predicate::str::contains(
+            "overlay:site: /etc/app.conf (replaced overlay:app)",
+        ))
         .stdout(predicate::str::contains("largest files:"));
-    let json = stratos(cache.path()).arg("inspect").arg(&out).arg("--json").output().unwrap();
+    let json = stratos(cache.path())
+        .arg("inspect")
+        .arg(&out)
+        .arg("--json")
+        .output()
+        .unwrap();
     let j: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(j["image"], "fixture");
     assert!(j["largest_files"].as_array().unwrap().len() <= 10);
@@ -309,17 +435,30 @@ fn archives_are_read_back_by_gnu_tar_and_cpio() {
     let f = Fixture::new();
     let out = f.path("img");
     build(cache.path(), &f.profile(), &out, None);
-    let tar = zstd::stream::decode_all(std::fs::File::open(out.join("rootfs.tar.zst")).unwrap()).unwrap();
-    let cpio = zstd::stream::decode_all(std::fs::File::open(out.join("initramfs.cpio.zst")).unwrap()).unwrap();
+    let tar =
+        zstd::stream::decode_all(std::fs::File::open(out.join("rootfs.tar.zst")).unwrap()).unwrap();
+    let cpio =
+        zstd::stream::decode_all(std::fs::File::open(out.join("initramfs.cpio.zst")).unwrap())
+            .unwrap();
     std::fs::write(f.path("r.tar"), &tar).unwrap();
     std::fs::write(f.path("r.cpio"), &cpio).unwrap();
-    let t = Command::new("tar").arg("-tvf").arg(f.path("r.tar")).output().unwrap();
+    let t = Command::new("tar")
+        .arg("-tvf")
+        .arg(f.path("r.tar"))
+        .output()
+        .unwrap();
     assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
     let listing = String::from_utf8_lossy(&t.stdout);
     assert!(listing.contains(" init\n"), "{listing}");
-    assert!(listing.contains("-rw-r----- 0/0") && listing.contains(" etc/motd"), "{listing}");
+    assert!(
+        listing.contains("-rw-r----- 0/0") && listing.contains(" etc/motd"),
+        "{listing}"
+    );
     assert!(listing.contains(" bin/sh -> fn"), "{listing}");
-    assert!(listing.contains("crw------- 0/0") && listing.contains(" dev/console"), "{listing}");
+    assert!(
+        listing.contains("crw------- 0/0") && listing.contains(" dev/console"),
+        "{listing}"
+    );
     let c = Command::new("cpio")
         .args(["-t", "-v", "--quiet", "-F"])
         .arg(f.path("r.cpio"))
@@ -327,8 +466,17 @@ fn archives_are_read_back_by_gnu_tar_and_cpio() {
         .unwrap();
     assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
     let listing = String::from_utf8_lossy(&c.stdout);
-    for want in ["init", "etc/stratos/init.json", "dev/console", "bin/sh -> fn", "share/data/b.txt"] {
-        assert!(listing.contains(want), "{want} missing from cpio listing:\n{listing}");
+    for want in [
+        "init",
+        "etc/stratos/init.json",
+        "dev/console",
+        "bin/sh -> fn",
+        "share/data/b.txt",
+    ] {
+        assert!(
+            listing.contains(want),
+            "{want} missing from cpio listing:\n{listing}"
+        );
     }
     // And GNU cpio extracts it with the same content.
     let x = f.path("x");
@@ -341,7 +489,10 @@ fn archives_are_read_back_by_gnu_tar_and_cpio() {
         .unwrap();
     assert!(st.success());
     assert_eq!(std::fs::read(x.join("etc/motd")).unwrap(), b"welcome\n");
-    assert_eq!(std::fs::read(x.join("etc/app.conf")).unwrap(), b"x=2 (site wins)\n");
+    assert_eq!(
+        std::fs::read(x.join("etc/app.conf")).unwrap(),
+        b"x=2 (site wins)\n"
+    );
 }
 
 #[test]
@@ -350,13 +501,28 @@ fn keygen_never_overwrites_and_protects_the_secret() {
     let cache = tempfile::tempdir().unwrap();
     let d = tempfile::tempdir().unwrap();
     let prefix = d.path().join("release");
-    let out = stratos(cache.path()).arg("keygen").arg("--out").arg(&prefix).output().unwrap();
+    let out = stratos(cache.path())
+        .arg("keygen")
+        .arg("--out")
+        .arg(&prefix)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let secret = std::fs::read_to_string(d.path().join("release.key")).unwrap();
     let printed = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value = serde_json::from_str(&secret).unwrap();
-    assert!(!printed.contains(v["secret_key"].as_str().unwrap()), "the secret was printed");
-    assert_eq!(std::fs::metadata(d.path().join("release.key")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(
+        !printed.contains(v["secret_key"].as_str().unwrap()),
+        "the secret was printed"
+    );
+    assert_eq!(
+        std::fs::metadata(d.path().join("release.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
     stratos(cache.path())
         .arg("keygen")
         .arg("--out")
@@ -364,5 +530,8 @@ fn keygen_never_overwrites_and_protects_the_secret() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("refusing to overwrite"));
-    assert_eq!(std::fs::read_to_string(d.path().join("release.key")).unwrap(), secret);
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("release.key")).unwrap(),
+        secret
+    );
 }

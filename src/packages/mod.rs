@@ -23,16 +23,8 @@ pub enum PackageError {
         profile: PathBuf,
         lock: PathBuf,
     },
-    #[error("package {name} {version}: the .deb has sha256 {actual} ({size} bytes) but {lock} pins sha256 {expected} ({expected_size} bytes); the archive changed or the lock is wrong: check the lock, then re-run `stratos lock`")]
-    Mismatch {
-        name: String,
-        version: String,
-        expected: String,
-        expected_size: u64,
-        actual: String,
-        size: u64,
-        lock: PathBuf,
-    },
+    #[error("{0}")]
+    Mismatch(Box<Mismatch>),
     #[error("package {name} {version} is not in the package cache ({cache}) and --offline forbids downloading it; run the build once without --offline")]
     Offline {
         name: String,
@@ -53,6 +45,19 @@ pub enum PackageError {
     },
     #[error("{0}")]
     Deb(#[from] deb::DebError),
+}
+
+/// A `.deb` that is not the one the lock pins.
+#[derive(Debug, thiserror::Error)]
+#[error("package {name} {version}: the .deb has sha256 {actual} ({size} bytes) but {lock} pins sha256 {expected} ({expected_size} bytes); the archive changed or the lock is wrong: check the lock, then re-run `stratos lock`")]
+pub struct Mismatch {
+    pub name: String,
+    pub version: String,
+    pub expected: String,
+    pub expected_size: u64,
+    pub actual: String,
+    pub size: u64,
+    pub lock: PathBuf,
 }
 
 /// Where `.deb` files are kept, by sha256.
@@ -78,7 +83,7 @@ pub fn fetch(p: &LockedPackage, lock_path: &Path, offline: bool) -> Result<Vec<u
     let check = |bytes: Vec<u8>| -> Result<Vec<u8>, PackageError> {
         let actual = sha256_hex(&bytes);
         if actual != p.sha256 || bytes.len() as u64 != p.size {
-            return Err(PackageError::Mismatch {
+            return Err(PackageError::Mismatch(Box::new(Mismatch {
                 name: p.name.clone(),
                 version: p.version.clone(),
                 expected: p.sha256.clone(),
@@ -86,7 +91,7 @@ pub fn fetch(p: &LockedPackage, lock_path: &Path, offline: bool) -> Result<Vec<u
                 actual,
                 size: bytes.len() as u64,
                 lock: lock_path.to_owned(),
-            });
+            })));
         }
         Ok(bytes)
     };

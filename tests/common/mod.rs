@@ -19,7 +19,9 @@ pub fn bin() -> PathBuf {
 pub fn stratos(cache: &Path) -> assert_cmd::Command {
     require_init();
     let mut c = assert_cmd::Command::new(bin());
-    c.env("STRATOS_CACHE", cache).env_remove("STRATOS_SIGNING_KEY").env_remove("SOURCE_DATE_EPOCH");
+    c.env("STRATOS_CACHE", cache)
+        .env_remove("STRATOS_SIGNING_KEY")
+        .env_remove("SOURCE_DATE_EPOCH");
     c
 }
 
@@ -27,7 +29,9 @@ pub fn stratos(cache: &Path) -> assert_cmd::Command {
 pub fn stratos_std(cache: &Path) -> Command {
     require_init();
     let mut c = Command::new(bin());
-    c.env("STRATOS_CACHE", cache).env_remove("STRATOS_SIGNING_KEY").env_remove("SOURCE_DATE_EPOCH");
+    c.env("STRATOS_CACHE", cache)
+        .env_remove("STRATOS_SIGNING_KEY")
+        .env_remove("SOURCE_DATE_EPOCH");
     c
 }
 
@@ -53,7 +57,11 @@ pub fn require_tool(tool: &str) {
 /// Fails if a file that ci/setup provides is missing.
 pub fn require_setup_file(rel: &str) -> PathBuf {
     let p = root().join(rel);
-    assert!(p.exists(), "{} is missing: run `./ci/setup` first (it unpacks Debian's kernel and installs QEMU)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `./ci/setup` first (it unpacks Debian's kernel and installs QEMU)",
+        p.display()
+    );
     p
 }
 
@@ -166,8 +174,16 @@ impl Fixture {
             self.write(rel, data);
             let p = self.path(rel);
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).unwrap();
-            let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 * (i as u64 + 1) + if reverse { 777 } else { 0 });
-            std::fs::File::options().write(true).open(&p).unwrap().set_modified(t).unwrap();
+            let t = std::time::SystemTime::UNIX_EPOCH
+                + std::time::Duration::from_secs(
+                    1_000_000 * (i as u64 + 1) + if reverse { 777 } else { 0 },
+                );
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
         }
         let link = self.path("overlay/app/bin/sh");
         if !link.exists() {
@@ -179,7 +195,9 @@ impl Fixture {
 /// Validates an SBOM against the CycloneDX 1.5 JSON schema (with its referenced schemas).
 pub fn validate_sbom(sbom: &serde_json::Value) -> Result<(), String> {
     let dir = root().join("tests/fixtures/schemas");
-    let load = |n: &str| -> serde_json::Value { serde_json::from_slice(&std::fs::read(dir.join(n)).unwrap()).unwrap() };
+    let load = |n: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join(n)).unwrap()).unwrap()
+    };
     let schema = load("bom-1.5.schema.json");
     let validator = jsonschema::options()
         .should_validate_formats(true)
@@ -193,7 +211,10 @@ pub fn validate_sbom(sbom: &serde_json::Value) -> Result<(), String> {
         )
         .build(&schema)
         .map_err(|e| format!("schema does not compile: {e}"))?;
-    let errors: Vec<String> = validator.iter_errors(sbom).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    let errors: Vec<String> = validator
+        .iter_errors(sbom)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
     if errors.is_empty() {
         Ok(())
     } else {
@@ -205,7 +226,9 @@ pub fn validate_sbom(sbom: &serde_json::Value) -> Result<(), String> {
 pub fn processes_mentioning(needle: &str) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         if pid == std::process::id() {
             continue;
         }
