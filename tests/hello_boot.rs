@@ -8,16 +8,16 @@ use predicates::prelude::*;
 
 fn hello_prereqs() {
     require_tool("qemu-system-x86_64");
-    require_setup_file(".cache/debian-cloud-kernel/vmlinuz");
+    require_kernel_source();
 }
 
 #[test]
 fn hello_boots_and_answers() {
     hello_prereqs();
-    let cache = tempfile::tempdir().unwrap();
+    let cache = shared_cache();
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("hello");
-    stratos(cache.path())
+    stratos(&cache)
         .arg("build")
         .arg(root().join("profiles/hello.toml"))
         .arg("--out")
@@ -25,7 +25,7 @@ fn hello_boots_and_answers() {
         .arg("-q")
         .assert()
         .success();
-    let run = stratos_std(cache.path())
+    let run = stratos_std(&cache)
         .args([
             "boot",
             "--accel",
@@ -64,43 +64,44 @@ fn hello_boots_and_answers() {
 }
 
 #[test]
-fn runtime_exit_status_becomes_the_boot_exit_status() {
-    hello_prereqs();
-    let cache = tempfile::tempdir().unwrap();
+fn stock_kernel_boots_and_answers() {
+    require_tool("qemu-system-x86_64");
+    require_setup_file(".cache/debian-cloud-kernel/vmlinuz");
+    let cache = shared_cache();
     let work = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(root().join("profiles/hello.toml"))
-        .unwrap()
-        .replace(
-            "argv = [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/srv/www\"]",
-            "argv = [\"/bin/busybox\", \"sh\", \"-c\", \"echo exiting; exit 3\"]",
-        )
-        .replace("../", &format!("{}/", root().display()));
-    let profile = work.path().join("exit3.toml");
-    std::fs::write(&profile, text).unwrap();
-    std::fs::copy(
-        root().join("profiles/hello.lock"),
-        work.path().join("exit3.lock"),
-    )
-    .unwrap();
-    let out = work.path().join("img");
-    stratos(cache.path())
+    let out = work.path().join("hello-stock");
+    stratos(&cache)
         .arg("build")
-        .arg(&profile)
+        .arg(root().join("profiles/hello-stock.toml"))
         .arg("--out")
         .arg(&out)
         .arg("-q")
         .assert()
         .success();
-    stratos(cache.path())
-        .args(["boot", "--accel", "tcg", "--timeout", "240"])
+    let run = stratos_std(&cache)
+        .args([
+            "boot",
+            "--accel",
+            "tcg",
+            "--timeout",
+            "240",
+            "--invoke",
+            "/cgi-bin/hello",
+        ])
         .arg(&out)
-        .assert()
-        .code(3)
-        .stdout(predicate::str::contains("exiting"))
-        .stdout(predicate::str::contains(
-            "stratos-init: runtime exited with status 3",
-        ))
-        .stdout(predicate::str::contains("stratos-init: powering off"));
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("Hello, world! This is StratOS."),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(tcg, q35)"), "{stdout}");
     assert!(processes_mentioning(out.to_str().unwrap()).is_empty());
 }
 

@@ -2,17 +2,25 @@
 
 use std::net::Ipv4Addr;
 
-use stratos_wire::{InitConfig, CONFIG_PATH, LOG_PREFIX, PHASE_PREFIX};
+use stratos_wire::{
+    InitConfig, Limits, Readiness, RestartPolicy, ZramSize, CONFIG_PATH, LOG_PREFIX, PHASE_PREFIX,
+};
 
-use crate::sys::{signal_name, ExitKind, Mount, MountFlags, Spawn, Sys, Waited};
+use crate::sys::{
+    signal_name, ExitKind, Mount, MountFlags, Spawn, Sys, Waited, SIGCHLD, SIGHUP, SIGINT, SIGKILL,
+    SIGTERM, SIGUSR1, SIGUSR2,
+};
 
 /// How long leftover processes get between SIGTERM and SIGKILL at shutdown.
 pub const SHUTDOWN_GRACE_MS: u64 = 1000;
+/// The runtime's cgroup.
+pub const CGROUP: &str = "/sys/fs/cgroup/runtime";
+pub const ZRAM_DEV: &str = "/dev/zram0";
 
 /// How the boot ended, before power-off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The runtime ran and ended.
+    /// The runtime ran and ended (for the last time).
     Runtime(ExitKind),
     /// The init could not get the runtime going; the message says why.
     Fatal(String),
@@ -37,49 +45,36 @@ fn m(source: &str, target: &str, fstype: &str, flags: MountFlags, data: &str) ->
     }
 }
 
+const HARD: MountFlags = MountFlags {
+    nosuid: true,
+    nodev: true,
+    noexec: true,
+};
+const DEV: MountFlags = MountFlags {
+    nosuid: true,
+    nodev: false,
+    noexec: true,
+};
+const DATA: MountFlags = MountFlags {
+    nosuid: true,
+    nodev: true,
+    noexec: false,
+};
+
 /// The kernel filesystems, mounted before the config is read, in this order.
 pub fn early_mounts() -> Vec<Mount> {
-    let hard = MountFlags {
-        nosuid: true,
-        nodev: true,
-        noexec: true,
-    };
     vec![
-        m("proc", "/proc", "proc", hard, ""),
-        m("sysfs", "/sys", "sysfs", hard, ""),
-        m(
-            "devtmpfs",
-            "/dev",
-            "devtmpfs",
-            MountFlags {
-                nosuid: true,
-                noexec: true,
-                nodev: false,
-            },
-            "mode=0755",
-        ),
+        m("proc", "/proc", "proc", HARD, ""),
+        m("sysfs", "/sys", "sysfs", HARD, ""),
+        m("devtmpfs", "/dev", "devtmpfs", DEV, "mode=0755"),
         m(
             "devpts",
             "/dev/pts",
             "devpts",
-            MountFlags {
-                nosuid: true,
-                noexec: true,
-                nodev: false,
-            },
+            DEV,
             "mode=0620,ptmxmode=0666",
         ),
-        m(
-            "tmpfs",
-            "/dev/shm",
-            "tmpfs",
-            MountFlags {
-                nosuid: true,
-                nodev: true,
-                noexec: false,
-            },
-            "mode=1777",
-        ),
+        m("tmpfs", "/dev/shm", "tmpfs", DATA, "mode=1777"),
     ]
 }
 
@@ -92,19 +87,13 @@ pub fn config_mounts(cfg: &InitConfig) -> Vec<Mount> {
             if t.size > 0 {
                 data.push_str(&format!(",size={}", t.size));
             }
-            m(
-                "tmpfs",
-                &t.path,
-                "tmpfs",
-                MountFlags {
-                    nosuid: true,
-                    nodev: true,
-                    noexec: false,
-                },
-                &data,
-            )
+            m("tmpfs", &t.path, "tmpfs", DATA, &data)
         })
         .collect()
+}
+
+pub fn cgroup_mount() -> Mount {
+    m("cgroup2", "/sys/fs/cgroup", "cgroup2", HARD, "")
 }
 
 fn mount_all<S: Sys>(sys: &mut S, mounts: &[Mount]) -> Result<(), String> {
@@ -126,6 +115,148 @@ fn read_config<S: Sys>(sys: &mut S) -> Result<InitConfig, String> {
         .read_file(CONFIG_PATH)
         .map_err(|e| format!("cannot read {CONFIG_PATH}: {e}"))?;
     InitConfig::from_json(&bytes).map_err(|e| format!("{CONFIG_PATH}: {e}"))
+}
+
+/// `MemTotal` from /proc/meminfo, in bytes.
+pub fn mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The sysfs writes that configure zram0, in order.
+pub fn zram_plan(z: &stratos_wire::Zram, mem_total: u64) -> Vec<(String, String)> {
+    let bytes = match z.size {
+        ZramSize::Bytes(b) => b,
+        ZramSize::PercentOfRam(p) => mem_total / 100 * u64::from(p),
+    };
+    let bytes = bytes / 4096 * 4096;
+    vec![
+        (
+            "/sys/block/zram0/comp_algorithm".into(),
+            z.algorithm.clone(),
+        ),
+        ("/sys/block/zram0/disksize".into(), bytes.to_string()),
+    ]
+}
+
+/// The first page of a Linux swap area (`mkswap`): version 1, the last usable page, no bad
+/// pages, and the `SWAPSPACE2` signature at the end of the page.
+pub fn swap_header(bytes: u64) -> Vec<u8> {
+    let mut page = vec![0u8; 4096];
+    let last_page = (bytes / 4096).saturating_sub(1) as u32;
+    page[1024..1028].copy_from_slice(&1u32.to_le_bytes());
+    page[1028..1032].copy_from_slice(&last_page.to_le_bytes());
+    page[4086..4096].copy_from_slice(b"SWAPSPACE2");
+    page
+}
+
+fn setup_zram<S: Sys>(sys: &mut S, z: &stratos_wire::Zram) -> Result<(), String> {
+    let meminfo = sys
+        .read_file("/proc/meminfo")
+        .map_err(|e| format!("cannot read /proc/meminfo: {e}"))?;
+    let total =
+        mem_total(&String::from_utf8_lossy(&meminfo)).ok_or("no MemTotal in /proc/meminfo")?;
+    let plan = zram_plan(z, total);
+    for (path, value) in &plan {
+        sys.write_file(path, value.as_bytes()).map_err(|e| {
+            format!("cannot write {value} to {path}: {e} (is zram built in or its module loaded?)")
+        })?;
+    }
+    let size: u64 = plan[1].1.parse().unwrap_or(0);
+    sys.write_file(ZRAM_DEV, &swap_header(size))
+        .map_err(|e| format!("cannot write the swap signature to {ZRAM_DEV}: {e}"))?;
+    sys.swapon(ZRAM_DEV, z.priority)
+        .map_err(|e| format!("swapon {ZRAM_DEV}: {e}"))?;
+    log(
+        sys,
+        &format!(
+            "zram: {} MiB of {} swap at priority {}",
+            size >> 20,
+            z.algorithm,
+            z.priority
+        ),
+    );
+    Ok(())
+}
+
+/// `/proc/sys` path of a dotted sysctl key.
+pub fn sysctl_path(key: &str) -> String {
+    format!("/proc/sys/{}", key.replace('.', "/"))
+}
+
+fn apply_sysctl<S: Sys>(sys: &mut S, cfg: &InitConfig) {
+    for (k, v) in &cfg.sysctl {
+        let path = sysctl_path(k);
+        if let Err(e) = sys.write_file(&path, v.as_bytes()) {
+            let why = if e.kind() == std::io::ErrorKind::NotFound {
+                "no such key in this kernel".to_owned()
+            } else {
+                e.to_string()
+            };
+            log(sys, &format!("warning: sysctl {k} = {v}: {why}"));
+        }
+    }
+}
+
+/// The cgroup files written for the runtime's limits, in order.
+pub fn cgroup_plan(l: &Limits) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut controllers = Vec::new();
+    if l.memory_max.is_some() || l.memory_high.is_some() {
+        controllers.push("+memory");
+    }
+    if l.pids_max.is_some() {
+        controllers.push("+pids");
+    }
+    if l.cpu_max.is_some() {
+        controllers.push("+cpu");
+    }
+    if !controllers.is_empty() {
+        out.push((
+            "/sys/fs/cgroup/cgroup.subtree_control".to_owned(),
+            controllers.join(" "),
+        ));
+    }
+    if let Some(v) = l.memory_high {
+        out.push((format!("{CGROUP}/memory.high"), v.to_string()));
+    }
+    if let Some(v) = l.memory_max {
+        out.push((format!("{CGROUP}/memory.max"), v.to_string()));
+    }
+    if let Some((quota, period)) = l.cpu_max {
+        out.push((format!("{CGROUP}/cpu.max"), format!("{quota} {period}")));
+    }
+    if let Some(v) = l.pids_max {
+        out.push((format!("{CGROUP}/pids.max"), v.to_string()));
+    }
+    out
+}
+
+/// Mounts cgroup2 and creates the runtime's cgroup with its limits. Returns whether the cgroup
+/// exists. A limit that cannot be applied is fatal; a missing cgroup without limits is not.
+fn setup_cgroup<S: Sys>(sys: &mut S, l: &Limits) -> Result<bool, String> {
+    let wanted = !l.is_empty();
+    let made = mount_all(sys, &[cgroup_mount()]).and_then(|_| {
+        sys.mkdir_p(CGROUP, 0o755)
+            .map_err(|e| format!("cannot create {CGROUP}: {e}"))
+    });
+    if let Err(e) = made {
+        if wanted {
+            return Err(format!("{e} (needed for the runtime's limits)"));
+        }
+        log(sys, &format!("warning: no cgroup for the runtime: {e}"));
+        return Ok(false);
+    }
+    // The memory controller also gives memory.peak at shutdown when available.
+    if !wanted {
+        let _ = sys.write_file("/sys/fs/cgroup/cgroup.subtree_control", b"+memory");
+    }
+    for (path, value) in cgroup_plan(l) {
+        sys.write_file(&path, value.as_bytes())
+            .map_err(|e| format!("cannot write {value} to {path}: {e}"))?;
+    }
+    Ok(true)
 }
 
 fn setup_network<S: Sys>(sys: &mut S, cfg: &InitConfig) -> Result<(), String> {
@@ -156,11 +287,19 @@ fn setup_network<S: Sys>(sys: &mut S, cfg: &InitConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// Everything up to and including starting the runtime; returns its pid.
-fn start<S: Sys>(sys: &mut S) -> Result<u32, String> {
+/// Everything the runtime needs to (re)start.
+struct Prepared {
+    cfg: InitConfig,
+    cgroup: bool,
+    seccomp: Option<Vec<u8>>,
+}
+
+/// Brings the system up to the point where the runtime can start.
+fn prepare<S: Sys>(sys: &mut S) -> Result<Prepared, String> {
     mount_all(sys, &early_mounts())?;
     let cfg = read_config(sys)?;
     mount_all(sys, &config_mounts(&cfg))?;
+    let cgroup = setup_cgroup(sys, &cfg.limits)?;
     phase(sys, "mounts_done");
     if let Err(e) = sys.set_hostname(&cfg.hostname) {
         log(
@@ -179,41 +318,62 @@ fn start<S: Sys>(sys: &mut S) -> Result<u32, String> {
             )
         })?;
     }
+    if let Some(z) = &cfg.zram {
+        if let Err(e) = setup_zram(sys, z) {
+            if z.required {
+                return Err(format!("zram: {e} (the profile says required = true)"));
+            }
+            log(sys, &format!("warning: zram: {e}; continuing without swap"));
+        }
+    }
+    phase(sys, "zram_ready");
+    if !cfg.preload.is_empty() {
+        sys.start_preload(&cfg.preload);
+    }
+    phase(sys, "preload_started");
+    apply_sysctl(sys, &cfg);
     setup_network(sys, &cfg)?;
-    let rt = &cfg.runtime;
+    let seccomp = match &cfg.seccomp {
+        None => None,
+        Some(s) => Some(sys.read_file(&s.filter).map_err(|e| {
+            format!(
+                "cannot read the seccomp filter {}: {e}; refusing to start the runtime unfiltered",
+                s.filter
+            )
+        })?),
+    };
+    if cfg.read_only_root {
+        sys.remount_root_ro()
+            .map_err(|e| format!("cannot remount / read-only: {e}"))?;
+    }
+    Ok(Prepared {
+        cfg,
+        cgroup,
+        seccomp,
+    })
+}
+
+fn spawn_runtime<S: Sys>(sys: &mut S, p: &Prepared) -> Result<u32, String> {
+    let rt = &p.cfg.runtime;
+    let procs = format!("{CGROUP}/cgroup.procs");
     let spawn = Spawn {
         argv: &rt.argv,
         env: &rt.env,
         cwd: &rt.cwd,
         uid: rt.uid,
         gid: rt.gid,
+        cgroup_procs: p.cgroup.then_some(procs.as_str()),
+        notify: matches!(p.cfg.readiness, Some(Readiness::Notify { .. })),
+        null_stdio: p.cfg.stdio == stratos_wire::Stdio::Null,
+        seccomp: p.seccomp.as_deref(),
+        seccomp_log: p.cfg.seccomp.as_ref().is_some_and(|s| s.mode == "log"),
     };
-    let pid = sys.spawn(&spawn).map_err(|e| {
+    sys.spawn(&spawn).map_err(|e| {
         format!(
             "cannot execute the runtime {}: {e}",
             rt.argv.first().map_or("(empty argv)", String::as_str)
         )
-    })?;
-    phase(sys, "runtime_exec");
-    log(
-        sys,
-        &format!("started runtime {} as pid {pid}", rt.argv.join(" ")),
-    );
-    Ok(pid)
-}
-
-/// Reaps every child until the runtime ends (orphans re-parented to PID 1 included).
-fn supervise<S: Sys>(sys: &mut S, runtime: u32) -> Result<ExitKind, String> {
-    loop {
-        match sys.wait(true) {
-            Ok(Waited::Reaped(pid, how)) if pid == runtime => return Ok(how),
-            Ok(Waited::Reaped(..)) | Ok(Waited::NoneReady) => {}
-            Ok(Waited::NoChildren) => {
-                return Err("the runtime disappeared without being reaped".into())
-            }
-            Err(e) => return Err(format!("wait failed: {e}")),
-        }
-    }
+    })
 }
 
 pub fn describe(how: ExitKind) -> String {
@@ -223,9 +383,210 @@ pub fn describe(how: ExitKind) -> String {
     }
 }
 
-/// Stops whatever is left: SIGTERM, a grace period while reaping, SIGKILL, reap, sync.
-pub fn shutdown<S: Sys>(sys: &mut S) {
-    sys.kill_all(15);
+/// Whether to restart after the runtime ended `how`, having restarted `done` times already;
+/// `Some(delay_ms)` with the capped exponential backoff if so.
+pub fn restart_delay(r: &stratos_wire::Restart, how: ExitKind, done: u32) -> Option<u64> {
+    let wanted = match r.policy {
+        RestartPolicy::Never => false,
+        RestartPolicy::OnFailure => !how.success(),
+        RestartPolicy::Always => true,
+    };
+    if !wanted || done >= r.max_restarts {
+        return None;
+    }
+    let factor = 1u64.checked_shl(done).unwrap_or(u64::MAX);
+    Some(
+        r.backoff_initial_ms
+            .saturating_mul(factor)
+            .min(r.backoff_max_ms),
+    )
+}
+
+/// The state of the runtime while supervising.
+enum Runtime {
+    Running(u32),
+    /// Waiting to restart at this time.
+    Backoff(u64),
+}
+
+fn forward<S: Sys>(sys: &mut S, pid: u32, sig: i32) {
+    if let Err(e) = sys.kill(pid, sig) {
+        log(
+            sys,
+            &format!(
+                "warning: cannot send {} to the runtime (pid {pid}): {e}",
+                signal_name(sig)
+            ),
+        );
+    }
+}
+
+/// Supervises the runtime until it ends for good: forwards signals, reaps everything, checks
+/// readiness, restarts per policy, stops it gracefully on SIGTERM/SIGINT.
+fn supervise<S: Sys>(sys: &mut S, p: &Prepared, first: u32) -> Result<ExitKind, String> {
+    let cfg = &p.cfg;
+    let mut state = Runtime::Running(first);
+    let mut restarts = 0u32;
+    let mut ready = cfg.readiness.is_none();
+    if ready {
+        phase(sys, "runtime_ready");
+    }
+    let start = sys.now_ns();
+    let readiness_deadline = match &cfg.readiness {
+        Some(Readiness::Tcp { timeout_ms, .. }) | Some(Readiness::Notify { timeout_ms }) => {
+            start + timeout_ms.saturating_mul(1_000_000)
+        }
+        None => u64::MAX,
+    };
+    let mut readiness_reported = false;
+    // Set once SIGTERM/SIGINT arrived: (deadline for the runtime, whether SIGKILL was sent).
+    let mut stopping: Option<(u64, bool)> = None;
+    loop {
+        let now = sys.now_ns();
+        // What to wait for next.
+        let mut timeout_ms = 1000;
+        if !ready && matches!(state, Runtime::Running(_)) {
+            timeout_ms = 5;
+        }
+        if let Runtime::Backoff(at) = state {
+            timeout_ms = timeout_ms.min(at.saturating_sub(now) / 1_000_000);
+        }
+        if let Some((deadline, false)) = stopping {
+            timeout_ms = timeout_ms.min(deadline.saturating_sub(now) / 1_000_000);
+        }
+        let sig = sys.wait_signal(timeout_ms);
+        match sig {
+            Some(s @ (SIGTERM | SIGINT)) => {
+                if let Runtime::Running(pid) = state {
+                    forward(sys, pid, s);
+                    log(
+                        sys,
+                        &format!(
+                            "received {}; forwarded to the runtime, stopping",
+                            signal_name(s)
+                        ),
+                    );
+                    if stopping.is_none() {
+                        stopping = Some((
+                            sys.now_ns() + cfg.stop_timeout_ms.saturating_mul(1_000_000),
+                            false,
+                        ));
+                    }
+                } else {
+                    log(
+                        sys,
+                        &format!(
+                            "received {} while the runtime is not running; stopping",
+                            signal_name(s)
+                        ),
+                    );
+                    return Err(format!(
+                        "stopped by {} before the runtime could restart",
+                        signal_name(s)
+                    ));
+                }
+            }
+            Some(s @ (SIGHUP | SIGUSR1 | SIGUSR2)) => {
+                if let Runtime::Running(pid) = state {
+                    forward(sys, pid, s);
+                    log(
+                        sys,
+                        &format!("received {}; forwarded to the runtime", signal_name(s)),
+                    );
+                }
+            }
+            Some(SIGCHLD) | Some(_) | None => {}
+        }
+        // Reap everything that has ended (orphans included).
+        loop {
+            match sys.wait(false) {
+                Ok(Waited::Reaped(pid, how)) => {
+                    if matches!(state, Runtime::Running(r) if r == pid) {
+                        if stopping.is_some() {
+                            return Ok(how);
+                        }
+                        match restart_delay(&cfg.restart, how, restarts) {
+                            None => return Ok(how),
+                            Some(delay) => {
+                                restarts += 1;
+                                log(
+                                    sys,
+                                    &format!(
+                                        "restart {restarts} of {} in {delay} ms: {}",
+                                        cfg.restart.max_restarts,
+                                        describe(how)
+                                    ),
+                                );
+                                state = Runtime::Backoff(sys.now_ns() + delay * 1_000_000);
+                            }
+                        }
+                    }
+                }
+                Ok(Waited::NoChildren) if matches!(state, Runtime::Running(_)) => {
+                    return Err("the runtime disappeared without being reaped".into());
+                }
+                Ok(Waited::NoneReady) | Ok(Waited::NoChildren) => break,
+                Err(e) => return Err(format!("wait failed: {e}")),
+            }
+        }
+        let now = sys.now_ns();
+        if let Runtime::Backoff(at) = state {
+            if now >= at {
+                let pid = spawn_runtime(sys, p)?;
+                log(sys, &format!("restarted runtime as pid {pid}"));
+                state = Runtime::Running(pid);
+            }
+        }
+        if let (Some((deadline, false)), Runtime::Running(pid)) = (stopping, &state) {
+            if now >= deadline {
+                log(
+                    sys,
+                    &format!(
+                        "the runtime did not stop within {} ms; sending SIGKILL",
+                        cfg.stop_timeout_ms
+                    ),
+                );
+                forward(sys, *pid, SIGKILL);
+                stopping = Some((deadline, true));
+            }
+        }
+        if !ready {
+            if let Runtime::Running(_) = state {
+                let ok = match &cfg.readiness {
+                    Some(Readiness::Tcp { port, .. }) => sys.tcp_probe(*port),
+                    Some(Readiness::Notify { .. }) => sys.notified(),
+                    None => true,
+                };
+                if ok {
+                    ready = true;
+                    phase(sys, "runtime_ready");
+                } else if now > readiness_deadline && !readiness_reported {
+                    readiness_reported = true;
+                    log(sys, "warning: the runtime is not ready within its readiness timeout; still waiting");
+                }
+            }
+        }
+    }
+}
+
+/// Reports the runtime's memory high-water mark from its cgroup.
+fn report_memory<S: Sys>(sys: &mut S) {
+    if let Ok(b) = sys.read_file(&format!("{CGROUP}/memory.peak")) {
+        if let Ok(n) = String::from_utf8_lossy(&b).trim().parse::<u64>() {
+            log(
+                sys,
+                &format!(
+                    "memory peak {n} bytes ({} KiB) in the runtime's cgroup",
+                    n / 1024
+                ),
+            );
+        }
+    }
+}
+
+/// Stops whatever is left: SIGTERM, a grace period while reaping, SIGKILL, reap, sync, unmount.
+pub fn shutdown<S: Sys>(sys: &mut S, unmount: &[String]) {
+    sys.kill_all(SIGTERM);
     let mut waited = 0;
     loop {
         match sys.wait(false) {
@@ -236,30 +597,55 @@ pub fn shutdown<S: Sys>(sys: &mut S) {
                 waited += 10;
             }
             Ok(Waited::NoneReady) | Err(_) => {
-                sys.kill_all(9);
+                sys.kill_all(SIGKILL);
                 while let Ok(Waited::Reaped(..)) = sys.wait(false) {}
                 break;
             }
         }
     }
     sys.sync();
+    for target in unmount.iter().rev() {
+        // Best effort: a busy mount stays; everything is in RAM anyway.
+        let _ = sys.umount(target);
+    }
 }
 
 /// The whole life of PID 1, up to (not including) power-off.
 pub fn boot<S: Sys>(sys: &mut S) -> Outcome {
     phase(sys, "init_start");
-    let outcome = match start(sys) {
+    if let Err(e) = sys.block_signals() {
+        log(sys, &format!("warning: cannot block signals: {e}"));
+    }
+    let mut unmount = Vec::new();
+    let outcome = match prepare(sys) {
         Err(e) => Outcome::Fatal(e),
-        Ok(pid) => match supervise(sys, pid) {
-            Ok(how) => Outcome::Runtime(how),
-            Err(e) => Outcome::Fatal(e),
-        },
+        Ok(p) => {
+            unmount = p.cfg.tmpfs.iter().map(|t| t.path.clone()).collect();
+            match spawn_runtime(sys, &p) {
+                Err(e) => Outcome::Fatal(e),
+                Ok(pid) => {
+                    phase(sys, "runtime_exec");
+                    log(
+                        sys,
+                        &format!(
+                            "started runtime {} as pid {pid}",
+                            p.cfg.runtime.argv.join(" ")
+                        ),
+                    );
+                    match supervise(sys, &p, pid) {
+                        Ok(how) => Outcome::Runtime(how),
+                        Err(e) => Outcome::Fatal(e),
+                    }
+                }
+            }
+        }
     };
     match &outcome {
         Outcome::Runtime(how) => log(sys, &describe(*how)),
         Outcome::Fatal(e) => log(sys, &format!("fatal: {e}")),
     }
-    shutdown(sys);
+    report_memory(sys);
+    shutdown(sys, &unmount);
     phase(sys, "shutdown");
     log(sys, "powering off");
     outcome

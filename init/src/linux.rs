@@ -14,7 +14,30 @@ use rustix::process::{WaitOptions, WaitStatus};
 
 use crate::sys::{ExitKind, Mount, Spawn, Sys, Waited};
 
-pub struct LinuxSys;
+#[derive(Default)]
+pub struct LinuxSys {
+    /// Read end of the runtime's readiness pipe (non-blocking).
+    notify_read: Option<OwnedFd>,
+}
+
+fn handled_signals() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set before any other use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+            libc::SIGCHLD,
+        ] {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
 
 const IFNAMSIZ: usize = 16;
 
@@ -146,8 +169,109 @@ impl Sys for LinuxSys {
         .map_err(io::Error::from)
     }
 
+    fn umount(&mut self, target: &str) -> io::Result<()> {
+        rustix::mount::unmount(target, rustix::mount::UnmountFlags::empty())
+            .map_err(io::Error::from)
+    }
+
+    fn remount_root_ro(&mut self) -> io::Result<()> {
+        rustix::mount::mount_remount("/", RMountFlags::RDONLY, c"").map_err(io::Error::from)
+    }
+
     fn read_file(&mut self, path: &str) -> io::Result<Vec<u8>> {
         std::fs::read(path)
+    }
+
+    fn write_file(&mut self, path: &str, data: &[u8]) -> io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+        f.write_all(data)
+    }
+
+    fn swapon(&mut self, device: &str, priority: i32) -> io::Result<()> {
+        let dev = CString::new(device).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // <sys/swap.h>: SWAP_FLAG_PREFER 0x8000, priority in the low 15 bits.
+        let flags = if priority < 0 {
+            0
+        } else {
+            0x8000 | (priority & 0x7fff)
+        };
+        // SAFETY: `dev` is a NUL-terminated path that outlives the call; swapon(2) reads it only.
+        let r = unsafe { libc::swapon(dev.as_ptr(), flags) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn start_preload(&mut self, paths: &[String]) {
+        let paths = paths.to_vec();
+        // The thread inherits the blocked signal mask, so signals keep going to the main loop.
+        let spawned = std::thread::Builder::new()
+            .name("preload".into())
+            .spawn(move || {
+                for p in &paths {
+                    match std::fs::File::open(p) {
+                        Ok(f) => {
+                            let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::WillNeed);
+                        }
+                        Err(e) => {
+                            let mut sys = LinuxSys::default();
+                            sys.log(&format!("stratos-init: warning: preload {p}: {e}"));
+                        }
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            self.log(&format!(
+                "stratos-init: warning: cannot start the preload thread: {e}"
+            ));
+        }
+    }
+
+    fn block_signals(&mut self) -> io::Result<()> {
+        let set = handled_signals();
+        // SAFETY: `set` is an initialised sigset_t; a null old-set pointer is allowed.
+        let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
+        }
+        Ok(())
+    }
+
+    fn wait_signal(&mut self, timeout_ms: u64) -> Option<i32> {
+        let set = handled_signals();
+        let ts = libc::timespec {
+            tv_sec: (timeout_ms / 1000) as libc::time_t,
+            tv_nsec: ((timeout_ms % 1000) * 1_000_000) as libc::c_long,
+        };
+        // SAFETY: all pointers are to live locals; a null siginfo pointer is allowed.
+        let r = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+        (r > 0).then_some(r)
+    }
+
+    fn kill(&mut self, pid: u32, signal: i32) -> io::Result<()> {
+        let pid = rustix::process::Pid::from_raw(pid as i32)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let sig = rustix::process::Signal::from_named_raw(signal)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        rustix::process::kill_process(pid, sig).map_err(io::Error::from)
+    }
+
+    fn tcp_probe(&mut self, port: u16) -> bool {
+        std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            std::time::Duration::from_millis(100),
+        )
+        .is_ok()
+    }
+
+    fn notified(&mut self) -> bool {
+        let Some(fd) = &self.notify_read else {
+            return false;
+        };
+        let mut buf = [0u8; 64];
+        matches!(rustix::io::read(fd, &mut buf), Ok(n) if n > 0)
     }
 
     fn set_hostname(&mut self, name: &str) -> io::Result<()> {
@@ -230,15 +354,84 @@ impl Sys for LinuxSys {
             .current_dir(s.cwd)
             .uid(s.uid)
             .gid(s.gid);
-        // SAFETY: the closure runs in the forked child before exec; it only makes
-        // async-signal-safe system calls (setsid) and allocates nothing.
+        if s.null_stdio {
+            cmd.stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+        }
+        // Everything the child does between fork and exec is prepared here, so the closure
+        // only makes system calls and allocates nothing.
+        let procs = match s.cgroup_procs {
+            Some(p) => Some(std::fs::OpenOptions::new().write(true).open(p)?),
+            None => None,
+        };
+        let notify_write = if s.notify {
+            let (r, w) = rustix::pipe::pipe_with(
+                rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+            )?;
+            self.notify_read = Some(r);
+            cmd.env("STRATOS_NOTIFY_FD", stratos_wire::NOTIFY_FD.to_string());
+            Some(w)
+        } else {
+            None
+        };
+        let filter: Option<Vec<libc::sock_filter>> = s.seccomp.map(decode_filter).transpose()?;
+        let seccomp_flags: libc::c_ulong = if s.seccomp_log { 2 } else { 0 }; // SECCOMP_FILTER_FLAG_LOG
+        let procs_fd = procs.as_ref().map(|f| f.as_raw_fd());
+        let notify_fd = notify_write.as_ref().map(|f| f.as_raw_fd());
+        // SAFETY: the closure runs in the forked child before exec. It only makes
+        // async-signal-safe system calls on values prepared above and allocates nothing.
         unsafe {
-            cmd.pre_exec(|| {
-                rustix::process::setsid().map_err(io::Error::from)?;
+            cmd.pre_exec(move || {
+                // PID 1 blocks the signals it handles; the runtime starts with none blocked.
+                let mut empty: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut empty);
+                libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+                if let Some(fd) = procs_fd {
+                    // Writing "0" moves the writing process into the cgroup.
+                    if libc::write(fd, b"0".as_ptr().cast(), 1) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                if libc::setsid() < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // No stray descriptors of the init survive exec.
+                libc::syscall(
+                    libc::SYS_close_range,
+                    3u32,
+                    u32::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                );
+                if let Some(fd) = notify_fd {
+                    if libc::dup2(fd, stratos_wire::NOTIFY_FD) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if let Some(f) = &filter {
+                    let prog = libc::sock_fprog {
+                        len: f.len() as libc::c_ushort,
+                        filter: f.as_ptr() as *mut libc::sock_filter,
+                    };
+                    let r = libc::syscall(
+                        libc::SYS_seccomp,
+                        1 as libc::c_ulong, // SECCOMP_SET_MODE_FILTER
+                        seccomp_flags,
+                        &prog as *const libc::sock_fprog,
+                    );
+                    if r < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
         let child = cmd.spawn()?;
+        drop(notify_write);
+        drop(procs);
         // The child is reaped by `wait` (waitpid(-1)); dropping the handle does not wait.
         Ok(child.id())
     }
@@ -286,6 +479,25 @@ impl Sys for LinuxSys {
             std::thread::sleep(std::time::Duration::from_secs(3600));
         }
     }
+}
+
+/// Decodes a BPF program: 8-byte records of (u16 code, u8 jt, u8 jf, u32 k), little endian.
+fn decode_filter(bytes: &[u8]) -> io::Result<Vec<libc::sock_filter>> {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(8) || bytes.len() / 8 > 4096 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "malformed seccomp filter (not 1..4096 8-byte instructions)",
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| libc::sock_filter {
+            code: u16::from_le_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect())
 }
 
 fn exit_kind(status: WaitStatus) -> ExitKind {

@@ -1,11 +1,11 @@
 use stratos_init::{boot, linux::LinuxSys, sys::Sys};
 
 fn main() {
-    let mut sys = LinuxSys;
+    let mut sys = LinuxSys::default();
     // A panic is a bug, but PID 1 must still end the machine cleanly rather than let the kernel
     // panic: report it and power off (the hook runs before the abort).
     std::panic::set_hook(Box::new(|info| {
-        let mut sys = LinuxSys;
+        let mut sys = LinuxSys::default();
         boot::log(&mut sys, &format!("fatal: internal error: {info}"));
         sys.power_off();
     }));

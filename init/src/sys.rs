@@ -11,6 +11,12 @@ pub enum ExitKind {
     Signaled(i32),
 }
 
+impl ExitKind {
+    pub fn success(self) -> bool {
+        self == ExitKind::Exited(0)
+    }
+}
+
 /// Result of one wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Waited {
@@ -46,7 +52,26 @@ pub struct Spawn<'a> {
     pub cwd: &'a str,
     pub uid: u32,
     pub gid: u32,
+    /// `cgroup.procs` of the cgroup the runtime must start in.
+    pub cgroup_procs: Option<&'a str>,
+    /// Give the runtime the write end of a readiness pipe as fd 3.
+    pub notify: bool,
+    /// stdin/stdout/stderr on /dev/null instead of the console.
+    pub null_stdio: bool,
+    /// A seccomp BPF program (8-byte `sock_filter` records) installed after `no_new_privs`.
+    pub seccomp: Option<&'a [u8]>,
+    /// `SECCOMP_FILTER_FLAG_LOG`: log what the filter does (for building baselines).
+    pub seccomp_log: bool,
 }
+
+/// Signals PID 1 handles: forwarded to the runtime (TERM and INT also stop it).
+pub const SIGHUP: i32 = 1;
+pub const SIGINT: i32 = 2;
+pub const SIGKILL: i32 = 9;
+pub const SIGUSR1: i32 = 10;
+pub const SIGUSR2: i32 = 12;
+pub const SIGTERM: i32 = 15;
+pub const SIGCHLD: i32 = 17;
 
 pub trait Sys {
     /// CLOCK_BOOTTIME in nanoseconds.
@@ -55,18 +80,35 @@ pub trait Sys {
     fn log(&mut self, line: &str);
     fn mkdir_p(&mut self, path: &str, mode: u32) -> io::Result<()>;
     fn mount(&mut self, m: &Mount) -> io::Result<()>;
+    fn umount(&mut self, target: &str) -> io::Result<()>;
+    /// Remounts `/` read-only.
+    fn remount_root_ro(&mut self) -> io::Result<()>;
     fn read_file(&mut self, path: &str) -> io::Result<Vec<u8>>;
+    /// Writes `data` at the start of an existing file (sysfs, procfs, cgroupfs, a device).
+    fn write_file(&mut self, path: &str, data: &[u8]) -> io::Result<()>;
     fn set_hostname(&mut self, name: &str) -> io::Result<()>;
     /// `finit_module`; a module that is already loaded is not an error.
     fn load_module(&mut self, path: &str, params: &str) -> io::Result<()>;
     fn link_up(&mut self, ifname: &str) -> io::Result<()>;
     fn set_address(&mut self, ifname: &str, addr: Ipv4Addr, prefix_len: u8) -> io::Result<()>;
     fn add_default_route(&mut self, gateway: Ipv4Addr) -> io::Result<()>;
+    fn swapon(&mut self, device: &str, priority: i32) -> io::Result<()>;
+    /// Starts warming the page cache for `paths` in the background.
+    fn start_preload(&mut self, paths: &[String]);
+    /// Blocks the handled signals so they are only taken by [`Sys::wait_signal`].
+    fn block_signals(&mut self) -> io::Result<()>;
+    /// Waits up to `timeout_ms` for a handled signal (including SIGCHLD); `None` on timeout.
+    fn wait_signal(&mut self, timeout_ms: u64) -> Option<i32>;
     /// Starts the runtime in a new session; returns its pid. Fails if it cannot be executed.
     fn spawn(&mut self, s: &Spawn) -> io::Result<u32>;
     fn wait(&mut self, block: bool) -> io::Result<Waited>;
+    fn kill(&mut self, pid: u32, signal: i32) -> io::Result<()>;
     /// Sends `signal` to every process but PID 1.
     fn kill_all(&mut self, signal: i32);
+    /// Whether something accepts TCP connections on 127.0.0.1:`port`.
+    fn tcp_probe(&mut self, port: u16) -> bool;
+    /// Whether the runtime has written to its notify descriptor.
+    fn notified(&mut self) -> bool;
     fn sleep_ms(&mut self, ms: u64);
     fn sync(&mut self);
     /// Powers the machine off. The real one does not return.

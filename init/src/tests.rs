@@ -4,14 +4,25 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::Ipv4Addr;
 
-use stratos_wire::{InitConfig, Network, Runtime, Tmpfs, CONFIG_FORMAT};
+use stratos_wire::{
+    InitConfig, Limits, Network, Readiness, Restart, RestartPolicy, Runtime, Tmpfs, Zram, ZramSize,
+    CONFIG_FORMAT,
+};
 
-use crate::boot::{boot, Outcome};
+use crate::boot::{
+    boot, cgroup_plan, mem_total, restart_delay, swap_header, sysctl_path, zram_plan, Outcome,
+};
 use crate::sys::{ExitKind, Mount, Spawn, Sys, Waited};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Call {
     Mount(String),
+    Umount(String),
+    RemountRo,
+    Write(String, String),
+    Swapon(String, i32),
+    Preload(usize),
+    Signal(u32, i32),
     Module(String),
     Up(String),
     Addr(String, Ipv4Addr, u8),
@@ -25,6 +36,14 @@ struct Fake {
     config: Option<Vec<u8>>,
     spawn_result: Option<io::ErrorKind>,
     waits: VecDeque<Waited>,
+    /// Signals to deliver, one per wait_signal call (None = timeout).
+    signals: VecDeque<Option<i32>>,
+    /// Paths whose writes fail with this error.
+    failing_writes: Vec<(String, io::ErrorKind)>,
+    tcp_ready_after: u32,
+    probes: u32,
+    unreadable: Vec<String>,
+    next_pid: u32,
     calls: Vec<Call>,
     console: Vec<String>,
     clock: u64,
@@ -36,6 +55,12 @@ impl Fake {
             config: Some(cfg.to_json()),
             spawn_result: None,
             waits: VecDeque::new(),
+            signals: VecDeque::new(),
+            failing_writes: Vec::new(),
+            tcp_ready_after: 0,
+            probes: 0,
+            unreadable: Vec::new(),
+            next_pid: 42,
             calls: Vec::new(),
             console: Vec::new(),
             clock: 0,
@@ -65,10 +90,77 @@ impl Sys for Fake {
         self.calls.push(Call::Mount(m.target.clone()));
         Ok(())
     }
-    fn read_file(&mut self, _: &str) -> io::Result<Vec<u8>> {
-        self.config
-            .clone()
-            .ok_or_else(|| io::ErrorKind::NotFound.into())
+    fn umount(&mut self, t: &str) -> io::Result<()> {
+        self.calls.push(Call::Umount(t.into()));
+        Ok(())
+    }
+    fn remount_root_ro(&mut self) -> io::Result<()> {
+        self.calls.push(Call::RemountRo);
+        Ok(())
+    }
+    fn read_file(&mut self, p: &str) -> io::Result<Vec<u8>> {
+        if self.unreadable.iter().any(|u| u == p) {
+            return Err(io::ErrorKind::NotFound.into());
+        }
+        match p {
+            "/proc/meminfo" => Ok(b"MemTotal:         512000 kB
+MemFree: 1 kB
+"
+            .to_vec()),
+            "/sys/fs/cgroup/runtime/memory.peak" => Ok(b"1048576
+"
+            .to_vec()),
+            _ => self
+                .config
+                .clone()
+                .ok_or_else(|| io::ErrorKind::NotFound.into()),
+        }
+    }
+    fn write_file(&mut self, p: &str, d: &[u8]) -> io::Result<()> {
+        if let Some((_, k)) = self
+            .failing_writes
+            .iter()
+            .find(|(f, _)| p.starts_with(f.as_str()))
+        {
+            return Err((*k).into());
+        }
+        let shown = if d.len() > 64 {
+            format!("<{} bytes>", d.len())
+        } else {
+            String::from_utf8_lossy(d).into_owned()
+        };
+        self.calls.push(Call::Write(p.into(), shown));
+        Ok(())
+    }
+    fn swapon(&mut self, d: &str, prio: i32) -> io::Result<()> {
+        self.calls.push(Call::Swapon(d.into(), prio));
+        Ok(())
+    }
+    fn start_preload(&mut self, paths: &[String]) {
+        self.calls.push(Call::Preload(paths.len()));
+    }
+    fn block_signals(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    fn wait_signal(&mut self, timeout_ms: u64) -> Option<i32> {
+        match self.signals.pop_front() {
+            Some(s) => s,
+            None => {
+                self.clock += timeout_ms * 1_000_000;
+                None
+            }
+        }
+    }
+    fn kill(&mut self, pid: u32, sig: i32) -> io::Result<()> {
+        self.calls.push(Call::Signal(pid, sig));
+        Ok(())
+    }
+    fn tcp_probe(&mut self, _: u16) -> bool {
+        self.probes += 1;
+        self.probes > self.tcp_ready_after
+    }
+    fn notified(&mut self) -> bool {
+        true
     }
     fn set_hostname(&mut self, _: &str) -> io::Result<()> {
         Ok(())
@@ -94,7 +186,9 @@ impl Sys for Fake {
             return Err(k.into());
         }
         self.calls.push(Call::Spawn(s.argv.to_vec(), s.uid, s.gid));
-        Ok(42)
+        let pid = self.next_pid;
+        self.next_pid += 1;
+        Ok(pid)
     }
     fn wait(&mut self, _block: bool) -> io::Result<Waited> {
         Ok(self.waits.pop_front().unwrap_or(Waited::NoChildren))
@@ -152,8 +246,16 @@ fn config() -> InitConfig {
                 size: 0,
             },
         ],
-        sysctl: vec![],
+        sysctl: vec![("vm.swappiness".into(), "10".into())],
         zram: None,
+        readiness: None,
+        restart: Restart::default(),
+        stop_timeout_ms: 2000,
+        limits: Limits::default(),
+        read_only_root: true,
+        preload: vec![],
+        stdio: stratos_wire::Stdio::Console,
+        seccomp: None,
     }
 }
 
@@ -168,7 +270,8 @@ fn run_with(waits: Vec<Waited>) -> (Fake, Outcome) {
 fn mounts_then_modules_then_network_then_runtime() {
     let (f, o) = run_with(vec![Waited::Reaped(42, ExitKind::Exited(0))]);
     assert_eq!(o, Outcome::Runtime(ExitKind::Exited(0)));
-    let expected_prefix = vec![
+    let w = |p: &str, v: &str| Call::Write(p.into(), v.into());
+    let expected = vec![
         Call::Mount("/proc".into()),
         Call::Mount("/sys".into()),
         Call::Mount("/dev".into()),
@@ -176,12 +279,16 @@ fn mounts_then_modules_then_network_then_runtime() {
         Call::Mount("/dev/shm".into()),
         Call::Mount("/run".into()),
         Call::Mount("/tmp".into()),
+        Call::Mount("/sys/fs/cgroup".into()),
+        w("/sys/fs/cgroup/cgroup.subtree_control", "+memory"),
         Call::Module("/lib/modules/x/failover.ko".into()),
         Call::Module("/lib/modules/x/virtio_net.ko".into()),
+        w("/proc/sys/vm/swappiness", "10"),
         Call::Up("lo".into()),
         Call::Addr("eth0".into(), Ipv4Addr::new(10, 0, 2, 15), 24),
         Call::Up("eth0".into()),
         Call::Route(Ipv4Addr::new(10, 0, 2, 2)),
+        Call::RemountRo,
         Call::Spawn(
             vec!["/bin/busybox".into(), "httpd".into(), "-f".into()],
             1000,
@@ -189,11 +296,16 @@ fn mounts_then_modules_then_network_then_runtime() {
         ),
         Call::Kill(15),
         Call::Sync,
+        Call::Umount("/tmp".into()),
+        Call::Umount("/run".into()),
     ];
-    assert_eq!(f.calls, expected_prefix);
+    assert_eq!(f.calls, expected);
     assert!(f
         .console
         .contains(&"stratos-init: runtime exited with status 0".to_owned()));
+    assert!(f.console.contains(
+        &"stratos-init: memory peak 1048576 bytes (1024 KiB) in the runtime's cgroup".to_owned()
+    ));
     assert_eq!(f.console.last().unwrap(), "stratos-init: powering off");
 }
 
@@ -287,7 +399,15 @@ fn phases_are_printed_in_order() {
         .collect();
     assert_eq!(
         names,
-        ["init_start", "mounts_done", "runtime_exec", "shutdown"]
+        [
+            "init_start",
+            "mounts_done",
+            "zram_ready",
+            "preload_started",
+            "runtime_exec",
+            "runtime_ready",
+            "shutdown"
+        ]
     );
 }
 
@@ -299,4 +419,300 @@ fn stubborn_processes_get_sigkill_after_the_grace_period() {
     f.waits = w.into();
     boot(&mut f);
     assert!(f.calls.contains(&Call::Kill(9)), "{:?}", f.calls);
+}
+
+#[test]
+fn zram_plan_writes_sysfs_in_order_then_swaps_on() {
+    let z = Zram {
+        size: ZramSize::PercentOfRam(50),
+        algorithm: "lz4".into(),
+        priority: 100,
+        required: false,
+    };
+    let total = mem_total("MemTotal:         512000 kB\n").unwrap();
+    assert_eq!(total, 512_000 * 1024);
+    assert_eq!(
+        zram_plan(&z, total),
+        [
+            (
+                "/sys/block/zram0/comp_algorithm".to_owned(),
+                "lz4".to_owned()
+            ),
+            (
+                "/sys/block/zram0/disksize".to_owned(),
+                "262144000".to_owned()
+            ),
+        ]
+    );
+    let mut cfg = config();
+    cfg.zram = Some(z);
+    let mut f = Fake::new(&cfg);
+    f.waits = vec![Waited::Reaped(42, ExitKind::Exited(0))].into();
+    boot(&mut f);
+    let i = f
+        .calls
+        .iter()
+        .position(|c| matches!(c, Call::Write(p, _) if p == "/sys/block/zram0/comp_algorithm"))
+        .unwrap();
+    assert_eq!(
+        f.calls[i + 1],
+        Call::Write("/sys/block/zram0/disksize".into(), "262144000".into())
+    );
+    assert_eq!(
+        f.calls[i + 2],
+        Call::Write("/dev/zram0".into(), "<4096 bytes>".into())
+    );
+    assert_eq!(f.calls[i + 3], Call::Swapon("/dev/zram0".into(), 100));
+}
+
+#[test]
+fn swap_header_layout() {
+    let h = swap_header(1 << 20);
+    assert_eq!(&h[4086..], b"SWAPSPACE2");
+    assert_eq!(u32::from_le_bytes(h[1024..1028].try_into().unwrap()), 1);
+    assert_eq!(u32::from_le_bytes(h[1028..1032].try_into().unwrap()), 255);
+}
+
+#[test]
+fn zram_failure_continues_unless_required() {
+    let mut cfg = config();
+    cfg.zram = Some(Zram {
+        size: ZramSize::Bytes(1 << 26),
+        algorithm: "zstd".into(),
+        priority: 5,
+        required: false,
+    });
+    let mut f = Fake::new(&cfg);
+    f.failing_writes = vec![("/sys/block/zram0".into(), io::ErrorKind::NotFound)];
+    f.waits = vec![Waited::Reaped(42, ExitKind::Exited(0))].into();
+    assert_eq!(boot(&mut f), Outcome::Runtime(ExitKind::Exited(0)));
+    assert!(f
+        .console
+        .iter()
+        .any(|l| l.contains("warning: zram:") && l.contains("continuing without swap")));
+    cfg.zram.as_mut().unwrap().required = true;
+    let mut f = Fake::new(&cfg);
+    f.failing_writes = vec![("/sys/block/zram0".into(), io::ErrorKind::NotFound)];
+    let o = boot(&mut f);
+    assert!(
+        matches!(o, Outcome::Fatal(ref m) if m.contains("required = true")),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn sysctl_writes_and_unknown_keys() {
+    assert_eq!(
+        sysctl_path("net.core.somaxconn"),
+        "/proc/sys/net/core/somaxconn"
+    );
+    let mut cfg = config();
+    cfg.sysctl = vec![
+        ("vm.swappiness".into(), "10".into()),
+        ("vm.nope".into(), "1".into()),
+    ];
+    let mut f = Fake::new(&cfg);
+    f.failing_writes = vec![("/proc/sys/vm/nope".into(), io::ErrorKind::NotFound)];
+    f.waits = vec![Waited::Reaped(42, ExitKind::Exited(0))].into();
+    boot(&mut f);
+    assert!(f
+        .calls
+        .contains(&Call::Write("/proc/sys/vm/swappiness".into(), "10".into())));
+    assert!(f.console.contains(
+        &"stratos-init: warning: sysctl vm.nope = 1: no such key in this kernel".to_owned()
+    ));
+}
+
+#[test]
+fn cgroup_files_for_limits() {
+    let l = Limits {
+        memory_max: Some(256 << 20),
+        memory_high: Some(200 << 20),
+        cpu_max: Some((50_000, 100_000)),
+        pids_max: Some(64),
+    };
+    assert_eq!(
+        cgroup_plan(&l),
+        [
+            (
+                "/sys/fs/cgroup/cgroup.subtree_control".to_owned(),
+                "+memory +pids +cpu".to_owned()
+            ),
+            (
+                "/sys/fs/cgroup/runtime/memory.high".to_owned(),
+                "209715200".to_owned()
+            ),
+            (
+                "/sys/fs/cgroup/runtime/memory.max".to_owned(),
+                "268435456".to_owned()
+            ),
+            (
+                "/sys/fs/cgroup/runtime/cpu.max".to_owned(),
+                "50000 100000".to_owned()
+            ),
+            (
+                "/sys/fs/cgroup/runtime/pids.max".to_owned(),
+                "64".to_owned()
+            ),
+        ]
+    );
+    assert!(cgroup_plan(&Limits::default()).is_empty());
+    // A limit that cannot be applied stops the boot.
+    let mut cfg = config();
+    cfg.limits = l;
+    let mut f = Fake::new(&cfg);
+    f.failing_writes = vec![(
+        "/sys/fs/cgroup/runtime/memory.max".into(),
+        io::ErrorKind::PermissionDenied,
+    )];
+    let o = boot(&mut f);
+    assert!(
+        matches!(o, Outcome::Fatal(ref m) if m.contains("memory.max")),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn restart_decisions_with_capped_backoff() {
+    let r = Restart {
+        policy: RestartPolicy::OnFailure,
+        max_restarts: 4,
+        backoff_initial_ms: 100,
+        backoff_max_ms: 250,
+    };
+    assert_eq!(restart_delay(&r, ExitKind::Exited(0), 0), None);
+    assert_eq!(restart_delay(&r, ExitKind::Exited(1), 0), Some(100));
+    assert_eq!(restart_delay(&r, ExitKind::Signaled(9), 1), Some(200));
+    assert_eq!(restart_delay(&r, ExitKind::Exited(1), 2), Some(250));
+    assert_eq!(restart_delay(&r, ExitKind::Exited(1), 4), None);
+    let always = Restart {
+        policy: RestartPolicy::Always,
+        ..r.clone()
+    };
+    assert_eq!(restart_delay(&always, ExitKind::Exited(0), 0), Some(100));
+    let never = Restart {
+        policy: RestartPolicy::Never,
+        ..r
+    };
+    assert_eq!(restart_delay(&never, ExitKind::Exited(1), 0), None);
+}
+
+#[test]
+fn restarts_until_the_limit_then_reports_the_last_exit() {
+    let mut cfg = config();
+    cfg.restart = Restart {
+        policy: RestartPolicy::OnFailure,
+        max_restarts: 2,
+        backoff_initial_ms: 10,
+        backoff_max_ms: 10,
+    };
+    let mut f = Fake::new(&cfg);
+    f.waits = vec![
+        Waited::Reaped(42, ExitKind::Exited(1)),
+        Waited::NoneReady,
+        Waited::NoneReady,
+        Waited::Reaped(43, ExitKind::Exited(2)),
+        Waited::NoneReady,
+        Waited::NoneReady,
+        Waited::Reaped(44, ExitKind::Exited(3)),
+    ]
+    .into();
+    let o = boot(&mut f);
+    assert_eq!(o, Outcome::Runtime(ExitKind::Exited(3)));
+    let spawns = f
+        .calls
+        .iter()
+        .filter(|c| matches!(c, Call::Spawn(..)))
+        .count();
+    assert_eq!(spawns, 3);
+    assert_eq!(
+        f.lines("stratos-init: runtime exited"),
+        ["stratos-init: runtime exited with status 3"]
+    );
+    assert_eq!(f.lines("stratos-init: restart ").len(), 2);
+}
+
+#[test]
+fn sigterm_is_forwarded_once_then_sigkill_after_the_deadline() {
+    let mut f = Fake::new(&config());
+    // TERM arrives; the runtime ignores it; the deadline (2 s) passes; it dies of SIGKILL.
+    f.signals = vec![Some(15)].into();
+    let mut waits = vec![Waited::NoneReady; 1];
+    waits.extend(std::iter::repeat_n(Waited::NoneReady, 3));
+    f.waits = waits.into();
+    // After the deadline, the fake reports the kill.
+    let o = {
+        let mut w: Vec<Waited> = std::iter::repeat_n(Waited::NoneReady, 5).collect();
+        w.push(Waited::Reaped(42, ExitKind::Signaled(9)));
+        f.waits = w.into();
+        boot(&mut f)
+    };
+    assert_eq!(o, Outcome::Runtime(ExitKind::Signaled(9)));
+    let sigs: Vec<&Call> = f
+        .calls
+        .iter()
+        .filter(|c| matches!(c, Call::Signal(..)))
+        .collect();
+    assert_eq!(sigs, [&Call::Signal(42, 15), &Call::Signal(42, 9)]);
+    assert!(f
+        .console
+        .iter()
+        .any(|l| l.contains("did not stop within 2000 ms")));
+}
+
+#[test]
+fn other_signals_are_forwarded_exactly_once() {
+    let mut f = Fake::new(&config());
+    f.signals = vec![Some(1), Some(10), Some(12), Some(17)].into();
+    let mut w: Vec<Waited> = std::iter::repeat_n(Waited::NoneReady, 4).collect();
+    w.push(Waited::Reaped(42, ExitKind::Exited(0)));
+    f.waits = w.into();
+    boot(&mut f);
+    let sigs: Vec<&Call> = f
+        .calls
+        .iter()
+        .filter(|c| matches!(c, Call::Signal(..)))
+        .collect();
+    assert_eq!(
+        sigs,
+        [
+            &Call::Signal(42, 1),
+            &Call::Signal(42, 10),
+            &Call::Signal(42, 12)
+        ]
+    );
+}
+
+#[test]
+fn readiness_by_tcp_probe() {
+    let mut cfg = config();
+    cfg.readiness = Some(Readiness::Tcp {
+        port: 8080,
+        timeout_ms: 1000,
+    });
+    let mut f = Fake::new(&cfg);
+    f.tcp_ready_after = 3;
+    let mut w: Vec<Waited> = std::iter::repeat_n(Waited::NoneReady, 6).collect();
+    w.push(Waited::Reaped(42, ExitKind::Exited(0)));
+    f.waits = w.into();
+    boot(&mut f);
+    assert_eq!(f.probes, 4);
+    assert_eq!(f.lines("stratos-phase runtime_ready").len(), 1);
+}
+
+#[test]
+fn unreadable_seccomp_filter_refuses_to_start_unfiltered() {
+    let mut cfg = config();
+    cfg.seccomp = Some(stratos_wire::Seccomp {
+        filter: "/etc/stratos/seccomp.bpf".into(),
+        mode: "enforce".into(),
+    });
+    let mut f = Fake::new(&cfg);
+    f.unreadable.push("/etc/stratos/seccomp.bpf".into());
+    let o = boot(&mut f);
+    assert!(
+        matches!(o, Outcome::Fatal(ref m) if m.contains("refusing to start the runtime unfiltered")),
+        "{o:?}"
+    );
+    assert!(!f.calls.iter().any(|c| matches!(c, Call::Spawn(..))));
 }

@@ -18,6 +18,9 @@ pub enum Event {
     KernelPanic(String),
     /// The init is about to power off.
     PowerOff,
+    /// The kernel stopped the machine (`reboot: System halted` / `reboot: Power down`). On a
+    /// machine without ACPI the kernel can only halt, and QEMU keeps running.
+    Halted,
 }
 
 /// Recognises one console line. Markers may be preceded by other output on the same line
@@ -38,6 +41,9 @@ pub fn parse_line(line: &str) -> Option<Event> {
             }
         }
         return None;
+    }
+    if line.contains("reboot: System halted") || line.contains("reboot: Power down") {
+        return Some(Event::Halted);
     }
     if let Some(i) = line.find("Kernel panic - not syncing:") {
         return Some(Event::KernelPanic(line[i + 27..].trim().to_owned()));
@@ -118,6 +124,7 @@ pub struct Ending {
     pub fatal: Option<String>,
     pub panic: Option<String>,
     pub powered_off: bool,
+    pub halted: bool,
 }
 
 impl Ending {
@@ -128,6 +135,7 @@ impl Ending {
             Event::Fatal(m) => self.fatal = Some(m.clone()),
             Event::KernelPanic(m) => self.panic = Some(m.clone()),
             Event::PowerOff => self.powered_off = true,
+            Event::Halted => self.halted = true,
             Event::Phase { .. } => {}
         }
     }

@@ -207,6 +207,11 @@ pub fn run(image: &BootImage, opts: &RunOptions) -> Result<BootRun, BootError> {
         if vm.try_exit().is_some() && console_closed {
             break;
         }
+        // The guest halted itself: nothing more can happen (QEMU stays up when the machine
+        // cannot power off, e.g. microvm without ACPI). Stop it.
+        if ending.halted {
+            break;
+        }
         if vm.started.elapsed() > opts.timeout {
             timed_out = true;
             break;

@@ -172,7 +172,7 @@ impl VmSpec {
         ];
         match self.machine {
             Machine::Microvm => {
-                a.extend(["-M".into(), "microvm,x-option-roms=off,rtc=off".into()]);
+                a.extend(["-M".into(), "microvm,x-option-roms=off,acpi=off".into()]);
             }
             Machine::Q35 => a.extend(["-M".into(), "q35".into()]),
         }

@@ -10,7 +10,7 @@ use stratos_wire as wire;
 
 use crate::archive;
 use crate::kernel::{self, modules::ModuleIndex};
-use crate::profile::{Profile, ZramSize};
+use crate::profile::{KernelOrigin, Profile, ZramSize};
 use crate::progress::Progress;
 use crate::rootfs::overlay::{self, OverlayError};
 use crate::rootfs::{Entry, ImagePath, Kind, Origin, Tree, TreeError};
@@ -39,6 +39,8 @@ pub enum BuildError {
     #[error("{0}")]
     Modules(#[from] kernel::modules::ModuleError),
     #[error("{0}")]
+    KernelBuild(#[from] kernel::build::KernelBuildError),
+    #[error("{0}")]
     Init(#[from] init_binary::InitBinaryError),
     #[error("{0}")]
     Packages(#[from] crate::packages::PackageError),
@@ -60,6 +62,8 @@ pub struct BuildOptions<'a> {
     pub init_binary: PathBuf,
     /// Never touch the network (missing packages are an error instead of a download).
     pub offline: bool,
+    /// Build a kernel whose resolved config does not hold what the fragments ask (warns).
+    pub allow_config_drift: bool,
 }
 
 /// What was built.
@@ -76,9 +80,99 @@ pub struct BuildResult {
 pub struct Assembly {
     pub tree: Tree,
     pub components: Vec<ComponentSpec>,
-    pub kernel: Vec<u8>,
     pub kernel_image: kernel::KernelImage,
-    pub kernel_config: Option<Vec<u8>>,
+}
+
+/// The kernel image and config an image will carry.
+#[derive(Debug, Clone)]
+pub struct PreparedKernel {
+    pub image: Vec<u8>,
+    pub config: Option<Vec<u8>>,
+    /// Where it came from (for messages).
+    pub path: PathBuf,
+    /// `prebuilt` or `source`.
+    pub origin: &'static str,
+    pub source_sha256: Option<String>,
+}
+
+/// The files the init warms at boot: the runtime's executable and the profile's `preload`
+/// paths that exist in the image as regular files (symlinks resolved inside the image).
+pub fn preload_list(profile: &Profile, tree: &Tree) -> Vec<String> {
+    let mut wanted: Vec<ImagePath> = Vec::new();
+    if let Ok(p) = ImagePath::parse(&profile.init.argv[0]) {
+        wanted.push(p);
+    }
+    wanted.extend(profile.init.preload.iter().cloned());
+    let mut out: Vec<String> = Vec::new();
+    for w in wanted {
+        let mut p = w;
+        for _ in 0..40 {
+            match tree.get(&p).map(|e| &e.kind) {
+                Some(Kind::Symlink(t)) => p = ImagePath::resolve_link_target(&p, t),
+                Some(Kind::Hardlink(t)) => p = t.clone(),
+                _ => break,
+            }
+        }
+        if matches!(tree.get(&p).map(|e| &e.kind), Some(Kind::File(_)))
+            && !out.contains(&p.to_string())
+        {
+            out.push(p.to_string());
+        }
+    }
+    out
+}
+
+/// Reads the prebuilt kernel, or builds it from source (verifying the config).
+pub fn prepare_kernel(
+    profile: &Profile,
+    allow_config_drift: bool,
+    progress: &Progress,
+) -> Result<PreparedKernel, BuildError> {
+    match &profile.kernel.origin {
+        KernelOrigin::Prebuilt { image, config } => {
+            let bytes = read_host(image)?;
+            let cfg = config.as_deref().map(read_host).transpose()?;
+            if let (Some(c), Some(path)) = (&cfg, config) {
+                kernel::Config::parse(&String::from_utf8_lossy(c)).map_err(|e| {
+                    BuildError::Kernel {
+                        path: path.clone(),
+                        why: format!("not a kernel .config: {e}"),
+                    }
+                })?;
+            }
+            Ok(PreparedKernel {
+                image: bytes,
+                config: cfg,
+                path: image.clone(),
+                origin: "prebuilt",
+                source_sha256: None,
+            })
+        }
+        KernelOrigin::Source(spec) => {
+            let resolved = kernel::build::resolve(spec, progress)?;
+            if !resolved.mismatches.is_empty() {
+                if allow_config_drift {
+                    progress.warn(format!(
+                        "--allow-config-drift: building a kernel whose config does NOT hold what the fragments ask:\n{}",
+                        kernel::build::render_mismatches(&resolved.mismatches)
+                    ));
+                } else {
+                    return Err(kernel::build::KernelBuildError::Drift(resolved.mismatches).into());
+                }
+            }
+            let built = kernel::build::build(spec, &resolved, progress)?;
+            if built.cache_hit {
+                progress.info(format!("kernel: cache hit ({})", built.dir.display()));
+            }
+            Ok(PreparedKernel {
+                image: built.image,
+                config: Some(built.config_text.into_bytes()),
+                path: spec.tarball.clone(),
+                origin: "source",
+                source_sha256: Some(built.source_digest),
+            })
+        }
+    }
 }
 
 fn origin_files(tree: &Tree, origin: &str) -> Vec<String> {
@@ -150,7 +244,11 @@ fn merge(tree: &mut Tree, layer: Tree) -> Result<(), TreeError> {
 }
 
 /// The init's configuration, generated from the profile.
-pub fn init_config(profile: &Profile, modules: Vec<wire::Module>) -> wire::InitConfig {
+pub fn init_config(
+    profile: &Profile,
+    modules: Vec<wire::Module>,
+    preload: Vec<String>,
+) -> wire::InitConfig {
     let mut env: Vec<(String, String)> = profile
         .init
         .env
@@ -181,18 +279,7 @@ pub fn init_config(profile: &Profile, modules: Vec<wire::Module>) -> wire::InitC
             prefix_len: n.prefix_len,
             gateway: n.gateway.map(|g| g.to_string()),
         }),
-        tmpfs: vec![
-            wire::Tmpfs {
-                path: "/run".into(),
-                mode: 0o755,
-                size: 0,
-            },
-            wire::Tmpfs {
-                path: "/tmp".into(),
-                mode: 0o1777,
-                size: 0,
-            },
-        ],
+        tmpfs: profile.init.tmpfs.clone(),
         sysctl: profile
             .sysctl
             .iter()
@@ -207,6 +294,14 @@ pub fn init_config(profile: &Profile, modules: Vec<wire::Module>) -> wire::InitC
             priority: z.priority,
             required: z.required,
         }),
+        readiness: profile.init.readiness.clone(),
+        restart: profile.init.restart.clone(),
+        stop_timeout_ms: profile.init.stop_timeout_ms,
+        limits: profile.init.limits.clone(),
+        read_only_root: profile.init.read_only_root,
+        preload,
+        stdio: profile.init.stdio,
+        seccomp: None,
     }
 }
 
@@ -220,6 +315,7 @@ fn read_host(path: &Path) -> Result<Vec<u8>, BuildError> {
 /// Builds the image contents in memory. Reads the host (profile inputs) but writes nothing.
 pub fn assemble(
     profile: &Profile,
+    kern: &PreparedKernel,
     init: &[u8],
     offline: bool,
     progress: &Progress,
@@ -230,19 +326,10 @@ pub fn assemble(
 
     // Kernel image, config, modules.
     let k = &profile.kernel;
-    let kernel_bytes = read_host(&k.prebuilt)?;
-    let kernel_image = kernel::inspect_image(&kernel_bytes).map_err(|e| BuildError::Kernel {
-        path: k.prebuilt.clone(),
+    let kernel_image = kernel::inspect_image(&kern.image).map_err(|e| BuildError::Kernel {
+        path: kern.path.clone(),
         why: e.0,
     })?;
-    let kernel_config = k.config.as_deref().map(read_host).transpose()?;
-    if let (Some(cfg), Some(path)) = (&kernel_config, &k.config) {
-        let text = String::from_utf8_lossy(cfg);
-        kernel::Config::parse(&text).map_err(|e| BuildError::Kernel {
-            path: path.clone(),
-            why: format!("not a kernel .config: {e}"),
-        })?;
-    }
     let kernel_origin = Origin::new("kernel");
     let mut modules = Vec::new();
     if let Some(dir) = &k.modules_dir {
@@ -348,7 +435,8 @@ pub fn assemble(
 
     // Generated last, so nothing can shadow what the init reads.
     let g = Origin::new("generated");
-    let config = init_config(profile, modules);
+    let preload = preload_list(profile, &tree);
+    let config = init_config(profile, modules, preload.clone());
     tree.insert(
         &ImagePath::parse(wire::CONFIG_PATH).expect("static path"),
         Entry::file(config.to_json(), 0o644, &g),
@@ -367,10 +455,13 @@ pub fn assemble(
             "stratos:kernel-format".to_owned(),
             kernel_image.format.to_owned(),
         ),
-        ("stratos:kernel-origin".to_owned(), "prebuilt".to_owned()),
+        ("stratos:kernel-origin".to_owned(), kern.origin.to_owned()),
     ];
-    if let Some(cfg) = &kernel_config {
+    if let Some(cfg) = &kern.config {
         kprops.push(("stratos:config-sha256".into(), sha256_hex(cfg)));
+    }
+    if let Some(src) = &kern.source_sha256 {
+        kprops.push(("stratos:source-sha256".into(), src.clone()));
     }
     components.push(ComponentSpec {
         bom_ref: "kernel".into(),
@@ -383,7 +474,7 @@ pub fn assemble(
         description: Some("Linux kernel image and the modules the image loads".into()),
         purl: None,
         license: Some("GPL-2.0-only".into()),
-        sha256: sha256_hex(&kernel_bytes),
+        sha256: sha256_hex(&kern.image),
         files: Vec::new(),
         properties: kprops,
         depends_on: Vec::new(),
@@ -441,9 +532,7 @@ pub fn assemble(
     Ok(Assembly {
         tree,
         components,
-        kernel: kernel_bytes,
         kernel_image,
-        kernel_config,
     })
 }
 
@@ -454,8 +543,9 @@ pub fn build(
     progress: &Progress,
 ) -> Result<BuildResult, BuildError> {
     let init = init_binary::load(&opts.init_binary)?;
+    let kernel = prepare_kernel(profile, opts.allow_config_drift, progress)?;
     let step = progress.step("assembling the root filesystem");
-    let a = assemble(profile, &init, opts.offline, progress)?;
+    let a = assemble(profile, &kernel, &init, opts.offline, progress)?;
     step.done();
     let epoch = profile.image.source_date_epoch;
 
@@ -479,10 +569,10 @@ pub fn build(
 
     let mut files: Vec<(&str, Vec<u8>)> = vec![
         (INITRAMFS_ARTIFACT, cpio),
-        (KERNEL_ARTIFACT, a.kernel.clone()),
+        (KERNEL_ARTIFACT, kernel.image.clone()),
         (ROOTFS_ARTIFACT, tar),
     ];
-    if let Some(cfg) = &a.kernel_config {
+    if let Some(cfg) = &kernel.config {
         files.push((KERNEL_CONFIG_ARTIFACT, cfg.clone()));
     }
     let sbom = sbom::write_sbom(
@@ -522,8 +612,9 @@ pub fn build(
             format: a.kernel_image.format.into(),
             version: a.kernel_image.version.clone(),
             cmdline: profile.kernel.cmdline.clone(),
-            config_sha256: a.kernel_config.as_deref().map(sha256_hex),
-            origin: "prebuilt".into(),
+            config_sha256: kernel.config.as_deref().map(sha256_hex),
+            origin: kernel.origin.into(),
+            source_sha256: kernel.source_sha256.clone(),
         },
         compression: Compression {
             algorithm: "zstd".into(),

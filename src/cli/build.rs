@@ -27,6 +27,10 @@ pub struct Args {
     /// Never download: packages must already be in the cache.
     #[arg(long)]
     pub offline: bool,
+    /// Build a kernel even if its resolved config does not hold every option the fragments
+    /// set (prints each difference as a warning).
+    #[arg(long)]
+    pub allow_config_drift: bool,
     /// Print only the result and warnings.
     #[arg(long, short)]
     pub quiet: bool,
@@ -55,6 +59,7 @@ pub fn run(a: Args) -> CliResult {
         sign_key: key.as_ref(),
         init_binary,
         offline: a.offline,
+        allow_config_drift: a.allow_config_drift,
     };
     let r = build::build(&profile, &opts, &progress)
         .with_context(|| format!("building {}", a.profile.display()))

@@ -2,7 +2,9 @@
 
 pub mod boot;
 pub mod build;
+pub mod cache;
 pub mod inspect;
+pub mod kernel;
 pub mod keygen;
 pub mod verify;
 
@@ -52,6 +54,8 @@ pub enum Command {
     Verify(verify::Args),
     Keygen(keygen::Args),
     Inspect(inspect::Args),
+    Kernel(kernel::Args),
+    Cache(cache::Args),
 }
 
 pub fn run(cli: Cli) -> CliResult {
@@ -61,6 +65,8 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Verify(a) => verify::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Kernel(a) => kernel::run(a),
+        Command::Cache(a) => cache::run(a),
     }
 }
 

@@ -1,6 +1,9 @@
 //! Kernels: recognising kernel images, their configs and their modules.
 
+pub mod build;
 pub mod config;
+pub mod kconfig;
+pub mod lint;
 pub mod modules;
 
 pub use config::Config;

@@ -132,10 +132,7 @@ pub struct Image {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kernel {
-    /// A kernel image (bzImage or vmlinux) built elsewhere.
-    pub prebuilt: PathBuf,
-    /// Its `.config`, when known.
-    pub config: Option<PathBuf>,
+    pub origin: KernelOrigin,
     /// `lib/modules/<version>` of the kernel package (holding `modules.dep`).
     pub modules_dir: Option<PathBuf>,
     /// Module names to put in the image and load at boot (with their dependencies).
@@ -150,6 +147,14 @@ pub struct Init {
     pub cwd: ImagePath,
     pub uid: u32,
     pub gid: u32,
+    pub readiness: Option<stratos_wire::Readiness>,
+    pub restart: stratos_wire::Restart,
+    pub stop_timeout_ms: u64,
+    pub tmpfs: Vec<stratos_wire::Tmpfs>,
+    pub read_only_root: bool,
+    pub preload: Vec<ImagePath>,
+    pub stdio: stratos_wire::Stdio,
+    pub limits: stratos_wire::Limits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +205,34 @@ pub struct Packages {
     pub debian: Vec<String>,
     pub lock: PathBuf,
 }
+
+/// Where the kernel comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelOrigin {
+    /// A kernel image (bzImage or vmlinux) built elsewhere, and its `.config` when known.
+    Prebuilt {
+        image: PathBuf,
+        config: Option<PathBuf>,
+    },
+    /// Built from a Linux source tarball with our config fragments.
+    Source(KernelSourceSpec),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelSourceSpec {
+    pub tarball: PathBuf,
+    /// Pinned sha256 of the tarball (hex), if the profile pins it.
+    pub sha256: Option<String>,
+    /// The Kconfig target the config starts from.
+    pub base: String,
+    /// Config fragments, merged in order on top of the base.
+    pub fragments: Vec<PathBuf>,
+    /// `bzImage` or `vmlinux`.
+    pub format: String,
+}
+
+/// Kconfig targets a kernel config may start from.
+pub const KERNEL_BASES: &[&str] = &["tinyconfig", "allnoconfig"];
 
 /// Compression algorithms the Linux zram driver knows.
 pub const ZRAM_ALGORITHMS: &[&str] = &["lzo", "lzo-rle", "lz4", "lz4hc", "zstd", "deflate", "842"];
@@ -349,20 +382,111 @@ fn validate(
 
     // [kernel]
     let k = raw.kernel;
-    let prebuilt = match k.prebuilt {
-        Some(p) => existing_file(cx, dir, &p, "kernel.prebuilt")?,
-        None => {
+    let origin = match (&k.prebuilt, &k.source) {
+        (Some(_), Some(src)) => {
             return Err(cx.at(
-                0..0,
-                "kernel.prebuilt",
-                "missing: set it to a kernel image (bzImage or vmlinux), relative to the profile",
+                src.span(),
+                "kernel.source",
+                "set either kernel.prebuilt or kernel.source, not both",
             ));
         }
+        (None, None) => {
+            return Err(cx.at(
+                0..0,
+                "kernel",
+                "needs either prebuilt = \"path/to/bzImage\" or source = { tarball = \"...\" } with fragments",
+            ));
+        }
+        (Some(p), None) => {
+            for (key, present) in [
+                ("kernel.base", k.base.as_ref().map(|b| b.span())),
+                ("kernel.format", k.format.as_ref().map(|b| b.span())),
+                ("kernel.fragments", k.fragments.first().map(|f| f.span())),
+            ] {
+                if let Some(span) = present {
+                    return Err(cx.at(
+                        span,
+                        key,
+                        "only applies to kernels built from source (kernel.source)",
+                    ));
+                }
+            }
+            KernelOrigin::Prebuilt {
+                image: existing_file(cx, dir, p, "kernel.prebuilt")?,
+                config: k
+                    .config
+                    .as_ref()
+                    .map(|c| existing_file(cx, dir, c, "kernel.config"))
+                    .transpose()?,
+            }
+        }
+        (None, Some(src)) => {
+            if let Some(c) = &k.config {
+                return Err(cx.at(
+                    c.span(),
+                    "kernel.config",
+                    "a kernel built from source gets its config from base and fragments",
+                ));
+            }
+            let span = src.span();
+            let raw_src = src.get_ref();
+            let tarball_sp = Spanned::new(span.clone(), raw_src.tarball.clone());
+            let tarball = existing_file(cx, dir, &tarball_sp, "kernel.source.tarball")?;
+            let sha256 = match &raw_src.sha256 {
+                Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    Some(h.to_ascii_lowercase())
+                }
+                Some(_) => {
+                    return Err(cx.at(span, "kernel.source.sha256", "must be 64 hex digits"))
+                }
+                None => None,
+            };
+            let base = match &k.base {
+                Some(b) if KERNEL_BASES.contains(&b.get_ref().as_str()) => b.get_ref().clone(),
+                Some(b) => {
+                    return Err(cx.at(
+                        b.span(),
+                        "kernel.base",
+                        format!(
+                            "{:?} is not a base; use one of {}",
+                            b.get_ref(),
+                            KERNEL_BASES.join(", ")
+                        ),
+                    ));
+                }
+                None => "tinyconfig".to_owned(),
+            };
+            let mut fragments = Vec::new();
+            for (i, f) in k.fragments.iter().enumerate() {
+                fragments.push(existing_file(
+                    cx,
+                    dir,
+                    f,
+                    &format!("kernel.fragments[{i}]"),
+                )?);
+            }
+            let format = match &k.format {
+                Some(f) if f.get_ref() == "bzImage" || f.get_ref() == "vmlinux" => {
+                    f.get_ref().clone()
+                }
+                Some(f) => {
+                    return Err(cx.at(
+                        f.span(),
+                        "kernel.format",
+                        "must be \"bzImage\" or \"vmlinux\"",
+                    ))
+                }
+                None => "bzImage".to_owned(),
+            };
+            KernelOrigin::Source(KernelSourceSpec {
+                tarball,
+                sha256,
+                base,
+                fragments,
+                format,
+            })
+        }
     };
-    let config = k
-        .config
-        .map(|c| existing_file(cx, dir, &c, "kernel.config"))
-        .transpose()?;
     let modules_dir = k
         .modules_dir
         .map(|m| existing_dir(cx, dir, &m, "kernel.modules-dir"))
@@ -409,8 +533,7 @@ fn validate(
         None => "console=ttyS0".to_owned(),
     };
     let kernel = Kernel {
-        prebuilt,
-        config,
+        origin,
         modules_dir,
         modules,
         cmdline,
@@ -419,7 +542,7 @@ fn validate(
     // [init]
     let i = raw.init;
     let argv_span = i.argv.span();
-    let argv = i.argv.into_inner();
+    let argv = i.argv.get_ref().clone();
     match argv.first() {
         None => {
             return Err(cx.at(
@@ -442,7 +565,7 @@ fn validate(
         return Err(cx.at(argv_span, "init.argv", "arguments cannot contain NUL bytes"));
     }
     let mut env = BTreeMap::new();
-    if let Some(e) = i.env {
+    if let Some(e) = &i.env {
         for (k, v) in e.get_ref() {
             if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') {
                 return Err(cx.at(e.span(), format!("init.env.{k}"), "environment names cannot be empty or contain '=' or NUL; values cannot contain NUL"));
@@ -450,8 +573,8 @@ fn validate(
             env.insert(k.clone(), v.clone());
         }
     }
-    let cwd = match i.cwd {
-        Some(c) => image_path(cx, &c, "init.cwd")?,
+    let cwd = match &i.cwd {
+        Some(c) => image_path(cx, c, "init.cwd")?,
         None => ImagePath::root(),
     };
     let init = Init {
@@ -460,6 +583,29 @@ fn validate(
         cwd,
         uid: id(cx, i.uid.as_ref(), "init.uid")?,
         gid: id(cx, i.gid.as_ref(), "init.gid")?,
+        readiness: readiness(cx, i.readiness.as_ref())?,
+        restart: restart(cx, &i)?,
+        stop_timeout_ms: match &i.stop_timeout_ms {
+            Some(v) => positive_ms(cx, v, "init.stop-timeout-ms")?,
+            None => 10_000,
+        },
+        tmpfs: tmpfs(cx, i.tmpfs.as_deref())?,
+        read_only_root: i.read_only_root.unwrap_or(true),
+        preload: i
+            .preload
+            .iter()
+            .enumerate()
+            .map(|(n, p)| image_path(cx, p, &format!("init.preload[{n}]")))
+            .collect::<Result<_, _>>()?,
+        stdio: match &i.stdio {
+            None => stratos_wire::Stdio::Console,
+            Some(s) if s.get_ref() == "console" => stratos_wire::Stdio::Console,
+            Some(s) if s.get_ref() == "null" => stratos_wire::Stdio::Null,
+            Some(s) => {
+                return Err(cx.at(s.span(), "init.stdio", "must be \"console\" or \"null\""))
+            }
+        },
+        limits: limits(cx, i.limits.as_ref())?,
     };
 
     // [[overlay]]
@@ -571,6 +717,253 @@ fn validate(
         zram,
         network,
         packages,
+    })
+}
+
+fn positive_ms(cx: &Ctx, v: &Spanned<i64>, key: &str) -> Result<u64, ProfileError> {
+    u64::try_from(*v.get_ref())
+        .ok()
+        .filter(|&n| (1..=86_400_000).contains(&n))
+        .ok_or_else(|| {
+            cx.at(
+                v.span(),
+                key,
+                "must be a number of milliseconds between 1 and 86400000",
+            )
+        })
+}
+
+fn readiness(
+    cx: &Ctx,
+    r: Option<&Spanned<raw::RawReadiness>>,
+) -> Result<Option<stratos_wire::Readiness>, ProfileError> {
+    let Some(r) = r else { return Ok(None) };
+    let span = r.span();
+    let v = r.get_ref();
+    let timeout_ms = match v.timeout_ms {
+        Some(t) => u64::try_from(t)
+            .ok()
+            .filter(|&n| (1..=3_600_000).contains(&n))
+            .ok_or_else(|| {
+                cx.at(
+                    span.clone(),
+                    "init.readiness.timeout-ms",
+                    "must be between 1 and 3600000",
+                )
+            })?,
+        None => 30_000,
+    };
+    match (v.tcp, v.notify) {
+        (Some(port), None | Some(false)) => {
+            let port = u16::try_from(port).ok().filter(|&p| p > 0).ok_or_else(|| {
+                cx.at(
+                    span.clone(),
+                    "init.readiness.tcp",
+                    "must be a TCP port (1-65535)",
+                )
+            })?;
+            Ok(Some(stratos_wire::Readiness::Tcp { port, timeout_ms }))
+        }
+        (None, Some(true)) => Ok(Some(stratos_wire::Readiness::Notify { timeout_ms })),
+        _ => Err(cx.at(
+            span,
+            "init.readiness",
+            "use either { tcp = PORT } or { notify = true }",
+        )),
+    }
+}
+
+fn restart(cx: &Ctx, i: &raw::RawInit) -> Result<stratos_wire::Restart, ProfileError> {
+    let mut r = stratos_wire::Restart::default();
+    if let Some(p) = &i.restart {
+        r.policy = match p.get_ref().as_str() {
+            "never" => stratos_wire::RestartPolicy::Never,
+            "on-failure" => stratos_wire::RestartPolicy::OnFailure,
+            "always" => stratos_wire::RestartPolicy::Always,
+            _ => {
+                return Err(cx.at(
+                    p.span(),
+                    "init.restart",
+                    "must be \"never\", \"on-failure\" or \"always\"",
+                ))
+            }
+        };
+    }
+    if let Some(m) = &i.max_restarts {
+        r.max_restarts = u32::try_from(*m.get_ref())
+            .ok()
+            .filter(|&n| n <= 1000)
+            .ok_or_else(|| cx.at(m.span(), "init.max-restarts", "must be between 0 and 1000"))?;
+    }
+    if let Some(b) = &i.restart_backoff_ms {
+        r.backoff_initial_ms = positive_ms(cx, b, "init.restart-backoff-ms")?;
+    }
+    if let Some(b) = &i.restart_backoff_max_ms {
+        r.backoff_max_ms = positive_ms(cx, b, "init.restart-backoff-max-ms")?;
+    }
+    if r.backoff_max_ms < r.backoff_initial_ms {
+        r.backoff_max_ms = r.backoff_initial_ms;
+    }
+    Ok(r)
+}
+
+fn bytes_value(cx: &Ctx, v: &Spanned<IntOrString>, key: &str) -> Result<u64, ProfileError> {
+    match (v.get_ref(), parse_size_bytes(v.get_ref())) {
+        (_, Some(b)) => Ok(b),
+        _ => Err(cx.at(
+            v.span(),
+            key,
+            "must be bytes or a size like \"256M\" or \"1G\"",
+        )),
+    }
+}
+
+fn parse_size_bytes(v: &IntOrString) -> Option<u64> {
+    match v {
+        IntOrString::Int(i) => u64::try_from(*i).ok().filter(|&b| b >= 4096),
+        IntOrString::Str(s) => match parse_size(s)? {
+            ZramSize::Bytes(b) => Some(b),
+            ZramSize::PercentOfRam(_) => None,
+        },
+    }
+}
+
+fn tmpfs(
+    cx: &Ctx,
+    list: Option<&[Spanned<raw::RawTmpfs>]>,
+) -> Result<Vec<stratos_wire::Tmpfs>, ProfileError> {
+    let Some(list) = list else {
+        return Ok(vec![
+            stratos_wire::Tmpfs {
+                path: "/run".into(),
+                mode: 0o755,
+                size: 0,
+            },
+            stratos_wire::Tmpfs {
+                path: "/tmp".into(),
+                mode: 0o1777,
+                size: 0,
+            },
+        ]);
+    };
+    let mut out: Vec<stratos_wire::Tmpfs> = Vec::new();
+    for (n, t) in list.iter().enumerate() {
+        let key = format!("init.tmpfs[{n}]");
+        let (path, size, mode) = match t.get_ref() {
+            raw::RawTmpfs::Path(p) => (p.clone(), None, None),
+            raw::RawTmpfs::Table { path, size, mode } => {
+                (path.clone(), size.as_ref(), mode.as_ref())
+            }
+        };
+        let p = ImagePath::parse(&path).map_err(|e| cx.at(t.span(), key.clone(), e.to_string()))?;
+        if p.is_root()
+            || ["/proc", "/sys", "/dev"]
+                .iter()
+                .any(|k| p.starts_with(&ImagePath::parse(k).expect("static")))
+        {
+            return Err(cx.at(
+                t.span(),
+                key,
+                format!(
+                    "{p} cannot be a tmpfs mount (the init mounts /, /proc, /sys and /dev itself)"
+                ),
+            ));
+        }
+        let size = match size {
+            None => 0,
+            Some(s) => parse_size_bytes(s).ok_or_else(|| {
+                cx.at(
+                    t.span(),
+                    format!("{key}.size"),
+                    "must be bytes or a size like \"64M\"",
+                )
+            })?,
+        };
+        let mode = match mode {
+            None => {
+                if p.as_str() == "/tmp" {
+                    0o1777
+                } else {
+                    0o755
+                }
+            }
+            Some(IntOrString::Int(i)) => u32::try_from(*i)
+                .ok()
+                .filter(|&m| m <= 0o7777)
+                .ok_or_else(|| {
+                    cx.at(
+                        t.span(),
+                        format!("{key}.mode"),
+                        "must be octal permission bits",
+                    )
+                })?,
+            Some(IntOrString::Str(s)) => u32::from_str_radix(s.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|&m| m <= 0o7777)
+                .ok_or_else(|| {
+                    cx.at(
+                        t.span(),
+                        format!("{key}.mode"),
+                        "must be octal permission bits",
+                    )
+                })?,
+        };
+        if out.iter().any(|o| o.path == p.as_str()) {
+            return Err(cx.at(t.span(), key, format!("{p} is listed twice")));
+        }
+        out.push(stratos_wire::Tmpfs {
+            path: p.to_string(),
+            mode,
+            size,
+        });
+    }
+    Ok(out)
+}
+
+fn limits(cx: &Ctx, l: Option<&raw::RawLimits>) -> Result<stratos_wire::Limits, ProfileError> {
+    let Some(l) = l else {
+        return Ok(stratos_wire::Limits::default());
+    };
+    let cpu_max = match &l.cpus {
+        None => None,
+        Some(v) => {
+            let cpus = match v.get_ref() {
+                toml::Value::Float(f) => *f,
+                toml::Value::Integer(i) => *i as f64,
+                _ => -1.0,
+            };
+            if !(0.01..=1024.0).contains(&cpus) {
+                return Err(cx.at(
+                    v.span(),
+                    "init.limits.cpus",
+                    "must be a number of CPUs between 0.01 and 1024, e.g. 0.5",
+                ));
+            }
+            Some(((cpus * 100_000.0).round() as u64, 100_000))
+        }
+    };
+    Ok(stratos_wire::Limits {
+        memory_max: l
+            .memory_max
+            .as_ref()
+            .map(|v| bytes_value(cx, v, "init.limits.memory-max"))
+            .transpose()?,
+        memory_high: l
+            .memory_high
+            .as_ref()
+            .map(|v| bytes_value(cx, v, "init.limits.memory-high"))
+            .transpose()?,
+        cpu_max,
+        pids_max: l
+            .pids_max
+            .as_ref()
+            .map(|v| {
+                u64::try_from(*v.get_ref())
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| cx.at(v.span(), "init.limits.pids-max", "must be at least 1"))
+            })
+            .transpose()?,
     })
 }
 

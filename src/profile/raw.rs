@@ -43,6 +43,14 @@ pub struct RawKernel {
     #[serde(default)]
     pub prebuilt: Option<Spanned<String>>,
     #[serde(default)]
+    pub source: Option<Spanned<RawKernelSource>>,
+    #[serde(default)]
+    pub base: Option<Spanned<String>>,
+    #[serde(default)]
+    pub fragments: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub format: Option<Spanned<String>>,
+    #[serde(default)]
     pub config: Option<Spanned<String>>,
     #[serde(default)]
     pub modules_dir: Option<Spanned<String>>,
@@ -50,6 +58,14 @@ pub struct RawKernel {
     pub modules: Vec<Spanned<String>>,
     #[serde(default)]
     pub cmdline: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawKernelSource {
+    pub tarball: String,
+    #[serde(default)]
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,6 +80,66 @@ pub struct RawInit {
     pub uid: Option<Spanned<i64>>,
     #[serde(default)]
     pub gid: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub readiness: Option<Spanned<RawReadiness>>,
+    #[serde(default)]
+    pub restart: Option<Spanned<String>>,
+    #[serde(default)]
+    pub max_restarts: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub restart_backoff_ms: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub restart_backoff_max_ms: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub stop_timeout_ms: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub tmpfs: Option<Vec<Spanned<RawTmpfs>>>,
+    #[serde(default)]
+    pub read_only_root: Option<bool>,
+    #[serde(default)]
+    pub preload: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub stdio: Option<Spanned<String>>,
+    #[serde(default)]
+    pub limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawReadiness {
+    #[serde(default)]
+    pub tcp: Option<i64>,
+    #[serde(default)]
+    pub notify: Option<bool>,
+    #[serde(default)]
+    pub timeout_ms: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawTmpfs {
+    Path(String),
+    Table {
+        path: String,
+        #[serde(default)]
+        size: Option<IntOrString>,
+        #[serde(default)]
+        mode: Option<IntOrString>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawLimits {
+    #[serde(default)]
+    pub memory_max: Option<Spanned<IntOrString>>,
+    #[serde(default)]
+    pub memory_high: Option<Spanned<IntOrString>>,
+    /// CPUs (0.5 = half a CPU) as a float or integer.
+    #[serde(default)]
+    pub cpus: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub pids_max: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -40,7 +40,13 @@ fn minimal_profile() {
     assert_eq!(p.image.name, "hello");
     assert_eq!(p.image.hostname, "hello");
     assert_eq!(p.image.source_date_epoch, 1_700_000_000);
-    assert_eq!(p.kernel.prebuilt, f.dir.path().join("vmlinuz"));
+    assert_eq!(
+        p.kernel.origin,
+        KernelOrigin::Prebuilt {
+            image: f.dir.path().join("vmlinuz"),
+            config: None
+        }
+    );
     assert_eq!(p.kernel.cmdline, "console=ttyS0");
     assert_eq!(p.init.cwd, ImagePath::root());
     assert!(p.overlays.is_empty());
@@ -186,4 +192,31 @@ fn sizes() {
 fn line_col_counts_from_one() {
     assert_eq!(line_col("ab\ncd", 0), (1, 1));
     assert_eq!(line_col("ab\ncd", 4), (2, 2));
+}
+
+#[test]
+fn kernel_from_source() {
+    let f = Fixture::new();
+    std::fs::write(f.dir.path().join("linux.tar.xz"), b"x").unwrap();
+    std::fs::write(f.dir.path().join("a.config"), b"CONFIG_A=y\n").unwrap();
+    let text = BASE.replace(
+        "prebuilt = \"vmlinuz\"",
+        "source = { tarball = \"linux.tar.xz\" }\nfragments = [\"a.config\"]\nformat = \"vmlinux\"",
+    );
+    let p = f.parse(&text).unwrap();
+    let KernelOrigin::Source(s) = p.kernel.origin else {
+        panic!()
+    };
+    assert_eq!(s.base, "tinyconfig");
+    assert_eq!(s.format, "vmlinux");
+    assert_eq!(s.fragments, [f.dir.path().join("a.config")]);
+    let e = f.err(&BASE.replace(
+        "prebuilt = \"vmlinuz\"",
+        "prebuilt = \"vmlinuz\"\nsource = { tarball = \"linux.tar.xz\" }",
+    ));
+    assert!(e.contains("not both"), "{e}");
+    let e = f.err(&text.replace("format = \"vmlinux\"", "format = \"zImage\""));
+    assert!(e.contains("kernel.format"), "{e}");
+    let e = f.err(&text.replace("a.config", "missing.config"));
+    assert!(e.contains("kernel.fragments[0]"), "{e}");
 }

@@ -57,6 +57,9 @@ pub struct KernelInfo {
     pub config_sha256: Option<String>,
     /// `prebuilt` or `source`.
     pub origin: String,
+    /// sha256 of the source tarball, for kernels built from source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -241,3 +241,40 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
     }
     out
 }
+
+/// A cache shared by every test run (kernel sources, built kernels, .debs): content-addressed
+/// and locked, so sharing is safe and the expensive kernel build happens once.
+pub fn shared_cache() -> PathBuf {
+    let p = root().join("target/stratos-test-cache");
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+/// Requirements for building kernels from source.
+pub fn require_kernel_source() -> PathBuf {
+    for t in ["make", "gcc", "bison", "flex", "bc", "objcopy"] {
+        require_tool(t);
+    }
+    let p = PathBuf::from("/usr/src/linux-source-6.1.tar.xz");
+    assert!(
+        p.is_file(),
+        "{} is missing: run `./ci/setup` (it installs linux-source-6.1)",
+        p.display()
+    );
+    p
+}
+
+/// Writes a copy of a repository profile into `dir` with its relative paths made absolute, so
+/// it can be modified; the lock file is copied next to it.
+pub fn copy_profile(name: &str, dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
+    let text =
+        std::fs::read_to_string(root().join("profiles").join(format!("{name}.toml"))).unwrap();
+    let text = edit(text.replace("\"../", &format!("\"{}/", root().display())));
+    let dest = dir.join(format!("{name}.toml"));
+    std::fs::write(&dest, text).unwrap();
+    let lock = root().join("profiles").join(format!("{name}.lock"));
+    if lock.exists() {
+        std::fs::copy(lock, dir.join(format!("{name}.lock"))).unwrap();
+    }
+    dest
+}

@@ -52,6 +52,111 @@ pub struct InitConfig {
     pub sysctl: Vec<(String, String)>,
     #[serde(default)]
     pub zram: Option<Zram>,
+    /// How the init knows the runtime is ready (`runtime_ready` marker).
+    #[serde(default)]
+    pub readiness: Option<Readiness>,
+    #[serde(default)]
+    pub restart: Restart,
+    /// After SIGTERM/SIGINT is forwarded, how long the runtime gets before SIGKILL.
+    #[serde(default = "default_stop_timeout_ms")]
+    pub stop_timeout_ms: u64,
+    /// cgroup v2 limits of the runtime's cgroup.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Remount `/` read-only before the runtime starts.
+    #[serde(default)]
+    pub read_only_root: bool,
+    /// Files whose pages the init warms in the background (`posix_fadvise(WILLNEED)`).
+    #[serde(default)]
+    pub preload: Vec<String>,
+    /// `console` (default): the runtime's stdin/stdout/stderr are /dev/console; `null`: /dev/null.
+    #[serde(default)]
+    pub stdio: Stdio,
+    /// A compiled seccomp filter installed on the runtime before exec.
+    #[serde(default)]
+    pub seccomp: Option<Seccomp>,
+}
+
+fn default_stop_timeout_ms() -> u64 {
+    10_000
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Readiness {
+    /// Ready when a TCP connection to 127.0.0.1:port succeeds.
+    Tcp { port: u16, timeout_ms: u64 },
+    /// Ready when the runtime writes a line to the file descriptor named by `$STRATOS_NOTIFY_FD`
+    /// (always 3).
+    Notify { timeout_ms: u64 },
+}
+
+/// The notify protocol: the runtime finds a pipe on this descriptor and writes `READY=1\n`
+/// (any bytes count) when it can serve.
+pub const NOTIFY_FD: i32 = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    #[default]
+    Never,
+    OnFailure,
+    Always,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Restart {
+    pub policy: RestartPolicy,
+    /// Restarts allowed before the init gives up and powers off.
+    pub max_restarts: u32,
+    /// First delay; doubled after each restart, up to `backoff_max_ms`.
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+impl Default for Restart {
+    fn default() -> Self {
+        Restart {
+            policy: RestartPolicy::Never,
+            max_restarts: 5,
+            backoff_initial_ms: 100,
+            backoff_max_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub memory_max: Option<u64>,
+    pub memory_high: Option<u64>,
+    /// `cpu.max`: quota and period in microseconds.
+    pub cpu_max: Option<(u64, u64)>,
+    pub pids_max: Option<u64>,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        *self == Limits::default()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Stdio {
+    #[default]
+    Console,
+    Null,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seccomp {
+    /// In-image path of the BPF program (8-byte `struct sock_filter` records, native endian).
+    pub filter: String,
+    /// `enforce` or `log`.
+    pub mode: String,
 }
 
 /// The function runtime the init launches.
@@ -173,6 +278,17 @@ mod tests {
                 priority: 100,
                 required: false,
             }),
+            readiness: Some(Readiness::Tcp {
+                port: 8080,
+                timeout_ms: 30_000,
+            }),
+            restart: Restart::default(),
+            stop_timeout_ms: 10_000,
+            limits: Limits::default(),
+            read_only_root: true,
+            preload: vec![],
+            stdio: Stdio::Console,
+            seccomp: None,
         }
     }
 

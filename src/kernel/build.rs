@@ -1,0 +1,687 @@
+//! Building a kernel from a source tarball: extract (once per tarball digest), resolve the
+//! config (base + fragments + `olddefconfig`, cached), verify every requested option, compile
+//! (cached by source digest, final config and compiler), reproducibly.
+//!
+//! Cache layout under `<cache>/kernels/`:
+//! `digests/` tarball digests by (path, size, mtime, inode); `src/<digest>/` extracted trees;
+//! `configs/<key>.config` resolved configs; `<key>/` built kernels (`kernel`, `config`,
+//! `build.log`, `meta.json`); `work/` build directories while building; `locks/`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use sha2::{Digest, Sha256};
+
+use super::config::{Config, Value};
+use super::kconfig::Kconfig;
+use crate::profile::KernelSourceSpec;
+use crate::progress::Progress;
+
+/// Fixed build identity: the kernel's banner and `uname -v` do not depend on who built it,
+/// where or when.
+pub const KBUILD_ENV: [(&str, &str); 4] = [
+    ("KBUILD_BUILD_TIMESTAMP", "Thu Jan  1 00:00:00 UTC 1970"),
+    ("KBUILD_BUILD_USER", "stratos"),
+    ("KBUILD_BUILD_HOST", "stratos"),
+    ("KBUILD_BUILD_VERSION", "1"),
+];
+
+/// Bumped whenever the way kernels are configured or built changes (invalidates the cache).
+const RECIPE: &str = "stratos-kernel-recipe-1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelBuildError {
+    #[error("kernel source {path}: sha256 is {actual}, the profile pins {expected}")]
+    SourceDigest {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} failed (exit {status}); last lines of {log}:\n{tail}")]
+    Command {
+        what: String,
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error("config fragment {path}: {why}")]
+    Fragment { path: PathBuf, why: String },
+    #[error("the resolved kernel config does not hold what the fragments ask for ({} option(s)); pass --allow-config-drift to build anyway:\n{}", .0.len(), render_mismatches(.0))]
+    Drift(Vec<Mismatch>),
+}
+
+/// One requested option that did not come out as asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    pub option: String,
+    pub asked: String,
+    pub got: String,
+    /// The fragment that asked for it.
+    pub fragment: String,
+    pub why: String,
+}
+
+pub fn render_mismatches(ms: &[Mismatch]) -> String {
+    ms.iter()
+        .map(|m| {
+            format!(
+                "  CONFIG_{}: asked {} ({}), got {}: {}",
+                m.option, m.asked, m.fragment, m.got, m.why
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> KernelBuildError {
+    let what = what.into();
+    move |source| KernelBuildError::Io { what, source }
+}
+
+pub fn kernels_dir() -> PathBuf {
+    crate::cache::root().join("kernels")
+}
+
+/// An exclusive lock on `name` under the kernel cache, held while the guard lives.
+pub struct Lock {
+    _file: std::fs::File,
+}
+
+pub fn lock(name: &str, progress: &Progress) -> Result<Lock, KernelBuildError> {
+    let dir = kernels_dir().join("locks");
+    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    let path = dir.join(format!("{name}.lock"));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(format!("opening {}", path.display())))?;
+    if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        progress.info(format!(
+            "waiting for another stratos process working on {name}"
+        ));
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+            KernelBuildError::Io {
+                what: format!("locking {}", path.display()),
+                source: e.into(),
+            }
+        })?;
+    }
+    Ok(Lock { _file: f })
+}
+
+/// sha256 of the tarball, remembered by path, size, mtime and inode.
+pub fn source_digest(tarball: &Path) -> Result<String, KernelBuildError> {
+    let meta = std::fs::metadata(tarball).map_err(io(format!("reading {}", tarball.display())))?;
+    let abs =
+        std::fs::canonicalize(tarball).map_err(io(format!("reading {}", tarball.display())))?;
+    let key = hex::encode(Sha256::digest(
+        format!(
+            "{}|{}|{}|{}|{}",
+            abs.display(),
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ino()
+        )
+        .as_bytes(),
+    ));
+    let memo = kernels_dir().join("digests").join(&key);
+    if let Ok(d) = std::fs::read_to_string(&memo) {
+        if d.len() == 64 {
+            return Ok(d);
+        }
+    }
+    let mut f =
+        std::fs::File::open(tarball).map_err(io(format!("reading {}", tarball.display())))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(io(format!("reading {}", tarball.display())))?;
+    let d = hex::encode(h.finalize());
+    if std::fs::create_dir_all(memo.parent().expect("has parent")).is_ok() {
+        let _ = crate::sign::write_atomic(&memo, d.as_bytes(), 0o644);
+    }
+    Ok(d)
+}
+
+/// Extracts the tarball once per digest; returns the source tree (the tarball's top directory).
+pub fn extract(
+    tarball: &Path,
+    digest: &str,
+    progress: &Progress,
+) -> Result<PathBuf, KernelBuildError> {
+    let dest = kernels_dir().join("src").join(digest);
+    let tree = |d: &Path| -> Option<PathBuf> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(d)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        dirs.into_iter()
+            .find(|p| p.join("Makefile").is_file() && p.join("Kconfig").is_file())
+    };
+    if dest.join(".complete").is_file() {
+        if let Some(t) = tree(&dest) {
+            return Ok(t);
+        }
+    }
+    let _l = lock(&format!("src-{digest}"), progress)?;
+    if dest.join(".complete").is_file() {
+        if let Some(t) = tree(&dest) {
+            return Ok(t);
+        }
+    }
+    let parent = dest.parent().expect("has parent");
+    std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".extract-")
+        .tempdir_in(parent)
+        .map_err(io(format!("creating a directory in {}", parent.display())))?;
+    let step = progress.step(format!("extracting {}", tarball.display()));
+    let out = Command::new("tar")
+        .arg("-xf")
+        .arg(tarball)
+        .arg("-C")
+        .arg(tmp.path())
+        .output()
+        .map_err(io("running tar (install it with ci/setup)"))?;
+    if !out.status.success() {
+        return Err(KernelBuildError::Command {
+            what: format!("extracting {}", tarball.display()),
+            status: out.status.to_string(),
+            log: tarball.to_owned(),
+            tail: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    step.done();
+    std::fs::write(tmp.path().join(".complete"), b"")
+        .map_err(io("marking the extraction complete"))?;
+    let _ = std::fs::remove_dir_all(&dest);
+    let kept = tmp.keep();
+    std::fs::rename(&kept, &dest)
+        .map_err(io(format!("moving the source to {}", dest.display())))?;
+    tree(&dest).ok_or_else(|| KernelBuildError::Io {
+        what: format!(
+            "{}: no kernel source tree (Makefile + Kconfig) at its top level",
+            tarball.display()
+        ),
+        source: std::io::ErrorKind::NotFound.into(),
+    })
+}
+
+/// A fragment: the options it sets, in order, with the file's name.
+pub fn read_fragment(path: &Path) -> Result<Config, KernelBuildError> {
+    let text = std::fs::read_to_string(path).map_err(|e| KernelBuildError::Fragment {
+        path: path.to_owned(),
+        why: e.to_string(),
+    })?;
+    Config::parse(&text).map_err(|e| KernelBuildError::Fragment {
+        path: path.to_owned(),
+        why: e.to_string(),
+    })
+}
+
+fn config_line(name: &str, v: &Value) -> String {
+    match v {
+        Value::No => format!("# CONFIG_{name} is not set"),
+        other => format!("CONFIG_{name}={other}"),
+    }
+}
+
+/// Merges fragment options into a `.config` text: each option's old line is dropped and the
+/// new one appended (what `scripts/kconfig/merge_config.sh` does).
+pub fn merge(base: &str, fragments: &[(String, Config)]) -> String {
+    let mut set: BTreeMap<&str, &Value> = BTreeMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    for (_, f) in fragments {
+        for (k, v) in &f.options {
+            if set.insert(k, v).is_none() {
+                order.push(k);
+            }
+        }
+    }
+    let mut out = String::new();
+    for line in base.lines() {
+        let name = line
+            .strip_prefix("CONFIG_")
+            .and_then(|l| l.split('=').next())
+            .or_else(|| {
+                line.strip_prefix("# CONFIG_")
+                    .and_then(|l| l.strip_suffix(" is not set"))
+            });
+        if name.is_some_and(|n| set.contains_key(n)) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    for k in order {
+        out.push_str(&config_line(k, set[k]));
+        out.push('\n');
+    }
+    out
+}
+
+/// Every option the fragments set that the final config does not hold (the last fragment
+/// setting an option wins).
+pub fn verify(
+    fragments: &[(String, Config)],
+    final_cfg: &Config,
+) -> Vec<(String, Value, Value, String)> {
+    let mut wanted: BTreeMap<String, (Value, String)> = BTreeMap::new();
+    for (name, f) in fragments {
+        for (k, v) in &f.options {
+            wanted.insert(k.clone(), (v.clone(), name.clone()));
+        }
+    }
+    let mut out = Vec::new();
+    for (k, (asked, frag)) in wanted {
+        let got = final_cfg.get(&k).cloned().unwrap_or(Value::No);
+        let same = match (&asked, &got) {
+            (Value::Str(a), Value::Str(b)) => a == b,
+            (Value::Num(a), Value::Num(b)) => a.eq_ignore_ascii_case(b),
+            (a, b) => a == b,
+        };
+        if !same {
+            out.push((k, asked, got, frag));
+        }
+    }
+    out
+}
+
+fn make(src: &Path, obj: &Path) -> Command {
+    let mut c = Command::new("make");
+    c.arg("-C")
+        .arg(src)
+        .arg(format!("O={}", obj.display()))
+        .arg("ARCH=x86_64");
+    c.env("LC_ALL", "C").env("TZ", "UTC");
+    for (k, v) in KBUILD_ENV {
+        c.env(k, v);
+    }
+    c
+}
+
+fn run_logged(mut cmd: Command, what: &str, log: &Path) -> Result<(), KernelBuildError> {
+    let out = cmd.output().map_err(io(format!(
+        "running make for {what} (install build tools with ci/setup)"
+    )))?;
+    let mut text = out.stdout.clone();
+    text.extend_from_slice(&out.stderr);
+    std::fs::write(log, &text).map_err(io(format!("writing {}", log.display())))?;
+    if !out.status.success() {
+        return Err(KernelBuildError::Command {
+            what: what.to_owned(),
+            status: out.status.to_string(),
+            log: log.to_owned(),
+            tail: tail(&String::from_utf8_lossy(&text), 40),
+        });
+    }
+    Ok(())
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The resolved config of a profile's kernel, and what was asked of it.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub source_dir: PathBuf,
+    pub source_digest: String,
+    /// `make <base>` output (what `kernel config` diffs against).
+    pub base_config: Config,
+    pub config_text: String,
+    pub config: Config,
+    pub fragments: Vec<(String, Config)>,
+    pub mismatches: Vec<Mismatch>,
+}
+
+/// Extracts the source and resolves base + fragments into a final `.config` (cached), then
+/// checks every requested option, explaining mismatches from the Kconfig files.
+pub fn resolve(spec: &KernelSourceSpec, progress: &Progress) -> Result<Resolved, KernelBuildError> {
+    let digest = source_digest(&spec.tarball)?;
+    if let Some(want) = &spec.sha256 {
+        if *want != digest {
+            return Err(KernelBuildError::SourceDigest {
+                path: spec.tarball.clone(),
+                expected: want.clone(),
+                actual: digest,
+            });
+        }
+    }
+    let src = extract(&spec.tarball, &digest, progress)?;
+    let mut fragments = Vec::new();
+    let mut key = Sha256::new();
+    key.update(format!("{RECIPE}\n{digest}\n{}\n", spec.base));
+    for f in &spec.fragments {
+        let text = std::fs::read(f).map_err(|e| KernelBuildError::Fragment {
+            path: f.clone(),
+            why: e.to_string(),
+        })?;
+        key.update(Sha256::digest(&text));
+        let name = f
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or("fragment")
+            .to_owned();
+        fragments.push((name, read_fragment(f)?));
+    }
+    let key = hex::encode(key.finalize());
+    let cfg_dir = kernels_dir().join("configs");
+    let cached = cfg_dir.join(format!("{key}.config"));
+    let cached_base = cfg_dir.join(format!("{key}.base"));
+    let (config_text, base_text) = match (
+        std::fs::read_to_string(&cached),
+        std::fs::read_to_string(&cached_base),
+    ) {
+        (Ok(c), Ok(b)) => (c, b),
+        _ => {
+            let _l = lock(&format!("config-{key}"), progress)?;
+            let step = progress.step(format!(
+                "resolving the kernel config ({} + {} fragments)",
+                spec.base,
+                fragments.len()
+            ));
+            let work = kernels_dir().join("work").join(format!("config-{key}"));
+            let _ = std::fs::remove_dir_all(&work);
+            std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
+            let log = work.join("config.log");
+            let mut c = make(&src, &work);
+            c.arg(&spec.base);
+            run_logged(c, &format!("make {}", spec.base), &log)?;
+            let base_text = std::fs::read_to_string(work.join(".config"))
+                .map_err(io("reading the base .config"))?;
+            std::fs::write(work.join(".config"), merge(&base_text, &fragments))
+                .map_err(io("writing the merged .config"))?;
+            let mut c = make(&src, &work);
+            c.arg("olddefconfig");
+            run_logged(c, "make olddefconfig", &log)?;
+            let config_text = std::fs::read_to_string(work.join(".config"))
+                .map_err(io("reading the final .config"))?;
+            std::fs::create_dir_all(&cfg_dir)
+                .map_err(io(format!("creating {}", cfg_dir.display())))?;
+            crate::sign::write_atomic(&cached_base, base_text.as_bytes(), 0o644)
+                .map_err(io("caching the base config"))?;
+            crate::sign::write_atomic(&cached, config_text.as_bytes(), 0o644)
+                .map_err(io("caching the config"))?;
+            let _ = std::fs::remove_dir_all(&work);
+            step.done();
+            (config_text, base_text)
+        }
+    };
+    let config = Config::parse(&config_text).map_err(|e| KernelBuildError::Fragment {
+        path: cached.clone(),
+        why: e.to_string(),
+    })?;
+    let base_config = Config::parse(&base_text).map_err(|e| KernelBuildError::Fragment {
+        path: cached_base.clone(),
+        why: e.to_string(),
+    })?;
+    let raw = verify(&fragments, &config);
+    let mut mismatches = Vec::new();
+    if !raw.is_empty() {
+        let kconfig = Kconfig::load(&src, "x86").map_err(io("reading the Kconfig files"))?;
+        for (option, asked, got, fragment) in raw {
+            let why = kconfig.explain(&option, &asked, &got, &config);
+            mismatches.push(Mismatch {
+                asked: asked.to_string(),
+                got: got.to_string(),
+                option,
+                fragment,
+                why,
+            });
+        }
+    }
+    Ok(Resolved {
+        source_dir: src,
+        source_digest: digest,
+        base_config,
+        config_text,
+        config,
+        fragments,
+        mismatches,
+    })
+}
+
+/// A built kernel.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub image: Vec<u8>,
+    pub config_text: String,
+    pub source_digest: String,
+    /// The cache entry's directory (holds `build.log`).
+    pub dir: PathBuf,
+    pub cache_hit: bool,
+    pub build_seconds: Option<f64>,
+}
+
+fn compiler_version() -> String {
+    Command::new("gcc")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown-gcc".into())
+}
+
+/// Builds (or takes from the cache) the kernel for a resolved config.
+pub fn build(
+    spec: &KernelSourceSpec,
+    r: &Resolved,
+    progress: &Progress,
+) -> Result<Built, KernelBuildError> {
+    let key = hex::encode(Sha256::digest(
+        format!(
+            "{RECIPE}\n{}\n{}\n{}\n{:?}\n{}",
+            r.source_digest,
+            spec.format,
+            compiler_version(),
+            KBUILD_ENV,
+            r.config_text
+        )
+        .as_bytes(),
+    ));
+    let entry = kernels_dir().join(&key);
+    let read_hit = || -> Option<Built> {
+        if !entry.join(".complete").is_file() {
+            return None;
+        }
+        let image = std::fs::read(entry.join("kernel")).ok()?;
+        let config_text = std::fs::read_to_string(entry.join("config")).ok()?;
+        // Record the use, for `stratos cache gc`.
+        let _ = std::fs::File::options()
+            .write(true)
+            .open(entry.join(".complete"))
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        Some(Built {
+            image,
+            config_text,
+            source_digest: r.source_digest.clone(),
+            dir: entry.clone(),
+            cache_hit: true,
+            build_seconds: None,
+        })
+    };
+    if let Some(b) = read_hit() {
+        return Ok(b);
+    }
+    let _l = lock(&format!("build-{key}"), progress)?;
+    if let Some(b) = read_hit() {
+        return Ok(b);
+    }
+    let start = std::time::Instant::now();
+    let work = kernels_dir().join("work").join(&key);
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
+    std::fs::write(work.join(".config"), &r.config_text).map_err(io("writing .config"))?;
+    let log_path = work.join("build.log");
+    let mut log =
+        std::fs::File::create(&log_path).map_err(io(format!("creating {}", log_path.display())))?;
+    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let target = if spec.format == "vmlinux" {
+        "vmlinux"
+    } else {
+        "bzImage"
+    };
+    let mut c = make(&r.source_dir, &work);
+    // Keep the build directory and the source path out of the binary.
+    let kcflags = format!(
+        "-ffile-prefix-map={}=. -ffile-prefix-map={}=.",
+        r.source_dir.display(),
+        work.display()
+    );
+    c.arg(format!("-j{jobs}"))
+        .arg(format!("KCFLAGS={kcflags}"))
+        .arg(format!("KAFLAGS={kcflags}"))
+        .arg(target);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c
+        .spawn()
+        .map_err(io("running make (install build tools with ci/setup)"))?;
+    let stderr = child.stderr.take().expect("piped");
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            s.push_str(&l);
+            s.push('\n');
+        }
+        s
+    });
+    let estimate_path = kernels_dir().join("objects-estimate");
+    let estimate: u64 = std::fs::read_to_string(&estimate_path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1400);
+    let mut bar = progress.bar(
+        format!(
+            "building the kernel (make -j{jobs} {target}, log: {})",
+            log_path.display()
+        ),
+        estimate,
+    );
+    let mut compiled = 0u64;
+    for line in BufReader::new(child.stdout.take().expect("piped"))
+        .lines()
+        .map_while(Result::ok)
+    {
+        let _ = writeln!(log, "{line}");
+        let t = line.trim_start();
+        if t.starts_with("CC ") || t.starts_with("AS ") {
+            compiled += 1;
+            bar.set(compiled);
+        }
+    }
+    let status = child.wait().map_err(io("waiting for make"))?;
+    let errs = err_thread.join().unwrap_or_default();
+    let _ = log.write_all(errs.as_bytes());
+    bar.finish();
+    if !status.success() {
+        let all = std::fs::read_to_string(&log_path).unwrap_or_default();
+        // Keep the log where the user can read it.
+        let failed_dir = kernels_dir().join("failed");
+        let _ = std::fs::create_dir_all(&failed_dir);
+        let kept = failed_dir.join(format!("{key}.log"));
+        let _ = std::fs::copy(&log_path, &kept);
+        return Err(KernelBuildError::Command {
+            what: format!("building the kernel (make {target})"),
+            status: status.to_string(),
+            log: kept,
+            tail: tail(&all, 40),
+        });
+    }
+    if compiled > 0 {
+        let _ = std::fs::write(&estimate_path, compiled.to_string());
+    }
+    let built = if spec.format == "vmlinux" {
+        work.join("vmlinux")
+    } else {
+        work.join("arch/x86/boot/bzImage")
+    };
+    if spec.format == "vmlinux" {
+        // Symbols are of no use to the VMM that loads it; stripping keeps the PVH note.
+        let stripped = work.join("vmlinux.stripped");
+        let mut c = Command::new("objcopy");
+        c.arg("--strip-all").arg(&built).arg(&stripped);
+        run_logged(c, "stripping vmlinux (objcopy)", &work.join("strip.log"))?;
+        std::fs::rename(&stripped, &built).map_err(io("replacing vmlinux"))?;
+    }
+    let image = std::fs::read(&built).map_err(io(format!("reading {}", built.display())))?;
+    let seconds = start.elapsed().as_secs_f64();
+    let tmp = kernels_dir().join(format!(".entry-{key}"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
+    std::fs::write(tmp.join("kernel"), &image).map_err(io("caching the kernel"))?;
+    std::fs::write(tmp.join("config"), &r.config_text).map_err(io("caching the config"))?;
+    std::fs::copy(&log_path, tmp.join("build.log")).map_err(io("caching the build log"))?;
+    let meta = serde_json::json!({
+        "source_sha256": r.source_digest,
+        "format": spec.format,
+        "compiler": compiler_version(),
+        "objects": compiled,
+        "build_seconds": seconds.round() as u64,
+        "size": image.len(),
+    });
+    std::fs::write(tmp.join("meta.json"), format!("{meta:#}\n"))
+        .map_err(io("caching the build metadata"))?;
+    std::fs::write(tmp.join(".complete"), b"").map_err(io("marking the cache entry complete"))?;
+    let _ = std::fs::remove_dir_all(&entry);
+    std::fs::rename(&tmp, &entry)
+        .map_err(io(format!("moving the kernel to {}", entry.display())))?;
+    let _ = std::fs::remove_dir_all(&work);
+    progress.info(format!(
+        "kernel built in {:.0} s ({} objects), cached in {}",
+        seconds,
+        compiled,
+        entry.display()
+    ));
+    Ok(Built {
+        image,
+        config_text: r.config_text.clone(),
+        source_digest: r.source_digest.clone(),
+        dir: entry,
+        cache_hit: false,
+        build_seconds: Some(seconds),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_replaces_and_appends() {
+        let base = "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x\"\n";
+        let f = Config::parse("CONFIG_B=y\n# CONFIG_A is not set\nCONFIG_D=m\n").unwrap();
+        let merged = merge(base, &[("f".into(), f)]);
+        let c = Config::parse(&merged).unwrap();
+        assert_eq!(c.get("A"), Some(&Value::No));
+        assert_eq!(c.get("B"), Some(&Value::Yes));
+        assert_eq!(c.get("C"), Some(&Value::Str("x".into())));
+        assert_eq!(c.get("D"), Some(&Value::Module));
+        assert_eq!(merged.matches("CONFIG_A").count(), 1);
+    }
+
+    #[test]
+    fn verify_reports_only_what_differs() {
+        let f1 = Config::parse("CONFIG_A=y\nCONFIG_B=y\n# CONFIG_C is not set\nCONFIG_N=0x10\n")
+            .unwrap();
+        let f2 = Config::parse("# CONFIG_B is not set\n").unwrap();
+        let fin = Config::parse("CONFIG_A=y\nCONFIG_C=y\nCONFIG_N=0x10\n").unwrap();
+        let ms = verify(&[("one".into(), f1), ("two".into(), f2)], &fin);
+        assert_eq!(ms, vec![("C".into(), Value::No, Value::Yes, "one".into())]);
+    }
+}

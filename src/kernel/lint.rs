@@ -1,0 +1,257 @@
+//! `stratos kernel lint`: known slow-boot and hardening traps in a kernel config, each with why
+//! it matters and the fix. Every rule cites where the advice comes from.
+
+use serde::Serialize;
+
+use super::config::{Config, Value};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Stable rule id, e.g. `vga-console`.
+    pub rule: &'static str,
+    /// `broken`, `slow-boot` or `hardening`.
+    pub kind: &'static str,
+    pub message: String,
+    pub fix: String,
+}
+
+/// What the lint looks at besides the config.
+pub struct Context<'a> {
+    /// `bzImage` or `vmlinux`.
+    pub format: &'a str,
+    pub cmdline: &'a str,
+    /// Kernel modules the image carries.
+    pub modules_in_image: usize,
+}
+
+fn num(c: &Config, name: &str) -> Option<i64> {
+    match c.get(name) {
+        Some(Value::Num(n)) => n.parse().ok(),
+        _ => None,
+    }
+}
+
+pub fn lint(c: &Config, cx: &Context) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut add = |rule, kind, message: &str, fix: &str| {
+        out.push(Finding {
+            rule,
+            kind,
+            message: message.to_owned(),
+            fix: fix.to_owned(),
+        })
+    };
+
+    // Our initramfs is zstd-compressed (archive::zst); the kernel must be able to unpack it.
+    if !c.is_builtin("BLK_DEV_INITRD") || !c.is_builtin("RD_ZSTD") {
+        add(
+            "initramfs-zstd",
+            "broken",
+            "the image's initramfs is a zstd-compressed cpio, but CONFIG_BLK_DEV_INITRD/CONFIG_RD_ZSTD is not built in: the kernel cannot unpack its root filesystem",
+            "CONFIG_BLK_DEV_INITRD=y and CONFIG_RD_ZSTD=y (kernel-configs/base.config)",
+        );
+    }
+    // QEMU's microvm describes virtio-mmio devices on the command line
+    // (qemu docs/system/i386/microvm.rst, "auto-kernel-cmdline").
+    if c.is_builtin("VIRTIO_MMIO") && !c.is_builtin("VIRTIO_MMIO_CMDLINE_DEVICES") {
+        add(
+            "virtio-mmio-cmdline",
+            "broken",
+            "virtio-mmio without CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES: under QEMU microvm the kernel finds no devices (no network)",
+            "CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y (kernel-configs/virtio.config)",
+        );
+    }
+    // Firecracker's guest kernel configs (resources/guest_configs/microvm-kernel-ci-x86_64-6.1.config)
+    // leave VGA and framebuffer consoles out: a microVM has no display, and drawing costs boot time.
+    for opt in ["VGA_CONSOLE", "FRAMEBUFFER_CONSOLE"] {
+        if c.is_enabled(opt) {
+            add(
+                "vga-console",
+                "slow-boot",
+                &format!("CONFIG_{opt} is on: a console on a display no microVM has; initialising and drawing it costs boot time"),
+                &format!("# CONFIG_{opt} is not set; use console=ttyS0 (kernel-configs/serial-console.config)"),
+            );
+        }
+    }
+    // Firecracker docs (docs/api_requests/actions.md, boot time guidance) and its default
+    // command line "i8042.noaux i8042.nomux i8042.dumbkbd": PS/2 probing is slow in a VM.
+    if c.is_enabled("SERIO_I8042") && !cx.cmdline.contains("i8042.") {
+        add(
+            "i8042-probe",
+            "slow-boot",
+            "CONFIG_SERIO_I8042 probes a PS/2 keyboard/mouse controller at boot, which a function node never has",
+            "# CONFIG_SERIO_I8042 is not set, or add i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd to the cmdline",
+        );
+    }
+    // QEMU (PVH, docs/system/i386/pc.rst) and Firecracker load an uncompressed ELF vmlinux
+    // directly; a bzImage spends boot time decompressing itself.
+    if cx.format == "bzImage" && c.is_builtin("PVH") {
+        add(
+            "compressed-image",
+            "slow-boot",
+            "the kernel is a compressed bzImage although it has a PVH entry point: the VMM could load the uncompressed vmlinux and skip decompression",
+            "format = \"vmlinux\" in [kernel]",
+        );
+    }
+    // crypto/Kconfig, CRYPTO_MANAGER_DISABLE_TESTS: "Disable run-time self tests that normally
+    // take place at algorithm registration."
+    if c.is_enabled("CRYPTO_MANAGER") && !c.is_builtin("CRYPTO_MANAGER_DISABLE_TESTS") {
+        add(
+            "crypto-self-tests",
+            "slow-boot",
+            "crypto self-tests run for every algorithm registered at boot",
+            "CONFIG_CRYPTO_MANAGER_DISABLE_TESTS=y",
+        );
+    }
+    // drivers/tty/serial/8250/Kconfig: SERIAL_8250_RUNTIME_UARTS ports are registered and probed.
+    if num(c, "SERIAL_8250_RUNTIME_UARTS").unwrap_or(0) > 1
+        || num(c, "SERIAL_8250_NR_UARTS").unwrap_or(0) > 1
+    {
+        add(
+            "serial-ports",
+            "slow-boot",
+            "more than one 8250 UART is registered and probed; a microVM has one",
+            "CONFIG_SERIAL_8250_NR_UARTS=1 and CONFIG_SERIAL_8250_RUNTIME_UARTS=1",
+        );
+    }
+    // Documentation/admin-guide/kernel-parameters.txt, "quiet": every message printed to an
+    // emulated UART costs time; `quiet` keeps warnings and errors.
+    if !cx
+        .cmdline
+        .split_whitespace()
+        .any(|w| w == "quiet" || w.starts_with("loglevel="))
+    {
+        add(
+            "console-verbosity",
+            "slow-boot",
+            "the kernel prints every boot message to the serial console",
+            "add quiet to cmdline in [kernel]",
+        );
+    }
+    if c.is_builtin("DEBUG_INFO")
+        || c.is_builtin("DEBUG_INFO_DWARF5")
+        || c.is_builtin("DEBUG_INFO_DWARF4")
+    {
+        add(
+            "debug-info",
+            "slow-boot",
+            "debug info makes the kernel much larger (and its build slower); nothing in a node reads it",
+            "# CONFIG_DEBUG_INFO is not set (keep it in a debug fragment)",
+        );
+    }
+    // Kernel Self Protection Project, recommended settings
+    // (kernsec.org/wiki/index.php/Kernel_Self_Protection_Project/Recommended_Settings).
+    if c.is_builtin("MODULES") && cx.modules_in_image == 0 {
+        add(
+            "modules-unused",
+            "hardening",
+            "loadable module support is on but the image carries no modules: it only adds an attack surface",
+            "# CONFIG_MODULES is not set",
+        );
+    }
+    if !c.is_builtin("SECCOMP") || !c.is_builtin("SECCOMP_FILTER") {
+        add(
+            "no-seccomp",
+            "hardening",
+            "no seccomp filters: the runtime cannot be confined to a system call baseline",
+            "CONFIG_SECCOMP=y and CONFIG_SECCOMP_FILTER=y (kernel-configs/seccomp.config)",
+        );
+    }
+    if c.is_builtin("DEVMEM") {
+        add(
+            "devmem",
+            "hardening",
+            "/dev/mem gives root raw access to physical memory",
+            "# CONFIG_DEVMEM is not set (or at least CONFIG_STRICT_DEVMEM=y and CONFIG_IO_STRICT_DEVMEM=y)",
+        );
+        if !c.is_builtin("STRICT_DEVMEM") {
+            add(
+                "strict-devmem",
+                "hardening",
+                "/dev/mem is unrestricted (no CONFIG_STRICT_DEVMEM)",
+                "CONFIG_STRICT_DEVMEM=y and CONFIG_IO_STRICT_DEVMEM=y",
+            );
+        }
+    }
+    if c.is_builtin("DEVKMEM") {
+        add(
+            "devkmem",
+            "hardening",
+            "/dev/kmem gives root read/write access to kernel memory",
+            "# CONFIG_DEVKMEM is not set",
+        );
+    }
+    if c.is_builtin("64BIT") && !c.is_builtin("STRICT_KERNEL_RWX") {
+        add(
+            "kernel-rwx",
+            "hardening",
+            "kernel text and rodata are not write-protected",
+            "CONFIG_STRICT_KERNEL_RWX=y",
+        );
+    }
+    if !c.is_builtin("STACKPROTECTOR") {
+        add(
+            "stack-protector",
+            "hardening",
+            "the kernel is built without stack canaries",
+            "CONFIG_STACKPROTECTOR=y (CONFIG_STACKPROTECTOR_STRONG=y)",
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cx() -> Context<'static> {
+        Context {
+            format: "vmlinux",
+            cmdline: "console=ttyS0 quiet",
+            modules_in_image: 0,
+        }
+    }
+
+    const GOOD: &str = "CONFIG_64BIT=y\nCONFIG_BLK_DEV_INITRD=y\nCONFIG_RD_ZSTD=y\nCONFIG_VIRTIO_MMIO=y\nCONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y\nCONFIG_SECCOMP=y\nCONFIG_SECCOMP_FILTER=y\nCONFIG_STRICT_KERNEL_RWX=y\nCONFIG_STACKPROTECTOR=y\nCONFIG_PVH=y\nCONFIG_SERIAL_8250_NR_UARTS=1\n";
+
+    #[test]
+    fn a_good_config_is_clean() {
+        assert_eq!(lint(&Config::parse(GOOD).unwrap(), &cx()), vec![]);
+    }
+
+    #[test]
+    fn each_trap_is_flagged() {
+        let bad = format!(
+            "{GOOD}CONFIG_VGA_CONSOLE=y\nCONFIG_SERIO_I8042=y\nCONFIG_CRYPTO_MANAGER=y\nCONFIG_MODULES=y\nCONFIG_DEVMEM=y\n# CONFIG_SECCOMP_FILTER is not set\nCONFIG_SERIAL_8250_RUNTIME_UARTS=4\n"
+        );
+        let c = Config::parse(&bad).unwrap();
+        let ctx = Context {
+            format: "bzImage",
+            cmdline: "console=ttyS0",
+            modules_in_image: 0,
+        };
+        let rules: Vec<&str> = lint(&c, &ctx).iter().map(|f| f.rule).collect();
+        for r in [
+            "vga-console",
+            "i8042-probe",
+            "compressed-image",
+            "crypto-self-tests",
+            "serial-ports",
+            "console-verbosity",
+            "modules-unused",
+            "no-seccomp",
+            "devmem",
+            "strict-devmem",
+        ] {
+            assert!(rules.contains(&r), "{r} not flagged: {rules:?}");
+        }
+    }
+
+    #[test]
+    fn broken_configs() {
+        let c = Config::parse("CONFIG_VIRTIO_MMIO=y\n").unwrap();
+        let rules: Vec<&str> = lint(&c, &cx()).iter().map(|f| f.rule).collect();
+        assert!(rules.contains(&"initramfs-zstd"));
+        assert!(rules.contains(&"virtio-mmio-cmdline"));
+    }
+}

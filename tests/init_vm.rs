@@ -1,0 +1,137 @@
+//! The PID 1 under QEMU: exit statuses, signals, orphans, zram, read-only root, cgroup limits,
+//! sysctl and phase markers, on the hello image's kernel and busybox.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+fn prereqs() {
+    require_tool("qemu-system-x86_64");
+    require_kernel_source();
+}
+
+/// Builds a hello variant whose runtime is `argv` (as root, with the test scripts overlaid).
+fn build_variant(work: &Path, name: &str, argv: &str) -> PathBuf {
+    let dir = work.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixtures = root().join("tests/fixtures/init-tests");
+    let profile = copy_profile("hello", &dir, |t| {
+        let start = t.find("argv = [").unwrap();
+        let end = start + t[start..].find('\n').unwrap();
+        let mut t = format!("{}argv = {argv}{}", &t[..start], &t[end..]);
+        t = t.replace("uid = 1000\ngid = 1000\n", "");
+        t = t.replace("readiness = { tcp = 8080 }\n", "");
+        t = t.replace("restart = \"on-failure\"\n", "");
+        t.push_str(&format!(
+            "\n[[overlay]]\npath = \"{}\"\n",
+            fixtures.display()
+        ));
+        t
+    });
+    let out = dir.join("img");
+    stratos(&shared_cache())
+        .arg("build")
+        .arg(&profile)
+        .arg("--out")
+        .arg(&out)
+        .arg("-q")
+        .assert()
+        .success();
+    out
+}
+
+struct Booted {
+    code: Option<i32>,
+    console: String,
+}
+
+fn boot(img: &Path) -> Booted {
+    let out = stratos_std(&shared_cache())
+        .args(["boot", "--accel", "tcg", "--timeout", "120"])
+        .arg(img)
+        .output()
+        .unwrap();
+    let console = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!console.contains("Attempted to kill init"), "{console}");
+    assert!(
+        processes_mentioning(img.to_str().unwrap()).is_empty(),
+        "a QEMU survived"
+    );
+    Booted {
+        code: out.status.code(),
+        console,
+    }
+}
+
+#[test]
+fn exit_statuses_and_signals_are_reported_exactly() {
+    prereqs();
+    let work = tempfile::tempdir().unwrap();
+    for (name, argv, line, code) in [
+        ("exit0", r#"["/bin/busybox", "sh", "-c", "exit 0"]"#, "stratos-init: runtime exited with status 0", 0),
+        ("exit1", r#"["/bin/busybox", "sh", "-c", "exit 1"]"#, "stratos-init: runtime exited with status 1", 1),
+        ("exit3", r#"["/bin/busybox", "sh", "-c", "exit 3"]"#, "stratos-init: runtime exited with status 3", 3),
+        ("exit255", r#"["/bin/busybox", "sh", "-c", "exit 255"]"#, "stratos-init: runtime exited with status 255", 255),
+        ("term", r#"["/bin/busybox", "sh", "-c", "kill -TERM $$"]"#, "stratos-init: runtime killed by signal 15 (SIGTERM)", 143),
+        ("kill", r#"["/bin/busybox", "sh", "-c", "kill -KILL $$"]"#, "stratos-init: runtime killed by signal 9 (SIGKILL)", 137),
+        ("missing", r#"["/bin/no-such-runtime"]"#, "stratos-init: fatal: cannot execute the runtime /bin/no-such-runtime: No such file or directory", 1),
+        ("noexec", r#"["/etc/hostname"]"#, "stratos-init: fatal: cannot execute the runtime /etc/hostname: Permission denied", 1),
+    ] {
+        let img = build_variant(work.path(), name, argv);
+        let b = boot(&img);
+        assert!(b.console.contains(line), "{name}: expected {line:?} in:\n{}", b.console);
+        assert_eq!(b.console.matches("stratos-init: runtime ").count() + b.console.matches("stratos-init: fatal:").count(), 1 + b.console.matches("stratos-init: runtime memory").count(), "{name}: more than one ending reported:\n{}", b.console);
+        assert!(b.console.contains("stratos-init: powering off"), "{name}: no clean power-off:\n{}", b.console);
+        assert_eq!(b.code, Some(code), "{name}: boot exit code");
+    }
+}
+
+#[test]
+fn orphans_zram_readonly_root_cgroup_and_phases() {
+    prereqs();
+    let work = tempfile::tempdir().unwrap();
+    let img = build_variant(work.path(), "matrix", r#"["/tests/matrix.sh"]"#);
+    let b = boot(&img);
+    let c = &b.console;
+    assert_eq!(b.code, Some(0), "{c}");
+    for want in [
+        "check: zombies=0",
+        "check: zram=active",
+        "check: root=readonly",
+        "Read-only file system",
+        "check: tmp=writable",
+        "check: cgroup=0::/runtime",
+        "check: memory.max=134217728",
+        "check: pids.max=256",
+        "check: swappiness=100",
+        "check: hostname=hello",
+    ] {
+        assert!(c.contains(want), "missing {want:?} in:\n{c}");
+    }
+    let phases = stratos::boot::console::phases(c).unwrap();
+    let names: Vec<&str> = phases.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, stratos_wire::PHASES, "{c}");
+    assert!(c.contains("stratos-init: memory peak "), "{c}");
+}
+
+#[test]
+fn sigterm_to_pid1_is_forwarded_once_and_waited_for() {
+    prereqs();
+    let work = tempfile::tempdir().unwrap();
+    let img = build_variant(work.path(), "sigterm", r#"["/tests/signal-pid1.sh"]"#);
+    let b = boot(&img);
+    let c = &b.console;
+    assert!(
+        c.contains("stratos-init: received SIGTERM; forwarded to the runtime, stopping"),
+        "{c}"
+    );
+    assert!(c.contains("check: runtime got TERM (1)"), "{c}");
+    assert!(c.contains("check: TERM count 1"), "{c}");
+    assert!(
+        c.contains("stratos-init: runtime exited with status 42"),
+        "{c}"
+    );
+    assert_eq!(b.code, Some(42));
+}

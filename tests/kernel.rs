@@ -1,0 +1,136 @@
+//! Kernels from source: config verification against Kconfig, reproducible builds, the cache,
+//! and the lint.
+
+mod common;
+
+use common::*;
+use predicates::prelude::*;
+
+/// A fragment asking for the virtio NIC without the network stack is rejected, naming the
+/// unmet dependency; `--allow-config-drift` turns that into a warning.
+#[test]
+fn unmet_dependency_is_rejected_and_named() {
+    require_kernel_source();
+    let cache = shared_cache();
+    let work = tempfile::tempdir().unwrap();
+    let profile = copy_profile("hello", work.path(), |t| {
+        t.replace(
+            &format!("  \"{}/kernel-configs/net.config\",\n", root().display()),
+            "",
+        )
+    });
+    stratos(&cache)
+        .args(["kernel", "config"])
+        .arg(&profile)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "CONFIG_VIRTIO_NET: asked y (virtio.config), got n",
+        ))
+        .stderr(predicate::str::contains(
+            "unmet: NETDEVICES (CONFIG_NETDEVICES=n)",
+        ));
+    let out = work.path().join("img");
+    stratos(&cache)
+        .arg("build")
+        .arg(&profile)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--allow-config-drift"))
+        .stderr(predicate::str::contains("unmet: NETDEVICES"));
+    assert!(!out.exists());
+}
+
+/// The example profile's fragments all hold (options Kconfig keeps pass), and it lints clean.
+#[test]
+fn hello_config_holds_and_lints_clean() {
+    require_kernel_source();
+    let cache = shared_cache();
+    stratos(&cache)
+        .args(["kernel", "config"])
+        .arg(root().join("profiles/hello.toml"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("CONFIG_VIRTIO_NET: (absent) -> y"))
+        .stderr(predicate::str::contains(
+            "every option the fragments set holds",
+        ));
+    stratos(&cache)
+        .args(["kernel", "lint"])
+        .arg(root().join("profiles/hello.toml"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("no findings"));
+    // The stock kernel is full of what the lint looks for.
+    require_setup_file(".cache/debian-cloud-kernel/config");
+    stratos(&cache)
+        .args(["kernel", "lint", "--json"])
+        .arg(root().join("profiles/hello-stock.toml"))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("\"rule\": \"modules-unused\"").not())
+        .stdout(
+            predicate::str::contains("\"rule\": \"compressed-image\"")
+                .or(predicate::str::contains("\"rule\": \"vga-console\"")),
+        );
+}
+
+/// Two builds in different cache (and so build) directories give the same kernel bytes; a
+/// second build is a cache hit.
+#[test]
+fn kernel_builds_are_reproducible_and_cached() {
+    require_kernel_source();
+    let shared = shared_cache();
+    let work = tempfile::tempdir().unwrap();
+    let a = work.path().join("a");
+    stratos(&shared)
+        .arg("build")
+        .arg(root().join("profiles/hello.toml"))
+        .arg("--out")
+        .arg(&a)
+        .arg("-q")
+        .assert()
+        .success();
+    let fresh = tempfile::tempdir().unwrap();
+    let b = work.path().join("b");
+    stratos(fresh.path())
+        .arg("build")
+        .arg(root().join("profiles/hello.toml"))
+        .arg("--out")
+        .arg(&b)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("kernel built in"));
+    assert_eq!(
+        sha256_file(&a.join("kernel")),
+        sha256_file(&b.join("kernel")),
+        "kernel bytes differ"
+    );
+    assert_eq!(digests(&a), digests(&b), "image artifacts differ");
+    stratos(fresh.path())
+        .arg("build")
+        .arg(root().join("profiles/hello.toml"))
+        .arg("--out")
+        .arg(work.path().join("c"))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("kernel: cache hit"));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["kernel"]["origin"], "source");
+    assert_eq!(m["kernel"]["source_sha256"].as_str().unwrap().len(), 64);
+    let sbom: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("sbom.cdx.json")).unwrap()).unwrap();
+    validate_sbom(&sbom).unwrap();
+    let k = sbom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["bom-ref"] == "kernel")
+        .unwrap();
+    assert!(k["version"].as_str().unwrap().starts_with("6.1."), "{k}");
+    assert!(k.to_string().contains("stratos:source-sha256"), "{k}");
+    assert!(k.to_string().contains("stratos:config-sha256"), "{k}");
+}
