@@ -16,4 +16,5 @@ pub mod profile;
 pub mod progress;
 pub mod rootfs;
 pub mod sbom;
+pub mod seccomp;
 pub mod sign;

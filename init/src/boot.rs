@@ -409,6 +409,11 @@ enum Runtime {
     Backoff(u64),
 }
 
+/// Whole milliseconds from `now` until `at` (nanoseconds), rounded up, at least 1.
+fn ms_until(now: u64, at: u64) -> u64 {
+    at.saturating_sub(now).div_ceil(1_000_000).max(1)
+}
+
 fn forward<S: Sys>(sys: &mut S, pid: u32, sig: i32) {
     if let Err(e) = sys.kill(pid, sig) {
         log(
@@ -439,6 +444,7 @@ fn supervise<S: Sys>(sys: &mut S, p: &Prepared, first: u32) -> Result<ExitKind, 
         None => u64::MAX,
     };
     let mut readiness_reported = false;
+    let mut peak = PeakReporter::default();
     // Set once SIGTERM/SIGINT arrived: (deadline for the runtime, whether SIGKILL was sent).
     let mut stopping: Option<(u64, bool)> = None;
     loop {
@@ -449,10 +455,10 @@ fn supervise<S: Sys>(sys: &mut S, p: &Prepared, first: u32) -> Result<ExitKind, 
             timeout_ms = 5;
         }
         if let Runtime::Backoff(at) = state {
-            timeout_ms = timeout_ms.min(at.saturating_sub(now) / 1_000_000);
+            timeout_ms = timeout_ms.min(ms_until(now, at));
         }
         if let Some((deadline, false)) = stopping {
-            timeout_ms = timeout_ms.min(deadline.saturating_sub(now) / 1_000_000);
+            timeout_ms = timeout_ms.min(ms_until(now, deadline));
         }
         let sig = sys.wait_signal(timeout_ms);
         match sig {
@@ -530,6 +536,9 @@ fn supervise<S: Sys>(sys: &mut S, p: &Prepared, first: u32) -> Result<ExitKind, 
             }
         }
         let now = sys.now_ns();
+        if p.cgroup {
+            peak.maybe_report(sys, now);
+        }
         if let Runtime::Backoff(at) = state {
             if now >= at {
                 let pid = spawn_runtime(sys, p)?;
@@ -569,18 +578,48 @@ fn supervise<S: Sys>(sys: &mut S, p: &Prepared, first: u32) -> Result<ExitKind, 
     }
 }
 
+fn read_peak<S: Sys>(sys: &mut S) -> Option<u64> {
+    let b = sys.read_file(&format!("{CGROUP}/memory.peak")).ok()?;
+    String::from_utf8_lossy(&b).trim().parse::<u64>().ok()
+}
+
+fn log_peak<S: Sys>(sys: &mut S, n: u64) {
+    log(
+        sys,
+        &format!(
+            "memory peak {n} bytes ({} KiB) in the runtime's cgroup",
+            n / 1024
+        ),
+    );
+}
+
+/// While the runtime runs, reports its memory high-water mark about once a second when it grew
+/// by 5% or more, so a harness that stops the VM still has a recent value.
+#[derive(Default)]
+struct PeakReporter {
+    last_check: u64,
+    reported: u64,
+}
+
+impl PeakReporter {
+    fn maybe_report<S: Sys>(&mut self, sys: &mut S, now: u64) {
+        if now.saturating_sub(self.last_check) < 1_000_000_000 {
+            return;
+        }
+        self.last_check = now;
+        if let Some(n) = read_peak(sys) {
+            if n > self.reported + self.reported / 20 {
+                self.reported = n;
+                log_peak(sys, n);
+            }
+        }
+    }
+}
+
 /// Reports the runtime's memory high-water mark from its cgroup.
 fn report_memory<S: Sys>(sys: &mut S) {
-    if let Ok(b) = sys.read_file(&format!("{CGROUP}/memory.peak")) {
-        if let Ok(n) = String::from_utf8_lossy(&b).trim().parse::<u64>() {
-            log(
-                sys,
-                &format!(
-                    "memory peak {n} bytes ({} KiB) in the runtime's cgroup",
-                    n / 1024
-                ),
-            );
-        }
+    if let Some(n) = read_peak(sys) {
+        log_peak(sys, n);
     }
 }
 

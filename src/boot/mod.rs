@@ -1,7 +1,9 @@
 //! Booting images under QEMU: one boot with its console, phases and invocations.
 
+pub mod bench;
 pub mod console;
 pub mod qemu;
+pub mod stats;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -18,9 +20,9 @@ use qemu::{Accel, Forward, Machine, Vm, VmSpec};
 pub enum BootError {
     #[error("{path}: {why}")]
     Image { path: PathBuf, why: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Qemu(#[from] qemu::QemuError),
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
@@ -153,6 +155,8 @@ pub struct RunOptions {
     pub invoke: Option<Invoke>,
     /// Stop the VM once the invocations are done (instead of waiting for it to power off).
     pub stop_after_invoke: bool,
+    /// How long to keep reading the console after the invocations before stopping.
+    pub linger: Duration,
 }
 
 /// Boots the image once. Returns when QEMU exits, when the invocations are done (with
@@ -181,7 +185,7 @@ pub fn run(image: &BootImage, opts: &RunOptions) -> Result<BootRun, BootError> {
                   started: &mut bool| {
         if let Some(e) = console::parse_line(&line.1) {
             if let Event::Phase { name, .. } = &e {
-                if name == "runtime_exec" {
+                if name == "runtime_ready" {
                     *started = true;
                 }
             }
@@ -251,6 +255,14 @@ pub fn run(image: &BootImage, opts: &RunOptions) -> Result<BootRun, BootError> {
                     Err(e) => invoke_error = Some(e.to_string()),
                 }
                 if invocations.len() == inv.count && opts.stop_after_invoke {
+                    let until = vm.started.elapsed() + opts.linger;
+                    while vm.started.elapsed() < until {
+                        match vm.next_line(Duration::from_millis(20)) {
+                            Ok(l) => record(l, &mut lines, &mut ending, &mut runtime_started),
+                            Err(true) => break,
+                            Err(false) => {}
+                        }
+                    }
                     break;
                 }
             }

@@ -11,6 +11,14 @@ use crate::kernel::Config;
 
 pub const QEMU: &str = "qemu-system-x86_64";
 
+/// The QEMU executable: `$STRATOS_QEMU` if set (a wrapper, another build), else
+/// `qemu-system-x86_64` from `PATH`.
+pub fn qemu_binary() -> std::ffi::OsString {
+    std::env::var_os("STRATOS_QEMU")
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| QEMU.into())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum QemuError {
     #[error(
@@ -216,7 +224,7 @@ impl Vm {
     /// Starts QEMU; console lines arrive on [`Vm::next_line`], stamped with the time since
     /// spawn. With `echo`, console bytes are also copied to our stdout as they arrive.
     pub fn start(spec: &VmSpec, echo: bool) -> Result<Vm, QemuError> {
-        let mut cmd = Command::new(QEMU);
+        let mut cmd = Command::new(qemu_binary());
         cmd.args(spec.args())
             .stdin(if spec.interactive {
                 Stdio::inherit()
@@ -355,7 +363,7 @@ pub fn probe_kvm(kernel: &Path) -> Result<(), String> {
 }
 
 fn run_probe(kernel: &Path) -> Result<(), String> {
-    let mut child = Command::new(QEMU)
+    let mut child = Command::new(qemu_binary())
         .args([
             "-nodefaults",
             "-no-user-config",

@@ -30,26 +30,28 @@ pub const BUILDER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("{0}")]
+    #[error(transparent)]
     Overlay(#[from] OverlayError),
-    #[error("{0}")]
+    #[error(transparent)]
     Tree(#[from] TreeError),
     #[error("kernel {path}: {why}")]
     Kernel { path: PathBuf, why: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Modules(#[from] kernel::modules::ModuleError),
-    #[error("{0}")]
+    #[error(transparent)]
     KernelBuild(#[from] kernel::build::KernelBuildError),
-    #[error("{0}")]
+    #[error(transparent)]
     Init(#[from] init_binary::InitBinaryError),
-    #[error("{0}")]
+    #[error(transparent)]
     Packages(#[from] crate::packages::PackageError),
     #[error("building the archives: {0}")]
     Archive(#[from] archive::ArchiveError),
-    #[error("{0}")]
+    #[error(transparent)]
     Sbom(#[from] sbom::SbomError),
-    #[error("{0}")]
+    #[error(transparent)]
     Output(#[from] output::OutputError),
+    #[error("seccomp policy {0}")]
+    Seccomp(String),
     #[error("internal error: {path} comes from {origin}, which has no SBOM component")]
     Orphan { path: String, origin: String },
 }
@@ -81,6 +83,44 @@ pub struct Assembly {
     pub tree: Tree,
     pub components: Vec<ComponentSpec>,
     pub kernel_image: kernel::KernelImage,
+    pub seccomp: Option<crate::sign::manifest::SeccompInfo>,
+    pub preload: Vec<String>,
+}
+
+/// Where the compiled seccomp filter goes in the image.
+pub const SECCOMP_FILTER_PATH: &str = "/etc/stratos/seccomp.bpf";
+
+/// Compiles the profile's seccomp policy; returns the filter bytes and what the manifest says.
+pub fn compile_seccomp(
+    spec: &crate::profile::SeccompSpec,
+) -> Result<(Vec<u8>, crate::sign::manifest::SeccompInfo), BuildError> {
+    let path = spec.policy.display().to_string();
+    let text = std::fs::read_to_string(&spec.policy)
+        .map_err(|e| BuildError::Seccomp(format!("{path}: {e}")))?;
+    let policy = crate::seccomp::Policy::parse(&text, &path)
+        .map_err(|e| BuildError::Seccomp(e.to_string()))?;
+    let policy = if spec.mode == "log" {
+        policy.log_mode()
+    } else {
+        policy
+    };
+    let prog = crate::seccomp::compile(&policy)
+        .map_err(|e| BuildError::Seccomp(format!("{path}: {e}")))?;
+    let bytes = crate::seccomp::to_bytes(&prog);
+    let info = crate::sign::manifest::SeccompInfo {
+        policy: spec
+            .policy
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or("policy.json")
+            .to_owned(),
+        policy_sha256: sha256_hex(text.as_bytes()),
+        filter: SECCOMP_FILTER_PATH.to_owned(),
+        filter_sha256: sha256_hex(&bytes),
+        instructions: prog.len() as u64,
+        mode: spec.mode.clone(),
+    };
+    Ok((bytes, info))
 }
 
 /// The kernel image and config an image will carry.
@@ -436,7 +476,46 @@ pub fn assemble(
     // Generated last, so nothing can shadow what the init reads.
     let g = Origin::new("generated");
     let preload = preload_list(profile, &tree);
-    let config = init_config(profile, modules, preload.clone());
+    let mut config = init_config(profile, modules, preload.clone());
+    let seccomp = match &profile.seccomp {
+        None => None,
+        Some(spec) => {
+            let (bytes, info) = compile_seccomp(spec)?;
+            let origin = Origin::new("seccomp");
+            tree.insert(
+                &ImagePath::parse(SECCOMP_FILTER_PATH).expect("static path"),
+                Entry::file(bytes, 0o644, &origin),
+            )?;
+            config.seccomp = Some(wire::Seccomp {
+                filter: SECCOMP_FILTER_PATH.into(),
+                mode: spec.mode.clone(),
+            });
+            components.push(ComponentSpec {
+                bom_ref: "seccomp".into(),
+                classification: "data",
+                name: "seccomp-baseline".into(),
+                version: profile.image.version.clone(),
+                description: Some(format!(
+                    "seccomp filter compiled from {} ({} mode, {} instructions)",
+                    info.policy, info.mode, info.instructions
+                )),
+                purl: None,
+                license: None,
+                sha256: info.filter_sha256.clone(),
+                files: Vec::new(),
+                properties: vec![
+                    ("stratos:seccomp-policy".into(), info.policy.clone()),
+                    (
+                        "stratos:seccomp-policy-sha256".into(),
+                        info.policy_sha256.clone(),
+                    ),
+                    ("stratos:seccomp-mode".into(), info.mode.clone()),
+                ],
+                depends_on: Vec::new(),
+            });
+            Some(info)
+        }
+    };
     tree.insert(
         &ImagePath::parse(wire::CONFIG_PATH).expect("static path"),
         Entry::file(config.to_json(), 0o644, &g),
@@ -533,6 +612,8 @@ pub fn assemble(
         tree,
         components,
         kernel_image,
+        seccomp,
+        preload,
     })
 }
 
@@ -622,6 +703,8 @@ pub fn build(
             library_version: archive::zst::library_version(),
         },
         sbom: SBOM_ARTIFACT.into(),
+        seccomp: a.seccomp.clone(),
+        preload: a.preload.clone(),
         artifacts: files
             .iter()
             .map(|(name, data)| Artifact {

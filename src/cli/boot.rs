@@ -115,6 +115,7 @@ pub fn run(a: Args) -> CliResult {
         echo: !a.quiet,
         interactive,
         stop_after_invoke: true,
+        linger: Duration::ZERO,
         invoke,
     };
     let r = boot::run(&image, &opts).map_err(CliError::input)?;

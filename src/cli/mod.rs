@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand. `main.rs` only parses and maps exit codes.
 
 pub mod boot;
+pub mod boot_test;
 pub mod build;
 pub mod cache;
 pub mod inspect;
@@ -51,6 +52,7 @@ pub struct Cli {
 pub enum Command {
     Build(build::Args),
     Boot(boot::Args),
+    BootTest(boot_test::Args),
     Verify(verify::Args),
     Keygen(keygen::Args),
     Inspect(inspect::Args),
@@ -62,6 +64,7 @@ pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Build(a) => build::run(a),
         Command::Boot(a) => boot::run(a),
+        Command::BootTest(a) => boot_test::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Inspect(a) => inspect::run(a),

@@ -15,7 +15,7 @@ use lock::{LockError, LockFile, LockedPackage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
-    #[error("{0}")]
+    #[error(transparent)]
     Lock(#[from] LockError),
     #[error("package {name} is listed in [packages] debian of {profile} but not in {lock}; run `stratos lock {profile}`")]
     NotLocked {
@@ -43,7 +43,7 @@ pub enum PackageError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Deb(#[from] deb::DebError),
 }
 

@@ -120,6 +120,15 @@ pub struct Profile {
     pub zram: Option<Zram>,
     pub network: Option<Network>,
     pub packages: Option<Packages>,
+    pub seccomp: Option<SeccompSpec>,
+}
+
+/// `[seccomp]`: an OCI/Docker seccomp policy compiled at build time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeccompSpec {
+    pub policy: PathBuf,
+    /// `enforce` or `log`.
+    pub mode: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -704,6 +713,20 @@ fn validate(
         }
     };
 
+    let seccomp = match &raw.seccomp {
+        None => None,
+        Some(s) => Some(SeccompSpec {
+            policy: existing_file(cx, dir, &s.policy, "seccomp.policy")?,
+            mode: match &s.mode {
+                None => "enforce".to_owned(),
+                Some(m) if m.get_ref() == "enforce" || m.get_ref() == "log" => m.get_ref().clone(),
+                Some(m) => {
+                    return Err(cx.at(m.span(), "seccomp.mode", "must be \"enforce\" or \"log\""))
+                }
+            },
+        }),
+    };
+
     Ok(Profile {
         path: PathBuf::new(),
         dir: PathBuf::new(),
@@ -717,6 +740,7 @@ fn validate(
         zram,
         network,
         packages,
+        seccomp,
     })
 }
 

@@ -24,6 +24,16 @@ pub struct RawProfile {
     pub network: Option<RawNetwork>,
     #[serde(default)]
     pub packages: Option<RawPackages>,
+    #[serde(default)]
+    pub seccomp: Option<RawSeccomp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawSeccomp {
+    pub policy: Spanned<String>,
+    #[serde(default)]
+    pub mode: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -21,6 +21,12 @@ pub struct Manifest {
     pub compression: Compression,
     /// The artifact holding the SBOM (`sbom.cdx.json`).
     pub sbom: String,
+    /// The seccomp baseline the runtime runs under, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<SeccompInfo>,
+    /// Files the init warms at boot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preload: Vec<String>,
     /// Sorted by name.
     pub artifacts: Vec<Artifact>,
 }
@@ -60,6 +66,19 @@ pub struct KernelInfo {
     /// sha256 of the source tarball, for kernels built from source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeccompInfo {
+    /// The policy's file name.
+    pub policy: String,
+    pub policy_sha256: String,
+    /// In-image path of the compiled BPF program.
+    pub filter: String,
+    pub filter_sha256: String,
+    pub instructions: u64,
+    /// `enforce` or `log`.
+    pub mode: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

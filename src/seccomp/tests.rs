@@ -1,0 +1,214 @@
+use super::*;
+
+fn nr(name: &str) -> u32 {
+    table::number(name).unwrap()
+}
+
+const POLICY: &str = r#"{
+  "defaultAction": "SCMP_ACT_ERRNO",
+  "defaultErrnoRet": 1,
+  "architectures": ["SCMP_ARCH_X86_64"],
+  "syscalls": [
+    {"names": ["read", "write", "exit_group"], "action": "SCMP_ACT_ALLOW"},
+    {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+    {"names": ["personality"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]},
+    {"names": ["personality"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 4294967295, "op": "SCMP_CMP_EQ"}]},
+    {"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 16, "op": "SCMP_CMP_NE"}]},
+    {"names": ["mmap"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 2, "value": 4, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]},
+    {"names": ["lseek"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 2, "value": 2, "op": "SCMP_CMP_LE"}]},
+    {"names": ["pread64"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 3, "value": 4294967296, "op": "SCMP_CMP_LT"}]},
+    {"names": ["pwrite64"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 3, "value": 4294967300, "op": "SCMP_CMP_GT"}]},
+    {"names": ["fadvise64"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 3, "value": 3, "op": "SCMP_CMP_GE"}, {"index": 1, "value": 0, "op": "SCMP_CMP_EQ"}]},
+    {"names": ["ptrace"], "action": "SCMP_ACT_KILL_PROCESS"},
+    {"names": ["reboot"], "action": "SCMP_ACT_TRAP"},
+    {"names": ["mkdir"], "action": "SCMP_ACT_LOG"}
+  ]
+}"#;
+
+/// Values around the interesting boundaries of 64-bit comparisons.
+fn probe_values() -> Vec<u64> {
+    let mut v = vec![
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+        15,
+        16,
+        17,
+        0xffff_ffff,
+        0x1_0000_0000,
+        0x1_0000_0001,
+        0x1_0000_0004,
+        0x1_0000_0005,
+        u64::MAX,
+        1 << 63,
+    ];
+    v.extend([0x2_0000_0000, 0xffff_ffff_0000_0000, 0x8000_0004]);
+    v
+}
+
+#[test]
+fn every_rule_decides_like_the_policy_for_allowed_and_mutated_arguments() {
+    let p = Policy::parse(POLICY, "t.json").unwrap();
+    let prog = compile(&p).unwrap();
+    for (n, rules) in &p.rules {
+        for r in rules {
+            let indices: BTreeSet<u32> = r.args.iter().map(|c| c.index).collect();
+            for &a in &probe_values() {
+                for &b in &probe_values() {
+                    let mut args = [0u64; 6];
+                    let idx: Vec<u32> = indices.iter().copied().collect();
+                    if let Some(i) = idx.first() {
+                        args[*i as usize] = a;
+                    }
+                    if let Some(i) = idx.get(1) {
+                        args[*i as usize] = b;
+                    }
+                    assert_eq!(
+                        run(&prog, AUDIT_ARCH_X86_64, *n, args),
+                        decide(&p, *n, args),
+                        "{} ({}) args {args:x?}",
+                        table::name(*n).unwrap(),
+                        r.origin
+                    );
+                }
+            }
+        }
+    }
+    // Calls with no rule get the default.
+    assert_eq!(
+        run(&prog, AUDIT_ARCH_X86_64, nr("mount"), [0; 6]),
+        RET_ERRNO | 1
+    );
+}
+
+#[test]
+fn actions_and_per_rule_errno() {
+    let p = Policy::parse(POLICY, "t.json").unwrap();
+    let prog = compile(&p).unwrap();
+    let call = |n: &str, args: [u64; 6]| run(&prog, AUDIT_ARCH_X86_64, nr(n), args);
+    assert_eq!(call("read", [0; 6]), RET_ALLOW);
+    assert_eq!(call("clone3", [0; 6]), RET_ERRNO | 38);
+    assert_eq!(call("ptrace", [0; 6]), RET_KILL_PROCESS);
+    assert_eq!(call("reboot", [0; 6]), RET_TRAP);
+    assert_eq!(call("mkdir", [0; 6]), RET_LOG);
+    assert_eq!(call("personality", [0xffff_ffff, 0, 0, 0, 0, 0]), RET_ALLOW);
+    assert_eq!(
+        call("personality", [0x1_ffff_ffff, 0, 0, 0, 0, 0]),
+        RET_ERRNO | 1
+    );
+    assert_eq!(call("socket", [16, 0, 0, 0, 0, 0]), RET_ERRNO | 1);
+    assert_eq!(call("socket", [2, 0, 0, 0, 0, 0]), RET_ALLOW);
+    assert_eq!(call("mmap", [0, 0, 3, 0, 0, 0]), RET_ALLOW);
+    assert_eq!(call("mmap", [0, 0, 7, 0, 0, 0]), RET_ERRNO | 1);
+}
+
+#[test]
+fn architecture_is_checked_first_and_x32_is_refused() {
+    let p = Policy::parse(POLICY, "t.json").unwrap();
+    let prog = compile(&p).unwrap();
+    assert_eq!(prog[0], Insn::new(LD_W_ABS, 0, 0, 4));
+    assert_eq!(
+        run(&prog, 0x4000_0003, nr("read"), [0; 6]),
+        RET_KILL_PROCESS
+    );
+    assert_eq!(
+        run(
+            &prog,
+            AUDIT_ARCH_X86_64,
+            nr("read") | X32_SYSCALL_BIT,
+            [0; 6]
+        ),
+        RET_KILL_PROCESS
+    );
+}
+
+#[test]
+fn log_mode_allows_and_logs_what_would_be_denied() {
+    let p = Policy::parse(POLICY, "t.json").unwrap().log_mode();
+    let prog = compile(&p).unwrap();
+    assert_eq!(run(&prog, AUDIT_ARCH_X86_64, nr("mount"), [0; 6]), RET_LOG);
+    assert_eq!(run(&prog, AUDIT_ARCH_X86_64, nr("read"), [0; 6]), RET_ALLOW);
+    assert_eq!(run(&prog, AUDIT_ARCH_X86_64, nr("ptrace"), [0; 6]), RET_LOG);
+}
+
+#[test]
+fn bad_policies_name_the_rule() {
+    let cases = [
+        (
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW"},{"names":["no_such_call"],"action":"SCMP_ACT_ALLOW"}]}"#,
+            "syscalls[1]: unknown system call \"no_such_call\"",
+        ),
+        (
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_MAYBE"}]}"#,
+            "syscalls[0]: unknown action \"SCMP_ACT_MAYBE\"",
+        ),
+        (
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":1,"op":"SCMP_CMP_SOMETIMES"}]}]}"#,
+            "syscalls[0].args[0]: unsupported argument operator",
+        ),
+        (
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW"},{"names":["write","read"],"action":"SCMP_ACT_ALLOW"}]}"#,
+            "syscalls[1]: duplicate rule for read (same arguments as syscalls[0])",
+        ),
+        (
+            r#"{"defaultAction":"SCMP_ACT_TRACE"}"#,
+            "defaultAction: action SCMP_ACT_TRACE is not supported",
+        ),
+        (
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_AARCH64"]}"#,
+            "do not include SCMP_ARCH_X86_64",
+        ),
+        (
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","args":[{"index":6,"value":1,"op":"SCMP_CMP_EQ"}]}]}"#,
+            "index 6 is out of range",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = Policy::parse(text, "bad.json").unwrap_err().to_string();
+        assert!(e.contains(want), "{want}: {e}");
+        assert!(e.starts_with("bad.json: "), "{e}");
+    }
+    let e = Policy::parse("{\"defaultAction\": ", "m.json")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("m.json: malformed policy JSON at line 1"), "{e}");
+}
+
+#[test]
+fn oversized_filters_are_refused() {
+    // 1000 distinct conditional rules on one call: about 5000 instructions.
+    let rules: Vec<String> = (0..1000)
+        .map(|i| format!(r#"{{"names":["ioctl"],"action":"SCMP_ACT_ALLOW","args":[{{"index":1,"value":{i},"op":"SCMP_CMP_EQ"}}]}}"#))
+        .collect();
+    let text = format!(
+        r#"{{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{}]}}"#,
+        rules.join(",")
+    );
+    let p = Policy::parse(&text, "big.json").unwrap();
+    let e = match compile(&p) {
+        Ok(prog) => panic!(
+            "an oversized filter ({} instructions) was accepted",
+            prog.len()
+        ),
+        Err(e) => e,
+    };
+    assert!(e.contains("over the kernel's limit of 4096"), "{e}");
+}
+
+#[test]
+fn bytes_round_trip() {
+    let p = Policy::parse(POLICY, "t.json").unwrap();
+    let prog = compile(&p).unwrap();
+    assert_eq!(from_bytes(&to_bytes(&prog)), prog);
+}
+
+#[test]
+fn allowed_set() {
+    let p = Policy::parse(POLICY, "t.json").unwrap();
+    let (always, cond) = p.allowed();
+    assert!(always.contains("read") && !always.contains("clone3"));
+    assert_eq!(cond["personality"].len(), 2);
+}
