@@ -539,6 +539,11 @@ fn supervise<S: Sys>(sys: &mut S, p: &Prepared, first: u32) -> Result<ExitKind, 
         if p.cgroup {
             peak.maybe_report(sys, now);
         }
+        if cfg.seccomp.as_ref().is_some_and(|s| s.mode == "log") {
+            for rec in sys.seccomp_audit_records() {
+                log(sys, &format!("seccomp-log: {rec}"));
+            }
+        }
         if let Runtime::Backoff(at) = state {
             if now >= at {
                 let pid = spawn_runtime(sys, p)?;

@@ -18,6 +18,8 @@ use crate::sys::{ExitKind, Mount, Spawn, Sys, Waited};
 pub struct LinuxSys {
     /// Read end of the runtime's readiness pipe (non-blocking).
     notify_read: Option<OwnedFd>,
+    /// /dev/kmsg, opened at its end on first use (seccomp log mode).
+    kmsg: Option<OwnedFd>,
 }
 
 fn handled_signals() -> libc::sigset_t {
@@ -460,6 +462,48 @@ impl Sys for LinuxSys {
         unsafe {
             libc::kill(-1, signal);
         }
+    }
+
+    fn seccomp_audit_records(&mut self) -> Vec<String> {
+        if self.kmsg.is_none() {
+            let Ok(fd) = rustix::fs::open(
+                "/dev/kmsg",
+                rustix::fs::OFlags::RDONLY
+                    | rustix::fs::OFlags::NONBLOCK
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            ) else {
+                return Vec::new();
+            };
+            let _ = rustix::fs::seek(&fd, rustix::fs::SeekFrom::End(0));
+            self.kmsg = Some(fd);
+        }
+        let Some(fd) = &self.kmsg else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match rustix::io::read(fd, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let rec = String::from_utf8_lossy(&buf[..n]);
+                    // "pri,seq,usec,flags;message\n continuation lines"
+                    let msg = rec
+                        .split_once(';')
+                        .map_or(rec.as_ref(), |(_, m)| m)
+                        .lines()
+                        .next()
+                        .unwrap_or("");
+                    if msg.contains("type=1326") {
+                        out.push(msg.to_owned());
+                    }
+                }
+                Err(rustix::io::Errno::PIPE) => continue, // records were overwritten; keep reading
+                Err(_) => break,
+            }
+        }
+        out
     }
 
     fn sleep_ms(&mut self, ms: u64) {

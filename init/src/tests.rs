@@ -162,6 +162,9 @@ MemFree: 1 kB
     fn notified(&mut self) -> bool {
         true
     }
+    fn seccomp_audit_records(&mut self) -> Vec<String> {
+        Vec::new()
+    }
     fn set_hostname(&mut self, _: &str) -> io::Result<()> {
         Ok(())
     }

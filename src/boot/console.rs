@@ -70,6 +70,27 @@ pub fn parse_line(line: &str) -> Option<Event> {
     None
 }
 
+/// System calls a seccomp baseline in log mode would have denied, from the init's
+/// `seccomp-log:` lines (audit records): name → count.
+pub fn seccomp_log(lines: &[String]) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for l in lines {
+        if !l.contains("seccomp-log:") {
+            continue;
+        }
+        let Some(nr) = l
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("syscall="))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let name = crate::seccomp::table::name(nr).map_or_else(|| format!("#{nr}"), str::to_owned);
+        *out.entry(format!("{name} ({nr})")).or_insert(0) += 1;
+    }
+    out
+}
+
 /// One phase as reached in a boot.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Phase {
@@ -236,6 +257,18 @@ mod tests {
             phases("stratos-phase init_start 5\nstratos-phase mounts_done 2\n"),
             Err(PhaseError::OutOfOrder { .. })
         ));
+    }
+
+    #[test]
+    fn seccomp_log_lines() {
+        let lines = vec![
+            "stratos-init: seccomp-log: audit: type=1326 audit(1.2:3): pid=82 comm=\"busybox\" sig=0 arch=c000003e syscall=83 compat=0 ip=0x1 code=0x7ffc0000".to_owned(),
+            "stratos-init: seccomp-log: audit: type=1326 audit(1.2:4): syscall=83 code=0x7ffc0000".to_owned(),
+            "noise syscall=1".to_owned(),
+        ];
+        let m = seccomp_log(&lines);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m["mkdir (83)"], 2);
     }
 
     #[test]

@@ -26,6 +26,28 @@ pub enum BootError {
     Io(#[from] std::io::Error),
 }
 
+static STOP: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
+    std::sync::OnceLock::new();
+
+/// Makes SIGINT, SIGTERM and SIGHUP stop a running boot (and its QEMU) cleanly instead of
+/// killing `stratos` and leaving QEMU behind.
+pub fn handle_stop_signals() -> std::io::Result<()> {
+    let flag = STOP.get_or_init(Default::default).clone();
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(sig, flag.clone())?;
+    }
+    Ok(())
+}
+
+pub fn stop_requested() -> bool {
+    STOP.get()
+        .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 /// An image directory, ready to boot.
 #[derive(Debug, Clone)]
 pub struct BootImage {
@@ -218,6 +240,9 @@ pub fn run(image: &BootImage, opts: &RunOptions) -> Result<BootRun, BootError> {
         }
         if vm.started.elapsed() > opts.timeout {
             timed_out = true;
+            break;
+        }
+        if stop_requested() {
             break;
         }
         if ending.fatal.is_some() || ending.panic.is_some() {

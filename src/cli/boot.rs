@@ -62,6 +62,7 @@ pub fn run(a: Args) -> CliResult {
         );
     }
     let image = BootImage::open(&a.dir).map_err(CliError::input)?;
+    crate::boot::handle_stop_signals().map_err(CliError::input)?;
     let (accel, why) = choose_accel(a.accel, &image.kernel()).map_err(CliError::input)?;
     if let Some(why) = why {
         eprintln!("stratos: KVM unavailable ({why}); using TCG (software emulation)");
@@ -120,6 +121,18 @@ pub fn run(a: Args) -> CliResult {
     };
     let r = boot::run(&image, &opts).map_err(CliError::input)?;
     print_timings(&r);
+    let logged =
+        boot::console::seccomp_log(&r.lines.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>());
+    if !logged.is_empty() {
+        eprintln!(
+            "stratos: seccomp log mode: calls the baseline would deny: {}",
+            logged
+                .iter()
+                .map(|(n, c)| format!("{n} x{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if let Some(inv) = &opts.invoke {
         return match r.invocations.first() {
             Some(i) => {

@@ -109,6 +109,7 @@ pub fn run(a: Args) -> CliResult {
         .map_err(|e| CliError::input(anyhow::anyhow!("--max-regression: {e}")))?
         .unwrap_or_default();
     let b_img = BootImage::open(&a.dir).map_err(CliError::input)?;
+    crate::boot::handle_stop_signals().map_err(CliError::input)?;
     let a_img = a
         .baseline
         .as_deref()
@@ -131,6 +132,12 @@ pub fn run(a: Args) -> CliResult {
     let mut runs_a = Vec::new();
     let mut runs_b = Vec::new();
     for i in 0..a.runs {
+        if crate::boot::stop_requested() {
+            return Err(CliError::check(anyhow::anyhow!(
+                "interrupted after {i} of {} runs",
+                a.runs
+            )));
+        }
         if let Some(img) = &a_img {
             let r = bench::run_once(img, i, &opts).map_err(CliError::input)?;
             eprintln!(

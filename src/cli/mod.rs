@@ -7,6 +7,7 @@ pub mod cache;
 pub mod inspect;
 pub mod kernel;
 pub mod keygen;
+pub mod seccomp;
 pub mod verify;
 
 use clap::{Parser, Subcommand};
@@ -58,6 +59,7 @@ pub enum Command {
     Inspect(inspect::Args),
     Kernel(kernel::Args),
     Cache(cache::Args),
+    Seccomp(seccomp::Args),
 }
 
 pub fn run(cli: Cli) -> CliResult {
@@ -70,6 +72,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Inspect(a) => inspect::run(a),
         Command::Kernel(a) => kernel::run(a),
         Command::Cache(a) => cache::run(a),
+        Command::Seccomp(a) => seccomp::run(a),
     }
 }
 

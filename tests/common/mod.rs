@@ -269,7 +269,13 @@ pub fn require_kernel_source() -> PathBuf {
 pub fn copy_profile(name: &str, dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
     let text =
         std::fs::read_to_string(root().join("profiles").join(format!("{name}.toml"))).unwrap();
-    let text = edit(text.replace("\"../", &format!("\"{}/", root().display())));
+    let text = text
+        .replace("\"../", &format!("\"{}/", root().display()))
+        .replace(
+            "policy = \"seccomp/",
+            &format!("policy = \"{}/profiles/seccomp/", root().display()),
+        );
+    let text = edit(text);
     let dest = dir.join(format!("{name}.toml"));
     std::fs::write(&dest, text).unwrap();
     let lock = root().join("profiles").join(format!("{name}.lock"));
