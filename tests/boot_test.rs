@@ -65,7 +65,7 @@ fn a_guest_that_panics_fails_with_the_panic_named() {
     assert_eq!(out.status.code(), Some(1));
     let failure = v["runs_detail"][0]["failure"].as_str().unwrap();
     assert!(
-        failure.contains("the kernel panicked: No working init found"),
+        failure.contains("the kernel panicked: VFS: Unable to mount root fs"),
         "{failure}"
     );
     // The console log is kept next to the JSON.
