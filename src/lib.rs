@@ -8,6 +8,7 @@ pub mod archive;
 pub mod boot;
 pub mod build;
 pub mod cache;
+pub mod channel;
 pub mod cli;
 pub mod http;
 pub mod kernel;

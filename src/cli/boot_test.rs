@@ -82,6 +82,13 @@ fn write_logs(json: Option<&Path>, runs: &[&RunRecord]) -> Result<Vec<String>, C
     Ok(out)
 }
 
+/// sha256 of an image's manifest.json, which names (and so pins) every artifact.
+fn manifest_digest(dir: &std::path::Path) -> Option<String> {
+    std::fs::read(dir.join(crate::sign::manifest::MANIFEST_FILE))
+        .ok()
+        .map(|b| crate::sign::sha256_hex(&b))
+}
+
 pub fn run(a: Args) -> CliResult {
     if a.runs == 0 || a.invocations == 0 {
         return Err(CliError::input(anyhow::anyhow!(
@@ -218,8 +225,8 @@ pub fn run(a: Args) -> CliResult {
     }
     let doc = json!({
         "schema": bench::SCHEMA,
-        "image": {"dir": a.dir.display().to_string(), "name": b_img.manifest.image.name, "version": b_img.manifest.image.version, "machine": b_img.machine.name(), "sizes": sizes(&b_img)},
-        "baseline": a_img.as_ref().map(|img| json!({"dir": a.baseline.as_ref().map(|p| p.display().to_string()), "name": img.manifest.image.name, "version": img.manifest.image.version, "machine": img.machine.name(), "sizes": sizes(img)})),
+        "image": {"dir": a.dir.display().to_string(), "manifest_sha256": manifest_digest(&a.dir), "name": b_img.manifest.image.name, "version": b_img.manifest.image.version, "machine": b_img.machine.name(), "sizes": sizes(&b_img)},
+        "baseline": a_img.as_ref().map(|img| json!({"dir": a.baseline.as_ref().map(|p| p.display().to_string()), "manifest_sha256": a.baseline.as_deref().and_then(manifest_digest), "name": img.manifest.image.name, "version": img.manifest.image.version, "machine": img.machine.name(), "sizes": sizes(img)})),
         "accel": accel.name(),
         "runs": a.runs,
         "invocations": a.invocations,

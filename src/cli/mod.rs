@@ -7,6 +7,7 @@ pub mod cache;
 pub mod inspect;
 pub mod kernel;
 pub mod keygen;
+pub mod release;
 pub mod seccomp;
 pub mod verify;
 
@@ -60,6 +61,12 @@ pub enum Command {
     Kernel(kernel::Args),
     Cache(cache::Args),
     Seccomp(seccomp::Args),
+    Repo(release::RepoArgs),
+    Publish(release::PublishArgs),
+    Promote(release::PromoteArgs),
+    Rollout(release::RolloutArgs),
+    Rollback(release::RollbackArgs),
+    Update(release::UpdateArgs),
 }
 
 pub fn run(cli: Cli) -> CliResult {
@@ -73,6 +80,12 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Kernel(a) => kernel::run(a),
         Command::Cache(a) => cache::run(a),
         Command::Seccomp(a) => seccomp::run(a),
+        Command::Repo(a) => release::run_repo(a),
+        Command::Publish(a) => release::run_publish(a),
+        Command::Promote(a) => release::run_promote(a),
+        Command::Rollout(a) => release::run_rollout(a),
+        Command::Rollback(a) => release::run_rollback(a),
+        Command::Update(a) => release::run_update(a),
     }
 }
 

@@ -1,0 +1,631 @@
+//! The node side: verify the repository's metadata against what the node already trusts,
+//! decide from a stable hash whether the rollout has reached this node, and stage the image.
+//!
+//! State directory:
+//! ```text
+//! trusted/root.json, trusted/root.sigs.json          the newest root the node accepted
+//! trusted/channels/<name>.json, <name>.sigs.json      the newest channel document accepted
+//! current.json                                       {"version", "manifest_sha256"} of the running image (optional)
+//! images/<manifest sha256>/                          staged images (manifest, signature, artifacts)
+//! staged.json                                        which staged image boots next (A/B slots build on this)
+//! ```
+//! Nothing in the state changes unless every check passed; trusted metadata is stored last.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::repo::public_key;
+use super::transport::Source;
+use super::*;
+use crate::sign::manifest::{MANIFEST_FILE, SIGNATURE_FILE};
+use crate::sign::{sha256_hex, write_atomic};
+
+pub struct Node {
+    pub source: Source,
+    pub channel: String,
+    pub node_id: String,
+    pub state: PathBuf,
+    /// The time decisions are made at (seconds); `now()` outside tests.
+    pub now: u64,
+    /// Largest artifact accepted.
+    pub max_artifact_bytes: u64,
+}
+
+/// What a check decided, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    pub selected: bool,
+    pub reason: String,
+    pub channel: String,
+    pub channel_version: u64,
+    pub image: String,
+    pub image_version: String,
+    /// This node's cohort and the share reached, in basis points (0-10000).
+    pub cohort: u32,
+    pub reached: u32,
+    pub staged: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Current {
+    pub version: String,
+    pub manifest_sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Staged {
+    pub channel: String,
+    pub channel_version: u64,
+    pub image: ImageRef,
+    /// Relative to the state directory.
+    pub dir: String,
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ChannelError {
+    let what = what.into();
+    move |source| ChannelError::Io { what, source }
+}
+
+fn read_opt(p: &Path) -> Result<Option<Vec<u8>>, ChannelError> {
+    match std::fs::read(p) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ChannelError::Io {
+            what: format!("reading {}", p.display()),
+            source,
+        }),
+    }
+}
+
+fn write(p: &Path, bytes: &[u8]) -> Result<(), ChannelError> {
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
+    }
+    write_atomic(p, bytes, 0o644).map_err(io(format!("writing {}", p.display())))
+}
+
+/// Copies a trusted root (and its `.sigs.json` next to it) into a new state directory.
+pub fn bootstrap(state: &Path, root_json: &Path) -> Result<(), ChannelError> {
+    let trusted = state.join("trusted/root.json");
+    if trusted.exists() {
+        return Ok(());
+    }
+    let bytes = std::fs::read(root_json).map_err(io(format!("reading {}", root_json.display())))?;
+    let sigs_path =
+        root_json.with_file_name(root_json.file_name().and_then(|n| n.to_str()).map_or(
+            "root.sigs.json".to_owned(),
+            |n| {
+                n.replace(".root.json", ".sigs.json")
+                    .replace("root.json", "root.sigs.json")
+            },
+        ));
+    let sigs = std::fs::read(&sigs_path).map_err(io(format!("reading {}", sigs_path.display())))?;
+    let root = parse_root(&bytes, &root_json.display().to_string())?;
+    verify_threshold("bootstrap root", &bytes, &sigs, &root, "root")?;
+    write(&state.join("trusted/root.sigs.json"), &sigs)?;
+    write(&trusted, &bytes)
+}
+
+/// Verified metadata, not yet stored.
+struct Verified {
+    /// (version, bytes, sigs) of each new root, in order.
+    new_roots: Vec<(Vec<u8>, Vec<u8>)>,
+    root: Root,
+    channel_bytes: Vec<u8>,
+    channel_sigs: Vec<u8>,
+    channel: Channel,
+}
+
+/// Whether the node `node_id`, running `current` with `staged` waiting, takes the channel's
+/// image at time `now`, and why. Pure: the same inputs give the same decision on every node.
+pub fn decide(
+    c: &Channel,
+    node_id: &str,
+    now: u64,
+    current: Option<&Current>,
+    staged: Option<&Staged>,
+) -> Decision {
+    let cohort = cohort(node_id, &c.channel, &c.image.version);
+    let reached = c.rollout.reached_bp(now);
+    let mut d = Decision {
+        selected: false,
+        reason: String::new(),
+        channel: c.channel.clone(),
+        channel_version: c.version,
+        image: c.image.name.clone(),
+        image_version: c.image.version.clone(),
+        cohort,
+        reached,
+        staged: None,
+    };
+    let target = &c.image.manifest_sha256;
+    if current.is_some_and(|cur| &cur.manifest_sha256 == target) {
+        d.reason = format!(
+            "up to date: already running {} {}",
+            c.image.name, c.image.version
+        );
+    } else if staged.is_some_and(|s| &s.image.manifest_sha256 == target) {
+        d.reason = format!("already staged: {} {}", c.image.name, c.image.version);
+        d.staged = staged.map(|s| s.dir.clone());
+    } else if c.halted {
+        // A halt wins over everything else, min_version included: the operator has seen
+        // something wrong with this image.
+        d.reason = format!(
+            "rollout halted at {:.2}% of the fleet; cohort {:.2}% not selected",
+            f64::from(reached) / 100.0,
+            f64::from(cohort) / 100.0
+        );
+    } else if let (Some(min), Some(cur)) = (&c.min_version, current) {
+        if compare_versions(&cur.version, min).is_lt() {
+            d.selected = true;
+            d.reason = format!("running {} below the channel's min_version {min}: updating regardless of the rollout", cur.version);
+        }
+    }
+    if d.reason.is_empty() {
+        if cohort < reached {
+            d.selected = true;
+            d.reason = format!(
+                "selected: cohort {:.2}% < {:.2}% of the fleet reached",
+                f64::from(cohort) / 100.0,
+                f64::from(reached) / 100.0
+            );
+        } else {
+            d.reason = format!(
+                "not yet: cohort {:.2}% >= {:.2}% of the fleet reached",
+                f64::from(cohort) / 100.0,
+                f64::from(reached) / 100.0
+            );
+        }
+    }
+    d
+}
+
+impl Node {
+    fn fetch(&self, rel: &str, cap: u64) -> Result<Vec<u8>, ChannelError> {
+        self.source
+            .fetch(rel, cap)?
+            .ok_or_else(|| ChannelError::rejected(format!("{rel}: not found in the repository")))
+    }
+
+    fn trusted_root(&self) -> Result<(Root, Vec<u8>), ChannelError> {
+        let p = self.state.join("trusted/root.json");
+        let bytes = read_opt(&p)?.ok_or_else(|| {
+            ChannelError::input(format!(
+                "{} has no trusted root; bootstrap it with --bootstrap-root PATH/TO/root.json (from the image or the operator)",
+                self.state.display()
+            ))
+        })?;
+        Ok((parse_root(&bytes, &p.display().to_string())?, bytes))
+    }
+
+    /// Walks root rotations and verifies the channel document.
+    fn verify_metadata(&self) -> Result<Verified, ChannelError> {
+        let (mut root, trusted_bytes) = self.trusted_root()?;
+        let latest_bytes = self.fetch("root.json", MAX_METADATA_BYTES)?;
+        let latest = parse_root(&latest_bytes, "root.json")?;
+        let mut new_roots = Vec::new();
+        if latest.version < root.version {
+            return Err(ChannelError::rejected(format!(
+                "root.json: version {} is older than the trusted root (version {}); refusing a rollback of the root",
+                latest.version, root.version
+            )));
+        }
+        if latest.version == root.version && latest_bytes != trusted_bytes {
+            return Err(ChannelError::rejected(format!(
+                "root.json: version {} differs from the trusted root of the same version",
+                latest.version
+            )));
+        }
+        for v in root.version + 1..=latest.version {
+            let b = self
+                .source
+                .fetch(&format!("roots/{v}.root.json"), MAX_METADATA_BYTES)?
+                .ok_or_else(|| {
+                    ChannelError::rejected(format!(
+                        "root rotation skips version {v}: roots/{v}.root.json is missing"
+                    ))
+                })?;
+            let s = self.fetch(&format!("roots/{v}.sigs.json"), MAX_METADATA_BYTES)?;
+            let next = parse_root(&b, &format!("roots/{v}.root.json"))?;
+            if next.version != v {
+                return Err(ChannelError::rejected(format!(
+                    "roots/{v}.root.json claims version {}",
+                    next.version
+                )));
+            }
+            verify_threshold(
+                &format!("root version {v} (by the keys of version {})", root.version),
+                &b,
+                &s,
+                &root,
+                "root",
+            )?;
+            verify_threshold(
+                &format!("root version {v} (by its own keys)"),
+                &b,
+                &s,
+                &next,
+                "root",
+            )?;
+            new_roots.push((b, s));
+            root = next;
+        }
+        if root.expires <= self.now {
+            return Err(ChannelError::rejected(format!(
+                "root version {} expired at {}",
+                root.version, root.expires
+            )));
+        }
+        let rel = format!("channels/{}.json", self.channel);
+        let cb = self.fetch(&rel, MAX_METADATA_BYTES)?;
+        let cs = self.fetch(
+            &format!("channels/{}.sigs.json", self.channel),
+            MAX_METADATA_BYTES,
+        )?;
+        verify_threshold(&rel, &cb, &cs, &root, "channel")?;
+        let c = parse_channel(&cb, &rel)?;
+        if c.channel != self.channel {
+            return Err(ChannelError::rejected(format!(
+                "{rel}: the document is for channel {:?}, not {:?}",
+                c.channel, self.channel
+            )));
+        }
+        if c.expires <= self.now {
+            return Err(ChannelError::rejected(format!(
+                "{rel}: version {} expired at {}",
+                c.version, c.expires
+            )));
+        }
+        let stored = read_opt(
+            &self
+                .state
+                .join(format!("trusted/channels/{}.json", self.channel)),
+        )?;
+        if let Some(sb) = &stored {
+            let s = parse_channel(sb, "stored channel")?;
+            if c.version < s.version {
+                return Err(ChannelError::rejected(format!(
+                    "{rel}: version {} is older than the version {} this node already accepted (replay)",
+                    c.version, s.version
+                )));
+            }
+            if c.version == s.version && &cb != sb {
+                return Err(ChannelError::rejected(format!(
+                    "{rel}: version {} differs from the accepted document of the same version",
+                    c.version
+                )));
+            }
+        }
+        Ok(Verified {
+            new_roots,
+            root,
+            channel_bytes: cb,
+            channel_sigs: cs,
+            channel: c,
+        })
+    }
+
+    fn store_trust(&self, v: &Verified) -> Result<(), ChannelError> {
+        if let Some((b, s)) = v.new_roots.last() {
+            write(&self.state.join("trusted/root.sigs.json"), s)?;
+            write(&self.state.join("trusted/root.json"), b)?;
+        }
+        let base = self
+            .state
+            .join(format!("trusted/channels/{}", self.channel));
+        write(&base.with_extension("sigs.json"), &v.channel_sigs)?;
+        write(&base.with_extension("json"), &v.channel_bytes)
+    }
+
+    fn decide(&self, c: &Channel) -> Result<Decision, ChannelError> {
+        let current: Option<Current> = read_opt(&self.state.join("current.json"))?
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let staged: Option<Staged> = read_opt(&self.state.join("staged.json"))?
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        Ok(decide(
+            c,
+            &self.node_id,
+            self.now,
+            current.as_ref(),
+            staged.as_ref(),
+        ))
+    }
+
+    /// Verifies metadata and decides; stores the newly trusted metadata. Stages nothing.
+    pub fn check(&self) -> Result<Decision, ChannelError> {
+        let v = self.verify_metadata()?;
+        let d = self.decide(&v.channel)?;
+        self.store_trust(&v)?;
+        Ok(d)
+    }
+
+    /// Like [`Node::check`], and when selected downloads, verifies and stages the image.
+    pub fn fetch_update(&self) -> Result<Decision, ChannelError> {
+        let v = self.verify_metadata()?;
+        let mut d = self.decide(&v.channel)?;
+        if d.selected {
+            let dir = self.stage(&v.root, &v.channel)?;
+            d.staged = Some(dir);
+            d.reason = format!("{}; staged", d.reason);
+        }
+        self.store_trust(&v)?;
+        Ok(d)
+    }
+
+    fn stage(&self, root: &Root, c: &Channel) -> Result<String, ChannelError> {
+        let img = &c.image;
+        let manifest = self.fetch(
+            &format!("objects/sha256/{}", img.manifest_sha256),
+            img.manifest_length,
+        )?;
+        if manifest.len() as u64 != img.manifest_length
+            || sha256_hex(&manifest) != img.manifest_sha256
+        {
+            return Err(ChannelError::rejected(
+                "manifest: its sha256 or length does not match the channel document",
+            ));
+        }
+        let sig = self.fetch(
+            &format!("objects/sha256/{}", img.signature_sha256),
+            img.signature_length,
+        )?;
+        if sha256_hex(&sig) != img.signature_sha256 {
+            return Err(ChannelError::rejected(
+                "manifest signature: its sha256 does not match the channel document",
+            ));
+        }
+        let sf: crate::sign::manifest::SignatureFile = serde_json::from_slice(&sig)
+            .map_err(|e| ChannelError::rejected(format!("manifest signature: {e}")))?;
+        let role = root
+            .roles
+            .get("image")
+            .ok_or_else(|| ChannelError::rejected("root has no image role"))?;
+        if !role.key_ids.contains(&sf.key_id) {
+            return Err(ChannelError::rejected(format!(
+                "image signed by key {}, which the root does not trust for images",
+                sf.key_id
+            )));
+        }
+        let pk = public_key(root, &sf.key_id)
+            .ok_or_else(|| ChannelError::rejected("malformed image key in root"))?;
+        let raw: [u8; 64] = hex::decode(&sf.signature)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| ChannelError::rejected("manifest signature: malformed"))?;
+        if !pk.verify(&manifest, &raw) {
+            return Err(ChannelError::rejected("manifest signature does not verify"));
+        }
+        let m = crate::sign::verify::parse_manifest(&manifest)
+            .map_err(|e| ChannelError::rejected(e.to_string()))?;
+        let images = self.state.join("images");
+        std::fs::create_dir_all(&images).map_err(io(format!("creating {}", images.display())))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".staging-")
+            .tempdir_in(&images)
+            .map_err(io(format!("creating a directory in {}", images.display())))?;
+        for a in &m.artifacts {
+            if !is_sha256_hex(&a.sha256) {
+                return Err(ChannelError::rejected(format!(
+                    "{}: malformed sha256 in the manifest",
+                    a.name
+                )));
+            }
+            if a.size > self.max_artifact_bytes {
+                return Err(ChannelError::rejected(format!(
+                    "{}: {} bytes is over the {}-byte artifact limit",
+                    a.name, a.size, self.max_artifact_bytes
+                )));
+            }
+            let bytes = self.fetch(&format!("objects/sha256/{}", a.sha256), a.size)?;
+            if bytes.len() as u64 != a.size || sha256_hex(&bytes) != a.sha256 {
+                return Err(ChannelError::rejected(format!(
+                    "{}: the downloaded artifact does not match the manifest (sha256 or length)",
+                    a.name
+                )));
+            }
+            std::fs::write(tmp.path().join(&a.name), &bytes)
+                .map_err(io(format!("writing {}", a.name)))?;
+        }
+        std::fs::write(tmp.path().join(MANIFEST_FILE), &manifest)
+            .map_err(io("writing the manifest"))?;
+        std::fs::write(tmp.path().join(SIGNATURE_FILE), &sig)
+            .map_err(io("writing the signature"))?;
+        crate::sign::verify::verify_image(tmp.path(), &pk)
+            .map_err(|e| ChannelError::rejected(format!("staged image: {e}")))?;
+        let rel = format!("images/{}", img.manifest_sha256);
+        let dest = self.state.join(&rel);
+        if dest.exists() {
+            std::fs::remove_dir_all(&dest).map_err(io(format!("replacing {}", dest.display())))?;
+        }
+        let kept = tmp.keep();
+        std::fs::rename(&kept, &dest)
+            .map_err(io(format!("moving the image to {}", dest.display())))?;
+        let staged = Staged {
+            channel: c.channel.clone(),
+            channel_version: c.version,
+            image: img.clone(),
+            dir: rel.clone(),
+        };
+        write(&self.state.join("staged.json"), &to_bytes(&staged))?;
+        Ok(rel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(waves: Vec<Wave>, halted: bool) -> Channel {
+        Channel {
+            kind: CHANNEL_TYPE.into(),
+            spec_version: SPEC_VERSION,
+            channel: "stable".into(),
+            version: 7,
+            expires: u64::MAX,
+            timestamp: 0,
+            image: ImageRef {
+                name: "hello".into(),
+                version: "1.4.0".into(),
+                manifest_sha256: "a".repeat(64),
+                manifest_length: 10,
+                signature_sha256: "b".repeat(64),
+                signature_length: 10,
+            },
+            rollout: Rollout {
+                started_at: 1_000_000,
+                waves,
+            },
+            min_version: None,
+            halted,
+            previous: None,
+        }
+    }
+
+    fn waves() -> Vec<Wave> {
+        vec![
+            Wave {
+                start_after: 0,
+                fleet_percent: 1,
+            },
+            Wave {
+                start_after: 3_600,
+                fleet_percent: 10,
+            },
+            Wave {
+                start_after: 6 * 3_600,
+                fleet_percent: 50,
+            },
+            Wave {
+                start_after: 86_400,
+                fleet_percent: 100,
+            },
+        ]
+    }
+
+    #[test]
+    fn a_hundred_thousand_nodes_follow_the_waves() {
+        let c = channel(waves(), false);
+        let ids: Vec<String> = (0..100_000).map(|i| format!("node-{i:06}")).collect();
+        let start = c.rollout.started_at;
+        // Just before the rollout: nobody. Then each wave: its share of the fleet, ±1%.
+        assert!(ids
+            .iter()
+            .all(|n| !decide(&c, n, start - 1, None, None).selected));
+        let mut first_selected: Vec<Option<u64>> = vec![None; ids.len()];
+        for w in &c.rollout.waves {
+            let t = start + w.start_after;
+            for probe in [t, t + w.start_after / 2] {
+                let mut n = 0;
+                for (i, id) in ids.iter().enumerate() {
+                    if decide(&c, id, probe, None, None).selected {
+                        n += 1;
+                        first_selected[i].get_or_insert(probe);
+                    }
+                }
+                let share = n as f64 / ids.len() as f64 * 100.0;
+                assert!(
+                    (share - f64::from(w.fleet_percent)).abs() <= 1.0,
+                    "wave {}%: {share:.2}%",
+                    w.fleet_percent
+                );
+            }
+        }
+        // No node is selected before its wave: a node first selected at t has a cohort below
+        // the share reached at t and not below the share reached just before that wave began.
+        for (i, id) in ids.iter().enumerate() {
+            let t = first_selected[i].expect("everyone is selected by the last wave");
+            let co = cohort(id, "stable", "1.4.0");
+            let wave = c
+                .rollout
+                .waves
+                .iter()
+                .rev()
+                .find(|w| start + w.start_after <= t)
+                .unwrap();
+            assert!(co < wave.fleet_percent * 100);
+            assert!(
+                !decide(&c, id, start + wave.start_after - 1, None, None).selected
+                    || wave.start_after == 0
+            );
+        }
+    }
+
+    #[test]
+    fn nodes_that_missed_a_wave_catch_up_and_halting_stops_new_selections() {
+        let c = channel(waves(), false);
+        let start = c.rollout.started_at;
+        // A node in the first 1% that was offline for the whole first day is still selected.
+        let early = (0..)
+            .map(|i| format!("n{i}"))
+            .find(|n| cohort(n, "stable", "1.4.0") < 100)
+            .unwrap();
+        assert!(decide(&c, &early, start + 2 * 86_400, None, None).selected);
+        // Halted: no new selection at any time; a node that already staged it says so.
+        let h = channel(waves(), true);
+        let mut staged_here = None;
+        for i in 0..5_000 {
+            let id = format!("n{i}");
+            let d = decide(&h, &id, start + 2 * 86_400, None, None);
+            assert!(!d.selected, "{id}: {}", d.reason);
+            assert!(d.reason.contains("halted"));
+            if staged_here.is_none() && decide(&c, &id, start + 2 * 86_400, None, None).selected {
+                staged_here = Some(id);
+            }
+        }
+        let staged = Staged {
+            channel: "stable".into(),
+            channel_version: 7,
+            image: h.image.clone(),
+            dir: "images/x".into(),
+        };
+        let d = decide(
+            &h,
+            &staged_here.unwrap(),
+            start + 2 * 86_400,
+            None,
+            Some(&staged),
+        );
+        assert!(
+            !d.selected && d.reason.starts_with("already staged"),
+            "{}",
+            d.reason
+        );
+        // Running the image: up to date, whatever the rollout says.
+        let cur = Current {
+            version: "1.4.0".into(),
+            manifest_sha256: "a".repeat(64),
+        };
+        assert!(decide(&c, "x", start, Some(&cur), None)
+            .reason
+            .starts_with("up to date"));
+    }
+
+    #[test]
+    fn min_version_overrides_the_rollout_but_not_a_halt() {
+        let mut c = channel(
+            vec![Wave {
+                start_after: 0,
+                fleet_percent: 1,
+            }],
+            false,
+        );
+        c.min_version = Some("1.3.0".into());
+        let late = (0..)
+            .map(|i| format!("n{i}"))
+            .find(|n| cohort(n, "stable", "1.4.0") >= 100)
+            .unwrap();
+        let old = Current {
+            version: "1.2.9".into(),
+            manifest_sha256: "c".repeat(64),
+        };
+        let newer = Current {
+            version: "1.3.1".into(),
+            manifest_sha256: "c".repeat(64),
+        };
+        assert!(decide(&c, &late, c.rollout.started_at, Some(&old), None).selected);
+        assert!(!decide(&c, &late, c.rollout.started_at, Some(&newer), None).selected);
+        c.halted = true;
+        assert!(!decide(&c, &late, c.rollout.started_at, Some(&old), None).selected);
+    }
+}

@@ -1,0 +1,389 @@
+//! Signed release channels: a static repository of signed metadata and content-addressed
+//! objects, operator commands that write it, and the node-side client that decides, verifies
+//! and stages updates.
+//!
+//! Layout (servable by any static HTTP server, object store or CDN):
+//! ```text
+//! root.json, root.sigs.json                 current root: keys, role thresholds, version, expiry
+//! roots/<N>.root.json, roots/<N>.sigs.json   every root version, for nodes walking rotations
+//! channels/<name>.json, <name>.sigs.json    channel: image, rollout, halted, version, expiry
+//! objects/sha256/<hex>                      manifest.json, manifest.sig and every artifact
+//! ```
+//! Signatures are detached: `*.sigs.json` holds ed25519 signatures over the exact bytes of the
+//! document next to it.
+
+pub mod client;
+pub mod gate;
+pub mod repo;
+pub mod transport;
+pub mod waves;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::sign::manifest::canonical_json;
+use crate::sign::{KeyId, PublicKey, SecretKey};
+
+pub const ROOT_TYPE: &str = "stratos-root";
+pub const CHANNEL_TYPE: &str = "stratos-channel";
+pub const SPEC_VERSION: u32 = 1;
+/// Largest metadata document a node accepts.
+pub const MAX_METADATA_BYTES: u64 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("{0}")]
+    Rejected(String),
+    #[error("{0}")]
+    Input(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ChannelError {
+    pub fn rejected(s: impl Into<String>) -> Self {
+        ChannelError::Rejected(s.into())
+    }
+    pub fn input(s: impl Into<String>) -> Self {
+        ChannelError::Input(s.into())
+    }
+}
+
+/// Seconds since the epoch, now.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyEntry {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Hex public key.
+    pub public: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    pub key_ids: Vec<KeyId>,
+    pub threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Root {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub spec_version: u32,
+    pub version: u64,
+    /// Unix seconds.
+    pub expires: u64,
+    pub keys: BTreeMap<KeyId, KeyEntry>,
+    /// `root`, `channel`, `image`.
+    pub roles: BTreeMap<String, Role>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRef {
+    pub name: String,
+    pub version: String,
+    pub manifest_sha256: String,
+    pub manifest_length: u64,
+    pub signature_sha256: String,
+    pub signature_length: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wave {
+    /// Seconds after the rollout started.
+    pub start_after: u64,
+    /// Share of the fleet (0-100) that has the image once this wave started.
+    pub fleet_percent: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollout {
+    /// Unix seconds when the rollout started.
+    pub started_at: u64,
+    pub waves: Vec<Wave>,
+}
+
+impl Rollout {
+    pub fn percent(p: u32, started_at: u64) -> Rollout {
+        Rollout {
+            started_at,
+            waves: vec![Wave {
+                start_after: 0,
+                fleet_percent: p,
+            }],
+        }
+    }
+
+    /// The share of the fleet (in basis points, 0-10000) reached at time `t`.
+    pub fn reached_bp(&self, t: u64) -> u32 {
+        // Before the rollout starts (e.g. a node whose clock is behind the operator's) it
+        // reaches nobody.
+        let Some(elapsed) = t.checked_sub(self.started_at) else {
+            return 0;
+        };
+        self.waves
+            .iter()
+            .filter(|w| w.start_after <= elapsed)
+            .map(|w| w.fleet_percent * 100)
+            .max()
+            .unwrap_or(0)
+            .min(10_000)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channel {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub spec_version: u32,
+    pub channel: String,
+    pub version: u64,
+    pub expires: u64,
+    /// When this version was written.
+    pub timestamp: u64,
+    pub image: ImageRef,
+    pub rollout: Rollout,
+    /// Nodes running an image older than this update regardless of the rollout.
+    #[serde(default)]
+    pub min_version: Option<String>,
+    #[serde(default)]
+    pub halted: bool,
+    /// The image this channel pointed at before (what `rollback` returns to).
+    #[serde(default)]
+    pub previous: Option<ImageRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signature {
+    pub key_id: KeyId,
+    /// 64 bytes, hex.
+    pub sig: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signatures {
+    pub signatures: Vec<Signature>,
+}
+
+/// Canonical bytes of a document.
+pub fn to_bytes<T: Serialize>(doc: &T) -> Vec<u8> {
+    canonical_json(&serde_json::to_value(doc).expect("plain data"))
+        .expect("no floats")
+        .into_bytes()
+}
+
+pub fn sign_bytes(bytes: &[u8], keys: &[&SecretKey]) -> Vec<u8> {
+    let s = Signatures {
+        signatures: keys
+            .iter()
+            .map(|k| Signature {
+                key_id: k.id().clone(),
+                sig: hex::encode(k.sign(bytes)),
+            })
+            .collect(),
+    };
+    to_bytes(&s)
+}
+
+/// Checks that at least `role.threshold` distinct keys of `role` signed `bytes`.
+pub fn verify_threshold(
+    what: &str,
+    bytes: &[u8],
+    sigs: &[u8],
+    root: &Root,
+    role: &str,
+) -> Result<(), ChannelError> {
+    let r = root.roles.get(role).ok_or_else(|| {
+        ChannelError::rejected(format!(
+            "{what}: root version {} has no {role} role",
+            root.version
+        ))
+    })?;
+    let sigs: Signatures = serde_json::from_slice(sigs)
+        .map_err(|e| ChannelError::rejected(format!("{what}: malformed signatures: {e}")))?;
+    let mut good: BTreeSet<&KeyId> = BTreeSet::new();
+    for s in &sigs.signatures {
+        if !r.key_ids.contains(&s.key_id) || good.contains(&s.key_id) {
+            continue; // not a key of this role, or the same key counted again
+        }
+        let Some(entry) = root.keys.get(&s.key_id) else {
+            continue;
+        };
+        let Some(pk) = hex::decode(&entry.public)
+            .ok()
+            .and_then(|v| <[u8; 32]>::try_from(v).ok())
+        else {
+            continue;
+        };
+        let Ok(pk) = PublicKey::from_bytes(&pk) else {
+            continue;
+        };
+        let Some(sig) = hex::decode(&s.sig)
+            .ok()
+            .and_then(|v| <[u8; 64]>::try_from(v).ok())
+        else {
+            continue;
+        };
+        if pk.verify(bytes, &sig) {
+            good.insert(&s.key_id);
+        }
+    }
+    if (good.len() as u32) < r.threshold.max(1) {
+        return Err(ChannelError::rejected(format!(
+            "{what}: {} valid signature(s) from distinct {role} keys, {} required",
+            good.len(),
+            r.threshold.max(1)
+        )));
+    }
+    Ok(())
+}
+
+pub fn parse_root(bytes: &[u8], what: &str) -> Result<Root, ChannelError> {
+    let r: Root = serde_json::from_slice(bytes)
+        .map_err(|e| ChannelError::rejected(format!("{what}: malformed: {e}")))?;
+    if r.kind != ROOT_TYPE || r.spec_version != SPEC_VERSION {
+        return Err(ChannelError::rejected(format!(
+            "{what}: not a stratos root document (spec {SPEC_VERSION})"
+        )));
+    }
+    Ok(r)
+}
+
+pub fn parse_channel(bytes: &[u8], what: &str) -> Result<Channel, ChannelError> {
+    let c: Channel = serde_json::from_slice(bytes)
+        .map_err(|e| ChannelError::rejected(format!("{what}: malformed: {e}")))?;
+    if c.kind != CHANNEL_TYPE || c.spec_version != SPEC_VERSION {
+        return Err(ChannelError::rejected(format!(
+            "{what}: not a stratos channel document (spec {SPEC_VERSION})"
+        )));
+    }
+    for r in std::iter::once(&c.image).chain(c.previous.as_ref()) {
+        if !is_sha256_hex(&r.manifest_sha256) || !is_sha256_hex(&r.signature_sha256) {
+            return Err(ChannelError::rejected(format!(
+                "{what}: image digests must be 64 lowercase hex digits"
+            )));
+        }
+    }
+    Ok(c)
+}
+
+/// 64 lowercase hex digits (object names are built from these).
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Channel names: 1-64 of a-z, 0-9, '-', '_'.
+pub fn valid_channel_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// Orders versions like `1.2.10` > `1.2.9`: numeric runs compare as numbers, the rest as text.
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    fn parts(s: &str) -> Vec<(bool, String)> {
+        let mut out: Vec<(bool, String)> = Vec::new();
+        for c in s.chars() {
+            let d = c.is_ascii_digit();
+            match out.last_mut() {
+                Some((kind, cur)) if *kind == d => cur.push(c),
+                _ => out.push((d, c.to_string())),
+            }
+        }
+        out
+    }
+    let (pa, pb) = (parts(a), parts(b));
+    for (x, y) in pa.iter().zip(&pb) {
+        let o = match (x.0, y.0) {
+            (true, true) => {
+                let (xs, ys) = (x.1.trim_start_matches('0'), y.1.trim_start_matches('0'));
+                xs.len().cmp(&ys.len()).then_with(|| xs.cmp(ys))
+            }
+            _ => x.1.cmp(&y.1),
+        };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    pa.len().cmp(&pb.len())
+}
+
+/// The node's cohort in basis points: SHA-256(node-id ‖ channel ‖ image version) → [0, 10000).
+pub fn cohort(node_id: &str, channel: &str, image_version: &str) -> u32 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(node_id.as_bytes());
+    h.update([0]);
+    h.update(channel.as_bytes());
+    h.update([0]);
+    h.update(image_version.as_bytes());
+    let d = h.finalize();
+    (u64::from_be_bytes(d[..8].try_into().expect("8 bytes")) % 10_000) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_order_naturally() {
+        use std::cmp::Ordering::*;
+        assert_eq!(compare_versions("1.2.10", "1.2.9"), Greater);
+        assert_eq!(compare_versions("1.0", "1.0"), Equal);
+        assert_eq!(compare_versions("1.0", "1.0.1"), Less);
+        assert_eq!(compare_versions("0.10.0", "0.9.9"), Greater);
+    }
+
+    #[test]
+    fn cohorts_are_spread_evenly_and_stable() {
+        let n = 100_000;
+        for pct in [1u32, 10, 25, 50] {
+            let sel = (0..n)
+                .filter(|i| cohort(&format!("node-{i}"), "stable", "1.2.0") < pct * 100)
+                .count();
+            let share = sel as f64 / n as f64 * 100.0;
+            assert!((share - pct as f64).abs() <= 1.0, "{pct}%: {share}%");
+        }
+        assert_eq!(cohort("a", "b", "c"), cohort("a", "b", "c"));
+        assert_ne!(cohort("a", "b", "1"), cohort("a", "b", "2"));
+    }
+
+    #[test]
+    fn waves_reach_their_share_over_time() {
+        let r = Rollout {
+            started_at: 1000,
+            waves: vec![
+                Wave {
+                    start_after: 0,
+                    fleet_percent: 1,
+                },
+                Wave {
+                    start_after: 3600,
+                    fleet_percent: 10,
+                },
+                Wave {
+                    start_after: 86_400,
+                    fleet_percent: 100,
+                },
+            ],
+        };
+        assert_eq!(r.reached_bp(999), 0);
+        assert_eq!(r.reached_bp(1000), 100);
+        assert_eq!(r.reached_bp(1000 + 3599), 100);
+        assert_eq!(r.reached_bp(1000 + 3600), 1000);
+        assert_eq!(r.reached_bp(1000 + 86_400), 10_000);
+    }
+}

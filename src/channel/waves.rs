@@ -1,0 +1,114 @@
+//! Waves files: a rollout as data (Bottlerocket's `waves/*.toml` shape).
+//!
+//! ```toml
+//! [[wave]]
+//! start-after = "0s"
+//! fleet-percent = 1
+//! [[wave]]
+//! start-after = "1h"
+//! fleet-percent = 10
+//! ```
+
+use serde::Deserialize;
+
+use super::{ChannelError, Wave};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    wave: Vec<RawWave>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawWave {
+    start_after: String,
+    fleet_percent: i64,
+}
+
+/// `90s`, `30m`, `1h`, `6d` (or plain seconds).
+pub fn parse_duration(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last()? {
+        's' => (&s[..s.len() - 1], 1),
+        'm' => (&s[..s.len() - 1], 60),
+        'h' => (&s[..s.len() - 1], 3600),
+        'd' => (&s[..s.len() - 1], 86_400),
+        c if c.is_ascii_digit() => (s, 1),
+        _ => return None,
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mult)
+}
+
+pub fn parse(text: &str, path: &str) -> Result<Vec<Wave>, ChannelError> {
+    let f: File = toml::from_str(text).map_err(|e| {
+        let (line, col) = e
+            .span()
+            .map_or((0, 0), |s| crate::profile::line_col(text, s.start));
+        ChannelError::input(format!("{path}:{line}:{col}: {}", e.message()))
+    })?;
+    let mut out: Vec<Wave> = Vec::new();
+    for (i, w) in f.wave.iter().enumerate() {
+        let start_after = parse_duration(&w.start_after).ok_or_else(|| {
+            ChannelError::input(format!(
+                "{path}: wave[{i}].start-after {:?} is not a duration like 90s, 30m, 1h or 6d",
+                w.start_after
+            ))
+        })?;
+        let fleet_percent = u32::try_from(w.fleet_percent)
+            .ok()
+            .filter(|p| (1..=100).contains(p))
+            .ok_or_else(|| {
+                ChannelError::input(format!(
+                    "{path}: wave[{i}].fleet-percent must be between 1 and 100"
+                ))
+            })?;
+        if let Some(prev) = out.last() {
+            if start_after <= prev.start_after {
+                return Err(ChannelError::input(format!("{path}: wave[{i}] must start after wave[{}] (start-after values must increase)", i - 1)));
+            }
+            if fleet_percent <= prev.fleet_percent {
+                return Err(ChannelError::input(format!(
+                    "{path}: wave[{i}].fleet-percent must be larger than wave[{}]'s",
+                    i - 1
+                )));
+            }
+        }
+        out.push(Wave {
+            start_after,
+            fleet_percent,
+        });
+    }
+    if out.is_empty() {
+        return Err(ChannelError::input(format!("{path}: no [[wave]]")));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects() {
+        let w = parse("[[wave]]\nstart-after = \"0s\"\nfleet-percent = 1\n[[wave]]\nstart-after = \"1h\"\nfleet-percent = 100\n", "w.toml").unwrap();
+        assert_eq!(
+            w[1],
+            Wave {
+                start_after: 3600,
+                fleet_percent: 100
+            }
+        );
+        for (bad, want) in [
+            ("[[wave]]\nstart-after = \"soon\"\nfleet-percent = 1\n", "not a duration"),
+            ("[[wave]]\nstart-after = \"0s\"\nfleet-percent = 101\n", "between 1 and 100"),
+            ("[[wave]]\nstart-after = \"1h\"\nfleet-percent = 1\n[[wave]]\nstart-after = \"1h\"\nfleet-percent = 5\n", "must start after"),
+            ("[[wave]]\nstart-after = \"1h\"\nfleet-percent = 10\n[[wave]]\nstart-after = \"2h\"\nfleet-percent = 5\n", "larger than"),
+            ("[[wave]]\nstart = \"1h\"\n", "unknown field"),
+        ] {
+            let e = parse(bad, "w.toml").unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        assert_eq!(parse_duration("6d"), Some(518_400));
+    }
+}
