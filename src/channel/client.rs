@@ -398,12 +398,17 @@ impl Node {
         }
         let m = crate::sign::verify::parse_manifest(&manifest)
             .map_err(|e| ChannelError::rejected(e.to_string()))?;
-        let images = self.state.join("images");
-        std::fs::create_dir_all(&images).map_err(io(format!("creating {}", images.display())))?;
+        // Downloads go to a temporary directory in the state dir (removed if anything fails),
+        // so a rejected update leaves the state exactly as it was.
+        std::fs::create_dir_all(&self.state)
+            .map_err(io(format!("creating {}", self.state.display())))?;
         let tmp = tempfile::Builder::new()
             .prefix(".staging-")
-            .tempdir_in(&images)
-            .map_err(io(format!("creating a directory in {}", images.display())))?;
+            .tempdir_in(&self.state)
+            .map_err(io(format!(
+                "creating a directory in {}",
+                self.state.display()
+            )))?;
         for a in &m.artifacts {
             if !is_sha256_hex(&a.sha256) {
                 return Err(ChannelError::rejected(format!(
@@ -435,6 +440,8 @@ impl Node {
             .map_err(|e| ChannelError::rejected(format!("staged image: {e}")))?;
         let rel = format!("images/{}", img.manifest_sha256);
         let dest = self.state.join(&rel);
+        let images = self.state.join("images");
+        std::fs::create_dir_all(&images).map_err(io(format!("creating {}", images.display())))?;
         if dest.exists() {
             std::fs::remove_dir_all(&dest).map_err(io(format!("replacing {}", dest.display())))?;
         }
@@ -447,7 +454,21 @@ impl Node {
             image: img.clone(),
             dir: rel.clone(),
         };
+        let before: Option<Staged> = read_opt(&self.state.join("staged.json"))?
+            .and_then(|b| serde_json::from_slice(&b).ok());
         write(&self.state.join("staged.json"), &to_bytes(&staged))?;
+        // The image staged before this one will not boot now: drop it (never the running one).
+        let current: Option<Current> = read_opt(&self.state.join("current.json"))?
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if let Some(old) = before {
+            let running = current.is_some_and(|c| c.manifest_sha256 == old.image.manifest_sha256);
+            if old.dir != rel
+                && !running
+                && super::is_sha256_hex(old.dir.trim_start_matches("images/"))
+            {
+                let _ = std::fs::remove_dir_all(self.state.join(&old.dir));
+            }
+        }
         Ok(rel)
     }
 }

@@ -1,0 +1,1112 @@
+//! Release channels: a node's client against a repository written by the operator commands, and
+//! every attack the issue lists, each rejected with the node's state byte-identical afterwards.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use stratos::channel::client::{bootstrap, Decision, Node};
+use stratos::channel::transport::Source;
+use stratos::channel::{self, sign_bytes, to_bytes, Channel, ChannelError, Root};
+use stratos::sign::SecretKey;
+
+struct World {
+    dir: tempfile::TempDir,
+    cache: tempfile::TempDir,
+    repo: PathBuf,
+    /// Root key (also the channel and image key unless a test sets up more).
+    root_key: PathBuf,
+    /// hello-ish images, versions 1.2.3 and 1.3.0, signed by the root key.
+    img_a: PathBuf,
+    img_b: PathBuf,
+}
+
+impl World {
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn cmd(&self) -> assert_cmd::Command {
+        stratos(self.cache.path())
+    }
+
+    fn keygen(&self, name: &str) -> PathBuf {
+        let prefix = self.path(&format!("keys/{name}"));
+        self.cmd()
+            .arg("keygen")
+            .arg("--out")
+            .arg(&prefix)
+            .assert()
+            .success();
+        prefix.with_extension("key")
+    }
+
+    fn publish(&self, img: &Path, channel: &str, percent: u32) {
+        self.cmd()
+            .arg("publish")
+            .arg(img)
+            .arg("--repo")
+            .arg(&self.repo)
+            .args(["--channel", channel, "--percent", &percent.to_string()])
+            .arg("--sign-key")
+            .arg(&self.root_key)
+            .assert()
+            .success();
+    }
+
+    fn node(&self, name: &str) -> Node {
+        let state = self.path(&format!("nodes/{name}"));
+        bootstrap(&state, &self.repo.join("root.json")).unwrap();
+        Node {
+            source: Source::Dir(self.repo.clone()),
+            channel: "stable".into(),
+            node_id: name.into(),
+            state,
+            now: channel::now(),
+            max_artifact_bytes: 1 << 30,
+        }
+    }
+
+    fn key(&self, p: &Path) -> SecretKey {
+        SecretKey::load(p).unwrap()
+    }
+
+    fn read(&self, rel: &str) -> Vec<u8> {
+        std::fs::read(self.repo.join(rel)).unwrap()
+    }
+
+    fn write(&self, rel: &str, bytes: &[u8]) {
+        let p = self.repo.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+
+    fn channel_doc(&self, name: &str) -> Channel {
+        channel::parse_channel(&self.read(&format!("channels/{name}.json")), name).unwrap()
+    }
+
+    /// Writes `doc` as `channels/<as_name>.json`, signed by `keys` (an attacker's hand).
+    fn forge(&self, as_name: &str, doc: &Channel, keys: &[&SecretKey]) {
+        let bytes = to_bytes(doc);
+        self.write(&format!("channels/{as_name}.json"), &bytes);
+        self.write(
+            &format!("channels/{as_name}.sigs.json"),
+            &sign_bytes(&bytes, keys),
+        );
+    }
+}
+
+/// A repository with `stable` at 100% carrying image A, and two signed images.
+fn world_with(init_extra: &[&str]) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let mut w = World {
+        repo: dir.path().join("releases"),
+        root_key: PathBuf::new(),
+        img_a: dir.path().join("img-a"),
+        img_b: dir.path().join("img-b"),
+        dir,
+        cache,
+    };
+    w.root_key = w.keygen("root");
+    let f = Fixture::new();
+    for (img, version) in [(&w.img_a, "1.2.3"), (&w.img_b, "1.3.0")] {
+        f.write(
+            "profile.toml",
+            PROFILE
+                .replace("version = \"1.2.3\"", &format!("version = \"{version}\""))
+                .as_bytes(),
+        );
+        w.cmd()
+            .arg("build")
+            .arg(f.profile())
+            .arg("--out")
+            .arg(img)
+            .arg("--sign-key")
+            .arg(&w.root_key)
+            .arg("-q")
+            .assert()
+            .success();
+    }
+    w.cmd()
+        .args(["repo", "init"])
+        .arg(&w.repo)
+        .arg("--root-key")
+        .arg(&w.root_key)
+        .args(init_extra)
+        .assert()
+        .success();
+    w
+}
+
+fn world() -> World {
+    let w = world_with(&[]);
+    w.publish(&w.img_a, "stable", 100);
+    w
+}
+
+/// Every file and directory under `dir` with its bytes and mode.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt;
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let m = e.metadata().unwrap();
+            let bytes = if m.is_file() {
+                std::fs::read(e.path()).unwrap()
+            } else {
+                Vec::new()
+            };
+            (
+                e.path().strip_prefix(dir).unwrap().to_owned(),
+                (m.permissions().mode(), bytes),
+            )
+        })
+        .collect()
+}
+
+/// `f` must be rejected with `want` in the reason and leave the node's state untouched.
+fn assert_rejected(
+    node: &Node,
+    want: &str,
+    f: impl FnOnce(&Node) -> Result<Decision, ChannelError>,
+) {
+    let before = snapshot(&node.state);
+    let e = match f(node) {
+        Ok(d) => panic!("accepted ({}), wanted a rejection with {want:?}", d.reason),
+        Err(e) => e,
+    };
+    assert!(matches!(e, ChannelError::Rejected(_)), "{e:?}");
+    assert!(e.to_string().contains(want), "wanted {want:?} in: {e}");
+    assert_eq!(
+        before,
+        snapshot(&node.state),
+        "the state changed after: {e}"
+    );
+}
+
+fn check(n: &Node) -> Result<Decision, ChannelError> {
+    n.check()
+}
+
+fn fetch(n: &Node) -> Result<Decision, ChannelError> {
+    n.fetch_update()
+}
+
+#[test]
+fn a_node_checks_fetches_verifies_and_stages() {
+    let w = world();
+    let n = w.node("node-1");
+    let d = n.fetch_update().unwrap();
+    assert!(d.selected, "{}", d.reason);
+    assert_eq!((d.channel_version, d.image_version.as_str()), (1, "1.2.3"));
+    let staged = n.state.join(d.staged.unwrap());
+    // The staged image is exactly the published one and verifies with the root's key.
+    assert_eq!(digests(&staged), digests(&w.img_a));
+    w.cmd()
+        .arg("verify")
+        .arg(&staged)
+        .arg("--pubkey")
+        .arg(w.root_key.with_extension("pub"))
+        .assert()
+        .success();
+    // Checking again: already staged; nothing downloaded twice.
+    let d = n.fetch_update().unwrap();
+    assert!(
+        !d.selected && d.reason.starts_with("already staged"),
+        "{}",
+        d.reason
+    );
+    // A new image replaces the staged one (and the old staged directory goes).
+    w.publish(&w.img_b, "stable", 100);
+    let d = n.fetch_update().unwrap();
+    assert!(d.selected && d.image_version == "1.3.0");
+    assert_eq!(
+        std::fs::read_dir(n.state.join("images")).unwrap().count(),
+        1
+    );
+}
+
+// --- attacks on the channel document -------------------------------------------------------
+
+#[test]
+fn attack_unsigned_channel_document() {
+    let w = world();
+    let n = w.node("n");
+    n.check().unwrap();
+    let mut doc = w.channel_doc("stable");
+    doc.version += 1;
+    doc.image = channel::parse_channel(&w.read("channels/stable.json"), "x")
+        .unwrap()
+        .image;
+    w.forge("stable", &doc, &[]);
+    assert_rejected(
+        &n,
+        "0 valid signature(s) from distinct channel keys, 1 required",
+        check,
+    );
+    // No signature file at all.
+    std::fs::remove_file(w.repo.join("channels/stable.sigs.json")).unwrap();
+    assert_rejected(&n, "channels/stable.sigs.json: not found", check);
+}
+
+#[test]
+fn attack_channel_signatures_below_threshold() {
+    let w = world_with(&[]);
+    let k1 = w.keygen("ch1");
+    let k2 = w.keygen("ch2");
+    // A repository whose channel role needs 2 of 2 keys.
+    let repo2 = w.path("releases2");
+    w.cmd()
+        .args(["repo", "init"])
+        .arg(&repo2)
+        .arg("--root-key")
+        .arg(&w.root_key)
+        .arg("--channel-key")
+        .arg(k1.with_extension("pub"))
+        .arg("--channel-key")
+        .arg(k2.with_extension("pub"))
+        .args(["--channel-threshold", "2"])
+        .assert()
+        .success();
+    // The operator's tool refuses to write a document below the threshold…
+    w.cmd()
+        .arg("publish")
+        .arg(&w.img_a)
+        .arg("--repo")
+        .arg(&repo2)
+        .args(["--channel", "stable", "--sign-key"])
+        .arg(&k1)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "1 valid signature(s) from distinct channel keys, 2 required",
+        ));
+    w.cmd()
+        .arg("publish")
+        .arg(&w.img_a)
+        .arg("--repo")
+        .arg(&repo2)
+        .args(["--channel", "stable", "--sign-key"])
+        .arg(&k1)
+        .arg("--sign-key")
+        .arg(&k2)
+        .assert()
+        .success();
+    let w2 = World { repo: repo2, ..w };
+    let n = w2.node("n");
+    n.check().unwrap();
+    // …and a node refuses one an attacker wrote with one key, or with that key twice.
+    let mut doc = w2.channel_doc("stable");
+    doc.version += 1;
+    doc.rollout = channel::Rollout::percent(100, channel::now());
+    let (s1, s2) = (w2.key(&k1), w2.key(&k2));
+    w2.forge("stable", &doc, &[&s1]);
+    assert_rejected(
+        &n,
+        "1 valid signature(s) from distinct channel keys, 2 required",
+        check,
+    );
+    w2.forge("stable", &doc, &[&s1, &s1]);
+    assert_rejected(
+        &n,
+        "1 valid signature(s) from distinct channel keys, 2 required",
+        check,
+    );
+    // Both keys: accepted.
+    w2.forge("stable", &doc, &[&s1, &s2]);
+    assert_eq!(n.check().unwrap().channel_version, doc.version);
+}
+
+#[test]
+fn attack_same_key_counted_twice() {
+    let w = world_with(&["--threshold", "1"]);
+    w.publish(&w.img_a, "stable", 100);
+    let n = w.node("n");
+    n.check().unwrap();
+    // Root signed by the same key listed twice cannot meet a threshold of 2.
+    let root_key = w.key(&w.root_key);
+    let root: Root = channel::parse_root(&w.read("root.json"), "root").unwrap();
+    let mut next = root.clone();
+    next.version = 2;
+    next.roles.get_mut("root").unwrap().threshold = 2;
+    let bytes = to_bytes(&next);
+    w.write("roots/2.root.json", &bytes);
+    w.write(
+        "roots/2.sigs.json",
+        &sign_bytes(&bytes, &[&root_key, &root_key]),
+    );
+    w.write("root.json", &bytes);
+    assert_rejected(
+        &n,
+        "1 valid signature(s) from distinct root keys, 2 required",
+        check,
+    );
+}
+
+#[test]
+fn attack_channel_signed_by_the_wrong_key() {
+    let w = world();
+    let n = w.node("n");
+    n.check().unwrap();
+    let mallory = w.keygen("mallory");
+    let mut doc = w.channel_doc("stable");
+    doc.version += 1;
+    w.forge("stable", &doc, &[&w.key(&mallory)]);
+    assert_rejected(&n, "0 valid signature(s)", check);
+    // The operator tool will not sign with it either.
+    w.cmd()
+        .args(["rollout", "halt", "--repo"])
+        .arg(&w.repo)
+        .args(["--channel", "stable", "--sign-key"])
+        .arg(&mallory)
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn attack_replayed_older_channel_version() {
+    let w = world();
+    let n = w.node("n");
+    let (old, old_sigs) = (
+        w.read("channels/stable.json"),
+        w.read("channels/stable.sigs.json"),
+    );
+    w.publish(&w.img_b, "stable", 100);
+    assert_eq!(n.check().unwrap().channel_version, 2);
+    w.write("channels/stable.json", &old);
+    w.write("channels/stable.sigs.json", &old_sigs);
+    assert_rejected(
+        &n,
+        "version 1 is older than the version 2 this node already accepted (replay)",
+        check,
+    );
+    assert_rejected(&n, "(replay)", fetch);
+}
+
+#[test]
+fn attack_expired_channel_document() {
+    let w = world();
+    let n = w.node("n");
+    let mut doc = w.channel_doc("stable");
+    doc.version += 1;
+    doc.expires = channel::now() - 1;
+    w.forge("stable", &doc, &[&w.key(&w.root_key)]);
+    assert_rejected(&n, "expired at", check);
+}
+
+#[test]
+fn attack_expired_root() {
+    let w = world();
+    let n = w.node("n");
+    n.check().unwrap();
+    let key = w.key(&w.root_key);
+    let mut root: Root = channel::parse_root(&w.read("root.json"), "root").unwrap();
+    root.version = 2;
+    root.expires = channel::now() - 1;
+    let bytes = to_bytes(&root);
+    w.write("roots/2.root.json", &bytes);
+    w.write("roots/2.sigs.json", &sign_bytes(&bytes, &[&key]));
+    w.write("root.json", &bytes);
+    assert_rejected(&n, "root version 2 expired", check);
+}
+
+#[test]
+fn attack_document_for_another_channel() {
+    let w = world();
+    w.publish(&w.img_b, "canary", 100);
+    let n = w.node("n");
+    n.check().unwrap();
+    // The canary document (validly signed) served as stable's.
+    let (c, s) = (
+        w.read("channels/canary.json"),
+        w.read("channels/canary.sigs.json"),
+    );
+    w.write("channels/stable.json", &c);
+    w.write("channels/stable.sigs.json", &s);
+    assert_rejected(
+        &n,
+        "the document is for channel \"canary\", not \"stable\"",
+        check,
+    );
+}
+
+#[test]
+fn attack_same_version_different_content() {
+    let w = world();
+    let n = w.node("n");
+    n.check().unwrap();
+    let mut doc = w.channel_doc("stable");
+    doc.halted = true; // same version 1, different bytes (a fork)
+    w.forge("stable", &doc, &[&w.key(&w.root_key)]);
+    assert_rejected(
+        &n,
+        "differs from the accepted document of the same version",
+        check,
+    );
+}
+
+// --- attacks on the image --------------------------------------------------------------------
+
+fn object(w: &World, sha: &str) -> PathBuf {
+    w.repo.join("objects/sha256").join(sha)
+}
+
+#[test]
+fn attack_manifest_swapped() {
+    let w = world();
+    let n = w.node("n");
+    let doc = w.channel_doc("stable");
+    let p = object(&w, &doc.image.manifest_sha256);
+    let mut bytes = std::fs::read(&p).unwrap();
+    // Same length, one byte different.
+    let i = bytes.iter().position(|b| *b == b'1').unwrap();
+    bytes[i] = b'9';
+    std::fs::write(&p, &bytes).unwrap();
+    assert_rejected(&n, "manifest: its sha256 or length does not match", fetch);
+    // Shorter (a different, smaller manifest).
+    std::fs::write(&p, &bytes[..bytes.len() - 10]).unwrap();
+    assert_rejected(&n, "manifest: its sha256 or length does not match", fetch);
+    // The other image's manifest (longer or shorter; a signature by a trusted key).
+    let other = std::fs::read(w.img_b.join("manifest.json")).unwrap();
+    std::fs::write(&p, &other).unwrap();
+    assert_rejected(&n, "manifest", fetch);
+}
+
+#[test]
+fn attack_artifact_swapped() {
+    let w = world();
+    let n = w.node("n");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.img_a.join("manifest.json")).unwrap()).unwrap();
+    let kernel = m["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "kernel")
+        .unwrap();
+    let p = object(&w, kernel["sha256"].as_str().unwrap());
+    let mut bytes = std::fs::read(&p).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&p, &bytes).unwrap();
+    assert_rejected(
+        &n,
+        "kernel: the downloaded artifact does not match the manifest",
+        fetch,
+    );
+    // No staging directory is left behind.
+    assert!(!std::fs::read_dir(&n.state).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with(".staging")));
+    // `check` downloads nothing, so it is not fooled or blocked by it.
+    assert!(n.check().unwrap().selected);
+}
+
+#[test]
+fn attack_oversized_channel_document() {
+    let w = world();
+    let n = w.node("n");
+    n.check().unwrap();
+    let mut big = w.read("channels/stable.json");
+    big.resize(3 << 20, b' ');
+    w.write("channels/stable.json", &big);
+    assert_rejected(
+        &n,
+        "channels/stable.json: larger than the 1048576-byte limit; aborted",
+        check,
+    );
+}
+
+#[test]
+fn attack_oversized_artifact() {
+    let w = world();
+    let n = w.node("n");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.img_a.join("manifest.json")).unwrap()).unwrap();
+    let a = &m["artifacts"][0];
+    let p = object(&w, a["sha256"].as_str().unwrap());
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes.extend(std::iter::repeat_n(0u8, 4 << 20));
+    std::fs::write(&p, &bytes).unwrap();
+    assert_rejected(&n, "-byte limit; aborted", fetch);
+    // And the node's own cap on any artifact.
+    let small = Node {
+        max_artifact_bytes: 1000,
+        ..w.node("n")
+    };
+    assert_rejected(&small, "artifact limit", fetch);
+}
+
+// --- attacks on root rotation ----------------------------------------------------------------
+
+#[test]
+fn root_rotation_is_followed() {
+    let w = world();
+    let n = w.node("n");
+    n.check().unwrap();
+    let new = w.keygen("root2");
+    w.cmd()
+        .args(["repo", "rotate-key", "--repo"])
+        .arg(&w.repo)
+        .arg("--old-key")
+        .arg(&w.root_key)
+        .arg("--new-key")
+        .arg(&new)
+        .assert()
+        .success();
+    n.check().unwrap();
+    let trusted: Root = channel::parse_root(
+        &std::fs::read(n.state.join("trusted/root.json")).unwrap(),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(trusted.version, 2);
+    // The old key no longer signs roots.
+    let old = w.key(&w.root_key);
+    let mut r3 = trusted.clone();
+    r3.version = 3;
+    let bytes = to_bytes(&r3);
+    w.write("roots/3.root.json", &bytes);
+    w.write("roots/3.sigs.json", &sign_bytes(&bytes, &[&old]));
+    w.write("root.json", &bytes);
+    assert_rejected(&n, "root version 3 (by the keys of version 2)", check);
+}
+
+#[test]
+fn attack_root_rotation_that_skips_a_version() {
+    let w = world();
+    let n = w.node("n");
+    n.check().unwrap();
+    let k2 = w.keygen("root2");
+    let k3 = w.keygen("root3");
+    for (old, new) in [(&w.root_key, &k2), (&k2, &k3)] {
+        w.cmd()
+            .args(["repo", "rotate-key", "--repo"])
+            .arg(&w.repo)
+            .arg("--old-key")
+            .arg(old)
+            .arg("--new-key")
+            .arg(new)
+            .assert()
+            .success();
+    }
+    std::fs::remove_file(w.repo.join("roots/2.root.json")).unwrap();
+    assert_rejected(&n, "root rotation skips version 2", check);
+}
+
+#[test]
+fn attack_root_rotation_without_the_old_keys() {
+    let w = world();
+    let n = w.node("n");
+    n.check().unwrap();
+    let mallory = w.keygen("mallory");
+    let m = w.key(&mallory);
+    let mut root: Root = channel::parse_root(&w.read("root.json"), "root").unwrap();
+    root.version = 2;
+    root.keys.insert(
+        m.id().clone(),
+        channel::KeyEntry {
+            kind: "ed25519".into(),
+            public: m.public().to_hex(),
+        },
+    );
+    for role in root.roles.values_mut() {
+        role.key_ids = vec![m.id().clone()];
+    }
+    let bytes = to_bytes(&root);
+    w.write("roots/2.root.json", &bytes);
+    w.write("roots/2.sigs.json", &sign_bytes(&bytes, &[&m]));
+    w.write("root.json", &bytes);
+    assert_rejected(&n, "root version 2 (by the keys of version 1)", check);
+    // The operator tool refuses to rotate without the current keys, too.
+    w.cmd()
+        .args(["repo", "rotate-key", "--repo"])
+        .arg(&w.repo)
+        .arg("--old-key")
+        .arg(&mallory)
+        .arg("--new-key")
+        .arg(&mallory)
+        .assert()
+        .code(1);
+}
+
+#[test]
+fn attack_root_rollback() {
+    let w = world();
+    let n = w.node("n");
+    let v1 = (w.read("root.json"), w.read("root.sigs.json"));
+    let k2 = w.keygen("root2");
+    w.cmd()
+        .args(["repo", "rotate-key", "--repo"])
+        .arg(&w.repo)
+        .arg("--old-key")
+        .arg(&w.root_key)
+        .arg("--new-key")
+        .arg(&k2)
+        .assert()
+        .success();
+    n.check().unwrap();
+    w.write("root.json", &v1.0);
+    w.write("root.sigs.json", &v1.1);
+    assert_rejected(&n, "older than the trusted root", check);
+}
+
+// --- operator flows ----------------------------------------------------------------------------
+
+#[test]
+fn rollback_is_accepted_and_a_replay_is_not() {
+    let w = world();
+    let n = w.node("n");
+    let v1 = (
+        w.read("channels/stable.json"),
+        w.read("channels/stable.sigs.json"),
+    );
+    w.publish(&w.img_b, "stable", 100);
+    let d = n.fetch_update().unwrap();
+    assert_eq!((d.channel_version, d.image_version.as_str()), (2, "1.3.0"));
+    let v2 = (
+        w.read("channels/stable.json"),
+        w.read("channels/stable.sigs.json"),
+    );
+    w.cmd()
+        .args(["rollback", "--repo"])
+        .arg(&w.repo)
+        .args(["--channel", "stable", "--sign-key"])
+        .arg(&w.root_key)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "rolled back: channel stable version 3 -> fixture 1.2.3",
+        ));
+    let d = n.fetch_update().unwrap();
+    assert!(d.selected, "{}", d.reason);
+    assert_eq!((d.channel_version, d.image_version.as_str()), (3, "1.2.3"));
+    assert_eq!(digests(&n.state.join(d.staged.unwrap())), digests(&w.img_a));
+    // Replaying either older document (the same image A, or B) is refused.
+    for (doc, sigs) in [v1, v2] {
+        w.write("channels/stable.json", &doc);
+        w.write("channels/stable.sigs.json", &sigs);
+        assert_rejected(&n, "(replay)", fetch);
+    }
+}
+
+#[test]
+fn publish_refuses_unsigned_and_untrusted_images() {
+    let w = world_with(&[]);
+    let f = Fixture::new();
+    let unsigned = w.path("unsigned");
+    w.cmd()
+        .arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(&unsigned)
+        .arg("-q")
+        .env_remove("STRATOS_SIGNING_KEY")
+        .assert()
+        .success();
+    let publish = |img: &Path| {
+        w.cmd()
+            .arg("publish")
+            .arg(img)
+            .arg("--repo")
+            .arg(&w.repo)
+            .args(["--channel", "canary", "--sign-key"])
+            .arg(&w.root_key)
+            .assert()
+    };
+    publish(&unsigned)
+        .code(1)
+        .stderr(predicates::str::contains("the image is unsigned"));
+    let other = w.keygen("other");
+    let foreign = w.path("foreign");
+    w.cmd()
+        .arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(&foreign)
+        .arg("--sign-key")
+        .arg(&other)
+        .arg("-q")
+        .assert()
+        .success();
+    publish(&foreign).code(1).stderr(predicates::str::contains(
+        "which the repository's root does not trust",
+    ));
+    // A tampered image signed by a trusted key.
+    let tampered = w.path("tampered");
+    std::fs::create_dir_all(&tampered).unwrap();
+    for e in std::fs::read_dir(&w.img_a).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), tampered.join(e.file_name())).unwrap();
+    }
+    let k = tampered.join("kernel");
+    let mut b = std::fs::read(&k).unwrap();
+    b[0] ^= 1;
+    std::fs::write(&k, b).unwrap();
+    publish(&tampered)
+        .code(1)
+        .stderr(predicates::str::contains("kernel"));
+    // Nothing was published.
+    assert!(!w.repo.join("channels/canary.json").exists());
+    assert!(!w.repo.join("objects").exists());
+}
+
+fn gate(w: &World, img: &Path, passed: bool) -> PathBuf {
+    let digest = sha256_file(&img.join("manifest.json"));
+    let v = serde_json::json!({
+        "schema": "stratos-boot-test/1",
+        "image": {"dir": img.display().to_string(), "manifest_sha256": digest, "name": "fixture", "version": "1.2.3", "machine": "microvm", "sizes": {}},
+        "passed": passed,
+        "objectives": [{"objective": "runtime_ready.p95<=900ms", "value": if passed { 800.0 } else { 1200.0 }, "passed": passed, "reason": if passed { "800 ms <= 900 ms" } else { "1200 ms > 900 ms" }}],
+    });
+    let p = w.path(&format!("gate-{passed}.json"));
+    std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+    p
+}
+
+#[test]
+fn rollout_waves_halt_resume_and_gated_advance() {
+    let w = world_with(&[]);
+    w.publish(&w.img_a, "canary", 100);
+    let waves = w.path("waves.toml");
+    std::fs::write(
+        &waves,
+        "[[wave]]\nstart-after = \"0s\"\nfleet-percent = 5\n[[wave]]\nstart-after = \"6h\"\nfleet-percent = 50\n[[wave]]\nstart-after = \"2d\"\nfleet-percent = 100\n",
+    )
+    .unwrap();
+    let run = |args: &[&str], extra: &[&Path]| {
+        let mut c = w.cmd();
+        c.args(args);
+        for e in extra {
+            c.arg(e);
+        }
+        c.arg("--repo")
+            .arg(&w.repo)
+            .arg("--sign-key")
+            .arg(&w.root_key);
+        c.assert()
+    };
+    w.cmd()
+        .args(["promote", "--repo"])
+        .arg(&w.repo)
+        .args(["--from", "canary", "--to", "stable", "--waves"])
+        .arg(&waves)
+        .arg("--sign-key")
+        .arg(&w.root_key)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("3 waves"));
+    let status = || {
+        let out = w
+            .cmd()
+            .args(["repo", "status", "--json", "--repo"])
+            .arg(&w.repo)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["channel"] == "stable")
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(status()["reached_percent"], 5.0);
+    // A failed gate does not widen the rollout, and writes nothing.
+    let before = w.read("channels/stable.json");
+    run(
+        &["rollout", "advance", "--channel", "stable", "--gate"],
+        &[&gate(&w, &w.img_a, false)],
+    )
+    .code(1)
+    .stderr(predicates::str::contains("1200 ms > 900 ms"));
+    // A passing gate for another image does not either.
+    run(
+        &["rollout", "advance", "--channel", "stable", "--gate"],
+        &[&gate(&w, &w.img_b, true)],
+    )
+    .code(1)
+    .stderr(predicates::str::contains("test the image being rolled out"));
+    assert_eq!(before, w.read("channels/stable.json"));
+    // A passing gate for this image moves to the next wave now.
+    run(
+        &["rollout", "advance", "--channel", "stable", "--gate"],
+        &[&gate(&w, &w.img_a, true)],
+    )
+    .success()
+    .stdout(predicates::str::contains("reached now: 50.00%"));
+    assert_eq!(status()["reached_percent"], 50.0);
+    // Halt: nodes stop being selected; resume: they are again.
+    run(&["rollout", "halt", "--channel", "stable"], &[]).success();
+    assert_eq!(status()["halted"], true);
+    let n = w.node("n-halt");
+    let selected_somewhere = (0..200)
+        .map(|i| format!("node-{i}"))
+        .find(|id| channel::cohort(id, "stable", "1.2.3") < 5000);
+    let n = Node {
+        node_id: selected_somewhere.unwrap(),
+        ..n
+    };
+    let d = n.check().unwrap();
+    assert!(!d.selected && d.reason.contains("halted"), "{}", d.reason);
+    run(
+        &["rollout", "advance", "--channel", "stable", "--gate"],
+        &[&gate(&w, &w.img_a, true)],
+    )
+    .code(2)
+    .stderr(predicates::str::contains("resume it before widening"));
+    run(&["rollout", "resume", "--channel", "stable"], &[]).success();
+    assert!(n.check().unwrap().selected);
+    // A fixed percent replaces the waves.
+    run(&["rollout", "--channel", "stable", "--percent", "100"], &[]).success();
+    assert_eq!(status()["reached_percent"], 100.0);
+    // The human table names every channel.
+    w.cmd()
+        .args(["repo", "status", "--repo"])
+        .arg(&w.repo)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("canary").and(predicates::str::contains("stable")));
+}
+
+use predicates::prelude::PredicateBooleanExt;
+
+#[test]
+fn update_cli_exit_codes_and_json() {
+    let w = world();
+    let state = w.path("cli-node");
+    let update = |verb: &str, extra: &[&str]| {
+        let mut c = w.cmd();
+        c.args(["update", verb, "--repo"])
+            .arg(&w.repo)
+            .args(["--channel", "stable", "--node-id", "node-a", "--state"])
+            .arg(&state)
+            .args(extra);
+        c
+    };
+    // No trusted root yet: bad usage, says how to bootstrap.
+    update("check", &[])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("--bootstrap-root"));
+    let root = w.repo.join("root.json");
+    let out = update(
+        "fetch",
+        &["--json", "--bootstrap-root", root.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["selected"], true);
+    assert_eq!(v["channel_version"], 1);
+    assert_eq!(v["image_version"], "1.2.3");
+    assert!(v["reason"].as_str().unwrap().contains("staged"));
+    assert!(state
+        .join(v["staged"].as_str().unwrap())
+        .join("manifest.sig")
+        .is_file());
+    // file:// works the same.
+    let url = format!("file://{}", w.repo.display());
+    w.cmd()
+        .args([
+            "update",
+            "check",
+            "--repo",
+            &url,
+            "--channel",
+            "stable",
+            "--node-id",
+            "node-a",
+            "--state",
+        ])
+        .arg(&state)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("already staged"));
+    // A rejection: exit 1, JSON says why.
+    let mut doc = w.channel_doc("stable");
+    doc.version += 1;
+    w.forge("stable", &doc, &[]);
+    let out = update("check", &["--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["selected"].clone(), v["rejected"].clone()),
+        (false.into(), true.into())
+    );
+    assert!(v["reason"].as_str().unwrap().contains("valid signature"));
+    // Bad usage.
+    update("check", &["--channel", "Not A Channel"])
+        .assert()
+        .code(2);
+    w.cmd().args(["update", "check"]).assert().code(2);
+}
+
+/// `python3 -m http.server` on 127.0.0.1 (a port the OS picks), serving `dir`; killed on drop.
+struct Server {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Server {
+        require_tool("python3");
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
+        let port = line
+            .split_whitespace()
+            .skip_while(|w| *w != "port")
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        Server { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn end_to_end_over_http_canary_promote_rollback_with_a_thousand_nodes() {
+    let w = world_with(&[]);
+    w.publish(&w.img_a, "canary", 10);
+    let server = Server::start(&w.repo);
+    let url = server.url();
+    let node = |id: usize, channel: &str| {
+        let state = w.path(&format!("fleet/{id}"));
+        bootstrap(&state, &w.repo.join("root.json")).unwrap();
+        Node {
+            source: Source::parse(&url).unwrap(),
+            channel: channel.into(),
+            node_id: format!("node-{id:04}"),
+            state,
+            now: channel::now(),
+            max_artifact_bytes: 1 << 30,
+        }
+    };
+    // Canary at 10%: about a tenth of 1,000 nodes are selected.
+    let selected: Vec<usize> = (0..1000)
+        .filter(|&i| node(i, "canary").check().unwrap().selected)
+        .collect();
+    eprintln!("canary at 10%: {} of 1000 nodes selected", selected.len());
+    assert!((70..=130).contains(&selected.len()), "{}", selected.len());
+    // A selected node fetches over HTTP with the command a node would run.
+    let first = selected[0];
+    let out = w
+        .cmd()
+        .args([
+            "update",
+            "fetch",
+            "--json",
+            "--repo",
+            &url,
+            "--channel",
+            "canary",
+        ])
+        .args(["--node-id", &format!("node-{first:04}"), "--state"])
+        .arg(w.path(&format!("fleet/{first}")))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["selected"], true);
+    let staged = w
+        .path(&format!("fleet/{first}"))
+        .join(v["staged"].as_str().unwrap());
+    assert_eq!(digests(&staged), digests(&w.img_a));
+    // Promote to stable at 100%: every node on stable is selected.
+    w.cmd()
+        .args(["promote", "--repo"])
+        .arg(&w.repo)
+        .args([
+            "--from",
+            "canary",
+            "--to",
+            "stable",
+            "--percent",
+            "100",
+            "--sign-key",
+        ])
+        .arg(&w.root_key)
+        .assert()
+        .success();
+    let mut already = 0;
+    for i in 0..1000 {
+        let d = node(i, "stable").check().unwrap();
+        // The canary node that staged A already has it; everyone else is selected.
+        if d.reason.starts_with("already staged") {
+            already += 1;
+        } else {
+            assert!(d.selected, "node {i}: {}", d.reason);
+        }
+    }
+    assert_eq!(already, 1);
+    // B goes out on stable, then the operator rolls back: nodes get A again, at a higher version.
+    w.publish(&w.img_b, "stable", 100);
+    let d = node(7, "stable").fetch_update().unwrap();
+    assert_eq!((d.channel_version, d.image_version.as_str()), (2, "1.3.0"));
+    w.cmd()
+        .args(["rollback", "--repo"])
+        .arg(&w.repo)
+        .args(["--channel", "stable", "--sign-key"])
+        .arg(&w.root_key)
+        .assert()
+        .success();
+    let d = node(7, "stable").fetch_update().unwrap();
+    assert!(d.selected);
+    assert_eq!((d.channel_version, d.image_version.as_str()), (3, "1.2.3"));
+    // Caps hold over HTTP too: an oversized document is aborted at the limit.
+    let mut big = w.read("channels/stable.json");
+    big.resize(2 << 20, b' ');
+    w.write("channels/big.json", &big);
+    w.write(
+        "channels/big.sigs.json",
+        &w.read("channels/stable.sigs.json"),
+    );
+    let n = node(8, "big");
+    assert_rejected(&n, "larger than the 1048576-byte limit; aborted", check);
+}
