@@ -212,8 +212,8 @@ pub fn run_repo(a: RepoArgs) -> CliResult {
                 return Ok(());
             }
             println!(
-                "{:<12} {:>7}  {:<28} {:>8}  {:<8} {}",
-                "CHANNEL", "VERSION", "IMAGE", "REACHED", "STATE", "EXPIRES"
+                "{:<12} {:>7}  {:<28} {:>8}  {:<8} EXPIRES",
+                "CHANNEL", "VERSION", "IMAGE", "REACHED", "STATE"
             );
             for row in rows {
                 println!(
