@@ -7,6 +7,7 @@ pub mod cache;
 pub mod inspect;
 pub mod kernel;
 pub mod keygen;
+pub mod lock;
 pub mod release;
 pub mod seccomp;
 pub mod verify;
@@ -53,6 +54,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Build(build::Args),
+    Lock(lock::Args),
     Boot(boot::Args),
     BootTest(boot_test::Args),
     Verify(verify::Args),
@@ -72,6 +74,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Build(a) => build::run(a),
+        Command::Lock(a) => lock::run(a),
         Command::Boot(a) => boot::run(a),
         Command::BootTest(a) => boot_test::run(a),
         Command::Verify(a) => verify::run(a),

@@ -2,6 +2,7 @@
 
 pub mod deb;
 pub mod lock;
+pub mod resolve;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -132,7 +133,12 @@ fn download(p: &LockedPackage) -> Result<Vec<u8>, PackageError> {
         why,
     };
     let dir = tempfile::tempdir().map_err(|e| fail(e.to_string()))?;
-    let spec = format!("{}:{}={}", p.name, p.arch, p.version);
+    // `all` packages have no architecture qualifier in apt's syntax.
+    let spec = if p.arch == "all" {
+        format!("{}={}", p.name, p.version)
+    } else {
+        format!("{}:{}={}", p.name, p.arch, p.version)
+    };
     let out = Command::new("apt-get")
         .args(["download", "-q", &spec])
         .current_dir(dir.path())

@@ -1,0 +1,120 @@
+//! `stratos lock`: resolve a profile's Debian packages and pin them in its lock file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::{CliError, CliResult};
+use crate::packages::lock::{LockFile, LockedPackage, LOCK_VERSION};
+use crate::packages::resolve::{machine_index, resolve};
+use crate::profile::Profile;
+
+/// Resolve the profile's `[packages] debian` list (Depends and Pre-Depends, alternatives,
+/// virtual packages, version constraints) from this machine's apt indexes, download every .deb
+/// into the package cache, and write the lock file next to the profile.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  stratos lock profiles/python-fn.toml            # create the lock, or add what the profile now lists\n  stratos lock profiles/python-fn.toml --update   # re-resolve everything against today's indexes; shows what changed\n\nRun `apt-get update` first for current indexes. `stratos build` installs exactly the lock\nand never resolves anything itself."
+)]
+pub struct Args {
+    pub profile: PathBuf,
+    /// Re-resolve every package against the current indexes, even if the lock covers the profile.
+    #[arg(long)]
+    pub update: bool,
+}
+
+pub fn run(a: Args) -> CliResult {
+    let profile = Profile::load(&a.profile).map_err(CliError::input)?;
+    let pkgs = profile.packages.as_ref().ok_or_else(|| {
+        CliError::input(anyhow::anyhow!(
+            "{}: no [packages] section; add `[packages] debian = [\"...\"]` first",
+            a.profile.display()
+        ))
+    })?;
+    let old = if pkgs.lock.exists() {
+        Some(LockFile::load(&pkgs.lock).map_err(CliError::input)?)
+    } else {
+        None
+    };
+    if let (Some(old), false) = (&old, a.update) {
+        let missing: Vec<&String> = pkgs
+            .debian
+            .iter()
+            .filter(|n| !old.packages.iter().any(|p| &p.name == *n))
+            .collect();
+        if missing.is_empty() {
+            println!(
+                "{} is up to date ({} packages); `--update` re-resolves against today's indexes",
+                pkgs.lock.display(),
+                old.packages.len()
+            );
+            return Ok(());
+        }
+    }
+    eprintln!("stratos: resolving {} from the apt indexes", pkgs.debian.join(", "));
+    let index = machine_index("amd64").map_err(|e| CliError::input(anyhow::anyhow!(e)))?;
+    let r = resolve(&index, &pkgs.debian).map_err(|e| {
+        CliError::input(anyhow::anyhow!("{}: {e}", a.profile.display()))
+    })?;
+    let mut lock = LockFile {
+        lock_version: LOCK_VERSION,
+        packages: Vec::new(),
+    };
+    for (name, p) in &r.packages {
+        if p.sha256.len() != 64 || p.size == 0 {
+            return Err(CliError::input(anyhow::anyhow!(
+                "{name} {}: the apt index gives no SHA256/Size for it; cannot pin it",
+                p.version
+            )));
+        }
+        lock.packages.push(LockedPackage {
+            name: name.clone(),
+            version: p.version.clone(),
+            arch: p.arch.clone(),
+            sha256: p.sha256.clone(),
+            size: p.size,
+            required_by: r.required_by.get(name).map(|s| s.iter().cloned().collect()).unwrap_or_default(),
+        });
+    }
+    // Download and check each .deb now, so the build can run offline.
+    let mut total = 0u64;
+    for p in &lock.packages {
+        crate::packages::fetch(p, &pkgs.lock, false).map_err(CliError::input)?;
+        total += p.size;
+        eprintln!("stratos: fetched {} {} ({} KiB)", p.name, p.version, p.size / 1024);
+    }
+    // What changed.
+    let before: BTreeMap<&str, &str> = old
+        .as_ref()
+        .map(|l| l.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect())
+        .unwrap_or_default();
+    let after: BTreeMap<&str, &str> = lock.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect();
+    let mut changes = 0;
+    for (n, v) in &after {
+        match before.get(n) {
+            None => {
+                println!("+ {n} {v}");
+                changes += 1;
+            }
+            Some(o) if o != v => {
+                println!("~ {n} {o} -> {v}");
+                changes += 1;
+            }
+            _ => {}
+        }
+    }
+    for (n, v) in &before {
+        if !after.contains_key(n) {
+            println!("- {n} {v}");
+            changes += 1;
+        }
+    }
+    crate::sign::write_atomic(&pkgs.lock, lock.to_toml().as_bytes(), 0o644)
+        .map_err(|e| CliError::input(anyhow::anyhow!("writing {}: {e}", pkgs.lock.display())))?;
+    println!(
+        "{}: {} packages, {} KiB of .debs; {changes} change(s)",
+        pkgs.lock.display(),
+        lock.packages.len(),
+        total / 1024
+    );
+    Ok(())
+}

@@ -1,0 +1,602 @@
+//! Dependency resolution over Debian `Packages` indexes: what `stratos lock` pins.
+//!
+//! Follows `Depends` and `Pre-Depends` (alternatives in order, virtual packages through
+//! `Provides`, version constraints with dpkg's ordering). `Recommends`, `Suggests`,
+//! `Conflicts` and `Breaks` are not considered: an image holds only what is needed to run and
+//! nothing is installed twice. Deterministic: the same indexes and roots give the same set.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// One binary package of an index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pkg {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    pub depends: Vec<Vec<Dep>>,
+    pub provides: Vec<(String, Option<String>)>,
+    pub filename: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dep {
+    pub name: String,
+    pub constraint: Option<(Op, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Lt,
+    Le,
+    Eq,
+    Ge,
+    Gt,
+}
+
+impl Op {
+    fn text(self) -> &'static str {
+        match self {
+            Op::Lt => "<<",
+            Op::Le => "<=",
+            Op::Eq => "=",
+            Op::Ge => ">=",
+            Op::Gt => ">>",
+        }
+    }
+
+    fn holds(self, o: Ordering) -> bool {
+        match self {
+            Op::Lt => o.is_lt(),
+            Op::Le => o.is_le(),
+            Op::Eq => o.is_eq(),
+            Op::Ge => o.is_ge(),
+            Op::Gt => o.is_gt(),
+        }
+    }
+}
+
+impl std::fmt::Display for Dep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.constraint {
+            Some((op, v)) => write!(f, "{} ({} {v})", self.name, op.text()),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// dpkg's version ordering: `[epoch:]upstream[-revision]`, `~` before everything, digits
+/// compared as numbers.
+pub fn compare_versions(a: &str, b: &str) -> Ordering {
+    fn split(v: &str) -> (u64, &str, &str) {
+        let (epoch, rest) = match v.split_once(':') {
+            Some((e, r)) if e.bytes().all(|c| c.is_ascii_digit()) => (e.parse().unwrap_or(0), r),
+            _ => (0, v),
+        };
+        match rest.rsplit_once('-') {
+            Some((u, r)) => (epoch, u, r),
+            None => (epoch, rest, ""),
+        }
+    }
+    fn order(c: Option<u8>) -> i32 {
+        match c {
+            None => 0,
+            Some(b'~') => -1,
+            Some(c) if c.is_ascii_digit() => 0,
+            Some(c) if c.is_ascii_alphabetic() => i32::from(c),
+            Some(c) => i32::from(c) + 256,
+        }
+    }
+    fn verrevcmp(a: &[u8], b: &[u8]) -> Ordering {
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() || j < b.len() {
+            let mut first_diff = 0;
+            while (i < a.len() && !a[i].is_ascii_digit()) || (j < b.len() && !b[j].is_ascii_digit()) {
+                let ac = order(a.get(i).copied().filter(|c| !c.is_ascii_digit()));
+                let bc = order(b.get(j).copied().filter(|c| !c.is_ascii_digit()));
+                if ac != bc {
+                    return ac.cmp(&bc);
+                }
+                if i < a.len() && !a[i].is_ascii_digit() {
+                    i += 1;
+                }
+                if j < b.len() && !b[j].is_ascii_digit() {
+                    j += 1;
+                }
+            }
+            while i < a.len() && a[i] == b'0' {
+                i += 1;
+            }
+            while j < b.len() && b[j] == b'0' {
+                j += 1;
+            }
+            while i < a.len() && a[i].is_ascii_digit() && j < b.len() && b[j].is_ascii_digit() {
+                if first_diff == 0 {
+                    first_diff = i32::from(a[i]) - i32::from(b[j]);
+                }
+                i += 1;
+                j += 1;
+            }
+            if i < a.len() && a[i].is_ascii_digit() {
+                return Ordering::Greater;
+            }
+            if j < b.len() && b[j].is_ascii_digit() {
+                return Ordering::Less;
+            }
+            if first_diff != 0 {
+                return first_diff.cmp(&0);
+            }
+        }
+        Ordering::Equal
+    }
+    let (ea, ua, ra) = split(a);
+    let (eb, ub, rb) = split(b);
+    ea.cmp(&eb)
+        .then_with(|| verrevcmp(ua.as_bytes(), ub.as_bytes()))
+        .then_with(|| verrevcmp(ra.as_bytes(), rb.as_bytes()))
+}
+
+/// Parses a `Depends`-style field: `a (>= 1), b | c:any (<< 2)`.
+pub fn parse_depends(field: &str) -> Result<Vec<Vec<Dep>>, String> {
+    let mut out = Vec::new();
+    for group in field.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+        let mut alts = Vec::new();
+        for alt in group.split('|').map(str::trim) {
+            // Drop architecture restrictions `[amd64]` and build profiles `<!nocheck>`, which
+            // come after the name and the version constraint.
+            let alt = match (alt.find('('), alt.find(')')) {
+                (Some(_), Some(close)) => &alt[..=close],
+                _ => alt.split(['[', '<']).next().unwrap_or(""),
+            }
+            .trim();
+            let (name, constraint) = match alt.split_once('(') {
+                Some((n, rest)) => {
+                    let inner = rest
+                        .strip_suffix(')')
+                        .ok_or_else(|| format!("unbalanced parenthesis in {alt:?}"))?
+                        .trim();
+                    let (op, v) = [("<<", Op::Lt), ("<=", Op::Le), (">=", Op::Ge), (">>", Op::Gt), ("=", Op::Eq), ("<", Op::Le), (">", Op::Ge)]
+                        .iter()
+                        .find_map(|(t, op)| inner.strip_prefix(t).map(|v| (*op, v.trim())))
+                        .ok_or_else(|| format!("bad version constraint in {alt:?}"))?;
+                    if v.is_empty() {
+                        return Err(format!("empty version in {alt:?}"));
+                    }
+                    (n.trim(), Some((op, v.to_owned())))
+                }
+                None => (alt, None),
+            };
+            // `name:any`, `name:amd64`: this resolver only knows one architecture.
+            let name = name.split(':').next().unwrap_or("").trim();
+            if name.is_empty() {
+                return Err(format!("empty package name in {group:?}"));
+            }
+            alts.push(Dep {
+                name: name.to_owned(),
+                constraint,
+            });
+        }
+        out.push(alts);
+    }
+    Ok(out)
+}
+
+/// All packages of one or more `Packages` files, for one architecture (plus `all`).
+#[derive(Debug, Default)]
+pub struct Index {
+    /// name → every version seen.
+    pub packages: BTreeMap<String, Vec<Pkg>>,
+    /// virtual name → (provider name, provider version, provided version).
+    pub providers: BTreeMap<String, Vec<(String, String, Option<String>)>>,
+}
+
+impl Index {
+    /// Adds the paragraphs of a `Packages` file. `what` names it in errors.
+    pub fn add(&mut self, text: &str, what: &str, arch: &str) -> Result<(), String> {
+        let mut line_no = 0usize;
+        let mut para_start = 1usize;
+        let mut fields: Vec<(String, String)> = Vec::new();
+        let mut lines = text.lines().chain(std::iter::once(""));
+        loop {
+            let Some(line) = lines.next() else { break };
+            line_no += 1;
+            if line.trim().is_empty() {
+                if !fields.is_empty() {
+                    self.add_paragraph(&fields, arch)
+                        .map_err(|e| format!("{what}:{para_start}: {e}"))?;
+                    fields.clear();
+                }
+                para_start = line_no + 1;
+                continue;
+            }
+            if line.starts_with([' ', '\t']) {
+                match fields.last_mut() {
+                    Some((_, v)) => {
+                        v.push('\n');
+                        v.push_str(line.trim());
+                    }
+                    None => return Err(format!("{what}:{line_no}: a continuation line with no field")),
+                }
+                continue;
+            }
+            let (k, v) = line
+                .split_once(':')
+                .ok_or_else(|| format!("{what}:{line_no}: expected `Field: value`"))?;
+            fields.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+        Ok(())
+    }
+
+    fn add_paragraph(&mut self, fields: &[(String, String)], arch: &str) -> Result<(), String> {
+        let get = |k: &str| fields.iter().find(|(f, _)| f.eq_ignore_ascii_case(k)).map(|(_, v)| v.as_str());
+        let name = get("Package").ok_or("a paragraph without Package")?;
+        let a = get("Architecture").unwrap_or("");
+        if a != arch && a != "all" {
+            return Ok(());
+        }
+        let version = get("Version").ok_or_else(|| format!("{name}: no Version"))?;
+        let mut depends = Vec::new();
+        for f in ["Pre-Depends", "Depends"] {
+            if let Some(v) = get(f) {
+                depends.extend(parse_depends(v).map_err(|e| format!("{name} {f}: {e}"))?);
+            }
+        }
+        let provides = match get("Provides") {
+            Some(v) => parse_depends(v)
+                .map_err(|e| format!("{name} Provides: {e}"))?
+                .into_iter()
+                .flatten()
+                .map(|d| (d.name, d.constraint.filter(|(op, _)| *op == Op::Eq).map(|(_, v)| v)))
+                .collect(),
+            None => Vec::new(),
+        };
+        let pkg = Pkg {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            arch: a.to_owned(),
+            depends,
+            provides,
+            filename: get("Filename").unwrap_or("").to_owned(),
+            sha256: get("SHA256").unwrap_or("").to_owned(),
+            size: get("Size").and_then(|s| s.parse().ok()).unwrap_or(0),
+        };
+        for (v, pv) in &pkg.provides {
+            self.providers
+                .entry(v.clone())
+                .or_default()
+                .push((pkg.name.clone(), pkg.version.clone(), pv.clone()));
+        }
+        let versions = self.packages.entry(pkg.name.clone()).or_default();
+        if !versions.iter().any(|p| p.version == pkg.version) {
+            versions.push(pkg);
+        }
+        Ok(())
+    }
+
+    /// The highest version of `name` satisfying `constraint`.
+    fn best(&self, name: &str, constraint: &Option<(Op, String)>) -> Option<&Pkg> {
+        self.packages
+            .get(name)?
+            .iter()
+            .filter(|p| satisfies(&p.version, constraint))
+            .max_by(|a, b| compare_versions(&a.version, &b.version))
+    }
+}
+
+fn satisfies(version: &str, constraint: &Option<(Op, String)>) -> bool {
+    match constraint {
+        None => true,
+        Some((op, v)) => op.holds(compare_versions(version, v)),
+    }
+}
+
+/// A resolved set: each chosen package and what pulled it in (`profile` for roots).
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    pub packages: BTreeMap<String, Pkg>,
+    pub required_by: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// Resolves the closure of `roots`.
+pub fn resolve(index: &Index, roots: &[String]) -> Result<Resolution, String> {
+    let mut chosen: BTreeMap<String, Pkg> = BTreeMap::new();
+    let mut required_by: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut chain: BTreeMap<String, String> = BTreeMap::new();
+    let mut queue: VecDeque<String> = VecDeque::new();
+    for r in roots {
+        let p = index.best(r, &None).ok_or_else(|| {
+            if index.providers.contains_key(r) {
+                format!("{r} is a virtual package; name one of its providers: {}", providers_of(index, r))
+            } else {
+                format!("package {r} is not in the apt indexes (run `apt-get update`, check the name)")
+            }
+        })?;
+        required_by.entry(r.clone()).or_default().insert("profile".into());
+        if !chosen.contains_key(r) {
+            chosen.insert(r.clone(), p.clone());
+            queue.push_back(r.clone());
+        }
+    }
+    let why = |chain: &BTreeMap<String, String>, mut n: String| {
+        let mut path = vec![n.clone()];
+        while let Some(parent) = chain.get(&n) {
+            if path.contains(parent) {
+                break;
+            }
+            path.push(parent.clone());
+            n = parent.clone();
+        }
+        path.reverse();
+        format!("profile -> {}", path.join(" -> "))
+    };
+    while let Some(name) = queue.pop_front() {
+        let pkg = chosen[&name].clone();
+        for group in &pkg.depends {
+            // Already satisfied by something chosen (itself or a provider)?
+            let satisfied = group.iter().find_map(|d| {
+                if let Some(c) = chosen.get(&d.name) {
+                    if satisfies(&c.version, &d.constraint) {
+                        return Some(c.name.clone());
+                    }
+                }
+                chosen
+                    .values()
+                    .find(|c| {
+                        c.provides.iter().any(|(v, pv)| {
+                            v == &d.name
+                                && match (&d.constraint, pv) {
+                                    (None, _) => true,
+                                    (Some(_), Some(pv)) => satisfies(pv, &d.constraint),
+                                    (Some(_), None) => false,
+                                }
+                        })
+                    })
+                    .map(|c| c.name.clone())
+            });
+            if let Some(s) = satisfied {
+                if s != name {
+                    required_by.entry(s).or_default().insert(name.clone());
+                }
+                continue;
+            }
+            // Else the first alternative that can be satisfied: a real package, then providers.
+            let mut pick: Option<Pkg> = None;
+            for d in group {
+                if let Some(p) = index.best(&d.name, &d.constraint) {
+                    if let Some(c) = chosen.get(&p.name) {
+                        // Another version was already chosen and does not satisfy this.
+                        return Err(format!(
+                            "{} needs {d}, but {} {} was already chosen ({})",
+                            name,
+                            c.name,
+                            c.version,
+                            why(&chain, name.clone())
+                        ));
+                    }
+                    pick = Some(p.clone());
+                    break;
+                }
+                let mut provs: Vec<&(String, String, Option<String>)> = index
+                    .providers
+                    .get(&d.name)
+                    .map(|v| {
+                        v.iter()
+                            .filter(|(_, _, pv)| match (&d.constraint, pv) {
+                                (None, _) => true,
+                                (Some(_), Some(pv)) => satisfies(pv, &d.constraint),
+                                (Some(_), None) => false,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                provs.sort();
+                if let Some((pn, pv, _)) = provs.first() {
+                    if let Some(p) = index.packages.get(pn).and_then(|v| v.iter().find(|p| &p.version == pv)) {
+                        pick = Some(p.clone());
+                        break;
+                    }
+                }
+            }
+            let Some(p) = pick else {
+                let alts: Vec<String> = group.iter().map(ToString::to_string).collect();
+                let avail: Vec<String> = group
+                    .iter()
+                    .filter_map(|d| index.packages.get(&d.name))
+                    .flatten()
+                    .map(|p| format!("{} {}", p.name, p.version))
+                    .collect();
+                return Err(format!(
+                    "cannot satisfy {}'s dependency on {} ({}); available: {}",
+                    name,
+                    alts.join(" | "),
+                    why(&chain, name.clone()),
+                    if avail.is_empty() { "none".to_owned() } else { avail.join(", ") }
+                ));
+            };
+            required_by.entry(p.name.clone()).or_default().insert(name.clone());
+            chain.insert(p.name.clone(), name.clone());
+            queue.push_back(p.name.clone());
+            chosen.insert(p.name.clone(), p);
+        }
+    }
+    Ok(Resolution { packages: chosen, required_by })
+}
+
+fn providers_of(index: &Index, v: &str) -> String {
+    let mut names: Vec<&str> = index.providers.get(v).map(|p| p.iter().map(|(n, _, _)| n.as_str()).collect()).unwrap_or_default();
+    names.sort_unstable();
+    names.dedup();
+    names.join(", ")
+}
+
+/// Reads the machine's apt `Packages` indexes for `arch` (through `apt-get indextargets` and
+/// `apt-helper cat-file`, which decompress whatever apt stored).
+pub fn machine_index(arch: &str) -> Result<Index, String> {
+    let out = std::process::Command::new("apt-get")
+        .args(["indextargets", "--format", "$(FILENAME)", "Created-By: Packages"])
+        .arg(format!("Architecture: {arch}"))
+        .output()
+        .map_err(|e| format!("cannot run apt-get ({e}); stratos lock needs apt's package indexes"))?;
+    let files: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut index = Index::default();
+    let mut read = 0;
+    for f in &files {
+        if !std::path::Path::new(f).exists() {
+            continue;
+        }
+        let out = std::process::Command::new("/usr/lib/apt/apt-helper")
+            .args(["cat-file", f])
+            .output()
+            .map_err(|e| format!("cannot run apt-helper for {f}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("apt-helper cat-file {f} failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        index.add(&String::from_utf8_lossy(&out.stdout), f, arch)?;
+        read += 1;
+    }
+    if read == 0 {
+        return Err("no apt package indexes on this machine; run `apt-get update` (as root) first".into());
+    }
+    Ok(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PACKAGES: &str = "\
+Package: app
+Version: 1.0-1
+Architecture: amd64
+Depends: libc6 (>= 2.36), mta | mail-transport-agent, libfoo (>= 2) | libfoo-compat, libgcc-s1 (<< 13) [amd64] <!nocheck>
+Pre-Depends: dpkg-helper
+Filename: pool/a/app_1.0-1_amd64.deb
+Size: 100
+SHA256: aa
+
+Package: libc6
+Version: 2.36-9
+Architecture: amd64
+Depends: libgcc-s1
+Size: 10
+SHA256: bb
+
+Package: libc6
+Version: 2.36-9+deb12u4
+Architecture: amd64
+Depends: libgcc-s1
+Size: 11
+SHA256: cc
+
+Package: libgcc-s1
+Version: 12.2.0-14
+Architecture: amd64
+Depends: libc6 (>= 2.35)
+SHA256: dd
+
+Package: postfix
+Version: 3.7
+Architecture: amd64
+Provides: mail-transport-agent
+SHA256: ee
+
+Package: exim4
+Version: 4.96
+Architecture: amd64
+Provides: mail-transport-agent
+SHA256: ff
+
+Package: libfoo
+Version: 1.5
+Architecture: amd64
+SHA256: 11
+
+Package: libfoo-compat
+Version: 1.0
+Architecture: all
+SHA256: 22
+
+Package: dpkg-helper
+Version: 1~rc1
+Architecture: amd64
+SHA256: 33
+
+Package: broken
+Version: 1
+Architecture: amd64
+Depends: libc6 (>= 3.0)
+SHA256: 44
+
+Package: other-arch
+Version: 1
+Architecture: arm64
+SHA256: 55
+";
+
+    fn index() -> Index {
+        let mut i = Index::default();
+        i.add(PACKAGES, "Packages", "amd64").unwrap();
+        i
+    }
+
+    #[test]
+    fn dpkg_version_order() {
+        use Ordering::*;
+        for (a, b, o) in [
+            ("1.0", "1.0", Equal),
+            ("1.0~rc1", "1.0", Less),
+            ("1.0", "1.0+b1", Less),
+            ("1:1.0", "2.0", Greater),
+            ("2.36-9+deb12u4", "2.36-9", Greater),
+            ("1.10", "1.9", Greater),
+            ("1.0-1", "1.0-1~bpo", Greater),
+            ("1.0a", "1.0", Greater),
+            ("3.11.2-6+deb12u6", "3.11.2-6", Greater),
+            ("0:1.2", "1.2", Equal),
+        ] {
+            assert_eq!(compare_versions(a, b), o, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn resolves_alternatives_virtuals_constraints_and_cycles() {
+        let r = resolve(&index(), &["app".into()]).unwrap();
+        let names: Vec<&str> = r.packages.keys().map(String::as_str).collect();
+        // mta does not exist: mail-transport-agent's providers, first by name (exim4);
+        // libfoo 1.5 is too old for (>= 2): libfoo-compat. libc6 <-> libgcc-s1 is a cycle.
+        assert_eq!(names, ["app", "dpkg-helper", "exim4", "libc6", "libfoo-compat", "libgcc-s1"]);
+        assert_eq!(r.packages["libc6"].version, "2.36-9+deb12u4");
+        assert_eq!(r.required_by["libc6"], ["app", "libgcc-s1"].into_iter().map(String::from).collect());
+        assert_eq!(r.required_by["app"], ["profile".to_owned()].into_iter().collect());
+        // A provider already chosen satisfies the virtual package.
+        let r = resolve(&index(), &["postfix".into(), "app".into()]).unwrap();
+        assert!(r.packages.contains_key("postfix") && !r.packages.contains_key("exim4"));
+    }
+
+    #[test]
+    fn unsatisfiable_and_unknown_are_clear_errors() {
+        let e = resolve(&index(), &["broken".into()]).unwrap_err();
+        assert!(e.contains("cannot satisfy broken's dependency on libc6 (>= 3.0)"), "{e}");
+        assert!(e.contains("available: libc6 2.36-9, libc6 2.36-9+deb12u4"), "{e}");
+        let e = resolve(&index(), &["nope".into()]).unwrap_err();
+        assert!(e.contains("not in the apt indexes"), "{e}");
+        let e = resolve(&index(), &["mail-transport-agent".into()]).unwrap_err();
+        assert!(e.contains("virtual package; name one of its providers: exim4, postfix"), "{e}");
+        assert!(resolve(&index(), &["other-arch".into()]).is_err());
+    }
+
+    #[test]
+    fn malformed_indexes_name_the_line() {
+        let mut i = Index::default();
+        let e = i.add("Package: a\nVersion: 1\nArchitecture: amd64\nDepends: b (>= \n", "P", "amd64").unwrap_err();
+        assert!(e.starts_with("P:1: a Depends"), "{e}");
+        let e = i.add("Package: a\nno colon here\n", "P", "amd64").unwrap_err();
+        assert!(e.starts_with("P:2:"), "{e}");
+    }
+}
