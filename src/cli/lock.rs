@@ -50,11 +50,13 @@ pub fn run(a: Args) -> CliResult {
             return Ok(());
         }
     }
-    eprintln!("stratos: resolving {} from the apt indexes", pkgs.debian.join(", "));
+    eprintln!(
+        "stratos: resolving {} from the apt indexes",
+        pkgs.debian.join(", ")
+    );
     let index = machine_index("amd64").map_err(|e| CliError::input(anyhow::anyhow!(e)))?;
-    let r = resolve(&index, &pkgs.debian).map_err(|e| {
-        CliError::input(anyhow::anyhow!("{}: {e}", a.profile.display()))
-    })?;
+    let r = resolve(&index, &pkgs.debian)
+        .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", a.profile.display())))?;
     let mut lock = LockFile {
         lock_version: LOCK_VERSION,
         packages: Vec::new(),
@@ -72,7 +74,11 @@ pub fn run(a: Args) -> CliResult {
             arch: p.arch.clone(),
             sha256: p.sha256.clone(),
             size: p.size,
-            required_by: r.required_by.get(name).map(|s| s.iter().cloned().collect()).unwrap_or_default(),
+            required_by: r
+                .required_by
+                .get(name)
+                .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default(),
         });
     }
     // Download and check each .deb now, so the build can run offline.
@@ -80,14 +86,28 @@ pub fn run(a: Args) -> CliResult {
     for p in &lock.packages {
         crate::packages::fetch(p, &pkgs.lock, false).map_err(CliError::input)?;
         total += p.size;
-        eprintln!("stratos: fetched {} {} ({} KiB)", p.name, p.version, p.size / 1024);
+        eprintln!(
+            "stratos: fetched {} {} ({} KiB)",
+            p.name,
+            p.version,
+            p.size / 1024
+        );
     }
     // What changed.
     let before: BTreeMap<&str, &str> = old
         .as_ref()
-        .map(|l| l.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect())
+        .map(|l| {
+            l.packages
+                .iter()
+                .map(|p| (p.name.as_str(), p.version.as_str()))
+                .collect()
+        })
         .unwrap_or_default();
-    let after: BTreeMap<&str, &str> = lock.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect();
+    let after: BTreeMap<&str, &str> = lock
+        .packages
+        .iter()
+        .map(|p| (p.name.as_str(), p.version.as_str()))
+        .collect();
     let mut changes = 0;
     for (n, v) in &after {
         match before.get(n) {

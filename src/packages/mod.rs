@@ -3,13 +3,14 @@
 pub mod deb;
 pub mod lock;
 pub mod resolve;
+pub mod trim;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::profile::{Packages, Profile};
 use crate::progress::Progress;
-use crate::rootfs::{Origin, Tree};
+use crate::rootfs::{ImagePath, Kind, Origin, Tree};
 use crate::sbom::ComponentSpec;
 use crate::sign::sha256_hex;
 use lock::{LockError, LockFile, LockedPackage};
@@ -170,6 +171,39 @@ fn download(p: &LockedPackage) -> Result<Vec<u8>, PackageError> {
     }
 }
 
+/// Drops the package's excluded paths (children before their directories; a directory goes
+/// only when nothing is left in it). Returns (entries, bytes) removed.
+fn trim_package(tree: &mut Tree, origin: &Origin, pkgs: &Packages) -> (usize, u64) {
+    let mine: Vec<ImagePath> = tree
+        .iter()
+        .filter(|(_, e)| &e.origin == origin)
+        .map(|(p, _)| p.clone())
+        .collect();
+    // Files that other entries hard-link to stay.
+    let link_targets: std::collections::BTreeSet<ImagePath> = tree
+        .iter()
+        .filter_map(|(_, e)| match &e.kind {
+            Kind::Hardlink(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    let (mut n, mut bytes) = (0, 0);
+    for p in mine.iter().rev() {
+        if !trim::excluded(p.as_str(), &pkgs.exclude, &pkgs.keep, pkgs.default_excludes)
+            || link_targets.contains(p)
+        {
+            continue;
+        }
+        let Some(e) = tree.get(p) else { continue };
+        if matches!(e.kind, Kind::Dir) && tree.iter().any(|(q, _)| q != p && q.starts_with(p)) {
+            continue;
+        }
+        bytes += e.size();
+        n += tree.remove_all(p);
+    }
+    (n, bytes)
+}
+
 /// Installs exactly the packages of the profile's lock into `tree`; returns their SBOM
 /// components (bom-ref = purl, which is also the files' origin).
 pub fn install_locked(
@@ -196,15 +230,30 @@ pub fn install_locked(
         let bytes = fetch(p, &pkgs.lock, offline)?;
         let purl = p.purl();
         let data = deb::member_tar(&bytes, "data.tar", &p.name)?;
-        let got = deb::extract_data_tar(&data, tree, &Origin::new(&purl), &p.name)?;
+        let origin = Origin::new(&purl);
+        let got = deb::extract_data_tar(&data, tree, &origin, &p.name)?;
+        // The licence, read before the docs are trimmed away.
+        let license = ImagePath::parse(&format!("/usr/share/doc/{}/copyright", p.name))
+            .ok()
+            .and_then(|c| match tree.get(&c).map(|e| &e.kind) {
+                Some(Kind::File(d)) => trim::licences(&String::from_utf8_lossy(d)),
+                _ => None,
+            });
+        let trimmed = trim_package(tree, &origin, pkgs);
         progress.info(format!(
-            "installed {} {} ({} files, {} KiB)",
+            "installed {} {} ({} files, {} KiB; trimmed {} files, {} KiB)",
             p.name,
             p.version,
             got.paths.len(),
-            got.bytes / 1024
+            got.bytes / 1024,
+            trimmed.0,
+            trimmed.1 / 1024
         ));
-        let mut props = vec![("stratos:origin".to_owned(), "debian-package".to_owned())];
+        let mut props = vec![
+            ("stratos:origin".to_owned(), "debian-package".to_owned()),
+            ("stratos:bytes-installed".to_owned(), got.bytes.to_string()),
+            ("stratos:bytes-trimmed".to_owned(), trimmed.1.to_string()),
+        ];
         for r in &p.required_by {
             props.push(("stratos:required-by".into(), r.clone()));
         }
@@ -218,7 +267,7 @@ pub fn install_locked(
                 p.name, p.version, p.arch
             )),
             purl: Some(purl),
-            license: None,
+            license,
             sha256: p.sha256.clone(),
             files: Vec::new(),
             properties: props,

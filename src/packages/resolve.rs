@@ -93,7 +93,8 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
         let (mut i, mut j) = (0, 0);
         while i < a.len() || j < b.len() {
             let mut first_diff = 0;
-            while (i < a.len() && !a[i].is_ascii_digit()) || (j < b.len() && !b[j].is_ascii_digit()) {
+            while (i < a.len() && !a[i].is_ascii_digit()) || (j < b.len() && !b[j].is_ascii_digit())
+            {
                 let ac = order(a.get(i).copied().filter(|c| !c.is_ascii_digit()));
                 let bc = order(b.get(j).copied().filter(|c| !c.is_ascii_digit()));
                 if ac != bc {
@@ -157,10 +158,18 @@ pub fn parse_depends(field: &str) -> Result<Vec<Vec<Dep>>, String> {
                         .strip_suffix(')')
                         .ok_or_else(|| format!("unbalanced parenthesis in {alt:?}"))?
                         .trim();
-                    let (op, v) = [("<<", Op::Lt), ("<=", Op::Le), (">=", Op::Ge), (">>", Op::Gt), ("=", Op::Eq), ("<", Op::Le), (">", Op::Ge)]
-                        .iter()
-                        .find_map(|(t, op)| inner.strip_prefix(t).map(|v| (*op, v.trim())))
-                        .ok_or_else(|| format!("bad version constraint in {alt:?}"))?;
+                    let (op, v) = [
+                        ("<<", Op::Lt),
+                        ("<=", Op::Le),
+                        (">=", Op::Ge),
+                        (">>", Op::Gt),
+                        ("=", Op::Eq),
+                        ("<", Op::Le),
+                        (">", Op::Ge),
+                    ]
+                    .iter()
+                    .find_map(|(t, op)| inner.strip_prefix(t).map(|v| (*op, v.trim())))
+                    .ok_or_else(|| format!("bad version constraint in {alt:?}"))?;
                     if v.is_empty() {
                         return Err(format!("empty version in {alt:?}"));
                     }
@@ -217,7 +226,11 @@ impl Index {
                         v.push('\n');
                         v.push_str(line.trim());
                     }
-                    None => return Err(format!("{what}:{line_no}: a continuation line with no field")),
+                    None => {
+                        return Err(format!(
+                            "{what}:{line_no}: a continuation line with no field"
+                        ))
+                    }
                 }
                 continue;
             }
@@ -230,7 +243,12 @@ impl Index {
     }
 
     fn add_paragraph(&mut self, fields: &[(String, String)], arch: &str) -> Result<(), String> {
-        let get = |k: &str| fields.iter().find(|(f, _)| f.eq_ignore_ascii_case(k)).map(|(_, v)| v.as_str());
+        let get = |k: &str| {
+            fields
+                .iter()
+                .find(|(f, _)| f.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.as_str())
+        };
         let name = get("Package").ok_or("a paragraph without Package")?;
         let a = get("Architecture").unwrap_or("");
         if a != arch && a != "all" {
@@ -248,7 +266,12 @@ impl Index {
                 .map_err(|e| format!("{name} Provides: {e}"))?
                 .into_iter()
                 .flatten()
-                .map(|d| (d.name, d.constraint.filter(|(op, _)| *op == Op::Eq).map(|(_, v)| v)))
+                .map(|d| {
+                    (
+                        d.name,
+                        d.constraint.filter(|(op, _)| *op == Op::Eq).map(|(_, v)| v),
+                    )
+                })
                 .collect(),
             None => Vec::new(),
         };
@@ -263,10 +286,11 @@ impl Index {
             size: get("Size").and_then(|s| s.parse().ok()).unwrap_or(0),
         };
         for (v, pv) in &pkg.provides {
-            self.providers
-                .entry(v.clone())
-                .or_default()
-                .push((pkg.name.clone(), pkg.version.clone(), pv.clone()));
+            self.providers.entry(v.clone()).or_default().push((
+                pkg.name.clone(),
+                pkg.version.clone(),
+                pv.clone(),
+            ));
         }
         let versions = self.packages.entry(pkg.name.clone()).or_default();
         if !versions.iter().any(|p| p.version == pkg.version) {
@@ -308,12 +332,20 @@ pub fn resolve(index: &Index, roots: &[String]) -> Result<Resolution, String> {
     for r in roots {
         let p = index.best(r, &None).ok_or_else(|| {
             if index.providers.contains_key(r) {
-                format!("{r} is a virtual package; name one of its providers: {}", providers_of(index, r))
+                format!(
+                    "{r} is a virtual package; name one of its providers: {}",
+                    providers_of(index, r)
+                )
             } else {
-                format!("package {r} is not in the apt indexes (run `apt-get update`, check the name)")
+                format!(
+                    "package {r} is not in the apt indexes (run `apt-get update`, check the name)"
+                )
             }
         })?;
-        required_by.entry(r.clone()).or_default().insert("profile".into());
+        required_by
+            .entry(r.clone())
+            .or_default()
+            .insert("profile".into());
         if !chosen.contains_key(r) {
             chosen.insert(r.clone(), p.clone());
             queue.push_back(r.clone());
@@ -393,7 +425,11 @@ pub fn resolve(index: &Index, roots: &[String]) -> Result<Resolution, String> {
                     .unwrap_or_default();
                 provs.sort();
                 if let Some((pn, pv, _)) = provs.first() {
-                    if let Some(p) = index.packages.get(pn).and_then(|v| v.iter().find(|p| &p.version == pv)) {
+                    if let Some(p) = index
+                        .packages
+                        .get(pn)
+                        .and_then(|v| v.iter().find(|p| &p.version == pv))
+                    {
                         pick = Some(p.clone());
                         break;
                     }
@@ -412,20 +448,34 @@ pub fn resolve(index: &Index, roots: &[String]) -> Result<Resolution, String> {
                     name,
                     alts.join(" | "),
                     why(&chain, name.clone()),
-                    if avail.is_empty() { "none".to_owned() } else { avail.join(", ") }
+                    if avail.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        avail.join(", ")
+                    }
                 ));
             };
-            required_by.entry(p.name.clone()).or_default().insert(name.clone());
+            required_by
+                .entry(p.name.clone())
+                .or_default()
+                .insert(name.clone());
             chain.insert(p.name.clone(), name.clone());
             queue.push_back(p.name.clone());
             chosen.insert(p.name.clone(), p);
         }
     }
-    Ok(Resolution { packages: chosen, required_by })
+    Ok(Resolution {
+        packages: chosen,
+        required_by,
+    })
 }
 
 fn providers_of(index: &Index, v: &str) -> String {
-    let mut names: Vec<&str> = index.providers.get(v).map(|p| p.iter().map(|(n, _, _)| n.as_str()).collect()).unwrap_or_default();
+    let mut names: Vec<&str> = index
+        .providers
+        .get(v)
+        .map(|p| p.iter().map(|(n, _, _)| n.as_str()).collect())
+        .unwrap_or_default();
     names.sort_unstable();
     names.dedup();
     names.join(", ")
@@ -435,10 +485,17 @@ fn providers_of(index: &Index, v: &str) -> String {
 /// `apt-helper cat-file`, which decompress whatever apt stored).
 pub fn machine_index(arch: &str) -> Result<Index, String> {
     let out = std::process::Command::new("apt-get")
-        .args(["indextargets", "--format", "$(FILENAME)", "Created-By: Packages"])
+        .args([
+            "indextargets",
+            "--format",
+            "$(FILENAME)",
+            "Created-By: Packages",
+        ])
         .arg(format!("Architecture: {arch}"))
         .output()
-        .map_err(|e| format!("cannot run apt-get ({e}); stratos lock needs apt's package indexes"))?;
+        .map_err(|e| {
+            format!("cannot run apt-get ({e}); stratos lock needs apt's package indexes")
+        })?;
     let files: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::to_owned)
@@ -455,13 +512,18 @@ pub fn machine_index(arch: &str) -> Result<Index, String> {
             .output()
             .map_err(|e| format!("cannot run apt-helper for {f}: {e}"))?;
         if !out.status.success() {
-            return Err(format!("apt-helper cat-file {f} failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            return Err(format!(
+                "apt-helper cat-file {f} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
         }
         index.add(&String::from_utf8_lossy(&out.stdout), f, arch)?;
         read += 1;
     }
     if read == 0 {
-        return Err("no apt package indexes on this machine; run `apt-get update` (as root) first".into());
+        return Err(
+            "no apt package indexes on this machine; run `apt-get update` (as root) first".into(),
+        );
     }
     Ok(index)
 }
@@ -570,10 +632,26 @@ SHA256: 55
         let names: Vec<&str> = r.packages.keys().map(String::as_str).collect();
         // mta does not exist: mail-transport-agent's providers, first by name (exim4);
         // libfoo 1.5 is too old for (>= 2): libfoo-compat. libc6 <-> libgcc-s1 is a cycle.
-        assert_eq!(names, ["app", "dpkg-helper", "exim4", "libc6", "libfoo-compat", "libgcc-s1"]);
+        assert_eq!(
+            names,
+            [
+                "app",
+                "dpkg-helper",
+                "exim4",
+                "libc6",
+                "libfoo-compat",
+                "libgcc-s1"
+            ]
+        );
         assert_eq!(r.packages["libc6"].version, "2.36-9+deb12u4");
-        assert_eq!(r.required_by["libc6"], ["app", "libgcc-s1"].into_iter().map(String::from).collect());
-        assert_eq!(r.required_by["app"], ["profile".to_owned()].into_iter().collect());
+        assert_eq!(
+            r.required_by["libc6"],
+            ["app", "libgcc-s1"].into_iter().map(String::from).collect()
+        );
+        assert_eq!(
+            r.required_by["app"],
+            ["profile".to_owned()].into_iter().collect()
+        );
         // A provider already chosen satisfies the virtual package.
         let r = resolve(&index(), &["postfix".into(), "app".into()]).unwrap();
         assert!(r.packages.contains_key("postfix") && !r.packages.contains_key("exim4"));
@@ -582,21 +660,38 @@ SHA256: 55
     #[test]
     fn unsatisfiable_and_unknown_are_clear_errors() {
         let e = resolve(&index(), &["broken".into()]).unwrap_err();
-        assert!(e.contains("cannot satisfy broken's dependency on libc6 (>= 3.0)"), "{e}");
-        assert!(e.contains("available: libc6 2.36-9, libc6 2.36-9+deb12u4"), "{e}");
+        assert!(
+            e.contains("cannot satisfy broken's dependency on libc6 (>= 3.0)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("available: libc6 2.36-9, libc6 2.36-9+deb12u4"),
+            "{e}"
+        );
         let e = resolve(&index(), &["nope".into()]).unwrap_err();
         assert!(e.contains("not in the apt indexes"), "{e}");
         let e = resolve(&index(), &["mail-transport-agent".into()]).unwrap_err();
-        assert!(e.contains("virtual package; name one of its providers: exim4, postfix"), "{e}");
+        assert!(
+            e.contains("virtual package; name one of its providers: exim4, postfix"),
+            "{e}"
+        );
         assert!(resolve(&index(), &["other-arch".into()]).is_err());
     }
 
     #[test]
     fn malformed_indexes_name_the_line() {
         let mut i = Index::default();
-        let e = i.add("Package: a\nVersion: 1\nArchitecture: amd64\nDepends: b (>= \n", "P", "amd64").unwrap_err();
+        let e = i
+            .add(
+                "Package: a\nVersion: 1\nArchitecture: amd64\nDepends: b (>= \n",
+                "P",
+                "amd64",
+            )
+            .unwrap_err();
         assert!(e.starts_with("P:1: a Depends"), "{e}");
-        let e = i.add("Package: a\nno colon here\n", "P", "amd64").unwrap_err();
+        let e = i
+            .add("Package: a\nno colon here\n", "P", "amd64")
+            .unwrap_err();
         assert!(e.starts_with("P:2:"), "{e}");
     }
 }

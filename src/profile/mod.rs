@@ -213,6 +213,11 @@ pub struct Network {
 pub struct Packages {
     pub debian: Vec<String>,
     pub lock: PathBuf,
+    /// Installed paths to drop (globs: `*`, `?`, `**`), on top of the defaults.
+    pub exclude: Vec<String>,
+    /// Installed paths kept even when excluded.
+    pub keep: Vec<String>,
+    pub default_excludes: bool,
 }
 
 /// Where the kernel comes from.
@@ -709,7 +714,31 @@ fn validate(
                     dir.join(format!("{stem}.lock"))
                 }
             };
-            Some(Packages { debian, lock })
+            let globs = |list: &[Spanned<String>],
+                         key: &str|
+             -> Result<Vec<String>, ProfileError> {
+                let mut out = Vec::new();
+                for (i, g) in list.iter().enumerate() {
+                    if !g.get_ref().starts_with('/') && !g.get_ref().starts_with("**") {
+                        return Err(cx.at(
+                            g.span(),
+                            format!("packages.{key}[{i}]"),
+                            "a glob of in-image paths must start with / or ** (e.g. \"/usr/share/doc/**\")",
+                        ));
+                    }
+                    out.push(g.get_ref().clone());
+                }
+                Ok(out)
+            };
+            let exclude = globs(&p.exclude, "exclude")?;
+            let keep = globs(&p.keep, "keep")?;
+            Some(Packages {
+                debian,
+                lock,
+                exclude,
+                keep,
+                default_excludes: p.default_excludes.unwrap_or(true),
+            })
         }
     };
 

@@ -215,4 +215,13 @@ pub struct RawPackages {
     /// The lock file, relative to the profile (default: the profile's name with `.lock`).
     #[serde(default)]
     pub lock: Option<Spanned<String>>,
+    /// Globs of installed paths to drop (on top of the defaults).
+    #[serde(default)]
+    pub exclude: Vec<Spanned<String>>,
+    /// Globs of installed paths to keep even if excluded.
+    #[serde(default)]
+    pub keep: Vec<Spanned<String>>,
+    /// Whether the default excludes (docs, man pages, locales, bytecode caches) apply.
+    #[serde(default)]
+    pub default_excludes: Option<bool>,
 }
