@@ -51,6 +51,9 @@ pub fn excluded(path: &str, exclude: &[String], keep: &[String], defaults: bool)
 /// A Debian licence short name as an SPDX identifier (`LicenseRef-...` when SPDX has none).
 fn spdx(debian: &str) -> String {
     let known = [
+        ("GPL-1", "GPL-1.0-only"),
+        ("GPL-1+", "GPL-1.0-or-later"),
+        ("Artistic", "Artistic-1.0"),
         ("GPL-2", "GPL-2.0-only"),
         ("GPL-2+", "GPL-2.0-or-later"),
         ("GPL-3", "GPL-3.0-only"),
