@@ -207,9 +207,7 @@ impl Index {
         let mut line_no = 0usize;
         let mut para_start = 1usize;
         let mut fields: Vec<(String, String)> = Vec::new();
-        let mut lines = text.lines().chain(std::iter::once(""));
-        loop {
-            let Some(line) = lines.next() else { break };
+        for line in text.lines().chain(std::iter::once("")) {
             line_no += 1;
             if line.trim().is_empty() {
                 if !fields.is_empty() {
