@@ -62,6 +62,9 @@ pub struct Mismatch {
     pub lock: PathBuf,
 }
 
+/// Directories of `.deb` files named like apt names them, looked in before downloading.
+pub const SYSTEM_DEB_DIRS: &[&str] = &["/var/cache/apt/archives", "/var/cache/stratos/debs"];
+
 /// Where `.deb` files are kept, by sha256.
 pub fn deb_cache_dir() -> PathBuf {
     crate::cache::root().join("debs/sha256")
@@ -103,17 +106,22 @@ pub fn fetch(p: &LockedPackage, lock_path: &Path, offline: bool) -> Result<Vec<u
         }
         // A damaged cache entry: fetch it again below.
     }
-    let apt_cached = Path::new("/var/cache/apt/archives").join(apt_archive_name(p));
-    let bytes = match std::fs::read(&apt_cached) {
-        Ok(b) if sha256_hex(&b) == p.sha256 => b,
-        _ if offline => {
+    // apt's own archive cache, then the one `ci/setup` fills (apt's may be cleaned after every
+    // apt run, e.g. by Docker's docker-clean hook).
+    let local = SYSTEM_DEB_DIRS
+        .iter()
+        .filter_map(|d| std::fs::read(Path::new(d).join(apt_archive_name(p))).ok())
+        .find(|b| sha256_hex(b) == p.sha256);
+    let bytes = match local {
+        Some(b) => b,
+        None if offline => {
             return Err(PackageError::Offline {
                 name: p.name.clone(),
                 version: p.version.clone(),
                 cache,
             })
         }
-        _ => download(p)?,
+        None => download(p)?,
     };
     let bytes = check(bytes)?;
     std::fs::create_dir_all(&cache).map_err(|source| PackageError::Io {
