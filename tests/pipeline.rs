@@ -535,3 +535,25 @@ fn keygen_never_overwrites_and_protects_the_secret() {
         secret
     );
 }
+
+/// The runtime's shared libraries must be in the image: a dynamically linked runtime without
+/// them is a build error naming the library and who needs it; nothing is written.
+#[test]
+fn runtime_missing_a_shared_library_fails_the_build() {
+    let f = Fixture::new();
+    f.write("overlay/app/bin/fn", &std::fs::read("/bin/ls").unwrap());
+    let cache = tempfile::tempdir().unwrap();
+    let out = f.path("out");
+    stratos(cache.path())
+        .arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "the runtime: /bin/fn needs the shared library",
+        ))
+        .stderr(predicates::str::contains("add the package that ships it"));
+    assert!(!out.exists());
+}

@@ -61,6 +61,29 @@ fn python_fn_builds_offline_reproducibly_boots_and_answers() {
         .iter()
         .any(|r| r.as_str().unwrap().contains("libpython3.11-minimal")));
 
+    // The preload list is the interpreter's ELF closure plus the profile's extra files.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("manifest.json")).unwrap()).unwrap();
+    let preload: Vec<&str> = manifest["preload"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(preload[0], "/usr/bin/python3.11", "{preload:?}");
+    for lib in [
+        "ld-linux-x86-64.so.2",
+        "libc.so.6",
+        "libexpat.so",
+        "libz.so",
+    ] {
+        assert!(
+            preload.iter().any(|p| p.contains(lib)),
+            "{lib} not in {preload:?}"
+        );
+    }
+    assert!(preload.contains(&"/usr/lib/python3.11/socket.py"));
+
     // Trimmed: no documentation, no iconv modules; the interpreter and its stdlib are there.
     let out = std::process::Command::new("tar")
         .args(["--zstd", "-tf"])

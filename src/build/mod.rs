@@ -1,5 +1,6 @@
 //! The image pipeline: profile → tree → archives → SBOM → manifest → signature → output dir.
 
+pub mod elf;
 pub mod init_binary;
 pub mod output;
 
@@ -52,6 +53,8 @@ pub enum BuildError {
     Output(#[from] output::OutputError),
     #[error("seccomp policy {0}")]
     Seccomp(String),
+    #[error("the runtime: {0}")]
+    Runtime(String),
     #[error("internal error: {path} comes from {origin}, which has no SBOM component")]
     Orphan { path: String, origin: String },
 }
@@ -135,31 +138,17 @@ pub struct PreparedKernel {
     pub source_sha256: Option<String>,
 }
 
-/// The files the init warms at boot: the runtime's executable and the profile's `preload`
-/// paths that exist in the image as regular files (symlinks resolved inside the image).
-pub fn preload_list(profile: &Profile, tree: &Tree) -> Vec<String> {
-    let mut wanted: Vec<ImagePath> = Vec::new();
+/// The files the init warms at boot: the runtime's executable with its interpreter and
+/// shared-library closure (see [`elf::closure`]), then the profile's `preload` paths (and their
+/// closures, for binaries). Symlinks are resolved inside the image.
+pub fn preload_list(profile: &Profile, tree: &Tree) -> Result<Vec<String>, BuildError> {
+    let mut roots: Vec<ImagePath> = Vec::new();
     if let Ok(p) = ImagePath::parse(&profile.init.argv[0]) {
-        wanted.push(p);
+        roots.push(p);
     }
-    wanted.extend(profile.init.preload.iter().cloned());
-    let mut out: Vec<String> = Vec::new();
-    for w in wanted {
-        let mut p = w;
-        for _ in 0..40 {
-            match tree.get(&p).map(|e| &e.kind) {
-                Some(Kind::Symlink(t)) => p = ImagePath::resolve_link_target(&p, t),
-                Some(Kind::Hardlink(t)) => p = t.clone(),
-                _ => break,
-            }
-        }
-        if matches!(tree.get(&p).map(|e| &e.kind), Some(Kind::File(_)))
-            && !out.contains(&p.to_string())
-        {
-            out.push(p.to_string());
-        }
-    }
-    out
+    roots.extend(profile.init.preload.iter().cloned());
+    let files = elf::closure(tree, &roots).map_err(BuildError::Runtime)?;
+    Ok(files.iter().map(ToString::to_string).collect())
 }
 
 /// Reads the prebuilt kernel, or builds it from source (verifying the config).
@@ -475,7 +464,7 @@ pub fn assemble(
 
     // Generated last, so nothing can shadow what the init reads.
     let g = Origin::new("generated");
-    let preload = preload_list(profile, &tree);
+    let preload = preload_list(profile, &tree)?;
     let mut config = init_config(profile, modules, preload.clone());
     let seccomp = match &profile.seccomp {
         None => None,

@@ -1,0 +1,208 @@
+//! The shared-library closure of the runtime: what the dynamic loader will open when the
+//! runtime starts, computed from the image tree alone (`PT_INTERP`, `DT_NEEDED`,
+//! `DT_RUNPATH`/`DT_RPATH` with `$ORIGIN`, then the default directories). Scripts lead to their
+//! `#!` interpreter. The closure is what the init preloads; a missing library is a build error.
+
+use goblin::elf::Elf;
+
+use crate::rootfs::{ImagePath, Kind, Tree};
+
+/// Where glibc's loader looks after RUNPATH on Debian x86-64 (its built-in system dirs).
+const DEFAULT_DIRS: &[&str] = &[
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib",
+    "/usr/lib",
+    "/lib64",
+    "/usr/lib64",
+];
+
+/// Follows symlinks and hard links inside the tree; `None` if it does not end at a file.
+pub fn resolve_file(tree: &Tree, path: &ImagePath) -> Option<ImagePath> {
+    let mut p = path.clone();
+    for _ in 0..40 {
+        match tree.get(&p).map(|e| &e.kind) {
+            Some(Kind::Symlink(t)) => p = ImagePath::resolve_link_target(&p, t),
+            Some(Kind::Hardlink(t)) => p = t.clone(),
+            Some(Kind::File(_)) => return Some(p),
+            _ => return None,
+        }
+    }
+    None
+}
+
+fn data<'a>(tree: &'a Tree, p: &ImagePath) -> Option<&'a [u8]> {
+    match tree.get(p).map(|e| &e.kind) {
+        Some(Kind::File(d)) => Some(d),
+        _ => None,
+    }
+}
+
+/// The closure of `roots` in load order: each root (resolved), its interpreter, its libraries.
+/// Non-ELF, non-script roots are returned as they are. Errors name who needs what.
+pub fn closure(tree: &Tree, roots: &[ImagePath]) -> Result<Vec<ImagePath>, String> {
+    let mut out: Vec<ImagePath> = Vec::new();
+    let mut queue: Vec<(ImagePath, String)> = roots
+        .iter()
+        .map(|r| (r.clone(), "the profile".to_owned()))
+        .collect();
+    queue.reverse();
+    while let Some((wanted, needer)) = queue.pop() {
+        let Some(p) = resolve_file(tree, &wanted) else {
+            return Err(format!(
+                "{wanted} (needed by {needer}) is not a file in the image"
+            ));
+        };
+        if out.contains(&p) {
+            continue;
+        }
+        out.push(p.clone());
+        let bytes = data(tree, &p).unwrap_or_default();
+        if let Some(rest) = bytes.strip_prefix(b"#!") {
+            let line = rest.split(|b| *b == b'\n').next().unwrap_or_default();
+            let interp = String::from_utf8_lossy(line);
+            if let Some(i) = interp.split_whitespace().next() {
+                let ip =
+                    ImagePath::parse(i).map_err(|e| format!("{p}: bad interpreter {i:?}: {e}"))?;
+                queue.push((ip, p.to_string()));
+            }
+            continue;
+        }
+        if !bytes.starts_with(b"\x7fELF") {
+            continue;
+        }
+        let elf = Elf::parse(bytes).map_err(|e| format!("{p}: not a valid ELF file: {e}"))?;
+        let mut next: Vec<(ImagePath, String)> = Vec::new();
+        if let Some(interp) = elf.interpreter {
+            let ip = ImagePath::parse(interp)
+                .map_err(|e| format!("{p}: bad PT_INTERP {interp:?}: {e}"))?;
+            next.push((ip, p.to_string()));
+        }
+        let origin = p.parent().map_or_else(|| "/".to_owned(), |d| d.to_string());
+        let expand = |s: &str| -> Vec<String> {
+            s.split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| d.replace("${ORIGIN}", &origin).replace("$ORIGIN", &origin))
+                .collect()
+        };
+        let runpath: Vec<String> = elf.runpaths.iter().flat_map(|r| expand(r)).collect();
+        // DT_RPATH is only used when there is no DT_RUNPATH.
+        let rpath: Vec<String> = if runpath.is_empty() {
+            elf.rpaths.iter().flat_map(|r| expand(r)).collect()
+        } else {
+            Vec::new()
+        };
+        for lib in &elf.libraries {
+            let found = if lib.contains('/') {
+                ImagePath::parse(lib)
+                    .ok()
+                    .filter(|c| resolve_file(tree, c).is_some())
+            } else {
+                rpath
+                    .iter()
+                    .chain(runpath.iter())
+                    .map(String::as_str)
+                    .chain(DEFAULT_DIRS.iter().copied())
+                    .filter_map(|d| {
+                        ImagePath::parse(&format!("{}/{lib}", d.trim_end_matches('/'))).ok()
+                    })
+                    .find(|c| resolve_file(tree, c).is_some())
+            };
+            match found {
+                Some(f) => next.push((f, p.to_string())),
+                None => {
+                    return Err(format!(
+                        "{p} needs the shared library {lib}, which is not in the image (searched {}); add the package that ships it",
+                        rpath.iter().chain(runpath.iter()).map(String::as_str).chain(DEFAULT_DIRS.iter().copied()).collect::<Vec<_>>().join(", ")
+                    ))
+                }
+            }
+        }
+        next.reverse();
+        queue.extend(next);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rootfs::{Entry, Origin};
+
+    fn host(tree: &mut Tree, host_path: &str, at: &str) {
+        let data = std::fs::read(host_path).unwrap();
+        tree.insert(
+            &ImagePath::parse(at).unwrap(),
+            Entry::file(data, 0o755, &Origin::new("t")),
+        )
+        .unwrap();
+    }
+
+    /// The host's /bin/ls, its loader and libraries, added one by one as the closure asks.
+    #[test]
+    fn closure_of_a_real_binary_names_each_missing_library() {
+        let mut tree = Tree::new();
+        host(&mut tree, "/bin/ls", "/usr/bin/ls");
+        tree.insert(
+            &ImagePath::parse("/bin/ls-link").unwrap(),
+            Entry::symlink("../usr/bin/ls", &Origin::new("t")),
+        )
+        .unwrap();
+        let root = [ImagePath::parse("/bin/ls-link").unwrap()];
+        let mut asked = Vec::new();
+        let files = loop {
+            match closure(&tree, &root) {
+                Ok(f) => break f,
+                Err(e) => {
+                    asked.push(e.clone());
+                    assert!(asked.len() < 20, "{asked:?}");
+                    let missing = if let Some(rest) = e.split("needs the shared library ").nth(1) {
+                        format!("/lib/x86_64-linux-gnu/{}", rest.split(',').next().unwrap())
+                    } else {
+                        // The loader: "<path> (needed by ...) is not a file in the image".
+                        e.split(' ').next().unwrap().to_owned()
+                    };
+                    let real = std::fs::canonicalize(&missing).unwrap();
+                    host(&mut tree, real.to_str().unwrap(), &missing);
+                }
+            }
+        };
+        assert!(
+            asked
+                .iter()
+                .any(|e| e.starts_with("/usr/bin/ls needs the shared library libc.so.6")),
+            "{asked:?}"
+        );
+        assert_eq!(files[0].as_str(), "/usr/bin/ls");
+        assert!(files
+            .iter()
+            .any(|f| f.as_str() == "/lib/x86_64-linux-gnu/libc.so.6"));
+        assert!(files.iter().any(|f| f.as_str().contains("ld-linux-x86-64")));
+    }
+
+    #[test]
+    fn scripts_lead_to_their_interpreter() {
+        let mut tree = Tree::new();
+        let o = Origin::new("t");
+        tree.insert(
+            &ImagePath::parse("/srv/run.sh").unwrap(),
+            Entry::file(b"#!/bin/sh -e\necho\n".to_vec(), 0o755, &o),
+        )
+        .unwrap();
+        let e = closure(&tree, &[ImagePath::parse("/srv/run.sh").unwrap()]).unwrap_err();
+        assert_eq!(
+            e,
+            "/bin/sh (needed by /srv/run.sh) is not a file in the image"
+        );
+        tree.insert(
+            &ImagePath::parse("/bin/sh").unwrap(),
+            Entry::file(b"not elf".to_vec(), 0o755, &o),
+        )
+        .unwrap();
+        let f = closure(&tree, &[ImagePath::parse("/srv/run.sh").unwrap()]).unwrap();
+        assert_eq!(
+            f.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+            ["/srv/run.sh", "/bin/sh"]
+        );
+    }
+}
