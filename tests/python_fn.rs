@@ -61,6 +61,14 @@ fn python_fn_builds_offline_reproducibly_boots_and_answers() {
         .iter()
         .any(|r| r.as_str().unwrap().contains("libpython3.11-minimal")));
 
+    // Every entry of the image belongs to a component.
+    stratos(&cache)
+        .args(["inspect", "--orphans"])
+        .arg(&a)
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("no orphans"));
+
     // The preload list is the interpreter's ELF closure plus the profile's extra files.
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(a.join("manifest.json")).unwrap()).unwrap();

@@ -23,6 +23,9 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Only list the image's entries that no SBOM component claims; exit 1 if there are any.
+    #[arg(long)]
+    pub orphans: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -39,6 +42,8 @@ pub struct Report {
     pub content_bytes: u64,
     pub largest_files: Vec<FileReport>,
     pub overrides: Vec<String>,
+    /// Entries of the root filesystem no SBOM component lists.
+    pub orphans: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -55,6 +60,9 @@ pub struct ComponentReport {
     pub name: String,
     pub version: String,
     pub files: usize,
+    /// For Debian packages: bytes their data.tar put in the tree, and bytes trimmed from that.
+    pub bytes_installed: Option<u64>,
+    pub bytes_trimmed: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,13 +82,31 @@ pub fn report(dir: &Path) -> anyhow::Result<Report> {
     .with_context(|| format!("parsing {}", sbom_path.display()))?;
     let mut components = Vec::new();
     let mut overrides = Vec::new();
+    let mut claimed: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for c in sbom["components"].as_array().into_iter().flatten() {
-        let files = c["evidence"]["occurrences"].as_array().map_or(0, Vec::len);
+        let occ = c["evidence"]["occurrences"].as_array();
+        let files = occ.map_or(0, Vec::len);
+        for o in occ.into_iter().flatten() {
+            if let Some(l) = o["location"].as_str() {
+                claimed.insert(l.to_owned());
+            }
+        }
+        let prop = |name: &str| {
+            c["properties"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["name"] == name)
+                .and_then(|p| p["value"].as_str())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
         components.push(ComponentReport {
             bom_ref: c["bom-ref"].as_str().unwrap_or("").to_owned(),
             name: c["name"].as_str().unwrap_or("").to_owned(),
             version: c["version"].as_str().unwrap_or("").to_owned(),
             files,
+            bytes_installed: prop("stratos:bytes-installed"),
+            bytes_trimmed: prop("stratos:bytes-trimmed"),
         });
         for p in c["properties"].as_array().into_iter().flatten() {
             if p["name"] == "stratos:overrides" {
@@ -100,6 +126,18 @@ pub fn report(dir: &Path) -> anyhow::Result<Report> {
     .with_context(|| format!("decompressing {}", tar_path.display()))?;
     let listed =
         archive::tar::list_tar(&tar).with_context(|| format!("reading {}", tar_path.display()))?;
+    let orphans: Vec<String> = listed
+        .iter()
+        .map(|l| {
+            let p = l.path.trim_end_matches('/');
+            if p.is_empty() || p == "." {
+                "/".to_owned()
+            } else {
+                format!("/{}", p.trim_start_matches("./"))
+            }
+        })
+        .filter(|p| !claimed.contains(p))
+        .collect();
     let mut files: Vec<FileReport> = listed
         .iter()
         .filter(|l| l.kind == 'f')
@@ -129,11 +167,27 @@ pub fn report(dir: &Path) -> anyhow::Result<Report> {
         content_bytes,
         largest_files: files,
         overrides,
+        orphans,
     })
 }
 
 pub fn run(a: Args) -> CliResult {
     let r = report(&a.dir).map_err(CliError::input)?;
+    if a.orphans {
+        for o in &r.orphans {
+            println!("{o}");
+        }
+        if r.orphans.is_empty() {
+            eprintln!(
+                "no orphans: every entry of the root filesystem belongs to an SBOM component"
+            );
+            return Ok(());
+        }
+        return Err(CliError::check(anyhow::anyhow!(
+            "{} entries belong to no SBOM component",
+            r.orphans.len()
+        )));
+    }
     if a.json {
         println!(
             "{}",
@@ -168,7 +222,18 @@ pub fn run(a: Args) -> CliResult {
     );
     println!("components ({}):", r.components.len());
     for c in &r.components {
-        println!("  {:<60} {:>6} files  {}", c.bom_ref, c.files, c.version);
+        let trim = match (c.bytes_installed, c.bytes_trimmed) {
+            (Some(i), Some(t)) => format!(
+                "  {} installed, {} after trim",
+                human_bytes(i),
+                human_bytes(i.saturating_sub(t))
+            ),
+            _ => String::new(),
+        };
+        println!(
+            "  {:<60} {:>6} files  {}{trim}",
+            c.bom_ref, c.files, c.version
+        );
     }
     println!("largest files:");
     for f in &r.largest_files {
