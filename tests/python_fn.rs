@@ -126,3 +126,37 @@ fn python_fn_builds_offline_reproducibly_boots_and_answers() {
         ))
         .stdout(predicates::str::contains("stratos-phase runtime_ready"));
 }
+
+/// The benchmark's baseline: the same rootfs on Debian's generic kernel also boots and answers.
+#[test]
+fn python_fn_stock_boots_and_answers() {
+    require_tool("qemu-system-x86_64");
+    require_setup_file(".cache/debian-cloud-kernel/vmlinuz");
+    let cache = shared_cache();
+    let work = tempfile::tempdir().unwrap();
+    let img = work.path().join("img");
+    stratos(&cache)
+        .arg("build")
+        .arg(root().join("profiles/python-fn-stock.toml"))
+        .arg("--out")
+        .arg(&img)
+        .args(["--offline", "-q"])
+        .assert()
+        .success();
+    stratos(&cache)
+        .args([
+            "boot",
+            "--accel",
+            "tcg",
+            "--timeout",
+            "240",
+            "--invoke",
+            "/?name=stock",
+        ])
+        .arg(&img)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "Hello, stock! This is StratOS on Python.",
+        ));
+}
