@@ -1,0 +1,223 @@
+//! Mutation fuzzing of every parser of user-facing input: valid documents (the repository's own
+//! profiles, locks, policies, a channel document, a Packages index, consoles) are mutated with
+//! a seeded generator — bit flips, byte insertions and deletions, truncations, splices of
+//! structural characters — and each parser must return `Ok` or `Err`, never panic or hang.
+//! Deterministic (fixed seeds), so a failure reproduces; `STRATOS_FUZZ_ITERS` raises the count.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const SPICE: &[&[u8]] = &[
+    b"\"",
+    b"'",
+    b"[",
+    b"]",
+    b"{",
+    b"}",
+    b"=",
+    b"\n",
+    b"\0",
+    b"..",
+    b"/",
+    b"\\",
+    b":",
+    b",",
+    b"\xff\xfe",
+    b"-1",
+    b"99999999999999999999",
+    b"1e309",
+    b"[[",
+    b"]]",
+    b"#",
+    b" (",
+    b")",
+    b"|",
+    b"\t",
+    b"\r\n",
+    b"\xe2\x80\xae",
+];
+
+fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
+    let mut v = input.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        let at = rng.below(v.len() + 1);
+        match rng.below(6) {
+            0 if !v.is_empty() => {
+                let i = rng.below(v.len());
+                v[i] ^= 1 << rng.below(8);
+            }
+            1 => {
+                let s = SPICE[rng.below(SPICE.len())];
+                v.splice(at..at, s.iter().copied());
+            }
+            2 if at < v.len() => {
+                let end = (at + 1 + rng.below(16)).min(v.len());
+                v.drain(at..end);
+            }
+            3 => v.truncate(at),
+            4 if !input.is_empty() => {
+                // Duplicate a random slice of the input somewhere.
+                let a = rng.below(input.len());
+                let b = (a + 1 + rng.below(64)).min(input.len());
+                v.splice(at..at, input[a..b].iter().copied());
+            }
+            _ => v.insert(at.min(v.len()), rng.next() as u8),
+        }
+    }
+    v
+}
+
+fn iterations() -> usize {
+    std::env::var("STRATOS_FUZZ_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(400)
+}
+
+fn fuzz(name: &str, seeds: &[Vec<u8>], mut parse: impl FnMut(&[u8])) {
+    let mut rng = Rng(0x5157_2A7D_0000_0001 ^ name.len() as u64);
+    for s in seeds {
+        parse(s);
+    }
+    for i in 0..iterations() {
+        let seed = &seeds[i % seeds.len()];
+        let m = mutate(&mut rng, seed);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parse(&m)));
+        if r.is_err() {
+            panic!(
+                "{name}: parser panicked on iteration {i}, input:\n{}",
+                String::from_utf8_lossy(&m)
+            );
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn profiles() {
+    let dir = root().join("profiles");
+    let seeds: Vec<Vec<u8>> = ["hello.toml", "python-fn.toml", "hello-stock.toml"]
+        .iter()
+        .map(|f| std::fs::read(dir.join(f)).unwrap())
+        .chain([PROFILE.as_bytes().to_vec()])
+        .collect();
+    fuzz("profile", &seeds, |b| {
+        let _ = stratos::profile::Profile::parse(&text(b), Path::new("p.toml"), &dir, None);
+    });
+}
+
+#[test]
+fn locks_waves_and_policies() {
+    let seeds: Vec<Vec<u8>> = ["profiles/hello.lock", "profiles/python-fn.lock"]
+        .iter()
+        .map(|f| std::fs::read(root().join(f)).unwrap())
+        .collect();
+    fuzz("lock", &seeds, |b| {
+        let _ = stratos::packages::lock::LockFile::parse(&text(b), Path::new("x.lock"));
+    });
+    let waves = b"[[wave]]\nstart-after = \"0s\"\nfleet-percent = 1\n[[wave]]\nstart-after = \"1h\"\nfleet-percent = 100\n".to_vec();
+    fuzz("waves", &[waves], |b| {
+        let _ = stratos::channel::waves::parse(&text(b), "w.toml");
+    });
+    let seeds: Vec<Vec<u8>> = ["busybox-httpd.json", "python.json"]
+        .iter()
+        .map(|f| std::fs::read(root().join("profiles/seccomp").join(f)).unwrap())
+        .collect();
+    fuzz("seccomp policy", &seeds, |b| {
+        if let Ok(p) = stratos::seccomp::Policy::parse(&text(b), "p.json") {
+            let _ = stratos::seccomp::compile(&p);
+        }
+    });
+}
+
+#[test]
+fn release_metadata_and_manifests() {
+    let channel = br#"{"channel":"stable","expires":1900000000,"halted":false,"image":{"manifest_length":10,"manifest_sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","name":"hello","signature_length":10,"signature_sha256":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","version":"1.0"},"min_version":null,"previous":null,"rollout":{"started_at":1,"waves":[{"fleet_percent":10,"start_after":0}]},"spec_version":1,"timestamp":1,"type":"stratos-channel","version":3}"#.to_vec();
+    fuzz("channel", &[channel], |b| {
+        if let Ok(c) = stratos::channel::parse_channel(b, "c") {
+            let _ = stratos::channel::client::decide(&c, "node", 5, None, None);
+        }
+    });
+    let root_doc = br#"{"expires":1900000000,"keys":{"0011223344556677":{"public":"00","type":"ed25519"}},"roles":{"channel":{"key_ids":["0011223344556677"],"threshold":1},"root":{"key_ids":["0011223344556677"],"threshold":1}},"spec_version":1,"type":"stratos-root","version":1}"#.to_vec();
+    fuzz("root", &[root_doc.clone()], |b| {
+        if let Ok(r) = stratos::channel::parse_root(b, "r") {
+            let _ = stratos::channel::verify_threshold("r", b, b"{\"signatures\":[]}", &r, "root");
+        }
+    });
+    let sigs = br#"{"signatures":[{"key_id":"0011223344556677","sig":"00"}]}"#.to_vec();
+    let root: stratos::channel::Root = stratos::channel::parse_root(&root_doc, "r").unwrap();
+    fuzz("signatures", &[sigs], |b| {
+        let _ = stratos::channel::verify_threshold("r", &root_doc, b, &root, "root");
+    });
+    let f = Fixture::new();
+    let cache = tempfile::tempdir().unwrap();
+    let out = f.path("img");
+    stratos(cache.path())
+        .arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(&out)
+        .arg("-q")
+        .assert()
+        .success();
+    let manifest = std::fs::read(out.join("manifest.json")).unwrap();
+    fuzz("manifest", &[manifest], |b| {
+        let _ = stratos::sign::verify::parse_manifest(b);
+    });
+}
+
+#[test]
+fn packages_indexes_kernel_configs_and_consoles() {
+    let packages = b"Package: a\nVersion: 1:2.0-1~b1\nArchitecture: amd64\nDepends: b (>= 1) | c, d:any (<< 3) [amd64] <!nocheck>\nPre-Depends: e\nProvides: v (= 1)\nFilename: pool/a.deb\nSize: 10\nSHA256: 00\n\nPackage: b\nVersion: 1\nArchitecture: all\nDescription: x\n continued\n .\n".to_vec();
+    fuzz("Packages", &[packages], |b| {
+        let mut i = stratos::packages::resolve::Index::default();
+        if i.add(&text(b), "P", "amd64").is_ok() {
+            let _ = stratos::packages::resolve::resolve(&i, &["a".into()]);
+        }
+    });
+    fuzz(
+        "dpkg versions",
+        &[b"1:2.0~rc1-1+deb12u1 3.0".to_vec()],
+        |b| {
+            let t = text(b);
+            let mut parts = t.splitn(2, ' ');
+            let (x, y) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let _ = stratos::packages::resolve::compare_versions(x, y);
+        },
+    );
+    let config = b"CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x y\"\nCONFIG_D=0x10\n".to_vec();
+    fuzz("kernel config", &[config], |b| {
+        let _ = stratos::kernel::config::Config::parse(&text(b));
+    });
+    let console = b"stratos-phase init_start 100\nstratos-init: runtime exited with status 3\nKernel panic - not syncing: x\nstratos-phase runtime_exec 200\nstratos-init: seccomp-log: audit: type=1326 syscall=83 code=0x7ffc0000\n".to_vec();
+    fuzz("console", &[console], |b| {
+        let t = text(b);
+        for l in t.lines() {
+            let _ = stratos::boot::console::parse_line(l);
+        }
+        let _ = stratos::boot::console::phases(&t);
+        let _ =
+            stratos::boot::console::seccomp_log(&t.lines().map(str::to_owned).collect::<Vec<_>>());
+    });
+}
