@@ -160,7 +160,7 @@ fn release_metadata_and_manifests() {
         }
     });
     let root_doc = br#"{"expires":1900000000,"keys":{"0011223344556677":{"public":"00","type":"ed25519"}},"roles":{"channel":{"key_ids":["0011223344556677"],"threshold":1},"root":{"key_ids":["0011223344556677"],"threshold":1}},"spec_version":1,"type":"stratos-root","version":1}"#.to_vec();
-    fuzz("root", &[root_doc.clone()], |b| {
+    fuzz("root", std::slice::from_ref(&root_doc), |b| {
         if let Ok(r) = stratos::channel::parse_root(b, "r") {
             let _ = stratos::channel::verify_threshold("r", b, b"{\"signatures\":[]}", &r, "root");
         }
