@@ -14,6 +14,10 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[
     "**/__pycache__/**",
 ];
 
+/// Kept whatever the excludes say (while the defaults apply): each package's copyright file,
+/// so the image carries the licence terms of everything in it.
+pub const DEFAULT_KEEPS: &[&str] = &["/usr/share/doc/*/copyright"];
+
 /// Matches `path` against a glob: `*` and `?` within one path component, `**` across any
 /// number of components.
 pub fn glob_match(pattern: &str, path: &str) -> bool {
@@ -46,6 +50,7 @@ pub fn excluded(path: &str, exclude: &[String], keep: &[String], defaults: bool)
     let ex = (defaults && DEFAULT_EXCLUDES.iter().any(|g| glob_match(g, path)))
         || exclude.iter().any(|g| glob_match(g, path));
     ex && !keep.iter().any(|g| glob_match(g, path))
+        && !(defaults && DEFAULT_KEEPS.iter().any(|g| glob_match(g, path)))
 }
 
 /// A Debian licence short name as an SPDX identifier (`LicenseRef-...` when SPDX has none).
@@ -168,6 +173,8 @@ mod tests {
             true
         ));
         assert!(!excluded("/usr/share/doc/x/README", &[], &[], false));
+        assert!(excluded("/usr/share/doc/x/README", &[], &[], true));
+        assert!(!excluded("/usr/share/doc/x/copyright", &[], &[], true));
     }
 
     #[test]
