@@ -212,6 +212,12 @@ impl Sys for LinuxSys {
         let spawned = std::thread::Builder::new()
             .name("preload".into())
             .spawn(move || {
+                // Lowest priority (this thread only): warming must never delay the runtime.
+                let param = libc::sched_param { sched_priority: 0 };
+                // SAFETY: plain syscall on the calling thread with a valid parameter struct.
+                unsafe {
+                    libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+                }
                 for p in &paths {
                     match std::fs::File::open(p) {
                         Ok(f) => {

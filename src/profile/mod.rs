@@ -162,6 +162,8 @@ pub struct Init {
     pub tmpfs: Vec<stratos_wire::Tmpfs>,
     pub read_only_root: bool,
     pub preload: Vec<ImagePath>,
+    /// Warm the runtime's executable and its shared-library closure (default true).
+    pub preload_runtime: bool,
     pub stdio: stratos_wire::Stdio,
     pub limits: stratos_wire::Limits,
 }
@@ -611,6 +613,7 @@ fn validate(
             .enumerate()
             .map(|(n, p)| image_path(cx, p, &format!("init.preload[{n}]")))
             .collect::<Result<_, _>>()?,
+        preload_runtime: i.preload_runtime.unwrap_or(true),
         stdio: match &i.stdio {
             None => stratos_wire::Stdio::Console,
             Some(s) if s.get_ref() == "console" => stratos_wire::Stdio::Console,

@@ -108,6 +108,9 @@ pub struct RawInit {
     pub read_only_root: Option<bool>,
     #[serde(default)]
     pub preload: Vec<Spanned<String>>,
+    /// Whether the runtime's executable and its shared-library closure are warmed (default true).
+    #[serde(default)]
+    pub preload_runtime: Option<bool>,
     #[serde(default)]
     pub stdio: Option<Spanned<String>>,
     #[serde(default)]
