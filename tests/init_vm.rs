@@ -70,22 +70,98 @@ fn exit_statuses_and_signals_are_reported_exactly() {
     prereqs();
     let work = tempfile::tempdir().unwrap();
     for (name, argv, line, code) in [
-        ("exit0", r#"["/bin/busybox", "sh", "-c", "exit 0"]"#, "stratos-init: runtime exited with status 0", 0),
-        ("exit1", r#"["/bin/busybox", "sh", "-c", "exit 1"]"#, "stratos-init: runtime exited with status 1", 1),
-        ("exit3", r#"["/bin/busybox", "sh", "-c", "exit 3"]"#, "stratos-init: runtime exited with status 3", 3),
-        ("exit255", r#"["/bin/busybox", "sh", "-c", "exit 255"]"#, "stratos-init: runtime exited with status 255", 255),
-        ("term", r#"["/bin/busybox", "sh", "-c", "kill -TERM $$"]"#, "stratos-init: runtime killed by signal 15 (SIGTERM)", 143),
-        ("kill", r#"["/bin/busybox", "sh", "-c", "kill -KILL $$"]"#, "stratos-init: runtime killed by signal 9 (SIGKILL)", 137),
-        ("missing", r#"["/bin/no-such-runtime"]"#, "stratos-init: fatal: cannot execute the runtime /bin/no-such-runtime: No such file or directory", 1),
-        ("noexec", r#"["/etc/hostname"]"#, "stratos-init: fatal: cannot execute the runtime /etc/hostname: Permission denied", 1),
+        (
+            "exit0",
+            r#"["/bin/busybox", "sh", "-c", "exit 0"]"#,
+            "stratos-init: runtime exited with status 0",
+            0,
+        ),
+        (
+            "exit1",
+            r#"["/bin/busybox", "sh", "-c", "exit 1"]"#,
+            "stratos-init: runtime exited with status 1",
+            1,
+        ),
+        (
+            "exit3",
+            r#"["/bin/busybox", "sh", "-c", "exit 3"]"#,
+            "stratos-init: runtime exited with status 3",
+            3,
+        ),
+        (
+            "exit255",
+            r#"["/bin/busybox", "sh", "-c", "exit 255"]"#,
+            "stratos-init: runtime exited with status 255",
+            255,
+        ),
+        (
+            "term",
+            r#"["/bin/busybox", "sh", "-c", "kill -TERM $$"]"#,
+            "stratos-init: runtime killed by signal 15 (SIGTERM)",
+            143,
+        ),
+        (
+            "kill",
+            r#"["/bin/busybox", "sh", "-c", "kill -KILL $$"]"#,
+            "stratos-init: runtime killed by signal 9 (SIGKILL)",
+            137,
+        ),
+        (
+            "noexec",
+            r#"["/etc/hostname"]"#,
+            "stratos-init: fatal: cannot execute the runtime /etc/hostname: Permission denied",
+            1,
+        ),
     ] {
         let img = build_variant(work.path(), name, argv);
         let b = boot(&img);
-        assert!(b.console.contains(line), "{name}: expected {line:?} in:\n{}", b.console);
-        assert_eq!(b.console.matches("stratos-init: runtime ").count() + b.console.matches("stratos-init: fatal:").count(), 1 + b.console.matches("stratos-init: runtime memory").count(), "{name}: more than one ending reported:\n{}", b.console);
-        assert!(b.console.contains("stratos-init: powering off"), "{name}: no clean power-off:\n{}", b.console);
+        assert!(
+            b.console.contains(line),
+            "{name}: expected {line:?} in:\n{}",
+            b.console
+        );
+        assert_eq!(
+            b.console.matches("stratos-init: runtime ").count()
+                + b.console.matches("stratos-init: fatal:").count(),
+            1 + b.console.matches("stratos-init: runtime memory").count(),
+            "{name}: more than one ending reported:\n{}",
+            b.console
+        );
+        assert!(
+            b.console.contains("stratos-init: powering off"),
+            "{name}: no clean power-off:\n{}",
+            b.console
+        );
         assert_eq!(b.code, Some(code), "{name}: boot exit code");
     }
+}
+
+/// A runtime that is not in the image never reaches the init: the build refuses it (the init's
+/// own fatal path is covered by `noexec` above).
+#[test]
+fn a_missing_runtime_is_a_build_error() {
+    prereqs();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("missing");
+    std::fs::create_dir_all(&dir).unwrap();
+    let profile = copy_profile("hello", &dir, |t| {
+        t.replace(
+            r#"argv = ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/srv/www"]"#,
+            r#"argv = ["/bin/no-such-runtime"]"#,
+        )
+    });
+    stratos(&shared_cache())
+        .arg("build")
+        .arg(&profile)
+        .arg("--out")
+        .arg(dir.join("img"))
+        .arg("-q")
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "the runtime: /bin/no-such-runtime (needed by the profile) is not a file in the image",
+        ));
+    assert!(!dir.join("img").exists());
 }
 
 #[test]

@@ -142,10 +142,16 @@ pub struct PreparedKernel {
 /// shared-library closure (see [`elf::closure`]), then the profile's `preload` paths (and their
 /// closures, for binaries). Symlinks are resolved inside the image.
 pub fn preload_list(profile: &Profile, tree: &Tree) -> Result<Vec<String>, BuildError> {
-    let runtime = ImagePath::parse(&profile.init.argv[0]).map_err(|e| BuildError::Runtime(e.to_string()))?;
+    let runtime =
+        ImagePath::parse(&profile.init.argv[0]).map_err(|e| BuildError::Runtime(e.to_string()))?;
     // The closure is always computed: a runtime missing a library fails the build either way.
-    let closure = elf::closure(tree, std::slice::from_ref(&runtime)).map_err(BuildError::Runtime)?;
-    let mut files = if profile.init.preload_runtime { closure } else { Vec::new() };
+    let closure =
+        elf::closure(tree, std::slice::from_ref(&runtime)).map_err(BuildError::Runtime)?;
+    let mut files = if profile.init.preload_runtime {
+        closure
+    } else {
+        Vec::new()
+    };
     for p in elf::closure(tree, &profile.init.preload).map_err(BuildError::Runtime)? {
         if !files.contains(&p) {
             files.push(p);
