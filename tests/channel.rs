@@ -56,6 +56,18 @@ impl World {
             .success();
     }
 
+    /// `stratos repo rotate-key` from `old` to `new`.
+    fn rotate(&self, old: &Path, new: &Path) -> assert_cmd::assert::Assert {
+        self.cmd()
+            .args(["repo", "rotate-key", "--repo"])
+            .arg(&self.repo)
+            .arg("--old-key")
+            .arg(old)
+            .arg("--new-key")
+            .arg(new)
+            .assert()
+    }
+
     fn node(&self, name: &str) -> Node {
         let state = self.path(&format!("nodes/{name}"));
         bootstrap(&state, &self.repo.join("root.json")).unwrap();
@@ -551,15 +563,7 @@ fn root_rotation_is_followed() {
     let n = w.node("n");
     n.check().unwrap();
     let new = w.keygen("root2");
-    w.cmd()
-        .args(["repo", "rotate-key", "--repo"])
-        .arg(&w.repo)
-        .arg("--old-key")
-        .arg(&w.root_key)
-        .arg("--new-key")
-        .arg(&new)
-        .assert()
-        .success();
+    w.rotate(&w.root_key, &new).success();
     n.check().unwrap();
     let trusted: Root = channel::parse_root(
         &std::fs::read(n.state.join("trusted/root.json")).unwrap(),
@@ -586,15 +590,7 @@ fn attack_root_rotation_that_skips_a_version() {
     let k2 = w.keygen("root2");
     let k3 = w.keygen("root3");
     for (old, new) in [(&w.root_key, &k2), (&k2, &k3)] {
-        w.cmd()
-            .args(["repo", "rotate-key", "--repo"])
-            .arg(&w.repo)
-            .arg("--old-key")
-            .arg(old)
-            .arg("--new-key")
-            .arg(new)
-            .assert()
-            .success();
+        w.rotate(old, new).success();
     }
     std::fs::remove_file(w.repo.join("roots/2.root.json")).unwrap();
     assert_rejected(&n, "root rotation skips version 2", check);
@@ -625,15 +621,7 @@ fn attack_root_rotation_without_the_old_keys() {
     w.write("root.json", &bytes);
     assert_rejected(&n, "root version 2 (by the keys of version 1)", check);
     // The operator tool refuses to rotate without the current keys, too.
-    w.cmd()
-        .args(["repo", "rotate-key", "--repo"])
-        .arg(&w.repo)
-        .arg("--old-key")
-        .arg(&mallory)
-        .arg("--new-key")
-        .arg(&mallory)
-        .assert()
-        .code(1);
+    w.rotate(&mallory, &mallory).code(1);
 }
 
 #[test]
@@ -642,15 +630,7 @@ fn attack_root_rollback() {
     let n = w.node("n");
     let v1 = (w.read("root.json"), w.read("root.sigs.json"));
     let k2 = w.keygen("root2");
-    w.cmd()
-        .args(["repo", "rotate-key", "--repo"])
-        .arg(&w.repo)
-        .arg("--old-key")
-        .arg(&w.root_key)
-        .arg("--new-key")
-        .arg(&k2)
-        .assert()
-        .success();
+    w.rotate(&w.root_key, &k2).success();
     n.check().unwrap();
     w.write("root.json", &v1.0);
     w.write("root.sigs.json", &v1.1);

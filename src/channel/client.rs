@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::repo::public_key;
 use super::transport::Source;
 use super::*;
 use crate::sign::manifest::{MANIFEST_FILE, SIGNATURE_FILE};
@@ -60,11 +59,6 @@ pub struct Staged {
     pub image: ImageRef,
     /// Relative to the state directory.
     pub dir: String,
-}
-
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ChannelError {
-    let what = what.into();
-    move |source| ChannelError::Io { what, source }
 }
 
 fn read_opt(p: &Path) -> Result<Option<Vec<u8>>, ChannelError> {
@@ -377,18 +371,7 @@ impl Node {
         }
         let sf: crate::sign::manifest::SignatureFile = serde_json::from_slice(&sig)
             .map_err(|e| ChannelError::rejected(format!("manifest signature: {e}")))?;
-        let role = root
-            .roles
-            .get("image")
-            .ok_or_else(|| ChannelError::rejected("root has no image role"))?;
-        if !role.key_ids.contains(&sf.key_id) {
-            return Err(ChannelError::rejected(format!(
-                "image signed by key {}, which the root does not trust for images",
-                sf.key_id
-            )));
-        }
-        let pk = public_key(root, &sf.key_id)
-            .ok_or_else(|| ChannelError::rejected("malformed image key in root"))?;
+        let pk = root.image_key(&sf.key_id, &format!("{} {}", img.name, img.version))?;
         let raw: [u8; 64] = hex::decode(&sf.signature)
             .ok()
             .and_then(|v| v.try_into().ok())
@@ -436,7 +419,9 @@ impl Node {
             .map_err(io("writing the manifest"))?;
         std::fs::write(tmp.path().join(SIGNATURE_FILE), &sig)
             .map_err(io("writing the signature"))?;
-        crate::sign::verify::verify_image(tmp.path(), &pk)
+        // The signature was checked on these manifest bytes above; what is left is that the
+        // files on disk are the ones it names and the SBOM agrees with it.
+        crate::sign::verify::verify_contents(tmp.path(), &m)
             .map_err(|e| ChannelError::rejected(format!("staged image: {e}")))?;
         let rel = format!("images/{}", img.manifest_sha256);
         let dest = self.state.join(&rel);

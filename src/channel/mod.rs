@@ -175,6 +175,39 @@ pub struct Signatures {
     pub signatures: Vec<Signature>,
 }
 
+impl Root {
+    /// The public key `id` as the root lists it (`None` if absent or malformed).
+    pub fn key(&self, id: &KeyId) -> Option<PublicKey> {
+        let raw: [u8; 32] = hex::decode(&self.keys.get(id)?.public)
+            .ok()?
+            .try_into()
+            .ok()?;
+        PublicKey::from_bytes(&raw).ok()
+    }
+
+    /// The key `id`, if the root trusts it to sign images; `what` names the image in errors.
+    pub fn image_key(&self, id: &KeyId, what: &str) -> Result<PublicKey, ChannelError> {
+        let role = self.roles.get("image").ok_or_else(|| {
+            ChannelError::rejected(format!("root version {} has no image role", self.version))
+        })?;
+        if !role.key_ids.contains(id) {
+            return Err(ChannelError::rejected(format!(
+                "{what}: signed by key {id}, which the repository's root does not trust for images (trusted: {})",
+                role.key_ids.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        self.key(id).ok_or_else(|| {
+            ChannelError::rejected(format!("root version {}: malformed key {id}", self.version))
+        })
+    }
+}
+
+/// Maps an I/O error to [`ChannelError::Io`] naming what was being done.
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ChannelError {
+    let what = what.into();
+    move |source| ChannelError::Io { what, source }
+}
+
 /// Canonical bytes of a document.
 pub fn to_bytes<T: Serialize>(doc: &T) -> Vec<u8> {
     canonical_json(&serde_json::to_value(doc).expect("plain data"))
@@ -216,16 +249,7 @@ pub fn verify_threshold(
         if !r.key_ids.contains(&s.key_id) || good.contains(&s.key_id) {
             continue; // not a key of this role, or the same key counted again
         }
-        let Some(entry) = root.keys.get(&s.key_id) else {
-            continue;
-        };
-        let Some(pk) = hex::decode(&entry.public)
-            .ok()
-            .and_then(|v| <[u8; 32]>::try_from(v).ok())
-        else {
-            continue;
-        };
-        let Ok(pk) = PublicKey::from_bytes(&pk) else {
+        let Some(pk) = root.key(&s.key_id) else {
             continue;
         };
         let Some(sig) = hex::decode(&s.sig)

@@ -12,11 +12,6 @@ pub struct Repo {
     pub dir: PathBuf,
 }
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ChannelError {
-    let what = what.into();
-    move |source| ChannelError::Io { what, source }
-}
-
 fn read(p: &Path) -> Result<Vec<u8>, ChannelError> {
     std::fs::read(p).map_err(io(format!("reading {}", p.display())))
 }
@@ -26,12 +21,6 @@ fn key_entry(k: &PublicKey) -> KeyEntry {
         kind: "ed25519".into(),
         public: k.to_hex(),
     }
-}
-
-pub fn public_key(root: &Root, id: &KeyId) -> Option<PublicKey> {
-    let e = root.keys.get(id)?;
-    let raw: [u8; 32] = hex::decode(&e.public).ok()?.try_into().ok()?;
-    PublicKey::from_bytes(&raw).ok()
 }
 
 /// One row of `repo status`.
@@ -212,20 +201,7 @@ impl Repo {
         let sig: crate::sign::manifest::SignatureFile =
             serde_json::from_slice(&read(&sig_path)?)
                 .map_err(|e| ChannelError::rejected(format!("{}: {e}", sig_path.display())))?;
-        let image_role = root
-            .roles
-            .get("image")
-            .ok_or_else(|| ChannelError::rejected("root has no image role"))?;
-        if !image_role.key_ids.contains(&sig.key_id) {
-            return Err(ChannelError::rejected(format!(
-                "{}: signed by key {}, which the repository's root does not trust for images (trusted: {})",
-                image.display(),
-                sig.key_id,
-                image_role.key_ids.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
-            )));
-        }
-        let pk = public_key(&root, &sig.key_id)
-            .ok_or_else(|| ChannelError::rejected("malformed key in root"))?;
+        let pk = root.image_key(&sig.key_id, &image.display().to_string())?;
         let v = crate::sign::verify::verify_image(image, &pk)
             .map_err(|e| ChannelError::rejected(format!("{}: {e}", image.display())))?;
         for a in &v.manifest.artifacts {

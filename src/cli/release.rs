@@ -264,23 +264,8 @@ pub fn run_repo(a: RepoArgs) -> CliResult {
 
 /// `YYYY-MM-DD HH:MM UTC` from Unix seconds.
 pub fn fmt_time(t: u64) -> String {
-    let days = (t / 86_400) as i64;
-    let secs = t % 86_400;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        secs / 3600,
-        secs % 3600 / 60
-    )
+    let s = crate::sbom::rfc3339(t); // YYYY-MM-DDTHH:MM:SSZ
+    format!("{} {} UTC", &s[..10], &s[11..16])
 }
 
 fn print_channel(c: &channel::Channel, what: &str) {
