@@ -10,6 +10,7 @@ pub mod build;
 pub mod cache;
 pub mod channel;
 pub mod cli;
+pub mod fsio;
 pub mod http;
 pub mod kernel;
 pub mod packages;

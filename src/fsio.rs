@@ -1,0 +1,251 @@
+//! Reading user-named files safely: regular files only (checked on the open descriptor, so a
+//! FIFO, a device such as `/dev/zero` or a directory is refused instead of hanging or filling
+//! memory), and never more than a cap fit for the kind of file. The size a file claims is not
+//! trusted for allocation: reads stop one byte past the cap.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Size caps per kind of input. Generous for honest files, small enough that a hostile one
+/// cannot exhaust memory.
+pub mod caps {
+    /// A profile (`*.toml`), a wave or policy file written by hand.
+    pub const PROFILE: u64 = 1 << 20;
+    /// A key file (`*.key`, `*.pub`).
+    pub const KEY: u64 = 64 << 10;
+    /// A detached signature file.
+    pub const SIGNATURE: u64 = 1 << 20;
+    /// A seccomp policy (Docker's default profile is ~20 KB).
+    pub const SECCOMP_POLICY: u64 = 4 << 20;
+    /// A lock file.
+    pub const LOCK: u64 = 16 << 20;
+    /// A manifest.
+    pub const MANIFEST: u64 = 16 << 20;
+    /// A kernel config fragment or `.config`.
+    pub const KERNEL_CONFIG: u64 = 16 << 20;
+    /// A kernel image.
+    pub const KERNEL_IMAGE: u64 = 512 << 20;
+    /// An SBOM.
+    pub const SBOM: u64 = 512 << 20;
+    /// A boot-test result or health report read back as JSON.
+    pub const REPORT: u64 = 64 << 20;
+    /// Channel/root metadata documents.
+    pub const METADATA: u64 = 4 << 20;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is {kind}, not a regular file; name a regular file")]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error("{path} is larger than the {limit}-byte limit for {what}; is it the right file?")]
+    TooLarge {
+        path: PathBuf,
+        limit: u64,
+        what: &'static str,
+    },
+    #[error("{path} is not UTF-8 text")]
+    NotUtf8 { path: PathBuf },
+}
+
+impl ReadError {
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Io { path, .. }
+            | Self::NotRegular { path, .. }
+            | Self::TooLarge { path, .. }
+            | Self::NotUtf8 { path } => path,
+        }
+    }
+
+    /// Whether the file is simply not there.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+/// Whether the last component may be a symlink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Links {
+    /// Follow a symlink the user named (a key file linked from elsewhere is fine).
+    Follow,
+    /// Refuse a symlink (artifacts of an image directory, files of a state directory).
+    Refuse,
+}
+
+/// A human name for a non-regular file type.
+pub fn kind_name(ft: std::fs::FileType) -> &'static str {
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_symlink() {
+        "a symlink"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else {
+        "a special file"
+    }
+}
+
+/// Opens `path` for reading without blocking (a FIFO would block in `open` until a writer
+/// appears) and checks on the descriptor that it is a regular file.
+pub fn open_regular(path: &Path, links: Links) -> Result<(File, std::fs::Metadata), ReadError> {
+    let io = |source| ReadError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut flags = libc_flags::O_NONBLOCK | libc_flags::O_NOCTTY;
+    if links == Links::Refuse {
+        flags |= libc_flags::O_NOFOLLOW;
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|e| {
+            // O_NOFOLLOW on a symlink fails with ELOOP: say what it is.
+            if links == Links::Refuse && e.raw_os_error() == Some(libc_flags::ELOOP) {
+                if let Ok(m) = std::fs::symlink_metadata(path) {
+                    if m.file_type().is_symlink() {
+                        return ReadError::NotRegular {
+                            path: path.to_owned(),
+                            kind: "a symlink",
+                        };
+                    }
+                }
+            }
+            io(e)
+        })?;
+    let meta = f.metadata().map_err(io)?;
+    if !meta.file_type().is_file() {
+        return Err(ReadError::NotRegular {
+            path: path.to_owned(),
+            kind: kind_name(meta.file_type()),
+        });
+    }
+    Ok((f, meta))
+}
+
+/// Reads a whole regular file of at most `limit` bytes.
+pub fn read_regular(
+    path: &Path,
+    limit: u64,
+    what: &'static str,
+    links: Links,
+) -> Result<Vec<u8>, ReadError> {
+    let (f, meta) = open_regular(path, links)?;
+    let too_large = || ReadError::TooLarge {
+        path: path.to_owned(),
+        limit,
+        what,
+    };
+    if meta.len() > limit {
+        return Err(too_large());
+    }
+    // The size is a hint only (the file may grow while we read): never more than the cap.
+    let mut out = Vec::with_capacity(meta.len().min(limit) as usize);
+    f.take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|source| ReadError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+    if out.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(out)
+}
+
+/// [`read_regular`] for a user-named file (symlinks followed), as UTF-8 text.
+pub fn read_text(path: &Path, limit: u64, what: &'static str) -> Result<String, ReadError> {
+    let bytes = read_regular(path, limit, what, Links::Follow)?;
+    String::from_utf8(bytes).map_err(|_| ReadError::NotUtf8 {
+        path: path.to_owned(),
+    })
+}
+
+/// [`read_regular`] for a user-named file (symlinks followed).
+pub fn read_file(path: &Path, limit: u64, what: &'static str) -> Result<Vec<u8>, ReadError> {
+    read_regular(path, limit, what, Links::Follow)
+}
+
+/// The sha256 and length of a regular file, streamed (no size limit, constant memory).
+pub fn sha256_file(path: &Path, links: Links) -> Result<([u8; 32], u64), ReadError> {
+    use sha2::{Digest, Sha256};
+    let (mut f, _) = open_regular(path, links)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf).map_err(|source| ReadError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((h.finalize().into(), n))
+}
+
+/// The open(2) flags we need, from rustix's definitions.
+mod libc_flags {
+    use rustix::fs::OFlags;
+    pub const O_NONBLOCK: i32 = OFlags::NONBLOCK.bits() as i32;
+    pub const O_NOCTTY: i32 = OFlags::NOCTTY.bits() as i32;
+    pub const O_NOFOLLOW: i32 = OFlags::NOFOLLOW.bits() as i32;
+    pub const ELOOP: i32 = 40;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_fifos_devices_directories_and_oversize() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        // Returns at once (no writer needed) and names the kind.
+        let e = read_file(&fifo, 10, "a test file").unwrap_err();
+        assert!(e.to_string().contains("is a FIFO"), "{e}");
+        let e = read_file(Path::new("/dev/zero"), 10, "a test file").unwrap_err();
+        assert!(e.to_string().contains("character device"), "{e}");
+        let e = read_file(d.path(), 10, "a test file").unwrap_err();
+        assert!(e.to_string().contains("a directory"), "{e}");
+        let big = d.path().join("big");
+        std::fs::write(&big, [0u8; 11]).unwrap();
+        let e = read_file(&big, 10, "a test file").unwrap_err();
+        assert!(e.to_string().contains("10-byte limit for a test file"), "{e}");
+        assert_eq!(read_file(&big, 11, "x").unwrap().len(), 11);
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&big, &link).unwrap();
+        assert_eq!(read_file(&link, 11, "x").unwrap().len(), 11);
+        let e = read_regular(&link, 11, "x", Links::Refuse).unwrap_err();
+        assert!(e.to_string().contains("is a symlink"), "{e}");
+        let (digest, n) = sha256_file(&big, Links::Refuse).unwrap();
+        assert_eq!(n, 11);
+        assert_eq!(hex::encode(digest), crate::sign::sha256_hex(&[0u8; 11]));
+    }
+}
