@@ -426,7 +426,18 @@ pub fn assemble(
     for o in &profile.overlays {
         let origin = Origin::new(format!("overlay:{}", o.name));
         let mut layer = Tree::new();
-        overlay::load_overlay(&mut layer, &o.source, &o.target, &origin, o.uid, o.gid)?;
+        overlay::load_overlay(
+            &mut layer,
+            &o.source,
+            &o.target,
+            &origin,
+            o.uid,
+            o.gid,
+            crate::rootfs::Budget {
+                limits: profile.image.limits,
+                image_used: tree.content_bytes(),
+            },
+        )?;
         let digest = Tree::digest_entries(layer.iter().filter(|(p, _)| !p.is_root()));
         merge(&mut tree, layer)?;
         components.push(ComponentSpec {
@@ -447,7 +458,8 @@ pub fn assemble(
     // Host files.
     for f in &profile.files {
         let origin = Origin::new(format!("file:{}", f.dest));
-        let (data, mode) = overlay::read_host_file(&f.source)?;
+        let (data, mode) =
+            overlay::read_host_file(&f.source, profile.image.limits, tree.content_bytes())?;
         let sha = sha256_hex(&data);
         tree.insert(
             &f.dest,
@@ -621,6 +633,8 @@ pub fn build(
     opts: &BuildOptions,
     progress: &Progress,
 ) -> Result<BuildResult, BuildError> {
+    // Checked first: an --out that cannot be replaced or written fails before any work.
+    let out = output::OutputDir::prepare(&opts.out)?;
     let init = init_binary::load(&opts.init_binary)?;
     let kernel = prepare_kernel(profile, opts.allow_config_drift, progress)?;
     let step = progress.step("assembling the root filesystem");
@@ -726,7 +740,7 @@ pub fn build(
         files.push((SIGNATURE_FILE, bytes));
     }
 
-    output::write_image_dir(&opts.out, &files)?;
+    out.commit(&files)?;
     Ok(BuildResult {
         out: opts.out.clone(),
         manifest,

@@ -1,9 +1,15 @@
 //! Writing the image directory: everything goes to a staging directory next to the target,
 //! which then replaces the target in one rename. A failed build leaves nothing behind.
+//!
+//! The target is replaced only when it is absent, empty, or a previous image: a directory
+//! holding a `manifest.json` that parses as a StratOS manifest, and nothing but the files that
+//! manifest says StratOS wrote there (its artifacts, `manifest.json`, `manifest.sig`), each a
+//! regular file. Of the old image, only those files are removed; anything else stops the build
+//! before it starts, naming the file.
 
 use std::path::{Path, PathBuf};
 
-use crate::sign::manifest::MANIFEST_FILE;
+use crate::sign::manifest::{Manifest, MANIFEST_FILE, SIGNATURE_FILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -13,8 +19,8 @@ pub enum OutputError {
         #[source]
         source: std::io::Error,
     },
-    #[error("refusing to replace {0}: it exists and is not a stratos image directory (no manifest.json); choose another --out or remove it")]
-    NotAnImage(PathBuf),
+    #[error("refusing to replace {path}: {why}; choose another --out, or move it away yourself")]
+    NotAnImage { path: PathBuf, why: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
@@ -24,63 +30,193 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
     }
 }
 
-/// Whether `dir` may be replaced: it is absent, empty, or holds a previous image.
-fn replaceable(dir: &Path) -> Result<bool, OutputError> {
-    match std::fs::symlink_metadata(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-        Err(e) => Err(io(dir)(e)),
-        Ok(m) if !m.is_dir() => Ok(false),
-        Ok(_) => {
-            if dir.join(MANIFEST_FILE).is_file() {
-                return Ok(true);
-            }
-            Ok(std::fs::read_dir(dir).map_err(io(dir))?.next().is_none())
+/// What is at the output path now.
+#[derive(Debug, PartialEq, Eq)]
+enum Previous {
+    Nothing,
+    EmptyDir,
+    /// A previous image: exactly these file names (all written by StratOS).
+    Image(Vec<String>),
+}
+
+/// Decides whether `dir` may be replaced, reading only what StratOS itself writes.
+fn previous(dir: &Path) -> Result<Previous, OutputError> {
+    let refuse = |why: String| OutputError::NotAnImage {
+        path: dir.to_owned(),
+        why,
+    };
+    let meta = match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Previous::Nothing),
+        Err(e) => return Err(io(dir)(e)),
+        Ok(m) => m,
+    };
+    if !meta.is_dir() {
+        return Err(refuse(format!(
+            "it is {}, not a directory",
+            crate::fsio::kind_name(meta.file_type())
+        )));
+    }
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io(dir))? {
+        let e = e.map_err(io(dir))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        names.push((name, e.file_type().map_err(io(&e.path()))?));
+    }
+    if names.is_empty() {
+        return Ok(Previous::EmptyDir);
+    }
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let bytes = crate::fsio::read_regular(
+        &manifest_path,
+        crate::fsio::caps::MANIFEST,
+        "a manifest",
+        crate::fsio::Links::Refuse,
+    )
+    .map_err(|e| {
+        if e.is_not_found() {
+            refuse(format!(
+                "it is not empty and holds no {MANIFEST_FILE} (it holds {})",
+                crate::rootfs::quote(&names[0].0)
+            ))
+        } else {
+            refuse(format!("{MANIFEST_FILE}: {e}"))
         }
+    })?;
+    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+        refuse(format!(
+            "its {MANIFEST_FILE} is not a StratOS image manifest ({e})"
+        ))
+    })?;
+    if manifest.builder.name != "stratos" {
+        return Err(refuse(format!(
+            "its {MANIFEST_FILE} was written by {:?}, not stratos",
+            manifest.builder.name
+        )));
+    }
+    let ours: std::collections::BTreeSet<&str> = manifest
+        .artifacts
+        .iter()
+        .map(|a| a.name.as_str())
+        .chain([MANIFEST_FILE, SIGNATURE_FILE])
+        .collect();
+    for (name, ft) in &names {
+        if !ours.contains(name.as_str()) {
+            return Err(refuse(format!(
+                "{} is not a file of the image it holds (its manifest does not name it)",
+                crate::rootfs::quote(name)
+            )));
+        }
+        if !ft.is_file() {
+            return Err(refuse(format!(
+                "{} is {}; an image holds regular files only",
+                crate::rootfs::quote(name),
+                crate::fsio::kind_name(*ft)
+            )));
+        }
+    }
+    Ok(Previous::Image(names.into_iter().map(|(n, _)| n).collect()))
+}
+
+/// An output directory being prepared: checked and staged before the build does any work, so a
+/// path that cannot be replaced or written fails at once. Dropping it removes the staging
+/// directory (which holds only what we wrote).
+pub struct OutputDir {
+    out: PathBuf,
+    staging: tempfile::TempDir,
+}
+
+impl OutputDir {
+    /// Checks that `out` may be replaced and creates the staging directory next to it.
+    pub fn prepare(out: &Path) -> Result<OutputDir, OutputError> {
+        previous(out)?;
+        let parent = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".stratos-staging-")
+            .tempdir_in(parent)
+            .map_err(io(parent))?;
+        Ok(OutputDir {
+            out: out.to_owned(),
+            staging,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.out
+    }
+
+    /// Writes `files` (name, bytes) and puts the directory in place of the target; of a
+    /// previous image there, removes only the files it consisted of.
+    pub fn commit(self, files: &[(&str, Vec<u8>)]) -> Result<(), OutputError> {
+        use std::io::Write;
+        let OutputDir { out, staging } = self;
+        for (name, bytes) in files {
+            let path = staging.path().join(name);
+            let mut f = std::fs::File::create(&path).map_err(io(&path))?;
+            f.write_all(bytes).map_err(io(&path))?;
+            f.sync_all().map_err(io(&path))?;
+        }
+        set_mode(staging.path(), 0o755)?;
+        // Checked again: the target may have changed while the image was built.
+        match previous(&out)? {
+            Previous::Nothing => {
+                let staged = staging.keep();
+                if let Err(e) = std::fs::rename(&staged, &out) {
+                    remove_ours(&staged, files.iter().map(|f| f.0));
+                    return Err(io(&out)(e));
+                }
+            }
+            old => {
+                // Swap old and new in one step; the old image is now at the staging path.
+                rustix::fs::renameat_with(
+                    rustix::fs::CWD,
+                    staging.path(),
+                    rustix::fs::CWD,
+                    &out,
+                    rustix::fs::RenameFlags::EXCHANGE,
+                )
+                .map_err(|e| io(&out)(e.into()))?;
+                let old_dir = staging.keep();
+                let names = match &old {
+                    Previous::Image(n) => n.clone(),
+                    _ => Vec::new(),
+                };
+                remove_ours(&old_dir, names.iter().map(String::as_str));
+            }
+        }
+        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            crate::sign::sync_dir(parent).map_err(io(parent))?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes the named files from `dir`, then `dir` if that left it empty. Something else in it
+/// (a file that appeared meanwhile) stays, with a warning: it is not ours to delete.
+fn remove_ours<'a>(dir: &Path, names: impl Iterator<Item = &'a str>) {
+    for n in names {
+        let p = dir.join(n);
+        if let Err(e) = std::fs::remove_file(&p) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                eprintln!("warning: cannot remove {}: {e}", p.display());
+            }
+        }
+    }
+    if let Err(e) = std::fs::remove_dir(dir) {
+        eprintln!(
+            "warning: left {} in place ({e}): it holds files StratOS did not write",
+            dir.display()
+        );
     }
 }
 
 /// Writes `files` (name, bytes) as the directory `out`, replacing a previous image there.
 pub fn write_image_dir(out: &Path, files: &[(&str, Vec<u8>)]) -> Result<(), OutputError> {
-    use std::io::Write;
-    if !replaceable(out)? {
-        return Err(OutputError::NotAnImage(out.to_owned()));
-    }
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(io(parent))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".stratos-staging-")
-        .tempdir_in(parent)
-        .map_err(io(parent))?;
-    for (name, bytes) in files {
-        let path = staging.path().join(name);
-        let mut f = std::fs::File::create(&path).map_err(io(&path))?;
-        f.write_all(bytes).map_err(io(&path))?;
-        f.sync_all().map_err(io(&path))?;
-    }
-    set_mode(staging.path(), 0o755)?;
-    if out.exists() {
-        // Swap old and new in one step, then delete the old one (now at the staging path).
-        rustix::fs::renameat_with(
-            rustix::fs::CWD,
-            staging.path(),
-            rustix::fs::CWD,
-            out,
-            rustix::fs::RenameFlags::EXCHANGE,
-        )
-        .map_err(|e| io(out)(e.into()))?;
-        // `staging` now names the old image; dropping it removes it.
-        drop(staging);
-    } else {
-        let staged = staging.keep();
-        std::fs::rename(&staged, out).map_err(|e| {
-            let _ = std::fs::remove_dir_all(&staged);
-            io(out)(e)
-        })?;
-    }
-    Ok(())
+    OutputDir::prepare(out)?.commit(files)
 }
 
 fn set_mode(p: &Path, mode: u32) -> Result<(), OutputError> {
@@ -92,30 +228,76 @@ fn set_mode(p: &Path, mode: u32) -> Result<(), OutputError> {
 mod tests {
     use super::*;
 
+    fn manifest(artifacts: &[&str]) -> Vec<u8> {
+        let arts: Vec<_> = artifacts
+            .iter()
+            .map(|n| serde_json::json!({"name": n, "size": 1, "sha256": "00"}))
+            .collect();
+        serde_json::to_vec(&serde_json::json!({
+            "format": 1,
+            "image": {"name": "x", "version": "1"},
+            "builder": {"name": "stratos", "version": "0"},
+            "source_date_epoch": 0,
+            "profile": {"file": "p.toml", "sha256": "00"},
+            "kernel": {"artifact": "kernel", "format": "bzImage", "version": null,
+                       "cmdline": "", "config_sha256": null, "origin": "prebuilt"},
+            "compression": {"algorithm": "zstd", "level": 19, "library_version": "1"},
+            "sbom": "sbom.cdx.json",
+            "artifacts": arts,
+        }))
+        .unwrap()
+    }
+
     #[test]
     fn writes_and_replaces_images_only() {
         let d = tempfile::tempdir().unwrap();
         let out = d.path().join("a/img");
-        write_image_dir(&out, &[("manifest.json", b"1".to_vec())]).unwrap();
         write_image_dir(
             &out,
-            &[("manifest.json", b"2".to_vec()), ("x", b"y".to_vec())],
+            &[("manifest.json", manifest(&["x"])), ("x", b"1".to_vec())],
         )
         .unwrap();
-        assert_eq!(std::fs::read(out.join("manifest.json")).unwrap(), b"2");
+        write_image_dir(
+            &out,
+            &[("manifest.json", manifest(&["y"])), ("y", b"2".to_vec())],
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(out.join("y")).unwrap(), b"2");
+        assert!(!out.join("x").exists());
         // No staging directories are left behind.
         let names: Vec<_> = std::fs::read_dir(d.path().join("a"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["img"]);
-        let other = d.path().join("precious");
-        std::fs::create_dir(&other).unwrap();
-        std::fs::write(other.join("data"), b"keep").unwrap();
-        assert!(matches!(
-            write_image_dir(&other, &[]),
-            Err(OutputError::NotAnImage(_))
-        ));
-        assert_eq!(std::fs::read(other.join("data")).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn refuses_what_it_did_not_write() {
+        let d = tempfile::tempdir().unwrap();
+        // A directory that merely holds a file named manifest.json.
+        let fake = d.path().join("fake");
+        std::fs::create_dir(&fake).unwrap();
+        std::fs::write(fake.join("manifest.json"), b"{\"my\": \"notes\"}").unwrap();
+        std::fs::write(fake.join("thesis.tex"), b"years of work").unwrap();
+        let e = OutputDir::prepare(&fake).err().unwrap().to_string();
+        assert!(e.contains("not a StratOS image manifest"), "{e}");
+        // A real previous image with a user's file added.
+        let img = d.path().join("img");
+        write_image_dir(&img, &[("manifest.json", manifest(&[]))]).unwrap();
+        std::fs::write(img.join("notes.txt"), b"mine").unwrap();
+        let e = OutputDir::prepare(&img).err().unwrap().to_string();
+        assert!(e.contains("\"notes.txt\" is not a file of the image"), "{e}");
+        // A symlink where an artifact should be.
+        std::fs::remove_file(img.join("notes.txt")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", img.join("manifest.sig")).unwrap();
+        let e = OutputDir::prepare(&img).err().unwrap().to_string();
+        assert!(e.contains("a symlink"), "{e}");
+        // A regular file in place of the directory.
+        let file = d.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(OutputDir::prepare(&file).is_err());
+        assert_eq!(std::fs::read(fake.join("thesis.tex")).unwrap(), b"years of work");
+        assert_eq!(std::fs::read(&file).unwrap(), b"x");
     }
 }

@@ -18,10 +18,23 @@ pub enum DebError {
     },
     #[error("{pkg}: {why}")]
     Tree { pkg: String, why: String },
+    #[error("package {pkg}: {what} expands past the {} limit {why}; if the package is genuine, raise {key} in the profile", human(*limit))]
+    TooLarge {
+        pkg: String,
+        what: String,
+        limit: u64,
+        why: &'static str,
+        key: &'static str,
+    },
 }
 
-/// The members of an `ar` archive (name → bytes), in order.
-pub fn ar_members(bytes: &[u8], pkg: &str) -> Result<Vec<(String, Vec<u8>)>, DebError> {
+fn human(n: u64) -> String {
+    crate::cli::human_bytes(n)
+}
+
+/// The members of an `ar` archive (name → bytes), in order. Borrows from `bytes`: sizes are
+/// checked against what is there before anything is sliced.
+pub fn ar_members<'a>(bytes: &'a [u8], pkg: &str) -> Result<Vec<(String, &'a [u8])>, DebError> {
     let bad = |why: &str| DebError::Format {
         pkg: pkg.to_owned(),
         why: why.to_owned(),
@@ -50,43 +63,46 @@ pub fn ar_members(bytes: &[u8], pkg: &str) -> Result<Vec<(String, Vec<u8>)>, Deb
         if body.len() < size {
             return Err(bad("truncated ar member"));
         }
-        out.push((name, body[..size].to_vec()));
-        let next = size + (size & 1);
+        out.push((name, &body[..size]));
+        let next = size.saturating_add(size & 1);
         rest = &body[next.min(body.len())..];
     }
     Ok(out)
 }
 
-/// Decompresses `data.tar.{xz,zst,gz}` / `control.tar.*` by member name.
-pub fn decompress_member(name: &str, data: &[u8], pkg: &str) -> Result<Vec<u8>, DebError> {
+/// A streaming decompressor for `data.tar.{xz,zst,gz}` / `control.tar.*`, by member name.
+pub fn member_reader<'a>(
+    name: &str,
+    data: &'a [u8],
+    pkg: &str,
+) -> Result<Box<dyn Read + 'a>, DebError> {
     let fail = |e: std::io::Error| DebError::Format {
         pkg: pkg.to_owned(),
         why: format!("{name}: {e}"),
     };
-    let mut out = Vec::new();
-    if name.ends_with(".xz") {
-        liblzma::read::XzDecoder::new(data)
-            .read_to_end(&mut out)
-            .map_err(fail)?;
+    Ok(if name.ends_with(".xz") {
+        Box::new(liblzma::read::XzDecoder::new(data))
     } else if name.ends_with(".zst") {
-        out = zstd::stream::decode_all(data).map_err(fail)?;
+        Box::new(zstd::stream::read::Decoder::with_buffer(data).map_err(fail)?)
     } else if name.ends_with(".gz") {
-        flate2::read::GzDecoder::new(data)
-            .read_to_end(&mut out)
-            .map_err(fail)?;
+        Box::new(flate2::read::GzDecoder::new(data))
     } else if name.ends_with(".tar") {
-        out = data.to_vec();
+        Box::new(data)
     } else {
         return Err(DebError::Format {
             pkg: pkg.to_owned(),
             why: format!("unsupported member compression: {name}"),
         });
-    }
-    Ok(out)
+    })
 }
 
-/// The uncompressed tar of the member whose name starts with `prefix` (`data.tar`, `control.tar`).
-pub fn member_tar(bytes: &[u8], prefix: &str, pkg: &str) -> Result<Vec<u8>, DebError> {
+/// The (decompressing) reader of the member whose name starts with `prefix` (`data.tar`,
+/// `control.tar`), and the member's name.
+pub fn open_member<'a>(
+    bytes: &'a [u8],
+    prefix: &str,
+    pkg: &str,
+) -> Result<(String, Box<dyn Read + 'a>), DebError> {
     let members = ar_members(bytes, pkg)?;
     if members.first().map(|m| m.0.as_str()) != Some("debian-binary") {
         return Err(DebError::Format {
@@ -95,29 +111,45 @@ pub fn member_tar(bytes: &[u8], prefix: &str, pkg: &str) -> Result<Vec<u8>, DebE
         });
     }
     let (name, data) = members
-        .iter()
+        .into_iter()
         .find(|(n, _)| n.starts_with(prefix))
         .ok_or_else(|| DebError::Format {
             pkg: pkg.to_owned(),
             why: format!("no {prefix}.* member"),
         })?;
-    decompress_member(name, data, pkg)
+    let r = member_reader(&name, data, pkg)?;
+    Ok((name, r))
 }
+
+/// The largest control archive accepted (Debian's are a few KiB).
+pub const MAX_CONTROL_TAR: u64 = 16 << 20;
 
 /// Reads `./control` from the package's control archive.
 pub fn control_text(bytes: &[u8], pkg: &str) -> Result<String, DebError> {
-    let tar = member_tar(bytes, "control.tar", pkg)?;
-    let mut ar = tar::Archive::new(tar.as_slice());
-    let fail = |e: std::io::Error| DebError::Format {
-        pkg: pkg.to_owned(),
-        why: e.to_string(),
+    let (name, r) = open_member(bytes, "control.tar", pkg)?;
+    let mut ar = tar::Archive::new(Capped::new(r, MAX_CONTROL_TAR));
+    let fail = |e: std::io::Error| match Capped::<&[u8]>::exceeded(&e) {
+        Some(limit) => DebError::TooLarge {
+            pkg: pkg.to_owned(),
+            what: name.clone(),
+            limit,
+            why: "for a control archive",
+            key: "nothing (a control archive is never this large)",
+        },
+        None => DebError::Format {
+            pkg: pkg.to_owned(),
+            why: e.to_string(),
+        },
     };
     for entry in ar.entries().map_err(fail)? {
         let mut entry = entry.map_err(fail)?;
         let path = entry.path().map_err(fail)?.to_string_lossy().into_owned();
         if path.trim_start_matches("./") == "control" {
             let mut s = String::new();
-            entry.read_to_string(&mut s).map_err(fail)?;
+            (&mut entry)
+                .take(1 << 20)
+                .read_to_string(&mut s)
+                .map_err(fail)?;
             return Ok(s);
         }
     }
@@ -126,6 +158,55 @@ pub fn control_text(bytes: &[u8], pkg: &str) -> Result<String, DebError> {
         why: "control archive has no control file".into(),
     })
 }
+
+/// A reader that fails (with an error [`Capped::exceeded`] recognises) once more than `limit`
+/// bytes came through: what an archive says about its own sizes is never trusted.
+pub struct Capped<R> {
+    inner: R,
+    limit: u64,
+    seen: u64,
+}
+
+#[derive(Debug)]
+struct CapExceeded(u64);
+
+impl std::fmt::Display for CapExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "more than {} bytes", self.0)
+    }
+}
+
+impl std::error::Error for CapExceeded {}
+
+impl<R> Capped<R> {
+    pub fn new(inner: R, limit: u64) -> Self {
+        Capped {
+            inner,
+            limit,
+            seen: 0,
+        }
+    }
+
+    /// The limit, if `e` is this reader's "limit exceeded" error.
+    pub fn exceeded(e: &std::io::Error) -> Option<u64> {
+        e.get_ref()
+            .and_then(|x| x.downcast_ref::<CapExceeded>())
+            .map(|c| c.0)
+    }
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.seen += n as u64;
+        if self.seen > self.limit {
+            return Err(std::io::Error::other(CapExceeded(self.limit)));
+        }
+        Ok(n)
+    }
+}
+
+pub use crate::rootfs::Budget;
 
 /// What an extraction did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -141,25 +222,49 @@ pub struct Extracted {
 /// but a file already extracted from this archive, duplicate entries, device nodes and FIFOs.
 /// Nothing is written to the host: the tree is in memory.
 pub fn extract_data_tar(
-    tar_bytes: &[u8],
+    data_tar: impl Read,
     tree: &mut Tree,
     origin: &Origin,
     pkg: &str,
+    budget: Budget,
 ) -> Result<Extracted, DebError> {
+    let limits = budget.limits;
+    // The whole stream: the package's files plus the archive's own headers and padding.
+    let stream_cap = limits
+        .package
+        .saturating_add(limits.package / 4)
+        .saturating_add(64 << 20);
+    let too_large = |what: String, limit: u64, why: &'static str, key: &'static str| {
+        DebError::TooLarge {
+            pkg: pkg.to_owned(),
+            what,
+            limit,
+            why,
+            key,
+        }
+    };
     let hostile = |entry: &str, why: &str| DebError::Hostile {
         pkg: pkg.to_owned(),
         entry: entry.to_owned(),
         why: why.to_owned(),
     };
-    let fail = |e: std::io::Error| DebError::Format {
-        pkg: pkg.to_owned(),
-        why: format!("data.tar: {e}"),
+    let fail = |e: std::io::Error| match Capped::<&[u8]>::exceeded(&e) {
+        Some(limit) => too_large(
+            "data.tar".into(),
+            limit,
+            "for a package's archive",
+            "[image] max-package-size",
+        ),
+        None => DebError::Format {
+            pkg: pkg.to_owned(),
+            why: format!("data.tar: {e}"),
+        },
     };
     let mut seen: BTreeSet<ImagePath> = BTreeSet::new();
     let mut own_symlinks: BTreeSet<ImagePath> = BTreeSet::new();
     let mut own_files: BTreeMap<ImagePath, ImagePath> = BTreeMap::new();
     let mut out = Extracted::default();
-    let mut ar = tar::Archive::new(tar_bytes);
+    let mut ar = tar::Archive::new(Capped::new(data_tar, stream_cap));
     for entry in ar.entries().map_err(fail)? {
         let mut entry = entry.map_err(fail)?;
         let raw = entry.path_bytes().into_owned();
@@ -204,8 +309,27 @@ pub fn extract_data_tar(
                 Entry::dir(mode, origin)
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let mut data = Vec::with_capacity(h.size().unwrap_or(0) as usize);
-                entry.read_to_end(&mut data).map_err(fail)?;
+                // The header's size is not trusted: read at most what every limit still allows.
+                let left_pkg = limits.package.saturating_sub(out.bytes);
+                let left_image = limits
+                    .image
+                    .saturating_sub(budget.image_used.saturating_add(out.bytes));
+                let (cap, limit, why, key) = [
+                    (limits.file, limits.file, "for one file", "[image] max-file-size"),
+                    (left_pkg, limits.package, "for one package", "[image] max-package-size"),
+                    (left_image, limits.image, "for the whole image", "[image] max-image-size"),
+                ]
+                .into_iter()
+                .min_by_key(|c| c.0)
+                .expect("three limits");
+                let mut data = Vec::new();
+                (&mut entry)
+                    .take(cap.saturating_add(1))
+                    .read_to_end(&mut data)
+                    .map_err(fail)?;
+                if data.len() as u64 > cap {
+                    return Err(too_large(format!("member {name:?}"), limit, why, key));
+                }
                 out.bytes += data.len() as u64;
                 Entry::file(data, mode, origin)
             }
@@ -312,10 +436,17 @@ pub mod tests {
         deb
     }
 
+    pub fn budget() -> Budget {
+        Budget {
+            limits: crate::rootfs::ExpandLimits::default(),
+            image_used: 0,
+        }
+    }
+
     fn extract(deb: &[u8]) -> (Tree, Result<Extracted, DebError>) {
         let mut t = Tree::new();
-        let tar = member_tar(deb, "data.tar", "evil").unwrap();
-        let r = extract_data_tar(&tar, &mut t, &Origin::new("pkg"), "evil");
+        let (_, tar) = open_member(deb, "data.tar", "evil").unwrap();
+        let r = extract_data_tar(tar, &mut t, &Origin::new("pkg"), "evil", budget());
         (t, r)
     }
 
@@ -406,14 +537,14 @@ pub mod tests {
             ("./bin/", T::Directory, b"", None),
             ("./bin/busybox", T::Regular, b"x", None),
         ]);
-        let tar = member_tar(&deb, "data.tar", "p").unwrap();
-        let r = extract_data_tar(&tar, &mut t, &Origin::new("p"), "p").unwrap();
+        let (_, tar) = open_member(&deb, "data.tar", "p").unwrap();
+        let r = extract_data_tar(tar, &mut t, &Origin::new("p"), "p", budget()).unwrap();
         assert_eq!(r.paths[0].as_str(), "/usr/bin/busybox");
     }
 
     #[test]
     fn garbage_is_not_a_package() {
-        assert!(member_tar(b"garbage", "data.tar", "p").is_err());
-        assert!(member_tar(b"!<arch>\nshort", "data.tar", "p").is_err());
+        assert!(open_member(b"garbage", "data.tar", "p").is_err());
+        assert!(open_member(b"!<arch>\nshort", "data.tar", "p").is_err());
     }
 }

@@ -47,6 +47,8 @@ pub enum PackageError {
     },
     #[error(transparent)]
     Deb(#[from] deb::DebError),
+    #[error("the package cache {cache}: {why}; fix its permissions, or point $STRATOS_CACHE at a writable directory")]
+    Cache { cache: PathBuf, why: String },
 }
 
 /// A `.deb` that is not the one the lock pins.
@@ -100,18 +102,42 @@ pub fn fetch(p: &LockedPackage, lock_path: &Path, offline: bool) -> Result<Vec<u
         }
         Ok(bytes)
     };
-    if let Ok(bytes) = std::fs::read(&cached) {
-        if sha256_hex(&bytes) == p.sha256 {
-            return check(bytes);
-        }
+    // Never more than the lock's size: a bigger file is not the pinned package.
+    let read = |path: &Path| {
+        crate::fsio::read_regular(
+            path,
+            p.size,
+            "a .deb pinned by the lock",
+            crate::fsio::Links::Follow,
+        )
+    };
+    match read(&cached) {
+        Ok(bytes) if sha256_hex(&bytes) == p.sha256 => return check(bytes),
         // A damaged cache entry: fetch it again below.
+        Ok(_) | Err(crate::fsio::ReadError::TooLarge { .. }) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => {
+            return Err(PackageError::Cache {
+                cache: cache.clone(),
+                why: e.to_string(),
+            })
+        }
     }
     // apt's own archive cache, then the one `ci/setup` fills (apt's may be cleaned after every
-    // apt run, e.g. by Docker's docker-clean hook).
-    let local = SYSTEM_DEB_DIRS
-        .iter()
-        .filter_map(|d| std::fs::read(Path::new(d).join(apt_archive_name(p))).ok())
-        .find(|b| sha256_hex(b) == p.sha256);
+    // apt run, e.g. by Docker's docker-clean hook). These are only places to look: a file there
+    // that cannot be read is skipped, with a warning.
+    let mut local = None;
+    for d in SYSTEM_DEB_DIRS {
+        match read(&Path::new(d).join(apt_archive_name(p))) {
+            Ok(b) if sha256_hex(&b) == p.sha256 => {
+                local = Some(b);
+                break;
+            }
+            Ok(_) | Err(crate::fsio::ReadError::TooLarge { .. }) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => eprintln!("warning: skipping {e}"),
+        }
+    }
     let bytes = match local {
         Some(b) => b,
         None if offline => {
@@ -124,13 +150,13 @@ pub fn fetch(p: &LockedPackage, lock_path: &Path, offline: bool) -> Result<Vec<u
         None => download(p)?,
     };
     let bytes = check(bytes)?;
-    std::fs::create_dir_all(&cache).map_err(|source| PackageError::Io {
-        path: cache.clone(),
-        source,
+    std::fs::create_dir_all(&cache).map_err(|e| PackageError::Cache {
+        cache: cache.clone(),
+        why: format!("creating it: {e}"),
     })?;
-    crate::sign::write_atomic(&cached, &bytes, 0o644).map_err(|source| PackageError::Io {
-        path: cached.clone(),
-        source,
+    crate::sign::write_atomic(&cached, &bytes, 0o644).map_err(|e| PackageError::Cache {
+        cache: cache.clone(),
+        why: format!("writing {}: {e}", cached.display()),
     })?;
     Ok(bytes)
 }
@@ -174,7 +200,13 @@ fn download(p: &LockedPackage) -> Result<Vec<u8>, PackageError> {
         .filter(|p| p.extension().is_some_and(|x| x == "deb"))
         .collect();
     match debs.len() {
-        1 => std::fs::read(debs.remove(0)).map_err(|e| fail(e.to_string())),
+        1 => crate::fsio::read_regular(
+            &debs.remove(0),
+            p.size,
+            "a .deb pinned by the lock",
+            crate::fsio::Links::Refuse,
+        )
+        .map_err(|e| fail(e.to_string())),
         n => Err(fail(format!("expected one .deb, got {n}"))),
     }
 }
@@ -237,9 +269,13 @@ pub fn install_locked(
     for p in &locked {
         let bytes = fetch(p, &pkgs.lock, offline)?;
         let purl = p.purl();
-        let data = deb::member_tar(&bytes, "data.tar", &p.name)?;
+        let (_, data) = deb::open_member(&bytes, "data.tar", &p.name)?;
         let origin = Origin::new(&purl);
-        let got = deb::extract_data_tar(&data, tree, &origin, &p.name)?;
+        let budget = deb::Budget {
+            limits: profile.image.limits,
+            image_used: tree.content_bytes(),
+        };
+        let got = deb::extract_data_tar(data, tree, &origin, &p.name, budget)?;
         // The licence, read before the docs are trimmed away.
         let license = ImagePath::parse(&format!("/usr/share/doc/{}/copyright", p.name))
             .ok()

@@ -137,6 +137,8 @@ pub struct Image {
     pub version: String,
     pub source_date_epoch: u64,
     pub hostname: String,
+    /// What the contents may expand to (`max-file-size`, `max-package-size`, `max-image-size`).
+    pub limits: crate::rootfs::ExpandLimits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -389,11 +391,30 @@ fn validate(
         }
         None => name.get_ref().replace(['.', '_'], "-"),
     };
+    let mut expand = crate::rootfs::ExpandLimits::default();
+    for (v, key, slot) in [
+        (&raw.image.max_file_size, "image.max-file-size", &mut expand.file),
+        (
+            &raw.image.max_package_size,
+            "image.max-package-size",
+            &mut expand.package,
+        ),
+        (
+            &raw.image.max_image_size,
+            "image.max-image-size",
+            &mut expand.image,
+        ),
+    ] {
+        if let Some(v) = v {
+            *slot = bytes_value(cx, v, key)?;
+        }
+    }
     let image = Image {
         name: name.into_inner(),
         version: version.into_inner(),
         source_date_epoch,
         hostname,
+        limits: expand,
     };
 
     // [kernel]

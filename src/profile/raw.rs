@@ -45,6 +45,15 @@ pub struct RawImage {
     pub source_date_epoch: Option<Spanned<i64>>,
     #[serde(default)]
     pub hostname: Option<Spanned<String>>,
+    /// The largest file the image may hold (package members, overlay files, [[file]]s).
+    #[serde(default)]
+    pub max_file_size: Option<Spanned<IntOrString>>,
+    /// What one package may expand to.
+    #[serde(default)]
+    pub max_package_size: Option<Spanned<IntOrString>>,
+    /// All file contents of the image together.
+    #[serde(default)]
+    pub max_image_size: Option<Spanned<IntOrString>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::path::{ImagePath, PathError};
 use super::tree::{Entry, Origin, Tree, TreeError};
+use super::ExpandLimits;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OverlayError {
@@ -33,6 +34,46 @@ pub enum OverlayError {
     },
     #[error(transparent)]
     Tree(#[from] TreeError),
+    #[error("{path}: larger than the {} limit {why}; if it belongs in the image, raise {key} in the profile", crate::cli::human_bytes(*limit))]
+    TooLarge {
+        path: PathBuf,
+        limit: u64,
+        why: &'static str,
+        key: &'static str,
+    },
+}
+
+/// Reads one host file for the image: a regular file (checked on the open descriptor, so a
+/// FIFO swapped in cannot hang the build), never more than the limits still allow.
+fn read_limited(
+    path: &Path,
+    limits: ExpandLimits,
+    image_used: u64,
+    links: crate::fsio::Links,
+) -> Result<Vec<u8>, OverlayError> {
+    let left = limits.image.saturating_sub(image_used);
+    let (cap, limit, why, key) = if limits.file <= left {
+        (limits.file, limits.file, "for one file", "[image] max-file-size")
+    } else {
+        (left, limits.image, "for the whole image", "[image] max-image-size")
+    };
+    crate::fsio::read_regular(path, cap, "a file", links).map_err(|e| match e {
+        crate::fsio::ReadError::TooLarge { .. } => OverlayError::TooLarge {
+            path: path.to_owned(),
+            limit,
+            why,
+            key,
+        },
+        crate::fsio::ReadError::NotRegular { kind, .. } => OverlayError::Special {
+            path: path.to_owned(),
+            kind,
+        },
+        crate::fsio::ReadError::Io { source, .. } => OverlayError::Io {
+            path: path.to_owned(),
+            source,
+        },
+        crate::fsio::ReadError::NotUtf8 { .. } => unreachable!("bytes are not decoded"),
+    })
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OverlayError + '_ {
@@ -61,7 +102,9 @@ pub fn load_overlay(
     origin: &Origin,
     uid: u32,
     gid: u32,
+    budget: super::Budget,
 ) -> Result<(), OverlayError> {
+    let (limits, mut used) = (budget.limits, budget.image_used);
     let meta = fs::metadata(src).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             OverlayError::NotFound(src.to_owned())
@@ -127,7 +170,8 @@ pub fn load_overlay(
                 .map_err(|_| OverlayError::NotUtf8(host.to_owned()))?;
             Entry::symlink(t, origin)
         } else if ft.is_file() {
-            let data = fs::read(host).map_err(io(host))?;
+            let data = read_limited(host, limits, used, crate::fsio::Links::Refuse)?;
+            used += data.len() as u64;
             Entry::file(data, normalised_mode(host_mode, false), origin)
         } else {
             let kind = if ft.is_fifo() {
@@ -149,7 +193,11 @@ pub fn load_overlay(
 
 /// Reads one host file for a `[[file]]` entry. A directory (or anything but a regular file,
 /// after following symlinks the user named) is an error.
-pub fn read_host_file(src: &Path) -> Result<(Vec<u8>, u32), OverlayError> {
+pub fn read_host_file(
+    src: &Path,
+    limits: ExpandLimits,
+    image_used: u64,
+) -> Result<(Vec<u8>, u32), OverlayError> {
     let meta = fs::metadata(src).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             OverlayError::NotFound(src.to_owned())
@@ -170,6 +218,6 @@ pub fn read_host_file(src: &Path) -> Result<(Vec<u8>, u32), OverlayError> {
             },
         });
     }
-    let data = fs::read(src).map_err(io(src))?;
+    let data = read_limited(src, limits, image_used, crate::fsio::Links::Follow)?;
     Ok((data, normalised_mode(meta.permissions().mode(), false)))
 }
