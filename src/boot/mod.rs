@@ -59,7 +59,13 @@ pub struct BootImage {
 impl BootImage {
     pub fn open(dir: &Path) -> Result<Self, BootError> {
         let mpath = dir.join(MANIFEST_FILE);
-        let bytes = std::fs::read(&mpath).map_err(|e| BootError::Image {
+        let bytes = crate::fsio::read_regular(
+            &mpath,
+            crate::fsio::caps::MANIFEST,
+            "a manifest",
+            crate::fsio::Links::Refuse,
+        )
+        .map_err(|e| BootError::Image {
             path: mpath.clone(),
             why: format!("{e} (is this a stratos image directory?)"),
         })?;
@@ -67,12 +73,27 @@ impl BootImage {
             path: mpath.clone(),
             why: e.to_string(),
         })?;
-        let config = match std::fs::read_to_string(dir.join(KERNEL_CONFIG_ARTIFACT)) {
-            Ok(t) => Some(Config::parse(&t).map_err(|e| BootError::Image {
-                path: dir.join(KERNEL_CONFIG_ARTIFACT),
-                why: e.to_string(),
-            })?),
-            Err(_) => None,
+        let cfg_path = dir.join(KERNEL_CONFIG_ARTIFACT);
+        let config = match crate::fsio::read_regular(
+            &cfg_path,
+            crate::fsio::caps::KERNEL_CONFIG,
+            "a kernel config",
+            crate::fsio::Links::Refuse,
+        ) {
+            Ok(t) => Some(
+                Config::parse(&String::from_utf8_lossy(&t)).map_err(|e| BootError::Image {
+                    path: cfg_path.clone(),
+                    why: e.to_string(),
+                })?,
+            ),
+            // Optional: images of prebuilt kernels without a known config have none.
+            Err(e) if e.is_not_found() => None,
+            Err(e) => {
+                return Err(BootError::Image {
+                    path: cfg_path,
+                    why: e.to_string(),
+                })
+            }
         };
         Ok(BootImage {
             dir: dir.to_owned(),

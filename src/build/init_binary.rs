@@ -12,6 +12,8 @@ pub enum InitBinaryError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the init: {0}")]
+    File(#[from] crate::fsio::ReadError),
     #[error("{path} is not a usable init: {why}")]
     Unusable { path: PathBuf, why: String },
 }
@@ -45,10 +47,7 @@ pub fn locate() -> Result<PathBuf, InitBinaryError> {
 /// Reads the init and checks it is a static x86-64 ELF executable (no `PT_INTERP`: there is no
 /// dynamic loader in the image to run it).
 pub fn load(path: &Path) -> Result<Vec<u8>, InitBinaryError> {
-    let bytes = std::fs::read(path).map_err(|source| InitBinaryError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let bytes = crate::fsio::read_file(path, 64 << 20, "the init executable")?;
     check_static(&bytes).map_err(|why| InitBinaryError::Unusable {
         path: path.to_owned(),
         why,

@@ -96,11 +96,16 @@ pub const SECCOMP_FILTER_PATH: &str = "/etc/stratos/seccomp.bpf";
 /// Compiles the profile's seccomp policy; returns the filter bytes and what the manifest says.
 pub fn compile_seccomp(
     spec: &crate::profile::SeccompSpec,
+    target: &crate::seccomp::Target,
 ) -> Result<(Vec<u8>, crate::sign::manifest::SeccompInfo), BuildError> {
     let path = spec.policy.display().to_string();
-    let text = std::fs::read_to_string(&spec.policy)
-        .map_err(|e| BuildError::Seccomp(format!("{path}: {e}")))?;
-    let policy = crate::seccomp::Policy::parse(&text, &path)
+    let text = crate::fsio::read_text(
+        &spec.policy,
+        crate::fsio::caps::SECCOMP_POLICY,
+        "a seccomp policy",
+    )
+    .map_err(|e| BuildError::Seccomp(e.to_string()))?;
+    let policy = crate::seccomp::Policy::parse_for(&text, &path, target)
         .map_err(|e| BuildError::Seccomp(e.to_string()))?;
     let policy = if spec.mode == "log" {
         policy.log_mode()
@@ -344,9 +349,11 @@ pub fn init_config(
 }
 
 fn read_host(path: &Path) -> Result<Vec<u8>, BuildError> {
-    std::fs::read(path).map_err(|e| BuildError::Kernel {
-        path: path.to_owned(),
-        why: e.to_string(),
+    crate::fsio::read_file(path, crate::fsio::caps::KERNEL_IMAGE, "a kernel").map_err(|e| {
+        BuildError::Kernel {
+            path: path.to_owned(),
+            why: e.to_string(),
+        }
     })
 }
 
@@ -490,7 +497,11 @@ pub fn assemble(
     let seccomp = match &profile.seccomp {
         None => None,
         Some(spec) => {
-            let (bytes, info) = compile_seccomp(spec)?;
+            let target = crate::seccomp::Target::new(
+                profile.init.uid,
+                kernel_image.version.as_deref(),
+            );
+            let (bytes, info) = compile_seccomp(spec, &target)?;
             let origin = Origin::new("seccomp");
             tree.insert(
                 &ImagePath::parse(SECCOMP_FILTER_PATH).expect("static path"),

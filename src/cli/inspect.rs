@@ -73,11 +73,21 @@ pub struct FileReport {
 
 pub fn report(dir: &Path) -> anyhow::Result<Report> {
     let mpath = dir.join(MANIFEST_FILE);
-    let bytes = std::fs::read(&mpath).with_context(|| format!("reading {}", mpath.display()))?;
+    let bytes = crate::fsio::read_regular(
+        &mpath,
+        crate::fsio::caps::MANIFEST,
+        "a manifest",
+        crate::fsio::Links::Refuse,
+    )?;
     let m = parse_manifest(&bytes).with_context(|| format!("reading {}", mpath.display()))?;
     let sbom_path = dir.join(&m.sbom);
     let sbom: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(&sbom_path).with_context(|| format!("reading {}", sbom_path.display()))?,
+        &crate::fsio::read_regular(
+            &sbom_path,
+            crate::fsio::caps::SBOM,
+            "an SBOM",
+            crate::fsio::Links::Refuse,
+        )?,
     )
     .with_context(|| format!("parsing {}", sbom_path.display()))?;
     let mut components = Vec::new();
@@ -120,7 +130,12 @@ pub fn report(dir: &Path) -> anyhow::Result<Report> {
     }
     let tar_path = dir.join(ROOTFS_ARTIFACT);
     let tar = archive::zst::decompress_capped(
-        &std::fs::read(&tar_path).with_context(|| format!("reading {}", tar_path.display()))?,
+        &crate::fsio::read_regular(
+            &tar_path,
+            crate::fsio::caps::KERNEL_IMAGE.max(4 << 30),
+            "a root filesystem archive",
+            crate::fsio::Links::Refuse,
+        )?,
         16 << 30,
     )
     .with_context(|| format!("decompressing {}", tar_path.display()))?;

@@ -106,13 +106,20 @@ pub fn run(a: Args) -> CliResult {
                             profile.display()
                         )));
                     };
-                    let text = std::fs::read_to_string(cfg)
-                        .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", cfg.display())))?;
+                    let text = crate::fsio::read_text(
+                        cfg,
+                        crate::fsio::caps::KERNEL_CONFIG,
+                        "a kernel config",
+                    )
+                    .map_err(CliError::input)?;
                     let c = kernel::Config::parse(&text)
                         .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", cfg.display())))?;
-                    let bytes = std::fs::read(image).map_err(|e| {
-                        CliError::input(anyhow::anyhow!("{}: {e}", image.display()))
-                    })?;
+                    let bytes = crate::fsio::read_file(
+                        image,
+                        crate::fsio::caps::KERNEL_IMAGE,
+                        "a kernel",
+                    )
+                    .map_err(CliError::input)?;
                     let fmt = kernel::inspect_image(&bytes)
                         .map(|k| k.format.to_owned())
                         .unwrap_or_else(|_| "bzImage".into());

@@ -34,8 +34,8 @@ pub enum Sub {
 }
 
 fn load(p: &Path) -> Result<Policy, CliError> {
-    let text = std::fs::read_to_string(p)
-        .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", p.display())))?;
+    let text = crate::fsio::read_text(p, crate::fsio::caps::SECCOMP_POLICY, "a seccomp policy")
+        .map_err(CliError::input)?;
     Policy::parse(&text, &p.display().to_string()).map_err(CliError::input)
 }
 

@@ -222,10 +222,11 @@ pub fn extract(
 
 /// A fragment: the options it sets, in order, with the file's name.
 pub fn read_fragment(path: &Path) -> Result<Config, KernelBuildError> {
-    let text = std::fs::read_to_string(path).map_err(|e| KernelBuildError::Fragment {
-        path: path.to_owned(),
-        why: e.to_string(),
-    })?;
+    let text = crate::fsio::read_text(path, crate::fsio::caps::KERNEL_CONFIG, "a config fragment")
+        .map_err(|e| KernelBuildError::Fragment {
+            path: path.to_owned(),
+            why: e.to_string(),
+        })?;
     Config::parse(&text).map_err(|e| KernelBuildError::Fragment {
         path: path.to_owned(),
         why: e.to_string(),
@@ -367,10 +368,11 @@ pub fn resolve(spec: &KernelSourceSpec, progress: &Progress) -> Result<Resolved,
     let mut key = Sha256::new();
     key.update(format!("{RECIPE}\n{digest}\n{}\n", spec.base));
     for f in &spec.fragments {
-        let text = std::fs::read(f).map_err(|e| KernelBuildError::Fragment {
-            path: f.clone(),
-            why: e.to_string(),
-        })?;
+        let text = crate::fsio::read_file(f, crate::fsio::caps::KERNEL_CONFIG, "a config fragment")
+            .map_err(|e| KernelBuildError::Fragment {
+                path: f.clone(),
+                why: e.to_string(),
+            })?;
         key.update(Sha256::digest(&text));
         let name = f
             .file_name()

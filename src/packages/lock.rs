@@ -31,12 +31,8 @@ pub struct LockedPackage {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("cannot read lock file {path}: {source} (create it with `stratos lock PROFILE`)")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read the lock file: {0} (create it with `stratos lock PROFILE`)")]
+    Read(#[from] crate::fsio::ReadError),
     #[error("{path}:{line}:{column}: {message}")]
     Invalid {
         path: PathBuf,
@@ -48,10 +44,7 @@ pub enum LockError {
 
 impl LockFile {
     pub fn load(path: &Path) -> Result<Self, LockError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LockError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = crate::fsio::read_text(path, crate::fsio::caps::LOCK, "a lock file")?;
         Self::parse(&text, path)
     }
 

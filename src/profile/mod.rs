@@ -22,12 +22,8 @@ pub const SCHEMA: i64 = 1;
 /// A profile that could not be read, parsed or validated.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    #[error("cannot read profile {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read the profile: {0}")]
+    Read(#[from] crate::fsio::ReadError),
     #[error("{0}")]
     Invalid(Located),
 }
@@ -258,10 +254,7 @@ pub const ZRAM_ALGORITHMS: &[&str] = &["lzo", "lzo-rle", "lz4", "lz4hc", "zstd",
 impl Profile {
     /// Reads and validates a profile file.
     pub fn load(path: &Path) -> Result<Profile, ProfileError> {
-        let bytes = std::fs::read(path).map_err(|source| ProfileError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes = crate::fsio::read_file(path, crate::fsio::caps::PROFILE, "a profile")?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let (line, column) = line_col(
                 &String::from_utf8_lossy(e.as_bytes()),

@@ -16,6 +16,9 @@ use serde::Deserialize;
 pub const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
 /// System call numbers at or above this are the x32 ABI.
 pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+/// The largest errno a seccomp filter can return (`SECCOMP_RET_DATA` is 16 bits, and the kernel
+/// treats values above 4095 as not an error).
+pub const MAX_ERRNO: u32 = 4095;
 /// The kernel's limit on a filter's length.
 pub const BPF_MAXINSNS: usize = 4096;
 
@@ -90,7 +93,7 @@ pub enum SeccompError {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawPolicy {
     default_action: String,
     #[serde(default)]
@@ -98,15 +101,89 @@ struct RawPolicy {
     #[serde(default)]
     architectures: Vec<String>,
     #[serde(default)]
-    arch_map: Option<serde_json::Value>,
+    arch_map: Vec<RawArchMap>,
     #[serde(default)]
     syscalls: Vec<RawRule>,
     #[serde(default)]
-    flags: Option<serde_json::Value>,
+    flags: Vec<String>,
     #[serde(default, rename = "listenerPath")]
     listener_path: Option<String>,
+    #[serde(default, rename = "listenerMetadata")]
+    listener_metadata: Option<String>,
+    /// A free-form note: accepted, not used.
+    #[serde(default, rename = "comment")]
+    _comment: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawArchMap {
+    architecture: String,
     #[serde(default)]
-    comment: Option<serde_json::Value>,
+    sub_architectures: Vec<String>,
+}
+
+/// libseccomp's architecture names (`SCMP_ARCH_*`).
+const SCMP_ARCHES: &[&str] = &[
+    "SCMP_ARCH_X86",
+    "SCMP_ARCH_X86_64",
+    "SCMP_ARCH_X32",
+    "SCMP_ARCH_ARM",
+    "SCMP_ARCH_AARCH64",
+    "SCMP_ARCH_MIPS",
+    "SCMP_ARCH_MIPS64",
+    "SCMP_ARCH_MIPS64N32",
+    "SCMP_ARCH_MIPSEL",
+    "SCMP_ARCH_MIPSEL64",
+    "SCMP_ARCH_MIPSEL64N32",
+    "SCMP_ARCH_PPC",
+    "SCMP_ARCH_PPC64",
+    "SCMP_ARCH_PPC64LE",
+    "SCMP_ARCH_S390",
+    "SCMP_ARCH_S390X",
+    "SCMP_ARCH_PARISC",
+    "SCMP_ARCH_PARISC64",
+    "SCMP_ARCH_RISCV64",
+    "SCMP_ARCH_LOONGARCH64",
+    "SCMP_ARCH_M68K",
+    "SCMP_ARCH_SH",
+    "SCMP_ARCH_SHEB",
+];
+
+/// Go's architecture names, as Docker's `includes`/`excludes` use them.
+const GO_ARCHES: &[&str] = &[
+    "386", "amd64", "x86_64", "x32", "arm", "arm64", "aarch64", "mips", "mipsle", "mips64",
+    "mips64le", "mips64n32", "mipsel", "mipsel64", "mipsel64n32", "ppc", "ppc64", "ppc64le",
+    "s390", "s390x", "riscv64", "loong64", "loongarch64", "parisc", "parisc64",
+];
+
+/// What the runtime that will run under a policy has: conditional rules (Docker's
+/// `includes`/`excludes` on capabilities and kernel versions) are evaluated against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Whether the runtime holds every capability (it runs as uid 0; StratOS does not drop the
+    /// bounding set) or none (any other uid).
+    pub all_caps: bool,
+    /// The image kernel's version (major, minor), when known.
+    pub kernel: Option<(u32, u32)>,
+}
+
+impl Target {
+    /// From the profile's runtime uid and the kernel's release string (`6.1.0-28-cloud-amd64`).
+    pub fn new(uid: u32, kernel_release: Option<&str>) -> Target {
+        Target {
+            all_caps: uid == 0,
+            kernel: kernel_release.and_then(parse_kernel_version),
+        }
+    }
+}
+
+/// `6.1`, `6.1.119`, `6.1.0-28-cloud-amd64` → (6, 1).
+pub fn parse_kernel_version(s: &str) -> Option<(u32, u32)> {
+    let mut it = s.split(|c: char| !c.is_ascii_digit());
+    let major = it.next()?.parse().ok()?;
+    let minor = it.next()?.parse().ok()?;
+    Some((major, minor))
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,7 +207,7 @@ struct RawRule {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Conditions {
     #[serde(default)]
     arches: Vec<String>,
@@ -150,6 +227,95 @@ struct RawArg {
     op: String,
 }
 
+/// Linux capability names (`capability.h`, Linux 6.1).
+const CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// How a rule's `includes`/`excludes` conditions came out: whether every condition holds
+/// (for `includes`) and whether any does (for `excludes`).
+struct Outcome {
+    all: bool,
+    any: bool,
+}
+
+fn conditions(c: &Conditions, target: &Target, at: &str) -> Result<Outcome, String> {
+    let mut results = Vec::new();
+    if !c.arches.is_empty() {
+        for a in &c.arches {
+            if !GO_ARCHES.contains(&a.as_str()) {
+                return Err(format!(
+                    "{at}.arches: unknown architecture {a:?} (Go's names: amd64, arm64, ...)"
+                ));
+            }
+        }
+        results.push(c.arches.iter().any(|a| a == "amd64" || a == "x86_64"));
+    }
+    for cap in &c.caps {
+        if !CAPS.contains(&cap.as_str()) {
+            return Err(format!("{at}.caps: unknown capability {cap:?}"));
+        }
+    }
+    if !c.caps.is_empty() {
+        // Docker: includes needs every listed capability, excludes any of them; the runtime
+        // has all or none, so both reduce to that.
+        results.push(target.all_caps);
+    }
+    if let Some(v) = &c.min_kernel {
+        let want = parse_kernel_version(v).ok_or_else(|| {
+            format!("{at}.minKernel: {v:?} is not a kernel version like \"5.8\"")
+        })?;
+        let have = target.kernel.ok_or_else(|| {
+            format!("{at}.minKernel: the image's kernel version is unknown, so this condition cannot be evaluated; remove it or use a kernel whose version the builder can read")
+        })?;
+        results.push(have >= want);
+    }
+    Ok(Outcome {
+        all: results.iter().all(|&b| b),
+        any: results.iter().any(|&b| b),
+    })
+}
+
 /// What a rule or the default does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Action {
@@ -165,7 +331,15 @@ impl Action {
     fn parse(s: &str, errno: Option<u32>, default_errno: u32) -> Result<Action, String> {
         Ok(match s {
             "SCMP_ACT_ALLOW" => Action::Allow,
-            "SCMP_ACT_ERRNO" => Action::Errno(errno.unwrap_or(default_errno).min(4095) as u16),
+            "SCMP_ACT_ERRNO" => {
+                let e = errno.unwrap_or(default_errno);
+                if e > MAX_ERRNO {
+                    return Err(format!(
+                        "errno {e} is out of range: an errno return is 0-{MAX_ERRNO}"
+                    ));
+                }
+                Action::Errno(e as u16)
+            }
             "SCMP_ACT_KILL_PROCESS" => Action::KillProcess,
             "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD" => Action::KillThread,
             "SCMP_ACT_TRAP" => Action::Trap,
@@ -276,8 +450,24 @@ fn line_col(text: &str, e: &serde_json::Error) -> (usize, usize) {
 }
 
 impl Policy {
-    /// Parses OCI/Docker seccomp JSON. `path` is used in messages.
+    /// Parses OCI/Docker seccomp JSON for a root runtime on Linux 6.1 (what `stratos seccomp
+    /// check` assumes). `path` is used in messages.
     pub fn parse(text: &str, path: &str) -> Result<Policy, SeccompError> {
+        Self::parse_for(
+            text,
+            path,
+            &Target {
+                all_caps: true,
+                kernel: Some((6, 1)),
+            },
+        )
+    }
+
+    /// Parses OCI/Docker seccomp JSON for the runtime described by `target`. Unknown keys,
+    /// architecture names, capability names and flags are errors; conditional rules are
+    /// evaluated the way Docker does (a rule is skipped when an `excludes` condition holds or
+    /// an `includes` condition does not).
+    pub fn parse_for(text: &str, path: &str, target: &Target) -> Result<Policy, SeccompError> {
         let raw: RawPolicy = serde_json::from_str(text).map_err(|e| {
             let (line, column) = line_col(text, &e);
             SeccompError::Json {
@@ -291,10 +481,37 @@ impl Policy {
             path: path.to_owned(),
             what,
         };
-        let _ = (&raw.arch_map, &raw.flags, &raw.comment);
-        if raw.listener_path.is_some() {
+        if raw.listener_path.is_some() || raw.listener_metadata.is_some() {
             return Err(bad(
-                "listenerPath (user notification) is not supported".into()
+                "listenerPath/listenerMetadata (user notification) is not supported".into(),
+            ));
+        }
+        if let Some(f) = raw.flags.first() {
+            return Err(bad(format!(
+                "flags: {f:?} is not supported (StratOS installs the filter without flags); remove \"flags\""
+            )));
+        }
+        for a in raw
+            .architectures
+            .iter()
+            .chain(raw.arch_map.iter().flat_map(|m| {
+                std::iter::once(&m.architecture).chain(m.sub_architectures.iter())
+            }))
+        {
+            if !SCMP_ARCHES.contains(&a.as_str()) {
+                return Err(bad(format!(
+                    "unknown architecture {a:?}; names are libseccomp's, like \"SCMP_ARCH_X86_64\""
+                )));
+            }
+        }
+        if !raw.arch_map.is_empty()
+            && !raw
+                .arch_map
+                .iter()
+                .any(|m| m.architecture == "SCMP_ARCH_X86_64")
+        {
+            return Err(bad(
+                "archMap has no entry for SCMP_ARCH_X86_64, the only architecture StratOS images run on".into(),
             ));
         }
         if !raw.architectures.is_empty()
@@ -306,28 +523,31 @@ impl Policy {
             )));
         }
         let default_errno = raw.default_errno_ret.unwrap_or(1);
+        if default_errno > MAX_ERRNO {
+            return Err(bad(format!(
+                "defaultErrnoRet {default_errno} is out of range (0-{MAX_ERRNO})"
+            )));
+        }
         let default = Action::parse(&raw.default_action, raw.default_errno_ret, 1)
             .map_err(|e| bad(format!("defaultAction: {e}")))?;
         let mut rules: BTreeMap<u32, Vec<Rule>> = BTreeMap::new();
         for (i, r) in raw.syscalls.iter().enumerate() {
             let origin = format!("syscalls[{i}]");
             let _ = &r.comment;
-            // Conditional rules (Docker's default profile): arch conditions are honoured;
-            // capability and kernel-version conditions are not evaluated (the rule applies).
-            if let Some(inc) = &r.includes {
-                let _ = (&inc.caps, &inc.min_kernel);
-                if !inc.arches.is_empty()
-                    && !inc
-                        .arches
-                        .iter()
-                        .any(|a| a == "amd64" || a == "x86_64" || a == "x32")
+            // Conditional rules (Docker's default profile), evaluated for this runtime.
+            if let Some(exc) = &r.excludes {
+                if conditions(exc, target, &format!("{origin}.excludes"))
+                    .map_err(bad)?
+                    .any
                 {
                     continue;
                 }
             }
-            if let Some(exc) = &r.excludes {
-                let _ = (&exc.caps, &exc.min_kernel);
-                if exc.arches.iter().any(|a| a == "amd64" || a == "x86_64") {
+            if let Some(inc) = &r.includes {
+                if !conditions(inc, target, &format!("{origin}.includes"))
+                    .map_err(bad)?
+                    .all
+                {
                     continue;
                 }
             }

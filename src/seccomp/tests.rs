@@ -212,3 +212,82 @@ fn allowed_set() {
     assert!(always.contains("read") && !always.contains("clone3"));
     assert_eq!(cond["personality"].len(), 2);
 }
+
+#[test]
+fn hostile_misspelled_top_level_key_is_an_error_not_allow_all() {
+    // `sycalls` was silently ignored: the policy then allowed everything.
+    let text = r#"{"defaultAction":"SCMP_ACT_ALLOW","sycalls":[{"names":["mount"],"action":"SCMP_ACT_ERRNO"}]}"#;
+    let e = Policy::parse(text, "p.json").unwrap_err().to_string();
+    assert!(e.contains("unknown field `sycalls`"), "{e}");
+    for bad in [
+        r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","includes":{"kaps":["CAP_SYS_ADMIN"]}}]}"#,
+        r#"{"defaultAction":"SCMP_ACT_ERRNO","archMap":[{"architecture":"SCMP_ARCH_X86_64","subArchitectures":[],"extra":1}]}"#,
+    ] {
+        let e = Policy::parse(bad, "p.json").unwrap_err().to_string();
+        assert!(e.contains("unknown field"), "{e}");
+    }
+}
+
+#[test]
+fn hostile_unknown_architectures_and_out_of_range_errno() {
+    let cases = [
+        (
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86_65"]}"#,
+            "unknown architecture \"SCMP_ARCH_X86_65\"",
+        ),
+        (
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","includes":{"arches":["amd46"]}}]}"#,
+            "syscalls[0].includes.arches: unknown architecture \"amd46\"",
+        ),
+        (
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","errnoRet":70000}]}"#,
+            "syscalls[0]: errno 70000 is out of range",
+        ),
+        (
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":4096}"#,
+            "defaultErrnoRet 4096 is out of range",
+        ),
+        (
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","includes":{"caps":["CAP_SYS_ADMN"]}}]}"#,
+            "unknown capability \"CAP_SYS_ADMN\"",
+        ),
+        (
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","flags":["SECCOMP_FILTER_FLAG_SPEC_ALLOW"]}"#,
+            "flags: \"SECCOMP_FILTER_FLAG_SPEC_ALLOW\" is not supported",
+        ),
+        (
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","includes":{"minKernel":"six"}}]}"#,
+            "minKernel: \"six\" is not a kernel version",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = Policy::parse(text, "p.json").unwrap_err().to_string();
+        assert!(e.contains(want), "{want}: {e}");
+    }
+}
+
+#[test]
+fn conditions_are_evaluated_for_the_runtime() {
+    // Docker's shape: mount only with CAP_SYS_ADMIN, bpf excluded below 5.8, a rule for arm64.
+    let text = r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+        {"names":["mount"],"action":"SCMP_ACT_ALLOW","includes":{"caps":["CAP_SYS_ADMIN"]}},
+        {"names":["bpf"],"action":"SCMP_ACT_ALLOW","includes":{"minKernel":"5.8"}},
+        {"names":["ptrace"],"action":"SCMP_ACT_ALLOW","excludes":{"caps":["CAP_SYS_PTRACE"]}},
+        {"names":["read"],"action":"SCMP_ACT_ALLOW","includes":{"arches":["arm64"]}},
+        {"names":["write"],"action":"SCMP_ACT_ALLOW","includes":{"arches":["amd64"]}}
+    ]}"#;
+    let allowed = |t: &Target| {
+        let p = Policy::parse_for(text, "p.json", t).unwrap();
+        let (always, _) = p.allowed();
+        always.into_iter().collect::<Vec<_>>()
+    };
+    let root_61 = Target::new(0, Some("6.1.0-28-cloud-amd64"));
+    assert_eq!(allowed(&root_61), ["bpf", "mount", "write"]);
+    let user_54 = Target::new(1000, Some("5.4.0"));
+    assert_eq!(allowed(&user_54), ["ptrace", "write"]);
+    // A kernel whose version is unknown cannot satisfy minKernel: refused, not guessed.
+    let e = Policy::parse_for(text, "p.json", &Target::new(0, None))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("kernel version is unknown"), "{e}");
+}

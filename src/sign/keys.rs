@@ -13,12 +13,8 @@ const PUBLIC_KIND: &str = "stratos-ed25519-public-key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("cannot read key file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("key file: {0}")]
+    File(#[from] crate::fsio::ReadError),
     #[error("{path} is not a stratos {what} key file: {why} (create one with `stratos keygen --out PREFIX`)")]
     Malformed {
         path: PathBuf,
@@ -145,10 +141,7 @@ impl SecretKey {
     }
 
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read(path).map_err(|source| KeyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = crate::fsio::read_file(path, crate::fsio::caps::KEY, "a key file")?;
         let bad = |why: String| KeyError::Malformed {
             path: path.to_owned(),
             what: "secret",
@@ -253,10 +246,7 @@ impl PublicKey {
     }
 
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read(path).map_err(|source| KeyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = crate::fsio::read_file(path, crate::fsio::caps::KEY, "a key file")?;
         let bad = |why: String| KeyError::Malformed {
             path: path.to_owned(),
             what: "public",

@@ -19,6 +19,8 @@ pub enum VerifyError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    File(#[from] crate::fsio::ReadError),
     #[error("{SIGNATURE_FILE}: malformed signature file: {0}")]
     MalformedSignature(String),
     #[error("{SIGNATURE_FILE}: signed by key {signed_by}, but the public key given is {given}")]
@@ -52,21 +54,37 @@ pub struct Verified {
     pub key_id: KeyId,
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, VerifyError> {
-    std::fs::read(path).map_err(|source| VerifyError::Read {
-        path: path.to_owned(),
-        source,
-    })
+/// Reads a small file of the image directory: a regular file, never through a symlink.
+fn read(path: &Path, limit: u64, what: &'static str) -> Result<Vec<u8>, VerifyError> {
+    Ok(crate::fsio::read_regular(
+        path,
+        limit,
+        what,
+        crate::fsio::Links::Refuse,
+    )?)
 }
 
 /// Checks the signature over `manifest.json` with `key`, then the artifacts and the SBOM.
 pub fn verify_image(dir: &Path, key: &PublicKey) -> Result<Verified, VerifyError> {
     let sig_path = dir.join(SIGNATURE_FILE);
-    if !sig_path.exists() {
-        return Err(VerifyError::Unsigned(dir.to_owned()));
+    match std::fs::symlink_metadata(&sig_path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(VerifyError::Unsigned(dir.to_owned()))
+        }
+        Err(source) => {
+            return Err(VerifyError::Read {
+                path: sig_path,
+                source,
+            })
+        }
+        Ok(_) => {}
     }
-    let sig_bytes = read(&sig_path)?;
-    let manifest_bytes = read(&dir.join(MANIFEST_FILE))?;
+    let sig_bytes = read(&sig_path, crate::fsio::caps::SIGNATURE, "a signature")?;
+    let manifest_bytes = read(
+        &dir.join(MANIFEST_FILE),
+        crate::fsio::caps::MANIFEST,
+        "a manifest",
+    )?;
     let sig: SignatureFile = serde_json::from_slice(&sig_bytes)
         .map_err(|e| VerifyError::MalformedSignature(e.to_string()))?;
     if sig.format != 1 || sig.algorithm != "ed25519" {
@@ -132,22 +150,18 @@ pub fn is_plain_name(s: &str) -> bool {
 pub fn verify_contents(dir: &Path, manifest: &Manifest) -> Result<(), VerifyError> {
     for a in &manifest.artifacts {
         let path = dir.join(&a.name);
-        let f = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        // A regular file, checked on the descriptor: a symlink (to anything, inside the
+        // image or not) or a FIFO is refused, not followed or waited on.
+        let (f, meta) = match crate::fsio::open_regular(&path, crate::fsio::Links::Refuse) {
+            Ok(x) => x,
+            Err(e) if e.is_not_found() => {
                 return Err(VerifyError::Missing {
                     name: a.name.clone(),
                 })
             }
-            Err(source) => return Err(VerifyError::Read { path, source }),
+            Err(e) => return Err(e.into()),
         };
-        let len = f
-            .metadata()
-            .map_err(|source| VerifyError::Read {
-                path: path.clone(),
-                source,
-            })?
-            .len();
+        let len = meta.len();
         if len != a.size {
             return Err(VerifyError::Size {
                 name: a.name.clone(),
@@ -191,7 +205,7 @@ fn check_sbom(dir: &Path, m: &Manifest) -> Result<(), VerifyError> {
             "the manifest names it as the SBOM but does not list it as an artifact".into(),
         ));
     }
-    let bytes = read(&dir.join(&m.sbom))?;
+    let bytes = read(&dir.join(&m.sbom), crate::fsio::caps::SBOM, "an SBOM")?;
     let v: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
     if v["bomFormat"] != "CycloneDX" {
