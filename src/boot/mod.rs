@@ -95,6 +95,17 @@ impl BootImage {
                 })
             }
         };
+        // QEMU opens these by path: they must be regular files of the image directory, not
+        // symlinks to somewhere else.
+        for name in [manifest.kernel.artifact.as_str(), INITRAMFS_ARTIFACT] {
+            let p = dir.join(name);
+            crate::fsio::open_regular(&p, crate::fsio::Links::Refuse).map_err(|e| {
+                BootError::Image {
+                    path: p.clone(),
+                    why: e.to_string(),
+                }
+            })?;
+        }
         Ok(BootImage {
             dir: dir.to_owned(),
             machine: Machine::for_kernel(config.as_ref()),

@@ -30,7 +30,90 @@ pub const KBUILD_ENV: [(&str, &str); 4] = [
 ];
 
 /// Bumped whenever the way kernels are configured or built changes (invalidates the cache).
-const RECIPE: &str = "stratos-kernel-recipe-1";
+const RECIPE: &str = "stratos-kernel-recipe-2";
+
+/// What `make` sees of the environment: nothing of the caller's but `PATH` (so `LLVM`,
+/// `CROSS_COMPILE`, `LOCALVERSION`, `KCPPFLAGS`, `CC`, ... cannot change the output behind the
+/// cache's back), a fixed locale and time zone, and the fixed build identity.
+pub fn build_env(c: &mut Command) -> &mut Command {
+    c.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        c.env("PATH", path);
+    }
+    c.env("LC_ALL", "C").env("TZ", "UTC");
+    for (k, v) in KBUILD_ENV {
+        c.env(k, v);
+    }
+    c
+}
+
+/// The host tools whose versions reach the output: the kernel banner embeds the compiler's and
+/// the linker's versions, and `.config` records them (`CC_VERSION_TEXT`, `LD_VERSION`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Toolchain {
+    pub gcc: String,
+    pub ld: String,
+}
+
+impl Toolchain {
+    /// `gcc --version` and `ld --version` (first lines), run as `make` will run them.
+    pub fn detect() -> Result<Toolchain, KernelBuildError> {
+        let first_line = |tool: &str| -> Result<String, KernelBuildError> {
+            let out = build_env(Command::new(tool).arg("--version"))
+                .output()
+                .map_err(io(format!(
+                    "running {tool} --version (install the kernel build tools with ci/setup)"
+                )))?;
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .filter(|l| out.status.success() && !l.trim().is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| KernelBuildError::Io {
+                    what: format!("{tool} --version printed no version"),
+                    source: std::io::Error::other(out.status.to_string()),
+                })
+        };
+        Ok(Toolchain {
+            gcc: first_line("gcc")?,
+            ld: first_line("ld")?,
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("gcc: {}\nld: {}", self.gcc, self.ld)
+    }
+}
+
+/// The key of a resolved config: the source, the base target, every fragment's bytes and the
+/// toolchain (`olddefconfig` asks the compiler what it supports).
+pub fn config_key(
+    source_digest: &str,
+    base: &str,
+    fragments: &[Vec<u8>],
+    tools: &Toolchain,
+) -> String {
+    let mut key = Sha256::new();
+    key.update(format!(
+        "{RECIPE}\n{source_digest}\n{base}\n{}\n",
+        tools.describe()
+    ));
+    for f in fragments {
+        key.update(Sha256::digest(f));
+    }
+    hex::encode(key.finalize())
+}
+
+/// The key of a built kernel: everything that reaches its bytes.
+pub fn build_key(source_digest: &str, format: &str, tools: &Toolchain, config: &str) -> String {
+    hex::encode(Sha256::digest(
+        format!(
+            "{RECIPE}\n{source_digest}\n{format}\n{}\n{KBUILD_ENV:?}\n{config}",
+            tools.describe()
+        )
+        .as_bytes(),
+    ))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelBuildError {
@@ -303,14 +386,11 @@ pub fn verify(
 
 fn make(src: &Path, obj: &Path) -> Command {
     let mut c = Command::new("make");
-    c.arg("-C")
+    build_env(&mut c)
+        .arg("-C")
         .arg(src)
         .arg(format!("O={}", obj.display()))
         .arg("ARCH=x86_64");
-    c.env("LC_ALL", "C").env("TZ", "UTC");
-    for (k, v) in KBUILD_ENV {
-        c.env(k, v);
-    }
     c
 }
 
@@ -364,24 +444,30 @@ pub fn resolve(spec: &KernelSourceSpec, progress: &Progress) -> Result<Resolved,
         }
     }
     let src = extract(&spec.tarball, &digest, progress)?;
+    let tools = Toolchain::detect()?;
     let mut fragments = Vec::new();
-    let mut key = Sha256::new();
-    key.update(format!("{RECIPE}\n{digest}\n{}\n", spec.base));
+    let mut texts = Vec::new();
     for f in &spec.fragments {
         let text = crate::fsio::read_file(f, crate::fsio::caps::KERNEL_CONFIG, "a config fragment")
             .map_err(|e| KernelBuildError::Fragment {
                 path: f.clone(),
                 why: e.to_string(),
             })?;
-        key.update(Sha256::digest(&text));
         let name = f
             .file_name()
             .and_then(|s| s.to_str())
             .unwrap_or("fragment")
             .to_owned();
-        fragments.push((name, read_fragment(f)?));
+        let parsed = Config::parse(&String::from_utf8_lossy(&text)).map_err(|e| {
+            KernelBuildError::Fragment {
+                path: f.clone(),
+                why: e.to_string(),
+            }
+        })?;
+        texts.push(text);
+        fragments.push((name, parsed));
     }
-    let key = hex::encode(key.finalize());
+    let key = config_key(&digest, &spec.base, &texts, &tools);
     let cfg_dir = kernels_dir().join("configs");
     let cached = cfg_dir.join(format!("{key}.config"));
     let cached_base = cfg_dir.join(format!("{key}.base"));
@@ -470,33 +556,14 @@ pub struct Built {
     pub build_seconds: Option<f64>,
 }
 
-fn compiler_version() -> String {
-    Command::new("gcc")
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(str::to_owned))
-        .unwrap_or_else(|| "unknown-gcc".into())
-}
-
 /// Builds (or takes from the cache) the kernel for a resolved config.
 pub fn build(
     spec: &KernelSourceSpec,
     r: &Resolved,
     progress: &Progress,
 ) -> Result<Built, KernelBuildError> {
-    let key = hex::encode(Sha256::digest(
-        format!(
-            "{RECIPE}\n{}\n{}\n{}\n{:?}\n{}",
-            r.source_digest,
-            spec.format,
-            compiler_version(),
-            KBUILD_ENV,
-            r.config_text
-        )
-        .as_bytes(),
-    ));
+    let tools = Toolchain::detect()?;
+    let key = build_key(&r.source_digest, &spec.format, &tools, &r.config_text);
     let entry = kernels_dir().join(&key);
     let read_hit = || -> Option<Built> {
         if !entry.join(".complete").is_file() {
@@ -632,7 +699,8 @@ pub fn build(
     let meta = serde_json::json!({
         "source_sha256": r.source_digest,
         "format": spec.format,
-        "compiler": compiler_version(),
+        "compiler": tools.gcc,
+        "linker": tools.ld,
         "objects": compiled,
         "build_seconds": seconds.round() as u64,
         "size": image.len(),
@@ -663,6 +731,58 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn make_sees_none_of_the_callers_toolchain_variables() {
+        let mut c = Command::new("env");
+        // Set on the command itself: env_clear must drop these too.
+        for k in ["LLVM", "CROSS_COMPILE", "LOCALVERSION", "KCPPFLAGS", "CC", "KCFLAGS"] {
+            c.env(k, "poison");
+        }
+        let out = build_env(&mut c).output().unwrap();
+        let env = String::from_utf8(out.stdout).unwrap();
+        assert!(!env.contains("poison"), "{env}");
+        assert!(env.contains("KBUILD_BUILD_USER=stratos"), "{env}");
+        assert!(env.contains("LC_ALL=C"), "{env}");
+        // make itself gets the same environment.
+        let m = make(Path::new("/src"), Path::new("/obj"));
+        let names: Vec<_> = m
+            .get_envs()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        assert!(names.contains(&"KBUILD_BUILD_TIMESTAMP".to_owned()), "{names:?}");
+    }
+
+    #[test]
+    fn cache_keys_cover_the_linker_and_the_compiler() {
+        let a = Toolchain {
+            gcc: "gcc (Debian 12.2.0-14) 12.2.0".into(),
+            ld: "GNU ld (GNU Binutils for Debian) 2.40".into(),
+        };
+        let b = Toolchain {
+            ld: "GNU ld (GNU Binutils for Debian) 2.41".into(),
+            ..a.clone()
+        };
+        let c = Toolchain {
+            gcc: "gcc (Debian 13.2.0-1) 13.2.0".into(),
+            ..a.clone()
+        };
+        let frag = vec![b"CONFIG_A=y\n".to_vec()];
+        assert_ne!(build_key("s", "bzImage", &a, "cfg"), build_key("s", "bzImage", &b, "cfg"));
+        assert_ne!(build_key("s", "bzImage", &a, "cfg"), build_key("s", "bzImage", &c, "cfg"));
+        assert_ne!(
+            config_key("s", "tinyconfig", &frag, &a),
+            config_key("s", "tinyconfig", &frag, &c)
+        );
+        assert_ne!(
+            config_key("s", "tinyconfig", &frag, &a),
+            config_key("s", "tinyconfig", &frag, &b)
+        );
+        assert_eq!(
+            config_key("s", "tinyconfig", &frag, &a),
+            config_key("s", "tinyconfig", &frag, &a.clone())
+        );
+    }
 
     #[test]
     fn merge_replaces_and_appends() {

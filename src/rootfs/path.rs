@@ -11,10 +11,27 @@ pub enum PathError {
     DotDot(String),
     #[error("in-image path {0:?} contains a NUL byte")]
     Nul(String),
-    #[error("in-image path {0:?} is longer than 4096 bytes")]
+    #[error("in-image path {0:?}... is longer than 4095 bytes")]
     TooLong(String),
     #[error("file name {0:?} is not a single path component")]
     BadComponent(String),
+    #[error("file name {0:?}... is {1} bytes long; Linux allows at most 255 bytes per path component")]
+    ComponentTooLong(String, usize),
+}
+
+/// Linux's `NAME_MAX`: the longest file name, in bytes.
+pub const NAME_MAX: usize = 255;
+/// Linux's `PATH_MAX`, less its NUL.
+pub const PATH_MAX: usize = 4095;
+
+fn check_component(name: &str) -> Result<(), PathError> {
+    if name.len() > NAME_MAX {
+        return Err(PathError::ComponentTooLong(
+            name.chars().take(40).collect(),
+            name.len(),
+        ));
+    }
+    Ok(())
 }
 
 /// An absolute, normalised path inside the image (`/`, `/etc/hostname`).
@@ -37,7 +54,7 @@ impl ImagePath {
         if !s.starts_with('/') {
             return Err(PathError::NotAbsolute(s.to_owned()));
         }
-        if s.len() > 4096 {
+        if s.len() > PATH_MAX {
             return Err(PathError::TooLong(s.chars().take(64).collect()));
         }
         let mut out = String::with_capacity(s.len());
@@ -46,6 +63,7 @@ impl ImagePath {
                 "" | "." => {}
                 ".." => return Err(PathError::DotDot(s.to_owned())),
                 name => {
+                    check_component(name)?;
                     out.push('/');
                     out.push_str(name);
                 }
@@ -87,6 +105,10 @@ impl ImagePath {
         }
         if name.contains('\0') {
             return Err(PathError::Nul(name.to_owned()));
+        }
+        check_component(name)?;
+        if self.0.len() + 1 + name.len() > PATH_MAX {
+            return Err(PathError::TooLong(self.0.chars().take(64).collect()));
         }
         let mut s = self.0.clone();
         if !self.is_root() {

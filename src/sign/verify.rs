@@ -133,6 +133,15 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, VerifyError> {
             )));
         }
     }
+    // Names used to open files must be artifacts (so plain names, and digested).
+    for (what, name) in [("kernel.artifact", &m.kernel.artifact), ("sbom", &m.sbom)] {
+        if m.artifact(name).is_none() {
+            return Err(VerifyError::MalformedManifest(format!(
+                "{what} {:?} is not one of the manifest's artifacts",
+                name
+            )));
+        }
+    }
     Ok(m)
 }
 
