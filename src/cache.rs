@@ -182,7 +182,8 @@ impl Cache {
                     continue;
                 }
             };
-            let rd = std::fs::read_dir(&dir).map_err(self.io(format!("listing {}", dir.display())))?;
+            let rd =
+                std::fs::read_dir(&dir).map_err(self.io(format!("listing {}", dir.display())))?;
             let mut v = Vec::new();
             for e in rd {
                 v.push(e.map_err(self.io(format!("listing {}", dir.display())))?);

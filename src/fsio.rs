@@ -8,6 +8,28 @@ use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+/// A host path for messages: control characters (a newline, an escape sequence) in a hostile
+/// file name are escaped, so printing it cannot forge a log line or drive the terminal.
+pub struct Shown<'a>(pub &'a Path);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        escape_controls(&self.0.to_string_lossy(), f)
+    }
+}
+
+/// Writes `s` with every control character escaped (`\n`, `\u{1b}`).
+pub fn escape_controls(s: &str, f: &mut impl std::fmt::Write) -> std::fmt::Result {
+    for c in s.chars() {
+        if c.is_control() {
+            write!(f, "{}", c.escape_debug())?;
+        } else {
+            f.write_char(c)?;
+        }
+    }
+    Ok(())
+}
+
 /// Size caps per kind of input. Generous for honest files, small enough that a hostile one
 /// cannot exhaust memory.
 pub mod caps {
@@ -37,21 +59,24 @@ pub mod caps {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {}: {source}", Shown(path))]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is {kind}, not a regular file; name a regular file")]
+    #[error("{} is {kind}, not a regular file; name a regular file", Shown(path))]
     NotRegular { path: PathBuf, kind: &'static str },
-    #[error("{path} is larger than the {limit}-byte limit for {what}; is it the right file?")]
+    #[error(
+        "{} is larger than the {limit}-byte limit for {what}; is it the right file?",
+        Shown(path)
+    )]
     TooLarge {
         path: PathBuf,
         limit: u64,
         what: &'static str,
     },
-    #[error("{path} is not UTF-8 text")]
+    #[error("{} is not UTF-8 text", Shown(path))]
     NotUtf8 { path: PathBuf },
 }
 
@@ -237,7 +262,10 @@ mod tests {
         let big = d.path().join("big");
         std::fs::write(&big, [0u8; 11]).unwrap();
         let e = read_file(&big, 10, "a test file").unwrap_err();
-        assert!(e.to_string().contains("10-byte limit for a test file"), "{e}");
+        assert!(
+            e.to_string().contains("10-byte limit for a test file"),
+            "{e}"
+        );
         assert_eq!(read_file(&big, 11, "x").unwrap().len(), 11);
         let link = d.path().join("link");
         std::os::unix::fs::symlink(&big, &link).unwrap();

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     match stratos::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {:#}", e.error);
+            eprintln!("error: {}", stratos::cli::render_error(&e.error));
             ExitCode::from(e.code)
         }
     }

@@ -27,8 +27,47 @@ fn keygen(cache: &Path, prefix: &Path) {
         .success();
 }
 
+/// A disorderfs view of a directory with shuffled directory listings, unmounted on drop.
+struct Shuffled {
+    mnt: tempfile::TempDir,
+}
+
+impl Shuffled {
+    fn mount(src: &Path) -> Option<Shuffled> {
+        require_tool("disorderfs");
+        if !Path::new("/dev/fuse").exists() {
+            eprintln!("note: no /dev/fuse here: directory order varied by creation order only");
+            return None;
+        }
+        let mnt = tempfile::tempdir().unwrap();
+        let mut c = Command::new("disorderfs");
+        c.args(["--shuffle-dirents=yes", "--reverse-dirents=no"]);
+        if is_root() {
+            // Let the unprivileged second build read it.
+            c.args(["--multi-user=yes", "-o", "allow_other"]);
+        }
+        let ok = c.arg(src).arg(mnt.path()).status().unwrap().success();
+        assert!(ok, "disorderfs could not mount {}", src.display());
+        Some(Shuffled { mnt })
+    }
+}
+
+impl Drop for Shuffled {
+    fn drop(&mut self) {
+        let _unmounted = Command::new("fusermount")
+            .arg("-u")
+            .arg(self.mnt.path())
+            .status();
+    }
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
 #[test]
-fn reproducible_across_dirs_env_umask_time_and_overlay_order() {
+fn reproducible_across_dirs_env_umask_time_user_hostname_and_listing_order() {
+    use std::os::unix::fs::PermissionsExt;
     let cache = tempfile::tempdir().unwrap();
     let a = Fixture::new();
     let b = Fixture::new();
@@ -38,56 +77,121 @@ fn reproducible_across_dirs_env_umask_time_and_overlay_order() {
     let key_dir = tempfile::tempdir().unwrap();
     keygen(cache.path(), &key_dir.path().join("k"));
     let key = key_dir.path().join("k.key");
+    // The second build runs as another user: it needs to read the key and b's files, and to
+    // write its cache and output.
+    let key_b = b.path("k.key");
+    std::fs::copy(&key, &key_b).unwrap();
+    let cache2 = tempfile::tempdir().unwrap();
+    let out_b_parent = tempfile::tempdir().unwrap();
+    for d in [b.dir.path(), cache2.path(), out_b_parent.path()] {
+        let mode = if d == b.dir.path() { 0o755 } else { 0o777 };
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    for f in walk_files(b.dir.path()) {
+        let m = std::fs::symlink_metadata(&f).unwrap();
+        if !m.file_type().is_symlink() {
+            let mode = m.permissions().mode() | 0o044 | if m.is_dir() { 0o011 } else { 0 };
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    }
+    // b is read through a view whose directory listings come in a shuffled order.
+    let shuffled = Shuffled::mount(b.dir.path());
+    let b_root = shuffled
+        .as_ref()
+        .map_or_else(|| b.dir.path().to_owned(), |s| s.mnt.path().to_owned());
 
     let out_a = a.path("out/one");
-    let out_b = b.path("elsewhere/deeper/two");
-    let run = |profile: &Path,
-               out: &Path,
-               cwd: &Path,
-               tz: &str,
-               lang: &str,
-               umask: &str,
-               cache: &Path| {
-        let status = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "umask {umask} && exec \"$0\" build \"$1\" --out \"$2\" --sign-key \"$3\" -q"
-            ))
+    let out_b = out_b_parent.path().join("elsewhere/deeper/two");
+    // (profile, out, key, cwd, TZ, locale, umask, cache, as another user on another host)
+    type Run<'a> = (
+        &'a Path,
+        &'a Path,
+        &'a Path,
+        &'a Path,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a Path,
+        bool,
+    );
+    let run = |(profile, out, key, cwd, tz, lang, umask, cache, other): Run| {
+        let build =
+            format!("umask {umask} && exec \"$0\" build \"$1\" --out \"$2\" --sign-key \"$3\" -q");
+        let mut c = Command::new("sh");
+        if other {
+            // Another hostname (a new UTS namespace) and another user.
+            let user = if is_root() {
+                "exec setpriv --reuid=65534 --regid=65534 --clear-groups -- sh -c \"$BUILD\" \"$0\" \"$@\""
+            } else {
+                "exec sh -c \"$BUILD\" \"$0\" \"$@\""
+            };
+            let ns: &[&str] = if is_root() {
+                &["--uts"]
+            } else {
+                &["--user", "--map-root-user", "--uts"]
+            };
+            c = Command::new("unshare");
+            c.args(ns).args([
+                "sh",
+                "-c",
+                &format!("hostname stratos-repro-elsewhere && {user}"),
+            ]);
+            c.env("BUILD", &build);
+        } else {
+            c.arg("-c").arg(&build);
+        }
+        let out_cmd = c
             .arg(bin())
             .arg(profile)
             .arg(out)
-            .arg(&key)
+            .arg(key)
             .current_dir(cwd)
             .env("TZ", tz)
             .env("LANG", lang)
             .env("LC_ALL", lang)
             .env("STRATOS_CACHE", cache)
+            .env("HOME", cache)
             .env_remove("SOURCE_DATE_EPOCH")
-            .status()
+            .output()
             .unwrap();
-        assert!(status.success());
+        assert!(
+            out_cmd.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out_cmd.stderr)
+        );
     };
-    run(
+    run((
         &a.profile(),
         &out_a,
+        &key,
         a.dir.path(),
         "UTC",
         "C",
         "022",
         cache.path(),
-    );
+        false,
+    ));
     std::thread::sleep(std::time::Duration::from_millis(1100));
     // A second cache: nothing reused from the first build.
-    let cache2 = tempfile::tempdir().unwrap();
-    run(
-        &b.profile(),
+    run((
+        &b_root.join("profile.toml"),
         &out_b,
+        &b_root.join("k.key"),
         Path::new("/"),
         "Pacific/Chatham",
         "de_DE.UTF-8",
         "077",
         cache2.path(),
-    );
+        true,
+    ));
+    if is_root() {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(out_b.join("manifest.json"))
+            .unwrap()
+            .uid();
+        assert_eq!(owner, 65534, "the second build really ran as another user");
+    }
+    drop(shuffled);
     let da = digests(&out_a);
     let db = digests(&out_b);
     assert_eq!(

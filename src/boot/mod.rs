@@ -74,27 +74,28 @@ impl BootImage {
             why: e.to_string(),
         })?;
         let cfg_path = dir.join(KERNEL_CONFIG_ARTIFACT);
-        let config = match crate::fsio::read_regular(
-            &cfg_path,
-            crate::fsio::caps::KERNEL_CONFIG,
-            "a kernel config",
-            crate::fsio::Links::Refuse,
-        ) {
-            Ok(t) => Some(
-                Config::parse(&String::from_utf8_lossy(&t)).map_err(|e| BootError::Image {
-                    path: cfg_path.clone(),
-                    why: e.to_string(),
-                })?,
-            ),
-            // Optional: images of prebuilt kernels without a known config have none.
-            Err(e) if e.is_not_found() => None,
-            Err(e) => {
-                return Err(BootError::Image {
-                    path: cfg_path,
-                    why: e.to_string(),
-                })
-            }
-        };
+        let config =
+            match crate::fsio::read_regular(
+                &cfg_path,
+                crate::fsio::caps::KERNEL_CONFIG,
+                "a kernel config",
+                crate::fsio::Links::Refuse,
+            ) {
+                Ok(t) => Some(Config::parse(&String::from_utf8_lossy(&t)).map_err(|e| {
+                    BootError::Image {
+                        path: cfg_path.clone(),
+                        why: e.to_string(),
+                    }
+                })?),
+                // Optional: images of prebuilt kernels without a known config have none.
+                Err(e) if e.is_not_found() => None,
+                Err(e) => {
+                    return Err(BootError::Image {
+                        path: cfg_path,
+                        why: e.to_string(),
+                    })
+                }
+            };
         // QEMU opens these by path: they must be regular files of the image directory, not
         // symlinks to somewhere else.
         for name in [manifest.kernel.artifact.as_str(), INITRAMFS_ARTIFACT] {

@@ -497,10 +497,8 @@ pub fn assemble(
     let seccomp = match &profile.seccomp {
         None => None,
         Some(spec) => {
-            let target = crate::seccomp::Target::new(
-                profile.init.uid,
-                kernel_image.version.as_deref(),
-            );
+            let target =
+                crate::seccomp::Target::new(profile.init.uid, kernel_image.version.as_deref());
             let (bytes, info) = compile_seccomp(spec, &target)?;
             let origin = Origin::new("seccomp");
             tree.insert(

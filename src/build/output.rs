@@ -287,7 +287,10 @@ mod tests {
         write_image_dir(&img, &[("manifest.json", manifest(&[]))]).unwrap();
         std::fs::write(img.join("notes.txt"), b"mine").unwrap();
         let e = OutputDir::prepare(&img).err().unwrap().to_string();
-        assert!(e.contains("\"notes.txt\" is not a file of the image"), "{e}");
+        assert!(
+            e.contains("\"notes.txt\" is not a file of the image"),
+            "{e}"
+        );
         // A symlink where an artifact should be.
         std::fs::remove_file(img.join("notes.txt")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", img.join("manifest.sig")).unwrap();
@@ -297,7 +300,10 @@ mod tests {
         let file = d.path().join("file");
         std::fs::write(&file, b"x").unwrap();
         assert!(OutputDir::prepare(&file).is_err());
-        assert_eq!(std::fs::read(fake.join("thesis.tex")).unwrap(), b"years of work");
+        assert_eq!(
+            std::fs::read(fake.join("thesis.tex")).unwrap(),
+            b"years of work"
+        );
         assert_eq!(std::fs::read(&file).unwrap(), b"x");
     }
 }

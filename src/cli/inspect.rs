@@ -81,14 +81,12 @@ pub fn report(dir: &Path) -> anyhow::Result<Report> {
     )?;
     let m = parse_manifest(&bytes).with_context(|| format!("reading {}", mpath.display()))?;
     let sbom_path = dir.join(&m.sbom);
-    let sbom: serde_json::Value = serde_json::from_slice(
-        &crate::fsio::read_regular(
-            &sbom_path,
-            crate::fsio::caps::SBOM,
-            "an SBOM",
-            crate::fsio::Links::Refuse,
-        )?,
-    )
+    let sbom: serde_json::Value = serde_json::from_slice(&crate::fsio::read_regular(
+        &sbom_path,
+        crate::fsio::caps::SBOM,
+        "an SBOM",
+        crate::fsio::Links::Refuse,
+    )?)
     .with_context(|| format!("parsing {}", sbom_path.display()))?;
     let mut components = Vec::new();
     let mut overrides = Vec::new();

@@ -114,12 +114,9 @@ pub fn run(a: Args) -> CliResult {
                     .map_err(CliError::input)?;
                     let c = kernel::Config::parse(&text)
                         .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", cfg.display())))?;
-                    let bytes = crate::fsio::read_file(
-                        image,
-                        crate::fsio::caps::KERNEL_IMAGE,
-                        "a kernel",
-                    )
-                    .map_err(CliError::input)?;
+                    let bytes =
+                        crate::fsio::read_file(image, crate::fsio::caps::KERNEL_IMAGE, "a kernel")
+                            .map_err(CliError::input)?;
                     let fmt = kernel::inspect_image(&bytes)
                         .map(|k| k.format.to_owned())
                         .unwrap_or_else(|_| "bzImage".into());

@@ -92,6 +92,33 @@ pub fn run(cli: Cli) -> CliResult {
     }
 }
 
+/// An error and its causes on one line, each cause once: a cause whose text the message
+/// already contains (a `{source}` in the message and the same error as its source) is not
+/// repeated.
+pub fn render_error(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    // Defence in depth: whatever a message quotes, no escape sequence reaches the terminal
+    // (newlines stay: some messages are several lines long).
+    let mut safe = String::with_capacity(out.len());
+    for line in out.split('\n') {
+        if !safe.is_empty() {
+            safe.push('\n');
+        }
+        crate::fsio::escape_controls(line, &mut safe).expect("writing to a String");
+    }
+    safe
+}
+
 /// Human-readable byte size.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
@@ -105,5 +132,26 @@ pub fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_error_prints_its_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot write the image to out/x: {source}")]
+        struct Outer {
+            #[source]
+            source: std::io::Error,
+        }
+        let io = std::io::Error::from_raw_os_error(13);
+        let e = anyhow::Error::new(Outer { source: io }).context("building p.toml");
+        let text = super::render_error(&e);
+        assert_eq!(
+            text,
+            "building p.toml: cannot write the image to out/x: Permission denied (os error 13)"
+        );
+        assert_eq!(text.matches("os error 13").count(), 1);
     }
 }

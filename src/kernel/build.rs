@@ -736,7 +736,14 @@ mod tests {
     fn make_sees_none_of_the_callers_toolchain_variables() {
         let mut c = Command::new("env");
         // Set on the command itself: env_clear must drop these too.
-        for k in ["LLVM", "CROSS_COMPILE", "LOCALVERSION", "KCPPFLAGS", "CC", "KCFLAGS"] {
+        for k in [
+            "LLVM",
+            "CROSS_COMPILE",
+            "LOCALVERSION",
+            "KCPPFLAGS",
+            "CC",
+            "KCFLAGS",
+        ] {
             c.env(k, "poison");
         }
         let out = build_env(&mut c).output().unwrap();
@@ -750,7 +757,10 @@ mod tests {
             .get_envs()
             .map(|(k, _)| k.to_string_lossy().into_owned())
             .collect();
-        assert!(names.contains(&"KBUILD_BUILD_TIMESTAMP".to_owned()), "{names:?}");
+        assert!(
+            names.contains(&"KBUILD_BUILD_TIMESTAMP".to_owned()),
+            "{names:?}"
+        );
     }
 
     #[test]
@@ -768,8 +778,14 @@ mod tests {
             ..a.clone()
         };
         let frag = vec![b"CONFIG_A=y\n".to_vec()];
-        assert_ne!(build_key("s", "bzImage", &a, "cfg"), build_key("s", "bzImage", &b, "cfg"));
-        assert_ne!(build_key("s", "bzImage", &a, "cfg"), build_key("s", "bzImage", &c, "cfg"));
+        assert_ne!(
+            build_key("s", "bzImage", &a, "cfg"),
+            build_key("s", "bzImage", &b, "cfg")
+        );
+        assert_ne!(
+            build_key("s", "bzImage", &a, "cfg"),
+            build_key("s", "bzImage", &c, "cfg")
+        );
         assert_ne!(
             config_key("s", "tinyconfig", &frag, &a),
             config_key("s", "tinyconfig", &frag, &c)

@@ -234,15 +234,14 @@ pub fn extract_data_tar(
         .package
         .saturating_add(limits.package / 4)
         .saturating_add(64 << 20);
-    let too_large = |what: String, limit: u64, why: &'static str, key: &'static str| {
-        DebError::TooLarge {
+    let too_large =
+        |what: String, limit: u64, why: &'static str, key: &'static str| DebError::TooLarge {
             pkg: pkg.to_owned(),
             what,
             limit,
             why,
             key,
-        }
-    };
+        };
     let hostile = |entry: &str, why: &str| DebError::Hostile {
         pkg: pkg.to_owned(),
         entry: entry.to_owned(),
@@ -293,6 +292,7 @@ pub fn extract_data_tar(
             anc = a.parent();
         }
         let h = entry.header();
+        let declared = h.size().map_err(fail)?;
         let mode = h.mode().map_err(fail)? & 0o7777;
         let uid = u32::try_from(h.uid().map_err(fail)?)
             .map_err(|_| hostile(&name, "uid out of range"))?;
@@ -315,9 +315,24 @@ pub fn extract_data_tar(
                     .image
                     .saturating_sub(budget.image_used.saturating_add(out.bytes));
                 let (cap, limit, why, key) = [
-                    (limits.file, limits.file, "for one file", "[image] max-file-size"),
-                    (left_pkg, limits.package, "for one package", "[image] max-package-size"),
-                    (left_image, limits.image, "for the whole image", "[image] max-image-size"),
+                    (
+                        limits.file,
+                        limits.file,
+                        "for one file",
+                        "[image] max-file-size",
+                    ),
+                    (
+                        left_pkg,
+                        limits.package,
+                        "for one package",
+                        "[image] max-package-size",
+                    ),
+                    (
+                        left_image,
+                        limits.image,
+                        "for the whole image",
+                        "[image] max-image-size",
+                    ),
                 ]
                 .into_iter()
                 .min_by_key(|c| c.0)
@@ -329,6 +344,17 @@ pub fn extract_data_tar(
                     .map_err(fail)?;
                 if data.len() as u64 > cap {
                     return Err(too_large(format!("member {name:?}"), limit, why, key));
+                }
+                // Compared, never trusted for allocation: a header that claims more than the
+                // archive holds is a lie or a truncation.
+                if declared != data.len() as u64 {
+                    return Err(hostile(
+                        &name,
+                        &format!(
+                            "its header declares {declared} bytes but the archive holds {}",
+                            data.len()
+                        ),
+                    ));
                 }
                 out.bytes += data.len() as u64;
                 Entry::file(data, mode, origin)

@@ -386,7 +386,11 @@ fn validate(
     };
     let mut expand = crate::rootfs::ExpandLimits::default();
     for (v, key, slot) in [
-        (&raw.image.max_file_size, "image.max-file-size", &mut expand.file),
+        (
+            &raw.image.max_file_size,
+            "image.max-file-size",
+            &mut expand.file,
+        ),
         (
             &raw.image.max_package_size,
             "image.max-package-size",
@@ -644,12 +648,7 @@ fn validate(
     for (n, o) in raw.overlay.iter().enumerate() {
         let key = format!("overlay[{n}]");
         let source = existing_dir(cx, dir, &o.path, &format!("{key}.path"))?;
-        let name = source
-            .file_name()
-            .and_then(|s| s.to_str())
-            .filter(|s| !s.is_empty())
-            .unwrap_or("overlay")
-            .to_owned();
+        let name = overlay_name(o.path.get_ref(), n);
         if overlays.iter().any(|x: &Overlay| x.name == name) {
             return Err(cx.at(o.path.span(), format!("{key}.path"), format!("another overlay is also named {name:?}; overlay directory names must be distinct (they name SBOM components)")));
         }
@@ -1035,6 +1034,28 @@ fn limits(cx: &Ctx, l: Option<&raw::RawLimits>) -> Result<stratos_wire::Limits, 
             })
             .transpose()?,
     })
+}
+
+/// An overlay's SBOM name, from its path as written in the profile (never from the resolved
+/// host path, which depends on the working directory and on how the profile's path was typed):
+/// the last component left after resolving `.` and `..` lexically, else `overlay-N`.
+pub fn overlay_name(written: &str, index: usize) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in written.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                // Above the profile's directory: what is there has no name we can know.
+                if parts.pop().is_none() {
+                    parts.clear();
+                }
+            }
+            name => parts.push(name),
+        }
+    }
+    parts
+        .last()
+        .map_or_else(|| format!("overlay-{index}"), |s| (*s).to_owned())
 }
 
 fn is_name(s: &str) -> bool {

@@ -220,3 +220,16 @@ fn kernel_from_source() {
     let e = f.err(&text.replace("a.config", "missing.config"));
     assert!(e.contains("kernel.fragments[0]"), "{e}");
 }
+
+#[test]
+fn overlay_names_do_not_depend_on_how_the_path_is_typed() {
+    use super::overlay_name;
+    assert_eq!(overlay_name("../rootfs-overlays/hello", 0), "hello");
+    assert_eq!(overlay_name("overlay/app/", 0), "app");
+    assert_eq!(overlay_name("./overlay/./app", 0), "app");
+    assert_eq!(overlay_name("a/b/..", 0), "a");
+    // The profile's own directory, or one above it: named by position, not by the host.
+    assert_eq!(overlay_name(".", 0), "overlay-0");
+    assert_eq!(overlay_name("..", 2), "overlay-2");
+    assert_eq!(overlay_name("../..", 1), "overlay-1");
+}

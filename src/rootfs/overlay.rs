@@ -7,26 +7,33 @@ use std::path::{Path, PathBuf};
 use super::path::{ImagePath, PathError};
 use super::tree::{Entry, Origin, Tree, TreeError};
 use super::ExpandLimits;
+use crate::fsio::Shown;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OverlayError {
-    #[error("overlay {0} does not exist; create it or fix the path in the profile")]
+    #[error(
+        "overlay {} does not exist; create it or fix the path in the profile",
+        Shown(_0)
+    )]
     NotFound(PathBuf),
-    #[error("overlay {0} is not a directory")]
+    #[error("overlay {} is not a directory", Shown(_0))]
     NotDir(PathBuf),
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {}: {source}", Shown(path))]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}: file names and symlink targets must be UTF-8")]
+    #[error("{}: file names and symlink targets must be UTF-8", Shown(_0))]
     NotUtf8(PathBuf),
-    #[error("{path}: {kind} cannot go into an image from an overlay (the builder creates /dev/console and /dev/null itself)")]
+    #[error("{}: {kind} cannot go into an image from an overlay (the builder creates /dev/console and /dev/null itself)", Shown(path))]
     Special { path: PathBuf, kind: &'static str },
-    #[error("{path} is {kind}; a [[file]] source must be a regular file (use [[overlay]] for directories)")]
+    #[error(
+        "{} is {kind}; a [[file]] source must be a regular file (use [[overlay]] for directories)",
+        Shown(path)
+    )]
     NotAFile { path: PathBuf, kind: &'static str },
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", Shown(path))]
     Path {
         path: PathBuf,
         #[source]
@@ -34,7 +41,7 @@ pub enum OverlayError {
     },
     #[error(transparent)]
     Tree(#[from] TreeError),
-    #[error("{path}: larger than the {} limit {why}; if it belongs in the image, raise {key} in the profile", crate::cli::human_bytes(*limit))]
+    #[error("{}: larger than the {} limit {why}; if it belongs in the image, raise {key} in the profile", Shown(path), crate::cli::human_bytes(*limit))]
     TooLarge {
         path: PathBuf,
         limit: u64,
@@ -53,9 +60,19 @@ fn read_limited(
 ) -> Result<Vec<u8>, OverlayError> {
     let left = limits.image.saturating_sub(image_used);
     let (cap, limit, why, key) = if limits.file <= left {
-        (limits.file, limits.file, "for one file", "[image] max-file-size")
+        (
+            limits.file,
+            limits.file,
+            "for one file",
+            "[image] max-file-size",
+        )
     } else {
-        (left, limits.image, "for the whole image", "[image] max-image-size")
+        (
+            left,
+            limits.image,
+            "for the whole image",
+            "[image] max-image-size",
+        )
     };
     crate::fsio::read_regular(path, cap, "a file", links).map_err(|e| match e {
         crate::fsio::ReadError::TooLarge { .. } => OverlayError::TooLarge {

@@ -15,7 +15,9 @@ pub enum PathError {
     TooLong(String),
     #[error("file name {0:?} is not a single path component")]
     BadComponent(String),
-    #[error("file name {0:?}... is {1} bytes long; Linux allows at most 255 bytes per path component")]
+    #[error(
+        "file name {0:?}... is {1} bytes long; Linux allows at most 255 bytes per path component"
+    )]
     ComponentTooLong(String, usize),
 }
 

@@ -152,9 +152,31 @@ const SCMP_ARCHES: &[&str] = &[
 
 /// Go's architecture names, as Docker's `includes`/`excludes` use them.
 const GO_ARCHES: &[&str] = &[
-    "386", "amd64", "x86_64", "x32", "arm", "arm64", "aarch64", "mips", "mipsle", "mips64",
-    "mips64le", "mips64n32", "mipsel", "mipsel64", "mipsel64n32", "ppc", "ppc64", "ppc64le",
-    "s390", "s390x", "riscv64", "loong64", "loongarch64", "parisc", "parisc64",
+    "386",
+    "amd64",
+    "x86_64",
+    "x32",
+    "arm",
+    "arm64",
+    "aarch64",
+    "mips",
+    "mipsle",
+    "mips64",
+    "mips64le",
+    "mips64n32",
+    "mipsel",
+    "mipsel64",
+    "mipsel64n32",
+    "ppc",
+    "ppc64",
+    "ppc64le",
+    "s390",
+    "s390x",
+    "riscv64",
+    "loong64",
+    "loongarch64",
+    "parisc",
+    "parisc64",
 ];
 
 /// What the runtime that will run under a policy has: conditional rules (Docker's
@@ -302,9 +324,8 @@ fn conditions(c: &Conditions, target: &Target, at: &str) -> Result<Outcome, Stri
         results.push(target.all_caps);
     }
     if let Some(v) = &c.min_kernel {
-        let want = parse_kernel_version(v).ok_or_else(|| {
-            format!("{at}.minKernel: {v:?} is not a kernel version like \"5.8\"")
-        })?;
+        let want = parse_kernel_version(v)
+            .ok_or_else(|| format!("{at}.minKernel: {v:?} is not a kernel version like \"5.8\""))?;
         let have = target.kernel.ok_or_else(|| {
             format!("{at}.minKernel: the image's kernel version is unknown, so this condition cannot be evaluated; remove it or use a kernel whose version the builder can read")
         })?;
@@ -491,13 +512,11 @@ impl Policy {
                 "flags: {f:?} is not supported (StratOS installs the filter without flags); remove \"flags\""
             )));
         }
-        for a in raw
-            .architectures
-            .iter()
-            .chain(raw.arch_map.iter().flat_map(|m| {
-                std::iter::once(&m.architecture).chain(m.sub_architectures.iter())
-            }))
-        {
+        for a in raw.architectures.iter().chain(
+            raw.arch_map
+                .iter()
+                .flat_map(|m| std::iter::once(&m.architecture).chain(m.sub_architectures.iter())),
+        ) {
             if !SCMP_ARCHES.contains(&a.as_str()) {
                 return Err(bad(format!(
                     "unknown architecture {a:?}; names are libseccomp's, like \"SCMP_ARCH_X86_64\""

@@ -284,3 +284,42 @@ pub fn copy_profile(name: &str, dir: &Path, edit: impl Fn(String) -> String) -> 
     }
     dest
 }
+
+/// Every path under `dir` (not `dir` itself), sorted, without following links.
+pub fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .sort_by_file_name()
+        .into_iter()
+        .map(|e| e.unwrap().into_path())
+        .collect()
+}
+
+/// relative path → what is there (kind, mode, and the sha256 of a file or a link's target),
+/// recursively, without following links: compare before and after to show nothing changed.
+pub fn listing(dir: &Path) -> BTreeMap<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    walk_files(dir)
+        .into_iter()
+        .map(|p| {
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let what = if m.file_type().is_symlink() {
+                format!("link -> {}", std::fs::read_link(&p).unwrap().display())
+            } else if m.is_dir() {
+                format!("dir {:o}", m.permissions().mode() & 0o7777)
+            } else if m.is_file() {
+                format!(
+                    "file {:o} {}",
+                    m.permissions().mode() & 0o7777,
+                    sha256_file(&p)
+                )
+            } else {
+                "special".to_owned()
+            };
+            (
+                p.strip_prefix(dir).unwrap().to_string_lossy().into_owned(),
+                what,
+            )
+        })
+        .collect()
+}

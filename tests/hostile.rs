@@ -1,0 +1,654 @@
+//! Hostile input and faults (issue 12): one test per class of attack, named after it. Each
+//! asserts the exit code, the error text (what and where), and that nothing outside the
+//! intended directory changed. Inputs live in tests/hostile/ (see its generate.py); the large
+//! ones are made at test time. Tests that could exhaust memory run under an address-space
+//! limit, so a regression fails instead of taking the machine down.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn hostile(name: &str) -> PathBuf {
+    root().join("tests/hostile").join(name)
+}
+
+/// `stratos ARGS` under an address-space limit of `mib` MiB (prlimit, util-linux).
+fn limited(cache: &Path, mib: u64) -> Command {
+    require_tool("prlimit");
+    let mut c = Command::new("prlimit");
+    c.arg(format!("--as={}", mib << 20))
+        .arg("--")
+        .arg(bin())
+        .env("STRATOS_CACHE", cache)
+        .env_remove("STRATOS_SIGNING_KEY")
+        .env_remove("SOURCE_DATE_EPOCH");
+    c
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A fixture profile that installs one package, `evil`, pinned to `deb` and put in the cache.
+fn with_package(f: &Fixture, cache: &Path, deb: &[u8], image_keys: &str) {
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(deb));
+    let dir = cache.join("debs/sha256");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{sha}.deb")), deb).unwrap();
+    f.write(
+        "profile.lock",
+        format!(
+            "lock-version = 1\n\n[[package]]\nname = \"evil\"\nversion = \"1.0\"\narch = \"amd64\"\nsha256 = \"{sha}\"\nsize = {}\nrequired-by = [\"profile\"]\n",
+            deb.len()
+        )
+        .as_bytes(),
+    );
+    let profile = PROFILE.replace(
+        "source-date-epoch = 1700000000\n",
+        &format!("source-date-epoch = 1700000000\n{image_keys}"),
+    ) + "\n[packages]\ndebian = [\"evil\"]\n";
+    f.write("profile.toml", profile.as_bytes());
+}
+
+fn build_offline(c: &mut Command, f: &Fixture, out: &Path) -> std::process::Output {
+    c.arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(out)
+        .arg("--offline")
+        .arg("-q")
+        .output()
+        .unwrap()
+}
+
+// 1. `build --out` never deletes what it did not build.
+
+#[test]
+fn build_out_onto_a_directory_with_a_foreign_manifest_json_deletes_nothing() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let victim = tempfile::tempdir().unwrap();
+    let out = victim.path().join("thesis");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("manifest.json"), b"{\"chapters\": 12}\n").unwrap();
+    std::fs::write(out.join("thesis.tex"), b"four years of work").unwrap();
+    let before = listing(victim.path());
+    let o = build_offline(&mut stratos_std(cache.path()), &f, &out);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("refusing to replace"), "{e}");
+    assert!(e.contains("not a StratOS image manifest"), "{e}");
+    assert!(e.contains(&out.display().to_string()), "{e}");
+    assert_eq!(listing(victim.path()), before);
+}
+
+#[test]
+fn build_out_onto_a_previous_image_with_a_users_file_added_deletes_nothing() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let victim = tempfile::tempdir().unwrap();
+    let out = victim.path().join("img");
+    let ok = build_offline(&mut stratos_std(cache.path()), &f, &out);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    std::fs::write(out.join("notes.txt"), b"mine").unwrap();
+    let before = listing(victim.path());
+    let o = build_offline(&mut stratos_std(cache.path()), &f, &out);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("\"notes.txt\" is not a file of the image"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(listing(victim.path()), before);
+    // Without the user's file, the previous image is replaced (only its own files).
+    std::fs::remove_file(out.join("notes.txt")).unwrap();
+    let o = build_offline(&mut stratos_std(cache.path()), &f, &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(victim.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn build_out_that_cannot_be_written_fails_before_any_work() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    // The lock is missing, which the build would find only after starting to assemble: the
+    // unwritable --out must be reported first.
+    let profile = PROFILE.to_owned() + "\n[packages]\ndebian = [\"busybox-static\"]\n";
+    f.write("profile.toml", profile.as_bytes());
+    f.write("profile.lock", b"lock-version = 1\n");
+    let blocker = f.path("a-file");
+    std::fs::write(&blocker, b"x").unwrap();
+    let out = blocker.join("out");
+    let o = build_offline(&mut stratos_std(cache.path()), &f, &out);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains("cannot write the image to"), "{e}");
+    assert!(!e.contains("not in"), "the package error came first: {e}");
+    // Its cause, once.
+    assert_eq!(e.matches("os error 20").count(), 1, "{e}");
+}
+
+// 2. Sizes read from archives and host files are not trusted.
+
+#[test]
+fn deb_whose_tar_header_declares_2_pow_62_bytes_is_refused_without_allocating() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    with_package(
+        &f,
+        cache.path(),
+        &std::fs::read(hostile("deb-huge-size-header.deb")).unwrap(),
+        "",
+    );
+    let out = f.path("out");
+    let o = build_offline(&mut limited(cache.path(), 1024), &f, &out);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("evil: refusing archive entry \"./usr/bin/huge\": its header declares 4611686018427387904 bytes but the archive holds 1024"),
+        "names the package and member: {e}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn deb_zstd_bomb_stops_at_the_file_limit_naming_package_and_member() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    with_package(
+        &f,
+        cache.path(),
+        &std::fs::read(hostile("deb-zstd-bomb.deb")).unwrap(),
+        "max-file-size = \"64M\"\n",
+    );
+    let out = f.path("out");
+    // 2 GiB expanded would not fit under this limit: only a capped read passes.
+    let o = build_offline(&mut limited(cache.path(), 1024), &f, &out);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("package evil: member \"./bomb\" expands past the 64.0 MiB limit for one file"),
+        "{e}"
+    );
+    assert!(
+        e.contains("[image] max-file-size"),
+        "says what to change: {e}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn deb_under_the_file_limit_but_over_the_package_limit_is_refused() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    with_package(
+        &f,
+        cache.path(),
+        &std::fs::read(hostile("deb-package-bomb.deb")).unwrap(),
+        "max-file-size = \"64M\"\nmax-package-size = \"100M\"\n",
+    );
+    let o = build_offline(&mut limited(cache.path(), 1024), &f, &f.path("out"));
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("member \"./part2\" expands past the 100.0 MiB limit for one package"),
+        "{e}"
+    );
+}
+
+#[test]
+fn overlay_with_a_20_gib_sparse_file_is_refused_without_reading_it() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let big = f.path("overlay/app/var/huge.img");
+    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(20 << 30)
+        .unwrap();
+    let o = build_offline(&mut limited(cache.path(), 1024), &f, &f.path("out"));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("huge.img: larger than the 1.0 GiB limit for one file"),
+        "{e}"
+    );
+    assert!(e.contains("[image] max-file-size"), "{e}");
+}
+
+#[test]
+fn overlay_files_together_over_the_image_limit_are_refused() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let profile = PROFILE.replace(
+        "source-date-epoch = 1700000000\n",
+        "source-date-epoch = 1700000000\nmax-image-size = \"1M\"\n",
+    );
+    f.write("profile.toml", profile.as_bytes());
+    for i in 0..3 {
+        f.write(&format!("overlay/app/data/{i}.bin"), &vec![7u8; 400 << 10]);
+    }
+    let o = stratos(cache.path())
+        .arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(f.path("out"))
+        .assert()
+        .code(2);
+    let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(
+        e.contains("2.bin: larger than the 1.0 MiB limit for the whole image"),
+        "{e}"
+    );
+}
+
+// 4. Blocking and unbounded reads of local files.
+
+fn mkfifo(p: &Path) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        p,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+}
+
+#[test]
+fn fifo_in_place_of_an_artifact_does_not_hang_verify() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let keys = tempfile::tempdir().unwrap();
+    stratos(cache.path())
+        .args(["keygen", "--out"])
+        .arg(keys.path().join("k"))
+        .assert()
+        .success();
+    let out = f.path("out");
+    stratos(cache.path())
+        .arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(&out)
+        .arg("--sign-key")
+        .arg(keys.path().join("k.key"))
+        .arg("-q")
+        .assert()
+        .success();
+    std::fs::remove_file(out.join("kernel")).unwrap();
+    mkfifo(&out.join("kernel"));
+    let o = stratos(cache.path())
+        .arg("verify")
+        .arg(&out)
+        .arg("--pubkey")
+        .arg(keys.path().join("k.pub"))
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(1);
+    let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(e.contains("kernel is a FIFO, not a regular file"), "{e}");
+}
+
+#[test]
+fn pubkey_dev_zero_and_fifo_profiles_and_policies_are_refused_at_once() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let out = f.path("out");
+    stratos(cache.path())
+        .arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(&out)
+        .arg("-q")
+        .assert()
+        .success();
+    let o = stratos(cache.path())
+        .arg("verify")
+        .arg(&out)
+        .args(["--pubkey", "/dev/zero"])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(2);
+    let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(e.contains("/dev/zero is a character device"), "{e}");
+
+    let fifo = f.path("profile-fifo.toml");
+    mkfifo(&fifo);
+    let o = stratos(cache.path())
+        .arg("build")
+        .arg(&fifo)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(2);
+    let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(e.contains("profile-fifo.toml is a FIFO"), "{e}");
+
+    let o = stratos(cache.path())
+        .args(["seccomp", "check", "/dev/zero"])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(2);
+    let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(e.contains("/dev/zero is a character device"), "{e}");
+}
+
+// 5. Seccomp policies reject what they do not understand.
+
+#[test]
+fn seccomp_policy_with_a_misspelled_syscalls_key_is_refused_not_allow_all() {
+    let cache = tempfile::tempdir().unwrap();
+    let o = stratos(cache.path())
+        .args(["seccomp", "check"])
+        .arg(hostile("seccomp-misspelled-key.json"))
+        .assert()
+        .code(2);
+    let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(e.contains("seccomp-misspelled-key.json"), "{e}");
+    assert!(e.contains("unknown field `sycalls`"), "{e}");
+    // The same policy in a profile stops the build.
+    let f = Fixture::new();
+    f.write(
+        "policy.json",
+        &std::fs::read(hostile("seccomp-misspelled-key.json")).unwrap(),
+    );
+    f.write(
+        "profile.toml",
+        (PROFILE.to_owned() + "\n[seccomp]\npolicy = \"policy.json\"\n").as_bytes(),
+    );
+    let o = stratos(cache.path())
+        .arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(f.path("out"))
+        .assert()
+        .code(2);
+    let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(e.contains("unknown field `sycalls`"), "{e}");
+    assert!(!f.path("out").exists());
+}
+
+#[test]
+fn seccomp_policy_with_unknown_architecture_in_a_condition_is_refused() {
+    let cache = tempfile::tempdir().unwrap();
+    let o = stratos(cache.path())
+        .args(["seccomp", "check"])
+        .arg(hostile("seccomp-unevaluated-conditions.json"))
+        .assert()
+        .code(2);
+    let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(
+        e.contains("syscalls[2].includes.arches: unknown architecture \"sparc128\""),
+        "{e}"
+    );
+}
+
+// 7. `cache gc` deletes only inside the cache.
+
+#[test]
+fn cache_gc_all_does_not_follow_links_out_of_the_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let precious = tempfile::tempdir().unwrap();
+    std::fs::write(precious.path().join("data"), b"mine").unwrap();
+    std::fs::create_dir_all(precious.path().join("sub")).unwrap();
+    std::fs::write(precious.path().join("sub/more"), b"mine").unwrap();
+    std::fs::create_dir_all(cache.path().join("kernels")).unwrap();
+    std::fs::create_dir_all(cache.path().join("debs")).unwrap();
+    std::os::unix::fs::symlink(precious.path(), cache.path().join("debs/sha256")).unwrap();
+    std::os::unix::fs::symlink(precious.path(), cache.path().join("zstd")).unwrap();
+    std::os::unix::fs::symlink(precious.path(), cache.path().join("kernels/linked")).unwrap();
+    let before = listing(precious.path());
+    let o = stratos(cache.path())
+        .args(["cache", "gc", "--all"])
+        .assert()
+        .success();
+    let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(e.contains("is a symlink"), "{e}");
+    assert_eq!(listing(precious.path()), before);
+    // The link entry itself is gone; the linked folders were not entered.
+    assert!(std::fs::symlink_metadata(cache.path().join("kernels/linked")).is_err());
+}
+
+// 9. Verify and boot never follow what a manifest or a directory points at.
+
+fn signed_image(cache: &Path, f: &Fixture) -> (PathBuf, tempfile::TempDir) {
+    let keys = tempfile::tempdir().unwrap();
+    stratos(cache)
+        .args(["keygen", "--out"])
+        .arg(keys.path().join("k"))
+        .assert()
+        .success();
+    let out = f.path("out");
+    stratos(cache)
+        .arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(&out)
+        .arg("--sign-key")
+        .arg(keys.path().join("k.key"))
+        .arg("-q")
+        .assert()
+        .success();
+    (out, keys)
+}
+
+#[test]
+fn verify_refuses_an_artifact_that_is_a_symlink() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let (out, keys) = signed_image(cache.path(), &f);
+    // Same bytes, but through a link: still refused (a link can point anywhere later).
+    let real = f.path("kernel-elsewhere");
+    std::fs::rename(out.join("kernel"), &real).unwrap();
+    std::os::unix::fs::symlink(&real, out.join("kernel")).unwrap();
+    let o = stratos(cache.path())
+        .arg("verify")
+        .arg(&out)
+        .arg("--pubkey")
+        .arg(keys.path().join("k.pub"))
+        .assert()
+        .code(1);
+    let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(e.contains("kernel is a symlink"), "{e}");
+    // boot refuses it too, before starting QEMU.
+    let o = stratos(cache.path())
+        .arg("boot")
+        .arg(&out)
+        .args(["--accel", "tcg", "--timeout", "5"])
+        .env("STRATOS_QEMU", "/bin/false")
+        .assert()
+        .code(2);
+    let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(e.contains("is a symlink"), "{e}");
+}
+
+#[test]
+fn resigned_manifest_naming_an_artifact_with_dotdot_is_refused() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let (out, keys) = signed_image(cache.path(), &f);
+    let secret = keys.path().join("k.key");
+    let mpath = out.join("manifest.json");
+    for (from, to) in [
+        ("\"name\": \"kernel\"", "\"name\": \"../kernel\""),
+        (
+            "\"artifact\": \"kernel\"",
+            "\"artifact\": \"../../etc/passwd\"",
+        ),
+    ] {
+        let original = std::fs::read_to_string(&mpath).unwrap();
+        assert!(original.contains(from), "{original}");
+        std::fs::write(&mpath, original.replace(from, to)).unwrap();
+        // Re-signed with the real key: the signature holds; the names must not.
+        let key = stratos::sign::SecretKey::load(&secret).unwrap();
+        let sig = serde_json::json!({
+            "format": 1,
+            "algorithm": "ed25519",
+            "key_id": key.id().as_str(),
+            "signature": hex::encode(key.sign(&std::fs::read(&mpath).unwrap())),
+        });
+        std::fs::write(out.join("manifest.sig"), sig.to_string()).unwrap();
+        let o = stratos(cache.path())
+            .arg("verify")
+            .arg(&out)
+            .arg("--pubkey")
+            .arg(keys.path().join("k.pub"))
+            .assert()
+            .code(1);
+        let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+        assert!(
+            e.contains("is not a plain file name")
+                || e.contains("is not one of the manifest's artifacts"),
+            "{e}"
+        );
+        let o = stratos(cache.path())
+            .arg("boot")
+            .arg(&out)
+            .args(["--accel", "tcg", "--timeout", "5"])
+            .env("STRATOS_QEMU", "/bin/false")
+            .assert()
+            .code(2);
+        let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+        assert!(e.contains("manifest"), "{e}");
+        std::fs::write(&mpath, original).unwrap();
+    }
+}
+
+#[test]
+fn profile_path_component_over_255_bytes_is_a_profile_error() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let long = "a".repeat(300);
+    let profile = PROFILE.replace("path = \"/etc/motd\"", &format!("path = \"/etc/{long}\""));
+    f.write("profile.toml", profile.as_bytes());
+    let o = stratos(cache.path())
+        .arg("build")
+        .arg(f.profile())
+        .assert()
+        .code(2);
+    let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(e.contains("file[0].path"), "{e}");
+    assert!(
+        e.contains("300 bytes long; Linux allows at most 255"),
+        "{e}"
+    );
+}
+
+#[test]
+fn control_characters_in_a_file_name_are_escaped_in_messages() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    // A FIFO (refused) whose name would clear the screen and forge a line if printed raw.
+    let name = "evil\x1b[2J\nerror: everything is fine";
+    mkfifo(&f.path(&format!("overlay/app/{name}")));
+    let o = stratos(cache.path())
+        .arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(f.path("out"))
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(2);
+    let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(!e.contains('\x1b'), "raw escape printed: {e:?}");
+    assert!(e.contains("\\u{1b}[2J\\nerror"), "{e}");
+}
+
+#[test]
+fn kernel_panic_during_boot_is_named_on_stderr() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let out = f.path("out");
+    stratos(cache.path())
+        .arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(&out)
+        .arg("-q")
+        .assert()
+        .success();
+    let o = stratos(cache.path())
+        .arg("boot")
+        .arg(&out)
+        .args(["--accel", "tcg", "--timeout", "20", "-q"])
+        .env("STRATOS_QEMU", root().join("tests/fixtures/fake-qemu.sh"))
+        .env(
+            "STRATOS_FAKE_CONSOLE",
+            root().join("tests/fixtures/consoles/panic.log"),
+        )
+        .env("STRATOS_FAKE_EXIT", "1")
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(1);
+    let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(
+        e.contains("the kernel panicked: VFS: Unable to mount root fs"),
+        "{e}"
+    );
+}
+
+// 11. Output independent of how a path is typed.
+
+#[test]
+fn overlay_path_dot_gives_the_same_sbom_from_any_working_directory() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    // The profile's own directory as an overlay at /srv (the kernel and profile go along).
+    let profile = PROFILE.to_owned() + "\n[[overlay]]\npath = \".\"\ntarget = \"/srv\"\n";
+    f.write("profile.toml", profile.as_bytes());
+    let build = |cwd: &Path, profile_arg: &Path, out: &Path| {
+        let o = stratos_std(cache.path())
+            .current_dir(cwd)
+            .arg("build")
+            .arg(profile_arg)
+            .arg("--out")
+            .arg(out)
+            .arg("-q")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    let outs = tempfile::tempdir().unwrap();
+    build(
+        f.dir.path(),
+        Path::new("profile.toml"),
+        &outs.path().join("a"),
+    );
+    build(
+        f.dir.path().parent().unwrap(),
+        &Path::new(f.dir.path().file_name().unwrap()).join("profile.toml"),
+        &outs.path().join("b"),
+    );
+    let sbom_a = std::fs::read(outs.path().join("a/sbom.cdx.json")).unwrap();
+    let sbom_b = std::fs::read(outs.path().join("b/sbom.cdx.json")).unwrap();
+    assert_eq!(sbom_a, sbom_b);
+    let text = String::from_utf8(sbom_a).unwrap();
+    assert!(text.contains("overlay:overlay-2"), "{text}");
+}
+
+// 12. Errors name the cache when the cache is the problem.
+
+#[test]
+fn unusable_cache_is_named_as_the_problem() {
+    let f = Fixture::new();
+    let not_a_dir = tempfile::tempdir().unwrap();
+    let cache = not_a_dir.path().join("cache-file");
+    std::fs::write(&cache, b"x").unwrap();
+    with_package(
+        &f,
+        not_a_dir.path(),
+        &std::fs::read(hostile("deb-huge-size-header.deb")).unwrap(),
+        "",
+    );
+    // Found in /var/cache/stratos/debs? No: pinned by a digest no mirror has; the cache is read
+    // first and is a file.
+    let o = build_offline(&mut stratos_std(&cache), &f, &f.path("out"));
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains("the package cache"), "{e}");
+    assert!(e.contains("cache-file"), "{e}");
+}
