@@ -654,9 +654,25 @@ pub fn shutdown<S: Sys>(sys: &mut S, unmount: &[String]) {
     }
 }
 
+/// The one warning a boot without entropy gets: what happens, why, and what to do.
+pub const NO_ENTROPY_WARNING: &str = "warning: the kernel's random pool is not initialised: the runtime will block in getrandom() until it is (seconds under emulation). The VM has no entropy source: attach a virtio-rng device (stratos boot and boot-test do) and build the kernel with kernel-configs/entropy.config (CONFIG_HW_RANDOM_VIRTIO=y)";
+
+/// Reports when the random pool is ready: at once if it already is (the healthy case: the
+/// kernel seeded it from an entropy device before the init ran), else after one warning, from
+/// a background waiter.
+fn check_entropy<S: Sys>(sys: &mut S) {
+    if sys.entropy_ready() {
+        phase(sys, "entropy_ready");
+    } else {
+        log(sys, NO_ENTROPY_WARNING);
+        sys.watch_entropy();
+    }
+}
+
 /// The whole life of PID 1, up to (not including) power-off.
 pub fn boot<S: Sys>(sys: &mut S) -> Outcome {
     phase(sys, "init_start");
+    check_entropy(sys);
     if let Err(e) = sys.block_signals() {
         log(sys, &format!("warning: cannot block signals: {e}"));
     }

@@ -206,6 +206,40 @@ impl Sys for LinuxSys {
         }
     }
 
+    fn entropy_ready(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        // EAGAIN: not initialised yet. Any other failure (ENOSYS on an ancient kernel) says
+        // nothing about the pool; report it as not ready so the warning names the problem.
+        rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::NONBLOCK).is_ok()
+    }
+
+    fn watch_entropy(&mut self) {
+        let spawned = std::thread::Builder::new()
+            .name("entropy".into())
+            .spawn(|| {
+                let mut b = [0u8; 1];
+                // Blocks until the kernel's pool is initialised.
+                while let Err(e) = rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()) {
+                    if e != rustix::io::Errno::INTR {
+                        return;
+                    }
+                }
+                let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+                let ns = (t.tv_sec as u64)
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(t.tv_nsec as u64);
+                let line = format!("{} entropy_ready {ns}\n", stratos_wire::PHASE_PREFIX);
+                // One write, like every console line of the init.
+                let _ = io::stdout().lock().write_all(line.as_bytes());
+            });
+        if let Err(e) = spawned {
+            self.log(&format!(
+                "{} cannot watch for entropy: {e}",
+                stratos_wire::LOG_PREFIX
+            ));
+        }
+    }
+
     fn start_preload(&mut self, paths: &[String]) {
         let paths = paths.to_vec();
         // The thread inherits the blocked signal mask, so signals keep going to the main loop.

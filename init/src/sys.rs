@@ -93,6 +93,10 @@ pub trait Sys {
     fn set_address(&mut self, ifname: &str, addr: Ipv4Addr, prefix_len: u8) -> io::Result<()>;
     fn add_default_route(&mut self, gateway: Ipv4Addr) -> io::Result<()>;
     fn swapon(&mut self, device: &str, priority: i32) -> io::Result<()>;
+    /// Whether the kernel's random pool is initialised: `getrandom(GRND_NONBLOCK)` succeeds.
+    fn entropy_ready(&mut self) -> bool;
+    /// Waits in the background for the pool, then prints the `entropy_ready` phase line.
+    fn watch_entropy(&mut self);
     /// Starts warming the page cache for `paths` in the background.
     fn start_preload(&mut self, paths: &[String]);
     /// Blocks the handled signals so they are only taken by [`Sys::wait_signal`].

@@ -30,6 +30,7 @@ enum Call {
     Spawn(Vec<String>, u32, u32),
     Kill(i32),
     Sync,
+    WatchEntropy,
 }
 
 struct Fake {
@@ -47,6 +48,8 @@ struct Fake {
     calls: Vec<Call>,
     console: Vec<String>,
     clock: u64,
+    /// Whether the kernel's random pool is ready.
+    entropy: bool,
 }
 
 impl Fake {
@@ -64,6 +67,7 @@ impl Fake {
             calls: Vec::new(),
             console: Vec::new(),
             clock: 0,
+            entropy: true,
         }
     }
     fn lines(&self, prefix: &str) -> Vec<&str> {
@@ -135,6 +139,12 @@ MemFree: 1 kB
     fn swapon(&mut self, d: &str, prio: i32) -> io::Result<()> {
         self.calls.push(Call::Swapon(d.into(), prio));
         Ok(())
+    }
+    fn entropy_ready(&mut self) -> bool {
+        self.entropy
+    }
+    fn watch_entropy(&mut self) {
+        self.calls.push(Call::WatchEntropy);
     }
     fn start_preload(&mut self, paths: &[String]) {
         self.calls.push(Call::Preload(paths.len()));
@@ -404,6 +414,7 @@ fn phases_are_printed_in_order() {
         names,
         [
             "init_start",
+            "entropy_ready",
             "mounts_done",
             "zram_ready",
             "preload_started",
@@ -718,4 +729,39 @@ fn unreadable_seccomp_filter_refuses_to_start_unfiltered() {
         "{o:?}"
     );
     assert!(!f.calls.iter().any(|c| matches!(c, Call::Spawn(..))));
+}
+
+#[test]
+fn entropy_ready_at_start_is_a_phase_without_a_warning() {
+    let mut f = Fake::new(&config());
+    f.waits.push_back(Waited::Reaped(42, ExitKind::Exited(0)));
+    boot(&mut f);
+    let phases = f.lines("stratos-phase");
+    assert!(phases[0].starts_with("stratos-phase init_start "), "{phases:?}");
+    assert!(phases[1].starts_with("stratos-phase entropy_ready "), "{phases:?}");
+    assert!(!f.console.iter().any(|l| l.contains("random pool")));
+    assert!(!f.calls.contains(&Call::WatchEntropy));
+}
+
+#[test]
+fn no_entropy_at_start_warns_once_naming_cause_and_fix_and_watches() {
+    let mut f = Fake::new(&config());
+    f.entropy = false;
+    f.waits.push_back(Waited::Reaped(42, ExitKind::Exited(0)));
+    boot(&mut f);
+    let warnings: Vec<_> = f
+        .console
+        .iter()
+        .filter(|l| l.contains("random pool is not initialised"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{:?}", f.console);
+    assert!(warnings[0].starts_with("stratos-init: warning:"));
+    assert!(warnings[0].contains("virtio-rng"), "names the cause");
+    assert!(
+        warnings[0].contains("kernel-configs/entropy.config"),
+        "names the fix"
+    );
+    assert!(f.calls.contains(&Call::WatchEntropy));
+    // The phase is printed by the waiter when the pool is ready, not now.
+    assert!(!f.console.iter().any(|l| l.contains("entropy_ready")));
 }

@@ -17,6 +17,8 @@ pub const SCHEMA: &str = "stratos-boot-test/1";
 /// Metrics in the order they are shown, with their unit.
 pub const METRICS: &[(&str, &str)] = &[
     ("init_start", "ms"),
+    ("entropy_ready", "ms"),
+    ("entropy_wait", "ms"),
     ("mounts_done", "ms"),
     ("zram_ready", "ms"),
     ("preload_started", "ms"),
@@ -69,6 +71,10 @@ pub fn metrics_of(run: &BootRun) -> BTreeMap<String, f64> {
         };
         if let (Some(a), Some(b)) = (get("init_start"), get("runtime_exec")) {
             m.insert("init_to_exec".into(), b - a);
+        }
+        // How long the init saw the random pool not ready (0 when it was ready before it ran).
+        if let (Some(a), Some(e)) = (get("init_start"), get("entropy_ready")) {
+            m.insert("entropy_wait".into(), (e - a).max(0.0));
         }
     }
     if let Some((t, _)) = run.lines.iter().find(|(_, l)| {

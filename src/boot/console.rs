@@ -1,7 +1,7 @@
 //! Reading a guest's serial console: the init's phase markers, how the runtime ended, and
 //! kernel failures. Shared by `stratos boot`, `stratos boot-test` and the tests.
 
-use stratos_wire::{LOG_PREFIX, PHASES, PHASE_PREFIX};
+use stratos_wire::{ASYNC_PHASES, LOG_PREFIX, PHASES, PHASE_PREFIX};
 
 /// Something the harness cares about, recognised in one console line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub fn parse_line(line: &str) -> Option<Event> {
         let rest = &line[i + PHASE_PREFIX.len()..];
         let mut parts = rest.split_whitespace();
         if let (Some(name), Some(ns)) = (parts.next(), parts.next()) {
-            if PHASES.contains(&name) {
+            if PHASES.contains(&name) || ASYNC_PHASES.contains(&name) {
                 if let Ok(ns) = ns.parse::<u64>() {
                     return Some(Event::Phase {
                         name: name.to_owned(),
@@ -112,7 +112,8 @@ pub enum PhaseError {
 }
 
 /// The phase markers of a console log, checked: each at most once, in the order of
-/// [`PHASES`] and with non-decreasing times. Phases that did not happen are simply absent.
+/// [`PHASES`] and with non-decreasing times ([`ASYNC_PHASES`] may come anywhere). Phases that
+/// did not happen are simply absent.
 pub fn phases(log: &str) -> Result<Vec<Phase>, PhaseError> {
     let mut out: Vec<Phase> = Vec::new();
     for line in log.lines() {
@@ -120,7 +121,16 @@ pub fn phases(log: &str) -> Result<Vec<Phase>, PhaseError> {
             if out.iter().any(|p| p.name == name) {
                 return Err(PhaseError::Duplicate(name));
             }
-            if let Some(prev) = out.last() {
+            // Reported whenever they happen: no place in the boot order.
+            if ASYNC_PHASES.contains(&name.as_str()) {
+                out.push(Phase { name, ns });
+                continue;
+            }
+            if let Some(prev) = out
+                .iter()
+                .rev()
+                .find(|p| !ASYNC_PHASES.contains(&p.name.as_str()))
+            {
                 let rank = |n: &str| PHASES.iter().position(|p| *p == n).unwrap_or(usize::MAX);
                 if rank(&name) < rank(&prev.name) || ns < prev.ns {
                     return Err(PhaseError::OutOfOrder {
@@ -241,6 +251,18 @@ mod tests {
             p.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
             ["init_start", "mounts_done", "runtime_exec"]
         );
+    }
+
+    #[test]
+    fn entropy_ready_may_come_anywhere() {
+        // A boot that had to wait for entropy: the waiter reports it after the runtime started.
+        let log = "stratos-phase init_start 10\nstratos-phase mounts_done 20\nstratos-phase runtime_exec 30\nstratos-phase entropy_ready 25\nstratos-phase runtime_ready 40\n";
+        let p = phases(log).unwrap();
+        assert_eq!(
+            p.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["init_start", "mounts_done", "runtime_exec", "entropy_ready", "runtime_ready"]
+        );
+        assert!(phases("stratos-phase entropy_ready 1\nstratos-phase entropy_ready 2\n").is_err());
     }
 
     #[test]

@@ -209,6 +209,18 @@ impl VmSpec {
             Machine::Q35 => "virtio-net-pci,netdev=n0,romfile=",
         };
         a.extend(["-netdev".into(), netdev, "-device".into(), nic.into()]);
+        // An entropy device fed from the host: without one the guest's random pool is ready
+        // only seconds into the boot under TCG (no RDRAND), and runtimes block in getrandom().
+        let rng = match self.machine {
+            Machine::Microvm => "virtio-rng-device,rng=rng0",
+            Machine::Q35 => "virtio-rng-pci,rng=rng0",
+        };
+        a.extend([
+            "-object".into(),
+            "rng-random,filename=/dev/urandom,id=rng0".into(),
+            "-device".into(),
+            rng.into(),
+        ]);
         a
     }
 }
@@ -474,5 +486,18 @@ mod tests {
             "{a}"
         );
         assert!(a.contains("-accel tcg"), "{a}");
+        // Every VM gets the host's entropy, on the machine's own bus.
+        assert!(
+            a.contains("-object rng-random,filename=/dev/urandom,id=rng0 -device virtio-rng-pci,rng=rng0"),
+            "{a}"
+        );
+        let micro = VmSpec {
+            machine: Machine::Microvm,
+            ..spec
+        };
+        assert!(micro
+            .args()
+            .join(" ")
+            .contains("-device virtio-rng-device,rng=rng0"));
     }
 }
