@@ -237,7 +237,10 @@ mod tests {
         let big = d.path().join("big");
         std::fs::write(&big, [0u8; 11]).unwrap();
         let e = read_file(&big, 10, "a test file").unwrap_err();
-        assert!(e.to_string().contains("10-byte limit for a test file"), "{e}");
+        assert!(
+            e.to_string().contains("10-byte limit for a test file"),
+            "{e}"
+        );
         assert_eq!(read_file(&big, 11, "x").unwrap().len(), 11);
         let link = d.path().join("link");
         std::os::unix::fs::symlink(&big, &link).unwrap();
