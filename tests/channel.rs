@@ -1241,6 +1241,27 @@ fn http_drip_feed_times_out() {
         .stderr(predicates::str::contains("/root.json: timed out after"));
     assert_eq!(stderr_of(&a).matches("timed out").count(), 1);
     assert_eq!(before, snapshot(&n.state));
+    // In JSON: a time-out is not a verification rejection.
+    let out = w
+        .cmd()
+        .args([
+            "update",
+            "check",
+            "--json",
+            "--timeout",
+            "1",
+            "--repo",
+            &url,
+        ])
+        .args(["--channel", "stable", "--node-id", "n", "--state"])
+        .arg(&n.state)
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rejected"], false);
+    assert!(v["reason"].as_str().unwrap().contains("timed out"), "{v}");
     w.cmd()
         .args(["update", "check", "--help"])
         .assert()

@@ -826,14 +826,11 @@ pub fn run_update(a: UpdateArgs) -> CliResult {
         }
         Err(e) => {
             if n.json {
-                let code = if matches!(e, ChannelError::Input(_)) {
-                    2
-                } else {
-                    1
-                };
+                // `rejected`: verification refused something; a failed or slow repository
+                // or a local error is not a rejection (the exit code is 1 or 2 all the same).
                 let v = serde_json::json!({
                     "selected": false,
-                    "rejected": code == 1,
+                    "rejected": matches!(e, ChannelError::Rejected(_)),
                     "reason": e.to_string(),
                     "channel": n.channel,
                     "channel_version": null,
