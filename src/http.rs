@@ -1,9 +1,15 @@
 //! A small blocking HTTP/1.0 client over plain TCP, for invoking functions through QEMU's
 //! forwarded ports and reading release repositories. Loopback or any host; no TLS.
+//!
+//! Every request is bounded in size (`limit`) and in time ([`Limits`]): connecting, and any
+//! silence from the server, may last at most `timeout`; after a grace period of `timeout` the
+//! response must keep arriving at `min_rate` on average. So a response of at most N bytes takes
+//! at most `timeout + N / min_rate`, whatever the server does (a server dripping one byte every
+//! few seconds is cut off soon after the grace period, not after a year).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
@@ -24,26 +30,104 @@ pub enum HttpError {
     Malformed(String),
     #[error("{0}: response larger than the {1}-byte limit")]
     TooLarge(String, u64),
+    /// The server was too slow: silent for longer than the time-out, or below the minimum rate.
+    #[error("{what}: timed out after {:.1}s: {why}", after.as_secs_f64())]
+    TimedOut {
+        what: String,
+        after: Duration,
+        why: String,
+    },
 }
 
-/// Sends one request and reads the whole response (at most `limit` bytes).
+/// How long one request may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connecting, any silence from the server, and the grace period before `min_rate` applies.
+    pub timeout: Duration,
+    /// Bytes per second the response must average after the grace period (0: no minimum).
+    pub min_rate: u64,
+}
+
+impl Limits {
+    /// 64 KiB/s: a 1 GiB artifact may take up to ~4.6 hours, a 1 MiB document 16 s (plus the
+    /// grace period).
+    pub const DEFAULT_MIN_RATE: u64 = 64 << 10;
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+    pub fn new(timeout: Duration) -> Limits {
+        Limits {
+            timeout,
+            min_rate: Self::DEFAULT_MIN_RATE,
+        }
+    }
+
+    /// The longest a response of at most `bytes` bytes may take.
+    pub fn deadline_for(&self, bytes: u64) -> Duration {
+        self.timeout + self.time_for(bytes)
+    }
+
+    /// Time `bytes` take at exactly `min_rate` (unbounded without a minimum rate).
+    fn time_for(&self, bytes: u64) -> Duration {
+        if self.min_rate == 0 {
+            return Duration::MAX / 4;
+        }
+        Duration::from_secs_f64(bytes as f64 / self.min_rate as f64)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits::new(Self::DEFAULT_TIMEOUT)
+    }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    )
+}
+
+/// `1.5 KiB/s`-style rate for messages.
+fn rate(bytes_per_s: u64) -> String {
+    if bytes_per_s >= 1 << 10 && bytes_per_s % (1 << 10) == 0 {
+        format!("{} KiB/s", bytes_per_s >> 10)
+    } else {
+        format!("{bytes_per_s} bytes/s")
+    }
+}
+
+/// Sends one request and reads the whole response (at most `limit` bytes, within `limits`).
 pub fn request(
     addr: SocketAddr,
     method: &str,
     host: &str,
     path: &str,
     body: &[u8],
-    timeout: Duration,
+    limits: &Limits,
     limit: u64,
 ) -> Result<Response, HttpError> {
     let who = format!("{addr}{path}");
-    let mut s = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| HttpError::Connect(who.clone(), e))?;
-    s.set_read_timeout(Some(timeout))
+    let start = Instant::now();
+    let timed_out = |why: String| HttpError::TimedOut {
+        what: who.clone(),
+        after: start.elapsed(),
+        why,
+    };
+    let secs = limits.timeout.as_secs_f64();
+    let mut s = TcpStream::connect_timeout(&addr, limits.timeout).map_err(|e| {
+        if is_timeout(&e) {
+            timed_out(format!("no connection within {secs:.1}s"))
+        } else {
+            HttpError::Connect(who.clone(), e)
+        }
+    })?;
+    s.set_write_timeout(Some(limits.timeout))
         .map_err(|e| HttpError::Io(who.clone(), e))?;
-    s.set_write_timeout(Some(timeout))
-        .map_err(|e| HttpError::Io(who.clone(), e))?;
-    let _ = s.set_nodelay(true);
+    // Fewer round trips for small requests; a failure here changes only latency.
+    if let Err(e) = s.set_nodelay(true) {
+        return Err(HttpError::Io(who, e));
+    }
     let mut req = format!(
         "{method} {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: stratos\r\nConnection: close\r\n"
     );
@@ -53,13 +137,51 @@ pub fn request(
     req.push_str("\r\n");
     s.write_all(req.as_bytes())
         .and_then(|_| s.write_all(body))
-        .map_err(|e| HttpError::Io(who.clone(), e))?;
+        .map_err(|e| {
+            if is_timeout(&e) {
+                timed_out(format!("the server took no data for {secs:.1}s"))
+            } else {
+                HttpError::Io(who.clone(), e)
+            }
+        })?;
     let mut raw = Vec::new();
-    s.take(limit + 1)
-        .read_to_end(&mut raw)
-        .map_err(|e| HttpError::Io(who.clone(), e))?;
-    if raw.len() as u64 > limit {
-        return Err(HttpError::TooLarge(who, limit));
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        // The transfer falls behind the minimum rate at grace + received / rate.
+        let behind_at = limits.timeout + limits.time_for(raw.len() as u64);
+        let elapsed = start.elapsed();
+        let slow = || {
+            format!(
+                "{} bytes received, below the minimum of {} after a {secs:.1}s grace period",
+                raw.len(),
+                rate(limits.min_rate)
+            )
+        };
+        if elapsed >= behind_at {
+            return Err(timed_out(slow()));
+        }
+        let until_behind = behind_at - elapsed;
+        let wait = limits.timeout.min(until_behind);
+        s.set_read_timeout(Some(wait.max(Duration::from_millis(1))))
+            .map_err(|e| HttpError::Io(who.clone(), e))?;
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                raw.extend_from_slice(&buf[..n]);
+                if raw.len() as u64 > limit {
+                    return Err(HttpError::TooLarge(who, limit));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if is_timeout(&e) => {
+                return Err(timed_out(if wait < limits.timeout {
+                    slow()
+                } else {
+                    format!("no data for {secs:.1}s ({} bytes received)", raw.len())
+                }));
+            }
+            Err(e) => return Err(HttpError::Io(who, e)),
+        }
     }
     if raw.is_empty() {
         return Err(HttpError::Empty(who));
@@ -67,8 +189,17 @@ pub fn request(
     parse_response(&raw).ok_or(HttpError::Malformed(who))
 }
 
+/// A GET of at most 64 MiB; `timeout` bounds connecting and any silence (see [`Limits`]).
 pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Response, HttpError> {
-    request(addr, "GET", &addr.to_string(), path, &[], timeout, 64 << 20)
+    request(
+        addr,
+        "GET",
+        &addr.to_string(),
+        path,
+        &[],
+        &Limits::new(timeout),
+        64 << 20,
+    )
 }
 
 /// Parses status line, headers and body of a complete response.
@@ -129,5 +260,72 @@ mod tests {
         let r = get(addr, "/x", Duration::from_secs(5)).unwrap();
         assert_eq!((r.status, r.body.as_slice()), (404, &b"nope"[..]));
         t.join().unwrap();
+    }
+
+    /// A server that answers the request, then sends `first` and one byte every `every` until
+    /// the client goes away.
+    fn drip(first: &'static [u8], every: Option<Duration>) -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _request = c.read(&mut buf).unwrap();
+            if c.write_all(first).is_err() {
+                return;
+            }
+            loop {
+                match every {
+                    Some(d) => {
+                        std::thread::sleep(d);
+                        if c.write_all(b"x").is_err() {
+                            return;
+                        }
+                    }
+                    // Silent: wait for the client to hang up.
+                    None => {
+                        if matches!(c.read(&mut buf), Ok(0) | Err(_)) {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn http_drip_feed_times_out_at_the_minimum_rate() {
+        let addr = drip(b"HTTP/1.0 200 OK\r\n\r\n", Some(Duration::from_millis(200)));
+        let limits = Limits::new(Duration::from_secs(1));
+        let e = request(addr, "GET", "h", "/slow", &[], &limits, 1 << 20).unwrap_err();
+        assert!(matches!(e, HttpError::TimedOut { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("/slow: timed out after") && msg.contains("below the minimum of 64 KiB/s"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn http_silent_server_times_out() {
+        let addr = drip(b"HTTP/1.0 200", None);
+        let limits = Limits {
+            timeout: Duration::from_millis(300),
+            min_rate: 0,
+        };
+        let e = request(addr, "GET", "h", "/quiet", &[], &limits, 1 << 20).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("/quiet: timed out after") && msg.contains("no data for 0.3s"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn deadlines_grow_with_the_size() {
+        let l = Limits::default();
+        assert_eq!(l.deadline_for(0), Duration::from_secs(30));
+        assert_eq!(l.deadline_for(64 << 20), Duration::from_secs(30 + 1024));
     }
 }

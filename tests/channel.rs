@@ -78,6 +78,7 @@ impl World {
             state,
             now: channel::now(),
             max_artifact_bytes: 1 << 30,
+            max_age: channel::DEFAULT_MAX_AGE,
         }
     }
 
@@ -1002,6 +1003,7 @@ fn end_to_end_over_http_canary_promote_rollback_with_a_thousand_nodes() {
             state,
             now: channel::now(),
             max_artifact_bytes: 1 << 30,
+            max_age: channel::DEFAULT_MAX_AGE,
         }
     };
     // Canary at 10%: about a tenth of 1,000 nodes are selected.
@@ -1089,4 +1091,817 @@ fn end_to_end_over_http_canary_promote_rollback_with_a_thousand_nodes() {
     );
     let n = node(8, "big");
     assert_rejected(&n, "larger than the 1048576-byte limit; aborted", check);
+}
+
+// --- hostile input and faults (issue 12) -------------------------------------------------------
+
+impl World {
+    /// `stratos update VERB` for a node with state `state` following `stable` on this repository.
+    fn update(&self, verb: &str, state: &Path) -> assert_cmd::Command {
+        let mut c = self.cmd();
+        c.args(["update", verb, "--repo"])
+            .arg(&self.repo)
+            .args(["--channel", "stable", "--node-id", "node-a", "--state"])
+            .arg(state)
+            // A hang is a failure, not a stuck test run.
+            .timeout(std::time::Duration::from_secs(60));
+        c
+    }
+
+    /// Builds the fixture profile as `version` into `out`, signed by `key`.
+    fn build(&self, out: &Path, version: &str, key: &Path) {
+        let f = Fixture::new();
+        f.write(
+            "profile.toml",
+            PROFILE
+                .replace("version = \"1.2.3\"", &format!("version = \"{version}\""))
+                .as_bytes(),
+        );
+        self.cmd()
+            .arg("build")
+            .arg(f.profile())
+            .arg("--out")
+            .arg(out)
+            .arg("--sign-key")
+            .arg(key)
+            .arg("-q")
+            .assert()
+            .success();
+    }
+
+    /// A copy of the image directory `img` at `rel`.
+    fn copy_image(&self, img: &Path, rel: &str) -> PathBuf {
+        let to = self.path(rel);
+        std::fs::create_dir_all(&to).unwrap();
+        for e in std::fs::read_dir(img).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+        to
+    }
+
+    /// The sha256 of the artifact `name` of image `img`.
+    fn artifact_sha(&self, img: &Path, name: &str) -> String {
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(img.join("manifest.json")).unwrap()).unwrap();
+        m["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .unwrap()["sha256"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn root_doc(&self) -> Root {
+        channel::parse_root(&self.read("root.json"), "root.json").unwrap()
+    }
+}
+
+/// Replaces `p` (if present) by a FIFO nobody writes to: reading it would block forever.
+fn mkfifo(p: &Path) {
+    if p.exists() {
+        std::fs::remove_file(p).unwrap();
+    }
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        p,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+}
+
+fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+// Item 3: a server that drips a byte every 200 ms would keep a node busy for days within the
+// size cap; the request deadline cuts it off and says "timed out".
+
+/// A server on 127.0.0.1 that answers every request with a status line and then one byte
+/// every 200 ms (for two minutes at most).
+fn drip_server() -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                if c.read(&mut buf).is_err() || c.write_all(b"HTTP/1.0 200 OK\r\n\r\n").is_err() {
+                    return;
+                }
+                for _ in 0..600 {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    if c.write_all(b" ").is_err() {
+                        return; // the client gave up
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn http_drip_feed_times_out() {
+    let w = world();
+    let port = drip_server();
+    let url = format!("http://127.0.0.1:{port}/");
+    let n = Node {
+        source: Source::parse(&url)
+            .unwrap()
+            .with_timeout(std::time::Duration::from_secs(1)),
+        ..w.node("n")
+    };
+    let before = snapshot(&n.state);
+    let e = n.check().unwrap_err();
+    assert!(matches!(e, ChannelError::Http(_)), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!("127.0.0.1:{port}/root.json: timed out after"))
+            && msg.contains("below the minimum of 64 KiB/s"),
+        "{msg}"
+    );
+    assert_eq!(before, snapshot(&n.state), "the state changed after: {msg}");
+    // The command a node runs: exit 1, the same reason, --timeout documented.
+    let a = w
+        .cmd()
+        .args(["update", "check", "--timeout", "1", "--repo", &url])
+        .args(["--channel", "stable", "--node-id", "n", "--state"])
+        .arg(&n.state)
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("/root.json: timed out after"));
+    assert_eq!(stderr_of(&a).matches("timed out").count(), 1);
+    assert_eq!(before, snapshot(&n.state));
+    // In JSON: a time-out is not a verification rejection.
+    let out = w
+        .cmd()
+        .args([
+            "update",
+            "check",
+            "--json",
+            "--timeout",
+            "1",
+            "--repo",
+            &url,
+        ])
+        .args(["--channel", "stable", "--node-id", "n", "--state"])
+        .arg(&n.state)
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rejected"], false);
+    assert!(v["reason"].as_str().unwrap().contains("timed out"), "{v}");
+    w.cmd()
+        .args(["update", "check", "--help"])
+        .assert()
+        .success()
+        .stdout(
+            predicates::str::contains("--timeout <SECS>")
+                .and(predicates::str::contains("64 KiB/s")),
+        );
+}
+
+// Item 4: FIFOs where files are expected are refused at once, naming the file.
+
+#[test]
+fn channel_publish_fifo_in_place_of_an_artifact() {
+    let w = world();
+    let img = w.copy_image(&w.img_b, "fifo-image");
+    mkfifo(&img.join("kernel"));
+    let before = snapshot(&w.repo);
+    w.cmd()
+        .arg("publish")
+        .arg(&img)
+        .arg("--repo")
+        .arg(&w.repo)
+        .args(["--channel", "stable", "--sign-key"])
+        .arg(&w.root_key)
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(format!(
+            "{} is a FIFO, not a regular file",
+            img.join("kernel").display()
+        )));
+    assert_eq!(before, snapshot(&w.repo));
+    // The manifest or the signature as a FIFO: the same.
+    for name in ["manifest.json", "manifest.sig"] {
+        let img = w.copy_image(&w.img_b, &format!("fifo-{name}"));
+        mkfifo(&img.join(name));
+        w.cmd()
+            .arg("publish")
+            .arg(&img)
+            .arg("--repo")
+            .arg(&w.repo)
+            .args(["--channel", "stable", "--sign-key"])
+            .arg(&w.root_key)
+            .timeout(std::time::Duration::from_secs(60))
+            .assert()
+            .code(1)
+            .stderr(predicates::str::contains(format!("{name} is a FIFO")));
+    }
+    assert_eq!(before, snapshot(&w.repo));
+}
+
+#[test]
+fn update_fetch_fifo_in_place_of_an_object() {
+    let w = world();
+    let n = w.node("n");
+    let object = w
+        .repo
+        .join("objects/sha256")
+        .join(w.artifact_sha(&w.img_a, "kernel"));
+    mkfifo(&object);
+    let before = snapshot(&n.state);
+    w.update("fetch", &n.state)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(format!(
+            "{} is a FIFO, not a regular file",
+            object.display()
+        )));
+    assert_eq!(before, snapshot(&n.state));
+    // A FIFO for a metadata document, too.
+    mkfifo(&w.repo.join("channels/stable.json"));
+    w.update("check", &n.state)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("stable.json is a FIFO"));
+    assert_eq!(before, snapshot(&n.state));
+}
+
+#[test]
+fn channel_fifo_as_gate_waves_or_bootstrap_root() {
+    let w = world();
+    let fifo = w.path("fifo");
+    mkfifo(&fifo);
+    let before = snapshot(&w.repo);
+    let run = |args: &[&str]| {
+        w.cmd()
+            .args(args)
+            .arg(&fifo)
+            .arg("--repo")
+            .arg(&w.repo)
+            .args(["--channel", "stable", "--sign-key"])
+            .arg(&w.root_key)
+            .timeout(std::time::Duration::from_secs(60))
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains(format!(
+                "{} is a FIFO, not a regular file",
+                fifo.display()
+            )))
+    };
+    run(&["rollout", "advance", "--gate"]).stderr(predicates::str::contains("--gate: "));
+    run(&["rollout", "--waves"]).stderr(predicates::str::contains("--waves: "));
+    assert_eq!(before, snapshot(&w.repo));
+    let state = w.path("fresh-node");
+    w.update("check", &state)
+        .arg("--bootstrap-root")
+        .arg(&fifo)
+        .assert()
+        .code(2)
+        .stderr(
+            predicates::str::contains("--bootstrap-root: ").and(predicates::str::contains(
+                format!("{} is a FIFO", fifo.display()),
+            )),
+        );
+    assert!(!state.exists());
+}
+
+// Item 6: root and channel metadata.
+
+/// Root documents for the committed `tests/hostile/root-*` fixtures, from a fixed key.
+fn hostile_roots() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
+    let k = SecretKey::from_seed([7; 32]);
+    let real = k.id().clone();
+    let entry = channel::KeyEntry {
+        kind: "ed25519".into(),
+        public: k.public().to_hex(),
+    };
+    let fake: stratos::sign::KeyId = "00000000000000ff".to_owned().try_into().unwrap();
+    let role = |ids: &[&stratos::sign::KeyId], threshold| channel::Role {
+        key_ids: ids.iter().map(|i| (*i).clone()).collect(),
+        threshold,
+    };
+    let doc = |keys: Vec<(&stratos::sign::KeyId, &channel::KeyEntry)>, root_role: channel::Role| {
+        let ids: Vec<_> = keys.iter().map(|(i, _)| *i).collect();
+        Root {
+            kind: channel::ROOT_TYPE.into(),
+            spec_version: channel::SPEC_VERSION,
+            version: 1,
+            expires: 4_102_444_800, // 2100-01-01: rejected for its keys, whenever it is read
+            keys: keys
+                .iter()
+                .map(|(i, e)| ((*i).clone(), (*e).clone()))
+                .collect(),
+            roles: [
+                ("root".to_owned(), root_role),
+                ("channel".to_owned(), role(&ids[..1], 1)),
+                ("image".to_owned(), role(&ids[..1], 1)),
+            ]
+            .into_iter()
+            .collect(),
+        }
+    };
+    // The key signs once per id it is listed under.
+    let sigs = |bytes: &[u8], ids: &[&stratos::sign::KeyId]| {
+        to_bytes(&channel::Signatures {
+            signatures: ids
+                .iter()
+                .map(|id| channel::Signature {
+                    key_id: (*id).clone(),
+                    sig: hex::encode(k.sign(bytes)),
+                })
+                .collect(),
+        })
+    };
+    let two_ids = doc(
+        vec![(&real, &entry), (&fake, &entry)],
+        role(&[&real, &fake], 2),
+    );
+    let wrong_id = doc(vec![(&fake, &entry)], role(&[&fake], 1));
+    let (b1, b2) = (to_bytes(&two_ids), to_bytes(&wrong_id));
+    vec![
+        (
+            "root-one-key-two-ids",
+            b1.clone(),
+            sigs(&b1, &[&real, &fake]),
+        ),
+        ("root-key-id-not-its-key", b2.clone(), sigs(&b2, &[&fake])),
+    ]
+}
+
+#[test]
+fn root_hostile_fixtures_are_refused_at_bootstrap() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes, sigs) in hostile_roots() {
+        let fixture = root().join("tests/hostile").join(name);
+        if std::env::var_os("STRATOS_REGENERATE_HOSTILE").is_some() {
+            std::fs::create_dir_all(&fixture).unwrap();
+            std::fs::write(fixture.join("root.json"), &bytes).unwrap();
+            std::fs::write(fixture.join("root.sigs.json"), &sigs).unwrap();
+        }
+        // The committed fixture is what the generator above makes (run the test with
+        // STRATOS_REGENERATE_HOSTILE=1 to rewrite it).
+        assert_eq!(
+            std::fs::read(fixture.join("root.json")).unwrap(),
+            bytes,
+            "{name}"
+        );
+        assert_eq!(
+            std::fs::read(fixture.join("root.sigs.json")).unwrap(),
+            sigs,
+            "{name}"
+        );
+        let state = dir.path().join(name);
+        let e = bootstrap(&state, &fixture.join("root.json")).unwrap_err();
+        assert!(matches!(e, ChannelError::Rejected(_)), "{e:?}");
+        assert!(
+            e.to_string().contains(
+                "key id 00000000000000ff is not the id of the key it lists (that key's id is "
+            ),
+            "{name}: {e}"
+        );
+        assert!(!state.exists(), "{name}: the state was created");
+    }
+}
+
+#[test]
+fn attack_root_lists_one_key_under_two_ids() {
+    let w = world();
+    let n = w.node("n");
+    n.check().unwrap();
+    // A root version 2 whose root role needs 2 signatures and lists the one root key under its
+    // own id and a made-up one, signed once per id: the old code counted two signatures.
+    let key = w.key(&w.root_key);
+    let mut root = w.root_doc();
+    root.version = 2;
+    let fake: stratos::sign::KeyId = "00000000000000ff".to_owned().try_into().unwrap();
+    root.keys.insert(fake.clone(), root.keys[key.id()].clone());
+    let r = root.roles.get_mut("root").unwrap();
+    r.key_ids.push(fake.clone());
+    r.threshold = 2;
+    let bytes = to_bytes(&root);
+    let sigs = to_bytes(&channel::Signatures {
+        signatures: [key.id().clone(), fake]
+            .into_iter()
+            .map(|id| channel::Signature {
+                key_id: id,
+                sig: hex::encode(key.sign(&bytes)),
+            })
+            .collect(),
+    });
+    w.write("roots/2.root.json", &bytes);
+    w.write("roots/2.sigs.json", &sigs);
+    w.write("root.json", &bytes);
+    assert_rejected(
+        &n,
+        "root.json: key id 00000000000000ff is not the id of the key it lists",
+        check,
+    );
+    // Even a root that slipped through cannot count one key twice.
+    let e = channel::verify_threshold("doc", &bytes, &sigs, &root, "root")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("1 valid signature(s) from distinct root keys, 2 required"),
+        "{e}"
+    );
+}
+
+#[test]
+fn repo_init_refuses_the_same_key_twice() {
+    let w = world_with(&[]);
+    let ch = w.keygen("channel");
+    let repo = w.path("twice");
+    let init = |args: &[&std::ffi::OsStr]| {
+        let mut c = w.cmd();
+        c.args(["repo", "init"]).arg(&repo).args(args);
+        c.assert()
+    };
+    let key = w.root_key.as_os_str();
+    let chp = ch.with_extension("pub");
+    let id = w.key(&w.root_key).id().to_string();
+    init(&[
+        "--root-key".as_ref(),
+        key,
+        "--root-key".as_ref(),
+        key,
+        "--threshold".as_ref(),
+        "2".as_ref(),
+    ])
+    .code(2)
+    .stderr(predicates::str::contains(format!(
+        "--root-key: key {id} is given twice; thresholds count distinct keys"
+    )));
+    init(&[
+        "--root-key".as_ref(),
+        key,
+        "--channel-key".as_ref(),
+        chp.as_os_str(),
+        "--channel-key".as_ref(),
+        chp.as_os_str(),
+        "--channel-threshold".as_ref(),
+        "2".as_ref(),
+    ])
+    .code(2)
+    .stderr(predicates::str::contains("--channel-key: key"))
+    .stderr(predicates::str::contains("is given twice"));
+    // A threshold above the number of keys.
+    init(&[
+        "--root-key".as_ref(),
+        key,
+        "--channel-key".as_ref(),
+        chp.as_os_str(),
+        "--channel-threshold".as_ref(),
+        "2".as_ref(),
+    ])
+    .code(2)
+    .stderr(predicates::str::contains(
+        "--channel-threshold 2 must be between 1 and the number of channel keys (1)",
+    ));
+    assert!(!repo.exists(), "nothing may be written");
+}
+
+#[test]
+fn root_rotation_warns_about_roles_that_still_trust_the_old_key() {
+    let w = world();
+    let n = w.node("n");
+    n.check().unwrap();
+    let old_id = w.key(&w.root_key).id().to_string();
+    let new = w.keygen("root2");
+    let a = w.rotate(&w.root_key, &new).success();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains(&format!(
+            "warning: the channel and image roles still trust the retired root key {old_id}"
+        )) && err.contains("--also channel,image"),
+        "{err}"
+    );
+    let root = w.root_doc();
+    for role in ["channel", "image"] {
+        assert!(root.roles[role]
+            .key_ids
+            .iter()
+            .any(|k| k.as_str() == old_id));
+    }
+    // Which is what the warning says: the old key still signs channels nodes accept.
+    assert!(n.check().is_ok());
+}
+
+#[test]
+fn root_rotation_also_rotates_channel_and_image_roles() {
+    let w = world();
+    let n = w.node("n");
+    n.check().unwrap();
+    let old = w.key(&w.root_key);
+    let new = w.keygen("root2");
+    let new_id = w.key(&new).id().clone();
+    let a = w
+        .cmd()
+        .args(["repo", "rotate-key", "--repo"])
+        .arg(&w.repo)
+        .arg("--old-key")
+        .arg(&w.root_key)
+        .arg("--new-key")
+        .arg(&new)
+        .args(["--also", "channel,image"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(format!(
+            "the channel role now trusts {new_id} instead of {}",
+            old.id()
+        )))
+        .stdout(predicates::str::contains("re-signed channel stable"));
+    assert!(!stderr_of(&a).contains("warning"), "{}", stderr_of(&a));
+    let root = w.root_doc();
+    for role in ["root", "channel", "image"] {
+        assert_eq!(root.roles[role].key_ids, vec![new_id.clone()], "{role}");
+    }
+    assert!(!root.keys.contains_key(old.id()));
+    // The node follows the rotation; the image signed by the retired key is no longer
+    // trusted (the command said so)…
+    assert!(stderr_of(&a).contains("nodes no longer stage images signed by"));
+    assert_rejected(
+        &n,
+        "which the repository's root does not trust for images",
+        check,
+    );
+    // …one signed by the new key is, in a channel document signed by the new key.
+    let img = w.path("img-new-key");
+    w.build(&img, "1.4.0", &new);
+    w.cmd()
+        .arg("publish")
+        .arg(&img)
+        .arg("--repo")
+        .arg(&w.repo)
+        .args(["--channel", "stable", "--sign-key"])
+        .arg(&new)
+        .assert()
+        .success();
+    let d = n.fetch_update().unwrap();
+    assert_eq!((d.channel_version, d.image_version.as_str()), (3, "1.4.0"));
+    assert!(d.selected && d.staged.is_some(), "{}", d.reason);
+    // The retired key no longer signs channel documents.
+    let mut doc = w.channel_doc("stable");
+    doc.version += 1;
+    w.forge("stable", &doc, &[&old]);
+    assert_rejected(
+        &n,
+        "0 valid signature(s) from distinct channel keys, 1 required",
+        check,
+    );
+    // Unknown roles are refused by the command line.
+    w.cmd()
+        .args(["repo", "rotate-key", "--repo"])
+        .arg(&w.repo)
+        .arg("--old-key")
+        .arg(&new)
+        .arg("--new-key")
+        .arg(&w.root_key)
+        .args(["--also", "everything"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn attack_channel_relabels_an_old_image() {
+    let w = world();
+    let n = w.node("n");
+    n.check().unwrap();
+    // The channel key alone re-announces image 1.2.3 as 9.9.9 (or as another image).
+    let mut doc = w.channel_doc("stable");
+    doc.version += 1;
+    doc.image.version = "9.9.9".into();
+    w.forge("stable", &doc, &[&w.key(&w.root_key)]);
+    let want = "channels/stable.json: names the image fixture 9.9.9, but the signed manifest it points at is fixture 1.2.3; refusing a relabelled image";
+    assert_rejected(&n, want, check);
+    assert_rejected(&n, want, fetch);
+    doc.image.version = "1.2.3".into();
+    doc.image.name = "payments".into();
+    w.forge("stable", &doc, &[&w.key(&w.root_key)]);
+    assert_rejected(&n, "names the image payments 1.2.3", fetch);
+}
+
+#[test]
+fn channel_expiry_is_bounded() {
+    let w = world();
+    let before = snapshot(&w.repo);
+    let publish = |expires: &str| {
+        w.cmd()
+            .arg("publish")
+            .arg(&w.img_b)
+            .arg("--repo")
+            .arg(&w.repo)
+            .args(["--channel", "stable", "--expires", expires, "--sign-key"])
+            .arg(&w.root_key)
+            .assert()
+            .code(2)
+    };
+    publish("99999999999d").stderr(predicates::str::contains(
+        "--expires \"99999999999d\": must be between 1s and 3650d",
+    ));
+    publish("999999999999999999999d").stderr(predicates::str::contains(
+        "--expires \"999999999999999999999d\": expected a duration",
+    ));
+    publish("3651d").stderr(predicates::str::contains("3650d"));
+    assert_eq!(before, snapshot(&w.repo));
+    w.cmd()
+        .args(["repo", "init"])
+        .arg(w.path("r2"))
+        .arg("--root-key")
+        .arg(&w.root_key)
+        .args(["--expires", "100000d"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "--expires \"100000d\": must be between",
+        ));
+    // A node refuses a document that would practically never expire.
+    let n = w.node("n");
+    let mut doc = w.channel_doc("stable");
+    doc.version += 1;
+    doc.expires = channel::now() + 100 * 365 * 86_400;
+    w.forge("stable", &doc, &[&w.key(&w.root_key)]);
+    assert_rejected(
+        &n,
+        "channels/stable.json: expires 36500 days from now",
+        check,
+    );
+    // The node's --max-age is bounded and named too.
+    w.update("check", &n.state)
+        .args(["--max-age", "soon"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "--max-age \"soon\": expected a duration",
+        ));
+}
+
+#[test]
+fn attack_freeze_with_a_stale_unexpired_document() {
+    let w = world();
+    let n = w.node("n");
+    n.check().unwrap();
+    // A mirror keeps serving a document signed 8 days ago and valid for 3 more weeks (here
+    // forged with the channel key as a stand-in for the operator's own old document).
+    let mut doc = w.channel_doc("stable");
+    doc.version += 1;
+    doc.timestamp = channel::now() - 8 * 86_400;
+    doc.expires = channel::now() + 21 * 86_400;
+    w.forge("stable", &doc, &[&w.key(&w.root_key)]);
+    assert_rejected(
+        &n,
+        "channels/stable.json: version 2 was signed 8d ago, longer than this node's maximum age of 7d (--max-age)",
+        check,
+    );
+    assert_rejected(&n, "freeze attack", fetch);
+    // A node that allows 9 days takes it: it is the age, nothing else.
+    let lenient = Node {
+        max_age: 9 * 86_400,
+        ..w.node("n")
+    };
+    assert_eq!(lenient.check().unwrap().channel_version, 2);
+}
+
+#[test]
+fn repo_refresh_keeps_a_quiet_channel_fresh() {
+    let w = world();
+    // The operator's own document, signed 8 days ago and unchanged since (written here with
+    // the channel key and an old timestamp): nodes refuse it…
+    let mut doc = w.channel_doc("stable");
+    doc.version += 1;
+    doc.timestamp = channel::now() - 8 * 86_400;
+    w.forge("stable", &doc, &[&w.key(&w.root_key)]);
+    let later = w.node("n");
+    assert_rejected(&later, "was signed 8d ago", check);
+    w.cmd()
+        .args(["repo", "status", "--repo"])
+        .arg(&w.repo)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("8d ago"))
+        .stdout(predicates::str::contains("STALE"));
+    // …until the operator re-signs it, unchanged but for version, timestamp and expiry.
+    let old = w.channel_doc("stable");
+    w.cmd()
+        .args(["repo", "refresh", "--repo"])
+        .arg(&w.repo)
+        .args(["--all", "--sign-key"])
+        .arg(&w.root_key)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "refreshed: channel stable version 3 -> fixture 1.2.3",
+        ));
+    let new = w.channel_doc("stable");
+    assert_eq!(
+        (new.version, &new.image, &new.rollout, new.halted),
+        (old.version + 1, &old.image, &old.rollout, old.halted)
+    );
+    assert!(new.timestamp >= old.timestamp);
+    let d = later.fetch_update().unwrap();
+    assert!(d.selected && d.staged.is_some(), "{}", d.reason);
+    // A channel that does not exist is named.
+    w.cmd()
+        .args(["repo", "refresh", "--repo"])
+        .arg(&w.repo)
+        .args(["--channel", "nope", "--sign-key"])
+        .arg(&w.root_key)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("channel nope does not exist"));
+}
+
+// Item 8: an interrupted update leaves its staging directory behind; the next run removes it,
+// and only it.
+
+#[test]
+fn update_fetch_removes_leftover_staging_directories() {
+    let w = world();
+    let n = w.node("n");
+    // What a killed `update fetch` leaves: a staging directory with a partial artifact, and a
+    // half-written metadata file; next to them, things that are not ours.
+    let leftover = n.state.join(".staging-Ab12Cd");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("kernel"), b"partial").unwrap();
+    let tmp = n.state.join("trusted/.stratos-tmp-x1Y2z3");
+    std::fs::write(&tmp, b"{\"half").unwrap();
+    let user_file = n.state.join("notes.txt");
+    std::fs::write(&user_file, b"mine\n").unwrap();
+    let user_dir = n.state.join(".staging-keep-me");
+    std::fs::create_dir_all(&user_dir).unwrap();
+    let elsewhere = w.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("precious"), b"do not delete").unwrap();
+    let link = n.state.join(".staging-Zz99Yy");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    w.update("fetch", &n.state)
+        .assert()
+        .success()
+        .stderr(predicates::str::contains(format!(
+            "note: removed {}, left by an interrupted update",
+            leftover.display()
+        )))
+        .stdout(predicates::str::contains("staged at"));
+    assert!(!leftover.exists() && !tmp.exists());
+    assert_eq!(std::fs::read(&user_file).unwrap(), b"mine\n");
+    assert!(user_dir.is_dir());
+    // A symlink named like ours is neither followed nor removed.
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        std::fs::read(elsewhere.join("precious")).unwrap(),
+        b"do not delete"
+    );
+    // Nothing is left by a rejected update either, and a clean state gets no notes.
+    let a = w.update("fetch", &n.state).assert().success();
+    assert!(!stderr_of(&a).contains("note:"), "{}", stderr_of(&a));
+}
+
+// Item 12: each cause is printed once.
+
+#[test]
+fn errors_print_their_cause_once() {
+    let w = world();
+    // The state path is a file: creating the state directory fails.
+    let state = w.path("not-a-dir");
+    std::fs::write(&state, b"").unwrap();
+    let a = w
+        .update("check", &state)
+        .arg("--bootstrap-root")
+        .arg(w.repo.join("root.json"))
+        .assert()
+        .code(1);
+    let err = stderr_of(&a);
+    assert!(
+        err.contains(&format!("creating {}", state.display())),
+        "{err}"
+    );
+    assert_eq!(err.matches("(os error").count(), 1, "{err}");
+    // A missing signing key.
+    let a = w
+        .cmd()
+        .args(["rollout", "halt", "--repo"])
+        .arg(&w.repo)
+        .args(["--channel", "stable", "--sign-key", "/nonexistent/k.key"])
+        .assert()
+        .code(2);
+    let err = stderr_of(&a);
+    assert!(err.contains("/nonexistent/k.key"), "{err}");
+    assert_eq!(err.matches("(os error 2)").count(), 1, "{err}");
 }

@@ -306,7 +306,11 @@ pub fn run(image: &BootImage, opts: &RunOptions) -> Result<BootRun, BootError> {
                     }
                     Err(e)
                         if first_response.is_none()
-                            && matches!(e, crate::http::HttpError::Io(..)) =>
+                            && matches!(
+                                e,
+                                crate::http::HttpError::Io(..)
+                                    | crate::http::HttpError::TimedOut { .. }
+                            ) =>
                     {
                         std::thread::sleep(Duration::from_millis(10));
                     }

@@ -8,17 +8,29 @@
 //! current.json                                       {"version", "manifest_sha256"} of the running image (optional)
 //! images/<manifest sha256>/                          staged images (manifest, signature, artifacts)
 //! staged.json                                        which staged image boots next (A/B slots build on this)
+//! .staging-XXXXXX/                                   a download in progress (removed on failure, or at the next run)
 //! ```
-//! Nothing in the state changes unless every check passed; trusted metadata is stored last.
+//! Nothing in the state changes unless every check passed; trusted metadata is stored last. A
+//! run holds an exclusive lock on the state directory; with it held, what an interrupted run
+//! left behind (only names StratOS makes) is removed first.
 
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::transport::Source;
 use super::*;
-use crate::sign::manifest::{MANIFEST_FILE, SIGNATURE_FILE};
+use crate::fsio::{self, caps, Links};
+use crate::sign::manifest::{Manifest, MANIFEST_FILE, SIGNATURE_FILE};
 use crate::sign::{sha256_hex, write_atomic};
+
+/// A temporary directory a download is assembled in: `.staging-` and [`RAND_LEN`] letters
+/// or digits (what `tempfile` makes of this prefix). A leftover one is removed at the next run.
+const STAGING_PREFIX: &str = ".staging-";
+/// The temporary file [`write_atomic`] writes before its rename.
+const TMP_FILE_PREFIX: &str = ".stratos-tmp-";
+const RAND_LEN: usize = 6;
 
 pub struct Node {
     pub source: Source,
@@ -29,6 +41,9 @@ pub struct Node {
     pub now: u64,
     /// Largest artifact accepted.
     pub max_artifact_bytes: u64,
+    /// Oldest channel document accepted, in seconds since it was signed (freeze protection;
+    /// [`DEFAULT_MAX_AGE`] unless the operator of the node says otherwise).
+    pub max_age: u64,
 }
 
 /// What a check decided, and why.
@@ -44,6 +59,8 @@ pub struct Decision {
     pub cohort: u32,
     pub reached: u32,
     pub staged: Option<String>,
+    /// Housekeeping done on the way (leftovers of an interrupted run removed, …).
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,14 +78,13 @@ pub struct Staged {
     pub dir: String,
 }
 
+/// A state file: regular (never a link, FIFO or device), at most [`caps::METADATA`] bytes;
+/// `None` if absent.
 fn read_opt(p: &Path) -> Result<Option<Vec<u8>>, ChannelError> {
-    match std::fs::read(p) {
+    match fsio::read_regular(p, caps::METADATA, "a node state file", Links::Refuse) {
         Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(ChannelError::Io {
-            what: format!("reading {}", p.display()),
-            source,
-        }),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(ChannelError::input(e.to_string())),
     }
 }
 
@@ -79,13 +95,133 @@ fn write(p: &Path, bytes: &[u8]) -> Result<(), ChannelError> {
     write_atomic(p, bytes, 0o644).map_err(io(format!("writing {}", p.display())))
 }
 
+/// Writes a new file and flushes it to disk (inside a staging directory renamed afterwards).
+fn write_new(p: &Path, bytes: &[u8]) -> Result<(), ChannelError> {
+    use std::io::Write;
+    let err = io(format!("writing {}", p.display()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(p)
+        .map_err(io(format!("creating {}", p.display())))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(err)
+}
+
+/// Flushes a directory's entries (after a rename into it).
+fn sync_dir(d: &Path) -> Result<(), ChannelError> {
+    std::fs::File::open(d)
+        .and_then(|f| f.sync_all())
+        .map_err(io(format!("syncing {}", d.display())))
+}
+
+fn no_trusted_root(state: &Path) -> ChannelError {
+    ChannelError::input(format!(
+        "{} has no trusted root; bootstrap it with --bootstrap-root PATH/TO/root.json (from the image or the operator)",
+        state.display()
+    ))
+}
+
+/// An exclusive lock on the state directory (`flock` on the directory itself, so no lock file
+/// changes the state), held while a run reads and writes it. Released on drop.
+struct StateLock {
+    _dir: std::fs::File,
+}
+
+/// How long a run waits for another one holding the state lock before giving up.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn lock_state(state: &Path) -> Result<StateLock, ChannelError> {
+    use rustix::fs::{flock, FlockOperation};
+    let dir = match std::fs::File::open(state) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(no_trusted_root(state)),
+        Err(e) => return Err(io(format!("opening {}", state.display()))(e)),
+    };
+    let start = std::time::Instant::now();
+    loop {
+        match flock(&dir, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(StateLock { _dir: dir }),
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK && start.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                return Err(io(format!(
+                    "locking {} (another `stratos update` has been using it for over {}s; try again when it has finished)",
+                    state.display(),
+                    LOCK_WAIT.as_secs()
+                ))(e.into()))
+            }
+            Err(e) => return Err(io(format!("locking {}", state.display()))(e.into())),
+        }
+    }
+}
+
+/// Whether `name` is `prefix` followed by exactly [`RAND_LEN`] ASCII letters or digits: a
+/// temporary name StratOS made, and nothing a user would name a file.
+fn is_ours(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix)
+        .is_some_and(|r| r.len() == RAND_LEN && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Removes what an interrupted run left behind, with the state locked: `.staging-XXXXXX`
+/// directories at the top of the state directory (partial downloads) and `.stratos-tmp-XXXXXX`
+/// files where the node writes metadata (partial writes). Only those names, only real
+/// directories and files: a symlink is neither followed nor removed, anything else stays.
+/// Returns a note per removal.
+fn clean_leftovers(state: &Path) -> Result<Vec<String>, ChannelError> {
+    let mut notes = Vec::new();
+    let places = [
+        (state.to_owned(), true),
+        (state.join("trusted"), false),
+        (state.join("trusted/channels"), false),
+    ];
+    for (dir, staging_too) in places {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(format!("listing {}", dir.display()))(e)),
+        };
+        for e in entries {
+            let e = e.map_err(io(format!("listing {}", dir.display())))?;
+            let Some(name) = e.file_name().to_str().map(str::to_owned) else {
+                continue; // not UTF-8: not a name we make
+            };
+            let path = e.path();
+            // DirEntry::file_type does not follow symlinks.
+            let ft = e
+                .file_type()
+                .map_err(io(format!("inspecting {}", path.display())))?;
+            if staging_too && ft.is_dir() && is_ours(&name, STAGING_PREFIX) {
+                std::fs::remove_dir_all(&path)
+                    .map_err(io(format!("removing the leftover {}", path.display())))?;
+                notes.push(format!(
+                    "removed {}, left by an interrupted update",
+                    path.display()
+                ));
+            } else if ft.is_file() && is_ours(&name, TMP_FILE_PREFIX) {
+                std::fs::remove_file(&path)
+                    .map_err(io(format!("removing the leftover {}", path.display())))?;
+                notes.push(format!(
+                    "removed {}, left by an interrupted write",
+                    path.display()
+                ));
+            }
+        }
+    }
+    Ok(notes)
+}
+
 /// Copies a trusted root (and its `.sigs.json` next to it) into a new state directory.
 pub fn bootstrap(state: &Path, root_json: &Path) -> Result<(), ChannelError> {
     let trusted = state.join("trusted/root.json");
     if trusted.exists() {
         return Ok(());
     }
-    let bytes = std::fs::read(root_json).map_err(io(format!("reading {}", root_json.display())))?;
+    let read = |p: &Path| {
+        fsio::read_file(p, caps::METADATA, "a root document")
+            .map_err(|e| ChannelError::input(format!("--bootstrap-root: {e}")))
+    };
+    let bytes = read(root_json)?;
     let sigs_path =
         root_json.with_file_name(root_json.file_name().and_then(|n| n.to_str()).map_or(
             "root.sigs.json".to_owned(),
@@ -94,9 +230,11 @@ pub fn bootstrap(state: &Path, root_json: &Path) -> Result<(), ChannelError> {
                     .replace("root.json", "root.sigs.json")
             },
         ));
-    let sigs = std::fs::read(&sigs_path).map_err(io(format!("reading {}", sigs_path.display())))?;
+    let sigs = read(&sigs_path)?;
     let root = parse_root(&bytes, &root_json.display().to_string())?;
     verify_threshold("bootstrap root", &bytes, &sigs, &root, "root")?;
+    std::fs::create_dir_all(state).map_err(io(format!("creating {}", state.display())))?;
+    let _lock = lock_state(state)?;
     write(&state.join("trusted/root.sigs.json"), &sigs)?;
     write(&trusted, &bytes)
 }
@@ -105,12 +243,15 @@ pub fn bootstrap(state: &Path, root_json: &Path) -> Result<(), ChannelError> {
 struct Verified {
     /// (version, bytes, sigs) of each new root, in order.
     new_roots: Vec<(Vec<u8>, Vec<u8>)>,
-    root: Root,
     channel_bytes: Vec<u8>,
     channel_sigs: Vec<u8>,
     channel: Channel,
+    /// The image's manifest and its signature, verified against the root's image keys and
+    /// agreeing with the channel document's name and version.
+    manifest_bytes: Vec<u8>,
+    signature_bytes: Vec<u8>,
+    manifest: Manifest,
 }
-
 /// Whether the node `node_id`, running `current` with `staged` waiting, takes the channel's
 /// image at time `now`, and why. Pure: the same inputs give the same decision on every node.
 pub fn decide(
@@ -132,6 +273,7 @@ pub fn decide(
         cohort,
         reached,
         staged: None,
+        notes: Vec::new(),
     };
     let target = &c.image.manifest_sha256;
     if current.is_some_and(|cur| &cur.manifest_sha256 == target) {
@@ -184,16 +326,27 @@ impl Node {
 
     fn trusted_root(&self) -> Result<(Root, Vec<u8>), ChannelError> {
         let p = self.state.join("trusted/root.json");
-        let bytes = read_opt(&p)?.ok_or_else(|| {
-            ChannelError::input(format!(
-                "{} has no trusted root; bootstrap it with --bootstrap-root PATH/TO/root.json (from the image or the operator)",
-                self.state.display()
-            ))
-        })?;
+        let bytes = read_opt(&p)?.ok_or_else(|| no_trusted_root(&self.state))?;
         Ok((parse_root(&bytes, &p.display().to_string())?, bytes))
     }
 
-    /// Walks root rotations and verifies the channel document.
+    /// A JSON state file (`current.json`, `staged.json`); a malformed one is an error, never
+    /// read as absent (a running image must not be deleted on the strength of it).
+    fn read_state<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, ChannelError> {
+        let p = self.state.join(name);
+        read_opt(&p)?
+            .map(|b| {
+                serde_json::from_slice(&b).map_err(|e| {
+                    ChannelError::input(format!(
+                        "{}: malformed ({e}); repair or remove it",
+                        p.display()
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    /// Walks root rotations, verifies the channel document and the manifest it points at.
     fn verify_metadata(&self) -> Result<Verified, ChannelError> {
         let (mut root, trusted_bytes) = self.trusted_root()?;
         let latest_bytes = self.fetch("root.json", MAX_METADATA_BYTES)?;
@@ -251,6 +404,11 @@ impl Node {
                 root.version, root.expires
             )));
         }
+        check_expiry_bound(
+            &format!("root version {}", root.version),
+            root.expires,
+            self.now,
+        )?;
         let rel = format!("channels/{}.json", self.channel);
         let cb = self.fetch(&rel, MAX_METADATA_BYTES)?;
         let cs = self.fetch(
@@ -269,6 +427,19 @@ impl Node {
             return Err(ChannelError::rejected(format!(
                 "{rel}: version {} expired at {}",
                 c.version, c.expires
+            )));
+        }
+        check_expiry_bound(&rel, c.expires, self.now)?;
+        // Freeze protection: an unexpired document can still be one the operator has long
+        // replaced; a mirror serving it forever would keep this node from ever updating.
+        let age = self.now.saturating_sub(c.timestamp);
+        if age > self.max_age {
+            return Err(ChannelError::rejected(format!(
+                "{rel}: version {} was signed {} ago, longer than this node's maximum age of {} (--max-age); either the repository is frozen on an old document (a freeze attack) or the operator has not re-signed it: `stratos repo refresh --channel {}` does",
+                c.version,
+                fmt_age(age),
+                fmt_age(self.max_age),
+                self.channel
             )));
         }
         let stored = read_opt(
@@ -291,64 +462,39 @@ impl Node {
                 )));
             }
         }
+        let (manifest_bytes, signature_bytes, manifest) = self.verify_manifest(&root, &rel, &c)?;
         Ok(Verified {
             new_roots,
-            root,
             channel_bytes: cb,
             channel_sigs: cs,
             channel: c,
+            manifest_bytes,
+            signature_bytes,
+            manifest,
         })
     }
 
-    fn store_trust(&self, v: &Verified) -> Result<(), ChannelError> {
-        if let Some((b, s)) = v.new_roots.last() {
-            write(&self.state.join("trusted/root.sigs.json"), s)?;
-            write(&self.state.join("trusted/root.json"), b)?;
-        }
-        let base = self
-            .state
-            .join(format!("trusted/channels/{}", self.channel));
-        write(&base.with_extension("sigs.json"), &v.channel_sigs)?;
-        write(&base.with_extension("json"), &v.channel_bytes)
-    }
-
-    fn decide(&self, c: &Channel) -> Result<Decision, ChannelError> {
-        let current: Option<Current> = read_opt(&self.state.join("current.json"))?
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let staged: Option<Staged> = read_opt(&self.state.join("staged.json"))?
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        Ok(decide(
-            c,
-            &self.node_id,
-            self.now,
-            current.as_ref(),
-            staged.as_ref(),
-        ))
-    }
-
-    /// Verifies metadata and decides; stores the newly trusted metadata. Stages nothing.
-    pub fn check(&self) -> Result<Decision, ChannelError> {
-        let v = self.verify_metadata()?;
-        let d = self.decide(&v.channel)?;
-        self.store_trust(&v)?;
-        Ok(d)
-    }
-
-    /// Like [`Node::check`], and when selected downloads, verifies and stages the image.
-    pub fn fetch_update(&self) -> Result<Decision, ChannelError> {
-        let v = self.verify_metadata()?;
-        let mut d = self.decide(&v.channel)?;
-        if d.selected {
-            let dir = self.stage(&v.root, &v.channel)?;
-            d.staged = Some(dir);
-            d.reason = format!("{}; staged", d.reason);
-        }
-        self.store_trust(&v)?;
-        Ok(d)
-    }
-
-    fn stage(&self, root: &Root, c: &Channel) -> Result<String, ChannelError> {
+    /// Fetches the manifest the channel document `rel` points at and its signature, checks
+    /// both against the document's digests, the signature against the root's image keys, and
+    /// the image name and version the document claims against the signed manifest (a channel
+    /// key alone cannot relabel an old image as a new one).
+    fn verify_manifest(
+        &self,
+        root: &Root,
+        rel: &str,
+        c: &Channel,
+    ) -> Result<(Vec<u8>, Vec<u8>, Manifest), ChannelError> {
         let img = &c.image;
+        for (what, len, cap) in [
+            ("manifest", img.manifest_length, caps::MANIFEST),
+            ("manifest signature", img.signature_length, caps::SIGNATURE),
+        ] {
+            if len > cap {
+                return Err(ChannelError::rejected(format!(
+                    "{rel}: the {what} is {len} bytes, over the {cap}-byte limit"
+                )));
+            }
+        }
         let manifest = self.fetch(
             &format!("objects/sha256/{}", img.manifest_sha256),
             img.manifest_length,
@@ -381,12 +527,82 @@ impl Node {
         }
         let m = crate::sign::verify::parse_manifest(&manifest)
             .map_err(|e| ChannelError::rejected(e.to_string()))?;
-        // Downloads go to a temporary directory in the state dir (removed if anything fails),
-        // so a rejected update leaves the state exactly as it was.
-        std::fs::create_dir_all(&self.state)
-            .map_err(io(format!("creating {}", self.state.display())))?;
+        if m.image.name != img.name || m.image.version != img.version {
+            return Err(ChannelError::rejected(format!(
+                "{rel}: names the image {} {}, but the signed manifest it points at is {} {}; refusing a relabelled image",
+                img.name, img.version, m.image.name, m.image.version
+            )));
+        }
+        Ok((manifest, sig, m))
+    }
+
+    fn store_trust(&self, v: &Verified) -> Result<(), ChannelError> {
+        if let Some((b, s)) = v.new_roots.last() {
+            write(&self.state.join("trusted/root.sigs.json"), s)?;
+            write(&self.state.join("trusted/root.json"), b)?;
+        }
+        let base = self
+            .state
+            .join(format!("trusted/channels/{}", self.channel));
+        write(&base.with_extension("sigs.json"), &v.channel_sigs)?;
+        write(&base.with_extension("json"), &v.channel_bytes)
+    }
+
+    fn decide(&self, c: &Channel) -> Result<Decision, ChannelError> {
+        let current: Option<Current> = self.read_state("current.json")?;
+        let staged: Option<Staged> = self.read_state("staged.json")?;
+        Ok(decide(
+            c,
+            &self.node_id,
+            self.now,
+            current.as_ref(),
+            staged.as_ref(),
+        ))
+    }
+
+    /// Locks the state and removes what an interrupted run left in it.
+    fn begin(&self) -> Result<(StateLock, Vec<String>), ChannelError> {
+        let lock = lock_state(&self.state)?;
+        let notes = clean_leftovers(&self.state)?;
+        Ok((lock, notes))
+    }
+
+    /// Verifies metadata and decides; stores the newly trusted metadata. Downloads nothing but
+    /// the image's manifest and signature.
+    pub fn check(&self) -> Result<Decision, ChannelError> {
+        let (_lock, notes) = self.begin()?;
+        let v = self.verify_metadata()?;
+        let mut d = self.decide(&v.channel)?;
+        d.notes = notes;
+        self.store_trust(&v)?;
+        Ok(d)
+    }
+
+    /// Like [`Node::check`], and when selected downloads, verifies and stages the image.
+    pub fn fetch_update(&self) -> Result<Decision, ChannelError> {
+        let (_lock, notes) = self.begin()?;
+        let v = self.verify_metadata()?;
+        let mut d = self.decide(&v.channel)?;
+        d.notes = notes;
+        if d.selected {
+            let dir = self.stage(&v, &mut d.notes)?;
+            d.staged = Some(dir);
+            d.reason = format!("{}; staged", d.reason);
+        }
+        self.store_trust(&v)?;
+        Ok(d)
+    }
+
+    fn stage(&self, v: &Verified, notes: &mut Vec<String>) -> Result<String, ChannelError> {
+        let c = &v.channel;
+        let img = &c.image;
+        let m = &v.manifest;
+        // Downloads go to a temporary directory in the state dir (removed if anything fails,
+        // or at the next run if this one is killed), so a rejected update leaves the state
+        // exactly as it was.
         let tmp = tempfile::Builder::new()
-            .prefix(".staging-")
+            .prefix(STAGING_PREFIX)
+            .rand_bytes(RAND_LEN)
             .tempdir_in(&self.state)
             .map_err(io(format!(
                 "creating a directory in {}",
@@ -412,16 +628,14 @@ impl Node {
                     a.name
                 )));
             }
-            std::fs::write(tmp.path().join(&a.name), &bytes)
-                .map_err(io(format!("writing {}", a.name)))?;
+            write_new(&tmp.path().join(&a.name), &bytes)?;
         }
-        std::fs::write(tmp.path().join(MANIFEST_FILE), &manifest)
-            .map_err(io("writing the manifest"))?;
-        std::fs::write(tmp.path().join(SIGNATURE_FILE), &sig)
-            .map_err(io("writing the signature"))?;
+        write_new(&tmp.path().join(MANIFEST_FILE), &v.manifest_bytes)?;
+        write_new(&tmp.path().join(SIGNATURE_FILE), &v.signature_bytes)?;
+        sync_dir(tmp.path())?;
         // The signature was checked on these manifest bytes above; what is left is that the
         // files on disk are the ones it names and the SBOM agrees with it.
-        crate::sign::verify::verify_contents(tmp.path(), &m)
+        crate::sign::verify::verify_contents(tmp.path(), m)
             .map_err(|e| ChannelError::rejected(format!("staged image: {e}")))?;
         let rel = format!("images/{}", img.manifest_sha256);
         let dest = self.state.join(&rel);
@@ -433,25 +647,34 @@ impl Node {
         let kept = tmp.keep();
         std::fs::rename(&kept, &dest)
             .map_err(io(format!("moving the image to {}", dest.display())))?;
+        sync_dir(&images)?;
         let staged = Staged {
             channel: c.channel.clone(),
             channel_version: c.version,
             image: img.clone(),
             dir: rel.clone(),
         };
-        let before: Option<Staged> = read_opt(&self.state.join("staged.json"))?
-            .and_then(|b| serde_json::from_slice(&b).ok());
+        let before: Option<Staged> = self.read_state("staged.json")?;
         write(&self.state.join("staged.json"), &to_bytes(&staged))?;
         // The image staged before this one will not boot now: drop it (never the running one).
-        let current: Option<Current> = read_opt(&self.state.join("current.json"))?
-            .and_then(|b| serde_json::from_slice(&b).ok());
+        let current: Option<Current> = self.read_state("current.json")?;
         if let Some(old) = before {
             let running = current.is_some_and(|c| c.manifest_sha256 == old.image.manifest_sha256);
             if old.dir != rel
                 && !running
                 && super::is_sha256_hex(old.dir.trim_start_matches("images/"))
             {
-                let _ = std::fs::remove_dir_all(self.state.join(&old.dir));
+                let old_dir = self.state.join(&old.dir);
+                // The new image is staged and named in staged.json: failing to free the old
+                // one's space is worth saying, not undoing the update for.
+                if let Err(e) = std::fs::remove_dir_all(&old_dir) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        notes.push(format!(
+                            "could not remove the image staged before, {}: {e}; remove it by hand",
+                            old_dir.display()
+                        ));
+                    }
+                }
             }
         }
         Ok(rel)

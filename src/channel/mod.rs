@@ -11,6 +11,11 @@
 //! ```
 //! Signatures are detached: `*.sigs.json` holds ed25519 signatures over the exact bytes of the
 //! document next to it.
+//!
+//! Freshness: every channel document carries the time it was signed (`timestamp`); nodes refuse
+//! one older than their maximum age ([`DEFAULT_MAX_AGE`], `update --max-age`), so a mirror
+//! cannot freeze a node on an old but unexpired document. `stratos repo refresh` re-signs a
+//! channel unchanged (a new version and timestamp) for channels that do not change for weeks.
 
 pub mod client;
 pub mod gate;
@@ -30,19 +35,27 @@ pub const CHANNEL_TYPE: &str = "stratos-channel";
 pub const SPEC_VERSION: u32 = 1;
 /// Largest metadata document a node accepts.
 pub const MAX_METADATA_BYTES: u64 = 1 << 20;
+/// Longest validity an operator may give a root or channel document (`--expires`): 10 years.
+pub const MAX_VALIDITY: u64 = 3650 * 86_400;
+/// How far beyond [`MAX_VALIDITY`] a node still accepts an expiry (operator clocks ahead).
+pub const CLOCK_SKEW: u64 = 86_400;
+/// Oldest channel document a node accepts by default (`update --max-age`): a week. The
+/// operator re-signs channels at least that often (`stratos repo refresh`, e.g. daily from cron).
+pub const DEFAULT_MAX_AGE: u64 = 7 * 86_400;
 
+/// Why a channel operation failed. Messages carry their cause inline (no `source()` chain), so
+/// the command line prints each cause once.
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
     #[error("{0}")]
     Rejected(String),
     #[error("{0}")]
     Input(String),
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{what}: {error}")]
+    Io { what: String, error: std::io::Error },
+    /// The repository's server failed or was too slow (the message names the URL).
+    #[error("{0}")]
+    Http(crate::http::HttpError),
 }
 
 impl ChannelError {
@@ -205,7 +218,34 @@ impl Root {
 /// Maps an I/O error to [`ChannelError::Io`] naming what was being done.
 pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ChannelError {
     let what = what.into();
-    move |source| ChannelError::Io { what, source }
+    move |error| ChannelError::Io { what, error }
+}
+
+/// `8d 2h`, `3h 5m`, `45s`: an age or a duration for messages.
+pub fn fmt_age(secs: u64) -> String {
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{secs}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, 0) => format!("{h}h"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, 0, _) => format!("{d}d"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+/// Refuses an expiry further ahead of `now` than anyone may sign ([`MAX_VALIDITY`]): such a
+/// document would never expire (`what` names it).
+pub fn check_expiry_bound(what: &str, expires: u64, now: u64) -> Result<(), ChannelError> {
+    let ahead = expires.saturating_sub(now);
+    if ahead > MAX_VALIDITY + CLOCK_SKEW {
+        return Err(ChannelError::rejected(format!(
+            "{what}: expires {} days from now (at {expires}), beyond the {}-day limit on validity; refusing a document that would practically never expire",
+            ahead / 86_400,
+            MAX_VALIDITY / 86_400
+        )));
+    }
+    Ok(())
 }
 
 /// Canonical bytes of a document.
@@ -244,14 +284,19 @@ pub fn verify_threshold(
     })?;
     let sigs: Signatures = serde_json::from_slice(sigs)
         .map_err(|e| ChannelError::rejected(format!("{what}: malformed signatures: {e}")))?;
-    let mut good: BTreeSet<&KeyId> = BTreeSet::new();
+    // Distinct *keys*, not ids: even if a root listed one key under two ids (parse_root
+    // refuses that), one signature would count once.
+    let mut good: BTreeSet<String> = BTreeSet::new();
     for s in &sigs.signatures {
-        if !r.key_ids.contains(&s.key_id) || good.contains(&s.key_id) {
-            continue; // not a key of this role, or the same key counted again
+        if !r.key_ids.contains(&s.key_id) {
+            continue; // not a key of this role
         }
         let Some(pk) = root.key(&s.key_id) else {
             continue;
         };
+        if pk.id() != &s.key_id || good.contains(&pk.to_hex()) {
+            continue; // an id that is not its key's, or the same key counted again
+        }
         let Some(sig) = hex::decode(&s.sig)
             .ok()
             .and_then(|v| <[u8; 64]>::try_from(v).ok())
@@ -259,7 +304,7 @@ pub fn verify_threshold(
             continue;
         };
         if pk.verify(bytes, &sig) {
-            good.insert(&s.key_id);
+            good.insert(pk.to_hex());
         }
     }
     if (good.len() as u32) < r.threshold.max(1) {
@@ -279,6 +324,39 @@ pub fn parse_root(bytes: &[u8], what: &str) -> Result<Root, ChannelError> {
         return Err(ChannelError::rejected(format!(
             "{what}: not a stratos root document (spec {SPEC_VERSION})"
         )));
+    }
+    // Each key id is bound to its key (the id is derived from the key): one key cannot be
+    // listed under two ids to have one signature count twice.
+    for (id, entry) in &r.keys {
+        if entry.kind != "ed25519" {
+            return Err(ChannelError::rejected(format!(
+                "{what}: key {id} has type {:?}; only \"ed25519\" is supported",
+                entry.kind
+            )));
+        }
+        let pk = r.key(id).ok_or_else(|| {
+            ChannelError::rejected(format!(
+                "{what}: key {id} is not a valid ed25519 public key (64 hex digits)"
+            ))
+        })?;
+        if pk.id() != id {
+            return Err(ChannelError::rejected(format!(
+                "{what}: key id {id} is not the id of the key it lists (that key's id is {}); a key id is the first 8 bytes of the sha256 of its key",
+                pk.id()
+            )));
+        }
+    }
+    for (name, role) in &r.roles {
+        if role.threshold == 0 {
+            return Err(ChannelError::rejected(format!(
+                "{what}: the {name} role has threshold 0"
+            )));
+        }
+        if let Some(id) = role.key_ids.iter().find(|id| !r.keys.contains_key(id)) {
+            return Err(ChannelError::rejected(format!(
+                "{what}: the {name} role names key {id}, which the root does not list"
+            )));
+        }
     }
     Ok(r)
 }
@@ -361,6 +439,22 @@ pub fn cohort(node_id: &str, channel: &str, image_version: &str) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ages_and_expiry_bounds() {
+        assert_eq!(fmt_age(45), "45s");
+        assert_eq!(fmt_age(8 * 86_400 + 2 * 3600 + 5), "8d 2h");
+        assert_eq!(fmt_age(3 * 3600 + 5 * 60), "3h 5m");
+        assert_eq!(fmt_age(7 * 86_400), "7d");
+        assert!(check_expiry_bound("d", 1000 + MAX_VALIDITY, 1000).is_ok());
+        let e = check_expiry_bound("d", u64::MAX, 1000)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("d: expires ") && e.contains("3650-day limit"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn versions_order_naturally() {

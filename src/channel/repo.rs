@@ -1,10 +1,12 @@
 //! The operator side: writing the release repository. Every write is atomic (temporary file +
-//! rename) and objects are written before the channel document that names them.
+//! fsync + rename) and objects are written before the channel document that names them.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::fsio::{self, caps, Links};
 use crate::sign::manifest::{MANIFEST_FILE, SIGNATURE_FILE};
 use crate::sign::{sha256_hex, write_atomic};
 
@@ -12,8 +14,44 @@ pub struct Repo {
     pub dir: PathBuf,
 }
 
+/// A metadata file of the repository: regular, at most [`caps::METADATA`] bytes.
 fn read(p: &Path) -> Result<Vec<u8>, ChannelError> {
-    std::fs::read(p).map_err(io(format!("reading {}", p.display())))
+    fsio::read_file(p, caps::METADATA, "a repository metadata file")
+        .map_err(|e| ChannelError::input(e.to_string()))
+}
+
+/// A file of the image being published: regular and not a symlink (like `verify`).
+fn read_image_file(p: &Path, cap: u64, what: &'static str) -> Result<Vec<u8>, ChannelError> {
+    fsio::read_regular(p, cap, what, Links::Refuse)
+        .map_err(|e| ChannelError::rejected(e.to_string()))
+}
+
+/// Refuses a list of keys naming one key twice (`flag` says where they came from): a threshold
+/// counts distinct keys, so a repeated key only makes a threshold unreachable.
+fn distinct(ids: &[KeyId], flag: &str) -> Result<(), ChannelError> {
+    let mut seen = BTreeSet::new();
+    for id in ids {
+        if !seen.insert(id) {
+            return Err(ChannelError::input(format!(
+                "{flag}: key {id} is given twice; thresholds count distinct keys, so give each key once"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What `repo rotate-key` did.
+#[derive(Debug)]
+pub struct Rotation {
+    pub root: Root,
+    /// Root key ids no longer in the root role.
+    pub retired: Vec<KeyId>,
+    /// Roles in which the retired keys were replaced by the new root keys (`--also`).
+    pub rotated: Vec<String>,
+    /// Other roles that still trust a retired key, with those keys.
+    pub still_trusting: Vec<(String, Vec<KeyId>)>,
+    /// Channels re-signed with the new keys because their role was rotated.
+    pub resigned: Vec<String>,
 }
 
 fn key_entry(k: &PublicKey) -> KeyEntry {
@@ -34,6 +72,8 @@ pub struct StatusRow {
     pub halted: bool,
     pub expires: u64,
     pub expired: bool,
+    /// When this version was signed (nodes refuse documents older than their --max-age).
+    pub timestamp: u64,
 }
 
 impl Repo {
@@ -77,6 +117,13 @@ impl Repo {
         if root_keys.is_empty() {
             return Err(ChannelError::input("at least one --root-key is needed"));
         }
+        let ids = |ks: &[PublicKey]| ks.iter().map(|k| k.id().clone()).collect::<Vec<_>>();
+        distinct(
+            &root_keys.iter().map(|k| k.id().clone()).collect::<Vec<_>>(),
+            "--root-key",
+        )?;
+        distinct(&ids(channel_keys), "--channel-key")?;
+        distinct(&ids(image_keys), "--image-key")?;
         if threshold == 0 || threshold as usize > root_keys.len() {
             return Err(ChannelError::input(format!(
                 "--threshold {threshold} must be between 1 and the number of root keys ({})",
@@ -96,9 +143,10 @@ impl Repo {
             image_keys.to_vec()
         };
         if channel_threshold == 0 || channel_threshold as usize > channel_pubs.len() {
-            return Err(ChannelError::input(
-                "--channel-threshold must be between 1 and the number of channel keys",
-            ));
+            return Err(ChannelError::input(format!(
+                "--channel-threshold {channel_threshold} must be between 1 and the number of channel keys ({})",
+                channel_pubs.len()
+            )));
         }
         let mut role = |pubs: &[PublicKey], t: u32| {
             for p in pubs {
@@ -189,38 +237,117 @@ impl Repo {
     }
 
     /// Copies a verified, signed image into the object store; returns its reference.
+    ///
+    /// Every file is opened as a regular file (a FIFO or device in the image is refused at
+    /// once, never waited on), and what is copied is what was checked: each artifact is
+    /// hashed while it is copied and must match the signed manifest.
     pub fn add_image(&self, image: &Path) -> Result<ImageRef, ChannelError> {
         let root = self.root()?;
         let sig_path = image.join(SIGNATURE_FILE);
-        if !sig_path.is_file() {
+        if !sig_path.exists() {
             return Err(ChannelError::rejected(format!(
                 "{}: the image is unsigned; only signed images can be published",
                 image.display()
             )));
         }
-        let sig: crate::sign::manifest::SignatureFile =
-            serde_json::from_slice(&read(&sig_path)?)
-                .map_err(|e| ChannelError::rejected(format!("{}: {e}", sig_path.display())))?;
+        let sigb = read_image_file(&sig_path, caps::SIGNATURE, "a signature")?;
+        let manifest = read_image_file(&image.join(MANIFEST_FILE), caps::MANIFEST, "a manifest")?;
+        let sig: crate::sign::manifest::SignatureFile = serde_json::from_slice(&sigb)
+            .map_err(|e| ChannelError::rejected(format!("{}: {e}", sig_path.display())))?;
         let pk = root.image_key(&sig.key_id, &image.display().to_string())?;
-        let v = crate::sign::verify::verify_image(image, &pk)
-            .map_err(|e| ChannelError::rejected(format!("{}: {e}", image.display())))?;
-        for a in &v.manifest.artifacts {
-            let bytes = read(&image.join(&a.name))?;
-            self.write(&format!("objects/sha256/{}", a.sha256), &bytes)?;
+        let raw: [u8; 64] = hex::decode(&sig.signature)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| {
+                ChannelError::rejected(format!("{}: malformed signature", sig_path.display()))
+            })?;
+        if !pk.verify(&manifest, &raw) {
+            return Err(ChannelError::rejected(format!(
+                "{}: the signature does not match {MANIFEST_FILE} (the manifest or the signature was modified)",
+                sig_path.display()
+            )));
         }
-        let manifest = read(&image.join(MANIFEST_FILE))?;
-        let sigb = read(&sig_path)?;
+        let m = crate::sign::verify::parse_manifest(&manifest)
+            .map_err(|e| ChannelError::rejected(format!("{}: {e}", image.display())))?;
+        // Every artifact must be a regular file before anything reads it whole.
+        for a in &m.artifacts {
+            let p = image.join(&a.name);
+            match fsio::open_regular(&p, Links::Refuse) {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {} // verify_image names it as missing
+                Err(e) => return Err(ChannelError::rejected(e.to_string())),
+            }
+        }
+        crate::sign::verify::verify_image(image, &pk)
+            .map_err(|e| ChannelError::rejected(format!("{}: {e}", image.display())))?;
+        for a in &m.artifacts {
+            self.copy_object(&image.join(&a.name), &a.sha256, a.size)?;
+        }
         let (mh, sh) = (sha256_hex(&manifest), sha256_hex(&sigb));
         self.write(&format!("objects/sha256/{mh}"), &manifest)?;
         self.write(&format!("objects/sha256/{sh}"), &sigb)?;
         Ok(ImageRef {
-            name: v.manifest.image.name.clone(),
-            version: v.manifest.image.version.clone(),
+            name: m.image.name.clone(),
+            version: m.image.version.clone(),
             manifest_sha256: mh,
             manifest_length: manifest.len() as u64,
             signature_sha256: sh,
             signature_length: sigb.len() as u64,
         })
+    }
+
+    /// Streams `src` into `objects/sha256/<sha256>` (temporary file, fsync, rename), checking
+    /// on the way that it is `size` bytes with that digest.
+    fn copy_object(&self, src: &Path, sha256: &str, size: u64) -> Result<(), ChannelError> {
+        use sha2::{Digest, Sha256};
+        if !is_sha256_hex(sha256) {
+            return Err(ChannelError::rejected(format!(
+                "{}: malformed sha256 in the manifest",
+                src.display()
+            )));
+        }
+        let (f, _) = fsio::open_regular(src, Links::Refuse)
+            .map_err(|e| ChannelError::rejected(e.to_string()))?;
+        let dir = self.dir.join("objects/sha256");
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let dest = dir.join(sha256);
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".stratos-tmp-")
+            .tempfile_in(&dir)
+            .map_err(io(format!("creating a file in {}", dir.display())))?;
+        let mut h = Sha256::new();
+        let mut n = 0u64;
+        let mut buf = vec![0u8; 1 << 16];
+        // One byte past the size is enough to know it grew.
+        let mut r = f.take(size + 1);
+        loop {
+            let k = r
+                .read(&mut buf)
+                .map_err(io(format!("reading {}", src.display())))?;
+            if k == 0 {
+                break;
+            }
+            h.update(&buf[..k]);
+            n += k as u64;
+            tmp.write_all(&buf[..k])
+                .map_err(io(format!("writing {}", dest.display())))?;
+        }
+        if n != size || hex::encode(h.finalize()) != sha256 {
+            return Err(ChannelError::rejected(format!(
+                "{}: changed while it was being published (its size or sha256 no longer matches the manifest)",
+                src.display()
+            )));
+        }
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let f = tmp.as_file();
+            f.set_permissions(std::fs::Permissions::from_mode(0o644))
+                .and_then(|_| f.sync_all())
+                .map_err(io(format!("writing {}", dest.display())))?;
+        }
+        tmp.persist(&dest)
+            .map_err(|e| io(format!("writing {}", dest.display()))(e.error))?;
+        Ok(())
     }
 
     fn next(
@@ -330,43 +457,92 @@ impl Repo {
 
     /// A new root version with `new_keys` as root keys, signed by the old keys (meeting the old
     /// threshold) and the new ones (meeting the new threshold).
+    ///
+    /// Other roles (`channel`, `image`) that trusted a retired root key keep trusting it unless
+    /// named in `also`: there the retired keys are replaced by the new root keys (thresholds
+    /// unchanged), and when the channel role changes every channel document is re-signed with
+    /// the new keys, so nodes accept them under the new root.
     pub fn rotate(
         &self,
         old_keys: &[SecretKey],
         new_keys: &[SecretKey],
         threshold: u32,
         expires: u64,
-    ) -> Result<Root, ChannelError> {
+        also: &[String],
+    ) -> Result<Rotation, ChannelError> {
         let old = self.root()?;
+        let new_ids: Vec<KeyId> = new_keys.iter().map(|k| k.id().clone()).collect();
+        distinct(&new_ids, "--new-key")?;
         if new_keys.is_empty() || threshold == 0 || threshold as usize > new_keys.len() {
-            return Err(ChannelError::input(
-                "--threshold must be between 1 and the number of new root keys",
-            ));
+            return Err(ChannelError::input(format!(
+                "--threshold {threshold} must be between 1 and the number of new root keys ({})",
+                new_keys.len()
+            )));
+        }
+        for r in also {
+            if r != "channel" && r != "image" {
+                return Err(ChannelError::input(format!(
+                    "--also {r:?}: the roles that can follow the root keys are channel and image"
+                )));
+            }
         }
         let mut root = old.clone();
         root.version += 1;
         root.expires = expires;
-        let old_role = old.roles["root"].clone();
-        for id in &old_role.key_ids {
-            // Keep keys other roles still use.
-            let used = root
-                .roles
+        let retired: Vec<KeyId> = old.roles["root"]
+            .key_ids
+            .iter()
+            .filter(|id| !new_ids.contains(id))
+            .cloned()
+            .collect();
+        root.roles.insert(
+            "root".into(),
+            Role {
+                key_ids: new_ids.clone(),
+                threshold,
+            },
+        );
+        let mut rotated = Vec::new();
+        let mut still_trusting = Vec::new();
+        for (name, role) in root.roles.iter_mut().filter(|(n, _)| *n != "root") {
+            let stale: Vec<KeyId> = role
+                .key_ids
                 .iter()
-                .any(|(n, r)| n != "root" && r.key_ids.contains(id));
-            if !used {
-                root.keys.remove(id);
+                .filter(|id| retired.contains(id))
+                .cloned()
+                .collect();
+            if stale.is_empty() {
+                continue;
             }
+            if !also.contains(name) {
+                still_trusting.push((name.clone(), stale));
+                continue;
+            }
+            role.key_ids.retain(|id| !retired.contains(id));
+            for id in &new_ids {
+                if !role.key_ids.contains(id) {
+                    role.key_ids.push(id.clone());
+                }
+            }
+            if role.threshold as usize > role.key_ids.len() {
+                return Err(ChannelError::input(format!(
+                    "--also {name}: the {name} role needs {} signatures but would have {} key(s) after the rotation; give more --new-key",
+                    role.threshold,
+                    role.key_ids.len()
+                )));
+            }
+            rotated.push(name.clone());
         }
         for k in new_keys {
             root.keys.insert(k.id().clone(), key_entry(&k.public()));
         }
-        root.roles.insert(
-            "root".into(),
-            Role {
-                key_ids: new_keys.iter().map(|k| k.id().clone()).collect(),
-                threshold,
-            },
-        );
+        // Drop keys no role uses any more.
+        let used: BTreeSet<KeyId> = root
+            .roles
+            .values()
+            .flat_map(|r| r.key_ids.iter().cloned())
+            .collect();
+        root.keys.retain(|id, _| used.contains(id));
         let bytes = to_bytes(&root);
         let mut signers: Vec<&SecretKey> = old_keys.iter().collect();
         for k in new_keys {
@@ -379,30 +555,76 @@ impl Repo {
             ChannelError::input(format!("{e}: pass the current root keys with --old-key"))
         })?;
         verify_threshold("new root (new keys)", &bytes, &sigs, &root, "root")?;
+        // The channels to re-sign, read before anything changes.
+        let channels = if rotated.iter().any(|r| r == "channel") {
+            self.channel_names()?
+        } else {
+            Vec::new()
+        };
         let v = root.version;
         self.write(&format!("roots/{v}.root.json"), &bytes)?;
         self.write(&format!("roots/{v}.sigs.json"), &sigs)?;
         self.write("root.sigs.json", &sigs)?;
         self.write("root.json", &bytes)?;
-        Ok(root)
+        let mut resigned = Vec::new();
+        for name in channels {
+            let c = self.require_channel(&name)?;
+            let expires = c.expires;
+            self.update(&name, new_keys, expires, |_| Ok(()))
+                .map_err(|e| {
+                    ChannelError::input(format!(
+                        "root version {v} is written, but re-signing channel {name} failed: {e}; run `stratos repo refresh --channel {name}` with the new key"
+                    ))
+                })?;
+            resigned.push(name);
+        }
+        Ok(Rotation {
+            root,
+            retired,
+            rotated,
+            still_trusting,
+            resigned,
+        })
+    }
+
+    /// The names of the channels in the repository, sorted.
+    pub fn channel_names(&self) -> Result<Vec<String>, ChannelError> {
+        let dir = self.dir.join("channels");
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(format!("listing {}", dir.display()))(e)),
+        };
+        let mut names = Vec::new();
+        for e in rd {
+            let e = e.map_err(io(format!("listing {}", dir.display())))?;
+            let Some(n) = e.file_name().to_str().map(str::to_owned) else {
+                continue; // not a name publish writes
+            };
+            if let Some(s) = n.strip_suffix(".json").filter(|s| !s.ends_with(".sigs")) {
+                if valid_channel_name(s) {
+                    names.push(s.to_owned());
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Re-signs a channel unchanged: a new version with a new timestamp and expiry, so nodes
+    /// enforcing a maximum age (freeze protection) keep accepting a channel that did not change.
+    pub fn refresh(
+        &self,
+        name: &str,
+        keys: &[SecretKey],
+        expires: u64,
+    ) -> Result<Channel, ChannelError> {
+        self.update(name, keys, expires, |_| Ok(()))
     }
 
     pub fn status(&self) -> Result<Vec<StatusRow>, ChannelError> {
         let mut out = Vec::new();
-        let dir = self.dir.join("channels");
-        let mut names: Vec<String> = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd
-                .flatten()
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter_map(|n| {
-                    n.strip_suffix(".json")
-                        .filter(|s| !s.ends_with(".sigs"))
-                        .map(str::to_owned)
-                })
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        names.sort();
+        let names = self.channel_names()?;
         let t = now();
         for n in names {
             if let Some(c) = self.channel(&n)? {
@@ -415,6 +637,7 @@ impl Repo {
                     halted: c.halted,
                     expires: c.expires,
                     expired: c.expires <= t,
+                    timestamp: c.timestamp,
                 });
             }
         }

@@ -1,5 +1,7 @@
 //! Where a node reads the repository from: a directory, a `file://` URL, or `http://` (a small
-//! blocking client; every read has a size cap).
+//! blocking client). Every read has a size cap; a directory read opens regular files only (a
+//! FIFO in the repository is refused, not waited on); an HTTP read has a deadline (see
+//! [`crate::http::Limits`]).
 
 use std::io::Read;
 use std::net::ToSocketAddrs;
@@ -7,6 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::ChannelError;
+use crate::fsio::{self, Links};
+use crate::http::{HttpError, Limits};
 
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -15,7 +19,12 @@ pub enum Source {
         host: String,
         port: u16,
         base: String,
+        limits: Limits,
     },
+}
+
+fn too_large(rel: &str, cap: u64) -> ChannelError {
+    ChannelError::rejected(format!("{rel}: larger than the {cap}-byte limit; aborted"))
 }
 
 impl Source {
@@ -38,6 +47,7 @@ impl Source {
                 host,
                 port,
                 base: if base == "/" { String::new() } else { base },
+                limits: Limits::default(),
             });
         }
         if s.starts_with("https://") {
@@ -49,79 +59,78 @@ impl Source {
         Ok(Source::Dir(PathBuf::from(path)))
     }
 
+    /// The same source with `timeout` for connecting, for any silence and as the grace period
+    /// before the minimum transfer rate applies (HTTP only; directories do not wait).
+    pub fn with_timeout(self, timeout: Duration) -> Source {
+        match self {
+            Source::Http {
+                host,
+                port,
+                base,
+                limits,
+            } => Source::Http {
+                host,
+                port,
+                base,
+                limits: Limits { timeout, ..limits },
+            },
+            dir => dir,
+        }
+    }
+
     /// Reads `rel` (like `channels/stable.json`); more than `cap` bytes is a rejection.
     /// `Ok(None)` when it does not exist.
     pub fn fetch(&self, rel: &str, cap: u64) -> Result<Option<Vec<u8>>, ChannelError> {
         match self {
             Source::Dir(d) => {
                 let p = d.join(rel);
-                let f = match std::fs::File::open(&p) {
+                // A mirror may link files (root.json to roots/N.root.json): links are
+                // followed, but only to regular files, and the contents are verified anyway.
+                let (f, _) = match fsio::open_regular(&p, Links::Follow) {
                     Ok(f) => f,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(source) => {
-                        return Err(ChannelError::Io {
-                            what: format!("reading {}", p.display()),
-                            source,
-                        })
-                    }
+                    Err(e) if e.is_not_found() => return Ok(None),
+                    Err(e) => return Err(ChannelError::rejected(e.to_string())),
                 };
                 let mut out = Vec::new();
                 f.take(cap + 1)
                     .read_to_end(&mut out)
-                    .map_err(|source| ChannelError::Io {
-                        what: format!("reading {}", p.display()),
-                        source,
-                    })?;
+                    .map_err(super::io(format!("reading {}", p.display())))?;
                 if out.len() as u64 > cap {
-                    return Err(ChannelError::rejected(format!(
-                        "{rel}: larger than the {cap}-byte limit; aborted"
-                    )));
+                    return Err(too_large(rel, cap));
                 }
                 Ok(Some(out))
             }
-            Source::Http { host, port, base } => {
+            Source::Http {
+                host,
+                port,
+                base,
+                limits,
+            } => {
                 let addr = (host.as_str(), *port)
                     .to_socket_addrs()
-                    .map_err(|source| ChannelError::Io {
-                        what: format!("resolving {host}"),
-                        source,
-                    })?
+                    .map_err(super::io(format!("resolving {host}")))?
                     .next()
                     .ok_or_else(|| ChannelError::input(format!("{host}: no address")))?;
                 let path = format!("{base}/{rel}");
                 // Headers are small; allow them on top of the body cap.
-                let r = crate::http::request(
-                    addr,
-                    "GET",
-                    host,
-                    &path,
-                    &[],
-                    Duration::from_secs(30),
-                    cap + 16 * 1024,
-                )
-                .map_err(|e| match e {
-                    crate::http::HttpError::TooLarge(..) => ChannelError::rejected(format!(
-                        "{rel}: larger than the {cap}-byte limit; aborted"
-                    )),
-                    other => ChannelError::Io {
-                        what: format!("fetching {path}"),
-                        source: std::io::Error::other(other.to_string()),
-                    },
-                })?;
+                let r =
+                    crate::http::request(addr, "GET", host, &path, &[], limits, cap + 16 * 1024)
+                        .map_err(|e| match e {
+                            HttpError::TooLarge(..) => too_large(rel, cap),
+                            other => ChannelError::Http(other),
+                        })?;
                 match r.status {
                     200 => {
                         if r.body.len() as u64 > cap {
-                            return Err(ChannelError::rejected(format!(
-                                "{rel}: larger than the {cap}-byte limit; aborted"
-                            )));
+                            return Err(too_large(rel, cap));
                         }
                         Ok(Some(r.body))
                     }
                     404 => Ok(None),
-                    s => Err(ChannelError::Io {
-                        what: format!("fetching {path}"),
-                        source: std::io::Error::other(format!("HTTP {s}")),
-                    }),
+                    s => Err(ChannelError::Http(HttpError::Io(
+                        format!("{addr}{path}"),
+                        std::io::Error::other(format!("the server answered HTTP {s}")),
+                    ))),
                 }
             }
         }

@@ -2,19 +2,29 @@
 //! side) and `stratos update` (the node side).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::{CliError, CliResult};
 use crate::channel::client::{bootstrap, Node};
 use crate::channel::repo::Repo;
 use crate::channel::transport::Source;
 use crate::channel::{self, waves, ChannelError, Rollout};
+use crate::fsio::{self, caps};
 use crate::sign::{PublicKey, SecretKey};
 
 fn map(e: ChannelError) -> CliError {
     match e {
         ChannelError::Input(_) => CliError::input(e),
-        ChannelError::Rejected(_) | ChannelError::Io { .. } => CliError::check(e),
+        ChannelError::Rejected(_) | ChannelError::Io { .. } | ChannelError::Http(_) => {
+            CliError::check(e)
+        }
     }
+}
+
+/// An error whose message already says its cause, without a `source()` chain (the command line
+/// prints the chain, so a cause would otherwise appear twice).
+fn flat(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
 }
 
 fn secret_keys(paths: &[PathBuf], flag: &str) -> Result<Vec<SecretKey>, CliError> {
@@ -25,24 +35,52 @@ fn secret_keys(paths: &[PathBuf], flag: &str) -> Result<Vec<SecretKey>, CliError
     }
     paths
         .iter()
-        .map(|p| SecretKey::load(p).map_err(CliError::input))
+        .map(|p| {
+            key_file(p, flag)?;
+            SecretKey::load(p).map_err(|e| CliError::input(flat(e)))
+        })
         .collect()
 }
 
-fn public_keys(paths: &[PathBuf]) -> Result<Vec<PublicKey>, CliError> {
+fn public_keys(paths: &[PathBuf], flag: &str) -> Result<Vec<PublicKey>, CliError> {
     paths
         .iter()
-        .map(|p| PublicKey::load(p).map_err(CliError::input))
+        .map(|p| {
+            key_file(p, flag)?;
+            PublicKey::load(p).map_err(|e| CliError::input(flat(e)))
+        })
         .collect()
 }
 
-fn expiry(s: &str, flag: &str) -> Result<u64, CliError> {
-    let d = waves::parse_duration(s).filter(|d| *d > 0).ok_or_else(|| {
+/// A key file must be a regular file of key size before it is loaded (a FIFO would block the
+/// load forever, a device fill memory).
+fn key_file(p: &Path, flag: &str) -> Result<(), CliError> {
+    fsio::read_file(p, caps::KEY, "a key file")
+        .map(drop)
+        .map_err(|e| CliError::input(flat(format!("{flag}: {e}"))))
+}
+
+/// A duration flag between `min` and `max` seconds (`90m`, `12h`, `30d`).
+fn duration(s: &str, flag: &str, min: u64, max: u64) -> Result<u64, CliError> {
+    let d = waves::parse_duration(s).ok_or_else(|| {
         CliError::input(anyhow::anyhow!(
             "{flag} {s:?}: expected a duration like 90m, 12h or 30d"
         ))
     })?;
-    Ok(channel::now().saturating_add(d))
+    if d < min || d > max {
+        return Err(CliError::input(anyhow::anyhow!(
+            "{flag} {s:?}: must be between {} and {}",
+            channel::fmt_age(min),
+            channel::fmt_age(max)
+        )));
+    }
+    Ok(d)
+}
+
+/// The expiry time `--expires DURATION` from now gives: at most 10 years ahead
+/// ([`channel::MAX_VALIDITY`]); nodes refuse documents valid for longer.
+fn expiry(s: &str, flag: &str) -> Result<u64, CliError> {
+    Ok(channel::now() + duration(s, flag, 1, channel::MAX_VALIDITY)?)
 }
 
 fn open(dir: &Path) -> Result<Repo, CliError> {
@@ -68,8 +106,8 @@ impl RolloutPlan {
     fn resolve(&self) -> Result<Rollout, CliError> {
         let now = channel::now();
         if let Some(w) = &self.waves {
-            let text = std::fs::read_to_string(w)
-                .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", w.display())))?;
+            let text = fsio::read_text(w, caps::PROFILE, "a waves file")
+                .map_err(|e| CliError::input(flat(format!("--waves: {e}"))))?;
             let waves = waves::parse(&text, &w.display().to_string()).map_err(map)?;
             return Ok(Rollout {
                 started_at: now,
@@ -86,7 +124,9 @@ pub struct ChannelSigning {
     /// Secret key of the root's channel role (repeat to meet its threshold).
     #[arg(long = "sign-key", value_name = "FILE", required = true)]
     pub sign_keys: Vec<PathBuf>,
-    /// How long the new channel document stays valid; nodes reject it after that.
+    /// How long the new channel document stays valid; nodes reject it after that (at most
+    /// 3650d). Nodes also refuse a document signed longer ago than their --max-age (7d by
+    /// default): re-sign unchanged channels with `stratos repo refresh`.
     #[arg(long, value_name = "DURATION", default_value = "30d")]
     pub expires: String,
 }
@@ -122,7 +162,7 @@ pub enum RepoSub {
         /// Public key trusted to have signed published images (repeatable; default: the root keys).
         #[arg(long = "image-key", value_name = "FILE")]
         image_keys: Vec<PathBuf>,
-        /// How long root.json stays valid.
+        /// How long root.json stays valid (at most 3650d).
         #[arg(long, value_name = "DURATION", default_value = "365d")]
         expires: String,
     },
@@ -139,7 +179,7 @@ pub enum RepoSub {
     /// Replace the root keys: a new root version signed by the old keys (meeting the old
     /// threshold) and by the new keys (meeting the new threshold). Nodes follow the chain.
     #[command(
-        after_help = "Example:\n  stratos keygen --out keys/root2\n  stratos repo rotate-key --repo releases/ --old-key keys/root.key --new-key keys/root2.key"
+        after_help = "Example:\n  stratos keygen --out keys/root2\n  stratos repo rotate-key --repo releases/ --old-key keys/root.key \\\n      --new-key keys/root2.key --also channel,image\n\nRoles other than root (channel, image) that trust a retired root key keep trusting it\nunless named with --also: the command warns about them. With --also channel every channel\ndocument is re-signed with the new key(s) at once; with --also image, images signed by the\nretired key can no longer be staged by nodes: publish images signed by a trusted key."
     )]
     RotateKey {
         /// The release repository.
@@ -154,9 +194,33 @@ pub enum RepoSub {
         /// Root signatures the new root requires.
         #[arg(long, default_value_t = 1)]
         threshold: u32,
-        /// How long the new root.json stays valid.
+        /// Also replace the retired root key(s) by the new one(s) in these roles
+        /// (comma-separated or repeated).
+        #[arg(long, value_name = "ROLE", value_delimiter = ',', value_parser = ["channel", "image"])]
+        also: Vec<String>,
+        /// How long the new root.json stays valid (at most 3650d).
         #[arg(long, value_name = "DURATION", default_value = "365d")]
         expires: String,
+    },
+    /// Re-sign channel documents unchanged (a new version, timestamp and expiry). Nodes refuse
+    /// a channel document signed longer ago than their --max-age (7 days by default), so that a
+    /// mirror cannot freeze them on an old one: refresh every channel more often than that,
+    /// e.g. daily from cron, even when nothing changes.
+    #[command(
+        after_help = "Examples:\n  stratos repo refresh --repo releases/ --channel stable --sign-key keys/channel.key\n  stratos repo refresh --repo releases/ --all --sign-key keys/channel.key --expires 30d"
+    )]
+    Refresh {
+        /// The release repository.
+        #[arg(long)]
+        repo: PathBuf,
+        /// A channel to re-sign (repeatable).
+        #[arg(long, value_name = "NAME", required_unless_present = "all")]
+        channel: Vec<String>,
+        /// Re-sign every channel of the repository.
+        #[arg(long, conflicts_with = "channel")]
+        all: bool,
+        #[command(flatten)]
+        signing: ChannelSigning,
     },
 }
 
@@ -172,8 +236,8 @@ pub fn run_repo(a: RepoArgs) -> CliResult {
             expires,
         } => {
             let roots = secret_keys(&root_keys, "--root-key")?;
-            let ch = public_keys(&channel_keys)?;
-            let im = public_keys(&image_keys)?;
+            let ch = public_keys(&channel_keys, "--channel-key")?;
+            let im = public_keys(&image_keys, "--image-key")?;
             let exp = expiry(&expires, "--expires")?;
             let root = Repo::init(&dir, &roots, threshold, &ch, channel_threshold, &im, exp)
                 .map_err(map)?;
@@ -212,20 +276,25 @@ pub fn run_repo(a: RepoArgs) -> CliResult {
                 return Ok(());
             }
             println!(
-                "{:<12} {:>7}  {:<28} {:>8}  {:<8} EXPIRES",
-                "CHANNEL", "VERSION", "IMAGE", "REACHED", "STATE"
+                "{:<12} {:>7}  {:<28} {:>8}  {:<8} {:<9} EXPIRES",
+                "CHANNEL", "VERSION", "IMAGE", "REACHED", "STATE", "SIGNED"
             );
+            let now = channel::now();
             for row in rows {
+                let age = now.saturating_sub(row.timestamp);
                 println!(
-                    "{:<12} {:>7}  {:<28} {:>7.2}%  {:<8} {}{}",
+                    "{:<12} {:>7}  {:<28} {:>7.2}%  {:<8} {:<9} {}{}",
                     row.channel,
                     row.version,
                     format!("{} {}", row.image, row.image_version),
                     row.reached_percent,
                     if row.halted { "halted" } else { "active" },
+                    format!("{} ago", channel::fmt_age(age)),
                     fmt_time(row.expires),
                     if row.expired {
-                        " (EXPIRED: nodes reject it; re-sign with any rollout command)"
+                        " (EXPIRED: nodes reject it; re-sign with `stratos repo refresh`)"
+                    } else if age > channel::DEFAULT_MAX_AGE {
+                        " (STALE: nodes with the default --max-age 7d refuse it; run `stratos repo refresh`)"
                     } else {
                         ""
                     }
@@ -238,32 +307,107 @@ pub fn run_repo(a: RepoArgs) -> CliResult {
             old_keys,
             new_keys,
             threshold,
+            also,
             expires,
         } => {
             let r = open(&repo)?;
             let old = secret_keys(&old_keys, "--old-key")?;
             let new = secret_keys(&new_keys, "--new-key")?;
-            let root = r
-                .rotate(&old, &new, threshold, expiry(&expires, "--expires")?)
+            let rot = r
+                .rotate(&old, &new, threshold, expiry(&expires, "--expires")?, &also)
                 .map_err(map)?;
-            println!(
-                "root version {}: root keys {} (threshold {})",
-                root.version,
-                root.roles["root"]
-                    .key_ids
-                    .iter()
+            let ids = |ids: &[crate::sign::KeyId]| {
+                ids.iter()
                     .map(|k| k.as_str())
                     .collect::<Vec<_>>()
-                    .join(", "),
+                    .join(", ")
+            };
+            println!(
+                "root version {}: root keys {} (threshold {})",
+                rot.root.version,
+                ids(&rot.root.roles["root"].key_ids),
                 threshold
             );
+            for role in &rot.rotated {
+                println!(
+                    "the {role} role now trusts {} instead of {}",
+                    ids(&rot.root.roles[role].key_ids),
+                    ids(&rot.retired)
+                );
+            }
+            for name in &rot.resigned {
+                println!("re-signed channel {name} with the new key(s)");
+            }
+            if rot.rotated.iter().any(|r| r == "image") {
+                eprintln!(
+                    "note: nodes no longer stage images signed by {}; publish images signed by a key the image role trusts",
+                    ids(&rot.retired)
+                );
+            }
+            if !rot.still_trusting.is_empty() {
+                let roles: Vec<&str> = rot.still_trusting.iter().map(|(r, _)| r.as_str()).collect();
+                let keys: Vec<crate::sign::KeyId> = rot
+                    .still_trusting
+                    .iter()
+                    .flat_map(|(_, k)| k.iter().cloned())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                eprintln!(
+                    "warning: the {} role{} still trust{} the retired root key {}: whoever holds it can still sign {}. To replace it there too, run the rotation with --also {}",
+                    roles.join(" and "),
+                    if roles.len() > 1 { "s" } else { "" },
+                    if roles.len() > 1 { "" } else { "s" },
+                    ids(&keys),
+                    roles
+                        .iter()
+                        .map(|r| match *r {
+                            "channel" => "channel documents",
+                            "image" => "images nodes will stage",
+                            other => other,
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" and "),
+                    roles.join(",")
+                );
+            }
+            Ok(())
+        }
+        RepoSub::Refresh {
+            repo,
+            channel: names,
+            all,
+            signing,
+        } => {
+            let r = open(&repo)?;
+            let keys = secret_keys(&signing.sign_keys, "--sign-key")?;
+            let exp = expiry(&signing.expires, "--expires")?;
+            let names = if all {
+                r.channel_names().map_err(map)?
+            } else {
+                names
+            };
+            if names.is_empty() {
+                return Err(CliError::input(anyhow::anyhow!(
+                    "{} has no channels to refresh",
+                    repo.display()
+                )));
+            }
+            for n in &names {
+                let c = r.refresh(n, &keys, exp).map_err(map)?;
+                print_channel(&c, "refreshed");
+            }
             Ok(())
         }
     }
 }
 
-/// `YYYY-MM-DD HH:MM UTC` from Unix seconds.
+/// `YYYY-MM-DD HH:MM UTC` from Unix seconds (the raw number past the year 9999).
 pub fn fmt_time(t: u64) -> String {
+    // 9999-12-31T23:59:59Z
+    if t > 253_402_300_799 {
+        return format!("{t} (after the year 9999)");
+    }
     let s = crate::sbom::rfc3339(t); // YYYY-MM-DDTHH:MM:SSZ
     format!("{} {} UTC", &s[..10], &s[11..16])
 }
@@ -379,7 +523,8 @@ pub struct RolloutArgs {
     /// Secret key of the root's channel role (repeat to meet its threshold).
     #[arg(long = "sign-key", value_name = "FILE")]
     pub sign_keys: Vec<PathBuf>,
-    /// How long the new channel document stays valid; nodes reject it after that.
+    /// How long the new channel document stays valid; nodes reject it after that (at most
+    /// 3650d).
     #[arg(long, value_name = "DURATION", default_value = "30d")]
     pub expires: String,
 }
@@ -482,10 +627,8 @@ pub fn run_rollout(a: RolloutArgs) -> CliResult {
                         c.channel
                     )));
                 }
-                let bytes = std::fs::read(gate).map_err(|source| ChannelError::Io {
-                    what: format!("reading {}", gate.display()),
-                    source,
-                })?;
+                let bytes = fsio::read_file(gate, caps::REPORT, "a boot-test result")
+                    .map_err(|e| ChannelError::input(format!("--gate: {e}")))?;
                 note = channel::gate::check(&bytes, &gate.display().to_string(), &c.image)?;
                 let reached = c.rollout.reached_bp(now);
                 match percent {
@@ -591,6 +734,17 @@ pub struct NodeArgs {
     /// Largest artifact to download, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 1024)]
     pub max_artifact_mib: u64,
+    /// Refuse a channel document signed longer ago than this (freeze protection: a mirror
+    /// serving an old but unexpired document cannot keep this node from updating). The
+    /// operator re-signs channels more often with `stratos repo refresh`.
+    #[arg(long, value_name = "DURATION", default_value = "7d")]
+    pub max_age: String,
+    /// Network time-out in seconds, for http:// repositories: for connecting, for any silence
+    /// from the server, and as the grace period after which every download must average at
+    /// least 64 KiB/s (so a file of N bytes takes at most SECS + N / 64 KiB seconds).
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
     /// Print the decision as JSON.
     #[arg(long)]
     pub json: bool,
@@ -598,15 +752,16 @@ pub struct NodeArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum UpdateSub {
-    /// Verify the channel and say whether this node is selected; download nothing.
+    /// Verify the channel (and the signed manifest it points at) and say whether this node is
+    /// selected; download no artifact.
     #[command(
-        after_help = "Example:\n  stratos update check --repo http://updates.example/releases --channel stable \\\n      --node-id $(cat /etc/machine-id) --state /var/lib/stratos\n\nExit 0 when the check succeeded (selected or not), 1 when verification rejected\nsomething (the reason is printed; the state is left untouched), 2 on bad usage."
+        after_help = "Example:\n  stratos update check --repo http://updates.example/releases --channel stable \\\n      --node-id $(cat /etc/machine-id) --state /var/lib/stratos\n\nExit 0 when the check succeeded (selected or not), 1 when verification rejected\nsomething or the repository failed or timed out (the reason is printed; the state is left\nuntouched), 2 on bad usage.\n\nRefused: documents not signed by the trusted root's keys, older versions (replay), expired\ndocuments, documents valid for more than 10 years, channel documents signed longer ago\nthan --max-age (freeze), and channel documents whose image name or version differ from\nthe signed manifest they point at."
     )]
     Check(NodeArgs),
     /// Like check; when selected, download the image, verify every digest and its signature,
     /// and stage it under STATE/images/ (staged.json names it).
     #[command(
-        after_help = "Example:\n  stratos update fetch --repo releases/ --channel stable --node-id node-17 --state /var/lib/stratos --json"
+        after_help = "Example:\n  stratos update fetch --repo releases/ --channel stable --node-id node-17 --state /var/lib/stratos --json\n\nDownloads are assembled in STATE/.staging-XXXXXX and moved into place when complete; one\nleft by an interrupted fetch is removed at the next run (with a note on stderr)."
     )]
     Fetch(NodeArgs),
 }
@@ -627,7 +782,10 @@ pub fn run_update(a: UpdateArgs) -> CliResult {
             "--node-id must not be empty"
         )));
     }
-    let source = Source::parse(&n.repo).map_err(map)?;
+    let max_age = duration(&n.max_age, "--max-age", 60, channel::MAX_VALIDITY)?;
+    let source = Source::parse(&n.repo)
+        .map_err(map)?
+        .with_timeout(Duration::from_secs(n.timeout));
     if let Some(b) = &n.bootstrap_root {
         bootstrap(&n.state, b).map_err(map)?;
     }
@@ -638,6 +796,7 @@ pub fn run_update(a: UpdateArgs) -> CliResult {
         state: n.state.clone(),
         now: channel::now(),
         max_artifact_bytes: n.max_artifact_mib.saturating_mul(1 << 20),
+        max_age,
     };
     let r = if fetch {
         node.fetch_update()
@@ -646,6 +805,9 @@ pub fn run_update(a: UpdateArgs) -> CliResult {
     };
     match r {
         Ok(d) => {
+            for note in &d.notes {
+                eprintln!("note: {note}");
+            }
             if n.json {
                 println!(
                     "{}",
@@ -664,14 +826,11 @@ pub fn run_update(a: UpdateArgs) -> CliResult {
         }
         Err(e) => {
             if n.json {
-                let code = if matches!(e, ChannelError::Input(_)) {
-                    2
-                } else {
-                    1
-                };
+                // `rejected`: verification refused something; a failed or slow repository
+                // or a local error is not a rejection (the exit code is 1 or 2 all the same).
                 let v = serde_json::json!({
                     "selected": false,
-                    "rejected": code == 1,
+                    "rejected": matches!(e, ChannelError::Rejected(_)),
                     "reason": e.to_string(),
                     "channel": n.channel,
                     "channel_version": null,
