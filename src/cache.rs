@@ -8,16 +8,23 @@ use sha2::{Digest, Sha256};
 
 use crate::archive::zst;
 
-/// The cache root (not created).
+/// The cache root (not created), always absolute: tools run in other directories (`make -C`)
+/// are given paths inside it.
 pub fn root() -> PathBuf {
-    if let Some(p) = std::env::var_os("STRATOS_CACHE").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
+    let p = if let Some(p) = std::env::var_os("STRATOS_CACHE").filter(|p| !p.is_empty()) {
+        PathBuf::from(p)
+    } else if let Some(p) = std::env::var_os("XDG_CACHE_HOME").filter(|p| !p.is_empty()) {
+        PathBuf::from(p).join("stratos")
+    } else {
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+        home.join(".cache/stratos")
+    };
+    if p.is_relative() {
+        if let Ok(cwd) = std::env::current_dir() {
+            return cwd.join(p);
+        }
     }
-    if let Some(p) = std::env::var_os("XDG_CACHE_HOME").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p).join("stratos");
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
-    home.join(".cache/stratos")
+    p
 }
 
 /// zstd-compresses `data`, reusing an earlier result for the same input, level and library.

@@ -45,6 +45,8 @@ pub enum BuildError {
     Init(#[from] init_binary::InitBinaryError),
     #[error(transparent)]
     Packages(#[from] crate::packages::PackageError),
+    #[error(transparent)]
+    Bytecode(#[from] crate::packages::bytecode::BytecodeError),
     #[error("building the archives: {0}")]
     Archive(#[from] archive::ArchiveError),
     #[error(transparent)]
@@ -488,6 +490,22 @@ pub fn assemble(
             properties: vec![("stratos:origin".into(), "file".into())],
             depends_on: Vec::new(),
         });
+    }
+
+    // Bytecode for every .py the layers above put in the image, owned by their components.
+    if let Some(py) = profile.python.as_ref().filter(|p| p.bytecode) {
+        let step = progress.step(format!(
+            "compiling Python bytecode with the image's {}",
+            py.interpreter
+        ));
+        let c = crate::packages::bytecode::compile(&mut tree, &py.interpreter)?;
+        step.done();
+        progress.info(format!(
+            "bytecode: {} modules compiled ({}, {} KiB)",
+            c.sources,
+            c.cache_tag,
+            c.bytes / 1024
+        ));
     }
 
     // Generated last, so nothing can shadow what the init reads.

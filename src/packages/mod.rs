@@ -1,5 +1,6 @@
 //! Debian packages: the lock, a content-addressed `.deb` cache, safe extraction.
 
+pub mod bytecode;
 pub mod deb;
 pub mod lock;
 pub mod resolve;

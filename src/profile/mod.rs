@@ -117,6 +117,17 @@ pub struct Profile {
     pub network: Option<Network>,
     pub packages: Option<Packages>,
     pub seccomp: Option<SeccompSpec>,
+    /// `[runtime.python]`.
+    pub python: Option<PythonSpec>,
+}
+
+/// `[runtime.python]`: what the builder does for a Python runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PythonSpec {
+    /// The image's interpreter, run on the build host through the image's loader.
+    pub interpreter: ImagePath,
+    /// Compile every `.py` of the image to bytecode at build time.
+    pub bytecode: bool,
 }
 
 /// `[seccomp]`: an OCI/Docker seccomp policy compiled at build time.
@@ -772,6 +783,11 @@ fn validate(
         }),
     };
 
+    let python = match raw.runtime.and_then(|r| r.python) {
+        None => None,
+        Some(py) => Some(validate_python(cx, py, &init.argv[0])?),
+    };
+
     Ok(Profile {
         path: PathBuf::new(),
         dir: PathBuf::new(),
@@ -786,6 +802,28 @@ fn validate(
         network,
         packages,
         seccomp,
+        python,
+    })
+}
+
+fn validate_python(
+    cx: &Ctx,
+    py: raw::RawPython,
+    runtime: &str,
+) -> Result<PythonSpec, ProfileError> {
+    let interpreter = match &py.interpreter {
+        Some(i) => image_path(cx, i, "runtime.python.interpreter")?,
+        None => crate::packages::bytecode::default_interpreter(runtime).ok_or_else(|| {
+            cx.near(
+                "[runtime.python]",
+                "runtime.python.interpreter",
+                format!("the runtime {runtime:?} is not a python interpreter: set interpreter = \"/usr/bin/python3.11\" (the image's interpreter)"),
+            )
+        })?,
+    };
+    Ok(PythonSpec {
+        interpreter,
+        bytecode: py.bytecode.unwrap_or(false),
     })
 }
 

@@ -26,6 +26,27 @@ pub struct RawProfile {
     pub packages: Option<RawPackages>,
     #[serde(default)]
     pub seccomp: Option<RawSeccomp>,
+    #[serde(default)]
+    pub runtime: Option<RawRuntime>,
+}
+
+/// `[runtime.*]`: build steps for the language runtime in the image.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawRuntime {
+    #[serde(default)]
+    pub python: Option<RawPython>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawPython {
+    /// The interpreter (default: the runtime, when it is a `python*`).
+    #[serde(default)]
+    pub interpreter: Option<Spanned<String>>,
+    /// Compile every `.py` to `__pycache__/*.pyc` at build time.
+    #[serde(default)]
+    pub bytecode: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

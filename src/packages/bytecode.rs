@@ -1,0 +1,263 @@
+//! Python bytecode at build time. Debian's packages ship no `.pyc` (their maintainer scripts make
+//! them), and an image's root is read-only: without this step the interpreter compiles every
+//! module it imports, on every boot.
+//!
+//! The image's own interpreter does the work, run on the build host through the image's own
+//! dynamic loader (no chroot, no root, no host Python): the tree is copied to a scratch
+//! directory, `compileall` compiles every `.py` of the image in sorted order in one process
+//! with `--invalidation-mode unchecked-hash` (no mtimes in the files), in-image paths as
+//! `co_filename`, and a fixed hash seed (frozenset constants are marshalled in hash order).
+//! Each `.pyc` goes into the tree next to its source, owned by the same SBOM component.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use crate::build::elf;
+use crate::rootfs::{Entry, ImagePath, Kind, Tree};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BytecodeError {
+    #[error("[runtime.python] interpreter {0} is not an executable file in the image")]
+    NoInterpreter(ImagePath),
+    #[error("[runtime.python] interpreter {path}: {why}")]
+    Interpreter { path: ImagePath, why: String },
+    #[error("compiling Python bytecode: {what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("compiling Python bytecode with the image's interpreter failed ({status}):\n{output}")]
+    Failed { status: String, output: String },
+    #[error("compiling Python bytecode: {0} failed to compile (see the messages above); fix the file or remove it from the image")]
+    Missing(String),
+}
+
+/// What the step did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Compiled {
+    /// `.py` files compiled.
+    pub sources: usize,
+    /// Bytes of `.pyc` added.
+    pub bytes: u64,
+    /// The interpreter's cache tag (`cpython-311`).
+    pub cache_tag: String,
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BytecodeError {
+    let what = what.into();
+    move |source| BytecodeError::Io { what, source }
+}
+
+/// Copies the tree to `root` on the host: directories, files (hard links as copies) and
+/// symlinks, every symlink re-pointed at the absolute host path of its in-image target, so
+/// nothing resolves outside `root`. Device nodes are left out.
+fn materialize(tree: &Tree, root: &Path) -> Result<(), BytecodeError> {
+    use std::os::unix::fs::PermissionsExt;
+    for (p, e) in tree.iter() {
+        let host = root.join(p.relative());
+        match &e.kind {
+            Kind::Dir => {
+                std::fs::create_dir_all(&host).map_err(io(format!("creating {}", host.display())))?
+            }
+            Kind::File(d) => {
+                std::fs::write(&host, d.as_slice())
+                    .map_err(io(format!("writing {}", host.display())))?;
+                // Readable and, for the interpreter and the loader, executable by us.
+                std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755))
+                    .map_err(io(format!("writing {}", host.display())))?;
+            }
+            Kind::Hardlink(t) => {
+                if let Some(Kind::File(d)) = tree.get(t).map(|e| &e.kind) {
+                    std::fs::write(&host, d.as_slice())
+                        .map_err(io(format!("writing {}", host.display())))?;
+                }
+            }
+            Kind::Symlink(t) => {
+                let resolved = ImagePath::resolve_link_target(p, t);
+                std::os::unix::fs::symlink(root.join(resolved.relative()), &host)
+                    .map_err(io(format!("linking {}", host.display())))?;
+            }
+            Kind::CharDevice { .. } | Kind::BlockDevice { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// Every `.py` of the tree that is a file or a link to one (Python caches a module found
+/// through a link next to the link), in path order.
+fn sources(tree: &Tree) -> Vec<ImagePath> {
+    tree.iter()
+        .filter(|(p, e)| {
+            p.as_str().ends_with(".py")
+                && match e.kind {
+                    Kind::File(_) => true,
+                    Kind::Symlink(_) | Kind::Hardlink(_) => elf::resolve_file(tree, p).is_some(),
+                    _ => false,
+                }
+        })
+        .map(|(p, _)| p.clone())
+        .collect()
+}
+
+/// The command that runs the image's `interpreter` (resolved in the tree) on the host through
+/// the image's loader, with the library directories of its closure.
+fn interpreter_command(
+    tree: &Tree,
+    interpreter: &ImagePath,
+    root: &Path,
+) -> Result<Command, BytecodeError> {
+    let exe = elf::resolve_file(tree, interpreter)
+        .ok_or_else(|| BytecodeError::NoInterpreter(interpreter.clone()))?;
+    let closure =
+        elf::closure(tree, std::slice::from_ref(&exe)).map_err(|why| BytecodeError::Interpreter {
+            path: interpreter.clone(),
+            why,
+        })?;
+    // The closure is [exe, loader, libraries...] for a dynamic executable.
+    let loader = closure
+        .iter()
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.starts_with("ld-linux") || n.starts_with("ld64"))
+        })
+        .ok_or_else(|| BytecodeError::Interpreter {
+            path: interpreter.clone(),
+            why: "not a dynamically linked executable with a loader in the image".into(),
+        })?;
+    let mut dirs: Vec<String> = Vec::new();
+    for lib in closure.iter().skip(1) {
+        if let Some(d) = lib.parent() {
+            let host = root.join(d.relative()).display().to_string();
+            if !dirs.contains(&host) {
+                dirs.push(host);
+            }
+        }
+    }
+    let mut c = Command::new(root.join(loader.relative()));
+    c.env_clear()
+        .env("PYTHONHASHSEED", "0")
+        // Importing compileall must not leave timestamped .pyc (with scratch paths) behind.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("LC_ALL", "C.UTF-8")
+        // The interpreter finds its standard library under ROOT/usr, not the host's.
+        .env("PYTHONHOME", root.join("usr"))
+        .arg("--library-path")
+        .arg(dirs.join(":"))
+        .arg(root.join(exe.relative()));
+    Ok(c)
+}
+
+/// Compiles every `.py` in the tree with the image's `interpreter` and adds the `.pyc` files.
+pub fn compile(tree: &mut Tree, interpreter: &ImagePath) -> Result<Compiled, BytecodeError> {
+    let srcs = sources(tree);
+    if srcs.is_empty() {
+        return Ok(Compiled::default());
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("stratos-bytecode-")
+        .tempdir()
+        .map_err(io("creating a scratch directory"))?;
+    let root = scratch.path().join("root");
+    materialize(tree, &root)?;
+    let list = scratch.path().join("sources.txt");
+    let mut text = String::new();
+    for s in &srcs {
+        text.push_str(&root.join(s.relative()).display().to_string());
+        text.push('\n');
+    }
+    std::fs::write(&list, text).map_err(io("writing the list of sources"))?;
+    // -P -s: no script directory or user site on sys.path (what -I does, without -E, which
+    // would ignore the fixed PYTHONHASHSEED); one process, files in the listed order.
+    let mut c = interpreter_command(tree, interpreter, &root)?;
+    c.args(["-P", "-s", "-c"])
+        .arg(DRIVER)
+        .arg(&root)
+        .arg(&list)
+        .current_dir(scratch.path());
+    let out = c
+        .output()
+        .map_err(io(format!("running the image's interpreter {interpreter}")))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(BytecodeError::Failed {
+            status: out.status.to_string(),
+            output: format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)),
+        });
+    }
+    let cache_tag = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("cache_tag "))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    if cache_tag.is_empty() {
+        return Err(BytecodeError::Failed {
+            status: out.status.to_string(),
+            output: stdout.into_owned(),
+        });
+    }
+    let mut added: BTreeMap<ImagePath, Entry> = BTreeMap::new();
+    let mut bytes = 0;
+    for s in &srcs {
+        let name = s.file_name().expect("a file");
+        let stem = name.strip_suffix(".py").expect("a .py file");
+        let parent = s.parent().expect("a file has a parent");
+        let pyc = parent
+            .join("__pycache__")
+            .and_then(|d| d.join(&format!("{stem}.{cache_tag}.pyc")))
+            .map_err(|e| BytecodeError::Missing(format!("{s}: {e}")))?;
+        let host = root.join(pyc.relative());
+        let data = std::fs::read(&host).map_err(|_| BytecodeError::Missing(s.to_string()))?;
+        let src = tree.get(s).expect("listed from the tree");
+        bytes += data.len() as u64;
+        added.insert(
+            pyc,
+            Entry::file(data, 0o644, &src.origin).owned_by(src.uid, src.gid),
+        );
+    }
+    for (p, e) in added {
+        let dir = p.parent().expect("in __pycache__");
+        if tree.get(&dir).is_none() {
+            let owner = e.clone();
+            tree.insert(
+                &dir,
+                Entry::dir(0o755, &owner.origin).owned_by(owner.uid, owner.gid),
+            )
+            .map_err(|e| BytecodeError::Missing(format!("{dir}: {e}")))?;
+        }
+        tree.insert(&p, e)
+            .map_err(|e| BytecodeError::Missing(format!("{p}: {e}")))?;
+    }
+    Ok(Compiled {
+        sources: srcs.len(),
+        bytes,
+        cache_tag,
+    })
+}
+
+/// Runs inside the image's interpreter: compiles the listed files (argv[2]) in order, with
+/// in-image paths (argv[1] stripped, "/" prepended) as `co_filename`, and prints the cache tag.
+const DRIVER: &str = r#"
+import compileall, py_compile, sys
+root, listing = sys.argv[1], sys.argv[2]
+with open(listing) as f:
+    files = [l.rstrip("\n") for l in f if l.strip()]
+ok = True
+for path in files:
+    ok &= compileall.compile_file(
+        path, stripdir=root, prependdir="/", quiet=1, force=True,
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+print("cache_tag", sys.implementation.cache_tag)
+sys.exit(0 if ok else 1)
+"#;
+
+/// The interpreter a `[runtime.python]` section means when it names none: the runtime itself
+/// when its file name starts with `python`.
+pub fn default_interpreter(argv0: &str) -> Option<ImagePath> {
+    let p = ImagePath::parse(argv0).ok()?;
+    p.file_name()
+        .is_some_and(|n| n.starts_with("python"))
+        .then_some(p)
+}
