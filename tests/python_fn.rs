@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use predicates::prelude::*;
 
 #[test]
 fn python_fn_builds_offline_reproducibly_boots_and_answers() {
@@ -116,6 +117,40 @@ fn python_fn_builds_offline_reproducibly_boots_and_answers() {
     );
     assert!(!list.contains("/gconv/"));
 
+    // Bytecode: every .py the image ships has its .pyc (compiled at build time), and the SBOM
+    // gives each .pyc to the component of its source.
+    let entries: std::collections::BTreeSet<String> = list
+        .lines()
+        .map(|l| format!("/{}", l.trim_start_matches("./")))
+        .collect();
+    let sources: Vec<&String> = entries.iter().filter(|p| p.ends_with(".py")).collect();
+    assert!(sources.len() > 200, "{} .py files", sources.len());
+    let owner = |path: &str| -> Option<String> {
+        comps.iter().find_map(|c| {
+            c["evidence"]["occurrences"]
+                .as_array()?
+                .iter()
+                .any(|o| o["location"] == path)
+                .then(|| c["bom-ref"].as_str().unwrap().to_owned())
+        })
+    };
+    for py in &sources {
+        let (dir, file) = py.rsplit_once('/').unwrap();
+        let pyc = format!(
+            "{dir}/__pycache__/{}.cpython-311.pyc",
+            file.trim_end_matches(".py")
+        );
+        assert!(entries.contains(&pyc), "no bytecode for {py}");
+        let source_owner = owner(py);
+        assert!(source_owner.is_some(), "{py} belongs to no component");
+        assert_eq!(
+            owner(&pyc),
+            source_owner,
+            "{pyc} and {py} belong to different components"
+        );
+    }
+    assert!(entries.contains("/srv/fn/__pycache__/app.cpython-311.pyc"));
+
     stratos(&cache)
         .args([
             "boot",
@@ -132,7 +167,15 @@ fn python_fn_builds_offline_reproducibly_boots_and_answers() {
         .stdout(predicates::str::contains(
             "Hello, ci! This is StratOS on Python.",
         ))
-        .stdout(predicates::str::contains("stratos-phase runtime_ready"));
+        .stdout(predicates::str::contains("stratos-phase runtime_ready"))
+        // Nothing compiled at start: every import was a cached load (the handler's audit hook
+        // counts compile() of source files).
+        .stdout(predicates::str::contains(
+            "python-fn: listening on 8080; modules compiled from source at start: 0",
+        ))
+        // The pool was ready when the init started: no warning.
+        .stdout(predicates::str::contains("stratos-phase entropy_ready"))
+        .stdout(predicates::str::contains("random pool").not());
 }
 
 /// The benchmark's baseline: the same rootfs on Debian's generic kernel also boots and answers.
