@@ -219,7 +219,9 @@ impl Sys for LinuxSys {
             .spawn(|| {
                 let mut b = [0u8; 1];
                 // Blocks until the kernel's pool is initialised.
-                while let Err(e) = rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()) {
+                while let Err(e) =
+                    rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty())
+                {
                     if e != rustix::io::Errno::INTR {
                         return;
                     }

@@ -737,8 +737,14 @@ fn entropy_ready_at_start_is_a_phase_without_a_warning() {
     f.waits.push_back(Waited::Reaped(42, ExitKind::Exited(0)));
     boot(&mut f);
     let phases = f.lines("stratos-phase");
-    assert!(phases[0].starts_with("stratos-phase init_start "), "{phases:?}");
-    assert!(phases[1].starts_with("stratos-phase entropy_ready "), "{phases:?}");
+    assert!(
+        phases[0].starts_with("stratos-phase init_start "),
+        "{phases:?}"
+    );
+    assert!(
+        phases[1].starts_with("stratos-phase entropy_ready "),
+        "{phases:?}"
+    );
     assert!(!f.console.iter().any(|l| l.contains("random pool")));
     assert!(!f.calls.contains(&Call::WatchEntropy));
 }

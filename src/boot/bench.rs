@@ -136,6 +136,8 @@ pub fn run_once(
         stop_after_invoke: true,
         // Give the init a moment to report the memory high-water mark after the calls.
         linger: Duration::from_millis(1200),
+        cmdline: None,
+        until_line: None,
     };
     let run = super::run(image, &opts)?;
     let metrics = metrics_of(&run);

@@ -260,7 +260,13 @@ mod tests {
         let p = phases(log).unwrap();
         assert_eq!(
             p.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
-            ["init_start", "mounts_done", "runtime_exec", "entropy_ready", "runtime_ready"]
+            [
+                "init_start",
+                "mounts_done",
+                "runtime_exec",
+                "entropy_ready",
+                "runtime_ready"
+            ]
         );
         assert!(phases("stratos-phase entropy_ready 1\nstratos-phase entropy_ready 2\n").is_err());
     }

@@ -212,17 +212,24 @@ pub struct RunOptions {
     pub stop_after_invoke: bool,
     /// How long to keep reading the console after the invocations before stopping.
     pub linger: Duration,
+    /// Boot with this kernel command line instead of the image's (e.g. a profile boot).
+    pub cmdline: Option<String>,
+    /// Stop the VM once a console line contains this.
+    pub until_line: Option<String>,
 }
 
 /// Boots the image once. Returns when QEMU exits, when the invocations are done (with
 /// `stop_after_invoke`), or at the timeout; QEMU is always gone when this returns.
 pub fn run(image: &BootImage, opts: &RunOptions) -> Result<BootRun, BootError> {
-    let spec = image.spec(
+    let mut spec = image.spec(
         opts.accel,
         opts.memory_mib,
         opts.forwards.clone(),
         opts.interactive,
     );
+    if let Some(c) = &opts.cmdline {
+        spec.cmdline = c.clone();
+    }
     let mut vm = Vm::start(&spec, opts.echo)?;
     let mut lines = Vec::new();
     let mut ending = Ending::default();
@@ -258,7 +265,11 @@ pub fn run(image: &BootImage, opts: &RunOptions) -> Result<BootRun, BootError> {
         };
         match vm.next_line(wait) {
             Ok(l) => {
+                let stop = opts.until_line.as_deref().is_some_and(|u| l.1.contains(u));
                 record(l, &mut lines, &mut ending, &mut runtime_started);
+                if stop {
+                    break;
+                }
                 continue;
             }
             Err(closed) => console_closed |= closed,

@@ -488,7 +488,9 @@ mod tests {
         assert!(a.contains("-accel tcg"), "{a}");
         // Every VM gets the host's entropy, on the machine's own bus.
         assert!(
-            a.contains("-object rng-random,filename=/dev/urandom,id=rng0 -device virtio-rng-pci,rng=rng0"),
+            a.contains(
+                "-object rng-random,filename=/dev/urandom,id=rng0 -device virtio-rng-pci,rng=rng0"
+            ),
             "{a}"
         );
         let micro = VmSpec {

@@ -117,6 +117,8 @@ pub fn run(a: Args) -> CliResult {
         interactive,
         stop_after_invoke: true,
         linger: Duration::ZERO,
+        cmdline: None,
+        until_line: None,
         invoke,
     };
     let r = boot::run(&image, &opts).map_err(CliError::input)?;

@@ -36,6 +36,119 @@ pub enum Sub {
         #[arg(long)]
         json: bool,
     },
+    /// Boot an image with `initcall_debug printk.time=1 loglevel=8` (instead of `quiet`) and
+    /// report where the kernel spends its time before /init: the slowest initcalls and the
+    /// largest gaps between kernel messages. Console output at that level costs time itself
+    /// under emulation: compare rankings, not absolute times, with normal boots.
+    #[command(after_help = "Example:
+  stratos kernel profile out/hello --runs 3 --top 15 --json hello-kernel.json")]
+    Profile {
+        /// The image directory.
+        image: PathBuf,
+        /// Boots to profile (medians are reported).
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+        /// How many initcalls and gaps to show.
+        #[arg(long, default_value_t = 15)]
+        top: usize,
+        /// Also write the profile as JSON (schema stratos-kernel-profile/1).
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Keep each boot's verbose console as FILE (FILE.2, FILE.3, ... for later boots).
+        #[arg(long, value_name = "FILE")]
+        console: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = crate::boot::qemu::AccelChoice::Auto)]
+        accel: crate::boot::qemu::AccelChoice,
+        /// Guest memory in MiB.
+        #[arg(long, default_value_t = 512)]
+        memory: u32,
+        /// Seconds to wait for /init in each boot.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+}
+
+struct ProfileOptions {
+    runs: usize,
+    top: usize,
+    json: Option<PathBuf>,
+    console: Option<PathBuf>,
+    accel: crate::boot::qemu::AccelChoice,
+    memory: u32,
+    timeout: u64,
+}
+
+fn profile_image(image: &std::path::Path, o: &ProfileOptions) -> CliResult {
+    use crate::kernel::profile;
+    let ProfileOptions {
+        runs,
+        top,
+        accel,
+        memory,
+        timeout,
+        ..
+    } = *o;
+    if runs == 0 {
+        return Err(CliError::input(anyhow::anyhow!(
+            "--runs must be at least 1"
+        )));
+    }
+    let img = crate::boot::BootImage::open(image).map_err(CliError::input)?;
+    crate::boot::handle_stop_signals().map_err(CliError::input)?;
+    let (accel, why) =
+        crate::boot::qemu::choose_accel(accel, &img.kernel()).map_err(CliError::input)?;
+    if let Some(why) = why {
+        eprintln!("stratos: KVM unavailable ({why}); using TCG (software emulation)");
+    }
+    let cmdline = profile::profile_cmdline(&img.manifest.kernel.cmdline);
+    let mut boots = Vec::new();
+    for i in 0..runs {
+        eprintln!("stratos: profile boot {}/{runs} ({})", i + 1, accel.name());
+        let opts = crate::boot::RunOptions {
+            accel,
+            memory_mib: memory,
+            forwards: Vec::new(),
+            timeout: std::time::Duration::from_secs(timeout),
+            echo: false,
+            interactive: false,
+            invoke: None,
+            stop_after_invoke: false,
+            linger: std::time::Duration::ZERO,
+            cmdline: Some(cmdline.clone()),
+            // The init's first line: the kernel's part is over.
+            until_line: Some(format!("{} init_start", stratos_wire::PHASE_PREFIX)),
+        };
+        let run = crate::boot::run(&img, &opts).map_err(CliError::input)?;
+        let text = run.console_text();
+        if let Some(c) = &o.console {
+            let path = if i == 0 {
+                c.clone()
+            } else {
+                PathBuf::from(format!("{}.{}", c.display(), i + 1))
+            };
+            crate::sign::write_atomic(&path, text.as_bytes(), 0o644)
+                .map_err(|e| CliError::input(anyhow::anyhow!("writing {}: {e}", path.display())))?;
+        }
+        let p = profile::parse(&text);
+        if p.run_init_s.is_none() {
+            return Err(CliError::check(anyhow::anyhow!(
+                "boot {}: the kernel never reached /init ({})",
+                i + 1,
+                super::boot::failure_reason(&run)
+            )));
+        }
+        boots.push(p);
+    }
+    let name = format!("{} {}", img.manifest.image.name, img.manifest.image.version);
+    let summary = profile::summarise(&name, &cmdline, &boots, top);
+    print!("{}", profile::render(&summary));
+    if let Some(path) = &o.json {
+        let mut bytes = serde_json::to_vec_pretty(&summary).expect("plain data");
+        bytes.push(b'\n');
+        crate::sign::write_atomic(path, &bytes, 0o644)
+            .map_err(|e| CliError::input(anyhow::anyhow!("writing {}: {e}", path.display())))?;
+    }
+    Ok(())
 }
 
 fn load(profile: &std::path::Path) -> Result<Profile, CliError> {
@@ -45,6 +158,27 @@ fn load(profile: &std::path::Path) -> Result<Profile, CliError> {
 pub fn run(a: Args) -> CliResult {
     let progress = Progress::new(false);
     match a.command {
+        Sub::Profile {
+            image,
+            runs,
+            top,
+            json,
+            console,
+            accel,
+            memory,
+            timeout,
+        } => profile_image(
+            &image,
+            &ProfileOptions {
+                runs,
+                top,
+                json,
+                console,
+                accel,
+                memory,
+                timeout,
+            },
+        ),
         Sub::Config { profile, full } => {
             let p = load(&profile)?;
             let KernelOrigin::Source(spec) = &p.kernel.origin else {
@@ -129,6 +263,7 @@ pub fn run(a: Args) -> CliResult {
                     format: &format,
                     cmdline: &p.kernel.cmdline,
                     modules_in_image: p.kernel.modules.len(),
+                    modules_names_rng: p.kernel.modules.iter().any(|m| m == "virtio_rng"),
                 },
             );
             if json {

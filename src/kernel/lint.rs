@@ -22,6 +22,8 @@ pub struct Context<'a> {
     pub cmdline: &'a str,
     /// Kernel modules the image carries.
     pub modules_in_image: usize,
+    /// Whether the image loads the virtio_rng module (a modular kernel's entropy driver).
+    pub modules_names_rng: bool,
 }
 
 fn num(c: &Config, name: &str) -> Option<i64> {
@@ -49,6 +51,17 @@ pub fn lint(c: &Config, cx: &Context) -> Vec<Finding> {
             "broken",
             "the image's initramfs is a zstd-compressed cpio, but CONFIG_BLK_DEV_INITRD/CONFIG_RD_ZSTD is not built in: the kernel cannot unpack its root filesystem",
             "CONFIG_BLK_DEV_INITRD=y and CONFIG_RD_ZSTD=y (kernel-configs/base.config)",
+        );
+    }
+    // Without an entropy source the random pool is ready only seconds into a TCG boot (no
+    // RDRAND on QEMU's default CPU, no interrupt entropy in a microVM) and every getrandom()
+    // blocks until then (NOTES.md, "Where boot time goes": Python waited ~2.6 s).
+    if !c.is_builtin("HW_RANDOM_VIRTIO") && !cx.modules_names_rng {
+        add(
+            "no-entropy-source",
+            "slow-boot",
+            "no entropy device driver (CONFIG_HW_RANDOM_VIRTIO): the random pool is not ready when the runtime starts, and getrandom() blocks for seconds under emulation",
+            "CONFIG_HW_RANDOM=y and CONFIG_HW_RANDOM_VIRTIO=y (kernel-configs/entropy.config); stratos boot and boot-test attach a virtio-rng device",
         );
     }
     // QEMU's microvm describes virtio-mmio devices on the command line
@@ -209,10 +222,26 @@ mod tests {
             format: "vmlinux",
             cmdline: "console=ttyS0 quiet",
             modules_in_image: 0,
+            modules_names_rng: false,
         }
     }
 
-    const GOOD: &str = "CONFIG_64BIT=y\nCONFIG_BLK_DEV_INITRD=y\nCONFIG_RD_ZSTD=y\nCONFIG_VIRTIO_MMIO=y\nCONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y\nCONFIG_SECCOMP=y\nCONFIG_SECCOMP_FILTER=y\nCONFIG_STRICT_KERNEL_RWX=y\nCONFIG_STACKPROTECTOR=y\nCONFIG_PVH=y\nCONFIG_SERIAL_8250_NR_UARTS=1\n";
+    const GOOD: &str = "CONFIG_64BIT=y\nCONFIG_BLK_DEV_INITRD=y\nCONFIG_RD_ZSTD=y\nCONFIG_VIRTIO_MMIO=y\nCONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y\nCONFIG_SECCOMP=y\nCONFIG_SECCOMP_FILTER=y\nCONFIG_STRICT_KERNEL_RWX=y\nCONFIG_STACKPROTECTOR=y\nCONFIG_PVH=y\nCONFIG_SERIAL_8250_NR_UARTS=1\nCONFIG_HW_RANDOM=y\nCONFIG_HW_RANDOM_VIRTIO=y\n";
+
+    #[test]
+    fn a_kernel_without_an_entropy_source_is_flagged() {
+        let c = Config::parse(&GOOD.replace("CONFIG_HW_RANDOM_VIRTIO=y\n", "")).unwrap();
+        let f = lint(&c, &cx());
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].rule, "no-entropy-source");
+        assert!(f[0].fix.contains("entropy.config"));
+        // A modular kernel that loads virtio_rng has one.
+        let modular = Context {
+            modules_names_rng: true,
+            ..cx()
+        };
+        assert!(lint(&c, &modular).is_empty());
+    }
 
     #[test]
     fn a_good_config_is_clean() {
@@ -229,6 +258,7 @@ mod tests {
             format: "bzImage",
             cmdline: "console=ttyS0",
             modules_in_image: 0,
+            modules_names_rng: false,
         };
         let rules: Vec<&str> = lint(&c, &ctx).iter().map(|f| f.rule).collect();
         for r in [
@@ -243,6 +273,7 @@ mod tests {
             "devmem",
             "strict-devmem",
         ] {
+            assert!(!rules.contains(&"no-entropy-source"), "{rules:?}");
             assert!(rules.contains(&r), "{r} not flagged: {rules:?}");
         }
     }

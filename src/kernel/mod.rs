@@ -5,6 +5,7 @@ pub mod config;
 pub mod kconfig;
 pub mod lint;
 pub mod modules;
+pub mod profile;
 
 pub use config::Config;
 

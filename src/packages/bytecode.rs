@@ -58,9 +58,8 @@ fn materialize(tree: &Tree, root: &Path) -> Result<(), BytecodeError> {
     for (p, e) in tree.iter() {
         let host = root.join(p.relative());
         match &e.kind {
-            Kind::Dir => {
-                std::fs::create_dir_all(&host).map_err(io(format!("creating {}", host.display())))?
-            }
+            Kind::Dir => std::fs::create_dir_all(&host)
+                .map_err(io(format!("creating {}", host.display())))?,
             Kind::File(d) => {
                 std::fs::write(&host, d.as_slice())
                     .map_err(io(format!("writing {}", host.display())))?;
@@ -110,11 +109,12 @@ fn interpreter_command(
 ) -> Result<Command, BytecodeError> {
     let exe = elf::resolve_file(tree, interpreter)
         .ok_or_else(|| BytecodeError::NoInterpreter(interpreter.clone()))?;
-    let closure =
-        elf::closure(tree, std::slice::from_ref(&exe)).map_err(|why| BytecodeError::Interpreter {
+    let closure = elf::closure(tree, std::slice::from_ref(&exe)).map_err(|why| {
+        BytecodeError::Interpreter {
             path: interpreter.clone(),
             why,
-        })?;
+        }
+    })?;
     // The closure is [exe, loader, libraries...] for a dynamic executable.
     let loader = closure
         .iter()
