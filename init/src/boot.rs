@@ -119,9 +119,26 @@ fn read_config<S: Sys>(sys: &mut S) -> Result<InitConfig, String> {
 
 /// `MemTotal` from /proc/meminfo, in bytes.
 pub fn mem_total(meminfo: &str) -> Option<u64> {
-    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    meminfo_kib(meminfo, "MemTotal:").map(|kb| kb * 1024)
+}
+
+/// A `/proc/meminfo` field, in KiB.
+pub fn meminfo_kib(meminfo: &str, field: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The runtime is ready: the phase, then how much memory the guest still has (what a root on
+/// disk saves against one in RAM shows here).
+fn ready<S: Sys>(sys: &mut S) {
+    phase(sys, "runtime_ready");
+    match sys.read_file("/proc/meminfo") {
+        Ok(m) => match meminfo_kib(&String::from_utf8_lossy(&m), "MemAvailable:") {
+            Some(kb) => log(sys, &format!("memory available {kb} KiB at runtime_ready")),
+            None => log(sys, "warning: /proc/meminfo has no MemAvailable"),
+        },
+        Err(e) => log(sys, &format!("warning: cannot read /proc/meminfo: {e}")),
+    }
 }
 
 /// The sysfs writes that configure zram0, in order.
@@ -434,7 +451,7 @@ fn supervise<S: Sys>(sys: &mut S, p: &Prepared, first: u32) -> Result<ExitKind, 
     let mut restarts = 0u32;
     let mut ready = cfg.readiness.is_none();
     if ready {
-        phase(sys, "runtime_ready");
+        self::ready(sys);
     }
     let start = sys.now_ns();
     let readiness_deadline = match &cfg.readiness {
@@ -573,7 +590,7 @@ fn supervise<S: Sys>(sys: &mut S, p: &Prepared, first: u32) -> Result<ExitKind, 
                 };
                 if ok {
                     ready = true;
-                    phase(sys, "runtime_ready");
+                    self::ready(sys);
                 } else if now > readiness_deadline && !readiness_reported {
                     readiness_reported = true;
                     log(sys, "warning: the runtime is not ready within its readiness timeout; still waiting");

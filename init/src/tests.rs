@@ -109,6 +109,7 @@ impl Sys for Fake {
         match p {
             "/proc/meminfo" => Ok(b"MemTotal:         512000 kB
 MemFree: 1 kB
+MemAvailable:     480000 kB
 "
             .to_vec()),
             "/sys/fs/cgroup/runtime/memory.peak" => Ok(b"1048576
@@ -770,4 +771,20 @@ fn no_entropy_at_start_warns_once_naming_cause_and_fix_and_watches() {
     assert!(f.calls.contains(&Call::WatchEntropy));
     // The phase is printed by the waiter when the pool is ready, not now.
     assert!(!f.console.iter().any(|l| l.contains("entropy_ready")));
+}
+
+#[test]
+fn memory_available_is_reported_at_ready() {
+    let mut f = Fake::new(&config());
+    f.waits.push_back(Waited::Reaped(42, ExitKind::Exited(0)));
+    boot(&mut f);
+    let i = f
+        .console
+        .iter()
+        .position(|l| l.starts_with("stratos-phase runtime_ready"))
+        .unwrap();
+    assert_eq!(
+        f.console[i + 1],
+        "stratos-init: memory available 480000 KiB at runtime_ready"
+    );
 }

@@ -3,7 +3,9 @@
 //! [`Tree`]: crate::rootfs::Tree
 
 pub mod cpio;
+pub mod erofs;
 pub mod tar;
+pub mod verity;
 pub mod zst;
 
 #[derive(Debug, thiserror::Error)]

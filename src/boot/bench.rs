@@ -30,6 +30,7 @@ pub const METRICS: &[(&str, &str)] = &[
     ("cold_start", "ms"),
     ("warm", "ms"),
     ("memory_peak", "KiB"),
+    ("mem_available", "KiB"),
 ];
 
 #[derive(Debug, Clone)]
@@ -108,6 +109,13 @@ pub fn metrics_of(run: &BootRun) -> BTreeMap<String, f64> {
     if let Some(p) = peak {
         m.insert("memory_peak".into(), p as f64 / 1024.0);
     }
+    let available = run.lines.iter().find_map(|(_, l)| {
+        let i = l.find("stratos-init: memory available ")?;
+        l[i + 31..].split_whitespace().next()?.parse::<u64>().ok()
+    });
+    if let Some(kb) = available {
+        m.insert("mem_available".into(), kb as f64);
+    }
     m
 }
 
@@ -149,7 +157,7 @@ pub fn run_once(
     let failure = if let Some(status) = bad_status {
         Some(format!("the function answered HTTP {status}"))
     } else if run.invocations.len() < o.invocations {
-        Some(crate::cli::boot::failure_reason(&run))
+        Some(run.failure_reason())
     } else if let Err(e) = &run.phases {
         Some(format!("malformed phase markers: {e}"))
     } else {

@@ -16,6 +16,8 @@ pub enum Event {
     Fatal(String),
     /// The kernel panicked (message after "Kernel panic - not syncing: ").
     KernelPanic(String),
+    /// dm-verity refused a block of the root filesystem (the kernel's message).
+    RootCorrupted(String),
     /// The init is about to power off.
     PowerOff,
     /// The kernel stopped the machine (`reboot: System halted` / `reboot: Power down`). On a
@@ -44,6 +46,12 @@ pub fn parse_line(line: &str) -> Option<Event> {
     }
     if line.contains("reboot: System halted") || line.contains("reboot: Power down") {
         return Some(Event::Halted);
+    }
+    // dm-verity found a block of the root that does not match its hash tree.
+    if let Some(i) = line.find("device-mapper: verity") {
+        if line.contains("is corrupted") {
+            return Some(Event::RootCorrupted(line[i..].trim().to_owned()));
+        }
     }
     if let Some(i) = line.find("Kernel panic - not syncing:") {
         return Some(Event::KernelPanic(line[i + 27..].trim().to_owned()));
@@ -154,6 +162,8 @@ pub struct Ending {
     pub killed: Option<i32>,
     pub fatal: Option<String>,
     pub panic: Option<String>,
+    /// The first block dm-verity refused.
+    pub root_corrupted: Option<String>,
     pub powered_off: bool,
     pub halted: bool,
 }
@@ -165,6 +175,11 @@ impl Ending {
             Event::Killed(s) => self.killed = Some(*s),
             Event::Fatal(m) => self.fatal = Some(m.clone()),
             Event::KernelPanic(m) => self.panic = Some(m.clone()),
+            Event::RootCorrupted(m) => {
+                if self.root_corrupted.is_none() {
+                    self.root_corrupted = Some(m.clone());
+                }
+            }
             Event::PowerOff => self.powered_off = true,
             Event::Halted => self.halted = true,
             Event::Phase { .. } => {}

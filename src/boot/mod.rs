@@ -98,7 +98,11 @@ impl BootImage {
             };
         // QEMU opens these by path: they must be regular files of the image directory, not
         // symlinks to somewhere else.
-        for name in [manifest.kernel.artifact.as_str(), INITRAMFS_ARTIFACT] {
+        let root_artifact = manifest
+            .root
+            .as_ref()
+            .map_or(INITRAMFS_ARTIFACT, |r| r.artifact.as_str());
+        for name in [manifest.kernel.artifact.as_str(), root_artifact] {
             let p = dir.join(name);
             crate::fsio::open_regular(&p, crate::fsio::Links::Refuse).map_err(|e| {
                 BootError::Image {
@@ -127,7 +131,10 @@ impl BootImage {
     ) -> VmSpec {
         VmSpec {
             kernel: self.kernel(),
-            initrd: self.dir.join(INITRAMFS_ARTIFACT),
+            root: match &self.manifest.root {
+                None => qemu::Root::Initramfs(self.dir.join(INITRAMFS_ARTIFACT)),
+                Some(r) => qemu::Root::Disk(self.dir.join(&r.artifact)),
+            },
             cmdline: self.manifest.kernel.cmdline.clone(),
             machine: self.machine,
             accel,
@@ -180,6 +187,30 @@ pub struct BootRun {
 }
 
 impl BootRun {
+    /// Why a boot did not produce what was expected, from its console.
+    pub fn failure_reason(&self) -> String {
+        let r = self;
+        if let Some(c) = &r.ending.root_corrupted {
+            return format!("root filesystem failed verification: {c}");
+        }
+        if let Some(p) = &r.ending.panic {
+            return format!("the kernel panicked: {p}");
+        }
+        if let Some(f) = &r.ending.fatal {
+            return format!("the init failed: {f}");
+        }
+        if let Some(e) = &r.invoke_error {
+            return e.clone();
+        }
+        if r.timed_out {
+            return format!("timed out after {:.0} s", r.wall.as_secs_f64());
+        }
+        if let Some(c) = r.ending.exit_code() {
+            return format!("the runtime ended with exit code {c} before answering");
+        }
+        "the VM stopped without the runtime reporting how it ended".into()
+    }
+
     pub fn log(&self) -> String {
         let mut s = String::new();
         for (t, l) in &self.lines {

@@ -124,7 +124,9 @@ pub fn free_port() -> std::io::Result<u16> {
 #[derive(Debug, Clone)]
 pub struct VmSpec {
     pub kernel: PathBuf,
-    pub initrd: PathBuf,
+    /// The root: an initramfs the kernel unpacks, or a disk image attached read-only as the
+    /// first virtio block device (`/dev/vda`).
+    pub root: Root,
     pub cmdline: String,
     pub machine: Machine,
     pub accel: Accel,
@@ -133,6 +135,14 @@ pub struct VmSpec {
     pub forwards: Vec<Forward>,
     /// Give the guest the terminal as its serial console input (`-serial mon:stdio`).
     pub interactive: bool,
+}
+
+/// How a VM gets its root filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Root {
+    Initramfs(PathBuf),
+    /// Attached read-only: nothing in the guest can write to the image.
+    Disk(PathBuf),
 }
 
 /// The host CPU's nominal rate in kHz, from /proc/cpuinfo (for `tsc_early_khz`).
@@ -193,11 +203,28 @@ impl VmSpec {
             self.cpus.to_string(),
             "-kernel".into(),
             self.kernel.display().to_string(),
-            "-initrd".into(),
-            self.initrd.display().to_string(),
             "-append".into(),
             self.full_cmdline(),
         ]);
+        match &self.root {
+            Root::Initramfs(p) => a.extend(["-initrd".into(), p.display().to_string()]),
+            Root::Disk(p) => {
+                let dev = match self.machine {
+                    Machine::Microvm => "virtio-blk-device,drive=root",
+                    Machine::Q35 => "virtio-blk-pci,drive=root",
+                };
+                // QEMU's -drive splits on commas: a comma in the path is written twice.
+                a.extend([
+                    "-drive".into(),
+                    format!(
+                        "file={},if=none,id=root,format=raw,readonly=on",
+                        p.display().to_string().replace(',', ",,")
+                    ),
+                    "-device".into(),
+                    dev.into(),
+                ]);
+            }
+        }
         // User networking, isolated: the guest cannot reach the host or the outside; only the
         // explicit forwards from 127.0.0.1 reach it.
         let mut netdev = "user,id=n0,restrict=on".to_owned();
@@ -468,7 +495,7 @@ mod tests {
     fn args_forward_only_to_loopback_and_restrict_the_guest() {
         let spec = VmSpec {
             kernel: "k".into(),
-            initrd: "i".into(),
+            root: Root::Initramfs("i".into()),
             cmdline: "console=ttyS0".into(),
             machine: Machine::Q35,
             accel: Accel::Tcg,
@@ -501,5 +528,16 @@ mod tests {
             .args()
             .join(" ")
             .contains("-device virtio-rng-device,rng=rng0"));
+        // A disk root is attached read-only as the first virtio disk.
+        let disk = VmSpec {
+            root: Root::Disk("/img/a,b/rootfs.erofs".into()),
+            ..micro
+        };
+        let a = disk.args().join(" ");
+        assert!(
+            a.contains("-drive file=/img/a,,b/rootfs.erofs,if=none,id=root,format=raw,readonly=on -device virtio-blk-device,drive=root"),
+            "{a}"
+        );
+        assert!(!a.contains("-initrd"));
     }
 }

@@ -11,7 +11,7 @@ use stratos_wire as wire;
 
 use crate::archive;
 use crate::kernel::{self, modules::ModuleIndex};
-use crate::profile::{KernelOrigin, Profile, ZramSize};
+use crate::profile::{KernelOrigin, Profile, RootFormat, ZramSize};
 use crate::progress::Progress;
 use crate::rootfs::overlay::{self, OverlayError};
 use crate::rootfs::{Entry, ImagePath, Kind, Origin, Tree, TreeError};
@@ -25,6 +25,7 @@ use crate::sign::{sha256_hex, KeyId, SecretKey};
 pub const KERNEL_ARTIFACT: &str = "kernel";
 pub const KERNEL_CONFIG_ARTIFACT: &str = "kernel.config";
 pub const INITRAMFS_ARTIFACT: &str = "initramfs.cpio.zst";
+pub const EROFS_ARTIFACT: &str = "rootfs.erofs";
 pub const ROOTFS_ARTIFACT: &str = "rootfs.tar.zst";
 pub const SBOM_ARTIFACT: &str = "sbom.cdx.json";
 pub const BUILDER_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -669,26 +670,52 @@ pub fn build(
     step.done();
     let epoch = profile.image.source_date_epoch;
 
+    let root_format = profile.image.root;
     let step = progress.step(format!(
-        "writing initramfs and rootfs ({} entries, {:.1} MiB, zstd -{})",
+        "writing {} and rootfs ({} entries, {:.1} MiB, zstd -{})",
+        match root_format {
+            RootFormat::Initramfs => "initramfs",
+            RootFormat::Erofs => "EROFS + dm-verity",
+        },
         a.tree.len(),
         a.tree.content_bytes() as f64 / (1 << 20) as f64,
         archive::zst::LEVEL
     ));
-    let (cpio, tar) = std::thread::scope(|s| {
-        let cpio = s.spawn(|| {
-            archive::cpio::write_cpio(&a.tree, epoch)
+    // The root the kernel boots (an initramfs, or EROFS with its verity tree), and the tar,
+    // in parallel.
+    let (root, tar) = std::thread::scope(|s| {
+        let root = s.spawn(|| match root_format {
+            RootFormat::Initramfs => archive::cpio::write_cpio(&a.tree, epoch)
                 .and_then(|c| crate::cache::compress_cached(&c).map_err(archive::ArchiveError::Io))
+                .map(|c| (INITRAMFS_ARTIFACT, c, None)),
+            RootFormat::Erofs => archive::erofs::write_erofs(&a.tree, epoch).map(|mut img| {
+                let verity = archive::verity::append(&mut img);
+                (EROFS_ARTIFACT, img, Some(verity))
+            }),
         });
         let tar = archive::tar::write_tar(&a.tree, epoch)
             .and_then(|t| crate::cache::compress_cached(&t).map_err(archive::ArchiveError::Io));
-        (cpio.join().expect("cpio writer does not panic"), tar)
+        (root.join().expect("root writer does not panic"), tar)
     });
-    let (cpio, tar) = (cpio?, tar?);
+    let ((root_name, root_bytes, verity), tar) = (root?, tar?);
     step.done();
+    let root_info = verity.map(|v| crate::sign::manifest::RootInfo {
+        format: "erofs".into(),
+        artifact: EROFS_ARTIFACT.into(),
+        verity: v,
+    });
+    // The kernel finds and checks its root from the (signed) command line.
+    let cmdline = match &root_info {
+        None => profile.kernel.cmdline.clone(),
+        Some(r) => format!(
+            "{} {}",
+            profile.kernel.cmdline,
+            archive::verity::kernel_args(&r.verity)
+        ),
+    };
 
     let mut files: Vec<(&str, Vec<u8>)> = vec![
-        (INITRAMFS_ARTIFACT, cpio),
+        (root_name, root_bytes),
         (KERNEL_ARTIFACT, kernel.image.clone()),
         (ROOTFS_ARTIFACT, tar),
     ];
@@ -731,7 +758,7 @@ pub fn build(
             artifact: KERNEL_ARTIFACT.into(),
             format: a.kernel_image.format.into(),
             version: a.kernel_image.version.clone(),
-            cmdline: profile.kernel.cmdline.clone(),
+            cmdline,
             config_sha256: kernel.config.as_deref().map(sha256_hex),
             origin: kernel.origin.into(),
             source_sha256: kernel.source_sha256.clone(),
@@ -744,6 +771,7 @@ pub fn build(
         sbom: SBOM_ARTIFACT.into(),
         seccomp: a.seccomp.clone(),
         preload: a.preload.clone(),
+        root: root_info,
         artifacts: files
             .iter()
             .map(|(name, data)| Artifact {

@@ -160,7 +160,7 @@ pub fn run(a: Args) -> CliResult {
             None => Err(CliError::check(anyhow::anyhow!(
                 "no answer from {}: {}",
                 inv.path,
-                failure_reason(&r)
+                r.failure_reason()
             ))),
         };
     }
@@ -170,28 +170,8 @@ pub fn run(a: Args) -> CliResult {
             code: u8::try_from(code).unwrap_or(1),
             error: anyhow::anyhow!("the guest runtime ended with exit code {code}"),
         }),
-        None => Err(CliError::check(anyhow::anyhow!("{}", failure_reason(&r)))),
+        None => Err(CliError::check(anyhow::anyhow!("{}", r.failure_reason()))),
     }
-}
-
-/// Why a boot did not produce what was expected, from its console.
-pub fn failure_reason(r: &boot::BootRun) -> String {
-    if let Some(p) = &r.ending.panic {
-        return format!("the kernel panicked: {p}");
-    }
-    if let Some(f) = &r.ending.fatal {
-        return format!("the init failed: {f}");
-    }
-    if let Some(e) = &r.invoke_error {
-        return e.clone();
-    }
-    if r.timed_out {
-        return format!("timed out after {:.0} s", r.wall.as_secs_f64());
-    }
-    if let Some(c) = r.ending.exit_code() {
-        return format!("the runtime ended with exit code {c} before answering");
-    }
-    "the VM stopped without the runtime reporting how it ended".into()
 }
 
 fn print_timings(r: &boot::BootRun) {

@@ -134,7 +134,7 @@ fn profile_image(image: &std::path::Path, o: &ProfileOptions) -> CliResult {
             return Err(CliError::check(anyhow::anyhow!(
                 "boot {}: the kernel never reached /init ({})",
                 i + 1,
-                super::boot::failure_reason(&run)
+                run.failure_reason()
             )));
         }
         boots.push(p);

@@ -119,21 +119,7 @@ pub fn render_error(e: &anyhow::Error) -> String {
     safe
 }
 
-/// Human-readable byte size.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use crate::progress::human_bytes;
 
 #[cfg(test)]
 mod tests {

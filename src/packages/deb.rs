@@ -29,7 +29,7 @@ pub enum DebError {
 }
 
 fn human(n: u64) -> String {
-    crate::cli::human_bytes(n)
+    crate::progress::human_bytes(n)
 }
 
 /// The members of an `ar` archive (name → bytes), in order. Borrows from `bytes`: sizes are

@@ -146,6 +146,17 @@ pub struct Image {
     pub hostname: String,
     /// What the contents may expand to (`max-file-size`, `max-package-size`, `max-image-size`).
     pub limits: crate::rootfs::ExpandLimits,
+    /// The root filesystem the kernel boots.
+    pub root: RootFormat,
+}
+
+/// `[image] root`: how the kernel gets its root filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootFormat {
+    /// An initramfs the kernel unpacks into RAM (for VMMs without block devices).
+    Initramfs,
+    /// A read-only EROFS image on a virtio block device, checked block by block by dm-verity.
+    Erofs,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -417,12 +428,28 @@ fn validate(
             *slot = bytes_value(cx, v, key)?;
         }
     }
+    let root = match &raw.image.root {
+        None => RootFormat::Initramfs,
+        Some(r) if r.get_ref() == "initramfs" => RootFormat::Initramfs,
+        Some(r) if r.get_ref() == "erofs" => RootFormat::Erofs,
+        Some(r) => {
+            return Err(cx.at(
+                r.span(),
+                "image.root",
+                format!(
+                    "{:?} is not a root format: use \"erofs\" (a verified block device) or \"initramfs\"",
+                    r.get_ref()
+                ),
+            ))
+        }
+    };
     let image = Image {
         name: name.into_inner(),
         version: version.into_inner(),
         source_date_epoch,
         hostname,
         limits: expand,
+        root,
     };
 
     // [kernel]

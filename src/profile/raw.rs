@@ -75,6 +75,9 @@ pub struct RawImage {
     /// All file contents of the image together.
     #[serde(default)]
     pub max_image_size: Option<Spanned<IntOrString>>,
+    /// What the kernel boots: "initramfs" (default) or "erofs" (a verified block device).
+    #[serde(default)]
+    pub root: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

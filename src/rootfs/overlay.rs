@@ -41,7 +41,7 @@ pub enum OverlayError {
     },
     #[error(transparent)]
     Tree(#[from] TreeError),
-    #[error("{}: larger than the {} limit {why}; if it belongs in the image, raise {key} in the profile", Shown(path), crate::cli::human_bytes(*limit))]
+    #[error("{}: larger than the {} limit {why}; if it belongs in the image, raise {key} in the profile", Shown(path), crate::progress::human_bytes(*limit))]
     TooLarge {
         path: PathBuf,
         limit: u64,

@@ -27,6 +27,10 @@ pub struct Manifest {
     /// Files the init warms at boot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub preload: Vec<String>,
+    /// The root filesystem the kernel boots from a block device, when it is not the
+    /// initramfs: the artifact, its format and its dm-verity parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<RootInfo>,
     /// Sorted by name.
     pub artifacts: Vec<Artifact>,
 }
@@ -79,6 +83,16 @@ pub struct SeccompInfo {
     pub instructions: u64,
     /// `enforce` or `log`.
     pub mode: String,
+}
+
+/// A block-device root: `artifact` holds the filesystem, then (at `verity.hash_offset`) its
+/// dm-verity superblock and hash tree. The kernel command line sets the verity device up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootInfo {
+    /// `erofs`.
+    pub format: String,
+    pub artifact: String,
+    pub verity: crate::archive::verity::VerityInfo,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

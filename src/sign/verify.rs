@@ -45,6 +45,8 @@ pub enum VerifyError {
     },
     #[error("{name}: {why}")]
     Sbom { name: String, why: String },
+    #[error("{name}: dm-verity: {why}")]
+    Verity { name: String, why: String },
 }
 
 /// What a successful verification established.
@@ -134,7 +136,11 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, VerifyError> {
         }
     }
     // Names used to open files must be artifacts (so plain names, and digested).
-    for (what, name) in [("kernel.artifact", &m.kernel.artifact), ("sbom", &m.sbom)] {
+    let root = m.root.as_ref().map(|r| ("root.artifact", &r.artifact));
+    for (what, name) in [("kernel.artifact", &m.kernel.artifact), ("sbom", &m.sbom)]
+        .into_iter()
+        .chain(root)
+    {
         if m.artifact(name).is_none() {
             return Err(VerifyError::MalformedManifest(format!(
                 "{what} {:?} is not one of the manifest's artifacts",
@@ -200,7 +206,24 @@ pub fn verify_contents(dir: &Path, manifest: &Manifest) -> Result<(), VerifyErro
             });
         }
     }
+    check_root(dir, manifest)?;
     check_sbom(dir, manifest)
+}
+
+/// A block-device root: the dm-verity tree recomputed from the filesystem's blocks matches the
+/// one stored after it, and its root hash is the manifest's (the one the kernel will check).
+fn check_root(dir: &Path, m: &Manifest) -> Result<(), VerifyError> {
+    let Some(root) = &m.root else {
+        return Ok(());
+    };
+    let size = m.artifact(&root.artifact).map(|a| a.size).ok_or_else(|| {
+        VerifyError::MalformedManifest(format!("{} is not an artifact", root.artifact))
+    })?;
+    let bytes = read(&dir.join(&root.artifact), size, "a root filesystem image")?;
+    crate::archive::verity::check(&bytes, &root.verity).map_err(|why| VerifyError::Verity {
+        name: root.artifact.clone(),
+        why,
+    })
 }
 
 fn check_sbom(dir: &Path, m: &Manifest) -> Result<(), VerifyError> {

@@ -1,0 +1,246 @@
+//! dm-verity hash trees, byte-identical to `veritysetup format` (format 1, sha256, 4 KiB data and
+//! hash blocks) with the same salt: the superblock, then the tree's levels top first, each hash
+//! block zero-padded; the root hash is sha256(salt ‖ top block).
+//!
+//! The salt is derived from the data (never random), so the same image always gets the same
+//! tree and root hash.
+
+use sha2::{Digest, Sha256};
+
+pub const BLOCK: usize = 4096;
+const HASH: usize = 32;
+const PER_BLOCK: usize = BLOCK / HASH;
+/// `veritysetup format --salt` takes up to 256 bytes; ours is one sha256.
+pub const SALT_LEN: usize = 32;
+
+/// What the kernel's verity table and the manifest need.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VerityInfo {
+    /// Bytes of data covered (a multiple of 4096): the filesystem image.
+    pub data_size: u64,
+    pub data_blocks: u64,
+    /// Where the verity superblock starts in the file (= `data_size`).
+    pub hash_offset: u64,
+    /// The first hash block (4 KiB units) of the tree, past the superblock: the table's
+    /// `hash_start_block`.
+    pub hash_start_block: u64,
+    pub algorithm: String,
+    /// Hex.
+    pub salt: String,
+    /// Hex.
+    pub root_hash: String,
+}
+
+/// The salt for `data`: sha256("stratos-verity-salt" ‖ data).
+pub fn derive_salt(data: &[u8]) -> [u8; SALT_LEN] {
+    let mut h = Sha256::new();
+    h.update(b"stratos-verity-salt\0");
+    h.update(data);
+    h.finalize().into()
+}
+
+fn hash_block(salt: &[u8], block: &[u8]) -> [u8; HASH] {
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(block);
+    h.finalize().into()
+}
+
+/// The tree's levels for `data` (a whole number of blocks), bottom level first, each level a
+/// sequence of zero-padded hash blocks; and the root hash.
+fn levels(data: &[u8], salt: &[u8]) -> (Vec<Vec<u8>>, [u8; HASH]) {
+    let mut levels: Vec<Vec<u8>> = Vec::new();
+    let mut below: Vec<[u8; HASH]> = data.chunks(BLOCK).map(|b| hash_block(salt, b)).collect();
+    // One data block: no tree at all, the root hash is that block's hash (dm-verity's
+    // `levels` is 0).
+    if below.len() == 1 {
+        return (levels, below[0]);
+    }
+    loop {
+        let mut level = Vec::with_capacity(below.len().div_ceil(PER_BLOCK) * BLOCK);
+        for chunk in below.chunks(PER_BLOCK) {
+            let start = level.len();
+            for h in chunk {
+                level.extend_from_slice(h);
+            }
+            level.resize(start + BLOCK, 0);
+        }
+        below = level.chunks(BLOCK).map(|b| hash_block(salt, b)).collect();
+        levels.push(level);
+        if below.len() == 1 {
+            return (levels, below[0]);
+        }
+    }
+}
+
+/// The 512-byte verity superblock, in a 4 KiB block.
+fn superblock(data_blocks: u64, salt: &[u8], uuid: [u8; 16]) -> Vec<u8> {
+    let mut sb = vec![0u8; BLOCK];
+    sb[0..8].copy_from_slice(b"verity\0\0");
+    sb[8..12].copy_from_slice(&1u32.to_le_bytes()); // version
+    sb[12..16].copy_from_slice(&1u32.to_le_bytes()); // hash type: normal (format 1)
+    sb[16..32].copy_from_slice(&uuid);
+    sb[32..38].copy_from_slice(b"sha256");
+    sb[64..68].copy_from_slice(&(BLOCK as u32).to_le_bytes());
+    sb[68..72].copy_from_slice(&(BLOCK as u32).to_le_bytes());
+    sb[72..80].copy_from_slice(&data_blocks.to_le_bytes());
+    sb[80..82].copy_from_slice(&(salt.len() as u16).to_le_bytes());
+    sb[88..88 + salt.len()].copy_from_slice(salt);
+    sb
+}
+
+/// Appends the superblock and hash tree to `data` (padded to whole blocks first) and returns
+/// what the manifest and the kernel's table need.
+pub fn append(data: &mut Vec<u8>) -> VerityInfo {
+    data.resize(data.len().div_ceil(BLOCK) * BLOCK, 0);
+    let salt = derive_salt(data);
+    let data_size = data.len() as u64;
+    let data_blocks = data_size / BLOCK as u64;
+    let (levels, root) = levels(data, &salt);
+    // The superblock's UUID: from the root hash, like every other id here.
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&Sha256::digest(root)[..16]);
+    uuid[6] = (uuid[6] & 0x0f) | 0x50;
+    uuid[8] = (uuid[8] & 0x3f) | 0x80;
+    data.extend_from_slice(&superblock(data_blocks, &salt, uuid));
+    for level in levels.iter().rev() {
+        data.extend_from_slice(level);
+    }
+    VerityInfo {
+        data_size,
+        data_blocks,
+        hash_offset: data_size,
+        hash_start_block: data_blocks + 1,
+        algorithm: "sha256".into(),
+        salt: hex::encode(salt),
+        root_hash: hex::encode(root),
+    }
+}
+
+/// Recomputes the tree of `file` (data, superblock, tree as [`append`] writes them) and checks
+/// it against `info`: every stored hash block and the root hash. Returns why not, naming the
+/// first data block whose hash differs when one does.
+pub fn check(file: &[u8], info: &VerityInfo) -> Result<(), String> {
+    let data_size = usize::try_from(info.data_size).map_err(|_| "data size out of range")?;
+    if info.data_size % BLOCK as u64 != 0
+        || info.hash_offset != info.data_size
+        || info.data_blocks * BLOCK as u64 != info.data_size
+        || info.algorithm != "sha256"
+    {
+        return Err("the manifest's verity parameters are not ones StratOS writes".into());
+    }
+    if file.len() < data_size + BLOCK {
+        return Err(format!(
+            "the file is {} bytes, shorter than its data and verity superblock",
+            file.len()
+        ));
+    }
+    let salt = hex::decode(&info.salt).map_err(|_| "salt is not hex")?;
+    let (data, rest) = file.split_at(data_size);
+    let (levels, root) = levels(data, &salt);
+    let mut expected = Vec::new();
+    for level in levels.iter().rev() {
+        expected.extend_from_slice(level);
+    }
+    let stored = &rest[BLOCK..];
+    if hex::encode(root) != info.root_hash {
+        // Name the first data block that changed, if the stored tree still knows better.
+        if stored.len() == expected.len() && !levels.is_empty() {
+            let bottom_start = expected.len() - levels[0].len();
+            for (i, b) in data.chunks(BLOCK).enumerate() {
+                let at = bottom_start + i * HASH;
+                if stored[at..at + HASH] != hash_block(&salt, b) {
+                    return Err(format!(
+                        "data block {i} (bytes {}..{}) does not match the hash tree",
+                        i * BLOCK,
+                        (i + 1) * BLOCK
+                    ));
+                }
+            }
+        }
+        return Err(format!(
+            "root hash {} does not match the manifest's {}",
+            hex::encode(root),
+            info.root_hash
+        ));
+    }
+    if stored != expected.as_slice() {
+        return Err("the stored hash tree differs from the one its data gives".into());
+    }
+    let sb = &rest[..BLOCK];
+    if &sb[0..8] != b"verity\0\0" {
+        return Err("no verity superblock at the hash offset".into());
+    }
+    Ok(())
+}
+
+/// The `dm-mod.create=` table (one device, `vroot`, read-only) and the root options for a
+/// kernel that boots `/dev/vda` (this file) through dm-verity, `/init` as PID 1.
+pub fn kernel_args(info: &VerityInfo) -> String {
+    let sectors = info.data_size / 512;
+    format!(
+        "dm-mod.create=\"vroot,,,ro,0 {sectors} verity 1 /dev/vda /dev/vda {BLOCK} {BLOCK} {} {} sha256 {} {} 1 panic_on_corruption\" root=/dev/dm-0 rootfstype=erofs ro init=/init",
+        info.data_blocks, info.hash_start_block, info.root_hash, info.salt
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flipped_byte_is_found_and_named() {
+        let mut img: Vec<u8> = (0..3 * BLOCK + 100).map(|i| (i % 251) as u8).collect();
+        let info = append(&mut img);
+        assert_eq!(info.data_blocks, 4);
+        assert_eq!(info.hash_start_block, 5);
+        check(&img, &info).unwrap();
+        let mut bad = img.clone();
+        bad[2 * BLOCK + 7] ^= 1;
+        let e = check(&bad, &info).unwrap_err();
+        assert!(e.contains("data block 2"), "{e}");
+        let mut bad_tree = img.clone();
+        let last = bad_tree.len() - 1;
+        bad_tree[last - 4000] ^= 1;
+        assert!(check(&bad_tree, &info).is_err());
+    }
+
+    #[test]
+    fn one_block_has_no_tree() {
+        let mut img = vec![3u8; BLOCK];
+        let info = append(&mut img);
+        assert_eq!(img.len(), 2 * BLOCK, "data and superblock only");
+        assert_eq!(
+            info.root_hash,
+            hex::encode(hash_block(&hex::decode(&info.salt).unwrap(), &[3u8; BLOCK]))
+        );
+        check(&img, &info).unwrap();
+    }
+
+    #[test]
+    fn levels_for_many_blocks() {
+        // 129 data blocks: two bottom hash blocks, one top.
+        let data = vec![7u8; 129 * BLOCK];
+        let (levels, _) = levels(&data, &[1; 32]);
+        assert_eq!(levels.len(), 2);
+        assert_eq!(levels[0].len(), 2 * BLOCK);
+        assert_eq!(levels[1].len(), BLOCK);
+    }
+
+    #[test]
+    fn kernel_table() {
+        let info = VerityInfo {
+            data_size: 8 * BLOCK as u64,
+            data_blocks: 8,
+            hash_offset: 8 * BLOCK as u64,
+            hash_start_block: 9,
+            algorithm: "sha256".into(),
+            salt: "ab".into(),
+            root_hash: "cd".into(),
+        };
+        assert_eq!(
+            kernel_args(&info),
+            "dm-mod.create=\"vroot,,,ro,0 64 verity 1 /dev/vda /dev/vda 4096 4096 8 9 sha256 cd ab 1 panic_on_corruption\" root=/dev/dm-0 rootfstype=erofs ro init=/init"
+        );
+    }
+}
