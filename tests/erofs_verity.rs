@@ -106,7 +106,11 @@ fn erofs_fixture() -> Fixture {
 
 fn build(cache: &Path, f: &Fixture, out: &Path, key: Option<&Path>) {
     let mut c = stratos(cache);
-    c.arg("build").arg(f.profile()).arg("--out").arg(out).arg("-q");
+    c.arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(out)
+        .arg("-q");
     if let Some(k) = key {
         c.arg("--sign-key").arg(k);
     }
@@ -160,7 +164,10 @@ fn erofs_image_passes_fsck_holds_the_tree_and_is_reproducible() {
             .filter(|(k, _)| !k.starts_with("dev/"))
             .collect::<std::collections::BTreeMap<_, _>>()
     };
-    assert_eq!(strip_dev(listing(&extracted)), strip_dev(listing(&from_tar)));
+    assert_eq!(
+        strip_dev(listing(&extracted)),
+        strip_dev(listing(&from_tar))
+    );
 }
 
 #[test]
@@ -225,7 +232,8 @@ fn tampered_erofs_is_rejected_by_verify_naming_the_block() {
         .code(1);
     let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
     assert!(
-        e.contains("rootfs.erofs: dm-verity: data block") && e.contains("does not match the hash tree"),
+        e.contains("rootfs.erofs: dm-verity: data block")
+            && e.contains("does not match the hash tree"),
         "{e}"
     );
 }

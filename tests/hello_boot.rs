@@ -133,3 +133,53 @@ fn lock_mismatch_fails_the_build_naming_the_package() {
         .stderr(predicate::str::contains("pins sha256"));
     assert!(!out.exists());
 }
+
+/// A byte of `/init` changed inside the verified root: the kernel refuses the block, the boot
+/// fails naming the verification, and nothing answers.
+#[test]
+fn tampered_erofs_root_fails_verification_and_never_answers() {
+    hello_prereqs();
+    let cache = shared_cache();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("hello");
+    stratos(&cache)
+        .arg("build")
+        .arg(root().join("profiles/hello.toml"))
+        .arg("--out")
+        .arg(&out)
+        .arg("-q")
+        .assert()
+        .success();
+    let path = out.join("rootfs.erofs");
+    let mut img = std::fs::read(&path).unwrap();
+    let init = std::fs::read(bin().with_file_name("stratos-init")).unwrap();
+    let needle = &init[8192..8192 + 128];
+    let at = img
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the init's bytes are in the image");
+    img[at + 5] ^= 0x01;
+    std::fs::write(&path, &img).unwrap();
+    let run = stratos_std(&cache)
+        .args([
+            "boot",
+            "--accel",
+            "tcg",
+            "--timeout",
+            "120",
+            "--invoke",
+            "/cgi-bin/hello?name=ci",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("root filesystem failed verification: device-mapper: verity"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("--- response"), "{stdout}");
+    assert!(processes_mentioning(out.to_str().unwrap()).is_empty());
+}

@@ -176,6 +176,28 @@ fn python_fn_builds_offline_reproducibly_boots_and_answers() {
         // The pool was ready when the init started: no warning.
         .stdout(predicates::str::contains("stratos-phase entropy_ready"))
         .stdout(predicates::str::contains("random pool").not());
+
+    // The root is on a verified disk, not in RAM: the function runs in a 128 MiB VM (the size
+    // of the published cold-start benchmark).
+    stratos(&cache)
+        .args([
+            "boot",
+            "--accel",
+            "tcg",
+            "--timeout",
+            "240",
+            "--memory",
+            "128",
+            "--invoke",
+            "/?name=small",
+        ])
+        .arg(&a)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "Hello, small! This is StratOS on Python.",
+        ))
+        .stdout(predicates::str::contains("memory available"));
 }
 
 /// The benchmark's baseline: the same rootfs on Debian's generic kernel also boots and answers.

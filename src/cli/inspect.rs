@@ -36,6 +36,8 @@ pub struct Report {
     pub builder_version: String,
     pub source_date_epoch: u64,
     pub kernel: KernelReport,
+    /// The block-device root, when the image has one (else the initramfs is the root).
+    pub root: Option<crate::sign::manifest::RootInfo>,
     pub artifacts: Vec<Artifact>,
     pub components: Vec<ComponentReport>,
     pub files: usize,
@@ -174,6 +176,7 @@ pub fn report(dir: &Path) -> anyhow::Result<Report> {
             cmdline: m.kernel.cmdline.clone(),
             config_sha256: m.kernel.config_sha256.clone(),
         },
+        root: m.root.clone(),
         artifacts: m.artifacts.clone(),
         components,
         files: listed.len(),
@@ -224,6 +227,18 @@ pub fn run(a: Args) -> CliResult {
         r.kernel.version.as_deref().unwrap_or("(version unknown)"),
         r.kernel.cmdline
     );
+    match &r.root {
+        Some(root) => println!(
+            "root:     {} in {} ({} blocks), dm-verity sha256 root hash {} (salt {}), hash tree at byte {}",
+            root.format,
+            root.artifact,
+            root.verity.data_blocks,
+            root.verity.root_hash,
+            root.verity.salt,
+            root.verity.hash_offset
+        ),
+        None => println!("root:     initramfs (unpacked into RAM by the kernel)"),
+    }
     println!("artifacts:");
     for art in &r.artifacts {
         println!("  {:<20} {:>10}", art.name, human_bytes(art.size));

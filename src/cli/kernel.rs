@@ -264,6 +264,7 @@ pub fn run(a: Args) -> CliResult {
                     cmdline: &p.kernel.cmdline,
                     modules_in_image: p.kernel.modules.len(),
                     modules_names_rng: p.kernel.modules.iter().any(|m| m == "virtio_rng"),
+                    erofs_root: p.image.root == crate::profile::RootFormat::Erofs,
                 },
             );
             if json {

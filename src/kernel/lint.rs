@@ -24,6 +24,8 @@ pub struct Context<'a> {
     pub modules_in_image: usize,
     /// Whether the image loads the virtio_rng module (a modular kernel's entropy driver).
     pub modules_names_rng: bool,
+    /// Whether the root is an EROFS image on a disk behind dm-verity (`[image] root = "erofs"`).
+    pub erofs_root: bool,
 }
 
 fn num(c: &Config, name: &str) -> Option<i64> {
@@ -44,8 +46,37 @@ pub fn lint(c: &Config, cx: &Context) -> Vec<Finding> {
         })
     };
 
+    // A verified EROFS root is set up by the kernel itself from dm-mod.create= before it
+    // mounts the root: everything on the way must be built in (there is no initramfs to load
+    // modules from). tinyconfig drops EROFS_FS silently without MISC_FILESYSTEMS.
+    if cx.erofs_root {
+        let missing: Vec<&str> = [
+            "VIRTIO_BLK",
+            "MISC_FILESYSTEMS",
+            "EROFS_FS",
+            "BLK_DEV_DM",
+            "DM_INIT",
+            "DM_VERITY",
+            "CRYPTO_SHA256",
+        ]
+        .into_iter()
+        .filter(|o| !c.is_builtin(o))
+        .collect();
+        if !missing.is_empty() {
+            add(
+                "erofs-verity-root",
+                "broken",
+                &format!(
+                    "the image's root is an EROFS image behind dm-verity, but {} not built in: the kernel cannot mount its root",
+                    missing.iter().map(|o| format!("CONFIG_{o}")).collect::<Vec<_>>().join(", ")
+                        + if missing.len() == 1 { " is" } else { " are" }
+                ),
+                "add kernel-configs/erofs-verity.config to the profile's fragments",
+            );
+        }
+    }
     // Our initramfs is zstd-compressed (archive::zst); the kernel must be able to unpack it.
-    if !c.is_builtin("BLK_DEV_INITRD") || !c.is_builtin("RD_ZSTD") {
+    if !cx.erofs_root && (!c.is_builtin("BLK_DEV_INITRD") || !c.is_builtin("RD_ZSTD")) {
         add(
             "initramfs-zstd",
             "broken",
@@ -223,6 +254,7 @@ mod tests {
             cmdline: "console=ttyS0 quiet",
             modules_in_image: 0,
             modules_names_rng: false,
+            erofs_root: false,
         }
     }
 
@@ -244,6 +276,21 @@ mod tests {
     }
 
     #[test]
+    fn an_erofs_root_needs_dm_init_and_erofs_built_in() {
+        let c = Config::parse(GOOD).unwrap();
+        let erofs = Context {
+            erofs_root: true,
+            ..cx()
+        };
+        let f = lint(&c, &erofs);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].rule, "erofs-verity-root");
+        assert!(f[0].message.contains("CONFIG_DM_INIT"), "{}", f[0].message);
+        let full = format!("{GOOD}CONFIG_VIRTIO_BLK=y\nCONFIG_MISC_FILESYSTEMS=y\nCONFIG_EROFS_FS=y\nCONFIG_BLK_DEV_DM=y\nCONFIG_DM_INIT=y\nCONFIG_DM_VERITY=y\nCONFIG_CRYPTO_SHA256=y\n");
+        assert!(lint(&Config::parse(&full).unwrap(), &erofs).is_empty());
+    }
+
+    #[test]
     fn a_good_config_is_clean() {
         assert_eq!(lint(&Config::parse(GOOD).unwrap(), &cx()), vec![]);
     }
@@ -259,6 +306,7 @@ mod tests {
             cmdline: "console=ttyS0",
             modules_in_image: 0,
             modules_names_rng: false,
+            erofs_root: false,
         };
         let rules: Vec<&str> = lint(&c, &ctx).iter().map(|f| f.rule).collect();
         for r in [
