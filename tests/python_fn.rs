@@ -91,7 +91,6 @@ fn python_fn_builds_offline_reproducibly_boots_and_answers() {
             "{lib} not in {preload:?}"
         );
     }
-    assert!(preload.contains(&"/usr/lib/python3.11/socket.py"));
 
     // Trimmed: no documentation, no iconv modules; the interpreter and its stdlib are there.
     let out = std::process::Command::new("tar")
