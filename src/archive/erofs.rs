@@ -39,6 +39,7 @@ const FT_SYMLINK: u8 = 7;
 
 /// One inode to write.
 struct Inode {
+    path: ImagePath,
     kind: InodeKind,
     mode: u32,
     uid: u32,
@@ -79,7 +80,7 @@ fn encode_dev(major: u32, minor: u32) -> u32 {
 
 /// A directory's entries packed into blocks: per block, the dirents, then their names.
 /// Returns the blocks' entries (name, inode index) so the caller can fill in nids.
-fn pack_dir(entries: &[(String, usize)]) -> Vec<Vec<(String, usize)>> {
+fn pack_dir(entries: &[(String, usize)]) -> DirBlocks {
     let mut blocks: Vec<Vec<(String, usize)>> = vec![Vec::new()];
     let mut used = 0;
     for (name, ino) in entries {
@@ -98,7 +99,7 @@ fn pack_dir(entries: &[(String, usize)]) -> Vec<Vec<(String, usize)>> {
 }
 
 /// The bytes a packed directory occupies: full blocks, the last one only as long as it is.
-fn dir_size(blocks: &[Vec<(String, usize)>]) -> usize {
+fn dir_size(blocks: &DirBlocks) -> usize {
     let last: usize = blocks
         .last()
         .map_or(0, |b| b.iter().map(|(n, _)| DIRENT_SIZE + n.len()).sum());
@@ -115,16 +116,34 @@ fn put64(b: &mut [u8], at: usize, v: u64) {
     b[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
 
+/// A directory's entries, block by block.
+type DirBlocks = Vec<Vec<(String, usize)>>;
+
+fn bad(path: &ImagePath, why: &str) -> ArchiveError {
+    ArchiveError::Entry {
+        path: path.to_string(),
+        why: why.to_owned(),
+    }
+}
+
 /// Writes the tree as an EROFS image; every mtime is `epoch`. The volume UUID is derived from
 /// the tree's content.
 pub fn write_erofs(tree: &Tree, epoch: u64) -> Result<Vec<u8>, ArchiveError> {
-    let bad = |path: &ImagePath, why: &str| ArchiveError::Entry {
-        path: path.to_string(),
-        why: why.to_owned(),
-    };
-    // 1. Inodes, in path order (the root first); hard links share their target's inode.
+    let mut inodes = collect_inodes(tree)?;
+    link_entries(tree, &mut inodes)?;
+    let layout = Layout::plan(&inodes)?;
+    let mut img = vec![0u8; layout.total_blocks * BLOCK];
+    for i in 0..inodes.len() {
+        layout.write_inode(&inodes, i, epoch, &mut img);
+    }
+    write_superblock(&mut img, &layout, inodes.len(), epoch);
+    Ok(img)
+}
+
+/// One inode per tree entry, in path order (the root first); hard links are left to
+/// [`link_entries`], which gives them their target's inode.
+fn collect_inodes(tree: &Tree) -> Result<Vec<Inode>, ArchiveError> {
     let mut inodes: Vec<Inode> = Vec::new();
-    let mut index: BTreeMap<&ImagePath, usize> = BTreeMap::new();
     for (path, e) in tree.iter() {
         let (kind, data) = match &e.kind {
             Kind::Hardlink(_) => continue,
@@ -141,8 +160,8 @@ pub fn write_erofs(tree: &Tree, epoch: u64) -> Result<Vec<u8>, ArchiveError> {
         if kind == InodeKind::Symlink && data.len() >= BLOCK {
             return Err(bad(path, "symlink target longer than 4095 bytes"));
         }
-        index.insert(path, inodes.len());
         inodes.push(Inode {
+            path: path.clone(),
             kind,
             mode: e.kind.type_bits() | (e.mode & 0o7777),
             uid: e.uid,
@@ -153,17 +172,20 @@ pub fn write_erofs(tree: &Tree, epoch: u64) -> Result<Vec<u8>, ArchiveError> {
             parent: 0,
         });
     }
-    if inodes.is_empty() || !tree.iter().next().is_some_and(|(p, _)| p.is_root()) {
-        return Err(ArchiveError::Entry {
-            path: "/".into(),
-            why: "the tree has no root directory".into(),
-        });
+    if !inodes.first().is_some_and(|i| i.path.is_root()) {
+        return Err(bad(&ImagePath::root(), "the tree has no root directory"));
     }
-    // 2. Directory entries and link counts.
-    for (path, e) in tree.iter() {
-        if path.is_root() {
-            continue;
-        }
+    Ok(inodes)
+}
+
+/// Directory entries and link counts: every path becomes a name in its parent's directory.
+fn link_entries(tree: &Tree, inodes: &mut [Inode]) -> Result<(), ArchiveError> {
+    let index: BTreeMap<ImagePath, usize> = inodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.path.clone(), i))
+        .collect();
+    for (path, e) in tree.iter().filter(|(p, _)| !p.is_root()) {
         let ino = match &e.kind {
             Kind::Hardlink(t) => {
                 let i = *index
@@ -174,9 +196,8 @@ pub fn write_erofs(tree: &Tree, epoch: u64) -> Result<Vec<u8>, ArchiveError> {
             }
             _ => index[path],
         };
-        let parent_path = path.parent().expect("not the root");
         let parent = *index
-            .get(&parent_path)
+            .get(&path.parent().expect("not the root"))
             .ok_or_else(|| bad(path, "its parent is not in the tree"))?;
         if inodes[parent].kind != InodeKind::Dir {
             return Err(bad(path, "its parent is not a directory"));
@@ -188,31 +209,84 @@ pub fn write_erofs(tree: &Tree, epoch: u64) -> Result<Vec<u8>, ArchiveError> {
             inodes[parent].nlink += 1;
         }
     }
-    // 3. Directory layouts (sizes only depend on names).
-    let mut dir_blocks: Vec<Option<Vec<Vec<(String, usize)>>>> = Vec::with_capacity(inodes.len());
-    for (i, ino) in inodes.iter().enumerate() {
-        if ino.kind != InodeKind::Dir {
-            dir_blocks.push(None);
-            continue;
+    Ok(())
+}
+
+/// Where everything goes.
+struct Layout {
+    /// Per inode: its directory blocks (directories only).
+    dirs: Vec<Option<DirBlocks>>,
+    /// Per inode: bytes of content.
+    sizes: Vec<usize>,
+    /// Per inode: offset in the metadata area (the nid is this / 32).
+    meta_off: Vec<usize>,
+    /// Per inode: the first block of its data in the data area, or NULL_ADDR.
+    blkaddr: Vec<u32>,
+    total_blocks: usize,
+}
+
+impl Layout {
+    fn plan(inodes: &[Inode]) -> Result<Layout, ArchiveError> {
+        // Directory layouts first: their sizes only depend on names.
+        let dirs: Vec<Option<DirBlocks>> = inodes
+            .iter()
+            .enumerate()
+            .map(|(i, ino)| {
+                (ino.kind == InodeKind::Dir).then(|| {
+                    let mut entries = ino.children.clone();
+                    entries.push((".".into(), i));
+                    entries.push(("..".into(), ino.parent));
+                    // Lookups binary-search names in byte order, "." and ".." included.
+                    entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                    pack_dir(&entries)
+                })
+            })
+            .collect();
+        let sizes: Vec<usize> = inodes
+            .iter()
+            .zip(&dirs)
+            .map(|(ino, d)| d.as_ref().map_or(ino.data.len(), dir_size))
+            .collect();
+        let mut layout = Layout {
+            meta_off: vec![0; inodes.len()],
+            blkaddr: vec![NULL_ADDR; inodes.len()],
+            dirs,
+            sizes,
+            total_blocks: 0,
+        };
+        // Inodes with their inline tails in the metadata area...
+        let mut cursor = 0usize;
+        for i in 0..inodes.len() {
+            let need = INODE_SIZE + layout.inline_len(inodes, i);
+            if cursor % BLOCK + need > BLOCK {
+                cursor = cursor.div_ceil(BLOCK) * BLOCK;
+            }
+            layout.meta_off[i] = cursor;
+            cursor = (cursor + need).div_ceil(32) * 32;
         }
-        let mut entries = ino.children.clone();
-        entries.push((".".into(), i));
-        entries.push(("..".into(), ino.parent));
-        // Lookups binary-search names in byte order, "." and ".." included.
-        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        dir_blocks.push(Some(pack_dir(&entries)));
+        if layout.nid(0) > u64::from(u16::MAX) {
+            return Err(bad(&ImagePath::root(), "root inode out of range"));
+        }
+        // ...then every full block in the data area.
+        let mut next_block = META_BLKADDR as usize + cursor.div_ceil(BLOCK).max(1);
+        for i in 0..inodes.len() {
+            let size = layout.sizes[i];
+            let blocks =
+                size / BLOCK + usize::from(layout.inline_len(inodes, i) == 0 && size % BLOCK != 0);
+            if blocks > 0 {
+                layout.blkaddr[i] = u32::try_from(next_block)
+                    .map_err(|_| bad(&inodes[i].path, "the image is larger than EROFS's 16 TiB"))?;
+                next_block += blocks;
+            }
+        }
+        layout.total_blocks = next_block;
+        Ok(layout)
     }
-    let sizes: Vec<usize> = inodes
-        .iter()
-        .zip(&dir_blocks)
-        .map(|(ino, d)| d.as_ref().map_or(ino.data.len(), |b| dir_size(b)))
-        .collect();
-    // 4. Where each inode's bytes go: an inline tail in the metadata area, full blocks in the
-    //    data area.
-    let inline_len = |i: usize| -> usize {
-        let size = sizes[i];
+
+    /// A tail that fits after the inode in one block goes inline (symlinks, directories).
+    fn inline_len(&self, inodes: &[Inode], i: usize) -> usize {
+        let size = self.sizes[i];
         match inodes[i].kind {
-            // A tail that fits after the inode in one block goes inline.
             InodeKind::Symlink | InodeKind::Dir
                 if size % BLOCK != 0 && size % BLOCK + INODE_SIZE <= BLOCK =>
             {
@@ -220,89 +294,60 @@ pub fn write_erofs(tree: &Tree, epoch: u64) -> Result<Vec<u8>, ArchiveError> {
             }
             _ => 0,
         }
-    };
-    let mut meta_off = vec![0usize; inodes.len()];
-    let mut cursor = 0usize;
-    for (i, off) in meta_off.iter_mut().enumerate() {
-        let need = INODE_SIZE + inline_len(i);
-        if cursor % BLOCK + need > BLOCK {
-            cursor = cursor.div_ceil(BLOCK) * BLOCK;
-        }
-        *off = cursor;
-        cursor = (cursor + need).div_ceil(32) * 32;
     }
-    let meta_blocks = cursor.div_ceil(BLOCK).max(1);
-    let mut next_block = META_BLKADDR as usize + meta_blocks;
-    let mut blkaddr = vec![NULL_ADDR; inodes.len()];
-    for (i, addr) in blkaddr.iter_mut().enumerate() {
-        let full = sizes[i] / BLOCK + usize::from(inline_len(i) == 0 && sizes[i] % BLOCK != 0);
-        let has_blocks = matches!(
-            inodes[i].kind,
-            InodeKind::File | InodeKind::Dir | InodeKind::Symlink
-        );
-        if has_blocks && full > 0 {
-            *addr = u32::try_from(next_block).map_err(|_| ArchiveError::Entry {
-                path: "/".into(),
-                why: "the image is larger than EROFS's 16 TiB".into(),
-            })?;
-            next_block += full;
-        }
+
+    fn nid(&self, i: usize) -> u64 {
+        (self.meta_off[i] / 32) as u64
     }
-    let nid = |i: usize| (meta_off[i] / 32) as u64;
-    if nid(0) > u64::from(u16::MAX) {
-        return Err(ArchiveError::Entry {
-            path: "/".into(),
-            why: "root inode out of range".into(),
-        });
-    }
-    // 5. The bytes.
-    let total_blocks = next_block;
-    let mut img = vec![0u8; total_blocks * BLOCK];
-    let meta_base = META_BLKADDR as usize * BLOCK;
-    for (i, ino) in inodes.iter().enumerate() {
-        // The content: a file's or link's bytes, or the directory's blocks with nids.
-        let content: Vec<u8> = match &dir_blocks[i] {
-            None => ino.data.clone(),
-            Some(blocks) => {
-                let mut out = Vec::with_capacity(sizes[i]);
-                for (bi, entries) in blocks.iter().enumerate() {
-                    let mut block = vec![0u8; BLOCK];
-                    let mut nameoff = entries.len() * DIRENT_SIZE;
-                    let mut used = nameoff;
-                    for (k, (name, child)) in entries.iter().enumerate() {
-                        let d = k * DIRENT_SIZE;
-                        put64(&mut block, d, nid(*child));
-                        put16(&mut block, d + 8, nameoff as u16);
-                        block[d + 10] = inodes[*child].kind.ft();
-                        block[nameoff..nameoff + name.len()].copy_from_slice(name.as_bytes());
-                        nameoff += name.len();
-                        used = nameoff;
-                    }
-                    if bi + 1 < blocks.len() {
-                        out.extend_from_slice(&block);
-                    } else {
-                        out.extend_from_slice(&block[..used]);
-                    }
-                }
-                out
-            }
+
+    /// A file's or link's bytes, or a directory's blocks with the children's nids.
+    fn content(&self, inodes: &[Inode], i: usize) -> Vec<u8> {
+        let Some(blocks) = &self.dirs[i] else {
+            return inodes[i].data.clone();
         };
-        debug_assert_eq!(content.len(), sizes[i]);
-        let tail = inline_len(i);
+        let mut out = Vec::with_capacity(self.sizes[i]);
+        for (bi, entries) in blocks.iter().enumerate() {
+            let mut block = vec![0u8; BLOCK];
+            let mut nameoff = entries.len() * DIRENT_SIZE;
+            for (k, (name, child)) in entries.iter().enumerate() {
+                let d = k * DIRENT_SIZE;
+                put64(&mut block, d, self.nid(*child));
+                put16(&mut block, d + 8, nameoff as u16);
+                block[d + 10] = inodes[*child].kind.ft();
+                block[nameoff..nameoff + name.len()].copy_from_slice(name.as_bytes());
+                nameoff += name.len();
+            }
+            // Every block but the last is whole; the last ends with its last name.
+            let used = if bi + 1 < blocks.len() {
+                BLOCK
+            } else {
+                nameoff
+            };
+            out.extend_from_slice(&block[..used]);
+        }
+        out
+    }
+
+    /// The 64-byte extended inode, its inline tail and its data blocks.
+    fn write_inode(&self, inodes: &[Inode], i: usize, epoch: u64, img: &mut [u8]) {
+        let ino = &inodes[i];
+        let content = self.content(inodes, i);
+        debug_assert_eq!(content.len(), self.sizes[i]);
+        let tail = self.inline_len(inodes, i);
         let layout = if tail > 0 {
             LAYOUT_FLAT_INLINE
         } else {
             LAYOUT_FLAT_PLAIN
         };
-        let at = meta_base + meta_off[i];
+        let at = META_BLKADDR as usize * BLOCK + self.meta_off[i];
         let h = &mut img[at..at + INODE_SIZE];
         put16(h, 0, VERSION_EXTENDED | (layout << 1));
         put16(h, 2, 0); // no xattrs
         put16(h, 4, (ino.mode & 0xffff) as u16);
-        put64(h, 8, sizes[i] as u64);
+        put64(h, 8, self.sizes[i] as u64);
         let i_u = match ino.kind {
             InodeKind::Char(d) | InodeKind::Block(d) => d,
-            _ => blkaddr[i],
+            _ => self.blkaddr[i],
         };
         put32(h, 16, i_u);
         put32(h, 20, i as u32 + 1); // i_ino
@@ -313,18 +358,21 @@ pub fn write_erofs(tree: &Tree, epoch: u64) -> Result<Vec<u8>, ArchiveError> {
         put32(h, 44, ino.nlink);
         let full_len = content.len() - tail;
         if full_len > 0 {
-            let start = blkaddr[i] as usize * BLOCK;
+            let start = self.blkaddr[i] as usize * BLOCK;
             img[start..start + full_len].copy_from_slice(&content[..full_len]);
         }
         if tail > 0 {
             img[at + INODE_SIZE..at + INODE_SIZE + tail].copy_from_slice(&content[full_len..]);
         }
     }
-    // 6. The superblock, with a UUID derived from everything else.
+}
+
+/// The superblock, with a UUID derived from everything else in the image.
+fn write_superblock(img: &mut [u8], layout: &Layout, inodes: usize, epoch: u64) {
     let uuid: [u8; 16] = {
         let mut h = Sha256::new();
         h.update(b"stratos-erofs-uuid\0");
-        h.update(&img);
+        h.update(&*img);
         let d = h.finalize();
         let mut u = [0u8; 16];
         u.copy_from_slice(&d[..16]);
@@ -338,16 +386,15 @@ pub fn write_erofs(tree: &Tree, epoch: u64) -> Result<Vec<u8>, ArchiveError> {
     put32(sb, 8, 0); // feature_compat
     sb[12] = 12; // blkszbits: 4 KiB
     sb[13] = 0; // sb_extslots
-    put16(sb, 14, nid(0) as u16);
-    put64(sb, 16, inodes.len() as u64);
+    put16(sb, 14, layout.nid(0) as u16);
+    put64(sb, 16, inodes as u64);
     put64(sb, 24, epoch);
     put32(sb, 32, 0);
-    put32(sb, 36, total_blocks as u32);
+    put32(sb, 36, layout.total_blocks as u32);
     put32(sb, 40, META_BLKADDR);
     put32(sb, 44, 0); // xattr_blkaddr
     sb[48..64].copy_from_slice(&uuid);
     // volume_name (16 bytes) empty; feature_incompat 0: plain, uncompressed.
-    Ok(img)
 }
 
 #[cfg(test)]

@@ -110,7 +110,7 @@ pub fn compile_seccomp(
     .map_err(|e| BuildError::Seccomp(e.to_string()))?;
     let policy = crate::seccomp::Policy::parse_for(&text, &path, target)
         .map_err(|e| BuildError::Seccomp(e.to_string()))?;
-    let policy = if spec.mode == "log" {
+    let policy = if spec.mode == crate::profile::SeccompMode::Log {
         policy.log_mode()
     } else {
         policy
@@ -129,7 +129,7 @@ pub fn compile_seccomp(
         filter: SECCOMP_FILTER_PATH.to_owned(),
         filter_sha256: sha256_hex(&bytes),
         instructions: prog.len() as u64,
-        mode: spec.mode.clone(),
+        mode: spec.mode.to_string(),
     };
     Ok((bytes, info))
 }
@@ -526,7 +526,7 @@ pub fn assemble(
             )?;
             config.seccomp = Some(wire::Seccomp {
                 filter: SECCOMP_FILTER_PATH.into(),
-                mode: spec.mode.clone(),
+                mode: spec.mode.to_string(),
             });
             components.push(ComponentSpec {
                 bom_ref: "seccomp".into(),

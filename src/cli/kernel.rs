@@ -231,7 +231,7 @@ pub fn run(a: Args) -> CliResult {
             let (config, format) = match &p.kernel.origin {
                 KernelOrigin::Source(spec) => {
                     let r = kernel::build::resolve(spec, &progress).map_err(CliError::input)?;
-                    (r.config, spec.format.clone())
+                    (r.config, spec.format.to_string())
                 }
                 KernelOrigin::Prebuilt { image, config } => {
                     let Some(cfg) = config else {

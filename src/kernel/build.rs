@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::config::{Config, Value};
 use super::kconfig::Kconfig;
-use crate::profile::KernelSourceSpec;
+use crate::profile::{KernelFormat, KernelSourceSpec, Named};
 use crate::progress::Progress;
 
 /// Fixed build identity: the kernel's banner and `uname -v` do not depend on who built it,
@@ -467,7 +467,7 @@ pub fn resolve(spec: &KernelSourceSpec, progress: &Progress) -> Result<Resolved,
         texts.push(text);
         fragments.push((name, parsed));
     }
-    let key = config_key(&digest, &spec.base, &texts, &tools);
+    let key = config_key(&digest, spec.base.as_str(), &texts, &tools);
     let cfg_dir = kernels_dir().join("configs");
     let cached = cfg_dir.join(format!("{key}.config"));
     let cached_base = cfg_dir.join(format!("{key}.base"));
@@ -488,7 +488,7 @@ pub fn resolve(spec: &KernelSourceSpec, progress: &Progress) -> Result<Resolved,
             std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
             let log = work.join("config.log");
             let mut c = make(&src, &work);
-            c.arg(&spec.base);
+            c.arg(spec.base.as_str());
             run_logged(c, &format!("make {}", spec.base), &log)?;
             let base_text = std::fs::read_to_string(work.join(".config"))
                 .map_err(io("reading the base .config"))?;
@@ -563,7 +563,12 @@ pub fn build(
     progress: &Progress,
 ) -> Result<Built, KernelBuildError> {
     let tools = Toolchain::detect()?;
-    let key = build_key(&r.source_digest, &spec.format, &tools, &r.config_text);
+    let key = build_key(
+        &r.source_digest,
+        spec.format.as_str(),
+        &tools,
+        &r.config_text,
+    );
     let entry = kernels_dir().join(&key);
     let read_hit = || -> Option<Built> {
         if !entry.join(".complete").is_file() {
@@ -601,7 +606,7 @@ pub fn build(
     let mut log =
         std::fs::File::create(&log_path).map_err(io(format!("creating {}", log_path.display())))?;
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let target = if spec.format == "vmlinux" {
+    let target = if spec.format == KernelFormat::Vmlinux {
         "vmlinux"
     } else {
         "bzImage"
@@ -675,12 +680,12 @@ pub fn build(
     if compiled > 0 {
         let _ = std::fs::write(&estimate_path, compiled.to_string());
     }
-    let built = if spec.format == "vmlinux" {
+    let built = if spec.format == KernelFormat::Vmlinux {
         work.join("vmlinux")
     } else {
         work.join("arch/x86/boot/bzImage")
     };
-    if spec.format == "vmlinux" {
+    if spec.format == KernelFormat::Vmlinux {
         // Symbols are of no use to the VMM that loads it; stripping keeps the PVH note.
         let stripped = work.join("vmlinux.stripped");
         let mut c = Command::new("objcopy");
@@ -698,7 +703,7 @@ pub fn build(
     std::fs::copy(&log_path, tmp.join("build.log")).map_err(io("caching the build log"))?;
     let meta = serde_json::json!({
         "source_sha256": r.source_digest,
-        "format": spec.format,
+        "format": spec.format.as_str(),
         "compiler": tools.gcc,
         "linker": tools.ld,
         "objects": compiled,

@@ -207,8 +207,8 @@ fn kernel_from_source() {
     let KernelOrigin::Source(s) = p.kernel.origin else {
         panic!()
     };
-    assert_eq!(s.base, "tinyconfig");
-    assert_eq!(s.format, "vmlinux");
+    assert_eq!(s.base, KernelBase::Tinyconfig);
+    assert_eq!(s.format, KernelFormat::Vmlinux);
     assert_eq!(s.fragments, [f.dir.path().join("a.config")]);
     let e = f.err(&BASE.replace(
         "prebuilt = \"vmlinuz\"",

@@ -1,0 +1,265 @@
+//! Checks shared by the section validators: numbers, sizes, ids, names, paths.
+
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::raw::IntOrString;
+use super::*;
+use crate::rootfs::ImagePath;
+
+pub(super) fn positive_ms(cx: &Ctx, v: &Spanned<i64>, key: &str) -> Result<u64, ProfileError> {
+    u64::try_from(*v.get_ref())
+        .ok()
+        .filter(|&n| (1..=86_400_000).contains(&n))
+        .ok_or_else(|| {
+            cx.at(
+                v.span(),
+                key,
+                "must be a number of milliseconds between 1 and 86400000",
+            )
+        })
+}
+
+pub(super) fn bytes_value(
+    cx: &Ctx,
+    v: &Spanned<IntOrString>,
+    key: &str,
+) -> Result<u64, ProfileError> {
+    match (v.get_ref(), parse_size_bytes(v.get_ref())) {
+        (_, Some(b)) => Ok(b),
+        _ => Err(cx.at(
+            v.span(),
+            key,
+            "must be bytes or a size like \"256M\" or \"1G\"",
+        )),
+    }
+}
+
+pub(super) fn parse_size_bytes(v: &IntOrString) -> Option<u64> {
+    match v {
+        IntOrString::Int(i) => u64::try_from(*i).ok().filter(|&b| b >= 4096),
+        IntOrString::Str(s) => match parse_size(s)? {
+            ZramSize::Bytes(b) => Some(b),
+            ZramSize::PercentOfRam(_) => None,
+        },
+    }
+}
+
+/// An overlay's SBOM name, from its path as written in the profile (never from the resolved
+/// host path, which depends on the working directory and on how the profile's path was typed):
+/// the last component left after resolving `.` and `..` lexically, else `overlay-N`.
+pub fn overlay_name(written: &str, index: usize) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in written.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                // Above the profile's directory: what is there has no name we can know.
+                if parts.pop().is_none() {
+                    parts.clear();
+                }
+            }
+            name => parts.push(name),
+        }
+    }
+    parts
+        .last()
+        .map_or_else(|| format!("overlay-{index}"), |s| (*s).to_owned())
+}
+
+pub(super) fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+}
+
+pub(super) fn is_hostname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && !s.starts_with('-')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// Debian policy §5.6.7: lower case letters, digits, '+', '-', '.'; at least two characters,
+/// starting with an alphanumeric.
+pub fn is_debian_name(s: &str) -> bool {
+    s.len() >= 2
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
+}
+
+pub(super) fn id(cx: &Ctx, v: Option<&Spanned<i64>>, key: &str) -> Result<u32, ProfileError> {
+    match v {
+        None => Ok(0),
+        Some(v) => u32::try_from(*v.get_ref())
+            .ok()
+            .filter(|&n| n != u32::MAX)
+            .ok_or_else(|| {
+                cx.at(
+                    v.span(),
+                    key,
+                    format!(
+                        "{} is not a valid user or group id (0..4294967294)",
+                        v.get_ref()
+                    ),
+                )
+            }),
+    }
+}
+
+pub(super) fn image_path(
+    cx: &Ctx,
+    s: &Spanned<String>,
+    key: &str,
+) -> Result<ImagePath, ProfileError> {
+    ImagePath::parse(s.get_ref()).map_err(|e| cx.at(s.span(), key, e.to_string()))
+}
+
+pub(super) fn resolve(dir: &Path, s: &str) -> PathBuf {
+    let p = Path::new(s);
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        dir.join(p)
+    }
+}
+
+pub(super) fn existing_file(
+    cx: &Ctx,
+    dir: &Path,
+    s: &Spanned<String>,
+    key: &str,
+) -> Result<PathBuf, ProfileError> {
+    let path = resolve(dir, s.get_ref());
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => Ok(path),
+        Ok(m) => Err(cx.at(
+            s.span(),
+            key,
+            format!(
+                "{} is a {}, not a regular file",
+                path.display(),
+                if m.is_dir() {
+                    "directory"
+                } else {
+                    "special file"
+                }
+            ),
+        )),
+        Err(e) => Err(cx.at(
+            s.span(),
+            key,
+            format!(
+                "{}: {e} (paths are relative to the profile's directory)",
+                path.display()
+            ),
+        )),
+    }
+}
+
+pub(super) fn existing_dir(
+    cx: &Ctx,
+    dir: &Path,
+    s: &Spanned<String>,
+    key: &str,
+) -> Result<PathBuf, ProfileError> {
+    let path = resolve(dir, s.get_ref());
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_dir() => Ok(path),
+        Ok(_) => Err(cx.at(s.span(), key, format!("{} is not a directory", path.display()))),
+        Err(e) => Err(cx.at(
+            s.span(),
+            key,
+            format!("{} does not exist or cannot be read ({e}); paths are relative to the profile's directory", path.display()),
+        )),
+    }
+}
+
+pub(super) fn parse_mode(
+    cx: &Ctx,
+    m: &Spanned<IntOrString>,
+    key: &str,
+) -> Result<u32, ProfileError> {
+    let bad = || {
+        cx.at(
+            m.span(),
+            key,
+            "must be octal permission bits, e.g. 0o755 (TOML integer) or \"0755\"",
+        )
+    };
+    let v = match m.get_ref() {
+        IntOrString::Int(i) => u32::try_from(*i).map_err(|_| bad())?,
+        IntOrString::Str(s) => {
+            let s = s.strip_prefix("0o").unwrap_or(s);
+            u32::from_str_radix(s, 8).map_err(|_| bad())?
+        }
+    };
+    if v > 0o7777 {
+        return Err(bad());
+    }
+    Ok(v)
+}
+
+/// Parses `512M`, `1G`, `1048576`, `50%`.
+pub fn parse_size(s: &str) -> Option<ZramSize> {
+    let s = s.trim();
+    if let Some(p) = s.strip_suffix('%') {
+        let p: u32 = p.trim().parse().ok()?;
+        return (1..=400).contains(&p).then_some(ZramSize::PercentOfRam(p));
+    }
+    let (num, mult) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        None => (s, 1u64),
+        Some((i, _)) => {
+            let mult = match s[i..].trim() {
+                "K" | "k" | "KiB" => 1 << 10,
+                "M" | "MiB" => 1 << 20,
+                "G" | "GiB" => 1 << 30,
+                _ => return None,
+            };
+            (&s[..i], mult)
+        }
+    };
+    let n: u64 = num.parse().ok()?;
+    n.checked_mul(mult)
+        .filter(|&b| b >= 4096)
+        .map(ZramSize::Bytes)
+}
+
+/// One of a fixed set of words (an enum's [`Named::ALL`]); `None` gives the default (the first).
+/// The error lists what is allowed.
+pub(super) fn choice<T: Named>(
+    cx: &Ctx,
+    v: Option<&Spanned<String>>,
+    key: &str,
+) -> Result<T, ProfileError> {
+    let Some(v) = v else {
+        return Ok(T::ALL[0].1);
+    };
+    T::ALL
+        .iter()
+        .find(|(n, _)| *n == v.get_ref())
+        .map(|(_, t)| *t)
+        .ok_or_else(|| {
+            cx.at(
+                v.span(),
+                key,
+                format!(
+                    "{:?} is not allowed here; use {}",
+                    v.get_ref(),
+                    T::ALL
+                        .iter()
+                        .map(|(n, _)| format!("\"{n}\""))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+            )
+        })
+}
