@@ -12,6 +12,7 @@ pub mod channel;
 pub mod cli;
 pub mod fsio;
 pub mod http;
+pub mod inspect;
 pub mod kernel;
 pub mod packages;
 pub mod profile;

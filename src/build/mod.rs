@@ -2,6 +2,7 @@
 
 pub mod elf;
 pub mod init_binary;
+pub mod layers;
 pub mod output;
 
 use std::path::{Path, PathBuf};
@@ -10,12 +11,12 @@ use sha2::{Digest, Sha256};
 use stratos_wire as wire;
 
 use crate::archive;
-use crate::kernel::{self, modules::ModuleIndex};
+use crate::kernel;
 use crate::profile::{KernelOrigin, Profile, RootFormat, ZramSize};
 use crate::progress::Progress;
-use crate::rootfs::overlay::{self, OverlayError};
+use crate::rootfs::overlay::OverlayError;
 use crate::rootfs::{Entry, ImagePath, Kind, Origin, Tree, TreeError};
-use crate::sbom::{self, ComponentSpec};
+use crate::sbom::{self, prop, ComponentSpec};
 use crate::sign::manifest::{
     Artifact, BuilderInfo, Compression, ImageInfo, KernelInfo, Manifest, ProfileInfo,
     SignatureFile, FORMAT, MANIFEST_FILE, SIGNATURE_FILE,
@@ -360,7 +361,10 @@ fn read_host(path: &Path) -> Result<Vec<u8>, BuildError> {
     })
 }
 
-/// Builds the image contents in memory. Reads the host (profile inputs) but writes nothing.
+/// Builds the image contents in memory: every [`layers::LAYERS`] entry in order, then the
+/// components of what the layers did not install themselves (kernel, init, generated files),
+/// then every entry of the tree attributed to exactly one component. Reads the host (profile
+/// inputs) but writes nothing.
 pub fn assemble(
     profile: &Profile,
     kern: &PreparedKernel,
@@ -368,235 +372,65 @@ pub fn assemble(
     offline: bool,
     progress: &Progress,
 ) -> Result<Assembly, BuildError> {
-    let mut tree = Tree::new();
-    let mut components = Vec::new();
-    skeleton(&mut tree, profile)?;
-
-    // Kernel image, config, modules.
-    let k = &profile.kernel;
-    let kernel_image = kernel::inspect_image(&kern.image).map_err(|e| BuildError::Kernel {
-        path: kern.path.clone(),
-        why: e.0,
-    })?;
-    let kernel_origin = Origin::new("kernel");
-    let mut modules = Vec::new();
-    if let Some(dir) = &k.modules_dir {
-        if !k.modules.is_empty() {
-            let index = ModuleIndex::load(dir)?;
-            // modules-dir may be a symlink (ci/setup makes one); the real name is the release.
-            let real = std::fs::canonicalize(dir).map_err(|e| BuildError::Kernel {
-                path: dir.clone(),
-                why: e.to_string(),
-            })?;
-            let release = real
-                .file_name()
-                .and_then(|s| s.to_str())
-                .filter(|s| !s.is_empty() && *s != "." && *s != "..")
-                .unwrap_or("stratos")
-                .to_owned();
-            let base = ImagePath::parse(&format!("/lib/modules/{release}")).map_err(|e| {
-                BuildError::Kernel {
-                    path: dir.clone(),
-                    why: e.to_string(),
-                }
-            })?;
-            for m in index.closure(&k.modules, dir)? {
-                let host = dir.join(&m.rel_path);
-                let data = std::fs::read(&host).map_err(|e| BuildError::Kernel {
-                    path: host.clone(),
-                    why: e.to_string(),
-                })?;
-                let mut dest = base.clone();
-                for part in m.rel_path.split('/') {
-                    dest = dest.join(part).map_err(|e| BuildError::Kernel {
-                        path: host.clone(),
-                        why: e.to_string(),
-                    })?;
-                }
-                tree.insert(&dest, Entry::file(data, 0o644, &kernel_origin))?;
-                modules.push(wire::Module {
-                    name: m.name,
-                    path: dest.to_string(),
-                    params: String::new(),
-                });
-            }
-        }
-    }
-
-    // Debian packages, exactly as locked.
-    if let Some(pkgs) = &profile.packages {
-        let step = progress.step("installing locked Debian packages");
-        let installed =
-            crate::packages::install_locked(&mut tree, profile, pkgs, offline, progress)?;
-        components.extend(installed);
-        step.done();
-    }
-
-    // Overlays, in order; each is also digested on its own for its SBOM component.
-    for o in &profile.overlays {
-        let origin = Origin::new(format!("overlay:{}", o.name));
-        let mut layer = Tree::new();
-        overlay::load_overlay(
-            &mut layer,
-            &o.source,
-            &o.target,
-            &origin,
-            o.uid,
-            o.gid,
-            crate::rootfs::Budget {
-                limits: profile.image.limits,
-                image_used: tree.content_bytes(),
-            },
-        )?;
-        let digest = Tree::digest_entries(layer.iter().filter(|(p, _)| !p.is_root()));
-        merge(&mut tree, layer)?;
-        components.push(ComponentSpec {
-            bom_ref: origin.to_string(),
-            classification: "data",
-            name: o.name.clone(),
-            version: profile.image.version.clone(),
-            description: Some(format!("overlay directory {} at {}", o.name, o.target)),
-            purl: None,
-            license: None,
-            sha256: hex::encode(digest),
-            files: Vec::new(),
-            properties: vec![("stratos:origin".into(), "overlay".into())],
-            depends_on: Vec::new(),
-        });
-    }
-
-    // Host files.
-    for f in &profile.files {
-        let origin = Origin::new(format!("file:{}", f.dest));
-        let (data, mode) =
-            overlay::read_host_file(&f.source, profile.image.limits, tree.content_bytes())?;
-        let sha = sha256_hex(&data);
-        tree.insert(
-            &f.dest,
-            Entry::file(data, f.mode.unwrap_or(mode), &origin).owned_by(f.uid, f.gid),
-        )?;
-        components.push(ComponentSpec {
-            bom_ref: origin.to_string(),
-            classification: "file",
-            name: f.dest.to_string(),
-            version: profile.image.version.clone(),
-            description: Some(format!(
-                "host file {}",
-                f.source.file_name().and_then(|s| s.to_str()).unwrap_or("")
-            )),
-            purl: None,
-            license: None,
-            sha256: sha,
-            files: Vec::new(),
-            properties: vec![("stratos:origin".into(), "file".into())],
-            depends_on: Vec::new(),
-        });
-    }
-
-    // Bytecode for every .py the layers above put in the image, owned by their components.
-    if let Some(py) = profile.python.as_ref().filter(|p| p.bytecode) {
-        let step = progress.step(format!(
-            "compiling Python bytecode with the image's {}",
-            py.interpreter
-        ));
-        let c = crate::packages::bytecode::compile(&mut tree, &py.interpreter)?;
-        step.done();
-        progress.info(format!(
-            "bytecode: {} modules compiled ({}, {} KiB)",
-            c.sources,
-            c.cache_tag,
-            c.bytes / 1024
-        ));
-    }
-
-    // Generated last, so nothing can shadow what the init reads.
-    let g = Origin::new("generated");
-    let preload = preload_list(profile, &tree)?;
-    let mut config = init_config(profile, modules, preload.clone());
-    let seccomp = match &profile.seccomp {
-        None => None,
-        Some(spec) => {
-            let target =
-                crate::seccomp::Target::new(profile.init.uid, kernel_image.version.as_deref());
-            let (bytes, info) = compile_seccomp(spec, &target)?;
-            let origin = Origin::new("seccomp");
-            tree.insert(
-                &ImagePath::parse(SECCOMP_FILTER_PATH).expect("static path"),
-                Entry::file(bytes, 0o644, &origin),
-            )?;
-            config.seccomp = Some(wire::Seccomp {
-                filter: SECCOMP_FILTER_PATH.into(),
-                mode: spec.mode.to_string(),
-            });
-            components.push(ComponentSpec {
-                bom_ref: "seccomp".into(),
-                classification: "data",
-                name: "seccomp-baseline".into(),
-                version: profile.image.version.clone(),
-                description: Some(format!(
-                    "seccomp filter compiled from {} ({} mode, {} instructions)",
-                    info.policy, info.mode, info.instructions
-                )),
-                purl: None,
-                license: None,
-                sha256: info.filter_sha256.clone(),
-                files: Vec::new(),
-                properties: vec![
-                    ("stratos:seccomp-policy".into(), info.policy.clone()),
-                    (
-                        "stratos:seccomp-policy-sha256".into(),
-                        info.policy_sha256.clone(),
-                    ),
-                    ("stratos:seccomp-mode".into(), info.mode.clone()),
-                ],
-                depends_on: Vec::new(),
-            });
-            Some(info)
-        }
+    let cx = layers::Inputs {
+        profile,
+        kernel_image: kernel::inspect_image(&kern.image).map_err(|e| BuildError::Kernel {
+            path: kern.path.clone(),
+            why: e.0,
+        })?,
+        init,
+        offline,
+        progress,
     };
-    tree.insert(
-        &ImagePath::parse(wire::CONFIG_PATH).expect("static path"),
-        Entry::file(config.to_json(), 0o644, &g),
-    )?;
-    let init_origin = Origin::new("init");
-    tree.insert(
-        &ImagePath::parse("/init").expect("static path"),
-        Entry::file(init.to_vec(), 0o755, &init_origin),
-    )?;
-    tree.check_links()?;
+    let mut st = layers::Staging::default();
+    for layer in layers::LAYERS {
+        let step = progress.step(format!("layer: {}", layer.name));
+        (layer.apply)(&cx, &mut st)?;
+        step.done();
+    }
+    st.tree.check_links()?;
+    st.components.push(kernel_component(kern, &cx.kernel_image));
+    st.components.push(init_component(init));
+    st.components.push(generated_component(profile, &st.tree));
+    attribute_files(&st.tree, &mut st.components)?;
+    Ok(Assembly {
+        tree: st.tree,
+        components: st.components,
+        kernel_image: cx.kernel_image,
+        seccomp: st.seccomp,
+        preload: st.preload,
+    })
+}
 
-    // Components for the kernel, the init and the generated files.
-    let mut kprops = vec![
-        ("stratos:artifact".to_owned(), KERNEL_ARTIFACT.to_owned()),
-        (
-            "stratos:kernel-format".to_owned(),
-            kernel_image.format.to_owned(),
-        ),
-        ("stratos:kernel-origin".to_owned(), kern.origin.to_owned()),
+fn kernel_component(kern: &PreparedKernel, image: &kernel::KernelImage) -> ComponentSpec {
+    let mut props = vec![
+        (prop::ARTIFACT.to_owned(), KERNEL_ARTIFACT.to_owned()),
+        (prop::KERNEL_FORMAT.to_owned(), image.format.to_owned()),
+        (prop::KERNEL_ORIGIN.to_owned(), kern.origin.to_owned()),
     ];
     if let Some(cfg) = &kern.config {
-        kprops.push(("stratos:config-sha256".into(), sha256_hex(cfg)));
+        props.push((prop::CONFIG_SHA256.into(), sha256_hex(cfg)));
     }
     if let Some(src) = &kern.source_sha256 {
-        kprops.push(("stratos:source-sha256".into(), src.clone()));
+        props.push((prop::SOURCE_SHA256.into(), src.clone()));
     }
-    components.push(ComponentSpec {
+    ComponentSpec {
         bom_ref: "kernel".into(),
         classification: "operating-system",
         name: "linux".into(),
-        version: kernel_image
-            .version
-            .clone()
-            .unwrap_or_else(|| "unknown".into()),
+        version: image.version.clone().unwrap_or_else(|| "unknown".into()),
         description: Some("Linux kernel image and the modules the image loads".into()),
         purl: None,
         license: Some("GPL-2.0-only".into()),
         sha256: sha256_hex(&kern.image),
         files: Vec::new(),
-        properties: kprops,
+        properties: props,
         depends_on: Vec::new(),
-    });
-    components.push(ComponentSpec {
+    }
+}
+
+fn init_component(init: &[u8]) -> ComponentSpec {
+    ComponentSpec {
         bom_ref: "init".into(),
         classification: "application",
         name: "stratos-init".into(),
@@ -608,9 +442,13 @@ pub fn assemble(
         files: Vec::new(),
         properties: Vec::new(),
         depends_on: Vec::new(),
-    });
+    }
+}
+
+fn generated_component(profile: &Profile, tree: &Tree) -> ComponentSpec {
+    let g = Origin::new("generated");
     let generated: Vec<_> = tree.iter().filter(|(_, e)| e.origin == g).collect();
-    components.push(ComponentSpec {
+    ComponentSpec {
         bom_ref: "generated".into(),
         classification: "data",
         name: "stratos-generated".into(),
@@ -622,37 +460,33 @@ pub fn assemble(
         files: Vec::new(),
         properties: Vec::new(),
         depends_on: Vec::new(),
-    });
+    }
+}
 
-    // Attribute every file in the final tree to its component; record overrides.
-    for c in &mut components {
-        c.files = origin_files(&tree, &c.bom_ref);
+/// Every entry of the final tree goes to the component of its origin, with the paths it took
+/// over from another; an entry whose origin has no component is a builder bug.
+fn attribute_files(tree: &Tree, components: &mut [ComponentSpec]) -> Result<(), BuildError> {
+    for c in components.iter_mut() {
+        c.files = origin_files(tree, &c.bom_ref);
         for o in tree.overrides().iter().filter(|o| o.by == c.bom_ref) {
             c.properties.push((
-                "stratos:overrides".into(),
+                prop::OVERRIDES.into(),
                 format!("{} (replaced {})", o.path, o.replaced),
             ));
         }
     }
     let known: std::collections::BTreeSet<&str> =
         components.iter().map(|c| c.bom_ref.as_str()).collect();
-    if let Some((path, e)) = tree
+    match tree
         .iter()
         .find(|(_, e)| !known.contains(e.origin.as_str()))
     {
-        return Err(BuildError::Orphan {
+        Some((path, e)) => Err(BuildError::Orphan {
             path: path.to_string(),
             origin: e.origin.to_string(),
-        });
+        }),
+        None => Ok(()),
     }
-
-    Ok(Assembly {
-        tree,
-        components,
-        kernel_image,
-        seccomp,
-        preload,
-    })
 }
 
 /// Runs the whole pipeline and writes the image directory atomically.

@@ -12,7 +12,7 @@ use std::process::Command;
 use crate::profile::{Packages, Profile};
 use crate::progress::Progress;
 use crate::rootfs::{ImagePath, Kind, Origin, Tree};
-use crate::sbom::ComponentSpec;
+use crate::sbom::{prop, ComponentSpec};
 use crate::sign::sha256_hex;
 use lock::{LockError, LockFile, LockedPackage};
 
@@ -295,12 +295,12 @@ pub fn install_locked(
             trimmed.1 / 1024
         ));
         let mut props = vec![
-            ("stratos:origin".to_owned(), "debian-package".to_owned()),
-            ("stratos:bytes-installed".to_owned(), got.bytes.to_string()),
-            ("stratos:bytes-trimmed".to_owned(), trimmed.1.to_string()),
+            (prop::ORIGIN.to_owned(), "debian-package".to_owned()),
+            (prop::BYTES_INSTALLED.to_owned(), got.bytes.to_string()),
+            (prop::BYTES_TRIMMED.to_owned(), trimmed.1.to_string()),
         ];
         for r in &p.required_by {
-            props.push(("stratos:required-by".into(), r.clone()));
+            props.push((prop::REQUIRED_BY.into(), r.clone()));
         }
         comps.push(ComponentSpec {
             bom_ref: purl.clone(),

@@ -2,6 +2,10 @@
 //! the timestamp is the source date epoch. Every file in the image belongs to exactly one
 //! component, listed in that component's `evidence.occurrences`.
 
+pub mod view;
+
+pub use view::prop;
+
 use std::str::FromStr;
 
 use cyclonedx_bom::external_models::date_time::DateTime;
@@ -260,7 +264,7 @@ mod tests {
             license: None,
             sha256: "00".repeat(32),
             files: vec!["/etc/a".into()],
-            properties: vec![("stratos:origin".into(), "overlay".into())],
+            properties: vec![(prop::ORIGIN.into(), "overlay".into())],
             depends_on: vec![],
         };
         let a = write_sbom(&s, std::slice::from_ref(&c)).unwrap();

@@ -238,45 +238,29 @@ fn check_sbom(dir: &Path, m: &Manifest) -> Result<(), VerifyError> {
         ));
     }
     let bytes = read(&dir.join(&m.sbom), crate::fsio::caps::SBOM, "an SBOM")?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
-    if v["bomFormat"] != "CycloneDX" {
-        return Err(bad("not a CycloneDX document".into()));
-    }
-    let c = &v["metadata"]["component"];
-    if c["name"] != m.image.name.as_str() || c["version"] != m.image.version.as_str() {
+    let v = crate::sbom::view::SbomView::parse(&bytes).map_err(&bad)?;
+    let c = &v.metadata.component;
+    if c.name != m.image.name || c.version != m.image.version {
         return Err(bad(format!(
-            "describes {} {}, but the manifest is for {} {}",
-            c["name"], c["version"], m.image.name, m.image.version
+            "describes {:?} {:?}, but the manifest is for {} {}",
+            c.name, c.version, m.image.name, m.image.version
         )));
     }
     // Components that stand for an artifact must carry that artifact's digest.
-    for comp in v["components"].as_array().into_iter().flatten() {
-        let Some(artifact) = comp["properties"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|p| p["name"] == "stratos:artifact")
-            .and_then(|p| p["value"].as_str())
-        else {
+    for comp in &v.components {
+        let Some(artifact) = comp.prop(crate::sbom::prop::ARTIFACT) else {
             continue;
         };
         let listed = m.artifact(artifact).ok_or_else(|| {
             bad(format!(
-                "component {} names artifact {artifact}, which the manifest does not list",
-                comp["bom-ref"]
+                "component {:?} names artifact {artifact}, which the manifest does not list",
+                comp.bom_ref
             ))
         })?;
-        let digest = comp["hashes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|h| h["alg"] == "SHA-256")
-            .and_then(|h| h["content"].as_str());
-        if digest != Some(listed.sha256.as_str()) {
+        if comp.sha256() != Some(listed.sha256.as_str()) {
             return Err(bad(format!(
-                "component {} has a different sha256 than artifact {artifact}",
-                comp["bom-ref"]
+                "component {:?} has a different sha256 than artifact {artifact}",
+                comp.bom_ref
             )));
         }
     }
