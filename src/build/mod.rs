@@ -1,6 +1,6 @@
 //! The image pipeline: profile → tree → archives → SBOM → manifest → signature → output dir.
 
-pub mod elf;
+
 pub mod init_binary;
 pub mod layers;
 pub mod output;
@@ -12,6 +12,7 @@ use stratos_wire as wire;
 
 use crate::archive;
 use crate::kernel;
+use crate::packages::elf;
 use crate::profile::{KernelOrigin, Profile, RootFormat, ZramSize};
 use crate::progress::Progress;
 use crate::rootfs::overlay::OverlayError;
@@ -59,6 +60,8 @@ pub enum BuildError {
     Seccomp(String),
     #[error("the runtime: {0}")]
     Runtime(String),
+    #[error("the runtime: {0}")]
+    Closure(#[from] elf::ElfError),
     #[error("internal error: {path} comes from {origin}, which has no SBOM component")]
     Orphan { path: String, origin: String },
 }
@@ -155,13 +158,13 @@ pub fn preload_list(profile: &Profile, tree: &Tree) -> Result<Vec<String>, Build
         ImagePath::parse(&profile.init.argv[0]).map_err(|e| BuildError::Runtime(e.to_string()))?;
     // The closure is always computed: a runtime missing a library fails the build either way.
     let closure =
-        elf::closure(tree, std::slice::from_ref(&runtime)).map_err(BuildError::Runtime)?;
+        elf::closure(tree, std::slice::from_ref(&runtime))?;
     let mut files = if profile.init.preload_runtime {
         closure
     } else {
         Vec::new()
     };
-    for p in elf::closure(tree, &profile.init.preload).map_err(BuildError::Runtime)? {
+    for p in elf::closure(tree, &profile.init.preload)? {
         if !files.contains(&p) {
             files.push(p);
         }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use crate::build::elf;
+use super::elf;
 use crate::rootfs::{Entry, ImagePath, Kind, Tree};
 
 #[derive(Debug, thiserror::Error)]
@@ -109,10 +109,10 @@ fn interpreter_command(
 ) -> Result<Command, BytecodeError> {
     let exe = elf::resolve_file(tree, interpreter)
         .ok_or_else(|| BytecodeError::NoInterpreter(interpreter.clone()))?;
-    let closure = elf::closure(tree, std::slice::from_ref(&exe)).map_err(|why| {
+    let closure = elf::closure(tree, std::slice::from_ref(&exe)).map_err(|e| {
         BytecodeError::Interpreter {
             path: interpreter.clone(),
-            why,
+            why: e.to_string(),
         }
     })?;
     // The closure is [exe, loader, libraries...] for a dynamic executable.

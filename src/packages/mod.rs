@@ -1,6 +1,7 @@
 //! Debian packages: the lock, a content-addressed `.deb` cache, safe extraction.
 
 pub mod bytecode;
+pub mod elf;
 pub mod deb;
 pub mod lock;
 pub mod resolve;

@@ -7,6 +7,33 @@ use goblin::elf::Elf;
 
 use crate::rootfs::{ImagePath, Kind, Tree};
 
+/// Why a closure could not be computed; each names who needs what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ElfError {
+    #[error("{wanted} (needed by {needer}) is not a file in the image")]
+    NotAFile { wanted: ImagePath, needer: String },
+    #[error("{path}: bad interpreter {interp:?}: {why}")]
+    BadInterpreter {
+        path: ImagePath,
+        interp: String,
+        why: String,
+    },
+    #[error("{path}: not a valid ELF file: {why}")]
+    NotElf { path: ImagePath, why: String },
+    #[error("{path}: bad PT_INTERP {interp:?}: {why}")]
+    BadPtInterp {
+        path: ImagePath,
+        interp: String,
+        why: String,
+    },
+    #[error("{path} needs the shared library {lib}, which is not in the image (searched {searched}); add the package that ships it")]
+    MissingLibrary {
+        path: ImagePath,
+        lib: String,
+        searched: String,
+    },
+}
+
 /// Where glibc's loader looks after RUNPATH on Debian x86-64 (its built-in system dirs).
 const DEFAULT_DIRS: &[&str] = &[
     "/lib/x86_64-linux-gnu",
@@ -40,7 +67,7 @@ fn data<'a>(tree: &'a Tree, p: &ImagePath) -> Option<&'a [u8]> {
 
 /// The closure of `roots` in load order: each root (resolved), its interpreter, its libraries.
 /// Non-ELF, non-script roots are returned as they are. Errors name who needs what.
-pub fn closure(tree: &Tree, roots: &[ImagePath]) -> Result<Vec<ImagePath>, String> {
+pub fn closure(tree: &Tree, roots: &[ImagePath]) -> Result<Vec<ImagePath>, ElfError> {
     let mut out: Vec<ImagePath> = Vec::new();
     let mut queue: Vec<(ImagePath, String)> = roots
         .iter()
@@ -49,9 +76,7 @@ pub fn closure(tree: &Tree, roots: &[ImagePath]) -> Result<Vec<ImagePath>, Strin
     queue.reverse();
     while let Some((wanted, needer)) = queue.pop() {
         let Some(p) = resolve_file(tree, &wanted) else {
-            return Err(format!(
-                "{wanted} (needed by {needer}) is not a file in the image"
-            ));
+            return Err(ElfError::NotAFile { wanted, needer });
         };
         if out.contains(&p) {
             continue;
@@ -63,7 +88,11 @@ pub fn closure(tree: &Tree, roots: &[ImagePath]) -> Result<Vec<ImagePath>, Strin
             let interp = String::from_utf8_lossy(line);
             if let Some(i) = interp.split_whitespace().next() {
                 let ip =
-                    ImagePath::parse(i).map_err(|e| format!("{p}: bad interpreter {i:?}: {e}"))?;
+                    ImagePath::parse(i).map_err(|e| ElfError::BadInterpreter {
+                        path: p.clone(),
+                        interp: i.to_owned(),
+                        why: e.to_string(),
+                    })?;
                 queue.push((ip, p.to_string()));
             }
             continue;
@@ -71,11 +100,18 @@ pub fn closure(tree: &Tree, roots: &[ImagePath]) -> Result<Vec<ImagePath>, Strin
         if !bytes.starts_with(b"\x7fELF") {
             continue;
         }
-        let elf = Elf::parse(bytes).map_err(|e| format!("{p}: not a valid ELF file: {e}"))?;
+        let elf = Elf::parse(bytes).map_err(|e| ElfError::NotElf {
+            path: p.clone(),
+            why: e.to_string(),
+        })?;
         let mut next: Vec<(ImagePath, String)> = Vec::new();
         if let Some(interp) = elf.interpreter {
             let ip = ImagePath::parse(interp)
-                .map_err(|e| format!("{p}: bad PT_INTERP {interp:?}: {e}"))?;
+                .map_err(|e| ElfError::BadPtInterp {
+                    path: p.clone(),
+                    interp: interp.to_owned(),
+                    why: e.to_string(),
+                })?;
             next.push((ip, p.to_string()));
         }
         let origin = p.parent().map_or_else(|| "/".to_owned(), |d| d.to_string());
@@ -111,10 +147,17 @@ pub fn closure(tree: &Tree, roots: &[ImagePath]) -> Result<Vec<ImagePath>, Strin
             match found {
                 Some(f) => next.push((f, p.to_string())),
                 None => {
-                    return Err(format!(
-                        "{p} needs the shared library {lib}, which is not in the image (searched {}); add the package that ships it",
-                        rpath.iter().chain(runpath.iter()).map(String::as_str).chain(DEFAULT_DIRS.iter().copied()).collect::<Vec<_>>().join(", ")
-                    ))
+                    return Err(ElfError::MissingLibrary {
+                        path: p.clone(),
+                        lib: lib.to_string(),
+                        searched: rpath
+                            .iter()
+                            .chain(runpath.iter())
+                            .map(String::as_str)
+                            .chain(DEFAULT_DIRS.iter().copied())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
                 }
             }
         }
@@ -154,13 +197,15 @@ mod tests {
             match closure(&tree, &root) {
                 Ok(f) => break f,
                 Err(e) => {
-                    asked.push(e.clone());
+                    asked.push(e.to_string());
                     assert!(asked.len() < 20, "{asked:?}");
-                    let missing = if let Some(rest) = e.split("needs the shared library ").nth(1) {
-                        format!("/lib/x86_64-linux-gnu/{}", rest.split(',').next().unwrap())
-                    } else {
-                        // The loader: "<path> (needed by ...) is not a file in the image".
-                        e.split(' ').next().unwrap().to_owned()
+                    let missing = match e {
+                        ElfError::MissingLibrary { lib, .. } => {
+                            format!("/lib/x86_64-linux-gnu/{lib}")
+                        }
+                        // The loader.
+                        ElfError::NotAFile { wanted, .. } => wanted.to_string(),
+                        other => panic!("{other}"),
                     };
                     let real = std::fs::canonicalize(&missing).unwrap();
                     host(&mut tree, real.to_str().unwrap(), &missing);
@@ -191,7 +236,7 @@ mod tests {
         .unwrap();
         let e = closure(&tree, &[ImagePath::parse("/srv/run.sh").unwrap()]).unwrap_err();
         assert_eq!(
-            e,
+            e.to_string(),
             "/bin/sh (needed by /srv/run.sh) is not a file in the image"
         );
         tree.insert(
