@@ -1,6 +1,5 @@
 //! The image pipeline: profile → tree → archives → SBOM → manifest → signature → output dir.
 
-
 pub mod init_binary;
 pub mod layers;
 pub mod output;
@@ -157,8 +156,7 @@ pub fn preload_list(profile: &Profile, tree: &Tree) -> Result<Vec<String>, Build
     let runtime =
         ImagePath::parse(&profile.init.argv[0]).map_err(|e| BuildError::Runtime(e.to_string()))?;
     // The closure is always computed: a runtime missing a library fails the build either way.
-    let closure =
-        elf::closure(tree, std::slice::from_ref(&runtime))?;
+    let closure = elf::closure(tree, std::slice::from_ref(&runtime))?;
     let mut files = if profile.init.preload_runtime {
         closure
     } else {

@@ -1,6 +1,5 @@
 //! `stratos lock`: resolve a profile's Debian packages and pin them in its lock file.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{CliError, CliResult};
@@ -93,41 +92,11 @@ pub fn run(a: Args) -> CliResult {
             p.size / 1024
         );
     }
-    // What changed.
-    let before: BTreeMap<&str, &str> = old
-        .as_ref()
-        .map(|l| {
-            l.packages
-                .iter()
-                .map(|p| (p.name.as_str(), p.version.as_str()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let after: BTreeMap<&str, &str> = lock
-        .packages
-        .iter()
-        .map(|p| (p.name.as_str(), p.version.as_str()))
-        .collect();
-    let mut changes = 0;
-    for (n, v) in &after {
-        match before.get(n) {
-            None => {
-                println!("+ {n} {v}");
-                changes += 1;
-            }
-            Some(o) if o != v => {
-                println!("~ {n} {o} -> {v}");
-                changes += 1;
-            }
-            _ => {}
-        }
+    let changes = crate::packages::lock::diff(old.as_ref(), &lock);
+    for c in &changes {
+        println!("{c}");
     }
-    for (n, v) in &before {
-        if !after.contains_key(n) {
-            println!("- {n} {v}");
-            changes += 1;
-        }
-    }
+    let changes = changes.len();
     crate::sign::write_atomic(&pkgs.lock, lock.to_toml().as_bytes(), 0o644)
         .map_err(|e| CliError::input(anyhow::anyhow!("writing {}: {e}", pkgs.lock.display())))?;
     println!(

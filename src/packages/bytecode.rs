@@ -109,12 +109,11 @@ fn interpreter_command(
 ) -> Result<Command, BytecodeError> {
     let exe = elf::resolve_file(tree, interpreter)
         .ok_or_else(|| BytecodeError::NoInterpreter(interpreter.clone()))?;
-    let closure = elf::closure(tree, std::slice::from_ref(&exe)).map_err(|e| {
-        BytecodeError::Interpreter {
+    let closure =
+        elf::closure(tree, std::slice::from_ref(&exe)).map_err(|e| BytecodeError::Interpreter {
             path: interpreter.clone(),
             why: e.to_string(),
-        }
-    })?;
+        })?;
     // The closure is [exe, loader, libraries...] for a dynamic executable.
     let loader = closure
         .iter()

@@ -87,12 +87,11 @@ pub fn closure(tree: &Tree, roots: &[ImagePath]) -> Result<Vec<ImagePath>, ElfEr
             let line = rest.split(|b| *b == b'\n').next().unwrap_or_default();
             let interp = String::from_utf8_lossy(line);
             if let Some(i) = interp.split_whitespace().next() {
-                let ip =
-                    ImagePath::parse(i).map_err(|e| ElfError::BadInterpreter {
-                        path: p.clone(),
-                        interp: i.to_owned(),
-                        why: e.to_string(),
-                    })?;
+                let ip = ImagePath::parse(i).map_err(|e| ElfError::BadInterpreter {
+                    path: p.clone(),
+                    interp: i.to_owned(),
+                    why: e.to_string(),
+                })?;
                 queue.push((ip, p.to_string()));
             }
             continue;
@@ -106,12 +105,11 @@ pub fn closure(tree: &Tree, roots: &[ImagePath]) -> Result<Vec<ImagePath>, ElfEr
         })?;
         let mut next: Vec<(ImagePath, String)> = Vec::new();
         if let Some(interp) = elf.interpreter {
-            let ip = ImagePath::parse(interp)
-                .map_err(|e| ElfError::BadPtInterp {
-                    path: p.clone(),
-                    interp: interp.to_owned(),
-                    why: e.to_string(),
-                })?;
+            let ip = ImagePath::parse(interp).map_err(|e| ElfError::BadPtInterp {
+                path: p.clone(),
+                interp: interp.to_owned(),
+                why: e.to_string(),
+            })?;
             next.push((ip, p.to_string()));
         }
         let origin = p.parent().map_or_else(|| "/".to_owned(), |d| d.to_string());

@@ -42,6 +42,71 @@ pub enum LockError {
     },
 }
 
+/// One difference between two locks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Added {
+        name: String,
+        version: String,
+    },
+    Removed {
+        name: String,
+        version: String,
+    },
+    Changed {
+        name: String,
+        from: String,
+        to: String,
+    },
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Added { name, version } => write!(f, "+ {name} {version}"),
+            Change::Removed { name, version } => write!(f, "- {name} {version}"),
+            Change::Changed { name, from, to } => write!(f, "~ {name} {from} -> {to}"),
+        }
+    }
+}
+
+/// What changed from `before` (none: a new lock) to `after`: additions and version changes in
+/// name order, then removals.
+pub fn diff(before: Option<&LockFile>, after: &LockFile) -> Vec<Change> {
+    let versions = |l: &LockFile| -> std::collections::BTreeMap<String, String> {
+        l.packages
+            .iter()
+            .map(|p| (p.name.clone(), p.version.clone()))
+            .collect()
+    };
+    let before = before.map(versions).unwrap_or_default();
+    let after = versions(after);
+    let mut out = Vec::new();
+    for (name, v) in &after {
+        match before.get(name) {
+            None => out.push(Change::Added {
+                name: name.clone(),
+                version: v.clone(),
+            }),
+            Some(o) if o != v => out.push(Change::Changed {
+                name: name.clone(),
+                from: o.clone(),
+                to: v.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+    for (name, v) in &before {
+        if !after.contains_key(name) {
+            out.push(Change::Removed {
+                name: name.clone(),
+                version: v.clone(),
+            });
+        }
+    }
+    out
+}
+
 impl LockFile {
     pub fn load(path: &Path) -> Result<Self, LockError> {
         let text = crate::fsio::read_text(path, crate::fsio::caps::LOCK, "a lock file")?;
@@ -184,5 +249,39 @@ required-by = ["profile"]
             .unwrap_err()
             .to_string();
         assert!(e.contains("locked twice"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod diff_tests {
+    use super::*;
+
+    fn lock(pkgs: &[(&str, &str)]) -> LockFile {
+        LockFile {
+            lock_version: LOCK_VERSION,
+            packages: pkgs
+                .iter()
+                .map(|(n, v)| LockedPackage {
+                    name: (*n).into(),
+                    version: (*v).into(),
+                    arch: "amd64".into(),
+                    sha256: "0".repeat(64),
+                    size: 1,
+                    required_by: vec!["profile".into()],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn diff_lists_additions_changes_and_removals() {
+        let before = lock(&[("a", "1"), ("b", "1"), ("gone", "2")]);
+        let after = lock(&[("a", "1"), ("b", "2"), ("new", "3")]);
+        let d: Vec<String> = diff(Some(&before), &after)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(d, ["~ b 1 -> 2", "+ new 3", "- gone 2"]);
+        assert_eq!(diff(None, &after).len(), 3);
     }
 }

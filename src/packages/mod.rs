@@ -1,8 +1,8 @@
 //! Debian packages: the lock, a content-addressed `.deb` cache, safe extraction.
 
 pub mod bytecode;
-pub mod elf;
 pub mod deb;
+pub mod elf;
 pub mod lock;
 pub mod resolve;
 pub mod trim;

@@ -321,37 +321,112 @@ pub struct Resolution {
     pub required_by: BTreeMap<String, BTreeSet<String>>,
 }
 
-/// Resolves the closure of `roots`.
-pub fn resolve(index: &Index, roots: &[String]) -> Result<Resolution, String> {
-    let mut chosen: BTreeMap<String, Pkg> = BTreeMap::new();
-    let mut required_by: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut chain: BTreeMap<String, String> = BTreeMap::new();
-    let mut queue: VecDeque<String> = VecDeque::new();
-    for r in roots {
-        let p = index.best(r, &None).ok_or_else(|| {
-            if index.providers.contains_key(r) {
-                format!(
-                    "{r} is a virtual package; name one of its providers: {}",
-                    providers_of(index, r)
-                )
-            } else {
-                format!(
-                    "package {r} is not in the apt indexes (run `apt-get update`, check the name)"
-                )
+/// Why a set of packages could not be resolved or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("{name} is a virtual package; name one of its providers: {providers}")]
+    Virtual { name: String, providers: String },
+    #[error("package {0} is not in the apt indexes (run `apt-get update`, check the name)")]
+    Unknown(String),
+    #[error("{needer} needs {dep}, but {name} {version} was already chosen ({chain})")]
+    Conflict {
+        needer: String,
+        dep: String,
+        name: String,
+        version: String,
+        chain: String,
+    },
+    #[error(
+        "cannot satisfy {needer}'s dependency on {alternatives} ({chain}); available: {available}"
+    )]
+    Unsatisfiable {
+        needer: String,
+        alternatives: String,
+        chain: String,
+        available: String,
+    },
+    /// A malformed index (the message names the file and line) or apt itself failing.
+    #[error("{0}")]
+    Index(String),
+}
+
+impl From<String> for ResolveError {
+    fn from(s: String) -> Self {
+        ResolveError::Index(s)
+    }
+}
+
+/// Resolves the closure of `roots`: each root at its best version, then breadth first every
+/// dependency group: satisfied by something already chosen, else its first alternative that
+/// exists (a real package, then a provider).
+pub fn resolve(index: &Index, roots: &[String]) -> Result<Resolution, ResolveError> {
+    let mut r = Resolver {
+        index,
+        chosen: BTreeMap::new(),
+        required_by: BTreeMap::new(),
+        chain: BTreeMap::new(),
+        queue: VecDeque::new(),
+    };
+    for root in roots {
+        r.add_root(root)?;
+    }
+    while let Some(name) = r.queue.pop_front() {
+        let pkg = r.chosen[&name].clone();
+        for group in &pkg.depends {
+            if let Some(s) = r.satisfied(group) {
+                if s != name {
+                    r.required_by.entry(s).or_default().insert(name.clone());
+                }
+                continue;
             }
-        })?;
-        required_by
-            .entry(r.clone())
-            .or_default()
-            .insert("profile".into());
-        if !chosen.contains_key(r) {
-            chosen.insert(r.clone(), p.clone());
-            queue.push_back(r.clone());
+            let p = r.pick(&name, group)?;
+            r.choose(p, &name);
         }
     }
-    let why = |chain: &BTreeMap<String, String>, mut n: String| {
+    Ok(Resolution {
+        packages: r.chosen,
+        required_by: r.required_by,
+    })
+}
+
+/// The state of one resolution.
+struct Resolver<'a> {
+    index: &'a Index,
+    chosen: BTreeMap<String, Pkg>,
+    required_by: BTreeMap<String, BTreeSet<String>>,
+    /// package → who pulled it in first (for "profile -> a -> b" in errors).
+    chain: BTreeMap<String, String>,
+    queue: VecDeque<String>,
+}
+
+impl Resolver<'_> {
+    fn add_root(&mut self, root: &str) -> Result<(), ResolveError> {
+        let p = self.index.best(root, &None).ok_or_else(|| {
+            if self.index.providers.contains_key(root) {
+                ResolveError::Virtual {
+                    name: root.to_owned(),
+                    providers: providers_of(self.index, root),
+                }
+            } else {
+                ResolveError::Unknown(root.to_owned())
+            }
+        })?;
+        self.required_by
+            .entry(root.to_owned())
+            .or_default()
+            .insert("profile".into());
+        if !self.chosen.contains_key(root) {
+            self.chosen.insert(root.to_owned(), p.clone());
+            self.queue.push_back(root.to_owned());
+        }
+        Ok(())
+    }
+
+    /// How `name` came to be needed: `profile -> a -> name`.
+    fn why(&self, name: &str) -> String {
+        let mut n = name.to_owned();
         let mut path = vec![n.clone()];
-        while let Some(parent) = chain.get(&n) {
+        while let Some(parent) = self.chain.get(&n) {
             if path.contains(parent) {
                 break;
             }
@@ -360,112 +435,109 @@ pub fn resolve(index: &Index, roots: &[String]) -> Result<Resolution, String> {
         }
         path.reverse();
         format!("profile -> {}", path.join(" -> "))
-    };
-    while let Some(name) = queue.pop_front() {
-        let pkg = chosen[&name].clone();
-        for group in &pkg.depends {
-            // Already satisfied by something chosen (itself or a provider)?
-            let satisfied = group.iter().find_map(|d| {
-                if let Some(c) = chosen.get(&d.name) {
-                    if satisfies(&c.version, &d.constraint) {
-                        return Some(c.name.clone());
-                    }
-                }
-                chosen
-                    .values()
-                    .find(|c| {
-                        c.provides.iter().any(|(v, pv)| {
-                            v == &d.name
-                                && match (&d.constraint, pv) {
-                                    (None, _) => true,
-                                    (Some(_), Some(pv)) => satisfies(pv, &d.constraint),
-                                    (Some(_), None) => false,
-                                }
-                        })
-                    })
-                    .map(|c| c.name.clone())
-            });
-            if let Some(s) = satisfied {
-                if s != name {
-                    required_by.entry(s).or_default().insert(name.clone());
-                }
-                continue;
-            }
-            // Else the first alternative that can be satisfied: a real package, then providers.
-            let mut pick: Option<Pkg> = None;
-            for d in group {
-                if let Some(p) = index.best(&d.name, &d.constraint) {
-                    if let Some(c) = chosen.get(&p.name) {
-                        // Another version was already chosen and does not satisfy this.
-                        return Err(format!(
-                            "{} needs {d}, but {} {} was already chosen ({})",
-                            name,
-                            c.name,
-                            c.version,
-                            why(&chain, name.clone())
-                        ));
-                    }
-                    pick = Some(p.clone());
-                    break;
-                }
-                let mut provs: Vec<&(String, String, Option<String>)> = index
-                    .providers
-                    .get(&d.name)
-                    .map(|v| {
-                        v.iter()
-                            .filter(|(_, _, pv)| match (&d.constraint, pv) {
-                                (None, _) => true,
-                                (Some(_), Some(pv)) => satisfies(pv, &d.constraint),
-                                (Some(_), None) => false,
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                provs.sort();
-                if let Some((pn, pv, _)) = provs.first() {
-                    if let Some(p) = index
-                        .packages
-                        .get(pn)
-                        .and_then(|v| v.iter().find(|p| &p.version == pv))
-                    {
-                        pick = Some(p.clone());
-                        break;
-                    }
-                }
-            }
-            let Some(p) = pick else {
-                let alts: Vec<String> = group.iter().map(ToString::to_string).collect();
-                let avail: Vec<String> = group
-                    .iter()
-                    .filter_map(|d| index.packages.get(&d.name))
-                    .flatten()
-                    .map(|p| format!("{} {}", p.name, p.version))
-                    .collect();
-                return Err(format!(
-                    "cannot satisfy {}'s dependency on {} ({}); available: {}",
-                    name,
-                    alts.join(" | "),
-                    why(&chain, name.clone()),
-                    if avail.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        avail.join(", ")
-                    }
-                ));
-            };
-            required_by
-                .entry(p.name.clone())
-                .or_default()
-                .insert(name.clone());
-            chain.insert(p.name.clone(), name.clone());
-            queue.push_back(p.name.clone());
-            chosen.insert(p.name.clone(), p);
-        }
     }
-    Ok(Resolution {
-        packages: chosen,
-        required_by,
-    })
+
+    /// The chosen package (itself or a provider) that already satisfies the group, if any.
+    fn satisfied(&self, group: &[Dep]) -> Option<String> {
+        group.iter().find_map(|d| {
+            if let Some(c) = self.chosen.get(&d.name) {
+                if satisfies(&c.version, &d.constraint) {
+                    return Some(c.name.clone());
+                }
+            }
+            self.chosen
+                .values()
+                .find(|c| {
+                    c.provides
+                        .iter()
+                        .any(|(v, pv)| v == &d.name && provided_satisfies(pv, &d.constraint))
+                })
+                .map(|c| c.name.clone())
+        })
+    }
+
+    /// The first alternative of `group` that can be satisfied: a real package, then the first
+    /// provider by name.
+    fn pick(&self, needer: &str, group: &[Dep]) -> Result<Pkg, ResolveError> {
+        for d in group {
+            if let Some(p) = self.index.best(&d.name, &d.constraint) {
+                if let Some(c) = self.chosen.get(&p.name) {
+                    // Another version was already chosen and does not satisfy this.
+                    return Err(ResolveError::Conflict {
+                        needer: needer.to_owned(),
+                        dep: d.to_string(),
+                        name: c.name.clone(),
+                        version: c.version.clone(),
+                        chain: self.why(needer),
+                    });
+                }
+                return Ok(p.clone());
+            }
+            if let Some(p) = self.provider(d) {
+                return Ok(p.clone());
+            }
+        }
+        let available: Vec<String> = group
+            .iter()
+            .filter_map(|d| self.index.packages.get(&d.name))
+            .flatten()
+            .map(|p| format!("{} {}", p.name, p.version))
+            .collect();
+        Err(ResolveError::Unsatisfiable {
+            needer: needer.to_owned(),
+            alternatives: group
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" | "),
+            chain: self.why(needer),
+            available: if available.is_empty() {
+                "none".to_owned()
+            } else {
+                available.join(", ")
+            },
+        })
+    }
+
+    /// The first provider (by name, then version) of a virtual dependency.
+    fn provider(&self, d: &Dep) -> Option<&Pkg> {
+        let mut provs: Vec<&(String, String, Option<String>)> = self
+            .index
+            .providers
+            .get(&d.name)
+            .map(|v| {
+                v.iter()
+                    .filter(|(_, _, pv)| provided_satisfies(pv, &d.constraint))
+                    .collect()
+            })
+            .unwrap_or_default();
+        provs.sort();
+        let (pn, pv, _) = provs.first()?;
+        self.index
+            .packages
+            .get(pn)
+            .and_then(|v| v.iter().find(|p| &p.version == pv))
+    }
+
+    fn choose(&mut self, p: Pkg, needer: &str) {
+        self.required_by
+            .entry(p.name.clone())
+            .or_default()
+            .insert(needer.to_owned());
+        self.chain.insert(p.name.clone(), needer.to_owned());
+        self.queue.push_back(p.name.clone());
+        self.chosen.insert(p.name.clone(), p);
+    }
+}
+
+/// Whether a provided version (`Provides: v (= 1)`, or none) meets a constraint: an
+/// unversioned provide satisfies only unversioned dependencies.
+fn provided_satisfies(provided: &Option<String>, constraint: &Option<(Op, String)>) -> bool {
+    match (constraint, provided) {
+        (None, _) => true,
+        (Some(_), Some(pv)) => satisfies(pv, constraint),
+        (Some(_), None) => false,
+    }
 }
 
 fn providers_of(index: &Index, v: &str) -> String {
@@ -481,7 +553,7 @@ fn providers_of(index: &Index, v: &str) -> String {
 
 /// Reads the machine's apt `Packages` indexes for `arch` (through `apt-get indextargets` and
 /// `apt-helper cat-file`, which decompress whatever apt stored).
-pub fn machine_index(arch: &str) -> Result<Index, String> {
+pub fn machine_index(arch: &str) -> Result<Index, ResolveError> {
     let out = std::process::Command::new("apt-get")
         .args([
             "indextargets",
@@ -492,7 +564,9 @@ pub fn machine_index(arch: &str) -> Result<Index, String> {
         .arg(format!("Architecture: {arch}"))
         .output()
         .map_err(|e| {
-            format!("cannot run apt-get ({e}); stratos lock needs apt's package indexes")
+            ResolveError::Index(format!(
+                "cannot run apt-get ({e}); stratos lock needs apt's package indexes"
+            ))
         })?;
     let files: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -508,20 +582,20 @@ pub fn machine_index(arch: &str) -> Result<Index, String> {
         let out = std::process::Command::new("/usr/lib/apt/apt-helper")
             .args(["cat-file", f])
             .output()
-            .map_err(|e| format!("cannot run apt-helper for {f}: {e}"))?;
+            .map_err(|e| ResolveError::Index(format!("cannot run apt-helper for {f}: {e}")))?;
         if !out.status.success() {
-            return Err(format!(
+            return Err(ResolveError::Index(format!(
                 "apt-helper cat-file {f} failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            )));
         }
         index.add(&String::from_utf8_lossy(&out.stdout), f, arch)?;
         read += 1;
     }
     if read == 0 {
-        return Err(
+        return Err(ResolveError::Index(
             "no apt package indexes on this machine; run `apt-get update` (as root) first".into(),
-        );
+        ));
     }
     Ok(index)
 }
@@ -657,7 +731,9 @@ SHA256: 55
 
     #[test]
     fn unsatisfiable_and_unknown_are_clear_errors() {
-        let e = resolve(&index(), &["broken".into()]).unwrap_err();
+        let e = resolve(&index(), &["broken".into()])
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("cannot satisfy broken's dependency on libc6 (>= 3.0)"),
             "{e}"
@@ -666,9 +742,11 @@ SHA256: 55
             e.contains("available: libc6 2.36-9, libc6 2.36-9+deb12u4"),
             "{e}"
         );
-        let e = resolve(&index(), &["nope".into()]).unwrap_err();
+        let e = resolve(&index(), &["nope".into()]).unwrap_err().to_string();
         assert!(e.contains("not in the apt indexes"), "{e}");
-        let e = resolve(&index(), &["mail-transport-agent".into()]).unwrap_err();
+        let e = resolve(&index(), &["mail-transport-agent".into()])
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("virtual package; name one of its providers: exim4, postfix"),
             "{e}"
