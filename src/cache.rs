@@ -50,9 +50,15 @@ pub fn compress_cached(data: &[u8]) -> std::io::Result<Vec<u8>> {
         }
     }
     let out = zst::compress(data)?;
-    // The cache only saves time: an unwritable cache directory must not fail the build.
-    if std::fs::create_dir_all(path.parent().expect("has a parent")).is_ok() {
-        let _ = crate::sign::write_atomic(&path, &out, 0o644);
+    // The cache only saves time: an unwritable cache directory must not fail the build, but
+    // it is said.
+    if let Err(e) = std::fs::create_dir_all(path.parent().expect("has a parent"))
+        .and_then(|()| crate::sign::write_atomic(&path, &out, 0o644))
+    {
+        eprintln!(
+            "stratos: warning: cannot cache the compressed archive in {}: {e}",
+            path.display()
+        );
     }
     Ok(out)
 }

@@ -380,8 +380,15 @@ pub fn probe_kvm(kernel: &Path) -> Result<(), String> {
     {
         return Err("/dev/kvm is missing or not accessible".into());
     }
-    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    let cache = crate::cache::root().join(format!("kvm-probe-{}", boot_id.trim()));
+    // The answer holds until the host reboots: cached per boot id. Without a boot id (no
+    // /proc) nothing is cached and the probe runs every time.
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    if boot_id.is_empty() {
+        return run_probe(kernel);
+    }
+    let cache = crate::cache::root().join(format!("kvm-probe-{boot_id}"));
     if let Ok(v) = std::fs::read_to_string(&cache) {
         return if v.trim() == "ok" {
             Ok(())
@@ -390,13 +397,15 @@ pub fn probe_kvm(kernel: &Path) -> Result<(), String> {
         };
     }
     let result = run_probe(kernel);
-    if let Some(dir) = cache.parent() {
-        if std::fs::create_dir_all(dir).is_ok() {
-            let _ = std::fs::write(
-                &cache,
-                result.as_ref().map_or_else(|e| e.clone(), |_| "ok".into()),
-            );
-        }
+    let answer = result.as_ref().map_or_else(|e| e.clone(), |_| "ok".into());
+    // Only saves the next probe: a cache that cannot take it is reported, not fatal.
+    if let Err(e) = std::fs::create_dir_all(cache.parent().expect("in the cache"))
+        .and_then(|()| crate::sign::write_atomic(&cache, answer.as_bytes(), 0o644))
+    {
+        eprintln!(
+            "stratos: warning: cannot cache the KVM probe in {}: {e}",
+            cache.display()
+        );
     }
     result
 }

@@ -230,8 +230,15 @@ pub fn source_digest(tarball: &Path) -> Result<String, KernelBuildError> {
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h).map_err(io(format!("reading {}", tarball.display())))?;
     let d = hex::encode(h.finalize());
-    if std::fs::create_dir_all(memo.parent().expect("has parent")).is_ok() {
-        let _ = crate::sign::write_atomic(&memo, d.as_bytes(), 0o644);
+    // A memo only saves hashing 140 MB next time: a cache that cannot take it is reported,
+    // not fatal.
+    if let Err(e) = std::fs::create_dir_all(memo.parent().expect("has parent"))
+        .and_then(|()| crate::sign::write_atomic(&memo, d.as_bytes(), 0o644))
+    {
+        eprintln!(
+            "stratos: warning: cannot record the source digest in {}: {e}",
+            memo.display()
+        );
     }
     Ok(d)
 }
@@ -290,7 +297,8 @@ pub fn extract(
     step.done();
     std::fs::write(tmp.path().join(".complete"), b"")
         .map_err(io("marking the extraction complete"))?;
-    let _ = std::fs::remove_dir_all(&dest);
+    // An incomplete extraction (no .complete) may be in the way.
+    clear_scratch(&dest)?;
     let kept = tmp.keep();
     std::fs::rename(&kept, &dest)
         .map_err(io(format!("moving the source to {}", dest.display())))?;
@@ -484,7 +492,7 @@ pub fn resolve(spec: &KernelSourceSpec, progress: &Progress) -> Result<Resolved,
                 fragments.len()
             ));
             let work = kernels_dir().join("work").join(format!("config-{key}"));
-            let _ = std::fs::remove_dir_all(&work);
+            clear_scratch(&work)?;
             std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
             let log = work.join("config.log");
             let mut c = make(&src, &work);
@@ -505,7 +513,7 @@ pub fn resolve(spec: &KernelSourceSpec, progress: &Progress) -> Result<Resolved,
                 .map_err(io("caching the base config"))?;
             crate::sign::write_atomic(&cached, config_text.as_bytes(), 0o644)
                 .map_err(io("caching the config"))?;
-            let _ = std::fs::remove_dir_all(&work);
+            clear_scratch(&work)?;
             step.done();
             (config_text, base_text)
         }
@@ -556,7 +564,19 @@ pub struct Built {
     pub build_seconds: Option<f64>,
 }
 
-/// Builds (or takes from the cache) the kernel for a resolved config.
+/// Removes a scratch directory of ours if it is there (a leftover of an interrupted run).
+fn clear_scratch(dir: &Path) -> Result<(), KernelBuildError> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(io(format!("removing {}", dir.display()))(e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Builds (or takes from the cache) the kernel for a resolved config: the cache entry keyed by
+/// everything that reaches the kernel's bytes; else, under a lock, `make` in a scratch
+/// directory, stripped for `vmlinux`, stored as a complete entry in one rename.
 pub fn build(
     spec: &KernelSourceSpec,
     r: &Resolved,
@@ -570,48 +590,106 @@ pub fn build(
         &r.config_text,
     );
     let entry = kernels_dir().join(&key);
-    let read_hit = || -> Option<Built> {
-        if !entry.join(".complete").is_file() {
-            return None;
-        }
-        let image = std::fs::read(entry.join("kernel")).ok()?;
-        let config_text = std::fs::read_to_string(entry.join("config")).ok()?;
-        // Record the use, for `stratos cache gc`.
-        let _ = std::fs::File::options()
-            .write(true)
-            .open(entry.join(".complete"))
-            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
-        Some(Built {
-            image,
-            config_text,
-            source_digest: r.source_digest.clone(),
-            dir: entry.clone(),
-            cache_hit: true,
-            build_seconds: None,
-        })
-    };
-    if let Some(b) = read_hit() {
+    if let Some(b) = cached(&entry, r, progress) {
         return Ok(b);
     }
-    let _l = lock(&format!("build-{key}"), progress)?;
-    if let Some(b) = read_hit() {
+    let _lock = lock(&format!("build-{key}"), progress)?;
+    if let Some(b) = cached(&entry, r, progress) {
         return Ok(b);
     }
     let start = std::time::Instant::now();
     let work = kernels_dir().join("work").join(&key);
-    let _ = std::fs::remove_dir_all(&work);
+    clear_scratch(&work)?;
     std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
     std::fs::write(work.join(".config"), &r.config_text).map_err(io("writing .config"))?;
+    let compiled = run_make(spec, r, &work, &key, progress)?;
+    let image = built_image(spec, &work)?;
+    let seconds = start.elapsed().as_secs_f64();
+    store_entry(
+        &entry, &key, &work, &image, r, spec, &tools, compiled, seconds,
+    )?;
+    clear_scratch(&work)?;
+    progress.info(format!(
+        "kernel built in {:.0} s ({} objects), cached in {}",
+        seconds,
+        compiled,
+        entry.display()
+    ));
+    Ok(Built {
+        image,
+        config_text: r.config_text.clone(),
+        source_digest: r.source_digest.clone(),
+        dir: entry,
+        cache_hit: false,
+        build_seconds: Some(seconds),
+    })
+}
+
+/// A complete cache entry, if there is one and it reads back. A damaged entry is reported and
+/// rebuilt.
+fn cached(entry: &Path, r: &Resolved, progress: &Progress) -> Option<Built> {
+    let marker = entry.join(".complete");
+    if !marker.is_file() {
+        return None;
+    }
+    let read = || -> std::io::Result<(Vec<u8>, String)> {
+        Ok((
+            std::fs::read(entry.join("kernel"))?,
+            std::fs::read_to_string(entry.join("config"))?,
+        ))
+    };
+    let (image, config_text) = match read() {
+        Ok(x) => x,
+        Err(e) => {
+            progress.warn(format!(
+                "kernel cache entry {} is damaged ({e}); rebuilding it",
+                entry.display()
+            ));
+            return None;
+        }
+    };
+    // Record the use, for `stratos cache gc`; a cache we cannot touch still serves the build.
+    if let Err(e) = std::fs::File::options()
+        .write(true)
+        .open(&marker)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+    {
+        progress.warn(format!(
+            "cannot record the use of {}: {e}",
+            marker.display()
+        ));
+    }
+    Some(Built {
+        image,
+        config_text,
+        source_digest: r.source_digest.clone(),
+        dir: entry.to_owned(),
+        cache_hit: true,
+        build_seconds: None,
+    })
+}
+
+/// `make -jN bzImage|vmlinux` in `work`, with a progress bar over the objects compiled (the
+/// count of the last build is the estimate), the whole output in `work/build.log`. On failure
+/// the log is kept under `kernels/failed/`. Returns the objects compiled.
+fn run_make(
+    spec: &KernelSourceSpec,
+    r: &Resolved,
+    work: &Path,
+    key: &str,
+    progress: &Progress,
+) -> Result<u64, KernelBuildError> {
     let log_path = work.join("build.log");
     let mut log =
         std::fs::File::create(&log_path).map_err(io(format!("creating {}", log_path.display())))?;
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let target = if spec.format == KernelFormat::Vmlinux {
+    let target = spec.format.as_str();
+    let target = if target == "vmlinux" {
         "vmlinux"
     } else {
         "bzImage"
     };
-    let mut c = make(&r.source_dir, &work);
+    let mut c = make(&r.source_dir, work);
     // Keep the build directory and the source path out of the binary.
     let kcflags = format!(
         "-ffile-prefix-map={}=. -ffile-prefix-map={}=.",
@@ -648,11 +726,15 @@ pub fn build(
         estimate,
     );
     let mut compiled = 0u64;
+    let log_err = io(format!("writing {}", log_path.display()));
+    let mut log_result = Ok(());
     for line in BufReader::new(child.stdout.take().expect("piped"))
         .lines()
         .map_while(Result::ok)
     {
-        let _ = writeln!(log, "{line}");
+        if log_result.is_ok() {
+            log_result = writeln!(log, "{line}");
+        }
         let t = line.trim_start();
         if t.starts_with("CC ") || t.starts_with("AS ") {
             compiled += 1;
@@ -661,15 +743,20 @@ pub fn build(
     }
     let status = child.wait().map_err(io("waiting for make"))?;
     let errs = err_thread.join().unwrap_or_default();
-    let _ = log.write_all(errs.as_bytes());
+    log_result
+        .and_then(|()| log.write_all(errs.as_bytes()))
+        .map_err(log_err)?;
     bar.finish();
     if !status.success() {
-        let all = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let all = std::fs::read_to_string(&log_path)
+            .map_err(io(format!("reading {}", log_path.display())))?;
         // Keep the log where the user can read it.
         let failed_dir = kernels_dir().join("failed");
-        let _ = std::fs::create_dir_all(&failed_dir);
+        std::fs::create_dir_all(&failed_dir)
+            .map_err(io(format!("creating {}", failed_dir.display())))?;
         let kept = failed_dir.join(format!("{key}.log"));
-        let _ = std::fs::copy(&log_path, &kept);
+        std::fs::copy(&log_path, &kept)
+            .map_err(io(format!("keeping the log as {}", kept.display())))?;
         return Err(KernelBuildError::Command {
             what: format!("building the kernel (make {target})"),
             status: status.to_string(),
@@ -678,29 +765,51 @@ pub fn build(
         });
     }
     if compiled > 0 {
-        let _ = std::fs::write(&estimate_path, compiled.to_string());
+        // Only the next progress bar's estimate: not worth failing a build over.
+        if let Err(e) = std::fs::write(&estimate_path, compiled.to_string()) {
+            progress.warn(format!("cannot write {}: {e}", estimate_path.display()));
+        }
     }
+    Ok(compiled)
+}
+
+/// The image `make` produced (`vmlinux` stripped of symbols: the VMM needs only the loadable
+/// segments and the PVH note).
+fn built_image(spec: &KernelSourceSpec, work: &Path) -> Result<Vec<u8>, KernelBuildError> {
     let built = if spec.format == KernelFormat::Vmlinux {
-        work.join("vmlinux")
-    } else {
-        work.join("arch/x86/boot/bzImage")
-    };
-    if spec.format == KernelFormat::Vmlinux {
-        // Symbols are of no use to the VMM that loads it; stripping keeps the PVH note.
+        let built = work.join("vmlinux");
         let stripped = work.join("vmlinux.stripped");
         let mut c = Command::new("objcopy");
         c.arg("--strip-all").arg(&built).arg(&stripped);
         run_logged(c, "stripping vmlinux (objcopy)", &work.join("strip.log"))?;
         std::fs::rename(&stripped, &built).map_err(io("replacing vmlinux"))?;
-    }
-    let image = std::fs::read(&built).map_err(io(format!("reading {}", built.display())))?;
-    let seconds = start.elapsed().as_secs_f64();
+        built
+    } else {
+        work.join("arch/x86/boot/bzImage")
+    };
+    std::fs::read(&built).map_err(io(format!("reading {}", built.display())))
+}
+
+/// Writes the cache entry in a scratch directory next to it, then renames it into place.
+#[allow(clippy::too_many_arguments)]
+fn store_entry(
+    entry: &Path,
+    key: &str,
+    work: &Path,
+    image: &[u8],
+    r: &Resolved,
+    spec: &KernelSourceSpec,
+    tools: &Toolchain,
+    compiled: u64,
+    seconds: f64,
+) -> Result<(), KernelBuildError> {
     let tmp = kernels_dir().join(format!(".entry-{key}"));
-    let _ = std::fs::remove_dir_all(&tmp);
+    clear_scratch(&tmp)?;
     std::fs::create_dir_all(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
-    std::fs::write(tmp.join("kernel"), &image).map_err(io("caching the kernel"))?;
+    std::fs::write(tmp.join("kernel"), image).map_err(io("caching the kernel"))?;
     std::fs::write(tmp.join("config"), &r.config_text).map_err(io("caching the config"))?;
-    std::fs::copy(&log_path, tmp.join("build.log")).map_err(io("caching the build log"))?;
+    std::fs::copy(work.join("build.log"), tmp.join("build.log"))
+        .map_err(io("caching the build log"))?;
     let meta = serde_json::json!({
         "source_sha256": r.source_digest,
         "format": spec.format.as_str(),
@@ -713,24 +822,9 @@ pub fn build(
     std::fs::write(tmp.join("meta.json"), format!("{meta:#}\n"))
         .map_err(io("caching the build metadata"))?;
     std::fs::write(tmp.join(".complete"), b"").map_err(io("marking the cache entry complete"))?;
-    let _ = std::fs::remove_dir_all(&entry);
-    std::fs::rename(&tmp, &entry)
-        .map_err(io(format!("moving the kernel to {}", entry.display())))?;
-    let _ = std::fs::remove_dir_all(&work);
-    progress.info(format!(
-        "kernel built in {:.0} s ({} objects), cached in {}",
-        seconds,
-        compiled,
-        entry.display()
-    ));
-    Ok(Built {
-        image,
-        config_text: r.config_text.clone(),
-        source_digest: r.source_digest.clone(),
-        dir: entry,
-        cache_hit: false,
-        build_seconds: Some(seconds),
-    })
+    // A damaged entry (no .complete) may be in the way.
+    clear_scratch(entry)?;
+    std::fs::rename(&tmp, entry).map_err(io(format!("moving the kernel to {}", entry.display())))
 }
 
 #[cfg(test)]

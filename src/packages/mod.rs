@@ -196,11 +196,13 @@ fn download(p: &LockedPackage) -> Result<Vec<u8>, PackageError> {
                 .to_owned(),
         ));
     }
-    let mut debs: Vec<PathBuf> = std::fs::read_dir(dir.path())
-        .map_err(|e| fail(e.to_string()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
-        .collect();
+    let mut debs: Vec<PathBuf> = Vec::new();
+    for e in std::fs::read_dir(dir.path()).map_err(|e| fail(e.to_string()))? {
+        let p = e.map_err(|e| fail(e.to_string()))?.path();
+        if p.extension().is_some_and(|x| x == "deb") {
+            debs.push(p);
+        }
+    }
     match debs.len() {
         1 => crate::fsio::read_regular(
             &debs.remove(0),
