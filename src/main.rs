@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", stratos::cli::render_error(&e.error));
-            ExitCode::from(e.code)
+            ExitCode::from(e.code as u8)
         }
     }
 }

@@ -647,8 +647,35 @@ fn unusable_cache_is_named_as_the_problem() {
     // Found in /var/cache/stratos/debs? No: pinned by a digest no mirror has; the cache is read
     // first and is a file.
     let o = build_offline(&mut stratos_std(&cache), &f, &f.path("out"));
-    assert_eq!(o.status.code(), Some(2));
+    // The machine's part failed, not the profile: exit 3.
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(e.contains("the package cache"), "{e}");
     assert!(e.contains("cache-file"), "{e}");
+}
+
+// Exit codes: the machine failing its part is 3, distinct from bad input (2).
+
+#[test]
+fn missing_qemu_is_an_environment_failure_not_bad_input() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let out = f.path("out");
+    stratos(cache.path())
+        .arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(&out)
+        .arg("-q")
+        .assert()
+        .success();
+    let o = stratos(cache.path())
+        .arg("boot")
+        .arg(&out)
+        .args(["--accel", "tcg", "--timeout", "5"])
+        .env("STRATOS_QEMU", "/nonexistent/qemu-system-x86_64")
+        .assert()
+        .code(3);
+    let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(e.contains("is not installed"), "{e}");
 }

@@ -26,6 +26,13 @@ pub enum BootError {
     Io(#[from] std::io::Error),
 }
 
+impl BootError {
+    /// QEMU missing or failing to start, host I/O: not the image's fault.
+    pub fn is_environment(&self) -> bool {
+        matches!(self, Self::Qemu(_) | Self::Io(_))
+    }
+}
+
 static STOP: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
     std::sync::OnceLock::new();
 

@@ -65,6 +65,21 @@ pub enum BuildError {
     Orphan { path: String, origin: String },
 }
 
+impl BuildError {
+    /// A failure of the machine (a tool, the cache, the file system), not of the profile or
+    /// its inputs: exit 3 rather than 2.
+    pub fn is_environment(&self) -> bool {
+        match self {
+            Self::KernelBuild(e) => e.is_environment(),
+            Self::Packages(e) => e.is_environment(),
+            Self::Archive(archive::ArchiveError::Io(_)) => true,
+            Self::Bytecode(e) => e.is_environment(),
+            Self::Init(init_binary::InitBinaryError::NotFound { .. }) => true,
+            _ => false,
+        }
+    }
+}
+
 /// What the build needs besides the profile.
 pub struct BuildOptions<'a> {
     pub out: PathBuf,

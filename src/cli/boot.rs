@@ -61,9 +61,9 @@ pub fn run(a: Args) -> CliResult {
             v.manifest.image.name, v.manifest.image.version, v.key_id
         );
     }
-    let image = BootImage::open(&a.dir).map_err(CliError::input)?;
-    crate::boot::handle_stop_signals().map_err(CliError::input)?;
-    let (accel, why) = choose_accel(a.accel, &image.kernel()).map_err(CliError::input)?;
+    let image = BootImage::open(&a.dir)?;
+    crate::boot::handle_stop_signals().map_err(CliError::env)?;
+    let (accel, why) = choose_accel(a.accel, &image.kernel()).map_err(CliError::env)?;
     if let Some(why) = why {
         eprintln!("stratos: KVM unavailable ({why}); using TCG (software emulation)");
     }
@@ -79,7 +79,7 @@ pub fn run(a: Args) -> CliResult {
             let host = match forwards.iter().find(|f| f.guest == a.port) {
                 Some(f) => f.host,
                 None => {
-                    let h = free_port().map_err(CliError::input)?;
+                    let h = free_port().map_err(CliError::env)?;
                     forwards.push(Forward {
                         host: h,
                         guest: a.port,
@@ -121,7 +121,7 @@ pub fn run(a: Args) -> CliResult {
         until_line: None,
         invoke,
     };
-    let r = boot::run(&image, &opts).map_err(CliError::input)?;
+    let r = boot::run(&image, &opts)?;
     print_timings(&r);
     let logged =
         boot::console::seccomp_log(&r.lines.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>());
@@ -166,10 +166,11 @@ pub fn run(a: Args) -> CliResult {
     }
     match r.ending.exit_code() {
         Some(0) => Ok(()),
-        Some(code) => Err(CliError {
-            code: u8::try_from(code).unwrap_or(1),
-            error: anyhow::anyhow!("the guest runtime ended with exit code {code}"),
-        }),
+        // The guest's own status is printed, never passed through as ours (1 and 2 mean
+        // something else here): a runtime that failed is a failed check.
+        Some(code) => Err(CliError::check(anyhow::anyhow!(
+            "the guest runtime ended with exit code {code}"
+        ))),
         None => Err(CliError::check(anyhow::anyhow!("{}", r.failure_reason()))),
     }
 }

@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-
 use super::{human_bytes, CliError, CliResult};
 use crate::build::{self, BuildOptions};
 use crate::profile::Profile;
@@ -53,7 +51,7 @@ pub fn run(a: Args) -> CliResult {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("out").join(&profile.image.name));
-    let init_binary = build::init_binary::locate().map_err(CliError::input)?;
+    let init_binary = build::init_binary::locate().map_err(CliError::env)?;
     let opts = BuildOptions {
         out: out.clone(),
         sign_key: key.as_ref(),
@@ -61,9 +59,13 @@ pub fn run(a: Args) -> CliResult {
         offline: a.offline,
         allow_config_drift: a.allow_config_drift,
     };
-    let r = build::build(&profile, &opts, &progress)
-        .with_context(|| format!("building {}", a.profile.display()))
-        .map_err(CliError::input)?;
+    let r = build::build(&profile, &opts, &progress).map_err(|e| {
+        let env = e.is_environment();
+        CliError::input_or_env(
+            env,
+            anyhow::Error::new(e).context(format!("building {}", a.profile.display())),
+        )
+    })?;
     println!(
         "built {} {} -> {} ({} entries)",
         r.manifest.image.name,

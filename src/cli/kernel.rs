@@ -93,10 +93,10 @@ fn profile_image(image: &std::path::Path, o: &ProfileOptions) -> CliResult {
             "--runs must be at least 1"
         )));
     }
-    let img = crate::boot::BootImage::open(image).map_err(CliError::input)?;
-    crate::boot::handle_stop_signals().map_err(CliError::input)?;
+    let img = crate::boot::BootImage::open(image)?;
+    crate::boot::handle_stop_signals().map_err(CliError::env)?;
     let (accel, why) =
-        crate::boot::qemu::choose_accel(accel, &img.kernel()).map_err(CliError::input)?;
+        crate::boot::qemu::choose_accel(accel, &img.kernel()).map_err(CliError::env)?;
     if let Some(why) = why {
         eprintln!("stratos: KVM unavailable ({why}); using TCG (software emulation)");
     }
@@ -118,7 +118,7 @@ fn profile_image(image: &std::path::Path, o: &ProfileOptions) -> CliResult {
             // The init's first line: the kernel's part is over.
             until_line: Some(format!("{} init_start", stratos_wire::PHASE_PREFIX)),
         };
-        let run = crate::boot::run(&img, &opts).map_err(CliError::input)?;
+        let run = crate::boot::run(&img, &opts)?;
         let text = run.console_text();
         if let Some(c) = &o.console {
             let path = if i == 0 {
@@ -187,7 +187,7 @@ pub fn run(a: Args) -> CliResult {
                     profile.display()
                 )));
             };
-            let r = kernel::build::resolve(spec, &progress).map_err(CliError::input)?;
+            let r = kernel::build::resolve(spec, &progress)?;
             if full {
                 print!("{}", r.config_text);
             } else {
@@ -230,7 +230,7 @@ pub fn run(a: Args) -> CliResult {
             let p = load(&profile)?;
             let (config, format) = match &p.kernel.origin {
                 KernelOrigin::Source(spec) => {
-                    let r = kernel::build::resolve(spec, &progress).map_err(CliError::input)?;
+                    let r = kernel::build::resolve(spec, &progress)?;
                     (r.config, spec.format.to_string())
                 }
                 KernelOrigin::Prebuilt { image, config } => {

@@ -53,7 +53,7 @@ pub fn run(a: Args) -> CliResult {
         "stratos: resolving {} from the apt indexes",
         pkgs.debian.join(", ")
     );
-    let index = machine_index("amd64").map_err(|e| CliError::input(anyhow::anyhow!(e)))?;
+    let index = machine_index("amd64").map_err(CliError::env)?;
     let r = resolve(&index, &pkgs.debian)
         .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", a.profile.display())))?;
     let mut lock = LockFile {
@@ -83,7 +83,8 @@ pub fn run(a: Args) -> CliResult {
     // Download and check each .deb now, so the build can run offline.
     let mut total = 0u64;
     for p in &lock.packages {
-        crate::packages::fetch(p, &pkgs.lock, false).map_err(CliError::input)?;
+        crate::packages::fetch(p, &pkgs.lock, false)
+            .map_err(|e| CliError::input_or_env(e.is_environment(), e))?;
         total += p.size;
         eprintln!(
             "stratos: fetched {} {} ({} KiB)",

@@ -14,25 +14,65 @@ pub mod verify;
 
 use clap::{Parser, Subcommand};
 
-/// A failed command: exit 1 for a check that failed (verify, SLO), 2 for bad usage or input.
+/// How a command ended, as its exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    Success = 0,
+    /// A check failed: verification, an objective, a rejected update, a guest that failed.
+    CheckFailed = 1,
+    /// Bad usage or bad input (a profile, a key, an image directory, an argument).
+    BadInput = 2,
+    /// The machine could not do its part: a tool missing or failing (a kernel that does not
+    /// compile, a download that fails, QEMU that cannot start), host I/O.
+    Environment = 3,
+}
+
+/// A failed command: its exit code and the error to print.
 #[derive(Debug)]
 pub struct CliError {
-    pub code: u8,
+    pub code: Exit,
     pub error: anyhow::Error,
 }
 
 impl CliError {
     pub fn input(e: impl Into<anyhow::Error>) -> Self {
         CliError {
-            code: 2,
+            code: Exit::BadInput,
             error: e.into(),
         }
     }
     pub fn check(e: impl Into<anyhow::Error>) -> Self {
         CliError {
-            code: 1,
+            code: Exit::CheckFailed,
             error: e.into(),
         }
+    }
+    pub fn env(e: impl Into<anyhow::Error>) -> Self {
+        CliError {
+            code: Exit::Environment,
+            error: e.into(),
+        }
+    }
+    /// [`CliError::env`] when `environment`, else [`CliError::input`].
+    pub fn input_or_env(environment: bool, e: impl Into<anyhow::Error>) -> Self {
+        if environment {
+            Self::env(e)
+        } else {
+            Self::input(e)
+        }
+    }
+}
+
+impl From<crate::boot::BootError> for CliError {
+    fn from(e: crate::boot::BootError) -> Self {
+        CliError::input_or_env(e.is_environment(), e)
+    }
+}
+
+impl From<crate::kernel::build::KernelBuildError> for CliError {
+    fn from(e: crate::kernel::build::KernelBuildError) -> Self {
+        CliError::input_or_env(e.is_environment(), e)
     }
 }
 
@@ -44,7 +84,7 @@ pub type CliResult = Result<(), CliError>;
     version,
     about = "Build reproducible, signed, SBOM-attached micro-OS images for function nodes",
     long_about = None,
-    after_help = "Exit codes: 0 success, 1 a check failed (e.g. verify), 2 bad usage or input.\n\nExample:\n  stratos keygen --out keys/release\n  stratos build profiles/hello.toml --out out/hello --sign-key keys/release.key\n  stratos verify out/hello --pubkey keys/release.pub"
+    after_help = "Exit codes: 0 success, 1 a check failed (verify, an objective, a rejected update, a guest that failed), 2 bad usage or input, 3 the machine failed its part (a tool missing or failing, host I/O).\n\nExample:\n  stratos keygen --out keys/release\n  stratos build profiles/hello.toml --out out/hello --sign-key keys/release.key\n  stratos verify out/hello --pubkey keys/release.pub"
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -115,6 +115,13 @@ pub fn build_key(source_digest: &str, format: &str, tools: &Toolchain, config: &
     ))
 }
 
+impl KernelBuildError {
+    /// A failure of the machine (make, tar or the file system), not of the profile.
+    pub fn is_environment(&self) -> bool {
+        matches!(self, Self::Io { .. } | Self::Command { .. })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum KernelBuildError {
     #[error("kernel source {path}: sha256 is {actual}, the profile pins {expected}")]

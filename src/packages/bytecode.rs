@@ -34,6 +34,13 @@ pub enum BytecodeError {
     Missing(String),
 }
 
+impl BytecodeError {
+    /// The interpreter could not be run or the scratch directory written.
+    pub fn is_environment(&self) -> bool {
+        matches!(self, Self::Io { .. } | Self::Failed { .. })
+    }
+}
+
 /// What the step did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Compiled {

@@ -53,6 +53,16 @@ pub enum PackageError {
     Cache { cache: PathBuf, why: String },
 }
 
+impl PackageError {
+    /// A failure of the machine (apt, the package cache, the file system), not of the input.
+    pub fn is_environment(&self) -> bool {
+        matches!(
+            self,
+            Self::Download { .. } | Self::Cache { .. } | Self::Io { .. }
+        )
+    }
+}
+
 /// A `.deb` that is not the one the lock pins.
 #[derive(Debug, thiserror::Error)]
 #[error("package {name} {version}: the .deb has sha256 {actual} ({size} bytes) but {lock} pins sha256 {expected} ({expected_size} bytes); the archive changed or the lock is wrong: check the lock, then re-run `stratos lock`")]
