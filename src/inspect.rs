@@ -11,7 +11,7 @@ use crate::build::ROOTFS_ARTIFACT;
 use crate::sbom::prop;
 use crate::sbom::view::SbomView;
 use crate::sign::manifest::{Artifact, MANIFEST_FILE, SIGNATURE_FILE};
-use crate::sign::verify::parse_manifest;
+use crate::sign::verify::load_manifest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
@@ -69,13 +69,7 @@ pub struct FileReport {
 /// Reads an image directory (manifest, SBOM, rootfs.tar.zst) into a [`Report`]. Does not verify.
 pub fn report(dir: &Path) -> Result<Report, InspectError> {
     let mpath = dir.join(MANIFEST_FILE);
-    let bytes = crate::fsio::read_regular(
-        &mpath,
-        crate::fsio::caps::MANIFEST,
-        "a manifest",
-        crate::fsio::Links::Refuse,
-    )?;
-    let m = parse_manifest(&bytes).map_err(|e| InspectError::Parse {
+    let m = load_manifest(dir).map_err(|e| InspectError::Parse {
         path: mpath.clone(),
         why: e.to_string(),
     })?;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::build::{INITRAMFS_ARTIFACT, KERNEL_CONFIG_ARTIFACT};
 use crate::kernel::Config;
 use crate::sign::manifest::{Manifest, MANIFEST_FILE};
-use crate::sign::verify::parse_manifest;
+use crate::sign::verify::load_manifest;
 use console::{Ending, Event, Phase};
 use qemu::{Accel, Forward, Machine, Vm, VmSpec};
 
@@ -66,19 +66,9 @@ pub struct BootImage {
 impl BootImage {
     pub fn open(dir: &Path) -> Result<Self, BootError> {
         let mpath = dir.join(MANIFEST_FILE);
-        let bytes = crate::fsio::read_regular(
-            &mpath,
-            crate::fsio::caps::MANIFEST,
-            "a manifest",
-            crate::fsio::Links::Refuse,
-        )
-        .map_err(|e| BootError::Image {
+        let manifest = load_manifest(dir).map_err(|e| BootError::Image {
             path: mpath.clone(),
             why: format!("{e} (is this a stratos image directory?)"),
-        })?;
-        let manifest = parse_manifest(&bytes).map_err(|e| BootError::Image {
-            path: mpath.clone(),
-            why: e.to_string(),
         })?;
         let cfg_path = dir.join(KERNEL_CONFIG_ARTIFACT);
         let config =

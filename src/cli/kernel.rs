@@ -42,52 +42,39 @@ pub enum Sub {
     /// under emulation: compare rankings, not absolute times, with normal boots.
     #[command(after_help = "Example:
   stratos kernel profile out/hello --runs 3 --top 15 --json hello-kernel.json")]
-    Profile {
-        /// The image directory.
-        image: PathBuf,
-        /// Boots to profile (medians are reported).
-        #[arg(long, default_value_t = 1)]
-        runs: usize,
-        /// How many initcalls and gaps to show.
-        #[arg(long, default_value_t = 15)]
-        top: usize,
-        /// Also write the profile as JSON (schema stratos-kernel-profile/1).
-        #[arg(long, value_name = "FILE")]
-        json: Option<PathBuf>,
-        /// Keep each boot's verbose console as FILE (FILE.2, FILE.3, ... for later boots).
-        #[arg(long, value_name = "FILE")]
-        console: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t = crate::boot::qemu::AccelChoice::Auto)]
-        accel: crate::boot::qemu::AccelChoice,
-        /// Guest memory in MiB.
-        #[arg(long, default_value_t = 512)]
-        memory: u32,
-        /// Seconds to wait for /init in each boot.
-        #[arg(long, default_value_t = 120)]
-        timeout: u64,
-    },
+    Profile(ProfileArgs),
 }
 
-struct ProfileOptions {
-    runs: usize,
-    top: usize,
-    json: Option<PathBuf>,
-    console: Option<PathBuf>,
-    accel: crate::boot::qemu::AccelChoice,
-    memory: u32,
-    timeout: u64,
+#[derive(Debug, clap::Args)]
+pub struct ProfileArgs {
+    /// The image directory.
+    pub image: PathBuf,
+    /// Boots to profile (medians are reported).
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
+    /// How many initcalls and gaps to show.
+    #[arg(long, default_value_t = 15)]
+    pub top: usize,
+    /// Also write the profile as JSON (schema stratos-kernel-profile/1).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Keep each boot's verbose console as FILE (FILE.2, FILE.3, ... for later boots).
+    #[arg(long, value_name = "FILE")]
+    pub console: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = crate::boot::qemu::AccelChoice::Auto)]
+    pub accel: crate::boot::qemu::AccelChoice,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 512)]
+    pub memory: u32,
+    /// Seconds to wait for /init in each boot.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
 }
 
-fn profile_image(image: &std::path::Path, o: &ProfileOptions) -> CliResult {
+fn profile_image(o: &ProfileArgs) -> CliResult {
+    let image = &o.image;
     use crate::kernel::profile;
-    let ProfileOptions {
-        runs,
-        top,
-        accel,
-        memory,
-        timeout,
-        ..
-    } = *o;
+    let (runs, top, accel, memory, timeout) = (o.runs, o.top, o.accel, o.memory, o.timeout);
     if runs == 0 {
         return Err(CliError::input(anyhow::anyhow!(
             "--runs must be at least 1"
@@ -158,27 +145,7 @@ fn load(profile: &std::path::Path) -> Result<Profile, CliError> {
 pub fn run(a: Args) -> CliResult {
     let progress = Progress::new(false);
     match a.command {
-        Sub::Profile {
-            image,
-            runs,
-            top,
-            json,
-            console,
-            accel,
-            memory,
-            timeout,
-        } => profile_image(
-            &image,
-            &ProfileOptions {
-                runs,
-                top,
-                json,
-                console,
-                accel,
-                memory,
-                timeout,
-            },
-        ),
+        Sub::Profile(p) => profile_image(&p),
         Sub::Config { profile, full } => {
             let p = load(&profile)?;
             let KernelOrigin::Source(spec) = &p.kernel.origin else {

@@ -132,37 +132,50 @@ pub(super) fn resolve(dir: &Path, s: &str) -> PathBuf {
     }
 }
 
+/// What the profile's path `s` (relative to its directory) is on the host, following links.
+fn host_metadata(
+    cx: &Ctx,
+    dir: &Path,
+    s: &Spanned<String>,
+    key: &str,
+) -> Result<(PathBuf, std::fs::Metadata), ProfileError> {
+    let path = resolve(dir, s.get_ref());
+    match std::fs::metadata(&path) {
+        Ok(m) => Ok((path, m)),
+        Err(e) => Err(cx.at(
+            s.span(),
+            key,
+            format!(
+                "{} does not exist or cannot be read ({e}); paths are relative to the profile's directory",
+                path.display()
+            ),
+        )),
+    }
+}
+
 pub(super) fn existing_file(
     cx: &Ctx,
     dir: &Path,
     s: &Spanned<String>,
     key: &str,
 ) -> Result<PathBuf, ProfileError> {
-    let path = resolve(dir, s.get_ref());
-    match std::fs::metadata(&path) {
-        Ok(m) if m.is_file() => Ok(path),
-        Ok(m) => Err(cx.at(
-            s.span(),
-            key,
-            format!(
-                "{} is a {}, not a regular file",
-                path.display(),
-                if m.is_dir() {
-                    "directory"
-                } else {
-                    "special file"
-                }
-            ),
-        )),
-        Err(e) => Err(cx.at(
-            s.span(),
-            key,
-            format!(
-                "{}: {e} (paths are relative to the profile's directory)",
-                path.display()
-            ),
-        )),
+    let (path, m) = host_metadata(cx, dir, s, key)?;
+    if m.is_file() {
+        return Ok(path);
     }
+    Err(cx.at(
+        s.span(),
+        key,
+        format!(
+            "{} is a {}, not a regular file",
+            path.display(),
+            if m.is_dir() {
+                "directory"
+            } else {
+                "special file"
+            }
+        ),
+    ))
 }
 
 pub(super) fn existing_dir(
@@ -171,16 +184,28 @@ pub(super) fn existing_dir(
     s: &Spanned<String>,
     key: &str,
 ) -> Result<PathBuf, ProfileError> {
-    let path = resolve(dir, s.get_ref());
-    match std::fs::metadata(&path) {
-        Ok(m) if m.is_dir() => Ok(path),
-        Ok(_) => Err(cx.at(s.span(), key, format!("{} is not a directory", path.display()))),
-        Err(e) => Err(cx.at(
-            s.span(),
-            key,
-            format!("{} does not exist or cannot be read ({e}); paths are relative to the profile's directory", path.display()),
-        )),
+    let (path, m) = host_metadata(cx, dir, s, key)?;
+    if m.is_dir() {
+        return Ok(path);
     }
+    Err(cx.at(
+        s.span(),
+        key,
+        format!("{} is not a directory", path.display()),
+    ))
+}
+
+/// `uid` and `gid` of an entry (default 0).
+pub(super) fn owner(
+    cx: &Ctx,
+    uid: Option<&Spanned<i64>>,
+    gid: Option<&Spanned<i64>>,
+    key: &str,
+) -> Result<(u32, u32), ProfileError> {
+    Ok((
+        id(cx, uid, &format!("{key}.uid"))?,
+        id(cx, gid, &format!("{key}.gid"))?,
+    ))
 }
 
 pub(super) fn parse_mode(

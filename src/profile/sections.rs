@@ -375,12 +375,13 @@ pub(super) fn validate_overlays(
             Some(t) => image_path(cx, t, &format!("{key}.target"))?,
             None => ImagePath::root(),
         };
+        let (uid, gid) = owner(cx, o.uid.as_ref(), o.gid.as_ref(), &key)?;
         overlays.push(Overlay {
             source,
             name,
             target,
-            uid: id(cx, o.uid.as_ref(), &format!("{key}.uid"))?,
-            gid: id(cx, o.gid.as_ref(), &format!("{key}.gid"))?,
+            uid,
+            gid,
         });
     }
 
@@ -410,12 +411,13 @@ pub(super) fn validate_files(
             .as_ref()
             .map(|m| parse_mode(cx, m, &format!("{key}.mode")))
             .transpose()?;
+        let (uid, gid) = owner(cx, f.uid.as_ref(), f.gid.as_ref(), &key)?;
         files.push(HostFile {
             source,
             dest,
             mode,
-            uid: id(cx, f.uid.as_ref(), &format!("{key}.uid"))?,
-            gid: id(cx, f.gid.as_ref(), &format!("{key}.gid"))?,
+            uid,
+            gid,
         });
     }
 

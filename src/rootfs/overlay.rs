@@ -100,6 +100,21 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OverlayError + '_ {
     }
 }
 
+/// What a host path the profile names is (following links the user named): missing is its own
+/// error, naming the path.
+fn host_metadata(src: &Path) -> Result<fs::Metadata, OverlayError> {
+    fs::metadata(src).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            OverlayError::NotFound(src.to_owned())
+        } else {
+            OverlayError::Io {
+                path: src.to_owned(),
+                source: e,
+            }
+        }
+    })
+}
+
 /// The image mode for a host file: git keeps only the executable bit, so neither does the
 /// image (0755 or 0644; directories 0755). A profile sets other modes explicitly.
 pub fn normalised_mode(host_mode: u32, is_dir: bool) -> u32 {
@@ -122,16 +137,7 @@ pub fn load_overlay(
     budget: super::Budget,
 ) -> Result<(), OverlayError> {
     let (limits, mut used) = (budget.limits, budget.image_used);
-    let meta = fs::metadata(src).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            OverlayError::NotFound(src.to_owned())
-        } else {
-            OverlayError::Io {
-                path: src.to_owned(),
-                source: e,
-            }
-        }
-    })?;
+    let meta = host_metadata(src)?;
     if !meta.is_dir() {
         return Err(OverlayError::NotDir(src.to_owned()));
     }
@@ -215,16 +221,7 @@ pub fn read_host_file(
     limits: ExpandLimits,
     image_used: u64,
 ) -> Result<(Vec<u8>, u32), OverlayError> {
-    let meta = fs::metadata(src).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            OverlayError::NotFound(src.to_owned())
-        } else {
-            OverlayError::Io {
-                path: src.to_owned(),
-                source: e,
-            }
-        }
-    })?;
+    let meta = host_metadata(src)?;
     if !meta.is_file() {
         return Err(OverlayError::NotAFile {
             path: src.to_owned(),

@@ -118,6 +118,17 @@ pub fn verify_image(dir: &Path, key: &PublicKey) -> Result<Verified, VerifyError
     })
 }
 
+/// Reads and parses an image directory's `manifest.json` (a regular file, capped), without
+/// checking its signature.
+pub fn load_manifest(dir: &Path) -> Result<Manifest, VerifyError> {
+    let bytes = read(
+        &dir.join(MANIFEST_FILE),
+        crate::fsio::caps::MANIFEST,
+        "a manifest",
+    )?;
+    parse_manifest(&bytes)
+}
+
 pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, VerifyError> {
     let m: Manifest =
         serde_json::from_slice(bytes).map_err(|e| VerifyError::MalformedManifest(e.to_string()))?;
