@@ -505,7 +505,9 @@ fn attribute_files(tree: &Tree, components: &mut [ComponentSpec]) -> Result<(), 
     }
 }
 
-/// Runs the whole pipeline and writes the image directory atomically.
+/// Runs the whole pipeline and writes the image directory atomically: check the output
+/// directory, load the init, prepare the kernel, assemble the tree, write the archives, the
+/// SBOM and the manifest, sign it, put the directory in place.
 pub fn build(
     profile: &Profile,
     opts: &BuildOptions,
@@ -518,8 +520,58 @@ pub fn build(
     let step = progress.step("assembling the root filesystem");
     let a = assemble(profile, &kernel, &init, opts.offline, progress)?;
     step.done();
-    let epoch = profile.image.source_date_epoch;
+    let archives = write_archives(profile, &a, progress)?;
+    let mut files: Vec<(&str, Vec<u8>)> = vec![
+        (archives.root_name, archives.root),
+        (KERNEL_ARTIFACT, kernel.image.clone()),
+        (ROOTFS_ARTIFACT, archives.tar),
+    ];
+    if let Some(cfg) = &kernel.config {
+        files.push((KERNEL_CONFIG_ARTIFACT, cfg.clone()));
+    }
+    let sbom = sbom::write_sbom(
+        &sbom::Subject {
+            name: &profile.image.name,
+            version: &profile.image.version,
+            source_date_epoch: profile.image.source_date_epoch,
+            builder_version: BUILDER_VERSION,
+        },
+        &a.components,
+    )?;
+    files.push((SBOM_ARTIFACT, sbom));
+    files.sort_by(|x, y| x.0.cmp(y.0));
+    let manifest = manifest(profile, &kernel, &a, archives.root_info, &files);
+    let manifest_bytes = manifest.to_canonical();
+    files.push((MANIFEST_FILE, manifest_bytes.clone()));
+    if let Some(key) = opts.sign_key {
+        files.push((SIGNATURE_FILE, signature(key, &manifest_bytes)));
+    }
+    out.commit(&files)?;
+    Ok(BuildResult {
+        out: opts.out.clone(),
+        manifest,
+        signed_by: opts.sign_key.map(|k| k.id().clone()),
+        files: a.tree.len(),
+        overrides: a.tree.overrides().to_vec(),
+    })
+}
 
+/// The root the kernel boots and the distribution tar.
+struct Archives {
+    root_name: &'static str,
+    root: Vec<u8>,
+    /// For a block-device root: its format and verity parameters.
+    root_info: Option<crate::sign::manifest::RootInfo>,
+    tar: Vec<u8>,
+}
+
+/// Writes the root (an initramfs, or EROFS with its verity tree) and the tar, in parallel.
+fn write_archives(
+    profile: &Profile,
+    a: &Assembly,
+    progress: &Progress,
+) -> Result<Archives, BuildError> {
+    let epoch = profile.image.source_date_epoch;
     let root_format = profile.image.root;
     let step = progress.step(format!(
         "writing {} and rootfs ({} entries, {:.1} MiB, zstd -{})",
@@ -531,8 +583,6 @@ pub fn build(
         a.tree.content_bytes() as f64 / (1 << 20) as f64,
         archive::zst::LEVEL
     ));
-    // The root the kernel boots (an initramfs, or EROFS with its verity tree), and the tar,
-    // in parallel.
     let (root, tar) = std::thread::scope(|s| {
         let root = s.spawn(|| match root_format {
             RootFormat::Initramfs => archive::cpio::write_cpio(&a.tree, epoch)
@@ -547,15 +597,30 @@ pub fn build(
             .and_then(|t| crate::cache::compress_cached(&t).map_err(archive::ArchiveError::Io));
         (root.join().expect("root writer does not panic"), tar)
     });
-    let ((root_name, root_bytes, verity), tar) = (root?, tar?);
+    let ((root_name, root, verity), tar) = (root?, tar?);
     step.done();
-    let root_info = verity.map(|v| crate::sign::manifest::RootInfo {
-        format: "erofs".into(),
-        artifact: EROFS_ARTIFACT.into(),
-        verity: v,
-    });
-    // The kernel finds and checks its root from the (signed) command line.
-    let cmdline = match &root_info {
+    Ok(Archives {
+        root_name,
+        root,
+        root_info: verity.map(|v| crate::sign::manifest::RootInfo {
+            format: "erofs".into(),
+            artifact: EROFS_ARTIFACT.into(),
+            verity: v,
+        }),
+        tar,
+    })
+}
+
+/// The manifest naming every artifact (`files`, sorted by name) with its size and digest.
+fn manifest(
+    profile: &Profile,
+    kernel: &PreparedKernel,
+    a: &Assembly,
+    root: Option<crate::sign::manifest::RootInfo>,
+    files: &[(&str, Vec<u8>)],
+) -> Manifest {
+    // The kernel finds and checks a block-device root from its (signed) command line.
+    let cmdline = match &root {
         None => profile.kernel.cmdline.clone(),
         Some(r) => format!(
             "{} {}",
@@ -563,28 +628,7 @@ pub fn build(
             archive::verity::kernel_args(&r.verity)
         ),
     };
-
-    let mut files: Vec<(&str, Vec<u8>)> = vec![
-        (root_name, root_bytes),
-        (KERNEL_ARTIFACT, kernel.image.clone()),
-        (ROOTFS_ARTIFACT, tar),
-    ];
-    if let Some(cfg) = &kernel.config {
-        files.push((KERNEL_CONFIG_ARTIFACT, cfg.clone()));
-    }
-    let sbom = sbom::write_sbom(
-        &sbom::Subject {
-            name: &profile.image.name,
-            version: &profile.image.version,
-            source_date_epoch: epoch,
-            builder_version: BUILDER_VERSION,
-        },
-        &a.components,
-    )?;
-    files.push((SBOM_ARTIFACT, sbom));
-    files.sort_by(|x, y| x.0.cmp(y.0));
-
-    let manifest = Manifest {
+    Manifest {
         format: FORMAT,
         image: ImageInfo {
             name: profile.image.name.clone(),
@@ -594,7 +638,7 @@ pub fn build(
             name: "stratos".into(),
             version: BUILDER_VERSION.into(),
         },
-        source_date_epoch: epoch,
+        source_date_epoch: profile.image.source_date_epoch,
         profile: ProfileInfo {
             file: profile
                 .path
@@ -621,7 +665,7 @@ pub fn build(
         sbom: SBOM_ARTIFACT.into(),
         seccomp: a.seccomp.clone(),
         preload: a.preload.clone(),
-        root: root_info,
+        root,
         artifacts: files
             .iter()
             .map(|(name, data)| Artifact {
@@ -630,27 +674,18 @@ pub fn build(
                 sha256: hex::encode(Sha256::digest(data)),
             })
             .collect(),
-    };
-    let manifest_bytes = manifest.to_canonical();
-    files.push((MANIFEST_FILE, manifest_bytes.clone()));
-    if let Some(key) = opts.sign_key {
-        let sig = SignatureFile {
-            format: 1,
-            algorithm: "ed25519".into(),
-            key_id: key.id().clone(),
-            signature: hex::encode(key.sign(&manifest_bytes)),
-        };
-        let mut bytes = serde_json::to_vec_pretty(&sig).expect("plain struct serialises");
-        bytes.push(b'\n');
-        files.push((SIGNATURE_FILE, bytes));
     }
+}
 
-    out.commit(&files)?;
-    Ok(BuildResult {
-        out: opts.out.clone(),
-        manifest,
-        signed_by: opts.sign_key.map(|k| k.id().clone()),
-        files: a.tree.len(),
-        overrides: a.tree.overrides().to_vec(),
-    })
+/// `manifest.sig`: the key's id and its ed25519 signature over the manifest's exact bytes.
+fn signature(key: &SecretKey, manifest_bytes: &[u8]) -> Vec<u8> {
+    let sig = SignatureFile {
+        format: 1,
+        algorithm: "ed25519".into(),
+        key_id: key.id().clone(),
+        signature: hex::encode(key.sign(manifest_bytes)),
+    };
+    let mut bytes = serde_json::to_vec_pretty(&sig).expect("plain struct serialises");
+    bytes.push(b'\n');
+    bytes
 }

@@ -37,6 +37,14 @@ fn num(c: &Config, name: &str) -> Option<i64> {
 
 pub fn lint(c: &Config, cx: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
+    for rules in [boot_requirements, boot_time, hardening] {
+        rules(c, cx, &mut out);
+    }
+    out
+}
+
+/// What the image needs to boot at all, and to boot without waiting: its root, its devices, entropy.
+fn boot_requirements(c: &Config, cx: &Context, out: &mut Vec<Finding>) {
     let mut add = |rule, kind, message: &str, fix: &str| {
         out.push(Finding {
             rule,
@@ -45,7 +53,6 @@ pub fn lint(c: &Config, cx: &Context) -> Vec<Finding> {
             fix: fix.to_owned(),
         })
     };
-
     // A verified EROFS root is set up by the kernel itself from dm-mod.create= before it
     // mounts the root: everything on the way must be built in (there is no initramfs to load
     // modules from). tinyconfig drops EROFS_FS silently without MISC_FILESYSTEMS.
@@ -105,6 +112,18 @@ pub fn lint(c: &Config, cx: &Context) -> Vec<Finding> {
             "CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y (kernel-configs/virtio.config)",
         );
     }
+}
+
+/// What costs boot time in a microVM and is not needed there.
+fn boot_time(c: &Config, cx: &Context, out: &mut Vec<Finding>) {
+    let mut add = |rule, kind, message: &str, fix: &str| {
+        out.push(Finding {
+            rule,
+            kind,
+            message: message.to_owned(),
+            fix: fix.to_owned(),
+        })
+    };
     // Firecracker's guest kernel configs (resources/guest_configs/microvm-kernel-ci-x86_64-6.1.config)
     // leave VGA and framebuffer consoles out: a microVM has no display, and drawing costs boot time.
     for opt in ["VGA_CONSOLE", "FRAMEBUFFER_CONSOLE"] {
@@ -183,6 +202,18 @@ pub fn lint(c: &Config, cx: &Context) -> Vec<Finding> {
             "# CONFIG_DEBUG_INFO is not set (keep it in a debug fragment)",
         );
     }
+}
+
+/// What hardens a function node without costing boot time.
+fn hardening(c: &Config, cx: &Context, out: &mut Vec<Finding>) {
+    let mut add = |rule, kind, message: &str, fix: &str| {
+        out.push(Finding {
+            rule,
+            kind,
+            message: message.to_owned(),
+            fix: fix.to_owned(),
+        })
+    };
     // Kernel Self Protection Project, recommended settings
     // (kernsec.org/wiki/index.php/Kernel_Self_Protection_Project/Recommended_Settings).
     if c.is_builtin("MODULES") && cx.modules_in_image == 0 {
@@ -241,7 +272,6 @@ pub fn lint(c: &Config, cx: &Context) -> Vec<Finding> {
             "CONFIG_STACKPROTECTOR=y (CONFIG_STACKPROTECTOR_STRONG=y)",
         );
     }
-    out
 }
 
 #[cfg(test)]

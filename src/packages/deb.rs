@@ -234,185 +234,262 @@ pub fn extract_data_tar(
         .package
         .saturating_add(limits.package / 4)
         .saturating_add(64 << 20);
-    let too_large =
-        |what: String, limit: u64, why: &'static str, key: &'static str| DebError::TooLarge {
-            pkg: pkg.to_owned(),
+    let mut x = Extraction {
+        pkg,
+        origin,
+        budget,
+        seen: BTreeSet::new(),
+        own_symlinks: BTreeSet::new(),
+        own_files: BTreeMap::new(),
+        out: Extracted::default(),
+    };
+    let mut ar = tar::Archive::new(Capped::new(data_tar, stream_cap));
+    for entry in ar.entries().map_err(|e| x.fail(e))? {
+        let mut entry = entry.map_err(|e| x.fail(e))?;
+        let Some((name, path)) = x.entry_path(&entry)? else {
+            continue;
+        };
+        let Some(e) = x.entry(tree, &mut entry, &name, &path)? else {
+            continue;
+        };
+        x.insert(tree, &path, e)?;
+    }
+    Ok(x.out)
+}
+
+/// The state of one package's extraction.
+struct Extraction<'a> {
+    pkg: &'a str,
+    origin: &'a Origin,
+    budget: Budget,
+    seen: BTreeSet<ImagePath>,
+    /// Symlinks this archive created: nothing may be written through them.
+    own_symlinks: BTreeSet<ImagePath>,
+    /// Files this archive created (a hard link may only point at one), by their final path.
+    own_files: BTreeMap<ImagePath, ImagePath>,
+    out: Extracted,
+}
+
+impl Extraction<'_> {
+    fn hostile(&self, entry: &str, why: &str) -> DebError {
+        DebError::Hostile {
+            pkg: self.pkg.to_owned(),
+            entry: entry.to_owned(),
+            why: why.to_owned(),
+        }
+    }
+
+    fn too_large(
+        &self,
+        what: String,
+        limit: u64,
+        why: &'static str,
+        key: &'static str,
+    ) -> DebError {
+        DebError::TooLarge {
+            pkg: self.pkg.to_owned(),
             what,
             limit,
             why,
             key,
-        };
-    let hostile = |entry: &str, why: &str| DebError::Hostile {
-        pkg: pkg.to_owned(),
-        entry: entry.to_owned(),
-        why: why.to_owned(),
-    };
-    let fail = |e: std::io::Error| match Capped::<&[u8]>::exceeded(&e) {
-        Some(limit) => too_large(
-            "data.tar".into(),
-            limit,
-            "for a package's archive",
-            "[image] max-package-size",
-        ),
-        None => DebError::Format {
-            pkg: pkg.to_owned(),
-            why: format!("data.tar: {e}"),
-        },
-    };
-    let mut seen: BTreeSet<ImagePath> = BTreeSet::new();
-    let mut own_symlinks: BTreeSet<ImagePath> = BTreeSet::new();
-    let mut own_files: BTreeMap<ImagePath, ImagePath> = BTreeMap::new();
-    let mut out = Extracted::default();
-    let mut ar = tar::Archive::new(Capped::new(data_tar, stream_cap));
-    for entry in ar.entries().map_err(fail)? {
-        let mut entry = entry.map_err(fail)?;
-        let raw = entry.path_bytes().into_owned();
-        let name = String::from_utf8(raw)
-            .map_err(|_| hostile("<non-UTF-8>", "file names must be UTF-8"))?;
+        }
+    }
+
+    /// A read error of the archive: past the stream's cap, or malformed.
+    fn fail(&self, e: std::io::Error) -> DebError {
+        match Capped::<&[u8]>::exceeded(&e) {
+            Some(limit) => self.too_large(
+                "data.tar".into(),
+                limit,
+                "for a package's archive",
+                "[image] max-package-size",
+            ),
+            None => DebError::Format {
+                pkg: self.pkg.to_owned(),
+                why: format!("data.tar: {e}"),
+            },
+        }
+    }
+
+    /// The entry's name and in-image path; `None` for the archive's root (`./`). Refused:
+    /// non-UTF-8 and absolute names, `..`, duplicates, paths through this archive's symlinks.
+    fn entry_path<R: Read>(
+        &mut self,
+        entry: &tar::Entry<R>,
+    ) -> Result<Option<(String, ImagePath)>, DebError> {
+        let name = String::from_utf8(entry.path_bytes().into_owned())
+            .map_err(|_| self.hostile("<non-UTF-8>", "file names must be UTF-8"))?;
         if name.starts_with('/') {
-            return Err(hostile(&name, "absolute path"));
+            return Err(self.hostile(&name, "absolute path"));
         }
         let trimmed = name.trim_start_matches("./");
         if trimmed.is_empty() || trimmed == "." {
-            continue;
+            return Ok(None);
         }
         let path =
-            ImagePath::parse_relative(trimmed).map_err(|e| hostile(&name, &e.to_string()))?;
-        if !seen.insert(path.clone()) {
-            return Err(hostile(&name, "duplicate entry"));
+            ImagePath::parse_relative(trimmed).map_err(|e| self.hostile(&name, &e.to_string()))?;
+        if !self.seen.insert(path.clone()) {
+            return Err(self.hostile(&name, "duplicate entry"));
         }
         let mut anc = path.parent();
         while let Some(a) = anc {
-            if own_symlinks.contains(&a) {
-                return Err(hostile(
+            if self.own_symlinks.contains(&a) {
+                return Err(self.hostile(
                     &name,
                     &format!("it would be written through the symlink {a} from the same archive"),
                 ));
             }
             anc = a.parent();
         }
+        Ok(Some((name, path)))
+    }
+
+    /// The tree entry for an archive entry; `None` to skip it (a directory where the tree has a
+    /// symlink, as dpkg keeps `/bin -> usr/bin`).
+    fn entry<R: Read>(
+        &mut self,
+        tree: &Tree,
+        entry: &mut tar::Entry<R>,
+        name: &str,
+        path: &ImagePath,
+    ) -> Result<Option<Entry>, DebError> {
         let h = entry.header();
-        let declared = h.size().map_err(fail)?;
-        let mode = h.mode().map_err(fail)? & 0o7777;
-        let uid = u32::try_from(h.uid().map_err(fail)?)
-            .map_err(|_| hostile(&name, "uid out of range"))?;
-        let gid = u32::try_from(h.gid().map_err(fail)?)
-            .map_err(|_| hostile(&name, "gid out of range"))?;
-        let kind = h.entry_type();
-        let e = match kind {
+        let declared = h.size().map_err(|e| self.fail(e))?;
+        let mode = h.mode().map_err(|e| self.fail(e))? & 0o7777;
+        let uid = u32::try_from(h.uid().map_err(|e| self.fail(e))?)
+            .map_err(|_| self.hostile(name, "uid out of range"))?;
+        let gid = u32::try_from(h.gid().map_err(|e| self.fail(e))?)
+            .map_err(|_| self.hostile(name, "gid out of range"))?;
+        let origin = self.origin;
+        let e = match h.entry_type() {
             tar::EntryType::Directory => {
-                // A package directory where the tree already has a symlink (/bin -> usr/bin):
-                // keep the link, as dpkg does.
-                if let Some(Kind::Symlink(_)) = tree.get(&path).map(|e| &e.kind) {
-                    continue;
+                if let Some(Kind::Symlink(_)) = tree.get(path).map(|e| &e.kind) {
+                    return Ok(None);
                 }
                 Entry::dir(mode, origin)
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                // The header's size is not trusted: read at most what every limit still allows.
-                let left_pkg = limits.package.saturating_sub(out.bytes);
-                let left_image = limits
-                    .image
-                    .saturating_sub(budget.image_used.saturating_add(out.bytes));
-                let (cap, limit, why, key) = [
-                    (
-                        limits.file,
-                        limits.file,
-                        "for one file",
-                        "[image] max-file-size",
-                    ),
-                    (
-                        left_pkg,
-                        limits.package,
-                        "for one package",
-                        "[image] max-package-size",
-                    ),
-                    (
-                        left_image,
-                        limits.image,
-                        "for the whole image",
-                        "[image] max-image-size",
-                    ),
-                ]
-                .into_iter()
-                .min_by_key(|c| c.0)
-                .expect("three limits");
-                let mut data = Vec::new();
-                (&mut entry)
-                    .take(cap.saturating_add(1))
-                    .read_to_end(&mut data)
-                    .map_err(fail)?;
-                if data.len() as u64 > cap {
-                    return Err(too_large(format!("member {name:?}"), limit, why, key));
-                }
-                // Compared, never trusted for allocation: a header that claims more than the
-                // archive holds is a lie or a truncation.
-                if declared != data.len() as u64 {
-                    return Err(hostile(
-                        &name,
-                        &format!(
-                            "its header declares {declared} bytes but the archive holds {}",
-                            data.len()
-                        ),
-                    ));
-                }
-                out.bytes += data.len() as u64;
+                let data = self.file_data(entry, name, declared)?;
                 Entry::file(data, mode, origin)
             }
             tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| hostile(&name, "symlink without a target"))?;
-                let target = String::from_utf8(target.into_owned())
-                    .map_err(|_| hostile(&name, "symlink target is not UTF-8"))?;
+                let target = self.link_target(entry, name, "symlink")?;
                 if target.is_empty() || target.contains('\0') {
-                    return Err(hostile(&name, "empty symlink target"));
+                    return Err(self.hostile(name, "empty symlink target"));
                 }
-                own_symlinks.insert(path.clone());
+                self.own_symlinks.insert(path.clone());
                 Entry::symlink(target, origin)
             }
             tar::EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| hostile(&name, "hard link without a target"))?;
-                let target = String::from_utf8(target.into_owned())
-                    .map_err(|_| hostile(&name, "hard link target is not UTF-8"))?;
+                let target = self.link_target(entry, name, "hard link")?;
                 if target.starts_with('/') {
-                    return Err(hostile(&name, "hard link to an absolute path"));
+                    return Err(self.hostile(name, "hard link to an absolute path"));
                 }
                 let t = ImagePath::parse_relative(target.trim_start_matches("./"))
-                    .map_err(|e| hostile(&name, &format!("hard link target: {e}")))?;
-                let actual = own_files.get(&t).ok_or_else(|| {
-                    hostile(
-                        &name,
+                    .map_err(|e| self.hostile(name, &format!("hard link target: {e}")))?;
+                let actual = self.own_files.get(&t).ok_or_else(|| {
+                    self.hostile(
+                        name,
                         &format!("hard link to {t}, which is not a file from this archive"),
                     )
                 })?;
                 Entry::new(Kind::Hardlink(actual.clone()), mode, origin)
             }
             _ => {
-                return Err(hostile(
-                    &name,
+                return Err(self.hostile(
+                    name,
                     "device nodes, FIFOs and other special files are not allowed in packages",
                 ))
             }
         };
+        Ok(Some(e.owned_by(uid, gid)))
+    }
+
+    /// A member's bytes. The header's size is not trusted: at most what every limit still
+    /// allows is read, and a size the archive does not hold is refused.
+    fn file_data<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<R>,
+        name: &str,
+        declared: u64,
+    ) -> Result<Vec<u8>, DebError> {
+        let limits = self.budget.limits;
+        let left_pkg = limits.package.saturating_sub(self.out.bytes);
+        let left_image = limits
+            .image
+            .saturating_sub(self.budget.image_used.saturating_add(self.out.bytes));
+        let (cap, limit, why, key) = [
+            (
+                limits.file,
+                limits.file,
+                "for one file",
+                "[image] max-file-size",
+            ),
+            (
+                left_pkg,
+                limits.package,
+                "for one package",
+                "[image] max-package-size",
+            ),
+            (
+                left_image,
+                limits.image,
+                "for the whole image",
+                "[image] max-image-size",
+            ),
+        ]
+        .into_iter()
+        .min_by_key(|c| c.0)
+        .expect("three limits");
+        let mut data = Vec::new();
+        entry
+            .take(cap.saturating_add(1))
+            .read_to_end(&mut data)
+            .map_err(|e| self.fail(e))?;
+        if data.len() as u64 > cap {
+            return Err(self.too_large(format!("member {name:?}"), limit, why, key));
+        }
+        if declared != data.len() as u64 {
+            return Err(self.hostile(
+                name,
+                &format!(
+                    "its header declares {declared} bytes but the archive holds {}",
+                    data.len()
+                ),
+            ));
+        }
+        self.out.bytes += data.len() as u64;
+        Ok(data)
+    }
+
+    fn link_target<R: Read>(
+        &self,
+        entry: &tar::Entry<R>,
+        name: &str,
+        what: &str,
+    ) -> Result<String, DebError> {
+        let target = entry
+            .link_name_bytes()
+            .ok_or_else(|| self.hostile(name, &format!("{what} without a target")))?;
+        String::from_utf8(target.into_owned())
+            .map_err(|_| self.hostile(name, &format!("{what} target is not UTF-8")))
+    }
+
+    fn insert(&mut self, tree: &mut Tree, path: &ImagePath, e: Entry) -> Result<(), DebError> {
         let is_file = matches!(e.kind, Kind::File(_));
         let is_dir = matches!(e.kind, Kind::Dir);
-        let at = tree
-            .insert(&path, e.owned_by(uid, gid))
-            .map_err(|e| DebError::Tree {
-                pkg: pkg.to_owned(),
-                why: e.to_string(),
-            })?;
+        let at = tree.insert(path, e).map_err(|e| DebError::Tree {
+            pkg: self.pkg.to_owned(),
+            why: e.to_string(),
+        })?;
         if is_file {
-            own_files.insert(path.clone(), at.clone());
+            self.own_files.insert(path.clone(), at.clone());
         }
         if !is_dir {
-            out.paths.push(at);
+            self.out.paths.push(at);
         }
+        Ok(())
     }
-    Ok(out)
 }
 
 #[cfg(test)]
