@@ -220,8 +220,9 @@ struct RawRule {
     errno_ret: Option<u32>,
     #[serde(default)]
     args: Vec<RawArg>,
-    #[serde(default)]
-    comment: Option<serde_json::Value>,
+    /// A free-form note: accepted, not used.
+    #[serde(default, rename = "comment")]
+    _comment: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     includes: Option<Conditions>,
     #[serde(default)]
@@ -470,6 +471,124 @@ fn line_col(text: &str, e: &serde_json::Error) -> (usize, usize) {
     (e.line(), e.column())
 }
 
+/// The policy as a whole: no notification listener, no flags, known architectures, x86-64
+/// among them.
+fn check_header(raw: &RawPolicy) -> Result<(), String> {
+    if raw.listener_path.is_some() || raw.listener_metadata.is_some() {
+        return Err("listenerPath/listenerMetadata (user notification) is not supported".into());
+    }
+    if let Some(f) = raw.flags.first() {
+        return Err(format!(
+            "flags: {f:?} is not supported (StratOS installs the filter without flags); remove \"flags\""
+        ));
+    }
+    for a in raw.architectures.iter().chain(
+        raw.arch_map
+            .iter()
+            .flat_map(|m| std::iter::once(&m.architecture).chain(m.sub_architectures.iter())),
+    ) {
+        if !SCMP_ARCHES.contains(&a.as_str()) {
+            return Err(format!(
+                "unknown architecture {a:?}; names are libseccomp's, like \"SCMP_ARCH_X86_64\""
+            ));
+        }
+    }
+    if !raw.arch_map.is_empty()
+        && !raw
+            .arch_map
+            .iter()
+            .any(|m| m.architecture == "SCMP_ARCH_X86_64")
+    {
+        return Err(
+            "archMap has no entry for SCMP_ARCH_X86_64, the only architecture StratOS images run on".into(),
+        );
+    }
+    if !raw.architectures.is_empty() && !raw.architectures.iter().any(|a| a == "SCMP_ARCH_X86_64") {
+        return Err(format!(
+            "architectures {:?} do not include SCMP_ARCH_X86_64, the only architecture StratOS images run on",
+            raw.architectures
+        ));
+    }
+    Ok(())
+}
+
+/// One rule of `syscalls`, for each system call it names, unless its `includes`/`excludes`
+/// conditions leave it out for this runtime.
+fn add_rule(
+    rules: &mut BTreeMap<u32, Vec<Rule>>,
+    r: &RawRule,
+    origin: &str,
+    default_errno: u32,
+    target: &Target,
+) -> Result<(), String> {
+    // Conditional rules (Docker's default profile), evaluated for this runtime.
+    if let Some(exc) = &r.excludes {
+        if conditions(exc, target, &format!("{origin}.excludes"))?.any {
+            return Ok(());
+        }
+    }
+    if let Some(inc) = &r.includes {
+        if !conditions(inc, target, &format!("{origin}.includes"))?.all {
+            return Ok(());
+        }
+    }
+    let action = Action::parse(&r.action, r.errno_ret, default_errno)
+        .map_err(|e| format!("{origin}: {e}"))?;
+    let mut args = Vec::new();
+    for (j, a) in r.args.iter().enumerate() {
+        if a.index > 5 {
+            return Err(format!(
+                "{origin}.args[{j}]: index {} is out of range (0-5)",
+                a.index
+            ));
+        }
+        let op = match a.op.as_str() {
+            "SCMP_CMP_EQ" => Op::Eq,
+            "SCMP_CMP_NE" => Op::Ne,
+            "SCMP_CMP_LT" => Op::Lt,
+            "SCMP_CMP_LE" => Op::Le,
+            "SCMP_CMP_GT" => Op::Gt,
+            "SCMP_CMP_GE" => Op::Ge,
+            "SCMP_CMP_MASKED_EQ" => Op::MaskedEq,
+            other => {
+                return Err(format!(
+                    "{origin}.args[{j}]: unsupported argument operator {other:?} (use SCMP_CMP_EQ, NE, LT, LE, GT, GE or MASKED_EQ)"
+                ))
+            }
+        };
+        args.push(ArgCond {
+            index: a.index,
+            op,
+            value: a.value,
+            value_two: a.value_two,
+        });
+    }
+    let mut names: Vec<&str> = r.names.iter().map(String::as_str).collect();
+    if let Some(n) = &r.name {
+        names.push(n);
+    }
+    if names.is_empty() {
+        return Err(format!("{origin}: a rule needs \"names\""));
+    }
+    for name in names {
+        let nr = table::number(name)
+            .ok_or_else(|| format!("{origin}: unknown system call {name:?} (x86-64, Linux 6.1)"))?;
+        let list = rules.entry(nr).or_default();
+        if let Some(prev) = list.iter().find(|p| p.args == args) {
+            return Err(format!(
+                "{origin}: duplicate rule for {name} (same arguments as {}); merge or remove one",
+                prev.origin
+            ));
+        }
+        list.push(Rule {
+            action,
+            args: args.clone(),
+            origin: origin.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 impl Policy {
     /// Parses OCI/Docker seccomp JSON for a root runtime on Linux 6.1 (what `stratos seccomp
     /// check` assumes). `path` is used in messages.
@@ -502,45 +621,7 @@ impl Policy {
             path: path.to_owned(),
             what,
         };
-        if raw.listener_path.is_some() || raw.listener_metadata.is_some() {
-            return Err(bad(
-                "listenerPath/listenerMetadata (user notification) is not supported".into(),
-            ));
-        }
-        if let Some(f) = raw.flags.first() {
-            return Err(bad(format!(
-                "flags: {f:?} is not supported (StratOS installs the filter without flags); remove \"flags\""
-            )));
-        }
-        for a in raw.architectures.iter().chain(
-            raw.arch_map
-                .iter()
-                .flat_map(|m| std::iter::once(&m.architecture).chain(m.sub_architectures.iter())),
-        ) {
-            if !SCMP_ARCHES.contains(&a.as_str()) {
-                return Err(bad(format!(
-                    "unknown architecture {a:?}; names are libseccomp's, like \"SCMP_ARCH_X86_64\""
-                )));
-            }
-        }
-        if !raw.arch_map.is_empty()
-            && !raw
-                .arch_map
-                .iter()
-                .any(|m| m.architecture == "SCMP_ARCH_X86_64")
-        {
-            return Err(bad(
-                "archMap has no entry for SCMP_ARCH_X86_64, the only architecture StratOS images run on".into(),
-            ));
-        }
-        if !raw.architectures.is_empty()
-            && !raw.architectures.iter().any(|a| a == "SCMP_ARCH_X86_64")
-        {
-            return Err(bad(format!(
-                "architectures {:?} do not include SCMP_ARCH_X86_64, the only architecture StratOS images run on",
-                raw.architectures
-            )));
-        }
+        check_header(&raw).map_err(bad)?;
         let default_errno = raw.default_errno_ret.unwrap_or(1);
         if default_errno > MAX_ERRNO {
             return Err(bad(format!(
@@ -551,82 +632,14 @@ impl Policy {
             .map_err(|e| bad(format!("defaultAction: {e}")))?;
         let mut rules: BTreeMap<u32, Vec<Rule>> = BTreeMap::new();
         for (i, r) in raw.syscalls.iter().enumerate() {
-            let origin = format!("syscalls[{i}]");
-            let _ = &r.comment;
-            // Conditional rules (Docker's default profile), evaluated for this runtime.
-            if let Some(exc) = &r.excludes {
-                if conditions(exc, target, &format!("{origin}.excludes"))
-                    .map_err(bad)?
-                    .any
-                {
-                    continue;
-                }
-            }
-            if let Some(inc) = &r.includes {
-                if !conditions(inc, target, &format!("{origin}.includes"))
-                    .map_err(bad)?
-                    .all
-                {
-                    continue;
-                }
-            }
-            let action = Action::parse(&r.action, r.errno_ret, default_errno)
-                .map_err(|e| bad(format!("{origin}: {e}")))?;
-            let mut args = Vec::new();
-            for (j, a) in r.args.iter().enumerate() {
-                if a.index > 5 {
-                    return Err(bad(format!(
-                        "{origin}.args[{j}]: index {} is out of range (0-5)",
-                        a.index
-                    )));
-                }
-                let op = match a.op.as_str() {
-                    "SCMP_CMP_EQ" => Op::Eq,
-                    "SCMP_CMP_NE" => Op::Ne,
-                    "SCMP_CMP_LT" => Op::Lt,
-                    "SCMP_CMP_LE" => Op::Le,
-                    "SCMP_CMP_GT" => Op::Gt,
-                    "SCMP_CMP_GE" => Op::Ge,
-                    "SCMP_CMP_MASKED_EQ" => Op::MaskedEq,
-                    other => {
-                        return Err(bad(format!(
-                            "{origin}.args[{j}]: unsupported argument operator {other:?} (use SCMP_CMP_EQ, NE, LT, LE, GT, GE or MASKED_EQ)"
-                        )))
-                    }
-                };
-                args.push(ArgCond {
-                    index: a.index,
-                    op,
-                    value: a.value,
-                    value_two: a.value_two,
-                });
-            }
-            let mut names: Vec<&str> = r.names.iter().map(String::as_str).collect();
-            if let Some(n) = &r.name {
-                names.push(n);
-            }
-            if names.is_empty() {
-                return Err(bad(format!("{origin}: a rule needs \"names\"")));
-            }
-            for name in names {
-                let nr = table::number(name).ok_or_else(|| {
-                    bad(format!(
-                        "{origin}: unknown system call {name:?} (x86-64, Linux 6.1)"
-                    ))
-                })?;
-                let list = rules.entry(nr).or_default();
-                if let Some(prev) = list.iter().find(|p| p.args == args) {
-                    return Err(bad(format!(
-                        "{origin}: duplicate rule for {name} (same arguments as {}); merge or remove one",
-                        prev.origin
-                    )));
-                }
-                list.push(Rule {
-                    action,
-                    args: args.clone(),
-                    origin: origin.clone(),
-                });
-            }
+            add_rule(
+                &mut rules,
+                r,
+                &format!("syscalls[{i}]"),
+                default_errno,
+                target,
+            )
+            .map_err(bad)?;
         }
         Ok(Policy { default, rules })
     }
