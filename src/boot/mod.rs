@@ -258,134 +258,189 @@ pub fn run(image: &BootImage, opts: &RunOptions) -> Result<BootRun, BootError> {
     if let Some(c) = &opts.cmdline {
         spec.cmdline = c.clone();
     }
-    let mut vm = Vm::start(&spec, opts.echo)?;
-    let mut lines = Vec::new();
-    let mut ending = Ending::default();
-    let mut invocations = Vec::new();
-    let mut first_response = None;
-    let mut invoke_error = None;
-    let mut timed_out = false;
-    let mut runtime_started = false;
-    let mut console_closed = false;
-    let invoke_timeout = Duration::from_secs(5);
-
-    let record = |line: (Duration, String),
-                  lines: &mut Vec<(Duration, String)>,
-                  ending: &mut Ending,
-                  started: &mut bool| {
-        if let Some(e) = console::parse_line(&line.1) {
-            if let Event::Phase { name, .. } = &e {
-                if name == "runtime_ready" {
-                    *started = true;
-                }
-            }
-            ending.observe(&e);
-        }
-        lines.push(line);
-    };
-
+    let mut s = Session::new(Vm::start(&spec, opts.echo)?, opts);
     loop {
-        // Drain what the console has said.
-        let wait = if opts.invoke.is_some() && runtime_started {
-            Duration::from_millis(5)
-        } else {
-            Duration::from_millis(50)
-        };
-        match vm.next_line(wait) {
-            Ok(l) => {
-                let stop = opts.until_line.as_deref().is_some_and(|u| l.1.contains(u));
-                record(l, &mut lines, &mut ending, &mut runtime_started);
-                if stop {
-                    break;
-                }
-                continue;
-            }
-            Err(closed) => console_closed |= closed,
+        // Drain what the console has said first.
+        match s.read_line() {
+            Read::Line => continue,
+            Read::Until => break,
+            Read::Nothing => {}
         }
-        if vm.try_exit().is_some() && console_closed {
+        if s.over() {
             break;
         }
-        // The guest halted itself: nothing more can happen (QEMU stays up when the machine
-        // cannot power off, e.g. microvm without ACPI). Stop it.
-        if ending.halted {
-            break;
-        }
-        if vm.started.elapsed() > opts.timeout {
-            timed_out = true;
-            break;
-        }
-        if stop_requested() {
-            break;
-        }
-        if ending.fatal.is_some() || ending.panic.is_some() {
+        if s.ending.fatal.is_some() || s.ending.panic.is_some() {
             // Give the guest a moment to power off by itself, then stop.
             continue;
         }
         if let Some(inv) = &opts.invoke {
-            if runtime_started && invocations.len() < inv.count && invoke_error.is_none() {
-                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, inv.host_port));
-                let sent = vm.started.elapsed();
-                match crate::http::get(addr, &inv.path, invoke_timeout) {
-                    Ok(resp) => {
-                        let done = vm.started.elapsed();
-                        if first_response.is_none() {
-                            first_response = Some(done);
-                        }
-                        invocations.push(Invocation {
-                            sent_ms: sent.as_secs_f64() * 1e3,
-                            latency_ms: (done - sent).as_secs_f64() * 1e3,
-                            status: resp.status,
-                            body: resp.body,
-                        });
-                    }
-                    // Not listening yet: QEMU accepts the connection and then drops it.
-                    Err(crate::http::HttpError::Empty(_))
-                    | Err(crate::http::HttpError::Connect(..)) => {
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    Err(e)
-                        if first_response.is_none()
-                            && matches!(
-                                e,
-                                crate::http::HttpError::Io(..)
-                                    | crate::http::HttpError::TimedOut { .. }
-                            ) =>
-                    {
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    Err(e) => invoke_error = Some(e.to_string()),
-                }
-                if invocations.len() == inv.count && opts.stop_after_invoke {
-                    let until = vm.started.elapsed() + opts.linger;
-                    while vm.started.elapsed() < until {
-                        match vm.next_line(Duration::from_millis(20)) {
-                            Ok(l) => record(l, &mut lines, &mut ending, &mut runtime_started),
-                            Err(true) => break,
-                            Err(false) => {}
-                        }
-                    }
+            if s.runtime_started && s.invocations.len() < inv.count && s.invoke_error.is_none() {
+                s.invoke(inv);
+                if s.invocations.len() == inv.count && opts.stop_after_invoke {
+                    s.linger();
                     break;
                 }
             }
         }
     }
-    let stopped_at = vm.started.elapsed();
-    vm.stop();
-    // Whatever the console still had buffered.
-    while let Ok(l) = vm.next_line(Duration::from_millis(100)) {
-        record(l, &mut lines, &mut ending, &mut runtime_started);
+    Ok(s.finish(image))
+}
+
+/// What reading the console gave.
+enum Read {
+    /// A line (recorded).
+    Line,
+    /// The line `until_line` asked for (recorded): stop.
+    Until,
+    /// Nothing within the wait.
+    Nothing,
+}
+
+/// One boot in progress: the VM, what its console said, the invocations made.
+struct Session<'a> {
+    opts: &'a RunOptions,
+    vm: Vm,
+    lines: Vec<(Duration, String)>,
+    ending: Ending,
+    invocations: Vec<Invocation>,
+    first_response: Option<Duration>,
+    invoke_error: Option<String>,
+    timed_out: bool,
+    runtime_started: bool,
+    console_closed: bool,
+}
+
+impl<'a> Session<'a> {
+    fn new(vm: Vm, opts: &'a RunOptions) -> Self {
+        Session {
+            opts,
+            vm,
+            lines: Vec::new(),
+            ending: Ending::default(),
+            invocations: Vec::new(),
+            first_response: None,
+            invoke_error: None,
+            timed_out: false,
+            runtime_started: false,
+            console_closed: false,
+        }
     }
-    let text: String = lines.iter().map(|(_, l)| format!("{l}\n")).collect();
-    Ok(BootRun {
-        accel: opts.accel,
-        machine: image.machine,
-        phases: console::phases(&text),
-        lines,
-        ending,
-        invocations,
-        first_response,
-        wall: stopped_at,
-        timed_out,
-        invoke_error,
-    })
+
+    fn record(&mut self, line: (Duration, String)) {
+        if let Some(e) = console::parse_line(&line.1) {
+            if matches!(&e, Event::Phase { name, .. } if name == "runtime_ready") {
+                self.runtime_started = true;
+            }
+            self.ending.observe(&e);
+        }
+        self.lines.push(line);
+    }
+
+    /// Waits briefly for a console line (less when invocations are due).
+    fn read_line(&mut self) -> Read {
+        let wait = if self.opts.invoke.is_some() && self.runtime_started {
+            Duration::from_millis(5)
+        } else {
+            Duration::from_millis(50)
+        };
+        match self.vm.next_line(wait) {
+            Ok(l) => {
+                let until = self
+                    .opts
+                    .until_line
+                    .as_deref()
+                    .is_some_and(|u| l.1.contains(u));
+                self.record(l);
+                if until {
+                    Read::Until
+                } else {
+                    Read::Line
+                }
+            }
+            Err(closed) => {
+                self.console_closed |= closed;
+                Read::Nothing
+            }
+        }
+    }
+
+    /// Whether the boot is over: QEMU exited and its console is read, the guest halted (QEMU
+    /// stays up when the machine cannot power off, e.g. microvm without ACPI), the timeout, or
+    /// a stop signal.
+    fn over(&mut self) -> bool {
+        if self.vm.try_exit().is_some() && self.console_closed {
+            return true;
+        }
+        if self.ending.halted || stop_requested() {
+            return true;
+        }
+        if self.vm.started.elapsed() > self.opts.timeout {
+            self.timed_out = true;
+            return true;
+        }
+        false
+    }
+
+    /// One HTTP GET to the function. A function not listening yet (QEMU accepts the connection
+    /// and drops it) is retried by the loop; any other failure ends the invocations.
+    fn invoke(&mut self, inv: &Invoke) {
+        use crate::http::HttpError;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, inv.host_port));
+        let sent = self.vm.started.elapsed();
+        match crate::http::get(addr, &inv.path, Duration::from_secs(5)) {
+            Ok(resp) => {
+                let done = self.vm.started.elapsed();
+                self.first_response.get_or_insert(done);
+                self.invocations.push(Invocation {
+                    sent_ms: sent.as_secs_f64() * 1e3,
+                    latency_ms: (done - sent).as_secs_f64() * 1e3,
+                    status: resp.status,
+                    body: resp.body,
+                });
+            }
+            Err(HttpError::Empty(_) | HttpError::Connect(..)) => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(HttpError::Io(..) | HttpError::TimedOut { .. })
+                if self.first_response.is_none() =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => self.invoke_error = Some(e.to_string()),
+        }
+    }
+
+    /// Keeps reading the console for `linger` (what the init reports after the calls).
+    fn linger(&mut self) {
+        let until = self.vm.started.elapsed() + self.opts.linger;
+        while self.vm.started.elapsed() < until {
+            match self.vm.next_line(Duration::from_millis(20)) {
+                Ok(l) => self.record(l),
+                Err(true) => break,
+                Err(false) => {}
+            }
+        }
+    }
+
+    /// Stops QEMU, reads what its console still had buffered, and sums up the boot.
+    fn finish(mut self, image: &BootImage) -> BootRun {
+        let stopped_at = self.vm.started.elapsed();
+        self.vm.stop();
+        while let Ok(l) = self.vm.next_line(Duration::from_millis(100)) {
+            self.record(l);
+        }
+        let text: String = self.lines.iter().map(|(_, l)| format!("{l}\n")).collect();
+        BootRun {
+            accel: self.opts.accel,
+            machine: image.machine,
+            phases: console::phases(&text),
+            lines: self.lines,
+            ending: self.ending,
+            invocations: self.invocations,
+            first_response: self.first_response,
+            wall: stopped_at,
+            timed_out: self.timed_out,
+            invoke_error: self.invoke_error,
+        }
+    }
 }
