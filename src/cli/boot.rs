@@ -49,17 +49,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> CliResult {
     if a.verify {
-        let key = PublicKey::load(a.pubkey.as_deref().expect("clap requires it"))
-            .map_err(CliError::input)?;
-        let v = verify_image(&a.dir, &key).map_err(|e| {
-            CliError::check(anyhow::anyhow!(
-                "refusing to boot: verification FAILED: {e}"
-            ))
-        })?;
-        eprintln!(
-            "stratos: verified {} {} (key {})",
-            v.manifest.image.name, v.manifest.image.version, v.key_id
-        );
+        verify_first(&a)?;
     }
     let image = BootImage::open(&a.dir)?;
     crate::boot::handle_stop_signals().map_err(CliError::env)?;
@@ -68,32 +58,11 @@ pub fn run(a: Args) -> CliResult {
         eprintln!("stratos: KVM unavailable ({why}); using TCG (software emulation)");
     }
     let mut forwards = a.forward.clone();
-    let invoke = match &a.invoke {
-        None => None,
-        Some(path) => {
-            if !path.starts_with('/') {
-                return Err(CliError::input(anyhow::anyhow!(
-                    "--invoke {path:?}: the path must start with '/'"
-                )));
-            }
-            let host = match forwards.iter().find(|f| f.guest == a.port) {
-                Some(f) => f.host,
-                None => {
-                    let h = free_port().map_err(CliError::env)?;
-                    forwards.push(Forward {
-                        host: h,
-                        guest: a.port,
-                    });
-                    h
-                }
-            };
-            Some(Invoke {
-                host_port: host,
-                path: path.clone(),
-                count: 1,
-            })
-        }
-    };
+    let invoke = a
+        .invoke
+        .as_deref()
+        .map(|path| plan_invoke(path, a.port, &mut forwards))
+        .transpose()?;
     eprintln!(
         "stratos: booting {} {} ({}, {}, {} MiB){}",
         image.manifest.image.name,
@@ -123,6 +92,57 @@ pub fn run(a: Args) -> CliResult {
     };
     let r = boot::run(&image, &opts)?;
     print_timings(&r);
+    print_seccomp_log(&r);
+    match &opts.invoke {
+        Some(inv) => report_invocation(&r, inv),
+        None => report_ending(&r),
+    }
+}
+
+/// `--verify`: the image's signature and digests hold, or nothing boots.
+fn verify_first(a: &Args) -> CliResult {
+    let key =
+        PublicKey::load(a.pubkey.as_deref().expect("clap requires it")).map_err(CliError::input)?;
+    let v = verify_image(&a.dir, &key).map_err(|e| {
+        CliError::check(anyhow::anyhow!(
+            "refusing to boot: verification FAILED: {e}"
+        ))
+    })?;
+    eprintln!(
+        "stratos: verified {} {} (key {})",
+        v.manifest.image.name, v.manifest.image.version, v.key_id
+    );
+    Ok(())
+}
+
+/// The call `--invoke PATH` makes, through the forward to the function's port (added when the
+/// user gave none).
+fn plan_invoke(path: &str, port: u16, forwards: &mut Vec<Forward>) -> Result<Invoke, CliError> {
+    if !path.starts_with('/') {
+        return Err(CliError::input(anyhow::anyhow!(
+            "--invoke {path:?}: the path must start with '/'"
+        )));
+    }
+    let host = match forwards.iter().find(|f| f.guest == port) {
+        Some(f) => f.host,
+        None => {
+            let h = free_port().map_err(CliError::env)?;
+            forwards.push(Forward {
+                host: h,
+                guest: port,
+            });
+            h
+        }
+    };
+    Ok(Invoke {
+        host_port: host,
+        path: path.to_owned(),
+        count: 1,
+    })
+}
+
+/// In seccomp log mode: the calls the baseline would have denied.
+fn print_seccomp_log(r: &boot::BootRun) {
     let logged =
         boot::console::seccomp_log(&r.lines.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>());
     if !logged.is_empty() {
@@ -135,39 +155,42 @@ pub fn run(a: Args) -> CliResult {
                 .join(", ")
         );
     }
-    if let Some(inv) = &opts.invoke {
-        return match r.invocations.first() {
-            Some(i) => {
-                println!("--- response: HTTP {} from {} ---", i.status, inv.path);
-                println!("{}", String::from_utf8_lossy(&i.body).trim_end());
-                println!("---");
-                println!(
-                    "time from QEMU start to the first response: {:.3} s ({}, {})",
-                    r.first_response.unwrap_or_default().as_secs_f64(),
-                    r.accel.name(),
-                    r.machine.name()
-                );
-                eprintln!("stratos: VM stopped");
-                if (200..300).contains(&i.status) {
-                    Ok(())
-                } else {
-                    Err(CliError::check(anyhow::anyhow!(
-                        "the function answered HTTP {}",
-                        i.status
-                    )))
-                }
-            }
-            None => Err(CliError::check(anyhow::anyhow!(
-                "no answer from {}: {}",
-                inv.path,
-                r.failure_reason()
-            ))),
-        };
+}
+
+/// The answer to `--invoke`: printed with the time to it; anything but a 2xx is a failed check.
+fn report_invocation(r: &boot::BootRun, inv: &Invoke) -> CliResult {
+    let Some(i) = r.invocations.first() else {
+        return Err(CliError::check(anyhow::anyhow!(
+            "no answer from {}: {}",
+            inv.path,
+            r.failure_reason()
+        )));
+    };
+    println!("--- response: HTTP {} from {} ---", i.status, inv.path);
+    println!("{}", String::from_utf8_lossy(&i.body).trim_end());
+    println!("---");
+    println!(
+        "time from QEMU start to the first response: {:.3} s ({}, {})",
+        r.first_response.unwrap_or_default().as_secs_f64(),
+        r.accel.name(),
+        r.machine.name()
+    );
+    eprintln!("stratos: VM stopped");
+    if (200..300).contains(&i.status) {
+        Ok(())
+    } else {
+        Err(CliError::check(anyhow::anyhow!(
+            "the function answered HTTP {}",
+            i.status
+        )))
     }
+}
+
+/// How the guest ended: its runtime's status is printed, never passed through as ours (1, 2
+/// and 3 mean something else here): a runtime that failed is a failed check.
+fn report_ending(r: &boot::BootRun) -> CliResult {
     match r.ending.exit_code() {
         Some(0) => Ok(()),
-        // The guest's own status is printed, never passed through as ours (1 and 2 mean
-        // something else here): a runtime that failed is a failed check.
         Some(code) => Err(CliError::check(anyhow::anyhow!(
             "the guest runtime ended with exit code {code}"
         ))),

@@ -143,118 +143,121 @@ fn load(profile: &std::path::Path) -> Result<Profile, CliError> {
 }
 
 pub fn run(a: Args) -> CliResult {
-    let progress = Progress::new(false);
     match a.command {
         Sub::Profile(p) => profile_image(&p),
-        Sub::Config { profile, full } => {
-            let p = load(&profile)?;
-            let KernelOrigin::Source(spec) = &p.kernel.origin else {
+        Sub::Config { profile, full } => config(&profile, full),
+        Sub::Lint { profile, json } => lint_profile(&profile, json),
+    }
+}
+
+/// `stratos kernel config`.
+fn config(profile: &std::path::Path, full: bool) -> CliResult {
+    let progress = Progress::new(false);
+    let p = load(profile)?;
+    let KernelOrigin::Source(spec) = &p.kernel.origin else {
+        return Err(CliError::input(anyhow::anyhow!(
+            "{}: the kernel is prebuilt; `kernel config` resolves kernels built from source (kernel.source)",
+            profile.display()
+        )));
+    };
+    let r = kernel::build::resolve(spec, &progress)?;
+    if full {
+        print!("{}", r.config_text);
+    } else {
+        println!(
+            "# {} + {} fragment(s), against `make {}`:",
+            spec.base,
+            spec.fragments.len(),
+            spec.base
+        );
+        let show = |v: Option<&Value>| v.map_or("(absent)".to_owned(), ToString::to_string);
+        let mut names: Vec<&String> = r
+            .config
+            .options
+            .keys()
+            .chain(r.base_config.options.keys())
+            .collect();
+        names.sort();
+        names.dedup();
+        let mut changed = 0;
+        for n in names {
+            let (b, f) = (r.base_config.get(n), r.config.get(n));
+            let off = |v: Option<&Value>| matches!(v, None | Some(Value::No));
+            if b != f && !(off(b) && off(f)) {
+                println!("CONFIG_{n}: {} -> {}", show(b), show(f));
+                changed += 1;
+            }
+        }
+        println!("# {changed} option(s) differ from {}", spec.base);
+    }
+    if !r.mismatches.is_empty() {
+        return Err(CliError::check(anyhow::anyhow!(
+            "the resolved config does not hold what the fragments ask:\n{}",
+            kernel::build::render_mismatches(&r.mismatches)
+        )));
+    }
+    eprintln!("stratos: every option the fragments set holds in the resolved config");
+    Ok(())
+}
+
+/// `stratos kernel lint`.
+fn lint_profile(profile: &std::path::Path, json: bool) -> CliResult {
+    let progress = Progress::new(false);
+    let p = load(profile)?;
+    let (config, format) = match &p.kernel.origin {
+        KernelOrigin::Source(spec) => {
+            let r = kernel::build::resolve(spec, &progress)?;
+            (r.config, spec.format.to_string())
+        }
+        KernelOrigin::Prebuilt { image, config } => {
+            let Some(cfg) = config else {
                 return Err(CliError::input(anyhow::anyhow!(
-                    "{}: the kernel is prebuilt; `kernel config` resolves kernels built from source (kernel.source)",
+                    "{}: set kernel.config to the prebuilt kernel's .config so it can be linted",
                     profile.display()
                 )));
             };
-            let r = kernel::build::resolve(spec, &progress)?;
-            if full {
-                print!("{}", r.config_text);
-            } else {
-                println!(
-                    "# {} + {} fragment(s), against `make {}`:",
-                    spec.base,
-                    spec.fragments.len(),
-                    spec.base
-                );
-                let show = |v: Option<&Value>| v.map_or("(absent)".to_owned(), ToString::to_string);
-                let mut names: Vec<&String> = r
-                    .config
-                    .options
-                    .keys()
-                    .chain(r.base_config.options.keys())
-                    .collect();
-                names.sort();
-                names.dedup();
-                let mut changed = 0;
-                for n in names {
-                    let (b, f) = (r.base_config.get(n), r.config.get(n));
-                    let off = |v: Option<&Value>| matches!(v, None | Some(Value::No));
-                    if b != f && !(off(b) && off(f)) {
-                        println!("CONFIG_{n}: {} -> {}", show(b), show(f));
-                        changed += 1;
-                    }
-                }
-                println!("# {changed} option(s) differ from {}", spec.base);
-            }
-            if !r.mismatches.is_empty() {
-                return Err(CliError::check(anyhow::anyhow!(
-                    "the resolved config does not hold what the fragments ask:\n{}",
-                    kernel::build::render_mismatches(&r.mismatches)
-                )));
-            }
-            eprintln!("stratos: every option the fragments set holds in the resolved config");
-            Ok(())
-        }
-        Sub::Lint { profile, json } => {
-            let p = load(&profile)?;
-            let (config, format) = match &p.kernel.origin {
-                KernelOrigin::Source(spec) => {
-                    let r = kernel::build::resolve(spec, &progress)?;
-                    (r.config, spec.format.to_string())
-                }
-                KernelOrigin::Prebuilt { image, config } => {
-                    let Some(cfg) = config else {
-                        return Err(CliError::input(anyhow::anyhow!(
-                            "{}: set kernel.config to the prebuilt kernel's .config so it can be linted",
-                            profile.display()
-                        )));
-                    };
-                    let text = crate::fsio::read_text(
-                        cfg,
-                        crate::fsio::caps::KERNEL_CONFIG,
-                        "a kernel config",
-                    )
+            let text =
+                crate::fsio::read_text(cfg, crate::fsio::caps::KERNEL_CONFIG, "a kernel config")
                     .map_err(CliError::input)?;
-                    let c = kernel::Config::parse(&text)
-                        .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", cfg.display())))?;
-                    let bytes =
-                        crate::fsio::read_file(image, crate::fsio::caps::KERNEL_IMAGE, "a kernel")
-                            .map_err(CliError::input)?;
-                    let fmt = kernel::inspect_image(&bytes)
-                        .map(|k| k.format.to_owned())
-                        .unwrap_or_else(|_| "bzImage".into());
-                    (c, fmt)
-                }
-            };
-            let findings = lint::lint(
-                &config,
-                &lint::Context {
-                    format: &format,
-                    cmdline: &p.kernel.cmdline,
-                    modules_in_image: p.kernel.modules.len(),
-                    modules_names_rng: p.kernel.modules.iter().any(|m| m == "virtio_rng"),
-                    erofs_root: p.image.root == crate::profile::RootFormat::Erofs,
-                },
-            );
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&findings).expect("serialisable")
-                );
-            } else {
-                for f in &findings {
-                    println!("{} [{}]: {}\n    fix: {}", f.rule, f.kind, f.message, f.fix);
-                }
-            }
-            if findings.is_empty() {
-                if !json {
-                    println!("no findings");
-                }
-                Ok(())
-            } else {
-                Err(CliError::check(anyhow::anyhow!(
-                    "{} finding(s)",
-                    findings.len()
-                )))
-            }
+            let c = kernel::Config::parse(&text)
+                .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", cfg.display())))?;
+            let bytes = crate::fsio::read_file(image, crate::fsio::caps::KERNEL_IMAGE, "a kernel")
+                .map_err(CliError::input)?;
+            let fmt = kernel::inspect_image(&bytes)
+                .map(|k| k.format.to_owned())
+                .unwrap_or_else(|_| "bzImage".into());
+            (c, fmt)
         }
+    };
+    let findings = lint::lint(
+        &config,
+        &lint::Context {
+            format: &format,
+            cmdline: &p.kernel.cmdline,
+            modules_in_image: p.kernel.modules.len(),
+            modules_names_rng: p.kernel.modules.iter().any(|m| m == "virtio_rng"),
+            erofs_root: p.image.root == crate::profile::RootFormat::Erofs,
+        },
+    );
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&findings).expect("serialisable")
+        );
+    } else {
+        for f in &findings {
+            println!("{} [{}]: {}\n    fix: {}", f.rule, f.kind, f.message, f.fix);
+        }
+    }
+    if findings.is_empty() {
+        if !json {
+            println!("no findings");
+        }
+        Ok(())
+    } else {
+        Err(CliError::check(anyhow::anyhow!(
+            "{} finding(s)",
+            findings.len()
+        )))
     }
 }
