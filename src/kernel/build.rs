@@ -460,28 +460,7 @@ pub fn resolve(spec: &KernelSourceSpec, progress: &Progress) -> Result<Resolved,
     }
     let src = extract(&spec.tarball, &digest, progress)?;
     let tools = Toolchain::detect()?;
-    let mut fragments = Vec::new();
-    let mut texts = Vec::new();
-    for f in &spec.fragments {
-        let text = crate::fsio::read_file(f, crate::fsio::caps::KERNEL_CONFIG, "a config fragment")
-            .map_err(|e| KernelBuildError::Fragment {
-                path: f.clone(),
-                why: e.to_string(),
-            })?;
-        let name = f
-            .file_name()
-            .and_then(|s| s.to_str())
-            .unwrap_or("fragment")
-            .to_owned();
-        let parsed = Config::parse(&String::from_utf8_lossy(&text)).map_err(|e| {
-            KernelBuildError::Fragment {
-                path: f.clone(),
-                why: e.to_string(),
-            }
-        })?;
-        texts.push(text);
-        fragments.push((name, parsed));
-    }
+    let (fragments, texts) = read_fragments(&spec.fragments)?;
     let key = config_key(&digest, spec.base.as_str(), &texts, &tools);
     let cfg_dir = kernels_dir().join("configs");
     let cached = cfg_dir.join(format!("{key}.config"));
@@ -493,61 +472,25 @@ pub fn resolve(spec: &KernelSourceSpec, progress: &Progress) -> Result<Resolved,
         (Ok(c), Ok(b)) => (c, b),
         _ => {
             let _l = lock(&format!("config-{key}"), progress)?;
-            let step = progress.step(format!(
-                "resolving the kernel config ({} + {} fragments)",
-                spec.base,
-                fragments.len()
-            ));
-            let work = kernels_dir().join("work").join(format!("config-{key}"));
-            clear_scratch(&work)?;
-            std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
-            let log = work.join("config.log");
-            let mut c = make(&src, &work);
-            c.arg(spec.base.as_str());
-            run_logged(c, &format!("make {}", spec.base), &log)?;
-            let base_text = std::fs::read_to_string(work.join(".config"))
-                .map_err(io("reading the base .config"))?;
-            std::fs::write(work.join(".config"), merge(&base_text, &fragments))
-                .map_err(io("writing the merged .config"))?;
-            let mut c = make(&src, &work);
-            c.arg("olddefconfig");
-            run_logged(c, "make olddefconfig", &log)?;
-            let config_text = std::fs::read_to_string(work.join(".config"))
-                .map_err(io("reading the final .config"))?;
+            let (config_text, base_text) = run_config(spec, &src, &fragments, &key, progress)?;
             std::fs::create_dir_all(&cfg_dir)
                 .map_err(io(format!("creating {}", cfg_dir.display())))?;
             crate::sign::write_atomic(&cached_base, base_text.as_bytes(), 0o644)
                 .map_err(io("caching the base config"))?;
             crate::sign::write_atomic(&cached, config_text.as_bytes(), 0o644)
                 .map_err(io("caching the config"))?;
-            clear_scratch(&work)?;
-            step.done();
             (config_text, base_text)
         }
     };
-    let config = Config::parse(&config_text).map_err(|e| KernelBuildError::Fragment {
-        path: cached.clone(),
-        why: e.to_string(),
-    })?;
-    let base_config = Config::parse(&base_text).map_err(|e| KernelBuildError::Fragment {
-        path: cached_base.clone(),
-        why: e.to_string(),
-    })?;
-    let raw = verify(&fragments, &config);
-    let mut mismatches = Vec::new();
-    if !raw.is_empty() {
-        let kconfig = Kconfig::load(&src, "x86").map_err(io("reading the Kconfig files"))?;
-        for (option, asked, got, fragment) in raw {
-            let why = kconfig.explain(&option, &asked, &got, &config);
-            mismatches.push(Mismatch {
-                asked: asked.to_string(),
-                got: got.to_string(),
-                option,
-                fragment,
-                why,
-            });
-        }
-    }
+    let parse = |text: &str, path: &Path| {
+        Config::parse(text).map_err(|e| KernelBuildError::Fragment {
+            path: path.to_owned(),
+            why: e.to_string(),
+        })
+    };
+    let config = parse(&config_text, &cached)?;
+    let base_config = parse(&base_text, &cached_base)?;
+    let mismatches = mismatches(&src, &fragments, &config)?;
     Ok(Resolved {
         source_dir: src,
         source_digest: digest,
@@ -557,6 +500,92 @@ pub fn resolve(spec: &KernelSourceSpec, progress: &Progress) -> Result<Resolved,
         fragments,
         mismatches,
     })
+}
+
+/// Each fragment parsed and named (by its file name), with its bytes (for the cache key).
+#[allow(clippy::type_complexity)]
+fn read_fragments(
+    paths: &[PathBuf],
+) -> Result<(Vec<(String, Config)>, Vec<Vec<u8>>), KernelBuildError> {
+    let mut fragments = Vec::new();
+    let mut texts = Vec::new();
+    for f in paths {
+        let bad = |why: String| KernelBuildError::Fragment {
+            path: f.clone(),
+            why,
+        };
+        let text = crate::fsio::read_file(f, crate::fsio::caps::KERNEL_CONFIG, "a config fragment")
+            .map_err(|e| bad(e.to_string()))?;
+        let name = f
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or("fragment")
+            .to_owned();
+        let parsed =
+            Config::parse(&String::from_utf8_lossy(&text)).map_err(|e| bad(e.to_string()))?;
+        texts.push(text);
+        fragments.push((name, parsed));
+    }
+    Ok((fragments, texts))
+}
+
+/// `make BASE`, the fragments merged in, `make olddefconfig`: the final and the base
+/// `.config` texts.
+fn run_config(
+    spec: &KernelSourceSpec,
+    src: &Path,
+    fragments: &[(String, Config)],
+    key: &str,
+    progress: &Progress,
+) -> Result<(String, String), KernelBuildError> {
+    let step = progress.step(format!(
+        "resolving the kernel config ({} + {} fragments)",
+        spec.base,
+        fragments.len()
+    ));
+    let work = kernels_dir().join("work").join(format!("config-{key}"));
+    clear_scratch(&work)?;
+    std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
+    let log = work.join("config.log");
+    let mut c = make(src, &work);
+    c.arg(spec.base.as_str());
+    run_logged(c, &format!("make {}", spec.base), &log)?;
+    let base_text =
+        std::fs::read_to_string(work.join(".config")).map_err(io("reading the base .config"))?;
+    std::fs::write(work.join(".config"), merge(&base_text, fragments))
+        .map_err(io("writing the merged .config"))?;
+    let mut c = make(src, &work);
+    c.arg("olddefconfig");
+    run_logged(c, "make olddefconfig", &log)?;
+    let config_text =
+        std::fs::read_to_string(work.join(".config")).map_err(io("reading the final .config"))?;
+    clear_scratch(&work)?;
+    step.done();
+    Ok((config_text, base_text))
+}
+
+/// Every option a fragment set that the final config does not hold, each explained from the
+/// Kconfig files (the unmet `depends on`).
+fn mismatches(
+    src: &Path,
+    fragments: &[(String, Config)],
+    config: &Config,
+) -> Result<Vec<Mismatch>, KernelBuildError> {
+    let raw = verify(fragments, config);
+    if raw.is_empty() {
+        return Ok(Vec::new());
+    }
+    let kconfig = Kconfig::load(src, "x86").map_err(io("reading the Kconfig files"))?;
+    Ok(raw
+        .into_iter()
+        .map(|(option, asked, got, fragment)| Mismatch {
+            why: kconfig.explain(&option, &asked, &got, config),
+            asked: asked.to_string(),
+            got: got.to_string(),
+            option,
+            fragment,
+        })
+        .collect())
 }
 
 /// A built kernel.
