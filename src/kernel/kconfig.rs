@@ -127,177 +127,215 @@ impl Parser<'_> {
             .replace("$(ARCH)", self.arch)
     }
 
+    /// One Kconfig file: its logical lines, each dispatched on its keyword.
     fn text(&mut self, text: &str, rel: &str, outer: &[String], dir: &Path) -> std::io::Result<()> {
-        let mut blocks: Vec<Block> = Vec::new();
-        let mut current: Option<(String, Vec<String>)> = None; // symbol, its own depends
-        let mut in_help = false;
-        let mut help_indent = 0usize;
-        let lines: Vec<&str> = text.lines().collect();
-        let mut i = 0;
-        // Conditions from the enclosing blocks and the outer (sourcing) context.
-        let context = |blocks: &Vec<Block>| -> Vec<String> {
-            let mut c: Vec<String> = outer.to_vec();
-            for b in blocks {
-                match b {
-                    Block::If(e) => c.push(e.clone()),
-                    Block::Menu(d) | Block::Choice(d, _) => c.extend(d.iter().cloned()),
-                }
-            }
-            c
+        let mut st = FileState {
+            rel,
+            outer,
+            blocks: Vec::new(),
+            current: None,
         };
-        let finish = |current: &mut Option<(String, Vec<String>)>,
-                      blocks: &Vec<Block>,
-                      syms: &mut BTreeMap<String, Symbol>| {
-            if let Some((name, own)) = current.take() {
-                let mut all = context(blocks);
-                all.extend(own);
-                let s = syms.entry(name).or_default();
-                s.depends.push(join_conds(&all));
-                s.defined_in.push(rel.to_owned());
-                if let Some(Block::Choice(_, prompt)) =
-                    blocks.iter().rev().find(|b| matches!(b, Block::Choice(..)))
-                {
-                    s.choice = Some(prompt.clone());
-                }
-            }
-        };
-        while i < lines.len() {
-            let raw = lines[i];
-            i += 1;
-            // Continuation lines.
-            let mut line = raw.to_owned();
-            while line.ends_with('\\') && i < lines.len() {
-                line.pop();
-                line.push(' ');
-                line.push_str(lines[i].trim());
-                i += 1;
-            }
-            if in_help {
-                let indent = line.len() - line.trim_start().len();
-                if line.trim().is_empty() || indent >= help_indent.max(1) {
-                    if help_indent == 0 && !line.trim().is_empty() {
-                        help_indent = indent;
-                    }
-                    continue;
-                }
-                in_help = false;
-            }
-            let t = strip_comment(&line).trim();
+        let lines = logical_lines(text);
+        for (i, line) in lines.iter().enumerate() {
+            let t = strip_comment(line).trim();
             if t.is_empty() {
                 continue;
             }
             let (kw, rest) = t
                 .split_once(char::is_whitespace)
                 .map_or((t, ""), |(a, b)| (a, b.trim()));
-            match kw {
-                "config" | "menuconfig" => {
-                    finish(&mut current, &blocks, &mut self.syms);
-                    current = Some((rest.to_owned(), Vec::new()));
+            self.keyword(&mut st, kw, rest, &lines[i + 1..], dir)?;
+        }
+        st.finish(&mut self.syms);
+        Ok(())
+    }
+
+    /// What one keyword line does to the symbols and the open blocks.
+    fn keyword(
+        &mut self,
+        st: &mut FileState,
+        kw: &str,
+        rest: &str,
+        following: &[String],
+        dir: &Path,
+    ) -> std::io::Result<()> {
+        match kw {
+            "config" | "menuconfig" => {
+                st.finish(&mut self.syms);
+                st.current = Some((rest.to_owned(), Vec::new()));
+            }
+            "depends" => {
+                let e = rest.strip_prefix("on").unwrap_or(rest).trim().to_owned();
+                if let Some((_, own)) = &mut st.current {
+                    own.push(e);
+                } else if let Some(Block::Menu(d) | Block::Choice(d, _)) = st.blocks.last_mut() {
+                    d.push(e);
                 }
-                "help" | "---help---" => in_help = true,
-                "depends" => {
-                    let e = rest.strip_prefix("on").unwrap_or(rest).trim().to_owned();
-                    if let Some((_, own)) = &mut current {
-                        own.push(e);
-                    } else if let Some(Block::Menu(d) | Block::Choice(d, _)) = blocks.last_mut() {
-                        d.push(e);
+            }
+            "bool" | "tristate" | "string" | "int" | "hex" | "def_bool" | "def_tristate" => {
+                if let Some((name, _)) = &st.current {
+                    let s = self.syms.entry(name.clone()).or_default();
+                    s.kind = kw.trim_start_matches("def_").to_owned();
+                    if !kw.starts_with("def_") && rest.starts_with('"') {
+                        s.has_prompt = true;
                     }
                 }
-                "bool" | "tristate" | "string" | "int" | "hex" | "def_bool" | "def_tristate" => {
-                    if let Some((name, _)) = &current {
-                        let s = self.syms.entry(name.clone()).or_default();
-                        s.kind = kw.trim_start_matches("def_").to_owned();
-                        if matches!(kw, "bool" | "tristate" | "string" | "int" | "hex")
-                            && rest.starts_with('"')
-                        {
-                            s.has_prompt = true;
+            }
+            "prompt" => {
+                if let Some((name, _)) = &st.current {
+                    self.syms.entry(name.clone()).or_default().has_prompt = true;
+                }
+            }
+            "select" => {
+                if let Some((name, _)) = &st.current {
+                    let target = rest.split_whitespace().next().unwrap_or("").to_owned();
+                    if !target.is_empty() {
+                        let sel = self.syms.entry(target).or_default();
+                        if !sel.selected_by.contains(name) {
+                            sel.selected_by.push(name.clone());
                         }
-                    } else if let Some(Block::Choice(..)) = blocks.last() {
-                        // the choice's own type
                     }
                 }
-                "prompt" => {
-                    if let Some((name, _)) = &current {
-                        self.syms.entry(name.clone()).or_default().has_prompt = true;
-                    }
-                }
-                "select" | "imply" if kw == "select" => {
-                    if let Some((name, _)) = &current {
-                        let target = rest.split_whitespace().next().unwrap_or("").to_owned();
-                        if !target.is_empty() {
-                            let sel = self.syms.entry(target).or_default();
-                            if !sel.selected_by.contains(name) {
-                                sel.selected_by.push(name.clone());
-                            }
-                        }
-                    }
-                }
-                "if" => {
-                    finish(&mut current, &blocks, &mut self.syms);
-                    blocks.push(Block::If(rest.to_owned()));
-                }
-                "endif" => {
-                    finish(&mut current, &blocks, &mut self.syms);
-                    if let Some(pos) = blocks.iter().rposition(|b| matches!(b, Block::If(_))) {
-                        blocks.truncate(pos);
-                    }
-                }
-                "menu" => {
-                    finish(&mut current, &blocks, &mut self.syms);
-                    blocks.push(Block::Menu(Vec::new()));
-                }
-                "endmenu" => {
-                    finish(&mut current, &blocks, &mut self.syms);
-                    if let Some(pos) = blocks.iter().rposition(|b| matches!(b, Block::Menu(_))) {
-                        blocks.truncate(pos);
-                    }
-                }
-                "choice" => {
-                    finish(&mut current, &blocks, &mut self.syms);
-                    // The choice's prompt is on a following line; peek for it.
-                    let prompt = lines[i..]
-                        .iter()
-                        .take(4)
-                        .find_map(|l| {
-                            l.trim()
-                                .strip_prefix("prompt ")
-                                .or_else(|| l.trim().strip_prefix("bool "))
-                        })
-                        .unwrap_or("(choice)")
-                        .trim_matches('"')
-                        .to_owned();
-                    blocks.push(Block::Choice(Vec::new(), prompt));
-                }
-                "endchoice" => {
-                    finish(&mut current, &blocks, &mut self.syms);
-                    if let Some(pos) = blocks.iter().rposition(|b| matches!(b, Block::Choice(..))) {
-                        blocks.truncate(pos);
-                    }
-                }
-                "source" | "osource" | "rsource" | "orsource" => {
-                    finish(&mut current, &blocks, &mut self.syms);
-                    let target = self.subst(rest.trim_matches('"'));
+            }
+            "if" | "menu" | "choice" => {
+                st.finish(&mut self.syms);
+                st.blocks.push(match kw {
+                    "if" => Block::If(rest.to_owned()),
+                    "menu" => Block::Menu(Vec::new()),
+                    _ => Block::Choice(Vec::new(), choice_prompt(following)),
+                });
+            }
+            "endif" | "endmenu" | "endchoice" => {
+                st.finish(&mut self.syms);
+                st.close(kw);
+            }
+            "source" | "osource" | "rsource" | "orsource" => {
+                st.finish(&mut self.syms);
+                let target = self.subst(rest.trim_matches('"'));
+                // Globs (`source "arch/*/Kconfig"`) are not followed: other architectures.
+                if !target.contains('*') {
                     let path: PathBuf = if kw.starts_with('r') || kw == "orsource" {
                         dir.join(&target)
                     } else {
                         self.root.join(&target)
                     };
-                    let ctx = context(&blocks);
-                    if target.contains('*') {
-                        // Globs (`source "arch/*/Kconfig"`) are not followed: other architectures.
-                        continue;
-                    }
-                    self.file(&path, &ctx)?;
+                    self.file(&path, &st.context())?;
                 }
-                "comment" | "mainmenu" => {
-                    finish(&mut current, &blocks, &mut self.syms);
-                }
-                _ => {}
             }
+            "comment" | "mainmenu" => st.finish(&mut self.syms),
+            _ => {}
         }
-        finish(&mut current, &blocks, &mut self.syms);
         Ok(())
     }
+}
+
+/// The blocks open in one Kconfig file and the symbol being defined.
+struct FileState<'a> {
+    rel: &'a str,
+    /// Conditions of the sourcing context.
+    outer: &'a [String],
+    blocks: Vec<Block>,
+    /// The symbol being defined and its own `depends on`.
+    current: Option<(String, Vec<String>)>,
+}
+
+impl FileState<'_> {
+    /// Conditions from the enclosing blocks and the outer (sourcing) context.
+    fn context(&self) -> Vec<String> {
+        let mut c: Vec<String> = self.outer.to_vec();
+        for b in &self.blocks {
+            match b {
+                Block::If(e) => c.push(e.clone()),
+                Block::Menu(d) | Block::Choice(d, _) => c.extend(d.iter().cloned()),
+            }
+        }
+        c
+    }
+
+    /// Ends the symbol being defined: its dependencies are its own and its context's.
+    fn finish(&mut self, syms: &mut BTreeMap<String, Symbol>) {
+        let Some((name, own)) = self.current.take() else {
+            return;
+        };
+        let mut all = self.context();
+        all.extend(own);
+        let s = syms.entry(name).or_default();
+        s.depends.push(join_conds(&all));
+        s.defined_in.push(self.rel.to_owned());
+        if let Some(Block::Choice(_, prompt)) = self
+            .blocks
+            .iter()
+            .rev()
+            .find(|b| matches!(b, Block::Choice(..)))
+        {
+            s.choice = Some(prompt.clone());
+        }
+    }
+
+    /// `endif`, `endmenu`, `endchoice`: closes the innermost block of that kind.
+    fn close(&mut self, kw: &str) {
+        let pos = self.blocks.iter().rposition(|b| {
+            matches!(
+                (kw, b),
+                ("endif", Block::If(_))
+                    | ("endmenu", Block::Menu(_))
+                    | ("endchoice", Block::Choice(..))
+            )
+        });
+        if let Some(pos) = pos {
+            self.blocks.truncate(pos);
+        }
+    }
+}
+
+/// The prompt of a `choice`, from the lines that follow it.
+fn choice_prompt(following: &[String]) -> String {
+    following
+        .iter()
+        .take(4)
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("prompt ")
+                .or_else(|| l.trim().strip_prefix("bool "))
+        })
+        .unwrap_or("(choice)")
+        .trim_matches('"')
+        .to_owned()
+}
+
+/// The file's lines with continuations (`\` at the end) joined and `help` texts removed.
+fn logical_lines(text: &str) -> Vec<String> {
+    let raw: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut help: Option<usize> = None; // the help text's indent, once known (0: not yet)
+    while i < raw.len() {
+        let mut line = raw[i].to_owned();
+        i += 1;
+        while line.ends_with('\\') && i < raw.len() {
+            line.pop();
+            line.push(' ');
+            line.push_str(raw[i].trim());
+            i += 1;
+        }
+        if let Some(indent) = help {
+            let this = line.len() - line.trim_start().len();
+            if line.trim().is_empty() || this >= indent.max(1) {
+                if indent == 0 && !line.trim().is_empty() {
+                    help = Some(this);
+                }
+                continue;
+            }
+            help = None;
+        }
+        let t = strip_comment(&line).trim();
+        if t == "help" || t == "---help---" {
+            help = Some(0);
+            continue;
+        }
+        out.push(line);
+    }
+    out
 }
 
 /// A tristate value: n = 0, m = 1, y = 2.
