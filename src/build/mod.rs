@@ -18,8 +18,8 @@ use crate::rootfs::overlay::OverlayError;
 use crate::rootfs::{Entry, ImagePath, Kind, Origin, Tree, TreeError};
 use crate::sbom::{self, prop, ComponentSpec};
 use crate::sign::manifest::{
-    Artifact, BuilderInfo, Compression, ImageInfo, KernelInfo, Manifest, ProfileInfo,
-    SignatureFile, FORMAT, MANIFEST_FILE, SIGNATURE_FILE,
+    Artifact, BuilderInfo, Compression, ImageInfo, KernelInfo, Manifest, ProfileInfo, FORMAT,
+    MANIFEST_FILE, SIGNATURE_FILE,
 };
 use crate::sign::{sha256_hex, KeyId, SecretKey};
 
@@ -544,7 +544,10 @@ pub fn build(
     let manifest_bytes = manifest.to_canonical();
     files.push((MANIFEST_FILE, manifest_bytes.clone()));
     if let Some(key) = opts.sign_key {
-        files.push((SIGNATURE_FILE, signature(key, &manifest_bytes)));
+        files.push((
+            SIGNATURE_FILE,
+            crate::sign::manifest::signature_file(key, &manifest_bytes),
+        ));
     }
     out.commit(&files)?;
     Ok(BuildResult {
@@ -675,17 +678,4 @@ fn manifest(
             })
             .collect(),
     }
-}
-
-/// `manifest.sig`: the key's id and its ed25519 signature over the manifest's exact bytes.
-fn signature(key: &SecretKey, manifest_bytes: &[u8]) -> Vec<u8> {
-    let sig = SignatureFile {
-        format: 1,
-        algorithm: "ed25519".into(),
-        key_id: key.id().clone(),
-        signature: hex::encode(key.sign(manifest_bytes)),
-    };
-    let mut bytes = serde_json::to_vec_pretty(&sig).expect("plain struct serialises");
-    bytes.push(b'\n');
-    bytes
 }

@@ -120,6 +120,20 @@ pub struct SignatureFile {
     pub signature: String,
 }
 
+/// A detached signature file (`manifest.sig`, `snapshot.sig`): the key's id and its ed25519
+/// signature over `signed`'s exact bytes.
+pub fn signature_file(key: &crate::sign::SecretKey, signed: &[u8]) -> Vec<u8> {
+    let sig = SignatureFile {
+        format: 1,
+        algorithm: "ed25519".into(),
+        key_id: key.id().clone(),
+        signature: hex::encode(key.sign(signed)),
+    };
+    let mut bytes = serde_json::to_vec_pretty(&sig).expect("plain struct serialises");
+    bytes.push(b'\n');
+    bytes
+}
+
 impl Manifest {
     pub fn artifact(&self, name: &str) -> Option<&Artifact> {
         self.artifacts.iter().find(|a| a.name == name)

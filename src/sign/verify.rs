@@ -87,7 +87,20 @@ pub fn verify_image(dir: &Path, key: &PublicKey) -> Result<Verified, VerifyError
         crate::fsio::caps::MANIFEST,
         "a manifest",
     )?;
-    let sig: SignatureFile = serde_json::from_slice(&sig_bytes)
+    let key_id = check_signature(&sig_bytes, &manifest_bytes, key)?;
+    let manifest = parse_manifest(&manifest_bytes)?;
+    verify_contents(dir, &manifest)?;
+    Ok(Verified { manifest, key_id })
+}
+
+/// Checks a detached signature file (`manifest.sig`, `snapshot.sig`) over `signed`'s exact
+/// bytes with `key`; returns the signer's key id.
+pub fn check_signature(
+    sig_bytes: &[u8],
+    signed: &[u8],
+    key: &PublicKey,
+) -> Result<KeyId, VerifyError> {
+    let sig: SignatureFile = serde_json::from_slice(sig_bytes)
         .map_err(|e| VerifyError::MalformedSignature(e.to_string()))?;
     if sig.format != 1 || sig.algorithm != "ed25519" {
         return Err(VerifyError::MalformedSignature(format!(
@@ -107,15 +120,10 @@ pub fn verify_image(dir: &Path, key: &PublicKey) -> Result<Verified, VerifyError
         .ok_or_else(|| {
             VerifyError::MalformedSignature("signature must be 128 hex digits".into())
         })?;
-    if !key.verify(&manifest_bytes, &raw) {
+    if !key.verify(signed, &raw) {
         return Err(VerifyError::BadSignature);
     }
-    let manifest = parse_manifest(&manifest_bytes)?;
-    verify_contents(dir, &manifest)?;
-    Ok(Verified {
-        manifest,
-        key_id: sig.key_id,
-    })
+    Ok(sig.key_id)
 }
 
 /// Reads and parses an image directory's `manifest.json` (a regular file, capped), without
