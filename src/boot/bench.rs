@@ -146,6 +146,7 @@ pub fn run_once(
         linger: Duration::from_millis(1200),
         cmdline: None,
         until_line: None,
+        restore: None,
     };
     let run = super::run(image, &opts)?;
     let metrics = metrics_of(&run);

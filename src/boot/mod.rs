@@ -3,6 +3,8 @@
 pub mod bench;
 pub mod console;
 pub mod qemu;
+pub mod qmp;
+pub mod snapshot;
 pub mod stats;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -24,12 +26,18 @@ pub enum BootError {
     Qemu(#[from] qemu::QemuError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
 }
 
 impl BootError {
     /// QEMU missing or failing to start, host I/O: not the image's fault.
     pub fn is_environment(&self) -> bool {
-        matches!(self, Self::Qemu(_) | Self::Io(_))
+        match self {
+            Self::Qemu(_) | Self::Io(_) => true,
+            Self::Snapshot(e) => e.is_environment(),
+            Self::Image { .. } => false,
+        }
     }
 }
 
@@ -139,6 +147,7 @@ impl BootImage {
             cpus: 1,
             forwards,
             interactive,
+            snapshot: None,
         }
     }
 }
@@ -181,6 +190,8 @@ pub struct BootRun {
     pub timed_out: bool,
     /// Why invoking failed, if it did.
     pub invoke_error: Option<String>,
+    /// A restore: time from spawning QEMU until the restored VM continued.
+    pub resumed: Option<Duration>,
 }
 
 impl BootRun {
@@ -244,21 +255,31 @@ pub struct RunOptions {
     pub cmdline: Option<String>,
     /// Stop the VM once a console line contains this.
     pub until_line: Option<String>,
+    /// Restore this snapshot instead of booting (checked by the caller).
+    pub restore: Option<std::sync::Arc<snapshot::Snapshot>>,
 }
 
 /// Boots the image once. Returns when QEMU exits, when the invocations are done (with
 /// `stop_after_invoke`), or at the timeout; QEMU is always gone when this returns.
 pub fn run(image: &BootImage, opts: &RunOptions) -> Result<BootRun, BootError> {
-    let mut spec = image.spec(
-        opts.accel,
-        opts.memory_mib,
-        opts.forwards.clone(),
-        opts.interactive,
-    );
+    let sockets = snapshot::sockets()?;
+    let mut spec = match &opts.restore {
+        None => image.spec(
+            opts.accel,
+            opts.memory_mib,
+            opts.forwards.clone(),
+            opts.interactive,
+        ),
+        Some(snap) => snap.restore_spec(image, opts.accel, opts.forwards.clone(), sockets.path()),
+    };
     if let Some(c) = &opts.cmdline {
         spec.cmdline = c.clone();
     }
     let mut s = Session::new(Vm::start(&spec, opts.echo)?, opts);
+    if let Some(snap) = &opts.restore {
+        s.restore_channel = Some(snapshot::resume(snap, sockets.path())?);
+        s.resumed = Some(s.vm.started.elapsed());
+    }
     loop {
         // Drain what the console has said first.
         match s.read_line() {
@@ -308,6 +329,9 @@ struct Session<'a> {
     timed_out: bool,
     runtime_started: bool,
     console_closed: bool,
+    /// A restore: when the VM continued, and the channel the init was told on.
+    resumed: Option<Duration>,
+    restore_channel: Option<std::os::unix::net::UnixStream>,
 }
 
 impl<'a> Session<'a> {
@@ -323,12 +347,21 @@ impl<'a> Session<'a> {
             timed_out: false,
             runtime_started: false,
             console_closed: false,
+            resumed: None,
+            restore_channel: None,
         }
     }
 
     fn record(&mut self, line: (Duration, String)) {
         if let Some(e) = console::parse_line(&line.1) {
-            if matches!(&e, Event::Phase { name, .. } if name == "runtime_ready") {
+            // A restored runtime was ready all along; it may be called once the init has
+            // reseeded the clone and told it.
+            let ready = if self.opts.restore.is_some() {
+                "restored"
+            } else {
+                "runtime_ready"
+            };
+            if matches!(&e, Event::Phase { name, .. } if name == ready) {
                 self.runtime_started = true;
             }
             self.ending.observe(&e);
@@ -426,6 +459,7 @@ impl<'a> Session<'a> {
     fn finish(mut self, image: &BootImage) -> BootRun {
         let stopped_at = self.vm.started.elapsed();
         self.vm.stop();
+        drop(self.restore_channel.take());
         while let Ok(l) = self.vm.next_line(Duration::from_millis(100)) {
             self.record(l);
         }
@@ -441,6 +475,7 @@ impl<'a> Session<'a> {
             wall: stopped_at,
             timed_out: self.timed_out,
             invoke_error: self.invoke_error,
+            resumed: self.resumed,
         }
     }
 }

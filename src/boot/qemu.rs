@@ -48,6 +48,14 @@ pub enum Accel {
 }
 
 impl Accel {
+    pub fn from_name(s: &str) -> Option<Accel> {
+        match s {
+            "kvm" => Some(Accel::Kvm),
+            "tcg" => Some(Accel::Tcg),
+            _ => None,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Accel::Kvm => "kvm",
@@ -135,7 +143,25 @@ pub struct VmSpec {
     pub forwards: Vec<Forward>,
     /// Give the guest the terminal as its serial console input (`-serial mon:stdio`).
     pub interactive: bool,
+    /// What saving or restoring a snapshot adds to the machine.
+    pub snapshot: Option<SnapshotVm>,
 }
+
+/// What a snapshot boot adds: the guest's RAM as a file (shared, so written through, when
+/// saving; private, so mapped copy-on-write, when restoring), a QMP socket to drive it, the
+/// restore channel (a virtio-serial port the init listens on), and for a restore an incoming
+/// migration. Save and restore use the same machine and devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotVm {
+    pub memory_file: PathBuf,
+    pub share: bool,
+    pub qmp: PathBuf,
+    pub restore_channel: PathBuf,
+    pub incoming: bool,
+}
+
+/// The virtio-serial port's name the init looks for.
+pub const RESTORE_PORT: &str = "stratos.restore";
 
 /// How a VM gets its root filesystem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,11 +214,17 @@ impl VmSpec {
             }
             .into(),
         ];
+        let backend = if self.snapshot.is_some() {
+            ",memory-backend=mem"
+        } else {
+            ""
+        };
         match self.machine {
-            Machine::Microvm => {
-                a.extend(["-M".into(), "microvm,x-option-roms=off,acpi=off".into()]);
-            }
-            Machine::Q35 => a.extend(["-M".into(), "q35".into()]),
+            Machine::Microvm => a.extend([
+                "-M".into(),
+                format!("microvm,x-option-roms=off,acpi=off{backend}"),
+            ]),
+            Machine::Q35 => a.extend(["-M".into(), format!("q35{backend}")]),
         }
         a.extend([
             "-accel".into(),
@@ -218,7 +250,7 @@ impl VmSpec {
                     "-drive".into(),
                     format!(
                         "file={},if=none,id=root,format=raw,readonly=on",
-                        p.display().to_string().replace(',', ",,")
+                        comma_safe(p)
                     ),
                     "-device".into(),
                     dev.into(),
@@ -248,7 +280,90 @@ impl VmSpec {
             "-device".into(),
             rng.into(),
         ]);
+        if let Some(s) = &self.snapshot {
+            a.extend(self.snapshot_args(s));
+        }
         a
+    }
+
+    /// The memory file, QMP, the restore channel and (restoring) the incoming migration.
+    fn snapshot_args(&self, s: &SnapshotVm) -> Vec<String> {
+        let serial = match self.machine {
+            Machine::Microvm => "virtio-serial-device",
+            Machine::Q35 => "virtio-serial-pci",
+        };
+        let mut a = vec![
+            "-object".into(),
+            format!(
+                "memory-backend-file,id=mem,size={}M,mem-path={},share={}",
+                self.memory_mib,
+                comma_safe(&s.memory_file),
+                if s.share { "on" } else { "off" }
+            ),
+            "-qmp".into(),
+            format!("unix:{},server=on,wait=off", comma_safe(&s.qmp)),
+            "-chardev".into(),
+            format!(
+                "socket,id=restore,path={},server=on,wait=off",
+                comma_safe(&s.restore_channel)
+            ),
+            "-device".into(),
+            serial.into(),
+            "-device".into(),
+            format!("virtserialport,chardev=restore,name={RESTORE_PORT}"),
+        ];
+        if s.incoming {
+            a.extend(["-incoming".into(), "defer".into()]);
+        }
+        a
+    }
+
+    /// The machine and its devices, without what differs from one run to the next (file
+    /// paths, forwarded ports, the incoming migration): what a snapshot must be restored on.
+    pub fn machine_line(&self) -> String {
+        let mut spec = self.clone();
+        spec.kernel = "KERNEL".into();
+        spec.root = match &self.root {
+            Root::Initramfs(_) => Root::Initramfs("INITRAMFS".into()),
+            Root::Disk(_) => Root::Disk("ROOT".into()),
+        };
+        spec.forwards.clear();
+        spec.interactive = false;
+        if let Some(s) = &mut spec.snapshot {
+            s.memory_file = "MEMORY".into();
+            s.qmp = "QMP".into();
+            s.restore_channel = "RESTORE".into();
+            s.share = false;
+            s.incoming = false;
+        }
+        spec.args().join(" ")
+    }
+}
+
+/// A path for a QEMU option value: commas written twice.
+fn comma_safe(p: &Path) -> String {
+    p.display().to_string().replace(',', ",,")
+}
+
+impl VmSpec {
+    /// The QEMU version line (`QEMU emulator version 7.2.22 ...`) of the binary that runs VMs.
+    pub fn qemu_version() -> Result<String, QemuError> {
+        let out = Command::new(qemu_binary())
+            .arg("--version")
+            .output()
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    QemuError::Missing
+                } else {
+                    QemuError::Spawn(e)
+                }
+            })?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_owned())
     }
 }
 
@@ -515,6 +630,7 @@ mod tests {
                 guest: 8080,
             }],
             interactive: false,
+            snapshot: None,
         };
         let a = spec.args().join(" ");
         assert!(

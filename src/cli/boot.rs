@@ -9,10 +9,11 @@ use crate::boot::{self, BootImage, Invoke, RunOptions};
 use crate::sign::{verify::verify_image, PublicKey};
 
 /// Boot an image under QEMU (KVM when it works, else TCG) with its serial console on the
-/// terminal. Exits with the guest runtime's exit status (128+N if killed by signal N).
+/// terminal, or restore a snapshot of it (--snapshot). Exits 0 when the runtime exited 0 (or
+/// --invoke got a 2xx answer), else 1 naming what happened.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  stratos boot out/hello --forward 8080:8080\n  stratos boot out/hello --invoke /cgi-bin/hello     # boot, call the function once, stop\n  stratos boot out/hello --verify --pubkey keys/release.pub\n\nGuest ports are forwarded to 127.0.0.1 only; the guest cannot open connections out.\nIn an interactive session, Ctrl-A X quits QEMU."
+    after_help = "Examples:\n  stratos boot out/hello --forward 8080:8080\n  stratos boot out/hello --invoke /cgi-bin/hello     # boot, call the function once, stop\n  stratos boot out/hello --verify --pubkey keys/release.pub\n  stratos boot out/hello --snapshot out/hello.snap --invoke /cgi-bin/hello   # restore, not boot\n\nGuest ports are forwarded to 127.0.0.1 only; the guest cannot open connections out.\nIn an interactive session, Ctrl-A X quits QEMU."
 )]
 pub struct Args {
     /// The image directory.
@@ -42,6 +43,10 @@ pub struct Args {
     /// Public key for --verify.
     #[arg(long, value_name = "FILE")]
     pub pubkey: Option<PathBuf>,
+    /// Restore this snapshot (made by `stratos snapshot` for this image, on this QEMU and
+    /// machine) instead of booting; with --verify its signature and digests are checked too.
+    #[arg(long, value_name = "DIR")]
+    pub snapshot: Option<PathBuf>,
     /// Do not copy the console to stdout.
     #[arg(long, short)]
     pub quiet: bool,
@@ -52,11 +57,23 @@ pub fn run(a: Args) -> CliResult {
         verify_first(&a)?;
     }
     let image = BootImage::open(&a.dir)?;
+    let restore = a
+        .snapshot
+        .as_deref()
+        .map(|dir| open_snapshot(dir, &image, &a))
+        .transpose()?;
     crate::boot::handle_stop_signals().map_err(CliError::env)?;
-    let (accel, why) = choose_accel(a.accel, &image.kernel()).map_err(CliError::env)?;
-    if let Some(why) = why {
-        eprintln!("stratos: KVM unavailable ({why}); using TCG (software emulation)");
-    }
+    // A restore runs on the accelerator the snapshot was made with.
+    let accel = match &restore {
+        Some(s) => s.accel(),
+        None => {
+            let (accel, why) = choose_accel(a.accel, &image.kernel()).map_err(CliError::env)?;
+            if let Some(why) = why {
+                eprintln!("stratos: KVM unavailable ({why}); using TCG (software emulation)");
+            }
+            accel
+        }
+    };
     let mut forwards = a.forward.clone();
     let invoke = a
         .invoke
@@ -75,11 +92,14 @@ pub fn run(a: Args) -> CliResult {
             .map(|f| format!(", 127.0.0.1:{} -> guest:{}", f.host, f.guest))
             .collect::<String>()
     );
-    let interactive =
-        invoke.is_none() && !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let interactive = invoke.is_none()
+        && restore.is_none()
+        && !a.quiet
+        && std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let memory = restore.as_ref().map_or(a.memory, |s| s.meta.memory_mib);
     let opts = RunOptions {
         accel,
-        memory_mib: a.memory,
+        memory_mib: memory,
         forwards,
         timeout: Duration::from_secs(a.timeout),
         echo: !a.quiet,
@@ -88,6 +108,7 @@ pub fn run(a: Args) -> CliResult {
         linger: Duration::ZERO,
         cmdline: None,
         until_line: None,
+        restore,
         invoke,
     };
     let r = boot::run(&image, &opts)?;
@@ -97,6 +118,31 @@ pub fn run(a: Args) -> CliResult {
         Some(inv) => report_invocation(&r, inv),
         None => report_ending(&r),
     }
+}
+
+/// A snapshot to restore: for this image, QEMU and machine (and with --verify, signed and
+/// intact), or refused naming the difference.
+fn open_snapshot(
+    dir: &std::path::Path,
+    image: &BootImage,
+    a: &Args,
+) -> Result<std::sync::Arc<crate::boot::snapshot::Snapshot>, CliError> {
+    use crate::boot::snapshot::Snapshot;
+    let snap = Snapshot::load(dir).map_err(CliError::input)?;
+    if a.verify {
+        let key = PublicKey::load(a.pubkey.as_deref().expect("clap requires it"))
+            .map_err(CliError::input)?;
+        let id = snap.verify(&key).map_err(|e| {
+            CliError::check(anyhow::anyhow!(
+                "refusing to restore: verification FAILED: {e}"
+            ))
+        })?;
+        eprintln!("stratos: verified snapshot {} (key {id})", dir.display());
+    }
+    let probe = snap.restore_spec(image, snap.accel(), Vec::new(), std::path::Path::new("/"));
+    snap.check_restorable(image, &probe)
+        .map_err(|e| CliError::input_or_env(e.is_environment(), e))?;
+    Ok(std::sync::Arc::new(snap))
 }
 
 /// `--verify`: the image's signature and digests hold, or nothing boots.

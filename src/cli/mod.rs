@@ -10,6 +10,7 @@ pub mod keygen;
 pub mod lock;
 pub mod release;
 pub mod seccomp;
+pub mod snapshot;
 pub mod verify;
 
 use clap::{Parser, Subcommand};
@@ -97,6 +98,7 @@ pub enum Command {
     Lock(lock::Args),
     Boot(boot::Args),
     BootTest(boot_test::Args),
+    Snapshot(snapshot::Args),
     Verify(verify::Args),
     Keygen(keygen::Args),
     Inspect(inspect::Args),
@@ -117,6 +119,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Lock(a) => lock::run(a),
         Command::Boot(a) => boot::run(a),
         Command::BootTest(a) => boot_test::run(a),
+        Command::Snapshot(a) => snapshot::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Inspect(a) => inspect::run(a),

@@ -1,0 +1,570 @@
+//! Snapshots: boot an image once, let the runtime get ready (and warm up), save the VM, and
+//! restore it for every cold start instead of booting.
+//!
+//! A snapshot directory holds `memory` (the guest's RAM: QEMU maps it shared while saving, so
+//! the RAM is the file; every restore maps it copy-on-write), `state` (the device state QEMU's
+//! migration writes, small because the RAM is left out with `x-ignore-shared`), and
+//! `snapshot.json` naming the image (its manifest digest), the QEMU version, the exact machine
+//! and devices, the memory size, the accelerator, the kernel command line and the digests of
+//! both files; `snapshot.sig` signs it like a manifest. Every file is mode 0600: a snapshot is
+//! the guest's memory, with whatever the function read at start.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::console::{self, Event};
+use super::qemu::{free_port, Accel, Forward, SnapshotVm, Vm, VmSpec};
+use super::qmp::{Qmp, QmpError};
+use super::BootImage;
+use crate::sign::manifest::{canonical_json, signature_file, Artifact};
+use crate::sign::{KeyId, PublicKey, SecretKey};
+
+pub const FORMAT: u32 = 1;
+pub const SNAPSHOT_FILE: &str = "snapshot.json";
+pub const SIGNATURE_FILE: &str = "snapshot.sig";
+pub const MEMORY_FILE: &str = "memory";
+pub const STATE_FILE: &str = "state";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Qemu(#[from] super::qemu::QemuError),
+    #[error(transparent)]
+    Qmp(#[from] QmpError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("snapshot {dir}: {why}")]
+    Invalid { dir: PathBuf, why: String },
+    /// The snapshot was made for something else than what would restore it.
+    #[error("snapshot {dir} cannot be restored here: {why}")]
+    Mismatch { dir: PathBuf, why: String },
+    #[error("the image never became ready to snapshot: {0}")]
+    NotReady(String),
+    #[error(transparent)]
+    Verify(#[from] crate::sign::verify::VerifyError),
+    #[error(transparent)]
+    File(#[from] crate::fsio::ReadError),
+}
+
+impl SnapshotError {
+    pub fn is_environment(&self) -> bool {
+        matches!(self, Self::Qemu(_) | Self::Qmp(_) | Self::Io { .. })
+    }
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SnapshotError {
+    let what = what.into();
+    move |source| SnapshotError::Io { what, source }
+}
+
+/// `snapshot.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotMeta {
+    pub format: u32,
+    pub image: SnapshotImage,
+    /// `qemu-system-x86_64 --version`'s first line: migration state is only read back by the
+    /// same QEMU.
+    pub qemu_version: String,
+    /// The machine and its devices (paths and ports left out): see [`VmSpec::machine_line`].
+    pub machine: String,
+    pub memory_mib: u32,
+    pub accel: String,
+    /// The kernel command line exactly as booted.
+    pub cmdline: String,
+    /// The function's port in the guest.
+    pub guest_port: u16,
+    /// The paths invoked before the save (lazy imports, JIT).
+    pub warm: Vec<String>,
+    /// `memory` and `state`, sorted by name.
+    pub files: Vec<Artifact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotImage {
+    pub name: String,
+    pub version: String,
+    pub manifest_sha256: String,
+}
+
+impl SnapshotMeta {
+    pub fn to_canonical(&self) -> Vec<u8> {
+        canonical_json(&serde_json::to_value(self).expect("plain data"))
+            .expect("no floats")
+            .into_bytes()
+    }
+}
+
+/// The digest of an image's manifest: what ties a snapshot to exactly one image.
+pub fn manifest_sha256(image: &BootImage) -> Result<String, SnapshotError> {
+    let (d, _) = crate::fsio::sha256_file(
+        &image.dir.join(crate::sign::manifest::MANIFEST_FILE),
+        crate::fsio::Links::Refuse,
+    )?;
+    Ok(hex::encode(d))
+}
+
+/// What `stratos snapshot` is asked.
+pub struct CreateOptions<'a> {
+    pub out: PathBuf,
+    pub accel: Accel,
+    pub memory_mib: u32,
+    pub guest_port: u16,
+    pub warm: Vec<String>,
+    pub timeout: Duration,
+    pub sign_key: Option<&'a SecretKey>,
+    pub echo: bool,
+}
+
+/// A scratch directory for QEMU's sockets: short paths (a unix socket path is limited to 108
+/// bytes), removed when dropped.
+pub fn sockets() -> Result<tempfile::TempDir, SnapshotError> {
+    tempfile::Builder::new()
+        .prefix("stratos-vm-")
+        .tempdir_in("/tmp")
+        .map_err(io("creating a directory for QEMU's sockets in /tmp"))
+}
+
+/// Boots the image with its RAM in a file, waits for `runtime_ready` and the warm-up calls,
+/// pauses it and saves its device state; writes the snapshot directory in one rename.
+pub fn create(image: &BootImage, o: &CreateOptions) -> Result<SnapshotMeta, SnapshotError> {
+    check_out(&o.out)?;
+    let parent = o
+        .out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".stratos-snapshot-")
+        .tempdir_in(parent)
+        .map_err(io(format!("creating a directory in {}", parent.display())))?;
+    set_private(staging.path())?;
+    let socks = sockets()?;
+    let host = free_port().map_err(io("finding a free port"))?;
+    let mut spec = image.spec(
+        o.accel,
+        o.memory_mib,
+        vec![Forward {
+            host,
+            guest: o.guest_port,
+        }],
+        false,
+    );
+    let memory = staging.path().join(MEMORY_FILE);
+    // Created 0600 before QEMU opens it: the guest's memory is never readable by others.
+    create_private(&memory)?;
+    spec.snapshot = Some(SnapshotVm {
+        memory_file: memory.clone(),
+        share: true,
+        qmp: socks.path().join("qmp"),
+        restore_channel: socks.path().join("restore"),
+        incoming: false,
+    });
+    let cmdline = spec.full_cmdline();
+    spec.cmdline = cmdline.clone();
+    let mut vm = Vm::start(&spec, o.echo)?;
+    let mut qmp = Qmp::connect(&socks.path().join("qmp"), Duration::from_secs(10))?;
+    wait_ready(&mut vm, o.timeout)?;
+    for path in &o.warm {
+        warm(&mut vm, host, path, o.timeout)?;
+    }
+    let state = staging.path().join(STATE_FILE);
+    create_private(&state)?;
+    qmp.execute("stop", json!({}))?;
+    ignore_shared(&mut qmp)?;
+    qmp.execute(
+        "migrate",
+        json!({ "uri": format!("exec:cat > {}", shell_path(&state)?) }),
+    )?;
+    qmp.wait_migration(Duration::from_secs(120))?;
+    vm.stop();
+    let meta = SnapshotMeta {
+        format: FORMAT,
+        image: SnapshotImage {
+            name: image.manifest.image.name.clone(),
+            version: image.manifest.image.version.clone(),
+            manifest_sha256: manifest_sha256(image)?,
+        },
+        qemu_version: VmSpec::qemu_version()?,
+        machine: spec.machine_line(),
+        memory_mib: o.memory_mib,
+        accel: o.accel.name().to_owned(),
+        cmdline,
+        guest_port: o.guest_port,
+        warm: o.warm.clone(),
+        files: [MEMORY_FILE, STATE_FILE]
+            .iter()
+            .map(|n| file_digest(staging.path(), n))
+            .collect::<Result<_, _>>()?,
+    };
+    let bytes = meta.to_canonical();
+    write_private(&staging.path().join(SNAPSHOT_FILE), &bytes)?;
+    if let Some(key) = o.sign_key {
+        write_private(
+            &staging.path().join(SIGNATURE_FILE),
+            &signature_file(key, &bytes),
+        )?;
+    }
+    replace(staging, &o.out)?;
+    Ok(meta)
+}
+
+/// The output may be new, or a previous snapshot (only its own files); nothing else is replaced.
+fn check_out(out: &Path) -> Result<(), SnapshotError> {
+    let refuse = |why: String| SnapshotError::Invalid {
+        dir: out.to_owned(),
+        why,
+    };
+    let entries = match std::fs::read_dir(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(format!("reading {}", out.display()))(e)),
+        Ok(r) => r,
+    };
+    let ours = [SNAPSHOT_FILE, SIGNATURE_FILE, MEMORY_FILE, STATE_FILE];
+    let mut names = Vec::new();
+    for e in entries {
+        let e = e.map_err(io(format!("reading {}", out.display())))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !ours.contains(&name.as_str()) {
+            return Err(refuse(format!(
+                "refusing to replace it: {} is not a file of a snapshot; choose another --out",
+                crate::rootfs::quote(&name)
+            )));
+        }
+        names.push(name);
+    }
+    if !names.is_empty() && !names.iter().any(|n| n == SNAPSHOT_FILE) {
+        return Err(refuse(
+            "refusing to replace it: it holds no snapshot.json; choose another --out".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Puts the staged snapshot in place of `out` (removing a previous snapshot's own files).
+fn replace(staging: tempfile::TempDir, out: &Path) -> Result<(), SnapshotError> {
+    if out.exists() {
+        for n in [SNAPSHOT_FILE, SIGNATURE_FILE, MEMORY_FILE, STATE_FILE] {
+            match std::fs::remove_file(out.join(n)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io(format!("removing {}", out.join(n).display()))(e))
+                }
+                _ => {}
+            }
+        }
+        std::fs::remove_dir(out).map_err(io(format!("removing {}", out.display())))?;
+    }
+    let kept = staging.keep();
+    std::fs::rename(&kept, out).map_err(io(format!("moving the snapshot to {}", out.display())))
+}
+
+fn set_private(p: &Path) -> Result<(), SnapshotError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
+        .map_err(io(format!("protecting {}", p.display())))
+}
+
+fn create_private(p: &Path) -> Result<(), SnapshotError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(p)
+        .map(drop)
+        .map_err(io(format!("creating {}", p.display())))
+}
+
+fn write_private(p: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(p)
+        .map_err(io(format!("creating {}", p.display())))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(io(format!("writing {}", p.display())))
+}
+
+fn file_digest(dir: &Path, name: &str) -> Result<Artifact, SnapshotError> {
+    let (d, size) = crate::fsio::sha256_file(&dir.join(name), crate::fsio::Links::Refuse)?;
+    Ok(Artifact {
+        name: name.to_owned(),
+        size,
+        sha256: hex::encode(d),
+    })
+}
+
+/// Leaves RAM that lives in a shared file out of the migration stream (both sides).
+fn ignore_shared(qmp: &mut Qmp) -> Result<(), QmpError> {
+    qmp.execute(
+        "migrate-set-capabilities",
+        json!({ "capabilities": [ { "capability": "x-ignore-shared", "state": true } ] }),
+    )
+    .map(drop)
+}
+
+/// Reads the console until `runtime_ready`; a panic, a fatal init error or the runtime ending
+/// is an error naming it.
+fn wait_ready(vm: &mut Vm, timeout: Duration) -> Result<(), SnapshotError> {
+    let start = Instant::now();
+    let mut ending = console::Ending::default();
+    loop {
+        if start.elapsed() > timeout {
+            return Err(SnapshotError::NotReady(format!(
+                "no runtime_ready within {timeout:?}"
+            )));
+        }
+        match vm.next_line(Duration::from_millis(50)) {
+            Ok((_, line)) => {
+                if let Some(e) = console::parse_line(&line) {
+                    if matches!(&e, Event::Phase { name, .. } if name == "runtime_ready") {
+                        return Ok(());
+                    }
+                    ending.observe(&e);
+                }
+                if let Some(why) = ending
+                    .panic
+                    .as_ref()
+                    .map(|p| format!("the kernel panicked: {p}"))
+                    .or_else(|| {
+                        ending
+                            .fatal
+                            .as_ref()
+                            .map(|f| format!("the init failed: {f}"))
+                    })
+                    .or_else(|| {
+                        ending
+                            .exit_code()
+                            .map(|c| format!("the runtime ended with exit code {c}"))
+                    })
+                {
+                    return Err(SnapshotError::NotReady(why));
+                }
+            }
+            Err(true) => return Err(SnapshotError::NotReady("QEMU exited".into())),
+            Err(false) => {}
+        }
+    }
+}
+
+/// One warm-up call, retried until the function answers (it may still be starting its
+/// listener): lazy imports and JIT happen before the save.
+fn warm(vm: &mut Vm, host: u16, path: &str, timeout: Duration) -> Result<(), SnapshotError> {
+    let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, host));
+    let start = Instant::now();
+    loop {
+        // Keep the console drained while waiting.
+        while vm.next_line(Duration::ZERO).is_ok() {}
+        match crate::http::get(addr, path, Duration::from_secs(5)) {
+            Ok(r) if (200..300).contains(&r.status) => return Ok(()),
+            Ok(r) => {
+                return Err(SnapshotError::NotReady(format!(
+                    "warm-up {path} answered HTTP {}",
+                    r.status
+                )))
+            }
+            Err(e) if start.elapsed() > timeout => {
+                return Err(SnapshotError::NotReady(format!("warm-up {path}: {e}")))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// A snapshot read back for restoring.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub dir: PathBuf,
+    pub meta: SnapshotMeta,
+    pub bytes: Vec<u8>,
+}
+
+impl Snapshot {
+    pub fn load(dir: &Path) -> Result<Snapshot, SnapshotError> {
+        let bytes = crate::fsio::read_regular(
+            &dir.join(SNAPSHOT_FILE),
+            crate::fsio::caps::MANIFEST,
+            "a snapshot description",
+            crate::fsio::Links::Refuse,
+        )?;
+        let meta: SnapshotMeta =
+            serde_json::from_slice(&bytes).map_err(|e| SnapshotError::Invalid {
+                dir: dir.to_owned(),
+                why: format!("{SNAPSHOT_FILE}: {e}"),
+            })?;
+        if Accel::from_name(&meta.accel).is_none() {
+            return Err(SnapshotError::Invalid {
+                dir: dir.to_owned(),
+                why: format!("{SNAPSHOT_FILE}: unknown accelerator {:?}", meta.accel),
+            });
+        }
+        if meta.format != FORMAT {
+            return Err(SnapshotError::Invalid {
+                dir: dir.to_owned(),
+                why: format!(
+                    "{SNAPSHOT_FILE}: format {} is not supported (this stratos reads {FORMAT})",
+                    meta.format
+                ),
+            });
+        }
+        Ok(Snapshot {
+            dir: dir.to_owned(),
+            meta,
+            bytes,
+        })
+    }
+
+    /// The accelerator it was made with (a restore runs on the same).
+    pub fn accel(&self) -> Accel {
+        Accel::from_name(&self.meta.accel).unwrap_or(Accel::Tcg)
+    }
+
+    /// `--verify`: the signature over `snapshot.json` and the digests of `memory` and `state`.
+    pub fn verify(&self, key: &PublicKey) -> Result<KeyId, SnapshotError> {
+        let sig = crate::fsio::read_regular(
+            &self.dir.join(SIGNATURE_FILE),
+            crate::fsio::caps::SIGNATURE,
+            "a signature",
+            crate::fsio::Links::Refuse,
+        )?;
+        let id = crate::sign::verify::check_signature(&sig, &self.bytes, key)?;
+        for f in &self.meta.files {
+            let got = file_digest(&self.dir, &f.name)?;
+            if got.size != f.size || got.sha256 != f.sha256 {
+                return Err(SnapshotError::Invalid {
+                    dir: self.dir.clone(),
+                    why: format!(
+                        "{}: sha256 {} ({} bytes), but {SNAPSHOT_FILE} says {} ({} bytes)",
+                        f.name, got.sha256, got.size, f.sha256, f.size
+                    ),
+                });
+            }
+        }
+        Ok(id)
+    }
+
+    /// Refuses, naming the difference, a snapshot of another image or taken with another QEMU
+    /// or machine than `spec` (the spec a restore would run).
+    pub fn check_restorable(&self, image: &BootImage, spec: &VmSpec) -> Result<(), SnapshotError> {
+        let mismatch = |why: String| SnapshotError::Mismatch {
+            dir: self.dir.clone(),
+            why,
+        };
+        let m = &self.meta;
+        let digest = manifest_sha256(image)?;
+        if m.image.manifest_sha256 != digest {
+            return Err(mismatch(format!(
+                "it was made for {} {} (manifest sha256 {}), not for this image {} {} (manifest sha256 {digest})",
+                m.image.name,
+                m.image.version,
+                m.image.manifest_sha256,
+                image.manifest.image.name,
+                image.manifest.image.version
+            )));
+        }
+        let qemu = VmSpec::qemu_version()?;
+        if m.qemu_version != qemu {
+            return Err(mismatch(format!(
+                "it was made with {:?}, this host runs {qemu:?}; a migration is only read back by the same QEMU",
+                m.qemu_version
+            )));
+        }
+        let machine = spec.machine_line();
+        if m.machine != machine {
+            return Err(mismatch(format!(
+                "it was made on the machine `{}`, the restore would be `{machine}`",
+                m.machine
+            )));
+        }
+        Ok(())
+    }
+
+    /// The spec that restores it: the image's, with the snapshot's memory, command line and
+    /// RAM file (mapped copy-on-write), paused for an incoming migration.
+    pub fn restore_spec(
+        &self,
+        image: &BootImage,
+        accel: Accel,
+        forwards: Vec<Forward>,
+        sockets: &Path,
+    ) -> VmSpec {
+        let mut spec = image.spec(accel, self.meta.memory_mib, forwards, false);
+        spec.cmdline = self.meta.cmdline.clone();
+        spec.snapshot = Some(SnapshotVm {
+            memory_file: self.dir.join(MEMORY_FILE),
+            share: false,
+            qmp: sockets.join("qmp"),
+            restore_channel: sockets.join("restore"),
+            incoming: true,
+        });
+        spec
+    }
+}
+
+/// A restored VM's QMP session: load the device state, continue, and hand the guest fresh
+/// entropy and the time over the restore channel. Returns once the guest runs, with the
+/// channel (kept open while the VM runs).
+pub fn resume(
+    snapshot: &Snapshot,
+    sockets: &Path,
+) -> Result<std::os::unix::net::UnixStream, SnapshotError> {
+    let mut qmp = Qmp::connect(&sockets.join("qmp"), Duration::from_secs(10))?;
+    ignore_shared(&mut qmp)?;
+    qmp.execute(
+        "migrate-incoming",
+        json!({ "uri": format!("exec:cat {}", shell_path(&snapshot.dir.join(STATE_FILE))?) }),
+    )?;
+    qmp.wait_status("paused", Duration::from_secs(60))?;
+    qmp.execute("cont", json!({}))?;
+    send_restore_message(&sockets.join("restore"))
+}
+
+/// `stratos-restore <64 hex bytes of entropy> <unix time in ns>`: every clone gets its own
+/// bytes from the host's getrandom, so no two clones share random output after the init
+/// reseeds; and the current time, which did not advance while the snapshot slept.
+fn send_restore_message(channel: &Path) -> Result<std::os::unix::net::UnixStream, SnapshotError> {
+    let mut entropy = [0u8; 32];
+    getrandom::getrandom(&mut entropy)
+        .map_err(|e| io("reading the host's entropy")(std::io::Error::other(e.to_string())))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let line = format!(
+        "{} {} {now}\n",
+        stratos_wire::RESTORE_PREFIX,
+        hex::encode(entropy)
+    );
+    let mut s = std::os::unix::net::UnixStream::connect(channel).map_err(io(format!(
+        "connecting to the restore channel {}",
+        channel.display()
+    )))?;
+    s.write_all(line.as_bytes())
+        .map_err(io("writing to the restore channel"))?;
+    Ok(s)
+}
+
+/// `exec:` migration URIs go through a shell: a path is quoted, and one holding a quote is
+/// refused.
+fn shell_path(p: &Path) -> Result<String, SnapshotError> {
+    let s = p.display().to_string();
+    if s.contains('\'') {
+        return Err(SnapshotError::Invalid {
+            dir: p.to_owned(),
+            why: "the path holds a single quote; use another directory".into(),
+        });
+    }
+    Ok(format!("'{s}'"))
+}

@@ -1,0 +1,123 @@
+//! `stratos snapshot`: boot an image once and save the VM, for restores instead of boots.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{human_bytes, CliError, CliResult};
+use crate::boot::qemu::{choose_accel, AccelChoice};
+use crate::boot::snapshot::{self, CreateOptions};
+use crate::boot::BootImage;
+use crate::sign::SecretKey;
+
+/// Boot an image, wait until its runtime is ready (and for the warm-up calls), pause it and
+/// save the VM: its RAM as a file and its device state, described by a signed
+/// snapshot.json. `stratos boot IMAGE --snapshot DIR` (and `boot-test --snapshot DIR`) then
+/// restore it instead of booting; every restore maps the RAM file copy-on-write and gets fresh
+/// entropy and the time from the host.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  stratos snapshot out/python-fn --out out/python-fn.snap --warm /?name=warm --sign-key keys/release.key\n  stratos boot out/python-fn --snapshot out/python-fn.snap --invoke /?name=restored\n\nThe snapshot holds the guest's memory, including whatever the function read at start: its\nfiles are mode 0600. It restores only for the same image, QEMU version and machine."
+)]
+pub struct Args {
+    /// The image directory.
+    pub image: PathBuf,
+    /// Where to write the snapshot [default: IMAGE.snap next to the image].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Guest memory in MiB (every restore gets the same).
+    #[arg(long, default_value_t = 512)]
+    pub memory: u32,
+    /// Call PATH on the function once it is ready, before saving (repeatable): lazy imports
+    /// and JIT happen once, not on every restore.
+    #[arg(long, value_name = "PATH")]
+    pub warm: Vec<String>,
+    /// The function's port in the guest.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Secret key to sign snapshot.json with [env: STRATOS_SIGNING_KEY].
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
+    /// Accelerator (restores run on the same one).
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    pub accel: AccelChoice,
+    /// Give up after this many seconds of waiting for the runtime.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Do not copy the console to stdout.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(a: Args) -> CliResult {
+    for w in &a.warm {
+        if !w.starts_with('/') {
+            return Err(CliError::input(anyhow::anyhow!(
+                "--warm {w:?}: the path must start with '/'"
+            )));
+        }
+    }
+    let key_path = a.sign_key.clone().or_else(|| {
+        std::env::var_os("STRATOS_SIGNING_KEY")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
+    let key = key_path
+        .as_deref()
+        .map(SecretKey::load)
+        .transpose()
+        .map_err(CliError::input)?;
+    let image = BootImage::open(&a.image)?;
+    crate::boot::handle_stop_signals().map_err(CliError::env)?;
+    let (accel, why) = choose_accel(a.accel, &image.kernel()).map_err(CliError::env)?;
+    if let Some(why) = why {
+        eprintln!("stratos: KVM unavailable ({why}); using TCG (software emulation)");
+    }
+    let out = a.out.clone().unwrap_or_else(|| {
+        let mut p = a.image.clone().into_os_string();
+        p.push(".snap");
+        PathBuf::from(p)
+    });
+    eprintln!(
+        "stratos: snapshotting {} {} ({}, {} MiB) into {}",
+        image.manifest.image.name,
+        image.manifest.image.version,
+        accel.name(),
+        a.memory,
+        out.display()
+    );
+    let meta = snapshot::create(
+        &image,
+        &CreateOptions {
+            out: out.clone(),
+            accel,
+            memory_mib: a.memory,
+            guest_port: a.port,
+            warm: a.warm.clone(),
+            timeout: Duration::from_secs(a.timeout),
+            sign_key: key.as_ref(),
+            echo: !a.quiet,
+        },
+    )
+    .map_err(|e| CliError::input_or_env(e.is_environment(), e))?;
+    println!(
+        "snapshot of {} {} -> {}",
+        meta.image.name,
+        meta.image.version,
+        out.display()
+    );
+    for f in &meta.files {
+        println!(
+            "  {:<8} {:>10}  sha256:{}",
+            f.name,
+            human_bytes(f.size),
+            f.sha256
+        );
+    }
+    match &key {
+        Some(k) => println!("signed with key {}", k.id()),
+        None => eprintln!(
+            "stratos: WARNING: NO SIGNING KEY (--sign-key or $STRATOS_SIGNING_KEY): the snapshot is UNSIGNED and `stratos boot --snapshot --verify` will refuse it"
+        ),
+    }
+    Ok(())
+}
