@@ -6,6 +6,7 @@ use stratos_wire::{
     InitConfig, Limits, Readiness, RestartPolicy, ZramSize, CONFIG_PATH, LOG_PREFIX, PHASE_PREFIX,
 };
 
+use crate::error::{CgroupError, InitError, MountError, NetworkError, ZramError};
 use crate::sys::{
     signal_name, ExitKind, Mount, MountFlags, Spawn, Sys, Waited, SIGCHLD, SIGHUP, SIGINT, SIGKILL,
     SIGTERM, SIGUSR1, SIGUSR2,
@@ -18,12 +19,12 @@ pub const CGROUP: &str = "/sys/fs/cgroup/runtime";
 pub const ZRAM_DEV: &str = "/dev/zram0";
 
 /// How the boot ended, before power-off.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Outcome {
     /// The runtime ran and ended (for the last time).
     Runtime(ExitKind),
-    /// The init could not get the runtime going; the message says why.
-    Fatal(String),
+    /// The init could not get the runtime going, or keep it going.
+    Fatal(InitError),
 }
 
 pub fn log<S: Sys>(sys: &mut S, msg: &str) {
@@ -96,25 +97,24 @@ pub fn cgroup_mount() -> Mount {
     m("cgroup2", "/sys/fs/cgroup", "cgroup2", HARD, "")
 }
 
-fn mount_all<S: Sys>(sys: &mut S, mounts: &[Mount]) -> Result<(), String> {
+fn mount_all<S: Sys>(sys: &mut S, mounts: &[Mount]) -> Result<(), MountError> {
     for mt in mounts {
         sys.mkdir_p(&mt.target, 0o755)
-            .map_err(|e| format!("cannot create mount point {}: {e}", mt.target))?;
-        sys.mount(mt).map_err(|e| {
-            format!(
-                "cannot mount {} ({}) on {}: {e}",
-                mt.source, mt.fstype, mt.target
-            )
+            .map_err(|source| MountError::MountPoint {
+                target: mt.target.clone(),
+                source,
+            })?;
+        sys.mount(mt).map_err(|source| MountError::Mount {
+            mount: mt.clone(),
+            source,
         })?;
     }
     Ok(())
 }
 
-fn read_config<S: Sys>(sys: &mut S) -> Result<InitConfig, String> {
-    let bytes = sys
-        .read_file(CONFIG_PATH)
-        .map_err(|e| format!("cannot read {CONFIG_PATH}: {e}"))?;
-    InitConfig::from_json(&bytes).map_err(|e| format!("{CONFIG_PATH}: {e}"))
+fn read_config<S: Sys>(sys: &mut S) -> Result<InitConfig, InitError> {
+    let bytes = sys.read_file(CONFIG_PATH).map_err(InitError::ReadConfig)?;
+    InitConfig::from_json(&bytes).map_err(InitError::BadConfig)
 }
 
 /// `MemTotal` from /proc/meminfo, in bytes.
@@ -143,11 +143,7 @@ fn ready<S: Sys>(sys: &mut S) {
 
 /// The sysfs writes that configure zram0, in order.
 pub fn zram_plan(z: &stratos_wire::Zram, mem_total: u64) -> Vec<(String, String)> {
-    let bytes = match z.size {
-        ZramSize::Bytes(b) => b,
-        ZramSize::PercentOfRam(p) => mem_total / 100 * u64::from(p),
-    };
-    let bytes = bytes / 4096 * 4096;
+    let bytes = zram_bytes(z, mem_total);
     vec![
         (
             "/sys/block/zram0/comp_algorithm".into(),
@@ -155,6 +151,15 @@ pub fn zram_plan(z: &stratos_wire::Zram, mem_total: u64) -> Vec<(String, String)
         ),
         ("/sys/block/zram0/disksize".into(), bytes.to_string()),
     ]
+}
+
+/// The size of zram0 in bytes: the profile's size, whole pages.
+pub fn zram_bytes(z: &stratos_wire::Zram, mem_total: u64) -> u64 {
+    let bytes = match z.size {
+        ZramSize::Bytes(b) => b,
+        ZramSize::PercentOfRam(p) => mem_total / 100 * u64::from(p),
+    };
+    bytes / 4096 * 4096
 }
 
 /// The first page of a Linux swap area (`mkswap`): version 1, the last usable page, no bad
@@ -168,23 +173,24 @@ pub fn swap_header(bytes: u64) -> Vec<u8> {
     page
 }
 
-fn setup_zram<S: Sys>(sys: &mut S, z: &stratos_wire::Zram) -> Result<(), String> {
+fn setup_zram<S: Sys>(sys: &mut S, z: &stratos_wire::Zram) -> Result<(), ZramError> {
     let meminfo = sys
         .read_file("/proc/meminfo")
-        .map_err(|e| format!("cannot read /proc/meminfo: {e}"))?;
-    let total =
-        mem_total(&String::from_utf8_lossy(&meminfo)).ok_or("no MemTotal in /proc/meminfo")?;
-    let plan = zram_plan(z, total);
-    for (path, value) in &plan {
-        sys.write_file(path, value.as_bytes()).map_err(|e| {
-            format!("cannot write {value} to {path}: {e} (is zram built in or its module loaded?)")
-        })?;
+        .map_err(ZramError::ReadMeminfo)?;
+    let total = mem_total(&String::from_utf8_lossy(&meminfo)).ok_or(ZramError::NoMemTotal)?;
+    for (path, value) in zram_plan(z, total) {
+        sys.write_file(&path, value.as_bytes())
+            .map_err(|source| ZramError::Write {
+                path,
+                value,
+                source,
+            })?;
     }
-    let size: u64 = plan[1].1.parse().unwrap_or(0);
+    let size = zram_bytes(z, total);
     sys.write_file(ZRAM_DEV, &swap_header(size))
-        .map_err(|e| format!("cannot write the swap signature to {ZRAM_DEV}: {e}"))?;
+        .map_err(ZramError::SwapSignature)?;
     sys.swapon(ZRAM_DEV, z.priority)
-        .map_err(|e| format!("swapon {ZRAM_DEV}: {e}"))?;
+        .map_err(ZramError::Swapon)?;
     log(
         sys,
         &format!(
@@ -252,15 +258,11 @@ pub fn cgroup_plan(l: &Limits) -> Vec<(String, String)> {
 
 /// Mounts cgroup2 and creates the runtime's cgroup with its limits. Returns whether the cgroup
 /// exists. A limit that cannot be applied is fatal; a missing cgroup without limits is not.
-fn setup_cgroup<S: Sys>(sys: &mut S, l: &Limits) -> Result<bool, String> {
+fn setup_cgroup<S: Sys>(sys: &mut S, l: &Limits) -> Result<bool, InitError> {
     let wanted = !l.is_empty();
-    let made = mount_all(sys, &[cgroup_mount()]).and_then(|_| {
-        sys.mkdir_p(CGROUP, 0o755)
-            .map_err(|e| format!("cannot create {CGROUP}: {e}"))
-    });
-    if let Err(e) = made {
+    if let Err(e) = make_cgroup(sys) {
         if wanted {
-            return Err(format!("{e} (needed for the runtime's limits)"));
+            return Err(InitError::CgroupForLimits(e));
         }
         log(sys, &format!("warning: no cgroup for the runtime: {e}"));
         return Ok(false);
@@ -271,77 +273,79 @@ fn setup_cgroup<S: Sys>(sys: &mut S, l: &Limits) -> Result<bool, String> {
     }
     for (path, value) in cgroup_plan(l) {
         sys.write_file(&path, value.as_bytes())
-            .map_err(|e| format!("cannot write {value} to {path}: {e}"))?;
+            .map_err(|source| InitError::CgroupLimit {
+                path,
+                value,
+                source,
+            })?;
     }
     Ok(true)
 }
 
-fn setup_network<S: Sys>(sys: &mut S, cfg: &InitConfig) -> Result<(), String> {
-    sys.link_up("lo")
-        .map_err(|e| format!("cannot bring up lo: {e}"))?;
-    if let Some(n) = &cfg.network {
-        let addr: Ipv4Addr = n
-            .address
+/// Mounts cgroup2 and creates the runtime's cgroup.
+fn make_cgroup<S: Sys>(sys: &mut S) -> Result<(), CgroupError> {
+    mount_all(sys, &[cgroup_mount()]).map_err(CgroupError::Mount)?;
+    sys.mkdir_p(CGROUP, 0o755).map_err(CgroupError::Create)
+}
+
+fn link_up<S: Sys>(sys: &mut S, interface: &str) -> Result<(), NetworkError> {
+    sys.link_up(interface)
+        .map_err(|source| NetworkError::LinkUp {
+            interface: interface.to_owned(),
+            source,
+        })
+}
+
+fn setup_network<S: Sys>(sys: &mut S, cfg: &InitConfig) -> Result<(), NetworkError> {
+    link_up(sys, "lo")?;
+    let Some(n) = &cfg.network else {
+        return Ok(());
+    };
+    // The parse errors say no more than "invalid IPv4 address syntax": the value is the news.
+    let addr: Ipv4Addr = n
+        .address
+        .parse()
+        .map_err(|_| NetworkError::BadAddress(n.address.clone()))?;
+    sys.set_address(&n.interface, addr, n.prefix_len)
+        .map_err(|source| NetworkError::SetAddress {
+            address: n.address.clone(),
+            prefix_len: n.prefix_len,
+            interface: n.interface.clone(),
+            source,
+        })?;
+    link_up(sys, &n.interface)?;
+    if let Some(gw) = &n.gateway {
+        let gateway: Ipv4Addr = gw
             .parse()
-            .map_err(|_| format!("bad address {:?} in the config", n.address))?;
-        sys.set_address(&n.interface, addr, n.prefix_len)
-            .map_err(|e| {
-                format!(
-                    "cannot set {}/{} on {}: {e}",
-                    n.address, n.prefix_len, n.interface
-                )
-            })?;
-        sys.link_up(&n.interface)
-            .map_err(|e| format!("cannot bring up {}: {e}", n.interface))?;
-        if let Some(gw) = &n.gateway {
-            let gw: Ipv4Addr = gw
-                .parse()
-                .map_err(|_| format!("bad gateway {gw:?} in the config"))?;
-            sys.add_default_route(gw)
-                .map_err(|e| format!("cannot add a default route via {gw}: {e}"))?;
-        }
+            .map_err(|_| NetworkError::BadGateway(gw.clone()))?;
+        sys.add_default_route(gateway)
+            .map_err(|source| NetworkError::Route { gateway, source })?;
     }
     Ok(())
 }
 
 /// Everything the runtime needs to (re)start.
-struct Prepared {
-    cfg: InitConfig,
-    cgroup: bool,
-    seccomp: Option<Vec<u8>>,
+pub(crate) struct Prepared {
+    pub(crate) cfg: InitConfig,
+    /// The runtime's cgroup exists: the runtime starts in it.
+    pub(crate) cgroup: bool,
+    /// The seccomp filter to install, as read from the image.
+    pub(crate) seccomp: Option<Vec<u8>>,
+    /// The seccomp filter only logs (`mode = "log"`): its audit records are forwarded.
+    pub(crate) seccomp_log: bool,
 }
 
 /// Brings the system up to the point where the runtime can start.
-fn prepare<S: Sys>(sys: &mut S) -> Result<Prepared, String> {
+fn prepare<S: Sys>(sys: &mut S) -> Result<Prepared, InitError> {
     mount_all(sys, &early_mounts())?;
     let cfg = read_config(sys)?;
     mount_all(sys, &config_mounts(&cfg))?;
     let cgroup = setup_cgroup(sys, &cfg.limits)?;
     phase(sys, "mounts_done");
-    if let Err(e) = sys.set_hostname(&cfg.hostname) {
-        log(
-            sys,
-            &format!(
-                "warning: cannot set the hostname to {:?}: {e}",
-                cfg.hostname
-            ),
-        );
-    }
-    for module in &cfg.modules {
-        sys.load_module(&module.path, &module.params).map_err(|e| {
-            format!(
-                "cannot load kernel module {} ({}): {e}",
-                module.name, module.path
-            )
-        })?;
-    }
+    set_hostname(sys, &cfg.hostname);
+    load_modules(sys, &cfg.modules)?;
     if let Some(z) = &cfg.zram {
-        if let Err(e) = setup_zram(sys, z) {
-            if z.required {
-                return Err(format!("zram: {e} (the profile says required = true)"));
-            }
-            log(sys, &format!("warning: zram: {e}; continuing without swap"));
-        }
+        setup_zram_unless_optional(sys, z)?;
     }
     phase(sys, "zram_ready");
     if !cfg.preload.is_empty() {
@@ -350,27 +354,73 @@ fn prepare<S: Sys>(sys: &mut S) -> Result<Prepared, String> {
     phase(sys, "preload_started");
     apply_sysctl(sys, &cfg);
     setup_network(sys, &cfg)?;
-    let seccomp = match &cfg.seccomp {
-        None => None,
-        Some(s) => Some(sys.read_file(&s.filter).map_err(|e| {
-            format!(
-                "cannot read the seccomp filter {}: {e}; refusing to start the runtime unfiltered",
-                s.filter
-            )
-        })?),
-    };
+    let seccomp = read_seccomp_filter(sys, &cfg)?;
     if cfg.read_only_root {
-        sys.remount_root_ro()
-            .map_err(|e| format!("cannot remount / read-only: {e}"))?;
+        sys.remount_root_ro().map_err(InitError::RemountRo)?;
     }
+    let seccomp_log = cfg.seccomp.as_ref().is_some_and(|s| s.mode == "log");
     Ok(Prepared {
         cfg,
         cgroup,
         seccomp,
+        seccomp_log,
     })
 }
 
-fn spawn_runtime<S: Sys>(sys: &mut S, p: &Prepared) -> Result<u32, String> {
+/// A hostname that cannot be set is only a warning.
+fn set_hostname<S: Sys>(sys: &mut S, hostname: &str) {
+    if let Err(e) = sys.set_hostname(hostname) {
+        log(
+            sys,
+            &format!("warning: cannot set the hostname to {hostname:?}: {e}"),
+        );
+    }
+}
+
+fn load_modules<S: Sys>(sys: &mut S, modules: &[stratos_wire::Module]) -> Result<(), InitError> {
+    for module in modules {
+        sys.load_module(&module.path, &module.params)
+            .map_err(|source| InitError::Module {
+                name: module.name.clone(),
+                path: module.path.clone(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// zram that fails is fatal only when the profile requires it; otherwise a warning.
+fn setup_zram_unless_optional<S: Sys>(
+    sys: &mut S,
+    z: &stratos_wire::Zram,
+) -> Result<(), InitError> {
+    match setup_zram(sys, z) {
+        Ok(()) => Ok(()),
+        Err(e) if z.required => Err(InitError::ZramRequired(e)),
+        Err(e) => {
+            log(sys, &format!("warning: zram: {e}; continuing without swap"));
+            Ok(())
+        }
+    }
+}
+
+/// The seccomp filter the config names; the runtime never starts unfiltered in its place.
+fn read_seccomp_filter<S: Sys>(
+    sys: &mut S,
+    cfg: &InitConfig,
+) -> Result<Option<Vec<u8>>, InitError> {
+    let Some(s) = &cfg.seccomp else {
+        return Ok(None);
+    };
+    sys.read_file(&s.filter)
+        .map(Some)
+        .map_err(|source| InitError::SeccompFilter {
+            path: s.filter.clone(),
+            source,
+        })
+}
+
+pub(crate) fn spawn_runtime<S: Sys>(sys: &mut S, p: &Prepared) -> Result<u32, InitError> {
     let rt = &p.cfg.runtime;
     let procs = format!("{CGROUP}/cgroup.procs");
     let spawn = Spawn {
@@ -383,13 +433,15 @@ fn spawn_runtime<S: Sys>(sys: &mut S, p: &Prepared) -> Result<u32, String> {
         notify: matches!(p.cfg.readiness, Some(Readiness::Notify { .. })),
         null_stdio: p.cfg.stdio == stratos_wire::Stdio::Null,
         seccomp: p.seccomp.as_deref(),
-        seccomp_log: p.cfg.seccomp.as_ref().is_some_and(|s| s.mode == "log"),
+        seccomp_log: p.seccomp_log,
     };
-    sys.spawn(&spawn).map_err(|e| {
-        format!(
-            "cannot execute the runtime {}: {e}",
-            rt.argv.first().map_or("(empty argv)", String::as_str)
-        )
+    sys.spawn(&spawn).map_err(|source| InitError::Spawn {
+        program: rt
+            .argv
+            .first()
+            .map_or("(empty argv)", String::as_str)
+            .to_owned(),
+        source,
     })
 }
 
@@ -445,7 +497,7 @@ fn forward<S: Sys>(sys: &mut S, pid: u32, sig: i32) {
 
 /// Supervises the runtime until it ends for good: forwards signals, reaps everything, checks
 /// readiness, restarts per policy, stops it gracefully on SIGTERM/SIGINT.
-fn supervise<S: Sys>(sys: &mut S, p: &Prepared, first: u32) -> Result<ExitKind, String> {
+fn supervise<S: Sys>(sys: &mut S, p: &Prepared, first: u32) -> Result<ExitKind, InitError> {
     let cfg = &p.cfg;
     let mut state = Runtime::Running(first);
     let mut restarts = 0u32;
@@ -503,10 +555,7 @@ fn supervise<S: Sys>(sys: &mut S, p: &Prepared, first: u32) -> Result<ExitKind, 
                             signal_name(s)
                         ),
                     );
-                    return Err(format!(
-                        "stopped by {} before the runtime could restart",
-                        signal_name(s)
-                    ));
+                    return Err(InitError::StoppedWhileRestarting(s));
                 }
             }
             Some(s @ (SIGHUP | SIGUSR1 | SIGUSR2)) => {
@@ -546,17 +595,17 @@ fn supervise<S: Sys>(sys: &mut S, p: &Prepared, first: u32) -> Result<ExitKind, 
                     }
                 }
                 Ok(Waited::NoChildren) if matches!(state, Runtime::Running(_)) => {
-                    return Err("the runtime disappeared without being reaped".into());
+                    return Err(InitError::RuntimeVanished);
                 }
                 Ok(Waited::NoneReady) | Ok(Waited::NoChildren) => break,
-                Err(e) => return Err(format!("wait failed: {e}")),
+                Err(e) => return Err(InitError::Wait(e)),
             }
         }
         let now = sys.now_ns();
         if p.cgroup {
             peak.maybe_report(sys, now);
         }
-        if cfg.seccomp.as_ref().is_some_and(|s| s.mode == "log") {
+        if p.seccomp_log {
             for rec in sys.seccomp_audit_records() {
                 log(sys, &format!("seccomp-log: {rec}"));
             }

@@ -9,6 +9,7 @@
 //! real system calls live in [`linux`].
 
 pub mod boot;
+pub mod error;
 pub mod linux;
 pub mod sys;
 
