@@ -3,14 +3,12 @@
 use std::net::Ipv4Addr;
 
 use stratos_wire::{
-    InitConfig, Limits, Readiness, RestartPolicy, ZramSize, CONFIG_PATH, LOG_PREFIX, PHASE_PREFIX,
+    InitConfig, Limits, Readiness, ZramSize, CONFIG_PATH, LOG_PREFIX, PHASE_PREFIX,
 };
 
 use crate::error::{CgroupError, InitError, MountError, NetworkError, ZramError};
-use crate::sys::{
-    signal_name, ExitKind, Mount, MountFlags, Spawn, Sys, Waited, SIGCHLD, SIGHUP, SIGINT, SIGKILL,
-    SIGTERM, SIGUSR1, SIGUSR2,
-};
+use crate::supervise::{describe, Supervisor};
+use crate::sys::{ExitKind, Mount, MountFlags, Spawn, Sys, Waited, SIGKILL, SIGTERM};
 
 /// How long leftover processes get between SIGTERM and SIGKILL at shutdown.
 pub const SHUTDOWN_GRACE_MS: u64 = 1000;
@@ -126,19 +124,6 @@ pub fn mem_total(meminfo: &str) -> Option<u64> {
 pub fn meminfo_kib(meminfo: &str, field: &str) -> Option<u64> {
     let line = meminfo.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The runtime is ready: the phase, then how much memory the guest still has (what a root on
-/// disk saves against one in RAM shows here).
-fn ready<S: Sys>(sys: &mut S) {
-    phase(sys, "runtime_ready");
-    match sys.read_file("/proc/meminfo") {
-        Ok(m) => match meminfo_kib(&String::from_utf8_lossy(&m), "MemAvailable:") {
-            Some(kb) => log(sys, &format!("memory available {kb} KiB at runtime_ready")),
-            None => log(sys, "warning: /proc/meminfo has no MemAvailable"),
-        },
-        Err(e) => log(sys, &format!("warning: cannot read /proc/meminfo: {e}")),
-    }
 }
 
 /// The sysfs writes that configure zram0, in order.
@@ -325,14 +310,14 @@ fn setup_network<S: Sys>(sys: &mut S, cfg: &InitConfig) -> Result<(), NetworkErr
 }
 
 /// Everything the runtime needs to (re)start.
-pub(crate) struct Prepared {
-    pub(crate) cfg: InitConfig,
+pub struct Prepared {
+    pub cfg: InitConfig,
     /// The runtime's cgroup exists: the runtime starts in it.
-    pub(crate) cgroup: bool,
+    pub cgroup: bool,
     /// The seccomp filter to install, as read from the image.
-    pub(crate) seccomp: Option<Vec<u8>>,
+    pub seccomp: Option<Vec<u8>>,
     /// The seccomp filter only logs (`mode = "log"`): its audit records are forwarded.
-    pub(crate) seccomp_log: bool,
+    pub seccomp_log: bool,
 }
 
 /// Brings the system up to the point where the runtime can start.
@@ -420,7 +405,7 @@ fn read_seccomp_filter<S: Sys>(
         })
 }
 
-pub(crate) fn spawn_runtime<S: Sys>(sys: &mut S, p: &Prepared) -> Result<u32, InitError> {
+pub fn spawn_runtime<S: Sys>(sys: &mut S, p: &Prepared) -> Result<u32, InitError> {
     let rt = &p.cfg.runtime;
     let procs = format!("{CGROUP}/cgroup.procs");
     let spawn = Spawn {
@@ -445,210 +430,6 @@ pub(crate) fn spawn_runtime<S: Sys>(sys: &mut S, p: &Prepared) -> Result<u32, In
     })
 }
 
-pub fn describe(how: ExitKind) -> String {
-    match how {
-        ExitKind::Exited(code) => format!("runtime exited with status {code}"),
-        ExitKind::Signaled(sig) => format!("runtime killed by signal {sig} ({})", signal_name(sig)),
-    }
-}
-
-/// Whether to restart after the runtime ended `how`, having restarted `done` times already;
-/// `Some(delay_ms)` with the capped exponential backoff if so.
-pub fn restart_delay(r: &stratos_wire::Restart, how: ExitKind, done: u32) -> Option<u64> {
-    let wanted = match r.policy {
-        RestartPolicy::Never => false,
-        RestartPolicy::OnFailure => !how.success(),
-        RestartPolicy::Always => true,
-    };
-    if !wanted || done >= r.max_restarts {
-        return None;
-    }
-    let factor = 1u64.checked_shl(done).unwrap_or(u64::MAX);
-    Some(
-        r.backoff_initial_ms
-            .saturating_mul(factor)
-            .min(r.backoff_max_ms),
-    )
-}
-
-/// The state of the runtime while supervising.
-enum Runtime {
-    Running(u32),
-    /// Waiting to restart at this time.
-    Backoff(u64),
-}
-
-/// Whole milliseconds from `now` until `at` (nanoseconds), rounded up, at least 1.
-fn ms_until(now: u64, at: u64) -> u64 {
-    at.saturating_sub(now).div_ceil(1_000_000).max(1)
-}
-
-fn forward<S: Sys>(sys: &mut S, pid: u32, sig: i32) {
-    if let Err(e) = sys.kill(pid, sig) {
-        log(
-            sys,
-            &format!(
-                "warning: cannot send {} to the runtime (pid {pid}): {e}",
-                signal_name(sig)
-            ),
-        );
-    }
-}
-
-/// Supervises the runtime until it ends for good: forwards signals, reaps everything, checks
-/// readiness, restarts per policy, stops it gracefully on SIGTERM/SIGINT.
-fn supervise<S: Sys>(sys: &mut S, p: &Prepared, first: u32) -> Result<ExitKind, InitError> {
-    let cfg = &p.cfg;
-    let mut state = Runtime::Running(first);
-    let mut restarts = 0u32;
-    let mut ready = cfg.readiness.is_none();
-    if ready {
-        self::ready(sys);
-    }
-    let start = sys.now_ns();
-    let readiness_deadline = match &cfg.readiness {
-        Some(Readiness::Tcp { timeout_ms, .. }) | Some(Readiness::Notify { timeout_ms }) => {
-            start + timeout_ms.saturating_mul(1_000_000)
-        }
-        None => u64::MAX,
-    };
-    let mut readiness_reported = false;
-    let mut peak = PeakReporter::default();
-    // Set once SIGTERM/SIGINT arrived: (deadline for the runtime, whether SIGKILL was sent).
-    let mut stopping: Option<(u64, bool)> = None;
-    loop {
-        let now = sys.now_ns();
-        // What to wait for next.
-        let mut timeout_ms = 1000;
-        if !ready && matches!(state, Runtime::Running(_)) {
-            timeout_ms = 5;
-        }
-        if let Runtime::Backoff(at) = state {
-            timeout_ms = timeout_ms.min(ms_until(now, at));
-        }
-        if let Some((deadline, false)) = stopping {
-            timeout_ms = timeout_ms.min(ms_until(now, deadline));
-        }
-        let sig = sys.wait_signal(timeout_ms);
-        match sig {
-            Some(s @ (SIGTERM | SIGINT)) => {
-                if let Runtime::Running(pid) = state {
-                    forward(sys, pid, s);
-                    log(
-                        sys,
-                        &format!(
-                            "received {}; forwarded to the runtime, stopping",
-                            signal_name(s)
-                        ),
-                    );
-                    if stopping.is_none() {
-                        stopping = Some((
-                            sys.now_ns() + cfg.stop_timeout_ms.saturating_mul(1_000_000),
-                            false,
-                        ));
-                    }
-                } else {
-                    log(
-                        sys,
-                        &format!(
-                            "received {} while the runtime is not running; stopping",
-                            signal_name(s)
-                        ),
-                    );
-                    return Err(InitError::StoppedWhileRestarting(s));
-                }
-            }
-            Some(s @ (SIGHUP | SIGUSR1 | SIGUSR2)) => {
-                if let Runtime::Running(pid) = state {
-                    forward(sys, pid, s);
-                    log(
-                        sys,
-                        &format!("received {}; forwarded to the runtime", signal_name(s)),
-                    );
-                }
-            }
-            Some(SIGCHLD) | Some(_) | None => {}
-        }
-        // Reap everything that has ended (orphans included).
-        loop {
-            match sys.wait(false) {
-                Ok(Waited::Reaped(pid, how)) => {
-                    if matches!(state, Runtime::Running(r) if r == pid) {
-                        if stopping.is_some() {
-                            return Ok(how);
-                        }
-                        match restart_delay(&cfg.restart, how, restarts) {
-                            None => return Ok(how),
-                            Some(delay) => {
-                                restarts += 1;
-                                log(
-                                    sys,
-                                    &format!(
-                                        "restart {restarts} of {} in {delay} ms: {}",
-                                        cfg.restart.max_restarts,
-                                        describe(how)
-                                    ),
-                                );
-                                state = Runtime::Backoff(sys.now_ns() + delay * 1_000_000);
-                            }
-                        }
-                    }
-                }
-                Ok(Waited::NoChildren) if matches!(state, Runtime::Running(_)) => {
-                    return Err(InitError::RuntimeVanished);
-                }
-                Ok(Waited::NoneReady) | Ok(Waited::NoChildren) => break,
-                Err(e) => return Err(InitError::Wait(e)),
-            }
-        }
-        let now = sys.now_ns();
-        if p.cgroup {
-            peak.maybe_report(sys, now);
-        }
-        if p.seccomp_log {
-            for rec in sys.seccomp_audit_records() {
-                log(sys, &format!("seccomp-log: {rec}"));
-            }
-        }
-        if let Runtime::Backoff(at) = state {
-            if now >= at {
-                let pid = spawn_runtime(sys, p)?;
-                log(sys, &format!("restarted runtime as pid {pid}"));
-                state = Runtime::Running(pid);
-            }
-        }
-        if let (Some((deadline, false)), Runtime::Running(pid)) = (stopping, &state) {
-            if now >= deadline {
-                log(
-                    sys,
-                    &format!(
-                        "the runtime did not stop within {} ms; sending SIGKILL",
-                        cfg.stop_timeout_ms
-                    ),
-                );
-                forward(sys, *pid, SIGKILL);
-                stopping = Some((deadline, true));
-            }
-        }
-        if !ready {
-            if let Runtime::Running(_) = state {
-                let ok = match &cfg.readiness {
-                    Some(Readiness::Tcp { port, .. }) => sys.tcp_probe(*port),
-                    Some(Readiness::Notify { .. }) => sys.notified(),
-                    None => true,
-                };
-                if ok {
-                    ready = true;
-                    self::ready(sys);
-                } else if now > readiness_deadline && !readiness_reported {
-                    readiness_reported = true;
-                    log(sys, "warning: the runtime is not ready within its readiness timeout; still waiting");
-                }
-            }
-        }
-    }
-}
-
 fn read_peak<S: Sys>(sys: &mut S) -> Option<u64> {
     let b = sys.read_file(&format!("{CGROUP}/memory.peak")).ok()?;
     String::from_utf8_lossy(&b).trim().parse::<u64>().ok()
@@ -667,13 +448,13 @@ fn log_peak<S: Sys>(sys: &mut S, n: u64) {
 /// While the runtime runs, reports its memory high-water mark about once a second when it grew
 /// by 5% or more, so a harness that stops the VM still has a recent value.
 #[derive(Default)]
-struct PeakReporter {
+pub(crate) struct PeakReporter {
     last_check: u64,
     reported: u64,
 }
 
 impl PeakReporter {
-    fn maybe_report<S: Sys>(&mut self, sys: &mut S, now: u64) {
+    pub(crate) fn maybe_report<S: Sys>(&mut self, sys: &mut S, now: u64) {
         if now.saturating_sub(self.last_check) < 1_000_000_000 {
             return;
         }
@@ -758,7 +539,7 @@ pub fn boot<S: Sys>(sys: &mut S) -> Outcome {
                             p.cfg.runtime.argv.join(" ")
                         ),
                     );
-                    match supervise(sys, &p, pid) {
+                    match Supervisor::start(sys, &p, pid).run(sys) {
                         Ok(how) => Outcome::Runtime(how),
                         Err(e) => Outcome::Fatal(e),
                     }

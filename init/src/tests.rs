@@ -9,12 +9,12 @@ use stratos_wire::{
     CONFIG_FORMAT,
 };
 
-use crate::boot::{
-    boot, cgroup_plan, mem_total, restart_delay, swap_header, sysctl_path, zram_plan, Outcome,
-};
+use crate::boot::{boot, cgroup_plan, mem_total, swap_header, sysctl_path, zram_plan, Outcome};
+use crate::supervise::restart_delay;
 use crate::sys::{ExitKind, Mount, Spawn, Sys, Waited};
 
 mod errors;
+mod supervise;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Call {
@@ -39,6 +39,8 @@ struct Fake {
     config: Option<Vec<u8>>,
     spawn_result: Option<io::ErrorKind>,
     waits: VecDeque<Waited>,
+    /// What `wait` fails with once `waits` is used up (else: no children).
+    wait_error: Option<io::ErrorKind>,
     /// Signals to deliver, one per wait_signal call (None = timeout).
     signals: VecDeque<Option<i32>>,
     /// Paths whose writes fail with this error.
@@ -60,6 +62,7 @@ impl Fake {
             config: Some(cfg.to_json()),
             spawn_result: None,
             waits: VecDeque::new(),
+            wait_error: None,
             signals: VecDeque::new(),
             failing_writes: Vec::new(),
             tcp_ready_after: 0,
@@ -207,7 +210,11 @@ MemAvailable:     480000 kB
         Ok(pid)
     }
     fn wait(&mut self, _block: bool) -> io::Result<Waited> {
-        Ok(self.waits.pop_front().unwrap_or(Waited::NoChildren))
+        match (self.waits.pop_front(), self.wait_error) {
+            (Some(w), _) => Ok(w),
+            (None, Some(k)) => Err(k.into()),
+            (None, None) => Ok(Waited::NoChildren),
+        }
     }
     fn kill_all(&mut self, s: i32) {
         self.calls.push(Call::Kill(s));
