@@ -6,7 +6,7 @@ use stratos_wire::{
     InitConfig, Limits, Readiness, ZramSize, CONFIG_PATH, LOG_PREFIX, PHASE_PREFIX,
 };
 
-use crate::error::{CgroupError, InitError, MountError, NetworkError, ZramError};
+use crate::error::{CgroupError, InitError, MountError, NetworkError, PeakError, ZramError};
 use crate::supervise::{describe, Supervisor};
 use crate::sys::{ExitKind, Mount, MountFlags, Spawn, Sys, Waited, SIGKILL, SIGTERM};
 
@@ -241,20 +241,38 @@ pub fn cgroup_plan(l: &Limits) -> Vec<(String, String)> {
     out
 }
 
-/// Mounts cgroup2 and creates the runtime's cgroup with its limits. Returns whether the cgroup
-/// exists. A limit that cannot be applied is fatal; a missing cgroup without limits is not.
-fn setup_cgroup<S: Sys>(sys: &mut S, l: &Limits) -> Result<bool, InitError> {
+/// What [`setup_cgroup`] made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cgroup {
+    /// [`CGROUP`] exists: the runtime starts in it.
+    pub made: bool,
+    /// It has the memory controller, so its `memory.peak` can be read.
+    pub memory: bool,
+}
+
+/// Mounts cgroup2 and creates the runtime's cgroup with its limits. A limit that cannot be
+/// applied is fatal; a missing cgroup without limits is a warning.
+fn setup_cgroup<S: Sys>(sys: &mut S, l: &Limits) -> Result<Cgroup, InitError> {
     let wanted = !l.is_empty();
     if let Err(e) = make_cgroup(sys) {
         if wanted {
             return Err(InitError::CgroupForLimits(e));
         }
         log(sys, &format!("warning: no cgroup for the runtime: {e}"));
-        return Ok(false);
+        return Ok(Cgroup::default());
     }
-    // The memory controller also gives memory.peak at shutdown when available.
+    let mut memory = l.memory_max.is_some() || l.memory_high.is_some();
+    // Without limits the memory controller is still enabled, for memory.peak.
     if !wanted {
-        let _ = sys.write_file("/sys/fs/cgroup/cgroup.subtree_control", b"+memory");
+        match sys.write_file("/sys/fs/cgroup/cgroup.subtree_control", b"+memory") {
+            Ok(()) => memory = true,
+            Err(e) => log(
+                sys,
+                &format!(
+                    "warning: cannot enable the memory controller for the runtime's cgroup: {e}; its memory peak will not be reported"
+                ),
+            ),
+        }
     }
     for (path, value) in cgroup_plan(l) {
         sys.write_file(&path, value.as_bytes())
@@ -264,7 +282,7 @@ fn setup_cgroup<S: Sys>(sys: &mut S, l: &Limits) -> Result<bool, InitError> {
                 source,
             })?;
     }
-    Ok(true)
+    Ok(Cgroup { made: true, memory })
 }
 
 /// Mounts cgroup2 and creates the runtime's cgroup.
@@ -312,8 +330,7 @@ fn setup_network<S: Sys>(sys: &mut S, cfg: &InitConfig) -> Result<(), NetworkErr
 /// Everything the runtime needs to (re)start.
 pub struct Prepared {
     pub cfg: InitConfig,
-    /// The runtime's cgroup exists: the runtime starts in it.
-    pub cgroup: bool,
+    pub cgroup: Cgroup,
     /// The seccomp filter to install, as read from the image.
     pub seccomp: Option<Vec<u8>>,
     /// The seccomp filter only logs (`mode = "log"`): its audit records are forwarded.
@@ -414,7 +431,7 @@ pub fn spawn_runtime<S: Sys>(sys: &mut S, p: &Prepared) -> Result<u32, InitError
         cwd: &rt.cwd,
         uid: rt.uid,
         gid: rt.gid,
-        cgroup_procs: p.cgroup.then_some(procs.as_str()),
+        cgroup_procs: p.cgroup.made.then_some(procs.as_str()),
         notify: matches!(p.cfg.readiness, Some(Readiness::Notify { .. })),
         null_stdio: p.cfg.stdio == stratos_wire::Stdio::Null,
         seccomp: p.seccomp.as_deref(),
@@ -430,9 +447,14 @@ pub fn spawn_runtime<S: Sys>(sys: &mut S, p: &Prepared) -> Result<u32, InitError
     })
 }
 
-fn read_peak<S: Sys>(sys: &mut S) -> Option<u64> {
-    let b = sys.read_file(&format!("{CGROUP}/memory.peak")).ok()?;
-    String::from_utf8_lossy(&b).trim().parse::<u64>().ok()
+fn read_peak<S: Sys>(sys: &mut S) -> Result<u64, PeakError> {
+    let b = sys
+        .read_file(&format!("{CGROUP}/memory.peak"))
+        .map_err(PeakError::Read)?;
+    let text = String::from_utf8_lossy(&b);
+    let text = text.trim();
+    text.parse()
+        .map_err(|_| PeakError::NotANumber(text.to_owned()))
 }
 
 fn log_peak<S: Sys>(sys: &mut S, n: u64) {
@@ -445,33 +467,60 @@ fn log_peak<S: Sys>(sys: &mut S, n: u64) {
     );
 }
 
-/// While the runtime runs, reports its memory high-water mark about once a second when it grew
-/// by 5% or more, so a harness that stops the VM still has a recent value.
-#[derive(Default)]
-pub(crate) struct PeakReporter {
+/// The runtime's memory high-water mark, `memory.peak` of its cgroup: reported about once a
+/// second while the runtime runs when it grew by 5% or more (so a harness that stops the VM
+/// still has a recent value), and once at the end. A peak that cannot be read is one warning.
+#[derive(Debug, Default)]
+pub struct MemoryPeak {
+    /// The runtime's cgroup has the memory controller: the file should be there.
+    expected: bool,
     last_check: u64,
     reported: u64,
+    /// Reading it failed, and the warning was printed.
+    failed: bool,
 }
 
-impl PeakReporter {
-    pub(crate) fn maybe_report<S: Sys>(&mut self, sys: &mut S, now: u64) {
-        if now.saturating_sub(self.last_check) < 1_000_000_000 {
+impl MemoryPeak {
+    pub fn new(cgroup: Cgroup) -> Self {
+        MemoryPeak {
+            expected: cgroup.made && cgroup.memory,
+            ..MemoryPeak::default()
+        }
+    }
+
+    /// While the runtime runs (`now`, ns).
+    pub fn tick<S: Sys>(&mut self, sys: &mut S, now: u64) {
+        if !self.expected || self.failed || now.saturating_sub(self.last_check) < 1_000_000_000 {
             return;
         }
         self.last_check = now;
-        if let Some(n) = read_peak(sys) {
-            if n > self.reported + self.reported / 20 {
+        match read_peak(sys) {
+            Ok(n) if n > self.reported + self.reported / 20 => {
                 self.reported = n;
                 log_peak(sys, n);
             }
+            Ok(_) => {}
+            Err(e) => self.warn(sys, &e),
         }
     }
-}
 
-/// Reports the runtime's memory high-water mark from its cgroup.
-fn report_memory<S: Sys>(sys: &mut S) {
-    if let Some(n) = read_peak(sys) {
-        log_peak(sys, n);
+    /// At the end of the boot, whatever ended it.
+    pub fn report<S: Sys>(&mut self, sys: &mut S) {
+        match read_peak(sys) {
+            Ok(n) => log_peak(sys, n),
+            Err(e) if self.expected && !self.failed => self.warn(sys, &e),
+            // Nothing to miss: no cgroup with the memory controller was made for a runtime (the
+            // boot may have failed before), or the failure was already reported.
+            Err(_) => {}
+        }
+    }
+
+    fn warn<S: Sys>(&mut self, sys: &mut S, e: &PeakError) {
+        self.failed = true;
+        log(
+            sys,
+            &format!("warning: no memory peak for the runtime: {e}"),
+        );
     }
 }
 
@@ -516,6 +565,29 @@ fn check_entropy<S: Sys>(sys: &mut S) {
     }
 }
 
+/// Prepares the system, starts the runtime and supervises it until it ends for good. What the
+/// shutdown needs (the tmpfs mounts to unmount, the memory peak) is handed back as soon as it
+/// is known, whatever happens next.
+fn start_and_supervise<S: Sys>(
+    sys: &mut S,
+    unmount: &mut Vec<String>,
+    peak: &mut MemoryPeak,
+) -> Result<ExitKind, InitError> {
+    let p = prepare(sys)?;
+    *unmount = p.cfg.tmpfs.iter().map(|t| t.path.clone()).collect();
+    *peak = MemoryPeak::new(p.cgroup);
+    let pid = spawn_runtime(sys, &p)?;
+    phase(sys, "runtime_exec");
+    log(
+        sys,
+        &format!(
+            "started runtime {} as pid {pid}",
+            p.cfg.runtime.argv.join(" ")
+        ),
+    );
+    Supervisor::start(sys, &p, pid, peak).run(sys)
+}
+
 /// The whole life of PID 1, up to (not including) power-off.
 pub fn boot<S: Sys>(sys: &mut S) -> Outcome {
     phase(sys, "init_start");
@@ -524,34 +596,16 @@ pub fn boot<S: Sys>(sys: &mut S) -> Outcome {
         log(sys, &format!("warning: cannot block signals: {e}"));
     }
     let mut unmount = Vec::new();
-    let outcome = match prepare(sys) {
+    let mut peak = MemoryPeak::default();
+    let outcome = match start_and_supervise(sys, &mut unmount, &mut peak) {
+        Ok(how) => Outcome::Runtime(how),
         Err(e) => Outcome::Fatal(e),
-        Ok(p) => {
-            unmount = p.cfg.tmpfs.iter().map(|t| t.path.clone()).collect();
-            match spawn_runtime(sys, &p) {
-                Err(e) => Outcome::Fatal(e),
-                Ok(pid) => {
-                    phase(sys, "runtime_exec");
-                    log(
-                        sys,
-                        &format!(
-                            "started runtime {} as pid {pid}",
-                            p.cfg.runtime.argv.join(" ")
-                        ),
-                    );
-                    match Supervisor::start(sys, &p, pid).run(sys) {
-                        Ok(how) => Outcome::Runtime(how),
-                        Err(e) => Outcome::Fatal(e),
-                    }
-                }
-            }
-        }
     };
     match &outcome {
         Outcome::Runtime(how) => log(sys, &describe(*how)),
         Outcome::Fatal(e) => log(sys, &format!("fatal: {e}")),
     }
-    report_memory(sys);
+    peak.report(sys);
     shutdown(sys, &unmount);
     phase(sys, "shutdown");
     log(sys, "powering off");

@@ -56,6 +56,25 @@ impl fmt::Display for CgroupError {
     }
 }
 
+/// The runtime's memory high-water mark cannot be read (a warning: the runtime is unaffected).
+#[derive(Debug)]
+pub enum PeakError {
+    Read(io::Error),
+    /// The file holds something other than a number of bytes.
+    NotANumber(String),
+}
+
+impl fmt::Display for PeakError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeakError::Read(e) => write!(f, "cannot read {CGROUP}/memory.peak: {e}"),
+            PeakError::NotANumber(s) => {
+                write!(f, "{CGROUP}/memory.peak holds {s:?}, not a number of bytes")
+            }
+        }
+    }
+}
+
 /// Compressed swap could not be set up.
 #[derive(Debug)]
 pub enum ZramError {
@@ -234,6 +253,7 @@ impl From<NetworkError> for InitError {
 
 impl std::error::Error for MountError {}
 impl std::error::Error for CgroupError {}
+impl std::error::Error for PeakError {}
 impl std::error::Error for ZramError {}
 impl std::error::Error for NetworkError {}
 impl std::error::Error for InitError {}

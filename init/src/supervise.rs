@@ -16,7 +16,7 @@ use std::ops::ControlFlow;
 
 use stratos_wire::{Readiness, Restart, RestartPolicy};
 
-use crate::boot::{log, meminfo_kib, phase, spawn_runtime, PeakReporter, Prepared};
+use crate::boot::{log, meminfo_kib, phase, spawn_runtime, MemoryPeak, Prepared};
 use crate::error::InitError;
 use crate::sys::{
     signal_name, ExitKind, Sys, Waited, SIGHUP, SIGINT, SIGKILL, SIGTERM, SIGUSR1, SIGUSR2,
@@ -68,12 +68,13 @@ pub struct Supervisor<'a> {
     /// After this time (ns) a runtime not yet ready gets one warning.
     ready_deadline: u64,
     late_warned: bool,
-    peak: PeakReporter,
+    peak: &'a mut MemoryPeak,
 }
 
 impl<'a> Supervisor<'a> {
     /// Takes over the runtime just started as `pid`. Without a readiness check it is ready now.
-    pub fn start<S: Sys>(sys: &mut S, p: &'a Prepared, pid: u32) -> Self {
+    /// `peak` reports the runtime's memory peak while it runs.
+    pub fn start<S: Sys>(sys: &mut S, p: &'a Prepared, pid: u32, peak: &'a mut MemoryPeak) -> Self {
         let ready = p.cfg.readiness.is_none();
         if ready {
             runtime_ready(sys);
@@ -91,7 +92,7 @@ impl<'a> Supervisor<'a> {
             ready,
             ready_deadline,
             late_warned: false,
-            peak: PeakReporter::default(),
+            peak,
         }
     }
 
@@ -229,9 +230,7 @@ impl<'a> Supervisor<'a> {
     /// runtime is restarted when its back-off is over, or killed when it outlived its stop
     /// deadline; readiness is checked until reached.
     pub fn on_tick<S: Sys>(&mut self, sys: &mut S, now: u64) -> Step {
-        if self.p.cgroup {
-            self.peak.maybe_report(sys, now);
-        }
+        self.peak.tick(sys, now);
         if self.p.seccomp_log {
             for rec in sys.seccomp_audit_records() {
                 log(sys, &format!("seccomp-log: {rec}"));

@@ -14,6 +14,7 @@ use crate::supervise::restart_delay;
 use crate::sys::{ExitKind, Mount, Spawn, Sys, Waited};
 
 mod errors;
+mod memory_peak;
 mod supervise;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +49,8 @@ struct Fake {
     tcp_ready_after: u32,
     probes: u32,
     unreadable: Vec<String>,
+    /// What the runtime cgroup's `memory.peak` holds.
+    memory_peak: Vec<u8>,
     next_pid: u32,
     calls: Vec<Call>,
     console: Vec<String>,
@@ -68,6 +71,7 @@ impl Fake {
             tcp_ready_after: 0,
             probes: 0,
             unreadable: Vec::new(),
+            memory_peak: b"1048576\n".to_vec(),
             next_pid: 42,
             calls: Vec::new(),
             console: Vec::new(),
@@ -117,9 +121,7 @@ MemFree: 1 kB
 MemAvailable:     480000 kB
 "
             .to_vec()),
-            "/sys/fs/cgroup/runtime/memory.peak" => Ok(b"1048576
-"
-            .to_vec()),
+            "/sys/fs/cgroup/runtime/memory.peak" => Ok(self.memory_peak.clone()),
             _ => self
                 .config
                 .clone()

@@ -7,7 +7,7 @@ use std::ops::ControlFlow;
 use stratos_wire::{InitConfig, Readiness, Restart, RestartPolicy};
 
 use super::{config, Call, Fake};
-use crate::boot::Prepared;
+use crate::boot::{Cgroup, MemoryPeak, Prepared};
 use crate::supervise::{State, Step, Supervisor, IDLE_WAKE_MS, READINESS_POLL_MS};
 use crate::sys::{ExitKind, Waited, SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGTERM, SIGUSR1, SIGUSR2};
 
@@ -16,7 +16,7 @@ const MS: u64 = 1_000_000;
 fn prepared(cfg: InitConfig) -> Prepared {
     Prepared {
         cfg,
-        cgroup: false,
+        cgroup: Cgroup::default(),
         seccomp: None,
         seccomp_log: false,
     }
@@ -93,7 +93,8 @@ fn hup_usr1_usr2_are_forwarded_once_each_and_logged_once() {
         (SIGUSR2, "SIGUSR2"),
     ] {
         let mut f = fake(&p);
-        let mut sv = Supervisor::start(&mut f, &p, 42);
+        let mut peak = MemoryPeak::default();
+        let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
         clear(&mut f);
         goes_on(sv.on_signal(&mut f, sig));
         assert_eq!(f.calls, [Call::Signal(42, sig)]);
@@ -111,7 +112,8 @@ fn hup_usr1_usr2_are_forwarded_once_each_and_logged_once() {
 fn sigchld_and_other_signals_only_wake_the_loop() {
     let p = prepared(config());
     let mut f = fake(&p);
-    let mut sv = Supervisor::start(&mut f, &p, 42);
+    let mut peak = MemoryPeak::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
     clear(&mut f);
     for sig in [SIGCHLD, 3, 31] {
         goes_on(sv.on_signal(&mut f, sig));
@@ -125,7 +127,8 @@ fn sigchld_and_other_signals_only_wake_the_loop() {
 fn sigterm_starts_a_graceful_stop_then_sigkill_after_the_timeout() {
     let p = prepared(config()); // stop_timeout_ms = 2000
     let mut f = fake(&p);
-    let mut sv = Supervisor::start(&mut f, &p, 42);
+    let mut peak = MemoryPeak::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
     clear(&mut f);
 
     goes_on(sv.on_signal(&mut f, SIGTERM));
@@ -186,7 +189,8 @@ fn sigterm_starts_a_graceful_stop_then_sigkill_after_the_timeout() {
 fn a_second_sigterm_or_sigint_is_forwarded_but_keeps_the_deadline() {
     let p = prepared(config());
     let mut f = fake(&p);
-    let mut sv = Supervisor::start(&mut f, &p, 42);
+    let mut peak = MemoryPeak::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
     goes_on(sv.on_signal(&mut f, SIGTERM));
     let first = sv.state();
     clear(&mut f);
@@ -204,7 +208,8 @@ fn a_second_sigterm_or_sigint_is_forwarded_but_keeps_the_deadline() {
 fn a_runtime_told_to_stop_is_not_restarted() {
     let p = with_restart(RestartPolicy::Always, 5, 100, 1000);
     let mut f = fake(&p);
-    let mut sv = Supervisor::start(&mut f, &p, 42);
+    let mut peak = MemoryPeak::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
     goes_on(sv.on_signal(&mut f, SIGTERM));
     clear(&mut f);
     assert_eq!(
@@ -218,7 +223,8 @@ fn a_runtime_told_to_stop_is_not_restarted() {
 fn restart_backoff_doubles_up_to_the_max_then_max_restarts_gives_up() {
     let p = with_restart(RestartPolicy::OnFailure, 5, 100, 350);
     let mut f = fake(&p);
-    let mut sv = Supervisor::start(&mut f, &p, 42);
+    let mut peak = MemoryPeak::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
     let mut pid = 42;
     for (n, delay) in [(1, 100), (2, 200), (3, 350), (4, 350), (5, 350)] {
         clear(&mut f);
@@ -275,7 +281,8 @@ fn no_restart_when_the_policy_says_no() {
         ),
     ] {
         let mut f = fake(&p);
-        let mut sv = Supervisor::start(&mut f, &p, 42);
+        let mut peak = MemoryPeak::default();
+        let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
         clear(&mut f);
         assert_eq!(ended(sv.on_reaped(&mut f, 42, how)), how);
         assert_eq!(f.console, Vec::<String>::new());
@@ -286,7 +293,8 @@ fn no_restart_when_the_policy_says_no() {
 fn a_restart_that_cannot_execute_ends_supervision() {
     let p = with_restart(RestartPolicy::Always, 5, 100, 1000);
     let mut f = fake(&p);
-    let mut sv = Supervisor::start(&mut f, &p, 42);
+    let mut peak = MemoryPeak::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
     goes_on(sv.on_reaped(&mut f, 42, ExitKind::Exited(0)));
     f.spawn_result = Some(io::ErrorKind::NotFound);
     f.clock += 100 * MS;
@@ -301,7 +309,8 @@ fn a_restart_that_cannot_execute_ends_supervision() {
 fn between_restarts_signals_are_not_forwarded_and_sigterm_ends_supervision() {
     let p = with_restart(RestartPolicy::Always, 5, 100, 1000);
     let mut f = fake(&p);
-    let mut sv = Supervisor::start(&mut f, &p, 42);
+    let mut peak = MemoryPeak::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
     goes_on(sv.on_reaped(&mut f, 42, ExitKind::Exited(0)));
     let backoff = sv.state();
     clear(&mut f);
@@ -323,7 +332,8 @@ fn between_restarts_signals_are_not_forwarded_and_sigterm_ends_supervision() {
 fn an_orphan_is_reaped_without_affecting_the_runtime() {
     let p = with_restart(RestartPolicy::Always, 5, 100, 1000);
     let mut f = fake(&p);
-    let mut sv = Supervisor::start(&mut f, &p, 42);
+    let mut peak = MemoryPeak::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
     clear(&mut f);
     goes_on(sv.on_reaped(&mut f, 100, ExitKind::Exited(0)));
     goes_on(sv.on_reaped(&mut f, 101, ExitKind::Signaled(9)));
@@ -334,7 +344,8 @@ fn an_orphan_is_reaped_without_affecting_the_runtime() {
     goes_on(sv.on_reaped(&mut f, 102, ExitKind::Exited(1)));
     assert_eq!(sv.state(), stopping);
     let p = with_restart(RestartPolicy::Always, 5, 100, 1000);
-    let mut sv = Supervisor::start(&mut f, &p, 42);
+    let mut peak = MemoryPeak::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
     goes_on(sv.on_reaped(&mut f, 42, ExitKind::Exited(0)));
     let backoff = sv.state();
     clear(&mut f);
@@ -348,7 +359,8 @@ fn an_orphan_is_reaped_without_affecting_the_runtime() {
 fn reap_takes_every_ended_child_then_goes_on() {
     let p = prepared(config());
     let mut f = fake(&p);
-    let mut sv = Supervisor::start(&mut f, &p, 42);
+    let mut peak = MemoryPeak::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
     f.waits = vec![
         Waited::Reaped(100, ExitKind::Exited(0)),
         Waited::Reaped(101, ExitKind::Exited(0)),
@@ -365,7 +377,8 @@ fn reap_takes_every_ended_child_then_goes_on() {
 fn no_children_left_is_a_vanished_runtime_unless_it_is_between_restarts() {
     let p = prepared(config());
     let mut f = fake(&p);
-    let mut sv = Supervisor::start(&mut f, &p, 42);
+    let mut peak = MemoryPeak::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
     f.waits = vec![Waited::NoChildren].into();
     assert_eq!(
         failed(sv.reap(&mut f)),
@@ -373,7 +386,8 @@ fn no_children_left_is_a_vanished_runtime_unless_it_is_between_restarts() {
     );
 
     let p = with_restart(RestartPolicy::Always, 5, 100, 1000);
-    let mut sv = Supervisor::start(&mut f, &p, 42);
+    let mut peak = MemoryPeak::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
     f.waits = vec![Waited::Reaped(42, ExitKind::Exited(0)), Waited::NoChildren].into();
     goes_on(sv.reap(&mut f));
     assert!(matches!(sv.state(), State::Backoff { .. }));
@@ -383,7 +397,8 @@ fn no_children_left_is_a_vanished_runtime_unless_it_is_between_restarts() {
 fn a_failed_wait_ends_supervision() {
     let p = prepared(config());
     let mut f = fake(&p);
-    let mut sv = Supervisor::start(&mut f, &p, 42);
+    let mut peak = MemoryPeak::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
     f.wait_error = Some(io::ErrorKind::InvalidInput);
     let msg = failed(sv.reap(&mut f));
     assert!(msg.starts_with("wait failed: "), "{msg}");
@@ -394,7 +409,8 @@ fn readiness_reached_prints_runtime_ready_once_then_stops_probing() {
     let p = with_tcp_readiness(1000);
     let mut f = fake(&p);
     f.tcp_ready_after = 2;
-    let mut sv = Supervisor::start(&mut f, &p, 42);
+    let mut peak = MemoryPeak::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
     assert_eq!(f.lines("stratos-phase runtime_ready").len(), 0);
     assert_eq!(sv.timeout_ms(f.clock), READINESS_POLL_MS);
     for _ in 0..2 {
@@ -422,7 +438,8 @@ fn readiness_reached_prints_runtime_ready_once_then_stops_probing() {
 fn without_a_readiness_check_the_runtime_is_ready_at_start() {
     let p = prepared(config());
     let mut f = fake(&p);
-    let mut sv = Supervisor::start(&mut f, &p, 42);
+    let mut peak = MemoryPeak::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
     assert_eq!(f.lines("stratos-phase runtime_ready").len(), 1);
     assert_eq!(sv.timeout_ms(f.clock), IDLE_WAKE_MS);
     goes_on(tick(&mut sv, &mut f));
@@ -435,7 +452,8 @@ fn a_runtime_late_to_be_ready_gets_one_warning_and_is_still_probed() {
     let p = with_tcp_readiness(1000);
     let mut f = fake(&p);
     f.tcp_ready_after = u32::MAX;
-    let mut sv = Supervisor::start(&mut f, &p, 42);
+    let mut peak = MemoryPeak::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
     let deadline = f.clock + 1000 * MS;
     f.clock = deadline;
     goes_on(tick(&mut sv, &mut f));
@@ -460,7 +478,8 @@ fn readiness_is_not_probed_between_restarts() {
     });
     let mut f = fake(&p);
     f.tcp_ready_after = u32::MAX;
-    let mut sv = Supervisor::start(&mut f, &p, 42);
+    let mut peak = MemoryPeak::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
     goes_on(sv.on_reaped(&mut f, 42, ExitKind::Exited(0)));
     // Waiting out the back-off, not polling for readiness.
     assert_eq!(sv.timeout_ms(f.clock), 100);
