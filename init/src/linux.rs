@@ -506,46 +506,28 @@ impl Sys for LinuxSys {
         }
     }
 
-    fn seccomp_audit_records(&mut self) -> Vec<String> {
-        if self.kmsg.is_none() {
-            let Ok(fd) = rustix::fs::open(
-                "/dev/kmsg",
-                rustix::fs::OFlags::RDONLY
-                    | rustix::fs::OFlags::NONBLOCK
-                    | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            ) else {
-                return Vec::new();
-            };
-            let _ = rustix::fs::seek(&fd, rustix::fs::SeekFrom::End(0));
-            self.kmsg = Some(fd);
-        }
-        let Some(fd) = &self.kmsg else {
-            return Vec::new();
+    fn seccomp_audit_records(&mut self, out: &mut Vec<String>) -> io::Result<()> {
+        let fd = match self.kmsg.take() {
+            Some(fd) => fd,
+            None => open_kmsg_at_end()?,
         };
-        let mut out = Vec::new();
+        let fd = self.kmsg.insert(fd);
         let mut buf = vec![0u8; 8192];
         loop {
-            match rustix::io::read(fd, &mut buf) {
-                Ok(0) => break,
+            match rustix::io::read(&*fd, &mut buf) {
+                // Every new record was read.
+                Ok(0) | Err(rustix::io::Errno::AGAIN) => return Ok(()),
                 Ok(n) => {
-                    let rec = String::from_utf8_lossy(&buf[..n]);
-                    // "pri,seq,usec,flags;message\n continuation lines"
-                    let msg = rec
-                        .split_once(';')
-                        .map_or(rec.as_ref(), |(_, m)| m)
-                        .lines()
-                        .next()
-                        .unwrap_or("");
-                    if msg.contains("type=1326") {
+                    if let Some(msg) = seccomp_record(&String::from_utf8_lossy(&buf[..n])) {
                         out.push(msg.to_owned());
                     }
                 }
-                Err(rustix::io::Errno::PIPE) => continue, // records were overwritten; keep reading
-                Err(_) => break,
+                // Records were overwritten before we read them: the next read goes on from the
+                // oldest one left. INTR: nothing was read; read again.
+                Err(rustix::io::Errno::PIPE | rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
             }
         }
-        out
     }
 
     fn sleep_ms(&mut self, ms: u64) {
@@ -565,6 +547,30 @@ impl Sys for LinuxSys {
             std::thread::sleep(std::time::Duration::from_secs(3600));
         }
     }
+}
+
+/// Opens the kernel log for reading, non-blocking, positioned after the records already there
+/// (the runtime starts after this; earlier records are not its).
+fn open_kmsg_at_end() -> io::Result<OwnedFd> {
+    let fd = rustix::fs::open(
+        "/dev/kmsg",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    rustix::fs::seek(&fd, rustix::fs::SeekFrom::End(0))?;
+    Ok(fd)
+}
+
+/// The message of a `/dev/kmsg` record (`pri,seq,usec,flags;message` then continuation lines)
+/// if it reports a seccomp decision (audit type 1326).
+pub(crate) fn seccomp_record(record: &str) -> Option<&str> {
+    let msg = record
+        .split_once(';')
+        .map_or(record, |(_, m)| m)
+        .lines()
+        .next()
+        .unwrap_or("");
+    msg.contains("type=1326").then_some(msg)
 }
 
 /// Decodes a BPF program: 8-byte records of (u16 code, u8 jt, u8 jf, u32 k), little endian.

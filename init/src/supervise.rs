@@ -69,6 +69,8 @@ pub struct Supervisor<'a> {
     ready_deadline: u64,
     late_warned: bool,
     peak: &'a mut MemoryPeak,
+    /// Seccomp log mode: the kernel's audit records are forwarded (until the log fails).
+    audit: bool,
 }
 
 impl<'a> Supervisor<'a> {
@@ -93,6 +95,7 @@ impl<'a> Supervisor<'a> {
             ready_deadline,
             late_warned: false,
             peak,
+            audit: p.seccomp_log,
         }
     }
 
@@ -231,10 +234,8 @@ impl<'a> Supervisor<'a> {
     /// deadline; readiness is checked until reached.
     pub fn on_tick<S: Sys>(&mut self, sys: &mut S, now: u64) -> Step {
         self.peak.tick(sys, now);
-        if self.p.seccomp_log {
-            for rec in sys.seccomp_audit_records() {
-                log(sys, &format!("seccomp-log: {rec}"));
-            }
+        if self.audit {
+            self.forward_audit_records(sys);
         }
         match self.state {
             State::Backoff { at } if now >= at => {
@@ -270,6 +271,25 @@ impl<'a> Supervisor<'a> {
             self.check_readiness(sys, now);
         }
         ControlFlow::Continue(())
+    }
+
+    /// Prints the new seccomp audit records as `seccomp-log:` lines. A kernel log that cannot
+    /// be read is one warning, then no more reading.
+    fn forward_audit_records<S: Sys>(&mut self, sys: &mut S) {
+        let mut records = Vec::new();
+        let read = sys.seccomp_audit_records(&mut records);
+        for rec in records {
+            log(sys, &format!("seccomp-log: {rec}"));
+        }
+        if let Err(e) = read {
+            self.audit = false;
+            log(
+                sys,
+                &format!(
+                    "warning: cannot read seccomp audit records from /dev/kmsg: {e}; the calls the filter would deny are no longer reported"
+                ),
+            );
+        }
     }
 
     /// Probes readiness once: `runtime_ready` when reached, one warning when late.

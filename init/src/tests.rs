@@ -46,6 +46,11 @@ struct Fake {
     signals: VecDeque<Option<i32>>,
     /// Paths whose writes fail with this error.
     failing_writes: Vec<(String, io::ErrorKind)>,
+    /// Seccomp audit records, one batch per call.
+    audit: VecDeque<Vec<String>>,
+    /// What reading audit records fails with once `audit` is used up.
+    audit_error: Option<io::ErrorKind>,
+    audit_calls: u32,
     tcp_ready_after: u32,
     probes: u32,
     unreadable: Vec<String>,
@@ -68,6 +73,9 @@ impl Fake {
             wait_error: None,
             signals: VecDeque::new(),
             failing_writes: Vec::new(),
+            audit: VecDeque::new(),
+            audit_error: None,
+            audit_calls: 0,
             tcp_ready_after: 0,
             probes: 0,
             unreadable: Vec::new(),
@@ -180,8 +188,13 @@ MemAvailable:     480000 kB
     fn notified(&mut self) -> bool {
         true
     }
-    fn seccomp_audit_records(&mut self) -> Vec<String> {
-        Vec::new()
+    fn seccomp_audit_records(&mut self, out: &mut Vec<String>) -> io::Result<()> {
+        self.audit_calls += 1;
+        out.extend(self.audit.pop_front().unwrap_or_default());
+        match self.audit_error {
+            Some(k) if self.audit.is_empty() => Err(k.into()),
+            _ => Ok(()),
+        }
     }
     fn set_hostname(&mut self, _: &str) -> io::Result<()> {
         Ok(())

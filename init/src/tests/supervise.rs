@@ -490,3 +490,86 @@ fn readiness_is_not_probed_between_restarts() {
     goes_on(tick(&mut sv, &mut f));
     assert_eq!(f.probes, 1);
 }
+
+fn in_seccomp_log_mode() -> Prepared {
+    let mut p = prepared(config());
+    p.seccomp_log = true;
+    p
+}
+
+#[test]
+fn seccomp_audit_records_are_forwarded_in_log_mode() {
+    let p = in_seccomp_log_mode();
+    let mut f = fake(&p);
+    f.audit = vec![
+        vec![
+            "audit: type=1326 syscall=83".to_owned(),
+            "audit: type=1326 syscall=84".to_owned(),
+        ],
+        vec![],
+        vec!["audit: type=1326 syscall=85".to_owned()],
+    ]
+    .into();
+    let mut peak = MemoryPeak::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    clear(&mut f);
+    for _ in 0..3 {
+        goes_on(tick(&mut sv, &mut f));
+    }
+    assert_eq!(
+        f.console,
+        [
+            "stratos-init: seccomp-log: audit: type=1326 syscall=83",
+            "stratos-init: seccomp-log: audit: type=1326 syscall=84",
+            "stratos-init: seccomp-log: audit: type=1326 syscall=85",
+        ]
+    );
+}
+
+#[test]
+fn an_unreadable_kernel_log_is_one_warning_then_no_more_reading() {
+    let p = in_seccomp_log_mode();
+    let mut f = fake(&p);
+    f.audit = vec![vec!["audit: type=1326 syscall=83".to_owned()]].into();
+    f.audit_error = Some(io::ErrorKind::PermissionDenied);
+    let mut peak = MemoryPeak::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    clear(&mut f);
+    for _ in 0..3 {
+        goes_on(tick(&mut sv, &mut f));
+    }
+    // What was read before the failure is still printed, then the one warning.
+    assert_eq!(
+        f.console,
+        [
+            "stratos-init: seccomp-log: audit: type=1326 syscall=83",
+            "stratos-init: warning: cannot read seccomp audit records from /dev/kmsg: permission denied; the calls the filter would deny are no longer reported",
+        ]
+    );
+    assert_eq!(f.audit_calls, 1);
+    // The runtime is unaffected.
+    assert_eq!(sv.state(), State::Running { pid: 42 });
+}
+
+#[test]
+fn the_kernel_log_is_not_read_unless_in_seccomp_log_mode() {
+    let p = prepared(config());
+    let mut f = fake(&p);
+    let mut peak = MemoryPeak::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    goes_on(tick(&mut sv, &mut f));
+    assert_eq!(f.audit_calls, 0);
+}
+
+#[test]
+fn kmsg_records_keep_only_seccomp_decisions_first_line() {
+    use crate::linux::seccomp_record;
+    assert_eq!(
+        seccomp_record("5,1234,567890,-;audit: type=1326 audit(1.2:3): syscall=83\n SUBSYSTEM=x\n"),
+        Some("audit: type=1326 audit(1.2:3): syscall=83")
+    );
+    assert_eq!(
+        seccomp_record("6,1235,567891,-;virtio_net virtio0 eth0: link up\n"),
+        None
+    );
+}
