@@ -536,18 +536,33 @@ pub fn shutdown<S: Sys>(sys: &mut S, unmount: &[String]) {
                 sys.sleep_ms(10);
                 waited += 10;
             }
-            Ok(Waited::NoneReady) | Err(_) => {
-                sys.kill_all(SIGKILL);
-                while let Ok(Waited::Reaped(..)) = sys.wait(false) {}
+            Ok(Waited::NoneReady) => {
+                kill_remaining(sys);
+                break;
+            }
+            Err(e) => {
+                log(
+                    sys,
+                    &format!("warning: cannot wait for the remaining processes: {e}"),
+                );
+                kill_remaining(sys);
                 break;
             }
         }
     }
     sys.sync();
     for target in unmount.iter().rev() {
-        // Best effort: a busy mount stays; everything is in RAM anyway.
+        // Best effort, and harmless to ignore: these are tmpfs mounts (RAM, nothing to write
+        // back, synced above anyway) and the machine powers off next. A busy one just stays.
         let _ = sys.umount(target);
     }
+}
+
+/// SIGKILL to whatever is left, then reaps what already died. A process still dying, or a
+/// failed wait, changes nothing: the power-off that follows ends them all.
+fn kill_remaining<S: Sys>(sys: &mut S) {
+    sys.kill_all(SIGKILL);
+    while let Ok(Waited::Reaped(..)) = sys.wait(false) {}
 }
 
 /// The one warning a boot without entropy gets: what happens, why, and what to do.

@@ -473,6 +473,26 @@ fn stubborn_processes_get_sigkill_after_the_grace_period() {
 }
 
 #[test]
+fn a_failed_wait_at_shutdown_is_a_warning_then_sigkill() {
+    let mut f = Fake::new(&config());
+    f.waits = vec![Waited::Reaped(42, ExitKind::Exited(0))].into();
+    f.wait_error = Some(io::ErrorKind::InvalidInput);
+    let o = boot(&mut f);
+    assert_eq!(o, Outcome::Runtime(ExitKind::Exited(0)));
+    assert_eq!(
+        f.lines("stratos-init: warning:"),
+        ["stratos-init: warning: cannot wait for the remaining processes: invalid input parameter"]
+    );
+    let kills: Vec<&Call> = f
+        .calls
+        .iter()
+        .filter(|c| matches!(c, Call::Kill(_)))
+        .collect();
+    assert_eq!(kills, [&Call::Kill(15), &Call::Kill(9)]);
+    assert_eq!(f.console.last().unwrap(), "stratos-init: powering off");
+}
+
+#[test]
 fn zram_plan_writes_sysfs_in_order_then_swaps_on() {
     let z = Zram {
         size: ZramSize::PercentOfRam(50),
