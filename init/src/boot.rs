@@ -3,13 +3,12 @@
 use std::net::Ipv4Addr;
 
 use stratos_wire::{
-    InitConfig, Limits, Readiness, RestartPolicy, ZramSize, CONFIG_PATH, LOG_PREFIX, PHASE_PREFIX,
+    InitConfig, Limits, Readiness, ZramSize, CONFIG_PATH, LOG_PREFIX, PHASE_PREFIX,
 };
 
-use crate::sys::{
-    signal_name, ExitKind, Mount, MountFlags, Spawn, Sys, Waited, SIGCHLD, SIGHUP, SIGINT, SIGKILL,
-    SIGTERM, SIGUSR1, SIGUSR2,
-};
+use crate::error::{CgroupError, InitError, MountError, NetworkError, PeakError, ZramError};
+use crate::supervise::{describe, Supervisor};
+use crate::sys::{ExitKind, Mount, MountFlags, Spawn, Sys, Waited, SIGKILL, SIGTERM};
 
 /// How long leftover processes get between SIGTERM and SIGKILL at shutdown.
 pub const SHUTDOWN_GRACE_MS: u64 = 1000;
@@ -18,12 +17,12 @@ pub const CGROUP: &str = "/sys/fs/cgroup/runtime";
 pub const ZRAM_DEV: &str = "/dev/zram0";
 
 /// How the boot ended, before power-off.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Outcome {
     /// The runtime ran and ended (for the last time).
     Runtime(ExitKind),
-    /// The init could not get the runtime going; the message says why.
-    Fatal(String),
+    /// The init could not get the runtime going, or keep it going.
+    Fatal(InitError),
 }
 
 pub fn log<S: Sys>(sys: &mut S, msg: &str) {
@@ -96,25 +95,24 @@ pub fn cgroup_mount() -> Mount {
     m("cgroup2", "/sys/fs/cgroup", "cgroup2", HARD, "")
 }
 
-fn mount_all<S: Sys>(sys: &mut S, mounts: &[Mount]) -> Result<(), String> {
+fn mount_all<S: Sys>(sys: &mut S, mounts: &[Mount]) -> Result<(), MountError> {
     for mt in mounts {
         sys.mkdir_p(&mt.target, 0o755)
-            .map_err(|e| format!("cannot create mount point {}: {e}", mt.target))?;
-        sys.mount(mt).map_err(|e| {
-            format!(
-                "cannot mount {} ({}) on {}: {e}",
-                mt.source, mt.fstype, mt.target
-            )
+            .map_err(|source| MountError::MountPoint {
+                target: mt.target.clone(),
+                source,
+            })?;
+        sys.mount(mt).map_err(|source| MountError::Mount {
+            mount: mt.clone(),
+            source,
         })?;
     }
     Ok(())
 }
 
-fn read_config<S: Sys>(sys: &mut S) -> Result<InitConfig, String> {
-    let bytes = sys
-        .read_file(CONFIG_PATH)
-        .map_err(|e| format!("cannot read {CONFIG_PATH}: {e}"))?;
-    InitConfig::from_json(&bytes).map_err(|e| format!("{CONFIG_PATH}: {e}"))
+fn read_config<S: Sys>(sys: &mut S) -> Result<InitConfig, InitError> {
+    let bytes = sys.read_file(CONFIG_PATH).map_err(InitError::ReadConfig)?;
+    InitConfig::from_json(&bytes).map_err(InitError::BadConfig)
 }
 
 /// `MemTotal` from /proc/meminfo, in bytes.
@@ -128,26 +126,9 @@ pub fn meminfo_kib(meminfo: &str, field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// The runtime is ready: the phase, then how much memory the guest still has (what a root on
-/// disk saves against one in RAM shows here).
-fn ready<S: Sys>(sys: &mut S) {
-    phase(sys, "runtime_ready");
-    match sys.read_file("/proc/meminfo") {
-        Ok(m) => match meminfo_kib(&String::from_utf8_lossy(&m), "MemAvailable:") {
-            Some(kb) => log(sys, &format!("memory available {kb} KiB at runtime_ready")),
-            None => log(sys, "warning: /proc/meminfo has no MemAvailable"),
-        },
-        Err(e) => log(sys, &format!("warning: cannot read /proc/meminfo: {e}")),
-    }
-}
-
 /// The sysfs writes that configure zram0, in order.
 pub fn zram_plan(z: &stratos_wire::Zram, mem_total: u64) -> Vec<(String, String)> {
-    let bytes = match z.size {
-        ZramSize::Bytes(b) => b,
-        ZramSize::PercentOfRam(p) => mem_total / 100 * u64::from(p),
-    };
-    let bytes = bytes / 4096 * 4096;
+    let bytes = zram_bytes(z, mem_total);
     vec![
         (
             "/sys/block/zram0/comp_algorithm".into(),
@@ -155,6 +136,15 @@ pub fn zram_plan(z: &stratos_wire::Zram, mem_total: u64) -> Vec<(String, String)
         ),
         ("/sys/block/zram0/disksize".into(), bytes.to_string()),
     ]
+}
+
+/// The size of zram0 in bytes: the profile's size, whole pages.
+pub fn zram_bytes(z: &stratos_wire::Zram, mem_total: u64) -> u64 {
+    let bytes = match z.size {
+        ZramSize::Bytes(b) => b,
+        ZramSize::PercentOfRam(p) => mem_total / 100 * u64::from(p),
+    };
+    bytes / 4096 * 4096
 }
 
 /// The first page of a Linux swap area (`mkswap`): version 1, the last usable page, no bad
@@ -168,23 +158,24 @@ pub fn swap_header(bytes: u64) -> Vec<u8> {
     page
 }
 
-fn setup_zram<S: Sys>(sys: &mut S, z: &stratos_wire::Zram) -> Result<(), String> {
+fn setup_zram<S: Sys>(sys: &mut S, z: &stratos_wire::Zram) -> Result<(), ZramError> {
     let meminfo = sys
         .read_file("/proc/meminfo")
-        .map_err(|e| format!("cannot read /proc/meminfo: {e}"))?;
-    let total =
-        mem_total(&String::from_utf8_lossy(&meminfo)).ok_or("no MemTotal in /proc/meminfo")?;
-    let plan = zram_plan(z, total);
-    for (path, value) in &plan {
-        sys.write_file(path, value.as_bytes()).map_err(|e| {
-            format!("cannot write {value} to {path}: {e} (is zram built in or its module loaded?)")
-        })?;
+        .map_err(ZramError::ReadMeminfo)?;
+    let total = mem_total(&String::from_utf8_lossy(&meminfo)).ok_or(ZramError::NoMemTotal)?;
+    for (path, value) in zram_plan(z, total) {
+        sys.write_file(&path, value.as_bytes())
+            .map_err(|source| ZramError::Write {
+                path,
+                value,
+                source,
+            })?;
     }
-    let size: u64 = plan[1].1.parse().unwrap_or(0);
+    let size = zram_bytes(z, total);
     sys.write_file(ZRAM_DEV, &swap_header(size))
-        .map_err(|e| format!("cannot write the swap signature to {ZRAM_DEV}: {e}"))?;
+        .map_err(ZramError::SwapSignature)?;
     sys.swapon(ZRAM_DEV, z.priority)
-        .map_err(|e| format!("swapon {ZRAM_DEV}: {e}"))?;
+        .map_err(ZramError::Swapon)?;
     log(
         sys,
         &format!(
@@ -250,98 +241,113 @@ pub fn cgroup_plan(l: &Limits) -> Vec<(String, String)> {
     out
 }
 
-/// Mounts cgroup2 and creates the runtime's cgroup with its limits. Returns whether the cgroup
-/// exists. A limit that cannot be applied is fatal; a missing cgroup without limits is not.
-fn setup_cgroup<S: Sys>(sys: &mut S, l: &Limits) -> Result<bool, String> {
+/// What [`setup_cgroup`] made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cgroup {
+    /// [`CGROUP`] exists: the runtime starts in it.
+    pub made: bool,
+    /// It has the memory controller, so its `memory.peak` can be read.
+    pub memory: bool,
+}
+
+/// Mounts cgroup2 and creates the runtime's cgroup with its limits. A limit that cannot be
+/// applied is fatal; a missing cgroup without limits is a warning.
+fn setup_cgroup<S: Sys>(sys: &mut S, l: &Limits) -> Result<Cgroup, InitError> {
     let wanted = !l.is_empty();
-    let made = mount_all(sys, &[cgroup_mount()]).and_then(|_| {
-        sys.mkdir_p(CGROUP, 0o755)
-            .map_err(|e| format!("cannot create {CGROUP}: {e}"))
-    });
-    if let Err(e) = made {
+    if let Err(e) = make_cgroup(sys) {
         if wanted {
-            return Err(format!("{e} (needed for the runtime's limits)"));
+            return Err(InitError::CgroupForLimits(e));
         }
         log(sys, &format!("warning: no cgroup for the runtime: {e}"));
-        return Ok(false);
+        return Ok(Cgroup::default());
     }
-    // The memory controller also gives memory.peak at shutdown when available.
+    let mut memory = l.memory_max.is_some() || l.memory_high.is_some();
+    // Without limits the memory controller is still enabled, for memory.peak.
     if !wanted {
-        let _ = sys.write_file("/sys/fs/cgroup/cgroup.subtree_control", b"+memory");
+        match sys.write_file("/sys/fs/cgroup/cgroup.subtree_control", b"+memory") {
+            Ok(()) => memory = true,
+            Err(e) => log(
+                sys,
+                &format!(
+                    "warning: cannot enable the memory controller for the runtime's cgroup: {e}; its memory peak will not be reported"
+                ),
+            ),
+        }
     }
     for (path, value) in cgroup_plan(l) {
         sys.write_file(&path, value.as_bytes())
-            .map_err(|e| format!("cannot write {value} to {path}: {e}"))?;
+            .map_err(|source| InitError::CgroupLimit {
+                path,
+                value,
+                source,
+            })?;
     }
-    Ok(true)
+    Ok(Cgroup { made: true, memory })
 }
 
-fn setup_network<S: Sys>(sys: &mut S, cfg: &InitConfig) -> Result<(), String> {
-    sys.link_up("lo")
-        .map_err(|e| format!("cannot bring up lo: {e}"))?;
-    if let Some(n) = &cfg.network {
-        let addr: Ipv4Addr = n
-            .address
+/// Mounts cgroup2 and creates the runtime's cgroup.
+fn make_cgroup<S: Sys>(sys: &mut S) -> Result<(), CgroupError> {
+    mount_all(sys, &[cgroup_mount()]).map_err(CgroupError::Mount)?;
+    sys.mkdir_p(CGROUP, 0o755).map_err(CgroupError::Create)
+}
+
+fn link_up<S: Sys>(sys: &mut S, interface: &str) -> Result<(), NetworkError> {
+    sys.link_up(interface)
+        .map_err(|source| NetworkError::LinkUp {
+            interface: interface.to_owned(),
+            source,
+        })
+}
+
+fn setup_network<S: Sys>(sys: &mut S, cfg: &InitConfig) -> Result<(), NetworkError> {
+    link_up(sys, "lo")?;
+    let Some(n) = &cfg.network else {
+        return Ok(());
+    };
+    // The parse errors say no more than "invalid IPv4 address syntax": the value is the news.
+    let addr: Ipv4Addr = n
+        .address
+        .parse()
+        .map_err(|_| NetworkError::BadAddress(n.address.clone()))?;
+    sys.set_address(&n.interface, addr, n.prefix_len)
+        .map_err(|source| NetworkError::SetAddress {
+            address: n.address.clone(),
+            prefix_len: n.prefix_len,
+            interface: n.interface.clone(),
+            source,
+        })?;
+    link_up(sys, &n.interface)?;
+    if let Some(gw) = &n.gateway {
+        let gateway: Ipv4Addr = gw
             .parse()
-            .map_err(|_| format!("bad address {:?} in the config", n.address))?;
-        sys.set_address(&n.interface, addr, n.prefix_len)
-            .map_err(|e| {
-                format!(
-                    "cannot set {}/{} on {}: {e}",
-                    n.address, n.prefix_len, n.interface
-                )
-            })?;
-        sys.link_up(&n.interface)
-            .map_err(|e| format!("cannot bring up {}: {e}", n.interface))?;
-        if let Some(gw) = &n.gateway {
-            let gw: Ipv4Addr = gw
-                .parse()
-                .map_err(|_| format!("bad gateway {gw:?} in the config"))?;
-            sys.add_default_route(gw)
-                .map_err(|e| format!("cannot add a default route via {gw}: {e}"))?;
-        }
+            .map_err(|_| NetworkError::BadGateway(gw.clone()))?;
+        sys.add_default_route(gateway)
+            .map_err(|source| NetworkError::Route { gateway, source })?;
     }
     Ok(())
 }
 
 /// Everything the runtime needs to (re)start.
-struct Prepared {
-    cfg: InitConfig,
-    cgroup: bool,
-    seccomp: Option<Vec<u8>>,
+pub struct Prepared {
+    pub cfg: InitConfig,
+    pub cgroup: Cgroup,
+    /// The seccomp filter to install, as read from the image.
+    pub seccomp: Option<Vec<u8>>,
+    /// The seccomp filter only logs (`mode = "log"`): its audit records are forwarded.
+    pub seccomp_log: bool,
 }
 
 /// Brings the system up to the point where the runtime can start.
-fn prepare<S: Sys>(sys: &mut S) -> Result<Prepared, String> {
+fn prepare<S: Sys>(sys: &mut S) -> Result<Prepared, InitError> {
     mount_all(sys, &early_mounts())?;
     let cfg = read_config(sys)?;
     mount_all(sys, &config_mounts(&cfg))?;
     let cgroup = setup_cgroup(sys, &cfg.limits)?;
     phase(sys, "mounts_done");
-    if let Err(e) = sys.set_hostname(&cfg.hostname) {
-        log(
-            sys,
-            &format!(
-                "warning: cannot set the hostname to {:?}: {e}",
-                cfg.hostname
-            ),
-        );
-    }
-    for module in &cfg.modules {
-        sys.load_module(&module.path, &module.params).map_err(|e| {
-            format!(
-                "cannot load kernel module {} ({}): {e}",
-                module.name, module.path
-            )
-        })?;
-    }
+    set_hostname(sys, &cfg.hostname);
+    load_modules(sys, &cfg.modules)?;
     if let Some(z) = &cfg.zram {
-        if let Err(e) = setup_zram(sys, z) {
-            if z.required {
-                return Err(format!("zram: {e} (the profile says required = true)"));
-            }
-            log(sys, &format!("warning: zram: {e}; continuing without swap"));
-        }
+        setup_zram_unless_optional(sys, z)?;
     }
     phase(sys, "zram_ready");
     if !cfg.preload.is_empty() {
@@ -350,27 +356,73 @@ fn prepare<S: Sys>(sys: &mut S) -> Result<Prepared, String> {
     phase(sys, "preload_started");
     apply_sysctl(sys, &cfg);
     setup_network(sys, &cfg)?;
-    let seccomp = match &cfg.seccomp {
-        None => None,
-        Some(s) => Some(sys.read_file(&s.filter).map_err(|e| {
-            format!(
-                "cannot read the seccomp filter {}: {e}; refusing to start the runtime unfiltered",
-                s.filter
-            )
-        })?),
-    };
+    let seccomp = read_seccomp_filter(sys, &cfg)?;
     if cfg.read_only_root {
-        sys.remount_root_ro()
-            .map_err(|e| format!("cannot remount / read-only: {e}"))?;
+        sys.remount_root_ro().map_err(InitError::RemountRo)?;
     }
+    let seccomp_log = cfg.seccomp.as_ref().is_some_and(|s| s.mode == "log");
     Ok(Prepared {
         cfg,
         cgroup,
         seccomp,
+        seccomp_log,
     })
 }
 
-fn spawn_runtime<S: Sys>(sys: &mut S, p: &Prepared) -> Result<u32, String> {
+/// A hostname that cannot be set is only a warning.
+fn set_hostname<S: Sys>(sys: &mut S, hostname: &str) {
+    if let Err(e) = sys.set_hostname(hostname) {
+        log(
+            sys,
+            &format!("warning: cannot set the hostname to {hostname:?}: {e}"),
+        );
+    }
+}
+
+fn load_modules<S: Sys>(sys: &mut S, modules: &[stratos_wire::Module]) -> Result<(), InitError> {
+    for module in modules {
+        sys.load_module(&module.path, &module.params)
+            .map_err(|source| InitError::Module {
+                name: module.name.clone(),
+                path: module.path.clone(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// zram that fails is fatal only when the profile requires it; otherwise a warning.
+fn setup_zram_unless_optional<S: Sys>(
+    sys: &mut S,
+    z: &stratos_wire::Zram,
+) -> Result<(), InitError> {
+    match setup_zram(sys, z) {
+        Ok(()) => Ok(()),
+        Err(e) if z.required => Err(InitError::ZramRequired(e)),
+        Err(e) => {
+            log(sys, &format!("warning: zram: {e}; continuing without swap"));
+            Ok(())
+        }
+    }
+}
+
+/// The seccomp filter the config names; the runtime never starts unfiltered in its place.
+fn read_seccomp_filter<S: Sys>(
+    sys: &mut S,
+    cfg: &InitConfig,
+) -> Result<Option<Vec<u8>>, InitError> {
+    let Some(s) = &cfg.seccomp else {
+        return Ok(None);
+    };
+    sys.read_file(&s.filter)
+        .map(Some)
+        .map_err(|source| InitError::SeccompFilter {
+            path: s.filter.clone(),
+            source,
+        })
+}
+
+pub fn spawn_runtime<S: Sys>(sys: &mut S, p: &Prepared) -> Result<u32, InitError> {
     let rt = &p.cfg.runtime;
     let procs = format!("{CGROUP}/cgroup.procs");
     let spawn = Spawn {
@@ -379,230 +431,30 @@ fn spawn_runtime<S: Sys>(sys: &mut S, p: &Prepared) -> Result<u32, String> {
         cwd: &rt.cwd,
         uid: rt.uid,
         gid: rt.gid,
-        cgroup_procs: p.cgroup.then_some(procs.as_str()),
+        cgroup_procs: p.cgroup.made.then_some(procs.as_str()),
         notify: matches!(p.cfg.readiness, Some(Readiness::Notify { .. })),
         null_stdio: p.cfg.stdio == stratos_wire::Stdio::Null,
         seccomp: p.seccomp.as_deref(),
-        seccomp_log: p.cfg.seccomp.as_ref().is_some_and(|s| s.mode == "log"),
+        seccomp_log: p.seccomp_log,
     };
-    sys.spawn(&spawn).map_err(|e| {
-        format!(
-            "cannot execute the runtime {}: {e}",
-            rt.argv.first().map_or("(empty argv)", String::as_str)
-        )
+    sys.spawn(&spawn).map_err(|source| InitError::Spawn {
+        program: rt
+            .argv
+            .first()
+            .map_or("(empty argv)", String::as_str)
+            .to_owned(),
+        source,
     })
 }
 
-pub fn describe(how: ExitKind) -> String {
-    match how {
-        ExitKind::Exited(code) => format!("runtime exited with status {code}"),
-        ExitKind::Signaled(sig) => format!("runtime killed by signal {sig} ({})", signal_name(sig)),
-    }
-}
-
-/// Whether to restart after the runtime ended `how`, having restarted `done` times already;
-/// `Some(delay_ms)` with the capped exponential backoff if so.
-pub fn restart_delay(r: &stratos_wire::Restart, how: ExitKind, done: u32) -> Option<u64> {
-    let wanted = match r.policy {
-        RestartPolicy::Never => false,
-        RestartPolicy::OnFailure => !how.success(),
-        RestartPolicy::Always => true,
-    };
-    if !wanted || done >= r.max_restarts {
-        return None;
-    }
-    let factor = 1u64.checked_shl(done).unwrap_or(u64::MAX);
-    Some(
-        r.backoff_initial_ms
-            .saturating_mul(factor)
-            .min(r.backoff_max_ms),
-    )
-}
-
-/// The state of the runtime while supervising.
-enum Runtime {
-    Running(u32),
-    /// Waiting to restart at this time.
-    Backoff(u64),
-}
-
-/// Whole milliseconds from `now` until `at` (nanoseconds), rounded up, at least 1.
-fn ms_until(now: u64, at: u64) -> u64 {
-    at.saturating_sub(now).div_ceil(1_000_000).max(1)
-}
-
-fn forward<S: Sys>(sys: &mut S, pid: u32, sig: i32) {
-    if let Err(e) = sys.kill(pid, sig) {
-        log(
-            sys,
-            &format!(
-                "warning: cannot send {} to the runtime (pid {pid}): {e}",
-                signal_name(sig)
-            ),
-        );
-    }
-}
-
-/// Supervises the runtime until it ends for good: forwards signals, reaps everything, checks
-/// readiness, restarts per policy, stops it gracefully on SIGTERM/SIGINT.
-fn supervise<S: Sys>(sys: &mut S, p: &Prepared, first: u32) -> Result<ExitKind, String> {
-    let cfg = &p.cfg;
-    let mut state = Runtime::Running(first);
-    let mut restarts = 0u32;
-    let mut ready = cfg.readiness.is_none();
-    if ready {
-        self::ready(sys);
-    }
-    let start = sys.now_ns();
-    let readiness_deadline = match &cfg.readiness {
-        Some(Readiness::Tcp { timeout_ms, .. }) | Some(Readiness::Notify { timeout_ms }) => {
-            start + timeout_ms.saturating_mul(1_000_000)
-        }
-        None => u64::MAX,
-    };
-    let mut readiness_reported = false;
-    let mut peak = PeakReporter::default();
-    // Set once SIGTERM/SIGINT arrived: (deadline for the runtime, whether SIGKILL was sent).
-    let mut stopping: Option<(u64, bool)> = None;
-    loop {
-        let now = sys.now_ns();
-        // What to wait for next.
-        let mut timeout_ms = 1000;
-        if !ready && matches!(state, Runtime::Running(_)) {
-            timeout_ms = 5;
-        }
-        if let Runtime::Backoff(at) = state {
-            timeout_ms = timeout_ms.min(ms_until(now, at));
-        }
-        if let Some((deadline, false)) = stopping {
-            timeout_ms = timeout_ms.min(ms_until(now, deadline));
-        }
-        let sig = sys.wait_signal(timeout_ms);
-        match sig {
-            Some(s @ (SIGTERM | SIGINT)) => {
-                if let Runtime::Running(pid) = state {
-                    forward(sys, pid, s);
-                    log(
-                        sys,
-                        &format!(
-                            "received {}; forwarded to the runtime, stopping",
-                            signal_name(s)
-                        ),
-                    );
-                    if stopping.is_none() {
-                        stopping = Some((
-                            sys.now_ns() + cfg.stop_timeout_ms.saturating_mul(1_000_000),
-                            false,
-                        ));
-                    }
-                } else {
-                    log(
-                        sys,
-                        &format!(
-                            "received {} while the runtime is not running; stopping",
-                            signal_name(s)
-                        ),
-                    );
-                    return Err(format!(
-                        "stopped by {} before the runtime could restart",
-                        signal_name(s)
-                    ));
-                }
-            }
-            Some(s @ (SIGHUP | SIGUSR1 | SIGUSR2)) => {
-                if let Runtime::Running(pid) = state {
-                    forward(sys, pid, s);
-                    log(
-                        sys,
-                        &format!("received {}; forwarded to the runtime", signal_name(s)),
-                    );
-                }
-            }
-            Some(SIGCHLD) | Some(_) | None => {}
-        }
-        // Reap everything that has ended (orphans included).
-        loop {
-            match sys.wait(false) {
-                Ok(Waited::Reaped(pid, how)) => {
-                    if matches!(state, Runtime::Running(r) if r == pid) {
-                        if stopping.is_some() {
-                            return Ok(how);
-                        }
-                        match restart_delay(&cfg.restart, how, restarts) {
-                            None => return Ok(how),
-                            Some(delay) => {
-                                restarts += 1;
-                                log(
-                                    sys,
-                                    &format!(
-                                        "restart {restarts} of {} in {delay} ms: {}",
-                                        cfg.restart.max_restarts,
-                                        describe(how)
-                                    ),
-                                );
-                                state = Runtime::Backoff(sys.now_ns() + delay * 1_000_000);
-                            }
-                        }
-                    }
-                }
-                Ok(Waited::NoChildren) if matches!(state, Runtime::Running(_)) => {
-                    return Err("the runtime disappeared without being reaped".into());
-                }
-                Ok(Waited::NoneReady) | Ok(Waited::NoChildren) => break,
-                Err(e) => return Err(format!("wait failed: {e}")),
-            }
-        }
-        let now = sys.now_ns();
-        if p.cgroup {
-            peak.maybe_report(sys, now);
-        }
-        if cfg.seccomp.as_ref().is_some_and(|s| s.mode == "log") {
-            for rec in sys.seccomp_audit_records() {
-                log(sys, &format!("seccomp-log: {rec}"));
-            }
-        }
-        if let Runtime::Backoff(at) = state {
-            if now >= at {
-                let pid = spawn_runtime(sys, p)?;
-                log(sys, &format!("restarted runtime as pid {pid}"));
-                state = Runtime::Running(pid);
-            }
-        }
-        if let (Some((deadline, false)), Runtime::Running(pid)) = (stopping, &state) {
-            if now >= deadline {
-                log(
-                    sys,
-                    &format!(
-                        "the runtime did not stop within {} ms; sending SIGKILL",
-                        cfg.stop_timeout_ms
-                    ),
-                );
-                forward(sys, *pid, SIGKILL);
-                stopping = Some((deadline, true));
-            }
-        }
-        if !ready {
-            if let Runtime::Running(_) = state {
-                let ok = match &cfg.readiness {
-                    Some(Readiness::Tcp { port, .. }) => sys.tcp_probe(*port),
-                    Some(Readiness::Notify { .. }) => sys.notified(),
-                    None => true,
-                };
-                if ok {
-                    ready = true;
-                    self::ready(sys);
-                } else if now > readiness_deadline && !readiness_reported {
-                    readiness_reported = true;
-                    log(sys, "warning: the runtime is not ready within its readiness timeout; still waiting");
-                }
-            }
-        }
-    }
-}
-
-fn read_peak<S: Sys>(sys: &mut S) -> Option<u64> {
-    let b = sys.read_file(&format!("{CGROUP}/memory.peak")).ok()?;
-    String::from_utf8_lossy(&b).trim().parse::<u64>().ok()
+fn read_peak<S: Sys>(sys: &mut S) -> Result<u64, PeakError> {
+    let b = sys
+        .read_file(&format!("{CGROUP}/memory.peak"))
+        .map_err(PeakError::Read)?;
+    let text = String::from_utf8_lossy(&b);
+    let text = text.trim();
+    text.parse()
+        .map_err(|_| PeakError::NotANumber(text.to_owned()))
 }
 
 fn log_peak<S: Sys>(sys: &mut S, n: u64) {
@@ -615,33 +467,60 @@ fn log_peak<S: Sys>(sys: &mut S, n: u64) {
     );
 }
 
-/// While the runtime runs, reports its memory high-water mark about once a second when it grew
-/// by 5% or more, so a harness that stops the VM still has a recent value.
-#[derive(Default)]
-struct PeakReporter {
+/// The runtime's memory high-water mark, `memory.peak` of its cgroup: reported about once a
+/// second while the runtime runs when it grew by 5% or more (so a harness that stops the VM
+/// still has a recent value), and once at the end. A peak that cannot be read is one warning.
+#[derive(Debug, Default)]
+pub struct MemoryPeak {
+    /// The runtime's cgroup has the memory controller: the file should be there.
+    expected: bool,
     last_check: u64,
     reported: u64,
+    /// Reading it failed, and the warning was printed.
+    failed: bool,
 }
 
-impl PeakReporter {
-    fn maybe_report<S: Sys>(&mut self, sys: &mut S, now: u64) {
-        if now.saturating_sub(self.last_check) < 1_000_000_000 {
+impl MemoryPeak {
+    pub fn new(cgroup: Cgroup) -> Self {
+        MemoryPeak {
+            expected: cgroup.made && cgroup.memory,
+            ..MemoryPeak::default()
+        }
+    }
+
+    /// While the runtime runs (`now`, ns).
+    pub fn tick<S: Sys>(&mut self, sys: &mut S, now: u64) {
+        if !self.expected || self.failed || now.saturating_sub(self.last_check) < 1_000_000_000 {
             return;
         }
         self.last_check = now;
-        if let Some(n) = read_peak(sys) {
-            if n > self.reported + self.reported / 20 {
+        match read_peak(sys) {
+            Ok(n) if n > self.reported + self.reported / 20 => {
                 self.reported = n;
                 log_peak(sys, n);
             }
+            Ok(_) => {}
+            Err(e) => self.warn(sys, &e),
         }
     }
-}
 
-/// Reports the runtime's memory high-water mark from its cgroup.
-fn report_memory<S: Sys>(sys: &mut S) {
-    if let Some(n) = read_peak(sys) {
-        log_peak(sys, n);
+    /// At the end of the boot, whatever ended it.
+    pub fn report<S: Sys>(&mut self, sys: &mut S) {
+        match read_peak(sys) {
+            Ok(n) => log_peak(sys, n),
+            Err(e) if self.expected && !self.failed => self.warn(sys, &e),
+            // Nothing to miss: no cgroup with the memory controller was made for a runtime (the
+            // boot may have failed before), or the failure was already reported.
+            Err(_) => {}
+        }
+    }
+
+    fn warn<S: Sys>(&mut self, sys: &mut S, e: &PeakError) {
+        self.failed = true;
+        log(
+            sys,
+            &format!("warning: no memory peak for the runtime: {e}"),
+        );
     }
 }
 
@@ -657,18 +536,33 @@ pub fn shutdown<S: Sys>(sys: &mut S, unmount: &[String]) {
                 sys.sleep_ms(10);
                 waited += 10;
             }
-            Ok(Waited::NoneReady) | Err(_) => {
-                sys.kill_all(SIGKILL);
-                while let Ok(Waited::Reaped(..)) = sys.wait(false) {}
+            Ok(Waited::NoneReady) => {
+                kill_remaining(sys);
+                break;
+            }
+            Err(e) => {
+                log(
+                    sys,
+                    &format!("warning: cannot wait for the remaining processes: {e}"),
+                );
+                kill_remaining(sys);
                 break;
             }
         }
     }
     sys.sync();
     for target in unmount.iter().rev() {
-        // Best effort: a busy mount stays; everything is in RAM anyway.
+        // Best effort, and harmless to ignore: these are tmpfs mounts (RAM, nothing to write
+        // back, synced above anyway) and the machine powers off next. A busy one just stays.
         let _ = sys.umount(target);
     }
+}
+
+/// SIGKILL to whatever is left, then reaps what already died. A process still dying, or a
+/// failed wait, changes nothing: the power-off that follows ends them all.
+fn kill_remaining<S: Sys>(sys: &mut S) {
+    sys.kill_all(SIGKILL);
+    while let Ok(Waited::Reaped(..)) = sys.wait(false) {}
 }
 
 /// The one warning a boot without entropy gets: what happens, why, and what to do.
@@ -686,6 +580,29 @@ fn check_entropy<S: Sys>(sys: &mut S) {
     }
 }
 
+/// Prepares the system, starts the runtime and supervises it until it ends for good. What the
+/// shutdown needs (the tmpfs mounts to unmount, the memory peak) is handed back as soon as it
+/// is known, whatever happens next.
+fn start_and_supervise<S: Sys>(
+    sys: &mut S,
+    unmount: &mut Vec<String>,
+    peak: &mut MemoryPeak,
+) -> Result<ExitKind, InitError> {
+    let p = prepare(sys)?;
+    *unmount = p.cfg.tmpfs.iter().map(|t| t.path.clone()).collect();
+    *peak = MemoryPeak::new(p.cgroup);
+    let pid = spawn_runtime(sys, &p)?;
+    phase(sys, "runtime_exec");
+    log(
+        sys,
+        &format!(
+            "started runtime {} as pid {pid}",
+            p.cfg.runtime.argv.join(" ")
+        ),
+    );
+    Supervisor::start(sys, &p, pid, peak).run(sys)
+}
+
 /// The whole life of PID 1, up to (not including) power-off.
 pub fn boot<S: Sys>(sys: &mut S) -> Outcome {
     phase(sys, "init_start");
@@ -694,34 +611,16 @@ pub fn boot<S: Sys>(sys: &mut S) -> Outcome {
         log(sys, &format!("warning: cannot block signals: {e}"));
     }
     let mut unmount = Vec::new();
-    let outcome = match prepare(sys) {
+    let mut peak = MemoryPeak::default();
+    let outcome = match start_and_supervise(sys, &mut unmount, &mut peak) {
+        Ok(how) => Outcome::Runtime(how),
         Err(e) => Outcome::Fatal(e),
-        Ok(p) => {
-            unmount = p.cfg.tmpfs.iter().map(|t| t.path.clone()).collect();
-            match spawn_runtime(sys, &p) {
-                Err(e) => Outcome::Fatal(e),
-                Ok(pid) => {
-                    phase(sys, "runtime_exec");
-                    log(
-                        sys,
-                        &format!(
-                            "started runtime {} as pid {pid}",
-                            p.cfg.runtime.argv.join(" ")
-                        ),
-                    );
-                    match supervise(sys, &p, pid) {
-                        Ok(how) => Outcome::Runtime(how),
-                        Err(e) => Outcome::Fatal(e),
-                    }
-                }
-            }
-        }
     };
     match &outcome {
         Outcome::Runtime(how) => log(sys, &describe(*how)),
         Outcome::Fatal(e) => log(sys, &format!("fatal: {e}")),
     }
-    report_memory(sys);
+    peak.report(sys);
     shutdown(sys, &unmount);
     phase(sys, "shutdown");
     log(sys, "powering off");

@@ -5,11 +5,13 @@
 //! function runtime, reaps every process, and powers off when the runtime ends, printing how
 //! it ended. It never panics and never returns (PID 1 exiting panics the kernel).
 //!
-//! The logic ([`boot`]) is written against the [`sys::Sys`] seam and tested on the host; the
-//! real system calls live in [`linux`].
+//! The logic ([`boot`], and [`supervise`] once the runtime runs) is written against the
+//! [`sys::Sys`] seam and tested on the host; the real system calls live in [`linux`].
 
 pub mod boot;
+pub mod error;
 pub mod linux;
+pub mod supervise;
 pub mod sys;
 
 #[cfg(test)]

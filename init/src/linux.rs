@@ -218,21 +218,21 @@ impl Sys for LinuxSys {
             .name("entropy".into())
             .spawn(|| {
                 let mut b = [0u8; 1];
+                let mut sys = LinuxSys::default();
                 // Blocks until the kernel's pool is initialised.
                 while let Err(e) =
                     rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty())
                 {
                     if e != rustix::io::Errno::INTR {
+                        sys.log(&format!(
+                            "{} warning: cannot wait for the kernel's random pool: {e}; entropy_ready will not be reported",
+                            stratos_wire::LOG_PREFIX
+                        ));
                         return;
                     }
                 }
-                let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-                let ns = (t.tv_sec as u64)
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(t.tv_nsec as u64);
-                let line = format!("{} entropy_ready {ns}\n", stratos_wire::PHASE_PREFIX);
-                // One write, like every console line of the init.
-                let _ = io::stdout().lock().write_all(line.as_bytes());
+                let ns = sys.now_ns();
+                sys.log(&format!("{} entropy_ready {ns}", stratos_wire::PHASE_PREFIX));
             });
         if let Err(e) = spawned {
             self.log(&format!(
@@ -251,12 +251,18 @@ impl Sys for LinuxSys {
                 // Lowest priority (this thread only): warming must never delay the runtime.
                 let param = libc::sched_param { sched_priority: 0 };
                 // SAFETY: plain syscall on the calling thread with a valid parameter struct.
-                unsafe {
-                    libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+                let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+                if r < 0 {
+                    let e = io::Error::last_os_error();
+                    LinuxSys::default().log(&format!(
+                        "stratos-init: warning: preload: cannot lower its priority ({e}); warming at normal priority"
+                    ));
                 }
                 for p in &paths {
                     match std::fs::File::open(p) {
                         Ok(f) => {
+                            // Only a hint: if the kernel declines it, the pages are read when
+                            // first used instead, as without preloading; nothing depends on it.
                             let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::WillNeed);
                         }
                         Err(e) => {
@@ -307,6 +313,8 @@ impl Sys for LinuxSys {
             &std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             std::time::Duration::from_millis(100),
         )
+        // Refused (or timed out): not listening yet; the readiness timeout warning reports a
+        // runtime that never is.
         .is_ok()
     }
 
@@ -315,6 +323,8 @@ impl Sys for LinuxSys {
             return false;
         };
         let mut buf = [0u8; 64];
+        // EAGAIN: nothing written yet. End of file (the runtime closed the pipe without writing)
+        // or an error: it cannot become ready this way; the readiness timeout warning says so.
         matches!(rustix::io::read(fd, &mut buf), Ok(n) if n > 0)
     }
 
@@ -430,6 +440,7 @@ impl Sys for LinuxSys {
                 // PID 1 blocks the signals it handles; the runtime starts with none blocked.
                 let mut empty: libc::sigset_t = std::mem::zeroed();
                 libc::sigemptyset(&mut empty);
+                // Cannot fail: SIG_SETMASK with a valid set.
                 libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
                 if let Some(fd) = procs_fd {
                     // Writing "0" moves the writing process into the cgroup.
@@ -440,7 +451,9 @@ impl Sys for LinuxSys {
                 if libc::setsid() < 0 {
                     return Err(io::Error::last_os_error());
                 }
-                // No stray descriptors of the init survive exec.
+                // No stray descriptors of the init survive exec. Belt and braces: every descriptor
+                // the init opens is close-on-exec already (std and rustix open them so), so a
+                // kernel without close_range (before 5.11) loses nothing; not a reason to fail.
                 libc::syscall(
                     libc::SYS_close_range,
                     3u32,
@@ -501,51 +514,34 @@ impl Sys for LinuxSys {
     fn kill_all(&mut self, signal: i32) {
         // SAFETY: kill(2) with pid -1 signals every process we may signal except ourselves;
         // it touches no memory of ours.
+        // Its only failure for PID 1 is ESRCH, nothing left to signal: the case all is well.
         unsafe {
             libc::kill(-1, signal);
         }
     }
 
-    fn seccomp_audit_records(&mut self) -> Vec<String> {
-        if self.kmsg.is_none() {
-            let Ok(fd) = rustix::fs::open(
-                "/dev/kmsg",
-                rustix::fs::OFlags::RDONLY
-                    | rustix::fs::OFlags::NONBLOCK
-                    | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            ) else {
-                return Vec::new();
-            };
-            let _ = rustix::fs::seek(&fd, rustix::fs::SeekFrom::End(0));
-            self.kmsg = Some(fd);
-        }
-        let Some(fd) = &self.kmsg else {
-            return Vec::new();
+    fn seccomp_audit_records(&mut self, out: &mut Vec<String>) -> io::Result<()> {
+        let fd = match self.kmsg.take() {
+            Some(fd) => fd,
+            None => open_kmsg_at_end()?,
         };
-        let mut out = Vec::new();
+        let fd = self.kmsg.insert(fd);
         let mut buf = vec![0u8; 8192];
         loop {
-            match rustix::io::read(fd, &mut buf) {
-                Ok(0) => break,
+            match rustix::io::read(&*fd, &mut buf) {
+                // Every new record was read.
+                Ok(0) | Err(rustix::io::Errno::AGAIN) => return Ok(()),
                 Ok(n) => {
-                    let rec = String::from_utf8_lossy(&buf[..n]);
-                    // "pri,seq,usec,flags;message\n continuation lines"
-                    let msg = rec
-                        .split_once(';')
-                        .map_or(rec.as_ref(), |(_, m)| m)
-                        .lines()
-                        .next()
-                        .unwrap_or("");
-                    if msg.contains("type=1326") {
+                    if let Some(msg) = seccomp_record(&String::from_utf8_lossy(&buf[..n])) {
                         out.push(msg.to_owned());
                     }
                 }
-                Err(rustix::io::Errno::PIPE) => continue, // records were overwritten; keep reading
-                Err(_) => break,
+                // Records were overwritten before we read them: the next read goes on from the
+                // oldest one left. INTR: nothing was read; read again.
+                Err(rustix::io::Errno::PIPE | rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
             }
         }
-        out
     }
 
     fn sleep_ms(&mut self, ms: u64) {
@@ -558,13 +554,42 @@ impl Sys for LinuxSys {
 
     fn power_off(&mut self) {
         rustix::fs::sync();
-        let _ = rustix::system::reboot(rustix::system::RebootCommand::PowerOff);
         // reboot(2) only returns on failure (not PID 1, no CAP_SYS_BOOT). PID 1 must never exit
-        // (the kernel panics), so park here.
+        // (the kernel panics), so say so and park here.
+        if let Err(e) = rustix::system::reboot(rustix::system::RebootCommand::PowerOff) {
+            self.log(&format!(
+                "{} warning: cannot power off: {e}; halting here",
+                stratos_wire::LOG_PREFIX
+            ));
+        }
         loop {
             std::thread::sleep(std::time::Duration::from_secs(3600));
         }
     }
+}
+
+/// Opens the kernel log for reading, non-blocking, positioned after the records already there
+/// (the runtime starts after this; earlier records are not its).
+fn open_kmsg_at_end() -> io::Result<OwnedFd> {
+    let fd = rustix::fs::open(
+        "/dev/kmsg",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    rustix::fs::seek(&fd, rustix::fs::SeekFrom::End(0))?;
+    Ok(fd)
+}
+
+/// The message of a `/dev/kmsg` record (`pri,seq,usec,flags;message` then continuation lines)
+/// if it reports a seccomp decision (audit type 1326).
+pub(crate) fn seccomp_record(record: &str) -> Option<&str> {
+    let msg = record
+        .split_once(';')
+        .map_or(record, |(_, m)| m)
+        .lines()
+        .next()
+        .unwrap_or("");
+    msg.contains("type=1326").then_some(msg)
 }
 
 /// Decodes a BPF program: 8-byte records of (u16 code, u8 jt, u8 jf, u32 k), little endian.
@@ -590,6 +615,8 @@ fn exit_kind(status: WaitStatus) -> ExitKind {
     if let Some(sig) = status.terminating_signal() {
         ExitKind::Signaled(sig)
     } else {
+        // Without WUNTRACED/WCONTINUED, wait reports only exits and deaths by signal: a status
+        // that is neither (the 0) cannot come back.
         ExitKind::Exited(status.exit_status().unwrap_or(0))
     }
 }

@@ -113,8 +113,10 @@ pub trait Sys {
     fn tcp_probe(&mut self, port: u16) -> bool;
     /// Whether the runtime has written to its notify descriptor.
     fn notified(&mut self) -> bool;
-    /// New kernel log records that report seccomp decisions (audit type 1326), as text.
-    fn seccomp_audit_records(&mut self) -> Vec<String>;
+    /// Appends to `out` the kernel log records that reported seccomp decisions (audit type
+    /// 1326) since the last call, as text. An error means the kernel log cannot be read; what
+    /// was read before it is in `out`.
+    fn seccomp_audit_records(&mut self, out: &mut Vec<String>) -> io::Result<()>;
     fn sleep_ms(&mut self, ms: u64);
     fn sync(&mut self);
     /// Powers the machine off. The real one does not return.

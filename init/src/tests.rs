@@ -9,10 +9,13 @@ use stratos_wire::{
     CONFIG_FORMAT,
 };
 
-use crate::boot::{
-    boot, cgroup_plan, mem_total, restart_delay, swap_header, sysctl_path, zram_plan, Outcome,
-};
+use crate::boot::{boot, cgroup_plan, mem_total, swap_header, sysctl_path, zram_plan, Outcome};
+use crate::supervise::restart_delay;
 use crate::sys::{ExitKind, Mount, Spawn, Sys, Waited};
+
+mod errors;
+mod memory_peak;
+mod supervise;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Call {
@@ -37,13 +40,22 @@ struct Fake {
     config: Option<Vec<u8>>,
     spawn_result: Option<io::ErrorKind>,
     waits: VecDeque<Waited>,
+    /// What `wait` fails with once `waits` is used up (else: no children).
+    wait_error: Option<io::ErrorKind>,
     /// Signals to deliver, one per wait_signal call (None = timeout).
     signals: VecDeque<Option<i32>>,
     /// Paths whose writes fail with this error.
     failing_writes: Vec<(String, io::ErrorKind)>,
+    /// Seccomp audit records, one batch per call.
+    audit: VecDeque<Vec<String>>,
+    /// What reading audit records fails with once `audit` is used up.
+    audit_error: Option<io::ErrorKind>,
+    audit_calls: u32,
     tcp_ready_after: u32,
     probes: u32,
     unreadable: Vec<String>,
+    /// What the runtime cgroup's `memory.peak` holds.
+    memory_peak: Vec<u8>,
     next_pid: u32,
     calls: Vec<Call>,
     console: Vec<String>,
@@ -58,11 +70,16 @@ impl Fake {
             config: Some(cfg.to_json()),
             spawn_result: None,
             waits: VecDeque::new(),
+            wait_error: None,
             signals: VecDeque::new(),
             failing_writes: Vec::new(),
+            audit: VecDeque::new(),
+            audit_error: None,
+            audit_calls: 0,
             tcp_ready_after: 0,
             probes: 0,
             unreadable: Vec::new(),
+            memory_peak: b"1048576\n".to_vec(),
             next_pid: 42,
             calls: Vec::new(),
             console: Vec::new(),
@@ -112,9 +129,7 @@ MemFree: 1 kB
 MemAvailable:     480000 kB
 "
             .to_vec()),
-            "/sys/fs/cgroup/runtime/memory.peak" => Ok(b"1048576
-"
-            .to_vec()),
+            "/sys/fs/cgroup/runtime/memory.peak" => Ok(self.memory_peak.clone()),
             _ => self
                 .config
                 .clone()
@@ -173,8 +188,13 @@ MemAvailable:     480000 kB
     fn notified(&mut self) -> bool {
         true
     }
-    fn seccomp_audit_records(&mut self) -> Vec<String> {
-        Vec::new()
+    fn seccomp_audit_records(&mut self, out: &mut Vec<String>) -> io::Result<()> {
+        self.audit_calls += 1;
+        out.extend(self.audit.pop_front().unwrap_or_default());
+        match self.audit_error {
+            Some(k) if self.audit.is_empty() => Err(k.into()),
+            _ => Ok(()),
+        }
     }
     fn set_hostname(&mut self, _: &str) -> io::Result<()> {
         Ok(())
@@ -205,7 +225,11 @@ MemAvailable:     480000 kB
         Ok(pid)
     }
     fn wait(&mut self, _block: bool) -> io::Result<Waited> {
-        Ok(self.waits.pop_front().unwrap_or(Waited::NoChildren))
+        match (self.waits.pop_front(), self.wait_error) {
+            (Some(w), _) => Ok(w),
+            (None, Some(k)) => Err(k.into()),
+            (None, None) => Ok(Waited::NoChildren),
+        }
     }
     fn kill_all(&mut self, s: i32) {
         self.calls.push(Call::Kill(s));
@@ -270,6 +294,17 @@ fn config() -> InitConfig {
         preload: vec![],
         stdio: stratos_wire::Stdio::Console,
         seccomp: None,
+    }
+}
+
+/// Outcomes are the same when they end the same way and the console says the same thing.
+impl PartialEq for Outcome {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Outcome::Runtime(a), Outcome::Runtime(b)) => a == b,
+            (Outcome::Fatal(a), Outcome::Fatal(b)) => a.to_string() == b.to_string(),
+            _ => false,
+        }
     }
 }
 
@@ -372,9 +407,10 @@ fn runtime_that_cannot_be_executed_is_fatal_and_powers_off() {
         let mut f = Fake::new(&config());
         f.spawn_result = Some(kind);
         let o = boot(&mut f);
-        let Outcome::Fatal(msg) = &o else {
+        let Outcome::Fatal(e) = &o else {
             panic!("{o:?}")
         };
+        let msg = e.to_string();
         assert!(
             msg.starts_with("cannot execute the runtime /bin/busybox: "),
             "{msg}"
@@ -392,13 +428,13 @@ fn missing_config_is_fatal() {
     f.config = None;
     let o = boot(&mut f);
     assert!(
-        matches!(o, Outcome::Fatal(ref m) if m.contains("/etc/stratos/init.json")),
+        matches!(o, Outcome::Fatal(ref m) if m.to_string().contains("/etc/stratos/init.json")),
         "{o:?}"
     );
     f.config = Some(b"{garbage".to_vec());
     let o = boot(&mut f);
     assert!(
-        matches!(o, Outcome::Fatal(ref m) if m.contains("malformed")),
+        matches!(o, Outcome::Fatal(ref m) if m.to_string().contains("malformed")),
         "{o:?}"
     );
 }
@@ -434,6 +470,26 @@ fn stubborn_processes_get_sigkill_after_the_grace_period() {
     f.waits = w.into();
     boot(&mut f);
     assert!(f.calls.contains(&Call::Kill(9)), "{:?}", f.calls);
+}
+
+#[test]
+fn a_failed_wait_at_shutdown_is_a_warning_then_sigkill() {
+    let mut f = Fake::new(&config());
+    f.waits = vec![Waited::Reaped(42, ExitKind::Exited(0))].into();
+    f.wait_error = Some(io::ErrorKind::InvalidInput);
+    let o = boot(&mut f);
+    assert_eq!(o, Outcome::Runtime(ExitKind::Exited(0)));
+    assert_eq!(
+        f.lines("stratos-init: warning:"),
+        ["stratos-init: warning: cannot wait for the remaining processes: invalid input parameter"]
+    );
+    let kills: Vec<&Call> = f
+        .calls
+        .iter()
+        .filter(|c| matches!(c, Call::Kill(_)))
+        .collect();
+    assert_eq!(kills, [&Call::Kill(15), &Call::Kill(9)]);
+    assert_eq!(f.console.last().unwrap(), "stratos-init: powering off");
 }
 
 #[test]
@@ -510,7 +566,7 @@ fn zram_failure_continues_unless_required() {
     f.failing_writes = vec![("/sys/block/zram0".into(), io::ErrorKind::NotFound)];
     let o = boot(&mut f);
     assert!(
-        matches!(o, Outcome::Fatal(ref m) if m.contains("required = true")),
+        matches!(o, Outcome::Fatal(ref m) if m.to_string().contains("required = true")),
         "{o:?}"
     );
 }
@@ -582,7 +638,7 @@ fn cgroup_files_for_limits() {
     )];
     let o = boot(&mut f);
     assert!(
-        matches!(o, Outcome::Fatal(ref m) if m.contains("memory.max")),
+        matches!(o, Outcome::Fatal(ref m) if m.to_string().contains("memory.max")),
         "{o:?}"
     );
 }
@@ -726,7 +782,7 @@ fn unreadable_seccomp_filter_refuses_to_start_unfiltered() {
     f.unreadable.push("/etc/stratos/seccomp.bpf".into());
     let o = boot(&mut f);
     assert!(
-        matches!(o, Outcome::Fatal(ref m) if m.contains("refusing to start the runtime unfiltered")),
+        matches!(o, Outcome::Fatal(ref m) if m.to_string().contains("refusing to start the runtime unfiltered")),
         "{o:?}"
     );
     assert!(!f.calls.iter().any(|c| matches!(c, Call::Spawn(..))));
