@@ -1,6 +1,5 @@
 //! What PID 1 does, in order, written against the [`Sys`] seam.
 
-use std::net::Ipv4Addr;
 
 use stratos_wire::{
     InitConfig, Limits, Readiness, ZramSize, CONFIG_PATH, LOG_PREFIX, PHASE_PREFIX,
@@ -304,23 +303,15 @@ fn setup_network<S: Sys>(sys: &mut S, cfg: &InitConfig) -> Result<(), NetworkErr
     let Some(n) = &cfg.network else {
         return Ok(());
     };
-    // The parse errors say no more than "invalid IPv4 address syntax": the value is the news.
-    let addr: Ipv4Addr = n
-        .address
-        .parse()
-        .map_err(|_| NetworkError::BadAddress(n.address.clone()))?;
-    sys.set_address(&n.interface, addr, n.prefix_len)
+    sys.set_address(&n.interface, n.address, n.prefix_len)
         .map_err(|source| NetworkError::SetAddress {
-            address: n.address.clone(),
+            address: n.address,
             prefix_len: n.prefix_len,
             interface: n.interface.clone(),
             source,
         })?;
     link_up(sys, &n.interface)?;
-    if let Some(gw) = &n.gateway {
-        let gateway: Ipv4Addr = gw
-            .parse()
-            .map_err(|_| NetworkError::BadGateway(gw.clone()))?;
+    if let Some(gateway) = n.gateway {
         sys.add_default_route(gateway)
             .map_err(|source| NetworkError::Route { gateway, source })?;
     }
@@ -360,7 +351,10 @@ fn prepare<S: Sys>(sys: &mut S) -> Result<Prepared, InitError> {
     if cfg.read_only_root {
         sys.remount_root_ro().map_err(InitError::RemountRo)?;
     }
-    let seccomp_log = cfg.seccomp.as_ref().is_some_and(|s| s.mode == "log");
+    let seccomp_log = cfg
+        .seccomp
+        .as_ref()
+        .is_some_and(|s| s.mode == stratos_wire::SeccompMode::Log);
     Ok(Prepared {
         cfg,
         cgroup,

@@ -118,16 +118,12 @@ pub enum NetworkError {
         interface: String,
         source: io::Error,
     },
-    /// The config's address is not a dotted quad.
-    BadAddress(String),
     SetAddress {
-        address: String,
+        address: Ipv4Addr,
         prefix_len: u8,
         interface: String,
         source: io::Error,
     },
-    /// The config's gateway is not a dotted quad.
-    BadGateway(String),
     Route {
         gateway: Ipv4Addr,
         source: io::Error,
@@ -140,7 +136,6 @@ impl fmt::Display for NetworkError {
             NetworkError::LinkUp { interface, source } => {
                 write!(f, "cannot bring up {interface}: {source}")
             }
-            NetworkError::BadAddress(a) => write!(f, "bad address {a:?} in the config"),
             NetworkError::SetAddress {
                 address,
                 prefix_len,
@@ -150,7 +145,6 @@ impl fmt::Display for NetworkError {
                 f,
                 "cannot set {address}/{prefix_len} on {interface}: {source}"
             ),
-            NetworkError::BadGateway(g) => write!(f, "bad gateway {g:?} in the config"),
             NetworkError::Route { gateway, source } => {
                 write!(f, "cannot add a default route via {gateway}: {source}")
             }

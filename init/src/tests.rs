@@ -268,9 +268,9 @@ fn config() -> InitConfig {
         ],
         network: Some(Network {
             interface: "eth0".into(),
-            address: "10.0.2.15".into(),
+            address: Ipv4Addr::new(10, 0, 2, 15),
             prefix_len: 24,
-            gateway: Some("10.0.2.2".into()),
+            gateway: Some(Ipv4Addr::new(10, 0, 2, 2)),
         }),
         tmpfs: vec![
             Tmpfs {
@@ -294,6 +294,7 @@ fn config() -> InitConfig {
         preload: vec![],
         stdio: stratos_wire::Stdio::Console,
         seccomp: None,
+        on_restore: None,
     }
 }
 
@@ -776,7 +777,7 @@ fn unreadable_seccomp_filter_refuses_to_start_unfiltered() {
     let mut cfg = config();
     cfg.seccomp = Some(stratos_wire::Seccomp {
         filter: "/etc/stratos/seccomp.bpf".into(),
-        mode: "enforce".into(),
+        mode: stratos_wire::SeccompMode::Enforce,
     });
     let mut f = Fake::new(&cfg);
     f.unreadable.push("/etc/stratos/seccomp.bpf".into());

@@ -276,9 +276,12 @@ fn seccomp_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
 fn init_config_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
     st.preload = preload_list(cx.profile, &st.tree)?;
     let mut config = init_config(cx.profile, st.modules.clone(), st.preload.clone());
-    config.seccomp = st.seccomp.as_ref().map(|s| wire::Seccomp {
+    config.seccomp = cx.profile.seccomp.as_ref().map(|s| wire::Seccomp {
         filter: SECCOMP_FILTER_PATH.into(),
-        mode: s.mode.clone(),
+        mode: match s.mode {
+            crate::profile::SeccompMode::Enforce => wire::SeccompMode::Enforce,
+            crate::profile::SeccompMode::Log => wire::SeccompMode::Log,
+        },
     });
     st.tree.insert(
         &ImagePath::parse(wire::CONFIG_PATH).expect("static path"),

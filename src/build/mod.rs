@@ -338,9 +338,9 @@ pub fn init_config(
         modules,
         network: profile.network.as_ref().map(|n| wire::Network {
             interface: n.interface.clone(),
-            address: n.address.to_string(),
+            address: n.address,
             prefix_len: n.prefix_len,
-            gateway: n.gateway.map(|g| g.to_string()),
+            gateway: n.gateway,
         }),
         tmpfs: profile.init.tmpfs.clone(),
         sysctl: profile
@@ -365,6 +365,7 @@ pub fn init_config(
         preload,
         stdio: profile.init.stdio,
         seccomp: None,
+        on_restore: profile.init.on_restore,
     }
 }
 

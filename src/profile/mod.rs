@@ -264,6 +264,8 @@ pub struct Init {
     pub preload_runtime: bool,
     pub stdio: stratos_wire::Stdio,
     pub limits: stratos_wire::Limits,
+    /// The signal the runtime gets after a snapshot restore (reseeded, clock set).
+    pub on_restore: Option<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

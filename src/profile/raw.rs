@@ -148,6 +148,9 @@ pub struct RawInit {
     pub stdio: Option<Spanned<String>>,
     #[serde(default)]
     pub limits: Option<RawLimits>,
+    /// After a snapshot restore: "SIGUSR1" or "SIGUSR2" to the runtime, or "none".
+    #[serde(default)]
+    pub on_restore: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

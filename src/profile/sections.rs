@@ -354,7 +354,23 @@ pub(super) fn validate_init(cx: &Ctx, i: raw::RawInit) -> Result<Init, ProfileEr
             }
         },
         limits: limits(cx, i.limits.as_ref())?,
+        on_restore: on_restore(cx, i.on_restore.as_ref())?,
     })
+}
+
+/// `[init] on-restore`: the signal a restored runtime gets (the init forwards it like any
+/// other), or none.
+fn on_restore(cx: &Ctx, v: Option<&Spanned<String>>) -> Result<Option<i32>, ProfileError> {
+    match v.map(|v| (v, v.get_ref().as_str())) {
+        None | Some((_, "none")) => Ok(None),
+        Some((_, "SIGUSR1")) => Ok(Some(10)),
+        Some((_, "SIGUSR2")) => Ok(Some(12)),
+        Some((v, other)) => Err(cx.at(
+            v.span(),
+            "init.on-restore",
+            format!("{other:?} is not allowed here; use \"SIGUSR1\", \"SIGUSR2\" or \"none\""),
+        )),
+    }
 }
 
 /// `[[overlay]]`.

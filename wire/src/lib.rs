@@ -84,6 +84,10 @@ pub struct InitConfig {
     /// A compiled seccomp filter installed on the runtime before exec.
     #[serde(default)]
     pub seccomp: Option<Seccomp>,
+    /// A restored snapshot: the signal the runtime gets once the clone was reseeded and its
+    /// clock set (so it can reseed what it holds itself); none: the runtime is not told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_restore: Option<i32>,
 }
 
 fn default_stop_timeout_ms() -> u64 {
@@ -164,8 +168,15 @@ pub enum Stdio {
 pub struct Seccomp {
     /// In-image path of the BPF program (8-byte `struct sock_filter` records, native endian).
     pub filter: String,
-    /// `enforce` or `log`.
-    pub mode: String,
+    pub mode: SeccompMode,
+}
+
+/// Whether the filter's actions apply, or are only logged (for deriving a baseline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeccompMode {
+    Enforce,
+    Log,
 }
 
 /// The function runtime the init launches.
@@ -199,12 +210,11 @@ pub struct Module {
 #[serde(deny_unknown_fields)]
 pub struct Network {
     pub interface: String,
-    /// Dotted quad.
-    pub address: String,
+    pub address: std::net::Ipv4Addr,
     pub prefix_len: u8,
-    /// Dotted quad; a default route is added through it when set.
+    /// A default route is added through it when set.
     #[serde(default)]
-    pub gateway: Option<String>,
+    pub gateway: Option<std::net::Ipv4Addr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -298,6 +308,7 @@ mod tests {
             preload: vec![],
             stdio: Stdio::Console,
             seccomp: None,
+            on_restore: None,
         }
     }
 

@@ -86,10 +86,6 @@ fn fatal_messages_word_for_word() {
             "zram: cannot write lz4 to /sys/block/zram0/comp_algorithm: No such file or directory (os error 2) (is zram built in or its module loaded?) (the profile says required = true)",
         ),
         (
-            NetworkError::BadAddress("10.0.2".into()).into(),
-            "bad address \"10.0.2\" in the config",
-        ),
-        (
             InitError::SeccompFilter {
                 path: "/etc/stratos/seccomp.bpf".into(),
                 source: enoent(),
@@ -158,17 +154,13 @@ fn warning_and_step_messages_word_for_word() {
         ),
         (
             NetworkError::SetAddress {
-                address: "10.0.2.15".into(),
+                address: Ipv4Addr::new(10, 0, 2, 15),
                 prefix_len: 24,
                 interface: "eth0".into(),
                 source: enoent(),
             }
             .to_string(),
             "cannot set 10.0.2.15/24 on eth0: No such file or directory (os error 2)",
-        ),
-        (
-            NetworkError::BadGateway("10.0.2".into()).to_string(),
-            "bad gateway \"10.0.2\" in the config",
         ),
         (
             NetworkError::Route {
