@@ -1,6 +1,5 @@
 //! What PID 1 does, in order, written against the [`Sys`] seam.
 
-
 use stratos_wire::{
     InitConfig, Limits, Readiness, ZramSize, CONFIG_PATH, LOG_PREFIX, PHASE_PREFIX,
 };
@@ -335,6 +334,8 @@ fn prepare<S: Sys>(sys: &mut S) -> Result<Prepared, InitError> {
     mount_all(sys, &config_mounts(&cfg))?;
     let cgroup = setup_cgroup(sys, &cfg.limits)?;
     phase(sys, "mounts_done");
+    // Listening from now on: a snapshot is taken after the runtime is ready.
+    sys.watch_restores(cfg.on_restore);
     set_hostname(sys, &cfg.hostname);
     load_modules(sys, &cfg.modules)?;
     if let Some(z) = &cfg.zram {

@@ -11,6 +11,7 @@
 pub mod boot;
 pub mod error;
 pub mod linux;
+pub mod restore;
 pub mod supervise;
 pub mod sys;
 

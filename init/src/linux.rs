@@ -213,6 +213,95 @@ impl Sys for LinuxSys {
         rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::NONBLOCK).is_ok()
     }
 
+    fn add_entropy(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/urandom")?;
+        // struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
+        let mut info = Vec::with_capacity(8 + bytes.len());
+        info.extend_from_slice(&((bytes.len() * 8) as i32).to_ne_bytes());
+        info.extend_from_slice(&(bytes.len() as i32).to_ne_bytes());
+        info.extend_from_slice(bytes);
+        // RNDADDENTROPY = _IOW('R', 0x03, int[2])
+        const RNDADDENTROPY: libc::c_ulong = 0x4008_5203;
+        // SAFETY: `info` is a valid rand_pool_info (two ints, then buf_size bytes) that lives
+        // across the call; the fd is open.
+        let r = unsafe { libc::ioctl(f.as_raw_fd(), RNDADDENTROPY, info.as_ptr()) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn reseed_crng(&mut self) -> io::Result<()> {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/urandom")?;
+        // RNDRESEEDCRNG = _IO('R', 0x07)
+        const RNDRESEEDCRNG: libc::c_ulong = 0x5207;
+        // SAFETY: an argument-less ioctl on an open fd.
+        let r = unsafe { libc::ioctl(f.as_raw_fd(), RNDRESEEDCRNG, 0) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn set_realtime(&mut self, unix_ns: u128) -> io::Result<()> {
+        let ts = libc::timespec {
+            tv_sec: (unix_ns / 1_000_000_000) as libc::time_t,
+            tv_nsec: (unix_ns % 1_000_000_000) as libc::c_long,
+        };
+        // SAFETY: a valid timespec for the duration of the call.
+        let r = unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn watch_restores(&mut self, on_restore: Option<i32>) {
+        let Some(port) = restore_port() else {
+            return;
+        };
+        let file = match std::fs::File::open(&port) {
+            Ok(f) => f,
+            Err(e) => {
+                self.log(&format!(
+                    "{} warning: cannot open the restore channel {}: {e}",
+                    stratos_wire::LOG_PREFIX,
+                    port.display()
+                ));
+                return;
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("restore".into())
+            .spawn(move || {
+                use std::io::BufRead;
+                let mut sys = LinuxSys::default();
+                // Blocks until the host writes: only after a restore.
+                for line in io::BufReader::new(file).lines() {
+                    match line {
+                        Ok(l) => crate::restore::apply(&mut sys, &l, on_restore),
+                        Err(e) => {
+                            sys.log(&format!(
+                                "{} warning: the restore channel failed: {e}",
+                                stratos_wire::LOG_PREFIX
+                            ));
+                            return;
+                        }
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            self.log(&format!(
+                "{} warning: cannot listen on the restore channel: {e}",
+                stratos_wire::LOG_PREFIX
+            ));
+        }
+    }
+
     fn watch_entropy(&mut self) {
         let spawned = std::thread::Builder::new()
             .name("entropy".into())
@@ -619,4 +708,16 @@ fn exit_kind(status: WaitStatus) -> ExitKind {
         // that is neither (the 0) cannot come back.
         ExitKind::Exited(status.exit_status().unwrap_or(0))
     }
+}
+
+/// The virtio-serial port named `stratos.restore` (`/dev/vportNpM`), if the VM has one.
+fn restore_port() -> Option<std::path::PathBuf> {
+    let dir = std::fs::read_dir("/sys/class/virtio-ports").ok()?;
+    for e in dir.flatten() {
+        let name = std::fs::read_to_string(e.path().join("name")).unwrap_or_default();
+        if name.trim() == stratos_wire::RESTORE_PORT {
+            return Some(std::path::Path::new("/dev").join(e.file_name()));
+        }
+    }
+    None
 }

@@ -97,6 +97,15 @@ pub trait Sys {
     fn entropy_ready(&mut self) -> bool;
     /// Waits in the background for the pool, then prints the `entropy_ready` phase line.
     fn watch_entropy(&mut self);
+    /// Adds `bytes` to the kernel's entropy pool, credited (`RNDADDENTROPY`).
+    fn add_entropy(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Makes the kernel's CRNG reseed from the pool now (`RNDRESEEDCRNG`).
+    fn reseed_crng(&mut self) -> io::Result<()>;
+    /// Sets `CLOCK_REALTIME`.
+    fn set_realtime(&mut self, unix_ns: u128) -> io::Result<()>;
+    /// If the VM has a restore channel (a virtio-serial port named `stratos.restore`), listens
+    /// on it in the background and applies each message with [`crate::restore::apply`].
+    fn watch_restores(&mut self, on_restore: Option<i32>);
     /// Starts warming the page cache for `paths` in the background.
     fn start_preload(&mut self, paths: &[String]);
     /// Blocks the handled signals so they are only taken by [`Sys::wait_signal`].

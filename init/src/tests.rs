@@ -34,6 +34,10 @@ enum Call {
     Kill(i32),
     Sync,
     WatchEntropy,
+    AddEntropy(Vec<u8>),
+    Reseed,
+    SetTime(u128),
+    WatchRestores(Option<i32>),
 }
 
 struct Fake {
@@ -161,6 +165,21 @@ MemAvailable:     480000 kB
     }
     fn watch_entropy(&mut self) {
         self.calls.push(Call::WatchEntropy);
+    }
+    fn add_entropy(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.calls.push(Call::AddEntropy(bytes.to_vec()));
+        Ok(())
+    }
+    fn reseed_crng(&mut self) -> io::Result<()> {
+        self.calls.push(Call::Reseed);
+        Ok(())
+    }
+    fn set_realtime(&mut self, unix_ns: u128) -> io::Result<()> {
+        self.calls.push(Call::SetTime(unix_ns));
+        Ok(())
+    }
+    fn watch_restores(&mut self, on_restore: Option<i32>) {
+        self.calls.push(Call::WatchRestores(on_restore));
     }
     fn start_preload(&mut self, paths: &[String]) {
         self.calls.push(Call::Preload(paths.len()));
@@ -331,6 +350,7 @@ fn mounts_then_modules_then_network_then_runtime() {
         Call::Mount("/tmp".into()),
         Call::Mount("/sys/fs/cgroup".into()),
         w("/sys/fs/cgroup/cgroup.subtree_control", "+memory"),
+        Call::WatchRestores(None),
         Call::Module("/lib/modules/x/failover.ko".into()),
         Call::Module("/lib/modules/x/virtio_net.ko".into()),
         w("/proc/sys/vm/swappiness", "10"),
@@ -844,4 +864,60 @@ fn memory_available_is_reported_at_ready() {
         f.console[i + 1],
         "stratos-init: memory available 480000 KiB at runtime_ready"
     );
+}
+
+#[test]
+fn a_restore_reseeds_sets_the_clock_and_tells_the_runtime() {
+    let mut f = Fake::new(&config());
+    let entropy = "ab".repeat(32);
+    crate::restore::apply(
+        &mut f,
+        &format!("stratos-restore {entropy} 1764300000123456789"),
+        Some(10),
+    );
+    assert_eq!(
+        f.calls,
+        vec![
+            Call::AddEntropy(vec![0xab; 32]),
+            Call::Reseed,
+            Call::SetTime(1_764_300_000_123_456_789),
+            Call::Signal(1, 10),
+        ]
+    );
+    assert!(
+        f.lines("stratos-phase restored ").len() == 1,
+        "{:?}",
+        f.console
+    );
+    // Without an on-restore signal the runtime is not told; the clone is still reseeded.
+    let mut g = Fake::new(&config());
+    crate::restore::apply(&mut g, &format!("stratos-restore {entropy} 5"), None);
+    assert_eq!(g.calls.len(), 3);
+}
+
+#[test]
+fn a_malformed_restore_message_changes_nothing() {
+    for bad in [
+        "stratos-restore zz 5",
+        "stratos-restore 00 5",
+        "hello",
+        &format!("stratos-restore {} notanumber", "00".repeat(32)),
+        &format!("stratos-restore {} 5 extra", "00".repeat(32)),
+    ] {
+        let mut f = Fake::new(&config());
+        crate::restore::apply(&mut f, bad, Some(10));
+        assert!(f.calls.is_empty(), "{bad}: {:?}", f.calls);
+        assert!(f.console.iter().any(|l| l.contains("malformed message")));
+        assert!(f.lines("stratos-phase restored").is_empty());
+    }
+}
+
+#[test]
+fn the_init_listens_for_restores_with_the_profiles_signal() {
+    let mut cfg = config();
+    cfg.on_restore = Some(12);
+    let mut f = Fake::new(&cfg);
+    f.waits.push_back(Waited::Reaped(42, ExitKind::Exited(0)));
+    boot(&mut f);
+    assert!(f.calls.contains(&Call::WatchRestores(Some(12))));
 }

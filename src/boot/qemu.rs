@@ -160,8 +160,7 @@ pub struct SnapshotVm {
     pub incoming: bool,
 }
 
-/// The virtio-serial port's name the init looks for.
-pub const RESTORE_PORT: &str = "stratos.restore";
+pub use stratos_wire::RESTORE_PORT;
 
 /// How a VM gets its root filesystem.
 #[derive(Debug, Clone, PartialEq, Eq)]

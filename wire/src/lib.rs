@@ -21,6 +21,9 @@ pub const PHASE_PREFIX: &str = "stratos-phase";
 /// `stratos-restore <64 hex digits of entropy> <unix time in nanoseconds>`.
 pub const RESTORE_PREFIX: &str = "stratos-restore";
 
+/// The virtio-serial port the restore messages arrive on.
+pub const RESTORE_PORT: &str = "stratos.restore";
+
 /// Prefix of the init's other console lines (`stratos-init: ...`).
 pub const LOG_PREFIX: &str = "stratos-init:";
 

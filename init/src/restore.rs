@@ -1,0 +1,71 @@
+//! A restored snapshot: every clone starts from the same memory — the same kernel random state,
+//! the same clock, the same seeds in the runtime. The host sends each clone, over the restore
+//! channel, `stratos-restore <64 hex digits of entropy> <unix time in ns>`; the init adds the
+//! bytes to the kernel's pool, forces the CRNG to reseed from it, sets the real-time clock,
+//! prints `stratos-phase restored`, and tells the runtime with the profile's signal (through
+//! PID 1's own signal forwarding), so it can reseed what it holds itself.
+
+use crate::boot::{log, phase};
+use crate::sys::Sys;
+
+/// A restore message, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub entropy: Vec<u8>,
+    pub unix_ns: u128,
+}
+
+/// Parses one line of the restore channel; `None` for anything else (which is reported).
+pub fn parse(line: &str) -> Option<Message> {
+    let mut w = line
+        .trim_end()
+        .strip_prefix(stratos_wire::RESTORE_PREFIX)?
+        .split_whitespace();
+    let hex = w.next()?;
+    let unix_ns = w.next()?.parse().ok()?;
+    if w.next().is_some() || hex.len() != 64 {
+        return None;
+    }
+    let entropy = (0..32)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    Some(Message { entropy, unix_ns })
+}
+
+/// Applies one restore message. Each step that fails is a console warning; a clone whose pool
+/// could not be reseeded says so, since it may share random output with its siblings.
+pub fn apply<S: Sys>(sys: &mut S, line: &str, on_restore: Option<i32>) {
+    let Some(m) = parse(line) else {
+        log(
+            sys,
+            &format!(
+                "warning: ignoring a malformed message on the restore channel ({} bytes)",
+                line.len()
+            ),
+        );
+        return;
+    };
+    let reseeded = sys.add_entropy(&m.entropy).and_then(|()| sys.reseed_crng());
+    if let Err(e) = reseeded {
+        log(
+            sys,
+            &format!("warning: cannot reseed the kernel's random pool after a restore ({e}): this clone may share random output with others"),
+        );
+    }
+    if let Err(e) = sys.set_realtime(m.unix_ns) {
+        log(
+            sys,
+            &format!("warning: cannot set the clock after a restore: {e}"),
+        );
+    }
+    phase(sys, "restored");
+    if let Some(sig) = on_restore {
+        // To PID 1 itself: the supervisor forwards it to the runtime like any other signal.
+        if let Err(e) = sys.kill(1, sig) {
+            log(
+                sys,
+                &format!("warning: cannot tell the runtime it was restored: {e}"),
+            );
+        }
+    }
+}
