@@ -335,7 +335,7 @@ fn prepare<S: Sys>(sys: &mut S) -> Result<Prepared, InitError> {
     let cgroup = setup_cgroup(sys, &cfg.limits)?;
     phase(sys, "mounts_done");
     // Listening from now on: a snapshot is taken after the runtime is ready.
-    sys.watch_restores(cfg.on_restore);
+    sys.watch_restores();
     set_hostname(sys, &cfg.hostname);
     load_modules(sys, &cfg.modules)?;
     if let Some(z) = &cfg.zram {

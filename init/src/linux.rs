@@ -34,6 +34,7 @@ fn handled_signals() -> libc::sigset_t {
             libc::SIGUSR1,
             libc::SIGUSR2,
             libc::SIGCHLD,
+            crate::sys::SIGRESTORED,
         ] {
             libc::sigaddset(&mut set, s);
         }
@@ -260,30 +261,47 @@ impl Sys for LinuxSys {
         Ok(())
     }
 
-    fn watch_restores(&mut self, on_restore: Option<i32>) {
-        let Some(port) = restore_port() else {
+    fn watch_restores(&mut self) {
+        // Only a VM started by `stratos snapshot` (or restored from one) has a virtio console
+        // device; its named port is announced by the host a little after the driver probes, so
+        // the thread waits for it rather than the boot.
+        if !has_virtio_console() {
             return;
-        };
-        let file = match std::fs::File::open(&port) {
-            Ok(f) => f,
-            Err(e) => {
-                self.log(&format!(
-                    "{} warning: cannot open the restore channel {}: {e}",
-                    stratos_wire::LOG_PREFIX,
-                    port.display()
-                ));
-                return;
-            }
-        };
+        }
         let spawned = std::thread::Builder::new()
             .name("restore".into())
             .spawn(move || {
                 use std::io::BufRead;
                 let mut sys = LinuxSys::default();
-                // Blocks until the host writes: only after a restore.
-                for line in io::BufReader::new(file).lines() {
-                    match line {
-                        Ok(l) => crate::restore::apply(&mut sys, &l, on_restore),
+                let Some(port) = wait_for_restore_port() else {
+                    sys.log(&format!(
+                        "{} warning: the restore channel {} did not appear in {} s; restores will not be seen",
+                        stratos_wire::LOG_PREFIX,
+                        stratos_wire::RESTORE_PORT,
+                        RESTORE_PORT_WAIT.as_secs()
+                    ));
+                    return;
+                };
+                let file = match std::fs::File::open(&port) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        sys.log(&format!(
+                            "{} warning: cannot open the restore channel {}: {e}",
+                            stratos_wire::LOG_PREFIX,
+                            port.display()
+                        ));
+                        return;
+                    }
+                };
+                // Blocks until the host writes: only after a restore. While no host is
+                // connected a read ends at once (end of file): wait for one and read again.
+                let mut reader = io::BufReader::new(file);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    match reader.read_line(&mut line) {
+                        Ok(0) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                        Ok(_) => crate::restore::apply(&mut sys, line.trim_end()),
                         Err(e) => {
                             sys.log(&format!(
                                 "{} warning: the restore channel failed: {e}",
@@ -390,11 +408,17 @@ impl Sys for LinuxSys {
     }
 
     fn kill(&mut self, pid: u32, signal: i32) -> io::Result<()> {
-        let pid = rustix::process::Pid::from_raw(pid as i32)
+        let pid = i32::try_from(pid)
+            .ok()
+            .filter(|&p| p > 0)
             .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let sig = rustix::process::Signal::from_named_raw(signal)
-            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-        rustix::process::kill_process(pid, sig).map_err(io::Error::from)
+        // SAFETY: kill(2) on one positive pid (real-time signals included, which rustix's
+        // Signal does not name); it touches no memory of ours.
+        if unsafe { libc::kill(pid, signal) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 
     fn tcp_probe(&mut self, port: u16) -> bool {
@@ -711,6 +735,35 @@ fn exit_kind(status: WaitStatus) -> ExitKind {
 }
 
 /// The virtio-serial port named `stratos.restore` (`/dev/vportNpM`), if the VM has one.
+/// How long the restore thread waits for the host to announce the restore port.
+const RESTORE_PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Whether the VM has a virtio console device (virtio device id 3): the restore channel's bus.
+fn has_virtio_console() -> bool {
+    let Ok(dir) = std::fs::read_dir("/sys/bus/virtio/devices") else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        std::fs::read_to_string(e.path().join("device"))
+            .map(|id| id.trim() == "0x0003")
+            .unwrap_or(false)
+    })
+}
+
+/// The restore port's device node, once the host has announced it (and devtmpfs made it).
+fn wait_for_restore_port() -> Option<std::path::PathBuf> {
+    let deadline = std::time::Instant::now() + RESTORE_PORT_WAIT;
+    loop {
+        if let Some(p) = restore_port().filter(|p| p.exists()) {
+            return Some(p);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 fn restore_port() -> Option<std::path::PathBuf> {
     let dir = std::fs::read_dir("/sys/class/virtio-ports").ok()?;
     for e in dir.flatten() {

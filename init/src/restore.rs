@@ -1,12 +1,14 @@
 //! A restored snapshot: every clone starts from the same memory — the same kernel random state,
 //! the same clock, the same seeds in the runtime. The host sends each clone, over the restore
 //! channel, `stratos-restore <64 hex digits of entropy> <unix time in ns>`; the init adds the
-//! bytes to the kernel's pool, forces the CRNG to reseed from it, sets the real-time clock,
-//! prints `stratos-phase restored`, and tells the runtime with the profile's signal (through
-//! PID 1's own signal forwarding), so it can reseed what it holds itself.
+//! bytes to the kernel's pool, forces the CRNG to reseed from it, sets the real-time clock and
+//! sends PID 1 [`SIGRESTORED`]: the supervisor sends the runtime the profile's `on-restore`
+//! signal (so it can reseed what it holds itself) and only then prints `stratos-phase
+//! restored`, which the host waits for before the first call: a call never overtakes the
+//! signal.
 
 use crate::boot::{log, phase};
-use crate::sys::Sys;
+use crate::sys::{Sys, SIGRESTORED};
 
 /// A restore message, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +36,7 @@ pub fn parse(line: &str) -> Option<Message> {
 
 /// Applies one restore message. Each step that fails is a console warning; a clone whose pool
 /// could not be reseeded says so, since it may share random output with its siblings.
-pub fn apply<S: Sys>(sys: &mut S, line: &str, on_restore: Option<i32>) {
+pub fn apply<S: Sys>(sys: &mut S, line: &str) {
     let Some(m) = parse(line) else {
         log(
             sys,
@@ -58,14 +60,11 @@ pub fn apply<S: Sys>(sys: &mut S, line: &str, on_restore: Option<i32>) {
             &format!("warning: cannot set the clock after a restore: {e}"),
         );
     }
-    phase(sys, "restored");
-    if let Some(sig) = on_restore {
-        // To PID 1 itself: the supervisor forwards it to the runtime like any other signal.
-        if let Err(e) = sys.kill(1, sig) {
-            log(
-                sys,
-                &format!("warning: cannot tell the runtime it was restored: {e}"),
-            );
-        }
+    if let Err(e) = sys.kill(1, SIGRESTORED) {
+        log(
+            sys,
+            &format!("warning: cannot tell the supervisor about the restore ({e}): the runtime is not told"),
+        );
+        phase(sys, "restored");
     }
 }

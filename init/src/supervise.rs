@@ -19,7 +19,8 @@ use stratos_wire::{Readiness, Restart, RestartPolicy};
 use crate::boot::{log, meminfo_kib, phase, spawn_runtime, MemoryPeak, Prepared};
 use crate::error::InitError;
 use crate::sys::{
-    signal_name, ExitKind, Sys, Waited, SIGHUP, SIGINT, SIGKILL, SIGTERM, SIGUSR1, SIGUSR2,
+    signal_name, ExitKind, Sys, Waited, SIGHUP, SIGINT, SIGKILL, SIGRESTORED, SIGTERM, SIGUSR1,
+    SIGUSR2,
 };
 
 /// What the loop does after a transition: go on, or stop supervising with how the runtime
@@ -168,6 +169,31 @@ impl<'a> Supervisor<'a> {
                         killed: false,
                     };
                 }
+            }
+            (SIGRESTORED, state) => {
+                // The restore thread reseeded the clone: tell the runtime, then the host.
+                if let Some(to) = self.p.cfg.on_restore {
+                    match state.pid() {
+                        Some(pid) => {
+                            forward(sys, pid, to);
+                            log(
+                                sys,
+                                &format!(
+                                    "restored from a snapshot; sent {} to the runtime",
+                                    signal_name(to)
+                                ),
+                            );
+                        }
+                        None => log(
+                            sys,
+                            &format!(
+                                "restored from a snapshot while the runtime is not running; {} not sent",
+                                signal_name(to)
+                            ),
+                        ),
+                    }
+                }
+                phase(sys, "restored");
             }
             (SIGHUP | SIGUSR1 | SIGUSR2, State::Running { pid } | State::Stopping { pid, .. }) => {
                 forward(sys, pid, sig);

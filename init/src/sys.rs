@@ -72,6 +72,9 @@ pub const SIGUSR1: i32 = 10;
 pub const SIGUSR2: i32 = 12;
 pub const SIGTERM: i32 = 15;
 pub const SIGCHLD: i32 = 17;
+/// SIGRTMIN+8: sent to PID 1 by its restore thread once a restored clone is reseeded, so the
+/// supervisor (which knows the runtime) tells the runtime before `restored` is reported.
+pub const SIGRESTORED: i32 = 42;
 
 pub trait Sys {
     /// CLOCK_BOOTTIME in nanoseconds.
@@ -104,8 +107,9 @@ pub trait Sys {
     /// Sets `CLOCK_REALTIME`.
     fn set_realtime(&mut self, unix_ns: u128) -> io::Result<()>;
     /// If the VM has a restore channel (a virtio-serial port named `stratos.restore`), listens
-    /// on it in the background and applies each message with [`crate::restore::apply`].
-    fn watch_restores(&mut self, on_restore: Option<i32>);
+    /// on it in the background and applies each message with [`crate::restore::apply`]
+    /// (which ends in [`SIGRESTORED`] to PID 1).
+    fn watch_restores(&mut self);
     /// Starts warming the page cache for `paths` in the background.
     fn start_preload(&mut self, paths: &[String]);
     /// Blocks the handled signals so they are only taken by [`Sys::wait_signal`].
@@ -152,6 +156,7 @@ pub fn signal_name(sig: i32) -> &'static str {
         15 => "SIGTERM",
         17 => "SIGCHLD",
         31 => "SIGSYS",
+        42 => "SIGRTMIN+8",
         _ => "signal",
     }
 }

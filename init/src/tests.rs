@@ -37,7 +37,7 @@ enum Call {
     AddEntropy(Vec<u8>),
     Reseed,
     SetTime(u128),
-    WatchRestores(Option<i32>),
+    WatchRestores,
 }
 
 struct Fake {
@@ -66,6 +66,8 @@ struct Fake {
     clock: u64,
     /// Whether the kernel's random pool is ready.
     entropy: bool,
+    /// `kill` fails (after recording the call).
+    kill_fails: bool,
 }
 
 impl Fake {
@@ -89,6 +91,7 @@ impl Fake {
             console: Vec::new(),
             clock: 0,
             entropy: true,
+            kill_fails: false,
         }
     }
     fn lines(&self, prefix: &str) -> Vec<&str> {
@@ -178,8 +181,8 @@ MemAvailable:     480000 kB
         self.calls.push(Call::SetTime(unix_ns));
         Ok(())
     }
-    fn watch_restores(&mut self, on_restore: Option<i32>) {
-        self.calls.push(Call::WatchRestores(on_restore));
+    fn watch_restores(&mut self) {
+        self.calls.push(Call::WatchRestores);
     }
     fn start_preload(&mut self, paths: &[String]) {
         self.calls.push(Call::Preload(paths.len()));
@@ -198,6 +201,9 @@ MemAvailable:     480000 kB
     }
     fn kill(&mut self, pid: u32, sig: i32) -> io::Result<()> {
         self.calls.push(Call::Signal(pid, sig));
+        if self.kill_fails {
+            return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+        }
         Ok(())
     }
     fn tcp_probe(&mut self, _: u16) -> bool {
@@ -350,7 +356,7 @@ fn mounts_then_modules_then_network_then_runtime() {
         Call::Mount("/tmp".into()),
         Call::Mount("/sys/fs/cgroup".into()),
         w("/sys/fs/cgroup/cgroup.subtree_control", "+memory"),
-        Call::WatchRestores(None),
+        Call::WatchRestores,
         Call::Module("/lib/modules/x/failover.ko".into()),
         Call::Module("/lib/modules/x/virtio_net.ko".into()),
         w("/proc/sys/vm/swappiness", "10"),
@@ -867,13 +873,12 @@ fn memory_available_is_reported_at_ready() {
 }
 
 #[test]
-fn a_restore_reseeds_sets_the_clock_and_tells_the_runtime() {
+fn a_restore_reseeds_sets_the_clock_and_tells_the_supervisor() {
     let mut f = Fake::new(&config());
     let entropy = "ab".repeat(32);
     crate::restore::apply(
         &mut f,
         &format!("stratos-restore {entropy} 1764300000123456789"),
-        Some(10),
     );
     assert_eq!(
         f.calls,
@@ -881,18 +886,65 @@ fn a_restore_reseeds_sets_the_clock_and_tells_the_runtime() {
             Call::AddEntropy(vec![0xab; 32]),
             Call::Reseed,
             Call::SetTime(1_764_300_000_123_456_789),
-            Call::Signal(1, 10),
+            Call::Signal(1, crate::sys::SIGRESTORED),
         ]
     );
+    // The supervisor reports `restored`, after telling the runtime.
     assert!(
-        f.lines("stratos-phase restored ").len() == 1,
+        f.lines("stratos-phase restored").is_empty(),
         "{:?}",
         f.console
     );
-    // Without an on-restore signal the runtime is not told; the clone is still reseeded.
+}
+
+#[test]
+fn a_restored_runtime_is_told_before_the_host() {
+    let mut cfg = config();
+    cfg.on_restore = Some(10);
+    let mut f = Fake::new(&cfg);
+    f.signals = vec![Some(crate::sys::SIGRESTORED)].into();
+    let mut w: Vec<Waited> = std::iter::repeat_n(Waited::NoneReady, 2).collect();
+    w.push(Waited::Reaped(42, ExitKind::Exited(0)));
+    f.waits = w.into();
+    boot(&mut f);
+    let sigs: Vec<&Call> = f
+        .calls
+        .iter()
+        .filter(|c| matches!(c, Call::Signal(..)))
+        .collect();
+    assert_eq!(sigs, [&Call::Signal(42, 10)]);
+    let told = f
+        .console
+        .iter()
+        .position(|l| l == "stratos-init: restored from a snapshot; sent SIGUSR1 to the runtime")
+        .expect("the runtime was told");
+    let restored = f
+        .console
+        .iter()
+        .position(|l| l.starts_with("stratos-phase restored "))
+        .expect("restored reported");
+    assert!(told < restored, "{:?}", f.console);
+    // Without an on-restore signal the runtime is not told; the host still is.
     let mut g = Fake::new(&config());
-    crate::restore::apply(&mut g, &format!("stratos-restore {entropy} 5"), None);
-    assert_eq!(g.calls.len(), 3);
+    g.signals = vec![Some(crate::sys::SIGRESTORED)].into();
+    let mut w: Vec<Waited> = std::iter::repeat_n(Waited::NoneReady, 2).collect();
+    w.push(Waited::Reaped(42, ExitKind::Exited(0)));
+    g.waits = w.into();
+    boot(&mut g);
+    assert!(!g.calls.iter().any(|c| matches!(c, Call::Signal(..))));
+    assert_eq!(g.lines("stratos-phase restored ").len(), 1);
+}
+
+#[test]
+fn a_restore_that_cannot_reach_the_supervisor_is_still_reported() {
+    let mut f = Fake::new(&config());
+    f.kill_fails = true;
+    crate::restore::apply(&mut f, &format!("stratos-restore {} 5", "00".repeat(32)));
+    assert!(f
+        .console
+        .iter()
+        .any(|l| l.contains("cannot tell the supervisor about the restore")));
+    assert_eq!(f.lines("stratos-phase restored ").len(), 1);
 }
 
 #[test]
@@ -905,7 +957,7 @@ fn a_malformed_restore_message_changes_nothing() {
         &format!("stratos-restore {} 5 extra", "00".repeat(32)),
     ] {
         let mut f = Fake::new(&config());
-        crate::restore::apply(&mut f, bad, Some(10));
+        crate::restore::apply(&mut f, bad);
         assert!(f.calls.is_empty(), "{bad}: {:?}", f.calls);
         assert!(f.console.iter().any(|l| l.contains("malformed message")));
         assert!(f.lines("stratos-phase restored").is_empty());
@@ -913,11 +965,9 @@ fn a_malformed_restore_message_changes_nothing() {
 }
 
 #[test]
-fn the_init_listens_for_restores_with_the_profiles_signal() {
-    let mut cfg = config();
-    cfg.on_restore = Some(12);
-    let mut f = Fake::new(&cfg);
+fn the_init_listens_for_restores() {
+    let mut f = Fake::new(&config());
     f.waits.push_back(Waited::Reaped(42, ExitKind::Exited(0)));
     boot(&mut f);
-    assert!(f.calls.contains(&Call::WatchRestores(Some(12))));
+    assert!(f.calls.contains(&Call::WatchRestores));
 }

@@ -174,10 +174,15 @@ pub fn create(image: &BootImage, o: &CreateOptions) -> Result<SnapshotMeta, Snap
     spec.cmdline = cmdline.clone();
     let mut vm = Vm::start(&spec, o.echo)?;
     let mut qmp = Qmp::connect(&socks.path().join("qmp"), Duration::from_secs(10))?;
+    // Connected before the guest reads the restore port and kept until the VM is saved: the
+    // port's "host connected" state travels in the snapshot, so every restore's init sits
+    // blocked in read() until its restore message arrives.
+    let channel = connect_channel(&socks.path().join("restore"))?;
     wait_ready(&mut vm, o.timeout)?;
     for path in &o.warm {
         warm(&mut vm, host, path, o.timeout)?;
     }
+    settle(&mut vm);
     let state = staging.path().join(STATE_FILE);
     create_private(&state)?;
     qmp.execute("stop", json!({}))?;
@@ -188,6 +193,7 @@ pub fn create(image: &BootImage, o: &CreateOptions) -> Result<SnapshotMeta, Snap
     )?;
     qmp.wait_migration(Duration::from_secs(120))?;
     vm.stop();
+    drop(channel);
     let meta = SnapshotMeta {
         format: FORMAT,
         image: SnapshotImage {
@@ -318,6 +324,17 @@ fn ignore_shared(qmp: &mut Qmp) -> Result<(), QmpError> {
 
 /// Reads the console until `runtime_ready`; a panic, a fatal init error or the runtime ending
 /// is an error naming it.
+/// Reads the console until it has been quiet for a moment (at most a few seconds): a line
+/// still on its way out when the VM is saved would be printed again by every restore.
+fn settle(vm: &mut Vm) {
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        if vm.next_line(Duration::from_millis(250)).is_err() {
+            return;
+        }
+    }
+}
+
 fn wait_ready(vm: &mut Vm, timeout: Duration) -> Result<(), SnapshotError> {
     let start = Instant::now();
     let mut ending = console::Ending::default();
@@ -522,6 +539,8 @@ pub fn resume(
     sockets: &Path,
 ) -> Result<std::os::unix::net::UnixStream, SnapshotError> {
     let mut qmp = Qmp::connect(&sockets.join("qmp"), Duration::from_secs(10))?;
+    // Connected before the guest runs, so the port is "host connected" as it was when saved.
+    let channel = connect_channel(&sockets.join("restore"))?;
     ignore_shared(&mut qmp)?;
     qmp.execute(
         "migrate-incoming",
@@ -529,13 +548,22 @@ pub fn resume(
     )?;
     qmp.wait_status("paused", Duration::from_secs(60))?;
     qmp.execute("cont", json!({}))?;
-    send_restore_message(&sockets.join("restore"))
+    send_restore_message(channel)
+}
+
+fn connect_channel(path: &Path) -> Result<std::os::unix::net::UnixStream, SnapshotError> {
+    std::os::unix::net::UnixStream::connect(path).map_err(io(format!(
+        "connecting to the restore channel {}",
+        path.display()
+    )))
 }
 
 /// `stratos-restore <64 hex bytes of entropy> <unix time in ns>`: every clone gets its own
 /// bytes from the host's getrandom, so no two clones share random output after the init
 /// reseeds; and the current time, which did not advance while the snapshot slept.
-fn send_restore_message(channel: &Path) -> Result<std::os::unix::net::UnixStream, SnapshotError> {
+fn send_restore_message(
+    mut channel: std::os::unix::net::UnixStream,
+) -> Result<std::os::unix::net::UnixStream, SnapshotError> {
     let mut entropy = [0u8; 32];
     getrandom::getrandom(&mut entropy)
         .map_err(|e| io("reading the host's entropy")(std::io::Error::other(e.to_string())))?;
@@ -547,13 +575,10 @@ fn send_restore_message(channel: &Path) -> Result<std::os::unix::net::UnixStream
         stratos_wire::RESTORE_PREFIX,
         hex::encode(entropy)
     );
-    let mut s = std::os::unix::net::UnixStream::connect(channel).map_err(io(format!(
-        "connecting to the restore channel {}",
-        channel.display()
-    )))?;
-    s.write_all(line.as_bytes())
+    channel
+        .write_all(line.as_bytes())
         .map_err(io("writing to the restore channel"))?;
-    Ok(s)
+    Ok(channel)
 }
 
 /// `exec:` migration URIs go through a shell: a path is quoted, and one holding a quote is

@@ -80,13 +80,18 @@ pub fn run(a: Args) -> CliResult {
         .as_deref()
         .map(|path| plan_invoke(path, a.port, &mut forwards))
         .transpose()?;
+    let memory = restore.as_ref().map_or(a.memory, |s| s.meta.memory_mib);
     eprintln!(
-        "stratos: booting {} {} ({}, {}, {} MiB){}",
+        "stratos: {} {} {} ({}, {}, {} MiB){}",
+        match &a.snapshot {
+            Some(dir) => format!("restoring {} of", dir.display()),
+            None => "booting".to_owned(),
+        },
         image.manifest.image.name,
         image.manifest.image.version,
         accel.name(),
         image.machine.name(),
-        a.memory,
+        memory,
         forwards
             .iter()
             .map(|f| format!(", 127.0.0.1:{} -> guest:{}", f.host, f.guest))
@@ -96,7 +101,6 @@ pub fn run(a: Args) -> CliResult {
         && restore.is_none()
         && !a.quiet
         && std::io::IsTerminal::is_terminal(&std::io::stdin());
-    let memory = restore.as_ref().map_or(a.memory, |s| s.meta.memory_mib);
     let opts = RunOptions {
         accel,
         memory_mib: memory,

@@ -6,12 +6,26 @@ too: Python never caches the script it runs, only the modules it imports.
 
 Readiness: once listening it writes READY=1 to the descriptor named by $STRATOS_NOTIFY_FD, the
 stratos-init notify protocol, so runtime_ready marks the moment the function can answer.
+
+Snapshots: GET /id answers a random request identifier from the `random` module, which seeds
+itself once, at import. Clones restored from one snapshot share that state, so the profile asks
+stratos-init to send SIGUSR1 after every restore (`on-restore`), and the handler reseeds from
+os.urandom, which the init has just reseeded with the host's entropy.
 """
 import os
+import random
+import signal
 import socket
 
 
+def _restored(signum, frame):
+    random.seed()
+    print("python-fn: restored from a snapshot; random reseeded", flush=True)
+
+
 def handle(path):
+    if path == "/id":
+        return "%016x\n" % random.getrandbits(64)
     name = "world"
     if "?" in path:
         for pair in path.split("?", 1)[1].split("&"):
@@ -23,6 +37,7 @@ def handle(path):
 
 def main(compiled_at_start=()):
     port = int(os.environ.get("PORT", "8080"))
+    signal.signal(signal.SIGUSR1, _restored)
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("0.0.0.0", port))
