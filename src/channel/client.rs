@@ -34,7 +34,7 @@ const RAND_LEN: usize = 6;
 
 pub struct Node {
     pub source: Source,
-    pub channel: String,
+    pub channel: ChannelName,
     pub node_id: String,
     pub state: PathBuf,
     /// The time decisions are made at (seconds); `now()` outside tests.
@@ -51,7 +51,7 @@ pub struct Node {
 pub struct Decision {
     pub selected: bool,
     pub reason: String,
-    pub channel: String,
+    pub channel: ChannelName,
     pub channel_version: u64,
     pub image: String,
     pub image_version: String,
@@ -63,6 +63,35 @@ pub struct Decision {
     pub notes: Vec<String>,
 }
 
+/// What `update check --json` prints when the check failed: the shape of a [`Decision`] that
+/// selected nothing, with why. (Fields in the order the JSON lists them.)
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub channel: ChannelName,
+    /// Always null: no channel document was accepted.
+    pub channel_version: Option<u64>,
+    /// Always null.
+    pub image_version: Option<String>,
+    pub reason: String,
+    /// Verification refused something; a failed or slow repository or a local error is not a
+    /// rejection (the exit code is 1 or 2 all the same).
+    pub rejected: bool,
+    pub selected: bool,
+}
+
+impl Failure {
+    pub fn of(channel: &ChannelName, e: &ChannelError) -> Failure {
+        Failure {
+            channel: channel.clone(),
+            channel_version: None,
+            image_version: None,
+            reason: e.to_string(),
+            rejected: matches!(e, ChannelError::Rejected(_)),
+            selected: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Current {
     pub version: String,
@@ -71,7 +100,7 @@ pub struct Current {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Staged {
-    pub channel: String,
+    pub channel: ChannelName,
     pub channel_version: u64,
     pub image: ImageRef,
     /// Relative to the state directory.
@@ -232,7 +261,7 @@ pub fn bootstrap(state: &Path, root_json: &Path) -> Result<(), ChannelError> {
         ));
     let sigs = read(&sigs_path)?;
     let root = parse_root(&bytes, &root_json.display().to_string())?;
-    verify_threshold("bootstrap root", &bytes, &sigs, &root, "root")?;
+    verify_threshold("bootstrap root", &bytes, &sigs, &root, RoleName::Root)?;
     std::fs::create_dir_all(state).map_err(io(format!("creating {}", state.display())))?;
     let _lock = lock_state(state)?;
     write(&state.join("trusted/root.sigs.json"), &sigs)?;
@@ -261,7 +290,7 @@ pub fn decide(
     current: Option<&Current>,
     staged: Option<&Staged>,
 ) -> Decision {
-    let cohort = cohort(node_id, &c.channel, &c.image.version);
+    let cohort = cohort(node_id, c.channel.as_str(), &c.image.version);
     let reached = c.rollout.reached_bp(now);
     let mut d = Decision {
         selected: false,
@@ -386,14 +415,14 @@ impl Node {
                 &b,
                 &s,
                 &root,
-                "root",
+                RoleName::Root,
             )?;
             verify_threshold(
                 &format!("root version {v} (by its own keys)"),
                 &b,
                 &s,
                 &next,
-                "root",
+                RoleName::Root,
             )?;
             new_roots.push((b, s));
             root = next;
@@ -409,18 +438,16 @@ impl Node {
             root.expires,
             self.now,
         )?;
-        let rel = format!("channels/{}.json", self.channel);
+        let rel = self.channel.document();
         let cb = self.fetch(&rel, MAX_METADATA_BYTES)?;
-        let cs = self.fetch(
-            &format!("channels/{}.sigs.json", self.channel),
-            MAX_METADATA_BYTES,
-        )?;
-        verify_threshold(&rel, &cb, &cs, &root, "channel")?;
+        let cs = self.fetch(&self.channel.signatures(), MAX_METADATA_BYTES)?;
+        verify_threshold(&rel, &cb, &cs, &root, RoleName::Channel)?;
         let c = parse_channel(&cb, &rel)?;
         if c.channel != self.channel {
             return Err(ChannelError::rejected(format!(
                 "{rel}: the document is for channel {:?}, not {:?}",
-                c.channel, self.channel
+                c.channel.as_str(),
+                self.channel.as_str()
             )));
         }
         if c.expires <= self.now {
@@ -442,11 +469,7 @@ impl Node {
                 self.channel
             )));
         }
-        let stored = read_opt(
-            &self
-                .state
-                .join(format!("trusted/channels/{}.json", self.channel)),
-        )?;
+        let stored = read_opt(&self.state.join("trusted").join(self.channel.document()))?;
         if let Some(sb) = &stored {
             let s = parse_channel(sb, "stored channel")?;
             if c.version < s.version {
@@ -541,11 +564,9 @@ impl Node {
             write(&self.state.join("trusted/root.sigs.json"), s)?;
             write(&self.state.join("trusted/root.json"), b)?;
         }
-        let base = self
-            .state
-            .join(format!("trusted/channels/{}", self.channel));
-        write(&base.with_extension("sigs.json"), &v.channel_sigs)?;
-        write(&base.with_extension("json"), &v.channel_bytes)
+        let trusted = self.state.join("trusted");
+        write(&trusted.join(self.channel.signatures()), &v.channel_sigs)?;
+        write(&trusted.join(self.channel.document()), &v.channel_bytes)
     }
 
     fn decide(&self, c: &Channel) -> Result<Decision, ChannelError> {
@@ -689,7 +710,7 @@ mod tests {
         Channel {
             kind: CHANNEL_TYPE.into(),
             spec_version: SPEC_VERSION,
-            channel: "stable".into(),
+            channel: "stable".parse().unwrap(),
             version: 7,
             expires: u64::MAX,
             timestamp: 0,
@@ -803,7 +824,7 @@ mod tests {
             }
         }
         let staged = Staged {
-            channel: "stable".into(),
+            channel: "stable".parse().unwrap(),
             channel_version: 7,
             image: h.image.clone(),
             dir: "images/x".into(),

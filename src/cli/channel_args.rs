@@ -1,14 +1,14 @@
-//! What the release commands share: signing and rollout flags, key loading, error mapping
-//! and how a channel document is shown.
+//! What the release commands share: signing and rollout flags, error mapping, and how a channel
+//! document is shown.
 
 use std::path::{Path, PathBuf};
 
 use super::CliError;
 use crate::channel::repo::Repo;
-use crate::channel::{self, waves, ChannelError, Rollout};
-use crate::fsio::{self, caps};
-use crate::sign::{PublicKey, SecretKey};
+use crate::channel::{self, keys, waves, ChannelError, ChannelName, Rollout};
+use crate::sign::SecretKey;
 
+/// Bad input exits 2; a rejection, an I/O or a repository failure exits 1.
 pub(super) fn map(e: ChannelError) -> CliError {
     match e {
         ChannelError::Input(_) => CliError::input(e),
@@ -18,60 +18,18 @@ pub(super) fn map(e: ChannelError) -> CliError {
     }
 }
 
-/// An error whose message already says its cause, without a `source()` chain (the command line
-/// prints the chain, so a cause would otherwise appear twice).
-pub(super) fn flat(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("{e}")
+/// Bad input (exit 2) with this message.
+pub(super) fn input(message: String) -> CliError {
+    CliError::input(anyhow::anyhow!(message))
 }
 
 pub(super) fn secret_keys(paths: &[PathBuf], flag: &str) -> Result<Vec<SecretKey>, CliError> {
-    if paths.is_empty() {
-        return Err(CliError::input(anyhow::anyhow!(
-            "no signing key: pass {flag} FILE (a key from `stratos keygen`)"
-        )));
-    }
-    paths
-        .iter()
-        .map(|p| {
-            key_file(p, flag)?;
-            SecretKey::load(p).map_err(|e| CliError::input(flat(e)))
-        })
-        .collect()
-}
-
-pub(super) fn public_keys(paths: &[PathBuf], flag: &str) -> Result<Vec<PublicKey>, CliError> {
-    paths
-        .iter()
-        .map(|p| {
-            key_file(p, flag)?;
-            PublicKey::load(p).map_err(|e| CliError::input(flat(e)))
-        })
-        .collect()
-}
-
-/// A key file must be a regular file of key size before it is loaded (a FIFO would block the
-/// load forever, a device fill memory).
-pub(super) fn key_file(p: &Path, flag: &str) -> Result<(), CliError> {
-    fsio::read_file(p, caps::KEY, "a key file")
-        .map(drop)
-        .map_err(|e| CliError::input(flat(format!("{flag}: {e}"))))
+    keys::secret_keys(paths, flag).map_err(map)
 }
 
 /// A duration flag between `min` and `max` seconds (`90m`, `12h`, `30d`).
 pub(super) fn duration(s: &str, flag: &str, min: u64, max: u64) -> Result<u64, CliError> {
-    let d = waves::parse_duration(s).ok_or_else(|| {
-        CliError::input(anyhow::anyhow!(
-            "{flag} {s:?}: expected a duration like 90m, 12h or 30d"
-        ))
-    })?;
-    if d < min || d > max {
-        return Err(CliError::input(anyhow::anyhow!(
-            "{flag} {s:?}: must be between {} and {}",
-            channel::fmt_age(min),
-            channel::fmt_age(max)
-        )));
-    }
-    Ok(d)
+    waves::parse_duration_within(s, min, max).map_err(|e| input(format!("{flag} {e}")))
 }
 
 /// The expiry time `--expires DURATION` from now gives: at most 10 years ahead
@@ -102,16 +60,10 @@ impl RolloutPlan {
 
     pub(super) fn resolve(&self) -> Result<Rollout, CliError> {
         let now = channel::now();
-        if let Some(w) = &self.waves {
-            let text = fsio::read_text(w, caps::PROFILE, "a waves file")
-                .map_err(|e| CliError::input(flat(format!("--waves: {e}"))))?;
-            let waves = waves::parse(&text, &w.display().to_string()).map_err(map)?;
-            return Ok(Rollout {
-                started_at: now,
-                waves,
-            });
+        match &self.waves {
+            Some(w) => Ok(Rollout::waves(waves::load(w, "--waves").map_err(map)?, now)),
+            None => Ok(Rollout::percent(self.percent.unwrap_or(100), now)),
         }
-        Ok(Rollout::percent(self.percent.unwrap_or(100), now))
     }
 }
 
@@ -128,6 +80,14 @@ pub struct ChannelSigning {
     pub expires: String,
 }
 
+impl ChannelSigning {
+    /// The `--sign-key` keys and the `--expires` time.
+    pub(super) fn load(&self) -> Result<(Vec<SecretKey>, u64), CliError> {
+        let keys = secret_keys(&self.sign_keys, "--sign-key")?;
+        Ok((keys, expiry(&self.expires, "--expires")?))
+    }
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct Target {
     /// The release repository.
@@ -135,19 +95,9 @@ pub struct Target {
     pub repo: PathBuf,
     /// The channel to change.
     #[arg(long)]
-    pub channel: String,
+    pub channel: ChannelName,
     #[command(flatten)]
     pub signing: ChannelSigning,
-}
-
-/// `YYYY-MM-DD HH:MM UTC` from Unix seconds (the raw number past the year 9999).
-pub fn fmt_time(t: u64) -> String {
-    // 9999-12-31T23:59:59Z
-    if t > 253_402_300_799 {
-        return format!("{t} (after the year 9999)");
-    }
-    let s = crate::sbom::rfc3339(t); // YYYY-MM-DDTHH:MM:SSZ
-    format!("{} {} UTC", &s[..10], &s[11..16])
 }
 
 pub(super) fn print_channel(c: &channel::Channel, what: &str) {
@@ -172,18 +122,16 @@ pub(super) fn print_channel(c: &channel::Channel, what: &str) {
         c.image.name,
         c.image.version,
         if c.halted { ", HALTED" } else { "" },
-        fmt_time(c.expires)
+        channel::fmt_time(c.expires)
     );
 }
 
-#[cfg(test)]
-mod tests {
-    use super::fmt_time;
-
-    #[test]
-    fn times() {
-        assert_eq!(fmt_time(0), "1970-01-01 00:00 UTC");
-        assert_eq!(fmt_time(1_795_392_000), "2026-11-23 00:00 UTC");
-        assert_eq!(fmt_time(951_782_400), "2000-02-29 00:00 UTC");
-    }
+/// `value` as pretty JSON with its keys sorted (through [`serde_json::Value`], whose maps
+/// are sorted), as these documents have always been printed.
+pub(super) fn print_sorted_json<T: serde::Serialize>(value: &T) {
+    let v = serde_json::to_value(value).expect("serialisable");
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&v).expect("serialisable")
+    );
 }

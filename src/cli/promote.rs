@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use super::channel_args::*;
 use super::CliResult;
+use crate::channel::ChannelName;
 
 /// Point a channel at the image another channel carries (e.g. canary → stable).
 #[derive(Debug, clap::Args)]
@@ -16,10 +17,10 @@ pub struct Args {
     pub repo: PathBuf,
     /// The channel whose image is promoted.
     #[arg(long)]
-    pub from: String,
+    pub from: ChannelName,
     /// The channel that gets it (created if missing).
     #[arg(long)]
-    pub to: String,
+    pub to: ChannelName,
     #[command(flatten)]
     pub plan: RolloutPlan,
     #[command(flatten)]
@@ -28,8 +29,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> CliResult {
     let r = open(&a.repo)?;
-    let keys = secret_keys(&a.signing.sign_keys, "--sign-key")?;
-    let exp = expiry(&a.signing.expires, "--expires")?;
+    let (keys, exp) = a.signing.load()?;
     let c = r
         .promote(&a.from, &a.to, &keys, a.plan.resolve()?, exp)
         .map_err(map)?;

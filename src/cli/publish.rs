@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use super::channel_args::*;
 use super::CliResult;
+use crate::channel::ChannelName;
 
 /// Publish a signed image to a channel: copy its artifacts into the repository's object store
 /// and sign a new channel version pointing at it.
@@ -19,7 +20,7 @@ pub struct Args {
     pub repo: PathBuf,
     /// The channel to publish to (created on first publish).
     #[arg(long)]
-    pub channel: String,
+    pub channel: ChannelName,
     #[command(flatten)]
     pub plan: RolloutPlan,
     #[command(flatten)]
@@ -28,8 +29,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> CliResult {
     let r = open(&a.repo)?;
-    let keys = secret_keys(&a.signing.sign_keys, "--sign-key")?;
-    let exp = expiry(&a.signing.expires, "--expires")?;
+    let (keys, exp) = a.signing.load()?;
     let c = r
         .publish(&a.image, &a.channel, &keys, a.plan.resolve()?, exp)
         .map_err(map)?;

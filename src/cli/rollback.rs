@@ -17,10 +17,8 @@ pub struct Args {
 pub fn run(a: Args) -> CliResult {
     let t = a.target;
     let r = open(&t.repo)?;
-    let keys = secret_keys(&t.signing.sign_keys, "--sign-key")?;
-    let c = r
-        .rollback(&t.channel, &keys, expiry(&t.signing.expires, "--expires")?)
-        .map_err(map)?;
+    let (keys, exp) = t.signing.load()?;
+    let c = r.rollback(&t.channel, &keys, exp).map_err(map)?;
     print_channel(&c, "rolled back");
     Ok(())
 }

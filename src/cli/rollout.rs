@@ -3,9 +3,8 @@
 use std::path::PathBuf;
 
 use super::channel_args::*;
-use super::{CliError, CliResult};
-use crate::channel::{self, ChannelError, Rollout};
-use crate::fsio::{self, caps};
+use super::CliResult;
+use crate::channel::{self, rollout::Widen, ChannelName};
 
 /// Set a channel's rollout (`--waves FILE` or `--percent N`, starting now), or halt, resume or
 /// advance it.
@@ -22,7 +21,7 @@ pub struct Args {
     pub repo: Option<PathBuf>,
     /// The channel whose rollout is set.
     #[arg(long)]
-    pub channel: Option<String>,
+    pub channel: Option<ChannelName>,
     #[command(flatten)]
     pub plan: RolloutPlan,
     /// Secret key of the root's channel role (repeat to meet its threshold).
@@ -55,125 +54,71 @@ pub enum RolloutSub {
 }
 
 pub fn run(a: Args) -> CliResult {
-    let (t, verb) = match a.command {
-        None => {
-            let (Some(repo), Some(channel)) = (a.repo, a.channel) else {
-                return Err(CliError::input(anyhow::anyhow!(
-                    "rollout needs --repo DIR --channel NAME and --waves FILE or --percent N (or a subcommand: halt, resume, advance)"
-                )));
-            };
-            if !a.plan.given() {
-                return Err(CliError::input(anyhow::anyhow!(
-                    "rollout: say how far with --waves FILE or --percent N"
-                )));
-            }
-            let r = open(&repo)?;
-            let keys = secret_keys(&a.sign_keys, "--sign-key")?;
-            let plan = a.plan.resolve()?;
-            let c = r
-                .update(&channel, &keys, expiry(&a.expires, "--expires")?, |c| {
-                    c.rollout = plan;
-                    Ok(())
-                })
-                .map_err(map)?;
-            print_channel(&c, "rollout set");
-            if c.halted {
-                println!(
-                    "note: the channel is halted; `stratos rollout resume` lets nodes update again"
-                );
-            }
-            return Ok(());
-        }
-        Some(RolloutSub::Halt(t)) => (t, Verb::Halt),
-        Some(RolloutSub::Resume(t)) => (t, Verb::Resume),
+    match a.command {
+        None => set(a),
+        Some(RolloutSub::Halt(t)) => change(t, Verb::Halt),
+        Some(RolloutSub::Resume(t)) => change(t, Verb::Resume),
         Some(RolloutSub::Advance {
             target,
             gate,
             percent,
-        }) => (target, Verb::Advance(gate, percent)),
-    };
-    let r = open(&t.repo)?;
-    let keys = secret_keys(&t.signing.sign_keys, "--sign-key")?;
-    let exp = expiry(&t.signing.expires, "--expires")?;
-    let now = channel::now();
-    let mut note = String::new();
-    let c = r
-        .update(&t.channel, &keys, exp, |c| match &verb {
-            Verb::Halt => {
-                if c.halted {
-                    return Err(ChannelError::input(format!("channel {} is already halted", c.channel)));
-                }
-                c.halted = true;
-                Ok(())
-            }
-            Verb::Resume => {
-                if !c.halted {
-                    return Err(ChannelError::input(format!("channel {} is not halted", c.channel)));
-                }
-                c.halted = false;
-                Ok(())
-            }
-            Verb::Advance(gate, percent) => {
-                if c.halted {
-                    return Err(ChannelError::input(format!(
-                        "channel {} is halted; resume it before widening the rollout",
-                        c.channel
-                    )));
-                }
-                let bytes = fsio::read_file(gate, caps::REPORT, "a boot-test result")
-                    .map_err(|e| ChannelError::input(format!("--gate: {e}")))?;
-                note = channel::gate::check(&bytes, &gate.display().to_string(), &c.image)?;
-                let reached = c.rollout.reached_bp(now);
-                match percent {
-                    Some(p) => {
-                        if p * 100 <= reached {
-                            return Err(ChannelError::input(format!(
-                                "the rollout already reaches {:.2}% of the fleet; --percent {p} would not widen it",
-                                f64::from(reached) / 100.0
-                            )));
-                        }
-                        c.rollout = Rollout::percent(*p, now);
-                    }
-                    None => {
-                        let next = c
-                            .rollout
-                            .waves
-                            .iter()
-                            .find(|w| w.fleet_percent * 100 > reached)
-                            .cloned()
-                            .ok_or_else(|| {
-                                ChannelError::input(format!(
-                                    "the rollout already reaches {:.2}% of the fleet, its last wave; nothing to advance",
-                                    f64::from(reached) / 100.0
-                                ))
-                            })?;
-                        // Re-base the schedule so the next wave starts now; later waves keep
-                        // their spacing.
-                        c.rollout.started_at = now.saturating_sub(next.start_after);
-                    }
-                }
-                Ok(())
-            }
-        })
-        .map_err(map)?;
-    let what = match verb {
-        Verb::Halt => "halted",
-        Verb::Resume => "resumed",
-        Verb::Advance(..) => "advanced",
-    };
-    if !note.is_empty() {
-        println!("gate passed: {note}");
+        }) => {
+            let how = percent.map_or(Widen::NextWave, Widen::Percent);
+            change(target, Verb::Advance(gate, how))
+        }
     }
-    print_channel(&c, what);
-    println!(
-        "reached now: {:.2}% of the fleet",
-        f64::from(c.rollout.reached_bp(now)) / 100.0
-    );
+}
+
+/// `stratos rollout --waves FILE | --percent N`: a new rollout, starting now.
+fn set(a: Args) -> CliResult {
+    let (Some(repo), Some(channel)) = (a.repo, a.channel) else {
+        return Err(input(
+            "rollout needs --repo DIR --channel NAME and --waves FILE or --percent N (or a subcommand: halt, resume, advance)".into(),
+        ));
+    };
+    if !a.plan.given() {
+        return Err(input(
+            "rollout: say how far with --waves FILE or --percent N".into(),
+        ));
+    }
+    let r = open(&repo)?;
+    let keys = secret_keys(&a.sign_keys, "--sign-key")?;
+    let plan = a.plan.resolve()?;
+    let exp = expiry(&a.expires, "--expires")?;
+    let c = r.set_rollout(&channel, &keys, exp, plan).map_err(map)?;
+    print_channel(&c, "rollout set");
+    if c.halted {
+        println!("note: the channel is halted; `stratos rollout resume` lets nodes update again");
+    }
     Ok(())
 }
 
 enum Verb {
     Halt,
     Resume,
-    Advance(PathBuf, Option<u32>),
+    Advance(PathBuf, Widen),
+}
+
+/// `halt`, `resume` or `advance`: a new version of the channel, then where the rollout is now.
+fn change(t: Target, verb: Verb) -> CliResult {
+    let r = open(&t.repo)?;
+    let (keys, exp) = t.signing.load()?;
+    let now = channel::now();
+    let (c, what) = match verb {
+        Verb::Halt => (r.halt(&t.channel, &keys, exp).map_err(map)?, "halted"),
+        Verb::Resume => (r.resume(&t.channel, &keys, exp).map_err(map)?, "resumed"),
+        Verb::Advance(gate, how) => {
+            let adv = r
+                .advance(&t.channel, &keys, exp, &gate, how, now)
+                .map_err(map)?;
+            println!("gate passed: {}", adv.gate);
+            (adv.channel, "advanced")
+        }
+    };
+    print_channel(&c, what);
+    println!(
+        "reached now: {:.2}% of the fleet",
+        f64::from(c.rollout.reached_bp(now)) / 100.0
+    );
+    Ok(())
 }

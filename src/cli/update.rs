@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::channel_args::*;
-use super::{CliError, CliResult};
-use crate::channel::client::{bootstrap, Node};
+use super::CliResult;
+use crate::channel::client::{bootstrap, Decision, Failure, Node};
 use crate::channel::transport::Source;
-use crate::channel::{self, ChannelError};
+use crate::channel::{self, ChannelName};
 
 /// The node side: check a channel for an update, or fetch, verify and stage it.
 #[derive(Debug, clap::Args)]
@@ -23,7 +23,7 @@ pub struct NodeArgs {
     pub repo: String,
     /// The channel this node follows.
     #[arg(long)]
-    pub channel: String,
+    pub channel: ChannelName,
     /// This node's stable id (e.g. /etc/machine-id); decides its cohort.
     #[arg(long)]
     pub node_id: String,
@@ -73,16 +73,30 @@ pub fn run(a: Args) -> CliResult {
         UpdateSub::Check(n) => (n, false),
         UpdateSub::Fetch(n) => (n, true),
     };
-    if !channel::valid_channel_name(&n.channel) {
-        return Err(CliError::input(anyhow::anyhow!(
-            "--channel {:?} is not a channel name (1-64 of a-z, 0-9, -, _)",
-            n.channel
-        )));
+    let node = node(&n)?;
+    let r = if fetch {
+        node.fetch_update()
+    } else {
+        node.check()
+    };
+    match r {
+        Ok(d) => {
+            print_decision(&d, &n);
+            Ok(())
+        }
+        Err(e) => {
+            if n.json {
+                print_sorted_json(&Failure::of(&n.channel, &e));
+            }
+            Err(map(e))
+        }
     }
+}
+
+/// The node the flags describe, its state bootstrapped from `--bootstrap-root` if given.
+fn node(n: &NodeArgs) -> Result<Node, super::CliError> {
     if n.node_id.is_empty() {
-        return Err(CliError::input(anyhow::anyhow!(
-            "--node-id must not be empty"
-        )));
+        return Err(input("--node-id must not be empty".into()));
     }
     let max_age = duration(&n.max_age, "--max-age", 60, channel::MAX_VALIDITY)?;
     let source = Source::parse(&n.repo)
@@ -91,7 +105,7 @@ pub fn run(a: Args) -> CliResult {
     if let Some(b) = &n.bootstrap_root {
         bootstrap(&n.state, b).map_err(map)?;
     }
-    let node = Node {
+    Ok(Node {
         source,
         channel: n.channel.clone(),
         node_id: n.node_id.clone(),
@@ -99,51 +113,22 @@ pub fn run(a: Args) -> CliResult {
         now: channel::now(),
         max_artifact_bytes: n.max_artifact_mib.saturating_mul(1 << 20),
         max_age,
-    };
-    let r = if fetch {
-        node.fetch_update()
-    } else {
-        node.check()
-    };
-    match r {
-        Ok(d) => {
-            for note in &d.notes {
-                eprintln!("note: {note}");
-            }
-            if n.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&d).expect("serialisable")
-                );
-            } else {
-                println!(
-                    "channel {} version {}: {} {}: {}",
-                    d.channel, d.channel_version, d.image, d.image_version, d.reason
-                );
-                if let Some(s) = &d.staged {
-                    println!("staged at {}", n.state.join(s).display());
-                }
-            }
-            Ok(())
-        }
-        Err(e) => {
-            if n.json {
-                // `rejected`: verification refused something; a failed or slow repository
-                // or a local error is not a rejection (the exit code is 1 or 2 all the same).
-                let v = serde_json::json!({
-                    "selected": false,
-                    "rejected": matches!(e, ChannelError::Rejected(_)),
-                    "reason": e.to_string(),
-                    "channel": n.channel,
-                    "channel_version": null,
-                    "image_version": null,
-                });
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&v).expect("serialisable")
-                );
-            }
-            Err(map(e))
-        }
+    })
+}
+
+fn print_decision(d: &Decision, n: &NodeArgs) {
+    for note in &d.notes {
+        eprintln!("note: {note}");
+    }
+    if n.json {
+        println!("{}", serde_json::to_string_pretty(d).expect("serialisable"));
+        return;
+    }
+    println!(
+        "channel {} version {}: {} {}: {}",
+        d.channel, d.channel_version, d.image, d.image_version, d.reason
+    );
+    if let Some(s) = &d.staged {
+        println!("staged at {}", n.state.join(s).display());
     }
 }
