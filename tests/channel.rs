@@ -738,16 +738,47 @@ fn publish_refuses_unsigned_and_untrusted_images() {
     assert!(!w.repo.join("objects").exists());
 }
 
+/// A `stratos boot-test --json` result for `img` (as the library writes it) whose one
+/// objective passed or failed.
 fn gate(w: &World, img: &Path, passed: bool) -> PathBuf {
-    let digest = sha256_file(&img.join("manifest.json"));
-    let v = serde_json::json!({
-        "schema": "stratos-boot-test/1",
-        "image": {"dir": img.display().to_string(), "manifest_sha256": digest, "name": "fixture", "version": "1.2.3", "machine": "microvm", "sizes": {}},
-        "passed": passed,
-        "objectives": [{"objective": "runtime_ready.p95<=900ms", "value": if passed { 800.0 } else { 1200.0 }, "passed": passed, "reason": if passed { "800 ms <= 900 ms" } else { "1200 ms > 900 ms" }}],
-    });
+    use stratos::boot::bench::{BootTestResult, ImageInfo, Verdict, SCHEMA};
+    let info = ImageInfo {
+        dir: Some(img.display().to_string()),
+        manifest_sha256: Some(sha256_file(&img.join("manifest.json"))),
+        name: "fixture".into(),
+        version: "1.2.3".into(),
+        machine: "microvm".into(),
+        sizes: BTreeMap::new(),
+    };
+    let result = BootTestResult {
+        schema: SCHEMA.into(),
+        image: info,
+        baseline: None,
+        accel: "tcg".into(),
+        runs: 1,
+        invocations: 1,
+        invoke: "/".into(),
+        memory_mib: 512,
+        metrics: BTreeMap::new(),
+        baseline_metrics: None,
+        comparison: None,
+        objectives: vec![Verdict {
+            objective: "runtime_ready.p95<=900ms".into(),
+            value: Some(if passed { 800.0 } else { 1200.0 }),
+            passed,
+            reason: if passed {
+                "800 ms <= 900 ms"
+            } else {
+                "1200 ms > 900 ms"
+            }
+            .into(),
+        }],
+        runs_detail: Vec::new(),
+        logs: Vec::new(),
+        passed,
+    };
     let p = w.path(&format!("gate-{passed}.json"));
-    std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+    std::fs::write(&p, result.to_json()).unwrap();
     p
 }
 
