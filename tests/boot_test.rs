@@ -130,7 +130,7 @@ fn a_guest_that_prints_garbage_fails_cleanly() {
 }
 
 #[test]
-fn a_baseline_run_writes_schema_valid_json() {
+fn a_baseline_run_names_the_ratio_and_writes_schema_valid_json() {
     let (out, v, work) = replay_with(
         "panic.log",
         true,
@@ -147,13 +147,21 @@ fn a_baseline_run_writes_schema_valid_json() {
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
+        stdout.contains("ratio (image/baseline)") && !stdout.contains("B/A median"),
+        "{stdout}"
+    );
+    assert!(
         stdout.contains("FAIL max-regression first_response=10%: no paired first_response samples"),
         "{stdout}"
     );
     assert_eq!(v["baseline"]["name"], "fixture");
     assert_eq!(v["comparison"], serde_json::json!({}));
     assert_eq!(v["runs_detail"].as_array().unwrap().len(), 2);
-    assert!(work.path().join("result.md").is_file());
+    let md = std::fs::read_to_string(work.path().join("result.md")).unwrap();
+    assert!(
+        md.contains("| baseline p50 | ratio (image/baseline) | 95% CI |"),
+        "{md}"
+    );
 }
 
 /// A result with every field filled, made by the library from realistic runs.

@@ -317,7 +317,8 @@ pub struct MetricSummary {
     pub samples: Vec<f64>,
 }
 
-/// B/A per metric, pair by pair.
+/// The image's value over the baseline's (B/A) per metric, pair by pair: below 1 the image is
+/// faster (or smaller).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
     /// image/baseline for each A/B pair where both booted.

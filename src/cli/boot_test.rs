@@ -11,9 +11,9 @@ use crate::boot::BootImage;
 
 /// Boot an image N times under QEMU, each a fresh VM: phase markers from the guest, the time to
 /// the first answered invocation (cold start) and the warm ones, the memory high-water mark.
-/// With --baseline, A and B boots alternate (A B A B ...) and each metric gets its B/A ratio per
-/// pair, the median ratio and a 95% bootstrap interval. Objectives (--slo, --max-regression)
-/// make the command exit 1, naming every one that failed.
+/// With --baseline, A and B boots alternate (A B A B ...) and each metric gets its ratio
+/// image/baseline (B/A) per pair, the median ratio and a 95% bootstrap interval. Objectives
+/// (--slo, --max-regression) make the command exit 1, naming every one that failed.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  stratos boot-test out/hello --runs 10 --json boot.json\n  stratos boot-test out/hello --baseline out/hello-stock --runs 10 --slo runtime_ready.p95=900ms --max-regression first_response=10%\n\nMetrics (ms unless noted): init_start .. runtime_ready (guest CLOCK_BOOTTIME since kernel start),\ninit_to_exec, ready_seen and first_response (host, since QEMU was spawned), cold_start (first\ncall's latency), warm (median of the later calls), memory_peak (KiB).\nExit codes: 0 all runs booted and all objectives hold, 1 a run failed or an objective failed, 2 bad input."
@@ -39,7 +39,8 @@ pub struct Args {
     /// Objectives on DIR's results, e.g. runtime_ready.p95=900ms,first_response.p50=2s.
     #[arg(long, value_name = "METRIC.STAT=LIMIT")]
     pub slo: Option<String>,
-    /// Allowed regression of B against the baseline (median ratio), e.g. runtime_ready=10%.
+    /// Allowed regression of DIR against the baseline (median image/baseline ratio), e.g.
+    /// runtime_ready=10%.
     #[arg(long, value_name = "METRIC=PERCENT%", requires = "baseline")]
     pub max_regression: Option<String>,
     /// Write every result as JSON (schema stratos-boot-test/1, see README).

@@ -39,7 +39,8 @@ pub struct Slo {
     pub text: String,
 }
 
-/// A regression gate: the median B/A ratio of `metric` may exceed 1 by at most `percent`.
+/// A regression gate: the median image/baseline ratio of `metric` may exceed 1 by at most
+/// `percent`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RegressionGate {
     pub metric: String,
@@ -167,7 +168,10 @@ pub fn check_gates(gates: &[RegressionGate], c: &BTreeMap<String, Comparison>) -
                     objective: format!("max-regression {}", g.text),
                     value: Some(cmp.median_ratio),
                     passed: cmp.median_ratio <= limit,
-                    reason: format!("median ratio {:.3} (limit {:.3})", cmp.median_ratio, limit),
+                    reason: format!(
+                        "median image/baseline ratio {:.3} (limit {:.3})",
+                        cmp.median_ratio, limit
+                    ),
                 }
             }
         })
@@ -193,5 +197,25 @@ mod tests {
         let g = parse_gates("runtime_ready=10%").unwrap();
         assert_eq!(g[0].percent, 10.0);
         assert!(parse_gates("runtime_ready=10").is_err());
+    }
+
+    #[test]
+    fn a_regression_verdict_says_which_way_the_ratio_goes() {
+        let cmp: BTreeMap<String, Comparison> = [(
+            "first_response".to_owned(),
+            Comparison {
+                ratios: vec![1.2, 1.2],
+                median_ratio: 1.2,
+                ci95: None,
+            },
+        )]
+        .into_iter()
+        .collect();
+        let v = check_gates(&parse_gates("first_response=10%").unwrap(), &cmp);
+        assert!(!v[0].passed);
+        assert_eq!(
+            v[0].reason,
+            "median image/baseline ratio 1.200 (limit 1.100)"
+        );
     }
 }

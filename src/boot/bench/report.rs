@@ -1,5 +1,9 @@
 //! How a boot-test result reads: the report printed after the runs, the Markdown file, the
 //! table both share, and the one-line summary of each run.
+//!
+//! With a baseline, every metric has a ratio: the image's value over the baseline's (B/A),
+//! per A/B pair, and its median. Below 1 the image is faster (or smaller) than the baseline:
+//! 0.72 means it took 72% of the baseline's time. The column says so: [`RATIO`].
 
 use std::collections::BTreeMap;
 
@@ -7,7 +11,7 @@ use super::result::BootTestResult;
 use super::{Comparison, MetricSummary, RunRecord, METRICS};
 
 /// The column of median ratios.
-pub const RATIO: &str = "B/A median";
+pub const RATIO: &str = "ratio (image/baseline)";
 
 /// What `stratos boot-test` prints when the runs are done: what ran, the table, the verdict on
 /// every objective, the runs that failed and where their consoles are.
@@ -24,7 +28,7 @@ pub fn text(r: &BootTestResult) -> String {
     );
     if let Some(b) = &r.baseline {
         out.push_str(&format!(
-            "baseline (A): {} {} ({}); B/A < 1 means DIR is faster/smaller\n",
+            "baseline (A): {} {} ({}); {RATIO} = B/A, the median over the A/B pairs; < 1 means the image (B) is faster/smaller\n",
             b.name, b.version, b.machine
         ));
     }
@@ -47,7 +51,7 @@ pub fn text(r: &BootTestResult) -> String {
     out
 }
 
-/// What `--markdown FILE` writes: a title line and the table.
+/// What `--markdown FILE` writes: a title line, what the ratio means, and the table.
 pub fn markdown(r: &BootTestResult) -> String {
     let mut out = format!(
         "{} {} vs {} — {} runs each, {} ({}), interleaved A/B\n\n",
@@ -60,6 +64,11 @@ pub fn markdown(r: &BootTestResult) -> String {
         r.accel,
         r.image.machine
     );
+    if r.baseline.is_some() {
+        out.push_str(&format!(
+            "{RATIO}: the median over the A/B pairs of the image's value divided by the baseline's; below 1 the image is faster (or smaller).\n\n"
+        ));
+    }
     out.push_str(&result_table(r, true));
     out
 }
@@ -159,4 +168,37 @@ pub fn table(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boot::bench::{compare, summarise};
+
+    fn rec(i: usize, v: f64) -> RunRecord {
+        RunRecord {
+            index: i,
+            image: "x".into(),
+            ok: true,
+            failure: None,
+            metrics: [("runtime_ready".to_owned(), v)].into_iter().collect(),
+            log: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_ratio_column_says_which_way_it_divides() {
+        // The image takes 72% of the baseline's time.
+        let a: Vec<RunRecord> = (0..4).map(|i| rec(i, 1000.0)).collect();
+        let b: Vec<RunRecord> = (0..4).map(|i| rec(i, 720.0)).collect();
+        let (sb, sa, c) = (summarise(&b), summarise(&a), compare(&a, &b));
+        let t = table(&sb, Some(&sa), Some(&c), true);
+        let mut lines = t.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            "| metric | unit | min | p50 | p95 | p99 | max | baseline p50 | ratio (image/baseline) | 95% CI |"
+        );
+        assert!(t.contains("| 1000.0 | 0.720 | [0.720, 0.720] |"), "{t}");
+        assert!(!t.contains("B/A"), "{t}");
+    }
 }
