@@ -243,7 +243,12 @@ fn clean_leftovers(state: &Path) -> Result<Vec<String>, ChannelError> {
 /// Copies a trusted root (and its `.sigs.json` next to it) into a new state directory.
 pub fn bootstrap(state: &Path, root_json: &Path) -> Result<(), ChannelError> {
     let trusted = state.join("trusted/root.json");
-    if trusted.exists() {
+    // Only a root known to be there is kept: one that cannot be looked at is an error, never
+    // taken for "none yet" and replaced by the bootstrap root.
+    if trusted
+        .try_exists()
+        .map_err(io(format!("looking for {}", trusted.display())))?
+    {
         return Ok(());
     }
     let read = |p: &Path| {

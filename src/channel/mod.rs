@@ -73,7 +73,8 @@ impl ChannelError {
     }
 }
 
-/// Seconds since the epoch, now.
+/// Seconds since the epoch, now. A clock set before 1970 reads as 0 (no error to report
+/// there: documents signed then expire at once, and nodes reach no rollout).
 pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -364,6 +365,8 @@ pub fn verify_threshold(
         if pk.id() != &s.key_id || good.contains(&pk.to_hex()) {
             continue; // an id that is not its key's, or the same key counted again
         }
+        // A malformed signature is one that does not count, like a wrong one: the threshold
+        // below says how many did.
         let Some(sig) = hex::decode(&s.sig)
             .ok()
             .and_then(|v| <[u8; 64]>::try_from(v).ok())

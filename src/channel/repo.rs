@@ -250,7 +250,13 @@ impl StatusRow {
 
 impl Repo {
     pub fn open(dir: &Path) -> Result<Repo, ChannelError> {
-        if !dir.join("root.json").is_file() {
+        let root = dir.join("root.json");
+        let is_file = match std::fs::metadata(&root) {
+            Ok(m) => m.is_file(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io(format!("looking for {}", root.display()))(e)),
+        };
+        if !is_file {
             return Err(ChannelError::input(format!(
                 "{} is not a release repository (no root.json); create one with `stratos repo init`",
                 dir.display()
@@ -280,7 +286,12 @@ impl Repo {
         image_keys: &[PublicKey],
         expires: u64,
     ) -> Result<Root, ChannelError> {
-        if dir.join("root.json").exists() {
+        let existing = dir.join("root.json");
+        // A root.json that cannot be looked at may be a repository: refuse, do not overwrite.
+        if existing
+            .try_exists()
+            .map_err(io(format!("looking for {}", existing.display())))?
+        {
             return Err(ChannelError::input(format!(
                 "{} already holds a repository (root.json); refusing to overwrite it",
                 dir.display()
@@ -414,7 +425,10 @@ impl Repo {
     pub fn add_image(&self, image: &Path) -> Result<ImageRef, ChannelError> {
         let root = self.root()?;
         let sig_path = image.join(SIGNATURE_FILE);
-        if !sig_path.exists() {
+        let signed = sig_path
+            .try_exists()
+            .map_err(io(format!("looking for {}", sig_path.display())))?;
+        if !signed {
             return Err(ChannelError::rejected(format!(
                 "{}: the image is unsigned; only signed images can be published",
                 image.display()
