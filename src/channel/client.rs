@@ -245,10 +245,7 @@ pub fn bootstrap(state: &Path, root_json: &Path) -> Result<(), ChannelError> {
     let trusted = state.join("trusted/root.json");
     // Only a root known to be there is kept: one that cannot be looked at is an error, never
     // taken for "none yet" and replaced by the bootstrap root.
-    if trusted
-        .try_exists()
-        .map_err(io(format!("looking for {}", trusted.display())))?
-    {
+    if metadata_if_there(&trusted)?.is_some() {
         return Ok(());
     }
     let read = |p: &Path| {
@@ -273,10 +270,13 @@ pub fn bootstrap(state: &Path, root_json: &Path) -> Result<(), ChannelError> {
     write(&trusted, &bytes)
 }
 
+/// A document's bytes and the bytes of its signatures.
+type Signed = (Vec<u8>, Vec<u8>);
+
 /// Verified metadata, not yet stored.
 struct Verified {
-    /// (version, bytes, sigs) of each new root, in order.
-    new_roots: Vec<(Vec<u8>, Vec<u8>)>,
+    /// (bytes, sigs) of each new root, in order.
+    new_roots: Vec<Signed>,
     channel_bytes: Vec<u8>,
     channel_sigs: Vec<u8>,
     channel: Channel,
@@ -382,10 +382,29 @@ impl Node {
 
     /// Walks root rotations, verifies the channel document and the manifest it points at.
     fn verify_metadata(&self) -> Result<Verified, ChannelError> {
+        let (root, new_roots) = self.follow_root()?;
+        let (channel_bytes, channel_sigs, channel) = self.verify_channel(&root)?;
+        let rel = self.channel.document();
+        let (manifest_bytes, signature_bytes, manifest) =
+            self.verify_manifest(&root, &rel, &channel)?;
+        Ok(Verified {
+            new_roots,
+            channel_bytes,
+            channel_sigs,
+            channel,
+            manifest_bytes,
+            signature_bytes,
+            manifest,
+        })
+    }
+
+    /// The repository's current root, reached from the trusted one through every rotation
+    /// (each signed by the keys before it and its own), unexpired; with the new roots' (bytes,
+    /// signatures) in order.
+    fn follow_root(&self) -> Result<(Root, Vec<Signed>), ChannelError> {
         let (mut root, trusted_bytes) = self.trusted_root()?;
         let latest_bytes = self.fetch("root.json", MAX_METADATA_BYTES)?;
         let latest = parse_root(&latest_bytes, "root.json")?;
-        let mut new_roots = Vec::new();
         if latest.version < root.version {
             return Err(ChannelError::rejected(format!(
                 "root.json: version {} is older than the trusted root (version {}); refusing a rollback of the root",
@@ -398,37 +417,9 @@ impl Node {
                 latest.version
             )));
         }
+        let mut new_roots = Vec::new();
         for v in root.version + 1..=latest.version {
-            let b = self
-                .source
-                .fetch(&format!("roots/{v}.root.json"), MAX_METADATA_BYTES)?
-                .ok_or_else(|| {
-                    ChannelError::rejected(format!(
-                        "root rotation skips version {v}: roots/{v}.root.json is missing"
-                    ))
-                })?;
-            let s = self.fetch(&format!("roots/{v}.sigs.json"), MAX_METADATA_BYTES)?;
-            let next = parse_root(&b, &format!("roots/{v}.root.json"))?;
-            if next.version != v {
-                return Err(ChannelError::rejected(format!(
-                    "roots/{v}.root.json claims version {}",
-                    next.version
-                )));
-            }
-            verify_threshold(
-                &format!("root version {v} (by the keys of version {})", root.version),
-                &b,
-                &s,
-                &root,
-                RoleName::Root,
-            )?;
-            verify_threshold(
-                &format!("root version {v} (by its own keys)"),
-                &b,
-                &s,
-                &next,
-                RoleName::Root,
-            )?;
+            let (next, b, s) = self.next_root(&root, v)?;
             new_roots.push((b, s));
             root = next;
         }
@@ -443,10 +434,51 @@ impl Node {
             root.expires,
             self.now,
         )?;
+        Ok((root, new_roots))
+    }
+
+    /// Root version `v`, signed by the keys of `root` (version `v - 1`) and by its own.
+    fn next_root(&self, root: &Root, v: u64) -> Result<(Root, Vec<u8>, Vec<u8>), ChannelError> {
+        let b = self
+            .source
+            .fetch(&format!("roots/{v}.root.json"), MAX_METADATA_BYTES)?
+            .ok_or_else(|| {
+                ChannelError::rejected(format!(
+                    "root rotation skips version {v}: roots/{v}.root.json is missing"
+                ))
+            })?;
+        let s = self.fetch(&format!("roots/{v}.sigs.json"), MAX_METADATA_BYTES)?;
+        let next = parse_root(&b, &format!("roots/{v}.root.json"))?;
+        if next.version != v {
+            return Err(ChannelError::rejected(format!(
+                "roots/{v}.root.json claims version {}",
+                next.version
+            )));
+        }
+        verify_threshold(
+            &format!("root version {v} (by the keys of version {})", root.version),
+            &b,
+            &s,
+            root,
+            RoleName::Root,
+        )?;
+        verify_threshold(
+            &format!("root version {v} (by its own keys)"),
+            &b,
+            &s,
+            &next,
+            RoleName::Root,
+        )?;
+        Ok((next, b, s))
+    }
+
+    /// This node's channel document (bytes, signatures, parsed): signed by the channel role,
+    /// for this channel, unexpired, fresh, and no older than the one already accepted.
+    fn verify_channel(&self, root: &Root) -> Result<(Vec<u8>, Vec<u8>, Channel), ChannelError> {
         let rel = self.channel.document();
         let cb = self.fetch(&rel, MAX_METADATA_BYTES)?;
         let cs = self.fetch(&self.channel.signatures(), MAX_METADATA_BYTES)?;
-        verify_threshold(&rel, &cb, &cs, &root, RoleName::Channel)?;
+        verify_threshold(&rel, &cb, &cs, root, RoleName::Channel)?;
         let c = parse_channel(&cb, &rel)?;
         if c.channel != self.channel {
             return Err(ChannelError::rejected(format!(
@@ -455,13 +487,21 @@ impl Node {
                 self.channel.as_str()
             )));
         }
+        self.check_channel_fresh(&rel, &c)?;
+        self.check_not_replayed(&rel, &c, &cb)?;
+        Ok((cb, cs, c))
+    }
+
+    /// Refuses an expired channel document, one valid for too long, and one signed longer ago
+    /// than this node's maximum age.
+    fn check_channel_fresh(&self, rel: &str, c: &Channel) -> Result<(), ChannelError> {
         if c.expires <= self.now {
             return Err(ChannelError::rejected(format!(
                 "{rel}: version {} expired at {}",
                 c.version, c.expires
             )));
         }
-        check_expiry_bound(&rel, c.expires, self.now)?;
+        check_expiry_bound(rel, c.expires, self.now)?;
         // Freeze protection: an unexpired document can still be one the operator has long
         // replaced; a mirror serving it forever would keep this node from ever updating.
         let age = self.now.saturating_sub(c.timestamp);
@@ -474,32 +514,30 @@ impl Node {
                 self.channel
             )));
         }
+        Ok(())
+    }
+
+    /// Refuses a channel version older than the one this node accepted, or the same version
+    /// with other bytes.
+    fn check_not_replayed(&self, rel: &str, c: &Channel, bytes: &[u8]) -> Result<(), ChannelError> {
         let stored = read_opt(&self.state.join("trusted").join(self.channel.document()))?;
-        if let Some(sb) = &stored {
-            let s = parse_channel(sb, "stored channel")?;
-            if c.version < s.version {
-                return Err(ChannelError::rejected(format!(
-                    "{rel}: version {} is older than the version {} this node already accepted (replay)",
-                    c.version, s.version
-                )));
-            }
-            if c.version == s.version && &cb != sb {
-                return Err(ChannelError::rejected(format!(
-                    "{rel}: version {} differs from the accepted document of the same version",
-                    c.version
-                )));
-            }
+        let Some(sb) = stored else {
+            return Ok(());
+        };
+        let s = parse_channel(&sb, "stored channel")?;
+        if c.version < s.version {
+            return Err(ChannelError::rejected(format!(
+                "{rel}: version {} is older than the version {} this node already accepted (replay)",
+                c.version, s.version
+            )));
         }
-        let (manifest_bytes, signature_bytes, manifest) = self.verify_manifest(&root, &rel, &c)?;
-        Ok(Verified {
-            new_roots,
-            channel_bytes: cb,
-            channel_sigs: cs,
-            channel: c,
-            manifest_bytes,
-            signature_bytes,
-            manifest,
-        })
+        if c.version == s.version && bytes != sb.as_slice() {
+            return Err(ChannelError::rejected(format!(
+                "{rel}: version {} differs from the accepted document of the same version",
+                c.version
+            )));
+        }
+        Ok(())
     }
 
     /// Fetches the manifest the channel document `rel` points at and its signature, checks

@@ -49,6 +49,82 @@ fn distinct(ids: &[KeyId], flag: &str) -> Result<(), ChannelError> {
     Ok(())
 }
 
+/// Refuses to make a repository where one is (or may be: a root.json that cannot be looked at
+/// is not overwritten either).
+fn refuse_existing_repo(dir: &Path) -> Result<(), ChannelError> {
+    if metadata_if_there(&dir.join("root.json"))?.is_some() {
+        return Err(ChannelError::input(format!(
+            "{} already holds a repository (root.json); refusing to overwrite it",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `keys`, or the root keys when none are given.
+fn or_root_keys(keys: &[PublicKey], root: &[PublicKey]) -> Vec<PublicKey> {
+    if keys.is_empty() { root } else { keys }.to_vec()
+}
+
+/// At least one root key, no key given twice for a role, a root threshold the keys meet.
+fn check_keys(
+    root: &[PublicKey],
+    threshold: u32,
+    channel: &[PublicKey],
+    image: &[PublicKey],
+) -> Result<(), ChannelError> {
+    if root.is_empty() {
+        return Err(ChannelError::input("at least one --root-key is needed"));
+    }
+    let ids = |ks: &[PublicKey]| ks.iter().map(|k| k.id().clone()).collect::<Vec<_>>();
+    distinct(&ids(root), "--root-key")?;
+    distinct(&ids(channel), "--channel-key")?;
+    distinct(&ids(image), "--image-key")?;
+    check_threshold("--threshold", threshold, root.len(), "root keys")
+}
+
+/// A threshold between 1 and the number of keys that can meet it.
+fn check_threshold(flag: &str, t: u32, keys: usize, what: &str) -> Result<(), ChannelError> {
+    if t == 0 || t as usize > keys {
+        return Err(ChannelError::input(format!(
+            "{flag} {t} must be between 1 and the number of {what} ({keys})"
+        )));
+    }
+    Ok(())
+}
+
+/// Root version 1: the keys and threshold of the root, channel and image roles.
+fn first_root(
+    expires: u64,
+    root: (&[PublicKey], u32),
+    channel: (&[PublicKey], u32),
+    image: (&[PublicKey], u32),
+) -> Root {
+    let mut keys = BTreeMap::new();
+    let mut role = |(pubs, threshold): (&[PublicKey], u32)| {
+        for p in pubs {
+            keys.insert(p.id().clone(), key_entry(p));
+        }
+        Role {
+            key_ids: pubs.iter().map(|p| p.id().clone()).collect(),
+            threshold,
+        }
+    };
+    let roles = Roles {
+        root: role(root),
+        channel: role(channel),
+        image: role(image),
+    };
+    Root {
+        kind: ROOT_TYPE.into(),
+        spec_version: SPEC_VERSION,
+        version: 1,
+        expires,
+        keys,
+        roles,
+    }
+}
+
 /// Refuses a rotation to keys given twice, a threshold the new keys cannot meet, or `--also
 /// root` (the root role is the one being rotated).
 fn check_rotation(
@@ -58,12 +134,7 @@ fn check_rotation(
 ) -> Result<(), ChannelError> {
     let new_ids: Vec<KeyId> = new_keys.iter().map(|k| k.id().clone()).collect();
     distinct(&new_ids, "--new-key")?;
-    if new_keys.is_empty() || threshold == 0 || threshold as usize > new_keys.len() {
-        return Err(ChannelError::input(format!(
-            "--threshold {threshold} must be between 1 and the number of new root keys ({})",
-            new_keys.len()
-        )));
-    }
+    check_threshold("--threshold", threshold, new_keys.len(), "new root keys")?;
     if let Some(r) = also.iter().find(|r| **r == RoleName::Root) {
         return Err(ChannelError::input(format!(
             "--also {:?}: the roles that can follow the root keys are channel and image",
@@ -250,13 +321,8 @@ impl StatusRow {
 
 impl Repo {
     pub fn open(dir: &Path) -> Result<Repo, ChannelError> {
-        let root = dir.join("root.json");
-        let is_file = match std::fs::metadata(&root) {
-            Ok(m) => m.is_file(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-            Err(e) => return Err(io(format!("looking for {}", root.display()))(e)),
-        };
-        if !is_file {
+        let root = metadata_if_there(&dir.join("root.json"))?;
+        if !root.is_some_and(|m| m.is_file()) {
             return Err(ChannelError::input(format!(
                 "{} is not a release repository (no root.json); create one with `stratos repo init`",
                 dir.display()
@@ -276,7 +342,8 @@ impl Repo {
         write_atomic(&p, bytes, 0o644).map_err(io(format!("writing {}", p.display())))
     }
 
-    /// Creates a repository with root version 1.
+    /// Creates a repository with root version 1. The channel and image roles trust the root
+    /// keys unless given keys of their own.
     pub fn init(
         dir: &Path,
         root_keys: &[SecretKey],
@@ -286,84 +353,30 @@ impl Repo {
         image_keys: &[PublicKey],
         expires: u64,
     ) -> Result<Root, ChannelError> {
-        let existing = dir.join("root.json");
-        // A root.json that cannot be looked at may be a repository: refuse, do not overwrite.
-        if existing
-            .try_exists()
-            .map_err(io(format!("looking for {}", existing.display())))?
-        {
-            return Err(ChannelError::input(format!(
-                "{} already holds a repository (root.json); refusing to overwrite it",
-                dir.display()
-            )));
-        }
-        if root_keys.is_empty() {
-            return Err(ChannelError::input("at least one --root-key is needed"));
-        }
-        let ids = |ks: &[PublicKey]| ks.iter().map(|k| k.id().clone()).collect::<Vec<_>>();
-        distinct(
-            &root_keys.iter().map(|k| k.id().clone()).collect::<Vec<_>>(),
-            "--root-key",
-        )?;
-        distinct(&ids(channel_keys), "--channel-key")?;
-        distinct(&ids(image_keys), "--image-key")?;
-        if threshold == 0 || threshold as usize > root_keys.len() {
-            return Err(ChannelError::input(format!(
-                "--threshold {threshold} must be between 1 and the number of root keys ({})",
-                root_keys.len()
-            )));
-        }
-        let mut keys = BTreeMap::new();
+        refuse_existing_repo(dir)?;
         let root_pubs: Vec<PublicKey> = root_keys.iter().map(SecretKey::public).collect();
-        let channel_pubs = if channel_keys.is_empty() {
-            root_pubs.clone()
-        } else {
-            channel_keys.to_vec()
-        };
-        let image_pubs = if image_keys.is_empty() {
-            root_pubs.clone()
-        } else {
-            image_keys.to_vec()
-        };
-        if channel_threshold == 0 || channel_threshold as usize > channel_pubs.len() {
-            return Err(ChannelError::input(format!(
-                "--channel-threshold {channel_threshold} must be between 1 and the number of channel keys ({})",
-                channel_pubs.len()
-            )));
-        }
-        let mut role = |pubs: &[PublicKey], t: u32| {
-            for p in pubs {
-                keys.insert(p.id().clone(), key_entry(p));
-            }
-            Role {
-                key_ids: pubs.iter().map(|p| p.id().clone()).collect(),
-                threshold: t,
-            }
-        };
-        let roles = Roles {
-            root: role(&root_pubs, threshold),
-            channel: role(&channel_pubs, channel_threshold),
-            image: role(&image_pubs, 1),
-        };
-        let root = Root {
-            kind: ROOT_TYPE.into(),
-            spec_version: SPEC_VERSION,
-            version: 1,
+        let channel_pubs = or_root_keys(channel_keys, &root_pubs);
+        let image_pubs = or_root_keys(image_keys, &root_pubs);
+        check_keys(&root_pubs, threshold, channel_keys, image_keys)?;
+        check_threshold(
+            "--channel-threshold",
+            channel_threshold,
+            channel_pubs.len(),
+            "channel keys",
+        )?;
+        let root = first_root(
             expires,
-            keys,
-            roles,
-        };
+            (&root_pubs, threshold),
+            (&channel_pubs, channel_threshold),
+            (&image_pubs, 1),
+        );
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         let repo = Repo {
             dir: dir.to_owned(),
         };
         let bytes = to_bytes(&root);
         let signers: Vec<&SecretKey> = root_keys.iter().collect();
-        let sigs = sign_bytes(&bytes, &signers);
-        repo.write("roots/1.root.json", &bytes)?;
-        repo.write("roots/1.sigs.json", &sigs)?;
-        repo.write("root.sigs.json", &sigs)?;
-        repo.write("root.json", &bytes)?;
+        repo.write_root(1, &bytes, &sign_bytes(&bytes, &signers))?;
         Ok(root)
     }
 
@@ -425,10 +438,7 @@ impl Repo {
     pub fn add_image(&self, image: &Path) -> Result<ImageRef, ChannelError> {
         let root = self.root()?;
         let sig_path = image.join(SIGNATURE_FILE);
-        let signed = sig_path
-            .try_exists()
-            .map_err(io(format!("looking for {}", sig_path.display())))?;
-        if !signed {
+        if metadata_if_there(&sig_path)?.is_none() {
             return Err(ChannelError::rejected(format!(
                 "{}: the image is unsigned; only signed images can be published",
                 image.display()
