@@ -61,7 +61,7 @@ impl From<ChannelName> for String {
 
 impl fmt::Display for ChannelName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -98,6 +98,8 @@ mod tests {
         assert_eq!(n.document(), "channels/canary-2_b.json");
         assert_eq!(n.signatures(), "channels/canary-2_b.sigs.json");
         assert!("a".repeat(64).parse::<ChannelName>().is_ok());
+        // Shown in tables: padding applies as to a string.
+        assert_eq!(format!("[{n:<12}]"), "[canary-2_b  ]");
     }
 
     #[test]
