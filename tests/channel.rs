@@ -73,7 +73,7 @@ impl World {
         bootstrap(&state, &self.repo.join("root.json")).unwrap();
         Node {
             source: Source::Dir(self.repo.clone()),
-            channel: "stable".into(),
+            channel: "stable".parse().unwrap(),
             node_id: name.into(),
             state,
             now: channel::now(),
@@ -345,7 +345,7 @@ fn attack_same_key_counted_twice() {
     let root: Root = channel::parse_root(&w.read("root.json"), "root").unwrap();
     let mut next = root.clone();
     next.version = 2;
-    next.roles.get_mut("root").unwrap().threshold = 2;
+    next.roles.root.threshold = 2;
     let bytes = to_bytes(&next);
     w.write("roots/2.root.json", &bytes);
     w.write(
@@ -613,7 +613,7 @@ fn attack_root_rotation_without_the_old_keys() {
             public: m.public().to_hex(),
         },
     );
-    for role in root.roles.values_mut() {
+    for (_, role) in root.roles.iter_mut() {
         role.key_ids = vec![m.id().clone()];
     }
     let bytes = to_bytes(&root);
@@ -738,16 +738,47 @@ fn publish_refuses_unsigned_and_untrusted_images() {
     assert!(!w.repo.join("objects").exists());
 }
 
+/// A `stratos boot-test --json` result for `img` (as the library writes it) whose one
+/// objective passed or failed.
 fn gate(w: &World, img: &Path, passed: bool) -> PathBuf {
-    let digest = sha256_file(&img.join("manifest.json"));
-    let v = serde_json::json!({
-        "schema": "stratos-boot-test/1",
-        "image": {"dir": img.display().to_string(), "manifest_sha256": digest, "name": "fixture", "version": "1.2.3", "machine": "microvm", "sizes": {}},
-        "passed": passed,
-        "objectives": [{"objective": "runtime_ready.p95<=900ms", "value": if passed { 800.0 } else { 1200.0 }, "passed": passed, "reason": if passed { "800 ms <= 900 ms" } else { "1200 ms > 900 ms" }}],
-    });
+    use stratos::boot::bench::{BootTestResult, ImageInfo, Verdict, SCHEMA};
+    let info = ImageInfo {
+        dir: Some(img.display().to_string()),
+        manifest_sha256: Some(sha256_file(&img.join("manifest.json"))),
+        name: "fixture".into(),
+        version: "1.2.3".into(),
+        machine: "microvm".into(),
+        sizes: BTreeMap::new(),
+    };
+    let result = BootTestResult {
+        schema: SCHEMA.into(),
+        image: info,
+        baseline: None,
+        accel: "tcg".into(),
+        runs: 1,
+        invocations: 1,
+        invoke: "/".into(),
+        memory_mib: 512,
+        metrics: BTreeMap::new(),
+        baseline_metrics: None,
+        comparison: None,
+        objectives: vec![Verdict {
+            objective: "runtime_ready.p95<=900ms".into(),
+            value: Some(if passed { 800.0 } else { 1200.0 }),
+            passed,
+            reason: if passed {
+                "800 ms <= 900 ms"
+            } else {
+                "1200 ms > 900 ms"
+            }
+            .into(),
+        }],
+        runs_detail: Vec::new(),
+        logs: Vec::new(),
+        passed,
+    };
     let p = w.path(&format!("gate-{passed}.json"));
-    std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+    std::fs::write(&p, result.to_json()).unwrap();
     p
 }
 
@@ -998,7 +1029,7 @@ fn end_to_end_over_http_canary_promote_rollback_with_a_thousand_nodes() {
         bootstrap(&state, &w.repo.join("root.json")).unwrap();
         Node {
             source: Source::parse(&url).unwrap(),
-            channel: channel.into(),
+            channel: channel.parse().unwrap(),
             node_id: format!("node-{id:04}"),
             state,
             now: channel::now(),
@@ -1406,13 +1437,11 @@ fn hostile_roots() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
                 .iter()
                 .map(|(i, e)| ((*i).clone(), (*e).clone()))
                 .collect(),
-            roles: [
-                ("root".to_owned(), root_role),
-                ("channel".to_owned(), role(&ids[..1], 1)),
-                ("image".to_owned(), role(&ids[..1], 1)),
-            ]
-            .into_iter()
-            .collect(),
+            roles: channel::Roles {
+                root: root_role,
+                channel: role(&ids[..1], 1),
+                image: role(&ids[..1], 1),
+            },
         }
     };
     // The key signs once per id it is listed under.
@@ -1490,7 +1519,7 @@ fn attack_root_lists_one_key_under_two_ids() {
     root.version = 2;
     let fake: stratos::sign::KeyId = "00000000000000ff".to_owned().try_into().unwrap();
     root.keys.insert(fake.clone(), root.keys[key.id()].clone());
-    let r = root.roles.get_mut("root").unwrap();
+    let r = &mut root.roles.root;
     r.key_ids.push(fake.clone());
     r.threshold = 2;
     let bytes = to_bytes(&root);
@@ -1512,7 +1541,7 @@ fn attack_root_lists_one_key_under_two_ids() {
         check,
     );
     // Even a root that slipped through cannot count one key twice.
-    let e = channel::verify_threshold("doc", &bytes, &sigs, &root, "root")
+    let e = channel::verify_threshold("doc", &bytes, &sigs, &root, channel::RoleName::Root)
         .unwrap_err()
         .to_string();
     assert!(
@@ -1591,8 +1620,10 @@ fn root_rotation_warns_about_roles_that_still_trust_the_old_key() {
         "{err}"
     );
     let root = w.root_doc();
-    for role in ["channel", "image"] {
-        assert!(root.roles[role]
+    for role in [channel::RoleName::Channel, channel::RoleName::Image] {
+        assert!(root
+            .roles
+            .get(role)
             .key_ids
             .iter()
             .any(|k| k.as_str() == old_id));
@@ -1627,8 +1658,8 @@ fn root_rotation_also_rotates_channel_and_image_roles() {
         .stdout(predicates::str::contains("re-signed channel stable"));
     assert!(!stderr_of(&a).contains("warning"), "{}", stderr_of(&a));
     let root = w.root_doc();
-    for role in ["root", "channel", "image"] {
-        assert_eq!(root.roles[role].key_ids, vec![new_id.clone()], "{role}");
+    for role in channel::RoleName::ALL {
+        assert_eq!(root.roles.get(role).key_ids, vec![new_id.clone()], "{role}");
     }
     assert!(!root.keys.contains_key(old.id()));
     // The node follows the rotation; the image signed by the retired key is no longer

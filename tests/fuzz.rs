@@ -159,16 +159,28 @@ fn release_metadata_and_manifests() {
             let _ = stratos::channel::client::decide(&c, "node", 5, None, None);
         }
     });
-    let root_doc = br#"{"expires":1900000000,"keys":{"fe812c12f3ab4ce6":{"public":"ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c","type":"ed25519"}},"roles":{"channel":{"key_ids":["fe812c12f3ab4ce6"],"threshold":1},"root":{"key_ids":["fe812c12f3ab4ce6"],"threshold":1}},"spec_version":1,"type":"stratos-root","version":1}"#.to_vec();
+    let root_doc = br#"{"expires":1900000000,"keys":{"fe812c12f3ab4ce6":{"public":"ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c","type":"ed25519"}},"roles":{"channel":{"key_ids":["fe812c12f3ab4ce6"],"threshold":1},"image":{"key_ids":["fe812c12f3ab4ce6"],"threshold":1},"root":{"key_ids":["fe812c12f3ab4ce6"],"threshold":1}},"spec_version":1,"type":"stratos-root","version":1}"#.to_vec();
     fuzz("root", std::slice::from_ref(&root_doc), |b| {
         if let Ok(r) = stratos::channel::parse_root(b, "r") {
-            let _ = stratos::channel::verify_threshold("r", b, b"{\"signatures\":[]}", &r, "root");
+            let _ = stratos::channel::verify_threshold(
+                "r",
+                b,
+                b"{\"signatures\":[]}",
+                &r,
+                stratos::channel::RoleName::Root,
+            );
         }
     });
     let sigs = br#"{"signatures":[{"key_id":"fe812c12f3ab4ce6","sig":"00"}]}"#.to_vec();
     let root: stratos::channel::Root = stratos::channel::parse_root(&root_doc, "r").unwrap();
     fuzz("signatures", &[sigs], |b| {
-        let _ = stratos::channel::verify_threshold("r", &root_doc, b, &root, "root");
+        let _ = stratos::channel::verify_threshold(
+            "r",
+            &root_doc,
+            b,
+            &root,
+            stratos::channel::RoleName::Root,
+        );
     });
     let f = Fixture::new();
     let cache = tempfile::tempdir().unwrap();

@@ -1,37 +1,85 @@
 //! `stratos boot-test`: boot an image N times (A/B interleaved against a baseline), collect
 //! phase markers, cold and warm invocations and memory, summarise, and gate on objectives.
+//!
+//! The steps, in order: [`measure`] the runs, make a [`BootTestResult`] of them (summaries,
+//! comparison, verdicts on the [`Objectives`]), keep the consoles if a run failed, and show it
+//! ([`report`]).
+
+pub mod objectives;
+pub mod report;
+pub mod result;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::console::Event;
 use super::qemu::{free_port, Accel, Forward};
 use super::stats::{self, Summary};
-use super::{BootImage, BootRun, Invoke, RunOptions};
+use super::{BootError, BootImage, BootRun, Invoke, RunOptions};
+pub use objectives::{Objectives, RegressionGate, Slo, Verdict};
+pub use result::{BootTestResult, ImageInfo};
 
 /// The JSON result's schema identifier.
 pub const SCHEMA: &str = "stratos-boot-test/1";
 
+/// The unit of a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Unit {
+    #[serde(rename = "ms")]
+    Ms,
+    #[serde(rename = "KiB")]
+    KiB,
+}
+
+impl Unit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Ms => "ms",
+            Unit::KiB => "KiB",
+        }
+    }
+}
+
 /// Metrics in the order they are shown, with their unit.
-pub const METRICS: &[(&str, &str)] = &[
-    ("init_start", "ms"),
-    ("entropy_ready", "ms"),
-    ("entropy_wait", "ms"),
-    ("mounts_done", "ms"),
-    ("zram_ready", "ms"),
-    ("preload_started", "ms"),
-    ("runtime_exec", "ms"),
-    ("runtime_ready", "ms"),
-    ("init_to_exec", "ms"),
-    ("ready_seen", "ms"),
-    ("first_response", "ms"),
-    ("cold_start", "ms"),
-    ("warm", "ms"),
-    ("memory_peak", "KiB"),
-    ("mem_available", "KiB"),
+pub const METRICS: &[(&str, Unit)] = &[
+    ("init_start", Unit::Ms),
+    ("entropy_ready", Unit::Ms),
+    ("entropy_wait", Unit::Ms),
+    ("mounts_done", Unit::Ms),
+    ("zram_ready", Unit::Ms),
+    ("preload_started", Unit::Ms),
+    ("runtime_exec", Unit::Ms),
+    ("runtime_ready", Unit::Ms),
+    ("init_to_exec", Unit::Ms),
+    ("ready_seen", Unit::Ms),
+    ("first_response", Unit::Ms),
+    ("cold_start", Unit::Ms),
+    ("warm", Unit::Ms),
+    ("memory_peak", Unit::KiB),
+    ("mem_available", Unit::KiB),
 ];
+
+/// Why a boot test could not produce a result (a run that fails is a result, not this).
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    /// SIGINT or SIGTERM between two runs.
+    #[error("interrupted after {done} of {of} runs")]
+    Interrupted { done: usize, of: usize },
+    /// The image's manifest could not be read again to pin the result to it.
+    #[error("{0}")]
+    Manifest(crate::fsio::ReadError),
+    #[error("writing {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -44,22 +92,84 @@ pub struct BenchOptions {
     pub timeout: Duration,
 }
 
+/// The image under test (B) and the baseline it is compared with (A), if any.
+pub struct Images {
+    pub image: BootImage,
+    pub baseline: Option<BootImage>,
+}
+
+/// Which of the two images a run booted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The baseline (A).
+    Baseline,
+    /// The image under test (B).
+    Image,
+}
+
+impl Side {
+    /// `A` or `B`, as the progress lines say.
+    pub fn letter(self) -> &'static str {
+        match self {
+            Side::Baseline => "A",
+            Side::Image => "B",
+        }
+    }
+}
+
+/// Every run, per image, in the order they booted.
+#[derive(Debug, Clone, Default)]
+pub struct Runs {
+    pub baseline: Vec<RunRecord>,
+    pub image: Vec<RunRecord>,
+}
+
 /// One boot's numbers (or why it failed), and its console.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub index: usize,
     pub image: String,
     pub ok: bool,
     pub failure: Option<String>,
     pub metrics: BTreeMap<String, f64>,
+    /// The console, kept in a file of its own (see [`BootTestResult::keep_logs_if_failed`]).
     #[serde(skip)]
     pub log: String,
+}
+
+/// Boots the images `o.runs` times each, interleaved (A B A B …, so drift on the host hits
+/// both alike), calling `on_run` after each boot. Stops between runs when asked to (SIGINT,
+/// SIGTERM).
+pub fn measure(
+    images: &Images,
+    o: &BenchOptions,
+    mut on_run: impl FnMut(Side, usize, &BootImage, &RunRecord),
+) -> Result<Runs, BenchError> {
+    let mut runs = Runs::default();
+    for i in 0..o.runs {
+        if super::stop_requested() {
+            return Err(BenchError::Interrupted {
+                done: i,
+                of: o.runs,
+            });
+        }
+        if let Some(img) = &images.baseline {
+            let r = run_once(img, i, o)?;
+            on_run(Side::Baseline, i, img, &r);
+            runs.baseline.push(r);
+        }
+        let r = run_once(&images.image, i, o)?;
+        on_run(Side::Image, i, &images.image, &r);
+        runs.image.push(r);
+    }
+    Ok(runs)
 }
 
 /// Reduces a boot to metrics (milliseconds; memory in KiB). Guest phases are CLOCK_BOOTTIME
 /// since the kernel started; host times count from spawning QEMU.
 pub fn metrics_of(run: &BootRun) -> BTreeMap<String, f64> {
     let mut m = BTreeMap::new();
+    // Malformed phase markers are not dropped: `run_once` makes them the run's failure.
     if let Ok(phases) = &run.phases {
         for p in phases {
             m.insert(p.name.clone(), p.ns as f64 / 1e6);
@@ -98,6 +208,9 @@ pub fn metrics_of(run: &BootRun) -> BTreeMap<String, f64> {
     if let Some(w) = stats::median(&warm) {
         m.insert("warm".into(), w);
     }
+    // The memory lines are console text: one whose number does not parse is not such a line
+    // (the guest's console can interleave output); with none, the metric is absent, which the
+    // summaries and objectives report as "no samples".
     let peak = run
         .lines
         .iter()
@@ -187,7 +300,7 @@ pub fn summarise(runs: &[RunRecord]) -> BTreeMap<String, MetricSummary> {
             out.insert(
                 (*name).to_owned(),
                 MetricSummary {
-                    unit,
+                    unit: *unit,
                     summary: s,
                     samples,
                 },
@@ -197,18 +310,21 @@ pub fn summarise(runs: &[RunRecord]) -> BTreeMap<String, MetricSummary> {
     out
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricSummary {
-    pub unit: &'static str,
+    pub unit: Unit,
     #[serde(flatten)]
     pub summary: Summary,
     pub samples: Vec<f64>,
 }
 
-/// B/A per metric, pair by pair.
-#[derive(Debug, Clone, Serialize)]
+/// The image's value over the baseline's (B/A) per metric, pair by pair: below 1 the image is
+/// faster (or smaller).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
+    /// image/baseline for each A/B pair where both booted.
     pub ratios: Vec<f64>,
+    /// Their median.
     pub median_ratio: f64,
     /// 95% bootstrap interval of the median ratio (None with fewer than 2 pairs).
     pub ci95: Option<(f64, f64)>,
@@ -238,245 +354,10 @@ pub fn compare(a: &[RunRecord], b: &[RunRecord]) -> BTreeMap<String, Comparison>
     out
 }
 
-/// An objective: `metric.stat <= value` (e.g. `runtime_ready.p95=900ms`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Slo {
-    pub metric: String,
-    pub stat: String,
-    /// Milliseconds (or KiB for memory).
-    pub limit: f64,
-    pub text: String,
-}
-
-/// A regression gate: the median B/A ratio of `metric` may exceed 1 by at most `percent`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RegressionGate {
-    pub metric: String,
-    pub percent: f64,
-    pub text: String,
-}
-
-fn known_metric(m: &str) -> Result<(), String> {
-    if METRICS.iter().any(|(n, _)| *n == m) {
-        Ok(())
-    } else {
-        Err(format!(
-            "unknown metric {m:?}; metrics are: {}",
-            METRICS
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    }
-}
-
-/// Parses `runtime_ready.p95=900ms,first_response.p50=2s,memory_peak.max=65536`.
-pub fn parse_slos(s: &str) -> Result<Vec<Slo>, String> {
-    let mut out = Vec::new();
-    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let (lhs, value) = item
-            .split_once('=')
-            .ok_or_else(|| format!("{item:?}: expected METRIC.STAT=VALUE"))?;
-        let (metric, stat) = lhs
-            .rsplit_once('.')
-            .ok_or_else(|| format!("{item:?}: expected METRIC.STAT (e.g. runtime_ready.p95)"))?;
-        known_metric(metric)?;
-        if !["min", "p50", "median", "p95", "p99", "max"].contains(&stat) {
-            return Err(format!(
-                "{item:?}: statistic must be min, p50, p95, p99 or max"
-            ));
-        }
-        let v = value.trim();
-        let limit = if let Some(ms) = v.strip_suffix("ms") {
-            ms.parse::<f64>().ok()
-        } else if let Some(s) = v.strip_suffix('s') {
-            s.parse::<f64>().ok().map(|x| x * 1e3)
-        } else if let Some(k) = v.strip_suffix("KiB") {
-            k.parse::<f64>().ok()
-        } else {
-            v.parse::<f64>().ok()
-        }
-        .filter(|x| x.is_finite() && *x >= 0.0)
-        .ok_or_else(|| format!("{item:?}: {v:?} is not a duration like 900ms or 2s"))?;
-        out.push(Slo {
-            metric: metric.to_owned(),
-            stat: stat.to_owned(),
-            limit,
-            text: item.to_owned(),
-        });
-    }
-    Ok(out)
-}
-
-/// Parses `runtime_ready=10%,first_response=5%`.
-pub fn parse_gates(s: &str) -> Result<Vec<RegressionGate>, String> {
-    let mut out = Vec::new();
-    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let (metric, pct) = item
-            .split_once('=')
-            .ok_or_else(|| format!("{item:?}: expected METRIC=PERCENT%"))?;
-        known_metric(metric)?;
-        let percent = pct
-            .trim()
-            .strip_suffix('%')
-            .and_then(|p| p.parse::<f64>().ok())
-            .filter(|p| p.is_finite() && *p >= 0.0)
-            .ok_or_else(|| format!("{item:?}: expected a percentage like 10%"))?;
-        out.push(RegressionGate {
-            metric: metric.to_owned(),
-            percent,
-            text: item.to_owned(),
-        });
-    }
-    Ok(out)
-}
-
-/// The verdict on one objective.
-#[derive(Debug, Clone, Serialize)]
-pub struct Verdict {
-    pub objective: String,
-    pub value: Option<f64>,
-    pub passed: bool,
-    pub reason: String,
-}
-
-pub fn check_slos(slos: &[Slo], s: &BTreeMap<String, MetricSummary>) -> Vec<Verdict> {
-    slos.iter()
-        .map(|o| match s.get(&o.metric).and_then(|m| m.summary.get(&o.stat)) {
-            None => Verdict {
-                objective: o.text.clone(),
-                value: None,
-                passed: false,
-                reason: format!("no {} samples (did every run fail, or does the image not reach this phase?)", o.metric),
-            },
-            Some(v) => Verdict {
-                objective: o.text.clone(),
-                value: Some(v),
-                passed: v <= o.limit,
-                reason: format!("{}.{} = {:.1} (limit {:.1})", o.metric, o.stat, v, o.limit),
-            },
-        })
-        .collect()
-}
-
-pub fn check_gates(gates: &[RegressionGate], c: &BTreeMap<String, Comparison>) -> Vec<Verdict> {
-    gates
-        .iter()
-        .map(|g| match c.get(&g.metric) {
-            None => Verdict {
-                objective: format!("max-regression {}", g.text),
-                value: None,
-                passed: false,
-                reason: format!("no paired {} samples", g.metric),
-            },
-            Some(cmp) => {
-                let limit = 1.0 + g.percent / 100.0;
-                Verdict {
-                    objective: format!("max-regression {}", g.text),
-                    value: Some(cmp.median_ratio),
-                    passed: cmp.median_ratio <= limit,
-                    reason: format!("median ratio {:.3} (limit {:.3})", cmp.median_ratio, limit),
-                }
-            }
-        })
-        .collect()
-}
-
-/// Human-readable table (plain text or Markdown).
-pub fn table(
-    summary: &BTreeMap<String, MetricSummary>,
-    baseline: Option<&BTreeMap<String, MetricSummary>>,
-    cmp: Option<&BTreeMap<String, Comparison>>,
-    markdown: bool,
-) -> String {
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    let mut head = vec!["metric", "unit", "min", "p50", "p95", "p99", "max"];
-    if baseline.is_some() {
-        head.extend(["baseline p50", "B/A median", "95% CI"]);
-    }
-    rows.push(head.iter().map(|s| (*s).to_owned()).collect());
-    for (name, unit) in METRICS {
-        let Some(m) = summary.get(*name) else {
-            continue;
-        };
-        let s = &m.summary;
-        let mut r = vec![
-            (*name).to_owned(),
-            (*unit).to_owned(),
-            format!("{:.1}", s.min),
-            format!("{:.1}", s.p50),
-            format!("{:.1}", s.p95),
-            format!("{:.1}", s.p99),
-            format!("{:.1}", s.max),
-        ];
-        if let Some(b) = baseline {
-            r.push(
-                b.get(*name)
-                    .map_or("-".into(), |x| format!("{:.1}", x.summary.p50)),
-            );
-            match cmp.and_then(|c| c.get(*name)) {
-                Some(c) => {
-                    r.push(format!("{:.3}", c.median_ratio));
-                    r.push(
-                        c.ci95
-                            .map_or("-".into(), |(lo, hi)| format!("[{lo:.3}, {hi:.3}]")),
-                    );
-                }
-                None => r.extend(["-".into(), "-".into()]),
-            }
-        }
-        rows.push(r);
-    }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for (n, r) in rows.iter().enumerate() {
-        if markdown {
-            out.push_str(&format!("| {} |\n", r.join(" | ")));
-            if n == 0 {
-                out.push_str(&format!("|{}|\n", vec!["---"; r.len()].join("|")));
-            }
-        } else {
-            let cells: Vec<String> = r
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    if i < 2 {
-                        format!("{c:<w$}", w = widths[i])
-                    } else {
-                        format!("{c:>w$}", w = widths[i])
-                    }
-                })
-                .collect();
-            out.push_str(cells.join("  ").trim_end());
-            out.push('\n');
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use super::objectives::{check_gates, check_slos, parse_gates, parse_slos};
     use super::*;
-
-    #[test]
-    fn parses_objectives() {
-        let s = parse_slos("runtime_ready.p95=900ms, first_response.p50=2s,memory_peak.max=4096")
-            .unwrap();
-        assert_eq!(s[0].limit, 900.0);
-        assert_eq!(s[1].limit, 2000.0);
-        assert_eq!(s[2].stat, "max");
-        assert!(parse_slos("nope.p95=1ms")
-            .unwrap_err()
-            .contains("unknown metric"));
-        assert!(parse_slos("runtime_ready.p42=1ms").is_err());
-        assert!(parse_slos("runtime_ready.p95=fast").is_err());
-        let g = parse_gates("runtime_ready=10%").unwrap();
-        assert_eq!(g[0].percent, 10.0);
-        assert!(parse_gates("runtime_ready=10").is_err());
-    }
 
     fn rec(i: usize, v: f64) -> RunRecord {
         RunRecord {
@@ -505,7 +386,7 @@ mod tests {
         assert!(v[0].passed);
         let worse = compare(&b, &a);
         assert!(!check_gates(&parse_gates("runtime_ready=10%").unwrap(), &worse)[0].passed);
-        let t = table(&s, Some(&summarise(&a)), Some(&c), true);
+        let t = report::table(&s, Some(&summarise(&a)), Some(&c), true);
         assert!(t.contains("| runtime_ready | ms |"), "{t}");
     }
 }

@@ -20,7 +20,7 @@ pub fn median(samples: &[f64]) -> Option<f64> {
 }
 
 /// min, p50, p95, p99, max.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     pub n: usize,
     pub min: f64,

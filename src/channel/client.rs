@@ -34,7 +34,7 @@ const RAND_LEN: usize = 6;
 
 pub struct Node {
     pub source: Source,
-    pub channel: String,
+    pub channel: ChannelName,
     pub node_id: String,
     pub state: PathBuf,
     /// The time decisions are made at (seconds); `now()` outside tests.
@@ -51,7 +51,7 @@ pub struct Node {
 pub struct Decision {
     pub selected: bool,
     pub reason: String,
-    pub channel: String,
+    pub channel: ChannelName,
     pub channel_version: u64,
     pub image: String,
     pub image_version: String,
@@ -63,6 +63,35 @@ pub struct Decision {
     pub notes: Vec<String>,
 }
 
+/// What `update check --json` prints when the check failed: the shape of a [`Decision`] that
+/// selected nothing, with why. (Fields in the order the JSON lists them.)
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub channel: ChannelName,
+    /// Always null: no channel document was accepted.
+    pub channel_version: Option<u64>,
+    /// Always null.
+    pub image_version: Option<String>,
+    pub reason: String,
+    /// Verification refused something; a failed or slow repository or a local error is not a
+    /// rejection (the exit code is 1 or 2 all the same).
+    pub rejected: bool,
+    pub selected: bool,
+}
+
+impl Failure {
+    pub fn of(channel: &ChannelName, e: &ChannelError) -> Failure {
+        Failure {
+            channel: channel.clone(),
+            channel_version: None,
+            image_version: None,
+            reason: e.to_string(),
+            rejected: matches!(e, ChannelError::Rejected(_)),
+            selected: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Current {
     pub version: String,
@@ -71,7 +100,7 @@ pub struct Current {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Staged {
-    pub channel: String,
+    pub channel: ChannelName,
     pub channel_version: u64,
     pub image: ImageRef,
     /// Relative to the state directory.
@@ -214,7 +243,9 @@ fn clean_leftovers(state: &Path) -> Result<Vec<String>, ChannelError> {
 /// Copies a trusted root (and its `.sigs.json` next to it) into a new state directory.
 pub fn bootstrap(state: &Path, root_json: &Path) -> Result<(), ChannelError> {
     let trusted = state.join("trusted/root.json");
-    if trusted.exists() {
+    // Only a root known to be there is kept: one that cannot be looked at is an error, never
+    // taken for "none yet" and replaced by the bootstrap root.
+    if metadata_if_there(&trusted)?.is_some() {
         return Ok(());
     }
     let read = |p: &Path| {
@@ -232,17 +263,20 @@ pub fn bootstrap(state: &Path, root_json: &Path) -> Result<(), ChannelError> {
         ));
     let sigs = read(&sigs_path)?;
     let root = parse_root(&bytes, &root_json.display().to_string())?;
-    verify_threshold("bootstrap root", &bytes, &sigs, &root, "root")?;
+    verify_threshold("bootstrap root", &bytes, &sigs, &root, RoleName::Root)?;
     std::fs::create_dir_all(state).map_err(io(format!("creating {}", state.display())))?;
     let _lock = lock_state(state)?;
     write(&state.join("trusted/root.sigs.json"), &sigs)?;
     write(&trusted, &bytes)
 }
 
+/// A document's bytes and the bytes of its signatures.
+type Signed = (Vec<u8>, Vec<u8>);
+
 /// Verified metadata, not yet stored.
 struct Verified {
-    /// (version, bytes, sigs) of each new root, in order.
-    new_roots: Vec<(Vec<u8>, Vec<u8>)>,
+    /// (bytes, sigs) of each new root, in order.
+    new_roots: Vec<Signed>,
     channel_bytes: Vec<u8>,
     channel_sigs: Vec<u8>,
     channel: Channel,
@@ -261,7 +295,7 @@ pub fn decide(
     current: Option<&Current>,
     staged: Option<&Staged>,
 ) -> Decision {
-    let cohort = cohort(node_id, &c.channel, &c.image.version);
+    let cohort = cohort(node_id, c.channel.as_str(), &c.image.version);
     let reached = c.rollout.reached_bp(now);
     let mut d = Decision {
         selected: false,
@@ -348,10 +382,29 @@ impl Node {
 
     /// Walks root rotations, verifies the channel document and the manifest it points at.
     fn verify_metadata(&self) -> Result<Verified, ChannelError> {
+        let (root, new_roots) = self.follow_root()?;
+        let (channel_bytes, channel_sigs, channel) = self.verify_channel(&root)?;
+        let rel = self.channel.document();
+        let (manifest_bytes, signature_bytes, manifest) =
+            self.verify_manifest(&root, &rel, &channel)?;
+        Ok(Verified {
+            new_roots,
+            channel_bytes,
+            channel_sigs,
+            channel,
+            manifest_bytes,
+            signature_bytes,
+            manifest,
+        })
+    }
+
+    /// The repository's current root, reached from the trusted one through every rotation
+    /// (each signed by the keys before it and its own), unexpired; with the new roots' (bytes,
+    /// signatures) in order.
+    fn follow_root(&self) -> Result<(Root, Vec<Signed>), ChannelError> {
         let (mut root, trusted_bytes) = self.trusted_root()?;
         let latest_bytes = self.fetch("root.json", MAX_METADATA_BYTES)?;
         let latest = parse_root(&latest_bytes, "root.json")?;
-        let mut new_roots = Vec::new();
         if latest.version < root.version {
             return Err(ChannelError::rejected(format!(
                 "root.json: version {} is older than the trusted root (version {}); refusing a rollback of the root",
@@ -364,37 +417,9 @@ impl Node {
                 latest.version
             )));
         }
+        let mut new_roots = Vec::new();
         for v in root.version + 1..=latest.version {
-            let b = self
-                .source
-                .fetch(&format!("roots/{v}.root.json"), MAX_METADATA_BYTES)?
-                .ok_or_else(|| {
-                    ChannelError::rejected(format!(
-                        "root rotation skips version {v}: roots/{v}.root.json is missing"
-                    ))
-                })?;
-            let s = self.fetch(&format!("roots/{v}.sigs.json"), MAX_METADATA_BYTES)?;
-            let next = parse_root(&b, &format!("roots/{v}.root.json"))?;
-            if next.version != v {
-                return Err(ChannelError::rejected(format!(
-                    "roots/{v}.root.json claims version {}",
-                    next.version
-                )));
-            }
-            verify_threshold(
-                &format!("root version {v} (by the keys of version {})", root.version),
-                &b,
-                &s,
-                &root,
-                "root",
-            )?;
-            verify_threshold(
-                &format!("root version {v} (by its own keys)"),
-                &b,
-                &s,
-                &next,
-                "root",
-            )?;
+            let (next, b, s) = self.next_root(&root, v)?;
             new_roots.push((b, s));
             root = next;
         }
@@ -409,27 +434,74 @@ impl Node {
             root.expires,
             self.now,
         )?;
-        let rel = format!("channels/{}.json", self.channel);
-        let cb = self.fetch(&rel, MAX_METADATA_BYTES)?;
-        let cs = self.fetch(
-            &format!("channels/{}.sigs.json", self.channel),
-            MAX_METADATA_BYTES,
+        Ok((root, new_roots))
+    }
+
+    /// Root version `v`, signed by the keys of `root` (version `v - 1`) and by its own.
+    fn next_root(&self, root: &Root, v: u64) -> Result<(Root, Vec<u8>, Vec<u8>), ChannelError> {
+        let b = self
+            .source
+            .fetch(&format!("roots/{v}.root.json"), MAX_METADATA_BYTES)?
+            .ok_or_else(|| {
+                ChannelError::rejected(format!(
+                    "root rotation skips version {v}: roots/{v}.root.json is missing"
+                ))
+            })?;
+        let s = self.fetch(&format!("roots/{v}.sigs.json"), MAX_METADATA_BYTES)?;
+        let next = parse_root(&b, &format!("roots/{v}.root.json"))?;
+        if next.version != v {
+            return Err(ChannelError::rejected(format!(
+                "roots/{v}.root.json claims version {}",
+                next.version
+            )));
+        }
+        verify_threshold(
+            &format!("root version {v} (by the keys of version {})", root.version),
+            &b,
+            &s,
+            root,
+            RoleName::Root,
         )?;
-        verify_threshold(&rel, &cb, &cs, &root, "channel")?;
+        verify_threshold(
+            &format!("root version {v} (by its own keys)"),
+            &b,
+            &s,
+            &next,
+            RoleName::Root,
+        )?;
+        Ok((next, b, s))
+    }
+
+    /// This node's channel document (bytes, signatures, parsed): signed by the channel role,
+    /// for this channel, unexpired, fresh, and no older than the one already accepted.
+    fn verify_channel(&self, root: &Root) -> Result<(Vec<u8>, Vec<u8>, Channel), ChannelError> {
+        let rel = self.channel.document();
+        let cb = self.fetch(&rel, MAX_METADATA_BYTES)?;
+        let cs = self.fetch(&self.channel.signatures(), MAX_METADATA_BYTES)?;
+        verify_threshold(&rel, &cb, &cs, root, RoleName::Channel)?;
         let c = parse_channel(&cb, &rel)?;
         if c.channel != self.channel {
             return Err(ChannelError::rejected(format!(
                 "{rel}: the document is for channel {:?}, not {:?}",
-                c.channel, self.channel
+                c.channel.as_str(),
+                self.channel.as_str()
             )));
         }
+        self.check_channel_fresh(&rel, &c)?;
+        self.check_not_replayed(&rel, &c, &cb)?;
+        Ok((cb, cs, c))
+    }
+
+    /// Refuses an expired channel document, one valid for too long, and one signed longer ago
+    /// than this node's maximum age.
+    fn check_channel_fresh(&self, rel: &str, c: &Channel) -> Result<(), ChannelError> {
         if c.expires <= self.now {
             return Err(ChannelError::rejected(format!(
                 "{rel}: version {} expired at {}",
                 c.version, c.expires
             )));
         }
-        check_expiry_bound(&rel, c.expires, self.now)?;
+        check_expiry_bound(rel, c.expires, self.now)?;
         // Freeze protection: an unexpired document can still be one the operator has long
         // replaced; a mirror serving it forever would keep this node from ever updating.
         let age = self.now.saturating_sub(c.timestamp);
@@ -442,36 +514,30 @@ impl Node {
                 self.channel
             )));
         }
-        let stored = read_opt(
-            &self
-                .state
-                .join(format!("trusted/channels/{}.json", self.channel)),
-        )?;
-        if let Some(sb) = &stored {
-            let s = parse_channel(sb, "stored channel")?;
-            if c.version < s.version {
-                return Err(ChannelError::rejected(format!(
-                    "{rel}: version {} is older than the version {} this node already accepted (replay)",
-                    c.version, s.version
-                )));
-            }
-            if c.version == s.version && &cb != sb {
-                return Err(ChannelError::rejected(format!(
-                    "{rel}: version {} differs from the accepted document of the same version",
-                    c.version
-                )));
-            }
+        Ok(())
+    }
+
+    /// Refuses a channel version older than the one this node accepted, or the same version
+    /// with other bytes.
+    fn check_not_replayed(&self, rel: &str, c: &Channel, bytes: &[u8]) -> Result<(), ChannelError> {
+        let stored = read_opt(&self.state.join("trusted").join(self.channel.document()))?;
+        let Some(sb) = stored else {
+            return Ok(());
+        };
+        let s = parse_channel(&sb, "stored channel")?;
+        if c.version < s.version {
+            return Err(ChannelError::rejected(format!(
+                "{rel}: version {} is older than the version {} this node already accepted (replay)",
+                c.version, s.version
+            )));
         }
-        let (manifest_bytes, signature_bytes, manifest) = self.verify_manifest(&root, &rel, &c)?;
-        Ok(Verified {
-            new_roots,
-            channel_bytes: cb,
-            channel_sigs: cs,
-            channel: c,
-            manifest_bytes,
-            signature_bytes,
-            manifest,
-        })
+        if c.version == s.version && bytes != sb.as_slice() {
+            return Err(ChannelError::rejected(format!(
+                "{rel}: version {} differs from the accepted document of the same version",
+                c.version
+            )));
+        }
+        Ok(())
     }
 
     /// Fetches the manifest the channel document `rel` points at and its signature, checks
@@ -541,11 +607,9 @@ impl Node {
             write(&self.state.join("trusted/root.sigs.json"), s)?;
             write(&self.state.join("trusted/root.json"), b)?;
         }
-        let base = self
-            .state
-            .join(format!("trusted/channels/{}", self.channel));
-        write(&base.with_extension("sigs.json"), &v.channel_sigs)?;
-        write(&base.with_extension("json"), &v.channel_bytes)
+        let trusted = self.state.join("trusted");
+        write(&trusted.join(self.channel.signatures()), &v.channel_sigs)?;
+        write(&trusted.join(self.channel.document()), &v.channel_bytes)
     }
 
     fn decide(&self, c: &Channel) -> Result<Decision, ChannelError> {
@@ -689,7 +753,7 @@ mod tests {
         Channel {
             kind: CHANNEL_TYPE.into(),
             spec_version: SPEC_VERSION,
-            channel: "stable".into(),
+            channel: "stable".parse().unwrap(),
             version: 7,
             expires: u64::MAX,
             timestamp: 0,
@@ -803,7 +867,7 @@ mod tests {
             }
         }
         let staged = Staged {
-            channel: "stable".into(),
+            channel: "stable".parse().unwrap(),
             channel_version: 7,
             image: h.image.clone(),
             dir: "images/x".into(),

@@ -1,46 +1,20 @@
 //! Rollout gates: a `stratos boot-test` result decides whether a rollout may widen.
 
-use serde::Deserialize;
-
 use super::{ChannelError, ImageRef};
-
-#[derive(Debug, Deserialize)]
-struct GateDoc {
-    schema: String,
-    image: GateImage,
-    passed: bool,
-    #[serde(default)]
-    objectives: Vec<Objective>,
-}
-
-#[derive(Debug, Deserialize)]
-struct GateImage {
-    name: String,
-    version: String,
-    #[serde(default)]
-    manifest_sha256: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Objective {
-    objective: String,
-    passed: bool,
-    reason: String,
-}
+use crate::boot::bench::{BootTestResult, SCHEMA};
 
 /// Checks that `bytes` (a boot-test `--json` result) is for `image` and met objectives.
 /// Returns a one-line summary of what passed.
 pub fn check(bytes: &[u8], path: &str, image: &ImageRef) -> Result<String, ChannelError> {
-    let g: GateDoc = serde_json::from_slice(bytes).map_err(|e| {
+    let g = BootTestResult::from_json(bytes).map_err(|e| {
         ChannelError::input(format!(
             "{path}: not a boot-test result ({e}); produce one with `stratos boot-test IMAGE --slo ... --json {path}`"
         ))
     })?;
-    if g.schema != crate::boot::bench::SCHEMA {
+    if g.schema != SCHEMA {
         return Err(ChannelError::input(format!(
-            "{path}: schema {:?} is not {:?}",
-            g.schema,
-            crate::boot::bench::SCHEMA
+            "{path}: schema {:?} is not {SCHEMA:?}",
+            g.schema
         )));
     }
     match &g.image.manifest_sha256 {
@@ -92,7 +66,10 @@ pub fn check(bytes: &[u8], path: &str, image: &ImageRef) -> Result<String, Chann
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::boot::bench::{ImageInfo, Verdict};
 
     fn image() -> ImageRef {
         ImageRef {
@@ -105,31 +82,89 @@ mod tests {
         }
     }
 
-    fn doc(digest: &str, passed: bool, objectives: &str) -> Vec<u8> {
-        format!(
-            r#"{{"schema":"stratos-boot-test/1","image":{{"name":"hello","version":"1.0","manifest_sha256":"{digest}"}},"passed":{passed},"objectives":[{objectives}]}}"#
-        )
-        .into_bytes()
+    fn doc(digest: Option<&str>, passed: bool, objectives: Vec<Verdict>) -> BootTestResult {
+        BootTestResult {
+            schema: SCHEMA.into(),
+            image: ImageInfo {
+                dir: Some("out/hello".into()),
+                manifest_sha256: digest.map(str::to_owned),
+                name: "hello".into(),
+                version: "1.0".into(),
+                machine: "microvm".into(),
+                sizes: BTreeMap::new(),
+            },
+            baseline: None,
+            accel: "tcg".into(),
+            runs: 1,
+            invocations: 1,
+            invoke: "/".into(),
+            memory_mib: 512,
+            metrics: BTreeMap::new(),
+            baseline_metrics: None,
+            comparison: None,
+            objectives,
+            runs_detail: Vec::new(),
+            logs: Vec::new(),
+            passed,
+        }
+    }
+
+    fn verdict(passed: bool, reason: &str) -> Verdict {
+        Verdict {
+            objective: "runtime_ready.p95<=900ms".into(),
+            value: Some(if passed { 812.0 } else { 1200.0 }),
+            passed,
+            reason: reason.into(),
+        }
+    }
+
+    fn check_doc(d: &BootTestResult) -> Result<String, ChannelError> {
+        check(&d.to_json(), "g.json", &image())
     }
 
     #[test]
     fn gates() {
-        let ok = r#"{"objective":"runtime_ready.p95<=900ms","passed":true,"reason":"812 ms"}"#;
-        let bad = r#"{"objective":"runtime_ready.p95<=900ms","passed":false,"reason":"1200 ms > 900 ms"}"#;
+        let ok = || vec![verdict(true, "812 ms")];
+        let bad = vec![verdict(false, "1200 ms > 900 ms")];
         let a = "a".repeat(64);
-        assert!(check(&doc(&a, true, ok), "g.json", &image()).is_ok());
-        let e = check(&doc(&a, false, bad), "g.json", &image())
+        assert!(check_doc(&doc(Some(&a), true, ok())).is_ok());
+        let e = check_doc(&doc(Some(&a), false, bad))
             .unwrap_err()
             .to_string();
         assert!(e.contains("1200 ms > 900 ms"), "{e}");
-        let e = check(&doc(&"c".repeat(64), true, ok), "g.json", &image())
+        let e = check_doc(&doc(Some(&"c".repeat(64)), true, ok()))
             .unwrap_err()
             .to_string();
         assert!(e.contains("test the image being rolled out"), "{e}");
-        let e = check(&doc(&a, true, ""), "g.json", &image())
+        let e = check_doc(&doc(None, true, ok())).unwrap_err().to_string();
+        assert!(e.contains("no image.manifest_sha256"), "{e}");
+        let e = check_doc(&doc(Some(&a), true, Vec::new()))
             .unwrap_err()
             .to_string();
         assert!(e.contains("no objectives"), "{e}");
         assert!(check(b"{}", "g.json", &image()).is_err());
+    }
+
+    #[test]
+    fn only_a_whole_result_of_this_schema_gates() {
+        let a = "a".repeat(64);
+        let mut other = doc(Some(&a), true, vec![verdict(true, "812 ms")]);
+        other.schema = "stratos-boot-test/2".into();
+        let e = check_doc(&other).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "g.json: schema \"stratos-boot-test/2\" is not \"stratos-boot-test/1\""
+        );
+        // A document missing a field every result has is not a result.
+        let mut v =
+            serde_json::to_value(doc(Some(&a), true, vec![verdict(true, "812 ms")])).unwrap();
+        v.as_object_mut().unwrap().remove("runs_detail");
+        let e = check(&serde_json::to_vec(&v).unwrap(), "g.json", &image())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("g.json: not a boot-test result (missing field `runs_detail`"),
+            "{e}"
+        );
     }
 }

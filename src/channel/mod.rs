@@ -19,13 +19,20 @@
 
 pub mod client;
 pub mod gate;
+pub mod keys;
+mod name;
 pub mod repo;
+pub mod rollout;
 pub mod transport;
 pub mod waves;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+pub use name::ChannelName;
+pub use rollout::{Rollout, Wave};
 
 use crate::sign::manifest::canonical_json;
 use crate::sign::{KeyId, PublicKey, SecretKey};
@@ -67,7 +74,8 @@ impl ChannelError {
     }
 }
 
-/// Seconds since the epoch, now.
+/// Seconds since the epoch, now. A clock set before 1970 reads as 0 (no error to report
+/// there: documents signed then expire at once, and nodes reach no rollout).
 pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -88,6 +96,108 @@ pub struct Role {
     pub threshold: u32,
 }
 
+/// The roles a root delegates to: who signs roots, channel documents and images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RoleName {
+    Channel,
+    Image,
+    Root,
+}
+
+impl RoleName {
+    /// Every role, in the order root.json lists them.
+    pub const ALL: [RoleName; 3] = [RoleName::Channel, RoleName::Image, RoleName::Root];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoleName::Channel => "channel",
+            RoleName::Image => "image",
+            RoleName::Root => "root",
+        }
+    }
+
+    /// What a key of this role signs, for messages.
+    pub fn what_it_signs(self) -> &'static str {
+        match self {
+            RoleName::Channel => "channel documents",
+            RoleName::Image => "images nodes will stage",
+            RoleName::Root => "root documents",
+        }
+    }
+}
+
+impl std::fmt::Display for RoleName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// A root's roles. On disk `"roles": {"channel": …, "image": …, "root": …}`; a root missing
+/// one is malformed (the error names it). Unknown roles are ignored, as other unknown fields
+/// of metadata are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawRoles")]
+pub struct Roles {
+    pub channel: Role,
+    pub image: Role,
+    pub root: Role,
+}
+
+/// `roles` as read, before each role is known to be there.
+#[derive(Deserialize)]
+struct RawRoles {
+    channel: Option<Role>,
+    image: Option<Role>,
+    root: Option<Role>,
+}
+
+impl TryFrom<RawRoles> for Roles {
+    type Error = String;
+    fn try_from(r: RawRoles) -> Result<Roles, String> {
+        let missing = |name: RoleName| {
+            format!("roles: no {name} role (a root names the keys of the channel, image and root roles)")
+        };
+        Ok(Roles {
+            channel: r.channel.ok_or_else(|| missing(RoleName::Channel))?,
+            image: r.image.ok_or_else(|| missing(RoleName::Image))?,
+            root: r.root.ok_or_else(|| missing(RoleName::Root))?,
+        })
+    }
+}
+
+impl Roles {
+    pub fn get(&self, name: RoleName) -> &Role {
+        match name {
+            RoleName::Channel => &self.channel,
+            RoleName::Image => &self.image,
+            RoleName::Root => &self.root,
+        }
+    }
+
+    pub fn get_mut(&mut self, name: RoleName) -> &mut Role {
+        match name {
+            RoleName::Channel => &mut self.channel,
+            RoleName::Image => &mut self.image,
+            RoleName::Root => &mut self.root,
+        }
+    }
+
+    /// Every role with its name, in [`RoleName::ALL`]'s order.
+    pub fn iter(&self) -> impl Iterator<Item = (RoleName, &Role)> {
+        RoleName::ALL.into_iter().map(|n| (n, self.get(n)))
+    }
+
+    /// Every role with its name, mutably, in [`RoleName::ALL`]'s order.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (RoleName, &mut Role)> {
+        [
+            (RoleName::Channel, &mut self.channel),
+            (RoleName::Image, &mut self.image),
+            (RoleName::Root, &mut self.root),
+        ]
+        .into_iter()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Root {
     #[serde(rename = "type")]
@@ -97,8 +207,7 @@ pub struct Root {
     /// Unix seconds.
     pub expires: u64,
     pub keys: BTreeMap<KeyId, KeyEntry>,
-    /// `root`, `channel`, `image`.
-    pub roles: BTreeMap<String, Role>,
+    pub roles: Roles,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,54 +221,11 @@ pub struct ImageRef {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Wave {
-    /// Seconds after the rollout started.
-    pub start_after: u64,
-    /// Share of the fleet (0-100) that has the image once this wave started.
-    pub fleet_percent: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rollout {
-    /// Unix seconds when the rollout started.
-    pub started_at: u64,
-    pub waves: Vec<Wave>,
-}
-
-impl Rollout {
-    pub fn percent(p: u32, started_at: u64) -> Rollout {
-        Rollout {
-            started_at,
-            waves: vec![Wave {
-                start_after: 0,
-                fleet_percent: p,
-            }],
-        }
-    }
-
-    /// The share of the fleet (in basis points, 0-10000) reached at time `t`.
-    pub fn reached_bp(&self, t: u64) -> u32 {
-        // Before the rollout starts (e.g. a node whose clock is behind the operator's) it
-        // reaches nobody.
-        let Some(elapsed) = t.checked_sub(self.started_at) else {
-            return 0;
-        };
-        self.waves
-            .iter()
-            .filter(|w| w.start_after <= elapsed)
-            .map(|w| w.fleet_percent * 100)
-            .max()
-            .unwrap_or(0)
-            .min(10_000)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Channel {
     #[serde(rename = "type")]
     pub kind: String,
     pub spec_version: u32,
-    pub channel: String,
+    pub channel: ChannelName,
     pub version: u64,
     pub expires: u64,
     /// When this version was written.
@@ -200,9 +266,7 @@ impl Root {
 
     /// The key `id`, if the root trusts it to sign images; `what` names the image in errors.
     pub fn image_key(&self, id: &KeyId, what: &str) -> Result<PublicKey, ChannelError> {
-        let role = self.roles.get("image").ok_or_else(|| {
-            ChannelError::rejected(format!("root version {} has no image role", self.version))
-        })?;
+        let role = &self.roles.image;
         if !role.key_ids.contains(id) {
             return Err(ChannelError::rejected(format!(
                 "{what}: signed by key {id}, which the repository's root does not trust for images (trusted: {})",
@@ -212,6 +276,21 @@ impl Root {
         self.key(id).ok_or_else(|| {
             ChannelError::rejected(format!("root version {}: malformed key {id}", self.version))
         })
+    }
+}
+
+/// What is at `p` (following links): `None` when nothing is (the path or a directory on it is
+/// missing, or a file stands where a directory would be); an error when it cannot be told.
+pub(crate) fn metadata_if_there(p: &Path) -> Result<Option<std::fs::Metadata>, ChannelError> {
+    match std::fs::metadata(p) {
+        Ok(m) => Ok(Some(m)),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(io(format!("looking for {}", p.display()))(e)),
     }
 }
 
@@ -232,6 +311,16 @@ pub fn fmt_age(secs: u64) -> String {
         (d, 0, _) => format!("{d}d"),
         (d, h, _) => format!("{d}d {h}h"),
     }
+}
+
+/// `YYYY-MM-DD HH:MM UTC` from Unix seconds (the raw number past the year 9999).
+pub fn fmt_time(t: u64) -> String {
+    // 9999-12-31T23:59:59Z
+    if t > 253_402_300_799 {
+        return format!("{t} (after the year 9999)");
+    }
+    let s = crate::sbom::rfc3339(t); // YYYY-MM-DDTHH:MM:SSZ
+    format!("{} {} UTC", &s[..10], &s[11..16])
 }
 
 /// Refuses an expiry further ahead of `now` than anyone may sign ([`MAX_VALIDITY`]): such a
@@ -274,14 +363,9 @@ pub fn verify_threshold(
     bytes: &[u8],
     sigs: &[u8],
     root: &Root,
-    role: &str,
+    role: RoleName,
 ) -> Result<(), ChannelError> {
-    let r = root.roles.get(role).ok_or_else(|| {
-        ChannelError::rejected(format!(
-            "{what}: root version {} has no {role} role",
-            root.version
-        ))
-    })?;
+    let r = root.roles.get(role);
     let sigs: Signatures = serde_json::from_slice(sigs)
         .map_err(|e| ChannelError::rejected(format!("{what}: malformed signatures: {e}")))?;
     // Distinct *keys*, not ids: even if a root listed one key under two ids (parse_root
@@ -297,6 +381,8 @@ pub fn verify_threshold(
         if pk.id() != &s.key_id || good.contains(&pk.to_hex()) {
             continue; // an id that is not its key's, or the same key counted again
         }
+        // A malformed signature is one that does not count, like a wrong one: the threshold
+        // below says how many did.
         let Some(sig) = hex::decode(&s.sig)
             .ok()
             .and_then(|v| <[u8; 64]>::try_from(v).ok())
@@ -346,7 +432,7 @@ pub fn parse_root(bytes: &[u8], what: &str) -> Result<Root, ChannelError> {
             )));
         }
     }
-    for (name, role) in &r.roles {
+    for (name, role) in r.roles.iter() {
         if role.threshold == 0 {
             return Err(ChannelError::rejected(format!(
                 "{what}: the {name} role has threshold 0"
@@ -384,14 +470,6 @@ pub fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// Channel names: 1-64 of a-z, 0-9, '-', '_'.
-pub fn valid_channel_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 /// Orders versions like `1.2.10` > `1.2.9`: numeric runs compare as numbers, the rest as text.
@@ -456,6 +534,50 @@ mod tests {
         );
     }
 
+    /// A root with the fields `repo init` writes.
+    const ROOT: &str = r#"{"expires":1900000000,"keys":{"fe812c12f3ab4ce6":{"public":"ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c","type":"ed25519"}},"roles":{"channel":{"key_ids":["fe812c12f3ab4ce6"],"threshold":1},"image":{"key_ids":["fe812c12f3ab4ce6"],"threshold":1},"root":{"key_ids":["fe812c12f3ab4ce6"],"threshold":1}},"spec_version":1,"type":"stratos-root","version":1}"#;
+
+    #[test]
+    fn roles_are_fields_and_the_bytes_on_disk_stay_the_same() {
+        let r = parse_root(ROOT.as_bytes(), "root.json").unwrap();
+        assert_eq!(r.roles.image.threshold, 1);
+        assert_eq!(r.roles.get(RoleName::Root), &r.roles.root);
+        assert_eq!(
+            r.roles.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["channel", "image", "root"]
+        );
+        // The same canonical bytes as the document read (the roles as sorted map keys).
+        let v: serde_json::Value = serde_json::from_str(ROOT).unwrap();
+        assert_eq!(
+            String::from_utf8(to_bytes(&r)).unwrap(),
+            canonical_json(&v).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_root_missing_a_role_is_malformed_and_says_which() {
+        for role in ["channel", "image", "root"] {
+            let mut v: serde_json::Value = serde_json::from_str(ROOT).unwrap();
+            v["roles"].as_object_mut().unwrap().remove(role);
+            let bytes = serde_json::to_vec(&v).unwrap();
+            let e = parse_root(&bytes, "root.json").unwrap_err();
+            assert!(matches!(e, ChannelError::Rejected(_)), "{e:?}");
+            let e = e.to_string();
+            assert!(
+                e.starts_with("root.json: malformed: roles: no ")
+                    && e.contains(&format!("no {role} role")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(fmt_time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(fmt_time(1_795_392_000), "2026-11-23 00:00 UTC");
+        assert_eq!(fmt_time(951_782_400), "2000-02-29 00:00 UTC");
+    }
+
     #[test]
     fn versions_order_naturally() {
         use std::cmp::Ordering::*;
@@ -477,31 +599,5 @@ mod tests {
         }
         assert_eq!(cohort("a", "b", "c"), cohort("a", "b", "c"));
         assert_ne!(cohort("a", "b", "1"), cohort("a", "b", "2"));
-    }
-
-    #[test]
-    fn waves_reach_their_share_over_time() {
-        let r = Rollout {
-            started_at: 1000,
-            waves: vec![
-                Wave {
-                    start_after: 0,
-                    fleet_percent: 1,
-                },
-                Wave {
-                    start_after: 3600,
-                    fleet_percent: 10,
-                },
-                Wave {
-                    start_after: 86_400,
-                    fleet_percent: 100,
-                },
-            ],
-        };
-        assert_eq!(r.reached_bp(999), 0);
-        assert_eq!(r.reached_bp(1000), 100);
-        assert_eq!(r.reached_bp(1000 + 3599), 100);
-        assert_eq!(r.reached_bp(1000 + 3600), 1000);
-        assert_eq!(r.reached_bp(1000 + 86_400), 10_000);
     }
 }

@@ -20,6 +20,15 @@ fn read(p: &Path) -> Result<Vec<u8>, ChannelError> {
         .map_err(|e| ChannelError::input(e.to_string()))
 }
 
+/// Like [`read`], `None` if the file is not there.
+fn read_opt(p: &Path) -> Result<Option<Vec<u8>>, ChannelError> {
+    match fsio::read_file(p, caps::METADATA, "a repository metadata file") {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(ChannelError::input(e.to_string())),
+    }
+}
+
 /// A file of the image being published: regular and not a symlink (like `verify`).
 fn read_image_file(p: &Path, cap: u64, what: &'static str) -> Result<Vec<u8>, ChannelError> {
     fsio::read_regular(p, cap, what, Links::Refuse)
@@ -40,6 +49,215 @@ fn distinct(ids: &[KeyId], flag: &str) -> Result<(), ChannelError> {
     Ok(())
 }
 
+/// Refuses to make a repository where one is (or may be: a root.json that cannot be looked at
+/// is not overwritten either).
+fn refuse_existing_repo(dir: &Path) -> Result<(), ChannelError> {
+    if metadata_if_there(&dir.join("root.json"))?.is_some() {
+        return Err(ChannelError::input(format!(
+            "{} already holds a repository (root.json); refusing to overwrite it",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `keys`, or the root keys when none are given.
+fn or_root_keys(keys: &[PublicKey], root: &[PublicKey]) -> Vec<PublicKey> {
+    if keys.is_empty() { root } else { keys }.to_vec()
+}
+
+/// At least one root key, no key given twice for a role, a root threshold the keys meet.
+fn check_keys(
+    root: &[PublicKey],
+    threshold: u32,
+    channel: &[PublicKey],
+    image: &[PublicKey],
+) -> Result<(), ChannelError> {
+    if root.is_empty() {
+        return Err(ChannelError::input("at least one --root-key is needed"));
+    }
+    let ids = |ks: &[PublicKey]| ks.iter().map(|k| k.id().clone()).collect::<Vec<_>>();
+    distinct(&ids(root), "--root-key")?;
+    distinct(&ids(channel), "--channel-key")?;
+    distinct(&ids(image), "--image-key")?;
+    check_threshold("--threshold", threshold, root.len(), "root keys")
+}
+
+/// A threshold between 1 and the number of keys that can meet it.
+fn check_threshold(flag: &str, t: u32, keys: usize, what: &str) -> Result<(), ChannelError> {
+    if t == 0 || t as usize > keys {
+        return Err(ChannelError::input(format!(
+            "{flag} {t} must be between 1 and the number of {what} ({keys})"
+        )));
+    }
+    Ok(())
+}
+
+/// Root version 1: the keys and threshold of the root, channel and image roles.
+fn first_root(
+    expires: u64,
+    root: (&[PublicKey], u32),
+    channel: (&[PublicKey], u32),
+    image: (&[PublicKey], u32),
+) -> Root {
+    let mut keys = BTreeMap::new();
+    let mut role = |(pubs, threshold): (&[PublicKey], u32)| {
+        for p in pubs {
+            keys.insert(p.id().clone(), key_entry(p));
+        }
+        Role {
+            key_ids: pubs.iter().map(|p| p.id().clone()).collect(),
+            threshold,
+        }
+    };
+    let roles = Roles {
+        root: role(root),
+        channel: role(channel),
+        image: role(image),
+    };
+    Root {
+        kind: ROOT_TYPE.into(),
+        spec_version: SPEC_VERSION,
+        version: 1,
+        expires,
+        keys,
+        roles,
+    }
+}
+
+/// Refuses a rotation to keys given twice, a threshold the new keys cannot meet, or `--also
+/// root` (the root role is the one being rotated).
+fn check_rotation(
+    new_keys: &[SecretKey],
+    threshold: u32,
+    also: &[RoleName],
+) -> Result<(), ChannelError> {
+    let new_ids: Vec<KeyId> = new_keys.iter().map(|k| k.id().clone()).collect();
+    distinct(&new_ids, "--new-key")?;
+    check_threshold("--threshold", threshold, new_keys.len(), "new root keys")?;
+    if let Some(r) = also.iter().find(|r| **r == RoleName::Root) {
+        return Err(ChannelError::input(format!(
+            "--also {:?}: the roles that can follow the root keys are channel and image",
+            r.as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// The next root: `new_keys` in the root role, the retired root keys replaced in the roles
+/// of `also`, keys no role uses any more dropped. Says which roles still trust a retired key.
+fn rotated_root(
+    old: &Root,
+    new_keys: &[SecretKey],
+    threshold: u32,
+    expires: u64,
+    also: &[RoleName],
+) -> Result<Rotation, ChannelError> {
+    let new_ids: Vec<KeyId> = new_keys.iter().map(|k| k.id().clone()).collect();
+    let mut root = old.clone();
+    root.version += 1;
+    root.expires = expires;
+    let retired: Vec<KeyId> = old
+        .roles
+        .root
+        .key_ids
+        .iter()
+        .filter(|id| !new_ids.contains(id))
+        .cloned()
+        .collect();
+    root.roles.root = Role {
+        key_ids: new_ids.clone(),
+        threshold,
+    };
+    let mut rotated = Vec::new();
+    let mut still_trusting = Vec::new();
+    for name in [RoleName::Channel, RoleName::Image] {
+        let role = root.roles.get_mut(name);
+        let stale: Vec<KeyId> = role
+            .key_ids
+            .iter()
+            .filter(|id| retired.contains(id))
+            .cloned()
+            .collect();
+        if stale.is_empty() {
+            continue;
+        }
+        if !also.contains(&name) {
+            still_trusting.push((name, stale));
+            continue;
+        }
+        follow_root_keys(name, role, &retired, &new_ids)?;
+        rotated.push(name);
+    }
+    for k in new_keys {
+        root.keys.insert(k.id().clone(), key_entry(&k.public()));
+    }
+    drop_unused_keys(&mut root);
+    Ok(Rotation {
+        root,
+        retired,
+        rotated,
+        still_trusting,
+        resigned: Vec::new(),
+    })
+}
+
+/// Replaces the `retired` root keys of `role` by the `new` ones (its threshold unchanged).
+fn follow_root_keys(
+    name: RoleName,
+    role: &mut Role,
+    retired: &[KeyId],
+    new: &[KeyId],
+) -> Result<(), ChannelError> {
+    role.key_ids.retain(|id| !retired.contains(id));
+    for id in new {
+        if !role.key_ids.contains(id) {
+            role.key_ids.push(id.clone());
+        }
+    }
+    if role.threshold as usize > role.key_ids.len() {
+        return Err(ChannelError::input(format!(
+            "--also {name}: the {name} role needs {} signatures but would have {} key(s) after the rotation; give more --new-key",
+            role.threshold,
+            role.key_ids.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Drops the keys no role uses any more.
+fn drop_unused_keys(root: &mut Root) {
+    let used: BTreeSet<KeyId> = root
+        .roles
+        .iter()
+        .flat_map(|(_, r)| r.key_ids.iter().cloned())
+        .collect();
+    root.keys.retain(|id, _| used.contains(id));
+}
+
+/// The bytes of the rotated root and its signatures by the old and the new keys, each set
+/// meeting its own root's threshold.
+fn sign_rotated_root(
+    old: &Root,
+    root: &Root,
+    old_keys: &[SecretKey],
+    new_keys: &[SecretKey],
+) -> Result<(Vec<u8>, Vec<u8>), ChannelError> {
+    let bytes = to_bytes(root);
+    let mut signers: Vec<&SecretKey> = old_keys.iter().collect();
+    for k in new_keys {
+        if !signers.iter().any(|s| s.id() == k.id()) {
+            signers.push(k);
+        }
+    }
+    let sigs = sign_bytes(&bytes, &signers);
+    verify_threshold("new root (old keys)", &bytes, &sigs, old, RoleName::Root).map_err(|e| {
+        ChannelError::input(format!("{e}: pass the current root keys with --old-key"))
+    })?;
+    verify_threshold("new root (new keys)", &bytes, &sigs, root, RoleName::Root)?;
+    Ok((bytes, sigs))
+}
+
 /// What `repo rotate-key` did.
 #[derive(Debug)]
 pub struct Rotation {
@@ -47,11 +265,11 @@ pub struct Rotation {
     /// Root key ids no longer in the root role.
     pub retired: Vec<KeyId>,
     /// Roles in which the retired keys were replaced by the new root keys (`--also`).
-    pub rotated: Vec<String>,
+    pub rotated: Vec<RoleName>,
     /// Other roles that still trust a retired key, with those keys.
-    pub still_trusting: Vec<(String, Vec<KeyId>)>,
+    pub still_trusting: Vec<(RoleName, Vec<KeyId>)>,
     /// Channels re-signed with the new keys because their role was rotated.
-    pub resigned: Vec<String>,
+    pub resigned: Vec<ChannelName>,
 }
 
 fn key_entry(k: &PublicKey) -> KeyEntry {
@@ -61,10 +279,19 @@ fn key_entry(k: &PublicKey) -> KeyEntry {
     }
 }
 
+/// What `repo status` shows: the root's version and expiry, and a row per channel. (Fields in
+/// the order the JSON lists them.)
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub channels: Vec<StatusRow>,
+    pub root_expires: u64,
+    pub root_version: u64,
+}
+
 /// One row of `repo status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusRow {
-    pub channel: String,
+    pub channel: ChannelName,
     pub version: u64,
     pub image: String,
     pub image_version: String,
@@ -76,9 +303,26 @@ pub struct StatusRow {
     pub timestamp: u64,
 }
 
+impl StatusRow {
+    fn of(c: &Channel, t: u64) -> StatusRow {
+        StatusRow {
+            channel: c.channel.clone(),
+            version: c.version,
+            image: c.image.name.clone(),
+            image_version: c.image.version.clone(),
+            reached_percent: f64::from(c.rollout.reached_bp(t)) / 100.0,
+            halted: c.halted,
+            expires: c.expires,
+            expired: c.expires <= t,
+            timestamp: c.timestamp,
+        }
+    }
+}
+
 impl Repo {
     pub fn open(dir: &Path) -> Result<Repo, ChannelError> {
-        if !dir.join("root.json").is_file() {
+        let root = metadata_if_there(&dir.join("root.json"))?;
+        if !root.is_some_and(|m| m.is_file()) {
             return Err(ChannelError::input(format!(
                 "{} is not a release repository (no root.json); create one with `stratos repo init`",
                 dir.display()
@@ -98,7 +342,8 @@ impl Repo {
         write_atomic(&p, bytes, 0o644).map_err(io(format!("writing {}", p.display())))
     }
 
-    /// Creates a repository with root version 1.
+    /// Creates a repository with root version 1. The channel and image roles trust the root
+    /// keys unless given keys of their own.
     pub fn init(
         dir: &Path,
         root_keys: &[SecretKey],
@@ -108,81 +353,30 @@ impl Repo {
         image_keys: &[PublicKey],
         expires: u64,
     ) -> Result<Root, ChannelError> {
-        if dir.join("root.json").exists() {
-            return Err(ChannelError::input(format!(
-                "{} already holds a repository (root.json); refusing to overwrite it",
-                dir.display()
-            )));
-        }
-        if root_keys.is_empty() {
-            return Err(ChannelError::input("at least one --root-key is needed"));
-        }
-        let ids = |ks: &[PublicKey]| ks.iter().map(|k| k.id().clone()).collect::<Vec<_>>();
-        distinct(
-            &root_keys.iter().map(|k| k.id().clone()).collect::<Vec<_>>(),
-            "--root-key",
-        )?;
-        distinct(&ids(channel_keys), "--channel-key")?;
-        distinct(&ids(image_keys), "--image-key")?;
-        if threshold == 0 || threshold as usize > root_keys.len() {
-            return Err(ChannelError::input(format!(
-                "--threshold {threshold} must be between 1 and the number of root keys ({})",
-                root_keys.len()
-            )));
-        }
-        let mut keys = BTreeMap::new();
+        refuse_existing_repo(dir)?;
         let root_pubs: Vec<PublicKey> = root_keys.iter().map(SecretKey::public).collect();
-        let channel_pubs = if channel_keys.is_empty() {
-            root_pubs.clone()
-        } else {
-            channel_keys.to_vec()
-        };
-        let image_pubs = if image_keys.is_empty() {
-            root_pubs.clone()
-        } else {
-            image_keys.to_vec()
-        };
-        if channel_threshold == 0 || channel_threshold as usize > channel_pubs.len() {
-            return Err(ChannelError::input(format!(
-                "--channel-threshold {channel_threshold} must be between 1 and the number of channel keys ({})",
-                channel_pubs.len()
-            )));
-        }
-        let mut role = |pubs: &[PublicKey], t: u32| {
-            for p in pubs {
-                keys.insert(p.id().clone(), key_entry(p));
-            }
-            Role {
-                key_ids: pubs.iter().map(|p| p.id().clone()).collect(),
-                threshold: t,
-            }
-        };
-        let roles: BTreeMap<String, Role> = [
-            ("root".to_owned(), role(&root_pubs, threshold)),
-            ("channel".to_owned(), role(&channel_pubs, channel_threshold)),
-            ("image".to_owned(), role(&image_pubs, 1)),
-        ]
-        .into_iter()
-        .collect();
-        let root = Root {
-            kind: ROOT_TYPE.into(),
-            spec_version: SPEC_VERSION,
-            version: 1,
+        let channel_pubs = or_root_keys(channel_keys, &root_pubs);
+        let image_pubs = or_root_keys(image_keys, &root_pubs);
+        check_keys(&root_pubs, threshold, channel_keys, image_keys)?;
+        check_threshold(
+            "--channel-threshold",
+            channel_threshold,
+            channel_pubs.len(),
+            "channel keys",
+        )?;
+        let root = first_root(
             expires,
-            keys,
-            roles,
-        };
+            (&root_pubs, threshold),
+            (&channel_pubs, channel_threshold),
+            (&image_pubs, 1),
+        );
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         let repo = Repo {
             dir: dir.to_owned(),
         };
         let bytes = to_bytes(&root);
         let signers: Vec<&SecretKey> = root_keys.iter().collect();
-        let sigs = sign_bytes(&bytes, &signers);
-        repo.write("roots/1.root.json", &bytes)?;
-        repo.write("roots/1.sigs.json", &sigs)?;
-        repo.write("root.sigs.json", &sigs)?;
-        repo.write("root.json", &bytes)?;
+        repo.write_root(1, &bytes, &sign_bytes(&bytes, &signers))?;
         Ok(root)
     }
 
@@ -195,23 +389,23 @@ impl Repo {
             &bytes,
             &read(&self.dir.join("root.sigs.json"))?,
             &root,
-            "root",
+            RoleName::Root,
         )?;
         Ok(root)
     }
 
-    pub fn channel(&self, name: &str) -> Result<Option<Channel>, ChannelError> {
-        let p = self.dir.join(format!("channels/{name}.json"));
-        if !p.exists() {
-            return Ok(None);
-        }
-        Ok(Some(parse_channel(
-            &read(&p)?,
-            &format!("channels/{name}.json"),
-        )?))
+    /// The channel document of `name`; `None` if the repository has none (any other failure
+    /// to read it is an error, never taken for "no channel").
+    pub fn channel(&self, name: &ChannelName) -> Result<Option<Channel>, ChannelError> {
+        let rel = name.document();
+        let bytes = match read_opt(&self.dir.join(&rel))? {
+            Some(b) => b,
+            None => return Ok(None),
+        };
+        Ok(Some(parse_channel(&bytes, &rel)?))
     }
 
-    fn require_channel(&self, name: &str) -> Result<Channel, ChannelError> {
+    fn require_channel(&self, name: &ChannelName) -> Result<Channel, ChannelError> {
         self.channel(name)?.ok_or_else(|| {
             ChannelError::input(format!(
                 "channel {name} does not exist in {}; publish to it first",
@@ -227,12 +421,12 @@ impl Repo {
         let signers: Vec<&SecretKey> = keys.iter().collect();
         let sigs = sign_bytes(&bytes, &signers);
         let what = format!("channel {}", c.channel);
-        verify_threshold(&what, &bytes, &sigs, &root, "channel").map_err(|e| {
+        verify_threshold(&what, &bytes, &sigs, &root, RoleName::Channel).map_err(|e| {
             ChannelError::input(format!("{e}: sign with the channel role's keys (--sign-key, repeat it to meet the threshold)"))
         })?;
         // Signatures first: a reader that sees the new document also finds its signatures.
-        self.write(&format!("channels/{}.sigs.json", c.channel), &sigs)?;
-        self.write(&format!("channels/{}.json", c.channel), &bytes)?;
+        self.write(&c.channel.signatures(), &sigs)?;
+        self.write(&c.channel.document(), &bytes)?;
         Ok(())
     }
 
@@ -244,7 +438,7 @@ impl Repo {
     pub fn add_image(&self, image: &Path) -> Result<ImageRef, ChannelError> {
         let root = self.root()?;
         let sig_path = image.join(SIGNATURE_FILE);
-        if !sig_path.exists() {
+        if metadata_if_there(&sig_path)?.is_none() {
             return Err(ChannelError::rejected(format!(
                 "{}: the image is unsigned; only signed images can be published",
                 image.display()
@@ -353,7 +547,7 @@ impl Repo {
     fn next(
         &self,
         old: Option<&Channel>,
-        name: &str,
+        name: &ChannelName,
         image: ImageRef,
         rollout: Rollout,
         expires: u64,
@@ -362,7 +556,7 @@ impl Repo {
         Channel {
             kind: CHANNEL_TYPE.into(),
             spec_version: SPEC_VERSION,
-            channel: name.to_owned(),
+            channel: name.clone(),
             version: old.map_or(1, |c| c.version + 1),
             expires,
             timestamp: now,
@@ -383,16 +577,11 @@ impl Repo {
     pub fn publish(
         &self,
         image: &Path,
-        name: &str,
+        name: &ChannelName,
         keys: &[SecretKey],
         rollout: Rollout,
         expires: u64,
     ) -> Result<Channel, ChannelError> {
-        if !valid_channel_name(name) {
-            return Err(ChannelError::input(format!(
-                "{name:?} is not a channel name (1-64 of a-z, 0-9, -, _)"
-            )));
-        }
         let r = self.add_image(image)?;
         let old = self.channel(name)?;
         let c = self.next(old.as_ref(), name, r, rollout, expires);
@@ -402,15 +591,12 @@ impl Repo {
 
     pub fn promote(
         &self,
-        from: &str,
-        to: &str,
+        from: &ChannelName,
+        to: &ChannelName,
         keys: &[SecretKey],
         rollout: Rollout,
         expires: u64,
     ) -> Result<Channel, ChannelError> {
-        if !valid_channel_name(to) {
-            return Err(ChannelError::input(format!("{to:?} is not a channel name")));
-        }
         let src = self.require_channel(from)?;
         let old = self.channel(to)?;
         let c = self.next(old.as_ref(), to, src.image.clone(), rollout, expires);
@@ -421,7 +607,7 @@ impl Repo {
     /// A new version of the channel with `f` applied (same image).
     pub fn update(
         &self,
-        name: &str,
+        name: &ChannelName,
         keys: &[SecretKey],
         expires: u64,
         f: impl FnOnce(&mut Channel) -> Result<(), ChannelError>,
@@ -438,7 +624,7 @@ impl Repo {
     /// A new, higher version pointing at the previous image.
     pub fn rollback(
         &self,
-        name: &str,
+        name: &ChannelName,
         keys: &[SecretKey],
         expires: u64,
     ) -> Result<Channel, ChannelError> {
@@ -468,109 +654,43 @@ impl Repo {
         new_keys: &[SecretKey],
         threshold: u32,
         expires: u64,
-        also: &[String],
+        also: &[RoleName],
     ) -> Result<Rotation, ChannelError> {
         let old = self.root()?;
-        let new_ids: Vec<KeyId> = new_keys.iter().map(|k| k.id().clone()).collect();
-        distinct(&new_ids, "--new-key")?;
-        if new_keys.is_empty() || threshold == 0 || threshold as usize > new_keys.len() {
-            return Err(ChannelError::input(format!(
-                "--threshold {threshold} must be between 1 and the number of new root keys ({})",
-                new_keys.len()
-            )));
-        }
-        for r in also {
-            if r != "channel" && r != "image" {
-                return Err(ChannelError::input(format!(
-                    "--also {r:?}: the roles that can follow the root keys are channel and image"
-                )));
-            }
-        }
-        let mut root = old.clone();
-        root.version += 1;
-        root.expires = expires;
-        let retired: Vec<KeyId> = old.roles["root"]
-            .key_ids
-            .iter()
-            .filter(|id| !new_ids.contains(id))
-            .cloned()
-            .collect();
-        root.roles.insert(
-            "root".into(),
-            Role {
-                key_ids: new_ids.clone(),
-                threshold,
-            },
-        );
-        let mut rotated = Vec::new();
-        let mut still_trusting = Vec::new();
-        for (name, role) in root.roles.iter_mut().filter(|(n, _)| *n != "root") {
-            let stale: Vec<KeyId> = role
-                .key_ids
-                .iter()
-                .filter(|id| retired.contains(id))
-                .cloned()
-                .collect();
-            if stale.is_empty() {
-                continue;
-            }
-            if !also.contains(name) {
-                still_trusting.push((name.clone(), stale));
-                continue;
-            }
-            role.key_ids.retain(|id| !retired.contains(id));
-            for id in &new_ids {
-                if !role.key_ids.contains(id) {
-                    role.key_ids.push(id.clone());
-                }
-            }
-            if role.threshold as usize > role.key_ids.len() {
-                return Err(ChannelError::input(format!(
-                    "--also {name}: the {name} role needs {} signatures but would have {} key(s) after the rotation; give more --new-key",
-                    role.threshold,
-                    role.key_ids.len()
-                )));
-            }
-            rotated.push(name.clone());
-        }
-        for k in new_keys {
-            root.keys.insert(k.id().clone(), key_entry(&k.public()));
-        }
-        // Drop keys no role uses any more.
-        let used: BTreeSet<KeyId> = root
-            .roles
-            .values()
-            .flat_map(|r| r.key_ids.iter().cloned())
-            .collect();
-        root.keys.retain(|id, _| used.contains(id));
-        let bytes = to_bytes(&root);
-        let mut signers: Vec<&SecretKey> = old_keys.iter().collect();
-        for k in new_keys {
-            if !signers.iter().any(|s| s.id() == k.id()) {
-                signers.push(k);
-            }
-        }
-        let sigs = sign_bytes(&bytes, &signers);
-        verify_threshold("new root (old keys)", &bytes, &sigs, &old, "root").map_err(|e| {
-            ChannelError::input(format!("{e}: pass the current root keys with --old-key"))
-        })?;
-        verify_threshold("new root (new keys)", &bytes, &sigs, &root, "root")?;
+        check_rotation(new_keys, threshold, also)?;
+        let mut rot = rotated_root(&old, new_keys, threshold, expires, also)?;
+        let (bytes, sigs) = sign_rotated_root(&old, &rot.root, old_keys, new_keys)?;
         // The channels to re-sign, read before anything changes.
-        let channels = if rotated.iter().any(|r| r == "channel") {
+        let channels = if rot.rotated.contains(&RoleName::Channel) {
             self.channel_names()?
         } else {
             Vec::new()
         };
-        let v = root.version;
-        self.write(&format!("roots/{v}.root.json"), &bytes)?;
-        self.write(&format!("roots/{v}.sigs.json"), &sigs)?;
-        self.write("root.sigs.json", &sigs)?;
-        self.write("root.json", &bytes)?;
+        self.write_root(rot.root.version, &bytes, &sigs)?;
+        rot.resigned = self.resign(channels, new_keys, rot.root.version)?;
+        Ok(rot)
+    }
+
+    /// Writes root version `v` (its numbered copy for nodes walking rotations, then the
+    /// current one; signatures before each document).
+    fn write_root(&self, v: u64, bytes: &[u8], sigs: &[u8]) -> Result<(), ChannelError> {
+        self.write(&format!("roots/{v}.root.json"), bytes)?;
+        self.write(&format!("roots/{v}.sigs.json"), sigs)?;
+        self.write("root.sigs.json", sigs)?;
+        self.write("root.json", bytes)
+    }
+
+    /// Re-signs `channels` unchanged with `keys` after root version `v` was written.
+    fn resign(
+        &self,
+        channels: Vec<ChannelName>,
+        keys: &[SecretKey],
+        v: u64,
+    ) -> Result<Vec<ChannelName>, ChannelError> {
         let mut resigned = Vec::new();
         for name in channels {
             let c = self.require_channel(&name)?;
-            let expires = c.expires;
-            self.update(&name, new_keys, expires, |_| Ok(()))
+            self.update(&name, keys, c.expires, |_| Ok(()))
                 .map_err(|e| {
                     ChannelError::input(format!(
                         "root version {v} is written, but re-signing channel {name} failed: {e}; run `stratos repo refresh --channel {name}` with the new key"
@@ -578,17 +698,11 @@ impl Repo {
                 })?;
             resigned.push(name);
         }
-        Ok(Rotation {
-            root,
-            retired,
-            rotated,
-            still_trusting,
-            resigned,
-        })
+        Ok(resigned)
     }
 
     /// The names of the channels in the repository, sorted.
-    pub fn channel_names(&self) -> Result<Vec<String>, ChannelError> {
+    pub fn channel_names(&self) -> Result<Vec<ChannelName>, ChannelError> {
         let dir = self.dir.join("channels");
         let rd = match std::fs::read_dir(&dir) {
             Ok(rd) => rd,
@@ -601,10 +715,13 @@ impl Repo {
             let Some(n) = e.file_name().to_str().map(str::to_owned) else {
                 continue; // not a name publish writes
             };
-            if let Some(s) = n.strip_suffix(".json").filter(|s| !s.ends_with(".sigs")) {
-                if valid_channel_name(s) {
-                    names.push(s.to_owned());
-                }
+            let Some(s) = n.strip_suffix(".json").filter(|s| !s.ends_with(".sigs")) else {
+                continue; // signatures, or not a document
+            };
+            // A file whose name is no channel name is not a channel publish wrote: skipped,
+            // not an error (the listing is of channels, and nothing else is read from it).
+            if let Ok(name) = s.parse::<ChannelName>() {
+                names.push(name);
             }
         }
         names.sort();
@@ -615,32 +732,27 @@ impl Repo {
     /// enforcing a maximum age (freeze protection) keep accepting a channel that did not change.
     pub fn refresh(
         &self,
-        name: &str,
+        name: &ChannelName,
         keys: &[SecretKey],
         expires: u64,
     ) -> Result<Channel, ChannelError> {
         self.update(name, keys, expires, |_| Ok(()))
     }
 
-    pub fn status(&self) -> Result<Vec<StatusRow>, ChannelError> {
-        let mut out = Vec::new();
-        let names = self.channel_names()?;
+    /// The root (checked against its own keys) and every channel, as `repo status` shows them.
+    pub fn status(&self) -> Result<Status, ChannelError> {
+        let root = self.root()?;
         let t = now();
-        for n in names {
+        let mut channels = Vec::new();
+        for n in self.channel_names()? {
             if let Some(c) = self.channel(&n)? {
-                out.push(StatusRow {
-                    channel: c.channel.clone(),
-                    version: c.version,
-                    image: c.image.name.clone(),
-                    image_version: c.image.version.clone(),
-                    reached_percent: f64::from(c.rollout.reached_bp(t)) / 100.0,
-                    halted: c.halted,
-                    expires: c.expires,
-                    expired: c.expires <= t,
-                    timestamp: c.timestamp,
-                });
+                channels.push(StatusRow::of(&c, t));
             }
         }
-        Ok(out)
+        Ok(Status {
+            channels,
+            root_expires: root.expires,
+            root_version: root.version,
+        })
     }
 }

@@ -9,9 +9,12 @@
 //! fleet-percent = 10
 //! ```
 
+use std::path::Path;
+
 use serde::Deserialize;
 
-use super::{ChannelError, Wave};
+use super::{fmt_age, ChannelError, Wave};
+use crate::fsio::{self, caps};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +41,35 @@ pub fn parse_duration(s: &str) -> Option<u64> {
         _ => return None,
     };
     num.trim().parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// A duration that is not one, or out of bounds (the caller prefixes the flag it came from).
+#[derive(Debug, thiserror::Error)]
+pub enum DurationError {
+    #[error("{0:?}: expected a duration like 90m, 12h or 30d")]
+    Malformed(String),
+    #[error("{text:?}: must be between {} and {}", fmt_age(*min), fmt_age(*max))]
+    OutOfBounds { text: String, min: u64, max: u64 },
+}
+
+/// A duration between `min` and `max` seconds (`90m`, `12h`, `30d`).
+pub fn parse_duration_within(s: &str, min: u64, max: u64) -> Result<u64, DurationError> {
+    let d = parse_duration(s).ok_or_else(|| DurationError::Malformed(s.to_owned()))?;
+    if d < min || d > max {
+        return Err(DurationError::OutOfBounds {
+            text: s.to_owned(),
+            min,
+            max,
+        });
+    }
+    Ok(d)
+}
+
+/// Reads and parses a waves file (`flag` names the option it came from in read errors).
+pub fn load(path: &Path, flag: &str) -> Result<Vec<Wave>, ChannelError> {
+    let text = fsio::read_text(path, caps::PROFILE, "a waves file")
+        .map_err(|e| ChannelError::input(format!("{flag}: {e}")))?;
+    parse(&text, &path.display().to_string())
 }
 
 pub fn parse(text: &str, path: &str) -> Result<Vec<Wave>, ChannelError> {
@@ -110,5 +142,16 @@ mod tests {
             assert!(e.contains(want), "{want}: {e}");
         }
         assert_eq!(parse_duration("6d"), Some(518_400));
+        assert_eq!(
+            parse_duration_within("7d", 60, 30 * 86_400).unwrap(),
+            604_800
+        );
+        let e = parse_duration_within("30s", 60, 86_400).unwrap_err();
+        assert_eq!(e.to_string(), "\"30s\": must be between 1m and 1d");
+        let e = parse_duration_within("soon", 60, 86_400).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "\"soon\": expected a duration like 90m, 12h or 30d"
+        );
     }
 }

@@ -8,10 +8,17 @@ pub mod inspect;
 pub mod kernel;
 pub mod keygen;
 pub mod lock;
-pub mod release;
+pub mod promote;
+pub mod publish;
+pub mod repo;
+pub mod rollback;
+pub mod rollout;
 pub mod seccomp;
 pub mod snapshot;
+pub mod update;
 pub mod verify;
+
+mod channel_args;
 
 use clap::{Parser, Subcommand};
 
@@ -105,12 +112,12 @@ pub enum Command {
     Kernel(kernel::Args),
     Cache(cache::Args),
     Seccomp(seccomp::Args),
-    Repo(release::RepoArgs),
-    Publish(release::PublishArgs),
-    Promote(release::PromoteArgs),
-    Rollout(release::RolloutArgs),
-    Rollback(release::RollbackArgs),
-    Update(release::UpdateArgs),
+    Repo(repo::Args),
+    Publish(publish::Args),
+    Promote(promote::Args),
+    Rollout(rollout::Args),
+    Rollback(rollback::Args),
+    Update(update::Args),
 }
 
 pub fn run(cli: Cli) -> CliResult {
@@ -126,12 +133,12 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Kernel(a) => kernel::run(a),
         Command::Cache(a) => cache::run(a),
         Command::Seccomp(a) => seccomp::run(a),
-        Command::Repo(a) => release::run_repo(a),
-        Command::Publish(a) => release::run_publish(a),
-        Command::Promote(a) => release::run_promote(a),
-        Command::Rollout(a) => release::run_rollout(a),
-        Command::Rollback(a) => release::run_rollback(a),
-        Command::Update(a) => release::run_update(a),
+        Command::Repo(a) => repo::run(a),
+        Command::Publish(a) => publish::run(a),
+        Command::Promote(a) => promote::run(a),
+        Command::Rollout(a) => rollout::run(a),
+        Command::Rollback(a) => rollback::run(a),
+        Command::Update(a) => update::run(a),
     }
 }
 

@@ -1,0 +1,345 @@
+//! A channel's rollout: which share of the fleet has its image when (waves), and the operator's
+//! verbs on it — set, halt, resume, and advance behind a boot-test gate. Each verb is a pure
+//! change of the channel document ([`halt`], [`resume`], [`widen`]) and a [`Repo`] method that
+//! signs and writes the new version; a verb that fails writes nothing.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::repo::Repo;
+use super::{gate, Channel, ChannelError, ChannelName};
+use crate::fsio::{self, caps};
+use crate::sign::SecretKey;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wave {
+    /// Seconds after the rollout started.
+    pub start_after: u64,
+    /// Share of the fleet (0-100) that has the image once this wave started.
+    pub fleet_percent: u32,
+}
+
+/// Who has the channel's image when: waves of growing shares of the fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollout {
+    /// Unix seconds when the rollout started.
+    pub started_at: u64,
+    pub waves: Vec<Wave>,
+}
+
+impl Rollout {
+    pub fn percent(p: u32, started_at: u64) -> Rollout {
+        Rollout {
+            started_at,
+            waves: vec![Wave {
+                start_after: 0,
+                fleet_percent: p,
+            }],
+        }
+    }
+
+    /// A rollout in `waves` (from a waves file) starting at `started_at`.
+    pub fn waves(waves: Vec<Wave>, started_at: u64) -> Rollout {
+        Rollout { started_at, waves }
+    }
+
+    /// The share of the fleet (in basis points, 0-10000) reached at time `t`.
+    pub fn reached_bp(&self, t: u64) -> u32 {
+        // Before the rollout starts (e.g. a node whose clock is behind the operator's) it
+        // reaches nobody.
+        let Some(elapsed) = t.checked_sub(self.started_at) else {
+            return 0;
+        };
+        self.waves
+            .iter()
+            .filter(|w| w.start_after <= elapsed)
+            .map(|w| w.fleet_percent * 100)
+            .max()
+            .unwrap_or(0)
+            .min(10_000)
+    }
+
+    /// The first wave that reaches more than `reached` basis points, if any.
+    fn wave_beyond(&self, reached: u32) -> Option<&Wave> {
+        self.waves.iter().find(|w| w.fleet_percent * 100 > reached)
+    }
+}
+
+/// How far `rollout advance` widens a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Widen {
+    /// To the next wave of its schedule, starting now.
+    NextWave,
+    /// To this share of the fleet (1-100), at once.
+    Percent(u32),
+}
+
+fn percent_of(bp: u32) -> f64 {
+    f64::from(bp) / 100.0
+}
+
+/// Stops selecting new nodes; refuses a channel that is already halted.
+pub fn halt(c: &mut Channel) -> Result<(), ChannelError> {
+    if c.halted {
+        return Err(ChannelError::input(format!(
+            "channel {} is already halted",
+            c.channel
+        )));
+    }
+    c.halted = true;
+    Ok(())
+}
+
+/// Continues a halted rollout where its schedule now is; refuses one that is not halted.
+pub fn resume(c: &mut Channel) -> Result<(), ChannelError> {
+    if !c.halted {
+        return Err(ChannelError::input(format!(
+            "channel {} is not halted",
+            c.channel
+        )));
+    }
+    c.halted = false;
+    Ok(())
+}
+
+/// Refuses to widen a halted rollout.
+fn ensure_not_halted(c: &Channel) -> Result<(), ChannelError> {
+    if c.halted {
+        return Err(ChannelError::input(format!(
+            "channel {} is halted; resume it before widening the rollout",
+            c.channel
+        )));
+    }
+    Ok(())
+}
+
+/// Widens the rollout at time `now`; refuses a halted one and a change that would not widen it.
+pub fn widen(c: &mut Channel, how: Widen, now: u64) -> Result<(), ChannelError> {
+    ensure_not_halted(c)?;
+    let reached = c.rollout.reached_bp(now);
+    match how {
+        Widen::Percent(p) => {
+            if p * 100 <= reached {
+                return Err(ChannelError::input(format!(
+                    "the rollout already reaches {:.2}% of the fleet; --percent {p} would not widen it",
+                    percent_of(reached)
+                )));
+            }
+            c.rollout = Rollout::percent(p, now);
+        }
+        Widen::NextWave => {
+            let next_start = c.rollout.wave_beyond(reached).map(|w| w.start_after);
+            let next_start = next_start.ok_or_else(|| {
+                ChannelError::input(format!(
+                    "the rollout already reaches {:.2}% of the fleet, its last wave; nothing to advance",
+                    percent_of(reached)
+                ))
+            })?;
+            // Re-base the schedule so the next wave starts now; later waves keep their spacing.
+            c.rollout.started_at = now.saturating_sub(next_start);
+        }
+    }
+    Ok(())
+}
+
+/// Reads a `stratos boot-test --json` result (`--gate FILE`) and checks it passed for `c`'s
+/// image; returns the gate's summary of what passed.
+fn pass_gate(path: &Path, c: &Channel) -> Result<String, ChannelError> {
+    let bytes = fsio::read_file(path, caps::REPORT, "a boot-test result")
+        .map_err(|e| ChannelError::input(format!("--gate: {e}")))?;
+    gate::check(&bytes, &path.display().to_string(), &c.image)
+}
+
+/// A rollout widened by [`Repo::advance`].
+#[derive(Debug, Clone)]
+pub struct Advanced {
+    pub channel: Channel,
+    /// What the gate says passed.
+    pub gate: String,
+}
+
+impl Repo {
+    /// A new version of the channel rolling out as `rollout` (halted stays halted).
+    pub fn set_rollout(
+        &self,
+        name: &ChannelName,
+        keys: &[SecretKey],
+        expires: u64,
+        rollout: Rollout,
+    ) -> Result<Channel, ChannelError> {
+        self.update(name, keys, expires, |c| {
+            c.rollout = rollout;
+            Ok(())
+        })
+    }
+
+    /// A new, halted version of the channel.
+    pub fn halt(
+        &self,
+        name: &ChannelName,
+        keys: &[SecretKey],
+        expires: u64,
+    ) -> Result<Channel, ChannelError> {
+        self.update(name, keys, expires, halt)
+    }
+
+    /// A new version of a halted channel, no longer halted.
+    pub fn resume(
+        &self,
+        name: &ChannelName,
+        keys: &[SecretKey],
+        expires: u64,
+    ) -> Result<Channel, ChannelError> {
+        self.update(name, keys, expires, resume)
+    }
+
+    /// A new version of the channel with its rollout widened at `now`, only if the boot-test
+    /// result at `gate` is for the channel's image and met all its objectives. Checked in that
+    /// order: not halted, the gate, then that the change widens the rollout.
+    pub fn advance(
+        &self,
+        name: &ChannelName,
+        keys: &[SecretKey],
+        expires: u64,
+        gate: &Path,
+        how: Widen,
+        now: u64,
+    ) -> Result<Advanced, ChannelError> {
+        let mut note = String::new();
+        let channel = self.update(name, keys, expires, |c| {
+            ensure_not_halted(c)?;
+            note = pass_gate(gate, c)?;
+            widen(c, how, now)
+        })?;
+        Ok(Advanced {
+            channel,
+            gate: note,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::{ImageRef, CHANNEL_TYPE, SPEC_VERSION};
+
+    const START: u64 = 1_000_000;
+
+    fn three_waves() -> Rollout {
+        Rollout {
+            started_at: START,
+            waves: vec![
+                Wave {
+                    start_after: 0,
+                    fleet_percent: 1,
+                },
+                Wave {
+                    start_after: 3600,
+                    fleet_percent: 10,
+                },
+                Wave {
+                    start_after: 86_400,
+                    fleet_percent: 100,
+                },
+            ],
+        }
+    }
+
+    fn channel(rollout: Rollout, halted: bool) -> Channel {
+        Channel {
+            kind: CHANNEL_TYPE.into(),
+            spec_version: SPEC_VERSION,
+            channel: "stable".parse().unwrap(),
+            version: 1,
+            expires: u64::MAX,
+            timestamp: 0,
+            image: ImageRef {
+                name: "hello".into(),
+                version: "1.0".into(),
+                manifest_sha256: "a".repeat(64),
+                manifest_length: 1,
+                signature_sha256: "b".repeat(64),
+                signature_length: 1,
+            },
+            rollout,
+            min_version: None,
+            halted,
+            previous: None,
+        }
+    }
+
+    #[test]
+    fn waves_reach_their_share_over_time() {
+        let r = Rollout {
+            started_at: 1000,
+            waves: vec![
+                Wave {
+                    start_after: 0,
+                    fleet_percent: 1,
+                },
+                Wave {
+                    start_after: 3600,
+                    fleet_percent: 10,
+                },
+                Wave {
+                    start_after: 86_400,
+                    fleet_percent: 100,
+                },
+            ],
+        };
+        assert_eq!(r.reached_bp(999), 0);
+        assert_eq!(r.reached_bp(1000), 100);
+        assert_eq!(r.reached_bp(1000 + 3599), 100);
+        assert_eq!(r.reached_bp(1000 + 3600), 1000);
+        assert_eq!(r.reached_bp(1000 + 86_400), 10_000);
+    }
+
+    #[test]
+    fn halt_and_resume_refuse_a_no_op() {
+        let mut c = channel(three_waves(), false);
+        let e = resume(&mut c).unwrap_err().to_string();
+        assert_eq!(e, "channel stable is not halted");
+        halt(&mut c).unwrap();
+        assert!(c.halted);
+        let e = halt(&mut c).unwrap_err().to_string();
+        assert_eq!(e, "channel stable is already halted");
+        resume(&mut c).unwrap();
+        assert!(!c.halted);
+    }
+
+    #[test]
+    fn widening_moves_to_the_next_wave_now_and_keeps_the_spacing() {
+        let mut c = channel(three_waves(), false);
+        // At 1% (one minute in): the next wave (10%, 1h) starts now.
+        let now = START + 60;
+        widen(&mut c, Widen::NextWave, now).unwrap();
+        assert_eq!(c.rollout.started_at, now - 3600);
+        assert_eq!(c.rollout.reached_bp(now), 1000);
+        // The last wave keeps its distance from the one before.
+        assert_eq!(c.rollout.reached_bp(now + 86_400 - 3600), 10_000);
+        widen(&mut c, Widen::NextWave, now).unwrap();
+        let e = widen(&mut c, Widen::NextWave, now).unwrap_err().to_string();
+        assert!(
+            e.contains("already reaches 100.00% of the fleet, its last wave"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn widening_to_a_percent_must_widen_and_a_halt_wins() {
+        let mut c = channel(three_waves(), false);
+        let now = START + 3600;
+        let e = widen(&mut c, Widen::Percent(10), now)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--percent 10 would not widen it"), "{e}");
+        widen(&mut c, Widen::Percent(50), now).unwrap();
+        assert_eq!(c.rollout, Rollout::percent(50, now));
+        c.halted = true;
+        let e = widen(&mut c, Widen::Percent(90), now)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("resume it before widening"), "{e}");
+    }
+}

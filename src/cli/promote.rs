@@ -1,0 +1,38 @@
+//! `stratos promote`: one channel's image into another channel.
+
+use std::path::PathBuf;
+
+use super::channel_args::*;
+use super::CliResult;
+use crate::channel::ChannelName;
+
+/// Point a channel at the image another channel carries (e.g. canary → stable).
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  stratos promote --repo releases/ --from canary --to stable --waves waves.toml --sign-key keys/root.key"
+)]
+pub struct Args {
+    /// The release repository.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// The channel whose image is promoted.
+    #[arg(long)]
+    pub from: ChannelName,
+    /// The channel that gets it (created if missing).
+    #[arg(long)]
+    pub to: ChannelName,
+    #[command(flatten)]
+    pub plan: RolloutPlan,
+    #[command(flatten)]
+    pub signing: ChannelSigning,
+}
+
+pub fn run(a: Args) -> CliResult {
+    let r = open(&a.repo)?;
+    let (keys, exp) = a.signing.load()?;
+    let c = r
+        .promote(&a.from, &a.to, &keys, a.plan.resolve()?, exp)
+        .map_err(map)?;
+    print_channel(&c, &format!("promoted from {}", a.from));
+    Ok(())
+}

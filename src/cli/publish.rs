@@ -1,0 +1,38 @@
+//! `stratos publish`: a signed image into a channel.
+
+use std::path::PathBuf;
+
+use super::channel_args::*;
+use super::CliResult;
+use crate::channel::ChannelName;
+
+/// Publish a signed image to a channel: copy its artifacts into the repository's object store
+/// and sign a new channel version pointing at it.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  stratos publish out/hello --repo releases/ --channel canary --percent 10 --sign-key keys/root.key\n\nRefuses unsigned images and images whose signature does not verify against a key the\nrepository's root trusts for images. Objects are written before the channel document."
+)]
+pub struct Args {
+    /// The image directory (from `stratos build --sign-key`).
+    pub image: PathBuf,
+    /// The release repository (a directory made by `stratos repo init`).
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// The channel to publish to (created on first publish).
+    #[arg(long)]
+    pub channel: ChannelName,
+    #[command(flatten)]
+    pub plan: RolloutPlan,
+    #[command(flatten)]
+    pub signing: ChannelSigning,
+}
+
+pub fn run(a: Args) -> CliResult {
+    let r = open(&a.repo)?;
+    let (keys, exp) = a.signing.load()?;
+    let c = r
+        .publish(&a.image, &a.channel, &keys, a.plan.resolve()?, exp)
+        .map_err(map)?;
+    print_channel(&c, "published");
+    Ok(())
+}
