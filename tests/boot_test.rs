@@ -21,18 +21,6 @@ fn fixture_image(cache: &Path, dir: &Path) -> std::path::PathBuf {
     out
 }
 
-/// The errors of `v` against docs/boot-test.schema.json.
-fn schema_errors(v: &serde_json::Value) -> Vec<String> {
-    let schema: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(root().join("docs/boot-test.schema.json")).unwrap())
-            .unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    validator
-        .iter_errors(v)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect()
-}
-
 fn replay(
     console: &str,
     exit: bool,
@@ -166,7 +154,9 @@ fn a_baseline_run_names_the_ratio_and_writes_schema_valid_json() {
 
 /// A result with every field filled, made by the library from realistic runs.
 fn realistic_result(digest: &str) -> stratos::boot::bench::BootTestResult {
+    use stratos::boot::bench::concurrent::{Concurrent, Group};
     use stratos::boot::bench::objectives::{parse_gates, parse_slos};
+    use stratos::boot::bench::result::SnapshotInfo;
     use stratos::boot::bench::{
         compare, summarise, BootTestResult, ImageInfo, Objectives, RunRecord, METRICS, SCHEMA,
     };
@@ -213,6 +203,11 @@ fn realistic_result(digest: &str) -> stratos::boot::bench::BootTestResult {
         schema: SCHEMA.into(),
         image: info("hello", Some(digest), "microvm"),
         baseline: Some(info("hello-stock", Some(&"b".repeat(64)), "q35")),
+        snapshot: Some(SnapshotInfo {
+            dir: "out/hello.snap".into(),
+            snapshot_sha256: "c".repeat(64),
+            warm: vec!["/cgi-bin/hello".into()],
+        }),
         accel: "tcg".into(),
         runs: 3,
         invocations: 5,
@@ -223,6 +218,24 @@ fn realistic_result(digest: &str) -> stratos::boot::bench::BootTestResult {
         comparison: Some(comparison),
         objectives,
         runs_detail: a.into_iter().chain(b).collect(),
+        concurrent: Some(Concurrent {
+            count: 2,
+            restored: Group {
+                answered: 2,
+                pss_kib: vec![30_000.0, 28_000.0],
+                pss_kib_total: 58_000.0,
+                first_response_ms: vec![140.0, 151.0],
+                failures: Vec::new(),
+            },
+            booted: Group {
+                answered: 2,
+                pss_kib: vec![90_000.0, 91_000.0],
+                pss_kib_total: 181_000.0,
+                first_response_ms: vec![700.0, 720.0],
+                failures: Vec::new(),
+            },
+            pss_ratio: Some(58_000.0 / 181_000.0),
+        }),
         logs: Vec::new(),
         passed: true,
     }

@@ -754,6 +754,7 @@ fn gate(w: &World, img: &Path, passed: bool) -> PathBuf {
         schema: SCHEMA.into(),
         image: info,
         baseline: None,
+        snapshot: None,
         accel: "tcg".into(),
         runs: 1,
         invocations: 1,
@@ -774,6 +775,7 @@ fn gate(w: &World, img: &Path, passed: bool) -> PathBuf {
             .into(),
         }],
         runs_detail: Vec::new(),
+        concurrent: None,
         logs: Vec::new(),
         passed,
     };

@@ -197,6 +197,47 @@ fn python_fn_builds_offline_reproducibly_boots_and_answers() {
             "Hello, small! This is StratOS on Python.",
         ))
         .stdout(predicates::str::contains("memory available"));
+
+    // Snapshotted once (after a warm-up call), restored twice: the init tells the handler
+    // (on-restore = SIGUSR1) before the host calls, the handler reseeds, and each clone's id
+    // is its own.
+    let snap = work.path().join("a.snap");
+    stratos(&cache)
+        .arg("snapshot")
+        .arg(&a)
+        .arg("--out")
+        .arg(&snap)
+        .args(["--accel", "tcg", "--memory", "256", "--warm", "/id", "-q"])
+        .assert()
+        .success();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let out = stratos_std(&cache)
+            .args(["boot", "--timeout", "120", "--invoke", "/id", "--snapshot"])
+            .arg(&snap)
+            .arg(&a)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}");
+        let told = stdout
+            .find("stratos-init: restored from a snapshot; sent SIGUSR1 to the runtime")
+            .unwrap_or_else(|| panic!("{stdout}"));
+        let restored = stdout.find("stratos-phase restored ").unwrap();
+        assert!(told < restored, "{stdout}");
+        assert!(
+            stdout.contains("python-fn: restored from a snapshot; random reseeded"),
+            "{stdout}"
+        );
+        let body = stdout
+            .split("--- response: HTTP 200 from /id ---\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{stdout}"));
+        let id = body.lines().next().unwrap().to_owned();
+        assert_eq!(id.len(), 32, "{id}");
+        ids.push(id);
+    }
+    assert_ne!(ids[0], ids[1]);
 }
 
 /// The benchmark's baseline: the same rootfs on Debian's generic kernel also boots and answers.

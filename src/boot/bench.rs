@@ -5,18 +5,21 @@
 //! comparison, verdicts on the [`Objectives`]), keep the consoles if a run failed, and show it
 //! ([`report`]).
 
+pub mod concurrent;
 pub mod objectives;
 pub mod report;
 pub mod result;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::console::Event;
 use super::qemu::{free_port, Accel, Forward};
+use super::snapshot::Snapshot;
 use super::stats::{self, Summary};
 use super::{BootError, BootImage, BootRun, Invoke, RunOptions};
 pub use objectives::{Objectives, RegressionGate, Slo, Verdict};
@@ -55,6 +58,8 @@ pub const METRICS: &[(&str, Unit)] = &[
     ("runtime_ready", Unit::Ms),
     ("init_to_exec", Unit::Ms),
     ("ready_seen", Unit::Ms),
+    ("resumed", Unit::Ms),
+    ("restored", Unit::Ms),
     ("first_response", Unit::Ms),
     ("cold_start", Unit::Ms),
     ("warm", Unit::Ms),
@@ -73,6 +78,12 @@ pub enum BenchError {
     /// The image's manifest could not be read again to pin the result to it.
     #[error("{0}")]
     Manifest(crate::fsio::ReadError),
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("writing {}: {source}", path.display())]
     Write {
         path: PathBuf,
@@ -90,6 +101,8 @@ pub struct BenchOptions {
     pub accel: Accel,
     pub memory_mib: u32,
     pub timeout: Duration,
+    /// The image side (B) restores this snapshot of the image instead of booting.
+    pub restore: Option<Arc<Snapshot>>,
 }
 
 /// The image under test (B) and the baseline it is compared with (A), if any.
@@ -154,11 +167,11 @@ pub fn measure(
             });
         }
         if let Some(img) = &images.baseline {
-            let r = run_once(img, i, o)?;
+            let r = run_once(img, i, o, None)?;
             on_run(Side::Baseline, i, img, &r);
             runs.baseline.push(r);
         }
-        let r = run_once(&images.image, i, o)?;
+        let r = run_once(&images.image, i, o, o.restore.clone())?;
         on_run(Side::Image, i, &images.image, &r);
         runs.image.push(r);
     }
@@ -166,12 +179,13 @@ pub fn measure(
 }
 
 /// Reduces a boot to metrics (milliseconds; memory in KiB). Guest phases are CLOCK_BOOTTIME
-/// since the kernel started; host times count from spawning QEMU.
+/// since the kernel started; host times count from spawning QEMU. A restore's `resumed` and
+/// `restored` are host times too (the guest's clock counts from the snapshotted boot).
 pub fn metrics_of(run: &BootRun) -> BTreeMap<String, f64> {
     let mut m = BTreeMap::new();
     // Malformed phase markers are not dropped: `run_once` makes them the run's failure.
     if let Ok(phases) = &run.phases {
-        for p in phases {
+        for p in phases.iter().filter(|p| p.name != "restored") {
             m.insert(p.name.clone(), p.ns as f64 / 1e6);
         }
         let get = |n: &str| {
@@ -188,10 +202,20 @@ pub fn metrics_of(run: &BootRun) -> BTreeMap<String, f64> {
             m.insert("entropy_wait".into(), (e - a).max(0.0));
         }
     }
-    if let Some((t, _)) = run.lines.iter().find(|(_, l)| {
-        matches!(super::console::parse_line(l), Some(Event::Phase { ref name, .. }) if name == "runtime_ready")
-    }) {
-        m.insert("ready_seen".into(), t.as_secs_f64() * 1e3);
+    let seen = |phase: &str| {
+        run.lines.iter().find_map(|(t, l)| {
+            matches!(super::console::parse_line(l), Some(Event::Phase { ref name, .. }) if name == phase)
+                .then(|| t.as_secs_f64() * 1e3)
+        })
+    };
+    if let Some(t) = seen("runtime_ready") {
+        m.insert("ready_seen".into(), t);
+    }
+    if let Some(r) = run.resumed {
+        m.insert("resumed".into(), r.as_secs_f64() * 1e3);
+        if let Some(t) = seen("restored") {
+            m.insert("restored".into(), t);
+        }
     }
     if let Some(f) = run.first_response {
         m.insert("first_response".into(), f.as_secs_f64() * 1e3);
@@ -232,11 +256,12 @@ pub fn metrics_of(run: &BootRun) -> BTreeMap<String, f64> {
     m
 }
 
-/// Boots once and records.
+/// Boots once (or restores `restore`) and records.
 pub fn run_once(
     image: &BootImage,
     index: usize,
     o: &BenchOptions,
+    restore: Option<Arc<Snapshot>>,
 ) -> Result<RunRecord, super::BootError> {
     let host = free_port()?;
     let opts = RunOptions {
@@ -259,7 +284,8 @@ pub fn run_once(
         linger: Duration::from_millis(1200),
         cmdline: None,
         until_line: None,
-        restore: None,
+        restore,
+        hold: None,
     };
     let run = super::run(image, &opts)?;
     let metrics = metrics_of(&run);

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod console;
+pub mod hold;
 pub mod qemu;
 pub mod qmp;
 pub mod snapshot;
@@ -257,6 +258,8 @@ pub struct RunOptions {
     pub until_line: Option<String>,
     /// Restore this snapshot instead of booting (checked by the caller).
     pub restore: Option<std::sync::Arc<snapshot::Snapshot>>,
+    /// Once the invocations are done, wait here (the VM running) until released.
+    pub hold: Option<std::sync::Arc<hold::Hold>>,
 }
 
 /// Boots the image once. Returns when QEMU exits, when the invocations are done (with
@@ -298,6 +301,9 @@ pub fn run(image: &BootImage, opts: &RunOptions) -> Result<BootRun, BootError> {
             if s.runtime_started && s.invocations.len() < inv.count && s.invoke_error.is_none() {
                 s.invoke(inv);
                 if s.invocations.len() == inv.count && opts.stop_after_invoke {
+                    if let Some(h) = &opts.hold {
+                        h.arrive(s.vm.pid(), s.vm.started + opts.timeout);
+                    }
                     s.linger();
                     break;
                 }

@@ -322,8 +322,6 @@ fn ignore_shared(qmp: &mut Qmp) -> Result<(), QmpError> {
     .map(drop)
 }
 
-/// Reads the console until `runtime_ready`; a panic, a fatal init error or the runtime ending
-/// is an error naming it.
 /// Reads the console until it has been quiet for a moment (at most a few seconds): a line
 /// still on its way out when the VM is saved would be printed again by every restore.
 fn settle(vm: &mut Vm) {
@@ -335,6 +333,8 @@ fn settle(vm: &mut Vm) {
     }
 }
 
+/// Reads the console until `runtime_ready`; a panic, a fatal init error or the runtime ending
+/// is an error naming it.
 fn wait_ready(vm: &mut Vm, timeout: Duration) -> Result<(), SnapshotError> {
     let start = Instant::now();
     let mut ending = console::Ending::default();
@@ -506,7 +506,39 @@ impl Snapshot {
                 m.machine
             )));
         }
-        Ok(())
+        self.check_files()
+    }
+
+    /// The RAM and state files are there, regular, and of the sizes `snapshot.json` gives (the
+    /// RAM file exactly the guest's memory): a cheap check that catches a truncated or swapped
+    /// file before QEMU does, less clearly. Their digests are `--verify`'s.
+    fn check_files(&self) -> Result<(), SnapshotError> {
+        let invalid = |why: String| SnapshotError::Invalid {
+            dir: self.dir.clone(),
+            why,
+        };
+        for name in [MEMORY_FILE, STATE_FILE] {
+            let Some(f) = self.meta.files.iter().find(|f| f.name == name) else {
+                return Err(invalid(format!("{SNAPSHOT_FILE} lists no {name} file")));
+            };
+            let (_, md) =
+                crate::fsio::open_regular(&self.dir.join(name), crate::fsio::Links::Refuse)?;
+            if md.len() != f.size {
+                return Err(invalid(format!(
+                    "{name} is {} bytes, but {SNAPSHOT_FILE} says {}",
+                    md.len(),
+                    f.size
+                )));
+            }
+        }
+        let ram = u64::from(self.meta.memory_mib) << 20;
+        match self.meta.files.iter().find(|f| f.name == MEMORY_FILE) {
+            Some(f) if f.size != ram => Err(invalid(format!(
+                "{MEMORY_FILE} is {} bytes, but the guest has {} MiB ({ram} bytes)",
+                f.size, self.meta.memory_mib
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// The spec that restores it: the image's, with the snapshot's memory, command line and

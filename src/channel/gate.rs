@@ -94,6 +94,7 @@ mod tests {
                 sizes: BTreeMap::new(),
             },
             baseline: None,
+            snapshot: None,
             accel: "tcg".into(),
             runs: 1,
             invocations: 1,
@@ -104,6 +105,7 @@ mod tests {
             comparison: None,
             objectives,
             runs_detail: Vec::new(),
+            concurrent: None,
             logs: Vec::new(),
             passed,
         }

@@ -60,7 +60,12 @@ pub fn run(a: Args) -> CliResult {
     let restore = a
         .snapshot
         .as_deref()
-        .map(|dir| open_snapshot(dir, &image, &a))
+        .map(|dir| {
+            let key = a
+                .verify
+                .then(|| a.pubkey.as_deref().expect("clap requires it"));
+            open_snapshot(dir, &image, key)
+        })
         .transpose()?;
     crate::boot::handle_stop_signals().map_err(CliError::env)?;
     // A restore runs on the accelerator the snapshot was made with.
@@ -113,6 +118,7 @@ pub fn run(a: Args) -> CliResult {
         cmdline: None,
         until_line: None,
         restore,
+        hold: None,
         invoke,
     };
     let r = boot::run(&image, &opts)?;
@@ -126,16 +132,17 @@ pub fn run(a: Args) -> CliResult {
 
 /// A snapshot to restore: for this image, QEMU and machine (and with --verify, signed and
 /// intact), or refused naming the difference.
-fn open_snapshot(
+/// Loads a snapshot and checks it restores for `image` here (same image, QEMU version and
+/// machine); with `verify_with`, its signature and digests too.
+pub(super) fn open_snapshot(
     dir: &std::path::Path,
     image: &BootImage,
-    a: &Args,
+    verify_with: Option<&std::path::Path>,
 ) -> Result<std::sync::Arc<crate::boot::snapshot::Snapshot>, CliError> {
     use crate::boot::snapshot::Snapshot;
     let snap = Snapshot::load(dir).map_err(CliError::input)?;
-    if a.verify {
-        let key = PublicKey::load(a.pubkey.as_deref().expect("clap requires it"))
-            .map_err(CliError::input)?;
+    if let Some(pubkey) = verify_with {
+        let key = PublicKey::load(pubkey).map_err(CliError::input)?;
         let id = snap.verify(&key).map_err(|e| {
             CliError::check(anyhow::anyhow!(
                 "refusing to restore: verification FAILED: {e}"

@@ -5,18 +5,22 @@ use std::time::Duration;
 
 use super::{CliError, CliResult};
 use crate::boot::bench::objectives::{parse_gates, parse_slos};
-use crate::boot::bench::{self, report, BenchError, BenchOptions, BootTestResult, Images};
-use crate::boot::qemu::{choose_accel, AccelChoice};
+use crate::boot::bench::{
+    self, concurrent, report, BenchError, BenchOptions, BootTestResult, Images,
+};
+use crate::boot::qemu::{choose_accel, Accel, AccelChoice};
 use crate::boot::BootImage;
 
 /// Boot an image N times under QEMU, each a fresh VM: phase markers from the guest, the time to
 /// the first answered invocation (cold start) and the warm ones, the memory high-water mark.
 /// With --baseline, A and B boots alternate (A B A B ...) and each metric gets its ratio
-/// image/baseline (B/A) per pair, the median ratio and a 95% bootstrap interval. Objectives
-/// (--slo, --max-regression) make the command exit 1, naming every one that failed.
+/// image/baseline (B/A) per pair, the median ratio and a 95% bootstrap interval. With
+/// --snapshot, B restores the snapshot instead of booting, against A booting the same image (or
+/// --baseline). Objectives (--slo, --max-regression) make the command exit 1, naming every one
+/// that failed.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  stratos boot-test out/hello --runs 10 --json boot.json\n  stratos boot-test out/hello --baseline out/hello-stock --runs 10 --slo runtime_ready.p95=900ms --max-regression first_response=10%\n\nMetrics (ms unless noted): init_start .. runtime_ready (guest CLOCK_BOOTTIME since kernel start),\ninit_to_exec, ready_seen and first_response (host, since QEMU was spawned), cold_start (first\ncall's latency), warm (median of the later calls), memory_peak (KiB).\nExit codes: 0 all runs booted and all objectives hold, 1 a run failed or an objective failed, 2 bad input."
+    after_help = "Examples:\n  stratos boot-test out/hello --runs 10 --json boot.json\n  stratos boot-test out/hello --baseline out/hello-stock --runs 10 --slo runtime_ready.p95=900ms --max-regression first_response=10%\n  stratos boot-test out/python-fn --snapshot out/python-fn.snap --runs 10 --concurrent 10\n\nMetrics (ms unless noted): init_start .. runtime_ready (guest CLOCK_BOOTTIME since kernel start),\ninit_to_exec, ready_seen, resumed, restored and first_response (host, since QEMU was spawned;\nresumed and restored only for restores), cold_start (first call's latency), warm (median of the\nlater calls), memory_peak and mem_available (KiB).\nExit codes: 0 all runs booted and all objectives hold, 1 a run failed or an objective failed, 2 bad input."
 )]
 pub struct Args {
     /// The image directory (B).
@@ -27,6 +31,15 @@ pub struct Args {
     /// A baseline image (A), booted interleaved with DIR.
     #[arg(long, value_name = "DIR")]
     pub baseline: Option<PathBuf>,
+    /// Restore this snapshot of DIR (made by `stratos snapshot`) for DIR's runs instead of
+    /// booting; the baseline is DIR booted, unless --baseline names another image. Memory and
+    /// accelerator are the snapshot's, for both.
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub snapshot: Option<PathBuf>,
+    /// After the runs, start N clones of the snapshot at once and then N boots of DIR at once,
+    /// call each once, and compare the host memory of the two groups (sum of QEMU's PSS).
+    #[arg(long, value_name = "N", requires = "snapshot")]
+    pub concurrent: Option<usize>,
     /// HTTP path of the function to invoke.
     #[arg(long, default_value = "/", value_name = "PATH")]
     pub invoke: String,
@@ -49,11 +62,12 @@ pub struct Args {
     /// Also write the table as Markdown.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
-    pub accel: AccelChoice,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 512)]
-    pub memory: u32,
+    /// Accelerator [default: auto; with --snapshot, the snapshot's].
+    #[arg(long, value_enum)]
+    pub accel: Option<AccelChoice>,
+    /// Guest memory in MiB [default: 512; with --snapshot, the snapshot's].
+    #[arg(long)]
+    pub memory: Option<u32>,
     /// Per-boot limit in seconds: a boot that has not answered by then failed.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
@@ -65,7 +79,18 @@ pub fn run(a: Args) -> CliResult {
     let opts = options(&a, &images.image)?;
     let progress = |side, i, img: &BootImage, r: &_| print_progress(side, i, a.runs, img, r);
     let runs = bench::measure(&images, &opts, progress).map_err(map)?;
-    let mut result = BootTestResult::new(&images, &opts, runs, &objectives).map_err(map)?;
+    let concurrent = match (a.concurrent, &opts.restore) {
+        (Some(n), Some(snap)) => {
+            eprintln!(
+                "stratos: {n} concurrent restores of {}, then {n} concurrent boots",
+                snap.dir.display()
+            );
+            Some(concurrent::measure(&images.image, snap, n, &opts).map_err(map)?)
+        }
+        _ => None,
+    };
+    let mut result =
+        BootTestResult::new(&images, &opts, runs, concurrent, &objectives).map_err(map)?;
     result
         .keep_logs_if_failed(&log_base(a.json.as_deref()))
         .map_err(map)?;
@@ -77,8 +102,10 @@ pub fn run(a: Args) -> CliResult {
 /// `--slo` and `--max-regression` (none given: no objectives), after checking the counts and
 /// the path the other flags give.
 fn objectives(a: &Args) -> Result<bench::Objectives, CliError> {
-    if a.runs == 0 || a.invocations == 0 {
-        return Err(input("--runs and --invocations must be at least 1".into()));
+    if a.runs == 0 || a.invocations == 0 || a.concurrent == Some(0) {
+        return Err(input(
+            "--runs, --invocations and --concurrent must be at least 1".into(),
+        ));
     }
     if !a.invoke.starts_with('/') {
         return Err(input(format!(
@@ -96,32 +123,67 @@ fn objectives(a: &Args) -> Result<bench::Objectives, CliError> {
     Ok(o)
 }
 
-/// DIR and the baseline; SIGINT and SIGTERM stop the test between runs from here on.
+/// DIR and the baseline (DIR itself when restoring without --baseline); SIGINT and SIGTERM
+/// stop the test between runs from here on.
 fn open_images(a: &Args) -> Result<Images, CliError> {
     let image = BootImage::open(&a.dir).map_err(CliError::input)?;
     crate::boot::handle_stop_signals().map_err(CliError::input)?;
-    let baseline = a
-        .baseline
-        .as_deref()
-        .map(BootImage::open)
-        .transpose()
-        .map_err(CliError::input)?;
+    let baseline = match (&a.baseline, &a.snapshot) {
+        (Some(b), _) => Some(BootImage::open(b).map_err(CliError::input)?),
+        (None, Some(_)) => Some(image.clone()),
+        (None, None) => None,
+    };
     Ok(Images { image, baseline })
 }
 
 fn options(a: &Args, image: &BootImage) -> Result<BenchOptions, CliError> {
-    let (accel, why) = choose_accel(a.accel, &image.kernel()).map_err(CliError::input)?;
-    if let Some(why) = why {
-        eprintln!("stratos: KVM unavailable ({why}); using TCG");
-    }
+    let restore = a
+        .snapshot
+        .as_deref()
+        .map(|dir| super::boot::open_snapshot(dir, image, None))
+        .transpose()?;
+    let (accel, memory_mib) = match &restore {
+        Some(snap) => {
+            let (accel, memory) = (snap.accel(), snap.meta.memory_mib);
+            if a.memory.is_some_and(|m| m != memory) {
+                return Err(input(format!(
+                    "--memory {}: the snapshot {} was made with {memory} MiB, and both sides run with it; leave --memory out",
+                    a.memory.unwrap_or_default(),
+                    snap.dir.display()
+                )));
+            }
+            let asked = match a.accel {
+                Some(AccelChoice::Kvm) => Some(Accel::Kvm),
+                Some(AccelChoice::Tcg) => Some(Accel::Tcg),
+                Some(AccelChoice::Auto) | None => None,
+            };
+            if asked.is_some_and(|x| x != accel) {
+                return Err(input(format!(
+                    "--accel: the snapshot {} was made under {}, and restores run on it; leave --accel out",
+                    snap.dir.display(),
+                    accel.name()
+                )));
+            }
+            (accel, memory)
+        }
+        None => {
+            let choice = a.accel.unwrap_or(AccelChoice::Auto);
+            let (accel, why) = choose_accel(choice, &image.kernel()).map_err(CliError::input)?;
+            if let Some(why) = why {
+                eprintln!("stratos: KVM unavailable ({why}); using TCG");
+            }
+            (accel, a.memory.unwrap_or(512))
+        }
+    };
     Ok(BenchOptions {
         runs: a.runs,
         invoke_path: a.invoke.clone(),
         guest_port: a.port,
         invocations: a.invocations,
         accel,
-        memory_mib: a.memory,
+        memory_mib,
         timeout: Duration::from_secs(a.timeout),
+        restore,
     })
 }
 

@@ -105,6 +105,7 @@ fn profile_image(o: &ProfileArgs) -> CliResult {
             // The init's first line: the kernel's part is over.
             until_line: Some(format!("{} init_start", stratos_wire::PHASE_PREFIX)),
             restore: None,
+            hold: None,
         };
         let run = crate::boot::run(&img, &opts)?;
         let text = run.console_text();

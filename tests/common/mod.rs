@@ -323,3 +323,15 @@ pub fn listing(dir: &Path) -> BTreeMap<String, String> {
         })
         .collect()
 }
+
+/// The errors of `v` against docs/boot-test.schema.json.
+pub fn schema_errors(v: &serde_json::Value) -> Vec<String> {
+    let schema: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root().join("docs/boot-test.schema.json")).unwrap())
+            .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    validator
+        .iter_errors(v)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect()
+}

@@ -26,13 +26,26 @@ pub fn text(r: &BootTestResult) -> String {
         r.image.machine,
         r.memory_mib
     );
+    if let Some(s) = &r.snapshot {
+        out.push_str(&format!(
+            "image (B): restored from the snapshot {} (snapshot.json sha256 {})\n",
+            s.dir,
+            &s.snapshot_sha256[..s.snapshot_sha256.len().min(12)]
+        ));
+    }
     if let Some(b) = &r.baseline {
         out.push_str(&format!(
-            "baseline (A): {} {} ({}); {RATIO} = B/A, the median over the A/B pairs; < 1 means the image (B) is faster/smaller\n",
-            b.name, b.version, b.machine
+            "baseline (A): {} {} ({}){}; {RATIO} = B/A, the median over the A/B pairs; < 1 means the image (B) is faster/smaller\n",
+            b.name,
+            b.version,
+            b.machine,
+            if r.snapshot.is_some() { ", booted" } else { "" }
         ));
     }
     out.push_str(&result_table(r, false));
+    if let Some(c) = &r.concurrent {
+        out.push_str(&concurrent(c));
+    }
     for v in &r.objectives {
         let verdict = if v.passed { "PASS" } else { "FAIL" };
         out.push_str(&format!("{verdict} {}: {}\n", v.objective, v.reason));
@@ -70,6 +83,30 @@ pub fn markdown(r: &BootTestResult) -> String {
         ));
     }
     out.push_str(&result_table(r, true));
+    if let Some(c) = &r.concurrent {
+        out.push('\n');
+        out.push_str(&concurrent(c));
+    }
+    out
+}
+
+/// The concurrency measurement in three lines.
+fn concurrent(c: &super::concurrent::Concurrent) -> String {
+    let line = |what: &str, g: &super::concurrent::Group| {
+        let first = super::stats::median(&g.first_response_ms)
+            .map_or("-".to_owned(), |m| format!("{m:.0} ms"));
+        format!(
+            "{what}: {}/{} answered, host memory (sum of PSS) {:.1} MiB, first response p50 {first}\n",
+            g.answered,
+            c.count,
+            g.pss_kib_total / 1024.0
+        )
+    };
+    let mut out = line(&format!("{} clones restored at once", c.count), &c.restored);
+    out.push_str(&line(&format!("{} VMs booted at once", c.count), &c.booted));
+    if let Some(r) = c.pss_ratio {
+        out.push_str(&format!("host memory, clones/booted: {r:.3}\n"));
+    }
     out
 }
 
@@ -88,6 +125,14 @@ pub fn brief(r: &RunRecord) -> String {
         return format!("FAILED: {}", r.failure.as_deref().unwrap_or(""));
     }
     let g = |k: &str| r.metrics.get(k).map_or("-".into(), |v| format!("{v:.0}"));
+    if r.metrics.contains_key("resumed") {
+        return format!(
+            "resumed {} ms, restored {} ms, first response {} ms",
+            g("resumed"),
+            g("restored"),
+            g("first_response")
+        );
+    }
     format!(
         "init {} ms, ready {} ms, first response {} ms",
         g("init_start"),

@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::concurrent::Concurrent;
 use super::objectives::{Objectives, Verdict};
 use super::{
     compare, summarise, BenchError, BenchOptions, Comparison, Images, MetricSummary, RunRecord,
     Runs, SCHEMA,
 };
+use crate::boot::snapshot::Snapshot;
 use crate::boot::BootImage;
 use crate::fsio::{self, caps, Links};
 use crate::sign::manifest::MANIFEST_FILE;
@@ -27,6 +29,9 @@ pub struct BootTestResult {
     pub image: ImageInfo,
     /// The image it was compared with (A).
     pub baseline: Option<ImageInfo>,
+    /// The image's runs restored this snapshot of it instead of booting (the baseline booted).
+    #[serde(default)]
+    pub snapshot: Option<SnapshotInfo>,
     /// `kvm` or `tcg`.
     pub accel: String,
     /// Boots per image.
@@ -46,10 +51,34 @@ pub struct BootTestResult {
     pub objectives: Vec<Verdict>,
     /// Every run: the baseline's, then the image's.
     pub runs_detail: Vec<RunRecord>,
+    /// N clones of the snapshot against N booted VMs, at once (`--concurrent N`).
+    #[serde(default)]
+    pub concurrent: Option<Concurrent>,
     /// The console logs kept because a run failed.
     pub logs: Vec<String>,
     /// Every run booted and every objective holds.
     pub passed: bool,
+}
+
+/// The snapshot a result's restores came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// The snapshot directory as given.
+    pub dir: String,
+    /// sha256 of its snapshot.json (which pins the RAM and state files by digest).
+    pub snapshot_sha256: String,
+    /// The warm-up calls made before it was saved.
+    pub warm: Vec<String>,
+}
+
+impl SnapshotInfo {
+    pub fn of(s: &Snapshot) -> SnapshotInfo {
+        SnapshotInfo {
+            dir: s.dir.display().to_string(),
+            snapshot_sha256: sha256_hex(&s.bytes),
+            warm: s.meta.warm.clone(),
+        }
+    }
 }
 
 /// Which image a result is about.
@@ -101,6 +130,7 @@ impl BootTestResult {
         images: &Images,
         o: &BenchOptions,
         runs: Runs,
+        concurrent: Option<Concurrent>,
         objectives: &Objectives,
     ) -> Result<BootTestResult, BenchError> {
         let has_baseline = images.baseline.is_some();
@@ -109,11 +139,14 @@ impl BootTestResult {
         let comparison = has_baseline.then(|| compare(&runs.baseline, &runs.image));
         let verdicts = objectives.check(&metrics, comparison.as_ref());
         let runs_detail: Vec<RunRecord> = runs.baseline.into_iter().chain(runs.image).collect();
-        let passed = runs_detail.iter().all(|r| r.ok) && verdicts.iter().all(|v| v.passed);
+        let passed = runs_detail.iter().all(|r| r.ok)
+            && verdicts.iter().all(|v| v.passed)
+            && concurrent.as_ref().is_none_or(Concurrent::all_answered);
         Ok(BootTestResult {
             schema: SCHEMA.to_owned(),
             image: ImageInfo::of(&images.image)?,
             baseline: images.baseline.as_ref().map(ImageInfo::of).transpose()?,
+            snapshot: o.restore.as_deref().map(SnapshotInfo::of),
             accel: o.accel.name().to_owned(),
             runs: o.runs,
             invocations: o.invocations,
@@ -124,6 +157,7 @@ impl BootTestResult {
             comparison,
             objectives: verdicts,
             runs_detail,
+            concurrent,
             logs: Vec::new(),
             passed,
         })
@@ -153,7 +187,8 @@ impl BootTestResult {
         Ok(())
     }
 
-    /// What failed: every objective that did not hold, then every run that failed.
+    /// What failed: every objective that did not hold, every run that failed, every VM of the
+    /// concurrency measurement that did not answer.
     pub fn failures(&self) -> Vec<String> {
         let objectives = self
             .objectives
@@ -163,7 +198,8 @@ impl BootTestResult {
         let runs = self
             .failed_runs()
             .map(|r| format!("run {} of {}: {}", r.index, r.image, r.failure_text()));
-        objectives.chain(runs).collect()
+        let concurrent = self.concurrent.iter().flat_map(Concurrent::failures);
+        objectives.chain(runs).chain(concurrent).collect()
     }
 
     /// The document as `--json` writes it: pretty JSON, keys sorted at every level (through

@@ -7,10 +7,11 @@ too: Python never caches the script it runs, only the modules it imports.
 Readiness: once listening it writes READY=1 to the descriptor named by $STRATOS_NOTIFY_FD, the
 stratos-init notify protocol, so runtime_ready marks the moment the function can answer.
 
-Snapshots: GET /id answers a random request identifier from the `random` module, which seeds
-itself once, at import. Clones restored from one snapshot share that state, so the profile asks
-stratos-init to send SIGUSR1 after every restore (`on-restore`), and the handler reseeds from
-os.urandom, which the init has just reseeded with the host's entropy.
+Snapshots: every clone restored from one snapshot starts with the same memory. GET /id answers
+a fresh request identifier from os.urandom, the kernel's generator, which stratos-init reseeds
+with the host's entropy on every restore. What the process holds itself is its own to reseed:
+the profile asks the init to send SIGUSR1 after every restore (`on-restore`), and the handler
+reseeds the `random` module, which seeded itself once, at import, in the snapshotted boot.
 """
 import os
 import random
@@ -25,7 +26,7 @@ def _restored(signum, frame):
 
 def handle(path):
     if path == "/id":
-        return "%016x\n" % random.getrandbits(64)
+        return os.urandom(16).hex() + "\n"
     name = "world"
     if "?" in path:
         for pair in path.split("?", 1)[1].split("&"):
