@@ -141,7 +141,7 @@ impl BootTestResult {
         let runs_detail: Vec<RunRecord> = runs.baseline.into_iter().chain(runs.image).collect();
         let passed = runs_detail.iter().all(|r| r.ok)
             && verdicts.iter().all(|v| v.passed)
-            && concurrent.as_ref().is_none_or(Concurrent::all_answered);
+            && concurrent.as_ref().map_or(true, Concurrent::all_answered);
         Ok(BootTestResult {
             schema: SCHEMA.to_owned(),
             image: ImageInfo::of(&images.image)?,
