@@ -171,29 +171,25 @@ impl<'a> Supervisor<'a> {
                 }
             }
             (SIGRESTORED, state) => {
-                // The restore thread reseeded the clone: tell the runtime, then the host.
-                if let Some(to) = self.p.cfg.on_restore {
-                    match state.pid() {
-                        Some(pid) => {
-                            forward(sys, pid, to);
-                            log(
-                                sys,
-                                &format!(
-                                    "restored from a snapshot; sent {} to the runtime",
-                                    signal_name(to)
-                                ),
-                            );
-                        }
-                        None => log(
-                            sys,
-                            &format!(
-                                "restored from a snapshot while the runtime is not running; {} not sent",
-                                signal_name(to)
-                            ),
-                        ),
+                // The restore thread reseeded the clone: tell the runtime, then the host (which
+                // calls the function once it reads `restored`), then say what was done.
+                let told = self.p.cfg.on_restore.map(|to| match state.pid() {
+                    Some(pid) => {
+                        forward(sys, pid, to);
+                        format!(
+                            "restored from a snapshot; sent {} to the runtime",
+                            signal_name(to)
+                        )
                     }
-                }
+                    None => format!(
+                        "restored from a snapshot while the runtime is not running; {} not sent",
+                        signal_name(to)
+                    ),
+                });
                 phase(sys, "restored");
+                if let Some(t) = told {
+                    log(sys, &t);
+                }
             }
             (SIGHUP | SIGUSR1 | SIGUSR2, State::Running { pid } | State::Stopping { pid, .. }) => {
                 forward(sys, pid, sig);

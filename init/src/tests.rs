@@ -68,6 +68,8 @@ struct Fake {
     entropy: bool,
     /// `kill` fails (after recording the call).
     kill_fails: bool,
+    /// How many console lines there were when each `kill` was made.
+    console_at_kill: Vec<usize>,
 }
 
 impl Fake {
@@ -92,6 +94,7 @@ impl Fake {
             clock: 0,
             entropy: true,
             kill_fails: false,
+            console_at_kill: Vec::new(),
         }
     }
     fn lines(&self, prefix: &str) -> Vec<&str> {
@@ -201,6 +204,7 @@ MemAvailable:     480000 kB
     }
     fn kill(&mut self, pid: u32, sig: i32) -> io::Result<()> {
         self.calls.push(Call::Signal(pid, sig));
+        self.console_at_kill.push(self.console.len());
         if self.kill_fails {
             return Err(io::Error::from(io::ErrorKind::PermissionDenied));
         }
@@ -913,17 +917,17 @@ fn a_restored_runtime_is_told_before_the_host() {
         .filter(|c| matches!(c, Call::Signal(..)))
         .collect();
     assert_eq!(sigs, [&Call::Signal(42, 10)]);
-    let told = f
-        .console
-        .iter()
-        .position(|l| l == "stratos-init: restored from a snapshot; sent SIGUSR1 to the runtime")
-        .expect("the runtime was told");
+    // The signal was sent before `restored` was printed.
     let restored = f
         .console
         .iter()
         .position(|l| l.starts_with("stratos-phase restored "))
         .expect("restored reported");
-    assert!(told < restored, "{:?}", f.console);
+    assert!(f.console_at_kill[0] <= restored, "{:?}", f.console);
+    assert!(f
+        .console
+        .iter()
+        .any(|l| l == "stratos-init: restored from a snapshot; sent SIGUSR1 to the runtime"));
     // Without an on-restore signal the runtime is not told; the host still is.
     let mut g = Fake::new(&config());
     g.signals = vec![Some(crate::sys::SIGRESTORED)].into();

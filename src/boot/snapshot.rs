@@ -579,8 +579,10 @@ pub fn resume(
         json!({ "uri": format!("exec:cat {}", shell_path(&snapshot.dir.join(STATE_FILE))?) }),
     )?;
     qmp.wait_status("paused", Duration::from_secs(60))?;
+    // Queued before the guest runs, so the init reads it the moment it is scheduled.
+    let channel = send_restore_message(channel)?;
     qmp.execute("cont", json!({}))?;
-    send_restore_message(channel)
+    Ok(channel)
 }
 
 fn connect_channel(path: &Path) -> Result<std::os::unix::net::UnixStream, SnapshotError> {
