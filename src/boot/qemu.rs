@@ -502,7 +502,9 @@ pub fn probe_kvm(kernel: &Path) -> Result<(), String> {
     if boot_id.is_empty() {
         return run_probe(kernel);
     }
-    let cache = crate::cache::root().join(format!("kvm-probe-{boot_id}"));
+    // v2: the probe waits for the end of the kernel's boot, not its first line (a KVM guest
+    // that prints its banner and then hangs is not a working KVM).
+    let cache = crate::cache::root().join(format!("kvm-probe-v2-{boot_id}"));
     if let Ok(v) = std::fs::read_to_string(&cache) {
         return if v.trim() == "ok" {
             Ok(())
@@ -523,6 +525,20 @@ pub fn probe_kvm(kernel: &Path) -> Result<(), String> {
     }
     result
 }
+
+/// What a kernel booted with no root prints at the end of its boot: reaching one proves the
+/// guest's timers and interrupts work (a guest that hangs under broken nested virtualisation
+/// prints its banner, "Linux version …", and stops).
+const PROBE_BOOTED: &[&[u8]] = &[
+    b"Kernel panic",
+    b"Run /init",
+    b"No working init",
+    b"Unable to mount root",
+];
+
+/// A KVM boot to the end takes well under a second; TCG, which the probe never uses, is what
+/// takes seconds.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(8);
 
 fn run_probe(kernel: &Path) -> Result<(), String> {
     let mut child = Command::new(qemu_binary())
@@ -553,19 +569,22 @@ fn run_probe(kernel: &Path) -> Result<(), String> {
                 break;
             }
             seen.extend_from_slice(&buf[..n]);
-            if seen.windows(13).any(|w| w == b"Linux version") {
+            if PROBE_BOOTED.iter().any(|m| seen.windows(m.len()).any(|w| w == *m)) {
                 let _ = tx.send(());
                 return;
             }
         }
     });
-    let ok = rx.recv_timeout(Duration::from_secs(5)).is_ok();
+    let ok = rx.recv_timeout(PROBE_TIMEOUT).is_ok();
     let _ = child.kill();
     let _ = child.wait();
     if ok {
         Ok(())
     } else {
-        Err("a KVM guest printed nothing within 5 s (nested virtualisation not working)".into())
+        Err(format!(
+            "a KVM guest did not get through its boot within {} s (nested virtualisation not working)",
+            PROBE_TIMEOUT.as_secs()
+        ))
     }
 }
 
