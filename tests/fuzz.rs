@@ -197,6 +197,11 @@ fn release_metadata_and_manifests() {
     fuzz("manifest", &[manifest], |b| {
         let _ = stratos::sign::verify::parse_manifest(b);
     });
+    let snapshot = br#"{"accel":"tcg","cmdline":"console=ttyS0","files":[{"name":"memory","sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","size":536870912},{"name":"state","sha256":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","size":58824}],"format":1,"guest_port":8080,"image":{"manifest_sha256":"cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc","name":"hello","version":"0.1.0"},"machine":"-M microvm -m 512","memory_mib":512,"qemu_version":"QEMU emulator version 7.2.19","warm":["/"]}"#.to_vec();
+    assert!(stratos::boot::snapshot::Snapshot::parse(Path::new("s"), snapshot.clone()).is_ok());
+    fuzz("snapshot.json", &[snapshot], |b| {
+        let _ = stratos::boot::snapshot::Snapshot::parse(Path::new("s"), b.to_vec());
+    });
 }
 
 #[test]

@@ -296,12 +296,16 @@ impl Sys for LinuxSys {
                 // Blocks until the host writes: only after a restore. While no host is
                 // connected a read ends at once (end of file): wait for one and read again.
                 let mut reader = io::BufReader::new(file);
-                let mut line = String::new();
+                let mut line = Vec::new();
                 loop {
                     line.clear();
-                    match reader.read_line(&mut line) {
+                    // A message is ~100 bytes; a longer line is read in pieces, each malformed.
+                    match io::Read::take(&mut reader, 1024).read_until(b'\n', &mut line) {
                         Ok(0) => std::thread::sleep(std::time::Duration::from_millis(20)),
-                        Ok(_) => crate::restore::apply(&mut sys, line.trim_end()),
+                        Ok(_) => crate::restore::apply(
+                            &mut sys,
+                            String::from_utf8_lossy(&line).trim_end(),
+                        ),
                         Err(e) => {
                             sys.log(&format!(
                                 "{} warning: the restore channel failed: {e}",

@@ -25,7 +25,7 @@ pub fn parse(line: &str) -> Option<Message> {
         .split_whitespace();
     let hex = w.next()?;
     let unix_ns = w.next()?.parse().ok()?;
-    if w.next().is_some() || hex.len() != 64 {
+    if w.next().is_some() || hex.len() != 64 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
     let entropy = (0..32)

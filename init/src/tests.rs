@@ -975,3 +975,35 @@ fn the_init_listens_for_restores() {
     boot(&mut f);
     assert!(f.calls.contains(&Call::WatchRestores));
 }
+
+#[test]
+fn restore_messages_never_panic_whatever_the_host_sends() {
+    let valid = format!("stratos-restore {} 1764300000123456789", "ab".repeat(32));
+    assert!(crate::restore::parse(&valid).is_some());
+    // A seeded mutation of the valid line: byte flips, insertions, deletions, truncations.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    for _ in 0..5000 {
+        let mut b = valid.clone().into_bytes();
+        for _ in 0..1 + next() % 4 {
+            let i = (next() as usize) % (b.len() + 1);
+            match next() % 4 {
+                0 if i < b.len() => b[i] ^= 1 << (next() % 8),
+                1 => b.insert(i, (next() % 256) as u8),
+                2 if i < b.len() => {
+                    b.remove(i);
+                }
+                _ => b.truncate(i),
+            }
+        }
+        let line = String::from_utf8_lossy(&b);
+        if let Some(m) = crate::restore::parse(&line) {
+            assert_eq!(m.entropy.len(), 32);
+        }
+    }
+}

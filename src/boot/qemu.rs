@@ -569,7 +569,10 @@ fn run_probe(kernel: &Path) -> Result<(), String> {
                 break;
             }
             seen.extend_from_slice(&buf[..n]);
-            if PROBE_BOOTED.iter().any(|m| seen.windows(m.len()).any(|w| w == *m)) {
+            if PROBE_BOOTED
+                .iter()
+                .any(|m| seen.windows(m.len()).any(|w| w == *m))
+            {
                 let _ = tx.send(());
                 return;
             }

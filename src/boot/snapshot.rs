@@ -138,81 +138,12 @@ pub fn sockets() -> Result<tempfile::TempDir, SnapshotError> {
 /// pauses it and saves its device state; writes the snapshot directory in one rename.
 pub fn create(image: &BootImage, o: &CreateOptions) -> Result<SnapshotMeta, SnapshotError> {
     check_out(&o.out)?;
-    let parent = o
-        .out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".stratos-snapshot-")
-        .tempdir_in(parent)
-        .map_err(io(format!("creating a directory in {}", parent.display())))?;
-    set_private(staging.path())?;
+    let staging = stage(&o.out)?;
     let socks = sockets()?;
-    let host = free_port().map_err(io("finding a free port"))?;
-    let mut spec = image.spec(
-        o.accel,
-        o.memory_mib,
-        vec![Forward {
-            host,
-            guest: o.guest_port,
-        }],
-        false,
-    );
-    let memory = staging.path().join(MEMORY_FILE);
-    // Created 0600 before QEMU opens it: the guest's memory is never readable by others.
-    create_private(&memory)?;
-    spec.snapshot = Some(SnapshotVm {
-        memory_file: memory.clone(),
-        share: true,
-        qmp: socks.path().join("qmp"),
-        restore_channel: socks.path().join("restore"),
-        incoming: false,
-    });
-    let cmdline = spec.full_cmdline();
-    spec.cmdline = cmdline.clone();
-    let mut vm = Vm::start(&spec, o.echo)?;
-    let mut qmp = Qmp::connect(&socks.path().join("qmp"), Duration::from_secs(10))?;
-    // Connected before the guest reads the restore port and kept until the VM is saved: the
-    // port's "host connected" state travels in the snapshot, so every restore's init sits
-    // blocked in read() until its restore message arrives.
-    let channel = connect_channel(&socks.path().join("restore"))?;
-    wait_ready(&mut vm, o.timeout)?;
-    for path in &o.warm {
-        warm(&mut vm, host, path, o.timeout)?;
-    }
-    settle(&mut vm);
-    let state = staging.path().join(STATE_FILE);
-    create_private(&state)?;
-    qmp.execute("stop", json!({}))?;
-    ignore_shared(&mut qmp)?;
-    qmp.execute(
-        "migrate",
-        json!({ "uri": format!("exec:cat > {}", shell_path(&state)?) }),
-    )?;
-    qmp.wait_migration(Duration::from_secs(120))?;
-    vm.stop();
-    drop(channel);
-    let meta = SnapshotMeta {
-        format: FORMAT,
-        image: SnapshotImage {
-            name: image.manifest.image.name.clone(),
-            version: image.manifest.image.version.clone(),
-            manifest_sha256: manifest_sha256(image)?,
-        },
-        qemu_version: VmSpec::qemu_version()?,
-        machine: spec.machine_line(),
-        memory_mib: o.memory_mib,
-        accel: o.accel.name().to_owned(),
-        cmdline,
-        guest_port: o.guest_port,
-        warm: o.warm.clone(),
-        files: [MEMORY_FILE, STATE_FILE]
-            .iter()
-            .map(|n| file_digest(staging.path(), n))
-            .collect::<Result<_, _>>()?,
-    };
+    let mut vm = Saving::boot(image, o, staging.path(), socks.path())?;
+    vm.wait_ready(o)?;
+    vm.save(&staging.path().join(STATE_FILE))?;
+    let meta = describe(image, o, &vm.spec, staging.path())?;
     let bytes = meta.to_canonical();
     write_private(&staging.path().join(SNAPSHOT_FILE), &bytes)?;
     if let Some(key) = o.sign_key {
@@ -225,12 +156,157 @@ pub fn create(image: &BootImage, o: &CreateOptions) -> Result<SnapshotMeta, Snap
     Ok(meta)
 }
 
+/// A private staging directory next to `out`, renamed onto it once complete.
+fn stage(out: &Path) -> Result<tempfile::TempDir, SnapshotError> {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".stratos-snapshot-")
+        .tempdir_in(parent)
+        .map_err(io(format!("creating a directory in {}", parent.display())))?;
+    set_private(staging.path())?;
+    Ok(staging)
+}
+
+/// The VM being snapshotted: booted with its RAM in the staging directory's memory file.
+struct Saving {
+    vm: Vm,
+    qmp: Qmp,
+    /// The restore channel, held from boot to save (see [`Saving::boot`]).
+    channel: std::os::unix::net::UnixStream,
+    spec: VmSpec,
+    /// The host port forwarded to the function (for the warm-up calls).
+    host_port: u16,
+}
+
+impl Saving {
+    fn boot(
+        image: &BootImage,
+        o: &CreateOptions,
+        staging: &Path,
+        sockets: &Path,
+    ) -> Result<Saving, SnapshotError> {
+        let host_port = free_port().map_err(io("finding a free port"))?;
+        let mut spec = image.spec(
+            o.accel,
+            o.memory_mib,
+            vec![Forward {
+                host: host_port,
+                guest: o.guest_port,
+            }],
+            false,
+        );
+        let memory = staging.join(MEMORY_FILE);
+        // Created 0600 before QEMU opens it: the guest's memory is never readable by others.
+        create_private(&memory)?;
+        spec.snapshot = Some(SnapshotVm {
+            memory_file: memory,
+            share: true,
+            qmp: sockets.join("qmp"),
+            restore_channel: sockets.join("restore"),
+            incoming: false,
+        });
+        spec.cmdline = spec.full_cmdline();
+        let vm = Vm::start(&spec, o.echo)?;
+        let qmp = Qmp::connect(&sockets.join("qmp"), Duration::from_secs(10))?;
+        // Connected before the guest reads the restore port and kept until the VM is saved:
+        // the port's "host connected" state travels in the snapshot, so every restore's init
+        // sits blocked in read() until its restore message arrives.
+        let channel = connect_channel(&sockets.join("restore"))?;
+        Ok(Saving {
+            vm,
+            qmp,
+            channel,
+            spec,
+            host_port,
+        })
+    }
+
+    /// `runtime_ready`, the warm-up calls, and a quiet console.
+    fn wait_ready(&mut self, o: &CreateOptions) -> Result<(), SnapshotError> {
+        wait_ready(&mut self.vm, o.timeout)?;
+        for path in &o.warm {
+            warm(&mut self.vm, self.host_port, path, o.timeout)?;
+        }
+        settle(&mut self.vm);
+        Ok(())
+    }
+
+    /// Pauses the VM, writes its device state to `state` (the RAM stays in its file), stops
+    /// QEMU and flushes both files to disk.
+    fn save(&mut self, state: &Path) -> Result<(), SnapshotError> {
+        create_private(state)?;
+        self.qmp.execute("stop", json!({}))?;
+        ignore_shared(&mut self.qmp)?;
+        self.qmp.execute(
+            "migrate",
+            json!({ "uri": format!("exec:cat > {}", shell_path(state)?) }),
+        )?;
+        self.qmp.wait_migration(Duration::from_secs(120))?;
+        self.vm.stop();
+        let _ = self.channel.shutdown(std::net::Shutdown::Both);
+        let memory = &self
+            .spec
+            .snapshot
+            .as_ref()
+            .expect("a snapshot VM")
+            .memory_file;
+        for p in [memory.as_path(), state] {
+            std::fs::File::open(p)
+                .and_then(|f| f.sync_all())
+                .map_err(io(format!("flushing {}", p.display())))?;
+        }
+        Ok(())
+    }
+}
+
+/// `snapshot.json` for the saved files.
+fn describe(
+    image: &BootImage,
+    o: &CreateOptions,
+    spec: &VmSpec,
+    staging: &Path,
+) -> Result<SnapshotMeta, SnapshotError> {
+    Ok(SnapshotMeta {
+        format: FORMAT,
+        image: SnapshotImage {
+            name: image.manifest.image.name.clone(),
+            version: image.manifest.image.version.clone(),
+            manifest_sha256: manifest_sha256(image)?,
+        },
+        qemu_version: VmSpec::qemu_version()?,
+        machine: spec.machine_line(),
+        memory_mib: o.memory_mib,
+        accel: o.accel.name().to_owned(),
+        cmdline: spec.cmdline.clone(),
+        guest_port: o.guest_port,
+        warm: o.warm.clone(),
+        files: [MEMORY_FILE, STATE_FILE]
+            .iter()
+            .map(|n| file_digest(staging, n))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
 /// The output may be new, or a previous snapshot (only its own files); nothing else is replaced.
 fn check_out(out: &Path) -> Result<(), SnapshotError> {
     let refuse = |why: String| SnapshotError::Invalid {
         dir: out.to_owned(),
         why,
     };
+    match std::fs::symlink_metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(format!("looking at {}", out.display()))(e)),
+        Ok(m) if !m.is_dir() => {
+            return Err(refuse(
+                "refusing to replace it: it is not a directory (a symlink is not followed); choose another --out".into(),
+            ))
+        }
+        Ok(_) => {}
+    }
     let entries = match std::fs::read_dir(out) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(io(format!("reading {}", out.display()))(e)),
@@ -259,19 +335,36 @@ fn check_out(out: &Path) -> Result<(), SnapshotError> {
 
 /// Puts the staged snapshot in place of `out` (removing a previous snapshot's own files).
 fn replace(staging: tempfile::TempDir, out: &Path) -> Result<(), SnapshotError> {
-    if out.exists() {
+    let parent = staging.path().parent().unwrap_or(Path::new(".")).to_owned();
+    // The previous snapshot moves aside first, so `out` is always a whole snapshot (the old one
+    // or the new one); its own files are then removed.
+    let old = if out.exists() {
+        let aside = tempfile::Builder::new()
+            .prefix(".stratos-snapshot-old-")
+            .tempdir_in(&parent)
+            .map_err(io(format!("creating a directory in {}", parent.display())))?;
+        let to = aside.path().join("snap");
+        std::fs::rename(out, &to).map_err(io(format!("moving {} aside", out.display())))?;
+        Some((aside, to))
+    } else {
+        None
+    };
+    let kept = staging.keep();
+    std::fs::rename(&kept, out).map_err(io(format!("moving the snapshot to {}", out.display())))?;
+    crate::sign::sync_dir(&parent).map_err(io(format!("flushing {}", parent.display())))?;
+    if let Some((aside, to)) = old {
         for n in [SNAPSHOT_FILE, SIGNATURE_FILE, MEMORY_FILE, STATE_FILE] {
-            match std::fs::remove_file(out.join(n)) {
+            match std::fs::remove_file(to.join(n)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(io(format!("removing {}", out.join(n).display()))(e))
+                    return Err(io(format!("removing the previous {n}"))(e))
                 }
                 _ => {}
             }
         }
-        std::fs::remove_dir(out).map_err(io(format!("removing {}", out.display())))?;
+        std::fs::remove_dir(&to).map_err(io("removing the previous snapshot's directory"))?;
+        drop(aside);
     }
-    let kept = staging.keep();
-    std::fs::rename(&kept, out).map_err(io(format!("moving the snapshot to {}", out.display())))
+    Ok(())
 }
 
 fn set_private(p: &Path) -> Result<(), SnapshotError> {
@@ -417,6 +510,11 @@ impl Snapshot {
             "a snapshot description",
             crate::fsio::Links::Refuse,
         )?;
+        Snapshot::parse(dir, bytes)
+    }
+
+    /// `snapshot.json`'s bytes, checked (the files are not looked at).
+    pub fn parse(dir: &Path, bytes: Vec<u8>) -> Result<Snapshot, SnapshotError> {
         let meta: SnapshotMeta =
             serde_json::from_slice(&bytes).map_err(|e| SnapshotError::Invalid {
                 dir: dir.to_owned(),
@@ -626,4 +724,70 @@ fn shell_path(p: &Path) -> Result<String, SnapshotError> {
         });
     }
     Ok(format!("'{s}'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_output_is_new_or_a_previous_snapshot_and_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("snap");
+        check_out(&out).unwrap();
+        std::fs::create_dir(&out).unwrap();
+        check_out(&out).unwrap();
+        // A previous snapshot (its own files only) may be replaced.
+        for n in [SNAPSHOT_FILE, MEMORY_FILE, STATE_FILE] {
+            std::fs::write(out.join(n), b"x").unwrap();
+        }
+        check_out(&out).unwrap();
+        // Anything else is someone's data.
+        std::fs::write(out.join("notes.txt"), b"mine").unwrap();
+        let e = check_out(&out).unwrap_err().to_string();
+        assert!(
+            e.contains("\"notes.txt\" is not a file of a snapshot"),
+            "{e}"
+        );
+        std::fs::remove_file(out.join("notes.txt")).unwrap();
+        std::fs::remove_file(out.join(SNAPSHOT_FILE)).unwrap();
+        let e = check_out(&out).unwrap_err().to_string();
+        assert!(e.contains("holds no snapshot.json"), "{e}");
+        // A symlink is not followed, whatever it points at.
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&out, &link).unwrap();
+        let e = check_out(&link).unwrap_err().to_string();
+        assert!(e.contains("not a directory"), "{e}");
+        std::fs::write(d.path().join("file"), b"").unwrap();
+        assert!(check_out(&d.path().join("file")).is_err());
+    }
+
+    #[test]
+    fn replacing_keeps_a_whole_snapshot_in_place() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("snap");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join(SNAPSHOT_FILE), b"old").unwrap();
+        std::fs::write(out.join(MEMORY_FILE), b"old").unwrap();
+        let staging = stage(&out).unwrap();
+        std::fs::write(staging.path().join(SNAPSHOT_FILE), b"new").unwrap();
+        replace(staging, &out).unwrap();
+        assert_eq!(std::fs::read(out.join(SNAPSHOT_FILE)).unwrap(), b"new");
+        assert!(!out.join(MEMORY_FILE).exists());
+        // Nothing left behind: only the snapshot directory.
+        let names: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["snap"]);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+
+    #[test]
+    fn shell_paths_are_quoted_and_quotes_refused() {
+        assert_eq!(shell_path(Path::new("/a b/state")).unwrap(), "'/a b/state'");
+        assert!(shell_path(Path::new("/a'b/state")).is_err());
+    }
 }
