@@ -298,7 +298,7 @@ pub fn run(image: &BootImage, opts: &RunOptions) -> Result<BootRun, BootError> {
             continue;
         }
         if let Some(inv) = &opts.invoke {
-            if s.runtime_started && s.invocations.len() < inv.count && s.invoke_error.is_none() {
+            if s.invocation_due() {
                 s.invoke(inv);
                 if s.invocations.len() == inv.count && opts.stop_after_invoke {
                     if let Some(h) = &opts.hold {
@@ -375,10 +375,13 @@ impl<'a> Session<'a> {
         self.lines.push(line);
     }
 
-    /// Waits briefly for a console line (less when invocations are due).
+    /// Waits briefly for a console line; not at all when an invocation is due (the lines keep
+    /// their arrival times while a call is in flight, and the call does not wait for a quiet
+    /// console).
     fn read_line(&mut self) -> Read {
-        let wait = if self.opts.invoke.is_some() && self.runtime_started {
-            Duration::from_millis(5)
+        let due = self.invocation_due();
+        let wait = if due {
+            Duration::ZERO
         } else {
             Duration::from_millis(50)
         };
@@ -401,6 +404,15 @@ impl<'a> Session<'a> {
                 Read::Nothing
             }
         }
+    }
+
+    /// Whether an invocation should be made now.
+    fn invocation_due(&self) -> bool {
+        self.opts.invoke.as_ref().is_some_and(|inv| {
+            self.runtime_started
+                && self.invocations.len() < inv.count
+                && self.invoke_error.is_none()
+        })
     }
 
     /// Whether the boot is over: QEMU exited and its console is read, the guest halted (QEMU
