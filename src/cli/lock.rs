@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::{CliError, CliResult};
 use crate::packages::lock::{LockFile, LockedPackage, LOCK_VERSION};
-use crate::packages::resolve::{machine_index, resolve};
+use crate::packages::resolve::{machine_index, resolve_with};
 use crate::profile::Profile;
 
 /// Resolve the profile's `[packages] debian` list (Depends and Pre-Depends, alternatives,
@@ -40,7 +40,20 @@ pub fn run(a: Args) -> CliResult {
             .iter()
             .filter(|n| !old.packages.iter().any(|p| &p.name == *n))
             .collect();
-        if missing.is_empty() {
+        // A lock made before the profile pinned an origin or version is stale: resolve again.
+        let unpinned: Vec<String> = old
+            .packages
+            .iter()
+            .filter(|p| !pkgs.policy.allows_build(&p.name, &p.version, &p.origin))
+            .map(|p| format!("{} {}", p.name, p.version))
+            .collect();
+        if !unpinned.is_empty() {
+            eprintln!(
+                "stratos: the lock holds what the profile's origins/pins no longer allow ({}); resolving again",
+                unpinned.join(", ")
+            );
+        }
+        if missing.is_empty() && unpinned.is_empty() {
             println!(
                 "{} is up to date ({} packages); `--update` re-resolves against today's indexes",
                 pkgs.lock.display(),
@@ -54,7 +67,7 @@ pub fn run(a: Args) -> CliResult {
         pkgs.debian.join(", ")
     );
     let index = machine_index("amd64").map_err(CliError::env)?;
-    let r = resolve(&index, &pkgs.debian)
+    let r = resolve_with(&index, &pkgs.debian, &pkgs.policy)
         .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", a.profile.display())))?;
     let mut lock = LockFile {
         lock_version: LOCK_VERSION,
@@ -78,6 +91,7 @@ pub fn run(a: Args) -> CliResult {
                 .get(name)
                 .map(|s| s.iter().cloned().collect())
                 .unwrap_or_default(),
+            origin: p.origin.clone(),
         });
     }
     // Download and check each .deb now, so the build can run offline.

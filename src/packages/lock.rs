@@ -27,6 +27,9 @@ pub struct LockedPackage {
     /// What pulled the package in: `profile` or the names of the packages depending on it.
     #[serde(default)]
     pub required_by: Vec<String>,
+    /// The `Origin` of the repository it was resolved from (`Debian`); absent in older locks.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub origin: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -268,6 +271,7 @@ mod diff_tests {
                     sha256: "0".repeat(64),
                     size: 1,
                     required_by: vec!["profile".into()],
+                    origin: String::new(),
                 })
                 .collect(),
         }

@@ -19,6 +19,8 @@ pub struct Pkg {
     pub filename: String,
     pub sha256: String,
     pub size: u64,
+    /// The `Origin` of the repository whose index listed it (e.g. `Debian`); empty if unknown.
+    pub origin: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,8 +204,20 @@ pub struct Index {
 }
 
 impl Index {
-    /// Adds the paragraphs of a `Packages` file. `what` names it in errors.
+    /// Adds the paragraphs of a `Packages` file of unknown origin. `what` names it in errors.
     pub fn add(&mut self, text: &str, what: &str, arch: &str) -> Result<(), String> {
+        self.add_from(text, what, "", arch)
+    }
+
+    /// Adds the paragraphs of a `Packages` file from the repository whose `Origin` is
+    /// `origin`. `what` names it in errors.
+    pub fn add_from(
+        &mut self,
+        text: &str,
+        what: &str,
+        origin: &str,
+        arch: &str,
+    ) -> Result<(), String> {
         let mut line_no = 0usize;
         let mut para_start = 1usize;
         let mut fields: Vec<(String, String)> = Vec::new();
@@ -211,7 +225,7 @@ impl Index {
             line_no += 1;
             if line.trim().is_empty() {
                 if !fields.is_empty() {
-                    self.add_paragraph(&fields, arch)
+                    self.add_paragraph(&fields, origin, arch)
                         .map_err(|e| format!("{what}:{para_start}: {e}"))?;
                     fields.clear();
                 }
@@ -240,7 +254,12 @@ impl Index {
         Ok(())
     }
 
-    fn add_paragraph(&mut self, fields: &[(String, String)], arch: &str) -> Result<(), String> {
+    fn add_paragraph(
+        &mut self,
+        fields: &[(String, String)],
+        origin: &str,
+        arch: &str,
+    ) -> Result<(), String> {
         let get = |k: &str| {
             fields
                 .iter()
@@ -282,6 +301,7 @@ impl Index {
             filename: get("Filename").unwrap_or("").to_owned(),
             sha256: get("SHA256").unwrap_or("").to_owned(),
             size: get("Size").and_then(|s| s.parse().ok()).unwrap_or(0),
+            origin: origin.to_owned(),
         };
         for (v, pv) in &pkg.provides {
             self.providers.entry(v.clone()).or_default().push((
@@ -291,20 +311,101 @@ impl Index {
             ));
         }
         let versions = self.packages.entry(pkg.name.clone()).or_default();
-        if !versions.iter().any(|p| p.version == pkg.version) {
+        if !versions
+            .iter()
+            .any(|p| p.version == pkg.version && p.origin == pkg.origin)
+        {
             versions.push(pkg);
         }
         Ok(())
     }
+}
 
-    /// The highest version of `name` satisfying `constraint`.
-    fn best(&self, name: &str, constraint: &Option<(Op, String)>) -> Option<&Pkg> {
-        self.packages
-            .get(name)?
-            .iter()
-            .filter(|p| satisfies(&p.version, constraint))
-            .max_by(|a, b| compare_versions(&a.version, &b.version))
+/// Where packages may come from: the profile's `[packages] origins` and `[packages.pin]`.
+/// With several origins on the machine (Debian's archive and a vendor's repository offering a
+/// newer build of the same package), a package offered by more than one allowed origin is an
+/// error until the profile says which: never a silent pick of the highest version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// The origins any package may come from (empty: any origin).
+    pub origins: Vec<String>,
+    /// Per package: the origin and/or versions it may come from.
+    pub pins: BTreeMap<String, Pin>,
+}
+
+/// `[packages.pin] NAME = { origin = "Debian", version = "18.*" }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pin {
+    pub origin: Option<String>,
+    /// A pattern of versions: `*` matches any run of characters (`18.*`, `*+deb12u*`).
+    pub version: Option<String>,
+}
+
+impl Policy {
+    /// Whether the profile allows this build of a package.
+    pub fn allows(&self, p: &Pkg) -> bool {
+        self.allows_build(&p.name, &p.version, &p.origin)
     }
+
+    /// Whether the profile allows `name` `version` from `origin`.
+    pub fn allows_build(&self, name: &str, version: &str, origin: &str) -> bool {
+        let pin = self.pins.get(name);
+        let origin_ok = match pin.and_then(|p| p.origin.as_deref()) {
+            Some(o) => origin == o,
+            None => self.origins.is_empty() || self.origins.iter().any(|o| o == origin),
+        };
+        let version_ok = pin
+            .and_then(|p| p.version.as_deref())
+            .is_none_or_glob(version);
+        origin_ok && version_ok
+    }
+
+    /// Why a build is not allowed, for errors.
+    fn rule_for(&self, name: &str) -> String {
+        match self.pins.get(name) {
+            Some(pin) => {
+                let mut parts = Vec::new();
+                if let Some(o) = &pin.origin {
+                    parts.push(format!("origin = {o:?}"));
+                }
+                if let Some(v) = &pin.version {
+                    parts.push(format!("version = {v:?}"));
+                }
+                format!("[packages.pin] {name} = {{ {} }}", parts.join(", "))
+            }
+            None => format!("[packages] origins = {:?}", self.origins),
+        }
+    }
+}
+
+trait GlobOpt {
+    fn is_none_or_glob(self, s: &str) -> bool;
+}
+
+impl GlobOpt for Option<&str> {
+    fn is_none_or_glob(self, s: &str) -> bool {
+        self.map_or(true, |pat| glob_match(pat, s))
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+pub fn glob_match(pattern: &str, s: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == s;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !s.starts_with(first) || s.len() < first.len() + last.len() || !s.ends_with(last) {
+        return false;
+    }
+    let mut rest = &s[first.len()..s.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 fn satisfies(version: &str, constraint: &Option<(Op, String)>) -> bool {
@@ -345,6 +446,15 @@ pub enum ResolveError {
         chain: String,
         available: String,
     },
+    #[error("{name} is offered by more than one origin ({offers}); say which one the image takes in the profile: [packages.pin] {name} = {{ origin = \"...\" }}, or [packages] origins = [\"...\"]")]
+    AmbiguousOrigin { name: String, offers: String },
+    #[error("{name}: no build of it is allowed by {rule} ({chain}); the indexes offer: {offers}")]
+    Excluded {
+        name: String,
+        rule: String,
+        chain: String,
+        offers: String,
+    },
     /// A malformed index (the message names the file and line) or apt itself failing.
     #[error("{0}")]
     Index(String),
@@ -360,8 +470,18 @@ impl From<String> for ResolveError {
 /// dependency group: satisfied by something already chosen, else its first alternative that
 /// exists (a real package, then a provider).
 pub fn resolve(index: &Index, roots: &[String]) -> Result<Resolution, ResolveError> {
+    resolve_with(index, roots, &Policy::default())
+}
+
+/// [`resolve`] taking only the builds `policy` allows.
+pub fn resolve_with(
+    index: &Index,
+    roots: &[String],
+    policy: &Policy,
+) -> Result<Resolution, ResolveError> {
     let mut r = Resolver {
         index,
+        policy,
         chosen: BTreeMap::new(),
         required_by: BTreeMap::new(),
         chain: BTreeMap::new(),
@@ -392,6 +512,7 @@ pub fn resolve(index: &Index, roots: &[String]) -> Result<Resolution, ResolveErr
 /// The state of one resolution.
 struct Resolver<'a> {
     index: &'a Index,
+    policy: &'a Policy,
     chosen: BTreeMap<String, Pkg>,
     required_by: BTreeMap<String, BTreeSet<String>>,
     /// package → who pulled it in first (for "profile -> a -> b" in errors).
@@ -399,9 +520,9 @@ struct Resolver<'a> {
     queue: VecDeque<String>,
 }
 
-impl Resolver<'_> {
+impl<'a> Resolver<'a> {
     fn add_root(&mut self, root: &str) -> Result<(), ResolveError> {
-        let p = self.index.best(root, &None).ok_or_else(|| {
+        let p = self.best(root, &None)?.ok_or_else(|| {
             if self.index.providers.contains_key(root) {
                 ResolveError::Virtual {
                     name: root.to_owned(),
@@ -420,6 +541,64 @@ impl Resolver<'_> {
             self.queue.push_back(root.to_owned());
         }
         Ok(())
+    }
+
+    /// The highest version of `name` satisfying `constraint` among the builds the policy
+    /// allows; an error when the policy allows none of several, or several origins offer it.
+    fn best(
+        &self,
+        name: &str,
+        constraint: &Option<(Op, String)>,
+    ) -> Result<Option<&'a Pkg>, ResolveError> {
+        let index: &'a Index = self.index;
+        let Some(all) = index.packages.get(name) else {
+            return Ok(None);
+        };
+        let fitting: Vec<&Pkg> = all
+            .iter()
+            .filter(|p| satisfies(&p.version, constraint))
+            .collect();
+        let allowed: Vec<&Pkg> = fitting
+            .iter()
+            .copied()
+            .filter(|p| self.policy.allows(p))
+            .collect();
+        let offers = |list: &[&Pkg]| {
+            let mut v: Vec<String> = list
+                .iter()
+                .map(|p| {
+                    let origin = if p.origin.is_empty() {
+                        "unknown origin"
+                    } else {
+                        &p.origin
+                    };
+                    format!("{origin} {}", p.version)
+                })
+                .collect();
+            v.sort();
+            v.join(", ")
+        };
+        if allowed.is_empty() {
+            if fitting.is_empty() {
+                return Ok(None);
+            }
+            return Err(ResolveError::Excluded {
+                name: name.to_owned(),
+                rule: self.policy.rule_for(name),
+                chain: self.why(name),
+                offers: offers(&fitting),
+            });
+        }
+        let origins: BTreeSet<&str> = allowed.iter().map(|p| p.origin.as_str()).collect();
+        if origins.len() > 1 {
+            return Err(ResolveError::AmbiguousOrigin {
+                name: name.to_owned(),
+                offers: offers(&allowed),
+            });
+        }
+        Ok(allowed
+            .into_iter()
+            .max_by(|a, b| compare_versions(&a.version, &b.version)))
     }
 
     /// How `name` came to be needed: `profile -> a -> name`.
@@ -460,7 +639,7 @@ impl Resolver<'_> {
     /// provider by name.
     fn pick(&self, needer: &str, group: &[Dep]) -> Result<Pkg, ResolveError> {
         for d in group {
-            if let Some(p) = self.index.best(&d.name, &d.constraint) {
+            if let Some(p) = self.best(&d.name, &d.constraint)? {
                 if let Some(c) = self.chosen.get(&p.name) {
                     // Another version was already chosen and does not satisfy this.
                     return Err(ResolveError::Conflict {
@@ -512,11 +691,13 @@ impl Resolver<'_> {
             })
             .unwrap_or_default();
         provs.sort();
-        let (pn, pv, _) = provs.first()?;
-        self.index
-            .packages
-            .get(pn)
-            .and_then(|v| v.iter().find(|p| &p.version == pv))
+        provs.iter().find_map(|(pn, pv, _)| {
+            self.index
+                .packages
+                .get(pn)?
+                .iter()
+                .find(|p| &p.version == pv && self.policy.allows(p))
+        })
     }
 
     fn choose(&mut self, p: Pkg, needer: &str) {
@@ -558,7 +739,7 @@ pub fn machine_index(arch: &str) -> Result<Index, ResolveError> {
         .args([
             "indextargets",
             "--format",
-            "$(FILENAME)",
+            "$(FILENAME) $(ORIGIN)",
             "Created-By: Packages",
         ])
         .arg(format!("Architecture: {arch}"))
@@ -568,14 +749,18 @@ pub fn machine_index(arch: &str) -> Result<Index, ResolveError> {
                 "cannot run apt-get ({e}); stratos lock needs apt's package indexes"
             ))
         })?;
-    let files: Vec<String> = String::from_utf8_lossy(&out.stdout)
+    // `FILE ORIGIN`: apt's list file names hold no spaces; an origin may.
+    let files: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(str::to_owned)
         .filter(|l| !l.is_empty())
+        .map(|l| match l.split_once(' ') {
+            Some((f, o)) => (f.to_owned(), o.trim().to_owned()),
+            None => (l.to_owned(), String::new()),
+        })
         .collect();
     let mut index = Index::default();
     let mut read = 0;
-    for f in &files {
+    for (f, origin) in &files {
         if !std::path::Path::new(f).exists() {
             continue;
         }
@@ -589,7 +774,7 @@ pub fn machine_index(arch: &str) -> Result<Index, ResolveError> {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        index.add(&String::from_utf8_lossy(&out.stdout), f, arch)?;
+        index.add_from(&String::from_utf8_lossy(&out.stdout), f, origin, arch)?;
         read += 1;
     }
     if read == 0 {
@@ -769,5 +954,132 @@ SHA256: 55
             .add("Package: a\nno colon here\n", "P", "amd64")
             .unwrap_err();
         assert!(e.starts_with("P:2:"), "{e}");
+    }
+
+    const DEBIAN: &str = "\
+Package: nodejs
+Version: 18.20.4+dfsg-1~deb12u3
+Architecture: amd64
+Depends: libc6, libnode108 (= 18.20.4+dfsg-1~deb12u3)
+Filename: pool/n/nodejs.deb
+Size: 1
+SHA256: aa
+
+Package: libnode108
+Version: 18.20.4+dfsg-1~deb12u3
+Architecture: amd64
+Depends: libc6
+Filename: pool/l/libnode108.deb
+Size: 1
+SHA256: bb
+
+Package: libc6
+Version: 2.36-9+deb12u14
+Architecture: amd64
+Filename: pool/l/libc6.deb
+Size: 1
+SHA256: cc
+";
+
+    const VENDOR: &str = "\
+Package: nodejs
+Version: 20.20.2-1nodesource1
+Architecture: amd64
+Depends: libc6
+Filename: pool/n/nodejs-20.deb
+Size: 1
+SHA256: dd
+";
+
+    fn two_origins() -> Index {
+        let mut i = Index::default();
+        i.add_from(DEBIAN, "debian", "Debian", "amd64").unwrap();
+        i.add_from(VENDOR, "vendor", "Nodesource", "amd64").unwrap();
+        i
+    }
+
+    fn pin(origin: Option<&str>, version: Option<&str>) -> Pin {
+        Pin {
+            origin: origin.map(str::to_owned),
+            version: version.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_package_offered_by_two_origins_is_refused_until_the_profile_says_which() {
+        let i = two_origins();
+        let e = resolve(&i, &["nodejs".into()]).unwrap_err();
+        assert_eq!(
+            e,
+            ResolveError::AmbiguousOrigin {
+                name: "nodejs".into(),
+                offers: "Debian 18.20.4+dfsg-1~deb12u3, Nodesource 20.20.2-1nodesource1".into()
+            }
+        );
+        assert!(e
+            .to_string()
+            .contains("[packages.pin] nodejs = { origin = \"...\" }"));
+        // Pinned to Debian's, the lower version is taken, with its Debian dependencies.
+        let mut p = Policy::default();
+        p.pins.insert("nodejs".into(), pin(Some("Debian"), None));
+        let r = resolve_with(&i, &["nodejs".into()], &p).unwrap();
+        assert_eq!(r.packages["nodejs"].version, "18.20.4+dfsg-1~deb12u3");
+        assert_eq!(r.packages["nodejs"].origin, "Debian");
+        assert!(r.packages.contains_key("libnode108"));
+        // The same through the profile-wide origins.
+        let p = Policy {
+            origins: vec!["Debian".into()],
+            ..Policy::default()
+        };
+        let r = resolve_with(&i, &["nodejs".into()], &p).unwrap();
+        assert_eq!(r.packages["nodejs"].version, "18.20.4+dfsg-1~deb12u3");
+        // Or the vendor's, by version pattern and origin.
+        let mut p = Policy::default();
+        p.pins
+            .insert("nodejs".into(), pin(Some("Nodesource"), Some("20.*")));
+        let r = resolve_with(&i, &["nodejs".into()], &p).unwrap();
+        assert_eq!(r.packages["nodejs"].version, "20.20.2-1nodesource1");
+        assert!(!r.packages.contains_key("libnode108"));
+        // A version pattern alone narrows the choice to one origin here.
+        let mut p = Policy::default();
+        p.pins.insert("nodejs".into(), pin(None, Some("18.*")));
+        let r = resolve_with(&i, &["nodejs".into()], &p).unwrap();
+        assert_eq!(r.packages["nodejs"].origin, "Debian");
+    }
+
+    #[test]
+    fn a_pin_nothing_matches_names_what_is_offered() {
+        let i = two_origins();
+        let mut p = Policy::default();
+        p.pins.insert("nodejs".into(), pin(Some("Ubuntu"), None));
+        let e = resolve_with(&i, &["nodejs".into()], &p).unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("nodejs: no build of it is allowed by [packages.pin] nodejs = { origin = \"Ubuntu\" }")
+                && m.contains("Debian 18.20.4+dfsg-1~deb12u3, Nodesource 20.20.2-1nodesource1"),
+            "{m}"
+        );
+        // A dependency outside the allowed origins is refused too, naming the chain.
+        let mut i = Index::default();
+        i.add_from(DEBIAN, "debian", "Debian", "amd64").unwrap();
+        let p = Policy {
+            origins: vec!["Nodesource".into()],
+            ..Policy::default()
+        };
+        let e = resolve_with(&i, &["nodejs".into()], &p).unwrap_err();
+        assert!(matches!(e, ResolveError::Excluded { .. }), "{e}");
+    }
+
+    #[test]
+    fn version_patterns() {
+        assert!(glob_match("18.*", "18.20.4+dfsg-1~deb12u3"));
+        assert!(!glob_match("18.*", "20.20.2"));
+        assert!(glob_match("*deb12u*", "18.20.4+dfsg-1~deb12u3"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("1.0", "1.0"));
+        assert!(!glob_match("1.0", "1.0.1"));
+        assert!(!glob_match("a*b*c", "ac"));
+        assert!(glob_match("a*b*c", "abc"));
+        assert!(!glob_match("ab*ba", "aba"));
     }
 }

@@ -320,6 +320,8 @@ pub struct Packages {
     /// Installed paths kept even when excluded.
     pub keep: Vec<String>,
     pub default_excludes: bool,
+    /// Where packages may come from (`origins`, `[packages.pin]`), for `stratos lock`.
+    pub policy: crate::packages::resolve::Policy,
 }
 
 /// Where the kernel comes from.

@@ -263,4 +263,20 @@ pub struct RawPackages {
     /// Whether the default excludes (docs, man pages, locales, bytecode caches) apply.
     #[serde(default)]
     pub default_excludes: Option<bool>,
+    /// The repository origins (apt's `Origin`) every package may come from.
+    #[serde(default)]
+    pub origins: Vec<Spanned<String>>,
+    /// Per package: the origin and versions it may come from.
+    #[serde(default)]
+    pub pin: BTreeMap<String, Spanned<RawPin>>,
+}
+
+/// `[packages.pin] NAME = { origin = "Debian", version = "18.*" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPin {
+    #[serde(default)]
+    pub origin: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
 }

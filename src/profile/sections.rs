@@ -490,7 +490,58 @@ pub(super) fn validate_packages(
         exclude,
         keep,
         default_excludes: p.default_excludes.unwrap_or(true),
+        policy: package_policy(cx, &p)?,
     })
+}
+
+/// `[packages] origins` and `[packages.pin]`.
+fn package_policy(
+    cx: &Ctx,
+    p: &raw::RawPackages,
+) -> Result<crate::packages::resolve::Policy, ProfileError> {
+    use crate::packages::resolve::{Pin, Policy};
+    let mut policy = Policy::default();
+    for (i, o) in p.origins.iter().enumerate() {
+        if o.get_ref().trim().is_empty() {
+            return Err(cx.at(
+                o.span(),
+                format!("packages.origins[{i}]"),
+                "an origin is the `Origin` of an apt repository's Release file, e.g. \"Debian\"",
+            ));
+        }
+        policy.origins.push(o.get_ref().clone());
+    }
+    for (name, pin) in &p.pin {
+        let key = format!("packages.pin.{name}");
+        if !is_debian_name(name) {
+            return Err(cx.at(
+                pin.span(),
+                key,
+                format!("{name:?} is not a Debian package name"),
+            ));
+        }
+        let raw = pin.get_ref();
+        if raw.origin.is_none() && raw.version.is_none() {
+            return Err(cx.at(
+                pin.span(),
+                key,
+                "a pin says where the package may come from: { origin = \"Debian\" } and/or { version = \"18.*\" }",
+            ));
+        }
+        if raw.origin.as_deref().is_some_and(|o| o.trim().is_empty())
+            || raw.version.as_deref().is_some_and(|v| v.trim().is_empty())
+        {
+            return Err(cx.at(pin.span(), key, "origin and version may not be empty"));
+        }
+        policy.pins.insert(
+            name.clone(),
+            Pin {
+                origin: raw.origin.clone(),
+                version: raw.version.clone(),
+            },
+        );
+    }
+    Ok(policy)
 }
 
 /// `[seccomp]`.
