@@ -356,7 +356,7 @@ impl Policy {
         };
         let version_ok = pin
             .and_then(|p| p.version.as_deref())
-            .is_none_or_glob(version);
+            .map_or(true, |pat| glob_match(pat, version));
         origin_ok && version_ok
     }
 
@@ -375,16 +375,6 @@ impl Policy {
             }
             None => format!("[packages] origins = {:?}", self.origins),
         }
-    }
-}
-
-trait GlobOpt {
-    fn is_none_or_glob(self, s: &str) -> bool;
-}
-
-impl GlobOpt for Option<&str> {
-    fn is_none_or_glob(self, s: &str) -> bool {
-        self.map_or(true, |pat| glob_match(pat, s))
     }
 }
 
