@@ -205,6 +205,22 @@ fn apply_sysctl<S: Sys>(sys: &mut S, cfg: &InitConfig) {
     }
 }
 
+/// Seccomp log mode reads the kernel's audit records from its log, where (with no audit daemon)
+/// the kernel prints them through `printk_ratelimit`: 10 per 5 s, the rest dropped — a baseline
+/// derived from that would miss calls. Log mode lifts the limit, unless the profile set it.
+fn unlimit_audit_printk<S: Sys>(sys: &mut S, cfg: &InitConfig) {
+    const KEY: &str = "kernel.printk_ratelimit";
+    if cfg.sysctl.iter().any(|(k, _)| k == KEY) {
+        return;
+    }
+    if let Err(e) = sys.write_file(&sysctl_path(KEY), b"0") {
+        log(
+            sys,
+            &format!("warning: seccomp log mode: cannot lift {KEY} ({e}): the kernel may drop audit records beyond 10 per 5 s"),
+        );
+    }
+}
+
 /// The cgroup files written for the runtime's limits, in order.
 pub fn cgroup_plan(l: &Limits) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -356,6 +372,9 @@ fn prepare<S: Sys>(sys: &mut S) -> Result<Prepared, InitError> {
         .seccomp
         .as_ref()
         .is_some_and(|s| s.mode == stratos_wire::SeccompMode::Log);
+    if seccomp_log {
+        unlimit_audit_printk(sys, &cfg);
+    }
     Ok(Prepared {
         cfg,
         cgroup,

@@ -70,6 +70,8 @@ struct Fake {
     kill_fails: bool,
     /// How many console lines there were when each `kill` was made.
     console_at_kill: Vec<usize>,
+    /// Other files `read_file` returns.
+    files: std::collections::BTreeMap<String, Vec<u8>>,
 }
 
 impl Fake {
@@ -95,6 +97,7 @@ impl Fake {
             entropy: true,
             kill_fails: false,
             console_at_kill: Vec::new(),
+            files: std::collections::BTreeMap::new(),
         }
     }
     fn lines(&self, prefix: &str) -> Vec<&str> {
@@ -140,6 +143,7 @@ MemAvailable:     480000 kB
 "
             .to_vec()),
             "/sys/fs/cgroup/runtime/memory.peak" => Ok(self.memory_peak.clone()),
+            _ if self.files.contains_key(p) => Ok(self.files[p].clone()),
             _ => self
                 .config
                 .clone()
@@ -1006,4 +1010,35 @@ fn restore_messages_never_panic_whatever_the_host_sends() {
             assert_eq!(m.entropy.len(), 32);
         }
     }
+}
+
+#[test]
+fn seccomp_log_mode_lifts_the_printk_limit_unless_the_profile_sets_it() {
+    let bpf = "/etc/stratos/seccomp.bpf";
+    let mut cfg = config();
+    cfg.seccomp = Some(stratos_wire::Seccomp {
+        filter: bpf.into(),
+        mode: stratos_wire::SeccompMode::Log,
+    });
+    let lifted = Call::Write("/proc/sys/kernel/printk_ratelimit".into(), "0".into());
+    let mut f = Fake::new(&cfg);
+    f.files.insert(bpf.into(), vec![0u8; 8]);
+    f.waits.push_back(Waited::Reaped(42, ExitKind::Exited(0)));
+    boot(&mut f);
+    assert!(f.calls.contains(&lifted), "{:?}", f.calls);
+    // The profile's own value wins.
+    cfg.sysctl = vec![("kernel.printk_ratelimit".into(), "5".into())];
+    let mut g = Fake::new(&cfg);
+    g.files.insert(bpf.into(), vec![0u8; 8]);
+    g.waits.push_back(Waited::Reaped(42, ExitKind::Exited(0)));
+    boot(&mut g);
+    assert!(!g.calls.contains(&lifted));
+    // Enforce mode leaves it alone.
+    cfg.sysctl.clear();
+    cfg.seccomp.as_mut().unwrap().mode = stratos_wire::SeccompMode::Enforce;
+    let mut h = Fake::new(&cfg);
+    h.files.insert(bpf.into(), vec![0u8; 8]);
+    h.waits.push_back(Waited::Reaped(42, ExitKind::Exited(0)));
+    boot(&mut h);
+    assert!(!h.calls.contains(&lifted));
 }
