@@ -119,13 +119,16 @@ pub fn licences(copyright: &str) -> Option<String> {
             let parts: Vec<String> = alt.split(" and ").map(|p| spdx(p.trim())).collect();
             alts.push(parts.join(" AND "));
         }
-        let id = if alts.len() > 1 {
-            format!("({})", alts.join(" OR "))
+        // Each term once: `A and B` adds A and B, an alternative stays one parenthesised term.
+        let terms: Vec<String> = if alts.len() > 1 {
+            vec![format!("({})", alts.join(" OR "))]
         } else {
-            alts.remove(0)
+            alts.remove(0).split(" AND ").map(str::to_owned).collect()
         };
-        if !out.contains(&id) {
-            out.push(id);
+        for id in terms {
+            if !out.contains(&id) {
+                out.push(id);
+            }
         }
     }
     if out.is_empty() {
@@ -185,6 +188,13 @@ mod tests {
             Some("Zlib AND (GPL-2.0-or-later OR LGPL-2.1-or-later)")
         );
         assert_eq!(spdx("public-domain"), "LicenseRef-public-domain");
+        // Each licence once, however many paragraphs name it, alone or in a conjunction.
+        let c =
+            "Format: x\n\nLicense: MIT\n\nLicense: OpenSSL and SSLeay\n\nLicense: SSLeay and MIT\n";
+        assert_eq!(
+            licences(c).as_deref(),
+            Some("MIT AND OpenSSL AND LicenseRef-SSLeay")
+        );
         assert_eq!(
             licences("This package was debianized by ...").as_deref(),
             None

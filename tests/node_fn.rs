@@ -1,0 +1,193 @@
+//! The Node.js node: profiles/node-fn.toml builds offline from its lock (ci/setup fetched the
+//! pinned .debs), bit-identical twice, boots in a 128 MiB VM and answers; its SBOM names
+//! nodejs, libnode108 and libicu72 with versions and licences; the seccomp baseline refuses
+//! starting a process (child_process) and the function keeps serving.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn get(port: u16, path: &str, deadline: Instant) -> String {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    loop {
+        match stratos::http::get(addr, path, Duration::from_secs(20)) {
+            Ok(r) if r.status == 200 => return String::from_utf8_lossy(&r.body).into_owned(),
+            Ok(r) => panic!("{path}: HTTP {}", r.status),
+            Err(e) => {
+                assert!(Instant::now() < deadline, "{path}: no answer: {e}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+#[test]
+fn node_fn_builds_offline_reproducibly_boots_at_128_mib_and_refuses_processes() {
+    require_tool("qemu-system-x86_64");
+    require_kernel_source();
+    let cache = shared_cache();
+    let work = tempfile::tempdir().unwrap();
+    let build = |out: &std::path::Path| {
+        stratos(&cache)
+            .arg("build")
+            .arg(root().join("profiles/node-fn.toml"))
+            .arg("--out")
+            .arg(out)
+            .args(["--offline", "-q"])
+            .assert()
+            .success();
+    };
+    let (a, b) = (work.path().join("a"), work.path().join("b"));
+    build(&a);
+    build(&b);
+    assert_eq!(digests(&a), digests(&b), "two builds differ");
+
+    let sbom: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("sbom.cdx.json")).unwrap()).unwrap();
+    validate_sbom(&sbom).unwrap();
+    let comps = sbom["components"].as_array().unwrap();
+    for pkg in ["nodejs", "libnode108", "libicu72"] {
+        let c = comps
+            .iter()
+            .find(|c| c["name"] == pkg)
+            .unwrap_or_else(|| panic!("{pkg} missing from the SBOM"));
+        assert!(
+            c["version"].as_str().is_some_and(|v| !v.is_empty()),
+            "{pkg}: {c}"
+        );
+        let licence = c["licenses"][0]["expression"].as_str().unwrap_or("");
+        assert!(licence.contains("MIT"), "{pkg}: licence {licence:?}");
+        assert!(
+            c["purl"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("pkg:deb/debian/{pkg}@")),
+            "{c}"
+        );
+    }
+    // Debian's build, not a newer one from another apt source: the lock says where from.
+    let lock = std::fs::read_to_string(root().join("profiles/node-fn.lock")).unwrap();
+    assert!(lock.contains("version = \"18.20.4"), "{lock}");
+    assert!(
+        lock.matches("origin = \"Debian\"").count() == lock.matches("[[package]]").count(),
+        "every package of node-fn.lock comes from Debian"
+    );
+
+    // Trimmed: no TypeScript declarations, no iconv modules; node, its library and the
+    // JavaScript it loads at start are there.
+    let out = std::process::Command::new("tar")
+        .args(["--zstd", "-tf"])
+        .arg(a.join("rootfs.tar.zst"))
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "usr/bin/node",
+        "usr/lib/x86_64-linux-gnu/libnode.so.108",
+        "usr/lib/x86_64-linux-gnu/libicudata.so.72.1",
+        "usr/share/nodejs/cjs-module-lexer/lexer.js",
+        "srv/fn/handler.js",
+    ] {
+        assert!(list.lines().any(|l| l.ends_with(want)), "{want} missing");
+    }
+    assert!(!list.contains("/gconv/"));
+    assert!(!list.lines().any(|l| l.ends_with(".d.ts")));
+
+    // A 128 MiB VM (the root is on a verified disk, not in RAM): it answers; a handler path
+    // that starts a process is refused by the seccomp baseline, reported, and the function
+    // keeps serving.
+    let port = stratos::boot::qemu::free_port().unwrap();
+    let log = work.path().join("console.log");
+    let vm = Child(
+        stratos_std(&cache)
+            .args([
+                "boot",
+                "--accel",
+                "tcg",
+                "--timeout",
+                "300",
+                "--memory",
+                "128",
+            ])
+            .arg("--forward")
+            .arg(format!("{port}:8080"))
+            .arg(&a)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(240);
+    assert_eq!(
+        get(port, "/?name=ci", deadline),
+        "Hello, ci! This is StratOS on Node.js.\n"
+    );
+    assert_eq!(get(port, "/spawn", deadline), "spawn refused: EPERM\n");
+    assert_eq!(
+        get(port, "/?name=after", deadline),
+        "Hello, after! This is StratOS on Node.js.\n"
+    );
+    // The console shows it, and the runtime is still the first one (no restart).
+    let until = Instant::now() + Duration::from_secs(20);
+    let console = loop {
+        let c = std::fs::read_to_string(&log).unwrap();
+        if c.contains("node-fn: starting a process was refused: EPERM") || Instant::now() > until {
+            break c;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        console.contains("node-fn: starting a process was refused: EPERM"),
+        "{console}"
+    );
+    assert!(console.contains("stratos-phase runtime_ready"), "{console}");
+    assert!(!console.contains("stratos-init: restart"), "{console}");
+    assert!(console.contains("memory available"), "{console}");
+    drop(vm);
+}
+
+/// The benchmark's baseline: the same rootfs on Debian's generic kernel also boots and answers.
+#[test]
+fn node_fn_stock_boots_and_answers() {
+    require_tool("qemu-system-x86_64");
+    require_setup_file(".cache/debian-cloud-kernel/vmlinuz");
+    let cache = shared_cache();
+    let work = tempfile::tempdir().unwrap();
+    let img = work.path().join("img");
+    stratos(&cache)
+        .arg("build")
+        .arg(root().join("profiles/node-fn-stock.toml"))
+        .arg("--out")
+        .arg(&img)
+        .args(["--offline", "-q"])
+        .assert()
+        .success();
+    stratos(&cache)
+        .args([
+            "boot",
+            "--accel",
+            "tcg",
+            "--timeout",
+            "300",
+            "--invoke",
+            "/?name=stock",
+        ])
+        .arg(&img)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "Hello, stock! This is StratOS on Node.js.",
+        ));
+}
