@@ -1792,8 +1792,9 @@ fn attack_freeze_with_a_stale_unexpired_document() {
     // forged with the channel key as a stand-in for the operator's own old document).
     let mut doc = w.channel_doc("stable");
     doc.version += 1;
-    doc.timestamp = channel::now() - 8 * 86_400;
-    doc.expires = channel::now() + 21 * 86_400;
+    // Against the node's own clock: seconds pass between making the node and forging.
+    doc.timestamp = n.now - 8 * 86_400;
+    doc.expires = n.now + 21 * 86_400;
     w.forge("stable", &doc, &[&w.key(&w.root_key)]);
     assert_rejected(
         &n,
