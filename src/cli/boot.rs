@@ -114,7 +114,9 @@ pub fn run(a: Args) -> CliResult {
         echo: !a.quiet,
         interactive,
         stop_after_invoke: true,
-        linger: Duration::ZERO,
+        // What the function prints while answering reaches the serial console after the
+        // answer reaches us (the UART drains behind the network): read it before stopping.
+        linger: Duration::from_millis(500),
         cmdline: None,
         until_line: None,
         restore,
