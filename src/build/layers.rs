@@ -59,6 +59,14 @@ pub const LAYERS: &[Layer] = &[
         apply: packages_layer,
     },
     Layer {
+        name: "Python packages",
+        apply: python_packages_layer,
+    },
+    Layer {
+        name: "npm packages",
+        apply: npm_packages_layer,
+    },
+    Layer {
         name: "overlays",
         apply: overlays_layer,
     },
@@ -146,6 +154,28 @@ fn packages_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
     };
     let installed =
         crate::packages::install_locked(&mut st.tree, cx.profile, pkgs, cx.offline, cx.progress)?;
+    st.components.extend(installed);
+    Ok(())
+}
+
+/// `[packages.python]`: the pinned wheels, one component each.
+fn python_packages_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
+    let Some(pkgs) = &cx.profile.packages else {
+        return Ok(());
+    };
+    let installed =
+        crate::packages::install_python(&mut st.tree, cx.profile, pkgs, cx.offline, cx.progress)?;
+    st.components.extend(installed);
+    Ok(())
+}
+
+/// `[packages.npm]`: the lock's packages, one component each.
+fn npm_packages_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
+    let Some(pkgs) = &cx.profile.packages else {
+        return Ok(());
+    };
+    let installed =
+        crate::packages::install_npm(&mut st.tree, cx.profile, pkgs, cx.offline, cx.progress)?;
     st.components.extend(installed);
     Ok(())
 }

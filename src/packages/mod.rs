@@ -4,8 +4,12 @@ pub mod bytecode;
 pub mod deb;
 pub mod elf;
 pub mod lock;
+pub mod npm;
+pub mod pypi;
+pub mod registry;
 pub mod resolve;
 pub mod trim;
+pub mod zip;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -51,15 +55,25 @@ pub enum PackageError {
     Deb(#[from] deb::DebError),
     #[error("the package cache {cache}: {why}; fix its permissions, or point $STRATOS_CACHE at a writable directory")]
     Cache { cache: PathBuf, why: String },
+    #[error(transparent)]
+    Pypi(#[from] pypi::PypiError),
+    #[error(transparent)]
+    Npm(#[from] npm::NpmError),
+    #[error(transparent)]
+    Zip(#[from] zip::ZipError),
+    #[error("{what}: {why}")]
+    Native { what: String, why: String },
 }
 
 impl PackageError {
     /// A failure of the machine (apt, the package cache, the file system), not of the input.
     pub fn is_environment(&self) -> bool {
-        matches!(
-            self,
-            Self::Download { .. } | Self::Cache { .. } | Self::Io { .. }
-        )
+        match self {
+            Self::Download { .. } | Self::Cache { .. } | Self::Io { .. } => true,
+            Self::Pypi(e) => e.is_environment(),
+            Self::Npm(e) => e.is_environment(),
+            _ => false,
+        }
     }
 }
 
@@ -339,6 +353,197 @@ pub fn install_locked(
             .filter(|q| q.required_by.contains(&c.name))
             .map(LockedPackage::purl)
             .collect();
+    }
+    Ok(comps)
+}
+
+/// The image's Python (major, minor), from its interpreter's name (`/usr/bin/python3.11`).
+fn python_version(interpreter: &ImagePath) -> Option<(u32, u32)> {
+    let name = interpreter.file_name()?.strip_prefix("python")?;
+    let (a, b) = name.split_once('.')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// The glibc (major, minor) the Debian lock puts in the image (`libc6 2.36-9+deb12u10`).
+fn glibc_version(pkgs: &Packages) -> Option<(u32, u32)> {
+    let lock = LockFile::load(&pkgs.lock).ok()?;
+    let libc = lock.packages.iter().find(|p| p.name == "libc6")?;
+    let upstream = libc.version.split(':').next_back()?.split('-').next()?;
+    let mut it = upstream.split('.');
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// `[packages.python]`: each pinned wheel installed into the image's `dist-packages`, its
+/// compiled modules checked against the image's libraries; one component per wheel.
+pub fn install_python(
+    tree: &mut Tree,
+    profile: &Profile,
+    pkgs: &Packages,
+    offline: bool,
+    progress: &Progress,
+) -> Result<Vec<ComponentSpec>, PackageError> {
+    let Some(deps) = &pkgs.python else {
+        return Ok(Vec::new());
+    };
+    let input = |why: String| {
+        PackageError::Pypi(pypi::PypiError::File {
+            file: deps.requirements.clone(),
+            why,
+        })
+    };
+    let py = profile.python.as_ref().ok_or_else(|| {
+        input("[packages.python] installs into the image's Python: add [runtime.python] (its interpreter, e.g. /usr/bin/python3.11)".into())
+    })?;
+    let python = python_version(&py.interpreter).ok_or_else(|| {
+        input(format!(
+            "the interpreter {} does not name its version (python3.X); set [runtime.python] interpreter",
+            py.interpreter
+        ))
+    })?;
+    let platform = pypi::Platform {
+        python,
+        glibc: glibc_version(pkgs),
+    };
+    let text = crate::fsio::read_file(
+        &deps.requirements,
+        crate::fsio::caps::LOCK,
+        "a requirements file",
+    )
+    .map_err(|e| input(e.to_string()))?;
+    let text = String::from_utf8(text).map_err(|_| input("not UTF-8".into()))?;
+    let reqs = pypi::parse_requirements(&text, &deps.requirements)?;
+    let scheme = pypi::Scheme::debian_local(python, py.interpreter.as_str());
+    let limits = profile.image.limits;
+    let mut comps = Vec::new();
+    for r in &reqs {
+        let wheel = pypi::fetch(
+            r,
+            &platform,
+            &deps.requirements,
+            &deps.index,
+            offline,
+            limits.package,
+        )?;
+        let purl = pypi::purl(r);
+        let origin = Origin::new(&purl);
+        let budget = crate::rootfs::Budget {
+            limits,
+            image_used: tree.content_bytes(),
+        };
+        let inst = pypi::install(r, &wheel, &scheme, tree, &origin, budget)?;
+        // A compiled module loads the image's libraries: each must be there.
+        for so in &inst.native {
+            elf::closure(tree, std::slice::from_ref(so)).map_err(|e| PackageError::Native {
+                what: format!("wheel {}", wheel.file_name),
+                why: e.to_string(),
+            })?;
+        }
+        progress.info(format!(
+            "installed wheel {} ({} files, {} KiB{})",
+            wheel.file_name,
+            inst.files,
+            inst.bytes / 1024,
+            if inst.native.is_empty() {
+                String::new()
+            } else {
+                format!(", {} compiled modules", inst.native.len())
+            }
+        ));
+        comps.push(pypi::component(r, &wheel, &inst, &purl));
+    }
+    Ok(comps)
+}
+
+/// `[packages.npm]`: the lock's packages unpacked under `into/node_modules`, no scripts run;
+/// one component per installed package.
+pub fn install_npm(
+    tree: &mut Tree,
+    profile: &Profile,
+    pkgs: &Packages,
+    offline: bool,
+    progress: &Progress,
+) -> Result<Vec<ComponentSpec>, PackageError> {
+    let Some(deps) = &pkgs.npm else {
+        return Ok(Vec::new());
+    };
+    let text = crate::fsio::read_file(&deps.lock, crate::fsio::caps::LOCK, "a package-lock.json")
+        .map_err(|e| {
+        PackageError::Npm(npm::NpmError::Lock {
+            file: deps.lock.clone(),
+            why: e.to_string(),
+        })
+    })?;
+    let plan = npm::plan(&text, &deps.lock)?;
+    for (key, why) in &plan.skipped {
+        progress.info(format!("npm: not installing {key} ({why})"));
+    }
+    let limits = profile.image.limits;
+    let mut comps = Vec::new();
+    let mut installed: Vec<(npm::LockedPackage, ImagePath)> = Vec::new();
+    for p in &plan.packages {
+        let tgz = npm::fetch(p, offline, limits.package)?;
+        let mut dir = deps.into.clone();
+        for part in p.key.split('/') {
+            dir = dir.join(part).map_err(|e| {
+                PackageError::Npm(npm::NpmError::Entry {
+                    file: deps.lock.clone(),
+                    key: p.key.clone(),
+                    why: e.to_string(),
+                })
+            })?;
+        }
+        let purl = npm::purl(&p.name, &p.version);
+        let origin = Origin::new(format!("{purl}#{}", p.key));
+        let budget = crate::rootfs::Budget {
+            limits,
+            image_used: tree.content_bytes(),
+        };
+        let inst = npm::unpack(p, &tgz, &dir, tree, &origin, budget)?;
+        if !inst.native.is_empty() {
+            if !deps.allow_native.contains(&p.name) {
+                return Err(PackageError::Native {
+                    what: format!("npm package {} {}", p.name, p.version),
+                    why: format!(
+                        "it is a native addon ({}), which npm would compile or download at install time; StratOS runs no install step. If its prebuilt binaries are for Linux x64, allow it: [packages.npm] allow-native = [\"{}\"]",
+                        inst.native
+                            .iter()
+                            .map(|n| n.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        p.name
+                    ),
+                });
+            }
+            for so in inst.native.iter().filter(|n| {
+                matches!(tree.get(n).map(|e| &e.kind), Some(Kind::File(d)) if d.starts_with(b"\x7fELF"))
+            }) {
+                elf::closure(tree, std::slice::from_ref(so)).map_err(|e| PackageError::Native {
+                    what: format!("npm package {} {}", p.name, p.version),
+                    why: e.to_string(),
+                })?;
+            }
+        }
+        if p.has_install_script {
+            progress.info(format!(
+                "npm: {} {} declares an install script; not run (StratOS never runs package code at build time)",
+                p.name, p.version
+            ));
+        }
+        progress.info(format!(
+            "installed npm package {} {} at {} ({} files, {} KiB)",
+            p.name,
+            p.version,
+            dir,
+            inst.files,
+            inst.bytes / 1024
+        ));
+        comps.push(npm::component(p, &inst, sha256_hex(&tgz)));
+        installed.push((p.clone(), dir));
+    }
+    // Command links once every package is in place.
+    for (p, dir) in &installed {
+        let origin = Origin::new(format!("{}#{}", npm::purl(&p.name, &p.version), p.key));
+        npm::link_bins(p, dir, tree, &origin)?;
     }
     Ok(comps)
 }

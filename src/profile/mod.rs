@@ -322,6 +322,25 @@ pub struct Packages {
     pub default_excludes: bool,
     /// Where packages may come from (`origins`, `[packages.pin]`), for `stratos lock`.
     pub policy: crate::packages::resolve::Policy,
+    /// `[packages.python]`: wheels from a hashed requirements file.
+    pub python: Option<PythonDeps>,
+    /// `[packages.npm]`: packages from a package-lock.json.
+    pub npm: Option<NpmDeps>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PythonDeps {
+    pub requirements: PathBuf,
+    /// The simple API (PEP 691) wheels are fetched from.
+    pub index: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NpmDeps {
+    pub lock: PathBuf,
+    /// The directory whose `node_modules` the lock describes.
+    pub into: ImagePath,
+    pub allow_native: Vec<String>,
 }
 
 /// Where the kernel comes from.

@@ -269,6 +269,34 @@ pub struct RawPackages {
     /// Per package: the origin and versions it may come from.
     #[serde(default)]
     pub pin: BTreeMap<String, Spanned<RawPin>>,
+    /// `[packages.python]`: wheels pinned by a hashed requirements file.
+    #[serde(default)]
+    pub python: Option<RawPythonDeps>,
+    /// `[packages.npm]`: packages pinned by a package-lock.json.
+    #[serde(default)]
+    pub npm: Option<RawNpmDeps>,
+}
+
+/// `[packages.python] requirements = "requirements.txt"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawPythonDeps {
+    pub requirements: Spanned<String>,
+    /// The simple API the wheels are fetched from (default PyPI's).
+    #[serde(default)]
+    pub index: Option<Spanned<String>>,
+}
+
+/// `[packages.npm] lock = "package-lock.json", into = "/srv/fn"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawNpmDeps {
+    pub lock: Spanned<String>,
+    /// The in-image directory whose `node_modules` the lock describes.
+    pub into: Spanned<String>,
+    /// Packages allowed to carry a native addon (prebuilt; nothing is compiled).
+    #[serde(default)]
+    pub allow_native: Vec<Spanned<String>>,
 }
 
 /// `[packages.pin] NAME = { origin = "Debian", version = "18.*" }`.

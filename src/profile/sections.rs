@@ -491,6 +491,43 @@ pub(super) fn validate_packages(
         keep,
         default_excludes: p.default_excludes.unwrap_or(true),
         policy: package_policy(cx, &p)?,
+        python: p
+            .python
+            .as_ref()
+            .map(|py| -> Result<PythonDeps, ProfileError> {
+                let index = match &py.index {
+                    Some(i) if i.get_ref().starts_with("https://") => i.get_ref().clone(),
+                    Some(i) => {
+                        return Err(cx.at(
+                            i.span(),
+                            "packages.python.index",
+                            "the index is an https:// URL of a simple API (PEP 691), e.g. \"https://pypi.org/simple/\"",
+                        ))
+                    }
+                    None => crate::packages::pypi::DEFAULT_INDEX.to_owned(),
+                };
+                Ok(PythonDeps {
+                    requirements: existing_file(
+                        cx,
+                        dir,
+                        &py.requirements,
+                        "packages.python.requirements",
+                    )?,
+                    index,
+                })
+            })
+            .transpose()?,
+        npm: p
+            .npm
+            .as_ref()
+            .map(|n| -> Result<NpmDeps, ProfileError> {
+                Ok(NpmDeps {
+                    lock: existing_file(cx, dir, &n.lock, "packages.npm.lock")?,
+                    into: image_path(cx, &n.into, "packages.npm.into")?,
+                    allow_native: n.allow_native.iter().map(|a| a.get_ref().clone()).collect(),
+                })
+            })
+            .transpose()?,
     })
 }
 

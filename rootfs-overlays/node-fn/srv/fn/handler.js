@@ -1,5 +1,6 @@
-// The node-fn function: an HTTP server on node:http only, answering every GET with a greeting,
-// like python-fn's.
+// The node-fn function: an HTTP server on node:http, answering every GET with a greeting, like
+// python-fn's. The name is HTML-escaped by escape-html, an npm dependency (package.json,
+// package-lock.json next to this file) that `stratos build` installs into node_modules.
 //
 // Readiness: once listening it writes READY=1 to the descriptor named by $STRATOS_NOTIFY_FD,
 // the stratos-init notify protocol, so runtime_ready marks the moment the function can answer.
@@ -9,6 +10,7 @@
 'use strict';
 const http = require('node:http');
 const fs = require('node:fs');
+const escapeHtml = require('escape-html');
 
 function greeting(url) {
   const q = url.indexOf('?');
@@ -19,7 +21,7 @@ function greeting(url) {
       if (key === 'name' && value) name = decodeURIComponent(value);
     }
   }
-  return `Hello, ${name}! This is StratOS on Node.js.\n`;
+  return `Hello, ${escapeHtml(name)}! This is StratOS on Node.js.\n`;
 }
 
 function spawn() {
