@@ -1,7 +1,8 @@
 //! The Node.js node: profiles/node-fn.toml builds offline from its lock (ci/setup fetched the
 //! pinned .debs), bit-identical twice, boots in a 128 MiB VM and answers; its SBOM names
 //! nodejs, libnode108 and libicu72 with versions and licences; the seccomp baseline refuses
-//! starting a process (child_process) and the function keeps serving.
+//! starting a process (child_process) and the function keeps serving; its npm dependency
+//! (escape-html, from package-lock.json) is installed, in the SBOM, and used.
 
 mod common;
 
@@ -77,6 +78,26 @@ fn node_fn_builds_offline_reproducibly_boots_at_128_mib_and_refuses_processes() 
             "{c}"
         );
     }
+    // The npm dependency, from package-lock.json: its own component, its files claimed.
+    let esc = comps
+        .iter()
+        .find(|c| c["purl"] == "pkg:npm/escape-html@1.0.3")
+        .expect("escape-html in the SBOM");
+    assert_eq!(esc["licenses"][0]["expression"], "MIT");
+    assert!(
+        esc["evidence"]["occurrences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["location"] == "/srv/fn/node_modules/escape-html/index.js"),
+        "{esc}"
+    );
+    stratos(&cache)
+        .args(["inspect", "--orphans"])
+        .arg(&a)
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("no orphans"));
     // Debian's build, not a newer one from another apt source: the lock says where from.
     let lock = std::fs::read_to_string(root().join("profiles/node-fn.lock")).unwrap();
     assert!(lock.contains("version = \"18.20.4"), "{lock}");
@@ -135,9 +156,10 @@ fn node_fn_builds_offline_reproducibly_boots_at_128_mib_and_refuses_processes() 
         "Hello, ci! This is StratOS on Node.js.\n"
     );
     assert_eq!(get(port, "/spawn", deadline), "spawn refused: EPERM\n");
+    // The name goes through escape-html, the npm dependency the build put in node_modules.
     assert_eq!(
-        get(port, "/?name=after", deadline),
-        "Hello, after! This is StratOS on Node.js.\n"
+        get(port, "/?name=%3Cafter%3E", deadline),
+        "Hello, &lt;after&gt;! This is StratOS on Node.js.\n"
     );
     // The console shows it, and the runtime is still the first one (no restart).
     let until = Instant::now() + Duration::from_secs(20);

@@ -258,10 +258,8 @@ pub fn cache_dir() -> PathBuf {
     crate::cache::root().join("npm/sha512")
 }
 
-/// Where `ci/setup` puts the pinned tarballs (by the file name of their URL).
-pub const SYSTEM_NPM_DIR: &str = "/var/cache/stratos/npm";
-
-/// The tarball of `p`, from the cache, [`SYSTEM_NPM_DIR`] or (unless `offline`) its URL;
+/// The tarball of `p`, from the cache, the prefetch directory (`npm/`, by the file name of its
+/// URL; [`super::registry::prefetch_dir`]) or (unless `offline`) its URL;
 /// always checked against the lock's integrity.
 pub fn fetch(p: &LockedPackage, offline: bool, max_bytes: u64) -> Result<Vec<u8>, NpmError> {
     let hex = hex::encode(&p.sha512);
@@ -288,7 +286,7 @@ pub fn fetch(p: &LockedPackage, offline: bool, max_bytes: u64) -> Result<Vec<u8>
     let base = p.resolved.rsplit('/').next().unwrap_or_default();
     let mut local = None;
     if !base.is_empty() && !base.starts_with('.') {
-        let path = Path::new(SYSTEM_NPM_DIR).join(base);
+        let path = super::registry::prefetch_dir().join("npm").join(base);
         if let Ok(b) = crate::fsio::read_regular(
             &path,
             max_bytes,

@@ -334,9 +334,6 @@ pub fn cache_dir() -> PathBuf {
     crate::cache::root().join("wheels/sha256")
 }
 
-/// Where `ci/setup` puts the pinned wheels (looked in before downloading).
-pub const SYSTEM_WHEEL_DIR: &str = "/var/cache/stratos/wheels";
-
 /// The default index (its simple API, PEP 691 JSON).
 pub const DEFAULT_INDEX: &str = "https://pypi.org/simple/";
 
@@ -348,7 +345,7 @@ pub struct Fetched {
 }
 
 /// Finds the requirement's best-fitting wheel among the files its hashes pin: in the cache,
-/// in [`SYSTEM_WHEEL_DIR`], or (unless `offline`) on the index. Every byte is checked against
+/// in the prefetch directory (`wheels/`; [`super::registry::prefetch_dir`]), or (unless `offline`) on the index. Every byte is checked against
 /// the pinned hashes.
 pub fn fetch(
     r: &Requirement,
@@ -384,7 +381,7 @@ pub fn fetch(
     // Files of this name and version whose content the requirement does not pin.
     let mut unpinned: Vec<String> = Vec::new();
     let prefix = format!("{}-{}-", r.normalized().replace('-', "_"), r.version);
-    for p in super::registry::candidates(Path::new(SYSTEM_WHEEL_DIR), &prefix) {
+    for p in super::registry::candidates(&super::registry::prefetch_dir().join("wheels"), &prefix) {
         let name = p
             .file_name()
             .and_then(|n| n.to_str())

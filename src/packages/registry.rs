@@ -5,6 +5,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Where a networked setup step (`ci/fetch-pinned`) leaves pinned wheels and npm tarballs
+/// (`wheels/`, `npm/`) for offline builds: `$STRATOS_PREFETCH_DIR`, else `/var/cache/stratos`.
+/// Only a place to look: every file found there is checked against the pins.
+pub fn prefetch_dir() -> PathBuf {
+    std::env::var_os("STRATOS_PREFETCH_DIR")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| PathBuf::from("/var/cache/stratos"), PathBuf::from)
+}
+
 /// Fetches `url` over HTTPS with curl into memory, refusing more than `max_bytes`.
 pub fn download(url: &str, max_bytes: u64, accept: Option<&str>) -> Result<Vec<u8>, String> {
     if !url.starts_with("https://") {
