@@ -68,6 +68,7 @@ impl World {
             .assert()
     }
 
+    /// A node whose clock runs [`CLOCK_AHEAD`] seconds ahead of the repository's.
     fn node(&self, name: &str) -> Node {
         let state = self.path(&format!("nodes/{name}"));
         bootstrap(&state, &self.repo.join("root.json")).unwrap();
@@ -76,7 +77,7 @@ impl World {
             channel: "stable".parse().unwrap(),
             node_id: name.into(),
             state,
-            now: channel::now(),
+            now: channel::now() + CLOCK_AHEAD,
             max_artifact_bytes: 1 << 30,
             max_age: channel::DEFAULT_MAX_AGE,
         }
@@ -110,6 +111,12 @@ impl World {
         );
     }
 }
+
+/// Test nodes read their clock once, when made, and tests then publish: a rollout published a
+/// second later would not have started yet for a node whose clock reads exactly "now" (the
+/// tests raced on this). Their clocks run this far ahead instead, as fleet clocks are never
+/// exact; ages stay whole days (fmt_age shows minutes only under a day).
+const CLOCK_AHEAD: u64 = 120;
 
 /// A repository with `stable` at 100% carrying image A, and two signed images.
 fn world_with(init_extra: &[&str]) -> World {
@@ -1034,7 +1041,7 @@ fn end_to_end_over_http_canary_promote_rollback_with_a_thousand_nodes() {
             channel: channel.parse().unwrap(),
             node_id: format!("node-{id:04}"),
             state,
-            now: channel::now(),
+            now: channel::now() + CLOCK_AHEAD,
             max_artifact_bytes: 1 << 30,
             max_age: channel::DEFAULT_MAX_AGE,
         }
@@ -1766,7 +1773,7 @@ fn channel_expiry_is_bounded() {
     let n = w.node("n");
     let mut doc = w.channel_doc("stable");
     doc.version += 1;
-    doc.expires = channel::now() + 100 * 365 * 86_400;
+    doc.expires = n.now + 100 * 365 * 86_400;
     w.forge("stable", &doc, &[&w.key(&w.root_key)]);
     assert_rejected(
         &n,

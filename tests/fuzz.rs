@@ -238,3 +238,82 @@ fn packages_indexes_kernel_configs_and_consoles() {
             stratos::boot::console::seccomp_log(&t.lines().map(str::to_owned).collect::<Vec<_>>());
     });
 }
+
+#[test]
+fn requirements_wheels_npm_locks_and_tarballs() {
+    use stratos::packages::{npm, pypi};
+    use stratos::rootfs::{Budget, ExpandLimits, ImagePath, Origin, Tree};
+    let req = std::fs::read(root().join("profiles/python-api.requirements.txt")).unwrap();
+    fuzz("requirements", &[req], |b| {
+        let _ = pypi::parse_requirements(&text(b), Path::new("r.txt"));
+    });
+    let hostile = root().join("tests/hostile/deps");
+    let wheels: Vec<Vec<u8>> = [
+        "good/evil-1.0-py3-none-any.whl",
+        "record-hash-wrong/evil-1.0-py3-none-any.whl",
+    ]
+    .iter()
+    .map(|f| std::fs::read(hostile.join(f)).unwrap())
+    .collect();
+    let r = pypi::Requirement {
+        name: "evil".into(),
+        version: "1.0".into(),
+        hashes: Default::default(),
+        line: 1,
+    };
+    let scheme = pypi::Scheme::debian_local((3, 11), "/usr/bin/python3.11");
+    let budget = Budget {
+        limits: ExpandLimits {
+            file: 1 << 20,
+            package: 4 << 20,
+            image: 8 << 20,
+        },
+        image_used: 0,
+    };
+    fuzz("wheel", &wheels, |b| {
+        let w = pypi::Fetched {
+            file_name: "evil-1.0-py3-none-any.whl".into(),
+            sha256: String::new(),
+            bytes: b.to_vec(),
+        };
+        let mut tree = Tree::new();
+        let _ = pypi::install(&r, &w, &scheme, &mut tree, &Origin::new("w"), budget);
+        // Whatever was installed stayed inside the install scheme.
+        for (p, _) in tree.iter() {
+            assert!(
+                p.is_root() || p.as_str().starts_with("/usr"),
+                "{p} outside the scheme"
+            );
+        }
+    });
+    let lock =
+        std::fs::read(root().join("rootfs-overlays/node-fn/srv/fn/package-lock.json")).unwrap();
+    fuzz("npm lock", &[lock], |b| {
+        let _ = npm::plan(b, Path::new("package-lock.json"));
+    });
+    let tarballs: Vec<Vec<u8>> = ["good.tgz", "escape.tgz"]
+        .iter()
+        .map(|f| std::fs::read(hostile.join(f)).unwrap())
+        .collect();
+    let dir = ImagePath::parse("/srv/fn/node_modules/evil").unwrap();
+    let p = npm::LockedPackage {
+        key: "node_modules/evil".into(),
+        name: "evil".into(),
+        version: "1.0.0".into(),
+        resolved: "https://registry.npmjs.org/evil/-/evil-1.0.0.tgz".into(),
+        sha512: vec![0; 64],
+        license: None,
+        has_install_script: false,
+        bin: Default::default(),
+    };
+    fuzz("npm tarball", &tarballs, |b| {
+        let mut tree = Tree::new();
+        let _ = npm::unpack(&p, b, &dir, &mut tree, &Origin::new("n"), budget);
+        for (q, _) in tree.iter() {
+            assert!(
+                dir.starts_with(q) || q.starts_with(&dir),
+                "{q} outside the package"
+            );
+        }
+    });
+}

@@ -222,8 +222,23 @@ pub fn validate_sbom(sbom: &serde_json::Value) -> Result<(), String> {
     }
 }
 
-/// Processes whose command line mentions `needle` (to prove no QEMU outlived a test).
+/// QEMU processes whose command line mentions `needle` and whose `stratos` is gone (to prove no
+/// QEMU outlived the command that started it). A QEMU whose parent is a running `stratos` belongs
+/// to a command still at work — another test of the same binary using the same image.
 pub fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let parent_is_stratos = |pid: u32| -> bool {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        ppid.and_then(|pp| std::fs::read(format!("/proc/{pp}/cmdline")).ok())
+            .and_then(|c| c.split(|b| *b == 0).next().map(|a| a.to_vec()))
+            .is_some_and(|argv0| argv0.ends_with(b"/stratos") || argv0 == b"stratos")
+    };
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
@@ -234,7 +249,7 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
         }
         if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) && cmd.contains("qemu-system") {
+            if cmd.contains(needle) && cmd.contains("qemu-system") && !parent_is_stratos(pid) {
                 out.push(pid);
             }
         }
