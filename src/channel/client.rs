@@ -92,10 +92,29 @@ impl Failure {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The image in service (`current.json`), or the one before it (`previous.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Current {
     pub version: String,
     pub manifest_sha256: String,
+    /// The image's name.
+    #[serde(default)]
+    pub image: String,
+    /// Its directory, relative to the state directory (`images/<manifest sha256>`).
+    #[serde(default)]
+    pub dir: String,
+    /// The channel and channel version it came from.
+    #[serde(default)]
+    pub channel: Option<ChannelName>,
+    #[serde(default)]
+    pub channel_version: u64,
+    /// The image this one replaced when it went into service: `previous.json` is written from
+    /// it, and a switch interrupted between the two files is finished from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<Box<Current>>,
+    /// The switch that put it in service: `apply` or `rollback`.
+    #[serde(default)]
+    pub by: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,7 +128,7 @@ pub struct Staged {
 
 /// A state file: regular (never a link, FIFO or device), at most [`caps::METADATA`] bytes;
 /// `None` if absent.
-fn read_opt(p: &Path) -> Result<Option<Vec<u8>>, ChannelError> {
+pub(super) fn read_opt(p: &Path) -> Result<Option<Vec<u8>>, ChannelError> {
     match fsio::read_regular(p, caps::METADATA, "a node state file", Links::Refuse) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.is_not_found() => Ok(None),
@@ -117,7 +136,7 @@ fn read_opt(p: &Path) -> Result<Option<Vec<u8>>, ChannelError> {
     }
 }
 
-fn write(p: &Path, bytes: &[u8]) -> Result<(), ChannelError> {
+pub(super) fn write(p: &Path, bytes: &[u8]) -> Result<(), ChannelError> {
     if let Some(d) = p.parent() {
         std::fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
     }
@@ -137,7 +156,7 @@ fn write_new(p: &Path, bytes: &[u8]) -> Result<(), ChannelError> {
 }
 
 /// Flushes a directory's entries (after a rename into it).
-fn sync_dir(d: &Path) -> Result<(), ChannelError> {
+pub(super) fn sync_dir(d: &Path) -> Result<(), ChannelError> {
     std::fs::File::open(d)
         .and_then(|f| f.sync_all())
         .map_err(io(format!("syncing {}", d.display())))
@@ -152,14 +171,14 @@ fn no_trusted_root(state: &Path) -> ChannelError {
 
 /// An exclusive lock on the state directory (`flock` on the directory itself, so no lock file
 /// changes the state), held while a run reads and writes it. Released on drop.
-struct StateLock {
+pub struct StateLock {
     _dir: std::fs::File,
 }
 
 /// How long a run waits for another one holding the state lock before giving up.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-fn lock_state(state: &Path) -> Result<StateLock, ChannelError> {
+pub(super) fn lock_state(state: &Path) -> Result<StateLock, ChannelError> {
     use rustix::fs::{flock, FlockOperation};
     let dir = match std::fs::File::open(state) {
         Ok(d) => d,
@@ -197,7 +216,7 @@ fn is_ours(name: &str, prefix: &str) -> bool {
 /// files where the node writes metadata (partial writes). Only those names, only real
 /// directories and files: a symlink is neither followed nor removed, anything else stays.
 /// Returns a note per removal.
-fn clean_leftovers(state: &Path) -> Result<Vec<String>, ChannelError> {
+pub(super) fn clean_leftovers(state: &Path) -> Result<Vec<String>, ChannelError> {
     let mut notes = Vec::new();
     let places = [
         (state.to_owned(), true),
@@ -615,20 +634,36 @@ impl Node {
     fn decide(&self, c: &Channel) -> Result<Decision, ChannelError> {
         let current: Option<Current> = self.read_state("current.json")?;
         let staged: Option<Staged> = self.read_state("staged.json")?;
-        Ok(decide(
+        let rejected: super::lifecycle::RejectedList =
+            self.read_state("rejected.json")?.unwrap_or_default();
+        let mut d = decide(
             c,
             &self.node_id,
             self.now,
             current.as_ref(),
             staged.as_ref(),
-        ))
+        );
+        // An image this node refused is never staged again, whatever the channel says.
+        if let Some(r) = rejected.find(&c.image.manifest_sha256) {
+            d.selected = false;
+            d.reason = format!(
+                "rejected on this node at {}: {} ({} {}); `stratos update clear-rejected --state {} --digest {}` lets it be tried again",
+                super::fmt_time(r.at),
+                r.reason,
+                r.image,
+                r.version,
+                self.state.display(),
+                r.manifest_sha256
+            );
+        }
+        Ok(d)
     }
 
-    /// Locks the state and removes what an interrupted run left in it.
+    /// Locks the state, removes what an interrupted run left in it and finishes an
+    /// interrupted switch (see [`super::lifecycle::open`]).
     fn begin(&self) -> Result<(StateLock, Vec<String>), ChannelError> {
-        let lock = lock_state(&self.state)?;
-        let notes = clean_leftovers(&self.state)?;
-        Ok((lock, notes))
+        let o = super::lifecycle::open(&self.state)?;
+        Ok((o.lock, o.notes))
     }
 
     /// Verifies metadata and decides; stores the newly trusted metadata. Downloads nothing but
@@ -708,6 +743,7 @@ impl Node {
         if dest.exists() {
             std::fs::remove_dir_all(&dest).map_err(io(format!("replacing {}", dest.display())))?;
         }
+        super::lifecycle::failpoint("fetch:downloaded");
         let kept = tmp.keep();
         std::fs::rename(&kept, &dest)
             .map_err(io(format!("moving the image to {}", dest.display())))?;
@@ -718,29 +754,12 @@ impl Node {
             image: img.clone(),
             dir: rel.clone(),
         };
-        let before: Option<Staged> = self.read_state("staged.json")?;
+        super::lifecycle::failpoint("fetch:image-moved");
         write(&self.state.join("staged.json"), &to_bytes(&staged))?;
-        // The image staged before this one will not boot now: drop it (never the running one).
-        let current: Option<Current> = self.read_state("current.json")?;
-        if let Some(old) = before {
-            let running = current.is_some_and(|c| c.manifest_sha256 == old.image.manifest_sha256);
-            if old.dir != rel
-                && !running
-                && super::is_sha256_hex(old.dir.trim_start_matches("images/"))
-            {
-                let old_dir = self.state.join(&old.dir);
-                // The new image is staged and named in staged.json: failing to free the old
-                // one's space is worth saying, not undoing the update for.
-                if let Err(e) = std::fs::remove_dir_all(&old_dir) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        notes.push(format!(
-                            "could not remove the image staged before, {}: {e}; remove it by hand",
-                            old_dir.display()
-                        ));
-                    }
-                }
-            }
-        }
+        super::lifecycle::failpoint("fetch:staged-written");
+        // The image staged before this one will not boot now: it goes (never the current or
+        // the previous one).
+        super::lifecycle::tidy(&self.state, notes);
         Ok(rel)
     }
 }
@@ -772,6 +791,19 @@ mod tests {
             min_version: None,
             halted,
             previous: None,
+        }
+    }
+
+    fn current(version: &str, digest: &str) -> Current {
+        Current {
+            version: version.into(),
+            manifest_sha256: digest.repeat(64),
+            image: "hello".into(),
+            dir: format!("images/{}", digest.repeat(64)),
+            channel: None,
+            channel_version: 0,
+            replaces: None,
+            by: String::new(),
         }
     }
 
@@ -885,10 +917,7 @@ mod tests {
             d.reason
         );
         // Running the image: up to date, whatever the rollout says.
-        let cur = Current {
-            version: "1.4.0".into(),
-            manifest_sha256: "a".repeat(64),
-        };
+        let cur = current("1.4.0", "a");
         assert!(decide(&c, "x", start, Some(&cur), None)
             .reason
             .starts_with("up to date"));
@@ -908,14 +937,8 @@ mod tests {
             .map(|i| format!("n{i}"))
             .find(|n| cohort(n, "stable", "1.4.0") >= 100)
             .unwrap();
-        let old = Current {
-            version: "1.2.9".into(),
-            manifest_sha256: "c".repeat(64),
-        };
-        let newer = Current {
-            version: "1.3.1".into(),
-            manifest_sha256: "c".repeat(64),
-        };
+        let old = current("1.2.9", "c");
+        let newer = current("1.3.1", "c");
         assert!(decide(&c, &late, c.rollout.started_at, Some(&old), None).selected);
         assert!(!decide(&c, &late, c.rollout.started_at, Some(&newer), None).selected);
         c.halted = true;

@@ -20,6 +20,7 @@
 pub mod client;
 pub mod gate;
 pub mod keys;
+pub mod lifecycle;
 mod name;
 pub mod repo;
 pub mod rollout;

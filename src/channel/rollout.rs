@@ -3,8 +3,6 @@
 //! change of the channel document ([`halt`], [`resume`], [`widen`]) and a [`Repo`] method that
 //! signs and writes the new version; a verb that fails writes nothing.
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 
 use super::repo::Repo;
@@ -145,10 +143,24 @@ pub fn widen(c: &mut Channel, how: Widen, now: u64) -> Result<(), ChannelError> 
 
 /// Reads a `stratos boot-test --json` result (`--gate FILE`) and checks it passed for `c`'s
 /// image; returns the gate's summary of what passed.
-fn pass_gate(path: &Path, c: &Channel) -> Result<String, ChannelError> {
-    let bytes = fsio::read_file(path, caps::REPORT, "a boot-test result")
-        .map_err(|e| ChannelError::input(format!("--gate: {e}")))?;
-    gate::check(&bytes, &path.display().to_string(), &c.image)
+/// What must hold before a rollout widens.
+#[derive(Debug, Clone)]
+pub enum Gate {
+    /// A `stratos boot-test --json` result for the channel's image, all objectives met.
+    BootTest(std::path::PathBuf),
+    /// Enough health reports from the nodes the rollout reached, few enough failures.
+    Reports(super::lifecycle::ReportGate),
+}
+
+fn pass_gate(g: &Gate, c: &Channel, now: u64) -> Result<String, ChannelError> {
+    match g {
+        Gate::BootTest(path) => {
+            let bytes = fsio::read_file(path, caps::REPORT, "a boot-test result")
+                .map_err(|e| ChannelError::input(format!("--gate: {e}")))?;
+            gate::check(&bytes, &path.display().to_string(), &c.image)
+        }
+        Gate::Reports(r) => super::lifecycle::check_reports(r, c, now),
+    }
 }
 
 /// A rollout widened by [`Repo::advance`].
@@ -194,22 +206,23 @@ impl Repo {
         self.update(name, keys, expires, resume)
     }
 
-    /// A new version of the channel with its rollout widened at `now`, only if the boot-test
-    /// result at `gate` is for the channel's image and met all its objectives. Checked in that
+    /// A new version of the channel with its rollout widened at `now`, only if `gate` holds (a
+    /// boot-test result for the channel's image that met all its objectives, or the canaries'
+    /// health reports). Checked in that
     /// order: not halted, the gate, then that the change widens the rollout.
     pub fn advance(
         &self,
         name: &ChannelName,
         keys: &[SecretKey],
         expires: u64,
-        gate: &Path,
+        gate: &Gate,
         how: Widen,
         now: u64,
     ) -> Result<Advanced, ChannelError> {
         let mut note = String::new();
         let channel = self.update(name, keys, expires, |c| {
             ensure_not_halted(c)?;
-            note = pass_gate(gate, c)?;
+            note = pass_gate(gate, c, now)?;
             widen(c, how, now)
         })?;
         Ok(Advanced {

@@ -13,11 +13,16 @@ use crate::sign::{verify::verify_image, PublicKey};
 /// --invoke got a 2xx answer), else 1 naming what happened.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  stratos boot out/hello --forward 8080:8080\n  stratos boot out/hello --invoke /cgi-bin/hello     # boot, call the function once, stop\n  stratos boot out/hello --verify --pubkey keys/release.pub\n  stratos boot out/hello --snapshot out/hello.snap --invoke /cgi-bin/hello   # restore, not boot\n\nGuest ports are forwarded to 127.0.0.1 only; the guest cannot open connections out.\nIn an interactive session, Ctrl-A X quits QEMU."
+    after_help = "Examples:\n  stratos boot out/hello --forward 8080:8080\n  stratos boot out/hello --invoke /cgi-bin/hello     # boot, call the function once, stop\n  stratos boot out/hello --verify --pubkey keys/release.pub\n  stratos boot out/hello --snapshot out/hello.snap --invoke /cgi-bin/hello   # restore, not boot\n  stratos boot --state /var/lib/stratos --forward 8080:8080   # whatever the node has in service\n\nGuest ports are forwarded to 127.0.0.1 only; the guest cannot open connections out.\nIn an interactive session, Ctrl-A X quits QEMU."
 )]
 pub struct Args {
     /// The image directory.
-    pub dir: PathBuf,
+    #[arg(required_unless_present = "state", conflicts_with = "state")]
+    pub dir: Option<PathBuf>,
+    /// Boot the image a node's update state puts in service (its current.json, from
+    /// `stratos update apply` or `update rollback`) instead of DIR: a launcher needs only this.
+    #[arg(long, value_name = "STATE")]
+    pub state: Option<PathBuf>,
     /// Forward 127.0.0.1:HOSTPORT to the guest's GUESTPORT (repeatable).
     #[arg(long, value_name = "HOSTPORT:GUESTPORT")]
     pub forward: Vec<Forward>,
@@ -52,11 +57,27 @@ pub struct Args {
     pub quiet: bool,
 }
 
-pub fn run(a: Args) -> CliResult {
+impl Args {
+    fn image_dir(&self) -> &std::path::Path {
+        self.dir.as_deref().expect("clap requires DIR or --state")
+    }
+}
+
+pub fn run(mut a: Args) -> CliResult {
+    if let Some(state) = &a.state {
+        let (cur, dir) =
+            crate::channel::lifecycle::current_image(state).map_err(super::channel_args::map)?;
+        eprintln!(
+            "stratos: {} is current in {}",
+            format_args!("{} {}", cur.image, cur.version),
+            state.display()
+        );
+        a.dir = Some(dir);
+    }
     if a.verify {
         verify_first(&a)?;
     }
-    let image = BootImage::open(&a.dir)?;
+    let image = BootImage::open(a.image_dir())?;
     let restore = a
         .snapshot
         .as_deref()
@@ -162,7 +183,7 @@ pub(super) fn open_snapshot(
 fn verify_first(a: &Args) -> CliResult {
     let key =
         PublicKey::load(a.pubkey.as_deref().expect("clap requires it")).map_err(CliError::input)?;
-    let v = verify_image(&a.dir, &key).map_err(|e| {
+    let v = verify_image(a.image_dir(), &key).map_err(|e| {
         CliError::check(anyhow::anyhow!(
             "refusing to boot: verification FAILED: {e}"
         ))

@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod kernel;
 pub mod keygen;
 pub mod lock;
+mod node_state;
 pub mod promote;
 pub mod publish;
 pub mod repo;

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use super::channel_args::*;
 use super::CliResult;
+use crate::channel::lifecycle::ReportGate;
+use crate::channel::rollout::Gate;
 use crate::channel::{self, rollout::Widen, ChannelName};
 
 /// Set a channel's rollout (`--waves FILE` or `--percent N`, starting now), or halt, resume or
@@ -11,7 +13,7 @@ use crate::channel::{self, rollout::Widen, ChannelName};
 #[derive(Debug, clap::Args)]
 #[command(
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  stratos rollout --repo releases/ --channel stable --waves waves.toml --sign-key keys/root.key\n  stratos rollout halt --repo releases/ --channel stable --sign-key keys/root.key\n  stratos rollout advance --repo releases/ --channel stable --gate boot.json --sign-key keys/root.key\n\nwaves.toml:\n  [[wave]]\n  start-after = \"0s\"\n  fleet-percent = 1\n  [[wave]]\n  start-after = \"6h\"\n  fleet-percent = 25\n  [[wave]]\n  start-after = \"1d\"\n  fleet-percent = 100"
+    after_help = "Examples:\n  stratos rollout --repo releases/ --channel stable --waves waves.toml --sign-key keys/root.key\n  stratos rollout halt --repo releases/ --channel stable --sign-key keys/root.key\n  stratos rollout advance --repo releases/ --channel stable --gate boot.json --sign-key keys/root.key\n  stratos rollout advance --repo releases/ --channel stable --gate-reports reports/ --node-keys node-keys/ \\\n      --min-reports 3 --max-failures 0% --sign-key keys/root.key\n\nwaves.toml:\n  [[wave]]\n  start-after = \"0s\"\n  fleet-percent = 1\n  [[wave]]\n  start-after = \"6h\"\n  fleet-percent = 25\n  [[wave]]\n  start-after = \"1d\"\n  fleet-percent = 100"
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -40,13 +42,38 @@ pub enum RolloutSub {
     /// Continue a halted rollout where its schedule now is.
     Resume(Target),
     /// Widen the rollout to its next wave now (or to --percent), only if the boot-test result
-    /// given with --gate is for this image and met all its objectives.
+    /// given with --gate is for this image and met all its objectives, or (--gate-reports)
+    /// enough canaries of the rollout reported this image healthy.
     Advance {
         #[command(flatten)]
         target: Target,
         /// A `stratos boot-test --json` result for the image the channel carries.
-        #[arg(long, value_name = "FILE")]
-        gate: PathBuf,
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "gate_reports",
+            conflicts_with = "gate_reports"
+        )]
+        gate: Option<PathBuf>,
+        /// A directory of health reports (`stratos update apply --report`): only reports signed
+        /// by a key in --node-keys, for this channel and this exact image, from nodes the
+        /// rollout reached count (a node's newest once).
+        #[arg(long, value_name = "DIR", requires = "node_keys")]
+        gate_reports: Option<PathBuf>,
+        /// A directory of the nodes' public keys (`*.pub`, from `stratos keygen`).
+        #[arg(long, value_name = "DIR")]
+        node_keys: Option<PathBuf>,
+        /// Reports needed before the rollout may widen.
+        #[arg(long, value_name = "N", default_value_t = 1, requires = "gate_reports")]
+        min_reports: usize,
+        /// Largest share of failed reports allowed, e.g. 0% (the default) or 5%.
+        #[arg(
+            long,
+            value_name = "PERCENT%",
+            default_value = "0%",
+            requires = "gate_reports"
+        )]
+        max_failures: String,
         /// Widen to this share of the fleet instead of the next wave.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
         percent: Option<u32>,
@@ -61,9 +88,23 @@ pub fn run(a: Args) -> CliResult {
         Some(RolloutSub::Advance {
             target,
             gate,
+            gate_reports,
+            node_keys,
+            min_reports,
+            max_failures,
             percent,
         }) => {
             let how = percent.map_or(Widen::NextWave, Widen::Percent);
+            let gate = match (gate, gate_reports) {
+                (Some(g), _) => Gate::BootTest(g),
+                (None, Some(dir)) => Gate::Reports(report_gate(
+                    dir,
+                    node_keys.as_deref(),
+                    min_reports,
+                    &max_failures,
+                )?),
+                (None, None) => unreachable!("clap requires --gate or --gate-reports"),
+            };
             change(target, Verb::Advance(gate, how))
         }
     }
@@ -96,7 +137,53 @@ fn set(a: Args) -> CliResult {
 enum Verb {
     Halt,
     Resume,
-    Advance(PathBuf, Widen),
+    Advance(Gate, Widen),
+}
+
+/// `--gate-reports DIR --node-keys DIR --min-reports N --max-failures P%`.
+fn report_gate(
+    dir: PathBuf,
+    keys_dir: Option<&std::path::Path>,
+    min_reports: usize,
+    max_failures: &str,
+) -> Result<ReportGate, super::CliError> {
+    let keys_dir = keys_dir.expect("clap requires --node-keys");
+    let max = max_failures
+        .strip_suffix('%')
+        .and_then(|p| p.trim().parse::<f64>().ok())
+        .filter(|p| (0.0..=100.0).contains(p))
+        .ok_or_else(|| {
+            input(format!(
+                "--max-failures {max_failures:?}: expected a percentage from 0% to 100%"
+            ))
+        })?;
+    if min_reports == 0 {
+        return Err(input("--min-reports must be at least 1".into()));
+    }
+    let mut node_keys = Vec::new();
+    let rd = std::fs::read_dir(keys_dir)
+        .map_err(|e| input(format!("--node-keys {}: {e}", keys_dir.display())))?;
+    let mut paths: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pub"))
+        .collect();
+    paths.sort();
+    for p in paths {
+        node_keys.push(crate::sign::PublicKey::load(&p).map_err(super::CliError::input)?);
+    }
+    if node_keys.is_empty() {
+        return Err(input(format!(
+            "--node-keys {}: no *.pub key in it",
+            keys_dir.display()
+        )));
+    }
+    Ok(ReportGate {
+        dir,
+        node_keys,
+        min_reports,
+        max_failures: max,
+    })
 }
 
 /// `halt`, `resume` or `advance`: a new version of the channel, then where the rollout is now.

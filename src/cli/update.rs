@@ -1,4 +1,5 @@
-//! `stratos update`: the node side, checking a channel or fetching and staging its image.
+//! `stratos update`: the node side: checking a channel, fetching and staging its image, and
+//! (in `node_state`) applying it behind a boot test, rolling back, the rejected list.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,7 +10,8 @@ use crate::channel::client::{bootstrap, Decision, Failure, Node};
 use crate::channel::transport::Source;
 use crate::channel::{self, ChannelName};
 
-/// The node side: check a channel for an update, or fetch, verify and stage it.
+/// The node side: check a channel for an update, fetch, verify and stage it, put it in service
+/// behind a boot test, or roll back.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -66,12 +68,95 @@ pub enum UpdateSub {
         after_help = "Example:\n  stratos update fetch --repo releases/ --channel stable --node-id node-17 --state /var/lib/stratos --json\n\nDownloads are assembled in STATE/.staging-XXXXXX and moved into place when complete; one\nleft by an interrupted fetch is removed at the next run (with a note on stderr)."
     )]
     Fetch(NodeArgs),
+    /// Boot-test the staged image on this node; if it passes, put it in service atomically
+    /// (current.json), keeping the image it replaces as previous.json; if it fails, reject it
+    /// (never staged or applied again until `update clear-rejected`) and leave current as it is.
+    #[command(
+        after_help = "Example:\n  stratos update apply --state /var/lib/stratos --slo first_response.p50=5s \\\n      --node-id $(cat /etc/machine-id) --report reports/$(cat /etc/machine-id).json --sign-key node.key\n\nExit 0 when the staged image went into service (or nothing was staged), 1 when its boot\ntest failed and it was rejected, 2 on bad input or a state file that cannot be read.\nEvery step is write-temp, fsync, rename; a run interrupted at any point is finished by the\nnext `stratos update` command."
+    )]
+    Apply(ApplyArgs),
+    /// Put the previous image back in service (the current one becomes previous), atomically.
+    #[command(after_help = "Example:\n  stratos update rollback --state /var/lib/stratos")]
+    Rollback(StateArgs),
+    /// Show the current, previous and staged images and the rejected ones.
+    #[command(after_help = "Example:\n  stratos update status --state /var/lib/stratos --json")]
+    Status(StateArgs),
+    /// Forget a rejection (or all, with --all), so the image may be staged and applied again.
+    #[command(
+        after_help = "Example:\n  stratos update clear-rejected --state /var/lib/stratos --digest 3f1c…"
+    )]
+    ClearRejected {
+        #[command(flatten)]
+        state: StateArgs,
+        /// The rejected image's manifest sha256 (from `update status`).
+        #[arg(long, value_name = "SHA256", required_unless_present = "all")]
+        digest: Option<String>,
+        /// Every rejection.
+        #[arg(long, conflicts_with = "digest")]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StateArgs {
+    /// The node's update state directory.
+    #[arg(long)]
+    pub state: PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Boots of the staged image.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Objectives the boots must meet, as in boot-test (e.g. first_response.p50=5s). Without
+    /// any, every boot must answer.
+    #[arg(long, value_name = "METRIC.STAT=LIMIT")]
+    pub slo: Option<String>,
+    /// HTTP path of the function to call.
+    #[arg(long, default_value = "/", value_name = "PATH")]
+    pub invoke: String,
+    /// The guest port the function listens on.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Calls per boot.
+    #[arg(long, default_value_t = 2)]
+    pub invocations: usize,
+    /// Accelerator [default: auto].
+    #[arg(long, value_enum)]
+    pub accel: Option<crate::boot::qemu::AccelChoice>,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 512)]
+    pub memory: u32,
+    /// Per-boot limit in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    /// Write a health report (JSON) here, for `rollout advance --gate-reports`.
+    #[arg(long, value_name = "FILE", requires = "node_id")]
+    pub report: Option<PathBuf>,
+    /// This node's id, as in `update fetch` (named in the report).
+    #[arg(long)]
+    pub node_id: Option<String>,
+    /// The node's secret key: signs the report.
+    #[arg(long, value_name = "FILE", requires = "report")]
+    pub sign_key: Option<PathBuf>,
 }
 
 pub fn run(a: Args) -> CliResult {
     let (n, fetch) = match a.command {
         UpdateSub::Check(n) => (n, false),
         UpdateSub::Fetch(n) => (n, true),
+        UpdateSub::Apply(a) => return super::node_state::apply(a),
+        UpdateSub::Rollback(s) => return super::node_state::rollback(s),
+        UpdateSub::Status(s) => return super::node_state::status(s),
+        UpdateSub::ClearRejected { state, digest, all } => {
+            return super::node_state::clear_rejected(state, if all { None } else { digest })
+        }
     };
     let node = node(&n)?;
     let r = if fetch {

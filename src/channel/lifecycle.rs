@@ -1,0 +1,615 @@
+//! The node side after a fetch: putting the staged image into service behind a boot test
+//! (`update apply`), going back (`update rollback`), the images a node refused, and the health
+//! reports canaries send back for `rollout advance --gate-reports`.
+//!
+//! State files (next to those of [`super::client`]):
+//! ```text
+//! current.json    the image in service; its `replaces` field is the one before it
+//! previous.json   the image before it (written from current.json's `replaces`)
+//! rejected.json   images this node refused, with why; never staged or applied again
+//! ```
+//! `current.json` is the commit point of every switch: it is written first (temp, fsync,
+//! rename, fsync of the directory), then `previous.json`, then `staged.json` goes. A run
+//! interrupted between those steps is finished by the next one, whatever command it is
+//! ([`open`]): `previous.json` is rewritten from `replaces`, a staged image that is current or
+//! rejected is unstaged. Then every image directory that is neither current, previous nor
+//! staged is removed — and nothing at all when a state file cannot be read.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::client::{
+    clean_leftovers, lock_state, read_opt, sync_dir, write, Current, Staged, StateLock,
+};
+use super::{is_sha256_hex, to_bytes, ChannelError, ChannelName};
+use crate::sign::{PublicKey, SecretKey};
+
+/// Simulates a crash at a named step, for the crash-safety tests: in debug builds, when
+/// `$STRATOS_FAILPOINT` names this step, the process aborts on the spot (no destructor, no
+/// cleanup, as if killed). Release builds have no fail points.
+#[cfg(debug_assertions)]
+pub fn failpoint(name: &str) {
+    if std::env::var("STRATOS_FAILPOINT").is_ok_and(|f| f == name) {
+        eprintln!("stratos: fail point {name}: aborting");
+        std::process::abort();
+    }
+}
+
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+pub fn failpoint(_: &str) {}
+
+/// One refused image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejected {
+    pub manifest_sha256: String,
+    pub image: String,
+    pub version: String,
+    pub reason: String,
+    /// When (Unix seconds).
+    pub at: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectedList {
+    pub rejected: Vec<Rejected>,
+}
+
+impl RejectedList {
+    pub fn find(&self, digest: &str) -> Option<&Rejected> {
+        self.rejected.iter().find(|r| r.manifest_sha256 == digest)
+    }
+}
+
+/// The node's state files, each read strictly: a file that cannot be read or parsed stops the
+/// command, naming it (it is never taken for "absent").
+#[derive(Debug, Clone, Default)]
+pub struct NodeState {
+    pub current: Option<Current>,
+    pub previous: Option<Current>,
+    pub staged: Option<Staged>,
+    pub rejected: RejectedList,
+}
+
+fn read_json<T: DeserializeOwned>(state: &Path, name: &str) -> Result<Option<T>, ChannelError> {
+    let p = state.join(name);
+    read_opt(&p)?
+        .map(|b| {
+            serde_json::from_slice(&b).map_err(|e| {
+                ChannelError::input(format!(
+                    "{}: malformed ({e}); nothing was changed or deleted: repair it (`stratos update status` shows what the node has) or remove it",
+                    p.display()
+                ))
+            })
+        })
+        .transpose()
+}
+
+impl NodeState {
+    pub fn load(state: &Path) -> Result<NodeState, ChannelError> {
+        Ok(NodeState {
+            current: read_json(state, "current.json")?,
+            previous: read_json(state, "previous.json")?,
+            staged: read_json(state, "staged.json")?,
+            rejected: read_json(state, "rejected.json")?.unwrap_or_default(),
+        })
+    }
+
+    /// Image directories (relative) that must stay.
+    fn kept(&self) -> BTreeSet<String> {
+        let mut k = BTreeSet::new();
+        for c in [&self.current, &self.previous].into_iter().flatten() {
+            k.insert(format!("images/{}", c.manifest_sha256));
+            if let Some(r) = &c.replaces {
+                k.insert(format!("images/{}", r.manifest_sha256));
+            }
+        }
+        if let Some(s) = &self.staged {
+            k.insert(format!("images/{}", s.image.manifest_sha256));
+        }
+        k
+    }
+}
+
+/// A locked state directory, recovered from any interrupted run and cleaned.
+pub struct Opened {
+    pub lock: StateLock,
+    pub state: NodeState,
+    /// An interrupted switch this open finished: how it was made (`apply`, `rollback`).
+    pub finished: Option<String>,
+    /// What was done on the way (a switch finished, leftovers removed), for the user.
+    pub notes: Vec<String>,
+}
+
+/// Locks `dir`, removes leftovers of interrupted runs, finishes an interrupted switch and
+/// removes image directories nothing names.
+pub fn open(dir: &Path) -> Result<Opened, ChannelError> {
+    let lock = lock_state(dir)?;
+    let mut notes = clean_leftovers(dir)?;
+    let mut st = NodeState::load(dir)?;
+    let finished = finish_switch(dir, &mut st, &mut notes)?;
+    hygiene(dir, &st, &mut notes)?;
+    Ok(Opened {
+        lock,
+        state: st,
+        finished,
+        notes,
+    })
+}
+
+/// `replaces` without its own history: a record names one step back only.
+fn flat(c: &Current) -> Current {
+    Current {
+        replaces: None,
+        ..c.clone()
+    }
+}
+
+fn finish_switch(
+    dir: &Path,
+    st: &mut NodeState,
+    notes: &mut Vec<String>,
+) -> Result<Option<String>, ChannelError> {
+    let mut finished = None;
+    if let Some(cur) = &st.current {
+        if let Some(r) = &cur.replaces {
+            if st.previous.as_ref().map(|p| &p.manifest_sha256) != Some(&r.manifest_sha256) {
+                let prev = flat(r);
+                write(&dir.join("previous.json"), &to_bytes(&prev))?;
+                notes.push(format!(
+                    "finished an interrupted {}: {} {} is current, {} {} previous",
+                    if cur.by.is_empty() {
+                        "switch"
+                    } else {
+                        cur.by.as_str()
+                    },
+                    cur.image,
+                    cur.version,
+                    prev.image,
+                    prev.version
+                ));
+                finished = Some(cur.by.clone());
+                st.previous = Some(prev);
+            }
+        }
+    }
+    let unstage = match (&st.staged, &st.current) {
+        (Some(s), Some(c)) if s.image.manifest_sha256 == c.manifest_sha256 => {
+            Some("it is the current image (an apply was interrupted)")
+        }
+        (Some(s), _) if st.rejected.find(&s.image.manifest_sha256).is_some() => {
+            Some("it was rejected (a rejection was interrupted)")
+        }
+        _ => None,
+    };
+    if let Some(why) = unstage {
+        remove_file(&dir.join("staged.json"))?;
+        notes.push(format!("unstaged the staged image: {why}"));
+        st.staged = None;
+    }
+    Ok(finished)
+}
+
+fn remove_file(p: &Path) -> Result<(), ChannelError> {
+    match std::fs::remove_file(p) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(super::io(format!("removing {}", p.display()))(e)),
+    }
+    if let Some(d) = p.parent() {
+        sync_dir(d)?;
+    }
+    Ok(())
+}
+
+/// After a fetch staged a new image: the one staged before goes (never current or previous).
+/// A state file that cannot be read removes nothing (the fetch itself has succeeded).
+pub(super) fn tidy(dir: &Path, notes: &mut Vec<String>) {
+    match NodeState::load(dir) {
+        Ok(st) => {
+            if let Err(e) = hygiene(dir, &st, notes) {
+                notes.push(format!("could not remove an unused image: {e}"));
+            }
+        }
+        Err(e) => notes.push(format!("no unused image was removed: {e}")),
+    }
+}
+
+/// Removes `images/<sha256>` directories that are neither current, previous nor staged. Only
+/// directories with such names, never through a symlink.
+fn hygiene(dir: &Path, st: &NodeState, notes: &mut Vec<String>) -> Result<(), ChannelError> {
+    let images = dir.join("images");
+    let rd = match std::fs::read_dir(&images) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(super::io(format!("listing {}", images.display()))(e)),
+    };
+    let kept = st.kept();
+    let mut removed = false;
+    for e in rd {
+        let e = e.map_err(super::io(format!("listing {}", images.display())))?;
+        let Some(name) = e.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        if !is_dir || !is_sha256_hex(&name) || kept.contains(&format!("images/{name}")) {
+            continue;
+        }
+        std::fs::remove_dir_all(e.path())
+            .map_err(super::io(format!("removing {}", e.path().display())))?;
+        notes.push(format!(
+            "removed {}: neither current, previous nor staged",
+            e.path().display()
+        ));
+        removed = true;
+    }
+    if removed {
+        sync_dir(&images)?;
+    }
+    Ok(())
+}
+
+/// What `apply` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The staged image is current now.
+    Switched { current: Current },
+    /// The staged image failed its test: rejected, current untouched.
+    Rejected(Rejected),
+}
+
+/// The staged image's record as it goes into service.
+pub fn as_current(s: &Staged, replaces: Option<&Current>) -> Current {
+    Current {
+        version: s.image.version.clone(),
+        manifest_sha256: s.image.manifest_sha256.clone(),
+        image: s.image.name.clone(),
+        dir: s.dir.clone(),
+        channel: Some(s.channel.clone()),
+        channel_version: s.channel_version,
+        replaces: replaces.map(|r| Box::new(flat(r))),
+        by: "apply".into(),
+    }
+}
+
+/// Puts the staged image into service (`passed`) or rejects it with `reason`. The boot test
+/// itself is the caller's; this is the state change, crash-safe at every step.
+pub fn commit_apply(
+    dir: &Path,
+    o: &mut Opened,
+    passed: bool,
+    reason: &str,
+    now: u64,
+) -> Result<Applied, ChannelError> {
+    let staged = o
+        .state
+        .staged
+        .clone()
+        .ok_or_else(|| ChannelError::input("nothing is staged".to_owned()))?;
+    if passed {
+        let new = as_current(&staged, o.state.current.as_ref());
+        failpoint("apply:tested");
+        write(&dir.join("current.json"), &to_bytes(&new))?;
+        failpoint("apply:current-written");
+        if let Some(r) = &new.replaces {
+            write(&dir.join("previous.json"), &to_bytes(r.as_ref()))?;
+            o.state.previous = Some((**r).clone());
+        }
+        failpoint("apply:previous-written");
+        remove_file(&dir.join("staged.json"))?;
+        failpoint("apply:staged-removed");
+        o.state.current = Some(new.clone());
+        o.state.staged = None;
+        hygiene(dir, &o.state, &mut o.notes)?;
+        Ok(Applied::Switched { current: new })
+    } else {
+        let r = Rejected {
+            manifest_sha256: staged.image.manifest_sha256.clone(),
+            image: staged.image.name.clone(),
+            version: staged.image.version.clone(),
+            reason: reason.to_owned(),
+            at: now,
+        };
+        let mut list = o.state.rejected.clone();
+        list.rejected
+            .retain(|x| x.manifest_sha256 != r.manifest_sha256);
+        list.rejected.push(r.clone());
+        write(&dir.join("rejected.json"), &to_bytes(&list))?;
+        failpoint("reject:rejected-written");
+        remove_file(&dir.join("staged.json"))?;
+        failpoint("reject:staged-removed");
+        o.state.rejected = list;
+        o.state.staged = None;
+        hygiene(dir, &o.state, &mut o.notes)?;
+        Ok(Applied::Rejected(r))
+    }
+}
+
+/// Makes the previous image current again (and the current one previous).
+pub fn rollback(dir: &Path, o: &mut Opened) -> Result<Current, ChannelError> {
+    let (Some(cur), Some(prev)) = (o.state.current.clone(), o.state.previous.clone()) else {
+        return Err(ChannelError::input(format!(
+            "{}: there is no {} to roll back {}",
+            dir.display(),
+            if o.state.current.is_none() {
+                "current image"
+            } else {
+                "previous image"
+            },
+            if o.state.current.is_none() {
+                "from"
+            } else {
+                "to"
+            }
+        )));
+    };
+    let prev_dir = dir.join(&prev.dir);
+    if prev.dir.is_empty() || !prev_dir.is_dir() {
+        return Err(ChannelError::input(format!(
+            "the previous image {} {} is not in {} any more; nothing was changed",
+            prev.image,
+            prev.version,
+            prev_dir.display()
+        )));
+    }
+    let new = Current {
+        replaces: Some(Box::new(flat(&cur))),
+        by: "rollback".into(),
+        ..flat(&prev)
+    };
+    failpoint("rollback:start");
+    write(&dir.join("current.json"), &to_bytes(&new))?;
+    failpoint("rollback:current-written");
+    write(&dir.join("previous.json"), &to_bytes(&flat(&cur)))?;
+    o.state.current = Some(new.clone());
+    o.state.previous = Some(flat(&cur));
+    Ok(new)
+}
+
+/// Forgets rejections (all, or of one manifest digest), so the image may be staged again.
+pub fn clear_rejected(
+    dir: &Path,
+    o: &mut Opened,
+    digest: Option<&str>,
+) -> Result<Vec<Rejected>, ChannelError> {
+    let mut list = o.state.rejected.clone();
+    let (gone, kept): (Vec<Rejected>, Vec<Rejected>) = list
+        .rejected
+        .drain(..)
+        .partition(|r| digest.map_or(true, |d| d == r.manifest_sha256));
+    if gone.is_empty() {
+        return Err(ChannelError::input(match digest {
+            Some(d) => format!("{d} is not in {}/rejected.json", dir.display()),
+            None => format!("{}/rejected.json lists nothing", dir.display()),
+        }));
+    }
+    list.rejected = kept;
+    write(&dir.join("rejected.json"), &to_bytes(&list))?;
+    o.state.rejected = list;
+    Ok(gone)
+}
+
+/// The image directory `current.json` names, for `boot --state`.
+pub fn current_image(dir: &Path) -> Result<(Current, PathBuf), ChannelError> {
+    let st = NodeState::load(dir)?;
+    let cur = st.current.ok_or_else(|| {
+        ChannelError::input(format!(
+            "{}: no current image (no current.json); `stratos update fetch` then `stratos update apply` put one in service",
+            dir.display()
+        ))
+    })?;
+    let d = cur.dir.trim_start_matches("images/");
+    if !is_sha256_hex(d) || d != cur.manifest_sha256 {
+        return Err(ChannelError::input(format!(
+            "{}/current.json: dir {:?} is not images/<its manifest sha256>",
+            dir.display(),
+            cur.dir
+        )));
+    }
+    let path = dir.join(&cur.dir);
+    Ok((cur, path))
+}
+
+// ---------------------------------------------------------------------------------------
+// Health reports
+
+pub const REPORT_SCHEMA: &str = "stratos-health-report/1";
+
+/// What a node says about an image it tested.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    pub schema: String,
+    pub node_id: String,
+    pub channel: ChannelName,
+    pub channel_version: u64,
+    pub image: String,
+    pub version: String,
+    pub manifest_sha256: String,
+    pub passed: bool,
+    pub reason: String,
+    /// The boot test's failures and medians (ms, KiB), by metric.
+    pub boot_test: ReportSummary,
+    /// When (Unix seconds).
+    pub at: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSummary {
+    pub runs: usize,
+    pub failures: Vec<String>,
+    pub medians: std::collections::BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSignature {
+    pub key_id: String,
+    pub sig: String,
+}
+
+/// The file: the report and, when the node has a key, its signature over the report's
+/// canonical JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportFile {
+    pub report: Report,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<ReportSignature>,
+}
+
+impl ReportFile {
+    pub fn new(report: Report, key: Option<&SecretKey>) -> ReportFile {
+        let signature = key.map(|k| ReportSignature {
+            key_id: k.id().as_str().to_owned(),
+            sig: hex::encode(k.sign(&to_bytes(&report))),
+        });
+        ReportFile { report, signature }
+    }
+
+    /// Whether one of `keys` signed this report.
+    pub fn signed_by(&self, keys: &[PublicKey]) -> Result<String, &'static str> {
+        let s = self.signature.as_ref().ok_or("unsigned")?;
+        let k = keys
+            .iter()
+            .find(|k| k.id().as_str() == s.key_id)
+            .ok_or("signed by a key not in --node-keys")?;
+        let sig: [u8; 64] = hex::decode(&s.sig)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or("a malformed signature")?;
+        if !k.verify(&to_bytes(&self.report), &sig) {
+            return Err("a bad signature");
+        }
+        Ok(s.key_id.clone())
+    }
+}
+
+/// How many canary reports a rollout needs before it may widen.
+#[derive(Debug, Clone)]
+pub struct ReportGate {
+    pub dir: PathBuf,
+    pub node_keys: Vec<PublicKey>,
+    pub min_reports: usize,
+    /// Largest share of failed reports allowed, in percent.
+    pub max_failures: f64,
+}
+
+/// Checks the reports in `g.dir` against the channel `c` at `now`: only reports signed by a
+/// node key, for this channel and this exact image (at this channel version or before it),
+/// from nodes the rollout has reached, count; a node's newest report counts once. Returns a
+/// one-line summary, or why the rollout may not widen (naming the failing nodes).
+pub fn check_reports(g: &ReportGate, c: &super::Channel, now: u64) -> Result<String, ChannelError> {
+    let rd = std::fs::read_dir(&g.dir)
+        .map_err(|e| ChannelError::input(format!("--gate-reports {}: {e}", g.dir.display())))?;
+    let mut paths: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    let reached = c.rollout.reached_bp(now);
+    let mut ignored: Vec<String> = Vec::new();
+    let mut newest: std::collections::BTreeMap<String, Report> = Default::default();
+    for p in &paths {
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_owned();
+        let bytes = match crate::fsio::read_regular(
+            p,
+            crate::fsio::caps::METADATA,
+            "a health report",
+            crate::fsio::Links::Refuse,
+        ) {
+            Ok(b) => b,
+            Err(e) => {
+                ignored.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let f: ReportFile = match serde_json::from_slice(&bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                ignored.push(format!("{name}: not a health report ({e})"));
+                continue;
+            }
+        };
+        let r = &f.report;
+        let why = if r.schema != REPORT_SCHEMA {
+            Some(format!("schema {:?}", r.schema))
+        } else if let Err(w) = f.signed_by(&g.node_keys) {
+            Some(w.to_owned())
+        } else if r.channel != c.channel {
+            Some(format!("for channel {}", r.channel))
+        } else if r.manifest_sha256 != c.image.manifest_sha256 {
+            Some(format!("for another image ({} {})", r.image, r.version))
+        } else if r.channel_version > c.version {
+            Some(format!(
+                "for channel version {}, newer than {}",
+                r.channel_version, c.version
+            ))
+        } else if super::cohort(&r.node_id, c.channel.as_str(), &c.image.version) >= reached {
+            Some(format!("node {} is not in the rollout yet", r.node_id))
+        } else {
+            None
+        };
+        if let Some(w) = why {
+            ignored.push(format!("{name}: {w}"));
+            continue;
+        }
+        match newest.get(&r.node_id) {
+            Some(old) if old.at >= r.at => {}
+            _ => {
+                newest.insert(r.node_id.clone(), r.clone());
+            }
+        }
+    }
+    let n = newest.len();
+    let failed: Vec<&Report> = newest.values().filter(|r| !r.passed).collect();
+    let ignored_note = if ignored.is_empty() {
+        String::new()
+    } else {
+        format!(" (ignored: {})", ignored.join("; "))
+    };
+    if n < g.min_reports {
+        return Err(ChannelError::rejected(format!(
+            "--gate-reports {}: {n} report(s) for {} {} from nodes the rollout reached, {} required; the rollout was not widened{ignored_note}",
+            g.dir.display(),
+            c.image.name,
+            c.image.version,
+            g.min_reports
+        )));
+    }
+    let rate = if n == 0 {
+        0.0
+    } else {
+        failed.len() as f64 * 100.0 / n as f64
+    };
+    if rate > g.max_failures {
+        return Err(ChannelError::rejected(format!(
+            "--gate-reports {}: {} of {n} node(s) failed ({rate:.1}% > {}%): {}; the rollout was not widened",
+            g.dir.display(),
+            failed.len(),
+            g.max_failures,
+            failed
+                .iter()
+                .map(|r| format!("{} ({})", r.node_id, r.reason))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok(format!(
+        "{n} report(s) for {} {}, {} failed ({rate:.1}% <= {}%){ignored_note}",
+        c.image.name,
+        c.image.version,
+        failed.len(),
+        g.max_failures
+    ))
+}
