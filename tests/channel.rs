@@ -1946,3 +1946,164 @@ fn errors_print_their_cause_once() {
     assert!(err.contains("/nonexistent/k.key"), "{err}");
     assert_eq!(err.matches("(os error 2)").count(), 1, "{err}");
 }
+
+#[test]
+fn corrupt_state_files_stop_every_command_and_delete_nothing() {
+    let w = world();
+    let n = w.node("n");
+    n.fetch_update().unwrap();
+    let st = n.state.clone();
+    assert_eq!(std::fs::read_dir(st.join("images")).unwrap().count(), 1);
+    for file in [
+        "current.json",
+        "staged.json",
+        "previous.json",
+        "rejected.json",
+    ] {
+        let path = st.join(file);
+        let saved = std::fs::read(&path).ok();
+        std::fs::write(&path, b"{\"version\": ").unwrap();
+        let before = listing(&st);
+        for verb in [
+            "check",
+            "fetch",
+            "apply",
+            "rollback",
+            "status",
+            "clear-rejected",
+        ] {
+            let mut c = if verb == "check" || verb == "fetch" {
+                w.update(verb, &st)
+            } else {
+                let mut c = w.cmd();
+                c.args(["update", verb, "--state"]).arg(&st);
+                c
+            };
+            if verb == "clear-rejected" {
+                c.arg("--all");
+            }
+            c.assert()
+                .code(2)
+                .stderr(predicates::str::contains(format!(
+                    "{}: malformed",
+                    path.display()
+                )))
+                .stderr(predicates::str::contains("nothing was changed or deleted"));
+            assert_eq!(before, listing(&st), "{verb} with a corrupt {file}");
+        }
+        match saved {
+            Some(b) => std::fs::write(&path, b).unwrap(),
+            None => std::fs::remove_file(&path).unwrap(),
+        }
+    }
+    // Intact again: the staged image is still there.
+    w.cmd()
+        .args(["update", "status", "--state"])
+        .arg(&st)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("staged    fixture 1.2.3"));
+}
+
+#[test]
+fn rollout_gate_counts_signed_canary_reports_for_this_image() {
+    use stratos::channel::lifecycle::{Report, ReportFile, ReportSummary, REPORT_SCHEMA};
+    let w = world_with(&[]);
+    w.publish(&w.img_b, "stable", 10);
+    let c = w.channel_doc("stable");
+    let node_keys = w.path("node-keys");
+    std::fs::create_dir_all(&node_keys).unwrap();
+    let mut keys = Vec::new();
+    for name in ["node-key-1", "node-key-2"] {
+        let k = w.keygen(name);
+        std::fs::copy(
+            k.with_extension("pub"),
+            node_keys.join(format!("{name}.pub")),
+        )
+        .unwrap();
+        keys.push(w.key(&k));
+    }
+    let rogue = w.key(&w.keygen("rogue"));
+    // Nodes the 10% rollout reached.
+    let ids: Vec<String> = (0..)
+        .map(|i| format!("node-{i}"))
+        .filter(|id| channel::cohort(id, "stable", &c.image.version) < 1000)
+        .take(3)
+        .collect();
+    let reports = w.path("reports");
+    std::fs::create_dir_all(&reports).unwrap();
+    let report = |file: &str, id: &str, passed: bool, digest: &str, key: &SecretKey, at: u64| {
+        let r = Report {
+            schema: REPORT_SCHEMA.into(),
+            node_id: id.into(),
+            channel: "stable".parse().unwrap(),
+            channel_version: c.version,
+            image: c.image.name.clone(),
+            version: c.image.version.clone(),
+            manifest_sha256: digest.into(),
+            passed,
+            reason: if passed {
+                "1 boot(s) answered".into()
+            } else {
+                "boot test failed: run 1: no answer".into()
+            },
+            boot_test: ReportSummary::default(),
+            at,
+        };
+        std::fs::write(reports.join(file), to_bytes(&ReportFile::new(r, Some(key)))).unwrap();
+    };
+    let advance = |min: &str, max: &str| {
+        let mut cmd = w.cmd();
+        cmd.args(["rollout", "advance", "--repo"])
+            .arg(&w.repo)
+            .args(["--channel", "stable", "--percent", "50", "--gate-reports"])
+            .arg(&reports)
+            .arg("--node-keys")
+            .arg(&node_keys)
+            .args(["--min-reports", min, "--max-failures", max, "--sign-key"])
+            .arg(&w.root_key);
+        cmd.assert()
+    };
+    let digest = c.image.manifest_sha256.clone();
+    let t = channel::now();
+    report("a.json", &ids[0], true, &digest, &keys[0], t);
+    advance("2", "0%").code(1).stderr(predicates::str::contains(
+        "1 report(s) for fixture 1.3.0 from nodes the rollout reached, 2 required",
+    ));
+    report("b.json", &ids[1], false, &digest, &keys[1], t);
+    advance("2", "0%")
+        .code(1)
+        .stderr(predicates::str::contains(format!(
+            "1 of 2 node(s) failed (50.0% > 0%): {} (boot test failed: run 1: no answer)",
+            ids[1]
+        )));
+    // Reports that do not count: another image, a key the operator does not know.
+    let other = w.channel_doc("stable");
+    assert_eq!(other.image.manifest_sha256, digest);
+    report("c.json", &ids[2], true, &"0".repeat(64), &keys[0], t);
+    report("d.json", &ids[2], true, &digest, &rogue, t);
+    advance("3", "50%")
+        .code(1)
+        .stderr(predicates::str::contains("2 report(s)"))
+        .stderr(predicates::str::contains("c.json: for another image"))
+        .stderr(predicates::str::contains(
+            "d.json: signed by a key not in --node-keys",
+        ));
+    // A tampered report: its signature no longer holds.
+    let mut f: ReportFile =
+        serde_json::from_slice(&std::fs::read(reports.join("a.json")).unwrap()).unwrap();
+    f.report.passed = true;
+    f.report.reason = "edited".into();
+    std::fs::write(reports.join("e.json"), to_bytes(&f)).unwrap();
+    advance("9", "100%")
+        .code(1)
+        .stderr(predicates::str::contains("e.json: a bad signature"));
+    // The failed node tried again and passed: its newest report counts; the rollout widens.
+    report("b2.json", &ids[1], true, &digest, &keys[1], t + 60);
+    advance("2", "0%")
+        .success()
+        .stdout(predicates::str::contains(
+            "gate passed: 2 report(s) for fixture 1.3.0, 0 failed",
+        ))
+        .stdout(predicates::str::contains("reached now: 50.00%"));
+}
