@@ -433,3 +433,13 @@ fn python_api_builds_offline_reproducibly_and_answers_through_its_wheels() {
             "markupsafe 2.1.5 (compiled: _speedups.cpython-311-x86_64-linux-gnu.so), idna 3.7",
         ));
 }
+
+#[test]
+fn wheel_whose_compiled_module_needs_a_library_the_image_lacks() {
+    let c = Case::new();
+    let sha = c.cache_wheel("native/evil-1.0-cp311-cp311-manylinux_2_17_x86_64.whl");
+    c.refused(
+        &c.python(&format!("evil==1.0 --hash=sha256:{sha}\n")),
+        "wheel evil-1.0-cp311-cp311-manylinux_2_17_x86_64.whl: /usr/local/lib/python3.11/dist-packages/evil/_native.cpython-311-x86_64-linux-gnu.so needs the shared library libq.so.6, which is not in the image",
+    );
+}

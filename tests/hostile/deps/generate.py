@@ -8,6 +8,10 @@ anywhere). Each is a small, otherwise well-formed package with one thing wrong:
   unrecorded/evil-1.0-py3-none-any.whl         a member RECORD does not list
   windows/evil-1.0-cp311-cp311-win_amd64.whl   a good wheel for another platform
   good/evil-1.0-py3-none-any.whl               a good wheel (pinned by another hash in a test)
+  native/evil-1.0-cp311-cp311-manylinux_2_17_x86_64.whl
+                                               a compiled module that needs libq.so.6, which no
+                                               image has (an empty C file built with gcc, its
+                                               DT_NEEDED libc.so.6 renamed in place)
   escape.tgz                                   npm: package/../../../../etc/evil.js
   symlink.tgz                                  npm: package/evil -> ../../../../etc/passwd
   good.tgz                                     npm: a good package (replaced under its name)
@@ -16,7 +20,9 @@ import base64
 import hashlib
 import io
 import os
+import subprocess
 import tarfile
+import tempfile
 import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -81,6 +87,23 @@ wheel("absolute/evil-1.0-py3-none-any.whl", {"/etc/evil.py": b"x = 1\n"})
 wheel("unrecorded/evil-1.0-py3-none-any.whl", GOOD, unrecorded={"evil/backdoor.py": b"x = 1\n"})
 wheel("windows/evil-1.0-cp311-cp311-win_amd64.whl", GOOD, tag="cp311-cp311-win_amd64")
 wheel("good/evil-1.0-py3-none-any.whl", GOOD)
+
+
+def native_module():
+    with tempfile.TemporaryDirectory() as d:
+        src, out = os.path.join(d, "m.c"), os.path.join(d, "m.so")
+        with open(src, "w") as f:
+            f.write("int evil_answer(void) { return 42; }\n")
+        subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-s", "-Wl,--no-as-needed",
+                        "-Wl,--build-id=none", "-o", out, src, "-lc"], check=True)
+        data = open(out, "rb").read()
+    assert data.count(b"libc.so.6\0") == 1
+    return data.replace(b"libc.so.6\0", b"libq.so.6\0")
+
+
+wheel("native/evil-1.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+      {"evil/__init__.py": b"", "evil/_native.cpython-311-x86_64-linux-gnu.so": native_module()},
+      tag="cp311-cp311-manylinux_2_17_x86_64")
 
 PKG = b'{"name": "evil", "version": "1.0.0", "license": "MIT"}\n'
 tgz("escape.tgz", [("package/package.json", PKG, None), ("package/../../../../etc/evil.js", b"1\n", None)])
