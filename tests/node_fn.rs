@@ -11,15 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn get(port: u16, path: &str, deadline: Instant) -> String {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     loop {
@@ -131,7 +122,7 @@ fn node_fn_builds_offline_reproducibly_boots_at_128_mib_and_refuses_processes() 
     // keeps serving.
     let port = stratos::boot::qemu::free_port().unwrap();
     let log = work.path().join("console.log");
-    let vm = Child(
+    let vm = Running(
         stratos_std(&cache)
             .args([
                 "boot",

@@ -9,15 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn get_with_retry(port: u16, path: &str) -> String {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -60,7 +51,7 @@ fn baseline_is_enforced_on_the_runtime() {
     let port = stratos::boot::qemu::free_port().unwrap();
     let console_path = work.path().join("console.txt");
     let console = std::fs::File::create(&console_path).unwrap();
-    let mut child = Child(
+    let mut child = Running(
         stratos_std(&cache)
             .args(["boot", "--accel", "tcg", "--timeout", "300", "--forward"])
             .arg(format!("{port}:8080"))

@@ -350,3 +350,27 @@ pub fn schema_errors(v: &serde_json::Value) -> Vec<String> {
         .map(|e| format!("{e} at {}", e.instance_path()))
         .collect()
 }
+
+/// A running `stratos boot` (or any command that starts QEMU): dropped, it is asked to stop
+/// with SIGTERM — stratos then stops its QEMU — and only killed if it has not ended within 15 s
+/// (a SIGKILL would leave its QEMU running, orphaned).
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(15);
+            while std::time::Instant::now() < until {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
