@@ -72,6 +72,8 @@ pub enum EntryKind {
     FailedBuildLog,
     UnfinishedBuild,
     Deb,
+    Wheel,
+    NpmTarball,
     Zstd,
 }
 
@@ -84,6 +86,8 @@ impl EntryKind {
             EntryKind::FailedBuildLog => "failed-build-log",
             EntryKind::UnfinishedBuild => "unfinished-build",
             EntryKind::Deb => "deb",
+            EntryKind::Wheel => "wheel",
+            EntryKind::NpmTarball => "npm-tarball",
             EntryKind::Zstd => "zstd",
         }
     }
@@ -98,6 +102,8 @@ const LAYOUT: &[(&str, EntryKind, bool)] = &[
     ("kernels/failed", EntryKind::FailedBuildLog, false),
     ("kernels/work", EntryKind::UnfinishedBuild, true),
     ("debs/sha256", EntryKind::Deb, false),
+    ("wheels/sha256", EntryKind::Wheel, true),
+    ("npm/sha512", EntryKind::NpmTarball, false),
     ("zstd", EntryKind::Zstd, false),
 ];
 
