@@ -2013,23 +2013,20 @@ fn rollout_gate_counts_signed_canary_reports_for_this_image() {
     let c = w.channel_doc("stable");
     let node_keys = w.path("node-keys");
     std::fs::create_dir_all(&node_keys).unwrap();
-    let mut keys = Vec::new();
-    for name in ["node-key-1", "node-key-2"] {
-        let k = w.keygen(name);
-        std::fs::copy(
-            k.with_extension("pub"),
-            node_keys.join(format!("{name}.pub")),
-        )
-        .unwrap();
-        keys.push(w.key(&k));
-    }
-    let rogue = w.key(&w.keygen("rogue"));
-    // Nodes the 10% rollout reached.
+    // Nodes the 10% rollout reached; the operator has the keys of the first two, each as
+    // <node id>.pub.
     let ids: Vec<String> = (0..)
         .map(|i| format!("node-{i}"))
         .filter(|id| channel::cohort(id, "stable", &c.image.version) < 1000)
         .take(3)
         .collect();
+    let mut keys = Vec::new();
+    for id in &ids[..2] {
+        let k = w.keygen(id);
+        std::fs::copy(k.with_extension("pub"), node_keys.join(format!("{id}.pub"))).unwrap();
+        keys.push(w.key(&k));
+    }
+    let rogue = w.key(&w.keygen("rogue"));
     let reports = w.path("reports");
     std::fs::create_dir_all(&reports).unwrap();
     let report = |file: &str, id: &str, passed: bool, digest: &str, key: &SecretKey, at: u64| {
@@ -2077,18 +2074,30 @@ fn rollout_gate_counts_signed_canary_reports_for_this_image() {
             "1 of 2 node(s) failed (50.0% > 0%): {} (boot test failed: run 1: no answer)",
             ids[1]
         )));
-    // Reports that do not count: another image, a key the operator does not know.
-    let other = w.channel_doc("stable");
-    assert_eq!(other.image.manifest_sha256, digest);
-    report("c.json", &ids[2], true, &"0".repeat(64), &keys[0], t);
+    // Reports that do not count: another image, a node the operator has no key for, one node
+    // speaking for another (node 0's key on a report naming node 1, passing: it must not hide
+    // node 1's failure).
+    report("c.json", &ids[0], true, &"0".repeat(64), &keys[0], t + 30);
     report("d.json", &ids[2], true, &digest, &rogue, t);
-    advance("3", "50%")
+    report("f.json", &ids[1], true, &digest, &keys[0], t + 30);
+    advance("3", "100%")
         .code(1)
         .stderr(predicates::str::contains("2 report(s)"))
         .stderr(predicates::str::contains("c.json: for another image"))
-        .stderr(predicates::str::contains(
-            "d.json: signed by a key not in --node-keys",
-        ));
+        .stderr(predicates::str::contains(format!(
+            "d.json: no key for node \"{}\" in --node-keys",
+            ids[2]
+        )))
+        .stderr(predicates::str::contains(format!(
+            "f.json: not signed by node \"{}\"'s key",
+            ids[1]
+        )));
+    advance("2", "0%")
+        .code(1)
+        .stderr(predicates::str::contains(format!(
+            "1 of 2 node(s) failed (50.0% > 0%): {}",
+            ids[1]
+        )));
     // A tampered report: its signature no longer holds.
     let mut f: ReportFile =
         serde_json::from_slice(&std::fs::read(reports.join("a.json")).unwrap()).unwrap();

@@ -263,8 +263,20 @@ fn apply_keeps_the_previous_image_rejects_a_broken_one_and_rolls_back() {
     let v = status(&st);
     assert_eq!(version_of(&v["current"]), Some("1.0.0"), "{v}");
     assert_eq!(version_of(&v["previous"]), Some("1.1.0"), "{v}");
+    // The image rolled back from is held: a channel rollback to it would not bring it back,
+    // and rolling back again does nothing.
+    assert!(
+        v["rejected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["version"] == "1.1.0" && r["reason"] == "rolled back on this node"),
+        "{v}"
+    );
+    s.update("rollback", &st).assert().success();
+    assert_eq!(version_of(&status(&st)["current"]), Some("1.0.0"));
 
-    // The operator clears the rejection: the image may be staged again.
+    // The operator clears the rejections: the images may be staged again.
     s.update("clear-rejected", &st)
         .arg("--all")
         .assert()
@@ -401,7 +413,11 @@ fn a_crash_at_any_step_leaves_the_old_or_the_new_state_and_the_next_run_finishes
     let base4 = work.join("base-rolled");
     copy_state(&base3, &base4);
     let _ = s.update("apply", &base4).output();
-    for point in ["rollback:start", "rollback:current-written"] {
+    for point in [
+        "rollback:start",
+        "rollback:held",
+        "rollback:current-written",
+    ] {
         let st = work.join(point.replace(':', "-"));
         copy_state(&base4, &st);
         crash("rollback", &st, point);

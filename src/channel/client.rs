@@ -696,6 +696,13 @@ impl Node {
         let c = &v.channel;
         let img = &c.image;
         let m = &v.manifest;
+        let rel = format!("images/{}", img.manifest_sha256);
+        let dest = self.state.join(&rel);
+        // The node has this image already (e.g. the previous one, which a channel rollback
+        // names again): it is kept as it is, never deleted to be downloaded again.
+        if dest.is_dir() && super::lifecycle::check_image(&dest, &img.manifest_sha256).is_ok() {
+            return self.record_staged(c, rel, notes);
+        }
         // Downloads go to a temporary directory in the state dir (removed if anything fails,
         // or at the next run if this one is killed), so a rejected update leaves the state
         // exactly as it was.
@@ -736,22 +743,42 @@ impl Node {
         // files on disk are the ones it names and the SBOM agrees with it.
         crate::sign::verify::verify_contents(tmp.path(), m)
             .map_err(|e| ChannelError::rejected(format!("staged image: {e}")))?;
-        let rel = format!("images/{}", img.manifest_sha256);
-        let dest = self.state.join(&rel);
         let images = self.state.join("images");
         std::fs::create_dir_all(&images).map_err(io(format!("creating {}", images.display())))?;
         if dest.exists() {
-            std::fs::remove_dir_all(&dest).map_err(io(format!("replacing {}", dest.display())))?;
+            // A damaged copy (it failed the check above): moved aside under a name the next
+            // run removes, then the verified download takes its place.
+            let aside = tempfile::Builder::new()
+                .prefix(STAGING_PREFIX)
+                .rand_bytes(RAND_LEN)
+                .tempdir_in(&self.state)
+                .map_err(io(format!(
+                    "creating a directory in {}",
+                    self.state.display()
+                )))?
+                .keep();
+            std::fs::rename(&dest, aside.join("damaged"))
+                .map_err(io(format!("moving the damaged {} aside", dest.display())))?;
         }
         super::lifecycle::failpoint("fetch:downloaded");
         let kept = tmp.keep();
         std::fs::rename(&kept, &dest)
             .map_err(io(format!("moving the image to {}", dest.display())))?;
         sync_dir(&images)?;
+        self.record_staged(c, rel, notes)
+    }
+
+    /// Names the image in `staged.json` and frees the one staged before.
+    fn record_staged(
+        &self,
+        c: &Channel,
+        rel: String,
+        notes: &mut Vec<String>,
+    ) -> Result<String, ChannelError> {
         let staged = Staged {
             channel: c.channel.clone(),
             channel_version: c.version,
-            image: img.clone(),
+            image: c.image.clone(),
             dir: rel.clone(),
         };
         super::lifecycle::failpoint("fetch:image-moved");

@@ -89,14 +89,41 @@ fn read_json<T: DeserializeOwned>(state: &Path, name: &str) -> Result<Option<T>,
         .transpose()
 }
 
+/// A record's image directory must be `images/<its manifest sha256>`: what cleanup keeps is
+/// what is booted, and no record can name a path elsewhere.
+fn check_dir(state: &Path, file: &str, dir: &str, digest: &str) -> Result<(), ChannelError> {
+    if is_sha256_hex(digest) && dir == format!("images/{digest}") {
+        return Ok(());
+    }
+    Err(ChannelError::input(format!(
+        "{}: malformed (dir {dir:?} is not images/<manifest sha256 {digest:?}>); nothing was changed or deleted: repair it or remove it",
+        state.join(file).display()
+    )))
+}
+
 impl NodeState {
     pub fn load(state: &Path) -> Result<NodeState, ChannelError> {
-        Ok(NodeState {
+        let st = NodeState {
             current: read_json(state, "current.json")?,
             previous: read_json(state, "previous.json")?,
             staged: read_json(state, "staged.json")?,
             rejected: read_json(state, "rejected.json")?.unwrap_or_default(),
-        })
+        };
+        for (file, c) in [
+            ("current.json", &st.current),
+            ("previous.json", &st.previous),
+        ] {
+            if let Some(c) = c {
+                check_dir(state, file, &c.dir, &c.manifest_sha256)?;
+                if let Some(r) = &c.replaces {
+                    check_dir(state, file, &r.dir, &r.manifest_sha256)?;
+                }
+            }
+        }
+        if let Some(s) = &st.staged {
+            check_dir(state, "staged.json", &s.dir, &s.image.manifest_sha256)?;
+        }
+        Ok(st)
     }
 
     /// Image directories (relative) that must stay.
@@ -119,8 +146,6 @@ impl NodeState {
 pub struct Opened {
     pub lock: StateLock,
     pub state: NodeState,
-    /// An interrupted switch this open finished: how it was made (`apply`, `rollback`).
-    pub finished: Option<String>,
     /// What was done on the way (a switch finished, leftovers removed), for the user.
     pub notes: Vec<String>,
 }
@@ -131,12 +156,11 @@ pub fn open(dir: &Path) -> Result<Opened, ChannelError> {
     let lock = lock_state(dir)?;
     let mut notes = clean_leftovers(dir)?;
     let mut st = NodeState::load(dir)?;
-    let finished = finish_switch(dir, &mut st, &mut notes)?;
-    hygiene(dir, &st, &mut notes)?;
+    finish_switch(dir, &mut st, &mut notes)?;
+    hygiene(dir, &st, &mut notes);
     Ok(Opened {
         lock,
         state: st,
-        finished,
         notes,
     })
 }
@@ -153,8 +177,7 @@ fn finish_switch(
     dir: &Path,
     st: &mut NodeState,
     notes: &mut Vec<String>,
-) -> Result<Option<String>, ChannelError> {
-    let mut finished = None;
+) -> Result<(), ChannelError> {
     if let Some(cur) = &st.current {
         if let Some(r) = &cur.replaces {
             if st.previous.as_ref().map(|p| &p.manifest_sha256) != Some(&r.manifest_sha256) {
@@ -172,7 +195,6 @@ fn finish_switch(
                     prev.image,
                     prev.version
                 ));
-                finished = Some(cur.by.clone());
                 st.previous = Some(prev);
             }
         }
@@ -191,7 +213,7 @@ fn finish_switch(
         notes.push(format!("unstaged the staged image: {why}"));
         st.staged = None;
     }
-    Ok(finished)
+    Ok(())
 }
 
 fn remove_file(p: &Path) -> Result<(), ChannelError> {
@@ -210,28 +232,27 @@ fn remove_file(p: &Path) -> Result<(), ChannelError> {
 /// A state file that cannot be read removes nothing (the fetch itself has succeeded).
 pub(super) fn tidy(dir: &Path, notes: &mut Vec<String>) {
     match NodeState::load(dir) {
-        Ok(st) => {
-            if let Err(e) = hygiene(dir, &st, notes) {
-                notes.push(format!("could not remove an unused image: {e}"));
-            }
-        }
+        Ok(st) => hygiene(dir, &st, notes),
         Err(e) => notes.push(format!("no unused image was removed: {e}")),
     }
 }
 
 /// Removes `images/<sha256>` directories that are neither current, previous nor staged. Only
-/// directories with such names, never through a symlink.
-fn hygiene(dir: &Path, st: &NodeState, notes: &mut Vec<String>) -> Result<(), ChannelError> {
+/// directories with such names, never through a symlink. Freeing space never fails a command:
+/// what cannot be removed is said in a note and tried again next time.
+fn hygiene(dir: &Path, st: &NodeState, notes: &mut Vec<String>) {
     let images = dir.join("images");
     let rd = match std::fs::read_dir(&images) {
         Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(super::io(format!("listing {}", images.display()))(e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            notes.push(format!("could not list {}: {e}", images.display()));
+            return;
+        }
     };
     let kept = st.kept();
     let mut removed = false;
-    for e in rd {
-        let e = e.map_err(super::io(format!("listing {}", images.display())))?;
+    for e in rd.flatten() {
         let Some(name) = e.file_name().to_str().map(str::to_owned) else {
             continue;
         };
@@ -239,18 +260,25 @@ fn hygiene(dir: &Path, st: &NodeState, notes: &mut Vec<String>) -> Result<(), Ch
         if !is_dir || !is_sha256_hex(&name) || kept.contains(&format!("images/{name}")) {
             continue;
         }
-        std::fs::remove_dir_all(e.path())
-            .map_err(super::io(format!("removing {}", e.path().display())))?;
-        notes.push(format!(
-            "removed {}: neither current, previous nor staged",
-            e.path().display()
-        ));
-        removed = true;
+        match std::fs::remove_dir_all(e.path()) {
+            Ok(()) => {
+                notes.push(format!(
+                    "removed {}: neither current, previous nor staged",
+                    e.path().display()
+                ));
+                removed = true;
+            }
+            Err(err) => notes.push(format!(
+                "could not remove the unused image {}: {err}; it is tried again next time",
+                e.path().display()
+            )),
+        }
     }
     if removed {
-        sync_dir(&images)?;
+        if let Err(e) = sync_dir(&images) {
+            notes.push(format!("{e}"));
+        }
     }
-    Ok(())
 }
 
 /// What `apply` did.
@@ -304,7 +332,7 @@ pub fn commit_apply(
         failpoint("apply:staged-removed");
         o.state.current = Some(new.clone());
         o.state.staged = None;
-        hygiene(dir, &o.state, &mut o.notes)?;
+        hygiene(dir, &o.state, &mut o.notes);
         Ok(Applied::Switched { current: new })
     } else {
         let r = Rejected {
@@ -324,13 +352,50 @@ pub fn commit_apply(
         failpoint("reject:staged-removed");
         o.state.rejected = list;
         o.state.staged = None;
-        hygiene(dir, &o.state, &mut o.notes)?;
+        hygiene(dir, &o.state, &mut o.notes);
         Ok(Applied::Rejected(r))
     }
 }
 
-/// Makes the previous image current again (and the current one previous).
-pub fn rollback(dir: &Path, o: &mut Opened) -> Result<Current, ChannelError> {
+/// Whether `dir` holds exactly the image `digest` names: its manifest hashes to the digest
+/// (which a verified channel document carried) and its files to what the manifest lists.
+/// `Err(true)` for a mismatch (the image is not that image), `Err(false)` for an I/O failure.
+pub fn check_image(dir: &Path, digest: &str) -> Result<(), (bool, String)> {
+    let m = match crate::fsio::read_regular(
+        &dir.join(crate::sign::manifest::MANIFEST_FILE),
+        crate::fsio::caps::MANIFEST,
+        "a manifest",
+        crate::fsio::Links::Refuse,
+    ) {
+        Ok(m) => m,
+        Err(e) if e.is_not_found() => return Err((true, e.to_string())),
+        Err(e) => return Err((false, e.to_string())),
+    };
+    if crate::sign::sha256_hex(&m) != digest {
+        return Err((
+            true,
+            format!(
+                "{}: the manifest is not the one the channel named (sha256 differs): the image changed on disk",
+                dir.display()
+            ),
+        ));
+    }
+    let manifest = crate::sign::verify::load_manifest(dir).map_err(|e| (true, e.to_string()))?;
+    crate::sign::verify::verify_contents(dir, &manifest).map_err(|e| {
+        use crate::sign::verify::VerifyError;
+        let io = matches!(&e, VerifyError::Read { .. })
+            || matches!(&e, VerifyError::File(f) if !f.is_not_found());
+        (!io, e.to_string())
+    })
+}
+
+/// Why an image left service by a rollback (its `rejected.json` reason).
+pub const ROLLED_BACK: &str = "rolled back on this node";
+
+/// Makes the previous image current again (and the current one previous). The image rolled
+/// back from is held (in `rejected.json`), so the next fetch does not put it back; a rollback
+/// already done is not done again.
+pub fn rollback(dir: &Path, o: &mut Opened, now: u64) -> Result<Current, ChannelError> {
     let (Some(cur), Some(prev)) = (o.state.current.clone(), o.state.previous.clone()) else {
         return Err(ChannelError::input(format!(
             "{}: there is no {} to roll back {}",
@@ -347,21 +412,42 @@ pub fn rollback(dir: &Path, o: &mut Opened) -> Result<Current, ChannelError> {
             }
         )));
     };
-    let prev_dir = dir.join(&prev.dir);
-    if prev.dir.is_empty() || !prev_dir.is_dir() {
-        return Err(ChannelError::input(format!(
-            "the previous image {} {} is not in {} any more; nothing was changed",
-            prev.image,
-            prev.version,
-            prev_dir.display()
-        )));
+    if cur.by == "rollback"
+        && o.state
+            .rejected
+            .find(&prev.manifest_sha256)
+            .is_some_and(|r| r.reason == ROLLED_BACK)
+    {
+        // Done before (perhaps finished by another command after an interruption).
+        return Ok(cur);
     }
+    check_image(&dir.join(&prev.dir), &prev.manifest_sha256).map_err(|(_, why)| {
+        ChannelError::input(format!(
+            "the previous image {} {} cannot be put back: {why}; nothing was changed",
+            prev.image, prev.version
+        ))
+    })?;
+    // Held first: a crash after this leaves the old current in service, and the next rollback
+    // does it all.
+    let mut list = o.state.rejected.clone();
+    list.rejected
+        .retain(|x| x.manifest_sha256 != cur.manifest_sha256);
+    list.rejected.push(Rejected {
+        manifest_sha256: cur.manifest_sha256.clone(),
+        image: cur.image.clone(),
+        version: cur.version.clone(),
+        reason: ROLLED_BACK.into(),
+        at: now,
+    });
+    failpoint("rollback:start");
+    write(&dir.join("rejected.json"), &to_bytes(&list))?;
+    o.state.rejected = list;
+    failpoint("rollback:held");
     let new = Current {
         replaces: Some(Box::new(flat(&cur))),
         by: "rollback".into(),
         ..flat(&prev)
     };
-    failpoint("rollback:start");
     write(&dir.join("current.json"), &to_bytes(&new))?;
     failpoint("rollback:current-written");
     write(&dir.join("previous.json"), &to_bytes(&flat(&cur)))?;
@@ -395,8 +481,9 @@ pub fn clear_rejected(
 
 /// The image directory `current.json` names, for `boot --state`.
 pub fn current_image(dir: &Path) -> Result<(Current, PathBuf), ChannelError> {
-    let st = NodeState::load(dir)?;
-    let cur = st.current.ok_or_else(|| {
+    // Only current.json: another state file in a bad way must not keep the node from booting.
+    let cur: Option<Current> = read_json(dir, "current.json")?;
+    let cur = cur.ok_or_else(|| {
         ChannelError::input(format!(
             "{}: no current image (no current.json); `stratos update fetch` then `stratos update apply` put one in service",
             dir.display()
@@ -472,19 +559,31 @@ impl ReportFile {
         ReportFile { report, signature }
     }
 
-    /// Whether one of `keys` signed this report.
-    pub fn signed_by(&self, keys: &[PublicKey]) -> Result<String, &'static str> {
+    /// Whether the node the report names signed it: `keys` maps node ids to their keys
+    /// (`--node-keys DIR/<node id>.pub`), so one node cannot speak for another.
+    pub fn signed_by(
+        &self,
+        keys: &std::collections::BTreeMap<String, PublicKey>,
+    ) -> Result<String, String> {
         let s = self.signature.as_ref().ok_or("unsigned")?;
-        let k = keys
-            .iter()
-            .find(|k| k.id().as_str() == s.key_id)
-            .ok_or("signed by a key not in --node-keys")?;
+        let k = keys.get(&self.report.node_id).ok_or_else(|| {
+            format!(
+                "no key for node {:?} in --node-keys (<node id>.pub)",
+                self.report.node_id
+            )
+        })?;
+        if k.id().as_str() != s.key_id {
+            return Err(format!(
+                "not signed by node {:?}'s key",
+                self.report.node_id
+            ));
+        }
         let sig: [u8; 64] = hex::decode(&s.sig)
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or("a malformed signature")?;
         if !k.verify(&to_bytes(&self.report), &sig) {
-            return Err("a bad signature");
+            return Err("a bad signature".into());
         }
         Ok(s.key_id.clone())
     }
@@ -494,7 +593,8 @@ impl ReportFile {
 #[derive(Debug, Clone)]
 pub struct ReportGate {
     pub dir: PathBuf,
-    pub node_keys: Vec<PublicKey>,
+    /// Node id → its public key.
+    pub node_keys: std::collections::BTreeMap<String, PublicKey>,
     pub min_reports: usize,
     /// Largest share of failed reports allowed, in percent.
     pub max_failures: f64,
@@ -545,7 +645,7 @@ pub fn check_reports(g: &ReportGate, c: &super::Channel, now: u64) -> Result<Str
         let why = if r.schema != REPORT_SCHEMA {
             Some(format!("schema {:?}", r.schema))
         } else if let Err(w) = f.signed_by(&g.node_keys) {
-            Some(w.to_owned())
+            Some(w)
         } else if r.channel != c.channel {
             Some(format!("for channel {}", r.channel))
         } else if r.manifest_sha256 != c.image.manifest_sha256 {

@@ -12,7 +12,6 @@ use crate::boot::BootImage;
 use crate::channel::client::Current;
 use crate::channel::lifecycle::{self, Applied, Report, ReportFile, ReportSummary, REPORT_SCHEMA};
 use crate::channel::{self, to_bytes};
-use crate::sign::manifest::MANIFEST_FILE;
 
 fn print_notes(notes: &[String]) {
     for n in notes {
@@ -25,26 +24,6 @@ fn describe(c: &Current) -> String {
         "{} {} (manifest sha256 {})",
         c.image, c.version, c.manifest_sha256
     )
-}
-
-/// The staged image on disk is exactly the one the channel named: its manifest hashes to the
-/// digest the verified channel document carried, and its files to what the manifest lists.
-fn check_staged(dir: &Path, want: &str) -> Result<(), String> {
-    let m = crate::fsio::read_regular(
-        &dir.join(MANIFEST_FILE),
-        crate::fsio::caps::MANIFEST,
-        "a manifest",
-        crate::fsio::Links::Refuse,
-    )
-    .map_err(|e| e.to_string())?;
-    if crate::sign::sha256_hex(&m) != want {
-        return Err(format!(
-            "{}: the manifest is not the one the channel named (sha256 differs): the staged image changed on disk",
-            dir.display()
-        ));
-    }
-    let manifest = crate::sign::verify::load_manifest(dir).map_err(|e| e.to_string())?;
-    crate::sign::verify::verify_contents(dir, &manifest).map_err(|e| e.to_string())
 }
 
 pub fn apply(a: ApplyArgs) -> CliResult {
@@ -82,41 +61,49 @@ pub fn apply(a: ApplyArgs) -> CliResult {
     let img_dir = dir.join(&staged.dir);
     let name = format!("{} {}", staged.image.name, staged.image.version);
     // What the node tests is what it verified at fetch time.
-    let (passed, reason, summary) = match check_staged(&img_dir, &staged.image.manifest_sha256) {
-        Err(why) => (false, why, ReportSummary::default()),
-        Ok(()) => {
-            eprintln!(
-                "stratos: boot-testing the staged image {name} ({} runs)",
-                a.runs
-            );
-            let result = boot_test(&a, &img_dir, objectives)?;
-            let summary = ReportSummary {
-                runs: result.runs,
-                failures: result.failures(),
-                medians: result
-                    .metrics
-                    .iter()
-                    .map(|(k, m)| (k.clone(), m.summary.p50.round() as i64))
-                    .collect(),
-            };
-            let reason = if result.passed {
-                match &result.objectives[..] {
-                    [] => format!("{} boot(s) answered", result.runs),
-                    obj => format!(
-                        "{} boot(s) answered; objectives held: {}",
-                        result.runs,
-                        obj.iter()
-                            .map(|v| v.objective.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                }
-            } else {
-                format!("boot test failed: {}", result.failures().join("; "))
-            };
-            (result.passed, reason, summary)
-        }
-    };
+    let (passed, reason, summary) =
+        match lifecycle::check_image(&img_dir, &staged.image.manifest_sha256) {
+            // Not the image the channel named: rejected. A read error is this machine's, not the
+            // image's: nothing is rejected.
+            Err((true, why)) => (false, why, ReportSummary::default()),
+            Err((false, why)) => {
+                return Err(CliError::env(anyhow::anyhow!(
+                    "reading the staged image {name}: {why}; nothing was changed"
+                )))
+            }
+            Ok(()) => {
+                eprintln!(
+                    "stratos: boot-testing the staged image {name} ({} runs)",
+                    a.runs
+                );
+                let result = boot_test(&a, &img_dir, objectives)?;
+                let summary = ReportSummary {
+                    runs: result.runs,
+                    failures: result.failures(),
+                    medians: result
+                        .metrics
+                        .iter()
+                        .map(|(k, m)| (k.clone(), m.summary.p50.round() as i64))
+                        .collect(),
+                };
+                let reason = if result.passed {
+                    match &result.objectives[..] {
+                        [] => format!("{} boot(s) answered", result.runs),
+                        obj => format!(
+                            "{} boot(s) answered; objectives held: {}",
+                            result.runs,
+                            obj.iter()
+                                .map(|v| v.objective.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    }
+                } else {
+                    format!("boot test failed: {}", result.failures().join("; "))
+                };
+                (result.passed, reason, summary)
+            }
+        };
     let applied =
         lifecycle::commit_apply(dir, &mut o, passed, &reason, channel::now()).map_err(map)?;
     print_notes(&o.notes);
@@ -218,16 +205,9 @@ fn boot_test(
 pub fn rollback(s: StateArgs) -> CliResult {
     let mut o = lifecycle::open(&s.state).map_err(map)?;
     print_notes(&o.notes);
-    // A rollback interrupted after its commit point was finished by the open: done, not
-    // rolled back a second time.
-    let cur = if o.finished.as_deref() == Some("rollback") {
-        o.state
-            .current
-            .clone()
-            .expect("a finished switch has a current image")
-    } else {
-        lifecycle::rollback(&s.state, &mut o).map_err(map)?
-    };
+    // A rollback already done (or interrupted after its commit point and finished since) is
+    // not done a second time.
+    let cur = lifecycle::rollback(&s.state, &mut o, channel::now()).map_err(map)?;
     if s.json {
         print_sorted_json(&serde_json::json!({"current": cur}));
     } else {

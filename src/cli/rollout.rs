@@ -60,7 +60,8 @@ pub enum RolloutSub {
         /// rollout reached count (a node's newest once).
         #[arg(long, value_name = "DIR", requires = "node_keys")]
         gate_reports: Option<PathBuf>,
-        /// A directory of the nodes' public keys (`*.pub`, from `stratos keygen`).
+        /// A directory of the nodes' public keys, one `<node id>.pub` per node (from `stratos
+        /// keygen --out DIR/<node id>`): a report counts only if the node it names signed it.
         #[arg(long, value_name = "DIR")]
         node_keys: Option<PathBuf>,
         /// Reports needed before the rollout may widen.
@@ -160,7 +161,7 @@ fn report_gate(
     if min_reports == 0 {
         return Err(input("--min-reports must be at least 1".into()));
     }
-    let mut node_keys = Vec::new();
+    let mut node_keys = std::collections::BTreeMap::new();
     let rd = std::fs::read_dir(keys_dir)
         .map_err(|e| input(format!("--node-keys {}: {e}", keys_dir.display())))?;
     let mut paths: Vec<PathBuf> = rd
@@ -169,8 +170,17 @@ fn report_gate(
         .filter(|p| p.extension().is_some_and(|x| x == "pub"))
         .collect();
     paths.sort();
+    // DIR/<node id>.pub: a report counts only when the node it names signed it.
     for p in paths {
-        node_keys.push(crate::sign::PublicKey::load(&p).map_err(super::CliError::input)?);
+        let id = p
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .ok_or_else(|| input(format!("--node-keys: {} is not a UTF-8 name", p.display())))?
+            .to_owned();
+        node_keys.insert(
+            id,
+            crate::sign::PublicKey::load(&p).map_err(super::CliError::input)?,
+        );
     }
     if node_keys.is_empty() {
         return Err(input(format!(

@@ -258,8 +258,8 @@ pub fn cache_dir() -> PathBuf {
     crate::cache::root().join("npm/sha512")
 }
 
-/// The tarball of `p`, from the cache, the prefetch directory (`npm/`, by the file name of its
-/// URL; [`super::registry::prefetch_dir`]) or (unless `offline`) its URL;
+/// The tarball of `p`, from the cache, the prefetch directory (`npm/<sha512 hex>.tgz`;
+/// [`super::registry::prefetch_dir`]) or (unless `offline`) its URL;
 /// always checked against the lock's integrity.
 pub fn fetch(p: &LockedPackage, offline: bool, max_bytes: u64) -> Result<Vec<u8>, NpmError> {
     let hex = hex::encode(&p.sha512);
@@ -283,27 +283,29 @@ pub fn fetch(p: &LockedPackage, offline: bool, max_bytes: u64) -> Result<Vec<u8>
         version: p.version.clone(),
         why,
     };
-    let base = p.resolved.rsplit('/').next().unwrap_or_default();
+    // The prefetch directory holds tarballs by digest (`npm/<sha512 hex>.tgz`, what
+    // ci/fetch-pinned writes): two packages whose URLs end alike cannot collide there.
     let mut local = None;
-    if !base.is_empty() && !base.starts_with('.') {
-        let path = super::registry::prefetch_dir().join("npm").join(base);
-        if let Ok(b) = crate::fsio::read_regular(
-            &path,
-            max_bytes,
-            "an npm tarball",
-            crate::fsio::Links::Follow,
-        ) {
-            if !ok(&b) {
-                return Err(NpmError::Tarball {
-                    name: p.name.clone(),
-                    version: p.version.clone(),
-                    why: format!(
-                        "{} does not match the lock's integrity (sha512): it was replaced, or the lock is wrong (re-run `npm install --package-lock-only`)",
-                        path.display()
-                    ),
-                });
-            }
+    let path = super::registry::prefetch_dir()
+        .join("npm")
+        .join(format!("{hex}.tgz"));
+    if let Ok(b) = crate::fsio::read_regular(
+        &path,
+        max_bytes,
+        "an npm tarball",
+        crate::fsio::Links::Follow,
+    ) {
+        if ok(&b) {
             local = Some(b);
+        } else if offline {
+            return Err(NpmError::Tarball {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                why: format!(
+                    "{} does not match the lock's integrity (sha512): it was replaced, or the lock is wrong (re-run `npm install --package-lock-only`)",
+                    path.display()
+                ),
+            });
         }
     }
     let bytes = match local {
@@ -501,9 +503,10 @@ pub fn link_bins(
     if p.bin.is_empty() {
         return Ok(());
     }
-    // The node_modules directory: one level up, two for a scoped name.
+    // The node_modules directory: one level up, two for a scoped path (the lock's path, not
+    // the package's name: an alias installs `@s/b` at `node_modules/b`).
     let mut nm = pkg_dir.parent().expect("under node_modules");
-    if p.name.starts_with('@') {
+    if name_of_key(&p.key).is_some_and(|n| n.starts_with('@')) {
         nm = nm.parent().expect("under node_modules");
     }
     let depth_name = pkg_dir.as_str()[nm.as_str().len() + 1..].to_owned();
