@@ -694,7 +694,7 @@ pub fn check_reports(g: &ReportGate, c: &super::Channel, now: u64) -> Result<Str
     };
     if rate > g.max_failures {
         return Err(ChannelError::rejected(format!(
-            "--gate-reports {}: {} of {n} node(s) failed ({rate:.1}% > {}%): {}; the rollout was not widened",
+            "--gate-reports {}: {} of {n} node(s) failed ({rate:.1}% > {}%): {}; the rollout was not widened{ignored_note}",
             g.dir.display(),
             failed.len(),
             g.max_failures,

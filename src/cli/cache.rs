@@ -6,8 +6,8 @@ use super::{human_bytes, CliError, CliResult};
 use crate::cache::Cache;
 
 /// Show or clean the build cache ($STRATOS_CACHE, else $XDG_CACHE_HOME/stratos, else
-/// ~/.cache/stratos): built kernels, extracted sources, resolved configs, .deb files, and
-/// compressed archives.
+/// ~/.cache/stratos): built kernels, extracted sources, resolved configs, .deb files, wheels,
+/// npm tarballs and compressed archives.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -44,7 +44,7 @@ pub fn run(a: Args) -> CliResult {
     };
     match a.command {
         Sub::Ls => {
-            let (items, links) = cache.entries().map_err(CliError::input)?;
+            let (items, links) = cache.entries().map_err(CliError::env)?;
             warn_links(&links);
             println!("cache: {}", cache.root.display());
             let now = SystemTime::now();
@@ -73,7 +73,7 @@ pub fn run(a: Args) -> CliResult {
                 .unwrap_or(SystemTime::UNIX_EPOCH);
             let r = cache
                 .gc(|e| all || e.used < cutoff)
-                .map_err(CliError::input)?;
+                .map_err(CliError::env)?;
             warn_links(&r.skipped_links);
             println!(
                 "removed {} entries, freed {}",

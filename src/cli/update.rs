@@ -72,7 +72,7 @@ pub enum UpdateSub {
     /// (current.json), keeping the image it replaces as previous.json; if it fails, reject it
     /// (never staged or applied again until `update clear-rejected`) and leave current as it is.
     #[command(
-        after_help = "Example:\n  stratos update apply --state /var/lib/stratos --slo first_response.p50=5s \\\n      --node-id $(cat /etc/machine-id) --report reports/$(cat /etc/machine-id).json --sign-key node.key\n\nExit 0 when the staged image went into service (or nothing was staged), 1 when its boot\ntest failed and it was rejected, 2 on bad input or a state file that cannot be read.\nEvery step is write-temp, fsync, rename; a run interrupted at any point is finished by the\nnext `stratos update` command."
+        after_help = "Example:\n  stratos update apply --state /var/lib/stratos --slo first_response.p50=5s \\\n      --node-id $(cat /etc/machine-id) --report reports/$(cat /etc/machine-id).json --sign-key node.key\n\nExit 0 when the staged image went into service (or nothing was staged), 1 when its boot\ntest failed and it was rejected (or the test was interrupted: nothing is rejected then), 2 on\nbad input, a state file that cannot be read or a boot that cannot run, 3 when the staged\nimage cannot be read (nothing is rejected).\nEvery step is write-temp, fsync, rename; a run interrupted at any point is finished by the\nnext `stratos update` command."
     )]
     Apply(ApplyArgs),
     /// Put the previous image back in service (the current one becomes previous), atomically.
