@@ -335,20 +335,7 @@ fn python_api_builds_offline_reproducibly_and_answers_through_its_wheels() {
     require_kernel_source();
     let cache = shared_cache();
     let work = tempfile::tempdir().unwrap();
-    let build = |out: &Path| {
-        stratos(&cache)
-            .arg("build")
-            .arg(root().join("profiles/python-api.toml"))
-            .arg("--out")
-            .arg(out)
-            .args(["--offline", "-q"])
-            .assert()
-            .success();
-    };
-    let (a, b) = (work.path().join("a"), work.path().join("b"));
-    build(&a);
-    build(&b);
-    assert_eq!(digests(&a), digests(&b), "two builds differ");
+    let a = build_twice_offline(&cache, "python-api", work.path());
 
     // One component per wheel: purl, licence, the wheel's sha256, its files.
     let sbom: serde_json::Value =

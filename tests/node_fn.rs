@@ -31,20 +31,7 @@ fn node_fn_builds_offline_reproducibly_boots_at_128_mib_and_refuses_processes() 
     require_kernel_source();
     let cache = shared_cache();
     let work = tempfile::tempdir().unwrap();
-    let build = |out: &std::path::Path| {
-        stratos(&cache)
-            .arg("build")
-            .arg(root().join("profiles/node-fn.toml"))
-            .arg("--out")
-            .arg(out)
-            .args(["--offline", "-q"])
-            .assert()
-            .success();
-    };
-    let (a, b) = (work.path().join("a"), work.path().join("b"));
-    build(&a);
-    build(&b);
-    assert_eq!(digests(&a), digests(&b), "two builds differ");
+    let a = build_twice_offline(&cache, "node-fn", work.path());
 
     let sbom: serde_json::Value =
         serde_json::from_slice(&std::fs::read(a.join("sbom.cdx.json")).unwrap()).unwrap();

@@ -16,7 +16,6 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::transport::Source;
@@ -383,22 +382,6 @@ impl Node {
         Ok((parse_root(&bytes, &p.display().to_string())?, bytes))
     }
 
-    /// A JSON state file (`current.json`, `staged.json`); a malformed one is an error, never
-    /// read as absent (a running image must not be deleted on the strength of it).
-    fn read_state<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, ChannelError> {
-        let p = self.state.join(name);
-        read_opt(&p)?
-            .map(|b| {
-                serde_json::from_slice(&b).map_err(|e| {
-                    ChannelError::input(format!(
-                        "{}: malformed ({e}); repair or remove it",
-                        p.display()
-                    ))
-                })
-            })
-            .transpose()
-    }
-
     /// Walks root rotations, verifies the channel document and the manifest it points at.
     fn verify_metadata(&self) -> Result<Verified, ChannelError> {
         let (root, new_roots) = self.follow_root()?;
@@ -631,20 +614,18 @@ impl Node {
         write(&trusted.join(self.channel.document()), &v.channel_bytes)
     }
 
-    fn decide(&self, c: &Channel) -> Result<Decision, ChannelError> {
-        let current: Option<Current> = self.read_state("current.json")?;
-        let staged: Option<Staged> = self.read_state("staged.json")?;
-        let rejected: super::lifecycle::RejectedList =
-            self.read_state("rejected.json")?.unwrap_or_default();
+    /// The decision for this node, from the state [`Node::begin`] read (strictly: a malformed
+    /// state file already stopped the run).
+    fn decide(&self, c: &Channel, st: &super::lifecycle::NodeState) -> Decision {
         let mut d = decide(
             c,
             &self.node_id,
             self.now,
-            current.as_ref(),
-            staged.as_ref(),
+            st.current.as_ref(),
+            st.staged.as_ref(),
         );
         // An image this node refused is never staged again, whatever the channel says.
-        if let Some(r) = rejected.find(&c.image.manifest_sha256) {
+        if let Some(r) = st.rejected.find(&c.image.manifest_sha256) {
             d.selected = false;
             d.reason = format!(
                 "rejected on this node at {}: {} ({} {}); `stratos update clear-rejected --state {} --digest {}` lets it be tried again",
@@ -656,33 +637,32 @@ impl Node {
                 r.manifest_sha256
             );
         }
-        Ok(d)
+        d
     }
 
     /// Locks the state, removes what an interrupted run left in it and finishes an
     /// interrupted switch (see [`super::lifecycle::open`]).
-    fn begin(&self) -> Result<(StateLock, Vec<String>), ChannelError> {
-        let o = super::lifecycle::open(&self.state)?;
-        Ok((o.lock, o.notes))
+    fn begin(&self) -> Result<super::lifecycle::Opened, ChannelError> {
+        super::lifecycle::open(&self.state)
     }
 
     /// Verifies metadata and decides; stores the newly trusted metadata. Downloads nothing but
     /// the image's manifest and signature.
     pub fn check(&self) -> Result<Decision, ChannelError> {
-        let (_lock, notes) = self.begin()?;
+        let o = self.begin()?;
         let v = self.verify_metadata()?;
-        let mut d = self.decide(&v.channel)?;
-        d.notes = notes;
+        let mut d = self.decide(&v.channel, &o.state);
+        d.notes = o.notes;
         self.store_trust(&v)?;
         Ok(d)
     }
 
     /// Like [`Node::check`], and when selected downloads, verifies and stages the image.
     pub fn fetch_update(&self) -> Result<Decision, ChannelError> {
-        let (_lock, notes) = self.begin()?;
+        let o = self.begin()?;
         let v = self.verify_metadata()?;
-        let mut d = self.decide(&v.channel)?;
-        d.notes = notes;
+        let mut d = self.decide(&v.channel, &o.state);
+        d.notes = o.notes.clone();
         if d.selected {
             let dir = self.stage(&v, &mut d.notes)?;
             d.staged = Some(dir);

@@ -347,18 +347,7 @@ pub struct Installed {
 }
 
 fn safe_rel(base: &ImagePath, rel: &str) -> Result<ImagePath, String> {
-    if rel.starts_with('/') || rel.contains('\\') || rel.contains('\0') {
-        return Err("an absolute or non-POSIX name".into());
-    }
-    let mut p = base.clone();
-    for part in rel.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => return Err("a `..` component (it would leave the package's directory)".into()),
-            name => p = p.join(name).map_err(|e| e.to_string())?,
-        }
-    }
-    Ok(p)
+    super::registry::join_under(base, rel, false, "the package's directory")
 }
 
 /// Unpacks `tgz` (the first path component stripped, as npm does) into `dest`. Regular files

@@ -563,20 +563,10 @@ pub struct Installed {
     pub summary: Option<String>,
 }
 
-/// Joins a wheel member's relative name under `base`, refusing anything that could leave it.
+/// Joins a wheel member's relative name under `base`, refusing anything that could leave it
+/// (a wheel lists files only: empty and `.` components are malformed too).
 fn safe_join(base: &ImagePath, rel: &str) -> Result<ImagePath, String> {
-    if rel.starts_with('/') || rel.contains('\\') || rel.contains('\0') {
-        return Err("an absolute or non-POSIX name".into());
-    }
-    let mut p = base.clone();
-    for part in rel.split('/') {
-        match part {
-            "" | "." => return Err("an empty or `.` path component".into()),
-            ".." => return Err("a `..` component (it would leave the install scheme)".into()),
-            name => p = p.join(name).map_err(|e| e.to_string())?,
-        }
-    }
-    Ok(p)
+    super::registry::join_under(base, rel, true, "the install scheme")
 }
 
 /// A `RECORD` row's hash: (algorithm, urlsafe-base64 digest, size).

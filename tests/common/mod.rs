@@ -374,3 +374,23 @@ impl Drop for Running {
         let _ = self.0.wait();
     }
 }
+
+/// Builds `profiles/<name>.toml` offline twice (into `work/a` and `work/b`), asserts the two
+/// images are bit-identical and returns the first.
+pub fn build_twice_offline(cache: &Path, name: &str, work: &Path) -> PathBuf {
+    let build = |out: &Path| {
+        stratos(cache)
+            .arg("build")
+            .arg(root().join(format!("profiles/{name}.toml")))
+            .arg("--out")
+            .arg(out)
+            .args(["--offline", "-q"])
+            .assert()
+            .success();
+    };
+    let (a, b) = (work.join("a"), work.join("b"));
+    build(&a);
+    build(&b);
+    assert_eq!(digests(&a), digests(&b), "two builds differ");
+    a
+}
