@@ -4,6 +4,7 @@ use stratos_wire::{
     InitConfig, Limits, Readiness, ZramSize, CONFIG_PATH, LOG_PREFIX, PHASE_PREFIX,
 };
 
+use crate::observe::Observer;
 use crate::error::{CgroupError, InitError, MountError, NetworkError, PeakError, ZramError};
 use crate::supervise::{describe, Supervisor};
 use crate::sys::{ExitKind, Mount, MountFlags, Spawn, Sys, Waited, SIGKILL, SIGTERM};
@@ -27,9 +28,17 @@ pub fn log<S: Sys>(sys: &mut S, msg: &str) {
     sys.log(&format!("{LOG_PREFIX} {msg}"));
 }
 
-pub fn phase<S: Sys>(sys: &mut S, name: &str) {
+/// Prints a phase marker; returns its time (CLOCK_BOOTTIME ns).
+pub fn phase<S: Sys>(sys: &mut S, name: &str) -> u64 {
     let t = sys.now_ns();
     sys.log(&format!("{PHASE_PREFIX} {name} {t}"));
+    t
+}
+
+/// Prints a phase marker and keeps its time for the metrics.
+pub fn mark<S: Sys>(sys: &mut S, obs: &mut Observer, name: &str) {
+    let t = phase(sys, name);
+    obs.phase(name, t);
 }
 
 fn m(source: &str, target: &str, fstype: &str, flags: MountFlags, data: &str) -> Mount {
@@ -344,12 +353,15 @@ pub struct Prepared {
 }
 
 /// Brings the system up to the point where the runtime can start.
-fn prepare<S: Sys>(sys: &mut S) -> Result<Prepared, InitError> {
+/// `obs` is made from the config once read, with `init_start` (ns) as its first phase.
+fn prepare<S: Sys>(sys: &mut S, obs: &mut Observer, init_start: u64) -> Result<Prepared, InitError> {
     mount_all(sys, &early_mounts())?;
     let cfg = read_config(sys)?;
+    *obs = Observer::new(cfg.observe, cfg.limits.memory_max);
+    obs.phase("init_start", init_start);
     mount_all(sys, &config_mounts(&cfg))?;
     let cgroup = setup_cgroup(sys, &cfg.limits)?;
-    phase(sys, "mounts_done");
+    mark(sys, obs, "mounts_done");
     // Listening from now on: a snapshot is taken after the runtime is ready.
     sys.watch_restores();
     set_hostname(sys, &cfg.hostname);
@@ -357,11 +369,11 @@ fn prepare<S: Sys>(sys: &mut S) -> Result<Prepared, InitError> {
     if let Some(z) = &cfg.zram {
         setup_zram_unless_optional(sys, z)?;
     }
-    phase(sys, "zram_ready");
+    mark(sys, obs, "zram_ready");
     if !cfg.preload.is_empty() {
         sys.start_preload(&cfg.preload);
     }
-    phase(sys, "preload_started");
+    mark(sys, obs, "preload_started");
     apply_sysctl(sys, &cfg);
     setup_network(sys, &cfg)?;
     let seccomp = read_seccomp_filter(sys, &cfg)?;
@@ -601,12 +613,15 @@ fn start_and_supervise<S: Sys>(
     sys: &mut S,
     unmount: &mut Vec<String>,
     peak: &mut MemoryPeak,
+    obs: &mut Observer,
+    init_start: u64,
 ) -> Result<ExitKind, InitError> {
-    let p = prepare(sys)?;
+    let p = prepare(sys, obs, init_start)?;
     *unmount = p.cfg.tmpfs.iter().map(|t| t.path.clone()).collect();
     *peak = MemoryPeak::new(p.cgroup);
+    obs.attach(sys, p.cgroup);
     let pid = spawn_runtime(sys, &p)?;
-    phase(sys, "runtime_exec");
+    mark(sys, obs, "runtime_exec");
     log(
         sys,
         &format!(
@@ -614,19 +629,20 @@ fn start_and_supervise<S: Sys>(
             p.cfg.runtime.argv.join(" ")
         ),
     );
-    Supervisor::start(sys, &p, pid, peak).run(sys)
+    Supervisor::start(sys, &p, pid, peak, obs).run(sys)
 }
 
 /// The whole life of PID 1, up to (not including) power-off.
 pub fn boot<S: Sys>(sys: &mut S) -> Outcome {
-    phase(sys, "init_start");
+    let init_start = phase(sys, "init_start");
     check_entropy(sys);
     if let Err(e) = sys.block_signals() {
         log(sys, &format!("warning: cannot block signals: {e}"));
     }
     let mut unmount = Vec::new();
     let mut peak = MemoryPeak::default();
-    let outcome = match start_and_supervise(sys, &mut unmount, &mut peak) {
+    let mut obs = Observer::default();
+    let outcome = match start_and_supervise(sys, &mut unmount, &mut peak, &mut obs, init_start) {
         Ok(how) => Outcome::Runtime(how),
         Err(e) => Outcome::Fatal(e),
     };
@@ -635,6 +651,7 @@ pub fn boot<S: Sys>(sys: &mut S) -> Outcome {
         Outcome::Fatal(e) => log(sys, &format!("fatal: {e}")),
     }
     peak.report(sys);
+    obs.report(sys, stratos_wire::MetricsReason::Shutdown);
     shutdown(sys, &unmount);
     phase(sys, "shutdown");
     log(sys, "powering off");

@@ -9,8 +9,10 @@
 //! [`sys::Sys`] seam and tested on the host; the real system calls live in [`linux`].
 
 pub mod boot;
+pub mod bpf;
 pub mod error;
 pub mod linux;
+pub mod observe;
 pub mod restore;
 pub mod supervise;
 pub mod sys;

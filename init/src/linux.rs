@@ -12,7 +12,7 @@ use rustix::fd::{AsRawFd, OwnedFd};
 use rustix::mount::MountFlags as RMountFlags;
 use rustix::process::{WaitOptions, WaitStatus};
 
-use crate::sys::{ExitKind, Mount, Spawn, Sys, Waited};
+use crate::sys::{BpfLoadError, BpfMap, ExitKind, Mount, Spawn, Sys, Waited};
 
 #[derive(Default)]
 pub struct LinuxSys {
@@ -20,6 +20,82 @@ pub struct LinuxSys {
     notify_read: Option<OwnedFd>,
     /// /dev/kmsg, opened at its end on first use (seccomp log mode).
     kmsg: Option<OwnedFd>,
+    /// eBPF maps, programs and tracepoint links: open for the life of PID 1 (closing a
+    /// link's descriptor would detach its program).
+    bpf_fds: Vec<OwnedFd>,
+    /// Counter maps mapped into memory, by descriptor.
+    bpf_counters: Vec<(i32, Mapped)>,
+}
+
+/// A read-only shared mapping of a `BPF_F_MMAPABLE` array map's values.
+struct Mapped {
+    ptr: *const u64,
+    entries: usize,
+    len: usize,
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly what mmap returned; nothing refers to the mapping
+        // after this.
+        unsafe {
+            libc::munmap(self.ptr as *mut libc::c_void, self.len);
+        }
+    }
+}
+
+// bpf(2) commands and constants (include/uapi/linux/bpf.h).
+const BPF_MAP_CREATE: libc::c_int = 0;
+const BPF_PROG_LOAD: libc::c_int = 5;
+const BPF_RAW_TRACEPOINT_OPEN: libc::c_int = 17;
+const BPF_MAP_TYPE_HASH: u32 = 1;
+const BPF_MAP_TYPE_ARRAY: u32 = 2;
+const BPF_PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+/// The verifier log asked for when a program is refused.
+const VERIFIER_LOG_BYTES: usize = 256 * 1024;
+
+/// `union bpf_attr`, as bytes: each command's fields are written at their offsets.
+struct Attr([u8; 128]);
+
+impl Attr {
+    fn new() -> Self {
+        Attr([0; 128])
+    }
+    fn u32(&mut self, off: usize, v: u32) -> &mut Self {
+        self.0[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+        self
+    }
+    fn u64(&mut self, off: usize, v: u64) -> &mut Self {
+        self.0[off..off + 8].copy_from_slice(&v.to_ne_bytes());
+        self
+    }
+    /// A `char[16]` object name (truncated, NUL-terminated).
+    fn name(&mut self, off: usize, name: &str) -> &mut Self {
+        let n = name.len().min(15);
+        self.0[off..off + n].copy_from_slice(&name.as_bytes()[..n]);
+        self
+    }
+}
+
+/// bpf(2); returns the new descriptor.
+fn bpf(cmd: libc::c_int, attr: &mut Attr) -> io::Result<OwnedFd> {
+    // SAFETY: `attr` is a live, writable 128-byte buffer laid out as the command's part of
+    // `union bpf_attr` (the kernel checks the size and that unknown bytes are zero); any
+    // pointers written into it point to buffers the caller keeps alive over this call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.0.as_mut_ptr() as *mut libc::c_void,
+            attr.0.len() as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a successful bpf() of these commands returns a new descriptor we own.
+    Ok(unsafe { <OwnedFd as rustix::fd::FromRawFd>::from_raw_fd(r as i32) })
 }
 
 fn handled_signals() -> libc::sigset_t {
@@ -35,6 +111,7 @@ fn handled_signals() -> libc::sigset_t {
             libc::SIGUSR2,
             libc::SIGCHLD,
             crate::sys::SIGRESTORED,
+            crate::sys::SIGMETRICS,
         ] {
             libc::sigaddset(&mut set, s);
         }
@@ -663,6 +740,123 @@ impl Sys for LinuxSys {
 
     fn sleep_ms(&mut self, ms: u64) {
         std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+
+    fn bpf_map_create(&mut self, name: &str, map: BpfMap) -> io::Result<i32> {
+        let (kind, value_size, entries, flags) = match map {
+            BpfMap::Counters { entries } => (BPF_MAP_TYPE_ARRAY, 8, entries, BPF_F_MMAPABLE),
+            BpfMap::Hash {
+                value_size,
+                entries,
+            } => (BPF_MAP_TYPE_HASH, value_size, entries, 0),
+        };
+        let mut a = Attr::new();
+        // map_type, key_size, value_size, max_entries, map_flags; map_name at 28.
+        a.u32(0, kind)
+            .u32(4, 4)
+            .u32(8, value_size)
+            .u32(12, entries)
+            .u32(16, flags)
+            .name(28, name);
+        let fd = bpf(BPF_MAP_CREATE, &mut a)?;
+        let raw = fd.as_raw_fd();
+        if let BpfMap::Counters { entries } = map {
+            let len = (entries as usize * 8).next_multiple_of(4096);
+            // SAFETY: a fresh shared read-only mapping of the map's values (offset 0 of an
+            // mmapable array is its first value); the kernel keeps the pages for as long as
+            // the mapping exists, which `Mapped` ends with munmap.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ,
+                    libc::MAP_SHARED,
+                    raw,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            self.bpf_counters.push((
+                raw,
+                Mapped {
+                    ptr: p as *const u64,
+                    entries: entries as usize,
+                    len,
+                },
+            ));
+        }
+        self.bpf_fds.push(fd);
+        Ok(raw)
+    }
+
+    fn bpf_prog_load(&mut self, name: &str, insns: &[u8]) -> Result<i32, BpfLoadError> {
+        let license = b"GPL\0";
+        let load = |log: Option<&mut Vec<u8>>| {
+            let mut a = Attr::new();
+            // prog_type, insn_cnt, insns, license; log_level, log_size, log_buf; prog_name at 48.
+            a.u32(0, BPF_PROG_TYPE_RAW_TRACEPOINT)
+                .u32(4, (insns.len() / 8) as u32)
+                .u64(8, insns.as_ptr() as u64)
+                .u64(16, license.as_ptr() as u64)
+                .name(48, name);
+            if let Some(buf) = log {
+                a.u32(24, 1)
+                    .u32(28, buf.len() as u32)
+                    .u64(32, buf.as_mut_ptr() as u64);
+            }
+            bpf(BPF_PROG_LOAD, &mut a)
+        };
+        // Without a log first (the verifier is faster without one); a refusal is loaded again
+        // with the log, to say why.
+        match load(None) {
+            Ok(fd) => {
+                let raw = fd.as_raw_fd();
+                self.bpf_fds.push(fd);
+                Ok(raw)
+            }
+            Err(source) => {
+                let mut buf = vec![0u8; VERIFIER_LOG_BYTES];
+                let _ = load(Some(&mut buf));
+                let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+                Err(BpfLoadError {
+                    source,
+                    log: String::from_utf8_lossy(&buf[..end]).into_owned(),
+                })
+            }
+        }
+    }
+
+    fn bpf_attach_raw_tracepoint(&mut self, tracepoint: &str, prog: i32) -> io::Result<()> {
+        let name = CString::new(tracepoint).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let mut a = Attr::new();
+        // raw_tracepoint.name, raw_tracepoint.prog_fd.
+        a.u64(0, name.as_ptr() as u64).u32(8, prog as u32);
+        let link = bpf(BPF_RAW_TRACEPOINT_OPEN, &mut a)?;
+        self.bpf_fds.push(link);
+        Ok(())
+    }
+
+    fn bpf_counters(&mut self, map: i32, out: &mut Vec<u64>) -> io::Result<()> {
+        let m = self
+            .bpf_counters
+            .iter()
+            .find(|(fd, _)| *fd == map)
+            .map(|(_, m)| m)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        out.clear();
+        out.extend((0..m.entries).map(|i| {
+            // SAFETY: `i < entries`, all inside the live mapping; the programs update the
+            // counters concurrently with atomic adds of aligned u64s, so a volatile read sees
+            // some whole value.
+            unsafe { std::ptr::read_volatile(m.ptr.add(i)) }
+        }));
+        Ok(())
+    }
+
+    fn cgroup_id(&mut self, path: &str) -> io::Result<u64> {
+        Ok(rustix::fs::stat(path)?.st_ino)
     }
 
     fn sync(&mut self) {

@@ -6,9 +6,12 @@
 //! signal (so it can reseed what it holds itself) and only then prints `stratos-phase
 //! restored`, which the host waits for before the first call: a call never overtakes the
 //! signal.
+//!
+//! The same channel carries the host's requests for a metrics reading (`[observe]`):
+//! `stratos-metrics-request`, passed on to PID 1 as [`SIGMETRICS`].
 
 use crate::boot::{log, phase};
-use crate::sys::{Sys, SIGRESTORED};
+use crate::sys::{Sys, SIGMETRICS, SIGRESTORED};
 
 /// A restore message, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +40,15 @@ pub fn parse(line: &str) -> Option<Message> {
 /// Applies one restore message. Each step that fails is a console warning; a clone whose pool
 /// could not be reseeded says so, since it may share random output with its siblings.
 pub fn apply<S: Sys>(sys: &mut S, line: &str) {
+    if line.trim_end() == stratos_wire::METRICS_REQUEST {
+        if let Err(e) = sys.kill(1, SIGMETRICS) {
+            log(
+                sys,
+                &format!("warning: cannot pass the host's metrics request on to the supervisor: {e}"),
+            );
+        }
+        return;
+    }
     let Some(m) = parse(line) else {
         log(
             sys,

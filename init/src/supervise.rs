@@ -16,11 +16,14 @@ use std::ops::ControlFlow;
 
 use stratos_wire::{Readiness, Restart, RestartPolicy};
 
-use crate::boot::{log, meminfo_kib, phase, spawn_runtime, MemoryPeak, Prepared};
+use stratos_wire::MetricsReason;
+
+use crate::boot::{log, mark, meminfo_kib, phase, spawn_runtime, MemoryPeak, Prepared};
+use crate::observe::Observer;
 use crate::error::InitError;
 use crate::sys::{
-    signal_name, ExitKind, Sys, Waited, SIGHUP, SIGINT, SIGKILL, SIGRESTORED, SIGTERM, SIGUSR1,
-    SIGUSR2,
+    signal_name, ExitKind, Sys, Waited, SIGHUP, SIGINT, SIGKILL, SIGMETRICS, SIGRESTORED, SIGTERM,
+    SIGUSR1, SIGUSR2,
 };
 
 /// What the loop does after a transition: go on, or stop supervising with how the runtime
@@ -70,17 +73,25 @@ pub struct Supervisor<'a> {
     ready_deadline: u64,
     late_warned: bool,
     peak: &'a mut MemoryPeak,
+    /// `[observe]`: the metrics lines.
+    obs: &'a mut Observer,
     /// Seccomp log mode: the kernel's audit records are forwarded (until the log fails).
     audit: bool,
 }
 
 impl<'a> Supervisor<'a> {
     /// Takes over the runtime just started as `pid`. Without a readiness check it is ready now.
-    /// `peak` reports the runtime's memory peak while it runs.
-    pub fn start<S: Sys>(sys: &mut S, p: &'a Prepared, pid: u32, peak: &'a mut MemoryPeak) -> Self {
+    /// `peak` reports the runtime's memory peak while it runs, `obs` the metrics.
+    pub fn start<S: Sys>(
+        sys: &mut S,
+        p: &'a Prepared,
+        pid: u32,
+        peak: &'a mut MemoryPeak,
+        obs: &'a mut Observer,
+    ) -> Self {
         let ready = p.cfg.readiness.is_none();
         if ready {
-            runtime_ready(sys);
+            runtime_ready(sys, obs);
         }
         let ready_deadline = match &p.cfg.readiness {
             Some(Readiness::Tcp { timeout_ms, .. } | Readiness::Notify { timeout_ms }) => {
@@ -96,6 +107,7 @@ impl<'a> Supervisor<'a> {
             ready_deadline,
             late_warned: false,
             peak,
+            obs,
             audit: p.seccomp_log,
         }
     }
@@ -186,11 +198,13 @@ impl<'a> Supervisor<'a> {
                         signal_name(to)
                     ),
                 });
-                phase(sys, "restored");
+                let t = phase(sys, "restored");
+                self.obs.restored(t);
                 if let Some(t) = told {
                     log(sys, &t);
                 }
             }
+            (SIGMETRICS, _) => self.obs.report(sys, MetricsReason::Request),
             (SIGHUP | SIGUSR1 | SIGUSR2, State::Running { pid } | State::Stopping { pid, .. }) => {
                 forward(sys, pid, sig);
                 log(sys, &format!("received {name}; forwarded to the runtime"));
@@ -236,6 +250,7 @@ impl<'a> Supervisor<'a> {
             return ControlFlow::Break(Ok(how));
         };
         self.restarts += 1;
+        self.obs.restarts = self.restarts;
         log(
             sys,
             &format!(
@@ -323,7 +338,7 @@ impl<'a> Supervisor<'a> {
         };
         if ok {
             self.ready = true;
-            runtime_ready(sys);
+            runtime_ready(sys, self.obs);
         } else if now > self.ready_deadline && !self.late_warned {
             self.late_warned = true;
             log(
@@ -335,9 +350,9 @@ impl<'a> Supervisor<'a> {
 }
 
 /// The runtime is ready: the phase, then how much memory the guest still has (what a root on
-/// disk saves against one in RAM shows here).
-fn runtime_ready<S: Sys>(sys: &mut S) {
-    phase(sys, "runtime_ready");
+/// disk saves against one in RAM shows here), then the metrics (with `[observe]`).
+fn runtime_ready<S: Sys>(sys: &mut S, obs: &mut Observer) {
+    mark(sys, obs, "runtime_ready");
     match sys.read_file("/proc/meminfo") {
         Ok(m) => match meminfo_kib(&String::from_utf8_lossy(&m), "MemAvailable:") {
             Some(kb) => log(sys, &format!("memory available {kb} KiB at runtime_ready")),
@@ -345,6 +360,7 @@ fn runtime_ready<S: Sys>(sys: &mut S) {
         },
         Err(e) => log(sys, &format!("warning: cannot read /proc/meminfo: {e}")),
     }
+    obs.report(sys, MetricsReason::Ready);
 }
 
 pub fn describe(how: ExitKind) -> String {

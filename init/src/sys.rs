@@ -75,6 +75,26 @@ pub const SIGCHLD: i32 = 17;
 /// SIGRTMIN+8: sent to PID 1 by its restore thread once a restored clone is reseeded, so the
 /// supervisor (which knows the runtime) tells the runtime before `restored` is reported.
 pub const SIGRESTORED: i32 = 42;
+/// SIGRTMIN+9: sent to PID 1 by its restore thread when the host asks for a metrics reading
+/// (`stratos-metrics-request`), so the supervisor prints one.
+pub const SIGMETRICS: i32 = 43;
+
+/// An eBPF map to create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BpfMap {
+    /// `BPF_MAP_TYPE_ARRAY` of `entries` u64 counters (4-byte index keys), created
+    /// `BPF_F_MMAPABLE` so [`Sys::bpf_counters`] reads it without a system call.
+    Counters { entries: u32 },
+    /// `BPF_MAP_TYPE_HASH` from a 4-byte key to `value_size` bytes, at most `entries` of them.
+    Hash { value_size: u32, entries: u32 },
+}
+
+/// A program the kernel refused, with its verifier's log (empty when it gave none).
+#[derive(Debug)]
+pub struct BpfLoadError {
+    pub source: io::Error,
+    pub log: String,
+}
 
 pub trait Sys {
     /// CLOCK_BOOTTIME in nanoseconds.
@@ -130,6 +150,19 @@ pub trait Sys {
     /// 1326) since the last call, as text. An error means the kernel log cannot be read; what
     /// was read before it is in `out`.
     fn seccomp_audit_records(&mut self, out: &mut Vec<String>) -> io::Result<()>;
+    /// Creates an eBPF map named `name`; returns its descriptor (kept open by the `Sys`).
+    fn bpf_map_create(&mut self, name: &str, map: BpfMap) -> io::Result<i32>;
+    /// Loads a `BPF_PROG_TYPE_RAW_TRACEPOINT` program (`insns`: 8-byte instructions, licence
+    /// GPL); returns its descriptor. A refusal carries the verifier's log.
+    fn bpf_prog_load(&mut self, name: &str, insns: &[u8]) -> Result<i32, BpfLoadError>;
+    /// Attaches a loaded program to a raw tracepoint (`sys_enter`); it stays attached for the
+    /// life of PID 1.
+    fn bpf_attach_raw_tracepoint(&mut self, tracepoint: &str, prog: i32) -> io::Result<()>;
+    /// Reads every counter of a [`BpfMap::Counters`] map into `out` (cleared first).
+    fn bpf_counters(&mut self, map: i32, out: &mut Vec<u64>) -> io::Result<()>;
+    /// The id of the cgroup at `path` (its inode number on cgroup2), what
+    /// `bpf_get_current_cgroup_id()` returns for its processes.
+    fn cgroup_id(&mut self, path: &str) -> io::Result<u64>;
     fn sleep_ms(&mut self, ms: u64);
     fn sync(&mut self);
     /// Powers the machine off. The real one does not return.
@@ -157,6 +190,7 @@ pub fn signal_name(sig: i32) -> &'static str {
         17 => "SIGCHLD",
         31 => "SIGSYS",
         42 => "SIGRTMIN+8",
+        43 => "SIGRTMIN+9",
         _ => "signal",
     }
 }

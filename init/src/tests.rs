@@ -15,6 +15,7 @@ use crate::sys::{ExitKind, Mount, Spawn, Sys, Waited};
 
 mod errors;
 mod memory_peak;
+mod observe;
 mod supervise;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,9 @@ enum Call {
     Reseed,
     SetTime(u128),
     WatchRestores,
+    BpfMap(String),
+    BpfLoad(String, usize),
+    BpfAttach(String, i32),
 }
 
 struct Fake {
@@ -72,6 +76,11 @@ struct Fake {
     console_at_kill: Vec<usize>,
     /// Other files `read_file` returns.
     files: std::collections::BTreeMap<String, Vec<u8>>,
+    /// The verifier refuses programs with this log.
+    bpf_refuse: Option<String>,
+    /// What the counter maps hold, by descriptor (from 100 on, in creation order).
+    bpf_values: std::collections::BTreeMap<i32, Vec<u64>>,
+    next_fd: i32,
 }
 
 impl Fake {
@@ -98,6 +107,9 @@ impl Fake {
             kill_fails: false,
             console_at_kill: Vec::new(),
             files: std::collections::BTreeMap::new(),
+            bpf_refuse: None,
+            bpf_values: std::collections::BTreeMap::new(),
+            next_fd: 100,
         }
     }
     fn lines(&self, prefix: &str) -> Vec<&str> {
@@ -270,6 +282,39 @@ MemAvailable:     480000 kB
     fn sleep_ms(&mut self, ms: u64) {
         self.clock += ms * 1_000_000;
     }
+    fn bpf_map_create(&mut self, name: &str, map: crate::sys::BpfMap) -> io::Result<i32> {
+        self.calls.push(Call::BpfMap(name.into()));
+        self.next_fd += 1;
+        if let crate::sys::BpfMap::Counters { entries } = map {
+            self.bpf_values
+                .entry(self.next_fd)
+                .or_insert_with(|| vec![0; entries as usize]);
+        }
+        Ok(self.next_fd)
+    }
+    fn bpf_prog_load(&mut self, name: &str, insns: &[u8]) -> Result<i32, crate::sys::BpfLoadError> {
+        self.calls.push(Call::BpfLoad(name.into(), insns.len() / 8));
+        if let Some(log) = &self.bpf_refuse {
+            return Err(crate::sys::BpfLoadError {
+                source: io::Error::from_raw_os_error(13),
+                log: log.clone(),
+            });
+        }
+        self.next_fd += 1;
+        Ok(self.next_fd)
+    }
+    fn bpf_attach_raw_tracepoint(&mut self, tp: &str, prog: i32) -> io::Result<()> {
+        self.calls.push(Call::BpfAttach(tp.into(), prog));
+        Ok(())
+    }
+    fn bpf_counters(&mut self, map: i32, out: &mut Vec<u64>) -> io::Result<()> {
+        out.clear();
+        out.extend(self.bpf_values.get(&map).ok_or(io::ErrorKind::NotFound)?);
+        Ok(())
+    }
+    fn cgroup_id(&mut self, _: &str) -> io::Result<u64> {
+        Ok(0x1234)
+    }
     fn sync(&mut self) {
         self.calls.push(Call::Sync);
     }
@@ -328,6 +373,7 @@ fn config() -> InitConfig {
         stdio: stratos_wire::Stdio::Console,
         seccomp: None,
         on_restore: None,
+        observe: None,
     }
 }
 

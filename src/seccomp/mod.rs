@@ -6,7 +6,7 @@
 //! checks its argument conditions and returns its action; falling through returns the default
 //! action. Rules for one system call are tried in file order; the first that matches wins.
 
-pub mod table;
+pub use stratos_wire::syscalls as table;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -5,7 +5,11 @@
 //! so the format cannot drift between them. Fields added later carry `#[serde(default)]` so an
 //! older config still parses.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+
+pub mod syscalls;
 
 /// Where the builder puts the init's configuration inside the image.
 pub const CONFIG_PATH: &str = "/etc/stratos/init.json";
@@ -91,6 +95,122 @@ pub struct InitConfig {
     /// clock set (so it can reseed what it holds itself); none: the runtime is not told.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_restore: Option<i32>,
+    /// `[observe]`: the init counts the runtime's system calls with eBPF programs and prints
+    /// [`Metrics`] lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observe: Option<Observe>,
+}
+
+/// What the init observes of the runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Observe {
+    /// Count system calls per number (always, when observing).
+    pub syscalls: bool,
+    /// Also time them: log2 latency buckets per system call.
+    #[serde(default)]
+    pub latency: bool,
+}
+
+/// Prefix of the metrics lines the init prints: `stratos-metrics {json}` (a [`Metrics`]).
+pub const METRICS_PREFIX: &str = "stratos-metrics";
+
+/// The host asks for a fresh [`Metrics`] line by writing this line to the restore channel
+/// ([`RESTORE_PORT`], attached to every boot of an image that observes).
+pub const METRICS_REQUEST: &str = "stratos-metrics-request";
+
+/// Latency buckets per system call: bucket `b` counts calls that took `[2^b, 2^(b+1))` ns
+/// (bucket 0 also counts 0 and 1 ns); the last bucket counts everything from `2^31` ns
+/// (~2.1 s) up, e.g. an `accept4` that waited for the next request.
+pub const LATENCY_BUCKETS: usize = 32;
+
+/// Why a metrics line was printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricsReason {
+    /// The runtime became ready (`runtime_ready`).
+    Ready,
+    /// The host asked ([`METRICS_REQUEST`]).
+    Request,
+    /// The runtime ended for good; the machine powers off next.
+    Shutdown,
+}
+
+/// One `stratos-metrics` line: what the runtime did since it was first started. Names follow
+/// OpenTelemetry's FaaS semantic conventions where one exists (`faas.*`); the rest are
+/// `stratos.*`. Counts are cumulative over the boot (a restart does not reset them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub reason: MetricsReason,
+    /// 1 for the first line of a boot, then 2, 3, …
+    pub seq: u64,
+    /// CLOCK_BOOTTIME (ns) when the reading was taken.
+    #[serde(rename = "stratos.time_ns")]
+    pub time_ns: u64,
+    /// Whether this instance started cold (booted) rather than from a restored snapshot.
+    #[serde(rename = "faas.coldstart")]
+    pub coldstart: bool,
+    /// `runtime_exec` → `runtime_ready`, in seconds (the runtime's own initialisation).
+    #[serde(rename = "faas.init_duration", skip_serializing_if = "Option::is_none")]
+    pub init_duration: Option<f64>,
+    /// The memory the function may use (its cgroup's `memory.max`), in bytes.
+    #[serde(rename = "faas.max_memory", skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<u64>,
+    /// The high-water mark of the runtime's cgroup (`memory.peak`), in bytes.
+    #[serde(rename = "faas.mem_usage", skip_serializing_if = "Option::is_none")]
+    pub mem_usage: Option<u64>,
+    /// CPU time of the runtime's cgroup (`cpu.stat` usage_usec), in seconds.
+    #[serde(rename = "faas.cpu_usage", skip_serializing_if = "Option::is_none")]
+    pub cpu_usage: Option<f64>,
+    #[serde(rename = "stratos.restarts")]
+    pub restarts: u32,
+    /// The init's phases so far, CLOCK_BOOTTIME ns.
+    #[serde(rename = "stratos.phases_ns")]
+    pub phases_ns: BTreeMap<String, u64>,
+    /// System calls made from the runtime's cgroup, by name (`#N` for a number without one).
+    #[serde(
+        rename = "stratos.syscalls",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub syscalls: Option<BTreeMap<String, u64>>,
+    /// The sum of [`Self::syscalls`].
+    #[serde(
+        rename = "stratos.syscalls.total",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub syscalls_total: Option<u64>,
+    /// Per system call, the non-empty [`LATENCY_BUCKETS`] as `[bucket, count]` pairs.
+    #[serde(
+        rename = "stratos.syscall_latency_log2_ns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub latency: Option<BTreeMap<String, Vec<(u32, u64)>>>,
+    /// Why the system calls are missing (the programs could not be loaded or read).
+    #[serde(
+        rename = "stratos.observe_error",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub observe_error: Option<String>,
+}
+
+impl Metrics {
+    /// The console line.
+    pub fn to_line(&self) -> String {
+        // Plain maps, strings and finite numbers: serialising cannot fail.
+        format!(
+            "{METRICS_PREFIX} {}",
+            serde_json::to_string(self).unwrap_or_default()
+        )
+    }
+
+    /// Parses the JSON after [`METRICS_PREFIX`].
+    pub fn from_json(s: &str) -> Result<Self, String> {
+        serde_json::from_str(s).map_err(|e| format!("malformed metrics line: {e}"))
+    }
 }
 
 fn default_stop_timeout_ms() -> u64 {
@@ -312,6 +432,10 @@ mod tests {
             stdio: Stdio::Console,
             seccomp: None,
             on_restore: None,
+            observe: Some(Observe {
+                syscalls: true,
+                latency: false,
+            }),
         }
     }
 

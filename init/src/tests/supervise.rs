@@ -8,6 +8,7 @@ use stratos_wire::{InitConfig, Readiness, Restart, RestartPolicy};
 
 use super::{config, Call, Fake};
 use crate::boot::{Cgroup, MemoryPeak, Prepared};
+use crate::observe::Observer;
 use crate::supervise::{State, Step, Supervisor, IDLE_WAKE_MS, READINESS_POLL_MS};
 use crate::sys::{ExitKind, Waited, SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGTERM, SIGUSR1, SIGUSR2};
 
@@ -94,7 +95,8 @@ fn hup_usr1_usr2_are_forwarded_once_each_and_logged_once() {
     ] {
         let mut f = fake(&p);
         let mut peak = MemoryPeak::default();
-        let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+        let mut obs = Observer::default();
+        let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
         clear(&mut f);
         goes_on(sv.on_signal(&mut f, sig));
         assert_eq!(f.calls, [Call::Signal(42, sig)]);
@@ -113,7 +115,8 @@ fn sigchld_and_other_signals_only_wake_the_loop() {
     let p = prepared(config());
     let mut f = fake(&p);
     let mut peak = MemoryPeak::default();
-    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    let mut obs = Observer::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
     clear(&mut f);
     for sig in [SIGCHLD, 3, 31] {
         goes_on(sv.on_signal(&mut f, sig));
@@ -128,7 +131,8 @@ fn sigterm_starts_a_graceful_stop_then_sigkill_after_the_timeout() {
     let p = prepared(config()); // stop_timeout_ms = 2000
     let mut f = fake(&p);
     let mut peak = MemoryPeak::default();
-    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    let mut obs = Observer::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
     clear(&mut f);
 
     goes_on(sv.on_signal(&mut f, SIGTERM));
@@ -190,7 +194,8 @@ fn a_second_sigterm_or_sigint_is_forwarded_but_keeps_the_deadline() {
     let p = prepared(config());
     let mut f = fake(&p);
     let mut peak = MemoryPeak::default();
-    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    let mut obs = Observer::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
     goes_on(sv.on_signal(&mut f, SIGTERM));
     let first = sv.state();
     clear(&mut f);
@@ -209,7 +214,8 @@ fn a_runtime_told_to_stop_is_not_restarted() {
     let p = with_restart(RestartPolicy::Always, 5, 100, 1000);
     let mut f = fake(&p);
     let mut peak = MemoryPeak::default();
-    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    let mut obs = Observer::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
     goes_on(sv.on_signal(&mut f, SIGTERM));
     clear(&mut f);
     assert_eq!(
@@ -224,7 +230,8 @@ fn restart_backoff_doubles_up_to_the_max_then_max_restarts_gives_up() {
     let p = with_restart(RestartPolicy::OnFailure, 5, 100, 350);
     let mut f = fake(&p);
     let mut peak = MemoryPeak::default();
-    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    let mut obs = Observer::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
     let mut pid = 42;
     for (n, delay) in [(1, 100), (2, 200), (3, 350), (4, 350), (5, 350)] {
         clear(&mut f);
@@ -282,7 +289,8 @@ fn no_restart_when_the_policy_says_no() {
     ] {
         let mut f = fake(&p);
         let mut peak = MemoryPeak::default();
-        let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+        let mut obs = Observer::default();
+        let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
         clear(&mut f);
         assert_eq!(ended(sv.on_reaped(&mut f, 42, how)), how);
         assert_eq!(f.console, Vec::<String>::new());
@@ -294,7 +302,8 @@ fn a_restart_that_cannot_execute_ends_supervision() {
     let p = with_restart(RestartPolicy::Always, 5, 100, 1000);
     let mut f = fake(&p);
     let mut peak = MemoryPeak::default();
-    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    let mut obs = Observer::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
     goes_on(sv.on_reaped(&mut f, 42, ExitKind::Exited(0)));
     f.spawn_result = Some(io::ErrorKind::NotFound);
     f.clock += 100 * MS;
@@ -310,7 +319,8 @@ fn between_restarts_signals_are_not_forwarded_and_sigterm_ends_supervision() {
     let p = with_restart(RestartPolicy::Always, 5, 100, 1000);
     let mut f = fake(&p);
     let mut peak = MemoryPeak::default();
-    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    let mut obs = Observer::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
     goes_on(sv.on_reaped(&mut f, 42, ExitKind::Exited(0)));
     let backoff = sv.state();
     clear(&mut f);
@@ -333,7 +343,8 @@ fn an_orphan_is_reaped_without_affecting_the_runtime() {
     let p = with_restart(RestartPolicy::Always, 5, 100, 1000);
     let mut f = fake(&p);
     let mut peak = MemoryPeak::default();
-    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    let mut obs = Observer::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
     clear(&mut f);
     goes_on(sv.on_reaped(&mut f, 100, ExitKind::Exited(0)));
     goes_on(sv.on_reaped(&mut f, 101, ExitKind::Signaled(9)));
@@ -345,7 +356,8 @@ fn an_orphan_is_reaped_without_affecting_the_runtime() {
     assert_eq!(sv.state(), stopping);
     let p = with_restart(RestartPolicy::Always, 5, 100, 1000);
     let mut peak = MemoryPeak::default();
-    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    let mut obs = Observer::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
     goes_on(sv.on_reaped(&mut f, 42, ExitKind::Exited(0)));
     let backoff = sv.state();
     clear(&mut f);
@@ -360,7 +372,8 @@ fn reap_takes_every_ended_child_then_goes_on() {
     let p = prepared(config());
     let mut f = fake(&p);
     let mut peak = MemoryPeak::default();
-    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    let mut obs = Observer::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
     f.waits = vec![
         Waited::Reaped(100, ExitKind::Exited(0)),
         Waited::Reaped(101, ExitKind::Exited(0)),
@@ -378,7 +391,8 @@ fn no_children_left_is_a_vanished_runtime_unless_it_is_between_restarts() {
     let p = prepared(config());
     let mut f = fake(&p);
     let mut peak = MemoryPeak::default();
-    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    let mut obs = Observer::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
     f.waits = vec![Waited::NoChildren].into();
     assert_eq!(
         failed(sv.reap(&mut f)),
@@ -387,7 +401,8 @@ fn no_children_left_is_a_vanished_runtime_unless_it_is_between_restarts() {
 
     let p = with_restart(RestartPolicy::Always, 5, 100, 1000);
     let mut peak = MemoryPeak::default();
-    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    let mut obs = Observer::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
     f.waits = vec![Waited::Reaped(42, ExitKind::Exited(0)), Waited::NoChildren].into();
     goes_on(sv.reap(&mut f));
     assert!(matches!(sv.state(), State::Backoff { .. }));
@@ -398,7 +413,8 @@ fn a_failed_wait_ends_supervision() {
     let p = prepared(config());
     let mut f = fake(&p);
     let mut peak = MemoryPeak::default();
-    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    let mut obs = Observer::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
     f.wait_error = Some(io::ErrorKind::InvalidInput);
     let msg = failed(sv.reap(&mut f));
     assert!(msg.starts_with("wait failed: "), "{msg}");
@@ -410,7 +426,8 @@ fn readiness_reached_prints_runtime_ready_once_then_stops_probing() {
     let mut f = fake(&p);
     f.tcp_ready_after = 2;
     let mut peak = MemoryPeak::default();
-    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    let mut obs = Observer::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
     assert_eq!(f.lines("stratos-phase runtime_ready").len(), 0);
     assert_eq!(sv.timeout_ms(f.clock), READINESS_POLL_MS);
     for _ in 0..2 {
@@ -439,7 +456,8 @@ fn without_a_readiness_check_the_runtime_is_ready_at_start() {
     let p = prepared(config());
     let mut f = fake(&p);
     let mut peak = MemoryPeak::default();
-    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    let mut obs = Observer::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
     assert_eq!(f.lines("stratos-phase runtime_ready").len(), 1);
     assert_eq!(sv.timeout_ms(f.clock), IDLE_WAKE_MS);
     goes_on(tick(&mut sv, &mut f));
@@ -453,7 +471,8 @@ fn a_runtime_late_to_be_ready_gets_one_warning_and_is_still_probed() {
     let mut f = fake(&p);
     f.tcp_ready_after = u32::MAX;
     let mut peak = MemoryPeak::default();
-    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    let mut obs = Observer::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
     let deadline = f.clock + 1000 * MS;
     f.clock = deadline;
     goes_on(tick(&mut sv, &mut f));
@@ -479,7 +498,8 @@ fn readiness_is_not_probed_between_restarts() {
     let mut f = fake(&p);
     f.tcp_ready_after = u32::MAX;
     let mut peak = MemoryPeak::default();
-    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    let mut obs = Observer::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
     goes_on(sv.on_reaped(&mut f, 42, ExitKind::Exited(0)));
     // Waiting out the back-off, not polling for readiness.
     assert_eq!(sv.timeout_ms(f.clock), 100);
@@ -511,7 +531,8 @@ fn seccomp_audit_records_are_forwarded_in_log_mode() {
     ]
     .into();
     let mut peak = MemoryPeak::default();
-    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    let mut obs = Observer::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
     clear(&mut f);
     for _ in 0..3 {
         goes_on(tick(&mut sv, &mut f));
@@ -533,7 +554,8 @@ fn an_unreadable_kernel_log_is_one_warning_then_no_more_reading() {
     f.audit = vec![vec!["audit: type=1326 syscall=83".to_owned()]].into();
     f.audit_error = Some(io::ErrorKind::PermissionDenied);
     let mut peak = MemoryPeak::default();
-    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    let mut obs = Observer::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
     clear(&mut f);
     for _ in 0..3 {
         goes_on(tick(&mut sv, &mut f));
@@ -556,7 +578,8 @@ fn the_kernel_log_is_not_read_unless_in_seccomp_log_mode() {
     let p = prepared(config());
     let mut f = fake(&p);
     let mut peak = MemoryPeak::default();
-    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak);
+    let mut obs = Observer::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
     goes_on(tick(&mut sv, &mut f));
     assert_eq!(f.audit_calls, 0);
 }

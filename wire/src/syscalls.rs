@@ -1,5 +1,6 @@
 //! x86-64 system call numbers (Linux 6.1, `arch/x86/entry/syscalls/syscall_64.tbl`, the common
-//! and 64-bit ABIs; x32 numbers are refused by every filter).
+//! and 64-bit ABIs; x32 numbers are refused by every filter), shared by the seccomp compiler
+//! and the init's system call counters.
 
 pub const SYSCALLS: &[(&str, u32)] = &[
     ("read", 0),

@@ -1,0 +1,470 @@
+//! eBPF programs written in Rust: a small assembler (the instruction encodings of the kernel's
+//! `include/uapi/linux/bpf.h` and `bpf_common.h`, with labels for jumps) and the programs the
+//! init attaches to the `raw_syscalls` tracepoints for `[observe]`. No compiler toolchain is
+//! involved: the programs are instruction arrays built here and checked by the kernel's
+//! verifier at load time.
+//!
+//! The programs (raw tracepoint context: `args[0]` is `struct pt_regs *`, `args[1]` the system
+//! call number at `sys_enter` and its return value at `sys_exit`):
+//!
+//! - [`enter_program`] on `sys_enter`: calls from any cgroup but the runtime's are ignored
+//!   (`bpf_get_current_cgroup_id`); the call's counter (`counts[nr]`, an array map) is
+//!   incremented atomically; with latency on, the thread's start time and call number are
+//!   stored (`starts[tid]`, a hash map).
+//! - [`exit_program`] on `sys_exit` (latency only): the elapsed time since the thread's entry
+//!   goes into its log2 bucket, `latency[nr * 32 + bucket]`, and the entry is removed.
+
+/// Registers. `R0` return values, `R1`–`R5` arguments (clobbered by calls), `R6`–`R9` kept
+/// across calls, `R10` the read-only frame pointer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reg(pub u8);
+pub const R0: Reg = Reg(0);
+pub const R1: Reg = Reg(1);
+pub const R2: Reg = Reg(2);
+pub const R3: Reg = Reg(3);
+pub const R4: Reg = Reg(4);
+pub const R6: Reg = Reg(6);
+pub const R7: Reg = Reg(7);
+pub const R8: Reg = Reg(8);
+pub const R9: Reg = Reg(9);
+pub const R10: Reg = Reg(10);
+
+// Instruction classes.
+const LD: u8 = 0x00;
+const LDX: u8 = 0x01;
+const STX: u8 = 0x03;
+const JMP: u8 = 0x05;
+const ALU64: u8 = 0x07;
+// Sizes.
+pub const W: u8 = 0x00;
+pub const DW: u8 = 0x18;
+// Modes.
+const IMM: u8 = 0x00;
+const MEM: u8 = 0x60;
+const ATOMIC: u8 = 0xc0;
+// Sources.
+const K: u8 = 0x00;
+const X: u8 = 0x08;
+// ALU operations.
+pub const ADD: u8 = 0x00;
+pub const SUB: u8 = 0x10;
+pub const LSH: u8 = 0x60;
+pub const RSH: u8 = 0x70;
+pub const MOV: u8 = 0xb0;
+// Jump operations.
+pub const JEQ: u8 = 0x10;
+pub const JGT: u8 = 0x20;
+pub const JNE: u8 = 0x50;
+pub const JLE: u8 = 0xb0;
+const CALL: u8 = 0x80;
+const EXIT: u8 = 0x90;
+/// `src_reg` of a 64-bit immediate load that holds a map file descriptor.
+const PSEUDO_MAP_FD: u8 = 1;
+
+/// Helper functions (`enum bpf_func_id`).
+pub const MAP_LOOKUP_ELEM: i32 = 1;
+pub const MAP_UPDATE_ELEM: i32 = 2;
+pub const MAP_DELETE_ELEM: i32 = 3;
+pub const KTIME_GET_NS: i32 = 5;
+pub const GET_CURRENT_PID_TGID: i32 = 14;
+pub const GET_CURRENT_CGROUP_ID: i32 = 80;
+
+/// One instruction (`struct bpf_insn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Insn {
+    pub code: u8,
+    pub dst: u8,
+    pub src: u8,
+    pub off: i16,
+    pub imm: i32,
+}
+
+impl Insn {
+    /// The 8 bytes the kernel reads (x86-64: little endian; `dst_reg` in the low nibble).
+    pub fn encode(&self) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[0] = self.code;
+        b[1] = (self.src << 4) | (self.dst & 0x0f);
+        b[2..4].copy_from_slice(&self.off.to_le_bytes());
+        b[4..8].copy_from_slice(&self.imm.to_le_bytes());
+        b
+    }
+}
+
+/// A jump target, placed with [`Asm::label`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Label(usize);
+
+/// Builds a program: instructions in order, jumps to labels resolved by [`Asm::finish`].
+#[derive(Debug, Default)]
+pub struct Asm {
+    insns: Vec<Insn>,
+    /// Instruction index → the label it jumps to.
+    fixups: Vec<(usize, Label)>,
+    labels: Vec<Option<usize>>,
+}
+
+/// A program that cannot be assembled: a label jumped to but never placed, or too far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsmError(pub String);
+
+impl Asm {
+    pub fn new() -> Self {
+        Asm::default()
+    }
+
+    fn push(&mut self, code: u8, dst: Reg, src: u8, off: i16, imm: i32) -> &mut Self {
+        self.insns.push(Insn {
+            code,
+            dst: dst.0,
+            src,
+            off,
+            imm,
+        });
+        self
+    }
+
+    /// A label to place later.
+    pub fn new_label(&mut self) -> Label {
+        self.labels.push(None);
+        Label(self.labels.len() - 1)
+    }
+
+    /// Places `l` at the next instruction.
+    pub fn label(&mut self, l: Label) -> &mut Self {
+        self.labels[l.0] = Some(self.insns.len());
+        self
+    }
+
+    /// `dst = src` (64-bit).
+    pub fn mov64_reg(&mut self, dst: Reg, src: Reg) -> &mut Self {
+        self.push(ALU64 | MOV | X, dst, src.0, 0, 0)
+    }
+
+    /// `dst = imm` (sign-extended to 64 bits).
+    pub fn mov64_imm(&mut self, dst: Reg, imm: i32) -> &mut Self {
+        self.push(ALU64 | MOV | K, dst, 0, 0, imm)
+    }
+
+    /// `dst op= imm` (64-bit).
+    pub fn alu64_imm(&mut self, op: u8, dst: Reg, imm: i32) -> &mut Self {
+        self.push(ALU64 | op | K, dst, 0, 0, imm)
+    }
+
+    /// `dst op= src` (64-bit).
+    pub fn alu64_reg(&mut self, op: u8, dst: Reg, src: Reg) -> &mut Self {
+        self.push(ALU64 | op | X, dst, src.0, 0, 0)
+    }
+
+    /// `dst = imm64`: two instruction slots.
+    pub fn ld_imm64(&mut self, dst: Reg, imm: u64) -> &mut Self {
+        self.ld_imm64_raw(dst, 0, imm)
+    }
+
+    /// `dst = map` for the map open as `fd`: the kernel replaces the descriptor with the map.
+    pub fn ld_map_fd(&mut self, dst: Reg, fd: i32) -> &mut Self {
+        self.ld_imm64_raw(dst, PSEUDO_MAP_FD, fd as u32 as u64)
+    }
+
+    fn ld_imm64_raw(&mut self, dst: Reg, src: u8, imm: u64) -> &mut Self {
+        self.push(LD | IMM | DW, dst, src, 0, imm as u32 as i32);
+        self.push(0, Reg(0), 0, 0, (imm >> 32) as u32 as i32)
+    }
+
+    /// `dst = *(size *)(src + off)`.
+    pub fn ldx(&mut self, size: u8, dst: Reg, src: Reg, off: i16) -> &mut Self {
+        self.push(LDX | MEM | size, dst, src.0, off, 0)
+    }
+
+    /// `*(size *)(dst + off) = src`.
+    pub fn stx(&mut self, size: u8, dst: Reg, off: i16, src: Reg) -> &mut Self {
+        self.push(STX | MEM | size, dst, src.0, off, 0)
+    }
+
+    /// `lock *(u64 *)(dst + off) += src`.
+    pub fn atomic_add64(&mut self, dst: Reg, off: i16, src: Reg) -> &mut Self {
+        self.push(STX | ATOMIC | DW, dst, src.0, off, i32::from(ADD))
+    }
+
+    /// `if dst op imm goto l` (64-bit compare, `imm` sign-extended).
+    pub fn jmp_imm(&mut self, op: u8, dst: Reg, imm: i32, l: Label) -> &mut Self {
+        self.fixups.push((self.insns.len(), l));
+        self.push(JMP | op | K, dst, 0, 0, imm)
+    }
+
+    /// `goto l`.
+    pub fn ja(&mut self, l: Label) -> &mut Self {
+        self.fixups.push((self.insns.len(), l));
+        self.push(JMP, Reg(0), 0, 0, 0)
+    }
+
+    /// Calls helper `id`: arguments in R1–R5, the result in R0.
+    pub fn call(&mut self, id: i32) -> &mut Self {
+        self.push(JMP | CALL, Reg(0), 0, 0, id)
+    }
+
+    pub fn exit(&mut self) -> &mut Self {
+        self.push(JMP | EXIT, Reg(0), 0, 0, 0)
+    }
+
+    /// The instructions, jumps resolved (offsets count from the next instruction).
+    pub fn finish(mut self) -> Result<Vec<Insn>, AsmError> {
+        for &(at, l) in &self.fixups {
+            let target = self.labels[l.0]
+                .ok_or_else(|| AsmError(format!("instruction {at} jumps to a label never placed")))?;
+            let off = target as i64 - at as i64 - 1;
+            self.insns[at].off = i16::try_from(off)
+                .map_err(|_| AsmError(format!("instruction {at}: jump of {off} is too far")))?;
+        }
+        Ok(self.insns)
+    }
+}
+
+/// The bytes of a program, for `BPF_PROG_LOAD`.
+pub fn encode(insns: &[Insn]) -> Vec<u8> {
+    insns.iter().flat_map(Insn::encode).collect()
+}
+
+/// Counter slots per system call number: x86-64 numbers are below 512 (the highest in 6.1 is
+/// 450); calls numbered higher (x32, or invalid) are not counted.
+pub const MAX_SYSCALLS: u32 = 512;
+
+/// The stack slot of a 4-byte map key.
+const KEY: i16 = -4;
+/// The 16-byte `starts` value: start time (ns), then the call number.
+const START: i16 = -24;
+const START_NR: i16 = -16;
+
+/// Ignores (returns from) everything not running in cgroup `cgroup_id`. Clobbers R0–R5.
+fn only_cgroup(a: &mut Asm, cgroup_id: u64, out: Label) {
+    a.call(GET_CURRENT_CGROUP_ID)
+        .ld_imm64(R1, cgroup_id)
+        .jmp_imm(JNE, R0, 0, out);
+    // `jmp_imm` compares with an immediate; the id is 64 bits wide: compare registers.
+    let last = a.insns.len() - 1;
+    a.insns[last].code = JMP | JNE | X;
+    a.insns[last].src = R1.0;
+}
+
+/// `sys_enter`: counts the call; with `starts` (latency on), records when it started.
+pub fn enter_program(cgroup_id: u64, counts: i32, starts: Option<i32>) -> Result<Vec<Insn>, AsmError> {
+    let mut a = Asm::new();
+    let out = a.new_label();
+    a.mov64_reg(R6, R1);
+    only_cgroup(&mut a, cgroup_id, out);
+    // R7 = the call number (args[1]); out of the table's range: not counted.
+    a.ldx(DW, R7, R6, 8)
+        .jmp_imm(JGT, R7, MAX_SYSCALLS as i32 - 1, out)
+        .stx(W, R10, KEY, R7)
+        .ld_map_fd(R1, counts)
+        .mov64_reg(R2, R10)
+        .alu64_imm(ADD, R2, i32::from(KEY))
+        .call(MAP_LOOKUP_ELEM)
+        .jmp_imm(JEQ, R0, 0, out)
+        .mov64_imm(R1, 1)
+        .atomic_add64(R0, 0, R1);
+    if let Some(starts) = starts {
+        // starts[tid] = { now, nr }: the low 32 bits of pid_tgid are the thread id.
+        a.call(GET_CURRENT_PID_TGID)
+            .stx(W, R10, KEY, R0)
+            .call(KTIME_GET_NS)
+            .stx(DW, R10, START, R0)
+            .stx(DW, R10, START_NR, R7)
+            .ld_map_fd(R1, starts)
+            .mov64_reg(R2, R10)
+            .alu64_imm(ADD, R2, i32::from(KEY))
+            .mov64_reg(R3, R10)
+            .alu64_imm(ADD, R3, i32::from(START))
+            .mov64_imm(R4, 0) // BPF_ANY
+            .call(MAP_UPDATE_ELEM);
+    }
+    a.label(out).mov64_imm(R0, 0).exit();
+    a.finish()
+}
+
+/// `sys_exit`: the time since the thread's `sys_enter` goes into its log2 bucket.
+pub fn exit_program(cgroup_id: u64, starts: i32, latency: i32) -> Result<Vec<Insn>, AsmError> {
+    let mut a = Asm::new();
+    let out = a.new_label();
+    let forget = a.new_label();
+    a.mov64_reg(R6, R1);
+    only_cgroup(&mut a, cgroup_id, out);
+    a.call(GET_CURRENT_PID_TGID)
+        .stx(W, R10, KEY, R0)
+        .ld_map_fd(R1, starts)
+        .mov64_reg(R2, R10)
+        .alu64_imm(ADD, R2, i32::from(KEY))
+        .call(MAP_LOOKUP_ELEM)
+        .jmp_imm(JEQ, R0, 0, out)
+        .ldx(DW, R7, R0, 0)
+        .ldx(DW, R8, R0, 8)
+        .call(KTIME_GET_NS)
+        .alu64_reg(SUB, R0, R7)
+        // R9 = floor(log2(R0)) by halving steps: 32, 16, 8, 4, 2, 1.
+        .mov64_imm(R9, 0);
+    for shift in [32, 16, 8, 4, 2, 1] {
+        let next = a.new_label();
+        a.mov64_reg(R1, R0)
+            .alu64_imm(RSH, R1, shift)
+            .jmp_imm(JEQ, R1, 0, next)
+            .mov64_reg(R0, R1)
+            .alu64_imm(ADD, R9, shift)
+            .label(next);
+    }
+    let capped = a.new_label();
+    let last = stratos_wire::LATENCY_BUCKETS as i32 - 1;
+    a.jmp_imm(JLE, R9, last, capped)
+        .mov64_imm(R9, last)
+        .label(capped)
+        // latency[nr * 32 + bucket] += 1
+        .alu64_imm(LSH, R8, stratos_wire::LATENCY_BUCKETS.trailing_zeros() as i32)
+        .alu64_reg(ADD, R8, R9)
+        .stx(W, R10, -8, R8)
+        .ld_map_fd(R1, latency)
+        .mov64_reg(R2, R10)
+        .alu64_imm(ADD, R2, -8)
+        .call(MAP_LOOKUP_ELEM)
+        .jmp_imm(JEQ, R0, 0, forget)
+        .mov64_imm(R1, 1)
+        .atomic_add64(R0, 0, R1)
+        .label(forget)
+        .ld_map_fd(R1, starts)
+        .mov64_reg(R2, R10)
+        .alu64_imm(ADD, R2, i32::from(KEY))
+        .call(MAP_DELETE_ELEM)
+        .label(out)
+        .mov64_imm(R0, 0)
+        .exit();
+    a.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(f: impl FnOnce(&mut Asm)) -> Vec<[u8; 8]> {
+        let mut a = Asm::new();
+        f(&mut a);
+        a.finish().unwrap().iter().map(Insn::encode).collect()
+    }
+
+    /// Each encoding against the bytes the kernel's macros (`include/linux/filter.h`) produce
+    /// for the same instruction, as `struct bpf_insn` in memory on x86-64.
+    #[test]
+    fn encodings_match_the_kernel_macros() {
+        let cases: Vec<(Vec<[u8; 8]>, Vec<[u8; 8]>)> = vec![
+            // BPF_MOV64_REG(BPF_REG_6, BPF_REG_1)
+            (one(|a| { a.mov64_reg(R6, R1); }), vec![[0xbf, 0x16, 0, 0, 0, 0, 0, 0]]),
+            // BPF_MOV64_IMM(BPF_REG_0, 0)
+            (one(|a| { a.mov64_imm(R0, 0); }), vec![[0xb7, 0x00, 0, 0, 0, 0, 0, 0]]),
+            // BPF_MOV64_IMM(BPF_REG_4, -1)
+            (one(|a| { a.mov64_imm(R4, -1); }), vec![[0xb7, 0x04, 0, 0, 0xff, 0xff, 0xff, 0xff]]),
+            // BPF_ALU64_IMM(BPF_ADD, BPF_REG_2, -4)
+            (one(|a| { a.alu64_imm(ADD, R2, -4); }), vec![[0x07, 0x02, 0, 0, 0xfc, 0xff, 0xff, 0xff]]),
+            // BPF_ALU64_IMM(BPF_RSH, BPF_REG_1, 32)
+            (one(|a| { a.alu64_imm(RSH, R1, 32); }), vec![[0x77, 0x01, 0, 0, 32, 0, 0, 0]]),
+            // BPF_ALU64_IMM(BPF_LSH, BPF_REG_8, 5)
+            (one(|a| { a.alu64_imm(LSH, R8, 5); }), vec![[0x67, 0x08, 0, 0, 5, 0, 0, 0]]),
+            // BPF_ALU64_REG(BPF_SUB, BPF_REG_0, BPF_REG_7)
+            (one(|a| { a.alu64_reg(SUB, R0, R7); }), vec![[0x1f, 0x70, 0, 0, 0, 0, 0, 0]]),
+            // BPF_ALU64_REG(BPF_ADD, BPF_REG_8, BPF_REG_9)
+            (one(|a| { a.alu64_reg(ADD, R8, R9); }), vec![[0x0f, 0x98, 0, 0, 0, 0, 0, 0]]),
+            // BPF_LDX_MEM(BPF_DW, BPF_REG_7, BPF_REG_6, 8)
+            (one(|a| { a.ldx(DW, R7, R6, 8); }), vec![[0x79, 0x67, 8, 0, 0, 0, 0, 0]]),
+            // BPF_STX_MEM(BPF_W, BPF_REG_10, BPF_REG_7, -4)
+            (one(|a| { a.stx(W, R10, -4, R7); }), vec![[0x63, 0x7a, 0xfc, 0xff, 0, 0, 0, 0]]),
+            // BPF_STX_MEM(BPF_DW, BPF_REG_10, BPF_REG_0, -24)
+            (one(|a| { a.stx(DW, R10, -24, R0); }), vec![[0x7b, 0x0a, 0xe8, 0xff, 0, 0, 0, 0]]),
+            // BPF_ATOMIC_OP(BPF_DW, BPF_ADD, BPF_REG_0, BPF_REG_1, 0)
+            (one(|a| { a.atomic_add64(R0, 0, R1); }), vec![[0xdb, 0x10, 0, 0, 0, 0, 0, 0]]),
+            // BPF_EMIT_CALL(BPF_FUNC_get_current_cgroup_id)
+            (one(|a| { a.call(GET_CURRENT_CGROUP_ID); }), vec![[0x85, 0, 0, 0, 80, 0, 0, 0]]),
+            // BPF_EXIT_INSN()
+            (one(|a| { a.exit(); }), vec![[0x95, 0, 0, 0, 0, 0, 0, 0]]),
+            // BPF_LD_MAP_FD(BPF_REG_1, 7)
+            (
+                one(|a| { a.ld_map_fd(R1, 7); }),
+                vec![[0x18, 0x11, 0, 0, 7, 0, 0, 0], [0; 8]],
+            ),
+            // BPF_LD_IMM64(BPF_REG_1, 0x1122334455667788)
+            (
+                one(|a| { a.ld_imm64(R1, 0x1122_3344_5566_7788); }),
+                vec![
+                    [0x18, 0x01, 0, 0, 0x88, 0x77, 0x66, 0x55],
+                    [0, 0, 0, 0, 0x44, 0x33, 0x22, 0x11],
+                ],
+            ),
+        ];
+        for (i, (got, want)) in cases.iter().enumerate() {
+            assert_eq!(got, want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn jumps_count_from_the_next_instruction() {
+        let mut a = Asm::new();
+        let out = a.new_label();
+        let back = a.new_label();
+        a.label(back)
+            // BPF_JMP_IMM(BPF_JGT, BPF_REG_7, 511, 2)
+            .jmp_imm(JGT, R7, 511, out)
+            .mov64_imm(R0, 1)
+            // BPF_JMP_IMM(BPF_JEQ, BPF_REG_0, 0, -3)
+            .jmp_imm(JEQ, R0, 0, back)
+            .label(out)
+            .exit();
+        let b: Vec<[u8; 8]> = a.finish().unwrap().iter().map(Insn::encode).collect();
+        assert_eq!(b[0], [0x25, 0x07, 2, 0, 0xff, 0x01, 0, 0]);
+        assert_eq!(b[2], [0x15, 0x00, 0xfd, 0xff, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_label_never_placed_is_an_error() {
+        let mut a = Asm::new();
+        let l = a.new_label();
+        a.ja(l).exit();
+        assert!(a.finish().unwrap_err().0.contains("never placed"));
+    }
+
+    /// The cgroup check compares registers (`BPF_JMP_REG(BPF_JNE, R0, R1, …)`), with the
+    /// 64-bit id loaded whole.
+    #[test]
+    fn the_cgroup_filter_compares_all_64_bits() {
+        let p = enter_program(0x0000_0001_0000_0042, 3, None).unwrap();
+        let b: Vec<[u8; 8]> = p.iter().map(Insn::encode).collect();
+        assert_eq!(b[1], [0x85, 0, 0, 0, 80, 0, 0, 0]);
+        assert_eq!(b[2], [0x18, 0x01, 0, 0, 0x42, 0, 0, 0]);
+        assert_eq!(b[3], [0, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(b[4][0], 0x5d, "JNE | X");
+        assert_eq!(b[4][1], 0x10, "dst R0, src R1");
+        // …to the final `r0 = 0; exit`.
+        let to = 4 + 1 + i16::from_le_bytes([b[4][2], b[4][3]]) as usize;
+        assert_eq!(b[to], [0xb7, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(to + 2, b.len());
+    }
+
+    /// The programs assemble, every jump lands inside, the map descriptors are where the
+    /// kernel looks for them, and the last instruction is an exit.
+    #[test]
+    fn programs_are_well_formed() {
+        for (p, fds) in [
+            (enter_program(9, 3, None).unwrap(), vec![3]),
+            (enter_program(9, 3, Some(4)).unwrap(), vec![3, 4]),
+            (exit_program(9, 4, 5).unwrap(), vec![4, 5, 4]),
+        ] {
+            assert!(p.len() < 4096);
+            assert_eq!(p.last().unwrap().code, JMP | EXIT);
+            let mut seen = Vec::new();
+            for (i, insn) in p.iter().enumerate() {
+                if insn.code & 0x07 == JMP && insn.code != JMP | CALL && insn.code != JMP | EXIT {
+                    let to = i as i64 + 1 + i64::from(insn.off);
+                    assert!((0..p.len() as i64).contains(&to), "insn {i} jumps to {to}");
+                }
+                if insn.code == LD | IMM | DW && insn.src == PSEUDO_MAP_FD {
+                    seen.push(insn.imm);
+                }
+            }
+            assert_eq!(seen, fds);
+        }
+    }
+}
