@@ -238,6 +238,49 @@ pub fn prepare_kernel(
     }
 }
 
+/// Kernel options `[observe]` cannot work without, and why.
+pub const OBSERVE_OPTIONS: &[(&str, &str)] = &[
+    ("BPF_SYSCALL", "the bpf() system call"),
+    ("BPF_EVENTS", "eBPF programs on raw tracepoints"),
+    ("CGROUPS", "the runtime's cgroup, which the programs filter on"),
+];
+
+/// What the profile asks of the kernel beyond booting, checked against its config: a feature
+/// the kernel cannot provide is a build error, not a silent no-op at boot.
+pub fn check_kernel_features(profile: &Profile, kern: &PreparedKernel) -> Result<(), BuildError> {
+    if profile.observe.is_none() {
+        return Ok(());
+    }
+    let fix = "add kernel-configs/observability.config to [kernel] fragments, or remove [observe]";
+    let Some(text) = &kern.config else {
+        return Err(BuildError::Kernel {
+            path: kern.path.clone(),
+            why: format!("[observe] needs a kernel with eBPF support, and this prebuilt kernel has no config to check it against: give [kernel] config = \"...\" (its .config), or {fix}"),
+        });
+    };
+    let config = kernel::Config::parse(&String::from_utf8_lossy(text)).map_err(|e| {
+        BuildError::Kernel {
+            path: kern.path.clone(),
+            why: format!("its config: {e}"),
+        }
+    })?;
+    let missing: Vec<String> = OBSERVE_OPTIONS
+        .iter()
+        .filter(|(o, _)| !config.is_builtin(o))
+        .map(|(o, why)| format!("CONFIG_{o}=y ({why})"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(BuildError::Kernel {
+        path: kern.path.clone(),
+        why: format!(
+            "[observe] is on but the kernel lacks {}: {fix}",
+            missing.join(", ")
+        ),
+    })
+}
+
 fn origin_files(tree: &Tree, origin: &str) -> Vec<String> {
     tree.iter()
         .filter(|(_, e)| e.origin.as_str() == origin)
@@ -366,6 +409,7 @@ pub fn init_config(
         stdio: profile.init.stdio,
         seccomp: None,
         on_restore: profile.init.on_restore,
+        observe: profile.observe,
     }
 }
 
@@ -518,6 +562,7 @@ pub fn build(
     let out = output::OutputDir::prepare(&opts.out)?;
     let init = init_binary::load(&opts.init_binary)?;
     let kernel = prepare_kernel(profile, opts.allow_config_drift, progress)?;
+    check_kernel_features(profile, &kernel)?;
     let step = progress.step("assembling the root filesystem");
     let a = assemble(profile, &kernel, &init, opts.offline, progress)?;
     step.done();
@@ -669,6 +714,10 @@ fn manifest(
         sbom: SBOM_ARTIFACT.into(),
         seccomp: a.seccomp.clone(),
         preload: a.preload.clone(),
+        observe: profile.observe.map(|o| crate::sign::manifest::ObserveInfo {
+            syscalls: o.syscalls,
+            latency: o.latency,
+        }),
         root,
         artifacts: files
             .iter()

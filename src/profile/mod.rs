@@ -118,6 +118,8 @@ pub struct Profile {
     pub seccomp: Option<SeccompSpec>,
     /// `[runtime.python]`.
     pub python: Option<PythonSpec>,
+    /// `[observe]` (when it observes anything).
+    pub observe: Option<stratos_wire::Observe>,
 }
 
 /// `[runtime.python]`: what the builder does for a Python runtime.
@@ -479,6 +481,11 @@ fn validate(
         .and_then(|r| r.python)
         .map(|py| sections::validate_python(cx, py, &init.argv[0]))
         .transpose()?;
+    let observe = raw
+        .observe
+        .map(|o| sections::validate_observe(cx, o))
+        .transpose()?
+        .flatten();
     Ok(Profile {
         path: PathBuf::new(),
         dir: PathBuf::new(),
@@ -494,6 +501,7 @@ fn validate(
         packages,
         seccomp,
         python,
+        observe,
     })
 }
 

@@ -28,6 +28,18 @@ pub struct RawProfile {
     pub seccomp: Option<RawSeccomp>,
     #[serde(default)]
     pub runtime: Option<RawRuntime>,
+    #[serde(default)]
+    pub observe: Option<RawObserve>,
+}
+
+/// `[observe]`: what the init observes of the runtime with eBPF.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawObserve {
+    #[serde(default)]
+    pub syscalls: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub latency: Option<Spanned<bool>>,
 }
 
 /// `[runtime.*]`: build steps for the language runtime in the image.

@@ -885,6 +885,26 @@ fn flatten_sysctl(
     Ok(())
 }
 
+/// `[observe]`: `syscalls = true` counts the runtime's system calls, `latency = true` also
+/// times them. Nothing on: `None`.
+pub(super) fn validate_observe(
+    cx: &Ctx,
+    o: raw::RawObserve,
+) -> Result<Option<stratos_wire::Observe>, ProfileError> {
+    let syscalls = o.syscalls.as_ref().is_some_and(|s| *s.get_ref());
+    let latency = o.latency.as_ref().is_some_and(|l| *l.get_ref());
+    if let (false, Some(l)) = (syscalls, &o.latency) {
+        if latency {
+            return Err(cx.at(
+                l.span(),
+                "observe.latency",
+                "times system calls, which needs them counted: add syscalls = true to [observe]",
+            ));
+        }
+    }
+    Ok(syscalls.then_some(stratos_wire::Observe { syscalls, latency }))
+}
+
 /// `[zram]`.
 pub(super) fn validate_zram(cx: &Ctx, z: raw::RawZram) -> Result<Zram, ProfileError> {
     let size = match z.size.get_ref() {

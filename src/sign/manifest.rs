@@ -31,6 +31,10 @@ pub struct Manifest {
     /// initramfs: the artifact, its format and its dm-verity parameters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<RootInfo>,
+    /// `[observe]`: the init prints `stratos-metrics` lines and answers metrics requests on
+    /// the restore channel (which the harness then attaches to every boot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observe: Option<ObserveInfo>,
     /// Sorted by name.
     pub artifacts: Vec<Artifact>,
 }
@@ -83,6 +87,13 @@ pub struct SeccompInfo {
     pub instructions: u64,
     /// `enforce` or `log`.
     pub mode: String,
+}
+
+/// What the image's init observes of its runtime (`[observe]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObserveInfo {
+    pub syscalls: bool,
+    pub latency: bool,
 }
 
 /// A block-device root: `artifact` holds the filesystem, then (at `verity.hash_offset`) its
