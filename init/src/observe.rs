@@ -193,7 +193,9 @@ impl Observer {
         let named = by_name(&self.scratch);
         m.syscalls_total = Some(named.values().sum());
         m.syscalls = Some(named);
-        if let Some(latency) = self.latency {
+        // The line at `runtime_ready` is printed while the first call may be on its way: it
+        // stays short (the console is slow under emulation); histograms come on request.
+        if let (Some(latency), false) = (self.latency, m.reason == MetricsReason::Ready) {
             sys.bpf_counters(latency, &mut self.scratch)?;
             m.latency = Some(histograms(&self.scratch));
         }

@@ -35,6 +35,9 @@ pub enum Unit {
     Ms,
     #[serde(rename = "KiB")]
     KiB,
+    /// System calls.
+    #[serde(rename = "calls")]
+    Calls,
 }
 
 impl Unit {
@@ -42,6 +45,7 @@ impl Unit {
         match self {
             Unit::Ms => "ms",
             Unit::KiB => "KiB",
+            Unit::Calls => "calls",
         }
     }
 }
@@ -65,6 +69,10 @@ pub const METRICS: &[(&str, Unit)] = &[
     ("warm", Unit::Ms),
     ("memory_peak", Unit::KiB),
     ("mem_available", Unit::KiB),
+    ("syscalls.ready", Unit::Calls),
+    ("syscalls.cold_start", Unit::Calls),
+    ("syscalls.warm", Unit::Calls),
+    ("syscalls.total", Unit::Calls),
 ];
 
 /// Why a boot test could not produce a result (a run that fails is a result, not this).
@@ -145,9 +153,53 @@ pub struct RunRecord {
     pub ok: bool,
     pub failure: Option<String>,
     pub metrics: BTreeMap<String, f64>,
+    /// `[observe]`: the runtime's system calls by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syscalls: Option<RunSyscalls>,
     /// The console, kept in a file of its own (see [`BootTestResult::keep_logs_if_failed`]).
     #[serde(skip)]
     pub log: String,
+}
+
+/// One run's system calls by name, from the init's readings (`[observe]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSyscalls {
+    /// From the runtime's `execve` through its first answer.
+    pub cold_start: BTreeMap<String, u64>,
+    /// Through the last answer.
+    pub total: BTreeMap<String, u64>,
+    /// Through the last answer, per call: the non-empty log2 latency buckets (`[bucket,
+    /// count]`, bucket b: 2^b to 2^(b+1) ns), when the image times them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub latency_log2_ns: BTreeMap<String, Vec<(u32, u64)>>,
+}
+
+impl RunSyscalls {
+    /// From a boot's readings; why not, when the image observes and they are missing.
+    pub fn of(r: &super::Readings) -> Result<RunSyscalls, String> {
+        if let Some(e) = &r.error {
+            return Err(e.clone());
+        }
+        let reading = |i: Option<usize>, what: &str| {
+            let m = i
+                .and_then(|i| r.all.get(i))
+                .ok_or_else(|| format!("no metrics reading after the {what} answer"))?;
+            if let Some(e) = &m.observe_error {
+                return Err(format!("no system call counts: {e}"));
+            }
+            m.syscalls
+                .clone()
+                .map(|s| (s, m.latency.clone().unwrap_or_default()))
+                .ok_or_else(|| format!("the reading after the {what} answer has no system call counts"))
+        };
+        let (cold_start, _) = reading(r.after_first, "first")?;
+        let (total, latency_log2_ns) = reading(r.after_last, "last")?;
+        Ok(RunSyscalls {
+            cold_start,
+            total,
+            latency_log2_ns,
+        })
+    }
 }
 
 /// Boots the images `o.runs` times each, interleaved (A B A B …, so drift on the host hits
@@ -253,6 +305,30 @@ pub fn metrics_of(run: &BootRun) -> BTreeMap<String, f64> {
     if let Some(kb) = available {
         m.insert("mem_available".into(), kb as f64);
     }
+    let total = |i: Option<usize>| {
+        i.and_then(|i| run.readings.all.get(i))
+            .and_then(|m| m.syscalls_total)
+    };
+    if let Some(n) = run.readings.ready().and_then(|m| m.syscalls_total) {
+        m.insert("syscalls.ready".into(), n as f64);
+    }
+    let (first, last) = (
+        total(run.readings.after_first),
+        total(run.readings.after_last),
+    );
+    if let Some(n) = first {
+        m.insert("syscalls.cold_start".into(), n as f64);
+    }
+    if let Some(n) = last {
+        m.insert("syscalls.total".into(), n as f64);
+    }
+    // Per warm call: what the calls after the first added, divided among them.
+    if let (Some(a), Some(b), warm @ 1..) = (first, last, run.invocations.len().saturating_sub(1)) {
+        m.insert(
+            "syscalls.warm".into(),
+            b.saturating_sub(a) as f64 / warm as f64,
+        );
+    }
     m
 }
 
@@ -294,12 +370,20 @@ pub fn run_once(
         .iter()
         .map(|i| i.status)
         .find(|s| !(200..300).contains(s));
+    let syscalls = image
+        .manifest
+        .observe
+        .is_some()
+        .then(|| RunSyscalls::of(&run.readings));
     let failure = if let Some(status) = bad_status {
         Some(format!("the function answered HTTP {status}"))
     } else if run.invocations.len() < o.invocations {
         Some(run.failure_reason())
     } else if let Err(e) = &run.phases {
         Some(format!("malformed phase markers: {e}"))
+    } else if let Some(Err(e)) = &syscalls {
+        // The image observes: a run without its counts would pass syscall objectives unseen.
+        Some(format!("[observe]: {e}"))
     } else {
         None
     };
@@ -309,6 +393,7 @@ pub fn run_once(
         ok: failure.is_none(),
         failure,
         metrics,
+        syscalls: syscalls.and_then(Result::ok),
         log: run.log(),
     })
 }

@@ -78,6 +78,14 @@ pub fn parse_line(line: &str) -> Option<Event> {
     None
 }
 
+/// A `stratos-metrics {json}` line: the metrics, or why they do not parse; `None` for any
+/// other line.
+pub fn metrics(line: &str) -> Option<Result<stratos_wire::Metrics, String>> {
+    let i = line.find(stratos_wire::METRICS_PREFIX)?;
+    let json = line[i + stratos_wire::METRICS_PREFIX.len()..].strip_prefix(' ')?;
+    Some(stratos_wire::Metrics::from_json(json.trim_end()))
+}
+
 /// System calls a seccomp baseline in log mode would have denied, from the init's
 /// `seccomp-log:` lines (audit records): name → count.
 pub fn seccomp_log(lines: &[String]) -> std::collections::BTreeMap<String, usize> {

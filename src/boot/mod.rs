@@ -149,6 +149,7 @@ impl BootImage {
             forwards,
             interactive,
             snapshot: None,
+            control: None,
         }
     }
 }
@@ -193,6 +194,32 @@ pub struct BootRun {
     pub invoke_error: Option<String>,
     /// A restore: time from spawning QEMU until the restored VM continued.
     pub resumed: Option<Duration>,
+    /// The init's `stratos-metrics` lines (`[observe]`).
+    pub readings: Readings,
+}
+
+/// The `stratos-metrics` lines of one boot, and which of them the harness asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Readings {
+    /// Every metrics line, in order.
+    pub all: Vec<stratos_wire::Metrics>,
+    /// Why lines that looked like metrics lines were not.
+    pub malformed: Vec<String>,
+    /// The reading asked for after the first answer (index in `all`): the cold start.
+    pub after_first: Option<usize>,
+    /// The reading asked for after the last answer.
+    pub after_last: Option<usize>,
+    /// Why a reading asked for did not come.
+    pub error: Option<String>,
+}
+
+impl Readings {
+    /// The reading the init printed at `runtime_ready`.
+    pub fn ready(&self) -> Option<&stratos_wire::Metrics> {
+        self.all
+            .iter()
+            .find(|m| m.reason == stratos_wire::MetricsReason::Ready)
+    }
 }
 
 impl BootRun {
@@ -266,22 +293,34 @@ pub struct RunOptions {
 /// `stop_after_invoke`), or at the timeout; QEMU is always gone when this returns.
 pub fn run(image: &BootImage, opts: &RunOptions) -> Result<BootRun, BootError> {
     let sockets = snapshot::sockets()?;
+    let observes = image.manifest.observe.is_some();
     let mut spec = match &opts.restore {
-        None => image.spec(
-            opts.accel,
-            opts.memory_mib,
-            opts.forwards.clone(),
-            opts.interactive,
-        ),
+        None => {
+            let mut spec = image.spec(
+                opts.accel,
+                opts.memory_mib,
+                opts.forwards.clone(),
+                opts.interactive,
+            );
+            if observes {
+                spec.control = Some(sockets.path().join("restore"));
+            }
+            spec
+        }
         Some(snap) => snap.restore_spec(image, opts.accel, opts.forwards.clone(), sockets.path()),
     };
     if let Some(c) = &opts.cmdline {
         spec.cmdline = c.clone();
     }
     let mut s = Session::new(Vm::start(&spec, opts.echo)?, opts);
-    if let Some(snap) = &opts.restore {
-        s.restore_channel = Some(snapshot::resume(snap, sockets.path())?);
-        s.resumed = Some(s.vm.started.elapsed());
+    s.observes = observes;
+    match (&opts.restore, &spec.control) {
+        (Some(snap), _) => {
+            s.channel = Some(snapshot::resume(snap, sockets.path())?);
+            s.resumed = Some(s.vm.started.elapsed());
+        }
+        (None, Some(path)) => s.channel = Some(snapshot::connect_control(path)?),
+        (None, None) => {}
     }
     loop {
         // Drain what the console has said first.
@@ -299,7 +338,22 @@ pub fn run(image: &BootImage, opts: &RunOptions) -> Result<BootRun, BootError> {
         }
         if let Some(inv) = &opts.invoke {
             if s.invocation_due() {
+                let before = s.invocations.len();
                 s.invoke(inv);
+                let n = s.invocations.len();
+                if s.observes && n > before {
+                    // Readings that split the cold start from the warm calls.
+                    if n == 1 {
+                        s.readings.after_first = s.request_metrics();
+                    }
+                    if n == inv.count {
+                        s.readings.after_last = if n == 1 {
+                            s.readings.after_first
+                        } else {
+                            s.request_metrics()
+                        };
+                    }
+                }
                 if s.invocations.len() == inv.count && opts.stop_after_invoke {
                     if let Some(h) = &opts.hold {
                         h.arrive(s.vm.pid(), s.vm.started + opts.timeout);
@@ -312,6 +366,9 @@ pub fn run(image: &BootImage, opts: &RunOptions) -> Result<BootRun, BootError> {
     }
     Ok(s.finish(image))
 }
+
+/// How long the init gets to answer a metrics request.
+const METRICS_WAIT: Duration = Duration::from_secs(10);
 
 /// What reading the console gave.
 enum Read {
@@ -335,9 +392,13 @@ struct Session<'a> {
     timed_out: bool,
     runtime_started: bool,
     console_closed: bool,
-    /// A restore: when the VM continued, and the channel the init was told on.
+    /// A restore: when the VM continued.
     resumed: Option<Duration>,
-    restore_channel: Option<std::os::unix::net::UnixStream>,
+    /// The restore channel (a restore, or an image that observes).
+    channel: Option<std::os::unix::net::UnixStream>,
+    /// The image observes (`[observe]`): metrics readings are asked for.
+    observes: bool,
+    readings: Readings,
 }
 
 impl<'a> Session<'a> {
@@ -354,11 +415,19 @@ impl<'a> Session<'a> {
             runtime_started: false,
             console_closed: false,
             resumed: None,
-            restore_channel: None,
+            channel: None,
+            observes: false,
+            readings: Readings::default(),
         }
     }
 
     fn record(&mut self, line: (Duration, String)) {
+        if let Some(m) = console::metrics(&line.1) {
+            match m {
+                Ok(m) => self.readings.all.push(m),
+                Err(e) => self.readings.malformed.push(e),
+            }
+        }
         if let Some(e) = console::parse_line(&line.1) {
             // A restored runtime was ready all along; it may be called once the init has
             // reseeded the clone and told it.
@@ -461,6 +530,41 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Asks the init for a metrics reading and waits for it (reading the console meanwhile);
+    /// returns its index in the readings. A reading that does not come is recorded as the
+    /// readings' error.
+    fn request_metrics(&mut self) -> Option<usize> {
+        use std::io::Write;
+        let seen = self.readings.all.len();
+        let line = format!("{}\n", stratos_wire::METRICS_REQUEST);
+        let sent = match self.channel.as_mut() {
+            Some(c) => c.write_all(line.as_bytes()).map_err(|e| e.to_string()),
+            None => Err("no restore channel to the init".into()),
+        };
+        if let Err(e) = sent {
+            self.readings.error = Some(format!("cannot ask the init for metrics: {e}"));
+            return None;
+        }
+        let deadline = self.vm.started.elapsed() + METRICS_WAIT;
+        while self.vm.started.elapsed() < deadline {
+            if let Some(i) = (seen..self.readings.all.len())
+                .find(|&i| self.readings.all[i].reason == stratos_wire::MetricsReason::Request)
+            {
+                return Some(i);
+            }
+            match self.vm.next_line(Duration::from_millis(20)) {
+                Ok(l) => self.record(l),
+                Err(true) => break,
+                Err(false) => {}
+            }
+        }
+        self.readings.error = Some(format!(
+            "the init did not answer a metrics request within {} s",
+            METRICS_WAIT.as_secs()
+        ));
+        None
+    }
+
     /// Keeps reading the console for `linger` (what the init reports after the calls).
     fn linger(&mut self) {
         let until = self.vm.started.elapsed() + self.opts.linger;
@@ -477,7 +581,7 @@ impl<'a> Session<'a> {
     fn finish(mut self, image: &BootImage) -> BootRun {
         let stopped_at = self.vm.started.elapsed();
         self.vm.stop();
-        drop(self.restore_channel.take());
+        drop(self.channel.take());
         while let Ok(l) = self.vm.next_line(Duration::from_millis(100)) {
             self.record(l);
         }
@@ -494,6 +598,7 @@ impl<'a> Session<'a> {
             timed_out: self.timed_out,
             invoke_error: self.invoke_error,
             resumed: self.resumed,
+            readings: self.readings,
         }
     }
 }

@@ -145,6 +145,9 @@ pub struct VmSpec {
     pub interactive: bool,
     /// What saving or restoring a snapshot adds to the machine.
     pub snapshot: Option<SnapshotVm>,
+    /// Without a snapshot: the restore channel anyway, at this socket, for an image that
+    /// observes (`[observe]`): the host asks its init for metrics readings on it.
+    pub control: Option<PathBuf>,
 }
 
 /// What a snapshot boot adds: the guest's RAM as a file (shared, so written through, when
@@ -161,6 +164,9 @@ pub struct SnapshotVm {
 }
 
 pub use stratos_wire::RESTORE_PORT;
+
+/// The longest console line kept whole (a metrics line is a few KiB).
+pub const MAX_CONSOLE_LINE: usize = 1 << 20;
 
 /// How a VM gets its root filesystem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,16 +287,34 @@ impl VmSpec {
         ]);
         if let Some(s) = &self.snapshot {
             a.extend(self.snapshot_args(s));
+        } else if let Some(c) = &self.control {
+            a.extend(self.channel_args(c));
         }
         a
     }
 
-    /// The memory file, QMP, the restore channel and (restoring) the incoming migration.
-    fn snapshot_args(&self, s: &SnapshotVm) -> Vec<String> {
+    /// The restore channel: a virtio-serial port named [`RESTORE_PORT`] on a socket QEMU
+    /// listens on.
+    fn channel_args(&self, socket: &Path) -> Vec<String> {
         let serial = match self.machine {
             Machine::Microvm => "virtio-serial-device",
             Machine::Q35 => "virtio-serial-pci",
         };
+        vec![
+            "-chardev".into(),
+            format!(
+                "socket,id=restore,path={},server=on,wait=off",
+                comma_safe(socket)
+            ),
+            "-device".into(),
+            serial.into(),
+            "-device".into(),
+            format!("virtserialport,chardev=restore,name={RESTORE_PORT}"),
+        ]
+    }
+
+    /// The memory file, QMP, the restore channel and (restoring) the incoming migration.
+    fn snapshot_args(&self, s: &SnapshotVm) -> Vec<String> {
         let mut a = vec![
             "-object".into(),
             format!(
@@ -301,16 +325,8 @@ impl VmSpec {
             ),
             "-qmp".into(),
             format!("unix:{},server=on,wait=off", comma_safe(&s.qmp)),
-            "-chardev".into(),
-            format!(
-                "socket,id=restore,path={},server=on,wait=off",
-                comma_safe(&s.restore_channel)
-            ),
-            "-device".into(),
-            serial.into(),
-            "-device".into(),
-            format!("virtserialport,chardev=restore,name={RESTORE_PORT}"),
         ];
+        a.extend(self.channel_args(&s.restore_channel));
         if s.incoming {
             a.extend(["-incoming".into(), "defer".into()]);
         }
@@ -328,6 +344,9 @@ impl VmSpec {
         };
         spec.forwards.clear();
         spec.interactive = false;
+        if spec.control.is_some() {
+            spec.control = Some("CONTROL".into());
+        }
         if let Some(s) = &mut spec.snapshot {
             s.memory_file = "MEMORY".into();
             s.qmp = "QMP".into();
@@ -411,7 +430,8 @@ impl Vm {
                     let _ = o.flush();
                 }
                 for &b in &buf[..n] {
-                    if b == b'\n' {
+                    // A guest that never ends a line is cut into pieces, not buffered whole.
+                    if b == b'\n' || line.len() >= MAX_CONSOLE_LINE {
                         let s = String::from_utf8_lossy(&line)
                             .trim_end_matches('\r')
                             .to_owned();
@@ -652,6 +672,7 @@ mod tests {
             }],
             interactive: false,
             snapshot: None,
+            control: None,
         };
         let a = spec.args().join(" ");
         assert!(

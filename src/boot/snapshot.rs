@@ -683,6 +683,19 @@ pub fn resume(
     Ok(channel)
 }
 
+/// Connects to the restore channel of a VM just started (QEMU creates the socket as it
+/// starts: retried for a few seconds).
+pub fn connect_control(path: &Path) -> Result<std::os::unix::net::UnixStream, SnapshotError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match connect_channel(path) {
+            Ok(c) => return Ok(c),
+            Err(e) if std::time::Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
 fn connect_channel(path: &Path) -> Result<std::os::unix::net::UnixStream, SnapshotError> {
     std::os::unix::net::UnixStream::connect(path).map_err(io(format!(
         "connecting to the restore channel {}",

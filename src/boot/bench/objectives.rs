@@ -29,12 +29,13 @@ impl Objectives {
     }
 }
 
-/// An objective: `metric.stat <= value` (e.g. `runtime_ready.p95=900ms`).
+/// An objective: `metric.stat <= value` (e.g. `runtime_ready.p95=900ms`,
+/// `syscalls.total<=400`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Slo {
     pub metric: String,
     pub stat: String,
-    /// Milliseconds (or KiB for memory).
+    /// Milliseconds (KiB for memory, calls for system calls).
     pub limit: f64,
     pub text: String,
 }
@@ -48,9 +49,9 @@ pub struct RegressionGate {
     pub text: String,
 }
 
-fn known_metric(m: &str) -> Result<(), String> {
-    if METRICS.iter().any(|(n, _)| *n == m) {
-        Ok(())
+fn known_metric(m: &str) -> Result<super::Unit, String> {
+    if let Some((_, unit)) = METRICS.iter().find(|(n, _)| *n == m) {
+        Ok(*unit)
     } else {
         Err(format!(
             "unknown metric {m:?}; metrics are: {}",
@@ -63,24 +64,33 @@ fn known_metric(m: &str) -> Result<(), String> {
     }
 }
 
-/// Parses `runtime_ready.p95=900ms,first_response.p50=2s,memory_peak.max=65536`.
+/// Parses `runtime_ready.p95=900ms,first_response.p50=2s,memory_peak.max=65536` (`<=` may
+/// stand for `=`); a metric without a statistic (`syscalls.total<=400`) means every run (max).
 pub fn parse_slos(s: &str) -> Result<Vec<Slo>, String> {
     let mut out = Vec::new();
     for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let (lhs, value) = item
-            .split_once('=')
-            .ok_or_else(|| format!("{item:?}: expected METRIC.STAT=VALUE"))?;
-        let (metric, stat) = lhs
-            .rsplit_once('.')
-            .ok_or_else(|| format!("{item:?}: expected METRIC.STAT (e.g. runtime_ready.p95)"))?;
-        known_metric(metric)?;
+            .split_once("<=")
+            .or_else(|| item.split_once('='))
+            .ok_or_else(|| format!("{item:?}: expected METRIC.STAT=VALUE or METRIC<=VALUE"))?;
+        let lhs = lhs.trim();
+        let (metric, stat) = if METRICS.iter().any(|(n, _)| *n == lhs) {
+            (lhs, "max")
+        } else {
+            lhs.rsplit_once('.').ok_or_else(|| {
+                format!("{item:?}: expected METRIC.STAT (e.g. runtime_ready.p95)")
+            })?
+        };
+        let unit = known_metric(metric)?;
         if !["min", "p50", "median", "p95", "p99", "max"].contains(&stat) {
             return Err(format!(
                 "{item:?}: statistic must be min, p50, p95, p99 or max"
             ));
         }
         let v = value.trim();
-        let limit = if let Some(ms) = v.strip_suffix("ms") {
+        let limit = if unit == super::Unit::Calls {
+            v.parse::<f64>().ok().filter(|x| x.fract() == 0.0)
+        } else if let Some(ms) = v.strip_suffix("ms") {
             ms.parse::<f64>().ok()
         } else if let Some(s) = v.strip_suffix('s') {
             s.parse::<f64>().ok().map(|x| x * 1e3)
@@ -90,7 +100,11 @@ pub fn parse_slos(s: &str) -> Result<Vec<Slo>, String> {
             v.parse::<f64>().ok()
         }
         .filter(|x| x.is_finite() && *x >= 0.0)
-        .ok_or_else(|| format!("{item:?}: {v:?} is not a duration like 900ms or 2s"))?;
+        .ok_or_else(|| match unit {
+            super::Unit::Calls => format!("{item:?}: {v:?} is not a number of system calls"),
+            super::Unit::KiB => format!("{item:?}: {v:?} is not a size in KiB"),
+            super::Unit::Ms => format!("{item:?}: {v:?} is not a duration like 900ms or 2s"),
+        })?;
         out.push(Slo {
             metric: metric.to_owned(),
             stat: stat.to_owned(),
@@ -197,6 +211,20 @@ mod tests {
         let g = parse_gates("runtime_ready=10%").unwrap();
         assert_eq!(g[0].percent, 10.0);
         assert!(parse_gates("runtime_ready=10").is_err());
+    }
+
+    #[test]
+    fn parses_syscall_objectives() {
+        let s = parse_slos("syscalls.total<=400,syscalls.cold_start.p95<=300, first_response<=2s")
+            .unwrap();
+        assert_eq!((s[0].metric.as_str(), s[0].stat.as_str(), s[0].limit), ("syscalls.total", "max", 400.0));
+        assert_eq!((s[1].metric.as_str(), s[1].stat.as_str(), s[1].limit), ("syscalls.cold_start", "p95", 300.0));
+        assert_eq!((s[2].metric.as_str(), s[2].stat.as_str(), s[2].limit), ("first_response", "max", 2000.0));
+        assert!(parse_slos("syscalls.total<=4ms").unwrap_err().contains("not a number of system calls"));
+        assert!(parse_slos("syscalls.total<=1.5").is_err());
+        assert!(parse_slos("syscalls.bogus<=1").unwrap_err().contains("unknown metric"));
+        let g = parse_gates("syscalls.total=10%").unwrap();
+        assert_eq!(g[0].metric, "syscalls.total");
     }
 
     #[test]
