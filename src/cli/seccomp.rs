@@ -1,4 +1,5 @@
-//! `stratos seccomp check|diff`: validate a baseline, and see what a change opens or closes.
+//! `stratos seccomp check|diff|suggest`: validate a baseline, see what a change opens or
+//! closes, and derive one from what boot tests observed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,28 @@ pub enum Sub {
         after_help = "Example:\n  stratos seccomp diff profiles/seccomp/generic.json profiles/seccomp/busybox-httpd.json"
     )]
     Diff { a: PathBuf, b: PathBuf },
+    /// Write the smallest baseline that allows the system calls boot-test runs observed (an
+    /// image with [observe] syscalls = true; every successful run of the image in the result
+    /// counts), plus exit, exit_group, restart_syscall and rt_sigreturn. With --base, its
+    /// default action, architectures and rules other than plain allows are kept, and the diff
+    /// from it is printed. The output is sorted and commented: the same runs give the same
+    /// bytes. Review it (calls the runs never reached get the default action) before enforcing.
+    #[command(
+        after_help = "Example:
+  stratos boot-test out/python-fn --runs 3 --json boot.json
+  stratos seccomp suggest --from boot.json --base profiles/seccomp/python.json --out python.json"
+    )]
+    Suggest {
+        /// A boot-test result (`stratos boot-test --json FILE`).
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The policy the image runs under now: its header and non-allow rules are kept.
+        #[arg(long, value_name = "POLICY")]
+        base: Option<PathBuf>,
+        /// Write the policy here (atomically) instead of to stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn load(p: &Path) -> Result<Policy, CliError> {
@@ -50,6 +73,99 @@ fn allowed_map(p: &Policy) -> BTreeMap<&'static str, String> {
         m.insert(n, format!("if {}", c.join(" || ")));
     }
     m
+}
+
+/// What changes from `a` to `b`, as `seccomp diff` prints it.
+fn diff_text(
+    la: &str,
+    ma: &BTreeMap<&'static str, String>,
+    lb: &str,
+    mb: &BTreeMap<&'static str, String>,
+) -> String {
+    let opened: Vec<_> = mb.iter().filter(|(n, _)| !ma.contains_key(*n)).collect();
+    let closed: Vec<_> = ma.iter().filter(|(n, _)| !mb.contains_key(*n)).collect();
+    let changed: Vec<_> = mb
+        .iter()
+        .filter(|(n, c)| ma.get(*n).is_some_and(|x| x != *c))
+        .collect();
+    let mut s = format!("{la} -> {lb}\nopens ({}):\n", opened.len());
+    for (n, c) in &opened {
+        s.push_str(&format!("  + {n} ({c})\n"));
+    }
+    s.push_str(&format!("closes ({}):\n", closed.len()));
+    for (n, c) in &closed {
+        s.push_str(&format!("  - {n} (was {c})\n"));
+    }
+    s.push_str(&format!("changes conditions ({}):\n", changed.len()));
+    for (n, c) in &changed {
+        s.push_str(&format!("  ~ {n}: {} -> {c}\n", ma[*n]));
+    }
+    s
+}
+
+/// `seccomp suggest`: the policy to `out` (or stdout), the summary and diff to stderr.
+fn suggest(from: &Path, base: Option<&Path>, out: Option<&Path>) -> CliResult {
+    use crate::seccomp::suggest;
+    let bytes = crate::fsio::read_file(from, crate::fsio::caps::REPORT, "a boot-test result")
+        .map_err(CliError::input)?;
+    let result = crate::boot::bench::BootTestResult::from_json(&bytes).map_err(|e| {
+        CliError::input(anyhow::anyhow!(
+            "{}: not a boot-test result (stratos boot-test --json): {e}",
+            from.display()
+        ))
+    })?;
+    let obs = suggest::observed(&result)
+        .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", from.display())))?;
+    let base = match base {
+        Some(p) => {
+            // Checked as a policy first: the suggestion keeps parts of it.
+            let policy = load(p)?;
+            let text =
+                crate::fsio::read_text(p, crate::fsio::caps::SECCOMP_POLICY, "a seccomp policy")
+                    .map_err(CliError::input)?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", p.display())))?;
+            Some((p, policy, v))
+        }
+        None => None,
+    };
+    let text = suggest::suggest(
+        &obs,
+        base.as_ref()
+            .map(|(p, _, v)| (v, p.file_name().and_then(|n| n.to_str()).unwrap_or("the base"))),
+    )
+    .map_err(|e| CliError::input(anyhow::anyhow!(e)))?;
+    // What is written must be a policy `seccomp check` and the build accept.
+    let label = out.map_or("the suggested policy".to_owned(), |o| o.display().to_string());
+    let bad = |e: String| CliError::input(anyhow::anyhow!("the suggested policy is not valid: {e}"));
+    let policy = Policy::parse(&text, &label).map_err(|e| bad(e.to_string()))?;
+    compile(&policy).map_err(|e| bad(e.to_string()))?;
+    match out {
+        Some(o) => crate::sign::write_atomic(o, text.as_bytes(), 0o644).map_err(|e| {
+            CliError::env(anyhow::anyhow!("writing {}: {e}", o.display()))
+        })?,
+        None => print!("{text}"),
+    }
+    let (always, _) = policy.allowed();
+    eprintln!(
+        "stratos: {} system calls allowed: the {} seen in {} run(s) of {}, plus the lifecycle calls",
+        always.len(),
+        obs.calls.len(),
+        obs.runs,
+        obs.image
+    );
+    if let Some((p, b, _)) = &base {
+        eprint!(
+            "{}",
+            diff_text(
+                &p.display().to_string(),
+                &allowed_map(b),
+                &label,
+                &allowed_map(&policy)
+            )
+        );
+    }
+    Ok(())
 }
 
 pub fn run(a: Args) -> CliResult {
@@ -117,26 +233,12 @@ pub fn run(a: Args) -> CliResult {
         }
         Sub::Diff { a: pa, b: pb } => {
             let (ma, mb) = (allowed_map(&load(&pa)?), allowed_map(&load(&pb)?));
-            let opened: Vec<_> = mb.iter().filter(|(n, _)| !ma.contains_key(*n)).collect();
-            let closed: Vec<_> = ma.iter().filter(|(n, _)| !mb.contains_key(*n)).collect();
-            let changed: Vec<_> = mb
-                .iter()
-                .filter(|(n, c)| ma.get(*n).is_some_and(|x| x != *c))
-                .collect();
-            println!("{} -> {}", pa.display(), pb.display());
-            println!("opens ({}):", opened.len());
-            for (n, c) in &opened {
-                println!("  + {n} ({c})");
-            }
-            println!("closes ({}):", closed.len());
-            for (n, c) in &closed {
-                println!("  - {n} (was {c})");
-            }
-            println!("changes conditions ({}):", changed.len());
-            for (n, c) in &changed {
-                println!("  ~ {n}: {} -> {c}", ma[*n]);
-            }
+            print!(
+                "{}",
+                diff_text(&pa.display().to_string(), &ma, &pb.display().to_string(), &mb)
+            );
             Ok(())
         }
+        Sub::Suggest { from, base, out } => suggest(&from, base.as_deref(), out.as_deref()),
     }
 }

@@ -8,6 +8,8 @@
 
 pub use stratos_wire::syscalls as table;
 
+pub mod suggest;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;

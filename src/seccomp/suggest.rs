@@ -1,0 +1,208 @@
+//! `stratos seccomp suggest`: the smallest baseline that allows what boot tests observed.
+//!
+//! An image with `[observe]` records, per boot-test run, the system calls its runtime made
+//! (`runs_detail[].syscalls.total` in the result). The suggestion allows exactly those calls
+//! made by every successful run of the image (their union), plus the few a process makes
+//! only on its way out or back from a signal handler, which a run stopped after its last
+//! answer never reaches. Everything else gets the default action. With a base policy, its
+//! default action, architectures and every rule that is not a plain allow (kill lists,
+//! errno answers, argument conditions) are kept as they are; only its plain allow list is
+//! replaced.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value};
+
+use crate::boot::bench::BootTestResult;
+
+/// Calls no run may show that a runtime still needs: ending (`exit`, `exit_group`) and
+/// returning from a signal handler (`rt_sigreturn`, `restart_syscall`).
+pub const LIFECYCLE: &[&str] = &["exit", "exit_group", "restart_syscall", "rt_sigreturn"];
+
+/// What the runs of one boot-test result observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// `name version` of the image.
+    pub image: String,
+    /// Runs that contributed.
+    pub runs: usize,
+    /// Call name → the most calls one run made.
+    pub calls: BTreeMap<String, u64>,
+}
+
+/// The calls of every successful run of the image in `r`. A result without system call
+/// counts (an image without `[observe]`) is an error saying so.
+pub fn observed(r: &BootTestResult) -> Result<Observed, String> {
+    let mut calls: BTreeMap<String, u64> = BTreeMap::new();
+    let mut runs = 0;
+    for run in r
+        .runs_detail
+        .iter()
+        .filter(|x| x.ok && x.image == r.image.name)
+    {
+        let Some(s) = &run.syscalls else { continue };
+        runs += 1;
+        for (name, &n) in &s.total {
+            let e = calls.entry(name.clone()).or_default();
+            *e = (*e).max(n);
+        }
+    }
+    if runs == 0 {
+        return Err(format!(
+            "no successful run of {} has system call counts: boot-test an image built with [observe] syscalls = true",
+            r.image.name
+        ));
+    }
+    if let Some(n) = calls.keys().find(|n| super::table::number(n).is_none()) {
+        return Err(format!(
+            "the runs made system call {n}, which has no name in the x86-64 table: a policy cannot name it"
+        ));
+    }
+    Ok(Observed {
+        image: format!("{} {}", r.image.name, r.image.version),
+        runs,
+        calls,
+    })
+}
+
+/// The suggested policy, as the JSON text to write (sorted, two-space indent, newline).
+/// `base`: a policy's JSON and the name to cite it by.
+pub fn suggest(obs: &Observed, base: Option<(&Value, &str)>) -> Result<String, String> {
+    let mut doc = serde_json::Map::new();
+    let mut kept: Vec<Value> = Vec::new();
+    // Names the base decides otherwise than by a plain allow: its rule stays, unchanged.
+    let mut decided: BTreeSet<String> = BTreeSet::new();
+    match base {
+        Some((b, _)) => {
+            let b = b
+                .as_object()
+                .ok_or("the base policy is not a JSON object")?;
+            for (k, v) in b {
+                if k != "syscalls" && k != "comment" {
+                    doc.insert(k.clone(), v.clone());
+                }
+            }
+            for rule in b.get("syscalls").and_then(Value::as_array).into_iter().flatten() {
+                let plain_allow = rule.get("action").and_then(Value::as_str)
+                    == Some("SCMP_ACT_ALLOW")
+                    && rule
+                        .get("args")
+                        .and_then(Value::as_array)
+                        .is_none_or(Vec::is_empty)
+                    && rule.get("includes").is_none()
+                    && rule.get("excludes").is_none();
+                if plain_allow {
+                    continue;
+                }
+                for n in rule.get("names").and_then(Value::as_array).into_iter().flatten() {
+                    if let Some(n) = n.as_str() {
+                        decided.insert(n.to_owned());
+                    }
+                }
+                kept.push(rule.clone());
+            }
+        }
+        None => {
+            doc.insert("defaultAction".into(), json!("SCMP_ACT_ERRNO"));
+            doc.insert("defaultErrnoRet".into(), json!(1));
+            doc.insert("architectures".into(), json!(["SCMP_ARCH_X86_64"]));
+        }
+    }
+    let seen: Vec<&str> = obs
+        .calls
+        .keys()
+        .map(String::as_str)
+        .filter(|n| !decided.contains(*n))
+        .collect();
+    let lifecycle: Vec<&str> = LIFECYCLE
+        .iter()
+        .copied()
+        .filter(|n| !obs.calls.contains_key(*n) && !decided.contains(*n))
+        .collect();
+    let mut comment = vec![
+        format!(
+            "Suggested by `stratos seccomp suggest` from {} boot-test run(s) of {} with [observe]:",
+            obs.runs, obs.image
+        ),
+        format!(
+            "it allows the {} system calls the runtime made (from its execve through its last answer), plus",
+            seen.len()
+        ),
+        "the calls a process makes only when it ends or returns from a signal handler. Calls the runs never".into(),
+        "reached (error paths, rare requests) get the default action: boot-test with the invocations your".into(),
+        "function really serves, and review before enforcing.".into(),
+    ];
+    if let Some((_, name)) = base {
+        comment.push(format!(
+            "Default action, architectures and every rule other than a plain allow are kept from {name}."
+        ));
+    }
+    doc.insert("comment".into(), json!(comment));
+    let mut rules = vec![json!({
+        "names": seen,
+        "action": "SCMP_ACT_ALLOW",
+        "comment": "observed in the runs",
+    })];
+    if !lifecycle.is_empty() {
+        rules.push(json!({
+            "names": lifecycle,
+            "action": "SCMP_ACT_ALLOW",
+            "comment": "ending, and returning from signal handlers: not reached by runs stopped after their last answer",
+        }));
+    }
+    rules.extend(kept);
+    doc.insert("syscalls".into(), Value::Array(rules));
+    let mut text = serde_json::to_string_pretty(&Value::Object(doc))
+        .map_err(|e| format!("cannot write the policy: {e}"))?;
+    text.push('\n');
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seccomp::{compile, Policy};
+
+    fn obs(names: &[(&str, u64)]) -> Observed {
+        Observed {
+            image: "python-fn 0.1.0".into(),
+            runs: 2,
+            calls: names.iter().map(|(n, c)| ((*n).to_owned(), *c)).collect(),
+        }
+    }
+
+    #[test]
+    fn allows_what_was_observed_and_the_lifecycle_calls_only() {
+        let text = suggest(&obs(&[("read", 5), ("accept4", 2), ("exit_group", 1)]), None).unwrap();
+        let p = Policy::parse(&text, "suggested").unwrap();
+        compile(&p).unwrap();
+        let (always, cond) = p.allowed();
+        let mut want: Vec<&str> = vec!["accept4", "exit", "exit_group", "read", "restart_syscall", "rt_sigreturn"];
+        want.sort();
+        assert_eq!(always.into_iter().collect::<Vec<_>>(), want);
+        assert!(cond.is_empty());
+        // Reproducible: same input, same bytes.
+        assert_eq!(text, suggest(&obs(&[("accept4", 2), ("read", 5), ("exit_group", 1)]), None).unwrap());
+    }
+
+    #[test]
+    fn a_base_keeps_its_default_and_its_other_rules() {
+        let base: Value = serde_json::from_str(
+            r#"{"defaultAction":"SCMP_ACT_KILL_PROCESS","architectures":["SCMP_ARCH_X86_64"],
+                "syscalls":[{"names":["read","write","mount"],"action":"SCMP_ACT_ALLOW"},
+                            {"names":["clone3"],"action":"SCMP_ACT_ERRNO","errnoRet":38},
+                            {"names":["reboot"],"action":"SCMP_ACT_KILL_PROCESS"}]}"#,
+        )
+        .unwrap();
+        let text = suggest(&obs(&[("read", 5), ("clone3", 1)]), Some((&base, "base.json"))).unwrap();
+        let p = Policy::parse(&text, "suggested").unwrap();
+        let (always, _) = p.allowed();
+        assert!(always.contains("read"));
+        assert!(!always.contains("write"), "not observed");
+        assert!(!always.contains("mount"));
+        assert!(!always.contains("clone3"), "the base answers it with ENOSYS");
+        assert!(text.contains("\"errnoRet\": 38"));
+        assert!(text.contains("SCMP_ACT_KILL_PROCESS"));
+        assert!(text.contains("kept from base.json"));
+    }
+}
