@@ -1,0 +1,186 @@
+//! `[observe]`: the init counts the runtime's system calls with eBPF (python-fn observes),
+//! boot-test records and gates on them, `seccomp suggest` turns them into a baseline that
+//! boots python-fn enforced; a kernel that cannot observe is a build error.
+
+mod common;
+
+use common::*;
+
+/// One python-fn build; one boot test with a syscall objective that cannot hold and one that
+/// can; the policy suggested from it, built into python-fn and booted enforced.
+#[test]
+fn python_fn_counts_its_syscalls_gates_on_them_and_suggests_a_baseline_that_boots() {
+    require_tool("qemu-system-x86_64");
+    require_kernel_source();
+    let cache = shared_cache();
+    let work = tempfile::tempdir().unwrap();
+    let img = work.path().join("python-fn");
+    stratos(&cache)
+        .args(["build", "--offline", "-q"])
+        .arg(root().join("profiles/python-fn.toml"))
+        .arg("--out")
+        .arg(&img)
+        .assert()
+        .success();
+
+    // Objectives on the counts: `syscalls.total<=1` cannot hold (exit 1, named), a generous
+    // cold-start one holds.
+    let json = work.path().join("boot.json");
+    let out = stratos_std(&cache)
+        .args(["boot-test", "--accel", "tcg", "--runs", "1", "--invocations", "3"])
+        .args(["--slo", "syscalls.total<=1", "--slo", "syscalls.cold_start<=1000000"])
+        .arg("--json")
+        .arg(&json)
+        .arg(&img)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("FAILED: syscalls.total<=1"), "{stderr}");
+    assert!(stdout.contains("FAIL syscalls.total<=1"), "{stdout}");
+    assert!(stdout.contains("syscalls.cold_start"), "{stdout}");
+
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(schema_errors(&v), Vec::<String>::new());
+    let verdicts = v["objectives"].as_array().unwrap();
+    assert_eq!(verdicts[0]["objective"], "syscalls.total<=1");
+    assert_eq!(verdicts[0]["passed"], false);
+    assert_eq!(verdicts[1]["objective"], "syscalls.cold_start<=1000000");
+    assert_eq!(verdicts[1]["passed"], true);
+    let run = &v["runs_detail"][0];
+    assert_eq!(run["ok"], true, "{run}");
+    let total = run["syscalls"]["total"].as_object().unwrap();
+    let n = |name: &str| total.get(name).and_then(|c| c.as_u64()).unwrap_or(0);
+    // What a request costs the handler: accept, read the request, write the answer.
+    assert!(n("accept4") >= 3, "{total:?}");
+    assert!(n("recvfrom") + n("read") >= 3, "{total:?}");
+    assert!(n("sendto") + n("write") >= 3, "{total:?}");
+    // The init's own calls are not counted: it waits for signals, reaps, mounts, loads the
+    // programs; the handler does none of these.
+    for init_only in ["rt_sigtimedwait", "bpf", "mount", "swapon", "sethostname"] {
+        assert_eq!(n(init_only), 0, "{init_only} counted: {total:?}");
+    }
+    let cold = run["syscalls"]["cold_start"].as_object().unwrap();
+    let sum = |m: &serde_json::Map<String, serde_json::Value>| {
+        m.values().map(|c| c.as_u64().unwrap()).sum::<u64>()
+    };
+    assert!(sum(cold) > 0 && sum(cold) < sum(total), "{cold:?}");
+    assert_eq!(run["metrics"]["syscalls.total"].as_f64().unwrap() as u64, sum(total));
+    // With latency = true, the calls are timed too.
+    assert!(run["syscalls"]["latency_log2_ns"]["accept4"].is_array(), "{run}");
+
+    // The baseline those runs call for: valid, and python-fn boots and answers under it,
+    // enforced.
+    let suggested = work.path().join("suggested.json");
+    stratos(&cache)
+        .args(["seccomp", "suggest", "--from"])
+        .arg(&json)
+        .arg("--base")
+        .arg(root().join("profiles/seccomp/python.json"))
+        .arg("--out")
+        .arg(&suggested)
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("profiles/seccomp/python.json ->"))
+        .stderr(predicates::str::contains("closes ("));
+    stratos(&cache)
+        .args(["seccomp", "check"])
+        .arg(&suggested)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("valid; default action"));
+    let text = std::fs::read_to_string(&suggested).unwrap();
+    assert!(text.contains("\"accept4\""), "{text}");
+    assert!(!text.contains("\"mount\""), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let profile = copy_profile("python-fn", dir.path(), |t| {
+        t.replace(
+            &format!("policy = \"{}/profiles/seccomp/python.json\"", root().display()),
+            &format!("policy = \"{}\"", suggested.display()),
+        )
+    });
+    assert!(std::fs::read_to_string(&profile)
+        .unwrap()
+        .contains("suggested.json"));
+    let enforced = work.path().join("python-fn-suggested");
+    stratos(&cache)
+        .args(["build", "--offline", "-q"])
+        .arg(&profile)
+        .arg("--out")
+        .arg(&enforced)
+        .assert()
+        .success();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(enforced.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["seccomp"]["mode"], "enforce", "{m}");
+    stratos(&cache)
+        .args(["boot-test", "--accel", "tcg", "--runs", "1", "--invocations", "3"])
+        .args(["--slo", "syscalls.total<=1000000"])
+        .arg(&enforced)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("PASS syscalls.total<=1000000"));
+}
+
+/// A kernel that cannot run the programs is a build error naming what is missing, not a boot
+/// that silently counts nothing.
+#[test]
+fn observe_on_a_kernel_without_bpf_is_a_build_error() {
+    require_init();
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let text = std::fs::read_to_string(f.profile()).unwrap();
+    f.write(
+        "profile.toml",
+        format!("{text}\n[observe]\nsyscalls = true\n").as_bytes(),
+    );
+    // A prebuilt kernel without its config: nothing to check it against.
+    stratos(cache.path())
+        .arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(f.path("out"))
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("[observe] needs a kernel with eBPF support"))
+        .stderr(predicates::str::contains("config ="));
+    // …and with one that lacks BPF.
+    f.write("kernel/config", b"CONFIG_CGROUPS=y\n# CONFIG_BPF_SYSCALL is not set\n");
+    f.write(
+        "profile.toml",
+        format!("{text}\n[observe]\nsyscalls = true\nlatency = true\n")
+            .replace(
+                "prebuilt = \"kernel/bzImage\"",
+                "prebuilt = \"kernel/bzImage\"\nconfig = \"kernel/config\"",
+            )
+            .as_bytes(),
+    );
+    stratos(cache.path())
+        .arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(f.path("out"))
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains(
+            "the kernel lacks CONFIG_BPF_SYSCALL=y (the bpf() system call), CONFIG_BPF_EVENTS=y",
+        ))
+        .stderr(predicates::str::contains("kernel-configs/observability.config"));
+    assert!(!f.path("out").exists());
+    // latency without syscalls is a profile error at its key.
+    f.write(
+        "profile.toml",
+        format!("{text}\n[observe]\nlatency = true\n").as_bytes(),
+    );
+    stratos(cache.path())
+        .arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(f.path("out"))
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("observe.latency"))
+        .stderr(predicates::str::contains("add syscalls = true"));
+}
