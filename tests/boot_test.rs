@@ -175,6 +175,7 @@ fn realistic_result(digest: &str) -> stratos::boot::bench::BootTestResult {
                 )
             })
             .collect(),
+        syscalls: None,
         log: String::new(),
     };
     let a: Vec<RunRecord> = (0..3).map(|i| run("hello-stock", i, 1.0)).collect();

@@ -237,6 +237,32 @@ fn packages_indexes_kernel_configs_and_consoles() {
         let _ =
             stratos::boot::console::seccomp_log(&t.lines().map(str::to_owned).collect::<Vec<_>>());
     });
+    let metrics = br#"boot noise stratos-metrics {"reason":"request","seq":2,"stratos.time_ns":1327581034,"faas.coldstart":true,"faas.init_duration":0.612,"faas.max_memory":268435456,"faas.mem_usage":11206656,"faas.cpu_usage":0.43,"stratos.restarts":0,"stratos.phases_ns":{"init_start":422119647,"runtime_ready":1200491103},"stratos.syscalls":{"accept4":2,"read":5},"stratos.syscalls.total":7,"stratos.syscall_latency_log2_ns":{"accept4":[[19,1],[31,1]]}}"#.to_vec();
+    assert!(matches!(
+        stratos::boot::console::metrics(&text(&metrics)),
+        Some(Ok(_))
+    ));
+    fuzz("metrics line", &[metrics], |b| {
+        let _ = stratos::boot::console::metrics(&text(b));
+    });
+}
+
+#[test]
+fn seccomp_suggest_bases() {
+    use stratos::seccomp::suggest::{suggest, Observed};
+    let obs = Observed {
+        image: "python-fn 0.1.0".into(),
+        runs: 1,
+        calls: [("read".to_owned(), 3), ("accept4".to_owned(), 1)]
+            .into_iter()
+            .collect(),
+    };
+    let base = std::fs::read(root().join("profiles/seccomp/python.json")).unwrap();
+    fuzz("seccomp suggest --base", &[base], |b| {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(b) {
+            let _ = suggest(&obs, Some((&v, "base.json")));
+        }
+    });
 }
 
 #[test]

@@ -27,8 +27,21 @@ fn python_fn_counts_its_syscalls_gates_on_them_and_suggests_a_baseline_that_boot
     // cold-start one holds.
     let json = work.path().join("boot.json");
     let out = stratos_std(&cache)
-        .args(["boot-test", "--accel", "tcg", "--runs", "1", "--invocations", "3"])
-        .args(["--slo", "syscalls.total<=1", "--slo", "syscalls.cold_start<=1000000"])
+        .args([
+            "boot-test",
+            "--accel",
+            "tcg",
+            "--runs",
+            "1",
+            "--invocations",
+            "3",
+        ])
+        .args([
+            "--slo",
+            "syscalls.total<=1",
+            "--slo",
+            "syscalls.cold_start<=1000000",
+        ])
         .arg("--json")
         .arg(&json)
         .arg(&img)
@@ -66,9 +79,15 @@ fn python_fn_counts_its_syscalls_gates_on_them_and_suggests_a_baseline_that_boot
         m.values().map(|c| c.as_u64().unwrap()).sum::<u64>()
     };
     assert!(sum(cold) > 0 && sum(cold) < sum(total), "{cold:?}");
-    assert_eq!(run["metrics"]["syscalls.total"].as_f64().unwrap() as u64, sum(total));
+    assert_eq!(
+        run["metrics"]["syscalls.total"].as_f64().unwrap() as u64,
+        sum(total)
+    );
     // With latency = true, the calls are timed too.
-    assert!(run["syscalls"]["latency_log2_ns"]["accept4"].is_array(), "{run}");
+    assert!(
+        run["syscalls"]["latency_log2_ns"]["accept4"].is_array(),
+        "{run}"
+    );
 
     // The baseline those runs call for: valid, and python-fn boots and answers under it,
     // enforced.
@@ -97,7 +116,10 @@ fn python_fn_counts_its_syscalls_gates_on_them_and_suggests_a_baseline_that_boot
     let dir = tempfile::tempdir().unwrap();
     let profile = copy_profile("python-fn", dir.path(), |t| {
         t.replace(
-            &format!("policy = \"{}/profiles/seccomp/python.json\"", root().display()),
+            &format!(
+                "policy = \"{}/profiles/seccomp/python.json\"",
+                root().display()
+            ),
             &format!("policy = \"{}\"", suggested.display()),
         )
     });
@@ -116,7 +138,15 @@ fn python_fn_counts_its_syscalls_gates_on_them_and_suggests_a_baseline_that_boot
         serde_json::from_slice(&std::fs::read(enforced.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["seccomp"]["mode"], "enforce", "{m}");
     stratos(&cache)
-        .args(["boot-test", "--accel", "tcg", "--runs", "1", "--invocations", "3"])
+        .args([
+            "boot-test",
+            "--accel",
+            "tcg",
+            "--runs",
+            "1",
+            "--invocations",
+            "3",
+        ])
         .args(["--slo", "syscalls.total<=1000000"])
         .arg(&enforced)
         .assert()
@@ -144,10 +174,15 @@ fn observe_on_a_kernel_without_bpf_is_a_build_error() {
         .arg(f.path("out"))
         .assert()
         .failure()
-        .stderr(predicates::str::contains("[observe] needs a kernel with eBPF support"))
+        .stderr(predicates::str::contains(
+            "[observe] needs a kernel with eBPF support",
+        ))
         .stderr(predicates::str::contains("config ="));
     // …and with one that lacks BPF.
-    f.write("kernel/config", b"CONFIG_CGROUPS=y\n# CONFIG_BPF_SYSCALL is not set\n");
+    f.write(
+        "kernel/config",
+        b"CONFIG_CGROUPS=y\n# CONFIG_BPF_SYSCALL is not set\n",
+    );
     f.write(
         "profile.toml",
         format!("{text}\n[observe]\nsyscalls = true\nlatency = true\n")
@@ -167,7 +202,9 @@ fn observe_on_a_kernel_without_bpf_is_a_build_error() {
         .stderr(predicates::str::contains(
             "the kernel lacks CONFIG_BPF_SYSCALL=y (the bpf() system call), CONFIG_BPF_EVENTS=y",
         ))
-        .stderr(predicates::str::contains("kernel-configs/observability.config"));
+        .stderr(predicates::str::contains(
+            "kernel-configs/observability.config",
+        ));
     assert!(!f.path("out").exists());
     // latency without syscalls is a profile error at its key.
     f.write(

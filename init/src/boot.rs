@@ -4,8 +4,8 @@ use stratos_wire::{
     InitConfig, Limits, Readiness, ZramSize, CONFIG_PATH, LOG_PREFIX, PHASE_PREFIX,
 };
 
-use crate::observe::Observer;
 use crate::error::{CgroupError, InitError, MountError, NetworkError, PeakError, ZramError};
+use crate::observe::Observer;
 use crate::supervise::{describe, Supervisor};
 use crate::sys::{ExitKind, Mount, MountFlags, Spawn, Sys, Waited, SIGKILL, SIGTERM};
 
@@ -354,7 +354,11 @@ pub struct Prepared {
 
 /// Brings the system up to the point where the runtime can start.
 /// `obs` is made from the config once read, with `init_start` (ns) as its first phase.
-fn prepare<S: Sys>(sys: &mut S, obs: &mut Observer, init_start: u64) -> Result<Prepared, InitError> {
+fn prepare<S: Sys>(
+    sys: &mut S,
+    obs: &mut Observer,
+    init_start: u64,
+) -> Result<Prepared, InitError> {
     mount_all(sys, &early_mounts())?;
     let cfg = read_config(sys)?;
     *obs = Observer::new(cfg.observe, cfg.limits.memory_max);

@@ -76,13 +76,20 @@ impl Observer {
         if let Err(e) = self.try_attach(sys, cfg, cgroup) {
             log(
                 sys,
-                &format!("error: [observe]: {e}; the runtime runs without its system calls counted"),
+                &format!(
+                    "error: [observe]: {e}; the runtime runs without its system calls counted"
+                ),
             );
             self.error = Some(e);
         }
     }
 
-    fn try_attach<S: Sys>(&mut self, sys: &mut S, cfg: Observe, cgroup: Cgroup) -> Result<(), String> {
+    fn try_attach<S: Sys>(
+        &mut self,
+        sys: &mut S,
+        cfg: Observe,
+        cgroup: Cgroup,
+    ) -> Result<(), String> {
         if !cgroup.made {
             return Err("the runtime has no cgroup of its own to count the system calls of".into());
         }
@@ -94,7 +101,13 @@ impl Observer {
                 format!("cannot create the eBPF map {name} (bpf(BPF_MAP_CREATE)): {e}; the kernel needs CONFIG_BPF_SYSCALL (kernel-configs/observability.config)")
             })
         };
-        let counts = map(sys, "stratos_counts", BpfMap::Counters { entries: MAX_SYSCALLS })?;
+        let counts = map(
+            sys,
+            "stratos_counts",
+            BpfMap::Counters {
+                entries: MAX_SYSCALLS,
+            },
+        )?;
         let mut programs = Vec::new();
         if cfg.latency {
             let starts = map(
@@ -165,7 +178,10 @@ impl Observer {
             seq: self.seq,
             time_ns: sys.now_ns(),
             coldstart: !self.restored,
-            init_duration: match (self.phases.get("runtime_exec"), self.phases.get("runtime_ready")) {
+            init_duration: match (
+                self.phases.get("runtime_exec"),
+                self.phases.get("runtime_ready"),
+            ) {
                 (Some(&a), Some(&b)) => Some(b.saturating_sub(a) as f64 / 1e9),
                 _ => None,
             },

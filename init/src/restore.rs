@@ -44,7 +44,9 @@ pub fn apply<S: Sys>(sys: &mut S, line: &str) {
         if let Err(e) = sys.kill(1, SIGMETRICS) {
             log(
                 sys,
-                &format!("warning: cannot pass the host's metrics request on to the supervisor: {e}"),
+                &format!(
+                    "warning: cannot pass the host's metrics request on to the supervisor: {e}"
+                ),
             );
         }
         return;

@@ -19,8 +19,8 @@ use stratos_wire::{Readiness, Restart, RestartPolicy};
 use stratos_wire::MetricsReason;
 
 use crate::boot::{log, mark, meminfo_kib, phase, spawn_runtime, MemoryPeak, Prepared};
-use crate::observe::Observer;
 use crate::error::InitError;
+use crate::observe::Observer;
 use crate::sys::{
     signal_name, ExitKind, Sys, Waited, SIGHUP, SIGINT, SIGKILL, SIGMETRICS, SIGRESTORED, SIGTERM,
     SIGUSR1, SIGUSR2,

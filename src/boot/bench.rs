@@ -190,7 +190,9 @@ impl RunSyscalls {
             m.syscalls
                 .clone()
                 .map(|s| (s, m.latency.clone().unwrap_or_default()))
-                .ok_or_else(|| format!("the reading after the {what} answer has no system call counts"))
+                .ok_or_else(|| {
+                    format!("the reading after the {what} answer has no system call counts")
+                })
         };
         let (cold_start, _) = reading(r.after_first, "first")?;
         let (total, latency_log2_ns) = reading(r.after_last, "last")?;
@@ -477,6 +479,7 @@ mod tests {
             ok: true,
             failure: None,
             metrics: [("runtime_ready".to_owned(), v)].into_iter().collect(),
+            syscalls: None,
             log: String::new(),
         }
     }

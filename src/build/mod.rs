@@ -242,7 +242,10 @@ pub fn prepare_kernel(
 pub const OBSERVE_OPTIONS: &[(&str, &str)] = &[
     ("BPF_SYSCALL", "the bpf() system call"),
     ("BPF_EVENTS", "eBPF programs on raw tracepoints"),
-    ("CGROUPS", "the runtime's cgroup, which the programs filter on"),
+    (
+        "CGROUPS",
+        "the runtime's cgroup, which the programs filter on",
+    ),
 ];
 
 /// What the profile asks of the kernel beyond booting, checked against its config: a feature
@@ -258,12 +261,11 @@ pub fn check_kernel_features(profile: &Profile, kern: &PreparedKernel) -> Result
             why: format!("[observe] needs a kernel with eBPF support, and this prebuilt kernel has no config to check it against: give [kernel] config = \"...\" (its .config), or {fix}"),
         });
     };
-    let config = kernel::Config::parse(&String::from_utf8_lossy(text)).map_err(|e| {
-        BuildError::Kernel {
+    let config =
+        kernel::Config::parse(&String::from_utf8_lossy(text)).map_err(|e| BuildError::Kernel {
             path: kern.path.clone(),
             why: format!("its config: {e}"),
-        }
-    })?;
+        })?;
     let missing: Vec<String> = OBSERVE_OPTIONS
         .iter()
         .filter(|(o, _)| !config.is_builtin(o))

@@ -146,6 +146,7 @@ pub fn run(mut a: Args) -> CliResult {
     };
     let r = boot::run(&image, &opts)?;
     print_timings(&r);
+    print_syscalls(&r);
     print_seccomp_log(&r);
     match &opts.invoke {
         Some(inv) => report_invocation(&r, inv),
@@ -276,6 +277,33 @@ fn report_ending(r: &boot::BootRun) -> CliResult {
         ))),
         None => Err(CliError::check(anyhow::anyhow!("{}", r.failure_reason()))),
     }
+}
+
+/// `[observe]`: the runtime's system calls through the first answer, the most frequent first.
+fn print_syscalls(r: &boot::BootRun) {
+    let reading = r.readings.after_first.and_then(|i| r.readings.all.get(i));
+    if let Some(e) = &r.readings.error {
+        eprintln!("stratos: [observe]: {e}");
+    }
+    let Some(m) = reading else { return };
+    if let Some(e) = &m.observe_error {
+        eprintln!("stratos: [observe]: no system call counts: {e}");
+        return;
+    }
+    let (Some(calls), Some(total)) = (&m.syscalls, m.syscalls_total) else {
+        return;
+    };
+    let mut top: Vec<(&String, &u64)> = calls.iter().collect();
+    top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    eprintln!(
+        "stratos: the runtime's system calls through the first answer: {total} in {} kinds ({})",
+        calls.len(),
+        top.iter()
+            .take(5)
+            .map(|(n, c)| format!("{n} {c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }
 
 fn print_timings(r: &boot::BootRun) {

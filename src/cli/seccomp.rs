@@ -38,11 +38,9 @@ pub enum Sub {
     /// default action, architectures and rules other than plain allows are kept, and the diff
     /// from it is printed. The output is sorted and commented: the same runs give the same
     /// bytes. Review it (calls the runs never reached get the default action) before enforcing.
-    #[command(
-        after_help = "Example:
+    #[command(after_help = "Example:
   stratos boot-test out/python-fn --runs 3 --json boot.json
-  stratos seccomp suggest --from boot.json --base profiles/seccomp/python.json --out python.json"
-    )]
+  stratos seccomp suggest --from boot.json --base profiles/seccomp/python.json --out python.json")]
     Suggest {
         /// A boot-test result (`stratos boot-test --json FILE`).
         #[arg(long, value_name = "FILE")]
@@ -131,19 +129,25 @@ fn suggest(from: &Path, base: Option<&Path>, out: Option<&Path>) -> CliResult {
     };
     let text = suggest::suggest(
         &obs,
-        base.as_ref()
-            .map(|(p, _, v)| (v, p.file_name().and_then(|n| n.to_str()).unwrap_or("the base"))),
+        base.as_ref().map(|(p, _, v)| {
+            (
+                v,
+                p.file_name().and_then(|n| n.to_str()).unwrap_or("the base"),
+            )
+        }),
     )
     .map_err(|e| CliError::input(anyhow::anyhow!(e)))?;
     // What is written must be a policy `seccomp check` and the build accept.
-    let label = out.map_or("the suggested policy".to_owned(), |o| o.display().to_string());
-    let bad = |e: String| CliError::input(anyhow::anyhow!("the suggested policy is not valid: {e}"));
+    let label = out.map_or("the suggested policy".to_owned(), |o| {
+        o.display().to_string()
+    });
+    let bad =
+        |e: String| CliError::input(anyhow::anyhow!("the suggested policy is not valid: {e}"));
     let policy = Policy::parse(&text, &label).map_err(|e| bad(e.to_string()))?;
     compile(&policy).map_err(|e| bad(e.to_string()))?;
     match out {
-        Some(o) => crate::sign::write_atomic(o, text.as_bytes(), 0o644).map_err(|e| {
-            CliError::env(anyhow::anyhow!("writing {}: {e}", o.display()))
-        })?,
+        Some(o) => crate::sign::write_atomic(o, text.as_bytes(), 0o644)
+            .map_err(|e| CliError::env(anyhow::anyhow!("writing {}: {e}", o.display())))?,
         None => print!("{text}"),
     }
     let (always, _) = policy.allowed();
@@ -235,7 +239,12 @@ pub fn run(a: Args) -> CliResult {
             let (ma, mb) = (allowed_map(&load(&pa)?), allowed_map(&load(&pb)?));
             print!(
                 "{}",
-                diff_text(&pa.display().to_string(), &ma, &pb.display().to_string(), &mb)
+                diff_text(
+                    &pa.display().to_string(),
+                    &ma,
+                    &pb.display().to_string(),
+                    &mb
+                )
             );
             Ok(())
         }

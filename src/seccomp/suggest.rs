@@ -82,19 +82,29 @@ pub fn suggest(obs: &Observed, base: Option<(&Value, &str)>) -> Result<String, S
                     doc.insert(k.clone(), v.clone());
                 }
             }
-            for rule in b.get("syscalls").and_then(Value::as_array).into_iter().flatten() {
+            for rule in b
+                .get("syscalls")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let plain_allow = rule.get("action").and_then(Value::as_str)
                     == Some("SCMP_ACT_ALLOW")
                     && rule
                         .get("args")
                         .and_then(Value::as_array)
-                        .is_none_or(Vec::is_empty)
+                        .map_or(true, Vec::is_empty)
                     && rule.get("includes").is_none()
                     && rule.get("excludes").is_none();
                 if plain_allow {
                     continue;
                 }
-                for n in rule.get("names").and_then(Value::as_array).into_iter().flatten() {
+                for n in rule
+                    .get("names")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     if let Some(n) = n.as_str() {
                         decided.insert(n.to_owned());
                     }
@@ -173,16 +183,34 @@ mod tests {
 
     #[test]
     fn allows_what_was_observed_and_the_lifecycle_calls_only() {
-        let text = suggest(&obs(&[("read", 5), ("accept4", 2), ("exit_group", 1)]), None).unwrap();
+        let text = suggest(
+            &obs(&[("read", 5), ("accept4", 2), ("exit_group", 1)]),
+            None,
+        )
+        .unwrap();
         let p = Policy::parse(&text, "suggested").unwrap();
         compile(&p).unwrap();
         let (always, cond) = p.allowed();
-        let mut want: Vec<&str> = vec!["accept4", "exit", "exit_group", "read", "restart_syscall", "rt_sigreturn"];
+        let mut want: Vec<&str> = vec![
+            "accept4",
+            "exit",
+            "exit_group",
+            "read",
+            "restart_syscall",
+            "rt_sigreturn",
+        ];
         want.sort();
         assert_eq!(always.into_iter().collect::<Vec<_>>(), want);
         assert!(cond.is_empty());
         // Reproducible: same input, same bytes.
-        assert_eq!(text, suggest(&obs(&[("accept4", 2), ("read", 5), ("exit_group", 1)]), None).unwrap());
+        assert_eq!(
+            text,
+            suggest(
+                &obs(&[("accept4", 2), ("read", 5), ("exit_group", 1)]),
+                None
+            )
+            .unwrap()
+        );
     }
 
     #[test]
@@ -194,13 +222,20 @@ mod tests {
                             {"names":["reboot"],"action":"SCMP_ACT_KILL_PROCESS"}]}"#,
         )
         .unwrap();
-        let text = suggest(&obs(&[("read", 5), ("clone3", 1)]), Some((&base, "base.json"))).unwrap();
+        let text = suggest(
+            &obs(&[("read", 5), ("clone3", 1)]),
+            Some((&base, "base.json")),
+        )
+        .unwrap();
         let p = Policy::parse(&text, "suggested").unwrap();
         let (always, _) = p.allowed();
         assert!(always.contains("read"));
         assert!(!always.contains("write"), "not observed");
         assert!(!always.contains("mount"));
-        assert!(!always.contains("clone3"), "the base answers it with ENOSYS");
+        assert!(
+            !always.contains("clone3"),
+            "the base answers it with ENOSYS"
+        );
         assert!(text.contains("\"errnoRet\": 38"));
         assert!(text.contains("SCMP_ACT_KILL_PROCESS"));
         assert!(text.contains("kept from base.json"));

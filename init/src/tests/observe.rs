@@ -45,8 +45,16 @@ fn programs_are_attached_before_the_runtime_starts_and_counted_by_name() {
     .into();
     let o = boot(&mut f);
     assert!(matches!(o, Outcome::Runtime(ExitKind::Exited(0))), "{o:?}");
-    let attach = f.calls.iter().position(|c| matches!(c, Call::BpfAttach(..))).unwrap();
-    let spawn = f.calls.iter().position(|c| matches!(c, Call::Spawn(..))).unwrap();
+    let attach = f
+        .calls
+        .iter()
+        .position(|c| matches!(c, Call::BpfAttach(..)))
+        .unwrap();
+    let spawn = f
+        .calls
+        .iter()
+        .position(|c| matches!(c, Call::Spawn(..)))
+        .unwrap();
     assert!(attach < spawn, "{:?}", f.calls);
     let bpf: Vec<&Call> = f
         .calls
@@ -67,7 +75,11 @@ fn programs_are_attached_before_the_runtime_starts_and_counted_by_name() {
     let reasons: Vec<MetricsReason> = m.iter().map(|m| m.reason).collect();
     assert_eq!(
         reasons,
-        [MetricsReason::Ready, MetricsReason::Request, MetricsReason::Shutdown]
+        [
+            MetricsReason::Ready,
+            MetricsReason::Request,
+            MetricsReason::Shutdown
+        ]
     );
     assert_eq!(m.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3]);
     let last = &m[2];
@@ -75,7 +87,10 @@ fn programs_are_attached_before_the_runtime_starts_and_counted_by_name() {
     let names = last.syscalls.as_ref().unwrap();
     assert_eq!(names["accept4"], 2);
     assert_eq!(names["read"], 5);
-    assert_eq!(last.latency.as_ref().unwrap()["accept4"], [(12, 1), (31, 1)]);
+    assert_eq!(
+        last.latency.as_ref().unwrap()["accept4"],
+        [(12, 1), (31, 1)]
+    );
     assert!(last.coldstart);
     assert_eq!(last.mem_usage, Some(1_048_576));
     assert!(last.phases_ns.contains_key("runtime_exec"));
@@ -93,8 +108,16 @@ fn a_refused_program_prints_the_verifier_log_and_the_function_still_runs() {
     assert!(matches!(o, Outcome::Runtime(ExitKind::Exited(0))), "{o:?}");
     let err = f.lines("stratos-init: error: [observe]");
     assert_eq!(err.len(), 1, "{:?}", f.console);
-    assert!(err[0].contains("the kernel refused the sys_enter program"), "{}", err[0]);
-    assert!(err[0].contains("verifier log:\n0: (bf) r6 = r1\nR1 invalid mem access"), "{}", err[0]);
+    assert!(
+        err[0].contains("the kernel refused the sys_enter program"),
+        "{}",
+        err[0]
+    );
+    assert!(
+        err[0].contains("verifier log:\n0: (bf) r6 = r1\nR1 invalid mem access"),
+        "{}",
+        err[0]
+    );
     assert!(!f.calls.iter().any(|c| matches!(c, Call::BpfAttach(..))));
     let m = metrics(&f);
     assert!(!m.is_empty());
@@ -110,7 +133,10 @@ fn without_observe_there_are_no_programs_and_no_metrics_lines() {
     f.signals = vec![Some(SIGMETRICS)].into();
     f.waits = vec![Waited::NoneReady, Waited::Reaped(42, ExitKind::Exited(0))].into();
     boot(&mut f);
-    assert!(!f.calls.iter().any(|c| matches!(c, Call::BpfMap(_) | Call::BpfLoad(..))));
+    assert!(!f
+        .calls
+        .iter()
+        .any(|c| matches!(c, Call::BpfMap(_) | Call::BpfLoad(..))));
     assert_eq!(f.lines(METRICS_PREFIX), Vec::<&str>::new());
 }
 

@@ -77,9 +77,8 @@ pub fn parse_slos(s: &str) -> Result<Vec<Slo>, String> {
         let (metric, stat) = if METRICS.iter().any(|(n, _)| *n == lhs) {
             (lhs, "max")
         } else {
-            lhs.rsplit_once('.').ok_or_else(|| {
-                format!("{item:?}: expected METRIC.STAT (e.g. runtime_ready.p95)")
-            })?
+            lhs.rsplit_once('.')
+                .ok_or_else(|| format!("{item:?}: expected METRIC.STAT (e.g. runtime_ready.p95)"))?
         };
         let unit = known_metric(metric)?;
         if !["min", "p50", "median", "p95", "p99", "max"].contains(&stat) {
@@ -217,12 +216,25 @@ mod tests {
     fn parses_syscall_objectives() {
         let s = parse_slos("syscalls.total<=400,syscalls.cold_start.p95<=300, first_response<=2s")
             .unwrap();
-        assert_eq!((s[0].metric.as_str(), s[0].stat.as_str(), s[0].limit), ("syscalls.total", "max", 400.0));
-        assert_eq!((s[1].metric.as_str(), s[1].stat.as_str(), s[1].limit), ("syscalls.cold_start", "p95", 300.0));
-        assert_eq!((s[2].metric.as_str(), s[2].stat.as_str(), s[2].limit), ("first_response", "max", 2000.0));
-        assert!(parse_slos("syscalls.total<=4ms").unwrap_err().contains("not a number of system calls"));
+        assert_eq!(
+            (s[0].metric.as_str(), s[0].stat.as_str(), s[0].limit),
+            ("syscalls.total", "max", 400.0)
+        );
+        assert_eq!(
+            (s[1].metric.as_str(), s[1].stat.as_str(), s[1].limit),
+            ("syscalls.cold_start", "p95", 300.0)
+        );
+        assert_eq!(
+            (s[2].metric.as_str(), s[2].stat.as_str(), s[2].limit),
+            ("first_response", "max", 2000.0)
+        );
+        assert!(parse_slos("syscalls.total<=4ms")
+            .unwrap_err()
+            .contains("not a number of system calls"));
         assert!(parse_slos("syscalls.total<=1.5").is_err());
-        assert!(parse_slos("syscalls.bogus<=1").unwrap_err().contains("unknown metric"));
+        assert!(parse_slos("syscalls.bogus<=1")
+            .unwrap_err()
+            .contains("unknown metric"));
         let g = parse_gates("syscalls.total=10%").unwrap();
         assert_eq!(g[0].metric, "syscalls.total");
     }

@@ -227,6 +227,7 @@ mod tests {
             ok: true,
             failure: None,
             metrics: [("runtime_ready".to_owned(), v)].into_iter().collect(),
+            syscalls: None,
             log: String::new(),
         }
     }
