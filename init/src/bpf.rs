@@ -192,6 +192,12 @@ impl Asm {
         self.push(JMP | op | K, dst, 0, 0, imm)
     }
 
+    /// `if dst op src goto l` (64-bit compare of two registers).
+    pub fn jmp_reg(&mut self, op: u8, dst: Reg, src: Reg, l: Label) -> &mut Self {
+        self.fixups.push((self.insns.len(), l));
+        self.push(JMP | op | X, dst, src.0, 0, 0)
+    }
+
     /// `goto l`.
     pub fn ja(&mut self, l: Label) -> &mut Self {
         self.fixups.push((self.insns.len(), l));
@@ -238,13 +244,10 @@ const START_NR: i16 = -16;
 
 /// Ignores (returns from) everything not running in cgroup `cgroup_id`. Clobbers R0–R5.
 fn only_cgroup(a: &mut Asm, cgroup_id: u64, out: Label) {
+    // The id is 64 bits wide, more than a jump's immediate: compare registers.
     a.call(GET_CURRENT_CGROUP_ID)
         .ld_imm64(R1, cgroup_id)
-        .jmp_imm(JNE, R0, 0, out);
-    // `jmp_imm` compares with an immediate; the id is 64 bits wide: compare registers.
-    let last = a.insns.len() - 1;
-    a.insns[last].code = JMP | JNE | X;
-    a.insns[last].src = R1.0;
+        .jmp_reg(JNE, R0, R1, out);
 }
 
 /// `sys_enter`: counts the call; with `starts` (latency on), records when it started.
