@@ -31,6 +31,8 @@ pub struct Report {
     pub kernel: KernelReport,
     /// The block-device root, when the image has one (else the initramfs is the root).
     pub root: Option<crate::sign::manifest::RootInfo>,
+    /// `[observe]`: what the init counts of the runtime.
+    pub observe: Option<crate::sign::manifest::ObserveInfo>,
     pub artifacts: Vec<Artifact>,
     pub components: Vec<ComponentReport>,
     pub files: usize,
@@ -157,6 +159,7 @@ pub fn report(dir: &Path) -> Result<Report, InspectError> {
             config_sha256: m.kernel.config_sha256.clone(),
         },
         root: m.root.clone(),
+        observe: m.observe,
         artifacts: m.artifacts.clone(),
         components,
         files: listed.len(),

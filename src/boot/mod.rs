@@ -546,7 +546,13 @@ impl<'a> Session<'a> {
             return None;
         }
         let deadline = self.vm.started.elapsed() + METRICS_WAIT;
+        let malformed = self.readings.malformed.len();
         while self.vm.started.elapsed() < deadline {
+            if let Some(e) = self.readings.malformed.get(malformed) {
+                self.readings.error =
+                    Some(format!("the init answered a metrics request with a {e}"));
+                return None;
+            }
             if let Some(i) = (seen..self.readings.all.len())
                 .find(|&i| self.readings.all[i].reason == stratos_wire::MetricsReason::Request)
             {

@@ -74,6 +74,12 @@ pub fn run(a: Args) -> CliResult {
         ),
         None => println!("root:     initramfs (unpacked into RAM by the kernel)"),
     }
+    if let Some(o) = &r.observe {
+        println!(
+            "observe:  the runtime's system calls counted{} by eBPF in the init (stratos-metrics lines)",
+            if o.latency { " and timed" } else { "" }
+        );
+    }
     println!("artifacts:");
     for art in &r.artifacts {
         println!("  {:<20} {:>10}", art.name, human_bytes(art.size));
