@@ -623,6 +623,7 @@ fn start_and_supervise<S: Sys>(
     let p = prepare(sys, obs, init_start)?;
     *unmount = p.cfg.tmpfs.iter().map(|t| t.path.clone()).collect();
     *peak = MemoryPeak::new(p.cgroup);
+    obs.set_child_seccomp(p.seccomp.is_some());
     obs.attach(sys, p.cgroup);
     let pid = spawn_runtime(sys, &p)?;
     mark(sys, obs, "runtime_exec");

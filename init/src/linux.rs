@@ -29,7 +29,7 @@ pub struct LinuxSys {
 
 /// A read-only shared mapping of a `BPF_F_MMAPABLE` array map's values.
 struct Mapped {
-    ptr: *const u64,
+    ptr: *mut u64,
     entries: usize,
     len: usize,
 }
@@ -39,7 +39,7 @@ impl Drop for Mapped {
         // SAFETY: `ptr`/`len` are exactly what mmap returned; nothing refers to the mapping
         // after this.
         unsafe {
-            libc::munmap(self.ptr as *mut libc::c_void, self.len);
+            libc::munmap(self.ptr.cast(), self.len);
         }
     }
 }
@@ -48,7 +48,7 @@ impl Drop for Mapped {
 const BPF_MAP_CREATE: libc::c_int = 0;
 const BPF_PROG_LOAD: libc::c_int = 5;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_int = 17;
-const BPF_MAP_TYPE_HASH: u32 = 1;
+const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
 const BPF_F_MMAPABLE: u32 = 1 << 10;
@@ -339,9 +339,10 @@ impl Sys for LinuxSys {
     }
 
     fn watch_restores(&mut self) {
-        // Only a VM started by `stratos snapshot` (or restored from one) has a virtio console
-        // device; its named port is announced by the host a little after the driver probes, so
-        // the thread waits for it rather than the boot.
+        // Only a VM started by `stratos snapshot` (or restored from one), or booted by the
+        // harness from an image that observes, has a virtio console device; its named port is
+        // announced by the host a little after the driver probes, so the thread waits for it
+        // rather than the boot.
         if !has_virtio_console() {
             return;
         }
@@ -636,12 +637,6 @@ impl Sys for LinuxSys {
                 libc::sigemptyset(&mut empty);
                 // Cannot fail: SIG_SETMASK with a valid set.
                 libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-                if let Some(fd) = procs_fd {
-                    // Writing "0" moves the writing process into the cgroup.
-                    if libc::write(fd, b"0".as_ptr().cast(), 1) < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
                 if libc::setsid() < 0 {
                     return Err(io::Error::last_os_error());
                 }
@@ -661,6 +656,15 @@ impl Sys for LinuxSys {
                 }
                 if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
                     return Err(io::Error::last_os_error());
+                }
+                // Into the runtime's cgroup as late as it can be (the filter below may not
+                // allow the write): what `[observe]` counts of the child before its exec is
+                // only the seccomp() call that installs the filter.
+                if let Some(fd) = procs_fd {
+                    // Writing "0" moves the writing process into the cgroup.
+                    if libc::write(fd, b"0".as_ptr().cast(), 1) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
                 }
                 if let Some(f) = &filter {
                     let prog = libc::sock_fprog {
@@ -748,7 +752,7 @@ impl Sys for LinuxSys {
             BpfMap::Hash {
                 value_size,
                 entries,
-            } => (BPF_MAP_TYPE_HASH, value_size, entries, 0),
+            } => (BPF_MAP_TYPE_LRU_HASH, value_size, entries, 0),
         };
         let mut a = Attr::new();
         // map_type, key_size, value_size, max_entries, map_flags; map_name at 28.
@@ -762,14 +766,15 @@ impl Sys for LinuxSys {
         let raw = fd.as_raw_fd();
         if let BpfMap::Counters { entries } = map {
             let len = (entries as usize * 8).next_multiple_of(4096);
-            // SAFETY: a fresh shared read-only mapping of the map's values (offset 0 of an
-            // mmapable array is its first value); the kernel keeps the pages for as long as
-            // the mapping exists, which `Mapped` ends with munmap.
+            // SAFETY: a fresh shared mapping of the map's values (offset 0 of an mmapable
+            // array is its first value); the kernel keeps the pages for as long as the
+            // mapping exists, which `Mapped` ends with munmap. Writable so the counters can be
+            // read as atomics (the programs add to them concurrently); the init never writes.
             let p = unsafe {
                 libc::mmap(
                     std::ptr::null_mut(),
                     len,
-                    libc::PROT_READ,
+                    libc::PROT_READ | libc::PROT_WRITE,
                     libc::MAP_SHARED,
                     raw,
                     0,
@@ -781,7 +786,7 @@ impl Sys for LinuxSys {
             self.bpf_counters.push((
                 raw,
                 Mapped {
-                    ptr: p as *const u64,
+                    ptr: p.cast::<u64>(),
                     entries: entries as usize,
                     len,
                 },
@@ -847,10 +852,12 @@ impl Sys for LinuxSys {
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         out.clear();
         out.extend((0..m.entries).map(|i| {
-            // SAFETY: `i < entries`, all inside the live mapping; the programs update the
-            // counters concurrently with atomic adds of aligned u64s, so a volatile read sees
-            // some whole value.
-            unsafe { std::ptr::read_volatile(m.ptr.add(i)) }
+            // SAFETY: `i < entries`: inside the live, writable, page-aligned mapping, so the
+            // pointer is valid and 8-byte aligned for as long as `m` lives; the programs
+            // update the counters only with atomic adds, so reading them as atomics is not a
+            // data race.
+            let counter = unsafe { std::sync::atomic::AtomicU64::from_ptr(m.ptr.add(i)) };
+            counter.load(std::sync::atomic::Ordering::Relaxed)
         }));
         Ok(())
     }

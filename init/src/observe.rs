@@ -3,7 +3,9 @@
 //!
 //! [`Observer::attach`] creates the maps, loads the programs of [`crate::bpf`] with the maps'
 //! descriptors in them and attaches them, before the runtime starts: everything the runtime's
-//! cgroup does from its `execve` on is counted, nothing the init or the kernel's threads do.
+//! cgroup does from its `execve` on is counted, nothing the init or the kernel's threads do
+//! (the init's child joins the cgroup last before exec; its one `seccomp()` call there is
+//! taken off the count).
 //! A program the kernel refuses is reported with the verifier's log; the function still
 //! runs, and every metrics line says why it has no system calls (`stratos.observe_error`).
 //!
@@ -19,8 +21,9 @@ use crate::boot::{log, Cgroup, CGROUP};
 use crate::bpf::{self, MAX_SYSCALLS};
 use crate::sys::{BpfMap, Sys};
 
-/// Threads with a system call in flight the latency programs can follow at once; beyond it a
-/// call's latency is not recorded (its count still is).
+/// Threads with a system call in flight the latency programs follow at once; beyond it the
+/// least recently started entry is dropped (a call that never returns — `exit`, `exit_group`
+/// — leaves one behind) and that call's latency is not recorded (its count still is).
 const IN_FLIGHT: u32 = 1024;
 
 /// What the init observes of the runtime, and its readings.
@@ -41,6 +44,8 @@ pub struct Observer {
     max_memory: Option<u64>,
     /// Restarts of the runtime so far.
     pub restarts: u32,
+    /// The init installs a seccomp filter in the runtime (after it joined the cgroup).
+    child_seccomp: bool,
     scratch: Vec<u64>,
 }
 
@@ -135,7 +140,8 @@ impl Observer {
         let mut loaded = Vec::new();
         for (tracepoint, insns) in programs {
             let insns = insns.map_err(|e| format!("the {tracepoint} program: {}", e.0))?;
-            let name = format!("stratos_{tracepoint}");
+            // Object names are at most 15 bytes.
+            let name = format!("stratos_{}", tracepoint.trim_start_matches("sys_"));
             let fd = sys
                 .bpf_prog_load(&name, &bpf::encode(&insns))
                 .map_err(|e| {
@@ -152,16 +158,32 @@ impl Observer {
             loaded.push((tracepoint, fd));
         }
         for (tracepoint, fd) in loaded {
-            sys.bpf_attach_raw_tracepoint(tracepoint, fd).map_err(|e| {
+            let attached = sys.bpf_attach_raw_tracepoint(tracepoint, fd).map_err(|e| {
                 format!("cannot attach to the raw tracepoint {tracepoint}: {e}; the kernel needs CONFIG_BPF_EVENTS (kernel-configs/observability.config)")
-            })?;
+            });
+            match (tracepoint, attached) {
+                ("sys_enter", Ok(())) => self.counts = Some(counts),
+                (_, Ok(())) => {}
+                ("sys_enter", Err(e)) => return Err(e),
+                // The counting program runs already: its counts stand, without latencies.
+                (_, Err(e)) => {
+                    self.latency = None;
+                    log(
+                        sys,
+                        &format!("error: [observe]: {e}; system calls are counted but not timed"),
+                    );
+                }
+            }
         }
-        self.counts = Some(counts);
         log(
             sys,
             &format!(
                 "[observe]: counting the system calls of cgroup {CGROUP} (id {id}){}",
-                if cfg.latency { ", with latencies" } else { "" }
+                if self.latency.is_some() {
+                    ", with latencies"
+                } else {
+                    ""
+                }
             ),
         );
         Ok(())
@@ -169,14 +191,33 @@ impl Observer {
 
     /// Prints one `stratos-metrics` line (nothing without `[observe]`).
     pub fn report<S: Sys>(&mut self, sys: &mut S, reason: MetricsReason) {
+        let c = self.counters(sys, reason);
+        self.report_counters(sys, reason, c);
+    }
+
+    /// The counters now: taken before something that lets the host act (the `runtime_ready`
+    /// line lets it call the function) and printed after it, they count nothing of that.
+    pub fn counters<S: Sys>(&mut self, sys: &mut S, reason: MetricsReason) -> Counters {
+        let mut c = Counters {
+            time_ns: sys.now_ns(),
+            ..Counters::default()
+        };
+        if let Err(e) = self.read_syscalls(sys, reason, &mut c) {
+            c.error = Some(format!("cannot read the system call counters: {e}"));
+        }
+        c
+    }
+
+    /// Prints one `stratos-metrics` line from counters taken earlier.
+    pub fn report_counters<S: Sys>(&mut self, sys: &mut S, reason: MetricsReason, c: Counters) {
         if !self.enabled() {
             return;
         }
         self.seq += 1;
-        let mut m = Metrics {
+        let m = Metrics {
             reason,
             seq: self.seq,
-            time_ns: sys.now_ns(),
+            time_ns: c.time_ns,
             coldstart: !self.restored,
             init_duration: match (
                 self.phases.get("runtime_exec"),
@@ -190,33 +231,59 @@ impl Observer {
             cpu_usage: cpu_usec(sys).map(|us| us as f64 / 1e6),
             restarts: self.restarts,
             phases_ns: self.phases.clone(),
-            syscalls: None,
-            syscalls_total: None,
-            latency: None,
-            observe_error: self.error.clone(),
+            syscalls_total: c.syscalls.as_ref().map(|s| s.values().sum()),
+            syscalls: c.syscalls,
+            latency: c.latency,
+            observe_error: c.error.or_else(|| self.error.clone()),
         };
-        if let Err(e) = self.read_syscalls(sys, &mut m) {
-            m.observe_error = Some(format!("cannot read the system call counters: {e}"));
-        }
         sys.log(&m.to_line());
     }
 
-    fn read_syscalls<S: Sys>(&mut self, sys: &mut S, m: &mut Metrics) -> std::io::Result<()> {
+    fn read_syscalls<S: Sys>(
+        &mut self,
+        sys: &mut S,
+        reason: MetricsReason,
+        c: &mut Counters,
+    ) -> std::io::Result<()> {
         let Some(counts) = self.counts else {
             return Ok(());
         };
         sys.bpf_counters(counts, &mut self.scratch)?;
-        let named = by_name(&self.scratch);
-        m.syscalls_total = Some(named.values().sum());
-        m.syscalls = Some(named);
+        let mut named = by_name(&self.scratch);
+        // The init's child joins the runtime's cgroup just before it installs the seccomp
+        // filter: that one seccomp() per start is the init's, not the runtime's.
+        if self.child_seccomp {
+            let starts = u64::from(self.restarts) + 1;
+            if let Some(n) = named.get_mut("seccomp") {
+                *n = n.saturating_sub(starts);
+                if *n == 0 {
+                    named.remove("seccomp");
+                }
+            }
+        }
+        c.syscalls = Some(named);
         // The line at `runtime_ready` is printed while the first call may be on its way: it
         // stays short (the console is slow under emulation); histograms come on request.
-        if let (Some(latency), false) = (self.latency, m.reason == MetricsReason::Ready) {
+        if let (Some(latency), false) = (self.latency, reason == MetricsReason::Ready) {
             sys.bpf_counters(latency, &mut self.scratch)?;
-            m.latency = Some(histograms(&self.scratch));
+            c.latency = Some(histograms(&self.scratch));
         }
         Ok(())
     }
+
+    /// The init installs a seccomp filter in each runtime it starts (see [`Self::read_syscalls`]).
+    pub fn set_child_seccomp(&mut self, installs: bool) {
+        self.child_seccomp = installs;
+    }
+}
+
+/// One reading of the counters (see [`Observer::counters`]).
+#[derive(Debug, Default)]
+pub struct Counters {
+    time_ns: u64,
+    syscalls: Option<BTreeMap<String, u64>>,
+    latency: Option<BTreeMap<String, Vec<(u32, u64)>>>,
+    error: Option<String>,
 }
 
 /// The name of system call `nr` (`#nr` when the table has none).

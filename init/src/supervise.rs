@@ -352,6 +352,8 @@ impl<'a> Supervisor<'a> {
 /// The runtime is ready: the phase, then how much memory the guest still has (what a root on
 /// disk saves against one in RAM shows here), then the metrics (with `[observe]`).
 fn runtime_ready<S: Sys>(sys: &mut S, obs: &mut Observer) {
+    // Read before the line that lets the host call the function.
+    let counters = obs.counters(sys, MetricsReason::Ready);
     mark(sys, obs, "runtime_ready");
     match sys.read_file("/proc/meminfo") {
         Ok(m) => match meminfo_kib(&String::from_utf8_lossy(&m), "MemAvailable:") {
@@ -360,7 +362,7 @@ fn runtime_ready<S: Sys>(sys: &mut S, obs: &mut Observer) {
         },
         Err(e) => log(sys, &format!("warning: cannot read /proc/meminfo: {e}")),
     }
-    obs.report(sys, MetricsReason::Ready);
+    obs.report_counters(sys, MetricsReason::Ready, counters);
 }
 
 pub fn describe(how: ExitKind) -> String {

@@ -20,7 +20,7 @@ use crate::boot::BootImage;
 /// that failed.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  stratos boot-test out/hello --runs 10 --json boot.json\n  stratos boot-test out/hello --baseline out/hello-stock --runs 10 --slo runtime_ready.p95=900ms --max-regression first_response=10%\n  stratos boot-test out/python-fn --runs 3 --slo first_response.p95=3s --slo syscalls.cold_start<=2000 --json boot.json\n  stratos boot-test out/python-fn --snapshot out/python-fn.snap --runs 10 --concurrent 10\n\nMetrics (ms unless noted): init_start .. runtime_ready (guest CLOCK_BOOTTIME since kernel start),\ninit_to_exec, ready_seen, resumed, restored and first_response (host, since QEMU was spawned;\nresumed and restored only for restores), cold_start (first call's latency), warm (median of the\nlater calls), memory_peak and mem_available (KiB); for an image with [observe], the runtime's\nsystem calls (calls): syscalls.ready (at runtime_ready), syscalls.cold_start (through the first\nanswer), syscalls.total (through the last) and syscalls.warm (per later call).\nExit codes: 0 all runs booted and all objectives hold, 1 a run failed or an objective failed, 2 bad input."
+    after_help = "Examples:\n  stratos boot-test out/hello --runs 10 --json boot.json\n  stratos boot-test out/hello --baseline out/hello-stock --runs 10 --slo runtime_ready.p95=900ms --max-regression first_response=10%\n  stratos boot-test out/python-fn --runs 3 --slo first_response.p95=3s --slo 'syscalls.cold_start<=2000' --json boot.json\n  stratos boot-test out/python-fn --snapshot out/python-fn.snap --runs 10 --concurrent 10\n\nMetrics (ms unless noted): init_start .. runtime_ready (guest CLOCK_BOOTTIME since kernel start),\ninit_to_exec, ready_seen, resumed, restored and first_response (host, since QEMU was spawned;\nresumed and restored only for restores), cold_start (first call's latency), warm (median of the\nlater calls), memory_peak and mem_available (KiB); for an image with [observe], the runtime's\nsystem calls (calls): syscalls.ready (at runtime_ready), syscalls.cold_start (through the first\nanswer), syscalls.total (through the last) and syscalls.warm (per later call).\nExit codes: 0 all runs booted and all objectives hold, 1 a run failed or an objective failed, 2 bad input."
 )]
 pub struct Args {
     /// The image directory (B).
@@ -50,7 +50,7 @@ pub struct Args {
     #[arg(long, default_value_t = 5)]
     pub invocations: usize,
     /// Objectives on DIR's results, e.g. runtime_ready.p95=900ms,first_response.p50=2s or
-    /// syscalls.total<=400 (no statistic: every run). Repeatable.
+    /// 'syscalls.total<=400' (no statistic: every run; quote `<=` in a shell). Repeatable.
     #[arg(long, value_name = "METRIC.STAT=LIMIT")]
     pub slo: Vec<String>,
     /// Allowed regression of DIR against the baseline (median image/baseline ratio), e.g.

@@ -35,11 +35,10 @@ pub struct Observed {
 pub fn observed(r: &BootTestResult) -> Result<Observed, String> {
     let mut calls: BTreeMap<String, u64> = BTreeMap::new();
     let mut runs = 0;
-    for run in r
-        .runs_detail
-        .iter()
-        .filter(|x| x.ok && x.image == r.image.name)
-    {
+    // The image's runs come after the baseline's (which may be an older build of the same
+    // name): the last `runs` of the list.
+    let own = &r.runs_detail[r.runs_detail.len().saturating_sub(r.runs)..];
+    for run in own.iter().filter(|x| x.ok && x.image == r.image.name) {
         let Some(s) = &run.syscalls else { continue };
         runs += 1;
         for (name, &n) in &s.total {
@@ -77,6 +76,12 @@ pub fn suggest(obs: &Observed, base: Option<(&Value, &str)>) -> Result<String, S
             let b = b
                 .as_object()
                 .ok_or("the base policy is not a JSON object")?;
+            let default = b.get("defaultAction").and_then(Value::as_str).unwrap_or("");
+            if matches!(default, "SCMP_ACT_ALLOW" | "SCMP_ACT_LOG") {
+                return Err(format!(
+                    "the base's defaultAction is {default}: every call not listed would still be allowed; give a base whose default refuses (SCMP_ACT_ERRNO, SCMP_ACT_KILL_PROCESS), or no --base"
+                ));
+            }
             for (k, v) in b {
                 if k != "syscalls" && k != "comment" {
                     doc.insert(k.clone(), v.clone());
@@ -239,5 +244,13 @@ mod tests {
         assert!(text.contains("\"errnoRet\": 38"));
         assert!(text.contains("SCMP_ACT_KILL_PROCESS"));
         assert!(text.contains("kept from base.json"));
+    }
+
+    #[test]
+    fn a_base_that_allows_by_default_is_refused() {
+        let base: Value =
+            serde_json::from_str(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[]}"#).unwrap();
+        let e = suggest(&obs(&[("read", 1)]), Some((&base, "b.json"))).unwrap_err();
+        assert!(e.contains("SCMP_ACT_ALLOW"), "{e}");
     }
 }

@@ -147,3 +147,48 @@ fn a_metrics_request_on_the_restore_channel_signals_pid_1() {
     assert_eq!(f.calls, [Call::Signal(1, SIGMETRICS)]);
     assert!(f.console.is_empty(), "{:?}", f.console);
 }
+
+#[test]
+fn the_childs_seccomp_call_before_exec_is_not_the_runtimes() {
+    let mut cfg = config();
+    cfg.observe = Some(Observe {
+        syscalls: true,
+        latency: false,
+    });
+    cfg.seccomp = Some(stratos_wire::Seccomp {
+        filter: "/etc/stratos/seccomp.bpf".into(),
+        mode: stratos_wire::SeccompMode::Enforce,
+    });
+    let mut f = Fake::new(&cfg);
+    f.files.insert(
+        "/etc/stratos/seccomp.bpf".into(),
+        vec![0x06, 0, 0, 0, 0, 0, 0xff, 0x7f],
+    );
+    // seccomp (317): the child's one call, and one the runtime made itself.
+    let mut counts = vec![0u64; 512];
+    counts[317] = 2;
+    counts[0] = 1;
+    f.bpf_values.insert(101, counts);
+    f.waits = vec![Waited::Reaped(42, ExitKind::Exited(0))].into();
+    boot(&mut f);
+    let m = metrics(&f);
+    let last = m.last().unwrap();
+    assert_eq!(last.syscalls.as_ref().unwrap()["seccomp"], 1, "{last:?}");
+    assert_eq!(last.syscalls_total, Some(2));
+}
+
+#[test]
+fn the_ready_reading_is_taken_before_the_ready_line() {
+    let mut f = observing(false);
+    f.waits = vec![Waited::Reaped(42, ExitKind::Exited(0))].into();
+    boot(&mut f);
+    let ready = metrics(&f)
+        .into_iter()
+        .find(|m| m.reason == MetricsReason::Ready)
+        .unwrap();
+    // The fake clock moves with every console line: the reading is older than the phase.
+    assert!(
+        ready.time_ns < ready.phases_ns["runtime_ready"],
+        "{ready:?}"
+    );
+}
