@@ -155,6 +155,16 @@ fn node_fn_builds_offline_reproducibly_boots_at_128_mib_and_refuses_processes() 
     assert!(console.contains("stratos-phase runtime_ready"), "{console}");
     assert!(!console.contains("stratos-init: restart"), "{console}");
     assert!(console.contains("memory available"), "{console}");
+    // The runtime runs in its cgroup (its memory peak is reported from there), and it was
+    // ready when it said so, not before.
+    assert!(
+        console.contains("stratos-init: memory peak")
+            && console.contains("in the runtime's cgroup"),
+        "{console}"
+    );
+    let listening = console.find("node-fn: listening on").unwrap();
+    let ready = console.find("stratos-phase runtime_ready").unwrap();
+    assert!(listening < ready, "{console}");
     drop(vm);
 }
 

@@ -610,8 +610,13 @@ impl Sys for LinuxSys {
         }
         // Everything the child does between fork and exec is prepared here, so the closure
         // only makes system calls and allocates nothing.
+        // Both descriptors the child uses are moved above the notify descriptor (3): the
+        // child's dup2 onto 3 must not replace the one it writes to its cgroup afterwards, and
+        // a pipe end that already is 3 would keep its close-on-exec flag through dup2.
         let procs = match s.cgroup_procs {
-            Some(p) => Some(std::fs::OpenOptions::new().write(true).open(p)?),
+            Some(p) => Some(above_notify_fd(
+                std::fs::OpenOptions::new().write(true).open(p)?,
+            )?),
             None => None,
         };
         let notify_write = if s.notify {
@@ -620,7 +625,7 @@ impl Sys for LinuxSys {
             )?;
             self.notify_read = Some(r);
             cmd.env("STRATOS_NOTIFY_FD", stratos_wire::NOTIFY_FD.to_string());
-            Some(w)
+            Some(above_notify_fd(w)?)
         } else {
             None
         };
@@ -944,6 +949,14 @@ fn exit_kind(status: WaitStatus) -> ExitKind {
 const RESTORE_PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Whether the VM has a virtio console device (virtio device id 3): the restore channel's bus.
+/// The same open file on a descriptor above [`stratos_wire::NOTIFY_FD`] (close-on-exec).
+fn above_notify_fd(fd: impl Into<OwnedFd>) -> io::Result<OwnedFd> {
+    Ok(rustix::io::fcntl_dupfd_cloexec(
+        fd.into(),
+        stratos_wire::NOTIFY_FD + 7,
+    )?)
+}
+
 fn has_virtio_console() -> bool {
     let Ok(dir) = std::fs::read_dir("/sys/bus/virtio/devices") else {
         return false;
