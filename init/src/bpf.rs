@@ -9,10 +9,11 @@
 //!
 //! - [`enter_program`] on `sys_enter`: calls from any cgroup but the runtime's are ignored
 //!   (`bpf_get_current_cgroup_id`); the call's counter (`counts[nr]`, an array map) is
-//!   incremented atomically; with latency on, the thread's start time and call number are
-//!   stored (`starts[tid]`, a hash map).
-//! - [`exit_program`] on `sys_exit` (latency only): the elapsed time since the thread's entry
-//!   goes into its log2 bucket, `latency[nr * 32 + bucket]`, and the entry is removed.
+//!   incremented atomically; with latency on, the thread's id, start time and call number are
+//!   stored in its slot (`starts[tid % IN_FLIGHT]`, an array map: no hashing, no locks).
+//! - [`exit_program`] on `sys_exit` (latency only): if the slot is the thread's, the elapsed
+//!   time since its entry goes into its log2 bucket, `latency[nr * 32 + bucket]`, and the slot
+//!   is freed (a call that never returns, `exit_group`, leaves it to be reused).
 
 /// Registers. `R0` return values, `R1`–`R5` arguments (clobbered by calls), `R6`–`R9` kept
 /// across calls, `R10` the read-only frame pointer.
@@ -48,6 +49,7 @@ const X: u8 = 0x08;
 // ALU operations.
 pub const ADD: u8 = 0x00;
 pub const SUB: u8 = 0x10;
+pub const AND: u8 = 0x50;
 pub const LSH: u8 = 0x60;
 pub const RSH: u8 = 0x70;
 pub const MOV: u8 = 0xb0;
@@ -63,8 +65,6 @@ const PSEUDO_MAP_FD: u8 = 1;
 
 /// Helper functions (`enum bpf_func_id`).
 pub const MAP_LOOKUP_ELEM: i32 = 1;
-pub const MAP_UPDATE_ELEM: i32 = 2;
-pub const MAP_DELETE_ELEM: i32 = 3;
 pub const KTIME_GET_NS: i32 = 5;
 pub const GET_CURRENT_PID_TGID: i32 = 14;
 pub const GET_CURRENT_CGROUP_ID: i32 = 80;
@@ -238,9 +238,6 @@ pub const MAX_SYSCALLS: u32 = 512;
 
 /// The stack slot of a 4-byte map key.
 const KEY: i16 = -4;
-/// The 16-byte `starts` value: start time (ns), then the call number.
-const START: i16 = -24;
-const START_NR: i16 = -16;
 
 /// Ignores (returns from) everything not running in cgroup `cgroup_id`. Clobbers R0–R5.
 fn only_cgroup(a: &mut Asm, cgroup_id: u64, out: Label) {
@@ -250,7 +247,8 @@ fn only_cgroup(a: &mut Asm, cgroup_id: u64, out: Label) {
         .jmp_reg(JNE, R0, R1, out);
 }
 
-/// `sys_enter`: counts the call; with `starts` (latency on), records when it started.
+/// `sys_enter`: counts the call; with `starts` (latency on), records when it started in the
+/// thread's slot.
 pub fn enter_program(
     cgroup_id: u64,
     counts: i32,
@@ -272,40 +270,62 @@ pub fn enter_program(
         .mov64_imm(R1, 1)
         .atomic_add64(R0, 0, R1);
     if let Some(starts) = starts {
-        // starts[tid] = { now, nr }: the low 32 bits of pid_tgid are the thread id.
-        a.call(GET_CURRENT_PID_TGID)
-            .stx(W, R10, KEY, R0)
+        // starts[tid % IN_FLIGHT] = { tid, now, nr }
+        thread_slot(&mut a, starts, out);
+        a.mov64_reg(R6, R0)
             .call(KTIME_GET_NS)
-            .stx(DW, R10, START, R0)
-            .stx(DW, R10, START_NR, R7)
-            .ld_map_fd(R1, starts)
-            .mov64_reg(R2, R10)
-            .alu64_imm(ADD, R2, i32::from(KEY))
-            .mov64_reg(R3, R10)
-            .alu64_imm(ADD, R3, i32::from(START))
-            .mov64_imm(R4, 0) // BPF_ANY
-            .call(MAP_UPDATE_ELEM);
+            .stx(DW, R6, SLOT_TID, R8)
+            .stx(DW, R6, SLOT_START, R0)
+            .stx(DW, R6, SLOT_NR, R7);
     }
     a.label(out).mov64_imm(R0, 0).exit();
     a.finish()
+}
+
+/// Threads whose calls are timed at once: a thread's slot is its id modulo this. Two threads
+/// in calls at the same time with the same slot: the later one's start replaces the earlier
+/// one's, whose latency is then not recorded (its count still is).
+pub const IN_FLIGHT: u32 = 4096;
+
+/// Offsets in a slot (24 bytes): the thread id, the start time (ns), the call number.
+const SLOT_TID: i16 = 0;
+const SLOT_START: i16 = 8;
+const SLOT_NR: i16 = 16;
+/// The size of a slot.
+pub const SLOT_BYTES: u32 = 24;
+
+/// R0 = the current thread's slot in `starts` (out when there is none), R8 = its thread id.
+/// Clobbers R1–R5.
+fn thread_slot(a: &mut Asm, starts: i32, out: Label) {
+    // The low 32 bits of pid_tgid are the thread id.
+    a.call(GET_CURRENT_PID_TGID)
+        .mov64_reg(R8, R0)
+        .alu64_imm(LSH, R8, 32)
+        .alu64_imm(RSH, R8, 32)
+        .mov64_reg(R1, R8)
+        .alu64_imm(AND, R1, IN_FLIGHT as i32 - 1)
+        .stx(W, R10, KEY, R1)
+        .ld_map_fd(R1, starts)
+        .mov64_reg(R2, R10)
+        .alu64_imm(ADD, R2, i32::from(KEY))
+        .call(MAP_LOOKUP_ELEM)
+        .jmp_imm(JEQ, R0, 0, out);
 }
 
 /// `sys_exit`: the time since the thread's `sys_enter` goes into its log2 bucket.
 pub fn exit_program(cgroup_id: u64, starts: i32, latency: i32) -> Result<Vec<Insn>, AsmError> {
     let mut a = Asm::new();
     let out = a.new_label();
-    let forget = a.new_label();
-    a.mov64_reg(R6, R1);
     only_cgroup(&mut a, cgroup_id, out);
-    a.call(GET_CURRENT_PID_TGID)
-        .stx(W, R10, KEY, R0)
-        .ld_map_fd(R1, starts)
-        .mov64_reg(R2, R10)
-        .alu64_imm(ADD, R2, i32::from(KEY))
-        .call(MAP_LOOKUP_ELEM)
-        .jmp_imm(JEQ, R0, 0, out)
-        .ldx(DW, R7, R0, 0)
-        .ldx(DW, R8, R0, 8)
+    thread_slot(&mut a, starts, out);
+    // The slot is this thread's (not another's with the same slot, nor empty): take it.
+    a.mov64_reg(R6, R0)
+        .ldx(DW, R1, R6, SLOT_TID)
+        .jmp_reg(JNE, R1, R8, out)
+        .ldx(DW, R7, R6, SLOT_START)
+        .ldx(DW, R8, R6, SLOT_NR)
+        .mov64_imm(R1, 0)
+        .stx(DW, R6, SLOT_TID, R1)
         .call(KTIME_GET_NS)
         .alu64_reg(SUB, R0, R7)
         // R9 = floor(log2(R0)) by halving steps: 32, 16, 8, 4, 2, 1.
@@ -331,19 +351,14 @@ pub fn exit_program(cgroup_id: u64, starts: i32, latency: i32) -> Result<Vec<Ins
             stratos_wire::LATENCY_BUCKETS.trailing_zeros() as i32,
         )
         .alu64_reg(ADD, R8, R9)
-        .stx(W, R10, -8, R8)
+        .stx(W, R10, KEY, R8)
         .ld_map_fd(R1, latency)
         .mov64_reg(R2, R10)
-        .alu64_imm(ADD, R2, -8)
+        .alu64_imm(ADD, R2, i32::from(KEY))
         .call(MAP_LOOKUP_ELEM)
-        .jmp_imm(JEQ, R0, 0, forget)
+        .jmp_imm(JEQ, R0, 0, out)
         .mov64_imm(R1, 1)
         .atomic_add64(R0, 0, R1)
-        .label(forget)
-        .ld_map_fd(R1, starts)
-        .mov64_reg(R2, R10)
-        .alu64_imm(ADD, R2, i32::from(KEY))
-        .call(MAP_DELETE_ELEM)
         .label(out)
         .mov64_imm(R0, 0)
         .exit();
@@ -400,6 +415,13 @@ mod tests {
                     a.alu64_imm(RSH, R1, 32);
                 }),
                 vec![[0x77, 0x01, 0, 0, 32, 0, 0, 0]],
+            ),
+            // BPF_ALU64_IMM(BPF_AND, BPF_REG_1, 4095)
+            (
+                one(|a| {
+                    a.alu64_imm(AND, R1, 4095);
+                }),
+                vec![[0x57, 0x01, 0, 0, 0xff, 0x0f, 0, 0]],
             ),
             // BPF_ALU64_IMM(BPF_LSH, BPF_REG_8, 5)
             (
@@ -537,7 +559,7 @@ mod tests {
         for (p, fds) in [
             (enter_program(9, 3, None).unwrap(), vec![3]),
             (enter_program(9, 3, Some(4)).unwrap(), vec![3, 4]),
-            (exit_program(9, 4, 5).unwrap(), vec![4, 5, 4]),
+            (exit_program(9, 4, 5).unwrap(), vec![4, 5]),
         ] {
             assert!(p.len() < 4096);
             assert_eq!(p.last().unwrap().code, JMP | EXIT);

@@ -48,7 +48,6 @@ impl Drop for Mapped {
 const BPF_MAP_CREATE: libc::c_int = 0;
 const BPF_PROG_LOAD: libc::c_int = 5;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_int = 17;
-const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
 const BPF_F_MMAPABLE: u32 = 1 << 10;
@@ -754,10 +753,10 @@ impl Sys for LinuxSys {
     fn bpf_map_create(&mut self, name: &str, map: BpfMap) -> io::Result<i32> {
         let (kind, value_size, entries, flags) = match map {
             BpfMap::Counters { entries } => (BPF_MAP_TYPE_ARRAY, 8, entries, BPF_F_MMAPABLE),
-            BpfMap::Hash {
+            BpfMap::Slots {
                 value_size,
                 entries,
-            } => (BPF_MAP_TYPE_LRU_HASH, value_size, entries, 0),
+            } => (BPF_MAP_TYPE_ARRAY, value_size, entries, 0),
         };
         let mut a = Attr::new();
         // map_type, key_size, value_size, max_entries, map_flags; map_name at 28.

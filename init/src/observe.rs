@@ -21,11 +21,6 @@ use crate::boot::{log, Cgroup, CGROUP};
 use crate::bpf::{self, MAX_SYSCALLS};
 use crate::sys::{BpfMap, Sys};
 
-/// Threads with a system call in flight the latency programs follow at once; beyond it the
-/// least recently started entry is dropped (a call that never returns — `exit`, `exit_group`
-/// — leaves one behind) and that call's latency is not recorded (its count still is).
-const IN_FLIGHT: u32 = 1024;
-
 /// What the init observes of the runtime, and its readings.
 #[derive(Debug, Default)]
 pub struct Observer {
@@ -118,9 +113,9 @@ impl Observer {
             let starts = map(
                 sys,
                 "stratos_starts",
-                BpfMap::Hash {
-                    value_size: 16,
-                    entries: IN_FLIGHT,
+                BpfMap::Slots {
+                    value_size: bpf::SLOT_BYTES,
+                    entries: bpf::IN_FLIGHT,
                 },
             )?;
             let latency = map(

@@ -85,10 +85,9 @@ pub enum BpfMap {
     /// `BPF_MAP_TYPE_ARRAY` of `entries` u64 counters (4-byte index keys), created
     /// `BPF_F_MMAPABLE` so [`Sys::bpf_counters`] reads it without a system call.
     Counters { entries: u32 },
-    /// `BPF_MAP_TYPE_LRU_HASH` from a 4-byte key to `value_size` bytes: at most `entries` of
-    /// them, the least recently used evicted to make room (an entry left by a thread that
-    /// exited inside a call never blocks new ones).
-    Hash { value_size: u32, entries: u32 },
+    /// `BPF_MAP_TYPE_ARRAY` of `entries` values of `value_size` bytes (4-byte index keys),
+    /// used by the programs only.
+    Slots { value_size: u32, entries: u32 },
 }
 
 /// A program the kernel refused, with its verifier's log (empty when it gave none).
