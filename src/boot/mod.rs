@@ -319,7 +319,9 @@ pub fn run(image: &BootImage, opts: &RunOptions) -> Result<BootRun, BootError> {
             s.channel = Some(snapshot::resume(snap, sockets.path())?);
             s.resumed = Some(s.vm.started.elapsed());
         }
-        (None, Some(path)) => s.channel = Some(snapshot::connect_control(path)?),
+        (None, Some(path)) => {
+            s.channel = snapshot::connect_control(path, || s.vm.try_exit().is_some())?;
+        }
         (None, None) => {}
     }
     loop {

@@ -684,12 +684,17 @@ pub fn resume(
 }
 
 /// Connects to the restore channel of a VM just started (QEMU creates the socket as it
-/// starts: retried for a few seconds).
-pub fn connect_control(path: &Path) -> Result<std::os::unix::net::UnixStream, SnapshotError> {
+/// starts: retried for a few seconds). `None` when QEMU exited first (`exited`): its own
+/// error is the one to report, and the caller's session does.
+pub fn connect_control(
+    path: &Path,
+    mut exited: impl FnMut() -> bool,
+) -> Result<Option<std::os::unix::net::UnixStream>, SnapshotError> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         match connect_channel(path) {
-            Ok(c) => return Ok(c),
+            Ok(c) => return Ok(Some(c)),
+            Err(_) if exited() => return Ok(None),
             Err(e) if std::time::Instant::now() > deadline => return Err(e),
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
