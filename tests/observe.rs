@@ -176,18 +176,21 @@ fn observe_on_a_kernel_without_bpf_is_a_build_error() {
     let cache = tempfile::tempdir().unwrap();
     let f = Fixture::new();
     let text = std::fs::read_to_string(f.profile()).unwrap();
-    f.write(
-        "profile.toml",
-        format!("{text}\n[observe]\nsyscalls = true\n").as_bytes(),
-    );
+    // Builds the fixture with `profile` as its profile: it must fail, writing nothing.
+    let refused = |profile: String| {
+        f.write("profile.toml", profile.as_bytes());
+        let out = stratos(cache.path())
+            .arg("build")
+            .arg(f.profile())
+            .arg("--out")
+            .arg(f.path("out"))
+            .assert()
+            .failure();
+        assert!(!f.path("out").exists());
+        out
+    };
     // A prebuilt kernel without its config: nothing to check it against.
-    stratos(cache.path())
-        .arg("build")
-        .arg(f.profile())
-        .arg("--out")
-        .arg(f.path("out"))
-        .assert()
-        .failure()
+    refused(format!("{text}\n[observe]\nsyscalls = true\n"))
         .stderr(predicates::str::contains(
             "[observe] needs a kernel with eBPF support",
         ))
@@ -197,41 +200,20 @@ fn observe_on_a_kernel_without_bpf_is_a_build_error() {
         "kernel/config",
         b"CONFIG_CGROUPS=y\n# CONFIG_BPF_SYSCALL is not set\n",
     );
-    f.write(
-        "profile.toml",
-        format!("{text}\n[observe]\nsyscalls = true\nlatency = true\n")
-            .replace(
-                "prebuilt = \"kernel/bzImage\"",
-                "prebuilt = \"kernel/bzImage\"\nconfig = \"kernel/config\"",
-            )
-            .as_bytes(),
-    );
-    stratos(cache.path())
-        .arg("build")
-        .arg(f.profile())
-        .arg("--out")
-        .arg(f.path("out"))
-        .assert()
-        .failure()
-        .stderr(predicates::str::contains(
-            "the kernel lacks CONFIG_BPF_SYSCALL=y (the bpf() system call), CONFIG_BPF_EVENTS=y",
-        ))
-        .stderr(predicates::str::contains(
-            "kernel-configs/observability.config",
-        ));
-    assert!(!f.path("out").exists());
+    refused(
+        format!("{text}\n[observe]\nsyscalls = true\nlatency = true\n").replace(
+            "prebuilt = \"kernel/bzImage\"",
+            "prebuilt = \"kernel/bzImage\"\nconfig = \"kernel/config\"",
+        ),
+    )
+    .stderr(predicates::str::contains(
+        "the kernel lacks CONFIG_BPF_SYSCALL=y (the bpf() system call), CONFIG_BPF_EVENTS=y",
+    ))
+    .stderr(predicates::str::contains(
+        "kernel-configs/observability.config",
+    ));
     // latency without syscalls is a profile error at its key.
-    f.write(
-        "profile.toml",
-        format!("{text}\n[observe]\nlatency = true\n").as_bytes(),
-    );
-    stratos(cache.path())
-        .arg("build")
-        .arg(f.profile())
-        .arg("--out")
-        .arg(f.path("out"))
-        .assert()
-        .failure()
+    refused(format!("{text}\n[observe]\nlatency = true\n"))
         .stderr(predicates::str::contains("observe.latency"))
         .stderr(predicates::str::contains("add syscalls = true"));
 }

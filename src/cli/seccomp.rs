@@ -55,9 +55,15 @@ pub enum Sub {
 }
 
 fn load(p: &Path) -> Result<Policy, CliError> {
+    load_with_text(p).map(|(policy, _)| policy)
+}
+
+/// The policy at `p`, and its text.
+fn load_with_text(p: &Path) -> Result<(Policy, String), CliError> {
     let text = crate::fsio::read_text(p, crate::fsio::caps::SECCOMP_POLICY, "a seccomp policy")
         .map_err(CliError::input)?;
-    Policy::parse(&text, &p.display().to_string()).map_err(CliError::input)
+    let policy = Policy::parse(&text, &p.display().to_string()).map_err(CliError::input)?;
+    Ok((policy, text))
 }
 
 /// name → "always" or the conditions under which it is allowed.
@@ -117,10 +123,7 @@ fn suggest(from: &Path, base: Option<&Path>, out: Option<&Path>) -> CliResult {
     let base = match base {
         Some(p) => {
             // Checked as a policy first: the suggestion keeps parts of it.
-            let policy = load(p)?;
-            let text =
-                crate::fsio::read_text(p, crate::fsio::caps::SECCOMP_POLICY, "a seccomp policy")
-                    .map_err(CliError::input)?;
+            let (policy, text) = load_with_text(p)?;
             let v: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", p.display())))?;
             Some((p, policy, v))
