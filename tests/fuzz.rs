@@ -227,23 +227,38 @@ fn packages_indexes_kernel_configs_and_consoles() {
     fuzz("kernel config", &[config], |b| {
         let _ = stratos::kernel::config::Config::parse(&text(b));
     });
-    let console = b"stratos-phase init_start 100\nstratos-init: runtime exited with status 3\nKernel panic - not syncing: x\nstratos-phase runtime_exec 200\nstratos-init: seccomp-log: audit: type=1326 syscall=83 code=0x7ffc0000\n".to_vec();
-    fuzz("console", &[console], |b| {
-        let t = text(b);
-        for l in t.lines() {
-            let _ = stratos::boot::console::parse_line(l);
+    let console = b"stratos-phase init_start 100\nfn> Kernel panic - not syncing: x\nKernel panic - not syncing: x\nreboot: System halted\ndevice-mapper: verity: 254:0: data block 0 is corrupted\n".to_vec();
+    fuzz("console hints", &[console], |b| {
+        for l in text(b).lines() {
+            let _ = stratos::boot::console::hint(l);
         }
-        let _ = stratos::boot::console::phases(&t);
-        let _ =
-            stratos::boot::console::seccomp_log(&t.lines().map(str::to_owned).collect::<Vec<_>>());
     });
-    let metrics = br#"boot noise stratos-metrics {"reason":"request","seq":2,"stratos.time_ns":1327581034,"faas.coldstart":true,"faas.init_duration":0.612,"faas.max_memory":268435456,"faas.mem_usage":11206656,"faas.cpu_usage":0.43,"stratos.restarts":0,"stratos.phases_ns":{"init_start":422119647,"runtime_ready":1200491103},"stratos.syscalls":{"accept4":2,"read":5},"stratos.syscalls.total":7,"stratos.syscall_latency_log2_ns":{"accept4":[[19,1],[31,1]]}}"#.to_vec();
-    assert!(matches!(
-        stratos::boot::console::metrics(&text(&metrics)),
-        Some(Ok(_))
-    ));
-    fuzz("metrics line", &[metrics], |b| {
-        let _ = stratos::boot::console::metrics(&text(b));
+    let control = br#"{"phase":{"name":"runtime_ready","ns":1200491103}}
+{"restart":{"count":1,"max":3,"ending":{"killed":{"signal":9}}}}
+{"metrics":{"reason":"request","seq":2,"stratos.time_ns":1327581034,"faas.coldstart":true,"faas.init_duration":0.612,"faas.max_memory":268435456,"faas.mem_usage":11206656,"faas.cpu_usage":0.43,"stratos.restarts":0,"stratos.phases_ns":{"init_start":422119647,"runtime_ready":1200491103},"stratos.syscalls":{"accept4":2,"read":5},"stratos.syscalls.total":7,"stratos.syscall_latency_log2_ns":{"accept4":[[19,1],[31,1]]}}}
+{"seccomp_log":{"record":"audit: type=1326 syscall=83 code=0x7ffc0000"}}
+"power_off"
+"#
+    .to_vec();
+    for l in control.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        assert!(stratos_wire::Control::parse(l).is_ok(), "{}", text(l));
+    }
+    fuzz("control messages", &[control], |b| {
+        for l in b.split(|&c| c == b'\n') {
+            let _ = stratos_wire::Control::parse(l);
+        }
+        let _ = stratos::boot::console::seccomp_log(
+            &text(b).lines().map(str::to_owned).collect::<Vec<_>>(),
+        );
+    });
+    let relayed = b"fn> \\x1b[2J \\\\ caf\xc3\xa9 \\x".to_vec();
+    fuzz("relayed lines", &[relayed], |b| {
+        if let Some(back) = stratos_wire::control::unescape(&text(b)) {
+            // What unescapes, escapes back to text that unescapes to the same bytes.
+            let again = stratos_wire::control::escape(&back);
+            assert_eq!(stratos_wire::control::unescape(&again), Some(back));
+        }
+        let _ = stratos_wire::control::printable(b);
     });
 }
 

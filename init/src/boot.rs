@@ -1,7 +1,7 @@
 //! What PID 1 does, in order, written against the [`Sys`] seam.
 
 use stratos_wire::{
-    InitConfig, Limits, Readiness, ZramSize, CONFIG_PATH, LOG_PREFIX, PHASE_PREFIX,
+    Control, InitConfig, Limits, Readiness, ZramSize, CONFIG_PATH, LOG_PREFIX, PHASE_PREFIX,
 };
 
 use crate::error::{CgroupError, InitError, MountError, NetworkError, PeakError, ZramError};
@@ -28,12 +28,21 @@ pub fn log<S: Sys>(sys: &mut S, msg: &str) {
     sys.log(&format!("{LOG_PREFIX} {msg}"));
 }
 
-/// Prints a phase marker; returns its time (CLOCK_BOOTTIME ns).
+/// Sends a phase to the host (and echoes it on the console for people); returns its time
+/// (CLOCK_BOOTTIME ns).
 pub fn phase<S: Sys>(sys: &mut S, name: &str) -> u64 {
     let t = sys.now_ns();
+    sys.control(&Control::Phase {
+        name: name.to_owned(),
+        ns: t,
+    });
     sys.log(&format!("{PHASE_PREFIX} {name} {t}"));
     t
 }
+
+/// How long the init waits for its last control messages to reach the host before it powers
+/// off (they are written in milliseconds; this is for a host starved of CPU).
+pub const CONTROL_FLUSH_MS: u64 = 3000;
 
 /// Prints a phase marker and keeps its time for the metrics.
 pub fn mark<S: Sys>(sys: &mut S, obs: &mut Observer, name: &str) {
@@ -366,8 +375,6 @@ fn prepare<S: Sys>(
     mount_all(sys, &config_mounts(&cfg))?;
     let cgroup = setup_cgroup(sys, &cfg.limits)?;
     mark(sys, obs, "mounts_done");
-    // Listening from now on: a snapshot is taken after the runtime is ready.
-    sys.watch_restores();
     set_hostname(sys, &cfg.hostname);
     load_modules(sys, &cfg.modules)?;
     if let Some(z) = &cfg.zram {
@@ -488,6 +495,7 @@ fn read_peak<S: Sys>(sys: &mut S) -> Result<u64, PeakError> {
 }
 
 fn log_peak<S: Sys>(sys: &mut S, n: u64) {
+    sys.control(&Control::MemoryPeak { bytes: n });
     log(
         sys,
         &format!(
@@ -639,6 +647,11 @@ fn start_and_supervise<S: Sys>(
 
 /// The whole life of PID 1, up to (not including) power-off.
 pub fn boot<S: Sys>(sys: &mut S) -> Outcome {
+    // First: everything from here on reaches the host (queued until the port exists).
+    sys.open_control();
+    sys.control(&Control::Hello {
+        format: stratos_wire::control::CONTROL_FORMAT,
+    });
     let init_start = phase(sys, "init_start");
     check_entropy(sys);
     if let Err(e) = sys.block_signals() {
@@ -652,13 +665,32 @@ pub fn boot<S: Sys>(sys: &mut S) -> Outcome {
         Err(e) => Outcome::Fatal(e),
     };
     match &outcome {
-        Outcome::Runtime(how) => log(sys, &describe(*how)),
-        Outcome::Fatal(e) => log(sys, &format!("fatal: {e}")),
+        Outcome::Runtime(how) => {
+            sys.control(&Control::Ended {
+                ending: ending(*how),
+            });
+            log(sys, &describe(*how));
+        }
+        Outcome::Fatal(e) => {
+            let message = format!("{e}");
+            log(sys, &format!("fatal: {message}"));
+            sys.control(&Control::Fatal { message });
+        }
     }
     peak.report(sys);
     obs.report(sys, stratos_wire::MetricsReason::Shutdown);
     shutdown(sys, &unmount);
     phase(sys, "shutdown");
     log(sys, "powering off");
+    sys.control(&Control::PowerOff);
+    sys.flush_control(CONTROL_FLUSH_MS);
     outcome
+}
+
+/// How the runtime ended, as the control channel says it.
+pub fn ending(how: ExitKind) -> stratos_wire::Ending {
+    match how {
+        ExitKind::Exited(status) => stratos_wire::Ending::Exited { status },
+        ExitKind::Signaled(signal) => stratos_wire::Ending::Killed { signal },
+    }
 }

@@ -10,9 +10,11 @@
 
 pub mod boot;
 pub mod bpf;
+pub mod channel;
 pub mod error;
 pub mod linux;
 pub mod observe;
+pub mod relay;
 pub mod restore;
 pub mod supervise;
 pub mod sys;

@@ -209,12 +209,9 @@ impl Sys for LinuxSys {
     }
 
     fn log(&mut self, line: &str) {
-        let mut buf = Vec::with_capacity(line.len() + 1);
-        buf.extend_from_slice(line.as_bytes());
-        buf.push(b'\n');
-        // One write per line so lines from the init are never split by the runtime's output.
-        // If the console is gone there is nowhere to report that.
-        let _ = io::stdout().lock().write_all(&buf);
+        // One write per line, under the console lock: the relayed lines of the runtime's output
+        // never split one of the init's.
+        crate::channel::console_line(line);
     }
 
     fn mkdir_p(&mut self, path: &str, mode: u32) -> io::Result<()> {
@@ -337,68 +334,16 @@ impl Sys for LinuxSys {
         Ok(())
     }
 
-    fn watch_restores(&mut self) {
-        // Only a VM started by `stratos snapshot` (or restored from one), or booted by the
-        // harness from an image that observes, has a virtio console device; its named port is
-        // announced by the host a little after the driver probes, so the thread waits for it
-        // rather than the boot.
-        if !has_virtio_console() {
-            return;
-        }
-        let spawned = std::thread::Builder::new()
-            .name("restore".into())
-            .spawn(move || {
-                use std::io::BufRead;
-                let mut sys = LinuxSys::default();
-                let Some(port) = wait_for_restore_port() else {
-                    sys.log(&format!(
-                        "{} warning: the restore channel {} did not appear in {} s; restores will not be seen",
-                        stratos_wire::LOG_PREFIX,
-                        stratos_wire::RESTORE_PORT,
-                        RESTORE_PORT_WAIT.as_secs()
-                    ));
-                    return;
-                };
-                let file = match std::fs::File::open(&port) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        sys.log(&format!(
-                            "{} warning: cannot open the restore channel {}: {e}",
-                            stratos_wire::LOG_PREFIX,
-                            port.display()
-                        ));
-                        return;
-                    }
-                };
-                // Blocks until the host writes: only after a restore. While no host is
-                // connected a read ends at once (end of file): wait for one and read again.
-                let mut reader = io::BufReader::new(file);
-                let mut line = Vec::new();
-                loop {
-                    line.clear();
-                    // A message is ~100 bytes; a longer line is read in pieces, each malformed.
-                    match io::Read::take(&mut reader, 1024).read_until(b'\n', &mut line) {
-                        Ok(0) => std::thread::sleep(std::time::Duration::from_millis(20)),
-                        Ok(_) => crate::restore::apply(
-                            &mut sys,
-                            String::from_utf8_lossy(&line).trim_end(),
-                        ),
-                        Err(e) => {
-                            sys.log(&format!(
-                                "{} warning: the restore channel failed: {e}",
-                                stratos_wire::LOG_PREFIX
-                            ));
-                            return;
-                        }
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            self.log(&format!(
-                "{} warning: cannot listen on the restore channel: {e}",
-                stratos_wire::LOG_PREFIX
-            ));
-        }
+    fn open_control(&mut self) {
+        crate::channel::open();
+    }
+
+    fn control(&mut self, msg: &stratos_wire::Control) {
+        crate::channel::send(msg);
+    }
+
+    fn flush_control(&mut self, timeout_ms: u64) {
+        crate::channel::flush(std::time::Duration::from_millis(timeout_ms));
     }
 
     fn watch_entropy(&mut self) {
@@ -419,8 +364,7 @@ impl Sys for LinuxSys {
                         return;
                     }
                 }
-                let ns = sys.now_ns();
-                sys.log(&format!("{} entropy_ready {ns}", stratos_wire::PHASE_PREFIX));
+                crate::boot::phase(&mut sys, "entropy_ready");
             });
         if let Err(e) = spawned {
             self.log(&format!(
@@ -602,11 +546,20 @@ impl Sys for LinuxSys {
             .current_dir(s.cwd)
             .uid(s.uid)
             .gid(s.gid);
-        if s.null_stdio {
-            cmd.stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
+        // The runtime never holds the console: its stdin is /dev/null, and its output goes
+        // through a pipe the init relays (prefixed, escaped, paced) or to /dev/null.
+        cmd.stdin(std::process::Stdio::null());
+        let relay_read = if s.null_stdio {
+            cmd.stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null());
-        }
+            None
+        } else {
+            let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+            let w2 = rustix::io::fcntl_dupfd_cloexec(&w, 0)?;
+            cmd.stdout(std::process::Stdio::from(w))
+                .stderr(std::process::Stdio::from(w2));
+            Some(r)
+        };
         // Everything the child does between fork and exec is prepared here, so the closure
         // only makes system calls and allocates nothing.
         // Both descriptors the child uses are moved above the notify descriptor (3): the
@@ -689,6 +642,12 @@ impl Sys for LinuxSys {
             });
         }
         let child = cmd.spawn()?;
+        // The Command held the pipe's write ends: they are closed with it, so the relay sees
+        // the end of the output once the runtime (and whatever inherited them) is gone.
+        drop(cmd);
+        if let Some(r) = relay_read {
+            crate::channel::relay(std::fs::File::from(r));
+        }
         drop(notify_write);
         drop(procs);
         // The child is reaped by `wait` (waitpid(-1)); dropping the handle does not wait.
@@ -943,51 +902,10 @@ fn exit_kind(status: WaitStatus) -> ExitKind {
     }
 }
 
-/// The virtio-serial port named `stratos.restore` (`/dev/vportNpM`), if the VM has one.
-/// How long the restore thread waits for the host to announce the restore port.
-const RESTORE_PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Whether the VM has a virtio console device (virtio device id 3): the restore channel's bus.
 /// The same open file on a descriptor above [`stratos_wire::NOTIFY_FD`] (close-on-exec).
 fn above_notify_fd(fd: impl Into<OwnedFd>) -> io::Result<OwnedFd> {
     Ok(rustix::io::fcntl_dupfd_cloexec(
         fd.into(),
         stratos_wire::NOTIFY_FD + 7,
     )?)
-}
-
-fn has_virtio_console() -> bool {
-    let Ok(dir) = std::fs::read_dir("/sys/bus/virtio/devices") else {
-        return false;
-    };
-    dir.flatten().any(|e| {
-        std::fs::read_to_string(e.path().join("device"))
-            .map(|id| id.trim() == "0x0003")
-            .unwrap_or(false)
-    })
-}
-
-/// The restore port's device node, once the host has announced it (and devtmpfs made it).
-fn wait_for_restore_port() -> Option<std::path::PathBuf> {
-    let deadline = std::time::Instant::now() + RESTORE_PORT_WAIT;
-    loop {
-        if let Some(p) = restore_port().filter(|p| p.exists()) {
-            return Some(p);
-        }
-        if std::time::Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-}
-
-fn restore_port() -> Option<std::path::PathBuf> {
-    let dir = std::fs::read_dir("/sys/class/virtio-ports").ok()?;
-    for e in dir.flatten() {
-        let name = std::fs::read_to_string(e.path().join("name")).unwrap_or_default();
-        if name.trim() == stratos_wire::RESTORE_PORT {
-            return Some(std::path::Path::new("/dev").join(e.file_name()));
-        }
-    }
-    None
 }

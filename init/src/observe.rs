@@ -231,7 +231,9 @@ impl Observer {
             latency: c.latency,
             observe_error: c.error.or_else(|| self.error.clone()),
         };
+        // For people on the console; the host reads the reading from the control channel.
         sys.log(&m.to_line());
+        sys.control(&stratos_wire::Control::Metrics(Box::new(m)));
     }
 
     fn read_syscalls<S: Sys>(

@@ -77,7 +77,15 @@ pub struct Supervisor<'a> {
     obs: &'a mut Observer,
     /// Seccomp log mode: the kernel's audit records are forwarded (until the log fails).
     audit: bool,
+    /// Audit records forwarded, and those past [`MAX_AUDIT_RECORDS`].
+    audit_sent: u64,
+    audit_dropped: u64,
+    audit_cap_warned: bool,
 }
+
+/// The most seccomp audit records one boot forwards: enough to name every call a baseline
+/// lacks many times over; a runtime looping on a denied call cannot flood the host.
+pub const MAX_AUDIT_RECORDS: u64 = 4096;
 
 impl<'a> Supervisor<'a> {
     /// Takes over the runtime just started as `pid`. Without a readiness check it is ready now.
@@ -109,6 +117,9 @@ impl<'a> Supervisor<'a> {
             peak,
             obs,
             audit: p.seccomp_log,
+            audit_sent: 0,
+            audit_dropped: 0,
+            audit_cap_warned: false,
         }
     }
 
@@ -251,6 +262,11 @@ impl<'a> Supervisor<'a> {
         };
         self.restarts += 1;
         self.obs.restarts = self.restarts;
+        sys.control(&stratos_wire::Control::Restart {
+            count: self.restarts,
+            max: restart.max_restarts,
+            ending: crate::boot::ending(how),
+        });
         log(
             sys,
             &format!(
@@ -315,8 +331,21 @@ impl<'a> Supervisor<'a> {
     fn forward_audit_records<S: Sys>(&mut self, sys: &mut S) {
         let mut records = Vec::new();
         let read = sys.seccomp_audit_records(&mut records);
-        for rec in records {
-            log(sys, &format!("seccomp-log: {rec}"));
+        for record in records {
+            if self.audit_sent >= MAX_AUDIT_RECORDS {
+                self.audit_dropped += 1;
+                continue;
+            }
+            self.audit_sent += 1;
+            log(sys, &format!("seccomp-log: {record}"));
+            sys.control(&stratos_wire::Control::SeccompLog { record });
+        }
+        if self.audit_dropped > 0 && !self.audit_cap_warned {
+            self.audit_cap_warned = true;
+            log(
+                sys,
+                &format!("warning: more than {MAX_AUDIT_RECORDS} seccomp audit records; the rest are counted, not forwarded"),
+            );
         }
         if let Err(e) = read {
             self.audit = false;
@@ -357,7 +386,10 @@ fn runtime_ready<S: Sys>(sys: &mut S, obs: &mut Observer) {
     mark(sys, obs, "runtime_ready");
     match sys.read_file("/proc/meminfo") {
         Ok(m) => match meminfo_kib(&String::from_utf8_lossy(&m), "MemAvailable:") {
-            Some(kb) => log(sys, &format!("memory available {kb} KiB at runtime_ready")),
+            Some(kib) => {
+                sys.control(&stratos_wire::Control::MemoryAvailable { kib });
+                log(sys, &format!("memory available {kib} KiB at runtime_ready"));
+            }
             None => log(sys, "warning: /proc/meminfo has no MemAvailable"),
         },
         Err(e) => log(sys, &format!("warning: cannot read /proc/meminfo: {e}")),

@@ -56,7 +56,7 @@ pub struct Spawn<'a> {
     pub cgroup_procs: Option<&'a str>,
     /// Give the runtime the write end of a readiness pipe as fd 3.
     pub notify: bool,
-    /// stdin/stdout/stderr on /dev/null instead of the console.
+    /// stdin/stdout/stderr on /dev/null instead of relayed to the console.
     pub null_stdio: bool,
     /// A seccomp BPF program (8-byte `sock_filter` records) installed after `no_new_privs`.
     pub seccomp: Option<&'a [u8]>,
@@ -127,10 +127,18 @@ pub trait Sys {
     fn reseed_crng(&mut self) -> io::Result<()>;
     /// Sets `CLOCK_REALTIME`.
     fn set_realtime(&mut self, unix_ns: u128) -> io::Result<()>;
-    /// If the VM has a restore channel (a virtio-serial port named `stratos.restore`), listens
-    /// on it in the background and applies each message with [`crate::restore::apply`]
-    /// (which ends in [`SIGRESTORED`] to PID 1).
-    fn watch_restores(&mut self);
+    /// Opens the control channel in the background: waits for the virtio-serial port named
+    /// [`stratos_wire::CONTROL_PORT`] (it may come with a module loaded later), holds it
+    /// close-on-exec, sends every [`Sys::control`] message in order, and applies each message
+    /// from the host with [`crate::restore::apply`] (a restore ends in [`SIGRESTORED`] to
+    /// PID 1).
+    fn open_control(&mut self);
+    /// Queues one message for the host on the control channel (never blocks; messages queued
+    /// before the port appears are sent once it does).
+    fn control(&mut self, msg: &stratos_wire::Control);
+    /// Waits until every queued control message was written, at most `timeout_ms` (and not at
+    /// all when the VM has no control port).
+    fn flush_control(&mut self, timeout_ms: u64);
     /// Starts warming the page cache for `paths` in the background.
     fn start_preload(&mut self, paths: &[String]);
     /// Blocks the handled signals so they are only taken by [`Sys::wait_signal`].

@@ -38,7 +38,8 @@ enum Call {
     AddEntropy(Vec<u8>),
     Reseed,
     SetTime(u128),
-    WatchRestores,
+    OpenControl,
+    FlushControl,
     BpfMap(String),
     BpfLoad(String, usize),
     BpfAttach(String, i32),
@@ -67,6 +68,8 @@ struct Fake {
     next_pid: u32,
     calls: Vec<Call>,
     console: Vec<String>,
+    /// What was sent on the control channel.
+    control: Vec<stratos_wire::Control>,
     clock: u64,
     /// Whether the kernel's random pool is ready.
     entropy: bool,
@@ -102,6 +105,7 @@ impl Fake {
             next_pid: 42,
             calls: Vec::new(),
             console: Vec::new(),
+            control: Vec::new(),
             clock: 0,
             entropy: true,
             kill_fails: false,
@@ -200,8 +204,15 @@ MemAvailable:     480000 kB
         self.calls.push(Call::SetTime(unix_ns));
         Ok(())
     }
-    fn watch_restores(&mut self) {
-        self.calls.push(Call::WatchRestores);
+    fn open_control(&mut self) {
+        self.calls.push(Call::OpenControl);
+    }
+    fn control(&mut self, msg: &stratos_wire::Control) {
+        self.clock += 1000;
+        self.control.push(msg.clone());
+    }
+    fn flush_control(&mut self, _: u64) {
+        self.calls.push(Call::FlushControl);
     }
     fn start_preload(&mut self, paths: &[String]) {
         self.calls.push(Call::Preload(paths.len()));
@@ -403,6 +414,7 @@ fn mounts_then_modules_then_network_then_runtime() {
     assert_eq!(o, Outcome::Runtime(ExitKind::Exited(0)));
     let w = |p: &str, v: &str| Call::Write(p.into(), v.into());
     let expected = vec![
+        Call::OpenControl,
         Call::Mount("/proc".into()),
         Call::Mount("/sys".into()),
         Call::Mount("/dev".into()),
@@ -412,7 +424,6 @@ fn mounts_then_modules_then_network_then_runtime() {
         Call::Mount("/tmp".into()),
         Call::Mount("/sys/fs/cgroup".into()),
         w("/sys/fs/cgroup/cgroup.subtree_control", "+memory"),
-        Call::WatchRestores,
         Call::Module("/lib/modules/x/failover.ko".into()),
         Call::Module("/lib/modules/x/virtio_net.ko".into()),
         w("/proc/sys/vm/swappiness", "10"),
@@ -430,6 +441,7 @@ fn mounts_then_modules_then_network_then_runtime() {
         Call::Sync,
         Call::Umount("/tmp".into()),
         Call::Umount("/run".into()),
+        Call::FlushControl,
     ];
     assert_eq!(f.calls, expected);
     assert!(f
@@ -1021,11 +1033,49 @@ fn a_malformed_restore_message_changes_nothing() {
 }
 
 #[test]
-fn the_init_listens_for_restores() {
+fn the_control_channel_is_opened_first_and_flushed_last() {
     let mut f = Fake::new(&config());
     f.waits.push_back(Waited::Reaped(42, ExitKind::Exited(0)));
     boot(&mut f);
-    assert!(f.calls.contains(&Call::WatchRestores));
+    assert_eq!(f.calls.first(), Some(&Call::OpenControl));
+    assert_eq!(f.calls.last(), Some(&Call::FlushControl));
+}
+
+#[test]
+fn the_host_learns_everything_it_decides_on_from_the_control_channel() {
+    use stratos_wire::{Control, Ending};
+    let mut f = Fake::new(&config());
+    f.waits.push_back(Waited::Reaped(42, ExitKind::Exited(3)));
+    boot(&mut f);
+    assert!(matches!(f.control.first(), Some(Control::Hello { .. })));
+    let phases: Vec<&str> = f
+        .control
+        .iter()
+        .filter_map(|m| match m {
+            Control::Phase { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(phases.first(), Some(&"init_start"));
+    assert!(phases.contains(&"runtime_ready"), "{phases:?}");
+    assert_eq!(phases.last(), Some(&"shutdown"));
+    let n = f.control.len();
+    assert_eq!(
+        f.control[n - 4..]
+            .iter()
+            .filter(|m| !matches!(m, Control::Phase { .. } | Control::MemoryPeak { .. }))
+            .collect::<Vec<_>>(),
+        [
+            &Control::Ended {
+                ending: Ending::Exited { status: 3 }
+            },
+            &Control::PowerOff
+        ]
+    );
+    assert!(f
+        .control
+        .iter()
+        .any(|m| matches!(m, Control::MemoryAvailable { kib: 480000 })));
 }
 
 #[test]

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::console::Event;
 use super::qemu::{free_port, Accel, Forward};
 use super::snapshot::Snapshot;
 use super::stats::{self, Summary};
@@ -256,12 +255,7 @@ pub fn metrics_of(run: &BootRun) -> BTreeMap<String, f64> {
             m.insert("entropy_wait".into(), (e - a).max(0.0));
         }
     }
-    let seen = |phase: &str| {
-        run.lines.iter().find_map(|(t, l)| {
-            matches!(super::console::parse_line(l), Some(Event::Phase { ref name, .. }) if name == phase)
-                .then(|| t.as_secs_f64() * 1e3)
-        })
-    };
+    let seen = |phase: &str| run.phase_seen.get(phase).map(|t| t.as_secs_f64() * 1e3);
     if let Some(t) = seen("runtime_ready") {
         m.insert("ready_seen".into(), t);
     }
@@ -286,26 +280,12 @@ pub fn metrics_of(run: &BootRun) -> BTreeMap<String, f64> {
     if let Some(w) = stats::median(&warm) {
         m.insert("warm".into(), w);
     }
-    // The memory lines are console text: one whose number does not parse is not such a line
-    // (the guest's console can interleave output); with none, the metric is absent, which the
-    // summaries and objectives report as "no samples".
-    let peak = run
-        .lines
-        .iter()
-        .filter_map(|(_, l)| {
-            let i = l.find("stratos-init: memory peak ")?;
-            l[i + 26..].split_whitespace().next()?.parse::<u64>().ok()
-        })
-        .max();
-    if let Some(p) = peak {
+    // From the control channel (what the init measured), never from the console.
+    if let Some(p) = run.memory_peak {
         m.insert("memory_peak".into(), p as f64 / 1024.0);
     }
-    let available = run.lines.iter().find_map(|(_, l)| {
-        let i = l.find("stratos-init: memory available ")?;
-        l[i + 31..].split_whitespace().next()?.parse::<u64>().ok()
-    });
-    if let Some(kb) = available {
-        m.insert("mem_available".into(), kb as f64);
+    if let Some(kib) = run.mem_available_kib {
+        m.insert("mem_available".into(), kib as f64);
     }
     let total = |i: Option<usize>| {
         i.and_then(|i| run.readings.all.get(i))
@@ -358,7 +338,8 @@ pub fn run_once(
             count: o.invocations,
         }),
         stop_after_invoke: true,
-        // Give the init a moment to report the memory high-water mark after the calls.
+        // The runtime must stay up for a moment after the calls (a runtime that dies right
+        // after answering fails the run), and the init reports the memory high-water mark.
         linger: Duration::from_millis(1200),
         cmdline: None,
         until_line: None,
@@ -382,7 +363,11 @@ pub fn run_once(
     } else if run.invocations.len() < o.invocations {
         Some(run.failure_reason())
     } else if let Err(e) = &run.phases {
-        Some(format!("malformed phase markers: {e}"))
+        Some(format!("malformed phases: {e}"))
+    } else if let Some(why) = run.health_failure() {
+        // The answers came, but the runtime did not stay up through the run (or the init's
+        // readings contradict each other): not a healthy image.
+        Some(why)
     } else if let Some(Err(e)) = &syscalls {
         // The image observes: a run without its counts would pass syscall objectives unseen.
         Some(format!("[observe]: {e}"))
@@ -393,7 +378,8 @@ pub fn run_once(
         index,
         image: image.manifest.image.name.clone(),
         ok: failure.is_none(),
-        failure,
+        // Shown on the operator's terminal: never raw guest bytes.
+        failure: failure.map(|f| stratos_wire::control::printable(f.as_bytes())),
         metrics,
         syscalls: syscalls.and_then(Result::ok),
         log: run.log(),

@@ -1,100 +1,50 @@
-//! Reading a guest's serial console: the init's phase markers, how the runtime ended, and
-//! kernel failures. Shared by `stratos boot`, `stratos boot-test` and the tests.
+//! What a boot said, sorted by trust. The control channel (only the init holds it) says
+//! everything the harness decides on: phases, readiness, how the runtime ended, restarts,
+//! metrics, power-off. The serial console is for people; the only things read from it are
+//! the kernel's own last words ([`Hint`]) — which can only make a run fail, never pass — and
+//! only from lines that are not the runtime's relayed output.
 
-use stratos_wire::{ASYNC_PHASES, LOG_PREFIX, PHASES, PHASE_PREFIX};
+use stratos_wire::control::{RELAY_CONT_PREFIX, RELAY_PREFIX};
+use stratos_wire::{ASYNC_PHASES, PHASES};
 
-/// Something the harness cares about, recognised in one console line.
+/// Something the kernel printed that explains a failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// `stratos-phase <name> <ns>` (CLOCK_BOOTTIME nanoseconds).
-    Phase { name: String, ns: u64 },
-    /// The runtime exited with this status.
-    Exited(i32),
-    /// The runtime was killed by this signal.
-    Killed(i32),
-    /// The init gave up: the message says why.
-    Fatal(String),
+pub enum Hint {
     /// The kernel panicked (message after "Kernel panic - not syncing: ").
     KernelPanic(String),
     /// dm-verity refused a block of the root filesystem (the kernel's message).
     RootCorrupted(String),
-    /// The init is about to power off.
-    PowerOff,
     /// The kernel stopped the machine (`reboot: System halted` / `reboot: Power down`). On a
     /// machine without ACPI the kernel can only halt, and QEMU keeps running.
     Halted,
 }
 
-/// Recognises one console line. Markers may be preceded by other output on the same line
-/// (a runtime that printed without a newline), so they are searched for, not anchored.
-pub fn parse_line(line: &str) -> Option<Event> {
-    let line = line.trim_end_matches(['\r', '\n']);
-    if let Some(i) = line.find(PHASE_PREFIX) {
-        let rest = &line[i + PHASE_PREFIX.len()..];
-        let mut parts = rest.split_whitespace();
-        if let (Some(name), Some(ns)) = (parts.next(), parts.next()) {
-            if PHASES.contains(&name) || ASYNC_PHASES.contains(&name) {
-                if let Ok(ns) = ns.parse::<u64>() {
-                    return Some(Event::Phase {
-                        name: name.to_owned(),
-                        ns,
-                    });
-                }
-            }
-        }
+/// Recognises the kernel's last words in one console line. The runtime's relayed lines (and
+/// QEMU's own) are never hints: a function cannot end or explain a run by printing.
+pub fn hint(line: &str) -> Option<Hint> {
+    if line.starts_with(RELAY_PREFIX) || line.starts_with(RELAY_CONT_PREFIX) {
         return None;
     }
     if line.contains("reboot: System halted") || line.contains("reboot: Power down") {
-        return Some(Event::Halted);
+        return Some(Hint::Halted);
     }
-    // dm-verity found a block of the root that does not match its hash tree.
     if let Some(i) = line.find("device-mapper: verity") {
         if line.contains("is corrupted") {
-            return Some(Event::RootCorrupted(line[i..].trim().to_owned()));
+            return Some(Hint::RootCorrupted(line[i..].trim().to_owned()));
         }
     }
     if let Some(i) = line.find("Kernel panic - not syncing:") {
-        return Some(Event::KernelPanic(line[i + 27..].trim().to_owned()));
-    }
-    let i = line.find(LOG_PREFIX)?;
-    let msg = line[i + LOG_PREFIX.len()..].trim();
-    if let Some(code) = msg.strip_prefix("runtime exited with status ") {
-        return code.trim().parse().ok().map(Event::Exited);
-    }
-    if let Some(rest) = msg.strip_prefix("runtime killed by signal ") {
-        return rest
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-            .map(Event::Killed);
-    }
-    if let Some(why) = msg.strip_prefix("fatal: ") {
-        return Some(Event::Fatal(why.to_owned()));
-    }
-    if msg == "powering off" {
-        return Some(Event::PowerOff);
+        return Some(Hint::KernelPanic(line[i + 27..].trim().to_owned()));
     }
     None
 }
 
-/// A `stratos-metrics {json}` line: the metrics, or why they do not parse; `None` for any
-/// other line.
-pub fn metrics(line: &str) -> Option<Result<stratos_wire::Metrics, String>> {
-    let i = line.find(stratos_wire::METRICS_PREFIX)?;
-    let json = line[i + stratos_wire::METRICS_PREFIX.len()..].strip_prefix(' ')?;
-    Some(stratos_wire::Metrics::from_json(json.trim_end()))
-}
-
-/// System calls a seccomp baseline in log mode would have denied, from the init's
-/// `seccomp-log:` lines (audit records): name → count.
-pub fn seccomp_log(lines: &[String]) -> std::collections::BTreeMap<String, usize> {
+/// System calls a seccomp baseline in log mode would have denied, from the audit records the
+/// init sent on the control channel: name → count.
+pub fn seccomp_log(records: &[String]) -> std::collections::BTreeMap<String, usize> {
     let mut out = std::collections::BTreeMap::new();
-    for l in lines {
-        if !l.contains("seccomp-log:") {
-            continue;
-        }
-        let Some(nr) = l
+    for r in records {
+        let Some(nr) = r
             .split_whitespace()
             .find_map(|w| w.strip_prefix("syscall="))
             .and_then(|n| n.parse::<u32>().ok())
@@ -118,6 +68,8 @@ pub struct Phase {
 pub enum PhaseError {
     #[error("phase {0} appears more than once")]
     Duplicate(String),
+    #[error("unknown phase {0:?}")]
+    Unknown(String),
     #[error("phase {later} ({later_ns} ns) is reported before {earlier} ({earlier_ns} ns) in the boot order")]
     OutOfOrder {
         earlier: String,
@@ -127,77 +79,76 @@ pub enum PhaseError {
     },
 }
 
-/// The phase markers of a console log, checked: each at most once, in the order of
-/// [`PHASES`] and with non-decreasing times ([`ASYNC_PHASES`] may come anywhere). Phases that
-/// did not happen are simply absent.
-pub fn phases(log: &str) -> Result<Vec<Phase>, PhaseError> {
+/// The phases of a boot, in the order the control channel gave them, checked: known names,
+/// each at most once, in the order of [`PHASES`] and with non-decreasing times
+/// ([`ASYNC_PHASES`] may come anywhere). Phases that did not happen are simply absent.
+pub fn check_phases(got: &[Phase]) -> Result<Vec<Phase>, PhaseError> {
     let mut out: Vec<Phase> = Vec::new();
-    for line in log.lines() {
-        if let Some(Event::Phase { name, ns }) = parse_line(line) {
-            if out.iter().any(|p| p.name == name) {
-                return Err(PhaseError::Duplicate(name));
-            }
-            // Reported whenever they happen: no place in the boot order.
-            if ASYNC_PHASES.contains(&name.as_str()) {
-                out.push(Phase { name, ns });
-                continue;
-            }
+    for p in got {
+        let name = p.name.as_str();
+        if !PHASES.contains(&name) && !ASYNC_PHASES.contains(&name) {
+            return Err(PhaseError::Unknown(p.name.clone()));
+        }
+        if out.iter().any(|q| q.name == p.name) {
+            return Err(PhaseError::Duplicate(p.name.clone()));
+        }
+        if !ASYNC_PHASES.contains(&name) {
             if let Some(prev) = out
                 .iter()
                 .rev()
-                .find(|p| !ASYNC_PHASES.contains(&p.name.as_str()))
+                .find(|q| !ASYNC_PHASES.contains(&q.name.as_str()))
             {
-                let rank = |n: &str| PHASES.iter().position(|p| *p == n).unwrap_or(usize::MAX);
-                if rank(&name) < rank(&prev.name) || ns < prev.ns {
+                let rank = |n: &str| PHASES.iter().position(|q| *q == n).unwrap_or(usize::MAX);
+                if rank(name) < rank(&prev.name) || p.ns < prev.ns {
                     return Err(PhaseError::OutOfOrder {
                         earlier: prev.name.clone(),
                         earlier_ns: prev.ns,
-                        later: name,
-                        later_ns: ns,
+                        later: p.name.clone(),
+                        later_ns: p.ns,
                     });
                 }
             }
-            out.push(Phase { name, ns });
         }
+        out.push(p.clone());
     }
     Ok(out)
 }
 
-/// What a console log says about how the boot ended.
+/// How the boot ended, as far as it is known.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Ending {
-    pub exited: Option<i32>,
-    pub killed: Option<i32>,
+    /// How the runtime ended for good (control channel).
+    pub ended: Option<stratos_wire::Ending>,
+    /// Each restart: when the host heard of it, its number, and how the runtime had ended.
+    pub restarts: Vec<(std::time::Duration, u32, stratos_wire::Ending)>,
+    /// Why the init gave up (control channel).
     pub fatal: Option<String>,
-    pub panic: Option<String>,
-    /// The first block dm-verity refused.
-    pub root_corrupted: Option<String>,
+    /// The init said it powers off (control channel).
     pub powered_off: bool,
+    /// The kernel's last words (console hints).
+    pub panic: Option<String>,
+    /// The first block dm-verity refused (console hint).
+    pub root_corrupted: Option<String>,
     pub halted: bool,
 }
 
 impl Ending {
-    pub fn observe(&mut self, e: &Event) {
-        match e {
-            Event::Exited(c) => self.exited = Some(*c),
-            Event::Killed(s) => self.killed = Some(*s),
-            Event::Fatal(m) => self.fatal = Some(m.clone()),
-            Event::KernelPanic(m) => self.panic = Some(m.clone()),
-            Event::RootCorrupted(m) => {
-                if self.root_corrupted.is_none() {
-                    self.root_corrupted = Some(m.clone());
-                }
+    pub fn observe_hint(&mut self, h: &Hint) {
+        match h {
+            Hint::KernelPanic(m) => {
+                self.panic.get_or_insert_with(|| m.clone());
             }
-            Event::PowerOff => self.powered_off = true,
-            Event::Halted => self.halted = true,
-            Event::Phase { .. } => {}
+            Hint::RootCorrupted(m) => {
+                self.root_corrupted.get_or_insert_with(|| m.clone());
+            }
+            Hint::Halted => self.halted = true,
         }
     }
 
     /// The exit code a harness should report: the runtime's status, 128+signal, or None when
-    /// the runtime never ended (still running, fatal boot error, kernel panic).
+    /// the init never said the runtime ended (still running, fatal boot error, kernel panic).
     pub fn exit_code(&self) -> Option<i32> {
-        self.exited.or(self.killed.map(|s| 128 + s))
+        self.ended.map(stratos_wire::Ending::exit_code)
     }
 }
 
@@ -205,133 +156,87 @@ impl Ending {
 mod tests {
     use super::*;
 
-    #[test]
-    fn recognises_lines() {
-        assert_eq!(
-            parse_line("stratos-phase init_start 512000000\r\n"),
-            Some(Event::Phase {
-                name: "init_start".into(),
-                ns: 512_000_000
-            })
-        );
-        assert_eq!(
-            parse_line("stratos-init: runtime exited with status 3"),
-            Some(Event::Exited(3))
-        );
-        assert_eq!(
-            parse_line("stratos-init: runtime killed by signal 15 (SIGTERM)"),
-            Some(Event::Killed(15))
-        );
-        assert_eq!(
-            parse_line("stratos-init: fatal: cannot mount"),
-            Some(Event::Fatal("cannot mount".into()))
-        );
-        assert_eq!(
-            parse_line(
-                "[    1.2] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100"
-            ),
-            Some(Event::KernelPanic(
-                "Attempted to kill init! exitcode=0x00000100".into()
-            ))
-        );
-        assert_eq!(
-            parse_line("stratos-init: powering off"),
-            Some(Event::PowerOff)
-        );
-        assert_eq!(parse_line("random kernel noise"), None);
-    }
-
-    #[test]
-    fn malformed_markers_are_ignored() {
-        for l in [
-            "stratos-phase",
-            "stratos-phase init_start",
-            "stratos-phase init_start -5",
-            "stratos-phase init_start 12abc",
-            "stratos-phase not_a_phase 12",
-            "stratos-phase init_start 99999999999999999999999",
-        ] {
-            assert_eq!(parse_line(l), None, "{l}");
+    fn p(name: &str, ns: u64) -> Phase {
+        Phase {
+            name: name.into(),
+            ns,
         }
     }
 
     #[test]
-    fn interleaved_output_before_a_marker() {
+    fn kernel_hints_but_never_from_the_runtime() {
         assert_eq!(
-            parse_line("partial output stratos-phase runtime_ready 900"),
-            Some(Event::Phase {
-                name: "runtime_ready".into(),
-                ns: 900
-            })
+            hint(
+                "[    1.2] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100"
+            ),
+            Some(Hint::KernelPanic(
+                "Attempted to kill init! exitcode=0x00000100".into()
+            ))
         );
+        assert_eq!(hint("reboot: System halted"), Some(Hint::Halted));
+        for forged in [
+            "fn> Kernel panic - not syncing: forged",
+            "fn> reboot: System halted",
+            "fn+ device-mapper: verity: 254:0: data block 0 is corrupted",
+        ] {
+            assert_eq!(hint(forged), None, "{forged}");
+        }
+        assert_eq!(hint("stratos-init: runtime exited with status 0"), None);
+        assert_eq!(hint("random kernel noise"), None);
     }
 
     #[test]
     fn phases_in_order_with_missing_ones() {
-        let log = "noise\nstratos-phase init_start 10\nhello\nstratos-phase mounts_done 20\nstratos-phase runtime_exec 30\n";
-        let p = phases(log).unwrap();
-        assert_eq!(
-            p.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
-            ["init_start", "mounts_done", "runtime_exec"]
-        );
+        let got = [
+            p("init_start", 10),
+            p("mounts_done", 20),
+            p("runtime_exec", 30),
+        ];
+        assert_eq!(check_phases(&got).unwrap().len(), 3);
     }
 
     #[test]
     fn entropy_ready_may_come_anywhere() {
-        // A boot that had to wait for entropy: the waiter reports it after the runtime started.
-        let log = "stratos-phase init_start 10\nstratos-phase mounts_done 20\nstratos-phase runtime_exec 30\nstratos-phase entropy_ready 25\nstratos-phase runtime_ready 40\n";
-        let p = phases(log).unwrap();
-        assert_eq!(
-            p.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
-            [
-                "init_start",
-                "mounts_done",
-                "runtime_exec",
-                "entropy_ready",
-                "runtime_ready"
-            ]
-        );
-        assert!(phases("stratos-phase entropy_ready 1\nstratos-phase entropy_ready 2\n").is_err());
+        let got = [
+            p("init_start", 10),
+            p("mounts_done", 20),
+            p("runtime_exec", 30),
+            p("entropy_ready", 25),
+            p("runtime_ready", 40),
+        ];
+        assert_eq!(check_phases(&got).unwrap().len(), 5);
+        assert!(check_phases(&[p("entropy_ready", 1), p("entropy_ready", 2)]).is_err());
     }
 
     #[test]
-    fn duplicate_and_out_of_order_phases() {
+    fn duplicate_unknown_and_out_of_order_phases() {
         assert_eq!(
-            phases("stratos-phase init_start 1\nstratos-phase init_start 2\n"),
+            check_phases(&[p("init_start", 1), p("init_start", 2)]),
             Err(PhaseError::Duplicate("init_start".into()))
         );
+        assert_eq!(
+            check_phases(&[p("x", 1)]),
+            Err(PhaseError::Unknown("x".into()))
+        );
         assert!(matches!(
-            phases("stratos-phase mounts_done 1\nstratos-phase init_start 2\n"),
+            check_phases(&[p("mounts_done", 1), p("init_start", 2)]),
             Err(PhaseError::OutOfOrder { .. })
         ));
         assert!(matches!(
-            phases("stratos-phase init_start 5\nstratos-phase mounts_done 2\n"),
+            check_phases(&[p("init_start", 5), p("mounts_done", 2)]),
             Err(PhaseError::OutOfOrder { .. })
         ));
     }
 
     #[test]
-    fn seccomp_log_lines() {
-        let lines = vec![
-            "stratos-init: seccomp-log: audit: type=1326 audit(1.2:3): pid=82 comm=\"busybox\" sig=0 arch=c000003e syscall=83 compat=0 ip=0x1 code=0x7ffc0000".to_owned(),
-            "stratos-init: seccomp-log: audit: type=1326 audit(1.2:4): syscall=83 code=0x7ffc0000".to_owned(),
-            "noise syscall=1".to_owned(),
+    fn seccomp_log_records() {
+        let records = vec![
+            "audit: type=1326 audit(1.2:3): pid=82 comm=\"busybox\" sig=0 arch=c000003e syscall=83 compat=0 ip=0x1 code=0x7ffc0000".to_owned(),
+            "audit: type=1326 audit(1.2:4): syscall=83 code=0x7ffc0000".to_owned(),
+            "no number here".to_owned(),
         ];
-        let m = seccomp_log(&lines);
+        let m = seccomp_log(&records);
         assert_eq!(m.len(), 1);
         assert_eq!(m["mkdir (83)"], 2);
-    }
-
-    #[test]
-    fn endings() {
-        let mut e = Ending::default();
-        for l in [
-            "stratos-init: runtime killed by signal 9 (SIGKILL)",
-            "stratos-init: powering off",
-        ] {
-            e.observe(&parse_line(l).unwrap());
-        }
-        assert_eq!(e.exit_code(), Some(137));
-        assert!(e.powered_off);
     }
 }

@@ -16,8 +16,9 @@ use crate::build::{INITRAMFS_ARTIFACT, KERNEL_CONFIG_ARTIFACT};
 use crate::kernel::Config;
 use crate::sign::manifest::{Manifest, MANIFEST_FILE};
 use crate::sign::verify::load_manifest;
-use console::{Ending, Event, Phase};
-use qemu::{Accel, Forward, Machine, Vm, VmSpec};
+use console::{Ending, Phase};
+use qemu::{Accel, Feed, Forward, Machine, Vm, VmSpec};
+use stratos_wire::Control;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
@@ -171,8 +172,66 @@ pub struct Invocation {
     /// Request → complete response.
     pub latency_ms: f64,
     pub status: u16,
+    /// The answer's body; kept for the first answers only, up to [`MAX_BODIES`] bytes a run
+    /// (later ones are empty): a run of many calls holds one answer's worth, not many.
     #[serde(skip)]
     pub body: Vec<u8>,
+}
+
+/// The answer bytes one run keeps, over all its invocations.
+pub const MAX_BODIES: usize = 1 << 20;
+
+/// The console a run keeps: its first and its last [`CONSOLE_KEEP`] bytes of lines; what lies
+/// between is counted, not kept (a guest can print without end).
+pub const CONSOLE_KEEP: usize = 2 << 20;
+
+/// Console lines, bounded: the beginning and the end of what the guest printed.
+#[derive(Debug, Clone, Default)]
+pub struct ConsoleLog {
+    head: Vec<(Duration, String)>,
+    head_bytes: usize,
+    tail: std::collections::VecDeque<(Duration, String)>,
+    tail_bytes: usize,
+    /// Lines (and their bytes) that fell out between the two.
+    pub dropped_lines: u64,
+    pub dropped_bytes: u64,
+}
+
+impl ConsoleLog {
+    pub fn push(&mut self, t: Duration, line: String) {
+        if self.head_bytes + line.len() <= CONSOLE_KEEP && self.tail.is_empty() {
+            self.head_bytes += line.len();
+            self.head.push((t, line));
+            return;
+        }
+        self.tail_bytes += line.len();
+        self.tail.push_back((t, line));
+        while self.tail_bytes > CONSOLE_KEEP {
+            let Some((_, l)) = self.tail.pop_front() else {
+                break;
+            };
+            self.tail_bytes -= l.len();
+            self.dropped_lines += 1;
+            self.dropped_bytes += l.len() as u64;
+        }
+    }
+
+    /// The lines kept, in order, with one line saying what was left out between them.
+    pub fn lines(&self) -> Vec<(Duration, String)> {
+        let mut out = self.head.clone();
+        if self.dropped_lines > 0 {
+            let t = self.tail.front().map_or(Duration::ZERO, |(t, _)| *t);
+            out.push((
+                t,
+                format!(
+                    "[stratos: {} console lines ({} bytes) left out here]",
+                    self.dropped_lines, self.dropped_bytes
+                ),
+            ));
+        }
+        out.extend(self.tail.iter().cloned());
+        out
+    }
 }
 
 /// Everything one boot produced.
@@ -180,13 +239,23 @@ pub struct Invocation {
 pub struct BootRun {
     pub accel: Accel,
     pub machine: Machine,
-    /// Console lines with the time since QEMU was spawned.
+    /// The VM's memory (MiB): what no reading of the guest's memory can exceed.
+    pub memory_mib: u32,
+    /// Console lines with the time since QEMU was spawned (bounded: see [`ConsoleLog`]). For
+    /// people: nothing is decided from them.
     pub lines: Vec<(Duration, String)>,
+    /// The phases the init sent, checked.
     pub phases: Result<Vec<Phase>, console::PhaseError>,
+    /// When the host heard of each phase (since QEMU was spawned).
+    pub phase_seen: std::collections::BTreeMap<String, Duration>,
     pub ending: Ending,
+    /// When the init said the runtime ended for good.
+    pub ended_at: Option<Duration>,
     pub invocations: Vec<Invocation>,
     /// Time from spawning QEMU to the first complete answer (the cold start seen by a caller).
     pub first_response: Option<Duration>,
+    /// When the last answer came.
+    pub last_response: Option<Duration>,
     /// Time from spawning QEMU until it exited (or was stopped).
     pub wall: Duration,
     pub timed_out: bool,
@@ -194,17 +263,25 @@ pub struct BootRun {
     pub invoke_error: Option<String>,
     /// A restore: time from spawning QEMU until the restored VM continued.
     pub resumed: Option<Duration>,
-    /// The init's `stratos-metrics` lines (`[observe]`).
+    /// The init's metrics readings (`[observe]`).
     pub readings: Readings,
+    /// The runtime's memory high-water mark (bytes), the init's last word on it.
+    pub memory_peak: Option<u64>,
+    /// `MemAvailable` at `runtime_ready`, KiB.
+    pub mem_available_kib: Option<u64>,
+    /// Seccomp audit records (log mode), as the init sent them.
+    pub seccomp_records: Vec<String>,
+    /// The init said hello on its control channel.
+    pub hello: bool,
+    /// What went wrong on the control channel (a malformed or lost message).
+    pub control_error: Option<String>,
 }
 
-/// The `stratos-metrics` lines of one boot, and which of them the harness asked for.
+/// The metrics readings of one boot, and which of them the harness asked for.
 #[derive(Debug, Clone, Default)]
 pub struct Readings {
-    /// Every metrics line, in order.
+    /// Every reading, in order.
     pub all: Vec<stratos_wire::Metrics>,
-    /// Why lines that looked like metrics lines were not.
-    pub malformed: Vec<String>,
     /// The reading asked for after the first answer (index in `all`): the cold start.
     pub after_first: Option<usize>,
     /// The reading asked for after the last answer.
@@ -213,17 +290,113 @@ pub struct Readings {
     pub error: Option<String>,
 }
 
+/// The most readings one boot keeps (the host asks for two; the init adds one at ready and
+/// one at shutdown).
+pub const MAX_READINGS: usize = 64;
+
 impl Readings {
-    /// The reading the init printed at `runtime_ready`.
+    /// The reading the init took at `runtime_ready`.
     pub fn ready(&self) -> Option<&stratos_wire::Metrics> {
         self.all
             .iter()
             .find(|m| m.reason == stratos_wire::MetricsReason::Ready)
     }
+
+    /// Checks that the readings could all be true of one boot: numbered 1, 2, 3…, taken at
+    /// non-decreasing times; counters that never go down (restarts, every system call, the
+    /// total, which is their sum); memory within the VM's. An inconsistent reading fails the
+    /// run rather than being used.
+    pub fn check(&self, memory_mib: u32) -> Result<(), String> {
+        let vm = u64::from(memory_mib) << 20;
+        let mut prev: Option<&stratos_wire::Metrics> = None;
+        for (i, m) in self.all.iter().enumerate() {
+            let n = i as u64 + 1;
+            if m.seq != n {
+                return Err(format!("reading {n} is numbered {}", m.seq));
+            }
+            if let Some(total) = m.syscalls_total {
+                let sum: u64 = m
+                    .syscalls
+                    .iter()
+                    .flat_map(|s| s.values())
+                    .fold(0u64, |a, &b| a.saturating_add(b));
+                if sum != total {
+                    return Err(format!(
+                        "reading {n}: the system call total {total} is not the sum of its counts ({sum})"
+                    ));
+                }
+            }
+            for (what, v) in [
+                ("faas.mem_usage", m.mem_usage),
+                ("faas.max_memory", m.max_memory),
+            ] {
+                if let Some(v) = v.filter(|&v| v > vm) {
+                    return Err(format!(
+                        "reading {n}: {what} {v} bytes is more than the VM's {memory_mib} MiB"
+                    ));
+                }
+            }
+            if let Some(p) = prev {
+                if m.time_ns < p.time_ns {
+                    return Err(format!("reading {n} was taken before reading {}", n - 1));
+                }
+                if m.restarts < p.restarts {
+                    return Err(format!(
+                        "reading {n}: restarts went down from {} to {}",
+                        p.restarts, m.restarts
+                    ));
+                }
+                if let (Some(a), Some(b)) = (p.syscalls_total, m.syscalls_total) {
+                    if b < a {
+                        return Err(format!(
+                            "reading {n}: the system call total went down from {a} to {b}"
+                        ));
+                    }
+                }
+                if let (Some(a), Some(b)) = (&p.syscalls, &m.syscalls) {
+                    for (name, &before) in a {
+                        let now = b.get(name).copied().unwrap_or(0);
+                        if now < before {
+                            return Err(format!(
+                                "reading {n}: the count of {} went down from {before} to {now}",
+                                stratos_wire::control::escape(name.as_bytes())
+                            ));
+                        }
+                    }
+                }
+            }
+            prev = Some(m);
+        }
+        Ok(())
+    }
+}
+
+/// What the runtime is called in messages about how it ended.
+fn ended(e: stratos_wire::Ending) -> String {
+    match e {
+        stratos_wire::Ending::Exited { status } => format!("exited with status {status}"),
+        stratos_wire::Ending::Killed { signal } => format!(
+            "was killed by signal {signal}{}",
+            signal_name(signal).map_or(String::new(), |n| format!(" ({n})"))
+        ),
+    }
+}
+
+fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        6 => "SIGABRT",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        15 => "SIGTERM",
+        31 => "SIGSYS",
+        _ => return None,
+    })
 }
 
 impl BootRun {
-    /// Why a boot did not produce what was expected, from its console.
+    /// Why a boot did not produce what was expected.
     pub fn failure_reason(&self) -> String {
         let r = self;
         if let Some(c) = &r.ending.root_corrupted {
@@ -238,13 +411,96 @@ impl BootRun {
         if let Some(e) = &r.invoke_error {
             return e.clone();
         }
+        if let Some(e) = r.ending.ended {
+            return format!("the runtime {} before answering", ended(e));
+        }
+        if let Some((_, count, e)) = r.ending.restarts.first() {
+            return format!(
+                "the runtime {} and was restarted (restart {count}) before the run's last answer",
+                ended(*e)
+            );
+        }
+        let channel = r
+            .control_error
+            .as_ref()
+            .map_or(String::new(), |e| format!(" (the control channel: {e})"));
         if r.timed_out {
-            return format!("timed out after {:.0} s", r.wall.as_secs_f64());
+            let wall = r.wall.as_secs_f64();
+            if !r.hello {
+                return format!(
+                    "timed out after {wall:.0} s without a word from the init on its control channel{channel} (the kernel needs CONFIG_VIRTIO_CONSOLE, or virtio_console in [kernel] modules)"
+                );
+            }
+            let ready = if self.opts_ready() {
+                ""
+            } else {
+                " before the runtime was ready"
+            };
+            return format!("timed out after {wall:.0} s{ready}{channel}");
         }
-        if let Some(c) = r.ending.exit_code() {
-            return format!("the runtime ended with exit code {c} before answering");
+        if let Some(e) = &r.control_error {
+            return format!("the control channel: {e}");
         }
-        "the VM stopped without the runtime reporting how it ended".into()
+        if !r.hello {
+            return "the VM stopped without a word from the init on its control channel".into();
+        }
+        "the VM stopped without the init saying how the runtime ended".into()
+    }
+
+    fn opts_ready(&self) -> bool {
+        self.phase_seen.contains_key("runtime_ready") || self.phase_seen.contains_key("restored")
+    }
+
+    /// Why a run that got its answers is still not healthy: the runtime restarted, ended or was
+    /// killed at any time of the run (the answers, or the linger after them), the init failed,
+    /// a control message was malformed or lost, or the metrics readings contradict each other.
+    pub fn health_failure(&self) -> Option<String> {
+        if let Some(e) = &self.control_error {
+            return Some(format!("the control channel: {e}"));
+        }
+        if let Some((t, count, e)) = self.ending.restarts.first() {
+            return Some(format!(
+                "the runtime {} and was restarted (restart {count}, {:.2} s into the run)",
+                ended(*e),
+                t.as_secs_f64()
+            ));
+        }
+        if let Some(e) = self.ending.ended {
+            let when = self.ended_at.map_or(String::new(), |t| {
+                let after = match self.last_response {
+                    Some(l) if l <= t => " after answering",
+                    _ => "",
+                };
+                format!("{after}, {:.2} s into the run", t.as_secs_f64())
+            });
+            return Some(format!("the runtime {}{when}", ended(e)));
+        }
+        if let Some(f) = &self.ending.fatal {
+            return Some(format!("the init failed: {f}"));
+        }
+        if self.ending.powered_off {
+            return Some("the init powered the machine off during the run".into());
+        }
+        if let Some(p) = &self.ending.panic {
+            return Some(format!("the kernel panicked: {p}"));
+        }
+        if let Err(e) = self.readings.check(self.memory_mib) {
+            return Some(format!("inconsistent metrics readings: {e}"));
+        }
+        let vm_kib = u64::from(self.memory_mib) << 10;
+        if let Some(kib) = self.mem_available_kib.filter(|&k| k > vm_kib) {
+            return Some(format!(
+                "the init reported {kib} KiB available in a VM of {} MiB",
+                self.memory_mib
+            ));
+        }
+        if let Some(b) = self.memory_peak.filter(|&b| b > vm_kib << 10) {
+            return Some(format!(
+                "the init reported a memory peak of {b} bytes in a VM of {} MiB",
+                self.memory_mib
+            ));
+        }
+        None
     }
 
     pub fn log(&self) -> String {
@@ -277,11 +533,13 @@ pub struct RunOptions {
     pub invoke: Option<Invoke>,
     /// Stop the VM once the invocations are done (instead of waiting for it to power off).
     pub stop_after_invoke: bool,
-    /// How long to keep reading the console after the invocations before stopping.
+    /// How long to keep following the VM after the invocations before stopping: the runtime
+    /// must stay alive through it.
     pub linger: Duration,
     /// Boot with this kernel command line instead of the image's (e.g. a profile boot).
     pub cmdline: Option<String>,
-    /// Stop the VM once a console line contains this.
+    /// Stop the VM once a console line contains this (a measurement of the kernel, never a
+    /// decision about the function: the runtime has not started by then).
     pub until_line: Option<String>,
     /// Restore this snapshot instead of booting (checked by the caller).
     pub restore: Option<std::sync::Arc<snapshot::Snapshot>>,
@@ -293,7 +551,6 @@ pub struct RunOptions {
 /// `stop_after_invoke`), or at the timeout; QEMU is always gone when this returns.
 pub fn run(image: &BootImage, opts: &RunOptions) -> Result<BootRun, BootError> {
     let sockets = snapshot::sockets()?;
-    let observes = image.manifest.observe.is_some();
     let mut spec = match &opts.restore {
         None => {
             let mut spec = image.spec(
@@ -302,9 +559,7 @@ pub fn run(image: &BootImage, opts: &RunOptions) -> Result<BootRun, BootError> {
                 opts.forwards.clone(),
                 opts.interactive,
             );
-            if observes {
-                spec.control = Some(sockets.path().join("restore"));
-            }
+            spec.control = Some(sockets.path().join("restore"));
             spec
         }
         Some(snap) => snap.restore_spec(image, opts.accel, opts.forwards.clone(), sockets.path()),
@@ -312,31 +567,40 @@ pub fn run(image: &BootImage, opts: &RunOptions) -> Result<BootRun, BootError> {
     if let Some(c) = &opts.cmdline {
         spec.cmdline = c.clone();
     }
-    let mut s = Session::new(Vm::start(&spec, opts.echo)?, opts);
-    s.observes = observes;
+    let memory_mib = spec.memory_mib;
+    let mut s = Session::new(Vm::start(&spec, opts.echo)?, opts, memory_mib);
+    s.observes = image.manifest.observe.is_some();
     match (&opts.restore, &spec.control) {
         (Some(snap), _) => {
-            s.channel = Some(snapshot::resume(snap, sockets.path())?);
+            let channel = snapshot::resume(snap, sockets.path())?;
+            s.vm.attach_control(&channel)?;
+            s.channel = Some(channel);
             s.resumed = Some(s.vm.started.elapsed());
         }
         (None, Some(path)) => {
-            s.channel = snapshot::connect_control(path, || s.vm.try_exit().is_some())?;
+            let deadline = s.vm.started + opts.timeout.min(Duration::from_secs(10));
+            match snapshot::connect_control(path, deadline, || s.vm.try_exit().is_some()) {
+                Ok(Some(c)) => {
+                    s.vm.attach_control(&c)?;
+                    s.channel = Some(c);
+                }
+                Ok(None) => s.vm.no_control(),
+                Err(e) => {
+                    // Not this boot's end: the deadline and the console say what happened.
+                    s.control_fault(e.to_string());
+                    s.vm.no_control();
+                }
+            }
         }
-        (None, None) => {}
+        (None, None) => s.vm.no_control(),
     }
     loop {
-        // Drain what the console has said first.
-        match s.read_line() {
-            Read::Line => continue,
-            Read::Until => break,
-            Read::Nothing => {}
-        }
+        // The deadline first, whatever the guest is printing.
         if s.over() {
             break;
         }
-        if s.ending.fatal.is_some() || s.ending.panic.is_some() {
-            // Give the guest a moment to power off by itself, then stop.
-            continue;
+        if let Read::Until = s.read() {
+            break;
         }
         if let Some(inv) = &opts.invoke {
             if s.invocation_due() {
@@ -373,106 +637,211 @@ pub fn run(image: &BootImage, opts: &RunOptions) -> Result<BootRun, BootError> {
 /// in milliseconds; this is for a host starved of CPU.
 const METRICS_WAIT: Duration = Duration::from_secs(30);
 
-/// What reading the console gave.
+/// After the init said it powers off, how long QEMU gets to exit by itself (a machine without
+/// ACPI only halts, and QEMU keeps running).
+const POWER_OFF_GRACE: Duration = Duration::from_secs(2);
+
+/// How long one read waits when nothing is due.
+const READ_WAIT: Duration = Duration::from_millis(50);
+
+/// The phases one boot may send (each phase once, and a few spare to name the duplicate).
+const MAX_PHASES: usize = 32;
+
+/// The seccomp audit records one boot keeps (the init sends at most 4096).
+const MAX_AUDIT_RECORDS: usize = 8192;
+
+/// What reading gave.
 enum Read {
-    /// A line (recorded).
-    Line,
-    /// The line `until_line` asked for (recorded): stop.
+    /// Something (recorded).
+    Some,
+    /// The console line `until_line` asked for (recorded): stop.
     Until,
     /// Nothing within the wait.
     Nothing,
 }
 
-/// One boot in progress: the VM, what its console said, the invocations made.
+/// One boot in progress: the VM, what it said, the invocations made.
 struct Session<'a> {
     opts: &'a RunOptions,
     vm: Vm,
-    lines: Vec<(Duration, String)>,
+    memory_mib: u32,
+    console: ConsoleLog,
+    phases: Vec<Phase>,
+    phase_seen: std::collections::BTreeMap<String, Duration>,
     ending: Ending,
+    ended_at: Option<Duration>,
+    powered_off_at: Option<Duration>,
     invocations: Vec<Invocation>,
+    body_bytes: usize,
     first_response: Option<Duration>,
+    last_response: Option<Duration>,
     invoke_error: Option<String>,
     timed_out: bool,
     runtime_started: bool,
-    console_closed: bool,
+    /// Everything the VM had to say was read: QEMU is gone.
+    feed_closed: bool,
     /// A restore: when the VM continued.
     resumed: Option<Duration>,
-    /// The restore channel (a restore, or an image that observes).
+    /// The control channel (the host's side, for restore messages and metrics requests).
     channel: Option<std::os::unix::net::UnixStream>,
     /// The image observes (`[observe]`): metrics readings are asked for.
     observes: bool,
     readings: Readings,
+    memory_peak: Option<u64>,
+    mem_available_kib: Option<u64>,
+    seccomp_records: Vec<String>,
+    hello: bool,
+    control_error: Option<String>,
 }
 
 impl<'a> Session<'a> {
-    fn new(vm: Vm, opts: &'a RunOptions) -> Self {
+    fn new(vm: Vm, opts: &'a RunOptions, memory_mib: u32) -> Self {
         Session {
             opts,
             vm,
-            lines: Vec::new(),
+            memory_mib,
+            console: ConsoleLog::default(),
+            phases: Vec::new(),
+            phase_seen: Default::default(),
             ending: Ending::default(),
+            ended_at: None,
+            powered_off_at: None,
             invocations: Vec::new(),
+            body_bytes: 0,
             first_response: None,
+            last_response: None,
             invoke_error: None,
             timed_out: false,
             runtime_started: false,
-            console_closed: false,
+            feed_closed: false,
             resumed: None,
             channel: None,
             observes: false,
             readings: Readings::default(),
+            memory_peak: None,
+            mem_available_kib: None,
+            seccomp_records: Vec::new(),
+            hello: false,
+            control_error: None,
         }
     }
 
-    fn record(&mut self, line: (Duration, String)) {
-        if let Some(m) = console::metrics(&line.1) {
-            match m {
-                Ok(m) => self.readings.all.push(m),
-                Err(e) => self.readings.malformed.push(e),
-            }
-        }
-        if let Some(e) = console::parse_line(&line.1) {
-            // A restored runtime was ready all along; it may be called once the init has
-            // reseeded the clone and told it.
-            let ready = if self.opts.restore.is_some() {
-                "restored"
-            } else {
-                "runtime_ready"
-            };
-            if matches!(&e, Event::Phase { name, .. } if name == ready) {
-                self.runtime_started = true;
-            }
-            self.ending.observe(&e);
-        }
-        self.lines.push(line);
+    /// The first thing that went wrong on the control channel is kept.
+    fn control_fault(&mut self, why: String) {
+        self.control_error.get_or_insert(why);
     }
 
-    /// Waits briefly for a console line; not at all when an invocation is due (the lines keep
-    /// their arrival times while a call is in flight, and the call does not wait for a quiet
-    /// console).
-    fn read_line(&mut self) -> Read {
-        let due = self.invocation_due();
-        let wait = if due {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(50)
-        };
-        match self.vm.next_line(wait) {
-            Ok(l) => {
+    /// Records one thing the VM said. Only control messages move the run on.
+    fn record(&mut self, feed: Feed) -> bool {
+        match feed {
+            Feed::Console(t, line) => {
                 let until = self
                     .opts
                     .until_line
                     .as_deref()
-                    .is_some_and(|u| l.1.contains(u));
-                self.record(l);
-                if until {
+                    .is_some_and(|u| line.contains(u));
+                if let Some(h) = console::hint(&line) {
+                    self.ending.observe_hint(&h);
+                }
+                self.console.push(t, line);
+                return until;
+            }
+            Feed::ControlClosed(_) => {}
+            Feed::Control(_, Err(e)) => self.control_fault(e),
+            Feed::Control(t, Ok(msg)) => self.control(t, msg),
+        }
+        false
+    }
+
+    fn control(&mut self, t: Duration, msg: Control) {
+        // Any message is word from the init (a restored one does not say hello again).
+        self.hello = true;
+        match msg {
+            Control::Hello { format } => {
+                if format != stratos_wire::control::CONTROL_FORMAT {
+                    self.control_fault(format!(
+                        "the init speaks control format {format}, this stratos {}: rebuild the image with this stratos",
+                        stratos_wire::control::CONTROL_FORMAT
+                    ));
+                }
+            }
+            Control::Phase { name, ns } => {
+                if self.phases.len() >= MAX_PHASES {
+                    return self.control_fault(format!("more than {MAX_PHASES} phases"));
+                }
+                // A restored runtime was ready all along; it may be called once the init has
+                // reseeded the clone and told it.
+                let ready = if self.opts.restore.is_some() {
+                    "restored"
+                } else {
+                    "runtime_ready"
+                };
+                if name == ready {
+                    self.runtime_started = true;
+                }
+                self.phase_seen.entry(name.clone()).or_insert(t);
+                self.phases.push(Phase { name, ns });
+            }
+            Control::MemoryAvailable { kib } => self.mem_available_kib = Some(kib),
+            Control::MemoryPeak { bytes } => {
+                self.memory_peak = Some(self.memory_peak.map_or(bytes, |p| p.max(bytes)));
+            }
+            Control::Metrics(m) => {
+                if self.readings.all.len() >= MAX_READINGS {
+                    return self
+                        .control_fault(format!("more than {MAX_READINGS} metrics readings"));
+                }
+                self.readings.all.push(*m);
+            }
+            Control::Restart { count, ending, .. } => {
+                if self.ending.restarts.len() < MAX_PHASES {
+                    self.ending.restarts.push((t, count, ending));
+                }
+            }
+            Control::Ended { ending } => {
+                if self.ending.ended.is_some() {
+                    return self.control_fault("the runtime ended twice".into());
+                }
+                self.ending.ended = Some(ending);
+                self.ended_at = Some(t);
+            }
+            Control::Fatal { message } => {
+                self.ending.fatal = Some(stratos_wire::control::printable(message.as_bytes()));
+            }
+            Control::SeccompLog { record } => {
+                if self.seccomp_records.len() < MAX_AUDIT_RECORDS {
+                    self.seccomp_records.push(record);
+                }
+            }
+            Control::Lost { count } => {
+                self.control_fault(format!("the init lost {count} control messages"));
+            }
+            Control::PowerOff => {
+                self.ending.powered_off = true;
+                self.powered_off_at.get_or_insert(t);
+            }
+        }
+    }
+
+    /// Waits briefly for what the VM says next; not at all when an invocation is due (what
+    /// arrives keeps its arrival time while a call is in flight, and the call does not wait for
+    /// a quiet console).
+    fn read(&mut self) -> Read {
+        let wait = if self.invocation_due() {
+            Duration::ZERO
+        } else {
+            READ_WAIT
+        };
+        match self.vm.next(wait) {
+            Ok(f) => {
+                if self.record(f) {
                     Read::Until
                 } else {
-                    Read::Line
+                    Read::Some
                 }
             }
             Err(closed) => {
-                self.console_closed |= closed;
+                self.feed_closed |= closed;
                 Read::Nothing
             }
         }
@@ -484,20 +853,39 @@ impl<'a> Session<'a> {
             self.runtime_started
                 && self.invocations.len() < inv.count
                 && self.invoke_error.is_none()
+                && !self.runtime_failed()
         })
     }
 
-    /// Whether the boot is over: QEMU exited and its console is read, the guest halted (QEMU
-    /// stays up when the machine cannot power off, e.g. microvm without ACPI), the timeout, or
-    /// a stop signal.
+    /// The runtime did not stay up: it ended, was restarted, or the init gave up. A run that
+    /// calls the function has failed then, and ends at once.
+    fn runtime_failed(&self) -> bool {
+        self.ending.ended.is_some()
+            || !self.ending.restarts.is_empty()
+            || self.ending.fatal.is_some()
+            || self.ending.panic.is_some()
+    }
+
+    /// Whether the boot is over: everything QEMU said was read (it exited), the init powered
+    /// off (QEMU gets a moment to exit by itself), the kernel halted, the timeout, or a stop
+    /// signal. Checked before every read.
     fn over(&mut self) -> bool {
-        if self.vm.try_exit().is_some() && self.console_closed {
+        if self.feed_closed {
             return true;
         }
         if self.ending.halted || stop_requested() {
             return true;
         }
-        if self.vm.started.elapsed() > self.opts.timeout {
+        if self.opts.invoke.is_some() && self.runtime_failed() {
+            return true;
+        }
+        let now = self.vm.started.elapsed();
+        if let Some(t) = self.powered_off_at {
+            if self.vm.try_exit().is_some() || now > t + POWER_OFF_GRACE {
+                return true;
+            }
+        }
+        if now > self.opts.timeout {
             self.timed_out = true;
             return true;
         }
@@ -510,10 +898,20 @@ impl<'a> Session<'a> {
         use crate::http::HttpError;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, inv.host_port));
         let sent = self.vm.started.elapsed();
-        match crate::http::get(addr, &inv.path, Duration::from_secs(5)) {
-            Ok(resp) => {
+        // The call never outlives the run's deadline.
+        let left = self.opts.timeout.saturating_sub(sent);
+        let limit = Duration::from_secs(5)
+            .min(left)
+            .max(Duration::from_millis(1));
+        match crate::http::get(addr, &inv.path, limit) {
+            Ok(mut resp) => {
                 let done = self.vm.started.elapsed();
                 self.first_response.get_or_insert(done);
+                self.last_response = Some(done);
+                if self.body_bytes + resp.body.len() > MAX_BODIES {
+                    resp.body.clear();
+                }
+                self.body_bytes += resp.body.len();
                 self.invocations.push(Invocation {
                     sent_ms: sent.as_secs_f64() * 1e3,
                     latency_ms: (done - sent).as_secs_f64() * 1e3,
@@ -529,11 +927,13 @@ impl<'a> Session<'a> {
             {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Err(e) => self.invoke_error = Some(e.to_string()),
+            Err(e) => {
+                self.invoke_error = Some(stratos_wire::control::printable(e.to_string().as_bytes()))
+            }
         }
     }
 
-    /// Asks the init for a metrics reading and waits for it (reading the console meanwhile);
+    /// Asks the init for a metrics reading and waits for it (following the VM meanwhile);
     /// returns its index in the readings. A reading that does not come is recorded as the
     /// readings' error.
     fn request_metrics(&mut self) -> Option<usize> {
@@ -542,7 +942,7 @@ impl<'a> Session<'a> {
         let line = format!("{}\n", stratos_wire::METRICS_REQUEST);
         let sent = match self.channel.as_mut() {
             Some(c) => c.write_all(line.as_bytes()).map_err(|e| e.to_string()),
-            None => Err("no restore channel to the init".into()),
+            None => Err("no control channel to the init".into()),
         };
         if let Err(e) = sent {
             self.readings.error = Some(format!("cannot ask the init for metrics: {e}"));
@@ -550,22 +950,20 @@ impl<'a> Session<'a> {
         }
         let asked = self.vm.started.elapsed();
         let deadline = (asked + METRICS_WAIT).min(self.opts.timeout);
-        let malformed = self.readings.malformed.len();
-        while self.vm.started.elapsed() < deadline && !stop_requested() {
-            if let Some(e) = self.readings.malformed.get(malformed) {
-                self.readings.error =
-                    Some(format!("the init answered a metrics request with a {e}"));
-                return None;
+        while self.vm.started.elapsed() < deadline && !stop_requested() && !self.feed_closed {
+            if self.control_error.is_some() {
+                break;
             }
             if let Some(i) = (seen..self.readings.all.len())
                 .find(|&i| self.readings.all[i].reason == stratos_wire::MetricsReason::Request)
             {
                 return Some(i);
             }
-            match self.vm.next_line(Duration::from_millis(20)) {
-                Ok(l) => self.record(l),
-                Err(true) => break,
-                Err(false) => {}
+            match self.vm.next(Duration::from_millis(20)) {
+                Ok(f) => {
+                    self.record(f);
+                }
+                Err(closed) => self.feed_closed |= closed,
             }
         }
         self.readings.error = Some(format!(
@@ -575,40 +973,118 @@ impl<'a> Session<'a> {
         None
     }
 
-    /// Keeps reading the console for `linger` (what the init reports after the calls).
+    /// Keeps following the VM for `linger` (within the deadline): the runtime must stay alive
+    /// through it, and what the init reports after the calls is recorded.
     fn linger(&mut self) {
-        let until = self.vm.started.elapsed() + self.opts.linger;
-        while self.vm.started.elapsed() < until {
-            match self.vm.next_line(Duration::from_millis(20)) {
-                Ok(l) => self.record(l),
-                Err(true) => break,
-                Err(false) => {}
+        let until = (self.vm.started.elapsed() + self.opts.linger).min(self.opts.timeout);
+        while self.vm.started.elapsed() < until && !self.feed_closed && !stop_requested() {
+            match self.vm.next(Duration::from_millis(20)) {
+                Ok(f) => {
+                    self.record(f);
+                }
+                Err(closed) => self.feed_closed |= closed,
             }
         }
     }
 
-    /// Stops QEMU, reads what its console still had buffered, and sums up the boot.
+    /// Stops QEMU, reads what it still had to say (briefly, and bounded), and sums up the boot.
     fn finish(mut self, image: &BootImage) -> BootRun {
         let stopped_at = self.vm.started.elapsed();
         self.vm.stop();
         drop(self.channel.take());
-        while let Ok(l) = self.vm.next_line(Duration::from_millis(100)) {
-            self.record(l);
+        let drain_until = std::time::Instant::now() + Duration::from_secs(1);
+        while std::time::Instant::now() < drain_until {
+            match self.vm.next(Duration::from_millis(100)) {
+                Ok(f) => {
+                    self.record(f);
+                }
+                Err(_) => break,
+            }
         }
-        let text: String = self.lines.iter().map(|(_, l)| format!("{l}\n")).collect();
         BootRun {
             accel: self.opts.accel,
             machine: image.machine,
-            phases: console::phases(&text),
-            lines: self.lines,
+            memory_mib: self.memory_mib,
+            phases: console::check_phases(&self.phases),
+            phase_seen: self.phase_seen,
+            lines: self.console.lines(),
             ending: self.ending,
+            ended_at: self.ended_at,
             invocations: self.invocations,
             first_response: self.first_response,
+            last_response: self.last_response,
             wall: stopped_at,
             timed_out: self.timed_out,
             invoke_error: self.invoke_error,
             resumed: self.resumed,
             readings: self.readings,
+            memory_peak: self.memory_peak,
+            mem_available_kib: self.mem_available_kib,
+            seccomp_records: self.seccomp_records,
+            hello: self.hello,
+            control_error: self.control_error,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(seq: u64, total: u64, read: u64) -> stratos_wire::Metrics {
+        let mut m = stratos_wire::Metrics::from_json(&format!(
+            r#"{{"reason":"request","seq":{seq},"stratos.time_ns":{seq},"faas.coldstart":true,"stratos.restarts":0,"stratos.phases_ns":{{}},"stratos.syscalls":{{"read":{read}}},"stratos.syscalls.total":{total}}}"#
+        ))
+        .unwrap();
+        m.mem_usage = Some(1 << 20);
+        m
+    }
+
+    #[test]
+    fn readings_that_cannot_be_true_of_one_boot_are_refused() {
+        let ok = Readings {
+            all: vec![reading(1, 5, 5), reading(2, 9, 9)],
+            ..Readings::default()
+        };
+        assert_eq!(ok.check(256), Ok(()));
+        let down = Readings {
+            all: vec![reading(1, 9, 9), reading(2, 5, 5)],
+            ..Readings::default()
+        };
+        assert!(down.check(256).unwrap_err().contains("went down"));
+        let sum = Readings {
+            all: vec![reading(1, 7, 5)],
+            ..Readings::default()
+        };
+        assert!(sum.check(256).unwrap_err().contains("not the sum"));
+        let seq = Readings {
+            all: vec![reading(1, 5, 5), reading(3, 9, 9)],
+            ..Readings::default()
+        };
+        assert!(seq.check(256).unwrap_err().contains("numbered"));
+        let mut big = reading(1, 5, 5);
+        big.mem_usage = Some(1 << 40);
+        let big = Readings {
+            all: vec![big],
+            ..Readings::default()
+        };
+        assert!(big.check(256).unwrap_err().contains("more than the VM"));
+    }
+
+    #[test]
+    fn the_console_log_keeps_its_ends_within_bounds() {
+        let mut c = ConsoleLog::default();
+        let line = "x".repeat(1000);
+        for i in 0..10_000 {
+            c.push(Duration::from_millis(i), format!("{i} {line}"));
+        }
+        let lines = c.lines();
+        let bytes: usize = lines.iter().map(|(_, l)| l.len()).sum();
+        assert!(bytes <= 2 * CONSOLE_KEEP + 200, "{bytes}");
+        assert!(lines[0].1.starts_with("0 "));
+        assert!(lines.last().unwrap().1.starts_with("9999 "));
+        assert!(lines
+            .iter()
+            .any(|(_, l)| l.contains("console lines") && l.contains("left out")));
     }
 }

@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use crate::kernel::Config;
@@ -145,14 +145,14 @@ pub struct VmSpec {
     pub interactive: bool,
     /// What saving or restoring a snapshot adds to the machine.
     pub snapshot: Option<SnapshotVm>,
-    /// Without a snapshot: the restore channel anyway, at this socket, for an image that
-    /// observes (`[observe]`): the host asks its init for metrics readings on it.
+    /// Without a snapshot: the control channel at this socket (every boot the harness measures
+    /// or gates has one; see [`stratos_wire::control`]).
     pub control: Option<PathBuf>,
 }
 
 /// What a snapshot boot adds: the guest's RAM as a file (shared, so written through, when
 /// saving; private, so mapped copy-on-write, when restoring), a QMP socket to drive it, the
-/// restore channel (a virtio-serial port the init listens on), and for a restore an incoming
+/// control channel (a virtio-serial port the init holds), and for a restore an incoming
 /// migration. Save and restore use the same machine and devices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotVm {
@@ -163,10 +163,23 @@ pub struct SnapshotVm {
     pub incoming: bool,
 }
 
-pub use stratos_wire::RESTORE_PORT;
+pub use stratos_wire::CONTROL_PORT;
 
-/// The longest console line kept whole (a metrics line is a few KiB).
-pub const MAX_CONSOLE_LINE: usize = 1 << 20;
+/// The longest console line the host keeps whole; a longer one is cut into pieces of this size
+/// (nothing is lost). The init cuts the runtime's lines at 4 KiB already.
+pub const MAX_CONSOLE_LINE: usize = 64 << 10;
+
+/// What a running VM says: console lines (for people) and control messages (what the harness
+/// decides on), each stamped with the time since QEMU was spawned.
+#[derive(Debug, Clone)]
+pub enum Feed {
+    /// A console line, made printable (control characters escaped).
+    Console(Duration, String),
+    /// A control message from the init, or why a line was not one.
+    Control(Duration, Result<stratos_wire::Control, String>),
+    /// The control channel closed (QEMU exited, or was stopped).
+    ControlClosed(Duration),
+}
 
 /// How a VM gets its root filesystem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,7 +306,7 @@ impl VmSpec {
         a
     }
 
-    /// The restore channel: a virtio-serial port named [`RESTORE_PORT`] on a socket QEMU
+    /// The control channel: a virtio-serial port named [`CONTROL_PORT`] on a socket QEMU
     /// listens on. Two port slots (0, reserved for a console, and ours) instead of QEMU's 31:
     /// every slot costs the guest virtqueues (3.7 MiB less guest memory with 2, measured).
     fn channel_args(&self, socket: &Path) -> Vec<String> {
@@ -310,11 +323,11 @@ impl VmSpec {
             "-device".into(),
             serial.into(),
             "-device".into(),
-            format!("virtserialport,chardev=restore,name={RESTORE_PORT}"),
+            format!("virtserialport,chardev=restore,name={CONTROL_PORT}"),
         ]
     }
 
-    /// The memory file, QMP, the restore channel and (restoring) the incoming migration.
+    /// The memory file, QMP, the control channel and (restoring) the incoming migration.
     fn snapshot_args(&self, s: &SnapshotVm) -> Vec<String> {
         let mut a = vec![
             "-object".into(),
@@ -386,18 +399,43 @@ impl VmSpec {
     }
 }
 
+/// A `qemu-system-*` command that dies with the thread that spawns it: QEMU is given a
+/// parent-death signal (SIGKILL) before exec, so a `stratos` killed with SIGKILL, or by the OOM
+/// killer, leaves no VM behind. The VM is spawned and owned by the same thread for its whole
+/// life (the signal follows the spawning thread, not the process).
+#[allow(unsafe_code)] // the one documented pre_exec STYLE.md allows (see the SAFETY note)
+pub fn qemu_command() -> Command {
+    let mut cmd = Command::new(qemu_binary());
+    // SAFETY: runs in the forked child before exec; prctl(PR_SET_PDEATHSIG) and getppid are
+    // async-signal-safe system calls that touch no memory of the parent's, and nothing is
+    // allocated on the success path.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            // The parent died between fork and prctl: nobody would ever stop this VM.
+            if rustix::process::getppid().is_none_or(|p| p.as_raw_nonzero().get() == 1) {
+                return Err(std::io::Error::other("stratos exited while starting QEMU"));
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
 /// A running QEMU. Dropping it kills QEMU and waits for it, so no VM outlives its owner.
 pub struct Vm {
     child: Child,
     pub started: Instant,
-    lines: Receiver<(Duration, String)>,
+    feed: Receiver<Feed>,
+    /// For the control channel's reader, once connected ([`Vm::attach_control`]).
+    spare: Option<Sender<Feed>>,
 }
 
 impl Vm {
-    /// Starts QEMU; console lines arrive on [`Vm::next_line`], stamped with the time since
-    /// spawn. With `echo`, console bytes are also copied to our stdout as they arrive.
+    /// Starts QEMU; what it says arrives on [`Vm::next`], stamped with the time since spawn.
+    /// With `echo`, console lines are also printed on our stdout as they arrive (printable).
     pub fn start(spec: &VmSpec, echo: bool) -> Result<Vm, QemuError> {
-        let mut cmd = Command::new(qemu_binary());
+        let mut cmd = qemu_command();
         cmd.args(spec.args())
             .stdin(if spec.interactive {
                 Stdio::inherit()
@@ -415,65 +453,88 @@ impl Vm {
             }
         })?;
         let (tx, rx) = mpsc::channel();
-        let mut stdout = child.stdout.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
         let tx2 = tx.clone();
+        let spare = tx.clone();
         std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            let mut line = Vec::new();
-            loop {
-                let n = match stdout.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
+            read_lines(stdout, MAX_CONSOLE_LINE, |line| {
+                let text = printable_line(&line);
                 if echo {
                     let mut o = std::io::stdout().lock();
-                    let _ = o.write_all(&buf[..n]);
+                    let _ = writeln!(o, "{text}");
                     let _ = o.flush();
                 }
-                for &b in &buf[..n] {
-                    // A guest that never ends a line is cut into pieces, not buffered whole.
-                    if b == b'\n' || line.len() >= MAX_CONSOLE_LINE {
-                        let s = String::from_utf8_lossy(&line)
-                            .trim_end_matches('\r')
-                            .to_owned();
-                        if tx.send((started.elapsed(), s)).is_err() {
-                            return;
-                        }
-                        line.clear();
-                    } else {
-                        line.push(b);
-                    }
-                }
-            }
-            if !line.is_empty() {
-                let _ = tx.send((
-                    started.elapsed(),
-                    String::from_utf8_lossy(&line).into_owned(),
-                ));
-            }
+                tx.send(Feed::Console(started.elapsed(), text)).is_ok()
+            });
         });
-        let mut stderr = child.stderr.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
         std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s);
-            for l in s.lines() {
-                let _ = tx2.send((started.elapsed(), format!("[qemu] {l}")));
-            }
+            read_lines(stderr, MAX_CONSOLE_LINE, |line| {
+                let text = format!("[qemu] {}", printable_line(&line));
+                tx2.send(Feed::Console(started.elapsed(), text)).is_ok()
+            });
         });
         Ok(Vm {
             child,
             started,
-            lines: rx,
+            feed: rx,
+            spare: Some(spare),
         })
     }
 
-    /// The next console line, waiting at most `timeout`. `Err(true)` when the console closed
-    /// (QEMU exited and everything was read), `Err(false)` on timeout.
-    pub fn next_line(&self, timeout: Duration) -> Result<(Duration, String), bool> {
-        match self.lines.recv_timeout(timeout) {
-            Ok(l) => Ok(l),
+    /// Reads the init's control messages from `stream` (the control channel's socket) in the
+    /// background. A VM has one control channel: later calls do nothing.
+    pub fn attach_control(
+        &mut self,
+        stream: &std::os::unix::net::UnixStream,
+    ) -> std::io::Result<()> {
+        let Some(tx) = self.spare.take() else {
+            return Ok(());
+        };
+        let stream = stream.try_clone()?;
+        let started = self.started;
+        std::thread::spawn(move || {
+            read_lines(stream, stratos_wire::control::MAX_CONTROL_LINE, |line| {
+                let msg = if line.len() >= stratos_wire::control::MAX_CONTROL_LINE {
+                    Err(format!(
+                        "a control message over {} bytes",
+                        stratos_wire::control::MAX_CONTROL_LINE
+                    ))
+                } else {
+                    stratos_wire::Control::parse(&line)
+                };
+                tx.send(Feed::Control(started.elapsed(), msg)).is_ok()
+            });
+            let _ = tx.send(Feed::ControlClosed(started.elapsed()));
+        });
+        Ok(())
+    }
+
+    /// No control channel will be attached (lets [`Vm::next`] report the end of the feed).
+    pub fn no_control(&mut self) {
+        self.spare = None;
+    }
+
+    /// The next thing the VM said, waiting at most `timeout`. `Err(true)` when everything was
+    /// read (QEMU exited and its outputs closed), `Err(false)` on timeout.
+    pub fn next(&self, timeout: Duration) -> Result<Feed, bool> {
+        match self.feed.recv_timeout(timeout) {
+            Ok(f) => Ok(f),
             Err(mpsc::RecvTimeoutError::Timeout) => Err(false),
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(true),
+        }
+    }
+
+    /// The next console line, waiting at most `timeout` (control messages are skipped): for
+    /// callers that only show or search the console.
+    pub fn next_line(&self, timeout: Duration) -> Result<(Duration, String), bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left)? {
+                Feed::Console(t, l) => return Ok((t, l)),
+                Feed::Control(..) | Feed::ControlClosed(_) => {}
+            }
         }
     }
 
@@ -488,6 +549,7 @@ impl Vm {
 
     /// Kills QEMU (if still running) and reaps it.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        self.spare = None;
         if let Ok(Some(s)) = self.child.try_wait() {
             return Some(s);
         }
@@ -499,6 +561,43 @@ impl Vm {
 impl Drop for Vm {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A console line as kept and shown: a trailing carriage return dropped, control characters
+/// and bytes that are not UTF-8 escaped.
+fn printable_line(line: &[u8]) -> String {
+    stratos_wire::control::printable(line.strip_suffix(b"\r").unwrap_or(line))
+}
+
+/// Reads `from` line by line (without the newline) until it ends or `each` returns false. A
+/// line longer than `max` bytes is handed over in pieces of `max` bytes: memory stays bounded
+/// whatever the other side sends, and no byte is lost.
+pub fn read_lines(mut from: impl Read, max: usize, mut each: impl FnMut(Vec<u8>) -> bool) {
+    let mut buf = vec![0u8; 16 << 10];
+    let mut line = Vec::new();
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                if !each(std::mem::take(&mut line)) {
+                    return;
+                }
+                continue;
+            }
+            if line.len() == max && !each(std::mem::take(&mut line)) {
+                return;
+            }
+            line.push(b);
+        }
+    }
+    if !line.is_empty() {
+        each(line);
     }
 }
 
@@ -562,7 +661,7 @@ const PROBE_BOOTED: &[&[u8]] = &[
 const PROBE_TIMEOUT: Duration = Duration::from_secs(8);
 
 fn run_probe(kernel: &Path) -> Result<(), String> {
-    let mut child = Command::new(qemu_binary())
+    let mut child = qemu_command()
         .args([
             "-nodefaults",
             "-no-user-config",

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::console::{self, Event};
+use super::console;
 use super::qemu::{free_port, Accel, Forward, SnapshotVm, Vm, VmSpec};
 use super::qmp::{Qmp, QmpError};
 use super::BootImage;
@@ -175,7 +175,7 @@ fn stage(out: &Path) -> Result<tempfile::TempDir, SnapshotError> {
 struct Saving {
     vm: Vm,
     qmp: Qmp,
-    /// The restore channel, held from boot to save (see [`Saving::boot`]).
+    /// The control channel, held from boot to save (see [`Saving::boot`]).
     channel: std::os::unix::net::UnixStream,
     spec: VmSpec,
     /// The host port forwarded to the function (for the warm-up calls).
@@ -210,12 +210,14 @@ impl Saving {
             incoming: false,
         });
         spec.cmdline = spec.full_cmdline();
-        let vm = Vm::start(&spec, o.echo)?;
+        let mut vm = Vm::start(&spec, o.echo)?;
         let qmp = Qmp::connect(&sockets.join("qmp"), Duration::from_secs(10))?;
-        // Connected before the guest reads the restore port and kept until the VM is saved:
+        // Connected before the guest opens the control port and kept until the VM is saved:
         // the port's "host connected" state travels in the snapshot, so every restore's init
         // sits blocked in read() until its restore message arrives.
         let channel = connect_channel(&sockets.join("restore"))?;
+        vm.attach_control(&channel)
+            .map_err(io("reading the control channel"))?;
         Ok(Saving {
             vm,
             qmp,
@@ -227,12 +229,12 @@ impl Saving {
 
     /// `runtime_ready`, the warm-up calls, and a quiet console.
     fn wait_ready(&mut self, o: &CreateOptions) -> Result<(), SnapshotError> {
-        wait_ready(&mut self.vm, o.timeout)?;
+        let mut state = Readiness::default();
+        wait_ready(&mut self.vm, &mut state, o.timeout)?;
         for path in &o.warm {
-            warm(&mut self.vm, self.host_port, path, o.timeout)?;
+            warm(&mut self.vm, &mut state, self.host_port, path, o.timeout)?;
         }
-        settle(&mut self.vm);
-        Ok(())
+        settle(&mut self.vm, &mut state)
     }
 
     /// Pauses the VM, writes its device state to `state` (the RAM stays in its file), stops
@@ -415,69 +417,115 @@ fn ignore_shared(qmp: &mut Qmp) -> Result<(), QmpError> {
     .map(drop)
 }
 
-/// Reads the console until it has been quiet for a moment (at most a few seconds): a line
-/// still on its way out when the VM is saved would be printed again by every restore.
-fn settle(vm: &mut Vm) {
+/// Follows the VM until it has been quiet for a moment (at most a few seconds): a line still
+/// on its way out when the VM is saved would be printed again by every restore.
+fn settle(vm: &mut Vm, state: &mut Readiness) -> Result<(), SnapshotError> {
     let until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < until {
-        if vm.next_line(Duration::from_millis(250)).is_err() {
-            return;
+        match vm.next(Duration::from_millis(250)) {
+            Ok(f) => state.observe(f)?,
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+/// What the control channel said so far while a snapshot is being made: whether the runtime
+/// is ready, and whether it is still alive (the console is never read for either).
+#[derive(Debug, Default)]
+struct Readiness {
+    ready: bool,
+}
+
+impl Readiness {
+    /// Takes one thing the VM said; the runtime's end, a restart, a fatal error or a broken
+    /// channel is an error naming it (a snapshot of a runtime that is not up is worthless).
+    fn observe(&mut self, f: super::qemu::Feed) -> Result<(), SnapshotError> {
+        use stratos_wire::Control;
+        let not_ready = |why: String| Err(SnapshotError::NotReady(why));
+        match f {
+            super::qemu::Feed::Console(_, line) => match console::hint(&line) {
+                Some(console::Hint::KernelPanic(p)) => {
+                    not_ready(format!("the kernel panicked: {p}"))
+                }
+                Some(console::Hint::RootCorrupted(c)) => {
+                    not_ready(format!("root filesystem failed verification: {c}"))
+                }
+                _ => Ok(()),
+            },
+            super::qemu::Feed::ControlClosed(_) => not_ready("the control channel closed".into()),
+            super::qemu::Feed::Control(_, Err(e)) => not_ready(format!("the control channel: {e}")),
+            super::qemu::Feed::Control(_, Ok(m)) => match m {
+                Control::Phase { name, .. } if name == "runtime_ready" => {
+                    self.ready = true;
+                    Ok(())
+                }
+                Control::Fatal { message } => not_ready(format!(
+                    "the init failed: {}",
+                    stratos_wire::control::printable(message.as_bytes())
+                )),
+                Control::Ended { ending } => not_ready(format!(
+                    "the runtime ended (exit code {})",
+                    ending.exit_code()
+                )),
+                Control::Restart { ending, .. } => not_ready(format!(
+                    "the runtime ended (exit code {}) and is restarting",
+                    ending.exit_code()
+                )),
+                Control::Lost { count } => {
+                    not_ready(format!("the init lost {count} control messages"))
+                }
+                Control::PowerOff => not_ready("the init powered off".into()),
+                _ => Ok(()),
+            },
         }
     }
 }
 
-/// Reads the console until `runtime_ready`; a panic, a fatal init error or the runtime ending
+/// Follows the VM until `runtime_ready`; a panic, a fatal init error or the runtime ending
 /// is an error naming it.
-fn wait_ready(vm: &mut Vm, timeout: Duration) -> Result<(), SnapshotError> {
+fn wait_ready(vm: &mut Vm, state: &mut Readiness, timeout: Duration) -> Result<(), SnapshotError> {
     let start = Instant::now();
-    let mut ending = console::Ending::default();
-    loop {
+    while !state.ready {
         if start.elapsed() > timeout {
             return Err(SnapshotError::NotReady(format!(
                 "no runtime_ready within {timeout:?}"
             )));
         }
-        match vm.next_line(Duration::from_millis(50)) {
-            Ok((_, line)) => {
-                if let Some(e) = console::parse_line(&line) {
-                    if matches!(&e, Event::Phase { name, .. } if name == "runtime_ready") {
-                        return Ok(());
-                    }
-                    ending.observe(&e);
-                }
-                if let Some(why) = ending
-                    .panic
-                    .as_ref()
-                    .map(|p| format!("the kernel panicked: {p}"))
-                    .or_else(|| {
-                        ending
-                            .fatal
-                            .as_ref()
-                            .map(|f| format!("the init failed: {f}"))
-                    })
-                    .or_else(|| {
-                        ending
-                            .exit_code()
-                            .map(|c| format!("the runtime ended with exit code {c}"))
-                    })
-                {
-                    return Err(SnapshotError::NotReady(why));
-                }
-            }
-            Err(true) => return Err(SnapshotError::NotReady("QEMU exited".into())),
+        match vm.next(Duration::from_millis(50)) {
+            Ok(f) => state.observe(f)?,
+            Err(true) => return Err(SnapshotError::NotReady(qemu_exited(vm))),
             Err(false) => {}
         }
+    }
+    Ok(())
+}
+
+/// Why QEMU went away, for a message: its exit status (the console, kept by the caller, says
+/// the rest).
+fn qemu_exited(vm: &mut Vm) -> String {
+    match vm.try_exit() {
+        Some(s) => format!("QEMU exited ({s})"),
+        None => "QEMU closed its outputs".into(),
     }
 }
 
 /// One warm-up call, retried until the function answers (it may still be starting its
 /// listener): lazy imports and JIT happen before the save.
-fn warm(vm: &mut Vm, host: u16, path: &str, timeout: Duration) -> Result<(), SnapshotError> {
+fn warm(
+    vm: &mut Vm,
+    state: &mut Readiness,
+    host: u16,
+    path: &str,
+    timeout: Duration,
+) -> Result<(), SnapshotError> {
     let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, host));
     let start = Instant::now();
     loop {
-        // Keep the console drained while waiting.
-        while vm.next_line(Duration::ZERO).is_ok() {}
+        // Keep following the VM while waiting.
+        while let Ok(f) = vm.next(Duration::ZERO) {
+            state.observe(f)?;
+        }
         match crate::http::get(addr, path, Duration::from_secs(5)) {
             Ok(r) if (200..300).contains(&r.status) => return Ok(()),
             Ok(r) => {
@@ -662,7 +710,7 @@ impl Snapshot {
 }
 
 /// A restored VM's QMP session: load the device state, continue, and hand the guest fresh
-/// entropy and the time over the restore channel. Returns once the guest runs, with the
+/// entropy and the time over the control channel. Returns once the guest runs, with the
 /// channel (kept open while the VM runs).
 pub fn resume(
     snapshot: &Snapshot,
@@ -683,19 +731,19 @@ pub fn resume(
     Ok(channel)
 }
 
-/// Connects to the restore channel of a VM just started (QEMU creates the socket as it
-/// starts: retried for a few seconds). `None` when QEMU exited first (`exited`): its own
-/// error is the one to report, and the caller's session does.
+/// Connects to the control channel of a VM just started (QEMU creates the socket as it
+/// starts: retried until `deadline`). `None` when QEMU exited first (`exited`): its own error
+/// is the one to report, and the caller's session does.
 pub fn connect_control(
     path: &Path,
+    deadline: Instant,
     mut exited: impl FnMut() -> bool,
 ) -> Result<Option<std::os::unix::net::UnixStream>, SnapshotError> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         match connect_channel(path) {
             Ok(c) => return Ok(Some(c)),
             Err(_) if exited() => return Ok(None),
-            Err(e) if std::time::Instant::now() > deadline => return Err(e),
+            Err(e) if Instant::now() > deadline => return Err(e),
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
     }
@@ -703,7 +751,7 @@ pub fn connect_control(
 
 fn connect_channel(path: &Path) -> Result<std::os::unix::net::UnixStream, SnapshotError> {
     std::os::unix::net::UnixStream::connect(path).map_err(io(format!(
-        "connecting to the restore channel {}",
+        "connecting to the control channel {}",
         path.display()
     )))
 }
@@ -727,7 +775,7 @@ fn send_restore_message(
     );
     channel
         .write_all(line.as_bytes())
-        .map_err(io("writing to the restore channel"))?;
+        .map_err(io("writing to the control channel"))?;
     Ok(channel)
 }
 

@@ -251,6 +251,7 @@ pub const OBSERVE_OPTIONS: &[(&str, &str)] = &[
 /// What the profile asks of the kernel beyond booting, checked against its config: a feature
 /// the kernel cannot provide is a build error, not a silent no-op at boot.
 pub fn check_kernel_features(profile: &Profile, kern: &PreparedKernel) -> Result<(), BuildError> {
+    check_control_channel(profile, kern)?;
     if profile.observe.is_none() {
         return Ok(());
     }
@@ -279,6 +280,38 @@ pub fn check_kernel_features(profile: &Profile, kern: &PreparedKernel) -> Result
         why: format!(
             "[observe] is on but the kernel lacks {}: {fix}",
             missing.join(", ")
+        ),
+    })
+}
+
+/// The init reports to the host over a virtio-serial port (the control channel): without
+/// `VIRTIO_CONSOLE` (built in, or a module the image loads) no boot of the image could be
+/// measured or gated. A prebuilt kernel without a config is taken on trust.
+fn check_control_channel(profile: &Profile, kern: &PreparedKernel) -> Result<(), BuildError> {
+    let Some(text) = &kern.config else {
+        return Ok(());
+    };
+    let config =
+        kernel::Config::parse(&String::from_utf8_lossy(text)).map_err(|e| BuildError::Kernel {
+            path: kern.path.clone(),
+            why: format!("its config: {e}"),
+        })?;
+    if config.is_builtin("VIRTIO_CONSOLE") {
+        return Ok(());
+    }
+    let listed = profile.kernel.modules.iter().any(|m| m == "virtio_console");
+    if config.get("VIRTIO_CONSOLE") == Some(&kernel::config::Value::Module) && listed {
+        return Ok(());
+    }
+    let fix = if config.get("VIRTIO_CONSOLE") == Some(&kernel::config::Value::Module) {
+        "add \"virtio_console\" to [kernel] modules"
+    } else {
+        "add kernel-configs/virtio.config to [kernel] fragments (CONFIG_VIRTIO_CONSOLE=y)"
+    };
+    Err(BuildError::Kernel {
+        path: kern.path.clone(),
+        why: format!(
+            "the init reports phases, readiness and how the runtime ended over a virtio-serial port (the control channel), and this kernel has no CONFIG_VIRTIO_CONSOLE: {fix}"
         ),
     })
 }

@@ -224,8 +224,7 @@ fn plan_invoke(path: &str, port: u16, forwards: &mut Vec<Forward>) -> Result<Inv
 
 /// In seccomp log mode: the calls the baseline would have denied.
 fn print_seccomp_log(r: &boot::BootRun) {
-    let logged =
-        boot::console::seccomp_log(&r.lines.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>());
+    let logged = boot::console::seccomp_log(&r.seccomp_records);
     if !logged.is_empty() {
         eprintln!(
             "stratos: seccomp log mode: calls the baseline would deny: {}",
@@ -248,7 +247,10 @@ fn report_invocation(r: &boot::BootRun, inv: &Invoke) -> CliResult {
         )));
     };
     println!("--- response: HTTP {} from {} ---", i.status, inv.path);
-    println!("{}", String::from_utf8_lossy(&i.body).trim_end());
+    // The function's answer, made printable: its bytes never reach the terminal raw.
+    for line in i.body.trim_ascii_end().split(|&b| b == b'\n') {
+        println!("{}", stratos_wire::control::printable(line));
+    }
     println!("---");
     println!(
         "time from QEMU start to the first response: {:.3} s ({}, {})",
@@ -257,6 +259,9 @@ fn report_invocation(r: &boot::BootRun, inv: &Invoke) -> CliResult {
         r.machine.name()
     );
     eprintln!("stratos: VM stopped");
+    if let Some(why) = r.health_failure() {
+        return Err(CliError::check(anyhow::anyhow!("{why}")));
+    }
     if (200..300).contains(&i.status) {
         Ok(())
     } else {

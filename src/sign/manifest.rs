@@ -32,7 +32,7 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<RootInfo>,
     /// `[observe]`: the init prints `stratos-metrics` lines and answers metrics requests on
-    /// the restore channel (which the harness then attaches to every boot).
+    /// the control channel (which the harness attaches to every boot).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observe: Option<ObserveInfo>,
     /// Sorted by name.

@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub mod control;
 pub mod syscalls;
+
+pub use control::{Control, Ending, CONTROL_PORT};
 
 /// Where the builder puts the init's configuration inside the image.
 pub const CONFIG_PATH: &str = "/etc/stratos/init.json";
@@ -17,16 +20,14 @@ pub const CONFIG_PATH: &str = "/etc/stratos/init.json";
 /// The version of [`InitConfig`] this crate reads and writes.
 pub const CONFIG_FORMAT: u32 = 1;
 
-/// Prefix of the boot-phase lines the init prints on the console:
-/// `stratos-phase <name> <CLOCK_BOOTTIME nanoseconds>`.
+/// Prefix of the boot-phase lines the init echoes on the console for people:
+/// `stratos-phase <name> <CLOCK_BOOTTIME nanoseconds>`. The host reads phases from the control
+/// channel ([`Control::Phase`]), never from the console.
 pub const PHASE_PREFIX: &str = "stratos-phase";
 
-/// The restore channel's message, host to init, one line per restore:
+/// The restore message, host to init on the control channel, one line per restore:
 /// `stratos-restore <64 hex digits of entropy> <unix time in nanoseconds>`.
 pub const RESTORE_PREFIX: &str = "stratos-restore";
-
-/// The virtio-serial port the restore messages arrive on.
-pub const RESTORE_PORT: &str = "stratos.restore";
 
 /// Prefix of the init's other console lines (`stratos-init: ...`).
 pub const LOG_PREFIX: &str = "stratos-init:";
@@ -115,8 +116,8 @@ pub struct Observe {
 /// Prefix of the metrics lines the init prints: `stratos-metrics {json}` (a [`Metrics`]).
 pub const METRICS_PREFIX: &str = "stratos-metrics";
 
-/// The host asks for a fresh [`Metrics`] line by writing this line to the restore channel
-/// ([`RESTORE_PORT`], attached to every boot of an image that observes).
+/// The host asks for a fresh [`Metrics`] reading by writing this line to the control channel
+/// ([`CONTROL_PORT`]).
 pub const METRICS_REQUEST: &str = "stratos-metrics-request";
 
 /// Latency buckets per system call: bucket `b` counts calls that took `[2^b, 2^(b+1))` ns
