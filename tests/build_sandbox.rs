@@ -139,18 +139,10 @@ fn image_file(out: &Path, path: &str) -> Vec<u8> {
     o.stdout
 }
 
-#[test]
-fn wheel_startup_hooks_never_run_at_build() {
-    require_setup_file(".cache/debian-cloud-kernel/vmlinuz");
-    require_tool("bwrap");
-    require_tool("tar");
-    require_tool("zstd");
-    let dir = tempfile::tempdir().unwrap();
-    let path = |rel: &str| -> PathBuf { dir.path().join(rel) };
-    // The markers live in this test's own directory: a hook that runs as the build user can
-    // write there.
-    let markers = path("markers");
-    std::fs::create_dir(&markers).unwrap();
+/// A build directory with the hostile wheel cached and pinned and a profile that compiles
+/// bytecode; the hooks' markers go to `markers`.
+fn stage(dir: &Path, markers: &Path) {
+    let path = |rel: &str| -> PathBuf { dir.join(rel) };
     let marker = |name: &str| markers.join(name);
     let whl = wheel(&[
         ("evil/__init__.py", "VALUE = 1\n".to_owned()),
@@ -184,15 +176,35 @@ fn wheel_startup_hooks_never_run_at_build() {
         PROFILE.replace("{root}", &root().display().to_string()),
     )
     .unwrap();
+}
 
-    let out = stratos(&path("cache"))
-        .env("STRATOS_PREFETCH_DIR", path("prefetch"))
+/// `stratos build` of the staged profile into `dir/out`, offline.
+fn build(dir: &Path) -> assert_cmd::Command {
+    let mut c = stratos(&dir.join("cache"));
+    c.env("STRATOS_PREFETCH_DIR", dir.join("prefetch"))
         .arg("build")
-        .arg(path("p.toml"))
+        .arg(dir.join("p.toml"))
         .arg("--out")
-        .arg(path("out"))
-        .arg("--offline")
-        .assert();
+        .arg(dir.join("out"))
+        .arg("--offline");
+    c
+}
+
+#[test]
+fn wheel_startup_hooks_never_run_at_build() {
+    require_setup_file(".cache/debian-cloud-kernel/vmlinuz");
+    require_tool("bwrap");
+    require_tool("tar");
+    require_tool("zstd");
+    let dir = tempfile::tempdir().unwrap();
+    let path = |rel: &str| -> PathBuf { dir.path().join(rel) };
+    // The markers live in this test's own directory: a hook that runs as the build user can
+    // write there.
+    let markers = path("markers");
+    std::fs::create_dir(&markers).unwrap();
+    stage(dir.path(), &markers);
+
+    let out = build(dir.path()).assert();
     let o = out.get_output();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "the build failed: {stderr}");
@@ -222,4 +234,24 @@ fn wheel_startup_hooks_never_run_at_build() {
             String::from_utf8_lossy(&pyc[..pyc.len().min(40)])
         );
     }
+}
+
+#[test]
+fn a_build_without_bubblewrap_names_it_and_fails_as_the_host_s_fault() {
+    require_setup_file(".cache/debian-cloud-kernel/vmlinuz");
+    let dir = tempfile::tempdir().unwrap();
+    let markers = dir.path().join("markers");
+    std::fs::create_dir(&markers).unwrap();
+    stage(dir.path(), &markers);
+    // A PATH without bwrap (nor anything else).
+    let empty = dir.path().join("empty-path");
+    std::fs::create_dir(&empty).unwrap();
+    let out = build(dir.path()).env("PATH", &empty).assert().code(3);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("bubblewrap (`bwrap`) is not installed: install it with `apt-get install bubblewrap` (or run `sudo ./ci/setup`)"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out").exists(), "an image was written");
+    assert_eq!(std::fs::read_dir(&markers).unwrap().count(), 0);
 }
