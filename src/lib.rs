@@ -18,6 +18,7 @@ pub mod packages;
 pub mod profile;
 pub mod progress;
 pub mod rootfs;
+pub mod sandbox;
 pub mod sbom;
 pub mod seccomp;
 pub mod sign;

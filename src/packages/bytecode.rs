@@ -8,10 +8,15 @@
 //! with `--invalidation-mode unchecked-hash` (no mtimes in the files), in-image paths as
 //! `co_filename`, and a fixed hash seed (frozenset constants are marshalled in hash order).
 //! Each `.pyc` goes into the tree next to its source, owned by the same SBOM component.
+//!
+//! The interpreter, its standard library and every module beside it come from the image, as
+//! untrusted as the function: it runs without `site` (`-S`: no `.pth` file, no
+//! `sitecustomize`/`usercustomize` of a wheel runs), compiles without importing what it
+//! compiles, and runs in [`crate::sandbox`], which sees and writes only the scratch directory.
 
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::path::Path;
-use std::process::Command;
 
 use super::elf;
 use crate::rootfs::{Entry, ImagePath, Kind, Tree};
@@ -30,6 +35,10 @@ pub enum BytecodeError {
     },
     #[error("compiling Python bytecode with the image's interpreter failed ({status}):\n{output}")]
     Failed { status: String, output: String },
+    #[error("compiling Python bytecode: the sandbox for the image's interpreter could not be set up: {0} (bubblewrap 0.8 or later is needed, and this host must allow user namespaces)")]
+    SandboxSetup(String),
+    #[error("compiling Python bytecode: {0}")]
+    Sandbox(#[from] crate::sandbox::SandboxError),
     #[error("compiling Python bytecode: {0} failed to compile (see the messages above); fix the file or remove it from the image")]
     Missing(String),
 }
@@ -37,7 +46,10 @@ pub enum BytecodeError {
 impl BytecodeError {
     /// The interpreter could not be run or the scratch directory written.
     pub fn is_environment(&self) -> bool {
-        matches!(self, Self::Io { .. } | Self::Failed { .. })
+        matches!(
+            self,
+            Self::Io { .. } | Self::Failed { .. } | Self::SandboxSetup(_) | Self::Sandbox(_)
+        )
     }
 }
 
@@ -107,13 +119,13 @@ fn sources(tree: &Tree) -> Vec<ImagePath> {
         .collect()
 }
 
-/// The command that runs the image's `interpreter` (resolved in the tree) on the host through
+/// How to run the image's `interpreter` (resolved in the tree) from `root` on the host: through
 /// the image's loader, with the library directories of its closure.
-fn interpreter_command(
+fn interpreter_argv(
     tree: &Tree,
     interpreter: &ImagePath,
     root: &Path,
-) -> Result<Command, BytecodeError> {
+) -> Result<Vec<OsString>, BytecodeError> {
     let exe = elf::resolve_file(tree, interpreter)
         .ok_or_else(|| BytecodeError::NoInterpreter(interpreter.clone()))?;
     let closure =
@@ -141,18 +153,12 @@ fn interpreter_command(
             }
         }
     }
-    let mut c = Command::new(root.join(loader.relative()));
-    c.env_clear()
-        .env("PYTHONHASHSEED", "0")
-        // Importing compileall must not leave timestamped .pyc (with scratch paths) behind.
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("LC_ALL", "C.UTF-8")
-        // The interpreter finds its standard library under ROOT/usr, not the host's.
-        .env("PYTHONHOME", root.join("usr"))
-        .arg("--library-path")
-        .arg(dirs.join(":"))
-        .arg(root.join(exe.relative()));
-    Ok(c)
+    Ok(vec![
+        root.join(loader.relative()).into(),
+        "--library-path".into(),
+        dirs.join(":").into(),
+        root.join(exe.relative()).into(),
+    ])
 }
 
 /// Compiles every `.py` in the tree with the image's `interpreter` and adds the `.pyc` files.
@@ -161,30 +167,54 @@ pub fn compile(tree: &mut Tree, interpreter: &ImagePath) -> Result<Compiled, Byt
     if srcs.is_empty() {
         return Ok(Compiled::default());
     }
+    let bwrap = crate::sandbox::bwrap("compiling Python bytecode with the image's interpreter")?;
     let scratch = tempfile::Builder::new()
         .prefix("stratos-bytecode-")
         .tempdir()
         .map_err(io("creating a scratch directory"))?;
-    let root = scratch.path().join("root");
+    // The sandbox binds the directory at its own path: no symlink on the way (a $TMPDIR that
+    // is one) may change what the paths below name.
+    let work = scratch
+        .path()
+        .canonicalize()
+        .map_err(io("creating a scratch directory"))?;
+    let root = work.join("root");
     materialize(tree, &root)?;
-    let list = scratch.path().join("sources.txt");
+    let list = work.join("sources.txt");
     let mut text = String::new();
     for s in &srcs {
         text.push_str(&root.join(s.relative()).display().to_string());
         text.push('\n');
     }
     std::fs::write(&list, text).map_err(io("writing the list of sources"))?;
-    // -P -s: no script directory or user site on sys.path (what -I does, without -E, which
-    // would ignore the fixed PYTHONHASHSEED); one process, files in the listed order.
-    let mut c = interpreter_command(tree, interpreter, &root)?;
-    c.args(["-P", "-s", "-c"])
-        .arg(DRIVER)
-        .arg(&root)
-        .arg(&list)
-        .current_dir(scratch.path());
-    let out = c
+    let mut argv = interpreter_argv(tree, interpreter, &root)?;
+    // -S: no `site`, so no `.pth` file, `sitecustomize` or `usercustomize` runs (nor is
+    // dist-packages on sys.path: the driver imports only the standard library). -s -P: no user
+    // site, no script directory on sys.path. That is -I without -E, which would ignore the
+    // fixed PYTHONHASHSEED; the environment is ours alone anyway (the sandbox clears it).
+    argv.extend(["-S", "-s", "-P", "-c", DRIVER].map(OsString::from));
+    argv.push(root.clone().into());
+    argv.push(list.into());
+    let home = root.join("usr");
+    let env: [(&str, &OsStr); 4] = [
+        ("PYTHONHASHSEED", OsStr::new("0")),
+        // Importing compileall must not leave timestamped .pyc (with scratch paths) behind.
+        ("PYTHONDONTWRITEBYTECODE", OsStr::new("1")),
+        ("LC_ALL", OsStr::new("C.UTF-8")),
+        // The interpreter finds its standard library under ROOT/usr, not the host's.
+        ("PYTHONHOME", home.as_os_str()),
+    ];
+    let out = crate::sandbox::command(&bwrap, &work, &env, &argv)
         .output()
-        .map_err(io(format!("running the image's interpreter {interpreter}")))?;
+        .map_err(io(format!(
+            "running the image's interpreter {interpreter} in the sandbox ({})",
+            bwrap.display()
+        )))?;
+    if !out.status.success() {
+        if let Some(why) = crate::sandbox::setup_failure(&String::from_utf8_lossy(&out.stderr)) {
+            return Err(BytecodeError::SandboxSetup(why.to_owned()));
+        }
+    }
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(BytecodeError::Failed {
