@@ -685,6 +685,7 @@ fn missing_qemu_is_an_environment_failure_not_bad_input() {
 /// The fixture profile with `lock` as its [packages.npm] (into /srv/fn).
 fn with_npm_lock(f: &Fixture, lock: &serde_json::Value) {
     f.write("package-lock.json", &serde_json::to_vec(lock).unwrap());
+    f.write("profile.lock", b"lock-version = 1\n");
     f.write(
         "profile.toml",
         (PROFILE.to_owned()
@@ -1009,10 +1010,13 @@ fn snapshot_json_tampered_after_signing_is_the_snapshots_fault_not_the_images() 
     let f = Fixture::new();
     let (img, snap, pubkey, bytes) = signed_snapshot(cache.path(), &f);
     // More memory than signed for: the signature over snapshot.json no longer holds.
-    let tampered = String::from_utf8(bytes)
-        .unwrap()
-        .replace("\"memory_mib\":16", "\"memory_mib\":32");
-    std::fs::write(snap.join("snapshot.json"), tampered).unwrap();
+    let mut meta: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    meta["memory_mib"] = 32.into();
+    std::fs::write(
+        snap.join("snapshot.json"),
+        serde_json::to_vec(&meta).unwrap(),
+    )
+    .unwrap();
     let o = stratos(cache.path())
         .arg("boot-test")
         .arg(&img)
@@ -1040,10 +1044,13 @@ fn snapshot_with_an_absurd_memory_size_is_named_not_a_qmp_error() {
     let cache = tempfile::tempdir().unwrap();
     let f = Fixture::new();
     let (img, snap, _, bytes) = signed_snapshot(cache.path(), &f);
-    let absurd = String::from_utf8(bytes)
-        .unwrap()
-        .replace("\"memory_mib\":16", "\"memory_mib\":4000000");
-    std::fs::write(snap.join("snapshot.json"), absurd).unwrap();
+    let mut meta: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    meta["memory_mib"] = 4_000_000.into();
+    std::fs::write(
+        snap.join("snapshot.json"),
+        serde_json::to_vec(&meta).unwrap(),
+    )
+    .unwrap();
     let o = stratos(cache.path())
         .arg("boot-test")
         .arg(&img)

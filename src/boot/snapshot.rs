@@ -611,9 +611,11 @@ impl Snapshot {
             crate::fsio::Links::Refuse,
         ) {
             Ok(s) => s,
-            Err(e) if e.is_not_found() => return Err(invalid(format!(
+            Err(e) if e.is_not_found() => {
+                return Err(invalid(format!(
                 "it is unsigned (no {SIGNATURE_FILE}); make it with `stratos snapshot --sign-key`"
-            ))),
+            )))
+            }
             Err(e) => return Err(e.into()),
         };
         let id = crate::sign::verify::check_signature(&sig, &self.bytes, key).map_err(|e| {
