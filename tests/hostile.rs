@@ -1068,3 +1068,33 @@ fn snapshot_with_an_absurd_memory_size_is_named_not_a_qmp_error() {
         "{e}"
     );
 }
+
+#[test]
+fn snapshot_onto_a_full_disk_says_so_not_qemu_exited() {
+    require_tool("qemu-system-x86_64");
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let img = f.path("img");
+    stratos(cache.path())
+        .arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(&img)
+        .arg("-q")
+        .assert()
+        .success();
+    let full = f.path("full");
+    std::fs::create_dir(&full).unwrap();
+    let mut snapshot = stratos_std(cache.path());
+    snapshot
+        .arg("snapshot")
+        .arg(&img)
+        .arg("--out")
+        .arg(full.join("snap"))
+        .args(["--accel", "tcg", "--memory", "64", "--timeout", "30", "-q"]);
+    let o = on_a_full_disk(&full, &snapshot);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{e}");
+    assert!(e.contains("its file system is full"), "{e}");
+    assert!(e.contains("No space left on device"), "{e}");
+}

@@ -140,9 +140,12 @@ pub fn create(image: &BootImage, o: &CreateOptions) -> Result<SnapshotMeta, Snap
     check_out(&o.out)?;
     let staging = stage(&o.out)?;
     let socks = sockets()?;
-    let mut vm = Saving::boot(image, o, staging.path(), socks.path())?;
-    vm.wait_ready(o)
-        .and_then(|()| vm.save(&staging.path().join(STATE_FILE)))
+    let vm = Saving::boot(image, o, staging.path(), socks.path())
+        .and_then(|mut vm| {
+            vm.wait_ready(o)?;
+            vm.save(&staging.path().join(STATE_FILE))?;
+            Ok(vm)
+        })
         .map_err(|e| out_of_space(staging.path(), e))?;
     let meta = describe(image, o, &vm.spec, staging.path())?;
     let bytes = meta.to_canonical();
