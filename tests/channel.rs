@@ -2302,3 +2302,47 @@ fn report_gate_equal_times_decided_by_seq_and_ties_refused() {
         ))
         .stderr(predicates::str::contains("with no seq"));
 }
+
+/// `update apply --report` numbers the node's reports from a counter in its state directory
+/// (the gate orders a node's reports by it, never by their `at`).
+#[test]
+fn apply_reports_carry_the_nodes_own_sequence_number() {
+    use stratos::channel::lifecycle::ReportFile;
+    let w = world();
+    let n = w.node("n");
+    let key = w.keygen("node-n");
+    let reports = w.path("reports");
+    std::fs::create_dir_all(&reports).unwrap();
+    for seq in [1, 2] {
+        let d = n.fetch_update().unwrap();
+        assert!(d.staged.is_some(), "{}", d.reason);
+        // The staged image changed on disk: rejected without a boot, and reported.
+        let staged: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(n.state.join("staged.json")).unwrap()).unwrap();
+        let manifest = n
+            .state
+            .join(staged["dir"].as_str().unwrap())
+            .join("manifest.json");
+        let mut m = std::fs::read(&manifest).unwrap();
+        m.push(b'\n');
+        std::fs::write(&manifest, m).unwrap();
+        let r = reports.join(format!("r{seq}.json"));
+        w.cmd()
+            .args(["update", "apply", "--state"])
+            .arg(&n.state)
+            .args(["--node-id", "n", "--report"])
+            .arg(&r)
+            .arg("--sign-key")
+            .arg(&key)
+            .assert()
+            .code(1);
+        let f: ReportFile = serde_json::from_slice(&std::fs::read(&r).unwrap()).unwrap();
+        assert!(!f.report.passed, "{:?}", f.report);
+        assert_eq!(f.report.seq, Some(seq), "{:?}", f.report);
+        w.cmd()
+            .args(["update", "clear-rejected", "--all", "--state"])
+            .arg(&n.state)
+            .assert()
+            .success();
+    }
+}
