@@ -654,7 +654,7 @@ struct Latest {
 /// from nodes the rollout has reached, count; a node's latest report counts once. Latest is by
 /// the channel version it tested, then the node's own `seq` — never by `at`, the node's
 /// clock. Two different reports of one node that tie are an error naming both files (which
-/// one is newer cannot be told); a byte-for-byte copy is ignored. Returns a one-line summary,
+/// one is newer cannot be told); a copy of the same report is ignored. Returns a one-line summary,
 /// or why the rollout may not widen (naming the failing nodes).
 pub fn check_reports(g: &ReportGate, c: &super::Channel, now: u64) -> Result<String, ChannelError> {
     let rd = std::fs::read_dir(&g.dir)
