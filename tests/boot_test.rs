@@ -208,6 +208,8 @@ fn realistic_result(digest: &str) -> stratos::boot::bench::BootTestResult {
             dir: "out/hello.snap".into(),
             snapshot_sha256: "c".repeat(64),
             warm: vec!["/cgi-bin/hello".into()],
+            verified: true,
+            key_id: Some("0123456789abcdef".into()),
         }),
         accel: "tcg".into(),
         runs: 3,

@@ -679,3 +679,422 @@ fn missing_qemu_is_an_environment_failure_not_bad_input() {
     let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
     assert!(e.contains("is not installed"), "{e}");
 }
+
+// Issue 24: smaller holes from the hostile-function review.
+
+/// The fixture profile with `lock` as its [packages.npm] (into /srv/fn).
+fn with_npm_lock(f: &Fixture, lock: &serde_json::Value) {
+    f.write("package-lock.json", &serde_json::to_vec(lock).unwrap());
+    f.write("profile.lock", b"lock-version = 1\n");
+    f.write(
+        "profile.toml",
+        (PROFILE.to_owned()
+            + "\n[packages.npm]\nlock = \"package-lock.json\"\ninto = \"/srv/fn\"\n")
+            .as_bytes(),
+    );
+}
+
+fn npm_lock(integrity: &str, bin: Option<serde_json::Value>) -> serde_json::Value {
+    let mut evil = serde_json::json!({
+        "version": "1.0.0",
+        "resolved": "https://registry.npmjs.org/evil/-/evil-1.0.0.tgz",
+        "integrity": integrity,
+        "license": "MIT"
+    });
+    if let Some(b) = bin {
+        evil["bin"] = b;
+    }
+    serde_json::json!({
+        "name": "fn", "lockfileVersion": 3, "requires": true,
+        "packages": {
+            "": {"name": "fn", "dependencies": {"evil": "1.0.0"}},
+            "node_modules/evil": evil
+        }
+    })
+}
+
+/// Puts `tgz` in the cache where a fetch would have left it; returns its integrity string.
+fn cache_npm_tarball(cache: &Path, tgz: &[u8]) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let digest = sha2::Sha512::digest(tgz);
+    let dir = cache.join("npm/sha512");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{}.tgz", hex::encode(digest))), tgz).unwrap();
+    format!(
+        "sha512-{}",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
+#[test]
+fn npm_bin_name_with_an_escape_sequence_is_refused_naming_the_package_and_key() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let integrity = cache_npm_tarball(cache.path(), b"never read");
+    with_npm_lock(
+        &f,
+        &npm_lock(
+            &integrity,
+            Some(serde_json::json!({"ls\u{1b}]0;owned\u{7}\n": "cli.js"})),
+        ),
+    );
+    let out = f.path("out");
+    let o = build_offline(&mut stratos_std(cache.path()), &f, &out);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("packages[\"node_modules/evil\"]: \"bin\": \"ls\\u{1b}]0;owned\\u{7}\\n\" -> \"cli.js\" holds a control character"),
+        "{e}"
+    );
+    assert!(!e.contains('\u{1b}'), "raw escape on stderr: {e:?}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn npm_tarball_member_of_a_gib_of_zeros_is_refused_before_it_is_read() {
+    use std::io::{Read, Write};
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    // ~1 MB of gzip holding a member one byte over the default max-file-size (1 GiB).
+    let size = (1u64 << 30) + 1;
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    let mut h = tar::Header::new_gnu();
+    h.set_path("package/zeros.bin").unwrap();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append(&h, std::io::repeat(0).take(size)).unwrap();
+    let pkg = br#"{"name": "evil", "version": "1.0.0"}"#;
+    let mut h = tar::Header::new_gnu();
+    h.set_path("package/package.json").unwrap();
+    h.set_size(pkg.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append(&h, &pkg[..]).unwrap();
+    let mut gz = tar.into_inner().unwrap();
+    gz.flush().unwrap();
+    let tgz = gz.finish().unwrap();
+    assert!(tgz.len() < 8 << 20, "{}", tgz.len());
+    let integrity = cache_npm_tarball(cache.path(), &tgz);
+    with_npm_lock(&f, &npm_lock(&integrity, None));
+    let out = f.path("out");
+    // Reading the member whole would need more than this whole address space.
+    let o = build_offline(&mut limited(cache.path(), 1024), &f, &out);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("evil 1.0.0: member \"package/zeros.bin\" is larger than 1073741824 bytes ([image] max-file-size"),
+        "{e}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn seccomp_unconditional_allow_then_a_conditional_kill_is_refused_naming_both_rules() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("dead-rule.json");
+    std::fs::write(
+        &p,
+        br#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+  {"names": ["read", "personality"], "action": "SCMP_ACT_ALLOW"},
+  {"names": ["personality"], "action": "SCMP_ACT_KILL_PROCESS",
+   "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]}
+]}"#,
+    )
+    .unwrap();
+    let o = stratos(cache.path())
+        .args(["seccomp", "check"])
+        .arg(&p)
+        .assert()
+        .code(2);
+    let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(
+        e.contains("syscalls[1]: its rule for personality (kill-process if arg0 == 0x8) can never apply: syscalls[0] already decides personality (allow) with no conditions"),
+        "{e}"
+    );
+    // The conditional rule first is what the author meant, and is accepted.
+    std::fs::write(
+        &p,
+        br#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+  {"names": ["personality"], "action": "SCMP_ACT_KILL_PROCESS",
+   "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
+  {"names": ["read", "personality"], "action": "SCMP_ACT_ALLOW"}
+]}"#,
+    )
+    .unwrap();
+    stratos(cache.path())
+        .args(["seccomp", "check"])
+        .arg(&p)
+        .assert()
+        .success();
+}
+
+#[test]
+fn seccomp_suggest_from_a_result_with_escape_sequences_prints_them_escaped() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let name = "evil\u{1b}[2J\u{1b}]0;owned\u{7}\nstratos: 0 system calls allowed";
+    let result = serde_json::json!({
+        "schema": "stratos-boot-test/1",
+        "image": {"dir": "out/evil", "manifest_sha256": "a".repeat(64), "name": name,
+                  "version": "1.0\u{1b}[31m", "machine": "microvm", "sizes": {}},
+        "baseline": null, "accel": "tcg", "runs": 1, "invocations": 1, "invoke": "/",
+        "memory_mib": 256, "metrics": {}, "baseline_metrics": null, "comparison": null,
+        "objectives": [], "logs": [], "passed": true,
+        "runs_detail": [{"index": 0, "image": name, "ok": true, "failure": null, "metrics": {},
+                         "syscalls": {"cold_start": {"read": 3}, "total": {"read": 5, "write": 2}}}]
+    });
+    let from = dir.path().join("boot.json");
+    std::fs::write(&from, serde_json::to_vec(&result).unwrap()).unwrap();
+    let o = stratos(cache.path())
+        .args(["seccomp", "suggest", "--from"])
+        .arg(&from)
+        .assert()
+        .success();
+    let out = o.get_output();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    for (what, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{what}: {text:?}"
+        );
+    }
+    assert!(
+        stderr.contains("of evil\\u{1b}[2J\\u{1b}]0;owned\\u{7}\\nstratos: 0 system calls allowed 1.0\\u{1b}[31m"),
+        "{stderr}"
+    );
+    // One line: the name's newline forged none.
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// `cmd` run with a full file system mounted on `dir` (a private mount namespace with a
+/// 1 MiB tmpfs, filled up).
+fn on_a_full_disk(dir: &Path, cmd: &Command) -> std::process::Output {
+    require_tool("unshare");
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    let mut c = Command::new("unshare");
+    c.arg(if root { "-m" } else { "-rm" })
+        .args(["--propagation", "private", "sh", "-c"])
+        .arg(
+            "mount -t tmpfs -o size=1m tmpfs \"$1\" || exit 99; \
+             head -c 2097152 /dev/zero > \"$1/fill\" 2>/dev/null; shift; exec \"$@\"",
+        )
+        .arg("sh")
+        .arg(dir)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let o = c.output().unwrap();
+    assert_ne!(
+        o.status.code(),
+        Some(99),
+        "cannot mount a tmpfs: {}",
+        stderr(&o)
+    );
+    o
+}
+
+#[test]
+fn disk_full_is_the_hosts_failure_exit_3_not_bad_input() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let full = f.path("full");
+    std::fs::create_dir(&full).unwrap();
+    let mut build = stratos_std(cache.path());
+    build
+        .arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(full.join("out"))
+        .args(["--offline", "-q"]);
+    let o = on_a_full_disk(&full, &build);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("No space left on device"),
+        "{}",
+        stderr(&o)
+    );
+    // A key pair written to a full disk: the same.
+    let mut keygen = stratos_std(cache.path());
+    keygen.arg("keygen").arg("--out").arg(full.join("k"));
+    let o = on_a_full_disk(&full, &keygen);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("No space left on device"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// A built, signed fixture image and a snapshot directory for it as `stratos snapshot` leaves
+/// one (RAM and state files that are not a real VM's: nothing here boots), signed with the
+/// image's key: (image, snapshot, public key, snapshot.json as signed).
+fn signed_snapshot(cache: &Path, f: &Fixture) -> (PathBuf, PathBuf, PathBuf, Vec<u8>) {
+    use stratos::boot::snapshot::{
+        SnapshotImage, SnapshotMeta, FORMAT, MEMORY_FILE, SIGNATURE_FILE, SNAPSHOT_FILE, STATE_FILE,
+    };
+    use stratos::sign::manifest::{signature_file, Artifact};
+    let prefix = f.path("keys/release");
+    stratos(cache)
+        .arg("keygen")
+        .arg("--out")
+        .arg(&prefix)
+        .assert()
+        .success();
+    let key_path = prefix.with_extension("key");
+    let img = f.path("img");
+    stratos(cache)
+        .arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(&img)
+        .arg("--sign-key")
+        .arg(&key_path)
+        .arg("-q")
+        .assert()
+        .success();
+    let snap = f.path("img.snap");
+    std::fs::create_dir(&snap).unwrap();
+    let artifact = |name: &str, bytes: &[u8]| {
+        std::fs::write(snap.join(name), bytes).unwrap();
+        Artifact {
+            name: name.into(),
+            size: bytes.len() as u64,
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)),
+        }
+    };
+    let manifest = std::fs::read(img.join("manifest.json")).unwrap();
+    let meta = SnapshotMeta {
+        format: FORMAT,
+        image: SnapshotImage {
+            name: "fixture".into(),
+            version: "1.2.3".into(),
+            manifest_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&manifest)),
+        },
+        qemu_version: "QEMU emulator version 7.2.0".into(),
+        machine: "microvm".into(),
+        memory_mib: 16,
+        accel: "tcg".into(),
+        cmdline: "console=ttyS0".into(),
+        guest_port: 8080,
+        warm: Vec::new(),
+        files: vec![
+            artifact(MEMORY_FILE, &vec![0u8; 16 << 20]),
+            artifact(STATE_FILE, b"QEVM\0\0\0\x03 devices"),
+        ],
+    };
+    let bytes = meta.to_canonical();
+    std::fs::write(snap.join(SNAPSHOT_FILE), &bytes).unwrap();
+    let key = stratos::sign::SecretKey::load(&key_path).unwrap();
+    std::fs::write(snap.join(SIGNATURE_FILE), signature_file(&key, &bytes)).unwrap();
+    (img, snap, prefix.with_extension("pub"), bytes)
+}
+
+#[test]
+fn snapshot_json_tampered_after_signing_is_the_snapshots_fault_not_the_images() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let (img, snap, pubkey, bytes) = signed_snapshot(cache.path(), &f);
+    // More memory than signed for: the signature over snapshot.json no longer holds.
+    let mut meta: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    meta["memory_mib"] = 32.into();
+    std::fs::write(
+        snap.join("snapshot.json"),
+        serde_json::to_vec(&meta).unwrap(),
+    )
+    .unwrap();
+    let o = stratos(cache.path())
+        .arg("boot-test")
+        .arg(&img)
+        .arg("--snapshot")
+        .arg(&snap)
+        .arg("--verify")
+        .arg("--pubkey")
+        .arg(&pubkey)
+        .args(["--runs", "1"])
+        .assert()
+        .code(1);
+    let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(
+        e.contains(&format!(
+            "snapshot {}: snapshot.sig: the signature does not match snapshot.json",
+            snap.display()
+        )),
+        "{e}"
+    );
+    assert!(!e.contains("manifest"), "blames the image: {e}");
+}
+
+#[test]
+fn snapshot_with_an_absurd_memory_size_is_named_not_a_qmp_error() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let (img, snap, _, bytes) = signed_snapshot(cache.path(), &f);
+    let mut meta: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    meta["memory_mib"] = 4_000_000.into();
+    std::fs::write(
+        snap.join("snapshot.json"),
+        serde_json::to_vec(&meta).unwrap(),
+    )
+    .unwrap();
+    let o = stratos(cache.path())
+        .arg("boot-test")
+        .arg(&img)
+        .arg("--snapshot")
+        .arg(&snap)
+        .args(["--runs", "1"])
+        .assert()
+        .code(2);
+    let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(
+        e.contains(&format!(
+            "snapshot {}: snapshot.json: memory_mib 4000000 is outside 16..=65536 MiB",
+            snap.display()
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn snapshot_onto_a_full_disk_says_so_not_qemu_exited() {
+    require_tool("qemu-system-x86_64");
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let img = f.path("img");
+    stratos(cache.path())
+        .arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(&img)
+        .arg("-q")
+        .assert()
+        .success();
+    let full = f.path("full");
+    std::fs::create_dir(&full).unwrap();
+    let mut snapshot = stratos_std(cache.path());
+    snapshot
+        .arg("snapshot")
+        .arg(&img)
+        .arg("--out")
+        .arg(full.join("snap"))
+        .args(["--accel", "tcg", "--memory", "64", "--timeout", "30", "-q"]);
+    let o = on_a_full_disk(&full, &snapshot);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{e}");
+    assert!(e.contains("its file system is full"), "{e}");
+    assert!(e.contains("No space left on device"), "{e}");
+}

@@ -140,9 +140,13 @@ pub fn create(image: &BootImage, o: &CreateOptions) -> Result<SnapshotMeta, Snap
     check_out(&o.out)?;
     let staging = stage(&o.out)?;
     let socks = sockets()?;
-    let mut vm = Saving::boot(image, o, staging.path(), socks.path())?;
-    vm.wait_ready(o)?;
-    vm.save(&staging.path().join(STATE_FILE))?;
+    let vm = Saving::boot(image, o, staging.path(), socks.path())
+        .and_then(|mut vm| {
+            vm.wait_ready(o)?;
+            vm.save(&staging.path().join(STATE_FILE))?;
+            Ok(vm)
+        })
+        .map_err(|e| out_of_space(staging.path(), e))?;
     let meta = describe(image, o, &vm.spec, staging.path())?;
     let bytes = meta.to_canonical();
     write_private(&staging.path().join(SNAPSHOT_FILE), &bytes)?;
@@ -154,6 +158,23 @@ pub fn create(image: &BootImage, o: &CreateOptions) -> Result<SnapshotMeta, Snap
     }
     replace(staging, &o.out)?;
     Ok(meta)
+}
+
+/// QEMU writes the guest's RAM into the staging directory's memory file as the guest touches
+/// it, and the state through `cat`: on a full file system QEMU dies (SIGBUS on the mapped file)
+/// or the migration fails, and neither says why. When the file system holding the snapshot has
+/// (almost) no room left, that is the error reported (exit 3, the host's), with what QEMU said.
+fn out_of_space(staging: &Path, e: SnapshotError) -> SnapshotError {
+    match rustix::fs::statvfs(staging) {
+        Ok(st) if st.f_bavail.saturating_mul(st.f_frsize) < 1 << 20 => SnapshotError::Io {
+            what: format!(
+                "saving the snapshot in {} ({e}): its file system is full",
+                staging.parent().unwrap_or(Path::new(".")).display()
+            ),
+            source: std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error()),
+        },
+        _ => e,
+    }
 }
 
 /// A private staging directory next to `out`, renamed onto it once complete.
@@ -542,12 +563,26 @@ fn warm(
     }
 }
 
+/// Guest memory a snapshot may claim, in MiB: what `stratos snapshot --memory` can make. A
+/// value outside is a damaged or hand-edited `snapshot.json`, refused before QEMU sees it.
+pub const MEMORY_MIB: std::ops::RangeInclusive<u32> = 16..=65536;
+
+/// The largest device state file read back: the RAM is not in it (`x-ignore-shared`), so it
+/// holds the devices' state and video memory, a few MiB.
+pub const STATE_MAX: u64 = 256 << 20;
+
+/// How QEMU's migration stream begins: `QEVM` and stream version 3.
+const STATE_MAGIC: [u8; 8] = *b"QEVM\0\0\0\x03";
+
 /// A snapshot read back for restoring.
 #[derive(Debug)]
 pub struct Snapshot {
     pub dir: PathBuf,
     pub meta: SnapshotMeta,
     pub bytes: Vec<u8>,
+    /// Set by a successful [`Snapshot::verify`]: the key that signed `snapshot.json` (whose
+    /// digests then held for `memory` and `state`). What restores from it may say so.
+    verified: std::sync::OnceLock<KeyId>,
 }
 
 impl Snapshot {
@@ -583,11 +618,28 @@ impl Snapshot {
                 ),
             });
         }
+        if !MEMORY_MIB.contains(&meta.memory_mib) {
+            return Err(SnapshotError::Invalid {
+                dir: dir.to_owned(),
+                why: format!(
+                    "{SNAPSHOT_FILE}: memory_mib {} is outside {}..={} MiB: the file is damaged or was edited; make the snapshot again",
+                    meta.memory_mib,
+                    MEMORY_MIB.start(),
+                    MEMORY_MIB.end()
+                ),
+            });
+        }
         Ok(Snapshot {
             dir: dir.to_owned(),
             meta,
             bytes,
+            verified: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The key `snapshot.json` was verified with ([`Snapshot::verify`]), if it was.
+    pub fn verified_by(&self) -> Option<&KeyId> {
+        self.verified.get()
     }
 
     /// The accelerator it was made with (a restore runs on the same).
@@ -596,14 +648,41 @@ impl Snapshot {
     }
 
     /// `--verify`: the signature over `snapshot.json` and the digests of `memory` and `state`.
+    /// A failure is the snapshot's, named by its files (never the image's `manifest.sig`).
     pub fn verify(&self, key: &PublicKey) -> Result<KeyId, SnapshotError> {
-        let sig = crate::fsio::read_regular(
+        use crate::sign::verify::VerifyError;
+        let invalid = |why: String| SnapshotError::Invalid {
+            dir: self.dir.clone(),
+            why,
+        };
+        let sig = match crate::fsio::read_regular(
             &self.dir.join(SIGNATURE_FILE),
             crate::fsio::caps::SIGNATURE,
             "a signature",
             crate::fsio::Links::Refuse,
-        )?;
-        let id = crate::sign::verify::check_signature(&sig, &self.bytes, key)?;
+        ) {
+            Ok(s) => s,
+            Err(e) if e.is_not_found() => {
+                return Err(invalid(format!(
+                "it is unsigned (no {SIGNATURE_FILE}); make it with `stratos snapshot --sign-key`"
+            )))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let id = crate::sign::verify::check_signature(&sig, &self.bytes, key).map_err(|e| {
+            invalid(match e {
+                VerifyError::BadSignature => format!(
+                    "{SIGNATURE_FILE}: the signature does not match {SNAPSHOT_FILE} ({SNAPSHOT_FILE} or its signature was modified)"
+                ),
+                VerifyError::WrongKey { signed_by, given } => format!(
+                    "{SIGNATURE_FILE}: signed by key {signed_by}, but the public key given is {given}"
+                ),
+                VerifyError::MalformedSignature(why) => {
+                    format!("{SIGNATURE_FILE}: malformed signature file: {why}")
+                }
+                other => format!("{SIGNATURE_FILE}: {other}"),
+            })
+        })?;
         for f in &self.meta.files {
             let got = file_digest(&self.dir, &f.name)?;
             if got.size != f.size || got.sha256 != f.sha256 {
@@ -616,6 +695,7 @@ impl Snapshot {
                 });
             }
         }
+        let _ = self.verified.set(id.clone());
         Ok(id)
     }
 
@@ -656,9 +736,12 @@ impl Snapshot {
     }
 
     /// The RAM and state files are there, regular, and of the sizes `snapshot.json` gives (the
-    /// RAM file exactly the guest's memory): a cheap check that catches a truncated or swapped
-    /// file before QEMU does, less clearly. Their digests are `--verify`'s.
+    /// RAM file exactly the guest's memory), the state file within [`STATE_MAX`] and beginning
+    /// as a QEMU migration stream does: a cheap check that catches a truncated, swapped or
+    /// garbage file before QEMU does (as a failed migration over QMP, naming nothing). Their
+    /// digests are `--verify`'s.
     fn check_files(&self) -> Result<(), SnapshotError> {
+        use std::io::Read;
         let invalid = |why: String| SnapshotError::Invalid {
             dir: self.dir.clone(),
             why,
@@ -667,14 +750,31 @@ impl Snapshot {
             let Some(f) = self.meta.files.iter().find(|f| f.name == name) else {
                 return Err(invalid(format!("{SNAPSHOT_FILE} lists no {name} file")));
             };
-            let (_, md) =
-                crate::fsio::open_regular(&self.dir.join(name), crate::fsio::Links::Refuse)?;
+            let path = self.dir.join(name);
+            let (file, md) = crate::fsio::open_regular(&path, crate::fsio::Links::Refuse)?;
             if md.len() != f.size {
                 return Err(invalid(format!(
                     "{name} is {} bytes, but {SNAPSHOT_FILE} says {}",
                     md.len(),
                     f.size
                 )));
+            }
+            if name == STATE_FILE {
+                if md.len() > STATE_MAX {
+                    return Err(invalid(format!(
+                        "{name} is {} bytes, more than a device state file holds ({STATE_MAX} at most): not a snapshot's state",
+                        md.len()
+                    )));
+                }
+                let mut head = Vec::with_capacity(STATE_MAGIC.len());
+                file.take(STATE_MAGIC.len() as u64)
+                    .read_to_end(&mut head)
+                    .map_err(io(format!("reading {}", path.display())))?;
+                if head != STATE_MAGIC {
+                    return Err(invalid(format!(
+                        "{name} is not a QEMU device state (it does not begin as a migration stream does): the file is damaged or was replaced; make the snapshot again"
+                    )));
+                }
             }
         }
         let ram = u64::from(self.meta.memory_mib) << 20;
@@ -849,6 +949,146 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
+    }
+
+    /// A snapshot directory as `stratos snapshot` leaves it (16 MiB of RAM, a state file that
+    /// begins like a migration stream), signed by `key`.
+    fn fake(dir: &Path, key: &SecretKey, state: &[u8]) -> SnapshotMeta {
+        std::fs::write(dir.join(MEMORY_FILE), vec![0u8; 16 << 20]).unwrap();
+        std::fs::write(dir.join(STATE_FILE), state).unwrap();
+        let meta = SnapshotMeta {
+            format: FORMAT,
+            image: SnapshotImage {
+                name: "hello".into(),
+                version: "1.0".into(),
+                manifest_sha256: "a".repeat(64),
+            },
+            qemu_version: "QEMU emulator version 7.2.0".into(),
+            machine: "microvm".into(),
+            memory_mib: 16,
+            accel: "tcg".into(),
+            cmdline: "console=ttyS0".into(),
+            guest_port: 8080,
+            warm: Vec::new(),
+            files: [MEMORY_FILE, STATE_FILE]
+                .iter()
+                .map(|n| file_digest(dir, n).unwrap())
+                .collect(),
+        };
+        write_meta(dir, key, &meta);
+        meta
+    }
+
+    fn write_meta(dir: &Path, key: &SecretKey, meta: &SnapshotMeta) {
+        let bytes = meta.to_canonical();
+        std::fs::write(dir.join(SNAPSHOT_FILE), &bytes).unwrap();
+        std::fs::write(dir.join(SIGNATURE_FILE), signature_file(key, &bytes)).unwrap();
+    }
+
+    const GOOD_STATE: &[u8] = b"QEVM\0\0\0\x03 devices";
+
+    #[test]
+    fn a_tampered_snapshot_json_is_the_snapshots_fault_not_the_images() {
+        let d = tempfile::tempdir().unwrap();
+        let key = SecretKey::from_seed([7; 32]);
+        let mut meta = fake(d.path(), &key, GOOD_STATE);
+        let s = Snapshot::load(d.path()).unwrap();
+        assert!(s.verified_by().is_none());
+        assert_eq!(s.verify(&key.public()).unwrap(), *key.id());
+        assert_eq!(s.verified_by(), Some(key.id()));
+        // Edited after signing: another image's digest.
+        meta.image.manifest_sha256 = "b".repeat(64);
+        std::fs::write(d.path().join(SNAPSHOT_FILE), meta.to_canonical()).unwrap();
+        let s = Snapshot::load(d.path()).unwrap();
+        let e = s.verify(&key.public()).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "snapshot {}: snapshot.sig: the signature does not match snapshot.json (snapshot.json or its signature was modified)",
+                d.path().display()
+            )
+        );
+        assert!(!e.contains("manifest"), "{e}");
+        assert!(s.verified_by().is_none());
+        // Another key; no signature at all.
+        let other = SecretKey::from_seed([8; 32]);
+        let e = s.verify(&other.public()).unwrap_err().to_string();
+        assert!(e.contains("snapshot.sig: signed by key"), "{e}");
+        std::fs::remove_file(d.path().join(SIGNATURE_FILE)).unwrap();
+        let e = s.verify(&key.public()).unwrap_err().to_string();
+        assert!(e.contains("it is unsigned (no snapshot.sig)"), "{e}");
+    }
+
+    #[test]
+    fn an_absurd_memory_size_is_refused_on_load_naming_the_key() {
+        let d = tempfile::tempdir().unwrap();
+        let key = SecretKey::from_seed([7; 32]);
+        let mut meta = fake(d.path(), &key, GOOD_STATE);
+        for mib in [0, 15, 65537, u32::MAX] {
+            meta.memory_mib = mib;
+            write_meta(d.path(), &key, &meta);
+            let e = Snapshot::load(d.path()).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "snapshot {}: snapshot.json: memory_mib {mib} is outside 16..=65536 MiB: the file is damaged or was edited; make the snapshot again",
+                    d.path().display()
+                )
+            );
+        }
+        // Within bounds but not the RAM file's size: named too, before QEMU.
+        meta.memory_mib = 32;
+        write_meta(d.path(), &key, &meta);
+        let e = Snapshot::load(d.path())
+            .unwrap()
+            .check_files()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("memory is 16777216 bytes, but the guest has 32 MiB"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_garbage_state_file_is_named_before_qemu_reads_it() {
+        let key = SecretKey::from_seed([7; 32]);
+        let d = tempfile::tempdir().unwrap();
+        fake(d.path(), &key, GOOD_STATE);
+        Snapshot::load(d.path()).unwrap().check_files().unwrap();
+        for garbage in [
+            &b""[..],
+            b"QEVM",
+            b"\x7fELF\x02\x01\x01\0 not a state",
+            b"QEVM\0\0\0\x02",
+        ] {
+            let d = tempfile::tempdir().unwrap();
+            fake(d.path(), &key, garbage);
+            let e = Snapshot::load(d.path())
+                .unwrap()
+                .check_files()
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "snapshot {}: state is not a QEMU device state (it does not begin as a migration stream does): the file is damaged or was replaced; make the snapshot again",
+                    d.path().display()
+                ),
+                "{garbage:?}"
+            );
+        }
+        // Not a regular file.
+        let d = tempfile::tempdir().unwrap();
+        fake(d.path(), &key, GOOD_STATE);
+        std::fs::remove_file(d.path().join(STATE_FILE)).unwrap();
+        std::fs::create_dir(d.path().join(STATE_FILE)).unwrap();
+        let e = Snapshot::load(d.path())
+            .unwrap()
+            .check_files()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("state"), "{e}");
     }
 
     #[test]

@@ -31,6 +31,14 @@ pub fn check(bytes: &[u8], path: &str, image: &ImageRef) -> Result<String, Chann
             )))
         }
     }
+    if let Some(s) = g.snapshot.as_ref().filter(|s| !s.verified) {
+        return Err(ChannelError::rejected(format!(
+            "{path}: the boot test restored the snapshot {} (snapshot.json sha256 {}) without verifying it, so what it measured may not be the signed snapshot; rerun boot-test with --snapshot {} --verify --pubkey KEY",
+            crate::fsio::Shown(std::path::Path::new(&s.dir)),
+            s.snapshot_sha256,
+            crate::fsio::Shown(std::path::Path::new(&s.dir)),
+        )));
+    }
     if g.objectives.is_empty() {
         return Err(ChannelError::rejected(format!(
             "{path}: the boot test had no objectives, so it cannot gate a rollout; rerun it with --slo and/or --baseline --max-regression"
@@ -145,6 +153,38 @@ mod tests {
             .to_string();
         assert!(e.contains("no objectives"), "{e}");
         assert!(check(b"{}", "g.json", &image()).is_err());
+    }
+
+    #[test]
+    fn a_result_restored_from_an_unverified_snapshot_does_not_gate() {
+        use crate::boot::bench::result::SnapshotInfo;
+        let a = "a".repeat(64);
+        let mut d = doc(Some(&a), true, vec![verdict(true, "812 ms")]);
+        let snap = |verified: bool| SnapshotInfo {
+            dir: "out/hello.snap".into(),
+            snapshot_sha256: "c".repeat(64),
+            warm: Vec::new(),
+            verified,
+            key_id: verified.then(|| "0123456789abcdef".into()),
+        };
+        d.snapshot = Some(snap(false));
+        let e = check_doc(&d).unwrap_err().to_string();
+        assert!(
+            e.starts_with("g.json: the boot test restored the snapshot out/hello.snap"),
+            "{e}"
+        );
+        assert!(e.contains("without verifying it"), "{e}");
+        assert!(e.contains("--verify --pubkey"), "{e}");
+        // A result written before the field existed says nothing: not verified.
+        let mut v = serde_json::to_value(&d).unwrap();
+        v["snapshot"].as_object_mut().unwrap().remove("verified");
+        v["snapshot"].as_object_mut().unwrap().remove("key_id");
+        let e = check(&serde_json::to_vec(&v).unwrap(), "g.json", &image())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("without verifying it"), "{e}");
+        d.snapshot = Some(snap(true));
+        assert!(check_doc(&d).is_ok());
     }
 
     #[test]

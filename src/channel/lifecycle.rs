@@ -521,8 +521,50 @@ pub struct Report {
     pub reason: String,
     /// The boot test's failures and medians (ms, KiB), by metric.
     pub boot_test: ReportSummary,
-    /// When (Unix seconds).
+    /// When (Unix seconds), by the node's clock: shown, never used to order reports (a node's
+    /// clock can be wrong, even years ahead).
     pub at: u64,
+    /// The node's own report counter, one more for every report it signs (kept in its state
+    /// directory, [`REPORT_SEQ_FILE`]): with `channel_version`, what orders a node's reports.
+    /// Absent from reports of nodes older than it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
+impl Report {
+    /// What orders one node's reports: the channel version it tested, then its own counter.
+    pub fn order(&self) -> (u64, Option<u64>) {
+        (self.channel_version, self.seq)
+    }
+}
+
+/// The node's health-report counter in its state directory.
+pub const REPORT_SEQ_FILE: &str = "report-seq.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportSeq {
+    /// The last sequence number given to a report.
+    last: u64,
+}
+
+/// The sequence number of the node's next health report: one more than the last, written to
+/// [`REPORT_SEQ_FILE`] (temp, fsync, rename) before the report exists, so no number is given
+/// twice, even across a crash. The state lock `o` holds keeps two runs from taking the same.
+pub fn next_report_seq(dir: &Path, o: &Opened) -> Result<u64, ChannelError> {
+    let _held = &o.lock;
+    let last = read_json::<ReportSeq>(dir, REPORT_SEQ_FILE)?.map_or(0, |s| s.last);
+    let next = last.checked_add(1).ok_or_else(|| {
+        ChannelError::input(format!(
+            "{}: the report counter is at its maximum; repair it",
+            dir.join(REPORT_SEQ_FILE).display()
+        ))
+    })?;
+    write(
+        &dir.join(REPORT_SEQ_FILE),
+        &to_bytes(&ReportSeq { last: next }),
+    )?;
+    Ok(next)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -600,10 +642,20 @@ pub struct ReportGate {
     pub max_failures: f64,
 }
 
+/// A node's latest report so far, its file, and the files of other reports that tie with it.
+struct Latest {
+    report: Report,
+    file: String,
+    ties: Vec<String>,
+}
+
 /// Checks the reports in `g.dir` against the channel `c` at `now`: only reports signed by a
 /// node key, for this channel and this exact image (at this channel version or before it),
-/// from nodes the rollout has reached, count; a node's newest report counts once. Returns a
-/// one-line summary, or why the rollout may not widen (naming the failing nodes).
+/// from nodes the rollout has reached, count; a node's latest report counts once. Latest is by
+/// the channel version it tested, then the node's own `seq` — never by `at`, the node's
+/// clock. Two different reports of one node that tie are an error naming both files (which
+/// one is newer cannot be told); a copy of the same report is ignored. Returns a one-line summary,
+/// or why the rollout may not widen (naming the failing nodes).
 pub fn check_reports(g: &ReportGate, c: &super::Channel, now: u64) -> Result<String, ChannelError> {
     let rd = std::fs::read_dir(&g.dir)
         .map_err(|e| ChannelError::input(format!("--gate-reports {}: {e}", g.dir.display())))?;
@@ -615,7 +667,7 @@ pub fn check_reports(g: &ReportGate, c: &super::Channel, now: u64) -> Result<Str
     paths.sort();
     let reached = c.rollout.reached_bp(now);
     let mut ignored: Vec<String> = Vec::new();
-    let mut newest: std::collections::BTreeMap<String, Report> = Default::default();
+    let mut newest: std::collections::BTreeMap<String, Latest> = Default::default();
     for p in &paths {
         let name = p
             .file_name()
@@ -664,15 +716,55 @@ pub fn check_reports(g: &ReportGate, c: &super::Channel, now: u64) -> Result<Str
             ignored.push(format!("{name}: {w}"));
             continue;
         }
-        match newest.get(&r.node_id) {
-            Some(old) if old.at >= r.at => {}
-            _ => {
-                newest.insert(r.node_id.clone(), r.clone());
+        let latest = Latest {
+            report: r.clone(),
+            file: name.clone(),
+            ties: Vec::new(),
+        };
+        match newest.get_mut(&r.node_id) {
+            None => {
+                newest.insert(r.node_id.clone(), latest);
             }
+            Some(old) => match r.order().cmp(&old.report.order()) {
+                std::cmp::Ordering::Greater => *old = latest,
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal if *r == old.report => {
+                    ignored.push(format!("{name}: the same report as {}", old.file));
+                }
+                std::cmp::Ordering::Equal => old.ties.push(name),
+            },
         }
     }
+    let ties: Vec<String> = newest
+        .values()
+        .filter(|l| !l.ties.is_empty())
+        .map(|l| {
+            format!(
+                "node {}'s reports {} and {} are both for channel version {} with {}: which is the latest cannot be told (their `at` is the node's clock, not trusted)",
+                l.report.node_id,
+                l.file,
+                l.ties.join(" and "),
+                l.report.channel_version,
+                match l.report.seq {
+                    Some(s) => format!("seq {s}"),
+                    None => "no seq".to_owned(),
+                }
+            )
+        })
+        .collect();
+    if !ties.is_empty() {
+        return Err(ChannelError::input(format!(
+            "--gate-reports {}: {}; remove the wrong report(s); the rollout was not widened",
+            g.dir.display(),
+            ties.join("; ")
+        )));
+    }
     let n = newest.len();
-    let failed: Vec<&Report> = newest.values().filter(|r| !r.passed).collect();
+    let failed: Vec<&Report> = newest
+        .values()
+        .map(|l| &l.report)
+        .filter(|r| !r.passed)
+        .collect();
     let ignored_note = if ignored.is_empty() {
         String::new()
     } else {
@@ -712,4 +804,27 @@ pub fn check_reports(g: &ReportGate, c: &super::Channel, now: u64) -> Result<Str
         failed.len(),
         g.max_failures
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_seq_counts_up_in_the_state_directory_and_a_bad_counter_stops() {
+        let d = tempfile::tempdir().unwrap();
+        let o = open(d.path()).unwrap();
+        assert_eq!(next_report_seq(d.path(), &o).unwrap(), 1);
+        assert_eq!(next_report_seq(d.path(), &o).unwrap(), 2);
+        drop(o);
+        // Kept across runs.
+        let o = open(d.path()).unwrap();
+        assert_eq!(next_report_seq(d.path(), &o).unwrap(), 3);
+        let p = d.path().join(REPORT_SEQ_FILE);
+        assert_eq!(std::fs::read(&p).unwrap(), to_bytes(&ReportSeq { last: 3 }));
+        // A counter that cannot be read is never taken for "start again at 1".
+        std::fs::write(&p, b"{\"last\": \"x\"}").unwrap();
+        let e = next_report_seq(d.path(), &o).unwrap_err().to_string();
+        assert!(e.contains("report-seq.json: malformed"), "{e}");
+    }
 }

@@ -60,7 +60,11 @@ pub enum ChannelError {
     #[error("{0}")]
     Input(String),
     #[error("{what}: {error}")]
-    Io { what: String, error: std::io::Error },
+    Io {
+        what: String,
+        #[source]
+        error: std::io::Error,
+    },
     /// The repository's server failed or was too slow (the message names the URL).
     #[error("{0}")]
     Http(crate::http::HttpError),

@@ -20,7 +20,7 @@ use crate::boot::BootImage;
 /// that failed.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  stratos boot-test out/hello --runs 10 --json boot.json\n  stratos boot-test out/hello --baseline out/hello-stock --runs 10 --slo runtime_ready.p95=900ms --max-regression first_response=10%\n  stratos boot-test out/python-fn --runs 3 --slo first_response.p95=3s --slo 'syscalls.cold_start<=2000' --json boot.json\n  stratos boot-test out/python-fn --snapshot out/python-fn.snap --runs 10 --concurrent 10\n\nMetrics (ms unless noted): init_start .. runtime_ready (guest CLOCK_BOOTTIME since kernel start),\ninit_to_exec, ready_seen, resumed, restored and first_response (host, since QEMU was spawned;\nresumed and restored only for restores), cold_start (first call's latency), warm (median of the\nlater calls), memory_peak and mem_available (KiB); for an image with [observe], the runtime's\nsystem calls (calls): syscalls.ready (at runtime_ready), syscalls.cold_start (through the first\nanswer), syscalls.total (through the last) and syscalls.warm (per later call).\nExit codes: 0 all runs booted and all objectives hold, 1 a run failed or an objective failed, 2 bad input."
+    after_help = "Examples:\n  stratos boot-test out/hello --runs 10 --json boot.json\n  stratos boot-test out/hello --baseline out/hello-stock --runs 10 --slo runtime_ready.p95=900ms --max-regression first_response=10%\n  stratos boot-test out/python-fn --runs 3 --slo first_response.p95=3s --slo 'syscalls.cold_start<=2000' --json boot.json\n  stratos boot-test out/python-fn --snapshot out/python-fn.snap --runs 10 --concurrent 10\n  stratos boot-test out/python-fn --snapshot out/python-fn.snap --verify --pubkey keys/release.pub --slo first_response.p95=1s --json boot.json\n\nMetrics (ms unless noted): init_start .. runtime_ready (guest CLOCK_BOOTTIME since kernel start),\ninit_to_exec, ready_seen, resumed, restored and first_response (host, since QEMU was spawned;\nresumed and restored only for restores), cold_start (first call's latency), warm (median of the\nlater calls), memory_peak and mem_available (KiB); for an image with [observe], the runtime's\nsystem calls (calls): syscalls.ready (at runtime_ready), syscalls.cold_start (through the first\nanswer), syscalls.total (through the last) and syscalls.warm (per later call).\nExit codes: 0 all runs booted and all objectives hold, 1 a run failed or an objective failed, 2 bad input."
 )]
 pub struct Args {
     /// The image directory (B).
@@ -36,6 +36,14 @@ pub struct Args {
     /// accelerator are the snapshot's, for both.
     #[arg(long, value_name = "SNAPSHOT")]
     pub snapshot: Option<PathBuf>,
+    /// Refuse to run unless DIR (and the --snapshot, its signature and the digests of its
+    /// files) verifies against --pubkey. The result records whether the snapshot was verified:
+    /// one that was not cannot pass `rollout advance --gate`.
+    #[arg(long, requires = "pubkey")]
+    pub verify: bool,
+    /// Public key for --verify.
+    #[arg(long, value_name = "FILE", requires = "verify")]
+    pub pubkey: Option<PathBuf>,
     /// After the runs, start N clones of the snapshot at once and then N boots of DIR at once,
     /// call each once, and compare the host memory of the two groups (sum of QEMU's PSS).
     #[arg(long, value_name = "N", requires = "snapshot")]
@@ -129,6 +137,19 @@ fn objectives(a: &Args) -> Result<bench::Objectives, CliError> {
 /// DIR and the baseline (DIR itself when restoring without --baseline); SIGINT and SIGTERM
 /// stop the test between runs from here on.
 fn open_images(a: &Args) -> Result<Images, CliError> {
+    if let Some(pubkey) = a.pubkey.as_deref().filter(|_| a.verify) {
+        let key = crate::sign::PublicKey::load(pubkey).map_err(CliError::input)?;
+        let v = crate::sign::verify::verify_image(&a.dir, &key).map_err(|e| {
+            CliError::check(anyhow::anyhow!(
+                "refusing to test: verification of {} FAILED: {e}",
+                a.dir.display()
+            ))
+        })?;
+        eprintln!(
+            "stratos: verified {} {} (key {})",
+            v.manifest.image.name, v.manifest.image.version, v.key_id
+        );
+    }
     let image = BootImage::open(&a.dir).map_err(CliError::input)?;
     crate::boot::handle_stop_signals().map_err(CliError::input)?;
     let baseline = match (&a.baseline, &a.snapshot) {
@@ -143,7 +164,7 @@ fn options(a: &Args, image: &BootImage) -> Result<BenchOptions, CliError> {
     let restore = a
         .snapshot
         .as_deref()
-        .map(|dir| super::boot::open_snapshot(dir, image, None))
+        .map(|dir| super::boot::open_snapshot(dir, image, a.pubkey.as_deref().filter(|_| a.verify)))
         .transpose()?;
     let (accel, memory_mib) = match &restore {
         Some(snap) => {
@@ -217,8 +238,7 @@ fn write_outputs(a: &Args, result: &BootTestResult) -> CliResult {
 }
 
 fn write(path: &Path, bytes: &[u8]) -> CliResult {
-    crate::sign::write_atomic(path, bytes, 0o644)
-        .map_err(|e| input(format!("writing {}: {e}", path.display())))
+    crate::sign::write_atomic(path, bytes, 0o644).map_err(super::writing(path))
 }
 
 /// Exit 1 naming everything that failed, when anything did.

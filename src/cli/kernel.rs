@@ -116,7 +116,7 @@ fn profile_image(o: &ProfileArgs) -> CliResult {
                 PathBuf::from(format!("{}.{}", c.display(), i + 1))
             };
             crate::sign::write_atomic(&path, text.as_bytes(), 0o644)
-                .map_err(|e| CliError::input(anyhow::anyhow!("writing {}: {e}", path.display())))?;
+                .map_err(super::writing(&path))?;
         }
         let p = profile::parse(&text);
         if p.run_init_s.is_none() {
@@ -134,8 +134,7 @@ fn profile_image(o: &ProfileArgs) -> CliResult {
     if let Some(path) = &o.json {
         let mut bytes = serde_json::to_vec_pretty(&summary).expect("plain data");
         bytes.push(b'\n');
-        crate::sign::write_atomic(path, &bytes, 0o644)
-            .map_err(|e| CliError::input(anyhow::anyhow!("writing {}: {e}", path.display())))?;
+        crate::sign::write_atomic(path, &bytes, 0o644).map_err(super::writing(path))?;
     }
     Ok(())
 }

@@ -113,7 +113,7 @@ pub fn run(a: Args) -> CliResult {
     }
     let changes = changes.len();
     crate::sign::write_atomic(&pkgs.lock, lock.to_toml().as_bytes(), 0o644)
-        .map_err(|e| CliError::input(anyhow::anyhow!("writing {}: {e}", pkgs.lock.display())))?;
+        .map_err(super::writing(&pkgs.lock))?;
     println!(
         "{}: {} packages, {} KiB of .debs; {changes} change(s)",
         pkgs.lock.display(),

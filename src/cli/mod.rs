@@ -122,6 +122,36 @@ pub enum Command {
 }
 
 pub fn run(cli: Cli) -> CliResult {
+    dispatch(cli).map_err(host_storage)
+}
+
+/// A full disk, an exhausted quota or a read-only file system is the machine failing its part
+/// (exit 3), whatever the command was doing when it hit it: never bad input (2) or a failed
+/// check (1).
+fn host_storage(mut e: CliError) -> CliError {
+    if e.code != Exit::Environment && storage_error(&e.error).is_some() {
+        e.code = Exit::Environment;
+    }
+    e
+}
+
+/// The I/O error in `e`'s chain that says the host's storage cannot take a write (ENOSPC,
+/// EDQUOT, EROFS).
+pub fn storage_error(e: &anyhow::Error) -> Option<&std::io::Error> {
+    use rustix::io::Errno;
+    let host = [Errno::NOSPC, Errno::DQUOT, Errno::ROFS].map(Errno::raw_os_error);
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .find(|io| io.raw_os_error().is_some_and(|n| host.contains(&n)))
+}
+
+/// Maps a failed write of `path` (a file the user named) to bad input, keeping the I/O error
+/// itself as the cause so a full disk is still told apart (exit 3, [`storage_error`]).
+pub(crate) fn writing(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+    move |e| CliError::input(anyhow::Error::new(e).context(format!("writing {}", path.display())))
+}
+
+fn dispatch(cli: Cli) -> CliResult {
     match cli.command {
         Command::Build(a) => build::run(a),
         Command::Lock(a) => lock::run(a),

@@ -108,6 +108,7 @@ pub fn apply(a: ApplyArgs) -> CliResult {
         lifecycle::commit_apply(dir, &mut o, passed, &reason, channel::now()).map_err(map)?;
     print_notes(&o.notes);
     if let Some(path) = &a.report {
+        let seq = lifecycle::next_report_seq(dir, &o).map_err(map)?;
         let report = Report {
             schema: REPORT_SCHEMA.into(),
             node_id: a
@@ -123,10 +124,12 @@ pub fn apply(a: ApplyArgs) -> CliResult {
             reason: reason.clone(),
             boot_test: summary,
             at: channel::now(),
+            seq: Some(seq),
         };
         let file = ReportFile::new(report, key.as_ref());
-        crate::sign::write_atomic(path, &to_bytes(&file), 0o644)
-            .map_err(|e| input(format!("--report {}: {e}", path.display())))?;
+        crate::sign::write_atomic(path, &to_bytes(&file), 0o644).map_err(|e| {
+            CliError::input(anyhow::Error::new(e).context(format!("--report {}", path.display())))
+        })?;
         eprintln!("stratos: health report written to {}", path.display());
     }
     match applied {

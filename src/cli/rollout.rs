@@ -57,7 +57,8 @@ pub enum RolloutSub {
         gate: Option<PathBuf>,
         /// A directory of health reports (`stratos update apply --report`): only reports signed
         /// by a key in --node-keys, for this channel and this exact image, from nodes the
-        /// rollout reached count (a node's newest once).
+        /// rollout reached count (a node's latest once: by channel version, then the node's
+        /// own report `seq`, never by its clock; two different reports that tie are an error).
         #[arg(long, value_name = "DIR", requires = "node_keys")]
         gate_reports: Option<PathBuf>,
         /// A directory of the nodes' public keys, one `<node id>.pub` per node (from `stratos

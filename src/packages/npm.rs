@@ -233,6 +233,13 @@ pub fn plan(text: &[u8], file: &Path) -> Result<Plan, NpmError> {
                         "bin {cmd:?} -> {target:?} is not a command name and a path"
                     )));
                 }
+                // A name becomes a file in node_modules/.bin and is printed in messages: a
+                // control character would reach a terminal or a listing raw.
+                if cmd.chars().chain(target.chars()).any(char::is_control) {
+                    return Err(entry_err(format!(
+                        "\"bin\": {cmd:?} -> {target:?} holds a control character; no command name or path has one"
+                    )));
+                }
                 bin.insert(cmd.clone(), target.to_owned());
             }
         }
@@ -431,14 +438,31 @@ pub fn unpack(
         let left = limits.package.saturating_sub(out.bytes);
         let image_left = limits.image.saturating_sub(budget.image_used + out.bytes);
         let cap = limits.file.min(left).min(image_left);
+        let too_large = || {
+            bad(format!(
+                "member {raw:?} is larger than {cap} bytes ([image] max-file-size, max-package-size, max-image-size)"
+            ))
+        };
+        // The size the tar header gives bounds what the entry yields: a member over the cap is
+        // refused before a byte of it is decompressed or a buffer allocated (a 7 MB .tgz holds
+        // gigabytes of zeros). The buffer grows with what is read, not with what the header
+        // claims.
+        let declared = entry.size();
+        if declared > cap {
+            return Err(too_large());
+        }
         let mut data = Vec::new();
         (&mut entry)
             .take(cap + 1)
             .read_to_end(&mut data)
             .map_err(fail)?;
         if data.len() as u64 > cap {
+            return Err(too_large());
+        }
+        if data.len() as u64 != declared {
             return Err(bad(format!(
-                "member {raw:?} is larger than {cap} bytes ([image] max-file-size, max-package-size, max-image-size)"
+                "member {raw:?}: its header declares {declared} bytes but the archive holds {}",
+                data.len()
             )));
         }
         let mode = entry.header().mode().unwrap_or(0o644);
@@ -640,6 +664,14 @@ mod tests {
             (
                 serde_json::json!({"node_modules/w": {"version": "1", "resolved": "https://r/a.tgz", "integrity": i, "os": ["win32"]}}),
                 "not for Linux x64",
+            ),
+            (
+                serde_json::json!({"node_modules/evil": {"version": "1", "resolved": "https://r/a.tgz", "integrity": i, "bin": {"ls\u{1b}]0;pwned\u{7}": "cli.js"}}}),
+                "packages[\"node_modules/evil\"]: \"bin\": \"ls\\u{1b}]0;pwned\\u{7}\" -> \"cli.js\" holds a control character",
+            ),
+            (
+                serde_json::json!({"node_modules/evil": {"version": "1", "resolved": "https://r/a.tgz", "integrity": i, "bin": {"evil": "cli\n.js"}}}),
+                "\"bin\": \"evil\" -> \"cli\\n.js\" holds a control character",
             ),
         ] {
             let e = plan(&lock(pkgs.clone()), Path::new("l.json"))

@@ -582,6 +582,28 @@ fn add_rule(
                 prev.origin
             ));
         }
+        // Rules for one call are tried in file order and the first that matches wins: after a
+        // rule without conditions, no later rule for the call is ever reached (an unconditional
+        // allow followed by a conditional kill kills nothing).
+        if let Some(prev) = list.iter().find(|p| p.args.is_empty()) {
+            return Err(format!(
+                "{origin}: its rule for {name} ({}{}) can never apply: {} already decides {name} ({}) with no conditions, and the first rule that matches wins; remove one, or put the conditional rule first",
+                action.describe(),
+                if args.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " if {}",
+                        args.iter()
+                            .map(ArgCond::describe)
+                            .collect::<Vec<_>>()
+                            .join(" && ")
+                    )
+                },
+                prev.origin,
+                prev.action.describe()
+            ));
+        }
         list.push(Rule {
             action,
             args: args.clone(),

@@ -30,6 +30,15 @@ pub struct Observed {
     pub calls: BTreeMap<String, u64>,
 }
 
+/// A string from the boot-test result (which the image's name and the guest's readings come
+/// from) for a message or a comment: control characters escaped, so printing it cannot drive
+/// the terminal or forge a line.
+fn shown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    crate::fsio::escape_controls(s, &mut out).expect("writing to a String");
+    out
+}
+
 /// The calls of every successful run of the image in `r`. A result without system call
 /// counts (an image without `[observe]`) is an error saying so.
 pub fn observed(r: &BootTestResult) -> Result<Observed, String> {
@@ -49,16 +58,17 @@ pub fn observed(r: &BootTestResult) -> Result<Observed, String> {
     if runs == 0 {
         return Err(format!(
             "no successful run of {} has system call counts: boot-test an image built with [observe] syscalls = true",
-            r.image.name
+            shown(&r.image.name)
         ));
     }
     if let Some(n) = calls.keys().find(|n| super::table::number(n).is_none()) {
         return Err(format!(
-            "the runs made system call {n}, which has no name in the x86-64 table: a policy cannot name it"
+            "the runs made system call {}, which has no name in the x86-64 table: a policy cannot name it",
+            shown(n)
         ));
     }
     Ok(Observed {
-        image: format!("{} {}", r.image.name, r.image.version),
+        image: shown(&format!("{} {}", r.image.name, r.image.version)),
         runs,
         calls,
     })

@@ -69,6 +69,14 @@ pub struct SnapshotInfo {
     pub snapshot_sha256: String,
     /// The warm-up calls made before it was saved.
     pub warm: Vec<String>,
+    /// Whether its signature and the digests of its files were checked (`--verify --pubkey`)
+    /// before the runs: a result from a snapshot that was not cannot pass a rollout gate.
+    /// Absent (older results): not verified.
+    #[serde(default)]
+    pub verified: bool,
+    /// The key that signed it, when verified.
+    #[serde(default)]
+    pub key_id: Option<String>,
 }
 
 impl SnapshotInfo {
@@ -77,6 +85,8 @@ impl SnapshotInfo {
             dir: s.dir.display().to_string(),
             snapshot_sha256: sha256_hex(&s.bytes),
             warm: s.meta.warm.clone(),
+            verified: s.verified_by().is_some(),
+            key_id: s.verified_by().map(|k| k.as_str().to_owned()),
         }
     }
 }
