@@ -162,7 +162,7 @@ fn no_qemu_left(img: &Path) {
 }
 
 fn median(v: &serde_json::Value, metric: &str) -> f64 {
-    v["metrics"][metric]["median"]
+    v["metrics"][metric]["p50"]
         .as_f64()
         .unwrap_or_else(|| panic!("no {metric} in {}", v["metrics"]))
 }
@@ -184,7 +184,7 @@ fn forged_phase_does_not_pass_a_runtime_ready_slo() {
     assert_eq!(v["runs_detail"][0]["ok"], true, "{v}");
     // The real readiness: after the script's 3 s sleep.
     assert!(median(&v, "runtime_ready") >= 3000.0, "{}", v["metrics"]);
-    assert_eq!(v["slos"][0]["passed"], false, "{v}");
+    assert_eq!(v["objectives"][0]["passed"], false, "{v}");
     assert!(text.contains("runtime_ready.p95"), "{text}");
 }
 
@@ -204,7 +204,7 @@ fn forged_phase_hiding_the_real_one_behind_an_unterminated_line_is_ignored() {
     assert_eq!(code, Some(1), "{text}");
     assert_eq!(v["runs_detail"][0]["ok"], true, "{v}");
     assert!(median(&v, "runtime_ready") >= 3000.0, "{}", v["metrics"]);
-    assert_eq!(v["slos"][0]["passed"], false, "{v}");
+    assert_eq!(v["objectives"][0]["passed"], false, "{v}");
 }
 
 #[test]
@@ -229,7 +229,7 @@ fn forged_metrics_neither_pass_a_syscall_slo_nor_reach_the_counts() {
         assert!(total.get(forged).is_none(), "{forged} in {total}");
     }
     assert!(median(&v, "syscalls.total") > 10.0, "{}", v["metrics"]);
-    assert_eq!(v["slos"][0]["passed"], false, "{v}");
+    assert_eq!(v["objectives"][0]["passed"], false, "{v}");
     // And a suggested allow-list from this result opens neither.
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");

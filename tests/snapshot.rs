@@ -292,3 +292,41 @@ fn boot_test_restores_against_boots_and_measures_concurrent_clones() {
         "a QEMU process survived"
     );
 }
+
+/// A Debian-kernel twin (q35, virtio as modules, the control port's driver loaded by the init
+/// after the boot began) is snapshotted and its restore answers: the init's control thread
+/// finds the port whenever the module brings it, so a restore is never waited out.
+#[test]
+fn a_snapshot_of_the_debian_kernel_twin_restores_and_answers() {
+    require_tool("qemu-system-x86_64");
+    require_setup_file(".cache/debian-cloud-kernel/vmlinuz");
+    let cache = shared_cache();
+    let work = tempfile::tempdir().unwrap();
+    let image = work.path().join("hello-stock");
+    stratos(&cache)
+        .arg("build")
+        .arg(root().join("profiles/hello-stock.toml"))
+        .arg("--out")
+        .arg(&image)
+        .args(["--offline", "-q"])
+        .assert()
+        .success();
+    let snap = work.path().join("hello-stock.snap");
+    let out = stratos_std(&cache)
+        .arg("snapshot")
+        .arg(&image)
+        .arg("--out")
+        .arg(&snap)
+        .args(["--accel", "tcg", "--warm", "/cgi-bin/id", "-q"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "snapshot failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, stdout, stderr) = restore(&image, &snap, &["--accel", "tcg"]);
+    assert!(ok, "{stderr}\n{stdout}");
+    assert!(stderr.contains("q35"), "{stderr}");
+    assert_eq!(answer(&stdout).len(), 47, "{stdout}");
+}

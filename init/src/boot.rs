@@ -647,16 +647,19 @@ fn start_and_supervise<S: Sys>(
 
 /// The whole life of PID 1, up to (not including) power-off.
 pub fn boot<S: Sys>(sys: &mut S) -> Outcome {
-    // First: everything from here on reaches the host (queued until the port exists).
+    // Before any thread is started: threads inherit the mask, and a handled signal sent to
+    // PID 1 (e.g. SIGMETRICS from the control thread) must never be taken by one of them,
+    // whose default action would kill the init.
+    if let Err(e) = sys.block_signals() {
+        log(sys, &format!("warning: cannot block signals: {e}"));
+    }
+    // Then: everything from here on reaches the host (queued until the port exists).
     sys.open_control();
     sys.control(&Control::Hello {
         format: stratos_wire::control::CONTROL_FORMAT,
     });
     let init_start = phase(sys, "init_start");
     check_entropy(sys);
-    if let Err(e) = sys.block_signals() {
-        log(sys, &format!("warning: cannot block signals: {e}"));
-    }
     let mut unmount = Vec::new();
     let mut peak = MemoryPeak::default();
     let mut obs = Observer::default();

@@ -408,17 +408,25 @@ impl BootRun {
         if let Some(f) = &r.ending.fatal {
             return format!("the init failed: {f}");
         }
-        if let Some(e) = &r.invoke_error {
-            return e.clone();
-        }
+        // The runtime's own end explains a failed call, so it comes first.
+        let call = r
+            .invoke_error
+            .as_ref()
+            .map_or(String::new(), |e| format!(" (the call: {e})"));
         if let Some(e) = r.ending.ended {
-            return format!("the runtime {} before answering", ended(e));
+            return format!(
+                "the runtime {} before the run's last answer{call}",
+                ended(e)
+            );
         }
         if let Some((_, count, e)) = r.ending.restarts.first() {
             return format!(
-                "the runtime {} and was restarted (restart {count}) before the run's last answer",
+                "the runtime {} and was restarted (restart {count}) before the run's last answer{call}",
                 ended(*e)
             );
+        }
+        if let Some(e) = &r.invoke_error {
+            return e.clone();
         }
         let channel = r
             .control_error
@@ -641,6 +649,10 @@ const METRICS_WAIT: Duration = Duration::from_secs(30);
 /// ACPI only halts, and QEMU keeps running).
 const POWER_OFF_GRACE: Duration = Duration::from_secs(2);
 
+/// After a call failed, how long the run goes on to hear the init explain it (the runtime's
+/// death reaches the host a little after the reset connection does).
+const INVOKE_FAIL_GRACE: Duration = Duration::from_secs(2);
+
 /// How long one read waits when nothing is due.
 const READ_WAIT: Duration = Duration::from_millis(50);
 
@@ -676,6 +688,7 @@ struct Session<'a> {
     first_response: Option<Duration>,
     last_response: Option<Duration>,
     invoke_error: Option<String>,
+    invoke_failed_at: Option<Duration>,
     timed_out: bool,
     runtime_started: bool,
     /// Everything the VM had to say was read: QEMU is gone.
@@ -711,6 +724,7 @@ impl<'a> Session<'a> {
             first_response: None,
             last_response: None,
             invoke_error: None,
+            invoke_failed_at: None,
             timed_out: false,
             runtime_started: false,
             feed_closed: false,
@@ -879,6 +893,12 @@ impl<'a> Session<'a> {
         if self.opts.invoke.is_some() && self.runtime_failed() {
             return true;
         }
+        // A call failed: the run has failed; a moment more to hear the init say why.
+        if let Some(t) = self.invoke_failed_at {
+            if self.vm.started.elapsed() > t + INVOKE_FAIL_GRACE {
+                return true;
+            }
+        }
         let now = self.vm.started.elapsed();
         if let Some(t) = self.powered_off_at {
             if self.vm.try_exit().is_some() || now > t + POWER_OFF_GRACE {
@@ -928,7 +948,9 @@ impl<'a> Session<'a> {
                 std::thread::sleep(Duration::from_millis(10));
             }
             Err(e) => {
-                self.invoke_error = Some(stratos_wire::control::printable(e.to_string().as_bytes()))
+                self.invoke_error =
+                    Some(stratos_wire::control::printable(e.to_string().as_bytes()));
+                self.invoke_failed_at = Some(self.vm.started.elapsed());
             }
         }
     }
