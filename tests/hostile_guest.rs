@@ -674,11 +674,7 @@ fn sigkill_of_update_apply_leaves_no_qemu() {
     ];
     sigkill_leaves_no_qemu(&args, Path::new(&state_arg));
     // The next apply works (from what the killed one left).
-    let out = stratos_std(&cache)
-        .args(&args)
-        .arg(&state)
-        .output()
-        .unwrap();
+    let out = stratos_std(&cache).args(args).arg(&state).output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -413,7 +413,7 @@ pub fn qemu_command() -> Command {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
             // The parent died between fork and prctl: nobody would ever stop this VM.
-            if rustix::process::getppid().is_none_or(|p| p.as_raw_nonzero().get() == 1) {
+            if rustix::process::getppid().map_or(true, |p| p.as_raw_nonzero().get() == 1) {
                 return Err(std::io::Error::other("stratos exited while starting QEMU"));
             }
             Ok(())
