@@ -1004,19 +1004,24 @@ fn signed_snapshot(cache: &Path, f: &Fixture) -> (PathBuf, PathBuf, PathBuf, Vec
     (img, snap, prefix.with_extension("pub"), bytes)
 }
 
+/// Writes `snapshot.json` (signed as `bytes`) back with another `memory_mib`.
+fn rewrite_memory_mib(snap: &Path, bytes: &[u8], mib: u64) {
+    let mut meta: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+    meta["memory_mib"] = mib.into();
+    std::fs::write(
+        snap.join("snapshot.json"),
+        serde_json::to_vec(&meta).unwrap(),
+    )
+    .unwrap();
+}
+
 #[test]
 fn snapshot_json_tampered_after_signing_is_the_snapshots_fault_not_the_images() {
     let cache = tempfile::tempdir().unwrap();
     let f = Fixture::new();
     let (img, snap, pubkey, bytes) = signed_snapshot(cache.path(), &f);
     // More memory than signed for: the signature over snapshot.json no longer holds.
-    let mut meta: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-    meta["memory_mib"] = 32.into();
-    std::fs::write(
-        snap.join("snapshot.json"),
-        serde_json::to_vec(&meta).unwrap(),
-    )
-    .unwrap();
+    rewrite_memory_mib(&snap, &bytes, 32);
     let o = stratos(cache.path())
         .arg("boot-test")
         .arg(&img)
@@ -1044,13 +1049,7 @@ fn snapshot_with_an_absurd_memory_size_is_named_not_a_qmp_error() {
     let cache = tempfile::tempdir().unwrap();
     let f = Fixture::new();
     let (img, snap, _, bytes) = signed_snapshot(cache.path(), &f);
-    let mut meta: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-    meta["memory_mib"] = 4_000_000.into();
-    std::fs::write(
-        snap.join("snapshot.json"),
-        serde_json::to_vec(&meta).unwrap(),
-    )
-    .unwrap();
+    rewrite_memory_mib(&snap, &bytes, 4_000_000);
     let o = stratos(cache.path())
         .arg("boot-test")
         .arg(&img)

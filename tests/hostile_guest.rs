@@ -280,8 +280,9 @@ fn die_after_answer_fails_boot_test_naming_the_kill() {
     assert!(text.contains("FAIL"), "{text}");
 }
 
-#[test]
-fn die_after_answer_is_not_put_in_service_by_update_apply() {
+/// A release repository with `attack`'s image published on `stable`, and a node's state
+/// directory that fetched (staged) it.
+fn staged_node(attack: &str) -> (tempfile::TempDir, PathBuf) {
     let i = images();
     let site = tempfile::tempdir().unwrap();
     let repo = site.path().join("releases");
@@ -296,7 +297,7 @@ fn die_after_answer_is_not_put_in_service_by_update_apply() {
         .success();
     stratos(&cache)
         .arg("publish")
-        .arg(i.get("die-after-answer"))
+        .arg(i.get(attack))
         .arg("--repo")
         .arg(&repo)
         .args(["--channel", "stable", "--percent", "100", "--sign-key"])
@@ -318,6 +319,13 @@ fn die_after_answer_is_not_put_in_service_by_update_apply() {
         .arg(repo.join("root.json"))
         .assert()
         .success();
+    (site, state)
+}
+
+#[test]
+fn die_after_answer_is_not_put_in_service_by_update_apply() {
+    let (_site, state) = staged_node("die-after-answer");
+    let cache = shared_cache();
     let out = stratos_std(&cache)
         .args(["update", "apply", "--state"])
         .arg(&state)
@@ -617,45 +625,8 @@ fn sigkill_of_boot_boot_test_and_snapshot_leaves_no_qemu_and_the_next_run_works(
 
 #[test]
 fn sigkill_of_update_apply_leaves_no_qemu() {
-    let i = images();
-    let site = tempfile::tempdir().unwrap();
-    let repo = site.path().join("releases");
-    let state = site.path().join("state");
+    let (_site, state) = staged_node("plain");
     let cache = shared_cache();
-    stratos(&cache)
-        .args(["repo", "init"])
-        .arg(&repo)
-        .arg("--root-key")
-        .arg(&i.key)
-        .assert()
-        .success();
-    stratos(&cache)
-        .arg("publish")
-        .arg(i.get("plain"))
-        .arg("--repo")
-        .arg(&repo)
-        .args(["--channel", "stable", "--percent", "100", "--sign-key"])
-        .arg(&i.key)
-        .assert()
-        .success();
-    let fetch = || {
-        stratos(&cache)
-            .args(["update", "fetch", "--state"])
-            .arg(&state)
-            .arg("--repo")
-            .arg(&repo)
-            .args([
-                "--channel",
-                "stable",
-                "--node-id",
-                "node-1",
-                "--bootstrap-root",
-            ])
-            .arg(repo.join("root.json"))
-            .assert()
-            .success();
-    };
-    fetch();
     let state_arg = state.to_str().unwrap().to_owned();
     let args = [
         "update",
