@@ -32,12 +32,22 @@ pub fn log<S: Sys>(sys: &mut S, msg: &str) {
 /// (CLOCK_BOOTTIME ns).
 pub fn phase<S: Sys>(sys: &mut S, name: &str) -> u64 {
     let t = sys.now_ns();
+    send_phase(sys, name, t);
+    t
+}
+
+fn send_phase<S: Sys>(sys: &mut S, name: &str, t: u64) {
     sys.control(&Control::Phase {
         name: name.to_owned(),
         ns: t,
     });
     sys.log(&format!("{PHASE_PREFIX} {name} {t}"));
-    t
+}
+
+/// A phase reached at `t` (ns), sent now and kept for the metrics.
+pub fn mark_at<S: Sys>(sys: &mut S, obs: &mut Observer, name: &str, t: u64) {
+    send_phase(sys, name, t);
+    obs.phase(name, t);
 }
 
 /// How long the init waits for its last control messages to reach the host before it powers

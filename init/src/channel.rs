@@ -259,11 +259,12 @@ pub fn has_virtio_console() -> bool {
     })
 }
 
-/// Relays what the runtime writes to `pipe` to the console until every writer has closed it.
-pub fn relay(pipe: std::fs::File) {
+/// Relays what the runtime writes to `pipe` to the console until every writer has closed it;
+/// `busy` is set while what was read is on its way to the console.
+pub fn relay(pipe: std::fs::File, busy: std::sync::Arc<std::sync::atomic::AtomicBool>) {
     let spawned = std::thread::Builder::new()
         .name("relay".into())
-        .spawn(move || relay_loop(pipe));
+        .spawn(move || relay_loop(pipe, &busy));
     if let Err(e) = spawned {
         console_line(&format!(
             "{LOG_PREFIX} warning: cannot start relaying the runtime's output ({e}): it will block once its pipe is full"
@@ -271,7 +272,8 @@ pub fn relay(pipe: std::fs::File) {
     }
 }
 
-fn relay_loop(mut pipe: std::fs::File) {
+fn relay_loop(mut pipe: std::fs::File, busy: &std::sync::atomic::AtomicBool) {
+    use std::sync::atomic::Ordering;
     let now = || {
         let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
         (t.tv_sec as u64)
@@ -291,7 +293,11 @@ fn relay_loop(mut pipe: std::fs::File) {
     loop {
         match pipe.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => relay.feed(&buf[..n], &mut emit),
+            Ok(n) => {
+                busy.store(true, Ordering::Release);
+                relay.feed(&buf[..n], &mut emit);
+                busy.store(false, Ordering::Release);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 console_line(&format!(

@@ -25,6 +25,9 @@ pub struct LinuxSys {
     bpf_fds: Vec<OwnedFd>,
     /// Counter maps mapped into memory, by descriptor.
     bpf_counters: Vec<(i32, Mapped)>,
+    /// The runtime's output pipe (a second descriptor of its read end) and whether the relay
+    /// is busy with what it read: how [`Sys::settle_relay`] knows the console caught up.
+    relay: Option<(OwnedFd, std::sync::Arc<std::sync::atomic::AtomicBool>)>,
 }
 
 /// A read-only shared mapping of a `BPF_F_MMAPABLE` array map's values.
@@ -332,6 +335,20 @@ impl Sys for LinuxSys {
             return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+
+    fn settle_relay(&mut self) {
+        let Some((fd, busy)) = &self.relay else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(100);
+        while std::time::Instant::now() < deadline {
+            let pending = rustix::io::ioctl_fionread(fd).unwrap_or(0);
+            if pending == 0 && !busy.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     fn open_control(&mut self) {
@@ -646,7 +663,12 @@ impl Sys for LinuxSys {
         // the end of the output once the runtime (and whatever inherited them) is gone.
         drop(cmd);
         if let Some(r) = relay_read {
-            crate::channel::relay(std::fs::File::from(r));
+            let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            // Only to ask how much is pending: a failure just means no settling.
+            self.relay = rustix::io::fcntl_dupfd_cloexec(&r, 0)
+                .ok()
+                .map(|d| (d, busy.clone()));
+            crate::channel::relay(std::fs::File::from(r), busy);
         }
         drop(notify_write);
         drop(procs);

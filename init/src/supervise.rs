@@ -18,7 +18,7 @@ use stratos_wire::{Readiness, Restart, RestartPolicy};
 
 use stratos_wire::MetricsReason;
 
-use crate::boot::{log, mark, meminfo_kib, phase, spawn_runtime, MemoryPeak, Prepared};
+use crate::boot::{log, meminfo_kib, phase, spawn_runtime, MemoryPeak, Prepared};
 use crate::error::InitError;
 use crate::observe::Observer;
 use crate::sys::{
@@ -381,9 +381,12 @@ impl<'a> Supervisor<'a> {
 /// The runtime is ready: the phase, then how much memory the guest still has (what a root on
 /// disk saves against one in RAM shows here), then the metrics (with `[observe]`).
 fn runtime_ready<S: Sys>(sys: &mut S, obs: &mut Observer) {
-    // Read before the line that lets the host call the function.
+    // Read before the message that lets the host call the function.
     let counters = obs.counters(sys, MetricsReason::Ready);
-    mark(sys, obs, "runtime_ready");
+    let t = sys.now_ns();
+    // What the runtime printed before it was ready shows before the phase on the console.
+    sys.settle_relay();
+    crate::boot::mark_at(sys, obs, "runtime_ready", t);
     match sys.read_file("/proc/meminfo") {
         Ok(m) => match meminfo_kib(&String::from_utf8_lossy(&m), "MemAvailable:") {
             Some(kib) => {

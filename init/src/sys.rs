@@ -155,6 +155,9 @@ pub trait Sys {
     fn tcp_probe(&mut self, port: u16) -> bool;
     /// Whether the runtime has written to its notify descriptor.
     fn notified(&mut self) -> bool;
+    /// Waits briefly (at most ~100 ms) until the runtime's relayed output written so far is on
+    /// the console, so a line it printed before it became ready shows before `runtime_ready`.
+    fn settle_relay(&mut self);
     /// Appends to `out` the kernel log records that reported seccomp decisions (audit type
     /// 1326) since the last call, as text. An error means the kernel log cannot be read; what
     /// was read before it is in `out`.

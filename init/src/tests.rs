@@ -204,6 +204,7 @@ MemAvailable:     480000 kB
         self.calls.push(Call::SetTime(unix_ns));
         Ok(())
     }
+    fn settle_relay(&mut self) {}
     fn open_control(&mut self) {
         self.calls.push(Call::OpenControl);
     }
