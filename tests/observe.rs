@@ -198,7 +198,7 @@ fn observe_on_a_kernel_without_bpf_is_a_build_error() {
     // …and with one that lacks BPF.
     f.write(
         "kernel/config",
-        b"CONFIG_CGROUPS=y\n# CONFIG_BPF_SYSCALL is not set\n",
+        b"CONFIG_CGROUPS=y\nCONFIG_VIRTIO_CONSOLE=y\n# CONFIG_BPF_SYSCALL is not set\n",
     );
     refused(
         format!("{text}\n[observe]\nsyscalls = true\nlatency = true\n").replace(
@@ -216,4 +216,40 @@ fn observe_on_a_kernel_without_bpf_is_a_build_error() {
     refused(format!("{text}\n[observe]\nlatency = true\n"))
         .stderr(predicates::str::contains("observe.latency"))
         .stderr(predicates::str::contains("add syscalls = true"));
+}
+
+/// The init reports everything the harness decides on over a virtio-serial port: a kernel whose
+/// config has no virtio console (built in, or a module the image loads) is a build error naming
+/// the fix, not an image whose every boot times out.
+#[test]
+fn a_kernel_without_a_virtio_console_is_a_build_error() {
+    require_init();
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let text = std::fs::read_to_string(f.profile()).unwrap().replace(
+        "prebuilt = \"kernel/bzImage\"",
+        "prebuilt = \"kernel/bzImage\"\nconfig = \"kernel/config\"",
+    );
+    f.write("profile.toml", text.as_bytes());
+    let build = || {
+        let mut c = stratos(cache.path());
+        c.arg("build")
+            .arg(f.profile())
+            .arg("--out")
+            .arg(f.path("out"));
+        c
+    };
+    f.write("kernel/config", b"# CONFIG_VIRTIO_CONSOLE is not set\n");
+    build()
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("no CONFIG_VIRTIO_CONSOLE"))
+        .stderr(predicates::str::contains("kernel-configs/virtio.config"));
+    assert!(!f.path("out").exists());
+    f.write("kernel/config", b"CONFIG_VIRTIO_CONSOLE=m\n");
+    build().assert().code(2).stderr(predicates::str::contains(
+        "add \"virtio_console\" to [kernel] modules",
+    ));
+    f.write("kernel/config", b"CONFIG_VIRTIO_CONSOLE=y\n");
+    build().assert().success();
 }
