@@ -50,6 +50,10 @@ pub fn mark_at<S: Sys>(sys: &mut S, obs: &mut Observer, name: &str, t: u64) {
     obs.phase(name, t);
 }
 
+/// How long the init waits, before it starts the runtime, for its control thread to hold the
+/// port (found within milliseconds of the driver's probe; this is for a starved guest).
+pub const CONTROL_OPEN_MS: u64 = 2000;
+
 /// How long the init waits for its last control messages to reach the host before it powers
 /// off (they are written in milliseconds; this is for a host starved of CPU).
 pub const CONTROL_FLUSH_MS: u64 = 3000;
@@ -643,6 +647,8 @@ fn start_and_supervise<S: Sys>(
     *peak = MemoryPeak::new(p.cgroup);
     obs.set_child_seccomp(p.seccomp.is_some());
     obs.attach(sys, p.cgroup);
+    // The port is the init's before the runtime exists (a module may have just brought it).
+    sys.await_control(CONTROL_OPEN_MS);
     let pid = spawn_runtime(sys, &p)?;
     mark(sys, obs, "runtime_exec");
     log(

@@ -108,6 +108,21 @@ pub fn flush(timeout: Duration) {
     }
 }
 
+/// Waits until the port is held (or known not to come), at most `timeout`.
+pub fn await_open(timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let mut q = lock(&QUEUE);
+    while q.state == Port::Waiting && has_virtio_console() {
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        q = CHANGED
+            .wait_timeout(q, (deadline - now).min(Duration::from_millis(5)))
+            .map_or_else(|p| p.into_inner().0, |(g, _)| g);
+    }
+}
+
 /// Starts the control thread.
 pub fn open() {
     let spawned = std::thread::Builder::new()

@@ -359,6 +359,10 @@ impl Sys for LinuxSys {
         crate::channel::send(msg);
     }
 
+    fn await_control(&mut self, timeout_ms: u64) {
+        crate::channel::await_open(std::time::Duration::from_millis(timeout_ms));
+    }
+
     fn flush_control(&mut self, timeout_ms: u64) {
         crate::channel::flush(std::time::Duration::from_millis(timeout_ms));
     }

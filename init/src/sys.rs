@@ -133,6 +133,10 @@ pub trait Sys {
     /// from the host with [`crate::restore::apply`] (a restore ends in [`SIGRESTORED`] to
     /// PID 1).
     fn open_control(&mut self);
+    /// Waits (at most `timeout_ms`) until the control thread holds the port, or knows there is
+    /// none: called before the runtime starts, so the port is the init's before the runtime
+    /// could try to open it.
+    fn await_control(&mut self, timeout_ms: u64);
     /// Queues one message for the host on the control channel (never blocks; messages queued
     /// before the port appears are sent once it does).
     fn control(&mut self, msg: &stratos_wire::Control);

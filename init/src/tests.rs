@@ -205,6 +205,7 @@ MemAvailable:     480000 kB
         Ok(())
     }
     fn settle_relay(&mut self) {}
+    fn await_control(&mut self, _: u64) {}
     fn open_control(&mut self) {
         self.calls.push(Call::OpenControl);
     }
