@@ -302,17 +302,23 @@ impl Readings {
             .find(|m| m.reason == stratos_wire::MetricsReason::Ready)
     }
 
-    /// Checks that the readings could all be true of one boot: numbered 1, 2, 3…, taken at
+    /// Checks that the readings could all be true of one boot: numbered one after the other, taken at
     /// non-decreasing times; counters that never go down (restarts, every system call, the
     /// total, which is their sum); memory used within the VM's. An inconsistent reading fails the
     /// run rather than being used.
     pub fn check(&self, memory_mib: u32) -> Result<(), String> {
         let vm = u64::from(memory_mib) << 20;
         let mut prev: Option<&stratos_wire::Metrics> = None;
+        // A restored clone continues the numbering of the boot it was saved from.
+        let first = self.all.first().map_or(1, |m| m.seq);
         for (i, m) in self.all.iter().enumerate() {
             let n = i as u64 + 1;
-            if m.seq != n {
-                return Err(format!("reading {n} is numbered {}", m.seq));
+            if m.seq != first.saturating_add(i as u64) {
+                return Err(format!(
+                    "reading {n} is numbered {}, after {}",
+                    m.seq,
+                    m.seq.saturating_sub(1).max(first)
+                ));
             }
             if let Some(total) = m.syscalls_total {
                 let sum: u64 = m
@@ -1080,6 +1086,12 @@ mod tests {
             ..Readings::default()
         };
         assert!(seq.check(256).unwrap_err().contains("numbered"));
+        // A restored clone's first reading is not its boot's first.
+        let restored = Readings {
+            all: vec![reading(2, 5, 5), reading(3, 9, 9)],
+            ..Readings::default()
+        };
+        assert_eq!(restored.check(256), Ok(()));
         let mut big = reading(1, 5, 5);
         big.mem_usage = Some(1 << 40);
         let big = Readings {
