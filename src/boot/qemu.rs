@@ -525,19 +525,6 @@ impl Vm {
         }
     }
 
-    /// The next console line, waiting at most `timeout` (control messages are skipped): for
-    /// callers that only show or search the console.
-    pub fn next_line(&self, timeout: Duration) -> Result<(Duration, String), bool> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.next(left)? {
-                Feed::Console(t, l) => return Ok((t, l)),
-                Feed::Control(..) | Feed::ControlClosed(_) => {}
-            }
-        }
-    }
-
     /// QEMU's exit status, if it has exited.
     pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
