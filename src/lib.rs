@@ -4,6 +4,7 @@
 //! [`sbom`] + [`sign::manifest`] → signature. The `stratos` binary is a thin shell over this
 //! library (see [`cli`]).
 
+pub mod arch;
 pub mod archive;
 pub mod boot;
 pub mod build;

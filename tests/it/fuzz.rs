@@ -4,11 +4,9 @@
 //! structural characters — and each parser must return `Ok` or `Err`, never panic or hang.
 //! Deterministic (fixed seeds), so a failure reproduces; `STRATOS_FUZZ_ITERS` raises the count.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 struct Rng(u64);
 

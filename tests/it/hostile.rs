@@ -4,13 +4,11 @@
 //! ones are made at test time. Tests that could exhaust memory run under an address-space
 //! limit, so a regression fails instead of taking the machine down.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn hostile(name: &str) -> PathBuf {
     root().join("tests/hostile").join(name)

@@ -4,12 +4,10 @@
 //! every step of fetch, apply, reject and rollback (fail points, debug builds) leaves the old
 //! state or the new one, which the next command finishes.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::*;
+use crate::common::*;
 
 /// Three signed hello images, built once for the whole binary: two good versions and one whose
 /// runtime exits at start.

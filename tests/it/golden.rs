@@ -9,12 +9,10 @@
 //!
 //! `STRATOS_BLESS=1 cargo test --test golden` rewrites the expected files (review the diff).
 
-mod common;
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 
 fn golden_dir() -> PathBuf {
     root().join("tests/golden")

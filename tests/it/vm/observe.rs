@@ -2,9 +2,7 @@
 //! boot-test records and gates on them, `seccomp suggest` turns them into a baseline that
 //! boots python-fn enforced; a kernel that cannot observe is a build error.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// One python-fn build; one boot test with a syscall objective that cannot hold and one that
 /// can; the policy suggested from it, built into python-fn and booted enforced.
@@ -14,14 +12,7 @@ fn python_fn_counts_its_syscalls_gates_on_them_and_suggests_a_baseline_that_boot
     require_kernel_source();
     let cache = shared_cache();
     let work = tempfile::tempdir().unwrap();
-    let img = work.path().join("python-fn");
-    stratos(&cache)
-        .args(["build", "--offline", "-q"])
-        .arg(root().join("profiles/python-fn.toml"))
-        .arg("--out")
-        .arg(&img)
-        .assert()
-        .success();
+    let img = image("python-fn", work.path());
 
     // Objectives on the counts: `syscalls.total<=1` cannot hold (exit 1, named), a generous
     // cold-start one holds.

@@ -1,13 +1,11 @@
 //! Seccomp in the guest: the busybox-httpd baseline is enforced on the runtime; a denied call
 //! gets EPERM (and the console shows it); the runtime has `Seccomp: 2` and `NoNewPrivs: 1`.
 
-mod common;
-
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn get_with_retry(port: u16, path: &str) -> String {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));

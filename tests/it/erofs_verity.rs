@@ -2,12 +2,10 @@
 //! our EROFS image against `fsck.erofs` (erofs-utils) and against the tar of the same tree,
 //! reproducibility, and tampering caught by `stratos verify`.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use stratos::archive::verity;
 
 fn data(blocks: usize, seed: u64) -> Vec<u8> {

@@ -3,13 +3,11 @@
 //! snapshot.json and (with --verify) a flipped byte in the saved state are refused. One build
 //! and one snapshot serve every test of this file.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::*;
+use crate::common::*;
 
 struct Shared {
     _work: tempfile::TempDir,

@@ -5,11 +5,9 @@
 //! the image. The bytecode step (the image's own interpreter) must run none of them: the build
 //! succeeds, no marker appears and the image's `.pyc` are the compiler's.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use sha2::Digest;
 
 /// A ZIP of stored members (what a wheel is), with Unix modes.

@@ -1,12 +1,10 @@
 //! The image pipeline end to end, on a self-contained fixture profile: reproducibility,
 //! tampering, bad input, SBOM schema, archives readable by GNU tar and cpio.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use predicates::prelude::*;
 
 fn build(cache: &Path, profile: &Path, out: &Path, key: Option<&Path>) {

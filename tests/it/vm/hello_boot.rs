@@ -1,9 +1,7 @@
 //! First boot: `hello` (Debian's kernel + busybox httpd from the lock) boots under QEMU and
 //! answers an invocation through the forwarded port; a tampered lock fails the build.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use predicates::prelude::*;
 
 fn hello_prereqs() {
@@ -16,15 +14,7 @@ fn hello_boots_and_answers() {
     hello_prereqs();
     let cache = shared_cache();
     let work = tempfile::tempdir().unwrap();
-    let out = work.path().join("hello");
-    stratos(&cache)
-        .arg("build")
-        .arg(root().join("profiles/hello.toml"))
-        .arg("--out")
-        .arg(&out)
-        .arg("-q")
-        .assert()
-        .success();
+    let out = image("hello", work.path());
     let run = stratos_std(&cache)
         .args([
             "boot",

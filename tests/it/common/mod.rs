@@ -375,6 +375,23 @@ impl Drop for Running {
     }
 }
 
+/// The shared image of `profiles/<name>.toml` (see [`image`]), after a second offline build
+/// into `work/b` proved bit-identical to it.
+pub fn image_rebuilt_identically(name: &str, work: &Path) -> PathBuf {
+    let a = image(name, work);
+    let b = work.join("b");
+    stratos(&shared_cache())
+        .arg("build")
+        .arg(root().join(format!("profiles/{name}.toml")))
+        .arg("--out")
+        .arg(&b)
+        .args(["--offline", "-q"])
+        .assert()
+        .success();
+    assert_eq!(digests(&a), digests(&b), "two builds differ");
+    a
+}
+
 /// Builds `profiles/<name>.toml` offline twice (into `work/a` and `work/b`), asserts the two
 /// images are bit-identical and returns the first.
 pub fn build_twice_offline(cache: &Path, name: &str, work: &Path) -> PathBuf {
@@ -393,4 +410,89 @@ pub fn build_twice_offline(cache: &Path, name: &str, work: &Path) -> PathBuf {
     build(&b);
     assert_eq!(digests(&a), digests(&b), "two builds differ");
     a
+}
+
+/// The built image of `profiles/<name>.toml` (offline, from the shared cache), built once per
+/// content and shared by every test: a content-addressed store under
+/// `target/stratos-test-images/`, locked like the kernel cache. The key covers everything the
+/// build reads from this repository and the two binaries, so a change to any of them builds
+/// anew; builds are reproducible (`python_fn.rs` and the slow tier prove it), so sharing is safe.
+/// Tests take a copy ([`image`]): its own path (so `processes_mentioning` sees only its own
+/// QEMUs) and its own bytes to tamper with.
+fn shared_image(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<BTreeMap<String, PathBuf>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = built.get(name) {
+        return p.clone();
+    }
+    let store = root().join("target/stratos-test-images");
+    std::fs::create_dir_all(&store).unwrap();
+    let dest = store.join(format!("{name}-{}", &image_key(name)[..16]));
+    let lock = std::fs::File::create(store.join(format!(".{name}.lock"))).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    if !dest.join("manifest.json").is_file() {
+        let staging = store.join(format!(".{name}.building"));
+        let _ = std::fs::remove_dir_all(&staging);
+        stratos(&shared_cache())
+            .arg("build")
+            .arg(root().join(format!("profiles/{name}.toml")))
+            .arg("--out")
+            .arg(&staging)
+            .args(["--offline", "-q"])
+            .assert()
+            .success();
+        let _ = std::fs::remove_dir_all(&dest);
+        std::fs::rename(&staging, &dest).unwrap();
+        // Older builds of this profile (another binary, another input) are ours to remove.
+        for e in std::fs::read_dir(&store).unwrap() {
+            let p = e.unwrap().path();
+            let file = p.file_name().unwrap().to_string_lossy().into_owned();
+            if p != dest && file.starts_with(&format!("{name}-")) && file.len() == name.len() + 17 {
+                let _ = std::fs::remove_dir_all(&p);
+            }
+        }
+    }
+    built.insert(name.to_owned(), dest.clone());
+    dest
+}
+
+/// A copy, at `dir/<name>`, of the shared image of `profiles/<name>.toml` (see
+/// [`shared_image`]).
+pub fn image(name: &str, dir: &Path) -> PathBuf {
+    let from = shared_image(name);
+    let to = dir.join(name);
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg("--reflink=auto")
+        .arg(&from)
+        .arg(&to)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
+    to
+}
+
+/// sha256 over the two binaries and every file of the repository a build of `name` can read.
+fn image_key(name: &str) -> String {
+    let mut h = Sha256::new();
+    let init = bin().with_file_name("stratos-init");
+    for p in [bin(), init] {
+        h.update(std::fs::read(&p).unwrap());
+    }
+    h.update(name.as_bytes());
+    for dir in ["profiles", "rootfs-overlays", "kernel-configs"] {
+        for p in walk_files(&root().join(dir)) {
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            h.update(p.strip_prefix(root()).unwrap().to_string_lossy().as_bytes());
+            if m.file_type().is_symlink() {
+                h.update(std::fs::read_link(&p).unwrap().to_string_lossy().as_bytes());
+            } else if m.is_file() {
+                use std::os::unix::fs::PermissionsExt;
+                h.update(m.permissions().mode().to_le_bytes());
+                h.update(std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    hex::encode(h.finalize())
 }

@@ -4,11 +4,9 @@
 //! the profile's pin no longer allows. apt itself reads the fixture repositories (through
 //! `APT_CONFIG`); the `.deb`s are in the package cache, so nothing is downloaded.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 
 struct Repos {
     dir: tempfile::TempDir,

@@ -4,14 +4,12 @@
 //! reaches the operator's terminal raw, and never breaks a deadline or the host's memory; a
 //! runtime that dies after answering fails the run. Every image is built once for the binary.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// The attacks' scripts and CGI programs (tests/fixtures/hostile-guest), laid over hello.
 fn fixtures() -> PathBuf {

@@ -1,12 +1,10 @@
 //! Release channels: a node's client against a repository written by the operator commands, and
 //! every attack the issue lists, each rejected with the node's state byte-identical afterwards.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use stratos::channel::client::{bootstrap, Decision, Node};
 use stratos::channel::transport::Source;
 use stratos::channel::{self, sign_bytes, to_bytes, Channel, ChannelError, Root};

@@ -1,0 +1,37 @@
+//! The integration tests: one harness (as youki's `contest`), a module per topic, sharing one
+//! fixture kit (`common`) and one store of built images.
+//!
+//! Tiers (docs/development.md; `./ci/test --fast | --vm | --slow`):
+//! - **fast**: every module outside `vm` — no kernel build, no VM (a fake kernel, a fake QEMU);
+//! - **VM**: `vm::*` — kernels built from source (cached), images booted under QEMU;
+//! - **slow**: `#[ignore = "slow tier: …"]` tests anywhere — a second kernel build from scratch,
+//!   double builds of the large images; run with `--include-ignored` (what `--slow` does).
+
+mod common;
+
+mod boot_test;
+mod build_sandbox;
+mod channel;
+mod deps;
+mod erofs_verity;
+mod fuzz;
+mod golden;
+mod hostile;
+mod lock;
+mod pipeline;
+
+/// Tests that build kernels from source and boot images under QEMU.
+mod vm {
+    mod boot_test;
+    mod hello_boot;
+    mod hostile_guest;
+    mod init_vm;
+    mod kernel;
+    mod node_fn;
+    mod node_lifecycle;
+    mod observe;
+    mod python_api;
+    mod python_fn;
+    mod seccomp_vm;
+    mod snapshot;
+}
