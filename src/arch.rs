@@ -134,7 +134,10 @@ mod tests {
     fn x86_64_names_match_each_tool() {
         let a = Arch::X86_64;
         assert_eq!(a.debian(), "amd64");
-        assert_eq!(a.library_dirs(), ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"]);
+        assert_eq!(
+            a.library_dirs(),
+            ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"]
+        );
         assert_eq!(a.kernel_src_arch(), "x86");
         assert!(a.kernel_boot_image().starts_with("arch/x86/"));
         // linux/audit.h: AUDIT_ARCH_X86_64 = EM_X86_64 (62) | 64-bit | little-endian.

@@ -306,4 +306,3 @@ fn the_result_type_matches_the_schema_and_the_gate_reads_it_back() {
         "{e}"
     );
 }
-

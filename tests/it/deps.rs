@@ -334,4 +334,3 @@ fn wheel_whose_compiled_module_needs_a_library_the_image_lacks() {
         "wheel evil-1.0-cp311-cp311-manylinux_2_17_x86_64.whl: /usr/local/lib/python3.11/dist-packages/evil/_native.cpython-311-x86_64-linux-gnu.so needs the shared library libq.so.6, which is not in the image",
     );
 }
-
