@@ -53,7 +53,7 @@ pub fn compress_cached(data: &[u8]) -> std::io::Result<Vec<u8>> {
     // The cache only saves time: an unwritable cache directory must not fail the build, but
     // it is said.
     if let Err(e) = std::fs::create_dir_all(path.parent().expect("has a parent"))
-        .and_then(|()| crate::sign::write_atomic(&path, &out, 0o644))
+        .and_then(|()| crate::fsio::write_atomic(&path, &out, 0o644))
     {
         eprintln!(
             "stratos: warning: cannot cache the compressed archive in {}: {e}",

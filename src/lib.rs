@@ -11,6 +11,7 @@ pub mod build;
 pub mod cache;
 pub mod channel;
 pub mod cli;
+pub mod digest;
 pub mod fsio;
 pub mod http;
 pub mod inspect;

@@ -623,7 +623,7 @@ pub fn probe_kvm(kernel: &Path) -> Result<(), String> {
     let answer = result.as_ref().map_or_else(|e| e.clone(), |_| "ok".into());
     // Only saves the next probe: a cache that cannot take it is reported, not fatal.
     if let Err(e) = std::fs::create_dir_all(cache.parent().expect("in the cache"))
-        .and_then(|()| crate::sign::write_atomic(&cache, answer.as_bytes(), 0o644))
+        .and_then(|()| crate::fsio::write_atomic(&cache, answer.as_bytes(), 0o644))
     {
         eprintln!(
             "stratos: warning: cannot cache the KVM probe in {}: {e}",

@@ -374,7 +374,7 @@ fn replace(staging: tempfile::TempDir, out: &Path) -> Result<(), SnapshotError> 
     };
     let kept = staging.keep();
     std::fs::rename(&kept, out).map_err(io(format!("moving the snapshot to {}", out.display())))?;
-    crate::sign::sync_dir(&parent).map_err(io(format!("flushing {}", parent.display())))?;
+    crate::fsio::sync_dir(&parent).map_err(io(format!("flushing {}", parent.display())))?;
     if let Some((aside, to)) = old {
         for n in [SNAPSHOT_FILE, SIGNATURE_FILE, MEMORY_FILE, STATE_FILE] {
             match std::fs::remove_file(to.join(n)) {

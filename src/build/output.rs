@@ -189,7 +189,7 @@ impl OutputDir {
             }
         }
         if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-            crate::sign::sync_dir(parent).map_err(io(parent))?;
+            crate::fsio::sync_dir(parent).map_err(io(parent))?;
         }
         Ok(())
     }

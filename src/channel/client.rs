@@ -22,7 +22,8 @@ use super::transport::Source;
 use super::*;
 use crate::fsio::{self, caps, Links};
 use crate::sign::manifest::{Manifest, MANIFEST_FILE, SIGNATURE_FILE};
-use crate::sign::{sha256_hex, write_atomic};
+use crate::fsio::write_atomic;
+use crate::sign::sha256_hex;
 
 /// A temporary directory a download is assembled in: `.staging-` and [`RAND_LEN`] letters
 /// or digits (what `tempfile` makes of this prefix). A leftover one is removed at the next run.

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use super::*;
 use crate::fsio::{self, caps, Links};
 use crate::sign::manifest::{MANIFEST_FILE, SIGNATURE_FILE};
-use crate::sign::{sha256_hex, write_atomic};
+use crate::fsio::write_atomic;
+use crate::sign::sha256_hex;
 
 pub struct Repo {
     pub dir: PathBuf,

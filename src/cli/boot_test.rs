@@ -238,7 +238,7 @@ fn write_outputs(a: &Args, result: &BootTestResult) -> CliResult {
 }
 
 fn write(path: &Path, bytes: &[u8]) -> CliResult {
-    crate::sign::write_atomic(path, bytes, 0o644).map_err(super::writing(path))
+    crate::fsio::write_atomic(path, bytes, 0o644).map_err(super::writing(path))
 }
 
 /// Exit 1 naming everything that failed, when anything did.

@@ -115,7 +115,7 @@ fn profile_image(o: &ProfileArgs) -> CliResult {
             } else {
                 PathBuf::from(format!("{}.{}", c.display(), i + 1))
             };
-            crate::sign::write_atomic(&path, text.as_bytes(), 0o644)
+            crate::fsio::write_atomic(&path, text.as_bytes(), 0o644)
                 .map_err(super::writing(&path))?;
         }
         let p = profile::parse(&text);
@@ -134,7 +134,7 @@ fn profile_image(o: &ProfileArgs) -> CliResult {
     if let Some(path) = &o.json {
         let mut bytes = serde_json::to_vec_pretty(&summary).expect("plain data");
         bytes.push(b'\n');
-        crate::sign::write_atomic(path, &bytes, 0o644).map_err(super::writing(path))?;
+        crate::fsio::write_atomic(path, &bytes, 0o644).map_err(super::writing(path))?;
     }
     Ok(())
 }

@@ -112,7 +112,7 @@ pub fn run(a: Args) -> CliResult {
         println!("{c}");
     }
     let changes = changes.len();
-    crate::sign::write_atomic(&pkgs.lock, lock.to_toml().as_bytes(), 0o644)
+    crate::fsio::write_atomic(&pkgs.lock, lock.to_toml().as_bytes(), 0o644)
         .map_err(super::writing(&pkgs.lock))?;
     println!(
         "{}: {} packages, {} KiB of .debs; {changes} change(s)",

@@ -127,7 +127,7 @@ pub fn apply(a: ApplyArgs) -> CliResult {
             seq: Some(seq),
         };
         let file = ReportFile::new(report, key.as_ref());
-        crate::sign::write_atomic(path, &to_bytes(&file), 0o644).map_err(|e| {
+        crate::fsio::write_atomic(path, &to_bytes(&file), 0o644).map_err(|e| {
             CliError::input(anyhow::Error::new(e).context(format!("--report {}", path.display())))
         })?;
         eprintln!("stratos: health report written to {}", path.display());

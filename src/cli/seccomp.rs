@@ -149,7 +149,7 @@ fn suggest(from: &Path, base: Option<&Path>, out: Option<&Path>) -> CliResult {
     let policy = Policy::parse(&text, &label).map_err(|e| bad(e.to_string()))?;
     compile(&policy).map_err(|e| bad(e.to_string()))?;
     match out {
-        Some(o) => crate::sign::write_atomic(o, text.as_bytes(), 0o644)
+        Some(o) => crate::fsio::write_atomic(o, text.as_bytes(), 0o644)
             .map_err(|e| CliError::env(anyhow::anyhow!("writing {}: {e}", o.display())))?,
         None => print!("{text}"),
     }

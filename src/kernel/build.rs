@@ -240,7 +240,7 @@ pub fn source_digest(tarball: &Path) -> Result<String, KernelBuildError> {
     // A memo only saves hashing 140 MB next time: a cache that cannot take it is reported,
     // not fatal.
     if let Err(e) = std::fs::create_dir_all(memo.parent().expect("has parent"))
-        .and_then(|()| crate::sign::write_atomic(&memo, d.as_bytes(), 0o644))
+        .and_then(|()| crate::fsio::write_atomic(&memo, d.as_bytes(), 0o644))
     {
         eprintln!(
             "stratos: warning: cannot record the source digest in {}: {e}",
@@ -475,9 +475,9 @@ pub fn resolve(spec: &KernelSourceSpec, progress: &Progress) -> Result<Resolved,
             let (config_text, base_text) = run_config(spec, &src, &fragments, &key, progress)?;
             std::fs::create_dir_all(&cfg_dir)
                 .map_err(io(format!("creating {}", cfg_dir.display())))?;
-            crate::sign::write_atomic(&cached_base, base_text.as_bytes(), 0o644)
+            crate::fsio::write_atomic(&cached_base, base_text.as_bytes(), 0o644)
                 .map_err(io("caching the base config"))?;
-            crate::sign::write_atomic(&cached, config_text.as_bytes(), 0o644)
+            crate::fsio::write_atomic(&cached, config_text.as_bytes(), 0o644)
                 .map_err(io("caching the config"))?;
             (config_text, base_text)
         }

@@ -180,7 +180,7 @@ pub fn fetch(p: &LockedPackage, lock_path: &Path, offline: bool) -> Result<Vec<u
         cache: cache.clone(),
         why: format!("creating it: {e}"),
     })?;
-    crate::sign::write_atomic(&cached, &bytes, 0o644).map_err(|e| PackageError::Cache {
+    crate::fsio::write_atomic(&cached, &bytes, 0o644).map_err(|e| PackageError::Cache {
         cache: cache.clone(),
         why: format!("writing {}: {e}", cached.display()),
     })?;

@@ -64,7 +64,7 @@ pub fn store(path: &Path, bytes: &[u8]) -> Result<(), String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
-    crate::sign::write_atomic(path, bytes, 0o644)
+    crate::fsio::write_atomic(path, bytes, 0o644)
         .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 

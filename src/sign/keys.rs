@@ -291,7 +291,7 @@ impl PublicKey {
     }
 
     pub fn write(&self, path: &Path) -> Result<(), KeyError> {
-        super::write_atomic(path, &self.to_file_bytes(), 0o644).map_err(|source| KeyError::Write {
+        crate::fsio::write_atomic(path, &self.to_file_bytes(), 0o644).map_err(|source| KeyError::Write {
             path: path.to_owned(),
             source,
         })

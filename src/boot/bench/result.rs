@@ -186,7 +186,7 @@ impl BootTestResult {
         }
         for r in &self.runs_detail {
             let p = PathBuf::from(format!("{}.{}-run{}.log", base.display(), r.image, r.index));
-            crate::sign::write_atomic(&p, r.log.as_bytes(), 0o644).map_err(|source| {
+            crate::fsio::write_atomic(&p, r.log.as_bytes(), 0o644).map_err(|source| {
                 BenchError::Write {
                     path: p.clone(),
                     source,
