@@ -6,8 +6,10 @@
 //!   zram-generator's golden trees. A change to what the builder produces is a visible diff.
 //! * `tests/golden/errors/<case>.toml` → `tests/golden/errors/<case>.txt`: the exact message
 //!   `stratos build` prints for a broken profile. A worse message is a visible diff.
+//! * `docs/cli.md`: every command's `--help`, rendered from the clap definitions
+//!   (`stratos::cli::docgen`). And every relative link of the documentation resolves.
 //!
-//! `STRATOS_BLESS=1 cargo test --test golden` rewrites the expected files (review the diff).
+//! `STRATOS_BLESS=1 cargo test --test it -- golden` rewrites the expected files (review the diff).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -30,7 +32,7 @@ fn check(expected: &Path, actual: &str) {
     }
     let want = std::fs::read_to_string(expected).unwrap_or_else(|e| {
         panic!(
-            "{}: {e} (create it with STRATOS_BLESS=1 cargo test --test golden)",
+            "{}: {e} (create it with STRATOS_BLESS=1 cargo test --test it -- golden)",
             expected.display()
         )
     });
@@ -41,7 +43,7 @@ fn check(expected: &Path, actual: &str) {
             .position(|(a, b)| a != b)
             .unwrap_or(want.lines().count().min(actual.lines().count()));
         panic!(
-            "{} differs from what the build gives, first at line {}:\n  expected: {:?}\n  actual:   {:?}\n(if the change is intended: STRATOS_BLESS=1 cargo test --test golden, and review the diff)",
+            "{} differs from what the build gives, first at line {}:\n  expected: {:?}\n  actual:   {:?}\n(if the change is intended: STRATOS_BLESS=1 cargo test --test it -- golden, and review the diff)",
             expected.display(),
             first + 1,
             want.lines().nth(first),
