@@ -1,6 +1,6 @@
 //! StratOS: reproducible, signed, SBOM-attached micro-OS images for serverless function nodes.
 //!
-//! The pipeline (see DESIGN.md): [`profile`] → [`rootfs::Tree`] → [`archive`] writers →
+//! The pipeline (see docs/architecture.md): [`profile`] → [`rootfs::Tree`] → [`archive`] writers →
 //! [`sbom`] + [`sign::manifest`] → signature. The `stratos` binary is a thin shell over this
 //! library (see [`cli`]).
 

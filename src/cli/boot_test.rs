@@ -65,7 +65,7 @@ pub struct Args {
     /// runtime_ready=10% or syscalls.total=10%. Repeatable.
     #[arg(long, value_name = "METRIC=PERCENT%", requires = "baseline")]
     pub max_regression: Vec<String>,
-    /// Write every result as JSON (schema stratos-boot-test/1, see README).
+    /// Write every result as JSON (schema stratos-boot-test/1: docs/boot-test.schema.json).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Also write the table as Markdown.

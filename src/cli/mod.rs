@@ -4,6 +4,7 @@ pub mod boot;
 pub mod boot_test;
 pub mod build;
 pub mod cache;
+pub mod docgen;
 pub mod inspect;
 pub mod kernel;
 pub mod keygen;

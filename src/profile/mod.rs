@@ -419,7 +419,7 @@ impl Profile {
                 column,
                 key: String::new(),
                 message: format!(
-                    "{} (see the profile reference in README.md)",
+                    "{} (see the profile reference in docs/profile.md)",
                     e.message().trim_end()
                 ),
             })

@@ -6,8 +6,10 @@
 //!   zram-generator's golden trees. A change to what the builder produces is a visible diff.
 //! * `tests/golden/errors/<case>.toml` → `tests/golden/errors/<case>.txt`: the exact message
 //!   `stratos build` prints for a broken profile. A worse message is a visible diff.
+//! * `docs/cli.md`: every command's `--help`, rendered from the clap definitions
+//!   (`stratos::cli::docgen`). And every relative link of the documentation resolves.
 //!
-//! `STRATOS_BLESS=1 cargo test --test golden` rewrites the expected files (review the diff).
+//! `STRATOS_BLESS=1 cargo test --test it -- golden` rewrites the expected files (review the diff).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -30,7 +32,7 @@ fn check(expected: &Path, actual: &str) {
     }
     let want = std::fs::read_to_string(expected).unwrap_or_else(|e| {
         panic!(
-            "{}: {e} (create it with STRATOS_BLESS=1 cargo test --test golden)",
+            "{}: {e} (create it with STRATOS_BLESS=1 cargo test --test it -- golden)",
             expected.display()
         )
     });
@@ -41,7 +43,7 @@ fn check(expected: &Path, actual: &str) {
             .position(|(a, b)| a != b)
             .unwrap_or(want.lines().count().min(actual.lines().count()));
         panic!(
-            "{} differs from what the build gives, first at line {}:\n  expected: {:?}\n  actual:   {:?}\n(if the change is intended: STRATOS_BLESS=1 cargo test --test golden, and review the diff)",
+            "{} differs from what the build gives, first at line {}:\n  expected: {:?}\n  actual:   {:?}\n(if the change is intended: STRATOS_BLESS=1 cargo test --test it -- golden, and review the diff)",
             expected.display(),
             first + 1,
             want.lines().nth(first),
@@ -193,4 +195,161 @@ fn broken_profiles_give_these_messages() {
             .replace(&staged.path().display().to_string(), "<dir>");
         check(&case.with_extension("txt"), &text);
     }
+}
+
+/// `docs/cli.md` is every command's `--help`, rendered from the clap definitions
+/// (`stratos::cli::docgen`): a changed flag or help text is a visible diff of the reference.
+#[test]
+fn cli_reference_is_current() {
+    let md = stratos::cli::docgen::markdown();
+    check(&root().join("docs/cli.md"), &md);
+    // Each section is what the binary prints for `--help` (piped, so at clap's fallback width).
+    let sections: Vec<&str> = md.split("\n## ").skip(1).collect();
+    assert!(sections.len() > 30, "{} commands", sections.len());
+    for section in sections {
+        let (name, body) = section.split_once('\n').unwrap();
+        let help = body
+            .trim_start()
+            .strip_prefix("```text\n")
+            .and_then(|b| b.strip_suffix("\n```\n"))
+            .unwrap_or_else(|| panic!("{name}: not one text block"));
+        let out = std::process::Command::new(bin())
+            .args(name.split(' ').skip(1))
+            .arg("--help")
+            .env("COLUMNS", stratos::cli::docgen::WIDTH.to_string())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name} --help");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim_end(),
+            help,
+            "{name} --help"
+        );
+    }
+}
+
+/// Every relative link in README.md and docs/*.md points at a file that exists, and every
+/// `#anchor` at a heading of the file it names.
+#[test]
+fn documentation_links_resolve() {
+    let mut pages = vec![root().join("README.md")];
+    pages.extend(
+        std::fs::read_dir(root().join("docs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "md")),
+    );
+    pages.sort();
+    assert!(pages.len() > 5, "pages: {pages:?}");
+    let mut broken = Vec::new();
+    for page in &pages {
+        let text = std::fs::read_to_string(page).unwrap();
+        for target in markdown_links(&text) {
+            if let Err(why) = resolve(page, &target) {
+                broken.push(format!("{}: ({target}): {why}", page.display()));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+/// The targets of the inline links `[text](target)` outside code (fenced blocks and code
+/// spans), without a title.
+fn markdown_links(text: &str) -> Vec<String> {
+    let mut links = Vec::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        // Code spans hold no links: drop them (an odd backtick leaves the rest as text).
+        let prose: String = line
+            .split('`')
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 0)
+            .map(|(_, s)| s)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut rest = prose.as_str();
+        while let Some(i) = rest.find("](") {
+            rest = &rest[i + 2..];
+            let Some(end) = rest.find(')') else { break };
+            let target = rest[..end].split_whitespace().next().unwrap_or("");
+            links.push(target.to_owned());
+            rest = &rest[end..];
+        }
+    }
+    links
+}
+
+/// Checks one link target of `page`: external links are not followed.
+fn resolve(page: &Path, target: &str) -> Result<(), String> {
+    if target.is_empty() {
+        return Err("empty link".into());
+    }
+    if target.contains("://") || target.starts_with("mailto:") {
+        return Ok(());
+    }
+    let (file, anchor) = match target.split_once('#') {
+        Some((f, a)) => (f, Some(a)),
+        None => (target, None),
+    };
+    let file = if file.is_empty() {
+        page.to_path_buf()
+    } else {
+        page.parent().unwrap().join(file)
+    };
+    if !file.exists() {
+        return Err(format!("{} does not exist", file.display()));
+    }
+    let Some(anchor) = anchor else { return Ok(()) };
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    if heading_anchors(&text).iter().any(|a| a == anchor) {
+        Ok(())
+    } else {
+        Err(format!("no heading #{anchor} in {}", file.display()))
+    }
+}
+
+/// The anchors GitHub gives the headings of a markdown text: lower case, spaces to `-`,
+/// punctuation other than `-` and `_` dropped, a repeated anchor suffixed `-1`, `-2`, ….
+fn heading_anchors(text: &str) -> Vec<String> {
+    let mut anchors = Vec::new();
+    let mut seen = std::collections::BTreeMap::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        let Some(title) = line.strip_prefix('#') else {
+            continue;
+        };
+        if fenced {
+            continue;
+        }
+        let title = title.trim_start_matches('#');
+        if !title.starts_with(' ') {
+            continue;
+        }
+        let base: String = title
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter_map(|c| match c {
+                ' ' => Some('-'),
+                c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                _ => None,
+            })
+            .collect();
+        let n = seen.entry(base.clone()).or_insert(0u32);
+        anchors.push(if *n == 0 { base } else { format!("{base}-{n}") });
+        *n += 1;
+    }
+    anchors
 }
