@@ -385,7 +385,7 @@ impl Sys for LinuxSys {
                         return;
                     }
                 }
-                crate::boot::phase(&mut sys, "entropy_ready");
+                crate::console::phase(&mut sys, "entropy_ready");
             });
         if let Err(e) = spawned {
             self.log(&format!(

@@ -17,9 +17,23 @@ use std::collections::BTreeMap;
 
 use stratos_wire::{Metrics, MetricsReason, Observe, LATENCY_BUCKETS};
 
-use crate::boot::{log, Cgroup, CGROUP};
 use crate::bpf::{self, MAX_SYSCALLS};
+use crate::cgroup::Cgroup;
+use crate::console::{log, phase, phase_at};
+use crate::paths::CGROUP;
 use crate::sys::{BpfMap, Sys};
+
+/// Prints a phase marker and keeps its time for the metrics.
+pub fn mark<S: Sys>(sys: &mut S, obs: &mut Observer, name: &str) {
+    let t = phase(sys, name);
+    obs.phase(name, t);
+}
+
+/// A phase reached at `t` (ns), sent now and kept for the metrics.
+pub fn mark_at<S: Sys>(sys: &mut S, obs: &mut Observer, name: &str, t: u64) {
+    phase_at(sys, name, t);
+    obs.phase(name, t);
+}
 
 /// What the init observes of the runtime, and its readings.
 #[derive(Debug, Default)]

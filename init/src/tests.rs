@@ -9,9 +9,12 @@ use stratos_wire::{
     CONFIG_FORMAT,
 };
 
-use crate::boot::{boot, cgroup_plan, mem_total, swap_header, sysctl_path, zram_plan, Outcome};
+use crate::boot::{boot, sysctl_path, Outcome};
+use crate::cgroup::cgroup_plan;
+use crate::meminfo::mem_total;
 use crate::supervise::restart_delay;
 use crate::sys::{ExitKind, Mount, Spawn, Sys, Waited};
+use crate::zram::{swap_header, zram_plan};
 
 mod errors;
 mod memory_peak;

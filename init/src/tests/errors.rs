@@ -4,8 +4,8 @@
 use std::io;
 use std::net::Ipv4Addr;
 
-use crate::boot::cgroup_mount;
 use crate::error::{CgroupError, InitError, MountError, NetworkError, ZramError};
+use crate::mounts::cgroup_mount;
 use crate::sys::{Mount, MountFlags};
 
 fn enoent() -> io::Error {

@@ -7,8 +7,9 @@ use std::ops::ControlFlow;
 use stratos_wire::{InitConfig, Readiness, Restart, RestartPolicy};
 
 use super::{config, Call, Fake};
-use crate::boot::{Cgroup, MemoryPeak, Prepared};
+use crate::cgroup::{Cgroup, MemoryPeak};
 use crate::observe::Observer;
+use crate::runtime::Prepared;
 use crate::supervise::{State, Step, Supervisor, IDLE_WAKE_MS, READINESS_POLL_MS};
 use crate::sys::{ExitKind, Waited, SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGTERM, SIGUSR1, SIGUSR2};
 
