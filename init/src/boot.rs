@@ -7,6 +7,7 @@ use crate::console::{log, phase};
 use crate::error::{InitError, NetworkError};
 use crate::mounts::{config_mounts, early_mounts, mount_all};
 use crate::observe::{mark, Observer};
+use crate::restore;
 use crate::runtime::{describe, ending, spawn_runtime, Prepared};
 use crate::supervise::Supervisor;
 use crate::sys::{ExitKind, Sys, Waited, SIGKILL, SIGTERM};
@@ -232,11 +233,15 @@ pub const NO_ENTROPY_WARNING: &str = "warning: the kernel's random pool is not i
 /// a background waiter.
 fn check_entropy<S: Sys>(sys: &mut S) {
     if sys.entropy_ready() {
-        phase(sys, "entropy_ready");
+        entropy_ready(sys);
     } else {
         log(sys, NO_ENTROPY_WARNING);
-        sys.watch_entropy();
+        sys.watch_entropy(entropy_ready);
     }
+}
+
+fn entropy_ready<S: Sys>(sys: &mut S) {
+    phase(sys, "entropy_ready");
 }
 
 /// Prepares the system, starts the runtime and supervises it until it ends for good. What the
@@ -277,7 +282,7 @@ pub fn boot<S: Sys>(sys: &mut S) -> Outcome {
         log(sys, &format!("warning: cannot block signals: {e}"));
     }
     // Then: everything from here on reaches the host (queued until the port exists).
-    sys.open_control();
+    sys.open_control(restore::apply);
     sys.control(&Control::Hello {
         format: stratos_wire::control::CONTROL_FORMAT,
     });

@@ -10,7 +10,9 @@
 //!
 //! Dependencies point one way: [`boot`] (the order of things) uses the steps ([`mounts`],
 //! [`cgroup`], [`zram`], [`runtime`]) and [`supervise`]; they use [`observe`], [`console`],
-//! [`error`] and [`paths`]; everything ends at the seam, [`sys`].
+//! [`error`] and [`paths`]; everything ends at the seam, [`sys`]. [`linux`] implements the
+//! seam and uses only it and [`channel`], its threads for the console and the control port
+//! (what those threads run of the logic, the boot hands them through the seam).
 
 pub mod boot;
 pub mod bpf;

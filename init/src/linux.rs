@@ -351,8 +351,8 @@ impl Sys for LinuxSys {
         }
     }
 
-    fn open_control(&mut self) {
-        crate::channel::open();
+    fn open_control(&mut self, on_message: fn(&mut Self, &str)) {
+        crate::channel::open(move |line| on_message(&mut LinuxSys::default(), line));
     }
 
     fn control(&mut self, msg: &stratos_wire::Control) {
@@ -367,10 +367,10 @@ impl Sys for LinuxSys {
         crate::channel::flush(std::time::Duration::from_millis(timeout_ms));
     }
 
-    fn watch_entropy(&mut self) {
+    fn watch_entropy(&mut self, ready: fn(&mut Self)) {
         let spawned = std::thread::Builder::new()
             .name("entropy".into())
-            .spawn(|| {
+            .spawn(move || {
                 let mut b = [0u8; 1];
                 let mut sys = LinuxSys::default();
                 // Blocks until the kernel's pool is initialised.
@@ -385,7 +385,7 @@ impl Sys for LinuxSys {
                         return;
                     }
                 }
-                crate::console::phase(&mut sys, "entropy_ready");
+                ready(&mut sys);
             });
         if let Err(e) = spawned {
             self.log(&format!(

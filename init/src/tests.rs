@@ -87,6 +87,9 @@ struct Fake {
     /// What the counter maps hold, by descriptor (from 100 on, in creation order).
     bpf_values: std::collections::BTreeMap<i32, Vec<u64>>,
     next_fd: i32,
+    /// What the boot handed `watch_entropy` and `open_control` to run in the background.
+    entropy_waiter: Option<fn(&mut Fake)>,
+    host_handler: Option<fn(&mut Fake, &str)>,
 }
 
 impl Fake {
@@ -117,6 +120,8 @@ impl Fake {
             bpf_refuse: None,
             bpf_values: std::collections::BTreeMap::new(),
             next_fd: 100,
+            entropy_waiter: None,
+            host_handler: None,
         }
     }
     fn lines(&self, prefix: &str) -> Vec<&str> {
@@ -192,8 +197,9 @@ MemAvailable:     480000 kB
     fn entropy_ready(&mut self) -> bool {
         self.entropy
     }
-    fn watch_entropy(&mut self) {
+    fn watch_entropy(&mut self, ready: fn(&mut Self)) {
         self.calls.push(Call::WatchEntropy);
+        self.entropy_waiter = Some(ready);
     }
     fn add_entropy(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.calls.push(Call::AddEntropy(bytes.to_vec()));
@@ -209,8 +215,9 @@ MemAvailable:     480000 kB
     }
     fn settle_relay(&mut self) {}
     fn await_control(&mut self, _: u64) {}
-    fn open_control(&mut self) {
+    fn open_control(&mut self, on_message: fn(&mut Self, &str)) {
         self.calls.push(Call::OpenControl);
+        self.host_handler = Some(on_message);
     }
     fn control(&mut self, msg: &stratos_wire::Control) {
         self.clock += 1000;
@@ -927,6 +934,9 @@ fn no_entropy_at_start_warns_once_naming_cause_and_fix_and_watches() {
     assert!(f.calls.contains(&Call::WatchEntropy));
     // The phase is printed by the waiter when the pool is ready, not now.
     assert!(!f.console.iter().any(|l| l.contains("entropy_ready")));
+    let ready = f.entropy_waiter.expect("a waiter");
+    ready(&mut f);
+    assert_eq!(f.lines("stratos-phase entropy_ready").len(), 1);
 }
 
 #[test]
@@ -1044,6 +1054,17 @@ fn the_control_channel_is_opened_first_and_flushed_last() {
     boot(&mut f);
     assert_eq!(f.calls.first(), Some(&Call::OpenControl));
     assert_eq!(f.calls.last(), Some(&Call::FlushControl));
+}
+
+#[test]
+fn the_host_s_messages_go_to_the_restore_logic() {
+    let mut f = Fake::new(&config());
+    f.waits.push_back(Waited::Reaped(42, ExitKind::Exited(0)));
+    boot(&mut f);
+    let on_message = f.host_handler.expect("a handler");
+    f.calls.clear();
+    on_message(&mut f, stratos_wire::METRICS_REQUEST);
+    assert_eq!(f.calls, vec![Call::Signal(1, crate::sys::SIGMETRICS)]);
 }
 
 #[test]
