@@ -584,16 +584,3 @@ fn the_kernel_log_is_not_read_unless_in_seccomp_log_mode() {
     goes_on(tick(&mut sv, &mut f));
     assert_eq!(f.audit_calls, 0);
 }
-
-#[test]
-fn kmsg_records_keep_only_seccomp_decisions_first_line() {
-    use crate::linux::seccomp_record;
-    assert_eq!(
-        seccomp_record("5,1234,567890,-;audit: type=1326 audit(1.2:3): syscall=83\n SUBSYSTEM=x\n"),
-        Some("audit: type=1326 audit(1.2:3): syscall=83")
-    );
-    assert_eq!(
-        seccomp_record("6,1235,567891,-;virtio_net virtio0 eth0: link up\n"),
-        None
-    );
-}
