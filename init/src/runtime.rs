@@ -17,6 +17,8 @@ pub struct Prepared {
     pub seccomp_log: bool,
 }
 
+/// Starts the runtime as the config says (in its cgroup, with its seccomp filter); returns its
+/// pid.
 pub fn spawn_runtime<S: Sys>(sys: &mut S, p: &Prepared) -> Result<u32, InitError> {
     let rt = &p.cfg.runtime;
     let procs = format!("{CGROUP}/cgroup.procs");
