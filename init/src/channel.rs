@@ -1,5 +1,6 @@
 //! The real control channel and console relay (threads and files; the logic they run is in
-//! [`crate::relay`] and [`crate::restore`], tested on the host).
+//! [`crate::relay`] and, for the host's messages, in the handler given to [`open`]: both tested
+//! on the host).
 //!
 //! One queue of control messages, filled by any thread of the init ([`send`]) and emptied by
 //! the control thread into the port once it exists; one lock for the console, so a line of the
@@ -123,11 +124,11 @@ pub fn await_open(timeout: Duration) {
     }
 }
 
-/// Starts the control thread.
-pub fn open() {
+/// Starts the control thread; each line from the host goes to `on_message`.
+pub fn open(on_message: impl FnMut(&str) + Send + 'static) {
     let spawned = std::thread::Builder::new()
         .name("control".into())
-        .spawn(run);
+        .spawn(move || run(on_message));
     if let Err(e) = spawned {
         console_line(&format!(
             "{LOG_PREFIX} warning: cannot start the control channel: {e}; the host will see no phases"
@@ -136,7 +137,7 @@ pub fn open() {
     }
 }
 
-fn run() {
+fn run(on_message: impl FnMut(&str) + Send + 'static) {
     let Some(path) = find_port() else {
         return give_up(&format!("no port named {CONTROL_PORT} appeared"));
     };
@@ -151,7 +152,7 @@ fn run() {
         Err(e) => return give_up(&format!("cannot open {}: {e}", path.display())),
     };
     match port.try_clone() {
-        Ok(r) => listen(r),
+        Ok(r) => listen(r, on_message),
         Err(e) => console_line(&format!(
             "{LOG_PREFIX} warning: cannot listen on the control channel ({e}): restores and metrics requests will not be seen"
         )),
@@ -205,11 +206,10 @@ fn write_loop(mut port: std::fs::File) {
 }
 
 /// Reads the host's messages (restores, metrics requests) in the background.
-fn listen(file: std::fs::File) {
+fn listen(file: std::fs::File, mut on_message: impl FnMut(&str) + Send + 'static) {
     let spawned = std::thread::Builder::new()
         .name("control-in".into())
         .spawn(move || {
-            let mut sys = crate::linux::LinuxSys::default();
             let mut reader = io::BufReader::new(file);
             let mut line = Vec::new();
             loop {
@@ -218,7 +218,7 @@ fn listen(file: std::fs::File) {
                 match Read::take(&mut reader, 1024).read_until(b'\n', &mut line) {
                     // No host connected: a read ends at once. Wait for one.
                     Ok(0) => std::thread::sleep(Duration::from_millis(20)),
-                    Ok(_) => crate::restore::apply(&mut sys, String::from_utf8_lossy(&line).trim_end()),
+                    Ok(_) => on_message(String::from_utf8_lossy(&line).trim_end()),
                     Err(e) => {
                         console_line(&format!(
                             "{LOG_PREFIX} warning: reading the control channel failed: {e}; restores and metrics requests will not be seen"

@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 
 use stratos_wire::CONFIG_PATH;
 
-use crate::boot::{CGROUP, ZRAM_DEV};
+use crate::paths::{CGROUP, ZRAM_DEV};
 use crate::sys::{signal_name, Mount};
 
 /// A mount the init needs could not be made.

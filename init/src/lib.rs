@@ -7,17 +7,30 @@
 //!
 //! The logic ([`boot`], and [`supervise`] once the runtime runs) is written against the
 //! [`sys::Sys`] seam and tested on the host; the real system calls live in [`linux`].
+//!
+//! Dependencies point one way: [`boot`] (the order of things) uses the steps ([`mounts`],
+//! [`cgroup`], [`zram`], [`runtime`]) and [`supervise`]; they use [`observe`], [`console`],
+//! [`error`] and [`paths`]; everything ends at the seam, [`sys`]. [`linux`] implements the
+//! seam and uses only it and [`channel`], its threads for the console and the control port
+//! (what those threads run of the logic, the boot hands them through the seam).
 
 pub mod boot;
 pub mod bpf;
+pub mod cgroup;
 pub mod channel;
+pub mod console;
 pub mod error;
 pub mod linux;
+pub mod meminfo;
+pub mod mounts;
 pub mod observe;
+pub mod paths;
 pub mod relay;
 pub mod restore;
+pub mod runtime;
 pub mod supervise;
 pub mod sys;
+pub mod zram;
 
 #[cfg(test)]
 mod tests;

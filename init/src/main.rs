@@ -1,4 +1,4 @@
-use stratos_init::{boot, linux::LinuxSys, sys::Sys};
+use stratos_init::{boot, console, linux::LinuxSys, sys::Sys};
 
 fn main() {
     let mut sys = LinuxSys::default();
@@ -6,11 +6,11 @@ fn main() {
     // panic: report it and power off (the hook runs before the abort).
     std::panic::set_hook(Box::new(|info| {
         let mut sys = LinuxSys::default();
-        boot::log(&mut sys, &format!("fatal: internal error: {info}"));
+        console::log(&mut sys, &format!("fatal: internal error: {info}"));
         sys.power_off();
     }));
     if std::process::id() != 1 {
-        boot::log(
+        console::log(
             &mut sys,
             "fatal: stratos-init must run as PID 1 (it is the init of a StratOS image, not a command)",
         );

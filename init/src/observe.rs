@@ -17,9 +17,23 @@ use std::collections::BTreeMap;
 
 use stratos_wire::{Metrics, MetricsReason, Observe, LATENCY_BUCKETS};
 
-use crate::boot::{log, Cgroup, CGROUP};
-use crate::bpf::{self, MAX_SYSCALLS};
+use crate::bpf::{self, AsmError, Insn, MAX_SYSCALLS};
+use crate::cgroup::Cgroup;
+use crate::console::{log, phase, phase_at};
+use crate::paths::CGROUP;
 use crate::sys::{BpfMap, Sys};
+
+/// Prints a phase marker and keeps its time for the metrics.
+pub fn mark<S: Sys>(sys: &mut S, obs: &mut Observer, name: &str) {
+    let t = phase(sys, name);
+    obs.phase(name, t);
+}
+
+/// A phase reached at `t` (ns), sent now and kept for the metrics.
+pub fn mark_at<S: Sys>(sys: &mut S, obs: &mut Observer, name: &str, t: u64) {
+    phase_at(sys, name, t);
+    obs.phase(name, t);
+}
 
 /// What the init observes of the runtime, and its readings.
 #[derive(Debug, Default)]
@@ -96,12 +110,33 @@ impl Observer {
         let id = sys
             .cgroup_id(CGROUP)
             .map_err(|e| format!("cannot read the id of {CGROUP}: {e}"))?;
-        let map = |sys: &mut S, name: &str, m: BpfMap| {
-            sys.bpf_map_create(name, m).map_err(|e| {
-                format!("cannot create the eBPF map {name} (bpf(BPF_MAP_CREATE)): {e}; the kernel needs CONFIG_BPF_SYSCALL (kernel-configs/observability.config)")
-            })
-        };
-        let counts = map(
+        let (counts, programs) = self.maps_and_programs(sys, cfg, id)?;
+        // Load both before attaching either: a refused program leaves nothing attached.
+        let loaded = load_programs(sys, programs)?;
+        self.attach_programs(sys, counts, loaded)?;
+        log(
+            sys,
+            &format!(
+                "[observe]: counting the system calls of cgroup {CGROUP} (id {id}){}",
+                if self.latency.is_some() {
+                    ", with latencies"
+                } else {
+                    ""
+                }
+            ),
+        );
+        Ok(())
+    }
+
+    /// Creates the maps and assembles the programs that fill them, for cgroup `id`: the
+    /// counters (returned), and with latencies the in-flight slots and the histograms.
+    fn maps_and_programs<S: Sys>(
+        &mut self,
+        sys: &mut S,
+        cfg: Observe,
+        id: u64,
+    ) -> Result<(i32, Programs), String> {
+        let counts = create_map(
             sys,
             "stratos_counts",
             BpfMap::Counters {
@@ -110,7 +145,7 @@ impl Observer {
         )?;
         let mut programs = Vec::new();
         if cfg.latency {
-            let starts = map(
+            let starts = create_map(
                 sys,
                 "stratos_starts",
                 BpfMap::Slots {
@@ -118,7 +153,7 @@ impl Observer {
                     entries: bpf::IN_FLIGHT,
                 },
             )?;
-            let latency = map(
+            let latency = create_map(
                 sys,
                 "stratos_latency",
                 BpfMap::Counters {
@@ -131,27 +166,17 @@ impl Observer {
         } else {
             programs.push(("sys_enter", bpf::enter_program(id, counts, None)));
         }
-        // Load both before attaching either: a refused program leaves nothing attached.
-        let mut loaded = Vec::new();
-        for (tracepoint, insns) in programs {
-            let insns = insns.map_err(|e| format!("the {tracepoint} program: {}", e.0))?;
-            // Object names are at most 15 bytes.
-            let name = format!("stratos_{}", tracepoint.trim_start_matches("sys_"));
-            let fd = sys
-                .bpf_prog_load(&name, &bpf::encode(&insns))
-                .map_err(|e| {
-                    let log = e.log.trim_end();
-                    if log.is_empty() {
-                        format!("the kernel refused the {tracepoint} program: {}", e.source)
-                    } else {
-                        format!(
-                            "the kernel refused the {tracepoint} program: {}; verifier log:\n{log}",
-                            e.source
-                        )
-                    }
-                })?;
-            loaded.push((tracepoint, fd));
-        }
+        Ok((counts, programs))
+    }
+
+    /// Attaches each loaded program to its tracepoint. The counting one failing is the error;
+    /// the timing one failing leaves the counts without latencies.
+    fn attach_programs<S: Sys>(
+        &mut self,
+        sys: &mut S,
+        counts: i32,
+        loaded: Vec<(&'static str, i32)>,
+    ) -> Result<(), String> {
         for (tracepoint, fd) in loaded {
             let attached = sys.bpf_attach_raw_tracepoint(tracepoint, fd).map_err(|e| {
                 format!("cannot attach to the raw tracepoint {tracepoint}: {e}; the kernel needs CONFIG_BPF_EVENTS (kernel-configs/observability.config)")
@@ -170,17 +195,6 @@ impl Observer {
                 }
             }
         }
-        log(
-            sys,
-            &format!(
-                "[observe]: counting the system calls of cgroup {CGROUP} (id {id}){}",
-                if self.latency.is_some() {
-                    ", with latencies"
-                } else {
-                    ""
-                }
-            ),
-        );
         Ok(())
     }
 
@@ -272,6 +286,44 @@ impl Observer {
     pub fn set_child_seccomp(&mut self, installs: bool) {
         self.child_seccomp = installs;
     }
+}
+
+/// The programs to load, by tracepoint, as assembled.
+type Programs = Vec<(&'static str, Result<Vec<Insn>, AsmError>)>;
+
+fn create_map<S: Sys>(sys: &mut S, name: &str, m: BpfMap) -> Result<i32, String> {
+    sys.bpf_map_create(name, m).map_err(|e| {
+        format!("cannot create the eBPF map {name} (bpf(BPF_MAP_CREATE)): {e}; the kernel needs CONFIG_BPF_SYSCALL (kernel-configs/observability.config)")
+    })
+}
+
+/// Loads every program, in order; the first the kernel refuses is the error, with the
+/// verifier's log.
+fn load_programs<S: Sys>(
+    sys: &mut S,
+    programs: Programs,
+) -> Result<Vec<(&'static str, i32)>, String> {
+    let mut loaded = Vec::new();
+    for (tracepoint, insns) in programs {
+        let insns = insns.map_err(|e| format!("the {tracepoint} program: {}", e.0))?;
+        // Object names are at most 15 bytes.
+        let name = format!("stratos_{}", tracepoint.trim_start_matches("sys_"));
+        let fd = sys
+            .bpf_prog_load(&name, &bpf::encode(&insns))
+            .map_err(|e| {
+                let log = e.log.trim_end();
+                if log.is_empty() {
+                    format!("the kernel refused the {tracepoint} program: {}", e.source)
+                } else {
+                    format!(
+                        "the kernel refused the {tracepoint} program: {}; verifier log:\n{log}",
+                        e.source
+                    )
+                }
+            })?;
+        loaded.push((tracepoint, fd));
+    }
+    Ok(loaded)
 }
 
 /// One reading of the counters (see [`Observer::counters`]).

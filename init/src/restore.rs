@@ -10,7 +10,7 @@
 //! The same channel carries the host's requests for a metrics reading (`[observe]`):
 //! `stratos-metrics-request`, passed on to PID 1 as [`SIGMETRICS`].
 
-use crate::boot::{log, phase};
+use crate::console::{log, phase};
 use crate::sys::{Sys, SIGMETRICS, SIGRESTORED};
 
 /// A restore message, parsed.

@@ -18,9 +18,12 @@ use stratos_wire::{Readiness, Restart, RestartPolicy};
 
 use stratos_wire::MetricsReason;
 
-use crate::boot::{log, meminfo_kib, phase, spawn_runtime, MemoryPeak, Prepared};
+use crate::cgroup::MemoryPeak;
+use crate::console::{log, phase};
 use crate::error::InitError;
-use crate::observe::Observer;
+use crate::meminfo::meminfo_kib;
+use crate::observe::{mark_at, Observer};
+use crate::runtime::{describe, ending, spawn_runtime, Prepared};
 use crate::sys::{
     signal_name, ExitKind, Sys, Waited, SIGHUP, SIGINT, SIGKILL, SIGMETRICS, SIGRESTORED, SIGTERM,
     SIGUSR1, SIGUSR2,
@@ -265,7 +268,7 @@ impl<'a> Supervisor<'a> {
         sys.control(&stratos_wire::Control::Restart {
             count: self.restarts,
             max: restart.max_restarts,
-            ending: crate::boot::ending(how),
+            ending: ending(how),
         });
         log(
             sys,
@@ -386,7 +389,7 @@ fn runtime_ready<S: Sys>(sys: &mut S, obs: &mut Observer) {
     let t = sys.now_ns();
     // What the runtime printed before it was ready shows before the phase on the console.
     sys.settle_relay();
-    crate::boot::mark_at(sys, obs, "runtime_ready", t);
+    mark_at(sys, obs, "runtime_ready", t);
     match sys.read_file("/proc/meminfo") {
         Ok(m) => match meminfo_kib(&String::from_utf8_lossy(&m), "MemAvailable:") {
             Some(kib) => {
@@ -398,13 +401,6 @@ fn runtime_ready<S: Sys>(sys: &mut S, obs: &mut Observer) {
         Err(e) => log(sys, &format!("warning: cannot read /proc/meminfo: {e}")),
     }
     obs.report_counters(sys, MetricsReason::Ready, counters);
-}
-
-pub fn describe(how: ExitKind) -> String {
-    match how {
-        ExitKind::Exited(code) => format!("runtime exited with status {code}"),
-        ExitKind::Signaled(sig) => format!("runtime killed by signal {sig} ({})", signal_name(sig)),
-    }
 }
 
 /// Whether to restart after the runtime ended `how`, having restarted `done` times already;

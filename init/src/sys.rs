@@ -119,8 +119,9 @@ pub trait Sys {
     fn swapon(&mut self, device: &str, priority: i32) -> io::Result<()>;
     /// Whether the kernel's random pool is initialised: `getrandom(GRND_NONBLOCK)` succeeds.
     fn entropy_ready(&mut self) -> bool;
-    /// Waits in the background for the pool, then prints the `entropy_ready` phase line.
-    fn watch_entropy(&mut self);
+    /// Waits in the background for the pool, then calls `ready` there (with a `Sys` of its
+    /// own; the boot prints the `entropy_ready` phase line).
+    fn watch_entropy(&mut self, ready: fn(&mut Self));
     /// Adds `bytes` to the kernel's entropy pool, credited (`RNDADDENTROPY`).
     fn add_entropy(&mut self, bytes: &[u8]) -> io::Result<()>;
     /// Makes the kernel's CRNG reseed from the pool now (`RNDRESEEDCRNG`).
@@ -129,10 +130,10 @@ pub trait Sys {
     fn set_realtime(&mut self, unix_ns: u128) -> io::Result<()>;
     /// Opens the control channel in the background: waits for the virtio-serial port named
     /// [`stratos_wire::CONTROL_PORT`] (it may come with a module loaded later), holds it
-    /// close-on-exec, sends every [`Sys::control`] message in order, and applies each message
-    /// from the host with [`crate::restore::apply`] (a restore ends in [`SIGRESTORED`] to
-    /// PID 1).
-    fn open_control(&mut self);
+    /// close-on-exec, sends every [`Sys::control`] message in order, and hands each line from
+    /// the host to `on_message` in the background (with a `Sys` of its own; the boot passes
+    /// [`crate::restore::apply`], where a restore ends in [`SIGRESTORED`] to PID 1).
+    fn open_control(&mut self, on_message: fn(&mut Self, &str));
     /// Waits (at most `timeout_ms`) until the control thread holds the port, or knows there is
     /// none: called before the runtime starts, so the port is the init's before the runtime
     /// could try to open it.

@@ -6,7 +6,8 @@ use std::io;
 use stratos_wire::Limits;
 
 use super::{config, run_with, Fake};
-use crate::boot::{boot, Cgroup, MemoryPeak, Outcome};
+use crate::boot::{boot, Outcome};
+use crate::cgroup::{Cgroup, MemoryPeak};
 use crate::sys::{ExitKind, Waited};
 
 const PEAK: &str = "/sys/fs/cgroup/runtime/memory.peak";

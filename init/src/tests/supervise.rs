@@ -7,8 +7,9 @@ use std::ops::ControlFlow;
 use stratos_wire::{InitConfig, Readiness, Restart, RestartPolicy};
 
 use super::{config, Call, Fake};
-use crate::boot::{Cgroup, MemoryPeak, Prepared};
+use crate::cgroup::{Cgroup, MemoryPeak};
 use crate::observe::Observer;
+use crate::runtime::Prepared;
 use crate::supervise::{State, Step, Supervisor, IDLE_WAKE_MS, READINESS_POLL_MS};
 use crate::sys::{ExitKind, Waited, SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGTERM, SIGUSR1, SIGUSR2};
 
@@ -582,17 +583,4 @@ fn the_kernel_log_is_not_read_unless_in_seccomp_log_mode() {
     let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
     goes_on(tick(&mut sv, &mut f));
     assert_eq!(f.audit_calls, 0);
-}
-
-#[test]
-fn kmsg_records_keep_only_seccomp_decisions_first_line() {
-    use crate::linux::seccomp_record;
-    assert_eq!(
-        seccomp_record("5,1234,567890,-;audit: type=1326 audit(1.2:3): syscall=83\n SUBSYSTEM=x\n"),
-        Some("audit: type=1326 audit(1.2:3): syscall=83")
-    );
-    assert_eq!(
-        seccomp_record("6,1235,567891,-;virtio_net virtio0 eth0: link up\n"),
-        None
-    );
 }
