@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{CliError, CliResult};
-use crate::boot::qemu::{choose_accel, free_port, AccelChoice, Forward};
+use crate::boot::vm::{choose_accel, free_port, AccelChoice, Forward};
 use crate::boot::{self, BootImage, Invoke, RunOptions};
 use crate::sign::{verify::verify_image, PublicKey};
 
@@ -224,7 +224,7 @@ fn plan_invoke(path: &str, port: u16, forwards: &mut Vec<Forward>) -> Result<Inv
 
 /// In seccomp log mode: the calls the baseline would have denied.
 fn print_seccomp_log(r: &boot::BootRun) {
-    let logged = boot::console::seccomp_log(&r.seccomp_records);
+    let logged = boot::vm::console::seccomp_log(&r.seccomp_records);
     if !logged.is_empty() {
         eprintln!(
             "stratos: seccomp log mode: calls the baseline would deny: {}",

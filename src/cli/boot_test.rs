@@ -8,7 +8,7 @@ use crate::boot::bench::objectives::{parse_gates, parse_slos};
 use crate::boot::bench::{
     self, concurrent, report, BenchError, BenchOptions, BootTestResult, Images,
 };
-use crate::boot::qemu::{choose_accel, Accel, AccelChoice};
+use crate::boot::vm::{choose_accel, Accel, AccelChoice};
 use crate::boot::BootImage;
 
 /// Boot an image N times under QEMU, each a fresh VM: phase markers from the guest, the time to

@@ -7,7 +7,7 @@ use super::channel_args::*;
 use super::update::{ApplyArgs, StateArgs};
 use super::{CliError, CliResult};
 use crate::boot::bench::{self, objectives::parse_slos, BenchOptions, BootTestResult, Images};
-use crate::boot::qemu::{choose_accel, AccelChoice};
+use crate::boot::vm::{choose_accel, AccelChoice};
 use crate::boot::BootImage;
 use crate::channel::client::Current;
 use crate::channel::lifecycle::{self, Applied, Report, ReportFile, ReportSummary, REPORT_SCHEMA};

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{human_bytes, CliError, CliResult};
-use crate::boot::qemu::{choose_accel, AccelChoice};
 use crate::boot::snapshot::{self, CreateOptions};
+use crate::boot::vm::{choose_accel, AccelChoice};
 use crate::boot::BootImage;
 use crate::sign::SecretKey;
 

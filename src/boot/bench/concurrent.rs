@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{BenchError, BenchOptions};
-use crate::boot::hold::Hold;
-use crate::boot::qemu::{free_port, Forward};
 use crate::boot::snapshot::Snapshot;
+use crate::boot::vm::hold::Hold;
+use crate::boot::vm::{free_port, Forward};
 use crate::boot::{BootImage, Invoke, RunOptions};
 
 /// Both groups of one concurrency measurement.

@@ -9,6 +9,7 @@ pub mod concurrent;
 pub mod objectives;
 pub mod report;
 pub mod result;
+pub mod stats;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,12 +18,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::qemu::{free_port, Accel, Forward};
-use super::snapshot::Snapshot;
-use super::stats::{self, Summary};
-use super::{BootError, BootImage, BootRun, Invoke, RunOptions};
+use crate::boot::run::Readings;
+use crate::boot::snapshot::Snapshot;
+use crate::boot::vm::{free_port, Accel, Forward};
+use crate::boot::{BootError, BootImage, BootRun, Invoke, RunOptions};
 pub use objectives::{Objectives, RegressionGate, Slo, Verdict};
 pub use result::{BootTestResult, ImageInfo};
+use stats::Summary;
 
 /// The JSON result's schema identifier.
 pub const SCHEMA: &str = "stratos-boot-test/1";
@@ -175,7 +177,7 @@ pub struct RunSyscalls {
 
 impl RunSyscalls {
     /// From a boot's readings; why not, when the image observes and they are missing.
-    pub fn of(r: &super::Readings) -> Result<RunSyscalls, String> {
+    pub fn of(r: &Readings) -> Result<RunSyscalls, String> {
         if let Some(e) = &r.error {
             return Err(e.clone());
         }
@@ -213,7 +215,7 @@ pub fn measure(
 ) -> Result<Runs, BenchError> {
     let mut runs = Runs::default();
     for i in 0..o.runs {
-        if super::stop_requested() {
+        if crate::boot::stop_requested() {
             return Err(BenchError::Interrupted {
                 done: i,
                 of: o.runs,
@@ -320,7 +322,7 @@ pub fn run_once(
     index: usize,
     o: &BenchOptions,
     restore: Option<Arc<Snapshot>>,
-) -> Result<RunRecord, super::BootError> {
+) -> Result<RunRecord, BootError> {
     let host = free_port()?;
     let opts = RunOptions {
         accel: o.accel,
@@ -346,7 +348,7 @@ pub fn run_once(
         restore,
         hold: None,
     };
-    let run = super::run(image, &opts)?;
+    let run = crate::boot::run(image, &opts)?;
     let metrics = metrics_of(&run);
     let bad_status = run
         .invocations

@@ -1,0 +1,106 @@
+//! An image directory, opened to boot: its manifest, its kernel and root files (checked to be
+//! regular files of the directory), and the machine its kernel can boot on.
+
+use std::path::{Path, PathBuf};
+
+use super::vm::{Accel, Forward, Machine, Root, VmSpec};
+use super::BootError;
+use crate::build::{INITRAMFS_ARTIFACT, KERNEL_CONFIG_ARTIFACT};
+use crate::kernel::Config;
+use crate::sign::manifest::{Manifest, MANIFEST_FILE};
+use crate::sign::verify::load_manifest;
+
+/// An image directory, ready to boot.
+#[derive(Debug, Clone)]
+pub struct BootImage {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub machine: Machine,
+}
+
+impl BootImage {
+    pub fn open(dir: &Path) -> Result<Self, BootError> {
+        let mpath = dir.join(MANIFEST_FILE);
+        let manifest = load_manifest(dir).map_err(|e| BootError::Image {
+            path: mpath.clone(),
+            why: format!("{e} (is this a stratos image directory?)"),
+        })?;
+        let config = kernel_config(dir)?;
+        check_boot_files(dir, &manifest)?;
+        Ok(BootImage {
+            dir: dir.to_owned(),
+            machine: Machine::for_kernel(config.as_ref()),
+            manifest,
+        })
+    }
+
+    pub fn kernel(&self) -> PathBuf {
+        self.dir.join(&self.manifest.kernel.artifact)
+    }
+
+    pub fn spec(
+        &self,
+        accel: Accel,
+        memory_mib: u32,
+        forwards: Vec<Forward>,
+        interactive: bool,
+    ) -> VmSpec {
+        VmSpec {
+            kernel: self.kernel(),
+            root: match &self.manifest.root {
+                None => Root::Initramfs(self.dir.join(INITRAMFS_ARTIFACT)),
+                Some(r) => Root::Disk(self.dir.join(&r.artifact)),
+            },
+            cmdline: self.manifest.kernel.cmdline.clone(),
+            machine: self.machine,
+            accel,
+            memory_mib,
+            cpus: 1,
+            forwards,
+            interactive,
+            snapshot: None,
+            control: None,
+        }
+    }
+}
+
+/// The kernel's config, when the image has one. Optional: images of prebuilt kernels without a
+/// known config have none.
+fn kernel_config(dir: &Path) -> Result<Option<Config>, BootError> {
+    let cfg_path = dir.join(KERNEL_CONFIG_ARTIFACT);
+    let bad = |why: String| BootError::Image {
+        path: cfg_path.clone(),
+        why,
+    };
+    match crate::fsio::read_regular(
+        &cfg_path,
+        crate::fsio::caps::KERNEL_CONFIG,
+        "a kernel config",
+        crate::fsio::Links::Refuse,
+    ) {
+        Ok(t) => Config::parse(&String::from_utf8_lossy(&t))
+            .map(Some)
+            .map_err(|e| bad(e.to_string())),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(bad(e.to_string())),
+    }
+}
+
+/// QEMU opens the kernel and the root by path: they must be regular files of the image
+/// directory, not symlinks to somewhere else.
+fn check_boot_files(dir: &Path, manifest: &Manifest) -> Result<(), BootError> {
+    let root_artifact = manifest
+        .root
+        .as_ref()
+        .map_or(INITRAMFS_ARTIFACT, |r| r.artifact.as_str());
+    for name in [manifest.kernel.artifact.as_str(), root_artifact] {
+        let p = dir.join(name);
+        crate::fsio::open_regular(&p, crate::fsio::Links::Refuse).map_err(|e| {
+            BootError::Image {
+                path: p.clone(),
+                why: e.to_string(),
+            }
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! Choosing the accelerator: KVM when it really runs a guest here (probed once per host boot),
+//! else TCG.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::qemu::{qemu_command, QemuError, QEMU};
+use super::spec::Accel;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AccelChoice {
+    /// KVM if it works (probed with a short timeout), else TCG.
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// Whether KVM really runs a guest here: boots `kernel` under KVM for a few seconds and waits
+/// for the kernel's first console line. (On some hosts /dev/kvm exists but guests hang right
+/// after "Probing EDD".) The answer is cached per host boot.
+pub fn probe_kvm(kernel: &Path) -> Result<(), String> {
+    let dev = Path::new("/dev/kvm");
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dev)
+        .is_err()
+    {
+        return Err("/dev/kvm is missing or not accessible".into());
+    }
+    // The answer holds until the host reboots: cached per boot id. Without a boot id (no
+    // /proc) nothing is cached and the probe runs every time.
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    if boot_id.is_empty() {
+        return run_probe(kernel);
+    }
+    // v2: the probe waits for the end of the kernel's boot, not its first line (a KVM guest
+    // that prints its banner and then hangs is not a working KVM).
+    let cache = crate::cache::root().join(format!("kvm-probe-v2-{boot_id}"));
+    if let Ok(v) = std::fs::read_to_string(&cache) {
+        return if v.trim() == "ok" {
+            Ok(())
+        } else {
+            Err(v.trim().to_owned())
+        };
+    }
+    let result = run_probe(kernel);
+    let answer = result.as_ref().map_or_else(|e| e.clone(), |_| "ok".into());
+    // Only saves the next probe: a cache that cannot take it is reported, not fatal.
+    if let Err(e) = std::fs::create_dir_all(cache.parent().expect("in the cache"))
+        .and_then(|()| crate::fsio::write_atomic(&cache, answer.as_bytes(), 0o644))
+    {
+        eprintln!(
+            "stratos: warning: cannot cache the KVM probe in {}: {e}",
+            cache.display()
+        );
+    }
+    result
+}
+
+/// What a kernel booted with no root prints at the end of its boot: reaching one proves the
+/// guest's timers and interrupts work (a guest that hangs under broken nested virtualisation
+/// prints its banner, "Linux version …", and stops).
+const PROBE_BOOTED: &[&[u8]] = &[
+    b"Kernel panic",
+    b"Run /init",
+    b"No working init",
+    b"Unable to mount root",
+];
+
+/// A KVM boot to the end takes well under a second; TCG, which the probe never uses, is what
+/// takes seconds.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(8);
+
+fn run_probe(kernel: &Path) -> Result<(), String> {
+    let mut child = qemu_command()
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-serial",
+            "stdio",
+        ])
+        .args(["-M", "q35", "-accel", "kvm", "-m", "256", "-kernel"])
+        .arg(kernel)
+        .args(["-append", "console=ttyS0 earlyprintk=serial,ttyS0 panic=-1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
+    let mut out = child.stdout.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if PROBE_BOOTED
+                .iter()
+                .any(|m| seen.windows(m.len()).any(|w| w == *m))
+            {
+                let _ = tx.send(());
+                return;
+            }
+        }
+    });
+    let ok = rx.recv_timeout(PROBE_TIMEOUT).is_ok();
+    let _ = child.kill();
+    let _ = child.wait();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "a KVM guest did not get through its boot within {} s (nested virtualisation not working)",
+            PROBE_TIMEOUT.as_secs()
+        ))
+    }
+}
+
+/// Resolves `auto` to KVM or TCG; `kvm` fails if KVM does not work.
+pub fn choose_accel(
+    choice: AccelChoice,
+    kernel: &Path,
+) -> Result<(Accel, Option<String>), QemuError> {
+    match choice {
+        AccelChoice::Tcg => Ok((Accel::Tcg, None)),
+        AccelChoice::Kvm => probe_kvm(kernel)
+            .map(|_| (Accel::Kvm, None))
+            .map_err(QemuError::NoKvm),
+        AccelChoice::Auto => Ok(match probe_kvm(kernel) {
+            Ok(()) => (Accel::Kvm, None),
+            Err(why) => (Accel::Tcg, Some(why)),
+        }),
+    }
+}
