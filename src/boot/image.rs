@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::vm::{Accel, Forward, Machine, Root, VmSpec};
 use super::BootError;
-use crate::build::{INITRAMFS_ARTIFACT, KERNEL_CONFIG_ARTIFACT};
+use crate::image::{INITRAMFS_ARTIFACT, KERNEL_CONFIG_ARTIFACT};
 use crate::kernel::Config;
 use crate::sign::manifest::{Manifest, MANIFEST_FILE};
 use crate::sign::verify::load_manifest;

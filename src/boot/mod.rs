@@ -2,10 +2,10 @@
 //!
 //! - [`vm`]: one QEMU virtual machine — its command line, process, console, control channel,
 //!   QMP, the accelerator; it knows nothing of images, snapshots or benchmarks.
-//! - [`image`] and [`run`]: an image directory opened to boot, and one boot (or restore) of it
+//! - [`image`] and [`mod@run`]: an image directory opened to boot, and one boot (or restore) of it
 //!   followed to its end, with its console, phases, calls and readings.
 //! - [`snapshot`]: saving a booted VM and restoring it (take, restore, verify, signing).
-//! - [`bench`]: `stratos boot-test` — measured runs, objectives, statistics and the report; its
+//! - [`mod@bench`]: `stratos boot-test` — measured runs, objectives, statistics and the report; its
 //!   result document is [`crate::boot_result`].
 
 pub mod bench;

@@ -5,11 +5,10 @@ use std::time::Duration;
 
 use super::{CliError, CliResult};
 use crate::boot::bench::objectives::{parse_gates, parse_slos};
-use crate::boot::bench::{
-    self, concurrent, report, BenchError, BenchOptions, BootTestResult, Images,
-};
+use crate::boot::bench::{self, concurrent, report, BenchError, BenchOptions, Images};
 use crate::boot::vm::{choose_accel, Accel, AccelChoice};
 use crate::boot::BootImage;
+use crate::boot_result::{BootTestResult, RunRecord};
 
 /// Boot an image N times under QEMU, each a fresh VM: phase markers from the guest, the time to
 /// the first answered invocation (cold start) and the warm ones, the memory high-water mark.
@@ -211,7 +210,7 @@ fn options(a: &Args, image: &BootImage) -> Result<BenchOptions, CliError> {
     })
 }
 
-fn print_progress(side: bench::Side, i: usize, runs: usize, img: &BootImage, r: &bench::RunRecord) {
+fn print_progress(side: bench::Side, i: usize, runs: usize, img: &BootImage, r: &RunRecord) {
     eprintln!(
         "stratos: run {}/{runs} {} {}: {}",
         i + 1,

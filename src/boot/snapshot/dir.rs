@@ -48,9 +48,9 @@ pub(super) fn check_out(out: &Path) -> Result<(), SnapshotError> {
         let e = e.map_err(io(format!("reading {}", out.display())))?;
         let name = e.file_name().to_string_lossy().into_owned();
         if !ours.contains(&name.as_str()) {
+            // Quoted and escaped as Debug does: a hostile name cannot forge a line.
             return Err(refuse(format!(
-                "refusing to replace it: {} is not a file of a snapshot; choose another --out",
-                crate::rootfs::quote(&name)
+                "refusing to replace it: {name:?} is not a file of a snapshot; choose another --out"
             )));
         }
         names.push(name);

@@ -83,7 +83,8 @@ pub struct SnapshotMeta {
     /// `qemu-system-x86_64 --version`'s first line: migration state is only read back by the
     /// same QEMU.
     pub qemu_version: String,
-    /// The machine and its devices (paths and ports left out): see [`VmSpec::machine_line`].
+    /// The machine and its devices (paths and ports left out): see
+    /// [`VmSpec::machine_line`](crate::boot::vm::VmSpec::machine_line).
     pub machine: String,
     pub memory_mib: u32,
     pub accel: String,
