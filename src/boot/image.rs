@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::vm::{Accel, Forward, Machine, Root, VmSpec};
+use super::vm::{choose_accel, Accel, AccelChoice, Forward, Machine, QemuError, Root, VmSpec};
 use super::BootError;
+use crate::arch::Arch;
 use crate::image::{INITRAMFS_ARTIFACT, KERNEL_CONFIG_ARTIFACT};
 use crate::kernel::Config;
 use crate::sign::manifest::{Manifest, MANIFEST_FILE};
@@ -15,6 +16,8 @@ use crate::sign::verify::load_manifest;
 pub struct BootImage {
     pub dir: PathBuf,
     pub manifest: Manifest,
+    /// What the image was built for: which QEMU boots it.
+    pub arch: Arch,
     pub machine: Machine,
 }
 
@@ -29,9 +32,16 @@ impl BootImage {
         check_boot_files(dir, &manifest)?;
         Ok(BootImage {
             dir: dir.to_owned(),
+            arch: arch_of(&manifest),
             machine: Machine::for_kernel(config.as_ref()),
             manifest,
         })
+    }
+
+    /// Resolves `auto` to KVM or TCG for this image's kernel; `kvm` fails if KVM does not
+    /// work. The second value says why KVM is not used, when `auto` fell back to TCG.
+    pub fn choose_accel(&self, choice: AccelChoice) -> Result<(Accel, Option<String>), QemuError> {
+        choose_accel(choice, self.arch, &self.kernel())
     }
 
     pub fn kernel(&self) -> PathBuf {
@@ -46,6 +56,7 @@ impl BootImage {
         interactive: bool,
     ) -> VmSpec {
         VmSpec {
+            arch: self.arch,
             kernel: self.kernel(),
             root: match &self.manifest.root {
                 None => Root::Initramfs(self.dir.join(INITRAMFS_ARTIFACT)),
@@ -62,6 +73,12 @@ impl BootImage {
             control: None,
         }
     }
+}
+
+/// The architecture an image was built for. Its manifest does not name one yet: every image
+/// StratOS builds is x86-64.
+fn arch_of(_manifest: &Manifest) -> Arch {
+    Arch::X86_64
 }
 
 /// The kernel's config, when the image has one. Optional: images of prebuilt kernels without a

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{CliError, CliResult};
-use crate::boot::vm::{choose_accel, free_port, AccelChoice, Forward};
+use crate::boot::vm::{free_port, AccelChoice, Forward};
 use crate::boot::{self, BootImage, Invoke, RunOptions};
 use crate::sign::{verify::verify_image, PublicKey};
 
@@ -93,7 +93,7 @@ pub fn run(mut a: Args) -> CliResult {
     let accel = match &restore {
         Some(s) => s.accel(),
         None => {
-            let (accel, why) = choose_accel(a.accel, &image.kernel()).map_err(CliError::env)?;
+            let (accel, why) = image.choose_accel(a.accel).map_err(CliError::env)?;
             if let Some(why) = why {
                 eprintln!("stratos: KVM unavailable ({why}); using TCG (software emulation)");
             }

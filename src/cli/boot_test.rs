@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{CliError, CliResult};
 use crate::boot::bench::objectives::{parse_gates, parse_slos};
 use crate::boot::bench::{self, concurrent, report, BenchError, BenchOptions, Images};
-use crate::boot::vm::{choose_accel, Accel, AccelChoice};
+use crate::boot::vm::{Accel, AccelChoice};
 use crate::boot::BootImage;
 use crate::boot_result::{BootTestResult, RunRecord};
 
@@ -191,7 +191,7 @@ fn options(a: &Args, image: &BootImage) -> Result<BenchOptions, CliError> {
         }
         None => {
             let choice = a.accel.unwrap_or(AccelChoice::Auto);
-            let (accel, why) = choose_accel(choice, &image.kernel()).map_err(CliError::input)?;
+            let (accel, why) = image.choose_accel(choice).map_err(CliError::input)?;
             if let Some(why) = why {
                 eprintln!("stratos: KVM unavailable ({why}); using TCG");
             }

@@ -82,8 +82,7 @@ fn profile_image(o: &ProfileArgs) -> CliResult {
     }
     let img = crate::boot::BootImage::open(image)?;
     crate::boot::handle_stop_signals().map_err(CliError::env)?;
-    let (accel, why) =
-        crate::boot::vm::choose_accel(accel, &img.kernel()).map_err(CliError::env)?;
+    let (accel, why) = img.choose_accel(accel).map_err(CliError::env)?;
     if let Some(why) = why {
         eprintln!("stratos: KVM unavailable ({why}); using TCG (software emulation)");
     }

@@ -7,7 +7,7 @@ use super::channel_args::*;
 use super::update::{ApplyArgs, StateArgs};
 use super::{CliError, CliResult};
 use crate::boot::bench::{self, objectives::parse_slos, BenchOptions, Images};
-use crate::boot::vm::{choose_accel, AccelChoice};
+use crate::boot::vm::AccelChoice;
 use crate::boot::BootImage;
 use crate::boot_result::BootTestResult;
 use crate::channel::client::Current;
@@ -171,7 +171,8 @@ fn boot_test(
 ) -> Result<BootTestResult, CliError> {
     let image = BootImage::open(dir).map_err(CliError::input)?;
     crate::boot::handle_stop_signals().map_err(CliError::input)?;
-    let (accel, why) = choose_accel(a.accel.unwrap_or(AccelChoice::Auto), &image.kernel())
+    let (accel, why) = image
+        .choose_accel(a.accel.unwrap_or(AccelChoice::Auto))
         .map_err(CliError::input)?;
     if let Some(why) = why {
         eprintln!("stratos: KVM unavailable ({why}); using TCG");

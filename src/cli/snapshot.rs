@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{human_bytes, CliError, CliResult};
 use crate::boot::snapshot::{self, CreateOptions};
-use crate::boot::vm::{choose_accel, AccelChoice};
+use crate::boot::vm::AccelChoice;
 use crate::boot::BootImage;
 use crate::sign::SecretKey;
 
@@ -68,7 +68,7 @@ pub fn run(a: Args) -> CliResult {
         .map_err(CliError::input)?;
     let image = BootImage::open(&a.image)?;
     crate::boot::handle_stop_signals().map_err(CliError::env)?;
-    let (accel, why) = choose_accel(a.accel, &image.kernel()).map_err(CliError::env)?;
+    let (accel, why) = image.choose_accel(a.accel).map_err(CliError::env)?;
     if let Some(why) = why {
         eprintln!("stratos: KVM unavailable ({why}); using TCG (software emulation)");
     }

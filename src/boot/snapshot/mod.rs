@@ -80,8 +80,8 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SnapshotError {
 pub struct SnapshotMeta {
     pub format: u32,
     pub image: SnapshotImage,
-    /// `qemu-system-x86_64 --version`'s first line: migration state is only read back by the
-    /// same QEMU.
+    /// The first line of the QEMU binary's `--version` (`qemu-system-x86_64 --version`):
+    /// migration state is only read back by the same QEMU.
     pub qemu_version: String,
     /// The machine and its devices (paths and ports left out): see
     /// [`VmSpec::machine_line`](crate::boot::vm::VmSpec::machine_line).

@@ -180,7 +180,7 @@ fn describe(
             version: image.manifest.image.version.clone(),
             manifest_sha256: manifest_sha256(image)?,
         },
-        qemu_version: qemu_version()?,
+        qemu_version: qemu_version(spec.arch)?,
         machine: spec.machine_line(),
         memory_mib: o.memory_mib,
         accel: o.accel.name().to_owned(),

@@ -83,7 +83,7 @@ impl Snapshot {
                 image.manifest.image.version
             )));
         }
-        let qemu = qemu_version()?;
+        let qemu = qemu_version(spec.arch)?;
         if m.qemu_version != qemu {
             return Err(mismatch(format!(
                 "it was made with {:?}, this host runs {qemu:?}; a migration is only read back by the same QEMU",

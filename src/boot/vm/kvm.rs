@@ -7,8 +7,9 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::qemu::{qemu_command, QemuError, QEMU};
+use super::qemu::{qemu_command, QemuError};
 use super::spec::Accel;
+use crate::arch::Arch;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -19,10 +20,10 @@ pub enum AccelChoice {
     Tcg,
 }
 
-/// Whether KVM really runs a guest here: boots `kernel` under KVM for a few seconds and waits
-/// for the kernel's first console line. (On some hosts /dev/kvm exists but guests hang right
-/// after "Probing EDD".) The answer is cached per host boot.
-pub fn probe_kvm(kernel: &Path) -> Result<(), String> {
+/// Whether KVM really runs an `arch` guest here: boots `kernel` under KVM for a few seconds and
+/// waits for the kernel's first console line. (On some hosts /dev/kvm exists but guests hang
+/// right after "Probing EDD".) The answer is cached per host boot.
+pub fn probe_kvm(arch: Arch, kernel: &Path) -> Result<(), String> {
     let dev = Path::new("/dev/kvm");
     if std::fs::OpenOptions::new()
         .read(true)
@@ -38,7 +39,7 @@ pub fn probe_kvm(kernel: &Path) -> Result<(), String> {
         .map(|s| s.trim().to_owned())
         .unwrap_or_default();
     if boot_id.is_empty() {
-        return run_probe(kernel);
+        return run_probe(arch, kernel);
     }
     // v2: the probe waits for the end of the kernel's boot, not its first line (a KVM guest
     // that prints its banner and then hangs is not a working KVM).
@@ -50,7 +51,7 @@ pub fn probe_kvm(kernel: &Path) -> Result<(), String> {
             Err(v.trim().to_owned())
         };
     }
-    let result = run_probe(kernel);
+    let result = run_probe(arch, kernel);
     let answer = result.as_ref().map_or_else(|e| e.clone(), |_| "ok".into());
     // Only saves the next probe: a cache that cannot take it is reported, not fatal.
     if let Err(e) = std::fs::create_dir_all(cache.parent().expect("in the cache"))
@@ -78,8 +79,23 @@ const PROBE_BOOTED: &[&[u8]] = &[
 /// takes seconds.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(8);
 
-fn run_probe(kernel: &Path) -> Result<(), String> {
-    let mut child = qemu_command()
+/// The machine the probe boots on: the plainest one QEMU has for `arch`.
+fn probe_machine(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "q35",
+    }
+}
+
+/// The probe's kernel command line: everything on the first serial port, as early as the
+/// kernel can print, and no reboot after the panic that ends a boot without a root.
+fn probe_cmdline(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "console=ttyS0 earlyprintk=serial,ttyS0 panic=-1",
+    }
+}
+
+fn run_probe(arch: Arch, kernel: &Path) -> Result<(), String> {
+    let mut child = qemu_command(arch)
         .args([
             "-nodefaults",
             "-no-user-config",
@@ -89,14 +105,22 @@ fn run_probe(kernel: &Path) -> Result<(), String> {
             "-serial",
             "stdio",
         ])
-        .args(["-M", "q35", "-accel", "kvm", "-m", "256", "-kernel"])
+        .args([
+            "-M",
+            probe_machine(arch),
+            "-accel",
+            "kvm",
+            "-m",
+            "256",
+            "-kernel",
+        ])
         .arg(kernel)
-        .args(["-append", "console=ttyS0 earlyprintk=serial,ttyS0 panic=-1"])
+        .args(["-append", probe_cmdline(arch)])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
+        .map_err(|e| format!("cannot start {}: {e}", arch.qemu_binary()))?;
     let mut out = child.stdout.take().expect("piped");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -129,17 +153,19 @@ fn run_probe(kernel: &Path) -> Result<(), String> {
     }
 }
 
-/// Resolves `auto` to KVM or TCG; `kvm` fails if KVM does not work.
+/// Resolves `auto` to KVM or TCG for an `arch` guest booting `kernel`; `kvm` fails if KVM does
+/// not work.
 pub fn choose_accel(
     choice: AccelChoice,
+    arch: Arch,
     kernel: &Path,
 ) -> Result<(Accel, Option<String>), QemuError> {
     match choice {
         AccelChoice::Tcg => Ok((Accel::Tcg, None)),
-        AccelChoice::Kvm => probe_kvm(kernel)
+        AccelChoice::Kvm => probe_kvm(arch, kernel)
             .map(|_| (Accel::Kvm, None))
             .map_err(QemuError::NoKvm),
-        AccelChoice::Auto => Ok(match probe_kvm(kernel) {
+        AccelChoice::Auto => Ok(match probe_kvm(arch, kernel) {
             Ok(()) => (Accel::Kvm, None),
             Err(why) => (Accel::Tcg, Some(why)),
         }),

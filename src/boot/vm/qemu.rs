@@ -7,25 +7,33 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use super::spec::VmSpec;
+use crate::arch::Arch;
 
-pub const QEMU: &str = "qemu-system-x86_64";
-
-/// The QEMU executable: `$STRATOS_QEMU` if set (a wrapper, another build), else
-/// `qemu-system-x86_64` from `PATH`.
-pub fn qemu_binary() -> std::ffi::OsString {
+/// The QEMU executable for `arch`: `$STRATOS_QEMU` if set (a wrapper, another build), else
+/// the arch's system emulator (`qemu-system-x86_64`) from `PATH`.
+pub fn qemu_binary(arch: Arch) -> std::ffi::OsString {
     std::env::var_os("STRATOS_QEMU")
         .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| QEMU.into())
+        .unwrap_or_else(|| arch.qemu_binary().into())
+}
+
+/// The Debian package that holds `arch`'s system emulator (what `ci/setup` installs).
+fn qemu_package(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "qemu-system-x86",
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum QemuError {
     #[error(
-        "{QEMU} is not installed: run `sudo ./ci/setup` (or `apt-get install qemu-system-x86`)"
+        "{} is not installed: run `sudo ./ci/setup` (or `apt-get install {}`)",
+        .0.qemu_binary(),
+        qemu_package(*.0)
     )]
-    Missing,
-    #[error("cannot start {QEMU}: {0}")]
-    Spawn(std::io::Error),
+    Missing(Arch),
+    #[error("cannot start {}: {}", .0.qemu_binary(), .1)]
+    Spawn(Arch, std::io::Error),
     #[error("KVM was requested (--accel kvm) but does not work here: {0}")]
     NoKvm(String),
     /// Host I/O around the VM: its sockets' directory, its control channel.
@@ -38,12 +46,14 @@ pub enum QemuError {
 }
 
 impl QemuError {
-    /// A spawn that failed: QEMU not installed, or not startable.
-    pub(super) fn spawning(e: std::io::Error) -> QemuError {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            QemuError::Missing
-        } else {
-            QemuError::Spawn(e)
+    /// A spawn of `arch`'s QEMU that failed: not installed, or not startable.
+    pub(super) fn spawning(arch: Arch) -> impl FnOnce(std::io::Error) -> QemuError {
+        move |e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                QemuError::Missing(arch)
+            } else {
+                QemuError::Spawn(arch, e)
+            }
         }
     }
 }
@@ -77,12 +87,13 @@ pub enum Feed {
     ControlClosed(Duration),
 }
 
-/// The QEMU version line (`QEMU emulator version 7.2.22 ...`) of the binary that runs VMs.
-pub fn qemu_version() -> Result<String, QemuError> {
-    let out = Command::new(qemu_binary())
+/// The QEMU version line (`QEMU emulator version 7.2.22 ...`) of the binary that runs `arch`'s
+/// VMs.
+pub fn qemu_version(arch: Arch) -> Result<String, QemuError> {
+    let out = Command::new(qemu_binary(arch))
         .arg("--version")
         .output()
-        .map_err(QemuError::spawning)?;
+        .map_err(QemuError::spawning(arch))?;
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .next()
@@ -96,8 +107,8 @@ pub fn qemu_version() -> Result<String, QemuError> {
 /// killer, leaves no VM behind. The VM is spawned and owned by the same thread for its whole
 /// life (the signal follows the spawning thread, not the process).
 #[allow(unsafe_code)] // the one documented pre_exec STYLE.md allows (see the SAFETY note)
-pub fn qemu_command() -> Command {
-    let mut cmd = Command::new(qemu_binary());
+pub fn qemu_command(arch: Arch) -> Command {
+    let mut cmd = Command::new(qemu_binary(arch));
     // SAFETY: runs in the forked child before exec; prctl(PR_SET_PDEATHSIG) and getppid are
     // async-signal-safe system calls that touch no memory of the parent's, and nothing is
     // allocated on the success path.
@@ -127,7 +138,7 @@ impl Vm {
     /// Starts QEMU; what it says arrives on [`Vm::next`], stamped with the time since spawn.
     /// With `echo`, console lines are also printed on our stdout as they arrive (printable).
     pub fn start(spec: &VmSpec, echo: bool) -> Result<Vm, QemuError> {
-        let mut cmd = qemu_command();
+        let mut cmd = qemu_command(spec.arch);
         cmd.args(spec.args())
             .stdin(if spec.interactive {
                 Stdio::inherit()
@@ -137,7 +148,7 @@ impl Vm {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let started = Instant::now();
-        let mut child = cmd.spawn().map_err(QemuError::spawning)?;
+        let mut child = cmd.spawn().map_err(QemuError::spawning(spec.arch))?;
         let (tx, rx) = mpsc::channel();
         let stdout = child.stdout.take().expect("piped");
         let tx2 = tx.clone();
@@ -271,5 +282,22 @@ pub fn read_lines(mut from: impl Read, max: usize, mut each: impl FnMut(Vec<u8>)
     }
     if !line.is_empty() {
         each(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_qemu_is_named_with_its_package() {
+        assert_eq!(
+            QemuError::Missing(Arch::X86_64).to_string(),
+            "qemu-system-x86_64 is not installed: run `sudo ./ci/setup` (or `apt-get install qemu-system-x86`)"
+        );
+        assert_eq!(
+            QemuError::Spawn(Arch::X86_64, std::io::Error::other("denied")).to_string(),
+            "cannot start qemu-system-x86_64: denied"
+        );
     }
 }

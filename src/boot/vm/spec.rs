@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::arch::Arch;
 use crate::kernel::Config;
 
 pub use stratos_wire::CONTROL_PORT;
@@ -100,6 +101,8 @@ impl std::str::FromStr for Forward {
 /// Everything needed to start one VM.
 #[derive(Debug, Clone)]
 pub struct VmSpec {
+    /// The guest's architecture: which QEMU runs it.
+    pub arch: Arch,
     pub kernel: PathBuf,
     /// The root: an initramfs the kernel unpacks, or a disk image attached read-only as the
     /// first virtio block device (`/dev/vda`).
@@ -373,6 +376,7 @@ mod tests {
     #[test]
     fn args_forward_only_to_loopback_and_restrict_the_guest() {
         let spec = VmSpec {
+            arch: Arch::X86_64,
             kernel: "k".into(),
             root: Root::Initramfs("i".into()),
             cmdline: "console=ttyS0".into(),
