@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::digest::Sha256;
+
 /// The JSON result's schema identifier.
 pub const SCHEMA: &str = "stratos-boot-test/1";
 
@@ -95,7 +97,7 @@ pub struct SnapshotInfo {
     /// The snapshot directory as given.
     pub dir: String,
     /// sha256 of its snapshot.json (which pins the RAM and state files by digest).
-    pub snapshot_sha256: String,
+    pub snapshot_sha256: Sha256,
     /// The warm-up calls made before it was saved.
     pub warm: Vec<String>,
     /// Whether its signature and the digests of its files were checked (`--verify --pubkey`)
@@ -115,7 +117,7 @@ pub struct ImageInfo {
     pub dir: Option<String>,
     /// sha256 of the image's manifest.json: ties the result to one exact image (the rollout
     /// gate checks it).
-    pub manifest_sha256: Option<String>,
+    pub manifest_sha256: Option<Sha256>,
     pub name: String,
     pub version: String,
     /// The QEMU machine it booted on (`microvm`, `q35`).

@@ -95,7 +95,7 @@ mod tests {
             schema: SCHEMA.into(),
             image: ImageInfo {
                 dir: Some("out/hello".into()),
-                manifest_sha256: digest.map(str::to_owned),
+                manifest_sha256: digest.map(|d| d.parse().unwrap()),
                 name: "hello".into(),
                 version: "1.0".into(),
                 machine: "microvm".into(),
@@ -162,7 +162,7 @@ mod tests {
         let mut d = doc(Some(&a), true, vec![verdict(true, "812 ms")]);
         let snap = |verified: bool| SnapshotInfo {
             dir: "out/hello.snap".into(),
-            snapshot_sha256: "c".repeat(64),
+            snapshot_sha256: "c".repeat(64).parse().unwrap(),
             warm: Vec::new(),
             verified,
             key_id: verified.then(|| "0123456789abcdef".into()),

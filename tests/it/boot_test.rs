@@ -179,7 +179,7 @@ fn realistic_result(digest: &str) -> stratos::boot_result::BootTestResult {
     let b: Vec<RunRecord> = (0..3).map(|i| run("hello", i, 0.7)).collect();
     let info = |name: &str, digest: Option<&str>, machine: &str| ImageInfo {
         dir: Some(format!("out/{name}")),
-        manifest_sha256: digest.map(str::to_owned),
+        manifest_sha256: digest.map(|d| d.parse().unwrap()),
         name: name.into(),
         version: "0.1.0".into(),
         machine: machine.into(),
@@ -203,7 +203,7 @@ fn realistic_result(digest: &str) -> stratos::boot_result::BootTestResult {
         baseline: Some(info("hello-stock", Some(&"b".repeat(64)), "q35")),
         snapshot: Some(SnapshotInfo {
             dir: "out/hello.snap".into(),
-            snapshot_sha256: "c".repeat(64),
+            snapshot_sha256: "c".repeat(64).parse().unwrap(),
             warm: vec!["/cgi-bin/hello".into()],
             verified: true,
             key_id: Some("0123456789abcdef".into()),

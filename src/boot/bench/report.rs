@@ -30,7 +30,7 @@ pub fn text(r: &BootTestResult) -> String {
         out.push_str(&format!(
             "image (B): restored from the snapshot {} (snapshot.json sha256 {})\n",
             s.dir,
-            &s.snapshot_sha256[..s.snapshot_sha256.len().min(12)]
+            s.snapshot_sha256.short(12)
         ));
     }
     if let Some(b) = &r.baseline {

@@ -9,15 +9,15 @@ use super::{compare, summarise, BenchError, BenchOptions, Images, Runs};
 use crate::boot::snapshot::Snapshot;
 use crate::boot::BootImage;
 use crate::boot_result::{BootTestResult, Concurrent, ImageInfo, RunRecord, SnapshotInfo, SCHEMA};
+use crate::digest::Sha256;
 use crate::fsio::{self, caps, Links};
 use crate::sign::manifest::MANIFEST_FILE;
-use crate::sign::sha256_hex;
 
 impl SnapshotInfo {
     pub fn of(s: &Snapshot) -> SnapshotInfo {
         SnapshotInfo {
             dir: s.dir.display().to_string(),
-            snapshot_sha256: sha256_hex(&s.bytes),
+            snapshot_sha256: Sha256::of(&s.bytes),
             warm: s.meta.warm.clone(),
             verified: s.verified_by().is_some(),
             key_id: s.verified_by().map(|k| k.as_str().to_owned()),
@@ -44,11 +44,11 @@ impl ImageInfo {
 }
 
 /// sha256 of an image's manifest.json, which names (and so pins) every artifact.
-pub fn manifest_digest(dir: &Path) -> Result<String, BenchError> {
+pub fn manifest_digest(dir: &Path) -> Result<Sha256, BenchError> {
     let p = dir.join(MANIFEST_FILE);
     let bytes = fsio::read_regular(&p, caps::MANIFEST, "a manifest", Links::Refuse)
         .map_err(BenchError::Manifest)?;
-    Ok(sha256_hex(&bytes))
+    Ok(Sha256::of(&bytes))
 }
 
 impl BootTestResult {

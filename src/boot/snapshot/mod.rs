@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::image::BootImage;
 use super::vm::qmp::QmpError;
 use super::vm::Accel;
+use crate::digest::Sha256;
 use crate::sign::manifest::{canonical_json, Artifact};
 use crate::sign::KeyId;
 
@@ -103,7 +104,7 @@ pub struct SnapshotMeta {
 pub struct SnapshotImage {
     pub name: String,
     pub version: String,
-    pub manifest_sha256: String,
+    pub manifest_sha256: Sha256,
 }
 
 impl SnapshotMeta {
@@ -115,12 +116,12 @@ impl SnapshotMeta {
 }
 
 /// The digest of an image's manifest: what ties a snapshot to exactly one image.
-pub fn manifest_sha256(image: &BootImage) -> Result<String, SnapshotError> {
+pub fn manifest_sha256(image: &BootImage) -> Result<Sha256, SnapshotError> {
     let (d, _) = crate::fsio::sha256_file(
         &image.dir.join(crate::sign::manifest::MANIFEST_FILE),
         crate::fsio::Links::Refuse,
     )?;
-    Ok(hex::encode(d))
+    Ok(Sha256::from_bytes(d))
 }
 
 fn file_digest(dir: &Path, name: &str) -> Result<Artifact, SnapshotError> {
@@ -128,7 +129,7 @@ fn file_digest(dir: &Path, name: &str) -> Result<Artifact, SnapshotError> {
     Ok(Artifact {
         name: name.to_owned(),
         size,
-        sha256: hex::encode(d),
+        sha256: Sha256::from_bytes(d).to_string(),
     })
 }
 

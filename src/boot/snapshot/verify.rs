@@ -159,6 +159,7 @@ mod tests {
     use std::path::Path;
 
     use super::super::{SnapshotImage, SnapshotMeta, FORMAT};
+    use crate::digest::Sha256;
     use crate::sign::manifest::signature_file;
     use crate::sign::SecretKey;
 
@@ -172,7 +173,7 @@ mod tests {
             image: SnapshotImage {
                 name: "hello".into(),
                 version: "1.0".into(),
-                manifest_sha256: "a".repeat(64),
+                manifest_sha256: Sha256::parse(&"a".repeat(64)).unwrap(),
             },
             qemu_version: "QEMU emulator version 7.2.0".into(),
             machine: "microvm".into(),
@@ -208,7 +209,7 @@ mod tests {
         assert_eq!(s.verify(&key.public()).unwrap(), *key.id());
         assert_eq!(s.verified_by(), Some(key.id()));
         // Edited after signing: another image's digest.
-        meta.image.manifest_sha256 = "b".repeat(64);
+        meta.image.manifest_sha256 = Sha256::parse(&"b".repeat(64)).unwrap();
         std::fs::write(d.path().join(SNAPSHOT_FILE), meta.to_canonical()).unwrap();
         let s = Snapshot::load(d.path()).unwrap();
         let e = s.verify(&key.public()).unwrap_err().to_string();
