@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use super::vm::{choose_accel, Accel, AccelChoice, Forward, Machine, QemuError, Root, VmSpec};
 use super::BootError;
 use crate::arch::Arch;
+use crate::cache::Cache;
 use crate::image::{INITRAMFS_ARTIFACT, KERNEL_CONFIG_ARTIFACT};
 use crate::kernel::Config;
 use crate::sign::manifest::{Manifest, MANIFEST_FILE};
@@ -38,10 +39,15 @@ impl BootImage {
         })
     }
 
-    /// Resolves `auto` to KVM or TCG for this image's kernel; `kvm` fails if KVM does not
-    /// work. The second value says why KVM is not used, when `auto` fell back to TCG.
-    pub fn choose_accel(&self, choice: AccelChoice) -> Result<(Accel, Option<String>), QemuError> {
-        choose_accel(choice, self.arch, &self.kernel())
+    /// Resolves `auto` to KVM or TCG for this image's kernel (the KVM probe's answer kept in
+    /// `cache`); `kvm` fails if KVM does not work. The second value says why KVM is not used,
+    /// when `auto` fell back to TCG.
+    pub fn choose_accel(
+        &self,
+        choice: AccelChoice,
+        cache: &Cache,
+    ) -> Result<(Accel, Option<String>), QemuError> {
+        choose_accel(choice, self.arch, &self.kernel(), cache)
     }
 
     pub fn kernel(&self) -> PathBuf {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::{CliError, CliResult};
 use crate::boot::vm::{free_port, AccelChoice, Forward};
 use crate::boot::{self, BootImage, Invoke, RunOptions};
+use crate::cache::{self, Cache};
 use crate::sign::{verify::verify_image, PublicKey};
 
 /// Boot an image under QEMU (KVM when it works, else TCG) with its serial console on the
@@ -93,7 +94,9 @@ pub fn run(mut a: Args) -> CliResult {
     let accel = match &restore {
         Some(s) => s.accel(),
         None => {
-            let (accel, why) = image.choose_accel(a.accel).map_err(CliError::env)?;
+            let (accel, why) = image
+                .choose_accel(a.accel, &Cache::new(cache::root()))
+                .map_err(CliError::env)?;
             if let Some(why) = why {
                 eprintln!("stratos: KVM unavailable ({why}); using TCG (software emulation)");
             }

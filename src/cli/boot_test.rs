@@ -9,6 +9,7 @@ use crate::boot::bench::{self, concurrent, report, BenchError, BenchOptions, Ima
 use crate::boot::vm::{Accel, AccelChoice};
 use crate::boot::BootImage;
 use crate::boot_result::{BootTestResult, RunRecord};
+use crate::cache::{self, Cache};
 
 /// Boot an image N times under QEMU, each a fresh VM: phase markers from the guest, the time to
 /// the first answered invocation (cold start) and the warm ones, the memory high-water mark.
@@ -191,7 +192,9 @@ fn options(a: &Args, image: &BootImage) -> Result<BenchOptions, CliError> {
         }
         None => {
             let choice = a.accel.unwrap_or(AccelChoice::Auto);
-            let (accel, why) = image.choose_accel(choice).map_err(CliError::input)?;
+            let (accel, why) = image
+                .choose_accel(choice, &Cache::new(cache::root()))
+                .map_err(CliError::input)?;
             if let Some(why) = why {
                 eprintln!("stratos: KVM unavailable ({why}); using TCG");
             }

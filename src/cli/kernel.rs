@@ -82,7 +82,9 @@ fn profile_image(o: &ProfileArgs) -> CliResult {
     }
     let img = crate::boot::BootImage::open(image)?;
     crate::boot::handle_stop_signals().map_err(CliError::env)?;
-    let (accel, why) = img.choose_accel(accel).map_err(CliError::env)?;
+    let (accel, why) = img
+        .choose_accel(accel, &crate::cache::Cache::new(crate::cache::root()))
+        .map_err(CliError::env)?;
     if let Some(why) = why {
         eprintln!("stratos: KVM unavailable ({why}); using TCG (software emulation)");
     }

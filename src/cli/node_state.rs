@@ -172,7 +172,10 @@ fn boot_test(
     let image = BootImage::open(dir).map_err(CliError::input)?;
     crate::boot::handle_stop_signals().map_err(CliError::input)?;
     let (accel, why) = image
-        .choose_accel(a.accel.unwrap_or(AccelChoice::Auto))
+        .choose_accel(
+            a.accel.unwrap_or(AccelChoice::Auto),
+            &crate::cache::Cache::new(crate::cache::root()),
+        )
         .map_err(CliError::input)?;
     if let Some(why) = why {
         eprintln!("stratos: KVM unavailable ({why}); using TCG");

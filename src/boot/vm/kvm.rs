@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::qemu::{qemu_command, QemuError};
 use super::spec::Accel;
 use crate::arch::Arch;
+use crate::cache::Cache;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -22,8 +23,8 @@ pub enum AccelChoice {
 
 /// Whether KVM really runs an `arch` guest here: boots `kernel` under KVM for a few seconds and
 /// waits for the kernel's first console line. (On some hosts /dev/kvm exists but guests hang
-/// right after "Probing EDD".) The answer is cached per host boot.
-pub fn probe_kvm(arch: Arch, kernel: &Path) -> Result<(), String> {
+/// right after "Probing EDD".) The answer is kept in `cache` per host boot.
+pub fn probe_kvm(arch: Arch, kernel: &Path, cache: &Cache) -> Result<(), String> {
     let dev = Path::new("/dev/kvm");
     if std::fs::OpenOptions::new()
         .read(true)
@@ -43,8 +44,8 @@ pub fn probe_kvm(arch: Arch, kernel: &Path) -> Result<(), String> {
     }
     // v2: the probe waits for the end of the kernel's boot, not its first line (a KVM guest
     // that prints its banner and then hangs is not a working KVM).
-    let cache = crate::cache::root().join(format!("kvm-probe-v2-{boot_id}"));
-    if let Ok(v) = std::fs::read_to_string(&cache) {
+    let memo = cache.root.join(format!("kvm-probe-v2-{boot_id}"));
+    if let Ok(v) = std::fs::read_to_string(&memo) {
         return if v.trim() == "ok" {
             Ok(())
         } else {
@@ -54,12 +55,12 @@ pub fn probe_kvm(arch: Arch, kernel: &Path) -> Result<(), String> {
     let result = run_probe(arch, kernel);
     let answer = result.as_ref().map_or_else(|e| e.clone(), |_| "ok".into());
     // Only saves the next probe: a cache that cannot take it is reported, not fatal.
-    if let Err(e) = std::fs::create_dir_all(cache.parent().expect("in the cache"))
-        .and_then(|()| crate::fsio::write_atomic(&cache, answer.as_bytes(), 0o644))
+    if let Err(e) = std::fs::create_dir_all(memo.parent().expect("in the cache"))
+        .and_then(|()| crate::fsio::write_atomic(&memo, answer.as_bytes(), 0o644))
     {
         eprintln!(
             "stratos: warning: cannot cache the KVM probe in {}: {e}",
-            cache.display()
+            memo.display()
         );
     }
     result
@@ -153,19 +154,20 @@ fn run_probe(arch: Arch, kernel: &Path) -> Result<(), String> {
     }
 }
 
-/// Resolves `auto` to KVM or TCG for an `arch` guest booting `kernel`; `kvm` fails if KVM does
-/// not work.
+/// Resolves `auto` to KVM or TCG for an `arch` guest booting `kernel` (the probe's answer kept
+/// in `cache`); `kvm` fails if KVM does not work.
 pub fn choose_accel(
     choice: AccelChoice,
     arch: Arch,
     kernel: &Path,
+    cache: &Cache,
 ) -> Result<(Accel, Option<String>), QemuError> {
     match choice {
         AccelChoice::Tcg => Ok((Accel::Tcg, None)),
-        AccelChoice::Kvm => probe_kvm(arch, kernel)
+        AccelChoice::Kvm => probe_kvm(arch, kernel, cache)
             .map(|_| (Accel::Kvm, None))
             .map_err(QemuError::NoKvm),
-        AccelChoice::Auto => Ok(match probe_kvm(arch, kernel) {
+        AccelChoice::Auto => Ok(match probe_kvm(arch, kernel, cache) {
             Ok(()) => (Accel::Kvm, None),
             Err(why) => (Accel::Tcg, Some(why)),
         }),
