@@ -7,6 +7,7 @@
 pub mod arch;
 pub mod archive;
 pub mod boot;
+pub mod boot_result;
 pub mod build;
 pub mod cache;
 pub mod channel;
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod digest;
 pub mod fsio;
 pub mod http;
+pub mod image;
 pub mod inspect;
 pub mod kernel;
 pub mod packages;

@@ -23,12 +23,10 @@ use crate::sign::manifest::{
 };
 use crate::sign::{sha256_hex, KeyId, SecretKey};
 
-pub const KERNEL_ARTIFACT: &str = "kernel";
-pub const KERNEL_CONFIG_ARTIFACT: &str = "kernel.config";
-pub const INITRAMFS_ARTIFACT: &str = "initramfs.cpio.zst";
-pub const EROFS_ARTIFACT: &str = "rootfs.erofs";
-pub const ROOTFS_ARTIFACT: &str = "rootfs.tar.zst";
-pub const SBOM_ARTIFACT: &str = "sbom.cdx.json";
+pub use crate::image::{
+    EROFS_ARTIFACT, INITRAMFS_ARTIFACT, KERNEL_ARTIFACT, KERNEL_CONFIG_ARTIFACT, ROOTFS_ARTIFACT,
+    SBOM_ARTIFACT,
+};
 pub const BUILDER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[derive(Debug, thiserror::Error)]

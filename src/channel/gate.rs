@@ -1,7 +1,7 @@
 //! Rollout gates: a `stratos boot-test` result decides whether a rollout may widen.
 
 use super::{ChannelError, ImageRef};
-use crate::boot::bench::{BootTestResult, SCHEMA};
+use crate::boot_result::{BootTestResult, SCHEMA};
 
 /// Checks that `bytes` (a boot-test `--json` result) is for `image` and met objectives.
 /// Returns a one-line summary of what passed.
@@ -77,7 +77,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::boot::bench::{ImageInfo, Verdict};
+    use crate::boot_result::{ImageInfo, Verdict};
 
     fn image() -> ImageRef {
         ImageRef {
@@ -95,7 +95,7 @@ mod tests {
             schema: SCHEMA.into(),
             image: ImageInfo {
                 dir: Some("out/hello".into()),
-                manifest_sha256: digest.map(str::to_owned),
+                manifest_sha256: digest.map(|d| d.parse().unwrap()),
                 name: "hello".into(),
                 version: "1.0".into(),
                 machine: "microvm".into(),
@@ -157,12 +157,12 @@ mod tests {
 
     #[test]
     fn a_result_restored_from_an_unverified_snapshot_does_not_gate() {
-        use crate::boot::bench::result::SnapshotInfo;
+        use crate::boot_result::SnapshotInfo;
         let a = "a".repeat(64);
         let mut d = doc(Some(&a), true, vec![verdict(true, "812 ms")]);
         let snap = |verified: bool| SnapshotInfo {
             dir: "out/hello.snap".into(),
-            snapshot_sha256: "c".repeat(64),
+            snapshot_sha256: "c".repeat(64).parse().unwrap(),
             warm: Vec::new(),
             verified,
             key_id: verified.then(|| "0123456789abcdef".into()),

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{CliError, CliResult};
-use crate::boot::qemu::{choose_accel, free_port, AccelChoice, Forward};
+use crate::boot::vm::{free_port, AccelChoice, Forward};
 use crate::boot::{self, BootImage, Invoke, RunOptions};
+use crate::cache::{self, Cache};
 use crate::sign::{verify::verify_image, PublicKey};
 
 /// Boot an image under QEMU (KVM when it works, else TCG) with its serial console on the
@@ -93,7 +94,9 @@ pub fn run(mut a: Args) -> CliResult {
     let accel = match &restore {
         Some(s) => s.accel(),
         None => {
-            let (accel, why) = choose_accel(a.accel, &image.kernel()).map_err(CliError::env)?;
+            let (accel, why) = image
+                .choose_accel(a.accel, &Cache::new(cache::root()))
+                .map_err(CliError::env)?;
             if let Some(why) = why {
                 eprintln!("stratos: KVM unavailable ({why}); using TCG (software emulation)");
             }
@@ -224,7 +227,7 @@ fn plan_invoke(path: &str, port: u16, forwards: &mut Vec<Forward>) -> Result<Inv
 
 /// In seccomp log mode: the calls the baseline would have denied.
 fn print_seccomp_log(r: &boot::BootRun) {
-    let logged = boot::console::seccomp_log(&r.seccomp_records);
+    let logged = boot::vm::console::seccomp_log(&r.seccomp_records);
     if !logged.is_empty() {
         eprintln!(
             "stratos: seccomp log mode: calls the baseline would deny: {}",

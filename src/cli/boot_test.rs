@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use super::{CliError, CliResult};
 use crate::boot::bench::objectives::{parse_gates, parse_slos};
-use crate::boot::bench::{
-    self, concurrent, report, BenchError, BenchOptions, BootTestResult, Images,
-};
-use crate::boot::qemu::{choose_accel, Accel, AccelChoice};
+use crate::boot::bench::{self, concurrent, report, BenchError, BenchOptions, Images};
+use crate::boot::vm::{Accel, AccelChoice};
 use crate::boot::BootImage;
+use crate::boot_result::{BootTestResult, RunRecord};
+use crate::cache::{self, Cache};
 
 /// Boot an image N times under QEMU, each a fresh VM: phase markers from the guest, the time to
 /// the first answered invocation (cold start) and the warm ones, the memory high-water mark.
@@ -192,7 +192,9 @@ fn options(a: &Args, image: &BootImage) -> Result<BenchOptions, CliError> {
         }
         None => {
             let choice = a.accel.unwrap_or(AccelChoice::Auto);
-            let (accel, why) = choose_accel(choice, &image.kernel()).map_err(CliError::input)?;
+            let (accel, why) = image
+                .choose_accel(choice, &Cache::new(cache::root()))
+                .map_err(CliError::input)?;
             if let Some(why) = why {
                 eprintln!("stratos: KVM unavailable ({why}); using TCG");
             }
@@ -211,7 +213,7 @@ fn options(a: &Args, image: &BootImage) -> Result<BenchOptions, CliError> {
     })
 }
 
-fn print_progress(side: bench::Side, i: usize, runs: usize, img: &BootImage, r: &bench::RunRecord) {
+fn print_progress(side: bench::Side, i: usize, runs: usize, img: &BootImage, r: &RunRecord) {
     eprintln!(
         "stratos: run {}/{runs} {} {}: {}",
         i + 1,

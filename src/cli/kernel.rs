@@ -61,8 +61,8 @@ pub struct ProfileArgs {
     /// Keep each boot's verbose console as FILE (FILE.2, FILE.3, ... for later boots).
     #[arg(long, value_name = "FILE")]
     pub console: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = crate::boot::qemu::AccelChoice::Auto)]
-    pub accel: crate::boot::qemu::AccelChoice,
+    #[arg(long, value_enum, default_value_t = crate::boot::vm::AccelChoice::Auto)]
+    pub accel: crate::boot::vm::AccelChoice,
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 512)]
     pub memory: u32,
@@ -82,8 +82,9 @@ fn profile_image(o: &ProfileArgs) -> CliResult {
     }
     let img = crate::boot::BootImage::open(image)?;
     crate::boot::handle_stop_signals().map_err(CliError::env)?;
-    let (accel, why) =
-        crate::boot::qemu::choose_accel(accel, &img.kernel()).map_err(CliError::env)?;
+    let (accel, why) = img
+        .choose_accel(accel, &crate::cache::Cache::new(crate::cache::root()))
+        .map_err(CliError::env)?;
     if let Some(why) = why {
         eprintln!("stratos: KVM unavailable ({why}); using TCG (software emulation)");
     }

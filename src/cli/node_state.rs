@@ -6,9 +6,10 @@ use std::time::Duration;
 use super::channel_args::*;
 use super::update::{ApplyArgs, StateArgs};
 use super::{CliError, CliResult};
-use crate::boot::bench::{self, objectives::parse_slos, BenchOptions, BootTestResult, Images};
-use crate::boot::qemu::{choose_accel, AccelChoice};
+use crate::boot::bench::{self, objectives::parse_slos, BenchOptions, Images};
+use crate::boot::vm::AccelChoice;
 use crate::boot::BootImage;
+use crate::boot_result::BootTestResult;
 use crate::channel::client::Current;
 use crate::channel::lifecycle::{self, Applied, Report, ReportFile, ReportSummary, REPORT_SCHEMA};
 use crate::channel::{self, to_bytes};
@@ -170,7 +171,11 @@ fn boot_test(
 ) -> Result<BootTestResult, CliError> {
     let image = BootImage::open(dir).map_err(CliError::input)?;
     crate::boot::handle_stop_signals().map_err(CliError::input)?;
-    let (accel, why) = choose_accel(a.accel.unwrap_or(AccelChoice::Auto), &image.kernel())
+    let (accel, why) = image
+        .choose_accel(
+            a.accel.unwrap_or(AccelChoice::Auto),
+            &crate::cache::Cache::new(crate::cache::root()),
+        )
         .map_err(CliError::input)?;
     if let Some(why) = why {
         eprintln!("stratos: KVM unavailable ({why}); using TCG");

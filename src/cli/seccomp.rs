@@ -112,7 +112,7 @@ fn suggest(from: &Path, base: Option<&Path>, out: Option<&Path>) -> CliResult {
     use crate::seccomp::suggest;
     let bytes = crate::fsio::read_file(from, crate::fsio::caps::REPORT, "a boot-test result")
         .map_err(CliError::input)?;
-    let result = crate::boot::bench::BootTestResult::from_json(&bytes).map_err(|e| {
+    let result = crate::boot_result::BootTestResult::from_json(&bytes).map_err(|e| {
         CliError::input(anyhow::anyhow!(
             "{}: not a boot-test result (stratos boot-test --json): {e}",
             from.display()

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{human_bytes, CliError, CliResult};
-use crate::boot::qemu::{choose_accel, AccelChoice};
 use crate::boot::snapshot::{self, CreateOptions};
+use crate::boot::vm::AccelChoice;
 use crate::boot::BootImage;
+use crate::cache::{self, Cache};
 use crate::sign::SecretKey;
 
 /// Boot an image, wait until its runtime is ready (and for the warm-up calls), pause it and
@@ -68,7 +69,9 @@ pub fn run(a: Args) -> CliResult {
         .map_err(CliError::input)?;
     let image = BootImage::open(&a.image)?;
     crate::boot::handle_stop_signals().map_err(CliError::env)?;
-    let (accel, why) = choose_accel(a.accel, &image.kernel()).map_err(CliError::env)?;
+    let (accel, why) = image
+        .choose_accel(a.accel, &Cache::new(cache::root()))
+        .map_err(CliError::env)?;
     if let Some(why) = why {
         eprintln!("stratos: KVM unavailable ({why}); using TCG (software emulation)");
     }

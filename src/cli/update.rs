@@ -129,7 +129,7 @@ pub struct ApplyArgs {
     pub invocations: usize,
     /// Accelerator [default: auto].
     #[arg(long, value_enum)]
-    pub accel: Option<crate::boot::qemu::AccelChoice>,
+    pub accel: Option<crate::boot::vm::AccelChoice>,
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 512)]
     pub memory: u32,

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
-use crate::boot::bench::BootTestResult;
+use crate::boot_result::BootTestResult;
 
 /// Calls no run may show that a runtime still needs: ending (`exit`, `exit_group`) and
 /// returning from a signal handler (`rt_sigreturn`, `restart_syscall`).

@@ -151,12 +151,11 @@ fn a_baseline_run_names_the_ratio_and_writes_schema_valid_json() {
 }
 
 /// A result with every field filled, made by the library from realistic runs.
-fn realistic_result(digest: &str) -> stratos::boot::bench::BootTestResult {
-    use stratos::boot::bench::concurrent::{Concurrent, Group};
+fn realistic_result(digest: &str) -> stratos::boot_result::BootTestResult {
     use stratos::boot::bench::objectives::{parse_gates, parse_slos};
-    use stratos::boot::bench::result::SnapshotInfo;
-    use stratos::boot::bench::{
-        compare, summarise, BootTestResult, ImageInfo, Objectives, RunRecord, METRICS, SCHEMA,
+    use stratos::boot::bench::{compare, summarise, Objectives, METRICS};
+    use stratos::boot_result::{
+        BootTestResult, Concurrent, Group, ImageInfo, RunRecord, SnapshotInfo, SCHEMA,
     };
     let run = |image: &str, index: usize, scale: f64| RunRecord {
         index,
@@ -180,7 +179,7 @@ fn realistic_result(digest: &str) -> stratos::boot::bench::BootTestResult {
     let b: Vec<RunRecord> = (0..3).map(|i| run("hello", i, 0.7)).collect();
     let info = |name: &str, digest: Option<&str>, machine: &str| ImageInfo {
         dir: Some(format!("out/{name}")),
-        manifest_sha256: digest.map(str::to_owned),
+        manifest_sha256: digest.map(|d| d.parse().unwrap()),
         name: name.into(),
         version: "0.1.0".into(),
         machine: machine.into(),
@@ -204,7 +203,7 @@ fn realistic_result(digest: &str) -> stratos::boot::bench::BootTestResult {
         baseline: Some(info("hello-stock", Some(&"b".repeat(64)), "q35")),
         snapshot: Some(SnapshotInfo {
             dir: "out/hello.snap".into(),
-            snapshot_sha256: "c".repeat(64),
+            snapshot_sha256: "c".repeat(64).parse().unwrap(),
             warm: vec!["/cgi-bin/hello".into()],
             verified: true,
             key_id: Some("0123456789abcdef".into()),
@@ -262,7 +261,7 @@ fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 
 #[test]
 fn the_result_type_matches_the_schema_and_the_gate_reads_it_back() {
-    use stratos::boot::bench::BootTestResult;
+    use stratos::boot_result::BootTestResult;
     use stratos::channel::{gate, ImageRef};
     let digest = "a".repeat(64);
     let mut result = realistic_result(&digest);

@@ -746,10 +746,10 @@ fn publish_refuses_unsigned_and_untrusted_images() {
 /// A `stratos boot-test --json` result for `img` (as the library writes it) whose one
 /// objective passed or failed.
 fn gate(w: &World, img: &Path, passed: bool) -> PathBuf {
-    use stratos::boot::bench::{BootTestResult, ImageInfo, Verdict, SCHEMA};
+    use stratos::boot_result::{BootTestResult, ImageInfo, Verdict, SCHEMA};
     let info = ImageInfo {
         dir: Some(img.display().to_string()),
-        manifest_sha256: Some(sha256_file(&img.join("manifest.json"))),
+        manifest_sha256: Some(sha256_file(&img.join("manifest.json")).parse().unwrap()),
         name: "fixture".into(),
         version: "1.2.3".into(),
         machine: "microvm".into(),

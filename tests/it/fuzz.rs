@@ -228,7 +228,7 @@ fn packages_indexes_kernel_configs_and_consoles() {
     let console = b"stratos-phase init_start 100\nfn> Kernel panic - not syncing: x\nKernel panic - not syncing: x\nreboot: System halted\ndevice-mapper: verity: 254:0: data block 0 is corrupted\n".to_vec();
     fuzz("console hints", &[console], |b| {
         for l in text(b).lines() {
-            let _ = stratos::boot::console::hint(l);
+            let _ = stratos::boot::vm::console::hint(l);
         }
     });
     let control = br#"{"phase":{"name":"runtime_ready","ns":1200491103}}
@@ -245,7 +245,7 @@ fn packages_indexes_kernel_configs_and_consoles() {
         for l in b.split(|&c| c == b'\n') {
             let _ = stratos_wire::Control::parse(l);
         }
-        let _ = stratos::boot::console::seccomp_log(
+        let _ = stratos::boot::vm::console::seccomp_log(
             &text(b).lines().map(str::to_owned).collect::<Vec<_>>(),
         );
     });

@@ -981,7 +981,7 @@ fn signed_snapshot(cache: &Path, f: &Fixture) -> (PathBuf, PathBuf, PathBuf, Vec
         image: SnapshotImage {
             name: "fixture".into(),
             version: "1.2.3".into(),
-            manifest_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&manifest)),
+            manifest_sha256: stratos::digest::Sha256::of(&manifest),
         },
         qemu_version: "QEMU emulator version 7.2.0".into(),
         machine: "microvm".into(),

@@ -7,61 +7,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use super::{BenchError, BenchOptions};
-use crate::boot::hold::Hold;
-use crate::boot::qemu::{free_port, Forward};
 use crate::boot::snapshot::Snapshot;
+use crate::boot::vm::hold::Hold;
+use crate::boot::vm::{free_port, Forward};
 use crate::boot::{BootImage, Invoke, RunOptions};
-
-/// Both groups of one concurrency measurement.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Concurrent {
-    /// VMs per group.
-    pub count: usize,
-    /// Restored from the snapshot.
-    pub restored: Group,
-    /// Booted from the image.
-    pub booted: Group,
-    /// restored.pss_kib_total / booted.pss_kib_total (null if either group had a failure).
-    pub pss_ratio: Option<f64>,
-}
-
-/// One group of VMs running together.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Group {
-    /// VMs that answered their call.
-    pub answered: usize,
-    /// Each answering VM's QEMU PSS in KiB, read while all of them ran.
-    pub pss_kib: Vec<f64>,
-    /// Their sum.
-    pub pss_kib_total: f64,
-    /// Each answering VM's time from spawning QEMU to its answer, ms.
-    pub first_response_ms: Vec<f64>,
-    /// Why the others did not answer.
-    pub failures: Vec<String>,
-}
-
-impl Concurrent {
-    /// Whether every VM of both groups answered.
-    pub fn all_answered(&self) -> bool {
-        self.restored.answered == self.count && self.booted.answered == self.count
-    }
-
-    /// Every failure, named by group.
-    pub fn failures(&self) -> Vec<String> {
-        let named = |what: &str, g: &Group| {
-            g.failures
-                .iter()
-                .map(|f| format!("{} concurrent {what}: {f}", self.count))
-                .collect::<Vec<_>>()
-        };
-        let mut out = named("restores", &self.restored);
-        out.extend(named("boots", &self.booted));
-        out
-    }
-}
+use crate::boot_result::{Concurrent, Group};
 
 /// `n` restores of `snapshot`, then `n` boots of `image`, each group at once.
 pub fn measure(

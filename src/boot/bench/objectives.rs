@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::{Comparison, MetricSummary, METRICS};
+use super::METRICS;
+use crate::boot_result::{Comparison, MetricSummary, Unit, Verdict};
 
 /// Every objective of one boot test.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -49,7 +50,7 @@ pub struct RegressionGate {
     pub text: String,
 }
 
-fn known_metric(m: &str) -> Result<super::Unit, String> {
+fn known_metric(m: &str) -> Result<Unit, String> {
     if let Some((_, unit)) = METRICS.iter().find(|(n, _)| *n == m) {
         Ok(*unit)
     } else {
@@ -87,7 +88,7 @@ pub fn parse_slos(s: &str) -> Result<Vec<Slo>, String> {
             ));
         }
         let v = value.trim();
-        let limit = if unit == super::Unit::Calls {
+        let limit = if unit == Unit::Calls {
             v.parse::<f64>().ok().filter(|x| x.fract() == 0.0)
         } else if let Some(ms) = v.strip_suffix("ms") {
             ms.parse::<f64>().ok()
@@ -100,9 +101,9 @@ pub fn parse_slos(s: &str) -> Result<Vec<Slo>, String> {
         }
         .filter(|x| x.is_finite() && *x >= 0.0)
         .ok_or_else(|| match unit {
-            super::Unit::Calls => format!("{item:?}: {v:?} is not a number of system calls"),
-            super::Unit::KiB => format!("{item:?}: {v:?} is not a size in KiB"),
-            super::Unit::Ms => format!("{item:?}: {v:?} is not a duration like 900ms or 2s"),
+            Unit::Calls => format!("{item:?}: {v:?} is not a number of system calls"),
+            Unit::KiB => format!("{item:?}: {v:?} is not a size in KiB"),
+            Unit::Ms => format!("{item:?}: {v:?} is not a duration like 900ms or 2s"),
         })?;
         out.push(Slo {
             metric: metric.to_owned(),
@@ -135,15 +136,6 @@ pub fn parse_gates(s: &str) -> Result<Vec<RegressionGate>, String> {
         });
     }
     Ok(out)
-}
-
-/// The verdict on one objective.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Verdict {
-    pub objective: String,
-    pub value: Option<f64>,
-    pub passed: bool,
-    pub reason: String,
 }
 
 pub fn check_slos(slos: &[Slo], s: &BTreeMap<String, MetricSummary>) -> Vec<Verdict> {

@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use super::result::BootTestResult;
-use super::{Comparison, MetricSummary, RunRecord, METRICS};
+use super::METRICS;
+use crate::boot_result::{BootTestResult, Comparison, Concurrent, Group, MetricSummary, RunRecord};
 
 /// The column of median ratios.
 pub const RATIO: &str = "ratio (image/baseline)";
@@ -30,7 +30,7 @@ pub fn text(r: &BootTestResult) -> String {
         out.push_str(&format!(
             "image (B): restored from the snapshot {} (snapshot.json sha256 {})\n",
             s.dir,
-            &s.snapshot_sha256[..s.snapshot_sha256.len().min(12)]
+            s.snapshot_sha256.short(12)
         ));
     }
     if let Some(b) = &r.baseline {
@@ -91,8 +91,8 @@ pub fn markdown(r: &BootTestResult) -> String {
 }
 
 /// The concurrency measurement in three lines.
-fn concurrent(c: &super::concurrent::Concurrent) -> String {
-    let line = |what: &str, g: &super::concurrent::Group| {
+fn concurrent(c: &Concurrent) -> String {
+    let line = |what: &str, g: &Group| {
         let first = super::stats::median(&g.first_response_ms)
             .map_or("-".to_owned(), |m| format!("{m:.0} ms"));
         format!(

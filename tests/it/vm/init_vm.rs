@@ -175,17 +175,17 @@ fn orphans_zram_readonly_root_cgroup_and_phases() {
     }
     // The init echoes its phases on the console for people (the harness reads them from the
     // control channel): the echo is checked like the real thing.
-    let echoed: Vec<stratos::boot::console::Phase> = c
+    let echoed: Vec<stratos::boot::vm::console::Phase> = c
         .lines()
         .filter_map(|l| {
             let mut w = l.strip_prefix("stratos-phase ")?.split_whitespace();
-            Some(stratos::boot::console::Phase {
+            Some(stratos::boot::vm::console::Phase {
                 name: w.next()?.to_owned(),
                 ns: w.next()?.parse().ok()?,
             })
         })
         .collect();
-    let phases = stratos::boot::console::check_phases(&echoed).unwrap();
+    let phases = stratos::boot::vm::console::check_phases(&echoed).unwrap();
     // Every boot phase in order; entropy_ready (reported whenever the pool is ready) too.
     let names: Vec<&str> = phases
         .iter()

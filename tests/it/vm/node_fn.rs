@@ -105,7 +105,7 @@ fn node_fn_builds_offline_boots_at_128_mib_and_refuses_processes() {
     // A 128 MiB VM (the root is on a verified disk, not in RAM): it answers; a handler path
     // that starts a process is refused by the seccomp baseline, reported, and the function
     // keeps serving.
-    let port = stratos::boot::qemu::free_port().unwrap();
+    let port = stratos::boot::vm::free_port().unwrap();
     let log = work.path().join("console.log");
     let vm = Running(
         stratos_std(&cache)

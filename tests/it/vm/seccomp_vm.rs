@@ -46,7 +46,7 @@ fn baseline_is_enforced_on_the_runtime() {
     assert_eq!(m["seccomp"]["mode"], "enforce");
     assert_eq!(m["seccomp"]["policy"], "busybox-httpd.json");
 
-    let port = stratos::boot::qemu::free_port().unwrap();
+    let port = stratos::boot::vm::free_port().unwrap();
     let console_path = work.path().join("console.txt");
     let console = std::fs::File::create(&console_path).unwrap();
     let mut child = Running(

@@ -1,78 +1,29 @@
 //! `stratos boot-test`: boot an image N times (A/B interleaved against a baseline), collect
 //! phase markers, cold and warm invocations and memory, summarise, and gate on objectives.
 //!
-//! The steps, in order: [`measure`] the runs, make a [`BootTestResult`] of them (summaries,
-//! comparison, verdicts on the [`Objectives`]), keep the consoles if a run failed, and show it
-//! ([`report`]).
+//! The steps, in order: [`measure`] the runs (each reduced to its [`metrics`]), make a
+//! [`BootTestResult`](crate::boot_result::BootTestResult) of them ([`result`]: summaries, comparison, verdicts on the
+//! [`Objectives`]), keep the consoles if a run failed, and show it ([`report`]). The document
+//! itself is [`crate::boot_result`], which its readers use without this harness.
 
 pub mod concurrent;
+pub mod metrics;
 pub mod objectives;
 pub mod report;
 pub mod result;
+pub mod stats;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use super::qemu::{free_port, Accel, Forward};
-use super::snapshot::Snapshot;
-use super::stats::{self, Summary};
-use super::{BootError, BootImage, BootRun, Invoke, RunOptions};
-pub use objectives::{Objectives, RegressionGate, Slo, Verdict};
-pub use result::{BootTestResult, ImageInfo};
-
-/// The JSON result's schema identifier.
-pub const SCHEMA: &str = "stratos-boot-test/1";
-
-/// The unit of a metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Unit {
-    #[serde(rename = "ms")]
-    Ms,
-    #[serde(rename = "KiB")]
-    KiB,
-    /// System calls.
-    #[serde(rename = "calls")]
-    Calls,
-}
-
-impl Unit {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Unit::Ms => "ms",
-            Unit::KiB => "KiB",
-            Unit::Calls => "calls",
-        }
-    }
-}
-
-/// Metrics in the order they are shown, with their unit.
-pub const METRICS: &[(&str, Unit)] = &[
-    ("init_start", Unit::Ms),
-    ("entropy_ready", Unit::Ms),
-    ("entropy_wait", Unit::Ms),
-    ("mounts_done", Unit::Ms),
-    ("zram_ready", Unit::Ms),
-    ("preload_started", Unit::Ms),
-    ("runtime_exec", Unit::Ms),
-    ("runtime_ready", Unit::Ms),
-    ("init_to_exec", Unit::Ms),
-    ("ready_seen", Unit::Ms),
-    ("resumed", Unit::Ms),
-    ("restored", Unit::Ms),
-    ("first_response", Unit::Ms),
-    ("cold_start", Unit::Ms),
-    ("warm", Unit::Ms),
-    ("memory_peak", Unit::KiB),
-    ("mem_available", Unit::KiB),
-    ("syscalls.ready", Unit::Calls),
-    ("syscalls.cold_start", Unit::Calls),
-    ("syscalls.warm", Unit::Calls),
-    ("syscalls.total", Unit::Calls),
-];
+use crate::boot::snapshot::Snapshot;
+use crate::boot::vm::{free_port, Accel, Forward};
+use crate::boot::{BootError, BootImage, Invoke, RunOptions};
+use crate::boot_result::{Comparison, MetricSummary, RunRecord, RunSyscalls};
+pub use metrics::{metrics_of, METRICS};
+pub use objectives::{Objectives, RegressionGate, Slo};
 
 /// Why a boot test could not produce a result (a run that fails is a result, not this).
 #[derive(Debug, thiserror::Error)]
@@ -144,65 +95,6 @@ pub struct Runs {
     pub image: Vec<RunRecord>,
 }
 
-/// One boot's numbers (or why it failed), and its console.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunRecord {
-    pub index: usize,
-    pub image: String,
-    pub ok: bool,
-    pub failure: Option<String>,
-    pub metrics: BTreeMap<String, f64>,
-    /// `[observe]`: the runtime's system calls by name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub syscalls: Option<RunSyscalls>,
-    /// The console, kept in a file of its own (see [`BootTestResult::keep_logs_if_failed`]).
-    #[serde(skip)]
-    pub log: String,
-}
-
-/// One run's system calls by name, from the init's readings (`[observe]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunSyscalls {
-    /// From the runtime's `execve` through its first answer.
-    pub cold_start: BTreeMap<String, u64>,
-    /// Through the last answer.
-    pub total: BTreeMap<String, u64>,
-    /// Through the last answer, per call: the non-empty log2 latency buckets (`[bucket,
-    /// count]`, bucket b: 2^b to 2^(b+1) ns), when the image times them.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub latency_log2_ns: BTreeMap<String, Vec<(u32, u64)>>,
-}
-
-impl RunSyscalls {
-    /// From a boot's readings; why not, when the image observes and they are missing.
-    pub fn of(r: &super::Readings) -> Result<RunSyscalls, String> {
-        if let Some(e) = &r.error {
-            return Err(e.clone());
-        }
-        let reading = |i: Option<usize>, what: &str| {
-            let m = i
-                .and_then(|i| r.all.get(i))
-                .ok_or_else(|| format!("no metrics reading after the {what} answer"))?;
-            if let Some(e) = &m.observe_error {
-                return Err(format!("no system call counts: {e}"));
-            }
-            m.syscalls
-                .clone()
-                .map(|s| (s, m.latency.clone().unwrap_or_default()))
-                .ok_or_else(|| {
-                    format!("the reading after the {what} answer has no system call counts")
-                })
-        };
-        let (cold_start, _) = reading(r.after_first, "first")?;
-        let (total, latency_log2_ns) = reading(r.after_last, "last")?;
-        Ok(RunSyscalls {
-            cold_start,
-            total,
-            latency_log2_ns,
-        })
-    }
-}
-
 /// Boots the images `o.runs` times each, interleaved (A B A B …, so drift on the host hits
 /// both alike), calling `on_run` after each boot. Stops between runs when asked to (SIGINT,
 /// SIGTERM).
@@ -213,7 +105,7 @@ pub fn measure(
 ) -> Result<Runs, BenchError> {
     let mut runs = Runs::default();
     for i in 0..o.runs {
-        if super::stop_requested() {
+        if crate::boot::stop_requested() {
             return Err(BenchError::Interrupted {
                 done: i,
                 of: o.runs,
@@ -231,96 +123,13 @@ pub fn measure(
     Ok(runs)
 }
 
-/// Reduces a boot to metrics (milliseconds; memory in KiB). Guest phases are CLOCK_BOOTTIME
-/// since the kernel started; host times count from spawning QEMU. A restore's `resumed` and
-/// `restored` are host times too (the guest's clock counts from the snapshotted boot).
-pub fn metrics_of(run: &BootRun) -> BTreeMap<String, f64> {
-    let mut m = BTreeMap::new();
-    // Malformed phase markers are not dropped: `run_once` makes them the run's failure.
-    if let Ok(phases) = &run.phases {
-        for p in phases.iter().filter(|p| p.name != "restored") {
-            m.insert(p.name.clone(), p.ns as f64 / 1e6);
-        }
-        let get = |n: &str| {
-            phases
-                .iter()
-                .find(|p| p.name == n)
-                .map(|p| p.ns as f64 / 1e6)
-        };
-        if let (Some(a), Some(b)) = (get("init_start"), get("runtime_exec")) {
-            m.insert("init_to_exec".into(), b - a);
-        }
-        // How long the init saw the random pool not ready (0 when it was ready before it ran).
-        if let (Some(a), Some(e)) = (get("init_start"), get("entropy_ready")) {
-            m.insert("entropy_wait".into(), (e - a).max(0.0));
-        }
-    }
-    let seen = |phase: &str| run.phase_seen.get(phase).map(|t| t.as_secs_f64() * 1e3);
-    if let Some(t) = seen("runtime_ready") {
-        m.insert("ready_seen".into(), t);
-    }
-    if let Some(r) = run.resumed {
-        m.insert("resumed".into(), r.as_secs_f64() * 1e3);
-        if let Some(t) = seen("restored") {
-            m.insert("restored".into(), t);
-        }
-    }
-    if let Some(f) = run.first_response {
-        m.insert("first_response".into(), f.as_secs_f64() * 1e3);
-    }
-    if let Some(first) = run.invocations.first() {
-        m.insert("cold_start".into(), first.latency_ms);
-    }
-    let warm: Vec<f64> = run
-        .invocations
-        .iter()
-        .skip(1)
-        .map(|i| i.latency_ms)
-        .collect();
-    if let Some(w) = stats::median(&warm) {
-        m.insert("warm".into(), w);
-    }
-    // From the control channel (what the init measured), never from the console.
-    if let Some(p) = run.memory_peak {
-        m.insert("memory_peak".into(), p as f64 / 1024.0);
-    }
-    if let Some(kib) = run.mem_available_kib {
-        m.insert("mem_available".into(), kib as f64);
-    }
-    let total = |i: Option<usize>| {
-        i.and_then(|i| run.readings.all.get(i))
-            .and_then(|m| m.syscalls_total)
-    };
-    if let Some(n) = run.readings.ready().and_then(|m| m.syscalls_total) {
-        m.insert("syscalls.ready".into(), n as f64);
-    }
-    let (first, last) = (
-        total(run.readings.after_first),
-        total(run.readings.after_last),
-    );
-    if let Some(n) = first {
-        m.insert("syscalls.cold_start".into(), n as f64);
-    }
-    if let Some(n) = last {
-        m.insert("syscalls.total".into(), n as f64);
-    }
-    // Per warm call: what the calls after the first added, divided among them.
-    if let (Some(a), Some(b), warm @ 1..) = (first, last, run.invocations.len().saturating_sub(1)) {
-        m.insert(
-            "syscalls.warm".into(),
-            b.saturating_sub(a) as f64 / warm as f64,
-        );
-    }
-    m
-}
-
 /// Boots once (or restores `restore`) and records.
 pub fn run_once(
     image: &BootImage,
     index: usize,
     o: &BenchOptions,
     restore: Option<Arc<Snapshot>>,
-) -> Result<RunRecord, super::BootError> {
+) -> Result<RunRecord, BootError> {
     let host = free_port()?;
     let opts = RunOptions {
         accel: o.accel,
@@ -346,7 +155,7 @@ pub fn run_once(
         restore,
         hold: None,
     };
-    let run = super::run(image, &opts)?;
+    let run = crate::boot::run(image, &opts)?;
     let metrics = metrics_of(&run);
     let bad_status = run
         .invocations
@@ -407,26 +216,6 @@ pub fn summarise(runs: &[RunRecord]) -> BTreeMap<String, MetricSummary> {
         }
     }
     out
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MetricSummary {
-    pub unit: Unit,
-    #[serde(flatten)]
-    pub summary: Summary,
-    pub samples: Vec<f64>,
-}
-
-/// The image's value over the baseline's (B/A) per metric, pair by pair: below 1 the image is
-/// faster (or smaller).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Comparison {
-    /// image/baseline for each A/B pair where both booted.
-    pub ratios: Vec<f64>,
-    /// Their median.
-    pub median_ratio: f64,
-    /// 95% bootstrap interval of the median ratio (None with fewer than 2 pairs).
-    pub ci95: Option<(f64, f64)>,
 }
 
 pub fn compare(a: &[RunRecord], b: &[RunRecord]) -> BTreeMap<String, Comparison> {

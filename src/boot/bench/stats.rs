@@ -1,6 +1,8 @@
 //! Small statistics for boot measurements: percentiles, and a bootstrap confidence interval
 //! for the median of paired ratios (deterministic: a fixed-seed generator).
 
+use crate::boot_result::Summary;
+
 /// Percentile `p` (0..=100) by linear interpolation between closest ranks (the method of
 /// numpy's default and Excel's PERCENTILE.INC). `None` for no samples.
 pub fn percentile(samples: &[f64], p: f64) -> Option<f64> {
@@ -19,17 +21,6 @@ pub fn median(samples: &[f64]) -> Option<f64> {
     percentile(samples, 50.0)
 }
 
-/// min, p50, p95, p99, max.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Summary {
-    pub n: usize,
-    pub min: f64,
-    pub p50: f64,
-    pub p95: f64,
-    pub p99: f64,
-    pub max: f64,
-}
-
 pub fn summary(samples: &[f64]) -> Option<Summary> {
     Some(Summary {
         n: samples.len(),
@@ -39,19 +30,6 @@ pub fn summary(samples: &[f64]) -> Option<Summary> {
         p99: percentile(samples, 99.0)?,
         max: percentile(samples, 100.0)?,
     })
-}
-
-impl Summary {
-    pub fn get(&self, stat: &str) -> Option<f64> {
-        Some(match stat {
-            "min" => self.min,
-            "p50" | "median" => self.p50,
-            "p95" => self.p95,
-            "p99" => self.p99,
-            "max" => self.max,
-            _ => return None,
-        })
-    }
 }
 
 /// xorshift64*: a tiny deterministic generator, so the same samples give the same interval.

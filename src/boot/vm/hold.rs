@@ -37,7 +37,7 @@ impl Hold {
         self.changed.notify_all();
         while !s.released {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || super::stop_requested() {
+            if left.is_zero() || super::stop::stop_requested() {
                 break;
             }
             s = self
@@ -59,7 +59,7 @@ impl Hold {
     /// the pids of those waiting.
     pub fn wait_all(&self, deadline: Instant) -> Vec<u32> {
         let mut s = self.lock();
-        while s.waiting.len() + s.done < self.n && !super::stop_requested() {
+        while s.waiting.len() + s.done < self.n && !super::stop::stop_requested() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
