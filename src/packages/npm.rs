@@ -128,133 +128,161 @@ pub fn plan(text: &[u8], file: &Path) -> Result<Plan, NpmError> {
         .as_object()
         .ok_or_else(|| lock_err("no \"packages\" object".into()))?;
     let mut out = Plan::default();
-    for (key, p) in packages {
-        if key.is_empty() {
-            continue;
-        }
-        let entry_err = |why: String| NpmError::Entry {
+    for (key, p) in packages.iter().filter(|(key, _)| !key.is_empty()) {
+        let planned = plan_entry(key, p).map_err(|why| NpmError::Entry {
             file: file.to_owned(),
             key: key.clone(),
             why,
-        };
-        if !key.starts_with("node_modules/") {
-            return Err(entry_err("not under node_modules/ (workspaces and local folders are not installed; publish them as packages)".into()));
-        }
-        // Every path segment between node_modules/ is a package name.
-        let mut rest = key.as_str();
-        while let Some(r) = rest.strip_prefix("node_modules/") {
-            let (name, next) = match r.find("/node_modules/") {
-                Some(i) => (&r[..i], &r[i + 1..]),
-                None => (r, ""),
-            };
-            if !is_npm_name(name) {
-                return Err(entry_err(format!("{name:?} is not a package name")));
-            }
-            rest = next;
-        }
-        if !rest.is_empty() {
-            return Err(entry_err("not a node_modules path".into()));
-        }
-        let flag = |k: &str| p[k].as_bool().unwrap_or(false);
-        if flag("link") {
-            return Err(entry_err("a link to a local folder (\"link\": true); StratOS installs registry packages only".into()));
-        }
-        if flag("dev") || flag("devOptional") {
-            out.skipped.push((key.clone(), "development only"));
-            continue;
-        }
-        if flag("inBundle") {
-            out.skipped
-                .push((key.clone(), "bundled in its parent's tarball"));
-            continue;
-        }
-        let fits = |k: &str, want: &str| match p[k].as_array() {
-            None => true,
-            Some(list) => {
-                let list: Vec<&str> = list.iter().filter_map(|x| x.as_str()).collect();
-                let negated = list.iter().any(|x| x.strip_prefix('!') == Some(want));
-                let positive: Vec<&&str> = list.iter().filter(|x| !x.starts_with('!')).collect();
-                !negated && (positive.is_empty() || positive.iter().any(|x| **x == want))
-            }
-        };
-        if !fits("os", "linux") || !fits("cpu", "x64") {
-            if flag("optional") {
-                out.skipped
-                    .push((key.clone(), "optional, for another platform"));
-                continue;
-            }
-            return Err(entry_err(format!(
-                "not for Linux x64 (os {}, cpu {}) and not optional",
-                p["os"], p["cpu"]
-            )));
-        }
-        let key_name = name_of_key(key).unwrap_or_default();
-        let name = p["name"].as_str().unwrap_or(key_name).to_owned();
-        if !is_npm_name(&name) {
-            return Err(entry_err(format!("{name:?} is not a package name")));
-        }
-        let version = p["version"]
-            .as_str()
-            .filter(|v| !v.is_empty() && v.len() < 256)
-            .ok_or_else(|| entry_err("no version".into()))?
-            .to_owned();
-        // A lock written with omit-lockfile-registry-resolved names no URL: the package is on
-        // the default registry, where npm itself would look.
-        let default_url = || {
-            let base = name.rsplit('/').next().unwrap_or(&name);
-            format!("{DEFAULT_REGISTRY}{name}/-/{base}-{version}.tgz")
-        };
-        let resolved = match p["resolved"].as_str() {
-            Some(r) => r.to_owned(),
-            None => default_url(),
-        };
-        if !resolved.starts_with("https://") {
-            return Err(entry_err(format!(
-                "resolved {resolved:?}: only https:// registry tarballs are fetched"
-            )));
-        }
-        let integrity = p["integrity"].as_str().ok_or_else(|| {
-            entry_err("no \"integrity\": the tarball is not pinned by hash".into())
         })?;
-        let sha512 = decode_integrity(integrity).ok_or_else(|| {
-            entry_err(format!("integrity {integrity:?} has no sha512 digest (a sha1-only lock predates npm 5: regenerate it)"))
-        })?;
-        let license = match &p["license"] {
-            serde_json::Value::String(s) => Some(s.clone()),
-            _ => None,
-        };
-        let mut bin = BTreeMap::new();
-        if let Some(b) = p["bin"].as_object() {
-            for (cmd, target) in b {
-                let target = target.as_str().unwrap_or_default();
-                if cmd.is_empty() || cmd.contains('/') || cmd.starts_with('.') || target.is_empty()
-                {
-                    return Err(entry_err(format!(
-                        "bin {cmd:?} -> {target:?} is not a command name and a path"
-                    )));
-                }
-                // A name becomes a file in node_modules/.bin and is printed in messages: a
-                // control character would reach a terminal or a listing raw.
-                if cmd.chars().chain(target.chars()).any(char::is_control) {
-                    return Err(entry_err(format!(
-                        "\"bin\": {cmd:?} -> {target:?} holds a control character; no command name or path has one"
-                    )));
-                }
-                bin.insert(cmd.clone(), target.to_owned());
-            }
+        match planned {
+            Planned::Install(pkg) => out.packages.push(pkg),
+            Planned::Skip(why) => out.skipped.push((key.clone(), why)),
         }
-        out.packages.push(LockedPackage {
-            key: key.clone(),
-            name,
-            version,
-            resolved,
-            sha512,
-            license,
-            has_install_script: flag("hasInstallScript"),
-            bin,
-        });
     }
     Ok(out)
+}
+
+/// What the lock says to do with one of its packages.
+enum Planned {
+    Install(LockedPackage),
+    Skip(&'static str),
+}
+
+/// One `packages` entry: where it goes, whether it is installed, and what pins it.
+fn plan_entry(key: &str, p: &serde_json::Value) -> Result<Planned, String> {
+    check_key(key)?;
+    let flag = |k: &str| p[k].as_bool().unwrap_or(false);
+    if flag("link") {
+        return Err(
+            "a link to a local folder (\"link\": true); StratOS installs registry packages only"
+                .into(),
+        );
+    }
+    if flag("dev") || flag("devOptional") {
+        return Ok(Planned::Skip("development only"));
+    }
+    if flag("inBundle") {
+        return Ok(Planned::Skip("bundled in its parent's tarball"));
+    }
+    if !fits(p, "os", "linux") || !fits(p, "cpu", "x64") {
+        if flag("optional") {
+            return Ok(Planned::Skip("optional, for another platform"));
+        }
+        return Err(format!(
+            "not for Linux x64 (os {}, cpu {}) and not optional",
+            p["os"], p["cpu"]
+        ));
+    }
+    let key_name = name_of_key(key).unwrap_or_default();
+    let name = p["name"].as_str().unwrap_or(key_name).to_owned();
+    if !is_npm_name(&name) {
+        return Err(format!("{name:?} is not a package name"));
+    }
+    let version = p["version"]
+        .as_str()
+        .filter(|v| !v.is_empty() && v.len() < 256)
+        .ok_or_else(|| "no version".to_owned())?
+        .to_owned();
+    let resolved = resolved_url(p, &name, &version)?;
+    let integrity = p["integrity"]
+        .as_str()
+        .ok_or_else(|| "no \"integrity\": the tarball is not pinned by hash".to_owned())?;
+    let sha512 = decode_integrity(integrity).ok_or_else(|| {
+        format!("integrity {integrity:?} has no sha512 digest (a sha1-only lock predates npm 5: regenerate it)")
+    })?;
+    let license = match &p["license"] {
+        serde_json::Value::String(s) => Some(s.clone()),
+        _ => None,
+    };
+    Ok(Planned::Install(LockedPackage {
+        key: key.to_owned(),
+        name,
+        version,
+        resolved,
+        sha512,
+        license,
+        has_install_script: flag("hasInstallScript"),
+        bin: parse_bin(p)?,
+    }))
+}
+
+/// Every path segment between `node_modules/` of a lock key is a package name.
+fn check_key(key: &str) -> Result<(), String> {
+    if !key.starts_with("node_modules/") {
+        return Err("not under node_modules/ (workspaces and local folders are not installed; publish them as packages)".into());
+    }
+    let mut rest = key;
+    while let Some(r) = rest.strip_prefix("node_modules/") {
+        let (name, next) = match r.find("/node_modules/") {
+            Some(i) => (&r[..i], &r[i + 1..]),
+            None => (r, ""),
+        };
+        if !is_npm_name(name) {
+            return Err(format!("{name:?} is not a package name"));
+        }
+        rest = next;
+    }
+    if !rest.is_empty() {
+        return Err("not a node_modules path".into());
+    }
+    Ok(())
+}
+
+/// Whether the entry's `os`/`cpu` list (`k`) admits `want`: no list, or `want` listed (or
+/// only others negated) and not negated.
+fn fits(p: &serde_json::Value, k: &str, want: &str) -> bool {
+    match p[k].as_array() {
+        None => true,
+        Some(list) => {
+            let list: Vec<&str> = list.iter().filter_map(|x| x.as_str()).collect();
+            let negated = list.iter().any(|x| x.strip_prefix('!') == Some(want));
+            let positive: Vec<&&str> = list.iter().filter(|x| !x.starts_with('!')).collect();
+            !negated && (positive.is_empty() || positive.iter().any(|x| **x == want))
+        }
+    }
+}
+
+/// The tarball's URL: `resolved`, or where npm itself would look on the default registry when
+/// a lock written with omit-lockfile-registry-resolved names none. HTTPS only.
+fn resolved_url(p: &serde_json::Value, name: &str, version: &str) -> Result<String, String> {
+    let resolved = match p["resolved"].as_str() {
+        Some(r) => r.to_owned(),
+        None => {
+            let base = name.rsplit('/').next().unwrap_or(name);
+            format!("{DEFAULT_REGISTRY}{name}/-/{base}-{version}.tgz")
+        }
+    };
+    if !resolved.starts_with("https://") {
+        return Err(format!(
+            "resolved {resolved:?}: only https:// registry tarballs are fetched"
+        ));
+    }
+    Ok(resolved)
+}
+
+/// `bin`: command name → path inside the package.
+fn parse_bin(p: &serde_json::Value) -> Result<BTreeMap<String, String>, String> {
+    let mut bin = BTreeMap::new();
+    let Some(b) = p["bin"].as_object() else {
+        return Ok(bin);
+    };
+    for (cmd, target) in b {
+        let target = target.as_str().unwrap_or_default();
+        if cmd.is_empty() || cmd.contains('/') || cmd.starts_with('.') || target.is_empty() {
+            return Err(format!(
+                "bin {cmd:?} -> {target:?} is not a command name and a path"
+            ));
+        }
+        // A name becomes a file in node_modules/.bin and is printed in messages: a
+        // control character would reach a terminal or a listing raw.
+        if cmd.chars().chain(target.chars()).any(char::is_control) {
+            return Err(format!(
+                "\"bin\": {cmd:?} -> {target:?} holds a control character; no command name or path has one"
+            ));
+        }
+        bin.insert(cmd.clone(), target.to_owned());
+    }
+    Ok(bin)
 }
 
 /// Where a package without a `resolved` URL comes from (npm's own default).
@@ -367,23 +395,14 @@ pub fn unpack(
     origin: &Origin,
     budget: Budget,
 ) -> Result<Installed, NpmError> {
-    let bad = |why: String| NpmError::Tarball {
-        name: p.name.clone(),
-        version: p.version.clone(),
-        why,
-    };
+    let bad = |why: String| tarball_error(p, why);
     let limits = budget.limits;
     let stream_cap = limits
         .package
         .saturating_add(limits.package / 4)
         .saturating_add(16 << 20);
     let mut ar = tar::Archive::new(Capped::new(flate2::read::GzDecoder::new(tgz), stream_cap));
-    let fail = |e: std::io::Error| match Capped::<&[u8]>::exceeded(&e) {
-        Some(limit) => bad(format!(
-            "the tarball expands past {limit} bytes ([image] max-package-size)"
-        )),
-        None => bad(format!("not a gzip'd tar archive: {e}")),
-    };
+    let fail = |e: std::io::Error| read_error(p, e);
     let mut out = Installed {
         files: 0,
         bytes: 0,
@@ -395,76 +414,16 @@ pub fn unpack(
     let mut manifest: Option<serde_json::Value> = None;
     for entry in ar.entries().map_err(fail)? {
         let mut entry = entry.map_err(fail)?;
-        let raw = String::from_utf8(entry.path_bytes().into_owned())
-            .map_err(|_| bad("a member name that is not UTF-8".into()))?;
-        // npm strips the first component, whatever it is called (usually `package/`).
-        let rel = match raw.split_once('/') {
-            Some((_, r)) => r.trim_end_matches('/'),
-            None => "",
+        let Some(Member { raw, rel, path }) = member(p, &entry, dest)? else {
+            continue;
         };
-        let kind = entry.header().entry_type();
-        if rel.is_empty() && kind.is_dir() {
-            continue;
-        }
-        let path =
-            safe_rel(dest, rel).map_err(|why| bad(format!("refusing member {raw:?}: {why}")))?;
-        if path == *dest {
-            return Err(bad(format!(
-                "refusing member {raw:?}: it would replace the package's directory"
-            )));
-        }
-        if kind.is_dir() {
-            continue;
-        }
-        if kind.is_symlink() || kind.is_hard_link() {
-            let target = entry
-                .link_name()
-                .ok()
-                .flatten()
-                .map(|t| t.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            return Err(bad(format!(
-                "refusing member {raw:?}: a link (to {target:?}); npm installs no links from a package tarball, and one could point out of node_modules"
-            )));
-        }
-        if !(kind.is_file() || kind == tar::EntryType::Continuous) {
-            return Err(bad(format!(
-                "refusing member {raw:?}: neither a file nor a directory ({kind:?})"
-            )));
-        }
         if !seen.insert(path.clone()) {
             return Err(bad(format!("refusing member {raw:?}: it appears twice")));
         }
         let left = limits.package.saturating_sub(out.bytes);
         let image_left = limits.image.saturating_sub(budget.image_used + out.bytes);
         let cap = limits.file.min(left).min(image_left);
-        let too_large = || {
-            bad(format!(
-                "member {raw:?} is larger than {cap} bytes ([image] max-file-size, max-package-size, max-image-size)"
-            ))
-        };
-        // The size the tar header gives bounds what the entry yields: a member over the cap is
-        // refused before a byte of it is decompressed or a buffer allocated (a 7 MB .tgz holds
-        // gigabytes of zeros). The buffer grows with what is read, not with what the header
-        // claims.
-        let declared = entry.size();
-        if declared > cap {
-            return Err(too_large());
-        }
-        let mut data = Vec::new();
-        (&mut entry)
-            .take(cap + 1)
-            .read_to_end(&mut data)
-            .map_err(fail)?;
-        if data.len() as u64 > cap {
-            return Err(too_large());
-        }
-        if data.len() as u64 != declared {
-            return Err(bad(format!(
-                "member {raw:?}: its header declares {declared} bytes but the archive holds {}",
-                data.len()
-            )));
-        }
+        let data = read_member(p, &mut entry, &raw, cap)?;
         let mode = entry.header().mode().unwrap_or(0o644);
         let mode = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
         if rel == "package.json" {
@@ -479,13 +438,145 @@ pub fn unpack(
             .map_err(|e| bad(e.to_string()))?;
     }
     let m = manifest.ok_or_else(|| bad("the tarball has no package.json".into()))?;
+    read_manifest(p, &m, &mut out)?;
+    Ok(out)
+}
+
+fn tarball_error(p: &LockedPackage, why: String) -> NpmError {
+    NpmError::Tarball {
+        name: p.name.clone(),
+        version: p.version.clone(),
+        why,
+    }
+}
+
+/// A failure to read the archive: the expansion cap, or not a gzip'd tar at all.
+fn read_error(p: &LockedPackage, e: std::io::Error) -> NpmError {
+    tarball_error(
+        p,
+        match Capped::<&[u8]>::exceeded(&e) {
+            Some(limit) => {
+                format!("the tarball expands past {limit} bytes ([image] max-package-size)")
+            }
+            None => format!("not a gzip'd tar archive: {e}"),
+        },
+    )
+}
+
+/// A file member of the tarball: its name as written, relative to the package, and where it
+/// goes.
+struct Member {
+    raw: String,
+    rel: String,
+    path: ImagePath,
+}
+
+/// Where a member goes, `None` for a directory; links, devices and names leaving `dest` are
+/// refused.
+fn member<R: Read>(
+    p: &LockedPackage,
+    entry: &tar::Entry<R>,
+    dest: &ImagePath,
+) -> Result<Option<Member>, NpmError> {
+    let bad = |why: String| tarball_error(p, why);
+    let raw = String::from_utf8(entry.path_bytes().into_owned())
+        .map_err(|_| bad("a member name that is not UTF-8".into()))?;
+    // npm strips the first component, whatever it is called (usually `package/`).
+    let rel = match raw.split_once('/') {
+        Some((_, r)) => r.trim_end_matches('/'),
+        None => "",
+    };
+    let kind = entry.header().entry_type();
+    if rel.is_empty() && kind.is_dir() {
+        return Ok(None);
+    }
+    let path = safe_rel(dest, rel).map_err(|why| bad(format!("refusing member {raw:?}: {why}")))?;
+    if path == *dest {
+        return Err(bad(format!(
+            "refusing member {raw:?}: it would replace the package's directory"
+        )));
+    }
+    if kind.is_dir() {
+        return Ok(None);
+    }
+    if kind.is_symlink() || kind.is_hard_link() {
+        let target = entry
+            .link_name()
+            .ok()
+            .flatten()
+            .map(|t| t.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return Err(bad(format!(
+            "refusing member {raw:?}: a link (to {target:?}); npm installs no links from a package tarball, and one could point out of node_modules"
+        )));
+    }
+    if !(kind.is_file() || kind == tar::EntryType::Continuous) {
+        return Err(bad(format!(
+            "refusing member {raw:?}: neither a file nor a directory ({kind:?})"
+        )));
+    }
+    Ok(Some(Member {
+        rel: rel.to_owned(),
+        raw,
+        path,
+    }))
+}
+
+/// A member's bytes, at most `cap` of them.
+fn read_member<R: Read>(
+    p: &LockedPackage,
+    entry: &mut tar::Entry<R>,
+    raw: &str,
+    cap: u64,
+) -> Result<Vec<u8>, NpmError> {
+    let bad = |why: String| tarball_error(p, why);
+    let too_large = || {
+        bad(format!(
+            "member {raw:?} is larger than {cap} bytes ([image] max-file-size, max-package-size, max-image-size)"
+        ))
+    };
+    // The size the tar header gives bounds what the entry yields: a member over the cap is
+    // refused before a byte of it is decompressed or a buffer allocated (a 7 MB .tgz holds
+    // gigabytes of zeros). The buffer grows with what is read, not with what the header
+    // claims.
+    let declared = entry.size();
+    if declared > cap {
+        return Err(too_large());
+    }
+    let mut data = Vec::new();
+    entry
+        .take(cap + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| read_error(p, e))?;
+    if data.len() as u64 > cap {
+        return Err(too_large());
+    }
+    if data.len() as u64 != declared {
+        return Err(bad(format!(
+            "member {raw:?}: its header declares {declared} bytes but the archive holds {}",
+            data.len()
+        )));
+    }
+    Ok(data)
+}
+
+/// The tarball's `package.json` must name the locked package; its licence (else the lock's,
+/// when an SPDX expression) and description go to the SBOM.
+fn read_manifest(
+    p: &LockedPackage,
+    m: &serde_json::Value,
+    out: &mut Installed,
+) -> Result<(), NpmError> {
     let (name, version) = (m["name"].as_str(), m["version"].as_str());
     if name != Some(p.name.as_str()) || version != Some(p.version.as_str()) {
-        return Err(bad(format!(
-            "the tarball's package.json is {} {}, not what the lock names",
-            name.unwrap_or("<no name>"),
-            version.unwrap_or("<no version>")
-        )));
+        return Err(tarball_error(
+            p,
+            format!(
+                "the tarball's package.json is {} {}, not what the lock names",
+                name.unwrap_or("<no name>"),
+                version.unwrap_or("<no version>")
+            ),
+        ));
     }
     out.license = match &m["license"] {
         serde_json::Value::String(s) => Some(s.clone()),
@@ -497,7 +588,7 @@ pub fn unpack(
     out.description = m["description"]
         .as_str()
         .map(|s| s.chars().take(200).collect());
-    Ok(out)
+    Ok(())
 }
 
 /// `node_modules/.bin/CMD` links for a package's `bin` entries, in the `node_modules` that holds

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::Digest;
 
-use super::zip::{Zip, ZipError};
+use super::zip::{Member, Zip, ZipError};
 use crate::rootfs::{Budget, Entry, ImagePath, Origin, Tree};
 use crate::sbom::{prop, ComponentSpec};
 use crate::sign::sha256_hex;
@@ -99,29 +99,37 @@ fn is_project_name(s: &str) -> bool {
 /// `--hash=sha256:…`; comments and blank lines; `\` continues a line. Anything else (ranges,
 /// markers, URLs, editable installs, options, other files) is an error naming the line.
 pub fn parse_requirements(text: &str, file: &Path) -> Result<Vec<Requirement>, PypiError> {
-    let err = |line: usize, why: String| PypiError::Requirements {
-        file: file.to_owned(),
-        line,
-        why,
-    };
-    // Logical lines: (first physical line number, text).
+    let mut out: Vec<Requirement> = Vec::new();
+    for (line, text) in logical_lines(text) {
+        let err = |why: String| PypiError::Requirements {
+            file: file.to_owned(),
+            line,
+            why,
+        };
+        let r = parse_requirement(&text, line).map_err(err)?;
+        if let Some(prev) = out.iter().find(|p| p.normalized() == r.normalized()) {
+            return Err(err(format!(
+                "{} is already required on line {}",
+                r.name, prev.line
+            )));
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// The file's logical lines, comments removed and `\` continuations joined: (first physical
+/// line number, text), blank ones left out.
+fn logical_lines(text: &str) -> Vec<(usize, String)> {
     let mut logical: Vec<(usize, String)> = Vec::new();
     let mut pending: Option<(usize, String)> = None;
     for (i, raw) in text.lines().enumerate() {
-        let n = i + 1;
-        // A comment starts at a '#' at the start or after whitespace.
-        let mut body = raw;
-        for (at, _) in raw.match_indices('#') {
-            if at == 0 || raw[..at].ends_with(char::is_whitespace) {
-                body = &raw[..at];
-                break;
-            }
-        }
+        let body = strip_comment(raw);
         let (body, continued) = match body.trim_end().strip_suffix('\\') {
             Some(b) => (b, true),
             None => (body, false),
         };
-        let (start, mut acc) = pending.take().unwrap_or((n, String::new()));
+        let (start, mut acc) = pending.take().unwrap_or((i + 1, String::new()));
         acc.push(' ');
         acc.push_str(body);
         if continued {
@@ -135,91 +143,98 @@ pub fn parse_requirements(text: &str, file: &Path) -> Result<Vec<Requirement>, P
             logical.push((start, acc));
         }
     }
-    let mut out: Vec<Requirement> = Vec::new();
-    for (line, text) in logical {
-        let mut tokens = text.split_whitespace().peekable();
-        let first = tokens.next().expect("non-empty line");
-        if first.starts_with('-') {
-            return Err(err(
-                line,
-                format!("option {first:?}: StratOS reads only pinned requirements (`name==version --hash=sha256:…`); indexes, constraints and other files are not followed (pip-compile's header options can go: the build fetches from PyPI's simple API)"),
-            ));
+    logical
+}
+
+/// The line up to its comment, which starts at a '#' at the start or after whitespace.
+fn strip_comment(raw: &str) -> &str {
+    for (at, _) in raw.match_indices('#') {
+        if at == 0 || raw[..at].ends_with(char::is_whitespace) {
+            return &raw[..at];
         }
-        // `name==version`, tolerating spaces around `==`.
-        let mut spec = first.to_owned();
-        while let Some(t) = tokens.peek() {
-            if t.starts_with("--") {
-                break;
-            }
-            spec.push_str(tokens.next().unwrap());
-        }
-        if spec.contains(';') {
-            return Err(err(line, format!("{spec:?}: environment markers are not supported; compile the requirements for the image's platform (Linux x86-64, the image's Python) so every line applies")));
-        }
-        if spec.contains('@') || spec.contains("://") {
-            return Err(err(line, format!("{spec:?}: a direct URL; pin the package from the index with name==version and its hashes")));
-        }
-        let Some((name_part, version)) = spec.split_once("==") else {
-            return Err(err(line, format!("{spec:?} is not pinned: write name==version with its --hash=sha256:… (`pip-compile --generate-hashes` or `uv pip compile --generate-hashes` write exactly that)")));
-        };
-        let version = version.trim_start_matches('=');
-        // Extras select dependencies, which are pinned on their own lines.
-        let name = name_part.split('[').next().unwrap_or("");
-        if !is_project_name(name) {
-            return Err(err(line, format!("{name:?} is not a project name")));
-        }
-        if version.is_empty()
-            || version.contains('*')
-            || !version
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-' | '_' | '!'))
-        {
-            return Err(err(
-                line,
-                format!("{spec:?}: an exact version is needed (no wildcards or ranges)"),
-            ));
-        }
-        let mut hashes = BTreeSet::new();
-        while let Some(t) = tokens.next() {
-            let value = match t.strip_prefix("--hash") {
-                Some(rest) if rest.starts_with('=') => rest[1..].to_owned(),
-                Some("") => tokens.next().unwrap_or("").to_owned(),
-                _ => {
-                    return Err(err(
-                        line,
-                        format!("{t:?}: only --hash=sha256:… may follow a requirement"),
-                    ))
-                }
-            };
-            let Some(hex) = value.strip_prefix("sha256:") else {
-                return Err(err(
-                    line,
-                    format!("--hash={value}: only sha256 hashes are accepted"),
-                ));
-            };
-            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(err(line, format!("--hash=sha256:{hex}: not 64 hex digits")));
-            }
-            hashes.insert(hex.to_ascii_lowercase());
-        }
-        if hashes.is_empty() {
-            return Err(err(line, format!("{name}=={version} has no --hash: every requirement is pinned by hash (`pip-compile --generate-hashes`), so a changed file on the index cannot slip in")));
-        }
-        let r = Requirement {
-            name: name.to_owned(),
-            version: version.to_owned(),
-            hashes,
-            line,
-        };
-        if let Some(prev) = out.iter().find(|p| p.normalized() == r.normalized()) {
-            return Err(err(
-                line,
-                format!("{} is already required on line {}", r.name, prev.line),
-            ));
-        }
-        out.push(r);
     }
-    Ok(out)
+    raw
+}
+
+/// One logical line: `name==version` followed by its `--hash` options.
+fn parse_requirement(text: &str, line: usize) -> Result<Requirement, String> {
+    let mut tokens = text.split_whitespace().peekable();
+    let first = tokens.next().expect("non-empty line");
+    if first.starts_with('-') {
+        return Err(format!("option {first:?}: StratOS reads only pinned requirements (`name==version --hash=sha256:…`); indexes, constraints and other files are not followed (pip-compile's header options can go: the build fetches from PyPI's simple API)"));
+    }
+    // `name==version`, tolerating spaces around `==`.
+    let mut spec = first.to_owned();
+    while let Some(t) = tokens.next_if(|t| !t.starts_with("--")) {
+        spec.push_str(t);
+    }
+    let (name, version) = parse_pin(&spec)?;
+    let hashes = parse_hashes(tokens)?;
+    if hashes.is_empty() {
+        return Err(format!("{name}=={version} has no --hash: every requirement is pinned by hash (`pip-compile --generate-hashes`), so a changed file on the index cannot slip in"));
+    }
+    Ok(Requirement {
+        name: name.to_owned(),
+        version: version.to_owned(),
+        hashes,
+        line,
+    })
+}
+
+/// `name[extras]==version` → (name, version); anything but an exact pin is refused.
+fn parse_pin(spec: &str) -> Result<(&str, &str), String> {
+    if spec.contains(';') {
+        return Err(format!("{spec:?}: environment markers are not supported; compile the requirements for the image's platform (Linux x86-64, the image's Python) so every line applies"));
+    }
+    if spec.contains('@') || spec.contains("://") {
+        return Err(format!(
+            "{spec:?}: a direct URL; pin the package from the index with name==version and its hashes"
+        ));
+    }
+    let Some((name_part, version)) = spec.split_once("==") else {
+        return Err(format!("{spec:?} is not pinned: write name==version with its --hash=sha256:… (`pip-compile --generate-hashes` or `uv pip compile --generate-hashes` write exactly that)"));
+    };
+    let version = version.trim_start_matches('=');
+    // Extras select dependencies, which are pinned on their own lines.
+    let name = name_part.split('[').next().unwrap_or("");
+    if !is_project_name(name) {
+        return Err(format!("{name:?} is not a project name"));
+    }
+    if version.is_empty()
+        || version.contains('*')
+        || !version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-' | '_' | '!'))
+    {
+        return Err(format!(
+            "{spec:?}: an exact version is needed (no wildcards or ranges)"
+        ));
+    }
+    Ok((name, version))
+}
+
+/// The `--hash=sha256:…` (or `--hash sha256:…`) options after a pin.
+fn parse_hashes<'a>(mut tokens: impl Iterator<Item = &'a str>) -> Result<BTreeSet<String>, String> {
+    let mut hashes = BTreeSet::new();
+    while let Some(t) = tokens.next() {
+        let value = match t.strip_prefix("--hash") {
+            Some(rest) if rest.starts_with('=') => rest[1..].to_owned(),
+            Some("") => tokens.next().unwrap_or("").to_owned(),
+            _ => {
+                return Err(format!(
+                    "{t:?}: only --hash=sha256:… may follow a requirement"
+                ))
+            }
+        };
+        let Some(hex) = value.strip_prefix("sha256:") else {
+            return Err(format!("--hash={value}: only sha256 hashes are accepted"));
+        };
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("--hash=sha256:{hex}: not 64 hex digits"));
+        }
+        hashes.insert(hex.to_ascii_lowercase());
+    }
+    Ok(hashes)
 }
 
 /// A wheel file name's parts (`{dist}-{version}(-{build})?-{python}-{abi}-{platform}.whl`).
@@ -355,54 +370,13 @@ pub fn fetch(
     offline: bool,
     max_bytes: u64,
 ) -> Result<Fetched, PypiError> {
-    let wheel_err = |why: String| PypiError::Wheel {
-        name: r.name.clone(),
-        version: r.version.clone(),
-        why,
-    };
-    let read = |p: &Path| {
-        crate::fsio::read_regular(p, max_bytes, "a wheel", crate::fsio::Links::Follow).ok()
-    };
-    // (rank, file name, path) of local files whose content is pinned.
-    let mut local: Vec<(Option<u32>, String, Vec<u8>)> = Vec::new();
-    for h in &r.hashes {
-        for p in super::registry::candidates(&cache_dir().join(h), "") {
-            let name = p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("")
-                .to_owned();
-            if let Some(b) = read(&p).filter(|b| sha256_hex(b) == *h) {
-                let rank = WheelName::parse(&name).and_then(|w| platform.fits(&w));
-                local.push((rank, name, b));
-            }
-        }
-    }
-    // Files of this name and version whose content the requirement does not pin.
-    let mut unpinned: Vec<String> = Vec::new();
-    let prefix = format!("{}-{}-", r.normalized().replace('-', "_"), r.version);
-    for p in super::registry::candidates(&super::registry::prefetch_dir().join("wheels"), &prefix) {
-        let name = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("")
-            .to_owned();
-        let Some(b) = read(&p) else { continue };
-        let sha = sha256_hex(&b);
-        if r.hashes.contains(&sha) {
-            let rank = WheelName::parse(&name).and_then(|w| platform.fits(&w));
-            local.push((rank, name, b));
-        } else {
-            unpinned.push(format!("{} (sha256 {sha})", p.display()));
-        }
-    }
-    local.sort_by(|a, b| (a.0.is_none(), a.0, &a.1).cmp(&(b.0.is_none(), b.0, &b.1)));
-    if let Some((Some(_), name, bytes)) = local.first() {
-        let sha = sha256_hex(bytes);
+    let (mut local, unpinned) = local_wheels(r, platform, max_bytes);
+    local.sort_by(|a, b| a.order().cmp(&b.order()));
+    if let Some(best) = local.first().filter(|c| c.rank.is_some()) {
         let fetched = Fetched {
-            file_name: name.clone(),
-            sha256: sha.clone(),
-            bytes: bytes.clone(),
+            file_name: best.name.clone(),
+            sha256: sha256_hex(&best.bytes),
+            bytes: best.bytes.clone(),
         };
         store_in_cache(&fetched).map_err(|why| PypiError::Fetch {
             name: r.name.clone(),
@@ -412,41 +386,170 @@ pub fn fetch(
         return Ok(fetched);
     }
     if offline {
-        if !local.is_empty() {
-            let names: Vec<&str> = local.iter().map(|l| l.1.as_str()).collect();
-            return Err(wheel_err(format!(
-                "no cached file fits this image, which needs {}; cached: {}",
-                platform.describe(),
-                names.join(", ")
-            )));
-        }
-        if !unpinned.is_empty() {
-            return Err(wheel_err(format!(
-                "{} does not pin {}: its hashes are not the file's. If the wheel is the one you meant, re-pin it (`pip-compile --generate-hashes`); otherwise it was replaced",
-                file.display(),
-                unpinned.join(", ")
-            )));
-        }
-        return Err(PypiError::Offline {
-            name: r.name.clone(),
-            version: r.version.clone(),
-            file: file.to_owned(),
-            cache: cache_dir(),
-        });
+        return Err(offline_error(r, platform, file, &local, &unpinned));
     }
+    from_index(r, platform, file, index, max_bytes)
+}
+
+/// A wheel file found on this machine whose content a requirement pins.
+struct Candidate {
+    /// How well it fits the image ([`Platform::fits`]); `None`: not at all.
+    rank: Option<u32>,
+    name: String,
+    bytes: Vec<u8>,
+}
+
+impl Candidate {
+    /// Fitting files first, best rank first, then by name.
+    fn order(&self) -> (bool, Option<u32>, &str) {
+        (self.rank.is_none(), self.rank, &self.name)
+    }
+}
+
+/// The pinned wheels in the cache and the prefetch directory, and (for messages) the files of
+/// the requirement's name and version in the prefetch directory whose content it does not pin.
+fn local_wheels(
+    r: &Requirement,
+    platform: &Platform,
+    max_bytes: u64,
+) -> (Vec<Candidate>, Vec<String>) {
+    let read = |p: &Path| {
+        crate::fsio::read_regular(p, max_bytes, "a wheel", crate::fsio::Links::Follow).ok()
+    };
+    let candidate = |p: &Path, bytes: Vec<u8>| {
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_owned();
+        let rank = WheelName::parse(&name).and_then(|w| platform.fits(&w));
+        Candidate { rank, name, bytes }
+    };
+    let mut local: Vec<Candidate> = Vec::new();
+    for h in &r.hashes {
+        for p in super::registry::candidates(&cache_dir().join(h), "") {
+            if let Some(b) = read(&p).filter(|b| sha256_hex(b) == *h) {
+                local.push(candidate(&p, b));
+            }
+        }
+    }
+    // Files of this name and version whose content the requirement does not pin.
+    let mut unpinned: Vec<String> = Vec::new();
+    let prefix = format!("{}-{}-", r.normalized().replace('-', "_"), r.version);
+    for p in super::registry::candidates(&super::registry::prefetch_dir().join("wheels"), &prefix) {
+        let Some(b) = read(&p) else { continue };
+        let sha = sha256_hex(&b);
+        if r.hashes.contains(&sha) {
+            local.push(candidate(&p, b));
+        } else {
+            unpinned.push(format!("{} (sha256 {sha})", p.display()));
+        }
+    }
+    (local, unpinned)
+}
+
+/// Why `--offline` cannot go on: what was found instead, else that nothing was.
+fn offline_error(
+    r: &Requirement,
+    platform: &Platform,
+    file: &Path,
+    local: &[Candidate],
+    unpinned: &[String],
+) -> PypiError {
+    let wheel_err = |why: String| PypiError::Wheel {
+        name: r.name.clone(),
+        version: r.version.clone(),
+        why,
+    };
+    if !local.is_empty() {
+        let names: Vec<&str> = local.iter().map(|l| l.name.as_str()).collect();
+        return wheel_err(format!(
+            "no cached file fits this image, which needs {}; cached: {}",
+            platform.describe(),
+            names.join(", ")
+        ));
+    }
+    if !unpinned.is_empty() {
+        return wheel_err(format!(
+            "{} does not pin {}: its hashes are not the file's. If the wheel is the one you meant, re-pin it (`pip-compile --generate-hashes`); otherwise it was replaced",
+            file.display(),
+            unpinned.join(", ")
+        ));
+    }
+    PypiError::Offline {
+        name: r.name.clone(),
+        version: r.version.clone(),
+        file: file.to_owned(),
+        cache: cache_dir(),
+    }
+}
+
+/// A file the index offers whose sha256 the requirement pins.
+struct Offered {
+    rank: Option<u32>,
+    name: String,
+    href: String,
+    sha256: String,
+}
+
+/// The best-fitting pinned wheel from the index (PEP 691), downloaded, checked and cached.
+fn from_index(
+    r: &Requirement,
+    platform: &Platform,
+    file: &Path,
+    index: &str,
+    max_bytes: u64,
+) -> Result<Fetched, PypiError> {
+    let wheel_err = |why: String| PypiError::Wheel {
+        name: r.name.clone(),
+        version: r.version.clone(),
+        why,
+    };
     let fetch_err = |why: String| PypiError::Fetch {
         name: r.name.clone(),
         version: r.version.clone(),
         why,
     };
-    // PEP 691: the project's files with their hashes.
     let url = format!("{}/{}/", index.trim_end_matches('/'), r.normalized());
+    let mut offered = index_files(r, platform, &url).map_err(fetch_err)?;
+    offered.sort_by(|a, b| {
+        (a.rank.is_none(), a.rank, &a.name).cmp(&(b.rank.is_none(), b.rank, &b.name))
+    });
+    let Some(Offered {
+        name,
+        href,
+        sha256: sha,
+        ..
+    }) = offered.first().filter(|o| o.rank.is_some())
+    else {
+        return Err(wheel_err(nothing_fits(platform, &url, &offered)));
+    };
+    let href = resolve_url(&url, href);
+    let bytes = super::registry::download(&href, max_bytes, None).map_err(fetch_err)?;
+    let actual = sha256_hex(&bytes);
+    if actual != *sha {
+        return Err(wheel_err(format!(
+            "{href} has sha256 {actual}, but {} pins {sha}; the index served another file",
+            file.display()
+        )));
+    }
+    let fetched = Fetched {
+        file_name: name.clone(),
+        sha256: sha.clone(),
+        bytes,
+    };
+    store_in_cache(&fetched).map_err(fetch_err)?;
+    Ok(fetched)
+}
+
+/// The project's files on the index page at `url` (PEP 691: with their hashes) that the
+/// requirement pins.
+fn index_files(r: &Requirement, platform: &Platform, url: &str) -> Result<Vec<Offered>, String> {
     let page =
-        super::registry::download(&url, 64 << 20, Some("application/vnd.pypi.simple.v1+json"))
-            .map_err(fetch_err)?;
+        super::registry::download(url, 64 << 20, Some("application/vnd.pypi.simple.v1+json"))?;
     let page: serde_json::Value = serde_json::from_slice(&page)
-        .map_err(|e| fetch_err(format!("{url}: not a PEP 691 JSON answer: {e}")))?;
-    let mut offered: Vec<(Option<u32>, String, String, String)> = Vec::new();
+        .map_err(|e| format!("{url}: not a PEP 691 JSON answer: {e}"))?;
+    let mut offered = Vec::new();
     for f in page["files"].as_array().into_iter().flatten() {
         let (Some(name), Some(href), Some(sha)) = (
             f["filename"].as_str(),
@@ -458,45 +561,32 @@ pub fn fetch(
         if !r.hashes.contains(&sha.to_ascii_lowercase()) {
             continue;
         }
-        let rank = WheelName::parse(name).and_then(|w| platform.fits(&w));
-        offered.push((
-            rank,
-            name.to_owned(),
-            href.to_owned(),
-            sha.to_ascii_lowercase(),
-        ));
+        offered.push(Offered {
+            rank: WheelName::parse(name).and_then(|w| platform.fits(&w)),
+            name: name.to_owned(),
+            href: href.to_owned(),
+            sha256: sha.to_ascii_lowercase(),
+        });
     }
-    offered.sort_by(|a, b| (a.0.is_none(), a.0, &a.1).cmp(&(b.0.is_none(), b.0, &b.1)));
-    let Some((Some(_), name, href, sha)) = offered.first().cloned() else {
-        let names: Vec<&str> = offered.iter().map(|o| o.1.as_str()).collect();
-        return Err(wheel_err(if names.is_empty() {
-            format!("the index ({url}) lists no file with a pinned hash; check the version and the hashes")
-        } else if names.iter().all(|n| !n.ends_with(".whl")) {
-            format!("only source distributions are pinned ({}); StratOS installs wheels only (no build step): pin the wheel's hash", names.join(", "))
-        } else {
-            format!(
-                "no pinned wheel fits this image, which needs {}; pinned: {}",
-                platform.describe(),
-                names.join(", ")
-            )
-        }));
-    };
-    let href = resolve_url(&url, &href);
-    let bytes = super::registry::download(&href, max_bytes, None).map_err(fetch_err)?;
-    let actual = sha256_hex(&bytes);
-    if actual != sha {
-        return Err(wheel_err(format!(
-            "{href} has sha256 {actual}, but {} pins {sha}; the index served another file",
-            file.display()
-        )));
+    Ok(offered)
+}
+
+/// Why none of the index's pinned files can be installed.
+fn nothing_fits(platform: &Platform, url: &str, offered: &[Offered]) -> String {
+    let names: Vec<&str> = offered.iter().map(|o| o.name.as_str()).collect();
+    if names.is_empty() {
+        format!(
+            "the index ({url}) lists no file with a pinned hash; check the version and the hashes"
+        )
+    } else if names.iter().all(|n| !n.ends_with(".whl")) {
+        format!("only source distributions are pinned ({}); StratOS installs wheels only (no build step): pin the wheel's hash", names.join(", "))
+    } else {
+        format!(
+            "no pinned wheel fits this image, which needs {}; pinned: {}",
+            platform.describe(),
+            names.join(", ")
+        )
     }
-    let fetched = Fetched {
-        file_name: name,
-        sha256: sha,
-        bytes,
-    };
-    store_in_cache(&fetched).map_err(fetch_err)?;
-    Ok(fetched)
 }
 
 fn store_in_cache(f: &Fetched) -> Result<(), String> {
@@ -747,11 +837,7 @@ pub fn install(
     origin: &Origin,
     budget: Budget,
 ) -> Result<Installed, PypiError> {
-    let bad = |why: String| PypiError::Wheel {
-        name: r.name.clone(),
-        version: r.version.clone(),
-        why: format!("{}: {why}", wheel.file_name),
-    };
+    let bad = |why: String| wheel_error(r, wheel, why);
     let wname =
         WheelName::parse(&wheel.file_name).ok_or_else(|| bad("not a wheel file name".into()))?;
     if normalize(&wname.dist) != r.normalized() || wname.version != r.version {
@@ -761,50 +847,9 @@ pub fn install(
         )));
     }
     let zip = Zip::open(&wheel.bytes, &wheel.file_name)?;
-    let limits = budget.limits;
-    // The .dist-info directory: exactly one, for this distribution and version.
-    let infos: BTreeSet<&str> = zip
-        .members
-        .iter()
-        .filter_map(|m| m.name.split('/').next())
-        .filter(|top| top.ends_with(".dist-info"))
-        .collect();
-    let info = match infos.iter().collect::<Vec<_>>().as_slice() {
-        [one] => (*one).to_owned(),
-        _ => {
-            return Err(bad(format!(
-                "expected one .dist-info directory, found {infos:?}"
-            )))
-        }
-    };
-    let info_stem = info.trim_end_matches(".dist-info");
-    let (idist, iver) = info_stem
-        .rsplit_once('-')
-        .ok_or_else(|| bad(format!("{info}: not NAME-VERSION.dist-info")))?;
-    if normalize(idist) != r.normalized() || iver != r.version {
-        return Err(bad(format!("{info} is not {} {}", r.name, r.version)));
-    }
-    let data_dir = format!("{info_stem}.data/");
-    let member = |name: &str| zip.members.iter().find(|m| m.name == name);
-    let read_text = |name: &str| -> Result<String, PypiError> {
-        let m = member(name).ok_or_else(|| bad(format!("no {name}")))?;
-        let bytes = zip.read(m, 16 << 20, "the 16 MiB cap on wheel metadata")?;
-        String::from_utf8(bytes).map_err(|_| bad(format!("{name} is not UTF-8")))
-    };
-    let wheel_meta = read_text(&format!("{info}/WHEEL"))?;
-    let wv = metadata_headers(&wheel_meta)
-        .into_iter()
-        .find(|(k, _)| k == "wheel-version")
-        .map(|(_, v)| v)
-        .ok_or_else(|| bad("WHEEL names no Wheel-Version".into()))?;
-    if !wv.starts_with("1.") {
-        return Err(bad(format!(
-            "Wheel-Version {wv}: only version 1 wheels are understood"
-        )));
-    }
-    let record_name = format!("{info}/RECORD");
-    let record = parse_record(&read_text(&record_name)?).map_err(|e| bad(e.to_string()))?;
-    let metadata = read_text(&format!("{info}/METADATA"))?;
+    let w = Unpacking::new(r, wheel, scheme, zip)?;
+    let record = parse_record(&w.read_text(&w.record_name())?).map_err(&bad)?;
+    let metadata = w.read_text(&format!("{}/METADATA", w.info))?;
     let mut listed: BTreeSet<&str> = record
         .iter()
         .filter(|(_, h)| h.is_some())
@@ -820,85 +865,15 @@ pub fn install(
             .find(|(k, _)| k == "summary")
             .map(|(_, v)| v),
     };
-    for m in &zip.members {
-        if m.is_dir {
-            continue;
+    for m in w.zip.members.iter().filter(|m| !m.is_dir) {
+        let dest = w.destination(m)?;
+        let (cap, key) = member_cap(budget, out.bytes);
+        let data = w.zip.read(m, cap, key)?;
+        if w.is_hashed(m) {
+            check_record(&record, m, &data).map_err(&bad)?;
+            listed.remove(m.name.as_str());
         }
-        let signature =
-            m.name == format!("{info}/RECORD.jws") || m.name == format!("{info}/RECORD.p7s");
-        // Where it goes: the scheme path for .data/ members, the site directory for the rest.
-        let dest = match m.name.strip_prefix(&data_dir) {
-            Some(rest) => {
-                let (key, rel) = rest
-                    .split_once('/')
-                    .ok_or_else(|| bad(format!("{:?}: a file directly in {data_dir}", m.name)))?;
-                let base = match key {
-                    "purelib" | "platlib" => scheme.site.clone(),
-                    "scripts" => scheme.scripts.clone(),
-                    "data" => scheme.data.clone(),
-                    "headers" => scheme
-                        .headers
-                        .join(&normalize(&r.name))
-                        .map_err(|e| bad(e.to_string()))?,
-                    other => {
-                        return Err(bad(format!(
-                            "{:?}: unknown scheme directory {other:?}",
-                            m.name
-                        )))
-                    }
-                };
-                safe_join(&base, rel)
-            }
-            None => safe_join(&scheme.site, &m.name),
-        }
-        .map_err(|why| bad(format!("refusing member {:?}: {why}", m.name)))?;
-        let budget_left = limits.package.saturating_sub(out.bytes);
-        let image_left = limits.image.saturating_sub(budget.image_used + out.bytes);
-        let (cap, key) = if limits.file <= budget_left.min(image_left) {
-            (limits.file, "[image] max-file-size")
-        } else if budget_left <= image_left {
-            (budget_left, "[image] max-package-size")
-        } else {
-            (image_left, "[image] max-image-size")
-        };
-        let mut data = zip.read(m, cap, key)?;
-        if m.name != record_name && !signature {
-            match record.get(&m.name) {
-                Some(Some((algo, digest, size))) => {
-                    let actual = record_digest(algo, &data).ok_or_else(|| {
-                        bad(format!(
-                            "RECORD hashes {:?} with {algo}; sha256, sha384 or sha512 are checked",
-                            m.name
-                        ))
-                    })?;
-                    if &actual != digest || size.is_some_and(|s| s != data.len() as u64) {
-                        return Err(bad(format!(
-                            "{:?} does not match its RECORD entry ({algo}={digest}, {} bytes): the wheel was altered after it was built",
-                            m.name,
-                            size.map_or("no size".into(), |s| s.to_string())
-                        )));
-                    }
-                    listed.remove(m.name.as_str());
-                }
-                _ => {
-                    return Err(bad(format!(
-                    "{:?} is not in RECORD with a hash: a file was added after the wheel was built",
-                    m.name
-                )))
-                }
-            }
-        }
-        let mut mode = if m.mode & 0o111 != 0 { 0o755 } else { 0o644 };
-        if m.name.starts_with(&format!("{data_dir}scripts/")) {
-            mode = 0o755;
-            // `#!python` means "the interpreter this is installed for".
-            if let Some(rest) = data.strip_prefix(b"#!python") {
-                let nl = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
-                let mut fixed = format!("#!{}", scheme.interpreter).into_bytes();
-                fixed.extend_from_slice(&rest[nl..]);
-                data = fixed;
-            }
-        }
+        let (data, mode) = w.script_fixed(m, data);
         if data.starts_with(b"\x7fELF") {
             out.native.push(dest.clone());
         }
@@ -907,19 +882,217 @@ pub fn install(
         tree.insert(&dest, Entry::file(data, mode, origin))
             .map_err(|e| bad(e.to_string()))?;
     }
+    let record_name = w.record_name();
     if let Some(missing) = listed.iter().find(|p| **p != record_name) {
         return Err(bad(format!(
             "RECORD lists {missing:?}, which the wheel does not hold"
         )));
     }
     // Installed by us, not by pip: tools that ask (pip list, importlib.metadata) see that.
-    let installer = safe_join(&scheme.site, &format!("{info}/INSTALLER")).map_err(&bad)?;
+    let installer = safe_join(&scheme.site, &format!("{}/INSTALLER", w.info)).map_err(&bad)?;
     tree.insert(
         &installer,
         Entry::file(b"stratos\n".to_vec(), 0o644, origin),
     )
     .map_err(|e| bad(e.to_string()))?;
     Ok(out)
+}
+
+fn wheel_error(r: &Requirement, wheel: &Fetched, why: String) -> PypiError {
+    PypiError::Wheel {
+        name: r.name.clone(),
+        version: r.version.clone(),
+        why: format!("{}: {why}", wheel.file_name),
+    }
+}
+
+/// A wheel being installed: its archive and its one `.dist-info` directory.
+struct Unpacking<'a> {
+    r: &'a Requirement,
+    wheel: &'a Fetched,
+    scheme: &'a Scheme,
+    zip: Zip<'a>,
+    /// `NAME-VERSION.dist-info`.
+    info: String,
+    /// `NAME-VERSION.data/`.
+    data_dir: String,
+}
+
+impl<'a> Unpacking<'a> {
+    /// Finds the `.dist-info` directory (exactly one, for this distribution and version) and
+    /// checks the wheel format version its `WHEEL` file names.
+    fn new(
+        r: &'a Requirement,
+        wheel: &'a Fetched,
+        scheme: &'a Scheme,
+        zip: Zip<'a>,
+    ) -> Result<Self, PypiError> {
+        let bad = |why: String| wheel_error(r, wheel, why);
+        let infos: BTreeSet<&str> = zip
+            .members
+            .iter()
+            .filter_map(|m| m.name.split('/').next())
+            .filter(|top| top.ends_with(".dist-info"))
+            .collect();
+        let info = match infos.iter().collect::<Vec<_>>().as_slice() {
+            [one] => (**one).to_owned(),
+            _ => {
+                return Err(bad(format!(
+                    "expected one .dist-info directory, found {infos:?}"
+                )))
+            }
+        };
+        let info_stem = info.trim_end_matches(".dist-info");
+        let (idist, iver) = info_stem
+            .rsplit_once('-')
+            .ok_or_else(|| bad(format!("{info}: not NAME-VERSION.dist-info")))?;
+        if normalize(idist) != r.normalized() || iver != r.version {
+            return Err(bad(format!("{info} is not {} {}", r.name, r.version)));
+        }
+        let data_dir = format!("{info_stem}.data/");
+        let w = Unpacking {
+            r,
+            wheel,
+            scheme,
+            zip,
+            info,
+            data_dir,
+        };
+        let wheel_meta = w.read_text(&format!("{}/WHEEL", w.info))?;
+        let wv = metadata_headers(&wheel_meta)
+            .into_iter()
+            .find(|(k, _)| k == "wheel-version")
+            .map(|(_, v)| v)
+            .ok_or_else(|| bad("WHEEL names no Wheel-Version".into()))?;
+        if !wv.starts_with("1.") {
+            return Err(bad(format!(
+                "Wheel-Version {wv}: only version 1 wheels are understood"
+            )));
+        }
+        Ok(w)
+    }
+
+    fn bad(&self, why: String) -> PypiError {
+        wheel_error(self.r, self.wheel, why)
+    }
+
+    fn record_name(&self) -> String {
+        format!("{}/RECORD", self.info)
+    }
+
+    /// A metadata member as text (at most 16 MiB).
+    fn read_text(&self, name: &str) -> Result<String, PypiError> {
+        let m = self
+            .zip
+            .members
+            .iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| self.bad(format!("no {name}")))?;
+        let bytes = self
+            .zip
+            .read(m, 16 << 20, "the 16 MiB cap on wheel metadata")?;
+        String::from_utf8(bytes).map_err(|_| self.bad(format!("{name} is not UTF-8")))
+    }
+
+    /// Whether RECORD must hash the member: all but RECORD itself and its signatures.
+    fn is_hashed(&self, m: &Member) -> bool {
+        let info = &self.info;
+        m.name != self.record_name()
+            && m.name != format!("{info}/RECORD.jws")
+            && m.name != format!("{info}/RECORD.p7s")
+    }
+
+    /// Where a member goes: the scheme path for `.data/` members, the site directory for the
+    /// rest.
+    fn destination(&self, m: &Member) -> Result<ImagePath, PypiError> {
+        let scheme = self.scheme;
+        match m.name.strip_prefix(&self.data_dir) {
+            Some(rest) => {
+                let (key, rel) = rest.split_once('/').ok_or_else(|| {
+                    self.bad(format!(
+                        "{:?}: a file directly in {}",
+                        m.name, self.data_dir
+                    ))
+                })?;
+                let base = match key {
+                    "purelib" | "platlib" => scheme.site.clone(),
+                    "scripts" => scheme.scripts.clone(),
+                    "data" => scheme.data.clone(),
+                    "headers" => scheme
+                        .headers
+                        .join(&normalize(&self.r.name))
+                        .map_err(|e| self.bad(e.to_string()))?,
+                    other => {
+                        return Err(
+                            self.bad(format!("{:?}: unknown scheme directory {other:?}", m.name))
+                        )
+                    }
+                };
+                safe_join(&base, rel)
+            }
+            None => safe_join(&scheme.site, &m.name),
+        }
+        .map_err(|why| self.bad(format!("refusing member {:?}: {why}", m.name)))
+    }
+
+    /// The member's mode, and for a script its `#!python` pointed at the image's interpreter
+    /// (what the line means: "the interpreter this is installed for").
+    fn script_fixed(&self, m: &Member, mut data: Vec<u8>) -> (Vec<u8>, u32) {
+        let mut mode = if m.mode & 0o111 != 0 { 0o755 } else { 0o644 };
+        if m.name.starts_with(&format!("{}scripts/", self.data_dir)) {
+            mode = 0o755;
+            if let Some(rest) = data.strip_prefix(b"#!python") {
+                let nl = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
+                let mut fixed = format!("#!{}", self.scheme.interpreter).into_bytes();
+                fixed.extend_from_slice(&rest[nl..]);
+                data = fixed;
+            }
+        }
+        (data, mode)
+    }
+}
+
+/// The most a member may inflate to, and the profile key that sets it: the file cap, what is
+/// left of the package's, or what is left of the image's, whichever is least.
+fn member_cap(budget: Budget, installed: u64) -> (u64, &'static str) {
+    let limits = budget.limits;
+    let budget_left = limits.package.saturating_sub(installed);
+    let image_left = limits.image.saturating_sub(budget.image_used + installed);
+    if limits.file <= budget_left.min(image_left) {
+        (limits.file, "[image] max-file-size")
+    } else if budget_left <= image_left {
+        (budget_left, "[image] max-package-size")
+    } else {
+        (image_left, "[image] max-image-size")
+    }
+}
+
+/// The member's bytes against its `RECORD` row: listed with a hash, and that hash and size.
+fn check_record(
+    record: &BTreeMap<String, Option<RecordHash>>,
+    m: &Member,
+    data: &[u8],
+) -> Result<(), String> {
+    let Some(Some((algo, digest, size))) = record.get(&m.name) else {
+        return Err(format!(
+            "{:?} is not in RECORD with a hash: a file was added after the wheel was built",
+            m.name
+        ));
+    };
+    let actual = record_digest(algo, data).ok_or_else(|| {
+        format!(
+            "RECORD hashes {:?} with {algo}; sha256, sha384 or sha512 are checked",
+            m.name
+        )
+    })?;
+    if &actual != digest || size.is_some_and(|s| s != data.len() as u64) {
+        return Err(format!(
+            "{:?} does not match its RECORD entry ({algo}={digest}, {} bytes): the wheel was altered after it was built",
+            m.name,
+            size.map_or("no size".into(), |s| s.to_string())
+        ));
+    }
+    Ok(())
 }
 
 /// The SBOM component of an installed wheel.
