@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use super::{CliError, CliResult};
+use crate::packages::debian::apt::machine_index;
 use crate::packages::lock::{self, LockFile};
-use crate::packages::resolve::{machine_index, resolve_with};
+use crate::packages::resolve::resolve_with;
 use crate::profile::{Packages, Profile};
 
 /// Resolve the profile's `[packages] debian` list (Depends and Pre-Depends, alternatives,
@@ -50,7 +51,7 @@ pub fn run(a: Args) -> CliResult {
     // Download and check each .deb now, so the build can run offline.
     let mut total = 0u64;
     for p in &new.packages {
-        crate::packages::fetch(p, &pkgs.lock, false)
+        crate::packages::debian::fetch(p, &pkgs.lock, false)
             .map_err(|e| CliError::input_or_env(e.is_environment(), e))?;
         total += p.size;
         eprintln!(

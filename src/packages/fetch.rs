@@ -88,27 +88,3 @@ pub fn candidates(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     out.sort();
     out
 }
-
-/// Joins an archive member's relative name under `base`: absolute, non-POSIX (backslash, NUL)
-/// and `..` names are refused (`inside` names what they would leave); with `strict`, empty and
-/// `.` components too, else they are skipped.
-pub fn join_under(
-    base: &crate::rootfs::ImagePath,
-    rel: &str,
-    strict: bool,
-    inside: &str,
-) -> Result<crate::rootfs::ImagePath, String> {
-    if rel.starts_with('/') || rel.contains('\\') || rel.contains('\0') {
-        return Err("an absolute or non-POSIX name".into());
-    }
-    let mut p = base.clone();
-    for part in rel.split('/') {
-        match part {
-            "" | "." if strict => return Err("an empty or `.` path component".into()),
-            "" | "." => {}
-            ".." => return Err(format!("a `..` component (it would leave {inside})")),
-            name => p = p.join(name).map_err(|e| e.to_string())?,
-        }
-    }
-    Ok(p)
-}
