@@ -312,7 +312,7 @@ fn requirements_wheels_npm_locks_and_tarballs() {
     fuzz("wheel", &wheels, |b| {
         let w = pypi::Fetched {
             file_name: "evil-1.0-py3-none-any.whl".into(),
-            sha256: String::new(),
+            sha256: stratos::digest::Sha256::of(b),
             bytes: b.to_vec(),
         };
         let mut tree = Tree::new();

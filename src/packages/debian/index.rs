@@ -4,6 +4,8 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
+use crate::digest::Sha256;
+
 /// One binary package of an index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pkg {
@@ -13,7 +15,8 @@ pub struct Pkg {
     pub depends: Vec<Vec<Dep>>,
     pub provides: Vec<(String, Option<String>)>,
     pub filename: String,
-    pub sha256: String,
+    /// The `.deb`'s `SHA256`, when the index gives a well-formed one.
+    pub sha256: Option<Sha256>,
     pub size: u64,
     /// The `Origin` of the repository whose index listed it (e.g. `Debian`); empty if unknown.
     pub origin: String,
@@ -295,7 +298,7 @@ impl Index {
             depends,
             provides,
             filename: get("Filename").unwrap_or("").to_owned(),
-            sha256: get("SHA256").unwrap_or("").to_owned(),
+            sha256: get("SHA256").and_then(|h| Sha256::parse(h).ok()),
             size: get("Size").and_then(|s| s.parse().ok()).unwrap_or(0),
             origin: origin.to_owned(),
         };

@@ -11,11 +11,11 @@ pub mod trim;
 use std::path::{Path, PathBuf};
 
 use super::PackageError;
+use crate::digest::Sha256;
 use crate::profile::{Packages, Profile};
 use crate::progress::Progress;
 use crate::rootfs::{ImagePath, Kind, Origin, Tree};
 use crate::sbom::{prop, ComponentSpec};
-use crate::sign::sha256_hex;
 use lock::{LockFile, LockedPackage};
 
 /// A `.deb` that is not the one the lock pins.
@@ -24,9 +24,9 @@ use lock::{LockFile, LockedPackage};
 pub struct Mismatch {
     pub name: String,
     pub version: String,
-    pub expected: String,
+    pub expected: Sha256,
     pub expected_size: u64,
-    pub actual: String,
+    pub actual: Sha256,
     pub size: u64,
     pub lock: PathBuf,
 }
@@ -46,12 +46,12 @@ pub fn fetch(p: &LockedPackage, lock_path: &Path, offline: bool) -> Result<Vec<u
     let cache = deb_cache_dir();
     let cached = cache.join(format!("{}.deb", p.sha256));
     let check = |bytes: Vec<u8>| -> Result<Vec<u8>, PackageError> {
-        let actual = sha256_hex(&bytes);
+        let actual = Sha256::of(&bytes);
         if actual != p.sha256 || bytes.len() as u64 != p.size {
             return Err(PackageError::Mismatch(Box::new(Mismatch {
                 name: p.name.clone(),
                 version: p.version.clone(),
-                expected: p.sha256.clone(),
+                expected: p.sha256,
                 expected_size: p.size,
                 actual,
                 size: bytes.len() as u64,
@@ -70,7 +70,7 @@ pub fn fetch(p: &LockedPackage, lock_path: &Path, offline: bool) -> Result<Vec<u
         )
     };
     match read(&cached) {
-        Ok(bytes) if sha256_hex(&bytes) == p.sha256 => return check(bytes),
+        Ok(bytes) if Sha256::of(&bytes) == p.sha256 => return check(bytes),
         // A damaged cache entry: fetch it again below.
         Ok(_) | Err(crate::fsio::ReadError::TooLarge { .. }) => {}
         Err(e) if e.is_not_found() => {}
@@ -87,7 +87,7 @@ pub fn fetch(p: &LockedPackage, lock_path: &Path, offline: bool) -> Result<Vec<u
     let mut local = None;
     for d in SYSTEM_DEB_DIRS {
         match read(&Path::new(d).join(apt::archive_name(p))) {
-            Ok(b) if sha256_hex(&b) == p.sha256 => {
+            Ok(b) if Sha256::of(&b) == p.sha256 => {
                 local = Some(b);
                 break;
             }
@@ -220,7 +220,7 @@ pub fn install_locked(
             )),
             purl: Some(purl),
             license,
-            sha256: p.sha256.clone(),
+            sha256: p.sha256.to_string(),
             files: Vec::new(),
             properties: props,
             depends_on: Vec::new(),

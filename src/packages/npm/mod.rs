@@ -12,11 +12,11 @@ pub use lock::{plan, LockedPackage, Plan};
 pub use tarball::{link_bins, unpack, Installed};
 
 use super::{elf, PackageError};
+use crate::digest::Sha256;
 use crate::profile::{Packages, Profile};
 use crate::progress::Progress;
 use crate::rootfs::{ImagePath, Kind, Origin, Tree};
 use crate::sbom::{prop, ComponentSpec};
-use crate::sign::sha256_hex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NpmError {
@@ -138,7 +138,7 @@ pub fn install_npm(
             inst.files,
             inst.bytes / 1024
         ));
-        comps.push(component(p, &inst, sha256_hex(&tgz)));
+        comps.push(component(p, &inst, Sha256::of(&tgz)));
         installed.push((p.clone(), dir));
     }
     // Command links once every package is in place.
@@ -159,7 +159,7 @@ pub fn purl(name: &str, version: &str) -> String {
 }
 
 /// The SBOM component of an installed npm package.
-pub fn component(p: &LockedPackage, inst: &Installed, tarball_sha256: String) -> ComponentSpec {
+pub fn component(p: &LockedPackage, inst: &Installed, tarball_sha256: Sha256) -> ComponentSpec {
     let purl = purl(&p.name, &p.version);
     ComponentSpec {
         bom_ref: format!("{purl}#{}", p.key),
@@ -172,7 +172,7 @@ pub fn component(p: &LockedPackage, inst: &Installed, tarball_sha256: String) ->
         }),
         purl: Some(purl),
         license: inst.license.clone(),
-        sha256: tarball_sha256,
+        sha256: tarball_sha256.to_string(),
         files: Vec::new(),
         properties: vec![
             (prop::ORIGIN.into(), "npm-package".into()),

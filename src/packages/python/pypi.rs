@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::platform::{Platform, WheelName};
 use super::requirements::Requirement;
 use super::PypiError;
-use crate::sign::sha256_hex;
+use crate::digest::Sha256;
 
 /// Where wheels are kept: `wheels/sha256/<hex>/<file name>`.
 pub fn cache_dir() -> PathBuf {
@@ -20,7 +20,7 @@ pub const DEFAULT_INDEX: &str = "https://pypi.org/simple/";
 /// A wheel chosen for a requirement.
 pub struct Fetched {
     pub file_name: String,
-    pub sha256: String,
+    pub sha256: Sha256,
     pub bytes: Vec<u8>,
 }
 
@@ -40,7 +40,7 @@ pub fn fetch(
     if let Some(best) = local.first().filter(|c| c.rank.is_some()) {
         let fetched = Fetched {
             file_name: best.name.clone(),
-            sha256: sha256_hex(&best.bytes),
+            sha256: Sha256::of(&best.bytes),
             bytes: best.bytes.clone(),
         };
         store_in_cache(&fetched).map_err(|why| PypiError::Fetch {
@@ -92,8 +92,8 @@ fn local_wheels(
     };
     let mut local: Vec<Candidate> = Vec::new();
     for h in &r.hashes {
-        for p in crate::packages::fetch::candidates(&cache_dir().join(h), "") {
-            if let Some(b) = read(&p).filter(|b| sha256_hex(b) == *h) {
+        for p in crate::packages::fetch::candidates(&cache_dir().join(h.to_string()), "") {
+            if let Some(b) = read(&p).filter(|b| Sha256::of(b) == *h) {
                 local.push(candidate(&p, b));
             }
         }
@@ -106,7 +106,7 @@ fn local_wheels(
         &prefix,
     ) {
         let Some(b) = read(&p) else { continue };
-        let sha = sha256_hex(&b);
+        let sha = Sha256::of(&b);
         if r.hashes.contains(&sha) {
             local.push(candidate(&p, b));
         } else {
@@ -157,7 +157,7 @@ struct Offered {
     rank: Option<u32>,
     name: String,
     href: String,
-    sha256: String,
+    sha256: Sha256,
 }
 
 /// The best-fitting pinned wheel from the index (PEP 691), downloaded, checked and cached.
@@ -194,7 +194,7 @@ fn from_index(
     };
     let href = resolve_url(&url, href);
     let bytes = crate::packages::fetch::download(&href, max_bytes, None).map_err(fetch_err)?;
-    let actual = sha256_hex(&bytes);
+    let actual = Sha256::of(&bytes);
     if actual != *sha {
         return Err(wheel_err(format!(
             "{href} has sha256 {actual}, but {} pins {sha}; the index served another file",
@@ -203,7 +203,7 @@ fn from_index(
     }
     let fetched = Fetched {
         file_name: name.clone(),
-        sha256: sha.clone(),
+        sha256: *sha,
         bytes,
     };
     store_in_cache(&fetched).map_err(fetch_err)?;
@@ -229,14 +229,18 @@ fn index_files(r: &Requirement, platform: &Platform, url: &str) -> Result<Vec<Of
         ) else {
             continue;
         };
-        if !r.hashes.contains(&sha.to_ascii_lowercase()) {
+        // The index may write it in either case; a malformed one pins nothing.
+        let Some(sha) = Sha256::parse(&sha.to_ascii_lowercase())
+            .ok()
+            .filter(|sha| r.hashes.contains(sha))
+        else {
             continue;
-        }
+        };
         offered.push(Offered {
             rank: WheelName::parse(name).and_then(|w| platform.fits(&w)),
             name: name.to_owned(),
             href: href.to_owned(),
-            sha256: sha.to_ascii_lowercase(),
+            sha256: sha,
         });
     }
     Ok(offered)
@@ -264,7 +268,7 @@ fn store_in_cache(f: &Fetched) -> Result<(), String> {
     if !f.file_name.ends_with(".whl") || f.file_name.contains('/') || f.file_name.starts_with('.') {
         return Err(format!("{:?} is not a wheel file name", f.file_name));
     }
-    let path = cache_dir().join(&f.sha256).join(&f.file_name);
+    let path = cache_dir().join(f.sha256.to_string()).join(&f.file_name);
     if path.is_file() {
         return Ok(());
     }

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::PypiError;
+use crate::digest::Sha256;
 
 /// One pinned requirement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,7 +14,7 @@ pub struct Requirement {
     pub name: String,
     pub version: String,
     /// Allowed sha256 digests (hex, lower case) of the files that may be installed.
-    pub hashes: BTreeSet<String>,
+    pub hashes: BTreeSet<Sha256>,
     pub line: usize,
 }
 
@@ -167,7 +168,7 @@ fn parse_pin(spec: &str) -> Result<(&str, &str), String> {
 }
 
 /// The `--hash=sha256:…` (or `--hash sha256:…`) options after a pin.
-fn parse_hashes<'a>(mut tokens: impl Iterator<Item = &'a str>) -> Result<BTreeSet<String>, String> {
+fn parse_hashes<'a>(mut tokens: impl Iterator<Item = &'a str>) -> Result<BTreeSet<Sha256>, String> {
     let mut hashes = BTreeSet::new();
     while let Some(t) = tokens.next() {
         let value = match t.strip_prefix("--hash") {
@@ -182,10 +183,10 @@ fn parse_hashes<'a>(mut tokens: impl Iterator<Item = &'a str>) -> Result<BTreeSe
         let Some(hex) = value.strip_prefix("sha256:") else {
             return Err(format!("--hash={value}: only sha256 hashes are accepted"));
         };
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("--hash=sha256:{hex}: not 64 hex digits"));
-        }
-        hashes.insert(hex.to_ascii_lowercase());
+        // pip accepts either case; the digest is the same.
+        let digest = Sha256::parse(&hex.to_ascii_lowercase())
+            .map_err(|_| format!("--hash=sha256:{hex}: not 64 hex digits"))?;
+        hashes.insert(digest);
     }
     Ok(hashes)
 }
@@ -210,7 +211,9 @@ mod tests {
         assert_eq!(r[0].name, "MarkupSafe");
         assert_eq!(r[0].normalized(), "markupsafe");
         assert_eq!(r[0].line, 4);
-        assert!(r[0].hashes.contains(&"b".repeat(64)));
+        assert!(r[0]
+            .hashes
+            .contains(&Sha256::parse(&"b".repeat(64)).unwrap()));
         assert_eq!(r[1].version, "3.7");
         assert_eq!(r[1].line, 8);
     }

@@ -334,7 +334,7 @@ pub fn component(r: &Requirement, w: &Fetched, inst: &Installed, purl: &str) -> 
         }),
         purl: Some(purl.to_owned()),
         license: inst.license.clone(),
-        sha256: w.sha256.clone(),
+        sha256: w.sha256.to_string(),
         files: Vec::new(),
         properties: vec![
             (prop::ORIGIN.into(), "python-wheel".into()),
