@@ -147,13 +147,19 @@ fn modules_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
     Ok(())
 }
 
+/// Where the package layers find pinned artifacts: the cache and prefetch directory of the
+/// environment (to be passed down from the command line with the rest of [`Inputs`]).
+fn sources(cx: &Inputs) -> crate::packages::fetch::Sources {
+    crate::packages::fetch::Sources::from_env(cx.offline)
+}
+
 /// Exactly the packages of the lock, trimmed; one component each.
 fn packages_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
     let Some(pkgs) = &cx.profile.packages else {
         return Ok(());
     };
     let installed =
-        crate::packages::install_locked(&mut st.tree, cx.profile, pkgs, cx.offline, cx.progress)?;
+        crate::packages::install_locked(&mut st.tree, cx.profile, pkgs, &sources(cx), cx.progress)?;
     st.components.extend(installed);
     Ok(())
 }
@@ -164,7 +170,7 @@ fn python_packages_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError
         return Ok(());
     };
     let installed =
-        crate::packages::install_python(&mut st.tree, cx.profile, pkgs, cx.offline, cx.progress)?;
+        crate::packages::install_python(&mut st.tree, cx.profile, pkgs, &sources(cx), cx.progress)?;
     st.components.extend(installed);
     Ok(())
 }
@@ -175,7 +181,7 @@ fn npm_packages_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
         return Ok(());
     };
     let installed =
-        crate::packages::install_npm(&mut st.tree, cx.profile, pkgs, cx.offline, cx.progress)?;
+        crate::packages::install_npm(&mut st.tree, cx.profile, pkgs, &sources(cx), cx.progress)?;
     st.components.extend(installed);
     Ok(())
 }

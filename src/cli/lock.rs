@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use super::{CliError, CliResult};
 use crate::packages::debian::apt::machine_index;
+use crate::packages::fetch::Sources;
 use crate::packages::lock::{self, LockFile};
 use crate::packages::resolve::resolve_with;
 use crate::profile::{Packages, Profile};
@@ -49,9 +50,10 @@ pub fn run(a: Args) -> CliResult {
         .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", a.profile.display())))?;
     let new = LockFile::from_resolution(&r).map_err(CliError::input)?;
     // Download and check each .deb now, so the build can run offline.
+    let sources = Sources::from_env(false);
     let mut total = 0u64;
     for p in &new.packages {
-        crate::packages::debian::fetch(p, &pkgs.lock, false)
+        crate::packages::debian::fetch(p, &pkgs.lock, &sources)
             .map_err(|e| CliError::input_or_env(e.is_environment(), e))?;
         total += p.size;
         eprintln!(

@@ -53,8 +53,8 @@ pub enum PackageError {
     },
     #[error(transparent)]
     Deb(#[from] deb::DebError),
-    #[error("the package cache {cache}: {why}; fix its permissions, or point $STRATOS_CACHE at a writable directory")]
-    Cache { cache: PathBuf, why: String },
+    #[error(transparent)]
+    Store(#[from] fetch::StoreError),
     #[error(transparent)]
     Pypi(#[from] PypiError),
     #[error(transparent)]
@@ -69,7 +69,7 @@ impl PackageError {
     /// A failure of the machine (apt, the package cache, the file system), not of the input.
     pub fn is_environment(&self) -> bool {
         match self {
-            Self::Download { .. } | Self::Cache { .. } | Self::Io { .. } => true,
+            Self::Download { .. } | Self::Store(_) | Self::Io { .. } => true,
             Self::Pypi(e) => e.is_environment(),
             Self::Npm(e) => e.is_environment(),
             _ => false,

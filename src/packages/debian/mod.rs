@@ -10,6 +10,7 @@ pub mod trim;
 
 use std::path::{Path, PathBuf};
 
+use super::fetch::{self, Digest, FetchError, Pin, Places, Sources};
 use super::PackageError;
 use crate::digest::Sha256;
 use crate::profile::{Packages, Profile};
@@ -34,88 +35,59 @@ pub struct Mismatch {
 /// Directories of `.deb` files named like apt names them, looked in before downloading.
 pub const SYSTEM_DEB_DIRS: &[&str] = &["/var/cache/apt/archives", "/var/cache/stratos/debs"];
 
-/// Where `.deb` files are kept, by sha256.
-pub fn deb_cache_dir() -> PathBuf {
-    crate::cache::root().join("debs/sha256")
-}
+/// The cache's folder of `.deb` files, by sha256.
+pub const STORE: &str = "debs/sha256";
 
 /// Returns the `.deb` bytes of a locked package, from the cache, from apt's own archive cache,
-/// or (unless `offline`) downloaded with `apt-get download`. The sha256 and size are always
+/// or (unless offline) downloaded with `apt-get download`. The sha256 and size are always
 /// checked against the lock.
-pub fn fetch(p: &LockedPackage, lock_path: &Path, offline: bool) -> Result<Vec<u8>, PackageError> {
-    let cache = deb_cache_dir();
-    let cached = cache.join(format!("{}.deb", p.sha256));
-    let check = |bytes: Vec<u8>| -> Result<Vec<u8>, PackageError> {
-        let actual = Sha256::of(&bytes);
-        if actual != p.sha256 || bytes.len() as u64 != p.size {
-            return Err(PackageError::Mismatch(Box::new(Mismatch {
-                name: p.name.clone(),
-                version: p.version.clone(),
-                expected: p.sha256,
-                expected_size: p.size,
-                actual,
-                size: bytes.len() as u64,
-                lock: lock_path.to_owned(),
-            })));
-        }
-        Ok(bytes)
+pub fn fetch(
+    p: &LockedPackage,
+    lock_path: &Path,
+    sources: &Sources,
+) -> Result<Vec<u8>, PackageError> {
+    let mismatch = |actual: Sha256, size: u64| {
+        PackageError::Mismatch(Box::new(Mismatch {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            expected: p.sha256,
+            expected_size: p.size,
+            actual,
+            size,
+            lock: lock_path.to_owned(),
+        }))
     };
+    let store = sources.store(STORE);
     // Never more than the lock's size: a bigger file is not the pinned package.
-    let read = |path: &Path| {
-        crate::fsio::read_regular(
-            path,
-            p.size,
-            "a .deb pinned by the lock",
-            crate::fsio::Links::Follow,
-        )
+    let pin = Pin {
+        digest: Digest::Sha256(p.sha256),
+        max_bytes: p.size,
+        what: "a .deb pinned by the lock",
     };
-    match read(&cached) {
-        Ok(bytes) if Sha256::of(&bytes) == p.sha256 => return check(bytes),
-        // A damaged cache entry: fetch it again below.
-        Ok(_) | Err(crate::fsio::ReadError::TooLarge { .. }) => {}
-        Err(e) if e.is_not_found() => {}
-        Err(e) => {
-            return Err(PackageError::Cache {
-                cache: cache.clone(),
-                why: e.to_string(),
-            })
-        }
-    }
     // apt's own archive cache, then the one `ci/setup` fills (apt's may be cleaned after every
-    // apt run, e.g. by Docker's docker-clean hook). These are only places to look: a file there
-    // that cannot be read is skipped, with a warning.
-    let mut local = None;
-    for d in SYSTEM_DEB_DIRS {
-        match read(&Path::new(d).join(apt::archive_name(p))) {
-            Ok(b) if Sha256::of(&b) == p.sha256 => {
-                local = Some(b);
-                break;
-            }
-            Ok(_) | Err(crate::fsio::ReadError::TooLarge { .. }) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => eprintln!("warning: skipping {e}"),
-        }
-    }
-    let bytes = match local {
-        Some(b) => b,
-        None if offline => {
-            return Err(PackageError::Offline {
-                name: p.name.clone(),
-                version: p.version.clone(),
-                cache,
-            })
-        }
-        None => apt::download(p)?,
+    // apt run, e.g. by Docker's docker-clean hook).
+    let places = Places {
+        store: &store,
+        key: format!("{}.deb", p.sha256),
+        local: SYSTEM_DEB_DIRS
+            .iter()
+            .map(|d| Path::new(d).join(apt::archive_name(p)))
+            .collect(),
+        offline: sources.offline,
     };
-    let bytes = check(bytes)?;
-    std::fs::create_dir_all(&cache).map_err(|e| PackageError::Cache {
-        cache: cache.clone(),
-        why: format!("creating it: {e}"),
+    let bytes = fetch::fetch(&pin, &places, || apt::download(p)).map_err(|e| match e {
+        FetchError::Store(e) => PackageError::Store(e),
+        FetchError::Offline { .. } => PackageError::Offline {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            cache: store.dir.clone(),
+        },
+        FetchError::Download(e) => e,
+        FetchError::Mismatch { bytes } => mismatch(Sha256::of(&bytes), bytes.len() as u64),
     })?;
-    crate::fsio::write_atomic(&cached, &bytes, 0o644).map_err(|e| PackageError::Cache {
-        cache: cache.clone(),
-        why: format!("writing {}: {e}", cached.display()),
-    })?;
+    if bytes.len() as u64 != p.size {
+        return Err(mismatch(p.sha256, bytes.len() as u64));
+    }
     Ok(bytes)
 }
 
@@ -158,7 +130,7 @@ pub fn install_locked(
     tree: &mut Tree,
     profile: &Profile,
     pkgs: &Packages,
-    offline: bool,
+    sources: &Sources,
     progress: &Progress,
 ) -> Result<Vec<ComponentSpec>, PackageError> {
     let lock = LockFile::load(&pkgs.lock)?;
@@ -175,7 +147,7 @@ pub fn install_locked(
     locked.sort_by(|a, b| a.name.cmp(&b.name));
     let mut comps = Vec::new();
     for p in &locked {
-        let bytes = fetch(p, &pkgs.lock, offline)?;
+        let bytes = fetch(p, &pkgs.lock, sources)?;
         let purl = p.purl();
         let (_, data) = deb::open_member(&bytes, "data.tar", &p.name)?;
         let origin = Origin::new(&purl);

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 pub use lock::{plan, LockedPackage, Plan};
 pub use tarball::{link_bins, unpack, Installed};
 
+use super::fetch::{Sources, StoreError};
 use super::{elf, PackageError};
 use crate::digest::Sha256;
 use crate::profile::{Packages, Profile};
@@ -46,12 +47,14 @@ pub enum NpmError {
         version: String,
         why: String,
     },
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl NpmError {
     /// A failure of the machine or the network, not of the input.
     pub fn is_environment(&self) -> bool {
-        matches!(self, Self::Fetch { .. })
+        matches!(self, Self::Fetch { .. } | Self::Store(_))
     }
 }
 
@@ -61,7 +64,7 @@ pub fn install_npm(
     tree: &mut Tree,
     profile: &Profile,
     pkgs: &Packages,
-    offline: bool,
+    sources: &Sources,
     progress: &Progress,
 ) -> Result<Vec<ComponentSpec>, PackageError> {
     let Some(deps) = &pkgs.npm else {
@@ -82,7 +85,7 @@ pub fn install_npm(
     let mut comps = Vec::new();
     let mut installed: Vec<(LockedPackage, ImagePath)> = Vec::new();
     for p in &plan.packages {
-        let tgz = tarball::fetch(p, offline, limits.package)?;
+        let tgz = tarball::fetch(p, sources, limits.package)?;
         let mut dir = deps.into.clone();
         for part in p.key.split('/') {
             dir = dir.join(part).map_err(|e| {

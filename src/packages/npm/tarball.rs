@@ -2,97 +2,58 @@
 //! and directories only) under its `node_modules` path, its commands linked.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
-
-use sha2::Digest;
 
 use super::lock::{name_of_key, LockedPackage};
 use super::NpmError;
+use crate::packages::fetch::{self, Digest, FetchError, Pin, Places, Sources};
 use crate::packages::unpack::Capped;
 use crate::rootfs::{Budget, Entry, ImagePath, Origin, Tree};
 
-/// Where tarballs are kept: `npm/sha512/<hex>.tgz`.
-pub fn cache_dir() -> PathBuf {
-    crate::cache::root().join("npm/sha512")
-}
+/// The cache's folder of tarballs: `<sha512 hex>.tgz`.
+pub const STORE: &str = "npm/sha512";
 
-/// The tarball of `p`, from the cache, the prefetch directory (`npm/<sha512 hex>.tgz`;
-/// [`crate::packages::fetch::prefetch_dir`]) or (unless `offline`) its URL;
-/// always checked against the lock's integrity.
-pub fn fetch(p: &LockedPackage, offline: bool, max_bytes: u64) -> Result<Vec<u8>, NpmError> {
+/// The tarball of `p`, from the cache, the prefetch directory (`npm/<sha512 hex>.tgz`, what
+/// `ci/fetch-pinned` writes: by digest, so two packages whose URLs end alike cannot collide
+/// there) or (unless offline) its URL; always checked against the lock's integrity.
+pub fn fetch(p: &LockedPackage, sources: &Sources, max_bytes: u64) -> Result<Vec<u8>, NpmError> {
     let hex = hex::encode(&p.sha512);
-    let cached = cache_dir().join(format!("{hex}.tgz"));
-    let ok = |b: &[u8]| sha2::Sha512::digest(b).as_slice() == p.sha512.as_slice();
-    let read = |path: &Path| {
-        crate::fsio::read_regular(
-            path,
-            max_bytes,
-            "an npm tarball",
-            crate::fsio::Links::Follow,
-        )
-        .ok()
-        .filter(|b| ok(b))
+    let store = sources.store(STORE);
+    let pin = Pin {
+        digest: Digest::Sha512(p.sha512.clone()),
+        max_bytes,
+        what: "an npm tarball",
     };
-    if let Some(b) = read(&cached) {
-        return Ok(b);
-    }
+    let places = Places {
+        store: &store,
+        key: format!("{hex}.tgz"),
+        local: vec![sources.prefetch.join("npm").join(format!("{hex}.tgz"))],
+        offline: sources.offline,
+    };
     let fetch_err = |why: String| NpmError::Fetch {
         name: p.name.clone(),
         version: p.version.clone(),
         why,
     };
-    // The prefetch directory holds tarballs by digest (`npm/<sha512 hex>.tgz`, what
-    // ci/fetch-pinned writes): two packages whose URLs end alike cannot collide there.
-    let mut local = None;
-    let path = crate::packages::fetch::prefetch_dir()
-        .join("npm")
-        .join(format!("{hex}.tgz"));
-    if let Ok(b) = crate::fsio::read_regular(
-        &path,
-        max_bytes,
-        "an npm tarball",
-        crate::fsio::Links::Follow,
-    ) {
-        if ok(&b) {
-            local = Some(b);
-        } else if offline {
-            return Err(NpmError::Tarball {
+    let download = || crate::packages::fetch::download(&p.resolved, max_bytes, None);
+    fetch::fetch(&pin, &places, download).map_err(|e| match e {
+        FetchError::Store(e) => NpmError::Store(e),
+        FetchError::Offline { rejected } => match rejected.first() {
+            Some(path) => tarball_error(p, format!(
+                "{} does not match the lock's integrity (sha512): it was replaced, or the lock is wrong (re-run `npm install --package-lock-only`)",
+                path.display()
+            )),
+            None => NpmError::Offline {
                 name: p.name.clone(),
                 version: p.version.clone(),
-                why: format!(
-                    "{} does not match the lock's integrity (sha512): it was replaced, or the lock is wrong (re-run `npm install --package-lock-only`)",
-                    path.display()
-                ),
-            });
-        }
-    }
-    let bytes = match local {
-        Some(b) => b,
-        None if offline => {
-            return Err(NpmError::Offline {
-                name: p.name.clone(),
-                version: p.version.clone(),
-                cache: cache_dir(),
-            })
-        }
-        None => {
-            let b = crate::packages::fetch::download(&p.resolved, max_bytes, None)
-                .map_err(fetch_err)?;
-            if !ok(&b) {
-                return Err(NpmError::Tarball {
-                    name: p.name.clone(),
-                    version: p.version.clone(),
-                    why: format!(
-                        "{} does not match the lock's integrity (sha512): the registry served another file, or the lock is wrong",
-                        p.resolved
-                    ),
-                });
-            }
-            b
-        }
-    };
-    crate::packages::fetch::store(&cached, &bytes).map_err(fetch_err)?;
-    Ok(bytes)
+                cache: store.dir.clone(),
+            },
+        },
+        FetchError::Download(why) => fetch_err(why),
+        FetchError::Mismatch { .. } => tarball_error(p, format!(
+            "{} does not match the lock's integrity (sha512): the registry served another file, or the lock is wrong",
+            p.resolved
+        )),
+    })
 }
 
 /// What unpacking a tarball put in the tree.

@@ -18,6 +18,7 @@ pub use requirements::{normalize, parse_requirements, Requirement};
 pub use wheel::{install, Installed, Scheme};
 
 use super::debian::lock::LockFile;
+use super::fetch::{Sources, StoreError};
 use super::{elf, PackageError};
 use crate::profile::{Packages, Profile};
 use crate::progress::Progress;
@@ -56,12 +57,14 @@ pub enum PypiError {
     },
     #[error(transparent)]
     Zip(#[from] ZipError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl PypiError {
     /// A failure of the machine or the network, not of the input.
     pub fn is_environment(&self) -> bool {
-        matches!(self, Self::Fetch { .. })
+        matches!(self, Self::Fetch { .. } | Self::Store(_))
     }
 }
 
@@ -87,7 +90,7 @@ pub fn install_python(
     tree: &mut Tree,
     profile: &Profile,
     pkgs: &Packages,
-    offline: bool,
+    sources: &Sources,
     progress: &Progress,
 ) -> Result<Vec<ComponentSpec>, PackageError> {
     let Some(deps) = &pkgs.python else {
@@ -129,7 +132,7 @@ pub fn install_python(
             &platform,
             &deps.requirements,
             &deps.index,
-            offline,
+            sources,
             limits.package,
         )?;
         let purl = wheel::purl(r);

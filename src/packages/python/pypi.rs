@@ -2,17 +2,16 @@
 //! in the cache, in the prefetch directory, or (unless offline) downloaded from the index, every
 //! byte checked against the pinned hashes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::platform::{Platform, WheelName};
 use super::requirements::Requirement;
 use super::PypiError;
 use crate::digest::Sha256;
+use crate::packages::fetch::{self, Sources, Store};
 
-/// Where wheels are kept: `wheels/sha256/<hex>/<file name>`.
-pub fn cache_dir() -> PathBuf {
-    crate::cache::root().join("wheels/sha256")
-}
+/// The cache's folder of wheels: `<sha256>/<file name>`.
+pub const STORE: &str = "wheels/sha256";
 
 /// The default index (its simple API, PEP 691 JSON).
 pub const DEFAULT_INDEX: &str = "https://pypi.org/simple/";
@@ -25,17 +24,18 @@ pub struct Fetched {
 }
 
 /// Finds the requirement's best-fitting wheel among the files its hashes pin: in the cache,
-/// in the prefetch directory (`wheels/`; [`crate::packages::fetch::prefetch_dir`]), or (unless `offline`) on the index. Every byte is checked against
-/// the pinned hashes.
+/// in the prefetch directory (`wheels/`), or (unless offline) on the index. Every byte is
+/// checked against the pinned hashes.
 pub fn fetch(
     r: &Requirement,
     platform: &Platform,
     file: &Path,
     index: &str,
-    offline: bool,
+    sources: &Sources,
     max_bytes: u64,
 ) -> Result<Fetched, PypiError> {
-    let (mut local, unpinned) = local_wheels(r, platform, max_bytes);
+    let store = sources.store(STORE);
+    let (mut local, unpinned) = local_wheels(r, platform, &store, sources, max_bytes)?;
     local.sort_by(|a, b| a.order().cmp(&b.order()));
     if let Some(best) = local.first().filter(|c| c.rank.is_some()) {
         let fetched = Fetched {
@@ -43,17 +43,15 @@ pub fn fetch(
             sha256: Sha256::of(&best.bytes),
             bytes: best.bytes.clone(),
         };
-        store_in_cache(&fetched).map_err(|why| PypiError::Fetch {
-            name: r.name.clone(),
-            version: r.version.clone(),
-            why,
-        })?;
+        if !best.stored {
+            store_in_cache(r, &store, &fetched)?;
+        }
         return Ok(fetched);
     }
-    if offline {
-        return Err(offline_error(r, platform, file, &local, &unpinned));
+    if sources.offline {
+        return Err(offline_error(r, platform, file, &store, &local, &unpinned));
     }
-    from_index(r, platform, file, index, max_bytes)
+    from_index(r, platform, file, index, &store, max_bytes)
 }
 
 /// A wheel file found on this machine whose content a requirement pins.
@@ -62,9 +60,21 @@ struct Candidate {
     rank: Option<u32>,
     name: String,
     bytes: Vec<u8>,
+    /// Found in the cache (not to be stored again).
+    stored: bool,
 }
 
 impl Candidate {
+    fn new(platform: &Platform, name: String, bytes: Vec<u8>, stored: bool) -> Candidate {
+        let rank = WheelName::parse(&name).and_then(|w| platform.fits(&w));
+        Candidate {
+            rank,
+            name,
+            bytes,
+            stored,
+        }
+    }
+
     /// Fitting files first, best rank first, then by name.
     fn order(&self) -> (bool, Option<u32>, &str) {
         (self.rank.is_none(), self.rank, &self.name)
@@ -76,44 +86,36 @@ impl Candidate {
 fn local_wheels(
     r: &Requirement,
     platform: &Platform,
+    store: &Store,
+    sources: &Sources,
     max_bytes: u64,
-) -> (Vec<Candidate>, Vec<String>) {
-    let read = |p: &Path| {
-        crate::fsio::read_regular(p, max_bytes, "a wheel", crate::fsio::Links::Follow).ok()
-    };
-    let candidate = |p: &Path, bytes: Vec<u8>| {
-        let name = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("")
-            .to_owned();
-        let rank = WheelName::parse(&name).and_then(|w| platform.fits(&w));
-        Candidate { rank, name, bytes }
-    };
+) -> Result<(Vec<Candidate>, Vec<String>), PypiError> {
     let mut local: Vec<Candidate> = Vec::new();
     for h in &r.hashes {
-        for p in crate::packages::fetch::candidates(&cache_dir().join(h.to_string()), "") {
-            if let Some(b) = read(&p).filter(|b| Sha256::of(b) == *h) {
-                local.push(candidate(&p, b));
+        let dir = h.to_string();
+        for name in store.files_in(&dir)? {
+            let bytes = store.read(&format!("{dir}/{name}"), max_bytes, "a wheel")?;
+            if let Some(b) = bytes.filter(|b| Sha256::of(b) == *h) {
+                local.push(Candidate::new(platform, name, b, true));
             }
         }
     }
     // Files of this name and version whose content the requirement does not pin.
     let mut unpinned: Vec<String> = Vec::new();
     let prefix = format!("{}-{}-", r.normalized().replace('-', "_"), r.version);
-    for p in crate::packages::fetch::candidates(
-        &crate::packages::fetch::prefetch_dir().join("wheels"),
-        &prefix,
-    ) {
-        let Some(b) = read(&p) else { continue };
+    for p in fetch::local_files(&sources.prefetch.join("wheels"), &prefix) {
+        let Some(b) = fetch::read_local(&p, max_bytes, "a wheel") else {
+            continue;
+        };
         let sha = Sha256::of(&b);
         if r.hashes.contains(&sha) {
-            local.push(candidate(&p, b));
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            local.push(Candidate::new(platform, name.to_owned(), b, false));
         } else {
             unpinned.push(format!("{} (sha256 {sha})", p.display()));
         }
     }
-    (local, unpinned)
+    Ok((local, unpinned))
 }
 
 /// Why `--offline` cannot go on: what was found instead, else that nothing was.
@@ -121,6 +123,7 @@ fn offline_error(
     r: &Requirement,
     platform: &Platform,
     file: &Path,
+    store: &Store,
     local: &[Candidate],
     unpinned: &[String],
 ) -> PypiError {
@@ -148,7 +151,7 @@ fn offline_error(
         name: r.name.clone(),
         version: r.version.clone(),
         file: file.to_owned(),
-        cache: cache_dir(),
+        cache: store.dir.clone(),
     }
 }
 
@@ -166,6 +169,7 @@ fn from_index(
     platform: &Platform,
     file: &Path,
     index: &str,
+    store: &Store,
     max_bytes: u64,
 ) -> Result<Fetched, PypiError> {
     let wheel_err = |why: String| PypiError::Wheel {
@@ -193,7 +197,7 @@ fn from_index(
         return Err(wheel_err(nothing_fits(platform, &url, &offered)));
     };
     let href = resolve_url(&url, href);
-    let bytes = crate::packages::fetch::download(&href, max_bytes, None).map_err(fetch_err)?;
+    let bytes = fetch::download(&href, max_bytes, None).map_err(fetch_err)?;
     let actual = Sha256::of(&bytes);
     if actual != *sha {
         return Err(wheel_err(format!(
@@ -206,18 +210,14 @@ fn from_index(
         sha256: *sha,
         bytes,
     };
-    store_in_cache(&fetched).map_err(fetch_err)?;
+    store_in_cache(r, store, &fetched)?;
     Ok(fetched)
 }
 
 /// The project's files on the index page at `url` (PEP 691: with their hashes) that the
 /// requirement pins.
 fn index_files(r: &Requirement, platform: &Platform, url: &str) -> Result<Vec<Offered>, String> {
-    let page = crate::packages::fetch::download(
-        url,
-        64 << 20,
-        Some("application/vnd.pypi.simple.v1+json"),
-    )?;
+    let page = fetch::download(url, 64 << 20, Some("application/vnd.pypi.simple.v1+json"))?;
     let page: serde_json::Value = serde_json::from_slice(&page)
         .map_err(|e| format!("{url}: not a PEP 691 JSON answer: {e}"))?;
     let mut offered = Vec::new();
@@ -264,15 +264,16 @@ fn nothing_fits(platform: &Platform, url: &str, offered: &[Offered]) -> String {
     }
 }
 
-fn store_in_cache(f: &Fetched) -> Result<(), String> {
+/// Keeps a wheel in the cache under its digest and file name.
+fn store_in_cache(r: &Requirement, store: &Store, f: &Fetched) -> Result<(), PypiError> {
     if !f.file_name.ends_with(".whl") || f.file_name.contains('/') || f.file_name.starts_with('.') {
-        return Err(format!("{:?} is not a wheel file name", f.file_name));
+        return Err(PypiError::Fetch {
+            name: r.name.clone(),
+            version: r.version.clone(),
+            why: format!("{:?} is not a wheel file name", f.file_name),
+        });
     }
-    let path = cache_dir().join(f.sha256.to_string()).join(&f.file_name);
-    if path.is_file() {
-        return Ok(());
-    }
-    crate::packages::fetch::store(&path, &f.bytes)
+    Ok(store.put(&format!("{}/{}", f.sha256, f.file_name), &f.bytes)?)
 }
 
 /// An index link, absolute or relative to the page.
