@@ -320,3 +320,95 @@ pub fn download(url: &str, max_bytes: u64, accept: Option<&str>) -> Result<Vec<u
     )
     .map_err(|e| format!("{url}: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(dir: &Path, offline: bool) -> Sources {
+        Sources {
+            cache: Cache::new(dir.join("cache")),
+            prefetch: dir.join("prefetch"),
+            offline,
+        }
+    }
+
+    fn pin(bytes: &[u8]) -> Pin {
+        Pin {
+            digest: Digest::Sha256(Sha256::of(bytes)),
+            max_bytes: 100,
+            what: "a test artifact",
+        }
+    }
+
+    type Got = Result<Vec<u8>, FetchError<String>>;
+
+    fn get(s: &Sources, pin: &Pin, local: Vec<PathBuf>, served: &[u8]) -> Got {
+        let store = s.store("t/sha256");
+        let at = Places {
+            store: &store,
+            key: "k".into(),
+            local,
+            offline: s.offline,
+        };
+        fetch(pin, &at, || Ok(served.to_vec()))
+    }
+
+    #[test]
+    fn a_download_is_checked_stored_and_then_read_from_the_store() {
+        let d = tempfile::tempdir().unwrap();
+        let s = sources(d.path(), false);
+        let p = pin(b"good");
+        assert!(matches!(
+            get(&s, &p, vec![], b"evil"),
+            Err(FetchError::Mismatch { bytes }) if bytes == b"evil"
+        ));
+        assert_eq!(get(&s, &p, vec![], b"good").unwrap(), b"good");
+        let offline = sources(d.path(), true);
+        assert_eq!(get(&offline, &p, vec![], b"").unwrap(), b"good");
+        // A damaged entry is fetched again and replaced.
+        std::fs::write(d.path().join("cache/t/sha256/k"), b"bad").unwrap();
+        assert!(matches!(
+            get(&offline, &p, vec![], b""),
+            Err(FetchError::Offline { .. })
+        ));
+        assert_eq!(get(&s, &p, vec![], b"good").unwrap(), b"good");
+        assert_eq!(
+            std::fs::read(d.path().join("cache/t/sha256/k")).unwrap(),
+            b"good"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_store_entry_is_an_error_an_unreadable_local_file_is_skipped() {
+        let d = tempfile::tempdir().unwrap();
+        let s = sources(d.path(), true);
+        let p = pin(b"good");
+        // Local files: one that cannot be read (a directory), one of other content, the one.
+        let unreadable = d.path().join("dir");
+        std::fs::create_dir(&unreadable).unwrap();
+        let other = d.path().join("other");
+        std::fs::write(&other, b"other").unwrap();
+        let good = d.path().join("good");
+        std::fs::write(&good, b"good").unwrap();
+        match get(&s, &p, vec![unreadable.clone(), other.clone()], b"") {
+            Err(FetchError::Offline { rejected }) => {
+                assert_eq!(rejected, std::slice::from_ref(&other))
+            }
+            r => panic!("{r:?}"),
+        }
+        assert_eq!(
+            get(&s, &p, vec![unreadable, other, good], b"").unwrap(),
+            b"good"
+        );
+        // The store's own entry cannot be read: said, naming the cache.
+        std::fs::remove_file(d.path().join("cache/t/sha256/k")).unwrap();
+        std::fs::create_dir(d.path().join("cache/t/sha256/k")).unwrap();
+        match get(&s, &p, vec![], b"") {
+            Err(FetchError::Store(e)) => {
+                assert!(e.to_string().starts_with("the package cache "), "{e}")
+            }
+            r => panic!("{r:?}"),
+        }
+    }
+}

@@ -148,21 +148,15 @@ pub fn install_locked(
     let mut comps = Vec::new();
     for p in &locked {
         let bytes = fetch(p, &pkgs.lock, sources)?;
-        let purl = p.purl();
         let (_, data) = deb::open_member(&bytes, "data.tar", &p.name)?;
-        let origin = Origin::new(&purl);
+        let origin = Origin::new(p.purl());
         let budget = deb::Budget {
             limits: profile.image.limits,
             image_used: tree.content_bytes(),
         };
         let got = deb::extract_data_tar(data, tree, &origin, &p.name, budget)?;
         // The licence, read before the docs are trimmed away.
-        let license = ImagePath::parse(&format!("/usr/share/doc/{}/copyright", p.name))
-            .ok()
-            .and_then(|c| match tree.get(&c).map(|e| &e.kind) {
-                Some(Kind::File(d)) => trim::licences(&String::from_utf8_lossy(d)),
-                _ => None,
-            });
+        let license = licence(tree, p);
         let trimmed = trim_package(tree, &origin, pkgs);
         progress.info(format!(
             "installed {} {} ({} files, {} KiB; trimmed {} files, {} KiB)",
@@ -173,30 +167,7 @@ pub fn install_locked(
             trimmed.0,
             trimmed.1 / 1024
         ));
-        let mut props = vec![
-            (prop::ORIGIN.to_owned(), "debian-package".to_owned()),
-            (prop::BYTES_INSTALLED.to_owned(), got.bytes.to_string()),
-            (prop::BYTES_TRIMMED.to_owned(), trimmed.1.to_string()),
-        ];
-        for r in &p.required_by {
-            props.push((prop::REQUIRED_BY.into(), r.clone()));
-        }
-        comps.push(ComponentSpec {
-            bom_ref: purl.clone(),
-            classification: "library",
-            name: p.name.clone(),
-            version: p.version.clone(),
-            description: Some(format!(
-                "Debian package {} {} ({})",
-                p.name, p.version, p.arch
-            )),
-            purl: Some(purl),
-            license,
-            sha256: p.sha256.to_string(),
-            files: Vec::new(),
-            properties: props,
-            depends_on: Vec::new(),
-        });
+        comps.push(component(p, license, got.bytes, trimmed.1));
     }
     // Dependency graph: a package depends on those that list it in required-by.
     for c in comps.iter_mut() {
@@ -207,4 +178,47 @@ pub fn install_locked(
             .collect();
     }
     Ok(comps)
+}
+
+/// The licences the package's machine-readable `copyright` file declares.
+fn licence(tree: &Tree, p: &LockedPackage) -> Option<String> {
+    let copyright = ImagePath::parse(&format!("/usr/share/doc/{}/copyright", p.name)).ok()?;
+    match tree.get(&copyright).map(|e| &e.kind) {
+        Some(Kind::File(d)) => trim::licences(&String::from_utf8_lossy(d)),
+        _ => None,
+    }
+}
+
+/// The SBOM component of an installed package (its dependencies are filled in once all are).
+fn component(
+    p: &LockedPackage,
+    license: Option<String>,
+    installed: u64,
+    trimmed: u64,
+) -> ComponentSpec {
+    let purl = p.purl();
+    let mut props = vec![
+        (prop::ORIGIN.to_owned(), "debian-package".to_owned()),
+        (prop::BYTES_INSTALLED.to_owned(), installed.to_string()),
+        (prop::BYTES_TRIMMED.to_owned(), trimmed.to_string()),
+    ];
+    for r in &p.required_by {
+        props.push((prop::REQUIRED_BY.into(), r.clone()));
+    }
+    ComponentSpec {
+        bom_ref: purl.clone(),
+        classification: "library",
+        name: p.name.clone(),
+        version: p.version.clone(),
+        description: Some(format!(
+            "Debian package {} {} ({})",
+            p.name, p.version, p.arch
+        )),
+        purl: Some(purl),
+        license,
+        sha256: p.sha256.to_string(),
+        files: Vec::new(),
+        properties: props,
+        depends_on: Vec::new(),
+    }
 }

@@ -14,7 +14,7 @@ pub use tarball::{link_bins, unpack, Installed};
 use super::fetch::{Sources, StoreError};
 use super::{elf, PackageError};
 use crate::digest::Sha256;
-use crate::profile::{Packages, Profile};
+use crate::profile::{NpmDeps, Packages, Profile};
 use crate::progress::Progress;
 use crate::rootfs::{ImagePath, Kind, Origin, Tree};
 use crate::sbom::{prop, ComponentSpec};
@@ -71,11 +71,9 @@ pub fn install_npm(
         return Ok(Vec::new());
     };
     let text = crate::fsio::read_file(&deps.lock, crate::fsio::caps::LOCK, "a package-lock.json")
-        .map_err(|e| {
-        PackageError::Npm(NpmError::Lock {
-            file: deps.lock.clone(),
-            why: e.to_string(),
-        })
+        .map_err(|e| NpmError::Lock {
+        file: deps.lock.clone(),
+        why: e.to_string(),
     })?;
     let plan = plan(&text, &deps.lock)?;
     for (key, why) in &plan.skipped {
@@ -86,47 +84,13 @@ pub fn install_npm(
     let mut installed: Vec<(LockedPackage, ImagePath)> = Vec::new();
     for p in &plan.packages {
         let tgz = tarball::fetch(p, sources, limits.package)?;
-        let mut dir = deps.into.clone();
-        for part in p.key.split('/') {
-            dir = dir.join(part).map_err(|e| {
-                PackageError::Npm(NpmError::Entry {
-                    file: deps.lock.clone(),
-                    key: p.key.clone(),
-                    why: e.to_string(),
-                })
-            })?;
-        }
-        let purl = purl(&p.name, &p.version);
-        let origin = Origin::new(format!("{purl}#{}", p.key));
+        let dir = package_dir(deps, p)?;
         let budget = crate::rootfs::Budget {
             limits,
             image_used: tree.content_bytes(),
         };
-        let inst = unpack(p, &tgz, &dir, tree, &origin, budget)?;
-        if !inst.native.is_empty() {
-            if !deps.allow_native.contains(&p.name) {
-                return Err(PackageError::Native {
-                    what: format!("npm package {} {}", p.name, p.version),
-                    why: format!(
-                        "it is a native addon ({}), which npm would compile or download at install time; StratOS runs no install step. If its prebuilt binaries are for Linux x64, allow it: [packages.npm] allow-native = [\"{}\"]",
-                        inst.native
-                            .iter()
-                            .map(|n| n.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        p.name
-                    ),
-                });
-            }
-            for so in inst.native.iter().filter(|n| {
-                matches!(tree.get(n).map(|e| &e.kind), Some(Kind::File(d)) if d.starts_with(b"\x7fELF"))
-            }) {
-                elf::closure(tree, std::slice::from_ref(so)).map_err(|e| PackageError::Native {
-                    what: format!("npm package {} {}", p.name, p.version),
-                    why: e.to_string(),
-                })?;
-            }
-        }
+        let inst = unpack(p, &tgz, &dir, tree, &origin(p), budget)?;
+        check_native(tree, deps, p, &inst)?;
         if p.has_install_script {
             progress.info(format!(
                 "npm: {} {} declares an install script; not run (StratOS never runs package code at build time)",
@@ -146,10 +110,64 @@ pub fn install_npm(
     }
     // Command links once every package is in place.
     for (p, dir) in &installed {
-        let origin = Origin::new(format!("{}#{}", purl(&p.name, &p.version), p.key));
-        link_bins(p, dir, tree, &origin)?;
+        link_bins(p, dir, tree, &origin(p))?;
     }
     Ok(comps)
+}
+
+/// The files' origin: the package's purl and its place in the lock.
+fn origin(p: &LockedPackage) -> Origin {
+    Origin::new(format!("{}#{}", purl(&p.name, &p.version), p.key))
+}
+
+/// Where the package goes: its lock key under `[packages.npm] into`.
+fn package_dir(deps: &NpmDeps, p: &LockedPackage) -> Result<ImagePath, NpmError> {
+    let mut dir = deps.into.clone();
+    for part in p.key.split('/') {
+        dir = dir.join(part).map_err(|e| NpmError::Entry {
+            file: deps.lock.clone(),
+            key: p.key.clone(),
+            why: e.to_string(),
+        })?;
+    }
+    Ok(dir)
+}
+
+/// A native addon is installed only when the profile allows it, and then its compiled files
+/// must find their libraries in the image.
+fn check_native(
+    tree: &Tree,
+    deps: &NpmDeps,
+    p: &LockedPackage,
+    inst: &Installed,
+) -> Result<(), PackageError> {
+    if inst.native.is_empty() {
+        return Ok(());
+    }
+    let what = || format!("npm package {} {}", p.name, p.version);
+    if !deps.allow_native.contains(&p.name) {
+        return Err(PackageError::Native {
+            what: what(),
+            why: format!(
+                "it is a native addon ({}), which npm would compile or download at install time; StratOS runs no install step. If its prebuilt binaries are for Linux x64, allow it: [packages.npm] allow-native = [\"{}\"]",
+                inst.native
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                p.name
+            ),
+        });
+    }
+    for so in inst.native.iter().filter(|n| {
+        matches!(tree.get(n).map(|e| &e.kind), Some(Kind::File(d)) if d.starts_with(b"\x7fELF"))
+    }) {
+        elf::closure(tree, std::slice::from_ref(so)).map_err(|e| PackageError::Native {
+            what: what(),
+            why: e.to_string(),
+        })?;
+    }
+    Ok(())
 }
 
 /// `pkg:npm/NAME@VERSION`, a scope as the percent-encoded namespace (`pkg:npm/%40s/b@1`).
