@@ -8,6 +8,7 @@ use stratos_wire as wire;
 use super::{
     compile_seccomp, init_config, merge, preload_list, skeleton, BuildError, SECCOMP_FILTER_PATH,
 };
+use crate::arch::Arch;
 use crate::kernel::{self, modules::ModuleIndex};
 use crate::profile::Profile;
 use crate::progress::Progress;
@@ -158,8 +159,14 @@ fn packages_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
     let Some(pkgs) = &cx.profile.packages else {
         return Ok(());
     };
-    let installed =
-        crate::packages::install_locked(&mut st.tree, cx.profile, pkgs, &sources(cx), cx.progress)?;
+    let installed = crate::packages::install_locked(
+        &mut st.tree,
+        cx.profile,
+        pkgs,
+        Arch::X86_64,
+        &sources(cx),
+        cx.progress,
+    )?;
     st.components.extend(installed);
     Ok(())
 }
@@ -169,8 +176,14 @@ fn python_packages_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError
     let Some(pkgs) = &cx.profile.packages else {
         return Ok(());
     };
-    let installed =
-        crate::packages::install_python(&mut st.tree, cx.profile, pkgs, &sources(cx), cx.progress)?;
+    let installed = crate::packages::install_python(
+        &mut st.tree,
+        cx.profile,
+        pkgs,
+        Arch::X86_64,
+        &sources(cx),
+        cx.progress,
+    )?;
     st.components.extend(installed);
     Ok(())
 }
@@ -180,8 +193,14 @@ fn npm_packages_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
     let Some(pkgs) = &cx.profile.packages else {
         return Ok(());
     };
-    let installed =
-        crate::packages::install_npm(&mut st.tree, cx.profile, pkgs, &sources(cx), cx.progress)?;
+    let installed = crate::packages::install_npm(
+        &mut st.tree,
+        cx.profile,
+        pkgs,
+        Arch::X86_64,
+        &sources(cx),
+        cx.progress,
+    )?;
     st.components.extend(installed);
     Ok(())
 }
@@ -257,7 +276,7 @@ fn bytecode_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
     let Some(py) = cx.profile.python.as_ref().filter(|p| p.bytecode) else {
         return Ok(());
     };
-    let c = crate::packages::bytecode::compile(&mut st.tree, &py.interpreter)?;
+    let c = crate::packages::bytecode::compile(&mut st.tree, &py.interpreter, Arch::X86_64)?;
     cx.progress.info(format!(
         "bytecode: {} modules compiled with the image's {} ({}, {} KiB)",
         c.sources,

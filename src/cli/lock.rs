@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::{CliError, CliResult};
+use crate::arch::Arch;
 use crate::packages::debian::apt::machine_index;
 use crate::packages::fetch::Sources;
 use crate::packages::lock::{self, LockFile};
@@ -31,8 +32,10 @@ pub fn run(a: Args) -> CliResult {
             a.profile.display()
         ))
     })?;
+    // The only architecture images are built for.
+    let arch = Arch::X86_64;
     let old = if pkgs.lock.exists() {
-        Some(LockFile::load(&pkgs.lock).map_err(CliError::input)?)
+        Some(LockFile::load(&pkgs.lock, arch).map_err(CliError::input)?)
     } else {
         None
     };
@@ -45,7 +48,7 @@ pub fn run(a: Args) -> CliResult {
         "stratos: resolving {} from the apt indexes",
         pkgs.debian.join(", ")
     );
-    let index = machine_index("amd64").map_err(CliError::env)?;
+    let index = machine_index(arch).map_err(CliError::env)?;
     let r = resolve_with(&index, &pkgs.debian, &pkgs.policy)
         .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", a.profile.display())))?;
     let new = LockFile::from_resolution(&r).map_err(CliError::input)?;

@@ -7,11 +7,12 @@ use std::process::Command;
 use super::index::Index;
 use super::lock::LockedPackage;
 use super::resolve::ResolveError;
+use crate::arch::Arch;
 use crate::packages::PackageError;
 
 /// Reads the machine's apt `Packages` indexes for `arch` (through `apt-get indextargets` and
 /// `apt-helper cat-file`, which decompress whatever apt stored).
-pub fn machine_index(arch: &str) -> Result<Index, ResolveError> {
+pub fn machine_index(arch: Arch) -> Result<Index, ResolveError> {
     let out = Command::new("apt-get")
         .args([
             "indextargets",
@@ -19,7 +20,7 @@ pub fn machine_index(arch: &str) -> Result<Index, ResolveError> {
             "$(FILENAME) $(ORIGIN)",
             "Created-By: Packages",
         ])
-        .arg(format!("Architecture: {arch}"))
+        .arg(format!("Architecture: {}", arch.debian()))
         .output()
         .map_err(|e| {
             ResolveError::Index(format!(

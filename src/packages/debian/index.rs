@@ -4,6 +4,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
+use crate::arch::Arch;
 use crate::digest::Sha256;
 
 /// One binary package of an index.
@@ -204,7 +205,7 @@ pub struct Index {
 
 impl Index {
     /// Adds the paragraphs of a `Packages` file of unknown origin. `what` names it in errors.
-    pub fn add(&mut self, text: &str, what: &str, arch: &str) -> Result<(), String> {
+    pub fn add(&mut self, text: &str, what: &str, arch: Arch) -> Result<(), String> {
         self.add_from(text, what, "", arch)
     }
 
@@ -215,7 +216,7 @@ impl Index {
         text: &str,
         what: &str,
         origin: &str,
-        arch: &str,
+        arch: Arch,
     ) -> Result<(), String> {
         let mut line_no = 0usize;
         let mut para_start = 1usize;
@@ -257,7 +258,7 @@ impl Index {
         &mut self,
         fields: &[(String, String)],
         origin: &str,
-        arch: &str,
+        arch: Arch,
     ) -> Result<(), String> {
         let get = |k: &str| {
             fields
@@ -267,7 +268,7 @@ impl Index {
         };
         let name = get("Package").ok_or("a paragraph without Package")?;
         let a = get("Architecture").unwrap_or("");
-        if a != arch && a != "all" {
+        if a != arch.debian() && a != "all" {
             return Ok(());
         }
         let version = get("Version").ok_or_else(|| format!("{name}: no Version"))?;
@@ -350,12 +351,12 @@ mod tests {
             .add(
                 "Package: a\nVersion: 1\nArchitecture: amd64\nDepends: b (>= \n",
                 "P",
-                "amd64",
+                Arch::X86_64,
             )
             .unwrap_err();
         assert!(e.starts_with("P:1: a Depends"), "{e}");
         let e = i
-            .add("Package: a\nno colon here\n", "P", "amd64")
+            .add("Package: a\nno colon here\n", "P", Arch::X86_64)
             .unwrap_err();
         assert!(e.starts_with("P:2:"), "{e}");
     }

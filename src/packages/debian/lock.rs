@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::arch::Arch;
 use crate::digest::Sha256;
 
 use super::resolve::Resolution;
@@ -138,14 +139,15 @@ pub fn diff(before: Option<&LockFile>, after: &LockFile) -> Vec<Change> {
 }
 
 impl LockFile {
-    pub fn load(path: &Path) -> Result<Self, LockError> {
+    /// Reads the lock of an image for `arch`.
+    pub fn load(path: &Path, arch: Arch) -> Result<Self, LockError> {
         let text = crate::fsio::read_text(path, crate::fsio::caps::LOCK, "a lock file")?;
-        Self::parse(&text, path)
+        Self::parse(&text, path, arch)
     }
 
     /// Parses a lock: its version, then each package's name, digest, version and
     /// architecture; an error names the file, the line of the package's entry and the package.
-    pub fn parse(text: &str, path: &Path) -> Result<Self, LockError> {
+    pub fn parse(text: &str, path: &Path, arch: Arch) -> Result<Self, LockError> {
         let invalid = |offset: usize, message: String| {
             let (line, column) = crate::profile::line_col(text, offset);
             LockError::Invalid {
@@ -183,7 +185,7 @@ impl LockFile {
             if !seen.insert(p.name.clone()) {
                 return Err(invalid(at, format!("package {} is locked twice", p.name)));
             }
-            packages.push(p.check().map_err(|message| invalid(at, message))?);
+            packages.push(p.check(arch).map_err(|message| invalid(at, message))?);
         }
         Ok(LockFile {
             lock_version: raw.lock_version,
@@ -277,9 +279,9 @@ impl LockFile {
 }
 
 impl RawLockedPackage {
-    /// The entry, checked: a lowercase sha256, a Debian version, an
-    /// architecture an x86-64 image runs.
-    fn check(self) -> Result<LockedPackage, String> {
+    /// The entry, checked: a lowercase sha256, a Debian version, an architecture an image for
+    /// `arch` runs.
+    fn check(self, arch: Arch) -> Result<LockedPackage, String> {
         let name = &self.name;
         let sha256 =
             Sha256::parse(&self.sha256).map_err(|e| format!("package {name}: sha256: {e}"))?;
@@ -293,9 +295,9 @@ impl RawLockedPackage {
                 self.version
             ));
         }
-        if self.arch != "amd64" && self.arch != "all" {
+        if self.arch != arch.debian() && self.arch != "all" {
             return Err(format!(
-                "package {name}: architecture {:?} cannot run in an x86-64 image",
+                "package {name}: architecture {:?} cannot run in an {arch} image",
                 self.arch
             ));
         }
@@ -344,38 +346,54 @@ required-by = ["profile"]
 
     #[test]
     fn parses_and_round_trips() {
-        let l = LockFile::parse(GOOD, Path::new("x.lock")).unwrap();
+        let l = LockFile::parse(GOOD, Path::new("x.lock"), Arch::X86_64).unwrap();
         assert_eq!(
             l.packages[0].purl(),
             "pkg:deb/debian/busybox-static@1%3A1.35.0-4%2Bdeb12u1%2Bb1?arch=amd64"
         );
-        let again = LockFile::parse(&l.to_toml(), Path::new("x.lock")).unwrap();
+        let again = LockFile::parse(&l.to_toml(), Path::new("x.lock"), Arch::X86_64).unwrap();
         assert_eq!(again, l);
     }
 
     #[test]
     fn rejects_bad_locks() {
-        let e = LockFile::parse(&GOOD.replace("3d3f", "zz"), Path::new("x.lock"))
-            .unwrap_err()
-            .to_string();
+        let e = LockFile::parse(
+            &GOOD.replace("3d3f", "zz"),
+            Path::new("x.lock"),
+            Arch::X86_64,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             e.starts_with("x.lock:3:1: package busybox-static: sha256"),
             "{e}"
         );
-        let e = LockFile::parse(&GOOD.replace("3d3f", "3D3F"), Path::new("x.lock"))
-            .unwrap_err()
-            .to_string();
+        let e = LockFile::parse(
+            &GOOD.replace("3d3f", "3D3F"),
+            Path::new("x.lock"),
+            Arch::X86_64,
+        )
+        .unwrap_err()
+        .to_string();
         assert_eq!(
             e,
             "x.lock:3:1: package busybox-static: sha256: a sha256 is written in lowercase hex (0-9, a-f); character 2 is 'D'"
         );
-        let e = LockFile::parse(&GOOD.replace("size", "sighs"), Path::new("x.lock"))
-            .unwrap_err()
-            .to_string();
+        let e = LockFile::parse(
+            &GOOD.replace("size", "sighs"),
+            Path::new("x.lock"),
+            Arch::X86_64,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("unknown field `sighs`"), "{e}");
-        let e = LockFile::parse(&format!("{GOOD}{}", &GOOD[16..]), Path::new("x.lock"))
-            .unwrap_err()
-            .to_string();
+        let e = LockFile::parse(
+            &format!("{GOOD}{}", &GOOD[16..]),
+            Path::new("x.lock"),
+            Arch::X86_64,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("locked twice"), "{e}");
     }
 }

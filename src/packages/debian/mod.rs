@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::fetch::{self, Digest, FetchError, Pin, Places, Sources};
 use super::PackageError;
+use crate::arch::Arch;
 use crate::digest::Sha256;
 use crate::profile::{Packages, Profile};
 use crate::progress::Progress;
@@ -130,10 +131,11 @@ pub fn install_locked(
     tree: &mut Tree,
     profile: &Profile,
     pkgs: &Packages,
+    arch: Arch,
     sources: &Sources,
     progress: &Progress,
 ) -> Result<Vec<ComponentSpec>, PackageError> {
-    let lock = LockFile::load(&pkgs.lock)?;
+    let lock = LockFile::load(&pkgs.lock, arch)?;
     for name in &pkgs.debian {
         if !lock.packages.iter().any(|p| &p.name == name) {
             return Err(PackageError::NotLocked {

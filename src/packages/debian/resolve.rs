@@ -413,6 +413,7 @@ fn providers_of(index: &Index, v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::Arch;
 
     const PACKAGES: &str = "\
 Package: app
@@ -485,7 +486,7 @@ SHA256: 55
 
     fn index() -> Index {
         let mut i = Index::default();
-        i.add(PACKAGES, "Packages", "amd64").unwrap();
+        i.add(PACKAGES, "Packages", Arch::X86_64).unwrap();
         i
     }
 
@@ -582,8 +583,10 @@ SHA256: dd
 
     fn two_origins() -> Index {
         let mut i = Index::default();
-        i.add_from(DEBIAN, "debian", "Debian", "amd64").unwrap();
-        i.add_from(VENDOR, "vendor", "Nodesource", "amd64").unwrap();
+        i.add_from(DEBIAN, "debian", "Debian", Arch::X86_64)
+            .unwrap();
+        i.add_from(VENDOR, "vendor", "Nodesource", Arch::X86_64)
+            .unwrap();
         i
     }
 
@@ -650,7 +653,8 @@ SHA256: dd
         );
         // A dependency outside the allowed origins is refused too, naming the chain.
         let mut i = Index::default();
-        i.add_from(DEBIAN, "debian", "Debian", "amd64").unwrap();
+        i.add_from(DEBIAN, "debian", "Debian", Arch::X86_64)
+            .unwrap();
         let p = Policy {
             origins: vec!["Nodesource".into()],
             ..Policy::default()

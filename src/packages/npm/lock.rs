@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::NpmError;
+use crate::arch::Arch;
 
 /// One package of the lock to install.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,8 +68,9 @@ fn decode_integrity(s: &str) -> Option<Vec<u8>> {
     })
 }
 
-/// Reads a lockfile (v2/v3) into what to install, in lock order (sorted keys).
-pub fn plan(text: &[u8], file: &Path) -> Result<Plan, NpmError> {
+/// Reads a lockfile (v2/v3) into what to install in an `arch` image, in lock order (sorted
+/// keys).
+pub fn plan(text: &[u8], file: &Path, arch: Arch) -> Result<Plan, NpmError> {
     let lock_err = |why: String| NpmError::Lock {
         file: file.to_owned(),
         why,
@@ -85,7 +87,7 @@ pub fn plan(text: &[u8], file: &Path) -> Result<Plan, NpmError> {
         .ok_or_else(|| lock_err("no \"packages\" object".into()))?;
     let mut out = Plan::default();
     for (key, p) in packages.iter().filter(|(key, _)| !key.is_empty()) {
-        let planned = plan_entry(key, p).map_err(|why| NpmError::Entry {
+        let planned = plan_entry(key, p, arch).map_err(|why| NpmError::Entry {
             file: file.to_owned(),
             key: key.clone(),
             why,
@@ -105,7 +107,7 @@ enum Planned {
 }
 
 /// One `packages` entry: where it goes, whether it is installed, and what pins it.
-fn plan_entry(key: &str, p: &serde_json::Value) -> Result<Planned, String> {
+fn plan_entry(key: &str, p: &serde_json::Value, arch: Arch) -> Result<Planned, String> {
     check_key(key)?;
     let flag = |k: &str| p[k].as_bool().unwrap_or(false);
     if flag("link") {
@@ -120,12 +122,13 @@ fn plan_entry(key: &str, p: &serde_json::Value) -> Result<Planned, String> {
     if flag("inBundle") {
         return Ok(Planned::Skip("bundled in its parent's tarball"));
     }
-    if !fits(p, "os", "linux") || !fits(p, "cpu", "x64") {
+    let cpu = npm_cpu(arch);
+    if !fits(p, "os", "linux") || !fits(p, "cpu", cpu) {
         if flag("optional") {
             return Ok(Planned::Skip("optional, for another platform"));
         }
         return Err(format!(
-            "not for Linux x64 (os {}, cpu {}) and not optional",
+            "not for Linux {cpu} (os {}, cpu {}) and not optional",
             p["os"], p["cpu"]
         ));
     }
@@ -160,6 +163,13 @@ fn plan_entry(key: &str, p: &serde_json::Value) -> Result<Planned, String> {
         has_install_script: flag("hasInstallScript"),
         bin: parse_bin(p)?,
     }))
+}
+
+/// npm's name for an architecture (`process.arch`, what a package's `cpu` lists).
+pub(super) fn npm_cpu(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "x64",
+    }
 }
 
 /// Every path segment between `node_modules/` of a lock key is a package name.
@@ -275,7 +285,7 @@ mod tests {
             "node_modules/dev": {"version": "1.0.0", "resolved": "https://r/x.tgz", "integrity": i, "dev": true},
             "node_modules/mac": {"version": "1.0.0", "resolved": "https://r/x.tgz", "integrity": i, "optional": true, "os": ["darwin"]},
         }));
-        let p = plan(&l, Path::new("package-lock.json")).unwrap();
+        let p = plan(&l, Path::new("package-lock.json"), Arch::X86_64).unwrap();
         assert_eq!(p.packages.len(), 2);
         assert_eq!(p.packages[1].name, "@s/b");
         assert!(p.packages[1].has_install_script);
@@ -285,7 +295,7 @@ mod tests {
         // Without `resolved` (omit-lockfile-registry-resolved): npm's default registry.
         let l =
             lock(serde_json::json!({"node_modules/@s/c": {"version": "3.0.0", "integrity": i}}));
-        let p = plan(&l, Path::new("package-lock.json")).unwrap();
+        let p = plan(&l, Path::new("package-lock.json"), Arch::X86_64).unwrap();
         assert_eq!(
             p.packages[0].resolved,
             "https://registry.npmjs.org/@s/c/-/c-3.0.0.tgz"
@@ -329,7 +339,7 @@ mod tests {
                 "\"bin\": \"evil\" -> \"cli\\n.js\" holds a control character",
             ),
         ] {
-            let e = plan(&lock(pkgs.clone()), Path::new("l.json"))
+            let e = plan(&lock(pkgs.clone()), Path::new("l.json"), Arch::X86_64)
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(want), "{pkgs}: {e}");
@@ -337,7 +347,7 @@ mod tests {
         }
         let v1 = serde_json::to_vec(&serde_json::json!({"lockfileVersion": 1, "dependencies": {}}))
             .unwrap();
-        assert!(plan(&v1, Path::new("l.json"))
+        assert!(plan(&v1, Path::new("l.json"), Arch::X86_64)
             .unwrap_err()
             .to_string()
             .contains("lockfileVersion 1"));

@@ -13,6 +13,7 @@ pub use tarball::{link_bins, unpack, Installed};
 
 use super::fetch::{Sources, StoreError};
 use super::{elf, PackageError};
+use crate::arch::Arch;
 use crate::digest::Sha256;
 use crate::profile::{NpmDeps, Packages, Profile};
 use crate::progress::Progress;
@@ -64,6 +65,7 @@ pub fn install_npm(
     tree: &mut Tree,
     profile: &Profile,
     pkgs: &Packages,
+    arch: Arch,
     sources: &Sources,
     progress: &Progress,
 ) -> Result<Vec<ComponentSpec>, PackageError> {
@@ -75,7 +77,7 @@ pub fn install_npm(
         file: deps.lock.clone(),
         why: e.to_string(),
     })?;
-    let plan = plan(&text, &deps.lock)?;
+    let plan = plan(&text, &deps.lock, arch)?;
     for (key, why) in &plan.skipped {
         progress.info(format!("npm: not installing {key} ({why})"));
     }
@@ -90,7 +92,7 @@ pub fn install_npm(
             image_used: tree.content_bytes(),
         };
         let inst = unpack(p, &tgz, &dir, tree, &origin(p), budget)?;
-        check_native(tree, deps, p, &inst)?;
+        check_native(tree, deps, p, &inst, arch)?;
         if p.has_install_script {
             progress.info(format!(
                 "npm: {} {} declares an install script; not run (StratOS never runs package code at build time)",
@@ -140,6 +142,7 @@ fn check_native(
     deps: &NpmDeps,
     p: &LockedPackage,
     inst: &Installed,
+    arch: Arch,
 ) -> Result<(), PackageError> {
     if inst.native.is_empty() {
         return Ok(());
@@ -149,12 +152,13 @@ fn check_native(
         return Err(PackageError::Native {
             what: what(),
             why: format!(
-                "it is a native addon ({}), which npm would compile or download at install time; StratOS runs no install step. If its prebuilt binaries are for Linux x64, allow it: [packages.npm] allow-native = [\"{}\"]",
+                "it is a native addon ({}), which npm would compile or download at install time; StratOS runs no install step. If its prebuilt binaries are for Linux {}, allow it: [packages.npm] allow-native = [\"{}\"]",
                 inst.native
                     .iter()
                     .map(|n| n.to_string())
                     .collect::<Vec<_>>()
                     .join(", "),
+                lock::npm_cpu(arch),
                 p.name
             ),
         });
@@ -162,7 +166,7 @@ fn check_native(
     for so in inst.native.iter().filter(|n| {
         matches!(tree.get(n).map(|e| &e.kind), Some(Kind::File(d)) if d.starts_with(b"\x7fELF"))
     }) {
-        elf::closure(tree, std::slice::from_ref(so)).map_err(|e| PackageError::Native {
+        elf::closure(tree, std::slice::from_ref(so), arch).map_err(|e| PackageError::Native {
             what: what(),
             why: e.to_string(),
         })?;

@@ -18,7 +18,8 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 
-use super::elf;
+use crate::arch::Arch;
+use crate::packages::elf;
 use crate::rootfs::{Entry, ImagePath, Kind, Tree};
 
 #[derive(Debug, thiserror::Error)]
@@ -125,14 +126,16 @@ fn interpreter_argv(
     tree: &Tree,
     interpreter: &ImagePath,
     root: &Path,
+    arch: Arch,
 ) -> Result<Vec<OsString>, BytecodeError> {
     let exe = elf::resolve_file(tree, interpreter)
         .ok_or_else(|| BytecodeError::NoInterpreter(interpreter.clone()))?;
-    let closure =
-        elf::closure(tree, std::slice::from_ref(&exe)).map_err(|e| BytecodeError::Interpreter {
+    let closure = elf::closure(tree, std::slice::from_ref(&exe), arch).map_err(|e| {
+        BytecodeError::Interpreter {
             path: interpreter.clone(),
             why: e.to_string(),
-        })?;
+        }
+    })?;
     // The closure is [exe, loader, libraries...] for a dynamic executable.
     let loader = closure
         .iter()
@@ -161,8 +164,13 @@ fn interpreter_argv(
     ])
 }
 
-/// Compiles every `.py` in the tree with the image's `interpreter` and adds the `.pyc` files.
-pub fn compile(tree: &mut Tree, interpreter: &ImagePath) -> Result<Compiled, BytecodeError> {
+/// Compiles every `.py` in the tree with the image's `interpreter` (of an `arch` image, run on
+/// this host) and adds the `.pyc` files.
+pub fn compile(
+    tree: &mut Tree,
+    interpreter: &ImagePath,
+    arch: Arch,
+) -> Result<Compiled, BytecodeError> {
     let srcs = sources(tree);
     if srcs.is_empty() {
         return Ok(Compiled::default());
@@ -182,7 +190,7 @@ pub fn compile(tree: &mut Tree, interpreter: &ImagePath) -> Result<Compiled, Byt
     materialize(tree, &root)?;
     let list = work.join("sources.txt");
     write_list(&list, &root, &srcs)?;
-    let argv = driver_argv(tree, interpreter, &root, &list)?;
+    let argv = driver_argv(tree, interpreter, &root, &list, arch)?;
     let cache_tag = run_driver(&bwrap, &work, &root, &argv, interpreter)?;
     let (added, bytes) = collect_pyc(tree, &srcs, &root, &cache_tag)?;
     insert_pyc(tree, added)?;
@@ -209,8 +217,9 @@ fn driver_argv(
     interpreter: &ImagePath,
     root: &Path,
     list: &Path,
+    arch: Arch,
 ) -> Result<Vec<OsString>, BytecodeError> {
-    let mut argv = interpreter_argv(tree, interpreter, root)?;
+    let mut argv = interpreter_argv(tree, interpreter, root, arch)?;
     // -S: no `site`, so no `.pth` file, `sitecustomize` or `usercustomize` runs (nor is
     // dist-packages on sys.path: the driver imports only the standard library). -s -P: no user
     // site, no script directory on sys.path. That is -I without -E, which would ignore the

@@ -20,6 +20,7 @@ pub use wheel::{install, Installed, Scheme};
 use super::debian::lock::LockFile;
 use super::fetch::{Sources, StoreError};
 use super::{elf, PackageError};
+use crate::arch::Arch;
 use crate::profile::{Packages, Profile};
 use crate::progress::Progress;
 use crate::rootfs::{ImagePath, Origin, Tree};
@@ -76,8 +77,8 @@ fn python_version(interpreter: &ImagePath) -> Option<(u32, u32)> {
 }
 
 /// The glibc (major, minor) the Debian lock puts in the image (`libc6 2.36-9+deb12u10`).
-fn glibc_version(pkgs: &Packages) -> Option<(u32, u32)> {
-    let lock = LockFile::load(&pkgs.lock).ok()?;
+fn glibc_version(pkgs: &Packages, arch: Arch) -> Option<(u32, u32)> {
+    let lock = LockFile::load(&pkgs.lock, arch).ok()?;
     let libc = lock.packages.iter().find(|p| p.name == "libc6")?;
     let upstream = libc.version.split(':').next_back()?.split('-').next()?;
     let mut it = upstream.split('.');
@@ -90,6 +91,7 @@ pub fn install_python(
     tree: &mut Tree,
     profile: &Profile,
     pkgs: &Packages,
+    arch: Arch,
     sources: &Sources,
     progress: &Progress,
 ) -> Result<Vec<ComponentSpec>, PackageError> {
@@ -112,8 +114,9 @@ pub fn install_python(
         ))
     })?;
     let platform = Platform {
+        arch,
         python,
-        glibc: glibc_version(pkgs),
+        glibc: glibc_version(pkgs, arch),
     };
     let text = crate::fsio::read_file(
         &deps.requirements,
@@ -144,9 +147,11 @@ pub fn install_python(
         let inst = install(r, &wheel, &scheme, tree, &origin, budget)?;
         // A compiled module loads the image's libraries: each must be there.
         for so in &inst.native {
-            elf::closure(tree, std::slice::from_ref(so)).map_err(|e| PackageError::Native {
-                what: format!("wheel {}", wheel.file_name),
-                why: e.to_string(),
+            elf::closure(tree, std::slice::from_ref(so), arch).map_err(|e| {
+                PackageError::Native {
+                    what: format!("wheel {}", wheel.file_name),
+                    why: e.to_string(),
+                }
             })?;
         }
         progress.info(format!(

@@ -1,5 +1,7 @@
 //! Which wheels fit the image: a wheel file name's tags against the image's Python and glibc.
 
+use crate::arch::Arch;
+
 /// A wheel file name's parts (`{dist}-{version}(-{build})?-{python}-{abi}-{platform}.whl`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WheelName {
@@ -33,10 +35,11 @@ impl WheelName {
     }
 }
 
-/// What the image can run: its Python (major, minor) and glibc (major, minor); `None` when the
-/// image has no glibc (then only pure wheels fit).
+/// What the image can run: its architecture, Python (major, minor) and glibc (major, minor);
+/// `None` when the image has no glibc (then only pure wheels fit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Platform {
+    pub arch: Arch,
     pub python: (u32, u32),
     pub glibc: Option<(u32, u32)>,
 }
@@ -50,7 +53,7 @@ impl Platform {
             Some(1000)
         } else {
             self.glibc.and_then(|g| {
-                manylinux(plat)
+                manylinux(plat, self.arch)
                     .filter(|m| *m <= g)
                     .map(|m| 100 - m.1.min(99))
             })
@@ -87,23 +90,25 @@ impl Platform {
         let (maj, min) = self.python;
         match self.glibc {
             Some((a, b)) => format!(
-                "cp{maj}{min} (or abi3) for manylinux_{a}_{b}_x86_64 or older, or a pure py3-none-any wheel"
+                "cp{maj}{min} (or abi3) for manylinux_{a}_{b}_{} or older, or a pure py3-none-any wheel",
+                self.arch.wheel_machine()
             ),
             None => "a pure py3-none-any wheel (the image has no glibc for compiled ones)".into(),
         }
     }
 }
 
-/// The glibc version a manylinux platform tag needs, for x86-64 only.
-fn manylinux(plat: &str) -> Option<(u32, u32)> {
-    match plat {
-        "manylinux1_x86_64" => return Some((2, 5)),
-        "manylinux2010_x86_64" => return Some((2, 12)),
-        "manylinux2014_x86_64" => return Some((2, 17)),
+/// The glibc version a manylinux platform tag for `arch` needs (PEP 600's
+/// `manylinux_A_B_<machine>`, and the older names PEP 513, 571 and 599 gave some of them).
+fn manylinux(plat: &str, arch: Arch) -> Option<(u32, u32)> {
+    let tag = plat.strip_suffix(arch.wheel_machine())?.strip_suffix('_')?;
+    match tag {
+        "manylinux1" => return Some((2, 5)),
+        "manylinux2010" => return Some((2, 12)),
+        "manylinux2014" => return Some((2, 17)),
         _ => {}
     }
-    let rest = plat.strip_prefix("manylinux_")?.strip_suffix("_x86_64")?;
-    let (a, b) = rest.split_once('_')?;
+    let (a, b) = tag.strip_prefix("manylinux_")?.split_once('_')?;
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 
@@ -114,6 +119,7 @@ mod tests {
     #[test]
     fn wheel_tags_fit_the_image() {
         let p = Platform {
+            arch: Arch::X86_64,
             python: (3, 11),
             glibc: Some((2, 36)),
         };
