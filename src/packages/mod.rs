@@ -45,12 +45,6 @@ pub enum PackageError {
         version: String,
         why: String,
     },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error(transparent)]
     Deb(#[from] deb::DebError),
     #[error(transparent)]
@@ -69,7 +63,7 @@ impl PackageError {
     /// A failure of the machine (apt, the package cache, the file system), not of the input.
     pub fn is_environment(&self) -> bool {
         match self {
-            Self::Download { .. } | Self::Store(_) | Self::Io { .. } => true,
+            Self::Download { .. } | Self::Store(_) => true,
             Self::Pypi(e) => e.is_environment(),
             Self::Npm(e) => e.is_environment(),
             _ => false,

@@ -10,7 +10,7 @@ pub mod requirements;
 pub mod wheel;
 pub mod zip;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use platform::{Platform, WheelName};
 pub use pypi::Fetched;
@@ -98,11 +98,9 @@ pub fn install_python(
     let Some(deps) = &pkgs.python else {
         return Ok(Vec::new());
     };
-    let input = |why: String| {
-        PackageError::Pypi(PypiError::File {
-            file: deps.requirements.clone(),
-            why,
-        })
+    let input = |why: String| PypiError::File {
+        file: deps.requirements.clone(),
+        why,
     };
     let py = profile.python.as_ref().ok_or_else(|| {
         input("[packages.python] installs into the image's Python: add [runtime.python] (its interpreter, e.g. /usr/bin/python3.11)".into())
@@ -118,14 +116,7 @@ pub fn install_python(
         python,
         glibc: glibc_version(pkgs, arch),
     };
-    let text = crate::fsio::read_file(
-        &deps.requirements,
-        crate::fsio::caps::LOCK,
-        "a requirements file",
-    )
-    .map_err(|e| input(e.to_string()))?;
-    let text = String::from_utf8(text).map_err(|_| input("not UTF-8".into()))?;
-    let reqs = parse_requirements(&text, &deps.requirements)?;
+    let reqs = read_requirements(&deps.requirements)?;
     let scheme = Scheme::debian_local(python, py.interpreter.as_str());
     let limits = profile.image.limits;
     let mut comps = Vec::new();
@@ -139,12 +130,11 @@ pub fn install_python(
             limits.package,
         )?;
         let purl = wheel::purl(r);
-        let origin = Origin::new(&purl);
         let budget = crate::rootfs::Budget {
             limits,
             image_used: tree.content_bytes(),
         };
-        let inst = install(r, &wheel, &scheme, tree, &origin, budget)?;
+        let inst = install(r, &wheel, &scheme, tree, &Origin::new(&purl), budget)?;
         // A compiled module loads the image's libraries: each must be there.
         for so in &inst.native {
             elf::closure(tree, std::slice::from_ref(so), arch).map_err(|e| {
@@ -168,4 +158,16 @@ pub fn install_python(
         comps.push(wheel::component(r, &wheel, &inst, &purl));
     }
     Ok(comps)
+}
+
+/// The profile's requirements file, parsed.
+fn read_requirements(file: &Path) -> Result<Vec<Requirement>, PypiError> {
+    let input = |why: String| PypiError::File {
+        file: file.to_owned(),
+        why,
+    };
+    let text = crate::fsio::read_file(file, crate::fsio::caps::LOCK, "a requirements file")
+        .map_err(|e| input(e.to_string()))?;
+    let text = String::from_utf8(text).map_err(|_| input("not UTF-8".into()))?;
+    parse_requirements(&text, file)
 }
