@@ -8,6 +8,7 @@ use stratos_wire as wire;
 use super::{
     compile_seccomp, init_config, merge, preload_list, skeleton, BuildError, SECCOMP_FILTER_PATH,
 };
+use crate::arch::Arch;
 use crate::kernel::{self, modules::ModuleIndex};
 use crate::profile::Profile;
 use crate::progress::Progress;
@@ -147,13 +148,25 @@ fn modules_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
     Ok(())
 }
 
+/// Where the package layers find pinned artifacts: the cache and prefetch directory of the
+/// environment (to be passed down from the command line with the rest of [`Inputs`]).
+fn sources(cx: &Inputs) -> crate::packages::fetch::Sources {
+    crate::packages::fetch::Sources::from_env(cx.offline)
+}
+
 /// Exactly the packages of the lock, trimmed; one component each.
 fn packages_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
     let Some(pkgs) = &cx.profile.packages else {
         return Ok(());
     };
-    let installed =
-        crate::packages::install_locked(&mut st.tree, cx.profile, pkgs, cx.offline, cx.progress)?;
+    let installed = crate::packages::install_locked(
+        &mut st.tree,
+        cx.profile,
+        pkgs,
+        Arch::X86_64,
+        &sources(cx),
+        cx.progress,
+    )?;
     st.components.extend(installed);
     Ok(())
 }
@@ -163,8 +176,14 @@ fn python_packages_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError
     let Some(pkgs) = &cx.profile.packages else {
         return Ok(());
     };
-    let installed =
-        crate::packages::install_python(&mut st.tree, cx.profile, pkgs, cx.offline, cx.progress)?;
+    let installed = crate::packages::install_python(
+        &mut st.tree,
+        cx.profile,
+        pkgs,
+        Arch::X86_64,
+        &sources(cx),
+        cx.progress,
+    )?;
     st.components.extend(installed);
     Ok(())
 }
@@ -174,8 +193,14 @@ fn npm_packages_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
     let Some(pkgs) = &cx.profile.packages else {
         return Ok(());
     };
-    let installed =
-        crate::packages::install_npm(&mut st.tree, cx.profile, pkgs, cx.offline, cx.progress)?;
+    let installed = crate::packages::install_npm(
+        &mut st.tree,
+        cx.profile,
+        pkgs,
+        Arch::X86_64,
+        &sources(cx),
+        cx.progress,
+    )?;
     st.components.extend(installed);
     Ok(())
 }
@@ -251,7 +276,7 @@ fn bytecode_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
     let Some(py) = cx.profile.python.as_ref().filter(|p| p.bytecode) else {
         return Ok(());
     };
-    let c = crate::packages::bytecode::compile(&mut st.tree, &py.interpreter)?;
+    let c = crate::packages::bytecode::compile(&mut st.tree, &py.interpreter, Arch::X86_64)?;
     cx.progress.info(format!(
         "bytecode: {} modules compiled with the image's {} ({}, {} KiB)",
         c.sources,

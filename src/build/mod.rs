@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use stratos_wire as wire;
 
+use crate::arch::Arch;
 use crate::archive;
 use crate::kernel;
 use crate::packages::elf;
@@ -169,13 +170,13 @@ pub fn preload_list(profile: &Profile, tree: &Tree) -> Result<Vec<String>, Build
     let runtime =
         ImagePath::parse(&profile.init.argv[0]).map_err(|e| BuildError::Runtime(e.to_string()))?;
     // The closure is always computed: a runtime missing a library fails the build either way.
-    let closure = elf::closure(tree, std::slice::from_ref(&runtime))?;
+    let closure = elf::closure(tree, std::slice::from_ref(&runtime), Arch::X86_64)?;
     let mut files = if profile.init.preload_runtime {
         closure
     } else {
         Vec::new()
     };
-    for p in elf::closure(tree, &profile.init.preload)? {
+    for p in elf::closure(tree, &profile.init.preload, Arch::X86_64)? {
         if !files.contains(&p) {
             files.push(p);
         }

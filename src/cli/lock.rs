@@ -3,9 +3,12 @@
 use std::path::PathBuf;
 
 use super::{CliError, CliResult};
-use crate::packages::lock::{LockFile, LockedPackage, LOCK_VERSION};
-use crate::packages::resolve::{machine_index, resolve_with};
-use crate::profile::Profile;
+use crate::arch::Arch;
+use crate::packages::debian::apt::machine_index;
+use crate::packages::fetch::Sources;
+use crate::packages::lock::{self, LockFile};
+use crate::packages::resolve::resolve_with;
+use crate::profile::{Packages, Profile};
 
 /// Resolve the profile's `[packages] debian` list (Depends and Pre-Depends, alternatives,
 /// virtual packages, version constraints) from this machine's apt indexes, download every .deb
@@ -29,36 +32,15 @@ pub fn run(a: Args) -> CliResult {
             a.profile.display()
         ))
     })?;
+    // The only architecture images are built for.
+    let arch = Arch::X86_64;
     let old = if pkgs.lock.exists() {
-        Some(LockFile::load(&pkgs.lock).map_err(CliError::input)?)
+        Some(LockFile::load(&pkgs.lock, arch).map_err(CliError::input)?)
     } else {
         None
     };
     if let (Some(old), false) = (&old, a.update) {
-        let missing: Vec<&String> = pkgs
-            .debian
-            .iter()
-            .filter(|n| !old.packages.iter().any(|p| &p.name == *n))
-            .collect();
-        // A lock made before the profile pinned an origin or version is stale: resolve again.
-        let unpinned: Vec<String> = old
-            .packages
-            .iter()
-            .filter(|p| !pkgs.policy.allows_build(&p.name, &p.version, &p.origin))
-            .map(|p| format!("{} {}", p.name, p.version))
-            .collect();
-        if !unpinned.is_empty() {
-            eprintln!(
-                "stratos: the lock holds what the profile's origins/pins no longer allow ({}); resolving again",
-                unpinned.join(", ")
-            );
-        }
-        if missing.is_empty() && unpinned.is_empty() {
-            println!(
-                "{} is up to date ({} packages); `--update` re-resolves against today's indexes",
-                pkgs.lock.display(),
-                old.packages.len()
-            );
+        if is_current(old, pkgs) {
             return Ok(());
         }
     }
@@ -66,38 +48,15 @@ pub fn run(a: Args) -> CliResult {
         "stratos: resolving {} from the apt indexes",
         pkgs.debian.join(", ")
     );
-    let index = machine_index("amd64").map_err(CliError::env)?;
+    let index = machine_index(arch).map_err(CliError::env)?;
     let r = resolve_with(&index, &pkgs.debian, &pkgs.policy)
         .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", a.profile.display())))?;
-    let mut lock = LockFile {
-        lock_version: LOCK_VERSION,
-        packages: Vec::new(),
-    };
-    for (name, p) in &r.packages {
-        if p.sha256.len() != 64 || p.size == 0 {
-            return Err(CliError::input(anyhow::anyhow!(
-                "{name} {}: the apt index gives no SHA256/Size for it; cannot pin it",
-                p.version
-            )));
-        }
-        lock.packages.push(LockedPackage {
-            name: name.clone(),
-            version: p.version.clone(),
-            arch: p.arch.clone(),
-            sha256: p.sha256.clone(),
-            size: p.size,
-            required_by: r
-                .required_by
-                .get(name)
-                .map(|s| s.iter().cloned().collect())
-                .unwrap_or_default(),
-            origin: p.origin.clone(),
-        });
-    }
+    let new = LockFile::from_resolution(&r).map_err(CliError::input)?;
     // Download and check each .deb now, so the build can run offline.
+    let sources = Sources::from_env(false);
     let mut total = 0u64;
-    for p in &lock.packages {
-        crate::packages::fetch(p, &pkgs.lock, false)
+    for p in &new.packages {
+        crate::packages::debian::fetch(p, &pkgs.lock, &sources)
             .map_err(|e| CliError::input_or_env(e.is_environment(), e))?;
         total += p.size;
         eprintln!(
@@ -107,18 +66,38 @@ pub fn run(a: Args) -> CliResult {
             p.size / 1024
         );
     }
-    let changes = crate::packages::lock::diff(old.as_ref(), &lock);
+    let changes = lock::diff(old.as_ref(), &new);
     for c in &changes {
         println!("{c}");
     }
-    let changes = changes.len();
-    crate::fsio::write_atomic(&pkgs.lock, lock.to_toml().as_bytes(), 0o644)
+    crate::fsio::write_atomic(&pkgs.lock, new.to_toml().as_bytes(), 0o644)
         .map_err(super::writing(&pkgs.lock))?;
     println!(
-        "{}: {} packages, {} KiB of .debs; {changes} change(s)",
+        "{}: {} packages, {} KiB of .debs; {} change(s)",
         pkgs.lock.display(),
-        lock.packages.len(),
-        total / 1024
+        new.packages.len(),
+        total / 1024,
+        changes.len()
     );
     Ok(())
+}
+
+/// Whether the existing lock still covers the profile (then says so); a lock the profile's
+/// origins or pins no longer allow is named and resolved again.
+fn is_current(old: &LockFile, pkgs: &Packages) -> bool {
+    let short = lock::shortfall(old, pkgs);
+    if !short.disallowed.is_empty() {
+        eprintln!(
+            "stratos: the lock holds what the profile's origins/pins no longer allow ({}); resolving again",
+            short.disallowed.join(", ")
+        );
+    }
+    if short.is_empty() {
+        println!(
+            "{} is up to date ({} packages); `--update` re-resolves against today's indexes",
+            pkgs.lock.display(),
+            old.packages.len()
+        );
+    }
+    short.is_empty()
 }

@@ -5,6 +5,7 @@
 
 use goblin::elf::Elf;
 
+use crate::arch::Arch;
 use crate::rootfs::{ImagePath, Kind, Tree};
 
 /// Why a closure could not be computed; each names who needs what.
@@ -34,15 +35,13 @@ pub enum ElfError {
     },
 }
 
-/// Where glibc's loader looks after RUNPATH on Debian x86-64 (its built-in system dirs).
-const DEFAULT_DIRS: &[&str] = &[
-    "/lib/x86_64-linux-gnu",
-    "/usr/lib/x86_64-linux-gnu",
-    "/lib",
-    "/usr/lib",
-    "/lib64",
-    "/usr/lib64",
-];
+/// Where glibc's loader looks after RUNPATH (its built-in system directories, Debian's
+/// multiarch ones first).
+fn default_dirs(arch: Arch) -> Vec<String> {
+    let mut dirs = arch.library_dirs().to_vec();
+    dirs.extend(["/lib", "/usr/lib", "/lib64", "/usr/lib64"].map(String::from));
+    dirs
+}
 
 /// Follows symlinks and hard links inside the tree; `None` if it does not end at a file.
 pub fn resolve_file(tree: &Tree, path: &ImagePath) -> Option<ImagePath> {
@@ -65,9 +64,10 @@ fn data<'a>(tree: &'a Tree, p: &ImagePath) -> Option<&'a [u8]> {
     }
 }
 
-/// The closure of `roots` in load order: each root (resolved), its interpreter, its libraries.
-/// Non-ELF, non-script roots are returned as they are. Errors name who needs what.
-pub fn closure(tree: &Tree, roots: &[ImagePath]) -> Result<Vec<ImagePath>, ElfError> {
+/// The closure of `roots` in load order: each root (resolved), its interpreter, its libraries,
+/// as the loader of an `arch` image finds them. Non-ELF, non-script roots are returned as they
+/// are. Errors name who needs what.
+pub fn closure(tree: &Tree, roots: &[ImagePath], arch: Arch) -> Result<Vec<ImagePath>, ElfError> {
     let mut out: Vec<ImagePath> = Vec::new();
     let mut queue: Vec<(ImagePath, String)> = roots
         .iter()
@@ -83,86 +83,99 @@ pub fn closure(tree: &Tree, roots: &[ImagePath]) -> Result<Vec<ImagePath>, ElfEr
         }
         out.push(p.clone());
         let bytes = data(tree, &p).unwrap_or_default();
-        if let Some(rest) = bytes.strip_prefix(b"#!") {
-            let line = rest.split(|b| *b == b'\n').next().unwrap_or_default();
-            let interp = String::from_utf8_lossy(line);
-            if let Some(i) = interp.split_whitespace().next() {
-                let ip = ImagePath::parse(i).map_err(|e| ElfError::BadInterpreter {
-                    path: p.clone(),
-                    interp: i.to_owned(),
-                    why: e.to_string(),
-                })?;
-                queue.push((ip, p.to_string()));
-            }
-            continue;
-        }
-        if !bytes.starts_with(b"\x7fELF") {
-            continue;
-        }
-        let elf = Elf::parse(bytes).map_err(|e| ElfError::NotElf {
-            path: p.clone(),
-            why: e.to_string(),
-        })?;
-        let mut next: Vec<(ImagePath, String)> = Vec::new();
-        if let Some(interp) = elf.interpreter {
-            let ip = ImagePath::parse(interp).map_err(|e| ElfError::BadPtInterp {
-                path: p.clone(),
-                interp: interp.to_owned(),
-                why: e.to_string(),
-            })?;
-            next.push((ip, p.to_string()));
-        }
-        let origin = p.parent().map_or_else(|| "/".to_owned(), |d| d.to_string());
-        let expand = |s: &str| -> Vec<String> {
-            s.split(':')
-                .filter(|d| !d.is_empty())
-                .map(|d| d.replace("${ORIGIN}", &origin).replace("$ORIGIN", &origin))
-                .collect()
-        };
-        let runpath: Vec<String> = elf.runpaths.iter().flat_map(|r| expand(r)).collect();
-        // DT_RPATH is only used when there is no DT_RUNPATH.
-        let rpath: Vec<String> = if runpath.is_empty() {
-            elf.rpaths.iter().flat_map(|r| expand(r)).collect()
+        let next = if bytes.starts_with(b"#!") {
+            script_needs(&p, bytes)?
+        } else if bytes.starts_with(b"\x7fELF") {
+            elf_needs(tree, &p, bytes, arch)?
         } else {
             Vec::new()
         };
-        for lib in &elf.libraries {
-            let found = if lib.contains('/') {
-                ImagePath::parse(lib)
-                    .ok()
-                    .filter(|c| resolve_file(tree, c).is_some())
-            } else {
-                rpath
-                    .iter()
-                    .chain(runpath.iter())
-                    .map(String::as_str)
-                    .chain(DEFAULT_DIRS.iter().copied())
-                    .filter_map(|d| {
-                        ImagePath::parse(&format!("{}/{lib}", d.trim_end_matches('/'))).ok()
-                    })
-                    .find(|c| resolve_file(tree, c).is_some())
-            };
-            match found {
-                Some(f) => next.push((f, p.to_string())),
-                None => {
-                    return Err(ElfError::MissingLibrary {
-                        path: p.clone(),
-                        lib: lib.to_string(),
-                        searched: rpath
-                            .iter()
-                            .chain(runpath.iter())
-                            .map(String::as_str)
-                            .chain(DEFAULT_DIRS.iter().copied())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    })
-                }
-            }
-        }
-        next.reverse();
-        queue.extend(next);
+        // Depth first, in the order needed.
+        queue.extend(next.into_iter().rev());
     }
     Ok(out)
+}
+
+/// A script's `#!` interpreter.
+fn script_needs(p: &ImagePath, bytes: &[u8]) -> Result<Vec<(ImagePath, String)>, ElfError> {
+    let rest = &bytes[2..];
+    let line = rest.split(|b| *b == b'\n').next().unwrap_or_default();
+    let interp = String::from_utf8_lossy(line);
+    let Some(i) = interp.split_whitespace().next() else {
+        return Ok(Vec::new());
+    };
+    let ip = ImagePath::parse(i).map_err(|e| ElfError::BadInterpreter {
+        path: p.clone(),
+        interp: i.to_owned(),
+        why: e.to_string(),
+    })?;
+    Ok(vec![(ip, p.to_string())])
+}
+
+/// An ELF file's `PT_INTERP`, then each `DT_NEEDED` library where the loader would find it.
+fn elf_needs(
+    tree: &Tree,
+    p: &ImagePath,
+    bytes: &[u8],
+    arch: Arch,
+) -> Result<Vec<(ImagePath, String)>, ElfError> {
+    let elf = Elf::parse(bytes).map_err(|e| ElfError::NotElf {
+        path: p.clone(),
+        why: e.to_string(),
+    })?;
+    let mut next: Vec<(ImagePath, String)> = Vec::new();
+    if let Some(interp) = elf.interpreter {
+        let ip = ImagePath::parse(interp).map_err(|e| ElfError::BadPtInterp {
+            path: p.clone(),
+            interp: interp.to_owned(),
+            why: e.to_string(),
+        })?;
+        next.push((ip, p.to_string()));
+    }
+    let dirs = search_path(&elf, p, arch);
+    for lib in &elf.libraries {
+        let found = if lib.contains('/') {
+            ImagePath::parse(lib)
+                .ok()
+                .filter(|c| resolve_file(tree, c).is_some())
+        } else {
+            dirs.iter()
+                .filter_map(|d| {
+                    ImagePath::parse(&format!("{}/{lib}", d.trim_end_matches('/'))).ok()
+                })
+                .find(|c| resolve_file(tree, c).is_some())
+        };
+        let Some(f) = found else {
+            return Err(ElfError::MissingLibrary {
+                path: p.clone(),
+                lib: lib.to_string(),
+                searched: dirs.join(", "),
+            });
+        };
+        next.push((f, p.to_string()));
+    }
+    Ok(next)
+}
+
+/// Where the loader looks for a library `p` needs: `DT_RPATH` (only when there is no
+/// `DT_RUNPATH`), `DT_RUNPATH`, both with `$ORIGIN` expanded, then the default directories.
+fn search_path(elf: &Elf, p: &ImagePath, arch: Arch) -> Vec<String> {
+    let origin = p.parent().map_or_else(|| "/".to_owned(), |d| d.to_string());
+    let expand = |s: &str| -> Vec<String> {
+        s.split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| d.replace("${ORIGIN}", &origin).replace("$ORIGIN", &origin))
+            .collect()
+    };
+    let runpath: Vec<String> = elf.runpaths.iter().flat_map(|r| expand(r)).collect();
+    let mut dirs: Vec<String> = if runpath.is_empty() {
+        elf.rpaths.iter().flat_map(|r| expand(r)).collect()
+    } else {
+        Vec::new()
+    };
+    dirs.extend(runpath);
+    dirs.extend(default_dirs(arch));
+    dirs
 }
 
 #[cfg(test)]
@@ -192,7 +205,7 @@ mod tests {
         let root = [ImagePath::parse("/bin/ls-link").unwrap()];
         let mut asked = Vec::new();
         let files = loop {
-            match closure(&tree, &root) {
+            match closure(&tree, &root, Arch::X86_64) {
                 Ok(f) => break f,
                 Err(e) => {
                     asked.push(e.to_string());
@@ -232,7 +245,12 @@ mod tests {
             Entry::file(b"#!/bin/sh -e\necho\n".to_vec(), 0o755, &o),
         )
         .unwrap();
-        let e = closure(&tree, &[ImagePath::parse("/srv/run.sh").unwrap()]).unwrap_err();
+        let e = closure(
+            &tree,
+            &[ImagePath::parse("/srv/run.sh").unwrap()],
+            Arch::X86_64,
+        )
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "/bin/sh (needed by /srv/run.sh) is not a file in the image"
@@ -242,7 +260,12 @@ mod tests {
             Entry::file(b"not elf".to_vec(), 0o755, &o),
         )
         .unwrap();
-        let f = closure(&tree, &[ImagePath::parse("/srv/run.sh").unwrap()]).unwrap();
+        let f = closure(
+            &tree,
+            &[ImagePath::parse("/srv/run.sh").unwrap()],
+            Arch::X86_64,
+        )
+        .unwrap();
         assert_eq!(
             f.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
             ["/srv/run.sh", "/bin/sh"]

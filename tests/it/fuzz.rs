@@ -132,7 +132,11 @@ fn locks_waves_and_policies() {
         .map(|f| std::fs::read(root().join(f)).unwrap())
         .collect();
     fuzz("lock", &seeds, |b| {
-        let _ = stratos::packages::lock::LockFile::parse(&text(b), Path::new("x.lock"));
+        let _ = stratos::packages::lock::LockFile::parse(
+            &text(b),
+            Path::new("x.lock"),
+            stratos::arch::Arch::X86_64,
+        );
     });
     let waves = b"[[wave]]\nstart-after = \"0s\"\nfleet-percent = 1\n[[wave]]\nstart-after = \"1h\"\nfleet-percent = 100\n".to_vec();
     fuzz("waves", &[waves], |b| {
@@ -206,8 +210,8 @@ fn release_metadata_and_manifests() {
 fn packages_indexes_kernel_configs_and_consoles() {
     let packages = b"Package: a\nVersion: 1:2.0-1~b1\nArchitecture: amd64\nDepends: b (>= 1) | c, d:any (<< 3) [amd64] <!nocheck>\nPre-Depends: e\nProvides: v (= 1)\nFilename: pool/a.deb\nSize: 10\nSHA256: 00\n\nPackage: b\nVersion: 1\nArchitecture: all\nDescription: x\n continued\n .\n".to_vec();
     fuzz("Packages", &[packages], |b| {
-        let mut i = stratos::packages::resolve::Index::default();
-        if i.add(&text(b), "P", "amd64").is_ok() {
+        let mut i = stratos::packages::debian::index::Index::default();
+        if i.add(&text(b), "P", stratos::arch::Arch::X86_64).is_ok() {
             let _ = stratos::packages::resolve::resolve(&i, &["a".into()]);
         }
     });
@@ -218,7 +222,7 @@ fn packages_indexes_kernel_configs_and_consoles() {
             let t = text(b);
             let mut parts = t.splitn(2, ' ');
             let (x, y) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let _ = stratos::packages::resolve::compare_versions(x, y);
+            let _ = stratos::packages::debian::index::compare_versions(x, y);
         },
     );
     let config = b"CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x y\"\nCONFIG_D=0x10\n".to_vec();
@@ -280,7 +284,7 @@ fn seccomp_suggest_bases() {
 
 #[test]
 fn requirements_wheels_npm_locks_and_tarballs() {
-    use stratos::packages::{npm, pypi};
+    use stratos::packages::{npm, python as pypi};
     use stratos::rootfs::{Budget, ExpandLimits, ImagePath, Origin, Tree};
     let req = std::fs::read(root().join("profiles/python-api.requirements.txt")).unwrap();
     fuzz("requirements", &[req], |b| {
@@ -312,7 +316,7 @@ fn requirements_wheels_npm_locks_and_tarballs() {
     fuzz("wheel", &wheels, |b| {
         let w = pypi::Fetched {
             file_name: "evil-1.0-py3-none-any.whl".into(),
-            sha256: String::new(),
+            sha256: stratos::digest::Sha256::of(b),
             bytes: b.to_vec(),
         };
         let mut tree = Tree::new();
@@ -328,7 +332,11 @@ fn requirements_wheels_npm_locks_and_tarballs() {
     let lock =
         std::fs::read(root().join("rootfs-overlays/node-fn/srv/fn/package-lock.json")).unwrap();
     fuzz("npm lock", &[lock], |b| {
-        let _ = npm::plan(b, Path::new("package-lock.json"));
+        let _ = npm::plan(
+            b,
+            Path::new("package-lock.json"),
+            stratos::arch::Arch::X86_64,
+        );
     });
     let tarballs: Vec<Vec<u8>> = ["good.tgz", "escape.tgz"]
         .iter()

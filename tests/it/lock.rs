@@ -181,3 +181,42 @@ fn the_lock_never_takes_a_package_from_an_unexpected_origin() {
         "{stderr}"
     );
 }
+
+/// A digest is lowercase hex wherever StratOS reads one: an uppercase sha256 in a lock is
+/// refused when the lock is read, naming the file, the line and the package (before, it passed
+/// the lock's check and failed later as "the archive changed").
+#[test]
+fn a_lock_with_an_uppercase_sha256_is_refused_naming_file_line_and_package() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let profile = f.profile();
+    let base = std::fs::read_to_string(&profile).unwrap();
+    std::fs::write(
+        &profile,
+        format!("{base}\n[packages]\ndebian = [\"hello\"]\n"),
+    )
+    .unwrap();
+    let sha = sha256_bytes(b"hello").to_uppercase();
+    f.write(
+        "profile.lock",
+        format!(
+            "lock-version = 1\n\n[[package]]\nname = \"hello\"\nversion = \"1.0-1\"\narch = \"amd64\"\nsha256 = \"{sha}\"\nsize = 5\nrequired-by = [\"profile\"]\n"
+        )
+        .as_bytes(),
+    );
+    let out = stratos_std(cache.path())
+        .arg("lock")
+        .arg(&profile)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let lock = f.path("profile.lock");
+    assert!(
+        stderr.contains(&format!(
+            "{}:4:1: package hello: sha256: a sha256 is written in lowercase hex (0-9, a-f); character 2 is 'C'",
+            lock.display()
+        )),
+        "{stderr}"
+    );
+}

@@ -4,32 +4,60 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::arch::Arch;
+use crate::digest::Sha256;
+
+use super::resolve::Resolution;
+use crate::profile::Packages;
+
 pub const LOCK_VERSION: i64 = 1;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct LockFile {
     pub lock_version: i64,
-    #[serde(default, rename = "package")]
+    #[serde(rename = "package")]
     pub packages: Vec<LockedPackage>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct LockedPackage {
     pub name: String,
     pub version: String,
     pub arch: String,
-    /// sha256 of the `.deb`, hex.
-    pub sha256: String,
+    /// sha256 of the `.deb`.
+    pub sha256: Sha256,
     /// Size of the `.deb` in bytes.
     pub size: u64,
     /// What pulled the package in: `profile` or the names of the packages depending on it.
-    #[serde(default)]
     pub required_by: Vec<String>,
     /// The `Origin` of the repository it was resolved from (`Debian`); absent in older locks.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub origin: String,
+}
+
+/// The lock as written, before its entries are checked ([`LockFile::parse`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawLockFile {
+    lock_version: i64,
+    #[serde(default, rename = "package")]
+    packages: Vec<RawLockedPackage>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawLockedPackage {
+    name: String,
+    version: String,
+    arch: String,
+    sha256: String,
+    size: u64,
+    #[serde(default)]
+    required_by: Vec<String>,
+    #[serde(default)]
+    origin: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,12 +139,15 @@ pub fn diff(before: Option<&LockFile>, after: &LockFile) -> Vec<Change> {
 }
 
 impl LockFile {
-    pub fn load(path: &Path) -> Result<Self, LockError> {
+    /// Reads the lock of an image for `arch`.
+    pub fn load(path: &Path, arch: Arch) -> Result<Self, LockError> {
         let text = crate::fsio::read_text(path, crate::fsio::caps::LOCK, "a lock file")?;
-        Self::parse(&text, path)
+        Self::parse(&text, path, arch)
     }
 
-    pub fn parse(text: &str, path: &Path) -> Result<Self, LockError> {
+    /// Parses a lock: its version, then each package's name, digest, version and
+    /// architecture; an error names the file, the line of the package's entry and the package.
+    pub fn parse(text: &str, path: &Path, arch: Arch) -> Result<Self, LockError> {
         let invalid = |offset: usize, message: String| {
             let (line, column) = crate::profile::line_col(text, offset);
             LockError::Invalid {
@@ -126,23 +157,24 @@ impl LockFile {
                 message,
             }
         };
-        let lock: LockFile = toml::from_str(text).map_err(|e| {
+        let raw: RawLockFile = toml::from_str(text).map_err(|e| {
             invalid(
                 e.span().map_or(0, |s| s.start),
                 e.message().trim_end().to_owned(),
             )
         })?;
-        if lock.lock_version != LOCK_VERSION {
+        if raw.lock_version != LOCK_VERSION {
             return Err(invalid(
                 0,
                 format!(
                     "lock-version {} is not supported (expected {LOCK_VERSION})",
-                    lock.lock_version
+                    raw.lock_version
                 ),
             ));
         }
         let mut seen = std::collections::BTreeSet::new();
-        for p in &lock.packages {
+        let mut packages = Vec::with_capacity(raw.packages.len());
+        for p in raw.packages {
             let at = text.find(&format!("name = \"{}\"", p.name)).unwrap_or(0);
             if !crate::profile::is_debian_name(&p.name) {
                 return Err(invalid(
@@ -153,35 +185,12 @@ impl LockFile {
             if !seen.insert(p.name.clone()) {
                 return Err(invalid(at, format!("package {} is locked twice", p.name)));
             }
-            if p.sha256.len() != 64 || !p.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(invalid(
-                    at,
-                    format!("package {}: sha256 must be 64 hex digits", p.name),
-                ));
-            }
-            if p.version.is_empty()
-                || p.version
-                    .contains(|c: char| c.is_whitespace() || c == '/' || c == '=')
-            {
-                return Err(invalid(
-                    at,
-                    format!(
-                        "package {}: {:?} is not a Debian version",
-                        p.name, p.version
-                    ),
-                ));
-            }
-            if p.arch != "amd64" && p.arch != "all" {
-                return Err(invalid(
-                    at,
-                    format!(
-                        "package {}: architecture {:?} cannot run in an x86-64 image",
-                        p.name, p.arch
-                    ),
-                ));
-            }
+            packages.push(p.check(arch).map_err(|message| invalid(at, message))?);
         }
-        Ok(lock)
+        Ok(LockFile {
+            lock_version: raw.lock_version,
+            packages,
+        })
     }
 
     /// The lock as written by `stratos lock` (packages sorted by name).
@@ -190,6 +199,117 @@ impl LockFile {
         l.packages.sort_by(|a, b| a.name.cmp(&b.name));
         let body = toml::to_string(&l).expect("lock serialises");
         format!("# Generated by `stratos lock`: the exact packages this profile installs. Do not edit by hand.\n{body}")
+    }
+}
+
+/// How an existing lock falls short of the profile.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shortfall {
+    /// Packages the profile lists that the lock does not hold.
+    pub missing: Vec<String>,
+    /// Locked builds (`name version`) the profile's origins and pins no longer allow.
+    pub disallowed: Vec<String>,
+}
+
+impl Shortfall {
+    /// Whether the lock still covers the profile.
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.disallowed.is_empty()
+    }
+}
+
+/// What `lock` lacks for `pkgs`: a lock made before the profile listed a package, or pinned an
+/// origin or version, is stale.
+pub fn shortfall(lock: &LockFile, pkgs: &Packages) -> Shortfall {
+    Shortfall {
+        missing: pkgs
+            .debian
+            .iter()
+            .filter(|n| !lock.packages.iter().any(|p| &p.name == *n))
+            .cloned()
+            .collect(),
+        disallowed: lock
+            .packages
+            .iter()
+            .filter(|p| !pkgs.policy.allows_build(&p.name, &p.version, &p.origin))
+            .map(|p| format!("{} {}", p.name, p.version))
+            .collect(),
+    }
+}
+
+/// A resolved package the index gives no digest or size for.
+#[derive(Debug, thiserror::Error)]
+#[error("{name} {version}: the apt index gives no SHA256/Size for it; cannot pin it")]
+pub struct Unpinnable {
+    pub name: String,
+    pub version: String,
+}
+
+impl LockFile {
+    /// The lock pinning a resolution: every package with its digest, size, origin and what
+    /// pulled it in.
+    pub fn from_resolution(r: &Resolution) -> Result<LockFile, Unpinnable> {
+        let mut lock = LockFile {
+            lock_version: LOCK_VERSION,
+            packages: Vec::new(),
+        };
+        for (name, p) in &r.packages {
+            let (Some(sha256), 1..) = (p.sha256, p.size) else {
+                return Err(Unpinnable {
+                    name: name.clone(),
+                    version: p.version.clone(),
+                });
+            };
+            lock.packages.push(LockedPackage {
+                name: name.clone(),
+                version: p.version.clone(),
+                arch: p.arch.clone(),
+                sha256,
+                size: p.size,
+                required_by: r
+                    .required_by
+                    .get(name)
+                    .map(|s| s.iter().cloned().collect())
+                    .unwrap_or_default(),
+                origin: p.origin.clone(),
+            });
+        }
+        Ok(lock)
+    }
+}
+
+impl RawLockedPackage {
+    /// The entry, checked: a lowercase sha256, a Debian version, an architecture an image for
+    /// `arch` runs.
+    fn check(self, arch: Arch) -> Result<LockedPackage, String> {
+        let name = &self.name;
+        let sha256 =
+            Sha256::parse(&self.sha256).map_err(|e| format!("package {name}: sha256: {e}"))?;
+        if self.version.is_empty()
+            || self
+                .version
+                .contains(|c: char| c.is_whitespace() || c == '/' || c == '=')
+        {
+            return Err(format!(
+                "package {name}: {:?} is not a Debian version",
+                self.version
+            ));
+        }
+        if self.arch != arch.debian() && self.arch != "all" {
+            return Err(format!(
+                "package {name}: architecture {:?} cannot run in an {arch} image",
+                self.arch
+            ));
+        }
+        Ok(LockedPackage {
+            name: self.name,
+            version: self.version,
+            arch: self.arch,
+            sha256,
+            size: self.size,
+            required_by: self.required_by,
+            origin: self.origin,
+        })
     }
 }
 
@@ -226,31 +346,54 @@ required-by = ["profile"]
 
     #[test]
     fn parses_and_round_trips() {
-        let l = LockFile::parse(GOOD, Path::new("x.lock")).unwrap();
+        let l = LockFile::parse(GOOD, Path::new("x.lock"), Arch::X86_64).unwrap();
         assert_eq!(
             l.packages[0].purl(),
             "pkg:deb/debian/busybox-static@1%3A1.35.0-4%2Bdeb12u1%2Bb1?arch=amd64"
         );
-        let again = LockFile::parse(&l.to_toml(), Path::new("x.lock")).unwrap();
+        let again = LockFile::parse(&l.to_toml(), Path::new("x.lock"), Arch::X86_64).unwrap();
         assert_eq!(again, l);
     }
 
     #[test]
     fn rejects_bad_locks() {
-        let e = LockFile::parse(&GOOD.replace("3d3f", "zz"), Path::new("x.lock"))
-            .unwrap_err()
-            .to_string();
+        let e = LockFile::parse(
+            &GOOD.replace("3d3f", "zz"),
+            Path::new("x.lock"),
+            Arch::X86_64,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             e.starts_with("x.lock:3:1: package busybox-static: sha256"),
             "{e}"
         );
-        let e = LockFile::parse(&GOOD.replace("size", "sighs"), Path::new("x.lock"))
-            .unwrap_err()
-            .to_string();
+        let e = LockFile::parse(
+            &GOOD.replace("3d3f", "3D3F"),
+            Path::new("x.lock"),
+            Arch::X86_64,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "x.lock:3:1: package busybox-static: sha256: a sha256 is written in lowercase hex (0-9, a-f); character 2 is 'D'"
+        );
+        let e = LockFile::parse(
+            &GOOD.replace("size", "sighs"),
+            Path::new("x.lock"),
+            Arch::X86_64,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("unknown field `sighs`"), "{e}");
-        let e = LockFile::parse(&format!("{GOOD}{}", &GOOD[16..]), Path::new("x.lock"))
-            .unwrap_err()
-            .to_string();
+        let e = LockFile::parse(
+            &format!("{GOOD}{}", &GOOD[16..]),
+            Path::new("x.lock"),
+            Arch::X86_64,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("locked twice"), "{e}");
     }
 }
@@ -268,7 +411,7 @@ mod diff_tests {
                     name: (*n).into(),
                     version: (*v).into(),
                     arch: "amd64".into(),
-                    sha256: "0".repeat(64),
+                    sha256: Sha256::of(n.as_bytes()),
                     size: 1,
                     required_by: vec!["profile".into()],
                     origin: String::new(),

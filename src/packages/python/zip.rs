@@ -69,131 +69,15 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 impl<'a> Zip<'a> {
     /// Reads the central directory. `what` names the archive in errors.
     pub fn open(bytes: &'a [u8], what: &str) -> Result<Self, ZipError> {
-        let bad = |why: &str| ZipError::Format {
-            what: what.to_owned(),
-            why: why.to_owned(),
-        };
-        // The end-of-central-directory record: 22 bytes plus a comment of at most 64 KiB, at
-        // the very end.
-        if bytes.len() < 22 {
-            return Err(bad("shorter than an end-of-central-directory record"));
-        }
-        let lowest = bytes.len().saturating_sub(22 + 0xffff);
-        let eocd = (lowest..=bytes.len() - 22)
-            .rev()
-            .find(|&i| {
-                u32_at(bytes, i) == Some(EOCD_SIG)
-                    && u16_at(bytes, i + 20).map(|c| i + 22 + c as usize) == Some(bytes.len())
-            })
-            .ok_or_else(|| bad("no end-of-central-directory record"))?;
-        let field = |off: usize| u16_at(bytes, eocd + off).unwrap_or(0);
-        if field(4) != 0 || field(6) != 0 {
-            return Err(bad("a multi-disk (spanned) archive"));
-        }
-        let count = field(10) as usize;
-        let cd_size = u32_at(bytes, eocd + 12).unwrap_or(0) as usize;
-        let cd_at = u32_at(bytes, eocd + 16).unwrap_or(0) as usize;
-        if count == 0xffff || cd_size == 0xffff_ffff || cd_at == 0xffff_ffff {
-            return Err(bad("a ZIP64 archive (wheels never need one)"));
-        }
-        if field(8) as usize != count {
-            return Err(bad("inconsistent member counts"));
-        }
-        if cd_at.checked_add(cd_size).map_or(true, |end| end > eocd) {
-            return Err(bad("the central directory lies outside the archive"));
-        }
-        let cd = &bytes[cd_at..cd_at + cd_size];
-        // Each central header is at least 46 bytes: a count beyond that is a lie.
-        if count > cd.len() / 46 {
-            return Err(bad("more members claimed than the central directory holds"));
-        }
-        let mut members = Vec::with_capacity(count);
+        let dir = Directory::find(bytes).map_err(|why| format_error(what, why))?;
+        let cd = &bytes[dir.at..dir.at + dir.size];
+        let mut members = Vec::with_capacity(dir.count);
         let mut names = std::collections::BTreeSet::new();
         let mut at = 0usize;
-        for _ in 0..count {
-            if u32_at(cd, at) != Some(CDH_SIG) {
-                return Err(bad("a damaged central directory"));
-            }
-            let h = |off: usize| u16_at(cd, at + off).ok_or_else(|| bad("truncated header"));
-            let w = |off: usize| u32_at(cd, at + off).ok_or_else(|| bad("truncated header"));
-            let made_by = h(4)? >> 8;
-            let flags = h(8)?;
-            let method = h(10)?;
-            let crc = w(16)?;
-            let compressed = w(20)? as u64;
-            let size = w(24)? as u64;
-            let (name_len, extra_len, comment_len) =
-                (h(28)? as usize, h(30)? as usize, h(32)? as usize);
-            let external = w(38)?;
-            let local = w(42)? as usize;
-            let name_bytes = cd
-                .get(at + 46..at + 46 + name_len)
-                .ok_or_else(|| bad("truncated member name"))?;
-            let name = String::from_utf8(name_bytes.to_vec()).map_err(|_| ZipError::Member {
-                what: what.to_owned(),
-                member: String::from_utf8_lossy(name_bytes).into_owned(),
-                why: "the name is not UTF-8".into(),
-            })?;
-            at += 46 + name_len + extra_len + comment_len;
-            let member_err = |why: &str| ZipError::Member {
-                what: what.to_owned(),
-                member: name.clone(),
-                why: why.to_owned(),
-            };
-            if flags & 1 != 0 {
-                return Err(member_err("encrypted"));
-            }
-            if method != 0 && method != 8 {
-                return Err(member_err(&format!(
-                    "compression method {method} (only stored and deflate are read)"
-                )));
-            }
-            if compressed == 0xffff_ffff || size == 0xffff_ffff {
-                return Err(member_err("ZIP64 sizes"));
-            }
-            let unix = made_by == 3;
-            let mode = if unix { external >> 16 } else { 0 };
-            let file_type = mode & 0o170000;
-            let is_dir = name.ends_with('/');
-            if unix && file_type != 0 && file_type != 0o100000 && file_type != 0o040000 {
-                return Err(member_err(if file_type == 0o120000 {
-                    "a symbolic link (a wheel holds only files)"
-                } else {
-                    "neither a file nor a directory"
-                }));
-            }
-            if !names.insert(name.clone()) {
-                return Err(member_err("appears twice"));
-            }
-            // The local header repeats the name and may carry its own extra field.
-            if u32_at(bytes, local) != Some(LFH_SIG) || local >= cd_at {
-                return Err(member_err("no local header where the directory points"));
-            }
-            let lname = u16_at(bytes, local + 26).unwrap_or(0) as usize;
-            let lextra = u16_at(bytes, local + 28).unwrap_or(0) as usize;
-            let data_at = local + 30 + lname + lextra;
-            if bytes.get(local + 30..local + 30 + lname) != Some(name_bytes) {
-                return Err(member_err("the local header names another member"));
-            }
-            if (data_at as u64)
-                .checked_add(compressed)
-                .map_or(true, |end| end > cd_at as u64)
-            {
-                return Err(member_err("its data runs past the archive"));
-            }
-            if method == 0 && compressed != size {
-                return Err(member_err("a stored member whose sizes disagree"));
-            }
-            members.push(Member {
-                name,
-                mode: mode & 0o7777,
-                is_dir,
-                method,
-                crc,
-                compressed,
-                size,
-                data_at,
-            });
+        for _ in 0..dir.count {
+            let h = CentralHeader::parse(cd, at, what)?;
+            at += h.len;
+            members.push(h.member(bytes, dir.at, &mut names, what)?);
         }
         Ok(Zip {
             bytes,
@@ -201,7 +85,6 @@ impl<'a> Zip<'a> {
             members,
         })
     }
-
     /// A member's contents: inflated at most to `cap` bytes (`key` is the profile setting that
     /// raises it), then checked against the size and CRC-32 the directory recorded.
     pub fn read(&self, m: &Member, cap: u64, key: &'static str) -> Result<Vec<u8>, ZipError> {
@@ -246,6 +129,188 @@ impl<'a> Zip<'a> {
             ));
         }
         Ok(out)
+    }
+}
+
+fn format_error(what: &str, why: &str) -> ZipError {
+    ZipError::Format {
+        what: what.to_owned(),
+        why: why.to_owned(),
+    }
+}
+
+/// Where the central directory is, as the end-of-central-directory record says.
+struct Directory {
+    count: usize,
+    size: usize,
+    at: usize,
+}
+
+impl Directory {
+    /// The end-of-central-directory record: 22 bytes plus a comment of at most 64 KiB, at the
+    /// very end; a single-disk, non-ZIP64 archive whose directory lies before it.
+    fn find(bytes: &[u8]) -> Result<Directory, &'static str> {
+        if bytes.len() < 22 {
+            return Err("shorter than an end-of-central-directory record");
+        }
+        let lowest = bytes.len().saturating_sub(22 + 0xffff);
+        let eocd = (lowest..=bytes.len() - 22)
+            .rev()
+            .find(|&i| {
+                u32_at(bytes, i) == Some(EOCD_SIG)
+                    && u16_at(bytes, i + 20).map(|c| i + 22 + c as usize) == Some(bytes.len())
+            })
+            .ok_or("no end-of-central-directory record")?;
+        let field = |off: usize| u16_at(bytes, eocd + off).unwrap_or(0);
+        if field(4) != 0 || field(6) != 0 {
+            return Err("a multi-disk (spanned) archive");
+        }
+        let count = field(10) as usize;
+        let size = u32_at(bytes, eocd + 12).unwrap_or(0) as usize;
+        let at = u32_at(bytes, eocd + 16).unwrap_or(0) as usize;
+        if count == 0xffff || size == 0xffff_ffff || at == 0xffff_ffff {
+            return Err("a ZIP64 archive (wheels never need one)");
+        }
+        if field(8) as usize != count {
+            return Err("inconsistent member counts");
+        }
+        if at.checked_add(size).map_or(true, |end| end > eocd) {
+            return Err("the central directory lies outside the archive");
+        }
+        // Each central header is at least 46 bytes: a count beyond that is a lie.
+        if count > size / 46 {
+            return Err("more members claimed than the central directory holds");
+        }
+        Ok(Directory { count, size, at })
+    }
+}
+
+/// One central directory header, as read.
+struct CentralHeader<'b> {
+    made_by: u16,
+    flags: u16,
+    method: u16,
+    crc: u32,
+    compressed: u64,
+    size: u64,
+    external: u32,
+    local: usize,
+    name_bytes: &'b [u8],
+    name: String,
+    /// The header's length in the directory.
+    len: usize,
+}
+
+impl<'b> CentralHeader<'b> {
+    fn parse(cd: &'b [u8], at: usize, what: &str) -> Result<Self, ZipError> {
+        let bad = |why: &str| format_error(what, why);
+        if u32_at(cd, at) != Some(CDH_SIG) {
+            return Err(bad("a damaged central directory"));
+        }
+        let h = |off: usize| u16_at(cd, at + off).ok_or_else(|| bad("truncated header"));
+        let w = |off: usize| u32_at(cd, at + off).ok_or_else(|| bad("truncated header"));
+        let made_by = h(4)? >> 8;
+        let flags = h(8)?;
+        let method = h(10)?;
+        let crc = w(16)?;
+        let compressed = w(20)? as u64;
+        let size = w(24)? as u64;
+        let (name_len, extra_len, comment_len) =
+            (h(28)? as usize, h(30)? as usize, h(32)? as usize);
+        let external = w(38)?;
+        let local = w(42)? as usize;
+        let name_bytes = cd
+            .get(at + 46..at + 46 + name_len)
+            .ok_or_else(|| bad("truncated member name"))?;
+        let name = String::from_utf8(name_bytes.to_vec()).map_err(|_| ZipError::Member {
+            what: what.to_owned(),
+            member: String::from_utf8_lossy(name_bytes).into_owned(),
+            why: "the name is not UTF-8".into(),
+        })?;
+        Ok(CentralHeader {
+            made_by,
+            flags,
+            method,
+            crc,
+            compressed,
+            size,
+            external,
+            local,
+            name_bytes,
+            name,
+            len: 46 + name_len + extra_len + comment_len,
+        })
+    }
+
+    /// The member the header describes, checked: not encrypted, stored or deflated, a file or
+    /// a directory, named once, with a local header naming it and data inside the archive.
+    fn member(
+        self,
+        bytes: &[u8],
+        cd_at: usize,
+        names: &mut std::collections::BTreeSet<String>,
+        what: &str,
+    ) -> Result<Member, ZipError> {
+        let member_err = |why: &str| ZipError::Member {
+            what: what.to_owned(),
+            member: self.name.clone(),
+            why: why.to_owned(),
+        };
+        let (method, compressed, size) = (self.method, self.compressed, self.size);
+        if self.flags & 1 != 0 {
+            return Err(member_err("encrypted"));
+        }
+        if method != 0 && method != 8 {
+            return Err(member_err(&format!(
+                "compression method {method} (only stored and deflate are read)"
+            )));
+        }
+        if compressed == 0xffff_ffff || size == 0xffff_ffff {
+            return Err(member_err("ZIP64 sizes"));
+        }
+        let unix = self.made_by == 3;
+        let mode = if unix { self.external >> 16 } else { 0 };
+        let file_type = mode & 0o170000;
+        if unix && file_type != 0 && file_type != 0o100000 && file_type != 0o040000 {
+            return Err(member_err(if file_type == 0o120000 {
+                "a symbolic link (a wheel holds only files)"
+            } else {
+                "neither a file nor a directory"
+            }));
+        }
+        if !names.insert(self.name.clone()) {
+            return Err(member_err("appears twice"));
+        }
+        // The local header repeats the name and may carry its own extra field.
+        let local = self.local;
+        if u32_at(bytes, local) != Some(LFH_SIG) || local >= cd_at {
+            return Err(member_err("no local header where the directory points"));
+        }
+        let lname = u16_at(bytes, local + 26).unwrap_or(0) as usize;
+        let lextra = u16_at(bytes, local + 28).unwrap_or(0) as usize;
+        let data_at = local + 30 + lname + lextra;
+        if bytes.get(local + 30..local + 30 + lname) != Some(self.name_bytes) {
+            return Err(member_err("the local header names another member"));
+        }
+        if (data_at as u64)
+            .checked_add(compressed)
+            .map_or(true, |end| end > cd_at as u64)
+        {
+            return Err(member_err("its data runs past the archive"));
+        }
+        if method == 0 && compressed != size {
+            return Err(member_err("a stored member whose sizes disagree"));
+        }
+        Ok(Member {
+            is_dir: self.name.ends_with('/'),
+            name: self.name,
+            mode: mode & 0o7777,
+            method,
+            crc: self.crc,
+            compressed,
+            size,
+            data_at,
+        })
     }
 }
 

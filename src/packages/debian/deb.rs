@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
+use crate::packages::unpack::Capped;
 use crate::rootfs::{Entry, ImagePath, Kind, Origin, Tree};
 
 #[derive(Debug, thiserror::Error)]
@@ -157,53 +158,6 @@ pub fn control_text(bytes: &[u8], pkg: &str) -> Result<String, DebError> {
         pkg: pkg.to_owned(),
         why: "control archive has no control file".into(),
     })
-}
-
-/// A reader that fails (with an error [`Capped::exceeded`] recognises) once more than `limit`
-/// bytes came through: what an archive says about its own sizes is never trusted.
-pub struct Capped<R> {
-    inner: R,
-    limit: u64,
-    seen: u64,
-}
-
-#[derive(Debug)]
-struct CapExceeded(u64);
-
-impl std::fmt::Display for CapExceeded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "more than {} bytes", self.0)
-    }
-}
-
-impl std::error::Error for CapExceeded {}
-
-impl<R> Capped<R> {
-    pub fn new(inner: R, limit: u64) -> Self {
-        Capped {
-            inner,
-            limit,
-            seen: 0,
-        }
-    }
-
-    /// The limit, if `e` is this reader's "limit exceeded" error.
-    pub fn exceeded(e: &std::io::Error) -> Option<u64> {
-        e.get_ref()
-            .and_then(|x| x.downcast_ref::<CapExceeded>())
-            .map(|c| c.0)
-    }
-}
-
-impl<R: Read> Read for Capped<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.seen += n as u64;
-        if self.seen > self.limit {
-            return Err(std::io::Error::other(CapExceeded(self.limit)));
-        }
-        Ok(n)
-    }
 }
 
 pub use crate::rootfs::Budget;

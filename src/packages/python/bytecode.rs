@@ -18,7 +18,8 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 
-use super::elf;
+use crate::arch::Arch;
+use crate::packages::elf;
 use crate::rootfs::{Entry, ImagePath, Kind, Tree};
 
 #[derive(Debug, thiserror::Error)]
@@ -125,14 +126,16 @@ fn interpreter_argv(
     tree: &Tree,
     interpreter: &ImagePath,
     root: &Path,
+    arch: Arch,
 ) -> Result<Vec<OsString>, BytecodeError> {
     let exe = elf::resolve_file(tree, interpreter)
         .ok_or_else(|| BytecodeError::NoInterpreter(interpreter.clone()))?;
-    let closure =
-        elf::closure(tree, std::slice::from_ref(&exe)).map_err(|e| BytecodeError::Interpreter {
+    let closure = elf::closure(tree, std::slice::from_ref(&exe), arch).map_err(|e| {
+        BytecodeError::Interpreter {
             path: interpreter.clone(),
             why: e.to_string(),
-        })?;
+        }
+    })?;
     // The closure is [exe, loader, libraries...] for a dynamic executable.
     let loader = closure
         .iter()
@@ -161,8 +164,13 @@ fn interpreter_argv(
     ])
 }
 
-/// Compiles every `.py` in the tree with the image's `interpreter` and adds the `.pyc` files.
-pub fn compile(tree: &mut Tree, interpreter: &ImagePath) -> Result<Compiled, BytecodeError> {
+/// Compiles every `.py` in the tree with the image's `interpreter` (of an `arch` image, run on
+/// this host) and adds the `.pyc` files.
+pub fn compile(
+    tree: &mut Tree,
+    interpreter: &ImagePath,
+    arch: Arch,
+) -> Result<Compiled, BytecodeError> {
     let srcs = sources(tree);
     if srcs.is_empty() {
         return Ok(Compiled::default());
@@ -181,20 +189,56 @@ pub fn compile(tree: &mut Tree, interpreter: &ImagePath) -> Result<Compiled, Byt
     let root = work.join("root");
     materialize(tree, &root)?;
     let list = work.join("sources.txt");
+    write_list(&list, &root, &srcs)?;
+    let argv = driver_argv(tree, interpreter, &root, &list, arch)?;
+    let cache_tag = run_driver(&bwrap, &work, &root, &argv, interpreter)?;
+    let (added, bytes) = collect_pyc(tree, &srcs, &root, &cache_tag)?;
+    insert_pyc(tree, added)?;
+    Ok(Compiled {
+        sources: srcs.len(),
+        bytes,
+        cache_tag,
+    })
+}
+
+/// The sources' host paths, one a line, for the driver.
+fn write_list(list: &Path, root: &Path, srcs: &[ImagePath]) -> Result<(), BytecodeError> {
     let mut text = String::new();
-    for s in &srcs {
+    for s in srcs {
         text.push_str(&root.join(s.relative()).display().to_string());
         text.push('\n');
     }
-    std::fs::write(&list, text).map_err(io("writing the list of sources"))?;
-    let mut argv = interpreter_argv(tree, interpreter, &root)?;
+    std::fs::write(list, text).map_err(io("writing the list of sources"))
+}
+
+/// The image's interpreter running [`DRIVER`] on `root` and `list`.
+fn driver_argv(
+    tree: &Tree,
+    interpreter: &ImagePath,
+    root: &Path,
+    list: &Path,
+    arch: Arch,
+) -> Result<Vec<OsString>, BytecodeError> {
+    let mut argv = interpreter_argv(tree, interpreter, root, arch)?;
     // -S: no `site`, so no `.pth` file, `sitecustomize` or `usercustomize` runs (nor is
     // dist-packages on sys.path: the driver imports only the standard library). -s -P: no user
     // site, no script directory on sys.path. That is -I without -E, which would ignore the
     // fixed PYTHONHASHSEED; the environment is ours alone anyway (the sandbox clears it).
     argv.extend(["-S", "-s", "-P", "-c", DRIVER].map(OsString::from));
-    argv.push(root.clone().into());
+    argv.push(root.into());
     argv.push(list.into());
+    Ok(argv)
+}
+
+/// Runs the driver in the sandbox (which sees only `work`); returns the interpreter's cache
+/// tag.
+fn run_driver(
+    bwrap: &Path,
+    work: &Path,
+    root: &Path,
+    argv: &[OsString],
+    interpreter: &ImagePath,
+) -> Result<String, BytecodeError> {
     let home = root.join("usr");
     let env: [(&str, &OsStr); 4] = [
         ("PYTHONHASHSEED", OsStr::new("0")),
@@ -204,7 +248,7 @@ pub fn compile(tree: &mut Tree, interpreter: &ImagePath) -> Result<Compiled, Byt
         // The interpreter finds its standard library under ROOT/usr, not the host's.
         ("PYTHONHOME", home.as_os_str()),
     ];
-    let out = crate::sandbox::command(&bwrap, &work, &env, &argv)
+    let out = crate::sandbox::command(bwrap, work, &env, argv)
         .output()
         .map_err(io(format!(
             "running the image's interpreter {interpreter} in the sandbox ({})",
@@ -234,9 +278,19 @@ pub fn compile(tree: &mut Tree, interpreter: &ImagePath) -> Result<Compiled, Byt
             output: stdout.into_owned(),
         });
     }
+    Ok(cache_tag)
+}
+
+/// Each source's `.pyc` from the scratch tree, owned like its source; with their total size.
+fn collect_pyc(
+    tree: &Tree,
+    srcs: &[ImagePath],
+    root: &Path,
+    cache_tag: &str,
+) -> Result<(BTreeMap<ImagePath, Entry>, u64), BytecodeError> {
     let mut added: BTreeMap<ImagePath, Entry> = BTreeMap::new();
     let mut bytes = 0;
-    for s in &srcs {
+    for s in srcs {
         let name = s.file_name().expect("a file");
         let stem = name.strip_suffix(".py").expect("a .py file");
         let parent = s.parent().expect("a file has a parent");
@@ -253,6 +307,11 @@ pub fn compile(tree: &mut Tree, interpreter: &ImagePath) -> Result<Compiled, Byt
             Entry::file(data, 0o644, &src.origin).owned_by(src.uid, src.gid),
         );
     }
+    Ok((added, bytes))
+}
+
+/// Puts the `.pyc` files in the tree, creating each `__pycache__` owned like its first file.
+fn insert_pyc(tree: &mut Tree, added: BTreeMap<ImagePath, Entry>) -> Result<(), BytecodeError> {
     for (p, e) in added {
         let dir = p.parent().expect("in __pycache__");
         if tree.get(&dir).is_none() {
@@ -266,11 +325,7 @@ pub fn compile(tree: &mut Tree, interpreter: &ImagePath) -> Result<Compiled, Byt
         tree.insert(&p, e)
             .map_err(|e| BytecodeError::Missing(format!("{p}: {e}")))?;
     }
-    Ok(Compiled {
-        sources: srcs.len(),
-        bytes,
-        cache_tag,
-    })
+    Ok(())
 }
 
 /// Runs inside the image's interpreter: compiles the listed files (argv[2]) in order, with
