@@ -1,0 +1,207 @@
+//! The kernel cache under `<cache>/kernels/`: its keys (everything that reaches a config's or
+//! a kernel's bytes), its locks, and its entries, each written in a scratch directory and
+//! renamed into place complete.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::error::{io, KernelBuildError};
+use super::toolchain::{Toolchain, KBUILD_ENV};
+use crate::progress::Progress;
+
+/// Bumped whenever the way kernels are configured or built changes (invalidates the cache).
+const RECIPE: &str = "stratos-kernel-recipe-2";
+
+/// The key of a resolved config: the source, the base target, every fragment's bytes and the
+/// toolchain (`olddefconfig` asks the compiler what it supports).
+pub fn config_key(
+    source_digest: &str,
+    base: &str,
+    fragments: &[Vec<u8>],
+    tools: &Toolchain,
+) -> String {
+    let mut key = Sha256::new();
+    key.update(format!(
+        "{RECIPE}\n{source_digest}\n{base}\n{}\n",
+        tools.describe()
+    ));
+    for f in fragments {
+        key.update(Sha256::digest(f));
+    }
+    hex::encode(key.finalize())
+}
+
+/// The key of a built kernel: everything that reaches its bytes.
+pub fn build_key(source_digest: &str, format: &str, tools: &Toolchain, config: &str) -> String {
+    hex::encode(Sha256::digest(
+        format!(
+            "{RECIPE}\n{source_digest}\n{format}\n{}\n{KBUILD_ENV:?}\n{config}",
+            tools.describe()
+        )
+        .as_bytes(),
+    ))
+}
+
+pub fn kernels_dir() -> PathBuf {
+    crate::cache::root().join("kernels")
+}
+
+/// An exclusive lock on `name` under the kernel cache, held while the guard lives.
+pub struct Lock {
+    _file: std::fs::File,
+}
+
+pub(super) fn lock(name: &str, progress: &Progress) -> Result<Lock, KernelBuildError> {
+    let dir = kernels_dir().join("locks");
+    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    let path = dir.join(format!("{name}.lock"));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(format!("opening {}", path.display())))?;
+    if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        progress.info(format!(
+            "waiting for another stratos process working on {name}"
+        ));
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+            KernelBuildError::Io {
+                what: format!("locking {}", path.display()),
+                source: e.into(),
+            }
+        })?;
+    }
+    Ok(Lock { _file: f })
+}
+
+/// Removes a scratch directory of ours if it is there (a leftover of an interrupted run).
+pub(super) fn clear_scratch(dir: &Path) -> Result<(), KernelBuildError> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(io(format!("removing {}", dir.display()))(e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A complete cache entry's kernel and config, if there is one and it reads back. A damaged entry is reported and
+/// rebuilt.
+pub(super) fn cached(entry: &Path, progress: &Progress) -> Option<(Vec<u8>, String)> {
+    let marker = entry.join(".complete");
+    if !marker.is_file() {
+        return None;
+    }
+    let read = || -> std::io::Result<(Vec<u8>, String)> {
+        Ok((
+            std::fs::read(entry.join("kernel"))?,
+            std::fs::read_to_string(entry.join("config"))?,
+        ))
+    };
+    let (image, config_text) = match read() {
+        Ok(x) => x,
+        Err(e) => {
+            progress.warn(format!(
+                "kernel cache entry {} is damaged ({e}); rebuilding it",
+                entry.display()
+            ));
+            return None;
+        }
+    };
+    // Record the use, for `stratos cache gc`; a cache we cannot touch still serves the build.
+    if let Err(e) = std::fs::File::options()
+        .write(true)
+        .open(&marker)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+    {
+        progress.warn(format!(
+            "cannot record the use of {}: {e}",
+            marker.display()
+        ));
+    }
+    Some((image, config_text))
+}
+
+/// What a cache entry's `meta.json` records besides the kernel's size.
+pub(super) struct EntryMeta<'a> {
+    pub source_digest: &'a str,
+    pub format: &'a str,
+    pub tools: &'a Toolchain,
+    pub objects: u64,
+    pub seconds: f64,
+}
+
+/// Writes the cache entry in a scratch directory next to it, then renames it into place.
+pub(super) fn store_entry(
+    entry: &Path,
+    key: &str,
+    work: &Path,
+    image: &[u8],
+    config_text: &str,
+    meta: &EntryMeta,
+) -> Result<(), KernelBuildError> {
+    let tmp = kernels_dir().join(format!(".entry-{key}"));
+    clear_scratch(&tmp)?;
+    std::fs::create_dir_all(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
+    std::fs::write(tmp.join("kernel"), image).map_err(io("caching the kernel"))?;
+    std::fs::write(tmp.join("config"), config_text).map_err(io("caching the config"))?;
+    std::fs::copy(work.join("build.log"), tmp.join("build.log"))
+        .map_err(io("caching the build log"))?;
+    let meta = serde_json::json!({
+        "source_sha256": meta.source_digest,
+        "format": meta.format,
+        "compiler": meta.tools.gcc,
+        "linker": meta.tools.ld,
+        "objects": meta.objects,
+        "build_seconds": meta.seconds.round() as u64,
+        "size": image.len(),
+    });
+    std::fs::write(tmp.join("meta.json"), format!("{meta:#}\n"))
+        .map_err(io("caching the build metadata"))?;
+    std::fs::write(tmp.join(".complete"), b"").map_err(io("marking the cache entry complete"))?;
+    // A damaged entry (no .complete) may be in the way.
+    clear_scratch(entry)?;
+    std::fs::rename(&tmp, entry).map_err(io(format!("moving the kernel to {}", entry.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn cache_keys_cover_the_linker_and_the_compiler() {
+        let a = Toolchain {
+            gcc: "gcc (Debian 12.2.0-14) 12.2.0".into(),
+            ld: "GNU ld (GNU Binutils for Debian) 2.40".into(),
+        };
+        let b = Toolchain {
+            ld: "GNU ld (GNU Binutils for Debian) 2.41".into(),
+            ..a.clone()
+        };
+        let c = Toolchain {
+            gcc: "gcc (Debian 13.2.0-1) 13.2.0".into(),
+            ..a.clone()
+        };
+        let frag = vec![b"CONFIG_A=y\n".to_vec()];
+        assert_ne!(
+            build_key("s", "bzImage", &a, "cfg"),
+            build_key("s", "bzImage", &b, "cfg")
+        );
+        assert_ne!(
+            build_key("s", "bzImage", &a, "cfg"),
+            build_key("s", "bzImage", &c, "cfg")
+        );
+        assert_ne!(
+            config_key("s", "tinyconfig", &frag, &a),
+            config_key("s", "tinyconfig", &frag, &c)
+        );
+        assert_ne!(
+            config_key("s", "tinyconfig", &frag, &a),
+            config_key("s", "tinyconfig", &frag, &b)
+        );
+        assert_eq!(
+            config_key("s", "tinyconfig", &frag, &a),
+            config_key("s", "tinyconfig", &frag, &a.clone())
+        );
+    }
+}

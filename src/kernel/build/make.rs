@@ -1,0 +1,204 @@
+//! Running `make`: in the fixed environment, logged, with a progress bar over the objects
+//! compiled; the image it leaves.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use super::cache::kernels_dir;
+use super::error::{io, KernelBuildError};
+use super::toolchain::build_env;
+use crate::profile::{KernelFormat, KernelSourceSpec, Named};
+use crate::progress::Progress;
+
+pub(super) fn make(src: &Path, obj: &Path) -> Command {
+    let mut c = Command::new("make");
+    build_env(&mut c)
+        .arg("-C")
+        .arg(src)
+        .arg(format!("O={}", obj.display()))
+        .arg("ARCH=x86_64");
+    c
+}
+
+pub(super) fn run_logged(mut cmd: Command, what: &str, log: &Path) -> Result<(), KernelBuildError> {
+    let out = cmd.output().map_err(io(format!(
+        "running make for {what} (install build tools with ci/setup)"
+    )))?;
+    let mut text = out.stdout.clone();
+    text.extend_from_slice(&out.stderr);
+    std::fs::write(log, &text).map_err(io(format!("writing {}", log.display())))?;
+    if !out.status.success() {
+        return Err(KernelBuildError::Command {
+            what: what.to_owned(),
+            status: out.status.to_string(),
+            log: log.to_owned(),
+            tail: tail(&String::from_utf8_lossy(&text), 40),
+        });
+    }
+    Ok(())
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// `make -jN bzImage|vmlinux` in `work`, with a progress bar over the objects compiled (the
+/// count of the last build is the estimate), the whole output in `work/build.log`. On failure
+/// the log is kept under `kernels/failed/`. Returns the objects compiled.
+pub(super) fn run_make(
+    spec: &KernelSourceSpec,
+    source_dir: &Path,
+    work: &Path,
+    key: &str,
+    progress: &Progress,
+) -> Result<u64, KernelBuildError> {
+    let log_path = work.join("build.log");
+    let mut log =
+        std::fs::File::create(&log_path).map_err(io(format!("creating {}", log_path.display())))?;
+    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let target = spec.format.as_str();
+    let target = if target == "vmlinux" {
+        "vmlinux"
+    } else {
+        "bzImage"
+    };
+    let mut c = make(source_dir, work);
+    // Keep the build directory and the source path out of the binary.
+    let kcflags = format!(
+        "-ffile-prefix-map={}=. -ffile-prefix-map={}=.",
+        source_dir.display(),
+        work.display()
+    );
+    c.arg(format!("-j{jobs}"))
+        .arg(format!("KCFLAGS={kcflags}"))
+        .arg(format!("KAFLAGS={kcflags}"))
+        .arg(target);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c
+        .spawn()
+        .map_err(io("running make (install build tools with ci/setup)"))?;
+    let stderr = child.stderr.take().expect("piped");
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            s.push_str(&l);
+            s.push('\n');
+        }
+        s
+    });
+    let estimate_path = kernels_dir().join("objects-estimate");
+    let estimate: u64 = std::fs::read_to_string(&estimate_path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1400);
+    let mut bar = progress.bar(
+        format!(
+            "building the kernel (make -j{jobs} {target}, log: {})",
+            log_path.display()
+        ),
+        estimate,
+    );
+    let mut compiled = 0u64;
+    let log_err = io(format!("writing {}", log_path.display()));
+    let mut log_result = Ok(());
+    for line in BufReader::new(child.stdout.take().expect("piped"))
+        .lines()
+        .map_while(Result::ok)
+    {
+        if log_result.is_ok() {
+            log_result = writeln!(log, "{line}");
+        }
+        let t = line.trim_start();
+        if t.starts_with("CC ") || t.starts_with("AS ") {
+            compiled += 1;
+            bar.set(compiled);
+        }
+    }
+    let status = child.wait().map_err(io("waiting for make"))?;
+    let errs = err_thread.join().unwrap_or_default();
+    log_result
+        .and_then(|()| log.write_all(errs.as_bytes()))
+        .map_err(log_err)?;
+    bar.finish();
+    if !status.success() {
+        let all = std::fs::read_to_string(&log_path)
+            .map_err(io(format!("reading {}", log_path.display())))?;
+        // Keep the log where the user can read it.
+        let failed_dir = kernels_dir().join("failed");
+        std::fs::create_dir_all(&failed_dir)
+            .map_err(io(format!("creating {}", failed_dir.display())))?;
+        let kept = failed_dir.join(format!("{key}.log"));
+        std::fs::copy(&log_path, &kept)
+            .map_err(io(format!("keeping the log as {}", kept.display())))?;
+        return Err(KernelBuildError::Command {
+            what: format!("building the kernel (make {target})"),
+            status: status.to_string(),
+            log: kept,
+            tail: tail(&all, 40),
+        });
+    }
+    if compiled > 0 {
+        // Only the next progress bar's estimate: not worth failing a build over.
+        if let Err(e) = std::fs::write(&estimate_path, compiled.to_string()) {
+            progress.warn(format!("cannot write {}: {e}", estimate_path.display()));
+        }
+    }
+    Ok(compiled)
+}
+
+/// The image `make` produced (`vmlinux` stripped of symbols: the VMM needs only the loadable
+/// segments and the PVH note).
+pub(super) fn built_image(
+    spec: &KernelSourceSpec,
+    work: &Path,
+) -> Result<Vec<u8>, KernelBuildError> {
+    let built = if spec.format == KernelFormat::Vmlinux {
+        let built = work.join("vmlinux");
+        let stripped = work.join("vmlinux.stripped");
+        let mut c = Command::new("objcopy");
+        c.arg("--strip-all").arg(&built).arg(&stripped);
+        run_logged(c, "stripping vmlinux (objcopy)", &work.join("strip.log"))?;
+        std::fs::rename(&stripped, &built).map_err(io("replacing vmlinux"))?;
+        built
+    } else {
+        work.join("arch/x86/boot/bzImage")
+    };
+    std::fs::read(&built).map_err(io(format!("reading {}", built.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn make_sees_none_of_the_callers_toolchain_variables() {
+        let mut c = Command::new("env");
+        // Set on the command itself: env_clear must drop these too.
+        for k in [
+            "LLVM",
+            "CROSS_COMPILE",
+            "LOCALVERSION",
+            "KCPPFLAGS",
+            "CC",
+            "KCFLAGS",
+        ] {
+            c.env(k, "poison");
+        }
+        let out = build_env(&mut c).output().unwrap();
+        let env = String::from_utf8(out.stdout).unwrap();
+        assert!(!env.contains("poison"), "{env}");
+        assert!(env.contains("KBUILD_BUILD_USER=stratos"), "{env}");
+        assert!(env.contains("LC_ALL=C"), "{env}");
+        // make itself gets the same environment.
+        let m = make(Path::new("/src"), Path::new("/obj"));
+        let names: Vec<_> = m
+            .get_envs()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.contains(&"KBUILD_BUILD_TIMESTAMP".to_owned()),
+            "{names:?}"
+        );
+    }
+}
