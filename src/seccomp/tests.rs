@@ -1,3 +1,6 @@
+use std::collections::BTreeSet;
+
+use super::bpf::LD_W_ABS;
 use super::*;
 
 fn nr(name: &str) -> u32 {
