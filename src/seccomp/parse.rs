@@ -142,19 +142,50 @@ fn add_rule(
     default_errno: u32,
     target: &Target,
 ) -> Result<(), String> {
-    // Conditional rules (Docker's default profile), evaluated for this runtime.
+    if !applies(r, target, origin)? {
+        return Ok(());
+    }
+    let action = parse_action(&r.action, r.errno_ret, default_errno)
+        .map_err(|e| format!("{origin}: {e}"))?;
+    let args = arg_conds(r, origin)?;
+    let mut names: Vec<&str> = r.names.iter().map(String::as_str).collect();
+    if let Some(n) = &r.name {
+        names.push(n);
+    }
+    if names.is_empty() {
+        return Err(format!("{origin}: a rule needs \"names\""));
+    }
+    for name in names {
+        let nr = table::number(name)
+            .ok_or_else(|| format!("{origin}: unknown system call {name:?} (x86-64, Linux 6.1)"))?;
+        let rule = Rule {
+            action,
+            args: args.clone(),
+            origin: origin.to_owned(),
+        };
+        push_rule(rules.entry(nr).or_default(), name, rule)?;
+    }
+    Ok(())
+}
+
+/// Whether a conditional rule (Docker's default profile) is in force for this runtime: no
+/// `excludes` condition holds and every `includes` condition does.
+fn applies(r: &RawRule, target: &Target, origin: &str) -> Result<bool, String> {
     if let Some(exc) = &r.excludes {
         if conditions(exc, target, &format!("{origin}.excludes"))?.any {
-            return Ok(());
+            return Ok(false);
         }
     }
     if let Some(inc) = &r.includes {
         if !conditions(inc, target, &format!("{origin}.includes"))?.all {
-            return Ok(());
+            return Ok(false);
         }
     }
-    let action = parse_action(&r.action, r.errno_ret, default_errno)
-        .map_err(|e| format!("{origin}: {e}"))?;
+    Ok(true)
+}
+
+/// A rule's argument conditions.
+fn arg_conds(r: &RawRule, origin: &str) -> Result<Vec<ArgCond>, String> {
     let mut args = Vec::new();
     for (j, a) in r.args.iter().enumerate() {
         if a.index > 5 {
@@ -184,51 +215,43 @@ fn add_rule(
             value_two: a.value_two,
         });
     }
-    let mut names: Vec<&str> = r.names.iter().map(String::as_str).collect();
-    if let Some(n) = &r.name {
-        names.push(n);
+    Ok(args)
+}
+
+/// Appends a rule to a system call's list, refusing one with the same arguments as an earlier
+/// rule, and one that could never apply.
+fn push_rule(list: &mut Vec<Rule>, name: &str, rule: Rule) -> Result<(), String> {
+    let origin = &rule.origin;
+    if let Some(prev) = list.iter().find(|p| p.args == rule.args) {
+        return Err(format!(
+            "{origin}: duplicate rule for {name} (same arguments as {}); merge or remove one",
+            prev.origin
+        ));
     }
-    if names.is_empty() {
-        return Err(format!("{origin}: a rule needs \"names\""));
+    // Rules for one call are tried in file order and the first that matches wins: after a
+    // rule without conditions, no later rule for the call is ever reached (an unconditional
+    // allow followed by a conditional kill kills nothing).
+    if let Some(prev) = list.iter().find(|p| p.args.is_empty()) {
+        return Err(format!(
+            "{origin}: its rule for {name} ({}{}) can never apply: {} already decides {name} ({}) with no conditions, and the first rule that matches wins; remove one, or put the conditional rule first",
+            rule.action.describe(),
+            if rule.args.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " if {}",
+                    rule.args
+                        .iter()
+                        .map(ArgCond::describe)
+                        .collect::<Vec<_>>()
+                        .join(" && ")
+                )
+            },
+            prev.origin,
+            prev.action.describe()
+        ));
     }
-    for name in names {
-        let nr = table::number(name)
-            .ok_or_else(|| format!("{origin}: unknown system call {name:?} (x86-64, Linux 6.1)"))?;
-        let list = rules.entry(nr).or_default();
-        if let Some(prev) = list.iter().find(|p| p.args == args) {
-            return Err(format!(
-                "{origin}: duplicate rule for {name} (same arguments as {}); merge or remove one",
-                prev.origin
-            ));
-        }
-        // Rules for one call are tried in file order and the first that matches wins: after a
-        // rule without conditions, no later rule for the call is ever reached (an unconditional
-        // allow followed by a conditional kill kills nothing).
-        if let Some(prev) = list.iter().find(|p| p.args.is_empty()) {
-            return Err(format!(
-                "{origin}: its rule for {name} ({}{}) can never apply: {} already decides {name} ({}) with no conditions, and the first rule that matches wins; remove one, or put the conditional rule first",
-                action.describe(),
-                if args.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " if {}",
-                        args.iter()
-                            .map(ArgCond::describe)
-                            .collect::<Vec<_>>()
-                            .join(" && ")
-                    )
-                },
-                prev.origin,
-                prev.action.describe()
-            ));
-        }
-        list.push(Rule {
-            action,
-            args: args.clone(),
-            origin: origin.to_owned(),
-        });
-    }
+    list.push(rule);
     Ok(())
 }
 

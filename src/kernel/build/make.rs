@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use super::cache::kernels_dir;
 use super::error::{io, KernelBuildError};
 use super::toolchain::build_env;
-use crate::profile::{KernelFormat, KernelSourceSpec, Named};
+use crate::profile::{KernelFormat, KernelSourceSpec};
 use crate::progress::Progress;
 
 pub(super) fn make(src: &Path, obj: &Path) -> Command {
@@ -55,17 +55,56 @@ pub(super) fn run_make(
     progress: &Progress,
 ) -> Result<u64, KernelBuildError> {
     let log_path = work.join("build.log");
-    let mut log =
+    let log =
         std::fs::File::create(&log_path).map_err(io(format!("creating {}", log_path.display())))?;
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let target = spec.format.as_str();
-    let target = if target == "vmlinux" {
-        "vmlinux"
-    } else {
-        "bzImage"
-    };
+    let target = make_target(spec.format);
+    let running = spawn_make(source_dir, work, jobs, target)?;
+    let estimate_path = kernels_dir().join("objects-estimate");
+    let mut bar = progress.bar(
+        format!(
+            "building the kernel (make -j{jobs} {target}, log: {})",
+            log_path.display()
+        ),
+        read_estimate(&estimate_path),
+    );
+    let (status, compiled) = follow(running, log, &log_path, &mut bar)?;
+    bar.finish();
+    if !status.success() {
+        return Err(failed(&log_path, key, target, status)?);
+    }
+    if compiled > 0 {
+        // Only the next progress bar's estimate: not worth failing a build over.
+        if let Err(e) = std::fs::write(&estimate_path, compiled.to_string()) {
+            progress.warn(format!("cannot write {}: {e}", estimate_path.display()));
+        }
+    }
+    Ok(compiled)
+}
+
+/// What `make` is asked to build for a format.
+fn make_target(format: KernelFormat) -> &'static str {
+    match format {
+        KernelFormat::Vmlinux => "vmlinux",
+        KernelFormat::BzImage => "bzImage",
+    }
+}
+
+/// `make` running, and the thread collecting its standard error.
+struct Running {
+    child: std::process::Child,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+/// Starts `make -jN TARGET` with its output piped, the build directory and the source path
+/// kept out of the binary.
+fn spawn_make(
+    source_dir: &Path,
+    work: &Path,
+    jobs: usize,
+    target: &str,
+) -> Result<Running, KernelBuildError> {
     let mut c = make(source_dir, work);
-    // Keep the build directory and the source path out of the binary.
     let kcflags = format!(
         "-ffile-prefix-map={}=. -ffile-prefix-map={}=.",
         source_dir.display(),
@@ -80,7 +119,7 @@ pub(super) fn run_make(
         .spawn()
         .map_err(io("running make (install build tools with ci/setup)"))?;
     let stderr = child.stderr.take().expect("piped");
-    let err_thread = std::thread::spawn(move || {
+    let stderr = std::thread::spawn(move || {
         let mut s = String::new();
         for l in BufReader::new(stderr).lines().map_while(Result::ok) {
             s.push_str(&l);
@@ -88,25 +127,30 @@ pub(super) fn run_make(
         }
         s
     });
-    let estimate_path = kernels_dir().join("objects-estimate");
-    let estimate: u64 = std::fs::read_to_string(&estimate_path)
+    Ok(Running { child, stderr })
+}
+
+/// The objects the last build compiled (the progress bar's length); 1400 before any build.
+fn read_estimate(path: &Path) -> u64 {
+    std::fs::read_to_string(path)
         .ok()
         .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(1400);
-    let mut bar = progress.bar(
-        format!(
-            "building the kernel (make -j{jobs} {target}, log: {})",
-            log_path.display()
-        ),
-        estimate,
-    );
+        .unwrap_or(1400)
+}
+
+/// Copies `make`'s output into the log line by line, counting the objects compiled on the
+/// bar, then its standard error; waits for it. Returns its status and the count.
+fn follow(
+    mut running: Running,
+    mut log: std::fs::File,
+    log_path: &Path,
+    bar: &mut crate::progress::Bar,
+) -> Result<(std::process::ExitStatus, u64), KernelBuildError> {
     let mut compiled = 0u64;
     let log_err = io(format!("writing {}", log_path.display()));
     let mut log_result = Ok(());
-    for line in BufReader::new(child.stdout.take().expect("piped"))
-        .lines()
-        .map_while(Result::ok)
-    {
+    let stdout = running.child.stdout.take().expect("piped");
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
         if log_result.is_ok() {
             log_result = writeln!(log, "{line}");
         }
@@ -116,36 +160,35 @@ pub(super) fn run_make(
             bar.set(compiled);
         }
     }
-    let status = child.wait().map_err(io("waiting for make"))?;
-    let errs = err_thread.join().unwrap_or_default();
+    let status = running.child.wait().map_err(io("waiting for make"))?;
+    let errs = running.stderr.join().unwrap_or_default();
     log_result
         .and_then(|()| log.write_all(errs.as_bytes()))
         .map_err(log_err)?;
-    bar.finish();
-    if !status.success() {
-        let all = std::fs::read_to_string(&log_path)
-            .map_err(io(format!("reading {}", log_path.display())))?;
-        // Keep the log where the user can read it.
-        let failed_dir = kernels_dir().join("failed");
-        std::fs::create_dir_all(&failed_dir)
-            .map_err(io(format!("creating {}", failed_dir.display())))?;
-        let kept = failed_dir.join(format!("{key}.log"));
-        std::fs::copy(&log_path, &kept)
-            .map_err(io(format!("keeping the log as {}", kept.display())))?;
-        return Err(KernelBuildError::Command {
-            what: format!("building the kernel (make {target})"),
-            status: status.to_string(),
-            log: kept,
-            tail: tail(&all, 40),
-        });
-    }
-    if compiled > 0 {
-        // Only the next progress bar's estimate: not worth failing a build over.
-        if let Err(e) = std::fs::write(&estimate_path, compiled.to_string()) {
-            progress.warn(format!("cannot write {}: {e}", estimate_path.display()));
-        }
-    }
-    Ok(compiled)
+    Ok((status, compiled))
+}
+
+/// A failed build: its log kept under `kernels/failed/` where the user can read it, and the
+/// error citing its last lines.
+fn failed(
+    log_path: &Path,
+    key: &str,
+    target: &str,
+    status: std::process::ExitStatus,
+) -> Result<KernelBuildError, KernelBuildError> {
+    let all =
+        std::fs::read_to_string(log_path).map_err(io(format!("reading {}", log_path.display())))?;
+    let failed_dir = kernels_dir().join("failed");
+    std::fs::create_dir_all(&failed_dir)
+        .map_err(io(format!("creating {}", failed_dir.display())))?;
+    let kept = failed_dir.join(format!("{key}.log"));
+    std::fs::copy(log_path, &kept).map_err(io(format!("keeping the log as {}", kept.display())))?;
+    Ok(KernelBuildError::Command {
+        what: format!("building the kernel (make {target})"),
+        status: status.to_string(),
+        log: kept,
+        tail: tail(&all, 40),
+    })
 }
 
 /// The image `make` produced (`vmlinux` stripped of symbols: the VMM needs only the loadable
