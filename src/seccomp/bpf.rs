@@ -3,10 +3,6 @@
 
 use super::policy::{ArgCond, Op, Policy, RET_KILL_PROCESS};
 
-/// `AUDIT_ARCH_X86_64`.
-pub const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
-/// System call numbers at or above this are the x32 ABI.
-pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 /// The kernel's limit on a filter's length.
 pub const BPF_MAXINSNS: usize = 4096;
 
@@ -158,14 +154,16 @@ impl Asm {
 /// Compiles a policy into a BPF program. Errors name the rule that could not be compiled.
 pub fn compile(p: &Policy) -> Result<Vec<Insn>, String> {
     let mut a = Asm { prog: Vec::new() };
-    // Architecture check first: a filter for x86-64 means nothing to another ABI.
+    // Architecture check first: a filter's numbers mean nothing to another ABI.
     a.push(Insn::new(LD_W_ABS, 0, 0, 4));
-    a.push(Insn::new(JMP_JEQ_K, 1, 0, AUDIT_ARCH_X86_64));
+    a.push(Insn::new(JMP_JEQ_K, 1, 0, p.arch.audit_arch()));
     a.push(Insn::new(RET_K, 0, 0, RET_KILL_PROCESS));
     a.push(Insn::new(LD_W_ABS, 0, 0, 0));
-    // x32 system calls (nr | 0x40000000) would bypass per-number rules.
-    a.push(Insn::new(JMP_JGE_K, 0, 1, X32_SYSCALL_BIT));
-    a.push(Insn::new(RET_K, 0, 0, RET_KILL_PROCESS));
+    // A second ABI's system calls (x32: nr | 0x40000000) would bypass per-number rules.
+    if let Some(bit) = p.arch.second_abi_syscall_bit() {
+        a.push(Insn::new(JMP_JGE_K, 0, 1, bit));
+        a.push(Insn::new(RET_K, 0, 0, RET_KILL_PROCESS));
+    }
     // Dispatch: jeq nr → ja body.
     let mut dispatch = Vec::new();
     for nr in p.rules.keys() {
@@ -212,10 +210,10 @@ pub fn compile(p: &Policy) -> Result<Vec<Insn>, String> {
 
 /// What a program decides for a call (a small classic-BPF interpreter, for tests and
 /// `stratos seccomp check`).
-pub fn run(prog: &[Insn], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+pub fn run(prog: &[Insn], audit_arch: u32, nr: u32, args: [u64; 6]) -> u32 {
     let mut data = [0u8; 64];
     data[0..4].copy_from_slice(&nr.to_le_bytes());
-    data[4..8].copy_from_slice(&arch.to_le_bytes());
+    data[4..8].copy_from_slice(&audit_arch.to_le_bytes());
     for (i, a) in args.iter().enumerate() {
         data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_le_bytes());
     }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::oci::{Conditions, RawPolicy, RawRule, CAPS, GO_ARCHES, SCMP_ARCHES};
 use super::policy::{parse_kernel_version, Action, ArgCond, Op, Policy, Rule, Target};
 use super::table;
+use crate::arch::Arch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
@@ -42,7 +43,8 @@ fn conditions(c: &Conditions, target: &Target, at: &str) -> Result<Outcome, Stri
                 ));
             }
         }
-        results.push(c.arches.iter().any(|a| a == "amd64" || a == "x86_64"));
+        let names = target.arch.policy_names();
+        results.push(c.arches.iter().any(|a| names.contains(&a.as_str())));
     }
     for cap in &c.caps {
         if !CAPS.contains(&cap.as_str()) {
@@ -92,9 +94,10 @@ fn parse_action(s: &str, errno: Option<u32>, default_errno: u32) -> Result<Actio
     })
 }
 
-/// The policy as a whole: no notification listener, no flags, known architectures, x86-64
-/// among them.
-fn check_header(raw: &RawPolicy) -> Result<(), String> {
+/// The policy as a whole: no notification listener, no flags, known architectures, the
+/// image's among them.
+fn check_header(raw: &RawPolicy, arch: Arch) -> Result<(), String> {
+    let ours = arch.seccomp();
     if raw.listener_path.is_some() || raw.listener_metadata.is_some() {
         return Err("listenerPath/listenerMetadata (user notification) is not supported".into());
     }
@@ -110,23 +113,18 @@ fn check_header(raw: &RawPolicy) -> Result<(), String> {
     ) {
         if !SCMP_ARCHES.contains(&a.as_str()) {
             return Err(format!(
-                "unknown architecture {a:?}; names are libseccomp's, like \"SCMP_ARCH_X86_64\""
+                "unknown architecture {a:?}; names are libseccomp's, like {ours:?}"
             ));
         }
     }
-    if !raw.arch_map.is_empty()
-        && !raw
-            .arch_map
-            .iter()
-            .any(|m| m.architecture == "SCMP_ARCH_X86_64")
-    {
-        return Err(
-            "archMap has no entry for SCMP_ARCH_X86_64, the only architecture StratOS images run on".into(),
-        );
-    }
-    if !raw.architectures.is_empty() && !raw.architectures.iter().any(|a| a == "SCMP_ARCH_X86_64") {
+    if !raw.arch_map.is_empty() && !raw.arch_map.iter().any(|m| m.architecture == ours) {
         return Err(format!(
-            "architectures {:?} do not include SCMP_ARCH_X86_64, the only architecture StratOS images run on",
+            "archMap has no entry for {ours}, the only architecture StratOS images run on"
+        ));
+    }
+    if !raw.architectures.is_empty() && !raw.architectures.iter().any(|a| a == ours) {
+        return Err(format!(
+            "architectures {:?} do not include {ours}, the only architecture StratOS images run on",
             raw.architectures
         ));
     }
@@ -156,8 +154,12 @@ fn add_rule(
         return Err(format!("{origin}: a rule needs \"names\""));
     }
     for name in names {
-        let nr = table::number(name)
-            .ok_or_else(|| format!("{origin}: unknown system call {name:?} (x86-64, Linux 6.1)"))?;
+        let nr = table::number(target.arch, name).ok_or_else(|| {
+            format!(
+                "{origin}: unknown system call {name:?} ({}, Linux 6.1)",
+                target.arch
+            )
+        })?;
         let rule = Rule {
             action,
             args: args.clone(),
@@ -256,13 +258,14 @@ fn push_rule(list: &mut Vec<Rule>, name: &str, rule: Rule) -> Result<(), String>
 }
 
 impl Policy {
-    /// Parses OCI/Docker seccomp JSON for a root runtime on Linux 6.1 (what `stratos seccomp
-    /// check` assumes). `path` is used in messages.
-    pub fn parse(text: &str, path: &str) -> Result<Policy, SeccompError> {
+    /// Parses OCI/Docker seccomp JSON for a root runtime on Linux 6.1 on `arch` (what
+    /// `stratos seccomp check` assumes). `path` is used in messages.
+    pub fn parse(text: &str, path: &str, arch: Arch) -> Result<Policy, SeccompError> {
         Self::parse_for(
             text,
             path,
             &Target {
+                arch,
                 all_caps: true,
                 kernel: Some((6, 1)),
             },
@@ -284,7 +287,7 @@ impl Policy {
             path: path.to_owned(),
             what,
         };
-        check_header(&raw).map_err(bad)?;
+        check_header(&raw, target.arch).map_err(bad)?;
         let default_errno = raw.default_errno_ret.unwrap_or(1);
         if default_errno > MAX_ERRNO {
             return Err(bad(format!(
@@ -304,6 +307,10 @@ impl Policy {
             )
             .map_err(bad)?;
         }
-        Ok(Policy { default, rules })
+        Ok(Policy {
+            arch: target.arch,
+            default,
+            rules,
+        })
     }
 }

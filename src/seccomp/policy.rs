@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::table;
+use crate::arch::Arch;
 
 // seccomp return values (include/uapi/linux/seccomp.h).
 pub const RET_KILL_PROCESS: u32 = 0x8000_0000;
@@ -14,9 +15,12 @@ pub const RET_LOG: u32 = 0x7ffc_0000;
 pub const RET_ALLOW: u32 = 0x7fff_0000;
 
 /// What the runtime that will run under a policy has: conditional rules (Docker's
-/// `includes`/`excludes` on capabilities and kernel versions) are evaluated against it.
+/// `includes`/`excludes` on architectures, capabilities and kernel versions) are evaluated
+/// against it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// The architecture the filter is compiled for: its system call numbers, its audit value.
+    pub arch: Arch,
     /// Whether the runtime holds every capability (it runs as uid 0; StratOS does not drop the
     /// bounding set) or none (any other uid).
     pub all_caps: bool,
@@ -25,16 +29,18 @@ pub struct Target {
 }
 
 impl Target {
-    /// From the profile's runtime uid and the kernel's release string (`6.1.0-28-cloud-amd64`).
-    pub fn new(uid: u32, kernel_release: Option<&str>) -> Target {
+    /// From the image's architecture, the profile's runtime uid and the kernel's release
+    /// string (`6.1.0-28-cloud`).
+    pub fn new(arch: Arch, uid: u32, kernel_release: Option<&str>) -> Target {
         Target {
+            arch,
             all_caps: uid == 0,
             kernel: kernel_release.and_then(parse_kernel_version),
         }
     }
 }
 
-/// `6.1`, `6.1.119`, `6.1.0-28-cloud-amd64` → (6, 1).
+/// `6.1`, `6.1.119`, `6.1.0-28-cloud` → (6, 1).
 pub fn parse_kernel_version(s: &str) -> Option<(u32, u32)> {
     let mut it = s.split(|c: char| !c.is_ascii_digit());
     let major = it.next()?.parse().ok()?;
@@ -142,6 +148,8 @@ pub struct Rule {
 /// A validated policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
+    /// The architecture whose system call numbers `rules` is keyed by.
+    pub arch: Arch,
     pub default: Action,
     /// System call number → its rules, in file order.
     pub rules: BTreeMap<u32, Vec<Rule>>,
@@ -153,6 +161,7 @@ impl Policy {
     pub fn log_mode(&self) -> Policy {
         let to_log = |a: Action| if a == Action::Allow { a } else { Action::Log };
         Policy {
+            arch: self.arch,
             default: to_log(self.default),
             rules: self
                 .rules
@@ -177,7 +186,7 @@ impl Policy {
         let mut always = BTreeSet::new();
         let mut conditional: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
         let default_allows = self.default == Action::Allow;
-        for (nr, name) in table::SYSCALLS.iter().map(|(n, nr)| (*nr, *n)) {
+        for &(name, nr) in table::syscalls(self.arch) {
             match self.rules.get(&nr) {
                 None if default_allows => {
                     always.insert(name);

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
+use crate::arch::Arch;
 use crate::boot::bench::BootTestResult;
 
 /// Calls no run may show that a runtime still needs: ending (`exit`, `exit_group`) and
@@ -41,7 +42,7 @@ fn shown(s: &str) -> String {
 
 /// The calls of every successful run of the image in `r`. A result without system call
 /// counts (an image without `[observe]`) is an error saying so.
-pub fn observed(r: &BootTestResult) -> Result<Observed, String> {
+pub fn observed(r: &BootTestResult, arch: Arch) -> Result<Observed, String> {
     let mut calls: BTreeMap<String, u64> = BTreeMap::new();
     let mut runs = 0;
     // The image's runs come after the baseline's (which may be an older build of the same
@@ -61,9 +62,12 @@ pub fn observed(r: &BootTestResult) -> Result<Observed, String> {
             shown(&r.image.name)
         ));
     }
-    if let Some(n) = calls.keys().find(|n| super::table::number(n).is_none()) {
+    if let Some(n) = calls
+        .keys()
+        .find(|n| super::table::number(arch, n).is_none())
+    {
         return Err(format!(
-            "the runs made system call {}, which has no name in the x86-64 table: a policy cannot name it",
+            "the runs made system call {}, which has no name in the {arch} table: a policy cannot name it",
             shown(n)
         ));
     }
@@ -83,12 +87,12 @@ struct Start {
 }
 
 impl Start {
-    /// No base: refuse with EPERM what was not seen.
-    fn fresh() -> Start {
+    /// No base: refuse with EPERM what was not seen, on `arch` only.
+    fn fresh(arch: Arch) -> Start {
         let mut header = serde_json::Map::new();
         header.insert("defaultAction".into(), json!("SCMP_ACT_ERRNO"));
         header.insert("defaultErrnoRet".into(), json!(1));
-        header.insert("architectures".into(), json!(["SCMP_ARCH_X86_64"]));
+        header.insert("architectures".into(), json!([arch.seccomp()]));
         Start {
             header,
             rules: Vec::new(),
@@ -164,11 +168,11 @@ fn comment(obs: &Observed, seen: usize, base: Option<&str>) -> Vec<String> {
 }
 
 /// The suggested policy, as the JSON text to write (sorted, two-space indent, newline).
-/// `base`: a policy's JSON and the name to cite it by.
-pub fn suggest(obs: &Observed, base: Option<(&Value, &str)>) -> Result<String, String> {
+/// `base`: a policy's JSON and the name to cite it by; without one, the policy is for `arch`.
+pub fn suggest(obs: &Observed, base: Option<(&Value, &str)>, arch: Arch) -> Result<String, String> {
     let start = match base {
         Some((b, _)) => Start::from_base(b)?,
-        None => Start::fresh(),
+        None => Start::fresh(arch),
     };
     // Names the base decides otherwise than by a plain allow keep their rule, unchanged.
     let undecided = |n: &&str| !start.decided.contains(*n);
@@ -225,9 +229,10 @@ mod tests {
         let text = suggest(
             &obs(&[("read", 5), ("accept4", 2), ("exit_group", 1)]),
             None,
+            Arch::X86_64,
         )
         .unwrap();
-        let p = Policy::parse(&text, "suggested").unwrap();
+        let p = Policy::parse(&text, "suggested", Arch::X86_64).unwrap();
         compile(&p).unwrap();
         let (always, cond) = p.allowed();
         let mut want: Vec<&str> = vec![
@@ -246,7 +251,8 @@ mod tests {
             text,
             suggest(
                 &obs(&[("accept4", 2), ("read", 5), ("exit_group", 1)]),
-                None
+                None,
+                Arch::X86_64,
             )
             .unwrap()
         );
@@ -264,9 +270,10 @@ mod tests {
         let text = suggest(
             &obs(&[("read", 5), ("clone3", 1)]),
             Some((&base, "base.json")),
+            Arch::X86_64,
         )
         .unwrap();
-        let p = Policy::parse(&text, "suggested").unwrap();
+        let p = Policy::parse(&text, "suggested", Arch::X86_64).unwrap();
         let (always, _) = p.allowed();
         assert!(always.contains("read"));
         assert!(!always.contains("write"), "not observed");
@@ -284,7 +291,7 @@ mod tests {
     fn a_base_that_allows_by_default_is_refused() {
         let base: Value =
             serde_json::from_str(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[]}"#).unwrap();
-        let e = suggest(&obs(&[("read", 1)]), Some((&base, "b.json"))).unwrap_err();
+        let e = suggest(&obs(&[("read", 1)]), Some((&base, "b.json")), Arch::X86_64).unwrap_err();
         assert!(e.contains("SCMP_ACT_ALLOW"), "{e}");
     }
 }
