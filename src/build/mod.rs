@@ -212,7 +212,7 @@ pub fn prepare_kernel(
             })
         }
         KernelOrigin::Source(spec) => {
-            let resolved = kernel::build::resolve(spec, progress)?;
+            let resolved = kernel::build::resolve(spec, crate::arch::Arch::X86_64, progress)?;
             if !resolved.mismatches.is_empty() {
                 if allow_config_drift {
                     progress.warn(format!(

@@ -8,14 +8,25 @@ use sha2::{Digest, Sha256};
 
 use super::error::{io, KernelBuildError};
 use super::toolchain::{Toolchain, KBUILD_ENV};
+use crate::arch::Arch;
 use crate::progress::Progress;
 
 /// Bumped whenever the way kernels are configured or built changes (invalidates the cache).
 const RECIPE: &str = "stratos-kernel-recipe-2";
 
-/// The key of a resolved config: the source, the base target, every fragment's bytes and the
-/// toolchain (`olddefconfig` asks the compiler what it supports).
+/// What a key says of the architecture. x86-64 says nothing: its keys were written before the
+/// architecture was a parameter, and the kernels cached under them must still be found. Another
+/// architecture adds a line naming it (the same source and fragments give it another config).
+fn arch_in_key(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "",
+    }
+}
+
+/// The key of a resolved config: the architecture, the source, the base target, every
+/// fragment's bytes and the toolchain (`olddefconfig` asks the compiler what it supports).
 pub fn config_key(
+    arch: Arch,
     source_digest: &str,
     base: &str,
     fragments: &[Vec<u8>],
@@ -23,7 +34,8 @@ pub fn config_key(
 ) -> String {
     let mut key = Sha256::new();
     key.update(format!(
-        "{RECIPE}\n{source_digest}\n{base}\n{}\n",
+        "{RECIPE}\n{}{source_digest}\n{base}\n{}\n",
+        arch_in_key(arch),
         tools.describe()
     ));
     for f in fragments {
@@ -33,10 +45,17 @@ pub fn config_key(
 }
 
 /// The key of a built kernel: everything that reaches its bytes.
-pub fn build_key(source_digest: &str, format: &str, tools: &Toolchain, config: &str) -> String {
+pub fn build_key(
+    arch: Arch,
+    source_digest: &str,
+    format: &str,
+    tools: &Toolchain,
+    config: &str,
+) -> String {
     hex::encode(Sha256::digest(
         format!(
-            "{RECIPE}\n{source_digest}\n{format}\n{}\n{KBUILD_ENV:?}\n{config}",
+            "{RECIPE}\n{}{source_digest}\n{format}\n{}\n{KBUILD_ENV:?}\n{config}",
+            arch_in_key(arch),
             tools.describe()
         )
         .as_bytes(),
@@ -184,24 +203,50 @@ mod tests {
         };
         let frag = vec![b"CONFIG_A=y\n".to_vec()];
         assert_ne!(
-            build_key("s", "bzImage", &a, "cfg"),
-            build_key("s", "bzImage", &b, "cfg")
+            build_key(Arch::X86_64, "s", "bzImage", &a, "cfg"),
+            build_key(Arch::X86_64, "s", "bzImage", &b, "cfg")
         );
         assert_ne!(
-            build_key("s", "bzImage", &a, "cfg"),
-            build_key("s", "bzImage", &c, "cfg")
+            build_key(Arch::X86_64, "s", "bzImage", &a, "cfg"),
+            build_key(Arch::X86_64, "s", "bzImage", &c, "cfg")
         );
         assert_ne!(
-            config_key("s", "tinyconfig", &frag, &a),
-            config_key("s", "tinyconfig", &frag, &c)
+            config_key(Arch::X86_64, "s", "tinyconfig", &frag, &a),
+            config_key(Arch::X86_64, "s", "tinyconfig", &frag, &c)
         );
         assert_ne!(
-            config_key("s", "tinyconfig", &frag, &a),
-            config_key("s", "tinyconfig", &frag, &b)
+            config_key(Arch::X86_64, "s", "tinyconfig", &frag, &a),
+            config_key(Arch::X86_64, "s", "tinyconfig", &frag, &b)
         );
         assert_eq!(
-            config_key("s", "tinyconfig", &frag, &a),
-            config_key("s", "tinyconfig", &frag, &a.clone())
+            config_key(Arch::X86_64, "s", "tinyconfig", &frag, &a),
+            config_key(Arch::X86_64, "s", "tinyconfig", &frag, &a.clone())
+        );
+    }
+
+    #[test]
+    fn x86_64_keys_are_those_written_before_the_arch_was_a_parameter() {
+        // Computed by the code before `arch` existed: kernels cached then must still hit.
+        let tools = Toolchain {
+            gcc: "gcc (Debian 12.2.0-14) 12.2.0".into(),
+            ld: "GNU ld (GNU Binutils for Debian) 2.40".into(),
+        };
+        let frags = vec![
+            b"CONFIG_A=y\n".to_vec(),
+            b"# CONFIG_B is not set\n".to_vec(),
+        ];
+        let x86 = Arch::X86_64;
+        assert_eq!(
+            config_key(x86, "0123", "tinyconfig", &frags, &tools),
+            "b18dd68f3e4c4242189c6fab0b986ca1ecfbba564d6221763c55365f905dc935"
+        );
+        assert_eq!(
+            build_key(x86, "0123", "bzImage", &tools, "CONFIG_A=y\n"),
+            "e2aefa93cc22db500823d1135d8d0aad769861f5de94874a4ba831df72b9f0d9"
+        );
+        assert_eq!(
+            build_key(x86, "0123", "vmlinux", &tools, "CONFIG_A=y\n"),
+            "b57692f1bc7fba9d416b9fbf7f1a6d2683c822131a9de7c528c5bba584241e7e"
         );
     }
 }

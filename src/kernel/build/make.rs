@@ -8,16 +8,17 @@ use std::process::{Command, Stdio};
 use super::cache::kernels_dir;
 use super::error::{io, KernelBuildError};
 use super::toolchain::build_env;
+use crate::arch::Arch;
 use crate::profile::{KernelFormat, KernelSourceSpec};
 use crate::progress::Progress;
 
-pub(super) fn make(src: &Path, obj: &Path) -> Command {
+pub(super) fn make(src: &Path, obj: &Path, arch: Arch) -> Command {
     let mut c = Command::new("make");
     build_env(&mut c)
         .arg("-C")
         .arg(src)
         .arg(format!("O={}", obj.display()))
-        .arg("ARCH=x86_64");
+        .arg(format!("ARCH={}", arch.kernel_make_arch()));
     c
 }
 
@@ -51,6 +52,7 @@ pub(super) fn run_make(
     spec: &KernelSourceSpec,
     source_dir: &Path,
     work: &Path,
+    arch: Arch,
     key: &str,
     progress: &Progress,
 ) -> Result<u64, KernelBuildError> {
@@ -58,8 +60,8 @@ pub(super) fn run_make(
     let log =
         std::fs::File::create(&log_path).map_err(io(format!("creating {}", log_path.display())))?;
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let target = make_target(spec.format);
-    let running = spawn_make(source_dir, work, jobs, target)?;
+    let target = make_target(spec.format, arch);
+    let running = spawn_make(source_dir, work, arch, jobs, target)?;
     let estimate_path = kernels_dir().join("objects-estimate");
     let mut bar = progress.bar(
         format!(
@@ -82,11 +84,15 @@ pub(super) fn run_make(
     Ok(compiled)
 }
 
-/// What `make` is asked to build for a format.
-fn make_target(format: KernelFormat) -> &'static str {
+/// What `make` is asked to build for a format: `vmlinux`, or the architecture's compressed
+/// boot image (its file name is its target).
+fn make_target(format: KernelFormat, arch: Arch) -> &'static str {
     match format {
         KernelFormat::Vmlinux => "vmlinux",
-        KernelFormat::BzImage => "bzImage",
+        KernelFormat::BzImage => {
+            let image = arch.kernel_boot_image();
+            image.rsplit('/').next().unwrap_or(image)
+        }
     }
 }
 
@@ -101,10 +107,11 @@ struct Running {
 fn spawn_make(
     source_dir: &Path,
     work: &Path,
+    arch: Arch,
     jobs: usize,
     target: &str,
 ) -> Result<Running, KernelBuildError> {
-    let mut c = make(source_dir, work);
+    let mut c = make(source_dir, work, arch);
     let kcflags = format!(
         "-ffile-prefix-map={}=. -ffile-prefix-map={}=.",
         source_dir.display(),
@@ -196,6 +203,7 @@ fn failed(
 pub(super) fn built_image(
     spec: &KernelSourceSpec,
     work: &Path,
+    arch: Arch,
 ) -> Result<Vec<u8>, KernelBuildError> {
     let built = if spec.format == KernelFormat::Vmlinux {
         let built = work.join("vmlinux");
@@ -206,7 +214,7 @@ pub(super) fn built_image(
         std::fs::rename(&stripped, &built).map_err(io("replacing vmlinux"))?;
         built
     } else {
-        work.join("arch/x86/boot/bzImage")
+        work.join(arch.kernel_boot_image())
     };
     std::fs::read(&built).map_err(io(format!("reading {}", built.display())))
 }
@@ -234,7 +242,7 @@ mod tests {
         assert!(env.contains("KBUILD_BUILD_USER=stratos"), "{env}");
         assert!(env.contains("LC_ALL=C"), "{env}");
         // make itself gets the same environment.
-        let m = make(Path::new("/src"), Path::new("/obj"));
+        let m = make(Path::new("/src"), Path::new("/obj"), Arch::X86_64);
         let names: Vec<_> = m
             .get_envs()
             .map(|(k, _)| k.to_string_lossy().into_owned())
@@ -243,5 +251,15 @@ mod tests {
             names.contains(&"KBUILD_BUILD_TIMESTAMP".to_owned()),
             "{names:?}"
         );
+    }
+
+    #[test]
+    fn x86_64_builds_what_it_always_built() {
+        let x86 = Arch::X86_64;
+        assert_eq!(make_target(KernelFormat::BzImage, x86), "bzImage");
+        assert_eq!(make_target(KernelFormat::Vmlinux, x86), "vmlinux");
+        let m = make(Path::new("/src"), Path::new("/obj"), x86);
+        let args: Vec<_> = m.get_args().map(|a| a.to_string_lossy()).collect();
+        assert_eq!(args, ["-C", "/src", "O=/obj", "ARCH=x86_64"]);
     }
 }

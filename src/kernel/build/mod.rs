@@ -48,6 +48,7 @@ pub fn build(
 ) -> Result<Built, KernelBuildError> {
     let tools = Toolchain::detect()?;
     let key = build_key(
+        r.arch,
         &r.source_digest,
         spec.format.as_str(),
         &tools,
@@ -66,8 +67,8 @@ pub fn build(
     clear_scratch(&work)?;
     std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
     std::fs::write(work.join(".config"), &r.config_text).map_err(io("writing .config"))?;
-    let compiled = run_make(spec, &r.source_dir, &work, &key, progress)?;
-    let image = built_image(spec, &work)?;
+    let compiled = run_make(spec, &r.source_dir, &work, r.arch, &key, progress)?;
+    let image = built_image(spec, &work, r.arch)?;
     let seconds = start.elapsed().as_secs_f64();
     let meta = EntryMeta {
         source_digest: &r.source_digest,

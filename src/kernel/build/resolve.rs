@@ -10,6 +10,7 @@ use super::error::{io, KernelBuildError, Mismatch};
 use super::make::{make, run_logged};
 use super::source::{extract, source_digest};
 use super::toolchain::Toolchain;
+use crate::arch::Arch;
 use crate::kernel::config::{Config, Value};
 use crate::kernel::kconfig::Kconfig;
 use crate::profile::{KernelSourceSpec, Named};
@@ -86,6 +87,8 @@ pub fn verify(
 /// The resolved config of a profile's kernel, and what was asked of it.
 #[derive(Debug, Clone)]
 pub struct Resolved {
+    /// The architecture it is configured for (and the kernel is built for).
+    pub arch: Arch,
     pub source_dir: PathBuf,
     pub source_digest: String,
     /// `make <base>` output (what `kernel config` diffs against).
@@ -96,9 +99,13 @@ pub struct Resolved {
     pub mismatches: Vec<Mismatch>,
 }
 
-/// Extracts the source and resolves base + fragments into a final `.config` (cached), then
-/// checks every requested option, explaining mismatches from the Kconfig files.
-pub fn resolve(spec: &KernelSourceSpec, progress: &Progress) -> Result<Resolved, KernelBuildError> {
+/// Extracts the source and resolves base + fragments into a final `.config` for `arch`
+/// (cached), then checks every requested option, explaining mismatches from the Kconfig files.
+pub fn resolve(
+    spec: &KernelSourceSpec,
+    arch: Arch,
+    progress: &Progress,
+) -> Result<Resolved, KernelBuildError> {
     let digest = source_digest(&spec.tarball)?;
     if let Some(want) = &spec.sha256 {
         if *want != digest {
@@ -112,7 +119,7 @@ pub fn resolve(spec: &KernelSourceSpec, progress: &Progress) -> Result<Resolved,
     let src = extract(&spec.tarball, &digest, progress)?;
     let tools = Toolchain::detect()?;
     let (fragments, texts) = read_fragments(&spec.fragments)?;
-    let key = config_key(&digest, spec.base.as_str(), &texts, &tools);
+    let key = config_key(arch, &digest, spec.base.as_str(), &texts, &tools);
     let cfg_dir = kernels_dir().join("configs");
     let cached = cfg_dir.join(format!("{key}.config"));
     let cached_base = cfg_dir.join(format!("{key}.base"));
@@ -123,7 +130,8 @@ pub fn resolve(spec: &KernelSourceSpec, progress: &Progress) -> Result<Resolved,
         (Ok(c), Ok(b)) => (c, b),
         _ => {
             let _l = lock(&format!("config-{key}"), progress)?;
-            let (config_text, base_text) = run_config(spec, &src, &fragments, &key, progress)?;
+            let (config_text, base_text) =
+                run_config(spec, &src, arch, &fragments, &key, progress)?;
             std::fs::create_dir_all(&cfg_dir)
                 .map_err(io(format!("creating {}", cfg_dir.display())))?;
             crate::fsio::write_atomic(&cached_base, base_text.as_bytes(), 0o644)
@@ -141,8 +149,9 @@ pub fn resolve(spec: &KernelSourceSpec, progress: &Progress) -> Result<Resolved,
     };
     let config = parse(&config_text, &cached)?;
     let base_config = parse(&base_text, &cached_base)?;
-    let mismatches = mismatches(&src, &fragments, &config)?;
+    let mismatches = mismatches(&src, arch, &fragments, &config)?;
     Ok(Resolved {
+        arch,
         source_dir: src,
         source_digest: digest,
         base_config,
@@ -185,6 +194,7 @@ fn read_fragments(
 fn run_config(
     spec: &KernelSourceSpec,
     src: &Path,
+    arch: Arch,
     fragments: &[(String, Config)],
     key: &str,
     progress: &Progress,
@@ -198,14 +208,14 @@ fn run_config(
     clear_scratch(&work)?;
     std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
     let log = work.join("config.log");
-    let mut c = make(src, &work);
+    let mut c = make(src, &work, arch);
     c.arg(spec.base.as_str());
     run_logged(c, &format!("make {}", spec.base), &log)?;
     let base_text =
         std::fs::read_to_string(work.join(".config")).map_err(io("reading the base .config"))?;
     std::fs::write(work.join(".config"), merge(&base_text, fragments))
         .map_err(io("writing the merged .config"))?;
-    let mut c = make(src, &work);
+    let mut c = make(src, &work, arch);
     c.arg("olddefconfig");
     run_logged(c, "make olddefconfig", &log)?;
     let config_text =
@@ -219,6 +229,7 @@ fn run_config(
 /// Kconfig files (the unmet `depends on`).
 fn mismatches(
     src: &Path,
+    arch: Arch,
     fragments: &[(String, Config)],
     config: &Config,
 ) -> Result<Vec<Mismatch>, KernelBuildError> {
@@ -226,7 +237,7 @@ fn mismatches(
     if raw.is_empty() {
         return Ok(Vec::new());
     }
-    let kconfig = Kconfig::load(src, "x86").map_err(io("reading the Kconfig files"))?;
+    let kconfig = Kconfig::load(src, arch).map_err(io("reading the Kconfig files"))?;
     Ok(raw
         .into_iter()
         .map(|(option, asked, got, fragment)| Mismatch {
