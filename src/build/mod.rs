@@ -90,6 +90,8 @@ pub struct BuildOptions<'a> {
     pub offline: bool,
     /// Build a kernel whose resolved config does not hold what the fragments ask (warns).
     pub allow_config_drift: bool,
+    /// The cache kernels are built into and taken from.
+    pub cache: crate::cache::Cache,
 }
 
 /// What was built.
@@ -189,6 +191,7 @@ pub fn preload_list(profile: &Profile, tree: &Tree) -> Result<Vec<String>, Build
 pub fn prepare_kernel(
     profile: &Profile,
     allow_config_drift: bool,
+    cache: &crate::cache::Cache,
     progress: &Progress,
 ) -> Result<PreparedKernel, BuildError> {
     match &profile.kernel.origin {
@@ -212,7 +215,8 @@ pub fn prepare_kernel(
             })
         }
         KernelOrigin::Source(spec) => {
-            let resolved = kernel::build::resolve(spec, crate::arch::Arch::X86_64, progress)?;
+            let resolved =
+                kernel::build::resolve(spec, cache, crate::arch::Arch::X86_64, progress)?;
             if !resolved.mismatches.is_empty() {
                 if allow_config_drift {
                     progress.warn(format!(
@@ -223,7 +227,7 @@ pub fn prepare_kernel(
                     return Err(kernel::build::KernelBuildError::Drift(resolved.mismatches).into());
                 }
             }
-            let built = kernel::build::build(spec, &resolved, progress)?;
+            let built = kernel::build::build(spec, &resolved, cache, progress)?;
             if built.cache_hit {
                 progress.info(format!("kernel: cache hit ({})", built.dir.display()));
             }
@@ -596,7 +600,7 @@ pub fn build(
     // Checked first: an --out that cannot be replaced or written fails before any work.
     let out = output::OutputDir::prepare(&opts.out)?;
     let init = init_binary::load(&opts.init_binary)?;
-    let kernel = prepare_kernel(profile, opts.allow_config_drift, progress)?;
+    let kernel = prepare_kernel(profile, opts.allow_config_drift, &opts.cache, progress)?;
     check_kernel_features(profile, &kernel)?;
     let step = progress.step("assembling the root filesystem");
     let a = assemble(profile, &kernel, &init, opts.offline, progress)?;

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use super::error::{io, KernelBuildError};
 use super::toolchain::{Toolchain, KBUILD_ENV};
 use crate::arch::Arch;
+use crate::cache::Cache;
 use crate::progress::Progress;
 
 /// Bumped whenever the way kernels are configured or built changes (invalidates the cache).
@@ -62,18 +63,67 @@ pub fn build_key(
     ))
 }
 
-pub fn kernels_dir() -> PathBuf {
-    crate::cache::root().join("kernels")
+/// The kernel cache: `kernels/` under the cache root the caller gives.
+#[derive(Debug, Clone)]
+pub(super) struct KernelCache {
+    dir: PathBuf,
 }
 
-/// An exclusive lock on `name` under the kernel cache, held while the guard lives.
-pub struct Lock {
+impl KernelCache {
+    pub(super) fn new(cache: &Cache) -> KernelCache {
+        KernelCache {
+            dir: cache.root.join("kernels"),
+        }
+    }
+
+    /// `<key>/`: a built kernel.
+    pub(super) fn entry(&self, key: &str) -> PathBuf {
+        self.dir.join(key)
+    }
+
+    /// `work/<name>/`: a build or a config resolution in progress.
+    pub(super) fn work(&self, name: &str) -> PathBuf {
+        self.dir.join("work").join(name)
+    }
+
+    /// `configs/`: resolved configs (`<key>.config`) and their bases (`<key>.base`).
+    pub(super) fn configs(&self) -> PathBuf {
+        self.dir.join("configs")
+    }
+
+    /// `src/<digest>/`: an extracted source tarball.
+    pub(super) fn source(&self, digest: &str) -> PathBuf {
+        self.dir.join("src").join(digest)
+    }
+
+    /// `digests/<key>`: a tarball's digest, by its path, size, mtime and inode.
+    pub(super) fn digest_memo(&self, key: &str) -> PathBuf {
+        self.dir.join("digests").join(key)
+    }
+
+    /// How many objects the last build compiled (the next progress bar's length).
+    pub(super) fn objects_estimate(&self) -> PathBuf {
+        self.dir.join("objects-estimate")
+    }
+
+    /// `failed/`: the logs of failed builds, kept for the user.
+    pub(super) fn failed(&self) -> PathBuf {
+        self.dir.join("failed")
+    }
+
+    /// An exclusive lock on `name` under the kernel cache, held while the guard lives.
+    pub(super) fn lock(&self, name: &str, progress: &Progress) -> Result<Lock, KernelBuildError> {
+        lock(&self.dir.join("locks"), name, progress)
+    }
+}
+
+/// An exclusive lock on a file of the kernel cache, held while the guard lives.
+pub(super) struct Lock {
     _file: std::fs::File,
 }
 
-pub(super) fn lock(name: &str, progress: &Progress) -> Result<Lock, KernelBuildError> {
-    let dir = kernels_dir().join("locks");
-    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+fn lock(dir: &Path, name: &str, progress: &Progress) -> Result<Lock, KernelBuildError> {
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     let path = dir.join(format!("{name}.lock"));
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -105,8 +155,8 @@ pub(super) fn clear_scratch(dir: &Path) -> Result<(), KernelBuildError> {
     }
 }
 
-/// A complete cache entry's kernel and config, if there is one and it reads back. A damaged entry is reported and
-/// rebuilt.
+/// A complete cache entry's kernel and config, if there is one and it reads back. A damaged
+/// entry is reported and rebuilt.
 pub(super) fn cached(entry: &Path, progress: &Progress) -> Option<(Vec<u8>, String)> {
     let marker = entry.join(".complete");
     if !marker.is_file() {
@@ -153,14 +203,15 @@ pub(super) struct EntryMeta<'a> {
 
 /// Writes the cache entry in a scratch directory next to it, then renames it into place.
 pub(super) fn store_entry(
-    entry: &Path,
+    kernels: &KernelCache,
     key: &str,
     work: &Path,
     image: &[u8],
     config_text: &str,
     meta: &EntryMeta,
 ) -> Result<(), KernelBuildError> {
-    let tmp = kernels_dir().join(format!(".entry-{key}"));
+    let entry = kernels.entry(key);
+    let tmp = kernels.dir.join(format!(".entry-{key}"));
     clear_scratch(&tmp)?;
     std::fs::create_dir_all(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
     std::fs::write(tmp.join("kernel"), image).map_err(io("caching the kernel"))?;
@@ -180,8 +231,8 @@ pub(super) fn store_entry(
         .map_err(io("caching the build metadata"))?;
     std::fs::write(tmp.join(".complete"), b"").map_err(io("marking the cache entry complete"))?;
     // A damaged entry (no .complete) may be in the way.
-    clear_scratch(entry)?;
-    std::fs::rename(&tmp, entry).map_err(io(format!("moving the kernel to {}", entry.display())))
+    clear_scratch(&entry)?;
+    std::fs::rename(&tmp, &entry).map_err(io(format!("moving the kernel to {}", entry.display())))
 }
 
 #[cfg(test)]
@@ -248,5 +299,30 @@ mod tests {
             build_key(x86, "0123", "vmlinux", &tools, "CONFIG_A=y\n"),
             "b57692f1bc7fba9d416b9fbf7f1a6d2683c822131a9de7c528c5bba584241e7e"
         );
+    }
+
+    #[test]
+    fn the_layout_under_the_given_root_is_the_one_caches_already_have() {
+        let k = KernelCache::new(&Cache::new("/c"));
+        assert_eq!(k.entry("k"), Path::new("/c/kernels/k"));
+        assert_eq!(k.work("config-k"), Path::new("/c/kernels/work/config-k"));
+        assert_eq!(k.configs(), Path::new("/c/kernels/configs"));
+        assert_eq!(k.source("d"), Path::new("/c/kernels/src/d"));
+        assert_eq!(k.digest_memo("m"), Path::new("/c/kernels/digests/m"));
+        assert_eq!(k.failed(), Path::new("/c/kernels/failed"));
+        assert_eq!(
+            k.objects_estimate(),
+            Path::new("/c/kernels/objects-estimate")
+        );
+    }
+
+    #[test]
+    fn locks_live_under_the_given_root() {
+        let d = tempfile::tempdir().unwrap();
+        let k = KernelCache::new(&Cache::new(d.path()));
+        let progress = Progress::new(false);
+        drop(k.lock("build-k", &progress).unwrap());
+        let _again = k.lock("build-k", &progress).unwrap();
+        assert!(d.path().join("kernels/locks/build-k.lock").is_file());
     }
 }

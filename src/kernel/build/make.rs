@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::cache::kernels_dir;
+use super::cache::KernelCache;
 use super::error::{io, KernelBuildError};
 use super::toolchain::build_env;
 use crate::arch::Arch;
@@ -53,6 +53,7 @@ pub(super) fn run_make(
     source_dir: &Path,
     work: &Path,
     arch: Arch,
+    kernels: &KernelCache,
     key: &str,
     progress: &Progress,
 ) -> Result<u64, KernelBuildError> {
@@ -62,7 +63,7 @@ pub(super) fn run_make(
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     let target = make_target(spec.format, arch);
     let running = spawn_make(source_dir, work, arch, jobs, target)?;
-    let estimate_path = kernels_dir().join("objects-estimate");
+    let estimate_path = kernels.objects_estimate();
     let mut bar = progress.bar(
         format!(
             "building the kernel (make -j{jobs} {target}, log: {})",
@@ -73,7 +74,7 @@ pub(super) fn run_make(
     let (status, compiled) = follow(running, log, &log_path, &mut bar)?;
     bar.finish();
     if !status.success() {
-        return Err(failed(&log_path, key, target, status)?);
+        return Err(failed(&log_path, &kernels.failed(), key, target, status)?);
     }
     if compiled > 0 {
         // Only the next progress bar's estimate: not worth failing a build over.
@@ -179,14 +180,14 @@ fn follow(
 /// error citing its last lines.
 fn failed(
     log_path: &Path,
+    failed_dir: &Path,
     key: &str,
     target: &str,
     status: std::process::ExitStatus,
 ) -> Result<KernelBuildError, KernelBuildError> {
     let all =
         std::fs::read_to_string(log_path).map_err(io(format!("reading {}", log_path.display())))?;
-    let failed_dir = kernels_dir().join("failed");
-    std::fs::create_dir_all(&failed_dir)
+    std::fs::create_dir_all(failed_dir)
         .map_err(io(format!("creating {}", failed_dir.display())))?;
     let kept = failed_dir.join(format!("{key}.log"));
     std::fs::copy(log_path, &kept).map_err(io(format!("keeping the log as {}", kept.display())))?;

@@ -2,7 +2,7 @@
 //! config (base + fragments + `olddefconfig`, cached), verify every requested option, compile
 //! (cached by source digest, final config and compiler), reproducibly.
 //!
-//! Cache layout under `<cache>/kernels/`:
+//! Cache layout under `<cache>/kernels/`, `<cache>` being the root the caller passes:
 //! `digests/` tarball digests by (path, size, mtime, inode); `src/<digest>/` extracted trees;
 //! `configs/<key>.config` resolved configs; `<key>/` built kernels (`kernel`, `config`,
 //! `build.log`, `meta.json`); `work/` build directories while building; `locks/`.
@@ -16,9 +16,10 @@ mod toolchain;
 
 use std::path::{Path, PathBuf};
 
+use crate::cache::Cache;
 use crate::profile::{KernelSourceSpec, Named};
 use crate::progress::Progress;
-use cache::{build_key, clear_scratch, kernels_dir, lock, store_entry, EntryMeta};
+use cache::{build_key, clear_scratch, store_entry, EntryMeta, KernelCache};
 use error::io;
 pub use error::{render_mismatches, KernelBuildError, Mismatch};
 use make::{built_image, run_make};
@@ -44,8 +45,10 @@ pub struct Built {
 pub fn build(
     spec: &KernelSourceSpec,
     r: &Resolved,
+    cache: &Cache,
     progress: &Progress,
 ) -> Result<Built, KernelBuildError> {
+    let kernels = KernelCache::new(cache);
     let tools = Toolchain::detect()?;
     let key = build_key(
         r.arch,
@@ -54,20 +57,20 @@ pub fn build(
         &tools,
         &r.config_text,
     );
-    let entry = kernels_dir().join(&key);
+    let entry = kernels.entry(&key);
     if let Some(b) = from_cache(&entry, r, progress) {
         return Ok(b);
     }
-    let _lock = lock(&format!("build-{key}"), progress)?;
+    let _lock = kernels.lock(&format!("build-{key}"), progress)?;
     if let Some(b) = from_cache(&entry, r, progress) {
         return Ok(b);
     }
     let start = std::time::Instant::now();
-    let work = kernels_dir().join("work").join(&key);
+    let work = kernels.work(&key);
     clear_scratch(&work)?;
     std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
     std::fs::write(work.join(".config"), &r.config_text).map_err(io("writing .config"))?;
-    let compiled = run_make(spec, &r.source_dir, &work, r.arch, &key, progress)?;
+    let compiled = run_make(spec, &r.source_dir, &work, r.arch, &kernels, &key, progress)?;
     let image = built_image(spec, &work, r.arch)?;
     let seconds = start.elapsed().as_secs_f64();
     let meta = EntryMeta {
@@ -77,7 +80,7 @@ pub fn build(
         objects: compiled,
         seconds,
     };
-    store_entry(&entry, &key, &work, &image, &r.config_text, &meta)?;
+    store_entry(&kernels, &key, &work, &image, &r.config_text, &meta)?;
     clear_scratch(&work)?;
     progress.info(format!(
         "kernel built in {:.0} s ({} objects), cached in {}",

@@ -5,12 +5,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::cache::{clear_scratch, config_key, kernels_dir, lock};
+use super::cache::{clear_scratch, config_key, KernelCache};
 use super::error::{io, KernelBuildError, Mismatch};
 use super::make::{make, run_logged};
 use super::source::{extract, source_digest};
 use super::toolchain::Toolchain;
 use crate::arch::Arch;
+use crate::cache::Cache;
 use crate::kernel::config::{Config, Value};
 use crate::kernel::kconfig::Kconfig;
 use crate::profile::{KernelSourceSpec, Named};
@@ -103,10 +104,12 @@ pub struct Resolved {
 /// (cached), then checks every requested option, explaining mismatches from the Kconfig files.
 pub fn resolve(
     spec: &KernelSourceSpec,
+    cache: &Cache,
     arch: Arch,
     progress: &Progress,
 ) -> Result<Resolved, KernelBuildError> {
-    let digest = source_digest(&spec.tarball)?;
+    let kernels = KernelCache::new(cache);
+    let digest = source_digest(&kernels, &spec.tarball)?;
     if let Some(want) = &spec.sha256 {
         if *want != digest {
             return Err(KernelBuildError::SourceDigest {
@@ -116,11 +119,11 @@ pub fn resolve(
             });
         }
     }
-    let src = extract(&spec.tarball, &digest, progress)?;
+    let src = extract(&kernels, &spec.tarball, &digest, progress)?;
     let tools = Toolchain::detect()?;
     let (fragments, texts) = read_fragments(&spec.fragments)?;
     let key = config_key(arch, &digest, spec.base.as_str(), &texts, &tools);
-    let cfg_dir = kernels_dir().join("configs");
+    let cfg_dir = kernels.configs();
     let cached = cfg_dir.join(format!("{key}.config"));
     let cached_base = cfg_dir.join(format!("{key}.base"));
     let (config_text, base_text) = match (
@@ -129,9 +132,15 @@ pub fn resolve(
     ) {
         (Ok(c), Ok(b)) => (c, b),
         _ => {
-            let _l = lock(&format!("config-{key}"), progress)?;
-            let (config_text, base_text) =
-                run_config(spec, &src, arch, &fragments, &key, progress)?;
+            let _l = kernels.lock(&format!("config-{key}"), progress)?;
+            let (config_text, base_text) = run_config(
+                spec,
+                &src,
+                arch,
+                &fragments,
+                &kernels.work(&format!("config-{key}")),
+                progress,
+            )?;
             std::fs::create_dir_all(&cfg_dir)
                 .map_err(io(format!("creating {}", cfg_dir.display())))?;
             crate::fsio::write_atomic(&cached_base, base_text.as_bytes(), 0o644)
@@ -189,14 +198,14 @@ fn read_fragments(
     Ok((fragments, texts))
 }
 
-/// `make BASE`, the fragments merged in, `make olddefconfig`: the final and the base
-/// `.config` texts.
+/// `make BASE`, the fragments merged in, `make olddefconfig`, in the scratch directory `work`:
+/// the final and the base `.config` texts.
 fn run_config(
     spec: &KernelSourceSpec,
     src: &Path,
     arch: Arch,
     fragments: &[(String, Config)],
-    key: &str,
+    work: &Path,
     progress: &Progress,
 ) -> Result<(String, String), KernelBuildError> {
     let step = progress.step(format!(
@@ -204,23 +213,22 @@ fn run_config(
         spec.base,
         fragments.len()
     ));
-    let work = kernels_dir().join("work").join(format!("config-{key}"));
-    clear_scratch(&work)?;
-    std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
+    clear_scratch(work)?;
+    std::fs::create_dir_all(work).map_err(io(format!("creating {}", work.display())))?;
     let log = work.join("config.log");
-    let mut c = make(src, &work, arch);
+    let mut c = make(src, work, arch);
     c.arg(spec.base.as_str());
     run_logged(c, &format!("make {}", spec.base), &log)?;
     let base_text =
         std::fs::read_to_string(work.join(".config")).map_err(io("reading the base .config"))?;
     std::fs::write(work.join(".config"), merge(&base_text, fragments))
         .map_err(io("writing the merged .config"))?;
-    let mut c = make(src, &work, arch);
+    let mut c = make(src, work, arch);
     c.arg("olddefconfig");
     run_logged(c, "make olddefconfig", &log)?;
     let config_text =
         std::fs::read_to_string(work.join(".config")).map_err(io("reading the final .config"))?;
-    clear_scratch(&work)?;
+    clear_scratch(work)?;
     step.done();
     Ok((config_text, base_text))
 }

@@ -7,12 +7,15 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use super::cache::{clear_scratch, kernels_dir, lock};
+use super::cache::{clear_scratch, KernelCache};
 use super::error::{io, KernelBuildError};
 use crate::progress::Progress;
 
 /// sha256 of the tarball, remembered by path, size, mtime and inode.
-pub(super) fn source_digest(tarball: &Path) -> Result<String, KernelBuildError> {
+pub(super) fn source_digest(
+    kernels: &KernelCache,
+    tarball: &Path,
+) -> Result<String, KernelBuildError> {
     let meta = std::fs::metadata(tarball).map_err(io(format!("reading {}", tarball.display())))?;
     let abs =
         std::fs::canonicalize(tarball).map_err(io(format!("reading {}", tarball.display())))?;
@@ -27,7 +30,7 @@ pub(super) fn source_digest(tarball: &Path) -> Result<String, KernelBuildError> 
         )
         .as_bytes(),
     ));
-    let memo = kernels_dir().join("digests").join(&key);
+    let memo = kernels.digest_memo(&key);
     if let Ok(d) = std::fs::read_to_string(&memo) {
         if d.len() == 64 {
             return Ok(d);
@@ -53,11 +56,12 @@ pub(super) fn source_digest(tarball: &Path) -> Result<String, KernelBuildError> 
 
 /// Extracts the tarball once per digest; returns the source tree (the tarball's top directory).
 pub(super) fn extract(
+    kernels: &KernelCache,
     tarball: &Path,
     digest: &str,
     progress: &Progress,
 ) -> Result<PathBuf, KernelBuildError> {
-    let dest = kernels_dir().join("src").join(digest);
+    let dest = kernels.source(digest);
     let tree = |d: &Path| -> Option<PathBuf> {
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(d)
             .ok()?
@@ -74,7 +78,7 @@ pub(super) fn extract(
             return Ok(t);
         }
     }
-    let _l = lock(&format!("src-{digest}"), progress)?;
+    let _l = kernels.lock(&format!("src-{digest}"), progress)?;
     if dest.join(".complete").is_file() {
         if let Some(t) = tree(&dest) {
             return Ok(t);
