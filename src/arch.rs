@@ -84,6 +84,14 @@ impl Arch {
         }
     }
 
+    /// The bit that marks a second ABI's system call numbers under the same audit architecture,
+    /// which a seccomp filter must refuse: x32's `__X32_SYSCALL_BIT` on x86-64.
+    pub fn second_abi_syscall_bit(self) -> Option<u32> {
+        match self {
+            Arch::X86_64 => Some(0x4000_0000),
+        }
+    }
+
     /// libseccomp's name (`SCMP_ARCH_*`, as OCI seccomp policies write it).
     pub fn seccomp(self) -> &'static str {
         match self {
@@ -144,5 +152,7 @@ mod tests {
         assert_eq!(a.audit_arch(), 62 | 0x8000_0000 | 0x4000_0000);
         assert_eq!(u32::from(a.elf_machine()), a.audit_arch() & 0xffff);
         assert!(a.policy_names().contains(&"amd64"));
+        // arch/x86/include/uapi/asm/unistd.h: __X32_SYSCALL_BIT 0x40000000.
+        assert_eq!(a.second_abi_syscall_bit(), Some(1 << 30));
     }
 }

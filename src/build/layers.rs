@@ -293,7 +293,11 @@ fn seccomp_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
     let Some(spec) = &profile.seccomp else {
         return Ok(());
     };
-    let target = crate::seccomp::Target::new(profile.init.uid, cx.kernel_image.version.as_deref());
+    let target = crate::seccomp::Target::new(
+        crate::arch::Arch::X86_64,
+        profile.init.uid,
+        cx.kernel_image.version.as_deref(),
+    );
     let (bytes, info) = compile_seccomp(spec, &target)?;
     st.tree.insert(
         &ImagePath::parse(SECCOMP_FILTER_PATH).expect("static path"),

@@ -89,6 +89,8 @@ pub struct BuildOptions<'a> {
     pub offline: bool,
     /// Build a kernel whose resolved config does not hold what the fragments ask (warns).
     pub allow_config_drift: bool,
+    /// The cache kernels are built into and taken from.
+    pub cache: crate::cache::Cache,
 }
 
 /// What was built.
@@ -188,6 +190,7 @@ pub fn preload_list(profile: &Profile, tree: &Tree) -> Result<Vec<String>, Build
 pub fn prepare_kernel(
     profile: &Profile,
     allow_config_drift: bool,
+    cache: &crate::cache::Cache,
     progress: &Progress,
 ) -> Result<PreparedKernel, BuildError> {
     match &profile.kernel.origin {
@@ -211,7 +214,8 @@ pub fn prepare_kernel(
             })
         }
         KernelOrigin::Source(spec) => {
-            let resolved = kernel::build::resolve(spec, progress)?;
+            let resolved =
+                kernel::build::resolve(spec, cache, crate::arch::Arch::X86_64, progress)?;
             if !resolved.mismatches.is_empty() {
                 if allow_config_drift {
                     progress.warn(format!(
@@ -222,7 +226,7 @@ pub fn prepare_kernel(
                     return Err(kernel::build::KernelBuildError::Drift(resolved.mismatches).into());
                 }
             }
-            let built = kernel::build::build(spec, &resolved, progress)?;
+            let built = kernel::build::build(spec, &resolved, cache, progress)?;
             if built.cache_hit {
                 progress.info(format!("kernel: cache hit ({})", built.dir.display()));
             }
@@ -595,7 +599,7 @@ pub fn build(
     // Checked first: an --out that cannot be replaced or written fails before any work.
     let out = output::OutputDir::prepare(&opts.out)?;
     let init = init_binary::load(&opts.init_binary)?;
-    let kernel = prepare_kernel(profile, opts.allow_config_drift, progress)?;
+    let kernel = prepare_kernel(profile, opts.allow_config_drift, &opts.cache, progress)?;
     check_kernel_features(profile, &kernel)?;
     let step = progress.step("assembling the root filesystem");
     let a = assemble(profile, &kernel, &init, opts.offline, progress)?;

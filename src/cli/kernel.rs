@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::{CliError, CliResult};
+use crate::arch::Arch;
 use crate::kernel::{self, config::Value, lint};
 use crate::profile::{KernelOrigin, Profile};
 use crate::progress::Progress;
@@ -140,6 +141,11 @@ fn profile_image(o: &ProfileArgs) -> CliResult {
     Ok(())
 }
 
+/// The cache kernels are resolved into (`$STRATOS_CACHE`, else the user's cache directory).
+fn cache() -> crate::cache::Cache {
+    crate::cache::Cache::new(crate::cache::root())
+}
+
 fn load(profile: &std::path::Path) -> Result<Profile, CliError> {
     Profile::load(profile).map_err(CliError::input)
 }
@@ -162,7 +168,7 @@ fn config(profile: &std::path::Path, full: bool) -> CliResult {
             profile.display()
         )));
     };
-    let r = kernel::build::resolve(spec, &progress)?;
+    let r = kernel::build::resolve(spec, &cache(), Arch::X86_64, &progress)?;
     if full {
         print!("{}", r.config_text);
     } else {
@@ -208,7 +214,7 @@ fn lint_profile(profile: &std::path::Path, json: bool) -> CliResult {
     let p = load(profile)?;
     let (config, format) = match &p.kernel.origin {
         KernelOrigin::Source(spec) => {
-            let r = kernel::build::resolve(spec, &progress)?;
+            let r = kernel::build::resolve(spec, &cache(), Arch::X86_64, &progress)?;
             (r.config, spec.format.to_string())
         }
         KernelOrigin::Prebuilt { image, config } => {

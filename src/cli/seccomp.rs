@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::{CliError, CliResult};
+use crate::arch::Arch;
 use crate::seccomp::{compile, Policy};
 
 /// Work with seccomp baselines (OCI runtime-spec / Docker seccomp JSON).
@@ -62,7 +63,8 @@ fn load(p: &Path) -> Result<Policy, CliError> {
 fn load_with_text(p: &Path) -> Result<(Policy, String), CliError> {
     let text = crate::fsio::read_text(p, crate::fsio::caps::SECCOMP_POLICY, "a seccomp policy")
         .map_err(CliError::input)?;
-    let policy = Policy::parse(&text, &p.display().to_string()).map_err(CliError::input)?;
+    let policy =
+        Policy::parse(&text, &p.display().to_string(), Arch::X86_64).map_err(CliError::input)?;
     Ok((policy, text))
 }
 
@@ -118,7 +120,7 @@ fn suggest(from: &Path, base: Option<&Path>, out: Option<&Path>) -> CliResult {
             from.display()
         ))
     })?;
-    let obs = suggest::observed(&result)
+    let obs = suggest::observed(&result, Arch::X86_64)
         .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", from.display())))?;
     let base = match base {
         Some(p) => {
@@ -138,6 +140,7 @@ fn suggest(from: &Path, base: Option<&Path>, out: Option<&Path>) -> CliResult {
                 p.file_name().and_then(|n| n.to_str()).unwrap_or("the base"),
             )
         }),
+        Arch::X86_64,
     )
     .map_err(|e| CliError::input(anyhow::anyhow!(e)))?;
     // What is written must be a policy `seccomp check` and the build accept.
@@ -146,7 +149,7 @@ fn suggest(from: &Path, base: Option<&Path>, out: Option<&Path>) -> CliResult {
     });
     let bad =
         |e: String| CliError::input(anyhow::anyhow!("the suggested policy is not valid: {e}"));
-    let policy = Policy::parse(&text, &label).map_err(|e| bad(e.to_string()))?;
+    let policy = Policy::parse(&text, &label, Arch::X86_64).map_err(|e| bad(e.to_string()))?;
     compile(&policy).map_err(|e| bad(e.to_string()))?;
     match out {
         Some(o) => crate::fsio::write_atomic(o, text.as_bytes(), 0o644)
@@ -218,7 +221,7 @@ pub fn run(a: Args) -> CliResult {
                     {
                         println!(
                             "  {} -> {}{}",
-                            crate::seccomp::table::name(*nr).unwrap_or("?"),
+                            crate::seccomp::table::name(p.arch, *nr).unwrap_or("?"),
                             r.action.describe(),
                             if r.args.is_empty() {
                                 String::new()

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::config::{Config, Value};
+use crate::arch::Arch;
 
 /// What Kconfig says about one symbol (merged over all its definitions).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -40,17 +41,19 @@ enum Block {
 
 struct Parser<'a> {
     root: &'a Path,
-    arch: &'a str,
+    /// `SRCARCH`: the architecture's directory under `arch/`.
+    arch: &'static str,
     syms: BTreeMap<String, Symbol>,
     depth: usize,
 }
 
 impl Kconfig {
-    /// Parses the tree from `<root>/Kconfig`, substituting `$(SRCARCH)`/`$SRCARCH` with `arch`.
-    pub fn load(root: &Path, arch: &str) -> std::io::Result<Kconfig> {
+    /// Parses the tree from `<root>/Kconfig`, substituting `$(SRCARCH)`/`$SRCARCH` with
+    /// `arch`'s source directory.
+    pub fn load(root: &Path, arch: Arch) -> std::io::Result<Kconfig> {
         let mut p = Parser {
             root,
-            arch,
+            arch: arch.kernel_src_arch(),
             syms: BTreeMap::new(),
             depth: 0,
         };
@@ -59,14 +62,16 @@ impl Kconfig {
     }
 
     /// Parses Kconfig text given directly (tests).
-    pub fn parse_text(text: &str) -> Kconfig {
+    #[cfg(test)]
+    pub fn parse_text(text: &str, arch: Arch) -> Kconfig {
         let mut p = Parser {
             root: Path::new("/nonexistent"),
-            arch: "x86",
+            arch: arch.kernel_src_arch(),
             syms: BTreeMap::new(),
             depth: 0,
         };
-        let _ = p.text(text, "Kconfig", &[], Path::new("/nonexistent"));
+        p.text(text, "Kconfig", &[], Path::new("/nonexistent"))
+            .expect("no file is read");
         Kconfig { symbols: p.syms }
     }
 }
@@ -747,7 +752,7 @@ endchoice
 
     #[test]
     fn parses_blocks_and_attributes() {
-        let k = Kconfig::parse_text(KCONFIG);
+        let k = Kconfig::parse_text(KCONFIG, Arch::X86_64);
         let v = &k.symbols["VIRTIO_NET"];
         assert_eq!(v.kind, "tristate");
         assert!(v.has_prompt);
@@ -778,7 +783,7 @@ endchoice
 
     #[test]
     fn explains_an_unmet_dependency() {
-        let k = Kconfig::parse_text(KCONFIG);
+        let k = Kconfig::parse_text(KCONFIG, Arch::X86_64);
         let c =
             cfg("CONFIG_SYSFS=y\nCONFIG_MMU=y\nCONFIG_CRYPTO_LZ4=y\n# CONFIG_BLOCK is not set\n");
         let why = k.explain("ZRAM", &Value::Yes, &Value::No, &c);
@@ -788,7 +793,7 @@ endchoice
 
     #[test]
     fn explains_other_cases() {
-        let k = Kconfig::parse_text(KCONFIG);
+        let k = Kconfig::parse_text(KCONFIG, Arch::X86_64);
         let c = cfg("CONFIG_VIRTIO_NET=y\nCONFIG_NET_FAILOVER=y\n");
         assert!(k
             .explain("NO_SUCH", &Value::Yes, &Value::No, &c)

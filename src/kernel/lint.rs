@@ -37,7 +37,7 @@ fn num(c: &Config, name: &str) -> Option<i64> {
 
 pub fn lint(c: &Config, cx: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
-    for rules in [boot_requirements, boot_time, hardening] {
+    for rules in [boot_requirements, boot_time, console_and_size, hardening] {
         rules(c, cx, &mut out);
     }
     out
@@ -114,7 +114,7 @@ fn boot_requirements(c: &Config, cx: &Context, out: &mut Vec<Finding>) {
     }
 }
 
-/// What costs boot time in a microVM and is not needed there.
+/// Work the kernel does at boot that a microVM does not need.
 fn boot_time(c: &Config, cx: &Context, out: &mut Vec<Finding>) {
     let mut add = |rule, kind, message: &str, fix: &str| {
         out.push(Finding {
@@ -166,6 +166,18 @@ fn boot_time(c: &Config, cx: &Context, out: &mut Vec<Finding>) {
             "CONFIG_CRYPTO_MANAGER_DISABLE_TESTS=y",
         );
     }
+}
+
+/// What costs boot time on the serial console, and in the kernel's size.
+fn console_and_size(c: &Config, cx: &Context, out: &mut Vec<Finding>) {
+    let mut add = |rule, kind, message: &str, fix: &str| {
+        out.push(Finding {
+            rule,
+            kind,
+            message: message.to_owned(),
+            fix: fix.to_owned(),
+        })
+    };
     // drivers/tty/serial/8250/Kconfig: SERIAL_8250_RUNTIME_UARTS ports are registered and probed.
     if num(c, "SERIAL_8250_RUNTIME_UARTS").unwrap_or(0) > 1
         || num(c, "SERIAL_8250_NR_UARTS").unwrap_or(0) > 1

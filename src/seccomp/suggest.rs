@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
+use crate::arch::Arch;
 use crate::boot_result::BootTestResult;
 
 /// Calls no run may show that a runtime still needs: ending (`exit`, `exit_group`) and
@@ -41,7 +42,7 @@ fn shown(s: &str) -> String {
 
 /// The calls of every successful run of the image in `r`. A result without system call
 /// counts (an image without `[observe]`) is an error saying so.
-pub fn observed(r: &BootTestResult) -> Result<Observed, String> {
+pub fn observed(r: &BootTestResult, arch: Arch) -> Result<Observed, String> {
     let mut calls: BTreeMap<String, u64> = BTreeMap::new();
     let mut runs = 0;
     // The image's runs come after the baseline's (which may be an older build of the same
@@ -61,9 +62,12 @@ pub fn observed(r: &BootTestResult) -> Result<Observed, String> {
             shown(&r.image.name)
         ));
     }
-    if let Some(n) = calls.keys().find(|n| super::table::number(n).is_none()) {
+    if let Some(n) = calls
+        .keys()
+        .find(|n| super::table::number(arch, n).is_none())
+    {
         return Err(format!(
-            "the runs made system call {}, which has no name in the x86-64 table: a policy cannot name it",
+            "the runs made system call {}, which has no name in the {arch} table: a policy cannot name it",
             shown(n)
         ));
     }
@@ -74,95 +78,116 @@ pub fn observed(r: &BootTestResult) -> Result<Observed, String> {
     })
 }
 
-/// The suggested policy, as the JSON text to write (sorted, two-space indent, newline).
-/// `base`: a policy's JSON and the name to cite it by.
-pub fn suggest(obs: &Observed, base: Option<(&Value, &str)>) -> Result<String, String> {
-    let mut doc = serde_json::Map::new();
-    let mut kept: Vec<Value> = Vec::new();
-    // Names the base decides otherwise than by a plain allow: its rule stays, unchanged.
-    let mut decided: BTreeSet<String> = BTreeSet::new();
-    match base {
-        Some((b, _)) => {
-            let b = b
-                .as_object()
-                .ok_or("the base policy is not a JSON object")?;
-            let default = b.get("defaultAction").and_then(Value::as_str).unwrap_or("");
-            if matches!(default, "SCMP_ACT_ALLOW" | "SCMP_ACT_LOG") {
-                return Err(format!(
-                    "the base's defaultAction is {default}: every call not listed would still be allowed; give a base whose default refuses (SCMP_ACT_ERRNO, SCMP_ACT_KILL_PROCESS), or no --base"
-                ));
-            }
-            for (k, v) in b {
-                if k != "syscalls" && k != "comment" {
-                    doc.insert(k.clone(), v.clone());
-                }
-            }
-            for rule in b
-                .get("syscalls")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let plain_allow = rule.get("action").and_then(Value::as_str)
-                    == Some("SCMP_ACT_ALLOW")
-                    && rule
-                        .get("args")
-                        .and_then(Value::as_array)
-                        .map_or(true, Vec::is_empty)
-                    && rule.get("includes").is_none()
-                    && rule.get("excludes").is_none();
-                if plain_allow {
-                    continue;
-                }
-                for n in rule
-                    .get("names")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(n) = n.as_str() {
-                        decided.insert(n.to_owned());
-                    }
-                }
-                kept.push(rule.clone());
-            }
-        }
-        None => {
-            doc.insert("defaultAction".into(), json!("SCMP_ACT_ERRNO"));
-            doc.insert("defaultErrnoRet".into(), json!(1));
-            doc.insert("architectures".into(), json!(["SCMP_ARCH_X86_64"]));
+/// What the suggestion starts from: a header (every key but `syscalls` and `comment`), the
+/// rules kept as they are, and the names those rules decide (no plain allow is added for them).
+struct Start {
+    header: serde_json::Map<String, Value>,
+    rules: Vec<Value>,
+    decided: BTreeSet<String>,
+}
+
+impl Start {
+    /// No base: refuse with EPERM what was not seen, on `arch` only.
+    fn fresh(arch: Arch) -> Start {
+        let mut header = serde_json::Map::new();
+        header.insert("defaultAction".into(), json!("SCMP_ACT_ERRNO"));
+        header.insert("defaultErrnoRet".into(), json!(1));
+        header.insert("architectures".into(), json!([arch.seccomp()]));
+        Start {
+            header,
+            rules: Vec::new(),
+            decided: BTreeSet::new(),
         }
     }
-    let seen: Vec<&str> = obs
-        .calls
-        .keys()
-        .map(String::as_str)
-        .filter(|n| !decided.contains(*n))
-        .collect();
-    let lifecycle: Vec<&str> = LIFECYCLE
-        .iter()
-        .copied()
-        .filter(|n| !obs.calls.contains_key(*n) && !decided.contains(*n))
-        .collect();
+
+    /// A base policy: its default action and header, and every rule that is not a plain allow.
+    /// A base whose default allows is refused (the suggestion would allow everything).
+    fn from_base(b: &Value) -> Result<Start, String> {
+        let b = b
+            .as_object()
+            .ok_or("the base policy is not a JSON object")?;
+        let default = b.get("defaultAction").and_then(Value::as_str).unwrap_or("");
+        if matches!(default, "SCMP_ACT_ALLOW" | "SCMP_ACT_LOG") {
+            return Err(format!(
+                "the base's defaultAction is {default}: every call not listed would still be allowed; give a base whose default refuses (SCMP_ACT_ERRNO, SCMP_ACT_KILL_PROCESS), or no --base"
+            ));
+        }
+        let header = b
+            .iter()
+            .filter(|(k, _)| *k != "syscalls" && *k != "comment")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut start = Start {
+            header,
+            rules: Vec::new(),
+            decided: BTreeSet::new(),
+        };
+        let rules = b.get("syscalls").and_then(Value::as_array);
+        for rule in rules.into_iter().flatten().filter(|r| !is_plain_allow(r)) {
+            let names = rule.get("names").and_then(Value::as_array);
+            for n in names.into_iter().flatten().filter_map(Value::as_str) {
+                start.decided.insert(n.to_owned());
+            }
+            start.rules.push(rule.clone());
+        }
+        Ok(start)
+    }
+}
+
+/// An allow without argument conditions or `includes`/`excludes`: what the suggestion replaces.
+fn is_plain_allow(rule: &Value) -> bool {
+    rule.get("action").and_then(Value::as_str) == Some("SCMP_ACT_ALLOW")
+        && rule
+            .get("args")
+            .and_then(Value::as_array)
+            .map_or(true, Vec::is_empty)
+        && rule.get("includes").is_none()
+        && rule.get("excludes").is_none()
+}
+
+/// The policy's `comment`: where it comes from and what to check before enforcing it.
+fn comment(obs: &Observed, seen: usize, base: Option<&str>) -> Vec<String> {
     let mut comment = vec![
         format!(
             "Suggested by `stratos seccomp suggest` from {} boot-test run(s) of {} with [observe]:",
             obs.runs, obs.image
         ),
         format!(
-            "it allows the {} system calls the runtime made (from its execve through its last answer), plus",
-            seen.len()
+            "it allows the {seen} system calls the runtime made (from its execve through its last answer), plus"
         ),
         "the calls a process makes only when it ends or returns from a signal handler. Calls the runs never".into(),
         "reached (error paths, rare requests) get the default action: boot-test with the invocations your".into(),
         "function really serves, and review before enforcing.".into(),
     ];
-    if let Some((_, name)) = base {
+    if let Some(name) = base {
         comment.push(format!(
             "Default action, architectures and every rule other than a plain allow are kept from {name}."
         ));
     }
-    doc.insert("comment".into(), json!(comment));
+    comment
+}
+
+/// The suggested policy, as the JSON text to write (sorted, two-space indent, newline).
+/// `base`: a policy's JSON and the name to cite it by; without one, the policy is for `arch`.
+pub fn suggest(obs: &Observed, base: Option<(&Value, &str)>, arch: Arch) -> Result<String, String> {
+    let start = match base {
+        Some((b, _)) => Start::from_base(b)?,
+        None => Start::fresh(arch),
+    };
+    // Names the base decides otherwise than by a plain allow keep their rule, unchanged.
+    let undecided = |n: &&str| !start.decided.contains(*n);
+    let seen: Vec<&str> = obs
+        .calls
+        .keys()
+        .map(String::as_str)
+        .filter(undecided)
+        .collect();
+    let lifecycle: Vec<&str> = LIFECYCLE
+        .iter()
+        .copied()
+        .filter(|n| !obs.calls.contains_key(*n))
+        .filter(undecided)
+        .collect();
     let mut rules = vec![json!({
         "names": seen,
         "action": "SCMP_ACT_ALLOW",
@@ -175,7 +200,10 @@ pub fn suggest(obs: &Observed, base: Option<(&Value, &str)>) -> Result<String, S
             "comment": "ending, and returning from signal handlers: not reached by runs stopped after their last answer",
         }));
     }
-    rules.extend(kept);
+    rules.extend(start.rules);
+    let mut doc = start.header;
+    let comment = comment(obs, seen.len(), base.map(|(_, name)| name));
+    doc.insert("comment".into(), json!(comment));
     doc.insert("syscalls".into(), Value::Array(rules));
     let mut text = serde_json::to_string_pretty(&Value::Object(doc))
         .map_err(|e| format!("cannot write the policy: {e}"))?;
@@ -201,9 +229,10 @@ mod tests {
         let text = suggest(
             &obs(&[("read", 5), ("accept4", 2), ("exit_group", 1)]),
             None,
+            Arch::X86_64,
         )
         .unwrap();
-        let p = Policy::parse(&text, "suggested").unwrap();
+        let p = Policy::parse(&text, "suggested", Arch::X86_64).unwrap();
         compile(&p).unwrap();
         let (always, cond) = p.allowed();
         let mut want: Vec<&str> = vec![
@@ -222,7 +251,8 @@ mod tests {
             text,
             suggest(
                 &obs(&[("accept4", 2), ("read", 5), ("exit_group", 1)]),
-                None
+                None,
+                Arch::X86_64,
             )
             .unwrap()
         );
@@ -240,9 +270,10 @@ mod tests {
         let text = suggest(
             &obs(&[("read", 5), ("clone3", 1)]),
             Some((&base, "base.json")),
+            Arch::X86_64,
         )
         .unwrap();
-        let p = Policy::parse(&text, "suggested").unwrap();
+        let p = Policy::parse(&text, "suggested", Arch::X86_64).unwrap();
         let (always, _) = p.allowed();
         assert!(always.contains("read"));
         assert!(!always.contains("write"), "not observed");
@@ -260,7 +291,7 @@ mod tests {
     fn a_base_that_allows_by_default_is_refused() {
         let base: Value =
             serde_json::from_str(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[]}"#).unwrap();
-        let e = suggest(&obs(&[("read", 1)]), Some((&base, "b.json"))).unwrap_err();
+        let e = suggest(&obs(&[("read", 1)]), Some((&base, "b.json")), Arch::X86_64).unwrap_err();
         assert!(e.contains("SCMP_ACT_ALLOW"), "{e}");
     }
 }

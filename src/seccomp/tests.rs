@@ -1,7 +1,11 @@
+use std::collections::BTreeSet;
+
+use super::bpf::LD_W_ABS;
 use super::*;
+use crate::arch::Arch;
 
 fn nr(name: &str) -> u32 {
-    table::number(name).unwrap()
+    table::number(Arch::X86_64, name).unwrap()
 }
 
 const POLICY: &str = r#"{
@@ -51,7 +55,7 @@ fn probe_values() -> Vec<u64> {
 
 #[test]
 fn every_rule_decides_like_the_policy_for_allowed_and_mutated_arguments() {
-    let p = Policy::parse(POLICY, "t.json").unwrap();
+    let p = Policy::parse(POLICY, "t.json", Arch::X86_64).unwrap();
     let prog = compile(&p).unwrap();
     for (n, rules) in &p.rules {
         for r in rules {
@@ -67,10 +71,10 @@ fn every_rule_decides_like_the_policy_for_allowed_and_mutated_arguments() {
                         args[*i as usize] = b;
                     }
                     assert_eq!(
-                        run(&prog, AUDIT_ARCH_X86_64, *n, args),
+                        run(&prog, Arch::X86_64.audit_arch(), *n, args),
                         decide(&p, *n, args),
                         "{} ({}) args {args:x?}",
-                        table::name(*n).unwrap(),
+                        table::name(Arch::X86_64, *n).unwrap(),
                         r.origin
                     );
                 }
@@ -79,16 +83,16 @@ fn every_rule_decides_like_the_policy_for_allowed_and_mutated_arguments() {
     }
     // Calls with no rule get the default.
     assert_eq!(
-        run(&prog, AUDIT_ARCH_X86_64, nr("mount"), [0; 6]),
+        run(&prog, Arch::X86_64.audit_arch(), nr("mount"), [0; 6]),
         RET_ERRNO | 1
     );
 }
 
 #[test]
 fn actions_and_per_rule_errno() {
-    let p = Policy::parse(POLICY, "t.json").unwrap();
+    let p = Policy::parse(POLICY, "t.json", Arch::X86_64).unwrap();
     let prog = compile(&p).unwrap();
-    let call = |n: &str, args: [u64; 6]| run(&prog, AUDIT_ARCH_X86_64, nr(n), args);
+    let call = |n: &str, args: [u64; 6]| run(&prog, Arch::X86_64.audit_arch(), nr(n), args);
     assert_eq!(call("read", [0; 6]), RET_ALLOW);
     assert_eq!(call("clone3", [0; 6]), RET_ERRNO | 38);
     assert_eq!(call("ptrace", [0; 6]), RET_KILL_PROCESS);
@@ -107,7 +111,7 @@ fn actions_and_per_rule_errno() {
 
 #[test]
 fn architecture_is_checked_first_and_x32_is_refused() {
-    let p = Policy::parse(POLICY, "t.json").unwrap();
+    let p = Policy::parse(POLICY, "t.json", Arch::X86_64).unwrap();
     let prog = compile(&p).unwrap();
     assert_eq!(prog[0], Insn::new(LD_W_ABS, 0, 0, 4));
     assert_eq!(
@@ -117,8 +121,8 @@ fn architecture_is_checked_first_and_x32_is_refused() {
     assert_eq!(
         run(
             &prog,
-            AUDIT_ARCH_X86_64,
-            nr("read") | X32_SYSCALL_BIT,
+            Arch::X86_64.audit_arch(),
+            nr("read") | Arch::X86_64.second_abi_syscall_bit().unwrap(),
             [0; 6]
         ),
         RET_KILL_PROCESS
@@ -127,11 +131,22 @@ fn architecture_is_checked_first_and_x32_is_refused() {
 
 #[test]
 fn log_mode_allows_and_logs_what_would_be_denied() {
-    let p = Policy::parse(POLICY, "t.json").unwrap().log_mode();
+    let p = Policy::parse(POLICY, "t.json", Arch::X86_64)
+        .unwrap()
+        .log_mode();
     let prog = compile(&p).unwrap();
-    assert_eq!(run(&prog, AUDIT_ARCH_X86_64, nr("mount"), [0; 6]), RET_LOG);
-    assert_eq!(run(&prog, AUDIT_ARCH_X86_64, nr("read"), [0; 6]), RET_ALLOW);
-    assert_eq!(run(&prog, AUDIT_ARCH_X86_64, nr("ptrace"), [0; 6]), RET_LOG);
+    assert_eq!(
+        run(&prog, Arch::X86_64.audit_arch(), nr("mount"), [0; 6]),
+        RET_LOG
+    );
+    assert_eq!(
+        run(&prog, Arch::X86_64.audit_arch(), nr("read"), [0; 6]),
+        RET_ALLOW
+    );
+    assert_eq!(
+        run(&prog, Arch::X86_64.audit_arch(), nr("ptrace"), [0; 6]),
+        RET_LOG
+    );
 }
 
 #[test]
@@ -167,11 +182,13 @@ fn bad_policies_name_the_rule() {
         ),
     ];
     for (text, want) in cases {
-        let e = Policy::parse(text, "bad.json").unwrap_err().to_string();
+        let e = Policy::parse(text, "bad.json", Arch::X86_64)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(want), "{want}: {e}");
         assert!(e.starts_with("bad.json: "), "{e}");
     }
-    let e = Policy::parse("{\"defaultAction\": ", "m.json")
+    let e = Policy::parse("{\"defaultAction\": ", "m.json", Arch::X86_64)
         .unwrap_err()
         .to_string();
     assert!(e.contains("m.json: malformed policy JSON at line 1"), "{e}");
@@ -187,7 +204,7 @@ fn oversized_filters_are_refused() {
         r#"{{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{}]}}"#,
         rules.join(",")
     );
-    let p = Policy::parse(&text, "big.json").unwrap();
+    let p = Policy::parse(&text, "big.json", Arch::X86_64).unwrap();
     let e = match compile(&p) {
         Ok(prog) => panic!(
             "an oversized filter ({} instructions) was accepted",
@@ -200,14 +217,14 @@ fn oversized_filters_are_refused() {
 
 #[test]
 fn bytes_round_trip() {
-    let p = Policy::parse(POLICY, "t.json").unwrap();
+    let p = Policy::parse(POLICY, "t.json", Arch::X86_64).unwrap();
     let prog = compile(&p).unwrap();
     assert_eq!(from_bytes(&to_bytes(&prog)), prog);
 }
 
 #[test]
 fn allowed_set() {
-    let p = Policy::parse(POLICY, "t.json").unwrap();
+    let p = Policy::parse(POLICY, "t.json", Arch::X86_64).unwrap();
     let (always, cond) = p.allowed();
     assert!(always.contains("read") && !always.contains("clone3"));
     assert_eq!(cond["personality"].len(), 2);
@@ -217,13 +234,17 @@ fn allowed_set() {
 fn hostile_misspelled_top_level_key_is_an_error_not_allow_all() {
     // `sycalls` was silently ignored: the policy then allowed everything.
     let text = r#"{"defaultAction":"SCMP_ACT_ALLOW","sycalls":[{"names":["mount"],"action":"SCMP_ACT_ERRNO"}]}"#;
-    let e = Policy::parse(text, "p.json").unwrap_err().to_string();
+    let e = Policy::parse(text, "p.json", Arch::X86_64)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("unknown field `sycalls`"), "{e}");
     for bad in [
         r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","includes":{"kaps":["CAP_SYS_ADMIN"]}}]}"#,
         r#"{"defaultAction":"SCMP_ACT_ERRNO","archMap":[{"architecture":"SCMP_ARCH_X86_64","subArchitectures":[],"extra":1}]}"#,
     ] {
-        let e = Policy::parse(bad, "p.json").unwrap_err().to_string();
+        let e = Policy::parse(bad, "p.json", Arch::X86_64)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown field"), "{e}");
     }
 }
@@ -261,7 +282,9 @@ fn hostile_unknown_architectures_and_out_of_range_errno() {
         ),
     ];
     for (text, want) in cases {
-        let e = Policy::parse(text, "p.json").unwrap_err().to_string();
+        let e = Policy::parse(text, "p.json", Arch::X86_64)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(want), "{want}: {e}");
     }
 }
@@ -281,13 +304,47 @@ fn conditions_are_evaluated_for_the_runtime() {
         let (always, _) = p.allowed();
         always.into_iter().collect::<Vec<_>>()
     };
-    let root_61 = Target::new(0, Some("6.1.0-28-cloud-amd64"));
+    let root_61 = Target::new(Arch::X86_64, 0, Some("6.1.0-28-cloud-amd64"));
     assert_eq!(allowed(&root_61), ["bpf", "mount", "write"]);
-    let user_54 = Target::new(1000, Some("5.4.0"));
+    let user_54 = Target::new(Arch::X86_64, 1000, Some("5.4.0"));
     assert_eq!(allowed(&user_54), ["ptrace", "write"]);
     // A kernel whose version is unknown cannot satisfy minKernel: refused, not guessed.
-    let e = Policy::parse_for(text, "p.json", &Target::new(0, None))
+    let e = Policy::parse_for(text, "p.json", &Target::new(Arch::X86_64, 0, None))
         .unwrap_err()
         .to_string();
     assert!(e.contains("kernel version is unknown"), "{e}");
+}
+
+#[test]
+fn the_policy_vocabularies_know_every_architecture_built() {
+    use super::oci::{GO_ARCHES, SCMP_ARCHES};
+    for &arch in Arch::ALL {
+        assert!(SCMP_ARCHES.contains(&arch.seccomp()), "{arch}");
+        for name in arch.policy_names() {
+            assert!(GO_ARCHES.contains(name), "{arch}: {name}");
+        }
+    }
+}
+
+#[test]
+fn architecture_messages_name_the_image_architecture() {
+    let e = Policy::parse(
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_AARCH64"]}"#,
+        "p.json",
+        Arch::X86_64,
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(e, "p.json: architectures [\"SCMP_ARCH_AARCH64\"] do not include SCMP_ARCH_X86_64, the only architecture StratOS images run on");
+    let e = Policy::parse(
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["nope"],"action":"SCMP_ACT_ALLOW"}]}"#,
+        "p.json",
+        Arch::X86_64,
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "p.json: syscalls[0]: unknown system call \"nope\" (x86-64, Linux 6.1)"
+    );
 }

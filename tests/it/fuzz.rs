@@ -147,7 +147,8 @@ fn locks_waves_and_policies() {
         .map(|f| std::fs::read(root().join("profiles/seccomp").join(f)).unwrap())
         .collect();
     fuzz("seccomp policy", &seeds, |b| {
-        if let Ok(p) = stratos::seccomp::Policy::parse(&text(b), "p.json") {
+        let x86_64 = stratos::arch::Arch::X86_64;
+        if let Ok(p) = stratos::seccomp::Policy::parse(&text(b), "p.json", x86_64) {
             let _ = stratos::seccomp::compile(&p);
         }
     });
@@ -277,7 +278,7 @@ fn seccomp_suggest_bases() {
     let base = std::fs::read(root().join("profiles/seccomp/python.json")).unwrap();
     fuzz("seccomp suggest --base", &[base], |b| {
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(b) {
-            let _ = suggest(&obs, Some((&v, "base.json")));
+            let _ = suggest(&obs, Some((&v, "base.json")), stratos::arch::Arch::X86_64);
         }
     });
 }

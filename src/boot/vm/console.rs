@@ -51,7 +51,8 @@ pub fn seccomp_log(records: &[String]) -> std::collections::BTreeMap<String, usi
         else {
             continue;
         };
-        let name = stratos_wire::syscalls::name(nr).map_or_else(|| format!("#{nr}"), str::to_owned);
+        let name = crate::seccomp::table::name(crate::arch::Arch::X86_64, nr)
+            .map_or_else(|| format!("#{nr}"), str::to_owned);
         *out.entry(format!("{name} ({nr})")).or_insert(0) += 1;
     }
     out
