@@ -23,6 +23,9 @@ fn get(port: u16, path: &str, deadline: Instant) -> String {
     }
 }
 
+// One scenario over one boot: every step uses the same running VM (booting once per step
+// would multiply the VM tier's time), so it stays one function, read top to bottom.
+#[allow(clippy::too_many_lines)]
 #[test]
 fn node_fn_builds_offline_boots_at_128_mib_and_refuses_processes() {
     require_tool("qemu-system-x86_64");

@@ -316,6 +316,9 @@ fn consistent(state: &Path, allowed: &[&Path]) -> String {
     d
 }
 
+// One table of fail points over one staged base, read top to bottom: each crash builds on the
+// state the one before left (splitting it would stage and apply the images again per part).
+#[allow(clippy::too_many_lines)]
 #[test]
 fn a_crash_at_any_step_leaves_the_old_or_the_new_state_and_the_next_run_finishes() {
     let i = images();

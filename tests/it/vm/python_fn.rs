@@ -13,7 +13,16 @@ fn python_fn_builds_offline_reproducibly_boots_and_answers() {
     let work = tempfile::tempdir().unwrap();
     // Reproducibility is the point of this test: the shared image and a second build agree.
     let a = image_rebuilt_identically("python-fn", work.path());
+    let comps = sbom_names_every_package(&a);
+    every_entry_belongs_to_a_component_and_preload_is_the_closure(&cache, &a);
+    trimmed_with_bytecode_owned_by_its_source(&a, &comps);
+    boots_and_answers_in_256_and_128_mib(&cache, &a);
+    snapshot_restores_clones_with_their_own_random(&cache, &a, work.path());
+}
 
+/// The SBOM validates, names the interpreter's packages with their licences and dependency
+/// graph; returns its components.
+fn sbom_names_every_package(a: &std::path::Path) -> Vec<serde_json::Value> {
     let sbom: serde_json::Value =
         serde_json::from_slice(&std::fs::read(a.join("sbom.cdx.json")).unwrap()).unwrap();
     validate_sbom(&sbom).unwrap();
@@ -47,11 +56,17 @@ fn python_fn_builds_offline_reproducibly_boots_and_answers() {
         .unwrap()
         .iter()
         .any(|r| r.as_str().unwrap().contains("libpython3.11-minimal")));
+    comps.clone()
+}
 
+fn every_entry_belongs_to_a_component_and_preload_is_the_closure(
+    cache: &std::path::Path,
+    a: &std::path::Path,
+) {
     // Every entry of the image belongs to a component.
-    stratos(&cache)
+    stratos(cache)
         .args(["inspect", "--orphans"])
-        .arg(&a)
+        .arg(a)
         .assert()
         .success()
         .stderr(predicates::str::contains("no orphans"));
@@ -77,7 +92,9 @@ fn python_fn_builds_offline_reproducibly_boots_and_answers() {
             "{lib} not in {preload:?}"
         );
     }
+}
 
+fn trimmed_with_bytecode_owned_by_its_source(a: &std::path::Path, comps: &[serde_json::Value]) {
     // Trimmed: no documentation, no iconv modules; the interpreter and its stdlib are there.
     let out = std::process::Command::new("tar")
         .args(["--zstd", "-tf"])
@@ -135,8 +152,10 @@ fn python_fn_builds_offline_reproducibly_boots_and_answers() {
         );
     }
     assert!(entries.contains("/srv/fn/__pycache__/app.cpython-311.pyc"));
+}
 
-    stratos(&cache)
+fn boots_and_answers_in_256_and_128_mib(cache: &std::path::Path, a: &std::path::Path) {
+    stratos(cache)
         .args([
             "boot",
             "--accel",
@@ -146,7 +165,7 @@ fn python_fn_builds_offline_reproducibly_boots_and_answers() {
             "--invoke",
             "/?name=ci",
         ])
-        .arg(&a)
+        .arg(a)
         .assert()
         .success()
         .stdout(predicates::str::contains(
@@ -164,7 +183,7 @@ fn python_fn_builds_offline_reproducibly_boots_and_answers() {
 
     // The root is on a verified disk, not in RAM: the function runs in a 128 MiB VM (the size
     // of the published cold-start benchmark).
-    stratos(&cache)
+    stratos(cache)
         .args([
             "boot",
             "--accel",
@@ -176,21 +195,27 @@ fn python_fn_builds_offline_reproducibly_boots_and_answers() {
             "--invoke",
             "/?name=small",
         ])
-        .arg(&a)
+        .arg(a)
         .assert()
         .success()
         .stdout(predicates::str::contains(
             "Hello, small! This is StratOS on Python.",
         ))
         .stdout(predicates::str::contains("memory available"));
+}
 
+fn snapshot_restores_clones_with_their_own_random(
+    cache: &std::path::Path,
+    a: &std::path::Path,
+    work: &std::path::Path,
+) {
     // Snapshotted once (after a warm-up call), restored twice: the init tells the handler
     // (on-restore = SIGUSR1) before the host calls, the handler reseeds, and each clone's id
     // is its own.
-    let snap = work.path().join("a.snap");
-    stratos(&cache)
+    let snap = work.join("a.snap");
+    stratos(cache)
         .arg("snapshot")
-        .arg(&a)
+        .arg(a)
         .arg("--out")
         .arg(&snap)
         .args(["--accel", "tcg", "--memory", "256", "--warm", "/id", "-q"])
@@ -198,10 +223,10 @@ fn python_fn_builds_offline_reproducibly_boots_and_answers() {
         .success();
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let out = stratos_std(&cache)
+        let out = stratos_std(cache)
             .args(["boot", "--timeout", "120", "--invoke", "/id", "--snapshot"])
             .arg(&snap)
-            .arg(&a)
+            .arg(a)
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
