@@ -76,6 +76,34 @@ impl Arch {
         }
     }
 
+    /// The Debian package holding [`Arch::qemu_binary`] (what `ci/setup` installs).
+    pub fn qemu_package(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "qemu-system-x86",
+        }
+    }
+
+    /// The plainest full machine QEMU has for the architecture (the KVM probe boots on it).
+    pub fn qemu_plain_machine(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "q35",
+        }
+    }
+
+    /// The first serial port as the kernel names it on that machine (`console=`).
+    pub fn serial_console(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "ttyS0",
+        }
+    }
+
+    /// npm's name (`process.arch`, what a package's `cpu` field lists).
+    pub fn npm_cpu(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x64",
+        }
+    }
+
     /// `AUDIT_ARCH_*`: what a seccomp filter compares `seccomp_data.arch` with.
     pub fn audit_arch(self) -> u32 {
         match self {
@@ -147,6 +175,10 @@ mod tests {
             ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"]
         );
         assert_eq!(a.kernel_src_arch(), "x86");
+        assert_eq!(a.qemu_package(), "qemu-system-x86");
+        assert_eq!(a.qemu_plain_machine(), "q35");
+        assert_eq!(a.serial_console(), "ttyS0");
+        assert_eq!(a.npm_cpu(), "x64");
         assert!(a.kernel_boot_image().starts_with("arch/x86/"));
         // linux/audit.h: AUDIT_ARCH_X86_64 = EM_X86_64 (62) | 64-bit | little-endian.
         assert_eq!(a.audit_arch(), 62 | 0x8000_0000 | 0x4000_0000);

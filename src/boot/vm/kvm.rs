@@ -82,9 +82,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// The machine the probe boots on: the plainest one QEMU has for `arch`.
 fn probe_machine(arch: Arch) -> &'static str {
-    match arch {
-        Arch::X86_64 => "q35",
-    }
+    arch.qemu_plain_machine()
 }
 
 /// The probe's kernel command line: everything on the first serial port, as early as the

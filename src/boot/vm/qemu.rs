@@ -19,9 +19,7 @@ pub fn qemu_binary(arch: Arch) -> std::ffi::OsString {
 
 /// The Debian package that holds `arch`'s system emulator (what `ci/setup` installs).
 fn qemu_package(arch: Arch) -> &'static str {
-    match arch {
-        Arch::X86_64 => "qemu-system-x86",
-    }
+    arch.qemu_package()
 }
 
 #[derive(Debug, thiserror::Error)]

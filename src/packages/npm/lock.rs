@@ -122,7 +122,7 @@ fn plan_entry(key: &str, p: &serde_json::Value, arch: Arch) -> Result<Planned, S
     if flag("inBundle") {
         return Ok(Planned::Skip("bundled in its parent's tarball"));
     }
-    let cpu = npm_cpu(arch);
+    let cpu = arch.npm_cpu();
     if !fits(p, "os", "linux") || !fits(p, "cpu", cpu) {
         if flag("optional") {
             return Ok(Planned::Skip("optional, for another platform"));
@@ -163,13 +163,6 @@ fn plan_entry(key: &str, p: &serde_json::Value, arch: Arch) -> Result<Planned, S
         has_install_script: flag("hasInstallScript"),
         bin: parse_bin(p)?,
     }))
-}
-
-/// npm's name for an architecture (`process.arch`, what a package's `cpu` lists).
-pub(super) fn npm_cpu(arch: Arch) -> &'static str {
-    match arch {
-        Arch::X86_64 => "x64",
-    }
 }
 
 /// Every path segment between `node_modules/` of a lock key is a package name.

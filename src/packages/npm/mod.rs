@@ -158,7 +158,7 @@ fn check_native(
                     .map(|n| n.to_string())
                     .collect::<Vec<_>>()
                     .join(", "),
-                lock::npm_cpu(arch),
+                arch.npm_cpu(),
                 p.name
             ),
         });
