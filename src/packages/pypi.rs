@@ -334,9 +334,6 @@ pub fn cache_dir() -> PathBuf {
     crate::cache::root().join("wheels/sha256")
 }
 
-/// The default index (its simple API, PEP 691 JSON).
-pub const DEFAULT_INDEX: &str = "https://pypi.org/simple/";
-
 /// A wheel chosen for a requirement.
 pub struct Fetched {
     pub file_name: String,

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::zram::ZramSize;
 use super::{Ctx, Named, ProfileError};
 use crate::rootfs::ImagePath;
 
@@ -189,6 +188,13 @@ pub(super) fn parse_mode(
         return Err(bad());
     }
     Ok(v)
+}
+
+/// A size as written: bytes, or a share of the RAM (which only `[zram] size` accepts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZramSize {
+    Bytes(u64),
+    PercentOfRam(u32),
 }
 
 /// Parses `512M`, `1G`, `1048576`, `50%`.

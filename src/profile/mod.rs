@@ -31,17 +31,17 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-pub use checks::parse_size;
+pub use checks::{parse_size, ZramSize};
 pub use files::HostFile;
 pub use image::{Image, RootFormat};
 pub use init::Init;
 pub use kernel::{Kernel, KernelBase, KernelFormat, KernelOrigin, KernelSourceSpec};
 pub use network::Network;
 pub use overlays::{overlay_name, Overlay};
-pub use packages::{is_debian_name, NpmDeps, Packages, PythonDeps};
+pub use packages::{is_debian_name, NpmDeps, Packages, Pin, Policy, PythonDeps};
 pub use python::PythonSpec;
 pub use seccomp::{SeccompMode, SeccompSpec};
-pub use zram::{Zram, ZramSize, ZRAM_ALGORITHMS};
+pub use zram::{Zram, ZRAM_ALGORITHMS};
 
 /// The profile schema this builder reads.
 pub const SCHEMA: i64 = 1;

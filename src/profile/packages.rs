@@ -84,11 +84,31 @@ pub struct Packages {
     pub keep: Vec<String>,
     pub default_excludes: bool,
     /// Where packages may come from (`origins`, `[packages.pin]`), for `stratos lock`.
-    pub policy: crate::packages::resolve::Policy,
+    pub policy: Policy,
     /// `[packages.python]`: wheels from a hashed requirements file.
     pub python: Option<PythonDeps>,
     /// `[packages.npm]`: packages from a package-lock.json.
     pub npm: Option<NpmDeps>,
+}
+
+/// Where packages may come from: the profile's `[packages] origins` and `[packages.pin]`.
+/// With several origins on the machine (Debian's archive and a vendor's repository offering a
+/// newer build of the same package), a package offered by more than one allowed origin is an
+/// error until the profile says which: never a silent pick of the highest version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// The origins any package may come from (empty: any origin).
+    pub origins: Vec<String>,
+    /// Per package: the origin and/or versions it may come from.
+    pub pins: BTreeMap<String, Pin>,
+}
+
+/// `[packages.pin] NAME = { origin = "Debian", version = "18.*" }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pin {
+    pub origin: Option<String>,
+    /// A pattern of versions: `*` matches any run of characters (`18.*`, `*+deb12u*`).
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +117,9 @@ pub struct PythonDeps {
     /// The simple API (PEP 691) wheels are fetched from.
     pub index: String,
 }
+
+/// The index wheels come from when `[packages.python]` names none (its simple API, PEP 691 JSON).
+pub const DEFAULT_INDEX: &str = "https://pypi.org/simple/";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NpmDeps {
@@ -181,7 +204,7 @@ pub(super) fn validate_packages(
                             "the index is an https:// URL of a simple API (PEP 691), e.g. \"https://pypi.org/simple/\"",
                         ))
                     }
-                    None => crate::packages::pypi::DEFAULT_INDEX.to_owned(),
+                    None => DEFAULT_INDEX.to_owned(),
                 };
                 Ok(PythonDeps {
                     requirements: existing_file(
@@ -209,11 +232,7 @@ pub(super) fn validate_packages(
 }
 
 /// `[packages] origins` and `[packages.pin]`.
-fn package_policy(
-    cx: &Ctx,
-    p: &RawPackages,
-) -> Result<crate::packages::resolve::Policy, ProfileError> {
-    use crate::packages::resolve::{Pin, Policy};
+fn package_policy(cx: &Ctx, p: &RawPackages) -> Result<Policy, ProfileError> {
     let mut policy = Policy::default();
     for (i, o) in p.origins.iter().enumerate() {
         if o.get_ref().trim().is_empty() {

@@ -42,7 +42,7 @@ pub(super) fn validate_python(
 ) -> Result<PythonSpec, ProfileError> {
     let interpreter = match &py.interpreter {
         Some(i) => image_path(cx, i, "runtime.python.interpreter")?,
-        None => crate::packages::bytecode::default_interpreter(runtime).ok_or_else(|| {
+        None => default_interpreter(runtime).ok_or_else(|| {
             cx.near(
                 "[runtime.python]",
                 "runtime.python.interpreter",
@@ -54,6 +54,15 @@ pub(super) fn validate_python(
         interpreter,
         bytecode: py.bytecode.unwrap_or(false),
     })
+}
+
+/// The interpreter a `[runtime.python]` section means when it names none: the runtime itself
+/// when its file name starts with `python`.
+pub fn default_interpreter(argv0: &str) -> Option<ImagePath> {
+    let p = ImagePath::parse(argv0).ok()?;
+    p.file_name()
+        .is_some_and(|n| n.starts_with("python"))
+        .then_some(p)
 }
 
 #[cfg(test)]

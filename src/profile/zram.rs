@@ -2,7 +2,7 @@
 
 use toml::Spanned;
 
-use super::checks::{parse_size, IntOrString};
+use super::checks::{parse_size, IntOrString, ZramSize};
 use super::{Ctx, ProfileError};
 
 #[derive(Debug, serde::Deserialize)]
@@ -15,12 +15,6 @@ pub(super) struct RawZram {
     pub priority: Option<Spanned<i64>>,
     #[serde(default)]
     pub required: Option<bool>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ZramSize {
-    Bytes(u64),
-    PercentOfRam(u32),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
