@@ -45,10 +45,10 @@ pub struct Report {
 
 #[derive(Debug, Serialize)]
 pub struct KernelReport {
-    pub format: String,
+    pub format: crate::sign::manifest::KernelFormat,
     pub version: Option<String>,
     pub cmdline: String,
-    pub config_sha256: Option<String>,
+    pub config_sha256: Option<crate::digest::Sha256>,
 }
 
 #[derive(Debug, Serialize)]
@@ -153,10 +153,10 @@ pub fn report(dir: &Path) -> Result<Report, InspectError> {
         builder_version: m.builder.version.clone(),
         source_date_epoch: m.source_date_epoch,
         kernel: KernelReport {
-            format: m.kernel.format.clone(),
+            format: m.kernel.format,
             version: m.kernel.version.clone(),
             cmdline: m.kernel.cmdline.clone(),
-            config_sha256: m.kernel.config_sha256.clone(),
+            config_sha256: m.kernel.config_sha256,
         },
         root: m.root.clone(),
         observe: m.observe,

@@ -20,7 +20,7 @@ use super::console;
 use super::qemu::{free_port, Accel, Forward, SnapshotVm, Vm, VmSpec};
 use super::qmp::{Qmp, QmpError};
 use super::BootImage;
-use crate::sign::manifest::{canonical_json, signature_file, Artifact};
+use crate::sign::manifest::{canonical_json, signature_file, Artifact, ArtifactName};
 use crate::sign::{KeyId, PublicKey, SecretKey};
 
 pub const FORMAT: u32 = 1;
@@ -309,7 +309,7 @@ fn describe(
         warm: o.warm.clone(),
         files: [MEMORY_FILE, STATE_FILE]
             .iter()
-            .map(|n| file_digest(staging, n))
+            .map(|n| file_digest(staging, &ArtifactName::from_static(n)))
             .collect::<Result<_, _>>()?,
     })
 }
@@ -420,12 +420,12 @@ fn write_private(p: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
         .map_err(io(format!("writing {}", p.display())))
 }
 
-fn file_digest(dir: &Path, name: &str) -> Result<Artifact, SnapshotError> {
+fn file_digest(dir: &Path, name: &ArtifactName) -> Result<Artifact, SnapshotError> {
     let (d, size) = crate::fsio::sha256_file(&dir.join(name), crate::fsio::Links::Refuse)?;
     Ok(Artifact {
-        name: name.to_owned(),
+        name: name.clone(),
         size,
-        sha256: hex::encode(d),
+        sha256: crate::digest::Sha256::from_bytes(d),
     })
 }
 
@@ -972,7 +972,7 @@ mod tests {
             warm: Vec::new(),
             files: [MEMORY_FILE, STATE_FILE]
                 .iter()
-                .map(|n| file_digest(dir, n).unwrap())
+                .map(|n| file_digest(dir, &ArtifactName::from_static(n)).unwrap())
                 .collect(),
         };
         write_meta(dir, key, &meta);

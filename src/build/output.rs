@@ -229,16 +229,17 @@ mod tests {
     use super::*;
 
     fn manifest(artifacts: &[&str]) -> Vec<u8> {
+        let digest = "0".repeat(64);
         let arts: Vec<_> = artifacts
             .iter()
-            .map(|n| serde_json::json!({"name": n, "size": 1, "sha256": "00"}))
+            .map(|n| serde_json::json!({"name": n, "size": 1, "sha256": digest}))
             .collect();
         serde_json::to_vec(&serde_json::json!({
             "format": 1,
             "image": {"name": "x", "version": "1"},
             "builder": {"name": "stratos", "version": "0"},
             "source_date_epoch": 0,
-            "profile": {"file": "p.toml", "sha256": "00"},
+            "profile": {"file": "p.toml", "sha256": digest},
             "kernel": {"artifact": "kernel", "format": "bzImage", "version": null,
                        "cmdline": "", "config_sha256": null, "origin": "prebuilt"},
             "compression": {"algorithm": "zstd", "level": 19, "library_version": "1"},

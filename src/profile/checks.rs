@@ -232,25 +232,17 @@ pub(super) fn choice<T: Named>(
     let Some(v) = v else {
         return Ok(T::ALL[0].1);
     };
-    T::ALL
-        .iter()
-        .find(|(n, _)| *n == v.get_ref())
-        .map(|(_, t)| *t)
-        .ok_or_else(|| {
-            cx.at(
-                v.span(),
-                key,
-                format!(
-                    "{:?} is not allowed here; use {}",
-                    v.get_ref(),
-                    T::ALL
-                        .iter()
-                        .map(|(n, _)| format!("\"{n}\""))
-                        .collect::<Vec<_>>()
-                        .join(" or ")
-                ),
-            )
-        })
+    T::from_name(v.get_ref()).ok_or_else(|| {
+        cx.at(
+            v.span(),
+            key,
+            format!(
+                "{:?} is not allowed here; use {}",
+                v.get_ref(),
+                T::allowed()
+            ),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -60,6 +60,30 @@ pub enum KernelOrigin {
     Source(KernelSourceSpec),
 }
 
+impl KernelOrigin {
+    /// Which of the two it is, as the manifest records it.
+    pub fn kind(&self) -> KernelOriginKind {
+        match self {
+            KernelOrigin::Prebuilt { .. } => KernelOriginKind::Prebuilt,
+            KernelOrigin::Source(_) => KernelOriginKind::Source,
+        }
+    }
+}
+
+/// Where an image's kernel came from, without the details (`[kernel] prebuilt` or `source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelOriginKind {
+    Prebuilt,
+    Source,
+}
+
+impl Named for KernelOriginKind {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("prebuilt", KernelOriginKind::Prebuilt),
+        ("source", KernelOriginKind::Source),
+    ];
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelSourceSpec {
     pub tarball: PathBuf,

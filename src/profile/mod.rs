@@ -35,7 +35,9 @@ pub use checks::{parse_size, ZramSize};
 pub use files::HostFile;
 pub use image::{Image, RootFormat};
 pub use init::Init;
-pub use kernel::{Kernel, KernelBase, KernelFormat, KernelOrigin, KernelSourceSpec};
+pub use kernel::{
+    Kernel, KernelBase, KernelFormat, KernelOrigin, KernelOriginKind, KernelSourceSpec,
+};
 pub use network::Network;
 pub use overlays::{overlay_name, Overlay};
 pub use packages::{is_debian_name, NpmDeps, Packages, Pin, Policy, PythonDeps};
@@ -194,19 +196,64 @@ pub trait Named: Sized + Copy + 'static {
             .map(|(n, _)| *n)
             .expect("every value is named")
     }
+
+    /// The value a word names.
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+
+    /// The words, for messages: `"a" or "b"`.
+    fn allowed() -> String {
+        Self::ALL
+            .iter()
+            .map(|(n, _)| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    }
 }
 
-/// Displays a [`Named`] value as the word a profile uses for it.
+/// Displays a [`Named`] value as the word a profile uses for it (padded like that string).
 macro_rules! display_named {
     ($($t:ty),*) => {$(
         impl fmt::Display for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
     )*};
 }
-display_named!(SeccompMode, KernelBase, KernelFormat, RootFormat);
+display_named!(
+    SeccompMode,
+    KernelBase,
+    KernelFormat,
+    KernelOriginKind,
+    RootFormat
+);
+
+/// (De)serialises a [`Named`] value as its word: the signed manifest records what was built
+/// with these (`kernel.format`, `kernel.origin`, `seccomp.mode`, `root.format`).
+macro_rules! serde_named {
+    ($($t:ty),*) => {$(
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let word = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                <$t>::from_name(&word).ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "{word:?} is not allowed here; use {}",
+                        <$t>::allowed()
+                    ))
+                })
+            }
+        }
+    )*};
+}
+serde_named!(SeccompMode, KernelFormat, KernelOriginKind, RootFormat);
 
 impl Profile {
     /// Reads and validates a profile file.
