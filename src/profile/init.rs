@@ -270,6 +270,7 @@ fn restart(cx: &Ctx, i: &RawInit) -> Result<stratos_wire::Restart, ProfileError>
     Ok(r)
 }
 
+/// `[init] tmpfs`: the tmpfs mounts the init makes (default: `/run` and `/tmp`).
 fn tmpfs(
     cx: &Ctx,
     list: Option<&[Spanned<RawTmpfs>]>,
@@ -291,73 +292,73 @@ fn tmpfs(
     let mut out: Vec<stratos_wire::Tmpfs> = Vec::new();
     for (n, t) in list.iter().enumerate() {
         let key = format!("init.tmpfs[{n}]");
-        let (path, size, mode) = match t.get_ref() {
-            RawTmpfs::Path(p) => (p.clone(), None, None),
-            RawTmpfs::Table { path, size, mode } => (path.clone(), size.as_ref(), mode.as_ref()),
-        };
-        let p = ImagePath::parse(&path).map_err(|e| cx.at(t.span(), key.clone(), e.to_string()))?;
-        if p.is_root()
-            || ["/proc", "/sys", "/dev"]
-                .iter()
-                .any(|k| p.starts_with(&ImagePath::parse(k).expect("static")))
-        {
-            return Err(cx.at(
-                t.span(),
-                key,
-                format!(
-                    "{p} cannot be a tmpfs mount (the init mounts /, /proc, /sys and /dev itself)"
-                ),
-            ));
+        let mount = tmpfs_mount(cx, t, &key)?;
+        if out.iter().any(|o| o.path == mount.path) {
+            return Err(cx.at(t.span(), key, format!("{} is listed twice", mount.path)));
         }
-        let size = match size {
-            None => 0,
-            Some(s) => parse_size_bytes(s).ok_or_else(|| {
-                cx.at(
-                    t.span(),
-                    format!("{key}.size"),
-                    "must be bytes or a size like \"64M\"",
-                )
-            })?,
-        };
-        let mode = match mode {
-            None => {
-                if p.as_str() == "/tmp" {
-                    0o1777
-                } else {
-                    0o755
-                }
-            }
-            Some(IntOrString::Int(i)) => u32::try_from(*i)
-                .ok()
-                .filter(|&m| m <= 0o7777)
-                .ok_or_else(|| {
-                    cx.at(
-                        t.span(),
-                        format!("{key}.mode"),
-                        "must be octal permission bits",
-                    )
-                })?,
-            Some(IntOrString::Str(s)) => u32::from_str_radix(s.trim_start_matches("0o"), 8)
-                .ok()
-                .filter(|&m| m <= 0o7777)
-                .ok_or_else(|| {
-                    cx.at(
-                        t.span(),
-                        format!("{key}.mode"),
-                        "must be octal permission bits",
-                    )
-                })?,
-        };
-        if out.iter().any(|o| o.path == p.as_str()) {
-            return Err(cx.at(t.span(), key, format!("{p} is listed twice")));
-        }
-        out.push(stratos_wire::Tmpfs {
-            path: p.to_string(),
-            mode,
-            size,
-        });
+        out.push(mount);
     }
     Ok(out)
+}
+
+/// One `[init] tmpfs` entry: a path (not `/` or under what the init mounts itself), with an
+/// optional size and mode.
+fn tmpfs_mount(
+    cx: &Ctx,
+    t: &Spanned<RawTmpfs>,
+    key: &str,
+) -> Result<stratos_wire::Tmpfs, ProfileError> {
+    let (path, size, mode) = match t.get_ref() {
+        RawTmpfs::Path(p) => (p.clone(), None, None),
+        RawTmpfs::Table { path, size, mode } => (path.clone(), size.as_ref(), mode.as_ref()),
+    };
+    let p = ImagePath::parse(&path).map_err(|e| cx.at(t.span(), key, e.to_string()))?;
+    if p.is_root()
+        || ["/proc", "/sys", "/dev"]
+            .iter()
+            .any(|k| p.starts_with(&ImagePath::parse(k).expect("static")))
+    {
+        return Err(cx.at(
+            t.span(),
+            key,
+            format!("{p} cannot be a tmpfs mount (the init mounts /, /proc, /sys and /dev itself)"),
+        ));
+    }
+    let size = match size {
+        None => 0,
+        Some(s) => parse_size_bytes(s).ok_or_else(|| {
+            cx.at(
+                t.span(),
+                format!("{key}.size"),
+                "must be bytes or a size like \"64M\"",
+            )
+        })?,
+    };
+    let mode = match mode {
+        None if p.as_str() == "/tmp" => 0o1777,
+        None => 0o755,
+        Some(m) => tmpfs_mode(m).ok_or_else(|| {
+            cx.at(
+                t.span(),
+                format!("{key}.mode"),
+                "must be octal permission bits",
+            )
+        })?,
+    };
+    Ok(stratos_wire::Tmpfs {
+        path: p.to_string(),
+        mode,
+        size,
+    })
+}
+
+/// Permission bits as a TOML integer or an octal string (`"1777"`, `"0o700"`).
+fn tmpfs_mode(m: &IntOrString) -> Option<u32> {
+    match m {
+        IntOrString::Int(i) => u32::try_from(*i).ok(),
+        IntOrString::Str(s) => u32::from_str_radix(s.trim_start_matches("0o"), 8).ok(),
+    }
+    .filter(|&m| m <= 0o7777)
 }
 
 fn limits(cx: &Ctx, l: Option<&RawLimits>) -> Result<stratos_wire::Limits, ProfileError> {
@@ -416,5 +417,42 @@ mod tests {
         let f = Fixture::new();
         let e = f.err(&BASE.replace("\"/bin/busybox\"", "\"busybox\""));
         assert!(e.contains("init.argv[0]"), "{e}");
+    }
+
+    #[test]
+    fn tmpfs_mounts() {
+        let f = Fixture::new();
+        let p = f.parse(BASE).unwrap();
+        let paths: Vec<_> = p
+            .init
+            .tmpfs
+            .iter()
+            .map(|t| (t.path.as_str(), t.mode))
+            .collect();
+        assert_eq!(paths, [("/run", 0o755), ("/tmp", 0o1777)]);
+        let with = |tmpfs: &str| format!("{BASE}tmpfs = {tmpfs}\n");
+        let p = f
+            .parse(&with(
+                r#"["/tmp", { path = "/srv", size = "64M", mode = "0o700" }]"#,
+            ))
+            .unwrap();
+        let t = &p.init.tmpfs;
+        assert_eq!(
+            (t[0].path.as_str(), t[0].mode, t[0].size),
+            ("/tmp", 0o1777, 0)
+        );
+        assert_eq!(
+            (t[1].path.as_str(), t[1].mode, t[1].size),
+            ("/srv", 0o700, 64 << 20)
+        );
+        for (tmpfs, want) in [
+            (r#"["/proc/x"]"#, "cannot be a tmpfs mount"),
+            (r#"["/a", "/a"]"#, "/a is listed twice"),
+            (r#"[{ path = "/a", mode = 0o17777 }]"#, "init.tmpfs[0].mode"),
+            (r#"[{ path = "/a", size = "lots" }]"#, "init.tmpfs[0].size"),
+        ] {
+            let e = f.err(&with(tmpfs));
+            assert!(e.contains(want), "{tmpfs}: {e}");
+        }
     }
 }

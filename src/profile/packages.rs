@@ -146,8 +146,27 @@ pub(super) fn validate_packages(
     p: RawPackages,
     dir: &Path,
 ) -> Result<Packages, ProfileError> {
+    // Fields are checked in the order they are written here.
+    Ok(Packages {
+        debian: debian_names(cx, &p.debian)?,
+        lock: lock_path(cx, p.lock.as_ref(), dir),
+        exclude: path_globs(cx, &p.exclude, "exclude")?,
+        keep: path_globs(cx, &p.keep, "keep")?,
+        default_excludes: p.default_excludes.unwrap_or(true),
+        policy: package_policy(cx, &p)?,
+        python: p
+            .python
+            .as_ref()
+            .map(|py| python_deps(cx, py, dir))
+            .transpose()?,
+        npm: p.npm.as_ref().map(|n| npm_deps(cx, n, dir)).transpose()?,
+    })
+}
+
+/// `[packages] debian`.
+fn debian_names(cx: &Ctx, list: &[Spanned<String>]) -> Result<Vec<String>, ProfileError> {
     let mut debian = Vec::new();
-    for (i, d) in p.debian.iter().enumerate() {
+    for (i, d) in list.iter().enumerate() {
         if !is_debian_name(d.get_ref()) {
             return Err(cx.at(
                 d.span(),
@@ -157,7 +176,12 @@ pub(super) fn validate_packages(
         }
         debian.push(d.get_ref().clone());
     }
-    let lock = match &p.lock {
+    Ok(debian)
+}
+
+/// `[packages] lock`, else the profile's name with `.lock`, next to it.
+fn lock_path(cx: &Ctx, lock: Option<&Spanned<String>>, dir: &Path) -> PathBuf {
+    match lock {
         Some(l) => dir.join(l.get_ref()),
         None => {
             let stem = cx
@@ -167,67 +191,50 @@ pub(super) fn validate_packages(
                 .unwrap_or("profile");
             dir.join(format!("{stem}.lock"))
         }
-    };
-    let globs = |list: &[Spanned<String>], key: &str| -> Result<Vec<String>, ProfileError> {
-        let mut out = Vec::new();
-        for (i, g) in list.iter().enumerate() {
-            if !g.get_ref().starts_with('/') && !g.get_ref().starts_with("**") {
-                return Err(cx.at(
-                    g.span(),
-                    format!("packages.{key}[{i}]"),
-                    "a glob of in-image paths must start with / or ** (e.g. \"/usr/share/doc/**\")",
-                ));
-            }
-            out.push(g.get_ref().clone());
+    }
+}
+
+/// `[packages] exclude` / `keep`: globs of in-image paths.
+fn path_globs(cx: &Ctx, list: &[Spanned<String>], key: &str) -> Result<Vec<String>, ProfileError> {
+    let mut out = Vec::new();
+    for (i, g) in list.iter().enumerate() {
+        if !g.get_ref().starts_with('/') && !g.get_ref().starts_with("**") {
+            return Err(cx.at(
+                g.span(),
+                format!("packages.{key}[{i}]"),
+                "a glob of in-image paths must start with / or ** (e.g. \"/usr/share/doc/**\")",
+            ));
         }
-        Ok(out)
+        out.push(g.get_ref().clone());
+    }
+    Ok(out)
+}
+
+/// `[packages.python]`.
+fn python_deps(cx: &Ctx, py: &RawPythonDeps, dir: &Path) -> Result<PythonDeps, ProfileError> {
+    let index = match &py.index {
+        Some(i) if i.get_ref().starts_with("https://") => i.get_ref().clone(),
+        Some(i) => {
+            return Err(cx.at(
+                i.span(),
+                "packages.python.index",
+                "the index is an https:// URL of a simple API (PEP 691), e.g. \"https://pypi.org/simple/\"",
+            ))
+        }
+        None => DEFAULT_INDEX.to_owned(),
     };
-    let exclude = globs(&p.exclude, "exclude")?;
-    let keep = globs(&p.keep, "keep")?;
-    Ok(Packages {
-        debian,
-        lock,
-        exclude,
-        keep,
-        default_excludes: p.default_excludes.unwrap_or(true),
-        policy: package_policy(cx, &p)?,
-        python: p
-            .python
-            .as_ref()
-            .map(|py| -> Result<PythonDeps, ProfileError> {
-                let index = match &py.index {
-                    Some(i) if i.get_ref().starts_with("https://") => i.get_ref().clone(),
-                    Some(i) => {
-                        return Err(cx.at(
-                            i.span(),
-                            "packages.python.index",
-                            "the index is an https:// URL of a simple API (PEP 691), e.g. \"https://pypi.org/simple/\"",
-                        ))
-                    }
-                    None => DEFAULT_INDEX.to_owned(),
-                };
-                Ok(PythonDeps {
-                    requirements: existing_file(
-                        cx,
-                        dir,
-                        &py.requirements,
-                        "packages.python.requirements",
-                    )?,
-                    index,
-                })
-            })
-            .transpose()?,
-        npm: p
-            .npm
-            .as_ref()
-            .map(|n| -> Result<NpmDeps, ProfileError> {
-                Ok(NpmDeps {
-                    lock: existing_file(cx, dir, &n.lock, "packages.npm.lock")?,
-                    into: image_path(cx, &n.into, "packages.npm.into")?,
-                    allow_native: n.allow_native.iter().map(|a| a.get_ref().clone()).collect(),
-                })
-            })
-            .transpose()?,
+    Ok(PythonDeps {
+        requirements: existing_file(cx, dir, &py.requirements, "packages.python.requirements")?,
+        index,
+    })
+}
+
+/// `[packages.npm]`.
+fn npm_deps(cx: &Ctx, n: &RawNpmDeps, dir: &Path) -> Result<NpmDeps, ProfileError> {
+    Ok(NpmDeps {
+        lock: existing_file(cx, dir, &n.lock, "packages.npm.lock")?,
+        into: image_path(cx, &n.into, "packages.npm.into")?,
+        allow_native: n.allow_native.iter().map(|a| a.get_ref().clone()).collect(),
     })
 }
 
