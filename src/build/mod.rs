@@ -89,6 +89,8 @@ pub struct BuildOptions<'a> {
     pub offline: bool,
     /// Build a kernel whose resolved config does not hold what the fragments ask (warns).
     pub allow_config_drift: bool,
+    /// Where compressed archives are reused from.
+    pub cache: crate::cache::Cache,
 }
 
 /// What was built.
@@ -604,7 +606,7 @@ pub fn build(
     let step = progress.step("assembling the root filesystem");
     let a = assemble(profile, &kernel, &init, opts.offline, progress)?;
     step.done();
-    let archives = write_archives(profile, &a, progress)?;
+    let archives = write_archives(profile, &a, &opts.cache, progress)?;
     let mut files: Vec<(&'static str, Vec<u8>)> = vec![
         (archives.root_name, archives.root),
         (KERNEL_ARTIFACT, kernel.image.clone()),
@@ -656,6 +658,7 @@ struct Archives {
 fn write_archives(
     profile: &Profile,
     a: &Assembly,
+    cache: &crate::cache::Cache,
     progress: &Progress,
 ) -> Result<Archives, BuildError> {
     let epoch = profile.image.source_date_epoch;
@@ -673,7 +676,7 @@ fn write_archives(
     let (root, tar) = std::thread::scope(|s| {
         let root = s.spawn(|| match root_format {
             RootFormat::Initramfs => archive::cpio::write_cpio(&a.tree, epoch)
-                .and_then(|c| crate::cache::compress_cached(&c).map_err(archive::ArchiveError::Io))
+                .and_then(|c| cache.compress_cached(&c).map_err(archive::ArchiveError::Io))
                 .map(|c| (INITRAMFS_ARTIFACT, c, None)),
             RootFormat::Erofs => archive::erofs::write_erofs(&a.tree, epoch).map(|mut img| {
                 let verity = archive::verity::append(&mut img);
@@ -681,7 +684,7 @@ fn write_archives(
             }),
         });
         let tar = archive::tar::write_tar(&a.tree, epoch)
-            .and_then(|t| crate::cache::compress_cached(&t).map_err(archive::ArchiveError::Io));
+            .and_then(|t| cache.compress_cached(&t).map_err(archive::ArchiveError::Io));
         (root.join().expect("root writer does not panic"), tar)
     });
     let ((root_name, root, verity), tar) = (root?, tar?);

@@ -58,6 +58,7 @@ pub fn run(a: Args) -> CliResult {
         init_binary,
         offline: a.offline,
         allow_config_drift: a.allow_config_drift,
+        cache: crate::cache::Cache::new(crate::cache::root()),
     };
     let r = build::build(&profile, &opts, &progress).map_err(|e| {
         let env = e.is_environment();
