@@ -600,7 +600,7 @@ pub fn build(
 ) -> Result<BuildResult, BuildError> {
     // Checked first: an --out that cannot be replaced or written fails before any work.
     let out = output::OutputDir::prepare(&opts.out)?;
-    let init = init_binary::load(&opts.init_binary)?;
+    let init = init_binary::load(&opts.init_binary, crate::arch::Arch::X86_64)?;
     let kernel = prepare_kernel(profile, opts.allow_config_drift, progress)?;
     check_kernel_features(profile, &kernel)?;
     let step = progress.step("assembling the root filesystem");

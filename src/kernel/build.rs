@@ -453,7 +453,7 @@ pub fn resolve(spec: &KernelSourceSpec, progress: &Progress) -> Result<Resolved,
         if *want != digest {
             return Err(KernelBuildError::SourceDigest {
                 path: spec.tarball.clone(),
-                expected: want.clone(),
+                expected: want.to_string(),
                 actual: digest,
             });
         }

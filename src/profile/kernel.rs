@@ -6,6 +6,7 @@ use toml::Spanned;
 
 use super::checks::{choice, existing_dir, existing_file};
 use super::{Ctx, Named, ProfileError};
+use crate::digest::Sha256;
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -87,8 +88,8 @@ impl Named for KernelOriginKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelSourceSpec {
     pub tarball: PathBuf,
-    /// Pinned sha256 of the tarball (hex), if the profile pins it.
-    pub sha256: Option<String>,
+    /// Pinned sha256 of the tarball, if the profile pins it.
+    pub sha256: Option<Sha256>,
     /// The Kconfig target the config starts from.
     pub base: KernelBase,
     /// Config fragments, merged in order on top of the base.
@@ -205,13 +206,20 @@ fn kernel_from_source(
     let raw_src = src.get_ref();
     let tarball_sp = Spanned::new(span.clone(), raw_src.tarball.clone());
     let tarball = existing_file(cx, dir, &tarball_sp, "kernel.source.tarball")?;
-    let sha256 = match &raw_src.sha256 {
-        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            Some(h.to_ascii_lowercase())
-        }
-        Some(_) => return Err(cx.at(span, "kernel.source.sha256", "must be 64 hex digits")),
-        None => None,
-    };
+    // Either case is accepted here (people paste digests), and stored as the digest it names.
+    let sha256 = raw_src
+        .sha256
+        .as_ref()
+        .map(|h| {
+            Sha256::parse(&h.to_ascii_lowercase()).map_err(|_| {
+                cx.at(
+                    span.clone(),
+                    "kernel.source.sha256",
+                    "must be 64 hex digits",
+                )
+            })
+        })
+        .transpose()?;
     let mut fragments = Vec::new();
     for (i, f) in k.fragments.iter().enumerate() {
         fragments.push(existing_file(
@@ -308,5 +316,28 @@ mod tests {
         assert!(e.contains("kernel.format"), "{e}");
         let e = f.err(&text.replace("a.config", "missing.config"));
         assert!(e.contains("kernel.fragments[0]"), "{e}");
+    }
+
+    #[test]
+    fn a_pinned_source_digest_is_any_case_and_64_hex_digits() {
+        let f = Fixture::new();
+        std::fs::write(f.dir.path().join("linux.tar.xz"), b"x").unwrap();
+        let digest = crate::digest::Sha256::of(b"x");
+        let with = |sha: &str| {
+            BASE.replace(
+                "prebuilt = \"vmlinuz\"",
+                &format!("source = {{ tarball = \"linux.tar.xz\", sha256 = \"{sha}\" }}"),
+            )
+        };
+        let p = f.parse(&with(&digest.hex().to_uppercase())).unwrap();
+        let KernelOrigin::Source(s) = p.kernel.origin else {
+            panic!()
+        };
+        assert_eq!(s.sha256, Some(digest));
+        let e = f.err(&with(&digest.short(63)));
+        assert!(
+            e.contains("kernel.source.sha256: must be 64 hex digits"),
+            "{e}"
+        );
     }
 }
