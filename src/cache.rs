@@ -27,42 +27,6 @@ pub fn root() -> PathBuf {
     p
 }
 
-/// zstd-compresses `data`, reusing an earlier result for the same input, level and library.
-/// A cached result is used only after it decompresses back to exactly `data`'s digest.
-pub fn compress_cached(data: &[u8]) -> std::io::Result<Vec<u8>> {
-    let input = Sha256::digest(data);
-    let key = hex::encode(Sha256::digest(
-        format!(
-            "zstd-{}-{}-mt:{}",
-            zst::LEVEL,
-            zst::library_version(),
-            hex::encode(input)
-        )
-        .as_bytes(),
-    ));
-    let path = root().join("zstd").join(format!("{key}.zst"));
-    if let Ok(cached) = std::fs::read(&path) {
-        let ok = zst::decompress_capped(&cached, data.len() as u64)
-            .map(|d| Sha256::digest(&d) == input)
-            .unwrap_or(false);
-        if ok {
-            return Ok(cached);
-        }
-    }
-    let out = zst::compress(data)?;
-    // The cache only saves time: an unwritable cache directory must not fail the build, but
-    // it is said.
-    if let Err(e) = std::fs::create_dir_all(path.parent().expect("has a parent"))
-        .and_then(|()| crate::fsio::write_atomic(&path, &out, 0o644))
-    {
-        eprintln!(
-            "stratos: warning: cannot cache the compressed archive in {}: {e}",
-            path.display()
-        );
-    }
-    Ok(out)
-}
-
 /// What kind of thing a cache entry is, by the folder it lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum EntryKind {
@@ -158,6 +122,42 @@ pub struct GcReport {
 impl Cache {
     pub fn new(root: impl Into<PathBuf>) -> Cache {
         Cache { root: root.into() }
+    }
+
+    /// zstd-compresses `data`, reusing an earlier result for the same input, level and library.
+    /// A cached result is used only after it decompresses back to exactly `data`'s digest.
+    pub fn compress_cached(&self, data: &[u8]) -> std::io::Result<Vec<u8>> {
+        let input = Sha256::digest(data);
+        let key = hex::encode(Sha256::digest(
+            format!(
+                "zstd-{}-{}-mt:{}",
+                zst::LEVEL,
+                zst::library_version(),
+                hex::encode(input)
+            )
+            .as_bytes(),
+        ));
+        let path = self.root.join("zstd").join(format!("{key}.zst"));
+        if let Ok(cached) = std::fs::read(&path) {
+            let ok = zst::decompress_capped(&cached, data.len() as u64)
+                .map(|d| Sha256::digest(&d) == input)
+                .unwrap_or(false);
+            if ok {
+                return Ok(cached);
+            }
+        }
+        let out = zst::compress(data)?;
+        // The cache only saves time: an unwritable cache directory must not fail the build, but
+        // it is said.
+        if let Err(e) = std::fs::create_dir_all(path.parent().expect("has a parent"))
+            .and_then(|()| crate::fsio::write_atomic(&path, &out, 0o644))
+        {
+            eprintln!(
+                "stratos: warning: cannot cache the compressed archive in {}: {e}",
+                path.display()
+            );
+        }
+        Ok(out)
     }
 
     fn io(&self, what: String) -> impl FnOnce(std::io::Error) -> CacheError + '_ {

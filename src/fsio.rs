@@ -1,7 +1,10 @@
-//! Reading user-named files safely: regular files only (checked on the open descriptor, so a
-//! FIFO, a device such as `/dev/zero` or a directory is refused instead of hanging or filling
-//! memory), and never more than a cap fit for the kind of file. The size a file claims is not
-//! trusted for allocation: reads stop one byte past the cap.
+//! Host I/O. Reading user-named files safely: regular files only (checked on the open
+//! descriptor, so a FIFO, a device such as `/dev/zero` or a directory is refused instead of
+//! hanging or filling memory), and never more than a cap fit for the kind of file. The size a
+//! file claims is not trusted for allocation: reads stop one byte past the cap.
+//!
+//! Writing so that a crash or a failure never leaves half a result: [`write_atomic`] for one
+//! file, [`staging_dir`] + [`publish_dir`] for a directory, [`sync_dir`] for a rename to last.
 
 use std::fs::File;
 use std::io::Read;
@@ -241,10 +244,7 @@ mod libc_flags {
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
+    let dir = parent_of(path);
     let mut tmp = tempfile::Builder::new()
         .prefix(".stratos-tmp-")
         .tempfile_in(dir)?;
@@ -259,6 +259,75 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8], mode: u32) -> std::io:
 /// fsyncs a directory, so a rename in it survives a crash.
 pub fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// An empty directory next to `dest` (in the same parent, created if missing, so on the same
+/// filesystem), named `<prefix><random>`, to fill and then hand to [`publish_dir`]. Dropped
+/// without being published, it is removed with everything in it.
+pub fn staging_dir(dest: &Path, prefix: &str) -> std::io::Result<tempfile::TempDir> {
+    let parent = parent_of(dest);
+    std::fs::create_dir_all(parent)?;
+    tempfile::Builder::new().prefix(prefix).tempdir_in(parent)
+}
+
+/// A step of [`publish_dir`] that failed, and on what.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {}: {source}", Shown(path))]
+pub struct PublishError {
+    pub what: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Puts the filled directory `staged` in place of `dest` in one rename, so `dest` is at every
+/// moment absent, the whole previous directory or the whole new one:
+/// 1. the staged directory is flushed (its files are the caller's to flush);
+/// 2. it is renamed to `dest` without replacing anything; if `dest` exists (a directory), the
+///    two are exchanged atomically instead (`RENAME_EXCHANGE`);
+/// 3. `dest`'s parent is flushed, so the rename survives a crash.
+///
+/// On an error before the rename, the staged directory is removed and `dest` is untouched.
+/// Returns where the previous `dest` now is (the staged directory's path), for the caller to
+/// remove what of it is its own; `None` when there was none. (A failure of step 3 leaves it
+/// there, under the staging name.)
+pub fn publish_dir(
+    staged: tempfile::TempDir,
+    dest: &Path,
+) -> Result<Option<PathBuf>, PublishError> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    use rustix::io::Errno;
+    let fail = |what: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |source: std::io::Error| PublishError { what, path, source }
+    };
+    sync_dir(staged.path()).map_err(fail("flushing", staged.path()))?;
+    let replaced = match renameat_with(CWD, staged.path(), CWD, dest, RenameFlags::NOREPLACE) {
+        Ok(()) => false,
+        Err(Errno::EXIST | Errno::NOTEMPTY) => {
+            renameat_with(CWD, staged.path(), CWD, dest, RenameFlags::EXCHANGE)
+                .map_err(|e| fail("replacing", dest)(e.into()))?;
+            true
+        }
+        // A filesystem without renameat2's flags.
+        Err(Errno::INVAL) => {
+            std::fs::rename(staged.path(), dest).map_err(fail("moving into place", dest))?;
+            false
+        }
+        Err(e) => return Err(fail("moving into place", dest)(e.into())),
+    };
+    let at = staged.keep();
+    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent).map_err(fail("flushing", parent))?;
+    }
+    Ok(replaced.then_some(at))
+}
+
+/// The directory `path` is in (`.` for a bare name).
+pub fn parent_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 #[cfg(test)]
@@ -300,5 +369,37 @@ mod tests {
         let (digest, n) = sha256_file(&big, Links::Refuse).unwrap();
         assert_eq!(n, 11);
         assert_eq!(hex::encode(digest), crate::sign::sha256_hex(&[0u8; 11]));
+    }
+
+    #[test]
+    fn publish_dir_creates_or_swaps_in_one_rename() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("sub/out");
+        let fill = |text: &[u8]| {
+            let s = staging_dir(&dest, ".t-").unwrap();
+            std::fs::write(s.path().join("f"), text).unwrap();
+            s
+        };
+        // Absent: moved into place, nothing to clean.
+        assert_eq!(publish_dir(fill(b"1"), &dest).unwrap(), None);
+        assert_eq!(std::fs::read(dest.join("f")).unwrap(), b"1");
+        // Present: swapped; the previous one is handed back, whole.
+        let old = publish_dir(fill(b"2"), &dest).unwrap().unwrap();
+        assert_eq!(std::fs::read(dest.join("f")).unwrap(), b"2");
+        assert_eq!(std::fs::read(old.join("f")).unwrap(), b"1");
+        assert_eq!(old.parent(), dest.parent());
+        std::fs::remove_dir_all(&old).unwrap();
+        // A failed publication removes the staged directory and leaves `dest` alone.
+        let staged = fill(b"3");
+        let staged_path = staged.path().to_owned();
+        let e = publish_dir(staged, &d.path().join("missing/parent/out")).unwrap_err();
+        assert!(e.to_string().contains("moving into place"), "{e}");
+        assert!(!staged_path.exists());
+        assert_eq!(std::fs::read(dest.join("f")).unwrap(), b"2");
+        let left: Vec<_> = std::fs::read_dir(d.path().join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["out"]);
     }
 }

@@ -45,10 +45,10 @@ pub struct Report {
 
 #[derive(Debug, Serialize)]
 pub struct KernelReport {
-    pub format: String,
+    pub format: crate::sign::manifest::KernelFormat,
     pub version: Option<String>,
     pub cmdline: String,
-    pub config_sha256: Option<String>,
+    pub config_sha256: Option<crate::digest::Sha256>,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,27 +70,58 @@ pub struct FileReport {
 
 /// Reads an image directory (manifest, SBOM, rootfs.tar.zst) into a [`Report`]. Does not verify.
 pub fn report(dir: &Path) -> Result<Report, InspectError> {
-    let mpath = dir.join(MANIFEST_FILE);
     let m = load_manifest(dir).map_err(|e| InspectError::Parse {
-        path: mpath.clone(),
+        path: dir.join(MANIFEST_FILE),
         why: e.to_string(),
     })?;
-    let sbom_path = dir.join(&m.sbom);
-    let sbom = SbomView::parse(&crate::fsio::read_regular(
-        &sbom_path,
+    let sbom = read_sbom(&dir.join(&m.sbom))?;
+    let (components, overrides) = components(&sbom);
+    let claimed: BTreeSet<&str> = sbom.components.iter().flat_map(|c| c.files()).collect();
+    let listed = list_rootfs(&dir.join(ROOTFS_ARTIFACT))?;
+    let (content_bytes, largest_files) = largest_files(&listed, 10);
+    Ok(Report {
+        image: m.image.name.clone(),
+        version: m.image.version.clone(),
+        signed: std::fs::symlink_metadata(dir.join(SIGNATURE_FILE)).is_ok_and(|m| m.is_file()),
+        builder_version: m.builder.version.clone(),
+        source_date_epoch: m.source_date_epoch,
+        kernel: KernelReport {
+            format: m.kernel.format,
+            version: m.kernel.version.clone(),
+            cmdline: m.kernel.cmdline.clone(),
+            config_sha256: m.kernel.config_sha256,
+        },
+        root: m.root.clone(),
+        observe: m.observe,
+        artifacts: m.artifacts.clone(),
+        components,
+        files: listed.len(),
+        content_bytes,
+        largest_files,
+        overrides,
+        orphans: orphans(&listed, &claimed),
+    })
+}
+
+fn read_sbom(path: &Path) -> Result<SbomView, InspectError> {
+    SbomView::parse(&crate::fsio::read_regular(
+        path,
         crate::fsio::caps::SBOM,
         "an SBOM",
         crate::fsio::Links::Refuse,
     )?)
     .map_err(|why| InspectError::Parse {
-        path: sbom_path.clone(),
+        path: path.to_owned(),
         why,
-    })?;
+    })
+}
+
+/// Each SBOM component with its file count (and, for Debian packages, bytes installed and
+/// trimmed); and the paths where one layer overrode another, by component.
+fn components(sbom: &SbomView) -> (Vec<ComponentReport>, Vec<String>) {
     let mut overrides = Vec::new();
-    let mut claimed: BTreeSet<&str> = BTreeSet::new();
     let mut components = Vec::new();
     for c in &sbom.components {
-        claimed.extend(c.files());
         let number = |name: &str| c.prop(name).and_then(|v| v.parse::<u64>().ok());
         components.push(ComponentReport {
             bom_ref: c.bom_ref.clone(),
@@ -105,10 +136,14 @@ pub fn report(dir: &Path) -> Result<Report, InspectError> {
                 .map(|v| format!("{}: {v}", c.bom_ref)),
         );
     }
-    let tar_path = dir.join(ROOTFS_ARTIFACT);
+    (components, overrides)
+}
+
+/// The entries of the root filesystem's tar.
+fn list_rootfs(tar_path: &Path) -> Result<Vec<archive::tar::Listed>, InspectError> {
     let tar = archive::zst::decompress_capped(
         &crate::fsio::read_regular(
-            &tar_path,
+            tar_path,
             crate::fsio::caps::KERNEL_IMAGE.max(4 << 30),
             "a root filesystem archive",
             crate::fsio::Links::Refuse,
@@ -116,14 +151,18 @@ pub fn report(dir: &Path) -> Result<Report, InspectError> {
         16 << 30,
     )
     .map_err(|e| InspectError::Parse {
-        path: tar_path.clone(),
+        path: tar_path.to_owned(),
         why: format!("decompressing: {e}"),
     })?;
-    let listed = archive::tar::list_tar(&tar).map_err(|e| InspectError::Parse {
-        path: tar_path.clone(),
+    archive::tar::list_tar(&tar).map_err(|e| InspectError::Parse {
+        path: tar_path.to_owned(),
         why: e.to_string(),
-    })?;
-    let orphans: Vec<String> = listed
+    })
+}
+
+/// Entries (as in-image paths) that no SBOM component claims.
+fn orphans(listed: &[archive::tar::Listed], claimed: &BTreeSet<&str>) -> Vec<String> {
+    listed
         .iter()
         .map(|l| {
             let p = l.path.trim_end_matches('/');
@@ -134,7 +173,11 @@ pub fn report(dir: &Path) -> Result<Report, InspectError> {
             }
         })
         .filter(|p| !claimed.contains(p.as_str()))
-        .collect();
+        .collect()
+}
+
+/// All file data in bytes, and the `n` largest files (ties by path).
+fn largest_files(listed: &[archive::tar::Listed], n: usize) -> (u64, Vec<FileReport>) {
     let mut files: Vec<FileReport> = listed
         .iter()
         .filter(|l| l.kind == 'f')
@@ -145,27 +188,6 @@ pub fn report(dir: &Path) -> Result<Report, InspectError> {
         .collect();
     let content_bytes = files.iter().map(|f| f.size).sum();
     files.sort_by(|a, b| b.size.cmp(&a.size).then(a.path.cmp(&b.path)));
-    files.truncate(10);
-    Ok(Report {
-        image: m.image.name.clone(),
-        version: m.image.version.clone(),
-        signed: std::fs::symlink_metadata(dir.join(SIGNATURE_FILE)).is_ok_and(|m| m.is_file()),
-        builder_version: m.builder.version.clone(),
-        source_date_epoch: m.source_date_epoch,
-        kernel: KernelReport {
-            format: m.kernel.format.clone(),
-            version: m.kernel.version.clone(),
-            cmdline: m.kernel.cmdline.clone(),
-            config_sha256: m.kernel.config_sha256.clone(),
-        },
-        root: m.root.clone(),
-        observe: m.observe,
-        artifacts: m.artifacts.clone(),
-        components,
-        files: listed.len(),
-        content_bytes,
-        largest_files: files,
-        overrides,
-        orphans,
-    })
+    files.truncate(n);
+    (content_bytes, files)
 }

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::arch::Arch;
+
 #[derive(Debug, thiserror::Error)]
 pub enum InitBinaryError {
     #[error("stratos-init was not found (looked at {looked}); build the workspace with `cargo build --release` (it builds `stratos` and `stratos-init` side by side) or set STRATOS_INIT to its path")]
@@ -44,22 +46,22 @@ pub fn locate() -> Result<PathBuf, InitBinaryError> {
     })
 }
 
-/// Reads the init and checks it is a static x86-64 ELF executable (no `PT_INTERP`: there is no
-/// dynamic loader in the image to run it).
-pub fn load(path: &Path) -> Result<Vec<u8>, InitBinaryError> {
+/// Reads the init and checks it is a static ELF executable for `arch` (no `PT_INTERP`: there is
+/// no dynamic loader in the image to run it).
+pub fn load(path: &Path, arch: Arch) -> Result<Vec<u8>, InitBinaryError> {
     let bytes = crate::fsio::read_file(path, 64 << 20, "the init executable")?;
-    check_static(&bytes).map_err(|why| InitBinaryError::Unusable {
+    check_static(&bytes, arch).map_err(|why| InitBinaryError::Unusable {
         path: path.to_owned(),
         why,
     })?;
     Ok(bytes)
 }
 
-/// Whether an ELF is a statically linked x86-64 executable.
-pub fn check_static(bytes: &[u8]) -> Result<(), String> {
+/// Whether an ELF is a statically linked executable for `arch`.
+pub fn check_static(bytes: &[u8], arch: Arch) -> Result<(), String> {
     let elf = goblin::elf::Elf::parse(bytes).map_err(|e| format!("not an ELF file ({e})"))?;
-    if elf.header.e_machine != goblin::elf::header::EM_X86_64 {
-        return Err("not an x86-64 executable".into());
+    if elf.header.e_machine != arch.elf_machine() {
+        return Err(format!("not an {arch} executable"));
     }
     if let Some(interp) = elf.interpreter {
         return Err(format!(

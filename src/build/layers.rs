@@ -314,15 +314,15 @@ fn seccomp_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
         )),
         purl: None,
         license: None,
-        sha256: info.filter_sha256.clone(),
+        sha256: info.filter_sha256.to_string(),
         files: Vec::new(),
         properties: vec![
             (prop::SECCOMP_POLICY.into(), info.policy.clone()),
             (
                 prop::SECCOMP_POLICY_SHA256.into(),
-                info.policy_sha256.clone(),
+                info.policy_sha256.to_string(),
             ),
-            (prop::SECCOMP_MODE.into(), info.mode.clone()),
+            (prop::SECCOMP_MODE.into(), info.mode.to_string()),
         ],
         depends_on: Vec::new(),
     });

@@ -6,21 +6,20 @@ pub mod output;
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use stratos_wire as wire;
 
 use crate::arch::Arch;
 use crate::archive;
 use crate::kernel;
 use crate::packages::elf;
-use crate::profile::{KernelOrigin, Profile, RootFormat, ZramSize};
+use crate::profile::{KernelFormat, KernelOrigin, Named, Profile, RootFormat, ZramSize};
 use crate::progress::Progress;
 use crate::rootfs::overlay::OverlayError;
 use crate::rootfs::{Entry, ImagePath, Kind, Origin, Tree, TreeError};
 use crate::sbom::{self, prop, ComponentSpec};
 use crate::sign::manifest::{
-    Artifact, BuilderInfo, Compression, ImageInfo, KernelInfo, Manifest, ProfileInfo, FORMAT,
-    MANIFEST_FILE, SIGNATURE_FILE,
+    Artifact, ArtifactName, BuilderInfo, Compression, ImageInfo, KernelInfo, Manifest, ProfileInfo,
+    FORMAT, MANIFEST_FILE, SIGNATURE_FILE,
 };
 use crate::sign::{sha256_hex, KeyId, SecretKey};
 
@@ -89,7 +88,7 @@ pub struct BuildOptions<'a> {
     pub offline: bool,
     /// Build a kernel whose resolved config does not hold what the fragments ask (warns).
     pub allow_config_drift: bool,
-    /// The cache kernels are built into and taken from.
+    /// The cache: kernels are built into and taken from it, compressed archives reused from it.
     pub cache: crate::cache::Cache,
 }
 
@@ -144,11 +143,11 @@ pub fn compile_seccomp(
             .and_then(|s| s.to_str())
             .unwrap_or("policy.json")
             .to_owned(),
-        policy_sha256: sha256_hex(text.as_bytes()),
+        policy_sha256: crate::digest::Sha256::of(text.as_bytes()),
         filter: SECCOMP_FILTER_PATH.to_owned(),
-        filter_sha256: sha256_hex(&bytes),
+        filter_sha256: crate::digest::Sha256::of(&bytes),
         instructions: prog.len() as u64,
-        mode: spec.mode.to_string(),
+        mode: spec.mode,
     };
     Ok((bytes, info))
 }
@@ -160,9 +159,8 @@ pub struct PreparedKernel {
     pub config: Option<Vec<u8>>,
     /// Where it came from (for messages).
     pub path: PathBuf,
-    /// `prebuilt` or `source`.
-    pub origin: &'static str,
-    pub source_sha256: Option<String>,
+    pub origin: crate::profile::KernelOriginKind,
+    pub source_sha256: Option<crate::digest::Sha256>,
 }
 
 /// The files the init warms at boot: the runtime's executable with its interpreter and
@@ -209,7 +207,7 @@ pub fn prepare_kernel(
                 image: bytes,
                 config: cfg,
                 path: image.clone(),
-                origin: "prebuilt",
+                origin: profile.kernel.origin.kind(),
                 source_sha256: None,
             })
         }
@@ -234,8 +232,13 @@ pub fn prepare_kernel(
                 image: built.image,
                 config: Some(built.config_text.into_bytes()),
                 path: spec.tarball.clone(),
-                origin: "source",
-                source_sha256: Some(built.source_digest),
+                origin: profile.kernel.origin.kind(),
+                source_sha256: Some(crate::digest::Sha256::parse(&built.source_digest).map_err(
+                    |e| BuildError::Kernel {
+                        path: spec.tarball.clone(),
+                        why: format!("its digest: {e}"),
+                    },
+                )?),
             })
         }
     }
@@ -505,13 +508,13 @@ fn kernel_component(kern: &PreparedKernel, image: &kernel::KernelImage) -> Compo
     let mut props = vec![
         (prop::ARTIFACT.to_owned(), KERNEL_ARTIFACT.to_owned()),
         (prop::KERNEL_FORMAT.to_owned(), image.format.to_owned()),
-        (prop::KERNEL_ORIGIN.to_owned(), kern.origin.to_owned()),
+        (prop::KERNEL_ORIGIN.to_owned(), kern.origin.to_string()),
     ];
     if let Some(cfg) = &kern.config {
         props.push((prop::CONFIG_SHA256.into(), sha256_hex(cfg)));
     }
     if let Some(src) = &kern.source_sha256 {
-        props.push((prop::SOURCE_SHA256.into(), src.clone()));
+        props.push((prop::SOURCE_SHA256.into(), src.to_string()));
     }
     ComponentSpec {
         bom_ref: "kernel".into(),
@@ -598,14 +601,14 @@ pub fn build(
 ) -> Result<BuildResult, BuildError> {
     // Checked first: an --out that cannot be replaced or written fails before any work.
     let out = output::OutputDir::prepare(&opts.out)?;
-    let init = init_binary::load(&opts.init_binary)?;
+    let init = init_binary::load(&opts.init_binary, crate::arch::Arch::X86_64)?;
     let kernel = prepare_kernel(profile, opts.allow_config_drift, &opts.cache, progress)?;
     check_kernel_features(profile, &kernel)?;
     let step = progress.step("assembling the root filesystem");
     let a = assemble(profile, &kernel, &init, opts.offline, progress)?;
     step.done();
-    let archives = write_archives(profile, &a, progress)?;
-    let mut files: Vec<(&str, Vec<u8>)> = vec![
+    let archives = write_archives(profile, &a, &opts.cache, progress)?;
+    let mut files: Vec<(&'static str, Vec<u8>)> = vec![
         (archives.root_name, archives.root),
         (KERNEL_ARTIFACT, kernel.image.clone()),
         (ROOTFS_ARTIFACT, archives.tar),
@@ -656,6 +659,7 @@ struct Archives {
 fn write_archives(
     profile: &Profile,
     a: &Assembly,
+    cache: &crate::cache::Cache,
     progress: &Progress,
 ) -> Result<Archives, BuildError> {
     let epoch = profile.image.source_date_epoch;
@@ -673,7 +677,7 @@ fn write_archives(
     let (root, tar) = std::thread::scope(|s| {
         let root = s.spawn(|| match root_format {
             RootFormat::Initramfs => archive::cpio::write_cpio(&a.tree, epoch)
-                .and_then(|c| crate::cache::compress_cached(&c).map_err(archive::ArchiveError::Io))
+                .and_then(|c| cache.compress_cached(&c).map_err(archive::ArchiveError::Io))
                 .map(|c| (INITRAMFS_ARTIFACT, c, None)),
             RootFormat::Erofs => archive::erofs::write_erofs(&a.tree, epoch).map(|mut img| {
                 let verity = archive::verity::append(&mut img);
@@ -681,7 +685,7 @@ fn write_archives(
             }),
         });
         let tar = archive::tar::write_tar(&a.tree, epoch)
-            .and_then(|t| crate::cache::compress_cached(&t).map_err(archive::ArchiveError::Io));
+            .and_then(|t| cache.compress_cached(&t).map_err(archive::ArchiveError::Io));
         (root.join().expect("root writer does not panic"), tar)
     });
     let ((root_name, root, verity), tar) = (root?, tar?);
@@ -690,8 +694,8 @@ fn write_archives(
         root_name,
         root,
         root_info: verity.map(|v| crate::sign::manifest::RootInfo {
-            format: "erofs".into(),
-            artifact: EROFS_ARTIFACT.into(),
+            format: RootFormat::Erofs,
+            artifact: ArtifactName::from_static(EROFS_ARTIFACT),
             verity: v,
         }),
         tar,
@@ -704,7 +708,7 @@ fn manifest(
     kernel: &PreparedKernel,
     a: &Assembly,
     root: Option<crate::sign::manifest::RootInfo>,
-    files: &[(&str, Vec<u8>)],
+    files: &[(&'static str, Vec<u8>)],
 ) -> Manifest {
     // The kernel finds and checks a block-device root from its (signed) command line.
     let cmdline = match &root {
@@ -733,23 +737,24 @@ fn manifest(
                 .and_then(|s| s.to_str())
                 .unwrap_or("profile.toml")
                 .to_owned(),
-            sha256: hex::encode(profile.digest),
+            sha256: crate::digest::Sha256::from_bytes(profile.digest),
         },
         kernel: KernelInfo {
-            artifact: KERNEL_ARTIFACT.into(),
-            format: a.kernel_image.format.into(),
+            artifact: ArtifactName::from_static(KERNEL_ARTIFACT),
+            format: KernelFormat::from_name(a.kernel_image.format)
+                .expect("inspect_image names one of the kernel formats"),
             version: a.kernel_image.version.clone(),
             cmdline,
-            config_sha256: kernel.config.as_deref().map(sha256_hex),
-            origin: kernel.origin.into(),
-            source_sha256: kernel.source_sha256.clone(),
+            config_sha256: kernel.config.as_deref().map(crate::digest::Sha256::of),
+            origin: kernel.origin,
+            source_sha256: kernel.source_sha256,
         },
         compression: Compression {
             algorithm: "zstd".into(),
             level: archive::zst::LEVEL,
             library_version: archive::zst::library_version(),
         },
-        sbom: SBOM_ARTIFACT.into(),
+        sbom: ArtifactName::from_static(SBOM_ARTIFACT),
         seccomp: a.seccomp.clone(),
         preload: a.preload.clone(),
         observe: profile.observe.map(|o| crate::sign::manifest::ObserveInfo {
@@ -760,9 +765,9 @@ fn manifest(
         artifacts: files
             .iter()
             .map(|(name, data)| Artifact {
-                name: (*name).to_owned(),
+                name: ArtifactName::from_static(name),
                 size: data.len() as u64,
-                sha256: hex::encode(Sha256::digest(data)),
+                sha256: crate::digest::Sha256::of(data),
             })
             .collect(),
     }

@@ -130,15 +130,8 @@ impl OutputDir {
     /// Checks that `out` may be replaced and creates the staging directory next to it.
     pub fn prepare(out: &Path) -> Result<OutputDir, OutputError> {
         previous(out)?;
-        let parent = out
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-        let staging = tempfile::Builder::new()
-            .prefix(".stratos-staging-")
-            .tempdir_in(parent)
-            .map_err(io(parent))?;
+        let staging = crate::fsio::staging_dir(out, ".stratos-staging-")
+            .map_err(io(crate::fsio::parent_of(out)))?;
         Ok(OutputDir {
             out: out.to_owned(),
             staging,
@@ -162,34 +155,16 @@ impl OutputDir {
         }
         set_mode(staging.path(), 0o755)?;
         // Checked again: the target may have changed while the image was built.
-        match previous(&out)? {
-            Previous::Nothing => {
-                let staged = staging.keep();
-                if let Err(e) = std::fs::rename(&staged, &out) {
-                    remove_ours(&staged, files.iter().map(|f| f.0));
-                    return Err(io(&out)(e));
-                }
-            }
-            old => {
-                // Swap old and new in one step; the old image is now at the staging path.
-                rustix::fs::renameat_with(
-                    rustix::fs::CWD,
-                    staging.path(),
-                    rustix::fs::CWD,
-                    &out,
-                    rustix::fs::RenameFlags::EXCHANGE,
-                )
-                .map_err(|e| io(&out)(e.into()))?;
-                let old_dir = staging.keep();
-                let names = match &old {
-                    Previous::Image(n) => n.clone(),
-                    _ => Vec::new(),
-                };
-                remove_ours(&old_dir, names.iter().map(String::as_str));
-            }
-        }
-        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-            crate::fsio::sync_dir(parent).map_err(io(parent))?;
+        let old_names = match previous(&out)? {
+            Previous::Image(names) => names,
+            Previous::Nothing | Previous::EmptyDir => Vec::new(),
+        };
+        let old_dir = crate::fsio::publish_dir(staging, &out).map_err(|e| OutputError::Io {
+            path: e.path,
+            source: e.source,
+        })?;
+        if let Some(old_dir) = old_dir {
+            remove_ours(&old_dir, old_names.iter().map(String::as_str));
         }
         Ok(())
     }
@@ -229,16 +204,17 @@ mod tests {
     use super::*;
 
     fn manifest(artifacts: &[&str]) -> Vec<u8> {
+        let digest = "0".repeat(64);
         let arts: Vec<_> = artifacts
             .iter()
-            .map(|n| serde_json::json!({"name": n, "size": 1, "sha256": "00"}))
+            .map(|n| serde_json::json!({"name": n, "size": 1, "sha256": digest}))
             .collect();
         serde_json::to_vec(&serde_json::json!({
             "format": 1,
             "image": {"name": "x", "version": "1"},
             "builder": {"name": "stratos", "version": "0"},
             "source_date_epoch": 0,
-            "profile": {"file": "p.toml", "sha256": "00"},
+            "profile": {"file": "p.toml", "sha256": digest},
             "kernel": {"artifact": "kernel", "format": "bzImage", "version": null,
                        "cmdline": "", "config_sha256": null, "origin": "prebuilt"},
             "compression": {"algorithm": "zstd", "level": 19, "library_version": "1"},

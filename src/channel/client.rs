@@ -696,7 +696,7 @@ impl Node {
                 self.state.display()
             )))?;
         for a in &m.artifacts {
-            if !is_sha256_hex(&a.sha256) {
+            if !is_sha256_hex(&a.sha256.hex()) {
                 return Err(ChannelError::rejected(format!(
                     "{}: malformed sha256 in the manifest",
                     a.name
@@ -709,7 +709,7 @@ impl Node {
                 )));
             }
             let bytes = self.fetch(&format!("objects/sha256/{}", a.sha256), a.size)?;
-            if bytes.len() as u64 != a.size || sha256_hex(&bytes) != a.sha256 {
+            if bytes.len() as u64 != a.size || a.sha256 != sha256_hex(&bytes) {
                 return Err(ChannelError::rejected(format!(
                     "{}: the downloaded artifact does not match the manifest (sha256 or length)",
                     a.name

@@ -476,7 +476,7 @@ impl Repo {
         crate::sign::verify::verify_image(image, &pk)
             .map_err(|e| ChannelError::rejected(format!("{}: {e}", image.display())))?;
         for a in &m.artifacts {
-            self.copy_object(&image.join(&a.name), &a.sha256, a.size)?;
+            self.copy_object(&image.join(&a.name), &a.sha256.hex(), a.size)?;
         }
         let (mh, sh) = (sha256_hex(&manifest), sha256_hex(&sigb));
         self.write(&format!("objects/sha256/{mh}"), &manifest)?;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::{human_bytes, CliError, CliResult};
-use crate::inspect::report;
+use crate::inspect::{report, Report};
 
 /// Summarise an image: name, kernel, artifact sizes, SBOM components, the largest files, and
 /// which layer won where two put the same path. Does not verify (use `stratos verify`).
@@ -25,19 +25,7 @@ pub struct Args {
 pub fn run(a: Args) -> CliResult {
     let r = report(&a.dir).map_err(CliError::input)?;
     if a.orphans {
-        for o in &r.orphans {
-            println!("{o}");
-        }
-        if r.orphans.is_empty() {
-            eprintln!(
-                "no orphans: every entry of the root filesystem belongs to an SBOM component"
-            );
-            return Ok(());
-        }
-        return Err(CliError::check(anyhow::anyhow!(
-            "{} entries belong to no SBOM component",
-            r.orphans.len()
-        )));
+        return print_orphans(&r);
     }
     if a.json {
         println!(
@@ -46,6 +34,28 @@ pub fn run(a: Args) -> CliResult {
         );
         return Ok(());
     }
+    print_image(&r);
+    print_contents(&r);
+    Ok(())
+}
+
+/// `--orphans`: the entries no SBOM component claims, one a line; an error if there are any.
+fn print_orphans(r: &Report) -> CliResult {
+    for o in &r.orphans {
+        println!("{o}");
+    }
+    if r.orphans.is_empty() {
+        eprintln!("no orphans: every entry of the root filesystem belongs to an SBOM component");
+        return Ok(());
+    }
+    Err(CliError::check(anyhow::anyhow!(
+        "{} entries belong to no SBOM component",
+        r.orphans.len()
+    )))
+}
+
+/// What the image is: name, builder, kernel, root, observation.
+fn print_image(r: &Report) {
     println!(
         "image:    {} {} ({})",
         r.image,
@@ -80,6 +90,10 @@ pub fn run(a: Args) -> CliResult {
             if o.latency { " and timed" } else { "" }
         );
     }
+}
+
+/// What it holds: artifacts, components, the largest files, overridden paths.
+fn print_contents(r: &Report) {
     println!("artifacts:");
     for art in &r.artifacts {
         println!("  {:<20} {:>10}", art.name, human_bytes(art.size));
@@ -114,5 +128,4 @@ pub fn run(a: Args) -> CliResult {
             println!("  {o}");
         }
     }
-    Ok(())
 }

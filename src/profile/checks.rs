@@ -1,12 +1,19 @@
-//! Checks shared by the section validators: numbers, sizes, ids, names, paths.
+//! Checks shared by the section validators: numbers, sizes, ids, names, paths, choices.
 
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::raw::IntOrString;
-use super::*;
+use super::{Ctx, Named, ProfileError};
 use crate::rootfs::ImagePath;
+
+/// A size or a mode: a TOML integer or a string (`"64M"`, `"0755"`).
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+pub(super) enum IntOrString {
+    Int(i64),
+    Str(String),
+}
 
 pub(super) fn positive_ms(cx: &Ctx, v: &Spanned<i64>, key: &str) -> Result<u64, ProfileError> {
     u64::try_from(*v.get_ref())
@@ -44,56 +51,6 @@ pub(super) fn parse_size_bytes(v: &IntOrString) -> Option<u64> {
             ZramSize::PercentOfRam(_) => None,
         },
     }
-}
-
-/// An overlay's SBOM name, from its path as written in the profile (never from the resolved
-/// host path, which depends on the working directory and on how the profile's path was typed):
-/// the last component left after resolving `.` and `..` lexically, else `overlay-N`.
-pub fn overlay_name(written: &str, index: usize) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for p in written.split('/') {
-        match p {
-            "" | "." => {}
-            ".." => {
-                // Above the profile's directory: what is there has no name we can know.
-                if parts.pop().is_none() {
-                    parts.clear();
-                }
-            }
-            name => parts.push(name),
-        }
-    }
-    parts
-        .last()
-        .map_or_else(|| format!("overlay-{index}"), |s| (*s).to_owned())
-}
-
-pub(super) fn is_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
-}
-
-pub(super) fn is_hostname(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && !s.starts_with('-')
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-}
-
-/// Debian policy §5.6.7: lower case letters, digits, '+', '-', '.'; at least two characters,
-/// starting with an alphanumeric.
-pub fn is_debian_name(s: &str) -> bool {
-    s.len() >= 2
-        && s.chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
 }
 
 pub(super) fn id(cx: &Ctx, v: Option<&Spanned<i64>>, key: &str) -> Result<u32, ProfileError> {
@@ -233,6 +190,13 @@ pub(super) fn parse_mode(
     Ok(v)
 }
 
+/// A size as written: bytes, or a share of the RAM (which only `[zram] size` accepts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZramSize {
+    Bytes(u64),
+    PercentOfRam(u32),
+}
+
 /// Parses `512M`, `1G`, `1048576`, `50%`.
 pub fn parse_size(s: &str) -> Option<ZramSize> {
     let s = s.trim();
@@ -268,23 +232,31 @@ pub(super) fn choice<T: Named>(
     let Some(v) = v else {
         return Ok(T::ALL[0].1);
     };
-    T::ALL
-        .iter()
-        .find(|(n, _)| *n == v.get_ref())
-        .map(|(_, t)| *t)
-        .ok_or_else(|| {
-            cx.at(
-                v.span(),
-                key,
-                format!(
-                    "{:?} is not allowed here; use {}",
-                    v.get_ref(),
-                    T::ALL
-                        .iter()
-                        .map(|(n, _)| format!("\"{n}\""))
-                        .collect::<Vec<_>>()
-                        .join(" or ")
-                ),
-            )
-        })
+    T::from_name(v.get_ref()).ok_or_else(|| {
+        cx.at(
+            v.span(),
+            key,
+            format!(
+                "{:?} is not allowed here; use {}",
+                v.get_ref(),
+                T::allowed()
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M"), Some(ZramSize::Bytes(512 << 20)));
+        assert_eq!(parse_size("1G"), Some(ZramSize::Bytes(1 << 30)));
+        assert_eq!(parse_size("8192"), Some(ZramSize::Bytes(8192)));
+        assert_eq!(parse_size("25%"), Some(ZramSize::PercentOfRam(25)));
+        assert_eq!(parse_size("0%"), None);
+        assert_eq!(parse_size("12X"), None);
+        assert_eq!(parse_size("100"), None);
+    }
 }

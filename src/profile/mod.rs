@@ -1,19 +1,49 @@
 //! Profiles: `RawProfile` (serde, strict) → validated [`Profile`] (newtypes, resolved paths).
 //!
 //! Every error names the profile file, the line and column, and the key.
+//!
+//! One file per section, each holding the section's raw (serde) table, its validated type, its
+//! validator and their tests: `image`, `kernel`, `init`, `overlays`, `files`, `sysctl`, `zram`,
+//! `network`, `packages`, `seccomp`, `python` (`[runtime.python]`) and `observe`. This file
+//! holds the profile as a whole (reading, parsing, the order the sections are validated in)
+//! and the error type; `checks` holds the checks the sections share.
 
-pub mod raw;
+mod checks;
+mod files;
+mod image;
+mod init;
+mod kernel;
+mod network;
+mod observe;
+mod overlays;
+mod packages;
+mod python;
+mod seccomp;
+mod sysctl;
+mod zram;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::Ipv4Addr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use toml::Spanned;
 
-use crate::rootfs::ImagePath;
-use raw::RawProfile;
+pub use checks::{parse_size, ZramSize};
+pub use files::HostFile;
+pub use image::{Image, RootFormat};
+pub use init::Init;
+pub use kernel::{
+    Kernel, KernelBase, KernelFormat, KernelOrigin, KernelOriginKind, KernelSourceSpec,
+};
+pub use network::Network;
+pub use overlays::{overlay_name, Overlay};
+pub use packages::{is_debian_name, NpmDeps, Packages, Pin, Policy, PythonDeps};
+pub use python::PythonSpec;
+pub use seccomp::{SeccompMode, SeccompSpec};
+pub use zram::{Zram, ZRAM_ALGORITHMS};
 
 /// The profile schema this builder reads.
 pub const SCHEMA: i64 = 1;
@@ -97,6 +127,35 @@ impl Ctx<'_> {
     }
 }
 
+/// The profile exactly as written: serde types, strict about unknown keys, nothing checked yet.
+/// Each section's table is defined next to its validator.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawProfile {
+    schema: Spanned<i64>,
+    image: image::RawImage,
+    kernel: kernel::RawKernel,
+    init: init::RawInit,
+    #[serde(default)]
+    overlay: Vec<overlays::RawOverlay>,
+    #[serde(default)]
+    file: Vec<files::RawFile>,
+    #[serde(default)]
+    sysctl: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    zram: Option<zram::RawZram>,
+    #[serde(default)]
+    network: Option<network::RawNetwork>,
+    #[serde(default)]
+    packages: Option<packages::RawPackages>,
+    #[serde(default)]
+    seccomp: Option<seccomp::RawSeccomp>,
+    #[serde(default)]
+    runtime: Option<python::RawRuntime>,
+    #[serde(default)]
+    observe: Option<observe::RawObserve>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
     /// The profile file as given.
@@ -122,22 +181,6 @@ pub struct Profile {
     pub observe: Option<stratos_wire::Observe>,
 }
 
-/// `[runtime.python]`: what the builder does for a Python runtime.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PythonSpec {
-    /// The image's interpreter, run on the build host through the image's loader.
-    pub interpreter: ImagePath,
-    /// Compile every `.py` of the image to bytecode at build time.
-    pub bytecode: bool,
-}
-
-/// `[seccomp]`: an OCI/Docker seccomp policy compiled at build time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeccompSpec {
-    pub policy: PathBuf,
-    pub mode: SeccompMode,
-}
-
 /// What a profile value may be, with the words a profile uses for it.
 pub trait Named: Sized + Copy + 'static {
     /// Every value and its name, the default first.
@@ -153,224 +196,64 @@ pub trait Named: Sized + Copy + 'static {
             .map(|(n, _)| *n)
             .expect("every value is named")
     }
+
+    /// The value a word names.
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+
+    /// The words, for messages: `"a" or "b"`.
+    fn allowed() -> String {
+        Self::ALL
+            .iter()
+            .map(|(n, _)| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    }
 }
 
-/// `[seccomp] mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SeccompMode {
-    /// Denied calls get the policy's action.
-    Enforce,
-    /// Denied calls are allowed and reported (for deriving a baseline).
-    Log,
-}
-
-impl Named for SeccompMode {
-    const ALL: &'static [(&'static str, Self)] =
-        &[("enforce", SeccompMode::Enforce), ("log", SeccompMode::Log)];
-}
-
-/// `[kernel] base`: the Kconfig target the config starts from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KernelBase {
-    Tinyconfig,
-    Allnoconfig,
-}
-
-impl Named for KernelBase {
-    const ALL: &'static [(&'static str, Self)] = &[
-        ("tinyconfig", KernelBase::Tinyconfig),
-        ("allnoconfig", KernelBase::Allnoconfig),
-    ];
-}
-
-/// `[kernel] format`: what the build produces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KernelFormat {
-    /// A compressed, self-decompressing image.
-    BzImage,
-    /// The uncompressed ELF, loaded by the VMM through the PVH entry point.
-    Vmlinux,
-}
-
-impl Named for KernelFormat {
-    const ALL: &'static [(&'static str, Self)] = &[
-        ("bzImage", KernelFormat::BzImage),
-        ("vmlinux", KernelFormat::Vmlinux),
-    ];
-}
-
-/// Displays a [`Named`] value as the word a profile uses for it.
+/// Displays a [`Named`] value as the word a profile uses for it (padded like that string).
 macro_rules! display_named {
     ($($t:ty),*) => {$(
         impl fmt::Display for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
     )*};
 }
-display_named!(SeccompMode, KernelBase, KernelFormat, RootFormat);
+display_named!(
+    SeccompMode,
+    KernelBase,
+    KernelFormat,
+    KernelOriginKind,
+    RootFormat
+);
 
-impl Named for RootFormat {
-    const ALL: &'static [(&'static str, Self)] = &[
-        ("initramfs", RootFormat::Initramfs),
-        ("erofs", RootFormat::Erofs),
-    ];
+/// (De)serialises a [`Named`] value as its word: the signed manifest records what was built
+/// with these (`kernel.format`, `kernel.origin`, `seccomp.mode`, `root.format`).
+macro_rules! serde_named {
+    ($($t:ty),*) => {$(
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let word = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                <$t>::from_name(&word).ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "{word:?} is not allowed here; use {}",
+                        <$t>::allowed()
+                    ))
+                })
+            }
+        }
+    )*};
 }
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Image {
-    pub name: String,
-    pub version: String,
-    pub source_date_epoch: u64,
-    pub hostname: String,
-    /// What the contents may expand to (`max-file-size`, `max-package-size`, `max-image-size`).
-    pub limits: crate::rootfs::ExpandLimits,
-    /// The root filesystem the kernel boots.
-    pub root: RootFormat,
-}
-
-/// `[image] root`: how the kernel gets its root filesystem.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RootFormat {
-    /// An initramfs the kernel unpacks into RAM (for VMMs without block devices).
-    Initramfs,
-    /// A read-only EROFS image on a virtio block device, checked block by block by dm-verity.
-    Erofs,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Kernel {
-    pub origin: KernelOrigin,
-    /// `lib/modules/<version>` of the kernel package (holding `modules.dep`).
-    pub modules_dir: Option<PathBuf>,
-    /// Module names to put in the image and load at boot (with their dependencies).
-    pub modules: Vec<String>,
-    pub cmdline: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Init {
-    pub argv: Vec<String>,
-    pub env: BTreeMap<String, String>,
-    pub cwd: ImagePath,
-    pub uid: u32,
-    pub gid: u32,
-    pub readiness: Option<stratos_wire::Readiness>,
-    pub restart: stratos_wire::Restart,
-    pub stop_timeout_ms: u64,
-    pub tmpfs: Vec<stratos_wire::Tmpfs>,
-    pub read_only_root: bool,
-    pub preload: Vec<ImagePath>,
-    /// Warm the runtime's executable and its shared-library closure (default true).
-    pub preload_runtime: bool,
-    pub stdio: stratos_wire::Stdio,
-    pub limits: stratos_wire::Limits,
-    /// The signal the runtime gets after a snapshot restore (reseeded, clock set).
-    pub on_restore: Option<i32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Overlay {
-    /// Resolved host directory.
-    pub source: PathBuf,
-    /// The name of its SBOM component (`overlay:<name>`): the directory's file name.
-    pub name: String,
-    pub target: ImagePath,
-    pub uid: u32,
-    pub gid: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostFile {
-    pub source: PathBuf,
-    pub dest: ImagePath,
-    /// Explicit permission bits, or `None` for the normalised host mode.
-    pub mode: Option<u32>,
-    pub uid: u32,
-    pub gid: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ZramSize {
-    Bytes(u64),
-    PercentOfRam(u32),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Zram {
-    pub size: ZramSize,
-    pub algorithm: String,
-    pub priority: i32,
-    pub required: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Network {
-    pub interface: String,
-    pub address: Ipv4Addr,
-    pub prefix_len: u8,
-    pub gateway: Option<Ipv4Addr>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packages {
-    pub debian: Vec<String>,
-    pub lock: PathBuf,
-    /// Installed paths to drop (globs: `*`, `?`, `**`), on top of the defaults.
-    pub exclude: Vec<String>,
-    /// Installed paths kept even when excluded.
-    pub keep: Vec<String>,
-    pub default_excludes: bool,
-    /// Where packages may come from (`origins`, `[packages.pin]`), for `stratos lock`.
-    pub policy: crate::packages::resolve::Policy,
-    /// `[packages.python]`: wheels from a hashed requirements file.
-    pub python: Option<PythonDeps>,
-    /// `[packages.npm]`: packages from a package-lock.json.
-    pub npm: Option<NpmDeps>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PythonDeps {
-    pub requirements: PathBuf,
-    /// The simple API (PEP 691) wheels are fetched from.
-    pub index: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NpmDeps {
-    pub lock: PathBuf,
-    /// The directory whose `node_modules` the lock describes.
-    pub into: ImagePath,
-    pub allow_native: Vec<String>,
-}
-
-/// Where the kernel comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KernelOrigin {
-    /// A kernel image (bzImage or vmlinux) built elsewhere, and its `.config` when known.
-    Prebuilt {
-        image: PathBuf,
-        config: Option<PathBuf>,
-    },
-    /// Built from a Linux source tarball with our config fragments.
-    Source(KernelSourceSpec),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KernelSourceSpec {
-    pub tarball: PathBuf,
-    /// Pinned sha256 of the tarball (hex), if the profile pins it.
-    pub sha256: Option<String>,
-    /// The Kconfig target the config starts from.
-    pub base: KernelBase,
-    /// Config fragments, merged in order on top of the base.
-    pub fragments: Vec<PathBuf>,
-    pub format: KernelFormat,
-}
-
-/// Compression algorithms the Linux zram driver knows.
-pub const ZRAM_ALGORITHMS: &[&str] = &["lzo", "lzo-rle", "lz4", "lz4hc", "zstd", "deflate", "842"];
+serde_named!(SeccompMode, KernelFormat, KernelOriginKind, RootFormat);
 
 impl Profile {
     /// Reads and validates a profile file.
@@ -450,40 +333,37 @@ fn validate(
         ));
     }
 
-    let image = sections::validate_image(cx, raw.image, env_epoch)?;
-    let kernel = sections::validate_kernel(cx, raw.kernel, dir)?;
-    let init = sections::validate_init(cx, raw.init)?;
-    let overlays = sections::validate_overlays(cx, &raw.overlay, dir)?;
-    let files = sections::validate_files(cx, &raw.file, dir)?;
+    let image = image::validate_image(cx, raw.image, env_epoch)?;
+    let kernel = kernel::validate_kernel(cx, raw.kernel, dir)?;
+    let init = init::validate_init(cx, raw.init)?;
+    let overlays = overlays::validate_overlays(cx, &raw.overlay, dir)?;
+    let files = files::validate_files(cx, &raw.file, dir)?;
     let sysctl = match &raw.sysctl {
-        Some(table) => sections::validate_sysctl(cx, table.get_ref())?,
+        Some(table) => sysctl::validate_sysctl(cx, table.get_ref())?,
         None => BTreeMap::new(),
     };
-    let zram = raw
-        .zram
-        .map(|z| sections::validate_zram(cx, z))
-        .transpose()?;
+    let zram = raw.zram.map(|z| zram::validate_zram(cx, z)).transpose()?;
     let network = raw
         .network
-        .map(|n| sections::validate_network(cx, n))
+        .map(|n| network::validate_network(cx, n))
         .transpose()?;
     let packages = raw
         .packages
-        .map(|p| sections::validate_packages(cx, p, dir))
+        .map(|p| packages::validate_packages(cx, p, dir))
         .transpose()?;
     let seccomp = raw
         .seccomp
         .as_ref()
-        .map(|s| sections::validate_seccomp(cx, s, dir))
+        .map(|s| seccomp::validate_seccomp(cx, s, dir))
         .transpose()?;
     let python = raw
         .runtime
         .and_then(|r| r.python)
-        .map(|py| sections::validate_python(cx, py, &init.argv[0]))
+        .map(|py| python::validate_python(cx, py, &init.argv[0]))
         .transpose()?;
     let observe = raw
         .observe
-        .map(|o| sections::validate_observe(cx, o))
+        .map(|o| observe::validate_observe(cx, o))
         .transpose()?
         .flatten();
     Ok(Profile {
@@ -504,11 +384,6 @@ fn validate(
         observe,
     })
 }
-
-mod checks;
-mod sections;
-
-pub use checks::{is_debian_name, overlay_name, parse_size};
 
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,14 @@
 //! The image manifest and its canonical bytes.
 
+use std::fmt;
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::keys::KeyId;
+use crate::digest::Sha256;
+pub use crate::profile::{KernelFormat, KernelOriginKind, RootFormat, SeccompMode};
 
 /// The manifest format this builder writes and reads.
 pub const FORMAT: u32 = 1;
@@ -20,7 +25,7 @@ pub struct Manifest {
     pub kernel: KernelInfo,
     pub compression: Compression,
     /// The artifact holding the SBOM (`sbom.cdx.json`).
-    pub sbom: String,
+    pub sbom: ArtifactName,
     /// The seccomp baseline the runtime runs under, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<SeccompInfo>,
@@ -55,38 +60,38 @@ pub struct BuilderInfo {
 pub struct ProfileInfo {
     /// The profile's file name (no directory: the manifest does not depend on where it was built).
     pub file: String,
-    pub sha256: String,
+    pub sha256: Sha256,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KernelInfo {
     /// The artifact holding the kernel image.
-    pub artifact: String,
+    pub artifact: ArtifactName,
     /// `bzImage` or `vmlinux`.
-    pub format: String,
+    pub format: KernelFormat,
     /// The release string read from the image (`6.1.0-28-cloud-amd64`), when found.
     pub version: Option<String>,
     pub cmdline: String,
     /// sha256 of `kernel.config`, when the profile gave the kernel's config.
-    pub config_sha256: Option<String>,
+    pub config_sha256: Option<Sha256>,
     /// `prebuilt` or `source`.
-    pub origin: String,
+    pub origin: KernelOriginKind,
     /// sha256 of the source tarball, for kernels built from source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_sha256: Option<String>,
+    pub source_sha256: Option<Sha256>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeccompInfo {
     /// The policy's file name.
     pub policy: String,
-    pub policy_sha256: String,
+    pub policy_sha256: Sha256,
     /// In-image path of the compiled BPF program.
     pub filter: String,
-    pub filter_sha256: String,
+    pub filter_sha256: Sha256,
     pub instructions: u64,
     /// `enforce` or `log`.
-    pub mode: String,
+    pub mode: SeccompMode,
 }
 
 /// What the image's init observes of its runtime (`[observe]`).
@@ -101,8 +106,8 @@ pub struct ObserveInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RootInfo {
     /// `erofs`.
-    pub format: String,
-    pub artifact: String,
+    pub format: RootFormat,
+    pub artifact: ArtifactName,
     pub verity: crate::archive::verity::VerityInfo,
 }
 
@@ -115,9 +120,83 @@ pub struct Compression {
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Artifact {
-    pub name: String,
+    pub name: ArtifactName,
     pub size: u64,
-    pub sha256: String,
+    pub sha256: Sha256,
+}
+
+/// The name of an artifact: a plain file name of the image directory (no directories, `.`,
+/// `..` or control characters), checked when it is made or read, so that joining it to the
+/// image directory never leaves it (tough's `TargetName` is the model). It is not a `String`:
+/// read it with [`ArtifactName::as_str`], open it with `dir.join(name)`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ArtifactName(String);
+
+/// A name that is not a plain file name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("artifact name {0:?} is not a plain file name")]
+pub struct ArtifactNameError(pub String);
+
+impl ArtifactName {
+    pub fn new(name: impl Into<String>) -> Result<Self, ArtifactNameError> {
+        let name = name.into();
+        if is_plain_name(&name) {
+            Ok(ArtifactName(name))
+        } else {
+            Err(ArtifactNameError(name))
+        }
+    }
+
+    /// One of the builder's own constant names.
+    pub fn from_static(name: &'static str) -> Self {
+        Self::new(name).expect("the builder's artifact names are plain file names")
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A file name without directories, `.`/`..` or control characters.
+fn is_plain_name(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.len() <= 255
+        && !s.contains('/')
+        && !s.chars().any(|c| c.is_control())
+}
+
+impl<'de> Deserialize<'de> for ArtifactName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        ArtifactName::new(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Like the string it is (widths and alignment apply: names are printed in columns).
+impl fmt::Display for ArtifactName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+impl AsRef<Path> for ArtifactName {
+    fn as_ref(&self) -> &Path {
+        Path::new(&self.0)
+    }
+}
+
+impl PartialEq<str> for ArtifactName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for ArtifactName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
 }
 
 /// The detached signature over the exact bytes of `manifest.json`.
@@ -227,5 +306,21 @@ mod tests {
             "{\n  \"a\": [\n    true,\n    null,\n    {\n      \"y\": [],\n      \"z\": \"x\"\n    }\n  ],\n  \"b\": 1\n}\n"
         );
         assert!(canonical_json(&serde_json::json!({"f": 1.5})).is_err());
+    }
+
+    #[test]
+    fn artifact_names_are_plain_file_names_when_read() {
+        for bad in ["", ".", "..", "../kernel", "a/b", "/etc/passwd", "k\nernel"] {
+            let json = serde_json::to_string(bad).unwrap();
+            let e = serde_json::from_str::<ArtifactName>(&json).unwrap_err();
+            assert!(
+                e.to_string().contains("is not a plain file name"),
+                "{bad:?}: {e}"
+            );
+        }
+        let n: ArtifactName = serde_json::from_str("\"rootfs.tar.zst\"").unwrap();
+        assert_eq!(n, "rootfs.tar.zst");
+        assert_eq!(serde_json::to_string(&n).unwrap(), "\"rootfs.tar.zst\"");
+        assert_eq!(format!("[{n:<16}]"), "[rootfs.tar.zst  ]");
     }
 }

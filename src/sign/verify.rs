@@ -3,10 +3,11 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use super::keys::{KeyId, PublicKey};
-use super::manifest::{Manifest, SignatureFile, FORMAT, MANIFEST_FILE, SIGNATURE_FILE};
+use super::manifest::{
+    ArtifactName, Manifest, SignatureFile, FORMAT, MANIFEST_FILE, SIGNATURE_FILE,
+};
+use crate::digest::Sha256;
 
 /// Why an image did not verify. Each names the file that failed and how.
 #[derive(Debug, thiserror::Error)]
@@ -30,23 +31,23 @@ pub enum VerifyError {
     #[error("{MANIFEST_FILE}: malformed manifest: {0}")]
     MalformedManifest(String),
     #[error("{name}: listed in the manifest but missing from the image directory")]
-    Missing { name: String },
+    Missing { name: ArtifactName },
     #[error("{name}: size is {actual} bytes, the manifest says {expected}")]
     Size {
-        name: String,
+        name: ArtifactName,
         expected: u64,
         actual: u64,
     },
     #[error("{name}: sha256 is {actual}, the manifest says {expected}")]
     Digest {
-        name: String,
-        expected: String,
-        actual: String,
+        name: ArtifactName,
+        expected: Sha256,
+        actual: Sha256,
     },
     #[error("{name}: {why}")]
-    Sbom { name: String, why: String },
+    Sbom { name: ArtifactName, why: String },
     #[error("{name}: dm-verity: {why}")]
-    Verity { name: String, why: String },
+    Verity { name: ArtifactName, why: String },
 }
 
 /// What a successful verification established.
@@ -137,6 +138,8 @@ pub fn load_manifest(dir: &Path) -> Result<Manifest, VerifyError> {
     parse_manifest(&bytes)
 }
 
+/// Parses a manifest (its artifact names and digests are checked as they are read) of the
+/// format this stratos reads, whose kernel, SBOM and root are among its artifacts.
 pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, VerifyError> {
     let m: Manifest =
         serde_json::from_slice(bytes).map_err(|e| VerifyError::MalformedManifest(e.to_string()))?;
@@ -146,21 +149,13 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, VerifyError> {
             m.format
         )));
     }
-    for a in &m.artifacts {
-        if !is_plain_name(&a.name) {
-            return Err(VerifyError::MalformedManifest(format!(
-                "artifact name {:?} is not a plain file name",
-                a.name
-            )));
-        }
-    }
-    // Names used to open files must be artifacts (so plain names, and digested).
+    // Names used to open files must be artifacts (so digested).
     let root = m.root.as_ref().map(|r| ("root.artifact", &r.artifact));
     for (what, name) in [("kernel.artifact", &m.kernel.artifact), ("sbom", &m.sbom)]
         .into_iter()
         .chain(root)
     {
-        if m.artifact(name).is_none() {
+        if m.artifact(name.as_str()).is_none() {
             return Err(VerifyError::MalformedManifest(format!(
                 "{what} {:?} is not one of the manifest's artifacts",
                 name
@@ -168,16 +163,6 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, VerifyError> {
         }
     }
     Ok(m)
-}
-
-/// A file name without directories, `.`/`..` or control characters.
-pub fn is_plain_name(s: &str) -> bool {
-    !s.is_empty()
-        && s != "."
-        && s != ".."
-        && s.len() <= 255
-        && !s.contains('/')
-        && !s.chars().any(|c| c.is_control())
 }
 
 /// Checks every artifact's size and digest (without the signature), then the SBOM.
@@ -203,24 +188,15 @@ pub fn verify_contents(dir: &Path, manifest: &Manifest) -> Result<(), VerifyErro
                 actual: len,
             });
         }
-        let mut h = Sha256::new();
-        let mut r = f.take(a.size);
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = r.read(&mut buf).map_err(|source| VerifyError::Read {
+        let (actual, _) =
+            Sha256::of_reader(f.take(a.size)).map_err(|source| VerifyError::Read {
                 path: path.clone(),
                 source,
             })?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        let actual = hex::encode(h.finalize());
         if actual != a.sha256 {
             return Err(VerifyError::Digest {
                 name: a.name.clone(),
-                expected: a.sha256.clone(),
+                expected: a.sha256,
                 actual,
             });
         }
@@ -235,9 +211,12 @@ fn check_root(dir: &Path, m: &Manifest) -> Result<(), VerifyError> {
     let Some(root) = &m.root else {
         return Ok(());
     };
-    let size = m.artifact(&root.artifact).map(|a| a.size).ok_or_else(|| {
-        VerifyError::MalformedManifest(format!("{} is not an artifact", root.artifact))
-    })?;
+    let size = m
+        .artifact(root.artifact.as_str())
+        .map(|a| a.size)
+        .ok_or_else(|| {
+            VerifyError::MalformedManifest(format!("{} is not an artifact", root.artifact))
+        })?;
     let bytes = read(&dir.join(&root.artifact), size, "a root filesystem image")?;
     crate::archive::verity::check(&bytes, &root.verity).map_err(|why| VerifyError::Verity {
         name: root.artifact.clone(),
@@ -251,7 +230,7 @@ fn check_sbom(dir: &Path, m: &Manifest) -> Result<(), VerifyError> {
         name: name.clone(),
         why,
     };
-    if m.artifact(&m.sbom).is_none() {
+    if m.artifact(m.sbom.as_str()).is_none() {
         return Err(bad(
             "the manifest names it as the SBOM but does not list it as an artifact".into(),
         ));
@@ -276,7 +255,7 @@ fn check_sbom(dir: &Path, m: &Manifest) -> Result<(), VerifyError> {
                 comp.bom_ref
             ))
         })?;
-        if comp.sha256() != Some(listed.sha256.as_str()) {
+        if !comp.sha256().is_some_and(|s| listed.sha256 == s) {
             return Err(bad(format!(
                 "component {:?} has a different sha256 than artifact {artifact}",
                 comp.bom_ref

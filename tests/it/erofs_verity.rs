@@ -210,7 +210,7 @@ fn tampered_erofs_is_rejected_by_verify_naming_the_block() {
         serde_json::from_slice(&std::fs::read(&m_path).unwrap()).unwrap();
     for a in &mut m.artifacts {
         if a.name == "rootfs.erofs" {
-            a.sha256 = stratos::sign::sha256_hex(&img);
+            a.sha256 = stratos::digest::Sha256::of(&img);
         }
     }
     let bytes = m.to_canonical();

@@ -970,9 +970,9 @@ fn signed_snapshot(cache: &Path, f: &Fixture) -> (PathBuf, PathBuf, PathBuf, Vec
     let artifact = |name: &str, bytes: &[u8]| {
         std::fs::write(snap.join(name), bytes).unwrap();
         Artifact {
-            name: name.into(),
+            name: stratos::sign::manifest::ArtifactName::new(name).unwrap(),
             size: bytes.len() as u64,
-            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)),
+            sha256: stratos::digest::Sha256::of(bytes),
         }
     };
     let manifest = std::fs::read(img.join("manifest.json")).unwrap();

@@ -37,7 +37,7 @@ impl ImageInfo {
                 .manifest
                 .artifacts
                 .iter()
-                .map(|a| (a.name.clone(), a.size))
+                .map(|a| (a.name.to_string(), a.size))
                 .collect(),
         })
     }

@@ -27,7 +27,7 @@ use super::image::BootImage;
 use super::vm::qmp::QmpError;
 use super::vm::Accel;
 use crate::digest::Sha256;
-use crate::sign::manifest::{canonical_json, Artifact};
+use crate::sign::manifest::{canonical_json, Artifact, ArtifactName};
 use crate::sign::KeyId;
 
 pub use restore::resume;
@@ -124,12 +124,12 @@ pub fn manifest_sha256(image: &BootImage) -> Result<Sha256, SnapshotError> {
     Ok(Sha256::from_bytes(d))
 }
 
-fn file_digest(dir: &Path, name: &str) -> Result<Artifact, SnapshotError> {
+fn file_digest(dir: &Path, name: &ArtifactName) -> Result<Artifact, SnapshotError> {
     let (d, size) = crate::fsio::sha256_file(&dir.join(name), crate::fsio::Links::Refuse)?;
     Ok(Artifact {
-        name: name.to_owned(),
+        name: name.clone(),
         size,
-        sha256: Sha256::from_bytes(d).to_string(),
+        sha256: Sha256::from_bytes(d),
     })
 }
 

@@ -184,7 +184,7 @@ mod tests {
             warm: Vec::new(),
             files: [MEMORY_FILE, STATE_FILE]
                 .iter()
-                .map(|n| file_digest(dir, n).unwrap())
+                .map(|n| file_digest(dir, &crate::sign::manifest::ArtifactName::from_static(n)).unwrap())
                 .collect(),
         };
         write_meta(dir, key, &meta);

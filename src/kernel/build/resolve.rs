@@ -114,7 +114,7 @@ pub fn resolve(
         if *want != digest {
             return Err(KernelBuildError::SourceDigest {
                 path: spec.tarball.clone(),
-                expected: want.clone(),
+                expected: want.to_string(),
                 actual: digest,
             });
         }

@@ -9,25 +9,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::index::{compare_versions, Dep, Index, Op, Pkg};
 
-/// Where packages may come from: the profile's `[packages] origins` and `[packages.pin]`.
-/// With several origins on the machine (Debian's archive and a vendor's repository offering a
-/// newer build of the same package), a package offered by more than one allowed origin is an
-/// error until the profile says which: never a silent pick of the highest version.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Policy {
-    /// The origins any package may come from (empty: any origin).
-    pub origins: Vec<String>,
-    /// Per package: the origin and/or versions it may come from.
-    pub pins: BTreeMap<String, Pin>,
-}
-
-/// `[packages.pin] NAME = { origin = "Debian", version = "18.*" }`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Pin {
-    pub origin: Option<String>,
-    /// A pattern of versions: `*` matches any run of characters (`18.*`, `*+deb12u*`).
-    pub version: Option<String>,
-}
+/// What a profile allows (`[packages] origins`, `[packages.pin]`); how it applies is below.
+pub use crate::profile::{Pin, Policy};
 
 impl Policy {
     /// Whether the profile allows this build of a package.

@@ -343,12 +343,3 @@ for path in files:
 print("cache_tag", sys.implementation.cache_tag)
 sys.exit(0 if ok else 1)
 "#;
-
-/// The interpreter a `[runtime.python]` section means when it names none: the runtime itself
-/// when its file name starts with `python`.
-pub fn default_interpreter(argv0: &str) -> Option<ImagePath> {
-    let p = ImagePath::parse(argv0).ok()?;
-    p.file_name()
-        .is_some_and(|n| n.starts_with("python"))
-        .then_some(p)
-}

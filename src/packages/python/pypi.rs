@@ -13,9 +13,6 @@ use crate::packages::fetch::{self, Sources, Store};
 /// The cache's folder of wheels: `<sha256>/<file name>`.
 pub const STORE: &str = "wheels/sha256";
 
-/// The default index (its simple API, PEP 691 JSON).
-pub const DEFAULT_INDEX: &str = "https://pypi.org/simple/";
-
 /// A wheel chosen for a requirement.
 pub struct Fetched {
     pub file_name: String,

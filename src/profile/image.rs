@@ -1,0 +1,216 @@
+//! `[image]`: the image's name, version, build epoch, hostname, size limits and root format.
+
+use toml::Spanned;
+
+use super::checks::{bytes_value, choice, IntOrString};
+use super::{Ctx, Named, ProfileError};
+use crate::rootfs::ExpandLimits;
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawImage {
+    pub name: Spanned<String>,
+    pub version: Spanned<String>,
+    #[serde(default)]
+    pub source_date_epoch: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub hostname: Option<Spanned<String>>,
+    /// The largest file the image may hold (package members, overlay files, [[file]]s).
+    #[serde(default)]
+    pub max_file_size: Option<Spanned<IntOrString>>,
+    /// What one package may expand to.
+    #[serde(default)]
+    pub max_package_size: Option<Spanned<IntOrString>>,
+    /// All file contents of the image together.
+    #[serde(default)]
+    pub max_image_size: Option<Spanned<IntOrString>>,
+    /// What the kernel boots: "initramfs" (default) or "erofs" (a verified block device).
+    #[serde(default)]
+    pub root: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub name: String,
+    pub version: String,
+    pub source_date_epoch: u64,
+    pub hostname: String,
+    /// What the contents may expand to (`max-file-size`, `max-package-size`, `max-image-size`).
+    pub limits: ExpandLimits,
+    /// The root filesystem the kernel boots.
+    pub root: RootFormat,
+}
+
+/// `[image] root`: how the kernel gets its root filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootFormat {
+    /// An initramfs the kernel unpacks into RAM (for VMMs without block devices).
+    Initramfs,
+    /// A read-only EROFS image on a virtio block device, checked block by block by dm-verity.
+    Erofs,
+}
+
+impl Named for RootFormat {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("initramfs", RootFormat::Initramfs),
+        ("erofs", RootFormat::Erofs),
+    ];
+}
+
+/// `[image]`.
+pub(super) fn validate_image(
+    cx: &Ctx,
+    img: RawImage,
+    env_epoch: Option<&str>,
+) -> Result<Image, ProfileError> {
+    let name = image_name(cx, &img.name)?;
+    Ok(Image {
+        version: image_version(cx, &img.version)?,
+        source_date_epoch: source_date_epoch(cx, img.source_date_epoch.as_ref(), env_epoch)?,
+        hostname: hostname(cx, img.hostname.as_ref(), &name)?,
+        limits: expand_limits(cx, &img)?,
+        root: choice(cx, img.root.as_ref(), "image.root")?,
+        name,
+    })
+}
+
+fn image_name(cx: &Ctx, name: &Spanned<String>) -> Result<String, ProfileError> {
+    if !is_name(name.get_ref()) {
+        return Err(cx.at(
+            name.span(),
+            "image.name",
+            format!(
+                "{:?} is not a valid image name: use 1-64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit",
+                name.get_ref()
+            ),
+        ));
+    }
+    Ok(name.get_ref().clone())
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+}
+
+fn image_version(cx: &Ctx, version: &Spanned<String>) -> Result<String, ProfileError> {
+    let v = version.get_ref();
+    if v.is_empty()
+        || v.len() > 128
+        || !v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+-~".contains(c))
+    {
+        return Err(cx.at(
+            version.span(),
+            "image.version",
+            format!(
+                "{v:?} is not a valid version: use 1-128 of A-Z, a-z, 0-9, '.', '_', '+', '-', '~'"
+            ),
+        ));
+    }
+    Ok(v.clone())
+}
+
+/// The profile's, else `$SOURCE_DATE_EPOCH`, else 0.
+fn source_date_epoch(
+    cx: &Ctx,
+    e: Option<&Spanned<i64>>,
+    env_epoch: Option<&str>,
+) -> Result<u64, ProfileError> {
+    match (e, env_epoch) {
+        (Some(e), _) => u64::try_from(*e.get_ref()).map_err(|_| {
+            cx.at(
+                e.span(),
+                "image.source-date-epoch",
+                "must be a non-negative number of seconds",
+            )
+        }),
+        (None, Some(s)) => s.trim().parse::<u64>().map_err(|_| {
+            cx.at(
+                0..0,
+                "image.source-date-epoch",
+                format!(
+                    "the profile sets none and $SOURCE_DATE_EPOCH={s:?} is not a number of seconds"
+                ),
+            )
+        }),
+        (None, None) => Ok(0),
+    }
+}
+
+/// The profile's, else the image name with `.` and `_` as `-`.
+fn hostname(cx: &Ctx, h: Option<&Spanned<String>>, name: &str) -> Result<String, ProfileError> {
+    match h {
+        None => Ok(name.replace(['.', '_'], "-")),
+        Some(h) if is_hostname(h.get_ref()) => Ok(h.get_ref().clone()),
+        Some(h) => Err(cx.at(
+            h.span(),
+            "image.hostname",
+            format!(
+                "{:?} is not a valid hostname (1-63 of a-z, 0-9, '-')",
+                h.get_ref()
+            ),
+        )),
+    }
+}
+
+fn is_hostname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && !s.starts_with('-')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// `max-file-size`, `max-package-size`, `max-image-size` over the defaults.
+fn expand_limits(cx: &Ctx, img: &RawImage) -> Result<ExpandLimits, ProfileError> {
+    let mut expand = ExpandLimits::default();
+    for (v, key, slot) in [
+        (&img.max_file_size, "image.max-file-size", &mut expand.file),
+        (
+            &img.max_package_size,
+            "image.max-package-size",
+            &mut expand.package,
+        ),
+        (
+            &img.max_image_size,
+            "image.max-image-size",
+            &mut expand.image,
+        ),
+    ] {
+        if let Some(v) = v {
+            *slot = bytes_value(cx, v, key)?;
+        }
+    }
+    Ok(expand)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::profile::tests::{Fixture, BASE};
+    use crate::profile::Profile;
+
+    #[test]
+    fn epoch_from_environment() {
+        let f = Fixture::new();
+        let text = BASE.replace("source-date-epoch = 1700000000\n", "");
+        let p = Profile::parse(&text, Path::new("p.toml"), f.dir.path(), Some("42")).unwrap();
+        assert_eq!(p.image.source_date_epoch, 42);
+        let p = Profile::parse(&text, Path::new("p.toml"), f.dir.path(), None).unwrap();
+        assert_eq!(p.image.source_date_epoch, 0);
+    }
+
+    #[test]
+    fn bad_name() {
+        let f = Fixture::new();
+        let e = f.err(&BASE.replace("hello", "Hello World"));
+        assert!(e.contains("image.name"), "{e}");
+    }
+}

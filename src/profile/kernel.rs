@@ -1,0 +1,343 @@
+//! `[kernel]`: a prebuilt kernel or one built from source, its modules and command line.
+
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::checks::{choice, existing_dir, existing_file};
+use super::{Ctx, Named, ProfileError};
+use crate::digest::Sha256;
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawKernel {
+    #[serde(default)]
+    pub prebuilt: Option<Spanned<String>>,
+    #[serde(default)]
+    pub source: Option<Spanned<RawKernelSource>>,
+    #[serde(default)]
+    pub base: Option<Spanned<String>>,
+    #[serde(default)]
+    pub fragments: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub format: Option<Spanned<String>>,
+    #[serde(default)]
+    pub config: Option<Spanned<String>>,
+    #[serde(default)]
+    pub modules_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    pub modules: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub cmdline: Option<Spanned<String>>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawKernelSource {
+    pub tarball: String,
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kernel {
+    pub origin: KernelOrigin,
+    /// `lib/modules/<version>` of the kernel package (holding `modules.dep`).
+    pub modules_dir: Option<PathBuf>,
+    /// Module names to put in the image and load at boot (with their dependencies).
+    pub modules: Vec<String>,
+    pub cmdline: String,
+}
+
+/// Where the kernel comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelOrigin {
+    /// A kernel image (bzImage or vmlinux) built elsewhere, and its `.config` when known.
+    Prebuilt {
+        image: PathBuf,
+        config: Option<PathBuf>,
+    },
+    /// Built from a Linux source tarball with our config fragments.
+    Source(KernelSourceSpec),
+}
+
+impl KernelOrigin {
+    /// Which of the two it is, as the manifest records it.
+    pub fn kind(&self) -> KernelOriginKind {
+        match self {
+            KernelOrigin::Prebuilt { .. } => KernelOriginKind::Prebuilt,
+            KernelOrigin::Source(_) => KernelOriginKind::Source,
+        }
+    }
+}
+
+/// Where an image's kernel came from, without the details (`[kernel] prebuilt` or `source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelOriginKind {
+    Prebuilt,
+    Source,
+}
+
+impl Named for KernelOriginKind {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("prebuilt", KernelOriginKind::Prebuilt),
+        ("source", KernelOriginKind::Source),
+    ];
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelSourceSpec {
+    pub tarball: PathBuf,
+    /// Pinned sha256 of the tarball, if the profile pins it.
+    pub sha256: Option<Sha256>,
+    /// The Kconfig target the config starts from.
+    pub base: KernelBase,
+    /// Config fragments, merged in order on top of the base.
+    pub fragments: Vec<PathBuf>,
+    pub format: KernelFormat,
+}
+
+/// `[kernel] base`: the Kconfig target the config starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelBase {
+    Tinyconfig,
+    Allnoconfig,
+}
+
+impl Named for KernelBase {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("tinyconfig", KernelBase::Tinyconfig),
+        ("allnoconfig", KernelBase::Allnoconfig),
+    ];
+}
+
+/// `[kernel] format`: what the build produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelFormat {
+    /// A compressed, self-decompressing image.
+    BzImage,
+    /// The uncompressed ELF, loaded by the VMM through the PVH entry point.
+    Vmlinux,
+}
+
+impl Named for KernelFormat {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("bzImage", KernelFormat::BzImage),
+        ("vmlinux", KernelFormat::Vmlinux),
+    ];
+}
+
+/// `[kernel]`.
+pub(super) fn validate_kernel(cx: &Ctx, k: RawKernel, dir: &Path) -> Result<Kernel, ProfileError> {
+    let origin = match (&k.prebuilt, &k.source) {
+        (Some(_), Some(src)) => {
+            return Err(cx.at(
+                src.span(),
+                "kernel.source",
+                "set either kernel.prebuilt or kernel.source, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(cx.at(
+                0..0,
+                "kernel",
+                "needs either prebuilt = \"path/to/bzImage\" or source = { tarball = \"...\" } with fragments",
+            ));
+        }
+        (Some(p), None) => prebuilt_kernel(cx, &k, p, dir)?,
+        (None, Some(src)) => kernel_from_source(cx, &k, src, dir)?,
+    };
+    let modules_dir = k
+        .modules_dir
+        .as_ref()
+        .map(|m| existing_dir(cx, dir, m, "kernel.modules-dir"))
+        .transpose()?;
+    Ok(Kernel {
+        origin,
+        modules: kernel_modules(cx, &k.modules, modules_dir.is_some())?,
+        modules_dir,
+        cmdline: kernel_cmdline(cx, k.cmdline)?,
+    })
+}
+
+fn prebuilt_kernel(
+    cx: &Ctx,
+    k: &RawKernel,
+    image: &Spanned<String>,
+    dir: &Path,
+) -> Result<KernelOrigin, ProfileError> {
+    for (key, present) in [
+        ("kernel.base", k.base.as_ref().map(|b| b.span())),
+        ("kernel.format", k.format.as_ref().map(|b| b.span())),
+        ("kernel.fragments", k.fragments.first().map(|f| f.span())),
+    ] {
+        if let Some(span) = present {
+            return Err(cx.at(
+                span,
+                key,
+                "only applies to kernels built from source (kernel.source)",
+            ));
+        }
+    }
+    Ok(KernelOrigin::Prebuilt {
+        image: existing_file(cx, dir, image, "kernel.prebuilt")?,
+        config: k
+            .config
+            .as_ref()
+            .map(|c| existing_file(cx, dir, c, "kernel.config"))
+            .transpose()?,
+    })
+}
+
+fn kernel_from_source(
+    cx: &Ctx,
+    k: &RawKernel,
+    src: &Spanned<RawKernelSource>,
+    dir: &Path,
+) -> Result<KernelOrigin, ProfileError> {
+    if let Some(c) = &k.config {
+        return Err(cx.at(
+            c.span(),
+            "kernel.config",
+            "a kernel built from source gets its config from base and fragments",
+        ));
+    }
+    let span = src.span();
+    let raw_src = src.get_ref();
+    let tarball_sp = Spanned::new(span.clone(), raw_src.tarball.clone());
+    let tarball = existing_file(cx, dir, &tarball_sp, "kernel.source.tarball")?;
+    // Either case is accepted here (people paste digests), and stored as the digest it names.
+    let sha256 = raw_src
+        .sha256
+        .as_ref()
+        .map(|h| {
+            Sha256::parse(&h.to_ascii_lowercase()).map_err(|_| {
+                cx.at(
+                    span.clone(),
+                    "kernel.source.sha256",
+                    "must be 64 hex digits",
+                )
+            })
+        })
+        .transpose()?;
+    let mut fragments = Vec::new();
+    for (i, f) in k.fragments.iter().enumerate() {
+        fragments.push(existing_file(
+            cx,
+            dir,
+            f,
+            &format!("kernel.fragments[{i}]"),
+        )?);
+    }
+    Ok(KernelOrigin::Source(KernelSourceSpec {
+        tarball,
+        sha256,
+        base: choice(cx, k.base.as_ref(), "kernel.base")?,
+        fragments,
+        format: choice(cx, k.format.as_ref(), "kernel.format")?,
+    }))
+}
+
+fn kernel_modules(
+    cx: &Ctx,
+    list: &[Spanned<String>],
+    have_dir: bool,
+) -> Result<Vec<String>, ProfileError> {
+    let mut modules = Vec::new();
+    for (i, m) in list.iter().enumerate() {
+        let key = format!("kernel.modules[{i}]");
+        let n = m.get_ref();
+        if n.is_empty()
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(cx.at(
+                m.span(),
+                key,
+                format!("{n:?} is not a module name (like virtio_net)"),
+            ));
+        }
+        if !have_dir {
+            return Err(cx.at(
+                m.span(),
+                key,
+                "modules need kernel.modules-dir (the kernel package's lib/modules/<version>)",
+            ));
+        }
+        let n = n.replace('-', "_");
+        if modules.contains(&n) {
+            return Err(cx.at(m.span(), key, format!("module {n:?} is listed twice")));
+        }
+        modules.push(n);
+    }
+    Ok(modules)
+}
+
+fn kernel_cmdline(cx: &Ctx, c: Option<Spanned<String>>) -> Result<String, ProfileError> {
+    match c {
+        Some(c) if c.get_ref().contains(['\n', '\0']) || c.get_ref().len() > 2048 => Err(cx.at(
+            c.span(),
+            "kernel.cmdline",
+            "must be one line of at most 2048 bytes",
+        )),
+        Some(c) => Ok(c.into_inner()),
+        None => Ok("console=ttyS0".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::tests::{Fixture, BASE};
+
+    #[test]
+    fn kernel_from_source() {
+        let f = Fixture::new();
+        std::fs::write(f.dir.path().join("linux.tar.xz"), b"x").unwrap();
+        std::fs::write(f.dir.path().join("a.config"), b"CONFIG_A=y\n").unwrap();
+        let text = BASE.replace(
+            "prebuilt = \"vmlinuz\"",
+            "source = { tarball = \"linux.tar.xz\" }\nfragments = [\"a.config\"]\nformat = \"vmlinux\"",
+        );
+        let p = f.parse(&text).unwrap();
+        let KernelOrigin::Source(s) = p.kernel.origin else {
+            panic!()
+        };
+        assert_eq!(s.base, KernelBase::Tinyconfig);
+        assert_eq!(s.format, KernelFormat::Vmlinux);
+        assert_eq!(s.fragments, [f.dir.path().join("a.config")]);
+        let e = f.err(&BASE.replace(
+            "prebuilt = \"vmlinuz\"",
+            "prebuilt = \"vmlinuz\"\nsource = { tarball = \"linux.tar.xz\" }",
+        ));
+        assert!(e.contains("not both"), "{e}");
+        let e = f.err(&text.replace("format = \"vmlinux\"", "format = \"zImage\""));
+        assert!(e.contains("kernel.format"), "{e}");
+        let e = f.err(&text.replace("a.config", "missing.config"));
+        assert!(e.contains("kernel.fragments[0]"), "{e}");
+    }
+
+    #[test]
+    fn a_pinned_source_digest_is_any_case_and_64_hex_digits() {
+        let f = Fixture::new();
+        std::fs::write(f.dir.path().join("linux.tar.xz"), b"x").unwrap();
+        let digest = crate::digest::Sha256::of(b"x");
+        let with = |sha: &str| {
+            BASE.replace(
+                "prebuilt = \"vmlinuz\"",
+                &format!("source = {{ tarball = \"linux.tar.xz\", sha256 = \"{sha}\" }}"),
+            )
+        };
+        let p = f.parse(&with(&digest.hex().to_uppercase())).unwrap();
+        let KernelOrigin::Source(s) = p.kernel.origin else {
+            panic!()
+        };
+        assert_eq!(s.sha256, Some(digest));
+        let e = f.err(&with(&digest.short(63)));
+        assert!(
+            e.contains("kernel.source.sha256: must be 64 hex digits"),
+            "{e}"
+        );
+    }
+}
