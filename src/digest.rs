@@ -70,7 +70,12 @@ impl Sha256 {
             let v = match c {
                 '0'..='9' => c as u8 - b'0',
                 'a'..='f' => c as u8 - b'a' + 10,
-                _ => return Err(DigestError::NotLowercaseHex { at: i + 1, found: c }),
+                _ => {
+                    return Err(DigestError::NotLowercaseHex {
+                        at: i + 1,
+                        found: c,
+                    })
+                }
             };
             out[i / 2] |= if i % 2 == 0 { v << 4 } else { v };
         }
@@ -163,7 +168,10 @@ mod tests {
         let json = serde_json::to_string(&d).unwrap();
         assert_eq!(json, format!("\"{EMPTY}\""));
         assert_eq!(serde_json::from_str::<Sha256>(&json).unwrap(), d);
-        assert_eq!(Sha256::of_reader(&b"abc"[..]).unwrap(), (Sha256::of(b"abc"), 3));
+        assert_eq!(
+            Sha256::of_reader(&b"abc"[..]).unwrap(),
+            (Sha256::of(b"abc"), 3)
+        );
         assert_eq!(d.short(12), &EMPTY[..12]);
     }
 

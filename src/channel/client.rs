@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use super::transport::Source;
 use super::*;
+use crate::fsio::write_atomic;
 use crate::fsio::{self, caps, Links};
 use crate::sign::manifest::{Manifest, MANIFEST_FILE, SIGNATURE_FILE};
-use crate::fsio::write_atomic;
 use crate::sign::sha256_hex;
 
 /// A temporary directory a download is assembled in: `.staging-` and [`RAND_LEN`] letters
@@ -86,7 +86,7 @@ impl Failure {
             channel_version: None,
             image_version: None,
             reason: e.to_string(),
-            rejected: matches!(e, ChannelError::Rejected(_)),
+            rejected: e.is_rejection(),
             selected: false,
         }
     }
@@ -132,7 +132,7 @@ pub(super) fn read_opt(p: &Path) -> Result<Option<Vec<u8>>, ChannelError> {
     match fsio::read_regular(p, caps::METADATA, "a node state file", Links::Refuse) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(ChannelError::input(e.to_string())),
+        Err(e) => Err(ChannelError::Read(e)),
     }
 }
 
@@ -163,10 +163,10 @@ pub(super) fn sync_dir(d: &Path) -> Result<(), ChannelError> {
 }
 
 fn no_trusted_root(state: &Path) -> ChannelError {
-    ChannelError::input(format!(
-        "{} has no trusted root; bootstrap it with --bootstrap-root PATH/TO/root.json (from the image or the operator)",
-        state.display()
-    ))
+    StateError::NoTrustedRoot {
+        state: state.to_owned(),
+    }
+    .into()
 }
 
 /// An exclusive lock on the state directory (`flock` on the directory itself, so no lock file
@@ -269,7 +269,7 @@ pub fn bootstrap(state: &Path, root_json: &Path) -> Result<(), ChannelError> {
     }
     let read = |p: &Path| {
         fsio::read_file(p, caps::METADATA, "a root document")
-            .map_err(|e| ChannelError::input(format!("--bootstrap-root: {e}")))
+            .map_err(ChannelError::flag("--bootstrap-root"))
     };
     let bytes = read(root_json)?;
     let sigs_path =
@@ -374,7 +374,9 @@ impl Node {
     fn fetch(&self, rel: &str, cap: u64) -> Result<Vec<u8>, ChannelError> {
         self.source
             .fetch(rel, cap)?
-            .ok_or_else(|| ChannelError::rejected(format!("{rel}: not found in the repository")))
+            .ok_or_else(|| ChannelError::NotFound {
+                rel: rel.to_owned(),
+            })
     }
 
     fn trusted_root(&self) -> Result<(Root, Vec<u8>), ChannelError> {
@@ -409,16 +411,19 @@ impl Node {
         let latest_bytes = self.fetch("root.json", MAX_METADATA_BYTES)?;
         let latest = parse_root(&latest_bytes, "root.json")?;
         if latest.version < root.version {
-            return Err(ChannelError::rejected(format!(
-                "root.json: version {} is older than the trusted root (version {}); refusing a rollback of the root",
-                latest.version, root.version
-            )));
+            return Err(ChannelError::Replayed {
+                role: RoleName::Root,
+                what: "root.json".to_owned(),
+                have: root.version,
+                got: latest.version,
+            });
         }
         if latest.version == root.version && latest_bytes != trusted_bytes {
-            return Err(ChannelError::rejected(format!(
-                "root.json: version {} differs from the trusted root of the same version",
-                latest.version
-            )));
+            return Err(ChannelError::Forked {
+                role: RoleName::Root,
+                what: "root.json".to_owned(),
+                version: latest.version,
+            });
         }
         let mut new_roots = Vec::new();
         for v in root.version + 1..=latest.version {
@@ -427,10 +432,12 @@ impl Node {
             root = next;
         }
         if root.expires <= self.now {
-            return Err(ChannelError::rejected(format!(
-                "root version {} expired at {}",
-                root.version, root.expires
-            )));
+            return Err(ChannelError::Expired {
+                role: RoleName::Root,
+                what: "root.json".to_owned(),
+                version: root.version,
+                at: root.expires,
+            });
         }
         check_expiry_bound(
             &format!("root version {}", root.version),
@@ -445,18 +452,14 @@ impl Node {
         let b = self
             .source
             .fetch(&format!("roots/{v}.root.json"), MAX_METADATA_BYTES)?
-            .ok_or_else(|| {
-                ChannelError::rejected(format!(
-                    "root rotation skips version {v}: roots/{v}.root.json is missing"
-                ))
-            })?;
+            .ok_or(ChannelError::RotationSkipped { version: v })?;
         let s = self.fetch(&format!("roots/{v}.sigs.json"), MAX_METADATA_BYTES)?;
         let next = parse_root(&b, &format!("roots/{v}.root.json"))?;
         if next.version != v {
-            return Err(ChannelError::rejected(format!(
-                "roots/{v}.root.json claims version {}",
-                next.version
-            )));
+            return Err(ChannelError::RootVersionMismatch {
+                version: v,
+                claimed: next.version,
+            });
         }
         verify_threshold(
             &format!("root version {v} (by the keys of version {})", root.version),
@@ -484,11 +487,11 @@ impl Node {
         verify_threshold(&rel, &cb, &cs, root, RoleName::Channel)?;
         let c = parse_channel(&cb, &rel)?;
         if c.channel != self.channel {
-            return Err(ChannelError::rejected(format!(
-                "{rel}: the document is for channel {:?}, not {:?}",
-                c.channel.as_str(),
-                self.channel.as_str()
-            )));
+            return Err(ChannelError::WrongChannel {
+                what: rel,
+                got: c.channel,
+                want: self.channel.clone(),
+            });
         }
         self.check_channel_fresh(&rel, &c)?;
         self.check_not_replayed(&rel, &c, &cb)?;
@@ -499,23 +502,25 @@ impl Node {
     /// than this node's maximum age.
     fn check_channel_fresh(&self, rel: &str, c: &Channel) -> Result<(), ChannelError> {
         if c.expires <= self.now {
-            return Err(ChannelError::rejected(format!(
-                "{rel}: version {} expired at {}",
-                c.version, c.expires
-            )));
+            return Err(ChannelError::Expired {
+                role: RoleName::Channel,
+                what: rel.to_owned(),
+                version: c.version,
+                at: c.expires,
+            });
         }
         check_expiry_bound(rel, c.expires, self.now)?;
         // Freeze protection: an unexpired document can still be one the operator has long
         // replaced; a mirror serving it forever would keep this node from ever updating.
         let age = self.now.saturating_sub(c.timestamp);
         if age > self.max_age {
-            return Err(ChannelError::rejected(format!(
-                "{rel}: version {} was signed {} ago, longer than this node's maximum age of {} (--max-age); either the repository is frozen on an old document (a freeze attack) or the operator has not re-signed it: `stratos repo refresh --channel {}` does",
-                c.version,
-                fmt_age(age),
-                fmt_age(self.max_age),
-                self.channel
-            )));
+            return Err(ChannelError::Frozen {
+                what: rel.to_owned(),
+                version: c.version,
+                age,
+                max_age: self.max_age,
+                channel: self.channel.clone(),
+            });
         }
         Ok(())
     }
@@ -529,16 +534,19 @@ impl Node {
         };
         let s = parse_channel(&sb, "stored channel")?;
         if c.version < s.version {
-            return Err(ChannelError::rejected(format!(
-                "{rel}: version {} is older than the version {} this node already accepted (replay)",
-                c.version, s.version
-            )));
+            return Err(ChannelError::Replayed {
+                role: RoleName::Channel,
+                what: rel.to_owned(),
+                have: s.version,
+                got: c.version,
+            });
         }
         if c.version == s.version && bytes != sb.as_slice() {
-            return Err(ChannelError::rejected(format!(
-                "{rel}: version {} differs from the accepted document of the same version",
-                c.version
-            )));
+            return Err(ChannelError::Forked {
+                role: RoleName::Channel,
+                what: rel.to_owned(),
+                version: c.version,
+            });
         }
         Ok(())
     }
@@ -559,9 +567,12 @@ impl Node {
             ("manifest signature", img.signature_length, caps::SIGNATURE),
         ] {
             if len > cap {
-                return Err(ChannelError::rejected(format!(
-                    "{rel}: the {what} is {len} bytes, over the {cap}-byte limit"
-                )));
+                return Err(ChannelError::DeclaredTooLarge {
+                    what: rel.to_owned(),
+                    object: what,
+                    len,
+                    cap,
+                });
             }
         }
         let manifest = self.fetch(
@@ -571,36 +582,40 @@ impl Node {
         if manifest.len() as u64 != img.manifest_length
             || sha256_hex(&manifest) != img.manifest_sha256
         {
-            return Err(ChannelError::rejected(
-                "manifest: its sha256 or length does not match the channel document",
-            ));
+            return Err(ChannelError::ManifestMismatch);
         }
         let sig = self.fetch(
             &format!("objects/sha256/{}", img.signature_sha256),
             img.signature_length,
         )?;
         if sha256_hex(&sig) != img.signature_sha256 {
-            return Err(ChannelError::rejected(
-                "manifest signature: its sha256 does not match the channel document",
-            ));
+            return Err(ChannelError::SignatureMismatch);
         }
-        let sf: crate::sign::manifest::SignatureFile = serde_json::from_slice(&sig)
-            .map_err(|e| ChannelError::rejected(format!("manifest signature: {e}")))?;
+        let sf: crate::sign::manifest::SignatureFile =
+            serde_json::from_slice(&sig).map_err(|source| {
+                ChannelError::MalformedSignatureFile {
+                    what: "manifest signature".to_owned(),
+                    source,
+                }
+            })?;
         let pk = root.image_key(&sf.key_id, &format!("{} {}", img.name, img.version))?;
         let raw: [u8; 64] = hex::decode(&sf.signature)
             .ok()
             .and_then(|v| v.try_into().ok())
-            .ok_or_else(|| ChannelError::rejected("manifest signature: malformed"))?;
+            .ok_or(ChannelError::MalformedImageSignature { path: None })?;
         if !pk.verify(&manifest, &raw) {
-            return Err(ChannelError::rejected("manifest signature does not verify"));
+            return Err(ChannelError::ImageSignatureInvalid { path: None });
         }
-        let m = crate::sign::verify::parse_manifest(&manifest)
-            .map_err(|e| ChannelError::rejected(e.to_string()))?;
+        let m =
+            crate::sign::verify::parse_manifest(&manifest).map_err(ChannelError::BadManifest)?;
         if m.image.name != img.name || m.image.version != img.version {
-            return Err(ChannelError::rejected(format!(
-                "{rel}: names the image {} {}, but the signed manifest it points at is {} {}; refusing a relabelled image",
-                img.name, img.version, m.image.name, m.image.version
-            )));
+            return Err(ChannelError::Relabelled {
+                what: rel.to_owned(),
+                name: img.name.clone(),
+                version: img.version.clone(),
+                signed_name: m.image.name.clone(),
+                signed_version: m.image.version.clone(),
+            });
         }
         Ok((manifest, sig, m))
     }
@@ -697,23 +712,22 @@ impl Node {
             )))?;
         for a in &m.artifacts {
             if !is_sha256_hex(&a.sha256) {
-                return Err(ChannelError::rejected(format!(
-                    "{}: malformed sha256 in the manifest",
-                    a.name
-                )));
+                return Err(ChannelError::MalformedArtifactDigest {
+                    what: a.name.clone(),
+                });
             }
             if a.size > self.max_artifact_bytes {
-                return Err(ChannelError::rejected(format!(
-                    "{}: {} bytes is over the {}-byte artifact limit",
-                    a.name, a.size, self.max_artifact_bytes
-                )));
+                return Err(ChannelError::ArtifactTooLarge {
+                    name: a.name.clone(),
+                    size: a.size,
+                    cap: self.max_artifact_bytes,
+                });
             }
             let bytes = self.fetch(&format!("objects/sha256/{}", a.sha256), a.size)?;
             if bytes.len() as u64 != a.size || sha256_hex(&bytes) != a.sha256 {
-                return Err(ChannelError::rejected(format!(
-                    "{}: the downloaded artifact does not match the manifest (sha256 or length)",
-                    a.name
-                )));
+                return Err(ChannelError::ArtifactMismatch {
+                    name: a.name.clone(),
+                });
             }
             write_new(&tmp.path().join(&a.name), &bytes)?;
         }
@@ -722,8 +736,12 @@ impl Node {
         sync_dir(tmp.path())?;
         // The signature was checked on these manifest bytes above; what is left is that the
         // files on disk are the ones it names and the SBOM agrees with it.
-        crate::sign::verify::verify_contents(tmp.path(), m)
-            .map_err(|e| ChannelError::rejected(format!("staged image: {e}")))?;
+        crate::sign::verify::verify_contents(tmp.path(), m).map_err(|source| {
+            ChannelError::BadImage {
+                what: "staged image".to_owned(),
+                source,
+            }
+        })?;
         let images = self.state.join("images");
         std::fs::create_dir_all(&images).map_err(io(format!("creating {}", images.display())))?;
         if dest.exists() {

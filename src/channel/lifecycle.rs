@@ -24,7 +24,10 @@ use serde::{Deserialize, Serialize};
 use super::client::{
     clean_leftovers, lock_state, read_opt, sync_dir, write, Current, Staged, StateLock,
 };
-use super::{is_sha256_hex, to_bytes, ChannelError, ChannelName};
+use super::{
+    is_sha256_hex, to_bytes, ChannelError, ChannelName, FailedNode, GateError, ImageCheckError,
+    StateError, Tie,
+};
 use crate::sign::{PublicKey, SecretKey};
 
 /// Simulates a crash at a named step, for the crash-safety tests: in debug builds, when
@@ -79,11 +82,12 @@ fn read_json<T: DeserializeOwned>(state: &Path, name: &str) -> Result<Option<T>,
     let p = state.join(name);
     read_opt(&p)?
         .map(|b| {
-            serde_json::from_slice(&b).map_err(|e| {
-                ChannelError::input(format!(
-                    "{}: malformed ({e}); nothing was changed or deleted: repair it (`stratos update status` shows what the node has) or remove it",
-                    p.display()
-                ))
+            serde_json::from_slice(&b).map_err(|source| {
+                StateError::Malformed {
+                    path: p.clone(),
+                    source,
+                }
+                .into()
             })
         })
         .transpose()
@@ -95,10 +99,12 @@ fn check_dir(state: &Path, file: &str, dir: &str, digest: &str) -> Result<(), Ch
     if is_sha256_hex(digest) && dir == format!("images/{digest}") {
         return Ok(());
     }
-    Err(ChannelError::input(format!(
-        "{}: malformed (dir {dir:?} is not images/<manifest sha256 {digest:?}>); nothing was changed or deleted: repair it or remove it",
-        state.join(file).display()
-    )))
+    Err(StateError::DirMismatch {
+        path: state.join(file),
+        dir: dir.to_owned(),
+        digest: digest.to_owned(),
+    }
+    .into())
 }
 
 impl NodeState {
@@ -220,7 +226,7 @@ fn remove_file(p: &Path) -> Result<(), ChannelError> {
     match std::fs::remove_file(p) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(super::io(format!("removing {}", p.display()))(e)),
+        Err(e) => return Err(ChannelError::io(format!("removing {}", p.display()))(e)),
     }
     if let Some(d) = p.parent() {
         sync_dir(d)?;
@@ -313,11 +319,7 @@ pub fn commit_apply(
     reason: &str,
     now: u64,
 ) -> Result<Applied, ChannelError> {
-    let staged = o
-        .state
-        .staged
-        .clone()
-        .ok_or_else(|| ChannelError::input("nothing is staged".to_owned()))?;
+    let staged = o.state.staged.clone().ok_or(StateError::NothingStaged)?;
     if passed {
         let new = as_current(&staged, o.state.current.as_ref());
         failpoint("apply:tested");
@@ -359,34 +361,23 @@ pub fn commit_apply(
 
 /// Whether `dir` holds exactly the image `digest` names: its manifest hashes to the digest
 /// (which a verified channel document carried) and its files to what the manifest lists.
-/// `Err(true)` for a mismatch (the image is not that image), `Err(false)` for an I/O failure.
-pub fn check_image(dir: &Path, digest: &str) -> Result<(), (bool, String)> {
-    let m = match crate::fsio::read_regular(
+/// [`ImageCheckError::is_mismatch`] tells a mismatch (the image is not that image) from an I/O
+/// failure.
+pub fn check_image(dir: &Path, digest: &str) -> Result<(), ImageCheckError> {
+    let m = crate::fsio::read_regular(
         &dir.join(crate::sign::manifest::MANIFEST_FILE),
         crate::fsio::caps::MANIFEST,
         "a manifest",
         crate::fsio::Links::Refuse,
-    ) {
-        Ok(m) => m,
-        Err(e) if e.is_not_found() => return Err((true, e.to_string())),
-        Err(e) => return Err((false, e.to_string())),
-    };
+    )
+    .map_err(ImageCheckError::Unreadable)?;
     if crate::sign::sha256_hex(&m) != digest {
-        return Err((
-            true,
-            format!(
-                "{}: the manifest is not the one the channel named (sha256 differs): the image changed on disk",
-                dir.display()
-            ),
-        ));
+        return Err(ImageCheckError::ManifestChanged {
+            dir: dir.to_owned(),
+        });
     }
-    let manifest = crate::sign::verify::load_manifest(dir).map_err(|e| (true, e.to_string()))?;
-    crate::sign::verify::verify_contents(dir, &manifest).map_err(|e| {
-        use crate::sign::verify::VerifyError;
-        let io = matches!(&e, VerifyError::Read { .. })
-            || matches!(&e, VerifyError::File(f) if !f.is_not_found());
-        (!io, e.to_string())
-    })
+    let manifest = crate::sign::verify::load_manifest(dir).map_err(ImageCheckError::BadManifest)?;
+    crate::sign::verify::verify_contents(dir, &manifest).map_err(ImageCheckError::Contents)
 }
 
 /// Why an image left service by a rollback (its `rejected.json` reason).
@@ -397,20 +388,11 @@ pub const ROLLED_BACK: &str = "rolled back on this node";
 /// already done is not done again.
 pub fn rollback(dir: &Path, o: &mut Opened, now: u64) -> Result<Current, ChannelError> {
     let (Some(cur), Some(prev)) = (o.state.current.clone(), o.state.previous.clone()) else {
-        return Err(ChannelError::input(format!(
-            "{}: there is no {} to roll back {}",
-            dir.display(),
-            if o.state.current.is_none() {
-                "current image"
-            } else {
-                "previous image"
-            },
-            if o.state.current.is_none() {
-                "from"
-            } else {
-                "to"
-            }
-        )));
+        return Err(StateError::NothingToRollBack {
+            state: dir.to_owned(),
+            no_current: o.state.current.is_none(),
+        }
+        .into());
     };
     if cur.by == "rollback"
         && o.state
@@ -421,11 +403,12 @@ pub fn rollback(dir: &Path, o: &mut Opened, now: u64) -> Result<Current, Channel
         // Done before (perhaps finished by another command after an interruption).
         return Ok(cur);
     }
-    check_image(&dir.join(&prev.dir), &prev.manifest_sha256).map_err(|(_, why)| {
-        ChannelError::input(format!(
-            "the previous image {} {} cannot be put back: {why}; nothing was changed",
-            prev.image, prev.version
-        ))
+    check_image(&dir.join(&prev.dir), &prev.manifest_sha256).map_err(|source| {
+        StateError::PreviousImageDamaged {
+            image: prev.image.clone(),
+            version: prev.version.clone(),
+            source: Box::new(source),
+        }
     })?;
     // Held first: a crash after this leaves the old current in service, and the next rollback
     // does it all.
@@ -468,10 +451,11 @@ pub fn clear_rejected(
         .drain(..)
         .partition(|r| digest.map_or(true, |d| d == r.manifest_sha256));
     if gone.is_empty() {
-        return Err(ChannelError::input(match digest {
-            Some(d) => format!("{d} is not in {}/rejected.json", dir.display()),
-            None => format!("{}/rejected.json lists nothing", dir.display()),
-        }));
+        return Err(StateError::NotRejected {
+            state: dir.to_owned(),
+            digest: digest.map(str::to_owned),
+        }
+        .into());
     }
     list.rejected = kept;
     write(&dir.join("rejected.json"), &to_bytes(&list))?;
@@ -483,19 +467,16 @@ pub fn clear_rejected(
 pub fn current_image(dir: &Path) -> Result<(Current, PathBuf), ChannelError> {
     // Only current.json: another state file in a bad way must not keep the node from booting.
     let cur: Option<Current> = read_json(dir, "current.json")?;
-    let cur = cur.ok_or_else(|| {
-        ChannelError::input(format!(
-            "{}: no current image (no current.json); `stratos update fetch` then `stratos update apply` put one in service",
-            dir.display()
-        ))
+    let cur = cur.ok_or_else(|| StateError::NoCurrentImage {
+        state: dir.to_owned(),
     })?;
     let d = cur.dir.trim_start_matches("images/");
     if !is_sha256_hex(d) || d != cur.manifest_sha256 {
-        return Err(ChannelError::input(format!(
-            "{}/current.json: dir {:?} is not images/<its manifest sha256>",
-            dir.display(),
-            cur.dir
-        )));
+        return Err(StateError::CurrentDirMismatch {
+            state: dir.to_owned(),
+            dir: cur.dir,
+        }
+        .into());
     }
     let path = dir.join(&cur.dir);
     Ok((cur, path))
@@ -554,12 +535,11 @@ struct ReportSeq {
 pub fn next_report_seq(dir: &Path, o: &Opened) -> Result<u64, ChannelError> {
     let _held = &o.lock;
     let last = read_json::<ReportSeq>(dir, REPORT_SEQ_FILE)?.map_or(0, |s| s.last);
-    let next = last.checked_add(1).ok_or_else(|| {
-        ChannelError::input(format!(
-            "{}: the report counter is at its maximum; repair it",
-            dir.join(REPORT_SEQ_FILE).display()
-        ))
-    })?;
+    let next = last
+        .checked_add(1)
+        .ok_or_else(|| StateError::ReportCounterFull {
+            path: dir.join(REPORT_SEQ_FILE),
+        })?;
     write(
         &dir.join(REPORT_SEQ_FILE),
         &to_bytes(&ReportSeq { last: next }),
@@ -657,8 +637,10 @@ struct Latest {
 /// one is newer cannot be told); a copy of the same report is ignored. Returns a one-line summary,
 /// or why the rollout may not widen (naming the failing nodes).
 pub fn check_reports(g: &ReportGate, c: &super::Channel, now: u64) -> Result<String, ChannelError> {
-    let rd = std::fs::read_dir(&g.dir)
-        .map_err(|e| ChannelError::input(format!("--gate-reports {}: {e}", g.dir.display())))?;
+    let rd = std::fs::read_dir(&g.dir).map_err(|source| GateError::ReportDir {
+        dir: g.dir.clone(),
+        source,
+    })?;
     let mut paths: Vec<PathBuf> = rd
         .filter_map(|e| e.ok())
         .map(|e| e.path())
@@ -735,29 +717,24 @@ pub fn check_reports(g: &ReportGate, c: &super::Channel, now: u64) -> Result<Str
             },
         }
     }
-    let ties: Vec<String> = newest
+    let ties: Vec<Tie> = newest
         .values()
         .filter(|l| !l.ties.is_empty())
-        .map(|l| {
-            format!(
-                "node {}'s reports {} and {} are both for channel version {} with {}: which is the latest cannot be told (their `at` is the node's clock, not trusted)",
-                l.report.node_id,
-                l.file,
-                l.ties.join(" and "),
-                l.report.channel_version,
-                match l.report.seq {
-                    Some(s) => format!("seq {s}"),
-                    None => "no seq".to_owned(),
-                }
-            )
+        .map(|l| Tie {
+            node: l.report.node_id.clone(),
+            files: std::iter::once(l.file.clone())
+                .chain(l.ties.iter().cloned())
+                .collect(),
+            channel_version: l.report.channel_version,
+            seq: l.report.seq,
         })
         .collect();
     if !ties.is_empty() {
-        return Err(ChannelError::input(format!(
-            "--gate-reports {}: {}; remove the wrong report(s); the rollout was not widened",
-            g.dir.display(),
-            ties.join("; ")
-        )));
+        return Err(GateError::ReportsTie {
+            dir: g.dir.clone(),
+            ties,
+        }
+        .into());
     }
     let n = newest.len();
     let failed: Vec<&Report> = newest
@@ -765,19 +742,16 @@ pub fn check_reports(g: &ReportGate, c: &super::Channel, now: u64) -> Result<Str
         .map(|l| &l.report)
         .filter(|r| !r.passed)
         .collect();
-    let ignored_note = if ignored.is_empty() {
-        String::new()
-    } else {
-        format!(" (ignored: {})", ignored.join("; "))
-    };
     if n < g.min_reports {
-        return Err(ChannelError::rejected(format!(
-            "--gate-reports {}: {n} report(s) for {} {} from nodes the rollout reached, {} required; the rollout was not widened{ignored_note}",
-            g.dir.display(),
-            c.image.name,
-            c.image.version,
-            g.min_reports
-        )));
+        return Err(GateError::TooFewReports {
+            dir: g.dir.clone(),
+            have: n,
+            image: c.image.name.clone(),
+            version: c.image.version.clone(),
+            need: g.min_reports,
+            ignored,
+        }
+        .into());
     }
     let rate = if n == 0 {
         0.0
@@ -785,18 +759,27 @@ pub fn check_reports(g: &ReportGate, c: &super::Channel, now: u64) -> Result<Str
         failed.len() as f64 * 100.0 / n as f64
     };
     if rate > g.max_failures {
-        return Err(ChannelError::rejected(format!(
-            "--gate-reports {}: {} of {n} node(s) failed ({rate:.1}% > {}%): {}; the rollout was not widened{ignored_note}",
-            g.dir.display(),
-            failed.len(),
-            g.max_failures,
-            failed
+        return Err(GateError::TooManyFailures {
+            dir: g.dir.clone(),
+            failed: failed
                 .iter()
-                .map(|r| format!("{} ({})", r.node_id, r.reason))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
+                .map(|r| FailedNode {
+                    node: r.node_id.clone(),
+                    reason: r.reason.clone(),
+                })
+                .collect(),
+            total: n,
+            rate,
+            max: g.max_failures,
+            ignored,
+        }
+        .into());
     }
+    let ignored_note = if ignored.is_empty() {
+        String::new()
+    } else {
+        format!(" (ignored: {})", ignored.join("; "))
+    };
     Ok(format!(
         "{n} report(s) for {} {}, {} failed ({rate:.1}% <= {}%){ignored_note}",
         c.image.name,
@@ -824,7 +807,11 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), to_bytes(&ReportSeq { last: 3 }));
         // A counter that cannot be read is never taken for "start again at 1".
         std::fs::write(&p, b"{\"last\": \"x\"}").unwrap();
-        let e = next_report_seq(d.path(), &o).unwrap_err().to_string();
-        assert!(e.contains("report-seq.json: malformed"), "{e}");
+        let e = next_report_seq(d.path(), &o).unwrap_err();
+        assert!(
+            matches!(&e, ChannelError::State(StateError::Malformed { path, .. }) if *path == p),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("report-seq.json: malformed"), "{e}");
     }
 }

@@ -18,6 +18,7 @@
 //! channel unchanged (a new version and timestamp) for channels that do not change for weeks.
 
 pub mod client;
+mod error;
 pub mod gate;
 pub mod keys;
 pub mod lifecycle;
@@ -32,6 +33,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use error::{
+    ChannelError, FailedNode, GateError, ImageCheckError, ImageNamed, StateError, Tie, UsageError,
+    WaveFault, WavesError,
+};
 pub use name::ChannelName;
 pub use rollout::{Rollout, Wave};
 
@@ -50,34 +55,6 @@ pub const CLOCK_SKEW: u64 = 86_400;
 /// Oldest channel document a node accepts by default (`update --max-age`): a week. The
 /// operator re-signs channels at least that often (`stratos repo refresh`, e.g. daily from cron).
 pub const DEFAULT_MAX_AGE: u64 = 7 * 86_400;
-
-/// Why a channel operation failed. Messages carry their cause inline (no `source()` chain), so
-/// the command line prints each cause once.
-#[derive(Debug, thiserror::Error)]
-pub enum ChannelError {
-    #[error("{0}")]
-    Rejected(String),
-    #[error("{0}")]
-    Input(String),
-    #[error("{what}: {error}")]
-    Io {
-        what: String,
-        #[source]
-        error: std::io::Error,
-    },
-    /// The repository's server failed or was too slow (the message names the URL).
-    #[error("{0}")]
-    Http(crate::http::HttpError),
-}
-
-impl ChannelError {
-    pub fn rejected(s: impl Into<String>) -> Self {
-        ChannelError::Rejected(s.into())
-    }
-    pub fn input(s: impl Into<String>) -> Self {
-        ChannelError::Input(s.into())
-    }
-}
 
 /// Seconds since the epoch, now. A clock set before 1970 reads as 0 (no error to report
 /// there: documents signed then expire at once, and nodes reach no rollout).
@@ -273,13 +250,15 @@ impl Root {
     pub fn image_key(&self, id: &KeyId, what: &str) -> Result<PublicKey, ChannelError> {
         let role = &self.roles.image;
         if !role.key_ids.contains(id) {
-            return Err(ChannelError::rejected(format!(
-                "{what}: signed by key {id}, which the repository's root does not trust for images (trusted: {})",
-                role.key_ids.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
-            )));
+            return Err(ChannelError::UntrustedImageKey {
+                what: what.to_owned(),
+                key: id.clone(),
+                trusted: role.key_ids.clone(),
+            });
         }
-        self.key(id).ok_or_else(|| {
-            ChannelError::rejected(format!("root version {}: malformed key {id}", self.version))
+        self.key(id).ok_or_else(|| ChannelError::MalformedRootKey {
+            version: self.version,
+            key: id.clone(),
         })
     }
 }
@@ -301,8 +280,7 @@ pub(crate) fn metadata_if_there(p: &Path) -> Result<Option<std::fs::Metadata>, C
 
 /// Maps an I/O error to [`ChannelError::Io`] naming what was being done.
 pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ChannelError {
-    let what = what.into();
-    move |error| ChannelError::Io { what, error }
+    ChannelError::io(what)
 }
 
 /// `8d 2h`, `3h 5m`, `45s`: an age or a duration for messages.
@@ -333,11 +311,12 @@ pub fn fmt_time(t: u64) -> String {
 pub fn check_expiry_bound(what: &str, expires: u64, now: u64) -> Result<(), ChannelError> {
     let ahead = expires.saturating_sub(now);
     if ahead > MAX_VALIDITY + CLOCK_SKEW {
-        return Err(ChannelError::rejected(format!(
-            "{what}: expires {} days from now (at {expires}), beyond the {}-day limit on validity; refusing a document that would practically never expire",
-            ahead / 86_400,
-            MAX_VALIDITY / 86_400
-        )));
+        return Err(ChannelError::ValidTooLong {
+            what: what.to_owned(),
+            expires,
+            days: ahead / 86_400,
+            limit_days: MAX_VALIDITY / 86_400,
+        });
     }
     Ok(())
 }
@@ -371,8 +350,11 @@ pub fn verify_threshold(
     role: RoleName,
 ) -> Result<(), ChannelError> {
     let r = root.roles.get(role);
-    let sigs: Signatures = serde_json::from_slice(sigs)
-        .map_err(|e| ChannelError::rejected(format!("{what}: malformed signatures: {e}")))?;
+    let sigs: Signatures =
+        serde_json::from_slice(sigs).map_err(|source| ChannelError::MalformedSignatures {
+            what: what.to_owned(),
+            source,
+        })?;
     // Distinct *keys*, not ids: even if a root listed one key under two ids (parse_root
     // refuses that), one signature would count once.
     let mut good: BTreeSet<String> = BTreeSet::new();
@@ -399,72 +381,86 @@ pub fn verify_threshold(
         }
     }
     if (good.len() as u32) < r.threshold.max(1) {
-        return Err(ChannelError::rejected(format!(
-            "{what}: {} valid signature(s) from distinct {role} keys, {} required",
-            good.len(),
-            r.threshold.max(1)
-        )));
+        return Err(ChannelError::ThresholdUnmet {
+            what: what.to_owned(),
+            role,
+            have: good.len(),
+            need: r.threshold.max(1),
+        });
     }
     Ok(())
 }
 
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ChannelError> {
+    serde_json::from_slice(bytes).map_err(|source| ChannelError::Malformed {
+        what: what.to_owned(),
+        source,
+    })
+}
+
+fn wrong_kind(what: &str, kind: &'static str) -> ChannelError {
+    ChannelError::WrongKind {
+        what: what.to_owned(),
+        kind,
+        spec: SPEC_VERSION,
+    }
+}
+
 pub fn parse_root(bytes: &[u8], what: &str) -> Result<Root, ChannelError> {
-    let r: Root = serde_json::from_slice(bytes)
-        .map_err(|e| ChannelError::rejected(format!("{what}: malformed: {e}")))?;
+    let r: Root = parse_json(bytes, what)?;
     if r.kind != ROOT_TYPE || r.spec_version != SPEC_VERSION {
-        return Err(ChannelError::rejected(format!(
-            "{what}: not a stratos root document (spec {SPEC_VERSION})"
-        )));
+        return Err(wrong_kind(what, "root"));
     }
     // Each key id is bound to its key (the id is derived from the key): one key cannot be
     // listed under two ids to have one signature count twice.
     for (id, entry) in &r.keys {
         if entry.kind != "ed25519" {
-            return Err(ChannelError::rejected(format!(
-                "{what}: key {id} has type {:?}; only \"ed25519\" is supported",
-                entry.kind
-            )));
+            return Err(ChannelError::UnsupportedKeyType {
+                what: what.to_owned(),
+                key: id.clone(),
+                kind: entry.kind.clone(),
+            });
         }
-        let pk = r.key(id).ok_or_else(|| {
-            ChannelError::rejected(format!(
-                "{what}: key {id} is not a valid ed25519 public key (64 hex digits)"
-            ))
+        let pk = r.key(id).ok_or_else(|| ChannelError::InvalidKey {
+            what: what.to_owned(),
+            key: id.clone(),
         })?;
         if pk.id() != id {
-            return Err(ChannelError::rejected(format!(
-                "{what}: key id {id} is not the id of the key it lists (that key's id is {}); a key id is the first 8 bytes of the sha256 of its key",
-                pk.id()
-            )));
+            return Err(ChannelError::KeyIdMismatch {
+                what: what.to_owned(),
+                listed: id.clone(),
+                actual: pk.id().clone(),
+            });
         }
     }
     for (name, role) in r.roles.iter() {
         if role.threshold == 0 {
-            return Err(ChannelError::rejected(format!(
-                "{what}: the {name} role has threshold 0"
-            )));
+            return Err(ChannelError::ZeroThreshold {
+                what: what.to_owned(),
+                role: name,
+            });
         }
         if let Some(id) = role.key_ids.iter().find(|id| !r.keys.contains_key(id)) {
-            return Err(ChannelError::rejected(format!(
-                "{what}: the {name} role names key {id}, which the root does not list"
-            )));
+            return Err(ChannelError::UnlistedKey {
+                what: what.to_owned(),
+                role: name,
+                key: id.clone(),
+            });
         }
     }
     Ok(r)
 }
 
 pub fn parse_channel(bytes: &[u8], what: &str) -> Result<Channel, ChannelError> {
-    let c: Channel = serde_json::from_slice(bytes)
-        .map_err(|e| ChannelError::rejected(format!("{what}: malformed: {e}")))?;
+    let c: Channel = parse_json(bytes, what)?;
     if c.kind != CHANNEL_TYPE || c.spec_version != SPEC_VERSION {
-        return Err(ChannelError::rejected(format!(
-            "{what}: not a stratos channel document (spec {SPEC_VERSION})"
-        )));
+        return Err(wrong_kind(what, "channel"));
     }
     for r in std::iter::once(&c.image).chain(c.previous.as_ref()) {
         if !is_sha256_hex(&r.manifest_sha256) || !is_sha256_hex(&r.signature_sha256) {
-            return Err(ChannelError::rejected(format!(
-                "{what}: image digests must be 64 lowercase hex digits"
-            )));
+            return Err(ChannelError::MalformedDigests {
+                what: what.to_owned(),
+            });
         }
     }
     Ok(c)
@@ -566,7 +562,7 @@ mod tests {
             v["roles"].as_object_mut().unwrap().remove(role);
             let bytes = serde_json::to_vec(&v).unwrap();
             let e = parse_root(&bytes, "root.json").unwrap_err();
-            assert!(matches!(e, ChannelError::Rejected(_)), "{e:?}");
+            assert!(matches!(e, ChannelError::Malformed { .. }), "{e:?}");
             let e = e.to_string();
             assert!(
                 e.starts_with("root.json: malformed: roles: no ")

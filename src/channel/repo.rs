@@ -6,9 +6,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::fsio::write_atomic;
 use crate::fsio::{self, caps, Links};
 use crate::sign::manifest::{MANIFEST_FILE, SIGNATURE_FILE};
-use crate::fsio::write_atomic;
 use crate::sign::sha256_hex;
 
 pub struct Repo {
@@ -17,8 +17,7 @@ pub struct Repo {
 
 /// A metadata file of the repository: regular, at most [`caps::METADATA`] bytes.
 fn read(p: &Path) -> Result<Vec<u8>, ChannelError> {
-    fsio::read_file(p, caps::METADATA, "a repository metadata file")
-        .map_err(|e| ChannelError::input(e.to_string()))
+    fsio::read_file(p, caps::METADATA, "a repository metadata file").map_err(ChannelError::Read)
 }
 
 /// Like [`read`], `None` if the file is not there.
@@ -26,25 +25,26 @@ fn read_opt(p: &Path) -> Result<Option<Vec<u8>>, ChannelError> {
     match fsio::read_file(p, caps::METADATA, "a repository metadata file") {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(ChannelError::input(e.to_string())),
+        Err(e) => Err(ChannelError::Read(e)),
     }
 }
 
 /// A file of the image being published: regular and not a symlink (like `verify`).
 fn read_image_file(p: &Path, cap: u64, what: &'static str) -> Result<Vec<u8>, ChannelError> {
-    fsio::read_regular(p, cap, what, Links::Refuse)
-        .map_err(|e| ChannelError::rejected(e.to_string()))
+    fsio::read_regular(p, cap, what, Links::Refuse).map_err(ChannelError::RefusedFile)
 }
 
 /// Refuses a list of keys naming one key twice (`flag` says where they came from): a threshold
 /// counts distinct keys, so a repeated key only makes a threshold unreachable.
-fn distinct(ids: &[KeyId], flag: &str) -> Result<(), ChannelError> {
+fn distinct(ids: &[KeyId], flag: &'static str) -> Result<(), ChannelError> {
     let mut seen = BTreeSet::new();
     for id in ids {
         if !seen.insert(id) {
-            return Err(ChannelError::input(format!(
-                "{flag}: key {id} is given twice; thresholds count distinct keys, so give each key once"
-            )));
+            return Err(UsageError::KeyGivenTwice {
+                flag,
+                key: id.clone(),
+            }
+            .into());
         }
     }
     Ok(())
@@ -54,10 +54,10 @@ fn distinct(ids: &[KeyId], flag: &str) -> Result<(), ChannelError> {
 /// is not overwritten either).
 fn refuse_existing_repo(dir: &Path) -> Result<(), ChannelError> {
     if metadata_if_there(&dir.join("root.json"))?.is_some() {
-        return Err(ChannelError::input(format!(
-            "{} already holds a repository (root.json); refusing to overwrite it",
-            dir.display()
-        )));
+        return Err(UsageError::RepoExists {
+            dir: dir.to_owned(),
+        }
+        .into());
     }
     Ok(())
 }
@@ -75,7 +75,7 @@ fn check_keys(
     image: &[PublicKey],
 ) -> Result<(), ChannelError> {
     if root.is_empty() {
-        return Err(ChannelError::input("at least one --root-key is needed"));
+        return Err(UsageError::NoRootKey.into());
     }
     let ids = |ks: &[PublicKey]| ks.iter().map(|k| k.id().clone()).collect::<Vec<_>>();
     distinct(&ids(root), "--root-key")?;
@@ -85,11 +85,20 @@ fn check_keys(
 }
 
 /// A threshold between 1 and the number of keys that can meet it.
-fn check_threshold(flag: &str, t: u32, keys: usize, what: &str) -> Result<(), ChannelError> {
+fn check_threshold(
+    flag: &'static str,
+    t: u32,
+    keys: usize,
+    what: &'static str,
+) -> Result<(), ChannelError> {
     if t == 0 || t as usize > keys {
-        return Err(ChannelError::input(format!(
-            "{flag} {t} must be between 1 and the number of {what} ({keys})"
-        )));
+        return Err(UsageError::BadThreshold {
+            flag,
+            threshold: t,
+            keys,
+            what,
+        }
+        .into());
     }
     Ok(())
 }
@@ -137,10 +146,7 @@ fn check_rotation(
     distinct(&new_ids, "--new-key")?;
     check_threshold("--threshold", threshold, new_keys.len(), "new root keys")?;
     if let Some(r) = also.iter().find(|r| **r == RoleName::Root) {
-        return Err(ChannelError::input(format!(
-            "--also {:?}: the roles that can follow the root keys are channel and image",
-            r.as_str()
-        )));
+        return Err(UsageError::CannotFollowRoot { role: *r }.into());
     }
     Ok(())
 }
@@ -217,11 +223,12 @@ fn follow_root_keys(
         }
     }
     if role.threshold as usize > role.key_ids.len() {
-        return Err(ChannelError::input(format!(
-            "--also {name}: the {name} role needs {} signatures but would have {} key(s) after the rotation; give more --new-key",
-            role.threshold,
-            role.key_ids.len()
-        )));
+        return Err(UsageError::RotationBelowThreshold {
+            role: name,
+            threshold: role.threshold,
+            keys: role.key_ids.len(),
+        }
+        .into());
     }
     Ok(())
 }
@@ -252,11 +259,21 @@ fn sign_rotated_root(
         }
     }
     let sigs = sign_bytes(&bytes, &signers);
-    verify_threshold("new root (old keys)", &bytes, &sigs, old, RoleName::Root).map_err(|e| {
-        ChannelError::input(format!("{e}: pass the current root keys with --old-key"))
-    })?;
+    verify_threshold("new root (old keys)", &bytes, &sigs, old, RoleName::Root)
+        .map_err(keys_short("pass the current root keys with --old-key"))?;
     verify_threshold("new root (new keys)", &bytes, &sigs, root, RoleName::Root)?;
     Ok((bytes, sigs))
+}
+
+/// Signing keys short of the threshold of the role they sign for: bad input, with `hint`.
+fn keys_short(hint: &'static str) -> impl FnOnce(ChannelError) -> ChannelError {
+    move |e| {
+        UsageError::KeysShort {
+            source: Box::new(e),
+            hint,
+        }
+        .into()
+    }
 }
 
 /// What `repo rotate-key` did.
@@ -324,10 +341,10 @@ impl Repo {
     pub fn open(dir: &Path) -> Result<Repo, ChannelError> {
         let root = metadata_if_there(&dir.join("root.json"))?;
         if !root.is_some_and(|m| m.is_file()) {
-            return Err(ChannelError::input(format!(
-                "{} is not a release repository (no root.json); create one with `stratos repo init`",
-                dir.display()
-            )));
+            return Err(UsageError::NotARepo {
+                dir: dir.to_owned(),
+            }
+            .into());
         }
         Ok(Repo {
             dir: dir.to_owned(),
@@ -408,10 +425,11 @@ impl Repo {
 
     fn require_channel(&self, name: &ChannelName) -> Result<Channel, ChannelError> {
         self.channel(name)?.ok_or_else(|| {
-            ChannelError::input(format!(
-                "channel {name} does not exist in {}; publish to it first",
-                self.dir.display()
-            ))
+            UsageError::NoSuchChannel {
+                channel: name.clone(),
+                repo: self.dir.clone(),
+            }
+            .into()
         })
     }
 
@@ -422,9 +440,9 @@ impl Repo {
         let signers: Vec<&SecretKey> = keys.iter().collect();
         let sigs = sign_bytes(&bytes, &signers);
         let what = format!("channel {}", c.channel);
-        verify_threshold(&what, &bytes, &sigs, &root, RoleName::Channel).map_err(|e| {
-            ChannelError::input(format!("{e}: sign with the channel role's keys (--sign-key, repeat it to meet the threshold)"))
-        })?;
+        verify_threshold(&what, &bytes, &sigs, &root, RoleName::Channel).map_err(keys_short(
+            "sign with the channel role's keys (--sign-key, repeat it to meet the threshold)",
+        ))?;
         // Signatures first: a reader that sees the new document also finds its signatures.
         self.write(&c.channel.signatures(), &sigs)?;
         self.write(&c.channel.document(), &bytes)?;
@@ -440,41 +458,46 @@ impl Repo {
         let root = self.root()?;
         let sig_path = image.join(SIGNATURE_FILE);
         if metadata_if_there(&sig_path)?.is_none() {
-            return Err(ChannelError::rejected(format!(
-                "{}: the image is unsigned; only signed images can be published",
-                image.display()
-            )));
+            return Err(ChannelError::Unsigned {
+                image: image.to_owned(),
+            });
         }
         let sigb = read_image_file(&sig_path, caps::SIGNATURE, "a signature")?;
         let manifest = read_image_file(&image.join(MANIFEST_FILE), caps::MANIFEST, "a manifest")?;
-        let sig: crate::sign::manifest::SignatureFile = serde_json::from_slice(&sigb)
-            .map_err(|e| ChannelError::rejected(format!("{}: {e}", sig_path.display())))?;
+        let sig: crate::sign::manifest::SignatureFile =
+            serde_json::from_slice(&sigb).map_err(|source| {
+                ChannelError::MalformedSignatureFile {
+                    what: sig_path.display().to_string(),
+                    source,
+                }
+            })?;
         let pk = root.image_key(&sig.key_id, &image.display().to_string())?;
         let raw: [u8; 64] = hex::decode(&sig.signature)
             .ok()
             .and_then(|v| v.try_into().ok())
-            .ok_or_else(|| {
-                ChannelError::rejected(format!("{}: malformed signature", sig_path.display()))
+            .ok_or_else(|| ChannelError::MalformedImageSignature {
+                path: Some(sig_path.clone()),
             })?;
         if !pk.verify(&manifest, &raw) {
-            return Err(ChannelError::rejected(format!(
-                "{}: the signature does not match {MANIFEST_FILE} (the manifest or the signature was modified)",
-                sig_path.display()
-            )));
+            return Err(ChannelError::ImageSignatureInvalid {
+                path: Some(sig_path),
+            });
         }
-        let m = crate::sign::verify::parse_manifest(&manifest)
-            .map_err(|e| ChannelError::rejected(format!("{}: {e}", image.display())))?;
+        let bad_image = |source| ChannelError::BadImage {
+            what: image.display().to_string(),
+            source,
+        };
+        let m = crate::sign::verify::parse_manifest(&manifest).map_err(bad_image)?;
         // Every artifact must be a regular file before anything reads it whole.
         for a in &m.artifacts {
             let p = image.join(&a.name);
             match fsio::open_regular(&p, Links::Refuse) {
                 Ok(_) => {}
                 Err(e) if e.is_not_found() => {} // verify_image names it as missing
-                Err(e) => return Err(ChannelError::rejected(e.to_string())),
+                Err(e) => return Err(ChannelError::RefusedFile(e)),
             }
         }
-        crate::sign::verify::verify_image(image, &pk)
-            .map_err(|e| ChannelError::rejected(format!("{}: {e}", image.display())))?;
+        crate::sign::verify::verify_image(image, &pk).map_err(bad_image)?;
         for a in &m.artifacts {
             self.copy_object(&image.join(&a.name), &a.sha256, a.size)?;
         }
@@ -496,13 +519,11 @@ impl Repo {
     fn copy_object(&self, src: &Path, sha256: &str, size: u64) -> Result<(), ChannelError> {
         use sha2::{Digest, Sha256};
         if !is_sha256_hex(sha256) {
-            return Err(ChannelError::rejected(format!(
-                "{}: malformed sha256 in the manifest",
-                src.display()
-            )));
+            return Err(ChannelError::MalformedArtifactDigest {
+                what: src.display().to_string(),
+            });
         }
-        let (f, _) = fsio::open_regular(src, Links::Refuse)
-            .map_err(|e| ChannelError::rejected(e.to_string()))?;
+        let (f, _) = fsio::open_regular(src, Links::Refuse).map_err(ChannelError::RefusedFile)?;
         let dir = self.dir.join("objects/sha256");
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         let dest = dir.join(sha256);
@@ -528,10 +549,9 @@ impl Repo {
                 .map_err(io(format!("writing {}", dest.display())))?;
         }
         if n != size || hex::encode(h.finalize()) != sha256 {
-            return Err(ChannelError::rejected(format!(
-                "{}: changed while it was being published (its size or sha256 no longer matches the manifest)",
-                src.display()
-            )));
+            return Err(ChannelError::ChangedWhilePublished {
+                path: src.to_owned(),
+            });
         }
         {
             use std::os::unix::fs::PermissionsExt;
@@ -630,11 +650,12 @@ impl Repo {
         expires: u64,
     ) -> Result<Channel, ChannelError> {
         self.update(name, keys, expires, |c| {
-            let prev = c.previous.take().ok_or_else(|| {
-                ChannelError::input(format!(
-                    "channel {name} has no previous image to roll back to"
-                ))
-            })?;
+            let prev = c
+                .previous
+                .take()
+                .ok_or_else(|| UsageError::NoPreviousImage {
+                    channel: name.clone(),
+                })?;
             c.previous = Some(std::mem::replace(&mut c.image, prev));
             c.rollout = Rollout::percent(100, now());
             c.halted = false;
@@ -692,10 +713,10 @@ impl Repo {
         for name in channels {
             let c = self.require_channel(&name)?;
             self.update(&name, keys, c.expires, |_| Ok(()))
-                .map_err(|e| {
-                    ChannelError::input(format!(
-                        "root version {v} is written, but re-signing channel {name} failed: {e}; run `stratos repo refresh --channel {name}` with the new key"
-                    ))
+                .map_err(|e| UsageError::ResignFailed {
+                    version: v,
+                    channel: name.clone(),
+                    source: Box::new(e),
                 })?;
             resigned.push(name);
         }

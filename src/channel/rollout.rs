@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::repo::Repo;
-use super::{gate, Channel, ChannelError, ChannelName};
+use super::{gate, Channel, ChannelError, ChannelName, UsageError};
 use crate::fsio::{self, caps};
 use crate::sign::SecretKey;
 
@@ -73,17 +73,13 @@ pub enum Widen {
     Percent(u32),
 }
 
-fn percent_of(bp: u32) -> f64 {
-    f64::from(bp) / 100.0
-}
-
 /// Stops selecting new nodes; refuses a channel that is already halted.
 pub fn halt(c: &mut Channel) -> Result<(), ChannelError> {
     if c.halted {
-        return Err(ChannelError::input(format!(
-            "channel {} is already halted",
-            c.channel
-        )));
+        return Err(UsageError::AlreadyHalted {
+            channel: c.channel.clone(),
+        }
+        .into());
     }
     c.halted = true;
     Ok(())
@@ -92,10 +88,10 @@ pub fn halt(c: &mut Channel) -> Result<(), ChannelError> {
 /// Continues a halted rollout where its schedule now is; refuses one that is not halted.
 pub fn resume(c: &mut Channel) -> Result<(), ChannelError> {
     if !c.halted {
-        return Err(ChannelError::input(format!(
-            "channel {} is not halted",
-            c.channel
-        )));
+        return Err(UsageError::NotHalted {
+            channel: c.channel.clone(),
+        }
+        .into());
     }
     c.halted = false;
     Ok(())
@@ -104,10 +100,10 @@ pub fn resume(c: &mut Channel) -> Result<(), ChannelError> {
 /// Refuses to widen a halted rollout.
 fn ensure_not_halted(c: &Channel) -> Result<(), ChannelError> {
     if c.halted {
-        return Err(ChannelError::input(format!(
-            "channel {} is halted; resume it before widening the rollout",
-            c.channel
-        )));
+        return Err(UsageError::Halted {
+            channel: c.channel.clone(),
+        }
+        .into());
     }
     Ok(())
 }
@@ -119,20 +115,19 @@ pub fn widen(c: &mut Channel, how: Widen, now: u64) -> Result<(), ChannelError> 
     match how {
         Widen::Percent(p) => {
             if p * 100 <= reached {
-                return Err(ChannelError::input(format!(
-                    "the rollout already reaches {:.2}% of the fleet; --percent {p} would not widen it",
-                    percent_of(reached)
-                )));
+                return Err(UsageError::WouldNotWiden {
+                    reached,
+                    percent: Some(p),
+                }
+                .into());
             }
             c.rollout = Rollout::percent(p, now);
         }
         Widen::NextWave => {
             let next_start = c.rollout.wave_beyond(reached).map(|w| w.start_after);
-            let next_start = next_start.ok_or_else(|| {
-                ChannelError::input(format!(
-                    "the rollout already reaches {:.2}% of the fleet, its last wave; nothing to advance",
-                    percent_of(reached)
-                ))
+            let next_start = next_start.ok_or(UsageError::WouldNotWiden {
+                reached,
+                percent: None,
             })?;
             // Re-base the schedule so the next wave starts now; later waves keep their spacing.
             c.rollout.started_at = now.saturating_sub(next_start);
@@ -156,7 +151,7 @@ fn pass_gate(g: &Gate, c: &Channel, now: u64) -> Result<String, ChannelError> {
     match g {
         Gate::BootTest(path) => {
             let bytes = fsio::read_file(path, caps::REPORT, "a boot-test result")
-                .map_err(|e| ChannelError::input(format!("--gate: {e}")))?;
+                .map_err(ChannelError::flag("--gate"))?;
             gate::check(&bytes, &path.display().to_string(), &c.image)
         }
         Gate::Reports(r) => super::lifecycle::check_reports(r, c, now),
@@ -332,9 +327,20 @@ mod tests {
         // The last wave keeps its distance from the one before.
         assert_eq!(c.rollout.reached_bp(now + 86_400 - 3600), 10_000);
         widen(&mut c, Widen::NextWave, now).unwrap();
-        let e = widen(&mut c, Widen::NextWave, now).unwrap_err().to_string();
+        let e = widen(&mut c, Widen::NextWave, now).unwrap_err();
         assert!(
-            e.contains("already reaches 100.00% of the fleet, its last wave"),
+            matches!(
+                e,
+                ChannelError::Usage(UsageError::WouldNotWiden {
+                    reached: 10_000,
+                    percent: None
+                })
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .contains("already reaches 100.00% of the fleet, its last wave"),
             "{e}"
         );
     }
@@ -343,16 +349,28 @@ mod tests {
     fn widening_to_a_percent_must_widen_and_a_halt_wins() {
         let mut c = channel(three_waves(), false);
         let now = START + 3600;
-        let e = widen(&mut c, Widen::Percent(10), now)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("--percent 10 would not widen it"), "{e}");
+        let e = widen(&mut c, Widen::Percent(10), now).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ChannelError::Usage(UsageError::WouldNotWiden {
+                    reached: 1000,
+                    percent: Some(10)
+                })
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().contains("--percent 10 would not widen it"),
+            "{e}"
+        );
         widen(&mut c, Widen::Percent(50), now).unwrap();
         assert_eq!(c.rollout, Rollout::percent(50, now));
         c.halted = true;
-        let e = widen(&mut c, Widen::Percent(90), now)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("resume it before widening"), "{e}");
+        let e = widen(&mut c, Widen::Percent(90), now).unwrap_err();
+        assert!(
+            matches!(e, ChannelError::Usage(UsageError::Halted { .. })),
+            "{e:?}"
+        );
     }
 }

@@ -10,11 +10,10 @@ use crate::sign::SecretKey;
 
 /// Bad input exits 2; a rejection, an I/O or a repository failure exits 1.
 pub(super) fn map(e: ChannelError) -> CliError {
-    match e {
-        ChannelError::Input(_) => CliError::input(e),
-        ChannelError::Rejected(_) | ChannelError::Io { .. } | ChannelError::Http(_) => {
-            CliError::check(e)
-        }
+    if e.is_bad_input() {
+        CliError::input(e)
+    } else {
+        CliError::check(e)
     }
 }
 

@@ -65,10 +65,10 @@ pub fn apply(a: ApplyArgs) -> CliResult {
         match lifecycle::check_image(&img_dir, &staged.image.manifest_sha256) {
             // Not the image the channel named: rejected. A read error is this machine's, not the
             // image's: nothing is rejected.
-            Err((true, why)) => (false, why, ReportSummary::default()),
-            Err((false, why)) => {
+            Err(e) if e.is_mismatch() => (false, e.to_string(), ReportSummary::default()),
+            Err(e) => {
                 return Err(CliError::env(anyhow::anyhow!(
-                    "reading the staged image {name}: {why}; nothing was changed"
+                    "reading the staged image {name}: {e}; nothing was changed"
                 )))
             }
             Ok(()) => {

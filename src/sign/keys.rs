@@ -291,9 +291,11 @@ impl PublicKey {
     }
 
     pub fn write(&self, path: &Path) -> Result<(), KeyError> {
-        crate::fsio::write_atomic(path, &self.to_file_bytes(), 0o644).map_err(|source| KeyError::Write {
-            path: path.to_owned(),
-            source,
+        crate::fsio::write_atomic(path, &self.to_file_bytes(), 0o644).map_err(|source| {
+            KeyError::Write {
+                path: path.to_owned(),
+                source,
+            }
         })
     }
 }
