@@ -15,8 +15,9 @@
 
 use std::path::PathBuf;
 
-use super::name::ChannelName;
-use super::{fmt_age, RoleName};
+use super::doc::name::ChannelName;
+use super::doc::role::RoleName;
+use super::doc::time::fmt_age;
 use crate::fsio::ReadError;
 use crate::http::HttpError;
 use crate::sign::manifest::MANIFEST_FILE;
@@ -51,7 +52,7 @@ pub enum ChannelError {
     #[error("{what}: key {key} is not a valid ed25519 public key (64 hex digits)")]
     InvalidKey { what: String, key: KeyId },
     /// A key of an image signature that the root lists malformed (a root not checked by
-    /// [`super::parse_root`]).
+    /// [`super::doc::parse_root`]).
     #[error("root version {version}: malformed key {key}")]
     MalformedRootKey { version: u64, key: KeyId },
     /// A root listing a key under an id that is not that key's: one key under two ids would
@@ -370,6 +371,16 @@ pub enum UsageError {
         #[source]
         source: Box<ChannelError>,
     },
+    #[error("--node-keys {}: {source}", .dir.display())]
+    NodeKeysDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--node-keys: {} is not a UTF-8 name", .path.display())]
+    NodeKeyName { path: PathBuf },
+    #[error("--node-keys {}: no *.pub key in it", .dir.display())]
+    NoNodeKeys { dir: PathBuf },
     #[error("channel {channel} is already halted")]
     AlreadyHalted { channel: ChannelName },
     #[error("channel {channel} is not halted")]

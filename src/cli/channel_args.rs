@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use super::CliError;
-use crate::channel::repo::Repo;
-use crate::channel::{self, keys, waves, ChannelError, ChannelName, Rollout};
+use crate::channel::operator::{keys, waves, Repo};
+use crate::channel::{self, ChannelError, ChannelName, Rollout};
 use crate::sign::SecretKey;
 
 /// Bad input exits 2; a rejection, an I/O or a repository failure exits 1.

@@ -263,7 +263,7 @@ fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 #[test]
 fn the_result_type_matches_the_schema_and_the_gate_reads_it_back() {
     use stratos::boot::bench::BootTestResult;
-    use stratos::channel::{gate, ImageRef};
+    use stratos::channel::{operator::gate, ImageRef};
     let digest = "a".repeat(64);
     let mut result = realistic_result(&digest);
     let bytes = result.to_json();

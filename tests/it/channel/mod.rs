@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::common::*;
-use stratos::channel::client::{bootstrap, Decision, Node};
-use stratos::channel::transport::Source;
+use stratos::channel::node::{bootstrap, Decision, Node, Source};
 use stratos::channel::{self, sign_bytes, to_bytes, Channel, ChannelError, RoleName, Root};
 use stratos::sign::SecretKey;
 

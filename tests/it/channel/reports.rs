@@ -7,7 +7,7 @@ use super::*;
 
 #[test]
 fn rollout_gate_counts_signed_canary_reports_for_this_image() {
-    use stratos::channel::lifecycle::{Report, ReportFile, ReportSummary, REPORT_SCHEMA};
+    use stratos::channel::doc::{Report, ReportFile, ReportSummary, REPORT_SCHEMA};
     let w = world_with(&[]);
     w.publish(&w.img_b, "stable", 10);
     let c = w.channel_doc("stable");
@@ -191,7 +191,7 @@ impl Canaries {
         seq: Option<u64>,
         at: u64,
     ) {
-        use stratos::channel::lifecycle::{Report, ReportFile, ReportSummary, REPORT_SCHEMA};
+        use stratos::channel::doc::{Report, ReportFile, ReportSummary, REPORT_SCHEMA};
         let r = Report {
             schema: REPORT_SCHEMA.into(),
             node_id: self.ids[node].clone(),
@@ -307,7 +307,7 @@ fn report_gate_equal_times_decided_by_seq_and_ties_refused() {
 /// (the gate orders a node's reports by it, never by their `at`).
 #[test]
 fn apply_reports_carry_the_nodes_own_sequence_number() {
-    use stratos::channel::lifecycle::ReportFile;
+    use stratos::channel::doc::ReportFile;
     let w = world();
     let n = w.node("n");
     let key = w.keygen("node-n");

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{ChannelError, UsageError};
+use crate::channel::error::{ChannelError, UsageError};
 use crate::fsio::{self, caps};
 use crate::sign::{PublicKey, SecretKey};
 

@@ -8,7 +8,7 @@ use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{ChannelError, UsageError};
+use crate::channel::error::{ChannelError, UsageError};
 use crate::fsio::{self, Links};
 use crate::http::{HttpError, Limits};
 

@@ -1,68 +1,15 @@
-//! A channel's rollout: which share of the fleet has its image when (waves), and the operator's
-//! verbs on it — set, halt, resume, and advance behind a boot-test gate. Each verb is a pure
-//! change of the channel document ([`halt`], [`resume`], [`widen`]) and a [`Repo`] method that
-//! signs and writes the new version; a verb that fails writes nothing.
-
-use serde::{Deserialize, Serialize};
+//! The operator's verbs on a channel's rollout ([`Rollout`]) — set, halt, resume, and advance
+//! behind a gate (a boot-test result or the canaries' health reports). Each verb is a pure change
+//! of the channel document ([`halt`], [`resume`], [`widen`]) and a [`Repo`] method that signs and
+//! writes the new version; a verb that fails writes nothing.
 
 use super::repo::Repo;
-use super::{gate, Channel, ChannelError, ChannelName, UsageError};
+use super::report_gate::ReportGate;
+use super::{gate, report_gate};
+use crate::channel::doc::{Channel, ChannelName, Rollout};
+use crate::channel::error::{ChannelError, UsageError};
 use crate::fsio::{self, caps};
 use crate::sign::SecretKey;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Wave {
-    /// Seconds after the rollout started.
-    pub start_after: u64,
-    /// Share of the fleet (0-100) that has the image once this wave started.
-    pub fleet_percent: u32,
-}
-
-/// Who has the channel's image when: waves of growing shares of the fleet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rollout {
-    /// Unix seconds when the rollout started.
-    pub started_at: u64,
-    pub waves: Vec<Wave>,
-}
-
-impl Rollout {
-    pub fn percent(p: u32, started_at: u64) -> Rollout {
-        Rollout {
-            started_at,
-            waves: vec![Wave {
-                start_after: 0,
-                fleet_percent: p,
-            }],
-        }
-    }
-
-    /// A rollout in `waves` (from a waves file) starting at `started_at`.
-    pub fn waves(waves: Vec<Wave>, started_at: u64) -> Rollout {
-        Rollout { started_at, waves }
-    }
-
-    /// The share of the fleet (in basis points, 0-10000) reached at time `t`.
-    pub fn reached_bp(&self, t: u64) -> u32 {
-        // Before the rollout starts (e.g. a node whose clock is behind the operator's) it
-        // reaches nobody.
-        let Some(elapsed) = t.checked_sub(self.started_at) else {
-            return 0;
-        };
-        self.waves
-            .iter()
-            .filter(|w| w.start_after <= elapsed)
-            .map(|w| w.fleet_percent * 100)
-            .max()
-            .unwrap_or(0)
-            .min(10_000)
-    }
-
-    /// The first wave that reaches more than `reached` basis points, if any.
-    fn wave_beyond(&self, reached: u32) -> Option<&Wave> {
-        self.waves.iter().find(|w| w.fleet_percent * 100 > reached)
-    }
-}
 
 /// How far `rollout advance` widens a rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,17 +83,16 @@ pub fn widen(c: &mut Channel, how: Widen, now: u64) -> Result<(), ChannelError> 
     Ok(())
 }
 
-/// Reads a `stratos boot-test --json` result (`--gate FILE`) and checks it passed for `c`'s
-/// image; returns the gate's summary of what passed.
 /// What must hold before a rollout widens.
 #[derive(Debug, Clone)]
 pub enum Gate {
     /// A `stratos boot-test --json` result for the channel's image, all objectives met.
     BootTest(std::path::PathBuf),
     /// Enough health reports from the nodes the rollout reached, few enough failures.
-    Reports(super::lifecycle::ReportGate),
+    Reports(ReportGate),
 }
 
+/// Checks the gate for `c`'s image at `now`; returns its summary of what passed.
 fn pass_gate(g: &Gate, c: &Channel, now: u64) -> Result<String, ChannelError> {
     match g {
         Gate::BootTest(path) => {
@@ -154,7 +100,7 @@ fn pass_gate(g: &Gate, c: &Channel, now: u64) -> Result<String, ChannelError> {
                 .map_err(ChannelError::flag("--gate"))?;
             gate::check(&bytes, &path.display().to_string(), &c.image)
         }
-        Gate::Reports(r) => super::lifecycle::check_reports(r, c, now),
+        Gate::Reports(r) => report_gate::check(r, c, now),
     }
 }
 
@@ -230,7 +176,7 @@ impl Repo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channel::{ImageRef, CHANNEL_TYPE, SPEC_VERSION};
+    use crate::channel::doc::{ImageRef, Wave, CHANNEL_TYPE, SPEC_VERSION};
 
     const START: u64 = 1_000_000;
 
@@ -275,32 +221,6 @@ mod tests {
             halted,
             previous: None,
         }
-    }
-
-    #[test]
-    fn waves_reach_their_share_over_time() {
-        let r = Rollout {
-            started_at: 1000,
-            waves: vec![
-                Wave {
-                    start_after: 0,
-                    fleet_percent: 1,
-                },
-                Wave {
-                    start_after: 3600,
-                    fleet_percent: 10,
-                },
-                Wave {
-                    start_after: 86_400,
-                    fleet_percent: 100,
-                },
-            ],
-        };
-        assert_eq!(r.reached_bp(999), 0);
-        assert_eq!(r.reached_bp(1000), 100);
-        assert_eq!(r.reached_bp(1000 + 3599), 100);
-        assert_eq!(r.reached_bp(1000 + 3600), 1000);
-        assert_eq!(r.reached_bp(1000 + 86_400), 10_000);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Rollout gates: a `stratos boot-test` result decides whether a rollout may widen.
 
-use super::{ChannelError, GateError, ImageNamed, ImageRef};
 use crate::boot::bench::{BootTestResult, SCHEMA};
+use crate::channel::doc::ImageRef;
+use crate::channel::error::{ChannelError, GateError, ImageNamed};
 
 /// Checks that `bytes` (a boot-test `--json` result) is for `image` and met objectives.
 /// Returns a one-line summary of what passed.

@@ -13,7 +13,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{fmt_age, ChannelError, Wave, WaveFault, WavesError};
+use crate::channel::doc::{fmt_age, Wave};
+use crate::channel::error::{ChannelError, WaveFault, WavesError};
 use crate::fsio::{self, caps};
 
 #[derive(Debug, Deserialize)]
