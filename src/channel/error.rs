@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use super::doc::name::ChannelName;
 use super::doc::role::RoleName;
 use super::doc::time::fmt_age;
+use crate::digest::Sha256;
 use crate::fsio::ReadError;
 use crate::http::HttpError;
 use crate::sign::manifest::MANIFEST_FILE;
@@ -95,10 +96,6 @@ pub enum ChannelError {
         key: KeyId,
         trusted: Vec<KeyId>,
     },
-    /// A channel document whose image digests are not digests (object names are built from
-    /// them).
-    #[error("{what}: image digests must be 64 lowercase hex digits")]
-    MalformedDigests { what: String },
 
     // --- freshness: expiry, replay, freeze, rotation ------------------------------------------
     /// A document past its expiry.
@@ -410,11 +407,11 @@ pub enum StateError {
         source: serde_json::Error,
     },
     /// A record whose image directory is not `images/<its manifest sha256>`.
-    #[error("{}: malformed (dir {dir:?} is not images/<manifest sha256 {digest:?}>); nothing was changed or deleted: repair it or remove it", .path.display())]
+    #[error("{}: malformed (dir {dir:?} is not images/<manifest sha256 \"{digest}\">); nothing was changed or deleted: repair it or remove it", .path.display())]
     DirMismatch {
         path: PathBuf,
         dir: String,
-        digest: String,
+        digest: Sha256,
     },
     #[error("nothing is staged")]
     NothingStaged,

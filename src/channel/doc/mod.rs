@@ -22,6 +22,7 @@ pub use signed::{sign_bytes, to_bytes, verify_threshold, Signature, Signatures};
 pub use time::{fmt_age, fmt_time, now, CLOCK_SKEW, DEFAULT_MAX_AGE, MAX_VALIDITY};
 
 use crate::channel::error::ChannelError;
+use crate::digest::Sha256;
 use crate::sign::{KeyId, PublicKey};
 
 pub const ROOT_TYPE: &str = "stratos-root";
@@ -126,9 +127,9 @@ pub struct Root {
 pub struct ImageRef {
     pub name: String,
     pub version: String,
-    pub manifest_sha256: String,
+    pub manifest_sha256: Sha256,
     pub manifest_length: u64,
-    pub signature_sha256: String,
+    pub signature_sha256: Sha256,
     pub signature_length: u64,
 }
 
@@ -261,21 +262,7 @@ pub fn parse_channel(bytes: &[u8], what: &str) -> Result<Channel, ChannelError> 
     if c.kind != CHANNEL_TYPE || c.spec_version != SPEC_VERSION {
         return Err(wrong_kind(what, "channel"));
     }
-    for r in std::iter::once(&c.image).chain(c.previous.as_ref()) {
-        if !is_sha256_hex(&r.manifest_sha256) || !is_sha256_hex(&r.signature_sha256) {
-            return Err(ChannelError::MalformedDigests {
-                what: what.to_owned(),
-            });
-        }
-    }
     Ok(c)
-}
-
-/// 64 lowercase hex digits (object names are built from these).
-pub fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
@@ -336,6 +323,35 @@ mod tests {
             assert!(
                 e.starts_with("root.json: malformed: roles: no ")
                     && e.contains(&format!("no {role} role")),
+                "{e}"
+            );
+        }
+    }
+
+    /// A channel document as `publish` writes it.
+    const CHANNEL: &str = r#"{"channel":"stable","expires":1900000000,"halted":false,"image":{"manifest_length":10,"manifest_sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","name":"hello","signature_length":10,"signature_sha256":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","version":"1.0"},"min_version":null,"previous":null,"rollout":{"started_at":1,"waves":[{"fleet_percent":10,"start_after":0}]},"spec_version":1,"timestamp":1,"type":"stratos-channel","version":3}"#;
+
+    #[test]
+    fn channel_digests_are_parsed_once_and_written_back_as_they_were() {
+        let c = parse_channel(CHANNEL.as_bytes(), "c.json").unwrap();
+        assert_eq!(c.image.manifest_sha256, "a".repeat(64));
+        let v: serde_json::Value = serde_json::from_str(CHANNEL).unwrap();
+        assert_eq!(
+            String::from_utf8(to_bytes(&c)).unwrap(),
+            canonical_json(&v).unwrap()
+        );
+        // Object names are built from these: anything but 64 lowercase hex digits is refused
+        // where the document is read.
+        for bad in [
+            "A".repeat(64),
+            "a".repeat(63),
+            "../../etc/passwd".to_owned(),
+        ] {
+            let doc = CHANNEL.replace(&"b".repeat(64), &bad);
+            let e = parse_channel(doc.as_bytes(), "c.json").unwrap_err();
+            assert!(matches!(e, ChannelError::Malformed { .. }), "{e:?}");
+            assert!(
+                e.to_string().starts_with("c.json: malformed: a sha256 is"),
                 "{e}"
             );
         }

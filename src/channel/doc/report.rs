@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::name::ChannelName;
 use super::signed::to_bytes;
+use crate::digest::Sha256;
 use crate::sign::{PublicKey, SecretKey};
 
 pub const REPORT_SCHEMA: &str = "stratos-health-report/1";
@@ -21,7 +22,7 @@ pub struct Report {
     pub channel_version: u64,
     pub image: String,
     pub version: String,
-    pub manifest_sha256: String,
+    pub manifest_sha256: Sha256,
     pub passed: bool,
     pub reason: String,
     /// The boot test's failures and medians (ms, KiB), by metric.

@@ -172,7 +172,7 @@ impl Apply {
             channel_version: s.channel_version,
             image: s.image.name.clone(),
             version: s.image.version.clone(),
-            manifest_sha256: s.image.manifest_sha256.clone(),
+            manifest_sha256: s.image.manifest_sha256,
             passed: v.passed,
             reason: v.reason.clone(),
             boot_test: v.summary.clone(),

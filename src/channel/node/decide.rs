@@ -105,9 +105,9 @@ mod tests {
             image: ImageRef {
                 name: "hello".into(),
                 version: "1.4.0".into(),
-                manifest_sha256: "a".repeat(64),
+                manifest_sha256: crate::digest::Sha256::parse(&"a".repeat(64)).unwrap(),
                 manifest_length: 10,
-                signature_sha256: "b".repeat(64),
+                signature_sha256: crate::digest::Sha256::parse(&"b".repeat(64)).unwrap(),
                 signature_length: 10,
             },
             rollout: Rollout {
@@ -123,7 +123,7 @@ mod tests {
     fn current(version: &str, digest: &str) -> Current {
         Current {
             version: version.into(),
-            manifest_sha256: digest.repeat(64),
+            manifest_sha256: crate::digest::Sha256::parse(&digest.repeat(64)).unwrap(),
             image: "hello".into(),
             dir: format!("images/{}", digest.repeat(64)),
             channel: None,

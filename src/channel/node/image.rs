@@ -3,12 +3,13 @@
 use std::path::Path;
 
 use crate::channel::error::ImageCheckError;
+use crate::digest::Sha256;
 
 /// Whether `dir` holds exactly the image `digest` names: its manifest hashes to the digest
 /// (which a verified channel document carried) and its files to what the manifest lists.
 /// [`ImageCheckError::is_mismatch`] tells a mismatch (the image is not that image) from an I/O
 /// failure.
-pub fn check_image(dir: &Path, digest: &str) -> Result<(), ImageCheckError> {
+pub fn check_image(dir: &Path, digest: &Sha256) -> Result<(), ImageCheckError> {
     let m = crate::fsio::read_regular(
         &dir.join(crate::sign::manifest::MANIFEST_FILE),
         crate::fsio::caps::MANIFEST,
@@ -16,7 +17,7 @@ pub fn check_image(dir: &Path, digest: &str) -> Result<(), ImageCheckError> {
         crate::fsio::Links::Refuse,
     )
     .map_err(ImageCheckError::Unreadable)?;
-    if crate::sign::sha256_hex(&m) != digest {
+    if Sha256::of(&m) != *digest {
         return Err(ImageCheckError::ManifestChanged {
             dir: dir.to_owned(),
         });

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::image::check_image;
 use super::state::{failpoint, flat, read_json, Current, Opened, Rejected, Staged};
-use crate::channel::doc::{is_sha256_hex, to_bytes};
+use crate::channel::doc::to_bytes;
 use crate::channel::error::{ChannelError, StateError};
 
 /// What `apply` did.
@@ -26,7 +26,7 @@ pub enum Applied {
 pub fn as_current(s: &Staged, replaces: Option<&Current>) -> Current {
     Current {
         version: s.image.version.clone(),
-        manifest_sha256: s.image.manifest_sha256.clone(),
+        manifest_sha256: s.image.manifest_sha256,
         image: s.image.name.clone(),
         dir: s.dir.clone(),
         channel: Some(s.channel.clone()),
@@ -49,7 +49,7 @@ pub fn commit_apply(
         switch_to(o, &staged)
     } else {
         let r = Rejected {
-            manifest_sha256: staged.image.manifest_sha256.clone(),
+            manifest_sha256: staged.image.manifest_sha256,
             image: staged.image.name.clone(),
             version: staged.image.version.clone(),
             reason: reason.to_owned(),
@@ -125,7 +125,7 @@ pub fn rollback(o: &mut Opened, now: u64) -> Result<Current, ChannelError> {
     // Held first: a crash after this leaves the old current in service, and the next rollback
     // does it all.
     let list = o.state.rejected.with(Rejected {
-        manifest_sha256: cur.manifest_sha256.clone(),
+        manifest_sha256: cur.manifest_sha256,
         image: cur.image.clone(),
         version: cur.version.clone(),
         reason: ROLLED_BACK.into(),
@@ -154,7 +154,7 @@ pub fn clear_rejected(o: &mut Opened, digest: Option<&str>) -> Result<Vec<Reject
     let (gone, kept): (Vec<Rejected>, Vec<Rejected>) = list
         .rejected
         .drain(..)
-        .partition(|r| digest.map_or(true, |d| d == r.manifest_sha256));
+        .partition(|r| digest.map_or(true, |d| r.manifest_sha256 == *d));
     if gone.is_empty() {
         return Err(StateError::NotRejected {
             state: o.dir.clone(),
@@ -176,7 +176,7 @@ pub fn current_image(dir: &Path) -> Result<(Current, PathBuf), ChannelError> {
         state: dir.to_owned(),
     })?;
     let d = cur.dir.trim_start_matches("images/");
-    if !is_sha256_hex(d) || d != cur.manifest_sha256 {
+    if cur.manifest_sha256 != *d {
         return Err(StateError::CurrentDirMismatch {
             state: dir.to_owned(),
             dir: cur.dir,

@@ -13,10 +13,10 @@ use super::files::{sync_dir, write, write_new, RAND_LEN, STAGING_PREFIX};
 use super::image::check_image;
 use super::state::{failpoint, tidy, Staged};
 use super::verify::Verified;
-use crate::channel::doc::{is_sha256_hex, to_bytes, Channel};
+use crate::channel::doc::{to_bytes, Channel};
 use crate::channel::error::ChannelError;
+use crate::digest::Sha256;
 use crate::sign::manifest::{Artifact, MANIFEST_FILE, SIGNATURE_FILE};
-use crate::sign::sha256_hex;
 
 impl Node {
     /// Downloads, verifies and stages the image `v` names; returns its directory, relative to
@@ -74,11 +74,11 @@ impl Node {
     /// One artifact into `dir`, within the node's cap, with the size and digest the manifest
     /// gives it.
     fn download_artifact(&self, a: &Artifact, dir: &Path) -> Result<(), ChannelError> {
-        if !is_sha256_hex(&a.sha256) {
+        let Ok(digest) = Sha256::parse(&a.sha256) else {
             return Err(ChannelError::MalformedArtifactDigest {
                 what: a.name.clone(),
             });
-        }
+        };
         if a.size > self.max_artifact_bytes {
             return Err(ChannelError::ArtifactTooLarge {
                 name: a.name.clone(),
@@ -86,8 +86,8 @@ impl Node {
                 cap: self.max_artifact_bytes,
             });
         }
-        let bytes = self.fetch(&format!("objects/sha256/{}", a.sha256), a.size)?;
-        if bytes.len() as u64 != a.size || sha256_hex(&bytes) != a.sha256 {
+        let bytes = self.fetch(&format!("objects/sha256/{digest}"), a.size)?;
+        if bytes.len() as u64 != a.size || Sha256::of(&bytes) != digest {
             return Err(ChannelError::ArtifactMismatch {
                 name: a.name.clone(),
             });

@@ -16,8 +16,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::files::{clean_leftovers, lock_state, read_opt, sync_dir, write, StateLock};
-use crate::channel::doc::{is_sha256_hex, to_bytes, ChannelName, ImageRef};
+use crate::channel::doc::{to_bytes, ChannelName, ImageRef};
 use crate::channel::error::{ChannelError, StateError};
+use crate::digest::Sha256;
 
 /// Simulates a crash at a named step, for the crash-safety tests: in debug builds, when
 /// `$STRATOS_FAILPOINT` names this step, the process aborts on the spot (no destructor, no
@@ -38,7 +39,7 @@ pub fn failpoint(_: &str) {}
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Current {
     pub version: String,
-    pub manifest_sha256: String,
+    pub manifest_sha256: Sha256,
     /// The image's name.
     #[serde(default)]
     pub image: String,
@@ -71,7 +72,7 @@ pub struct Staged {
 /// One refused image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejected {
-    pub manifest_sha256: String,
+    pub manifest_sha256: Sha256,
     pub image: String,
     pub version: String,
     pub reason: String,
@@ -86,8 +87,8 @@ pub struct RejectedList {
 }
 
 impl RejectedList {
-    pub fn find(&self, digest: &str) -> Option<&Rejected> {
-        self.rejected.iter().find(|r| r.manifest_sha256 == digest)
+    pub fn find(&self, digest: &Sha256) -> Option<&Rejected> {
+        self.rejected.iter().find(|r| r.manifest_sha256 == *digest)
     }
 
     /// The list with `r` (replacing an earlier rejection of the same image).
@@ -130,14 +131,14 @@ pub(super) fn read_json<T: DeserializeOwned>(
 
 /// A record's image directory must be `images/<its manifest sha256>`: what cleanup keeps is
 /// what is booted, and no record can name a path elsewhere.
-fn check_dir(state: &Path, file: &str, dir: &str, digest: &str) -> Result<(), ChannelError> {
-    if is_sha256_hex(digest) && dir == format!("images/{digest}") {
+fn check_dir(state: &Path, file: &str, dir: &str, digest: &Sha256) -> Result<(), ChannelError> {
+    if dir == format!("images/{digest}") {
         return Ok(());
     }
     Err(StateError::DirMismatch {
         path: state.join(file),
         dir: dir.to_owned(),
-        digest: digest.to_owned(),
+        digest: *digest,
     }
     .into())
 }
@@ -319,7 +320,7 @@ fn hygiene(dir: &Path, st: &NodeState, notes: &mut Vec<String>) {
             continue;
         };
         let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
-        if !is_dir || !is_sha256_hex(&name) || kept.contains(&format!("images/{name}")) {
+        if !is_dir || !Sha256::is_valid(&name) || kept.contains(&format!("images/{name}")) {
             continue;
         }
         match std::fs::remove_dir_all(e.path()) {

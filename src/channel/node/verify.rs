@@ -9,9 +9,9 @@ use crate::channel::doc::{
     MAX_METADATA_BYTES,
 };
 use crate::channel::error::ChannelError;
+use crate::digest::Sha256;
 use crate::fsio::caps;
 use crate::sign::manifest::Manifest;
-use crate::sign::sha256_hex;
 
 /// A document's bytes and the bytes of its signatures.
 type Signed = (Vec<u8>, Vec<u8>);
@@ -240,7 +240,7 @@ impl Node {
             img.manifest_length,
         )?;
         if manifest.len() as u64 != img.manifest_length
-            || sha256_hex(&manifest) != img.manifest_sha256
+            || Sha256::of(&manifest) != img.manifest_sha256
         {
             return Err(ChannelError::ManifestMismatch);
         }
@@ -248,7 +248,7 @@ impl Node {
             &format!("objects/sha256/{}", img.signature_sha256),
             img.signature_length,
         )?;
-        if sha256_hex(&sig) != img.signature_sha256 {
+        if Sha256::of(&sig) != img.signature_sha256 {
             return Err(ChannelError::SignatureMismatch);
         }
         let sf: crate::sign::manifest::SignatureFile =

@@ -20,7 +20,7 @@ pub fn check(bytes: &[u8], path: &str, image: &ImageRef) -> Result<String, Chann
         .into());
     }
     match &g.image.manifest_sha256 {
-        Some(d) if *d == image.manifest_sha256 => {}
+        Some(d) if image.manifest_sha256 == *d => {}
         Some(d) => {
             return Err(GateError::WrongImage {
                 path: path.to_owned(),
@@ -93,9 +93,9 @@ mod tests {
         ImageRef {
             name: "hello".into(),
             version: "1.0".into(),
-            manifest_sha256: "a".repeat(64),
+            manifest_sha256: crate::digest::Sha256::parse(&"a".repeat(64)).unwrap(),
             manifest_length: 1,
-            signature_sha256: "b".repeat(64),
+            signature_sha256: crate::digest::Sha256::parse(&"b".repeat(64)).unwrap(),
             signature_length: 1,
         }
     }

@@ -6,13 +6,14 @@ use std::path::Path;
 
 use super::repo::Repo;
 use crate::channel::doc::{
-    is_sha256_hex, now, Channel, ChannelName, ImageRef, Rollout, CHANNEL_TYPE, SPEC_VERSION,
+    now, Channel, ChannelName, ImageRef, Rollout, CHANNEL_TYPE, SPEC_VERSION,
 };
 use crate::channel::error::{ChannelError, UsageError};
 use crate::channel::fs::metadata_if_there;
+use crate::digest::Sha256;
 use crate::fsio::{self, caps, Links};
 use crate::sign::manifest::{MANIFEST_FILE, SIGNATURE_FILE};
-use crate::sign::{sha256_hex, SecretKey};
+use crate::sign::SecretKey;
 
 /// A file of the image being published: regular and not a symlink (like `verify`).
 fn read_image_file(p: &Path, cap: u64, what: &'static str) -> Result<Vec<u8>, ChannelError> {
@@ -72,7 +73,7 @@ impl Repo {
         for a in &m.artifacts {
             self.copy_object(&image.join(&a.name), &a.sha256, a.size)?;
         }
-        let (mh, sh) = (sha256_hex(&manifest), sha256_hex(&sigb));
+        let (mh, sh) = (Sha256::of(&manifest), Sha256::of(&sigb));
         self.write(&format!("objects/sha256/{mh}"), &manifest)?;
         self.write(&format!("objects/sha256/{sh}"), &sigb)?;
         Ok(ImageRef {
@@ -88,17 +89,17 @@ impl Repo {
     /// Streams `src` into `objects/sha256/<sha256>` (temporary file, fsync, rename), checking
     /// on the way that it is `size` bytes with that digest.
     fn copy_object(&self, src: &Path, sha256: &str, size: u64) -> Result<(), ChannelError> {
-        use sha2::{Digest, Sha256};
-        if !is_sha256_hex(sha256) {
+        use sha2::Digest as _;
+        let Ok(want) = Sha256::parse(sha256) else {
             return Err(ChannelError::MalformedArtifactDigest {
                 what: src.display().to_string(),
             });
-        }
+        };
         let (f, _) = fsio::open_regular(src, Links::Refuse).map_err(ChannelError::RefusedFile)?;
         let dir = self.dir.join("objects/sha256");
         std::fs::create_dir_all(&dir)
             .map_err(ChannelError::io(format!("creating {}", dir.display())))?;
-        let dest = dir.join(sha256);
+        let dest = dir.join(want.hex());
         let mut tmp = tempfile::Builder::new()
             .prefix(".stratos-tmp-")
             .tempfile_in(&dir)
@@ -106,7 +107,7 @@ impl Repo {
                 "creating a file in {}",
                 dir.display()
             )))?;
-        let mut h = Sha256::new();
+        let mut h = sha2::Sha256::new();
         let mut n = 0u64;
         let mut buf = vec![0u8; 1 << 16];
         // One byte past the size is enough to know it grew.
@@ -123,7 +124,7 @@ impl Repo {
             tmp.write_all(&buf[..k])
                 .map_err(ChannelError::io(format!("writing {}", dest.display())))?;
         }
-        if n != size || hex::encode(h.finalize()) != sha256 {
+        if n != size || Sha256::from_bytes(h.finalize().into()) != want {
             return Err(ChannelError::ChangedWhilePublished {
                 path: src.to_owned(),
             });

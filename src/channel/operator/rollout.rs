@@ -211,9 +211,9 @@ mod tests {
             image: ImageRef {
                 name: "hello".into(),
                 version: "1.0".into(),
-                manifest_sha256: "a".repeat(64),
+                manifest_sha256: crate::digest::Sha256::parse(&"a".repeat(64)).unwrap(),
                 manifest_length: 1,
-                signature_sha256: "b".repeat(64),
+                signature_sha256: crate::digest::Sha256::parse(&"b".repeat(64)).unwrap(),
                 signature_length: 1,
             },
             rollout,

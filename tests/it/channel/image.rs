@@ -12,7 +12,7 @@ fn attack_manifest_swapped() {
     let w = world();
     let n = w.node("n");
     let doc = w.channel_doc("stable");
-    let p = object(&w, &doc.image.manifest_sha256);
+    let p = object(&w, &doc.image.manifest_sha256.hex());
     let mut bytes = std::fs::read(&p).unwrap();
     // Same length, one byte different.
     let i = bytes.iter().position(|b| *b == b'1').unwrap();

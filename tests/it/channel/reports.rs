@@ -3,6 +3,8 @@
 
 use predicates::prelude::PredicateBooleanExt;
 
+use stratos::digest::Sha256;
+
 use super::*;
 
 #[test]
@@ -29,28 +31,33 @@ fn rollout_gate_counts_signed_canary_reports_for_this_image() {
     let rogue = w.key(&w.keygen("rogue"));
     let reports = w.path("reports");
     std::fs::create_dir_all(&reports).unwrap();
-    let report =
-        |file: &str, id: &str, passed: bool, digest: &str, key: &SecretKey, at: u64, seq: u64| {
-            let r = Report {
-                schema: REPORT_SCHEMA.into(),
-                node_id: id.into(),
-                channel: "stable".parse().unwrap(),
-                channel_version: c.version,
-                image: c.image.name.clone(),
-                version: c.image.version.clone(),
-                manifest_sha256: digest.into(),
-                passed,
-                reason: if passed {
-                    "1 boot(s) answered".into()
-                } else {
-                    "boot test failed: run 1: no answer".into()
-                },
-                boot_test: ReportSummary::default(),
-                at,
-                seq: Some(seq),
-            };
-            std::fs::write(reports.join(file), to_bytes(&ReportFile::new(r, Some(key)))).unwrap();
+    let report = |file: &str,
+                  id: &str,
+                  passed: bool,
+                  digest: &Sha256,
+                  key: &SecretKey,
+                  at: u64,
+                  seq: u64| {
+        let r = Report {
+            schema: REPORT_SCHEMA.into(),
+            node_id: id.into(),
+            channel: "stable".parse().unwrap(),
+            channel_version: c.version,
+            image: c.image.name.clone(),
+            version: c.image.version.clone(),
+            manifest_sha256: *digest,
+            passed,
+            reason: if passed {
+                "1 boot(s) answered".into()
+            } else {
+                "boot test failed: run 1: no answer".into()
+            },
+            boot_test: ReportSummary::default(),
+            at,
+            seq: Some(seq),
         };
+        std::fs::write(reports.join(file), to_bytes(&ReportFile::new(r, Some(key)))).unwrap();
+    };
     let advance = |min: &str, max: &str| {
         let mut cmd = w.cmd();
         cmd.args(["rollout", "advance", "--repo"])
@@ -63,7 +70,7 @@ fn rollout_gate_counts_signed_canary_reports_for_this_image() {
             .arg(&w.root_key);
         cmd.assert()
     };
-    let digest = c.image.manifest_sha256.clone();
+    let digest = c.image.manifest_sha256;
     let t = channel::now();
     report("a.json", &ids[0], true, &digest, &keys[0], t, 1);
     advance("2", "0%").code(1).stderr(predicates::str::contains(
@@ -83,7 +90,7 @@ fn rollout_gate_counts_signed_canary_reports_for_this_image() {
         "c.json",
         &ids[0],
         true,
-        &"0".repeat(64),
+        &Sha256::parse(&"0".repeat(64)).unwrap(),
         &keys[0],
         t + 30,
         2,
@@ -199,7 +206,7 @@ impl Canaries {
             channel_version,
             image: self.c.image.name.clone(),
             version: self.c.image.version.clone(),
-            manifest_sha256: self.c.image.manifest_sha256.clone(),
+            manifest_sha256: self.c.image.manifest_sha256,
             passed,
             reason: if passed {
                 "1 boot(s) answered".into()
