@@ -67,7 +67,7 @@ impl Args {
 pub fn run(mut a: Args) -> CliResult {
     if let Some(state) = &a.state {
         let (cur, dir) =
-            crate::channel::lifecycle::current_image(state).map_err(super::channel_args::map)?;
+            crate::channel::node::current_image(state).map_err(super::channel_args::map)?;
         eprintln!(
             "stratos: {} is current in {}",
             format_args!("{} {}", cur.image, cur.version),

@@ -4,17 +4,16 @@
 use std::path::{Path, PathBuf};
 
 use super::CliError;
-use crate::channel::repo::Repo;
-use crate::channel::{self, keys, waves, ChannelError, ChannelName, Rollout};
+use crate::channel::operator::{keys, waves, Repo};
+use crate::channel::{self, ChannelError, ChannelName, Rollout};
 use crate::sign::SecretKey;
 
 /// Bad input exits 2; a rejection, an I/O or a repository failure exits 1.
 pub(super) fn map(e: ChannelError) -> CliError {
-    match e {
-        ChannelError::Input(_) => CliError::input(e),
-        ChannelError::Rejected(_) | ChannelError::Io { .. } | ChannelError::Http(_) => {
-            CliError::check(e)
-        }
+    if e.is_bad_input() {
+        CliError::input(e)
+    } else {
+        CliError::check(e)
     }
 }
 

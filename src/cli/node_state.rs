@@ -1,18 +1,67 @@
 //! `stratos update apply | rollback | status | clear-rejected`: the node's images after a fetch.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::channel_args::*;
-use super::update::{ApplyArgs, StateArgs};
 use super::{CliError, CliResult};
 use crate::boot::bench::{self, objectives::parse_slos, BenchOptions, Images};
 use crate::boot::vm::AccelChoice;
-use crate::boot::BootImage;
 use crate::boot_result::BootTestResult;
-use crate::channel::client::Current;
-use crate::channel::lifecycle::{self, Applied, Report, ReportFile, ReportSummary, REPORT_SCHEMA};
+use crate::boot::BootImage;
+use crate::channel::node::apply::StagedUnreadable;
+use crate::channel::node::{self, Applied, Apply, Begun, Current};
 use crate::channel::{self, to_bytes};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StateArgs {
+    /// The node's update state directory.
+    #[arg(long)]
+    pub state: PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Boots of the staged image.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Objectives the boots must meet, as in boot-test (e.g. first_response.p50=5s). Without
+    /// any, every boot must answer.
+    #[arg(long, value_name = "METRIC.STAT=LIMIT")]
+    pub slo: Option<String>,
+    /// HTTP path of the function to call.
+    #[arg(long, default_value = "/", value_name = "PATH")]
+    pub invoke: String,
+    /// The guest port the function listens on.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Calls per boot.
+    #[arg(long, default_value_t = 2)]
+    pub invocations: usize,
+    /// Accelerator [default: auto].
+    #[arg(long, value_enum)]
+    pub accel: Option<crate::boot::vm::AccelChoice>,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 512)]
+    pub memory: u32,
+    /// Per-boot limit in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    /// Write a health report (JSON) here, for `rollout advance --gate-reports`.
+    #[arg(long, value_name = "FILE", requires = "node_id")]
+    pub report: Option<PathBuf>,
+    /// This node's id, as in `update fetch` (named in the report).
+    #[arg(long)]
+    pub node_id: Option<String>,
+    /// The node's secret key: signs the report.
+    #[arg(long, value_name = "FILE", requires = "report")]
+    pub sign_key: Option<PathBuf>,
+}
 
 fn print_notes(notes: &[String]) {
     for n in notes {
@@ -28,6 +77,54 @@ fn describe(c: &Current) -> String {
 }
 
 pub fn apply(a: ApplyArgs) -> CliResult {
+    let objectives = apply_objectives(&a)?;
+    let key = a
+        .sign_key
+        .as_deref()
+        .map(|p| crate::sign::SecretKey::load(p).map_err(CliError::input))
+        .transpose()?;
+    let mut ap = match Apply::begin(&a.state.state).map_err(map)? {
+        Begun::NothingStaged { current, notes } => {
+            print_notes(&notes);
+            match &current {
+                Some(c) => println!("nothing staged; current: {}", describe(c)),
+                None => println!(
+                    "nothing staged and nothing current; `stratos update fetch` stages an image"
+                ),
+            }
+            return Ok(());
+        }
+        Begun::Staged(ap) => ap,
+    };
+    print_notes(&ap.take_notes());
+    let verdict = ap.test(|dir| {
+        eprintln!(
+            "stratos: boot-testing the staged image {} ({} runs)",
+            ap.name(),
+            a.runs
+        );
+        boot_test(&a, dir, objectives)
+    })?;
+    let applied = ap.commit(&verdict, channel::now()).map_err(map)?;
+    print_notes(&ap.take_notes());
+    if let Some(path) = &a.report {
+        let node_id = a
+            .node_id
+            .as_deref()
+            .expect("clap requires --node-id with --report");
+        let file = ap
+            .report(&verdict, node_id, key.as_ref(), channel::now())
+            .map_err(map)?;
+        crate::fsio::write_atomic(path, &to_bytes(&file), 0o644).map_err(|e| {
+            CliError::input(anyhow::Error::new(e).context(format!("--report {}", path.display())))
+        })?;
+        eprintln!("stratos: health report written to {}", path.display());
+    }
+    print_applied(applied, &verdict.reason, &a.state, ap.dir())
+}
+
+/// The objectives `--slo` gives, once the boot flags are checked.
+fn apply_objectives(a: &ApplyArgs) -> Result<bench::Objectives, CliError> {
     if a.runs == 0 || a.invocations == 0 {
         return Err(input("--runs and --invocations must be at least 1".into()));
     }
@@ -41,101 +138,14 @@ pub fn apply(a: ApplyArgs) -> CliResult {
     if let Some(s) = &a.slo {
         objectives.slos = parse_slos(s).map_err(|e| input(format!("--slo: {e}")))?;
     }
-    let key = a
-        .sign_key
-        .as_deref()
-        .map(|p| crate::sign::SecretKey::load(p).map_err(CliError::input))
-        .transpose()?;
-    let dir = &a.state.state;
-    let mut o = lifecycle::open(dir).map_err(map)?;
-    print_notes(&o.notes);
-    o.notes.clear();
-    let Some(staged) = o.state.staged.clone() else {
-        match &o.state.current {
-            Some(c) => println!("nothing staged; current: {}", describe(c)),
-            None => println!(
-                "nothing staged and nothing current; `stratos update fetch` stages an image"
-            ),
-        }
-        return Ok(());
-    };
-    let img_dir = dir.join(&staged.dir);
-    let name = format!("{} {}", staged.image.name, staged.image.version);
-    // What the node tests is what it verified at fetch time.
-    let (passed, reason, summary) =
-        match lifecycle::check_image(&img_dir, &staged.image.manifest_sha256) {
-            // Not the image the channel named: rejected. A read error is this machine's, not the
-            // image's: nothing is rejected.
-            Err((true, why)) => (false, why, ReportSummary::default()),
-            Err((false, why)) => {
-                return Err(CliError::env(anyhow::anyhow!(
-                    "reading the staged image {name}: {why}; nothing was changed"
-                )))
-            }
-            Ok(()) => {
-                eprintln!(
-                    "stratos: boot-testing the staged image {name} ({} runs)",
-                    a.runs
-                );
-                let result = boot_test(&a, &img_dir, objectives)?;
-                let summary = ReportSummary {
-                    runs: result.runs,
-                    failures: result.failures(),
-                    medians: result
-                        .metrics
-                        .iter()
-                        .map(|(k, m)| (k.clone(), m.summary.p50.round() as i64))
-                        .collect(),
-                };
-                let reason = if result.passed {
-                    match &result.objectives[..] {
-                        [] => format!("{} boot(s) answered", result.runs),
-                        obj => format!(
-                            "{} boot(s) answered; objectives held: {}",
-                            result.runs,
-                            obj.iter()
-                                .map(|v| v.objective.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    }
-                } else {
-                    format!("boot test failed: {}", result.failures().join("; "))
-                };
-                (result.passed, reason, summary)
-            }
-        };
-    let applied =
-        lifecycle::commit_apply(dir, &mut o, passed, &reason, channel::now()).map_err(map)?;
-    print_notes(&o.notes);
-    if let Some(path) = &a.report {
-        let seq = lifecycle::next_report_seq(dir, &o).map_err(map)?;
-        let report = Report {
-            schema: REPORT_SCHEMA.into(),
-            node_id: a
-                .node_id
-                .clone()
-                .expect("clap requires --node-id with --report"),
-            channel: staged.channel.clone(),
-            channel_version: staged.channel_version,
-            image: staged.image.name.clone(),
-            version: staged.image.version.clone(),
-            manifest_sha256: staged.image.manifest_sha256.clone(),
-            passed,
-            reason: reason.clone(),
-            boot_test: summary,
-            at: channel::now(),
-            seq: Some(seq),
-        };
-        let file = ReportFile::new(report, key.as_ref());
-        crate::fsio::write_atomic(path, &to_bytes(&file), 0o644).map_err(|e| {
-            CliError::input(anyhow::Error::new(e).context(format!("--report {}", path.display())))
-        })?;
-        eprintln!("stratos: health report written to {}", path.display());
-    }
+    Ok(objectives)
+}
+
+/// What `apply` did: the new current image, or the rejection (exit 1).
+fn print_applied(applied: Applied, reason: &str, s: &StateArgs, dir: &Path) -> CliResult {
     match applied {
         Applied::Switched { current } => {
-            if a.state.json {
+            if s.json {
                 print_sorted_json(
                     &serde_json::json!({"applied": true, "current": current, "reason": reason}),
                 );
@@ -148,7 +158,7 @@ pub fn apply(a: ApplyArgs) -> CliResult {
             Ok(())
         }
         Applied::Rejected(r) => {
-            if a.state.json {
+            if s.json {
                 print_sorted_json(&serde_json::json!({"applied": false, "rejected": r}));
             }
             Err(CliError::check(anyhow::anyhow!(
@@ -160,6 +170,13 @@ pub fn apply(a: ApplyArgs) -> CliResult {
                 r.manifest_sha256
             )))
         }
+    }
+}
+
+/// A staged image this machine cannot read: exit 3, nothing rejected.
+impl From<StagedUnreadable> for CliError {
+    fn from(e: StagedUnreadable) -> Self {
+        CliError::env(e)
     }
 }
 
@@ -211,11 +228,11 @@ fn boot_test(
 }
 
 pub fn rollback(s: StateArgs) -> CliResult {
-    let mut o = lifecycle::open(&s.state).map_err(map)?;
+    let mut o = node::open(&s.state).map_err(map)?;
     print_notes(&o.notes);
     // A rollback already done (or interrupted after its commit point and finished since) is
     // not done a second time.
-    let cur = lifecycle::rollback(&s.state, &mut o, channel::now()).map_err(map)?;
+    let cur = node::rollback(&mut o, channel::now()).map_err(map)?;
     if s.json {
         print_sorted_json(&serde_json::json!({"current": cur}));
     } else {
@@ -228,7 +245,7 @@ pub fn rollback(s: StateArgs) -> CliResult {
 }
 
 pub fn status(s: StateArgs) -> CliResult {
-    let o = lifecycle::open(&s.state).map_err(map)?;
+    let o = node::open(&s.state).map_err(map)?;
     print_notes(&o.notes);
     let st = &o.state;
     if s.json {
@@ -273,9 +290,9 @@ pub fn status(s: StateArgs) -> CliResult {
 }
 
 pub fn clear_rejected(s: StateArgs, digest: Option<String>) -> CliResult {
-    let mut o = lifecycle::open(&s.state).map_err(map)?;
+    let mut o = node::open(&s.state).map_err(map)?;
     print_notes(&o.notes);
-    let gone = lifecycle::clear_rejected(&s.state, &mut o, digest.as_deref()).map_err(map)?;
+    let gone = node::clear_rejected(&mut o, digest.as_deref()).map_err(map)?;
     for r in gone {
         println!(
             "cleared: {} {} (manifest sha256 {}) may be staged again",

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use super::channel_args::*;
 use super::CliResult;
-use crate::channel::keys::public_keys;
-use crate::channel::repo::{Repo, Rotation, Status};
+use crate::channel::operator::keys::public_keys;
+use crate::channel::operator::{Repo, Rotation, Status};
 use crate::channel::{self, ChannelName, RoleName};
 use crate::sign::KeyId;
 

@@ -4,9 +4,8 @@ use std::path::PathBuf;
 
 use super::channel_args::*;
 use super::CliResult;
-use crate::channel::lifecycle::ReportGate;
-use crate::channel::rollout::Gate;
-use crate::channel::{self, rollout::Widen, ChannelName};
+use crate::channel::operator::{Gate, ReportGate, Widen};
+use crate::channel::{self, ChannelName};
 
 /// Set a channel's rollout (`--waves FILE` or `--percent N`, starting now), or halt, resume or
 /// advance it.
@@ -162,39 +161,8 @@ fn report_gate(
     if min_reports == 0 {
         return Err(input("--min-reports must be at least 1".into()));
     }
-    let mut node_keys = std::collections::BTreeMap::new();
-    let rd = std::fs::read_dir(keys_dir)
-        .map_err(|e| input(format!("--node-keys {}: {e}", keys_dir.display())))?;
-    let mut paths: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "pub"))
-        .collect();
-    paths.sort();
     // DIR/<node id>.pub: a report counts only when the node it names signed it.
-    for p in paths {
-        let id = p
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .ok_or_else(|| input(format!("--node-keys: {} is not a UTF-8 name", p.display())))?
-            .to_owned();
-        node_keys.insert(
-            id,
-            crate::sign::PublicKey::load(&p).map_err(super::CliError::input)?,
-        );
-    }
-    if node_keys.is_empty() {
-        return Err(input(format!(
-            "--node-keys {}: no *.pub key in it",
-            keys_dir.display()
-        )));
-    }
-    Ok(ReportGate {
-        dir,
-        node_keys,
-        min_reports,
-        max_failures: max,
-    })
+    ReportGate::load(dir, keys_dir, min_reports, max).map_err(map)
 }
 
 /// `halt`, `resume` or `advance`: a new version of the channel, then where the rollout is now.

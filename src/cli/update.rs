@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::channel_args::*;
+use super::node_state::{ApplyArgs, StateArgs};
 use super::CliResult;
-use crate::channel::client::{bootstrap, Decision, Failure, Node};
-use crate::channel::transport::Source;
+use crate::channel::node::{bootstrap, Decision, Failure, Node, Source};
 use crate::channel::{self, ChannelName};
 
 /// The node side: check a channel for an update, fetch, verify and stage it, put it in service
@@ -95,56 +95,6 @@ pub enum UpdateSub {
         #[arg(long, conflicts_with = "digest")]
         all: bool,
     },
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct StateArgs {
-    /// The node's update state directory.
-    #[arg(long)]
-    pub state: PathBuf,
-    /// Print the result as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct ApplyArgs {
-    #[command(flatten)]
-    pub state: StateArgs,
-    /// Boots of the staged image.
-    #[arg(long, default_value_t = 3)]
-    pub runs: usize,
-    /// Objectives the boots must meet, as in boot-test (e.g. first_response.p50=5s). Without
-    /// any, every boot must answer.
-    #[arg(long, value_name = "METRIC.STAT=LIMIT")]
-    pub slo: Option<String>,
-    /// HTTP path of the function to call.
-    #[arg(long, default_value = "/", value_name = "PATH")]
-    pub invoke: String,
-    /// The guest port the function listens on.
-    #[arg(long, default_value_t = 8080)]
-    pub port: u16,
-    /// Calls per boot.
-    #[arg(long, default_value_t = 2)]
-    pub invocations: usize,
-    /// Accelerator [default: auto].
-    #[arg(long, value_enum)]
-    pub accel: Option<crate::boot::vm::AccelChoice>,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 512)]
-    pub memory: u32,
-    /// Per-boot limit in seconds.
-    #[arg(long, default_value_t = 120)]
-    pub timeout: u64,
-    /// Write a health report (JSON) here, for `rollout advance --gate-reports`.
-    #[arg(long, value_name = "FILE", requires = "node_id")]
-    pub report: Option<PathBuf>,
-    /// This node's id, as in `update fetch` (named in the report).
-    #[arg(long)]
-    pub node_id: Option<String>,
-    /// The node's secret key: signs the report.
-    #[arg(long, value_name = "FILE", requires = "report")]
-    pub sign_key: Option<PathBuf>,
 }
 
 pub fn run(a: Args) -> CliResult {

@@ -262,7 +262,7 @@ fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 #[test]
 fn the_result_type_matches_the_schema_and_the_gate_reads_it_back() {
     use stratos::boot_result::BootTestResult;
-    use stratos::channel::{gate, ImageRef};
+    use stratos::channel::{operator::gate, ImageRef};
     let digest = "a".repeat(64);
     let mut result = realistic_result(&digest);
     let bytes = result.to_json();
@@ -284,9 +284,9 @@ fn the_result_type_matches_the_schema_and_the_gate_reads_it_back() {
     let image = ImageRef {
         name: "hello".into(),
         version: "0.1.0".into(),
-        manifest_sha256: digest,
+        manifest_sha256: stratos::digest::Sha256::parse(&digest).unwrap(),
         manifest_length: 1,
-        signature_sha256: "c".repeat(64),
+        signature_sha256: stratos::digest::Sha256::parse(&"c".repeat(64)).unwrap(),
         signature_length: 1,
     };
     let note = gate::check(&bytes, "boot.json", &image).unwrap();

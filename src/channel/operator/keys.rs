@@ -3,22 +3,23 @@
 
 use std::path::{Path, PathBuf};
 
-use super::ChannelError;
+use crate::channel::error::{ChannelError, UsageError};
 use crate::fsio::{self, caps};
 use crate::sign::{PublicKey, SecretKey};
 
 /// At least one secret key, each from a key file made by `stratos keygen`.
 pub fn secret_keys(paths: &[PathBuf], flag: &str) -> Result<Vec<SecretKey>, ChannelError> {
     if paths.is_empty() {
-        return Err(ChannelError::input(format!(
-            "no signing key: pass {flag} FILE (a key from `stratos keygen`)"
-        )));
+        return Err(UsageError::NoSigningKey {
+            flag: flag.to_owned(),
+        }
+        .into());
     }
     paths
         .iter()
         .map(|p| {
             key_file(p, flag)?;
-            SecretKey::load(p).map_err(|e| ChannelError::input(e.to_string()))
+            Ok(SecretKey::load(p)?)
         })
         .collect()
 }
@@ -29,7 +30,7 @@ pub fn public_keys(paths: &[PathBuf], flag: &str) -> Result<Vec<PublicKey>, Chan
         .iter()
         .map(|p| {
             key_file(p, flag)?;
-            PublicKey::load(p).map_err(|e| ChannelError::input(e.to_string()))
+            Ok(PublicKey::load(p)?)
         })
         .collect()
 }
@@ -39,5 +40,5 @@ pub fn public_keys(paths: &[PathBuf], flag: &str) -> Result<Vec<PublicKey>, Chan
 fn key_file(p: &Path, flag: &str) -> Result<(), ChannelError> {
     fsio::read_file(p, caps::KEY, "a key file")
         .map(drop)
-        .map_err(|e| ChannelError::input(format!("{flag}: {e}")))
+        .map_err(ChannelError::flag(flag))
 }

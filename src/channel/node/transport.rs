@@ -8,7 +8,7 @@ use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::ChannelError;
+use crate::channel::error::{ChannelError, UsageError};
 use crate::fsio::{self, Links};
 use crate::http::{HttpError, Limits};
 
@@ -24,7 +24,18 @@ pub enum Source {
 }
 
 fn too_large(rel: &str, cap: u64) -> ChannelError {
-    ChannelError::rejected(format!("{rel}: larger than the {cap}-byte limit; aborted"))
+    ChannelError::TooLarge {
+        rel: rel.to_owned(),
+        cap,
+    }
+}
+
+fn bad_url(url: &str, why: &'static str) -> ChannelError {
+    UsageError::BadRepoUrl {
+        url: url.to_owned(),
+        why,
+    }
+    .into()
 }
 
 impl Source {
@@ -32,15 +43,11 @@ impl Source {
         if let Some(rest) = s.strip_prefix("http://") {
             let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
             let (host, port) = match authority.rsplit_once(':') {
-                Some((h, p)) => (
-                    h.to_owned(),
-                    p.parse()
-                        .map_err(|_| ChannelError::input(format!("{s}: bad port")))?,
-                ),
+                Some((h, p)) => (h.to_owned(), p.parse().map_err(|_| bad_url(s, "bad port"))?),
                 None => (authority.to_owned(), 80),
             };
             if host.is_empty() {
-                return Err(ChannelError::input(format!("{s}: no host")));
+                return Err(bad_url(s, "no host"));
             }
             let base = format!("/{}", path.trim_end_matches('/'));
             return Ok(Source::Http {
@@ -51,9 +58,7 @@ impl Source {
             });
         }
         if s.starts_with("https://") {
-            return Err(ChannelError::input(format!(
-                "{s}: https is not supported by this client; serve the repository over http (metadata and objects are signed and content-addressed) or mount it as a path"
-            )));
+            return Err(bad_url(s, "https is not supported by this client; serve the repository over http (metadata and objects are signed and content-addressed) or mount it as a path"));
         }
         let path = s.strip_prefix("file://").unwrap_or(s);
         Ok(Source::Dir(PathBuf::from(path)))
@@ -89,12 +94,12 @@ impl Source {
                 let (f, _) = match fsio::open_regular(&p, Links::Follow) {
                     Ok(f) => f,
                     Err(e) if e.is_not_found() => return Ok(None),
-                    Err(e) => return Err(ChannelError::rejected(e.to_string())),
+                    Err(e) => return Err(ChannelError::RefusedFile(e)),
                 };
                 let mut out = Vec::new();
                 f.take(cap + 1)
                     .read_to_end(&mut out)
-                    .map_err(super::io(format!("reading {}", p.display())))?;
+                    .map_err(ChannelError::io(format!("reading {}", p.display())))?;
                 if out.len() as u64 > cap {
                     return Err(too_large(rel, cap));
                 }
@@ -108,9 +113,9 @@ impl Source {
             } => {
                 let addr = (host.as_str(), *port)
                     .to_socket_addrs()
-                    .map_err(super::io(format!("resolving {host}")))?
+                    .map_err(ChannelError::io(format!("resolving {host}")))?
                     .next()
-                    .ok_or_else(|| ChannelError::input(format!("{host}: no address")))?;
+                    .ok_or_else(|| bad_url(host, "no address"))?;
                 let path = format!("{base}/{rel}");
                 // Headers are small; allow them on top of the body cap.
                 let r =

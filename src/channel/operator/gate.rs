@@ -1,48 +1,62 @@
 //! Rollout gates: a `stratos boot-test` result decides whether a rollout may widen.
 
-use super::{ChannelError, ImageRef};
 use crate::boot_result::{BootTestResult, SCHEMA};
+use crate::channel::doc::ImageRef;
+use crate::channel::error::{ChannelError, GateError, ImageNamed};
 
 /// Checks that `bytes` (a boot-test `--json` result) is for `image` and met objectives.
 /// Returns a one-line summary of what passed.
 pub fn check(bytes: &[u8], path: &str, image: &ImageRef) -> Result<String, ChannelError> {
-    let g = BootTestResult::from_json(bytes).map_err(|e| {
-        ChannelError::input(format!(
-            "{path}: not a boot-test result ({e}); produce one with `stratos boot-test IMAGE --slo ... --json {path}`"
-        ))
+    let g = BootTestResult::from_json(bytes).map_err(|source| GateError::NotABootTest {
+        path: path.to_owned(),
+        source,
     })?;
     if g.schema != SCHEMA {
-        return Err(ChannelError::input(format!(
-            "{path}: schema {:?} is not {SCHEMA:?}",
-            g.schema
-        )));
+        return Err(GateError::WrongSchema {
+            path: path.to_owned(),
+            schema: g.schema,
+            want: SCHEMA,
+        }
+        .into());
     }
     match &g.image.manifest_sha256 {
-        Some(d) if *d == image.manifest_sha256 => {}
+        Some(d) if image.manifest_sha256 == *d => {}
         Some(d) => {
-            return Err(ChannelError::rejected(format!(
-                "{path}: the boot test ran image {} {} (manifest sha256 {}), but the channel rolls out {} {} (manifest sha256 {}); test the image being rolled out",
-                g.image.name, g.image.version, d, image.name, image.version, image.manifest_sha256
-            )))
+            return Err(GateError::WrongImage {
+                path: path.to_owned(),
+                tested: Box::new(ImageNamed {
+                    name: g.image.name.clone(),
+                    version: g.image.version.clone(),
+                    digest: d.to_string(),
+                }),
+                rolled_out: Box::new(ImageNamed {
+                    name: image.name.clone(),
+                    version: image.version.clone(),
+                    digest: image.manifest_sha256.to_string(),
+                }),
+            }
+            .into())
         }
         None => {
-            return Err(ChannelError::rejected(format!(
-                "{path}: the result does not say which image it tested (no image.manifest_sha256); rerun boot-test on the published image"
-            )))
+            return Err(GateError::UnknownImage {
+                path: path.to_owned(),
+            }
+            .into())
         }
     }
     if let Some(s) = g.snapshot.as_ref().filter(|s| !s.verified) {
-        return Err(ChannelError::rejected(format!(
-            "{path}: the boot test restored the snapshot {} (snapshot.json sha256 {}) without verifying it, so what it measured may not be the signed snapshot; rerun boot-test with --snapshot {} --verify --pubkey KEY",
-            crate::fsio::Shown(std::path::Path::new(&s.dir)),
-            s.snapshot_sha256,
-            crate::fsio::Shown(std::path::Path::new(&s.dir)),
-        )));
+        return Err(GateError::UnverifiedSnapshot {
+            path: path.to_owned(),
+            dir: s.dir.clone(),
+            snapshot_sha256: s.snapshot_sha256.to_string(),
+        }
+        .into());
     }
     if g.objectives.is_empty() {
-        return Err(ChannelError::rejected(format!(
-            "{path}: the boot test had no objectives, so it cannot gate a rollout; rerun it with --slo and/or --baseline --max-regression"
-        )));
+        return Err(GateError::NoObjectives {
+            path: path.to_owned(),
+        }
+        .into());
     }
     let failed: Vec<String> = g
         .objectives
@@ -51,15 +65,11 @@ pub fn check(bytes: &[u8], path: &str, image: &ImageRef) -> Result<String, Chann
         .map(|o| format!("{}: {}", o.objective, o.reason))
         .collect();
     if !failed.is_empty() || !g.passed {
-        return Err(ChannelError::rejected(format!(
-            "{path}: the boot test failed{}{}; the rollout was not widened",
-            if failed.is_empty() {
-                ""
-            } else {
-                " its objectives: "
-            },
-            failed.join("; ")
-        )));
+        return Err(GateError::Failed {
+            path: path.to_owned(),
+            failed,
+        }
+        .into());
     }
     Ok(format!(
         "{} objective(s) passed: {}",
@@ -83,9 +93,9 @@ mod tests {
         ImageRef {
             name: "hello".into(),
             version: "1.0".into(),
-            manifest_sha256: "a".repeat(64),
+            manifest_sha256: crate::digest::Sha256::parse(&"a".repeat(64)).unwrap(),
             manifest_length: 1,
-            signature_sha256: "b".repeat(64),
+            signature_sha256: crate::digest::Sha256::parse(&"b".repeat(64)).unwrap(),
             signature_length: 1,
         }
     }
@@ -138,21 +148,31 @@ mod tests {
         let bad = vec![verdict(false, "1200 ms > 900 ms")];
         let a = "a".repeat(64);
         assert!(check_doc(&doc(Some(&a), true, ok())).is_ok());
-        let e = check_doc(&doc(Some(&a), false, bad))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("1200 ms > 900 ms"), "{e}");
-        let e = check_doc(&doc(Some(&"c".repeat(64)), true, ok()))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("test the image being rolled out"), "{e}");
-        let e = check_doc(&doc(None, true, ok())).unwrap_err().to_string();
-        assert!(e.contains("no image.manifest_sha256"), "{e}");
-        let e = check_doc(&doc(Some(&a), true, Vec::new()))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("no objectives"), "{e}");
-        assert!(check(b"{}", "g.json", &image()).is_err());
+        let gate_error = |d: &BootTestResult| match check_doc(d).unwrap_err() {
+            ChannelError::Gate(g) => g,
+            e => panic!("{e:?}"),
+        };
+        let e = gate_error(&doc(Some(&a), false, bad));
+        assert!(
+            matches!(&e, GateError::Failed { failed, .. } if failed == &["runtime_ready.p95<=900ms: 1200 ms > 900 ms"]),
+            "{e:?}"
+        );
+        assert!(e.is_rejection());
+        let e = gate_error(&doc(Some(&"c".repeat(64)), true, ok()));
+        assert!(
+            matches!(&e, GateError::WrongImage { tested, .. } if tested.digest == "c".repeat(64)),
+            "{e:?}"
+        );
+        let e = gate_error(&doc(None, true, ok()));
+        assert!(matches!(e, GateError::UnknownImage { .. }), "{e:?}");
+        let e = gate_error(&doc(Some(&a), true, Vec::new()));
+        assert!(matches!(e, GateError::NoObjectives { .. }), "{e:?}");
+        let e = check(b"{}", "g.json", &image()).unwrap_err();
+        assert!(
+            matches!(e, ChannelError::Gate(GateError::NotABootTest { .. })),
+            "{e:?}"
+        );
+        assert!(e.is_bad_input());
     }
 
     #[test]
@@ -168,7 +188,12 @@ mod tests {
             key_id: verified.then(|| "0123456789abcdef".into()),
         };
         d.snapshot = Some(snap(false));
-        let e = check_doc(&d).unwrap_err().to_string();
+        let e = check_doc(&d).unwrap_err();
+        assert!(
+            matches!(&e, ChannelError::Gate(GateError::UnverifiedSnapshot { dir, .. }) if dir == "out/hello.snap"),
+            "{e:?}"
+        );
+        let e = e.to_string();
         assert!(
             e.starts_with("g.json: the boot test restored the snapshot out/hello.snap"),
             "{e}"

@@ -1,68 +1,15 @@
-//! A channel's rollout: which share of the fleet has its image when (waves), and the operator's
-//! verbs on it — set, halt, resume, and advance behind a boot-test gate. Each verb is a pure
-//! change of the channel document ([`halt`], [`resume`], [`widen`]) and a [`Repo`] method that
-//! signs and writes the new version; a verb that fails writes nothing.
-
-use serde::{Deserialize, Serialize};
+//! The operator's verbs on a channel's rollout ([`Rollout`]) — set, halt, resume, and advance
+//! behind a gate (a boot-test result or the canaries' health reports). Each verb is a pure change
+//! of the channel document ([`halt`], [`resume`], [`widen`]) and a [`Repo`] method that signs and
+//! writes the new version; a verb that fails writes nothing.
 
 use super::repo::Repo;
-use super::{gate, Channel, ChannelError, ChannelName};
+use super::report_gate::ReportGate;
+use super::{gate, report_gate};
+use crate::channel::doc::{Channel, ChannelName, Rollout};
+use crate::channel::error::{ChannelError, UsageError};
 use crate::fsio::{self, caps};
 use crate::sign::SecretKey;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Wave {
-    /// Seconds after the rollout started.
-    pub start_after: u64,
-    /// Share of the fleet (0-100) that has the image once this wave started.
-    pub fleet_percent: u32,
-}
-
-/// Who has the channel's image when: waves of growing shares of the fleet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rollout {
-    /// Unix seconds when the rollout started.
-    pub started_at: u64,
-    pub waves: Vec<Wave>,
-}
-
-impl Rollout {
-    pub fn percent(p: u32, started_at: u64) -> Rollout {
-        Rollout {
-            started_at,
-            waves: vec![Wave {
-                start_after: 0,
-                fleet_percent: p,
-            }],
-        }
-    }
-
-    /// A rollout in `waves` (from a waves file) starting at `started_at`.
-    pub fn waves(waves: Vec<Wave>, started_at: u64) -> Rollout {
-        Rollout { started_at, waves }
-    }
-
-    /// The share of the fleet (in basis points, 0-10000) reached at time `t`.
-    pub fn reached_bp(&self, t: u64) -> u32 {
-        // Before the rollout starts (e.g. a node whose clock is behind the operator's) it
-        // reaches nobody.
-        let Some(elapsed) = t.checked_sub(self.started_at) else {
-            return 0;
-        };
-        self.waves
-            .iter()
-            .filter(|w| w.start_after <= elapsed)
-            .map(|w| w.fleet_percent * 100)
-            .max()
-            .unwrap_or(0)
-            .min(10_000)
-    }
-
-    /// The first wave that reaches more than `reached` basis points, if any.
-    fn wave_beyond(&self, reached: u32) -> Option<&Wave> {
-        self.waves.iter().find(|w| w.fleet_percent * 100 > reached)
-    }
-}
 
 /// How far `rollout advance` widens a rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,17 +20,13 @@ pub enum Widen {
     Percent(u32),
 }
 
-fn percent_of(bp: u32) -> f64 {
-    f64::from(bp) / 100.0
-}
-
 /// Stops selecting new nodes; refuses a channel that is already halted.
 pub fn halt(c: &mut Channel) -> Result<(), ChannelError> {
     if c.halted {
-        return Err(ChannelError::input(format!(
-            "channel {} is already halted",
-            c.channel
-        )));
+        return Err(UsageError::AlreadyHalted {
+            channel: c.channel.clone(),
+        }
+        .into());
     }
     c.halted = true;
     Ok(())
@@ -92,10 +35,10 @@ pub fn halt(c: &mut Channel) -> Result<(), ChannelError> {
 /// Continues a halted rollout where its schedule now is; refuses one that is not halted.
 pub fn resume(c: &mut Channel) -> Result<(), ChannelError> {
     if !c.halted {
-        return Err(ChannelError::input(format!(
-            "channel {} is not halted",
-            c.channel
-        )));
+        return Err(UsageError::NotHalted {
+            channel: c.channel.clone(),
+        }
+        .into());
     }
     c.halted = false;
     Ok(())
@@ -104,10 +47,10 @@ pub fn resume(c: &mut Channel) -> Result<(), ChannelError> {
 /// Refuses to widen a halted rollout.
 fn ensure_not_halted(c: &Channel) -> Result<(), ChannelError> {
     if c.halted {
-        return Err(ChannelError::input(format!(
-            "channel {} is halted; resume it before widening the rollout",
-            c.channel
-        )));
+        return Err(UsageError::Halted {
+            channel: c.channel.clone(),
+        }
+        .into());
     }
     Ok(())
 }
@@ -119,20 +62,19 @@ pub fn widen(c: &mut Channel, how: Widen, now: u64) -> Result<(), ChannelError> 
     match how {
         Widen::Percent(p) => {
             if p * 100 <= reached {
-                return Err(ChannelError::input(format!(
-                    "the rollout already reaches {:.2}% of the fleet; --percent {p} would not widen it",
-                    percent_of(reached)
-                )));
+                return Err(UsageError::WouldNotWiden {
+                    reached,
+                    percent: Some(p),
+                }
+                .into());
             }
             c.rollout = Rollout::percent(p, now);
         }
         Widen::NextWave => {
             let next_start = c.rollout.wave_beyond(reached).map(|w| w.start_after);
-            let next_start = next_start.ok_or_else(|| {
-                ChannelError::input(format!(
-                    "the rollout already reaches {:.2}% of the fleet, its last wave; nothing to advance",
-                    percent_of(reached)
-                ))
+            let next_start = next_start.ok_or(UsageError::WouldNotWiden {
+                reached,
+                percent: None,
             })?;
             // Re-base the schedule so the next wave starts now; later waves keep their spacing.
             c.rollout.started_at = now.saturating_sub(next_start);
@@ -141,25 +83,24 @@ pub fn widen(c: &mut Channel, how: Widen, now: u64) -> Result<(), ChannelError> 
     Ok(())
 }
 
-/// Reads a `stratos boot-test --json` result (`--gate FILE`) and checks it passed for `c`'s
-/// image; returns the gate's summary of what passed.
 /// What must hold before a rollout widens.
 #[derive(Debug, Clone)]
 pub enum Gate {
     /// A `stratos boot-test --json` result for the channel's image, all objectives met.
     BootTest(std::path::PathBuf),
     /// Enough health reports from the nodes the rollout reached, few enough failures.
-    Reports(super::lifecycle::ReportGate),
+    Reports(ReportGate),
 }
 
+/// Checks the gate for `c`'s image at `now`; returns its summary of what passed.
 fn pass_gate(g: &Gate, c: &Channel, now: u64) -> Result<String, ChannelError> {
     match g {
         Gate::BootTest(path) => {
             let bytes = fsio::read_file(path, caps::REPORT, "a boot-test result")
-                .map_err(|e| ChannelError::input(format!("--gate: {e}")))?;
+                .map_err(ChannelError::flag("--gate"))?;
             gate::check(&bytes, &path.display().to_string(), &c.image)
         }
-        Gate::Reports(r) => super::lifecycle::check_reports(r, c, now),
+        Gate::Reports(r) => report_gate::check(r, c, now),
     }
 }
 
@@ -235,7 +176,7 @@ impl Repo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channel::{ImageRef, CHANNEL_TYPE, SPEC_VERSION};
+    use crate::channel::doc::{ImageRef, Wave, CHANNEL_TYPE, SPEC_VERSION};
 
     const START: u64 = 1_000_000;
 
@@ -270,9 +211,9 @@ mod tests {
             image: ImageRef {
                 name: "hello".into(),
                 version: "1.0".into(),
-                manifest_sha256: "a".repeat(64),
+                manifest_sha256: crate::digest::Sha256::parse(&"a".repeat(64)).unwrap(),
                 manifest_length: 1,
-                signature_sha256: "b".repeat(64),
+                signature_sha256: crate::digest::Sha256::parse(&"b".repeat(64)).unwrap(),
                 signature_length: 1,
             },
             rollout,
@@ -280,32 +221,6 @@ mod tests {
             halted,
             previous: None,
         }
-    }
-
-    #[test]
-    fn waves_reach_their_share_over_time() {
-        let r = Rollout {
-            started_at: 1000,
-            waves: vec![
-                Wave {
-                    start_after: 0,
-                    fleet_percent: 1,
-                },
-                Wave {
-                    start_after: 3600,
-                    fleet_percent: 10,
-                },
-                Wave {
-                    start_after: 86_400,
-                    fleet_percent: 100,
-                },
-            ],
-        };
-        assert_eq!(r.reached_bp(999), 0);
-        assert_eq!(r.reached_bp(1000), 100);
-        assert_eq!(r.reached_bp(1000 + 3599), 100);
-        assert_eq!(r.reached_bp(1000 + 3600), 1000);
-        assert_eq!(r.reached_bp(1000 + 86_400), 10_000);
     }
 
     #[test]
@@ -332,9 +247,20 @@ mod tests {
         // The last wave keeps its distance from the one before.
         assert_eq!(c.rollout.reached_bp(now + 86_400 - 3600), 10_000);
         widen(&mut c, Widen::NextWave, now).unwrap();
-        let e = widen(&mut c, Widen::NextWave, now).unwrap_err().to_string();
+        let e = widen(&mut c, Widen::NextWave, now).unwrap_err();
         assert!(
-            e.contains("already reaches 100.00% of the fleet, its last wave"),
+            matches!(
+                e,
+                ChannelError::Usage(UsageError::WouldNotWiden {
+                    reached: 10_000,
+                    percent: None
+                })
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .contains("already reaches 100.00% of the fleet, its last wave"),
             "{e}"
         );
     }
@@ -343,16 +269,28 @@ mod tests {
     fn widening_to_a_percent_must_widen_and_a_halt_wins() {
         let mut c = channel(three_waves(), false);
         let now = START + 3600;
-        let e = widen(&mut c, Widen::Percent(10), now)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("--percent 10 would not widen it"), "{e}");
+        let e = widen(&mut c, Widen::Percent(10), now).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ChannelError::Usage(UsageError::WouldNotWiden {
+                    reached: 1000,
+                    percent: Some(10)
+                })
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().contains("--percent 10 would not widen it"),
+            "{e}"
+        );
         widen(&mut c, Widen::Percent(50), now).unwrap();
         assert_eq!(c.rollout, Rollout::percent(50, now));
         c.halted = true;
-        let e = widen(&mut c, Widen::Percent(90), now)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("resume it before widening"), "{e}");
+        let e = widen(&mut c, Widen::Percent(90), now).unwrap_err();
+        assert!(
+            matches!(e, ChannelError::Usage(UsageError::Halted { .. })),
+            "{e:?}"
+        );
     }
 }

@@ -13,7 +13,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{fmt_age, ChannelError, Wave};
+use crate::channel::doc::{fmt_age, Wave};
+use crate::channel::error::{ChannelError, WaveFault, WavesError};
 use crate::fsio::{self, caps};
 
 #[derive(Debug, Deserialize)]
@@ -67,8 +68,8 @@ pub fn parse_duration_within(s: &str, min: u64, max: u64) -> Result<u64, Duratio
 
 /// Reads and parses a waves file (`flag` names the option it came from in read errors).
 pub fn load(path: &Path, flag: &str) -> Result<Vec<Wave>, ChannelError> {
-    let text = fsio::read_text(path, caps::PROFILE, "a waves file")
-        .map_err(|e| ChannelError::input(format!("{flag}: {e}")))?;
+    let text =
+        fsio::read_text(path, caps::PROFILE, "a waves file").map_err(ChannelError::flag(flag))?;
     parse(&text, &path.display().to_string())
 }
 
@@ -77,33 +78,32 @@ pub fn parse(text: &str, path: &str) -> Result<Vec<Wave>, ChannelError> {
         let (line, col) = e
             .span()
             .map_or((0, 0), |s| crate::profile::line_col(text, s.start));
-        ChannelError::input(format!("{path}:{line}:{col}: {}", e.message()))
+        WavesError::Syntax {
+            path: path.to_owned(),
+            line,
+            col,
+            message: e.message().to_owned(),
+        }
     })?;
+    let bad = |index, fault| WavesError::BadWave {
+        path: path.to_owned(),
+        index,
+        fault,
+    };
     let mut out: Vec<Wave> = Vec::new();
     for (i, w) in f.wave.iter().enumerate() {
-        let start_after = parse_duration(&w.start_after).ok_or_else(|| {
-            ChannelError::input(format!(
-                "{path}: wave[{i}].start-after {:?} is not a duration like 90s, 30m, 1h or 6d",
-                w.start_after
-            ))
-        })?;
+        let start_after = parse_duration(&w.start_after)
+            .ok_or_else(|| bad(i, WaveFault::NotADuration(w.start_after.clone())))?;
         let fleet_percent = u32::try_from(w.fleet_percent)
             .ok()
             .filter(|p| (1..=100).contains(p))
-            .ok_or_else(|| {
-                ChannelError::input(format!(
-                    "{path}: wave[{i}].fleet-percent must be between 1 and 100"
-                ))
-            })?;
+            .ok_or_else(|| bad(i, WaveFault::PercentOutOfRange))?;
         if let Some(prev) = out.last() {
             if start_after <= prev.start_after {
-                return Err(ChannelError::input(format!("{path}: wave[{i}] must start after wave[{}] (start-after values must increase)", i - 1)));
+                return Err(bad(i, WaveFault::NotLater).into());
             }
             if fleet_percent <= prev.fleet_percent {
-                return Err(ChannelError::input(format!(
-                    "{path}: wave[{i}].fleet-percent must be larger than wave[{}]'s",
-                    i - 1
-                )));
+                return Err(bad(i, WaveFault::NotLarger).into());
             }
         }
         out.push(Wave {
@@ -112,7 +112,10 @@ pub fn parse(text: &str, path: &str) -> Result<Vec<Wave>, ChannelError> {
         });
     }
     if out.is_empty() {
-        return Err(ChannelError::input(format!("{path}: no [[wave]]")));
+        return Err(WavesError::NoWaves {
+            path: path.to_owned(),
+        }
+        .into());
     }
     Ok(out)
 }
@@ -131,16 +134,29 @@ mod tests {
                 fleet_percent: 100
             }
         );
-        for (bad, want) in [
-            ("[[wave]]\nstart-after = \"soon\"\nfleet-percent = 1\n", "not a duration"),
-            ("[[wave]]\nstart-after = \"0s\"\nfleet-percent = 101\n", "between 1 and 100"),
-            ("[[wave]]\nstart-after = \"1h\"\nfleet-percent = 1\n[[wave]]\nstart-after = \"1h\"\nfleet-percent = 5\n", "must start after"),
-            ("[[wave]]\nstart-after = \"1h\"\nfleet-percent = 10\n[[wave]]\nstart-after = \"2h\"\nfleet-percent = 5\n", "larger than"),
-            ("[[wave]]\nstart = \"1h\"\n", "unknown field"),
+        let wave = |e: ChannelError| match e {
+            ChannelError::Waves(WavesError::BadWave { index, fault, .. }) => (index, fault),
+            e => panic!("{e:?}"),
+        };
+        for (bad, want, text) in [
+            ("[[wave]]\nstart-after = \"soon\"\nfleet-percent = 1\n", (0, WaveFault::NotADuration("soon".into())), "w.toml: wave[0].start-after \"soon\" is not a duration like 90s, 30m, 1h or 6d"),
+            ("[[wave]]\nstart-after = \"0s\"\nfleet-percent = 101\n", (0, WaveFault::PercentOutOfRange), "w.toml: wave[0].fleet-percent must be between 1 and 100"),
+            ("[[wave]]\nstart-after = \"1h\"\nfleet-percent = 1\n[[wave]]\nstart-after = \"1h\"\nfleet-percent = 5\n", (1, WaveFault::NotLater), "w.toml: wave[1] must start after wave[0] (start-after values must increase)"),
+            ("[[wave]]\nstart-after = \"1h\"\nfleet-percent = 10\n[[wave]]\nstart-after = \"2h\"\nfleet-percent = 5\n", (1, WaveFault::NotLarger), "w.toml: wave[1].fleet-percent must be larger than wave[0]'s"),
         ] {
-            let e = parse(bad, "w.toml").unwrap_err().to_string();
-            assert!(e.contains(want), "{want}: {e}");
+            let e = parse(bad, "w.toml").unwrap_err();
+            assert_eq!(e.to_string(), text);
+            assert_eq!(wave(e), want);
         }
+        let e = parse("[[wave]]\nstart = \"1h\"\n", "w.toml").unwrap_err();
+        assert!(
+            matches!(&e, ChannelError::Waves(WavesError::Syntax { line: 2, message, .. }) if message.contains("unknown field")),
+            "{e:?}"
+        );
+        assert!(matches!(
+            parse("", "w.toml").unwrap_err(),
+            ChannelError::Waves(WavesError::NoWaves { .. } | WavesError::Syntax { .. })
+        ));
         assert_eq!(parse_duration("6d"), Some(518_400));
         assert_eq!(
             parse_duration_within("7d", 60, 30 * 86_400).unwrap(),

@@ -1,0 +1,46 @@
+//! The node side: verify the repository's metadata against what the node already trusts,
+//! decide from a stable hash whether the rollout has reached this node, stage the image, and
+//! put it into service behind a boot test (or go back).
+//!
+//! State directory:
+//! ```text
+//! trusted/root.json, trusted/root.sigs.json          the newest root the node accepted
+//! trusted/channels/<name>.json, <name>.sigs.json      the newest channel document accepted
+//! images/<manifest sha256>/                          images (manifest, signature, artifacts)
+//! staged.json                                        which image boots next (A/B slots build on this)
+//! current.json                                       the image in service; `replaces` is the one before it
+//! previous.json                                      the image before it (written from current.json's `replaces`)
+//! rejected.json                                      images this node refused, with why; never staged or applied again
+//! report-seq.json                                    the node's health-report counter
+//! .staging-XXXXXX/                                   a download in progress (removed on failure, or at the next run)
+//! ```
+//! Nothing in the state changes unless every check passed; trusted metadata is stored last. A
+//! run holds an exclusive lock on the state directory; with it held, what an interrupted run
+//! left behind (only names StratOS makes) is removed first ([`files`]), and an interrupted
+//! switch is finished ([`state::open`]).
+//!
+//! The rooms: [`client`] (a [`Node`] checks and fetches: [`verify`] the metadata, [`decide`],
+//! [`stage`]), [`transport`] (where it reads from), [`state`] and [`files`] (the state directory),
+//! [`lifecycle`] (apply, rollback, the rejected list), [`apply`] (`update apply`'s steps) and
+//! [`image`] (is an image directory the image a digest names).
+
+pub mod apply;
+pub mod client;
+pub mod decide;
+pub mod files;
+pub mod image;
+pub mod lifecycle;
+mod stage;
+pub mod state;
+pub mod transport;
+mod verify;
+
+pub use apply::{Apply, Begun, Verdict};
+pub use client::{bootstrap, Failure, Node};
+pub use decide::{decide, Decision};
+pub use image::check_image;
+pub use lifecycle::{
+    clear_rejected, commit_apply, current_image, next_report_seq, rollback, Applied, ROLLED_BACK,
+};
+pub use state::{open, Current, NodeState, Opened, Rejected, RejectedList, Staged};
+pub use transport::Source;

@@ -1,0 +1,219 @@
+//! Publishing: a verified, signed image copied into the object store, and the channel versions
+//! that point at one (`publish`, `promote`, `rollback`).
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use super::repo::Repo;
+use crate::channel::doc::{
+    now, Channel, ChannelName, ImageRef, Rollout, CHANNEL_TYPE, SPEC_VERSION,
+};
+use crate::channel::error::{ChannelError, UsageError};
+use crate::channel::fs::metadata_if_there;
+use crate::digest::Sha256;
+use crate::fsio::{self, caps, Links};
+use crate::sign::manifest::{MANIFEST_FILE, SIGNATURE_FILE};
+use crate::sign::SecretKey;
+
+/// A file of the image being published: regular and not a symlink (like `verify`).
+fn read_image_file(p: &Path, cap: u64, what: &'static str) -> Result<Vec<u8>, ChannelError> {
+    fsio::read_regular(p, cap, what, Links::Refuse).map_err(ChannelError::RefusedFile)
+}
+
+impl Repo {
+    /// Copies a verified, signed image into the object store; returns its reference.
+    ///
+    /// Every file is opened as a regular file (a FIFO or device in the image is refused at
+    /// once, never waited on), and what is copied is what was checked: each artifact is
+    /// hashed while it is copied and must match the signed manifest.
+    pub fn add_image(&self, image: &Path) -> Result<ImageRef, ChannelError> {
+        let root = self.root()?;
+        let sig_path = image.join(SIGNATURE_FILE);
+        if metadata_if_there(&sig_path)?.is_none() {
+            return Err(ChannelError::Unsigned {
+                image: image.to_owned(),
+            });
+        }
+        let sigb = read_image_file(&sig_path, caps::SIGNATURE, "a signature")?;
+        let manifest = read_image_file(&image.join(MANIFEST_FILE), caps::MANIFEST, "a manifest")?;
+        let sig: crate::sign::manifest::SignatureFile =
+            serde_json::from_slice(&sigb).map_err(|source| {
+                ChannelError::MalformedSignatureFile {
+                    what: sig_path.display().to_string(),
+                    source,
+                }
+            })?;
+        let pk = root.image_key(&sig.key_id, &image.display().to_string())?;
+        let raw: [u8; 64] = hex::decode(&sig.signature)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| ChannelError::MalformedImageSignature {
+                path: Some(sig_path.clone()),
+            })?;
+        if !pk.verify(&manifest, &raw) {
+            return Err(ChannelError::ImageSignatureInvalid {
+                path: Some(sig_path),
+            });
+        }
+        let bad_image = |source| ChannelError::BadImage {
+            what: image.display().to_string(),
+            source,
+        };
+        let m = crate::sign::verify::parse_manifest(&manifest).map_err(bad_image)?;
+        // Every artifact must be a regular file before anything reads it whole.
+        for a in &m.artifacts {
+            let p = image.join(&a.name);
+            match fsio::open_regular(&p, Links::Refuse) {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {} // verify_image names it as missing
+                Err(e) => return Err(ChannelError::RefusedFile(e)),
+            }
+        }
+        crate::sign::verify::verify_image(image, &pk).map_err(bad_image)?;
+        for a in &m.artifacts {
+            self.copy_object(&image.join(&a.name), &a.sha256, a.size)?;
+        }
+        let (mh, sh) = (Sha256::of(&manifest), Sha256::of(&sigb));
+        self.write(&format!("objects/sha256/{mh}"), &manifest)?;
+        self.write(&format!("objects/sha256/{sh}"), &sigb)?;
+        Ok(ImageRef {
+            name: m.image.name.clone(),
+            version: m.image.version.clone(),
+            manifest_sha256: mh,
+            manifest_length: manifest.len() as u64,
+            signature_sha256: sh,
+            signature_length: sigb.len() as u64,
+        })
+    }
+
+    /// Streams `src` into `objects/sha256/<sha256>` (temporary file, fsync, rename), checking
+    /// on the way that it is `size` bytes with that digest.
+    fn copy_object(&self, src: &Path, want: &Sha256, size: u64) -> Result<(), ChannelError> {
+        use sha2::Digest as _;
+        let (f, _) = fsio::open_regular(src, Links::Refuse).map_err(ChannelError::RefusedFile)?;
+        let dir = self.dir.join("objects/sha256");
+        std::fs::create_dir_all(&dir)
+            .map_err(ChannelError::io(format!("creating {}", dir.display())))?;
+        let dest = dir.join(want.hex());
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".stratos-tmp-")
+            .tempfile_in(&dir)
+            .map_err(ChannelError::io(format!(
+                "creating a file in {}",
+                dir.display()
+            )))?;
+        let mut h = sha2::Sha256::new();
+        let mut n = 0u64;
+        let mut buf = vec![0u8; 1 << 16];
+        // One byte past the size is enough to know it grew.
+        let mut r = f.take(size + 1);
+        loop {
+            let k = r
+                .read(&mut buf)
+                .map_err(ChannelError::io(format!("reading {}", src.display())))?;
+            if k == 0 {
+                break;
+            }
+            h.update(&buf[..k]);
+            n += k as u64;
+            tmp.write_all(&buf[..k])
+                .map_err(ChannelError::io(format!("writing {}", dest.display())))?;
+        }
+        if n != size || Sha256::from_bytes(h.finalize().into()) != *want {
+            return Err(ChannelError::ChangedWhilePublished {
+                path: src.to_owned(),
+            });
+        }
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let f = tmp.as_file();
+            f.set_permissions(std::fs::Permissions::from_mode(0o644))
+                .and_then(|_| f.sync_all())
+                .map_err(ChannelError::io(format!("writing {}", dest.display())))?;
+        }
+        tmp.persist(&dest)
+            .map_err(|e| ChannelError::io(format!("writing {}", dest.display()))(e.error))?;
+        Ok(())
+    }
+
+    fn next(
+        &self,
+        old: Option<&Channel>,
+        name: &ChannelName,
+        image: ImageRef,
+        rollout: Rollout,
+        expires: u64,
+    ) -> Channel {
+        let now = now();
+        Channel {
+            kind: CHANNEL_TYPE.into(),
+            spec_version: SPEC_VERSION,
+            channel: name.clone(),
+            version: old.map_or(1, |c| c.version + 1),
+            expires,
+            timestamp: now,
+            previous: old.and_then(|c| {
+                if c.image != image {
+                    Some(c.image.clone())
+                } else {
+                    c.previous.clone()
+                }
+            }),
+            min_version: old.and_then(|c| c.min_version.clone()),
+            halted: false,
+            image,
+            rollout,
+        }
+    }
+
+    pub fn publish(
+        &self,
+        image: &Path,
+        name: &ChannelName,
+        keys: &[SecretKey],
+        rollout: Rollout,
+        expires: u64,
+    ) -> Result<Channel, ChannelError> {
+        let r = self.add_image(image)?;
+        let old = self.channel(name)?;
+        let c = self.next(old.as_ref(), name, r, rollout, expires);
+        self.write_channel(&c, keys)?;
+        Ok(c)
+    }
+
+    pub fn promote(
+        &self,
+        from: &ChannelName,
+        to: &ChannelName,
+        keys: &[SecretKey],
+        rollout: Rollout,
+        expires: u64,
+    ) -> Result<Channel, ChannelError> {
+        let src = self.require_channel(from)?;
+        let old = self.channel(to)?;
+        let c = self.next(old.as_ref(), to, src.image.clone(), rollout, expires);
+        self.write_channel(&c, keys)?;
+        Ok(c)
+    }
+
+    /// A new, higher version pointing at the previous image.
+    pub fn rollback(
+        &self,
+        name: &ChannelName,
+        keys: &[SecretKey],
+        expires: u64,
+    ) -> Result<Channel, ChannelError> {
+        self.update(name, keys, expires, |c| {
+            let prev = c
+                .previous
+                .take()
+                .ok_or_else(|| UsageError::NoPreviousImage {
+                    channel: name.clone(),
+                })?;
+            c.previous = Some(std::mem::replace(&mut c.image, prev));
+            c.rollout = Rollout::percent(100, now());
+            c.halted = false;
+            Ok(())
+        })
+    }
+}
