@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::archive;
-use crate::build::ROOTFS_ARTIFACT;
+use crate::image::ROOTFS_ARTIFACT;
 use crate::sbom::prop;
 use crate::sbom::view::SbomView;
 use crate::sign::manifest::{Artifact, MANIFEST_FILE, SIGNATURE_FILE};

@@ -189,7 +189,12 @@ fn describe(
         warm: o.warm.clone(),
         files: [MEMORY_FILE, STATE_FILE]
             .iter()
-            .map(|n| file_digest(staging, &crate::sign::manifest::ArtifactName::from_static(n)))
+            .map(|n| {
+                file_digest(
+                    staging,
+                    &crate::sign::manifest::ArtifactName::from_static(n),
+                )
+            })
             .collect::<Result<_, _>>()?,
     })
 }

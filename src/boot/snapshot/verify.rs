@@ -184,7 +184,9 @@ mod tests {
             warm: Vec::new(),
             files: [MEMORY_FILE, STATE_FILE]
                 .iter()
-                .map(|n| file_digest(dir, &crate::sign::manifest::ArtifactName::from_static(n)).unwrap())
+                .map(|n| {
+                    file_digest(dir, &crate::sign::manifest::ArtifactName::from_static(n)).unwrap()
+                })
                 .collect(),
         };
         write_meta(dir, key, &meta);
