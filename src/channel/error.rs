@@ -266,35 +266,75 @@ pub enum ChannelError {
     Http(HttpError),
 }
 
+/// What kind of failure a [`ChannelError`] is (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Rejection,
+    BadInput,
+    Io,
+    Http,
+}
+
 impl ChannelError {
     /// Verification refused something: a document, an image, a gate. (Not a failed or slow
     /// repository, not a local error.)
     pub fn is_rejection(&self) -> bool {
-        match self {
-            Self::Gate(g) => g.is_rejection(),
-            Self::Usage(_)
-            | Self::State(_)
-            | Self::Waves(_)
-            | Self::Read(_)
-            | Self::Flag { .. }
-            | Self::Key(_)
-            | Self::Io { .. }
-            | Self::Http(_) => false,
-            _ => true,
-        }
+        self.kind() == Kind::Rejection
     }
 
     /// Bad input: a flag, a key, a file or a state directory that cannot be used as given.
     pub fn is_bad_input(&self) -> bool {
+        self.kind() == Kind::BadInput
+    }
+
+    fn kind(&self) -> Kind {
         match self {
-            Self::Gate(g) => !g.is_rejection(),
-            Self::Usage(_)
+            Self::Malformed { .. }
+            | Self::WrongKind { .. }
+            | Self::UnsupportedKeyType { .. }
+            | Self::InvalidKey { .. }
+            | Self::MalformedRootKey { .. }
+            | Self::KeyIdMismatch { .. }
+            | Self::ZeroThreshold { .. }
+            | Self::UnlistedKey { .. }
+            | Self::MalformedSignatures { .. }
+            | Self::ThresholdUnmet { .. }
+            | Self::UntrustedImageKey { .. }
+            | Self::Expired { .. }
+            | Self::ValidTooLong { .. }
+            | Self::Replayed { .. }
+            | Self::Forked { .. }
+            | Self::Frozen { .. }
+            | Self::RotationSkipped { .. }
+            | Self::RootVersionMismatch { .. }
+            | Self::WrongChannel { .. }
+            | Self::NotFound { .. }
+            | Self::TooLarge { .. }
+            | Self::DeclaredTooLarge { .. }
+            | Self::ArtifactTooLarge { .. }
+            | Self::RefusedFile(_)
+            | Self::ManifestMismatch
+            | Self::SignatureMismatch
+            | Self::ArtifactMismatch { .. }
+            | Self::ChangedWhilePublished { .. }
+            | Self::MalformedArtifactDigest { .. }
+            | Self::MalformedSignatureFile { .. }
+            | Self::MalformedImageSignature { .. }
+            | Self::ImageSignatureInvalid { .. }
+            | Self::Unsigned { .. }
+            | Self::BadImage { .. }
+            | Self::BadManifest(_)
+            | Self::Relabelled { .. } => Kind::Rejection,
+            Self::Gate(g) if g.is_rejection() => Kind::Rejection,
+            Self::Gate(_)
+            | Self::Usage(_)
             | Self::State(_)
             | Self::Waves(_)
             | Self::Read(_)
             | Self::Flag { .. }
-            | Self::Key(_) => true,
-            _ => false,
+            | Self::Key(_) => Kind::BadInput,
+            Self::Io { .. } => Kind::Io,
+            Self::Http(_) => Kind::Http,
         }
     }
 

@@ -19,8 +19,9 @@
 //! left behind (only names StratOS makes) is removed first ([`files`]), and an interrupted
 //! switch is finished ([`state::open`]).
 //!
-//! The rooms: [`client`] (a [`Node`] checks and fetches: [`verify`] the metadata, [`decide`],
-//! [`stage`]), [`transport`] (where it reads from), [`state`] and [`files`] (the state directory),
+//! The rooms: [`client`] (a [`Node`] checks and fetches: `verify` the metadata,
+//! [`decide`](mod@decide), `stage`), [`transport`] (where it reads from), [`state`] and [`files`]
+//! (the state directory),
 //! [`lifecycle`] (apply, rollback, the rejected list), [`apply`] (`update apply`'s steps) and
 //! [`image`] (is an image directory the image a digest names).
 
