@@ -191,8 +191,6 @@ pub enum ChannelError {
     /// An artifact that changed between the check of the image and its copy into the repository.
     #[error("{}: changed while it was being published (its size or sha256 no longer matches the manifest)", .path.display())]
     ChangedWhilePublished { path: PathBuf },
-    #[error("{what}: malformed sha256 in the manifest")]
-    MalformedArtifactDigest { what: String },
     /// A manifest signature file that is not one (`what` names it).
     #[error("{what}: {source}")]
     MalformedSignatureFile {
@@ -317,7 +315,6 @@ impl ChannelError {
             | Self::SignatureMismatch
             | Self::ArtifactMismatch { .. }
             | Self::ChangedWhilePublished { .. }
-            | Self::MalformedArtifactDigest { .. }
             | Self::MalformedSignatureFile { .. }
             | Self::MalformedImageSignature { .. }
             | Self::ImageSignatureInvalid { .. }
