@@ -24,7 +24,8 @@ pub struct Inputs<'a> {
     pub kernel_image: kernel::KernelImage,
     /// The `stratos-init` executable.
     pub init: &'a [u8],
-    pub offline: bool,
+    /// Where packages come from (passed down from the CLI, never read from the environment).
+    pub sources: &'a crate::packages::fetch::Sources,
     pub progress: &'a Progress,
 }
 
@@ -148,12 +149,6 @@ fn modules_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Where the package layers find pinned artifacts: the cache and prefetch directory of the
-/// environment (to be passed down from the command line with the rest of [`Inputs`]).
-fn sources(cx: &Inputs) -> crate::packages::fetch::Sources {
-    crate::packages::fetch::Sources::from_env(cx.offline)
-}
-
 /// Exactly the packages of the lock, trimmed; one component each.
 fn packages_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
     let Some(pkgs) = &cx.profile.packages else {
@@ -164,7 +159,7 @@ fn packages_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
         cx.profile,
         pkgs,
         Arch::X86_64,
-        &sources(cx),
+        cx.sources,
         cx.progress,
     )?;
     st.components.extend(installed);
@@ -181,7 +176,7 @@ fn python_packages_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError
         cx.profile,
         pkgs,
         Arch::X86_64,
-        &sources(cx),
+        cx.sources,
         cx.progress,
     )?;
     st.components.extend(installed);
@@ -198,7 +193,7 @@ fn npm_packages_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
         cx.profile,
         pkgs,
         Arch::X86_64,
-        &sources(cx),
+        cx.sources,
         cx.progress,
     )?;
     st.components.extend(installed);

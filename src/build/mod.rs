@@ -84,12 +84,11 @@ pub struct BuildOptions<'a> {
     pub sign_key: Option<&'a SecretKey>,
     /// The `stratos-init` executable that becomes `/init`.
     pub init_binary: PathBuf,
-    /// Never touch the network (missing packages are an error instead of a download).
-    pub offline: bool,
     /// Build a kernel whose resolved config does not hold what the fragments ask (warns).
     pub allow_config_drift: bool,
-    /// The cache: kernels are built into and taken from it, compressed archives reused from it.
-    pub cache: crate::cache::Cache,
+    /// Where packages come from (the cache, the prefetch folder, whether to download): the
+    /// cache is also where kernels are built into and compressed archives reused from.
+    pub sources: crate::packages::fetch::Sources,
 }
 
 /// What was built.
@@ -471,7 +470,7 @@ pub fn assemble(
     profile: &Profile,
     kern: &PreparedKernel,
     init: &[u8],
-    offline: bool,
+    sources: &crate::packages::fetch::Sources,
     progress: &Progress,
 ) -> Result<Assembly, BuildError> {
     let cx = layers::Inputs {
@@ -481,7 +480,7 @@ pub fn assemble(
             why: e.0,
         })?,
         init,
-        offline,
+        sources,
         progress,
     };
     let mut st = layers::Staging::default();
@@ -602,12 +601,17 @@ pub fn build(
     // Checked first: an --out that cannot be replaced or written fails before any work.
     let out = output::OutputDir::prepare(&opts.out)?;
     let init = init_binary::load(&opts.init_binary, crate::arch::Arch::X86_64)?;
-    let kernel = prepare_kernel(profile, opts.allow_config_drift, &opts.cache, progress)?;
+    let kernel = prepare_kernel(
+        profile,
+        opts.allow_config_drift,
+        &opts.sources.cache,
+        progress,
+    )?;
     check_kernel_features(profile, &kernel)?;
     let step = progress.step("assembling the root filesystem");
-    let a = assemble(profile, &kernel, &init, opts.offline, progress)?;
+    let a = assemble(profile, &kernel, &init, &opts.sources, progress)?;
     step.done();
-    let archives = write_archives(profile, &a, &opts.cache, progress)?;
+    let archives = write_archives(profile, &a, &opts.sources.cache, progress)?;
     let mut files: Vec<(&'static str, Vec<u8>)> = vec![
         (archives.root_name, archives.root),
         (KERNEL_ARTIFACT, kernel.image.clone()),

@@ -56,9 +56,8 @@ pub fn run(a: Args) -> CliResult {
         out: out.clone(),
         sign_key: key.as_ref(),
         init_binary,
-        offline: a.offline,
         allow_config_drift: a.allow_config_drift,
-        cache: crate::cache::Cache::new(crate::cache::root()),
+        sources: crate::packages::fetch::Sources::from_env(a.offline),
     };
     let r = build::build(&profile, &opts, &progress).map_err(|e| {
         let env = e.is_environment();

@@ -35,7 +35,7 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// The default places, for the program's edge to pass down: the cache of
+    /// The default places, read at the program's edge (the CLI) and passed down: the cache of
     /// [`crate::cache::root`] and `$STRATOS_PREFETCH_DIR`, else `/var/cache/stratos`.
     pub fn from_env(offline: bool) -> Sources {
         let prefetch = std::env::var_os("STRATOS_PREFETCH_DIR")
