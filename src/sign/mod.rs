@@ -7,8 +7,7 @@ pub mod verify;
 pub use keys::{KeyError, KeyId, PublicKey, SecretKey};
 pub use manifest::{Artifact, Manifest};
 
-/// sha256 as lowercase hex.
+/// sha256 as lowercase hex (the text form of [`crate::digest::Sha256::of`]).
 pub fn sha256_hex(data: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(data))
+    crate::digest::Sha256::of(data).to_string()
 }
