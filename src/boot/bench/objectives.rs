@@ -39,6 +39,9 @@ pub struct Slo {
     /// Milliseconds (KiB for memory, calls for system calls).
     pub limit: f64,
     pub text: String,
+    /// A time limit written without a unit (read as ms, the old form): the CLI warns.
+    #[serde(skip)]
+    pub unitless: bool,
 }
 
 /// A regression gate: the median image/baseline ratio of `metric` may exceed 1 by at most
@@ -88,12 +91,14 @@ pub fn parse_slos(s: &str) -> Result<Vec<Slo>, String> {
             ));
         }
         let v = value.trim();
+        let unitless = unit == Unit::Ms && v.parse::<f64>().is_ok();
         let limit = if unit == Unit::Calls {
             v.parse::<f64>().ok().filter(|x| x.fract() == 0.0)
-        } else if let Some(ms) = v.strip_suffix("ms") {
-            ms.parse::<f64>().ok()
-        } else if let Some(s) = v.strip_suffix('s') {
-            s.parse::<f64>().ok().map(|x| x * 1e3)
+        } else if unit == Unit::Ms && !unitless {
+            // A time: the duration every flag reads (500ms, 2s, 1.5s, 1m).
+            crate::duration::parse(v)
+                .ok()
+                .map(|d| d.as_secs_f64() * 1e3)
         } else if let Some(k) = v.strip_suffix("KiB") {
             k.parse::<f64>().ok()
         } else {
@@ -103,13 +108,14 @@ pub fn parse_slos(s: &str) -> Result<Vec<Slo>, String> {
         .ok_or_else(|| match unit {
             Unit::Calls => format!("{item:?}: {v:?} is not a number of system calls"),
             Unit::KiB => format!("{item:?}: {v:?} is not a size in KiB"),
-            Unit::Ms => format!("{item:?}: {v:?} is not a duration like 900ms or 2s"),
+            Unit::Ms => format!("{item:?}: {v:?} is not a duration like 900ms, 2s or 1m"),
         })?;
         out.push(Slo {
             metric: metric.to_owned(),
             stat: stat.to_owned(),
             limit,
             text: item.to_owned(),
+            unitless,
         });
     }
     Ok(out)
@@ -202,6 +208,19 @@ mod tests {
         let g = parse_gates("runtime_ready=10%").unwrap();
         assert_eq!(g[0].percent, 10.0);
         assert!(parse_gates("runtime_ready=10").is_err());
+    }
+
+    #[test]
+    fn time_limits_take_every_unit_and_a_bare_number_is_marked() {
+        let s = parse_slos("runtime_ready.p95=1.5s,first_response=1m,cold_start.p50=250").unwrap();
+        assert_eq!(s[0].limit, 1500.0);
+        assert!(!s[0].unitless);
+        assert_eq!((s[1].stat.as_str(), s[1].limit), ("max", 60_000.0));
+        assert_eq!(s[2].limit, 250.0);
+        assert!(s[2].unitless, "a bare time is the old form the CLI warns about");
+        let m = parse_slos("memory_peak.max=4096").unwrap();
+        assert!(!m[0].unitless, "memory is KiB, not a time");
+        assert!(parse_slos("runtime_ready.p95=5x").unwrap_err().contains("like 900ms, 2s or 1m"));
     }
 
     #[test]

@@ -30,18 +30,12 @@ struct RawWave {
     fleet_percent: i64,
 }
 
-/// `90s`, `30m`, `1h`, `6d` (or plain seconds).
+/// `90s`, `30m`, `1h`, `6d` (or plain seconds), in whole seconds ([`crate::duration`]).
 pub fn parse_duration(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.chars().last()? {
-        's' => (&s[..s.len() - 1], 1),
-        'm' => (&s[..s.len() - 1], 60),
-        'h' => (&s[..s.len() - 1], 3600),
-        'd' => (&s[..s.len() - 1], 86_400),
-        c if c.is_ascii_digit() => (s, 1),
-        _ => return None,
-    };
-    num.trim().parse::<u64>().ok()?.checked_mul(mult)
+    crate::duration::parse(s)
+        .ok()
+        .filter(|d| d.subsec_nanos() == 0)
+        .map(|d| d.as_secs())
 }
 
 /// A duration that is not one, or out of bounds (the caller prefixes the flag it came from).
