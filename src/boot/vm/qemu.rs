@@ -17,19 +17,12 @@ pub fn qemu_binary(arch: Arch) -> std::ffi::OsString {
         .unwrap_or_else(|| arch.qemu_binary().into())
 }
 
-/// The Debian package that holds `arch`'s system emulator (what `ci/setup` installs).
-fn qemu_package(arch: Arch) -> &'static str {
-    arch.qemu_package()
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum QemuError {
-    #[error(
-        "{} is not installed: run `sudo ./ci/setup` (or `apt-get install {}`)",
-        .0.qemu_binary(),
-        qemu_package(*.0)
-    )]
-    Missing(Arch),
+    /// The QEMU binary is not there: `binary` is what was looked for (`$STRATOS_QEMU`, or the
+    /// arch's emulator in `PATH`).
+    #[error("{}", missing_message(*arch, binary))]
+    Missing { arch: Arch, binary: String },
     #[error("cannot start {}: {}", .0.qemu_binary(), .1)]
     Spawn(Arch, std::io::Error),
     #[error("KVM was requested (--accel kvm) but does not work here: {0}")]
@@ -48,11 +41,31 @@ impl QemuError {
     pub(super) fn spawning(arch: Arch) -> impl FnOnce(std::io::Error) -> QemuError {
         move |e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                QemuError::Missing(arch)
+                QemuError::Missing {
+                    arch,
+                    binary: qemu_binary(arch).to_string_lossy().into_owned(),
+                }
             } else {
                 QemuError::Spawn(arch, e)
             }
         }
+    }
+}
+
+/// What to do when QEMU is missing: the binary looked for, its Debian package and the command
+/// that installs it (`./ci/setup` exists only in a checkout of StratOS).
+fn missing_message(arch: Arch, binary: &str) -> String {
+    let package = arch.qemu_package();
+    let install = format!(
+        "install the Debian/Ubuntu package {package} (`sudo apt-get install {package}`; in a checkout of StratOS, `sudo ./ci/setup` installs it with the other tools)"
+    );
+    if binary == arch.qemu_binary() {
+        format!("QEMU is not installed: {binary} is not in PATH; {install}")
+    } else {
+        format!(
+            "QEMU not found: $STRATOS_QEMU names {binary}, which does not exist; point it at a QEMU binary, or unset it to use {} from PATH ({install})",
+            arch.qemu_binary()
+        )
     }
 }
 
@@ -289,10 +302,20 @@ mod tests {
 
     #[test]
     fn a_missing_qemu_is_named_with_its_package() {
+        let missing = |binary: &str| QemuError::Missing {
+            arch: Arch::X86_64,
+            binary: binary.to_owned(),
+        };
         assert_eq!(
-            QemuError::Missing(Arch::X86_64).to_string(),
-            "qemu-system-x86_64 is not installed: run `sudo ./ci/setup` (or `apt-get install qemu-system-x86`)"
+            missing("qemu-system-x86_64").to_string(),
+            "QEMU is not installed: qemu-system-x86_64 is not in PATH; install the Debian/Ubuntu package qemu-system-x86 (`sudo apt-get install qemu-system-x86`; in a checkout of StratOS, `sudo ./ci/setup` installs it with the other tools)"
         );
+        let e = missing("/opt/qemu/bin/q").to_string();
+        assert!(
+            e.starts_with("QEMU not found: $STRATOS_QEMU names /opt/qemu/bin/q, which does not exist; point it at a QEMU binary, or unset it to use qemu-system-x86_64 from PATH"),
+            "{e}"
+        );
+        assert!(e.contains("`sudo apt-get install qemu-system-x86`"), "{e}");
         assert_eq!(
             QemuError::Spawn(Arch::X86_64, std::io::Error::other("denied")).to_string(),
             "cannot start qemu-system-x86_64: denied"
