@@ -21,6 +21,13 @@ pub enum KeyError {
         what: &'static str,
         why: String,
     },
+    /// A public key file where a secret one is needed, or the other way round.
+    #[error("{} is a {found} key, but a {wanted} key is needed here: pass {} (`stratos keygen --out PREFIX` writes the secret PREFIX.key and the public PREFIX.pub)", path.display(), sibling(path, wanted))]
+    WrongKind {
+        path: PathBuf,
+        found: &'static str,
+        wanted: &'static str,
+    },
     #[error("{0} already exists; refusing to overwrite a key (remove it first, or choose another --out)")]
     Exists(PathBuf),
     #[error("cannot write {path}: {source}")]
@@ -147,7 +154,13 @@ impl SecretKey {
             what: "secret",
             why,
         };
-        let f: SecretFile = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+        let f: SecretFile = serde_json::from_slice(&text).map_err(|e| {
+            if serde_json::from_slice::<PublicFile>(&text).is_ok() {
+                wrong_kind(path, "secret")
+            } else {
+                bad(e.to_string())
+            }
+        })?;
         if f.kind != SECRET_KIND {
             return Err(bad(format!(
                 "kind is {:?}, expected {SECRET_KIND:?}",
@@ -214,6 +227,20 @@ impl SecretKey {
     }
 }
 
+fn wrong_kind(path: &Path, wanted: &'static str) -> KeyError {
+    KeyError::WrongKind {
+        path: path.to_owned(),
+        found: if wanted == "secret" { "public" } else { "secret" },
+        wanted,
+    }
+}
+
+/// The file of the other kind next to `path` (`keys/a.pub` -> `keys/a.key`), as a hint.
+fn sibling(path: &Path, wanted: &str) -> String {
+    let ext = if wanted == "secret" { "key" } else { "pub" };
+    format!("the .{ext} file, e.g. {}", path.with_extension(ext).display())
+}
+
 fn with_suffix(prefix: &Path, ext: &str) -> PathBuf {
     let mut s = prefix.as_os_str().to_owned();
     s.push(".");
@@ -254,7 +281,7 @@ impl PublicKey {
         };
         let f: PublicFile = serde_json::from_slice(&text).map_err(|e| {
             if serde_json::from_slice::<SecretFile>(&text).is_ok() {
-                bad("this is a secret key; pass the .pub file".into())
+                wrong_kind(path, "public")
             } else {
                 bad(e.to_string())
             }
@@ -325,6 +352,28 @@ mod tests {
         // A secret key passed where a public one is expected gets a pointed message.
         let e = PublicKey::load(&s).unwrap_err().to_string();
         assert!(e.contains("secret key"), "{e}");
+    }
+
+    #[test]
+    fn a_key_of_the_wrong_kind_is_named_with_the_one_to_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, p) = SecretKey::from_seed([9; 32])
+            .write_pair(&dir.path().join("release"))
+            .unwrap();
+        let e = SecretKey::load(&p).unwrap_err();
+        assert!(matches!(e, KeyError::WrongKind { found: "public", .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "{} is a public key, but a secret key is needed here: pass the .key file, e.g. {}",
+                p.display(),
+                s.display()
+            )),
+            "{text}"
+        );
+        let e = PublicKey::load(&s).unwrap_err();
+        assert!(matches!(e, KeyError::WrongKind { found: "secret", .. }), "{e:?}");
+        assert!(e.to_string().contains(&format!("pass the .pub file, e.g. {}", p.display())));
     }
 
     #[test]
