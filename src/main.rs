@@ -18,7 +18,11 @@ fn main() -> ExitCode {
         }
         default_hook(info);
     }));
-    let cli = stratos::cli::Cli::parse();
+    // Renamed flags still work for one release, each with a one-line warning.
+    let args = stratos::cli::vocab::modernize(std::env::args_os().collect(), &mut |warning| {
+        eprintln!("{warning}")
+    });
+    let cli = stratos::cli::Cli::parse_from(args);
     match stratos::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -535,7 +535,7 @@ pub enum GateError {
     #[error("{path}: the result does not say which image it tested (no image.manifest_sha256); rerun boot-test on the published image")]
     UnknownImage { path: String },
     /// A boot test that restored a snapshot without verifying its signature.
-    #[error("{path}: the boot test restored the snapshot {} (snapshot.json sha256 {snapshot_sha256}) without verifying it, so what it measured may not be the signed snapshot; rerun boot-test with --snapshot {} --verify --pubkey KEY", crate::fsio::Shown(std::path::Path::new(.dir)), crate::fsio::Shown(std::path::Path::new(.dir)))]
+    #[error("{path}: the boot test restored the snapshot {} (snapshot.json sha256 {snapshot_sha256}) without verifying it, so what it measured may not be the signed snapshot; rerun boot-test with --snapshot {} --verify --image-key KEY", crate::fsio::Shown(std::path::Path::new(.dir)), crate::fsio::Shown(std::path::Path::new(.dir)))]
     UnverifiedSnapshot {
         path: String,
         dir: String,

@@ -7,14 +7,14 @@ use super::{CliError, CliResult};
 use crate::boot::vm::{free_port, AccelChoice, Forward};
 use crate::boot::{self, BootImage, Invoke, RunOptions};
 use crate::cache::{self, Cache};
-use crate::sign::{verify::verify_image, PublicKey};
+use crate::sign::verify::verify_image;
 
 /// Boot an image under QEMU (KVM when it works, else TCG) with its serial console on the
 /// terminal, or restore a snapshot of it (--snapshot). Exits 0 when the runtime exited 0 (or
 /// --invoke got a 2xx answer), else 1 naming what happened.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  stratos boot out/hello --forward 8080:8080\n  stratos boot out/hello --invoke /cgi-bin/hello     # boot, call the function once, stop\n  stratos boot out/hello --verify --pubkey keys/release.pub\n  stratos boot out/hello --snapshot out/hello.snap --invoke /cgi-bin/hello   # restore, not boot\n  stratos boot --state /var/lib/stratos --forward 8080:8080   # whatever the node has in service\n\nGuest ports are forwarded to 127.0.0.1 only; the guest cannot open connections out.\nIn an interactive session, Ctrl-A X quits QEMU."
+    after_help = "Examples:\n  stratos boot out/hello --forward 8080:8080\n  stratos boot out/hello --invoke /cgi-bin/hello     # boot, call the function once, stop\n  stratos boot out/hello --verify --image-key keys/release.pub\n  stratos boot out/hello --snapshot out/hello.snap --invoke /cgi-bin/hello   # restore, not boot\n  stratos boot --state /var/lib/stratos --forward 8080:8080   # whatever the node has in service\n\nGuest ports are forwarded to 127.0.0.1 only; the guest cannot open connections out.\nIn an interactive session, Ctrl-A X quits QEMU."
 )]
 pub struct Args {
     /// The image directory.
@@ -34,21 +34,22 @@ pub struct Args {
     /// The guest port --invoke talks to.
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// Give up (and stop QEMU) after this many seconds.
-    #[arg(long, default_value_t = 300)]
-    pub timeout: u64,
+    /// Give up (and stop QEMU) when the boot has not ended (or, with --invoke, answered) by
+    /// then: a duration such as 90s or 5m (a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = super::vocab::deadline)]
+    pub timeout: Duration,
     /// Accelerator.
     #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
     pub accel: AccelChoice,
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 512)]
     pub memory: u32,
-    /// Refuse to boot unless the image verifies against --pubkey.
-    #[arg(long, requires = "pubkey")]
+    /// Refuse to boot unless the image (and the --snapshot) verifies against --image-key.
+    #[arg(long, requires = "image_key")]
     pub verify: bool,
-    /// Public key for --verify.
-    #[arg(long, value_name = "FILE")]
-    pub pubkey: Option<PathBuf>,
+    /// The image key, public (PREFIX.pub from `stratos keygen`), for --verify.
+    #[arg(long, value_name = "FILE", requires = "verify")]
+    pub image_key: Option<PathBuf>,
     /// Restore this snapshot (made by `stratos snapshot` for this image, on this QEMU and
     /// machine) instead of booting; with --verify its signature and digests are checked too.
     #[arg(long, value_name = "DIR")]
@@ -85,7 +86,7 @@ pub fn run(mut a: Args) -> CliResult {
         .map(|dir| {
             let key = a
                 .verify
-                .then(|| a.pubkey.as_deref().expect("clap requires it"));
+                .then(|| a.image_key.as_deref().expect("clap requires it"));
             open_snapshot(dir, &image, key)
         })
         .transpose()?;
@@ -134,7 +135,7 @@ pub fn run(mut a: Args) -> CliResult {
         accel,
         memory_mib: memory,
         forwards,
-        timeout: Duration::from_secs(a.timeout),
+        timeout: a.timeout,
         echo: !a.quiet,
         interactive,
         stop_after_invoke: true,
@@ -147,7 +148,11 @@ pub fn run(mut a: Args) -> CliResult {
         hold: None,
         invoke,
     };
-    let r = boot::run(&image, &opts)?;
+    let r = boot::run(&image, &opts);
+    if crate::boot::stop_requested() {
+        return Err(CliError::interrupted("the VM was stopped"));
+    }
+    let r = r?;
     print_timings(&r);
     print_syscalls(&r);
     print_seccomp_log(&r);
@@ -169,7 +174,7 @@ pub(super) fn open_snapshot(
     use crate::boot::snapshot::Snapshot;
     let snap = Snapshot::load(dir).map_err(CliError::input)?;
     if let Some(pubkey) = verify_with {
-        let key = PublicKey::load(pubkey).map_err(CliError::input)?;
+        let key = super::vocab::public_key("--image-key", pubkey)?;
         let id = snap.verify(&key).map_err(|e| {
             CliError::check(anyhow::anyhow!(
                 "refusing to restore: verification FAILED: {e}"
@@ -185,8 +190,10 @@ pub(super) fn open_snapshot(
 
 /// `--verify`: the image's signature and digests hold, or nothing boots.
 fn verify_first(a: &Args) -> CliResult {
-    let key =
-        PublicKey::load(a.pubkey.as_deref().expect("clap requires it")).map_err(CliError::input)?;
+    let key = super::vocab::public_key(
+        "--image-key",
+        a.image_key.as_deref().expect("clap requires it"),
+    )?;
     let v = verify_image(a.image_dir(), &key).map_err(|e| {
         CliError::check(anyhow::anyhow!(
             "refusing to boot: verification FAILED: {e}"

@@ -20,7 +20,7 @@ use crate::cache::{self, Cache};
 /// that failed.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  stratos boot-test out/hello --runs 10 --json boot.json\n  stratos boot-test out/hello --baseline out/hello-stock --runs 10 --slo runtime_ready.p95=900ms --max-regression first_response=10%\n  stratos boot-test out/python-fn --runs 3 --slo first_response.p95=3s --slo 'syscalls.cold_start<=2000' --json boot.json\n  stratos boot-test out/python-fn --snapshot out/python-fn.snap --runs 10 --concurrent 10\n  stratos boot-test out/python-fn --snapshot out/python-fn.snap --verify --pubkey keys/release.pub --slo first_response.p95=1s --json boot.json\n\nMetrics (ms unless noted): init_start .. runtime_ready (guest CLOCK_BOOTTIME since kernel start),\ninit_to_exec, ready_seen, resumed, restored and first_response (host, since QEMU was spawned;\nresumed and restored only for restores), cold_start (first call's latency), warm (median of the\nlater calls), memory_peak and mem_available (KiB); for an image with [observe], the runtime's\nsystem calls (calls): syscalls.ready (at runtime_ready), syscalls.cold_start (through the first\nanswer), syscalls.total (through the last) and syscalls.warm (per later call).\nExit codes: 0 all runs booted and all objectives hold, 1 a run failed or an objective failed, 2 bad input."
+    after_help = "Examples:\n  stratos boot-test out/hello --runs 10 --json-out boot.json\n  stratos boot-test out/hello --baseline out/hello-stock --runs 10 --slo runtime_ready.p95=900ms --max-regression first_response=10%\n  stratos boot-test out/python-fn --runs 3 --slo first_response.p95=3s --slo 'syscalls.cold_start<=2000' --json-out boot.json\n  stratos boot-test out/python-fn --snapshot out/python-fn.snap --runs 10 --concurrent 10\n  stratos boot-test out/python-fn --snapshot out/python-fn.snap --verify --image-key keys/release.pub --slo first_response.p95=1s --json-out boot.json\n\nMetrics (ms unless noted): init_start .. runtime_ready (guest CLOCK_BOOTTIME since kernel start),\ninit_to_exec, ready_seen, resumed, restored and first_response (host, since QEMU was spawned;\nresumed and restored only for restores), cold_start (first call's latency), warm (median of the\nlater calls), memory_peak and mem_available (KiB); for an image with [observe], the runtime's\nsystem calls (calls): syscalls.ready (at runtime_ready), syscalls.cold_start (through the first\nanswer), syscalls.total (through the last) and syscalls.warm (per later call).\nExit codes: 0 all runs booted and all objectives hold, 1 a run failed or an objective failed, 2 bad input,\n3 QEMU missing or failing, 130 interrupted (the VM is stopped; the runs so far are not reported)."
 )]
 pub struct Args {
     /// The image directory (B).
@@ -37,13 +37,13 @@ pub struct Args {
     #[arg(long, value_name = "SNAPSHOT")]
     pub snapshot: Option<PathBuf>,
     /// Refuse to run unless DIR (and the --snapshot, its signature and the digests of its
-    /// files) verifies against --pubkey. The result records whether the snapshot was verified:
-    /// one that was not cannot pass `rollout advance --gate`.
-    #[arg(long, requires = "pubkey")]
+    /// files) verifies against --image-key. The result records whether the snapshot was
+    /// verified: one that was not cannot pass `rollout advance --gate`.
+    #[arg(long, requires = "image_key")]
     pub verify: bool,
-    /// Public key for --verify.
+    /// The image key, public (PREFIX.pub from `stratos keygen`), for --verify.
     #[arg(long, value_name = "FILE", requires = "verify")]
-    pub pubkey: Option<PathBuf>,
+    pub image_key: Option<PathBuf>,
     /// After the runs, start N clones of the snapshot at once and then N boots of DIR at once,
     /// call each once, and compare the host memory of the two groups (sum of QEMU's PSS).
     #[arg(long, value_name = "N", requires = "snapshot")]
@@ -57,29 +57,33 @@ pub struct Args {
     /// Invocations per boot: the first is the cold start, the rest are warm.
     #[arg(long, default_value_t = 5)]
     pub invocations: usize,
-    /// Objectives on DIR's results, e.g. runtime_ready.p95=900ms,first_response.p50=2s or
-    /// 'syscalls.total<=400' (no statistic: every run; quote `<=` in a shell). Repeatable.
-    #[arg(long, value_name = "METRIC.STAT=LIMIT")]
+    /// Objectives on DIR's results, comma-separated or repeated: METRIC.STAT=LIMIT (STAT: min,
+    /// p50, p95, p99 or max), or METRIC=LIMIT / 'METRIC<=LIMIT' for every run (the max; quote
+    /// `<=` in a shell). Times take a unit (900ms, 2s, 1m), memory is KiB, system calls a count:
+    /// runtime_ready.p95=900ms,first_response.p50=2s or 'syscalls.total<=400'.
+    #[arg(long, value_name = "METRIC[.STAT]=LIMIT")]
     pub slo: Vec<String>,
     /// Allowed regression of DIR against the baseline (median image/baseline ratio), e.g.
     /// runtime_ready=10% or syscalls.total=10%. Repeatable.
     #[arg(long, value_name = "METRIC=PERCENT%", requires = "baseline")]
     pub max_regression: Vec<String>,
-    /// Write every result as JSON (schema stratos-boot-test/1: docs/boot-test.schema.json).
+    /// Write every result as JSON to FILE (schema stratos-boot-test/1:
+    /// docs/boot-test.schema.json).
     #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Also write the table as Markdown.
+    pub json_out: Option<PathBuf>,
+    /// Also write the table as Markdown to FILE.
     #[arg(long, value_name = "FILE")]
-    pub markdown: Option<PathBuf>,
+    pub markdown_out: Option<PathBuf>,
     /// Accelerator [default: auto; with --snapshot, the snapshot's].
     #[arg(long, value_enum)]
     pub accel: Option<AccelChoice>,
     /// Guest memory in MiB [default: 512; with --snapshot, the snapshot's].
     #[arg(long)]
     pub memory: Option<u32>,
-    /// Per-boot limit in seconds: a boot that has not answered by then failed.
-    #[arg(long, default_value_t = 120)]
-    pub timeout: u64,
+    /// Per-boot deadline: a boot that has not answered by then failed (and its QEMU is
+    /// stopped). A duration such as 90s or 5m (a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = super::vocab::deadline)]
+    pub timeout: Duration,
 }
 
 pub fn run(a: Args) -> CliResult {
@@ -88,6 +92,7 @@ pub fn run(a: Args) -> CliResult {
     let opts = options(&a, &images.image)?;
     let progress = |side, i, img: &BootImage, r: &_| print_progress(side, i, a.runs, img, r);
     let runs = bench::measure(&images, &opts, progress).map_err(map)?;
+    interrupted()?;
     let concurrent = match (a.concurrent, &opts.restore) {
         (Some(n), Some(snap)) => {
             eprintln!(
@@ -98,10 +103,11 @@ pub fn run(a: Args) -> CliResult {
         }
         _ => None,
     };
+    interrupted()?;
     let mut result =
         BootTestResult::new(&images, &opts, runs, concurrent, &objectives).map_err(map)?;
     result
-        .keep_logs_if_failed(&log_base(a.json.as_deref()))
+        .keep_logs_if_failed(&log_base(a.json_out.as_deref()))
         .map_err(map)?;
     print!("{}", report::text(&result));
     write_outputs(&a, &result)?;
@@ -127,6 +133,7 @@ fn objectives(a: &Args) -> Result<bench::Objectives, CliError> {
         o.slos
             .extend(parse_slos(s).map_err(|e| input(format!("--slo: {e}")))?);
     }
+    warn_unitless(&o.slos);
     for g in &a.max_regression {
         o.gates
             .extend(parse_gates(g).map_err(|e| input(format!("--max-regression: {e}")))?);
@@ -137,8 +144,8 @@ fn objectives(a: &Args) -> Result<bench::Objectives, CliError> {
 /// DIR and the baseline (DIR itself when restoring without --baseline); SIGINT and SIGTERM
 /// stop the test between runs from here on.
 fn open_images(a: &Args) -> Result<Images, CliError> {
-    if let Some(pubkey) = a.pubkey.as_deref().filter(|_| a.verify) {
-        let key = crate::sign::PublicKey::load(pubkey).map_err(CliError::input)?;
+    if let Some(pubkey) = a.image_key.as_deref().filter(|_| a.verify) {
+        let key = super::vocab::public_key("--image-key", pubkey)?;
         let v = crate::sign::verify::verify_image(&a.dir, &key).map_err(|e| {
             CliError::check(anyhow::anyhow!(
                 "refusing to test: verification of {} FAILED: {e}",
@@ -164,7 +171,7 @@ fn options(a: &Args, image: &BootImage) -> Result<BenchOptions, CliError> {
     let restore = a
         .snapshot
         .as_deref()
-        .map(|dir| super::boot::open_snapshot(dir, image, a.pubkey.as_deref().filter(|_| a.verify)))
+        .map(|dir| super::boot::open_snapshot(dir, image, a.image_key.as_deref().filter(|_| a.verify)))
         .transpose()?;
     let (accel, memory_mib) = match &restore {
         Some(snap) => {
@@ -194,7 +201,7 @@ fn options(a: &Args, image: &BootImage) -> Result<BenchOptions, CliError> {
             let choice = a.accel.unwrap_or(AccelChoice::Auto);
             let (accel, why) = image
                 .choose_accel(choice, &Cache::new(cache::root()))
-                .map_err(CliError::input)?;
+                .map_err(CliError::env)?;
             if let Some(why) = why {
                 eprintln!("stratos: KVM unavailable ({why}); using TCG");
             }
@@ -208,7 +215,7 @@ fn options(a: &Args, image: &BootImage) -> Result<BenchOptions, CliError> {
         invocations: a.invocations,
         accel,
         memory_mib,
-        timeout: Duration::from_secs(a.timeout),
+        timeout: a.timeout,
         restore,
     })
 }
@@ -228,12 +235,12 @@ fn log_base(json: Option<&Path>) -> PathBuf {
     json.map_or_else(|| PathBuf::from("boot-test"), |j| j.with_extension(""))
 }
 
-/// `--json` and `--markdown`.
+/// `--json-out` and `--markdown-out`.
 fn write_outputs(a: &Args, result: &BootTestResult) -> CliResult {
-    if let Some(j) = &a.json {
+    if let Some(j) = &a.json_out {
         write(j, &result.to_json())?;
     }
-    if let Some(m) = &a.markdown {
+    if let Some(m) = &a.markdown_out {
         write(m, report::markdown(result).as_bytes())?;
     }
     Ok(())
@@ -254,11 +261,38 @@ fn verdict(result: &BootTestResult) -> CliResult {
     )))
 }
 
-/// An interruption is a failed check (exit 1); anything else is the image or the host (2).
-fn map(e: BenchError) -> CliError {
+/// A signal is an interruption (130, whatever the run was doing when it came); QEMU missing or
+/// failing and host I/O are the machine (3); anything else is the image (2).
+pub(super) fn map(e: BenchError) -> CliError {
     match e {
-        BenchError::Interrupted { .. } => CliError::check(e),
-        _ => CliError::input(e),
+        BenchError::Interrupted { done, of } => CliError::interrupted(&format!(
+            "the VM was stopped after {done} of {of} runs; nothing was reported"
+        )),
+        _ if crate::boot::stop_requested() => CliError::interrupted("the VM was stopped"),
+        BenchError::Boot(b) => CliError::from(b),
+        BenchError::Read { .. } | BenchError::Write { .. } => CliError::env(e),
+        BenchError::Manifest(_) => CliError::input(e),
+    }
+}
+
+/// A signal during the last run ends the test there: its VM was stopped, nothing is reported.
+pub(super) fn interrupted() -> CliResult {
+    if crate::boot::stop_requested() {
+        return Err(CliError::interrupted(
+            "the VM was stopped; nothing was reported",
+        ));
+    }
+    Ok(())
+}
+
+/// `--slo` times without a unit are read as milliseconds, as before; say how to write them.
+pub(super) fn warn_unitless(slos: &[crate::boot::bench::objectives::Slo]) {
+    for s in slos.iter().filter(|s| s.unitless) {
+        eprintln!(
+            "stratos: warning: --slo {}: a time without a unit is read as milliseconds; write the unit (e.g. {}ms); bare times will be refused in the next release",
+            s.text,
+            s.limit
+        );
     }
 }
 

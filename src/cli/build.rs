@@ -6,12 +6,11 @@ use super::{human_bytes, CliError, CliResult};
 use crate::build::{self, BuildOptions};
 use crate::profile::Profile;
 use crate::progress::Progress;
-use crate::sign::SecretKey;
 
 /// Build an image from a profile: kernel, initramfs, rootfs, SBOM, manifest and signature.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  stratos build profiles/hello.toml --out out/hello --sign-key keys/release.key\n\nThe signing key may also come from $STRATOS_SIGNING_KEY (a path). Without a key the image\nis built unsigned, with a warning. The output directory is replaced only when the build\nsucceeded, and only if it is a previous image (or empty)."
+    after_help = "Example:\n  stratos build profiles/hello.toml --out out/hello --image-key keys/release.key\n\nThe image key may also come from $STRATOS_SIGNING_KEY (a path). Without a key the image\nis built unsigned, with a warning. The output directory is replaced only when the build\nsucceeded, and only if it is a previous image (or empty)."
 )]
 pub struct Args {
     /// The profile (TOML).
@@ -19,9 +18,10 @@ pub struct Args {
     /// Output directory [default: out/<image name>].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Secret key to sign the manifest with [env: STRATOS_SIGNING_KEY].
+    /// The image key, secret (PREFIX.key from `stratos keygen`): signs the manifest
+    /// [env: STRATOS_SIGNING_KEY].
     #[arg(long, value_name = "FILE")]
-    pub sign_key: Option<PathBuf>,
+    pub image_key: Option<PathBuf>,
     /// Never download: packages must already be in the cache.
     #[arg(long)]
     pub offline: bool,
@@ -37,16 +37,7 @@ pub struct Args {
 pub fn run(a: Args) -> CliResult {
     let progress = Progress::new(a.quiet);
     let profile = Profile::load(&a.profile).map_err(CliError::input)?;
-    let key_path = a.sign_key.clone().or_else(|| {
-        std::env::var_os("STRATOS_SIGNING_KEY")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    });
-    let key = key_path
-        .as_deref()
-        .map(SecretKey::load)
-        .transpose()
-        .map_err(CliError::input)?;
+    let key = super::vocab::image_secret_key(a.image_key.as_deref())?;
     let out = a
         .out
         .clone()
@@ -90,7 +81,7 @@ pub fn run(a: Args) -> CliResult {
     match &r.signed_by {
         Some(k) => println!("signed with key {k}"),
         None => progress.warn(
-            "NO SIGNING KEY (--sign-key or $STRATOS_SIGNING_KEY): the image is UNSIGNED and `stratos verify` will reject it",
+            "NO SIGNING KEY (--image-key or $STRATOS_SIGNING_KEY): the image is UNSIGNED and `stratos verify` will reject it",
         ),
     }
     Ok(())

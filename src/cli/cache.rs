@@ -19,14 +19,17 @@ pub enum Sub {
     /// List cache entries with their size and age.
     #[command(after_help = "Example:\n  stratos cache ls")]
     Ls,
-    /// Remove entries not used for DAYS days (default 30), or everything with --all. Only
-    /// the cache's own folders are cleaned; symlinks are removed as links, never followed.
+    /// Remove entries not used for a while (--older-than, default 30d), or everything with
+    /// --all. Only the cache's own folders are cleaned; symlinks are removed as links, never
+    /// followed.
     #[command(
-        after_help = "Example:\n  stratos cache gc --older-than 7\n  stratos cache gc --all"
+        after_help = "Example:\n  stratos cache gc --older-than 7d\n  stratos cache gc --all"
     )]
     Gc {
-        #[arg(long, value_name = "DAYS", default_value_t = 30)]
-        older_than: u64,
+        /// Remove entries not used for this long: a duration such as 7d or 12h (a bare number
+        /// is days here, as it always was: write the unit).
+        #[arg(long, value_name = "DURATION", default_value = "30d")]
+        older_than: String,
         #[arg(long)]
         all: bool,
     },
@@ -68,8 +71,9 @@ pub fn run(a: Args) -> CliResult {
             Ok(())
         }
         Sub::Gc { older_than, all } => {
+            let age = gc_age(&older_than)?;
             let cutoff = SystemTime::now()
-                .checked_sub(Duration::from_secs(older_than.saturating_mul(86400)))
+                .checked_sub(age)
                 .unwrap_or(SystemTime::UNIX_EPOCH);
             let r = cache
                 .gc(|e| all || e.used < cutoff)
@@ -83,4 +87,16 @@ pub fn run(a: Args) -> CliResult {
             Ok(())
         }
     }
+}
+
+/// `--older-than`: a duration; a bare number is days (its meaning before units), with a warning.
+fn gc_age(text: &str) -> Result<Duration, CliError> {
+    if let Ok(days) = text.trim().parse::<u64>() {
+        eprintln!(
+            "stratos: warning: --older-than {days}: a bare number here means days; write {days}d (bare numbers will be refused in the next release)"
+        );
+        return Ok(Duration::from_secs(days.saturating_mul(86_400)));
+    }
+    crate::duration::parse(text)
+        .map_err(|e| CliError::input(anyhow::anyhow!("--older-than {e}")))
 }

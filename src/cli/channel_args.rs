@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::CliError;
 use crate::channel::operator::{keys, waves, Repo};
 use crate::channel::{self, ChannelError, ChannelName, Rollout};
-use crate::sign::SecretKey;
+use crate::sign::{PublicKey, SecretKey};
 
 /// Bad input exits 2; a rejection, an I/O or a repository failure exits 1.
 pub(super) fn map(e: ChannelError) -> CliError {
@@ -22,8 +22,21 @@ pub(super) fn input(message: String) -> CliError {
     CliError::input(anyhow::anyhow!(message))
 }
 
+/// Secret keys for `flag`; a key of the wrong kind (or unreadable) names the flag.
 pub(super) fn secret_keys(paths: &[PathBuf], flag: &str) -> Result<Vec<SecretKey>, CliError> {
-    keys::secret_keys(paths, flag).map_err(map)
+    keys::secret_keys(paths, flag).map_err(|e| key_error(e, flag))
+}
+
+/// Public keys for `flag`, as [`secret_keys`].
+pub(super) fn public_keys(paths: &[PathBuf], flag: &str) -> Result<Vec<PublicKey>, CliError> {
+    keys::public_keys(paths, flag).map_err(|e| key_error(e, flag))
+}
+
+fn key_error(e: ChannelError, flag: &str) -> CliError {
+    match e {
+        ChannelError::Key(k) => CliError::input(anyhow::Error::new(k).context(flag.to_owned())),
+        e => map(e),
+    }
 }
 
 /// A duration flag between `min` and `max` seconds (`90m`, `12h`, `30d`).
@@ -69,9 +82,10 @@ impl RolloutPlan {
 /// Signing options shared by every command that writes a channel document.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ChannelSigning {
-    /// Secret key of the root's channel role (repeat to meet its threshold).
-    #[arg(long = "sign-key", value_name = "FILE", required = true)]
-    pub sign_keys: Vec<PathBuf>,
+    /// A channel key, secret (PREFIX.key from `stratos keygen`; one the root trusts for the
+    /// channel role): signs the channel document. Repeat to meet the role's threshold.
+    #[arg(long = "channel-key", value_name = "FILE", required = true)]
+    pub channel_keys: Vec<PathBuf>,
     /// How long the new channel document stays valid; nodes reject it after that (at most
     /// 3650d). Nodes also refuse a document signed longer ago than their --max-age (7d by
     /// default): re-sign unchanged channels with `stratos repo refresh`.
@@ -80,9 +94,9 @@ pub struct ChannelSigning {
 }
 
 impl ChannelSigning {
-    /// The `--sign-key` keys and the `--expires` time.
+    /// The `--channel-key` keys and the `--expires` time.
     pub(super) fn load(&self) -> Result<(Vec<SecretKey>, u64), CliError> {
-        let keys = secret_keys(&self.sign_keys, "--sign-key")?;
+        let keys = secret_keys(&self.channel_keys, "--channel-key")?;
         Ok((keys, expiry(&self.expires, "--expires")?))
     }
 }

@@ -42,7 +42,7 @@ pub enum Sub {
     /// largest gaps between kernel messages. Console output at that level costs time itself
     /// under emulation: compare rankings, not absolute times, with normal boots.
     #[command(after_help = "Example:
-  stratos kernel profile out/hello --runs 3 --top 15 --json hello-kernel.json")]
+  stratos kernel profile out/hello --runs 3 --top 15 --json-out hello-kernel.json")]
     Profile(ProfileArgs),
 }
 
@@ -56,9 +56,9 @@ pub struct ProfileArgs {
     /// How many initcalls and gaps to show.
     #[arg(long, default_value_t = 15)]
     pub top: usize,
-    /// Also write the profile as JSON (schema stratos-kernel-profile/1).
+    /// Also write the profile as JSON to FILE (schema stratos-kernel-profile/1).
     #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
+    pub json_out: Option<PathBuf>,
     /// Keep each boot's verbose console as FILE (FILE.2, FILE.3, ... for later boots).
     #[arg(long, value_name = "FILE")]
     pub console: Option<PathBuf>,
@@ -67,9 +67,10 @@ pub struct ProfileArgs {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 512)]
     pub memory: u32,
-    /// Seconds to wait for /init in each boot.
-    #[arg(long, default_value_t = 120)]
-    pub timeout: u64,
+    /// Per-boot deadline for reaching /init: a duration such as 90s or 5m (a bare number is
+    /// seconds).
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = super::vocab::deadline)]
+    pub timeout: std::time::Duration,
 }
 
 fn profile_image(o: &ProfileArgs) -> CliResult {
@@ -97,7 +98,7 @@ fn profile_image(o: &ProfileArgs) -> CliResult {
             accel,
             memory_mib: memory,
             forwards: Vec::new(),
-            timeout: std::time::Duration::from_secs(timeout),
+            timeout,
             echo: false,
             interactive: false,
             invoke: None,
@@ -109,7 +110,11 @@ fn profile_image(o: &ProfileArgs) -> CliResult {
             restore: None,
             hold: None,
         };
-        let run = crate::boot::run(&img, &opts)?;
+        let run = crate::boot::run(&img, &opts);
+        if crate::boot::stop_requested() {
+            return Err(CliError::interrupted("the VM was stopped"));
+        }
+        let run = run?;
         let text = run.console_text();
         if let Some(c) = &o.console {
             let path = if i == 0 {
@@ -133,7 +138,7 @@ fn profile_image(o: &ProfileArgs) -> CliResult {
     let name = format!("{} {}", img.manifest.image.name, img.manifest.image.version);
     let summary = profile::summarise(&name, &cmdline, &boots, top);
     print!("{}", profile::render(&summary));
-    if let Some(path) = &o.json {
+    if let Some(path) = &o.json_out {
         let mut bytes = serde_json::to_vec_pretty(&summary).expect("plain data");
         bytes.push(b'\n');
         crate::fsio::write_atomic(path, &bytes, 0o644).map_err(super::writing(path))?;

@@ -19,12 +19,14 @@ pub mod seccomp;
 pub mod snapshot;
 pub mod update;
 pub mod verify;
+pub mod vocab;
 
 mod channel_args;
 
 use clap::{Parser, Subcommand};
 
-/// How a command ended, as its exit code.
+/// How a command ended, as its exit code: the one table every command's errors map to
+/// ([`Exit::ALL`] with [`Exit::meaning`]; `stratos --help` and docs/commands.md print it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Exit {
@@ -34,8 +36,48 @@ pub enum Exit {
     /// Bad usage or bad input (a profile, a key, an image directory, an argument).
     BadInput = 2,
     /// The machine could not do its part: a tool missing or failing (a kernel that does not
-    /// compile, a download that fails, QEMU that cannot start), host I/O.
+    /// compile, a download that fails, QEMU missing or unable to start), host I/O.
     Environment = 3,
+    /// Stopped by SIGINT, SIGTERM or SIGHUP: the VM was stopped (128 + SIGINT, as shells
+    /// report a Ctrl-C).
+    Interrupted = 130,
+}
+
+impl Exit {
+    /// Every exit code, in order.
+    pub const ALL: [Exit; 5] = [
+        Exit::Success,
+        Exit::CheckFailed,
+        Exit::BadInput,
+        Exit::Environment,
+        Exit::Interrupted,
+    ];
+
+    /// What the code means, as `stratos --help` and docs/commands.md say it.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Exit::Success => "success",
+            Exit::CheckFailed => {
+                "a check failed: verification, an objective, a rejected update, a guest that failed"
+            }
+            Exit::BadInput => {
+                "bad usage or input: a flag, a profile, a key (or the wrong kind of key), an image directory"
+            }
+            Exit::Environment => {
+                "the machine failed its part: a tool missing or failing (QEMU not installed, a kernel that does not compile, a download that fails), host I/O, a full disk"
+            }
+            Exit::Interrupted => "interrupted (Ctrl-C, SIGTERM, SIGHUP): the VM was stopped",
+        }
+    }
+
+    /// The table as `stratos --help` ends with it.
+    pub fn help_text() -> String {
+        let mut s = String::from("Exit codes (every command):");
+        for e in Exit::ALL {
+            s.push_str(&format!("\n  {:<3} {}", e as u8, e.meaning()));
+        }
+        s
+    }
 }
 
 /// A failed command: its exit code and the error to print.
@@ -62,6 +104,13 @@ impl CliError {
         CliError {
             code: Exit::Environment,
             error: e.into(),
+        }
+    }
+    /// Stopped by a signal (exit 130); `what` says what was stopped.
+    pub fn interrupted(what: &str) -> Self {
+        CliError {
+            code: Exit::Interrupted,
+            error: anyhow::anyhow!("interrupted: {what}"),
         }
     }
     /// [`CliError::env`] when `environment`, else [`CliError::input`].
@@ -94,7 +143,10 @@ pub type CliResult = Result<(), CliError>;
     version,
     about = "Build reproducible, signed, SBOM-attached micro-OS images for function nodes",
     long_about = None,
-    after_help = "Exit codes: 0 success, 1 a check failed (verify, an objective, a rejected update, a guest that failed), 2 bad usage or input, 3 the machine failed its part (a tool missing or failing, host I/O).\n\nExample:\n  stratos keygen --out keys/release\n  stratos build profiles/hello.toml --out out/hello --sign-key keys/release.key\n  stratos verify out/hello --pubkey keys/release.pub"
+    after_help = format!(
+        "Example:\n  stratos keygen --out keys/release\n  stratos build profiles/hello.toml --out out/hello --image-key keys/release.key\n  stratos verify out/hello --image-key keys/release.pub\n\n{}",
+        Exit::help_text()
+    )
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -30,10 +30,11 @@ pub struct ApplyArgs {
     /// Boots of the staged image.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// Objectives the boots must meet, as in boot-test (e.g. first_response.p50=5s). Without
-    /// any, every boot must answer.
-    #[arg(long, value_name = "METRIC.STAT=LIMIT")]
-    pub slo: Option<String>,
+    /// Objectives the boots must meet, as in boot-test: METRIC.STAT=LIMIT or METRIC=LIMIT
+    /// (every run), times with a unit (e.g. first_response.p50=5s); comma-separated or
+    /// repeated. Without any, every boot must answer.
+    #[arg(long, value_name = "METRIC[.STAT]=LIMIT")]
+    pub slo: Vec<String>,
     /// HTTP path of the function to call.
     #[arg(long, default_value = "/", value_name = "PATH")]
     pub invoke: String,
@@ -49,18 +50,18 @@ pub struct ApplyArgs {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 512)]
     pub memory: u32,
-    /// Per-boot limit in seconds.
-    #[arg(long, default_value_t = 120)]
-    pub timeout: u64,
+    /// Per-boot deadline: a duration such as 90s or 5m (a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = super::vocab::deadline)]
+    pub timeout: Duration,
     /// Write a health report (JSON) here, for `rollout advance --gate-reports`.
     #[arg(long, value_name = "FILE", requires = "node_id")]
     pub report: Option<PathBuf>,
     /// This node's id, as in `update fetch` (named in the report).
     #[arg(long)]
     pub node_id: Option<String>,
-    /// The node's secret key: signs the report.
+    /// The node key, secret (PREFIX.key from `stratos keygen`): signs the report.
     #[arg(long, value_name = "FILE", requires = "report")]
-    pub sign_key: Option<PathBuf>,
+    pub node_key: Option<PathBuf>,
 }
 
 fn print_notes(notes: &[String]) {
@@ -79,9 +80,9 @@ fn describe(c: &Current) -> String {
 pub fn apply(a: ApplyArgs) -> CliResult {
     let objectives = apply_objectives(&a)?;
     let key = a
-        .sign_key
+        .node_key
         .as_deref()
-        .map(|p| crate::sign::SecretKey::load(p).map_err(CliError::input))
+        .map(|p| super::vocab::secret_key("--node-key", p))
         .transpose()?;
     let mut ap = match Apply::begin(&a.state.state).map_err(map)? {
         Begun::NothingStaged { current, notes } => {
@@ -135,9 +136,12 @@ fn apply_objectives(a: &ApplyArgs) -> Result<bench::Objectives, CliError> {
         )));
     }
     let mut objectives = bench::Objectives::default();
-    if let Some(s) = &a.slo {
-        objectives.slos = parse_slos(s).map_err(|e| input(format!("--slo: {e}")))?;
+    for s in &a.slo {
+        objectives
+            .slos
+            .extend(parse_slos(s).map_err(|e| input(format!("--slo: {e}")))?);
     }
+    super::boot_test::warn_unitless(&objectives.slos);
     Ok(objectives)
 }
 
@@ -187,13 +191,13 @@ fn boot_test(
     objectives: bench::Objectives,
 ) -> Result<BootTestResult, CliError> {
     let image = BootImage::open(dir).map_err(CliError::input)?;
-    crate::boot::handle_stop_signals().map_err(CliError::input)?;
+    crate::boot::handle_stop_signals().map_err(CliError::env)?;
     let (accel, why) = image
         .choose_accel(
             a.accel.unwrap_or(AccelChoice::Auto),
             &crate::cache::Cache::new(crate::cache::root()),
         )
-        .map_err(CliError::input)?;
+        .map_err(CliError::env)?;
     if let Some(why) = why {
         eprintln!("stratos: KVM unavailable ({why}); using TCG");
     }
@@ -204,7 +208,7 @@ fn boot_test(
         invocations: a.invocations,
         accel,
         memory_mib: a.memory,
-        timeout: Duration::from_secs(a.timeout),
+        timeout: a.timeout,
         restore: None,
     };
     let images = Images {
@@ -220,10 +224,8 @@ fn boot_test(
             bench::report::brief(r)
         )
     })
-    .map_err(|e| match e {
-        bench::BenchError::Interrupted { .. } => CliError::check(e),
-        _ => CliError::input(e),
-    })?;
+    .map_err(super::boot_test::map)?;
+    super::boot_test::interrupted()?;
     BootTestResult::new(&images, &opts, runs, None, &objectives).map_err(CliError::input)
 }
 

@@ -9,7 +9,7 @@ use crate::channel::ChannelName;
 /// Point a channel at the image another channel carries (e.g. canary → stable).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  stratos promote --repo releases/ --from canary --to stable --waves waves.toml --sign-key keys/root.key"
+    after_help = "Example:\n  stratos promote --repo releases/ --from canary --to stable --waves waves.toml --channel-key keys/root.key"
 )]
 pub struct Args {
     /// The release repository.

@@ -10,10 +10,10 @@ use crate::channel::ChannelName;
 /// and sign a new channel version pointing at it.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  stratos publish out/hello --repo releases/ --channel canary --percent 10 --sign-key keys/root.key\n\nRefuses unsigned images and images whose signature does not verify against a key the\nrepository's root trusts for images. Objects are written before the channel document."
+    after_help = "Example:\n  stratos publish out/hello --repo releases/ --channel canary --percent 10 --channel-key keys/root.key\n\nRefuses unsigned images and images whose signature does not verify against a key the\nrepository's root trusts for images. Objects are written before the channel document."
 )]
 pub struct Args {
-    /// The image directory (from `stratos build --sign-key`).
+    /// The image directory (from `stratos build --image-key`).
     pub image: PathBuf,
     /// The release repository (a directory made by `stratos repo init`).
     #[arg(long)]

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use super::channel_args::*;
 use super::CliResult;
-use crate::channel::operator::keys::public_keys;
 use crate::channel::operator::{Repo, Rotation, Status};
 use crate::channel::{self, ChannelName, RoleName};
 use crate::sign::KeyId;
@@ -21,7 +20,7 @@ pub struct Args {
 pub enum RepoSub {
     /// Create a release repository: root.json (version 1) signed by the root keys.
     #[command(
-        after_help = "Example:\n  stratos keygen --out keys/root\n  stratos repo init releases/ --root-key keys/root.key\n\nWithout --channel-key / --image-key the root keys also sign channels and are trusted for\nimages. Keep root keys offline; give the channel role its own key in production."
+        after_help = "Example:\n  stratos keygen --out keys/root\n  stratos repo init --repo releases/ --root-key keys/root.key\n\n--root-key takes secret keys (they sign root.json); --channel-key and --image-key take public\nkeys (the keys trusted for those roles). Without --channel-key / --image-key the root keys\nalso sign channels and are trusted for images. Keep root keys offline; give the channel role its own key in production."
     )]
     Init(InitArgs),
     /// A table of channels: version, image, share of the fleet reached now, halted, expiry.
@@ -30,7 +29,7 @@ pub enum RepoSub {
     /// Replace the root keys: a new root version signed by the old keys (meeting the old
     /// threshold) and by the new keys (meeting the new threshold). Nodes follow the chain.
     #[command(
-        after_help = "Example:\n  stratos keygen --out keys/root2\n  stratos repo rotate-key --repo releases/ --old-key keys/root.key \\\n      --new-key keys/root2.key --also channel,image\n\nRoles other than root (channel, image) that trust a retired root key keep trusting it\nunless named with --also: the command warns about them. With --also channel every channel\ndocument is re-signed with the new key(s) at once; with --also image, images signed by the\nretired key can no longer be staged by nodes: publish images signed by a trusted key."
+        after_help = "Example:\n  stratos keygen --out keys/root2\n  stratos repo rotate-key --repo releases/ --old-root-key keys/root.key \\\n      --new-root-key keys/root2.key --also channel,image\n\nRoles other than root (channel, image) that trust a retired root key keep trusting it\nunless named with --also: the command warns about them. With --also channel every channel\ndocument is re-signed with the new key(s) at once; with --also image, images signed by the\nretired key can no longer be staged by nodes: publish images signed by a trusted key."
     )]
     RotateKey(RotateKeyArgs),
     /// Re-sign channel documents unchanged (a new version, timestamp and expiry). Nodes refuse
@@ -38,7 +37,7 @@ pub enum RepoSub {
     /// mirror cannot freeze them on an old one: refresh every channel more often than that,
     /// e.g. daily from cron, even when nothing changes.
     #[command(
-        after_help = "Examples:\n  stratos repo refresh --repo releases/ --channel stable --sign-key keys/channel.key\n  stratos repo refresh --repo releases/ --all --sign-key keys/channel.key --expires 30d"
+        after_help = "Examples:\n  stratos repo refresh --repo releases/ --channel stable --channel-key keys/channel.key\n  stratos repo refresh --repo releases/ --all --channel-key keys/channel.key --expires 30d"
     )]
     Refresh(RefreshArgs),
 }
@@ -47,20 +46,26 @@ pub enum RepoSub {
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {
     /// Directory to create the repository in (created if missing; must not hold one).
-    pub dir: PathBuf,
-    /// Root secret key (repeatable).
+    #[arg(long, value_name = "DIR", required_unless_present = "dir", conflicts_with = "dir")]
+    pub repo: Option<PathBuf>,
+    /// The old spelling of --repo (`repo init DIR`): still read, with a warning.
+    #[arg(hide = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// A root key, secret (PREFIX.key from `stratos keygen`): signs root.json (repeatable).
     #[arg(long = "root-key", value_name = "FILE", required = true)]
     pub root_keys: Vec<PathBuf>,
     /// Root signatures required on a root document.
     #[arg(long, default_value_t = 1)]
     pub threshold: u32,
-    /// Public key allowed to sign channel documents (repeatable; default: the root keys).
+    /// A channel key, public (PREFIX.pub): trusted to sign channel documents (repeatable;
+    /// default: the root keys).
     #[arg(long = "channel-key", value_name = "FILE")]
     pub channel_keys: Vec<PathBuf>,
     /// Channel signatures required on a channel document.
     #[arg(long, default_value_t = 1)]
     pub channel_threshold: u32,
-    /// Public key trusted to have signed published images (repeatable; default: the root keys).
+    /// An image key, public (PREFIX.pub): trusted to have signed published images
+    /// (repeatable; default: the root keys).
     #[arg(long = "image-key", value_name = "FILE")]
     pub image_keys: Vec<PathBuf>,
     /// How long root.json stays valid (at most 3650d).
@@ -99,11 +104,11 @@ pub struct RotateKeyArgs {
     /// The release repository.
     #[arg(long)]
     pub repo: PathBuf,
-    /// A current root secret key (repeat to meet the current threshold).
-    #[arg(long = "old-key", value_name = "FILE", required = true)]
+    /// A current root key, secret (repeat to meet the current threshold).
+    #[arg(long = "old-root-key", value_name = "FILE", required = true)]
     pub old_keys: Vec<PathBuf>,
-    /// A new root secret key (repeatable).
-    #[arg(long = "new-key", value_name = "FILE", required = true)]
+    /// A new root key, secret (repeatable).
+    #[arg(long = "new-root-key", value_name = "FILE", required = true)]
     pub new_keys: Vec<PathBuf>,
     /// Root signatures the new root requires.
     #[arg(long, default_value_t = 1)]
@@ -142,12 +147,22 @@ pub fn run(a: Args) -> CliResult {
 }
 
 fn init(a: InitArgs) -> CliResult {
+    let dir = match (&a.repo, &a.dir) {
+        (Some(d), _) => d.clone(),
+        (None, Some(d)) => {
+            eprintln!(
+                "stratos: warning: `repo init DIR` is now `repo init --repo DIR`; the old spelling will be removed in the next release"
+            );
+            d.clone()
+        }
+        (None, None) => unreachable!("clap requires --repo"),
+    };
     let roots = secret_keys(&a.root_keys, "--root-key")?;
-    let ch = public_keys(&a.channel_keys, "--channel-key").map_err(map)?;
-    let im = public_keys(&a.image_keys, "--image-key").map_err(map)?;
+    let ch = public_keys(&a.channel_keys, "--channel-key")?;
+    let im = public_keys(&a.image_keys, "--image-key")?;
     let exp = expiry(&a.expires, "--expires")?;
     let root = Repo::init(
-        &a.dir,
+        &dir,
         &roots,
         a.threshold,
         &ch,
@@ -158,14 +173,14 @@ fn init(a: InitArgs) -> CliResult {
     .map_err(map)?;
     println!(
         "created release repository {} (root version {}, {} root key(s), threshold {})",
-        a.dir.display(),
+        dir.display(),
         root.version,
         roots.len(),
         a.threshold
     );
     println!(
         "nodes bootstrap their trust from {}",
-        a.dir.join("root.json").display()
+        dir.join("root.json").display()
     );
     Ok(())
 }
@@ -222,8 +237,8 @@ fn print_status(st: &Status, a: &StatusArgs) {
 
 fn rotate_key(a: RotateKeyArgs) -> CliResult {
     let r = open(&a.repo)?;
-    let old = secret_keys(&a.old_keys, "--old-key")?;
-    let new = secret_keys(&a.new_keys, "--new-key")?;
+    let old = secret_keys(&a.old_keys, "--old-root-key")?;
+    let new = secret_keys(&a.new_keys, "--new-root-key")?;
     let exp = expiry(&a.expires, "--expires")?;
     let also: Vec<RoleName> = a.also.iter().map(|&r| r.into()).collect();
     let rot = r.rotate(&old, &new, a.threshold, exp, &also).map_err(map)?;

@@ -7,7 +7,7 @@ use super::CliResult;
 /// accept it; a replay of the old document is still rejected).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  stratos rollback --repo releases/ --channel stable --sign-key keys/root.key"
+    after_help = "Example:\n  stratos rollback --repo releases/ --channel stable --channel-key keys/root.key"
 )]
 pub struct Args {
     #[command(flatten)]

@@ -12,7 +12,7 @@ use crate::channel::{self, ChannelName};
 #[derive(Debug, clap::Args)]
 #[command(
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  stratos rollout --repo releases/ --channel stable --waves waves.toml --sign-key keys/root.key\n  stratos rollout halt --repo releases/ --channel stable --sign-key keys/root.key\n  stratos rollout advance --repo releases/ --channel stable --gate boot.json --sign-key keys/root.key\n  stratos rollout advance --repo releases/ --channel stable --gate-reports reports/ --node-keys node-keys/ \\\n      --min-reports 3 --max-failures 0% --sign-key keys/root.key\n\nwaves.toml:\n  [[wave]]\n  start-after = \"0s\"\n  fleet-percent = 1\n  [[wave]]\n  start-after = \"6h\"\n  fleet-percent = 25\n  [[wave]]\n  start-after = \"1d\"\n  fleet-percent = 100"
+    after_help = "Examples:\n  stratos rollout --repo releases/ --channel stable --waves waves.toml --channel-key keys/root.key\n  stratos rollout halt --repo releases/ --channel stable --channel-key keys/root.key\n  stratos rollout advance --repo releases/ --channel stable --gate boot.json --channel-key keys/root.key\n  stratos rollout advance --repo releases/ --channel stable --gate-reports reports/ --node-keys node-keys/ \\\n      --min-reports 3 --max-failures 0% --channel-key keys/root.key\n\nwaves.toml:\n  [[wave]]\n  start-after = \"0s\"\n  fleet-percent = 1\n  [[wave]]\n  start-after = \"6h\"\n  fleet-percent = 25\n  [[wave]]\n  start-after = \"1d\"\n  fleet-percent = 100"
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -25,9 +25,10 @@ pub struct Args {
     pub channel: Option<ChannelName>,
     #[command(flatten)]
     pub plan: RolloutPlan,
-    /// Secret key of the root's channel role (repeat to meet its threshold).
-    #[arg(long = "sign-key", value_name = "FILE")]
-    pub sign_keys: Vec<PathBuf>,
+    /// A channel key, secret (PREFIX.key from `stratos keygen`; one the root trusts for the
+    /// channel role): signs the channel document. Repeat to meet the role's threshold.
+    #[arg(long = "channel-key", value_name = "FILE")]
+    pub channel_keys: Vec<PathBuf>,
     /// How long the new channel document stays valid; nodes reject it after that (at most
     /// 3650d).
     #[arg(long, value_name = "DURATION", default_value = "30d")]
@@ -46,7 +47,7 @@ pub enum RolloutSub {
     Advance {
         #[command(flatten)]
         target: Target,
-        /// A `stratos boot-test --json` result for the image the channel carries.
+        /// A `stratos boot-test --json-out` result for the image the channel carries.
         #[arg(
             long,
             value_name = "FILE",
@@ -124,7 +125,7 @@ fn set(a: Args) -> CliResult {
         ));
     }
     let r = open(&repo)?;
-    let keys = secret_keys(&a.sign_keys, "--sign-key")?;
+    let keys = secret_keys(&a.channel_keys, "--channel-key")?;
     let plan = a.plan.resolve()?;
     let exp = expiry(&a.expires, "--expires")?;
     let c = r.set_rollout(&channel, &keys, exp, plan).map_err(map)?;

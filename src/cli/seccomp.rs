@@ -40,10 +40,10 @@ pub enum Sub {
     /// from it is printed. The output is sorted and commented: the same runs give the same
     /// bytes. Review it (calls the runs never reached get the default action) before enforcing.
     #[command(after_help = "Example:
-  stratos boot-test out/python-fn --runs 3 --json boot.json
+  stratos boot-test out/python-fn --runs 3 --json-out boot.json
   stratos seccomp suggest --from boot.json --base profiles/seccomp/python.json --out python.json")]
     Suggest {
-        /// A boot-test result (`stratos boot-test --json FILE`).
+        /// A boot-test result (`stratos boot-test --json-out FILE`).
         #[arg(long, value_name = "FILE")]
         from: PathBuf,
         /// The policy the image runs under now: its header and non-allow rules are kept.
@@ -116,7 +116,7 @@ fn suggest(from: &Path, base: Option<&Path>, out: Option<&Path>) -> CliResult {
         .map_err(CliError::input)?;
     let result = crate::boot_result::BootTestResult::from_json(&bytes).map_err(|e| {
         CliError::input(anyhow::anyhow!(
-            "{}: not a boot-test result (stratos boot-test --json): {e}",
+            "{}: not a boot-test result (stratos boot-test --json-out): {e}",
             from.display()
         ))
     })?;

@@ -8,7 +8,6 @@ use crate::boot::snapshot::{self, CreateOptions};
 use crate::boot::vm::AccelChoice;
 use crate::boot::BootImage;
 use crate::cache::{self, Cache};
-use crate::sign::SecretKey;
 
 /// Boot an image, wait until its runtime is ready (and for the warm-up calls), pause it and
 /// save the VM: its RAM as a file and its device state, described by a signed
@@ -17,7 +16,7 @@ use crate::sign::SecretKey;
 /// entropy and the time from the host.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  stratos snapshot out/python-fn --out out/python-fn.snap --warm /?name=warm --sign-key keys/release.key\n  stratos boot out/python-fn --snapshot out/python-fn.snap --invoke /?name=restored\n\nThe snapshot holds the guest's memory, including whatever the function read at start: its\nfiles are mode 0600. It restores only for the same image, QEMU version and machine."
+    after_help = "Examples:\n  stratos snapshot out/python-fn --out out/python-fn.snap --warm /?name=warm --image-key keys/release.key\n  stratos boot out/python-fn --snapshot out/python-fn.snap --invoke /?name=restored\n\nThe snapshot holds the guest's memory, including whatever the function read at start: its\nfiles are mode 0600. It restores only for the same image, QEMU version and machine."
 )]
 pub struct Args {
     /// The image directory.
@@ -35,15 +34,17 @@ pub struct Args {
     /// The function's port in the guest.
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// Secret key to sign snapshot.json with [env: STRATOS_SIGNING_KEY].
+    /// The image key, secret (PREFIX.key from `stratos keygen`): signs snapshot.json
+    /// [env: STRATOS_SIGNING_KEY].
     #[arg(long, value_name = "FILE")]
-    pub sign_key: Option<PathBuf>,
+    pub image_key: Option<PathBuf>,
     /// Accelerator (restores run on the same one).
     #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
     pub accel: AccelChoice,
-    /// Give up after this many seconds of waiting for the runtime.
-    #[arg(long, default_value_t = 300)]
-    pub timeout: u64,
+    /// Give up (and stop QEMU) when the runtime is not ready by then: a duration such as
+    /// 90s or 5m (a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = super::vocab::deadline)]
+    pub timeout: Duration,
     /// Do not copy the console to stdout.
     #[arg(long, short)]
     pub quiet: bool,
@@ -57,16 +58,7 @@ pub fn run(a: Args) -> CliResult {
             )));
         }
     }
-    let key_path = a.sign_key.clone().or_else(|| {
-        std::env::var_os("STRATOS_SIGNING_KEY")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    });
-    let key = key_path
-        .as_deref()
-        .map(SecretKey::load)
-        .transpose()
-        .map_err(CliError::input)?;
+    let key = super::vocab::image_secret_key(a.image_key.as_deref())?;
     let image = BootImage::open(&a.image)?;
     crate::boot::handle_stop_signals().map_err(CliError::env)?;
     let (accel, why) = image
@@ -96,12 +88,18 @@ pub fn run(a: Args) -> CliResult {
             memory_mib: a.memory,
             guest_port: a.port,
             warm: a.warm.clone(),
-            timeout: Duration::from_secs(a.timeout),
+            timeout: a.timeout,
             sign_key: key.as_ref(),
             echo: !a.quiet,
         },
     )
-    .map_err(|e| CliError::input_or_env(e.is_environment(), e))?;
+    .map_err(|e| {
+        if crate::boot::stop_requested() {
+            CliError::interrupted("the VM was stopped; the snapshot was not taken")
+        } else {
+            CliError::input_or_env(e.is_environment(), e)
+        }
+    })?;
     println!(
         "snapshot of {} {} -> {}",
         meta.image.name,
@@ -119,7 +117,7 @@ pub fn run(a: Args) -> CliResult {
     match &key {
         Some(k) => println!("signed with key {}", k.id()),
         None => eprintln!(
-            "stratos: WARNING: NO SIGNING KEY (--sign-key or $STRATOS_SIGNING_KEY): the snapshot is UNSIGNED and `stratos boot --snapshot --verify` will refuse it"
+            "stratos: WARNING: NO SIGNING KEY (--image-key or $STRATOS_SIGNING_KEY): the snapshot is UNSIGNED and `stratos boot --snapshot --verify` will refuse it"
         ),
     }
     Ok(())

@@ -43,12 +43,12 @@ pub struct NodeArgs {
     /// operator re-signs channels more often with `stratos repo refresh`.
     #[arg(long, value_name = "DURATION", default_value = "7d")]
     pub max_age: String,
-    /// Network time-out in seconds, for http:// repositories: for connecting, for any silence
+    /// Network deadline for http:// repositories, 1s to 1h: for connecting, for any silence
     /// from the server, and as the grace period after which every download must average at
-    /// least 64 KiB/s (so a file of N bytes takes at most SECS + N / 64 KiB seconds).
-    #[arg(long, value_name = "SECS", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub timeout: u64,
+    /// least 64 KiB/s (so a file of N bytes takes at most DURATION + N / 64 KiB/s). A duration
+    /// such as 30s or 2m (a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = network_deadline)]
+    pub network_timeout: Duration,
     /// Print the decision as JSON.
     #[arg(long)]
     pub json: bool,
@@ -72,7 +72,7 @@ pub enum UpdateSub {
     /// (current.json), keeping the image it replaces as previous.json; if it fails, reject it
     /// (never staged or applied again until `update clear-rejected`) and leave current as it is.
     #[command(
-        after_help = "Example:\n  stratos update apply --state /var/lib/stratos --slo first_response.p50=5s \\\n      --node-id $(cat /etc/machine-id) --report reports/$(cat /etc/machine-id).json --sign-key node.key\n\nExit 0 when the staged image went into service (or nothing was staged), 1 when its boot\ntest failed and it was rejected (or the test was interrupted: nothing is rejected then), 2 on\nbad input, a state file that cannot be read or a boot that cannot run, 3 when the staged\nimage cannot be read (nothing is rejected).\nEvery step is write-temp, fsync, rename; a run interrupted at any point is finished by the\nnext `stratos update` command."
+        after_help = "Example:\n  stratos update apply --state /var/lib/stratos --slo first_response.p50=5s \\\n      --node-id $(cat /etc/machine-id) --report reports/$(cat /etc/machine-id).json --node-key node.key\n\nExit 0 when the staged image went into service (or nothing was staged), 1 when its boot\ntest failed and it was rejected, 2 on bad input or a state file that cannot be read, 3 when\nthe staged image cannot be read or its boot cannot run (QEMU missing: nothing is rejected),\n130 when interrupted (the VM is stopped, nothing is rejected).\nEvery step is write-temp, fsync, rename; a run interrupted at any point is finished by the\nnext `stratos update` command."
     )]
     Apply(ApplyArgs),
     /// Put the previous image back in service (the current one becomes previous), atomically.
@@ -136,7 +136,7 @@ fn node(n: &NodeArgs) -> Result<Node, super::CliError> {
     let max_age = duration(&n.max_age, "--max-age", 60, channel::MAX_VALIDITY)?;
     let source = Source::parse(&n.repo)
         .map_err(map)?
-        .with_timeout(Duration::from_secs(n.timeout));
+        .with_timeout(n.network_timeout);
     if let Some(b) = &n.bootstrap_root {
         bootstrap(&n.state, b).map_err(map)?;
     }
@@ -166,4 +166,13 @@ fn print_decision(d: &Decision, n: &NodeArgs) {
     if let Some(s) = &d.staged {
         println!("staged at {}", n.state.join(s).display());
     }
+}
+
+/// `--network-timeout`: a deadline of 1s to 1h.
+fn network_deadline(s: &str) -> Result<Duration, String> {
+    let d = super::vocab::deadline(s)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
+        return Err(format!("{s:?}: must be between 1s and 1h"));
+    }
+    Ok(d)
 }

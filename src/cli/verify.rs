@@ -3,27 +3,28 @@
 use std::path::PathBuf;
 
 use super::{CliError, CliResult};
-use crate::sign::{verify::verify_image, PublicKey};
+use crate::sign::verify::verify_image;
 
 /// Verify an image: the manifest signature (ed25519, strict), then every artifact's size and
 /// sha256, then that the SBOM is the one the manifest names. Exit 0 only if all hold.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  stratos verify out/hello --pubkey keys/release.pub\n\nExit codes: 0 verified, 1 verification failed (the first failure is named), 2 bad input."
+    after_help = "Example:\n  stratos verify out/hello --image-key keys/release.pub\n\nExit codes: 0 verified, 1 verification failed (the first failure is named), 2 bad input."
 )]
 pub struct Args {
     /// The image directory.
     pub dir: PathBuf,
-    /// The public key the image must be signed with.
+    /// The image key, public (PREFIX.pub from `stratos keygen`): the image must be signed
+    /// with its secret half.
     #[arg(long, value_name = "FILE")]
-    pub pubkey: PathBuf,
+    pub image_key: PathBuf,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(a: Args) -> CliResult {
-    let key = PublicKey::load(&a.pubkey).map_err(CliError::input)?;
+    let key = super::vocab::public_key("--image-key", &a.image_key)?;
     if !a.dir.is_dir() {
         return Err(CliError::input(anyhow::anyhow!(
             "{} is not a directory",

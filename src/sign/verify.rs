@@ -12,7 +12,7 @@ use crate::digest::Sha256;
 /// Why an image did not verify. Each names the file that failed and how.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("{0}: the image is unsigned (no {SIGNATURE_FILE}); build it with --sign-key or $STRATOS_SIGNING_KEY")]
+    #[error("{0}: the image is unsigned (no {SIGNATURE_FILE}); build it with --image-key or $STRATOS_SIGNING_KEY")]
     Unsigned(PathBuf),
     #[error("{path}: cannot read: {source}")]
     Read {

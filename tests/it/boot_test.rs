@@ -56,7 +56,7 @@ fn replay_with(
             "--timeout",
         ])
         .arg(timeout.to_string())
-        .arg("--json")
+        .arg("--json-out")
         .arg(&json)
         .arg(&img);
     for e in extra {
@@ -126,7 +126,7 @@ fn a_baseline_run_names_the_ratio_and_writes_schema_valid_json() {
             "{img}",
             "--max-regression",
             "first_response=10%",
-            "--markdown",
+            "--markdown-out",
             "{img}/../result.md",
         ],
     );

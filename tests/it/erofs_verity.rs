@@ -110,7 +110,7 @@ fn build(cache: &Path, f: &Fixture, out: &Path, key: Option<&Path>) {
         .arg(out)
         .arg("-q");
     if let Some(k) = key {
-        c.arg("--sign-key").arg(k);
+        c.arg("--image-key").arg(k);
     }
     c.assert().success();
 }
@@ -183,7 +183,7 @@ fn tampered_erofs_is_rejected_by_verify_naming_the_block() {
     stratos(cache.path())
         .arg("verify")
         .arg(&out)
-        .arg("--pubkey")
+        .arg("--image-key")
         .arg(keys.path().join("k.pub"))
         .assert()
         .success();
@@ -197,7 +197,7 @@ fn tampered_erofs_is_rejected_by_verify_naming_the_block() {
     let o = stratos(cache.path())
         .arg("verify")
         .arg(&out)
-        .arg("--pubkey")
+        .arg("--image-key")
         .arg(keys.path().join("k.pub"))
         .assert()
         .code(1);
@@ -224,7 +224,7 @@ fn tampered_erofs_is_rejected_by_verify_naming_the_block() {
     let o = stratos(cache.path())
         .arg("verify")
         .arg(&out)
-        .arg("--pubkey")
+        .arg("--image-key")
         .arg(keys.path().join("k.pub"))
         .assert()
         .code(1);

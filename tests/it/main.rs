@@ -12,6 +12,7 @@ mod common;
 mod boot_test;
 mod build_sandbox;
 mod channel;
+mod cli_vocab;
 mod deps;
 mod erofs_verity;
 mod fuzz;

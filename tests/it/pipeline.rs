@@ -11,7 +11,7 @@ fn build(cache: &Path, profile: &Path, out: &Path, key: Option<&Path>) {
     let mut c = stratos(cache);
     c.arg("build").arg(profile).arg("--out").arg(out).arg("-q");
     if let Some(k) = key {
-        c.arg("--sign-key").arg(k);
+        c.arg("--image-key").arg(k);
     }
     c.assert().success();
 }
@@ -117,7 +117,7 @@ fn reproducible_across_dirs_env_umask_time_user_hostname_and_listing_order() {
     );
     let run = |(profile, out, key, cwd, tz, lang, umask, cache, other): Run| {
         let build =
-            format!("umask {umask} && exec \"$0\" build \"$1\" --out \"$2\" --sign-key \"$3\" -q");
+            format!("umask {umask} && exec \"$0\" build \"$1\" --out \"$2\" --image-key \"$3\" -q");
         let mut c = Command::new("sh");
         if other {
             // Another hostname (a new UTS namespace) and another user.
@@ -226,7 +226,7 @@ fn tampering_is_detected_and_named() {
     stratos(cache.path())
         .args(["verify"])
         .arg(&out)
-        .arg("--pubkey")
+        .arg("--image-key")
         .arg(&pubkey)
         .assert()
         .success()
@@ -266,7 +266,7 @@ fn tampering_is_detected_and_named() {
             stratos(cache.path())
                 .arg("verify")
                 .arg(&copy)
-                .arg("--pubkey")
+                .arg("--image-key")
                 .arg(&pubkey)
                 .assert()
                 .code(1)
@@ -285,7 +285,7 @@ fn tampering_is_detected_and_named() {
     stratos(cache.path())
         .arg("verify")
         .arg(&copy)
-        .arg("--pubkey")
+        .arg("--image-key")
         .arg(&pubkey)
         .assert()
         .code(1)
@@ -296,7 +296,7 @@ fn tampering_is_detected_and_named() {
     stratos(cache.path())
         .arg("verify")
         .arg(&copy)
-        .arg("--pubkey")
+        .arg("--image-key")
         .arg(&pubkey)
         .assert()
         .code(1)
@@ -305,7 +305,7 @@ fn tampering_is_detected_and_named() {
     stratos(cache.path())
         .arg("verify")
         .arg(&out)
-        .arg("--pubkey")
+        .arg("--image-key")
         .arg(f.path("keys/other.pub"))
         .assert()
         .code(1)
@@ -344,7 +344,7 @@ fn signing_key_from_environment() {
     stratos(cache.path())
         .arg("verify")
         .arg(f.path("img"))
-        .arg("--pubkey")
+        .arg("--image-key")
         .arg(f.path("k.pub"))
         .assert()
         .success();

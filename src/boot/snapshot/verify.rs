@@ -29,7 +29,7 @@ impl Snapshot {
             Ok(s) => s,
             Err(e) if e.is_not_found() => {
                 return Err(invalid(format!(
-                "it is unsigned (no {SIGNATURE_FILE}); make it with `stratos snapshot --sign-key`"
+                "it is unsigned (no {SIGNATURE_FILE}); make it with `stratos snapshot --image-key`"
             )))
             }
             Err(e) => return Err(e.into()),

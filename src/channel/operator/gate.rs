@@ -199,7 +199,7 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("without verifying it"), "{e}");
-        assert!(e.contains("--verify --pubkey"), "{e}");
+        assert!(e.contains("--verify --image-key"), "{e}");
         // A result written before the field existed says nothing: not verified.
         let mut v = serde_json::to_value(&d).unwrap();
         v["snapshot"].as_object_mut().unwrap().remove("verified");

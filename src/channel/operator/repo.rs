@@ -156,7 +156,7 @@ impl Repo {
         let sigs = sign_bytes(&bytes, &signers);
         let what = format!("channel {}", c.channel);
         verify_threshold(&what, &bytes, &sigs, &root, RoleName::Channel).map_err(keys_short(
-            "sign with the channel role's keys (--sign-key, repeat it to meet the threshold)",
+            "sign with the channel role's keys (--channel-key, repeat it to meet the threshold)",
         ))?;
         // Signatures first: a reader that sees the new document also finds its signatures.
         self.write(&c.channel.signatures(), &sigs)?;

@@ -86,7 +86,7 @@ pub fn widen(c: &mut Channel, how: Widen, now: u64) -> Result<(), ChannelError> 
 /// What must hold before a rollout widens.
 #[derive(Debug, Clone)]
 pub enum Gate {
-    /// A `stratos boot-test --json` result for the channel's image, all objectives met.
+    /// A `stratos boot-test --json-out` result for the channel's image, all objectives met.
     BootTest(std::path::PathBuf),
     /// Enough health reports from the nodes the rollout reached, few enough failures.
     Reports(ReportGate),

@@ -123,7 +123,7 @@ fn publish_refuses_unsigned_and_untrusted_images() {
             .arg(img)
             .arg("--repo")
             .arg(&w.repo)
-            .args(["--channel", "canary", "--sign-key"])
+            .args(["--channel", "canary", "--channel-key"])
             .arg(&w.root_key)
             .assert()
     };
@@ -137,7 +137,7 @@ fn publish_refuses_unsigned_and_untrusted_images() {
         .arg(f.profile())
         .arg("--out")
         .arg(&foreign)
-        .arg("--sign-key")
+        .arg("--image-key")
         .arg(&other)
         .arg("-q")
         .assert()

@@ -16,7 +16,7 @@ fn a_node_checks_fetches_verifies_and_stages() {
     w.cmd()
         .arg("verify")
         .arg(&staged)
-        .arg("--pubkey")
+        .arg("--image-key")
         .arg(w.root_key.with_extension("pub"))
         .assert()
         .success();
@@ -187,7 +187,7 @@ fn errors_print_their_cause_once() {
         .cmd()
         .args(["rollout", "halt", "--repo"])
         .arg(&w.repo)
-        .args(["--channel", "stable", "--sign-key", "/nonexistent/k.key"])
+        .args(["--channel", "stable", "--channel-key", "/nonexistent/k.key"])
         .assert()
         .code(2);
     let err = stderr_of(&a);

@@ -69,7 +69,7 @@ fn rollout_gate_counts_signed_canary_reports_for_this_image() {
             .arg(&reports)
             .arg("--node-keys")
             .arg(&node_keys)
-            .args(["--min-reports", min, "--max-failures", max, "--sign-key"])
+            .args(["--min-reports", min, "--max-failures", max, "--channel-key"])
             .arg(&w.root_key);
         cmd.assert()
     };
@@ -157,7 +157,7 @@ impl Canaries {
         w.cmd()
             .args(["rollout", "--repo"])
             .arg(&w.repo)
-            .args(["--channel", "stable", "--percent", "10", "--sign-key"])
+            .args(["--channel", "stable", "--percent", "10", "--channel-key"])
             .arg(&w.root_key)
             .assert()
             .success();
@@ -236,7 +236,7 @@ impl Canaries {
             .arg(&self.reports)
             .arg("--node-keys")
             .arg(&self.node_keys)
-            .args(["--min-reports", min, "--max-failures", "0%", "--sign-key"])
+            .args(["--min-reports", min, "--max-failures", "0%", "--channel-key"])
             .arg(&self.w.root_key)
             .assert()
     }
@@ -342,7 +342,7 @@ fn apply_reports_carry_the_nodes_own_sequence_number() {
             .arg(&n.state)
             .args(["--node-id", "n", "--report"])
             .arg(&r)
-            .arg("--sign-key")
+            .arg("--node-key")
             .arg(&key)
             .assert()
             .code(1);

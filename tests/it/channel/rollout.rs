@@ -68,7 +68,7 @@ fn rollout_waves_halt_resume_and_gated_advance() {
         }
         c.arg("--repo")
             .arg(&w.repo)
-            .arg("--sign-key")
+            .arg("--channel-key")
             .arg(&w.root_key);
         c.assert()
     };
@@ -77,7 +77,7 @@ fn rollout_waves_halt_resume_and_gated_advance() {
         .arg(&w.repo)
         .args(["--from", "canary", "--to", "stable", "--waves"])
         .arg(&waves)
-        .arg("--sign-key")
+        .arg("--channel-key")
         .arg(&w.root_key)
         .assert()
         .success()

@@ -37,7 +37,7 @@ fn attack_channel_signatures_below_threshold() {
     // A repository whose channel role needs 2 of 2 keys.
     let repo2 = w.path("releases2");
     w.cmd()
-        .args(["repo", "init"])
+        .args(["repo", "init", "--repo"])
         .arg(&repo2)
         .arg("--root-key")
         .arg(&w.root_key)
@@ -54,7 +54,7 @@ fn attack_channel_signatures_below_threshold() {
         .arg(&w.img_a)
         .arg("--repo")
         .arg(&repo2)
-        .args(["--channel", "stable", "--sign-key"])
+        .args(["--channel", "stable", "--channel-key"])
         .arg(&k1)
         .assert()
         .code(2)
@@ -66,9 +66,9 @@ fn attack_channel_signatures_below_threshold() {
         .arg(&w.img_a)
         .arg("--repo")
         .arg(&repo2)
-        .args(["--channel", "stable", "--sign-key"])
+        .args(["--channel", "stable", "--channel-key"])
         .arg(&k1)
-        .arg("--sign-key")
+        .arg("--channel-key")
         .arg(&k2)
         .assert()
         .success();
@@ -143,7 +143,7 @@ fn attack_channel_signed_by_the_wrong_key() {
     w.cmd()
         .args(["rollout", "halt", "--repo"])
         .arg(&w.repo)
-        .args(["--channel", "stable", "--sign-key"])
+        .args(["--channel", "stable", "--channel-key"])
         .arg(&mallory)
         .assert()
         .code(2);
@@ -310,7 +310,7 @@ fn repo_init_refuses_the_same_key_twice() {
     let repo = w.path("twice");
     let init = |args: &[&std::ffi::OsStr]| {
         let mut c = w.cmd();
-        c.args(["repo", "init"]).arg(&repo).args(args);
+        c.args(["repo", "init", "--repo"]).arg(&repo).args(args);
         c.assert()
     };
     let key = w.root_key.as_os_str();

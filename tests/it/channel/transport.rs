@@ -120,7 +120,7 @@ fn end_to_end_over_http_canary_promote_rollback_with_a_thousand_nodes() {
             "stable",
             "--percent",
             "100",
-            "--sign-key",
+            "--channel-key",
         ])
         .arg(&w.root_key)
         .assert()
@@ -143,7 +143,7 @@ fn end_to_end_over_http_canary_promote_rollback_with_a_thousand_nodes() {
     w.cmd()
         .args(["rollback", "--repo"])
         .arg(&w.repo)
-        .args(["--channel", "stable", "--sign-key"])
+        .args(["--channel", "stable", "--channel-key"])
         .arg(&w.root_key)
         .assert()
         .success();
@@ -216,10 +216,10 @@ fn http_drip_feed_times_out() {
         "{msg}"
     );
     assert_eq!(before, snapshot(&n.state), "the state changed after: {msg}");
-    // The command a node runs: exit 1, the same reason, --timeout documented.
+    // The command a node runs: exit 1, the same reason, --network-timeout documented.
     let a = w
         .cmd()
-        .args(["update", "check", "--timeout", "1", "--repo", &url])
+        .args(["update", "check", "--network-timeout", "1s", "--repo", &url])
         .args(["--channel", "stable", "--node-id", "n", "--state"])
         .arg(&n.state)
         .timeout(std::time::Duration::from_secs(60))
@@ -235,7 +235,7 @@ fn http_drip_feed_times_out() {
             "update",
             "check",
             "--json",
-            "--timeout",
+            "--network-timeout",
             "1",
             "--repo",
             &url,
@@ -254,7 +254,7 @@ fn http_drip_feed_times_out() {
         .assert()
         .success()
         .stdout(
-            predicates::str::contains("--timeout <SECS>")
+            predicates::str::contains("--network-timeout <DURATION>")
                 .and(predicates::str::contains("64 KiB/s")),
         );
 }
@@ -272,7 +272,7 @@ fn channel_publish_fifo_in_place_of_an_artifact() {
         .arg(&img)
         .arg("--repo")
         .arg(&w.repo)
-        .args(["--channel", "stable", "--sign-key"])
+        .args(["--channel", "stable", "--channel-key"])
         .arg(&w.root_key)
         .timeout(std::time::Duration::from_secs(60))
         .assert()
@@ -291,7 +291,7 @@ fn channel_publish_fifo_in_place_of_an_artifact() {
             .arg(&img)
             .arg("--repo")
             .arg(&w.repo)
-            .args(["--channel", "stable", "--sign-key"])
+            .args(["--channel", "stable", "--channel-key"])
             .arg(&w.root_key)
             .timeout(std::time::Duration::from_secs(60))
             .assert()
@@ -340,7 +340,7 @@ fn channel_fifo_as_gate_waves_or_bootstrap_root() {
             .arg(&fifo)
             .arg("--repo")
             .arg(&w.repo)
-            .args(["--channel", "stable", "--sign-key"])
+            .args(["--channel", "stable", "--channel-key"])
             .arg(&w.root_key)
             .timeout(std::time::Duration::from_secs(60))
             .assert()

@@ -26,7 +26,7 @@ fn boot_test_on_hello_writes_schema_valid_json_and_gates() {
                 "/cgi-bin/hello",
                 "--slo",
                 slo,
-                "--json",
+                "--json-out",
             ])
             .arg(&json)
             .arg(&img)

@@ -112,7 +112,7 @@ fn build(work: &Path, key: &Path, extra: &Path, name: &str, observes: bool, rest
         .arg(&profile)
         .arg("--out")
         .arg(dir.join("img"))
-        .arg("--sign-key")
+        .arg("--image-key")
         .arg(key)
         .args(["--offline", "-q"])
         .assert()
@@ -135,7 +135,7 @@ fn boot_test(attack: &str, extra: &[&str]) -> (Option<i32>, String, serde_json::
             "120",
         ])
         .args(extra)
-        .arg("--json")
+        .arg("--json-out")
         .arg(&json)
         .arg(&img)
         .output()
@@ -281,7 +281,7 @@ fn staged_node(attack: &str) -> (tempfile::TempDir, PathBuf) {
     let state = site.path().join("state");
     let cache = shared_cache();
     stratos(&cache)
-        .args(["repo", "init"])
+        .args(["repo", "init", "--repo"])
         .arg(&repo)
         .arg("--root-key")
         .arg(&i.key)
@@ -292,7 +292,7 @@ fn staged_node(attack: &str) -> (tempfile::TempDir, PathBuf) {
         .arg(i.get(attack))
         .arg("--repo")
         .arg(&repo)
-        .args(["--channel", "stable", "--percent", "100", "--sign-key"])
+        .args(["--channel", "stable", "--percent", "100", "--channel-key"])
         .arg(&i.key)
         .assert()
         .success();
@@ -367,7 +367,7 @@ fn newline_flood_does_not_hold_the_timeout_or_the_hosts_memory() {
             "--invocations",
             "1",
         ])
-        .args(["--timeout", "20", "--json"])
+        .args(["--timeout", "20", "--json-out"])
         .arg(&json)
         .arg(&img)
         .stdout(Stdio::null())

@@ -58,7 +58,7 @@ fn images() -> &'static Images {
                 .arg(&profile)
                 .arg("--out")
                 .arg(&out)
-                .arg("--sign-key")
+                .arg("--image-key")
                 .arg(&key)
                 .args(["--offline", "-q"])
                 .assert()
@@ -90,7 +90,7 @@ impl Site {
             dir: tempfile::tempdir().unwrap(),
         };
         stratos(&shared_cache())
-            .args(["repo", "init"])
+            .args(["repo", "init", "--repo"])
             .arg(s.repo())
             .arg("--root-key")
             .arg(&images().key)
@@ -113,7 +113,7 @@ impl Site {
             .arg(img)
             .arg("--repo")
             .arg(self.repo())
-            .args(["--channel", "stable", "--percent", "100", "--sign-key"])
+            .args(["--channel", "stable", "--percent", "100", "--channel-key"])
             .arg(&images().key)
             .assert()
             .success();
@@ -201,7 +201,7 @@ fn apply_keeps_the_previous_image_rejects_a_broken_one_and_rolls_back() {
     s.update("apply", &st)
         .args(["--node-id", "node-1", "--report"])
         .arg(&report)
-        .arg("--sign-key")
+        .arg("--node-key")
         .arg(&i.node_key)
         .assert()
         .success();
@@ -309,7 +309,7 @@ fn consistent(state: &Path, allowed: &[&Path]) -> String {
     stratos(&shared_cache())
         .arg("verify")
         .arg(state.join(format!("images/{d}")))
-        .arg("--pubkey")
+        .arg("--image-key")
         .arg(images().key.with_extension("pub"))
         .assert()
         .success();

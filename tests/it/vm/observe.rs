@@ -36,7 +36,7 @@ fn python_fn_counts_its_syscalls_gates_on_them_and_suggests_a_baseline_that_boot
             "--slo",
             "syscalls.cold_start<=1000000",
         ])
-        .arg("--json")
+        .arg("--json-out")
         .arg(&json)
         .arg(&img)
         .output()

@@ -38,7 +38,7 @@ fn shared() -> &'static Shared {
             .arg("--out")
             .arg(&image)
             .args(["--offline", "-q"])
-            .arg("--sign-key")
+            .arg("--image-key")
             .arg(prefix.with_extension("key"))
             .assert()
             .success();
@@ -49,7 +49,7 @@ fn shared() -> &'static Shared {
             .arg("--out")
             .arg(&snap)
             .args(["--accel", "tcg", "--warm", "/cgi-bin/id", "-q"])
-            .arg("--sign-key")
+            .arg("--image-key")
             .arg(prefix.with_extension("key"))
             .output()
             .unwrap();
@@ -106,7 +106,7 @@ fn two_restores_answer_each_reseeded_with_its_own_random_id() {
     let pubkey = s.pubkey.to_str().unwrap();
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let (ok, stdout, stderr) = restore(&s.image, &s.snap, &["--verify", "--pubkey", pubkey]);
+        let (ok, stdout, stderr) = restore(&s.image, &s.snap, &["--verify", "--image-key", pubkey]);
         assert!(ok, "restore failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
         assert!(stderr.contains("stratos: verified snapshot"), "{stderr}");
         assert!(stderr.contains("stratos: restoring"), "{stderr}");
@@ -191,7 +191,7 @@ fn a_snapshot_of_another_image_or_an_edited_one_is_refused_with_its_reason() {
 
     // Any edit breaks the signature, under --verify.
     let pubkey = s.pubkey.to_str().unwrap();
-    let (ok, _, stderr) = restore(&s.image, &snap, &["--verify", "--pubkey", pubkey]);
+    let (ok, _, stderr) = restore(&s.image, &snap, &["--verify", "--image-key", pubkey]);
     assert!(!ok);
     assert!(
         stderr.contains("refusing to restore: verification FAILED"),
@@ -221,7 +221,7 @@ fn verify_refuses_a_flipped_byte_in_the_state() {
     state[mid] ^= 0x01;
     std::fs::write(&p, &state).unwrap();
     let pubkey = s.pubkey.to_str().unwrap();
-    let (ok, _, stderr) = restore(&s.image, &snap, &["--verify", "--pubkey", pubkey]);
+    let (ok, _, stderr) = restore(&s.image, &snap, &["--verify", "--image-key", pubkey]);
     assert!(!ok);
     assert!(
         stderr.contains("refusing to restore: verification FAILED")
@@ -249,7 +249,7 @@ fn boot_test_restores_against_boots_and_measures_concurrent_clones() {
             "/cgi-bin/id",
             "--concurrent",
             "2",
-            "--json",
+            "--json-out",
         ])
         .arg(&json)
         .output()
