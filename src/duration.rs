@@ -32,8 +32,7 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let whole = parts.next().unwrap_or_default();
     let fraction = parts.next();
     let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-    if whole.is_empty() || !digits(whole) || fraction.is_some_and(|f| f.is_empty() || !digits(f))
-    {
+    if whole.is_empty() || !digits(whole) || fraction.is_some_and(|f| f.is_empty() || !digits(f)) {
         return Err(bad());
     }
     if fraction.is_none() && seconds_per_unit >= 1.0 {
@@ -65,12 +64,27 @@ mod tests {
     #[test]
     fn refuses_what_is_not_a_duration() {
         for t in [
-            "", "s", "ms", "-5s", "+5s", "5 minutes", "5x", "1e3s", "inf", "NaN", ".5s", "5.s",
-            "1.2.3s", "99999999999999999999d",
+            "",
+            "s",
+            "ms",
+            "-5s",
+            "+5s",
+            "5 minutes",
+            "5x",
+            "1e3s",
+            "inf",
+            "NaN",
+            ".5s",
+            "5.s",
+            "1.2.3s",
+            "99999999999999999999d",
         ] {
             let e = parse(t).unwrap_err();
             assert_eq!(e, DurationError(t.to_owned()), "{t:?}");
         }
-        assert!(parse("5x").unwrap_err().to_string().contains("like 500ms, 30s, 5m"));
+        assert!(parse("5x")
+            .unwrap_err()
+            .to_string()
+            .contains("like 500ms, 30s, 5m"));
     }
 }

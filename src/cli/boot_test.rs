@@ -171,7 +171,9 @@ fn options(a: &Args, image: &BootImage) -> Result<BenchOptions, CliError> {
     let restore = a
         .snapshot
         .as_deref()
-        .map(|dir| super::boot::open_snapshot(dir, image, a.image_key.as_deref().filter(|_| a.verify)))
+        .map(|dir| {
+            super::boot::open_snapshot(dir, image, a.image_key.as_deref().filter(|_| a.verify))
+        })
         .transpose()?;
     let (accel, memory_mib) = match &restore {
         Some(snap) => {

@@ -97,6 +97,5 @@ fn gc_age(text: &str) -> Result<Duration, CliError> {
         );
         return Ok(Duration::from_secs(days.saturating_mul(86_400)));
     }
-    crate::duration::parse(text)
-        .map_err(|e| CliError::input(anyhow::anyhow!("--older-than {e}")))
+    crate::duration::parse(text).map_err(|e| CliError::input(anyhow::anyhow!("--older-than {e}")))
 }

@@ -46,7 +46,12 @@ pub enum RepoSub {
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {
     /// Directory to create the repository in (created if missing; must not hold one).
-    #[arg(long, value_name = "DIR", required_unless_present = "dir", conflicts_with = "dir")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "dir",
+        conflicts_with = "dir"
+    )]
     pub repo: Option<PathBuf>,
     /// The old spelling of --repo (`repo init DIR`): still read, with a warning.
     #[arg(hide = true, value_name = "DIR")]

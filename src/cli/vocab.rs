@@ -22,13 +22,15 @@ pub fn deadline(s: &str) -> Result<Duration, String> {
 /// A secret key for `flag` (e.g. `--image-key`): a public key file here is bad input naming the
 /// flag, the file and the secret one to pass instead.
 pub fn secret_key(flag: &str, path: &Path) -> Result<SecretKey, CliError> {
-    SecretKey::load(path).map_err(|e| CliError::input(anyhow::Error::new(e).context(flag.to_owned())))
+    SecretKey::load(path)
+        .map_err(|e| CliError::input(anyhow::Error::new(e).context(flag.to_owned())))
 }
 
 /// A public key for `flag`: a secret key file here is bad input (it would be copied where only
 /// the public half belongs), naming the flag, the file and the `.pub` to pass instead.
 pub fn public_key(flag: &str, path: &Path) -> Result<PublicKey, CliError> {
-    PublicKey::load(path).map_err(|e| CliError::input(anyhow::Error::new(e).context(flag.to_owned())))
+    PublicKey::load(path)
+        .map_err(|e| CliError::input(anyhow::Error::new(e).context(flag.to_owned())))
 }
 
 /// The image's secret key: `--image-key FILE`, else `$STRATOS_SIGNING_KEY` (a path); none is
@@ -105,10 +107,7 @@ pub fn modernize(args: Vec<OsString>, warn: &mut dyn FnMut(String)) -> Vec<OsStr
         rest |= text == "--";
         let rule = (!rest).then(|| {
             rules.iter().find(|r| {
-                text == r.old
-                    || text
-                        .strip_prefix(r.old)
-                        .is_some_and(|v| v.starts_with('='))
+                text == r.old || text.strip_prefix(r.old).is_some_and(|v| v.starts_with('='))
             })
         });
         match rule.flatten() {
@@ -137,14 +136,11 @@ mod tests {
 
     fn run(args: &[&str]) -> (Vec<String>, Vec<String>) {
         let mut warnings = Vec::new();
-        let out = modernize(
-            args.iter().map(OsString::from).collect(),
-            &mut |w| warnings.push(w),
-        );
+        let out = modernize(args.iter().map(OsString::from).collect(), &mut |w| {
+            warnings.push(w)
+        });
         (
-            out.into_iter()
-                .map(|a| a.into_string().unwrap())
-                .collect(),
+            out.into_iter().map(|a| a.into_string().unwrap()).collect(),
             warnings,
         )
     }
@@ -152,11 +148,23 @@ mod tests {
     #[test]
     fn an_old_spelling_becomes_the_new_one_with_one_warning() {
         let (args, warnings) = run(&[
-            "stratos", "build", "p.toml", "--sign-key", "a.key", "--sign-key=b.key",
+            "stratos",
+            "build",
+            "p.toml",
+            "--sign-key",
+            "a.key",
+            "--sign-key=b.key",
         ]);
         assert_eq!(
             args,
-            ["stratos", "build", "p.toml", "--image-key", "a.key", "--image-key=b.key"]
+            [
+                "stratos",
+                "build",
+                "p.toml",
+                "--image-key",
+                "a.key",
+                "--image-key=b.key"
+            ]
         );
         assert_eq!(
             warnings,
@@ -185,7 +193,9 @@ mod tests {
         assert_eq!(deadline("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(deadline("300"), Ok(Duration::from_secs(300)));
         assert!(deadline("0s").unwrap_err().contains("longer than 0"));
-        assert!(deadline("soon").unwrap_err().contains("like 500ms, 30s, 5m"));
+        assert!(deadline("soon")
+            .unwrap_err()
+            .contains("like 500ms, 30s, 5m"));
     }
 
     #[test]

@@ -230,7 +230,11 @@ impl SecretKey {
 fn wrong_kind(path: &Path, wanted: &'static str) -> KeyError {
     KeyError::WrongKind {
         path: path.to_owned(),
-        found: if wanted == "secret" { "public" } else { "secret" },
+        found: if wanted == "secret" {
+            "public"
+        } else {
+            "secret"
+        },
         wanted,
     }
 }
@@ -238,7 +242,10 @@ fn wrong_kind(path: &Path, wanted: &'static str) -> KeyError {
 /// The file of the other kind next to `path` (`keys/a.pub` -> `keys/a.key`), as a hint.
 fn sibling(path: &Path, wanted: &str) -> String {
     let ext = if wanted == "secret" { "key" } else { "pub" };
-    format!("the .{ext} file, e.g. {}", path.with_extension(ext).display())
+    format!(
+        "the .{ext} file, e.g. {}",
+        path.with_extension(ext).display()
+    )
 }
 
 fn with_suffix(prefix: &Path, ext: &str) -> PathBuf {
@@ -361,7 +368,16 @@ mod tests {
             .write_pair(&dir.path().join("release"))
             .unwrap();
         let e = SecretKey::load(&p).unwrap_err();
-        assert!(matches!(e, KeyError::WrongKind { found: "public", .. }), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                KeyError::WrongKind {
+                    found: "public",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         let text = e.to_string();
         assert!(
             text.starts_with(&format!(
@@ -372,8 +388,19 @@ mod tests {
             "{text}"
         );
         let e = PublicKey::load(&s).unwrap_err();
-        assert!(matches!(e, KeyError::WrongKind { found: "secret", .. }), "{e:?}");
-        assert!(e.to_string().contains(&format!("pass the .pub file, e.g. {}", p.display())));
+        assert!(
+            matches!(
+                e,
+                KeyError::WrongKind {
+                    found: "secret",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e
+            .to_string()
+            .contains(&format!("pass the .pub file, e.g. {}", p.display())));
     }
 
     #[test]

@@ -85,7 +85,7 @@ fn missing_qemu_exits_3_for_boot_boot_test_and_snapshot_alike() {
         let e = stderr(&o);
         assert_eq!(o.status.code(), Some(3), "{args:?}: {e}");
         assert!(
-            e.contains("QEMU is not installed: qemu-system-x86_64 is not in PATH; install the Debian/Ubuntu package qemu-system-x86 (`sudo apt-get install qemu-system-x86`; in a checkout of StratOS, `sudo ./ci/setup`"),
+            e.contains("QEMU is not installed: qemu-system-x86_64 is not in PATH; install the Debian/Ubuntu package qemu-system-x86: `sudo apt-get install qemu-system-x86` (in a checkout of StratOS, `sudo ./ci/setup`"),
             "{args:?}: {e}"
         );
     }
@@ -109,13 +109,25 @@ fn bad_usage_exits_2_for_every_command_that_boots() {
     let state = state.to_str().unwrap();
     for (args, says) in [
         (
-            vec!["update", "check", "--repo", "r", "--channel", "stable", "--node-id", "n"]
-                .into_iter()
-                .chain(["--state", state, "--network-timeout", "2h"])
-                .collect::<Vec<_>>(),
+            vec![
+                "update",
+                "check",
+                "--repo",
+                "r",
+                "--channel",
+                "stable",
+                "--node-id",
+                "n",
+            ]
+            .into_iter()
+            .chain(["--state", state, "--network-timeout", "2h"])
+            .collect::<Vec<_>>(),
             "must be between 1s and 1h",
         ),
-        (vec!["cache", "gc", "--older-than", "soon"], "--older-than \"soon\" is not a duration"),
+        (
+            vec!["cache", "gc", "--older-than", "soon"],
+            "--older-than \"soon\" is not a duration",
+        ),
         (vec!["repo", "init", "--root-key", "k.key"], "--repo <DIR>"),
     ] {
         let o = stratos_std(cache.path()).args(&args).output().unwrap();
@@ -179,7 +191,10 @@ fn ctrl_c_stops_the_vm_says_interrupted_and_exits_130() {
         // Wait for the (fake) QEMU to run, then press Ctrl-C.
         let started = Instant::now();
         while !qemu_running(&needle) {
-            assert!(started.elapsed() < Duration::from_secs(30), "{args:?}: no QEMU");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{args:?}: no QEMU"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         let sent = Command::new("kill")
@@ -190,9 +205,15 @@ fn ctrl_c_stops_the_vm_says_interrupted_and_exits_130() {
         let o = child.wait_with_output().unwrap();
         let e = stderr(&o);
         assert_eq!(o.status.code(), Some(130), "{args:?}: {e}");
-        assert!(e.contains("error: interrupted: the VM was stopped"), "{args:?}: {e}");
+        assert!(
+            e.contains("error: interrupted: the VM was stopped"),
+            "{args:?}: {e}"
+        );
         assert!(!e.contains("without the runtime reporting"), "{e}");
-        assert!(processes_mentioning(&needle).is_empty(), "{args:?}: QEMU left");
+        assert!(
+            processes_mentioning(&needle).is_empty(),
+            "{args:?}: QEMU left"
+        );
     }
 }
 
@@ -245,7 +266,10 @@ fn a_key_of_the_wrong_kind_is_bad_input_naming_the_flag_and_the_file() {
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{e}");
     assert!(
-        e.contains(&format!("--image-key: {} is a secret key, but a public key is needed here: pass the .pub file", secret.display())),
+        e.contains(&format!(
+            "--image-key: {} is a secret key, but a public key is needed here: pass the .pub file",
+            secret.display()
+        )),
         "{e}"
     );
     // The release commands: a public key given as the channel key that signs.
@@ -259,7 +283,10 @@ fn a_key_of_the_wrong_kind_is_bad_input_naming_the_flag_and_the_file() {
         .unwrap();
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{e}");
-    assert!(e.contains("--root-key: ") && e.contains("is a public key"), "{e}");
+    assert!(
+        e.contains("--root-key: ") && e.contains("is a public key"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -294,7 +321,8 @@ fn old_spellings_still_work_and_warn_naming_the_new_one() {
     let e = stderr(&o);
     assert!(o.status.success(), "the signed image verifies: {e}");
     assert_eq!(
-        e.matches("`verify --pubkey` is now `verify --image-key`").count(),
+        e.matches("`verify --pubkey` is now `verify --image-key`")
+            .count(),
         1,
         "{e}"
     );
@@ -320,7 +348,10 @@ fn old_spellings_still_work_and_warn_naming_the_new_one() {
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    assert!(help.contains("--image-key") && !help.contains("--sign-key"), "{help}");
+    assert!(
+        help.contains("--image-key") && !help.contains("--sign-key"),
+        "{help}"
+    );
 }
 
 #[test]
@@ -334,5 +365,8 @@ fn the_exit_table_of_the_docs_is_the_one_in_the_code() {
     // clap wraps long lines: compare the words.
     let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
     let help = words(&String::from_utf8_lossy(&o.stdout));
-    assert!(help.contains(&words(&stratos::cli::Exit::help_text())), "{help}");
+    assert!(
+        help.contains(&words(&stratos::cli::Exit::help_text())),
+        "{help}"
+    );
 }

@@ -675,7 +675,10 @@ fn missing_qemu_is_an_environment_failure_not_bad_input() {
         .assert()
         .code(3);
     let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
-    assert!(e.contains("is not installed"), "{e}");
+    assert!(
+        e.contains("$STRATOS_QEMU names /nonexistent/qemu-system-x86_64, which does not exist"),
+        "{e}"
+    );
 }
 
 // Issue 24: smaller holes from the hostile-function review.

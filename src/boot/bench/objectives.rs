@@ -217,10 +217,15 @@ mod tests {
         assert!(!s[0].unitless);
         assert_eq!((s[1].stat.as_str(), s[1].limit), ("max", 60_000.0));
         assert_eq!(s[2].limit, 250.0);
-        assert!(s[2].unitless, "a bare time is the old form the CLI warns about");
+        assert!(
+            s[2].unitless,
+            "a bare time is the old form the CLI warns about"
+        );
         let m = parse_slos("memory_peak.max=4096").unwrap();
         assert!(!m[0].unitless, "memory is KiB, not a time");
-        assert!(parse_slos("runtime_ready.p95=5x").unwrap_err().contains("like 900ms, 2s or 1m"));
+        assert!(parse_slos("runtime_ready.p95=5x")
+            .unwrap_err()
+            .contains("like 900ms, 2s or 1m"));
     }
 
     #[test]

@@ -56,14 +56,13 @@ impl QemuError {
 /// that installs it (`./ci/setup` exists only in a checkout of StratOS).
 fn missing_message(arch: Arch, binary: &str) -> String {
     let package = arch.qemu_package();
-    let install = format!(
-        "install the Debian/Ubuntu package {package} (`sudo apt-get install {package}`; in a checkout of StratOS, `sudo ./ci/setup` installs it with the other tools)"
-    );
     if binary == arch.qemu_binary() {
-        format!("QEMU is not installed: {binary} is not in PATH; {install}")
+        format!(
+            "QEMU is not installed: {binary} is not in PATH; install the Debian/Ubuntu package {package}: `sudo apt-get install {package}` (in a checkout of StratOS, `sudo ./ci/setup` installs it with the other tools)"
+        )
     } else {
         format!(
-            "QEMU not found: $STRATOS_QEMU names {binary}, which does not exist; point it at a QEMU binary, or unset it to use {} from PATH ({install})",
+            "QEMU not found: $STRATOS_QEMU names {binary}, which does not exist; point it at a QEMU binary, or unset it to use {} from PATH (Debian/Ubuntu package {package}: `sudo apt-get install {package}`)",
             arch.qemu_binary()
         )
     }
@@ -308,7 +307,7 @@ mod tests {
         };
         assert_eq!(
             missing("qemu-system-x86_64").to_string(),
-            "QEMU is not installed: qemu-system-x86_64 is not in PATH; install the Debian/Ubuntu package qemu-system-x86 (`sudo apt-get install qemu-system-x86`; in a checkout of StratOS, `sudo ./ci/setup` installs it with the other tools)"
+            "QEMU is not installed: qemu-system-x86_64 is not in PATH; install the Debian/Ubuntu package qemu-system-x86: `sudo apt-get install qemu-system-x86` (in a checkout of StratOS, `sudo ./ci/setup` installs it with the other tools)"
         );
         let e = missing("/opt/qemu/bin/q").to_string();
         assert!(

@@ -236,7 +236,13 @@ impl Canaries {
             .arg(&self.reports)
             .arg("--node-keys")
             .arg(&self.node_keys)
-            .args(["--min-reports", min, "--max-failures", "0%", "--channel-key"])
+            .args([
+                "--min-reports",
+                min,
+                "--max-failures",
+                "0%",
+                "--channel-key",
+            ])
             .arg(&self.w.root_key)
             .assert()
     }
