@@ -36,7 +36,8 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// The three commands that start QEMU, on `img`, with a short deadline.
+/// The commands that boot `img` under QEMU, with a short deadline (`update apply` boots the
+/// same way through the same harness as `boot-test`).
 fn qemu_commands(img: &Path) -> Vec<Vec<String>> {
     let img = img.to_str().unwrap().to_owned();
     let common = ["--accel", "tcg", "--timeout", "20s"].map(String::from);
@@ -50,11 +51,12 @@ fn qemu_commands(img: &Path) -> Vec<Vec<String>> {
         with(&["boot", "{img}", "-q"]),
         with(&["boot-test", "{img}", "--runs", "1", "--invocations", "1"]),
         with(&["snapshot", "{img}", "-q"]),
+        with(&["kernel", "profile", "{img}"]),
     ]
 }
 
 #[test]
-fn missing_qemu_exits_3_for_boot_boot_test_and_snapshot_alike() {
+fn missing_qemu_exits_3_for_boot_boot_test_snapshot_and_kernel_profile_alike() {
     let cache = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let img = image(cache.path(), work.path());
@@ -138,7 +140,7 @@ fn bad_usage_exits_2_for_every_command_that_boots() {
 }
 
 #[test]
-fn a_failed_check_exits_1_for_verify_boot_and_boot_test() {
+fn a_failed_check_exits_1_for_verify_boot_boot_test_and_kernel_profile() {
     let cache = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let img = image(cache.path(), work.path());
@@ -152,10 +154,17 @@ fn a_failed_check_exits_1_for_verify_boot_and_boot_test() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    // A guest whose kernel panics fails boot and boot-test alike.
-    for args in &qemu_commands(&img)[..2] {
+    // A guest whose kernel panics fails boot, boot-test and kernel profile alike.
+    for mut args in qemu_commands(&img) {
+        if args[0] == "snapshot" {
+            continue;
+        }
+        if args[0] == "boot-test" {
+            // A time limit without a unit: still milliseconds, with a warning.
+            args.extend(["--slo".into(), "runtime_ready.p95=900".into()]);
+        }
         let o = stratos_std(cache.path())
-            .args(args)
+            .args(&args)
             .env("STRATOS_QEMU", root().join("tests/fixtures/fake-qemu.sh"))
             .env(
                 "STRATOS_FAKE_CONSOLE",
@@ -165,7 +174,14 @@ fn a_failed_check_exits_1_for_verify_boot_and_boot_test() {
             .current_dir(work.path())
             .output()
             .unwrap();
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
+        if args[0] == "boot-test" {
+            assert!(
+                e.contains("stratos: warning: --slo runtime_ready.p95=900: a time without a unit is read as milliseconds; write the unit (e.g. 900ms)"),
+                "{e}"
+            );
+        }
     }
 }
 
@@ -340,6 +356,17 @@ fn old_spellings_still_work_and_warn_naming_the_new_one() {
     assert!(repo.join("root.json").is_file());
     assert!(
         e.contains("`repo init DIR` is now `repo init --repo DIR`"),
+        "{e}"
+    );
+    // `cache gc --older-than 7` meant 7 days, and still does, with a warning.
+    let o = stratos_std(cache.path())
+        .args(["cache", "gc", "--older-than", "7"])
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(
+        e.contains("--older-than 7: a bare number here means days; write 7d"),
         "{e}"
     );
     // The old spellings are not advertised.

@@ -252,3 +252,36 @@ fn corrupt_state_files_stop_every_command_and_delete_nothing() {
         .success()
         .stdout(predicates::str::contains("staged    fixture 1.2.3"));
 }
+
+/// `update apply` without QEMU: the machine failed its part (exit 3, as for `boot`), the
+/// message says how to install it, and the staged image is neither rejected nor switched to.
+#[test]
+fn apply_without_qemu_exits_3_and_rejects_nothing() {
+    let w = world();
+    let n = w.node("n");
+    let d = n.fetch_update().unwrap();
+    assert!(d.staged.is_some(), "{}", d.reason);
+    let before = snapshot(&n.state);
+    let a = w
+        .cmd()
+        .args([
+            "update",
+            "apply",
+            "--accel",
+            "tcg",
+            "--timeout",
+            "20s",
+            "--state",
+        ])
+        .arg(&n.state)
+        .env("STRATOS_QEMU", "/nonexistent/qemu-system-x86_64")
+        .assert()
+        .code(3);
+    let e = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        e.contains("$STRATOS_QEMU names /nonexistent/qemu-system-x86_64, which does not exist")
+            && e.contains("sudo apt-get install qemu-system-x86"),
+        "{e}"
+    );
+    assert_eq!(before, snapshot(&n.state), "the state changed: {e}");
+}
