@@ -1,5 +1,5 @@
 //! The result of `stratos boot-test` as one document, schema `stratos-boot-test/1`
-//! (`docs/boot-test.schema.json`): written by the command (`--json`) and read back by the
+//! (`docs/boot-test.schema.json`): written by the command (`--json-out`) and read back by the
 //! rollout gate (`stratos rollout advance --gate`), `stratos seccomp suggest` and a node's
 //! health report, all through [`BootTestResult`].
 //!
@@ -100,7 +100,7 @@ pub struct SnapshotInfo {
     pub snapshot_sha256: Sha256,
     /// The warm-up calls made before it was saved.
     pub warm: Vec<String>,
-    /// Whether its signature and the digests of its files were checked (`--verify --pubkey`)
+    /// Whether its signature and the digests of its files were checked (`--verify --image-key`)
     /// before the runs: a result from a snapshot that was not cannot pass a rollout gate.
     /// Absent (older results): not verified.
     #[serde(default)]

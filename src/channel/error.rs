@@ -513,7 +513,7 @@ impl ImageCheckError {
 /// A rollout gate that did not pass, or cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
-    #[error("{path}: not a boot-test result ({source}); produce one with `stratos boot-test IMAGE --slo ... --json {path}`")]
+    #[error("{path}: not a boot-test result ({source}); produce one with `stratos boot-test IMAGE --slo ... --json-out {path}`")]
     NotABootTest {
         path: String,
         #[source]

@@ -4,7 +4,7 @@ use crate::boot_result::{BootTestResult, SCHEMA};
 use crate::channel::doc::ImageRef;
 use crate::channel::error::{ChannelError, GateError, ImageNamed};
 
-/// Checks that `bytes` (a boot-test `--json` result) is for `image` and met objectives.
+/// Checks that `bytes` (a boot-test `--json-out` result) is for `image` and met objectives.
 /// Returns a one-line summary of what passed.
 pub fn check(bytes: &[u8], path: &str, image: &ImageRef) -> Result<String, ChannelError> {
     let g = BootTestResult::from_json(bytes).map_err(|source| GateError::NotABootTest {

@@ -4,7 +4,7 @@ use predicates::prelude::PredicateBooleanExt;
 
 use super::*;
 
-/// A `stratos boot-test --json` result for `img` (as the library writes it) whose one
+/// A `stratos boot-test --json-out` result for `img` (as the library writes it) whose one
 /// objective passed or failed.
 fn gate(w: &World, img: &Path, passed: bool) -> PathBuf {
     use stratos::boot_result::{BootTestResult, ImageInfo, Verdict, SCHEMA};
