@@ -99,9 +99,10 @@ pub struct KindUsage {
 pub fn run(host: &Host) -> Report {
     let (cache_check, cache) = cache(host);
     let qemu = qemu(host);
+    let kvm = kvm(host, qemu.ok);
     let checks = vec![
-        kvm(host, qemu.ok),
         qemu,
+        kvm,
         cache_check,
         kernel_source(host),
         kernel_tools(host),

@@ -562,3 +562,48 @@ fn doctor_passes_when_the_tools_are_there() {
         Some(if host_lacks.is_empty() { 0 } else { 1 })
     );
 }
+
+/// Everything of a new profile but its kernel builds offline, as written: the shipped lock's
+/// packages (from the prefetch directory ci/setup fills), the overlay, the baseline. The kernel is the
+/// fake one (building the real one is the VM tier's: `vm::new_fn`). busybox only: the Python
+/// and Node.js images take minutes to compress.
+#[test]
+fn a_new_busybox_function_builds_offline() {
+    let work = tempfile::tempdir().unwrap();
+    let (out, dir) = new(work.path(), "bb", "busybox");
+    assert!(out.status.success());
+    let profile = dir.join("profile.toml");
+    let text = std::fs::read_to_string(&profile).unwrap();
+    let (from, to) = (
+        text.find("[kernel]\n").unwrap(),
+        text.find("\n[init]\n").unwrap(),
+    );
+    let text = format!(
+        "{}[kernel]\nprebuilt = \"bzImage\"\ncmdline = \"console=ttyS0\"\n{}",
+        &text[..from],
+        &text[to..]
+    );
+    std::fs::write(&profile, text).unwrap();
+    std::fs::write(dir.join("bzImage"), fake_kernel()).unwrap();
+    stratos(&work.path().join("cache"))
+        .current_dir(&dir)
+        .args(["build", "profile.toml", "--offline", "-q"])
+        .assert()
+        .success();
+    let tar = std::process::Command::new("tar")
+        .args(["--zstd", "-tvf"])
+        .arg(dir.join("out/bb/rootfs.tar.zst"))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&tar.stdout);
+    for want in [
+        " srv/www/cgi-bin/bb\n",
+        " bin/sh -> busybox\n",
+        " bin/busybox\n",
+    ] {
+        assert!(
+            listing.contains(want),
+            "{want} is not in the image:\n{listing}"
+        );
+    }
+}
