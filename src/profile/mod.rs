@@ -135,27 +135,39 @@ impl Ctx<'_> {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawProfile {
+    /// The profile format: 1.
     schema: Spanned<i64>,
+    /// The image: its name, version, timestamp, root format and size limits.
     image: image::RawImage,
+    /// The kernel: built from a source tarball with config fragments, or prebuilt.
     kernel: kernel::RawKernel,
+    /// The runtime the init starts: argv, environment, user, readiness, restarts, limits.
     init: init::RawInit,
+    /// Directories laid onto the image's root, in order.
     #[serde(default)]
     overlay: Vec<overlays::RawOverlay>,
+    /// Single host files put at an in-image path.
     #[serde(default)]
     file: Vec<files::RawFile>,
     #[serde(default)]
     #[schemars(schema_with = "sysctl::schema")]
     sysctl: Option<Spanned<toml::Table>>,
+    /// A compressed swap device in RAM.
     #[serde(default)]
     zram: Option<zram::RawZram>,
+    /// The guest's network interface (without it the function has no address).
     #[serde(default)]
     network: Option<network::RawNetwork>,
+    /// Debian packages (pinned by the lock file), wheels and npm packages.
     #[serde(default)]
     packages: Option<packages::RawPackages>,
+    /// The seccomp baseline the runtime runs under.
     #[serde(default)]
     seccomp: Option<seccomp::RawSeccomp>,
+    /// Runtime-specific build steps (`[runtime.python]`).
     #[serde(default)]
     runtime: Option<python::RawRuntime>,
+    /// System-call counting and timing by eBPF in the init.
     #[serde(default)]
     observe: Option<observe::RawObserve>,
 }
