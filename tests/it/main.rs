@@ -15,6 +15,7 @@ mod channel;
 mod deps;
 mod erofs_verity;
 mod fuzz;
+mod getting_started;
 mod golden;
 mod hostile;
 mod lock;
@@ -28,6 +29,7 @@ mod vm {
     mod hostile_guest;
     mod init_vm;
     mod kernel;
+    mod new_fn;
     mod node_fn;
     mod node_lifecycle;
     mod observe;
