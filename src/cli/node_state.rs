@@ -128,7 +128,8 @@ pub fn apply(a: ApplyArgs) -> CliResult {
 fn prepare_report(path: &Path) -> Result<ReportOut, CliError> {
     let (out, note) = ReportOut::prepare(path).map_err(|e| {
         CliError::input(
-            anyhow::Error::new(e).context(format!("--report {}; nothing was booted", path.display())),
+            anyhow::Error::new(e)
+                .context(format!("--report {}; nothing was booted", path.display())),
         )
     })?;
     if let Some(n) = note {

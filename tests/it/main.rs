@@ -19,6 +19,7 @@ mod golden;
 mod hostile;
 mod lock;
 mod pipeline;
+mod walkthrough;
 
 /// Tests that build kernels from source and boot images under QEMU.
 mod vm {

@@ -180,6 +180,9 @@ mod tests {
             state.join(format!("reports/{}.json", file.report.manifest_sha256))
         );
         assert_eq!(std::fs::read(&kept).unwrap(), to_bytes(&file));
-        assert!(!d.path().join("out").exists(), "nothing recreated behind the user's back");
+        assert!(
+            !d.path().join("out").exists(),
+            "nothing recreated behind the user's back"
+        );
     }
 }
