@@ -8,7 +8,7 @@
 //! server on a fixed port, `/etc` and `/var/lib`) is substituted, and only by [`SUBSTITUTIONS`]:
 //! every entry must match the document (an entry that no longer matches fails too), nothing else
 //! is changed. The guest is `tests/fixtures/fake-guest.py` (a QEMU stand-in that boots in a
-//! blink and answers every call); the real guest is the VM tier's.
+//! blink and answers every call, and fakes QEMU's side of a snapshot); the real guest is the VM tier's.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -40,16 +40,6 @@ const SUBSTITUTIONS: &[Substitution] = &[
         to: "{profile}",
         why: "the real hello builds a kernel from source (VM tier): the fixture is hello's \
               [image] with a fake kernel",
-    },
-    Substitution {
-        from: "stratos snapshot out/hello",
-        to: ": stratos snapshot out/hello",
-        why: "a snapshot needs QEMU's migration, which the fake guest has not (vm::snapshot)",
-    },
-    Substitution {
-        from: "stratos boot out/hello --snapshot",
-        to: ": stratos boot out/hello --snapshot",
-        why: "restores the snapshot not taken above (vm::snapshot)",
     },
     Substitution {
         from: "python3 -m http.server 8000 --bind 127.0.0.1 --directory releases/ >/dev/null 2>&1 &",
@@ -275,11 +265,16 @@ fn the_readme_step_by_step_runs_as_printed() {
     let dir = work.path().join("walk");
     assert!(dir.join("keys/release.key").is_file());
     assert!(dir.join("out/hello/manifest.sig").is_file());
-    assert!(
-        ran.stdout.contains("hello from the fake guest"),
-        "the invoked function's answer is printed: {}",
-        ran.stdout
-    );
+    assert!(dir.join("out/hello.snap/snapshot.json").is_file());
+    for path in ["/cgi-bin/hello", "/cgi-bin/id"] {
+        assert!(
+            ran.stdout.contains(&format!(
+                "HTTP 200 from {path} ---\nhello from the fake guest"
+            )),
+            "the answer to {path} (the restored clone's for /cgi-bin/id) is printed: {}",
+            ran.stdout
+        );
+    }
 }
 
 #[test]
