@@ -11,7 +11,7 @@ use crate::boot::BootImage;
 use crate::boot_result::BootTestResult;
 use crate::channel::doc::ReportFile;
 use crate::channel::node::apply::StagedUnreadable;
-use crate::channel::node::report_out::{Delivered, ReportOut};
+use crate::channel::node::report_out::{kept_reports, Delivered, ReportOut};
 use crate::channel::node::{self, Applied, Apply, Begun, Current};
 use crate::channel::{self, to_bytes};
 
@@ -94,6 +94,7 @@ pub fn apply(a: ApplyArgs) -> CliResult {
                     "nothing staged and nothing current; `stratos update fetch` stages an image"
                 ),
             }
+            say_kept_reports(&a.state.state);
             return Ok(());
         }
         Begun::Staged(ap) => ap,
@@ -152,6 +153,16 @@ fn say_delivered(d: Delivered, file: &ReportFile) {
             "warning: the health report could not be written ({error}) nor kept in the state directory ({kept_error}); here it is:\n{}",
             String::from_utf8_lossy(&to_bytes(file)).trim_end()
         ),
+    }
+}
+
+/// Reports an earlier apply could not write where asked, still waiting to be uploaded.
+fn say_kept_reports(state: &Path) {
+    for p in kept_reports(state) {
+        eprintln!(
+            "note: {} is a health report that could not be written where --report said: upload it from there",
+            p.display()
+        );
     }
 }
 
@@ -279,6 +290,7 @@ pub fn rollback(s: StateArgs) -> CliResult {
 pub fn status(s: StateArgs) -> CliResult {
     let o = node::open(&s.state).map_err(map)?;
     print_notes(&o.notes);
+    say_kept_reports(&s.state);
     let st = &o.state;
     if s.json {
         print_sorted_json(&serde_json::json!({

@@ -110,6 +110,27 @@ impl ReportOut {
     }
 }
 
+/// The reports kept in the state directory `state` (see [`ReportOut::deliver`]), sorted; none
+/// when there is no such folder. Listing is best effort: a folder that cannot be read is said
+/// so by the caller's next write, and never stops a command.
+pub fn kept_reports(state: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(state.join(KEPT_REPORTS)) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "json")
+                && p.file_stem()
+                    .and_then(|s| s.to_str())
+                    .is_some_and(crate::digest::Sha256::is_valid)
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

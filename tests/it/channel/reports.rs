@@ -479,4 +479,16 @@ fn apply_report_that_cannot_be_written_after_the_boot_is_kept_in_the_state() {
         f.report
     );
     assert_eq!(std::fs::read(&reports).unwrap(), b"not a directory");
+    // A rerun (nothing staged now) and `update status` point at it.
+    for verb in ["apply", "status"] {
+        w.cmd()
+            .args(["update", verb, "--state"])
+            .arg(&n.state)
+            .assert()
+            .success()
+            .stderr(predicates::str::contains(format!(
+                "note: {} is a health report",
+                kept.display()
+            )));
+    }
 }
