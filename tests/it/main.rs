@@ -21,6 +21,7 @@ mod hostile;
 mod lock;
 mod pipeline;
 mod preflight;
+mod walkthrough;
 
 /// Tests that build kernels from source and boot images under QEMU.
 mod vm {
