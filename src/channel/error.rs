@@ -383,7 +383,7 @@ pub enum UsageError {
     #[error("--also {:?}: the roles that can follow the root keys are channel and image", .role.as_str())]
     CannotFollowRoot { role: RoleName },
     /// `--also ROLE` leaving the role fewer keys than its threshold.
-    #[error("--also {role}: the {role} role needs {threshold} signatures but would have {keys} key(s) after the rotation; give more --new-key")]
+    #[error("--also {role}: the {role} role needs {threshold} signatures but would have {keys} key(s) after the rotation; give more --new-root-key")]
     RotationBelowThreshold {
         role: RoleName,
         threshold: u32,

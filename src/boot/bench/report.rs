@@ -64,7 +64,7 @@ pub fn text(r: &BootTestResult) -> String {
     out
 }
 
-/// What `--markdown FILE` writes: a title line, what the ratio means, and the table.
+/// What `--markdown-out FILE` writes: a title line, what the ratio means, and the table.
 pub fn markdown(r: &BootTestResult) -> String {
     let mut out = format!(
         "{} {} vs {} — {} runs each, {} ({}), interleaved A/B\n\n",

@@ -19,7 +19,7 @@ fn check_rotation(
     also: &[RoleName],
 ) -> Result<(), ChannelError> {
     let new_ids: Vec<KeyId> = new_keys.iter().map(|k| k.id().clone()).collect();
-    distinct(&new_ids, "--new-key")?;
+    distinct(&new_ids, "--new-root-key")?;
     check_threshold("--threshold", threshold, new_keys.len(), "new root keys")?;
     if let Some(r) = also.iter().find(|r| **r == RoleName::Root) {
         return Err(UsageError::CannotFollowRoot { role: *r }.into());
@@ -136,7 +136,7 @@ fn sign_rotated_root(
     }
     let sigs = sign_bytes(&bytes, &signers);
     verify_threshold("new root (old keys)", &bytes, &sigs, old, RoleName::Root)
-        .map_err(keys_short("pass the current root keys with --old-key"))?;
+        .map_err(keys_short("pass the current root keys with --old-root-key"))?;
     verify_threshold("new root (new keys)", &bytes, &sigs, root, RoleName::Root)?;
     Ok((bytes, sigs))
 }
