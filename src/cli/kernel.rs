@@ -98,7 +98,7 @@ fn profile_image(o: &ProfileArgs) -> CliResult {
             memory_mib: memory,
             forwards: Vec::new(),
             timeout: std::time::Duration::from_secs(timeout),
-            echo: false,
+            echo: crate::boot::vm::Echo::Off,
             interactive: false,
             invoke: None,
             stop_after_invoke: false,

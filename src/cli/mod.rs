@@ -97,6 +97,11 @@ pub type CliResult = Result<(), CliError>;
     after_help = "Exit codes: 0 success, 1 a check failed (verify, an objective, a rejected update, a guest that failed), 2 bad usage or input, 3 the machine failed its part (a tool missing or failing, host I/O).\n\nExample:\n  stratos keygen --out keys/release\n  stratos build profiles/hello.toml --out out/hello --sign-key keys/release.key\n  stratos verify out/hello --pubkey keys/release.pub"
 )]
 pub struct Cli {
+    /// Show every external command StratOS runs (make, qemu-system-*, bwrap, apt-get, tar,
+    /// curl, ...) on stderr, quoted so it can be pasted into a shell; `boot` also shows the
+    /// whole console.
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -123,6 +128,7 @@ pub enum Command {
 }
 
 pub fn run(cli: Cli) -> CliResult {
+    crate::progress::set_verbose(cli.verbose);
     dispatch(cli).map_err(host_storage)
 }
 

@@ -22,6 +22,10 @@ pub struct Args {
     pub json: bool,
 }
 
+/// What `verify` and `inspect` say of a `stratos build --dev` image.
+pub(super) const DEV_NOTE: &str =
+    "dev build: built with `stratos build --dev` (fast compression); not for release, `stratos publish` refuses it";
+
 pub fn run(a: Args) -> CliResult {
     let key = PublicKey::load(&a.pubkey).map_err(CliError::input)?;
     if !a.dir.is_dir() {
@@ -39,6 +43,7 @@ pub fn run(a: Args) -> CliResult {
                     "version": v.manifest.image.version,
                     "key_id": v.key_id.as_str(),
                     "artifacts": v.manifest.artifacts.len(),
+                    "dev": v.manifest.dev,
                 });
                 println!("{j}");
             } else {
@@ -50,6 +55,9 @@ pub fn run(a: Args) -> CliResult {
                     v.manifest.artifacts.len(),
                     v.manifest.sbom
                 );
+                if v.manifest.dev {
+                    println!("{DEV_NOTE}");
+                }
             }
             Ok(())
         }

@@ -57,7 +57,7 @@ fn group(
                     guest: o.guest_port,
                 }],
                 timeout: o.timeout,
-                echo: false,
+                echo: crate::boot::vm::Echo::Off,
                 interactive: false,
                 invoke: Some(Invoke {
                     host_port: host,

@@ -139,7 +139,7 @@ pub fn run_once(
             guest: o.guest_port,
         }],
         timeout: o.timeout,
-        echo: false,
+        echo: crate::boot::vm::Echo::Off,
         interactive: false,
         invoke: Some(Invoke {
             host_port: host,

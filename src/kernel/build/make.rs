@@ -11,6 +11,7 @@ use super::toolchain::build_env;
 use crate::arch::Arch;
 use crate::profile::{KernelFormat, KernelSourceSpec};
 use crate::progress::Progress;
+use crate::progress::Traced;
 
 pub(super) fn make(src: &Path, obj: &Path, arch: Arch) -> Command {
     let mut c = Command::new("make");
@@ -23,7 +24,7 @@ pub(super) fn make(src: &Path, obj: &Path, arch: Arch) -> Command {
 }
 
 pub(super) fn run_logged(mut cmd: Command, what: &str, log: &Path) -> Result<(), KernelBuildError> {
-    let out = cmd.output().map_err(io(format!(
+    let out = cmd.traced().output().map_err(io(format!(
         "running make for {what} (install build tools with ci/setup)"
     )))?;
     let mut text = out.stdout.clone();
@@ -124,6 +125,7 @@ fn spawn_make(
         .arg(target);
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = c
+        .traced()
         .spawn()
         .map_err(io("running make (install build tools with ci/setup)"))?;
     let stderr = child.stderr.take().expect("piped");
