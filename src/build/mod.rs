@@ -702,15 +702,22 @@ fn write_archives(
     let (root, tar) = std::thread::scope(|s| {
         let root = s.spawn(|| match root_format {
             RootFormat::Initramfs => archive::cpio::write_cpio(&a.tree, epoch)
-                .and_then(|c| cache.compress_cached(&c, level).map_err(archive::ArchiveError::Io))
+                .and_then(|c| {
+                    cache
+                        .compress_cached(&c, level)
+                        .map_err(archive::ArchiveError::Io)
+                })
                 .map(|c| (INITRAMFS_ARTIFACT, c, None)),
             RootFormat::Erofs => archive::erofs::write_erofs(&a.tree, epoch).map(|mut img| {
                 let verity = archive::verity::append(&mut img);
                 (EROFS_ARTIFACT, img, Some(verity))
             }),
         });
-        let tar = archive::tar::write_tar(&a.tree, epoch)
-            .and_then(|t| cache.compress_cached(&t, level).map_err(archive::ArchiveError::Io));
+        let tar = archive::tar::write_tar(&a.tree, epoch).and_then(|t| {
+            cache
+                .compress_cached(&t, level)
+                .map_err(archive::ArchiveError::Io)
+        });
         (root.join().expect("root writer does not panic"), tar)
     });
     let ((root_name, root, verity), tar) = (root?, tar?);

@@ -82,7 +82,10 @@ fn a_dev_build_is_marked_shown_and_never_published() {
         .assert()
         .success();
     let out = text(&verify.get_output().stdout);
-    assert!(out.contains("dev build: built with `stratos build --dev`"), "{out}");
+    assert!(
+        out.contains("dev build: built with `stratos build --dev`"),
+        "{out}"
+    );
     let inspect = stratos(cache.path())
         .arg("inspect")
         .arg(&dev)
