@@ -218,22 +218,30 @@ pub fn shell_line(cmd: &std::process::Command) -> String {
 }
 
 /// `word` as one shell word: as is when it holds only safe characters, else in single quotes
-/// (a `'` inside becomes `'\''`). Control characters are escaped so none reaches the terminal.
+/// (a `'` inside becomes `'\''`); a word with control characters (a newline in a script) in
+/// bash's `$'…'` with the characters escaped, so the line stays one line and none reaches the
+/// terminal raw.
 pub fn shell_quote(word: &str) -> String {
     let safe = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
     if !word.is_empty() && word.chars().all(safe) {
         return word.to_owned();
     }
-    let mut out = String::from("'");
-    for c in word.chars() {
-        match c {
-            '\'' => out.push_str("'\\''"),
-            c if c.is_control() => out.push_str(&c.escape_default().to_string()),
-            c => out.push(c),
+    if word.chars().any(char::is_control) {
+        let mut out = String::from("$'");
+        for c in word.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\'' => out.push_str("\\'"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
         }
+        out.push('\'');
+        return out;
     }
-    out.push('\'');
-    out
+    format!("'{}'", word.replace('\'', "'\\''"))
 }
 
 #[cfg(test)]
@@ -252,17 +260,17 @@ mod tests {
             "cd '/work dir' && env ARCH=x86_64 -u MAKEFLAGS make -C '/src/linux 6.1' O=/tmp/b 'it'\\''s' ''"
         );
         // What the shell makes of the quoted words is the argument list itself.
-        let out = std::process::Command::new("sh")
+        let words = ["a b", "it's", "$HOME", "x;y", "l1\n'l2'\t\\n\u{1b}"];
+        let quoted = words.map(shell_quote).join(" ");
+        assert!(!quoted.contains('\n') && !quoted.contains('\u{1b}'), "{quoted}");
+        let out = std::process::Command::new("bash")
             .arg("-c")
-            .arg(format!(
-                "printf '%s\\n' {}",
-                ["a b", "it's", "$HOME", "x;y"].map(shell_quote).join(" ")
-            ))
+            .arg(format!("printf '%s\\0' {quoted}"))
             .output()
             .unwrap();
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
-            "a b\nit's\n$HOME\nx;y\n"
+            words.map(|w| format!("{w}\0")).concat()
         );
     }
 }
