@@ -262,7 +262,10 @@ mod tests {
         // What the shell makes of the quoted words is the argument list itself.
         let words = ["a b", "it's", "$HOME", "x;y", "l1\n'l2'\t\\n\u{1b}"];
         let quoted = words.map(shell_quote).join(" ");
-        assert!(!quoted.contains('\n') && !quoted.contains('\u{1b}'), "{quoted}");
+        assert!(
+            !quoted.contains('\n') && !quoted.contains('\u{1b}'),
+            "{quoted}"
+        );
         let out = std::process::Command::new("bash")
             .arg("-c")
             .arg(format!("printf '%s\\0' {quoted}"))
