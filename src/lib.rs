@@ -13,6 +13,7 @@ pub mod cache;
 pub mod channel;
 pub mod cli;
 pub mod digest;
+pub mod doctor;
 pub mod fsio;
 pub mod http;
 pub mod image;

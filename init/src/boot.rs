@@ -127,6 +127,9 @@ fn prepare<S: Sys>(
     mark(sys, obs, "preload_started");
     apply_sysctl(sys, &cfg);
     setup_network(sys, &cfg)?;
+    sys.control(&Control::Network {
+        configured: cfg.network.is_some(),
+    });
     let seccomp = read_seccomp_filter(sys, &cfg)?;
     if cfg.read_only_root {
         sys.remount_root_ro().map_err(InitError::RemountRo)?;

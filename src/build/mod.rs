@@ -225,18 +225,7 @@ pub fn prepare_kernel(
             })
         }
         KernelOrigin::Source(spec) => {
-            let resolved =
-                kernel::build::resolve(spec, cache, crate::arch::Arch::X86_64, progress)?;
-            if !resolved.mismatches.is_empty() {
-                if allow_config_drift {
-                    progress.warn(format!(
-                        "--allow-config-drift: building a kernel whose config does NOT hold what the fragments ask:\n{}",
-                        kernel::build::render_mismatches(&resolved.mismatches)
-                    ));
-                } else {
-                    return Err(kernel::build::KernelBuildError::Drift(resolved.mismatches).into());
-                }
-            }
+            let resolved = resolve_kernel_config(spec, allow_config_drift, cache, progress)?;
             let built = kernel::build::build(spec, &resolved, cache, progress)?;
             if built.cache_hit {
                 progress.info(format!("kernel: cache hit ({})", built.dir.display()));
@@ -253,6 +242,46 @@ pub fn prepare_kernel(
                     },
                 )?),
             })
+        }
+    }
+}
+
+/// A source kernel's config resolved (base + fragments + `olddefconfig`) and checked: every
+/// fragment option held, or (`allow_config_drift`) a warning naming those that did not.
+fn resolve_kernel_config(
+    spec: &crate::profile::KernelSourceSpec,
+    allow_config_drift: bool,
+    cache: &crate::cache::Cache,
+    progress: &Progress,
+) -> Result<kernel::build::Resolved, BuildError> {
+    let resolved = kernel::build::resolve(spec, cache, crate::arch::Arch::X86_64, progress)?;
+    if !resolved.mismatches.is_empty() {
+        if allow_config_drift {
+            progress.warn(format!(
+                "--allow-config-drift: building a kernel whose config does NOT hold what the fragments ask:\n{}",
+                kernel::build::render_mismatches(&resolved.mismatches)
+            ));
+        } else {
+            return Err(kernel::build::KernelBuildError::Drift(resolved.mismatches).into());
+        }
+    }
+    Ok(resolved)
+}
+
+/// The kernel's part of `--check`: a prebuilt kernel (and its config) read and parsed, a
+/// source kernel's config resolved and checked; nothing compiled.
+fn check_kernel_config(
+    profile: &Profile,
+    allow_config_drift: bool,
+    cache: &crate::cache::Cache,
+    progress: &Progress,
+) -> Result<(), BuildError> {
+    match &profile.kernel.origin {
+        KernelOrigin::Prebuilt { .. } => {
+            prepare_kernel(profile, allow_config_drift, cache, progress).map(drop)
+        }
+        KernelOrigin::Source(spec) => {
+            resolve_kernel_config(spec, allow_config_drift, cache, progress).map(drop)
         }
     }
 }
@@ -604,8 +633,69 @@ fn attribute_files(tree: &Tree, components: &mut [ComponentSpec]) -> Result<(), 
     }
 }
 
+/// What a build checked before its first expensive step.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Checked {
+    /// `.deb` files the lock pins, each in the cache (or fetched into it now).
+    pub debs: usize,
+    /// Pinned wheels, likewise.
+    pub wheels: usize,
+    /// npm tarballs, likewise.
+    pub npm: usize,
+}
+
+/// Every input a build reads, checked before the first expensive step (the kernel compile, the
+/// image assembly), so a missing lock or a `.deb` absent under `--offline` is found in seconds,
+/// not after a kernel build: the seccomp policy parses for the runtime; the Debian lock pins
+/// every package the profile names; every `.deb`, wheel and npm tarball the locks pin is in the
+/// cache, or fetched into it now (offline: reported missing, naming it). The profile's own
+/// paths (overlays, host files, fragments, the kernel source) were checked when it was loaded;
+/// the kernel's config is checked next, by [`prepare_kernel`], before it compiles anything.
+pub fn preflight(
+    profile: &Profile,
+    sources: &crate::packages::fetch::Sources,
+    progress: &Progress,
+) -> Result<Checked, BuildError> {
+    let step = progress.step("checking the inputs");
+    if let Some(spec) = &profile.seccomp {
+        // The kernel's version is not known yet: the policy is checked again, against it,
+        // when the image is assembled.
+        let target = crate::seccomp::Target::new(crate::arch::Arch::X86_64, profile.init.uid, None);
+        compile_seccomp(spec, &target)?;
+    }
+    let mut checked = Checked::default();
+    if let Some(pkgs) = &profile.packages {
+        let arch = crate::arch::Arch::X86_64;
+        checked.debs = crate::packages::debian::preflight(profile, pkgs, arch, sources)?;
+        checked.wheels = crate::packages::python::preflight(profile, pkgs, arch, sources)?;
+        checked.npm = crate::packages::npm::preflight(profile, pkgs, arch, sources)?;
+    }
+    step.done();
+    Ok(checked)
+}
+
+/// `stratos build --check`: the checks of [`preflight`], then the kernel's: a prebuilt kernel
+/// is read and its config parsed; a kernel from source has its config resolved (base +
+/// fragments + `olddefconfig`, cached) and every fragment option checked — nothing is
+/// compiled, assembled or written.
+pub fn check(
+    profile: &Profile,
+    opts: &BuildOptions,
+    progress: &Progress,
+) -> Result<Checked, BuildError> {
+    init_binary::load(&opts.init_binary, crate::arch::Arch::X86_64)?;
+    let checked = preflight(profile, &opts.sources, progress)?;
+    check_kernel_config(
+        profile,
+        opts.allow_config_drift,
+        &opts.sources.cache,
+        progress,
+    )?;
+    Ok(checked)
+}
+
 /// Runs the whole pipeline and writes the image directory atomically: check the output
-/// directory, load the init, prepare the kernel, assemble the tree, write the archives, the
+/// directory, load the init, check every input, prepare the kernel, assemble the tree, write the archives, the
 /// SBOM and the manifest, sign it, put the directory in place.
 pub fn build(
     profile: &Profile,
@@ -615,6 +705,7 @@ pub fn build(
     // Checked first: an --out that cannot be replaced or written fails before any work.
     let out = output::OutputDir::prepare(&opts.out)?;
     let init = init_binary::load(&opts.init_binary, crate::arch::Arch::X86_64)?;
+    preflight(profile, &opts.sources, progress)?;
     let kernel = prepare_kernel(
         profile,
         opts.allow_config_drift,

@@ -33,6 +33,12 @@ pub struct Args {
     /// `"dev": true`, `verify` and `inspect` show it, and `publish` refuses the image.
     #[arg(long)]
     pub dev: bool,
+    /// Only check every input (the profile, the locks and every package, wheel and npm
+    /// tarball they pin — fetched into the cache unless --offline —, the seccomp policy, the
+    /// signing key, the kernel's config) and exit; nothing is compiled or written to --out.
+    /// A build runs the same checks before its first expensive step.
+    #[arg(long)]
+    pub check: bool,
     /// Print only the result and warnings.
     #[arg(long, short)]
     pub quiet: bool,
@@ -64,13 +70,26 @@ pub fn run(a: Args) -> CliResult {
         sources: crate::packages::fetch::Sources::from_env(a.offline),
         dev: a.dev,
     };
-    let r = build::build(&profile, &opts, &progress).map_err(|e| {
+    let failed = |e: build::BuildError| {
         let env = e.is_environment();
+        let doing = if a.check { "checking" } else { "building" };
         CliError::input_or_env(
             env,
-            anyhow::Error::new(e).context(format!("building {}", a.profile.display())),
+            anyhow::Error::new(e).context(format!("{doing} {}", a.profile.display())),
         )
-    })?;
+    };
+    if a.check {
+        let c = build::check(&profile, &opts, &progress).map_err(failed)?;
+        println!(
+            "{}: every input checked ({} .debs, {} wheels, {} npm packages, the kernel's config); nothing built",
+            a.profile.display(),
+            c.debs,
+            c.wheels,
+            c.npm
+        );
+        return Ok(());
+    }
+    let r = build::build(&profile, &opts, &progress).map_err(failed)?;
     println!(
         "built {} {} -> {} ({} entries)",
         r.manifest.image.name,

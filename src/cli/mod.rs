@@ -4,17 +4,22 @@ pub mod boot;
 pub mod boot_test;
 pub mod build;
 pub mod cache;
+pub mod completions;
 pub mod docgen;
+pub mod doctor;
 pub mod inspect;
 pub mod kernel;
 pub mod keygen;
 pub mod lock;
+pub mod man;
+pub mod new;
 mod node_state;
 pub mod promote;
 pub mod publish;
 pub mod repo;
 pub mod rollback;
 pub mod rollout;
+pub mod schema;
 pub mod seccomp;
 pub mod snapshot;
 pub mod update;
@@ -125,6 +130,11 @@ pub enum Command {
     Rollout(rollout::Args),
     Rollback(rollback::Args),
     Update(update::Args),
+    New(new::Args),
+    Doctor(doctor::Args),
+    Schema(schema::Args),
+    Completions(completions::Args),
+    Man(man::Args),
 }
 
 pub fn run(cli: Cli) -> CliResult {
@@ -177,6 +187,11 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Rollout(a) => rollout::run(a),
         Command::Rollback(a) => rollback::run(a),
         Command::Update(a) => update::run(a),
+        Command::New(a) => new::run(a),
+        Command::Doctor(a) => doctor::run(a),
+        Command::Schema(a) => schema::run(a),
+        Command::Completions(a) => completions::run(a),
+        Command::Man(a) => man::run(a),
     }
 }
 

@@ -9,7 +9,9 @@ use crate::boot::bench::{self, objectives::parse_slos, BenchOptions, Images};
 use crate::boot::vm::AccelChoice;
 use crate::boot::BootImage;
 use crate::boot_result::BootTestResult;
+use crate::channel::doc::ReportFile;
 use crate::channel::node::apply::StagedUnreadable;
+use crate::channel::node::report_out::{kept_reports, Delivered, ReportOut};
 use crate::channel::node::{self, Applied, Apply, Begun, Current};
 use crate::channel::{self, to_bytes};
 
@@ -92,11 +94,14 @@ pub fn apply(a: ApplyArgs) -> CliResult {
                     "nothing staged and nothing current; `stratos update fetch` stages an image"
                 ),
             }
+            say_kept_reports(&a.state.state);
             return Ok(());
         }
         Begun::Staged(ap) => ap,
     };
     print_notes(&ap.take_notes());
+    // Before any boot: a report that cannot be written must stop the apply now, not after.
+    let report_out = a.report.as_deref().map(prepare_report).transpose()?;
     let verdict = ap.test(|dir| {
         eprintln!(
             "stratos: boot-testing the staged image {} ({} runs)",
@@ -107,7 +112,7 @@ pub fn apply(a: ApplyArgs) -> CliResult {
     })?;
     let applied = ap.commit(&verdict, channel::now()).map_err(map)?;
     print_notes(&ap.take_notes());
-    if let Some(path) = &a.report {
+    if let Some(out) = &report_out {
         let node_id = a
             .node_id
             .as_deref()
@@ -115,12 +120,50 @@ pub fn apply(a: ApplyArgs) -> CliResult {
         let file = ap
             .report(&verdict, node_id, key.as_ref(), channel::now())
             .map_err(map)?;
-        crate::fsio::write_atomic(path, &to_bytes(&file), 0o644).map_err(|e| {
-            CliError::input(anyhow::Error::new(e).context(format!("--report {}", path.display())))
-        })?;
-        eprintln!("stratos: health report written to {}", path.display());
+        say_delivered(ap.deliver_report(out, &file), &file);
     }
     print_applied(applied, &verdict.reason, &a.state, ap.dir())
+}
+
+/// `--report FILE` made ready (its directory created if missing) and checked writable.
+fn prepare_report(path: &Path) -> Result<ReportOut, CliError> {
+    let (out, note) = ReportOut::prepare(path).map_err(|e| {
+        CliError::input(
+            anyhow::Error::new(e)
+                .context(format!("--report {}; nothing was booted", path.display())),
+        )
+    })?;
+    if let Some(n) = note {
+        eprintln!("note: {n}");
+    }
+    Ok(out)
+}
+
+/// Says where the health report went. The apply's result does not depend on it: a report that
+/// could not be written where asked is kept in the state directory (or, failing that too,
+/// printed here) and the command goes on to say what the apply did.
+fn say_delivered(d: Delivered, file: &ReportFile) {
+    match d {
+        Delivered::Written(p) => eprintln!("stratos: health report written to {}", p.display()),
+        Delivered::Kept { kept, error } => eprintln!(
+            "warning: the health report could not be written ({error}); the signed report is kept at {}: upload it from there",
+            kept.display()
+        ),
+        Delivered::Lost { error, kept_error } => eprintln!(
+            "warning: the health report could not be written ({error}) nor kept in the state directory ({kept_error}); here it is:\n{}",
+            String::from_utf8_lossy(&to_bytes(file)).trim_end()
+        ),
+    }
+}
+
+/// Reports an earlier apply could not write where asked, still waiting to be uploaded.
+fn say_kept_reports(state: &Path) {
+    for p in kept_reports(state) {
+        eprintln!(
+            "note: {} is a health report that could not be written where --report said: upload it from there",
+            p.display()
+        );
+    }
 }
 
 /// The objectives `--slo` gives, once the boot flags are checked.
@@ -247,6 +290,7 @@ pub fn rollback(s: StateArgs) -> CliResult {
 pub fn status(s: StateArgs) -> CliResult {
     let o = node::open(&s.state).map_err(map)?;
     print_notes(&o.notes);
+    say_kept_reports(&s.state);
     let st = &o.state;
     if s.json {
         print_sorted_json(&serde_json::json!({

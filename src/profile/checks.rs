@@ -2,13 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use toml::Spanned;
+use super::spanned::Spanned;
 
 use super::{Ctx, Named, ProfileError};
 use crate::rootfs::ImagePath;
 
 /// A size or a mode: a TOML integer or a string (`"64M"`, `"0755"`).
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub(super) enum IntOrString {
     Int(i64),

@@ -2,13 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use toml::Spanned;
+use super::spanned::Spanned;
 
 use super::checks::{existing_file, image_path, owner, parse_mode, IntOrString};
 use super::{Ctx, ProfileError};
 use crate::rootfs::ImagePath;
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawFile {
     pub source: Spanned<String>,

@@ -1,12 +1,12 @@
 //! `[image]`: the image's name, version, build epoch, hostname, size limits and root format.
 
-use toml::Spanned;
+use super::spanned::Spanned;
 
 use super::checks::{bytes_value, choice, IntOrString};
 use super::{Ctx, Named, ProfileError};
 use crate::rootfs::ExpandLimits;
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawImage {
     pub name: Spanned<String>,
@@ -88,7 +88,8 @@ fn image_name(cx: &Ctx, name: &Spanned<String>) -> Result<String, ProfileError> 
     Ok(name.get_ref().clone())
 }
 
-fn is_name(s: &str) -> bool {
+/// Whether `s` may name an image: 1-64 of a-z, 0-9, `.`, `_`, `-`, starting with a letter or digit.
+pub fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()

@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use toml::Spanned;
+use super::spanned::Spanned;
 
 use super::checks::{bytes_value, id, image_path, parse_size_bytes, positive_ms, IntOrString};
 use super::{Ctx, ProfileError};
 use crate::rootfs::ImagePath;
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawInit {
     pub argv: Spanned<Vec<String>>,
@@ -50,7 +50,7 @@ pub(super) struct RawInit {
     pub on_restore: Option<Spanned<String>>,
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawReadiness {
     #[serde(default)]
@@ -61,7 +61,7 @@ pub(super) struct RawReadiness {
     pub timeout_ms: Option<i64>,
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub(super) enum RawTmpfs {
     Path(String),
@@ -74,7 +74,7 @@ pub(super) enum RawTmpfs {
     },
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawLimits {
     #[serde(default)]
@@ -83,6 +83,7 @@ pub(super) struct RawLimits {
     pub memory_high: Option<Spanned<IntOrString>>,
     /// CPUs (0.5 = half a CPU) as a float or integer.
     #[serde(default)]
+    #[schemars(with = "Option<f64>")]
     pub cpus: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub pids_max: Option<Spanned<i64>>,

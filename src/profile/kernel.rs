@@ -2,13 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use toml::Spanned;
+use super::spanned::Spanned;
 
 use super::checks::{choice, existing_dir, existing_file};
 use super::{Ctx, Named, ProfileError};
 use crate::digest::Sha256;
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawKernel {
     #[serde(default)]
@@ -31,7 +31,7 @@ pub(super) struct RawKernel {
     pub cmdline: Option<Spanned<String>>,
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawKernelSource {
     pub tarball: String,

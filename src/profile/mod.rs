@@ -18,7 +18,9 @@ mod observe;
 mod overlays;
 mod packages;
 mod python;
+mod schema;
 mod seccomp;
+mod spanned;
 mod sysctl;
 mod zram;
 
@@ -29,11 +31,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use toml::Spanned;
+use spanned::Spanned;
 
 pub use checks::{parse_size, ZramSize};
 pub use files::HostFile;
-pub use image::{Image, RootFormat};
+pub use image::{is_name as is_image_name, Image, RootFormat};
 pub use init::Init;
 pub use kernel::{
     Kernel, KernelBase, KernelFormat, KernelOrigin, KernelOriginKind, KernelSourceSpec,
@@ -42,6 +44,7 @@ pub use network::Network;
 pub use overlays::{overlay_name, Overlay};
 pub use packages::{is_debian_name, NpmDeps, Packages, Pin, Policy, PythonDeps};
 pub use python::PythonSpec;
+pub use schema::{json_schema, json_schema_text};
 pub use seccomp::{SeccompMode, SeccompSpec};
 pub use zram::{Zram, ZRAM_ALGORITHMS};
 
@@ -129,29 +132,42 @@ impl Ctx<'_> {
 
 /// The profile exactly as written: serde types, strict about unknown keys, nothing checked yet.
 /// Each section's table is defined next to its validator.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawProfile {
+    /// The profile format: 1.
     schema: Spanned<i64>,
+    /// The image: its name, version, timestamp, root format and size limits.
     image: image::RawImage,
+    /// The kernel: built from a source tarball with config fragments, or prebuilt.
     kernel: kernel::RawKernel,
+    /// The runtime the init starts: argv, environment, user, readiness, restarts, limits.
     init: init::RawInit,
+    /// Directories laid onto the image's root, in order.
     #[serde(default)]
     overlay: Vec<overlays::RawOverlay>,
+    /// Single host files put at an in-image path.
     #[serde(default)]
     file: Vec<files::RawFile>,
     #[serde(default)]
+    #[schemars(schema_with = "sysctl::schema")]
     sysctl: Option<Spanned<toml::Table>>,
+    /// A compressed swap device in RAM.
     #[serde(default)]
     zram: Option<zram::RawZram>,
+    /// The guest's network interface (without it the function has no address).
     #[serde(default)]
     network: Option<network::RawNetwork>,
+    /// Debian packages (pinned by the lock file), wheels and npm packages.
     #[serde(default)]
     packages: Option<packages::RawPackages>,
+    /// The seccomp baseline the runtime runs under.
     #[serde(default)]
     seccomp: Option<seccomp::RawSeccomp>,
+    /// Runtime-specific build steps (`[runtime.python]`).
     #[serde(default)]
     runtime: Option<python::RawRuntime>,
+    /// System-call counting and timing by eBPF in the init.
     #[serde(default)]
     observe: Option<observe::RawObserve>,
 }

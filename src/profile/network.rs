@@ -2,11 +2,11 @@
 
 use std::net::Ipv4Addr;
 
-use toml::Spanned;
+use super::spanned::Spanned;
 
 use super::{Ctx, ProfileError};
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawNetwork {
     #[serde(default)]

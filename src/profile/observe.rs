@@ -1,11 +1,11 @@
 //! `[observe]`: what the init observes of the runtime with eBPF.
 
-use toml::Spanned;
+use super::spanned::Spanned;
 
 use super::{Ctx, ProfileError};
 
 /// `[observe]`: what the init observes of the runtime with eBPF.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawObserve {
     #[serde(default)]

@@ -2,13 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use toml::Spanned;
+use super::spanned::Spanned;
 
 use super::checks::{existing_dir, image_path, owner};
 use super::{Ctx, ProfileError};
 use crate::rootfs::ImagePath;
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawOverlay {
     pub path: Spanned<String>,

@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use toml::Spanned;
+use super::spanned::Spanned;
 
 use super::checks::{existing_file, image_path};
 use super::{Ctx, ProfileError};
 use crate::rootfs::ImagePath;
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawPackages {
     /// Debian binary package names; the exact versions come from the lock file.
@@ -43,7 +43,7 @@ pub(super) struct RawPackages {
 }
 
 /// `[packages.python] requirements = "requirements.txt"`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawPythonDeps {
     pub requirements: Spanned<String>,
@@ -53,7 +53,7 @@ pub(super) struct RawPythonDeps {
 }
 
 /// `[packages.npm] lock = "package-lock.json", into = "/srv/fn"`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawNpmDeps {
     pub lock: Spanned<String>,
@@ -65,7 +65,7 @@ pub(super) struct RawNpmDeps {
 }
 
 /// `[packages.pin] NAME = { origin = "Debian", version = "18.*" }`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPin {
     #[serde(default)]

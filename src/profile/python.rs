@@ -1,20 +1,20 @@
 //! `[runtime.python]`: build steps for a Python runtime (bytecode compiled at build time).
 
-use toml::Spanned;
+use super::spanned::Spanned;
 
 use super::checks::image_path;
 use super::{Ctx, ProfileError};
 use crate::rootfs::ImagePath;
 
 /// `[runtime.*]`: build steps for the language runtime in the image.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawRuntime {
     #[serde(default)]
     pub python: Option<RawPython>,
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawPython {
     /// The interpreter (default: the runtime, when it is a `python*`).

@@ -2,12 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use toml::Spanned;
+use super::spanned::Spanned;
 
 use super::checks::{choice, existing_file};
 use super::{Ctx, Named, ProfileError};
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawSeccomp {
     pub policy: Spanned<String>,

@@ -4,6 +4,16 @@ use std::collections::BTreeMap;
 
 use super::{Ctx, ProfileError};
 
+/// The JSON Schema of `[sysctl]` (for [`super::schema`]): dotted keys or nested tables, each
+/// value a string, an integer or a boolean.
+pub(super) fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Kernel parameters the init writes at boot: dotted keys (\"vm.swappiness\" = 100) or nested tables; each value a string, an integer or a boolean.",
+        "type": "object",
+        "additionalProperties": { "type": ["string", "integer", "boolean", "object"] }
+    })
+}
+
 /// `[sysctl]`: nested tables flattened to dotted keys.
 pub(super) fn validate_sysctl(
     cx: &Ctx,

@@ -1,11 +1,11 @@
 //! `[zram]`: a compressed swap device in RAM.
 
-use toml::Spanned;
+use super::spanned::Spanned;
 
 use super::checks::{parse_size, IntOrString, ZramSize};
 use super::{Ctx, ProfileError};
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawZram {
     pub size: Spanned<IntOrString>,

@@ -15,11 +15,14 @@ mod channel;
 mod deps;
 mod erofs_verity;
 mod fuzz;
+mod getting_started;
 mod golden;
 mod hostile;
 mod iterate;
 mod lock;
 mod pipeline;
+mod preflight;
+mod walkthrough;
 
 /// Tests that build kernels from source and boot images under QEMU.
 mod vm {
@@ -28,6 +31,7 @@ mod vm {
     mod hostile_guest;
     mod init_vm;
     mod kernel;
+    mod new_fn;
     mod node_fn;
     mod node_lifecycle;
     mod observe;

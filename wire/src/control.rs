@@ -64,6 +64,10 @@ impl std::fmt::Display for Ending {
 pub enum Control {
     /// The first message of a boot: the init holds the channel.
     Hello { format: u32 },
+    /// Whether the init gave the guest an address (the profile's `[network]`), sent once the
+    /// network is set up, before the runtime starts: without one nothing from the host can reach
+    /// the function, and a host that means to call it says so at once instead of waiting.
+    Network { configured: bool },
     /// A boot phase ([`crate::PHASES`], [`crate::ASYNC_PHASES`]) at CLOCK_BOOTTIME `ns`.
     Phase { name: String, ns: u64 },
     /// `MemAvailable` of the guest when the runtime became ready, KiB.

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use super::{BenchError, BenchOptions};
 use crate::boot::snapshot::Snapshot;
+use crate::boot::vm::free_port;
 use crate::boot::vm::hold::Hold;
-use crate::boot::vm::{free_port, Forward};
-use crate::boot::{BootImage, Invoke, RunOptions};
+use crate::boot::{BootImage, RunOptions};
 use crate::boot_result::{Concurrent, Group};
 
 /// `n` restores of `snapshot`, then `n` boots of `image`, each group at once.
@@ -50,26 +50,8 @@ fn group(
         .into_iter()
         .map(|host| {
             let opts = RunOptions {
-                accel: o.accel,
-                memory_mib: o.memory_mib,
-                forwards: vec![Forward {
-                    host,
-                    guest: o.guest_port,
-                }],
-                timeout: o.timeout,
-                echo: crate::boot::vm::Echo::Off,
-                interactive: false,
-                invoke: Some(Invoke {
-                    host_port: host,
-                    path: o.invoke_path.clone(),
-                    count: 1,
-                }),
-                stop_after_invoke: true,
-                linger: Duration::ZERO,
-                cmdline: None,
-                until_line: None,
-                restore: restore.clone(),
                 hold: Some(hold.clone()),
+                ..o.run_options(host, 1, Duration::ZERO, restore.clone())
             };
             let image = image.clone();
             let hold = hold.clone();

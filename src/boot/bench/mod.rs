@@ -63,6 +63,41 @@ pub struct BenchOptions {
     pub restore: Option<Arc<Snapshot>>,
 }
 
+impl BenchOptions {
+    /// One measured run: the function on `host` called `count` times, then the VM stopped
+    /// after `linger`; a restore of `restore` instead of a boot when given.
+    pub(crate) fn run_options(
+        &self,
+        host: u16,
+        count: usize,
+        linger: Duration,
+        restore: Option<Arc<Snapshot>>,
+    ) -> RunOptions {
+        RunOptions {
+            accel: self.accel,
+            memory_mib: self.memory_mib,
+            forwards: vec![Forward {
+                host,
+                guest: self.guest_port,
+            }],
+            timeout: self.timeout,
+            echo: crate::boot::vm::Echo::Off,
+            interactive: false,
+            invoke: Some(Invoke {
+                host_port: host,
+                path: self.invoke_path.clone(),
+                count,
+            }),
+            stop_after_invoke: true,
+            linger,
+            cmdline: None,
+            until_line: None,
+            restore,
+            hold: None,
+        }
+    }
+}
+
 /// The image under test (B) and the baseline it is compared with (A), if any.
 pub struct Images {
     pub image: BootImage,
@@ -130,31 +165,14 @@ pub fn run_once(
     o: &BenchOptions,
     restore: Option<Arc<Snapshot>>,
 ) -> Result<RunRecord, BootError> {
-    let host = free_port()?;
-    let opts = RunOptions {
-        accel: o.accel,
-        memory_mib: o.memory_mib,
-        forwards: vec![Forward {
-            host,
-            guest: o.guest_port,
-        }],
-        timeout: o.timeout,
-        echo: crate::boot::vm::Echo::Off,
-        interactive: false,
-        invoke: Some(Invoke {
-            host_port: host,
-            path: o.invoke_path.clone(),
-            count: o.invocations,
-        }),
-        stop_after_invoke: true,
-        // The runtime must stay up for a moment after the calls (a runtime that dies right
-        // after answering fails the run), and the init reports the memory high-water mark.
-        linger: Duration::from_millis(1200),
-        cmdline: None,
-        until_line: None,
+    // The runtime must stay up for a moment after the calls (a runtime that dies right after
+    // answering fails the run), and the init reports the memory high-water mark.
+    let opts = o.run_options(
+        free_port()?,
+        o.invocations,
+        Duration::from_millis(1200),
         restore,
-        hold: None,
-    };
+    );
     let run = crate::boot::run(image, &opts)?;
     let metrics = metrics_of(&run);
     let bad_status = run

@@ -21,6 +21,7 @@ use super::vm::control::sockets;
 use super::vm::hold::Hold;
 use super::vm::{Accel, Forward, Vm, VmSpec};
 use super::BootError;
+pub(crate) use session::NO_NETWORK;
 use session::{Read, Session};
 
 /// Function calls to make once the runtime is up.

@@ -32,6 +32,11 @@ const POWER_OFF_GRACE: Duration = Duration::from_secs(2);
 /// death reaches the host a little after the reset connection does).
 const INVOKE_FAIL_GRACE: Duration = Duration::from_secs(2);
 
+/// Why a call cannot be made to an image whose init set up no network.
+pub(crate) const NO_NETWORK: &str = "the image has no network: its profile has no [network] \
+section, so the guest has no address and no call can reach the function; add [network] to the \
+profile (docs/profile.md) and build again, or boot without --invoke";
+
 /// How long one read waits when nothing is due.
 const READ_WAIT: Duration = Duration::from_millis(50);
 
@@ -236,6 +241,12 @@ impl<'a> Session<'a> {
                 }
                 self.phase_seen.entry(name.clone()).or_insert(t);
                 self.phases.push(Phase { name, ns });
+            }
+            Control::Network { configured } => {
+                if !configured && self.opts.invoke.is_some() && self.invoke_error.is_none() {
+                    self.invoke_error = Some(NO_NETWORK.into());
+                    self.invoke_failed_at = Some(t);
+                }
             }
             Control::MemoryAvailable { kib } => self.mem_available_kib = Some(kib),
             Control::MemoryPeak { bytes } => {

@@ -217,6 +217,8 @@ fn settle(vm: &mut Vm, state: &mut Readiness) -> Result<(), SnapshotError> {
 #[derive(Debug, Default)]
 struct Readiness {
     ready: bool,
+    /// The init said it set up no network: no warm-up call can reach the function.
+    no_network: bool,
 }
 
 impl Readiness {
@@ -258,6 +260,10 @@ impl Readiness {
                     not_ready(format!("the init lost {count} control messages"))
                 }
                 Control::PowerOff => not_ready("the init powered off".into()),
+                Control::Network { configured } => {
+                    self.no_network = !configured;
+                    Ok(())
+                }
                 _ => Ok(()),
             },
         }
@@ -307,6 +313,12 @@ fn warm(
         // Keep following the VM while waiting.
         while let Ok(f) = vm.next(Duration::ZERO) {
             state.observe(f)?;
+        }
+        if state.no_network {
+            return Err(SnapshotError::NotReady(format!(
+                "warm-up {path}: {}",
+                crate::boot::run::NO_NETWORK
+            )));
         }
         match crate::http::get(addr, path, Duration::from_secs(5)) {
             Ok(r) if (200..300).contains(&r.status) => return Ok(()),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::image::check_image;
 use super::lifecycle::{commit_apply, next_report_seq, Applied};
+use super::report_out::{Delivered, ReportOut};
 use super::state::{open, Current, Opened, Staged};
 use crate::boot_result::BootTestResult;
 use crate::channel::doc::{Report, ReportFile, ReportSummary, REPORT_SCHEMA};
@@ -180,5 +181,11 @@ impl Apply {
             seq: Some(seq),
         };
         Ok(ReportFile::new(report, key))
+    }
+
+    /// Writes the report `file` to `out`, or keeps it in the state directory (see
+    /// [`ReportOut::deliver`]).
+    pub fn deliver_report(&self, out: &ReportOut, file: &ReportFile) -> Delivered {
+        out.deliver(&self.opened, file)
     }
 }

@@ -101,7 +101,7 @@ fn is_ours(name: &str, prefix: &str) -> bool {
 
 /// Removes what an interrupted run left behind, with the state locked: `.staging-XXXXXX`
 /// directories at the top of the state directory (partial downloads) and `.stratos-tmp-XXXXXX`
-/// files where the node writes metadata (partial writes). Only those names, only real
+/// files where the node writes metadata or keeps reports (partial writes). Only those names, only real
 /// directories and files: a symlink is neither followed nor removed, anything else stays.
 /// Returns a note per removal.
 pub(super) fn clean_leftovers(state: &Path) -> Result<Vec<String>, ChannelError> {
@@ -110,6 +110,7 @@ pub(super) fn clean_leftovers(state: &Path) -> Result<Vec<String>, ChannelError>
         (state.to_owned(), true),
         (state.join("trusted"), false),
         (state.join("trusted/channels"), false),
+        (state.join(super::report_out::KEPT_REPORTS), false),
     ];
     for (dir, staging_too) in places {
         let entries = match std::fs::read_dir(&dir) {

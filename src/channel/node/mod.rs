@@ -12,6 +12,7 @@
 //! previous.json                                      the image before it (written from current.json's `replaces`)
 //! rejected.json                                      images this node refused, with why; never staged or applied again
 //! report-seq.json                                    the node's health-report counter
+//! reports/<manifest sha256>.json                     a health report `apply --report` could not write where asked
 //! .staging-XXXXXX/                                   a download in progress (removed on failure, or at the next run)
 //! ```
 //! Nothing in the state changes unless every check passed; trusted metadata is stored last. A
@@ -22,7 +23,8 @@
 //! The rooms: [`client`] (a [`Node`] checks and fetches: `verify` the metadata,
 //! [`decide`](mod@decide), `stage`), [`transport`] (where it reads from), [`state`] and [`files`]
 //! (the state directory),
-//! [`lifecycle`] (apply, rollback, the rejected list), [`apply`] (`update apply`'s steps) and
+//! [`lifecycle`] (apply, rollback, the rejected list), [`apply`] (`update apply`'s steps),
+//! [`report_out`] (where its health report goes) and
 //! [`image`] (is an image directory the image a digest names).
 
 pub mod apply;
@@ -31,6 +33,7 @@ pub mod decide;
 pub mod files;
 pub mod image;
 pub mod lifecycle;
+pub mod report_out;
 mod stage;
 pub mod state;
 pub mod transport;

@@ -125,16 +125,12 @@ fn trim_package(tree: &mut Tree, origin: &Origin, pkgs: &Packages) -> (usize, u6
     (n, bytes)
 }
 
-/// Installs exactly the packages of the profile's lock into `tree`; returns their SBOM
-/// components (bom-ref = purl, which is also the files' origin).
-pub fn install_locked(
-    tree: &mut Tree,
+/// The profile's lock, checked to pin every package the profile names.
+fn locked_packages(
     profile: &Profile,
     pkgs: &Packages,
     arch: Arch,
-    sources: &Sources,
-    progress: &Progress,
-) -> Result<Vec<ComponentSpec>, PackageError> {
+) -> Result<Vec<LockedPackage>, PackageError> {
     let lock = LockFile::load(&pkgs.lock, arch)?;
     for name in &pkgs.debian {
         if !lock.packages.iter().any(|p| &p.name == name) {
@@ -145,8 +141,38 @@ pub fn install_locked(
             });
         }
     }
-    let mut locked = lock.packages.clone();
+    let mut locked = lock.packages;
     locked.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(locked)
+}
+
+/// Before any expensive step: the lock is there and pins every package the profile names, and
+/// every `.deb` it pins is in the cache or fetched into it now (offline: is there). Returns how
+/// many packages were checked.
+pub fn preflight(
+    profile: &Profile,
+    pkgs: &Packages,
+    arch: Arch,
+    sources: &Sources,
+) -> Result<usize, PackageError> {
+    let locked = locked_packages(profile, pkgs, arch)?;
+    for p in &locked {
+        fetch(p, &pkgs.lock, sources)?;
+    }
+    Ok(locked.len())
+}
+
+/// Installs exactly the packages of the profile's lock into `tree`; returns their SBOM
+/// components (bom-ref = purl, which is also the files' origin).
+pub fn install_locked(
+    tree: &mut Tree,
+    profile: &Profile,
+    pkgs: &Packages,
+    arch: Arch,
+    sources: &Sources,
+    progress: &Progress,
+) -> Result<Vec<ComponentSpec>, PackageError> {
+    let locked = locked_packages(profile, pkgs, arch)?;
     let mut comps = Vec::new();
     for p in &locked {
         let bytes = fetch(p, &pkgs.lock, sources)?;

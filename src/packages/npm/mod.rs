@@ -59,6 +59,34 @@ impl NpmError {
     }
 }
 
+/// The profile's package-lock.json, read and planned.
+fn read_plan(deps: &crate::profile::NpmDeps, arch: Arch) -> Result<Plan, NpmError> {
+    let text = crate::fsio::read_file(&deps.lock, crate::fsio::caps::LOCK, "a package-lock.json")
+        .map_err(|e| NpmError::Lock {
+        file: deps.lock.clone(),
+        why: e.to_string(),
+    })?;
+    plan(&text, &deps.lock, arch)
+}
+
+/// Before any expensive step: every tarball the lock pins is in the cache or fetched into it
+/// now (offline: is there). Returns how many were checked.
+pub fn preflight(
+    profile: &Profile,
+    pkgs: &Packages,
+    arch: Arch,
+    sources: &Sources,
+) -> Result<usize, PackageError> {
+    let Some(deps) = &pkgs.npm else {
+        return Ok(0);
+    };
+    let plan = read_plan(deps, arch)?;
+    for p in &plan.packages {
+        tarball::fetch(p, sources, profile.image.limits.package)?;
+    }
+    Ok(plan.packages.len())
+}
+
 /// `[packages.npm]`: the lock's packages unpacked under `into/node_modules`, no scripts run;
 /// one component per installed package.
 pub fn install_npm(
@@ -72,12 +100,7 @@ pub fn install_npm(
     let Some(deps) = &pkgs.npm else {
         return Ok(Vec::new());
     };
-    let text = crate::fsio::read_file(&deps.lock, crate::fsio::caps::LOCK, "a package-lock.json")
-        .map_err(|e| NpmError::Lock {
-        file: deps.lock.clone(),
-        why: e.to_string(),
-    })?;
-    let plan = plan(&text, &deps.lock, arch)?;
+    let plan = read_plan(deps, arch)?;
     for (key, why) in &plan.skipped {
         progress.info(format!("npm: not installing {key} ({why})"));
     }

@@ -98,26 +98,8 @@ pub fn install_python(
     let Some(deps) = &pkgs.python else {
         return Ok(Vec::new());
     };
-    let input = |why: String| PypiError::File {
-        file: deps.requirements.clone(),
-        why,
-    };
-    let py = profile.python.as_ref().ok_or_else(|| {
-        input("[packages.python] installs into the image's Python: add [runtime.python] (its interpreter, e.g. /usr/bin/python3.11)".into())
-    })?;
-    let python = python_version(&py.interpreter).ok_or_else(|| {
-        input(format!(
-            "the interpreter {} does not name its version (python3.X); set [runtime.python] interpreter",
-            py.interpreter
-        ))
-    })?;
-    let platform = Platform {
-        arch,
-        python,
-        glibc: glibc_version(pkgs, arch),
-    };
-    let reqs = read_requirements(&deps.requirements)?;
-    let scheme = Scheme::debian_local(python, py.interpreter.as_str());
+    let (py, platform, reqs) = wheels_wanted(profile, pkgs, deps, arch)?;
+    let scheme = Scheme::debian_local(platform.python, py.interpreter.as_str());
     let limits = profile.image.limits;
     let mut comps = Vec::new();
     for r in &reqs {
@@ -158,6 +140,61 @@ pub fn install_python(
         comps.push(wheel::component(r, &wheel, &inst, &purl));
     }
     Ok(comps)
+}
+
+/// What `[packages.python]` asks for: the image's Python, the platform its wheels must fit,
+/// and the pinned requirements.
+fn wheels_wanted<'p>(
+    profile: &'p Profile,
+    pkgs: &Packages,
+    deps: &crate::profile::PythonDeps,
+    arch: Arch,
+) -> Result<(&'p crate::profile::PythonSpec, Platform, Vec<Requirement>), PackageError> {
+    let input = |why: String| PypiError::File {
+        file: deps.requirements.clone(),
+        why,
+    };
+    let py = profile.python.as_ref().ok_or_else(|| {
+        input("[packages.python] installs into the image's Python: add [runtime.python] (its interpreter, e.g. /usr/bin/python3.11)".into())
+    })?;
+    let python = python_version(&py.interpreter).ok_or_else(|| {
+        input(format!(
+            "the interpreter {} does not name its version (python3.X); set [runtime.python] interpreter",
+            py.interpreter
+        ))
+    })?;
+    let platform = Platform {
+        arch,
+        python,
+        glibc: glibc_version(pkgs, arch),
+    };
+    let reqs = read_requirements(&deps.requirements)?;
+    Ok((py, platform, reqs))
+}
+
+/// Before any expensive step: every pinned wheel is in the cache or fetched into it now
+/// (offline: is there), and fits the image's platform. Returns how many were checked.
+pub fn preflight(
+    profile: &Profile,
+    pkgs: &Packages,
+    arch: Arch,
+    sources: &Sources,
+) -> Result<usize, PackageError> {
+    let Some(deps) = &pkgs.python else {
+        return Ok(0);
+    };
+    let (_, platform, reqs) = wheels_wanted(profile, pkgs, deps, arch)?;
+    for r in &reqs {
+        pypi::fetch(
+            r,
+            &platform,
+            &deps.requirements,
+            &deps.index,
+            sources,
+            profile.image.limits.package,
+        )?;
+    }
+    Ok(reqs.len())
 }
 
 /// The profile's requirements file, parsed.

@@ -356,3 +356,139 @@ fn apply_reports_carry_the_nodes_own_sequence_number() {
             .success();
     }
 }
+
+/// `update apply --report` makes its destination ready before any boot: a missing directory is
+/// created, and a destination that cannot take the file stops the apply (exit 2) with nothing
+/// booted and the state as it was.
+#[test]
+fn apply_report_destination_is_made_ready_or_refused_before_any_boot() {
+    use stratos::channel::doc::ReportFile;
+    let w = world();
+    let n = w.node("n");
+    assert!(n.fetch_update().unwrap().staged.is_some());
+    // Under a regular file: refused, nothing booted (no QEMU would be found: the state stays).
+    std::fs::write(w.path("afile"), b"x").unwrap();
+    let before = listing(&n.state);
+    let a = w
+        .cmd()
+        .env("STRATOS_QEMU", "/nonexistent/qemu")
+        .args(["update", "apply", "--state"])
+        .arg(&n.state)
+        .args(["--node-id", "n", "--report"])
+        .arg(w.path("afile/r.json"))
+        .assert()
+        .code(2);
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("--report") && err.contains("nothing was booted"),
+        "{err}"
+    );
+    assert!(err.contains("afile"), "{err}");
+    assert_eq!(before, listing(&n.state));
+    // A missing directory is created (the staged image is tampered with: rejected without a
+    // boot, and reported).
+    let staged: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(n.state.join("staged.json")).unwrap()).unwrap();
+    let manifest = n
+        .state
+        .join(staged["dir"].as_str().unwrap())
+        .join("manifest.json");
+    let mut m = std::fs::read(&manifest).unwrap();
+    m.push(b'\n');
+    std::fs::write(&manifest, m).unwrap();
+    let r = w.path("reports/new/n.json");
+    let a = w
+        .cmd()
+        .args(["update", "apply", "--state"])
+        .arg(&n.state)
+        .args(["--node-id", "n", "--report"])
+        .arg(&r)
+        .assert()
+        .code(1);
+    assert!(stderr_of(&a).contains("created"), "{}", stderr_of(&a));
+    let f: ReportFile = serde_json::from_slice(&std::fs::read(&r).unwrap()).unwrap();
+    assert!(!f.report.passed);
+}
+
+/// A report that cannot be written where asked once the boot test is over (its directory went
+/// away during the boot) is kept in the state directory; the apply's result stands.
+#[test]
+fn apply_report_that_cannot_be_written_after_the_boot_is_kept_in_the_state() {
+    use stratos::channel::doc::ReportFile;
+    let w = world();
+    let n = w.node("n");
+    assert!(n.fetch_update().unwrap().staged.is_some());
+    let reports = w.path("reports");
+    // A guest that never becomes ready (the fake QEMU): the boot lasts the --timeout.
+    let mut c = stratos_std(w.cache.path());
+    c.env("STRATOS_QEMU", root().join("tests/fixtures/fake-qemu.sh"))
+        .env(
+            "STRATOS_FAKE_CONSOLE",
+            root().join("tests/fixtures/consoles/never-ready.log"),
+        )
+        .args([
+            "update",
+            "apply",
+            "--accel",
+            "tcg",
+            "--runs",
+            "1",
+            "--timeout",
+            "6",
+        ])
+        .arg("--state")
+        .arg(&n.state)
+        .args(["--node-id", "n", "--report"])
+        .arg(reports.join("n.json"));
+    let child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The directory is created before the boot; it goes during it (a file takes its place).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !reports.is_dir() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reports/ was not created"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::fs::remove_dir(&reports).unwrap();
+    std::fs::write(&reports, b"not a directory").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Rejected (the boot timed out): the result of the apply, not of the report's write.
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let rejected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(n.state.join("rejected.json")).unwrap()).unwrap();
+    let digest = rejected["rejected"][0]["manifest_sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let kept = n.state.join(format!("reports/{digest}.json"));
+    assert!(
+        err.contains(&format!("kept at {}", kept.display())),
+        "{err}"
+    );
+    let f: ReportFile = serde_json::from_slice(&std::fs::read(&kept).unwrap()).unwrap();
+    assert_eq!(f.report.manifest_sha256.to_string(), digest);
+    assert!(
+        !f.report.passed && f.report.seq == Some(1),
+        "{:?}",
+        f.report
+    );
+    assert_eq!(std::fs::read(&reports).unwrap(), b"not a directory");
+    // A rerun (nothing staged now) and `update status` point at it.
+    for verb in ["apply", "status"] {
+        w.cmd()
+            .args(["update", verb, "--state"])
+            .arg(&n.state)
+            .assert()
+            .success()
+            .stderr(predicates::str::contains(format!(
+                "note: {} is a health report",
+                kept.display()
+            )));
+    }
+}

@@ -222,3 +222,54 @@ fn sigterm_to_pid1_is_forwarded_once_and_waited_for() {
         b.stderr
     );
 }
+
+/// An image without `[network]` boots and its runtime becomes ready, but nothing from the host
+/// can reach it: `--invoke` fails as soon as the init says it set up no network, naming the
+/// missing section, instead of waiting out the timeout.
+#[test]
+fn invoking_an_image_without_network_fails_at_once_naming_the_section() {
+    prereqs();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("no-network");
+    std::fs::create_dir_all(&dir).unwrap();
+    let profile = copy_profile("hello", &dir, |t| {
+        let at = t.find("[network]").unwrap();
+        t[..at].to_owned()
+    });
+    let img = dir.join("img");
+    stratos(&shared_cache())
+        .arg("build")
+        .arg(&profile)
+        .arg("--out")
+        .arg(&img)
+        .arg("-q")
+        .assert()
+        .success();
+    let out = stratos_std(&shared_cache())
+        .args([
+            "boot",
+            "--accel",
+            "tcg",
+            "--timeout",
+            "300",
+            "--invoke",
+            "/",
+        ])
+        .arg(&img)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("its profile has no [network] section"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("timed out") && !stderr.contains("no answer"),
+        "{stderr}"
+    );
+    assert!(
+        processes_mentioning(img.to_str().unwrap()).is_empty(),
+        "a QEMU survived"
+    );
+}
