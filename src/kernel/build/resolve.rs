@@ -14,6 +14,7 @@ use crate::arch::Arch;
 use crate::cache::Cache;
 use crate::kernel::config::{Config, Value};
 use crate::kernel::kconfig::Kconfig;
+use crate::kernel::shipped;
 use crate::profile::{KernelSourceSpec, Named};
 use crate::progress::Progress;
 
@@ -246,14 +247,23 @@ fn mismatches(
         return Ok(Vec::new());
     }
     let kconfig = Kconfig::load(src, arch).map_err(io("reading the Kconfig files"))?;
+    let in_use: Vec<&str> = fragments.iter().map(|(name, _)| name.as_str()).collect();
     Ok(raw
         .into_iter()
-        .map(|(option, asked, got, fragment)| Mismatch {
-            why: kconfig.explain(&option, &asked, &got, config),
-            asked: asked.to_string(),
-            got: got.to_string(),
-            option,
-            fragment,
+        .map(|(option, asked, got, fragment)| {
+            let turned_off = matches!(asked, Value::Yes | Value::Module)
+                && !matches!(got, Value::Yes | Value::Module);
+            let fix = turned_off
+                .then(|| kconfig.unmet_symbols(&option, config))
+                .and_then(|unmet| shipped::advice(&option, &unmet, &in_use));
+            Mismatch {
+                why: kconfig.explain(&option, &asked, &got, config),
+                asked: asked.to_string(),
+                got: got.to_string(),
+                option,
+                fragment,
+                fix,
+            }
         })
         .collect())
 }

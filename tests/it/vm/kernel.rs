@@ -5,7 +5,8 @@ use crate::common::*;
 use predicates::prelude::*;
 
 /// A fragment asking for the virtio NIC without the network stack is rejected, naming the
-/// unmet dependency; `--allow-config-drift` turns that into a warning.
+/// unmet dependency and the shipped fragment that provides it (net.config) before the escape
+/// hatch; `--allow-config-drift` turns that into a warning.
 #[test]
 fn unmet_dependency_is_rejected_and_named() {
     require_kernel_source();
@@ -27,6 +28,9 @@ fn unmet_dependency_is_rejected_and_named() {
         ))
         .stderr(predicate::str::contains(
             "unmet: NETDEVICES (CONFIG_NETDEVICES=n)",
+        ))
+        .stderr(predicate::str::contains(
+            "fix: add kernel-configs/net.config to [kernel] fragments: it sets CONFIG_NETDEVICES",
         ));
     let out = work.path().join("img");
     stratos(&cache)
@@ -37,7 +41,10 @@ fn unmet_dependency_is_rejected_and_named() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--allow-config-drift"))
-        .stderr(predicate::str::contains("unmet: NETDEVICES"));
+        .stderr(predicate::str::contains("unmet: NETDEVICES"))
+        .stderr(predicate::str::contains(
+            "fix: add kernel-configs/net.config to [kernel] fragments",
+        ));
     assert!(!out.exists());
 }
 
