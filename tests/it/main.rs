@@ -17,6 +17,7 @@ mod erofs_verity;
 mod fuzz;
 mod golden;
 mod hostile;
+mod interrupted;
 mod lock;
 mod pipeline;
 

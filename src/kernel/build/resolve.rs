@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::cache::{clear_scratch, config_key, KernelCache};
+use super::cache::{clear_scratch, config_key, KernelCache, Lock};
 use super::error::{io, KernelBuildError, Mismatch};
 use super::make::{make, run_logged};
 use super::source::{extract, source_digest};
@@ -133,13 +133,13 @@ pub fn resolve(
     ) {
         (Ok(c), Ok(b)) => (c, b),
         _ => {
-            let _l = kernels.lock(&format!("config-{key}"), progress)?;
+            let lock = kernels.lock(&format!("config-{key}"), progress)?;
             let (config_text, base_text) = run_config(
                 spec,
                 &src,
                 arch,
                 &fragments,
-                &kernels.work(&format!("config-{key}")),
+                (&kernels.work(&format!("config-{key}")), &lock),
                 progress,
             )?;
             std::fs::create_dir_all(&cfg_dir)
@@ -199,14 +199,14 @@ fn read_fragments(
     Ok((fragments, texts))
 }
 
-/// `make BASE`, the fragments merged in, `make olddefconfig`, in the scratch directory `work`:
-/// the final and the base `.config` texts.
+/// `make BASE`, the fragments merged in, `make olddefconfig`, in the scratch directory `work`
+/// (each `make` holding its `lock` as long as it runs): the final and the base `.config` texts.
 fn run_config(
     spec: &KernelSourceSpec,
     src: &Path,
     arch: Arch,
     fragments: &[(String, Config)],
-    work: &Path,
+    (work, lock): (&Path, &Lock),
     progress: &Progress,
 ) -> Result<(String, String), KernelBuildError> {
     let step = progress.step(format!(
@@ -218,14 +218,14 @@ fn run_config(
     std::fs::create_dir_all(work).map_err(io(format!("creating {}", work.display())))?;
     let log = work.join("config.log");
     let mut c = make(src, work, arch);
-    c.arg(spec.base.as_str());
+    c.arg(spec.base.as_str()).stdin(lock.for_child()?);
     run_logged(c, &format!("make {}", spec.base), &log)?;
     let base_text =
         std::fs::read_to_string(work.join(".config")).map_err(io("reading the base .config"))?;
     std::fs::write(work.join(".config"), merge(&base_text, fragments))
         .map_err(io("writing the merged .config"))?;
     let mut c = make(src, work, arch);
-    c.arg("olddefconfig");
+    c.arg("olddefconfig").stdin(lock.for_child()?);
     run_logged(c, "make olddefconfig", &log)?;
     let config_text =
         std::fs::read_to_string(work.join(".config")).map_err(io("reading the final .config"))?;
