@@ -496,7 +496,7 @@ mod tests {
         .unwrap();
 
         let r = remove_stale_staging(d.path(), ".s-").unwrap();
-        assert_eq!(r.removed, [dead_path.clone()]);
+        assert_eq!(r.removed, std::slice::from_ref(&dead_path));
         assert!(r.failed.is_empty());
         assert!(!dead_path.exists());
         for kept in [live.path(), &plain, &foreign, &other] {

@@ -278,7 +278,7 @@ mod tests {
         // A record of nothing.
         let orphan_cmd = file(".gone.o.cmd", 10);
         let removed = sweep(d.path()).unwrap();
-        assert_eq!(removed, [half.clone()]);
+        assert_eq!(removed, std::slice::from_ref(&half));
         assert!(!half.exists() && !half_cmd.exists());
         for kept in [&done, &done_cmd, &new, &orphan_cmd] {
             assert!(kept.exists(), "{}", kept.display());
