@@ -86,10 +86,11 @@ pub fn advice(option: &str, unmet: &[String], in_use: &[&str]) -> Option<String>
         return None;
     }
     let sets = |syms: &[&str]| {
-        syms.iter()
-            .map(|s| format!("CONFIG_{s}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        let names: Vec<String> = syms.iter().map(|s| format!("CONFIG_{s}")).collect();
+        match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+            _ => names.join(""),
+        }
     };
     if let [(f, syms)] = by_fragment.as_slice() {
         return Some(format!(
@@ -135,6 +136,13 @@ mod tests {
         assert_eq!(
             a,
             "add kernel-configs/net.config to [kernel] fragments: it sets CONFIG_NETDEVICES, which CONFIG_VIRTIO_NET depends on"
+        );
+        // Two symbols from one fragment (what 6.1's VIRTIO_NET waits for without net.config).
+        let unmet = vec!["NETDEVICES".to_owned(), "NET_CORE".to_owned()];
+        let a = advice("VIRTIO_NET", &unmet, &["base.config", "virtio.config"]).unwrap();
+        assert_eq!(
+            a,
+            "add kernel-configs/net.config to [kernel] fragments: it sets CONFIG_NETDEVICES and CONFIG_NET_CORE, which CONFIG_VIRTIO_NET depends on"
         );
         // Two symbols from two fragments.
         let unmet = vec!["NETDEVICES".to_owned(), "VIRTIO_MMIO".to_owned()];
