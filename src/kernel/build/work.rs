@@ -176,8 +176,14 @@ pub(super) fn sweep(dir: &Path) -> Result<Vec<PathBuf>, KernelBuildError> {
         }
         let record = e.path();
         let target = record.with_file_name(target);
-        let mtime = |p: &Path| std::fs::symlink_metadata(p).and_then(|m| m.modified());
-        let (Ok(t), Ok(r)) = (mtime(&target), mtime(record)) else {
+        // Only regular files: a record beside a directory or a link is not one of kbuild's.
+        let mtime = |p: &Path| {
+            std::fs::symlink_metadata(p)
+                .ok()
+                .filter(std::fs::Metadata::is_file)
+                .and_then(|m| m.modified().ok())
+        };
+        let (Some(t), Some(r)) = (mtime(&target), mtime(record)) else {
             continue;
         };
         if t > r {
@@ -275,12 +281,21 @@ mod tests {
         let half_cmd = file(".half.o.cmd", 200);
         // Never recorded: kbuild rebuilds it by itself.
         let new = file("new.o", 400);
-        // A record of nothing.
+        // A record of nothing, and a record beside a directory.
         let orphan_cmd = file(".gone.o.cmd", 10);
+        std::fs::create_dir(sub.join("dir")).unwrap();
+        let dir_cmd = file(".dir.cmd", 1);
         let removed = sweep(d.path()).unwrap();
         assert_eq!(removed, std::slice::from_ref(&half));
         assert!(!half.exists() && !half_cmd.exists());
-        for kept in [&done, &done_cmd, &new, &orphan_cmd] {
+        for kept in [
+            &done,
+            &done_cmd,
+            &new,
+            &orphan_cmd,
+            &dir_cmd,
+            &sub.join("dir"),
+        ] {
             assert!(kept.exists(), "{}", kept.display());
         }
     }
