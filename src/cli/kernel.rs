@@ -240,6 +240,7 @@ fn lint_profile(profile: &std::path::Path, json: bool) -> CliResult {
     let findings = lint::lint(
         &config,
         &lint::Context {
+            arch: Arch::X86_64,
             format: &format,
             cmdline: &p.kernel.cmdline,
             modules_in_image: p.kernel.modules.len(),

@@ -18,6 +18,7 @@ mod fuzz;
 mod getting_started;
 mod golden;
 mod hostile;
+mod interrupted;
 mod iterate;
 mod lock;
 mod pipeline;
