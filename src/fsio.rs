@@ -282,6 +282,13 @@ impl Staging {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+
+    /// The filled directory without its marker, for a caller that puts it in place its own way
+    /// (still removed when dropped).
+    pub fn into_unmarked(self) -> std::io::Result<tempfile::TempDir> {
+        std::fs::remove_file(self.dir.path().join(STAGING_MARKER))?;
+        Ok(self.dir)
+    }
 }
 
 /// An empty directory next to `dest` (in the same parent, created if missing, so on the same
