@@ -97,6 +97,14 @@ impl Arch {
         }
     }
 
+    /// The kernel options that make [`Arch::serial_console`] exist at boot and usable as the
+    /// console, each of which must be built in (`y`).
+    pub fn serial_console_options(self) -> &'static [&'static str] {
+        match self {
+            Arch::X86_64 => &["SERIAL_8250", "SERIAL_8250_CONSOLE"],
+        }
+    }
+
     /// npm's name (`process.arch`, what a package's `cpu` field lists).
     pub fn npm_cpu(self) -> &'static str {
         match self {

@@ -126,12 +126,12 @@ impl Cache {
 
     /// zstd-compresses `data`, reusing an earlier result for the same input, level and library.
     /// A cached result is used only after it decompresses back to exactly `data`'s digest.
-    pub fn compress_cached(&self, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    pub fn compress_cached(&self, data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
         let input = Sha256::digest(data);
         let key = hex::encode(Sha256::digest(
             format!(
                 "zstd-{}-{}-mt:{}",
-                zst::LEVEL,
+                level,
                 zst::library_version(),
                 hex::encode(input)
             )
@@ -146,7 +146,7 @@ impl Cache {
                 return Ok(cached);
             }
         }
-        let out = zst::compress(data)?;
+        let out = zst::compress(data, level)?;
         // The cache only saves time: an unwritable cache directory must not fail the build, but
         // it is said.
         if let Err(e) = std::fs::create_dir_all(path.parent().expect("has a parent"))

@@ -261,13 +261,110 @@ pub fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// The file inside every staging directory that says a StratOS process made it and, while it
+/// holds an exclusive `flock` on it, is still filling it. Removed just before the directory is
+/// published, so an image never carries it.
+pub const STAGING_MARKER: &str = ".stratos-staging-owner";
+
+/// The first line of [`STAGING_MARKER`].
+const STAGING_MAGIC: &str = "stratos staging directory";
+
+/// A staging directory being filled: removed with everything in it when dropped unpublished;
+/// its [`STAGING_MARKER`] is locked for as long as this value lives (the lock goes with the
+/// process, so a killed run leaves a marker nobody holds).
+pub struct Staging {
+    dir: tempfile::TempDir,
+    /// The marker, open and locked.
+    _owner: File,
+}
+
+impl Staging {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The filled directory without its marker, for a caller that puts it in place its own way
+    /// (still removed when dropped).
+    pub fn into_unmarked(self) -> std::io::Result<tempfile::TempDir> {
+        std::fs::remove_file(self.dir.path().join(STAGING_MARKER))?;
+        Ok(self.dir)
+    }
+}
+
 /// An empty directory next to `dest` (in the same parent, created if missing, so on the same
 /// filesystem), named `<prefix><random>`, to fill and then hand to [`publish_dir`]. Dropped
-/// without being published, it is removed with everything in it.
-pub fn staging_dir(dest: &Path, prefix: &str) -> std::io::Result<tempfile::TempDir> {
+/// without being published, it is removed with everything in it; left behind by a killed
+/// process, [`remove_stale_staging`] recognises it by its name and its unlocked marker.
+pub fn staging_dir(dest: &Path, prefix: &str) -> std::io::Result<Staging> {
+    use std::io::Write;
     let parent = parent_of(dest);
     std::fs::create_dir_all(parent)?;
-    tempfile::Builder::new().prefix(prefix).tempdir_in(parent)
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(parent)?;
+    // Locked before it takes its name, so no cleaner ever sees the marker of a live run unlocked.
+    let new = dir.path().join(format!("{STAGING_MARKER}.new"));
+    let mut owner = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&new)?;
+    rustix::fs::flock(&owner, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
+    writeln!(owner, "{STAGING_MAGIC}\npid {}", std::process::id())?;
+    std::fs::rename(&new, dir.path().join(STAGING_MARKER))?;
+    Ok(Staging { dir, _owner: owner })
+}
+
+/// What [`remove_stale_staging`] did.
+#[derive(Debug, Default)]
+pub struct StaleStaging {
+    /// Leftovers removed.
+    pub removed: Vec<PathBuf>,
+    /// Leftovers of ours that could not be removed, and why (for a warning).
+    pub failed: Vec<(PathBuf, std::io::Error)>,
+}
+
+/// Removes, in `parent`, the staging directories a StratOS process left behind: named
+/// `<prefix>…`, a directory (not a link), holding a [`STAGING_MARKER`] that is a regular file
+/// starting with our first line, which no live process holds locked. Anything else — another
+/// name, no marker, a marker that is not ours, a marker a running build holds — is left alone.
+pub fn remove_stale_staging(parent: &Path, prefix: &str) -> std::io::Result<StaleStaging> {
+    let mut out = StaleStaging::default();
+    let entries = match std::fs::read_dir(parent) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        r => r?,
+    };
+    for e in entries {
+        let e = e?;
+        if !e.file_name().to_string_lossy().starts_with(prefix) || !e.file_type()?.is_dir() {
+            continue;
+        }
+        let dir = e.path();
+        // Held while the directory is removed: a second cleaner finds it locked and skips it.
+        let Some(_held) = dead_marker(&dir) else {
+            continue;
+        };
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => out.removed.push(dir),
+            Err(e) => out.failed.push((dir, e)),
+        }
+    }
+    Ok(out)
+}
+
+/// The marker of a staging directory of ours whose owner is gone, locked by us; `None` if the
+/// directory is not recognisably ours or its owner still holds it.
+fn dead_marker(dir: &Path) -> Option<File> {
+    let path = dir.join(STAGING_MARKER);
+    let (mut f, _) = open_regular(&path, Links::Refuse).ok()?;
+    let mut head = [0u8; STAGING_MAGIC.len() + 1];
+    f.read_exact(&mut head).ok()?;
+    if head[..STAGING_MAGIC.len()] != *STAGING_MAGIC.as_bytes()
+        || head[STAGING_MAGIC.len()] != b'\n'
+    {
+        return None;
+    }
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).ok()?;
+    Some(f)
 }
 
 /// A step of [`publish_dir`] that failed, and on what.
@@ -282,7 +379,8 @@ pub struct PublishError {
 
 /// Puts the filled directory `staged` in place of `dest` in one rename, so `dest` is at every
 /// moment absent, the whole previous directory or the whole new one:
-/// 1. the staged directory is flushed (its files are the caller's to flush);
+/// 1. its [`STAGING_MARKER`] is removed and the directory flushed (its files are the caller's
+///    to flush);
 /// 2. it is renamed to `dest` without replacing anything; if `dest` exists (a directory), the
 ///    two are exchanged atomically instead (`RENAME_EXCHANGE`);
 /// 3. `dest`'s parent is flushed, so the rename survives a crash.
@@ -291,16 +389,18 @@ pub struct PublishError {
 /// Returns where the previous `dest` now is (the staged directory's path), for the caller to
 /// remove what of it is its own; `None` when there was none. (A failure of step 3 leaves it
 /// there, under the staging name.)
-pub fn publish_dir(
-    staged: tempfile::TempDir,
-    dest: &Path,
-) -> Result<Option<PathBuf>, PublishError> {
+pub fn publish_dir(staged: Staging, dest: &Path) -> Result<Option<PathBuf>, PublishError> {
     use rustix::fs::{renameat_with, RenameFlags, CWD};
     use rustix::io::Errno;
     let fail = |what: &'static str, path: &Path| {
         let path = path.to_owned();
         move |source: std::io::Error| PublishError { what, path, source }
     };
+    // The marker is ours, not the image's. (Killed between this and the rename, the directory
+    // is left without it, so it is never removed as a leftover: kept rather than guessed at.)
+    let marker = staged.path().join(STAGING_MARKER);
+    std::fs::remove_file(&marker).map_err(fail("removing", &marker))?;
+    let Staging { dir: staged, .. } = staged;
     sync_dir(staged.path()).map_err(fail("flushing", staged.path()))?;
     let replaced = match renameat_with(CWD, staged.path(), CWD, dest, RenameFlags::NOREPLACE) {
         Ok(()) => false,
@@ -369,6 +469,57 @@ mod tests {
         let (digest, n) = sha256_file(&big, Links::Refuse).unwrap();
         assert_eq!(n, 11);
         assert_eq!(hex::encode(digest), crate::sign::sha256_hex(&[0u8; 11]));
+    }
+
+    #[test]
+    fn only_dead_staging_directories_of_ours_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("out");
+        // A killed run's: marker, nobody holds it.
+        let dead = staging_dir(&dest, ".s-").unwrap();
+        std::fs::write(dead.path().join("kernel"), b"half").unwrap();
+        let dead_path = dead.path().to_owned();
+        let Staging { dir, _owner } = dead;
+        let _kept = dir.keep();
+        drop(_owner);
+        // A live run's: marker held.
+        let live = staging_dir(&dest, ".s-").unwrap();
+        // The same name without a marker, with a marker that is not ours, a link to one of
+        // ours, another name with our marker.
+        let plain = d.path().join(".s-plain");
+        std::fs::create_dir(&plain).unwrap();
+        std::fs::write(plain.join("notes"), b"mine").unwrap();
+        let foreign = d.path().join(".s-foreign");
+        std::fs::create_dir(&foreign).unwrap();
+        std::fs::write(foreign.join(STAGING_MARKER), b"something else\n").unwrap();
+        let link = d.path().join(".s-link");
+        std::os::unix::fs::symlink(&dead_path, &link).unwrap();
+        let other = d.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(
+            other.join(STAGING_MARKER),
+            format!("{STAGING_MAGIC}\npid 1\n"),
+        )
+        .unwrap();
+
+        let r = remove_stale_staging(d.path(), ".s-").unwrap();
+        assert_eq!(r.removed, std::slice::from_ref(&dead_path));
+        assert!(r.failed.is_empty());
+        assert!(!dead_path.exists());
+        for kept in [live.path(), &plain, &foreign, &other] {
+            assert!(kept.is_dir(), "{} removed", kept.display());
+        }
+        assert!(std::fs::symlink_metadata(&link).is_ok());
+        assert_eq!(std::fs::read(plain.join("notes")).unwrap(), b"mine");
+        // Once the live run is over (dropped), nothing of it is left to clean.
+        let live_path = live.path().to_owned();
+        drop(live);
+        assert!(!live_path.exists());
+        // A published directory carries no marker.
+        let s = staging_dir(&dest, ".s-").unwrap();
+        publish_dir(s, &dest).unwrap();
+        assert!(!dest.join(STAGING_MARKER).exists());
+        assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0);
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub struct Report {
     pub signed: bool,
     pub builder_version: String,
     pub source_date_epoch: u64,
+    /// Built with `stratos build --dev`: not for release.
+    pub dev: bool,
+    /// The zstd level of the compressed artifacts.
+    pub compression_level: i32,
     pub kernel: KernelReport,
     /// The block-device root, when the image has one (else the initramfs is the root).
     pub root: Option<crate::sign::manifest::RootInfo>,
@@ -85,6 +89,8 @@ pub fn report(dir: &Path) -> Result<Report, InspectError> {
         signed: std::fs::symlink_metadata(dir.join(SIGNATURE_FILE)).is_ok_and(|m| m.is_file()),
         builder_version: m.builder.version.clone(),
         source_date_epoch: m.source_date_epoch,
+        dev: m.dev,
+        compression_level: m.compression.level,
         kernel: KernelReport {
             format: m.kernel.format,
             version: m.kernel.version.clone(),

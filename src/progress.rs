@@ -166,3 +166,114 @@ pub fn human_bytes(n: u64) -> String {
         format!("{v:.1} {}", UNITS[u])
     }
 }
+
+/// `-v/--verbose`, set once by the command line: show the external commands StratOS runs.
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_verbose(on: bool) {
+    VERBOSE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn verbose() -> bool {
+    VERBOSE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Shows `cmd` on stderr (with `-v`), as a line that can be pasted into a shell, and gives it
+/// back: spawn sites write `traced(&mut cmd).output()` or `Command::new(..).args(..).traced()`.
+pub trait Traced {
+    fn traced(&mut self) -> &mut Self;
+}
+
+impl Traced for std::process::Command {
+    fn traced(&mut self) -> &mut Self {
+        if verbose() {
+            eprintln!("stratos: + {}", shell_line(self));
+        }
+        self
+    }
+}
+
+/// The command as a shell line: `cd DIR && VAR=VALUE program args`, each word quoted when it
+/// needs to be. A variable the command removes is shown as `-u VAR` through `env`.
+pub fn shell_line(cmd: &std::process::Command) -> String {
+    let mut words: Vec<String> = Vec::new();
+    let envs: Vec<_> = cmd.get_envs().collect();
+    if !envs.is_empty() {
+        words.push("env".into());
+        for (k, v) in envs {
+            let k = k.to_string_lossy();
+            match v {
+                Some(v) => words.push(shell_quote(&format!("{k}={}", v.to_string_lossy()))),
+                None => words.extend(["-u".to_owned(), shell_quote(&k)]),
+            }
+        }
+    }
+    words.push(shell_quote(&cmd.get_program().to_string_lossy()));
+    words.extend(cmd.get_args().map(|a| shell_quote(&a.to_string_lossy())));
+    let line = words.join(" ");
+    match cmd.get_current_dir() {
+        Some(dir) => format!("cd {} && {line}", shell_quote(&dir.to_string_lossy())),
+        None => line,
+    }
+}
+
+/// `word` as one shell word: as is when it holds only safe characters, else in single quotes
+/// (a `'` inside becomes `'\''`); a word with control characters (a newline in a script) in
+/// bash's `$'…'` with the characters escaped, so the line stays one line and none reaches the
+/// terminal raw.
+pub fn shell_quote(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        return word.to_owned();
+    }
+    if word.chars().any(char::is_control) {
+        let mut out = String::from("$'");
+        for c in word.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\'' => out.push_str("\\'"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('\'');
+        return out;
+    }
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_is_shown_as_a_line_a_shell_runs_unchanged() {
+        let mut cmd = std::process::Command::new("make");
+        cmd.args(["-C", "/src/linux 6.1", "O=/tmp/b", "it's", ""])
+            .env("ARCH", "x86_64")
+            .env_remove("MAKEFLAGS")
+            .current_dir("/work dir");
+        assert_eq!(
+            shell_line(&cmd),
+            "cd '/work dir' && env ARCH=x86_64 -u MAKEFLAGS make -C '/src/linux 6.1' O=/tmp/b 'it'\\''s' ''"
+        );
+        // What the shell makes of the quoted words is the argument list itself.
+        let words = ["a b", "it's", "$HOME", "x;y", "l1\n'l2'\t\\n\u{1b}"];
+        let quoted = words.map(shell_quote).join(" ");
+        assert!(
+            !quoted.contains('\n') && !quoted.contains('\u{1b}'),
+            "{quoted}"
+        );
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("printf '%s\\0' {quoted}"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            words.map(|w| format!("{w}\0")).concat()
+        );
+    }
+}

@@ -6,8 +6,12 @@
 
 use std::io::Write;
 
-/// The compression level of every artifact.
+/// The compression level of every artifact of a release build.
 pub const LEVEL: i32 = 19;
+
+/// The level of a `stratos build --dev` image: seconds instead of minutes, larger artifacts,
+/// never published (the manifest says `"dev": true`).
+pub const DEV_LEVEL: i32 = 3;
 
 /// The bundled libzstd version, e.g. `1.5.7`.
 pub fn library_version() -> String {
@@ -15,9 +19,9 @@ pub fn library_version() -> String {
     format!("{}.{}.{}", v / 10000, (v / 100) % 100, v % 100)
 }
 
-pub fn compress(data: &[u8]) -> std::io::Result<Vec<u8>> {
+pub fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 8)) as u32;
-    let mut enc = zstd::stream::Encoder::new(Vec::with_capacity(data.len() / 3), LEVEL)?;
+    let mut enc = zstd::stream::Encoder::new(Vec::with_capacity(data.len() / 3), level)?;
     enc.multithread(workers)?;
     enc.include_checksum(true)?;
     enc.set_pledged_src_size(Some(data.len() as u64))?;
@@ -50,10 +54,14 @@ mod tests {
         let data: Vec<u8> = (0..200_000u32)
             .flat_map(|i| (i % 251).to_le_bytes())
             .collect();
-        let a = super::compress(&data).unwrap();
-        let b = super::compress(&data).unwrap();
+        let a = super::compress(&data, super::LEVEL).unwrap();
+        let b = super::compress(&data, super::LEVEL).unwrap();
         assert_eq!(a, b);
         assert_eq!(super::decompress(&a).unwrap(), data);
+        let dev = super::compress(&data, super::DEV_LEVEL).unwrap();
+        assert_eq!(dev, super::compress(&data, super::DEV_LEVEL).unwrap());
+        assert_ne!(dev, a);
+        assert_eq!(super::decompress(&dev).unwrap(), data);
         assert!(super::decompress_capped(&a, 10).is_err());
         assert!(super::library_version().starts_with("1."));
     }

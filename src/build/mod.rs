@@ -89,6 +89,20 @@ pub struct BuildOptions<'a> {
     /// Where packages come from (the cache, the prefetch folder, whether to download): the
     /// cache is also where kernels are built into and compressed archives reused from.
     pub sources: crate::packages::fetch::Sources,
+    /// `--dev`: fast compression ([`archive::zst::DEV_LEVEL`]) for local iteration; the
+    /// manifest and the SBOM say the image is not for release, and `publish` refuses it.
+    pub dev: bool,
+}
+
+impl BuildOptions<'_> {
+    /// The zstd level of the archives.
+    pub fn level(&self) -> i32 {
+        if self.dev {
+            archive::zst::DEV_LEVEL
+        } else {
+            archive::zst::LEVEL
+        }
+    }
 }
 
 /// What was built.
@@ -702,7 +716,7 @@ pub fn build(
     let step = progress.step("assembling the root filesystem");
     let a = assemble(profile, &kernel, &init, &opts.sources, progress)?;
     step.done();
-    let archives = write_archives(profile, &a, &opts.sources.cache, progress)?;
+    let archives = write_archives(profile, &a, opts, progress)?;
     let mut files: Vec<(&'static str, Vec<u8>)> = vec![
         (archives.root_name, archives.root),
         (KERNEL_ARTIFACT, kernel.image.clone()),
@@ -717,12 +731,17 @@ pub fn build(
             version: &profile.image.version,
             source_date_epoch: profile.image.source_date_epoch,
             builder_version: BUILDER_VERSION,
+            dev: opts.dev,
         },
         &a.components,
     )?;
     files.push((SBOM_ARTIFACT, sbom));
     files.sort_by(|x, y| x.0.cmp(y.0));
-    let manifest = manifest(profile, &kernel, &a, archives.root_info, &files);
+    let mut manifest = manifest(profile, &kernel, &a, archives.root_info, &files);
+    if opts.dev {
+        manifest.dev = true;
+        manifest.compression.level = opts.level();
+    }
     let manifest_bytes = manifest.to_canonical();
     files.push((MANIFEST_FILE, manifest_bytes.clone()));
     if let Some(key) = opts.sign_key {
@@ -754,33 +773,42 @@ struct Archives {
 fn write_archives(
     profile: &Profile,
     a: &Assembly,
-    cache: &crate::cache::Cache,
+    opts: &BuildOptions,
     progress: &Progress,
 ) -> Result<Archives, BuildError> {
+    let (cache, level) = (&opts.sources.cache, opts.level());
     let epoch = profile.image.source_date_epoch;
     let root_format = profile.image.root;
     let step = progress.step(format!(
-        "writing {} and rootfs ({} entries, {:.1} MiB, zstd -{})",
+        "writing {} and rootfs ({} entries, {:.1} MiB, zstd -{}{})",
         match root_format {
             RootFormat::Initramfs => "initramfs",
             RootFormat::Erofs => "EROFS + dm-verity",
         },
         a.tree.len(),
         a.tree.content_bytes() as f64 / (1 << 20) as f64,
-        archive::zst::LEVEL
+        level,
+        if opts.dev { ", --dev" } else { "" }
     ));
     let (root, tar) = std::thread::scope(|s| {
         let root = s.spawn(|| match root_format {
             RootFormat::Initramfs => archive::cpio::write_cpio(&a.tree, epoch)
-                .and_then(|c| cache.compress_cached(&c).map_err(archive::ArchiveError::Io))
+                .and_then(|c| {
+                    cache
+                        .compress_cached(&c, level)
+                        .map_err(archive::ArchiveError::Io)
+                })
                 .map(|c| (INITRAMFS_ARTIFACT, c, None)),
             RootFormat::Erofs => archive::erofs::write_erofs(&a.tree, epoch).map(|mut img| {
                 let verity = archive::verity::append(&mut img);
                 (EROFS_ARTIFACT, img, Some(verity))
             }),
         });
-        let tar = archive::tar::write_tar(&a.tree, epoch)
-            .and_then(|t| cache.compress_cached(&t).map_err(archive::ArchiveError::Io));
+        let tar = archive::tar::write_tar(&a.tree, epoch).and_then(|t| {
+            cache
+                .compress_cached(&t, level)
+                .map_err(archive::ArchiveError::Io)
+        });
         (root.join().expect("root writer does not panic"), tar)
     });
     let ((root_name, root, verity), tar) = (root?, tar?);
@@ -852,6 +880,7 @@ fn manifest(
         sbom: ArtifactName::from_static(SBOM_ARTIFACT),
         seccomp: a.seccomp.clone(),
         preload: a.preload.clone(),
+        dev: false,
         observe: profile.observe.map(|o| crate::sign::manifest::ObserveInfo {
             syscalls: o.syscalls,
             latency: o.latency,

@@ -123,14 +123,15 @@ fn previous(dir: &Path) -> Result<Previous, OutputError> {
 /// directory (which holds only what we wrote).
 pub struct OutputDir {
     out: PathBuf,
-    staging: tempfile::TempDir,
+    staging: crate::fsio::Staging,
 }
 
 impl OutputDir {
     /// Checks that `out` may be replaced and creates the staging directory next to it.
     pub fn prepare(out: &Path) -> Result<OutputDir, OutputError> {
         previous(out)?;
-        let staging = crate::fsio::staging_dir(out, ".stratos-staging-")
+        remove_leftovers(out)?;
+        let staging = crate::fsio::staging_dir(out, STAGING_PREFIX)
             .map_err(io(crate::fsio::parent_of(out)))?;
         Ok(OutputDir {
             out: out.to_owned(),
@@ -169,6 +170,29 @@ impl OutputDir {
         Ok(())
     }
 }
+
+/// Removes the staging directories interrupted builds left next to `out` (only those StratOS
+/// made and no running build holds: see [`crate::fsio::remove_stale_staging`]).
+fn remove_leftovers(out: &Path) -> Result<(), OutputError> {
+    let parent = crate::fsio::parent_of(out);
+    let r = crate::fsio::remove_stale_staging(parent, STAGING_PREFIX).map_err(io(parent))?;
+    for p in &r.removed {
+        eprintln!(
+            "stratos: removed {}, left by an interrupted build",
+            crate::fsio::Shown(p)
+        );
+    }
+    for (p, e) in &r.failed {
+        eprintln!(
+            "warning: cannot remove {}, left by an interrupted build: {e}",
+            crate::fsio::Shown(p)
+        );
+    }
+    Ok(())
+}
+
+/// The name of an image's staging directory starts with this.
+const STAGING_PREFIX: &str = ".stratos-staging-";
 
 /// Removes the named files from `dir`, then `dir` if that left it empty. Something else in it
 /// (a file that appeared meanwhile) stays, with a warning: it is not ours to delete.

@@ -208,6 +208,8 @@ pub enum ChannelError {
     ImageSignatureInvalid { path: Option<PathBuf> },
     #[error("{}: the image is unsigned; only signed images can be published", .image.display())]
     Unsigned { image: PathBuf },
+    #[error("{}: built with `stratos build --dev` (fast compression, not for release); rebuild it without --dev to publish it", .image.display())]
+    DevImage { image: PathBuf },
     /// An image that does not verify (`what` names it).
     #[error("{what}: {source}")]
     BadImage {
@@ -319,6 +321,7 @@ impl ChannelError {
             | Self::MalformedImageSignature { .. }
             | Self::ImageSignatureInvalid { .. }
             | Self::Unsigned { .. }
+            | Self::DevImage { .. }
             | Self::BadImage { .. }
             | Self::BadManifest(_)
             | Self::Relabelled { .. } => Kind::Rejection,

@@ -4,13 +4,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{CliError, CliResult};
-use crate::boot::vm::{free_port, AccelChoice, Forward};
+use crate::boot::vm::{free_port, AccelChoice, Echo, Forward};
 use crate::boot::{self, BootImage, Invoke, RunOptions};
 use crate::cache::{self, Cache};
 use crate::sign::verify::verify_image;
 
-/// Boot an image under QEMU (KVM when it works, else TCG) with its serial console on the
-/// terminal, or restore a snapshot of it (--snapshot). Exits 0 when the runtime exited 0 (or
+/// Boot an image under QEMU (KVM when it works, else TCG), or restore a snapshot of it
+/// (--snapshot), showing what the function prints (the whole serial console with -v, and in
+/// an interactive session) and keeping the whole console in a log file. Exits 0 when the runtime exited 0 (or
 /// --invoke got a 2xx answer), else 1 naming what happened.
 #[derive(Debug, clap::Args)]
 #[command(
@@ -57,6 +58,11 @@ pub struct Args {
     /// Do not copy the console to stdout.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Keep the whole console (every line, with its time) in FILE [default:
+    /// <cache>/logs/boot/<image name>.console.log]. Without -v only the function's own output
+    /// (the `fn> ` lines) is copied to stdout; -v (or STRATOS_CONSOLE=all) copies every line.
+    #[arg(long, value_name = "FILE")]
+    pub console_log: Option<PathBuf>,
 }
 
 impl Args {
@@ -136,7 +142,7 @@ pub fn run(mut a: Args) -> CliResult {
         memory_mib: memory,
         forwards,
         timeout: a.timeout,
-        echo: !a.quiet,
+        echo: echo(a.quiet, interactive),
         interactive,
         stop_after_invoke: true,
         // What the function prints while answering reaches the serial console after the
@@ -153,12 +159,52 @@ pub fn run(mut a: Args) -> CliResult {
         return Err(CliError::interrupted("the VM was stopped"));
     }
     let r = r?;
+    keep_console(&a, &image, &r, opts.echo);
     print_timings(&r);
     print_syscalls(&r);
     print_seccomp_log(&r);
     match &opts.invoke {
         Some(inv) => report_invocation(&r, inv),
         None => report_ending(&r),
+    }
+}
+
+/// The console lines copied to stdout: none with --quiet; all of them with -v,
+/// `STRATOS_CONSOLE=all` or in an interactive session; else the function's own output only.
+fn echo(quiet: bool, interactive: bool) -> Echo {
+    let all = std::env::var_os("STRATOS_CONSOLE").is_some_and(|v| v == "all");
+    if quiet {
+        Echo::Off
+    } else if interactive || all || crate::progress::verbose() {
+        Echo::All
+    } else {
+        Echo::Relayed
+    }
+}
+
+/// Writes the whole console to --console-log (or its default) and says where, unless every
+/// line was already shown. A log that cannot be written is a warning: the boot itself worked.
+fn keep_console(a: &Args, image: &BootImage, r: &boot::BootRun, echo: Echo) {
+    let path = a.console_log.clone().unwrap_or_else(|| {
+        cache::root()
+            .join("logs/boot")
+            .join(format!("{}.console.log", image.manifest.image.name))
+    });
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| crate::fsio::write_atomic(&path, r.log().as_bytes(), 0o644));
+    match written {
+        Err(e) => eprintln!(
+            "stratos: warning: cannot keep the console in {}: {e}",
+            path.display()
+        ),
+        Ok(()) if echo != Echo::All => eprintln!(
+            "stratos: the whole console ({} lines): {} (-v shows it as it happens)",
+            r.lines.len(),
+            path.display()
+        ),
+        Ok(()) => {}
     }
 }
 

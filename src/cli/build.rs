@@ -29,6 +29,10 @@ pub struct Args {
     /// set (prints each difference as a warning).
     #[arg(long)]
     pub allow_config_drift: bool,
+    /// Fast compression (zstd -3 instead of -19) for local iteration: the manifest says
+    /// `"dev": true`, `verify` and `inspect` show it, and `publish` refuses the image.
+    #[arg(long)]
+    pub dev: bool,
     /// Only check every input (the profile, the locks and every package, wheel and npm
     /// tarball they pin — fetched into the cache unless --offline —, the seccomp policy, the
     /// signing key, the kernel's config) and exit; nothing is compiled or written to --out.
@@ -55,6 +59,7 @@ pub fn run(a: Args) -> CliResult {
         init_binary,
         allow_config_drift: a.allow_config_drift,
         sources: crate::packages::fetch::Sources::from_env(a.offline),
+        dev: a.dev,
     };
     let failed = |e: build::BuildError| {
         let env = e.is_environment();
@@ -95,6 +100,11 @@ pub fn run(a: Args) -> CliResult {
         println!(
             "  note: {} from {} replaced the one from {}",
             o.path, o.by, o.replaced
+        );
+    }
+    if r.manifest.dev {
+        progress.warn(
+            "--dev: fast compression; the manifest marks the image as a dev build, not for release (`stratos publish` refuses it)",
         );
     }
     match &r.signed_by {

@@ -66,6 +66,13 @@ fn print_image(r: &Report) {
         "builder:  stratos {}, source date epoch {}",
         r.builder_version, r.source_date_epoch
     );
+    if r.dev {
+        println!(
+            "build:    dev (zstd -{}) -- {}",
+            r.compression_level,
+            super::verify::DEV_NOTE
+        );
+    }
     println!(
         "kernel:   {} {} | cmdline: {}",
         r.kernel.format,

@@ -99,7 +99,7 @@ fn profile_image(o: &ProfileArgs) -> CliResult {
             memory_mib: memory,
             forwards: Vec::new(),
             timeout,
-            echo: false,
+            echo: crate::boot::vm::Echo::Off,
             interactive: false,
             invoke: None,
             stop_after_invoke: false,
@@ -245,6 +245,7 @@ fn lint_profile(profile: &std::path::Path, json: bool) -> CliResult {
     let findings = lint::lint(
         &config,
         &lint::Context {
+            arch: Arch::X86_64,
             format: &format,
             cmdline: &p.kernel.cmdline,
             modules_in_image: p.kernel.modules.len(),

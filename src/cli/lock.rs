@@ -11,17 +11,23 @@ use crate::packages::resolve::resolve_with;
 use crate::profile::{Packages, Profile};
 
 /// Resolve the profile's `[packages] debian` list (Depends and Pre-Depends, alternatives,
-/// virtual packages, version constraints) from this machine's apt indexes, download every .deb
-/// into the package cache, and write the lock file next to the profile.
+/// virtual packages, version constraints) from this machine's apt indexes, fetch every .deb
+/// the package cache does not already hold (checked against the index's sha256), and write the
+/// lock file next to the profile.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  stratos lock profiles/python-fn.toml            # create the lock, or add what the profile now lists\n  stratos lock profiles/python-fn.toml --update   # re-resolve everything against today's indexes; shows what changed\n\nRun `apt-get update` first for current indexes. `stratos build` installs exactly the lock\nand never resolves anything itself."
+    after_help = "Examples:\n  stratos lock profiles/python-fn.toml            # create the lock, or add what the profile now lists\n  stratos lock profiles/python-fn.toml --update   # re-resolve everything against today's indexes; shows what changed\n  stratos lock profiles/python-fn.toml --offline  # no network: the indexes and .debs this machine already has\n\nThe indexes are apt's own (`apt-get update` refreshes them; stratos never downloads them).\nA .deb already in the package cache or apt's archives with the sha256 the index names is\nreused, not downloaded again. `stratos build` installs exactly the lock and never resolves\nanything itself."
 )]
 pub struct Args {
     pub profile: PathBuf,
     /// Re-resolve every package against the current indexes, even if the lock covers the profile.
     #[arg(long)]
     pub update: bool,
+    /// Never download: resolve from the apt indexes already on this machine and take every
+    /// .deb from the package cache (or apt's archives); fails naming what is missing and the
+    /// command that fetches it, and writes no lock.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 pub fn run(a: Args) -> CliResult {
@@ -52,20 +58,7 @@ pub fn run(a: Args) -> CliResult {
     let r = resolve_with(&index, &pkgs.debian, &pkgs.policy)
         .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", a.profile.display())))?;
     let new = LockFile::from_resolution(&r).map_err(CliError::input)?;
-    // Download and check each .deb now, so the build can run offline.
-    let sources = Sources::from_env(false);
-    let mut total = 0u64;
-    for p in &new.packages {
-        crate::packages::debian::fetch(p, &pkgs.lock, &sources)
-            .map_err(|e| CliError::input_or_env(e.is_environment(), e))?;
-        total += p.size;
-        eprintln!(
-            "stratos: fetched {} {} ({} KiB)",
-            p.name,
-            p.version,
-            p.size / 1024
-        );
-    }
+    let total = fetch_all(&new, &pkgs.lock, &a)?;
     let changes = lock::diff(old.as_ref(), &new);
     for c in &changes {
         println!("{c}");
@@ -80,6 +73,47 @@ pub fn run(a: Args) -> CliResult {
         changes.len()
     );
     Ok(())
+}
+
+/// Checks each .deb of the new lock now (from the cache, else downloaded unless --offline), so
+/// the build can run offline; returns their total size. Under --offline, every package the
+/// cache lacks is named at once.
+fn fetch_all(new: &LockFile, lock_path: &std::path::Path, a: &Args) -> Result<u64, CliError> {
+    let cached = Sources::from_env(true);
+    let online = Sources::from_env(false);
+    let fail = |e: crate::packages::PackageError| CliError::input_or_env(e.is_environment(), e);
+    let (mut total, mut missing) = (0u64, Vec::new());
+    for p in &new.packages {
+        let how = match crate::packages::debian::fetch(p, lock_path, &cached) {
+            Ok(_) => "in the package cache",
+            Err(crate::packages::PackageError::Offline { .. }) if a.offline => {
+                missing.push(format!("{} {}", p.name, p.version));
+                continue;
+            }
+            Err(crate::packages::PackageError::Offline { .. }) => {
+                crate::packages::debian::fetch(p, lock_path, &online).map_err(fail)?;
+                "downloaded"
+            }
+            Err(e) => return Err(fail(e)),
+        };
+        total += p.size;
+        eprintln!(
+            "stratos: {} {} ({} KiB): {how}",
+            p.name,
+            p.version,
+            p.size / 1024
+        );
+    }
+    if !missing.is_empty() {
+        return Err(CliError::input(anyhow::anyhow!(
+            "--offline: {} package(s) the lock needs are not in the package cache ({}) nor in apt's archives: {}; run `stratos lock {}` without --offline to download them (the lock is not written)",
+            missing.len(),
+            online.store(crate::packages::debian::STORE).dir.display(),
+            missing.join(", "),
+            a.profile.display()
+        )));
+    }
+    Ok(total)
 }
 
 /// Whether the existing lock still covers the profile (then says so); a lock the profile's

@@ -154,6 +154,11 @@ pub type CliResult = Result<(), CliError>;
     )
 )]
 pub struct Cli {
+    /// Show every external command StratOS runs (make, qemu-system-*, bwrap, apt-get, tar,
+    /// curl, ...) on stderr, quoted so it can be pasted into a shell; `boot` also shows the
+    /// whole console.
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -185,6 +190,7 @@ pub enum Command {
 }
 
 pub fn run(cli: Cli) -> CliResult {
+    crate::progress::set_verbose(cli.verbose);
     dispatch(cli).map_err(host_storage)
 }
 

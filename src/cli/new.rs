@@ -201,6 +201,7 @@ pub fn run(a: Args) -> CliResult {
     }
     let staged = crate::fsio::staging_dir(&a.dir, ".stratos-new-").map_err(writing(&a.dir))?;
     fill(staged.path(), a.runtime, &name)?;
+    let staged = staged.into_unmarked().map_err(writing(&a.dir))?;
     place(staged, &a.dir)?;
     print!("{}", next_steps(&a.dir, a.runtime, &name));
     Ok(())

@@ -23,6 +23,10 @@ pub struct Args {
     pub json: bool,
 }
 
+/// What `verify` and `inspect` say of a `stratos build --dev` image.
+pub(super) const DEV_NOTE: &str =
+    "dev build: built with `stratos build --dev` (fast compression); not for release, `stratos publish` refuses it";
+
 pub fn run(a: Args) -> CliResult {
     let key = super::vocab::public_key("--image-key", &a.image_key)?;
     if !a.dir.is_dir() {
@@ -40,6 +44,7 @@ pub fn run(a: Args) -> CliResult {
                     "version": v.manifest.image.version,
                     "key_id": v.key_id.as_str(),
                     "artifacts": v.manifest.artifacts.len(),
+                    "dev": v.manifest.dev,
                 });
                 println!("{j}");
             } else {
@@ -51,6 +56,9 @@ pub fn run(a: Args) -> CliResult {
                     v.manifest.artifacts.len(),
                     v.manifest.sbom
                 );
+                if v.manifest.dev {
+                    println!("{DEV_NOTE}");
+                }
             }
             Ok(())
         }

@@ -691,6 +691,40 @@ impl Kconfig {
     }
 }
 
+impl Kconfig {
+    /// The symbols whose being off keeps `name` off in `config`: every symbol of an unmet
+    /// `depends on` term that is not negated there and is off (`VIRTIO_NET` depending on
+    /// `NETDEVICES && VIRTIO` with `NETDEVICES=n` gives `NETDEVICES`). For a term such as
+    /// `(A || B)`, each of its symbols that is off. Sorted, each once.
+    pub fn unmet_symbols(&self, name: &str, config: &Config) -> Vec<String> {
+        let Some(sym) = self.symbols.get(name) else {
+            return Vec::new();
+        };
+        let mut out = std::collections::BTreeSet::new();
+        for deps in &sym.depends {
+            for term in conjuncts(deps) {
+                if eval(&term, config) != 0 {
+                    continue;
+                }
+                let toks = lex(&term);
+                for (i, t) in toks.iter().enumerate() {
+                    let Tok::Sym(s) = t else { continue };
+                    let negated = i > 0 && toks[i - 1] == Tok::Not;
+                    let compared = matches!(toks.get(i + 1), Some(Tok::Cmp(_)))
+                        || (i > 0 && matches!(toks[i - 1], Tok::Cmp(_)));
+                    let is_symbol = s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        && s.chars().any(|c| c.is_ascii_uppercase())
+                        && !s.chars().all(|c| c.is_ascii_digit());
+                    if is_symbol && !negated && !compared && tri(config.get(s)) == 0 {
+                        out.insert(s.clone());
+                    }
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+}
+
 fn describe_term(term: &str, config: &Config) -> String {
     let t = term.trim();
     let bare = t.trim_start_matches('!').trim();
@@ -812,6 +846,21 @@ endchoice
                 &cfg("CONFIG_KERNEL_XZ=y\n")
             )
             .contains("choice"));
+    }
+
+    #[test]
+    fn names_the_symbols_an_option_waits_for() {
+        let k = Kconfig::parse_text(KCONFIG, Arch::X86_64);
+        // VIRTIO_NET depends on NETDEVICES (its `if` block) && VIRTIO.
+        let c = cfg("CONFIG_VIRTIO=y\n# CONFIG_NETDEVICES is not set\n");
+        assert_eq!(k.unmet_symbols("VIRTIO_NET", &c), ["NETDEVICES"]);
+        // Both off: both named; an `||` group names each of its symbols that is off.
+        let c = cfg("CONFIG_SYSFS=y\nCONFIG_MMU=y\n");
+        assert_eq!(
+            k.unmet_symbols("ZRAM", &c),
+            ["BLOCK", "CRYPTO_LZ4", "CRYPTO_LZO", "CRYPTO_ZSTD"]
+        );
+        assert!(k.unmet_symbols("NO_SUCH", &c).is_empty());
     }
 
     #[test]

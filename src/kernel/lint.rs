@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::config::{Config, Value};
+use crate::arch::Arch;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
@@ -17,6 +18,8 @@ pub struct Finding {
 
 /// What the lint looks at besides the config.
 pub struct Context<'a> {
+    /// The architecture the kernel boots on (its serial console's name and driver).
+    pub arch: Arch,
     /// `bzImage` or `vmlinux`.
     pub format: &'a str,
     pub cmdline: &'a str,
@@ -37,7 +40,13 @@ fn num(c: &Config, name: &str) -> Option<i64> {
 
 pub fn lint(c: &Config, cx: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
-    for rules in [boot_requirements, boot_time, console_and_size, hardening] {
+    for rules in [
+        boot_requirements,
+        serial_console,
+        boot_time,
+        console_and_size,
+        hardening,
+    ] {
         rules(c, cx, &mut out);
     }
     out
@@ -111,6 +120,51 @@ fn boot_requirements(c: &Config, cx: &Context, out: &mut Vec<Finding>) {
             "virtio-mmio without CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES: under QEMU microvm the kernel finds no devices (no network)",
             "CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y (kernel-configs/virtio.config)",
         );
+    }
+}
+
+/// The serial port is the only console a microVM has: `stratos boot` shows it (QEMU's
+/// `-serial`), the init writes the runtime's output to `/dev/console`, and a kernel that cannot
+/// boot says why only there. The kernel needs the port's driver and its console built in
+/// (drivers/tty/serial/8250/Kconfig: SERIAL_8250_CONSOLE "depends on SERIAL_8250=y"; a
+/// module registers too late for the boot messages), and `console=` naming it
+/// (Documentation/admin-guide/serial-console.rst; without it the console is tty0, a display).
+fn serial_console(c: &Config, cx: &Context, out: &mut Vec<Finding>) {
+    let port = cx.arch.serial_console();
+    let missing: Vec<String> = cx
+        .arch
+        .serial_console_options()
+        .iter()
+        .filter(|o| !c.is_builtin(o))
+        .map(|o| format!("CONFIG_{o}"))
+        .collect();
+    if !missing.is_empty() {
+        let list = missing.join(" and ");
+        out.push(Finding {
+            rule: "no-serial-console",
+            kind: "broken",
+            message: format!(
+                "no serial console: {list} not built in, so the kernel has no {port} to print to; `stratos boot` shows nothing, the runtime's output is lost and a boot that fails says nothing"
+            ),
+            fix: format!(
+                "add kernel-configs/serial-console.config to [kernel] fragments ({}=y)",
+                missing.join("=y, ")
+            ),
+        });
+    }
+    let names_port = cx.cmdline.split_whitespace().any(|w| {
+        w.strip_prefix("console=")
+            .is_some_and(|dev| dev.split(',').next() == Some(port))
+    });
+    if !names_port {
+        out.push(Finding {
+            rule: "serial-console-cmdline",
+            kind: "broken",
+            message: format!(
+                "the kernel command line has no console={port}: the kernel and the init write to tty0 (a display no microVM has), not to the serial port `stratos boot` shows"
+            ),
+            fix: format!("add console={port} to cmdline in [kernel]"),
+        });
     }
 }
 
@@ -292,6 +346,7 @@ mod tests {
 
     fn cx() -> Context<'static> {
         Context {
+            arch: Arch::X86_64,
             format: "vmlinux",
             cmdline: "console=ttyS0 quiet",
             modules_in_image: 0,
@@ -300,7 +355,7 @@ mod tests {
         }
     }
 
-    const GOOD: &str = "CONFIG_64BIT=y\nCONFIG_BLK_DEV_INITRD=y\nCONFIG_RD_ZSTD=y\nCONFIG_VIRTIO_MMIO=y\nCONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y\nCONFIG_SECCOMP=y\nCONFIG_SECCOMP_FILTER=y\nCONFIG_STRICT_KERNEL_RWX=y\nCONFIG_STACKPROTECTOR=y\nCONFIG_PVH=y\nCONFIG_SERIAL_8250_NR_UARTS=1\nCONFIG_HW_RANDOM=y\nCONFIG_HW_RANDOM_VIRTIO=y\n";
+    const GOOD: &str = "CONFIG_64BIT=y\nCONFIG_BLK_DEV_INITRD=y\nCONFIG_RD_ZSTD=y\nCONFIG_VIRTIO_MMIO=y\nCONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y\nCONFIG_SECCOMP=y\nCONFIG_SECCOMP_FILTER=y\nCONFIG_STRICT_KERNEL_RWX=y\nCONFIG_STACKPROTECTOR=y\nCONFIG_PVH=y\nCONFIG_SERIAL_8250_NR_UARTS=1\nCONFIG_HW_RANDOM=y\nCONFIG_HW_RANDOM_VIRTIO=y\nCONFIG_SERIAL_8250=y\nCONFIG_SERIAL_8250_CONSOLE=y\n";
 
     #[test]
     fn a_kernel_without_an_entropy_source_is_flagged() {
@@ -333,6 +388,50 @@ mod tests {
     }
 
     #[test]
+    fn a_kernel_without_a_serial_console_is_flagged() {
+        // No 8250 console: the driver as a module does not count.
+        let c = Config::parse(
+            &GOOD
+                .replace("CONFIG_SERIAL_8250=y\n", "CONFIG_SERIAL_8250=m\n")
+                .replace("CONFIG_SERIAL_8250_CONSOLE=y\n", ""),
+        )
+        .unwrap();
+        let f = lint(&c, &cx());
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!((f[0].rule, f[0].kind), ("no-serial-console", "broken"));
+        assert!(
+            f[0].message
+                .contains("CONFIG_SERIAL_8250 and CONFIG_SERIAL_8250_CONSOLE not built in"),
+            "{}",
+            f[0].message
+        );
+        assert_eq!(
+            f[0].fix,
+            "add kernel-configs/serial-console.config to [kernel] fragments (CONFIG_SERIAL_8250=y, CONFIG_SERIAL_8250_CONSOLE=y)"
+        );
+        // The console on the command line: ttyS0 (with or without options), not another one.
+        let good = Config::parse(GOOD).unwrap();
+        for (cmdline, flagged) in [
+            ("console=ttyS0,115200 quiet", false),
+            ("console=tty0 console=ttyS0 quiet", false),
+            ("quiet", true),
+            ("console=tty0 quiet", true),
+            ("console=ttyS01 quiet", true),
+        ] {
+            let f = lint(&good, &Context { cmdline, ..cx() });
+            let rules: Vec<&str> = f.iter().map(|f| f.rule).collect();
+            assert_eq!(
+                rules.contains(&"serial-console-cmdline"),
+                flagged,
+                "{cmdline}: {rules:?}"
+            );
+            if flagged {
+                assert_eq!(f[0].fix, "add console=ttyS0 to cmdline in [kernel]");
+            }
+        }
+    }
+
+    #[test]
     fn a_good_config_is_clean() {
         assert_eq!(lint(&Config::parse(GOOD).unwrap(), &cx()), vec![]);
     }
@@ -344,6 +443,7 @@ mod tests {
         );
         let c = Config::parse(&bad).unwrap();
         let ctx = Context {
+            arch: Arch::X86_64,
             format: "bzImage",
             cmdline: "console=ttyS0",
             modules_in_image: 0,

@@ -6,6 +6,7 @@ pub mod kconfig;
 pub mod lint;
 pub mod modules;
 pub mod profile;
+pub mod shipped;
 
 pub use config::Config;
 

@@ -20,6 +20,7 @@ use sha2::Digest as _;
 use crate::cache::Cache;
 use crate::digest::Sha256;
 use crate::fsio::{Links, ReadError};
+use crate::progress::Traced;
 
 /// Where pinned artifacts come from and go.
 #[derive(Debug, Clone)]
@@ -302,7 +303,7 @@ pub fn download(url: &str, max_bytes: u64, accept: Option<&str>) -> Result<Vec<u
     if let Some(a) = accept {
         cmd.args(["-H", &format!("Accept: {a}")]);
     }
-    let res = cmd.arg(url).output().map_err(|e| {
+    let res = cmd.arg(url).traced().output().map_err(|e| {
         format!("cannot run curl ({e}); install curl (ci/setup does) or fill the cache")
     })?;
     if !res.status.success() {

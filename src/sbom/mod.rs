@@ -60,6 +60,8 @@ pub struct Subject<'a> {
     pub version: &'a str,
     pub source_date_epoch: u64,
     pub builder_version: &'a str,
+    /// A `stratos build --dev` image: the SBOM's metadata says `stratos:build = dev`.
+    pub dev: bool,
 }
 
 /// RFC 3339 UTC time for a Unix timestamp (civil-from-days, proleptic Gregorian).
@@ -178,7 +180,9 @@ pub fn write_sbom(subject: &Subject, components: &[ComponentSpec]) -> Result<Vec
             manufacture: None,
             supplier: None,
             licenses: None,
-            properties: None,
+            properties: subject
+                .dev
+                .then(|| Properties(vec![Property::new(prop::BUILD, prop::BUILD_DEV)])),
             lifecycles: None,
         };
         let mut dependencies = vec![Dependency {
@@ -253,6 +257,7 @@ mod tests {
             version: "1",
             source_date_epoch: 5,
             builder_version: "0.1.0",
+            dev: false,
         };
         let c = ComponentSpec {
             bom_ref: "overlay:a".into(),
@@ -274,5 +279,22 @@ mod tests {
         assert_eq!(v["specVersion"], "1.5");
         assert!(v["serialNumber"].as_str().unwrap().starts_with("urn:uuid:"));
         assert_eq!(v["metadata"]["timestamp"], "1970-01-01T00:00:05Z");
+        assert!(v["metadata"].get("properties").is_none(), "{v}");
+    }
+
+    #[test]
+    fn a_dev_image_says_so_in_the_sbom_metadata() {
+        let s = Subject {
+            name: "x",
+            version: "1",
+            source_date_epoch: 5,
+            builder_version: "0.1.0",
+            dev: true,
+        };
+        let v: serde_json::Value = serde_json::from_slice(&write_sbom(&s, &[]).unwrap()).unwrap();
+        assert_eq!(
+            v["metadata"]["properties"],
+            serde_json::json!([{"name": "stratos:build", "value": "dev"}])
+        );
     }
 }

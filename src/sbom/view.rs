@@ -22,6 +22,10 @@ pub mod prop {
     pub const SECCOMP_POLICY: &str = "stratos:seccomp-policy";
     pub const SECCOMP_POLICY_SHA256: &str = "stratos:seccomp-policy-sha256";
     pub const SECCOMP_MODE: &str = "stratos:seccomp-mode";
+    /// On the image (the SBOM's metadata): `dev` for a `stratos build --dev` image, not for
+    /// release; absent on a release build.
+    pub const BUILD: &str = "stratos:build";
+    pub const BUILD_DEV: &str = "dev";
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -24,6 +24,10 @@ pub struct Manifest {
     pub profile: ProfileInfo,
     pub kernel: KernelInfo,
     pub compression: Compression,
+    /// Built with `stratos build --dev` (fast compression): for local iteration, never for
+    /// release (`stratos publish` refuses it). Absent from a release build's manifest.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dev: bool,
     /// The artifact holding the SBOM (`sbom.cdx.json`).
     pub sbom: ArtifactName,
     /// The seccomp baseline the runtime runs under, if any.

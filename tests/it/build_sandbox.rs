@@ -206,6 +206,7 @@ fn wheel_startup_hooks_never_run_at_build() {
     let o = out.get_output();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "the build failed: {stderr}");
+    assert!(!stderr.contains("stratos: + "), "{stderr}");
 
     let ran: Vec<String> = std::fs::read_dir(&markers)
         .unwrap()
@@ -252,4 +253,28 @@ fn a_build_without_bubblewrap_names_it_and_fails_as_the_host_s_fault() {
     );
     assert!(!dir.path().join("out").exists(), "an image was written");
     assert_eq!(std::fs::read_dir(&markers).unwrap().count(), 0);
+}
+
+/// `-v` shows the commands a build runs — here the image's interpreter in the sandbox — as shell
+/// lines; without it (the test above) none is shown.
+#[test]
+fn a_verbose_build_shows_the_sandbox_command_line() {
+    require_setup_file(".cache/debian-cloud-kernel/vmlinuz");
+    require_tool("bwrap");
+    let dir = tempfile::tempdir().unwrap();
+    let markers = dir.path().join("markers");
+    std::fs::create_dir(&markers).unwrap();
+    stage(dir.path(), &markers);
+    let out = build(dir.path()).arg("-v").assert().success();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("stratos: + ") && l.contains("bwrap"))
+        .unwrap_or_else(|| panic!("no bwrap command line shown: {stderr}"));
+    assert!(
+        line.contains("--setenv PYTHONHASHSEED 0")
+            && line.contains("python3.11")
+            && line.contains(" $'\\nimport compileall"),
+        "{line}"
+    );
 }

@@ -220,3 +220,82 @@ fn a_lock_with_an_uppercase_sha256_is_refused_naming_file_line_and_package() {
         "{stderr}"
     );
 }
+
+/// `lock --offline` resolves from the apt indexes on the machine and takes the .debs from the
+/// package cache only: a missing one is named with the command that fetches it and no lock is
+/// written; with everything cached it locks, and an online lock reuses the cached .debs instead
+/// of downloading them. `-v` shows the apt commands it runs.
+#[test]
+fn lock_offline_uses_the_cache_and_names_what_is_missing() {
+    let cache = tempfile::tempdir().unwrap();
+    let repos = Repos::new(cache.path());
+    let f = Fixture::new();
+    let profile = f.profile();
+    let base = std::fs::read_to_string(&profile).unwrap();
+    std::fs::write(
+        &profile,
+        format!("{base}\n[packages]\ndebian = [\"hello\"]\n\n[packages.pin]\nhello = {{ origin = \"Debian\" }}\n"),
+    )
+    .unwrap();
+    let deb = b"Debian hello 1.0-1\n".to_vec();
+    let cached = cache
+        .path()
+        .join("debs/sha256")
+        .join(format!("{}.deb", sha256_bytes(&deb)));
+    std::fs::remove_file(&cached).unwrap();
+    let run = |args: &[&str]| {
+        stratos_std(cache.path())
+            .env("APT_CONFIG", repos.config())
+            .args(args)
+            .arg("lock")
+            .arg(&profile)
+            .arg("--offline")
+            .output()
+            .unwrap()
+    };
+
+    let out = run(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--offline: 1 package(s) the lock needs are not in the package cache")
+            && stderr.contains(": hello 1.0-1; run `stratos lock ")
+            && stderr.contains("without --offline to download them"),
+        "{stderr}"
+    );
+    assert!(!f.path("profile.lock").exists());
+
+    std::fs::write(&cached, &deb).unwrap();
+    let out = run(&["-v"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("hello 1.0-1 (0 KiB): in the package cache"),
+        "{stderr}"
+    );
+    // The commands it ran, as shell lines.
+    assert!(
+        stderr.contains(
+            "stratos: + apt-get indextargets --format '$(FILENAME) $(ORIGIN)' 'Created-By: Packages' 'Architecture: amd64'"
+        ) && stderr.contains("stratos: + /usr/lib/apt/apt-helper cat-file "),
+        "{stderr}"
+    );
+    assert!(f.path("profile.lock").exists());
+
+    // Online, the cached .deb is reused (a download would fail: the repository is not real);
+    // without -v no command is shown.
+    let out = stratos_std(cache.path())
+        .env("APT_CONFIG", repos.config())
+        .arg("lock")
+        .arg(&profile)
+        .arg("--update")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("hello 1.0-1 (0 KiB): in the package cache"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("stratos: + "), "{stderr}");
+}

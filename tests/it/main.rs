@@ -19,6 +19,8 @@ mod fuzz;
 mod getting_started;
 mod golden;
 mod hostile;
+mod interrupted;
+mod iterate;
 mod lock;
 mod pipeline;
 mod preflight;

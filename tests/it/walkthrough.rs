@@ -325,3 +325,127 @@ fn the_rollout_walkthrough_runs_as_printed() {
         ran.stderr
     );
 }
+
+/// The `run:` steps of a GitHub Actions workflow, in order: `run: COMMAND` or a `run: |` block
+/// (the lines indented deeper than `run:`, their common indentation removed).
+fn workflow_run_steps(yaml: &str) -> Vec<String> {
+    let mut steps = Vec::new();
+    let mut lines = yaml.lines().peekable();
+    while let Some(line) = lines.next() {
+        let trimmed = line.trim_start().trim_start_matches("- ");
+        let Some(rest) = trimmed.strip_prefix("run:") else {
+            continue;
+        };
+        let rest = rest.trim();
+        if rest != "|" {
+            steps.push(format!("{rest}\n"));
+            continue;
+        }
+        let key_indent = line.len() - line.trim_start().len();
+        let mut block = String::new();
+        let mut indent = None;
+        while let Some(next) = lines.peek() {
+            let n = next.len() - next.trim_start().len();
+            if !next.trim().is_empty() && n <= key_indent {
+                break;
+            }
+            let i = *indent.get_or_insert(n);
+            block.push_str(next.get(i..).unwrap_or(""));
+            block.push('\n');
+            lines.next();
+        }
+        steps.push(block);
+    }
+    steps
+}
+
+#[test]
+fn workflow_steps_are_extracted_in_order() {
+    let y = "jobs:\n  a:\n    steps:\n      - run: one\n      - name: x\n        run: |\n          two\n            three\n\n          four\n      - uses: y\n";
+    assert_eq!(workflow_run_steps(y), ["one\n", "two\n  three\n\nfour\n"]);
+}
+
+/// docs/ci/github-actions.yml's shell steps, run in order as one script the way the runner
+/// would (its `env:` values exported, its secrets made with `stratos keygen`, `$GITHUB_OUTPUT`
+/// and friends files), the publish step included (as on a tag). Substituted: `./ci/setup` and
+/// the `cargo build` (done before any test runs), the profile (the fake-kernel fixture with
+/// hello's name) and QEMU (the fake guest). A release repository for the publish step is made
+/// first, as its operator would have (docs/rollout.md, step 1).
+#[test]
+fn the_ci_example_s_steps_run_as_written() {
+    let yaml = std::fs::read_to_string(root().join("docs/ci/github-actions.yml")).unwrap();
+    let steps = workflow_run_steps(&yaml);
+    assert!(steps.len() >= 6, "{steps:?}");
+    let env_value = |key: &str| {
+        yaml.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
+            .unwrap_or_else(|| panic!("docs/ci/github-actions.yml: no env {key}"))
+            .to_owned()
+    };
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("repo");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixture = fixture_profile();
+    let mut body = steps.join("");
+    for (from, to) in [
+        ("./ci/setup\n", "true # ./ci/setup: run before the tests\n"),
+        (
+            "cargo build --release --workspace --locked\n",
+            "true # cargo build: the test runs the stratos it was built with\n",
+        ),
+    ] {
+        assert!(body.contains(from), "the workflow no longer runs {from:?}");
+        body = body.replace(from, to);
+    }
+    let prelude = format!(
+        r#"export PROFILE={profile} IMAGE={image} INVOKE={invoke}
+export STRATOS_CACHE=$PWD/.stratos-cache RUNNER_TEMP={tmp} GITHUB_OUTPUT={tmp}/output GITHUB_PATH={tmp}/path
+mkdir -p {tmp}
+stratos keygen --out {tmp}/root >/dev/null
+stratos keygen --out {tmp}/image >/dev/null
+stratos keygen --out {tmp}/channel >/dev/null
+stratos repo init --repo releases/ --root-key {tmp}/root.key --image-key {tmp}/image.pub --channel-key {tmp}/channel.pub >/dev/null
+export STRATOS_IMAGE_KEY="$(cat {tmp}/image.key)" STRATOS_CHANNEL_KEY="$(cat {tmp}/channel.key)"
+"#,
+        profile = fixture.profile().display(),
+        image = env_value("IMAGE"),
+        invoke = env_value("INVOKE"),
+        tmp = work.path().join("runner").display(),
+    );
+    std::fs::write(work.path().join("ci.sh"), format!("{prelude}{body}")).unwrap();
+    require_init();
+    let path = format!(
+        "{}:{}",
+        bin().parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-x"])
+        .arg(work.path().join("ci.sh"))
+        .current_dir(&dir)
+        .env("PATH", path)
+        .env("STRATOS_QEMU", root().join("tests/fixtures/fake-guest.py"))
+        .env_remove("STRATOS_SIGNING_KEY")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the CI example failed; script {}\n{}",
+        work.path().join("ci.sh").display(),
+        stderr
+    );
+    let key = std::fs::read_to_string(work.path().join("runner/output")).unwrap();
+    assert!(key.starts_with("key=") && key.trim().len() == 20, "{key}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("boot-test.json")).unwrap()).unwrap();
+    assert_eq!(report["image"]["name"], "hello", "{report}");
+    let canary = stratos::channel::parse_channel(
+        &std::fs::read(dir.join("releases/channels/canary.json")).unwrap(),
+        "canary",
+    )
+    .unwrap();
+    assert_eq!(canary.image.name, "hello");
+}

@@ -81,7 +81,7 @@ impl BenchOptions {
                 guest: self.guest_port,
             }],
             timeout: self.timeout,
-            echo: false,
+            echo: crate::boot::vm::Echo::Off,
             interactive: false,
             invoke: Some(Invoke {
                 host_port: host,

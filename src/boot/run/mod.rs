@@ -40,7 +40,8 @@ pub struct RunOptions {
     pub memory_mib: u32,
     pub forwards: Vec<Forward>,
     pub timeout: Duration,
-    pub echo: bool,
+    /// The console lines copied to stdout as they arrive.
+    pub echo: super::vm::Echo,
     pub interactive: bool,
     pub invoke: Option<Invoke>,
     /// Stop the VM once the invocations are done (instead of waiting for it to power off).

@@ -11,6 +11,7 @@ use super::qemu::{qemu_command, QemuError};
 use super::spec::Accel;
 use crate::arch::Arch;
 use crate::cache::Cache;
+use crate::progress::Traced;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -118,6 +119,7 @@ fn run_probe(arch: Arch, kernel: &Path) -> Result<(), String> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .traced()
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", arch.qemu_binary()))?;
     let mut out = child.stdout.take().expect("piped");

@@ -13,6 +13,6 @@ pub mod spec;
 pub mod stop;
 
 pub use kvm::{choose_accel, AccelChoice};
-pub use qemu::{free_port, Feed, QemuError, Vm};
+pub use qemu::{free_port, Echo, Feed, QemuError, Vm};
 pub use spec::{Accel, Forward, Machine, Root, SnapshotVm, VmSpec};
 pub use stop::{handle_stop_signals, stop_requested};

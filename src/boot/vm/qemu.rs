@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::spec::VmSpec;
 use crate::arch::Arch;
+use crate::progress::Traced;
 
 /// The QEMU executable for `arch`: `$STRATOS_QEMU` if set (a wrapper, another build), else
 /// the arch's system emulator (`qemu-system-x86_64`) from `PATH`.
@@ -102,6 +103,7 @@ pub enum Feed {
 pub fn qemu_version(arch: Arch) -> Result<String, QemuError> {
     let out = Command::new(qemu_binary(arch))
         .arg("--version")
+        .traced()
         .output()
         .map_err(QemuError::spawning(arch))?;
     Ok(String::from_utf8_lossy(&out.stdout)
@@ -135,6 +137,38 @@ pub fn qemu_command(arch: Arch) -> Command {
     cmd
 }
 
+/// Which console lines a VM copies to our stdout as they arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Echo {
+    Off,
+    /// Only the runtime's output the init relays (`fn> ` lines): what a person reads.
+    Relayed,
+    /// Every line: the kernel, the init's phases and metrics, the runtime.
+    All,
+}
+
+impl Echo {
+    pub fn shows(self, line: &str) -> bool {
+        use stratos_wire::control::{RELAY_CONT_PREFIX, RELAY_PREFIX};
+        match self {
+            Echo::Off => false,
+            Echo::All => true,
+            Echo::Relayed => line.starts_with(RELAY_PREFIX) || line.starts_with(RELAY_CONT_PREFIX),
+        }
+    }
+}
+
+/// `true`: every line; `false`: none.
+impl From<bool> for Echo {
+    fn from(all: bool) -> Echo {
+        if all {
+            Echo::All
+        } else {
+            Echo::Off
+        }
+    }
+}
+
 /// A running QEMU. Dropping it kills QEMU and waits for it, so no VM outlives its owner.
 pub struct Vm {
     child: Child,
@@ -146,8 +180,9 @@ pub struct Vm {
 
 impl Vm {
     /// Starts QEMU; what it says arrives on [`Vm::next`], stamped with the time since spawn.
-    /// With `echo`, console lines are also printed on our stdout as they arrive (printable).
-    pub fn start(spec: &VmSpec, echo: bool) -> Result<Vm, QemuError> {
+    /// The console lines `echo` shows are also printed on our stdout as they arrive (printable).
+    pub fn start(spec: &VmSpec, echo: impl Into<Echo>) -> Result<Vm, QemuError> {
+        let echo = echo.into();
         let mut cmd = qemu_command(spec.arch);
         cmd.args(spec.args())
             .stdin(if spec.interactive {
@@ -158,7 +193,10 @@ impl Vm {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let started = Instant::now();
-        let mut child = cmd.spawn().map_err(QemuError::spawning(spec.arch))?;
+        let mut child = cmd
+            .traced()
+            .spawn()
+            .map_err(QemuError::spawning(spec.arch))?;
         let (tx, rx) = mpsc::channel();
         let stdout = child.stdout.take().expect("piped");
         let tx2 = tx.clone();
@@ -166,7 +204,7 @@ impl Vm {
         std::thread::spawn(move || {
             read_lines(stdout, MAX_CONSOLE_LINE, |line| {
                 let text = printable_line(&line);
-                if echo {
+                if echo.shows(&text) {
                     let mut o = std::io::stdout().lock();
                     let _ = writeln!(o, "{text}");
                     let _ = o.flush();

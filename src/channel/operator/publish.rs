@@ -60,6 +60,11 @@ impl Repo {
             source,
         };
         let m = crate::sign::verify::parse_manifest(&manifest).map_err(bad_image)?;
+        if m.dev {
+            return Err(ChannelError::DevImage {
+                image: image.to_owned(),
+            });
+        }
         // Every artifact must be a regular file before anything reads it whole.
         for a in &m.artifacts {
             let p = image.join(&a.name);

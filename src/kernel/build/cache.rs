@@ -117,9 +117,24 @@ impl KernelCache {
     }
 }
 
-/// An exclusive lock on a file of the kernel cache, held while the guard lives.
+/// An exclusive lock on a file of the kernel cache, held while the guard lives (and while a
+/// child given [`Lock::for_child`] lives).
 pub(super) struct Lock {
-    _file: std::fs::File,
+    file: std::fs::File,
+}
+
+impl Lock {
+    /// The lock file as a child's standard input: a `flock` belongs to the open file, which
+    /// the child and everything it starts (make's compilers) then share, so the lock stays held
+    /// until the last of them has exited, even if this process is killed first (its own
+    /// descriptors are close-on-exec and die with it). The file is empty: a read gives EOF.
+    pub(super) fn for_child(&self) -> Result<std::process::Stdio, KernelBuildError> {
+        let f = self
+            .file
+            .try_clone()
+            .map_err(io("sharing the build lock"))?;
+        Ok(std::process::Stdio::from(f))
+    }
 }
 
 fn lock(dir: &Path, name: &str, progress: &Progress) -> Result<Lock, KernelBuildError> {
@@ -128,6 +143,7 @@ fn lock(dir: &Path, name: &str, progress: &Progress) -> Result<Lock, KernelBuild
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(&path)
         .map_err(io(format!("opening {}", path.display())))?;
@@ -142,7 +158,7 @@ fn lock(dir: &Path, name: &str, progress: &Progress) -> Result<Lock, KernelBuild
             }
         })?;
     }
-    Ok(Lock { _file: f })
+    Ok(Lock { file: f })
 }
 
 /// Removes a scratch directory of ours if it is there (a leftover of an interrupted run).

@@ -8,9 +8,11 @@ use std::process::{Command, Stdio};
 use super::cache::KernelCache;
 use super::error::{io, KernelBuildError};
 use super::toolchain::build_env;
+use super::work::{self, Work};
 use crate::arch::Arch;
 use crate::profile::{KernelFormat, KernelSourceSpec};
 use crate::progress::Progress;
+use crate::progress::Traced;
 
 pub(super) fn make(src: &Path, obj: &Path, arch: Arch) -> Command {
     let mut c = Command::new("make");
@@ -23,7 +25,7 @@ pub(super) fn make(src: &Path, obj: &Path, arch: Arch) -> Command {
 }
 
 pub(super) fn run_logged(mut cmd: Command, what: &str, log: &Path) -> Result<(), KernelBuildError> {
-    let out = cmd.output().map_err(io(format!(
+    let out = cmd.traced().output().map_err(io(format!(
         "running make for {what} (install build tools with ci/setup)"
     )))?;
     let mut text = out.stdout.clone();
@@ -51,15 +53,14 @@ fn tail(s: &str, n: usize) -> String {
 pub(super) fn run_make(
     spec: &KernelSourceSpec,
     source_dir: &Path,
-    work: &Path,
+    work: &Work,
     arch: Arch,
     kernels: &KernelCache,
     key: &str,
     progress: &Progress,
 ) -> Result<u64, KernelBuildError> {
-    let log_path = work.join("build.log");
-    let log =
-        std::fs::File::create(&log_path).map_err(io(format!("creating {}", log_path.display())))?;
+    let log_path = work.dir.join("build.log");
+    let log = work.log(&log_path)?;
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     let target = make_target(spec.format, arch);
     let running = spawn_make(source_dir, work, arch, jobs, target)?;
@@ -74,9 +75,14 @@ pub(super) fn run_make(
     let (status, compiled) = follow(running, log, &log_path, &mut bar)?;
     bar.finish();
     if !status.success() {
+        // make failed by itself (not killed by a signal): do not resume from what it left.
+        if status.code().is_some() {
+            work::forget(&work.dir)?;
+        }
         return Err(failed(&log_path, &kernels.failed(), key, target, status)?);
     }
-    if compiled > 0 {
+    // A resumed build's count is not a whole build's.
+    if compiled > 0 && !work.resumed {
         // Only the next progress bar's estimate: not worth failing a build over.
         if let Err(e) = std::fs::write(&estimate_path, compiled.to_string()) {
             progress.warn(format!("cannot write {}: {e}", estimate_path.display()));
@@ -104,14 +110,17 @@ struct Running {
 }
 
 /// Starts `make -jN TARGET` with its output piped, the build directory and the source path
-/// kept out of the binary.
+/// kept out of the binary, and the build's lock as its standard input (held until it and its
+/// compilers are gone).
 fn spawn_make(
     source_dir: &Path,
-    work: &Path,
+    work: &Work,
     arch: Arch,
     jobs: usize,
     target: &str,
 ) -> Result<Running, KernelBuildError> {
+    let stdin = work.lock.for_child()?;
+    let work = &work.dir;
     let mut c = make(source_dir, work, arch);
     let kcflags = format!(
         "-ffile-prefix-map={}=. -ffile-prefix-map={}=.",
@@ -122,8 +131,9 @@ fn spawn_make(
         .arg(format!("KCFLAGS={kcflags}"))
         .arg(format!("KAFLAGS={kcflags}"))
         .arg(target);
-    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = c
+        .traced()
         .spawn()
         .map_err(io("running make (install build tools with ci/setup)"))?;
     let stderr = child.stderr.take().expect("piped");
@@ -207,13 +217,14 @@ pub(super) fn built_image(
     arch: Arch,
 ) -> Result<Vec<u8>, KernelBuildError> {
     let built = if spec.format == KernelFormat::Vmlinux {
-        let built = work.join("vmlinux");
+        // Beside make's vmlinux, never over it: a resumed make must find its own file.
         let stripped = work.join("vmlinux.stripped");
         let mut c = Command::new("objcopy");
-        c.arg("--strip-all").arg(&built).arg(&stripped);
+        c.arg("--strip-all")
+            .arg(work.join("vmlinux"))
+            .arg(&stripped);
         run_logged(c, "stripping vmlinux (objcopy)", &work.join("strip.log"))?;
-        std::fs::rename(&stripped, &built).map_err(io("replacing vmlinux"))?;
-        built
+        stripped
     } else {
         work.join(arch.kernel_boot_image())
     };

@@ -5,7 +5,8 @@
 //! Cache layout under `<cache>/kernels/`, `<cache>` being the root the caller passes:
 //! `digests/` tarball digests by (path, size, mtime, inode); `src/<digest>/` extracted trees;
 //! `configs/<key>.config` resolved configs; `<key>/` built kernels (`kernel`, `config`,
-//! `build.log`, `meta.json`); `work/` build directories while building; `locks/`.
+//! `build.log`, `meta.json`); `work/` build directories while building, and kept when a build
+//! is interrupted so that the next run with the same key resumes it (see `work.rs`); `locks/`.
 
 mod cache;
 mod error;
@@ -13,6 +14,7 @@ mod make;
 mod resolve;
 mod source;
 mod toolchain;
+mod work;
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +22,6 @@ use crate::cache::Cache;
 use crate::profile::{KernelSourceSpec, Named};
 use crate::progress::Progress;
 use cache::{build_key, clear_scratch, store_entry, EntryMeta, KernelCache};
-use error::io;
 pub use error::{render_mismatches, KernelBuildError, Mismatch};
 use make::{built_image, run_make};
 pub use resolve::{resolve, Resolved};
@@ -40,8 +41,9 @@ pub struct Built {
 }
 
 /// Builds (or takes from the cache) the kernel for a resolved config: the cache entry keyed by
-/// everything that reaches the kernel's bytes; else, under a lock, `make` in a scratch
-/// directory, stripped for `vmlinux`, stored as a complete entry in one rename.
+/// everything that reaches the kernel's bytes; else, under a lock, `make` in the key's work
+/// directory (resuming an interrupted build there), stripped for `vmlinux`, stored as a
+/// complete entry in one rename.
 pub fn build(
     spec: &KernelSourceSpec,
     r: &Resolved,
@@ -61,16 +63,14 @@ pub fn build(
     if let Some(b) = from_cache(&entry, r, progress) {
         return Ok(b);
     }
-    let _lock = kernels.lock(&format!("build-{key}"), progress)?;
+    let lock = kernels.lock(&format!("build-{key}"), progress)?;
     if let Some(b) = from_cache(&entry, r, progress) {
         return Ok(b);
     }
     let start = std::time::Instant::now();
-    let work = kernels.work(&key);
-    clear_scratch(&work)?;
-    std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
-    std::fs::write(work.join(".config"), &r.config_text).map_err(io("writing .config"))?;
+    let work = work::prepare(&kernels.work(&key), &key, &r.config_text, &lock, progress)?;
     let compiled = run_make(spec, &r.source_dir, &work, r.arch, &kernels, &key, progress)?;
+    let work = work.dir;
     let image = built_image(spec, &work, r.arch)?;
     let seconds = start.elapsed().as_secs_f64();
     let meta = EntryMeta {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::cache::{clear_scratch, config_key, KernelCache};
+use super::cache::{clear_scratch, config_key, KernelCache, Lock};
 use super::error::{io, KernelBuildError, Mismatch};
 use super::make::{make, run_logged};
 use super::source::{extract, source_digest};
@@ -14,6 +14,7 @@ use crate::arch::Arch;
 use crate::cache::Cache;
 use crate::kernel::config::{Config, Value};
 use crate::kernel::kconfig::Kconfig;
+use crate::kernel::shipped;
 use crate::profile::{KernelSourceSpec, Named};
 use crate::progress::Progress;
 
@@ -132,13 +133,13 @@ pub fn resolve(
     ) {
         (Ok(c), Ok(b)) => (c, b),
         _ => {
-            let _l = kernels.lock(&format!("config-{key}"), progress)?;
+            let lock = kernels.lock(&format!("config-{key}"), progress)?;
             let (config_text, base_text) = run_config(
                 spec,
                 &src,
                 arch,
                 &fragments,
-                &kernels.work(&format!("config-{key}")),
+                (&kernels.work(&format!("config-{key}")), &lock),
                 progress,
             )?;
             std::fs::create_dir_all(&cfg_dir)
@@ -198,14 +199,14 @@ fn read_fragments(
     Ok((fragments, texts))
 }
 
-/// `make BASE`, the fragments merged in, `make olddefconfig`, in the scratch directory `work`:
-/// the final and the base `.config` texts.
+/// `make BASE`, the fragments merged in, `make olddefconfig`, in the scratch directory `work`
+/// (each `make` holding its `lock` as long as it runs): the final and the base `.config` texts.
 fn run_config(
     spec: &KernelSourceSpec,
     src: &Path,
     arch: Arch,
     fragments: &[(String, Config)],
-    work: &Path,
+    (work, lock): (&Path, &Lock),
     progress: &Progress,
 ) -> Result<(String, String), KernelBuildError> {
     let step = progress.step(format!(
@@ -217,14 +218,14 @@ fn run_config(
     std::fs::create_dir_all(work).map_err(io(format!("creating {}", work.display())))?;
     let log = work.join("config.log");
     let mut c = make(src, work, arch);
-    c.arg(spec.base.as_str());
+    c.arg(spec.base.as_str()).stdin(lock.for_child()?);
     run_logged(c, &format!("make {}", spec.base), &log)?;
     let base_text =
         std::fs::read_to_string(work.join(".config")).map_err(io("reading the base .config"))?;
     std::fs::write(work.join(".config"), merge(&base_text, fragments))
         .map_err(io("writing the merged .config"))?;
     let mut c = make(src, work, arch);
-    c.arg("olddefconfig");
+    c.arg("olddefconfig").stdin(lock.for_child()?);
     run_logged(c, "make olddefconfig", &log)?;
     let config_text =
         std::fs::read_to_string(work.join(".config")).map_err(io("reading the final .config"))?;
@@ -246,14 +247,23 @@ fn mismatches(
         return Ok(Vec::new());
     }
     let kconfig = Kconfig::load(src, arch).map_err(io("reading the Kconfig files"))?;
+    let in_use: Vec<&str> = fragments.iter().map(|(name, _)| name.as_str()).collect();
     Ok(raw
         .into_iter()
-        .map(|(option, asked, got, fragment)| Mismatch {
-            why: kconfig.explain(&option, &asked, &got, config),
-            asked: asked.to_string(),
-            got: got.to_string(),
-            option,
-            fragment,
+        .map(|(option, asked, got, fragment)| {
+            let turned_off = matches!(asked, Value::Yes | Value::Module)
+                && !matches!(got, Value::Yes | Value::Module);
+            let fix = turned_off
+                .then(|| kconfig.unmet_symbols(&option, config))
+                .and_then(|unmet| shipped::advice(&option, &unmet, &in_use));
+            Mismatch {
+                why: kconfig.explain(&option, &asked, &got, config),
+                asked: asked.to_string(),
+                got: got.to_string(),
+                option,
+                fragment,
+                fix,
+            }
         })
         .collect())
 }

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use super::cache::{clear_scratch, KernelCache};
 use super::error::{io, KernelBuildError};
 use crate::progress::Progress;
+use crate::progress::Traced;
 
 /// sha256 of the tarball, remembered by path, size, mtime and inode.
 pub(super) fn source_digest(
@@ -96,6 +97,7 @@ pub(super) fn extract(
         .arg(tarball)
         .arg("-C")
         .arg(tmp.path())
+        .traced()
         .output()
         .map_err(io("running tar (install it with ci/setup)"))?;
     if !out.status.success() {

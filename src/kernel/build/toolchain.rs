@@ -4,6 +4,7 @@
 use std::process::Command;
 
 use super::error::{io, KernelBuildError};
+use crate::progress::Traced;
 
 /// Fixed build identity: the kernel's banner and `uname -v` do not depend on who built it,
 /// where or when.
@@ -42,6 +43,7 @@ impl Toolchain {
     pub fn detect() -> Result<Toolchain, KernelBuildError> {
         let first_line = |tool: &str| -> Result<String, KernelBuildError> {
             let out = build_env(Command::new(tool).arg("--version"))
+                .traced()
                 .output()
                 .map_err(io(format!(
                     "running {tool} --version (install the kernel build tools with ci/setup)"

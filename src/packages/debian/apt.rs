@@ -9,6 +9,7 @@ use super::lock::LockedPackage;
 use super::resolve::ResolveError;
 use crate::arch::Arch;
 use crate::packages::PackageError;
+use crate::progress::Traced;
 
 /// Reads the machine's apt `Packages` indexes for `arch` (through `apt-get indextargets` and
 /// `apt-helper cat-file`, which decompress whatever apt stored).
@@ -21,6 +22,7 @@ pub fn machine_index(arch: Arch) -> Result<Index, ResolveError> {
             "Created-By: Packages",
         ])
         .arg(format!("Architecture: {}", arch.debian()))
+        .traced()
         .output()
         .map_err(|e| {
             ResolveError::Index(format!(
@@ -44,6 +46,7 @@ pub fn machine_index(arch: Arch) -> Result<Index, ResolveError> {
         }
         let out = Command::new("/usr/lib/apt/apt-helper")
             .args(["cat-file", f])
+            .traced()
             .output()
             .map_err(|e| ResolveError::Index(format!("cannot run apt-helper for {f}: {e}")))?;
         if !out.status.success() {
@@ -90,6 +93,7 @@ pub(super) fn download(p: &LockedPackage) -> Result<Vec<u8>, PackageError> {
     let out = Command::new("apt-get")
         .args(["download", "-q", &spec])
         .current_dir(dir.path())
+        .traced()
         .output()
         .map_err(|e| {
             fail(format!(

@@ -20,6 +20,7 @@ use std::path::Path;
 
 use crate::arch::Arch;
 use crate::packages::elf;
+use crate::progress::Traced;
 use crate::rootfs::{Entry, ImagePath, Kind, Tree};
 
 #[derive(Debug, thiserror::Error)]
@@ -249,6 +250,7 @@ fn run_driver(
         ("PYTHONHOME", home.as_os_str()),
     ];
     let out = crate::sandbox::command(bwrap, work, &env, argv)
+        .traced()
         .output()
         .map_err(io(format!(
             "running the image's interpreter {interpreter} in the sandbox ({})",

@@ -15,11 +15,13 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_stratos"))
 }
 
-/// `stratos` with a private cache directory, so tests never share state with the user's.
+/// `stratos` with a private cache directory, so tests never share state with the user's, and
+/// `boot`'s whole console on stdout (what tests read; a person gets the function's output).
 pub fn stratos(cache: &Path) -> assert_cmd::Command {
     require_init();
     let mut c = assert_cmd::Command::new(bin());
     c.env("STRATOS_CACHE", cache)
+        .env("STRATOS_CONSOLE", "all")
         .env_remove("STRATOS_SIGNING_KEY")
         .env_remove("SOURCE_DATE_EPOCH");
     c
@@ -30,6 +32,7 @@ pub fn stratos_std(cache: &Path) -> Command {
     require_init();
     let mut c = Command::new(bin());
     c.env("STRATOS_CACHE", cache)
+        .env("STRATOS_CONSOLE", "all")
         .env_remove("STRATOS_SIGNING_KEY")
         .env_remove("SOURCE_DATE_EPOCH");
     c

@@ -5,7 +5,8 @@ use crate::common::*;
 use predicates::prelude::*;
 
 /// A fragment asking for the virtio NIC without the network stack is rejected, naming the
-/// unmet dependency; `--allow-config-drift` turns that into a warning.
+/// unmet dependency and the shipped fragment that provides it (net.config) before the escape
+/// hatch; `--allow-config-drift` turns that into a warning.
 #[test]
 fn unmet_dependency_is_rejected_and_named() {
     require_kernel_source();
@@ -27,6 +28,9 @@ fn unmet_dependency_is_rejected_and_named() {
         ))
         .stderr(predicate::str::contains(
             "unmet: NETDEVICES (CONFIG_NETDEVICES=n)",
+        ))
+        .stderr(predicate::str::contains(
+            "fix: add kernel-configs/net.config to [kernel] fragments: it sets CONFIG_NETDEVICES",
         ));
     let out = work.path().join("img");
     stratos(&cache)
@@ -37,7 +41,10 @@ fn unmet_dependency_is_rejected_and_named() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--allow-config-drift"))
-        .stderr(predicate::str::contains("unmet: NETDEVICES"));
+        .stderr(predicate::str::contains("unmet: NETDEVICES"))
+        .stderr(predicate::str::contains(
+            "fix: add kernel-configs/net.config to [kernel] fragments",
+        ));
     assert!(!out.exists());
 }
 
@@ -143,4 +150,65 @@ fn kernel_builds_from_scratch_are_reproducible() {
         "kernel bytes differ"
     );
     assert_eq!(digests(&a), digests(&b), "image artifacts differ");
+}
+
+/// Slow tier (`./ci/test --slow`): a kernel build whose `stratos` is killed with SIGKILL in the
+/// middle of the compile (its make running on until its output breaks) resumes in the same
+/// work directory on the next run, and the resumed kernel has the same bytes as one built in
+/// one go.
+#[test]
+#[ignore = "slow tier: ./ci/test --slow"]
+fn a_killed_kernel_build_resumes_to_the_same_bytes() {
+    require_kernel_source();
+    let fresh = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let a = image("hello", work.path());
+    let b = work.path().join("b");
+    let profile = root().join("profiles/hello.toml");
+    let mut first = stratos_std(fresh.path())
+        .arg("build")
+        .arg(&profile)
+        .arg("--out")
+        .arg(&b)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once the compile is well under way (300 objects).
+    let builds = fresh.path().join("kernels/work");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+    // Files come and go while make runs: entries that vanish are skipped, not errors.
+    let objects = || {
+        walkdir::WalkDir::new(&builds)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "o"))
+            .count()
+    };
+    while objects() < 300 {
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the build ended before 300 objects"
+        );
+        assert!(std::time::Instant::now() < deadline, "no compile under way");
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    stratos(fresh.path())
+        .arg("build")
+        .arg(&profile)
+        .arg("--out")
+        .arg(&b)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "resuming the interrupted kernel build",
+        ))
+        .stderr(predicate::str::contains("kernel built in"));
+    assert_eq!(
+        sha256_file(&a.join("kernel")),
+        sha256_file(&b.join("kernel")),
+        "a resumed build gave other kernel bytes"
+    );
 }
