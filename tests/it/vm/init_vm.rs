@@ -264,10 +264,7 @@ fn invoking_an_image_without_network_fails_at_once_naming_the_section() {
         stderr.contains("its profile has no [network] section"),
         "{stderr}"
     );
-    assert!(
-        !stderr.contains("timed out") && !stderr.contains("no answer"),
-        "{stderr}"
-    );
+    assert!(!stderr.contains("timed out"), "{stderr}");
     assert!(
         processes_mentioning(img.to_str().unwrap()).is_empty(),
         "a QEMU survived"
