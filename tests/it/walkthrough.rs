@@ -77,7 +77,7 @@ wait_for_port() {
 "#;
 
 /// The ```sh blocks of `markdown`, in order (only those under the heading `section`, if given).
-fn sh_blocks(markdown: &str, section: Option<&str>) -> Vec<String> {
+pub(crate) fn sh_blocks(markdown: &str, section: Option<&str>) -> Vec<String> {
     let mut blocks = Vec::new();
     let mut inside: Option<String> = None;
     let mut in_section = section.is_none();

@@ -62,9 +62,49 @@ fn new_builds_and_answers(runtime: &str) {
     );
 }
 
+/// The README's "Getting started" block, run literally (python: the flagship's runtime) with
+/// the `stratos` these tests were built with first on the PATH, the shared cache (its kernel
+/// and packages) and real QEMU: from `stratos new` to the function's answer.
 #[test]
-fn new_python_builds_and_answers() {
-    new_builds_and_answers("python");
+fn the_readme_getting_started_runs_as_printed() {
+    require_tool("qemu-system-x86_64");
+    require_kernel_source();
+    require_init();
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = "Getting started: your own function";
+    let blocks = crate::walkthrough::sh_blocks(&readme, Some(section));
+    assert_eq!(blocks.len(), 1, "README.md, {section}: one ```sh block");
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("getting-started.sh"), &blocks[0]).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin().parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-x", "getting-started.sh"])
+        .current_dir(work.path())
+        .env("PATH", path)
+        .env("STRATOS_CACHE", shared_cache())
+        .env_remove("STRATOS_SIGNING_KEY")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "README.md, {section}: failed\nstdout:\n{stdout}\nstderr (the last command shown with +):\n{stderr}"
+    );
+    assert!(
+        stdout.contains("Hello, world! This is myfn on StratOS."),
+        "the answer the README promises: {stdout}"
+    );
+    assert!(
+        processes_mentioning(work.path().to_str().unwrap()).is_empty(),
+        "a QEMU process survived"
+    );
 }
 
 #[test]
