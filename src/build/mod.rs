@@ -3,8 +3,10 @@
 pub mod init_binary;
 pub mod layers;
 pub mod output;
+mod preflight;
+mod prepare;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use stratos_wire as wire;
 
@@ -12,7 +14,7 @@ use crate::arch::Arch;
 use crate::archive;
 use crate::kernel;
 use crate::packages::elf;
-use crate::profile::{KernelFormat, KernelOrigin, Named, Profile, RootFormat, ZramSize};
+use crate::profile::{KernelFormat, Named, Profile, RootFormat, ZramSize};
 use crate::progress::Progress;
 use crate::rootfs::overlay::OverlayError;
 use crate::rootfs::{Entry, ImagePath, Kind, Origin, Tree, TreeError};
@@ -27,6 +29,9 @@ pub use crate::image::{
     EROFS_ARTIFACT, INITRAMFS_ARTIFACT, KERNEL_ARTIFACT, KERNEL_CONFIG_ARTIFACT, ROOTFS_ARTIFACT,
     SBOM_ARTIFACT,
 };
+pub use preflight::{check, preflight, Checked};
+pub use prepare::{check_kernel_features, prepare_kernel, PreparedKernel, OBSERVE_OPTIONS};
+
 pub const BUILDER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[derive(Debug, thiserror::Error)]
@@ -165,17 +170,6 @@ pub fn compile_seccomp(
     Ok((bytes, info))
 }
 
-/// The kernel image and config an image will carry.
-#[derive(Debug, Clone)]
-pub struct PreparedKernel {
-    pub image: Vec<u8>,
-    pub config: Option<Vec<u8>>,
-    /// Where it came from (for messages).
-    pub path: PathBuf,
-    pub origin: crate::profile::KernelOriginKind,
-    pub source_sha256: Option<crate::digest::Sha256>,
-}
-
 /// The files the init warms at boot: the runtime's executable with its interpreter and
 /// shared-library closure (see [`elf::closure`]), then the profile's `preload` paths (and their
 /// closures, for binaries). Symlinks are resolved inside the image.
@@ -195,173 +189,6 @@ pub fn preload_list(profile: &Profile, tree: &Tree) -> Result<Vec<String>, Build
         }
     }
     Ok(files.iter().map(ToString::to_string).collect())
-}
-
-/// Reads the prebuilt kernel, or builds it from source (verifying the config).
-pub fn prepare_kernel(
-    profile: &Profile,
-    allow_config_drift: bool,
-    cache: &crate::cache::Cache,
-    progress: &Progress,
-) -> Result<PreparedKernel, BuildError> {
-    match &profile.kernel.origin {
-        KernelOrigin::Prebuilt { image, config } => {
-            let bytes = read_host(image)?;
-            let cfg = config.as_deref().map(read_host).transpose()?;
-            if let (Some(c), Some(path)) = (&cfg, config) {
-                kernel::Config::parse(&String::from_utf8_lossy(c)).map_err(|e| {
-                    BuildError::Kernel {
-                        path: path.clone(),
-                        why: format!("not a kernel .config: {e}"),
-                    }
-                })?;
-            }
-            Ok(PreparedKernel {
-                image: bytes,
-                config: cfg,
-                path: image.clone(),
-                origin: profile.kernel.origin.kind(),
-                source_sha256: None,
-            })
-        }
-        KernelOrigin::Source(spec) => {
-            let resolved = resolve_kernel_config(spec, allow_config_drift, cache, progress)?;
-            let built = kernel::build::build(spec, &resolved, cache, progress)?;
-            if built.cache_hit {
-                progress.info(format!("kernel: cache hit ({})", built.dir.display()));
-            }
-            Ok(PreparedKernel {
-                image: built.image,
-                config: Some(built.config_text.into_bytes()),
-                path: spec.tarball.clone(),
-                origin: profile.kernel.origin.kind(),
-                source_sha256: Some(crate::digest::Sha256::parse(&built.source_digest).map_err(
-                    |e| BuildError::Kernel {
-                        path: spec.tarball.clone(),
-                        why: format!("its digest: {e}"),
-                    },
-                )?),
-            })
-        }
-    }
-}
-
-/// A source kernel's config resolved (base + fragments + `olddefconfig`) and checked: every
-/// fragment option held, or (`allow_config_drift`) a warning naming those that did not.
-fn resolve_kernel_config(
-    spec: &crate::profile::KernelSourceSpec,
-    allow_config_drift: bool,
-    cache: &crate::cache::Cache,
-    progress: &Progress,
-) -> Result<kernel::build::Resolved, BuildError> {
-    let resolved = kernel::build::resolve(spec, cache, crate::arch::Arch::X86_64, progress)?;
-    if !resolved.mismatches.is_empty() {
-        if allow_config_drift {
-            progress.warn(format!(
-                "--allow-config-drift: building a kernel whose config does NOT hold what the fragments ask:\n{}",
-                kernel::build::render_mismatches(&resolved.mismatches)
-            ));
-        } else {
-            return Err(kernel::build::KernelBuildError::Drift(resolved.mismatches).into());
-        }
-    }
-    Ok(resolved)
-}
-
-/// The kernel's part of `--check`: a prebuilt kernel (and its config) read and parsed, a
-/// source kernel's config resolved and checked; nothing compiled.
-fn check_kernel_config(
-    profile: &Profile,
-    allow_config_drift: bool,
-    cache: &crate::cache::Cache,
-    progress: &Progress,
-) -> Result<(), BuildError> {
-    match &profile.kernel.origin {
-        KernelOrigin::Prebuilt { .. } => {
-            prepare_kernel(profile, allow_config_drift, cache, progress).map(drop)
-        }
-        KernelOrigin::Source(spec) => {
-            resolve_kernel_config(spec, allow_config_drift, cache, progress).map(drop)
-        }
-    }
-}
-
-/// Kernel options `[observe]` cannot work without, and why.
-pub const OBSERVE_OPTIONS: &[(&str, &str)] = &[
-    ("BPF_SYSCALL", "the bpf() system call"),
-    ("BPF_EVENTS", "eBPF programs on raw tracepoints"),
-    (
-        "CGROUPS",
-        "the runtime's cgroup, which the programs filter on",
-    ),
-];
-
-/// What the profile asks of the kernel beyond booting, checked against its config: a feature
-/// the kernel cannot provide is a build error, not a silent no-op at boot.
-pub fn check_kernel_features(profile: &Profile, kern: &PreparedKernel) -> Result<(), BuildError> {
-    check_control_channel(profile, kern)?;
-    if profile.observe.is_none() {
-        return Ok(());
-    }
-    let fix = "add kernel-configs/observability.config to [kernel] fragments, or remove [observe]";
-    let Some(text) = &kern.config else {
-        return Err(BuildError::Kernel {
-            path: kern.path.clone(),
-            why: format!("[observe] needs a kernel with eBPF support, and this prebuilt kernel has no config to check it against: give [kernel] config = \"...\" (its .config), or {fix}"),
-        });
-    };
-    let config =
-        kernel::Config::parse(&String::from_utf8_lossy(text)).map_err(|e| BuildError::Kernel {
-            path: kern.path.clone(),
-            why: format!("its config: {e}"),
-        })?;
-    let missing: Vec<String> = OBSERVE_OPTIONS
-        .iter()
-        .filter(|(o, _)| !config.is_builtin(o))
-        .map(|(o, why)| format!("CONFIG_{o}=y ({why})"))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(BuildError::Kernel {
-        path: kern.path.clone(),
-        why: format!(
-            "[observe] is on but the kernel lacks {}: {fix}",
-            missing.join(", ")
-        ),
-    })
-}
-
-/// The init reports to the host over a virtio-serial port (the control channel): without
-/// `VIRTIO_CONSOLE` (built in, or a module the image loads) no boot of the image could be
-/// measured or gated. A prebuilt kernel without a config is taken on trust.
-fn check_control_channel(profile: &Profile, kern: &PreparedKernel) -> Result<(), BuildError> {
-    let Some(text) = &kern.config else {
-        return Ok(());
-    };
-    let config =
-        kernel::Config::parse(&String::from_utf8_lossy(text)).map_err(|e| BuildError::Kernel {
-            path: kern.path.clone(),
-            why: format!("its config: {e}"),
-        })?;
-    if config.is_builtin("VIRTIO_CONSOLE") {
-        return Ok(());
-    }
-    let listed = profile.kernel.modules.iter().any(|m| m == "virtio_console");
-    if config.get("VIRTIO_CONSOLE") == Some(&kernel::config::Value::Module) && listed {
-        return Ok(());
-    }
-    let fix = if config.get("VIRTIO_CONSOLE") == Some(&kernel::config::Value::Module) {
-        "add \"virtio_console\" to [kernel] modules"
-    } else {
-        "add kernel-configs/virtio.config to [kernel] fragments (CONFIG_VIRTIO_CONSOLE=y)"
-    };
-    Err(BuildError::Kernel {
-        path: kern.path.clone(),
-        why: format!(
-            "the init reports phases, readiness and how the runtime ended over a virtio-serial port (the control channel), and this kernel has no CONFIG_VIRTIO_CONSOLE: {fix}"
-        ),
-    })
 }
 
 fn origin_files(tree: &Tree, origin: &str) -> Vec<String> {
@@ -496,15 +323,6 @@ pub fn init_config(
     }
 }
 
-fn read_host(path: &Path) -> Result<Vec<u8>, BuildError> {
-    crate::fsio::read_file(path, crate::fsio::caps::KERNEL_IMAGE, "a kernel").map_err(|e| {
-        BuildError::Kernel {
-            path: path.to_owned(),
-            why: e.to_string(),
-        }
-    })
-}
-
 /// Builds the image contents in memory: every [`layers::LAYERS`] entry in order, then the
 /// components of what the layers did not install themselves (kernel, init, generated files),
 /// then every entry of the tree attributed to exactly one component. Reads the host (profile
@@ -631,67 +449,6 @@ fn attribute_files(tree: &Tree, components: &mut [ComponentSpec]) -> Result<(), 
         }),
         None => Ok(()),
     }
-}
-
-/// What a build checked before its first expensive step.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Checked {
-    /// `.deb` files the lock pins, each in the cache (or fetched into it now).
-    pub debs: usize,
-    /// Pinned wheels, likewise.
-    pub wheels: usize,
-    /// npm tarballs, likewise.
-    pub npm: usize,
-}
-
-/// Every input a build reads, checked before the first expensive step (the kernel compile, the
-/// image assembly), so a missing lock or a `.deb` absent under `--offline` is found in seconds,
-/// not after a kernel build: the seccomp policy parses for the runtime; the Debian lock pins
-/// every package the profile names; every `.deb`, wheel and npm tarball the locks pin is in the
-/// cache, or fetched into it now (offline: reported missing, naming it). The profile's own
-/// paths (overlays, host files, fragments, the kernel source) were checked when it was loaded;
-/// the kernel's config is checked next, by [`prepare_kernel`], before it compiles anything.
-pub fn preflight(
-    profile: &Profile,
-    sources: &crate::packages::fetch::Sources,
-    progress: &Progress,
-) -> Result<Checked, BuildError> {
-    let step = progress.step("checking the inputs");
-    if let Some(spec) = &profile.seccomp {
-        // The kernel's version is not known yet: the policy is checked again, against it,
-        // when the image is assembled.
-        let target = crate::seccomp::Target::new(crate::arch::Arch::X86_64, profile.init.uid, None);
-        compile_seccomp(spec, &target)?;
-    }
-    let mut checked = Checked::default();
-    if let Some(pkgs) = &profile.packages {
-        let arch = crate::arch::Arch::X86_64;
-        checked.debs = crate::packages::debian::preflight(profile, pkgs, arch, sources)?;
-        checked.wheels = crate::packages::python::preflight(profile, pkgs, arch, sources)?;
-        checked.npm = crate::packages::npm::preflight(profile, pkgs, arch, sources)?;
-    }
-    step.done();
-    Ok(checked)
-}
-
-/// `stratos build --check`: the checks of [`preflight`], then the kernel's: a prebuilt kernel
-/// is read and its config parsed; a kernel from source has its config resolved (base +
-/// fragments + `olddefconfig`, cached) and every fragment option checked — nothing is
-/// compiled, assembled or written.
-pub fn check(
-    profile: &Profile,
-    opts: &BuildOptions,
-    progress: &Progress,
-) -> Result<Checked, BuildError> {
-    init_binary::load(&opts.init_binary, crate::arch::Arch::X86_64)?;
-    let checked = preflight(profile, &opts.sources, progress)?;
-    check_kernel_config(
-        profile,
-        opts.allow_config_drift,
-        &opts.sources.cache,
-        progress,
-    )?;
-    Ok(checked)
 }
 
 /// Runs the whole pipeline and writes the image directory atomically: check the output
