@@ -171,7 +171,7 @@ pub fn run(mut a: Args) -> CliResult {
 
 /// The console lines copied to stdout: none with --quiet; all of them with -v,
 /// `STRATOS_CONSOLE=all` or in an interactive session; else the function's own output only.
-fn echo(quiet: bool, interactive: bool) -> Echo {
+pub(super) fn echo(quiet: bool, interactive: bool) -> Echo {
     let all = std::env::var_os("STRATOS_CONSOLE").is_some_and(|v| v == "all");
     if quiet {
         Echo::Off

@@ -45,7 +45,8 @@ pub struct Args {
     /// 90s or 5m (a bare number is seconds).
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = super::vocab::deadline)]
     pub timeout: Duration,
-    /// Do not copy the console to stdout.
+    /// Copy nothing to stdout. Without it, what the function prints (the `fn> ` lines) is
+    /// copied; -v (or STRATOS_CONSOLE=all) copies the whole console.
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -90,13 +91,16 @@ pub fn run(a: Args) -> CliResult {
             warm: a.warm.clone(),
             timeout: a.timeout,
             sign_key: key.as_ref(),
-            echo: !a.quiet,
+            echo: super::boot::echo(a.quiet, false),
         },
     )
     .map_err(|e| {
         if crate::boot::stop_requested() {
             CliError::interrupted("the VM was stopped; the snapshot was not taken")
         } else {
+            if !a.quiet && !crate::progress::verbose() {
+                eprintln!("stratos: `stratos -v snapshot …` shows the whole console");
+            }
             CliError::input_or_env(e.is_environment(), e)
         }
     })?;

@@ -195,3 +195,38 @@ fn boot_shows_the_function_keeps_the_console_and_v_shows_everything() {
         .unwrap()
         .contains("stratos-metrics"));
 }
+
+/// `snapshot` shows the console the way `boot` does: the function's output only, and on a
+/// failure how to see the rest; with -v, every line.
+#[test]
+fn snapshot_shows_the_function_s_output_and_v_shows_everything() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let img = f.path("img");
+    let o = build(cache.path(), &f, &img, &["-q"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    f.write("console.log", CONSOLE.as_bytes());
+    let snapshot = |extra: &[&str]| {
+        stratos_std(cache.path())
+            .env_remove("STRATOS_CONSOLE")
+            .arg("snapshot")
+            .arg(&img)
+            .args(["--accel", "tcg", "--timeout", "20"])
+            .args(extra)
+            .env("STRATOS_QEMU", root().join("tests/fixtures/fake-qemu.sh"))
+            .env("STRATOS_FAKE_CONSOLE", f.path("console.log"))
+            .env("STRATOS_FAKE_EXIT", "1")
+            .output()
+            .unwrap()
+    };
+    let o = snapshot(&[]);
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert!(!o.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout, "fn> hello from the function\n", "{stderr}");
+    assert!(stderr.contains("-v snapshot"), "{stderr}");
+    assert!(!img.with_extension("snap").exists());
+    let o = snapshot(&["-v"]);
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(stdout, CONSOLE, "{stderr}");
+    assert!(!stderr.contains("-v snapshot"), "{stderr}");
+}

@@ -31,7 +31,8 @@ pub struct CreateOptions<'a> {
     pub warm: Vec<String>,
     pub timeout: Duration,
     pub sign_key: Option<&'a SecretKey>,
-    pub echo: bool,
+    /// Which console lines are copied to stdout.
+    pub echo: crate::boot::vm::Echo,
 }
 
 /// Boots the image with its RAM in a file, waits for `runtime_ready` and the warm-up calls,
