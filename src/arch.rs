@@ -2,8 +2,8 @@
 //! vocabulary — Debian's, Rust's, the kernel's, QEMU's, the audit subsystem's, libseccomp's,
 //! Go's and PyPI's — as mkosi's `architecture.py` and apko's `Architecture` do.
 //!
-//! x86-64 is the only architecture built today. Code that depends on the architecture asks
-//! this type rather than writing a literal, so a second one is a new variant and its answers.
+//! Two are built: x86-64 and aarch64 (arm64). Code that depends on the architecture asks this
+//! type rather than writing a literal, so a third one is a new variant and its answers.
 
 use std::fmt;
 
@@ -13,16 +13,19 @@ pub enum Arch {
     /// x86-64 (Debian `amd64`).
     #[default]
     X86_64,
+    /// 64-bit Arm (Debian `arm64`).
+    Aarch64,
 }
 
 impl Arch {
     /// Every architecture StratOS builds for.
-    pub const ALL: &'static [Arch] = &[Arch::X86_64];
+    pub const ALL: &'static [Arch] = &[Arch::X86_64, Arch::Aarch64];
 
     /// Debian's name (`Architecture:` in package indices, `arch=` in purls).
     pub fn debian(self) -> &'static str {
         match self {
             Arch::X86_64 => "amd64",
+            Arch::Aarch64 => "arm64",
         }
     }
 
@@ -30,6 +33,7 @@ impl Arch {
     pub fn multiarch(self) -> &'static str {
         match self {
             Arch::X86_64 => "x86_64-linux-gnu",
+            Arch::Aarch64 => "aarch64-linux-gnu",
         }
     }
 
@@ -45,6 +49,7 @@ impl Arch {
     pub fn rust_target(self) -> &'static str {
         match self {
             Arch::X86_64 => "x86_64-unknown-linux-gnu",
+            Arch::Aarch64 => "aarch64-unknown-linux-gnu",
         }
     }
 
@@ -52,6 +57,7 @@ impl Arch {
     pub fn kernel_make_arch(self) -> &'static str {
         match self {
             Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "arm64",
         }
     }
 
@@ -59,6 +65,7 @@ impl Arch {
     pub fn kernel_src_arch(self) -> &'static str {
         match self {
             Arch::X86_64 => "x86",
+            Arch::Aarch64 => "arm64",
         }
     }
 
@@ -66,6 +73,7 @@ impl Arch {
     pub fn kernel_boot_image(self) -> &'static str {
         match self {
             Arch::X86_64 => "arch/x86/boot/bzImage",
+            Arch::Aarch64 => "arch/arm64/boot/Image",
         }
     }
 
@@ -73,6 +81,7 @@ impl Arch {
     pub fn qemu_binary(self) -> &'static str {
         match self {
             Arch::X86_64 => "qemu-system-x86_64",
+            Arch::Aarch64 => "qemu-system-aarch64",
         }
     }
 
@@ -80,6 +89,7 @@ impl Arch {
     pub fn qemu_package(self) -> &'static str {
         match self {
             Arch::X86_64 => "qemu-system-x86",
+            Arch::Aarch64 => "qemu-system-arm",
         }
     }
 
@@ -87,6 +97,7 @@ impl Arch {
     pub fn qemu_plain_machine(self) -> &'static str {
         match self {
             Arch::X86_64 => "q35",
+            Arch::Aarch64 => "virt",
         }
     }
 
@@ -94,6 +105,7 @@ impl Arch {
     pub fn serial_console(self) -> &'static str {
         match self {
             Arch::X86_64 => "ttyS0",
+            Arch::Aarch64 => "ttyAMA0",
         }
     }
 
@@ -102,6 +114,7 @@ impl Arch {
     pub fn serial_console_options(self) -> &'static [&'static str] {
         match self {
             Arch::X86_64 => &["SERIAL_8250", "SERIAL_8250_CONSOLE"],
+            Arch::Aarch64 => &["SERIAL_AMBA_PL011", "SERIAL_AMBA_PL011_CONSOLE"],
         }
     }
 
@@ -109,6 +122,7 @@ impl Arch {
     pub fn npm_cpu(self) -> &'static str {
         match self {
             Arch::X86_64 => "x64",
+            Arch::Aarch64 => "arm64",
         }
     }
 
@@ -117,6 +131,8 @@ impl Arch {
         match self {
             // EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
             Arch::X86_64 => 0xC000_003E,
+            // EM_AARCH64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
+            Arch::Aarch64 => 0xC000_00B7,
         }
     }
 
@@ -125,6 +141,9 @@ impl Arch {
     pub fn second_abi_syscall_bit(self) -> Option<u32> {
         match self {
             Arch::X86_64 => Some(0x4000_0000),
+            // 32-bit Arm processes have their own audit architecture (AUDIT_ARCH_ARM), which
+            // the filter's architecture check already refuses.
+            Arch::Aarch64 => None,
         }
     }
 
@@ -132,6 +151,7 @@ impl Arch {
     pub fn seccomp(self) -> &'static str {
         match self {
             Arch::X86_64 => "SCMP_ARCH_X86_64",
+            Arch::Aarch64 => "SCMP_ARCH_AARCH64",
         }
     }
 
@@ -139,6 +159,7 @@ impl Arch {
     pub fn policy_names(self) -> &'static [&'static str] {
         match self {
             Arch::X86_64 => &["amd64", "x86_64"],
+            Arch::Aarch64 => &["arm64", "aarch64"],
         }
     }
 
@@ -146,6 +167,7 @@ impl Arch {
     pub fn wheel_machine(self) -> &'static str {
         match self {
             Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
         }
     }
 
@@ -153,6 +175,72 @@ impl Arch {
     pub fn elf_machine(self) -> u16 {
         match self {
             Arch::X86_64 => goblin::elf::header::EM_X86_64,
+            Arch::Aarch64 => goblin::elf::header::EM_AARCH64,
+        }
+    }
+
+    /// The word profiles, the CLI, manifests and channels use (`[image] arch`, `--arch`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+
+    /// The architecture a word names: the profile's word, Debian's or the kernel's.
+    pub fn parse(word: &str) -> Option<Arch> {
+        Arch::ALL
+            .iter()
+            .copied()
+            .find(|a| a.name() == word || a.debian() == word || a.kernel_make_arch() == word)
+    }
+
+    /// The words [`Arch::parse`] accepts, for messages.
+    pub fn allowed() -> String {
+        Arch::ALL
+            .iter()
+            .map(|a| format!("\"{}\"", a.name()))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    }
+
+    /// The architecture this program runs on.
+    pub fn host() -> Option<Arch> {
+        if cfg!(target_arch = "x86_64") {
+            Some(Arch::X86_64)
+        } else if cfg!(target_arch = "aarch64") {
+            Some(Arch::Aarch64)
+        } else {
+            None
+        }
+    }
+
+    /// The GNU cross toolchain's prefix (`CROSS_COMPILE=`) when building for it on another
+    /// architecture; none when the host builds its own.
+    pub fn cross_compile(self) -> Option<&'static str> {
+        if Arch::host() == Some(self) {
+            return None;
+        }
+        Some(match self {
+            Arch::X86_64 => "x86_64-linux-gnu-",
+            Arch::Aarch64 => "aarch64-linux-gnu-",
+        })
+    }
+
+    /// The Debian package holding [`Arch::cross_compile`]'s compiler.
+    pub fn cross_gcc_package(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "gcc-x86-64-linux-gnu",
+            Arch::Aarch64 => "gcc-aarch64-linux-gnu",
+        }
+    }
+
+    /// The user-mode emulator that runs its programs on another architecture (the build's
+    /// bytecode step), from Debian's `qemu-user-static`.
+    pub fn qemu_user(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "qemu-x86_64-static",
+            Arch::Aarch64 => "qemu-aarch64-static",
         }
     }
 
@@ -160,7 +248,38 @@ impl Arch {
     pub fn human(self) -> &'static str {
         match self {
             Arch::X86_64 => "x86-64",
+            Arch::Aarch64 => "aarch64",
         }
+    }
+}
+
+impl serde::Serialize for Arch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Arch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let word = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Arch::parse(&word).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{word:?} is not an architecture StratOS builds; use {}",
+                Arch::allowed()
+            ))
+        })
+    }
+}
+
+impl std::str::FromStr for Arch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Arch::parse(s).ok_or_else(|| {
+            format!(
+                "{s:?} is not an architecture StratOS builds; use {}",
+                Arch::allowed()
+            )
+        })
     }
 }
 
@@ -194,5 +313,44 @@ mod tests {
         assert!(a.policy_names().contains(&"amd64"));
         // arch/x86/include/uapi/asm/unistd.h: __X32_SYSCALL_BIT 0x40000000.
         assert_eq!(a.second_abi_syscall_bit(), Some(1 << 30));
+    }
+
+    #[test]
+    fn aarch64_names_match_each_tool() {
+        let a = Arch::Aarch64;
+        assert_eq!(a.debian(), "arm64");
+        assert_eq!(
+            a.library_dirs(),
+            ["/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu"]
+        );
+        assert_eq!(a.kernel_src_arch(), "arm64");
+        assert_eq!(a.kernel_make_arch(), "arm64");
+        assert_eq!(a.kernel_boot_image(), "arch/arm64/boot/Image");
+        assert_eq!(a.qemu_binary(), "qemu-system-aarch64");
+        assert_eq!(a.serial_console(), "ttyAMA0");
+        assert_eq!(a.npm_cpu(), "arm64");
+        // linux/audit.h: AUDIT_ARCH_AARCH64 = EM_AARCH64 (183) | 64-bit | little-endian.
+        assert_eq!(a.audit_arch(), 183 | 0x8000_0000 | 0x4000_0000);
+        assert_eq!(u32::from(a.elf_machine()), a.audit_arch() & 0xffff);
+        assert_eq!(a.second_abi_syscall_bit(), None);
+        assert_eq!(a.seccomp(), "SCMP_ARCH_AARCH64");
+    }
+
+    #[test]
+    fn words_parse_back() {
+        for &a in Arch::ALL {
+            assert_eq!(Arch::parse(a.name()), Some(a));
+            assert_eq!(Arch::parse(a.debian()), Some(a));
+            assert_eq!(a.name().parse::<Arch>(), Ok(a));
+        }
+        assert_eq!(Arch::parse("arm64"), Some(Arch::Aarch64));
+        assert_eq!(Arch::parse("i386"), None);
+        assert!("riscv64"
+            .parse::<Arch>()
+            .unwrap_err()
+            .contains("\"aarch64\""));
+        assert_eq!(Arch::host(), Some(Arch::X86_64));
+        assert_eq!(Arch::X86_64.cross_compile(), None);
+        assert_eq!(Arch::Aarch64.cross_compile(), Some("aarch64-linux-gnu-"));
     }
 }

@@ -81,10 +81,9 @@ impl BootImage {
     }
 }
 
-/// The architecture an image was built for. Its manifest does not name one yet: every image
-/// StratOS builds is x86-64.
-fn arch_of(_manifest: &Manifest) -> Arch {
-    Arch::X86_64
+/// The architecture an image was built for, as its manifest names it.
+fn arch_of(manifest: &Manifest) -> Arch {
+    manifest.image.arch
 }
 
 /// The kernel's config, when the image has one. Optional: images of prebuilt kernels without a

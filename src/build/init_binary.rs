@@ -6,8 +6,12 @@ use crate::arch::Arch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitBinaryError {
-    #[error("stratos-init was not found (looked at {looked}); build the workspace with `cargo build --release` (it builds `stratos` and `stratos-init` side by side) or set STRATOS_INIT to its path")]
-    NotFound { looked: String },
+    #[error("stratos-init for {arch} was not found (looked at {looked}); {fix}")]
+    NotFound {
+        arch: Arch,
+        looked: String,
+        fix: String,
+    },
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -20,29 +24,73 @@ pub enum InitBinaryError {
     Unusable { path: PathBuf, why: String },
 }
 
-/// `$STRATOS_INIT`, else `stratos-init` next to the running executable (or one directory up,
-/// for test binaries under `deps/`).
-pub fn locate() -> Result<PathBuf, InitBinaryError> {
-    if let Some(p) = std::env::var_os("STRATOS_INIT") {
+/// The variable naming the init for `arch` (`STRATOS_INIT_AARCH64`); `STRATOS_INIT` is the
+/// host architecture's.
+pub fn env_var(arch: Arch) -> String {
+    if Some(arch) == Arch::host() {
+        "STRATOS_INIT".to_owned()
+    } else {
+        format!("STRATOS_INIT_{}", arch.name().to_ascii_uppercase())
+    }
+}
+
+/// The init for `arch`: `$STRATOS_INIT` (`$STRATOS_INIT_AARCH64` for another architecture than
+/// the host's), else next to the running executable (or one directory up, for test binaries
+/// under `deps/`): `stratos-init` for the host's architecture; for another, `stratos-init-ARCH`
+/// (an installed pair), or the same Cargo profile's build for that target
+/// (`target/<host triple>/debug/` → `target/aarch64-unknown-linux-gnu/debug/stratos-init`).
+pub fn locate(arch: Arch) -> Result<PathBuf, InitBinaryError> {
+    let var = env_var(arch);
+    if let Some(p) = std::env::var_os(&var) {
         return Ok(PathBuf::from(p));
     }
     let exe = std::env::current_exe().map_err(|source| InitBinaryError::Read {
         path: PathBuf::from("/proc/self/exe"),
         source,
     })?;
+    let native = Some(arch) == Arch::host();
     let mut looked = Vec::new();
     let mut dir = exe.parent();
     for _ in 0..2 {
         let Some(d) = dir else { break };
-        let candidate = d.join("stratos-init");
-        if candidate.is_file() {
-            return Ok(candidate);
+        let mut candidates = Vec::new();
+        if native {
+            candidates.push(d.join("stratos-init"));
+        } else {
+            candidates.push(d.join(format!("stratos-init-{}", arch.name())));
+            // target/<host triple>/<profile>/ → target/<arch triple>/<profile>/
+            if let (Some(profile), Some(triple_dir)) = (d.file_name(), d.parent()) {
+                if let Some(target) = triple_dir.parent() {
+                    candidates.push(
+                        target
+                            .join(arch.rust_target())
+                            .join(profile)
+                            .join("stratos-init"),
+                    );
+                }
+            }
         }
-        looked.push(candidate.display().to_string());
+        for candidate in candidates {
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+            looked.push(candidate.display().to_string());
+        }
         dir = d.parent();
     }
+    let fix = if native {
+        "build the workspace with `cargo build --release` (it builds `stratos` and `stratos-init` side by side) or set STRATOS_INIT to its path".to_owned()
+    } else {
+        format!(
+            "cross-build it with `cargo build --release -p stratos-init --target {}` (ci/setup installs the target and Debian's {}) or set {var} to its path",
+            arch.rust_target(),
+            arch.cross_gcc_package()
+        )
+    };
     Err(InitBinaryError::NotFound {
+        arch,
         looked: looked.join(", "),
+        fix,
     })
 }
 

@@ -158,7 +158,7 @@ fn packages_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
         &mut st.tree,
         cx.profile,
         pkgs,
-        Arch::X86_64,
+        cx.profile.image.arch,
         cx.sources,
         cx.progress,
     )?;
@@ -175,7 +175,7 @@ fn python_packages_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError
         &mut st.tree,
         cx.profile,
         pkgs,
-        Arch::X86_64,
+        cx.profile.image.arch,
         cx.sources,
         cx.progress,
     )?;
@@ -271,7 +271,8 @@ fn bytecode_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
     let Some(py) = cx.profile.python.as_ref().filter(|p| p.bytecode) else {
         return Ok(());
     };
-    let c = crate::packages::bytecode::compile(&mut st.tree, &py.interpreter, Arch::X86_64)?;
+    let c =
+        crate::packages::bytecode::compile(&mut st.tree, &py.interpreter, cx.profile.image.arch)?;
     cx.progress.info(format!(
         "bytecode: {} modules compiled with the image's {} ({}, {} KiB)",
         c.sources,
@@ -289,7 +290,7 @@ fn seccomp_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
         return Ok(());
     };
     let target = crate::seccomp::Target::new(
-        crate::arch::Arch::X86_64,
+        profile.image.arch,
         profile.init.uid,
         cx.kernel_image.version.as_deref(),
     );

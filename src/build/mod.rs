@@ -10,7 +10,6 @@ use std::path::PathBuf;
 
 use stratos_wire as wire;
 
-use crate::arch::Arch;
 use crate::archive;
 use crate::kernel;
 use crate::packages::elf;
@@ -177,13 +176,13 @@ pub fn preload_list(profile: &Profile, tree: &Tree) -> Result<Vec<String>, Build
     let runtime =
         ImagePath::parse(&profile.init.argv[0]).map_err(|e| BuildError::Runtime(e.to_string()))?;
     // The closure is always computed: a runtime missing a library fails the build either way.
-    let closure = elf::closure(tree, std::slice::from_ref(&runtime), Arch::X86_64)?;
+    let closure = elf::closure(tree, std::slice::from_ref(&runtime), profile.image.arch)?;
     let mut files = if profile.init.preload_runtime {
         closure
     } else {
         Vec::new()
     };
-    for p in elf::closure(tree, &profile.init.preload, Arch::X86_64)? {
+    for p in elf::closure(tree, &profile.init.preload, profile.image.arch)? {
         if !files.contains(&p) {
             files.push(p);
         }
@@ -461,7 +460,7 @@ pub fn build(
 ) -> Result<BuildResult, BuildError> {
     // Checked first: an --out that cannot be replaced or written fails before any work.
     let out = output::OutputDir::prepare(&opts.out)?;
-    let init = init_binary::load(&opts.init_binary, crate::arch::Arch::X86_64)?;
+    let init = init_binary::load(&opts.init_binary, profile.image.arch)?;
     preflight(profile, &opts.sources, progress)?;
     let kernel = prepare_kernel(
         profile,
@@ -604,6 +603,7 @@ fn manifest(
         image: ImageInfo {
             name: profile.image.name.clone(),
             version: profile.image.version.clone(),
+            arch: profile.image.arch,
         },
         builder: BuilderInfo {
             name: "stratos".into(),

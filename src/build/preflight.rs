@@ -31,12 +31,12 @@ pub fn preflight(
     if let Some(spec) = &profile.seccomp {
         // The kernel's version is not known yet: the policy is checked again, against it,
         // when the image is assembled.
-        let target = crate::seccomp::Target::new(crate::arch::Arch::X86_64, profile.init.uid, None);
+        let target = crate::seccomp::Target::new(profile.image.arch, profile.init.uid, None);
         compile_seccomp(spec, &target)?;
     }
     let mut checked = Checked::default();
     if let Some(pkgs) = &profile.packages {
-        let arch = crate::arch::Arch::X86_64;
+        let arch = profile.image.arch;
         checked.debs = crate::packages::debian::preflight(profile, pkgs, arch, sources)?;
         checked.wheels = crate::packages::python::preflight(profile, pkgs, arch, sources)?;
         checked.npm = crate::packages::npm::preflight(profile, pkgs, arch, sources)?;
@@ -54,7 +54,7 @@ pub fn check(
     opts: &BuildOptions,
     progress: &Progress,
 ) -> Result<Checked, BuildError> {
-    init_binary::load(&opts.init_binary, crate::arch::Arch::X86_64)?;
+    init_binary::load(&opts.init_binary, profile.image.arch)?;
     let checked = preflight(profile, &opts.sources, progress)?;
     check_kernel_config(
         profile,

@@ -47,7 +47,13 @@ pub fn prepare_kernel(
             })
         }
         KernelOrigin::Source(spec) => {
-            let resolved = resolve_kernel_config(spec, allow_config_drift, cache, progress)?;
+            let resolved = resolve_kernel_config(
+                spec,
+                profile.image.arch,
+                allow_config_drift,
+                cache,
+                progress,
+            )?;
             let built = kernel::build::build(spec, &resolved, cache, progress)?;
             if built.cache_hit {
                 progress.info(format!("kernel: cache hit ({})", built.dir.display()));
@@ -72,11 +78,12 @@ pub fn prepare_kernel(
 /// fragment option held, or (`allow_config_drift`) a warning naming those that did not.
 fn resolve_kernel_config(
     spec: &crate::profile::KernelSourceSpec,
+    arch: crate::arch::Arch,
     allow_config_drift: bool,
     cache: &crate::cache::Cache,
     progress: &Progress,
 ) -> Result<kernel::build::Resolved, BuildError> {
-    let resolved = kernel::build::resolve(spec, cache, crate::arch::Arch::X86_64, progress)?;
+    let resolved = kernel::build::resolve(spec, cache, arch, progress)?;
     if !resolved.mismatches.is_empty() {
         if allow_config_drift {
             progress.warn(format!(
@@ -102,9 +109,14 @@ pub(super) fn check_kernel_config(
         KernelOrigin::Prebuilt { .. } => {
             prepare_kernel(profile, allow_config_drift, cache, progress).map(drop)
         }
-        KernelOrigin::Source(spec) => {
-            resolve_kernel_config(spec, allow_config_drift, cache, progress).map(drop)
-        }
+        KernelOrigin::Source(spec) => resolve_kernel_config(
+            spec,
+            profile.image.arch,
+            allow_config_drift,
+            cache,
+            progress,
+        )
+        .map(drop),
     }
 }
 

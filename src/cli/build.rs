@@ -15,6 +15,10 @@ use crate::progress::Progress;
 pub struct Args {
     /// The profile (TOML).
     pub profile: PathBuf,
+    /// The architecture to build for, one the profile's `[image] arch` lists ("x86_64",
+    /// "aarch64") [default: the first it lists].
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<crate::arch::Arch>,
     /// Output directory [default: out/<image name>].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -46,13 +50,13 @@ pub struct Args {
 
 pub fn run(a: Args) -> CliResult {
     let progress = Progress::new(a.quiet);
-    let profile = Profile::load(&a.profile).map_err(CliError::input)?;
+    let profile = Profile::load_for(&a.profile, a.arch).map_err(CliError::input)?;
     let key = super::vocab::image_secret_key(a.image_key.as_deref())?;
     let out = a
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("out").join(&profile.image.name));
-    let init_binary = build::init_binary::locate().map_err(CliError::env)?;
+    let init_binary = build::init_binary::locate(profile.image.arch).map_err(CliError::env)?;
     let opts = BuildOptions {
         out: out.clone(),
         sign_key: key.as_ref(),

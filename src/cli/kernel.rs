@@ -27,6 +27,9 @@ pub enum Sub {
         /// Print the whole resolved .config instead of the difference.
         #[arg(long)]
         full: bool,
+        /// The architecture whose kernel to resolve [default: the profile's first].
+        #[arg(long, value_name = "ARCH")]
+        arch: Option<Arch>,
     },
     /// Flag known slow-boot and hardening traps in the profile's kernel config, with the reason
     /// and the fix. Exit 1 if anything is flagged.
@@ -36,6 +39,9 @@ pub enum Sub {
         /// Print findings as JSON.
         #[arg(long)]
         json: bool,
+        /// The architecture whose kernel to lint [default: the profile's first].
+        #[arg(long, value_name = "ARCH")]
+        arch: Option<Arch>,
     },
     /// Boot an image with `initcall_debug printk.time=1 loglevel=8` (instead of `quiet`) and
     /// report where the kernel spends its time before /init: the slowest initcalls and the
@@ -151,29 +157,37 @@ fn cache() -> crate::cache::Cache {
     crate::cache::Cache::new(crate::cache::root())
 }
 
-fn load(profile: &std::path::Path) -> Result<Profile, CliError> {
-    Profile::load(profile).map_err(CliError::input)
+fn load(profile: &std::path::Path, arch: Option<Arch>) -> Result<Profile, CliError> {
+    Profile::load_for(profile, arch).map_err(CliError::input)
 }
 
 pub fn run(a: Args) -> CliResult {
     match a.command {
         Sub::Profile(p) => profile_image(&p),
-        Sub::Config { profile, full } => config(&profile, full),
-        Sub::Lint { profile, json } => lint_profile(&profile, json),
+        Sub::Config {
+            profile,
+            full,
+            arch,
+        } => config(&profile, full, arch),
+        Sub::Lint {
+            profile,
+            json,
+            arch,
+        } => lint_profile(&profile, json, arch),
     }
 }
 
 /// `stratos kernel config`.
-fn config(profile: &std::path::Path, full: bool) -> CliResult {
+fn config(profile: &std::path::Path, full: bool, arch: Option<Arch>) -> CliResult {
     let progress = Progress::new(false);
-    let p = load(profile)?;
+    let p = load(profile, arch)?;
     let KernelOrigin::Source(spec) = &p.kernel.origin else {
         return Err(CliError::input(anyhow::anyhow!(
             "{}: the kernel is prebuilt; `kernel config` resolves kernels built from source (kernel.source)",
             profile.display()
         )));
     };
-    let r = kernel::build::resolve(spec, &cache(), Arch::X86_64, &progress)?;
+    let r = kernel::build::resolve(spec, &cache(), p.image.arch, &progress)?;
     if full {
         print!("{}", r.config_text);
     } else {
@@ -214,12 +228,12 @@ fn config(profile: &std::path::Path, full: bool) -> CliResult {
 }
 
 /// `stratos kernel lint`.
-fn lint_profile(profile: &std::path::Path, json: bool) -> CliResult {
+fn lint_profile(profile: &std::path::Path, json: bool, arch: Option<Arch>) -> CliResult {
     let progress = Progress::new(false);
-    let p = load(profile)?;
+    let p = load(profile, arch)?;
     let (config, format) = match &p.kernel.origin {
         KernelOrigin::Source(spec) => {
-            let r = kernel::build::resolve(spec, &cache(), Arch::X86_64, &progress)?;
+            let r = kernel::build::resolve(spec, &cache(), p.image.arch, &progress)?;
             (r.config, spec.format.to_string())
         }
         KernelOrigin::Prebuilt { image, config } => {
@@ -245,7 +259,7 @@ fn lint_profile(profile: &std::path::Path, json: bool) -> CliResult {
     let findings = lint::lint(
         &config,
         &lint::Context {
-            arch: Arch::X86_64,
+            arch: p.image.arch,
             format: &format,
             cmdline: &p.kernel.cmdline,
             modules_in_image: p.kernel.modules.len(),

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use super::{CliError, CliResult};
-use crate::arch::Arch;
 use crate::packages::debian::apt::machine_index;
 use crate::packages::fetch::Sources;
 use crate::packages::lock::{self, LockFile};
@@ -20,6 +19,11 @@ use crate::profile::{Packages, Profile};
 )]
 pub struct Args {
     pub profile: PathBuf,
+    /// The architecture to lock for (its lock is `NAME.lock` for x86_64, `NAME.ARCH.lock`
+    /// for another), one the profile's `[image] arch` lists ("x86_64",
+    /// "aarch64") [default: the first it lists].
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<crate::arch::Arch>,
     /// Re-resolve every package against the current indexes, even if the lock covers the profile.
     #[arg(long)]
     pub update: bool,
@@ -31,15 +35,14 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult {
-    let profile = Profile::load(&a.profile).map_err(CliError::input)?;
+    let profile = Profile::load_for(&a.profile, a.arch).map_err(CliError::input)?;
     let pkgs = profile.packages.as_ref().ok_or_else(|| {
         CliError::input(anyhow::anyhow!(
             "{}: no [packages] section; add `[packages] debian = [\"...\"]` first",
             a.profile.display()
         ))
     })?;
-    // The only architecture images are built for.
-    let arch = Arch::X86_64;
+    let arch = profile.image.arch;
     let old = if pkgs.lock.exists() {
         Some(LockFile::load(&pkgs.lock, arch).map_err(CliError::input)?)
     } else {

@@ -4,6 +4,7 @@ use super::spanned::Spanned;
 
 use super::checks::{bytes_value, choice, IntOrString};
 use super::{Ctx, Named, ProfileError};
+use crate::arch::Arch;
 use crate::rootfs::ExpandLimits;
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
@@ -27,6 +28,18 @@ pub(super) struct RawImage {
     /// What the kernel boots: "initramfs" (default) or "erofs" (a verified block device).
     #[serde(default)]
     pub root: Option<Spanned<String>>,
+    /// The architecture: "x86_64" (default) or "aarch64"; or a list of those the profile builds
+    /// for, the first the default (`stratos build --arch` picks another).
+    #[serde(default)]
+    pub arch: Option<Spanned<RawArch>>,
+}
+
+/// `[image] arch`: one architecture or a list.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub(super) enum RawArch {
+    One(String),
+    Several(Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +52,10 @@ pub struct Image {
     pub limits: ExpandLimits,
     /// The root filesystem the kernel boots.
     pub root: RootFormat,
+    /// The architecture this build is for: `--arch`, else the first of `[image] arch`.
+    pub arch: Arch,
+    /// Every architecture the profile builds for (`[image] arch`), the default first.
+    pub arches: Vec<Arch>,
 }
 
 /// `[image] root`: how the kernel gets its root filesystem.
@@ -64,7 +81,10 @@ pub(super) fn validate_image(
     env_epoch: Option<&str>,
 ) -> Result<Image, ProfileError> {
     let name = image_name(cx, &img.name)?;
+    let (arch, arches) = image_arch(cx, img.arch.as_ref())?;
     Ok(Image {
+        arch,
+        arches,
         version: image_version(cx, &img.version)?,
         source_date_epoch: source_date_epoch(cx, img.source_date_epoch.as_ref(), env_epoch)?,
         hostname: hostname(cx, img.hostname.as_ref(), &name)?,
@@ -72,6 +92,60 @@ pub(super) fn validate_image(
         root: choice(cx, img.root.as_ref(), "image.root")?,
         name,
     })
+}
+
+/// `[image] arch` and the architecture asked for (`cx.arch`): the one built and every one allowed.
+fn image_arch(cx: &Ctx, raw: Option<&Spanned<RawArch>>) -> Result<(Arch, Vec<Arch>), ProfileError> {
+    let words: Vec<&str> = match raw.map(Spanned::get_ref) {
+        None => vec![Arch::default().name()],
+        Some(RawArch::One(w)) => vec![w.as_str()],
+        Some(RawArch::Several(ws)) => ws.iter().map(String::as_str).collect(),
+    };
+    let span = raw.map_or(0..0, Spanned::span);
+    if words.is_empty() {
+        return Err(cx.at(
+            span,
+            "image.arch",
+            "lists no architecture; use \"x86_64\", \"aarch64\" or both",
+        ));
+    }
+    let mut arches = Vec::new();
+    for w in words {
+        let a = Arch::parse(w).ok_or_else(|| {
+            cx.at(
+                span.clone(),
+                "image.arch",
+                format!(
+                    "{w:?} is not an architecture StratOS builds; use {}",
+                    Arch::allowed()
+                ),
+            )
+        })?;
+        if arches.contains(&a) {
+            return Err(cx.at(span, "image.arch", format!("{} is listed twice", a.name())));
+        }
+        arches.push(a);
+    }
+    let arch = match cx.arch {
+        None => arches[0],
+        Some(want) if arches.contains(&want) => want,
+        Some(want) => {
+            let listed: Vec<&str> = arches.iter().map(|a| a.name()).collect();
+            return Err(cx.at(
+                span,
+                "image.arch",
+                format!(
+                    "this profile builds for {} only, not {}: add \"{}\" to [image] arch (with its kernel parts under [kernel.{}]) to build it for {}",
+                    listed.join(" and "),
+                    want.name(),
+                    want.name(),
+                    want.name(),
+                    want.name()
+                ),
+            ));
+        }
+    };
+    Ok((arch, arches))
 }
 
 fn image_name(cx: &Ctx, name: &Spanned<String>) -> Result<String, ProfileError> {

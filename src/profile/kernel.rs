@@ -6,6 +6,7 @@ use super::spanned::Spanned;
 
 use super::checks::{choice, existing_dir, existing_file};
 use super::{Ctx, Named, ProfileError};
+use crate::arch::Arch;
 use crate::digest::Sha256;
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
@@ -27,6 +28,25 @@ pub(super) struct RawKernel {
     pub modules_dir: Option<Spanned<String>>,
     #[serde(default)]
     pub modules: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub cmdline: Option<Spanned<String>>,
+    /// What only an x86-64 build adds or changes: more fragments, the format, the command line.
+    #[serde(default, rename = "x86_64")]
+    pub x86_64: Option<RawKernelArch>,
+    /// What only an aarch64 build adds or changes: more fragments, the format, the command line.
+    #[serde(default)]
+    pub aarch64: Option<RawKernelArch>,
+}
+
+/// `[kernel.<arch>]`: fragments appended to `[kernel] fragments`; a format and a command line
+/// that replace `[kernel]`'s.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawKernelArch {
+    #[serde(default)]
+    pub fragments: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub format: Option<Spanned<String>>,
     #[serde(default)]
     pub cmdline: Option<Spanned<String>>,
 }
@@ -118,17 +138,70 @@ pub enum KernelFormat {
     BzImage,
     /// The uncompressed ELF, loaded by the VMM through the PVH entry point.
     Vmlinux,
+    /// arm64's boot image (`arch/arm64/boot/Image`): uncompressed, loaded by QEMU at the
+    /// offset its header names.
+    Image,
 }
 
 impl Named for KernelFormat {
     const ALL: &'static [(&'static str, Self)] = &[
         ("bzImage", KernelFormat::BzImage),
         ("vmlinux", KernelFormat::Vmlinux),
+        ("Image", KernelFormat::Image),
     ];
 }
 
-/// `[kernel]`.
-pub(super) fn validate_kernel(cx: &Ctx, k: RawKernel, dir: &Path) -> Result<Kernel, ProfileError> {
+impl KernelFormat {
+    /// The architecture whose boot protocol the format is.
+    pub fn arch(self) -> Arch {
+        match self {
+            KernelFormat::BzImage | KernelFormat::Vmlinux => Arch::X86_64,
+            KernelFormat::Image => Arch::Aarch64,
+        }
+    }
+
+    /// What a kernel for `arch` is built as when the profile does not say.
+    pub fn default_for(arch: Arch) -> KernelFormat {
+        match arch {
+            Arch::X86_64 => KernelFormat::BzImage,
+            Arch::Aarch64 => KernelFormat::Image,
+        }
+    }
+}
+
+/// `[kernel]`, with `[kernel.<arch>]` for `arch` merged in (the other architectures' parts are
+/// checked, not used).
+pub(super) fn validate_kernel(
+    cx: &Ctx,
+    mut k: RawKernel,
+    dir: &Path,
+    arch: Arch,
+) -> Result<Kernel, ProfileError> {
+    let mut cmdline_key = "kernel.cmdline".to_owned();
+    let mut format_key = "kernel.format".to_owned();
+    for a in Arch::ALL {
+        let part = match a {
+            Arch::X86_64 => k.x86_64.take(),
+            Arch::Aarch64 => k.aarch64.take(),
+        };
+        let Some(part) = part else { continue };
+        let section = format!("kernel.{}", a.name());
+        if *a != arch {
+            for (i, f) in part.fragments.iter().enumerate() {
+                existing_file(cx, dir, f, &format!("{section}.fragments[{i}]"))?;
+            }
+            continue;
+        }
+        k.fragments.extend(part.fragments);
+        if part.format.is_some() {
+            k.format = part.format;
+            format_key = format!("{section}.format");
+        }
+        if part.cmdline.is_some() {
+            k.cmdline = part.cmdline;
+            cmdline_key = format!("{section}.cmdline");
+        }
+    }
     let origin = match (&k.prebuilt, &k.source) {
         (Some(_), Some(src)) => {
             return Err(cx.at(
@@ -145,7 +218,7 @@ pub(super) fn validate_kernel(cx: &Ctx, k: RawKernel, dir: &Path) -> Result<Kern
             ));
         }
         (Some(p), None) => prebuilt_kernel(cx, &k, p, dir)?,
-        (None, Some(src)) => kernel_from_source(cx, &k, src, dir)?,
+        (None, Some(src)) => kernel_from_source(cx, &k, src, dir, arch, &format_key)?,
     };
     let modules_dir = k
         .modules_dir
@@ -156,7 +229,7 @@ pub(super) fn validate_kernel(cx: &Ctx, k: RawKernel, dir: &Path) -> Result<Kern
         origin,
         modules: kernel_modules(cx, &k.modules, modules_dir.is_some())?,
         modules_dir,
-        cmdline: kernel_cmdline(cx, k.cmdline)?,
+        cmdline: kernel_cmdline(cx, k.cmdline, arch, &cmdline_key)?,
     })
 }
 
@@ -194,6 +267,8 @@ fn kernel_from_source(
     k: &RawKernel,
     src: &Spanned<RawKernelSource>,
     dir: &Path,
+    arch: Arch,
+    format_key: &str,
 ) -> Result<KernelOrigin, ProfileError> {
     if let Some(c) = &k.config {
         return Err(cx.at(
@@ -234,8 +309,37 @@ fn kernel_from_source(
         sha256,
         base: choice(cx, k.base.as_ref(), "kernel.base")?,
         fragments,
-        format: choice(cx, k.format.as_ref(), "kernel.format")?,
+        format: kernel_format(cx, k.format.as_ref(), arch, format_key)?,
     }))
+}
+
+/// The format asked for (or the architecture's default), refused if it is another
+/// architecture's boot protocol.
+fn kernel_format(
+    cx: &Ctx,
+    v: Option<&Spanned<String>>,
+    arch: Arch,
+    key: &str,
+) -> Result<KernelFormat, ProfileError> {
+    let Some(v) = v else {
+        return Ok(KernelFormat::default_for(arch));
+    };
+    let f: KernelFormat = choice(cx, Some(v), key)?;
+    if f.arch() != arch {
+        return Err(cx.at(
+            v.span(),
+            key,
+            format!(
+                "\"{f}\" boots {} only; an {} kernel is built as \"{}\" (set it under [kernel.{}], and this one under [kernel.{}])",
+                f.arch().name(),
+                arch.name(),
+                KernelFormat::default_for(arch),
+                arch.name(),
+                f.arch().name()
+            ),
+        ));
+    }
+    Ok(f)
 }
 
 fn kernel_modules(
@@ -274,15 +378,39 @@ fn kernel_modules(
     Ok(modules)
 }
 
-fn kernel_cmdline(cx: &Ctx, c: Option<Spanned<String>>) -> Result<String, ProfileError> {
+fn kernel_cmdline(
+    cx: &Ctx,
+    c: Option<Spanned<String>>,
+    arch: Arch,
+    key: &str,
+) -> Result<String, ProfileError> {
     match c {
-        Some(c) if c.get_ref().contains(['\n', '\0']) || c.get_ref().len() > 2048 => Err(cx.at(
-            c.span(),
-            "kernel.cmdline",
-            "must be one line of at most 2048 bytes",
-        )),
-        Some(c) => Ok(c.into_inner()),
-        None => Ok("console=ttyS0".to_owned()),
+        Some(c) if c.get_ref().contains(['\n', '\0']) || c.get_ref().len() > 2048 => {
+            Err(cx.at(c.span(), key, "must be one line of at most 2048 bytes"))
+        }
+        Some(c) => {
+            // Another architecture's serial port: the kernel would print nowhere.
+            for other in Arch::ALL.iter().filter(|a| **a != arch) {
+                let theirs = format!("console={}", other.serial_console());
+                if c.get_ref()
+                    .split_whitespace()
+                    .any(|w| w == theirs || w.starts_with(&format!("{theirs},")))
+                {
+                    return Err(cx.at(
+                        c.span(),
+                        key,
+                        format!(
+                            "{theirs} is {}'s serial console; an {} kernel's is console={} (give each architecture its command line under [kernel.<arch>] cmdline)",
+                            other.name(),
+                            arch.name(),
+                            arch.serial_console()
+                        ),
+                    ));
+                }
+            }
+            Ok(c.into_inner())
+        }
+        None => Ok(format!("console={}", arch.serial_console())),
     }
 }
 

@@ -98,6 +98,8 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 pub(crate) struct Ctx<'a> {
     file: &'a Path,
     text: &'a str,
+    /// The architecture asked for (`stratos build --arch`); `None`: the profile's default.
+    arch: Option<crate::arch::Arch>,
 }
 
 impl Ctx<'_> {
@@ -274,6 +276,12 @@ serde_named!(SeccompMode, KernelFormat, KernelOriginKind, RootFormat);
 impl Profile {
     /// Reads and validates a profile file.
     pub fn load(path: &Path) -> Result<Profile, ProfileError> {
+        Self::load_for(path, None)
+    }
+
+    /// Reads and validates a profile file for an architecture (`None`: the profile's default,
+    /// the first of `[image] arch`), its `[kernel.<arch>]` parts merged in.
+    pub fn load_for(path: &Path, arch: Option<crate::arch::Arch>) -> Result<Profile, ProfileError> {
         let bytes = crate::fsio::read_file(path, crate::fsio::caps::PROFILE, "a profile")?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let (line, column) = line_col(
@@ -293,11 +301,12 @@ impl Profile {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .to_owned();
-        Self::parse(
+        Self::parse_for(
             &text,
             path,
             &dir,
             std::env::var("SOURCE_DATE_EPOCH").ok().as_deref(),
+            arch,
         )
     }
 
@@ -309,7 +318,18 @@ impl Profile {
         dir: &Path,
         env_epoch: Option<&str>,
     ) -> Result<Profile, ProfileError> {
-        let cx = Ctx { file, text };
+        Self::parse_for(text, file, dir, env_epoch, None)
+    }
+
+    /// [`Profile::parse`] for an architecture (see [`Profile::load_for`]).
+    pub fn parse_for(
+        text: &str,
+        file: &Path,
+        dir: &Path,
+        env_epoch: Option<&str>,
+        arch: Option<crate::arch::Arch>,
+    ) -> Result<Profile, ProfileError> {
+        let cx = Ctx { file, text, arch };
         let raw: RawProfile = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map_or((0, 0), |s| line_col(text, s.start));
             ProfileError::Invalid(Located {
@@ -350,7 +370,7 @@ fn validate(
     }
 
     let image = image::validate_image(cx, raw.image, env_epoch)?;
-    let kernel = kernel::validate_kernel(cx, raw.kernel, dir)?;
+    let kernel = kernel::validate_kernel(cx, raw.kernel, dir, image.arch)?;
     let init = init::validate_init(cx, raw.init)?;
     let overlays = overlays::validate_overlays(cx, &raw.overlay, dir)?;
     let files = files::validate_files(cx, &raw.file, dir)?;
@@ -365,7 +385,7 @@ fn validate(
         .transpose()?;
     let packages = raw
         .packages
-        .map(|p| packages::validate_packages(cx, p, dir))
+        .map(|p| packages::validate_packages(cx, p, dir, image.arch))
         .transpose()?;
     let seccomp = raw
         .seccomp

@@ -8,6 +8,7 @@ use super::spanned::Spanned;
 
 use super::checks::{existing_file, image_path};
 use super::{Ctx, ProfileError};
+use crate::arch::Arch;
 use crate::rootfs::ImagePath;
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
@@ -145,11 +146,12 @@ pub(super) fn validate_packages(
     cx: &Ctx,
     p: RawPackages,
     dir: &Path,
+    arch: Arch,
 ) -> Result<Packages, ProfileError> {
     // Fields are checked in the order they are written here.
     Ok(Packages {
         debian: debian_names(cx, &p.debian)?,
-        lock: lock_path(cx, p.lock.as_ref(), dir),
+        lock: lock_path(cx, p.lock.as_ref(), dir, arch),
         exclude: path_globs(cx, &p.exclude, "exclude")?,
         keep: path_globs(cx, &p.keep, "keep")?,
         default_excludes: p.default_excludes.unwrap_or(true),
@@ -179,9 +181,11 @@ fn debian_names(cx: &Ctx, list: &[Spanned<String>]) -> Result<Vec<String>, Profi
     Ok(debian)
 }
 
-/// `[packages] lock`, else the profile's name with `.lock`, next to it.
-fn lock_path(cx: &Ctx, lock: Option<&Spanned<String>>, dir: &Path) -> PathBuf {
-    match lock {
+/// `[packages] lock`, else the profile's name with `.lock`, next to it. A lock is per
+/// architecture (each pins that architecture's .debs): an x86-64 build reads that path, another
+/// architecture's the same path with its name before `.lock` (`python-fn.aarch64.lock`).
+fn lock_path(cx: &Ctx, lock: Option<&Spanned<String>>, dir: &Path, arch: Arch) -> PathBuf {
+    let path = match lock {
         Some(l) => dir.join(l.get_ref()),
         None => {
             let stem = cx
@@ -191,7 +195,21 @@ fn lock_path(cx: &Ctx, lock: Option<&Spanned<String>>, dir: &Path) -> PathBuf {
                 .unwrap_or("profile");
             dir.join(format!("{stem}.lock"))
         }
+    };
+    lock_for_arch(&path, arch)
+}
+
+/// The lock file of `arch` for a profile whose x86-64 lock is `path`.
+pub fn lock_for_arch(path: &Path, arch: Arch) -> PathBuf {
+    if arch == Arch::X86_64 {
+        return path.to_owned();
     }
+    let name = path
+        .file_name()
+        .and_then(|s| s.to_str())
+        .unwrap_or("profile.lock");
+    let stem = name.strip_suffix(".lock").unwrap_or(name);
+    path.with_file_name(format!("{stem}.{}.lock", arch.name()))
 }
 
 /// `[packages] exclude` / `keep`: globs of in-image paths.

@@ -7,7 +7,8 @@ use crate::arch::Arch;
 /// Every system call of the architecture the filter is compiled for: (name, number).
 pub fn syscalls(arch: Arch) -> &'static [(&'static str, u32)] {
     match arch {
-        Arch::X86_64 => stratos_wire::syscalls::SYSCALLS,
+        Arch::X86_64 => stratos_wire::syscalls::X86_64,
+        Arch::Aarch64 => stratos_wire::syscalls::AARCH64,
     }
 }
 

@@ -52,6 +52,10 @@ pub struct Manifest {
 pub struct ImageInfo {
     pub name: String,
     pub version: String,
+    /// The architecture the image runs on ("x86_64", "aarch64"). Manifests written before
+    /// images had a second architecture have none: they are x86-64.
+    #[serde(default)]
+    pub arch: crate::arch::Arch,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -91,6 +91,7 @@ fn probe_machine(arch: Arch) -> &'static str {
 fn probe_cmdline(arch: Arch) -> &'static str {
     match arch {
         Arch::X86_64 => "console=ttyS0 earlyprintk=serial,ttyS0 panic=-1",
+        Arch::Aarch64 => "console=ttyAMA0 earlycon=pl011,0x9000000 panic=-1",
     }
 }
 

@@ -21,6 +21,7 @@ const RECIPE: &str = "stratos-kernel-recipe-2";
 fn arch_in_key(arch: Arch) -> &'static str {
     match arch {
         Arch::X86_64 => "",
+        Arch::Aarch64 => "arch: arm64\n",
     }
 }
 

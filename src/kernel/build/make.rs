@@ -21,6 +21,11 @@ pub(super) fn make(src: &Path, obj: &Path, arch: Arch) -> Command {
         .arg(src)
         .arg(format!("O={}", obj.display()))
         .arg(format!("ARCH={}", arch.kernel_make_arch()));
+    // Another architecture than the host's: Debian's GNU cross toolchain (its version is in
+    // the cache key, `Toolchain::detect`).
+    if let Some(prefix) = arch.cross_compile() {
+        c.arg(format!("CROSS_COMPILE={prefix}"));
+    }
     c
 }
 
@@ -96,7 +101,7 @@ pub(super) fn run_make(
 fn make_target(format: KernelFormat, arch: Arch) -> &'static str {
     match format {
         KernelFormat::Vmlinux => "vmlinux",
-        KernelFormat::BzImage => {
+        KernelFormat::BzImage | KernelFormat::Image => {
             let image = arch.kernel_boot_image();
             image.rsplit('/').next().unwrap_or(image)
         }
@@ -219,7 +224,7 @@ pub(super) fn built_image(
     let built = if spec.format == KernelFormat::Vmlinux {
         // Beside make's vmlinux, never over it: a resumed make must find its own file.
         let stripped = work.join("vmlinux.stripped");
-        let mut c = Command::new("objcopy");
+        let mut c = Command::new(format!("{}objcopy", arch.cross_compile().unwrap_or("")));
         c.arg("--strip-all")
             .arg(work.join("vmlinux"))
             .arg(&stripped);

@@ -51,7 +51,7 @@ pub fn build(
     progress: &Progress,
 ) -> Result<Built, KernelBuildError> {
     let kernels = KernelCache::new(cache);
-    let tools = Toolchain::detect()?;
+    let tools = Toolchain::detect(r.arch)?;
     let key = build_key(
         r.arch,
         &r.source_digest,

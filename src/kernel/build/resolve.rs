@@ -121,8 +121,8 @@ pub fn resolve(
         }
     }
     let src = extract(&kernels, &spec.tarball, &digest, progress)?;
-    let tools = Toolchain::detect()?;
-    let (fragments, texts) = read_fragments(&spec.fragments)?;
+    let (fragments, texts) = read_fragments(&spec.fragments, arch)?;
+    let tools = Toolchain::detect(arch)?;
     let key = config_key(arch, &digest, spec.base.as_str(), &texts, &tools);
     let cfg_dir = kernels.configs();
     let cached = cfg_dir.join(format!("{key}.config"));
@@ -172,10 +172,27 @@ pub fn resolve(
     })
 }
 
+/// The comment that restricts a fragment to architectures: `# stratos-arch: x86_64`.
+pub const FRAGMENT_ARCH: &str = "# stratos-arch:";
+
+/// The architectures a fragment is for, when it says (its `# stratos-arch:` line).
+pub fn fragment_arches(text: &str) -> Option<Vec<Arch>> {
+    let line = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(FRAGMENT_ARCH))?;
+    Some(
+        line.split([' ', ','])
+            .filter(|w| !w.is_empty())
+            .filter_map(Arch::parse)
+            .collect(),
+    )
+}
+
 /// Each fragment parsed and named (by its file name), with its bytes (for the cache key).
 #[allow(clippy::type_complexity)]
 fn read_fragments(
     paths: &[PathBuf],
+    arch: Arch,
 ) -> Result<(Vec<(String, Config)>, Vec<Vec<u8>>), KernelBuildError> {
     let mut fragments = Vec::new();
     let mut texts = Vec::new();
@@ -193,6 +210,18 @@ fn read_fragments(
             .to_owned();
         let parsed =
             Config::parse(&String::from_utf8_lossy(&text)).map_err(|e| bad(e.to_string()))?;
+        if let Some(only) = fragment_arches(&String::from_utf8_lossy(&text)) {
+            if !only.contains(&arch) {
+                let names: Vec<&str> = only.iter().map(|a| a.name()).collect();
+                return Err(bad(format!(
+                    "is for {} only (its `{FRAGMENT_ARCH} {}` line), and this kernel is {}: list it under [kernel.{}] fragments in the profile, not [kernel] fragments",
+                    names.join(" and "),
+                    names.join(" "),
+                    arch.name(),
+                    names[0]
+                )));
+            }
+        }
         texts.push(text);
         fragments.push((name, parsed));
     }

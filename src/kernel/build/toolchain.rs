@@ -4,6 +4,7 @@
 use std::process::Command;
 
 use super::error::{io, KernelBuildError};
+use crate::arch::Arch;
 use crate::progress::Traced;
 
 /// Fixed build identity: the kernel's banner and `uname -v` do not depend on who built it,
@@ -39,15 +40,25 @@ pub struct Toolchain {
 }
 
 impl Toolchain {
-    /// `gcc --version` and `ld --version` (first lines), run as `make` will run them.
-    pub fn detect() -> Result<Toolchain, KernelBuildError> {
+    /// `gcc --version` and `ld --version` (first lines), run as `make` will run them: for
+    /// another architecture than the host's, the cross toolchain's (`CROSS_COMPILE`).
+    pub fn detect(arch: Arch) -> Result<Toolchain, KernelBuildError> {
+        let prefix = arch.cross_compile().unwrap_or("");
         let first_line = |tool: &str| -> Result<String, KernelBuildError> {
-            let out = build_env(Command::new(tool).arg("--version"))
+            let tool = format!("{prefix}{tool}");
+            let install = match arch.cross_compile() {
+                Some(_) => format!(
+                    "install the {} cross toolchain with ci/setup (Debian: apt-get install {} binutils-{})",
+                    arch.name(),
+                    arch.cross_gcc_package(),
+                    prefix.trim_end_matches('-')
+                ),
+                None => "install the kernel build tools with ci/setup".to_owned(),
+            };
+            let out = build_env(Command::new(&tool).arg("--version"))
                 .traced()
                 .output()
-                .map_err(io(format!(
-                    "running {tool} --version (install the kernel build tools with ci/setup)"
-                )))?;
+                .map_err(io(format!("running {tool} --version ({install})")))?;
             String::from_utf8_lossy(&out.stdout)
                 .lines()
                 .next()
