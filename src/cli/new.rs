@@ -85,6 +85,10 @@ macro_rules! template {
 const FRAGMENTS: &[Template] = &[
     template!("kernel/base.config", "kernel-configs/base.config"),
     template!(
+        "kernel/x86-microvm.config",
+        "kernel-configs/x86-microvm.config"
+    ),
+    template!(
         "kernel/serial-console.config",
         "kernel-configs/serial-console.config"
     ),

@@ -8,6 +8,10 @@ use super::config::{Config, Value};
 /// Each shipped fragment: its file name and text.
 pub const SHIPPED: &[(&str, &str)] = &[
     (
+        "arm64-virt.config",
+        include_str!("../../kernel-configs/arm64-virt.config"),
+    ),
+    (
         "base.config",
         include_str!("../../kernel-configs/base.config"),
     ),
@@ -46,6 +50,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
     (
         "virtio.config",
         include_str!("../../kernel-configs/virtio.config"),
+    ),
+    (
+        "x86-microvm.config",
+        include_str!("../../kernel-configs/x86-microvm.config"),
     ),
     (
         "zram.config",
