@@ -488,6 +488,7 @@ pub fn build(
             source_date_epoch: profile.image.source_date_epoch,
             builder_version: BUILDER_VERSION,
             dev: opts.dev,
+            arch: profile.image.arch,
         },
         &a.components,
     )?;

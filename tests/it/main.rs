@@ -28,6 +28,7 @@ mod walkthrough;
 
 /// Tests that build kernels from source and boot images under QEMU.
 mod vm {
+    mod arm64;
     mod boot_test;
     mod hello_boot;
     mod hostile_guest;

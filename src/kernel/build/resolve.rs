@@ -276,7 +276,13 @@ fn mismatches(
         return Ok(Vec::new());
     }
     let kconfig = Kconfig::load(src, arch).map_err(io("reading the Kconfig files"))?;
-    let in_use: Vec<&str> = fragments.iter().map(|(name, _)| name.as_str()).collect();
+    let mut in_use: Vec<&str> = fragments.iter().map(|(name, _)| name.as_str()).collect();
+    // Another architecture's shipped fragments are never proposed.
+    for (name, text) in shipped::SHIPPED {
+        if fragment_arches(text).is_some_and(|only| !only.contains(&arch)) {
+            in_use.push(name);
+        }
+    }
     Ok(raw
         .into_iter()
         .map(|(option, asked, got, fragment)| {
