@@ -83,6 +83,9 @@ impl Machine {
 /// The CPU QEMU emulates for an arm64 guest under TCG.
 pub const ARM_CPU_TCG: &str = "cortex-a57";
 
+/// The variable that replaces [`ARM_CPU_TCG`] (a QEMU `-cpu` value: letters, digits, `,=_-.`).
+pub const ARM_CPU_ENV: &str = "STRATOS_ARM_CPU";
+
 /// A guest TCP port reachable on `127.0.0.1:host`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Forward {
@@ -232,7 +235,7 @@ impl VmSpec {
         };
         let mut a = vec!["-M".into(), machine];
         if self.machine == Machine::Virt {
-            a.extend(["-cpu".into(), self.arm_cpu().into()]);
+            a.extend(["-cpu".into(), self.arm_cpu()]);
         }
         a
     }
@@ -240,11 +243,19 @@ impl VmSpec {
     /// The CPU of an arm64 guest. Under KVM the host's own. Under TCG, QEMU 7.2's `virt`
     /// would default to a 32-bit Cortex-A15: `cortex-a57`, a plain ARMv8.0 core, which LinuxKit
     /// boots arm64 with too. `max,pauth-impdef=on` (ARMv8.x with pointer authentication, its
-    /// emulation made cheap) was measured against it: see ARM_CPU_TCG.
-    fn arm_cpu(&self) -> &'static str {
+    /// emulation made cheap) was measured against it: see ARM_CPU_TCG. `$STRATOS_ARM_CPU`
+    /// replaces the TCG choice (for benchmarks: `ci/bench-arm64` tries both).
+    fn arm_cpu(&self) -> String {
         match self.accel {
-            Accel::Kvm => "host",
-            Accel::Tcg => ARM_CPU_TCG,
+            Accel::Kvm => "host".into(),
+            Accel::Tcg => std::env::var(ARM_CPU_ENV)
+                .ok()
+                .filter(|c| {
+                    !c.is_empty()
+                        && c.chars()
+                            .all(|ch| ch.is_ascii_alphanumeric() || ",=_-.".contains(ch))
+                })
+                .unwrap_or_else(|| ARM_CPU_TCG.into()),
         }
     }
 
