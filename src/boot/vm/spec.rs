@@ -394,7 +394,10 @@ mod tests {
     fn machine_from_config() {
         let c =
             Config::parse("CONFIG_VIRTIO_MMIO=y\nCONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y\n").unwrap();
-        assert_eq!(Machine::for_kernel(Arch::X86_64, Some(&c)), Machine::Microvm);
+        assert_eq!(
+            Machine::for_kernel(Arch::X86_64, Some(&c)),
+            Machine::Microvm
+        );
         // arm64 guests always get `virt` (devices from its device tree).
         assert_eq!(Machine::for_kernel(Arch::Aarch64, Some(&c)), Machine::Virt);
         let c = Config::parse("CONFIG_VIRTIO_MMIO=m\n").unwrap();
