@@ -56,11 +56,16 @@ fn sbom_is_arm64(img: &Path) {
 /// `inspect` names the architecture and finds no file that belongs to no component.
 fn no_orphans(cache: &Path, img: &Path) {
     stratos(cache)
+        .arg("inspect")
+        .arg(img)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("for aarch64"));
+    stratos(cache)
         .args(["inspect", "--orphans"])
         .arg(img)
         .assert()
         .success()
-        .stdout(predicates::str::contains("for aarch64"))
         .stderr(predicates::str::contains("no orphans"));
 }
 
