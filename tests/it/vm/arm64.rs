@@ -245,3 +245,35 @@ fn arm64_python_fn_builds_reproducibly_answers_and_counts_its_syscalls() {
         assert_eq!(n(x86_only), 0, "{x86_only} counted on arm64: {total:?}");
     }
 }
+
+/// node-fn for arm64 (slow tier: a 114 MiB root compressed twice over, and Node.js's start under
+/// TCG): built offline, booted with its baseline enforced (threads are `clone` on arm64's glibc,
+/// allowed only with CLONE_THREAD), it answers.
+#[test]
+#[ignore = "slow tier: node-fn's arm64 image (a minute of compression, Node.js under TCG)"]
+fn arm64_node_fn_builds_and_answers_under_its_baseline() {
+    require_arm64();
+    let cache = shared_cache();
+    let work = tempfile::tempdir().unwrap();
+    let img = image_for("node-fn", "aarch64", work.path());
+    let m = manifest(&img);
+    assert_eq!(m["image"]["arch"], "aarch64");
+    assert_eq!(m["seccomp"]["mode"], "enforce");
+    sbom_is_arm64(&img);
+    stratos(&cache)
+        .args([
+            "boot",
+            "--accel",
+            "tcg",
+            "--timeout",
+            "600",
+            "--invoke",
+            "/?name=arm64",
+        ])
+        .arg(&img)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "Hello, arm64! This is StratOS on Node.js.",
+        ));
+}
