@@ -245,7 +245,7 @@ fn wheel_for_another_platform() {
     let sha = c.cache_wheel("windows/evil-1.0-cp311-cp311-win_amd64.whl");
     c.refused(
         &c.python(&format!("evil==1.0 --hash=sha256:{sha}\n")),
-        "no cached file fits this image, which needs cp311 (or abi3) for manylinux_2_36_x86_64 or older, or a pure py3-none-any wheel; cached: evil-1.0-cp311-cp311-win_amd64.whl",
+        "req.txt: evil 1.0: no wheel for x86-64: only win_amd64 (evil-1.0-cp311-cp311-win_amd64.whl); pin the hash of its manylinux x86_64 wheel in",
     );
 }
 
