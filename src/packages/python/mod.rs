@@ -43,17 +43,14 @@ pub enum PypiError {
         version: String,
         why: String,
     },
-    #[error("{file}: {name} {version}: no wheel for {arch}: only {platforms} ({wheels}); pin the hash of its manylinux {machine} wheel in {file} too (`pip download --only-binary=:all: --platform manylinux2014_{machine} {name}=={version}`, then `pip hash`), or do not build this profile for {arch} ([image] arch)")]
+    #[error("{file}: {name} {version}: no wheel for {arch}: only {pinned}; pin the hash of its manylinux {m} wheel in {file} too (`pip download --only-binary=:all: --platform manylinux2014_{m} {name}=={version}`, then `pip hash`), or do not build this profile for {arch} ([image] arch)", m = .arch.wheel_machine())]
     NoWheelForArch {
         file: PathBuf,
         name: String,
         version: String,
         arch: Arch,
-        machine: &'static str,
-        /// The platform tags of the pinned wheels.
-        platforms: String,
-        /// Their file names.
-        wheels: String,
+        /// The platform tags of the pinned wheels, then their file names in parentheses.
+        pinned: String,
     },
     #[error("{name} {version}: no wheel pinned by {file} is in the cache ({cache}) and --offline forbids downloading; run the build once without --offline (or ci/setup)")]
     Offline {

@@ -278,9 +278,7 @@ fn no_wheel_for_arch(
         name: r.name.clone(),
         version: r.version.clone(),
         arch: platform.arch,
-        machine: platform.arch.wheel_machine(),
-        platforms: platforms.join(", "),
-        wheels: files.join(", "),
+        pinned: format!("{} ({})", platforms.join(", "), files.join(", ")),
     })
 }
 
