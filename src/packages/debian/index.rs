@@ -179,7 +179,8 @@ pub fn parse_depends(field: &str) -> Result<Vec<Vec<Dep>>, String> {
                 }
                 None => (alt, None),
             };
-            // `name:any`, `name:amd64`: this resolver only knows one architecture.
+            // `name:any`, `name:arm64`: the qualifier is dropped, as the index holds one
+            // architecture's packages (and `all`).
             let name = name.split(':').next().unwrap_or("").trim();
             if name.is_empty() {
                 return Err(format!("empty package name in {group:?}"));
@@ -341,6 +342,28 @@ mod tests {
             ("0:1.2", "1.2", Equal),
         ] {
             assert_eq!(compare_versions(a, b), o, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn an_index_holds_its_architecture_and_all() {
+        let text = "Package: a\nVersion: 1\nArchitecture: amd64\n\n\
+                    Package: a\nVersion: 2\nArchitecture: arm64\nDepends: d\n\n\
+                    Package: d\nVersion: 1\nArchitecture: all\n\n\
+                    Package: e\nVersion: 1\nArchitecture: armhf\n";
+        for (arch, a) in [
+            (Arch::X86_64, ("1", "amd64")),
+            (Arch::Aarch64, ("2", "arm64")),
+        ] {
+            let mut i = Index::default();
+            i.add(text, "P", arch).unwrap();
+            let got: Vec<(&str, &str, &str)> = i
+                .packages
+                .values()
+                .flatten()
+                .map(|p| (p.name.as_str(), p.version.as_str(), p.arch.as_str()))
+                .collect();
+            assert_eq!(got, [("a", a.0, a.1), ("d", "1", "all")], "{arch}");
         }
     }
 

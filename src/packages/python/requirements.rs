@@ -138,7 +138,7 @@ fn parse_requirement(text: &str, line: usize) -> Result<Requirement, String> {
 /// `name[extras]==version` → (name, version); anything but an exact pin is refused.
 fn parse_pin(spec: &str) -> Result<(&str, &str), String> {
     if spec.contains(';') {
-        return Err(format!("{spec:?}: environment markers are not supported; compile the requirements for the image's platform (Linux x86-64, the image's Python) so every line applies"));
+        return Err(format!("{spec:?}: environment markers are not supported; compile the requirements for the image's platform (Linux, the image's architecture and Python) so every line applies"));
     }
     if spec.contains('@') || spec.contains("://") {
         return Err(format!(
