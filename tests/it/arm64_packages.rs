@@ -204,8 +204,8 @@ fn fake_arm64_image() -> Vec<u8> {
 
 /// One of the example profiles, as its aarch64 build reads it, with a prebuilt (fake) kernel
 /// instead of one built from source, so `--check` never extracts or configures a kernel: its
-/// packages, locks, overlays and npm lock are the real ones (paths made absolute). Its seccomp
-/// policy is left out: the policies are checked per architecture elsewhere.
+/// packages, locks, overlays, npm lock and seccomp policy are the real ones (paths made
+/// absolute).
 fn example_with_prebuilt_kernel(dir: &Path, name: &str) -> PathBuf {
     let profiles = root().join("profiles");
     let text = std::fs::read_to_string(profiles.join(format!("{name}.toml"))).unwrap();
@@ -221,7 +221,10 @@ fn example_with_prebuilt_kernel(dir: &Path, name: &str) -> PathBuf {
     );
     kernel.insert("cmdline".into(), "console=ttyAMA0".into());
     t.insert("kernel".into(), kernel.into());
-    t.remove("seccomp");
+    if let Some(seccomp) = t.get_mut("seccomp").and_then(|s| s.as_table_mut()) {
+        let policy = abs(&seccomp["policy"]);
+        seccomp.insert("policy".into(), policy);
+    }
     for o in t
         .get_mut("overlay")
         .and_then(|o| o.as_array_mut())
