@@ -70,7 +70,10 @@ fn a_dev_build_is_marked_shown_and_never_published() {
         serde_json::from_slice(&std::fs::read(dev.join("sbom.cdx.json")).unwrap()).unwrap();
     assert_eq!(
         sbom["metadata"]["properties"],
-        serde_json::json!([{"name": "stratos:build", "value": "dev"}])
+        serde_json::json!([
+            {"name": "stratos:arch", "value": "x86_64"},
+            {"name": "stratos:build", "value": "dev"}
+        ])
     );
     assert!(validate_sbom(&sbom).is_ok());
 
