@@ -27,6 +27,21 @@ use crate::rootfs::{ImagePath, Origin, Tree};
 use crate::sbom::ComponentSpec;
 use zip::ZipError;
 
+/// A requirement whose pinned wheels are all for other machines than the image's.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {name} {version}: no wheel for {arch}: only {platforms} ({wheels}); pin the hash of its manylinux {machine} wheel in {file} too (`pip download --only-binary=:all: --platform manylinux2014_{machine} {name}=={version}`, then `pip hash`), or do not build this profile for {arch} ([image] arch)")]
+pub struct NoWheelForArch {
+    pub file: PathBuf,
+    pub name: String,
+    pub version: String,
+    pub arch: Arch,
+    pub machine: &'static str,
+    /// The platform tags of the pinned wheels.
+    pub platforms: String,
+    /// Their file names.
+    pub wheels: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PypiError {
     #[error("{file}:{line}: {why}")]
@@ -43,18 +58,9 @@ pub enum PypiError {
         version: String,
         why: String,
     },
-    #[error("{file}: {name} {version}: no wheel for {arch}: only {platforms} ({wheels}); pin the hash of its manylinux {machine} wheel in {file} too (`pip download --only-binary=:all: --platform manylinux2014_{machine} {name}=={version}`, then `pip hash`), or do not build this profile for {arch} ([image] arch)")]
-    NoWheelForArch {
-        file: PathBuf,
-        name: String,
-        version: String,
-        arch: Arch,
-        machine: &'static str,
-        /// The platform tags of the pinned wheels.
-        platforms: String,
-        /// Their file names.
-        wheels: String,
-    },
+    /// Boxed: its six strings would make every `Result` carrying a `PypiError` large.
+    #[error(transparent)]
+    NoWheelForArch(Box<NoWheelForArch>),
     #[error("{name} {version}: no wheel pinned by {file} is in the cache ({cache}) and --offline forbids downloading; run the build once without --offline (or ci/setup)")]
     Offline {
         name: String,

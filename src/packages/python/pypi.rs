@@ -273,7 +273,7 @@ fn no_wheel_for_arch(
     platforms.dedup();
     let mut files: Vec<&str> = wheels.iter().map(|(n, _)| *n).collect();
     files.sort_unstable();
-    Some(PypiError::NoWheelForArch {
+    Some(PypiError::NoWheelForArch(Box::new(super::NoWheelForArch {
         file: file.to_owned(),
         name: r.name.clone(),
         version: r.version.clone(),
@@ -281,7 +281,7 @@ fn no_wheel_for_arch(
         machine: platform.arch.wheel_machine(),
         platforms: platforms.join(", "),
         wheels: files.join(", "),
-    })
+    })))
 }
 
 /// Why none of the index's pinned files can be installed.
