@@ -25,6 +25,7 @@ mod iterate;
 mod lock;
 mod pipeline;
 mod preflight;
+mod seccomp_arch;
 mod walkthrough;
 
 /// Tests that build kernels from source and boot images under QEMU.

@@ -127,3 +127,68 @@ fn build_check_checks_and_writes_nothing() {
     assert_eq!(o.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("policy.json"), "{stderr}");
 }
+
+/// The fixture profile under `policy`, for `arch` (for aarch64, a fake arm64 boot image is its
+/// prebuilt kernel: `--check` only reads it).
+fn profile_with_policy(f: &Fixture, policy: &Path, arch: &str) {
+    let mut text = PROFILE.replace(
+        "source-date-epoch = 1700000000",
+        &format!("source-date-epoch = 1700000000\narch = \"{arch}\""),
+    );
+    if arch == "aarch64" {
+        let mut image = vec![0u8; 0x1000];
+        // Documentation/arch/arm64/booting.rst: the magic "ARM\x64" at offset 56.
+        image[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        f.write("kernel/Image", &image);
+        text = text.replace(
+            "prebuilt = \"kernel/bzImage\"\ncmdline = \"console=ttyS0 panic=-1\"",
+            "prebuilt = \"kernel/Image\"\ncmdline = \"console=ttyAMA0 panic=-1\"",
+        );
+    }
+    f.write(
+        "profile.toml",
+        format!("{text}\n[seccomp]\npolicy = \"{}\"\n", policy.display()).as_bytes(),
+    );
+}
+
+#[test]
+fn build_check_for_aarch64_warns_of_the_calls_arm64_does_not_have() {
+    let arm64_init = bin()
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .unwrap()
+        .join("aarch64-unknown-linux-gnu")
+        .join(bin().parent().unwrap().file_name().unwrap())
+        .join("stratos-init");
+    assert!(
+        arm64_init.is_file(),
+        "{} is missing: cross-build it with `cargo build --locked -p stratos-init --target aarch64-unknown-linux-gnu` (ci/test does)",
+        arm64_init.display()
+    );
+    let policy = root().join("profiles/seccomp/busybox-httpd.json");
+    let cache = tempfile::tempdir().unwrap();
+    let check = |arch: &str| {
+        let f = Fixture::new();
+        profile_with_policy(&f, &policy, arch);
+        let o = stratos_std(cache.path())
+            .arg("build")
+            .arg(f.profile())
+            .args(["--offline", "--check"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{arch}: {stderr}");
+        stderr
+    };
+    let stderr = check("aarch64");
+    let want = format!(
+        "stratos: WARNING: {}: 15 system call(s) it names do not exist on aarch64 and are left out of its filter: access, alarm, arch_prctl, dup2, fork, getpgrp, lstat, open, pipe, poll, readlink, select, stat, time, vfork;",
+        policy.display()
+    );
+    assert!(stderr.contains(&want), "{stderr}");
+    assert_eq!(stderr.matches("WARNING").count(), 1, "{stderr}");
+    // x86-64 has every call the policy names: no note.
+    let stderr = check("x86_64");
+    assert!(!stderr.contains("WARNING"), "{stderr}");
+}
