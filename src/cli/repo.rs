@@ -329,7 +329,7 @@ fn refresh(a: RefreshArgs) -> CliResult {
     }
     for n in &names {
         let c = r.refresh(n, &keys, exp).map_err(map)?;
-        print_channel(&c, "refreshed");
+        print_channel(&c, None, "refreshed");
     }
     Ok(())
 }

@@ -4,7 +4,8 @@ use super::channel_args::*;
 use super::CliResult;
 
 /// Point a channel back at the image it carried before, as a new, higher version (nodes
-/// accept it; a replay of the old document is still rejected).
+/// accept it; a replay of the old document is still rejected). One architecture's image at a
+/// time (--arch, when the channel carries two).
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Example:\n  stratos rollback --repo releases/ --channel stable --channel-key keys/root.key"
@@ -18,7 +19,9 @@ pub fn run(a: Args) -> CliResult {
     let t = a.target;
     let r = open(&t.repo)?;
     let (keys, exp) = t.signing.load()?;
-    let c = r.rollback(&t.channel, &keys, exp).map_err(map)?;
-    print_channel(&c, "rolled back");
+    let c = r
+        .rollback(&t.channel, t.arch.arch, &keys, exp)
+        .map_err(map)?;
+    print_channel(&c, Some(picked(&c, t.arch.arch)), "rolled back");
     Ok(())
 }

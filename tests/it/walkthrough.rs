@@ -316,7 +316,7 @@ fn the_rollout_walkthrough_runs_as_printed() {
     )
     .unwrap();
     assert_eq!(
-        canary.rollout.reached_bp(stratos::channel::now() + 60),
+        canary.tracks[0].rollout.reached_bp(stratos::channel::now() + 60),
         10_000
     );
     assert!(
@@ -447,5 +447,5 @@ export STRATOS_IMAGE_KEY="$(cat {tmp}/image.key)" STRATOS_CHANNEL_KEY="$(cat {tm
         "canary",
     )
     .unwrap();
-    assert_eq!(canary.image.name, "hello");
+    assert_eq!(canary.tracks[0].image.name, "hello");
 }

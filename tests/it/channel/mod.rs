@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::common::*;
+use stratos::arch::Arch;
 use stratos::channel::node::{bootstrap, Decision, Node, Source};
 use stratos::channel::{self, sign_bytes, to_bytes, Channel, ChannelError, RoleName, Root};
 use stratos::sign::SecretKey;
@@ -103,6 +104,7 @@ impl World {
             source: Source::Dir(self.repo.clone()),
             channel: "stable".parse().unwrap(),
             node_id: name.into(),
+            arch: Arch::X86_64,
             state,
             now: channel::now() + CLOCK_AHEAD,
             max_artifact_bytes: 1 << 30,

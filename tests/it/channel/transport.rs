@@ -69,6 +69,7 @@ fn end_to_end_over_http_canary_promote_rollback_with_a_thousand_nodes() {
             source: Source::parse(&url).unwrap(),
             channel: channel.parse().unwrap(),
             node_id: format!("node-{id:04}"),
+            arch: Arch::X86_64,
             state,
             now: channel::now() + CLOCK_AHEAD,
             max_artifact_bytes: 1 << 30,
