@@ -23,6 +23,8 @@ macro_rules! assert_rejected {
     };
 }
 
+/// Two architectures in one channel, and nodes of each.
+mod arches;
 /// Expiry, replay, forks, freeze, and the operator's re-signing.
 mod freshness;
 /// Attacks on the image a channel names, and what `publish` accepts.
