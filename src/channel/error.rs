@@ -390,7 +390,10 @@ pub enum UsageError {
     },
     /// A command on a channel carrying images for two architectures, without `--arch`.
     #[error("channel {channel} carries images for {carries}: say which with --arch")]
-    WhichArch { channel: ChannelName, carries: String },
+    WhichArch {
+        channel: ChannelName,
+        carries: String,
+    },
     /// `update apply` of an image staged for another architecture than the node's.
     #[error("the staged image {image} is not for this node: the image is {}, this node is {}; `stratos update fetch --arch {}` stages this node's image (nothing was booted)", .image_arch.name(), .node_arch.name(), .node_arch.name())]
     OtherArch {

@@ -128,13 +128,18 @@ pub struct ArchArg {
 
 /// The architecture a command that succeeded acted on (see [`channel::Channel::pick`]).
 pub(super) fn picked(c: &channel::Channel, arch: Option<Arch>) -> Arch {
-    c.pick(arch).expect("the command picked it from these tracks")
+    c.pick(arch)
+        .expect("the command picked it from these tracks")
 }
 
 /// Prints the new version of channel `c` and where its `arch` image now is (`None`: the one
 /// it carries, or each of them).
 pub(super) fn print_channel(c: &channel::Channel, arch: Option<Arch>, what: &str) {
-    for t in c.tracks.iter().filter(|t| arch.map_or(true, |a| a == t.arch())) {
+    for t in c
+        .tracks
+        .iter()
+        .filter(|t| arch.map_or(true, |a| a == t.arch()))
+    {
         print_track(c, t, what);
     }
 }

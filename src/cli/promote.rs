@@ -9,7 +9,7 @@ use crate::channel::ChannelName;
 /// Point a channel at the image another channel carries (e.g. canary → stable).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  stratos promote --repo releases/ --from canary --to stable --waves waves.toml --channel-key keys/root.key\n  stratos promote --repo releases/ --from canary --to stable --arch aarch64 --waves waves.toml --channel-key keys/root.key"
+    after_help = "Example:\n  stratos promote --repo releases/ --from canary --to stable --waves waves.toml --channel-key keys/root.key\n\nA channel carries one image per architecture; one is promoted at a time (--arch, when\n--from carries two), and the other's image and rollout in --to stay as they are:\n  stratos promote --repo releases/ --from canary --to stable --arch aarch64 --percent 1 \\\n      --channel-key keys/root.key"
 )]
 pub struct Args {
     /// The release repository.

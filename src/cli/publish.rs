@@ -7,12 +7,10 @@ use super::CliResult;
 use crate::channel::ChannelName;
 
 /// Publish a signed image to a channel: copy its artifacts into the repository's object store
-/// and sign a new channel version pointing at it. A channel carries one image per architecture:
-/// the image goes to its own architecture's (its manifest's `image.arch`), with its own rollout;
-/// the other architecture's image and rollout are kept.
+/// and sign a new channel version pointing at it.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  stratos publish out/hello --repo releases/ --channel canary --percent 10 --channel-key keys/root.key\n\nRefuses unsigned images and images whose signature does not verify against a key the\nrepository's root trusts for images. Objects are written before the channel document.\n\nThe aarch64 build of the same version goes next to the x86_64 one:\n  stratos build profiles/hello.toml --arch aarch64 --out out/hello-aarch64 --image-key keys/release.key\n  stratos publish out/hello-aarch64 --repo releases/ --channel canary --percent 10 --channel-key keys/root.key"
+    after_help = "Example:\n  stratos publish out/hello --repo releases/ --channel canary --percent 10 --channel-key keys/root.key\n\nRefuses unsigned images and images whose signature does not verify against a key the\nrepository's root trusts for images. Objects are written before the channel document.\n\nA channel carries one image per architecture: the image takes its own architecture's place\n(its manifest's `image.arch`) with its own rollout; the other architecture's image and\nrollout are kept. The aarch64 build of a version goes next to its x86_64 build:\n  stratos publish out/hello-aarch64 --repo releases/ --channel canary --percent 10 \\\n      --channel-key keys/root.key"
 )]
 pub struct Args {
     /// The image directory (from `stratos build --image-key`).

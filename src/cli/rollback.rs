@@ -4,11 +4,10 @@ use super::channel_args::*;
 use super::CliResult;
 
 /// Point a channel back at the image it carried before, as a new, higher version (nodes
-/// accept it; a replay of the old document is still rejected). One architecture's image at a
-/// time (--arch, when the channel carries two).
+/// accept it; a replay of the old document is still rejected).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  stratos rollback --repo releases/ --channel stable --channel-key keys/root.key"
+    after_help = "Example:\n  stratos rollback --repo releases/ --channel stable --channel-key keys/root.key\n\nOne architecture's image at a time: --arch, when the channel carries two."
 )]
 pub struct Args {
     #[command(flatten)]

@@ -8,12 +8,11 @@ use crate::channel::operator::{Gate, ReportGate, Widen};
 use crate::channel::{self, ChannelName};
 
 /// Set a channel's rollout (`--waves FILE` or `--percent N`, starting now), or halt, resume or
-/// advance it. A channel carrying images for two architectures rolls each out on its own: say
-/// which with --arch (the other's rollout does not move).
+/// advance it.
 #[derive(Debug, clap::Args)]
 #[command(
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  stratos rollout --repo releases/ --channel stable --waves waves.toml --channel-key keys/root.key\n  stratos rollout halt --repo releases/ --channel stable --channel-key keys/root.key\n  stratos rollout advance --repo releases/ --channel stable --arch aarch64 --gate boot-aarch64.json --channel-key keys/root.key\n  stratos rollout advance --repo releases/ --channel stable --gate boot.json --channel-key keys/root.key\n  stratos rollout advance --repo releases/ --channel stable --gate-reports reports/ --node-keys node-keys/ \\\n      --min-reports 3 --max-failures 0% --channel-key keys/root.key\n\nwaves.toml:\n  [[wave]]\n  start-after = \"0s\"\n  fleet-percent = 1\n  [[wave]]\n  start-after = \"6h\"\n  fleet-percent = 25\n  [[wave]]\n  start-after = \"1d\"\n  fleet-percent = 100"
+    after_help = "Examples:\n  stratos rollout --repo releases/ --channel stable --waves waves.toml --channel-key keys/root.key\n  stratos rollout halt --repo releases/ --channel stable --channel-key keys/root.key\n  stratos rollout advance --repo releases/ --channel stable --gate boot.json --channel-key keys/root.key\n  stratos rollout advance --repo releases/ --channel stable --gate-reports reports/ --node-keys node-keys/ \\\n      --min-reports 3 --max-failures 0% --channel-key keys/root.key\n\nA channel carrying images for two architectures rolls each out on its own: say which with\n--arch (the other's rollout does not move):\n  stratos rollout advance --repo releases/ --channel stable --arch aarch64 \\\n      --gate boot-aarch64.json --channel-key keys/root.key\n\nwaves.toml:\n  [[wave]]\n  start-after = \"0s\"\n  fleet-percent = 1\n  [[wave]]\n  start-after = \"6h\"\n  fleet-percent = 25\n  [[wave]]\n  start-after = \"1d\"\n  fleet-percent = 100"
 )]
 pub struct Args {
     #[command(subcommand)]

@@ -321,7 +321,9 @@ fn the_rollout_walkthrough_runs_as_printed() {
     )
     .unwrap();
     assert_eq!(
-        canary.tracks[0].rollout.reached_bp(stratos::channel::now() + 60),
+        canary.tracks[0]
+            .rollout
+            .reached_bp(stratos::channel::now() + 60),
         10_000
     );
     assert!(
@@ -366,7 +368,10 @@ fn two_architectures(work: &Path, ran: &Ran) {
         &std::fs::read(work.join("host/var/lib/stratos-aarch64/current.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(current["manifest_sha256"], arm.image.manifest_sha256.to_string());
+    assert_eq!(
+        current["manifest_sha256"],
+        arm.image.manifest_sha256.to_string()
+    );
     // Stable: the aarch64 rollout advanced to its second wave and halted; x86_64's did not move.
     let stable = doc("stable");
     let (x86, arm) = (

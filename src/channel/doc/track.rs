@@ -279,7 +279,10 @@ mod tests {
         assert!(v["image"].get("arch").is_none(), "{v}");
         assert_eq!(v["rollout"]["waves"][0]["fleet_percent"], 10);
         assert_eq!(v["other_arches"][0]["image"]["arch"], "aarch64");
-        assert_eq!(v["other_arches"][0]["rollout"]["waves"][0]["fleet_percent"], 50);
+        assert_eq!(
+            v["other_arches"][0]["rollout"]["waves"][0]["fleet_percent"],
+            50
+        );
         assert_eq!(parse_channel(&bytes, "c.json").unwrap(), c);
         // An aarch64-only channel has no top-level image.
         let c = channel(vec![track(Arch::Aarch64, "c", 50)]);
@@ -339,7 +342,10 @@ mod tests {
             let e = parse_channel(&serde_json::to_vec(&v).unwrap(), "c.json")
                 .unwrap_err()
                 .to_string();
-            assert!(e.starts_with("c.json: malformed: ") && e.contains(want), "{e}");
+            assert!(
+                e.starts_with("c.json: malformed: ") && e.contains(want),
+                "{e}"
+            );
         };
         bad(
             &|v| v["image"]["arch"] = "aarch64".into(),

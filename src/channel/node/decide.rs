@@ -219,8 +219,7 @@ mod tests {
         for (i, id) in ids.iter().enumerate() {
             let t = first_selected[i].expect("everyone is selected by the last wave");
             let co = cohort(id, "stable", "1.4.0");
-            let wave = c
-                .tracks[0]
+            let wave = c.tracks[0]
                 .rollout
                 .waves
                 .iter()
@@ -253,7 +252,9 @@ mod tests {
             let d = decide(&h, X86, &id, start + 2 * 86_400, None, None);
             assert!(!d.selected, "{id}: {}", d.reason);
             assert!(d.reason.contains("halted"));
-            if staged_here.is_none() && decide(&c, X86, &id, start + 2 * 86_400, None, None).selected {
+            if staged_here.is_none()
+                && decide(&c, X86, &id, start + 2 * 86_400, None, None).selected
+            {
                 staged_here = Some(id);
             }
         }
@@ -299,9 +300,39 @@ mod tests {
             .unwrap();
         let old = current("1.2.9", "c");
         let newer = current("1.3.1", "c");
-        assert!(decide(&c, X86, &late, c.tracks[0].rollout.started_at, Some(&old), None).selected);
-        assert!(!decide(&c, X86, &late, c.tracks[0].rollout.started_at, Some(&newer), None).selected);
+        assert!(
+            decide(
+                &c,
+                X86,
+                &late,
+                c.tracks[0].rollout.started_at,
+                Some(&old),
+                None
+            )
+            .selected
+        );
+        assert!(
+            !decide(
+                &c,
+                X86,
+                &late,
+                c.tracks[0].rollout.started_at,
+                Some(&newer),
+                None
+            )
+            .selected
+        );
         c.tracks[0].halted = true;
-        assert!(!decide(&c, X86, &late, c.tracks[0].rollout.started_at, Some(&old), None).selected);
+        assert!(
+            !decide(
+                &c,
+                X86,
+                &late,
+                c.tracks[0].rollout.started_at,
+                Some(&old),
+                None
+            )
+            .selected
+        );
     }
 }

@@ -231,10 +231,13 @@ impl Repo {
         expires: u64,
     ) -> Result<Channel, ChannelError> {
         self.update_track(name, arch, keys, expires, |name, t| {
-            let prev = t.previous.take().ok_or_else(|| UsageError::NoPreviousImage {
-                channel: name.clone(),
-                arch: t.arch(),
-            })?;
+            let prev = t
+                .previous
+                .take()
+                .ok_or_else(|| UsageError::NoPreviousImage {
+                    channel: name.clone(),
+                    arch: t.arch(),
+                })?;
             t.previous = Some(std::mem::replace(&mut t.image, prev));
             t.rollout = Rollout::percent(100, now());
             t.halted = false;

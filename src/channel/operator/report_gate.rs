@@ -87,10 +87,11 @@ pub fn check(g: &ReportGate, c: &Channel, t: &Track, now: u64) -> Result<String,
             .and_then(|n| n.to_str())
             .unwrap_or("?")
             .to_owned();
-        let counted = read_report(&path).and_then(|f| match why_not_counted(g, c, t, reached, &f) {
-            Some(why) => Err(why),
-            None => Ok(f.report),
-        });
+        let counted =
+            read_report(&path).and_then(|f| match why_not_counted(g, c, t, reached, &f) {
+                Some(why) => Err(why),
+                None => Ok(f.report),
+            });
         match counted {
             Ok(r) => tally.add(file, r),
             Err(why) => tally.ignored.push(format!("{file}: {why}")),

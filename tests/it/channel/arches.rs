@@ -63,11 +63,11 @@ impl World {
     }
 }
 
-#[test]
-fn a_channel_with_both_architectures_rolls_each_out_separately() {
+/// A repository whose canary carries the x86_64 and aarch64 builds of 1.2.3 (at 100%), and the
+/// aarch64 image's directory. The second publish keeps the first.
+fn both_on_canary() -> (World, PathBuf) {
     let w = world_with(&[]);
     let arm = as_aarch64(&w, &w.img_a, "img-a-aarch64", &w.root_key);
-    // Both builds of 1.2.3 go to canary, side by side: the second publish keeps the first.
     w.publish(&w.img_a, "canary", 100);
     let x86_before = w.channel_doc("canary").tracks[0].clone();
     w.cmd()
@@ -91,7 +91,19 @@ fn a_channel_with_both_architectures_rolls_each_out_separately() {
         arm_track.image.manifest_sha256.hex(),
         sha256_file(&arm.join(MANIFEST_FILE))
     );
+    (w, arm)
+}
 
+/// `promote --from canary --to stable --arch ARCH --percent PERCENT`.
+fn promote(w: &World, arch: &str, percent: &str) {
+    let args = ["--from", "canary", "--to", "stable", "--arch", arch];
+    w.operator(&["promote"], &[&args[..], &["--percent", percent]].concat())
+        .success();
+}
+
+#[test]
+fn a_channel_with_both_architectures_promotes_each_and_nodes_fetch_their_own() {
+    let (w, arm) = both_on_canary();
     // Promoting needs to know which: canary carries two.
     let e = w.operator(
         &["promote"],
@@ -99,18 +111,14 @@ fn a_channel_with_both_architectures_rolls_each_out_separately() {
     );
     let e = e.code(2);
     assert!(
-        stderr_of(&e).contains("channel canary carries images for x86_64 and aarch64: say which with --arch"),
+        stderr_of(&e).contains(
+            "channel canary carries images for x86_64 and aarch64: say which with --arch"
+        ),
         "{}",
         stderr_of(&e)
     );
     assert!(!w.repo.join("channels/stable.json").exists());
-    w.operator(
-        &["promote"],
-        &[
-            "--from", "canary", "--to", "stable", "--arch", "aarch64", "--percent", "100",
-        ],
-    )
-    .success();
+    promote(&w, "aarch64", "100");
     assert_eq!(w.channel_doc("stable").arches(), [Arch::Aarch64]);
 
     // The aarch64 node fetches the aarch64 image; the x86_64 node sees nothing new.
@@ -130,53 +138,56 @@ fn a_channel_with_both_architectures_rolls_each_out_separately() {
     assert_eq!(digests(&staged), digests(&arm));
 
     // Now x86_64 too, at 0%: its rollout is its own, aarch64's stays at 100%.
-    w.operator(
-        &["promote"],
-        &[
-            "--from", "canary", "--to", "stable", "--arch", "x86_64", "--percent", "0",
-        ],
-    )
-    .success();
+    promote(&w, "x86_64", "0");
     let stable = w.channel_doc("stable");
     assert_eq!(stable.arches(), [Arch::X86_64, Arch::Aarch64]);
     assert_eq!(w.status_row("stable", "x86_64")["reached_percent"], 0.0);
     assert_eq!(w.status_row("stable", "aarch64")["reached_percent"], 100.0);
     let d = x86.fetch_update().unwrap();
-    assert!(!d.selected && d.reason.starts_with("not yet"), "{}", d.reason);
+    assert!(
+        !d.selected && d.reason.starts_with("not yet"),
+        "{}",
+        d.reason
+    );
     assert!(arm_node
         .check()
         .unwrap()
         .reason
         .starts_with("already staged"));
+}
 
-    // Gates are per architecture: the x86_64 image's passing boot test does not widen aarch64,
-    // the aarch64 one's does (the x86_64 rollout does not move).
+#[test]
+fn each_architecture_is_gated_widened_and_halted_on_its_own() {
+    let (w, arm) = both_on_canary();
+    promote(&w, "aarch64", "10");
+    promote(&w, "x86_64", "0");
+    let reached = |arch: &str| w.status_row("stable", arch)["reached_percent"].clone();
+    // Gates are per architecture: a passing boot test of the x86_64 image does not widen the
+    // aarch64 rollout, one of the aarch64 image does, and the x86_64 rollout does not move.
     let advance = |arch: &str, img: &Path| {
         let g = gate(&w, img, true);
+        let args = ["--channel", "stable", "--arch", arch, "--percent", "50"];
         w.operator(
             &["rollout", "advance"],
-            &[
-                "--channel",
-                "stable",
-                "--arch",
-                arch,
-                "--percent",
-                "50",
-                "--gate",
-                g.to_str().unwrap(),
-            ],
+            &[&args[..], &["--gate", g.to_str().unwrap()]].concat(),
         )
     };
-    // (aarch64 is at 100%: widen x86_64 instead, gated by the aarch64 image's result.)
-    let e = advance("x86_64", &arm).code(1);
+    let e = advance("aarch64", &w.img_a).code(1);
     assert!(
         stderr_of(&e).contains("test the image being rolled out"),
         "{}",
         stderr_of(&e)
     );
+    advance("aarch64", &arm).success();
+    assert_eq!(
+        (reached("aarch64"), reached("x86_64")),
+        (50.0.into(), 0.0.into())
+    );
     advance("x86_64", &w.img_a).success();
-    assert_eq!(w.status_row("stable", "x86_64")["reached_percent"], 50.0);
-    assert_eq!(w.status_row("stable", "aarch64")["reached_percent"], 100.0);
+    assert_eq!(
+        (reached("aarch64"), reached("x86_64")),
+        (50.0.into(), 50.0.into())
+    );
 
     // Halting one architecture leaves the other rolling out; without --arch it must say which.
     w.operator(&["rollout", "halt"], &["--channel", "stable"])
@@ -228,7 +239,10 @@ fn a_node_fetches_only_its_architecture_and_refuses_to_apply_another() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((v["selected"].clone(), v["arch"].clone()), (true.into(), "aarch64".into()));
+    assert_eq!(
+        (v["selected"].clone(), v["arch"].clone()),
+        (true.into(), "aarch64".into())
+    );
     // ...but this node will not boot it: refused, naming both, nothing booted or changed.
     let before = snapshot(&state);
     for extra in [&[][..], &["--arch", "x86_64"][..]] {
@@ -254,7 +268,11 @@ fn attack_channel_lists_an_image_under_another_architecture() {
     let w = world();
     let n = w.node_of("n-arm", Arch::Aarch64);
     // Nothing for aarch64 yet.
-    assert!(n.check().unwrap().reason.contains("carries no aarch64 image"));
+    assert!(n
+        .check()
+        .unwrap()
+        .reason
+        .contains("carries no aarch64 image"));
     // The channel key alone relabels the x86_64 image as aarch64: the signed manifest says
     // otherwise.
     let mut doc = w.channel_doc("stable");
@@ -265,8 +283,9 @@ fn attack_channel_lists_an_image_under_another_architecture() {
     w.forge("stable", &doc, &[&w.key(&w.root_key)]);
     let e = assert_rejected!(&n, check, ChannelError::ArchMismatch { .. });
     assert!(
-        e.to_string()
-            .contains("lists the image fixture 1.2.3 as aarch64, but its signed manifest says x86_64"),
+        e.to_string().contains(
+            "lists the image fixture 1.2.3 as aarch64, but its signed manifest says x86_64"
+        ),
         "{e}"
     );
     // The x86_64 node is not concerned: its own image verifies.

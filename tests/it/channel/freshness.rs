@@ -275,10 +275,7 @@ fn repo_refresh_keeps_a_quiet_channel_fresh() {
             "refreshed: channel stable version 3 -> fixture 1.2.3",
         ));
     let new = w.channel_doc("stable");
-    assert_eq!(
-        (new.version, &new.tracks),
-        (old.version + 1, &old.tracks)
-    );
+    assert_eq!((new.version, &new.tracks), (old.version + 1, &old.tracks));
     assert!(new.timestamp >= old.timestamp);
     let d = later.fetch_update().unwrap();
     assert!(d.selected && d.staged.is_some(), "{}", d.reason);
