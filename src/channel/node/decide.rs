@@ -335,4 +335,28 @@ mod tests {
             .selected
         );
     }
+
+    #[test]
+    fn a_node_takes_only_its_architecture_s_image() {
+        let mut c = channel(waves(), false);
+        let start = c.tracks[0].rollout.started_at + 2 * 86_400;
+        let d = decide(&c, Arch::Aarch64, "n1", start, None, None);
+        assert!(!d.selected);
+        assert_eq!(
+            d.reason,
+            "nothing for this node: the channel carries no aarch64 image (it carries x86_64)"
+        );
+        assert_eq!((d.arch, d.image.as_str(), d.cohort), (Arch::Aarch64, "", 0));
+        // With an aarch64 image of its own (halted), the aarch64 node follows that rollout and
+        // the x86_64 node the other.
+        let mut arm = c.tracks[0].clone();
+        arm.image.arch = Arch::Aarch64;
+        arm.image.manifest_sha256 = crate::digest::Sha256::parse(&"c".repeat(64)).unwrap();
+        arm.halted = true;
+        c.set_track(arm);
+        let d = decide(&c, Arch::Aarch64, "n1", start, None, None);
+        assert!(!d.selected && d.reason.contains("halted"), "{}", d.reason);
+        assert_eq!(d.image_version, "1.4.0");
+        assert!(decide(&c, X86, "n1", start, None, None).selected);
+    }
 }
