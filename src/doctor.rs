@@ -109,6 +109,7 @@ pub fn run(host: &Host) -> Report {
         bwrap(host),
         prefetch(host),
         checkers(host),
+        arm64(host),
     ];
     let missing: Vec<&'static str> = checks
         .iter()
@@ -222,6 +223,52 @@ fn qemu(host: &Host) -> Check {
         ),
         Err(e) => lacking("qemu", true, e, fix),
     }
+}
+
+/// What `--arch aarch64` needs on an x86-64 host: QEMU for arm64, the cross compiler (kernels
+/// and the init), the user-mode emulator (the bytecode step). Not required: x86-64 images need
+/// none of it.
+fn arm64(host: &Host) -> Check {
+    let a = Arch::Aarch64;
+    let tools = [
+        (a.qemu_binary(), a.qemu_package()),
+        ("aarch64-linux-gnu-gcc", a.cross_gcc_package()),
+        (a.qemu_user(), "qemu-user-static"),
+    ];
+    let missing: Vec<(&str, &str)> = tools
+        .iter()
+        .copied()
+        .filter(|(tool, _)| host.which(tool).is_none())
+        .collect();
+    if missing.is_empty() {
+        return ok(
+            "arm64",
+            false,
+            format!(
+                "{} (stratos build --arch aarch64 builds and boots arm64 images)",
+                tools.map(|(t, _)| t).join(", ")
+            ),
+        );
+    }
+    let mut packages: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();
+    packages.dedup();
+    lacking(
+        "arm64",
+        false,
+        format!(
+            "{} not on PATH: arm64 images (--arch aarch64) cannot be built or booted",
+            missing
+                .iter()
+                .map(|(t, _)| *t)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        format!(
+            "apt-get install {} libc6-dev-arm64-cross (ci/setup does), and rustup target add {}",
+            packages.join(" "),
+            a.rust_target()
+        ),
+    )
 }
 
 /// KVM: the device, its permission, then whether QEMU can create a VM with it (a machine with

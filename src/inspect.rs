@@ -25,6 +25,8 @@ pub enum InspectError {
 pub struct Report {
     pub image: String,
     pub version: String,
+    /// The architecture the image runs on.
+    pub arch: crate::arch::Arch,
     pub signed: bool,
     pub builder_version: String,
     pub source_date_epoch: u64,
@@ -86,6 +88,7 @@ pub fn report(dir: &Path) -> Result<Report, InspectError> {
     Ok(Report {
         image: m.image.name.clone(),
         version: m.image.version.clone(),
+        arch: m.image.arch,
         signed: std::fs::symlink_metadata(dir.join(SIGNATURE_FILE)).is_ok_and(|m| m.is_file()),
         builder_version: m.builder.version.clone(),
         source_date_epoch: m.source_date_epoch,

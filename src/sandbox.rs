@@ -4,9 +4,11 @@
 //! it in new user, mount, network, PID, IPC, UTS and cgroup namespaces, as `nobody` (65534)
 //! with no capabilities and no way to make further user namespaces, in a new session (no
 //! controlling terminal to inject input into), killed when the build dies. Its file system is
-//! an empty read-only root with a private `/dev` and the one host directory it works in: it
-//! sees nothing else of the host — not `/etc`, not `$HOME`, not a UNIX socket such as the
-//! Docker daemon's — and no network. Its environment holds only what the caller sets.
+//! an empty read-only root with a private `/dev` and the one host directory it works in (plus,
+//! read-only, the host programs the caller names: the user-mode emulator that runs another
+//! architecture's interpreter): it sees nothing else of the host — not `/etc`, not `$HOME`, not
+//! a UNIX socket such as the Docker daemon's — and no network. Its environment holds only what
+//! the caller sets.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -33,8 +35,16 @@ pub fn bwrap(what: &str) -> Result<PathBuf, SandboxError> {
 }
 
 /// A command that runs `argv` with exactly `env` in the sandbox, where only `dir` (absolute, a
-/// directory) is visible and writable, at its own path, and is the working directory.
-pub fn command(bwrap: &Path, dir: &Path, env: &[(&str, &OsStr)], argv: &[OsString]) -> Command {
+/// directory) is visible and writable, at its own path, and is the working directory; and each
+/// of `tools` (absolute paths of host files, such as a static emulator) is visible read-only at
+/// its own path.
+pub fn command(
+    bwrap: &Path,
+    dir: &Path,
+    tools: &[&Path],
+    env: &[(&str, &OsStr)],
+    argv: &[OsString],
+) -> Command {
     let mut c = Command::new(bwrap);
     c.env_clear()
         .args(["--unshare-all", "--unshare-user", "--disable-userns"])
@@ -43,8 +53,11 @@ pub fn command(bwrap: &Path, dir: &Path, env: &[(&str, &OsStr)], argv: &[OsStrin
         .arg(UID.to_string())
         .arg("--gid")
         .arg(UID.to_string())
-        .args(["--dev", "/dev"])
-        .arg("--bind")
+        .args(["--dev", "/dev"]);
+    for t in tools {
+        c.arg("--ro-bind").arg(t).arg(t);
+    }
+    c.arg("--bind")
         .arg(dir)
         .arg(dir)
         // bwrap's root is a fresh tmpfs; made read-only once the mount points exist.
@@ -99,6 +112,7 @@ mod tests {
         let out = command(
             &bwrap("the test").unwrap(),
             &d,
+            &[],
             &[("KEEP", OsStr::new("1"))],
             &[sh, "sh".into(), "-c".into(), script.into()],
         )
@@ -127,6 +141,49 @@ mod tests {
         );
         assert_eq!(std::fs::read_to_string(d.join("written")).unwrap(), "\n");
         assert!(!Path::new("/escape").exists());
+    }
+
+    #[test]
+    fn a_tool_is_visible_read_only_and_nothing_else_of_the_host() {
+        require("/usr/bin/bwrap");
+        require("/bin/busybox");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().canonicalize().unwrap();
+        let busybox = std::fs::canonicalize("/bin/busybox").unwrap();
+        let script = r#"
+            B="$0"
+            "$B" ls "$("$B" dirname "$B")" | "$B" tr '\n' ' '; echo
+            "$B" touch "$B" 2>/dev/null && echo wrote-tool
+            echo "$B" > written
+        "#;
+        let out = command(
+            &bwrap("the test").unwrap(),
+            &d,
+            &[&busybox],
+            &[],
+            &[
+                busybox.clone().into_os_string(),
+                "sh".into(),
+                "-c".into(),
+                script.into(),
+                busybox.clone().into_os_string(),
+            ],
+        )
+        .output()
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Its directory holds the tool alone; it cannot be written.
+        let name = busybox.file_name().unwrap().to_string_lossy();
+        assert_eq!(stdout.trim(), name, "{stdout}");
+        assert_eq!(
+            std::fs::read_to_string(d.join("written")).unwrap().trim(),
+            busybox.to_str().unwrap()
+        );
     }
 
     #[test]

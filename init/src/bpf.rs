@@ -81,7 +81,8 @@ pub struct Insn {
 }
 
 impl Insn {
-    /// The 8 bytes the kernel reads (x86-64: little endian; `dst_reg` in the low nibble).
+    /// The 8 bytes the kernel reads (x86-64 and arm64: little endian; `dst_reg` in the low
+    /// nibble).
     pub fn encode(&self) -> [u8; 8] {
         let mut b = [0u8; 8];
         b[0] = self.code;
@@ -233,8 +234,8 @@ pub fn encode(insns: &[Insn]) -> Vec<u8> {
     insns.iter().flat_map(Insn::encode).collect()
 }
 
-/// Counter slots per system call number: x86-64 numbers are below 512 (the highest in 6.1 is
-/// 450); calls numbered higher (x32, or invalid) are not counted.
+/// Counter slots per system call number: x86-64's and arm64's numbers are below 512 (the
+/// highest in 6.1 is 450 on both); calls numbered higher (x32, or invalid) are not counted.
 pub const MAX_SYSCALLS: u32 = 512;
 
 /// The stack slot of a 4-byte map key.
@@ -381,7 +382,7 @@ mod tests {
 
     /// What `f` assembles (one instruction, or two for the 16-byte loads) against the bytes the
     /// kernel's macro `mac` (`include/linux/filter.h`) produces, as `struct bpf_insn` in
-    /// memory on x86-64.
+    /// memory on a little-endian machine (x86-64, arm64).
     #[track_caller]
     fn encodes(mac: &str, f: fn(&mut Asm) -> &mut Asm, want: &[[u8; 8]]) {
         let mut a = Asm::new();

@@ -34,7 +34,7 @@ impl BootImage {
         Ok(BootImage {
             dir: dir.to_owned(),
             arch: arch_of(&manifest),
-            machine: Machine::for_kernel(config.as_ref()),
+            machine: Machine::for_kernel(arch_of(&manifest), config.as_ref()),
             manifest,
         })
     }

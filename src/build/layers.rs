@@ -294,7 +294,8 @@ fn seccomp_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
         profile.init.uid,
         cx.kernel_image.version.as_deref(),
     );
-    let (bytes, info) = compile_seccomp(spec, &target)?;
+    // Its note on calls the architecture lacks was printed by the preflight.
+    let super::CompiledSeccomp { bytes, info, .. } = compile_seccomp(spec, &target)?;
     st.tree.insert(
         &ImagePath::parse(SECCOMP_FILTER_PATH).expect("static path"),
         Entry::file(bytes, 0o644, &Origin::new("seccomp")),

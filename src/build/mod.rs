@@ -131,11 +131,22 @@ pub struct Assembly {
 /// Where the compiled seccomp filter goes in the image.
 pub const SECCOMP_FILTER_PATH: &str = "/etc/stratos/seccomp.bpf";
 
-/// Compiles the profile's seccomp policy; returns the filter bytes and what the manifest says.
+/// The profile's seccomp policy, compiled.
+pub struct CompiledSeccomp {
+    /// The filter, as the init reads it.
+    pub bytes: Vec<u8>,
+    /// What the manifest says of it.
+    pub info: crate::sign::manifest::SeccompInfo,
+    /// The calls the policy names that the image's architecture does not have, left out (see
+    /// [`crate::seccomp::Policy::skipped_note`]): a warning for the build to print.
+    pub note: Option<String>,
+}
+
+/// Compiles the profile's seccomp policy for `target`'s architecture and runtime.
 pub fn compile_seccomp(
     spec: &crate::profile::SeccompSpec,
     target: &crate::seccomp::Target,
-) -> Result<(Vec<u8>, crate::sign::manifest::SeccompInfo), BuildError> {
+) -> Result<CompiledSeccomp, BuildError> {
     let path = spec.policy.display().to_string();
     let text = crate::fsio::read_text(
         &spec.policy,
@@ -166,7 +177,11 @@ pub fn compile_seccomp(
         instructions: prog.len() as u64,
         mode: spec.mode,
     };
-    Ok((bytes, info))
+    Ok(CompiledSeccomp {
+        bytes,
+        info,
+        note: policy.skipped_note(&path),
+    })
 }
 
 /// The files the init warms at boot: the runtime's executable with its interpreter and
@@ -488,6 +503,7 @@ pub fn build(
             source_date_epoch: profile.image.source_date_epoch,
             builder_version: BUILDER_VERSION,
             dev: opts.dev,
+            arch: profile.image.arch,
         },
         &a.components,
     )?;

@@ -32,7 +32,9 @@ pub fn preflight(
         // The kernel's version is not known yet: the policy is checked again, against it,
         // when the image is assembled.
         let target = crate::seccomp::Target::new(profile.image.arch, profile.init.uid, None);
-        compile_seccomp(spec, &target)?;
+        if let Some(note) = compile_seccomp(spec, &target)?.note {
+            progress.warn(note);
+        }
     }
     let mut checked = Checked::default();
     if let Some(pkgs) = &profile.packages {

@@ -162,7 +162,7 @@ pub fn run(mut a: Args) -> CliResult {
     keep_console(&a, &image, &r, opts.echo);
     print_timings(&r);
     print_syscalls(&r);
-    print_seccomp_log(&r);
+    print_seccomp_log(&r, image.arch);
     match &opts.invoke {
         Some(inv) => report_invocation(&r, inv),
         None => report_ending(&r),
@@ -279,8 +279,8 @@ fn plan_invoke(path: &str, port: u16, forwards: &mut Vec<Forward>) -> Result<Inv
 }
 
 /// In seccomp log mode: the calls the baseline would have denied.
-fn print_seccomp_log(r: &boot::BootRun) {
-    let logged = boot::vm::console::seccomp_log(&r.seccomp_records);
+fn print_seccomp_log(r: &boot::BootRun, arch: crate::arch::Arch) {
+    let logged = boot::vm::console::seccomp_log(&r.seccomp_records, arch);
     if !logged.is_empty() {
         eprintln!(
             "stratos: seccomp log mode: calls the baseline would deny: {}",

@@ -57,9 +57,10 @@ fn print_orphans(r: &Report) -> CliResult {
 /// What the image is: name, builder, kernel, root, observation.
 fn print_image(r: &Report) {
     println!(
-        "image:    {} {} ({})",
+        "image:    {} {} for {} ({})",
         r.image,
         r.version,
+        r.arch.name(),
         if r.signed { "signed" } else { "UNSIGNED" }
     );
     println!(

@@ -89,6 +89,10 @@ const FRAGMENTS: &[Template] = &[
         "kernel-configs/x86-microvm.config"
     ),
     template!(
+        "kernel/arm64-virt.config",
+        "kernel-configs/arm64-virt.config"
+    ),
+    template!(
         "kernel/serial-console.config",
         "kernel-configs/serial-console.config"
     ),
@@ -113,6 +117,7 @@ const COMMON: &[Template] = &[template!(".gitignore", "templates/new/gitignore")
 const PYTHON: &[Template] = &[
     template!("profile.toml", "templates/new/python/profile.toml"),
     template!("profile.lock", "profiles/python-fn.lock"),
+    template!("profile.aarch64.lock", "profiles/python-fn.aarch64.lock"),
     template!("seccomp.json", "profiles/seccomp/python.json"),
     template!(
         "rootfs/srv/fn/handler.py",
@@ -127,6 +132,7 @@ const PYTHON: &[Template] = &[
 const NODE: &[Template] = &[
     template!("profile.toml", "templates/new/node/profile.toml"),
     template!("profile.lock", "profiles/node-fn.lock"),
+    template!("profile.aarch64.lock", "profiles/node-fn.aarch64.lock"),
     template!("seccomp.json", "profiles/seccomp/node.json"),
     template!(
         "rootfs/srv/fn/handler.js",
@@ -145,6 +151,7 @@ const NODE: &[Template] = &[
 const BUSYBOX: &[Template] = &[
     template!("profile.toml", "templates/new/busybox/profile.toml"),
     template!("profile.lock", "profiles/hello.lock"),
+    template!("profile.aarch64.lock", "profiles/hello.aarch64.lock"),
     template!("seccomp.json", "profiles/seccomp/busybox-httpd.json"),
     template!(
         "rootfs/srv/www/index.html",
@@ -276,7 +283,7 @@ fn place(staged: tempfile::TempDir, dest: &Path) -> CliResult {
 pub fn next_steps(dir: &Path, runtime: Runtime, name: &str) -> String {
     let shipped = runtime.shipped();
     let mut out = format!(
-        "created {dir}/: profile.toml, rootfs/ (the function), profile.lock ({shipped}'s pinned packages), seccomp.json, kernel/, profile.schema.json, .gitignore\n\n\
+        "created {dir}/: profile.toml, rootfs/ (the function), profile.lock and profile.aarch64.lock ({shipped}'s pinned packages, x86_64 and aarch64), seccomp.json, kernel/, profile.schema.json, .gitignore\n\n\
          Next (the first build compiles the kernel, 4-7 minutes on two cores, unless {shipped} was built here before; `stratos doctor` says what this host lacks):\n",
         dir = dir.display()
     );

@@ -23,6 +23,10 @@ pub enum Sub {
     )]
     Check {
         policy: PathBuf,
+        /// The architecture to compile it for ("x86_64", "aarch64"): the system call table, the
+        /// audit architecture its filter checks.
+        #[arg(long, value_name = "ARCH", default_value = "x86_64")]
+        arch: Arch,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -32,7 +36,13 @@ pub enum Sub {
     #[command(
         after_help = "Example:\n  stratos seccomp diff profiles/seccomp/generic.json profiles/seccomp/busybox-httpd.json"
     )]
-    Diff { a: PathBuf, b: PathBuf },
+    Diff {
+        a: PathBuf,
+        b: PathBuf,
+        /// The architecture both are read for ("x86_64", "aarch64").
+        #[arg(long, value_name = "ARCH", default_value = "x86_64")]
+        arch: Arch,
+    },
     /// Write the smallest baseline that allows the system calls boot-test runs observed (an
     /// image with [observe] syscalls = true; every successful run of the image in the result
     /// counts), plus exit, exit_group, restart_syscall and rt_sigreturn. With --base, its
@@ -52,20 +62,61 @@ pub enum Sub {
         /// Write the policy here (atomically) instead of to stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// The architecture the runs were on ("x86_64", "aarch64") [default: the `image.arch` of
+        /// the manifest in the image directory the result names, when it is there and is the
+        /// image the result is about; else x86_64].
+        #[arg(long, value_name = "ARCH")]
+        arch: Option<Arch>,
     },
 }
 
-fn load(p: &Path) -> Result<Policy, CliError> {
-    load_with_text(p).map(|(policy, _)| policy)
+fn load(p: &Path, arch: Arch) -> Result<Policy, CliError> {
+    load_with_text(p, arch).map(|(policy, _)| policy)
 }
 
-/// The policy at `p`, and its text.
-fn load_with_text(p: &Path) -> Result<(Policy, String), CliError> {
+/// The policy at `p` for `arch`, and its text. Calls `arch` does not have are left out with a
+/// warning, as the build does.
+fn load_with_text(p: &Path, arch: Arch) -> Result<(Policy, String), CliError> {
     let text = crate::fsio::read_text(p, crate::fsio::caps::SECCOMP_POLICY, "a seccomp policy")
         .map_err(CliError::input)?;
-    let policy =
-        Policy::parse(&text, &p.display().to_string(), Arch::X86_64).map_err(CliError::input)?;
+    let label = p.display().to_string();
+    let policy = Policy::parse(&text, &label, arch).map_err(CliError::input)?;
+    if let Some(note) = policy.skipped_note(&label) {
+        eprintln!("stratos: WARNING: {note}");
+    }
     Ok((policy, text))
+}
+
+/// The architecture of the runs a boot-test result is about: `--arch`, else the image
+/// directory's manifest when it is the image the result names, else x86-64 (every image before
+/// there was a second architecture).
+fn runs_arch(
+    result: &crate::boot_result::BootTestResult,
+    given: Option<Arch>,
+) -> Result<Arch, CliError> {
+    if let Some(a) = given {
+        return Ok(a);
+    }
+    let Some(dir) = result.image.dir.as_deref().map(Path::new) else {
+        return Ok(Arch::X86_64);
+    };
+    let mpath = dir.join(crate::sign::manifest::MANIFEST_FILE);
+    if !mpath.exists() {
+        return Ok(Arch::X86_64);
+    }
+    let bytes = crate::fsio::read_file(&mpath, crate::fsio::caps::MANIFEST, "a manifest")
+        .map_err(CliError::input)?;
+    if let Some(want) = &result.image.manifest_sha256 {
+        if crate::digest::Sha256::of(&bytes) != *want {
+            return Err(CliError::input(anyhow::anyhow!(
+                "{} is not the image the boot-test result is about (its manifest changed since); pass --arch to say which architecture the runs were on",
+                dir.display()
+            )));
+        }
+    }
+    let manifest = crate::sign::verify::parse_manifest(&bytes)
+        .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", mpath.display())))?;
+    Ok(manifest.image.arch)
 }
 
 /// name → "always" or the conditions under which it is allowed.
@@ -110,7 +161,7 @@ fn diff_text(
 }
 
 /// `seccomp suggest`: the policy to `out` (or stdout), the summary and diff to stderr.
-fn suggest(from: &Path, base: Option<&Path>, out: Option<&Path>) -> CliResult {
+fn suggest(from: &Path, base: Option<&Path>, out: Option<&Path>, arch: Option<Arch>) -> CliResult {
     use crate::seccomp::suggest;
     let bytes = crate::fsio::read_file(from, crate::fsio::caps::REPORT, "a boot-test result")
         .map_err(CliError::input)?;
@@ -120,12 +171,13 @@ fn suggest(from: &Path, base: Option<&Path>, out: Option<&Path>) -> CliResult {
             from.display()
         ))
     })?;
-    let obs = suggest::observed(&result, Arch::X86_64)
+    let arch = runs_arch(&result, arch)?;
+    let obs = suggest::observed(&result, arch)
         .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", from.display())))?;
     let base = match base {
         Some(p) => {
             // Checked as a policy first: the suggestion keeps parts of it.
-            let (policy, text) = load_with_text(p)?;
+            let (policy, text) = load_with_text(p, arch)?;
             let v: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", p.display())))?;
             Some((p, policy, v))
@@ -140,7 +192,7 @@ fn suggest(from: &Path, base: Option<&Path>, out: Option<&Path>) -> CliResult {
                 p.file_name().and_then(|n| n.to_str()).unwrap_or("the base"),
             )
         }),
-        Arch::X86_64,
+        arch,
     )
     .map_err(|e| CliError::input(anyhow::anyhow!(e)))?;
     // What is written must be a policy `seccomp check` and the build accept.
@@ -149,7 +201,7 @@ fn suggest(from: &Path, base: Option<&Path>, out: Option<&Path>) -> CliResult {
     });
     let bad =
         |e: String| CliError::input(anyhow::anyhow!("the suggested policy is not valid: {e}"));
-    let policy = Policy::parse(&text, &label, Arch::X86_64).map_err(|e| bad(e.to_string()))?;
+    let policy = Policy::parse(&text, &label, arch).map_err(|e| bad(e.to_string()))?;
     compile(&policy).map_err(|e| bad(e.to_string()))?;
     match out {
         Some(o) => crate::fsio::write_atomic(o, text.as_bytes(), 0o644)
@@ -180,14 +232,16 @@ fn suggest(from: &Path, base: Option<&Path>, out: Option<&Path>) -> CliResult {
 
 pub fn run(a: Args) -> CliResult {
     match a.command {
-        Sub::Check { policy, json } => {
-            let p = load(&policy)?;
+        Sub::Check { policy, arch, json } => {
+            let p = load(&policy, arch)?;
             let prog = compile(&p)
                 .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", policy.display())))?;
             let (always, cond) = p.allowed();
             if json {
                 let v = serde_json::json!({
                     "policy": policy.display().to_string(),
+                    "arch": arch,
+                    "skipped": p.skipped,
                     "default_action": p.default.describe(),
                     "instructions": prog.len(),
                     "allowed": always,
@@ -199,7 +253,7 @@ pub fn run(a: Args) -> CliResult {
                 );
             } else {
                 println!(
-                    "{}: valid; default action {}; {} BPF instructions",
+                    "{}: valid; default action {}; {} BPF instructions for {arch}",
                     policy.display(),
                     p.default.describe(),
                     prog.len()
@@ -241,8 +295,11 @@ pub fn run(a: Args) -> CliResult {
             }
             Ok(())
         }
-        Sub::Diff { a: pa, b: pb } => {
-            let (ma, mb) = (allowed_map(&load(&pa)?), allowed_map(&load(&pb)?));
+        Sub::Diff { a: pa, b: pb, arch } => {
+            let (ma, mb) = (
+                allowed_map(&load(&pa, arch)?),
+                allowed_map(&load(&pb, arch)?),
+            );
             print!(
                 "{}",
                 diff_text(
@@ -254,6 +311,11 @@ pub fn run(a: Args) -> CliResult {
             );
             Ok(())
         }
-        Sub::Suggest { from, base, out } => suggest(&from, base.as_deref(), out.as_deref()),
+        Sub::Suggest {
+            from,
+            base,
+            out,
+            arch,
+        } => suggest(&from, base.as_deref(), out.as_deref(), arch),
     }
 }

@@ -42,6 +42,7 @@ pub fn run(a: Args) -> CliResult {
                     "verified": true,
                     "image": v.manifest.image.name,
                     "version": v.manifest.image.version,
+                    "arch": v.manifest.image.arch,
                     "key_id": v.key_id.as_str(),
                     "artifacts": v.manifest.artifacts.len(),
                     "dev": v.manifest.dev,
@@ -49,9 +50,10 @@ pub fn run(a: Args) -> CliResult {
                 println!("{j}");
             } else {
                 println!(
-                    "verified: {} {} signed by {}; {} artifacts match the manifest; SBOM {} consistent",
+                    "verified: {} {} ({}) signed by {}; {} artifacts match the manifest; SBOM {} consistent",
                     v.manifest.image.name,
                     v.manifest.image.version,
+                    v.manifest.image.arch.name(),
                     v.key_id,
                     v.manifest.artifacts.len(),
                     v.manifest.sbom

@@ -40,7 +40,10 @@ pub fn inspect_image(bytes: &[u8]) -> Result<KernelImage, NotAKernel> {
             version,
         });
     }
-    if bytes.starts_with(b"\x7fELF") {
+    // arm64's Image: "ARM\x64" at 0x38 of its header (Documentation/arm64/booting.rst);
+    // uncompressed, so its banner is in it as in a vmlinux.
+    let arm64 = bytes.len() > 0x40 && &bytes[0x38..0x3c] == b"ARM\x64";
+    if bytes.starts_with(b"\x7fELF") || arm64 {
         let needle = b"Linux version ";
         let version = bytes
             .windows(needle.len())
@@ -54,12 +57,12 @@ pub fn inspect_image(bytes: &[u8]) -> Result<KernelImage, NotAKernel> {
             .filter(|s| !s.is_empty() && !s.contains('%'))
             .map(str::to_owned);
         return Ok(KernelImage {
-            format: "vmlinux",
+            format: if arm64 { "Image" } else { "vmlinux" },
             version,
         });
     }
     Err(NotAKernel(
-        "not a kernel image: neither an x86 bzImage (no \"HdrS\" boot header) nor an ELF vmlinux"
+        "not a kernel image: not an x86 bzImage (no \"HdrS\" boot header), an ELF vmlinux or an arm64 Image (no \"ARM\\x64\" at 0x38)"
             .into(),
     ))
 }
@@ -77,6 +80,16 @@ mod tests {
         let k = inspect_image(&b).unwrap();
         assert_eq!(k.format, "bzImage");
         assert_eq!(k.version.as_deref(), Some("6.1.0-28-cloud"));
+    }
+
+    #[test]
+    fn reads_an_arm64_image_and_its_banner() {
+        let mut b = vec![0u8; 0x200];
+        b[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        b.extend_from_slice(b"Linux version 6.1.192 (stratos@stratos) #1\0");
+        let k = inspect_image(&b).unwrap();
+        assert_eq!(k.format, "Image");
+        assert_eq!(k.version.as_deref(), Some("6.1.192"));
     }
 
     #[test]

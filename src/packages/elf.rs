@@ -27,6 +27,13 @@ pub enum ElfError {
         interp: String,
         why: String,
     },
+    #[error("{path} is an ELF file for another machine (e_machine {machine}, {name}); an {arch} image cannot run it: take the {arch} build of the package or file that ships it")]
+    WrongMachine {
+        path: ImagePath,
+        machine: u16,
+        name: &'static str,
+        arch: Arch,
+    },
     #[error("{path} needs the shared library {lib}, which is not in the image (searched {searched}); add the package that ships it")]
     MissingLibrary {
         path: ImagePath,
@@ -123,6 +130,14 @@ fn elf_needs(
         path: p.clone(),
         why: e.to_string(),
     })?;
+    if elf.header.e_machine != arch.elf_machine() {
+        return Err(ElfError::WrongMachine {
+            path: p.clone(),
+            machine: elf.header.e_machine,
+            name: machine_name(elf.header.e_machine),
+            arch,
+        });
+    }
     let mut next: Vec<(ImagePath, String)> = Vec::new();
     if let Some(interp) = elf.interpreter {
         let ip = ImagePath::parse(interp).map_err(|e| ElfError::BadPtInterp {
@@ -155,6 +170,18 @@ fn elf_needs(
         next.push((f, p.to_string()));
     }
     Ok(next)
+}
+
+/// How messages name an ELF machine: the architecture's word when StratOS builds for it,
+/// else goblin's name of the `EM_*` constant.
+fn machine_name(machine: u16) -> &'static str {
+    Arch::ALL
+        .iter()
+        .find(|a| a.elf_machine() == machine)
+        .map_or_else(
+            || goblin::elf::header::machine_to_str(machine),
+            |a| a.human(),
+        )
 }
 
 /// Where the loader looks for a library `p` needs: `DT_RPATH` (only when there is no
@@ -234,6 +261,99 @@ mod tests {
             .iter()
             .any(|f| f.as_str() == "/lib/x86_64-linux-gnu/libc.so.6"));
         assert!(files.iter().any(|f| f.as_str().contains("ld-linux-x86-64")));
+    }
+
+    /// Real aarch64 ELF files: the arm64 glibc of the cross toolchain (libc6-arm64-cross,
+    /// which `ci/setup` installs with libc6-dev-arm64-cross).
+    const ARM64_GLIBC: &str = "/usr/aarch64-linux-gnu/lib";
+
+    /// An arm64 library's closure is found where Debian's arm64 loader looks
+    /// (`/lib/aarch64-linux-gnu`, its loader `/lib/ld-linux-aarch64.so.1`), and a file of the
+    /// other architecture is refused in either image.
+    #[test]
+    fn closure_of_a_real_aarch64_library_uses_the_arm64_directories() {
+        let arm64 = |f: &str| {
+            let p = format!("{ARM64_GLIBC}/{f}");
+            assert!(
+                std::path::Path::new(&p).is_file(),
+                "{p} is missing: install libc6-dev-arm64-cross (ci/setup does)"
+            );
+            p
+        };
+        let mut tree = Tree::new();
+        host(
+            &mut tree,
+            &arm64("libm.so.6"),
+            "/usr/lib/aarch64-linux-gnu/libm.so.6",
+        );
+        let root = [ImagePath::parse("/usr/lib/aarch64-linux-gnu/libm.so.6").unwrap()];
+        assert_eq!(
+            closure(&tree, &root, Arch::X86_64).unwrap_err().to_string(),
+            "/usr/lib/aarch64-linux-gnu/libm.so.6 is an ELF file for another machine (e_machine 183, aarch64); an x86-64 image cannot run it: take the x86-64 build of the package or file that ships it"
+        );
+        assert_eq!(
+            closure(&tree, &root, Arch::Aarch64).unwrap_err(),
+            ElfError::MissingLibrary {
+                path: root[0].clone(),
+                lib: "libc.so.6".into(),
+                searched: "/lib/aarch64-linux-gnu, /usr/lib/aarch64-linux-gnu, /lib, /usr/lib, /lib64, /usr/lib64".into(),
+            }
+        );
+        host(
+            &mut tree,
+            &arm64("libc.so.6"),
+            "/lib/aarch64-linux-gnu/libc.so.6",
+        );
+        assert!(
+            closure(&tree, &root, Arch::Aarch64)
+                .unwrap_err()
+                .to_string()
+                .starts_with("/usr/lib/aarch64-linux-gnu/libm.so.6 needs the shared library ld-linux-aarch64.so.1,"),
+        );
+        host(
+            &mut tree,
+            &arm64("ld-linux-aarch64.so.1"),
+            "/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1",
+        );
+        // libc.so.6 is also an executable: its PT_INTERP is the loader's absolute path.
+        assert_eq!(
+            closure(&tree, &root, Arch::Aarch64).unwrap_err().to_string(),
+            "/lib/ld-linux-aarch64.so.1 (needed by /lib/aarch64-linux-gnu/libc.so.6) is not a file in the image"
+        );
+        tree.insert(
+            &ImagePath::parse("/lib/ld-linux-aarch64.so.1").unwrap(),
+            Entry::symlink("aarch64-linux-gnu/ld-linux-aarch64.so.1", &Origin::new("t")),
+        )
+        .unwrap();
+        let files = closure(&tree, &root, Arch::Aarch64).unwrap();
+        assert_eq!(
+            files.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+            [
+                "/usr/lib/aarch64-linux-gnu/libm.so.6",
+                "/lib/aarch64-linux-gnu/libc.so.6",
+                "/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1",
+            ]
+        );
+        // The host's x86-64 executable in an arm64 image.
+        host(&mut tree, "/bin/ls", "/usr/bin/ls");
+        let e = closure(
+            &tree,
+            &[ImagePath::parse("/usr/bin/ls").unwrap()],
+            Arch::Aarch64,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ElfError::WrongMachine {
+                    machine: 62,
+                    name: "x86-64",
+                    arch: Arch::Aarch64,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -418,6 +418,7 @@ fn kernel_cmdline(
 mod tests {
     use super::*;
     use crate::profile::tests::{Fixture, BASE};
+    use crate::profile::Profile;
 
     #[test]
     fn kernel_from_source() {
@@ -466,6 +467,121 @@ mod tests {
         assert!(
             e.contains("kernel.source.sha256: must be 64 hex digits"),
             "{e}"
+        );
+    }
+
+    /// A source kernel for two architectures: what each build gets, and what is refused.
+    #[test]
+    fn per_architecture_parts_merge_into_that_architecture_s_build() {
+        let f = Fixture::new();
+        for n in ["linux.tar.xz", "common.config", "x86.config", "arm.config"] {
+            std::fs::write(f.dir.path().join(n), b"CONFIG_A=y\n").unwrap();
+        }
+        let text = BASE
+            .replace(
+                "source-date-epoch = 1700000000",
+                "source-date-epoch = 1700000000\narch = [\"x86_64\", \"aarch64\"]",
+            )
+            .replace(
+                "prebuilt = \"vmlinuz\"",
+                "source = { tarball = \"linux.tar.xz\" }\nfragments = [\"common.config\"]\n\
+                 [kernel.x86_64]\nfragments = [\"x86.config\"]\nformat = \"vmlinux\"\ncmdline = \"console=ttyS0 quiet\"\n\
+                 [kernel.aarch64]\nfragments = [\"arm.config\"]\ncmdline = \"console=ttyAMA0 quiet\"",
+            );
+        let parse = |arch| Profile::parse_for(&text, Path::new("p.toml"), f.dir.path(), None, arch);
+        let spec = |p: &Profile| match &p.kernel.origin {
+            KernelOrigin::Source(s) => s.clone(),
+            KernelOrigin::Prebuilt { .. } => panic!(),
+        };
+        // The default is the first listed.
+        let x = parse(None).unwrap();
+        assert_eq!(x.image.arch, Arch::X86_64);
+        assert_eq!(x.image.arches, [Arch::X86_64, Arch::Aarch64]);
+        assert_eq!(spec(&x).format, KernelFormat::Vmlinux);
+        assert_eq!(
+            spec(&x).fragments,
+            [
+                f.dir.path().join("common.config"),
+                f.dir.path().join("x86.config")
+            ]
+        );
+        assert_eq!(x.kernel.cmdline, "console=ttyS0 quiet");
+        let a = parse(Some(Arch::Aarch64)).unwrap();
+        assert_eq!(a.image.arch, Arch::Aarch64);
+        assert_eq!(spec(&a).format, KernelFormat::Image);
+        assert_eq!(
+            spec(&a).fragments,
+            [
+                f.dir.path().join("common.config"),
+                f.dir.path().join("arm.config")
+            ]
+        );
+        assert_eq!(a.kernel.cmdline, "console=ttyAMA0 quiet");
+        // The lock is per architecture.
+        let lock = |p: &Profile| p.packages.as_ref().map(|k| k.lock.clone());
+        assert_eq!(lock(&a), None);
+
+        // An architecture the profile does not list.
+        let only_x86 = text.replace("arch = [\"x86_64\", \"aarch64\"]", "arch = \"x86_64\"");
+        let e = Profile::parse_for(
+            &only_x86,
+            Path::new("p.toml"),
+            f.dir.path(),
+            None,
+            Some(Arch::Aarch64),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("image.arch") && e.contains("x86_64 only, not aarch64"),
+            "{e}"
+        );
+        // Another architecture's format or console.
+        let e = Profile::parse_for(
+            &text.replace(
+                "cmdline = \"console=ttyAMA0 quiet\"",
+                "format = \"vmlinux\"",
+            ),
+            Path::new("p.toml"),
+            f.dir.path(),
+            None,
+            Some(Arch::Aarch64),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("kernel.aarch64.format") && e.contains("\"Image\""),
+            "{e}"
+        );
+        let e = Profile::parse_for(
+            &text.replace("console=ttyAMA0 quiet", "console=ttyS0"),
+            Path::new("p.toml"),
+            f.dir.path(),
+            None,
+            Some(Arch::Aarch64),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("kernel.aarch64.cmdline") && e.contains("console=ttyAMA0"),
+            "{e}"
+        );
+        // A missing fragment of the other architecture is still an error.
+        let e = f.err(&text.replace("\"arm.config\"", "\"gone.config\""));
+        assert!(e.contains("kernel.aarch64.fragments[0]"), "{e}");
+        // An unknown architecture.
+        let e = f.err(&text.replace("\"aarch64\"]", "\"riscv64\"]"));
+        assert!(e.contains("\"riscv64\" is not an architecture"), "{e}");
+    }
+
+    #[test]
+    fn an_aarch64_build_reads_its_own_lock() {
+        use crate::profile::packages::lock_for_arch;
+        let p = Path::new("/p/python-fn.lock");
+        assert_eq!(lock_for_arch(p, Arch::X86_64), p);
+        assert_eq!(
+            lock_for_arch(p, Arch::Aarch64),
+            Path::new("/p/python-fn.aarch64.lock")
         );
     }
 }

@@ -62,6 +62,9 @@ pub struct Subject<'a> {
     pub builder_version: &'a str,
     /// A `stratos build --dev` image: the SBOM's metadata says `stratos:build = dev`.
     pub dev: bool,
+    /// The metadata says `stratos:arch = x86_64|aarch64`; the Debian components' purls say it
+    /// too (`?arch=arm64`).
+    pub arch: crate::arch::Arch,
 }
 
 /// RFC 3339 UTC time for a Unix timestamp (civil-from-days, proleptic Gregorian).
@@ -180,9 +183,13 @@ pub fn write_sbom(subject: &Subject, components: &[ComponentSpec]) -> Result<Vec
             manufacture: None,
             supplier: None,
             licenses: None,
-            properties: subject
-                .dev
-                .then(|| Properties(vec![Property::new(prop::BUILD, prop::BUILD_DEV)])),
+            properties: Some(Properties({
+                let mut p = vec![Property::new(prop::ARCH, subject.arch.name())];
+                if subject.dev {
+                    p.push(Property::new(prop::BUILD, prop::BUILD_DEV));
+                }
+                p
+            })),
             lifecycles: None,
         };
         let mut dependencies = vec![Dependency {
@@ -258,6 +265,7 @@ mod tests {
             source_date_epoch: 5,
             builder_version: "0.1.0",
             dev: false,
+            arch: crate::arch::Arch::X86_64,
         };
         let c = ComponentSpec {
             bom_ref: "overlay:a".into(),
@@ -279,7 +287,10 @@ mod tests {
         assert_eq!(v["specVersion"], "1.5");
         assert!(v["serialNumber"].as_str().unwrap().starts_with("urn:uuid:"));
         assert_eq!(v["metadata"]["timestamp"], "1970-01-01T00:00:05Z");
-        assert!(v["metadata"].get("properties").is_none(), "{v}");
+        assert_eq!(
+            v["metadata"]["properties"],
+            serde_json::json!([{"name": "stratos:arch", "value": "x86_64"}])
+        );
     }
 
     #[test]
@@ -290,11 +301,15 @@ mod tests {
             source_date_epoch: 5,
             builder_version: "0.1.0",
             dev: true,
+            arch: crate::arch::Arch::Aarch64,
         };
         let v: serde_json::Value = serde_json::from_slice(&write_sbom(&s, &[]).unwrap()).unwrap();
         assert_eq!(
             v["metadata"]["properties"],
-            serde_json::json!([{"name": "stratos:build", "value": "dev"}])
+            serde_json::json!([
+                {"name": "stratos:arch", "value": "aarch64"},
+                {"name": "stratos:build", "value": "dev"}
+            ])
         );
     }
 }

@@ -25,6 +25,8 @@ pub mod prop {
     /// On the image (the SBOM's metadata): `dev` for a `stratos build --dev` image, not for
     /// release; absent on a release build.
     pub const BUILD: &str = "stratos:build";
+    /// The image's architecture (`x86_64`, `aarch64`), in the metadata.
+    pub const ARCH: &str = "stratos:arch";
     pub const BUILD_DEV: &str = "dev";
 }
 

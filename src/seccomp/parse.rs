@@ -119,12 +119,12 @@ fn check_header(raw: &RawPolicy, arch: Arch) -> Result<(), String> {
     }
     if !raw.arch_map.is_empty() && !raw.arch_map.iter().any(|m| m.architecture == ours) {
         return Err(format!(
-            "archMap has no entry for {ours}, the only architecture StratOS images run on"
+            "archMap has no entry for {ours}, the architecture of the image it is compiled for; add one to use the policy on {arch}"
         ));
     }
     if !raw.architectures.is_empty() && !raw.architectures.iter().any(|a| a == ours) {
         return Err(format!(
-            "architectures {:?} do not include {ours}, the only architecture StratOS images run on",
+            "architectures {:?} do not include {ours}, the architecture of the image it is compiled for; add it to use the policy on {arch}",
             raw.architectures
         ));
     }
@@ -135,6 +135,7 @@ fn check_header(raw: &RawPolicy, arch: Arch) -> Result<(), String> {
 /// conditions leave it out for this runtime.
 fn add_rule(
     rules: &mut BTreeMap<u32, Vec<Rule>>,
+    skipped: &mut Vec<&'static str>,
     r: &RawRule,
     origin: &str,
     default_errno: u32,
@@ -154,12 +155,31 @@ fn add_rule(
         return Err(format!("{origin}: a rule needs \"names\""));
     }
     for name in names {
-        let nr = table::number(target.arch, name).ok_or_else(|| {
-            format!(
-                "{origin}: unknown system call {name:?} ({}, Linux 6.1)",
-                target.arch
-            )
-        })?;
+        let Some(nr) = table::number(target.arch, name) else {
+            // A call of another architecture (`open` on aarch64) is left out, as libseccomp
+            // does; a name no architecture has is a mistake.
+            let other = Arch::ALL
+                .iter()
+                .find_map(|&a| table::syscalls(a).iter().find(|(n, _)| *n == name));
+            match other {
+                Some(&(known, _)) => {
+                    if !skipped.contains(&known) {
+                        skipped.push(known);
+                    }
+                    continue;
+                }
+                None => {
+                    return Err(format!(
+                        "{origin}: unknown system call {name:?} (in no table of Linux 6.1: {})",
+                        Arch::ALL
+                            .iter()
+                            .map(|a| a.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                }
+            }
+        };
         let rule = Rule {
             action,
             args: args.clone(),
@@ -275,7 +295,9 @@ impl Policy {
     /// Parses OCI/Docker seccomp JSON for the runtime described by `target`. Unknown keys,
     /// architecture names, capability names and flags are errors; conditional rules are
     /// evaluated the way Docker does (a rule is skipped when an `excludes` condition holds or
-    /// an `includes` condition does not).
+    /// an `includes` condition does not). A call another architecture has but `target`'s does
+    /// not is left out and listed in [`Policy::skipped`]; a call no architecture has is an
+    /// error.
     pub fn parse_for(text: &str, path: &str, target: &Target) -> Result<Policy, SeccompError> {
         let raw: RawPolicy = serde_json::from_str(text).map_err(|e| SeccompError::Json {
             path: path.to_owned(),
@@ -297,9 +319,11 @@ impl Policy {
         let default = parse_action(&raw.default_action, raw.default_errno_ret, 1)
             .map_err(|e| bad(format!("defaultAction: {e}")))?;
         let mut rules: BTreeMap<u32, Vec<Rule>> = BTreeMap::new();
+        let mut skipped = Vec::new();
         for (i, r) in raw.syscalls.iter().enumerate() {
             add_rule(
                 &mut rules,
+                &mut skipped,
                 r,
                 &format!("syscalls[{i}]"),
                 default_errno,
@@ -311,6 +335,7 @@ impl Policy {
             arch: target.arch,
             default,
             rules,
+            skipped,
         })
     }
 }

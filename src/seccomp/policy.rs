@@ -153,6 +153,10 @@ pub struct Policy {
     pub default: Action,
     /// System call number → its rules, in file order.
     pub rules: BTreeMap<u32, Vec<Rule>>,
+    /// Calls the policy names that another architecture has but this one does not (`open`,
+    /// `stat`, `fork` on aarch64), in file order: left out of the filter, as libseccomp does.
+    /// [`Policy::skipped_note`] says so.
+    pub skipped: Vec<&'static str>,
 }
 
 impl Policy {
@@ -162,6 +166,7 @@ impl Policy {
         let to_log = |a: Action| if a == Action::Allow { a } else { Action::Log };
         Policy {
             arch: self.arch,
+            skipped: self.skipped.clone(),
             default: to_log(self.default),
             rules: self
                 .rules
@@ -179,6 +184,22 @@ impl Policy {
                 })
                 .collect(),
         }
+    }
+
+    /// The note a build prints when the policy at `path` names calls its architecture does not
+    /// have (none when it names none): they are left out, which is only right when the runtime
+    /// makes their equivalents (`openat`, `newfstatat`, `clone`), which the policy must allow.
+    pub fn skipped_note(&self, path: &str) -> Option<String> {
+        if self.skipped.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "{path}: {} system call(s) it names do not exist on {} and are left out of its filter: {}; the runtime makes their {} forms instead (openat, newfstatat, ppoll, clone, ...), which the policy must allow",
+            self.skipped.len(),
+            self.arch,
+            self.skipped.join(", "),
+            self.arch,
+        ))
     }
 
     /// System calls allowed unconditionally, and those allowed only under conditions.

@@ -101,8 +101,10 @@ impl Start {
     }
 
     /// A base policy: its default action and header, and every rule that is not a plain allow.
-    /// A base whose default allows is refused (the suggestion would allow everything).
-    fn from_base(b: &Value) -> Result<Start, String> {
+    /// A base whose default allows is refused (the suggestion would allow everything). A rule
+    /// for other architectures only (`includes.arches` without `arch`, or `excludes.arches`
+    /// with it) is kept but decides nothing on `arch`: what the runs made gets a plain allow.
+    fn from_base(b: &Value, arch: Arch) -> Result<Start, String> {
         let b = b
             .as_object()
             .ok_or("the base policy is not a JSON object")?;
@@ -124,14 +126,32 @@ impl Start {
         };
         let rules = b.get("syscalls").and_then(Value::as_array);
         for rule in rules.into_iter().flatten().filter(|r| !is_plain_allow(r)) {
-            let names = rule.get("names").and_then(Value::as_array);
-            for n in names.into_iter().flatten().filter_map(Value::as_str) {
-                start.decided.insert(n.to_owned());
+            if !for_other_arches(rule, arch) {
+                let names = rule.get("names").and_then(Value::as_array);
+                for n in names.into_iter().flatten().filter_map(Value::as_str) {
+                    start.decided.insert(n.to_owned());
+                }
             }
             start.rules.push(rule.clone());
         }
         Ok(start)
     }
+}
+
+/// Whether a rule's architecture conditions leave it out on `arch` (Docker's
+/// `includes.arches` / `excludes.arches`, in Go's names).
+fn for_other_arches(rule: &Value, arch: Arch) -> bool {
+    let names_arch = |key: &str| {
+        rule.get(key)
+            .and_then(|c| c.get("arches"))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .any(|n| arch.policy_names().contains(&n))
+            })
+    };
+    names_arch("includes") == Some(false) || names_arch("excludes") == Some(true)
 }
 
 /// An allow without argument conditions or `includes`/`excludes`: what the suggestion replaces.
@@ -171,7 +191,7 @@ fn comment(obs: &Observed, seen: usize, base: Option<&str>) -> Vec<String> {
 /// `base`: a policy's JSON and the name to cite it by; without one, the policy is for `arch`.
 pub fn suggest(obs: &Observed, base: Option<(&Value, &str)>, arch: Arch) -> Result<String, String> {
     let start = match base {
-        Some((b, _)) => Start::from_base(b)?,
+        Some((b, _)) => Start::from_base(b, arch)?,
         None => Start::fresh(arch),
     };
     // Names the base decides otherwise than by a plain allow keep their rule, unchanged.
@@ -285,6 +305,33 @@ mod tests {
         assert!(text.contains("\"errnoRet\": 38"));
         assert!(text.contains("SCMP_ACT_KILL_PROCESS"));
         assert!(text.contains("kept from base.json"));
+    }
+
+    #[test]
+    fn a_base_rule_for_another_architecture_decides_nothing_on_this_one() {
+        // python.json's shape: setitimer allowed on arm64 only (glibc's alarm there).
+        let base: Value = serde_json::from_str(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_AARCH64"],
+                "syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW"},
+                            {"names":["setitimer"],"action":"SCMP_ACT_ALLOW","includes":{"arches":["arm64"]}},
+                            {"names":["openat"],"action":"SCMP_ACT_ERRNO","excludes":{"arches":["amd64"]}}]}"#,
+        )
+        .unwrap();
+        let seen = obs(&[("read", 1), ("setitimer", 1), ("openat", 3)]);
+        let text = suggest(&seen, Some((&base, "base.json")), Arch::X86_64).unwrap();
+        let p = Policy::parse(&text, "suggested", Arch::X86_64).unwrap();
+        let (always, _) = p.allowed();
+        assert!(always.contains("setitimer"), "{text}");
+        assert!(always.contains("openat"), "{text}");
+        assert!(text.contains("\"arm64\""), "the rule is kept: {text}");
+        // On arm64 the same rules decide: no plain allow is added for them.
+        let text = suggest(&seen, Some((&base, "base.json")), Arch::Aarch64).unwrap();
+        let p = Policy::parse(&text, "suggested", Arch::Aarch64).unwrap();
+        let (always, _) = p.allowed();
+        assert!(
+            always.contains("setitimer") && !always.contains("openat"),
+            "{text}"
+        );
     }
 
     #[test]

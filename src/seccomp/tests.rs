@@ -335,7 +335,7 @@ fn architecture_messages_name_the_image_architecture() {
     )
     .unwrap_err()
     .to_string();
-    assert_eq!(e, "p.json: architectures [\"SCMP_ARCH_AARCH64\"] do not include SCMP_ARCH_X86_64, the only architecture StratOS images run on");
+    assert_eq!(e, "p.json: architectures [\"SCMP_ARCH_AARCH64\"] do not include SCMP_ARCH_X86_64, the architecture of the image it is compiled for; add it to use the policy on x86-64");
     let e = Policy::parse(
         r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["nope"],"action":"SCMP_ACT_ALLOW"}]}"#,
         "p.json",
@@ -345,6 +345,200 @@ fn architecture_messages_name_the_image_architecture() {
     .to_string();
     assert_eq!(
         e,
-        "p.json: syscalls[0]: unknown system call \"nope\" (x86-64, Linux 6.1)"
+        "p.json: syscalls[0]: unknown system call \"nope\" (in no table of Linux 6.1: x86-64, aarch64)"
     );
+}
+
+const SMALL: &str = r#"{
+  "defaultAction": "SCMP_ACT_ERRNO",
+  "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+  "syscalls": [
+    {"names": ["read", "open", "openat", "stat", "newfstatat", "fork", "clone", "exit_group"], "action": "SCMP_ACT_ALLOW"},
+    {"names": ["poll", "ptrace"], "action": "SCMP_ACT_KILL_PROCESS"}
+  ]
+}"#;
+
+#[test]
+fn an_aarch64_filter_checks_its_audit_arch_and_uses_its_numbers() {
+    let a = Arch::Aarch64;
+    let p = Policy::parse(SMALL, "small.json", a).unwrap();
+    let prog = compile(&p).unwrap();
+    // ld arch; jeq AUDIT_ARCH_AARCH64; ret kill; ld nr; then straight to the dispatch: no x32
+    // check (32-bit Arm has its own audit arch, refused by the first check).
+    assert_eq!(prog[0], Insn::new(LD_W_ABS, 0, 0, 4));
+    assert_eq!(prog[1].k, 0xC000_00B7);
+    assert_eq!(prog[2].k, RET_KILL_PROCESS);
+    assert_eq!(prog[3], Insn::new(LD_W_ABS, 0, 0, 0));
+    // The generic table's numbers: read 63, openat 56, newfstatat 79, clone 220, ptrace 117.
+    let dispatched: Vec<u32> = prog[4..]
+        .chunks(2)
+        .take(p.rules.len())
+        .map(|c| c[0].k)
+        .collect();
+    assert_eq!(dispatched, [56, 63, 79, 94, 117, 220]);
+    let audit = a.audit_arch();
+    for (nr, want) in [
+        (63, RET_ALLOW),
+        (56, RET_ALLOW),
+        (79, RET_ALLOW),
+        (220, RET_ALLOW),
+        (94, RET_ALLOW),
+        (117, RET_KILL_PROCESS),
+        (57, RET_ERRNO | 1), // close: not listed
+    ] {
+        assert_eq!(run(&prog, audit, nr, [0; 6]), want, "nr {nr}");
+    }
+    // x86-64 numbers under x86-64's audit arch, and 32-bit Arm's, are killed.
+    assert_eq!(
+        run(&prog, Arch::X86_64.audit_arch(), 0, [0; 6]),
+        RET_KILL_PROCESS
+    );
+    assert_eq!(run(&prog, 0x4000_0028, 3, [0; 6]), RET_KILL_PROCESS);
+    // The same policy for x86-64 allows by x86-64's numbers and keeps its x32 check.
+    let x = compile(&Policy::parse(SMALL, "small.json", Arch::X86_64).unwrap()).unwrap();
+    let x86 = Arch::X86_64.audit_arch();
+    assert_eq!(run(&x, x86, nr("open"), [0; 6]), RET_ALLOW);
+    assert_eq!(run(&x, x86, nr("poll"), [0; 6]), RET_KILL_PROCESS);
+    assert_eq!(
+        run(&x, x86, nr("read") | 0x4000_0000, [0; 6]),
+        RET_KILL_PROCESS
+    );
+}
+
+#[test]
+fn calls_another_architecture_has_are_skipped_with_a_note() {
+    let p = Policy::parse(SMALL, "small.json", Arch::Aarch64).unwrap();
+    assert_eq!(p.skipped, ["open", "stat", "fork", "poll"]);
+    let note = p.skipped_note("profiles/seccomp/small.json").unwrap();
+    assert!(
+        note.starts_with(
+            "profiles/seccomp/small.json: 4 system call(s) it names do not exist on aarch64 and are left out of its filter: open, stat, fork, poll;"
+        ),
+        "{note}"
+    );
+    assert_eq!(p.log_mode().skipped, p.skipped);
+    let x = Policy::parse(SMALL, "small.json", Arch::X86_64).unwrap();
+    assert!(x.skipped.is_empty());
+    assert_eq!(x.skipped_note("small.json"), None);
+    // A name no architecture has is still a mistake, on either.
+    let bad = SMALL.replace("\"fork\"", "\"frok\"");
+    for &arch in Arch::ALL {
+        let e = Policy::parse(&bad, "small.json", arch)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("syscalls[0]: unknown system call \"frok\""),
+            "{arch}: {e}"
+        );
+    }
+}
+
+/// Every baseline shipped in profiles/seccomp, by file name.
+fn baselines() -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/seccomp");
+    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_str().unwrap().to_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    assert!(out.len() >= 4, "{out:?}");
+    out
+}
+
+/// x86-64 calls that arm64's generic table does not have, and the call glibc makes for each
+/// there instead (none: nothing to allow, e.g. arch_prctl, the TLS register is set directly).
+const ARM64_FORMS: &[(&str, &[&str])] = &[
+    ("access", &["faccessat"]),
+    ("alarm", &["setitimer"]),
+    ("arch_prctl", &[]),
+    ("chmod", &["fchmodat"]),
+    ("chown", &["fchownat"]),
+    ("creat", &["openat"]),
+    ("dup2", &["dup3"]),
+    ("epoll_create", &["epoll_create1"]),
+    ("epoll_wait", &["epoll_pwait"]),
+    ("eventfd", &["eventfd2"]),
+    ("fork", &["clone"]),
+    ("futimesat", &["utimensat"]),
+    ("get_thread_area", &[]),
+    ("getdents", &["getdents64"]),
+    ("getpgrp", &["getpgid"]),
+    ("inotify_init", &["inotify_init1"]),
+    ("lchown", &["fchownat"]),
+    ("link", &["linkat"]),
+    ("lstat", &["newfstatat"]),
+    ("mkdir", &["mkdirat"]),
+    ("mknod", &["mknodat"]),
+    ("open", &["openat"]),
+    ("pause", &["ppoll"]),
+    ("pipe", &["pipe2"]),
+    ("poll", &["ppoll"]),
+    ("readlink", &["readlinkat"]),
+    ("rename", &["renameat"]),
+    ("rmdir", &["unlinkat"]),
+    ("select", &["pselect6"]),
+    ("set_thread_area", &[]),
+    ("signalfd", &["signalfd4"]),
+    ("stat", &["newfstatat"]),
+    ("symlink", &["symlinkat"]),
+    ("time", &["clock_gettime"]),
+    ("unlink", &["unlinkat"]),
+    ("utime", &["utimensat"]),
+    ("utimes", &["utimensat"]),
+    ("vfork", &["clone"]),
+];
+
+#[test]
+fn the_baselines_compile_for_every_architecture_and_allow_the_arm64_forms() {
+    for (file, text) in baselines() {
+        for &arch in Arch::ALL {
+            for uid in [0, 1000] {
+                let t = Target::new(arch, uid, Some("6.1.0-28-cloud"));
+                let p = Policy::parse_for(&text, &file, &t)
+                    .unwrap_or_else(|e| panic!("{file} for {arch}: {e}"));
+                let prog = compile(&p).unwrap_or_else(|e| panic!("{file} for {arch}: {e}"));
+                assert_eq!(prog[1].k, arch.audit_arch(), "{file}");
+                assert_eq!(p.skipped.is_empty(), arch == Arch::X86_64, "{file} {arch}");
+            }
+        }
+        let x86 = Policy::parse(&text, &file, Arch::X86_64).unwrap();
+        let arm = Policy::parse(&text, &file, Arch::Aarch64).unwrap();
+        let (x86_allowed, _) = x86.allowed();
+        let (arm_allowed, _) = arm.allowed();
+        for call in &x86_allowed {
+            if table::number(Arch::Aarch64, call).is_some() {
+                // A call both have is decided the same on both.
+                assert!(arm_allowed.contains(call), "{file}: {call} on aarch64");
+                continue;
+            }
+            let forms = ARM64_FORMS
+                .iter()
+                .find(|(n, _)| n == call)
+                .unwrap_or_else(|| panic!("{file}: {call}: which call does arm64 make for it?"))
+                .1;
+            for form in forms {
+                assert!(
+                    arm_allowed.contains(form),
+                    "{file}: allows {call} on x86-64 but not {form}, what arm64 makes for it"
+                );
+            }
+        }
+        // Nothing opens on arm64 that x86-64 does not allow, but the arm64 forms.
+        for call in &arm_allowed {
+            assert!(
+                x86_allowed.contains(call)
+                    || ARM64_FORMS
+                        .iter()
+                        .any(|(x, forms)| { forms.contains(call) && x86_allowed.contains(x) }),
+                "{file}: {call} is allowed on aarch64 only"
+            );
+        }
+    }
 }

@@ -257,9 +257,12 @@ fn packages_indexes_kernel_configs_and_consoles() {
         for l in b.split(|&c| c == b'\n') {
             let _ = stratos_wire::Control::parse(l);
         }
-        let _ = stratos::boot::vm::console::seccomp_log(
-            &text(b).lines().map(str::to_owned).collect::<Vec<_>>(),
-        );
+        for &arch in stratos::arch::Arch::ALL {
+            let _ = stratos::boot::vm::console::seccomp_log(
+                &text(b).lines().map(str::to_owned).collect::<Vec<_>>(),
+                arch,
+            );
+        }
     });
     let relayed = b"fn> \\x1b[2J \\\\ caf\xc3\xa9 \\x".to_vec();
     fuzz("relayed lines", &[relayed], |b| {

@@ -9,6 +9,7 @@
 
 mod common;
 
+mod arm64_packages;
 mod boot_test;
 mod build_sandbox;
 mod channel;
@@ -28,6 +29,7 @@ mod walkthrough;
 
 /// Tests that build kernels from source and boot images under QEMU.
 mod vm {
+    mod arm64;
     mod boot_test;
     mod hello_boot;
     mod hostile_guest;

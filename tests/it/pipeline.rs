@@ -230,7 +230,7 @@ fn tampering_is_detected_and_named() {
         .arg(&pubkey)
         .assert()
         .success()
-        .stdout(predicate::str::contains("verified: fixture 1.2.3"));
+        .stdout(predicate::str::contains("verified: fixture 1.2.3 (x86_64)"));
 
     let names = [
         "initramfs.cpio.zst",

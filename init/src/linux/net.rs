@@ -8,7 +8,8 @@ use rustix::fd::{AsRawFd, OwnedFd};
 
 const IFNAMSIZ: usize = 16;
 
-/// `struct ifreq` with the `sockaddr_in` member of its union (40 bytes on x86-64).
+/// `struct ifreq` with the `sockaddr_in` member of its union (40 bytes on a 64-bit machine:
+/// x86-64 and arm64 share the layout).
 #[repr(C)]
 struct IfReqAddr {
     name: [u8; IFNAMSIZ],
@@ -24,7 +25,7 @@ struct IfReqFlags {
     _pad: [u8; 22],
 }
 
-/// `struct rtentry` (x86-64 layout, `<net/route.h>`).
+/// `struct rtentry` (`<net/route.h>`; x86-64 and arm64 share the LP64 layout).
 #[repr(C)]
 struct RtEntry {
     rt_pad1: libc::c_ulong,
@@ -43,6 +44,11 @@ struct RtEntry {
     rt_window: libc::c_ulong,
     rt_irtt: libc::c_ushort,
 }
+
+// The kernel reads these by size: a layout that drifted on one architecture fails the build.
+const _: () = assert!(std::mem::size_of::<IfReqAddr>() == 40);
+const _: () = assert!(std::mem::size_of::<IfReqFlags>() == 40);
+const _: () = assert!(std::mem::size_of::<RtEntry>() == 120);
 
 fn ifname(name: &str) -> io::Result<[u8; IFNAMSIZ]> {
     let b = name.as_bytes();

@@ -40,8 +40,12 @@ pub fn hint(line: &str) -> Option<Hint> {
 }
 
 /// System calls a seccomp baseline in log mode would have denied, from the audit records the
-/// init sent on the control channel: name → count.
-pub fn seccomp_log(records: &[String]) -> std::collections::BTreeMap<String, usize> {
+/// init sent on the control channel: name → count. The numbers are those of `arch`, the image's
+/// (its filter refuses every other audit architecture).
+pub fn seccomp_log(
+    records: &[String],
+    arch: crate::arch::Arch,
+) -> std::collections::BTreeMap<String, usize> {
     let mut out = std::collections::BTreeMap::new();
     for r in records {
         let Some(nr) = r
@@ -51,8 +55,8 @@ pub fn seccomp_log(records: &[String]) -> std::collections::BTreeMap<String, usi
         else {
             continue;
         };
-        let name = crate::seccomp::table::name(crate::arch::Arch::X86_64, nr)
-            .map_or_else(|| format!("#{nr}"), str::to_owned);
+        let name =
+            crate::seccomp::table::name(arch, nr).map_or_else(|| format!("#{nr}"), str::to_owned);
         *out.entry(format!("{name} ({nr})")).or_insert(0) += 1;
     }
     out
@@ -236,8 +240,25 @@ mod tests {
             "audit: type=1326 audit(1.2:4): syscall=83 code=0x7ffc0000".to_owned(),
             "no number here".to_owned(),
         ];
-        let m = seccomp_log(&records);
+        let m = seccomp_log(&records, crate::arch::Arch::X86_64);
         assert_eq!(m.len(), 1);
         assert_eq!(m["mkdir (83)"], 2);
+    }
+
+    #[test]
+    fn seccomp_log_records_name_the_image_architecture_calls() {
+        // arm64's 56 is openat (x86-64's is clone); 1024 is no call of either.
+        let records = vec![
+            "audit: type=1326 audit(1.2:3): pid=82 comm=\"busybox\" sig=0 arch=c00000b7 syscall=56 compat=0 ip=0x1 code=0x7ffc0000".to_owned(),
+            "audit: type=1326 audit(1.2:4): arch=c00000b7 syscall=1024 code=0x7ffc0000".to_owned(),
+        ];
+        let m = seccomp_log(&records, crate::arch::Arch::Aarch64);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert_eq!(m["openat (56)"], 1);
+        assert_eq!(m["#1024 (1024)"], 1);
+        assert_eq!(
+            seccomp_log(&records[..1], crate::arch::Arch::X86_64)["clone (56)"],
+            1
+        );
     }
 }

@@ -26,6 +26,14 @@ pub enum AccelChoice {
 /// waits for the kernel's first console line. (On some hosts /dev/kvm exists but guests hang
 /// right after "Probing EDD".) The answer is kept in `cache` per host boot.
 pub fn probe_kvm(arch: Arch, kernel: &Path, cache: &Cache) -> Result<(), String> {
+    if Arch::host() != Some(arch) {
+        // KVM runs guests of the host's own architecture only.
+        return Err(format!(
+            "KVM cannot run an {} guest on this {} host",
+            arch.name(),
+            Arch::host().map_or("unknown", Arch::name)
+        ));
+    }
     let dev = Path::new("/dev/kvm");
     if std::fs::OpenOptions::new()
         .read(true)

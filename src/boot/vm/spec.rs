@@ -39,6 +39,9 @@ pub enum Machine {
     Microvm,
     /// A PC with PCI (virtio-pci), for generic distribution kernels.
     Q35,
+    /// arm64's `-M virt`: virtio over MMIO transports the device tree describes (the kernel
+    /// finds them without command-line devices), a GIC, a PL011 UART and PSCI.
+    Virt,
 }
 
 impl Machine {
@@ -46,12 +49,17 @@ impl Machine {
         match self {
             Machine::Microvm => "microvm",
             Machine::Q35 => "q35",
+            Machine::Virt => "virt",
         }
     }
 
     /// `microvm` when the kernel has built-in virtio-mmio with command-line devices (how
     /// QEMU tells microvm guests where their devices are); `q35` otherwise (or unknown config).
-    pub fn for_kernel(config: Option<&Config>) -> Machine {
+    /// An aarch64 guest always gets `virt`.
+    pub fn for_kernel(arch: Arch, config: Option<&Config>) -> Machine {
+        if arch == Arch::Aarch64 {
+            return Machine::Virt;
+        }
         match config {
             Some(c)
                 if c.is_builtin("VIRTIO_MMIO") && c.is_builtin("VIRTIO_MMIO_CMDLINE_DEVICES") =>
@@ -66,11 +74,17 @@ impl Machine {
     /// MMIO, `virtio-<name>-pci` on q35).
     fn virtio(self, name: &str) -> String {
         match self {
-            Machine::Microvm => format!("virtio-{name}-device"),
+            Machine::Microvm | Machine::Virt => format!("virtio-{name}-device"),
             Machine::Q35 => format!("virtio-{name}-pci"),
         }
     }
 }
+
+/// The CPU QEMU emulates for an arm64 guest under TCG.
+pub const ARM_CPU_TCG: &str = "cortex-a57";
+
+/// The variable that replaces [`ARM_CPU_TCG`] (a QEMU `-cpu` value: letters, digits, `,=_-.`).
+pub const ARM_CPU_ENV: &str = "STRATOS_ARM_CPU";
 
 /// A guest TCP port reachable on `127.0.0.1:host`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,8 +231,32 @@ impl VmSpec {
         let machine = match self.machine {
             Machine::Microvm => format!("microvm,x-option-roms=off,acpi=off{backend}"),
             Machine::Q35 => format!("q35{backend}"),
+            Machine::Virt => format!("virt{backend}"),
         };
-        vec!["-M".into(), machine]
+        let mut a = vec!["-M".into(), machine];
+        if self.machine == Machine::Virt {
+            a.extend(["-cpu".into(), self.arm_cpu()]);
+        }
+        a
+    }
+
+    /// The CPU of an arm64 guest. Under KVM the host's own. Under TCG, QEMU 7.2's `virt`
+    /// would default to a 32-bit Cortex-A15: `cortex-a57`, a plain ARMv8.0 core, which LinuxKit
+    /// boots arm64 with too. `max,pauth-impdef=on` (ARMv8.x with pointer authentication, its
+    /// emulation made cheap) was measured against it: see ARM_CPU_TCG. `$STRATOS_ARM_CPU`
+    /// replaces the TCG choice (for benchmarks: `ci/bench-arm64` tries both).
+    fn arm_cpu(&self) -> String {
+        match self.accel {
+            Accel::Kvm => "host".into(),
+            Accel::Tcg => std::env::var(ARM_CPU_ENV)
+                .ok()
+                .filter(|c| {
+                    !c.is_empty()
+                        && c.chars()
+                            .all(|ch| ch.is_ascii_alphanumeric() || ",=_-.".contains(ch))
+                })
+                .unwrap_or_else(|| ARM_CPU_TCG.into()),
+        }
     }
 
     /// The accelerator, memory, CPUs, the kernel and its command line.
@@ -261,7 +299,7 @@ impl VmSpec {
             netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-:{}", f.host, f.guest));
         }
         let nic = match self.machine {
-            Machine::Microvm => "virtio-net-device,netdev=n0",
+            Machine::Microvm | Machine::Virt => "virtio-net-device,netdev=n0",
             Machine::Q35 => "virtio-net-pci,netdev=n0,romfile=",
         };
         vec!["-netdev".into(), netdev, "-device".into(), nic.into()]
@@ -367,10 +405,43 @@ mod tests {
     fn machine_from_config() {
         let c =
             Config::parse("CONFIG_VIRTIO_MMIO=y\nCONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y\n").unwrap();
-        assert_eq!(Machine::for_kernel(Some(&c)), Machine::Microvm);
+        assert_eq!(
+            Machine::for_kernel(Arch::X86_64, Some(&c)),
+            Machine::Microvm
+        );
+        // arm64 guests always get `virt` (devices from its device tree).
+        assert_eq!(Machine::for_kernel(Arch::Aarch64, Some(&c)), Machine::Virt);
         let c = Config::parse("CONFIG_VIRTIO_MMIO=m\n").unwrap();
-        assert_eq!(Machine::for_kernel(Some(&c)), Machine::Q35);
-        assert_eq!(Machine::for_kernel(None), Machine::Q35);
+        assert_eq!(Machine::for_kernel(Arch::X86_64, Some(&c)), Machine::Q35);
+        assert_eq!(Machine::for_kernel(Arch::X86_64, None), Machine::Q35);
+    }
+
+    #[test]
+    fn an_arm64_guest_gets_virt_a_64_bit_cpu_and_mmio_devices() {
+        let mut spec = VmSpec {
+            arch: Arch::Aarch64,
+            kernel: "Image".into(),
+            root: Root::Disk("root.erofs".into()),
+            cmdline: "console=ttyAMA0".into(),
+            machine: Machine::Virt,
+            accel: Accel::Tcg,
+            memory_mib: 256,
+            cpus: 1,
+            forwards: vec![],
+            interactive: false,
+            snapshot: None,
+            control: Some("c.sock".into()),
+        };
+        let a = spec.args().join(" ");
+        assert!(a.contains("-M virt -cpu cortex-a57"), "{a}");
+        assert!(a.contains("virtio-blk-device,drive=root"), "{a}");
+        assert!(a.contains("virtio-net-device,netdev=n0"), "{a}");
+        assert!(a.contains("virtio-rng-device,rng=rng0"), "{a}");
+        assert!(a.contains("virtio-serial-device,max_ports=2"), "{a}");
+        assert!(!a.contains("-pci"), "{a}");
+        assert!(!spec.full_cmdline().contains("tsc_early_khz"));
+        spec.accel = Accel::Kvm;
+        assert!(spec.args().join(" ").contains("-cpu host"));
     }
 
     #[test]

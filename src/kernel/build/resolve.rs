@@ -109,6 +109,8 @@ pub fn resolve(
     arch: Arch,
     progress: &Progress,
 ) -> Result<Resolved, KernelBuildError> {
+    // First: a fragment of another architecture fails before the source is read.
+    let (fragments, texts) = read_fragments(&spec.fragments, arch)?;
     let kernels = KernelCache::new(cache);
     let digest = source_digest(&kernels, &spec.tarball)?;
     if let Some(want) = &spec.sha256 {
@@ -121,7 +123,6 @@ pub fn resolve(
         }
     }
     let src = extract(&kernels, &spec.tarball, &digest, progress)?;
-    let (fragments, texts) = read_fragments(&spec.fragments, arch)?;
     let tools = Toolchain::detect(arch)?;
     let key = config_key(arch, &digest, spec.base.as_str(), &texts, &tools);
     let cfg_dir = kernels.configs();
@@ -276,7 +277,13 @@ fn mismatches(
         return Ok(Vec::new());
     }
     let kconfig = Kconfig::load(src, arch).map_err(io("reading the Kconfig files"))?;
-    let in_use: Vec<&str> = fragments.iter().map(|(name, _)| name.as_str()).collect();
+    let mut in_use: Vec<&str> = fragments.iter().map(|(name, _)| name.as_str()).collect();
+    // Another architecture's shipped fragments are never proposed.
+    for (name, text) in shipped::SHIPPED {
+        if fragment_arches(text).is_some_and(|only| !only.contains(&arch)) {
+            in_use.push(name);
+        }
+    }
     Ok(raw
         .into_iter()
         .map(|(option, asked, got, fragment)| {
@@ -320,5 +327,37 @@ mod tests {
         let fin = Config::parse("CONFIG_A=y\nCONFIG_C=y\nCONFIG_N=0x10\n").unwrap();
         let ms = verify(&[("one".into(), f1), ("two".into(), f2)], &fin);
         assert_eq!(ms, vec![("C".into(), Value::No, Value::Yes, "one".into())]);
+    }
+
+    #[test]
+    fn a_fragment_says_which_architectures_it_is_for() {
+        assert_eq!(fragment_arches("CONFIG_A=y\n"), None);
+        assert_eq!(
+            fragment_arches("# stratos-arch: x86_64\n# x86 only\nCONFIG_PVH=y\n"),
+            Some(vec![Arch::X86_64])
+        );
+        assert_eq!(
+            fragment_arches("# stratos-arch: x86_64, aarch64\n"),
+            Some(vec![Arch::X86_64, Arch::Aarch64])
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("serial-console.config");
+        std::fs::write(&f, "# stratos-arch: x86_64\nCONFIG_SERIAL_8250=y\n").unwrap();
+        assert!(read_fragments(std::slice::from_ref(&f), Arch::X86_64).is_ok());
+        let e = read_fragments(std::slice::from_ref(&f), Arch::Aarch64)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("serial-console.config"), "{e}");
+        assert!(e.contains("is for x86_64 only"), "{e}");
+        assert!(e.contains("[kernel.x86_64] fragments"), "{e}");
+        // The shipped fragments say so.
+        for (name, text) in crate::kernel::shipped::SHIPPED {
+            let want = match *name {
+                "x86-microvm.config" | "serial-console.config" => Some(vec![Arch::X86_64]),
+                "arm64-virt.config" => Some(vec![Arch::Aarch64]),
+                _ => None,
+            };
+            assert_eq!(fragment_arches(text), want, "{name}");
+        }
     }
 }

@@ -296,6 +296,36 @@ mod tests {
     }
 
     #[test]
+    fn the_cpu_field_is_matched_with_the_image_architecture() {
+        let i = integrity(b"x");
+        let entry = |cpu: serde_json::Value, optional: bool| serde_json::json!({"version": "1.0.0", "resolved": "https://r/x.tgz", "integrity": i, "optional": optional, "os": ["linux"], "cpu": cpu});
+        let l = lock(serde_json::json!({
+            "node_modules/any": {"version": "1.0.0", "resolved": "https://r/x.tgz", "integrity": i},
+            "node_modules/arm": entry(serde_json::json!(["arm64"]), true),
+            "node_modules/x64": entry(serde_json::json!(["x64"]), true),
+            "node_modules/not-arm": entry(serde_json::json!(["!arm64"]), true),
+        }));
+        let installed = |arch| {
+            plan(&l, Path::new("package-lock.json"), arch)
+                .unwrap()
+                .packages
+                .into_iter()
+                .map(|p| p.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(installed(Arch::Aarch64), ["any", "arm"]);
+        assert_eq!(installed(Arch::X86_64), ["any", "not-arm", "x64"]);
+        // Not optional: a package for the other architecture is an error naming this one.
+        let l =
+            lock(serde_json::json!({"node_modules/x64": entry(serde_json::json!(["x64"]), false)}));
+        let e = plan(&l, Path::new("l.json"), Arch::Aarch64).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "l.json: packages[\"node_modules/x64\"]: not for Linux arm64 (os [\"linux\"], cpu [\"x64\"]) and not optional"
+        );
+    }
+
+    #[test]
     fn bad_locks_name_the_entry() {
         let i = integrity(b"x");
         for (pkgs, want) in [

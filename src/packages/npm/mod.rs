@@ -234,3 +234,71 @@ pub fn component(p: &LockedPackage, inst: &Installed, tarball_sha256: Sha256) ->
         depends_on: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addon(allow: &[&str]) -> (Tree, NpmDeps, LockedPackage, Installed) {
+        let so = ImagePath::parse("/srv/fn/node_modules/addon/build/Release/addon.node").unwrap();
+        let mut tree = Tree::new();
+        // The host's x86-64 executable stands for a prebuilt x86-64 addon.
+        tree.insert(
+            &so,
+            crate::rootfs::Entry::file(std::fs::read("/bin/ls").unwrap(), 0o755, &Origin::new("t")),
+        )
+        .unwrap();
+        let deps = NpmDeps {
+            lock: PathBuf::from("package-lock.json"),
+            into: ImagePath::parse("/srv/fn").unwrap(),
+            allow_native: allow.iter().map(|s| s.to_string()).collect(),
+        };
+        let p = LockedPackage {
+            key: "node_modules/addon".into(),
+            name: "addon".into(),
+            version: "1.0.0".into(),
+            resolved: "https://registry.npmjs.org/addon/-/addon-1.0.0.tgz".into(),
+            sha512: vec![0; 64],
+            license: None,
+            has_install_script: true,
+            bin: Default::default(),
+        };
+        let inst = Installed {
+            files: 1,
+            bytes: 1,
+            license: None,
+            description: None,
+            native: vec![so],
+        };
+        (tree, deps, p, inst)
+    }
+
+    #[test]
+    fn native_addons_are_refused_on_aarch64_as_on_x86_64() {
+        for arch in Arch::ALL.iter().copied() {
+            let (tree, deps, p, inst) = addon(&[]);
+            let e = check_native(&tree, &deps, &p, &inst, arch)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("npm package addon 1.0.0: it is a native addon (/srv/fn/node_modules/addon/build/Release/addon.node)")
+                    && e.contains(&format!("for Linux {}, allow it", arch.npm_cpu())),
+                "{arch}: {e}"
+            );
+        }
+        // Allowed, its prebuilt binary must be for the image's machine.
+        let (tree, deps, p, inst) = addon(&["addon"]);
+        let e = check_native(&tree, &deps, &p, &inst, Arch::Aarch64)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("npm package addon 1.0.0: /srv/fn/node_modules/addon/build/Release/addon.node is an ELF file for another machine (e_machine 62, x86-64); an aarch64 image cannot run it"),
+            "{e}"
+        );
+        // On x86-64 the same file is taken, and its libraries are looked for.
+        let e = check_native(&tree, &deps, &p, &inst, Arch::X86_64)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs the shared library"), "{e}");
+    }
+}

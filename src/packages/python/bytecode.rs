@@ -3,7 +3,11 @@
 //! module it imports, on every boot.
 //!
 //! The image's own interpreter does the work, run on the build host through the image's own
-//! dynamic loader (no chroot, no root, no host Python): the tree is copied to a scratch
+//! dynamic loader (no chroot, no root, no host Python) — for an image of another architecture
+//! (aarch64 on an x86-64 host), under QEMU's user-mode emulator (`qemu-aarch64-static`, static,
+//! bound read-only into the sandbox), which runs the image's loader as its program, so the
+//! interpreter and its libraries are the image's and nothing of the host's is loaded: the tree
+//! is copied to a scratch
 //! directory, `compileall` compiles every `.py` of the image in sorted order in one process
 //! with `--invalidation-mode unchecked-hash` (no mtimes in the files), in-image paths as
 //! `co_filename`, and a fixed hash seed (frozenset constants are marshalled in hash order).
@@ -16,7 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::arch::Arch;
 use crate::packages::elf;
@@ -43,14 +47,23 @@ pub enum BytecodeError {
     Sandbox(#[from] crate::sandbox::SandboxError),
     #[error("compiling Python bytecode: {0} failed to compile (see the messages above); fix the file or remove it from the image")]
     Missing(String),
+    #[error("compiling Python bytecode for an {arch} image runs its interpreter under QEMU's user-mode emulator on this host, and {binary} is not on $PATH: install Debian's {QEMU_USER_PACKAGE} (`apt-get install {QEMU_USER_PACKAGE}`, or run `sudo ./ci/setup`)")]
+    NoEmulator { arch: Arch, binary: &'static str },
 }
+
+/// The Debian package of QEMU's static user-mode emulators ([`Arch::qemu_user`]).
+pub const QEMU_USER_PACKAGE: &str = "qemu-user-static";
 
 impl BytecodeError {
     /// The interpreter could not be run or the scratch directory written.
     pub fn is_environment(&self) -> bool {
         matches!(
             self,
-            Self::Io { .. } | Self::Failed { .. } | Self::SandboxSetup(_) | Self::Sandbox(_)
+            Self::Io { .. }
+                | Self::Failed { .. }
+                | Self::SandboxSetup(_)
+                | Self::Sandbox(_)
+                | Self::NoEmulator { .. }
         )
     }
 }
@@ -121,13 +134,33 @@ fn sources(tree: &Tree) -> Vec<ImagePath> {
         .collect()
 }
 
+/// What runs an `arch` image's programs on this host: nothing for the host's own architecture;
+/// for another, its static user-mode emulator from `path` (`$PATH`), as a canonical path (the
+/// sandbox binds it there).
+pub fn emulator(arch: Arch, path: Option<&OsStr>) -> Result<Option<PathBuf>, BytecodeError> {
+    if arch.cross_compile().is_none() {
+        return Ok(None);
+    }
+    let binary = arch.qemu_user();
+    path.into_iter()
+        .flat_map(std::env::split_paths)
+        .filter(|d| d.is_absolute())
+        .map(|d| d.join(binary))
+        .find(|p| p.is_file())
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .map(Some)
+        .ok_or(BytecodeError::NoEmulator { arch, binary })
+}
+
 /// How to run the image's `interpreter` (resolved in the tree) from `root` on the host: through
-/// the image's loader, with the library directories of its closure.
+/// the image's loader, with the library directories of its closure; under `emulator` when the
+/// image is of another architecture.
 fn interpreter_argv(
     tree: &Tree,
     interpreter: &ImagePath,
     root: &Path,
     arch: Arch,
+    emulator: Option<&Path>,
 ) -> Result<Vec<OsString>, BytecodeError> {
     let exe = elf::resolve_file(tree, interpreter)
         .ok_or_else(|| BytecodeError::NoInterpreter(interpreter.clone()))?;
@@ -157,12 +190,30 @@ fn interpreter_argv(
             }
         }
     }
-    Ok(vec![
-        root.join(loader.relative()).into(),
+    Ok(loader_argv(
+        emulator,
+        &root.join(loader.relative()),
+        &dirs,
+        &root.join(exe.relative()),
+    ))
+}
+
+/// `[emulator] loader --library-path DIRS exe`: the loader run as the program (by the emulator,
+/// for another architecture's), which loads `exe` with the libraries of `dirs` only.
+fn loader_argv(
+    emulator: Option<&Path>,
+    loader: &Path,
+    dirs: &[String],
+    exe: &Path,
+) -> Vec<OsString> {
+    let mut argv: Vec<OsString> = emulator.map(OsString::from).into_iter().collect();
+    argv.extend([
+        loader.into(),
         "--library-path".into(),
         dirs.join(":").into(),
-        root.join(exe.relative()).into(),
-    ])
+        exe.into(),
+    ]);
+    argv
 }
 
 /// Compiles every `.py` in the tree with the image's `interpreter` (of an `arch` image, run on
@@ -177,6 +228,7 @@ pub fn compile(
         return Ok(Compiled::default());
     }
     let bwrap = crate::sandbox::bwrap("compiling Python bytecode with the image's interpreter")?;
+    let emulator = emulator(arch, std::env::var_os("PATH").as_deref())?;
     let scratch = tempfile::Builder::new()
         .prefix("stratos-bytecode-")
         .tempdir()
@@ -191,8 +243,9 @@ pub fn compile(
     materialize(tree, &root)?;
     let list = work.join("sources.txt");
     write_list(&list, &root, &srcs)?;
-    let argv = driver_argv(tree, interpreter, &root, &list, arch)?;
-    let cache_tag = run_driver(&bwrap, &work, &root, &argv, interpreter)?;
+    let argv = driver_argv(tree, interpreter, &root, &list, arch, emulator.as_deref())?;
+    let tools: Vec<&Path> = emulator.as_deref().into_iter().collect();
+    let cache_tag = run_driver(&bwrap, &work, &tools, &root, &argv, interpreter)?;
     let (added, bytes) = collect_pyc(tree, &srcs, &root, &cache_tag)?;
     insert_pyc(tree, added)?;
     Ok(Compiled {
@@ -219,8 +272,9 @@ fn driver_argv(
     root: &Path,
     list: &Path,
     arch: Arch,
+    emulator: Option<&Path>,
 ) -> Result<Vec<OsString>, BytecodeError> {
-    let mut argv = interpreter_argv(tree, interpreter, root, arch)?;
+    let mut argv = interpreter_argv(tree, interpreter, root, arch, emulator)?;
     // -S: no `site`, so no `.pth` file, `sitecustomize` or `usercustomize` runs (nor is
     // dist-packages on sys.path: the driver imports only the standard library). -s -P: no user
     // site, no script directory on sys.path. That is -I without -E, which would ignore the
@@ -231,11 +285,12 @@ fn driver_argv(
     Ok(argv)
 }
 
-/// Runs the driver in the sandbox (which sees only `work`); returns the interpreter's cache
-/// tag.
+/// Runs the driver in the sandbox (which sees only `work`, and `tools` read-only); returns the
+/// interpreter's cache tag.
 fn run_driver(
     bwrap: &Path,
     work: &Path,
+    tools: &[&Path],
     root: &Path,
     argv: &[OsString],
     interpreter: &ImagePath,
@@ -249,7 +304,7 @@ fn run_driver(
         // The interpreter finds its standard library under ROOT/usr, not the host's.
         ("PYTHONHOME", home.as_os_str()),
     ];
-    let out = crate::sandbox::command(bwrap, work, &env, argv)
+    let out = crate::sandbox::command(bwrap, work, tools, &env, argv)
         .traced()
         .output()
         .map_err(io(format!(
@@ -345,3 +400,150 @@ for path in files:
 print("cache_tag", sys.implementation.cache_tag)
 sys.exit(0 if ok else 1)
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_architecture_s_loader_runs_under_its_emulator() {
+        let dirs = [
+            "/w/root/lib/aarch64-linux-gnu".to_owned(),
+            "/w/root/usr/lib".to_owned(),
+        ];
+        let loader = Path::new("/w/root/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1");
+        let exe = Path::new("/w/root/usr/bin/python3.11");
+        let qemu = Path::new("/usr/bin/qemu-aarch64-static");
+        assert_eq!(
+            loader_argv(Some(qemu), loader, &dirs, exe),
+            [
+                "/usr/bin/qemu-aarch64-static",
+                "/w/root/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1",
+                "--library-path",
+                "/w/root/lib/aarch64-linux-gnu:/w/root/usr/lib",
+                "/w/root/usr/bin/python3.11",
+            ]
+        );
+        // The host's own: the image's loader, directly.
+        assert_eq!(
+            loader_argv(None, loader, &dirs, exe),
+            loader_argv(Some(qemu), loader, &dirs, exe)[1..]
+        );
+    }
+
+    #[test]
+    fn the_emulator_is_looked_up_for_another_architecture_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        let qemu = dir.path().join("qemu-aarch64-static");
+        std::fs::write(&qemu, b"").unwrap();
+        let path = std::env::join_paths([empty.path(), dir.path()]).unwrap();
+        // The host's architecture needs none, whatever $PATH holds.
+        assert_eq!(emulator(Arch::X86_64, None).unwrap(), None);
+        assert_eq!(
+            emulator(Arch::Aarch64, Some(&path)).unwrap(),
+            Some(qemu.canonicalize().unwrap())
+        );
+        let e = emulator(Arch::Aarch64, Some(empty.path().as_os_str())).unwrap_err();
+        assert!(e.is_environment());
+        assert_eq!(
+            e.to_string(),
+            "compiling Python bytecode for an aarch64 image runs its interpreter under QEMU's user-mode emulator on this host, and qemu-aarch64-static is not on $PATH: install Debian's qemu-user-static (`apt-get install qemu-user-static`, or run `sudo ./ci/setup`)"
+        );
+        assert!(emulator(Arch::Aarch64, None).is_err());
+    }
+
+    /// The arm64 Python of python-fn's arm64 lock (its interpreter, standard library and the
+    /// libraries they load), from the .debs `ci/setup` fetches, as a tree.
+    fn arm64_python() -> Tree {
+        use crate::packages::debian::{deb, lock::LockFile};
+        let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/python-fn.aarch64.lock");
+        let lock = LockFile::load(&lock, Arch::Aarch64).unwrap();
+        let mut tree = Tree::new();
+        for name in [
+            "libc6",
+            "zlib1g",
+            "libexpat1",
+            "libpython3.11-minimal",
+            "python3.11-minimal",
+        ] {
+            let p = lock.packages.iter().find(|p| p.name == name).unwrap();
+            let file = Path::new("/var/cache/stratos/debs").join(format!(
+                "{}_{}_{}.deb",
+                p.name,
+                p.version.replace(':', "%3a"),
+                p.arch
+            ));
+            let bytes = std::fs::read(&file).unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e}: run `sudo ./ci/setup` (it fetches every .deb the profiles' locks pin)",
+                    file.display()
+                )
+            });
+            assert_eq!(
+                crate::digest::Sha256::of(&bytes),
+                p.sha256,
+                "{}",
+                file.display()
+            );
+            let (_, data) = deb::open_member(&bytes, "data.tar", name).unwrap();
+            let origin = crate::rootfs::Origin::new(name);
+            deb::extract_data_tar(data, &mut tree, &origin, name, deb::tests::budget()).unwrap();
+        }
+        tree
+    }
+
+    /// An arm64 image's bytecode, compiled on this x86-64 host by its own interpreter under
+    /// qemu-aarch64-static in the sandbox: every source gets its .pyc, and a second build
+    /// gives the same bytes.
+    #[test]
+    fn an_arm64_interpreter_compiles_under_the_emulator_reproducibly() {
+        for tool in ["/usr/bin/bwrap", "/usr/bin/qemu-aarch64-static"] {
+            assert!(
+                Path::new(tool).is_file(),
+                "{tool} is missing: run `sudo ./ci/setup` (it installs bubblewrap and qemu-user-static)"
+            );
+        }
+        let mut tree = arm64_python();
+        let o = crate::rootfs::Origin::new("fn");
+        for (p, text) in [
+            ("/srv/fn/handler.py", "CONSTS = {'a', 'b', 'c', 1, 2.5}\ndef handle(req):\n    return {'ok': sorted(CONSTS, key=str)}\n"),
+            ("/srv/fn/lib/__init__.py", "from .util import twice\n"),
+            ("/srv/fn/lib/util.py", "def twice(x):\n    return x * 2\n"),
+        ] {
+            let p = ImagePath::parse(p).unwrap();
+            tree.insert(&p, Entry::file(text.as_bytes().to_vec(), 0o644, &o))
+                .unwrap();
+        }
+        let python = ImagePath::parse("/usr/bin/python3.11").unwrap();
+        let pycs = |t: &Tree| -> BTreeMap<String, Vec<u8>> {
+            t.iter()
+                .filter(|(p, _)| p.as_str().ends_with(".pyc"))
+                .map(|(p, e)| match &e.kind {
+                    Kind::File(d) => (p.to_string(), d.as_slice().to_vec()),
+                    other => panic!("{p}: {other:?}"),
+                })
+                .collect()
+        };
+        let mut first = tree.clone();
+        let done = compile(&mut first, &python, Arch::Aarch64).unwrap();
+        assert_eq!(done.cache_tag, "cpython-311");
+        assert!(done.sources > 250, "{done:?}");
+        let a = pycs(&first);
+        assert_eq!(a.len(), done.sources);
+        assert!(
+            a.contains_key("/srv/fn/__pycache__/handler.cpython-311.pyc"),
+            "{:?}",
+            a.keys()
+        );
+        assert!(a.contains_key("/srv/fn/lib/__pycache__/util.cpython-311.pyc"));
+        assert!(a.contains_key("/usr/lib/python3.11/__pycache__/compileall.cpython-311.pyc"));
+        let mut second = tree.clone();
+        compile(&mut second, &python, Arch::Aarch64).unwrap();
+        assert_eq!(a, pycs(&second), "two builds gave different bytecode");
+        // In-image paths in the code objects, not the scratch directory's.
+        let handler = &a["/srv/fn/__pycache__/handler.cpython-311.pyc"];
+        assert!(handler.windows(18).any(|w| w == b"/srv/fn/handler.py"));
+        assert!(!handler.windows(17).any(|w| w == b"stratos-bytecode-"));
+    }
+}

@@ -43,6 +43,18 @@ pub enum PypiError {
         version: String,
         why: String,
     },
+    #[error("{file}: {name} {version}: no wheel for {arch}: only {platforms} ({wheels}); pin the hash of its manylinux {machine} wheel in {file} too (`pip download --only-binary=:all: --platform manylinux2014_{machine} {name}=={version}`, then `pip hash`), or do not build this profile for {arch} ([image] arch)")]
+    NoWheelForArch {
+        file: PathBuf,
+        name: String,
+        version: String,
+        arch: Arch,
+        machine: &'static str,
+        /// The platform tags of the pinned wheels.
+        platforms: String,
+        /// Their file names.
+        wheels: String,
+    },
     #[error("{name} {version}: no wheel pinned by {file} is in the cache ({cache}) and --offline forbids downloading; run the build once without --offline (or ci/setup)")]
     Offline {
         name: String,

@@ -85,6 +85,16 @@ impl Platform {
         w.tags.iter().filter_map(|t| self.rank(t)).min()
     }
 
+    /// Whether any of the wheel's tags is built for the image's architecture (a pure `any`
+    /// wheel, or a platform tag ending in its machine, `manylinux_2_17_aarch64`), whether or
+    /// not its Python or libc fit.
+    pub fn same_machine(&self, w: &WheelName) -> bool {
+        let suffix = format!("_{}", self.arch.wheel_machine());
+        w.tags
+            .iter()
+            .any(|(_, _, plat)| plat == "any" || plat.ends_with(&suffix))
+    }
+
     /// What fits, for messages.
     pub fn describe(&self) -> String {
         let (maj, min) = self.python;
@@ -115,6 +125,38 @@ fn manylinux(plat: &str, arch: Arch) -> Option<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_aarch64_image_takes_aarch64_wheels() {
+        let p = Platform {
+            arch: Arch::Aarch64,
+            python: (3, 11),
+            glibc: Some((2, 36)),
+        };
+        let w = |f: &str| WheelName::parse(f).unwrap();
+        let arm =
+            w("MarkupSafe-2.1.5-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl");
+        let x86 = w("MarkupSafe-2.1.5-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl");
+        assert!(p.fits(&arm).is_some());
+        assert!(p.fits(&x86).is_none());
+        assert!(p
+            .fits(&w("x-1-cp311-cp311-manylinux2014_aarch64.whl"))
+            .is_some());
+        assert!(p
+            .fits(&w("x-1-cp311-cp311-macosx_11_0_arm64.whl"))
+            .is_none());
+        assert!(p.fits(&w("x-1-py3-none-any.whl")).is_some());
+        assert!(p.same_machine(&arm) && !p.same_machine(&x86));
+        // Built for aarch64, but for musl: the machine is right, the libc is not.
+        let musl = w("x-1-cp311-cp311-musllinux_1_1_aarch64.whl");
+        assert!(p.same_machine(&musl) && p.fits(&musl).is_none());
+        assert!(!p.same_machine(&w("x-1-cp311-cp311-win_arm64.whl")));
+        assert!(
+            p.describe().contains("manylinux_2_36_aarch64"),
+            "{}",
+            p.describe()
+        );
+    }
 
     #[test]
     fn wheel_tags_fit_the_image() {

@@ -131,6 +131,9 @@ fn offline_error(
     };
     if !local.is_empty() {
         let names: Vec<&str> = local.iter().map(|l| l.name.as_str()).collect();
+        if let Some(e) = no_wheel_for_arch(r, platform, file, &names) {
+            return e;
+        }
         return wheel_err(format!(
             "no cached file fits this image, which needs {}; cached: {}",
             platform.describe(),
@@ -191,6 +194,10 @@ fn from_index(
         ..
     }) = offered.first().filter(|o| o.rank.is_some())
     else {
+        let names: Vec<&str> = offered.iter().map(|o| o.name.as_str()).collect();
+        if let Some(e) = no_wheel_for_arch(r, platform, file, &names) {
+            return Err(e);
+        }
         return Err(wheel_err(nothing_fits(platform, &url, &offered)));
     };
     let href = resolve_url(&url, href);
@@ -243,6 +250,40 @@ fn index_files(r: &Requirement, platform: &Platform, url: &str) -> Result<Vec<Of
     Ok(offered)
 }
 
+/// When the pinned files include wheels but none built for the image's architecture (only
+/// x86_64 ones for an aarch64 image, or another system's): the error naming what is pinned.
+fn no_wheel_for_arch(
+    r: &Requirement,
+    platform: &Platform,
+    file: &Path,
+    names: &[&str],
+) -> Option<PypiError> {
+    let wheels: Vec<(&str, WheelName)> = names
+        .iter()
+        .filter_map(|n| WheelName::parse(n).map(|w| (*n, w)))
+        .collect();
+    if wheels.is_empty() || wheels.iter().any(|(_, w)| platform.same_machine(w)) {
+        return None;
+    }
+    let mut platforms: Vec<&str> = wheels
+        .iter()
+        .flat_map(|(_, w)| w.tags.iter().map(|(_, _, plat)| plat.as_str()))
+        .collect();
+    platforms.sort_unstable();
+    platforms.dedup();
+    let mut files: Vec<&str> = wheels.iter().map(|(n, _)| *n).collect();
+    files.sort_unstable();
+    Some(PypiError::NoWheelForArch {
+        file: file.to_owned(),
+        name: r.name.clone(),
+        version: r.version.clone(),
+        arch: platform.arch,
+        machine: platform.arch.wheel_machine(),
+        platforms: platforms.join(", "),
+        wheels: files.join(", "),
+    })
+}
+
 /// Why none of the index's pinned files can be installed.
 fn nothing_fits(platform: &Platform, url: &str, offered: &[Offered]) -> String {
     let names: Vec<&str> = offered.iter().map(|o| o.name.as_str()).collect();
@@ -289,5 +330,87 @@ fn resolve_url(page: &str, href: &str) -> String {
             "{}{href}",
             &page[..page.rfind('/').map_or(page.len(), |i| i + 1)]
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::Arch;
+    use crate::cache::Cache;
+
+    /// Offline sources over a fresh cache holding `files` (name, bytes) under their sha256,
+    /// and the requirement pinning them all.
+    fn cached(files: &[(&str, &[u8])]) -> (tempfile::TempDir, Sources, Requirement) {
+        let dir = tempfile::tempdir().unwrap();
+        let sources = Sources {
+            cache: Cache::new(dir.path().join("cache")),
+            prefetch: dir.path().join("prefetch"),
+            offline: true,
+        };
+        let store = sources.store(STORE);
+        let mut hashes = std::collections::BTreeSet::new();
+        for (name, bytes) in files {
+            let sha = Sha256::of(bytes);
+            store.put(&format!("{sha}/{name}"), bytes).unwrap();
+            hashes.insert(sha);
+        }
+        let r = Requirement {
+            name: "MarkupSafe".into(),
+            version: "2.1.5".into(),
+            hashes,
+            line: 1,
+        };
+        (dir, sources, r)
+    }
+
+    fn platform(arch: Arch) -> Platform {
+        Platform {
+            arch,
+            python: (3, 11),
+            glibc: Some((2, 36)),
+        }
+    }
+
+    const X86: &str = "MarkupSafe-2.1.5-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl";
+    const ARM: &str =
+        "MarkupSafe-2.1.5-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl";
+    const MAC: &str = "MarkupSafe-2.1.5-cp311-cp311-macosx_10_9_universal2.whl";
+
+    #[test]
+    fn each_architecture_takes_its_own_wheel() {
+        let (_d, sources, r) = cached(&[(X86, b"x86"), (ARM, b"arm"), (MAC, b"mac")]);
+        let file = Path::new("req.txt");
+        for (arch, want) in [(Arch::X86_64, X86), (Arch::Aarch64, ARM)] {
+            let f = fetch(&r, &platform(arch), file, "-", &sources, 1 << 20).unwrap();
+            assert_eq!(f.file_name, want, "{arch}");
+        }
+    }
+
+    #[test]
+    fn no_wheel_for_the_architecture_names_the_file_the_package_and_what_is_pinned() {
+        let (_d, sources, r) = cached(&[(X86, b"x86"), (MAC, b"mac")]);
+        let file = Path::new("profiles/api.requirements.txt");
+        let e = fetch(&r, &platform(Arch::Aarch64), file, "-", &sources, 1 << 20)
+            .err()
+            .unwrap();
+        assert_eq!(
+            e.to_string(),
+            format!("profiles/api.requirements.txt: MarkupSafe 2.1.5: no wheel for aarch64: only macosx_10_9_universal2, manylinux2014_x86_64, manylinux_2_17_x86_64 ({MAC}, {X86}); pin the hash of its manylinux aarch64 wheel in profiles/api.requirements.txt too (`pip download --only-binary=:all: --platform manylinux2014_aarch64 MarkupSafe==2.1.5`, then `pip hash`), or do not build this profile for aarch64 ([image] arch)")
+        );
+        assert!(!e.is_environment());
+        // An aarch64 wheel that does not fit for another reason (musl) keeps the general
+        // message: the architecture is not what is missing.
+        let musl = "MarkupSafe-2.1.5-cp311-cp311-musllinux_1_1_aarch64.whl";
+        let (_d, sources, r) = cached(&[(X86, b"x86"), (musl, b"musl")]);
+        let e = fetch(&r, &platform(Arch::Aarch64), file, "-", &sources, 1 << 20)
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string().starts_with(
+                "MarkupSafe 2.1.5: no cached file fits this image, which needs cp311 (or abi3) for manylinux_2_36_aarch64"
+            ),
+            "{e}"
+        );
     }
 }

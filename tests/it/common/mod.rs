@@ -260,6 +260,22 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
     out
 }
 
+/// The cross-built arm64 init the builder uses for `--arch aarch64` (ci/test builds it).
+pub fn aarch64_init() -> PathBuf {
+    let debug = bin().parent().unwrap().to_owned(); // target/<host triple>/debug
+    let p = debug
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("aarch64-unknown-linux-gnu/debug/stratos-init");
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo build --locked -p stratos-init --target aarch64-unknown-linux-gnu` (./ci/test does)",
+        p.display()
+    );
+    p
+}
+
 /// A cache shared by every test run (kernel sources, built kernels, .debs): content-addressed
 /// and locked, so sharing is safe and the expensive kernel build happens once.
 pub fn shared_cache() -> PathBuf {
@@ -299,6 +315,10 @@ pub fn copy_profile(name: &str, dir: &Path, edit: impl Fn(String) -> String) -> 
     let lock = root().join("profiles").join(format!("{name}.lock"));
     if lock.exists() {
         std::fs::copy(lock, dir.join(format!("{name}.lock"))).unwrap();
+    }
+    let arm_lock = root().join("profiles").join(format!("{name}.aarch64.lock"));
+    if arm_lock.exists() {
+        std::fs::copy(arm_lock, dir.join(format!("{name}.aarch64.lock"))).unwrap();
     }
     dest
 }
@@ -423,8 +443,18 @@ pub fn build_twice_offline(cache: &Path, name: &str, work: &Path) -> PathBuf {
 /// Tests take a copy ([`image`]): its own path (so `processes_mentioning` sees only its own
 /// QEMUs) and its own bytes to tamper with.
 fn shared_image(name: &str) -> PathBuf {
+    shared_image_for(name, None)
+}
+
+/// [`shared_image`] built for `arch` (`stratos build --arch`; `None`: the profile's default).
+pub fn shared_image_for(profile: &str, arch: Option<&str>) -> PathBuf {
     static BUILT: std::sync::Mutex<BTreeMap<String, PathBuf>> =
         std::sync::Mutex::new(BTreeMap::new());
+    let name_owned = match arch {
+        Some(a) => format!("{profile}-{a}"),
+        None => profile.to_owned(),
+    };
+    let name = name_owned.as_str();
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(p) = built.get(name) {
         return p.clone();
@@ -439,7 +469,8 @@ fn shared_image(name: &str) -> PathBuf {
         let _ = std::fs::remove_dir_all(&staging);
         stratos(&shared_cache())
             .arg("build")
-            .arg(root().join(format!("profiles/{name}.toml")))
+            .arg(root().join(format!("profiles/{profile}.toml")))
+            .args(arch.map(|a| format!("--arch={a}")))
             .arg("--out")
             .arg(&staging)
             .args(["--offline", "-q"])
@@ -463,8 +494,20 @@ fn shared_image(name: &str) -> PathBuf {
 /// A copy, at `dir/<name>`, of the shared image of `profiles/<name>.toml` (see
 /// [`shared_image`]).
 pub fn image(name: &str, dir: &Path) -> PathBuf {
-    let from = shared_image(name);
-    let to = dir.join(name);
+    copy_image(&shared_image(name), &dir.join(name))
+}
+
+/// A copy, at `dir/<name>-<arch>`, of the shared image of `profiles/<name>.toml` built for
+/// `arch`.
+pub fn image_for(name: &str, arch: &str, dir: &Path) -> PathBuf {
+    copy_image(
+        &shared_image_for(name, Some(arch)),
+        &dir.join(format!("{name}-{arch}")),
+    )
+}
+
+fn copy_image(from: &Path, to: &Path) -> PathBuf {
+    let (from, to) = (from.to_owned(), to.to_owned());
     let st = Command::new("cp")
         .arg("-a")
         .arg("--reflink=auto")
@@ -482,6 +525,9 @@ fn image_key(name: &str) -> String {
     let init = bin().with_file_name("stratos-init");
     for p in [bin(), init] {
         h.update(std::fs::read(&p).unwrap());
+    }
+    if name.ends_with("-aarch64") {
+        h.update(std::fs::read(aarch64_init()).unwrap());
     }
     h.update(name.as_bytes());
     for dir in ["profiles", "rootfs-overlays", "kernel-configs"] {
