@@ -6,7 +6,8 @@
 //! ```text
 //! root.json, root.sigs.json                 current root: keys, role thresholds, version, expiry
 //! roots/<N>.root.json, roots/<N>.sigs.json   every root version, for nodes walking rotations
-//! channels/<name>.json, <name>.sigs.json    channel: image, rollout, halted, version, expiry
+//! channels/<name>.json, <name>.sigs.json    channel: version, expiry, and per architecture its
+//!                                           image, rollout, halted, previous
 //! objects/sha256/<hex>                      manifest.json, manifest.sig and every artifact
 //! ```
 //! Signatures are detached: `*.sigs.json` holds ed25519 signatures over the exact bytes of the
