@@ -317,10 +317,11 @@ pub fn status(s: StateArgs) -> CliResult {
     show("previous", &st.previous);
     match &st.staged {
         Some(x) => println!(
-            "{:9} {} {} (manifest sha256 {}, channel {} version {})",
+            "{:9} {} {} for {} (manifest sha256 {}, channel {} version {})",
             "staged",
             x.image.name,
             x.image.version,
+            x.image.arch.name(),
             x.image.manifest_sha256,
             x.channel,
             x.channel_version

@@ -243,6 +243,14 @@ fn a_node_fetches_only_its_architecture_and_refuses_to_apply_another() {
         (v["selected"].clone(), v["arch"].clone()),
         (true.into(), "aarch64".into())
     );
+    w.cmd()
+        .args(["update", "status", "--state"])
+        .arg(&state)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "staged    fixture 1.2.3 for aarch64",
+        ));
     // ...but this node will not boot it: refused, naming both, nothing booted or changed.
     let before = snapshot(&state);
     for extra in [&[][..], &["--arch", "x86_64"][..]] {
