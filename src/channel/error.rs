@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use super::doc::name::ChannelName;
 use super::doc::role::RoleName;
 use super::doc::time::fmt_age;
+use crate::arch::Arch;
 use crate::digest::Sha256;
 use crate::fsio::ReadError;
 use crate::http::HttpError;
@@ -230,6 +231,16 @@ pub enum ChannelError {
         signed_name: String,
         signed_version: String,
     },
+    /// A channel document listing an image under another architecture than its signed
+    /// manifest's: the channel key alone sending one architecture's image to another's nodes.
+    #[error("{what}: lists the image {name} {version} as {}, but its signed manifest says {}; refusing it", .arch.name(), .signed_arch.name())]
+    ArchMismatch {
+        what: String,
+        name: String,
+        version: String,
+        arch: Arch,
+        signed_arch: Arch,
+    },
 
     // --- what an operator or a node asked ------------------------------------------------------
     #[error(transparent)]
@@ -324,7 +335,8 @@ impl ChannelError {
             | Self::DevImage { .. }
             | Self::BadImage { .. }
             | Self::BadManifest(_)
-            | Self::Relabelled { .. } => Kind::Rejection,
+            | Self::Relabelled { .. }
+            | Self::ArchMismatch { .. } => Kind::Rejection,
             Self::Gate(g) if g.is_rejection() => Kind::Rejection,
             Self::Gate(_)
             | Self::Usage(_)
@@ -366,8 +378,30 @@ pub enum UsageError {
     RepoExists { dir: PathBuf },
     #[error("channel {channel} does not exist in {}; publish to it first", .repo.display())]
     NoSuchChannel { channel: ChannelName, repo: PathBuf },
-    #[error("channel {channel} has no previous image to roll back to")]
-    NoPreviousImage { channel: ChannelName },
+    #[error("channel {channel} has no previous {} image to roll back to", .arch.name())]
+    NoPreviousImage { channel: ChannelName, arch: Arch },
+    /// `--arch` naming an architecture the channel carries no image for.
+    #[error("channel {channel} carries no {} image (it carries {carries}); publish an {} build to it first", .arch.name(), .arch.name())]
+    NoImageForArch {
+        channel: ChannelName,
+        arch: Arch,
+        /// The architectures it carries, as words.
+        carries: String,
+    },
+    /// A command on a channel carrying images for two architectures, without `--arch`.
+    #[error("channel {channel} carries images for {carries}: say which with --arch")]
+    WhichArch {
+        channel: ChannelName,
+        carries: String,
+    },
+    /// `update apply` of an image staged for another architecture than the node's.
+    #[error("the staged image {image} is not for this node: the image is {}, this node is {}; `stratos update fetch --arch {}` stages this node's image (nothing was booted)", .image_arch.name(), .node_arch.name(), .node_arch.name())]
+    OtherArch {
+        /// `NAME VERSION`.
+        image: String,
+        image_arch: Arch,
+        node_arch: Arch,
+    },
     #[error("at least one --root-key is needed")]
     NoRootKey,
     /// A key given twice: thresholds count distinct keys, so it only makes one unreachable.
@@ -418,12 +452,12 @@ pub enum UsageError {
     NodeKeyName { path: PathBuf },
     #[error("--node-keys {}: no *.pub key in it", .dir.display())]
     NoNodeKeys { dir: PathBuf },
-    #[error("channel {channel} is already halted")]
-    AlreadyHalted { channel: ChannelName },
-    #[error("channel {channel} is not halted")]
-    NotHalted { channel: ChannelName },
-    #[error("channel {channel} is halted; resume it before widening the rollout")]
-    Halted { channel: ChannelName },
+    #[error("channel {channel} ({}) is already halted", .arch.name())]
+    AlreadyHalted { channel: ChannelName, arch: Arch },
+    #[error("channel {channel} ({}) is not halted", .arch.name())]
+    NotHalted { channel: ChannelName, arch: Arch },
+    #[error("channel {channel} ({}) is halted; resume it before widening the rollout", .arch.name())]
+    Halted { channel: ChannelName, arch: Arch },
     /// `rollout advance` that would not widen the rollout: to `--percent` (`percent`) at or
     /// below what it reaches, or past its last wave.
     #[error("{}", would_not_widen(*.reached, *.percent))]

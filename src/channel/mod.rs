@@ -6,7 +6,8 @@
 //! ```text
 //! root.json, root.sigs.json                 current root: keys, role thresholds, version, expiry
 //! roots/<N>.root.json, roots/<N>.sigs.json   every root version, for nodes walking rotations
-//! channels/<name>.json, <name>.sigs.json    channel: image, rollout, halted, version, expiry
+//! channels/<name>.json, <name>.sigs.json    channel: version, expiry, and per architecture its
+//!                                           image, rollout, halted, previous
 //! objects/sha256/<hex>                      manifest.json, manifest.sig and every artifact
 //! ```
 //! Signatures are detached: `*.sigs.json` holds ed25519 signatures over the exact bytes of the
@@ -31,8 +32,8 @@ pub mod operator;
 pub use doc::{
     check_expiry_bound, cohort, compare_versions, fmt_age, fmt_time, now, parse_channel,
     parse_root, sign_bytes, to_bytes, verify_threshold, Channel, ChannelName, ImageRef, KeyEntry,
-    Role, RoleName, Roles, Rollout, Root, Signature, Signatures, Wave, CHANNEL_TYPE, CLOCK_SKEW,
-    DEFAULT_MAX_AGE, MAX_METADATA_BYTES, MAX_VALIDITY, ROOT_TYPE, SPEC_VERSION,
+    Role, RoleName, Roles, Rollout, Root, Signature, Signatures, Track, Wave, CHANNEL_TYPE,
+    CLOCK_SKEW, DEFAULT_MAX_AGE, MAX_METADATA_BYTES, MAX_VALIDITY, ROOT_TYPE, SPEC_VERSION,
 };
 pub use error::{
     ChannelError, FailedNode, GateError, ImageCheckError, ImageNamed, StateError, Tie, UsageError,

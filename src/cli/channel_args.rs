@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::CliError;
+use crate::arch::Arch;
 use crate::channel::operator::{keys, waves, Repo};
 use crate::channel::{self, ChannelError, ChannelName, Rollout};
 use crate::sign::{PublicKey, SecretKey};
@@ -110,17 +111,47 @@ pub struct Target {
     #[arg(long)]
     pub channel: ChannelName,
     #[command(flatten)]
+    pub arch: ArchArg,
+    #[command(flatten)]
     pub signing: ChannelSigning,
 }
 
-pub(super) fn print_channel(c: &channel::Channel, what: &str) {
-    let plan = if c.rollout.waves.len() == 1 {
-        format!("{}% of the fleet", c.rollout.waves[0].fleet_percent)
+/// `--arch` of the commands that change one architecture's image or rollout in a channel.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ArchArg {
+    /// The architecture whose image and rollout to change ("x86_64", "aarch64"): a channel
+    /// carries one image per architecture, each rolled out on its own. [default: the only
+    /// one the channel carries; with two, say which]
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<Arch>,
+}
+
+/// The architecture a command that succeeded acted on (see [`channel::Channel::pick`]).
+pub(super) fn picked(c: &channel::Channel, arch: Option<Arch>) -> Arch {
+    c.pick(arch)
+        .expect("the command picked it from these tracks")
+}
+
+/// Prints the new version of channel `c` and where its `arch` image now is (`None`: the one
+/// it carries, or each of them).
+pub(super) fn print_channel(c: &channel::Channel, arch: Option<Arch>, what: &str) {
+    for t in c
+        .tracks
+        .iter()
+        .filter(|t| arch.map_or(true, |a| a == t.arch()))
+    {
+        print_track(c, t, what);
+    }
+}
+
+fn print_track(c: &channel::Channel, t: &channel::Track, what: &str) {
+    let plan = if t.rollout.waves.len() == 1 {
+        format!("{}% of the fleet", t.rollout.waves[0].fleet_percent)
     } else {
         format!(
             "{} waves: {}",
-            c.rollout.waves.len(),
-            c.rollout
+            t.rollout.waves.len(),
+            t.rollout
                 .waves
                 .iter()
                 .map(|w| format!("{}% after {}s", w.fleet_percent, w.start_after))
@@ -129,12 +160,13 @@ pub(super) fn print_channel(c: &channel::Channel, what: &str) {
         )
     };
     println!(
-        "{what}: channel {} version {} -> {} {} ({plan}{}), expires {}",
+        "{what}: channel {} version {} -> {} {} for {} ({plan}{}), expires {}",
         c.channel,
         c.version,
-        c.image.name,
-        c.image.version,
-        if c.halted { ", HALTED" } else { "" },
+        t.image.name,
+        t.image.version,
+        t.arch().name(),
+        if t.halted { ", HALTED" } else { "" },
         channel::fmt_time(c.expires)
     );
 }

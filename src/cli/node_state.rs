@@ -64,6 +64,10 @@ pub struct ApplyArgs {
     /// The node key, secret (PREFIX.key from `stratos keygen`): signs the report.
     #[arg(long, value_name = "FILE", requires = "report")]
     pub node_key: Option<PathBuf>,
+    /// This node's architecture ("x86_64", "aarch64"): a staged image of another is refused,
+    /// unbooted. [default: this machine's]
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<crate::arch::Arch>,
 }
 
 fn print_notes(notes: &[String]) {
@@ -81,6 +85,7 @@ fn describe(c: &Current) -> String {
 
 pub fn apply(a: ApplyArgs) -> CliResult {
     let objectives = apply_objectives(&a)?;
+    let arch = super::update::node_arch(a.arch)?;
     let key = a
         .node_key
         .as_deref()
@@ -101,6 +106,7 @@ pub fn apply(a: ApplyArgs) -> CliResult {
         Begun::Staged(ap) => ap,
     };
     print_notes(&ap.take_notes());
+    ap.check_arch(arch).map_err(map)?;
     // Before any boot: a report that cannot be written must stop the apply now, not after.
     let report_out = a.report.as_deref().map(prepare_report).transpose()?;
     let verdict = ap.test(|dir| {
@@ -311,10 +317,11 @@ pub fn status(s: StateArgs) -> CliResult {
     show("previous", &st.previous);
     match &st.staged {
         Some(x) => println!(
-            "{:9} {} {} (manifest sha256 {}, channel {} version {})",
+            "{:9} {} {} for {} (manifest sha256 {}, channel {} version {})",
             "staged",
             x.image.name,
             x.image.version,
+            x.image.arch.name(),
             x.image.manifest_sha256,
             x.channel,
             x.channel_version

@@ -9,7 +9,7 @@ use crate::channel::ChannelName;
 /// Point a channel at the image another channel carries (e.g. canary → stable).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  stratos promote --repo releases/ --from canary --to stable --waves waves.toml --channel-key keys/root.key"
+    after_help = "Example:\n  stratos promote --repo releases/ --from canary --to stable --waves waves.toml --channel-key keys/root.key\n\nA channel carries one image per architecture; one is promoted at a time (--arch, when\n--from carries two), and the other's image and rollout in --to stay as they are:\n  stratos promote --repo releases/ --from canary --to stable --arch aarch64 --percent 1 \\\n      --channel-key keys/root.key"
 )]
 pub struct Args {
     /// The release repository.
@@ -21,6 +21,11 @@ pub struct Args {
     /// The channel that gets it (created if missing).
     #[arg(long)]
     pub to: ChannelName,
+    /// The architecture whose image is promoted ("x86_64", "aarch64"); the other
+    /// architecture's image in --to is left as it is. [default: the only one --from carries;
+    /// with two, say which]
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<crate::arch::Arch>,
     #[command(flatten)]
     pub plan: RolloutPlan,
     #[command(flatten)]
@@ -30,9 +35,9 @@ pub struct Args {
 pub fn run(a: Args) -> CliResult {
     let r = open(&a.repo)?;
     let (keys, exp) = a.signing.load()?;
-    let c = r
-        .promote(&a.from, &a.to, &keys, a.plan.resolve()?, exp)
+    let (c, arch) = r
+        .promote(&a.from, &a.to, a.arch, &keys, a.plan.resolve()?, exp)
         .map_err(map)?;
-    print_channel(&c, &format!("promoted from {}", a.from));
+    print_channel(&c, Some(arch), &format!("promoted from {}", a.from));
     Ok(())
 }

@@ -10,7 +10,7 @@ use crate::channel::ChannelName;
 /// and sign a new channel version pointing at it.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  stratos publish out/hello --repo releases/ --channel canary --percent 10 --channel-key keys/root.key\n\nRefuses unsigned images and images whose signature does not verify against a key the\nrepository's root trusts for images. Objects are written before the channel document."
+    after_help = "Example:\n  stratos publish out/hello --repo releases/ --channel canary --percent 10 --channel-key keys/root.key\n\nRefuses unsigned images and images whose signature does not verify against a key the\nrepository's root trusts for images. Objects are written before the channel document.\n\nA channel carries one image per architecture: the image takes its own architecture's place\n(its manifest's `image.arch`) with its own rollout; the other architecture's image and\nrollout are kept. The aarch64 build of a version goes next to its x86_64 build:\n  stratos publish out/hello-aarch64 --repo releases/ --channel canary --percent 10 \\\n      --channel-key keys/root.key"
 )]
 pub struct Args {
     /// The image directory (from `stratos build --image-key`).
@@ -30,9 +30,9 @@ pub struct Args {
 pub fn run(a: Args) -> CliResult {
     let r = open(&a.repo)?;
     let (keys, exp) = a.signing.load()?;
-    let c = r
+    let (c, arch) = r
         .publish(&a.image, &a.channel, &keys, a.plan.resolve()?, exp)
         .map_err(map)?;
-    print_channel(&c, "published");
+    print_channel(&c, Some(arch), "published");
     Ok(())
 }

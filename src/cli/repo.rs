@@ -23,7 +23,8 @@ pub enum RepoSub {
         after_help = "Example:\n  stratos keygen --out keys/root\n  stratos repo init --repo releases/ --root-key keys/root.key\n\n--root-key takes secret keys (they sign root.json); --channel-key and --image-key take public\nkeys (the keys trusted for those roles). Without --channel-key / --image-key the root keys\nalso sign channels and are trusted for images. Keep root keys offline; give the channel role its own key in production."
     )]
     Init(InitArgs),
-    /// A table of channels: version, image, share of the fleet reached now, halted, expiry.
+    /// A table of channels, a row per architecture each carries an image for: version, image,
+    /// share of the fleet reached now, halted, expiry.
     #[command(after_help = "Example:\n  stratos repo status --repo releases/")]
     Status(StatusArgs),
     /// Replace the root keys: a new root version signed by the old keys (meeting the old
@@ -214,15 +215,16 @@ fn print_status(st: &Status, a: &StatusArgs) {
         return;
     }
     println!(
-        "{:<12} {:>7}  {:<28} {:>8}  {:<8} {:<9} EXPIRES",
-        "CHANNEL", "VERSION", "IMAGE", "REACHED", "STATE", "SIGNED"
+        "{:<12} {:<8} {:>7}  {:<28} {:>8}  {:<8} {:<9} EXPIRES",
+        "CHANNEL", "ARCH", "VERSION", "IMAGE", "REACHED", "STATE", "SIGNED"
     );
     let now = channel::now();
     for row in &st.channels {
         let age = now.saturating_sub(row.timestamp);
         println!(
-            "{:<12} {:>7}  {:<28} {:>7.2}%  {:<8} {:<9} {}{}",
+            "{:<12} {:<8} {:>7}  {:<28} {:>7.2}%  {:<8} {:<9} {}{}",
             row.channel,
+            row.arch.name(),
             row.version,
             format!("{} {}", row.image, row.image_version),
             row.reached_percent,
@@ -329,7 +331,7 @@ fn refresh(a: RefreshArgs) -> CliResult {
     }
     for n in &names {
         let c = r.refresh(n, &keys, exp).map_err(map)?;
-        print_channel(&c, "refreshed");
+        print_channel(&c, None, "refreshed");
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use crate::channel::{self, ChannelName};
 #[derive(Debug, clap::Args)]
 #[command(
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  stratos rollout --repo releases/ --channel stable --waves waves.toml --channel-key keys/root.key\n  stratos rollout halt --repo releases/ --channel stable --channel-key keys/root.key\n  stratos rollout advance --repo releases/ --channel stable --gate boot.json --channel-key keys/root.key\n  stratos rollout advance --repo releases/ --channel stable --gate-reports reports/ --node-keys node-keys/ \\\n      --min-reports 3 --max-failures 0% --channel-key keys/root.key\n\nwaves.toml:\n  [[wave]]\n  start-after = \"0s\"\n  fleet-percent = 1\n  [[wave]]\n  start-after = \"6h\"\n  fleet-percent = 25\n  [[wave]]\n  start-after = \"1d\"\n  fleet-percent = 100"
+    after_help = "Examples:\n  stratos rollout --repo releases/ --channel stable --waves waves.toml --channel-key keys/root.key\n  stratos rollout halt --repo releases/ --channel stable --channel-key keys/root.key\n  stratos rollout advance --repo releases/ --channel stable --gate boot.json --channel-key keys/root.key\n  stratos rollout advance --repo releases/ --channel stable --gate-reports reports/ --node-keys node-keys/ \\\n      --min-reports 3 --max-failures 0% --channel-key keys/root.key\n\nA channel carrying images for two architectures rolls each out on its own: say which with\n--arch (the other's rollout does not move):\n  stratos rollout advance --repo releases/ --channel stable --arch aarch64 \\\n      --gate boot-aarch64.json --channel-key keys/root.key\n\nwaves.toml:\n  [[wave]]\n  start-after = \"0s\"\n  fleet-percent = 1\n  [[wave]]\n  start-after = \"6h\"\n  fleet-percent = 25\n  [[wave]]\n  start-after = \"1d\"\n  fleet-percent = 100"
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -23,6 +23,8 @@ pub struct Args {
     /// The channel whose rollout is set.
     #[arg(long)]
     pub channel: Option<ChannelName>,
+    #[command(flatten)]
+    pub arch: ArchArg,
     #[command(flatten)]
     pub plan: RolloutPlan,
     /// A channel key, secret (PREFIX.key from `stratos keygen`; one the root trusts for the
@@ -128,9 +130,12 @@ fn set(a: Args) -> CliResult {
     let keys = secret_keys(&a.channel_keys, "--channel-key")?;
     let plan = a.plan.resolve()?;
     let exp = expiry(&a.expires, "--expires")?;
-    let c = r.set_rollout(&channel, &keys, exp, plan).map_err(map)?;
-    print_channel(&c, "rollout set");
-    if c.halted {
+    let c = r
+        .set_rollout(&channel, a.arch.arch, &keys, exp, plan)
+        .map_err(map)?;
+    let arch = picked(&c, a.arch.arch);
+    print_channel(&c, Some(arch), "rollout set");
+    if c.track(arch).is_some_and(|t| t.halted) {
         println!("note: the channel is halted; `stratos rollout resume` lets nodes update again");
     }
     Ok(())
@@ -171,21 +176,27 @@ fn change(t: Target, verb: Verb) -> CliResult {
     let r = open(&t.repo)?;
     let (keys, exp) = t.signing.load()?;
     let now = channel::now();
+    let arch = t.arch.arch;
     let (c, what) = match verb {
-        Verb::Halt => (r.halt(&t.channel, &keys, exp).map_err(map)?, "halted"),
-        Verb::Resume => (r.resume(&t.channel, &keys, exp).map_err(map)?, "resumed"),
+        Verb::Halt => (r.halt(&t.channel, arch, &keys, exp).map_err(map)?, "halted"),
+        Verb::Resume => (
+            r.resume(&t.channel, arch, &keys, exp).map_err(map)?,
+            "resumed",
+        ),
         Verb::Advance(gate, how) => {
             let adv = r
-                .advance(&t.channel, &keys, exp, &gate, how, now)
+                .advance(&t.channel, arch, &keys, exp, &gate, how, now)
                 .map_err(map)?;
             println!("gate passed: {}", adv.gate);
             (adv.channel, "advanced")
         }
     };
-    print_channel(&c, what);
+    let arch = picked(&c, arch);
+    print_channel(&c, Some(arch), what);
+    let reached = c.track(arch).map_or(0, |tr| tr.rollout.reached_bp(now));
     println!(
         "reached now: {:.2}% of the fleet",
-        f64::from(c.rollout.reached_bp(now)) / 100.0
+        f64::from(reached) / 100.0
     );
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::channel_args::*;
 use super::node_state::{ApplyArgs, StateArgs};
 use super::CliResult;
+use crate::arch::Arch;
 use crate::channel::node::{bootstrap, Decision, Failure, Node, Source};
 use crate::channel::{self, ChannelName};
 
@@ -29,6 +30,11 @@ pub struct NodeArgs {
     /// This node's stable id (e.g. /etc/machine-id); decides its cohort.
     #[arg(long)]
     pub node_id: String,
+    /// This node's architecture ("x86_64", "aarch64"): only the channel's image for it is
+    /// checked and staged; a channel carrying none has nothing for this node. [default: this
+    /// machine's]
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<Arch>,
     /// The node's update state directory (trusted metadata, staged images).
     #[arg(long)]
     pub state: PathBuf,
@@ -63,12 +69,14 @@ pub enum UpdateSub {
     )]
     Check(NodeArgs),
     /// Like check; when selected, download the image, verify every digest and its signature,
-    /// and stage it under STATE/images/ (staged.json names it).
+    /// and stage it under STATE/images/ (staged.json names it). Only the channel's image for
+    /// the node's architecture (--arch, this machine's by default) is ever staged.
     #[command(
         after_help = "Example:\n  stratos update fetch --repo releases/ --channel stable --node-id node-17 --state /var/lib/stratos --json\n\nDownloads are assembled in STATE/.staging-XXXXXX and moved into place when complete; one\nleft by an interrupted fetch is removed at the next run (with a note on stderr)."
     )]
     Fetch(NodeArgs),
-    /// Boot-test the staged image on this node; if it passes, put it in service atomically
+    /// Boot-test the staged image on this node (refusing one of another architecture than
+    /// --arch, this machine's by default); if it passes, put it in service atomically
     /// (current.json), keeping the image it replaces as previous.json; if it fails, reject it
     /// (never staged or applied again until `update clear-rejected`) and leave current as it is.
     #[command(
@@ -144,10 +152,22 @@ fn node(n: &NodeArgs) -> Result<Node, super::CliError> {
         source,
         channel: n.channel.clone(),
         node_id: n.node_id.clone(),
+        arch: node_arch(n.arch)?,
         state: n.state.clone(),
         now: channel::now(),
         max_artifact_bytes: n.max_artifact_mib.saturating_mul(1 << 20),
         max_age,
+    })
+}
+
+/// `--arch`, or the architecture of this machine.
+pub(super) fn node_arch(arch: Option<Arch>) -> Result<Arch, super::CliError> {
+    arch.or_else(Arch::host).ok_or_else(|| {
+        input(format!(
+            "this machine's architecture ({}) is not one StratOS builds for; say which images this node runs with --arch ({})",
+            std::env::consts::ARCH,
+            Arch::allowed()
+        ))
     })
 }
 
@@ -159,10 +179,22 @@ fn print_decision(d: &Decision, n: &NodeArgs) {
         println!("{}", serde_json::to_string_pretty(d).expect("serialisable"));
         return;
     }
-    println!(
-        "channel {} version {}: {} {}: {}",
-        d.channel, d.channel_version, d.image, d.image_version, d.reason
-    );
+    if d.image.is_empty() {
+        println!(
+            "channel {} version {}: {}",
+            d.channel, d.channel_version, d.reason
+        );
+    } else {
+        println!(
+            "channel {} version {}: {} {} ({}): {}",
+            d.channel,
+            d.channel_version,
+            d.image,
+            d.image_version,
+            d.arch.name(),
+            d.reason
+        );
+    }
     if let Some(s) = &d.staged {
         println!("staged at {}", n.state.join(s).display());
     }

@@ -284,6 +284,7 @@ fn the_result_type_matches_the_schema_and_the_gate_reads_it_back() {
     let image = ImageRef {
         name: "hello".into(),
         version: "0.1.0".into(),
+        arch: stratos::arch::Arch::X86_64,
         manifest_sha256: stratos::digest::Sha256::parse(&digest).unwrap(),
         manifest_length: 1,
         signature_sha256: stratos::digest::Sha256::parse(&"c".repeat(64)).unwrap(),

@@ -159,7 +159,14 @@ fn release_metadata_and_manifests() {
     let channel = br#"{"channel":"stable","expires":1900000000,"halted":false,"image":{"manifest_length":10,"manifest_sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","name":"hello","signature_length":10,"signature_sha256":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","version":"1.0"},"min_version":null,"previous":null,"rollout":{"started_at":1,"waves":[{"fleet_percent":10,"start_after":0}]},"spec_version":1,"timestamp":1,"type":"stratos-channel","version":3}"#.to_vec();
     fuzz("channel", &[channel], |b| {
         if let Ok(c) = stratos::channel::parse_channel(b, "c") {
-            let _ = stratos::channel::node::decide(&c, "node", 5, None, None);
+            let _ = stratos::channel::node::decide(
+                &c,
+                stratos::arch::Arch::X86_64,
+                "node",
+                5,
+                None,
+                None,
+            );
         }
     });
     let root_doc = br#"{"expires":1900000000,"keys":{"fe812c12f3ab4ce6":{"public":"ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c","type":"ed25519"}},"roles":{"channel":{"key_ids":["fe812c12f3ab4ce6"],"threshold":1},"image":{"key_ids":["fe812c12f3ab4ce6"],"threshold":1},"root":{"key_ids":["fe812c12f3ab4ce6"],"threshold":1}},"spec_version":1,"type":"stratos-root","version":1}"#.to_vec();

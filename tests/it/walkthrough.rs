@@ -136,8 +136,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The fixture profile (fake kernel, see [`Fixture`]) with `profiles/hello.toml`'s name and
-/// version (the cohort depends on the version).
+/// The fixture profile (fake kernel, see [`Fixture`]) with `profiles/hello.toml`'s name, version
+/// (the cohort depends on the version) and architectures (the aarch64 build uses the cross-built
+/// init, `target/aarch64-unknown-linux-gnu/debug/stratos-init`, which ci/test builds).
 fn fixture_profile() -> Fixture {
     let hello: toml::Value =
         toml::from_str(&std::fs::read_to_string(root().join("profiles/hello.toml")).unwrap())
@@ -147,7 +148,11 @@ fn fixture_profile() -> Fixture {
         .replace("name = \"fixture\"", &format!("name = {}", image["name"]))
         .replace(
             "version = \"1.2.3\"",
-            &format!("version = {}", image["version"]),
+            &format!("version = {}\narch = {}", image["version"], image["arch"]),
+        )
+        .replace(
+            "[init]",
+            "[kernel.aarch64]\ncmdline = \"console=ttyAMA0 panic=-1\"\n\n[init]",
         );
     let fx = Fixture::new();
     fx.write("profile.toml", profile.as_bytes());
@@ -316,7 +321,9 @@ fn the_rollout_walkthrough_runs_as_printed() {
     )
     .unwrap();
     assert_eq!(
-        canary.rollout.reached_bp(stratos::channel::now() + 60),
+        canary.tracks[0]
+            .rollout
+            .reached_bp(stratos::channel::now() + 60),
         10_000
     );
     assert!(
@@ -324,6 +331,57 @@ fn the_rollout_walkthrough_runs_as_printed() {
         "{}",
         ran.stderr
     );
+    two_architectures(work.path(), &ran);
+}
+
+/// "Two architectures": the aarch64 build next to the x86_64 one, each node with its own, and
+/// stable's aarch64 rollout moved without the x86_64 one.
+fn two_architectures(work: &Path, ran: &Ran) {
+    use stratos::arch::Arch;
+    let dir = work.join("walk");
+    let doc = |name: &str| {
+        stratos::channel::parse_channel(
+            &std::fs::read(dir.join(format!("releases/channels/{name}.json"))).unwrap(),
+            name,
+        )
+        .unwrap()
+    };
+    let canary = doc("canary");
+    assert_eq!(canary.arches(), [Arch::X86_64, Arch::Aarch64]);
+    let arm = canary.track(Arch::Aarch64).unwrap();
+    assert_eq!(
+        (arm.image.name.as_str(), arm.image.version.as_str()),
+        ("hello", "0.1.0")
+    );
+    // The doc's aarch64 node is within canary's 10%.
+    let doc_text = std::fs::read_to_string(root().join("docs/rollout.md")).unwrap();
+    assert_eq!(stratos::channel::cohort("node-40", "canary", "0.1.0"), 706);
+    assert!(doc_text.contains("cohort for hello 0.1.0 on canary is 706"));
+    // The x86_64 node found nothing new; the aarch64 node runs the aarch64 image.
+    assert!(
+        ran.stdout
+            .contains("hello 0.1.0 (x86_64): up to date: already running hello 0.1.0"),
+        "{}",
+        ran.stdout
+    );
+    let current: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(work.join("host/var/lib/stratos-aarch64/current.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        current["manifest_sha256"],
+        arm.image.manifest_sha256.to_string()
+    );
+    // Stable: the aarch64 rollout advanced to its second wave and halted; x86_64's did not move.
+    let stable = doc("stable");
+    let (x86, arm) = (
+        stable.track(Arch::X86_64).unwrap(),
+        stable.track(Arch::Aarch64).unwrap(),
+    );
+    let now = stratos::channel::now();
+    assert_eq!(arm.rollout.reached_bp(now), 2500);
+    assert!(arm.halted && !x86.halted);
+    assert_ne!(x86.rollout, arm.rollout);
 }
 
 /// The `run:` steps of a GitHub Actions workflow, in order: `run: COMMAND` or a `run: |` block
@@ -447,5 +505,5 @@ export STRATOS_IMAGE_KEY="$(cat {tmp}/image.key)" STRATOS_CHANNEL_KEY="$(cat {tm
         "canary",
     )
     .unwrap();
-    assert_eq!(canary.image.name, "hello");
+    assert_eq!(canary.tracks[0].image.name, "hello");
 }

@@ -9,6 +9,7 @@ pub mod role;
 pub mod rollout;
 pub mod signed;
 pub mod time;
+pub mod track;
 
 use std::collections::BTreeMap;
 
@@ -20,7 +21,9 @@ pub use role::RoleName;
 pub use rollout::{cohort, compare_versions, Rollout, Wave};
 pub use signed::{sign_bytes, to_bytes, verify_threshold, Signature, Signatures};
 pub use time::{fmt_age, fmt_time, now, CLOCK_SKEW, DEFAULT_MAX_AGE, MAX_VALIDITY};
+pub use track::Track;
 
+use crate::arch::Arch;
 use crate::channel::error::ChannelError;
 use crate::digest::Sha256;
 use crate::sign::{KeyId, PublicKey};
@@ -127,15 +130,28 @@ pub struct Root {
 pub struct ImageRef {
     pub name: String,
     pub version: String,
+    /// The architecture the image runs on: the signed manifest's `image.arch`. Absent for
+    /// x86_64 (as in every document written before images had a second architecture), so an
+    /// x86_64 channel's bytes are what nodes that predate arm64 have always read.
+    #[serde(default, skip_serializing_if = "is_x86_64")]
+    pub arch: Arch,
     pub manifest_sha256: Sha256,
     pub manifest_length: u64,
     pub signature_sha256: Sha256,
     pub signature_length: u64,
 }
 
+fn is_x86_64(a: &Arch) -> bool {
+    *a == Arch::X86_64
+}
+
+/// A channel: one image per architecture, each with its own rollout ([`Track`]). On disk the
+/// x86_64 track keeps the fields it had before arm64 (`image`, `rollout`, `halted`,
+/// `previous`), which nodes that predate arm64 read; the other architectures' tracks are listed
+/// in `other_arches` (see [`track`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "track::RawChannel", into = "track::RawChannel")]
 pub struct Channel {
-    #[serde(rename = "type")]
     pub kind: String,
     pub spec_version: u32,
     pub channel: ChannelName,
@@ -143,16 +159,11 @@ pub struct Channel {
     pub expires: u64,
     /// When this version was written.
     pub timestamp: u64,
-    pub image: ImageRef,
-    pub rollout: Rollout,
-    /// Nodes running an image older than this update regardless of the rollout.
-    #[serde(default)]
+    /// Nodes running an image older than this update regardless of the rollout (whatever
+    /// their architecture: every architecture's image has the same versions).
     pub min_version: Option<String>,
-    #[serde(default)]
-    pub halted: bool,
-    /// The image this channel pointed at before (what `rollback` returns to).
-    #[serde(default)]
-    pub previous: Option<ImageRef>,
+    /// One per architecture, in [`Arch::ALL`]'s order; never empty.
+    pub tracks: Vec<Track>,
 }
 
 impl Root {
@@ -334,7 +345,7 @@ mod tests {
     #[test]
     fn channel_digests_are_parsed_once_and_written_back_as_they_were() {
         let c = parse_channel(CHANNEL.as_bytes(), "c.json").unwrap();
-        assert_eq!(c.image.manifest_sha256, "a".repeat(64));
+        assert_eq!(c.tracks[0].image.manifest_sha256, "a".repeat(64));
         let v: serde_json::Value = serde_json::from_str(CHANNEL).unwrap();
         assert_eq!(
             String::from_utf8(to_bytes(&c)).unwrap(),

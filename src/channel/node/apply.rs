@@ -10,9 +10,10 @@ use super::image::check_image;
 use super::lifecycle::{commit_apply, next_report_seq, Applied};
 use super::report_out::{Delivered, ReportOut};
 use super::state::{open, Current, Opened, Staged};
+use crate::arch::Arch;
 use crate::boot_result::BootTestResult;
 use crate::channel::doc::{Report, ReportFile, ReportSummary, REPORT_SCHEMA};
-use crate::channel::error::{ChannelError, ImageCheckError};
+use crate::channel::error::{ChannelError, ImageCheckError, UsageError};
 use crate::sign::SecretKey;
 
 /// What opening the state for an apply found.
@@ -127,6 +128,23 @@ impl Apply {
     /// last asked, for the user.
     pub fn take_notes(&mut self) -> Vec<String> {
         std::mem::take(&mut self.opened.notes)
+    }
+
+    /// Refuses an image staged for another architecture than the node's (`update fetch --arch`
+    /// on the wrong node, or a state directory moved between machines): it cannot boot here.
+    /// The staged record's architecture is the one its signed manifest said at fetch time.
+    /// Nothing is changed; the next fetch for the node's own architecture replaces it.
+    pub fn check_arch(&self, node: Arch) -> Result<(), ChannelError> {
+        let image_arch = self.staged.image.arch;
+        if image_arch != node {
+            return Err(UsageError::OtherArch {
+                image: self.name(),
+                image_arch,
+                node_arch: node,
+            }
+            .into());
+        }
+        Ok(())
     }
 
     /// Tests what the node verified at fetch time: the staged directory must still be exactly

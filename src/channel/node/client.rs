@@ -10,6 +10,7 @@ use super::decide::{decide, Decision};
 use super::files::{lock_state, write};
 use super::state::{open, NodeState, Opened};
 use super::transport::Source;
+use crate::arch::Arch;
 use crate::channel::doc::{fmt_time, parse_root, verify_threshold, Channel, ChannelName, RoleName};
 use crate::channel::error::ChannelError;
 use crate::channel::fs::metadata_if_there;
@@ -19,6 +20,8 @@ pub struct Node {
     pub source: Source,
     pub channel: ChannelName,
     pub node_id: String,
+    /// The node's architecture: only the channel's image for it is fetched.
+    pub arch: Arch,
     pub state: PathBuf,
     /// The time decisions are made at (seconds); `now()` outside tests.
     pub now: u64,
@@ -95,13 +98,15 @@ impl Node {
     fn decide(&self, c: &Channel, st: &NodeState) -> Decision {
         let mut d = decide(
             c,
+            self.arch,
             &self.node_id,
             self.now,
             st.current.as_ref(),
             st.staged.as_ref(),
         );
         // An image this node refused is never staged again, whatever the channel says.
-        if let Some(r) = st.rejected.find(&c.image.manifest_sha256) {
+        let track = c.track(self.arch);
+        if let Some(r) = track.and_then(|t| st.rejected.find(&t.image.manifest_sha256)) {
             d.selected = false;
             d.reason = format!(
                 "rejected on this node at {}: {} ({} {}); `stratos update clear-rejected --state {} --digest {}` lets it be tried again",
@@ -139,8 +144,9 @@ impl Node {
         let v = self.verify_metadata()?;
         let mut d = self.decide(&v.channel, &o.state);
         d.notes = o.notes.clone();
-        if d.selected {
-            let dir = self.stage(&v, &mut d.notes)?;
+        // Selected means the channel carries this node's image, which was verified.
+        if let (true, Some(img)) = (d.selected, &v.image) {
+            let dir = self.stage(&v, img, &mut d.notes)?;
             d.staged = Some(dir);
             d.reason = format!("{}; staged", d.reason);
         }

@@ -5,6 +5,8 @@
 use serde::Serialize;
 
 use super::state::{Current, Staged};
+use crate::arch::Arch;
+use crate::channel::doc::track::list_arches;
 use crate::channel::doc::{cohort, compare_versions, Channel, ChannelName};
 
 /// What a check decided, and why.
@@ -14,6 +16,9 @@ pub struct Decision {
     pub reason: String,
     pub channel: ChannelName,
     pub channel_version: u64,
+    /// The node's architecture: only the channel's image for it is considered.
+    pub arch: Arch,
+    /// Empty when the channel carries no image for the node's architecture.
     pub image: String,
     pub image_version: String,
     /// This node's cohort and the share reached, in basis points (0-10000).
@@ -24,39 +29,61 @@ pub struct Decision {
     pub notes: Vec<String>,
 }
 
-/// Whether the node `node_id`, running `current` with `staged` waiting, takes the channel's
-/// image at time `now`, and why. Pure: the same inputs give the same decision on every node.
+/// Whether the node `node_id` of architecture `arch`, running `current` with `staged` waiting,
+/// takes the channel's image for `arch` at time `now`, and why (a channel carrying no image for
+/// `arch` has nothing for it). Pure: the same inputs give the same decision on every node.
 pub fn decide(
     c: &Channel,
+    arch: Arch,
     node_id: &str,
     now: u64,
     current: Option<&Current>,
     staged: Option<&Staged>,
 ) -> Decision {
-    let cohort = cohort(node_id, c.channel.as_str(), &c.image.version);
-    let reached = c.rollout.reached_bp(now);
+    let Some(t) = c.track(arch) else {
+        return Decision {
+            selected: false,
+            reason: format!(
+                "nothing for this node: the channel carries no {} image (it carries {})",
+                arch.name(),
+                list_arches(&c.arches())
+            ),
+            channel: c.channel.clone(),
+            channel_version: c.version,
+            arch,
+            image: String::new(),
+            image_version: String::new(),
+            cohort: 0,
+            reached: 0,
+            staged: None,
+            notes: Vec::new(),
+        };
+    };
+    let cohort = cohort(node_id, c.channel.as_str(), &t.image.version);
+    let reached = t.rollout.reached_bp(now);
     let mut d = Decision {
         selected: false,
         reason: String::new(),
         channel: c.channel.clone(),
         channel_version: c.version,
-        image: c.image.name.clone(),
-        image_version: c.image.version.clone(),
+        arch,
+        image: t.image.name.clone(),
+        image_version: t.image.version.clone(),
         cohort,
         reached,
         staged: None,
         notes: Vec::new(),
     };
-    let target = &c.image.manifest_sha256;
+    let target = &t.image.manifest_sha256;
     if current.is_some_and(|cur| &cur.manifest_sha256 == target) {
         d.reason = format!(
             "up to date: already running {} {}",
-            c.image.name, c.image.version
+            t.image.name, t.image.version
         );
     } else if staged.is_some_and(|s| &s.image.manifest_sha256 == target) {
-        d.reason = format!("already staged: {} {}", c.image.name, c.image.version);
+        d.reason = format!("already staged: {} {}", t.image.name, t.image.version);
         d.staged = staged.map(|s| s.dir.clone());
-    } else if c.halted {
+    } else if t.halted {
         // A halt wins over everything else, min_version included: the operator has seen
         // something wrong with this image.
         d.reason = format!(
@@ -92,7 +119,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channel::doc::{ImageRef, Rollout, Wave, CHANNEL_TYPE, SPEC_VERSION};
+    use crate::channel::doc::{ImageRef, Rollout, Track, Wave, CHANNEL_TYPE, SPEC_VERSION};
 
     fn channel(waves: Vec<Wave>, halted: bool) -> Channel {
         Channel {
@@ -102,23 +129,28 @@ mod tests {
             version: 7,
             expires: u64::MAX,
             timestamp: 0,
-            image: ImageRef {
-                name: "hello".into(),
-                version: "1.4.0".into(),
-                manifest_sha256: crate::digest::Sha256::parse(&"a".repeat(64)).unwrap(),
-                manifest_length: 10,
-                signature_sha256: crate::digest::Sha256::parse(&"b".repeat(64)).unwrap(),
-                signature_length: 10,
-            },
-            rollout: Rollout {
-                started_at: 1_000_000,
-                waves,
-            },
             min_version: None,
-            halted,
-            previous: None,
+            tracks: vec![Track {
+                image: ImageRef {
+                    name: "hello".into(),
+                    version: "1.4.0".into(),
+                    arch: Arch::X86_64,
+                    manifest_sha256: crate::digest::Sha256::parse(&"a".repeat(64)).unwrap(),
+                    manifest_length: 10,
+                    signature_sha256: crate::digest::Sha256::parse(&"b".repeat(64)).unwrap(),
+                    signature_length: 10,
+                },
+                rollout: Rollout {
+                    started_at: 1_000_000,
+                    waves,
+                },
+                halted,
+                previous: None,
+            }],
         }
     }
+
+    const X86: Arch = Arch::X86_64;
 
     fn current(version: &str, digest: &str) -> Current {
         Current {
@@ -158,18 +190,18 @@ mod tests {
     fn a_hundred_thousand_nodes_follow_the_waves() {
         let c = channel(waves(), false);
         let ids: Vec<String> = (0..100_000).map(|i| format!("node-{i:06}")).collect();
-        let start = c.rollout.started_at;
+        let start = c.tracks[0].rollout.started_at;
         // Just before the rollout: nobody. Then each wave: its share of the fleet, ±1%.
         assert!(ids
             .iter()
-            .all(|n| !decide(&c, n, start - 1, None, None).selected));
+            .all(|n| !decide(&c, X86, n, start - 1, None, None).selected));
         let mut first_selected: Vec<Option<u64>> = vec![None; ids.len()];
-        for w in &c.rollout.waves {
+        for w in &c.tracks[0].rollout.waves {
             let t = start + w.start_after;
             for probe in [t, t + w.start_after / 2] {
                 let mut n = 0;
                 for (i, id) in ids.iter().enumerate() {
-                    if decide(&c, id, probe, None, None).selected {
+                    if decide(&c, X86, id, probe, None, None).selected {
                         n += 1;
                         first_selected[i].get_or_insert(probe);
                     }
@@ -187,7 +219,7 @@ mod tests {
         for (i, id) in ids.iter().enumerate() {
             let t = first_selected[i].expect("everyone is selected by the last wave");
             let co = cohort(id, "stable", "1.4.0");
-            let wave = c
+            let wave = c.tracks[0]
                 .rollout
                 .waves
                 .iter()
@@ -196,7 +228,7 @@ mod tests {
                 .unwrap();
             assert!(co < wave.fleet_percent * 100);
             assert!(
-                !decide(&c, id, start + wave.start_after - 1, None, None).selected
+                !decide(&c, X86, id, start + wave.start_after - 1, None, None).selected
                     || wave.start_after == 0
             );
         }
@@ -205,33 +237,36 @@ mod tests {
     #[test]
     fn nodes_that_missed_a_wave_catch_up_and_halting_stops_new_selections() {
         let c = channel(waves(), false);
-        let start = c.rollout.started_at;
+        let start = c.tracks[0].rollout.started_at;
         // A node in the first 1% that was offline for the whole first day is still selected.
         let early = (0..)
             .map(|i| format!("n{i}"))
             .find(|n| cohort(n, "stable", "1.4.0") < 100)
             .unwrap();
-        assert!(decide(&c, &early, start + 2 * 86_400, None, None).selected);
+        assert!(decide(&c, X86, &early, start + 2 * 86_400, None, None).selected);
         // Halted: no new selection at any time; a node that already staged it says so.
         let h = channel(waves(), true);
         let mut staged_here = None;
         for i in 0..5_000 {
             let id = format!("n{i}");
-            let d = decide(&h, &id, start + 2 * 86_400, None, None);
+            let d = decide(&h, X86, &id, start + 2 * 86_400, None, None);
             assert!(!d.selected, "{id}: {}", d.reason);
             assert!(d.reason.contains("halted"));
-            if staged_here.is_none() && decide(&c, &id, start + 2 * 86_400, None, None).selected {
+            if staged_here.is_none()
+                && decide(&c, X86, &id, start + 2 * 86_400, None, None).selected
+            {
                 staged_here = Some(id);
             }
         }
         let staged = Staged {
             channel: "stable".parse().unwrap(),
             channel_version: 7,
-            image: h.image.clone(),
+            image: h.tracks[0].image.clone(),
             dir: "images/x".into(),
         };
         let d = decide(
             &h,
+            X86,
             &staged_here.unwrap(),
             start + 2 * 86_400,
             None,
@@ -244,7 +279,7 @@ mod tests {
         );
         // Running the image: up to date, whatever the rollout says.
         let cur = current("1.4.0", "a");
-        assert!(decide(&c, "x", start, Some(&cur), None)
+        assert!(decide(&c, X86, "x", start, Some(&cur), None)
             .reason
             .starts_with("up to date"));
     }
@@ -265,9 +300,63 @@ mod tests {
             .unwrap();
         let old = current("1.2.9", "c");
         let newer = current("1.3.1", "c");
-        assert!(decide(&c, &late, c.rollout.started_at, Some(&old), None).selected);
-        assert!(!decide(&c, &late, c.rollout.started_at, Some(&newer), None).selected);
-        c.halted = true;
-        assert!(!decide(&c, &late, c.rollout.started_at, Some(&old), None).selected);
+        assert!(
+            decide(
+                &c,
+                X86,
+                &late,
+                c.tracks[0].rollout.started_at,
+                Some(&old),
+                None
+            )
+            .selected
+        );
+        assert!(
+            !decide(
+                &c,
+                X86,
+                &late,
+                c.tracks[0].rollout.started_at,
+                Some(&newer),
+                None
+            )
+            .selected
+        );
+        c.tracks[0].halted = true;
+        assert!(
+            !decide(
+                &c,
+                X86,
+                &late,
+                c.tracks[0].rollout.started_at,
+                Some(&old),
+                None
+            )
+            .selected
+        );
+    }
+
+    #[test]
+    fn a_node_takes_only_its_architecture_s_image() {
+        let mut c = channel(waves(), false);
+        let start = c.tracks[0].rollout.started_at + 2 * 86_400;
+        let d = decide(&c, Arch::Aarch64, "n1", start, None, None);
+        assert!(!d.selected);
+        assert_eq!(
+            d.reason,
+            "nothing for this node: the channel carries no aarch64 image (it carries x86_64)"
+        );
+        assert_eq!((d.arch, d.image.as_str(), d.cohort), (Arch::Aarch64, "", 0));
+        // With an aarch64 image of its own (halted), the aarch64 node follows that rollout and
+        // the x86_64 node the other.
+        let mut arm = c.tracks[0].clone();
+        arm.image.arch = Arch::Aarch64;
+        arm.image.manifest_sha256 = crate::digest::Sha256::parse(&"c".repeat(64)).unwrap();
+        arm.halted = true;
+        c.set_track(arm);
+        let d = decide(&c, Arch::Aarch64, "n1", start, None, None);
+        assert!(!d.selected && d.reason.contains("halted"), "{}", d.reason);
+        assert_eq!(d.image_version, "1.4.0");
+        assert!(decide(&c, X86, "n1", start, None, None).selected);
     }
 }

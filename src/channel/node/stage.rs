@@ -12,32 +12,33 @@ use super::client::Node;
 use super::files::{sync_dir, write, write_new, RAND_LEN, STAGING_PREFIX};
 use super::image::check_image;
 use super::state::{failpoint, tidy, Staged};
-use super::verify::Verified;
-use crate::channel::doc::{to_bytes, Channel};
+use super::verify::{Verified, VerifiedImage};
+use crate::channel::doc::{to_bytes, Channel, ImageRef};
 use crate::channel::error::ChannelError;
 use crate::digest::Sha256;
 use crate::sign::manifest::{Artifact, MANIFEST_FILE, SIGNATURE_FILE};
 
 impl Node {
-    /// Downloads, verifies and stages the image `v` names; returns its directory, relative to
-    /// the state directory.
+    /// Downloads, verifies and stages the image `img` of the verified channel `v`; returns its
+    /// directory, relative to the state directory.
     pub(super) fn stage(
         &self,
         v: &Verified,
+        img: &VerifiedImage,
         notes: &mut Vec<String>,
     ) -> Result<String, ChannelError> {
         let c = &v.channel;
-        let rel = format!("images/{}", c.image.manifest_sha256);
+        let rel = format!("images/{}", img.image.manifest_sha256);
         let dest = self.state.join(&rel);
         // The node has this image already (e.g. the previous one, which a channel rollback
         // names again): it is kept as it is, never deleted to be downloaded again.
-        if dest.is_dir() && check_image(&dest, &c.image.manifest_sha256).is_ok() {
-            return self.record_staged(c, rel, notes);
+        if dest.is_dir() && check_image(&dest, &img.image.manifest_sha256).is_ok() {
+            return self.record_staged(c, &img.image, rel, notes);
         }
         let tmp = self.staging_dir()?;
-        self.download(v, tmp.path())?;
+        self.download(img, tmp.path())?;
         self.install(tmp, &dest)?;
-        self.record_staged(c, rel, notes)
+        self.record_staged(c, &img.image, rel, notes)
     }
 
     /// A new `.staging-XXXXXX` directory in the state directory.
@@ -52,9 +53,9 @@ impl Node {
             )))
     }
 
-    /// The image `v` names into `dir`: every artifact, the manifest and its signature, each
-    /// file as the manifest says, and the whole image verified against it.
-    fn download(&self, v: &Verified, dir: &Path) -> Result<(), ChannelError> {
+    /// The image `v` into `dir`: every artifact, the manifest and its signature, each file as
+    /// the manifest says, and the whole image verified against it.
+    fn download(&self, v: &VerifiedImage, dir: &Path) -> Result<(), ChannelError> {
         for a in &v.manifest.artifacts {
             self.download_artifact(a, dir)?;
         }
@@ -113,17 +114,18 @@ impl Node {
         sync_dir(&images)
     }
 
-    /// Names the image in `staged.json` and frees the one staged before.
+    /// Names the image (of channel `c`) in `staged.json` and frees the one staged before.
     fn record_staged(
         &self,
         c: &Channel,
+        image: &ImageRef,
         rel: String,
         notes: &mut Vec<String>,
     ) -> Result<String, ChannelError> {
         let staged = Staged {
             channel: c.channel.clone(),
             channel_version: c.version,
-            image: c.image.clone(),
+            image: image.clone(),
             dir: rel.clone(),
         };
         failpoint("fetch:image-moved");

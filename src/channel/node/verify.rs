@@ -5,8 +5,8 @@
 use super::client::Node;
 use super::files::{no_trusted_root, read_opt, write};
 use crate::channel::doc::{
-    check_expiry_bound, parse_channel, parse_root, verify_threshold, Channel, RoleName, Root,
-    MAX_METADATA_BYTES,
+    check_expiry_bound, parse_channel, parse_root, verify_threshold, Channel, ImageRef, RoleName,
+    Root, MAX_METADATA_BYTES,
 };
 use crate::channel::error::ChannelError;
 use crate::digest::Sha256;
@@ -23,8 +23,15 @@ pub(super) struct Verified {
     pub(super) channel_bytes: Vec<u8>,
     pub(super) channel_sigs: Vec<u8>,
     pub(super) channel: Channel,
-    /// The image's manifest and its signature, verified against the root's image keys and
-    /// agreeing with the channel document's name and version.
+    /// The channel's image for the node's architecture, if it carries one.
+    pub(super) image: Option<VerifiedImage>,
+}
+
+/// An image a verified channel document names, with its manifest and the manifest's signature,
+/// verified against the root's image keys and agreeing with the document's name, version and
+/// architecture.
+pub(super) struct VerifiedImage {
+    pub(super) image: ImageRef,
     pub(super) manifest_bytes: Vec<u8>,
     pub(super) signature_bytes: Vec<u8>,
     pub(super) manifest: Manifest,
@@ -45,21 +52,31 @@ impl Node {
         Ok((parse_root(&bytes, &p.display().to_string())?, bytes))
     }
 
-    /// Walks root rotations, verifies the channel document and the manifest it points at.
+    /// Walks root rotations, verifies the channel document and the manifest it points at for
+    /// this node's architecture (the other architectures' images are not looked at).
     pub(super) fn verify_metadata(&self) -> Result<Verified, ChannelError> {
         let (root, new_roots) = self.follow_root()?;
         let (channel_bytes, channel_sigs, channel) = self.verify_channel(&root)?;
         let rel = self.channel.document();
-        let (manifest_bytes, signature_bytes, manifest) =
-            self.verify_manifest(&root, &rel, &channel)?;
+        let image = match channel.track(self.arch) {
+            Some(t) => {
+                let (manifest_bytes, signature_bytes, manifest) =
+                    self.verify_manifest(&root, &rel, &t.image)?;
+                Some(VerifiedImage {
+                    image: t.image.clone(),
+                    manifest_bytes,
+                    signature_bytes,
+                    manifest,
+                })
+            }
+            None => None,
+        };
         Ok(Verified {
             new_roots,
             channel_bytes,
             channel_sigs,
             channel,
-            manifest_bytes,
-            signature_bytes,
-            manifest,
+            image,
         })
     }
 
@@ -211,17 +228,17 @@ impl Node {
         Ok(())
     }
 
-    /// Fetches the manifest the channel document `rel` points at and its signature, checks
-    /// both against the document's digests, the signature against the root's image keys, and
-    /// the image name and version the document claims against the signed manifest (a channel
-    /// key alone cannot relabel an old image as a new one).
+    /// Fetches the manifest of the image `img` the channel document `rel` lists and its
+    /// signature, checks both against the document's digests, the signature against the root's
+    /// image keys, and the image name, version and architecture the document claims against
+    /// the signed manifest (a channel key alone cannot relabel an old image as a new one, nor
+    /// send one architecture's image to another's nodes).
     fn verify_manifest(
         &self,
         root: &Root,
         rel: &str,
-        c: &Channel,
+        img: &ImageRef,
     ) -> Result<(Vec<u8>, Vec<u8>, Manifest), ChannelError> {
-        let img = &c.image;
         for (what, len, cap) in [
             ("manifest", img.manifest_length, caps::MANIFEST),
             ("manifest signature", img.signature_length, caps::SIGNATURE),
@@ -275,6 +292,15 @@ impl Node {
                 version: img.version.clone(),
                 signed_name: m.image.name.clone(),
                 signed_version: m.image.version.clone(),
+            });
+        }
+        if m.image.arch != img.arch {
+            return Err(ChannelError::ArchMismatch {
+                what: rel.to_owned(),
+                name: img.name.clone(),
+                version: img.version.clone(),
+                arch: img.arch,
+                signed_arch: m.image.arch,
             });
         }
         Ok((manifest, sig, m))

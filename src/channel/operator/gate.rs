@@ -93,6 +93,7 @@ mod tests {
         ImageRef {
             name: "hello".into(),
             version: "1.0".into(),
+            arch: crate::arch::Arch::X86_64,
             manifest_sha256: crate::digest::Sha256::parse(&"a".repeat(64)).unwrap(),
             manifest_length: 1,
             signature_sha256: crate::digest::Sha256::parse(&"b".repeat(64)).unwrap(),

@@ -5,8 +5,9 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use super::repo::Repo;
+use crate::arch::Arch;
 use crate::channel::doc::{
-    now, Channel, ChannelName, ImageRef, Rollout, CHANNEL_TYPE, SPEC_VERSION,
+    now, Channel, ChannelName, ImageRef, Rollout, Track, CHANNEL_TYPE, SPEC_VERSION,
 };
 use crate::channel::error::{ChannelError, UsageError};
 use crate::channel::fs::metadata_if_there;
@@ -84,6 +85,7 @@ impl Repo {
         Ok(ImageRef {
             name: m.image.name.clone(),
             version: m.image.version.clone(),
+            arch: m.image.arch,
             manifest_sha256: mh,
             manifest_length: manifest.len() as u64,
             signature_sha256: sh,
@@ -141,6 +143,8 @@ impl Repo {
         Ok(())
     }
 
+    /// The channel's next version with `image` in its architecture's track, rolling out as
+    /// `rollout` (the other architectures' tracks are kept as they are).
     fn next(
         &self,
         old: Option<&Channel>,
@@ -150,27 +154,36 @@ impl Repo {
         expires: u64,
     ) -> Channel {
         let now = now();
-        Channel {
+        let was = old.and_then(|c| c.track(image.arch));
+        let track = Track {
+            previous: was.and_then(|t| {
+                if t.image != image {
+                    Some(t.image.clone())
+                } else {
+                    t.previous.clone()
+                }
+            }),
+            halted: false,
+            image,
+            rollout,
+        };
+        let mut c = Channel {
             kind: CHANNEL_TYPE.into(),
             spec_version: SPEC_VERSION,
             channel: name.clone(),
             version: old.map_or(1, |c| c.version + 1),
             expires,
             timestamp: now,
-            previous: old.and_then(|c| {
-                if c.image != image {
-                    Some(c.image.clone())
-                } else {
-                    c.previous.clone()
-                }
-            }),
             min_version: old.and_then(|c| c.min_version.clone()),
-            halted: false,
-            image,
-            rollout,
-        }
+            tracks: old.map_or_else(Vec::new, |c| c.tracks.clone()),
+        };
+        c.set_track(track);
+        c
     }
 
+    /// Publishes the image in `image` to its architecture's track of channel `name` (the
+    /// other architectures' images and rollouts are kept); returns the new channel version and
+    /// that architecture.
     pub fn publish(
         &self,
         image: &Path,
@@ -178,46 +191,56 @@ impl Repo {
         keys: &[SecretKey],
         rollout: Rollout,
         expires: u64,
-    ) -> Result<Channel, ChannelError> {
+    ) -> Result<(Channel, Arch), ChannelError> {
         let r = self.add_image(image)?;
+        let arch = r.arch;
         let old = self.channel(name)?;
         let c = self.next(old.as_ref(), name, r, rollout, expires);
         self.write_channel(&c, keys)?;
-        Ok(c)
+        Ok((c, arch))
     }
 
+    /// Points `to` at the image `from` carries for `arch` (the only one it carries when
+    /// `None`); `to`'s other architectures are left as they are. Returns the new version of
+    /// `to` and the architecture promoted.
     pub fn promote(
         &self,
         from: &ChannelName,
         to: &ChannelName,
+        arch: Option<Arch>,
         keys: &[SecretKey],
         rollout: Rollout,
         expires: u64,
-    ) -> Result<Channel, ChannelError> {
+    ) -> Result<(Channel, Arch), ChannelError> {
         let src = self.require_channel(from)?;
+        let arch = src.pick(arch)?;
+        let image = src.track(arch).expect("picked").image.clone();
         let old = self.channel(to)?;
-        let c = self.next(old.as_ref(), to, src.image.clone(), rollout, expires);
+        let c = self.next(old.as_ref(), to, image, rollout, expires);
         self.write_channel(&c, keys)?;
-        Ok(c)
+        Ok((c, arch))
     }
 
-    /// A new, higher version pointing at the previous image.
+    /// A new, higher version pointing `arch`'s track (see [`Channel::pick`]) at its previous
+    /// image.
     pub fn rollback(
         &self,
         name: &ChannelName,
+        arch: Option<Arch>,
         keys: &[SecretKey],
         expires: u64,
     ) -> Result<Channel, ChannelError> {
-        self.update(name, keys, expires, |c| {
-            let prev = c
+        self.update_track(name, arch, keys, expires, |name, t| {
+            let prev = t
                 .previous
                 .take()
                 .ok_or_else(|| UsageError::NoPreviousImage {
                     channel: name.clone(),
+                    arch: t.arch(),
                 })?;
-            c.previous = Some(std::mem::replace(&mut c.image, prev));
-            c.rollout = Rollout::percent(100, now());
-            c.halted = false;
+            t.previous = Some(std::mem::replace(&mut t.image, prev));
+            t.rollout = Rollout::percent(100, now());
+            t.halted = false;
             Ok(())
         })
     }

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::arch::Arch;
 use crate::channel::doc::{
     now, parse_channel, parse_root, sign_bytes, to_bytes, verify_threshold, Channel, ChannelName,
-    RoleName, Root,
+    RoleName, Root, Track,
 };
 use crate::channel::error::{ChannelError, UsageError};
 use crate::channel::fs::metadata_if_there;
@@ -46,8 +47,8 @@ pub(super) fn keys_short(hint: &'static str) -> impl FnOnce(ChannelError) -> Cha
     }
 }
 
-/// What `repo status` shows: the root's version and expiry, and a row per channel. (Fields in
-/// the order the JSON lists them.)
+/// What `repo status` shows: the root's version and expiry, and a row per channel and
+/// architecture. (Fields in the order the JSON lists them.)
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     pub channels: Vec<StatusRow>,
@@ -55,10 +56,11 @@ pub struct Status {
     pub root_version: u64,
 }
 
-/// One row of `repo status`.
+/// One row of `repo status`: a channel's image for one architecture.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusRow {
     pub channel: ChannelName,
+    pub arch: Arch,
     pub version: u64,
     pub image: String,
     pub image_version: String,
@@ -71,14 +73,15 @@ pub struct StatusRow {
 }
 
 impl StatusRow {
-    fn of(c: &Channel, t: u64) -> StatusRow {
+    fn of(c: &Channel, track: &Track, t: u64) -> StatusRow {
         StatusRow {
             channel: c.channel.clone(),
+            arch: track.arch(),
             version: c.version,
-            image: c.image.name.clone(),
-            image_version: c.image.version.clone(),
-            reached_percent: f64::from(c.rollout.reached_bp(t)) / 100.0,
-            halted: c.halted,
+            image: track.image.name.clone(),
+            image_version: track.image.version.clone(),
+            reached_percent: f64::from(track.rollout.reached_bp(t)) / 100.0,
+            halted: track.halted,
             expires: c.expires,
             expired: c.expires <= t,
             timestamp: c.timestamp,
@@ -164,7 +167,25 @@ impl Repo {
         Ok(())
     }
 
-    /// A new version of the channel with `f` applied (same image).
+    /// A new version of the channel with `f` applied to the track of `arch` (see
+    /// [`Channel::pick`]; `f` is given the channel's name); the other tracks are left as they
+    /// are.
+    pub fn update_track(
+        &self,
+        name: &ChannelName,
+        arch: Option<Arch>,
+        keys: &[SecretKey],
+        expires: u64,
+        f: impl FnOnce(&ChannelName, &mut Track) -> Result<(), ChannelError>,
+    ) -> Result<Channel, ChannelError> {
+        self.update(name, keys, expires, |c| {
+            let arch = c.pick(arch)?;
+            let t = c.track_mut(arch).expect("picked");
+            f(name, t)
+        })
+    }
+
+    /// A new version of the channel with `f` applied (same images).
     pub fn update(
         &self,
         name: &ChannelName,
@@ -235,7 +256,7 @@ impl Repo {
         let mut channels = Vec::new();
         for n in self.channel_names()? {
             if let Some(c) = self.channel(&n)? {
-                channels.push(StatusRow::of(&c, t));
+                channels.extend(c.tracks.iter().map(|track| StatusRow::of(&c, track, t)));
             }
         }
         Ok(Status {

@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::channel::doc::{cohort, Channel, Report, ReportFile, REPORT_SCHEMA};
+use crate::channel::doc::{cohort, Channel, Report, ReportFile, Track, REPORT_SCHEMA};
 use crate::channel::error::{ChannelError, FailedNode, GateError, Tie, UsageError};
 use crate::fsio::{self, caps, Links};
 use crate::sign::PublicKey;
@@ -71,14 +71,15 @@ fn load_node_keys(dir: &Path) -> Result<BTreeMap<String, PublicKey>, ChannelErro
     Ok(keys)
 }
 
-/// Checks the reports in `g.dir` against the channel `c` at `now`. A node's latest report is
+/// Checks the reports in `g.dir` against the image of channel `c`'s track `t` (one
+/// architecture's: another architecture's nodes report another image) at `now`. A node's latest report is
 /// the one for the newest channel version it tested, then with the highest `seq` (its own
 /// counter) — never by `at`, the node's clock. Two different reports of one node that tie are
 /// an error naming both files (which one is newer cannot be told); a copy of the same report is
 /// ignored. Returns a one-line summary, or why the rollout may not widen (naming the failing
 /// nodes).
-pub fn check(g: &ReportGate, c: &Channel, now: u64) -> Result<String, ChannelError> {
-    let reached = c.rollout.reached_bp(now);
+pub fn check(g: &ReportGate, c: &Channel, t: &Track, now: u64) -> Result<String, ChannelError> {
+    let reached = t.rollout.reached_bp(now);
     let mut tally = Tally::default();
     for path in list_reports(&g.dir)? {
         let file = path
@@ -86,10 +87,11 @@ pub fn check(g: &ReportGate, c: &Channel, now: u64) -> Result<String, ChannelErr
             .and_then(|n| n.to_str())
             .unwrap_or("?")
             .to_owned();
-        let counted = read_report(&path).and_then(|f| match why_not_counted(g, c, reached, &f) {
-            Some(why) => Err(why),
-            None => Ok(f.report),
-        });
+        let counted =
+            read_report(&path).and_then(|f| match why_not_counted(g, c, t, reached, &f) {
+                Some(why) => Err(why),
+                None => Ok(f.report),
+            });
         match counted {
             Ok(r) => tally.add(file, r),
             Err(why) => tally.ignored.push(format!("{file}: {why}")),
@@ -103,7 +105,7 @@ pub fn check(g: &ReportGate, c: &Channel, now: u64) -> Result<String, ChannelErr
         }
         .into());
     }
-    verdict(g, c, tally)
+    verdict(g, t, tally)
 }
 
 /// The `*.json` files of `dir`, sorted.
@@ -128,9 +130,15 @@ fn read_report(p: &Path) -> Result<ReportFile, String> {
     serde_json::from_slice(&bytes).map_err(|e| format!("not a health report ({e})"))
 }
 
-/// Why the report `f` does not count for `c` when the rollout reaches `reached` basis points
-/// (`None`: it counts).
-fn why_not_counted(g: &ReportGate, c: &Channel, reached: u32, f: &ReportFile) -> Option<String> {
+/// Why the report `f` does not count for the track `t` of `c` when its rollout reaches
+/// `reached` basis points (`None`: it counts).
+fn why_not_counted(
+    g: &ReportGate,
+    c: &Channel,
+    t: &Track,
+    reached: u32,
+    f: &ReportFile,
+) -> Option<String> {
     let r = &f.report;
     if r.schema != REPORT_SCHEMA {
         Some(format!("schema {:?}", r.schema))
@@ -138,14 +146,14 @@ fn why_not_counted(g: &ReportGate, c: &Channel, reached: u32, f: &ReportFile) ->
         Some(w.to_string())
     } else if r.channel != c.channel {
         Some(format!("for channel {}", r.channel))
-    } else if r.manifest_sha256 != c.image.manifest_sha256 {
+    } else if r.manifest_sha256 != t.image.manifest_sha256 {
         Some(format!("for another image ({} {})", r.image, r.version))
     } else if r.channel_version > c.version {
         Some(format!(
             "for channel version {}, newer than {}",
             r.channel_version, c.version
         ))
-    } else if cohort(&r.node_id, c.channel.as_str(), &c.image.version) >= reached {
+    } else if cohort(&r.node_id, c.channel.as_str(), &t.image.version) >= reached {
         Some(format!("node {} is not in the rollout yet", r.node_id))
     } else {
         None
@@ -213,7 +221,7 @@ impl Tally {
 }
 
 /// Enough reports, few enough failures: the summary; or why the rollout may not widen.
-fn verdict(g: &ReportGate, c: &Channel, tally: Tally) -> Result<String, ChannelError> {
+fn verdict(g: &ReportGate, t: &Track, tally: Tally) -> Result<String, ChannelError> {
     let n = tally.newest.len();
     let failed: Vec<&Report> = tally
         .newest
@@ -225,8 +233,8 @@ fn verdict(g: &ReportGate, c: &Channel, tally: Tally) -> Result<String, ChannelE
         return Err(GateError::TooFewReports {
             dir: g.dir.clone(),
             have: n,
-            image: c.image.name.clone(),
-            version: c.image.version.clone(),
+            image: t.image.name.clone(),
+            version: t.image.version.clone(),
             need: g.min_reports,
             ignored: tally.ignored,
         }
@@ -261,8 +269,8 @@ fn verdict(g: &ReportGate, c: &Channel, tally: Tally) -> Result<String, ChannelE
     };
     Ok(format!(
         "{n} report(s) for {} {}, {} failed ({rate:.1}% <= {}%){ignored_note}",
-        c.image.name,
-        c.image.version,
+        t.image.name,
+        t.image.version,
         failed.len(),
         g.max_failures
     ))

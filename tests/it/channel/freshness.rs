@@ -108,7 +108,7 @@ fn attack_same_version_different_content() {
     let n = w.node("n");
     n.check().unwrap();
     let mut doc = w.channel_doc("stable");
-    doc.halted = true; // same version 1, different bytes (a fork)
+    doc.tracks[0].halted = true; // same version 1, different bytes (a fork)
     w.forge("stable", &doc, &[&w.key(&w.root_key)]);
     assert_rejected!(
         &n,
@@ -275,10 +275,7 @@ fn repo_refresh_keeps_a_quiet_channel_fresh() {
             "refreshed: channel stable version 3 -> fixture 1.2.3",
         ));
     let new = w.channel_doc("stable");
-    assert_eq!(
-        (new.version, &new.image, &new.rollout, new.halted),
-        (old.version + 1, &old.image, &old.rollout, old.halted)
-    );
+    assert_eq!((new.version, &new.tracks), (old.version + 1, &old.tracks));
     assert!(new.timestamp >= old.timestamp);
     let d = later.fetch_update().unwrap();
     assert!(d.selected && d.staged.is_some(), "{}", d.reason);

@@ -12,7 +12,7 @@ fn attack_manifest_swapped() {
     let w = world();
     let n = w.node("n");
     let doc = w.channel_doc("stable");
-    let p = object(&w, &doc.image.manifest_sha256.hex());
+    let p = object(&w, &doc.tracks[0].image.manifest_sha256.hex());
     let mut bytes = std::fs::read(&p).unwrap();
     // Same length, one byte different.
     let i = bytes.iter().position(|b| *b == b'1').unwrap();
@@ -172,7 +172,7 @@ fn attack_channel_relabels_an_old_image() {
     // The channel key alone re-announces image 1.2.3 as 9.9.9 (or as another image).
     let mut doc = w.channel_doc("stable");
     doc.version += 1;
-    doc.image.version = "9.9.9".into();
+    doc.tracks[0].image.version = "9.9.9".into();
     w.forge("stable", &doc, &[&w.key(&w.root_key)]);
     for f in [check, fetch] {
         let e = assert_rejected!(
@@ -183,8 +183,8 @@ fn attack_channel_relabels_an_old_image() {
         );
         assert_eq!(e.to_string(), "channels/stable.json: names the image fixture 9.9.9, but the signed manifest it points at is fixture 1.2.3; refusing a relabelled image");
     }
-    doc.image.version = "1.2.3".into();
-    doc.image.name = "payments".into();
+    doc.tracks[0].image.version = "1.2.3".into();
+    doc.tracks[0].image.name = "payments".into();
     w.forge("stable", &doc, &[&w.key(&w.root_key)]);
     assert_rejected!(
         &n,

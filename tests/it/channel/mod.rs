@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::common::*;
+use stratos::arch::Arch;
 use stratos::channel::node::{bootstrap, Decision, Node, Source};
 use stratos::channel::{self, sign_bytes, to_bytes, Channel, ChannelError, RoleName, Root};
 use stratos::sign::SecretKey;
@@ -22,6 +23,8 @@ macro_rules! assert_rejected {
     };
 }
 
+/// Two architectures in one channel, and nodes of each.
+mod arches;
 /// Expiry, replay, forks, freeze, and the operator's re-signing.
 mod freshness;
 /// Attacks on the image a channel names, and what `publish` accepts.
@@ -103,6 +106,7 @@ impl World {
             source: Source::Dir(self.repo.clone()),
             channel: "stable".parse().unwrap(),
             node_id: name.into(),
+            arch: Arch::X86_64,
             state,
             now: channel::now() + CLOCK_AHEAD,
             max_artifact_bytes: 1 << 30,

@@ -22,7 +22,7 @@ fn rollout_gate_counts_signed_canary_reports_for_this_image() {
     // <node id>.pub.
     let ids: Vec<String> = (0..)
         .map(|i| format!("node-{i}"))
-        .filter(|id| channel::cohort(id, "stable", &c.image.version) < 1000)
+        .filter(|id| channel::cohort(id, "stable", &c.tracks[0].image.version) < 1000)
         .take(3)
         .collect();
     let mut keys = Vec::new();
@@ -46,8 +46,8 @@ fn rollout_gate_counts_signed_canary_reports_for_this_image() {
             node_id: id.into(),
             channel: "stable".parse().unwrap(),
             channel_version: c.version,
-            image: c.image.name.clone(),
-            version: c.image.version.clone(),
+            image: c.tracks[0].image.name.clone(),
+            version: c.tracks[0].image.version.clone(),
             manifest_sha256: *digest,
             passed,
             reason: if passed {
@@ -73,7 +73,7 @@ fn rollout_gate_counts_signed_canary_reports_for_this_image() {
             .arg(&w.root_key);
         cmd.assert()
     };
-    let digest = c.image.manifest_sha256;
+    let digest = c.tracks[0].image.manifest_sha256;
     let t = channel::now();
     report("a.json", &ids[0], true, &digest, &keys[0], t, 1);
     advance("2", "0%").code(1).stderr(predicates::str::contains(
@@ -169,7 +169,7 @@ impl Canaries {
         std::fs::create_dir_all(&reports).unwrap();
         let ids: Vec<String> = (0..)
             .map(|i| format!("node-{i}"))
-            .filter(|id| channel::cohort(id, "stable", &c.image.version) < 1000)
+            .filter(|id| channel::cohort(id, "stable", &c.tracks[0].image.version) < 1000)
             .take(nodes)
             .collect();
         let keys = ids
@@ -207,9 +207,9 @@ impl Canaries {
             node_id: self.ids[node].clone(),
             channel: "stable".parse().unwrap(),
             channel_version,
-            image: self.c.image.name.clone(),
-            version: self.c.image.version.clone(),
-            manifest_sha256: self.c.image.manifest_sha256,
+            image: self.c.tracks[0].image.name.clone(),
+            version: self.c.tracks[0].image.version.clone(),
+            manifest_sha256: self.c.tracks[0].image.manifest_sha256,
             passed,
             reason: if passed {
                 "1 boot(s) answered".into()

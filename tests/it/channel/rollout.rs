@@ -6,7 +6,7 @@ use super::*;
 
 /// A `stratos boot-test --json-out` result for `img` (as the library writes it) whose one
 /// objective passed or failed.
-fn gate(w: &World, img: &Path, passed: bool) -> PathBuf {
+pub(super) fn gate(w: &World, img: &Path, passed: bool) -> PathBuf {
     use stratos::boot_result::{BootTestResult, ImageInfo, Verdict, SCHEMA};
     let info = ImageInfo {
         dir: Some(img.display().to_string()),

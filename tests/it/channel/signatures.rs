@@ -10,9 +10,11 @@ fn attack_unsigned_channel_document() {
     n.check().unwrap();
     let mut doc = w.channel_doc("stable");
     doc.version += 1;
-    doc.image = channel::parse_channel(&w.read("channels/stable.json"), "x")
+    doc.tracks[0].image = channel::parse_channel(&w.read("channels/stable.json"), "x")
         .unwrap()
-        .image;
+        .tracks[0]
+        .image
+        .clone();
     w.forge("stable", &doc, &[]);
     assert_rejected!(
         &n,
@@ -78,7 +80,7 @@ fn attack_channel_signatures_below_threshold() {
     // …and a node refuses one an attacker wrote with one key, or with that key twice.
     let mut doc = w2.channel_doc("stable");
     doc.version += 1;
-    doc.rollout = channel::Rollout::percent(100, channel::now());
+    doc.tracks[0].rollout = channel::Rollout::percent(100, channel::now());
     let (s1, s2) = (w2.key(&k1), w2.key(&k2));
     for signers in [&[&s1][..], &[&s1, &s1]] {
         w2.forge("stable", &doc, signers);

@@ -62,18 +62,11 @@ fn end_to_end_over_http_canary_promote_rollback_with_a_thousand_nodes() {
     w.publish(&w.img_a, "canary", 10);
     let server = Server::start(&w.repo);
     let url = server.url();
-    let node = |id: usize, channel: &str| {
-        let state = w.path(&format!("fleet/{id}"));
-        bootstrap(&state, &w.repo.join("root.json")).unwrap();
-        Node {
-            source: Source::parse(&url).unwrap(),
-            channel: channel.parse().unwrap(),
-            node_id: format!("node-{id:04}"),
-            state,
-            now: channel::now() + CLOCK_AHEAD,
-            max_artifact_bytes: 1 << 30,
-            max_age: channel::DEFAULT_MAX_AGE,
-        }
+    // Node `node-ID` (state `nodes/node-ID`) following `channel` over HTTP.
+    let node = |id: usize, channel: &str| Node {
+        source: Source::parse(&url).unwrap(),
+        channel: channel.parse().unwrap(),
+        ..w.node(&format!("node-{id:04}"))
     };
     // Canary at 10%: about a tenth of 1,000 nodes are selected.
     let selected: Vec<usize> = (0..1000)
@@ -95,7 +88,7 @@ fn end_to_end_over_http_canary_promote_rollback_with_a_thousand_nodes() {
             "canary",
         ])
         .args(["--node-id", &format!("node-{first:04}"), "--state"])
-        .arg(w.path(&format!("fleet/{first}")))
+        .arg(w.path(&format!("nodes/node-{first:04}")))
         .output()
         .unwrap();
     assert!(
@@ -106,7 +99,7 @@ fn end_to_end_over_http_canary_promote_rollback_with_a_thousand_nodes() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["selected"], true);
     let staged = w
-        .path(&format!("fleet/{first}"))
+        .path(&format!("nodes/node-{first:04}"))
         .join(v["staged"].as_str().unwrap());
     assert_eq!(digests(&staged), digests(&w.img_a));
     // Promote to stable at 100%: every node on stable is selected.
