@@ -348,12 +348,30 @@ pub fn assemble(
     sources: &crate::packages::fetch::Sources,
     progress: &Progress,
 ) -> Result<Assembly, BuildError> {
+    let kernel_image = kernel::inspect_image(&kern.image).map_err(|e| BuildError::Kernel {
+        path: kern.path.clone(),
+        why: e.0,
+    })?;
+    // A kernel of another architecture (a prebuilt one, say) would not boot the image.
+    let arch = profile.image.arch;
+    if let Some(format) = KernelFormat::from_name(kernel_image.format) {
+        if format.arch() != arch {
+            return Err(BuildError::Kernel {
+                path: kern.path.clone(),
+                why: format!(
+                    "is an {} kernel ({}), and this image is {}: give the {} kernel as [kernel.{}] prebuilt = \"...\"",
+                    format.arch().name(),
+                    kernel_image.format,
+                    arch.name(),
+                    arch.name(),
+                    arch.name()
+                ),
+            });
+        }
+    }
     let cx = layers::Inputs {
         profile,
-        kernel_image: kernel::inspect_image(&kern.image).map_err(|e| BuildError::Kernel {
-            path: kern.path.clone(),
-            why: e.0,
-        })?,
+        kernel_image,
         init,
         sources,
         progress,

@@ -38,11 +38,16 @@ pub(super) struct RawKernel {
     pub aarch64: Option<RawKernelArch>,
 }
 
-/// `[kernel.<arch>]`: fragments appended to `[kernel] fragments`; a format and a command line
-/// that replace `[kernel]`'s.
+/// `[kernel.<arch>]`: fragments appended to `[kernel] fragments`; a prebuilt kernel (and its
+/// config), a format and a command line that replace `[kernel]`'s.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawKernelArch {
+    /// A prebuilt kernel for this architecture (and its `.config`), in place of `[kernel]`'s.
+    #[serde(default)]
+    pub prebuilt: Option<Spanned<String>>,
+    #[serde(default)]
+    pub config: Option<Spanned<String>>,
     #[serde(default)]
     pub fragments: Vec<Spanned<String>>,
     #[serde(default)]
@@ -190,7 +195,29 @@ pub(super) fn validate_kernel(
             for (i, f) in part.fragments.iter().enumerate() {
                 existing_file(cx, dir, f, &format!("{section}.fragments[{i}]"))?;
             }
+            for (key, f) in [("prebuilt", &part.prebuilt), ("config", &part.config)] {
+                if let Some(f) = f {
+                    existing_file(cx, dir, f, &format!("{section}.{key}"))?;
+                }
+            }
             continue;
+        }
+        if let Some(p) = part.prebuilt {
+            if let Some(src) = &k.source {
+                return Err(cx.at(
+                    src.span(),
+                    "kernel.source",
+                    format!("{section}.prebuilt replaces a prebuilt kernel, not one built from source: move kernel.source under the other architecture's section, or drop {section}.prebuilt"),
+                ));
+            }
+            k.prebuilt = Some(p);
+            k.config = part.config;
+        } else if let Some(c) = part.config {
+            return Err(cx.at(
+                c.span(),
+                format!("{section}.config"),
+                format!("goes with {section}.prebuilt"),
+            ));
         }
         k.fragments.extend(part.fragments);
         if part.format.is_some() {
@@ -583,5 +610,33 @@ mod tests {
             lock_for_arch(p, Arch::Aarch64),
             Path::new("/p/python-fn.aarch64.lock")
         );
+    }
+
+    #[test]
+    fn a_prebuilt_kernel_per_architecture() {
+        let f = Fixture::new();
+        std::fs::write(f.dir.path().join("Image"), b"k").unwrap();
+        let text = BASE
+            .replace(
+                "source-date-epoch = 1700000000",
+                "source-date-epoch = 1700000000\narch = [\"x86_64\", \"aarch64\"]",
+            )
+            .replace(
+                "[init]",
+                "[kernel.aarch64]\nprebuilt = \"Image\"\ncmdline = \"console=ttyAMA0\"\n[init]",
+            );
+        let image =
+            |arch| match Profile::parse_for(&text, Path::new("p.toml"), f.dir.path(), None, arch)
+                .unwrap()
+                .kernel
+                .origin
+            {
+                KernelOrigin::Prebuilt { image, .. } => image,
+                KernelOrigin::Source(_) => panic!(),
+            };
+        assert_eq!(image(None), f.dir.path().join("vmlinuz"));
+        assert_eq!(image(Some(Arch::Aarch64)), f.dir.path().join("Image"));
+        let e = f.err(&text.replace("prebuilt = \"Image\"", "prebuilt = \"gone\""));
+        assert!(e.contains("kernel.aarch64.prebuilt"), "{e}");
     }
 }

@@ -9,6 +9,7 @@
 
 mod common;
 
+mod arm64_build;
 mod arm64_packages;
 mod boot_test;
 mod build_sandbox;

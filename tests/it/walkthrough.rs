@@ -152,9 +152,10 @@ fn fixture_profile() -> Fixture {
         )
         .replace(
             "[init]",
-            "[kernel.aarch64]\ncmdline = \"console=ttyAMA0 panic=-1\"\n\n[init]",
+            "[kernel.aarch64]\nprebuilt = \"Image-arm64\"\ncmdline = \"console=ttyAMA0 panic=-1\"\n\n[init]",
         );
     let fx = Fixture::new();
+    fx.write("Image-arm64", &fake_arm64_kernel());
     fx.write("profile.toml", profile.as_bytes());
     fx
 }

@@ -81,6 +81,18 @@ pub fn fake_kernel() -> Vec<u8> {
     b
 }
 
+/// A minimal arm64 Image look-alike: the header's magic and a banner.
+pub fn fake_arm64_kernel() -> Vec<u8> {
+    let mut b = vec![0u8; 0x1000];
+    b[0x38..0x3c].copy_from_slice(b"ARM\x64");
+    let v = b"Linux version 6.1.0-test (builder@stratos) #1\0";
+    b[0x400..0x400 + v.len()].copy_from_slice(v);
+    for (i, x) in b.iter_mut().enumerate().skip(0x800) {
+        *x = (i % 241) as u8;
+    }
+    b
+}
+
 pub fn sha256_file(p: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
 }
