@@ -86,7 +86,7 @@ fn get_with_retry(port: u16, path: &str) -> String {
 
 /// hello for arm64, with the seccomp test CGIs: built offline and signed, verified, an arm64
 /// kernel and init, a valid arm64 SBOM, no orphans; booted once: it answers, the busybox baseline is enforced (a
-/// refused `mkdir` gets EPERM and the server keeps serving).
+/// refused `mkdir` gets EPERM and the server keeps serving); then snapshotted and restored.
 #[test]
 fn arm64_hello_builds_boots_answers_and_enforces_its_baseline() {
     require_arm64();
@@ -170,6 +170,24 @@ fn arm64_hello_builds_boots_answers_and_enforces_its_baseline() {
         processes_mentioning(img.to_str().unwrap()).is_empty(),
         "QEMU survived"
     );
+
+    // Snapshotted on `virt` and restored: the clone answers.
+    let snap = work.path().join("img.snap");
+    stratos(&cache)
+        .arg("snapshot")
+        .arg(&img)
+        .arg("--out")
+        .arg(&snap)
+        .args(["--accel", "tcg", "--timeout", "600", "--warm", "/cgi-bin/hello", "-q"])
+        .assert()
+        .success();
+    stratos(&cache)
+        .args(["boot", "--timeout", "300", "--invoke", "/cgi-bin/hello?name=clone", "--snapshot"])
+        .arg(&snap)
+        .arg(&img)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("Hello, clone!"));
 }
 
 /// python-fn for arm64: two offline builds at two paths are bit-identical; the SBOM is arm64;
