@@ -7,6 +7,11 @@ use std::time::Duration;
 /// between is counted, not kept (a guest can print without end).
 pub const CONSOLE_KEEP: usize = 2 << 20;
 
+/// What one line costs beyond its text, counted against [`CONSOLE_KEEP`]: the kept log's
+/// `[ seconds ] ` prefix and newline (13 bytes). Without it a flood of empty lines would be
+/// kept without bound (each counting 0 bytes).
+const LINE_COST: usize = 13;
+
 /// Console lines, bounded: the beginning and the end of what the guest printed.
 #[derive(Debug, Clone, Default)]
 pub struct ConsoleLog {
@@ -21,20 +26,22 @@ pub struct ConsoleLog {
 
 impl ConsoleLog {
     pub fn push(&mut self, t: Duration, line: String) {
-        if self.head_bytes + line.len() <= CONSOLE_KEEP && self.tail.is_empty() {
-            self.head_bytes += line.len();
+        let cost = line.len() + LINE_COST;
+        if self.head_bytes + cost <= CONSOLE_KEEP && self.tail.is_empty() {
+            self.head_bytes += cost;
             self.head.push((t, line));
             return;
         }
-        self.tail_bytes += line.len();
+        self.tail_bytes += cost;
         self.tail.push_back((t, line));
         while self.tail_bytes > CONSOLE_KEEP {
             let Some((_, l)) = self.tail.pop_front() else {
                 break;
             };
-            self.tail_bytes -= l.len();
+            self.tail_bytes -= l.len() + LINE_COST;
             self.dropped_lines += 1;
-            self.dropped_bytes += l.len() as u64;
+            // The guest's bytes: the line and its newline.
+            self.dropped_bytes += l.len() as u64 + 1;
         }
     }
 
@@ -75,5 +82,21 @@ mod tests {
         assert!(lines
             .iter()
             .any(|(_, l)| l.contains("console lines") && l.contains("left out")));
+    }
+
+    #[test]
+    fn a_flood_of_empty_lines_is_bounded_too() {
+        let mut c = ConsoleLog::default();
+        for i in 0..2_000_000u64 {
+            c.push(Duration::from_micros(i), String::new());
+        }
+        let kept = c.lines();
+        // Written as `[ seconds ] \n` (13 bytes each), within the two ends' budget.
+        assert!(
+            kept.len() * LINE_COST <= 2 * CONSOLE_KEEP + 200,
+            "{} lines",
+            kept.len()
+        );
+        assert!(c.dropped_lines > 1_000_000);
     }
 }

@@ -178,11 +178,26 @@ fn arm64_hello_builds_boots_answers_and_enforces_its_baseline() {
         .arg(&img)
         .arg("--out")
         .arg(&snap)
-        .args(["--accel", "tcg", "--timeout", "600", "--warm", "/cgi-bin/hello", "-q"])
+        .args([
+            "--accel",
+            "tcg",
+            "--timeout",
+            "600",
+            "--warm",
+            "/cgi-bin/hello",
+            "-q",
+        ])
         .assert()
         .success();
     stratos(&cache)
-        .args(["boot", "--timeout", "300", "--invoke", "/cgi-bin/hello?name=clone", "--snapshot"])
+        .args([
+            "boot",
+            "--timeout",
+            "300",
+            "--invoke",
+            "/cgi-bin/hello?name=clone",
+            "--snapshot",
+        ])
         .arg(&snap)
         .arg(&img)
         .assert()
