@@ -171,11 +171,15 @@ fn arm64_hello_builds_boots_answers_and_enforces_its_baseline() {
         "QEMU survived"
     );
 
-    // Snapshotted on `virt` and restored: the clone answers.
-    let snap = work.path().join("img.snap");
-    stratos(&cache)
+    snapshot_restores_and_answers(&cache, &img, work.path());
+}
+
+/// Snapshotted on `virt` and restored: the clone answers.
+fn snapshot_restores_and_answers(cache: &Path, img: &Path, work: &Path) {
+    let snap = work.join("img.snap");
+    stratos(cache)
         .arg("snapshot")
-        .arg(&img)
+        .arg(img)
         .arg("--out")
         .arg(&snap)
         .args([
@@ -189,7 +193,7 @@ fn arm64_hello_builds_boots_answers_and_enforces_its_baseline() {
         ])
         .assert()
         .success();
-    stratos(&cache)
+    stratos(cache)
         .args([
             "boot",
             "--timeout",
@@ -199,7 +203,7 @@ fn arm64_hello_builds_boots_answers_and_enforces_its_baseline() {
             "--snapshot",
         ])
         .arg(&snap)
-        .arg(&img)
+        .arg(img)
         .assert()
         .success()
         .stdout(predicates::str::contains("Hello, clone!"));
