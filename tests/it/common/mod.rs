@@ -557,3 +557,27 @@ fn image_key(name: &str) -> String {
     }
     hex::encode(h.finalize())
 }
+
+/// GET `path` from the guest's forwarded `port` until it answers 200 (panics on another status,
+/// or with no answer within `deadline`: a watchdog for slow TCG boots, not a measurement).
+pub fn get_with_retry_within(port: u16, path: &str, deadline: std::time::Duration) -> String {
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::time::Instant;
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let until = Instant::now() + deadline;
+    loop {
+        match stratos::http::get(addr, path, std::time::Duration::from_secs(20)) {
+            Ok(r) if r.status == 200 => return String::from_utf8_lossy(&r.body).into_owned(),
+            Ok(r) => panic!("{path}: HTTP {}", r.status),
+            Err(e) => {
+                assert!(Instant::now() < until, "{path}: no answer: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// [`get_with_retry_within`] three minutes.
+pub fn get_with_retry(port: u16, path: &str) -> String {
+    get_with_retry_within(port, path, std::time::Duration::from_secs(180))
+}

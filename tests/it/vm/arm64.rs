@@ -3,7 +3,6 @@
 //! `qemu-system-aarch64 -M virt` (TCG on this x86-64 host). Each image is built once and booted
 //! as few times as the checks allow: arm64 under TCG is the slowest guest CI runs.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -69,21 +68,6 @@ fn no_orphans(cache: &Path, img: &Path) {
         .stderr(predicates::str::contains("no orphans"));
 }
 
-fn get_with_retry(port: u16, path: &str) -> String {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        match stratos::http::get(addr, path, Duration::from_secs(20)) {
-            Ok(r) if r.status == 200 => return String::from_utf8_lossy(&r.body).into_owned(),
-            Ok(r) => panic!("{path}: HTTP {}", r.status),
-            Err(e) => {
-                assert!(Instant::now() < deadline, "{path}: no answer: {e}");
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
-    }
-}
-
 /// hello for arm64, with the seccomp test CGIs: built offline and signed, verified, an arm64
 /// kernel and init, a valid arm64 SBOM, no orphans; booted once: it answers, the busybox baseline is enforced (a
 /// refused `mkdir` gets EPERM and the server keeps serving); then snapshotted and restored.
@@ -145,14 +129,14 @@ fn arm64_hello_builds_boots_answers_and_enforces_its_baseline() {
             .spawn()
             .unwrap(),
     );
-    let hello = get_with_retry(port, "/cgi-bin/hello?name=arm64");
+    let hello = get_with_retry_within(port, "/cgi-bin/hello?name=arm64", Duration::from_secs(300));
     assert!(hello.contains("Hello, arm64!"), "{hello}");
-    let denied = get_with_retry(port, "/cgi-bin/denied");
+    let denied = get_with_retry_within(port, "/cgi-bin/denied", Duration::from_secs(300));
     assert!(denied.contains("Operation not permitted"), "{denied}");
-    let status = get_with_retry(port, "/cgi-bin/status");
+    let status = get_with_retry_within(port, "/cgi-bin/status", Duration::from_secs(300));
     assert!(status.contains("Seccomp:\t2"), "{status}");
     // Still serving after the refusal.
-    let again = get_with_retry(port, "/cgi-bin/hello?name=again");
+    let again = get_with_retry_within(port, "/cgi-bin/hello?name=again", Duration::from_secs(300));
     assert!(again.contains("Hello, again!"), "{again}");
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(child.0.id() as i32).unwrap(),

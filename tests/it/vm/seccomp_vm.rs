@@ -1,26 +1,10 @@
 //! Seccomp in the guest: the busybox-httpd baseline is enforced on the runtime; a denied call
 //! gets EPERM (and the console shows it); the runtime has `Seccomp: 2` and `NoNewPrivs: 1`.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-
-fn get_with_retry(port: u16, path: &str) -> String {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        match stratos::http::get(addr, path, Duration::from_secs(10)) {
-            Ok(r) if r.status == 200 => return String::from_utf8_lossy(&r.body).into_owned(),
-            Ok(r) => panic!("{path}: HTTP {}", r.status),
-            Err(e) => {
-                assert!(Instant::now() < deadline, "{path}: no answer: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
-}
 
 #[test]
 fn baseline_is_enforced_on_the_runtime() {
