@@ -41,7 +41,7 @@ fn verity_tree_is_byte_identical_to_veritysetup_format() {
     for blocks in [1usize, 100, 129, 16_513] {
         let dir = tempfile::tempdir().unwrap();
         let mut ours = data(blocks, blocks as u64);
-        let info = verity::append(&mut ours);
+        let info = verity::append(&mut ours, &verity::name_salt("t"));
         let uuid = &ours[info.hash_offset as usize + 16..info.hash_offset as usize + 32];
         let uuid = format!(
             "{}-{}-{}-{}-{}",
