@@ -30,7 +30,7 @@ pub(super) struct RawImage {
     /// What the kernel boots: "initramfs" (default) or "erofs" (a verified block device).
     #[serde(default)]
     pub root: Option<Spanned<String>>,
-    /// With root = "erofs": the dm-verity salt, 64 hex digits (32 bytes). Default: sha256 of
+    /// With root = "erofs": the dm-verity salt, 64 lowercase hex digits (32 bytes). Default: sha256 of
     /// "stratos-verity-salt\0" and the image name. It is public (in the signed kernel command
     /// line) and stays the same from one version to the next.
     #[serde(default)]
@@ -126,7 +126,9 @@ fn verity_salt(
     let s = salt.get_ref();
     let mut out = [0u8; verity::SALT_LEN];
     if s.len() != 2 * verity::SALT_LEN
-        || !s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        || !s
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
         || hex::decode_to_slice(s, &mut out).is_err()
     {
         return Err(cx.at(
@@ -332,7 +334,10 @@ mod tests {
     fn verity_salt_from_the_name_or_declared() {
         let f = Fixture::new();
         let p = f.parse(BASE).unwrap();
-        assert_eq!(p.image.verity_salt, crate::archive::verity::name_salt("hello"));
+        assert_eq!(
+            p.image.verity_salt,
+            crate::archive::verity::name_salt("hello")
+        );
         let salt = "0123456789abcdef".repeat(4);
         let text = BASE.replace(
             "[kernel]",
@@ -356,7 +361,10 @@ mod tests {
                 "[kernel]",
                 &format!("root = \"erofs\"\nverity-salt = \"{bad}\"\n[kernel]"),
             ));
-            assert!(e.starts_with("p.toml:7:15: image.verity-salt: "), "{bad}: {e}");
+            assert!(
+                e.starts_with("p.toml:7:15: image.verity-salt: "),
+                "{bad}: {e}"
+            );
             assert!(e.contains("64 lowercase hex digits"), "{bad}: {e}");
         }
         let e = f.err(&BASE.replace(

@@ -273,7 +273,10 @@ fn a_one_file_change_keeps_the_salt_and_most_leaf_hashes() {
     let (a, b) = (f.path("out/a"), f.path("out/b"));
     build(cache.path(), &f, &a, None);
     // One line more in one small file in the middle of the tree.
-    f.write("overlay/app/share/many/entry-150.txt", b"x\none line more\n");
+    f.write(
+        "overlay/app/share/many/entry-150.txt",
+        b"x\none line more\n",
+    );
     build(cache.path(), &f, &b, None);
     let ((va, la), (vb, lb)) = (leaves(&a), leaves(&b));
     assert_eq!(va.salt, vb.salt, "the salt changed with the contents");
@@ -283,8 +286,8 @@ fn a_one_file_change_keeps_the_salt_and_most_leaf_hashes() {
         "the salt is the image name's"
     );
     assert_ne!(va.root_hash, vb.root_hash);
-    let at_same_place = la.iter().zip(&lb).filter(|(x, y)| x != y).count()
-        + la.len().abs_diff(lb.len());
+    let at_same_place =
+        la.iter().zip(&lb).filter(|(x, y)| x != y).count() + la.len().abs_diff(lb.len());
     let old: std::collections::HashSet<&[u8; 32]> = la.iter().collect();
     let new = lb.iter().filter(|h| !old.contains(h)).count();
     println!(
