@@ -2,8 +2,10 @@
 //! hash blocks) with the same salt: the superblock, then the tree's levels top first, each hash
 //! block zero-padded; the root hash is sha256(salt ‖ top block).
 //!
-//! The salt is derived from the data (never random), so the same image always gets the same
-//! tree and root hash.
+//! The salt is the image's, not the data's (never random): derived from the image's name, or
+//! declared by its profile. The same image always gets the same tree and root hash, and two
+//! builds of one image share every leaf hash of the blocks they share: the bottom level is a
+//! per-block index of the data (docs/verified-root.md says why that is safe).
 
 use sha2::{Digest, Sha256};
 
@@ -31,11 +33,12 @@ pub struct VerityInfo {
     pub root_hash: String,
 }
 
-/// The salt for `data`: sha256("stratos-verity-salt" ‖ data).
-pub fn derive_salt(data: &[u8]) -> [u8; SALT_LEN] {
+/// The salt of the image named `name` when its profile declares none:
+/// sha256("stratos-verity-salt\0" ‖ name).
+pub fn name_salt(name: &str) -> [u8; SALT_LEN] {
     let mut h = Sha256::new();
     h.update(b"stratos-verity-salt\0");
-    h.update(data);
+    h.update(name.as_bytes());
     h.finalize().into()
 }
 
@@ -89,20 +92,19 @@ fn superblock(data_blocks: u64, salt: &[u8], uuid: [u8; 16]) -> Vec<u8> {
     sb
 }
 
-/// Appends the superblock and hash tree to `data` (padded to whole blocks first) and returns
-/// what the manifest and the kernel's table need.
-pub fn append(data: &mut Vec<u8>) -> VerityInfo {
+/// Appends the superblock and hash tree with `salt` to `data` (padded to whole blocks first)
+/// and returns what the manifest and the kernel's table need.
+pub fn append(data: &mut Vec<u8>, salt: &[u8; SALT_LEN]) -> VerityInfo {
     data.resize(data.len().div_ceil(BLOCK) * BLOCK, 0);
-    let salt = derive_salt(data);
     let data_size = data.len() as u64;
     let data_blocks = data_size / BLOCK as u64;
-    let (levels, root) = levels(data, &salt);
+    let (levels, root) = levels(data, salt);
     // The superblock's UUID: from the root hash, like every other id here.
     let mut uuid = [0u8; 16];
     uuid.copy_from_slice(&Sha256::digest(root)[..16]);
     uuid[6] = (uuid[6] & 0x0f) | 0x50;
     uuid[8] = (uuid[8] & 0x3f) | 0x80;
-    data.extend_from_slice(&superblock(data_blocks, &salt, uuid));
+    data.extend_from_slice(&superblock(data_blocks, salt, uuid));
     for level in levels.iter().rev() {
         data.extend_from_slice(level);
     }
@@ -191,7 +193,7 @@ mod tests {
     #[test]
     fn a_flipped_byte_is_found_and_named() {
         let mut img: Vec<u8> = (0..3 * BLOCK + 100).map(|i| (i % 251) as u8).collect();
-        let info = append(&mut img);
+        let info = append(&mut img, &name_salt("t"));
         assert_eq!(info.data_blocks, 4);
         assert_eq!(info.hash_start_block, 5);
         check(&img, &info).unwrap();
@@ -208,13 +210,49 @@ mod tests {
     #[test]
     fn one_block_has_no_tree() {
         let mut img = vec![3u8; BLOCK];
-        let info = append(&mut img);
+        let info = append(&mut img, &name_salt("t"));
         assert_eq!(img.len(), 2 * BLOCK, "data and superblock only");
         assert_eq!(
             info.root_hash,
             hex::encode(hash_block(&hex::decode(&info.salt).unwrap(), &[3u8; BLOCK]))
         );
         check(&img, &info).unwrap();
+    }
+
+    #[test]
+    fn the_salt_is_the_images_not_the_datas() {
+        let salt = name_salt("python-fn");
+        assert_eq!(
+            hex::encode(salt),
+            hex::encode(Sha256::digest(b"stratos-verity-salt\0python-fn"))
+        );
+        assert_ne!(salt, name_salt("python-fn-stock"));
+        // 300 blocks (three leaf hash blocks, two levels); the second set differs in block 170.
+        let a: Vec<u8> = (0..300 * BLOCK).map(|i| (i * 7 % 253) as u8).collect();
+        let mut b = a.clone();
+        b[170 * BLOCK + 99] ^= 0x10;
+        let (mut ia, mut ib) = (a.clone(), b.clone());
+        let (va, vb) = (append(&mut ia, &salt), append(&mut ib, &salt));
+        assert_eq!(va.salt, vb.salt);
+        assert_ne!(va.root_hash, vb.root_hash);
+        // The leaf level is written last: one hash per data block, then zero padding.
+        let leaves = |img: &[u8]| -> Vec<[u8; HASH]> {
+            let start = img.len() - 300usize.div_ceil(PER_BLOCK) * BLOCK;
+            img[start..]
+                .chunks(HASH)
+                .take(300)
+                .map(|h| h.try_into().unwrap())
+                .collect()
+        };
+        let (la, lb) = (leaves(&ia), leaves(&ib));
+        assert_eq!(la[0], hash_block(&salt, &a[..BLOCK]));
+        let changed: Vec<usize> = (0..300).filter(|&i| la[i] != lb[i]).collect();
+        assert_eq!(changed, [170]);
+        check(&ib, &vb).unwrap();
+        // Another salt: every leaf differs.
+        let mut ic = a.clone();
+        append(&mut ic, &name_salt("other"));
+        assert!((0..300).all(|i| leaves(&ic)[i] != la[i]));
     }
 
     #[test]

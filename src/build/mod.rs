@@ -590,7 +590,7 @@ fn write_archives(
                 })
                 .map(|c| (INITRAMFS_ARTIFACT, c, None)),
             RootFormat::Erofs => archive::erofs::write_erofs(&a.tree, epoch).map(|mut img| {
-                let verity = archive::verity::append(&mut img);
+                let verity = archive::verity::append(&mut img, &profile.image.verity_salt);
                 (EROFS_ARTIFACT, img, Some(verity))
             }),
         });

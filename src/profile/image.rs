@@ -1,10 +1,12 @@
-//! `[image]`: the image's name, version, build epoch, hostname, size limits and root format.
+//! `[image]`: the image's name, version, build epoch, hostname, size limits, root format and
+//! verity salt.
 
 use super::spanned::Spanned;
 
 use super::checks::{bytes_value, choice, IntOrString};
 use super::{Ctx, Named, ProfileError};
 use crate::arch::Arch;
+use crate::archive::verity;
 use crate::rootfs::ExpandLimits;
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
@@ -28,6 +30,11 @@ pub(super) struct RawImage {
     /// What the kernel boots: "initramfs" (default) or "erofs" (a verified block device).
     #[serde(default)]
     pub root: Option<Spanned<String>>,
+    /// With root = "erofs": the dm-verity salt, 64 lowercase hex digits (32 bytes). Default: sha256 of
+    /// "stratos-verity-salt\0" and the image name. It is public (in the signed kernel command
+    /// line) and stays the same from one version to the next.
+    #[serde(default)]
+    pub verity_salt: Option<Spanned<String>>,
     /// The architecture: "x86_64" (default) or "aarch64"; or a list of those the profile builds
     /// for, the first the default (`stratos build --arch` picks another).
     #[serde(default)]
@@ -52,6 +59,9 @@ pub struct Image {
     pub limits: ExpandLimits,
     /// The root filesystem the kernel boots.
     pub root: RootFormat,
+    /// The salt of the dm-verity tree (with an EROFS root): `verity-salt`, else derived from the
+    /// name, so it does not change with the image's contents.
+    pub verity_salt: [u8; verity::SALT_LEN],
     /// The architecture this build is for: `--arch`, else the first of `[image] arch`.
     pub arch: Arch,
     /// Every architecture the profile builds for (`[image] arch`), the default first.
@@ -82,6 +92,7 @@ pub(super) fn validate_image(
 ) -> Result<Image, ProfileError> {
     let name = image_name(cx, &img.name)?;
     let (arch, arches) = image_arch(cx, img.arch.as_ref())?;
+    let root = choice(cx, img.root.as_ref(), "image.root")?;
     Ok(Image {
         arch,
         arches,
@@ -89,9 +100,46 @@ pub(super) fn validate_image(
         source_date_epoch: source_date_epoch(cx, img.source_date_epoch.as_ref(), env_epoch)?,
         hostname: hostname(cx, img.hostname.as_ref(), &name)?,
         limits: expand_limits(cx, &img)?,
-        root: choice(cx, img.root.as_ref(), "image.root")?,
+        verity_salt: verity_salt(cx, img.verity_salt.as_ref(), root, &name)?,
+        root,
         name,
     })
+}
+
+/// `verity-salt` (64 hex digits, only with an EROFS root), else the name's salt.
+fn verity_salt(
+    cx: &Ctx,
+    salt: Option<&Spanned<String>>,
+    root: RootFormat,
+    name: &str,
+) -> Result<[u8; verity::SALT_LEN], ProfileError> {
+    let Some(salt) = salt else {
+        return Ok(verity::name_salt(name));
+    };
+    if root != RootFormat::Erofs {
+        return Err(cx.at(
+            salt.span(),
+            "image.verity-salt",
+            "only an EROFS root has a dm-verity tree: add root = \"erofs\" or remove verity-salt",
+        ));
+    }
+    let s = salt.get_ref();
+    let mut out = [0u8; verity::SALT_LEN];
+    if s.len() != 2 * verity::SALT_LEN
+        || !s
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        || hex::decode_to_slice(s, &mut out).is_err()
+    {
+        return Err(cx.at(
+            salt.span(),
+            "image.verity-salt",
+            format!(
+                "{s:?} is not a salt: use exactly 64 lowercase hex digits (32 bytes), e.g. the output of `openssl rand -hex 32`, or remove the key to derive it from the image name"
+            ),
+        ));
+    }
+    Ok(out)
 }
 
 /// `[image] arch` and the architecture asked for (`cx.arch`): the one built and every one allowed.
@@ -280,6 +328,50 @@ mod tests {
         assert_eq!(p.image.source_date_epoch, 42);
         let p = Profile::parse(&text, Path::new("p.toml"), f.dir.path(), None).unwrap();
         assert_eq!(p.image.source_date_epoch, 0);
+    }
+
+    #[test]
+    fn verity_salt_from_the_name_or_declared() {
+        let f = Fixture::new();
+        let p = f.parse(BASE).unwrap();
+        assert_eq!(
+            p.image.verity_salt,
+            crate::archive::verity::name_salt("hello")
+        );
+        let salt = "0123456789abcdef".repeat(4);
+        let text = BASE.replace(
+            "[kernel]",
+            &format!("root = \"erofs\"\nverity-salt = \"{salt}\"\n[kernel]"),
+        );
+        let p = f.parse(&text).unwrap();
+        assert_eq!(hex::encode(p.image.verity_salt), salt);
+    }
+
+    #[test]
+    fn bad_verity_salt() {
+        let f = Fixture::new();
+        for bad in [
+            "abc",
+            &"0".repeat(63),
+            &"0".repeat(66),
+            &"AB".repeat(32),
+            &"g0".repeat(32),
+        ] {
+            let e = f.err(&BASE.replace(
+                "[kernel]",
+                &format!("root = \"erofs\"\nverity-salt = \"{bad}\"\n[kernel]"),
+            ));
+            assert!(
+                e.starts_with("p.toml:7:15: image.verity-salt: "),
+                "{bad}: {e}"
+            );
+            assert!(e.contains("64 lowercase hex digits"), "{bad}: {e}");
+        }
+        let e = f.err(&BASE.replace(
+            "[kernel]",
+            &format!("verity-salt = \"{}\"\n[kernel]", "00".repeat(32)),
+        ));
+        assert!(e.contains("image.verity-salt: only an EROFS root"), "{e}");
     }
 
     #[test]

@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use sha2::{Digest, Sha256};
+
 use crate::common::*;
 use stratos::archive::verity;
 
@@ -41,7 +43,7 @@ fn verity_tree_is_byte_identical_to_veritysetup_format() {
     for blocks in [1usize, 100, 129, 16_513] {
         let dir = tempfile::tempdir().unwrap();
         let mut ours = data(blocks, blocks as u64);
-        let info = verity::append(&mut ours);
+        let info = verity::append(&mut ours, &verity::name_salt("t"));
         let uuid = &ours[info.hash_offset as usize + 16..info.hash_offset as usize + 32];
         let uuid = format!(
             "{}-{}-{}-{}-{}",
@@ -232,6 +234,122 @@ fn tampered_erofs_is_rejected_by_verify_naming_the_block() {
     assert!(
         e.contains("rootfs.erofs: dm-verity: data block")
             && e.contains("does not match the hash tree"),
+        "{e}"
+    );
+}
+
+/// The manifest's `root.verity` and the leaf level of `rootfs.erofs` in image directory `dir`:
+/// one sha256 per data block, read from the last level of the tree (levels are written top
+/// first after the verity superblock, each padded to whole hash blocks).
+fn leaves(dir: &Path) -> (verity::VerityInfo, Vec<[u8; 32]>) {
+    let m: stratos::sign::Manifest =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let info = m.root.expect("an EROFS root").verity;
+    let img = std::fs::read(dir.join("rootfs.erofs")).unwrap();
+    let blocks = info.data_blocks as usize;
+    assert!(blocks > 1, "one data block has no tree");
+    let leaf_bytes = blocks.div_ceil(verity::BLOCK / 32) * verity::BLOCK;
+    let tree_start = info.hash_start_block as usize * verity::BLOCK;
+    assert_eq!(tree_start, info.hash_offset as usize + verity::BLOCK);
+    assert!(img.len() >= tree_start + leaf_bytes);
+    let leaf_level = &img[img.len() - leaf_bytes..];
+    let leaves: Vec<[u8; 32]> = leaf_level
+        .chunks(32)
+        .take(blocks)
+        .map(|h| h.try_into().unwrap())
+        .collect();
+    // The bottom level really is the data's: block 0's hash is sha256(salt ‖ block 0).
+    let mut h = Sha256::new();
+    h.update(hex::decode(&info.salt).unwrap());
+    h.update(&img[..verity::BLOCK]);
+    assert_eq!(leaves[0], <[u8; 32]>::from(h.finalize()));
+    (info, leaves)
+}
+
+#[test]
+fn a_one_file_change_keeps_the_salt_and_most_leaf_hashes() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = erofs_fixture();
+    let (a, b) = (f.path("out/a"), f.path("out/b"));
+    build(cache.path(), &f, &a, None);
+    // One line more in one small file in the middle of the tree.
+    f.write(
+        "overlay/app/share/many/entry-150.txt",
+        b"x\none line more\n",
+    );
+    build(cache.path(), &f, &b, None);
+    let ((va, la), (vb, lb)) = (leaves(&a), leaves(&b));
+    assert_eq!(va.salt, vb.salt, "the salt changed with the contents");
+    assert_eq!(
+        va.salt,
+        hex::encode(verity::name_salt("fixture")),
+        "the salt is the image name's"
+    );
+    assert_ne!(va.root_hash, vb.root_hash);
+    let at_same_place =
+        la.iter().zip(&lb).filter(|(x, y)| x != y).count() + la.len().abs_diff(lb.len());
+    let old: std::collections::HashSet<&[u8; 32]> = la.iter().collect();
+    let new = lb.iter().filter(|h| !old.contains(h)).count();
+    println!(
+        "data blocks {} -> {}; leaves changed in place: {at_same_place}; leaves of the new image not in the old: {new}",
+        la.len(),
+        lb.len()
+    );
+    assert!(at_same_place >= 1 && new >= 1, "the change is in the tree");
+    assert!(
+        at_same_place * 20 <= lb.len(),
+        "{at_same_place} of {} leaf hashes changed for a one-file change",
+        lb.len()
+    );
+}
+
+#[test]
+fn a_declared_verity_salt_is_the_trees() {
+    let cache = tempfile::tempdir().unwrap();
+    let f = erofs_fixture();
+    let salt = "5a".repeat(32);
+    let text = std::fs::read_to_string(f.profile()).unwrap();
+    f.write(
+        "profile.toml",
+        text.replace(
+            "root = \"erofs\"\n",
+            &format!("root = \"erofs\"\nverity-salt = \"{salt}\"\n"),
+        )
+        .as_bytes(),
+    );
+    let out = f.path("out");
+    build(cache.path(), &f, &out, None);
+    let (info, _) = leaves(&out);
+    assert_eq!(info.salt, salt);
+    let img = std::fs::read(out.join("rootfs.erofs")).unwrap();
+    verity::check(&img, &info).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert!(m["kernel"]["cmdline"]
+        .as_str()
+        .unwrap()
+        .contains(&format!(" {salt} 1 panic_on_corruption")));
+
+    // A salt that is not 64 hex digits is refused at its key.
+    f.write(
+        "profile.toml",
+        text.replace(
+            "root = \"erofs\"\n",
+            "root = \"erofs\"\nverity-salt = \"not-a-salt\"\n",
+        )
+        .as_bytes(),
+    );
+    let o = stratos(cache.path())
+        .arg("build")
+        .arg(f.profile())
+        .arg("--out")
+        .arg(f.path("bad"))
+        .arg("-q")
+        .assert()
+        .failure();
+    let e = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(
+        e.contains("profile.toml:8:15: image.verity-salt: \"not-a-salt\" is not a salt"),
         "{e}"
     );
 }

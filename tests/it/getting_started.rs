@@ -32,8 +32,8 @@ fn digest_of(p: &Path) -> PathBuf {
 }
 
 /// A profile's settings with what may differ between two profiles of one runtime taken out
-/// (the image's name, the overlays, where files are) and every file it names replaced by the
-/// digest of its content.
+/// (the image's name and the verity salt derived from it, the overlays, where files are) and
+/// every file it names replaced by the digest of its content.
 fn settings(p: &Profile) -> Profile {
     let mut p = p.clone();
     p.path = PathBuf::new();
@@ -41,6 +41,7 @@ fn settings(p: &Profile) -> Profile {
     p.digest = [0; 32];
     p.image.name.clear();
     p.image.hostname.clear();
+    p.image.verity_salt = [0; 32];
     p.overlays.clear();
     if let stratos::profile::KernelOrigin::Source(spec) = &mut p.kernel.origin {
         spec.fragments = spec.fragments.iter().map(|f| digest_of(f)).collect();
