@@ -30,6 +30,9 @@ pub enum HttpError {
     Malformed(String),
     #[error("{0}: response larger than the {1}-byte limit")]
     TooLarge(String, u64),
+    /// Where a streamed body goes refused it ([`stream`]); the caller names the place.
+    #[error("storing the response: {0}")]
+    Write(std::io::Error),
     /// The server was too slow: silent for longer than the time-out, or below the minimum rate.
     #[error("{what}: timed out after {:.1}s: {why}", after.as_secs_f64())]
     TimedOut {
@@ -108,6 +111,98 @@ pub fn request(
     limit: u64,
 ) -> Result<Response, HttpError> {
     let who = format!("{addr}{path}");
+    let mut raw = Vec::new();
+    exchange(addr, method, host, path, body, limits, &mut |chunk| {
+        raw.extend_from_slice(chunk);
+        if raw.len() as u64 > limit {
+            return Err(HttpError::TooLarge(who.clone(), limit));
+        }
+        Ok(())
+    })?;
+    if raw.is_empty() {
+        return Err(HttpError::Empty(who));
+    }
+    parse_response(&raw).ok_or(HttpError::Malformed(who))
+}
+
+/// The status line and headers of a response whose body went elsewhere ([`stream`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+}
+
+/// The most header bytes [`stream`] accepts.
+pub const MAX_HEAD: u64 = 16 << 10;
+
+/// Sends one request and writes the body of a `200` response to `out` as it arrives (the body
+/// of any other status is read and dropped), within `limits` (the whole exchange, headers
+/// included, as for [`request`]). A body of more than `body_limit` bytes is
+/// [`HttpError::TooLarge`], stopped there; headers longer than [`MAX_HEAD`] are
+/// [`HttpError::Malformed`]; a failure of `out` is [`HttpError::Write`]. Returns the head and
+/// the number of body bytes.
+#[allow(clippy::too_many_arguments)]
+pub fn stream(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    body: &[u8],
+    limits: &Limits,
+    body_limit: u64,
+    out: &mut dyn Write,
+) -> Result<(Head, u64), HttpError> {
+    let who = format!("{addr}{path}");
+    // Until the head is complete: its bytes; then the parsed head and the body's length.
+    let mut head_bytes = Vec::new();
+    let mut head: Option<Head> = None;
+    let mut body_len = 0u64;
+    let mut take_body = |head: &Head, bytes: &[u8], body_len: &mut u64| {
+        *body_len += bytes.len() as u64;
+        if *body_len > body_limit {
+            return Err(HttpError::TooLarge(who.clone(), body_limit));
+        }
+        if head.status == 200 {
+            out.write_all(bytes).map_err(HttpError::Write)?;
+        }
+        Ok(())
+    };
+    exchange(addr, method, host, path, body, limits, &mut |chunk| {
+        if let Some(h) = &head {
+            return take_body(h, chunk, &mut body_len);
+        }
+        head_bytes.extend_from_slice(chunk);
+        let Some((end, body_at)) = head_end(&head_bytes) else {
+            if head_bytes.len() as u64 > MAX_HEAD {
+                return Err(HttpError::Malformed(who.clone()));
+            }
+            return Ok(());
+        };
+        let h = parse_head(&head_bytes[..end]).ok_or_else(|| HttpError::Malformed(who.clone()))?;
+        let rest = head_bytes.split_off(body_at);
+        take_body(&h, &rest, &mut body_len)?;
+        head = Some(h);
+        Ok(())
+    })?;
+    match head {
+        Some(h) => Ok((h, body_len)),
+        None if head_bytes.is_empty() => Err(HttpError::Empty(who)),
+        None => Err(HttpError::Malformed(who)),
+    }
+}
+
+/// Sends one request and hands every chunk of the response to `on_data` as it arrives, until
+/// the server closes the connection, within `limits`. Returns the number of bytes received.
+fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    body: &[u8],
+    limits: &Limits,
+    on_data: &mut dyn FnMut(&[u8]) -> Result<(), HttpError>,
+) -> Result<u64, HttpError> {
+    let who = format!("{addr}{path}");
     let start = Instant::now();
     let timed_out = |why: String| HttpError::TimedOut {
         what: who.clone(),
@@ -144,16 +239,15 @@ pub fn request(
                 HttpError::Io(who.clone(), e)
             }
         })?;
-    let mut raw = Vec::new();
+    let mut received = 0u64;
     let mut buf = vec![0u8; 64 << 10];
     loop {
         // The transfer falls behind the minimum rate at grace + received / rate.
-        let behind_at = limits.timeout + limits.time_for(raw.len() as u64);
+        let behind_at = limits.timeout + limits.time_for(received);
         let elapsed = start.elapsed();
         let slow = || {
             format!(
-                "{} bytes received, below the minimum of {} after a {secs:.1}s grace period",
-                raw.len(),
+                "{received} bytes received, below the minimum of {} after a {secs:.1}s grace period",
                 rate(limits.min_rate)
             )
         };
@@ -167,26 +261,21 @@ pub fn request(
         match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                raw.extend_from_slice(&buf[..n]);
-                if raw.len() as u64 > limit {
-                    return Err(HttpError::TooLarge(who, limit));
-                }
+                received += n as u64;
+                on_data(&buf[..n])?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if is_timeout(&e) => {
                 return Err(timed_out(if wait < limits.timeout {
                     slow()
                 } else {
-                    format!("no data for {secs:.1}s ({} bytes received)", raw.len())
+                    format!("no data for {secs:.1}s ({received} bytes received)")
                 }));
             }
             Err(e) => return Err(HttpError::Io(who, e)),
         }
     }
-    if raw.is_empty() {
-        return Err(HttpError::Empty(who));
-    }
-    parse_response(&raw).ok_or(HttpError::Malformed(who))
+    Ok(received)
 }
 
 /// A GET of at most 64 MiB; `timeout` bounds connecting and any silence (see [`Limits`]).
@@ -204,16 +293,30 @@ pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Response, 
 
 /// Parses status line, headers and body of a complete response.
 pub fn parse_response(raw: &[u8]) -> Option<Response> {
-    let split = raw
-        .windows(4)
+    let (end, body_at) = head_end(raw)?;
+    let Head { status, headers } = parse_head(&raw[..end])?;
+    Some(Response {
+        status,
+        headers,
+        body: raw[body_at..].to_vec(),
+    })
+}
+
+/// Where the head of a response ends and its body begins, once the blank line has arrived.
+fn head_end(raw: &[u8]) -> Option<(usize, usize)> {
+    raw.windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map(|i| (i, i + 4))
         .or_else(|| {
             raw.windows(2)
                 .position(|w| w == b"\n\n")
                 .map(|i| (i, i + 2))
-        })?;
-    let head = std::str::from_utf8(&raw[..split.0]).ok()?;
+        })
+}
+
+/// The status line and headers (without the blank line).
+fn parse_head(head: &[u8]) -> Option<Head> {
+    let head = std::str::from_utf8(head).ok()?;
     let mut lines = head.lines();
     let status_line = lines.next()?;
     let mut parts = status_line.split_whitespace();
@@ -225,11 +328,7 @@ pub fn parse_response(raw: &[u8]) -> Option<Response> {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    Some(Response {
-        status,
-        headers,
-        body: raw[split.1..].to_vec(),
-    })
+    Some(Head { status, headers })
 }
 
 #[cfg(test)]

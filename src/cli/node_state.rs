@@ -300,12 +300,14 @@ pub fn status(s: StateArgs) -> CliResult {
     print_notes(&o.notes);
     say_kept_reports(&s.state);
     let st = &o.state;
+    let last = node::last_fetch(&s.state).map_err(map)?;
     if s.json {
         print_sorted_json(&serde_json::json!({
             "current": st.current,
             "previous": st.previous,
             "staged": st.staged,
             "rejected": st.rejected.rejected,
+            "last_fetch": last,
         }));
         return Ok(());
     }
@@ -338,6 +340,15 @@ pub fn status(s: StateArgs) -> CliResult {
             channel::fmt_time(r.at),
             r.reason
         );
+    }
+    match &last {
+        Some(t) => {
+            println!("{:9} {}", "fetched", t.summary());
+            for line in t.lines() {
+                println!("{line}");
+            }
+        }
+        None => println!("{:9} -", "fetched"),
     }
     Ok(())
 }

@@ -70,9 +70,11 @@ pub enum UpdateSub {
     Check(NodeArgs),
     /// Like check; when selected, download the image, verify every digest and its signature,
     /// and stage it under STATE/images/ (staged.json names it). Only the channel's image for
-    /// the node's architecture (--arch, this machine's by default) is ever staged.
+    /// the node's architecture (--arch, this machine's by default) is ever staged. An artifact
+    /// the node already holds (same sha256, in its current, previous or staged image) is
+    /// linked or copied, not downloaded.
     #[command(
-        after_help = "Example:\n  stratos update fetch --repo releases/ --channel stable --node-id node-17 --state /var/lib/stratos --json\n\nDownloads are assembled in STATE/.staging-XXXXXX and moved into place when complete; one\nleft by an interrupted fetch is removed at the next run (with a note on stderr)."
+        after_help = "Example:\n  stratos update fetch --repo releases/ --channel stable --node-id node-17 --state /var/lib/stratos --json\n\nDownloads are assembled in STATE/.staging-XXXXXX and moved into place when complete; one\nleft by an interrupted fetch is removed at the next run (with a note on stderr).\nEach artifact is listed with its size, how it came (reused or downloaded) and the bytes\nreceived for it, then the total: \"received N bytes of M (X%)\", N counting the metadata\ntoo, M the artifacts' size (\"transfer\" in --json). STATE/last-fetch.json keeps these\nfigures; `update status` shows them."
     )]
     Fetch(NodeArgs),
     /// Boot-test the staged image on this node (refusing one of another architecture than
@@ -86,7 +88,8 @@ pub enum UpdateSub {
     /// Put the previous image back in service (the current one becomes previous), atomically.
     #[command(after_help = "Example:\n  stratos update rollback --state /var/lib/stratos")]
     Rollback(StateArgs),
-    /// Show the current, previous and staged images and the rejected ones.
+    /// Show the current, previous and staged images, the rejected ones, and what the last fetch
+    /// that staged an image received.
     #[command(after_help = "Example:\n  stratos update status --state /var/lib/stratos --json")]
     Status(StateArgs),
     /// Forget a rejection (or all, with --all), so the image may be staged and applied again.
@@ -194,6 +197,12 @@ fn print_decision(d: &Decision, n: &NodeArgs) {
             d.arch.name(),
             d.reason
         );
+    }
+    if let Some(t) = &d.transfer {
+        for line in t.lines() {
+            println!("{line}");
+        }
+        println!("{}", t.total());
     }
     if let Some(s) = &d.staged {
         println!("staged at {}", n.state.join(s).display());

@@ -138,7 +138,8 @@ impl Node {
         Ok(d)
     }
 
-    /// Like [`Node::check`], and when selected downloads, verifies and stages the image.
+    /// Like [`Node::check`], and when selected downloads (or reuses what the node holds of),
+    /// verifies and stages the image, and records what was received (`last-fetch.json`).
     pub fn fetch_update(&self) -> Result<Decision, ChannelError> {
         let o = self.begin()?;
         let v = self.verify_metadata()?;
@@ -146,9 +147,11 @@ impl Node {
         d.notes = o.notes.clone();
         // Selected means the channel carries this node's image, which was verified.
         if let (true, Some(img)) = (d.selected, &v.image) {
-            let dir = self.stage(&v, img, &mut d.notes)?;
+            let (dir, transfer) = self.stage(&v, img, &o.state, &mut d.notes)?;
+            transfer.record(&self.state)?;
             d.staged = Some(dir);
             d.reason = format!("{}; staged", d.reason);
+            d.transfer = Some(transfer);
         }
         v.store(self)?;
         Ok(d)

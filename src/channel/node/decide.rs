@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::state::{Current, Staged};
+use super::transfer::Transfer;
 use crate::arch::Arch;
 use crate::channel::doc::track::list_arches;
 use crate::channel::doc::{cohort, compare_versions, Channel, ChannelName};
@@ -25,6 +26,9 @@ pub struct Decision {
     pub cohort: u32,
     pub reached: u32,
     pub staged: Option<String>,
+    /// What a fetch that staged the image received (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<Transfer>,
     /// Housekeeping done on the way (leftovers of an interrupted run removed, …).
     pub notes: Vec<String>,
 }
@@ -56,6 +60,7 @@ pub fn decide(
             cohort: 0,
             reached: 0,
             staged: None,
+            transfer: None,
             notes: Vec::new(),
         };
     };
@@ -72,6 +77,7 @@ pub fn decide(
         cohort,
         reached,
         staged: None,
+        transfer: None,
         notes: Vec::new(),
     };
     let target = &t.image.manifest_sha256;

@@ -11,6 +11,7 @@
 //! current.json                                       the image in service; `replaces` is the one before it
 //! previous.json                                      the image before it (written from current.json's `replaces`)
 //! rejected.json                                      images this node refused, with why; never staged or applied again
+//! last-fetch.json                                    what the last fetch that staged an image received ([`transfer`])
 //! report-seq.json                                    the node's health-report counter
 //! reports/<manifest sha256>.json                     a health report `apply --report` could not write where asked
 //! .staging-XXXXXX/                                   a download in progress (removed on failure, or at the next run)
@@ -21,7 +22,8 @@
 //! switch is finished ([`state::open`]).
 //!
 //! The rooms: [`client`] (a [`Node`] checks and fetches: `verify` the metadata,
-//! [`decide`](mod@decide), `stage`), [`transport`] (where it reads from), [`state`] and [`files`]
+//! [`decide`](mod@decide), `stage`), [`transport`] (where it reads from), `reuse` (the
+//! artifacts it already holds), [`transfer`] (what a fetch received), [`state`] and [`files`]
 //! (the state directory),
 //! [`lifecycle`] (apply, rollback, the rejected list), [`apply`] (`update apply`'s steps),
 //! [`report_out`] (where its health report goes) and
@@ -34,8 +36,10 @@ pub mod files;
 pub mod image;
 pub mod lifecycle;
 pub mod report_out;
+mod reuse;
 mod stage;
 pub mod state;
+pub mod transfer;
 pub mod transport;
 mod verify;
 
@@ -47,4 +51,5 @@ pub use lifecycle::{
     clear_rejected, commit_apply, current_image, next_report_seq, rollback, Applied, ROLLED_BACK,
 };
 pub use state::{open, Current, NodeState, Opened, Rejected, RejectedList, Staged};
-pub use transport::Source;
+pub use transfer::{last_fetch, ArtifactTransfer, Method, Transfer};
+pub use transport::{Download, Source};

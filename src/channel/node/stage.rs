@@ -1,8 +1,9 @@
-//! Staging a selected image: every artifact downloaded into a temporary directory of the state
-//! directory and checked against the signed manifest, the whole moved into
+//! Staging a selected image: every artifact the node already holds (same sha256, in one of its
+//! images) linked or copied, every other one streamed from the repository, into a temporary
+//! directory of the state directory; the whole checked against the signed manifest, moved into
 //! `images/<manifest sha256>` when complete, then named in `staged.json`. A failure leaves the
-//! state as it was (the temporary directory goes, or is removed at the next run if this one is
-//! killed).
+//! state as it was (the temporary directory goes, with any partial file, or is removed at the
+//! next run if this one is killed).
 
 use std::path::Path;
 
@@ -11,34 +12,73 @@ use tempfile::TempDir;
 use super::client::Node;
 use super::files::{sync_dir, write, write_new, RAND_LEN, STAGING_PREFIX};
 use super::image::check_image;
-use super::state::{failpoint, tidy, Staged};
+use super::reuse::Held;
+use super::state::{failpoint, tidy, NodeState, Staged};
+use super::transfer::{ArtifactTransfer, Method, Transfer};
+use super::transport::Download;
 use super::verify::{Verified, VerifiedImage};
 use crate::channel::doc::{to_bytes, Channel, ImageRef};
 use crate::channel::error::ChannelError;
-use crate::digest::Sha256;
 use crate::sign::manifest::{Artifact, MANIFEST_FILE, SIGNATURE_FILE};
 
 impl Node {
-    /// Downloads, verifies and stages the image `img` of the verified channel `v`; returns its
-    /// directory, relative to the state directory.
+    /// Downloads (or reuses what the node holds of), verifies and stages the image `img` of
+    /// the verified channel `v`, the node's state being `st`; returns its directory, relative
+    /// to the state directory, and what was received.
     pub(super) fn stage(
         &self,
         v: &Verified,
         img: &VerifiedImage,
+        st: &NodeState,
         notes: &mut Vec<String>,
-    ) -> Result<String, ChannelError> {
+    ) -> Result<(String, Transfer), ChannelError> {
         let c = &v.channel;
-        let rel = format!("images/{}", img.image.manifest_sha256);
+        let digest = img.image.manifest_sha256;
+        let rel = format!("images/{digest}");
         let dest = self.state.join(&rel);
         // The node has this image already (e.g. the previous one, which a channel rollback
         // names again): it is kept as it is, never deleted to be downloaded again.
-        if dest.is_dir() && check_image(&dest, &img.image.manifest_sha256).is_ok() {
-            return self.record_staged(c, &img.image, rel, notes);
+        if dest.is_dir() && check_image(&dest, &digest).is_ok() {
+            let all_reused = img
+                .manifest
+                .artifacts
+                .iter()
+                .map(|a| ArtifactTransfer {
+                    name: a.name.as_str().to_owned(),
+                    size: a.size,
+                    method: Method::Reused,
+                    received: 0,
+                })
+                .collect();
+            let rel = self.record_staged(c, &img.image, rel, notes)?;
+            return Ok((rel, self.transfer(v, img, all_reused)));
         }
+        let held = Held::index(&self.state, st, &digest, notes);
         let tmp = self.staging_dir()?;
-        self.download(img, tmp.path())?;
+        let artifacts = self.download(img, &held, tmp.path(), notes)?;
         self.install(tmp, &dest)?;
-        self.record_staged(c, &img.image, rel, notes)
+        let rel = self.record_staged(c, &img.image, rel, notes)?;
+        Ok((rel, self.transfer(v, img, artifacts)))
+    }
+
+    /// The figures of a fetch of `img` whose artifacts came as `artifacts`.
+    fn transfer(
+        &self,
+        v: &Verified,
+        img: &VerifiedImage,
+        artifacts: Vec<ArtifactTransfer>,
+    ) -> Transfer {
+        let downloaded: u64 = artifacts.iter().map(|a| a.received).sum();
+        Transfer {
+            image: img.image.name.clone(),
+            version: img.image.version.clone(),
+            manifest_sha256: img.image.manifest_sha256,
+            at: self.now,
+            size: artifacts.iter().map(|a| a.size).sum(),
+            artifacts,
+            metadata_received: v.received,
+            received: v.received + downloaded,
+        }
     }
 
     /// A new `.staging-XXXXXX` directory in the state directory.
@@ -53,11 +93,36 @@ impl Node {
             )))
     }
 
-    /// The image `v` into `dir`: every artifact, the manifest and its signature, each file as
-    /// the manifest says, and the whole image verified against it.
-    fn download(&self, v: &VerifiedImage, dir: &Path) -> Result<(), ChannelError> {
+    /// The image `v` into `dir`: every artifact (from `held` when the node has it, else
+    /// downloaded), the manifest and its signature, each file as the manifest says, and the
+    /// whole image verified against it. Returns how each artifact came.
+    fn download(
+        &self,
+        v: &VerifiedImage,
+        held: &Held,
+        dir: &Path,
+        notes: &mut Vec<String>,
+    ) -> Result<Vec<ArtifactTransfer>, ChannelError> {
+        let mut artifacts = Vec::new();
         for a in &v.manifest.artifacts {
-            self.download_artifact(a, dir)?;
+            if a.size > self.max_artifact_bytes {
+                return Err(ChannelError::ArtifactTooLarge {
+                    name: a.name.to_string(),
+                    size: a.size,
+                    cap: self.max_artifact_bytes,
+                });
+            }
+            let (method, received) = if held.place(a, &dir.join(&a.name), notes)? {
+                (Method::Reused, 0)
+            } else {
+                (Method::Downloaded, self.download_artifact(a, dir)?)
+            };
+            artifacts.push(ArtifactTransfer {
+                name: a.name.as_str().to_owned(),
+                size: a.size,
+                method,
+                received,
+            });
         }
         write_new(&dir.join(MANIFEST_FILE), &v.manifest_bytes)?;
         write_new(&dir.join(SIGNATURE_FILE), &v.signature_bytes)?;
@@ -69,27 +134,26 @@ impl Node {
                 what: "staged image".to_owned(),
                 source,
             }
-        })
+        })?;
+        Ok(artifacts)
     }
 
-    /// One artifact into `dir`, within the node's cap, with the size and digest the manifest
-    /// gives it.
-    fn download_artifact(&self, a: &Artifact, dir: &Path) -> Result<(), ChannelError> {
-        let digest = a.sha256;
-        if a.size > self.max_artifact_bytes {
-            return Err(ChannelError::ArtifactTooLarge {
-                name: a.name.to_string(),
-                size: a.size,
-                cap: self.max_artifact_bytes,
-            });
+    /// One artifact streamed into its file in `dir`, hashed as it arrives: more bytes than the
+    /// manifest's size are refused as they arrive, fewer or other ones once all arrived (the
+    /// partial file goes with the staging directory). Returns the bytes received.
+    fn download_artifact(&self, a: &Artifact, dir: &Path) -> Result<u64, ChannelError> {
+        let rel = format!("objects/sha256/{}", a.sha256);
+        let mut file = Download::create(&dir.join(&a.name))?;
+        if !self.source.fetch_to(&rel, a.size, &mut file)? {
+            return Err(ChannelError::NotFound { rel });
         }
-        let bytes = self.fetch(&format!("objects/sha256/{digest}"), a.size)?;
-        if bytes.len() as u64 != a.size || Sha256::of(&bytes) != digest {
+        let (sha256, len) = file.finish()?;
+        if len != a.size || sha256 != a.sha256 {
             return Err(ChannelError::ArtifactMismatch {
                 name: a.name.to_string(),
             });
         }
-        write_new(&dir.join(&a.name), &bytes)
+        Ok(len)
     }
 
     /// Moves the verified download to `dest`; a damaged copy there is moved aside first, under

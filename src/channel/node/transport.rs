@@ -1,14 +1,18 @@
 //! Where a node reads the repository from: a directory, a `file://` URL, or `http://` (a small
 //! blocking client). Every read has a size cap; a directory read opens regular files only (a
 //! FIFO in the repository is refused, not waited on); an HTTP read has a deadline (see
-//! [`crate::http::Limits`]).
+//! [`crate::http::Limits`]). Metadata is read into memory ([`Source::fetch`]); artifacts
+//! stream into a file, hashed and counted as they arrive ([`Source::fetch_to`], [`Download`]).
 
-use std::io::Read;
-use std::net::ToSocketAddrs;
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sha2::Digest as _;
+
 use crate::channel::error::{ChannelError, UsageError};
+use crate::digest::Sha256;
 use crate::fsio::{self, Links};
 use crate::http::{HttpError, Limits};
 
@@ -89,12 +93,8 @@ impl Source {
         match self {
             Source::Dir(d) => {
                 let p = d.join(rel);
-                // A mirror may link files (root.json to roots/N.root.json): links are
-                // followed, but only to regular files, and the contents are verified anyway.
-                let (f, _) = match fsio::open_regular(&p, Links::Follow) {
-                    Ok(f) => f,
-                    Err(e) if e.is_not_found() => return Ok(None),
-                    Err(e) => return Err(ChannelError::RefusedFile(e)),
+                let Some(f) = open_in_dir(&p)? else {
+                    return Ok(None);
                 };
                 let mut out = Vec::new();
                 f.take(cap + 1)
@@ -111,19 +111,22 @@ impl Source {
                 base,
                 limits,
             } => {
-                let addr = (host.as_str(), *port)
-                    .to_socket_addrs()
-                    .map_err(ChannelError::io(format!("resolving {host}")))?
-                    .next()
-                    .ok_or_else(|| bad_url(host, "no address"))?;
+                let addr = resolve(host, *port)?;
                 let path = format!("{base}/{rel}");
                 // Headers are small; allow them on top of the body cap.
-                let r =
-                    crate::http::request(addr, "GET", host, &path, &[], limits, cap + 16 * 1024)
-                        .map_err(|e| match e {
-                            HttpError::TooLarge(..) => too_large(rel, cap),
-                            other => ChannelError::Http(other),
-                        })?;
+                let r = crate::http::request(
+                    addr,
+                    "GET",
+                    host,
+                    &path,
+                    &[],
+                    limits,
+                    cap + crate::http::MAX_HEAD,
+                )
+                .map_err(|e| match e {
+                    HttpError::TooLarge(..) => too_large(rel, cap),
+                    other => ChannelError::Http(other),
+                })?;
                 match r.status {
                     200 => {
                         if r.body.len() as u64 > cap {
@@ -132,12 +135,141 @@ impl Source {
                         Ok(Some(r.body))
                     }
                     404 => Ok(None),
-                    s => Err(ChannelError::Http(HttpError::Io(
-                        format!("{addr}{path}"),
-                        std::io::Error::other(format!("the server answered HTTP {s}")),
-                    ))),
+                    s => Err(status_error(addr, &path, s)),
                 }
             }
         }
+    }
+
+    /// Streams `rel` into `to` as it arrives; more than `cap` bytes is a rejection (stopped
+    /// there; what `to` received by then is the caller's to throw away). `Ok(false)` when it
+    /// does not exist (nothing was written).
+    pub fn fetch_to(&self, rel: &str, cap: u64, to: &mut Download) -> Result<bool, ChannelError> {
+        match self {
+            Source::Dir(d) => {
+                let p = d.join(rel);
+                let Some(mut f) = open_in_dir(&p)? else {
+                    return Ok(false);
+                };
+                let mut buf = vec![0u8; 64 << 10];
+                let mut n = 0u64;
+                loop {
+                    let k = match f.read(&mut buf) {
+                        Ok(0) => return Ok(true),
+                        Ok(k) => k,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            return Err(ChannelError::io(format!("reading {}", p.display()))(e))
+                        }
+                    };
+                    n += k as u64;
+                    if n > cap {
+                        return Err(too_large(rel, cap));
+                    }
+                    to.take(&buf[..k])?;
+                }
+            }
+            Source::Http {
+                host,
+                port,
+                base,
+                limits,
+            } => {
+                let addr = resolve(host, *port)?;
+                let path = format!("{base}/{rel}");
+                let (head, _) = crate::http::stream(addr, "GET", host, &path, &[], limits, cap, to)
+                    .map_err(|e| match e {
+                        HttpError::TooLarge(..) => too_large(rel, cap),
+                        HttpError::Write(e) => to.write_error(e),
+                        other => ChannelError::Http(other),
+                    })?;
+                match head.status {
+                    200 => Ok(true),
+                    404 => Ok(false),
+                    s => Err(status_error(addr, &path, s)),
+                }
+            }
+        }
+    }
+}
+
+/// A file of the repository directory, opened for reading; `None` when it does not exist. A
+/// mirror may link files (root.json to roots/N.root.json): links are followed, but only to
+/// regular files, and the contents are verified anyway.
+fn open_in_dir(p: &Path) -> Result<Option<std::fs::File>, ChannelError> {
+    match fsio::open_regular(p, Links::Follow) {
+        Ok((f, _)) => Ok(Some(f)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(ChannelError::RefusedFile(e)),
+    }
+}
+
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, ChannelError> {
+    (host, port)
+        .to_socket_addrs()
+        .map_err(ChannelError::io(format!("resolving {host}")))?
+        .next()
+        .ok_or_else(|| bad_url(host, "no address"))
+}
+
+fn status_error(addr: SocketAddr, path: &str, status: u16) -> ChannelError {
+    ChannelError::Http(HttpError::Io(
+        format!("{addr}{path}"),
+        std::io::Error::other(format!("the server answered HTTP {status}")),
+    ))
+}
+
+/// A new file a download streams into, hashed (sha256) and counted as it arrives.
+pub struct Download {
+    path: PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+    hasher: sha2::Sha256,
+    len: u64,
+}
+
+impl Download {
+    /// Creates `path`, which must not exist.
+    pub fn create(path: &Path) -> Result<Download, ChannelError> {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(ChannelError::io(format!("creating {}", path.display())))?;
+        Ok(Download {
+            path: path.to_owned(),
+            file: std::io::BufWriter::with_capacity(256 << 10, file),
+            hasher: sha2::Sha256::new(),
+            len: 0,
+        })
+    }
+
+    fn take(&mut self, bytes: &[u8]) -> Result<(), ChannelError> {
+        self.write_all(bytes).map_err(|e| self.write_error(e))
+    }
+
+    fn write_error(&self, e: std::io::Error) -> ChannelError {
+        ChannelError::io(format!("writing {}", self.path.display()))(e)
+    }
+
+    /// Flushes the file to disk; returns the sha256 and the length of what it received.
+    pub fn finish(self) -> Result<(Sha256, u64), ChannelError> {
+        let err = ChannelError::io(format!("writing {}", self.path.display()));
+        let file = self.file.into_inner().map_err(|e| err(e.into_error()))?;
+        file.sync_all()
+            .map_err(ChannelError::io(format!("writing {}", self.path.display())))?;
+        Ok((Sha256::from_bytes(self.hasher.finalize().into()), self.len))
+    }
+}
+
+impl Write for Download {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
     }
 }

@@ -4,6 +4,7 @@
 
 use super::client::Node;
 use super::files::{no_trusted_root, read_opt, write};
+use super::transfer::Meter;
 use crate::channel::doc::{
     check_expiry_bound, parse_channel, parse_root, verify_threshold, Channel, ImageRef, RoleName,
     Root, MAX_METADATA_BYTES,
@@ -25,6 +26,8 @@ pub(super) struct Verified {
     pub(super) channel: Channel,
     /// The channel's image for the node's architecture, if it carries one.
     pub(super) image: Option<VerifiedImage>,
+    /// Bytes received for all of it.
+    pub(super) received: u64,
 }
 
 /// An image a verified channel document names, with its manifest and the manifest's signature,
@@ -38,9 +41,16 @@ pub(super) struct VerifiedImage {
 }
 
 impl Node {
-    pub(super) fn fetch(&self, rel: &str, cap: u64) -> Result<Vec<u8>, ChannelError> {
-        self.source
-            .fetch(rel, cap)?
+    /// Reads `rel` (see [`super::Source::fetch`]), counting its bytes in `m`.
+    fn fetch_opt(&self, rel: &str, cap: u64, m: &Meter) -> Result<Option<Vec<u8>>, ChannelError> {
+        let b = self.source.fetch(rel, cap)?;
+        m.add(b.as_ref().map_or(0, Vec::len));
+        Ok(b)
+    }
+
+    /// Like [`Node::fetch_opt`]; a missing file is an error.
+    fn fetch(&self, rel: &str, cap: u64, m: &Meter) -> Result<Vec<u8>, ChannelError> {
+        self.fetch_opt(rel, cap, m)?
             .ok_or_else(|| ChannelError::NotFound {
                 rel: rel.to_owned(),
             })
@@ -55,13 +65,14 @@ impl Node {
     /// Walks root rotations, verifies the channel document and the manifest it points at for
     /// this node's architecture (the other architectures' images are not looked at).
     pub(super) fn verify_metadata(&self) -> Result<Verified, ChannelError> {
-        let (root, new_roots) = self.follow_root()?;
-        let (channel_bytes, channel_sigs, channel) = self.verify_channel(&root)?;
+        let m = Meter::default();
+        let (root, new_roots) = self.follow_root(&m)?;
+        let (channel_bytes, channel_sigs, channel) = self.verify_channel(&root, &m)?;
         let rel = self.channel.document();
         let image = match channel.track(self.arch) {
             Some(t) => {
                 let (manifest_bytes, signature_bytes, manifest) =
-                    self.verify_manifest(&root, &rel, &t.image)?;
+                    self.verify_manifest(&root, &rel, &t.image, &m)?;
                 Some(VerifiedImage {
                     image: t.image.clone(),
                     manifest_bytes,
@@ -77,15 +88,16 @@ impl Node {
             channel_sigs,
             channel,
             image,
+            received: m.get(),
         })
     }
 
     /// The repository's current root, reached from the trusted one through every rotation
     /// (each signed by the keys before it and its own), unexpired; with the new roots' (bytes,
     /// signatures) in order.
-    fn follow_root(&self) -> Result<(Root, Vec<Signed>), ChannelError> {
+    fn follow_root(&self, m: &Meter) -> Result<(Root, Vec<Signed>), ChannelError> {
         let (mut root, trusted_bytes) = self.trusted_root()?;
-        let latest_bytes = self.fetch("root.json", MAX_METADATA_BYTES)?;
+        let latest_bytes = self.fetch("root.json", MAX_METADATA_BYTES, m)?;
         let latest = parse_root(&latest_bytes, "root.json")?;
         if latest.version < root.version {
             return Err(ChannelError::Replayed {
@@ -104,7 +116,7 @@ impl Node {
         }
         let mut new_roots = Vec::new();
         for v in root.version + 1..=latest.version {
-            let (next, b, s) = self.next_root(&root, v)?;
+            let (next, b, s) = self.next_root(&root, v, m)?;
             new_roots.push((b, s));
             root = next;
         }
@@ -125,12 +137,16 @@ impl Node {
     }
 
     /// Root version `v`, signed by the keys of `root` (version `v - 1`) and by its own.
-    fn next_root(&self, root: &Root, v: u64) -> Result<(Root, Vec<u8>, Vec<u8>), ChannelError> {
+    fn next_root(
+        &self,
+        root: &Root,
+        v: u64,
+        m: &Meter,
+    ) -> Result<(Root, Vec<u8>, Vec<u8>), ChannelError> {
         let b = self
-            .source
-            .fetch(&format!("roots/{v}.root.json"), MAX_METADATA_BYTES)?
+            .fetch_opt(&format!("roots/{v}.root.json"), MAX_METADATA_BYTES, m)?
             .ok_or(ChannelError::RotationSkipped { version: v })?;
-        let s = self.fetch(&format!("roots/{v}.sigs.json"), MAX_METADATA_BYTES)?;
+        let s = self.fetch(&format!("roots/{v}.sigs.json"), MAX_METADATA_BYTES, m)?;
         let next = parse_root(&b, &format!("roots/{v}.root.json"))?;
         if next.version != v {
             return Err(ChannelError::RootVersionMismatch {
@@ -157,10 +173,14 @@ impl Node {
 
     /// This node's channel document (bytes, signatures, parsed): signed by the channel role,
     /// for this channel, unexpired, fresh, and no older than the one already accepted.
-    fn verify_channel(&self, root: &Root) -> Result<(Vec<u8>, Vec<u8>, Channel), ChannelError> {
+    fn verify_channel(
+        &self,
+        root: &Root,
+        m: &Meter,
+    ) -> Result<(Vec<u8>, Vec<u8>, Channel), ChannelError> {
         let rel = self.channel.document();
-        let cb = self.fetch(&rel, MAX_METADATA_BYTES)?;
-        let cs = self.fetch(&self.channel.signatures(), MAX_METADATA_BYTES)?;
+        let cb = self.fetch(&rel, MAX_METADATA_BYTES, m)?;
+        let cs = self.fetch(&self.channel.signatures(), MAX_METADATA_BYTES, m)?;
         verify_threshold(&rel, &cb, &cs, root, RoleName::Channel)?;
         let c = parse_channel(&cb, &rel)?;
         if c.channel != self.channel {
@@ -238,6 +258,7 @@ impl Node {
         root: &Root,
         rel: &str,
         img: &ImageRef,
+        m: &Meter,
     ) -> Result<(Vec<u8>, Vec<u8>, Manifest), ChannelError> {
         for (what, len, cap) in [
             ("manifest", img.manifest_length, caps::MANIFEST),
@@ -255,6 +276,7 @@ impl Node {
         let manifest = self.fetch(
             &format!("objects/sha256/{}", img.manifest_sha256),
             img.manifest_length,
+            m,
         )?;
         if manifest.len() as u64 != img.manifest_length
             || Sha256::of(&manifest) != img.manifest_sha256
@@ -264,6 +286,7 @@ impl Node {
         let sig = self.fetch(
             &format!("objects/sha256/{}", img.signature_sha256),
             img.signature_length,
+            m,
         )?;
         if Sha256::of(&sig) != img.signature_sha256 {
             return Err(ChannelError::SignatureMismatch);

@@ -1,0 +1,159 @@
+//! What a fetch received: per artifact of the staged image, its size, how it came
+//! ([`Method::Reused`] from an image the node holds, or [`Method::Downloaded`]) and the bytes
+//! received for it; the metadata's bytes; the total against the artifacts' size. `update fetch`
+//! prints it and records it in `last-fetch.json`, which `update status` shows.
+//!
+//! Bytes received are the bodies of what the repository served (file contents for a
+//! directory), headers not counted.
+
+use std::cell::Cell;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::files::write;
+use super::state::read_json;
+use crate::channel::doc::{fmt_time, to_bytes};
+use crate::channel::error::ChannelError;
+use crate::digest::Sha256;
+
+/// The state file holding the figures of the last fetch that staged an image.
+pub const LAST_FETCH: &str = "last-fetch.json";
+
+/// How an artifact of a staged image reached the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Linked or copied from an image the node holds (same sha256); nothing received.
+    Reused,
+    /// Received whole from the repository.
+    Downloaded,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Reused => "reused",
+            Method::Downloaded => "downloaded",
+        }
+    }
+}
+
+/// One artifact of the staged image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactTransfer {
+    pub name: String,
+    /// Its size, from the signed manifest.
+    pub size: u64,
+    pub method: Method,
+    /// Bytes received from the repository for it.
+    pub received: u64,
+}
+
+/// The figures of one fetch that staged an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// The image staged: name, version, manifest sha256.
+    pub image: String,
+    pub version: String,
+    pub manifest_sha256: Sha256,
+    /// When (Unix seconds).
+    pub at: u64,
+    pub artifacts: Vec<ArtifactTransfer>,
+    /// Bytes of metadata received: roots, the channel document and its signatures, the
+    /// manifest and its signature.
+    pub metadata_received: u64,
+    /// Every byte received: metadata and artifacts.
+    pub received: u64,
+    /// The artifacts' total size.
+    pub size: u64,
+}
+
+impl Transfer {
+    /// `received` as a percentage of `size`.
+    pub fn percent(&self) -> f64 {
+        if self.size == 0 {
+            return 0.0;
+        }
+        self.received as f64 * 100.0 / self.size as f64
+    }
+
+    /// The lines `update fetch` and `update status` print: one per artifact and one for the
+    /// metadata (then `update fetch` prints [`Transfer::total`]).
+    pub fn lines(&self) -> Vec<String> {
+        let width = self
+            .artifacts
+            .iter()
+            .map(|a| a.name.len())
+            .chain(["metadata".len()])
+            .max()
+            .unwrap_or(0);
+        let mut out: Vec<String> = self
+            .artifacts
+            .iter()
+            .map(|a| {
+                format!(
+                    "  {:width$}  {:>12} bytes  {:10}  {:>12} bytes received",
+                    a.name,
+                    a.size,
+                    a.method.name(),
+                    a.received
+                )
+            })
+            .collect();
+        out.push(format!(
+            "  {:width$}  {:>12}        {:10}  {:>12} bytes received",
+            "metadata", "", "", self.metadata_received
+        ));
+        out
+    }
+
+    /// `received N bytes of M (X%)`.
+    pub fn total(&self) -> String {
+        format!(
+            "received {} bytes of {} ({:.2}%)",
+            self.received,
+            self.size,
+            self.percent()
+        )
+    }
+
+    /// One line for `update status`: what was fetched, when, and the total.
+    pub fn summary(&self) -> String {
+        let count = |m: Method| self.artifacts.iter().filter(|a| a.method == m).count();
+        format!(
+            "{} {} at {}: {}; {} artifact(s) downloaded, {} reused",
+            self.image,
+            self.version,
+            fmt_time(self.at),
+            self.total(),
+            count(Method::Downloaded),
+            count(Method::Reused)
+        )
+    }
+
+    /// Records it as the state's last fetch (atomically).
+    pub(super) fn record(&self, state: &Path) -> Result<(), ChannelError> {
+        write(&state.join(LAST_FETCH), &to_bytes(self))
+    }
+}
+
+/// The figures of the last fetch that staged an image, if any (read strictly: a malformed file
+/// is an error naming it).
+pub fn last_fetch(state: &Path) -> Result<Option<Transfer>, ChannelError> {
+    read_json(state, LAST_FETCH)
+}
+
+/// Counts the bytes of metadata received while verifying.
+#[derive(Debug, Default)]
+pub(super) struct Meter(Cell<u64>);
+
+impl Meter {
+    pub(super) fn add(&self, n: usize) {
+        self.0.set(self.0.get() + n as u64);
+    }
+
+    pub(super) fn get(&self) -> u64 {
+        self.0.get()
+    }
+}
