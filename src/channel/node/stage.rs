@@ -115,7 +115,9 @@ impl Node {
             let (method, received) = if held.place(a, &dir.join(&a.name), notes)? {
                 (Method::Reused, 0)
             } else {
-                (Method::Downloaded, self.download_artifact(a, dir)?)
+                let received = self.download_artifact(a, dir)?;
+                failpoint("fetch:artifact-received");
+                (Method::Downloaded, received)
             };
             artifacts.push(ArtifactTransfer {
                 name: a.name.as_str().to_owned(),

@@ -5,27 +5,46 @@ use predicates::prelude::PredicateBooleanExt;
 
 use super::*;
 
-/// `python3 -m http.server` on 127.0.0.1 (a port the OS picks), serving `dir`; killed on drop.
-struct Server {
+/// A static HTTP server (Python's `http.server`) on 127.0.0.1 (a port the OS picks), serving
+/// `dir`, that logs the bytes of every body it sends; killed on drop.
+pub(super) struct Server {
     child: std::process::Child,
     port: u16,
+    log: tempfile::NamedTempFile,
 }
 
+/// The server: `SimpleHTTPRequestHandler` counting what it copies out, one
+/// "PATH BYTES" line per response (written before the connection closes, so a client that has
+/// its whole body finds it logged).
+const SERVER_PY: &str = r#"
+import functools, http.server, sys
+log = open(sys.argv[2], "a", buffering=1)
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def copyfile(self, src, dst):
+        n = 0
+        while True:
+            b = src.read(64 * 1024)
+            if not b:
+                break
+            dst.write(b)
+            n += len(b)
+        log.write("%s %d\n" % (self.path, n))
+    def log_message(self, *args):
+        pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=sys.argv[1]))
+print("port", s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
 impl Server {
-    fn start(dir: &Path) -> Server {
+    pub(super) fn start(dir: &Path) -> Server {
         require_tool("python3");
         use std::io::BufRead;
+        let log = tempfile::NamedTempFile::new().unwrap();
         let mut child = std::process::Command::new("python3")
-            .args([
-                "-u",
-                "-m",
-                "http.server",
-                "0",
-                "--bind",
-                "127.0.0.1",
-                "--directory",
-            ])
+            .args(["-u", "-c", SERVER_PY])
             .arg(dir)
+            .arg(log.path())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -34,18 +53,27 @@ impl Server {
         std::io::BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
         let port = line
-            .split_whitespace()
-            .skip_while(|w| *w != "port")
-            .nth(1)
-            .and_then(|p| p.parse().ok())
+            .strip_prefix("port ")
+            .and_then(|p| p.trim().parse().ok())
             .unwrap_or_else(|| panic!("no port in {line:?}"));
-        Server { child, port }
+        Server { child, port, log }
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// (path, body bytes) of every response so far, in order.
+    pub(super) fn served(&self) -> Vec<(String, u64)> {
+        std::fs::read_to_string(self.log.path())
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let (p, n) = l.rsplit_once(' ').unwrap();
+                (p.to_owned(), n.parse().unwrap())
+            })
+            .collect()
     }
 }
 
