@@ -421,6 +421,89 @@ mod tests {
         );
     }
 
+    /// A server that answers one request with `response`, written in pieces of 7 bytes.
+    fn answer(response: &'static [u8]) -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _request = c.read(&mut buf).unwrap();
+            for piece in response.chunks(7) {
+                if c.write_all(piece).and_then(|_| c.flush()).is_err() {
+                    return;
+                }
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn streams_the_body_of_a_200_only() {
+        let limits = Limits::new(Duration::from_secs(5));
+        let addr = answer(b"HTTP/1.0 200 OK\r\nContent-Type: x\r\n\r\nthe body\r\n\r\nand more");
+        let mut out = Vec::new();
+        let (head, n) = stream(addr, "GET", "h", "/a", &[], &limits, 100, &mut out).unwrap();
+        assert_eq!(head.status, 200);
+        assert_eq!(head.headers, [("content-type".to_owned(), "x".to_owned())]);
+        assert_eq!(out, b"the body\r\n\r\nand more");
+        assert_eq!(n, out.len() as u64);
+        // Another status: the body is read, not handed on.
+        let addr = answer(b"HTTP/1.0 404 Not Found\r\n\r\nnope");
+        let mut out = Vec::new();
+        let (head, n) = stream(addr, "GET", "h", "/b", &[], &limits, 100, &mut out).unwrap();
+        assert_eq!((head.status, n, out.len()), (404, 4, 0));
+    }
+
+    #[test]
+    fn stream_stops_at_the_body_limit_and_on_garbage() {
+        let limits = Limits::new(Duration::from_secs(5));
+        let addr = answer(b"HTTP/1.0 200 OK\r\n\r\n0123456789X");
+        let mut out = Vec::new();
+        let e = stream(addr, "GET", "h", "/big", &[], &limits, 10, &mut out).unwrap_err();
+        assert!(matches!(e, HttpError::TooLarge(_, 10)), "{e:?}");
+        assert!(out.len() <= 10, "{}", out.len());
+        let addr = answer(b"SSH-2.0-OpenSSH\r\n\r\nhello");
+        let e = stream(addr, "GET", "h", "/ssh", &[], &limits, 10, &mut Vec::new()).unwrap_err();
+        assert!(matches!(e, HttpError::Malformed(_)), "{e:?}");
+        // A head that never ends.
+        let addr = answer(&[b'x'; 20 << 10]);
+        let e = stream(addr, "GET", "h", "/x", &[], &limits, 10, &mut Vec::new()).unwrap_err();
+        assert!(matches!(e, HttpError::Malformed(_)), "{e:?}");
+    }
+
+    #[test]
+    fn stream_reports_a_sink_that_fails() {
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk full"))
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let limits = Limits::new(Duration::from_secs(5));
+        let addr = answer(b"HTTP/1.0 200 OK\r\n\r\nbody");
+        let e = stream(addr, "GET", "h", "/a", &[], &limits, 10, &mut Full).unwrap_err();
+        assert!(
+            matches!(&e, HttpError::Write(w) if w.to_string() == "disk full"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn stream_drip_feed_times_out_at_the_minimum_rate() {
+        let addr = drip(b"HTTP/1.0 200 OK\r\n\r\n", Some(Duration::from_millis(200)));
+        let limits = Limits::new(Duration::from_secs(1));
+        let mut out = Vec::new();
+        let e = stream(addr, "GET", "h", "/slow", &[], &limits, 1 << 20, &mut out).unwrap_err();
+        assert!(
+            e.to_string().contains("below the minimum of 64 KiB/s"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn deadlines_grow_with_the_size() {
         let l = Limits::default();
