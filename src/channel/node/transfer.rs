@@ -157,3 +157,76 @@ impl Meter {
         self.0.get()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transfer(artifacts: Vec<ArtifactTransfer>, metadata: u64) -> Transfer {
+        let downloaded: u64 = artifacts.iter().map(|a| a.received).sum();
+        Transfer {
+            image: "hello".into(),
+            version: "0.2.0".into(),
+            manifest_sha256: Sha256::of(b"m"),
+            at: 1_700_000_000,
+            size: artifacts.iter().map(|a| a.size).sum(),
+            artifacts,
+            metadata_received: metadata,
+            received: metadata + downloaded,
+        }
+    }
+
+    fn artifact(name: &str, size: u64, method: Method) -> ArtifactTransfer {
+        ArtifactTransfer {
+            name: name.into(),
+            size,
+            method,
+            received: if method == Method::Downloaded {
+                size
+            } else {
+                0
+            },
+        }
+    }
+
+    #[test]
+    fn lines_and_total() {
+        let t = transfer(
+            vec![
+                artifact("kernel", 14_000_000, Method::Reused),
+                artifact("rootfs.erofs", 31_000_000, Method::Downloaded),
+            ],
+            5_000,
+        );
+        assert_eq!(t.total(), "received 31005000 bytes of 45000000 (68.90%)");
+        let lines = t.lines();
+        assert_eq!(lines.len(), 3);
+        assert!(
+            lines[0].starts_with("  kernel ")
+                && lines[0].contains(" reused ")
+                && lines[0].ends_with("           0 bytes received"),
+            "{lines:?}"
+        );
+        assert!(lines[1].contains("31000000 bytes  downloaded"), "{lines:?}");
+        assert!(lines[2].starts_with("  metadata ") && lines[2].ends_with(" 5000 bytes received"));
+        assert!(
+            t.summary()
+                .ends_with("(68.90%); 1 artifact(s) downloaded, 1 reused"),
+            "{}",
+            t.summary()
+        );
+        // Nothing to fetch: no division by zero.
+        assert_eq!(
+            transfer(vec![], 10).total(),
+            "received 10 bytes of 0 (0.00%)"
+        );
+    }
+
+    #[test]
+    fn json_names_the_method_in_lowercase() {
+        let t = transfer(vec![artifact("sbom.cdx.json", 10, Method::Reused)], 1);
+        let v = serde_json::to_value(&t).unwrap();
+        assert_eq!(v["artifacts"][0]["method"], "reused");
+        assert_eq!(serde_json::from_value::<Transfer>(v).unwrap(), t);
+    }
+}
