@@ -548,47 +548,34 @@ mod tests {
         let lock = |p: &Profile| p.packages.as_ref().map(|k| k.lock.clone());
         assert_eq!(lock(&a), None);
 
+        // For aarch64, the error a variant of the profile gets.
+        let arm_err = |t: &str| {
+            Profile::parse_for(
+                t,
+                Path::new("p.toml"),
+                f.dir.path(),
+                None,
+                Some(Arch::Aarch64),
+            )
+            .unwrap_err()
+            .to_string()
+        };
         // An architecture the profile does not list.
-        let only_x86 = text.replace("arch = [\"x86_64\", \"aarch64\"]", "arch = \"x86_64\"");
-        let e = Profile::parse_for(
-            &only_x86,
-            Path::new("p.toml"),
-            f.dir.path(),
-            None,
-            Some(Arch::Aarch64),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = arm_err(&text.replace("arch = [\"x86_64\", \"aarch64\"]", "arch = \"x86_64\""));
         assert!(
             e.contains("image.arch") && e.contains("x86_64 only, not aarch64"),
             "{e}"
         );
         // Another architecture's format or console.
-        let e = Profile::parse_for(
-            &text.replace(
-                "cmdline = \"console=ttyAMA0 quiet\"",
-                "format = \"vmlinux\"",
-            ),
-            Path::new("p.toml"),
-            f.dir.path(),
-            None,
-            Some(Arch::Aarch64),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = arm_err(&text.replace(
+            "cmdline = \"console=ttyAMA0 quiet\"",
+            "format = \"vmlinux\"",
+        ));
         assert!(
             e.contains("kernel.aarch64.format") && e.contains("\"Image\""),
             "{e}"
         );
-        let e = Profile::parse_for(
-            &text.replace("console=ttyAMA0 quiet", "console=ttyS0"),
-            Path::new("p.toml"),
-            f.dir.path(),
-            None,
-            Some(Arch::Aarch64),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = arm_err(&text.replace("console=ttyAMA0 quiet", "console=ttyS0"));
         assert!(
             e.contains("kernel.aarch64.cmdline") && e.contains("console=ttyAMA0"),
             "{e}"
