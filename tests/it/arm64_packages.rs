@@ -14,24 +14,6 @@ use stratos::packages::debian::lock::LockFile;
 /// The example profiles built for both architectures.
 const PROFILES: &[&str] = &["hello", "python-fn", "node-fn"];
 
-/// The arm64 `stratos-init` the builder finds beside the host's build (`ci/test` cross-builds
-/// it); `--check` reads it first.
-fn require_arm64_init() {
-    let profile_dir = bin().parent().unwrap().to_owned();
-    let init = profile_dir
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join(Arch::Aarch64.rust_target())
-        .join(profile_dir.file_name().unwrap())
-        .join("stratos-init");
-    assert!(
-        init.is_file(),
-        "{} is missing: cross-build it with `cargo build -p stratos-init --target aarch64-unknown-linux-gnu` (ci/test does)",
-        init.display()
-    );
-}
-
 fn names(lock: &LockFile) -> BTreeSet<String> {
     lock.packages.iter().map(|p| p.name.clone()).collect()
 }
@@ -248,7 +230,7 @@ fn example_with_prebuilt_kernel(dir: &Path, name: &str) -> PathBuf {
 
 #[test]
 fn build_check_for_aarch64_finds_every_pinned_package_offline() {
-    require_arm64_init();
+    aarch64_init();
     for (name, debs, npm) in [("hello", 1, 0), ("python-fn", 8, 0), ("node-fn", 18, 1)] {
         let dir = tempfile::tempdir().unwrap();
         let profile = example_with_prebuilt_kernel(dir.path(), name);
@@ -302,7 +284,7 @@ requirements = "req.txt"
 
 #[test]
 fn a_requirement_with_no_aarch64_wheel_is_refused_naming_the_file_the_package_and_what_is_pinned() {
-    require_arm64_init();
+    aarch64_init();
     let dir = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
     let d = dir.path();

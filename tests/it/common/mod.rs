@@ -272,20 +272,11 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
     out
 }
 
-/// The cross-built arm64 init the builder uses for `--arch aarch64` (ci/test builds it).
+/// The cross-built arm64 init the builder uses for `--arch aarch64`, found as the builder finds
+/// it (`init_binary::locate`: beside the host's build, same Cargo profile); ci/test builds it.
 pub fn aarch64_init() -> PathBuf {
-    let debug = bin().parent().unwrap().to_owned(); // target/<host triple>/debug
-    let p = debug
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("aarch64-unknown-linux-gnu/debug/stratos-init");
-    assert!(
-        p.is_file(),
-        "{} is missing: run `cargo build --locked -p stratos-init --target aarch64-unknown-linux-gnu` (./ci/test does)",
-        p.display()
-    );
-    p
+    stratos::build::init_binary::locate(stratos::arch::Arch::Aarch64)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A cache shared by every test run (kernel sources, built kernels, .debs): content-addressed
@@ -390,6 +381,49 @@ pub fn schema_errors(v: &serde_json::Value) -> Vec<String> {
 /// with SIGTERM — stratos then stops its QEMU — and only killed if it has not ended within 15 s
 /// (a SIGKILL would leave its QEMU running, orphaned).
 pub struct Running(pub std::process::Child);
+
+impl Running {
+    /// `stratos boot IMG --accel tcg --timeout SECS --forward PORT:8080`, its console into
+    /// `console` (a file); returns it running and the host port.
+    pub fn boot_forwarded(
+        cache: &Path,
+        img: &Path,
+        timeout_secs: u32,
+        console: &Path,
+    ) -> (Running, u16) {
+        let port = stratos::boot::vm::free_port().unwrap();
+        let out = std::fs::File::create(console).unwrap();
+        let child = stratos_std(cache)
+            .args(["boot", "--accel", "tcg", "--timeout"])
+            .arg(timeout_secs.to_string())
+            .arg("--forward")
+            .arg(format!("{port}:8080"))
+            .arg(img)
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        (Running(child), port)
+    }
+
+    /// A clean stop: SIGTERM, and `stratos boot` must stop QEMU and exit within 30 s.
+    pub fn stop_with_sigterm(&mut self) {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(self.0.id() as i32).unwrap(),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.0.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "stratos boot did not stop on SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {

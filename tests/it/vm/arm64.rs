@@ -4,8 +4,7 @@
 //! as few times as the checks allow: arm64 under TCG is the slowest guest CI runs.
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
 
@@ -115,20 +114,8 @@ fn arm64_hello_builds_boots_answers_and_enforces_its_baseline() {
     sbom_is_arm64(&img);
     no_orphans(&cache, &img);
 
-    let port = stratos::boot::vm::free_port().unwrap();
     let console_path = work.path().join("console.txt");
-    let console = std::fs::File::create(&console_path).unwrap();
-    let mut child = Running(
-        stratos_std(&cache)
-            .args(["boot", "--accel", "tcg", "--timeout", "600", "--forward"])
-            .arg(format!("{port}:8080"))
-            .arg(&img)
-            .stdin(Stdio::null())
-            .stdout(console)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (mut child, port) = Running::boot_forwarded(&cache, &img, 600, &console_path);
     let hello = get_with_retry_within(port, "/cgi-bin/hello?name=arm64", Duration::from_secs(300));
     assert!(hello.contains("Hello, arm64!"), "{hello}");
     let denied = get_with_retry_within(port, "/cgi-bin/denied", Duration::from_secs(300));
@@ -138,16 +125,7 @@ fn arm64_hello_builds_boots_answers_and_enforces_its_baseline() {
     // Still serving after the refusal.
     let again = get_with_retry_within(port, "/cgi-bin/hello?name=again", Duration::from_secs(300));
     assert!(again.contains("Hello, again!"), "{again}");
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(child.0.id() as i32).unwrap(),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "stratos boot did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    child.stop_with_sigterm();
     let text = std::fs::read_to_string(&console_path).unwrap();
     assert!(text.contains("seccomp-test: mkdir denied"), "{text}");
     assert!(

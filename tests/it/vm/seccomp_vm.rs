@@ -1,9 +1,6 @@
 //! Seccomp in the guest: the busybox-httpd baseline is enforced on the runtime; a denied call
 //! gets EPERM (and the console shows it); the runtime has `Seccomp: 2` and `NoNewPrivs: 1`.
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-
 use crate::common::*;
 
 #[test]
@@ -30,20 +27,8 @@ fn baseline_is_enforced_on_the_runtime() {
     assert_eq!(m["seccomp"]["mode"], "enforce");
     assert_eq!(m["seccomp"]["policy"], "busybox-httpd.json");
 
-    let port = stratos::boot::vm::free_port().unwrap();
     let console_path = work.path().join("console.txt");
-    let console = std::fs::File::create(&console_path).unwrap();
-    let mut child = Running(
-        stratos_std(&cache)
-            .args(["boot", "--accel", "tcg", "--timeout", "300", "--forward"])
-            .arg(format!("{port}:8080"))
-            .arg(&img)
-            .stdin(Stdio::null())
-            .stdout(console)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (mut child, port) = Running::boot_forwarded(&cache, &img, 300, &console_path);
     let hello = get_with_retry(port, "/cgi-bin/hello?name=seccomp");
     assert!(hello.contains("Hello, seccomp!"), "{hello}");
     let denied = get_with_retry(port, "/cgi-bin/denied");
@@ -53,19 +38,7 @@ fn baseline_is_enforced_on_the_runtime() {
     assert!(status.contains("Seccomp:\t2"), "{status}");
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
     // A clean stop: SIGTERM makes `stratos boot` stop QEMU.
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(child.0.id() as i32).unwrap(),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.0.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "stratos boot did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    child.stop_with_sigterm();
     let text = std::fs::read_to_string(&console_path).unwrap();
     assert!(text.contains("seccomp-test: mkdir denied"), "{text}");
     assert!(
