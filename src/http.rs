@@ -33,6 +33,12 @@ pub enum HttpError {
     /// Where a streamed body goes refused it ([`stream`]); the caller names the place.
     #[error("storing the response: {0}")]
     Write(std::io::Error),
+    /// A `206` that is not the range asked for: another range, or fewer bytes.
+    #[error("{0}: a bad answer to a range request: {1}")]
+    BadRange(String, String),
+    /// A range request answered with the whole object ([`get_range`] stops reading at once).
+    #[error("the server ignores Range requests")]
+    RangeIgnored,
     /// The server was too slow: silent for longer than the time-out, or below the minimum rate.
     #[error("{what}: timed out after {:.1}s: {why}", after.as_secs_f64())]
     TimedOut {
@@ -112,7 +118,7 @@ pub fn request(
 ) -> Result<Response, HttpError> {
     let who = format!("{addr}{path}");
     let mut raw = Vec::new();
-    exchange(addr, method, host, path, body, limits, &mut |chunk| {
+    exchange(addr, method, host, path, body, limits, "", &mut |chunk| {
         raw.extend_from_slice(chunk);
         if raw.len() as u64 > limit {
             return Err(HttpError::TooLarge(who.clone(), limit));
@@ -152,38 +158,142 @@ pub fn stream(
     body_limit: u64,
     out: &mut dyn Write,
 ) -> Result<(Head, u64), HttpError> {
+    stream_inner(
+        addr, method, host, path, body, limits, body_limit, None, out,
+    )
+}
+
+/// What a server answered to a request for a byte range ([`get_range`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeAnswer {
+    /// `206` with exactly the bytes asked for, written out.
+    Partial,
+    /// `200`: the server ignores `Range` and started sending the whole object. The connection
+    /// was closed at once (nothing was written out); fetch the whole object instead.
+    Ignored,
+    /// Any other status (`404`, `416`…), its body dropped.
+    Status(u16),
+}
+
+/// GETs bytes `start..end` (end exclusive, `start < end`) of `path` with a `Range` request and
+/// writes them to `out` as they arrive. A `206` must say `Content-Range: bytes
+/// START-(END-1)/…` and carry exactly `end - start` bytes: anything else is
+/// [`HttpError::BadRange`] (what was written by then is the caller's to throw away).
+pub fn get_range(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    (start, end): (u64, u64),
+    limits: &Limits,
+    out: &mut dyn Write,
+) -> Result<RangeAnswer, HttpError> {
+    assert!(start < end, "an empty range");
     let who = format!("{addr}{path}");
+    let want = end - start;
+    let r = stream_inner(
+        addr,
+        "GET",
+        host,
+        path,
+        &[],
+        limits,
+        want,
+        Some((start, end)),
+        out,
+    );
+    let (head, n) = match r {
+        Err(HttpError::RangeIgnored) => return Ok(RangeAnswer::Ignored),
+        Err(e) => return Err(e),
+        Ok(x) => x,
+    };
+    if head.status != 206 {
+        return Ok(RangeAnswer::Status(head.status));
+    }
+    let bad = |why: String| HttpError::BadRange(who.clone(), why);
+    let said = head
+        .headers
+        .iter()
+        .find(|(k, _)| k == "content-range")
+        .map(|(_, v)| v.as_str())
+        .ok_or_else(|| bad("a 206 answer without Content-Range".into()))?;
+    let asked = format!("bytes {start}-{}/", end - 1);
+    if !said.starts_with(&asked) {
+        return Err(bad(format!(
+            "asked for bytes {start}-{}, the answer says {said:?}",
+            end - 1
+        )));
+    }
+    if n != want {
+        return Err(bad(format!(
+            "{n} bytes of the {want} asked for arrived before the connection closed"
+        )));
+    }
+    Ok(RangeAnswer::Partial)
+}
+
+/// [`stream`], or with `range` a `Range` request whose `206` body goes to `out` (a `200` ends
+/// the exchange at once with [`HttpError::RangeIgnored`]).
+#[allow(clippy::too_many_arguments)]
+fn stream_inner(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    body: &[u8],
+    limits: &Limits,
+    body_limit: u64,
+    range: Option<(u64, u64)>,
+    out: &mut dyn Write,
+) -> Result<(Head, u64), HttpError> {
+    let who = format!("{addr}{path}");
+    let (wanted, extra) = match range {
+        Some((start, end)) => (206, format!("Range: bytes={start}-{}\r\n", end - 1)),
+        None => (200, String::new()),
+    };
     // Until the head is complete: its bytes; then the parsed head and the body's length.
     let mut head_bytes = Vec::new();
     let mut head: Option<Head> = None;
     let mut body_len = 0u64;
     let mut take_body = |head: &Head, bytes: &[u8], body_len: &mut u64| {
+        if range.is_some() && head.status == 200 {
+            return Err(HttpError::RangeIgnored);
+        }
         *body_len += bytes.len() as u64;
         if *body_len > body_limit {
             return Err(HttpError::TooLarge(who.clone(), body_limit));
         }
-        if head.status == 200 {
+        if head.status == wanted {
             out.write_all(bytes).map_err(HttpError::Write)?;
         }
         Ok(())
     };
-    exchange(addr, method, host, path, body, limits, &mut |chunk| {
-        if let Some(h) = &head {
-            return take_body(h, chunk, &mut body_len);
-        }
-        head_bytes.extend_from_slice(chunk);
-        let Some((end, body_at)) = head_end(&head_bytes) else {
-            if head_bytes.len() as u64 > MAX_HEAD {
-                return Err(HttpError::Malformed(who.clone()));
+    exchange(
+        addr,
+        method,
+        host,
+        path,
+        body,
+        limits,
+        &extra,
+        &mut |chunk| {
+            if let Some(h) = &head {
+                return take_body(h, chunk, &mut body_len);
             }
-            return Ok(());
-        };
-        let h = parse_head(&head_bytes[..end]).ok_or_else(|| HttpError::Malformed(who.clone()))?;
-        let rest = head_bytes.split_off(body_at);
-        take_body(&h, &rest, &mut body_len)?;
-        head = Some(h);
-        Ok(())
-    })?;
+            head_bytes.extend_from_slice(chunk);
+            let Some((end, body_at)) = head_end(&head_bytes) else {
+                if head_bytes.len() as u64 > MAX_HEAD {
+                    return Err(HttpError::Malformed(who.clone()));
+                }
+                return Ok(());
+            };
+            let h =
+                parse_head(&head_bytes[..end]).ok_or_else(|| HttpError::Malformed(who.clone()))?;
+            let rest = head_bytes.split_off(body_at);
+            take_body(&h, &rest, &mut body_len)?;
+            head = Some(h);
+            Ok(())
+        },
+    )?;
     match head {
         Some(h) => Ok((h, body_len)),
         None if head_bytes.is_empty() => Err(HttpError::Empty(who)),
@@ -200,6 +310,7 @@ fn exchange(
     path: &str,
     body: &[u8],
     limits: &Limits,
+    extra_headers: &str,
     on_data: &mut dyn FnMut(&[u8]) -> Result<(), HttpError>,
 ) -> Result<u64, HttpError> {
     let who = format!("{addr}{path}");
@@ -226,6 +337,7 @@ fn exchange(
     let mut req = format!(
         "{method} {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: stratos\r\nConnection: close\r\n"
     );
+    req.push_str(extra_headers);
     if !body.is_empty() || method == "POST" {
         req.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
@@ -502,6 +614,41 @@ mod tests {
             e.to_string().contains("below the minimum of 64 KiB/s"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn range_requests_take_exactly_the_range_asked_for() {
+        let limits = Limits::new(Duration::from_secs(5));
+        let get = |response: &'static [u8]| {
+            let mut out = Vec::new();
+            let r = get_range(answer(response), "h", "/o", (4, 8), &limits, &mut out);
+            (r, out)
+        };
+        let (r, out) = get(b"HTTP/1.0 206 Partial\r\nContent-Range: bytes 4-7/20\r\n\r\nabcd");
+        assert_eq!(
+            (r.unwrap(), out.as_slice()),
+            (RangeAnswer::Partial, &b"abcd"[..])
+        );
+        // A server that ignores Range: nothing is written, whatever it sends.
+        let (r, out) = get(b"HTTP/1.0 200 OK\r\n\r\n0123456789abcdefghij");
+        assert_eq!((r.unwrap(), out.len()), (RangeAnswer::Ignored, 0));
+        let (r, _) = get(b"HTTP/1.0 404 Not Found\r\n\r\nnope");
+        assert_eq!(r.unwrap(), RangeAnswer::Status(404));
+        // Another range, no Content-Range, too few bytes, too many.
+        for bad in [
+            &b"HTTP/1.0 206 Partial\r\nContent-Range: bytes 0-3/20\r\n\r\nabcd"[..],
+            b"HTTP/1.0 206 Partial\r\n\r\nabcd",
+            b"HTTP/1.0 206 Partial\r\nContent-Range: bytes 4-7/20\r\n\r\nabc",
+            b"HTTP/1.0 206 Partial\r\nContent-Range: bytes 4-7/20\r\n\r\nabcde",
+        ] {
+            let leaked: &'static [u8] = Vec::leak(bad.to_vec());
+            let (r, _) = get(leaked);
+            let e = r.unwrap_err();
+            assert!(
+                matches!(e, HttpError::BadRange(..) | HttpError::TooLarge(..)),
+                "{e:?}"
+            );
+        }
     }
 
     #[test]

@@ -176,6 +176,99 @@ pub fn check(file: &[u8], info: &VerityInfo) -> Result<(), String> {
     Ok(())
 }
 
+/// The per-level block counts of the tree over `data_blocks` blocks, bottom level first
+/// (empty for one block: no tree).
+fn level_blocks(data_blocks: u64) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut below = data_blocks;
+    while below > 1 {
+        below = below.div_ceil(PER_BLOCK as u64);
+        out.push(below);
+    }
+    out
+}
+
+/// Bytes after the data: the superblock's block and the tree ([`append`] writes them).
+pub fn tail_len(data_blocks: u64) -> u64 {
+    (1 + level_blocks(data_blocks).iter().sum::<u64>()) * BLOCK as u64
+}
+
+/// The hash of one data block under `salt`: its leaf in the tree.
+pub fn leaf_hash(salt: &[u8], block: &[u8]) -> [u8; HASH] {
+    hash_block(salt, block)
+}
+
+/// The hash of every data block, checked: `tail` (the bytes after the data, as [`append`]
+/// writes them: superblock, then the levels top first) must be exactly the tree whose root is
+/// `info.root_hash`, level by level, with the superblock [`append`] writes for it. So a tree
+/// fetched from anywhere is as trustworthy as the manifest that names its root. Returns why not
+/// otherwise.
+pub fn leaves(tail: &[u8], info: &VerityInfo) -> Result<Vec<[u8; HASH]>, String> {
+    if info.algorithm != "sha256" || info.data_blocks * BLOCK as u64 != info.data_size {
+        return Err("the manifest's verity parameters are not ones StratOS writes".into());
+    }
+    let salt = hex::decode(&info.salt).map_err(|_| "salt is not hex")?;
+    let root: [u8; HASH] = hex::decode(&info.root_hash)
+        .ok()
+        .and_then(|r| r.try_into().ok())
+        .ok_or("the root hash is not 32 bytes of hex")?;
+    let want_len = tail_len(info.data_blocks);
+    if tail.len() as u64 != want_len {
+        return Err(format!(
+            "the tree is {} bytes; {} data blocks need {want_len}",
+            tail.len(),
+            info.data_blocks
+        ));
+    }
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&Sha256::digest(root)[..16]);
+    uuid[6] = (uuid[6] & 0x0f) | 0x50;
+    uuid[8] = (uuid[8] & 0x3f) | 0x80;
+    if tail[..BLOCK] != superblock(info.data_blocks, &salt, uuid)[..] {
+        return Err("the verity superblock is not the one of this tree".into());
+    }
+    let counts = level_blocks(info.data_blocks);
+    let n = usize::try_from(info.data_blocks).map_err(|_| "too many blocks")?;
+    if counts.is_empty() {
+        return Ok(vec![root]);
+    }
+    // Levels as stored: top first.
+    let mut at = BLOCK;
+    let mut stored: Vec<&[u8]> = Vec::new();
+    for c in counts.iter().rev() {
+        let len = *c as usize * BLOCK;
+        stored.push(&tail[at..at + len]);
+        at += len;
+    }
+    // The top level is one block, whose hash is the root; every level's blocks hash to the
+    // entries of the level above (zero padding included, as the kernel reads it).
+    if hash_block(&salt, stored[0]) != root {
+        return Err("the top of the tree does not hash to the manifest's root hash".into());
+    }
+    for pair in stored.windows(2) {
+        let (above, level) = (pair[0], pair[1]);
+        for (i, b) in level.chunks(BLOCK).enumerate() {
+            if above[i * HASH..(i + 1) * HASH] != hash_block(&salt, b) {
+                return Err(format!(
+                    "hash block {i} of a level does not match the level above"
+                ));
+            }
+        }
+        // What follows the last entry of the level above is zero padding.
+        if above[level.len() / BLOCK * HASH..].iter().any(|&x| x != 0) {
+            return Err("a hash block's padding is not zeros".into());
+        }
+    }
+    let bottom = stored[stored.len() - 1];
+    if bottom[n * HASH..].iter().any(|&x| x != 0) {
+        return Err("a hash block's padding is not zeros".into());
+    }
+    Ok(bottom[..n * HASH]
+        .chunks(HASH)
+        .map(|h| h.try_into().expect("32 bytes"))
+        .collect())
+}
+
 /// The `dm-mod.create=` table (one device, `vroot`, read-only) and the root options for a
 /// kernel that boots `/dev/vda` (this file) through dm-verity, `/init` as PID 1.
 pub fn kernel_args(info: &VerityInfo) -> String {
@@ -205,6 +298,33 @@ mod tests {
         let last = bad_tree.len() - 1;
         bad_tree[last - 4000] ^= 1;
         assert!(check(&bad_tree, &info).is_err());
+    }
+
+    #[test]
+    fn leaves_are_checked_level_by_level_against_the_root() {
+        for blocks in [1usize, 2, 129, 300, 16_513] {
+            let data: Vec<u8> = (0..blocks * BLOCK).map(|i| (i * 13 % 251) as u8).collect();
+            let mut img = data.clone();
+            let info = append(&mut img, &name_salt("t"));
+            let salt = hex::decode(&info.salt).unwrap();
+            let tail = &img[info.data_size as usize..];
+            assert_eq!(tail.len() as u64, tail_len(info.data_blocks));
+            let l = leaves(tail, &info).unwrap();
+            assert_eq!(l.len(), blocks);
+            for (i, b) in data.chunks(BLOCK).enumerate() {
+                assert_eq!(l[i], leaf_hash(&salt, b), "{blocks} blocks: leaf {i}");
+            }
+            // Any flipped byte of the tail (superblock, any level, padding) is refused.
+            for at in (0..tail.len())
+                .step_by(tail.len() / 7 + 1)
+                .chain([tail.len() - 1])
+            {
+                let mut bad = tail.to_vec();
+                bad[at] ^= 0x40;
+                assert!(leaves(&bad, &info).is_err(), "{blocks} blocks: byte {at}");
+            }
+            assert!(leaves(&tail[..tail.len() - 1], &info).is_err());
+        }
     }
 
     #[test]
