@@ -166,8 +166,9 @@ pub fn stream(
 /// What a server answered to a request for a byte range ([`get_range`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RangeAnswer {
-    /// `206` with exactly the bytes asked for, written out.
-    Partial,
+    /// `206` with exactly the bytes its `Content-Range` says (the ones asked for), written
+    /// out; how many.
+    Partial(u64),
     /// `200`: the server ignores `Range` and started sending the whole object. The connection
     /// was closed at once (nothing was written out); fetch the whole object instead.
     Ignored,
@@ -175,21 +176,22 @@ pub enum RangeAnswer {
     Status(u16),
 }
 
-/// GETs bytes `start..end` (end exclusive, `start < end`) of `path` with a `Range` request and
-/// writes them to `out` as they arrive. A `206` must say `Content-Range: bytes
-/// START-(END-1)/…` and carry exactly `end - start` bytes: anything else is
-/// [`HttpError::BadRange`] (what was written by then is the caller's to throw away).
+/// GETs the bytes of `path` from `start` to `end` (exclusive; to the end of the object when
+/// `None`, at most `cap` bytes) with a `Range` request and writes them to `out` as they arrive.
+/// A `206` must say `Content-Range: bytes START-LAST/…` for the range asked for and carry
+/// exactly those bytes: anything else is [`HttpError::BadRange`] (what was written by then is
+/// the caller's to throw away).
 pub fn get_range(
     addr: SocketAddr,
     host: &str,
     path: &str,
-    (start, end): (u64, u64),
+    (start, end): (u64, Option<u64>),
+    cap: u64,
     limits: &Limits,
     out: &mut dyn Write,
 ) -> Result<RangeAnswer, HttpError> {
-    assert!(start < end, "an empty range");
     let who = format!("{addr}{path}");
-    let want = end - start;
+    let limit = end.map_or(cap, |e| e.saturating_sub(start).min(cap));
     let r = stream_inner(
         addr,
         "GET",
@@ -197,7 +199,7 @@ pub fn get_range(
         path,
         &[],
         limits,
-        want,
+        limit,
         Some((start, end)),
         out,
     );
@@ -216,19 +218,31 @@ pub fn get_range(
         .find(|(k, _)| k == "content-range")
         .map(|(_, v)| v.as_str())
         .ok_or_else(|| bad("a 206 answer without Content-Range".into()))?;
-    let asked = format!("bytes {start}-{}/", end - 1);
-    if !said.starts_with(&asked) {
-        return Err(bad(format!(
-            "asked for bytes {start}-{}, the answer says {said:?}",
-            end - 1
-        )));
-    }
+    let asked = match end {
+        Some(e) => format!("bytes {start}-{}", e - 1),
+        None => format!("bytes {start}-"),
+    };
+    // `bytes FIRST-LAST/TOTAL`.
+    let parsed = said
+        .strip_prefix("bytes ")
+        .and_then(|r| r.split_once('/'))
+        .and_then(|(r, _)| r.split_once('-'))
+        .and_then(|(f, l)| Some((f.parse::<u64>().ok()?, l.parse::<u64>().ok()?)));
+    let last = match parsed {
+        Some((first, last))
+            if first == start && last >= first && end.is_none_or(|e| last == e - 1) =>
+        {
+            last
+        }
+        _ => return Err(bad(format!("asked for {asked}, the answer says {said:?}"))),
+    };
+    let want = last - start + 1;
     if n != want {
         return Err(bad(format!(
-            "{n} bytes of the {want} asked for arrived before the connection closed"
+            "{n} bytes of the {want} its Content-Range says arrived before the connection closed"
         )));
     }
-    Ok(RangeAnswer::Partial)
+    Ok(RangeAnswer::Partial(n))
 }
 
 /// [`stream`], or with `range` a `Range` request whose `206` body goes to `out` (a `200` ends
@@ -242,12 +256,13 @@ fn stream_inner(
     body: &[u8],
     limits: &Limits,
     body_limit: u64,
-    range: Option<(u64, u64)>,
+    range: Option<(u64, Option<u64>)>,
     out: &mut dyn Write,
 ) -> Result<(Head, u64), HttpError> {
     let who = format!("{addr}{path}");
     let (wanted, extra) = match range {
-        Some((start, end)) => (206, format!("Range: bytes={start}-{}\r\n", end - 1)),
+        Some((start, Some(end))) => (206, format!("Range: bytes={start}-{}\r\n", end - 1)),
+        Some((start, None)) => (206, format!("Range: bytes={start}-\r\n")),
         None => (200, String::new()),
     };
     // Until the head is complete: its bytes; then the parsed head and the body's length.
@@ -621,13 +636,29 @@ mod tests {
         let limits = Limits::new(Duration::from_secs(5));
         let get = |response: &'static [u8]| {
             let mut out = Vec::new();
-            let r = get_range(answer(response), "h", "/o", (4, 8), &limits, &mut out);
+            let r = get_range(
+                answer(response),
+                "h",
+                "/o",
+                (4, Some(8)),
+                100,
+                &limits,
+                &mut out,
+            );
             (r, out)
         };
         let (r, out) = get(b"HTTP/1.0 206 Partial\r\nContent-Range: bytes 4-7/20\r\n\r\nabcd");
         assert_eq!(
             (r.unwrap(), out.as_slice()),
-            (RangeAnswer::Partial, &b"abcd"[..])
+            (RangeAnswer::Partial(4), &b"abcd"[..])
+        );
+        // To the end: whatever the server says is left.
+        let addr = answer(b"HTTP/1.0 206 Partial\r\nContent-Range: bytes 4-9/10\r\n\r\nabcdef");
+        let mut out = Vec::new();
+        let r = get_range(addr, "h", "/o", (4, None), 100, &limits, &mut out);
+        assert_eq!(
+            (r.unwrap(), out.as_slice()),
+            (RangeAnswer::Partial(6), &b"abcdef"[..])
         );
         // A server that ignores Range: nothing is written, whatever it sends.
         let (r, out) = get(b"HTTP/1.0 200 OK\r\n\r\n0123456789abcdefghij");

@@ -60,6 +60,17 @@ pub struct NodeArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Clone, clap::Args)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Fetch the artifacts the node does not boot from too: an EROFS image's rootfs.tar.zst
+    /// (for inspecting or diffing the image on the node). Without it they are skipped, and
+    /// the staged image verifies without them.
+    #[arg(long)]
+    pub all_artifacts: bool,
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum UpdateSub {
     /// Verify the channel (and the signed manifest it points at) and say whether this node is
@@ -70,13 +81,13 @@ pub enum UpdateSub {
     Check(NodeArgs),
     /// Like check; when selected, download the image, verify every digest and its signature,
     /// and stage it under STATE/images/ (staged.json names it). Only the channel's image for
-    /// the node's architecture (--arch, this machine's by default) is ever staged. An artifact
-    /// the node already holds (same sha256, in its current, previous or staged image) is
-    /// linked or copied, not downloaded.
+    /// the node's architecture (--arch, this machine's by default) is ever staged. Only what
+    /// the node lacks is downloaded: artifacts it holds are linked or copied, a root image
+    /// comes block by block.
     #[command(
-        after_help = "Example:\n  stratos update fetch --repo releases/ --channel stable --node-id node-17 --state /var/lib/stratos --json\n\nDownloads are assembled in STATE/.staging-XXXXXX and moved into place when complete; one\nleft by an interrupted fetch is removed at the next run (with a note on stderr).\nEach artifact is listed with its size, how it came (reused or downloaded) and the bytes\nreceived for it, then the total: \"received N bytes of M (X%)\", N counting the metadata\ntoo, M the artifacts' size (\"transfer\" in --json). STATE/last-fetch.json keeps these\nfigures; `update status` shows them."
+        after_help = "Example:\n  stratos update fetch --repo releases/ --channel stable --node-id node-17 --state /var/lib/stratos --json\n\nHow each artifact comes: reused (the node holds one with the same sha256), blocks (a\nverity-protected root image: its hash tree, checked against the signed root hash, then only\nthe 4 KiB blocks the node does not hold, with HTTP Range requests, each checked against its\nhash), delta (a kernel patched from the node's own copy of an older one, when the channel\nlists a delta), or full (compressed when the repository has it compressed). Anything served\nwrong falls back to a full download. An EROFS image's rootfs.tar.zst is skipped (see\n--all-artifacts).\n\nDownloads are assembled in STATE/.partial-<manifest sha256> and moved into place when\ncomplete and verified. A fetch that fails or is killed leaves it: the next fetch of the same\nimage goes on from there (what it holds is checked again; a partial download continues with\na Range request). Each artifact is listed with its size, how it came and the bytes received\nfor it, then the total: \"received N bytes of M (X%)\", N counting the metadata too, M the\nsize of the artifacts the node holds (\"transfer\" in --json). STATE/last-fetch.json keeps\nthese figures; `update status` shows them."
     )]
-    Fetch(NodeArgs),
+    Fetch(FetchArgs),
     /// Boot-test the staged image on this node (refusing one of another architecture than
     /// --arch, this machine's by default); if it passes, put it in service atomically
     /// (current.json), keeping the image it replaces as previous.json; if it fails, reject it
@@ -109,9 +120,9 @@ pub enum UpdateSub {
 }
 
 pub fn run(a: Args) -> CliResult {
-    let (n, fetch) = match a.command {
-        UpdateSub::Check(n) => (n, false),
-        UpdateSub::Fetch(n) => (n, true),
+    let (n, fetch, all_artifacts) = match a.command {
+        UpdateSub::Check(n) => (n, false, false),
+        UpdateSub::Fetch(f) => (f.node, true, f.all_artifacts),
         UpdateSub::Apply(a) => return super::node_state::apply(a),
         UpdateSub::Rollback(s) => return super::node_state::rollback(s),
         UpdateSub::Status(s) => return super::node_state::status(s),
@@ -119,7 +130,10 @@ pub fn run(a: Args) -> CliResult {
             return super::node_state::clear_rejected(state, if all { None } else { digest })
         }
     };
-    let node = node(&n)?;
+    let node = Node {
+        all_artifacts,
+        ..node(&n)?
+    };
     let r = if fetch {
         node.fetch_update()
     } else {
@@ -159,6 +173,7 @@ fn node(n: &NodeArgs) -> Result<Node, super::CliError> {
         state: n.state.clone(),
         now: channel::now(),
         max_artifact_bytes: n.max_artifact_mib.saturating_mul(1 << 20),
+        all_artifacts: false,
         max_age,
     })
 }

@@ -233,6 +233,12 @@ pub fn signature_file(key: &crate::sign::SecretKey, signed: &[u8]) -> Vec<u8> {
 }
 
 impl Manifest {
+    /// Whether a node boots this image without the artifact `name`: the tarball of a root
+    /// that is an EROFS disk image (kept for inspection and diffing).
+    pub fn boots_without(&self, name: &ArtifactName) -> bool {
+        self.root.is_some() && name.as_str() == crate::image::ROOTFS_ARTIFACT
+    }
+
     pub fn artifact(&self, name: &str) -> Option<&Artifact> {
         self.artifacts.iter().find(|a| a.name == name)
     }

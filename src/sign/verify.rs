@@ -165,10 +165,32 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, VerifyError> {
     Ok(m)
 }
 
+/// Which artifacts an image directory must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Every artifact the manifest lists (what `build` writes, `verify` and `publish` check).
+    Every,
+    /// Those a node boots from: an EROFS image's `rootfs.tar.zst` may be absent (nodes do not
+    /// fetch it); every file present is still checked.
+    Boot,
+}
+
 /// Checks every artifact's size and digest (without the signature), then the SBOM.
 pub fn verify_contents(dir: &Path, manifest: &Manifest) -> Result<(), VerifyError> {
+    verify_contents_for(dir, manifest, Need::Every)
+}
+
+/// [`verify_contents`] of the artifacts `need` asks for.
+pub fn verify_contents_for(dir: &Path, manifest: &Manifest, need: Need) -> Result<(), VerifyError> {
     for a in &manifest.artifacts {
         let path = dir.join(&a.name);
+        let absent = || {
+            std::fs::symlink_metadata(&path)
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        };
+        if need == Need::Boot && manifest.boots_without(&a.name) && absent() {
+            continue;
+        }
         // A regular file, checked on the descriptor: a symlink (to anything, inside the
         // image or not) or a FIFO is refused, not followed or waited on.
         let (f, meta) = match crate::fsio::open_regular(&path, crate::fsio::Links::Refuse) {

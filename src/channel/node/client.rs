@@ -27,6 +27,8 @@ pub struct Node {
     pub now: u64,
     /// Largest artifact accepted.
     pub max_artifact_bytes: u64,
+    /// Fetch the artifacts a node does not boot from too (an EROFS image's `rootfs.tar.zst`).
+    pub all_artifacts: bool,
     /// Oldest channel document accepted, in seconds since it was signed (freeze protection;
     /// [`crate::channel::DEFAULT_MAX_AGE`] unless the operator of the node says otherwise).
     pub max_age: u64,

@@ -9,6 +9,10 @@ use crate::fsio::{self, caps, write_atomic, Links};
 /// A temporary directory a download is assembled in: `.staging-` and [`RAND_LEN`] letters
 /// or digits (what `tempfile` makes of this prefix). A leftover one is removed at the next run.
 pub(super) const STAGING_PREFIX: &str = ".staging-";
+/// The directory an image is assembled in: `.partial-` and its manifest's sha256. Kept when a
+/// fetch fails or is killed (the next fetch of that image resumes from it), removed by the
+/// next fetch of another image.
+pub(super) const PARTIAL_PREFIX: &str = ".partial-";
 /// The temporary file [`write_atomic`] writes before its rename.
 const TMP_FILE_PREFIX: &str = ".stratos-tmp-";
 pub(super) const RAND_LEN: usize = 6;
@@ -29,18 +33,6 @@ pub(super) fn write(p: &Path, bytes: &[u8]) -> Result<(), ChannelError> {
             .map_err(ChannelError::io(format!("creating {}", d.display())))?;
     }
     write_atomic(p, bytes, 0o644).map_err(ChannelError::io(format!("writing {}", p.display())))
-}
-
-/// Writes a new file and flushes it to disk (inside a staging directory renamed afterwards).
-pub(super) fn write_new(p: &Path, bytes: &[u8]) -> Result<(), ChannelError> {
-    use std::io::Write;
-    let err = ChannelError::io(format!("writing {}", p.display()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(p)
-        .map_err(ChannelError::io(format!("creating {}", p.display())))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(err)
 }
 
 /// Flushes a directory's entries (after a rename into it).

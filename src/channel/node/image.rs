@@ -6,7 +6,8 @@ use crate::channel::error::ImageCheckError;
 use crate::digest::Sha256;
 
 /// Whether `dir` holds exactly the image `digest` names: its manifest hashes to the digest
-/// (which a verified channel document carried) and its files to what the manifest lists.
+/// (which a verified channel document carried) and its files to what the manifest lists (those
+/// a node boots from: see [`Need::Boot`](crate::sign::verify::Need::Boot)).
 /// [`ImageCheckError::is_mismatch`] tells a mismatch (the image is not that image) from an I/O
 /// failure.
 pub fn check_image(dir: &Path, digest: &Sha256) -> Result<(), ImageCheckError> {
@@ -23,5 +24,6 @@ pub fn check_image(dir: &Path, digest: &Sha256) -> Result<(), ImageCheckError> {
         });
     }
     let manifest = crate::sign::verify::load_manifest(dir).map_err(ImageCheckError::BadManifest)?;
-    crate::sign::verify::verify_contents(dir, &manifest).map_err(ImageCheckError::Contents)
+    crate::sign::verify::verify_contents_for(dir, &manifest, crate::sign::verify::Need::Boot)
+        .map_err(ImageCheckError::Contents)
 }

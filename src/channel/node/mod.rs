@@ -30,6 +30,7 @@
 //! [`image`] (is an image directory the image a digest names).
 
 pub mod apply;
+mod blocks;
 pub mod client;
 pub mod decide;
 pub mod files;

@@ -9,15 +9,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use super::blocks::BlockIndex;
 use super::state::NodeState;
+use crate::archive::verity::VerityInfo;
 use crate::channel::error::ChannelError;
 use crate::digest::Sha256;
 use crate::fsio::{self, caps, Links};
-use crate::sign::manifest::{Artifact, MANIFEST_FILE};
+use crate::sign::manifest::{Artifact, Manifest, MANIFEST_FILE};
 
 /// A file of an image the node holds, by the sha256 its image's manifest gives it.
 pub(super) struct Held {
     files: BTreeMap<Sha256, (PathBuf, u64)>,
+    /// The root images (file, verity parameters from its manifest) of those images.
+    roots: Vec<(PathBuf, VerityInfo)>,
 }
 
 impl Held {
@@ -43,11 +47,15 @@ impl Held {
         }
         digests.remove(skip);
         let mut files = BTreeMap::new();
+        let mut roots = Vec::new();
         for d in digests {
             let dir = state.join(format!("images/{d}"));
-            match artifacts_of(&dir, &d) {
-                Ok(list) => {
-                    for a in list {
+            match manifest_of(&dir, &d) {
+                Ok(m) => {
+                    if let Some(r) = m.root {
+                        roots.push((dir.join(&r.artifact), r.verity));
+                    }
+                    for a in m.artifacts {
                         files
                             .entry(a.sha256)
                             .or_insert_with(|| (dir.join(&a.name), a.size));
@@ -59,7 +67,12 @@ impl Held {
                 }
             }
         }
-        Held { files }
+        Held { files, roots }
+    }
+
+    /// The blocks of the root images held whose verity salt is `salt` (hex), by their hashes.
+    pub(super) fn block_index(&self, salt: &str, notes: &mut Vec<String>) -> BlockIndex {
+        BlockIndex::new(salt, self.roots.iter().cloned(), notes)
     }
 
     /// Puts the held file with `a`'s sha256 at `to` (a hard link, or a copy when linking fails)
@@ -105,9 +118,9 @@ impl Held {
     }
 }
 
-/// The artifacts the manifest in `dir` lists, if it hashes to `digest`. `Err(None)`: no such
-/// image here; `Err(Some(why))`: it cannot be used.
-fn artifacts_of(dir: &Path, digest: &Sha256) -> Result<Vec<Artifact>, Option<String>> {
+/// The manifest in `dir`, if it hashes to `digest`. `Err(None)`: no such image here;
+/// `Err(Some(why))`: it cannot be used.
+fn manifest_of(dir: &Path, digest: &Sha256) -> Result<Manifest, Option<String>> {
     let bytes = match fsio::read_regular(
         &dir.join(MANIFEST_FILE),
         caps::MANIFEST,
@@ -123,8 +136,7 @@ fn artifacts_of(dir: &Path, digest: &Sha256) -> Result<Vec<Artifact>, Option<Str
             "its {MANIFEST_FILE} is not the manifest its name says"
         )));
     }
-    let m = crate::sign::verify::parse_manifest(&bytes).map_err(|e| Some(e.to_string()))?;
-    Ok(m.artifacts)
+    crate::sign::verify::parse_manifest(&bytes).map_err(|e| Some(e.to_string()))
 }
 
 /// A copy of the regular file `from` (at most one byte past `size`: more is a mismatch the

@@ -1,25 +1,35 @@
-//! Staging a selected image: every artifact the node already holds (same sha256, in one of its
-//! images) linked or copied, every other one streamed from the repository, into a temporary
-//! directory of the state directory; the whole checked against the signed manifest, moved into
-//! `images/<manifest sha256>` when complete, then named in `staged.json`. A failure leaves the
-//! state as it was (the temporary directory goes, with any partial file, or is removed at the
-//! next run if this one is killed).
+//! Staging a selected image, in `.partial-<manifest sha256>` of the state directory: every
+//! artifact the node already holds (same sha256, in one of its images) linked or copied; a root
+//! image assembled from the blocks the node holds and the ones it lacks ([`blocks`]); every
+//! other artifact downloaded whole, compressed when the repository has it so, streamed to disk;
+//! the artifacts a node does not boot from (an EROFS image's tarball) skipped unless asked for.
+//! The whole is checked against the signed manifest, moved into `images/<manifest sha256>` when
+//! complete, then named in `staged.json`.
+//!
+//! Nothing half-written is ever staged. A fetch that fails or is killed leaves its partial
+//! directory: the next fetch of the same image goes on from what it holds (every file and
+//! block checked again before use; a partial download continued with a `Range` request); the
+//! next fetch of another image removes it. A fetch refused (something served was not what the
+//! signed metadata names) removes it at once.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 
+use super::blocks;
 use super::client::Node;
-use super::files::{sync_dir, write, write_new, RAND_LEN, STAGING_PREFIX};
+use super::files::{sync_dir, write, PARTIAL_PREFIX, RAND_LEN, STAGING_PREFIX};
 use super::image::check_image;
 use super::reuse::Held;
 use super::state::{failpoint, tidy, NodeState, Staged};
 use super::transfer::{ArtifactTransfer, Method, Transfer};
-use super::transport::Download;
+use super::transport::{Download, Ranged};
 use super::verify::{Verified, VerifiedImage};
 use crate::channel::doc::{to_bytes, Channel, ImageRef};
 use crate::channel::error::ChannelError;
+use crate::digest::Sha256;
 use crate::sign::manifest::{Artifact, MANIFEST_FILE, SIGNATURE_FILE};
+use crate::sign::verify::Need;
 
 impl Node {
     /// Downloads (or reuses what the node holds of), verifies and stages the image `img` of
@@ -54,9 +64,19 @@ impl Node {
             return Ok((rel, self.transfer(v, img, all_reused)));
         }
         let held = Held::index(&self.state, st, &digest, notes);
-        let tmp = self.staging_dir()?;
-        let artifacts = self.download(img, &held, tmp.path(), notes)?;
-        self.install(tmp, &dest)?;
+        let partial = self.partial_dir(&digest, notes)?;
+        let artifacts = match self.download(img, &held, &partial, notes) {
+            Ok(a) => a,
+            Err(e) => {
+                // What was refused is not kept to be resumed; what a failed transfer received
+                // is (the next fetch goes on from it).
+                if e.is_rejection() {
+                    let _ = std::fs::remove_dir_all(&partial);
+                }
+                return Err(e);
+            }
+        };
+        self.install(&partial, &dest)?;
         let rel = self.record_staged(c, &img.image, rel, notes)?;
         Ok((rel, self.transfer(v, img, artifacts)))
     }
@@ -74,7 +94,11 @@ impl Node {
             version: img.image.version.clone(),
             manifest_sha256: img.image.manifest_sha256,
             at: self.now,
-            size: artifacts.iter().map(|a| a.size).sum(),
+            size: artifacts
+                .iter()
+                .filter(|a| a.method != Method::Skipped)
+                .map(|a| a.size)
+                .sum(),
             artifacts,
             metadata_received: v.received,
             received: v.received + downloaded,
@@ -93,8 +117,38 @@ impl Node {
             )))
     }
 
+    /// The directory the image `digest` is assembled in, `.partial-<digest>`: what an earlier,
+    /// interrupted fetch of the same image left there is kept (and checked before it is used);
+    /// the partial downloads of other images go.
+    fn partial_dir(
+        &self,
+        digest: &Sha256,
+        notes: &mut Vec<String>,
+    ) -> Result<PathBuf, ChannelError> {
+        let dir = self.state.join(partial_name(digest));
+        remove_partials(&self.state, Some(digest), notes)?;
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {
+                notes.push(format!(
+                    "resuming the interrupted fetch in {}",
+                    dir.display()
+                ));
+                return Ok(dir);
+            }
+            Ok(_) => {
+                return Err(ChannelError::io(format!("using {}", dir.display()))(
+                    std::io::Error::other("it is not a directory; remove it"),
+                ))
+            }
+            Err(_) => {}
+        }
+        std::fs::create_dir(&dir)
+            .map_err(ChannelError::io(format!("creating {}", dir.display())))?;
+        Ok(dir)
+    }
+
     /// The image `v` into `dir`: every artifact (from `held` when the node has it, else
-    /// downloaded), the manifest and its signature, each file as the manifest says, and the
+    /// fetched), the manifest and its signature, each file as the manifest says, and the
     /// whole image verified against it. Returns how each artifact came.
     fn download(
         &self,
@@ -104,6 +158,7 @@ impl Node {
         notes: &mut Vec<String>,
     ) -> Result<Vec<ArtifactTransfer>, ChannelError> {
         let mut artifacts = Vec::new();
+        let mut blocks = None;
         for a in &v.manifest.artifacts {
             if a.size > self.max_artifact_bytes {
                 return Err(ChannelError::ArtifactTooLarge {
@@ -112,13 +167,39 @@ impl Node {
                     cap: self.max_artifact_bytes,
                 });
             }
-            let (method, received) = if held.place(a, &dir.join(&a.name), notes)? {
+            let to = dir.join(&a.name);
+            let (method, received) = if !self.all_artifacts && v.manifest.boots_without(&a.name) {
+                remove_file(&to)?;
+                (Method::Skipped, 0)
+            } else if is_complete(&to, a) {
+                (Method::Resumed, 0)
+            } else if held.place(a, &to, notes)? {
                 (Method::Reused, 0)
             } else {
-                let received = self.download_artifact(a, dir)?;
-                failpoint("fetch:artifact-received");
-                (Method::Downloaded, received)
+                let root = v
+                    .manifest
+                    .root
+                    .as_ref()
+                    .filter(|r| r.artifact == a.name)
+                    .map(|r| &r.verity);
+                let (done, tried) = match root {
+                    Some(info) => {
+                        let index =
+                            blocks.get_or_insert_with(|| held.block_index(&info.salt, notes));
+                        self.fetch_root(a, info, dir, index, notes)?
+                    }
+                    None => (false, 0),
+                };
+                if done {
+                    (Method::Blocks, tried)
+                } else {
+                    // What a failed block fetch received counts too.
+                    (Method::Full, tried + self.fetch_full(a, dir, notes)?)
+                }
             };
+            if method != Method::Skipped && method != Method::Resumed {
+                failpoint("fetch:artifact-received");
+            }
             artifacts.push(ArtifactTransfer {
                 name: a.name.as_str().to_owned(),
                 size: a.size,
@@ -126,41 +207,163 @@ impl Node {
                 received,
             });
         }
-        write_new(&dir.join(MANIFEST_FILE), &v.manifest_bytes)?;
-        write_new(&dir.join(SIGNATURE_FILE), &v.signature_bytes)?;
+        // The block fetch's trees are not part of the image.
+        for a in &v.manifest.artifacts {
+            remove_file(&dir.join(blocks::tree_file(a.name.as_str())))?;
+        }
+        write_replacing(&dir.join(MANIFEST_FILE), &v.manifest_bytes)?;
+        write_replacing(&dir.join(SIGNATURE_FILE), &v.signature_bytes)?;
         sync_dir(dir)?;
         // The signature was checked on these manifest bytes; what is left is that the files on
         // disk are the ones it names and the SBOM agrees with it.
-        crate::sign::verify::verify_contents(dir, &v.manifest).map_err(|source| {
-            ChannelError::BadImage {
+        crate::sign::verify::verify_contents_for(dir, &v.manifest, Need::Boot).map_err(
+            |source| ChannelError::BadImage {
                 what: "staged image".to_owned(),
                 source,
-            }
-        })?;
+            },
+        )?;
         Ok(artifacts)
     }
 
-    /// One artifact streamed into its file in `dir`, hashed as it arrives: more bytes than the
-    /// manifest's size are refused as they arrive, fewer or other ones once all arrived (the
-    /// partial file goes with the staging directory). Returns the bytes received.
-    fn download_artifact(&self, a: &Artifact, dir: &Path) -> Result<u64, ChannelError> {
+    /// The root image `a` (verity parameters `info`) assembled from blocks in `dir`, its
+    /// sha256 checked: `(true, bytes received)`, or `(false, bytes received)` when it could
+    /// not be (a note says why; the caller downloads it whole).
+    fn fetch_root(
+        &self,
+        a: &Artifact,
+        info: &crate::archive::verity::VerityInfo,
+        dir: &Path,
+        index: &blocks::BlockIndex,
+        notes: &mut Vec<String>,
+    ) -> Result<(bool, u64), ChannelError> {
         let rel = format!("objects/sha256/{}", a.sha256);
-        let mut file = Download::create(&dir.join(&a.name))?;
-        if !self.source.fetch_to(&rel, a.size, &mut file)? {
-            return Err(ChannelError::NotFound { rel });
+        let to = dir.join(&a.name);
+        let (why, received) = match blocks::fetch(&self.source, &rel, a, info, dir, index)? {
+            blocks::Outcome::Done(b) => {
+                if is_complete(&to, a) {
+                    notes.push(format!(
+                        "{}: {} blocks fetched ({} more between them), {} copied from the {} blocks held, {} kept; {} requests",
+                        a.name.as_str(),
+                        b.fetched,
+                        b.extra,
+                        b.local,
+                        index.len(),
+                        b.kept,
+                        b.requests
+                    ));
+                    return Ok((true, b.received));
+                }
+                (
+                    "the assembled file does not have the manifest's sha256".to_owned(),
+                    b.received,
+                )
+            }
+            blocks::Outcome::Fallback { why, received } => (why, received),
+        };
+        notes.push(format!(
+            "{}: fetching blocks failed: {why}; downloading it whole",
+            a.name.as_str()
+        ));
+        remove_file(&to)?;
+        remove_file(&dir.join(blocks::tree_file(a.name.as_str())))?;
+        Ok((false, received))
+    }
+
+    /// One artifact downloaded whole into `dir`: compressed (`<object>.zst`) when the
+    /// repository has it so, else as it is; resumed from what an interrupted fetch received
+    /// (`Range`), streamed to disk, its size and sha256 checked. Returns the bytes received.
+    fn fetch_full(
+        &self,
+        a: &Artifact,
+        dir: &Path,
+        notes: &mut Vec<String>,
+    ) -> Result<u64, ChannelError> {
+        let to = dir.join(&a.name);
+        let rel = format!("objects/sha256/{}", a.sha256);
+        let mut received = 0;
+        let zpart = dir.join(format!("{}.zst.part", a.name.as_str()));
+        // zstd's bound on a compressed frame, and some room for its headers.
+        let zcap = a.size + a.size / 128 + (1 << 20);
+        if let Some(n) = self.fetch_resuming(&format!("{rel}.zst"), zcap, &zpart)? {
+            received += n;
+            match unpack_zst(&zpart, &to, a) {
+                Ok(()) => {
+                    remove_file(&zpart)?;
+                    return Ok(received);
+                }
+                Err(why) => {
+                    notes.push(format!(
+                        "{}: the compressed copy is not the artifact ({why}); downloading it uncompressed",
+                        a.name.as_str()
+                    ));
+                    remove_file(&zpart)?;
+                    remove_file(&to)?;
+                }
+            }
         }
-        let (sha256, len) = file.finish()?;
-        if len != a.size || sha256 != a.sha256 {
+        let part = dir.join(format!("{}.part", a.name.as_str()));
+        match self.fetch_resuming(&rel, a.size, &part)? {
+            Some(n) => received += n,
+            None => return Err(ChannelError::NotFound { rel }),
+        }
+        if !is_complete(&part, a) {
+            remove_file(&part)?;
             return Err(ChannelError::ArtifactMismatch {
                 name: a.name.to_string(),
             });
         }
-        Ok(len)
+        std::fs::rename(&part, &to).map_err(ChannelError::io(format!(
+            "moving {} to {}",
+            part.display(),
+            to.display()
+        )))?;
+        Ok(received)
+    }
+
+    /// `rel` into the file `part` (at most `cap` bytes): continued from where an interrupted
+    /// fetch stopped when `part` has bytes (a `Range` request; from the start when the server
+    /// does not do ranges), else from the start. `None` when the repository has no `rel`.
+    /// Returns the bytes received; the caller checks what `part` holds.
+    fn fetch_resuming(
+        &self,
+        rel: &str,
+        cap: u64,
+        part: &Path,
+    ) -> Result<Option<u64>, ChannelError> {
+        let have = std::fs::symlink_metadata(part)
+            .ok()
+            .filter(|m| m.is_file())
+            .map_or(0, |m| m.len());
+        if have > 0 && have <= cap {
+            let mut f = Download::append(part)?;
+            let r = self
+                .source
+                .fetch_range(rel, (have, None), cap - have, &mut f)?;
+            f.finish()?;
+            match r {
+                Ranged::Part(n) => return Ok(Some(n)),
+                Ranged::PastTheEnd => return Ok(Some(0)),
+                Ranged::NotFound => {
+                    remove_file(part)?;
+                    return Ok(None);
+                }
+                Ranged::Unsupported => {}
+            }
+        }
+        remove_file(part)?;
+        let mut f = Download::create(part)?;
+        if !self.source.fetch_to(rel, cap, &mut f)? {
+            drop(f);
+            remove_file(part)?;
+            return Ok(None);
+        }
+        let (_, n) = f.finish()?;
+        Ok(Some(n))
     }
 
     /// Moves the verified download to `dest`; a damaged copy there is moved aside first, under
     /// a name the next run removes.
-    fn install(&self, tmp: TempDir, dest: &Path) -> Result<(), ChannelError> {
+    fn install(&self, partial: &Path, dest: &Path) -> Result<(), ChannelError> {
         let images = self.state.join("images");
         std::fs::create_dir_all(&images)
             .map_err(ChannelError::io(format!("creating {}", images.display())))?;
@@ -172,12 +375,12 @@ impl Node {
             )))?;
         }
         failpoint("fetch:downloaded");
-        let kept = tmp.keep();
-        std::fs::rename(&kept, dest).map_err(ChannelError::io(format!(
+        std::fs::rename(partial, dest).map_err(ChannelError::io(format!(
             "moving the image to {}",
             dest.display()
         )))?;
-        sync_dir(&images)
+        sync_dir(&images)?;
+        sync_dir(&self.state)
     }
 
     /// Names the image (of channel `c`) in `staged.json` and frees the one staged before.
@@ -202,4 +405,88 @@ impl Node {
         tidy(&self.state, notes);
         Ok(rel)
     }
+}
+
+/// `.partial-<digest>`: where the image `digest` is assembled.
+pub(super) fn partial_name(digest: &Sha256) -> String {
+    format!("{PARTIAL_PREFIX}{digest}")
+}
+
+/// Removes the `.partial-<digest>` directories of the state directory `state` but `keep`'s
+/// (only real directories with such names; a note per removal).
+pub(super) fn remove_partials(
+    state: &Path,
+    keep: Option<&Sha256>,
+    notes: &mut Vec<String>,
+) -> Result<(), ChannelError> {
+    let rd = match std::fs::read_dir(state) {
+        Ok(rd) => rd,
+        Err(e) => return Err(ChannelError::io(format!("listing {}", state.display()))(e)),
+    };
+    for e in rd.flatten() {
+        let Some(name) = e.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Some(d) = name.strip_prefix(PARTIAL_PREFIX) else {
+            continue;
+        };
+        let ours = Sha256::is_valid(d) && e.file_type().is_ok_and(|t| t.is_dir());
+        if !ours || keep.is_some_and(|k| k.hex() == d) {
+            continue;
+        }
+        std::fs::remove_dir_all(e.path())
+            .map_err(ChannelError::io(format!("removing {}", e.path().display())))?;
+        notes.push(format!(
+            "removed {}, an interrupted fetch of another image",
+            e.path().display()
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `p` is a regular file with `a`'s size and sha256.
+fn is_complete(p: &Path, a: &Artifact) -> bool {
+    let Ok((f, m)) = crate::fsio::open_regular(p, crate::fsio::Links::Refuse) else {
+        return false;
+    };
+    use std::io::Read;
+    m.len() == a.size
+        && Sha256::of_reader(f.take(a.size)).is_ok_and(|(sha, n)| sha == a.sha256 && n == a.size)
+}
+
+/// Decompresses the zstd file `from` into the new file `to`, which must then be `a` (at most
+/// one byte past its size is written).
+fn unpack_zst(from: &Path, to: &Path, a: &Artifact) -> Result<(), String> {
+    use std::io::Read;
+    let (f, _) =
+        crate::fsio::open_regular(from, crate::fsio::Links::Refuse).map_err(|e| e.to_string())?;
+    let mut d = zstd::stream::Decoder::new(f).map_err(|e| e.to_string())?;
+    // The frame's window may not need more than the default limit (128 MiB).
+    d.window_log_max(27).map_err(|e| e.to_string())?;
+    remove_file(to).map_err(|e| e.to_string())?;
+    let mut out = Download::create(to).map_err(|e| e.to_string())?;
+    std::io::copy(&mut d.take(a.size + 1), &mut out).map_err(|e| format!("decompressing: {e}"))?;
+    let (sha, len) = out.finish().map_err(|e| e.to_string())?;
+    if len != a.size || sha != a.sha256 {
+        return Err(format!(
+            "{len} bytes with sha256 {sha}, not the manifest's {} bytes with {}",
+            a.size, a.sha256
+        ));
+    }
+    Ok(())
+}
+
+/// Removes the file `p` if it is there.
+fn remove_file(p: &Path) -> Result<(), ChannelError> {
+    match std::fs::remove_file(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ChannelError::io(format!("removing {}", p.display()))(e)),
+    }
+}
+
+/// Writes `p` atomically, replacing what an interrupted fetch wrote there.
+fn write_replacing(p: &Path, bytes: &[u8]) -> Result<(), ChannelError> {
+    crate::fsio::write_atomic(p, bytes, 0o644)
+        .map_err(ChannelError::io(format!("writing {}", p.display())))
 }

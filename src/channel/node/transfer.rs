@@ -1,7 +1,8 @@
-//! What a fetch received: per artifact of the staged image, its size, how it came
-//! ([`Method::Reused`] from an image the node holds, or [`Method::Downloaded`]) and the bytes
-//! received for it; the metadata's bytes; the total against the artifacts' size. `update fetch`
-//! prints it and records it in `last-fetch.json`, which `update status` shows.
+//! What a fetch received: per artifact of the staged image, its size, how it came ([`Method`]:
+//! reused from an image the node holds, assembled from blocks, patched from a delta, or
+//! downloaded whole) and the bytes received for it; the metadata's bytes; the total against the
+//! size of the artifacts the node holds. `update fetch` prints it and records it in
+//! `last-fetch.json`, which `update status` shows.
 //!
 //! Bytes received are the bodies of what the repository served (file contents for a
 //! directory), headers not counted.
@@ -26,15 +27,30 @@ pub const LAST_FETCH: &str = "last-fetch.json";
 pub enum Method {
     /// Linked or copied from an image the node holds (same sha256); nothing received.
     Reused,
-    /// Received whole from the repository.
-    Downloaded,
+    /// A root image assembled block by block: its hash tree and the blocks the node lacked
+    /// received, the others copied from the images it holds.
+    Blocks,
+    /// Patched from the node's copy of an older version with a delta the channel lists.
+    Delta,
+    /// Received whole (compressed when the repository has it compressed).
+    #[serde(alias = "downloaded")]
+    Full,
+    /// Completed by an earlier fetch that was interrupted; nothing received this time.
+    Resumed,
+    /// Not fetched: the node boots without it (an EROFS image's `rootfs.tar.zst`; `update fetch
+    /// --all-artifacts` fetches it). Not counted in the size.
+    Skipped,
 }
 
 impl Method {
     pub fn name(self) -> &'static str {
         match self {
             Method::Reused => "reused",
-            Method::Downloaded => "downloaded",
+            Method::Blocks => "blocks",
+            Method::Delta => "delta",
+            Method::Full => "full",
+            Method::Resumed => "resumed",
+            Method::Skipped => "skipped",
         }
     }
 }
@@ -65,7 +81,7 @@ pub struct Transfer {
     pub metadata_received: u64,
     /// Every byte received: metadata and artifacts.
     pub received: u64,
-    /// The artifacts' total size.
+    /// The total size of the artifacts the node holds now (skipped ones not counted).
     pub size: u64,
 }
 
@@ -120,15 +136,31 @@ impl Transfer {
 
     /// One line for `update status`: what was fetched, when, and the total.
     pub fn summary(&self) -> String {
-        let count = |m: Method| self.artifacts.iter().filter(|a| a.method == m).count();
+        let mut counts: Vec<String> = Vec::new();
+        for m in [
+            Method::Full,
+            Method::Blocks,
+            Method::Delta,
+            Method::Reused,
+            Method::Resumed,
+            Method::Skipped,
+        ] {
+            let n = self.artifacts.iter().filter(|a| a.method == m).count();
+            if n > 0 {
+                counts.push(format!("{n} {}", m.name()));
+            }
+        }
         format!(
-            "{} {} at {}: {}; {} artifact(s) downloaded, {} reused",
+            "{} {} at {}: {}; artifacts: {}",
             self.image,
             self.version,
             fmt_time(self.at),
             self.total(),
-            count(Method::Downloaded),
-            count(Method::Reused)
+            if counts.is_empty() {
+                "none".to_owned()
+            } else {
+                counts.join(", ")
+            }
         )
     }
 
@@ -181,11 +213,7 @@ mod tests {
             name: name.into(),
             size,
             method,
-            received: if method == Method::Downloaded {
-                size
-            } else {
-                0
-            },
+            received: if method == Method::Full { size } else { 0 },
         }
     }
 
@@ -194,7 +222,7 @@ mod tests {
         let t = transfer(
             vec![
                 artifact("kernel", 14_000_000, Method::Reused),
-                artifact("rootfs.erofs", 31_000_000, Method::Downloaded),
+                artifact("rootfs.erofs", 31_000_000, Method::Full),
             ],
             5_000,
         );
@@ -207,11 +235,11 @@ mod tests {
                 && lines[0].ends_with("           0 bytes received"),
             "{lines:?}"
         );
-        assert!(lines[1].contains("31000000 bytes  downloaded"), "{lines:?}");
+        assert!(lines[1].contains("31000000 bytes  full "), "{lines:?}");
         assert!(lines[2].starts_with("  metadata ") && lines[2].ends_with(" 5000 bytes received"));
         assert!(
             t.summary()
-                .ends_with("(68.90%); 1 artifact(s) downloaded, 1 reused"),
+                .ends_with("(68.90%); artifacts: 1 full, 1 reused"),
             "{}",
             t.summary()
         );
@@ -227,6 +255,11 @@ mod tests {
         let t = transfer(vec![artifact("sbom.cdx.json", 10, Method::Reused)], 1);
         let v = serde_json::to_value(&t).unwrap();
         assert_eq!(v["artifacts"][0]["method"], "reused");
-        assert_eq!(serde_json::from_value::<Transfer>(v).unwrap(), t);
+        assert_eq!(serde_json::from_value::<Transfer>(v.clone()).unwrap(), t);
+        // What an older stratos wrote in last-fetch.json still reads.
+        let mut old = v;
+        old["artifacts"][0]["method"] = "downloaded".into();
+        let read: Transfer = serde_json::from_value(old).unwrap();
+        assert_eq!(read.artifacts[0].method, Method::Full);
     }
 }

@@ -14,7 +14,7 @@ use sha2::Digest as _;
 use crate::channel::error::{ChannelError, UsageError};
 use crate::digest::Sha256;
 use crate::fsio::{self, Links};
-use crate::http::{HttpError, Limits};
+use crate::http::{HttpError, Limits, RangeAnswer};
 
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -193,6 +193,76 @@ impl Source {
     }
 }
 
+/// What a repository answered to a request for part of an object ([`Source::fetch_range`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ranged {
+    /// The bytes asked for (to the end of the object when no end was given), written out; how
+    /// many.
+    Part(u64),
+    /// The server does not do `Range` (it answered with the whole object, which was not read).
+    Unsupported,
+    /// The object is not there.
+    NotFound,
+    /// The range starts at or past the end of the object.
+    PastTheEnd,
+}
+
+impl Source {
+    /// Writes the bytes of `rel` from `start` to `end` (exclusive; to the end of the object
+    /// when `None`, at most `cap` bytes) to `out`: a `Range` request over HTTP, a read at an
+    /// offset from a directory.
+    pub fn fetch_range(
+        &self,
+        rel: &str,
+        (start, end): (u64, Option<u64>),
+        cap: u64,
+        out: &mut dyn Write,
+    ) -> Result<Ranged, ChannelError> {
+        match self {
+            Source::Dir(d) => {
+                use std::io::Seek;
+                let p = d.join(rel);
+                let Some(mut f) = open_in_dir(&p)? else {
+                    return Ok(Ranged::NotFound);
+                };
+                let io = |e| ChannelError::io(format!("reading {}", p.display()))(e);
+                let len = f.metadata().map_err(io)?.len();
+                if start >= len {
+                    return Ok(Ranged::PastTheEnd);
+                }
+                let want = end.unwrap_or(len).min(len).saturating_sub(start);
+                if want > cap {
+                    return Err(too_large(rel, cap));
+                }
+                f.seek(std::io::SeekFrom::Start(start)).map_err(io)?;
+                let n = std::io::copy(&mut f.take(want), out).map_err(io)?;
+                Ok(Ranged::Part(n))
+            }
+            Source::Http {
+                host,
+                port,
+                base,
+                limits,
+            } => {
+                let addr = resolve(host, *port)?;
+                let path = format!("{base}/{rel}");
+                let r = crate::http::get_range(addr, host, &path, (start, end), cap, limits, out)
+                    .map_err(|e| match e {
+                    HttpError::TooLarge(..) => too_large(rel, cap),
+                    other => ChannelError::Http(other),
+                })?;
+                match r {
+                    RangeAnswer::Partial(n) => Ok(Ranged::Part(n)),
+                    RangeAnswer::Ignored => Ok(Ranged::Unsupported),
+                    RangeAnswer::Status(404) => Ok(Ranged::NotFound),
+                    RangeAnswer::Status(416) => Ok(Ranged::PastTheEnd),
+                    RangeAnswer::Status(s) => Err(status_error(addr, &path, s)),
+                }
+            }
+        }
+    }
+}
+
 /// A file of the repository directory, opened for reading; `None` when it does not exist. A
 /// mirror may link files (root.json to roots/N.root.json): links are followed, but only to
 /// regular files, and the contents are verified anyway.
@@ -235,6 +305,21 @@ impl Download {
             .create_new(true)
             .open(path)
             .map_err(ChannelError::io(format!("creating {}", path.display())))?;
+        Ok(Download {
+            path: path.to_owned(),
+            file: std::io::BufWriter::with_capacity(256 << 10, file),
+            hasher: sha2::Sha256::new(),
+            len: 0,
+        })
+    }
+
+    /// Opens the existing file `path` to add to its end (a download resumed); what it held is
+    /// not in the hash [`Download::finish`] returns.
+    pub fn append(path: &Path) -> Result<Download, ChannelError> {
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(ChannelError::io(format!("opening {}", path.display())))?;
         Ok(Download {
             path: path.to_owned(),
             file: std::io::BufWriter::with_capacity(256 << 10, file),

@@ -83,7 +83,7 @@ fn fetch_over_http_reuses_unchanged_artifacts_and_downloads_only_the_changed_one
         first
             .artifacts
             .iter()
-            .all(|a| a.method == Method::Downloaded && a.received == a.size),
+            .all(|a| a.method == Method::Full && a.received == a.size),
         "{first:?}"
     );
     let (served, _) = served_since(&server, 0);
@@ -101,7 +101,7 @@ fn fetch_over_http_reuses_unchanged_artifacts_and_downloads_only_the_changed_one
     let (v, second) = fetch_json(&w, &url, &n.state);
     let second = second.expect("a transfer");
     assert_eq!(v["image_version"], "1.3.0");
-    assert_eq!(names(&second, Method::Downloaded), diff);
+    assert_eq!(names(&second, Method::Full), diff);
     assert_eq!(names(&second, Method::Reused).len(), 3, "{second:?}");
     for a in &second.artifacts {
         let want = if diff.contains(&a.name) { a.size } else { 0 };
@@ -185,14 +185,11 @@ fn fetch_links_artifacts_of_the_current_image_which_stays_intact() {
     let d = n.fetch_update().unwrap();
     assert!(d.notes.is_empty(), "{:?}", d.notes);
     let t = d.transfer.unwrap();
-    assert_eq!(
-        names(&t, Method::Downloaded),
-        changed(&w, &w.img_a, &w.img_b)
-    );
+    assert_eq!(names(&t, Method::Full), changed(&w, &w.img_a, &w.img_b));
     let downloaded: u64 = t
         .artifacts
         .iter()
-        .filter(|a| a.method == Method::Downloaded)
+        .filter(|a| a.method == Method::Full)
         .map(|a| a.size)
         .sum();
     assert_eq!(t.received, t.metadata_received + downloaded, "{t:?}");
@@ -231,7 +228,7 @@ fn fetch_downloads_what_the_node_holds_damaged_or_under_a_manifest_that_changed(
     let t = d.transfer.unwrap();
     let mut want = changed(&w, &w.img_a, &w.img_b);
     want.insert("kernel".into());
-    assert_eq!(names(&t, Method::Downloaded), want);
+    assert_eq!(names(&t, Method::Full), want);
     assert!(
         d.notes
             .iter()
@@ -350,7 +347,7 @@ fn fetch_killed_at_any_step_leaves_the_old_state_or_the_new() {
         assert_eq!(v["staged"], format!("images/{b}"), "{point}: {v}");
         if let Some(t) = t {
             assert!(
-                names(&t, Method::Downloaded).is_subset(&changed(&w, &w.img_a, &w.img_b)),
+                names(&t, Method::Full).is_subset(&changed(&w, &w.img_a, &w.img_b)),
                 "{point}: {t:?}"
             );
         }

@@ -94,6 +94,7 @@ fn attack_oversized_artifact() {
     // And the node's own cap on any artifact.
     let small = Node {
         max_artifact_bytes: 1000,
+        all_artifacts: false,
         ..w.node("n")
     };
     assert_rejected!(

@@ -112,6 +112,7 @@ impl World {
             state,
             now: channel::now() + CLOCK_AHEAD,
             max_artifact_bytes: 1 << 30,
+            all_artifacts: false,
             max_age: channel::DEFAULT_MAX_AGE,
         }
     }
