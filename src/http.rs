@@ -230,7 +230,7 @@ pub fn get_range(
         .and_then(|(f, l)| Some((f.parse::<u64>().ok()?, l.parse::<u64>().ok()?)));
     let last = match parsed {
         Some((first, last))
-            if first == start && last >= first && end.is_none_or(|e| last == e - 1) =>
+            if first == start && last >= first && end.map_or(true, |e| last == e - 1) =>
         {
             last
         }
@@ -318,6 +318,7 @@ fn stream_inner(
 
 /// Sends one request and hands every chunk of the response to `on_data` as it arrives, until
 /// the server closes the connection, within `limits`. Returns the number of bytes received.
+#[allow(clippy::too_many_arguments)]
 fn exchange(
     addr: SocketAddr,
     method: &str,

@@ -163,65 +163,38 @@ pub(super) fn fetch(
     index: &BlockIndex,
 ) -> Result<Outcome, ChannelError> {
     let mut got = Blocks::default();
-    let fallback = |why: String, got: &Blocks| {
-        Ok(Outcome::Fallback {
+    match assemble(source, rel, a, info, dir, index, &mut got)? {
+        Ok(()) => Ok(Outcome::Done(got)),
+        Err(why) => Ok(Outcome::Fallback {
             why,
             received: got.received,
-        })
-    };
+        }),
+    }
+}
+
+/// [`fetch`]'s steps; `Ok(Err(why))` when the caller is to fall back to a full download.
+fn assemble(
+    source: &Source,
+    rel: &str,
+    a: &Artifact,
+    info: &VerityInfo,
+    dir: &Path,
+    index: &BlockIndex,
+    got: &mut Blocks,
+) -> Result<Result<(), String>, ChannelError> {
     let tail_len = verity::tail_len(info.data_blocks);
     if a.size != info.data_size.saturating_add(tail_len) || info.hash_offset != info.data_size {
-        return fallback(
+        return Ok(Err(
             "the manifest's verity parameters do not fit the artifact's size".into(),
-            &got,
-        );
+        ));
     }
     let Ok(salt) = hex::decode(&info.salt) else {
-        return fallback("the manifest's salt is not hex".into(), &got);
+        return Ok(Err("the manifest's salt is not hex".into()));
     };
     // 1. The tree: kept by an interrupted fetch, or fetched; checked either way.
-    let tree_path = dir.join(tree_file(a.name.as_str()));
-    let kept_tree = fsio::read_regular(&tree_path, tail_len, "a hash tree", Links::Refuse)
-        .ok()
-        .and_then(|t| verity::leaves(&t, info).ok().map(|l| (t, l)));
-    let (tree, leaves) = match kept_tree {
-        Some(x) => x,
-        None => {
-            let mut tree = Vec::new();
-            let r =
-                source.fetch_range(rel, (a.size - tail_len, Some(a.size)), tail_len, &mut tree)?;
-            got.requests += 1;
-            match r {
-                Ranged::Part(n) => got.received += n,
-                Ranged::Unsupported => {
-                    return fallback("the repository does not serve byte ranges".into(), &got)
-                }
-                Ranged::NotFound => {
-                    return Err(ChannelError::NotFound {
-                        rel: rel.to_owned(),
-                    })
-                }
-                Ranged::PastTheEnd => {
-                    return fallback(
-                        "the repository's object is shorter than the manifest says".into(),
-                        &got,
-                    )
-                }
-            }
-            let leaves =
-                match verity::leaves(&tree, info) {
-                    Ok(l) => l,
-                    Err(why) => return fallback(
-                        format!(
-                            "the hash tree served is not the one the signed manifest names ({why})"
-                        ),
-                        &got,
-                    ),
-                };
-            fsio::write_atomic(&tree_path, &tree, 0o600)
-                .map_err(ChannelError::io(format!("writing {}", tree_path.display())))?;
-            (tree, leaves)
-        }
+    let (tree, leaves) = match tree(source, rel, a, info, dir, got)? {
+        Ok(x) => x,
+        Err(why) => return Ok(Err(why)),
     };
     // 2. The file, at its full size; what an interrupted fetch wrote is kept where it checks.
     let path = dir.join(&a.name);
@@ -235,9 +208,8 @@ pub(super) fn fetch(
         .open(&path)
         .map_err(io("opening"))?;
     file.set_len(a.size).map_err(io("sizing"))?;
-    let n = leaves.len();
     let zero_leaf = verity::leaf_hash(&salt, &[0u8; BLOCK]);
-    let mut have = vec![false; n];
+    let mut have = vec![false; leaves.len()];
     let mut block = vec![0u8; BLOCK];
     for (i, leaf) in leaves.iter().enumerate() {
         let ok = if existed {
@@ -266,48 +238,12 @@ pub(super) fn fetch(
         }
     }
     // 4. The rest, fetched and checked block by block before anything is written.
-    for (start, end) in runs(&have) {
-        let len = (end - start) * BLOCK as u64;
-        let mut buf = Vec::new();
-        let r = source.fetch_range(
-            rel,
-            (start * BLOCK as u64, Some(end * BLOCK as u64)),
-            len,
-            &mut buf,
-        )?;
-        got.requests += 1;
-        match r {
-            Ranged::Part(k) => got.received += k,
-            Ranged::Unsupported => {
-                return fallback("the repository stopped serving byte ranges".into(), &got)
-            }
-            Ranged::NotFound => {
-                return Err(ChannelError::NotFound {
-                    rel: rel.to_owned(),
-                })
-            }
-            Ranged::PastTheEnd => {
-                return fallback(
-                    "the repository's object is shorter than the manifest says".into(),
-                    &got,
-                )
-            }
-        }
-        if buf.len() as u64 != len {
-            return fallback(
-                format!("{} bytes came for a range of {len}", buf.len()),
-                &got,
-            );
-        }
-        for (j, b) in (start..end).zip(buf.chunks(BLOCK)) {
-            if !have[j as usize] && verity::leaf_hash(&salt, b) != leaves[j as usize] {
-                return fallback(
-                    format!("data block {j} as served does not match its hash in the signed tree"),
-                    &got,
-                );
-            }
-        }
-        for (j, b) in (start..end).zip(buf.chunks(BLOCK)) {
+    for run in runs(&have) {
+        let buf = match fetch_run(source, rel, run, &salt, &leaves, &have, got)? {
+            Ok(b) => b,
+            Err(why) => return Ok(Err(why)),
+        };
+        for (j, b) in (run.0..run.1).zip(buf.chunks(BLOCK)) {
             if have[j as usize] {
                 got.extra += 1;
                 continue;
@@ -323,7 +259,100 @@ pub(super) fn fetch(
     file.write_all_at(&tree, a.size - tail_len)
         .map_err(io("writing"))?;
     file.sync_all().map_err(io("writing"))?;
-    Ok(Outcome::Done(got))
+    Ok(Ok(()))
+}
+
+/// The artifact's tree and its leaves, checked against the manifest's root hash: the one an
+/// interrupted fetch kept in `dir`, or fetched (and kept).
+#[allow(clippy::type_complexity)]
+fn tree(
+    source: &Source,
+    rel: &str,
+    a: &Artifact,
+    info: &VerityInfo,
+    dir: &Path,
+    got: &mut Blocks,
+) -> Result<Result<(Vec<u8>, Vec<Leaf>), String>, ChannelError> {
+    let tail_len = verity::tail_len(info.data_blocks);
+    let tree_path = dir.join(tree_file(a.name.as_str()));
+    let kept = fsio::read_regular(&tree_path, tail_len, "a hash tree", Links::Refuse)
+        .ok()
+        .and_then(|t| verity::leaves(&t, info).ok().map(|l| (t, l)));
+    if let Some(x) = kept {
+        return Ok(Ok(x));
+    }
+    let mut tree = Vec::new();
+    let r = source.fetch_range(rel, (a.size - tail_len, Some(a.size)), tail_len, &mut tree)?;
+    got.requests += 1;
+    if let Err(why) = received(r, rel, got)? {
+        return Ok(Err(why));
+    }
+    let leaves = match verity::leaves(&tree, info) {
+        Ok(l) => l,
+        Err(why) => {
+            return Ok(Err(format!(
+                "the hash tree served is not the one the signed manifest names ({why})"
+            )))
+        }
+    };
+    fsio::write_atomic(&tree_path, &tree, 0o600)
+        .map_err(ChannelError::io(format!("writing {}", tree_path.display())))?;
+    Ok(Ok((tree, leaves)))
+}
+
+/// The blocks `[start, end)` fetched, each block `have` lacks checked against its leaf.
+fn fetch_run(
+    source: &Source,
+    rel: &str,
+    (start, end): (u64, u64),
+    salt: &[u8],
+    leaves: &[Leaf],
+    have: &[bool],
+    got: &mut Blocks,
+) -> Result<Result<Vec<u8>, String>, ChannelError> {
+    let len = (end - start) * BLOCK as u64;
+    let mut buf = Vec::new();
+    let r = source.fetch_range(
+        rel,
+        (start * BLOCK as u64, Some(end * BLOCK as u64)),
+        len,
+        &mut buf,
+    )?;
+    got.requests += 1;
+    if let Err(why) = received(r, rel, got)? {
+        return Ok(Err(why));
+    }
+    if buf.len() as u64 != len {
+        return Ok(Err(format!(
+            "{} bytes came for a range of {len}",
+            buf.len()
+        )));
+    }
+    for (j, b) in (start..end).zip(buf.chunks(BLOCK)) {
+        if !have[j as usize] && verity::leaf_hash(salt, b) != leaves[j as usize] {
+            return Ok(Err(format!(
+                "data block {j} as served does not match its hash in the signed tree"
+            )));
+        }
+    }
+    Ok(Ok(buf))
+}
+
+/// Counts what a range request received; `Ok(Err(why))` when the answer means falling back.
+fn received(r: Ranged, rel: &str, got: &mut Blocks) -> Result<Result<(), String>, ChannelError> {
+    match r {
+        Ranged::Part(n) => {
+            got.received += n;
+            Ok(Ok(()))
+        }
+        Ranged::Unsupported => Ok(Err("the repository does not serve byte ranges".into())),
+        Ranged::NotFound => Err(ChannelError::NotFound {
+            rel: rel.to_owned(),
+        }),
+        Ranged::PastTheEnd => Ok(Err(
+            "the repository's object is shorter than the manifest says".into(),
+        )),
+    }
 }
 
 /// The runs of blocks to fetch (`[start, end)`): every block `have` lacks, runs at most
