@@ -352,6 +352,7 @@ fn received(r: Ranged, rel: &str, got: &mut Blocks) -> Result<Result<(), String>
         Ranged::PastTheEnd => Ok(Err(
             "the repository's object is shorter than the manifest says".into(),
         )),
+        Ranged::Bad(why) => Ok(Err(why)),
     }
 }
 

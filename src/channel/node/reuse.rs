@@ -70,6 +70,11 @@ impl Held {
         Held { files, roots }
     }
 
+    /// Whether the node holds a root image whose verity salt is `salt` (hex).
+    pub(super) fn has_root(&self, salt: &str) -> bool {
+        self.roots.iter().any(|(_, v)| v.salt == salt)
+    }
+
     /// The blocks of the root images held whose verity salt is `salt` (hex), by their hashes.
     pub(super) fn block_index(&self, salt: &str, notes: &mut Vec<String>) -> BlockIndex {
         BlockIndex::new(salt, self.roots.iter().cloned(), notes)

@@ -183,12 +183,14 @@ impl Node {
                     .filter(|r| r.artifact == a.name)
                     .map(|r| &r.verity);
                 let (done, tried) = match root {
-                    Some(info) => {
+                    // Blocks pay off when the node holds a root image to take them from;
+                    // without one the compressed artifact is smaller.
+                    Some(info) if held.has_root(&info.salt) => {
                         let index =
                             blocks.get_or_insert_with(|| held.block_index(&info.salt, notes));
                         self.fetch_root(a, info, dir, index, notes)?
                     }
-                    None => (false, 0),
+                    _ => (false, 0),
                 };
                 if done {
                     (Method::Blocks, tried)
@@ -347,7 +349,8 @@ impl Node {
                     remove_file(part)?;
                     return Ok(None);
                 }
-                Ranged::Unsupported => {}
+                // Not the rest of this object: start again.
+                Ranged::Unsupported | Ranged::Bad(_) => {}
             }
         }
         remove_file(part)?;

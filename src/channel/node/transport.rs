@@ -194,7 +194,7 @@ impl Source {
 }
 
 /// What a repository answered to a request for part of an object ([`Source::fetch_range`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ranged {
     /// The bytes asked for (to the end of the object when no end was given), written out; how
     /// many.
@@ -205,6 +205,8 @@ pub enum Ranged {
     NotFound,
     /// The range starts at or past the end of the object.
     PastTheEnd,
+    /// An answer that is not the range asked for (another range, fewer bytes): why.
+    Bad(String),
 }
 
 impl Source {
@@ -246,11 +248,13 @@ impl Source {
             } => {
                 let addr = resolve(host, *port)?;
                 let path = format!("{base}/{rel}");
-                let r = crate::http::get_range(addr, host, &path, (start, end), cap, limits, out)
-                    .map_err(|e| match e {
-                    HttpError::TooLarge(..) => too_large(rel, cap),
-                    other => ChannelError::Http(other),
-                })?;
+                let r = crate::http::get_range(addr, host, &path, (start, end), cap, limits, out);
+                let r = match r {
+                    Err(HttpError::BadRange(_, why)) => return Ok(Ranged::Bad(why)),
+                    Err(HttpError::TooLarge(..)) => return Err(too_large(rel, cap)),
+                    Err(other) => return Err(ChannelError::Http(other)),
+                    Ok(r) => r,
+                };
                 match r {
                     RangeAnswer::Partial(n) => Ok(Ranged::Part(n)),
                     RangeAnswer::Ignored => Ok(Ranged::Unsupported),

@@ -25,6 +25,8 @@ macro_rules! assert_rejected {
 
 /// Two architectures in one channel, and nodes of each.
 mod arches;
+/// Root images fetched block by block; tampering, no Range, resuming.
+mod blocks;
 /// What a fetch transfers: reuse, streaming, accounting, kill points.
 mod fetch;
 /// Expiry, replay, forks, freeze, and the operator's re-signing.
