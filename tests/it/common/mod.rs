@@ -7,6 +7,8 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
+pub mod server;
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
