@@ -45,4 +45,5 @@ mod vm {
     mod python_fn;
     mod seccomp_vm;
     mod snapshot;
+    mod update_targets;
 }
