@@ -14,7 +14,9 @@
 //! last-fetch.json                                    what the last fetch that staged an image received ([`transfer`])
 //! report-seq.json                                    the node's health-report counter
 //! reports/<manifest sha256>.json                     a health report `apply --report` could not write where asked
-//! .staging-XXXXXX/                                   a download in progress (removed on failure, or at the next run)
+//! .partial-<manifest sha256>/                        an image being fetched: kept when a fetch fails or is killed (the
+//!                                                    next fetch of it resumes there), removed by a fetch of another image
+//! .staging-XXXXXX/                                   a damaged image directory moved aside (removed at the next run)
 //! ```
 //! Nothing in the state changes unless every check passed; trusted metadata is stored last. A
 //! run holds an exclusive lock on the state directory; with it held, what an interrupted run
@@ -23,7 +25,8 @@
 //!
 //! The rooms: [`client`] (a [`Node`] checks and fetches: `verify` the metadata,
 //! [`decide`](mod@decide), `stage`), [`transport`] (where it reads from), `reuse` (the
-//! artifacts it already holds), [`transfer`] (what a fetch received), [`state`] and [`files`]
+//! artifacts it already holds), `blocks` (a root image fetched block by block),
+//! [`transfer`] (what a fetch received), [`state`] and [`files`]
 //! (the state directory),
 //! [`lifecycle`] (apply, rollback, the rejected list), [`apply`] (`update apply`'s steps),
 //! [`report_out`] (where its health report goes) and
