@@ -42,8 +42,7 @@ fn window_log(base: usize, target: usize) -> u32 {
 /// The delta that turns `base` into `target`. Deterministic: the same inputs (and zstd
 /// version) give the same bytes.
 pub fn encode(base: &[u8], target: &[u8]) -> io::Result<Vec<u8>> {
-    let mut enc =
-        zstd::stream::write::Encoder::with_ref_prefix(Vec::new(), LEVEL, base)?;
+    let mut enc = zstd::stream::write::Encoder::with_ref_prefix(Vec::new(), LEVEL, base)?;
     enc.window_log(window_log(base.len(), target.len()))?;
     enc.long_distance_matching(true)?;
     enc.include_checksum(true)?;
@@ -175,7 +174,10 @@ mod tests {
         assert_eq!(apply(&base, &d, len).unwrap().len() as u64, len);
         let mut out = Vec::new();
         let e = decode(&base, &d[..], &mut out, len - 1).unwrap_err();
-        assert!(matches!(e, DeltaError::TooLarge { max_out } if max_out == len - 1), "{e}");
+        assert!(
+            matches!(e, DeltaError::TooLarge { max_out } if max_out == len - 1),
+            "{e}"
+        );
         // Nothing past the limit reached the output.
         assert!(out.len() as u64 <= len - 1, "{}", out.len());
         assert!(matches!(

@@ -31,9 +31,10 @@ pub mod operator;
 
 pub use doc::{
     check_expiry_bound, cohort, compare_versions, fmt_age, fmt_time, now, parse_channel,
-    parse_root, sign_bytes, to_bytes, verify_threshold, Channel, ChannelName, ImageRef, KeyEntry,
-    Role, RoleName, Roles, Rollout, Root, Signature, Signatures, Track, Wave, CHANNEL_TYPE,
-    CLOCK_SKEW, DEFAULT_MAX_AGE, MAX_METADATA_BYTES, MAX_VALIDITY, ROOT_TYPE, SPEC_VERSION,
+    parse_root, sign_bytes, to_bytes, verify_threshold, Channel, ChannelName, Delta, ImageRef,
+    KeyEntry, Role, RoleName, Roles, Rollout, Root, Signature, Signatures, Track, Wave,
+    CHANNEL_TYPE, CLOCK_SKEW, DEFAULT_MAX_AGE, MAX_METADATA_BYTES, MAX_VALIDITY, ROOT_TYPE,
+    SPEC_VERSION,
 };
 pub use error::{
     ChannelError, FailedNode, GateError, ImageCheckError, ImageNamed, StateError, Tie, UsageError,

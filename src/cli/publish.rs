@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use super::channel_args::*;
 use super::CliResult;
-use crate::channel::ChannelName;
+use crate::channel::operator::DeltaNote;
+use crate::channel::{ChannelName, ImageRef};
 
 /// Publish a signed image to a channel: copy its artifacts into the repository's object store
 /// and sign a new channel version pointing at it.
@@ -30,9 +31,44 @@ pub struct Args {
 pub fn run(a: Args) -> CliResult {
     let r = open(&a.repo)?;
     let (keys, exp) = a.signing.load()?;
-    let (c, arch) = r
+    let p = r
         .publish(&a.image, &a.channel, &keys, a.plan.resolve()?, exp)
         .map_err(map)?;
-    print_channel(&c, Some(arch), "published");
+    for note in &p.deltas {
+        print_delta(note);
+    }
+    print_channel(&p.channel, Some(p.arch), "published");
     Ok(())
+}
+
+/// One line per kernel delta written, or not written and why; nothing for one kept as it was.
+fn print_delta(note: &DeltaNote) {
+    let image = |i: &ImageRef| format!("{} {}", i.name, i.version);
+    let pct = |a: u64, b: u64| 100.0 * a as f64 / b.max(1) as f64;
+    match note {
+        DeltaNote::Written {
+            from,
+            delta,
+            compressed,
+        } => println!(
+            "kernel delta from {}: {} bytes ({:.1}% of the compressed kernel's {compressed}), object {}",
+            image(from),
+            delta.size,
+            pct(delta.size, *compressed),
+            delta.sha256.short(12),
+        ),
+        DeltaNote::Kept { .. } => {}
+        DeltaNote::NotSmaller {
+            from,
+            size,
+            compressed,
+        } => println!(
+            "no kernel delta from {}: {size} bytes, not smaller than the compressed kernel's {compressed}",
+            image(from)
+        ),
+        DeltaNote::Unavailable { from, why } => eprintln!(
+            "stratos: warning: no kernel delta from {}: {why}",
+            image(from)
+        ),
+    }
 }
