@@ -149,10 +149,7 @@ impl Repo {
                 });
                 continue;
             }
-            let sha256 = Sha256::of(&bytes);
-            if metadata_if_there(&self.object_path(&sha256, ""))?.is_none() {
-                self.write(&format!("objects/sha256/{sha256}"), &bytes)?;
-            }
+            let sha256 = self.put_object(&bytes)?;
             let d = Delta {
                 artifact: kernel.name.clone(),
                 from: from.sha256,

@@ -106,9 +106,7 @@ impl Repo {
         for a in &m.artifacts {
             self.copy_object(&image.join(&a.name), &a.sha256, a.size)?;
         }
-        let (mh, sh) = (Sha256::of(&manifest), Sha256::of(&sigb));
-        self.write(&format!("objects/sha256/{mh}"), &manifest)?;
-        self.write(&format!("objects/sha256/{sh}"), &sigb)?;
+        let (mh, sh) = (self.put_object(&manifest)?, self.put_object(&sigb)?);
         let r = ImageRef {
             name: m.image.name.clone(),
             version: m.image.version.clone(),
@@ -121,14 +119,41 @@ impl Repo {
         Ok((r, m))
     }
 
+    /// Whether object `want` is in the store, whole (`size` bytes with that digest): such an
+    /// object is not written again (its inode and time stay, and with them the validators a
+    /// web server gives it, which resumed downloads check); a damaged one is rewritten.
+    fn has_object(&self, want: &Sha256, size: u64) -> Result<bool, ChannelError> {
+        let p = self.object_path(want, "");
+        match metadata_if_there(&p)? {
+            Some(m) if m.is_file() && m.len() == size => {}
+            _ => return Ok(false),
+        }
+        let (h, n) = fsio::sha256_file(&p, Links::Refuse).map_err(ChannelError::RefusedFile)?;
+        Ok(n == size && Sha256::from_bytes(h) == *want)
+    }
+
+    /// Writes `bytes` as object `objects/sha256/<their sha256>` unless it is there already.
+    pub(super) fn put_object(&self, bytes: &[u8]) -> Result<Sha256, ChannelError> {
+        let sha = Sha256::of(bytes);
+        if !self.has_object(&sha, bytes.len() as u64)? {
+            self.write(&format!("objects/sha256/{sha}"), bytes)?;
+        }
+        Ok(sha)
+    }
+
     /// Streams `src` into `objects/sha256/<sha256>` (temporary file, fsync, rename), checking
-    /// on the way that it is `size` bytes with that digest.
+    /// on the way that it is `size` bytes with that digest, unless the store has it already;
+    /// then its compressed form ([`Repo::compress_object`]).
     fn copy_object(&self, src: &Path, want: &Sha256, size: u64) -> Result<(), ChannelError> {
         use sha2::Digest as _;
-        let (f, _) = fsio::open_regular(src, Links::Refuse).map_err(ChannelError::RefusedFile)?;
         let dir = self.dir.join("objects/sha256");
         std::fs::create_dir_all(&dir)
             .map_err(ChannelError::io(format!("creating {}", dir.display())))?;
+        if self.has_object(want, size)? {
+            // `verify_image` checked the source against the same digest.
+            return self.compress_object(want, size);
+        }
+        let (f, _) = fsio::open_regular(src, Links::Refuse).map_err(ChannelError::RefusedFile)?;
         let dest = dir.join(want.hex());
         let mut tmp = tempfile::Builder::new()
             .prefix(".stratos-tmp-")

@@ -35,6 +35,8 @@ mod freshness;
 mod image;
 /// The node's command line and state directory.
 mod node;
+/// What `publish` writes besides the image: compressed objects, kernel deltas.
+mod publish_objects;
 /// The canaries' health reports and the report gate.
 mod reports;
 /// Waves, halt, resume and the boot-test gate.
