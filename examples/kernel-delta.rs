@@ -1,6 +1,7 @@
 //! `cargo run --release --example kernel-delta -- BASE TARGET`: the delta `stratos publish`
-//! writes from BASE to TARGET (`stratos::archive::delta`), timed, applied back and checked;
-//! prints one JSON object (sizes in bytes, times in seconds). Used by `ci/bench-kernel-delta`.
+//! writes from BASE to TARGET (`stratos::archive::delta`), timed, applied back and checked, and
+//! TARGET compressed as `publish` stores it (`<sha256>.zst`, which a delta must beat); prints
+//! one JSON object (sizes in bytes, times in seconds). Used by `ci/bench-kernel-delta`.
 
 use std::time::Instant;
 
@@ -21,7 +22,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if out != target {
         return Err("the delta did not decode to TARGET".into());
     }
+    let t = Instant::now();
+    let level = stratos::channel::operator::OBJECT_LEVEL;
+    let compressed = stratos::archive::zst::compress(&target, level)?;
+    let compress = t.elapsed().as_secs_f64();
     let json = serde_json::json!({
+        "compressed_bytes": compressed.len(),
+        "compressed_level": level,
+        "compress_seconds": (compress * 1000.0).round() / 1000.0,
         "delta_bytes": delta.len(),
         "encode_seconds": (encode * 1000.0).round() / 1000.0,
         "decode_seconds": (decode * 1000.0).round() / 1000.0,

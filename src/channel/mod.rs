@@ -7,9 +7,14 @@
 //! root.json, root.sigs.json                 current root: keys, role thresholds, version, expiry
 //! roots/<N>.root.json, roots/<N>.sigs.json   every root version, for nodes walking rotations
 //! channels/<name>.json, <name>.sigs.json    channel: version, expiry, and per architecture its
-//!                                           image, rollout, halted, previous
-//! objects/sha256/<hex>                      manifest.json, manifest.sig and every artifact
+//!                                           image, rollout, halted, previous, kernel deltas
+//! objects/sha256/<hex>                      manifest.json, manifest.sig, every artifact, and
+//!                                           every kernel delta
+//! objects/sha256/<hex>.zst                  an artifact as one zstd frame, when that is smaller
 //! ```
+//! A kernel delta (`deltas` in the channel, [`Delta`]) rebuilds the track's kernel from the
+//! kernel of an image the track carried before ([`crate::archive::delta`]); `publish` writes
+//! them ([`operator::deltas`]). Objects are never rewritten once whole in the store.
 //! Signatures are detached: `*.sigs.json` holds ed25519 signatures over the exact bytes of the
 //! document next to it.
 //!

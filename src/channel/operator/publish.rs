@@ -20,11 +20,12 @@ use crate::fsio::{self, caps, Links};
 use crate::sign::manifest::{Manifest, MANIFEST_FILE, SIGNATURE_FILE};
 use crate::sign::SecretKey;
 
-/// The zstd level of the compressed objects (`<sha256>.zst`). Measured on node-fn's 104 MB
-/// `rootfs.erofs` with two threads (docs/rollout.md, "Compressed objects"): level 12 takes 2 s
-/// for 32.2 MB, level 19 takes 37 s for 28.6 MB; 19 would make every publish of a large
-/// image wait half a minute for 11% fewer bytes on full downloads, which blocks make rare.
-pub const OBJECT_LEVEL: i32 = 12;
+/// The zstd level of the compressed objects (`<sha256>.zst`), multithreaded. Measured on
+/// node-fn's 104 MB `rootfs.erofs`, two threads on a shared 2-core machine (bench/update.md,
+/// "Compressed objects"): level 19 gives 28.4 MB in 22 s, level 12 31.8 MB in 1.7 s. An object
+/// is compressed once and downloaded by every node that needs it whole, as release builds
+/// spend level 19 on `rootfs.tar.zst`.
+pub const OBJECT_LEVEL: i32 = 19;
 
 /// The zstd frame's magic number: an artifact that starts with it is compressed already.
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
