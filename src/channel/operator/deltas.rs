@@ -94,7 +94,7 @@ impl Repo {
             return Ok((deltas, notes));
         };
         let compressed = self.compressed_size(kernel)?;
-        let mut seen = vec![kernel.sha256.clone()];
+        let mut seen = vec![kernel.sha256];
         let mut target: Option<Vec<u8>> = None;
         for base in std::iter::once(&old.image).chain(old.previous.as_ref()) {
             let unavailable = |e: ChannelError| DeltaNote::Unavailable {
@@ -111,7 +111,7 @@ impl Repo {
             if seen.contains(&from.sha256) {
                 continue;
             }
-            seen.push(from.sha256.clone());
+            seen.push(from.sha256);
             let listed = old.deltas.iter().find(|d| {
                 d.artifact == kernel.name && d.from == from.sha256 && d.to == kernel.sha256
             });
@@ -153,7 +153,7 @@ impl Repo {
             let d = Delta {
                 artifact: kernel.name.clone(),
                 from: from.sha256,
-                to: kernel.sha256.clone(),
+                to: kernel.sha256,
                 sha256,
                 size,
             };
