@@ -300,3 +300,33 @@ fn sha256_hex(b: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(b))
 }
+
+#[test]
+fn a_base_kernel_missing_from_the_store_is_a_warning_not_a_failure() {
+    let w = world_with(&[]);
+    let (a, b) = (
+        image(&w, "1.0.0", &kernel(0)),
+        image(&w, "1.1.0", &kernel(1)),
+    );
+    publish(&w, &a);
+    std::fs::remove_file(object(&w, &kernel_sha(&a))).unwrap();
+    let out = w
+        .cmd()
+        .arg("publish")
+        .arg(&b)
+        .arg("--repo")
+        .arg(&w.repo)
+        .args(["--channel", "stable", "--percent", "100", "--channel-key"])
+        .arg(&w.root_key)
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(
+        err.contains("stratos: warning: no kernel delta from fixture 1.0.0: ")
+            && err.contains(&kernel_sha(&a)),
+        "{err}"
+    );
+    let t = &w.channel_doc("stable").tracks[0];
+    assert_eq!(t.image.version, "1.1.0");
+    assert!(t.deltas.is_empty(), "{:?}", t.deltas);
+}
