@@ -1,8 +1,10 @@
-//! Deterministic archive writers (tar, cpio newc) and zstd compression, all from a [`Tree`].
+//! Deterministic archive writers (tar, cpio newc) and zstd compression, all from a [`Tree`];
+//! binary deltas between two versions of a file ([`delta`]).
 //!
 //! [`Tree`]: crate::rootfs::Tree
 
 pub mod cpio;
+pub mod delta;
 pub mod erofs;
 pub mod tar;
 pub mod verity;

@@ -192,6 +192,9 @@ pub enum ChannelError {
     /// An artifact that changed between the check of the image and its copy into the repository.
     #[error("{}: changed while it was being published (its size or sha256 no longer matches the manifest)", .path.display())]
     ChangedWhilePublished { path: PathBuf },
+    /// An object of the repository whose bytes are not the sha256 it is named by.
+    #[error("{}: its sha256 is not the one it is named by (the object is damaged); publish its image again to rewrite it", .path.display())]
+    DamagedObject { path: PathBuf },
     /// A manifest signature file that is not one (`what` names it).
     #[error("{what}: {source}")]
     MalformedSignatureFile {
@@ -328,6 +331,7 @@ impl ChannelError {
             | Self::SignatureMismatch
             | Self::ArtifactMismatch { .. }
             | Self::ChangedWhilePublished { .. }
+            | Self::DamagedObject { .. }
             | Self::MalformedSignatureFile { .. }
             | Self::MalformedImageSignature { .. }
             | Self::ImageSignatureInvalid { .. }

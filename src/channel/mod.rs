@@ -7,9 +7,14 @@
 //! root.json, root.sigs.json                 current root: keys, role thresholds, version, expiry
 //! roots/<N>.root.json, roots/<N>.sigs.json   every root version, for nodes walking rotations
 //! channels/<name>.json, <name>.sigs.json    channel: version, expiry, and per architecture its
-//!                                           image, rollout, halted, previous
-//! objects/sha256/<hex>                      manifest.json, manifest.sig and every artifact
+//!                                           image, rollout, halted, previous, kernel deltas
+//! objects/sha256/<hex>                      manifest.json, manifest.sig, every artifact, and
+//!                                           every kernel delta
+//! objects/sha256/<hex>.zst                  an artifact as one zstd frame, when that is smaller
 //! ```
+//! A kernel delta (`deltas` in the channel, [`Delta`]) rebuilds the track's kernel from the
+//! kernel of an image the track carried before ([`crate::archive::delta`]); `publish` writes
+//! them ([`operator::deltas`]). Objects are never rewritten once whole in the store.
 //! Signatures are detached: `*.sigs.json` holds ed25519 signatures over the exact bytes of the
 //! document next to it.
 //!
@@ -31,9 +36,10 @@ pub mod operator;
 
 pub use doc::{
     check_expiry_bound, cohort, compare_versions, fmt_age, fmt_time, now, parse_channel,
-    parse_root, sign_bytes, to_bytes, verify_threshold, Channel, ChannelName, ImageRef, KeyEntry,
-    Role, RoleName, Roles, Rollout, Root, Signature, Signatures, Track, Wave, CHANNEL_TYPE,
-    CLOCK_SKEW, DEFAULT_MAX_AGE, MAX_METADATA_BYTES, MAX_VALIDITY, ROOT_TYPE, SPEC_VERSION,
+    parse_root, sign_bytes, to_bytes, verify_threshold, Channel, ChannelName, Delta, ImageRef,
+    KeyEntry, Role, RoleName, Roles, Rollout, Root, Signature, Signatures, Track, Wave,
+    CHANNEL_TYPE, CLOCK_SKEW, DEFAULT_MAX_AGE, MAX_METADATA_BYTES, MAX_VALIDITY, ROOT_TYPE,
+    SPEC_VERSION,
 };
 pub use error::{
     ChannelError, FailedNode, GateError, ImageCheckError, ImageNamed, StateError, Tie, UsageError,

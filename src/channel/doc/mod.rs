@@ -21,7 +21,7 @@ pub use role::RoleName;
 pub use rollout::{cohort, compare_versions, Rollout, Wave};
 pub use signed::{sign_bytes, to_bytes, verify_threshold, Signature, Signatures};
 pub use time::{fmt_age, fmt_time, now, CLOCK_SKEW, DEFAULT_MAX_AGE, MAX_VALIDITY};
-pub use track::Track;
+pub use track::{Delta, Track, MAX_DELTAS};
 
 use crate::arch::Arch;
 use crate::channel::error::ChannelError;

@@ -11,12 +11,36 @@
 //! ```
 //! A channel carrying only aarch64 has no `image` at all. Every image names its architecture
 //! (`image.arch`, absent for x86_64), which the node checks against the signed manifest.
+//!
+//! A track may also list `deltas` (at the top level for x86_64, in its `other_arches` entry for
+//! the others; absent when there are none): binary deltas `publish` wrote from the kernels of
+//! the images the track carried before to the kernel of its image ([`Delta`]).
 
 use serde::{Deserialize, Serialize};
 
 use super::{Channel, ChannelName, ImageRef, Rollout};
 use crate::arch::Arch;
 use crate::channel::error::{ChannelError, UsageError};
+use crate::digest::Sha256;
+use crate::sign::manifest::ArtifactName;
+
+/// The most deltas a track lists; a document listing more is malformed.
+pub const MAX_DELTAS: usize = 16;
+
+/// A binary delta of one artifact of the track's image ([`crate::archive::delta`]): applied to
+/// the artifact whose sha256 is `from` (the same artifact of an image the channel carried
+/// before), it gives the one whose sha256 is `to`. It is the object `objects/sha256/<sha256>`,
+/// `size` bytes. Optional for nodes: one without the base downloads the artifact itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delta {
+    /// The artifact it rebuilds (`kernel`: the manifest's `kernel.artifact`).
+    pub artifact: ArtifactName,
+    pub from: Sha256,
+    pub to: Sha256,
+    /// The delta object's sha256 and length.
+    pub sha256: Sha256,
+    pub size: u64,
+}
 
 /// One architecture's image in a channel and its rollout: published, promoted, widened, halted
 /// and rolled back on its own.
@@ -30,6 +54,10 @@ pub struct Track {
     /// The image this track carried before (what `rollback` returns to).
     #[serde(default)]
     pub previous: Option<ImageRef>,
+    /// Deltas to the image's kernel from the kernels of images the track carried before (at
+    /// most [`MAX_DELTAS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deltas: Vec<Delta>,
 }
 
 impl Track {
@@ -125,6 +153,9 @@ pub(super) struct RawChannel {
     /// it), left out when there is no x86_64 track; absent and `null` both read as none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     previous: Option<Option<ImageRef>>,
+    /// The x86_64 track's deltas.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    deltas: Vec<Delta>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     other_arches: Vec<Track>,
 }
@@ -151,6 +182,7 @@ impl From<Channel> for RawChannel {
             halted: x86.as_ref().map(|t| t.halted),
             previous: x86.as_ref().map(|t| t.previous.clone()),
             rollout: x86.as_ref().map(|t| t.rollout.clone()),
+            deltas: x86.as_ref().map(|t| t.deltas.clone()).unwrap_or_default(),
             image: x86.map(|t| t.image),
             other_arches,
         }
@@ -175,10 +207,12 @@ impl TryFrom<RawChannel> for Channel {
                     rollout,
                     halted: r.halted.unwrap_or(false),
                     previous,
+                    deltas: r.deltas,
                 });
             }
-            (None, None) if r.halted != Some(true) && previous.is_none() => {}
-            (None, None) => return Err("halted or previous without an image".to_owned()),
+            (None, None) if r.halted != Some(true) && previous.is_none() && r.deltas.is_empty() => {
+            }
+            (None, None) => return Err("halted, previous or deltas without an image".to_owned()),
             (Some(_), None) => return Err("an image without a rollout".to_owned()),
             (None, Some(_)) => return Err("a rollout without an image".to_owned()),
         }
@@ -196,6 +230,13 @@ impl TryFrom<RawChannel> for Channel {
             tracks.push(t);
         }
         for t in &tracks {
+            if t.deltas.len() > MAX_DELTAS {
+                return Err(format!(
+                    "deltas: the {} image lists {} deltas, more than the {MAX_DELTAS} a track may list",
+                    t.arch().name(),
+                    t.deltas.len()
+                ));
+            }
             if let Some(p) = t.previous.as_ref().filter(|p| p.arch != t.arch()) {
                 return Err(format!(
                     "the {} image's previous image is an {} image",
@@ -251,7 +292,47 @@ mod tests {
             },
             halted: false,
             previous: None,
+            deltas: Vec::new(),
         }
+    }
+
+    fn delta(from: &str, to: &str) -> Delta {
+        Delta {
+            artifact: ArtifactName::from_static("kernel"),
+            from: Sha256::parse(&from.repeat(64)).unwrap(),
+            to: Sha256::parse(&to.repeat(64)).unwrap(),
+            sha256: Sha256::parse(&"e".repeat(64)).unwrap(),
+            size: 1234,
+        }
+    }
+
+    #[test]
+    fn deltas_sit_with_their_track_and_are_left_out_when_there_are_none() {
+        let mut x = track(Arch::X86_64, "a", 10);
+        x.deltas = vec![delta("1", "2"), delta("3", "2")];
+        let mut arm = track(Arch::Aarch64, "c", 50);
+        arm.deltas = vec![delta("4", "5")];
+        let c = channel(vec![x, arm]);
+        let bytes = to_bytes(&c);
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["deltas"][1]["from"], "3".repeat(64), "{v}");
+        assert_eq!(v["deltas"][0]["artifact"], "kernel");
+        assert_eq!(v["deltas"][0]["size"], 1234);
+        assert_eq!(v["other_arches"][0]["deltas"][0]["to"], "5".repeat(64));
+        assert_eq!(parse_channel(&bytes, "c.json").unwrap(), c);
+        // Without deltas, the document has no such key (the bytes older documents had).
+        let c = channel(vec![
+            track(Arch::X86_64, "a", 10),
+            track(Arch::Aarch64, "c", 50),
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&to_bytes(&c)).unwrap();
+        assert!(v.get("deltas").is_none(), "{v}");
+        assert!(v["other_arches"][0].get("deltas").is_none(), "{v}");
+        // Unknown fields of an entry are tolerated, as elsewhere in metadata.
+        let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        v["deltas"][0]["method"] = "zstd-patch-from".into();
+        let read = parse_channel(&serde_json::to_vec(&v).unwrap(), "c.json").unwrap();
+        assert_eq!(read.tracks[0].deltas[0], delta("1", "2"));
     }
 
     fn channel(tracks: Vec<Track>) -> Channel {
@@ -347,6 +428,30 @@ mod tests {
                 "{e}"
             );
         };
+        let seventeen: Vec<serde_json::Value> = (0..17)
+            .map(|_| serde_json::to_value(delta("1", "2")).unwrap())
+            .collect();
+        bad(
+            &|v| v["deltas"] = seventeen.clone().into(),
+            "deltas: the x86_64 image lists 17 deltas, more than the 16 a track may list",
+        );
+        bad(
+            &|v| v["other_arches"][0]["deltas"] = seventeen.clone().into(),
+            "deltas: the aarch64 image lists 17 deltas",
+        );
+        bad(
+            &|v| v["deltas"] = serde_json::json!([{"artifact": "kernel"}]),
+            "missing field `from`",
+        );
+        bad(
+            &|v| {
+                for k in ["image", "rollout", "halted", "previous"] {
+                    v.as_object_mut().unwrap().remove(k);
+                }
+                v["deltas"] = seventeen[..1].to_vec().into();
+            },
+            "deltas without an image",
+        );
         bad(
             &|v| v["image"]["arch"] = "aarch64".into(),
             "an aarch64 image where the x86_64 one goes",

@@ -152,6 +152,7 @@ mod tests {
                 },
                 halted,
                 previous: None,
+                deltas: Vec::new(),
             }],
         }
     }

@@ -3,6 +3,7 @@
 //! result ([`gate`]) or the canaries' health reports ([`report_gate`]) — and the keys the
 //! commands sign with ([`keys`]).
 
+pub mod deltas;
 pub mod gate;
 pub mod init;
 pub mod keys;
@@ -13,6 +14,8 @@ pub mod rollout;
 pub mod rotate;
 pub mod waves;
 
+pub use deltas::DeltaNote;
+pub use publish::{Published, OBJECT_LEVEL};
 pub use repo::{Repo, Status, StatusRow};
 pub use report_gate::ReportGate;
 pub use rollout::{Advanced, Gate, Widen};

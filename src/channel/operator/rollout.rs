@@ -232,6 +232,7 @@ mod tests {
             rollout,
             halted,
             previous: None,
+            deltas: Vec::new(),
         }
     }
 

@@ -256,7 +256,9 @@ fn blocks_served_wrong_are_refused_and_a_full_download_recovers() {
         assert_eq!(method(&tr, "rootfs.erofs").0, Method::Full, "{what}");
         assert_staged_b(&r, &state, &v);
     }
-    // The whole object served wrong as well: a clear error, the node as it was.
+    // The whole object served wrong as well (and no compressed copy to fall back on): a clear
+    // error, the node as it was.
+    w.drop_compressed(&r.b, "rootfs.erofs");
     server.set(serde_json::json!({"tamper": {
         "object": obj_b, "kind": "flip", "min": 0, "max": data_size, "full": true}}));
     let state = w.path("nodes/tampered-all");
@@ -328,7 +330,8 @@ fn a_killed_fetch_resumes_and_receives_less_than_a_whole_one() {
     assert!(got < whole_got, "resumed {got}, uninterrupted {whole_got}");
 
     // A whole download killed part way (the server slows down after 1 MiB): the next fetch
-    // asks for the rest only.
+    // asks for the rest only. (Of the object itself: its compressed copy is smaller than that.)
+    w.drop_compressed(&r.b, "rootfs.erofs");
     let n = w.node("fresh");
     server.set(serde_json::json!({"slow_after": 1 << 20}));
     let mut child = stratos_std(w.cache.path())

@@ -75,24 +75,24 @@ fn fetch_over_http_reuses_unchanged_artifacts_and_downloads_only_the_changed_one
     let server = Server::start(&w.repo);
     let url = server.url();
     let n = w.node("n");
-    // The first fetch downloads every artifact; the node's count is the server's.
+    // The first fetch downloads every artifact, compressed when the repository has it so; the
+    // node's count is the server's.
     let (v, first) = fetch_json(&w, &url, &n.state);
     let first = first.expect("a transfer");
     assert_eq!(v["selected"], true);
+    let stored = |img: &Path, name: &str| w.stored_len(&w.artifact_sha(img, name));
     assert!(
         first
             .artifacts
             .iter()
-            .all(|a| a.method == Method::Full && a.received == a.size),
+            .all(|a| a.method == Method::Full && a.received == stored(&w.img_a, &a.name)),
         "{first:?}"
     );
     let (served, _) = served_since(&server, 0);
     assert_eq!(first.received, served);
-    assert_eq!(
-        first.received,
-        first.metadata_received + first.size,
-        "{first:?}"
-    );
+    let artifacts: u64 = first.artifacts.iter().map(|a| a.received).sum();
+    assert_eq!(first.received, first.metadata_received + artifacts);
+    assert!(artifacts < first.size, "{first:?}");
     // B: the same fixture at another version; one artifact differs (the SBOM names the version).
     let diff = changed(&w, &w.img_a, &w.img_b);
     assert_eq!(diff.len(), 1, "{diff:?}");
@@ -104,7 +104,11 @@ fn fetch_over_http_reuses_unchanged_artifacts_and_downloads_only_the_changed_one
     assert_eq!(names(&second, Method::Full), diff);
     assert_eq!(names(&second, Method::Reused).len(), 3, "{second:?}");
     for a in &second.artifacts {
-        let want = if diff.contains(&a.name) { a.size } else { 0 };
+        let want = if diff.contains(&a.name) {
+            stored(&w.img_b, &a.name)
+        } else {
+            0
+        };
         assert_eq!(a.received, want, "{a:?}");
     }
     // What the server sent: the metadata and the changed artifact's object, nothing else.
@@ -114,7 +118,7 @@ fn fetch_over_http_reuses_unchanged_artifacts_and_downloads_only_the_changed_one
     let doc = w.channel_doc("stable");
     let img = &doc.tracks[0].image;
     let want: BTreeSet<String> = [
-        format!("/objects/sha256/{sbom}"),
+        format!("/objects/sha256/{sbom}.zst"),
         format!("/objects/sha256/{}", img.manifest_sha256),
         format!("/objects/sha256/{}", img.signature_sha256),
     ]
@@ -190,7 +194,7 @@ fn fetch_links_artifacts_of_the_current_image_which_stays_intact() {
         .artifacts
         .iter()
         .filter(|a| a.method == Method::Full)
-        .map(|a| a.size)
+        .map(|a| w.stored_len(&w.artifact_sha(&w.img_b, &a.name)))
         .sum();
     assert_eq!(t.received, t.metadata_received + downloaded, "{t:?}");
     let b_dir = n.state.join(d.staged.unwrap());
@@ -270,7 +274,9 @@ fn fetch_refuses_an_artifact_one_byte_longer_shorter_or_different() {
         n.fetch_update().unwrap();
     }
     w.publish(&w.img_b, "stable", 100);
-    // The artifact B does not share with A: the one downloaded.
+    // The artifact B does not share with A: the one downloaded (the object itself, not its
+    // compressed copy).
+    w.drop_compressed(&w.img_b, "sbom.cdx.json");
     let object = w
         .repo
         .join("objects/sha256")

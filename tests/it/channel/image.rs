@@ -49,6 +49,12 @@ fn attack_artifact_swapped() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     std::fs::write(&p, &bytes).unwrap();
+    // Its compressed copy first: the node notes it and falls back to the (swapped) object.
+    let zst = p.with_file_name(format!("{}.zst", kernel["sha256"].as_str().unwrap()));
+    let packed = zstd::stream::encode_all(&bytes[..], 3).unwrap();
+    std::fs::write(&zst, &packed).unwrap();
+    assert_rejected!(&n, fetch, ChannelError::ArtifactMismatch { name } if name == "kernel");
+    std::fs::remove_file(&zst).unwrap();
     assert_rejected!(&n, fetch, ChannelError::ArtifactMismatch { name } if name == "kernel");
     // No staging directory is left behind.
     assert!(!std::fs::read_dir(&n.state).unwrap().any(|e| e

@@ -35,6 +35,8 @@ mod freshness;
 mod image;
 /// The node's command line and state directory.
 mod node;
+/// What `publish` writes besides the image: compressed objects, kernel deltas.
+mod publish_objects;
 /// The canaries' health reports and the report gate.
 mod reports;
 /// Waves, halt, resume and the boot-test gate.
@@ -300,6 +302,27 @@ impl World {
     }
 
     /// The sha256 of the artifact `name` of image `img`.
+    /// Removes the compressed copy (`<sha256>.zst`) `publish` stored of `img`'s artifact `name`:
+    /// a full download then fetches the object itself (what the tests that tamper with the
+    /// object serve).
+    fn drop_compressed(&self, img: &Path, name: &str) {
+        let p = self
+            .repo
+            .join("objects/sha256")
+            .join(format!("{}.zst", self.artifact_sha(img, name)));
+        std::fs::remove_file(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    }
+
+    /// The bytes a full download of the artifact `sha` receives: its compressed copy's when the
+    /// repository has one, else the object's.
+    fn stored_len(&self, sha: &str) -> u64 {
+        let dir = self.repo.join("objects/sha256");
+        std::fs::metadata(dir.join(format!("{sha}.zst")))
+            .or_else(|_| std::fs::metadata(dir.join(sha)))
+            .unwrap()
+            .len()
+    }
+
     fn artifact_sha(&self, img: &Path, name: &str) -> String {
         let m: serde_json::Value =
             serde_json::from_slice(&std::fs::read(img.join("manifest.json")).unwrap()).unwrap();

@@ -248,6 +248,7 @@ fn channel_publish_fifo_in_place_of_an_artifact() {
 fn update_fetch_fifo_in_place_of_an_object() {
     let w = world();
     let n = w.node("n");
+    w.drop_compressed(&w.img_a, "kernel");
     let object = w
         .repo
         .join("objects/sha256")
