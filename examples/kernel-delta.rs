@@ -1,7 +1,8 @@
 //! `cargo run --release --example kernel-delta -- BASE TARGET`: the delta `stratos publish`
-//! writes from BASE to TARGET (`stratos::archive::delta`), timed, applied back and checked, and
-//! TARGET compressed as `publish` stores it (`<sha256>.zst`, which a delta must beat); prints
-//! one JSON object (sizes in bytes, times in seconds). Used by `ci/bench-kernel-delta`.
+//! writes from BASE to TARGET (`stratos::archive::delta`: bsdiff, compressed with zstd), timed,
+//! applied back and checked, and TARGET compressed as `publish` stores it (`<sha256>.zst`, which
+//! a delta must beat); prints one JSON object (sizes in bytes, times in seconds). Used by
+//! `ci/bench-kernel-delta`.
 
 use std::time::Instant;
 

@@ -163,15 +163,12 @@ pub fn decode(
         let add = u64::from_le_bytes(word(0));
         let copy = u64::from_le_bytes(word(1));
         let seek = signed(word(2));
-        if add
-            .checked_add(copy)
-            .and_then(|l| l.checked_add(n))
-            .is_none_or(|end| end > max_out)
-        {
+        let end = add.checked_add(copy).and_then(|l| l.checked_add(n));
+        if !matches!(end, Some(end) if end <= max_out) {
             return Err(DeltaError::TooLarge { max_out });
         }
-        // Both lengths fit in the output limit, so in memory (`max_out` < 2^64, and `pos` is an
-        // i128): the range is checked before any byte is read.
+        // The entry fits in the output limit (so `n + add + copy` cannot overflow below); the
+        // base's range is checked before any byte is read (`pos` is an i128: no seek overflows).
         let start = usize::try_from(pos).map_err(|_| corrupt("seeks before the base's start"))?;
         let end = start
             .checked_add(usize::try_from(add).map_err(|_| corrupt("entry too long"))?)
