@@ -7,8 +7,8 @@
 //! sign-magnitude), then `add_len` bytes added to the base's bytes at the current position, then
 //! `copy_len` bytes copied as they are; the position then moves by `add_len + seek`. bsdiff
 //! encodes code that moved as small arithmetic differences (every displaced address), which
-//! zstd's patch-from could only copy as short exact runs: on two real kernels it gives 1.7×–1.8×
-//! smaller deltas, at ~50 s and ~800 MB to make one (`bench/update.md`, "Kernel deltas").
+//! zstd's patch-from could only copy as short exact runs: on two real kernels it gives 1.7×
+//! smaller deltas, at ~50 s and ~370 MB to make one (`bench/update.md`, "Kernel deltas").
 //!
 //! [`decode`] applies a patch itself rather than through the crate: it streams, checks every
 //! length against the base and the output limit, and allocates nothing from a length the patch
@@ -51,7 +51,7 @@ fn window_log(target: usize) -> u32 {
 
 /// The delta that turns `base` into `target`. Deterministic: the same inputs (and crate
 /// versions) give the same bytes. Takes time and memory: bsdiff sorts the suffixes of `base`
-/// (about 50 s and 800 MB for a 14 MB kernel, optimised).
+/// (about 50 s and 370 MB for a 14 MB kernel, optimised).
 pub fn encode(base: &[u8], target: &[u8]) -> io::Result<Vec<u8>> {
     let mut enc = zstd::stream::write::Encoder::new(MAGIC.to_vec(), LEVEL)?;
     enc.window_log(window_log(target.len()))?;
@@ -402,8 +402,9 @@ mod tests {
     #[test]
     fn hostile_entries_are_refused_before_anything_is_allocated_or_written() {
         let base = noise(3, 1000);
-        let neg = |v: u64| v | 1 << 63; // sign-magnitude
-                                        // A hand-made patch: 10 bytes added to the base's first 10, 3 copied, back 5 and 5 more.
+        // A seek backwards, in sign-magnitude.
+        let neg = |v: u64| v | 1 << 63;
+        // A hand-made patch: 10 bytes added to the base's first 10, 3 copied, back 5, 5 more.
         let good = framed(&[
             ([10, 3, neg(5)], &[1; 10], b"xyz"),
             ([5, 0, 0], &[0; 5], b""),
