@@ -151,6 +151,9 @@ pub fn decode(
     let mut buf = vec![0u8; 1 << 16];
     let mut n = 0u64;
     let mut pos = 0i128; // in the base
+                         // bsdiff writes one entry per position it stops at in the target, so never more entries
+                         // than output bytes: a patch of empty entries must not keep a node busy past that.
+    let mut entries = 0u64;
     loop {
         let mut control = [0u8; 24];
         match read_full(&mut dec, &mut control) {
@@ -158,6 +161,10 @@ pub fn decode(
             Ok(24) => {}
             Ok(_) => return Err(corrupt("truncated in a control entry")),
             Err(e) => return Err(classify(&dec, e)),
+        }
+        entries += 1;
+        if entries > max_out.saturating_add(1) {
+            return Err(corrupt("more entries than the output has bytes"));
         }
         let word = |i: usize| <[u8; 8]>::try_from(&control[i * 8..i * 8 + 8]).unwrap();
         let add = u64::from_le_bytes(word(0));
@@ -454,6 +461,11 @@ mod tests {
             assert!(matches!(e, DeltaError::Corrupt(_)), "{e}");
             assert!(e.to_string().contains("truncated"), "{e}");
         }
+        // Empty entries, more than the output has bytes: refused, without decoding them all.
+        let empty = framed(&vec![([0, 0, 0], &b""[..], &b""[..]); 20]);
+        assert_eq!(apply(&base, &empty, 19).unwrap(), Vec::<u8>::new());
+        let e = apply(&base, &empty, 18).unwrap_err();
+        assert!(e.to_string().contains("more entries"), "{e}");
         // A control entry cut short.
         let mut p = MAGIC.to_vec();
         p.extend_from_slice(&zstd::encode_all(&[0u8; 23][..], 1).unwrap());
