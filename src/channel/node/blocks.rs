@@ -388,9 +388,9 @@ mod tests {
         };
         assert_eq!(runs(&have(&[], 10)), []);
         assert_eq!(runs(&have(&[3], 10)), [(3, 4)]);
-        // Four blocks apart: one request; five: two.
-        assert_eq!(runs(&have(&[1, 5], 10)), [(1, 6)]);
-        assert_eq!(runs(&have(&[1, 6], 10)), [(1, 2), (6, 7)]);
+        // Four blocks between them: one request (the four fetched too); five: two.
+        assert_eq!(runs(&have(&[1, 6], 10)), [(1, 7)]);
+        assert_eq!(runs(&have(&[1, 7], 10)), [(1, 2), (7, 8)]);
         let all = runs(&vec![false; 2500]);
         assert_eq!(all, [(0, 1024), (1024, 2048), (2048, 2500)]);
     }

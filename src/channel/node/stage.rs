@@ -25,7 +25,7 @@ use super::state::{failpoint, tidy, NodeState, Staged};
 use super::transfer::{ArtifactTransfer, Method, Transfer};
 use super::transport::{Download, Ranged};
 use super::verify::{Verified, VerifiedImage};
-use crate::channel::doc::{to_bytes, Channel, ImageRef};
+use crate::channel::doc::{to_bytes, Channel, Delta, ImageRef};
 use crate::channel::error::ChannelError;
 use crate::digest::Sha256;
 use crate::sign::manifest::{Artifact, MANIFEST_FILE, SIGNATURE_FILE};
@@ -65,7 +65,7 @@ impl Node {
         }
         let held = Held::index(&self.state, st, &digest, notes);
         let partial = self.partial_dir(&digest, notes)?;
-        let artifacts = match self.download(img, &held, &partial, notes) {
+        let artifacts = match self.download(v, img, &held, &partial, notes) {
             Ok(a) => a,
             Err(e) => {
                 // What was refused is not kept to be resumed; what a failed transfer received
@@ -152,6 +152,7 @@ impl Node {
     /// whole image verified against it. Returns how each artifact came.
     fn download(
         &self,
+        channel: &Verified,
         v: &VerifiedImage,
         held: &Held,
         dir: &Path,
@@ -192,10 +193,19 @@ impl Node {
                     }
                     _ => (false, 0),
                 };
+                let (patched, tried) = match (done, self.delta_for(channel, a, held)) {
+                    (false, Some((d, base))) => {
+                        let (ok, n) = self.fetch_delta(a, d, base, dir, notes)?;
+                        (ok, tried + n)
+                    }
+                    _ => (false, tried),
+                };
                 if done {
                     (Method::Blocks, tried)
+                } else if patched {
+                    (Method::Delta, tried)
                 } else {
-                    // What a failed block fetch received counts too.
+                    // What a failed block or delta fetch received counts too.
                     (Method::Full, tried + self.fetch_full(a, dir, notes)?)
                 }
             };
@@ -209,9 +219,18 @@ impl Node {
                 received,
             });
         }
-        // The block fetch's trees are not part of the image.
+        // What fetching used on the side (trees, partial downloads an artifact reused this time
+        // made useless) is not part of the image.
         for a in &v.manifest.artifacts {
-            remove_file(&dir.join(blocks::tree_file(a.name.as_str())))?;
+            let n = a.name.as_str();
+            for side in [
+                blocks::tree_file(n),
+                format!("{n}.part"),
+                format!("{n}.zst.part"),
+                format!("{n}.delta"),
+            ] {
+                remove_file(&dir.join(side))?;
+            }
         }
         write_replacing(&dir.join(MANIFEST_FILE), &v.manifest_bytes)?;
         write_replacing(&dir.join(SIGNATURE_FILE), &v.signature_bytes)?;
@@ -269,6 +288,68 @@ impl Node {
         remove_file(&to)?;
         remove_file(&dir.join(blocks::tree_file(a.name.as_str())))?;
         Ok((false, received))
+    }
+
+    /// A delta the channel lists for `a` (for the node's architecture) from a file the node
+    /// holds, and that file: the first such, if any, and only when smaller than the artifact.
+    fn delta_for<'h>(
+        &self,
+        v: &'h Verified,
+        a: &Artifact,
+        held: &'h Held,
+    ) -> Option<(&'h Delta, &'h Path)> {
+        let track = v.channel.track(self.arch)?;
+        track
+            .deltas
+            .iter()
+            .filter(|d| d.artifact == a.name && d.to == a.sha256 && d.size < a.size)
+            .find_map(|d| held.file(&d.from).map(|(p, _)| (d, p)))
+    }
+
+    /// `a` rebuilt in `dir` from the node's `base` (the file with sha256 `d.from`) and the delta
+    /// `d`, fetched (resumed if an interrupted fetch began it) and checked against the sha256 the
+    /// signed channel lists, then the result against the manifest: `(true, bytes received)`, or
+    /// `(false, bytes received)` when it could not be (a note says why; the caller downloads the
+    /// artifact whole).
+    fn fetch_delta(
+        &self,
+        a: &Artifact,
+        d: &Delta,
+        base: &Path,
+        dir: &Path,
+        notes: &mut Vec<String>,
+    ) -> Result<(bool, u64), ChannelError> {
+        let to = dir.join(&a.name);
+        let part = dir.join(format!("{}.delta", a.name.as_str()));
+        let rel = format!("objects/sha256/{}", d.sha256);
+        let received = self.fetch_resuming(&rel, d.size, &part)?;
+        let why = match received {
+            None => "the repository does not have it".to_owned(),
+            Some(_) if !is_object(&part, &d.sha256, d.size) => {
+                "it is not the delta the signed channel lists".to_owned()
+            }
+            Some(_) => match apply_delta(base, &part, &to, a) {
+                Ok(()) => {
+                    remove_file(&part)?;
+                    notes.push(format!(
+                        "{}: patched from {} with a {}-byte delta",
+                        a.name.as_str(),
+                        base.display(),
+                        d.size
+                    ));
+                    return Ok((true, received.unwrap_or(0)));
+                }
+                Err(why) => why,
+            },
+        };
+        notes.push(format!(
+            "{}: the delta {} could not be used ({why}); downloading it whole",
+            a.name.as_str(),
+            d.sha256
+        ));
+        remove_file(&part)?;
+        remove_file(&to)?;
+        Ok((false, received.unwrap_or(0)))
     }
 
     /// One artifact downloaded whole into `dir`: compressed (`<object>.zst`) when the
@@ -492,4 +573,43 @@ fn remove_file(p: &Path) -> Result<(), ChannelError> {
 fn write_replacing(p: &Path, bytes: &[u8]) -> Result<(), ChannelError> {
     crate::fsio::write_atomic(p, bytes, 0o644)
         .map_err(ChannelError::io(format!("writing {}", p.display())))
+}
+
+/// Whether `p` is a regular file of `size` bytes with sha256 `sha`.
+fn is_object(p: &Path, sha: &Sha256, size: u64) -> bool {
+    let Ok((f, m)) = crate::fsio::open_regular(p, crate::fsio::Links::Refuse) else {
+        return false;
+    };
+    use std::io::Read;
+    m.len() == size && Sha256::of_reader(f.take(size)).is_ok_and(|(s, n)| s == *sha && n == size)
+}
+
+/// The new file `to` made from the node's file `base` and the delta in `delta`; it must then
+/// be `a` (at most one byte past its size is written).
+fn apply_delta(base: &Path, delta: &Path, to: &Path, a: &Artifact) -> Result<(), String> {
+    let (bf, bm) =
+        crate::fsio::open_regular(base, crate::fsio::Links::Refuse).map_err(|e| e.to_string())?;
+    // The base is a file of an image the node verified, no larger than the largest artifact
+    // it accepts; read whole (the patch refers to it anywhere).
+    let mut old = Vec::new();
+    {
+        use std::io::Read;
+        bf.take(bm.len())
+            .read_to_end(&mut old)
+            .map_err(|e| format!("reading {}: {e}", base.display()))?;
+    }
+    let (df, _) =
+        crate::fsio::open_regular(delta, crate::fsio::Links::Refuse).map_err(|e| e.to_string())?;
+    remove_file(to).map_err(|e| e.to_string())?;
+    let mut out = Download::create(to).map_err(|e| e.to_string())?;
+    crate::archive::delta::decode(&old, std::io::BufReader::new(df), &mut out, a.size)
+        .map_err(|e| e.to_string())?;
+    let (sha, len) = out.finish().map_err(|e| e.to_string())?;
+    if len != a.size || sha != a.sha256 {
+        return Err(format!(
+            "it gives {len} bytes with sha256 {sha}, not the manifest's {} bytes with {}",
+            a.size, a.sha256
+        ));
+    }
+    Ok(())
 }
