@@ -137,7 +137,8 @@ pub(super) struct Blocks {
     pub received: u64,
     /// Data blocks copied from images the node holds.
     pub local: u64,
-    /// Data blocks an interrupted fetch had already written (or zero blocks a new file has).
+    /// Data blocks already in place: written by an interrupted fetch, or zero blocks (a new
+    /// file reads as zeros).
     pub kept: u64,
     /// Data blocks fetched (and blocks between them, fetched to save requests: `extra`).
     pub fetched: u64,

@@ -263,7 +263,7 @@ impl Node {
             blocks::Outcome::Done(b) => {
                 if is_complete(&to, a) {
                     notes.push(format!(
-                        "{}: {} blocks fetched ({} more between them), {} copied from the {} blocks held, {} kept; {} requests",
+                        "{}: {} blocks fetched ({} more between them), {} copied from the images held ({} distinct blocks indexed), {} already in place; {} requests",
                         a.name.as_str(),
                         b.fetched,
                         b.extra,
