@@ -371,3 +371,52 @@ fn a_killed_fetch_resumes_and_receives_less_than_a_whole_one() {
     );
     assert_staged_b(&r, &n.state, &v);
 }
+
+#[test]
+fn a_fetch_killed_at_any_step_resumes_with_less_than_a_whole_fetch() {
+    let r = roots();
+    let w = &r.w;
+    let url = w.repo.to_str().unwrap().to_owned();
+    let holder = w.node("holder");
+    fetch_ok(w, &url, &holder.state);
+    w.publish(&r.b, "stable", 100);
+    // What B costs a node that holds nothing.
+    let (_, whole, _) = fetch_ok(w, &url, &w.node("empty").state);
+    let points = [
+        "fetch:artifact-received",
+        "fetch:blocks-received",
+        "fetch:downloaded",
+        "fetch:image-moved",
+        "fetch:staged-written",
+    ];
+    for (i, point) in points.iter().enumerate() {
+        let state = w.path(&format!("nodes/killed-{i}"));
+        clone_state(&holder.state, &state);
+        let out = w
+            .cmd()
+            .args(["update", "fetch", "--repo", &url])
+            .args(["--channel", "stable", "--node-id", "node-a", "--state"])
+            .arg(&state)
+            .env("STRATOS_FAILPOINT", point)
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("fail point {point}")),
+            "{point}: {err}"
+        );
+        let (ok, v, t, err) = fetch_with(w, &url, &state, &[]);
+        assert!(ok, "{point}: {err}");
+        assert_staged_b(&r, &state, &v);
+        // Killed after the image was moved into place, the next fetch only finishes the job.
+        if let Some(t) = t {
+            assert!(
+                t.received < whole.received,
+                "{point}: {} after the kill, {} for a whole fetch",
+                t.received,
+                whole.received
+            );
+        }
+    }
+}
