@@ -530,12 +530,7 @@ pub(super) fn remove_partials(
 
 /// Whether `p` is a regular file with `a`'s size and sha256.
 fn is_complete(p: &Path, a: &Artifact) -> bool {
-    let Ok((f, m)) = crate::fsio::open_regular(p, crate::fsio::Links::Refuse) else {
-        return false;
-    };
-    use std::io::Read;
-    m.len() == a.size
-        && Sha256::of_reader(f.take(a.size)).is_ok_and(|(sha, n)| sha == a.sha256 && n == a.size)
+    is_object(p, &a.sha256, a.size)
 }
 
 /// Decompresses the zstd file `from` into the new file `to`, which must then be `a` (at most

@@ -141,17 +141,6 @@ fn assert_staged_b(r: &Roots, state: &Path, v: &serde_json::Value) {
     assert!(left.is_empty(), "{left:?}");
 }
 
-/// A copy of the node state `from` at `to` (a node holding the same images).
-fn clone_state(from: &Path, to: &Path) {
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
-
 /// The object path of `img`'s rootfs.erofs, and its verity data size.
 fn root_object(w: &World, img: &Path) -> (String, u64) {
     let m: serde_json::Value =
@@ -205,6 +194,17 @@ fn a_handler_change_fetches_the_tree_and_a_few_blocks() {
     assert_eq!(digests(&staged), digests(&r.b));
 }
 
+/// Over HTTP: a node (`holder`) that fetched A, then B published; the server and its URL.
+fn holding_a(r: &Roots, name: &str) -> (Server, String, Node) {
+    let w = &r.w;
+    let server = Server::start(&w.repo);
+    let url = server.url();
+    let holder = w.node(name);
+    fetch_ok(w, &url, &holder.state);
+    w.publish(&r.b, "stable", 100);
+    (server, url, holder)
+}
+
 fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).unwrap().len()
 }
@@ -213,11 +213,7 @@ fn file_len(p: &Path) -> u64 {
 fn blocks_served_wrong_are_refused_and_a_full_download_recovers() {
     let r = roots();
     let w = &r.w;
-    let server = Server::start(&w.repo);
-    let url = server.url();
-    let holder = w.node("holder");
-    fetch_ok(w, &url, &holder.state);
-    w.publish(&r.b, "stable", 100);
+    let (server, url, holder) = holding_a(&r, "holder");
     let (obj_a, _) = root_object(w, &r.a);
     let (obj_b, data_size) = root_object(w, &r.b);
     let a_file = w.repo.join(&obj_a);
@@ -249,7 +245,7 @@ fn blocks_served_wrong_are_refused_and_a_full_download_recovers() {
         t["object"] = obj_b.clone().into();
         server.set(serde_json::json!({ "tamper": t }));
         let state = w.path(&format!("nodes/tampered-{i}"));
-        clone_state(&holder.state, &state);
+        copy_dir(&holder.state, &state);
         let (v, tr, err) = fetch_ok(w, &url, &state);
         assert!(err.contains(says), "{what}: {err}");
         assert!(err.contains("downloading it whole"), "{what}: {err}");
@@ -262,7 +258,7 @@ fn blocks_served_wrong_are_refused_and_a_full_download_recovers() {
     server.set(serde_json::json!({"tamper": {
         "object": obj_b, "kind": "flip", "min": 0, "max": data_size, "full": true}}));
     let state = w.path("nodes/tampered-all");
-    clone_state(&holder.state, &state);
+    copy_dir(&holder.state, &state);
     let before = std::fs::read(state.join("staged.json")).unwrap();
     let (ok, _, _, err) = fetch_with(w, &url, &state, &[]);
     assert!(!ok);
@@ -280,11 +276,7 @@ fn blocks_served_wrong_are_refused_and_a_full_download_recovers() {
 fn a_server_without_range_support_still_updates_the_node() {
     let r = roots();
     let w = &r.w;
-    let server = Server::start(&w.repo);
-    let url = server.url();
-    let n = w.node("n");
-    fetch_ok(w, &url, &n.state);
-    w.publish(&r.b, "stable", 100);
+    let (server, url, n) = holding_a(&r, "n");
     server.set(serde_json::json!({"ranges": false}));
     let mark = server.served().len();
     let (v, t, err) = fetch_ok(w, &url, &n.state);
@@ -302,14 +294,10 @@ fn a_server_without_range_support_still_updates_the_node() {
 fn a_killed_fetch_resumes_and_receives_less_than_a_whole_one() {
     let r = roots();
     let w = &r.w;
-    let server = Server::start(&w.repo);
-    let url = server.url();
     // Blocks: killed after the first fetched range, then resumed.
-    let holder = w.node("holder");
-    fetch_ok(w, &url, &holder.state);
-    w.publish(&r.b, "stable", 100);
+    let (server, url, holder) = holding_a(&r, "holder");
     let whole = w.path("nodes/whole");
-    clone_state(&holder.state, &whole);
+    copy_dir(&holder.state, &whole);
     let (_, uninterrupted, _) = fetch_ok(w, &url, &whole);
     let out = w
         .cmd()
@@ -391,7 +379,7 @@ fn a_fetch_killed_at_any_step_resumes_with_less_than_a_whole_fetch() {
     ];
     for (i, point) in points.iter().enumerate() {
         let state = w.path(&format!("nodes/killed-{i}"));
-        clone_state(&holder.state, &state);
+        copy_dir(&holder.state, &state);
         let out = w
             .cmd()
             .args(["update", "fetch", "--repo", &url])

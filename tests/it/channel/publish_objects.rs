@@ -404,14 +404,3 @@ fn a_node_patches_its_kernel_with_the_listed_delta_or_downloads_it_whole() {
     let d = w.node("new").fetch_update().unwrap();
     assert_eq!(came(&d, "kernel").0, Method::Full);
 }
-
-/// A copy of the directory `from` at `to`.
-fn copy_dir(from: &Path, to: &Path) {
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
