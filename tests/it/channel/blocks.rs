@@ -185,6 +185,30 @@ fn a_handler_change_fetches_the_tree_and_a_few_blocks() {
     // The node's figures are the server's.
     let served: u64 = server.served()[mark..].iter().map(|(_, n)| n).sum();
     assert_eq!(second.received, served);
+    // `verify` takes the node's image without its tarball, and says so; another artifact
+    // missing is still a failure.
+    let staged = n.state.join(v["staged"].as_str().unwrap());
+    w.cmd()
+        .arg("verify")
+        .arg(&staged)
+        .arg("--image-key")
+        .arg(w.root_key.with_extension("pub"))
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "rootfs.tar.zst: not in the directory (a node does not fetch it",
+        ));
+    let damaged = w.path("damaged");
+    copy_dir(&staged, &damaged);
+    std::fs::remove_file(damaged.join("sbom.cdx.json")).unwrap();
+    w.cmd()
+        .arg("verify")
+        .arg(&damaged)
+        .arg("--image-key")
+        .arg(w.root_key.with_extension("pub"))
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("sbom.cdx.json"));
     // Asked for, the tarball comes too.
     let full = w.node("full");
     let (ok, v, t, err) = fetch_with(w, &url, &full.state, &["--all-artifacts"]);
