@@ -48,7 +48,13 @@ impl Node {
         let dest = self.state.join(&rel);
         // The node has this image already (e.g. the previous one, which a channel rollback
         // names again): it is kept as it is, never deleted to be downloaded again.
-        if dest.is_dir() && check_image(&dest, &digest).is_ok() {
+        // (Unless asked for artifacts it skipped then.)
+        let lacks_asked = self.all_artifacts
+            && img.manifest.artifacts.iter().any(|a| {
+                std::fs::symlink_metadata(dest.join(&a.name))
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            });
+        if dest.is_dir() && !lacks_asked && check_image(&dest, &digest).is_ok() {
             let all_reused = img
                 .manifest
                 .artifacts
@@ -220,18 +226,8 @@ impl Node {
             });
         }
         // What fetching used on the side (trees, partial downloads an artifact reused this time
-        // made useless) is not part of the image.
-        for a in &v.manifest.artifacts {
-            let n = a.name.as_str();
-            for side in [
-                blocks::tree_file(n),
-                format!("{n}.part"),
-                format!("{n}.zst.part"),
-                format!("{n}.delta"),
-            ] {
-                remove_file(&dir.join(side))?;
-            }
-        }
+        // made useless, a temporary file a killed write left) is not part of the image.
+        remove_side_files(dir, &v.manifest)?;
         write_replacing(&dir.join(MANIFEST_FILE), &v.manifest_bytes)?;
         write_replacing(&dir.join(SIGNATURE_FILE), &v.signature_bytes)?;
         sync_dir(dir)?;
@@ -285,8 +281,8 @@ impl Node {
             "{}: fetching blocks failed: {why}; downloading it whole",
             a.name.as_str()
         ));
-        remove_file(&to)?;
-        remove_file(&dir.join(blocks::tree_file(a.name.as_str())))?;
+        // The blocks written so far stay (each is checked again before a later fetch uses it);
+        // the whole download replaces the file.
         Ok((false, received))
     }
 
@@ -320,9 +316,21 @@ impl Node {
         notes: &mut Vec<String>,
     ) -> Result<(bool, u64), ChannelError> {
         let to = dir.join(&a.name);
-        let part = dir.join(format!("{}.delta", a.name.as_str()));
+        // Named after the delta: a part of another delta is never continued with this one.
+        let part = dir.join(format!("{}.delta-{}", a.name.as_str(), d.sha256));
         let rel = format!("objects/sha256/{}", d.sha256);
-        let received = self.fetch_resuming(&rel, d.size, &part)?;
+        let received = match optional(self.fetch_resuming(&rel, d.size, &part))? {
+            Ok(r) => r,
+            Err(why) => {
+                notes.push(format!(
+                    "{}: the delta {} could not be fetched ({why}); downloading it whole",
+                    a.name.as_str(),
+                    d.sha256
+                ));
+                remove_file(&part)?;
+                return Ok((false, 0));
+            }
+        };
         let why = match received {
             None => "the repository does not have it".to_owned(),
             Some(_) if !is_object(&part, &d.sha256, d.size) => {
@@ -367,7 +375,18 @@ impl Node {
         let zpart = dir.join(format!("{}.zst.part", a.name.as_str()));
         // zstd's bound on a compressed frame, and some room for its headers.
         let zcap = a.size + a.size / 128 + (1 << 20);
-        if let Some(n) = self.fetch_resuming(&format!("{rel}.zst"), zcap, &zpart)? {
+        let compressed = match optional(self.fetch_resuming(&format!("{rel}.zst"), zcap, &zpart))? {
+            Ok(r) => r,
+            Err(why) => {
+                notes.push(format!(
+                    "{}: the compressed copy could not be fetched ({why}); downloading it uncompressed",
+                    a.name.as_str()
+                ));
+                remove_file(&zpart)?;
+                None
+            }
+        };
+        if let Some(n) = compressed {
             received += n;
             match unpack_zst(&zpart, &to, a) {
                 Ok(()) => {
@@ -389,6 +408,7 @@ impl Node {
             Some(n) => received += n,
             None => return Err(ChannelError::NotFound { rel }),
         }
+        // (A transfer cut short is an error before this: the server said Content-Length.)
         if !is_complete(&part, a) {
             remove_file(&part)?;
             return Err(ChannelError::ArtifactMismatch {
@@ -417,7 +437,11 @@ impl Node {
             .ok()
             .filter(|m| m.is_file())
             .map_or(0, |m| m.len());
-        if have > 0 && have <= cap {
+        if have > 0 && have == cap {
+            // All there is room for arrived before: nothing to ask for (the caller checks it).
+            return Ok(Some(0));
+        }
+        if have > 0 && have < cap {
             let mut f = Download::append(part)?;
             let r = self
                 .source
@@ -605,6 +629,40 @@ fn apply_delta(base: &Path, delta: &Path, to: &Path, a: &Artifact) -> Result<(),
             "it gives {len} bytes with sha256 {sha}, not the manifest's {} bytes with {}",
             a.size, a.sha256
         ));
+    }
+    Ok(())
+}
+
+/// An optional object's fetch (a compressed copy, a delta): what it refuses or a status the
+/// server answers is `Ok(Err(why))`, for the caller to fall back to the artifact itself; a
+/// failed transfer stays an error (what arrived is kept to resume).
+fn optional<T>(r: Result<T, ChannelError>) -> Result<Result<T, String>, ChannelError> {
+    match r {
+        Ok(t) => Ok(Ok(t)),
+        Err(e) if e.is_rejection() => Ok(Err(e.to_string())),
+        Err(ChannelError::Http(crate::http::HttpError::Status(url, s))) => {
+            Ok(Err(format!("{url}: HTTP {s}")))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes the regular files of the partial directory `dir` that are not the image's: neither
+/// an artifact `m` lists nor its manifest or signature (trees, partial downloads, deltas,
+/// temporary files; all made by a fetch in this directory, which is StratOS's own).
+fn remove_side_files(dir: &Path, m: &crate::sign::manifest::Manifest) -> Result<(), ChannelError> {
+    let rd =
+        std::fs::read_dir(dir).map_err(ChannelError::io(format!("listing {}", dir.display())))?;
+    for e in rd {
+        let e = e.map_err(ChannelError::io(format!("listing {}", dir.display())))?;
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let keep = name == MANIFEST_FILE
+            || name == SIGNATURE_FILE
+            || m.artifacts.iter().any(|a| a.name.as_str() == name);
+        if !keep && e.file_type().is_ok_and(|t| t.is_file()) {
+            remove_file(&e.path())?;
+        }
     }
     Ok(())
 }
