@@ -36,9 +36,16 @@ pub enum HttpError {
     /// A `206` that is not the range asked for: another range, or fewer bytes.
     #[error("{0}: a bad answer to a range request: {1}")]
     BadRange(String, String),
-    /// A range request answered with the whole object ([`get_range`] stops reading at once).
-    #[error("the server ignores Range requests")]
-    RangeIgnored,
+    /// A range request answered with another status than `206` ([`get_range`] stops reading
+    /// at once and says which).
+    #[error("a range request answered with HTTP {0}")]
+    NotPartial(u16),
+    /// The connection closed before the body its `Content-Length` announced was complete.
+    #[error("{0}: the connection closed after {1} of the {2} bytes announced")]
+    ShortBody(String, u64, u64),
+    /// The server answered with a status the client cannot use.
+    #[error("talking to {0}: the server answered HTTP {1}")]
+    Status(String, u16),
     /// The server was too slow: silent for longer than the time-out, or below the minimum rate.
     #[error("{what}: timed out after {:.1}s: {why}", after.as_secs_f64())]
     TimedOut {
@@ -204,14 +211,29 @@ pub fn get_range(
         out,
     );
     let (head, n) = match r {
-        Err(HttpError::RangeIgnored) => return Ok(RangeAnswer::Ignored),
+        Err(HttpError::NotPartial(200)) => return Ok(RangeAnswer::Ignored),
+        Err(HttpError::NotPartial(s)) => return Ok(RangeAnswer::Status(s)),
         Err(e) => return Err(e),
         Ok(x) => x,
     };
     if head.status != 206 {
         return Ok(RangeAnswer::Status(head.status));
     }
-    let bad = |why: String| HttpError::BadRange(who.clone(), why);
+    let want = check_content_range(&who, &head, (start, end))?;
+    if n != want {
+        return Err(HttpError::ShortBody(who, n, want));
+    }
+    Ok(RangeAnswer::Partial(n))
+}
+
+/// The number of bytes a `206` answer to a request for `start..end` carries, from its
+/// `Content-Range` (`bytes FIRST-LAST/TOTAL`), which must be the range asked for.
+fn check_content_range(
+    who: &str,
+    head: &Head,
+    (start, end): (u64, Option<u64>),
+) -> Result<u64, HttpError> {
+    let bad = |why: String| HttpError::BadRange(who.to_owned(), why);
     let said = head
         .headers
         .iter()
@@ -222,31 +244,24 @@ pub fn get_range(
         Some(e) => format!("bytes {start}-{}", e - 1),
         None => format!("bytes {start}-"),
     };
-    // `bytes FIRST-LAST/TOTAL`.
     let parsed = said
         .strip_prefix("bytes ")
         .and_then(|r| r.split_once('/'))
         .and_then(|(r, _)| r.split_once('-'))
         .and_then(|(f, l)| Some((f.parse::<u64>().ok()?, l.parse::<u64>().ok()?)));
-    let last = match parsed {
+    match parsed {
         Some((first, last))
             if first == start && last >= first && end.map_or(true, |e| last == e - 1) =>
         {
-            last
+            Ok(last - start + 1)
         }
-        _ => return Err(bad(format!("asked for {asked}, the answer says {said:?}"))),
-    };
-    let want = last - start + 1;
-    if n != want {
-        return Err(bad(format!(
-            "{n} bytes of the {want} its Content-Range says arrived before the connection closed"
-        )));
+        _ => Err(bad(format!("asked for {asked}, the answer says {said:?}"))),
     }
-    Ok(RangeAnswer::Partial(n))
 }
 
-/// [`stream`], or with `range` a `Range` request whose `206` body goes to `out` (a `200` ends
-/// the exchange at once with [`HttpError::RangeIgnored`]).
+/// [`stream`], or with `range` a `Range` request whose `206` body goes to `out` (another status
+/// ends the exchange at once with [`HttpError::NotPartial`]). A body shorter than its
+/// `Content-Length` is [`HttpError::ShortBody`].
 #[allow(clippy::too_many_arguments)]
 fn stream_inner(
     addr: SocketAddr,
@@ -270,8 +285,14 @@ fn stream_inner(
     let mut head: Option<Head> = None;
     let mut body_len = 0u64;
     let mut take_body = |head: &Head, bytes: &[u8], body_len: &mut u64| {
-        if range.is_some() && head.status == 200 {
-            return Err(HttpError::RangeIgnored);
+        if let Some(r) = range {
+            if head.status != 206 {
+                return Err(HttpError::NotPartial(head.status));
+            }
+            // Nothing is written out before the answer says it is the range asked for.
+            if *body_len == 0 {
+                check_content_range(&who, head, r)?;
+            }
         }
         *body_len += bytes.len() as u64;
         if *body_len > body_limit {
@@ -310,7 +331,19 @@ fn stream_inner(
         },
     )?;
     match head {
-        Some(h) => Ok((h, body_len)),
+        Some(h) => {
+            let announced = h
+                .headers
+                .iter()
+                .find(|(k, _)| k == "content-length")
+                .and_then(|(_, v)| v.parse::<u64>().ok());
+            match announced {
+                Some(n) if h.status == wanted && body_len < n => {
+                    Err(HttpError::ShortBody(who, body_len, n))
+                }
+                _ => Ok((h, body_len)),
+            }
+        }
         None if head_bytes.is_empty() => Err(HttpError::Empty(who)),
         None => Err(HttpError::Malformed(who)),
     }
@@ -584,6 +617,21 @@ mod tests {
     }
 
     #[test]
+    fn a_body_shorter_than_announced_is_a_short_body() {
+        let limits = Limits::new(Duration::from_secs(5));
+        let addr = answer(b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nabcd");
+        let mut out = Vec::new();
+        let e = stream(addr, "GET", "h", "/a", &[], &limits, 100, &mut out).unwrap_err();
+        assert!(matches!(e, HttpError::ShortBody(_, 4, 10)), "{e:?}");
+        // A range request answered 416 with a body longer than the range: the status counts.
+        let addr = answer(
+            b"HTTP/1.0 416 Range Not Satisfiable\r\nContent-Length: 20\r\n\r\n01234567890123456789",
+        );
+        let r = get_range(addr, "h", "/o", (5, None), 0, &limits, &mut Vec::new());
+        assert_eq!(r.unwrap(), RangeAnswer::Status(416));
+    }
+
+    #[test]
     fn stream_stops_at_the_body_limit_and_on_garbage() {
         let limits = Limits::new(Duration::from_secs(5));
         let addr = answer(b"HTTP/1.0 200 OK\r\n\r\n0123456789X");
@@ -677,7 +725,10 @@ mod tests {
             let (r, _) = get(leaked);
             let e = r.unwrap_err();
             assert!(
-                matches!(e, HttpError::BadRange(..) | HttpError::TooLarge(..)),
+                matches!(
+                    e,
+                    HttpError::BadRange(..) | HttpError::TooLarge(..) | HttpError::ShortBody(..)
+                ),
                 "{e:?}"
             );
         }

@@ -7,7 +7,7 @@ use super::{CliError, CliResult};
 use crate::boot::vm::{free_port, AccelChoice, Echo, Forward};
 use crate::boot::{self, BootImage, Invoke, RunOptions};
 use crate::cache::{self, Cache};
-use crate::sign::verify::verify_image;
+use crate::sign::verify::{verify_image_for, Need};
 
 /// Boot an image under QEMU (KVM when it works, else TCG), or restore a snapshot of it
 /// (--snapshot), showing what the function prints (the whole serial console with -v, and in
@@ -240,7 +240,7 @@ fn verify_first(a: &Args) -> CliResult {
         "--image-key",
         a.image_key.as_deref().expect("clap requires it"),
     )?;
-    let v = verify_image(a.image_dir(), &key).map_err(|e| {
+    let v = verify_image_for(a.image_dir(), &key, Need::Boot).map_err(|e| {
         CliError::check(anyhow::anyhow!(
             "refusing to boot: verification FAILED: {e}"
         ))

@@ -146,12 +146,14 @@ fn objectives(a: &Args) -> Result<bench::Objectives, CliError> {
 fn open_images(a: &Args) -> Result<Images, CliError> {
     if let Some(pubkey) = a.image_key.as_deref().filter(|_| a.verify) {
         let key = super::vocab::public_key("--image-key", pubkey)?;
-        let v = crate::sign::verify::verify_image(&a.dir, &key).map_err(|e| {
-            CliError::check(anyhow::anyhow!(
-                "refusing to test: verification of {} FAILED: {e}",
-                a.dir.display()
-            ))
-        })?;
+        let v =
+            crate::sign::verify::verify_image_for(&a.dir, &key, crate::sign::verify::Need::Boot)
+                .map_err(|e| {
+                    CliError::check(anyhow::anyhow!(
+                        "refusing to test: verification of {} FAILED: {e}",
+                        a.dir.display()
+                    ))
+                })?;
         eprintln!(
             "stratos: verified {} {} (key {})",
             v.manifest.image.name, v.manifest.image.version, v.key_id

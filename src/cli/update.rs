@@ -66,7 +66,8 @@ pub struct FetchArgs {
     pub node: NodeArgs,
     /// Fetch the artifacts the node does not boot from too: an EROFS image's rootfs.tar.zst
     /// (for inspecting or diffing the image on the node). Without it they are skipped, and
-    /// the staged image verifies without them.
+    /// the staged image verifies without them. It applies to the image a fetch stages (one
+    /// already staged or running is not fetched again).
     #[arg(long)]
     pub all_artifacts: bool,
 }
@@ -83,9 +84,9 @@ pub enum UpdateSub {
     /// and stage it under STATE/images/ (staged.json names it). Only the channel's image for
     /// the node's architecture (--arch, this machine's by default) is ever staged. Only what
     /// the node lacks is downloaded: artifacts it holds are linked or copied, a root image
-    /// comes block by block.
+    /// comes block by block when the node holds an earlier one.
     #[command(
-        after_help = "Example:\n  stratos update fetch --repo releases/ --channel stable --node-id node-17 --state /var/lib/stratos --json\n\nHow each artifact comes: reused (the node holds one with the same sha256), blocks (a\nverity-protected root image: its hash tree, checked against the signed root hash, then only\nthe 4 KiB blocks the node does not hold, with HTTP Range requests, each checked against its\nhash), delta (a kernel patched from the node's own copy of an older one, when the channel\nlists a delta), or full (compressed when the repository has it compressed). Anything served\nwrong falls back to a full download. An EROFS image's rootfs.tar.zst is skipped (see\n--all-artifacts).\n\nDownloads are assembled in STATE/.partial-<manifest sha256> and moved into place when\ncomplete and verified. A fetch that fails or is killed leaves it: the next fetch of the same\nimage goes on from there (what it holds is checked again; a partial download continues with\na Range request). Each artifact is listed with its size, how it came and the bytes received\nfor it, then the total: \"received N bytes of M (X%)\", N counting the metadata too, M the\nsize of the artifacts the node holds (\"transfer\" in --json). STATE/last-fetch.json keeps\nthese figures; `update status` shows them."
+        after_help = "Example:\n  stratos update fetch --repo releases/ --channel stable --node-id node-17 --state /var/lib/stratos --json\n\nHow each artifact comes: reused (the node holds one with the same sha256), blocks (a\nverity-protected root image, when the node holds an earlier one: its hash tree, checked\nagainst the signed root hash, then only the 4 KiB blocks the node does not hold, with HTTP\nRange requests, each checked against its hash), delta (a kernel patched from the node's own\ncopy of an older one, when the channel lists a delta), or full (compressed when the\nrepository has it compressed). Blocks, a delta or a compressed copy served wrong fall back to\nthe artifact itself; the artifact served wrong is refused. An EROFS image's rootfs.tar.zst is skipped (see\n--all-artifacts).\n\nDownloads are assembled in STATE/.partial-<manifest sha256> and moved into place when\ncomplete and verified. A fetch that fails (a transfer cut short, a timeout) or is killed\nleaves it, a refused one removes it: the next fetch of the same image goes on from there (what it holds is checked again; a partial download continues with\na Range request). Each artifact is listed with its size, how it came and the bytes received\nfor it, then the total: \"received N bytes of M (X%)\", N counting the metadata too, M the\nsize of the artifacts the node holds (\"transfer\" in --json). STATE/last-fetch.json keeps\nthese figures; `update status` shows them."
     )]
     Fetch(FetchArgs),
     /// Boot-test the staged image on this node (refusing one of another architecture than

@@ -55,6 +55,9 @@ pub enum VerifyError {
 pub struct Verified {
     pub manifest: Manifest,
     pub key_id: KeyId,
+    /// Artifacts the manifest lists that are not in the directory, as [`Need::Boot`] allows
+    /// (a node's image: no `rootfs.tar.zst`).
+    pub absent: Vec<ArtifactName>,
 }
 
 /// Reads a small file of the image directory: a regular file, never through a symlink.
@@ -69,6 +72,11 @@ fn read(path: &Path, limit: u64, what: &'static str) -> Result<Vec<u8>, VerifyEr
 
 /// Checks the signature over `manifest.json` with `key`, then the artifacts and the SBOM.
 pub fn verify_image(dir: &Path, key: &PublicKey) -> Result<Verified, VerifyError> {
+    verify_image_for(dir, key, Need::Every)
+}
+
+/// [`verify_image`] of the artifacts `need` asks for.
+pub fn verify_image_for(dir: &Path, key: &PublicKey, need: Need) -> Result<Verified, VerifyError> {
     let sig_path = dir.join(SIGNATURE_FILE);
     match std::fs::symlink_metadata(&sig_path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -90,8 +98,21 @@ pub fn verify_image(dir: &Path, key: &PublicKey) -> Result<Verified, VerifyError
     )?;
     let key_id = check_signature(&sig_bytes, &manifest_bytes, key)?;
     let manifest = parse_manifest(&manifest_bytes)?;
-    verify_contents(dir, &manifest)?;
-    Ok(Verified { manifest, key_id })
+    verify_contents_for(dir, &manifest, need)?;
+    let absent = manifest
+        .artifacts
+        .iter()
+        .filter(|a| {
+            std::fs::symlink_metadata(dir.join(&a.name))
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        })
+        .map(|a| a.name.clone())
+        .collect();
+    Ok(Verified {
+        manifest,
+        key_id,
+        absent,
+    })
 }
 
 /// Checks a detached signature file (`manifest.sig`, `snapshot.sig`) over `signed`'s exact

@@ -42,8 +42,8 @@ const SUBSTITUTIONS: &[Substitution] = &[
               [image] with a fake kernel",
     },
     Substitution {
-        from: "python3 -m http.server 8000 --bind 127.0.0.1 --directory releases/ >/dev/null 2>&1 &",
-        to: "python3 -m http.server {port} --bind 127.0.0.1 --directory releases/ >/dev/null 2>&1 &\nwait_for_port {port}",
+        from: "busybox httpd -f -p 127.0.0.1:8000 -h releases/ >/dev/null 2>&1 &",
+        to: "busybox httpd -f -p 127.0.0.1:{port} -h releases/ >/dev/null 2>&1 &\nwait_for_port {port}",
         why: "a free port instead of 8000; the script waits for the server a person would not race",
     },
     Substitution {
@@ -169,6 +169,9 @@ struct Ran {
 /// Runs the sh blocks of `doc` (under `section`) in `work` as one `bash -euo pipefail` script.
 fn run_doc(doc: &str, section: Option<&str>, work: &Path) -> Ran {
     let text = std::fs::read_to_string(root().join(doc)).unwrap();
+    if text.contains("busybox httpd") {
+        require_tool("busybox");
+    }
     let blocks = sh_blocks(&text, section);
     assert!(!blocks.is_empty(), "{doc}: no ```sh block");
     let tmp = work.join("host");

@@ -137,7 +137,8 @@ pub(super) struct Blocks {
     pub received: u64,
     /// Data blocks copied from images the node holds.
     pub local: u64,
-    /// Data blocks an interrupted fetch had already written (or zero blocks a new file has).
+    /// Data blocks already in place: written by an interrupted fetch, or zero blocks (a new
+    /// file reads as zeros).
     pub kept: u64,
     /// Data blocks fetched (and blocks between them, fetched to save requests: `extra`).
     pub fetched: u64,
@@ -388,9 +389,9 @@ mod tests {
         };
         assert_eq!(runs(&have(&[], 10)), []);
         assert_eq!(runs(&have(&[3], 10)), [(3, 4)]);
-        // Four blocks apart: one request; five: two.
-        assert_eq!(runs(&have(&[1, 5], 10)), [(1, 6)]);
-        assert_eq!(runs(&have(&[1, 6], 10)), [(1, 2), (6, 7)]);
+        // Four blocks between them: one request (the four fetched too); five: two.
+        assert_eq!(runs(&have(&[1, 6], 10)), [(1, 7)]);
+        assert_eq!(runs(&have(&[1, 7], 10)), [(1, 2), (7, 8)]);
         let all = runs(&vec![false; 2500]);
         assert_eq!(all, [(0, 1024), (1024, 2048), (2048, 2500)]);
     }

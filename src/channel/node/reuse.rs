@@ -70,6 +70,12 @@ impl Held {
         Held { files, roots }
     }
 
+    /// The file the node holds with sha256 `sha` (as its image's manifest says; the file is not
+    /// hashed here) and its size.
+    pub(super) fn file(&self, sha: &Sha256) -> Option<(&Path, u64)> {
+        self.files.get(sha).map(|(p, n)| (p.as_path(), *n))
+    }
+
     /// Whether the node holds a root image whose verity salt is `salt` (hex).
     pub(super) fn has_root(&self, salt: &str) -> bool {
         self.roots.iter().any(|(_, v)| v.salt == salt)

@@ -25,7 +25,7 @@ use super::state::{failpoint, tidy, NodeState, Staged};
 use super::transfer::{ArtifactTransfer, Method, Transfer};
 use super::transport::{Download, Ranged};
 use super::verify::{Verified, VerifiedImage};
-use crate::channel::doc::{to_bytes, Channel, ImageRef};
+use crate::channel::doc::{to_bytes, Channel, Delta, ImageRef};
 use crate::channel::error::ChannelError;
 use crate::digest::Sha256;
 use crate::sign::manifest::{Artifact, MANIFEST_FILE, SIGNATURE_FILE};
@@ -48,7 +48,13 @@ impl Node {
         let dest = self.state.join(&rel);
         // The node has this image already (e.g. the previous one, which a channel rollback
         // names again): it is kept as it is, never deleted to be downloaded again.
-        if dest.is_dir() && check_image(&dest, &digest).is_ok() {
+        // (Unless asked for artifacts it skipped then.)
+        let lacks_asked = self.all_artifacts
+            && img.manifest.artifacts.iter().any(|a| {
+                std::fs::symlink_metadata(dest.join(&a.name))
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            });
+        if dest.is_dir() && !lacks_asked && check_image(&dest, &digest).is_ok() {
             let all_reused = img
                 .manifest
                 .artifacts
@@ -65,7 +71,7 @@ impl Node {
         }
         let held = Held::index(&self.state, st, &digest, notes);
         let partial = self.partial_dir(&digest, notes)?;
-        let artifacts = match self.download(img, &held, &partial, notes) {
+        let artifacts = match self.download(v, img, &held, &partial, notes) {
             Ok(a) => a,
             Err(e) => {
                 // What was refused is not kept to be resumed; what a failed transfer received
@@ -152,6 +158,7 @@ impl Node {
     /// whole image verified against it. Returns how each artifact came.
     fn download(
         &self,
+        channel: &Verified,
         v: &VerifiedImage,
         held: &Held,
         dir: &Path,
@@ -192,10 +199,19 @@ impl Node {
                     }
                     _ => (false, 0),
                 };
+                let (patched, tried) = match (done, self.delta_for(channel, a, held)) {
+                    (false, Some((d, base))) => {
+                        let (ok, n) = self.fetch_delta(a, d, base, dir, notes)?;
+                        (ok, tried + n)
+                    }
+                    _ => (false, tried),
+                };
                 if done {
                     (Method::Blocks, tried)
+                } else if patched {
+                    (Method::Delta, tried)
                 } else {
-                    // What a failed block fetch received counts too.
+                    // What a failed block or delta fetch received counts too.
                     (Method::Full, tried + self.fetch_full(a, dir, notes)?)
                 }
             };
@@ -209,10 +225,9 @@ impl Node {
                 received,
             });
         }
-        // The block fetch's trees are not part of the image.
-        for a in &v.manifest.artifacts {
-            remove_file(&dir.join(blocks::tree_file(a.name.as_str())))?;
-        }
+        // What fetching used on the side (trees, partial downloads an artifact reused this time
+        // made useless, a temporary file a killed write left) is not part of the image.
+        remove_side_files(dir, &v.manifest)?;
         write_replacing(&dir.join(MANIFEST_FILE), &v.manifest_bytes)?;
         write_replacing(&dir.join(SIGNATURE_FILE), &v.signature_bytes)?;
         sync_dir(dir)?;
@@ -244,7 +259,7 @@ impl Node {
             blocks::Outcome::Done(b) => {
                 if is_complete(&to, a) {
                     notes.push(format!(
-                        "{}: {} blocks fetched ({} more between them), {} copied from the {} blocks held, {} kept; {} requests",
+                        "{}: {} blocks fetched ({} more between them), {} copied from the images held ({} distinct blocks indexed), {} already in place; {} requests",
                         a.name.as_str(),
                         b.fetched,
                         b.extra,
@@ -266,9 +281,83 @@ impl Node {
             "{}: fetching blocks failed: {why}; downloading it whole",
             a.name.as_str()
         ));
-        remove_file(&to)?;
-        remove_file(&dir.join(blocks::tree_file(a.name.as_str())))?;
+        // The blocks written so far stay (each is checked again before a later fetch uses it);
+        // the whole download replaces the file.
         Ok((false, received))
+    }
+
+    /// A delta the channel lists for `a` (for the node's architecture) from a file the node
+    /// holds, and that file: the first such, if any, and only when smaller than the artifact.
+    fn delta_for<'h>(
+        &self,
+        v: &'h Verified,
+        a: &Artifact,
+        held: &'h Held,
+    ) -> Option<(&'h Delta, &'h Path)> {
+        let track = v.channel.track(self.arch)?;
+        track
+            .deltas
+            .iter()
+            .filter(|d| d.artifact == a.name && d.to == a.sha256 && d.size < a.size)
+            .find_map(|d| held.file(&d.from).map(|(p, _)| (d, p)))
+    }
+
+    /// `a` rebuilt in `dir` from the node's `base` (the file with sha256 `d.from`) and the delta
+    /// `d`, fetched (resumed if an interrupted fetch began it) and checked against the sha256 the
+    /// signed channel lists, then the result against the manifest: `(true, bytes received)`, or
+    /// `(false, bytes received)` when it could not be (a note says why; the caller downloads the
+    /// artifact whole).
+    fn fetch_delta(
+        &self,
+        a: &Artifact,
+        d: &Delta,
+        base: &Path,
+        dir: &Path,
+        notes: &mut Vec<String>,
+    ) -> Result<(bool, u64), ChannelError> {
+        let to = dir.join(&a.name);
+        // Named after the delta: a part of another delta is never continued with this one.
+        let part = dir.join(format!("{}.delta-{}", a.name.as_str(), d.sha256));
+        let rel = format!("objects/sha256/{}", d.sha256);
+        let received = match optional(self.fetch_resuming(&rel, d.size, &part))? {
+            Ok(r) => r,
+            Err(why) => {
+                notes.push(format!(
+                    "{}: the delta {} could not be fetched ({why}); downloading it whole",
+                    a.name.as_str(),
+                    d.sha256
+                ));
+                remove_file(&part)?;
+                return Ok((false, 0));
+            }
+        };
+        let why = match received {
+            None => "the repository does not have it".to_owned(),
+            Some(_) if !is_object(&part, &d.sha256, d.size) => {
+                "it is not the delta the signed channel lists".to_owned()
+            }
+            Some(_) => match apply_delta(base, &part, &to, a) {
+                Ok(()) => {
+                    remove_file(&part)?;
+                    notes.push(format!(
+                        "{}: patched from {} with a {}-byte delta",
+                        a.name.as_str(),
+                        base.display(),
+                        d.size
+                    ));
+                    return Ok((true, received.unwrap_or(0)));
+                }
+                Err(why) => why,
+            },
+        };
+        notes.push(format!(
+            "{}: the delta {} could not be used ({why}); downloading it whole",
+            a.name.as_str(),
+            d.sha256
+        ));
+        remove_file(&part)?;
+        remove_file(&to)?;
+        Ok((false, received.unwrap_or(0)))
     }
 
     /// One artifact downloaded whole into `dir`: compressed (`<object>.zst`) when the
@@ -286,7 +375,18 @@ impl Node {
         let zpart = dir.join(format!("{}.zst.part", a.name.as_str()));
         // zstd's bound on a compressed frame, and some room for its headers.
         let zcap = a.size + a.size / 128 + (1 << 20);
-        if let Some(n) = self.fetch_resuming(&format!("{rel}.zst"), zcap, &zpart)? {
+        let compressed = match optional(self.fetch_resuming(&format!("{rel}.zst"), zcap, &zpart))? {
+            Ok(r) => r,
+            Err(why) => {
+                notes.push(format!(
+                    "{}: the compressed copy could not be fetched ({why}); downloading it uncompressed",
+                    a.name.as_str()
+                ));
+                remove_file(&zpart)?;
+                None
+            }
+        };
+        if let Some(n) = compressed {
             received += n;
             match unpack_zst(&zpart, &to, a) {
                 Ok(()) => {
@@ -308,6 +408,7 @@ impl Node {
             Some(n) => received += n,
             None => return Err(ChannelError::NotFound { rel }),
         }
+        // (A transfer cut short is an error before this: the server said Content-Length.)
         if !is_complete(&part, a) {
             remove_file(&part)?;
             return Err(ChannelError::ArtifactMismatch {
@@ -336,7 +437,11 @@ impl Node {
             .ok()
             .filter(|m| m.is_file())
             .map_or(0, |m| m.len());
-        if have > 0 && have <= cap {
+        if have > 0 && have == cap {
+            // All there is room for arrived before: nothing to ask for (the caller checks it).
+            return Ok(Some(0));
+        }
+        if have > 0 && have < cap {
             let mut f = Download::append(part)?;
             let r = self
                 .source
@@ -449,12 +554,7 @@ pub(super) fn remove_partials(
 
 /// Whether `p` is a regular file with `a`'s size and sha256.
 fn is_complete(p: &Path, a: &Artifact) -> bool {
-    let Ok((f, m)) = crate::fsio::open_regular(p, crate::fsio::Links::Refuse) else {
-        return false;
-    };
-    use std::io::Read;
-    m.len() == a.size
-        && Sha256::of_reader(f.take(a.size)).is_ok_and(|(sha, n)| sha == a.sha256 && n == a.size)
+    is_object(p, &a.sha256, a.size)
 }
 
 /// Decompresses the zstd file `from` into the new file `to`, which must then be `a` (at most
@@ -492,4 +592,77 @@ fn remove_file(p: &Path) -> Result<(), ChannelError> {
 fn write_replacing(p: &Path, bytes: &[u8]) -> Result<(), ChannelError> {
     crate::fsio::write_atomic(p, bytes, 0o644)
         .map_err(ChannelError::io(format!("writing {}", p.display())))
+}
+
+/// Whether `p` is a regular file of `size` bytes with sha256 `sha`.
+fn is_object(p: &Path, sha: &Sha256, size: u64) -> bool {
+    let Ok((f, m)) = crate::fsio::open_regular(p, crate::fsio::Links::Refuse) else {
+        return false;
+    };
+    use std::io::Read;
+    m.len() == size && Sha256::of_reader(f.take(size)).is_ok_and(|(s, n)| s == *sha && n == size)
+}
+
+/// The new file `to` made from the node's file `base` and the delta in `delta`; it must then
+/// be `a` (at most one byte past its size is written).
+fn apply_delta(base: &Path, delta: &Path, to: &Path, a: &Artifact) -> Result<(), String> {
+    let (bf, bm) =
+        crate::fsio::open_regular(base, crate::fsio::Links::Refuse).map_err(|e| e.to_string())?;
+    // The base is a file of an image the node verified, no larger than the largest artifact
+    // it accepts; read whole (the patch refers to it anywhere).
+    let mut old = Vec::new();
+    {
+        use std::io::Read;
+        bf.take(bm.len())
+            .read_to_end(&mut old)
+            .map_err(|e| format!("reading {}: {e}", base.display()))?;
+    }
+    let (df, _) =
+        crate::fsio::open_regular(delta, crate::fsio::Links::Refuse).map_err(|e| e.to_string())?;
+    remove_file(to).map_err(|e| e.to_string())?;
+    let mut out = Download::create(to).map_err(|e| e.to_string())?;
+    crate::archive::delta::decode(&old, std::io::BufReader::new(df), &mut out, a.size)
+        .map_err(|e| e.to_string())?;
+    let (sha, len) = out.finish().map_err(|e| e.to_string())?;
+    if len != a.size || sha != a.sha256 {
+        return Err(format!(
+            "it gives {len} bytes with sha256 {sha}, not the manifest's {} bytes with {}",
+            a.size, a.sha256
+        ));
+    }
+    Ok(())
+}
+
+/// An optional object's fetch (a compressed copy, a delta): what it refuses or a status the
+/// server answers is `Ok(Err(why))`, for the caller to fall back to the artifact itself; a
+/// failed transfer stays an error (what arrived is kept to resume).
+fn optional<T>(r: Result<T, ChannelError>) -> Result<Result<T, String>, ChannelError> {
+    match r {
+        Ok(t) => Ok(Ok(t)),
+        Err(e) if e.is_rejection() => Ok(Err(e.to_string())),
+        Err(ChannelError::Http(crate::http::HttpError::Status(url, s))) => {
+            Ok(Err(format!("{url}: HTTP {s}")))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes the regular files of the partial directory `dir` that are not the image's: neither
+/// an artifact `m` lists nor its manifest or signature (trees, partial downloads, deltas,
+/// temporary files; all made by a fetch in this directory, which is StratOS's own).
+fn remove_side_files(dir: &Path, m: &crate::sign::manifest::Manifest) -> Result<(), ChannelError> {
+    let rd =
+        std::fs::read_dir(dir).map_err(ChannelError::io(format!("listing {}", dir.display())))?;
+    for e in rd {
+        let e = e.map_err(ChannelError::io(format!("listing {}", dir.display())))?;
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let keep = name == MANIFEST_FILE
+            || name == SIGNATURE_FILE
+            || m.artifacts.iter().any(|a| a.name.as_str() == name);
+        if !keep && e.file_type().is_ok_and(|t| t.is_file()) {
+            remove_file(&e.path())?;
+        }
+    }
+    Ok(())
 }

@@ -205,7 +205,7 @@ pub enum Ranged {
     NotFound,
     /// The range starts at or past the end of the object.
     PastTheEnd,
-    /// An answer that is not the range asked for (another range, fewer bytes): why.
+    /// An answer that is not the range asked for (another range, more bytes): why.
     Bad(String),
 }
 
@@ -251,7 +251,12 @@ impl Source {
                 let r = crate::http::get_range(addr, host, &path, (start, end), cap, limits, out);
                 let r = match r {
                     Err(HttpError::BadRange(_, why)) => return Ok(Ranged::Bad(why)),
-                    Err(HttpError::TooLarge(..)) => return Err(too_large(rel, cap)),
+                    Err(HttpError::TooLarge(..)) => {
+                        return Ok(Ranged::Bad(format!(
+                            "more than the {cap} bytes asked for came"
+                        )))
+                    }
+                    // A short body is a transfer that failed (what arrived is kept to resume).
                     Err(other) => return Err(ChannelError::Http(other)),
                     Ok(r) => r,
                 };
@@ -287,10 +292,7 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, ChannelError> {
 }
 
 fn status_error(addr: SocketAddr, path: &str, status: u16) -> ChannelError {
-    ChannelError::Http(HttpError::Io(
-        format!("{addr}{path}"),
-        std::io::Error::other(format!("the server answered HTTP {status}")),
-    ))
+    ChannelError::Http(HttpError::Status(format!("{addr}{path}"), status))
 }
 
 /// A new file a download streams into, hashed (sha256) and counted as it arrives.

@@ -121,8 +121,8 @@ impl Repo {
     }
 
     /// Whether object `want` is in the store, whole (`size` bytes with that digest): such an
-    /// object is not written again (its inode and time stay, and with them the validators a
-    /// web server gives it, which resumed downloads check); a damaged one is rewritten.
+    /// object is not written again (its inode and time stay, and with them what a web server
+    /// or CDN says of it); a damaged one is rewritten.
     fn has_object(&self, want: &Sha256, size: u64) -> Result<bool, ChannelError> {
         let p = self.object_path(want, "");
         match metadata_if_there(&p)? {

@@ -141,17 +141,6 @@ fn assert_staged_b(r: &Roots, state: &Path, v: &serde_json::Value) {
     assert!(left.is_empty(), "{left:?}");
 }
 
-/// A copy of the node state `from` at `to` (a node holding the same images).
-fn clone_state(from: &Path, to: &Path) {
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
-
 /// The object path of `img`'s rootfs.erofs, and its verity data size.
 fn root_object(w: &World, img: &Path) -> (String, u64) {
     let m: serde_json::Value =
@@ -196,6 +185,30 @@ fn a_handler_change_fetches_the_tree_and_a_few_blocks() {
     // The node's figures are the server's.
     let served: u64 = server.served()[mark..].iter().map(|(_, n)| n).sum();
     assert_eq!(second.received, served);
+    // `verify` takes the node's image without its tarball, and says so; another artifact
+    // missing is still a failure.
+    let staged = n.state.join(v["staged"].as_str().unwrap());
+    w.cmd()
+        .arg("verify")
+        .arg(&staged)
+        .arg("--image-key")
+        .arg(w.root_key.with_extension("pub"))
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "rootfs.tar.zst: not in the directory (a node does not fetch it",
+        ));
+    let damaged = w.path("damaged");
+    copy_dir(&staged, &damaged);
+    std::fs::remove_file(damaged.join("sbom.cdx.json")).unwrap();
+    w.cmd()
+        .arg("verify")
+        .arg(&damaged)
+        .arg("--image-key")
+        .arg(w.root_key.with_extension("pub"))
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("sbom.cdx.json"));
     // Asked for, the tarball comes too.
     let full = w.node("full");
     let (ok, v, t, err) = fetch_with(w, &url, &full.state, &["--all-artifacts"]);
@@ -203,6 +216,17 @@ fn a_handler_change_fetches_the_tree_and_a_few_blocks() {
     assert_eq!(method(&t.unwrap(), "rootfs.tar.zst").0, Method::Full);
     let staged = full.state.join(v["staged"].as_str().unwrap());
     assert_eq!(digests(&staged), digests(&r.b));
+}
+
+/// Over HTTP: a node (`holder`) that fetched A, then B published; the server and its URL.
+fn holding_a(r: &Roots, name: &str) -> (Server, String, Node) {
+    let w = &r.w;
+    let server = Server::start(&w.repo);
+    let url = server.url();
+    let holder = w.node(name);
+    fetch_ok(w, &url, &holder.state);
+    w.publish(&r.b, "stable", 100);
+    (server, url, holder)
 }
 
 fn file_len(p: &Path) -> u64 {
@@ -213,11 +237,7 @@ fn file_len(p: &Path) -> u64 {
 fn blocks_served_wrong_are_refused_and_a_full_download_recovers() {
     let r = roots();
     let w = &r.w;
-    let server = Server::start(&w.repo);
-    let url = server.url();
-    let holder = w.node("holder");
-    fetch_ok(w, &url, &holder.state);
-    w.publish(&r.b, "stable", 100);
+    let (server, url, holder) = holding_a(&r, "holder");
     let (obj_a, _) = root_object(w, &r.a);
     let (obj_b, data_size) = root_object(w, &r.b);
     let a_file = w.repo.join(&obj_a);
@@ -238,31 +258,45 @@ fn blocks_served_wrong_are_refused_and_a_full_download_recovers() {
             serde_json::json!({"kind": "from", "from": a_file, "min": 0, "max": data_size}),
             "does not match its hash",
         ),
-        (
-            "a truncated range",
-            serde_json::json!({"kind": "truncate", "min": 0, "max": data_size}),
-            "fetching blocks failed",
-        ),
     ];
     for (i, (what, tamper, says)) in cases.into_iter().enumerate() {
         let mut t = tamper;
         t["object"] = obj_b.clone().into();
         server.set(serde_json::json!({ "tamper": t }));
         let state = w.path(&format!("nodes/tampered-{i}"));
-        clone_state(&holder.state, &state);
+        copy_dir(&holder.state, &state);
         let (v, tr, err) = fetch_ok(w, &url, &state);
         assert!(err.contains(says), "{what}: {err}");
         assert!(err.contains("downloading it whole"), "{what}: {err}");
         assert_eq!(method(&tr, "rootfs.erofs").0, Method::Full, "{what}");
         assert_staged_b(&r, &state, &v);
     }
+    // A range cut short (the connection closes early, as on a flaky link): a failed transfer,
+    // said as such; what arrived is kept and the next fetch goes on from it.
+    server.set(serde_json::json!({"tamper": {
+        "object": obj_b, "kind": "truncate", "min": 0, "max": data_size}}));
+    let state = w.path("nodes/cut");
+    copy_dir(&holder.state, &state);
+    let (ok, _, _, err) = fetch_with(w, &url, &state, &[]);
+    assert!(!ok);
+    assert!(err.contains("the connection closed after"), "{err}");
+    let partial = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with(".partial-"));
+    assert!(partial.is_some(), "a failed transfer is kept to resume");
+    server.set(serde_json::json!({}));
+    let (v, tr, err) = fetch_ok(w, &url, &state);
+    assert!(err.contains("resuming the interrupted fetch"), "{err}");
+    assert_eq!(method(&tr, "rootfs.erofs").0, Method::Blocks);
+    assert_staged_b(&r, &state, &v);
     // The whole object served wrong as well (and no compressed copy to fall back on): a clear
     // error, the node as it was.
     w.drop_compressed(&r.b, "rootfs.erofs");
     server.set(serde_json::json!({"tamper": {
         "object": obj_b, "kind": "flip", "min": 0, "max": data_size, "full": true}}));
     let state = w.path("nodes/tampered-all");
-    clone_state(&holder.state, &state);
+    copy_dir(&holder.state, &state);
     let before = std::fs::read(state.join("staged.json")).unwrap();
     let (ok, _, _, err) = fetch_with(w, &url, &state, &[]);
     assert!(!ok);
@@ -280,11 +314,7 @@ fn blocks_served_wrong_are_refused_and_a_full_download_recovers() {
 fn a_server_without_range_support_still_updates_the_node() {
     let r = roots();
     let w = &r.w;
-    let server = Server::start(&w.repo);
-    let url = server.url();
-    let n = w.node("n");
-    fetch_ok(w, &url, &n.state);
-    w.publish(&r.b, "stable", 100);
+    let (server, url, n) = holding_a(&r, "n");
     server.set(serde_json::json!({"ranges": false}));
     let mark = server.served().len();
     let (v, t, err) = fetch_ok(w, &url, &n.state);
@@ -302,14 +332,10 @@ fn a_server_without_range_support_still_updates_the_node() {
 fn a_killed_fetch_resumes_and_receives_less_than_a_whole_one() {
     let r = roots();
     let w = &r.w;
-    let server = Server::start(&w.repo);
-    let url = server.url();
     // Blocks: killed after the first fetched range, then resumed.
-    let holder = w.node("holder");
-    fetch_ok(w, &url, &holder.state);
-    w.publish(&r.b, "stable", 100);
+    let (server, url, holder) = holding_a(&r, "holder");
     let whole = w.path("nodes/whole");
-    clone_state(&holder.state, &whole);
+    copy_dir(&holder.state, &whole);
     let (_, uninterrupted, _) = fetch_ok(w, &url, &whole);
     let out = w
         .cmd()
@@ -370,4 +396,53 @@ fn a_killed_fetch_resumes_and_receives_less_than_a_whole_one() {
         "had {had}, got {got} of {size}"
     );
     assert_staged_b(&r, &n.state, &v);
+}
+
+#[test]
+fn a_fetch_killed_at_any_step_resumes_with_less_than_a_whole_fetch() {
+    let r = roots();
+    let w = &r.w;
+    let url = w.repo.to_str().unwrap().to_owned();
+    let holder = w.node("holder");
+    fetch_ok(w, &url, &holder.state);
+    w.publish(&r.b, "stable", 100);
+    // What B costs a node that holds nothing.
+    let (_, whole, _) = fetch_ok(w, &url, &w.node("empty").state);
+    let points = [
+        "fetch:artifact-received",
+        "fetch:blocks-received",
+        "fetch:downloaded",
+        "fetch:image-moved",
+        "fetch:staged-written",
+    ];
+    for (i, point) in points.iter().enumerate() {
+        let state = w.path(&format!("nodes/killed-{i}"));
+        copy_dir(&holder.state, &state);
+        let out = w
+            .cmd()
+            .args(["update", "fetch", "--repo", &url])
+            .args(["--channel", "stable", "--node-id", "node-a", "--state"])
+            .arg(&state)
+            .env("STRATOS_FAILPOINT", point)
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("fail point {point}")),
+            "{point}: {err}"
+        );
+        let (ok, v, t, err) = fetch_with(w, &url, &state, &[]);
+        assert!(ok, "{point}: {err}");
+        assert_staged_b(&r, &state, &v);
+        // Killed after the image was moved into place, the next fetch only finishes the job.
+        if let Some(t) = t {
+            assert!(
+                t.received < whole.received,
+                "{point}: {} after the kill, {} for a whole fetch",
+                t.received,
+                whole.received
+            );
+        }
+    }
 }

@@ -330,3 +330,77 @@ fn a_base_kernel_missing_from_the_store_is_a_warning_not_a_failure() {
     assert_eq!(t.image.version, "1.1.0");
     assert!(t.deltas.is_empty(), "{:?}", t.deltas);
 }
+
+/// How artifact `name` came in the fetch `d`, and the bytes received for it.
+fn came(d: &Decision, name: &str) -> (stratos::channel::node::Method, u64) {
+    let t = d.transfer.as_ref().expect("a transfer");
+    let a = t.artifacts.iter().find(|a| a.name == name).unwrap();
+    (a.method, a.received)
+}
+
+#[test]
+fn a_node_patches_its_kernel_with_the_listed_delta_or_downloads_it_whole() {
+    use stratos::channel::node::Method;
+    let w = world();
+    let one = image(&w, "2.0.0", &kernel(0));
+    publish(&w, &one);
+    let holder = w.node("holder");
+    let d = holder.fetch_update().unwrap();
+    assert_eq!(came(&d, "kernel").0, Method::Full);
+    let two = image(&w, "2.1.0", &kernel(1));
+    publish(&w, &two);
+    // Deltas from both images the track carried (the world's first, and `one`).
+    let listed = w.channel_doc("stable").tracks[0].deltas.clone();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let delta = listed
+        .iter()
+        .find(|d| d.from.hex() == kernel_sha(&one))
+        .unwrap();
+    // A node holding the base: the kernel comes as the delta, nothing more.
+    let state = w.path("nodes/patched");
+    copy_dir(&holder.state, &state);
+    let n = Node {
+        state: state.clone(),
+        ..w.node("patched")
+    };
+    let d = n.fetch_update().unwrap();
+    assert_eq!(
+        came(&d, "kernel"),
+        (Method::Delta, delta.size),
+        "{:?}",
+        d.notes
+    );
+    let staged = state.join(d.staged.as_ref().unwrap());
+    assert_eq!(digests(&staged), digests(&two));
+    // A delta object served wrong: refused (its sha256 is in the signed channel), the kernel
+    // downloaded whole; the staged image is the right one all the same.
+    let obj = object(&w, &delta.sha256.hex());
+    let good = std::fs::read(&obj).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 1;
+    std::fs::write(&obj, &bad).unwrap();
+    let state = w.path("nodes/tampered");
+    copy_dir(&holder.state, &state);
+    let n = Node {
+        state: state.clone(),
+        ..w.node("tampered")
+    };
+    let d = n.fetch_update().unwrap();
+    assert_eq!(came(&d, "kernel").0, Method::Full);
+    assert!(
+        d.notes
+            .iter()
+            .any(|m| m.contains("not the delta the signed channel lists")),
+        "{:?}",
+        d.notes
+    );
+    assert_eq!(
+        digests(&state.join(d.staged.as_ref().unwrap())),
+        digests(&two)
+    );
+    std::fs::write(&obj, &good).unwrap();
+    // A node without the base downloads it whole.
+    let d = w.node("new").fetch_update().unwrap();
+    assert_eq!(came(&d, "kernel").0, Method::Full);
+}

@@ -555,16 +555,20 @@ pub fn image_for(name: &str, arch: &str, dir: &Path) -> PathBuf {
 }
 
 fn copy_image(from: &Path, to: &Path) -> PathBuf {
-    let (from, to) = (from.to_owned(), to.to_owned());
+    copy_dir(from, to);
+    to.to_owned()
+}
+
+/// A copy of the directory `from` at `to` (`cp -a`, reflinks where the file system has them).
+pub fn copy_dir(from: &Path, to: &Path) {
     let st = Command::new("cp")
         .arg("-a")
         .arg("--reflink=auto")
-        .arg(&from)
-        .arg(&to)
+        .arg(from)
+        .arg(to)
         .status()
         .unwrap();
     assert!(st.success(), "cp -a {} {}", from.display(), to.display());
-    to
 }
 
 /// sha256 over the two binaries and every file of the repository a build of `name` can read.

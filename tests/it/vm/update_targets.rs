@@ -155,13 +155,7 @@ impl Fleet {
 /// A copy of `rootfs-overlays/NAME` under `dir` with `edit` applied to its file `rel`.
 fn overlay_with(name: &str, dir: &Path, rel: &str, edit: impl Fn(String) -> String) -> PathBuf {
     let to = dir.join(format!("overlay-{name}"));
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(root().join("rootfs-overlays").join(name))
-        .arg(&to)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    copy_dir(&root().join("rootfs-overlays").join(name), &to);
     let p = to.join(rel);
     std::fs::write(&p, edit(std::fs::read_to_string(&p).unwrap())).unwrap();
     to
