@@ -136,11 +136,26 @@ impl Repo {
                 target = Some(self.read_object(&kernel.sha256, caps::KERNEL_IMAGE, "a kernel")?);
             }
             let target = target.as_deref().expect("read above");
+            // bsdiff's suffix sort: about a minute for a 14 MB kernel on two cores.
+            let started = std::time::Instant::now();
+            eprintln!(
+                "stratos: making the kernel delta from {} {} ({} bytes to {}; bsdiff takes about a minute for a 14 MB kernel) ...",
+                base.name,
+                base.version,
+                base_bytes.len(),
+                target.len()
+            );
             let bytes = delta::encode(&base_bytes, target).map_err(ChannelError::io(format!(
                 "computing the kernel delta from {} {}",
                 base.name, base.version
             )))?;
             let size = bytes.len() as u64;
+            eprintln!(
+                "stratos: kernel delta from {} {} made in {:.1}s",
+                base.name,
+                base.version,
+                started.elapsed().as_secs_f64()
+            );
             if size >= compressed {
                 notes.push(DeltaNote::NotSmaller {
                     from: base.clone(),
