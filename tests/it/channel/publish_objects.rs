@@ -57,6 +57,11 @@ fn image(w: &World, version: &str, kernel: &[u8]) -> PathBuf {
     out
 }
 
+/// Images 1.0.0 and 1.1.0, whose kernels differ.
+fn two_kernels(w: &World) -> (PathBuf, PathBuf) {
+    (image(w, "1.0.0", &kernel(0)), image(w, "1.1.0", &kernel(1)))
+}
+
 /// `stratos publish` to `stable` at 100%; its standard output.
 fn publish(w: &World, img: &Path) -> String {
     let out = w
@@ -251,10 +256,7 @@ fn an_image_with_the_same_kernel_gets_no_delta() {
 #[test]
 fn promote_and_rollback_keep_only_the_deltas_to_the_new_kernel() {
     let w = world_with(&[]);
-    let (a, b) = (
-        image(&w, "1.0.0", &kernel(0)),
-        image(&w, "1.1.0", &kernel(1)),
-    );
+    let (a, b) = two_kernels(&w);
     publish(&w, &a);
     publish(&w, &b);
     let listed = w.channel_doc("stable").tracks[0].deltas.clone();
@@ -304,10 +306,7 @@ fn sha256_hex(b: &[u8]) -> String {
 #[test]
 fn a_base_kernel_missing_from_the_store_is_a_warning_not_a_failure() {
     let w = world_with(&[]);
-    let (a, b) = (
-        image(&w, "1.0.0", &kernel(0)),
-        image(&w, "1.1.0", &kernel(1)),
-    );
+    let (a, b) = two_kernels(&w);
     publish(&w, &a);
     std::fs::remove_file(object(&w, &kernel_sha(&a))).unwrap();
     let out = w
