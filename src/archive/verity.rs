@@ -193,6 +193,86 @@ pub fn tail_len(data_blocks: u64) -> u64 {
     (1 + level_blocks(data_blocks).iter().sum::<u64>()) * BLOCK as u64
 }
 
+/// Where the bottom level of the tree over `data_blocks` blocks lies in the bytes after the
+/// data: it is written last, so it starts at `tail_len - len` and is `len` bytes (0 for one
+/// data block: no tree). What comes before it — the superblock and the upper levels — is the
+/// "upper part" [`bottom_hashes`] checks.
+pub fn bottom_level(data_blocks: u64) -> (u64, u64) {
+    let len = level_blocks(data_blocks).first().copied().unwrap_or(0) * BLOCK as u64;
+    (tail_len(data_blocks) - len, len)
+}
+
+/// The hash each hash block of the bottom level must have, checked: `upper` (the superblock and
+/// the levels above the bottom one, as [`append`] writes them) must be exactly those of the
+/// tree whose root is `info.root_hash`. So bottom-level hash blocks fetched from anywhere, or
+/// found in another image's tree, are checked one by one against these. Empty for one data
+/// block (no tree).
+pub fn bottom_hashes(upper: &[u8], info: &VerityInfo) -> Result<Vec<[u8; HASH]>, String> {
+    if info.algorithm != "sha256" || info.data_blocks * BLOCK as u64 != info.data_size {
+        return Err("the manifest's verity parameters are not ones StratOS writes".into());
+    }
+    let salt = hex::decode(&info.salt).map_err(|_| "salt is not hex")?;
+    let root: [u8; HASH] = hex::decode(&info.root_hash)
+        .ok()
+        .and_then(|r| r.try_into().ok())
+        .ok_or("the root hash is not 32 bytes of hex")?;
+    let (start, _) = bottom_level(info.data_blocks);
+    if upper.len() as u64 != start {
+        return Err(format!(
+            "the upper part of the tree is {} bytes; {} data blocks need {start}",
+            upper.len(),
+            info.data_blocks
+        ));
+    }
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&Sha256::digest(root)[..16]);
+    uuid[6] = (uuid[6] & 0x0f) | 0x50;
+    uuid[8] = (uuid[8] & 0x3f) | 0x80;
+    if upper[..BLOCK] != superblock(info.data_blocks, &salt, uuid)[..] {
+        return Err("the verity superblock is not the one of this tree".into());
+    }
+    let counts = level_blocks(info.data_blocks);
+    match counts.len() {
+        0 => return Ok(Vec::new()),
+        // The bottom level is the top: one block, hashing to the root.
+        1 => return Ok(vec![root]),
+        _ => {}
+    }
+    // The upper levels as stored: top first, down to the level above the bottom one.
+    let mut at = BLOCK;
+    let mut stored: Vec<&[u8]> = Vec::new();
+    for c in counts[1..].iter().rev() {
+        let len = *c as usize * BLOCK;
+        stored.push(&upper[at..at + len]);
+        at += len;
+    }
+    if hash_block(&salt, stored[0]) != root {
+        return Err("the top of the tree does not hash to the manifest's root hash".into());
+    }
+    for pair in stored.windows(2) {
+        let (above, level) = (pair[0], pair[1]);
+        for (i, b) in level.chunks(BLOCK).enumerate() {
+            if above[i * HASH..(i + 1) * HASH] != hash_block(&salt, b) {
+                return Err(format!(
+                    "hash block {i} of a level does not match the level above"
+                ));
+            }
+        }
+        if above[level.len() / BLOCK * HASH..].iter().any(|&x| x != 0) {
+            return Err("a hash block's padding is not zeros".into());
+        }
+    }
+    let lowest = stored[stored.len() - 1];
+    let n = counts[0] as usize;
+    if lowest[n * HASH..].iter().any(|&x| x != 0) {
+        return Err("a hash block's padding is not zeros".into());
+    }
+    Ok(lowest[..n * HASH]
+        .chunks(HASH)
+        .map(|h| h.try_into().expect("32 bytes"))
+        .collect())
+}
+
 /// The hash of one data block under `salt`: its leaf in the tree.
 pub fn leaf_hash(salt: &[u8], block: &[u8]) -> [u8; HASH] {
     hash_block(salt, block)
@@ -324,6 +404,33 @@ mod tests {
                 assert!(leaves(&bad, &info).is_err(), "{blocks} blocks: byte {at}");
             }
             assert!(leaves(&tail[..tail.len() - 1], &info).is_err());
+        }
+    }
+
+    #[test]
+    fn the_bottom_levels_hash_blocks_are_checked_from_the_upper_part() {
+        for blocks in [1usize, 2, 129, 300, 16_513] {
+            let data: Vec<u8> = (0..blocks * BLOCK).map(|i| (i * 17 % 251) as u8).collect();
+            let mut img = data.clone();
+            let info = append(&mut img, &name_salt("t"));
+            let salt = hex::decode(&info.salt).unwrap();
+            let tail = &img[info.data_size as usize..];
+            let (start, len) = bottom_level(info.data_blocks);
+            assert_eq!(start + len, tail.len() as u64);
+            let (upper, bottom) = tail.split_at(start as usize);
+            let want = bottom_hashes(upper, &info).unwrap();
+            assert_eq!(want.len(), bottom.len() / BLOCK, "{blocks} blocks");
+            for (h, b) in want.iter().zip(bottom.chunks(BLOCK)) {
+                assert_eq!(*h, hash_block(&salt, b), "{blocks} blocks");
+            }
+            for at in (0..upper.len()).step_by(upper.len() / 5 + 1) {
+                let mut bad = upper.to_vec();
+                bad[at] ^= 0x08;
+                assert!(
+                    bottom_hashes(&bad, &info).is_err(),
+                    "{blocks} blocks: byte {at}"
+                );
+            }
         }
     }
 

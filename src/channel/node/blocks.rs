@@ -46,6 +46,9 @@ pub(super) struct BlockIndex {
     salt: Vec<u8>,
     files: Vec<File>,
     by_leaf: HashMap<Leaf, (usize, u64)>,
+    /// The hash blocks of the held trees' bottom levels, by their own hash (what the level
+    /// above holds for them): a new tree's bottom-level blocks found here are not fetched.
+    hash_blocks: HashMap<Leaf, Vec<u8>>,
 }
 
 impl BlockIndex {
@@ -61,13 +64,19 @@ impl BlockIndex {
             salt: hex::decode(salt).unwrap_or_default(),
             files: Vec::new(),
             by_leaf: HashMap::new(),
+            hash_blocks: HashMap::new(),
         };
         for (path, info) in roots {
             if info.salt != salt {
                 continue;
             }
             match held_leaves(&path, &info) {
-                Ok((file, leaves)) => {
+                Ok((file, leaves, tail)) => {
+                    let (start, _) = verity::bottom_level(info.data_blocks);
+                    for b in tail[start as usize..].chunks(BLOCK) {
+                        let h = verity::leaf_hash(&index.salt, b);
+                        index.hash_blocks.entry(h).or_insert_with(|| b.to_vec());
+                    }
                     let f = index.files.len();
                     index.files.push(file);
                     for (i, leaf) in leaves.into_iter().enumerate() {
@@ -102,7 +111,8 @@ impl BlockIndex {
 
 /// The file of a held root image and its blocks' hashes, read from its stored tree and checked
 /// against its manifest's root hash.
-fn held_leaves(path: &Path, info: &VerityInfo) -> Result<(File, Vec<Leaf>), String> {
+#[allow(clippy::type_complexity)]
+fn held_leaves(path: &Path, info: &VerityInfo) -> Result<(File, Vec<Leaf>, Vec<u8>), String> {
     let (file, meta) = fsio::open_regular(path, Links::Refuse).map_err(|e| e.to_string())?;
     let tail_len = verity::tail_len(info.data_blocks);
     if meta.len() != info.data_size.saturating_add(tail_len) {
@@ -117,7 +127,7 @@ fn held_leaves(path: &Path, info: &VerityInfo) -> Result<(File, Vec<Leaf>), Stri
     file.read_exact_at(&mut tail, info.data_size)
         .map_err(|e| format!("reading {}: {e}", path.display()))?;
     let leaves = verity::leaves(&tail, info)?;
-    Ok((file, leaves))
+    Ok((file, leaves, tail))
 }
 
 /// How a block fetch went.
@@ -145,6 +155,9 @@ pub(super) struct Blocks {
     pub extra: u64,
     /// Range requests made, the tree's included.
     pub requests: u64,
+    /// Hash blocks of the tree's bottom level taken from the trees held, and fetched.
+    pub tree_local: u64,
+    pub tree_fetched: u64,
 }
 
 /// The file name, next to the artifact, where its fetched and checked tree is kept while the
@@ -193,7 +206,7 @@ fn assemble(
         return Ok(Err("the manifest's salt is not hex".into()));
     };
     // 1. The tree: kept by an interrupted fetch, or fetched; checked either way.
-    let (tree, leaves) = match tree(source, rel, a, info, dir, got)? {
+    let (tree, leaves) = match tree(source, rel, a, info, dir, index, got)? {
         Ok(x) => x,
         Err(why) => return Ok(Err(why)),
     };
@@ -264,7 +277,11 @@ fn assemble(
 }
 
 /// The artifact's tree and its leaves, checked against the manifest's root hash: the one an
-/// interrupted fetch kept in `dir`, or fetched (and kept).
+/// interrupted fetch kept in `dir`, or fetched (and kept). Fetched in two steps: the upper part
+/// (superblock and the levels above the bottom one: a few blocks), checked against the root
+/// hash, which gives the hash of every bottom-level hash block; then only the bottom-level
+/// blocks `index` does not hold (the trees of the images held share those whose 128 data blocks
+/// did not change), each checked before it is used.
 #[allow(clippy::type_complexity)]
 fn tree(
     source: &Source,
@@ -272,6 +289,7 @@ fn tree(
     a: &Artifact,
     info: &VerityInfo,
     dir: &Path,
+    index: &BlockIndex,
     got: &mut Blocks,
 ) -> Result<Result<(Vec<u8>, Vec<Leaf>), String>, ChannelError> {
     let tail_len = verity::tail_len(info.data_blocks);
@@ -282,12 +300,61 @@ fn tree(
     if let Some(x) = kept {
         return Ok(Ok(x));
     }
+    let at = a.size - tail_len;
+    let (upper_len, _) = verity::bottom_level(info.data_blocks);
     let mut tree = Vec::new();
-    let r = source.fetch_range(rel, (a.size - tail_len, Some(a.size)), tail_len, &mut tree)?;
+    let r = source.fetch_range(rel, (at, Some(at + upper_len)), upper_len, &mut tree)?;
     got.requests += 1;
     if let Err(why) = received(r, rel, got)? {
         return Ok(Err(why));
     }
+    let wanted = match verity::bottom_hashes(&tree, info) {
+        Ok(w) => w,
+        Err(why) => {
+            return Ok(Err(format!(
+                "the hash tree served is not the one the signed manifest names ({why})"
+            )))
+        }
+    };
+    // The bottom level: held hash blocks where the node has them, the rest fetched.
+    let mut bottom: Vec<Option<Vec<u8>>> = wanted
+        .iter()
+        .map(|h| index.hash_blocks.get(h).cloned())
+        .collect();
+    let have: Vec<bool> = bottom.iter().map(Option::is_some).collect();
+    got.tree_local = have.iter().filter(|h| **h).count() as u64;
+    for (start, end) in runs(&have) {
+        let from = at + upper_len + start * BLOCK as u64;
+        let len = (end - start) * BLOCK as u64;
+        let mut buf = Vec::new();
+        let r = source.fetch_range(rel, (from, Some(from + len)), len, &mut buf)?;
+        got.requests += 1;
+        if let Err(why) = received(r, rel, got)? {
+            return Ok(Err(why));
+        }
+        if buf.len() as u64 != len {
+            return Ok(Err(format!(
+                "{} bytes came for a range of {len}",
+                buf.len()
+            )));
+        }
+        for (j, b) in (start..end).zip(buf.chunks(BLOCK)) {
+            let j = j as usize;
+            if bottom[j].is_none() {
+                if verity::leaf_hash(&index.salt, b) != wanted[j] {
+                    return Ok(Err(format!(
+                        "hash block {j} of the tree as served does not match the signed tree"
+                    )));
+                }
+                bottom[j] = Some(b.to_vec());
+                got.tree_fetched += 1;
+            }
+        }
+    }
+    for b in bottom {
+        tree.extend_from_slice(&b.expect("held or fetched above"));
+    }
+    // The whole tree, once more against the root (and it gives the leaves).
     let leaves = match verity::leaves(&tree, info) {
         Ok(l) => l,
         Err(why) => {

@@ -259,8 +259,10 @@ impl Node {
             blocks::Outcome::Done(b) => {
                 if is_complete(&to, a) {
                     notes.push(format!(
-                        "{}: {} blocks fetched ({} more between them), {} copied from the images held ({} distinct blocks indexed), {} already in place; {} requests",
+                        "{}: {} of the tree's {} bottom hash blocks fetched; {} blocks fetched ({} more between them), {} copied from the images held ({} distinct blocks indexed), {} already in place; {} requests",
                         a.name.as_str(),
+                        b.tree_fetched,
+                        b.tree_fetched + b.tree_local,
                         b.fetched,
                         b.extra,
                         b.local,

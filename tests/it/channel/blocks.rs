@@ -180,8 +180,15 @@ fn a_handler_change_fetches_the_tree_and_a_few_blocks() {
         err.contains("rootfs.erofs: ") && err.contains("blocks fetched"),
         "{err}"
     );
-    // The tree (0.8% of the data and a superblock) and a handful of blocks.
-    assert!(received * 100 < size * 5, "{received} of {size}: {err}");
+    // Of the tree, its top and the bottom-level hash blocks that changed; a handful of blocks.
+    assert!(received * 100 < size, "{received} of {size}: {err}");
+    let (fetched, of) = err
+        .split_once("rootfs.erofs: ")
+        .and_then(|(_, r)| r.split_once(" bottom hash blocks fetched"))
+        .and_then(|(r, _)| r.split_once(" of the tree's "))
+        .map(|(f, n)| (f.parse::<u64>().unwrap(), n.parse::<u64>().unwrap()))
+        .unwrap_or_else(|| panic!("no tree figures in: {err}"));
+    assert!(fetched > 0 && fetched < of, "{err}");
     // The node's figures are the server's.
     let served: u64 = server.served()[mark..].iter().map(|(_, n)| n).sum();
     assert_eq!(second.received, served);
@@ -252,6 +259,12 @@ fn blocks_served_wrong_are_refused_and_a_full_download_recovers() {
             "a stale tree (A's)",
             serde_json::json!({"kind": "from", "from": a_file, "min": data_size}),
             "hash tree served is not the one",
+        ),
+        (
+            "a flipped bit in a hash block of the tree's bottom level",
+            serde_json::json!({"kind": "flip", "min": data_size
+                + stratos::archive::verity::bottom_level(data_size / 4096).0}),
+            "hash block",
         ),
         (
             "blocks of another image (A's)",
