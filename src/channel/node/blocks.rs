@@ -6,8 +6,11 @@
 //! image's, not the data's, so two builds of one image share the hashes of the blocks they
 //! share). So the node
 //!
-//! 1. fetches the new image's tree (the bytes after the data: ~0.8% of the file) with one
-//!    `Range` request and checks it level by level against the manifest's root hash;
+//! 1. fetches the new image's tree (the bytes after the data: ~0.8% of the file): first its
+//!    upper part (the superblock and the levels above the bottom one, a few blocks), checked
+//!    level by level against the manifest's root hash, which then gives the hash of every
+//!    hash block of the bottom level; then only the bottom-level hash blocks the trees it holds
+//!    do not have (each checked against its hash); the whole tree is checked once more;
 //! 2. indexes the blocks it holds: the trees of the root images it already has, verified the
 //!    same way against their own manifests (reading a tree costs 0.8% of an image; no data
 //!    block is hashed to build the index);
