@@ -375,3 +375,43 @@ fn requirements_wheels_npm_locks_and_tarballs() {
         }
     });
 }
+
+#[test]
+fn delta_updates_trees_deltas_and_channel_deltas() {
+    use stratos::archive::{delta, verity};
+    // A channel listing a kernel delta.
+    let channel = br#"{"channel":"stable","deltas":[{"artifact":"kernel","from":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","sha256":"cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc","size":4000,"to":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}],"expires":1900000000,"halted":false,"image":{"manifest_length":10,"manifest_sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","name":"hello","signature_length":10,"signature_sha256":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","version":"1.0"},"min_version":null,"previous":null,"rollout":{"started_at":1,"waves":[{"fleet_percent":10,"start_after":0}]},"spec_version":1,"timestamp":1,"type":"stratos-channel","version":3}"#.to_vec();
+    let c = stratos::channel::parse_channel(&channel, "c").unwrap();
+    assert_eq!(c.tracks[0].deltas.len(), 1);
+    fuzz("channel with deltas", &[channel], |b| {
+        let _ = stratos::channel::parse_channel(b, "c");
+    });
+    // A verity tree as a repository serves it: the whole tail, and its upper part.
+    let mut img: Vec<u8> = (0..300 * verity::BLOCK)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    let info = verity::append(&mut img, &verity::name_salt("fuzz"));
+    let tail = img[info.data_size as usize..].to_vec();
+    let (upper_len, _) = verity::bottom_level(info.data_blocks);
+    let upper = tail[..upper_len as usize].to_vec();
+    assert!(verity::leaves(&tail, &info).is_ok());
+    fuzz("verity tree", &[tail], |b| {
+        let _ = verity::leaves(b, &info);
+    });
+    fuzz("verity upper levels", &[upper], |b| {
+        let _ = verity::bottom_hashes(b, &info);
+    });
+    // A kernel delta: whatever the patch says, the output stays within its bound.
+    let base: Vec<u8> = (0..20_000u32).map(|i| (i * 31 % 253) as u8).collect();
+    let mut target = base.clone();
+    target[5_000..5_100].fill(7);
+    let patch = delta::encode(&base, &target).unwrap();
+    let mut out = Vec::new();
+    delta::decode(&base, &patch[..], &mut out, target.len() as u64).unwrap();
+    assert_eq!(out, target);
+    fuzz("kernel delta", &[patch], |b| {
+        let mut out = Vec::new();
+        let _ = delta::decode(&base, b, &mut out, target.len() as u64);
+        assert!(out.len() <= target.len() + 1, "{} bytes out", out.len());
+    });
+}
