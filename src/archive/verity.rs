@@ -99,12 +99,7 @@ pub fn append(data: &mut Vec<u8>, salt: &[u8; SALT_LEN]) -> VerityInfo {
     let data_size = data.len() as u64;
     let data_blocks = data_size / BLOCK as u64;
     let (levels, root) = levels(data, salt);
-    // The superblock's UUID: from the root hash, like every other id here.
-    let mut uuid = [0u8; 16];
-    uuid.copy_from_slice(&Sha256::digest(root)[..16]);
-    uuid[6] = (uuid[6] & 0x0f) | 0x50;
-    uuid[8] = (uuid[8] & 0x3f) | 0x80;
-    data.extend_from_slice(&superblock(data_blocks, salt, uuid));
+    data.extend_from_slice(&superblock(data_blocks, salt, uuid_of(&root)));
     for level in levels.iter().rev() {
         data.extend_from_slice(level);
     }
@@ -208,14 +203,7 @@ pub fn bottom_level(data_blocks: u64) -> (u64, u64) {
 /// found in another image's tree, are checked one by one against these. Empty for one data
 /// block (no tree).
 pub fn bottom_hashes(upper: &[u8], info: &VerityInfo) -> Result<Vec<[u8; HASH]>, String> {
-    if info.algorithm != "sha256" || info.data_blocks * BLOCK as u64 != info.data_size {
-        return Err("the manifest's verity parameters are not ones StratOS writes".into());
-    }
-    let salt = hex::decode(&info.salt).map_err(|_| "salt is not hex")?;
-    let root: [u8; HASH] = hex::decode(&info.root_hash)
-        .ok()
-        .and_then(|r| r.try_into().ok())
-        .ok_or("the root hash is not 32 bytes of hex")?;
+    let (salt, root) = params(info)?;
     let (start, _) = bottom_level(info.data_blocks);
     if upper.len() as u64 != start {
         return Err(format!(
@@ -224,11 +212,7 @@ pub fn bottom_hashes(upper: &[u8], info: &VerityInfo) -> Result<Vec<[u8; HASH]>,
             info.data_blocks
         ));
     }
-    let mut uuid = [0u8; 16];
-    uuid.copy_from_slice(&Sha256::digest(root)[..16]);
-    uuid[6] = (uuid[6] & 0x0f) | 0x50;
-    uuid[8] = (uuid[8] & 0x3f) | 0x80;
-    if upper[..BLOCK] != superblock(info.data_blocks, &salt, uuid)[..] {
+    if upper[..BLOCK] != superblock(info.data_blocks, &salt, uuid_of(&root))[..] {
         return Err("the verity superblock is not the one of this tree".into());
     }
     let counts = level_blocks(info.data_blocks);
@@ -284,14 +268,6 @@ pub fn leaf_hash(salt: &[u8], block: &[u8]) -> [u8; HASH] {
 /// fetched from anywhere is as trustworthy as the manifest that names its root. Returns why not
 /// otherwise.
 pub fn leaves(tail: &[u8], info: &VerityInfo) -> Result<Vec<[u8; HASH]>, String> {
-    if info.algorithm != "sha256" || info.data_blocks * BLOCK as u64 != info.data_size {
-        return Err("the manifest's verity parameters are not ones StratOS writes".into());
-    }
-    let salt = hex::decode(&info.salt).map_err(|_| "salt is not hex")?;
-    let root: [u8; HASH] = hex::decode(&info.root_hash)
-        .ok()
-        .and_then(|r| r.try_into().ok())
-        .ok_or("the root hash is not 32 bytes of hex")?;
     let want_len = tail_len(info.data_blocks);
     if tail.len() as u64 != want_len {
         return Err(format!(
@@ -300,46 +276,22 @@ pub fn leaves(tail: &[u8], info: &VerityInfo) -> Result<Vec<[u8; HASH]>, String>
             info.data_blocks
         ));
     }
-    let mut uuid = [0u8; 16];
-    uuid.copy_from_slice(&Sha256::digest(root)[..16]);
-    uuid[6] = (uuid[6] & 0x0f) | 0x50;
-    uuid[8] = (uuid[8] & 0x3f) | 0x80;
-    if tail[..BLOCK] != superblock(info.data_blocks, &salt, uuid)[..] {
-        return Err("the verity superblock is not the one of this tree".into());
-    }
-    let counts = level_blocks(info.data_blocks);
-    let n = usize::try_from(info.data_blocks).map_err(|_| "too many blocks")?;
-    if counts.is_empty() {
+    let (start, _) = bottom_level(info.data_blocks);
+    let (upper, bottom) = tail.split_at(start as usize);
+    let (salt, root) = params(info)?;
+    let want = bottom_hashes(upper, info)?;
+    // One data block: no tree, its hash is the root.
+    if want.is_empty() {
         return Ok(vec![root]);
     }
-    // Levels as stored: top first.
-    let mut at = BLOCK;
-    let mut stored: Vec<&[u8]> = Vec::new();
-    for c in counts.iter().rev() {
-        let len = *c as usize * BLOCK;
-        stored.push(&tail[at..at + len]);
-        at += len;
-    }
-    // The top level is one block, whose hash is the root; every level's blocks hash to the
-    // entries of the level above (zero padding included, as the kernel reads it).
-    if hash_block(&salt, stored[0]) != root {
-        return Err("the top of the tree does not hash to the manifest's root hash".into());
-    }
-    for pair in stored.windows(2) {
-        let (above, level) = (pair[0], pair[1]);
-        for (i, b) in level.chunks(BLOCK).enumerate() {
-            if above[i * HASH..(i + 1) * HASH] != hash_block(&salt, b) {
-                return Err(format!(
-                    "hash block {i} of a level does not match the level above"
-                ));
-            }
-        }
-        // What follows the last entry of the level above is zero padding.
-        if above[level.len() / BLOCK * HASH..].iter().any(|&x| x != 0) {
-            return Err("a hash block's padding is not zeros".into());
+    for (i, (h, b)) in want.iter().zip(bottom.chunks(BLOCK)).enumerate() {
+        if hash_block(&salt, b) != *h {
+            return Err(format!(
+                "hash block {i} of the bottom level does not match the level above"
+            ));
         }
     }
-    let bottom = stored[stored.len() - 1];
+    let n = usize::try_from(info.data_blocks).map_err(|_| "too many blocks")?;
     if bottom[n * HASH..].iter().any(|&x| x != 0) {
         return Err("a hash block's padding is not zeros".into());
     }
@@ -347,6 +299,28 @@ pub fn leaves(tail: &[u8], info: &VerityInfo) -> Result<Vec<[u8; HASH]>, String>
         .chunks(HASH)
         .map(|h| h.try_into().expect("32 bytes"))
         .collect())
+}
+
+/// The salt and root hash of parameters StratOS writes.
+fn params(info: &VerityInfo) -> Result<(Vec<u8>, [u8; HASH]), String> {
+    if info.algorithm != "sha256" || info.data_blocks * BLOCK as u64 != info.data_size {
+        return Err("the manifest's verity parameters are not ones StratOS writes".into());
+    }
+    let salt = hex::decode(&info.salt).map_err(|_| "salt is not hex")?;
+    let root = hex::decode(&info.root_hash)
+        .ok()
+        .and_then(|r| r.try_into().ok())
+        .ok_or("the root hash is not 32 bytes of hex")?;
+    Ok((salt, root))
+}
+
+/// The superblock's UUID: from the root hash, like every other id here.
+fn uuid_of(root: &[u8; HASH]) -> [u8; 16] {
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&Sha256::digest(root)[..16]);
+    uuid[6] = (uuid[6] & 0x0f) | 0x50;
+    uuid[8] = (uuid[8] & 0x3f) | 0x80;
+    uuid
 }
 
 /// The `dm-mod.create=` table (one device, `vroot`, read-only) and the root options for a

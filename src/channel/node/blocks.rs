@@ -255,8 +255,13 @@ fn assemble(
         }
     }
     // 4. The rest, fetched and checked block by block before anything is written.
+    let want = Expected {
+        salt: &salt,
+        hashes: &leaves,
+        what: "data block",
+    };
     for run in runs(&have) {
-        let buf = match fetch_run(source, rel, run, &salt, &leaves, &have, got)? {
+        let buf = match fetch_run(source, rel, 0, run, &want, got)? {
             Ok(b) => b,
             Err(why) => return Ok(Err(why)),
         };
@@ -326,29 +331,19 @@ fn tree(
         .collect();
     let have: Vec<bool> = bottom.iter().map(Option::is_some).collect();
     got.tree_local = have.iter().filter(|h| **h).count() as u64;
-    for (start, end) in runs(&have) {
-        let from = at + upper_len + start * BLOCK as u64;
-        let len = (end - start) * BLOCK as u64;
-        let mut buf = Vec::new();
-        let r = source.fetch_range(rel, (from, Some(from + len)), len, &mut buf)?;
-        got.requests += 1;
-        if let Err(why) = received(r, rel, got)? {
-            return Ok(Err(why));
-        }
-        if buf.len() as u64 != len {
-            return Ok(Err(format!(
-                "{} bytes came for a range of {len}",
-                buf.len()
-            )));
-        }
-        for (j, b) in (start..end).zip(buf.chunks(BLOCK)) {
+    let want = Expected {
+        salt: &index.salt,
+        hashes: &wanted,
+        what: "hash block of the tree's bottom level",
+    };
+    for run in runs(&have) {
+        let buf = match fetch_run(source, rel, at + upper_len, run, &want, got)? {
+            Ok(b) => b,
+            Err(why) => return Ok(Err(why)),
+        };
+        for (j, b) in (run.0..run.1).zip(buf.chunks(BLOCK)) {
             let j = j as usize;
             if bottom[j].is_none() {
-                if verity::leaf_hash(&index.salt, b) != wanted[j] {
-                    return Ok(Err(format!(
-                        "hash block {j} of the tree as served does not match the signed tree"
-                    )));
-                }
                 bottom[j] = Some(b.to_vec());
                 got.tree_fetched += 1;
             }
@@ -371,24 +366,28 @@ fn tree(
     Ok(Ok((tree, leaves)))
 }
 
-/// The blocks `[start, end)` fetched, each block `have` lacks checked against its leaf.
+/// What the blocks of a run must hash to, and what they are (for messages).
+struct Expected<'a> {
+    salt: &'a [u8],
+    hashes: &'a [Leaf],
+    what: &'static str,
+}
+
+/// The blocks `[start, end)` of the object `rel`, block 0 at offset `at`, fetched with one
+/// range request; every block checked against its hash in `want` (the ones the node holds too:
+/// an honest server serves those the same).
 fn fetch_run(
     source: &Source,
     rel: &str,
+    at: u64,
     (start, end): (u64, u64),
-    salt: &[u8],
-    leaves: &[Leaf],
-    have: &[bool],
+    want: &Expected,
     got: &mut Blocks,
 ) -> Result<Result<Vec<u8>, String>, ChannelError> {
+    let from = at + start * BLOCK as u64;
     let len = (end - start) * BLOCK as u64;
     let mut buf = Vec::new();
-    let r = source.fetch_range(
-        rel,
-        (start * BLOCK as u64, Some(end * BLOCK as u64)),
-        len,
-        &mut buf,
-    )?;
+    let r = source.fetch_range(rel, (from, Some(from + len)), len, &mut buf)?;
     got.requests += 1;
     if let Err(why) = received(r, rel, got)? {
         return Ok(Err(why));
@@ -400,9 +399,10 @@ fn fetch_run(
         )));
     }
     for (j, b) in (start..end).zip(buf.chunks(BLOCK)) {
-        if !have[j as usize] && verity::leaf_hash(salt, b) != leaves[j as usize] {
+        if verity::leaf_hash(want.salt, b) != want.hashes[j as usize] {
             return Ok(Err(format!(
-                "data block {j} as served does not match its hash in the signed tree"
+                "{} {j} as served does not match its hash in the signed tree",
+                want.what
             )));
         }
     }
