@@ -180,7 +180,15 @@ pub(super) fn fetch(
     index: &BlockIndex,
 ) -> Result<Outcome, ChannelError> {
     let mut got = Blocks::default();
-    match assemble(source, rel, a, info, dir, index, &mut got)? {
+    let job = Job {
+        source,
+        rel,
+        a,
+        info,
+        dir,
+        index,
+    };
+    match assemble(&job, &mut got)? {
         Ok(()) => Ok(Outcome::Done(got)),
         Err(why) => Ok(Outcome::Fallback {
             why,
@@ -189,16 +197,27 @@ pub(super) fn fetch(
     }
 }
 
+/// What [`fetch`] assembles, from where, with what.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    source: &'a Source,
+    rel: &'a str,
+    a: &'a Artifact,
+    info: &'a VerityInfo,
+    dir: &'a Path,
+    index: &'a BlockIndex,
+}
+
 /// [`fetch`]'s steps; `Ok(Err(why))` when the caller is to fall back to a full download.
-fn assemble(
-    source: &Source,
-    rel: &str,
-    a: &Artifact,
-    info: &VerityInfo,
-    dir: &Path,
-    index: &BlockIndex,
-    got: &mut Blocks,
-) -> Result<Result<(), String>, ChannelError> {
+fn assemble(job: &Job, got: &mut Blocks) -> Result<Result<(), String>, ChannelError> {
+    let Job {
+        source,
+        rel,
+        a,
+        info,
+        dir,
+        index,
+    } = *job;
     let tail_len = verity::tail_len(info.data_blocks);
     if a.size != info.data_size.saturating_add(tail_len) || info.hash_offset != info.data_size {
         return Ok(Err(
@@ -209,7 +228,7 @@ fn assemble(
         return Ok(Err("the manifest's salt is not hex".into()));
     };
     // 1. The tree: kept by an interrupted fetch, or fetched; checked either way.
-    let (tree, leaves) = match tree(source, rel, a, info, dir, index, got)? {
+    let (tree, leaves) = match tree(job, got)? {
         Ok(x) => x,
         Err(why) => return Ok(Err(why)),
     };
@@ -291,15 +310,15 @@ fn assemble(
 /// blocks `index` does not hold (the trees of the images held share those whose 128 data blocks
 /// did not change), each checked before it is used.
 #[allow(clippy::type_complexity)]
-fn tree(
-    source: &Source,
-    rel: &str,
-    a: &Artifact,
-    info: &VerityInfo,
-    dir: &Path,
-    index: &BlockIndex,
-    got: &mut Blocks,
-) -> Result<Result<(Vec<u8>, Vec<Leaf>), String>, ChannelError> {
+fn tree(job: &Job, got: &mut Blocks) -> Result<Result<(Vec<u8>, Vec<Leaf>), String>, ChannelError> {
+    let Job {
+        source,
+        rel,
+        a,
+        info,
+        dir,
+        index,
+    } = *job;
     let tail_len = verity::tail_len(info.data_blocks);
     let tree_path = dir.join(tree_file(a.name.as_str()));
     let kept = fsio::read_regular(&tree_path, tail_len, "a hash tree", Links::Refuse)
