@@ -45,6 +45,18 @@ pub fn command(
     env: &[(&str, &OsStr)],
     argv: &[OsString],
 ) -> Command {
+    command_in(bwrap, dir, dir, tools, env, argv)
+}
+
+/// [`command`], with the working directory `cwd` (inside `dir`).
+pub fn command_in(
+    bwrap: &Path,
+    dir: &Path,
+    cwd: &Path,
+    tools: &[&Path],
+    env: &[(&str, &OsStr)],
+    argv: &[OsString],
+) -> Command {
     let mut c = Command::new(bwrap);
     c.env_clear()
         .args(["--unshare-all", "--unshare-user", "--disable-userns"])
@@ -63,7 +75,7 @@ pub fn command(
         // bwrap's root is a fresh tmpfs; made read-only once the mount points exist.
         .args(["--remount-ro", "/"])
         .arg("--chdir")
-        .arg(dir)
+        .arg(cwd)
         .arg("--clearenv");
     for (k, v) in env {
         c.arg("--setenv").arg(k).arg(v);

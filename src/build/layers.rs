@@ -38,6 +38,8 @@ pub struct Staging {
     pub modules: Vec<wire::Module>,
     pub seccomp: Option<SeccompInfo>,
     pub preload: Vec<String>,
+    /// `[runtime.go]`: what the Go layer built.
+    pub go: Option<crate::sign::manifest::GoInfo>,
 }
 
 pub struct Layer {
@@ -67,6 +69,10 @@ pub const LAYERS: &[Layer] = &[
     Layer {
         name: "npm packages",
         apply: npm_packages_layer,
+    },
+    Layer {
+        name: "Go function",
+        apply: go_layer,
     },
     Layer {
         name: "overlays",
@@ -197,6 +203,28 @@ fn npm_packages_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
         cx.progress,
     )?;
     st.components.extend(installed);
+    Ok(())
+}
+
+/// `[runtime.go]`: the function compiled into one static binary (in the sandbox), its modules
+/// and the standard library as components.
+fn go_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
+    let installed =
+        crate::packages::go::install_go(&mut st.tree, cx.profile, cx.sources, cx.progress)
+            .map_err(crate::packages::PackageError::from)?;
+    if let (Some((components, toolchain)), Some(spec)) = (installed, &cx.profile.go) {
+        let module = components
+            .iter()
+            .find(|c| c.classification == "application")
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
+        st.components.extend(components);
+        st.go = Some(crate::sign::manifest::GoInfo {
+            module,
+            toolchain,
+            binary: spec.output.to_string(),
+        });
+    }
     Ok(())
 }
 

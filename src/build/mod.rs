@@ -126,6 +126,7 @@ pub struct Assembly {
     pub kernel_image: kernel::KernelImage,
     pub seccomp: Option<crate::sign::manifest::SeccompInfo>,
     pub preload: Vec<String>,
+    pub go: Option<crate::sign::manifest::GoInfo>,
 }
 
 /// Where the compiled seccomp filter goes in the image.
@@ -393,6 +394,7 @@ pub fn assemble(
         kernel_image: cx.kernel_image,
         seccomp: st.seccomp,
         preload: st.preload,
+        go: st.go,
     })
 }
 
@@ -676,6 +678,7 @@ fn manifest(
             syscalls: o.syscalls,
             latency: o.latency,
         }),
+        go: a.go.clone(),
         root,
         artifacts: files
             .iter()

@@ -13,13 +13,15 @@ pub struct Checked {
     pub wheels: usize,
     /// npm tarballs, likewise.
     pub npm: usize,
+    /// Go module files (zips and go.mod files) go.sum pins, likewise.
+    pub go_modules: usize,
 }
 
 /// Every input a build reads, checked before the first expensive step (the kernel compile, the
 /// image assembly), so a missing lock or a `.deb` absent under `--offline` is found in seconds,
 /// not after a kernel build: the seccomp policy parses for the runtime; the Debian lock pins
-/// every package the profile names; every `.deb`, wheel and npm tarball the locks pin is in the
-/// cache, or fetched into it now (offline: reported missing, naming it). The profile's own
+/// every package the profile names; every `.deb`, wheel and npm tarball the locks pin, and every
+/// Go module go.sum pins (with the toolchain the module asks for), is in the cache, or fetched into it now (offline: reported missing, naming it). The profile's own
 /// paths (overlays, host files, fragments, the kernel source) were checked when it was loaded;
 /// the kernel's config is checked next, by [`prepare_kernel`], before it compiles anything.
 pub fn preflight(
@@ -43,6 +45,8 @@ pub fn preflight(
         checked.wheels = crate::packages::python::preflight(profile, pkgs, arch, sources)?;
         checked.npm = crate::packages::npm::preflight(profile, pkgs, arch, sources)?;
     }
+    checked.go_modules = crate::packages::go::preflight(profile, sources)
+        .map_err(crate::packages::PackageError::from)?;
     step.done();
     Ok(checked)
 }

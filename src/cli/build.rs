@@ -29,6 +29,11 @@ pub struct Args {
     /// Never download: packages must already be in the cache.
     #[arg(long)]
     pub offline: bool,
+    /// Where Go modules the cache lacks are fetched from (an https:// module proxy, a file://
+    /// URL or a directory laid out as one), instead of the profile's `[runtime.go] proxy`.
+    /// Every module is checked against go.sum whatever its source.
+    #[arg(long, value_name = "URL|DIR")]
+    pub go_proxy: Option<String>,
     /// Build a kernel even if its resolved config does not hold every option the fragments
     /// set (prints each difference as a warning).
     #[arg(long)]
@@ -37,8 +42,8 @@ pub struct Args {
     /// `"dev": true`, `verify` and `inspect` show it, and `publish` refuses the image.
     #[arg(long)]
     pub dev: bool,
-    /// Only check every input (the profile, the locks and every package, wheel and npm
-    /// tarball they pin — fetched into the cache unless --offline —, the seccomp policy, the
+    /// Only check every input (the profile, the locks and every package, wheel, npm
+    /// tarball and Go module they pin — fetched into the cache unless --offline —, the seccomp policy, the
     /// signing key, the kernel's config) and exit; nothing is compiled or written to --out.
     /// A build runs the same checks before its first expensive step.
     #[arg(long)]
@@ -46,6 +51,16 @@ pub struct Args {
     /// Print only the result and warnings.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// `--go-proxy`, relative to the working directory.
+fn go_proxy(arg: Option<&str>) -> Result<Option<crate::profile::GoProxy>, CliError> {
+    let Some(s) = arg else { return Ok(None) };
+    let cwd = std::env::current_dir()
+        .map_err(|e| CliError::env(anyhow::anyhow!("the working directory: {e}")))?;
+    crate::profile::GoProxy::parse(s, &cwd)
+        .map(Some)
+        .map_err(|m| CliError::input(anyhow::anyhow!("--go-proxy {m}")))
 }
 
 pub fn run(a: Args) -> CliResult {
@@ -62,7 +77,10 @@ pub fn run(a: Args) -> CliResult {
         sign_key: key.as_ref(),
         init_binary,
         allow_config_drift: a.allow_config_drift,
-        sources: crate::packages::fetch::Sources::from_env(a.offline),
+        sources: crate::packages::fetch::Sources {
+            go_proxy: go_proxy(a.go_proxy.as_deref())?,
+            ..crate::packages::fetch::Sources::from_env(a.offline)
+        },
         dev: a.dev,
     };
     let failed = |e: build::BuildError| {
@@ -76,11 +94,12 @@ pub fn run(a: Args) -> CliResult {
     if a.check {
         let c = build::check(&profile, &opts, &progress).map_err(failed)?;
         println!(
-            "{}: every input checked ({} .debs, {} wheels, {} npm packages, the kernel's config); nothing built",
+            "{}: every input checked ({} .debs, {} wheels, {} npm packages, {} Go module files, the kernel's config); nothing built",
             a.profile.display(),
             c.debs,
             c.wheels,
-            c.npm
+            c.npm,
+            c.go_modules
         );
         return Ok(());
     }

@@ -33,6 +33,9 @@ pub struct Sources {
     pub prefetch: PathBuf,
     /// Never download: what is not in the cache or on this machine is an error.
     pub offline: bool,
+    /// Where Go modules the cache lacks come from, instead of the profile's `[runtime.go]
+    /// proxy` (`stratos build --go-proxy`).
+    pub go_proxy: Option<crate::profile::GoProxy>,
 }
 
 impl Sources {
@@ -46,6 +49,7 @@ impl Sources {
             cache: Cache::new(crate::cache::root()),
             prefetch,
             offline,
+            go_proxy: None,
         }
     }
 
@@ -63,6 +67,13 @@ pub enum Digest {
     Sha256(Sha256),
     /// npm's `integrity`: the 64 bytes of a SHA-512.
     Sha512(Vec<u8>),
+    /// go.sum's `h1:` of a module zip whose members all lie under `prefix` (`<module>@<v>/`).
+    GoZip {
+        h1: [u8; 32],
+        prefix: String,
+    },
+    /// go.sum's `h1:` of a module's go.mod.
+    GoMod([u8; 32]),
 }
 
 impl Digest {
@@ -71,11 +82,22 @@ impl Digest {
         match self {
             Digest::Sha256(_) => Digest::Sha256(Sha256::of(bytes)),
             Digest::Sha512(_) => Digest::Sha512(sha2::Sha512::digest(bytes).to_vec()),
+            // A zip that cannot be read has no hash: all zeroes, which `matches` never accepts.
+            Digest::GoZip { prefix, .. } => Digest::GoZip {
+                h1: super::go::h1::of_zip(bytes, prefix).unwrap_or_default(),
+                prefix: prefix.clone(),
+            },
+            Digest::GoMod(_) => Digest::GoMod(super::go::h1::of_go_mod(bytes)),
         }
     }
 
     pub fn matches(&self, bytes: &[u8]) -> bool {
-        *self == self.of_same(bytes)
+        match self {
+            Digest::GoZip { h1, prefix } => {
+                super::go::h1::of_zip(bytes, prefix).is_ok_and(|got| got == *h1)
+            }
+            _ => *self == self.of_same(bytes),
+        }
     }
 }
 
@@ -85,6 +107,9 @@ impl std::fmt::Display for Digest {
         match self {
             Digest::Sha256(d) => d.fmt(f),
             Digest::Sha512(d) => f.write_str(&hex::encode(d)),
+            Digest::GoZip { h1, .. } | Digest::GoMod(h1) => {
+                f.write_str(&super::go::h1::display(h1))
+            }
         }
     }
 }
@@ -331,6 +356,7 @@ mod tests {
             cache: Cache::new(dir.join("cache")),
             prefetch: dir.join("prefetch"),
             offline,
+            go_proxy: None,
         }
     }
 

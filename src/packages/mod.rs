@@ -1,11 +1,12 @@
-//! Packages from three ecosystems, each in its room: Debian's (`debian/`: the lock, apt,
-//! `.deb` extraction), Python's (`python/`: pinned wheels, bytecode) and npm's (`npm/`: a
-//! `package-lock.json`). What they share: one pinned fetcher ([`fetch`]), the safe reading of
+//! Packages from four ecosystems, each in its room: Debian's (`debian/`: the lock, apt,
+//! `.deb` extraction), Python's (`python/`: pinned wheels, bytecode), npm's (`npm/`: a
+//! `package-lock.json`) and Go's (`go/`: modules pinned by go.sum, the function compiled). What they share: one pinned fetcher ([`fetch`]), the safe reading of
 //! untrusted archives ([`unpack`]) and the shared-library closure ([`elf`]).
 
 pub mod debian;
 pub mod elf;
 pub mod fetch;
+pub mod go;
 pub mod npm;
 pub mod python;
 pub mod spdx;
@@ -54,6 +55,8 @@ pub enum PackageError {
     #[error(transparent)]
     Npm(#[from] npm::NpmError),
     #[error(transparent)]
+    Go(#[from] go::GoError),
+    #[error(transparent)]
     Zip(#[from] zip::ZipError),
     #[error("{what}: {why}")]
     Native { what: String, why: String },
@@ -66,6 +69,7 @@ impl PackageError {
             Self::Download { .. } | Self::Store(_) => true,
             Self::Pypi(e) => e.is_environment(),
             Self::Npm(e) => e.is_environment(),
+            Self::Go(e) => e.is_environment(),
             _ => false,
         }
     }

@@ -4,12 +4,14 @@
 //!
 //! One file per section, each holding the section's raw (serde) table, its validated type, its
 //! validator and their tests: `image`, `kernel`, `init`, `overlays`, `files`, `sysctl`, `zram`,
-//! `network`, `packages`, `seccomp`, `python` (`[runtime.python]`) and `observe`. This file
+//! `network`, `packages`, `seccomp`, `python` (`[runtime.python]`), `go` (`[runtime.go]`) and
+//! `observe`. This file
 //! holds the profile as a whole (reading, parsing, the order the sections are validated in)
 //! and the error type; `checks` holds the checks the sections share.
 
 mod checks;
 mod files;
+mod go;
 mod image;
 mod init;
 mod kernel;
@@ -35,6 +37,7 @@ use spanned::Spanned;
 
 pub use checks::{parse_size, ZramSize};
 pub use files::HostFile;
+pub use go::{GoProxy, GoSpec, DEFAULT_PROXY as DEFAULT_GO_PROXY};
 pub use image::{is_name as is_image_name, Image, RootFormat};
 pub use init::Init;
 pub use kernel::{
@@ -166,7 +169,7 @@ struct RawProfile {
     /// The seccomp baseline the runtime runs under.
     #[serde(default)]
     seccomp: Option<seccomp::RawSeccomp>,
-    /// Runtime-specific build steps (`[runtime.python]`).
+    /// Runtime-specific build steps (`[runtime.python]`, `[runtime.go]`).
     #[serde(default)]
     runtime: Option<python::RawRuntime>,
     /// System-call counting and timing by eBPF in the init.
@@ -195,6 +198,8 @@ pub struct Profile {
     pub seccomp: Option<SeccompSpec>,
     /// `[runtime.python]`.
     pub python: Option<PythonSpec>,
+    /// `[runtime.go]`.
+    pub go: Option<GoSpec>,
     /// `[observe]` (when it observes anything).
     pub observe: Option<stratos_wire::Observe>,
 }
@@ -392,11 +397,16 @@ fn validate(
         .as_ref()
         .map(|s| seccomp::validate_seccomp(cx, s, dir))
         .transpose()?;
-    let python = raw
-        .runtime
-        .and_then(|r| r.python)
-        .map(|py| python::validate_python(cx, py, &init.argv[0]))
-        .transpose()?;
+    let (python, go) = match raw.runtime {
+        Some(r) => (
+            r.python
+                .map(|py| python::validate_python(cx, py, &init.argv[0]))
+                .transpose()?,
+            r.go.map(|g| go::validate_go(cx, g, dir, &init.argv[0]))
+                .transpose()?,
+        ),
+        None => (None, None),
+    };
     let observe = raw
         .observe
         .map(|o| observe::validate_observe(cx, o))
@@ -417,6 +427,7 @@ fn validate(
         packages,
         seccomp,
         python,
+        go,
         observe,
     })
 }

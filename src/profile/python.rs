@@ -12,6 +12,9 @@ use crate::rootfs::ImagePath;
 pub(super) struct RawRuntime {
     #[serde(default)]
     pub python: Option<RawPython>,
+    /// A Go function compiled at build time into one static binary.
+    #[serde(default)]
+    pub go: Option<super::go::RawGo>,
 }
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]

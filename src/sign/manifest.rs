@@ -44,6 +44,9 @@ pub struct Manifest {
     /// the control channel (which the harness attaches to every boot).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observe: Option<ObserveInfo>,
+    /// `[runtime.go]`: the function compiled at build time, and the toolchain that did it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go: Option<GoInfo>,
     /// Sorted by name.
     pub artifacts: Vec<Artifact>,
 }
@@ -107,6 +110,17 @@ pub struct SeccompInfo {
 pub struct ObserveInfo {
     pub syscalls: bool,
     pub latency: bool,
+}
+
+/// A Go function compiled at build time (`[runtime.go]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoInfo {
+    /// The function's module path.
+    pub module: String,
+    /// The toolchain's version (`go1.19.8`).
+    pub toolchain: String,
+    /// Where the binary is in the image.
+    pub binary: String,
 }
 
 /// A block-device root: `artifact` holds the filesystem, then (at `verity.hash_offset`) its

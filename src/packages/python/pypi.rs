@@ -345,6 +345,7 @@ mod tests {
             cache: Cache::new(dir.path().join("cache")),
             prefetch: dir.path().join("prefetch"),
             offline: true,
+            go_proxy: None,
         };
         let store = sources.store(STORE);
         let mut hashes = std::collections::BTreeSet::new();

@@ -1,0 +1,3 @@
+module example.com/go-fn
+
+go 1.19
