@@ -19,6 +19,7 @@ mod deps;
 mod erofs_verity;
 mod fuzz;
 mod getting_started;
+mod go_fn;
 mod golden;
 mod hostile;
 mod interrupted;

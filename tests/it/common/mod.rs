@@ -559,8 +559,12 @@ fn copy_image(from: &Path, to: &Path) -> PathBuf {
     to.to_owned()
 }
 
-/// A copy of the directory `from` at `to` (`cp -a`, reflinks where the file system has them).
+/// A copy of the directory `from` at `to` (`cp -a`, reflinks where the file system has them),
+/// creating `to`'s parents.
 pub fn copy_dir(from: &Path, to: &Path) {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
     let st = Command::new("cp")
         .arg("-a")
         .arg("--reflink=auto")
@@ -582,7 +586,7 @@ fn image_key(name: &str) -> String {
         h.update(std::fs::read(aarch64_init()).unwrap());
     }
     h.update(name.as_bytes());
-    for dir in ["profiles", "rootfs-overlays", "kernel-configs"] {
+    for dir in ["profiles", "rootfs-overlays", "kernel-configs", "functions"] {
         for p in walk_files(&root().join(dir)) {
             let m = std::fs::symlink_metadata(&p).unwrap();
             h.update(p.strip_prefix(root()).unwrap().to_string_lossy().as_bytes());

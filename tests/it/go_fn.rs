@@ -1,0 +1,373 @@
+//! Go functions, without a VM (a fake kernel): go-api's function builds offline from the
+//! modules its go.sum pins, bit-identically from two paths as two users on two hosts at two
+//! times; its SBOM names the binary, the toolchain's standard library and the module with its
+//! h1: hash. A module zip with one changed byte, a go.mod asking for a newer Go, a directory
+//! replacement outside the source, an unpinned requirement and a module missing offline each
+//! fail before anything is built, naming the module or the go.mod line. (The VM tier boots
+//! go-fn, go-fn-stock and go-api: vm/go_fn.rs.)
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::*;
+
+const GOROOT: &str = "/usr/lib/go-1.19";
+
+fn require_go() {
+    assert!(
+        Path::new(GOROOT).join("bin/go").is_file(),
+        "{GOROOT}/bin/go is missing: run `./ci/setup` (it installs golang-go, Debian's Go 1.19)"
+    );
+    require_tool("bwrap");
+}
+
+/// A profile in `dir` building the Go module `source`, which is `dir/fn` (named relatively, so
+/// two such profiles are the same bytes wherever they are); the fake kernel, no packages.
+fn go_profile(dir: &Path, source: &Path, proxy: &str) -> PathBuf {
+    assert_eq!(source, dir.join("fn"));
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("bzImage"), fake_kernel()).unwrap();
+    let text = format!(
+        r#"schema = 1
+[image]
+name = "go-test"
+version = "0.1.0"
+source-date-epoch = 1735689600
+[kernel]
+prebuilt = "bzImage"
+[init]
+argv = ["/srv/fn/bootstrap"]
+readiness = {{ notify = true }}
+uid = 1000
+gid = 1000
+[runtime.go]
+source = "fn"
+output = "/srv/fn/bootstrap"
+proxy = "{proxy}"
+[seccomp]
+policy = "{}"
+"#,
+        root().join("profiles/seccomp/go.json").display()
+    );
+    let p = dir.join("go.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn proxy() -> String {
+    root().join("functions/go-proxy").display().to_string()
+}
+
+/// `stratos build PROFILE --out OUT --offline -q` with its own cache: (ok, stderr).
+fn build(cache: &Path, profile: &Path, out: &Path) -> (bool, String) {
+    let o = stratos_std(cache)
+        .arg("build")
+        .arg(profile)
+        .arg("--out")
+        .arg(out)
+        .args(["--offline", "-q"])
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn component<'a>(sbom: &'a serde_json::Value, purl: &str) -> &'a serde_json::Value {
+    sbom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["purl"] == purl)
+        .unwrap_or_else(|| panic!("{purl} not in the SBOM"))
+}
+
+// One scenario over two builds: the steps compare the same two images.
+#[allow(clippy::too_many_lines)]
+#[test]
+fn go_api_builds_offline_reproducibly_and_its_sbom_pins_the_module() {
+    use std::os::unix::fs::PermissionsExt;
+    require_go();
+    require_init();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::set_permissions(w, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Two copies of the function at two paths; the second is built by another user.
+    let (src_a, src_b) = (w.join("a/fn"), w.join("b/some/deeper/fn"));
+    copy_dir(&root().join("functions/go-api"), &src_a);
+    copy_dir(&root().join("functions/go-api"), &src_b);
+    let pa = go_profile(&w.join("a"), &src_a, &proxy());
+    let pb = go_profile(&w.join("b/some/deeper"), &src_b, &proxy());
+    let (cache_a, cache_b, out_b_parent) = (w.join("cache-a"), w.join("cache-b"), w.join("ob"));
+    for d in [&cache_b, &out_b_parent] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    for f in walk_files(&w.join("b")).into_iter().chain([
+        w.join("b"),
+        w.join("b/some"),
+        w.join("b/some/deeper"),
+        src_b.clone(),
+    ]) {
+        let m = std::fs::metadata(&f).unwrap();
+        let mode = m.permissions().mode() | 0o044 | if m.is_dir() { 0o011 } else { 0 };
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let out_a = w.join("out-a");
+    let (ok, err) = build(&cache_a, &pa, &out_a);
+    assert!(ok, "{err}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // The second build: another user (when root), another host name, umask, TZ and locale.
+    let out_b = out_b_parent.join("two");
+    let as_other = if rustix::process::geteuid().is_root() {
+        "exec setpriv --reuid=65534 --regid=65534 --clear-groups -- sh -c 'umask 077 && exec \"$0\" build \"$1\" --out \"$2\" --offline -q' \"$0\" \"$@\""
+    } else {
+        "umask 077 && exec \"$0\" build \"$1\" --out \"$2\" --offline -q"
+    };
+    let ns: &[&str] = if rustix::process::geteuid().is_root() {
+        &["--uts"]
+    } else {
+        &["--user", "--map-root-user", "--uts"]
+    };
+    let o = Command::new("unshare")
+        .args(ns)
+        .args([
+            "sh",
+            "-c",
+            &format!("hostname go-repro-elsewhere && {as_other}"),
+        ])
+        .arg(bin())
+        .arg(&pb)
+        .arg(&out_b)
+        .current_dir(&out_b_parent)
+        .env("STRATOS_CACHE", &cache_b)
+        .env("HOME", &cache_b)
+        .env("TZ", "Asia/Tokyo")
+        .env("LC_ALL", "fr_FR.UTF-8")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(digests(&out_a), digests(&out_b), "two builds differ");
+
+    // The manifest names the toolchain; the SBOM the binary, the standard library and the
+    // module, with the h1: hash go.sum pins it by.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_a.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["go"]["toolchain"], "go1.19.8", "{manifest}");
+    assert_eq!(manifest["go"]["module"], "example.com/go-api");
+    assert_eq!(manifest["go"]["binary"], "/srv/fn/bootstrap");
+    let sbom: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_a.join("sbom.cdx.json")).unwrap()).unwrap();
+    validate_sbom(&sbom).unwrap();
+    let std = component(&sbom, "pkg:golang/stdlib@1.19.8");
+    assert_eq!(std["version"], "1.19.8");
+    let greet = component(&sbom, "pkg:golang/example.com/greet@v1.0.0");
+    let sum = std::fs::read_to_string(root().join("functions/go-api/go.sum")).unwrap();
+    let h1 = sum
+        .lines()
+        .find(|l| l.starts_with("example.com/greet v1.0.0 "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap();
+    assert!(
+        greet["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "stratos:go-sum" && p["value"] == h1),
+        "{greet}"
+    );
+    let app = sbom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "example.com/go-api")
+        .expect("the function's component");
+    assert_eq!(app["type"], "application");
+    assert!(
+        app["evidence"]["occurrences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["location"] == "/srv/fn/bootstrap"),
+        "{app}"
+    );
+    stratos(&cache_a)
+        .args(["inspect", "--orphans"])
+        .arg(&out_a)
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("no orphans"));
+    // The binary is static, stripped, and holds no path of the build machine.
+    let tar = Command::new("tar")
+        .args(["--zstd", "-xOf"])
+        .arg(out_a.join("rootfs.tar.zst"))
+        .arg("srv/fn/bootstrap")
+        .output()
+        .unwrap();
+    assert!(tar.status.success());
+    let bin = tar.stdout;
+    assert!(bin.len() > 1_000_000, "{}", bin.len());
+    let text = String::from_utf8_lossy(&bin);
+    for leak in [w.to_str().unwrap(), "stratos-go-", "/usr/lib/go-1.19"] {
+        assert!(!text.contains(leak), "the binary holds {leak:?}");
+    }
+}
+
+/// Rewrites member `name` of the zip at `path` with one changed byte (CRCs recomputed: the
+/// zip is valid, its content is not the pinned one).
+fn change_one_byte(path: &Path, name: &str) {
+    let script = r#"
+import sys, zipfile
+path, name = sys.argv[1], sys.argv[2]
+members = []
+with zipfile.ZipFile(path) as z:
+    for i in z.infolist():
+        data = z.read(i)
+        if i.filename == name:
+            data = data[:-2] + bytes([data[-2] ^ 1]) + data[-1:]
+        members.append((i, data))
+with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+    for i, data in members:
+        z.writestr(i, data)
+"#;
+    require_tool("python3");
+    let o = Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .arg(name)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn a_module_zip_with_one_changed_byte_fails_the_build_naming_the_module() {
+    require_go();
+    require_init();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let proxy = w.join("proxy");
+    copy_dir(&root().join("functions/go-proxy"), &proxy);
+    let zip = proxy.join("example.com/greet/@v/v1.0.0.zip");
+    change_one_byte(&zip, "example.com/greet@v1.0.0/greet.go");
+    let src = w.join("fn");
+    copy_dir(&root().join("functions/go-api"), &src);
+    let p = go_profile(w, &src, proxy.to_str().unwrap());
+    let out = w.join("out");
+    let (ok, err) = build(&w.join("cache"), &p, &out);
+    assert!(!ok);
+    assert!(
+        err.contains("example.com/greet@v1.0.0")
+            && err.contains("does not match go.sum")
+            && err.contains("go.sum, line 1"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing is written for a refused build");
+    // A flipped byte that breaks the zip itself is refused the same way.
+    copy_dir(&root().join("functions/go-proxy"), &w.join("proxy2"));
+    let zip2 = w.join("proxy2/example.com/greet/@v/v1.0.0.zip");
+    let mut bytes = std::fs::read(&zip2).unwrap();
+    bytes[60] ^= 0x40;
+    std::fs::write(&zip2, bytes).unwrap();
+    let p2 = go_profile(&w.join("two"), &src, w.join("proxy2").to_str().unwrap());
+    let (ok, err) = build(&w.join("cache2"), &p2, &out);
+    assert!(!ok);
+    assert!(
+        err.contains("example.com/greet@v1.0.0") && err.contains("go.sum"),
+        "{err}"
+    );
+}
+
+/// Writes go-api's source to `dir` with `edit` applied to its go.mod.
+fn api_with_go_mod(dir: &Path, edit: impl Fn(&str) -> String) -> PathBuf {
+    let src = dir.join("fn");
+    copy_dir(&root().join("functions/go-api"), &src);
+    let m = std::fs::read_to_string(src.join("go.mod")).unwrap();
+    std::fs::write(src.join("go.mod"), edit(&m)).unwrap();
+    src
+}
+
+#[test]
+fn go_mod_lines_the_toolchain_cannot_honour_fail_naming_them() {
+    require_go();
+    require_init();
+    let work = tempfile::tempdir().unwrap();
+    let run = |name: &str, edit: &dyn Fn(&str) -> String, proxy: &str| {
+        let dir = work.path().join(name);
+        let src = api_with_go_mod(&dir, edit);
+        let p = go_profile(&dir, &src, proxy);
+        let (ok, err) = build(&dir.join("cache"), &p, &dir.join("out"));
+        assert!(!ok, "{name}: built");
+        err
+    };
+    // Go 1.19 would build a `go 1.22` module silently; StratOS names the line and the toolchain.
+    let err = run("newer-go", &|m| m.replace("go 1.19", "go 1.22"), &proxy());
+    assert!(
+        err.contains("go.mod:3") && err.contains("go 1.22") && err.contains("go1.19.8"),
+        "{err}"
+    );
+    let err = run(
+        "toolchain",
+        &|m| m.replace("go 1.19\n", "go 1.19\ntoolchain go1.21.5\n"),
+        &proxy(),
+    );
+    assert!(
+        err.contains("go.mod:4") && err.contains("toolchain go1.21.5"),
+        "{err}"
+    );
+    // A directory replacement that leaves the source.
+    let err = run(
+        "replace",
+        &|m| format!("{m}\nreplace example.com/greet => ../../elsewhere\n"),
+        &proxy(),
+    );
+    assert!(
+        err.contains("replace example.com/greet => ../../elsewhere")
+            && err.contains("not inside the module's source"),
+        "{err}"
+    );
+    // A requirement go.sum does not pin.
+    let err = run(
+        "unpinned",
+        &|m| format!("{m}require example.com/other v1.2.3\n"),
+        &proxy(),
+    );
+    assert!(
+        err.contains("example.com/other v1.2.3") && err.contains("go.sum does not pin it"),
+        "{err}"
+    );
+    // Offline, from an empty cache, with a proxy on the network: the module is named.
+    let err = run("offline", &|m| m.to_owned(), "https://proxy.golang.org");
+    assert!(
+        err.contains("example.com/greet@v1.0.0") && err.contains("--offline"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_function_that_does_not_compile_fails_with_go_s_message() {
+    require_go();
+    require_init();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("fn");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("go.mod"), "module example.com/broken\n\ngo 1.19\n").unwrap();
+    // The message quotes the source: a terminal escape in it reaches the operator escaped.
+    std::fs::write(
+        src.join("main.go"),
+        "package main\n\nfunc main() { undefinedCall(\"\x1b[31mred\") }\n",
+    )
+    .unwrap();
+    let p = go_profile(w, &src, &proxy());
+    let (ok, err) = build(&w.join("cache"), &p, &w.join("out"));
+    assert!(!ok);
+    assert!(
+        err.contains("go build of")
+            && err.contains("main.go:3")
+            && err.contains("undefined: undefinedCall"),
+        "{err}"
+    );
+    assert!(!err.contains('\x1b'), "{err:?}");
+}
