@@ -34,6 +34,7 @@ mod walkthrough;
 mod vm {
     mod arm64;
     mod boot_test;
+    mod go_fn;
     mod hello_boot;
     mod hostile_guest;
     mod init_vm;
