@@ -1,6 +1,6 @@
 //! `stratos new NAME --runtime R`: a directory holding a profile, its function and everything it
 //! needs to build and answer as written, with the settings of the shipped profile of the same
-//! runtime (`hello`, `python-fn`, `node-fn`): the same kernel fragments (so their cached kernel
+//! runtime (`hello`, `python-fn`, `node-fn`, `go-fn`): the same kernel fragments (so their cached kernel
 //! is reused), seccomp baseline, limits, readiness and network, and the same pinned Debian
 //! lock (the package sets are identical, so it builds offline from what `ci/setup` fetched).
 //!
@@ -15,12 +15,13 @@ use super::{writing, CliError, CliResult};
 /// Start a new function: write NAME/ with a profile, a handler and what they need.
 ///
 /// NAME/ gets profile.toml (the image is named after the directory), rootfs/ (the function's
-/// files, laid onto the image's root), profile.lock (the shipped example's pinned Debian
-/// packages: same package set), seccomp.json (the runtime's baseline), kernel/ (the kernel
-/// config fragments), profile.schema.json (for editors: the profile's first line points at
-/// it), and a .gitignore keeping out/ and secret keys out of version control. The profile
-/// builds and answers unchanged, with the settings of the shipped example of the same runtime
-/// (hello, python-fn or node-fn). An existing NAME is never touched (exit 2).
+/// files, laid onto the image's root; for go, fn/: the Go module built into the image),
+/// profile.lock (the shipped example's pinned Debian packages: same package set; go has
+/// none), seccomp.json (the runtime's baseline), kernel/ (the kernel config fragments),
+/// profile.schema.json (for editors: the profile's first line points at it), and a .gitignore
+/// keeping out/ and secret keys out of version control. The profile builds and answers
+/// unchanged, with the settings of the shipped example of the same runtime (hello, python-fn,
+/// node-fn or go-fn). An existing NAME is never touched (exit 2).
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
     stratos new myfn --runtime python\n  \
@@ -30,7 +31,8 @@ pub struct Args {
     #[arg(value_name = "NAME")]
     pub dir: PathBuf,
     /// The function's runtime: python (Python 3.11, standard library), node (Node.js 18, one
-    /// npm dependency) or busybox (a shell CGI script under busybox httpd).
+    /// npm dependency), go (Go 1.19, compiled at build time into one static binary) or busybox
+    /// (a shell CGI script under busybox httpd).
     #[arg(long, value_enum)]
     pub runtime: Runtime,
 }
@@ -39,6 +41,7 @@ pub struct Args {
 pub enum Runtime {
     Python,
     Node,
+    Go,
     Busybox,
 }
 
@@ -48,6 +51,7 @@ impl Runtime {
         match self {
             Runtime::Python => "python-fn",
             Runtime::Node => "node-fn",
+            Runtime::Go => "go-fn",
             Runtime::Busybox => "hello",
         }
     }
@@ -55,7 +59,7 @@ impl Runtime {
     /// The path `boot --invoke` asks for.
     pub fn invoke_path(self, name: &str) -> String {
         match self {
-            Runtime::Python | Runtime::Node => "/".into(),
+            Runtime::Python | Runtime::Node | Runtime::Go => "/".into(),
             Runtime::Busybox => format!("/cgi-bin/{name}"),
         }
     }
@@ -148,6 +152,13 @@ const NODE: &[Template] = &[
     ),
 ];
 
+const GO: &[Template] = &[
+    template!("profile.toml", "templates/new/go/profile.toml"),
+    template!("seccomp.json", "profiles/seccomp/go.json"),
+    template!("fn/go.mod", "templates/new/go/fn/go.mod"),
+    template!("fn/main.go", "templates/new/go/fn/main.go"),
+];
+
 const BUSYBOX: &[Template] = &[
     template!("profile.toml", "templates/new/busybox/profile.toml"),
     template!("profile.lock", "profiles/hello.lock"),
@@ -171,6 +182,7 @@ pub fn files(runtime: Runtime, name: &str) -> Vec<(String, Vec<u8>, u32)> {
     let own = match runtime {
         Runtime::Python => PYTHON,
         Runtime::Node => NODE,
+        Runtime::Go => GO,
         Runtime::Busybox => BUSYBOX,
     };
     let mut out: Vec<(String, Vec<u8>, u32)> = own
@@ -198,7 +210,7 @@ fn links(runtime: Runtime) -> &'static [(&'static str, &'static str)] {
     match runtime {
         // The CGI scripts' `#!/bin/sh`: busybox-static installs only /bin/busybox.
         Runtime::Busybox => &[("rootfs/bin/sh", "busybox")],
-        Runtime::Python | Runtime::Node => &[],
+        Runtime::Python | Runtime::Node | Runtime::Go => &[],
     }
 }
 
@@ -282,8 +294,12 @@ fn place(staged: tempfile::TempDir, dest: &Path) -> CliResult {
 /// What was written and the commands to run next, each one a `stratos` command line.
 pub fn next_steps(dir: &Path, runtime: Runtime, name: &str) -> String {
     let shipped = runtime.shipped();
+    let what = match runtime {
+        Runtime::Go => "fn/ (the function: a Go module, compiled at build time)".to_owned(),
+        _ => format!("rootfs/ (the function), profile.lock and profile.aarch64.lock ({shipped}'s pinned packages, x86_64 and aarch64)"),
+    };
     let mut out = format!(
-        "created {dir}/: profile.toml, rootfs/ (the function), profile.lock and profile.aarch64.lock ({shipped}'s pinned packages, x86_64 and aarch64), seccomp.json, kernel/, profile.schema.json, .gitignore\n\n\
+        "created {dir}/: profile.toml, {what}, seccomp.json, kernel/, profile.schema.json, .gitignore\n\n\
          Next (the first build compiles the kernel, 4-7 minutes on two cores, unless {shipped} was built here before; `stratos doctor` says what this host lacks):\n",
         dir = dir.display()
     );
@@ -292,8 +308,12 @@ pub fn next_steps(dir: &Path, runtime: Runtime, name: &str) -> String {
         out.push_str(&line);
         out.push('\n');
     }
+    let pins = match runtime {
+        Runtime::Go => "After adding a module (`go get` in fn/), keep fn/go.sum: it pins every module the build fetches",
+        _ => "After changing [packages], run `stratos lock profile.toml`",
+    };
     out.push_str(&format!(
-        "\nAfter changing [packages], run `stratos lock profile.toml`; the profile reference is docs/profile.md.\n\
+        "\n{pins}; the profile reference is docs/profile.md.\n\
          The answer to expect: Hello, world! This is {name} on StratOS.\n"
     ));
     out

@@ -113,6 +113,11 @@ fn new_node_builds_and_answers() {
 }
 
 #[test]
+fn new_go_builds_and_answers() {
+    new_builds_and_answers("go");
+}
+
+#[test]
 fn new_busybox_builds_and_answers() {
     new_builds_and_answers("busybox");
 }
