@@ -415,3 +415,36 @@ fn delta_updates_trees_deltas_and_channel_deltas() {
         assert!(out.len() <= target.len() + 1, "{} bytes out", out.len());
     });
 }
+
+/// Go: go.mod and go.sum as StratOS reads them, a Go binary's build information, and module
+/// zips (the h1: hash over hostile archives). Seeds: go-api's own files, its proxy's zip and a
+/// `.go.buildinfo` section laid out as Go 1.18+ writes it.
+#[test]
+fn go_modules_sums_build_info_and_zips() {
+    use stratos::packages::go::{buildinfo, h1, modfile};
+    let api = root().join("functions/go-api");
+    let go_mod = std::fs::read(api.join("go.mod")).unwrap();
+    let go_sum = std::fs::read(api.join("go.sum")).unwrap();
+    let extra = b"module example.com/x\ngo 1.19\ntoolchain go1.21.0\nrequire (\n\ta.com/b v1.0.0 // indirect\n)\nreplace a.com/b v1.0.0 => ./b\nreplace \"c.com/d\" => c.com/e v1.2.3\nexclude a.com/b v0.9.0\n".to_vec();
+    fuzz("go.mod", &[go_mod, extra], |b| {
+        let _ = modfile::parse_go_mod(&text(b));
+    });
+    fuzz("go.sum", &[go_sum], |b| {
+        let _ = modfile::parse_go_sum(&text(b));
+    });
+    let zip =
+        std::fs::read(root().join("functions/go-proxy/example.com/greet/@v/v1.0.0.zip")).unwrap();
+    fuzz("module zip", &[zip], |b| {
+        let _ = h1::of_zip(b, "example.com/greet@v1.0.0/");
+    });
+    let mut info = b"\xff Go buildinf:\x08\x02".to_vec();
+    info.resize(32, 0);
+    info.push(8);
+    info.extend_from_slice(b"go1.19.8");
+    let modinfo = "0123456789abcdefpath\texample.com/x\nmod\texample.com/x\t(devel)\t\ndep\ta.com/b\tv1.0.0\th1:x=\n=>\ta.com/c\tv1.1.0\th1:y=\nbuild\tCGO_ENABLED=0\n\n0123456789abcdef";
+    info.push(u8::try_from(modinfo.len()).unwrap());
+    info.extend_from_slice(modinfo.as_bytes());
+    fuzz("go build info", &[info], |b| {
+        let _ = buildinfo::parse_section(b);
+    });
+}
