@@ -371,3 +371,44 @@ fn a_function_that_does_not_compile_fails_with_go_s_message() {
     );
     assert!(!err.contains('\x1b'), "{err:?}");
 }
+
+/// `--arch aarch64`: the same module is cross-compiled (GOARCH=arm64) into a static arm64
+/// binary; the SBOM's standard library is the same toolchain's.
+#[test]
+fn an_aarch64_image_carries_an_arm64_static_binary() {
+    require_go();
+    require_init();
+    aarch64_init();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("fn");
+    copy_dir(&root().join("functions/go-fn"), &src);
+    let p = go_profile(w, &src, &proxy());
+    std::fs::write(w.join("Image"), fake_arm64_kernel()).unwrap();
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        "source-date-epoch = 1735689600",
+        "source-date-epoch = 1735689600\narch = [\"x86_64\", \"aarch64\"]",
+    ) + "[kernel.aarch64]\nprebuilt = \"Image\"\n";
+    std::fs::write(&p, text).unwrap();
+    let out = w.join("out");
+    let o = stratos_std(&w.join("cache"))
+        .arg("build")
+        .arg(&p)
+        .args(["--arch", "aarch64", "--offline", "-q", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let tar = Command::new("tar")
+        .args(["--zstd", "-xOf"])
+        .arg(out.join("rootfs.tar.zst"))
+        .arg("srv/fn/bootstrap")
+        .output()
+        .unwrap();
+    assert!(tar.status.success());
+    let elf = goblin::elf::Elf::parse(&tar.stdout).unwrap();
+    assert_eq!(elf.header.e_machine, goblin::elf::header::EM_AARCH64);
+    assert!(elf.interpreter.is_none() && elf.libraries.is_empty());
+    let sbom = std::fs::read_to_string(out.join("sbom.cdx.json")).unwrap();
+    assert!(sbom.contains("pkg:golang/stdlib@1.19.8"));
+}

@@ -1,5 +1,5 @@
 //! The Go node: profiles/go-fn.toml (the function compiled ahead of time, nothing else in the
-//! image) boots, answers, and under its seccomp baseline refuses starting a process while it
+//! image) builds offline bit-identically twice, boots, answers, and under its seccomp baseline refuses starting a process while it
 //! keeps serving; a snapshot of it restores into clones that each draw their own random id
 //! (and reseed math/rand on the init's signal); go-fn-stock (Debian's kernel) and go-api (a
 //! module dependency) boot and answer too.
@@ -28,7 +28,8 @@ fn go_fn_boots_answers_and_refuses_a_process_while_it_keeps_serving() {
     require_kernel_source();
     let cache = shared_cache();
     let work = tempfile::tempdir().unwrap();
-    let img = image("go-fn", work.path());
+    // Built offline, twice, bit-identical.
+    let img = image_rebuilt_identically("go-fn", work.path());
     // Nothing in the image but the init, its configuration and the function's binary.
     let out = std::process::Command::new("tar")
         .args(["--zstd", "-tf"])
