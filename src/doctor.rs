@@ -29,6 +29,8 @@ pub struct Host {
     pub cache: PathBuf,
     /// Where `ci/fetch-pinned` leaves packages for offline builds.
     pub prefetch: PathBuf,
+    /// The Go toolchain `[runtime.go]` uses by default.
+    pub go_root: PathBuf,
 }
 
 impl Host {
@@ -41,6 +43,7 @@ impl Host {
             include: PathBuf::from("/usr/include"),
             cache: crate::cache::root(),
             prefetch: crate::packages::fetch::Sources::from_env(true).prefetch,
+            go_root: PathBuf::from(crate::profile::DEFAULT_GO_TOOLCHAIN),
         }
     }
 
@@ -110,6 +113,7 @@ pub fn run(host: &Host) -> Report {
         prefetch(host),
         checkers(host),
         arm64(host),
+        go(host),
     ];
     let missing: Vec<&'static str> = checks
         .iter()
@@ -455,13 +459,33 @@ fn kernel_tools(host: &Host) -> Check {
     )
 }
 
+/// The Go toolchain: only Go functions (`[runtime.go]`: go-fn, go-api) need it.
+fn go(host: &Host) -> Check {
+    match crate::packages::go::toolchain_version(&host.go_root) {
+        Ok(v) => ok(
+            "go",
+            false,
+            format!(
+                "{v} ({}: builds [runtime.go] functions)",
+                host.go_root.display()
+            ),
+        ),
+        Err(e) => lacking(
+            "go",
+            false,
+            format!("no Go toolchain: Go functions ([runtime.go]) cannot be built ({e})"),
+            "install it: apt-get install golang-go".into(),
+        ),
+    }
+}
+
 fn bwrap(host: &Host) -> Check {
     match host.which("bwrap") {
         Some(p) => ok("bwrap", true, format!("{} (the build sandbox)", p.display())),
         None => lacking(
             "bwrap",
             true,
-            "bwrap is not on PATH: builds that compile Python bytecode run the image's interpreter only inside it".into(),
+            "bwrap is not on PATH: builds that compile Python bytecode or a Go function run the image's interpreter and go only inside it".into(),
             "install it: apt-get install bubblewrap".into(),
         ),
     }

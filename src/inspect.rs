@@ -39,6 +39,8 @@ pub struct Report {
     pub root: Option<crate::sign::manifest::RootInfo>,
     /// `[observe]`: what the init counts of the runtime.
     pub observe: Option<crate::sign::manifest::ObserveInfo>,
+    /// `[runtime.go]`: the function compiled at build time.
+    pub go: Option<crate::sign::manifest::GoInfo>,
     pub artifacts: Vec<Artifact>,
     pub components: Vec<ComponentReport>,
     pub files: usize,
@@ -102,6 +104,7 @@ pub fn report(dir: &Path) -> Result<Report, InspectError> {
         },
         root: m.root.clone(),
         observe: m.observe,
+        go: m.go.clone(),
         artifacts: m.artifacts.clone(),
         components,
         files: listed.len(),

@@ -98,6 +98,12 @@ fn print_image(r: &Report) {
             if o.latency { " and timed" } else { "" }
         );
     }
+    if let Some(g) = &r.go {
+        println!(
+            "go:       {} compiled by {} into {} (one static binary)",
+            g.module, g.toolchain, g.binary
+        );
+    }
 }
 
 /// What it holds: artifacts, components, the largest files, overridden paths.

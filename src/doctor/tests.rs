@@ -39,6 +39,7 @@ fn full_host(root: &Path, qemu_kvm: &str) -> Host {
         include,
         cache: root.join("cache"),
         prefetch: root.join("prefetch"),
+        go_root: root.join("go"),
     }
 }
 
@@ -171,4 +172,24 @@ fn prefetch_directories_are_counted() {
     assert!(p.ok, "{p:?}");
     assert!(p.found.contains("debs: 2 file(s)"), "{p:?}");
     assert!(p.found.contains("npm: 0 file(s)"), "{p:?}");
+}
+
+#[test]
+fn the_go_toolchain_is_reported_with_its_version_or_its_install_command() {
+    let t = tempfile::tempdir().unwrap();
+    let host = full_host(t.path(), "exit 9");
+    let r = run(&host);
+    let go = check(&r, "go");
+    assert!(!go.ok && !go.required, "{go:?}");
+    assert!(r.ok, "only Go functions need it");
+    assert_eq!(
+        go.fix.as_deref(),
+        Some("install it: apt-get install golang-go")
+    );
+    std::fs::create_dir_all(t.path().join("go/bin")).unwrap();
+    std::fs::write(t.path().join("go/bin/go"), "").unwrap();
+    std::fs::write(t.path().join("go/VERSION"), "go1.19.8\ntime 2023-03-29\n").unwrap();
+    let r = run(&host);
+    let go = check(&r, "go");
+    assert!(go.ok && go.found.starts_with("go1.19.8"), "{go:?}");
 }

@@ -37,7 +37,9 @@ use spanned::Spanned;
 
 pub use checks::{parse_size, ZramSize};
 pub use files::HostFile;
-pub use go::{GoProxy, GoSpec, DEFAULT_PROXY as DEFAULT_GO_PROXY};
+pub use go::{
+    GoProxy, GoSpec, DEFAULT_PROXY as DEFAULT_GO_PROXY, DEFAULT_TOOLCHAIN as DEFAULT_GO_TOOLCHAIN,
+};
 pub use image::{is_name as is_image_name, Image, RootFormat};
 pub use init::Init;
 pub use kernel::{

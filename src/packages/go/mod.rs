@@ -601,7 +601,7 @@ fn copy_source(from: &Path, to: &Path) -> Result<(), GoError> {
         }
         let dest = to.join(rel);
         let t = e.file_type();
-        let io = |e: std::io::Error| GoError::Io(format!("copying {}: {e}", e_path(&dest)));
+        let io = |e: std::io::Error| GoError::Io(format!("copying {}: {e}", dest.display()));
         if t.is_dir() {
             std::fs::create_dir_all(&dest).map_err(io)?;
         } else if t.is_file() {
@@ -622,10 +622,6 @@ fn copy_source(from: &Path, to: &Path) -> Result<(), GoError> {
         }
     }
     Ok(())
-}
-
-fn e_path(p: &Path) -> String {
-    p.display().to_string()
 }
 
 /// Lays the pinned files out as a module proxy (`<module>/@v/list`, `.info`, `.mod`, `.zip`).
