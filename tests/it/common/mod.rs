@@ -559,6 +559,38 @@ fn copy_image(from: &Path, to: &Path) -> PathBuf {
     to.to_owned()
 }
 
+/// `stratos boot IMG --accel tcg --timeout SECS --invoke PATH` (shared cache): it succeeds and
+/// the answer it prints contains `expect`.
+pub fn invoke_answers(img: &Path, path: &str, timeout_secs: u32, expect: &str) {
+    stratos(&shared_cache())
+        .args(["boot", "--accel", "tcg", "--timeout"])
+        .arg(timeout_secs.to_string())
+        .args(["--invoke", path])
+        .arg(img)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(expect));
+}
+
+/// `stratos snapshot IMG --out SNAP --accel tcg --warm WARM -q [extra]` (shared cache), which
+/// must succeed.
+pub fn take_snapshot(img: &Path, snap: &Path, warm: &str, extra: &[&std::ffi::OsStr]) {
+    let out = stratos_std(&shared_cache())
+        .arg("snapshot")
+        .arg(img)
+        .arg("--out")
+        .arg(snap)
+        .args(["--accel", "tcg", "--warm", warm, "-q"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "snapshot failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A copy of the directory `from` at `to` (`cp -a`, reflinks where the file system has them),
 /// creating `to`'s parents.
 pub fn copy_dir(from: &Path, to: &Path) {

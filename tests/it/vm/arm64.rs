@@ -252,29 +252,18 @@ fn arm64_python_fn_builds_reproducibly_answers_and_counts_its_syscalls() {
 #[ignore = "slow tier: node-fn's arm64 image (a minute of compression, Node.js under TCG)"]
 fn arm64_node_fn_builds_and_answers_under_its_baseline() {
     require_arm64();
-    let cache = shared_cache();
     let work = tempfile::tempdir().unwrap();
     let img = image_for("node-fn", "aarch64", work.path());
     let m = manifest(&img);
     assert_eq!(m["image"]["arch"], "aarch64");
     assert_eq!(m["seccomp"]["mode"], "enforce");
     sbom_is_arm64(&img);
-    stratos(&cache)
-        .args([
-            "boot",
-            "--accel",
-            "tcg",
-            "--timeout",
-            "600",
-            "--invoke",
-            "/?name=arm64",
-        ])
-        .arg(&img)
-        .assert()
-        .success()
-        .stdout(predicates::str::contains(
-            "Hello, arm64! This is StratOS on Node.js.",
-        ));
+    invoke_answers(
+        &img,
+        "/?name=arm64",
+        600,
+        "Hello, arm64! This is StratOS on Node.js.",
+    );
 }
 
 /// Slow tier: each arm64 profile built again elsewhere — another directory, another host name

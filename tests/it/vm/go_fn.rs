@@ -117,23 +117,10 @@ fn restore_id(img: &Path, snap: &Path) -> (String, String) {
 fn go_fn_restored_from_a_snapshot_answers_with_a_per_clone_random_id() {
     require_tool("qemu-system-x86_64");
     require_kernel_source();
-    let cache = shared_cache();
     let work = tempfile::tempdir().unwrap();
     let img = image("go-fn", work.path());
     let snap = work.path().join("go-fn.snap");
-    let out = stratos_std(&cache)
-        .arg("snapshot")
-        .arg(&img)
-        .arg("--out")
-        .arg(&snap)
-        .args(["--accel", "tcg", "--warm", "/id", "-q"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "snapshot failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    take_snapshot(&img, &snap, "/id", &[]);
     let (a, out_a) = restore_id(&img, &snap);
     let (b, _) = restore_id(&img, &snap);
     assert_eq!(a.len(), 32, "{a}");
@@ -156,25 +143,14 @@ fn go_fn_restored_from_a_snapshot_answers_with_a_per_clone_random_id() {
 fn go_fn_stock_boots_and_answers() {
     require_tool("qemu-system-x86_64");
     require_setup_file(".cache/debian-cloud-kernel/vmlinuz");
-    let cache = shared_cache();
     let work = tempfile::tempdir().unwrap();
     let img = image("go-fn-stock", work.path());
-    stratos(&cache)
-        .args([
-            "boot",
-            "--accel",
-            "tcg",
-            "--timeout",
-            "300",
-            "--invoke",
-            "/?name=stock",
-        ])
-        .arg(&img)
-        .assert()
-        .success()
-        .stdout(predicates::str::contains(
-            "Hello, stock! This is StratOS on Go.",
-        ));
+    invoke_answers(
+        &img,
+        "/?name=stock",
+        300,
+        "Hello, stock! This is StratOS on Go.",
+    );
 }
 
 /// go-api: its module dependency, pinned by go.sum and served from functions/go-proxy, is
@@ -183,23 +159,9 @@ fn go_fn_stock_boots_and_answers() {
 fn go_api_boots_and_answers_through_its_module() {
     require_tool("qemu-system-x86_64");
     require_kernel_source();
-    let cache = shared_cache();
     let work = tempfile::tempdir().unwrap();
     let img = image("go-api", work.path());
     let sbom = std::fs::read_to_string(img.join("sbom.cdx.json")).unwrap();
     assert!(sbom.contains("pkg:golang/example.com/greet@v1.0.0"));
-    stratos(&cache)
-        .args([
-            "boot",
-            "--accel",
-            "tcg",
-            "--timeout",
-            "300",
-            "--invoke",
-            "/?name=api",
-        ])
-        .arg(&img)
-        .assert()
-        .success()
-        .stdout(predicates::str::contains("{\"message\":\"Hello, api!\"}"));
+    invoke_answers(&img, "/?name=api", 300, "{\"message\":\"Hello, api!\"}");
 }

@@ -185,22 +185,12 @@ fn node_fn_stock_boots_and_answers() {
         .args(["--offline", "-q"])
         .assert()
         .success();
-    stratos(&cache)
-        .args([
-            "boot",
-            "--accel",
-            "tcg",
-            "--timeout",
-            "300",
-            "--invoke",
-            "/?name=stock",
-        ])
-        .arg(&img)
-        .assert()
-        .success()
-        .stdout(predicates::str::contains(
-            "Hello, stock! This is StratOS on Node.js.",
-        ));
+    invoke_answers(
+        &img,
+        "/?name=stock",
+        300,
+        "Hello, stock! This is StratOS on Node.js.",
+    );
 }
 
 /// Slow tier (`./ci/test --slow`): two offline builds of node-fn are bit-identical. Per

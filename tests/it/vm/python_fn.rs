@@ -267,20 +267,10 @@ fn python_fn_stock_boots_and_answers() {
         .args(["--offline", "-q"])
         .assert()
         .success();
-    stratos(&cache)
-        .args([
-            "boot",
-            "--accel",
-            "tcg",
-            "--timeout",
-            "240",
-            "--invoke",
-            "/?name=stock",
-        ])
-        .arg(&img)
-        .assert()
-        .success()
-        .stdout(predicates::str::contains(
-            "Hello, stock! This is StratOS on Python.",
-        ));
+    invoke_answers(
+        &img,
+        "/?name=stock",
+        240,
+        "Hello, stock! This is StratOS on Python.",
+    );
 }

@@ -43,20 +43,12 @@ fn shared() -> &'static Shared {
             .assert()
             .success();
         let snap = work.path().join("hello.snap");
-        let out = stratos_std(&cache)
-            .arg("snapshot")
-            .arg(&image)
-            .arg("--out")
-            .arg(&snap)
-            .args(["--accel", "tcg", "--warm", "/cgi-bin/id", "-q"])
-            .arg("--image-key")
-            .arg(prefix.with_extension("key"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "snapshot failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        let key = prefix.with_extension("key");
+        take_snapshot(
+            &image,
+            &snap,
+            "/cgi-bin/id",
+            &["--image-key".as_ref(), key.as_os_str()],
         );
         Shared {
             image,
@@ -310,19 +302,7 @@ fn a_snapshot_of_the_debian_kernel_twin_restores_and_answers() {
         .assert()
         .success();
     let snap = work.path().join("hello-stock.snap");
-    let out = stratos_std(&cache)
-        .arg("snapshot")
-        .arg(&image)
-        .arg("--out")
-        .arg(&snap)
-        .args(["--accel", "tcg", "--warm", "/cgi-bin/id", "-q"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "snapshot failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    take_snapshot(&image, &snap, "/cgi-bin/id", &[]);
     let (ok, stdout, stderr) = restore(&image, &snap, &["--accel", "tcg"]);
     assert!(ok, "{stderr}\n{stdout}");
     assert!(stderr.contains("q35"), "{stderr}");
