@@ -84,9 +84,9 @@ fn go_fn_boots_answers_and_refuses_a_process_while_it_keeps_serving() {
     );
     assert!(console.contains("stratos-phase runtime_ready"), "{console}");
     assert!(!console.contains("stratos-init: restart"), "{console}");
-    let listening = console.find("go-fn: listening on 8080").unwrap();
-    let ready = console.find("stratos-phase runtime_ready").unwrap();
-    assert!(listening < ready, "{console}");
+    // (Its own line and the init's phase take two paths to the console, the relayed stdout
+    // and the control channel's echo: their order there proves nothing.)
+    assert!(console.contains("go-fn: listening on 8080"), "{console}");
     vm.stop_with_sigterm();
 }
 
