@@ -63,14 +63,17 @@ impl GoProxy {
     pub fn parse(s: &str, dir: &std::path::Path) -> Result<GoProxy, String> {
         let s = s.trim_end_matches('/');
         if let Some(rest) = s.strip_prefix("file://") {
-            if !rest.starts_with('/') {
+            if !rest.starts_with('/') || rest.trim_matches('/').is_empty() {
                 return Err(format!(
                     "{s:?}: a file:// proxy needs an absolute path (file:///srv/goproxy)"
                 ));
             }
             return Ok(GoProxy::Dir(PathBuf::from(rest)));
         }
-        if s.starts_with("https://") {
+        if let Some(host) = s.strip_prefix("https://") {
+            if host.is_empty() || host.starts_with('/') {
+                return Err(format!("{s:?}: an https:// proxy needs a host"));
+            }
             return Ok(GoProxy::Https(s.to_owned()));
         }
         if s.contains("://") || s.is_empty() {

@@ -264,13 +264,30 @@ fn a_module_zip_with_one_changed_byte_fails_the_build_naming_the_module() {
         "{err}"
     );
     assert!(!out.exists(), "nothing is written for a refused build");
+    // The same without --offline: a proxy directory is only read, and says the same.
+    let o = stratos_std(&w.join("cache"))
+        .arg("build")
+        .arg(&p)
+        .arg("--out")
+        .arg(&out)
+        .arg("-q")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("example.com/greet@v1.0.0") && err.contains("does not match go.sum"),
+        "{err}"
+    );
     // A flipped byte that breaks the zip itself is refused the same way.
     copy_dir(&root().join("functions/go-proxy"), &w.join("proxy2"));
     let zip2 = w.join("proxy2/example.com/greet/@v/v1.0.0.zip");
     let mut bytes = std::fs::read(&zip2).unwrap();
     bytes[60] ^= 0x40;
     std::fs::write(&zip2, bytes).unwrap();
-    let p2 = go_profile(&w.join("two"), &src, w.join("proxy2").to_str().unwrap());
+    let src2 = w.join("two/fn");
+    copy_dir(&src, &src2);
+    let p2 = go_profile(&w.join("two"), &src2, w.join("proxy2").to_str().unwrap());
     let (ok, err) = build(&w.join("cache2"), &p2, &out);
     assert!(!ok);
     assert!(
@@ -343,6 +360,104 @@ fn go_mod_lines_the_toolchain_cannot_honour_fail_naming_them() {
         err.contains("example.com/greet@v1.0.0") && err.contains("--offline"),
         "{err}"
     );
+    // An absolute directory could not be built in the sandbox, and would name this machine.
+    let err = run(
+        "absolute",
+        &|m| format!("{m}\nreplace example.com/greet => /srv/greet\n"),
+        &proxy(),
+    );
+    assert!(
+        err.contains("go.mod:7") && err.contains("relative to the module"),
+        "{err}"
+    );
+    // A proxy directory that lacks a pinned module says so (not "--offline").
+    let empty = work.path().join("empty-proxy");
+    std::fs::create_dir_all(&empty).unwrap();
+    let err = run("missing", &|m| m.to_owned(), empty.to_str().unwrap());
+    assert!(
+        err.contains("example.com/greet@v1.0.0")
+            && err.contains("the profile's proxy directory")
+            && !err.contains("--offline"),
+        "{err}"
+    );
+}
+
+/// A dependency whose go.mod asks for a newer Go than the toolchain: Go 1.19 would compile it
+/// with the older language's meaning; the build names the module and its line instead.
+#[test]
+fn a_dependency_asking_for_a_newer_go_fails_naming_it() {
+    require_go();
+    require_init();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let proxy = w.join("proxy");
+    copy_dir(&root().join("functions/go-proxy"), &proxy);
+    let m = proxy.join("example.com/greet/@v/v1.0.0.mod");
+    let newer = b"module example.com/greet\n\ngo 1.22\n";
+    std::fs::write(&m, newer).unwrap();
+    let src = w.join("fn");
+    copy_dir(&root().join("functions/go-api"), &src);
+    // go.sum pins that go.mod (so the pin holds, and only its go line is wrong).
+    let h1 = stratos::packages::go::h1::display(&stratos::packages::go::h1::of_go_mod(newer));
+    let sum = std::fs::read_to_string(src.join("go.sum")).unwrap();
+    let sum: String = sum
+        .lines()
+        .map(
+            |l| match l.strip_prefix("example.com/greet v1.0.0/go.mod ") {
+                Some(_) => format!("example.com/greet v1.0.0/go.mod {h1}\n"),
+                None => format!("{l}\n"),
+            },
+        )
+        .collect();
+    std::fs::write(src.join("go.sum"), sum).unwrap();
+    let p = go_profile(w, &src, proxy.to_str().unwrap());
+    let (ok, err) = build(&w.join("cache"), &p, &w.join("out"));
+    assert!(!ok);
+    assert!(
+        err.contains("example.com/greet@v1.0.0")
+            && err.contains("go 1.22 (line 3)")
+            && err.contains("go1.19.8"),
+        "{err}"
+    );
+}
+
+/// A module replaced by a directory inside the source (`replace m => ./m`) is built from it and
+/// is a component of its own in the SBOM (no go.sum pin: it is the function's own code).
+#[test]
+fn a_directory_replacement_inside_the_source_builds_and_is_in_the_sbom() {
+    require_go();
+    require_init();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = api_with_go_mod(w, |m| {
+        format!("{m}\nreplace example.com/greet => ./greet\n")
+    });
+    copy_dir(
+        &root().join("functions/go-modules/greet"),
+        &src.join("greet"),
+    );
+    std::fs::write(src.join("go.sum"), "").unwrap();
+    // No proxy is needed: nothing is fetched.
+    let empty = w.join("empty-proxy");
+    std::fs::create_dir_all(&empty).unwrap();
+    let p = go_profile(w, &src, empty.to_str().unwrap());
+    let out = w.join("out");
+    let (ok, err) = build(&w.join("cache"), &p, &out);
+    assert!(ok, "{err}");
+    let sbom: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("sbom.cdx.json")).unwrap()).unwrap();
+    validate_sbom(&sbom).unwrap();
+    let local = sbom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["bom-ref"] == "go-dir:example.com/greet")
+        .unwrap_or_else(|| panic!("no component for the replaced module: {sbom}"));
+    assert!(local["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "stratos:go-dir" && p["value"] == "./greet"));
 }
 
 #[test]

@@ -39,6 +39,8 @@ pub fn of_zip(bytes: &[u8], prefix: &str) -> Result<[u8; 32], String> {
             return Err(format!("member {:?} is outside {prefix}", m.name));
         }
         if m.is_dir {
+            // dirhash.HashZip hashes every entry; a directory's content is empty.
+            files.push((m.name.clone(), Sha256::digest(b"").into()));
             continue;
         }
         total = total.saturating_add(m.size());
@@ -66,22 +68,39 @@ pub fn display(h1: &[u8; 32]) -> String {
 mod tests {
     use super::*;
 
-    /// The go.sum line Go wrote for a go.mod holding `module example.com/greet\n\ngo 1.19\n`
-    /// (checked with go 1.19.8: `go mod download -json` prints the same GoModSum).
+    fn repo(rel: &str) -> Vec<u8> {
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
+    }
+
+    /// The hashes Go 1.19.8 itself wrote into functions/go-api/go.sum (`go mod tidy` against
+    /// functions/go-proxy): the go.mod's and the zip's.
     #[test]
-    fn a_go_mod_hash_as_go_computes_it() {
-        let h = of_go_mod(b"module example.com/greet\n\ngo 1.19\n");
-        assert_eq!(display(&h).len(), 47);
-        // The summary is "<sha256 hex>  go.mod\n": recompute it independently.
-        let line = format!(
-            "{}  go.mod\n",
-            hex::encode(Sha256::digest(b"module example.com/greet\n\ngo 1.19\n"))
+    fn hashes_match_what_go_wrote_in_go_sum() {
+        let sum = String::from_utf8(repo("functions/go-api/go.sum")).unwrap();
+        let want = |suffix: &str| {
+            sum.lines()
+                .find(|l| l.starts_with(&format!("example.com/greet v1.0.0{suffix} ")))
+                .and_then(|l| l.split_whitespace().nth(2))
+                .unwrap()
+                .to_owned()
+        };
+        let at = "functions/go-proxy/example.com/greet/@v/v1.0.0";
+        assert_eq!(
+            display(&of_go_mod(&repo(&format!("{at}.mod")))),
+            want("/go.mod")
         );
-        assert_eq!(h, <[u8; 32]>::from(Sha256::digest(line.as_bytes())));
+        let zip = repo(&format!("{at}.zip"));
+        assert_eq!(
+            display(&of_zip(&zip, "example.com/greet@v1.0.0/").unwrap()),
+            want("")
+        );
     }
 
     #[test]
     fn a_zip_member_outside_its_module_is_refused() {
+        let zip = repo("functions/go-proxy/example.com/greet/@v/v1.0.0.zip");
+        let e = of_zip(&zip, "example.com/other@v1.0.0/").unwrap_err();
+        assert!(e.contains("outside example.com/other@v1.0.0/"), "{e}");
         let e = of_zip(b"not a zip", "m@v1.0.0/").unwrap_err();
         assert!(e.contains("ZIP"), "{e}");
     }

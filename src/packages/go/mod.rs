@@ -32,7 +32,7 @@ use modfile::{GoMod, SumLine};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GoError {
-    #[error("{file}:{line}: {why}")]
+    #[error("{}{}: {why}", file.display(), at_line(*line))]
     File {
         file: PathBuf,
         line: usize,
@@ -92,6 +92,15 @@ impl GoError {
     }
 }
 
+/// `:N` for a line number, nothing for 0 (the whole file).
+fn at_line(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}")
+    }
+}
+
 /// The largest go.mod / go.sum / source tree StratOS reads.
 const MAX_MOD_FILE: u64 = 1 << 20;
 const MAX_SOURCE_BYTES: u64 = 256 << 20;
@@ -131,8 +140,14 @@ pub struct Module {
     pub toolchain: String,
 }
 
+/// go.mod or go.sum: a regular file, not a link (it could lead out of the source).
 fn read_text(path: &Path) -> Result<Option<String>, GoError> {
-    match crate::fsio::read_file(path, MAX_MOD_FILE, "a Go module file") {
+    match crate::fsio::read_regular(
+        path,
+        MAX_MOD_FILE,
+        "a Go module file",
+        crate::fsio::Links::Refuse,
+    ) {
         Ok(b) => String::from_utf8(b).map(Some).map_err(|_| GoError::File {
             file: path.to_owned(),
             line: 0,
@@ -165,10 +180,7 @@ pub fn check_module(spec: &GoSpec) -> Result<Module, GoError> {
         Some(t) => modfile::parse_go_sum(&t).map_err(|e| at(&sum_path, e))?,
         None => Vec::new(),
     };
-    let have = modfile::release(&toolchain).unwrap_or_default();
-    // A `go` or `toolchain` line is the oldest Go that may build the module (Go ≥ 1.21's
-    // meaning; 1.19 only warns when compiling fails).
-    let newer = |asked: &str| modfile::release(asked).is_some_and(|a| a > have);
+    let newer = |asked: &str| newer_than(asked, &toolchain);
     if let Some((v, line)) = &go_mod.go {
         if newer(v) {
             return Err(GoError::Toolchain {
@@ -196,6 +208,18 @@ pub fn check_module(spec: &GoSpec) -> Result<Module, GoError> {
         .canonicalize()
         .map_err(|e| GoError::Io(format!("{}: {e}", spec.source.display())))?;
     for r in go_mod.replace.iter().filter(|r| r.is_dir()) {
+        if r.new.starts_with('/') {
+            return Err(GoError::File {
+                file: mod_path,
+                line: r.line,
+                why: format!(
+                    "replace {} => {}: an absolute directory cannot be built in the sandbox (and would name this machine in the binary); use a path relative to the module, inside it (./{})",
+                    r.old,
+                    r.new,
+                    Path::new(&r.new).file_name().and_then(|n| n.to_str()).unwrap_or("dir")
+                ),
+            });
+        }
         let target = source.join(&r.new);
         let inside = target.canonicalize().is_ok_and(|t| t.starts_with(&source));
         if !inside {
@@ -212,8 +236,7 @@ pub fn check_module(spec: &GoSpec) -> Result<Module, GoError> {
         }
     }
     for (path, (version, line)) in &go_mod.require {
-        let replaced = go_mod.replace.iter().find(|r| &r.old == path);
-        let (p, v) = match replaced {
+        let (p, v) = match go_mod.replacement(path, version) {
             Some(r) if r.is_dir() => continue,
             Some(r) => (r.new.as_str(), r.new_version.as_deref().unwrap_or(version)),
             None => (path.as_str(), version.as_str()),
@@ -260,8 +283,12 @@ fn rel(module: &str, version: &str, ext: &str) -> String {
     )
 }
 
+/// The most all of go.sum's module files may weigh together.
+const MAX_MODULES_TOTAL: u64 = 512 << 20;
+
 /// Every file go.sum pins, from the cache, else the proxy (each checked against its `h1:`
-/// line before it is stored or returned).
+/// line before it is stored or returned); a dependency whose go.mod asks for a newer Go than
+/// the toolchain is refused as the function's own would be.
 pub fn fetch_modules(
     spec: &GoSpec,
     module: &Module,
@@ -269,88 +296,126 @@ pub fn fetch_modules(
     proxy: &GoProxy,
 ) -> Result<Vec<ModuleFile>, GoError> {
     let store = sources.store("go/modules");
-    let mut out = Vec::with_capacity(module.sums.len());
+    let mut out = Vec::with_capacity(module.sums.len().min(4096));
+    let mut total = 0u64;
     for s in &module.sums {
-        let (ext, what, max, digest) = if s.go_mod {
-            ("mod", "go.mod", h1::MAX_MOD_BYTES, Digest::GoMod(s.h1))
-        } else {
-            (
-                "zip",
-                "zip",
-                h1::MAX_ZIP_BYTES,
-                Digest::GoZip {
-                    h1: s.h1,
-                    prefix: format!("{}@{}/", s.path, s.version),
-                },
-            )
-        };
-        let key = rel(&s.path, &s.version, ext);
-        let pin = Pin {
-            digest,
-            max_bytes: max,
-            what: "a Go module file pinned by go.sum",
-        };
-        let local = match proxy {
-            GoProxy::Dir(d) => vec![d.join(&key)],
-            GoProxy::Https(_) => Vec::new(),
-        };
-        let places = Places {
-            store: &store,
-            key: key.clone(),
-            local,
-            offline: sources.offline,
-        };
-        let url = match proxy {
-            GoProxy::Https(u) => Some(format!("{u}/{key}")),
-            GoProxy::Dir(_) => None,
-        };
-        let mismatch = |why: String| {
-            GoError::Module {
-            module: s.path.clone(),
-            version: s.version.clone(),
-            why: format!(
-                "its {what} from {proxy} does not match go.sum ({}, line {}): {why}; if go.sum is right, the proxy serves other code — find out why before building",
-                spec.source.join("go.sum").display(),
-                s.line
-            ),
+        let file = fetch_one(spec, s, &store, sources.offline, proxy)?;
+        total = total.saturating_add(file.bytes.len() as u64);
+        if total > MAX_MODULES_TOTAL {
+            return Err(GoError::File {
+                file: spec.source.join("go.sum"),
+                line: s.line,
+                why: format!("the modules go.sum pins weigh more than {MAX_MODULES_TOTAL} bytes together: a function's dependencies should not; trim them (`go mod tidy`)"),
+            });
         }
-        };
-        let bytes = fetch::fetch(&pin, &places, || match &url {
-            Some(u) => fetch::download(u, max, None),
-            None => Err(format!(
-                "{} is not there",
+        if file.ext == "mod" {
+            let text = String::from_utf8_lossy(&file.bytes);
+            if let Some((v, line)) =
+                modfile::go_line(&text).filter(|(v, _)| newer_than(v, &module.toolchain))
+            {
+                return Err(GoError::Module {
+                    module: s.path.clone(),
+                    version: s.version.clone(),
+                    why: format!(
+                        "its go.mod asks for go {v} (line {line}), newer than the toolchain {} ({}): Go 1.19 would compile it with the older language's meaning; install that Go and name its GOROOT in [runtime.go] toolchain, or require an older version of the module",
+                        module.toolchain,
+                        spec.toolchain.display()
+                    ),
+                });
+            }
+        }
+        out.push(file);
+    }
+    Ok(out)
+}
+
+/// One go.sum line's file: from the cache, else the proxy directory (read, never "downloaded":
+/// `--offline` does not apply), else the https proxy (unless offline).
+fn fetch_one(
+    spec: &GoSpec,
+    s: &SumLine,
+    store: &fetch::Store,
+    offline: bool,
+    proxy: &GoProxy,
+) -> Result<ModuleFile, GoError> {
+    let (ext, what, max, digest) = if s.go_mod {
+        ("mod", "go.mod", h1::MAX_MOD_BYTES, Digest::GoMod(s.h1))
+    } else {
+        let prefix = format!("{}@{}/", s.path, s.version);
+        let digest = Digest::GoZip { h1: s.h1, prefix };
+        ("zip", "zip", h1::MAX_ZIP_BYTES, digest)
+    };
+    let key = rel(&s.path, &s.version, ext);
+    let pin = Pin {
+        digest,
+        max_bytes: max,
+        what: "a Go module file pinned by go.sum",
+    };
+    let (local, url) = match proxy {
+        GoProxy::Dir(d) => (vec![d.join(&key)], None),
+        GoProxy::Https(u) => (Vec::new(), Some(format!("{u}/{key}"))),
+    };
+    let places = Places {
+        store,
+        key: key.clone(),
+        local,
+        offline: offline || url.is_none(),
+    };
+    let module_error = |why: String| GoError::Module {
+        module: s.path.clone(),
+        version: s.version.clone(),
+        why,
+    };
+    let mismatch = |bytes: &[u8]| {
+        module_error(format!(
+            "its {what} from {proxy} does not match go.sum ({}, line {}): {}; if go.sum is right, the proxy serves other code — find out why before building",
+            spec.source.join("go.sum").display(),
+            s.line,
+            describe(&pin.digest, bytes)
+        ))
+    };
+    let bytes = fetch::fetch(&pin, &places, || match &url {
+        Some(u) => fetch::download(u, max, None),
+        None => Err(String::new()),
+    })
+    .map_err(|e| match e {
+        FetchError::Store(e) => GoError::Store(e),
+        FetchError::Offline { rejected } if !rejected.is_empty() => {
+            let bytes = crate::fsio::read_file(&rejected[0], max, "a Go module file")
+                .unwrap_or_default();
+            mismatch(&bytes)
+        }
+        FetchError::Offline { .. } => match proxy {
+            GoProxy::Dir(_) => module_error(format!(
+                "its {what} is neither in the cache ({}) nor at {} (the profile's proxy directory); every line of go.sum is fetched, so add the module there, or tidy go.sum (`go mod tidy`)",
+                store.dir.display(),
                 proxy_path(proxy, &key).display()
             )),
-        })
-        .map_err(|e| match e {
-            FetchError::Store(e) => GoError::Store(e),
-            FetchError::Offline { rejected } if rejected.is_empty() => GoError::Offline {
+            GoProxy::Https(_) => GoError::Offline {
                 module: s.path.clone(),
                 version: s.version.clone(),
                 what,
                 cache: store.dir.clone(),
                 proxy: proxy.to_string(),
             },
-            FetchError::Offline { rejected } => {
-                let bytes = crate::fsio::read_file(&rejected[0], max, "a Go module file")
-                    .unwrap_or_default();
-                mismatch(describe(&pin.digest, &bytes))
-            }
-            FetchError::Download(why) => GoError::Module {
-                module: s.path.clone(),
-                version: s.version.clone(),
-                why: format!("fetching its {what} from {proxy}: {why}"),
-            },
-            FetchError::Mismatch { bytes } => mismatch(describe(&pin.digest, &bytes)),
-        })?;
-        out.push(ModuleFile {
-            module: s.path.clone(),
-            version: s.version.clone(),
-            ext,
-            bytes,
-        });
-    }
-    Ok(out)
+        },
+        FetchError::Download(why) => module_error(format!("fetching its {what} from {proxy}: {why}")),
+        FetchError::Mismatch { bytes } => mismatch(&bytes),
+    })?;
+    Ok(ModuleFile {
+        module: s.path.clone(),
+        version: s.version.clone(),
+        ext,
+        bytes,
+    })
+}
+
+/// `asked` (a `go` or `toolchain` line's version) is a later release than `toolchain`
+/// (`go1.19.8`): the line is the oldest Go that may build the module (Go ≥ 1.21's meaning;
+/// 1.19 only warns when compiling fails).
+fn newer_than(asked: &str, toolchain: &str) -> bool {
+    let have = modfile::release(toolchain).unwrap_or_default();
+    modfile::release(asked).is_some_and(|a| a > have)
 }
 
 fn proxy_path(proxy: &GoProxy, key: &str) -> PathBuf {
@@ -552,16 +617,14 @@ fn printable(text: &str, work: &Path) -> String {
     let text = text.replace(&format!("{}/src/", work.display()), "");
     let text = text.replace(&work.display().to_string(), "<scratch>");
     let mut out = String::new();
-    for c in text.chars() {
+    for line in text.lines() {
         if out.len() >= MAX_OUTPUT {
-            out.push_str("\n[… cut]");
+            out.push_str("[… cut]");
             break;
         }
-        match c {
-            '\n' | '\t' => out.push(c),
-            c if c.is_control() => out.push_str(&c.escape_default().to_string()),
-            c => out.push(c),
-        }
+        // Writing into a String cannot fail.
+        let _ = crate::fsio::escape_controls(line, &mut out);
+        out.push('\n');
     }
     out.trim_end().to_owned()
 }
@@ -652,6 +715,115 @@ fn write_proxy(dir: &Path, files: &[ModuleFile]) -> Result<(), GoError> {
     Ok(())
 }
 
+/// The Go standard library and runtime, as the toolchain compiled them in; its sha256 is the
+/// toolchain's `go` command's.
+fn stdlib_component(
+    spec: &GoSpec,
+    go_version: &str,
+    version: &str,
+) -> Result<ComponentSpec, GoError> {
+    let (go_sha, _) =
+        crate::fsio::sha256_file(&spec.toolchain.join("bin/go"), crate::fsio::Links::Follow)
+            .map_err(|e| GoError::Io(e.to_string()))?;
+    let r = purl("stdlib", version);
+    Ok(ComponentSpec {
+        bom_ref: r.clone(),
+        classification: "library",
+        name: "stdlib".into(),
+        version: version.to_owned(),
+        description: Some(format!(
+            "the Go standard library and runtime, compiled into {} by {go_version} ({}; sha256 = its bin/go)",
+            spec.output,
+            spec.toolchain.display()
+        )),
+        purl: Some(r),
+        license: Some("BSD-3-Clause".into()),
+        sha256: hex::encode(go_sha),
+        files: Vec::new(),
+        properties: vec![(prop::ORIGIN.into(), "go".into())],
+        depends_on: Vec::new(),
+    })
+}
+
+/// A module linked into the binary (from its build information): pinned by go.sum and served
+/// as a zip, or a directory of the source a `replace` names (version `(devel)`).
+fn dep_component(
+    spec: &GoSpec,
+    d: &buildinfo::Dep,
+    zips: &BTreeMap<(&str, &str), &[u8]>,
+) -> Result<ComponentSpec, GoError> {
+    let mut properties = vec![(prop::ORIGIN.into(), "go".into())];
+    if let Some(old) = &d.replaces {
+        properties.push(("stratos:go-replaces".into(), old.clone()));
+    }
+    if d.path.starts_with("./") || d.path.starts_with("../") {
+        let name = d.replaces.clone().unwrap_or_else(|| d.path.clone());
+        properties.push(("stratos:go-dir".into(), d.path.clone()));
+        return Ok(ComponentSpec {
+            bom_ref: format!("go-dir:{name}"),
+            classification: "library",
+            name,
+            version: d.version.clone(),
+            description: Some(format!(
+                "Go module from the function's own directory {} (a replace), compiled into {} (sha256 = of its files)",
+                d.path, spec.output
+            )),
+            purl: None,
+            license: None,
+            sha256: dir_digest(&spec.source.join(&d.path))?,
+            files: Vec::new(),
+            properties,
+            depends_on: Vec::new(),
+        });
+    }
+    let Some(zip) = zips.get(&(d.path.as_str(), d.version.as_str())) else {
+        // Every module linked in came through the proxy StratOS served, so go.sum pins it.
+        return Err(GoError::Module {
+            module: d.path.clone(),
+            version: d.version.clone(),
+            why: "linked into the binary but not pinned by go.sum".into(),
+        });
+    };
+    if let Some(s) = &d.sum {
+        properties.push(("stratos:go-sum".into(), s.clone()));
+    }
+    let r = purl(&d.path, &d.version);
+    Ok(ComponentSpec {
+        bom_ref: r.clone(),
+        classification: "library",
+        name: d.path.clone(),
+        version: d.version.clone(),
+        description: Some(format!(
+            "Go module compiled into {} (sha256 = its zip)",
+            spec.output
+        )),
+        purl: Some(r),
+        license: None,
+        sha256: crate::sign::sha256_hex(zip),
+        files: Vec::new(),
+        properties,
+        depends_on: Vec::new(),
+    })
+}
+
+/// sha256 over a directory's regular files: each file's sha256 (hex), two spaces and its
+/// relative path, one per line, sorted (what `h1:` hashes, without the base64).
+fn dir_digest(dir: &Path) -> Result<String, GoError> {
+    use sha2::Digest as _;
+    let mut lines = Vec::new();
+    for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let e = e.map_err(|e| GoError::Io(format!("reading {}: {e}", dir.display())))?;
+        if e.file_type().is_file() {
+            let (sum, _) = crate::fsio::sha256_file(e.path(), crate::fsio::Links::Refuse)
+                .map_err(|e| GoError::Io(e.to_string()))?;
+            let rel = e.path().strip_prefix(dir).unwrap_or(e.path());
+            lines.push(format!("{}  {}\n", hex::encode(sum), rel.display()));
+        }
+    }
+    lines.sort();
+    Ok(hex::encode(sha2::Sha256::digest(lines.concat())))
+}
+
 /// `pkg:golang/<module>@<version>`, percent-encoding what a purl version may not hold.
 pub fn purl(module: &str, version: &str) -> String {
     format!("pkg:golang/{module}@{}", version.replace('+', "%2B"))
@@ -684,27 +856,7 @@ pub fn install_go(
         .unwrap_or(&built.info.go_version)
         .to_owned();
     let stdlib_ref = purl("stdlib", &version);
-    let go_bin =
-        crate::fsio::read_file(&spec.toolchain.join("bin/go"), 256 << 20, "the go command")
-            .map_err(|e| GoError::Io(e.to_string()))?;
-    let mut components = vec![ComponentSpec {
-        bom_ref: stdlib_ref.clone(),
-        classification: "library",
-        name: "stdlib".into(),
-        version: version.clone(),
-        description: Some(format!(
-            "the Go standard library and runtime, compiled into {} by {} ({}; sha256 = its bin/go)",
-            spec.output,
-            built.info.go_version,
-            spec.toolchain.display()
-        )),
-        purl: Some(stdlib_ref.clone()),
-        license: Some("BSD-3-Clause".into()),
-        sha256: crate::sign::sha256_hex(&go_bin),
-        files: Vec::new(),
-        properties: vec![(prop::ORIGIN.into(), "go".into())],
-        depends_on: Vec::new(),
-    }];
+    let mut components = vec![stdlib_component(spec, &built.info.go_version, &version)?];
     let zips: BTreeMap<(&str, &str), &[u8]> = built
         .files
         .iter()
@@ -713,39 +865,9 @@ pub fn install_go(
         .collect();
     let mut depends = vec![stdlib_ref];
     for d in &built.info.deps {
-        let Some(zip) = zips.get(&(d.path.as_str(), d.version.as_str())) else {
-            // Every module linked in came through the proxy StratOS served, so go.sum pins it.
-            return Err(GoError::Module {
-                module: d.path.clone(),
-                version: d.version.clone(),
-                why: "linked into the binary but not pinned by go.sum".into(),
-            });
-        };
-        let r = purl(&d.path, &d.version);
-        let mut properties = vec![(prop::ORIGIN.into(), "go".into())];
-        if let Some(s) = &d.sum {
-            properties.push(("stratos:go-sum".into(), s.clone()));
-        }
-        if let Some(old) = &d.replaces {
-            properties.push(("stratos:go-replaces".into(), old.clone()));
-        }
-        components.push(ComponentSpec {
-            bom_ref: r.clone(),
-            classification: "library",
-            name: d.path.clone(),
-            version: d.version.clone(),
-            description: Some(format!(
-                "Go module compiled into {} (sha256 = its zip)",
-                spec.output
-            )),
-            purl: Some(r.clone()),
-            license: None,
-            sha256: crate::sign::sha256_hex(zip),
-            files: Vec::new(),
-            properties,
-            depends_on: Vec::new(),
-        });
-        depends.push(r);
+        let c = dep_component(spec, d, &zips)?;
+        depends.push(c.bom_ref.clone());
+        components.push(c);
     }
     components.push(ComponentSpec {
         bom_ref: origin.to_string(),

@@ -30,10 +30,27 @@ pub struct GoMod {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replace {
     pub old: String,
+    /// The version it replaces; `None`: every version.
+    pub old_version: Option<String>,
     /// A module path, or a directory (starts with `./`, `../` or `/`).
     pub new: String,
     pub new_version: Option<String>,
     pub line: usize,
+}
+
+impl GoMod {
+    /// The replacement Go applies to `path` at `version`: one for that version wins over one
+    /// for every version.
+    pub fn replacement(&self, path: &str, version: &str) -> Option<&Replace> {
+        self.replace
+            .iter()
+            .find(|r| r.old == path && r.old_version.as_deref() == Some(version))
+            .or_else(|| {
+                self.replace
+                    .iter()
+                    .find(|r| r.old == path && r.old_version.is_none())
+            })
+    }
 }
 
 impl Replace {
@@ -102,6 +119,7 @@ pub fn parse_go_mod(text: &str) -> Result<GoMod, LineError> {
                 let p = t
                     .first()
                     .ok_or_else(|| err("`module` without a path".into()))?;
+                check_path(p).map_err(&err)?;
                 m.module = p.clone();
             }
             "go" => {
@@ -135,6 +153,7 @@ pub fn parse_go_mod(text: &str) -> Result<GoMod, LineError> {
                 };
                 let r = Replace {
                     old: old.clone(),
+                    old_version: lhs.get(1).cloned(),
                     new: new.clone(),
                     new_version: rhs.get(1).cloned(),
                     line,
@@ -161,6 +180,14 @@ pub fn parse_go_mod(text: &str) -> Result<GoMod, LineError> {
         });
     }
     Ok(m)
+}
+
+/// The `go` line of a dependency's go.mod (read leniently: `go` itself parses the rest).
+pub fn go_line(text: &str) -> Option<(String, usize)> {
+    text.lines().enumerate().find_map(|(i, l)| {
+        let t = tokens(l);
+        (t.len() >= 2 && t[0] == "go").then(|| (t[1].clone(), i + 1))
+    })
 }
 
 /// One go.sum pin: the module's zip (`h1:` of its files) or only its go.mod.
@@ -294,6 +321,12 @@ mod tests {
         assert!(m.replace[0].is_dir());
         assert_eq!(m.replace[1].new, "example.com/fork");
         assert_eq!(m.replace[1].new_version.as_deref(), Some("v1.0.1"));
+        assert_eq!(m.replace[1].old_version.as_deref(), Some("v1.0.0"));
+        // A replacement for one version applies to that version only.
+        assert!(m.replacement("example.com/greet", "v1.0.0").is_some());
+        assert!(m.replacement("example.com/greet", "v1.2.0").is_none());
+        assert!(m.replacement("example.com/one", "v9.9.9").is_some());
+        assert_eq!(go_line("module x\n\ngo 1.22\n"), Some(("1.22".into(), 3)));
     }
 
     #[test]
@@ -302,6 +335,11 @@ mod tests {
         assert_eq!(e.line, 2);
         assert!(parse_go_mod("module m\nrequire a.com/b v1/../../x\n").is_err());
         assert!(parse_go_mod("go 1.19\n").is_err());
+        // The module's own path reaches messages and the manifest: no control character.
+        assert_eq!(
+            parse_go_mod("module x\u{1b}]0;pwned\n").unwrap_err().line,
+            1
+        );
         let e = parse_go_sum("a.com/b v1.0.0 h1:AAAA\n").unwrap_err();
         assert!(e.message.contains("base64"), "{e:?}");
         assert!(parse_go_sum("a.com/b v1.0.0 sha256:x\n").is_err());
