@@ -367,10 +367,12 @@ impl Drop for Container {
     }
 }
 
-/// podman with its own storage (nothing shared with the machine's images).
+/// podman with its own storage (nothing shared with the machine's images; `vfs`, which
+/// leaves no mount behind).
 fn podman(storage: &Path) -> Command {
     let mut c = Command::new("podman");
-    c.arg("--root")
+    c.arg("--storage-driver=vfs")
+        .arg("--root")
         .arg(storage.join("root"))
         .arg("--runroot")
         .arg(storage.join("run"));
