@@ -148,9 +148,9 @@ pub fn read_tar(mut reader: impl std::io::Read, origin: &str) -> Result<Tree, Ar
         let kind = match h.entry_type() {
             EntryType::Directory => Kind::Dir,
             EntryType::Symlink => Kind::Symlink(link()?),
-            EntryType::Link => Kind::Hardlink(
-                ImagePath::parse_relative(&link()?).map_err(|e| bad(e.to_string()))?,
-            ),
+            EntryType::Link => {
+                Kind::Hardlink(ImagePath::parse_relative(&link()?).map_err(|e| bad(e.to_string()))?)
+            }
             t @ (EntryType::Char | EntryType::Block) => {
                 let dev = |v: Option<u32>| v.ok_or_else(|| bad("a device without numbers".into()));
                 let (major, minor) = (dev(h.device_major()?)?, dev(h.device_minor()?)?);
@@ -168,8 +168,7 @@ pub fn read_tar(mut reader: impl std::io::Read, origin: &str) -> Result<Tree, Ar
             other => return Err(bad(format!("entry type {other:?} is not supported"))),
         };
         let entry = Entry::new(kind, mode, &origin).owned_by(uid, gid);
-        tree.insert(&path, entry)
-            .map_err(|e| bad(e.to_string()))?;
+        tree.insert(&path, entry).map_err(|e| bad(e.to_string()))?;
     }
     tree.check_links().map_err(|e| ArchiveError::Entry {
         path: "(hard links)".into(),
@@ -188,15 +187,27 @@ mod tests {
         let mut t = Tree::new();
         let p = |s: &str| ImagePath::parse(s).unwrap();
         t.insert(&p("/etc"), Entry::dir(0o755, &o)).unwrap();
-        t.insert(&p("/etc/passwd"), Entry::file(b"root:x:0:0\n".to_vec(), 0o644, &o))
-            .unwrap();
-        t.insert(&p("/srv/fn/app"), Entry::file(vec![7; 5000], 0o4750, &o).owned_by(1000, 1000))
-            .unwrap();
-        t.insert(&p("/srv/fn/link"), Entry::new(Kind::Hardlink(p("/srv/fn/app")), 0o4750, &o))
-            .unwrap();
+        t.insert(
+            &p("/etc/passwd"),
+            Entry::file(b"root:x:0:0\n".to_vec(), 0o644, &o),
+        )
+        .unwrap();
+        t.insert(
+            &p("/srv/fn/app"),
+            Entry::file(vec![7; 5000], 0o4750, &o).owned_by(1000, 1000),
+        )
+        .unwrap();
+        t.insert(
+            &p("/srv/fn/link"),
+            Entry::new(Kind::Hardlink(p("/srv/fn/app")), 0o4750, &o),
+        )
+        .unwrap();
         t.insert(&p("/bin"), Entry::symlink("usr/bin", &o)).unwrap();
-        t.insert(&p("/dev/null"), Entry::new(Kind::CharDevice { major: 1, minor: 3 }, 0o666, &o))
-            .unwrap();
+        t.insert(
+            &p("/dev/null"),
+            Entry::new(Kind::CharDevice { major: 1, minor: 3 }, 0o666, &o),
+        )
+        .unwrap();
         t
     }
 

@@ -15,7 +15,7 @@ use crate::image::oci::{self, ExportError, ExportOptions, Tag};
 /// DIR/seccomp.json).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  stratos export out/python-fn --oci out/python-fn.oci --image-key keys/release.key \\\n      --seccomp-policy profiles/seccomp/python.json\n  podman run --rm -p 8080:8080 --security-opt seccomp=out/python-fn.oci/seccomp.json oci:out/python-fn.oci\n  stratos verify --oci out/python-fn.oci --image-key keys/release.pub\n\nThe directory is replaced only when the export succeeded, and only if it is empty or an\nearlier export. Without an image key the layout is written unsigned, with a warning, and\n`stratos verify --oci` rejects it."
+    after_help = "Example:\n  stratos export out/python-fn --oci out/python-fn.oci --image-key keys/release.key \\\n      --seccomp-policy profiles/seccomp/python.json\n  podman run --rm -p 8080:8080 oci:out/python-fn.oci\n  stratos verify --oci out/python-fn.oci --image-key keys/release.pub\n\nThe directory is replaced only when the export succeeded, and only if it is empty or an\nearlier export. Without an image key the layout is written unsigned, with a warning, and\n`stratos verify --oci` rejects it."
 )]
 pub struct Args {
     /// The image directory (`stratos build --out`).
@@ -140,10 +140,7 @@ fn print_summary(dir: &std::path::Path, r: &oci::Exported) {
             r.tag.tag
         );
     }
-    let port = r
-        .port
-        .map(|p| format!(" -p {p}:{p}"))
-        .unwrap_or_default();
+    let port = r.port.map(|p| format!(" -p {p}:{p}")).unwrap_or_default();
     println!(
         "  run: podman run --rm{port} oci:{}:{}",
         dir.display(),

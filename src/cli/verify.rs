@@ -37,7 +37,11 @@ pub(super) const DEV_NOTE: &str =
 
 pub fn run(a: Args) -> CliResult {
     let key = super::vocab::public_key("--image-key", &a.image_key)?;
-    let dir = a.oci.as_ref().or(a.dir.as_ref()).expect("clap requires one");
+    let dir = a
+        .oci
+        .as_ref()
+        .or(a.dir.as_ref())
+        .expect("clap requires one");
     if !dir.is_dir() {
         return Err(CliError::input(anyhow::anyhow!(
             "{} is not a directory",

@@ -74,7 +74,13 @@ fn export_of(profile: &'static str) -> &'static Export {
             .assert()
             .success();
         let j: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-        let tag = j["tag"].as_str().unwrap().rsplit_once(':').unwrap().1.to_owned();
+        let tag = j["tag"]
+            .as_str()
+            .unwrap()
+            .rsplit_once(':')
+            .unwrap()
+            .1
+            .to_owned();
         Export {
             image,
             oci,
@@ -89,7 +95,10 @@ fn export_of(profile: &'static str) -> &'static Export {
 
 fn skopeo_json(reference: &str, extra: &[&str]) -> serde_json::Value {
     require_oci_tool("skopeo");
-    let out = run(Command::new("skopeo").arg("inspect").args(extra).arg(reference));
+    let out = run(Command::new("skopeo")
+        .arg("inspect")
+        .args(extra)
+        .arg(reference));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -118,7 +127,10 @@ fn skopeo_reads_the_layout_and_copies_it_to_a_docker_archive() {
     for archive in [&copied, &e.archive] {
         let r = format!("docker-archive:{}", archive.display());
         assert_eq!(skopeo_json(&r, &["--config"]), config, "{r}");
-        let manifest = run(Command::new("tar").arg("-xOf").arg(archive).arg("manifest.json"));
+        let manifest = run(Command::new("tar")
+            .arg("-xOf")
+            .arg(archive)
+            .arg("manifest.json"));
         let manifest: serde_json::Value = serde_json::from_slice(&manifest.stdout).unwrap();
         let tag = manifest[0]["RepoTags"][0].as_str().unwrap();
         // skopeo writes the normalised name.
@@ -135,7 +147,9 @@ type Listing = BTreeMap<String, (char, u32, String)>;
 fn image_listing(image: &Path) -> (Listing, BTreeMap<String, (u32, u32)>) {
     use sha2::Digest;
     use stratos::rootfs::Kind;
-    let bytes = stratos::archive::zst::decompress(&std::fs::read(image.join("rootfs.tar.zst")).unwrap()).unwrap();
+    let bytes =
+        stratos::archive::zst::decompress(&std::fs::read(image.join("rootfs.tar.zst")).unwrap())
+            .unwrap();
     let tree = stratos::archive::tar::read_tar(bytes.as_slice(), "test").unwrap();
     let mut files = Listing::new();
     let mut owners = BTreeMap::new();
@@ -170,7 +184,10 @@ fn disk_listing(root: &Path) -> (Listing, BTreeMap<String, (u32, u32)>) {
         let (kind, what) = if m.is_dir() {
             ('d', String::new())
         } else if m.file_type().is_symlink() {
-            ('l', std::fs::read_link(e.path()).unwrap().display().to_string())
+            (
+                'l',
+                std::fs::read_link(e.path()).unwrap().display().to_string(),
+            )
         } else if m.is_file() {
             ('f', common::sha256_file(e.path()))
         } else {
@@ -271,7 +288,9 @@ fn verify_names_a_flipped_byte_in_any_blob() {
         .assert()
         .success()
         .stdout(predicates::str::contains(&e.digest));
-    let blobs: Vec<String> = common::digests(&e.oci.join("blobs/sha256")).into_keys().collect();
+    let blobs: Vec<String> = common::digests(&e.oci.join("blobs/sha256"))
+        .into_keys()
+        .collect();
     assert_eq!(blobs.len(), 10, "{blobs:?}");
     let layer = skopeo_json(&format!("oci:{}", e.oci.display()), &[])["Layers"][0]
         .as_str()
@@ -304,7 +323,9 @@ fn verify_names_a_flipped_byte_in_any_blob() {
     }
     // The wrong key, and a missing directory (bad input).
     let other = dir.path().join("other");
-    run(Command::new(common::bin()).args(["keygen", "--out"]).arg(&other));
+    run(Command::new(common::bin())
+        .args(["keygen", "--out"])
+        .arg(&other));
     stratos(&common::shared_cache())
         .args(["verify", "--oci"])
         .arg(&e.oci)
@@ -388,13 +409,19 @@ fn answer(e: &Export, path: &str, work: &Path) -> String {
     let name = format!("stratos-oci-test-{}-{port}", std::process::id());
     let storage = work.join("podman");
     // podman names the image after the layout's path, which must be lowercase.
-    let layout = std::env::temp_dir().join(format!("stratos-oci-test-{}-{port}", std::process::id()));
+    let layout =
+        std::env::temp_dir().join(format!("stratos-oci-test-{}-{port}", std::process::id()));
     std::os::unix::fs::symlink(&e.oci, &layout).unwrap();
     let _link = Removed(layout.clone());
     let out = podman(&storage)
         .args(["run", "-d", "--name", &name])
         // This machine's limits may be below podman's defaults: ask for what it allows.
-        .args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"])
+        .args([
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+        ])
         .arg("-p")
         .arg(format!("127.0.0.1:{port}:8080"))
         .arg(format!("oci:{}:{}", layout.display(), e.tag))
@@ -427,7 +454,13 @@ fn answer(e: &Export, path: &str, work: &Path) -> String {
         .arg(format!("--setuid={}", p["user"]["uid"]))
         .arg(format!("--setgid={}", p["user"]["gid"]))
         .arg("--")
-        .args(p["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()))
+        .args(
+            p["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap()),
+        )
         .env_clear();
     for kv in p["env"].as_array().unwrap() {
         let (k, v) = kv.as_str().unwrap().split_once('=').unwrap();

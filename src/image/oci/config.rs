@@ -121,10 +121,9 @@ mod tests {
 
     #[test]
     fn the_config_runs_the_init_s_runtime_as_its_user() {
-        let m: Manifest = serde_json::from_slice(include_bytes!(
-            "../../../tests/fixtures/oci/manifest.json"
-        ))
-        .unwrap();
+        let m: Manifest =
+            serde_json::from_slice(include_bytes!("../../../tests/fixtures/oci/manifest.json"))
+                .unwrap();
         let c = image_config(&init(&[("PORT", "8080")], None), &m, "sha256:00");
         let j = serde_json::to_value(&c).unwrap();
         assert_eq!(j["config"]["Entrypoint"][1], "/srv/fn/handler.py");

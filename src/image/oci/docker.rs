@@ -104,6 +104,8 @@ fn check_replaceable(path: &Path) -> Result<(), ExportError> {
     if ours {
         Ok(())
     } else {
-        Err(refuse("it is not a docker archive `stratos export` wrote".into()))
+        Err(refuse(
+            "it is not a docker archive `stratos export` wrote".into(),
+        ))
     }
 }

@@ -6,8 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{
-    ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType,
-    OciLayoutBuilder,
+    ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType, OciLayoutBuilder,
 };
 
 use super::layout::{canonical, Blobs, BLOBS};
@@ -228,10 +227,15 @@ fn read_image(opts: &ExportOptions) -> Result<Source, ExportError> {
     };
     let manifest = load_manifest(dir).map_err(image_err)?;
     let read_small = |name: &str, limit| {
-        crate::fsio::read_regular(&dir.join(name), limit, "a manifest", crate::fsio::Links::Refuse)
+        crate::fsio::read_regular(
+            &dir.join(name),
+            limit,
+            "a manifest",
+            crate::fsio::Links::Refuse,
+        )
     };
-    let manifest_bytes = read_small(MANIFEST_FILE, crate::fsio::caps::MANIFEST)
-        .map_err(|e| image_err(e.into()))?;
+    let manifest_bytes =
+        read_small(MANIFEST_FILE, crate::fsio::caps::MANIFEST).map_err(|e| image_err(e.into()))?;
     let signature = match read_small(SIGNATURE_FILE, crate::fsio::caps::SIGNATURE) {
         Ok(b) => Some(b),
         Err(e) if e.is_not_found() => None,
@@ -285,7 +289,8 @@ fn read_tree(dir: &Path, m: &Manifest) -> Result<Tree, ExportError> {
         dir: dir.to_owned(),
         why,
     };
-    let file = std::fs::File::open(&path).map_err(|e| tree_err(format!("{ROOTFS_ARTIFACT}: {e}")))?;
+    let file =
+        std::fs::File::open(&path).map_err(|e| tree_err(format!("{ROOTFS_ARTIFACT}: {e}")))?;
     let decoder = zstd::stream::read::Decoder::new(file)
         .map_err(|e| tree_err(format!("{ROOTFS_ARTIFACT}: {e}")))?;
     archive::tar::read_tar(
@@ -352,12 +357,11 @@ fn write_layout(
     let m = &src.manifest;
     let blobs_dir = dir.join(BLOBS);
     let mut blobs = Blobs::create(dir).map_err(io(&blobs_dir))?;
-    let layer_tar = archive::tar::write_tar(&src.tree, m.source_date_epoch).map_err(|e| {
-        ExportError::Tree {
+    let layer_tar =
+        archive::tar::write_tar(&src.tree, m.source_date_epoch).map_err(|e| ExportError::Tree {
             dir: opts.image.to_owned(),
             why: e.to_string(),
-        }
-    })?;
+        })?;
     let diff_id = digest_of(&layer_tar);
     let layer_gz = gzip(&layer_tar).map_err(io(&blobs_dir))?;
     let layer = blobs
@@ -534,7 +538,10 @@ fn previous_export(out: &Path) -> Result<Option<Vec<PathBuf>>, ExportError> {
     let mut names = Vec::new();
     for e in std::fs::read_dir(out).map_err(io(out))? {
         let e = e.map_err(io(out))?;
-        names.push((e.file_name().to_string_lossy().into_owned(), e.file_type().map_err(io(out))?));
+        names.push((
+            e.file_name().to_string_lossy().into_owned(),
+            e.file_type().map_err(io(out))?,
+        ));
     }
     if names.is_empty() {
         return Ok(None);
@@ -566,7 +573,10 @@ fn previous_export(out: &Path) -> Result<Option<Vec<PathBuf>>, ExportError> {
         }
         if name != "blobs" {
             if !ft.is_file() {
-                return Err(refuse(format!("{} is not a regular file", crate::rootfs::quote(name))));
+                return Err(refuse(format!(
+                    "{} is not a regular file",
+                    crate::rootfs::quote(name)
+                )));
             }
             files.push(PathBuf::from(name));
         }
@@ -593,7 +603,10 @@ fn previous_blobs(out: &Path) -> Result<Vec<PathBuf>, String> {
         let name = e.file_name().to_string_lossy().into_owned();
         let hex = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
         if !hex || !e.file_type().is_ok_and(|t| t.is_file()) {
-            return Err(format!("{BLOBS}/{} is not a blob", crate::rootfs::quote(&name)));
+            return Err(format!(
+                "{BLOBS}/{} is not a blob",
+                crate::rootfs::quote(&name)
+            ));
         }
         files.push(Path::new(BLOBS).join(name));
     }

@@ -87,13 +87,13 @@ fn content(what: &'static str, digest: &str, why: impl std::fmt::Display) -> Oci
 
 /// Checks the layout at `dir` with the image key `key`.
 pub fn verify(dir: &Path, key: &PublicKey) -> Result<Verified, OciVerifyError> {
-    let version: serde_json::Value = serde_json::from_slice(&small(dir, "oci-layout")?)
-        .map_err(|e| layout("oci-layout", e))?;
+    let version: serde_json::Value =
+        serde_json::from_slice(&small(dir, "oci-layout")?).map_err(|e| layout("oci-layout", e))?;
     if version["imageLayoutVersion"] != "1.0.0" {
         return Err(layout("oci-layout", "imageLayoutVersion is not \"1.0.0\""));
     }
-    let index: ImageIndex = serde_json::from_slice(&small(dir, "index.json")?)
-        .map_err(|e| layout("index.json", e))?;
+    let index: ImageIndex =
+        serde_json::from_slice(&small(dir, "index.json")?).map_err(|e| layout("index.json", e))?;
     let [image_desc] = index.manifests().as_slice() else {
         return Err(layout(
             "index.json",
@@ -239,8 +239,13 @@ fn layer_role(t: &MediaType) -> &'static str {
 /// A blob (its digest already checked), whose size must be `size`.
 fn blob(dir: &Path, hex: &str, what: &'static str, size: u64) -> Result<Vec<u8>, OciVerifyError> {
     let limit = crate::fsio::caps::SBOM.max(size);
-    let bytes = crate::fsio::read_regular(&blob_path(dir, hex), limit, "a blob", crate::fsio::Links::Refuse)
-        .map_err(|e| content(what, &format!("sha256:{hex}"), e))?;
+    let bytes = crate::fsio::read_regular(
+        &blob_path(dir, hex),
+        limit,
+        "a blob",
+        crate::fsio::Links::Refuse,
+    )
+    .map_err(|e| content(what, &format!("sha256:{hex}"), e))?;
     if bytes.len() as u64 != size {
         return Err(content(
             what,
@@ -268,7 +273,10 @@ fn referrers(
         let Ok(m) = serde_json::from_slice::<ImageManifest>(&bytes) else {
             continue;
         };
-        let about_image = m.subject().as_ref().is_some_and(|s| s.digest().to_string() == digest);
+        let about_image = m
+            .subject()
+            .as_ref()
+            .is_some_and(|s| s.digest().to_string() == digest);
         if let (true, Some(t)) = (about_image, m.artifact_type()) {
             out.insert(t.to_string(), m);
         }
@@ -286,7 +294,8 @@ fn part(
     let Some(d) = m.layers().iter().find(|l| l.media_type().to_string() == t) else {
         return Ok(None);
     };
-    let hex = sha256_hex(d).ok_or_else(|| content(what, &d.digest().to_string(), "not a sha256 digest"))?;
+    let hex = sha256_hex(d)
+        .ok_or_else(|| content(what, &d.digest().to_string(), "not a sha256 digest"))?;
     blob(dir, hex, what, d.size()).map(Some)
 }
 
@@ -305,36 +314,50 @@ fn check_statement(
         ));
     };
     let what = "the signed statement";
-    let bytes = part(dir, m, STATEMENT_TYPE, what)?.ok_or_else(|| content(what, digest, "missing"))?;
+    let bytes =
+        part(dir, m, STATEMENT_TYPE, what)?.ok_or_else(|| content(what, digest, "missing"))?;
     let sig = part(dir, m, SIGNATURE_TYPE, "the statement's signature")?
         .ok_or(OciVerifyError::Unsigned)?;
-    let key_id = check_signature(&sig, &bytes, key).map_err(|source| OciVerifyError::Signature {
-        what: "the statement's signature",
-        source,
-    })?;
+    let key_id =
+        check_signature(&sig, &bytes, key).map_err(|source| OciVerifyError::Signature {
+            what: "the statement's signature",
+            source,
+        })?;
     let statement: Statement =
         serde_json::from_slice(&bytes).map_err(|e| content(what, digest, e))?;
     if statement.image_manifest != digest {
         return Err(content(
             what,
             digest,
-            format!("it signs image manifest {}, not this one", statement.image_manifest),
+            format!(
+                "it signs image manifest {}, not this one",
+                statement.image_manifest
+            ),
         ));
     }
     let what = "the StratOS manifest";
     let stratos_bytes = part(dir, m, STRATOS_MANIFEST_TYPE, what)?
         .ok_or_else(|| content(what, digest, "missing from the statement's referrer"))?;
     if crate::sign::sha256_hex(&stratos_bytes) != statement.stratos_manifest_sha256 {
-        return Err(content(what, &digest_of(&stratos_bytes), "not the one the statement signs"));
+        return Err(content(
+            what,
+            &digest_of(&stratos_bytes),
+            "not the one the statement signs",
+        ));
     }
-    if let Some(sig) = part(dir, m, STRATOS_SIGNATURE_TYPE, "the StratOS manifest's signature")? {
+    if let Some(sig) = part(
+        dir,
+        m,
+        STRATOS_SIGNATURE_TYPE,
+        "the StratOS manifest's signature",
+    )? {
         check_signature(&sig, &stratos_bytes, key).map_err(|source| OciVerifyError::Signature {
             what: "the StratOS manifest's signature",
             source,
         })?;
     }
-    let stratos = parse_manifest(&stratos_bytes)
-        .map_err(|e| content(what, &digest_of(&stratos_bytes), e))?;
+    let stratos =
+        parse_manifest(&stratos_bytes).map_err(|e| content(what, &digest_of(&stratos_bytes), e))?;
     Ok((statement, key_id, stratos))
 }
 
@@ -345,28 +368,49 @@ fn check_sbom(
     stratos: &Manifest,
 ) -> Result<(), OciVerifyError> {
     let what = "the SBOM";
-    let m = referrers
-        .get(SBOM_TYPE)
-        .ok_or_else(|| layout(BLOBS, format!("no SBOM ({SBOM_TYPE} referrer of the image)")))?;
+    let m = referrers.get(SBOM_TYPE).ok_or_else(|| {
+        layout(
+            BLOBS,
+            format!("no SBOM ({SBOM_TYPE} referrer of the image)"),
+        )
+    })?;
     let bytes = part(dir, m, SBOM_TYPE, what)?
         .ok_or_else(|| layout(BLOBS, "the SBOM referrer holds no SBOM"))?;
     let expected = stratos
         .artifact(stratos.sbom.as_str())
         .map(|a| a.sha256.to_string());
     if Some(crate::sign::sha256_hex(&bytes)) != expected {
-        return Err(content(what, &digest_of(&bytes), "not the SBOM the StratOS manifest names"));
+        return Err(content(
+            what,
+            &digest_of(&bytes),
+            "not the SBOM the StratOS manifest names",
+        ));
     }
     Ok(())
 }
 
 /// The layer: its uncompressed digest is the config's `diff_id`; its tree, written again as
 /// the image's root, is the root artifact the StratOS manifest signs.
-fn check_layer(dir: &Path, image: &ImageManifest, stratos: &Manifest) -> Result<(), OciVerifyError> {
+fn check_layer(
+    dir: &Path,
+    image: &ImageManifest,
+    stratos: &Manifest,
+) -> Result<(), OciVerifyError> {
     let [layer] = image.layers().as_slice() else {
-        return Err(content("the image manifest", "", "expected exactly one layer"));
+        return Err(content(
+            "the image manifest",
+            "",
+            "expected exactly one layer",
+        ));
     };
     let cd = image.config();
-    let config_hex = sha256_hex(cd).ok_or_else(|| content("the image config", &cd.digest().to_string(), "not a sha256 digest"))?;
+    let config_hex = sha256_hex(cd).ok_or_else(|| {
+        content(
+            "the image config",
+            &cd.digest().to_string(),
+            "not a sha256 digest",
+        )
+    })?;
     let config_bytes = blob(dir, config_hex, "the image config", cd.size())?;
     let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
         .map_err(|e| content("the image config", &cd.digest().to_string(), e))?;
@@ -383,12 +427,21 @@ fn check_layer(dir: &Path, image: &ImageManifest, stratos: &Manifest) -> Result<
     .map_err(|e| content(what, &ld, format!("not a gzip'd tar: {e}")))?;
     let diff_id = digest_of(&tar);
     if config.rootfs().diff_ids().as_slice() != [diff_id.clone()] {
-        return Err(content(what, &ld, format!("its uncompressed digest {diff_id} is not the config's diff_id")));
+        return Err(content(
+            what,
+            &ld,
+            format!("its uncompressed digest {diff_id} is not the config's diff_id"),
+        ));
     }
-    let tree = archive::tar::read_tar(tar.as_slice(), "layer").map_err(|e| content(what, &ld, e))?;
+    let tree =
+        archive::tar::read_tar(tar.as_slice(), "layer").map_err(|e| content(what, &ld, e))?;
     let epoch = stratos.source_date_epoch;
     if archive::tar::write_tar(&tree, epoch).map_err(|e| content(what, &ld, e))? != tar {
-        return Err(content(what, &ld, "not the canonical tar of its tree (times, order or headers differ from the image's)"));
+        return Err(content(
+            what,
+            &ld,
+            "not the canonical tar of its tree (times, order or headers differ from the image's)",
+        ));
     }
     let (name, root) = rebuild_root(&tree, stratos).map_err(|e| content(what, &ld, e))?;
     let expected = stratos.artifact(name).map(|a| a.sha256.to_string());
@@ -403,7 +456,10 @@ fn check_layer(dir: &Path, image: &ImageManifest, stratos: &Manifest) -> Result<
 }
 
 /// The image's root artifact written from `tree`, as the builder writes it.
-fn rebuild_root(tree: &crate::rootfs::Tree, m: &Manifest) -> Result<(&'static str, Vec<u8>), String> {
+fn rebuild_root(
+    tree: &crate::rootfs::Tree,
+    m: &Manifest,
+) -> Result<(&'static str, Vec<u8>), String> {
     let epoch = m.source_date_epoch;
     match &m.root {
         Some(root) => {
@@ -424,7 +480,8 @@ fn rebuild_root(tree: &crate::rootfs::Tree, m: &Manifest) -> Result<(&'static st
                 ));
             }
             let cpio = archive::cpio::write_cpio(tree, epoch).map_err(|e| e.to_string())?;
-            let z = archive::zst::compress(&cpio, m.compression.level).map_err(|e| e.to_string())?;
+            let z =
+                archive::zst::compress(&cpio, m.compression.level).map_err(|e| e.to_string())?;
             Ok((crate::image::INITRAMFS_ARTIFACT, z))
         }
     }
