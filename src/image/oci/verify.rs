@@ -295,7 +295,7 @@ fn part(
         return Ok(None);
     };
     let hex = sha256_hex(d)
-        .ok_or_else(|| content(what, &d.digest().to_string(), "not a sha256 digest"))?;
+        .ok_or_else(|| content(what, d.digest().as_ref(), "not a sha256 digest"))?;
     blob(dir, hex, what, d.size()).map(Some)
 }
 
@@ -407,13 +407,13 @@ fn check_layer(
     let config_hex = sha256_hex(cd).ok_or_else(|| {
         content(
             "the image config",
-            &cd.digest().to_string(),
+            cd.digest().as_ref(),
             "not a sha256 digest",
         )
     })?;
     let config_bytes = blob(dir, config_hex, "the image config", cd.size())?;
     let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
-        .map_err(|e| content("the image config", &cd.digest().to_string(), e))?;
+        .map_err(|e| content("the image config", cd.digest().as_ref(), e))?;
     let what = "the layer";
     let ld = layer.digest().to_string();
     let hex = sha256_hex(layer).ok_or_else(|| content(what, &ld, "not a sha256 digest"))?;
