@@ -242,6 +242,10 @@ mod tests {
         let mut h = Header::new_gnu();
         h.set_entry_type(EntryType::Fifo);
         h.set_size(0);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
         b.append_data(&mut h, "run/fifo", std::io::empty()).unwrap();
         let e = read_tar(b.into_inner().unwrap().as_slice(), "layer").unwrap_err();
         assert!(e.to_string().contains("not supported"), "{e}");
