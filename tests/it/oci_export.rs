@@ -257,6 +257,20 @@ fn two_exports_of_one_image_are_the_same_bytes_and_a_foreign_directory_is_refuse
     }
     let index = |d: &Path| std::fs::read(d.join("index.json")).unwrap();
     assert_eq!(index(&again), index(&e.oci));
+    // A node's copy keeps only the root it boots (no rootfs.tar.zst): the tree read from
+    // rootfs.erofs is the same, and so is the image.
+    let node_copy = dir.path().join("node-copy");
+    common::copy_dir(&e.image, &node_copy);
+    std::fs::remove_file(node_copy.join("rootfs.tar.zst")).unwrap();
+    let from_erofs = dir.path().join("from-erofs.oci");
+    stratos(&common::shared_cache())
+        .arg("export")
+        .arg(&node_copy)
+        .arg("--oci")
+        .arg(&from_erofs)
+        .assert()
+        .success();
+    assert_eq!(index(&from_erofs), index(&e.oci));
     let image_blobs = |d: &Path| common::digests(&d.join("blobs/sha256"));
     let (ours, theirs) = (image_blobs(&again), image_blobs(&e.oci));
     // Unsigned, the statement and its manifest differ; the image's blobs are the same.

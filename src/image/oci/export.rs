@@ -33,8 +33,8 @@ pub enum ExportError {
         #[source]
         source: crate::sign::verify::VerifyError,
     },
-    #[error("{}: the image holds no {ROOTFS_ARTIFACT} to read its tree from{}", dir.display(), if *erofs { format!(" (a node's copy keeps only {EROFS_ARTIFACT}): export from the image directory `stratos build` wrote") } else { String::new() })]
-    NoTree { dir: PathBuf, erofs: bool },
+    #[error("{}: the image holds neither {ROOTFS_ARTIFACT} nor {EROFS_ARTIFACT} to read its tree from: export from the image directory `stratos build` wrote", dir.display())]
+    NoTree { dir: PathBuf },
     #[error("{}: reading its root tree: {why}", dir.display())]
     Tree { dir: PathBuf, why: String },
     #[error("{}: its tree has no readable {} ({why}); was it built by this stratos?", dir.display(), stratos_wire::CONFIG_PATH)]
@@ -276,28 +276,37 @@ fn read_image(opts: &ExportOptions) -> Result<Source, ExportError> {
     })
 }
 
-/// The image's root tree, from `rootfs.tar.zst` (already checked against the manifest).
+/// The image's root tree, from `rootfs.tar.zst`, else (a node's copy keeps only the root it
+/// boots) from `rootfs.erofs`; both already checked against the manifest.
 fn read_tree(dir: &Path, m: &Manifest) -> Result<Tree, ExportError> {
-    let path = dir.join(ROOTFS_ARTIFACT);
-    if m.artifact(ROOTFS_ARTIFACT).is_none() || !path.exists() {
+    let tree_err = |name: &str, why: String| ExportError::Tree {
+        dir: dir.to_owned(),
+        why: format!("{name}: {why}"),
+    };
+    let tar = dir.join(ROOTFS_ARTIFACT);
+    if m.artifact(ROOTFS_ARTIFACT).is_some() && tar.exists() {
+        let err = |e: &dyn std::fmt::Display| tree_err(ROOTFS_ARTIFACT, e.to_string());
+        let file = std::fs::File::open(&tar).map_err(|e| err(&e))?;
+        let decoder = zstd::stream::read::Decoder::new(file).map_err(|e| err(&e))?;
+        return archive::tar::read_tar(
+            std::io::Read::take(decoder, MAX_TREE_BYTES),
+            ROOTFS_ARTIFACT,
+        )
+        .map_err(|e| err(&e));
+    }
+    let Some(root) = m.root.as_ref().filter(|r| dir.join(&r.artifact).exists()) else {
         return Err(ExportError::NoTree {
             dir: dir.to_owned(),
-            erofs: m.root.is_some(),
         });
-    }
-    let tree_err = |why: String| ExportError::Tree {
-        dir: dir.to_owned(),
-        why,
     };
-    let file =
-        std::fs::File::open(&path).map_err(|e| tree_err(format!("{ROOTFS_ARTIFACT}: {e}")))?;
-    let decoder = zstd::stream::read::Decoder::new(file)
-        .map_err(|e| tree_err(format!("{ROOTFS_ARTIFACT}: {e}")))?;
-    archive::tar::read_tar(
-        std::io::Read::take(decoder, MAX_TREE_BYTES),
-        ROOTFS_ARTIFACT,
-    )
-    .map_err(|e| tree_err(format!("{ROOTFS_ARTIFACT}: {e}")))
+    let name = root.artifact.as_str();
+    let img = std::fs::read(dir.join(&root.artifact)).map_err(|e| tree_err(name, e.to_string()))?;
+    let fs = usize::try_from(root.verity.data_size)
+        .ok()
+        .and_then(|n| img.get(..n))
+        .ok_or_else(|| tree_err(name, "shorter than its verity data size".into()))?;
+    archive::erofs_read::read_erofs(fs, name, MAX_TREE_BYTES)
+        .map_err(|e| tree_err(name, e.to_string()))
 }
 
 /// The init configuration the builder generated into the tree.

@@ -294,8 +294,8 @@ fn part(
     let Some(d) = m.layers().iter().find(|l| l.media_type().to_string() == t) else {
         return Ok(None);
     };
-    let hex = sha256_hex(d)
-        .ok_or_else(|| content(what, d.digest().as_ref(), "not a sha256 digest"))?;
+    let hex =
+        sha256_hex(d).ok_or_else(|| content(what, d.digest().as_ref(), "not a sha256 digest"))?;
     blob(dir, hex, what, d.size()).map(Some)
 }
 
