@@ -11,8 +11,8 @@ use oci_spec::image::{
 
 use super::layout::{canonical, Blobs, BLOBS};
 use super::{
-    config, digest_of, Statement, ANNOTATION_EXPORT, ANNOTATION_STRATOS_MANIFEST, LAYOUT_FILES,
-    SBOM_TYPE, SECCOMP_FILE, SIGNATURE_TYPE, STATEMENT_TYPE, STRATOS_MANIFEST_TYPE,
+    config, digest_of, OciVerifyError, Statement, ANNOTATION_EXPORT, ANNOTATION_STRATOS_MANIFEST,
+    LAYOUT_FILES, SBOM_TYPE, SECCOMP_FILE, SIGNATURE_TYPE, STATEMENT_TYPE, STRATOS_MANIFEST_TYPE,
     STRATOS_SIGNATURE_TYPE,
 };
 use crate::archive;
@@ -258,6 +258,11 @@ fn read_image(opts: &ExportOptions) -> Result<Source, ExportError> {
     }
     verify_contents_for(dir, &manifest, Need::Boot).map_err(image_err)?;
     let tree = read_tree(dir, &manifest)?;
+    // The tree read must be the root the image boots (a rootfs.tar.zst that is not is refused).
+    super::verify::check_root(&tree, &manifest).map_err(|why| ExportError::Tree {
+        dir: dir.to_owned(),
+        why,
+    })?;
     let init = init_config(dir, &tree)?;
     let sbom = crate::fsio::read_regular(
         &dir.join(&manifest.sbom),
@@ -642,5 +647,170 @@ fn remove_ours(dir: &Path, files: &[PathBuf]) {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rootfs::{Entry, Origin};
+
+    fn p(s: &str) -> ImagePath {
+        ImagePath::parse(s).unwrap()
+    }
+
+    fn tree(app: &[u8]) -> Tree {
+        let o = Origin::new("t");
+        let init = serde_json::json!({
+            "format": 1, "hostname": "fn",
+            "runtime": {"argv": ["/usr/bin/python3.11", "/srv/fn/app.py"],
+                        "env": [["PORT", "8080"]], "cwd": "/srv/fn", "uid": 1000, "gid": 1000}
+        });
+        let mut t = Tree::new();
+        t.insert(
+            &p(stratos_wire::CONFIG_PATH),
+            Entry::file(init.to_string().into_bytes(), 0o644, &o),
+        )
+        .unwrap();
+        t.insert(
+            &p("/srv/fn/app.py"),
+            Entry::file(app.to_vec(), 0o644, &o).owned_by(1000, 1000),
+        )
+        .unwrap();
+        t
+    }
+
+    /// An image whose manifest signs `signed`'s root, holding `tree`.
+    fn source(signed: &Tree, tree: Tree) -> Source {
+        let mut manifest: Manifest =
+            serde_json::from_slice(include_bytes!("../../../tests/fixtures/oci/manifest.json"))
+                .unwrap();
+        let salt: [u8; archive::verity::SALT_LEN] =
+            hex::decode(&manifest.root.as_ref().unwrap().verity.salt)
+                .unwrap()
+                .try_into()
+                .unwrap();
+        let mut img = archive::erofs::write_erofs(signed, manifest.source_date_epoch).unwrap();
+        archive::verity::append(&mut img, &salt);
+        let sbom = br#"{"bomFormat":"CycloneDX"}"#.to_vec();
+        for a in &mut manifest.artifacts {
+            let bytes = match a.name.as_str() {
+                EROFS_ARTIFACT => &img,
+                "sbom.cdx.json" => &sbom,
+                _ => continue,
+            };
+            a.sha256 = crate::digest::Sha256::of(bytes);
+            a.size = bytes.len() as u64;
+        }
+        let init = init_config(Path::new("img"), &tree).unwrap();
+        Source {
+            manifest_bytes: manifest.to_canonical(),
+            manifest,
+            signature: None,
+            tree,
+            init,
+            sbom,
+        }
+    }
+
+    fn layout(src: &Source, key: &SecretKey) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = ExportOptions {
+            image: Path::new("img"),
+            out: dir.path(),
+            tag: None,
+            key: Some(key),
+            seccomp_policy: None,
+            docker_archive: None,
+            source: None,
+            revision: Some("abc123".into()),
+        };
+        let tag = Tag::of_image(&src.manifest);
+        let w = write_layout(dir.path(), src, &tag, &opts).unwrap();
+        (dir, w.digest)
+    }
+
+    #[test]
+    fn a_layout_verifies_and_is_the_same_bytes_every_time() {
+        let key = SecretKey::from_seed([7; 32]);
+        let t = tree(b"print('hi')\n");
+        let (a, da) = layout(&source(&t, t.clone()), &key);
+        let (b, db) = layout(&source(&t, t.clone()), &key);
+        assert_eq!(da, db);
+        let index = |d: &Path| std::fs::read(d.join("index.json")).unwrap();
+        assert_eq!(index(a.path()), index(b.path()));
+        let v = super::super::verify(a.path(), &key.public()).unwrap();
+        assert_eq!(v.digest, da);
+        let e = super::super::verify(a.path(), &SecretKey::from_seed([8; 32]).public())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("signed by key"), "{e}");
+    }
+
+    #[test]
+    fn a_layer_that_is_not_the_signed_root_fails_verification_and_export() {
+        let key = SecretKey::from_seed([7; 32]);
+        let signed = tree(b"print('hi')\n");
+        let other = tree(b"print('pwned')\n");
+        // Every digest and the statement's signature hold; only the tree is not the image's.
+        let (dir, _) = layout(&source(&signed, other.clone()), &key);
+        let e = super::super::verify(dir.path(), &key.public()).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                OciVerifyError::Content {
+                    what: "the layer",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("its tree is not the image's"), "{e}");
+        let src = source(&signed, other);
+        let why = super::super::verify::check_root(&src.tree, &src.manifest).unwrap_err();
+        assert!(why.contains("rootfs.erofs"), "{why}");
+    }
+
+    #[test]
+    fn tags_are_name_and_tag() {
+        let t = Tag::parse("registry.example/team/fn:1.2.3", "latest").unwrap();
+        assert_eq!(
+            (t.name.as_str(), t.tag.as_str()),
+            ("registry.example/team/fn", "1.2.3")
+        );
+        let t = Tag::parse("fn", "0.1.0").unwrap();
+        assert_eq!((t.name.as_str(), t.tag.as_str()), ("fn", "0.1.0"));
+        for bad in ["Fn:1", "fn:", ":1", "fn:-x", "fn:a b"] {
+            assert!(Tag::parse(bad, "latest").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_an_earlier_export_is_replaced_and_only_its_files_removed() {
+        let key = SecretKey::from_seed([7; 32]);
+        let t = tree(b"x\n");
+        let (dir, _) = layout(&source(&t, t.clone()), &key);
+        let files = previous_export(dir.path()).unwrap().unwrap();
+        assert!(files.iter().any(|f| f == Path::new("index.json")));
+        assert_eq!(
+            files.iter().filter(|f| f.starts_with(BLOBS)).count(),
+            std::fs::read_dir(dir.path().join(BLOBS)).unwrap().count()
+        );
+        // Something of the user's in it: refused, naming it.
+        std::fs::write(dir.path().join("notes.txt"), b"mine").unwrap();
+        let e = previous_export(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("notes.txt"), "{e}");
+        // Removing an earlier export leaves what is not ours.
+        remove_ours(dir.path(), &files);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["notes.txt"]);
+        // Another tool's layout is refused.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join("index.json"), br#"{"schemaVersion":2}"#).unwrap();
+        let e = previous_export(other.path()).unwrap_err().to_string();
+        assert!(e.contains("not written by `stratos export`"), "{e}");
     }
 }

@@ -443,13 +443,17 @@ fn check_layer(
             "not the canonical tar of its tree (times, order or headers differ from the image's)",
         ));
     }
-    let (name, root) = rebuild_root(&tree, stratos).map_err(|e| content(what, &ld, e))?;
-    let expected = stratos.artifact(name).map(|a| a.sha256.to_string());
+    check_root(&tree, stratos).map_err(|e| content(what, &ld, e))
+}
+
+/// Whether `tree`, written as the image's root the way the builder writes it, is the root
+/// artifact `m` signs.
+pub(super) fn check_root(tree: &crate::rootfs::Tree, m: &Manifest) -> Result<(), String> {
+    let (name, root) = rebuild_root(tree, m)?;
+    let expected = m.artifact(name).map(|a| a.sha256.to_string());
     if Some(crate::sign::sha256_hex(&root)) != expected {
-        return Err(content(
-            what,
-            &ld,
-            format!("its tree is not the image's: written as {name} it does not match the StratOS manifest's sha256"),
+        return Err(format!(
+            "its tree is not the image's: written as {name} it does not match the StratOS manifest's sha256"
         ));
     }
     Ok(())
