@@ -7,10 +7,10 @@ use crate::image::oci::{self, ExportError, ExportOptions, Tag};
 
 /// Export an image as an OCI image layout (oci-layout, index.json, blobs/sha256/…) that
 /// container tools run: one layer holding the image's root tree (the files, modes and owners of
-/// rootfs.tar.zst, times = the source date epoch), a config that starts the function as the
-/// image's init would (entrypoint, environment, working directory, user, port), the SBOM and a
-/// statement signed with the image key attached as OCI referrers. Two exports of one image are
-/// byte-identical. The function runs without stratos-init: zram, sysctl, the init's cgroup
+/// rootfs.tar.zst, or of rootfs.erofs when there is no tarball; times = the source date
+/// epoch), a config that starts the function as the image's init would (entrypoint,
+/// environment, working directory, user, port), the SBOM and a statement signed with the image
+/// key attached as OCI referrers. Two exports of one image are byte-identical. The function runs without stratos-init: zram, sysctl, the init's cgroup
 /// limits and seccomp filter are not applied (pass --seccomp-policy and give the runtime
 /// DIR/seccomp.json).
 #[derive(Debug, clap::Args)]
