@@ -233,7 +233,7 @@ pub fn read_erofs(img: &[u8], origin: &str, limit: u64) -> Result<Tree, ArchiveE
         ps.sort();
         let pick = ps
             .iter()
-            .position(|p| last.as_ref().is_none_or(|l| p > l))
+            .position(|p| last.as_ref().map_or(true, |l| p > l))
             .unwrap_or(0);
         let file = ps.remove(pick);
         let kind = kind_of(&inode, file.as_str())?;

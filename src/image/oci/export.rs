@@ -11,8 +11,8 @@ use oci_spec::image::{
 
 use super::layout::{canonical, Blobs, BLOBS};
 use super::{
-    config, digest_of, OciVerifyError, Statement, ANNOTATION_EXPORT, ANNOTATION_STRATOS_MANIFEST,
-    LAYOUT_FILES, SBOM_TYPE, SECCOMP_FILE, SIGNATURE_TYPE, STATEMENT_TYPE, STRATOS_MANIFEST_TYPE,
+    config, digest_of, Statement, ANNOTATION_EXPORT, ANNOTATION_STRATOS_MANIFEST, LAYOUT_FILES,
+    SBOM_TYPE, SECCOMP_FILE, SIGNATURE_TYPE, STATEMENT_TYPE, STRATOS_MANIFEST_TYPE,
     STRATOS_SIGNATURE_TYPE,
 };
 use crate::archive;
@@ -652,6 +652,7 @@ fn remove_ours(dir: &Path, files: &[PathBuf]) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::OciVerifyError;
     use super::*;
     use crate::rootfs::{Entry, Origin};
 
