@@ -172,7 +172,8 @@ struct Source {
 
 /// Exports `opts.image` as an OCI image layout at `opts.out`.
 pub fn export(opts: &ExportOptions) -> Result<Exported, ExportError> {
-    let old = previous_export(opts.out)?;
+    previous_export(opts.out)?;
+    remove_leftovers(opts.out)?;
     let src = read_image(opts)?;
     let seccomp = opts
         .seccomp_policy
@@ -182,7 +183,7 @@ pub fn export(opts: &ExportOptions) -> Result<Exported, ExportError> {
         .tag
         .clone()
         .unwrap_or_else(|| Tag::of_image(&src.manifest));
-    let staging = crate::fsio::staging_dir(opts.out, ".stratos-export-")
+    let staging = crate::fsio::staging_dir(opts.out, STAGING_PREFIX)
         .map_err(io(crate::fsio::parent_of(opts.out)))?;
     let written = write_layout(staging.path(), &src, &tag, opts)?;
     if let Some(policy) = &seccomp {
@@ -196,12 +197,14 @@ pub fn export(opts: &ExportOptions) -> Result<Exported, ExportError> {
         }
         None => None,
     };
+    // Checked again: the target may have changed meanwhile.
+    let old = previous_export(opts.out)?.unwrap_or_default();
     let replaced = crate::fsio::publish_dir(staging, opts.out).map_err(|e| ExportError::Io {
         path: e.path,
         source: e.source,
     })?;
-    if let (Some(dir), Some(names)) = (replaced, old) {
-        remove_ours(&dir, &names);
+    if let Some(dir) = replaced {
+        remove_ours(&dir, &old);
     }
     Ok(Exported {
         port: config::port(&src.init),
@@ -625,6 +628,29 @@ fn previous_blobs(out: &Path) -> Result<Vec<PathBuf>, String> {
         files.push(Path::new(BLOBS).join(name));
     }
     Ok(files)
+}
+
+/// The name of an export's staging directory starts with this.
+const STAGING_PREFIX: &str = ".stratos-export-";
+
+/// Removes the staging directories interrupted exports left next to `out` (only those StratOS
+/// made and no running export holds: see [`crate::fsio::remove_stale_staging`]).
+fn remove_leftovers(out: &Path) -> Result<(), ExportError> {
+    let parent = crate::fsio::parent_of(out);
+    let r = crate::fsio::remove_stale_staging(parent, STAGING_PREFIX).map_err(io(parent))?;
+    for p in &r.removed {
+        eprintln!(
+            "stratos: removed {}, left by an interrupted export",
+            crate::fsio::Shown(p)
+        );
+    }
+    for (p, e) in &r.failed {
+        eprintln!(
+            "warning: cannot remove {}, left by an interrupted export: {e}",
+            crate::fsio::Shown(p)
+        );
+    }
+    Ok(())
 }
 
 /// Removes the named files of an earlier export (now at `dir`), then its directories if that
