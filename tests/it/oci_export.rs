@@ -39,6 +39,7 @@ struct Export {
     image: PathBuf,
     oci: PathBuf,
     archive: PathBuf,
+    secret: PathBuf,
     public: PathBuf,
     tag: String,
     digest: String,
@@ -85,6 +86,7 @@ fn export_of(profile: &'static str) -> &'static Export {
             image,
             oci,
             archive,
+            secret: key.with_extension("key"),
             public: key.with_extension("pub"),
             tag,
             digest: j["manifest_digest"].as_str().unwrap().to_owned(),
@@ -355,6 +357,57 @@ fn verify_names_a_flipped_byte_in_any_blob() {
         .arg(&e.public)
         .assert()
         .code(2);
+}
+
+#[test]
+fn a_signed_image_exports_only_with_its_own_key_and_its_signature_travels() {
+    let e = export_of("python-fn");
+    let dir = tempfile::tempdir().unwrap();
+    let signed = dir.path().join("signed");
+    common::copy_dir(&e.image, &signed);
+    let key = stratos::sign::SecretKey::load(&e.secret).unwrap();
+    let manifest = std::fs::read(signed.join("manifest.json")).unwrap();
+    std::fs::write(
+        signed.join("manifest.sig"),
+        stratos::sign::manifest::signature_file(&key, &manifest),
+    )
+    .unwrap();
+    let other = dir.path().join("other");
+    run(Command::new(common::bin())
+        .args(["keygen", "--out"])
+        .arg(&other));
+    let oci = dir.path().join("signed.oci");
+    stratos(&common::shared_cache())
+        .arg("export")
+        .arg(&signed)
+        .arg("--oci")
+        .arg(&oci)
+        .arg("--image-key")
+        .arg(other.with_extension("key"))
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("is not the key that signed"));
+    assert!(!oci.exists());
+    stratos(&common::shared_cache())
+        .arg("export")
+        .arg(&signed)
+        .arg("--oci")
+        .arg(&oci)
+        .arg("--image-key")
+        .arg(&e.secret)
+        .assert()
+        .success();
+    // The same image manifest as the unsigned image's; the StratOS signature is one more blob.
+    let index = |d: &Path| std::fs::read(d.join("index.json")).unwrap();
+    assert_eq!(index(&oci), index(&e.oci));
+    assert_eq!(common::digests(&oci.join("blobs/sha256")).len(), 11);
+    stratos(&common::shared_cache())
+        .args(["verify", "--oci"])
+        .arg(&oci)
+        .arg("--image-key")
+        .arg(&e.public)
+        .assert()
+        .success();
 }
 
 /// A free loopback port (bound, then released).
