@@ -109,3 +109,35 @@ fn check_replaceable(path: &Path) -> Result<(), ExportError> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_archive_is_deterministic_and_only_its_own_kind_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let tag = Tag {
+            name: "fn".into(),
+            tag: "1.0".into(),
+        };
+        let (a, b) = (dir.path().join("a.tar"), dir.path().join("b.tar"));
+        write(&a, &tag, b"{}", b"layer").unwrap();
+        write(&b, &tag, b"{}", b"layer").unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        // Its own: replaced. Anything else: refused, untouched.
+        write(&a, &tag, b"{}", b"layer 2").unwrap();
+        let mine = dir.path().join("notes.tar");
+        std::fs::write(&mine, b"not an archive").unwrap();
+        let e = write(&mine, &tag, b"{}", b"layer").unwrap_err().to_string();
+        assert!(e.contains("not a docker archive"), "{e}");
+        assert_eq!(std::fs::read(&mine).unwrap(), b"not an archive");
+        let listed: Vec<String> = tar::Archive::new(std::fs::File::open(&a).unwrap())
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(listed[0], "manifest.json");
+        assert!(listed.iter().any(|p| p.ends_with("/layer.tar")), "{listed:?}");
+    }
+}
