@@ -10,6 +10,17 @@ use stratos_wire::{InitConfig, Readiness};
 
 use crate::sign::Manifest;
 
+/// The init configuration the builder generated into the tree (`/etc/stratos/init.json`).
+pub(super) fn init_of(tree: &crate::rootfs::Tree) -> Result<InitConfig, String> {
+    use crate::rootfs::{ImagePath, Kind};
+    let path = ImagePath::parse(stratos_wire::CONFIG_PATH).expect("a valid in-image path");
+    match tree.get(&path).map(|e| &e.kind) {
+        Some(Kind::File(data)) => serde_json::from_slice(data).map_err(|e| e.to_string()),
+        Some(other) => Err(format!("it is a {}", other.name())),
+        None => Err("it is missing".into()),
+    }
+}
+
 /// The TCP port the function listens on: the readiness check's port, else `$PORT`.
 pub(super) fn port(init: &InitConfig) -> Option<u16> {
     if let Some(Readiness::Tcp { port, .. }) = init.readiness {

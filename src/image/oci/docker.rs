@@ -138,6 +138,9 @@ mod tests {
             .map(|e| e.unwrap().path().unwrap().display().to_string())
             .collect();
         assert_eq!(listed[0], "manifest.json");
-        assert!(listed.iter().any(|p| p.ends_with("/layer.tar")), "{listed:?}");
+        assert!(
+            listed.iter().any(|p| p.ends_with("/layer.tar")),
+            "{listed:?}"
+        );
     }
 }

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::archive;
 use crate::image::{EROFS_ARTIFACT, ROOTFS_ARTIFACT};
-use crate::rootfs::{ImagePath, Kind, Tree};
+use crate::rootfs::Tree;
 use crate::sign::manifest::{MANIFEST_FILE, SIGNATURE_FILE};
 use crate::sign::{KeyId, Manifest, SecretKey};
 
@@ -319,16 +319,10 @@ fn read_tree(dir: &Path, m: &Manifest) -> Result<Tree, ExportError> {
 
 /// The init configuration the builder generated into the tree.
 fn init_config(dir: &Path, tree: &Tree) -> Result<stratos_wire::InitConfig, ExportError> {
-    let bad = |why: String| ExportError::InitConfig {
+    config::init_of(tree).map_err(|why| ExportError::InitConfig {
         dir: dir.to_owned(),
         why,
-    };
-    let path = ImagePath::parse(stratos_wire::CONFIG_PATH).expect("a valid in-image path");
-    match tree.get(&path).map(|e| &e.kind) {
-        Some(Kind::File(data)) => serde_json::from_slice(data).map_err(|e| bad(e.to_string())),
-        Some(other) => Err(bad(format!("it is a {}", other.name()))),
-        None => Err(bad("it is missing".into())),
-    }
+    })
 }
 
 /// The policy file's bytes, if the image was built with it (same sha256 as its manifest says).
@@ -680,7 +674,7 @@ fn remove_ours(dir: &Path, files: &[PathBuf]) {
 mod tests {
     use super::super::OciVerifyError;
     use super::*;
-    use crate::rootfs::{Entry, Origin};
+    use crate::rootfs::{Entry, ImagePath, Origin};
 
     fn p(s: &str) -> ImagePath {
         ImagePath::parse(s).unwrap()
@@ -796,6 +790,27 @@ mod tests {
         let src = source(&signed, other);
         let why = super::super::verify::check_root(&src.tree, &src.manifest).unwrap_err();
         assert!(why.contains("rootfs.erofs"), "{why}");
+    }
+
+    #[test]
+    fn a_config_that_is_not_the_image_s_init_fails_verification() {
+        let key = SecretKey::from_seed([7; 32]);
+        let t = tree(b"print('hi')\n");
+        let mut src = source(&t, t.clone());
+        // Signed and consistent, but the container would run as root.
+        src.init.runtime.uid = 0;
+        let (dir, _) = layout(&src, &key);
+        let e = super::super::verify(dir.path(), &key.public()).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                OciVerifyError::Content {
+                    what: "the image config",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
     }
 
     #[test]

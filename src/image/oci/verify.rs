@@ -416,15 +416,7 @@ fn check_layer(
         .map_err(|e| content("the image config", cd.digest().as_ref(), e))?;
     let what = "the layer";
     let ld = layer.digest().to_string();
-    let hex = sha256_hex(layer).ok_or_else(|| content(what, &ld, "not a sha256 digest"))?;
-    let file = std::fs::File::open(blob_path(dir, hex)).map_err(|e| content(what, &ld, e))?;
-    let mut tar = Vec::new();
-    let gz = flate2::read::GzDecoder::new(file);
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(gz, super::export::MAX_TREE_BYTES),
-        &mut tar,
-    )
-    .map_err(|e| content(what, &ld, format!("not a gzip'd tar: {e}")))?;
+    let tar = read_layer(dir, layer).map_err(|e| content(what, &ld, e))?;
     let diff_id = digest_of(&tar);
     if config.rootfs().diff_ids().as_slice() != [diff_id.clone()] {
         return Err(content(
@@ -443,7 +435,42 @@ fn check_layer(
             "not the canonical tar of its tree (times, order or headers differ from the image's)",
         ));
     }
-    check_root(&tree, stratos).map_err(|e| content(what, &ld, e))
+    check_root(&tree, stratos).map_err(|e| content(what, &ld, e))?;
+    // The config is the one the image's own init configuration gives.
+    let init = super::config::init_of(&tree)
+        .map_err(|e| content(what, &ld, format!("{}: {e}", stratos_wire::CONFIG_PATH)))?;
+    let expected = super::layout::canonical(&super::config::image_config(&init, stratos, &diff_id));
+    if expected != config_bytes {
+        return Err(content(
+            "the image config",
+            cd.digest().as_ref(),
+            "not the config the image's init configuration gives (entrypoint, environment, user, port or times differ)",
+        ));
+    }
+    Ok(())
+}
+
+/// The layer's uncompressed tar (its size checked against its descriptor).
+fn read_layer(dir: &Path, layer: &oci_spec::image::Descriptor) -> Result<Vec<u8>, String> {
+    let hex = sha256_hex(layer).ok_or("not a sha256 digest")?;
+    let file = std::fs::File::open(blob_path(dir, hex)).map_err(|e| e.to_string())?;
+    let size = file.metadata().map_err(|e| e.to_string())?.len();
+    if size != layer.size() {
+        return Err(format!(
+            "{size} bytes, its descriptor says {}",
+            layer.size()
+        ));
+    }
+    let mut tar = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(
+            flate2::read::GzDecoder::new(file),
+            super::export::MAX_TREE_BYTES,
+        ),
+        &mut tar,
+    )
+    .map_err(|e| format!("not a gzip'd tar: {e}"))?;
+    Ok(tar)
 }
 
 /// Whether `tree`, written as the image's root the way the builder writes it, is the root
