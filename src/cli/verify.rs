@@ -10,7 +10,8 @@ use crate::sign::verify::{verify_image_for, Need};
 /// sha256, then that the SBOM is the one the manifest names. Exit 0 only if all hold. (An
 /// EROFS image's rootfs.tar.zst may be absent, as in a node's images: said, not an error.)
 /// With --oci DIR: an exported OCI layout, its every blob's digest, the signed statement, the
-/// SBOM, and the layer's tree against the root the StratOS manifest signs.
+/// SBOM, the layer's tree against the root the StratOS manifest signs, and the config against
+/// the tree's init configuration.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Example:\n  stratos verify out/hello --image-key keys/release.pub\n  stratos verify --oci out/hello.oci --image-key keys/release.pub\n\nExit codes: 0 verified, 1 verification failed (the first failure is named), 2 bad input."
