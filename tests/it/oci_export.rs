@@ -259,6 +259,15 @@ fn two_exports_of_one_image_are_the_same_bytes_and_a_foreign_directory_is_refuse
     }
     let index = |d: &Path| std::fs::read(d.join("index.json")).unwrap();
     assert_eq!(index(&again), index(&e.oci));
+    // Exported without a key: the statement is unsigned, and verification says so.
+    stratos(&common::shared_cache())
+        .args(["verify", "--oci"])
+        .arg(&again)
+        .arg("--image-key")
+        .arg(&e.public)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("the layout is unsigned"));
     // A node's copy keeps only the root it boots (no rootfs.tar.zst): the tree read from
     // rootfs.erofs is the same, and so is the image.
     let node_copy = dir.path().join("node-copy");
