@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::{CliError, CliResult};
-use crate::image::oci::{self, ExportError, ExportOptions, Tag};
+use crate::image::oci::{self, ExportError, ExportOptions};
 
 /// Export an image as an OCI image layout (oci-layout, index.json, blobs/sha256/…) that
 /// container tools run: one layer holding the image's root tree (the files, modes and owners of
@@ -24,7 +24,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub oci: PathBuf,
     /// The reference: NAME:TAG (the layout's tag is TAG, `oci:DIR:TAG`; the docker archive's
-    /// is NAME:TAG) [default: the image's name and version].
+    /// is NAME:TAG); NAME alone is tagged with the image's version [default: the image's name
+    /// and version].
     #[arg(long, value_name = "NAME:TAG")]
     pub tag: Option<String>,
     /// Also write the image as a `docker load` / `podman load` archive.
@@ -64,15 +65,10 @@ pub fn run(a: Args) -> CliResult {
             a.image.display()
         )));
     }
-    let tag = a
-        .tag
-        .as_deref()
-        .map(|t| Tag::parse(t, "latest"))
-        .transpose()?;
     let r = oci::export(&ExportOptions {
         image: &a.image,
         out: &a.oci,
-        tag,
+        tag: a.tag.as_deref(),
         key: key.as_ref(),
         seccomp_policy: a.seccomp_policy.as_deref(),
         docker_archive: a.docker_archive.as_deref(),

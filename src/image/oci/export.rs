@@ -128,7 +128,8 @@ pub struct ExportOptions<'a> {
     pub image: &'a Path,
     /// The layout directory to write (replaced if it is an earlier export).
     pub out: &'a Path,
-    pub tag: Option<Tag>,
+    /// `--tag`: NAME:TAG, or NAME (tagged with the image's version).
+    pub tag: Option<&'a str>,
     /// The image key: signs the statement (and must be the key that signed the image).
     pub key: Option<&'a SecretKey>,
     /// The image's seccomp policy file, written as `seccomp.json` (its sha256 must be the one
@@ -179,10 +180,10 @@ pub fn export(opts: &ExportOptions) -> Result<Exported, ExportError> {
         .seccomp_policy
         .map(|p| seccomp_policy(p, &src.manifest))
         .transpose()?;
-    let tag = opts
-        .tag
-        .clone()
-        .unwrap_or_else(|| Tag::of_image(&src.manifest));
+    let tag = match opts.tag {
+        Some(t) => Tag::parse(t, &Tag::of_image(&src.manifest).tag)?,
+        None => Tag::of_image(&src.manifest),
+    };
     let staging = crate::fsio::staging_dir(opts.out, STAGING_PREFIX)
         .map_err(io(crate::fsio::parent_of(opts.out)))?;
     let written = write_layout(staging.path(), &src, &tag, opts)?;
