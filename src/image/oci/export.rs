@@ -223,24 +223,24 @@ pub fn export(opts: &ExportOptions) -> Result<Exported, ExportError> {
 /// Reads and checks the image directory: its manifest, the key, every artifact's digest; then
 /// its tree and the init configuration in it.
 fn read_image(opts: &ExportOptions) -> Result<Source, ExportError> {
-    use crate::sign::verify::{load_manifest, verify_contents_for, Need};
+    use crate::sign::verify::{parse_manifest, verify_contents_for, Need};
     let dir = opts.image;
     let image_err = |source| ExportError::Image {
         dir: dir.to_owned(),
         source,
     };
-    let manifest = load_manifest(dir).map_err(image_err)?;
-    let read_small = |name: &str, limit| {
-        crate::fsio::read_regular(
-            &dir.join(name),
-            limit,
-            "a manifest",
-            crate::fsio::Links::Refuse,
-        )
+    let read_small = |name: &str, limit, what| {
+        crate::fsio::read_regular(&dir.join(name), limit, what, crate::fsio::Links::Refuse)
     };
-    let manifest_bytes =
-        read_small(MANIFEST_FILE, crate::fsio::caps::MANIFEST).map_err(|e| image_err(e.into()))?;
-    let signature = match read_small(SIGNATURE_FILE, crate::fsio::caps::SIGNATURE) {
+    let manifest_bytes = read_small(MANIFEST_FILE, crate::fsio::caps::MANIFEST, "a manifest")
+        .map_err(|e| image_err(e.into()))?;
+    // Parsed from the very bytes exported (and signed over).
+    let manifest = parse_manifest(&manifest_bytes).map_err(image_err)?;
+    let signature = match read_small(
+        SIGNATURE_FILE,
+        crate::fsio::caps::SIGNATURE,
+        "a signature file",
+    ) {
         Ok(b) => Some(b),
         Err(e) if e.is_not_found() => None,
         Err(e) => return Err(image_err(e.into())),
