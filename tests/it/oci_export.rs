@@ -62,11 +62,17 @@ fn export_of(profile: &'static str) -> &'static Export {
             .arg(&key));
         let oci = dir.path().join(format!("{profile}.oci"));
         let archive = dir.path().join(format!("{profile}.tar"));
+        let policy = match profile {
+            "python-fn" => "python.json",
+            _ => "node.json",
+        };
         let out = stratos(&common::shared_cache())
             .arg("export")
             .arg(&image)
             .arg("--oci")
             .arg(&oci)
+            .arg("--seccomp-policy")
+            .arg(common::root().join("profiles/seccomp").join(policy))
             .arg("--docker-archive")
             .arg(&archive)
             .arg("--image-key")
@@ -346,6 +352,22 @@ fn verify_names_a_flipped_byte_in_any_blob() {
         }
         std::fs::remove_dir_all(&copy).unwrap();
     }
+    // The seccomp policy next to the layout is the one the image was built with.
+    let copy = dir.path().join("seccomp");
+    common::copy_dir(&e.oci, &copy);
+    std::fs::write(
+        copy.join("seccomp.json"),
+        br#"{"defaultAction":"SCMP_ACT_ALLOW"}"#,
+    )
+    .unwrap();
+    stratos(&common::shared_cache())
+        .args(["verify", "--oci"])
+        .arg(&copy)
+        .arg("--image-key")
+        .arg(&e.public)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("seccomp.json: its sha256 is"));
     // The wrong key, and a missing directory (bad input).
     let other = dir.path().join("other");
     run(Command::new(common::bin())

@@ -2,7 +2,9 @@
 //! blob's digest (a blob that does not match is named, with what it is), the image manifest and
 //! its config, the signed statement and the StratOS manifest it names, the SBOM, and the
 //! layer's content: the tree it holds, written again as the image's root, must be the root the
-//! StratOS manifest signs (`rootfs.erofs`, or `initramfs.cpio.zst`).
+//! StratOS manifest signs (`rootfs.erofs`, or `initramfs.cpio.zst`), and the config the one its
+//! init configuration gives; `seccomp.json`, when there, must be the policy the image was built
+//! with.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -123,12 +125,39 @@ pub fn verify(dir: &Path, key: &PublicKey) -> Result<Verified, OciVerifyError> {
     }
     check_sbom(dir, &referrers, &stratos)?;
     check_layer(dir, &image, &stratos)?;
+    check_seccomp(dir, &stratos)?;
     Ok(Verified {
         manifest: stratos,
         digest,
         key_id,
         blobs: hexes.len(),
     })
+}
+
+/// `seccomp.json`, when the export wrote one: the policy the StratOS manifest names.
+fn check_seccomp(dir: &Path, stratos: &Manifest) -> Result<(), OciVerifyError> {
+    let file = super::SECCOMP_FILE;
+    let bytes = match crate::fsio::read_regular(
+        &dir.join(file),
+        crate::fsio::caps::SECCOMP_POLICY,
+        "a seccomp policy",
+        crate::fsio::Links::Refuse,
+    ) {
+        Err(e) if e.is_not_found() => return Ok(()),
+        other => other.map_err(|e| layout(file, e))?,
+    };
+    let actual = crate::digest::Sha256::of(&bytes);
+    match &stratos.seccomp {
+        Some(s) if s.policy_sha256 == actual => Ok(()),
+        Some(s) => Err(layout(
+            file,
+            format!(
+                "its sha256 is {actual}, not that of {} ({}) the image was built with",
+                s.policy, s.policy_sha256
+            ),
+        )),
+        None => Err(layout(file, "the image has no seccomp policy")),
+    }
 }
 
 /// A small file of the layout (`oci-layout`, `index.json`).
