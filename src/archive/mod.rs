@@ -6,6 +6,7 @@
 pub mod cpio;
 pub mod delta;
 pub mod erofs;
+pub mod erofs_read;
 pub mod tar;
 pub mod verity;
 pub mod zst;

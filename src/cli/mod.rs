@@ -7,6 +7,7 @@ pub mod cache;
 pub mod completions;
 pub mod docgen;
 pub mod doctor;
+pub mod export;
 pub mod inspect;
 pub mod kernel;
 pub mod keygen;
@@ -171,6 +172,7 @@ pub enum Command {
     BootTest(boot_test::Args),
     Snapshot(snapshot::Args),
     Verify(verify::Args),
+    Export(export::Args),
     Keygen(keygen::Args),
     Inspect(inspect::Args),
     Kernel(kernel::Args),
@@ -228,6 +230,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::BootTest(a) => boot_test::run(a),
         Command::Snapshot(a) => snapshot::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Export(a) => export::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Kernel(a) => kernel::run(a),

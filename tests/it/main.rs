@@ -25,6 +25,7 @@ mod hostile;
 mod interrupted;
 mod iterate;
 mod lock;
+mod oci_export;
 mod pipeline;
 mod preflight;
 mod seccomp_arch;

@@ -5,6 +5,11 @@
 //!
 //! A leaf: the builder and every reader of an image directory name its files from here, so
 //! none of them imports another for a file name.
+//!
+//! [`oci`]: the same image as an OCI image layout (`stratos export --oci`), and its check
+//! (`stratos verify --oci`).
+
+pub mod oci;
 
 /// The kernel image QEMU boots.
 pub const KERNEL_ARTIFACT: &str = "kernel";
