@@ -25,7 +25,6 @@ mod hostile;
 mod interrupted;
 mod iterate;
 mod lock;
-mod oci_export;
 mod pipeline;
 mod preflight;
 mod seccomp_arch;
@@ -44,6 +43,7 @@ mod vm {
     mod node_fn;
     mod node_lifecycle;
     mod observe;
+    mod oci_export;
     mod python_api;
     mod python_fn;
     mod seccomp_vm;
