@@ -106,6 +106,10 @@ impl Reader<'_> {
                 .checked_sub(size)
                 .ok_or_else(|| err(path, "larger than the limit for an image's tree"))?;
             let size = usize::try_from(size).map_err(|_| damaged())?;
+            // Uncompressed content lies in the image: it cannot be larger.
+            if size > self.img.len() {
+                return Err(damaged());
+            }
             let tail = match layout {
                 0 => 0,
                 2 => size % BLOCK,
@@ -120,7 +124,8 @@ impl Reader<'_> {
             let mut out = Vec::with_capacity(size);
             if full > 0 {
                 let start = (raw as usize).checked_mul(BLOCK).ok_or_else(damaged)?;
-                out.extend_from_slice(self.img.get(start..start + full).ok_or_else(damaged)?);
+                let end = start.checked_add(full).ok_or_else(damaged)?;
+                out.extend_from_slice(self.img.get(start..end).ok_or_else(damaged)?);
             }
             if tail > 0 {
                 let start = at + header;
@@ -250,6 +255,8 @@ pub fn read_erofs(img: &[u8], origin: &str, limit: u64) -> Result<Tree, ArchiveE
         }
         last = Some(file);
     }
+    tree.check_links()
+        .map_err(|e| err("(hard links)", e.to_string()))?;
     Ok(tree)
 }
 

@@ -161,7 +161,7 @@ pub fn read_tar(mut reader: impl std::io::Read, origin: &str) -> Result<Tree, Ar
                 }
             }
             EntryType::Regular | EntryType::Continuous => {
-                let mut data = Vec::with_capacity(h.size()?.min(1 << 30) as usize);
+                let mut data = Vec::with_capacity(h.size()?.min(64 << 10) as usize);
                 std::io::Read::read_to_end(&mut entry, &mut data)?;
                 Kind::File(std::sync::Arc::new(data))
             }

@@ -18,12 +18,12 @@ struct Entry<'a> {
 
 /// Writes the archive to `path` (atomically); returns its size. An existing file is replaced
 /// only if it is a docker archive (its first member is `manifest.json`).
-pub(super) fn write(
+pub(super) fn archive(
     path: &Path,
     tag: &Tag,
     config: &[u8],
     layer_tar: &[u8],
-) -> Result<u64, ExportError> {
+) -> Result<Vec<u8>, ExportError> {
     check_replaceable(path)?;
     let config_name = format!("{}.json", crate::sign::sha256_hex(config));
     let layer_hex = crate::sign::sha256_hex(layer_tar);
@@ -60,9 +60,7 @@ pub(super) fn write(
     b.append_data(&mut dir, format!("{layer_hex}/"), std::io::empty())
         .map_err(io)?;
     append(&mut b, &layer_name, layer_tar).map_err(io)?;
-    let bytes = b.into_inner().map_err(io)?;
-    crate::fsio::write_atomic(path, &bytes, 0o644).map_err(io)?;
-    Ok(bytes.len() as u64)
+    b.into_inner().map_err(io)
 }
 
 fn append(b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) -> std::io::Result<()> {
@@ -113,6 +111,13 @@ fn check_replaceable(path: &Path) -> Result<(), ExportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`archive`], written where export writes it once the layout is in place.
+    fn write(path: &Path, tag: &Tag, config: &[u8], layer: &[u8]) -> Result<(), ExportError> {
+        let bytes = archive(path, tag, config, layer)?;
+        crate::fsio::write_atomic(path, &bytes, 0o644).unwrap();
+        Ok(())
+    }
 
     #[test]
     fn an_archive_is_deterministic_and_only_its_own_kind_is_replaced() {

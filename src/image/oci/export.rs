@@ -189,13 +189,14 @@ pub fn export(opts: &ExportOptions) -> Result<Exported, ExportError> {
     let written = write_layout(staging.path(), &src, &tag, opts)?;
     if let Some(policy) = &seccomp {
         let p = staging.path().join(SECCOMP_FILE);
-        std::fs::write(&p, policy).map_err(io(&p))?;
+        crate::fsio::write_atomic(&p, policy, 0o644).map_err(io(&p))?;
     }
-    let docker_archive = match opts.docker_archive {
-        Some(path) => {
-            let size = super::docker::write(path, &tag, &written.config, &written.layer_tar)?;
-            Some((path.to_owned(), size))
-        }
+    // Made now, put in place only once the layout is: a failed export replaces nothing.
+    let archive = match opts.docker_archive {
+        Some(path) => Some((
+            path,
+            super::docker::archive(path, &tag, &written.config, &written.layer_tar)?,
+        )),
         None => None,
     };
     // Checked again: the target may have changed meanwhile.
@@ -207,6 +208,13 @@ pub fn export(opts: &ExportOptions) -> Result<Exported, ExportError> {
     if let Some(dir) = replaced {
         remove_ours(&dir, &old);
     }
+    let docker_archive = match archive {
+        Some((path, bytes)) => {
+            crate::fsio::write_atomic(path, &bytes, 0o644).map_err(io(path))?;
+            Some((path.to_owned(), bytes.len() as u64))
+        }
+        None => None,
+    };
     Ok(Exported {
         port: config::port(&src.init),
         manifest: src.manifest,
@@ -260,6 +268,13 @@ fn read_image(opts: &ExportOptions) -> Result<Source, ExportError> {
             });
         }
     }
+    if let (Some(key), None) = (opts.key, &signature) {
+        eprintln!(
+            "warning: {} is UNSIGNED: the statement signed with key {} vouches for an image no key vouched for; sign images when they are built (stratos build --image-key)",
+            crate::fsio::Shown(dir),
+            key.id()
+        );
+    }
     verify_contents_for(dir, &manifest, Need::Boot).map_err(image_err)?;
     let tree = read_tree(dir, &manifest)?;
     // The tree read must be the root the image boots (a rootfs.tar.zst that is not is refused).
@@ -293,7 +308,8 @@ fn read_tree(dir: &Path, m: &Manifest) -> Result<Tree, ExportError> {
         why: format!("{name}: {why}"),
     };
     let tar = dir.join(ROOTFS_ARTIFACT);
-    if m.artifact(ROOTFS_ARTIFACT).is_some() && tar.exists() {
+    let regular = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
+    if m.artifact(ROOTFS_ARTIFACT).is_some() && regular(&tar) {
         let err = |e: &dyn std::fmt::Display| tree_err(ROOTFS_ARTIFACT, e.to_string());
         let file = std::fs::File::open(&tar).map_err(|e| err(&e))?;
         let decoder = zstd::stream::read::Decoder::new(file).map_err(|e| err(&e))?;
@@ -303,13 +319,20 @@ fn read_tree(dir: &Path, m: &Manifest) -> Result<Tree, ExportError> {
         )
         .map_err(|e| err(&e));
     }
-    let Some(root) = m.root.as_ref().filter(|r| dir.join(&r.artifact).exists()) else {
+    let Some(root) = m.root.as_ref().filter(|r| regular(&dir.join(&r.artifact))) else {
         return Err(ExportError::NoTree {
             dir: dir.to_owned(),
         });
     };
     let name = root.artifact.as_str();
-    let img = std::fs::read(dir.join(&root.artifact)).map_err(|e| tree_err(name, e.to_string()))?;
+    // The filesystem and its verity tree (a 128th of it, and its upper levels).
+    let img = crate::fsio::read_regular(
+        &dir.join(&root.artifact),
+        MAX_TREE_BYTES + MAX_TREE_BYTES / 64,
+        "a root filesystem image",
+        crate::fsio::Links::Refuse,
+    )
+    .map_err(|e| tree_err(name, e.to_string()))?;
     let fs = usize::try_from(root.verity.data_size)
         .ok()
         .and_then(|n| img.get(..n))
@@ -442,7 +465,7 @@ fn write_layout(
         ("oci-layout", canonical(&layout)),
     ] {
         let p = dir.join(name);
-        std::fs::write(&p, bytes).map_err(io(&p))?;
+        crate::fsio::write_atomic(&p, &bytes, 0o644).map_err(io(&p))?;
     }
     let layout_size = dir_size(&blobs_dir).map_err(io(&blobs_dir))?;
     Ok(Written {
@@ -583,6 +606,10 @@ fn previous_export(out: &Path) -> Result<Option<Vec<PathBuf>>, ExportError> {
                 crate::rootfs::quote(name)
             )));
         }
+        if name == "blobs" && !ft.is_dir() {
+            // A link to a shared blob store is not ours to empty.
+            return Err(refuse("blobs is not a directory".into()));
+        }
         if name != "blobs" {
             if !ft.is_file() {
                 return Err(refuse(format!(
@@ -608,6 +635,9 @@ fn previous_blobs(out: &Path) -> Result<Vec<PathBuf>, String> {
                 "blobs/{} is not a file `stratos export` writes",
                 e.file_name().to_string_lossy()
             ));
+        }
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            return Err(format!("{BLOBS} is not a directory"));
         }
     }
     for e in std::fs::read_dir(out.join(BLOBS)).map_err(|e| format!("{BLOBS}: {e}"))? {

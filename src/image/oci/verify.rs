@@ -107,7 +107,13 @@ pub fn verify(dir: &Path, key: &PublicKey) -> Result<Verified, OciVerifyError> {
         .ok_or_else(|| layout("index.json", format!("{digest} is not a sha256 digest")))?
         .to_owned();
     let hexes = check_blobs(dir, &image_hex)?;
-    let image_bytes = blob(dir, &image_hex, "the image manifest", image_desc.size())?;
+    let image_bytes = blob(
+        dir,
+        &image_hex,
+        "the image manifest",
+        image_desc.size(),
+        crate::fsio::caps::METADATA,
+    )?;
     let image: ImageManifest = serde_json::from_slice(&image_bytes)
         .map_err(|e| content("the image manifest", &digest, e))?;
     let referrers = referrers(dir, &hexes, &digest)?;
@@ -217,8 +223,15 @@ fn check_blobs(dir: &Path, image_hex: &str) -> Result<Vec<String>, OciVerifyErro
 /// What each blob is, as far as the (possibly damaged) documents still say.
 fn roles(dir: &Path, hexes: &[String], image_hex: &str) -> BTreeMap<String, &'static str> {
     let mut roles = BTreeMap::from([(image_hex.to_owned(), "the image manifest")]);
+    // Only small regular files can be manifests: a layer is never read here.
     let parse = |hex: &str| -> Option<ImageManifest> {
-        let bytes = std::fs::read(blob_path(dir, hex)).ok()?;
+        let bytes = crate::fsio::read_regular(
+            &blob_path(dir, hex),
+            crate::fsio::caps::METADATA,
+            "a blob",
+            crate::fsio::Links::Refuse,
+        )
+        .ok()?;
         serde_json::from_slice(&bytes).ok()
     };
     if let Some(m) = parse(image_hex) {
@@ -265,12 +278,25 @@ fn layer_role(t: &MediaType) -> &'static str {
     }
 }
 
-/// A blob (its digest already checked), whose size must be `size`.
-fn blob(dir: &Path, hex: &str, what: &'static str, size: u64) -> Result<Vec<u8>, OciVerifyError> {
-    let limit = crate::fsio::caps::SBOM.max(size);
+/// A blob (its digest already checked), whose size must be `size` and at most `cap` (the most
+/// a blob of its role may hold: the descriptor's size is the layout's word, not a limit).
+fn blob(
+    dir: &Path,
+    hex: &str,
+    what: &'static str,
+    size: u64,
+    cap: u64,
+) -> Result<Vec<u8>, OciVerifyError> {
+    if size > cap {
+        return Err(content(
+            what,
+            &format!("sha256:{hex}"),
+            format!("its descriptor says {size} bytes, more than {what} may hold ({cap})"),
+        ));
+    }
     let bytes = crate::fsio::read_regular(
         &blob_path(dir, hex),
-        limit,
+        cap,
         "a blob",
         crate::fsio::Links::Refuse,
     )
@@ -294,11 +320,13 @@ fn referrers(
     let mut out = BTreeMap::new();
     for hex in hexes {
         let path = blob_path(dir, hex);
-        let small = std::fs::metadata(&path).is_ok_and(|m| m.len() < 1 << 20);
-        if !small {
-            continue;
-        }
-        let bytes = std::fs::read(&path).map_err(|e| layout(&format!("{BLOBS}/{hex}"), e))?;
+        // A referrer manifest is small: larger blobs (the layer) are not read here.
+        let bytes =
+            match crate::fsio::read_regular(&path, 1 << 20, "a blob", crate::fsio::Links::Refuse) {
+                Ok(b) => b,
+                Err(crate::fsio::ReadError::TooLarge { .. }) => continue,
+                Err(e) => return Err(layout(&format!("{BLOBS}/{hex}"), e)),
+            };
         let Ok(m) = serde_json::from_slice::<ImageManifest>(&bytes) else {
             continue;
         };
@@ -325,7 +353,13 @@ fn part(
     };
     let hex =
         sha256_hex(d).ok_or_else(|| content(what, d.digest().as_ref(), "not a sha256 digest"))?;
-    blob(dir, hex, what, d.size()).map(Some)
+    let cap = match t {
+        SBOM_TYPE => crate::fsio::caps::SBOM,
+        SIGNATURE_TYPE | STRATOS_SIGNATURE_TYPE => crate::fsio::caps::SIGNATURE,
+        STRATOS_MANIFEST_TYPE => crate::fsio::caps::MANIFEST,
+        _ => crate::fsio::caps::METADATA,
+    };
+    blob(dir, hex, what, d.size(), cap).map(Some)
 }
 
 /// The statement: signed by `key`, naming the image manifest `digest` and the StratOS
@@ -440,7 +474,13 @@ fn check_layer(
             "not a sha256 digest",
         )
     })?;
-    let config_bytes = blob(dir, config_hex, "the image config", cd.size())?;
+    let config_bytes = blob(
+        dir,
+        config_hex,
+        "the image config",
+        cd.size(),
+        crate::fsio::caps::METADATA,
+    )?;
     let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
         .map_err(|e| content("the image config", cd.digest().as_ref(), e))?;
     let what = "the layer";
@@ -491,14 +531,17 @@ fn read_layer(dir: &Path, layer: &oci_spec::image::Descriptor) -> Result<Vec<u8>
         ));
     }
     let mut tar = Vec::new();
+    let cap = super::export::MAX_TREE_BYTES;
     std::io::Read::read_to_end(
-        &mut std::io::Read::take(
-            flate2::read::GzDecoder::new(file),
-            super::export::MAX_TREE_BYTES,
-        ),
+        &mut std::io::Read::take(flate2::read::GzDecoder::new(file), cap + 1),
         &mut tar,
     )
     .map_err(|e| format!("not a gzip'd tar: {e}"))?;
+    if tar.len() as u64 > cap {
+        return Err(format!(
+            "it inflates past {cap} bytes, more than an image's root may hold"
+        ));
+    }
     Ok(tar)
 }
 

@@ -636,3 +636,46 @@ fn two_builds_export_to_the_same_digest() {
     let j: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(j["manifest_digest"], e.digest.as_str());
 }
+
+/// Hostile layouts: a descriptor claiming a huge size is refused before anything that large is
+/// read; an earlier "export" whose blobs directory links to another store is not replaced (its
+/// blobs are not StratOS's to remove).
+#[test]
+fn a_huge_descriptor_and_a_linked_blob_store_are_refused() {
+    let e = export_of("python-fn");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.oci");
+    common::copy_dir(&e.oci, &bad);
+    let index_path = bad.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    index["manifests"][0]["size"] = serde_json::json!(10_000_000_000u64);
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    stratos(&common::shared_cache())
+        .args(["verify", "--oci"])
+        .arg(&bad)
+        .arg("--image-key")
+        .arg(&e.public)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("10000000000 bytes, more than"));
+
+    let store = dir.path().join("shared-store");
+    common::copy_dir(&e.oci.join("blobs"), &store);
+    let before = common::listing(&store);
+    let linked = dir.path().join("linked.oci");
+    std::fs::create_dir(&linked).unwrap();
+    for f in ["index.json", "oci-layout"] {
+        std::fs::copy(e.oci.join(f), linked.join(f)).unwrap();
+    }
+    std::os::unix::fs::symlink(&store, linked.join("blobs")).unwrap();
+    stratos(&common::shared_cache())
+        .arg("export")
+        .arg(&e.image)
+        .arg("--oci")
+        .arg(&linked)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("blobs is not a directory"));
+    assert_eq!(common::listing(&store), before, "the linked store changed");
+}
