@@ -323,6 +323,25 @@ pub struct StaleStaging {
     pub failed: Vec<(PathBuf, std::io::Error)>,
 }
 
+/// [`remove_stale_staging`] next to `out`, saying on stderr what it removed and what it could
+/// not, each as left by an interrupted `doing` ("build", "export").
+pub fn remove_stale_staging_near(out: &Path, prefix: &str, doing: &str) -> std::io::Result<()> {
+    let r = remove_stale_staging(parent_of(out), prefix)?;
+    for p in &r.removed {
+        eprintln!(
+            "stratos: removed {}, left by an interrupted {doing}",
+            Shown(p)
+        );
+    }
+    for (p, e) in &r.failed {
+        eprintln!(
+            "warning: cannot remove {}, left by an interrupted {doing}: {e}",
+            Shown(p)
+        );
+    }
+    Ok(())
+}
+
 /// Removes, in `parent`, the staging directories a StratOS process left behind: named
 /// `<prefix>…`, a directory (not a link), holding a [`STAGING_MARKER`] that is a regular file
 /// starting with our first line, which no live process holds locked. Anything else — another

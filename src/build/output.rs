@@ -174,21 +174,8 @@ impl OutputDir {
 /// Removes the staging directories interrupted builds left next to `out` (only those StratOS
 /// made and no running build holds: see [`crate::fsio::remove_stale_staging`]).
 fn remove_leftovers(out: &Path) -> Result<(), OutputError> {
-    let parent = crate::fsio::parent_of(out);
-    let r = crate::fsio::remove_stale_staging(parent, STAGING_PREFIX).map_err(io(parent))?;
-    for p in &r.removed {
-        eprintln!(
-            "stratos: removed {}, left by an interrupted build",
-            crate::fsio::Shown(p)
-        );
-    }
-    for (p, e) in &r.failed {
-        eprintln!(
-            "warning: cannot remove {}, left by an interrupted build: {e}",
-            crate::fsio::Shown(p)
-        );
-    }
-    Ok(())
+    crate::fsio::remove_stale_staging_near(out, STAGING_PREFIX, "build")
+        .map_err(io(crate::fsio::parent_of(out)))
 }
 
 /// The name of an image's staging directory starts with this.

@@ -305,81 +305,97 @@ fn api_with_go_mod(dir: &Path, edit: impl Fn(&str) -> String) -> PathBuf {
     src
 }
 
+/// One refused module: its name, the go.mod edit, the proxy, what the error must say and what
+/// it must not.
+type Refusal<'a> = (
+    &'a str,
+    fn(&str) -> String,
+    String,
+    &'a [&'a str],
+    Option<&'a str>,
+);
+
 #[test]
 fn go_mod_lines_the_toolchain_cannot_honour_fail_naming_them() {
     require_go();
     require_init();
     let work = tempfile::tempdir().unwrap();
-    let run = |name: &str, edit: &dyn Fn(&str) -> String, proxy: &str| {
-        let dir = work.path().join(name);
-        let src = api_with_go_mod(&dir, edit);
-        let p = go_profile(&dir, &src, proxy);
-        let (ok, err) = build(&dir.join("cache"), &p, &dir.join("out"));
-        assert!(!ok, "{name}: built");
-        err
-    };
-    // Go 1.19 would build a `go 1.22` module silently; StratOS names the line and the toolchain.
-    let err = run("newer-go", &|m| m.replace("go 1.19", "go 1.22"), &proxy());
-    assert!(
-        err.contains("go.mod:3") && err.contains("go 1.22") && err.contains("go1.19.8"),
-        "{err}"
-    );
-    let err = run(
-        "toolchain",
-        &|m| m.replace("go 1.19\n", "go 1.19\ntoolchain go1.21.5\n"),
-        &proxy(),
-    );
-    assert!(
-        err.contains("go.mod:4") && err.contains("toolchain go1.21.5"),
-        "{err}"
-    );
-    // A directory replacement that leaves the source.
-    let err = run(
-        "replace",
-        &|m| format!("{m}\nreplace example.com/greet => ../../elsewhere\n"),
-        &proxy(),
-    );
-    assert!(
-        err.contains("replace example.com/greet => ../../elsewhere")
-            && err.contains("not inside the module's source"),
-        "{err}"
-    );
-    // A requirement go.sum does not pin.
-    let err = run(
-        "unpinned",
-        &|m| format!("{m}require example.com/other v1.2.3\n"),
-        &proxy(),
-    );
-    assert!(
-        err.contains("example.com/other v1.2.3") && err.contains("go.sum does not pin it"),
-        "{err}"
-    );
-    // Offline, from an empty cache, with a proxy on the network: the module is named.
-    let err = run("offline", &|m| m.to_owned(), "https://proxy.golang.org");
-    assert!(
-        err.contains("example.com/greet@v1.0.0") && err.contains("--offline"),
-        "{err}"
-    );
-    // An absolute directory could not be built in the sandbox, and would name this machine.
-    let err = run(
-        "absolute",
-        &|m| format!("{m}\nreplace example.com/greet => /srv/greet\n"),
-        &proxy(),
-    );
-    assert!(
-        err.contains("go.mod:7") && err.contains("relative to the module"),
-        "{err}"
-    );
-    // A proxy directory that lacks a pinned module says so (not "--offline").
     let empty = work.path().join("empty-proxy");
     std::fs::create_dir_all(&empty).unwrap();
-    let err = run("missing", &|m| m.to_owned(), empty.to_str().unwrap());
-    assert!(
-        err.contains("example.com/greet@v1.0.0")
-            && err.contains("the profile's proxy directory")
-            && !err.contains("--offline"),
-        "{err}"
-    );
+    let cases: [Refusal; 7] = [
+        // Go 1.19 would build a `go 1.22` module silently; StratOS names the line and the
+        // toolchain.
+        (
+            "newer-go",
+            |m| m.replace("go 1.19", "go 1.22"),
+            proxy(),
+            &["go.mod:3", "go 1.22", "go1.19.8"],
+            None,
+        ),
+        (
+            "toolchain",
+            |m| m.replace("go 1.19\n", "go 1.19\ntoolchain go1.21.5\n"),
+            proxy(),
+            &["go.mod:4", "toolchain go1.21.5"],
+            None,
+        ),
+        // A directory replacement that leaves the source.
+        (
+            "replace",
+            |m| format!("{m}\nreplace example.com/greet => ../../elsewhere\n"),
+            proxy(),
+            &[
+                "replace example.com/greet => ../../elsewhere",
+                "not inside the module's source",
+            ],
+            None,
+        ),
+        // A requirement go.sum does not pin.
+        (
+            "unpinned",
+            |m| format!("{m}require example.com/other v1.2.3\n"),
+            proxy(),
+            &["example.com/other v1.2.3", "go.sum does not pin it"],
+            None,
+        ),
+        // Offline, from an empty cache, with a proxy on the network: the module is named.
+        (
+            "offline",
+            str::to_owned,
+            "https://proxy.golang.org".into(),
+            &["example.com/greet@v1.0.0", "--offline"],
+            None,
+        ),
+        // An absolute directory could not be built in the sandbox, and would name this machine.
+        (
+            "absolute",
+            |m| format!("{m}\nreplace example.com/greet => /srv/greet\n"),
+            proxy(),
+            &["go.mod:7", "relative to the module"],
+            None,
+        ),
+        // A proxy directory that lacks a pinned module says so (not "--offline").
+        (
+            "missing",
+            str::to_owned,
+            empty.display().to_string(),
+            &["example.com/greet@v1.0.0", "the profile's proxy directory"],
+            Some("--offline"),
+        ),
+    ];
+    for (name, edit, proxy, says, never) in cases {
+        let dir = work.path().join(name);
+        let src = api_with_go_mod(&dir, edit);
+        let p = go_profile(&dir, &src, &proxy);
+        let (ok, err) = build(&dir.join("cache"), &p, &dir.join("out"));
+        assert!(!ok, "{name}: built");
+        for s in says {
+            assert!(err.contains(s), "{name}: no {s:?} in {err}");
+        }
+        if let Some(n) = never {
+            assert!(!err.contains(n), "{name}: {n:?} in {err}");
+        }
+    }
 }
 
 /// A dependency whose go.mod asks for a newer Go than the toolchain: Go 1.19 would compile it

@@ -661,21 +661,8 @@ const STAGING_PREFIX: &str = ".stratos-export-";
 /// Removes the staging directories interrupted exports left next to `out` (only those StratOS
 /// made and no running export holds: see [`crate::fsio::remove_stale_staging`]).
 fn remove_leftovers(out: &Path) -> Result<(), ExportError> {
-    let parent = crate::fsio::parent_of(out);
-    let r = crate::fsio::remove_stale_staging(parent, STAGING_PREFIX).map_err(io(parent))?;
-    for p in &r.removed {
-        eprintln!(
-            "stratos: removed {}, left by an interrupted export",
-            crate::fsio::Shown(p)
-        );
-    }
-    for (p, e) in &r.failed {
-        eprintln!(
-            "warning: cannot remove {}, left by an interrupted export: {e}",
-            crate::fsio::Shown(p)
-        );
-    }
-    Ok(())
+    crate::fsio::remove_stale_staging_near(out, STAGING_PREFIX, "export")
+        .map_err(io(crate::fsio::parent_of(out)))
 }
 
 /// Removes the named files of an earlier export (now at `dir`), then its directories if that
