@@ -109,7 +109,7 @@ fn prepare<S: Sys>(
     init_start: u64,
 ) -> Result<Prepared, InitError> {
     mount_all(sys, &early_mounts())?;
-    let cfg = read_config(sys)?;
+    let mut cfg = read_config(sys)?;
     *obs = Observer::new(cfg.observe, cfg.limits.memory_max);
     obs.phase("init_start", init_start);
     mount_all(sys, &config_mounts(&cfg))?;
@@ -130,6 +130,11 @@ fn prepare<S: Sys>(
     sys.control(&Control::Network {
         configured: cfg.network.is_some(),
     });
+    if let Some(l) = &cfg.lambda {
+        sys.start_lambda(l).map_err(InitError::LambdaServer)?;
+        let memory_mib = function_memory_mib(sys, &cfg);
+        cfg.runtime.env = crate::lambda::runtime_env(l, &cfg.runtime.env, memory_mib);
+    }
     let seccomp = read_seccomp_filter(sys, &cfg)?;
     if cfg.read_only_root {
         sys.remount_root_ro().map_err(InitError::RemountRo)?;
@@ -147,6 +152,27 @@ fn prepare<S: Sys>(
         seccomp,
         seccomp_log,
     })
+}
+
+/// The memory a Lambda function may use, in MiB (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`): its
+/// cgroup's `memory.max`, else the VM's memory; 128 (Lambda's default) if neither is known.
+fn function_memory_mib<S: Sys>(sys: &mut S, cfg: &InitConfig) -> u64 {
+    if let Some(max) = cfg.limits.memory_max {
+        return max / (1024 * 1024);
+    }
+    match sys.read_file("/proc/meminfo") {
+        Ok(m) => match crate::meminfo::meminfo_kib(&String::from_utf8_lossy(&m), "MemTotal:") {
+            Some(kib) => kib / 1024,
+            None => 128,
+        },
+        Err(e) => {
+            log(
+                sys,
+                &format!("warning: cannot read /proc/meminfo ({e}); AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128"),
+            );
+            128
+        }
+    }
 }
 
 /// A hostname that cannot be set is only a warning.

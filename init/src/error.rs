@@ -191,6 +191,10 @@ pub enum InitError {
     /// Nothing is left to reap, yet the runtime was never reaped.
     RuntimeVanished,
     Wait(io::Error),
+    /// The Lambda interface's server cannot start (its message names the address).
+    LambdaServer(io::Error),
+    /// The Lambda runtime posted `init/error` (its `errorType: errorMessage`, printable).
+    LambdaInit(String),
 }
 
 impl fmt::Display for InitError {
@@ -229,6 +233,11 @@ impl fmt::Display for InitError {
                 f.write_str("the runtime disappeared without being reaped")
             }
             InitError::Wait(e) => write!(f, "wait failed: {e}"),
+            InitError::LambdaServer(e) => write!(f, "{e}"),
+            InitError::LambdaInit(m) => write!(
+                f,
+                "the Lambda runtime failed to initialise (it posted /2018-06-01/runtime/init/error): {m}"
+            ),
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod cgroup;
 pub mod channel;
 pub mod console;
 pub mod error;
+pub mod lambda;
 pub mod linux;
 pub mod meminfo;
 pub mod mounts;

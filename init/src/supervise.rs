@@ -7,7 +7,8 @@
 //! - [`Supervisor::on_signal`]: a signal arrived (forwarded; SIGTERM/SIGINT start a stop);
 //! - [`Supervisor::on_reaped`]: a child ended (the runtime: restart or end; else an orphan);
 //! - [`Supervisor::on_tick`]: time passed (restart after the back-off, SIGKILL after the stop
-//!   timeout, readiness, memory peak and seccomp audit records).
+//!   timeout, readiness, memory peak and seccomp audit records, and with the Lambda interface
+//!   its server's news: ready, an init error, an invocation past its deadline).
 //!
 //! [`Supervisor::run`] is the loop that feeds them: wait for a signal (or until the next thing
 //! is due, [`Supervisor::timeout_ms`]), reap, tick.
@@ -21,6 +22,7 @@ use stratos_wire::MetricsReason;
 use crate::cgroup::MemoryPeak;
 use crate::console::{log, phase};
 use crate::error::InitError;
+use crate::lambda::LambdaEvent;
 use crate::meminfo::meminfo_kib;
 use crate::observe::{mark_at, Observer};
 use crate::runtime::{describe, ending, spawn_runtime, Prepared};
@@ -37,6 +39,9 @@ pub type Step = ControlFlow<Result<ExitKind, InitError>>;
 pub const IDLE_WAKE_MS: u64 = 1000;
 /// How often readiness is checked until the runtime is ready.
 pub const READINESS_POLL_MS: u64 = 5;
+/// With the Lambda interface: after this long without the runtime asking for an invocation,
+/// one warning.
+pub const LAMBDA_READY_WARN_MS: u64 = 30_000;
 
 /// Where the runtime is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +89,9 @@ pub struct Supervisor<'a> {
     audit_sent: u64,
     audit_dropped: u64,
     audit_cap_warned: bool,
+    /// The Lambda interface: the runtime (this pid) was killed for overrunning an invocation's
+    /// deadline; it is started again at once, whatever the restart policy.
+    timed_out: Option<u32>,
 }
 
 /// The most seccomp audit records one boot forwards: enough to name every call a baseline
@@ -100,7 +108,8 @@ impl<'a> Supervisor<'a> {
         peak: &'a mut MemoryPeak,
         obs: &'a mut Observer,
     ) -> Self {
-        let ready = p.cfg.readiness.is_none();
+        // With the Lambda interface the runtime is ready when it first asks for an invocation.
+        let ready = p.cfg.readiness.is_none() && p.cfg.lambda.is_none();
         if ready {
             runtime_ready(sys, obs);
         }
@@ -108,6 +117,7 @@ impl<'a> Supervisor<'a> {
             Some(Readiness::Tcp { timeout_ms, .. } | Readiness::Notify { timeout_ms }) => {
                 sys.now_ns().saturating_add(ns(*timeout_ms))
             }
+            None if p.cfg.lambda.is_some() => sys.now_ns().saturating_add(ns(LAMBDA_READY_WARN_MS)),
             None => u64::MAX,
         };
         Supervisor {
@@ -123,6 +133,7 @@ impl<'a> Supervisor<'a> {
             audit_sent: 0,
             audit_dropped: 0,
             audit_cap_warned: false,
+            timed_out: None,
         }
     }
 
@@ -151,7 +162,9 @@ impl<'a> Supervisor<'a> {
 
     /// How long to wait for a signal at `now`: until the next thing is due.
     pub fn timeout_ms(&self, now: u64) -> u64 {
-        let wake = if !self.ready && self.state.pid().is_some() {
+        // The Lambda interface's readiness wakes the loop itself (SIGLAMBDA): no polling.
+        let polled = self.p.cfg.lambda.is_none();
+        let wake = if !self.ready && self.state.pid().is_some() && polled {
             READINESS_POLL_MS
         } else {
             IDLE_WAKE_MS
@@ -251,6 +264,17 @@ impl<'a> Supervisor<'a> {
     /// the restart policy decides. Any other child is an orphan the init adopted: reaping it
     /// was all there was to do.
     pub fn on_reaped<S: Sys>(&mut self, sys: &mut S, pid: u32, how: ExitKind) -> Step {
+        if self.p.cfg.lambda.is_some() && self.state.pid() == Some(pid) {
+            sys.lambda_runtime_ended(&describe(how));
+            if self.timed_out.take() == Some(pid) && matches!(self.state, State::Running { .. }) {
+                log(
+                    sys,
+                    &format!("{}; starting it again for the next invocation", describe(how)),
+                );
+                self.state = State::Backoff { at: sys.now_ns() };
+                return ControlFlow::Continue(());
+            }
+        }
         match self.state {
             State::Stopping { pid: runtime, .. } if runtime == pid => ControlFlow::Break(Ok(how)),
             State::Running { pid: runtime } if runtime == pid => self.restart_or_end(sys, how),
@@ -290,6 +314,11 @@ impl<'a> Supervisor<'a> {
     /// deadline; readiness is checked until reached.
     pub fn on_tick<S: Sys>(&mut self, sys: &mut S, now: u64) -> Step {
         self.peak.tick(sys, now);
+        if self.p.cfg.lambda.is_some() {
+            if let ControlFlow::Break(end) = self.on_lambda_events(sys) {
+                return ControlFlow::Break(end);
+            }
+        }
         if self.audit {
             self.forward_audit_records(sys);
         }
@@ -325,6 +354,39 @@ impl<'a> Supervisor<'a> {
         }
         if !self.ready && self.state.pid().is_some() {
             self.check_readiness(sys, now);
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// The Lambda interface's news: the runtime asked for its first invocation (ready), posted
+    /// an init error (the boot fails with it), or overran an invocation's deadline (its caller
+    /// has Lambda's timeout error; the runtime is killed, and started again once reaped).
+    fn on_lambda_events<S: Sys>(&mut self, sys: &mut S) -> Step {
+        for event in sys.lambda_events() {
+            match event {
+                LambdaEvent::Ready => {
+                    if !self.ready && self.state.pid().is_some() {
+                        self.ready = true;
+                        runtime_ready(sys, self.obs);
+                    }
+                }
+                LambdaEvent::InitError(message) => {
+                    return ControlFlow::Break(Err(InitError::LambdaInit(message)));
+                }
+                LambdaEvent::TimedOut {
+                    request_id,
+                    timeout_ms,
+                } => {
+                    if let State::Running { pid } = self.state {
+                        log(
+                            sys,
+                            &format!("invocation {request_id} did not finish within its timeout of {timeout_ms} ms; killing the runtime (SIGKILL)"),
+                        );
+                        self.timed_out = Some(pid);
+                        forward(sys, pid, SIGKILL);
+                    }
+                }
+            }
         }
         ControlFlow::Continue(())
     }
@@ -366,6 +428,8 @@ impl<'a> Supervisor<'a> {
         let ok = match &self.p.cfg.readiness {
             Some(Readiness::Tcp { port, .. }) => sys.tcp_probe(*port),
             Some(Readiness::Notify { .. }) => sys.notified(),
+            // The Lambda interface's readiness comes as an event (see `on_lambda_events`).
+            None if self.p.cfg.lambda.is_some() => false,
             None => true,
         };
         if ok {
@@ -373,10 +437,12 @@ impl<'a> Supervisor<'a> {
             runtime_ready(sys, self.obs);
         } else if now > self.ready_deadline && !self.late_warned {
             self.late_warned = true;
-            log(
-                sys,
-                "warning: the runtime is not ready within its readiness timeout; still waiting",
-            );
+            let warning = if self.p.cfg.lambda.is_some() {
+                "warning: the Lambda runtime has not asked for an invocation (GET /2018-06-01/runtime/invocation/next) within 30 s; still waiting"
+            } else {
+                "warning: the runtime is not ready within its readiness timeout; still waiting"
+            };
+            log(sys, warning);
         }
     }
 }

@@ -78,6 +78,10 @@ pub const SIGRESTORED: i32 = 42;
 /// SIGRTMIN+9: sent to PID 1 by its restore thread when the host asks for a metrics reading
 /// (`stratos-metrics-request`), so the supervisor prints one.
 pub const SIGMETRICS: i32 = 43;
+/// SIGRTMIN+10: sent to PID 1 by the Lambda interface's server when it has news for the
+/// supervisor ([`Sys::lambda_events`]: the runtime is ready, failed to initialise, or overran
+/// an invocation's deadline).
+pub const SIGLAMBDA: i32 = 44;
 
 /// An eBPF map to create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +171,15 @@ pub trait Sys {
     /// 1326) since the last call, as text. An error means the kernel log cannot be read; what
     /// was read before it is in `out`.
     fn seccomp_audit_records(&mut self, out: &mut Vec<String>) -> io::Result<()>;
+    /// Starts the Lambda interface's server (`[init] interface = "lambda"`): both its ports are
+    /// bound when this returns; its news come as [`SIGLAMBDA`] to PID 1.
+    fn start_lambda(&mut self, cfg: &stratos_wire::Lambda) -> io::Result<()>;
+    /// What the Lambda interface's server has to say since the last call (nothing when it
+    /// does not run).
+    fn lambda_events(&mut self) -> Vec<crate::lambda::LambdaEvent>;
+    /// Tells the Lambda interface's server that the runtime process ended (`how`, for people):
+    /// the invocation it held fails, and the next runtime starts afresh.
+    fn lambda_runtime_ended(&mut self, how: &str);
     /// Creates an eBPF map named `name`; returns its descriptor (kept open by the `Sys`).
     fn bpf_map_create(&mut self, name: &str, map: BpfMap) -> io::Result<i32>;
     /// Loads a `BPF_PROG_TYPE_RAW_TRACEPOINT` program (`insns`: 8-byte instructions, licence
@@ -208,6 +221,7 @@ pub fn signal_name(sig: i32) -> &'static str {
         31 => "SIGSYS",
         42 => "SIGRTMIN+8",
         43 => "SIGRTMIN+9",
+        44 => "SIGRTMIN+10",
         _ => "signal",
     }
 }

@@ -74,6 +74,7 @@ fn config() -> InitConfig {
         seccomp: None,
         on_restore: None,
         observe: None,
+        lambda: None,
     }
 }
 

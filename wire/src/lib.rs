@@ -100,6 +100,33 @@ pub struct InitConfig {
     /// [`Metrics`] lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observe: Option<Observe>,
+    /// `[init] interface = "lambda"`: the init serves the Lambda Runtime API to the runtime and
+    /// takes invocations from the host the way AWS's Runtime Interface Emulator does; readiness
+    /// is the runtime's first request for an invocation. None: the runtime serves HTTP itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda: Option<Lambda>,
+}
+
+/// The Lambda interface: where the init serves the Runtime API and the invocations, and what
+/// the runtime is told about its function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lambda {
+    /// The Runtime API, on 127.0.0.1 (`AWS_LAMBDA_RUNTIME_API`).
+    pub api_port: u16,
+    /// The invocations (`POST /2015-03-31/functions/function/invocations`), on every address:
+    /// the port the host forwards.
+    pub invoke_port: u16,
+    /// How long one invocation may run (`Lambda-Runtime-Deadline-Ms`); past it the runtime is
+    /// killed and started again, and the caller gets Lambda's timeout error.
+    pub timeout_ms: u64,
+    /// `AWS_LAMBDA_FUNCTION_NAME`, and the last part of the invoked function's ARN.
+    pub function_name: String,
+    /// `_HANDLER` (empty: not set).
+    #[serde(default)]
+    pub handler: String,
+    /// `LAMBDA_TASK_ROOT`.
+    pub task_root: String,
 }
 
 /// What the init observes of the runtime.
@@ -437,12 +464,28 @@ mod tests {
                 syscalls: true,
                 latency: false,
             }),
+            lambda: None,
         }
     }
 
     #[test]
     fn round_trips() {
         let c = sample();
+        assert_eq!(InitConfig::from_json(&c.to_json()).unwrap(), c);
+    }
+
+    #[test]
+    fn lambda_round_trips_and_is_absent_for_http() {
+        let mut c = sample();
+        assert!(!String::from_utf8(c.to_json()).unwrap().contains("lambda"));
+        c.lambda = Some(Lambda {
+            api_port: 9001,
+            invoke_port: 8080,
+            timeout_ms: 3000,
+            function_name: "fn".into(),
+            handler: "main.handler".into(),
+            task_root: "/var/task".into(),
+        });
         assert_eq!(InitConfig::from_json(&c.to_json()).unwrap(), c);
     }
 

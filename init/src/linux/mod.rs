@@ -25,6 +25,8 @@ pub struct LinuxSys {
     kmsg: kmsg::Kmsg,
     /// The eBPF maps, programs and links of `[observe]`.
     bpf: bpf::Bpf,
+    /// The Lambda interface's server, once started.
+    lambda: Option<crate::lambda::Server>,
 }
 
 impl Sys for LinuxSys {
@@ -167,6 +169,32 @@ impl Sys for LinuxSys {
 
     fn seccomp_audit_records(&mut self, out: &mut Vec<String>) -> io::Result<()> {
         self.kmsg.seccomp_audit_records(out)
+    }
+
+    fn start_lambda(&mut self, cfg: &stratos_wire::Lambda) -> io::Result<()> {
+        let server = crate::lambda::Server::start(
+            &crate::lambda::ServerConfig::from_wire(cfg),
+            Box::new(|| {
+                // PID 1 takes it in its supervision loop; if it cannot be sent, the loop still
+                // reads the events at its next wake-up (within a second).
+                let _ = signals::kill(1, crate::sys::SIGLAMBDA);
+            }),
+        )?;
+        self.lambda = Some(server);
+        Ok(())
+    }
+
+    fn lambda_events(&mut self) -> Vec<crate::lambda::LambdaEvent> {
+        self.lambda
+            .as_ref()
+            .map(crate::lambda::Server::take_events)
+            .unwrap_or_default()
+    }
+
+    fn lambda_runtime_ended(&mut self, how: &str) {
+        if let Some(s) = &self.lambda {
+            s.runtime_ended(how);
+        }
     }
 
     fn bpf_map_create(&mut self, name: &str, map: BpfMap) -> io::Result<i32> {

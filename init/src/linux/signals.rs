@@ -2,7 +2,7 @@
 
 use std::io;
 
-use crate::sys::{SIGMETRICS, SIGRESTORED};
+use crate::sys::{SIGLAMBDA, SIGMETRICS, SIGRESTORED};
 
 fn handled_signals() -> libc::sigset_t {
     // SAFETY: sigemptyset initialises the set before any other use.
@@ -18,6 +18,7 @@ fn handled_signals() -> libc::sigset_t {
             libc::SIGCHLD,
             SIGRESTORED,
             SIGMETRICS,
+            SIGLAMBDA,
         ] {
             libc::sigaddset(&mut set, s);
         }

@@ -34,6 +34,8 @@ pub enum Call {
     BpfMap(String),
     BpfLoad(String, usize),
     BpfAttach(String, i32),
+    StartLambda(u16, u16),
+    LambdaEnded(String),
 }
 
 pub struct Fake {
@@ -78,6 +80,12 @@ pub struct Fake {
     /// What the boot handed `watch_entropy` and `open_control` to run in the background.
     pub entropy_waiter: Option<fn(&mut Fake)>,
     pub host_handler: Option<fn(&mut Fake, &str)>,
+    /// The environment of each spawn, in order.
+    pub spawned_env: Vec<Vec<(String, String)>>,
+    /// What the Lambda server says, one batch per `lambda_events` call.
+    pub lambda_events: VecDeque<Vec<crate::lambda::LambdaEvent>>,
+    /// `start_lambda` fails with this.
+    pub lambda_start_error: Option<io::ErrorKind>,
 }
 
 impl Fake {
@@ -110,6 +118,9 @@ impl Fake {
             next_fd: 100,
             entropy_waiter: None,
             host_handler: None,
+            spawned_env: Vec::new(),
+            lambda_events: VecDeque::new(),
+            lambda_start_error: None,
         }
     }
     pub fn lines(&self, prefix: &str) -> Vec<&str> {
@@ -276,6 +287,7 @@ MemAvailable:     480000 kB
             return Err(k.into());
         }
         self.calls.push(Call::Spawn(s.argv.to_vec(), s.uid, s.gid));
+        self.spawned_env.push(s.env.to_vec());
         let pid = self.next_pid;
         self.next_pid += 1;
         Ok(pid)
@@ -292,6 +304,20 @@ MemAvailable:     480000 kB
     }
     fn sleep_ms(&mut self, ms: u64) {
         self.clock += ms * 1_000_000;
+    }
+    fn start_lambda(&mut self, cfg: &stratos_wire::Lambda) -> io::Result<()> {
+        if let Some(k) = self.lambda_start_error {
+            return Err(k.into());
+        }
+        self.calls
+            .push(Call::StartLambda(cfg.api_port, cfg.invoke_port));
+        Ok(())
+    }
+    fn lambda_events(&mut self) -> Vec<crate::lambda::LambdaEvent> {
+        self.lambda_events.pop_front().unwrap_or_default()
+    }
+    fn lambda_runtime_ended(&mut self, how: &str) {
+        self.calls.push(Call::LambdaEnded(how.into()));
     }
     fn bpf_map_create(&mut self, name: &str, map: crate::sys::BpfMap) -> io::Result<i32> {
         self.calls.push(Call::BpfMap(name.into()));
