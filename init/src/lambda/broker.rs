@@ -22,6 +22,9 @@ pub const ANSWERED_KEPT: usize = 64;
 /// The most events kept for the init between two reads (they are read within milliseconds;
 /// this bounds memory if the init is stuck).
 pub const MAX_EVENTS: usize = 64;
+/// How often a runtime's waiting `GET …/next` checks that its connection is still open (a
+/// client that gave up must not hold a connection, or take an event, forever).
+pub const ALIVE_CHECK: Duration = Duration::from_secs(1);
 
 /// What the runtime is told with an event (besides its id and deadline).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -280,9 +283,10 @@ impl Broker {
     }
 
     /// The runtime asks for an invocation (`GET …/next`) and waits for one. The first request
-    /// of each runtime reports it ready. `None` when the runtime that asked has ended (its
-    /// connection is closed).
-    pub fn next(&self) -> Option<Handed> {
+    /// of each runtime reports it ready. `None` when the runtime that asked has ended, or
+    /// `alive` (checked before an event is handed out, and every [`ALIVE_CHECK`] meanwhile)
+    /// says its connection is gone: its connection is closed and no event is lost to it.
+    pub fn next(&self, alive: &mut dyn FnMut() -> bool) -> Option<Handed> {
         let mut s = self.lock();
         let generation = s.generation;
         s.initialised = true;
@@ -297,6 +301,9 @@ impl Broker {
             if !s.doomed {
                 if let Some(slot) = s.slot.as_mut() {
                     if matches!(slot.stage, Stage::Pending { .. }) {
+                        if !alive() {
+                            return None;
+                        }
                         let deadline = Instant::now() + self.timeout;
                         let Stage::Pending { event, meta } =
                             std::mem::replace(&mut slot.stage, Stage::Running { deadline })
@@ -314,7 +321,11 @@ impl Broker {
                     }
                 }
             }
-            s = self.wait(s, None).0;
+            let (g, late) = self.wait(s, Some(Instant::now() + ALIVE_CHECK));
+            s = g;
+            if late && !alive() {
+                return None;
+            }
         }
     }
 

@@ -375,7 +375,7 @@ fn refuse_method(r: &mut BufReader<TcpStream>, w: &mut TcpStream, head: &Head, a
 
 /// `GET …/next`: waits for an event and sends it with Lambda's headers.
 fn next(w: &mut TcpStream, broker: &Broker, arn: &str, keep_alive: bool) -> bool {
-    let Some(h) = broker.next() else {
+    let Some(h) = broker.next(&mut || peer_open(w)) else {
         // This runtime ended: its connection goes with it.
         return false;
     };
@@ -400,6 +400,19 @@ fn next(w: &mut TcpStream, broker: &Broker, arn: &str, keep_alive: bool) -> bool
         return false;
     }
     keep_alive
+}
+
+/// Whether the peer has not closed its end (a non-blocking peek: EOF means closed).
+fn peer_open(s: &TcpStream) -> bool {
+    if s.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut b = [0u8; 1];
+    let open = match s.peek(&mut b) {
+        Ok(n) => n > 0,
+        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+    };
+    s.set_nonblocking(false).is_ok() && open
 }
 
 /// `POST …/invocation/{id}/response` and `…/error`.
@@ -520,6 +533,7 @@ pub fn init_error_message(header_type: Option<&str>, body: &[u8]) -> String {
         (None, false) if !body.is_empty() => String::from_utf8_lossy(body).into_owned(),
         (None, _) => "(no message)".to_owned(),
     };
+    let message = message.trim_end();
     let text = match error_type {
         Some(t) => format!("{t}: {message}"),
         None => message,
