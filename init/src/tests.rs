@@ -13,6 +13,7 @@ use crate::sys::{ExitKind, Waited};
 
 mod errors;
 mod fake;
+mod lambda;
 mod memory_peak;
 mod observe;
 mod restore;

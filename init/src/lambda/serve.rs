@@ -536,7 +536,7 @@ pub fn init_error_message(header_type: Option<&str>, body: &[u8]) -> String {
     let message = message.trim_end();
     let text = match error_type {
         Some(t) => format!("{t}: {message}"),
-        None => message,
+        None => message.to_owned(),
     };
     let printable = stratos_wire::control::printable(text.as_bytes());
     printable.chars().take(INIT_ERROR_CHARS).collect()
