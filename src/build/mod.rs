@@ -335,6 +335,17 @@ pub fn init_config(
         seccomp: None,
         on_restore: profile.init.on_restore,
         observe: profile.observe,
+        lambda: profile.init.lambda.as_ref().map(|l| wire::Lambda {
+            api_port: crate::profile::LAMBDA_API_PORT,
+            invoke_port: l.port,
+            timeout_ms: l.timeout_ms,
+            function_name: l
+                .function_name
+                .clone()
+                .unwrap_or_else(|| profile.image.hostname.clone()),
+            handler: l.handler.clone(),
+            task_root: l.task_root.to_string(),
+        }),
     }
 }
 
@@ -688,5 +699,49 @@ fn manifest(
                 sha256: crate::digest::Sha256::of(data),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod init_config_tests {
+    use super::*;
+
+    fn profile(init: &str) -> Profile {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("vmlinuz"), b"kernel").unwrap();
+        let text = format!(
+            "schema = 1\n[image]\nname = \"hello\"\nversion = \"0.1.0\"\nsource-date-epoch = 1700000000\n[kernel]\nprebuilt = \"vmlinuz\"\n[init]\nargv = [\"/var/task/bootstrap\"]\n{init}"
+        );
+        Profile::parse(&text, std::path::Path::new("p.toml"), dir.path(), None).unwrap()
+    }
+
+    #[test]
+    fn an_http_profile_has_no_lambda_config() {
+        let c = init_config(&profile(""), vec![], vec![]);
+        assert_eq!(c.lambda, None);
+        assert!(!String::from_utf8(c.to_json()).unwrap().contains("lambda"));
+    }
+
+    #[test]
+    fn a_lambda_profile_carries_its_settings_to_the_init() {
+        let c = init_config(
+            &profile("cwd = \"/var/task\"\ninterface = \"lambda\"\n[init.lambda]\nhandler = \"app.handler\"\ntimeout-ms = 5000\n"),
+            vec![],
+            vec![],
+        );
+        assert_eq!(
+            c.lambda,
+            Some(wire::Lambda {
+                api_port: 9001,
+                invoke_port: 8080,
+                timeout_ms: 5000,
+                function_name: "hello".into(),
+                handler: "app.handler".into(),
+                task_root: "/var/task".into(),
+            })
+        );
+        assert_eq!(c.readiness, None);
+        // The runtime's environment comes from the init (which knows its ports), not from here.
+        assert!(!c.runtime.env.iter().any(|(k, _)| k.starts_with("AWS_")));
     }
 }

@@ -48,6 +48,33 @@ pub(super) struct RawInit {
     /// After a snapshot restore: "SIGUSR1" or "SIGUSR2" to the runtime, or "none".
     #[serde(default)]
     pub on_restore: Option<Spanned<String>>,
+    /// How the host reaches the function: "http" (the runtime serves HTTP itself, the default)
+    /// or "lambda" (the init serves AWS Lambda's Runtime API to it).
+    #[serde(default)]
+    pub interface: Option<Spanned<String>>,
+    /// `[init.lambda]`: the Lambda function's settings (with `interface = "lambda"`).
+    #[serde(default)]
+    pub lambda: Option<Spanned<RawLambda>>,
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawLambda {
+    /// `_HANDLER` (e.g. "app.handler").
+    #[serde(default)]
+    pub handler: Option<String>,
+    /// How long one invocation may run, in milliseconds (default 3000, Lambda's).
+    #[serde(default)]
+    pub timeout_ms: Option<i64>,
+    /// `AWS_LAMBDA_FUNCTION_NAME` (default: the image's hostname).
+    #[serde(default)]
+    pub function_name: Option<String>,
+    /// The guest port of the invoke endpoint (default 8080, RIE's).
+    #[serde(default)]
+    pub port: Option<i64>,
+    /// `LAMBDA_TASK_ROOT` (default: `init.cwd`).
+    #[serde(default)]
+    pub task_root: Option<String>,
 }
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
@@ -108,7 +135,23 @@ pub struct Init {
     pub limits: stratos_wire::Limits,
     /// The signal the runtime gets after a snapshot restore (reseeded, clock set).
     pub on_restore: Option<i32>,
+    /// `interface = "lambda"`: the Lambda function's settings.
+    pub lambda: Option<LambdaInit>,
 }
+
+/// `[init] interface = "lambda"` and `[init.lambda]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LambdaInit {
+    pub handler: String,
+    pub timeout_ms: u64,
+    /// None: the image's hostname.
+    pub function_name: Option<String>,
+    pub port: u16,
+    pub task_root: ImagePath,
+}
+
+/// The Runtime API's port inside the VM (RIE's default), which the invoke endpoint cannot use.
+pub const LAMBDA_API_PORT: u16 = 9001;
 
 /// `[init]`.
 pub(super) fn validate_init(cx: &Ctx, i: RawInit) -> Result<Init, ProfileError> {
@@ -151,7 +194,6 @@ pub(super) fn validate_init(cx: &Ctx, i: RawInit) -> Result<Init, ProfileError> 
     Ok(Init {
         argv,
         env,
-        cwd,
         uid: id(cx, i.uid.as_ref(), "init.uid")?,
         gid: id(cx, i.gid.as_ref(), "init.gid")?,
         readiness: readiness(cx, i.readiness.as_ref())?,
@@ -179,7 +221,104 @@ pub(super) fn validate_init(cx: &Ctx, i: RawInit) -> Result<Init, ProfileError> 
         },
         limits: limits(cx, i.limits.as_ref())?,
         on_restore: on_restore(cx, i.on_restore.as_ref())?,
+        lambda: lambda(cx, &i, &cwd)?,
+        cwd,
     })
+}
+
+/// `[init] interface` and `[init.lambda]`: the Lambda interface, or none (HTTP).
+fn lambda(cx: &Ctx, i: &RawInit, cwd: &ImagePath) -> Result<Option<LambdaInit>, ProfileError> {
+    let lambda = match &i.interface {
+        None => false,
+        Some(v) if v.get_ref() == "http" => false,
+        Some(v) if v.get_ref() == "lambda" => true,
+        Some(v) => {
+            return Err(cx.at(
+                v.span(),
+                "init.interface",
+                "must be \"http\" (the runtime serves HTTP) or \"lambda\" (the init serves AWS Lambda's Runtime API to it)",
+            ))
+        }
+    };
+    if !lambda {
+        return match &i.lambda {
+            Some(l) => Err(cx.at(
+                l.span(),
+                "init.lambda",
+                "is only read with interface = \"lambda\"; add it to [init] or remove [init.lambda]",
+            )),
+            None => Ok(None),
+        };
+    }
+    if let Some(r) = &i.readiness {
+        return Err(cx.at(
+            r.span(),
+            "init.readiness",
+            "with interface = \"lambda\" the runtime is ready when it first asks for an invocation; remove init.readiness",
+        ));
+    }
+    let (span, raw) = match &i.lambda {
+        Some(l) => (l.span(), Some(l.get_ref())),
+        None => (0..0, None),
+    };
+    let key = |k: &str| format!("init.lambda.{k}");
+    let timeout_ms = match raw.and_then(|r| r.timeout_ms) {
+        None => 3000,
+        Some(t) => u64::try_from(t)
+            .ok()
+            .filter(|&n| (1..=900_000).contains(&n))
+            .ok_or_else(|| {
+                cx.at(
+                    span.clone(),
+                    key("timeout-ms"),
+                    "must be between 1 and 900000 (Lambda's limit, 15 minutes)",
+                )
+            })?,
+    };
+    let port = match raw.and_then(|r| r.port) {
+        None => 8080,
+        Some(p) => u16::try_from(p)
+            .ok()
+            .filter(|&p| p > 0 && p != LAMBDA_API_PORT)
+            .ok_or_else(|| {
+                cx.at(
+                    span.clone(),
+                    key("port"),
+                    format!("must be a TCP port (1-65535) other than {LAMBDA_API_PORT}, the Runtime API's"),
+                )
+            })?,
+    };
+    let function_name = match raw.and_then(|r| r.function_name.clone()) {
+        None => None,
+        Some(n)
+            if (1..=64).contains(&n.len())
+                && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Some(n)
+        }
+        Some(_) => {
+            return Err(cx.at(
+                span,
+                key("function-name"),
+                "must be 1 to 64 letters, digits, '-' or '_' (Lambda's function names)",
+            ))
+        }
+    };
+    let handler = raw.and_then(|r| r.handler.clone()).unwrap_or_default();
+    if handler.contains('\0') {
+        return Err(cx.at(span, key("handler"), "cannot contain NUL bytes"));
+    }
+    let task_root = match raw.and_then(|r| r.task_root.as_deref()) {
+        None => cwd.clone(),
+        Some(t) => ImagePath::parse(t).map_err(|e| cx.at(span, key("task-root"), e.to_string()))?,
+    };
+    Ok(Some(LambdaInit {
+        handler,
+        timeout_ms,
+        function_name,
+        port,
+        task_root,
+    }))
 }
 
 /// `[init] on-restore`: the signal a restored runtime gets (the init forwards it like any
@@ -454,6 +593,66 @@ mod tests {
         ] {
             let e = f.err(&with(tmpfs));
             assert!(e.contains(want), "{tmpfs}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_interface_is_http_unless_lambda_is_asked_for() {
+        let f = Fixture::new();
+        assert_eq!(f.parse(BASE).unwrap().init.lambda, None);
+        let p = f.parse(&format!("{BASE}interface = \"http\"\n")).unwrap();
+        assert_eq!(p.init.lambda, None);
+        let p = f
+            .parse(&format!("{BASE}interface = \"lambda\"\ncwd = \"/var/task\"\n"))
+            .unwrap();
+        let l = p.init.lambda.unwrap();
+        assert_eq!(
+            (l.handler.as_str(), l.timeout_ms, l.port, l.task_root.as_str()),
+            ("", 3000, 8080, "/var/task")
+        );
+        assert_eq!(l.function_name, None);
+        let p = f
+            .parse(&format!(
+                "{BASE}interface = \"lambda\"\n[init.lambda]\nhandler = \"app.handler\"\ntimeout-ms = 900000\nfunction-name = \"my-fn_1\"\nport = 9000\ntask-root = \"/srv/fn\"\n"
+            ))
+            .unwrap();
+        let l = p.init.lambda.unwrap();
+        assert_eq!(
+            (
+                l.handler.as_str(),
+                l.timeout_ms,
+                l.function_name.as_deref(),
+                l.port,
+                l.task_root.as_str()
+            ),
+            ("app.handler", 900_000, Some("my-fn_1"), 9000, "/srv/fn")
+        );
+    }
+
+    #[test]
+    fn lambda_settings_are_checked() {
+        let f = Fixture::new();
+        let lambda = |extra: &str| format!("{BASE}interface = \"lambda\"\n[init.lambda]\n{extra}\n");
+        for (text, want) in [
+            (format!("{BASE}interface = \"grpc\"\n"), "init.interface"),
+            (
+                format!("{BASE}[init.lambda]\nhandler = \"a\"\n"),
+                "is only read with interface = \"lambda\"",
+            ),
+            (
+                format!("{BASE}interface = \"lambda\"\nreadiness = {{ tcp = 8080 }}\n"),
+                "remove init.readiness",
+            ),
+            (lambda("timeout-ms = 0"), "init.lambda.timeout-ms"),
+            (lambda("timeout-ms = 900001"), "init.lambda.timeout-ms"),
+            (lambda("port = 9001"), "other than 9001"),
+            (lambda("port = 70000"), "init.lambda.port"),
+            (lambda("function-name = \"a.b\""), "init.lambda.function-name"),
+            (lambda("task-root = \"rel\""), "init.lambda.task-root"),
+            (lambda("memory = 128"), "unknown field"),
+        ] {
+            let e = f.err(&text);
+            assert!(e.contains(want), "{text}: {e}");
         }
     }
 }

@@ -41,7 +41,7 @@ pub use go::{
     GoProxy, GoSpec, DEFAULT_PROXY as DEFAULT_GO_PROXY, DEFAULT_TOOLCHAIN as DEFAULT_GO_TOOLCHAIN,
 };
 pub use image::{is_name as is_image_name, Image, RootFormat};
-pub use init::Init;
+pub use init::{Init, LambdaInit, LAMBDA_API_PORT};
 pub use kernel::{
     Kernel, KernelBase, KernelFormat, KernelOrigin, KernelOriginKind, KernelSourceSpec,
 };
