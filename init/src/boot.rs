@@ -168,7 +168,9 @@ fn function_memory_mib<S: Sys>(sys: &mut S, cfg: &InitConfig) -> u64 {
         Err(e) => {
             log(
                 sys,
-                &format!("warning: cannot read /proc/meminfo ({e}); AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128"),
+                &format!(
+                    "warning: cannot read /proc/meminfo ({e}); AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128"
+                ),
             );
             128
         }

@@ -269,7 +269,10 @@ impl<'a> Supervisor<'a> {
             if self.timed_out.take() == Some(pid) && matches!(self.state, State::Running { .. }) {
                 log(
                     sys,
-                    &format!("{}; starting it again for the next invocation", describe(how)),
+                    &format!(
+                        "{}; starting it again for the next invocation",
+                        describe(how)
+                    ),
                 );
                 self.state = State::Backoff { at: sys.now_ns() };
                 return ControlFlow::Continue(());

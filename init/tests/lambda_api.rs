@@ -206,7 +206,10 @@ fn an_event_reaches_the_runtime_with_lambdas_headers_and_its_response_the_caller
                 INVOKE_PATH,
                 &[
                     ("X-Amz-Client-Context", "eyJjdXN0b20iOnsiayI6InYifX0="),
-                    ("X-Amzn-Trace-Id", "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"),
+                    (
+                        "X-Amzn-Trace-Id",
+                        "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1",
+                    ),
                 ],
                 br#"{"name":"world"}"#,
             )
@@ -218,8 +221,15 @@ fn an_event_reaches_the_runtime_with_lambdas_headers_and_its_response_the_caller
     let id = request_id(&ev);
     assert_eq!(id.len(), 36, "{id}");
     assert_eq!(&id[14..15], "4", "a version 4 UUID: {id}");
-    let deadline: u128 = ev.header("Lambda-Runtime-Deadline-Ms").unwrap().parse().unwrap();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
+    let deadline: u128 = ev
+        .header("Lambda-Runtime-Deadline-Ms")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
     assert!(
         deadline > now + 2000 && deadline <= now + 3000,
         "deadline {deadline}, now {now}"
@@ -243,7 +253,10 @@ fn an_event_reaches_the_runtime_with_lambdas_headers_and_its_response_the_caller
         &[("Content-Type", "application/json")],
         br#"{"greeting":"hello world"}"#,
     );
-    assert_eq!((ok.status, ok.text()), (202, r#"{"status":"OK"}"#.to_owned()));
+    assert_eq!(
+        (ok.status, ok.text()),
+        (202, r#"{"status":"OK"}"#.to_owned())
+    );
     let r = caller.join().unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), r#"{"greeting":"hello world"}"#);
@@ -371,7 +384,10 @@ fn a_7_mb_response_is_refused_and_the_caller_gets_lambdas_oversize_error() {
 fn a_response_at_the_limit_passes_and_one_byte_more_does_not() {
     let f = start(5000);
     let mut rt = runtime(&f);
-    for (size, passes) in [(MAX_PAYLOAD as usize, true), (MAX_PAYLOAD as usize + 1, false)] {
+    for (size, passes) in [
+        (MAX_PAYLOAD as usize, true),
+        (MAX_PAYLOAD as usize + 1, false),
+    ] {
         rt.send("GET", NEXT, &[], b"");
         let caller = invoke_later(&f, b"{}");
         let id = request_id(&rt.read());
@@ -424,7 +440,10 @@ fn a_7_mb_event_is_refused_before_the_runtime_sees_it() {
     assert_eq!(ev.body, b"next one");
     rt.call(
         "POST",
-        &format!("/2018-06-01/runtime/invocation/{}/response", request_id(&ev)),
+        &format!(
+            "/2018-06-01/runtime/invocation/{}/response",
+            request_id(&ev)
+        ),
         &[],
         b"ok",
     );
@@ -457,7 +476,10 @@ fn curl_with_expect_100_continue_is_served() {
     assert_eq!(ev.body.len(), 2 * 1024 * 1024);
     rt.call(
         "POST",
-        &format!("/2018-06-01/runtime/invocation/{}/response", request_id(&ev)),
+        &format!(
+            "/2018-06-01/runtime/invocation/{}/response",
+            request_id(&ev)
+        ),
         &[],
         b"got it",
     );
@@ -514,7 +536,8 @@ fn a_runtime_past_its_deadline_is_reported_and_its_successor_serves_the_next_cal
     // The init killed it (its connections close with it) and reaped it.
     drop(old);
     drop(rt);
-    f.server.runtime_ended("runtime killed by signal 9 (SIGKILL)");
+    f.server
+        .runtime_ended("runtime killed by signal 9 (SIGKILL)");
     let mut new = runtime(&f);
     new.send("GET", NEXT, &[], b"");
     wait_for("the new runtime ready", || {
@@ -528,7 +551,10 @@ fn a_runtime_past_its_deadline_is_reported_and_its_successor_serves_the_next_cal
     assert_eq!(ev.body, b"again");
     new.call(
         "POST",
-        &format!("/2018-06-01/runtime/invocation/{}/response", request_id(&ev)),
+        &format!(
+            "/2018-06-01/runtime/invocation/{}/response",
+            request_id(&ev)
+        ),
         &[],
         b"fast",
     );
@@ -601,21 +627,30 @@ fn callers_are_served_one_at_a_time_in_turn() {
             .set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
         let mut b = [0u8; 1];
-        assert!(peek.r.read(&mut b).is_err(), "a second event was handed out");
+        assert!(
+            peek.r.read(&mut b).is_err(),
+            "a second event was handed out"
+        );
         drop(peek);
         let body = ev.text();
         seen.push(body.clone());
         rt.call(
             "POST",
-            &format!("/2018-06-01/runtime/invocation/{}/response", request_id(&ev)),
+            &format!(
+                "/2018-06-01/runtime/invocation/{}/response",
+                request_id(&ev)
+            ),
             &[],
             format!("re: {body}").as_bytes(),
         );
     }
-    let answers: Vec<String> = callers.into_iter().map(|c| c.join().unwrap().text()).collect();
-    for n in 0..4 {
+    let answers: Vec<String> = callers
+        .into_iter()
+        .map(|c| c.join().unwrap().text())
+        .collect();
+    for (n, answer) in answers.iter().enumerate() {
         assert!(seen.contains(&format!("event {n}")), "{seen:?}");
-        assert_eq!(answers[n], format!("re: event {n}"));
+        assert_eq!(answer, &format!("re: event {n}"));
     }
 }
 
@@ -640,8 +675,16 @@ fn the_runtime_may_send_its_answer_chunked() {
 fn other_paths_and_malformed_requests_get_clear_answers() {
     let f = start(3000);
     let mut c = Client::connect(f.server.invoke_addr);
-    let r = c.call("POST", "/2015-03-31/functions/other/invocations", &[], b"{}");
-    assert_eq!((r.status, r.text()), (404, "404 page not found\n".to_owned()));
+    let r = c.call(
+        "POST",
+        "/2015-03-31/functions/other/invocations",
+        &[],
+        b"{}",
+    );
+    assert_eq!(
+        (r.status, r.text()),
+        (404, "404 page not found\n".to_owned())
+    );
     // Kept alive after a 404.
     let r = c.call("GET", "/", &[], b"");
     assert_eq!(r.status, 404);
@@ -714,7 +757,10 @@ fn connections_beyond_the_limit_are_refused_and_the_server_keeps_serving() {
     let ev = rt.read();
     rt.call(
         "POST",
-        &format!("/2018-06-01/runtime/invocation/{}/response", request_id(&ev)),
+        &format!(
+            "/2018-06-01/runtime/invocation/{}/response",
+            request_id(&ev)
+        ),
         &[],
         b"ok",
     );

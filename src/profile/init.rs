@@ -292,7 +292,8 @@ fn lambda(cx: &Ctx, i: &RawInit, cwd: &ImagePath) -> Result<Option<LambdaInit>, 
         None => None,
         Some(n)
             if (1..=64).contains(&n.len())
-                && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
         {
             Some(n)
         }
@@ -603,11 +604,18 @@ mod tests {
         let p = f.parse(&format!("{BASE}interface = \"http\"\n")).unwrap();
         assert_eq!(p.init.lambda, None);
         let p = f
-            .parse(&format!("{BASE}interface = \"lambda\"\ncwd = \"/var/task\"\n"))
+            .parse(&format!(
+                "{BASE}interface = \"lambda\"\ncwd = \"/var/task\"\n"
+            ))
             .unwrap();
         let l = p.init.lambda.unwrap();
         assert_eq!(
-            (l.handler.as_str(), l.timeout_ms, l.port, l.task_root.as_str()),
+            (
+                l.handler.as_str(),
+                l.timeout_ms,
+                l.port,
+                l.task_root.as_str()
+            ),
             ("", 3000, 8080, "/var/task")
         );
         assert_eq!(l.function_name, None);
@@ -632,7 +640,8 @@ mod tests {
     #[test]
     fn lambda_settings_are_checked() {
         let f = Fixture::new();
-        let lambda = |extra: &str| format!("{BASE}interface = \"lambda\"\n[init.lambda]\n{extra}\n");
+        let lambda =
+            |extra: &str| format!("{BASE}interface = \"lambda\"\n[init.lambda]\n{extra}\n");
         for (text, want) in [
             (format!("{BASE}interface = \"grpc\"\n"), "init.interface"),
             (
@@ -647,7 +656,10 @@ mod tests {
             (lambda("timeout-ms = 900001"), "init.lambda.timeout-ms"),
             (lambda("port = 9001"), "other than 9001"),
             (lambda("port = 70000"), "init.lambda.port"),
-            (lambda("function-name = \"a.b\""), "init.lambda.function-name"),
+            (
+                lambda("function-name = \"a.b\""),
+                "init.lambda.function-name",
+            ),
             (lambda("task-root = \"rel\""), "init.lambda.task-root"),
             (lambda("memory = 128"), "unknown field"),
         ] {

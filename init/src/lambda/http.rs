@@ -106,16 +106,20 @@ pub fn read_head<R: BufRead>(r: &mut R) -> Result<Head, HeadError> {
         }
         if left < MAX_HEAD - 8 {
             // Past a handful of empty lines: not a request at all.
-            return Err(HeadError::Malformed("empty lines instead of a request line"));
+            return Err(HeadError::Malformed(
+                "empty lines instead of a request line",
+            ));
         }
     }
-    let request_line =
-        std::str::from_utf8(&line).map_err(|_| HeadError::Malformed("request line is not UTF-8"))?;
+    let request_line = std::str::from_utf8(&line)
+        .map_err(|_| HeadError::Malformed("request line is not UTF-8"))?;
     let mut parts = request_line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(HeadError::Malformed("request line is not METHOD TARGET VERSION"));
+        return Err(HeadError::Malformed(
+            "request line is not METHOD TARGET VERSION",
+        ));
     };
     let http11 = match version {
         "HTTP/1.1" => true,
@@ -126,7 +130,9 @@ pub fn read_head<R: BufRead>(r: &mut R) -> Result<Head, HeadError> {
         return Err(HeadError::Malformed("bad method"));
     }
     if !target.starts_with('/') {
-        return Err(HeadError::Malformed("request target is not an absolute path"));
+        return Err(HeadError::Malformed(
+            "request target is not an absolute path",
+        ));
     }
     let path = target.split('?').next().unwrap_or(target).to_owned();
     let method = method.to_owned();
@@ -144,7 +150,10 @@ pub fn read_head<R: BufRead>(r: &mut R) -> Result<Head, HeadError> {
         let Some((name, value)) = text.split_once(':') else {
             return Err(HeadError::Malformed("header line without ':'"));
         };
-        if name.is_empty() || name.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        if name.is_empty()
+            || name
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
         {
             return Err(HeadError::Malformed("bad header name"));
         }
@@ -232,7 +241,11 @@ pub enum BodyError {
 /// Reads a body of at most `limit` bytes. A longer one is drained (read and dropped, up to
 /// [`MAX_DRAIN`] past the limit) so the connection can carry the answer, and reported with its
 /// size.
-pub fn read_body<R: BufRead>(r: &mut R, framing: Framing, limit: u64) -> Result<Vec<u8>, BodyError> {
+pub fn read_body<R: BufRead>(
+    r: &mut R,
+    framing: Framing,
+    limit: u64,
+) -> Result<Vec<u8>, BodyError> {
     if let Framing::Length(n) = framing {
         if n > limit.saturating_add(MAX_DRAIN) {
             return Err(BodyError::TooLarge { size: None });
@@ -265,7 +278,10 @@ pub fn read_body<R: BufRead>(r: &mut R, framing: Framing, limit: u64) -> Result<
 /// Reads and drops a body (of a request refused before it was read), at most [`MAX_DRAIN`]
 /// bytes; `false` when it was longer (the connection must be closed).
 pub fn discard_body<R: BufRead>(r: &mut R, framing: Framing) -> bool {
-    matches!(read_body(r, framing, 0), Ok(_) | Err(BodyError::TooLarge { size: Some(_) }))
+    matches!(
+        read_body(r, framing, 0),
+        Ok(_) | Err(BodyError::TooLarge { size: Some(_) })
+    )
 }
 
 /// Hands exactly `n` bytes from `r` to `sink`, buffer by buffer.

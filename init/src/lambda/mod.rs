@@ -99,8 +99,18 @@ impl Server {
             api_addr: api.local_addr()?,
             invoke_addr: invoke.local_addr()?,
         };
-        serve::spawn_listener(api, serve::Side::Api, broker.clone(), cfg.function_arn.clone())?;
-        serve::spawn_listener(invoke, serve::Side::Invoke, broker, cfg.function_arn.clone())?;
+        serve::spawn_listener(
+            api,
+            serve::Side::Api,
+            broker.clone(),
+            cfg.function_arn.clone(),
+        )?;
+        serve::spawn_listener(
+            invoke,
+            serve::Side::Invoke,
+            broker,
+            cfg.function_arn.clone(),
+        )?;
         Ok(server)
     }
 
@@ -116,7 +126,10 @@ impl Server {
 }
 
 fn bind_error(e: io::Error, what: &str, addr: SocketAddr) -> io::Error {
-    io::Error::new(e.kind(), format!("cannot listen on {addr} for the Lambda {what}: {e}"))
+    io::Error::new(
+        e.kind(),
+        format!("cannot listen on {addr} for the Lambda {what}: {e}"),
+    )
 }
 
 /// The environment a Lambda runtime is given, added to the profile's (whose variables win, as
@@ -132,7 +145,10 @@ pub fn runtime_env(
             out.push((k.to_owned(), v));
         }
     };
-    add("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", l.api_port));
+    add(
+        "AWS_LAMBDA_RUNTIME_API",
+        format!("127.0.0.1:{}", l.api_port),
+    );
     if !l.handler.is_empty() {
         add("_HANDLER", l.handler.clone());
     }

@@ -63,15 +63,16 @@ pub fn spawn_listener(
                     continue;
                 }
                 let (open2, broker, arn) = (open.clone(), broker.clone(), arn.clone());
-                let started = std::thread::Builder::new()
-                    .stack_size(THREAD_STACK)
-                    .spawn(move || {
-                        match side {
-                            Side::Api => serve_api(stream, &broker, &arn),
-                            Side::Invoke => serve_invoke(stream, &broker),
-                        }
-                        open2.fetch_sub(1, Ordering::SeqCst);
-                    });
+                let started =
+                    std::thread::Builder::new()
+                        .stack_size(THREAD_STACK)
+                        .spawn(move || {
+                            match side {
+                                Side::Api => serve_api(stream, &broker, &arn),
+                                Side::Invoke => serve_invoke(stream, &broker),
+                            }
+                            open2.fetch_sub(1, Ordering::SeqCst);
+                        });
                 if started.is_err() {
                     open.fetch_sub(1, Ordering::SeqCst);
                 }
@@ -119,11 +120,19 @@ fn head_failed(w: &mut TcpStream, e: HeadError) -> bool {
         HeadError::Malformed(m) => m,
         _ => "request head too large",
     };
-    send_json(w, status, &error_document("InvalidRequestContentException", why), false);
+    send_json(
+        w,
+        status,
+        &error_document("InvalidRequestContentException", why),
+        false,
+    );
     false
 }
 
-fn timed_streams(stream: TcpStream, read: Option<Duration>) -> Option<(BufReader<TcpStream>, TcpStream)> {
+fn timed_streams(
+    stream: TcpStream,
+    read: Option<Duration>,
+) -> Option<(BufReader<TcpStream>, TcpStream)> {
     // Small answers go out at once: no waiting for an ACK (Nagle) on a warm call.
     stream.set_nodelay(true).ok()?;
     stream.set_read_timeout(read).ok()?;
@@ -154,7 +163,12 @@ fn serve_invoke(stream: TcpStream, broker: &Broker) {
 }
 
 /// Serves one request on the invoke endpoint; `false`: the connection ends.
-fn invoke_one(r: &mut BufReader<TcpStream>, w: &mut TcpStream, broker: &Broker, head: &Head) -> bool {
+fn invoke_one(
+    r: &mut BufReader<TcpStream>,
+    w: &mut TcpStream,
+    broker: &Broker,
+    head: &Head,
+) -> bool {
     if head.path != INVOKE_PATH {
         let drained = !head.expect_continue && discard_body(r, head.framing);
         return write_response(
@@ -176,7 +190,10 @@ fn invoke_one(r: &mut BufReader<TcpStream>, w: &mut TcpStream, broker: &Broker, 
         // The caller waits before sending: refuse without reading.
         return send_json(w, 413, &too_large, false);
     }
-    let client_context = match head.header("x-amz-client-context").filter(|v| !v.is_empty()) {
+    let client_context = match head
+        .header("x-amz-client-context")
+        .filter(|v| !v.is_empty())
+    {
         None => None,
         Some(v) => match base64_decode(v).and_then(|b| String::from_utf8(b).ok()) {
             Some(c) => Some(c),
@@ -201,7 +218,13 @@ fn invoke_one(r: &mut BufReader<TcpStream>, w: &mut TcpStream, broker: &Broker, 
     let queued = Instant::now() + broker.timeout();
     if !broker.enter(&id, queued) {
         let keep = !head.expect_continue && discard_body(r, head.framing);
-        return send_outcome(w, &id, broker, Outcome::TimedOut { taken: false }, head.keep_alive && keep);
+        return send_outcome(
+            w,
+            &id,
+            broker,
+            Outcome::TimedOut { taken: false },
+            head.keep_alive && keep,
+        );
     }
     if head.expect_continue && write_continue(w).is_err() {
         broker.abandon(&id);
@@ -215,7 +238,12 @@ fn invoke_one(r: &mut BufReader<TcpStream>, w: &mut TcpStream, broker: &Broker, 
         }
         Err(BodyError::Malformed(m)) => {
             broker.abandon(&id);
-            send_json(w, 400, &error_document("InvalidRequestContentException", m), false);
+            send_json(
+                w,
+                400,
+                &error_document("InvalidRequestContentException", m),
+                false,
+            );
             return false;
         }
         Err(BodyError::Io(_)) => {
@@ -230,7 +258,13 @@ fn invoke_one(r: &mut BufReader<TcpStream>, w: &mut TcpStream, broker: &Broker, 
 
 /// The caller's answer. Everything but a response is a function error: status 200 with
 /// `X-Amz-Function-Error: Unhandled`, as Lambda's Invoke API answers.
-fn send_outcome(w: &mut TcpStream, id: &str, broker: &Broker, o: Outcome, keep_alive: bool) -> bool {
+fn send_outcome(
+    w: &mut TcpStream,
+    id: &str,
+    broker: &Broker,
+    o: Outcome,
+    keep_alive: bool,
+) -> bool {
     let error = |error_type: &str, message: String| {
         error_document(error_type, &format!("RequestId: {id} Error: {message}"))
     };
@@ -320,7 +354,13 @@ enum Answer {
 }
 
 /// Serves one Runtime API request; `false`: the connection ends.
-fn api_one(r: &mut BufReader<TcpStream>, w: &mut TcpStream, broker: &Broker, arn: &str, head: &Head) -> bool {
+fn api_one(
+    r: &mut BufReader<TcpStream>,
+    w: &mut TcpStream,
+    broker: &Broker,
+    arn: &str,
+    head: &Head,
+) -> bool {
     let method = head.method.as_str();
     let path = head.path.as_str();
     if path == NEXT_PATH {
@@ -340,7 +380,9 @@ fn api_one(r: &mut BufReader<TcpStream>, w: &mut TcpStream, broker: &Broker, arn
     }
     if let Some(rest) = path.strip_prefix(INVOCATION_PREFIX) {
         let answer = match rest.rsplit_once('/') {
-            Some((id, "response")) if !id.is_empty() && !id.contains('/') => Some((id, Answer::Response)),
+            Some((id, "response")) if !id.is_empty() && !id.contains('/') => {
+                Some((id, Answer::Response))
+            }
             Some((id, "error")) if !id.is_empty() && !id.contains('/') => Some((id, Answer::Error)),
             _ => None,
         };
@@ -360,7 +402,12 @@ fn api_one(r: &mut BufReader<TcpStream>, w: &mut TcpStream, broker: &Broker, arn
     send_json(w, 404, &error_document("UnknownPath", what), keep)
 }
 
-fn refuse_method(r: &mut BufReader<TcpStream>, w: &mut TcpStream, head: &Head, allowed: &str) -> bool {
+fn refuse_method(
+    r: &mut BufReader<TcpStream>,
+    w: &mut TcpStream,
+    head: &Head,
+    allowed: &str,
+) -> bool {
     let keep = !head.expect_continue && discard_body(r, head.framing) && head.keep_alive;
     write_response(
         w,
@@ -443,7 +490,9 @@ fn answer_one(
         &format!("Exceeded maximum allowed payload size ({MAX_PAYLOAD} bytes)."),
     );
     if head.expect_continue && matches!(head.framing, Framing::Length(n) if n > MAX_PAYLOAD) {
-        let Framing::Length(n) = head.framing else { unreachable!("matched just above") };
+        let Framing::Length(n) = head.framing else {
+            unreachable!("matched just above")
+        };
         broker.finish_answer(id, Outcome::ResponseTooLarge { size: Some(n) });
         return send_json(w, 413, &too_large, false);
     }
@@ -459,7 +508,12 @@ fn answer_one(
         }
         Err(BodyError::Malformed(m)) => {
             broker.abort_answer(id);
-            send_json(w, 400, &error_document("InvalidRequestContentException", m), false);
+            send_json(
+                w,
+                400,
+                &error_document("InvalidRequestContentException", m),
+                false,
+            );
             return false;
         }
         Err(BodyError::Io(_)) => {
@@ -495,7 +549,12 @@ fn answer_one(
 }
 
 /// `POST /2018-06-01/runtime/init/error`: the init hears `<errorType>: <errorMessage>`.
-fn init_error(r: &mut BufReader<TcpStream>, w: &mut TcpStream, broker: &Broker, head: &Head) -> bool {
+fn init_error(
+    r: &mut BufReader<TcpStream>,
+    w: &mut TcpStream,
+    broker: &Broker,
+    head: &Head,
+) -> bool {
     if head.expect_continue && write_continue(w).is_err() {
         return false;
     }

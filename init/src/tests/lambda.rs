@@ -74,7 +74,10 @@ fn malformed_and_oversized_heads_are_refused() {
     }
     let long = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD));
     assert!(matches!(head(&long), Err(HeadError::TooLarge)));
-    let many = format!("GET / HTTP/1.1\r\n{}\r\n", "A: b\r\n".repeat(MAX_HEADERS + 1));
+    let many = format!(
+        "GET / HTTP/1.1\r\n{}\r\n",
+        "A: b\r\n".repeat(MAX_HEADERS + 1)
+    );
     assert!(matches!(head(&many), Err(HeadError::TooLarge)));
     let just = format!("GET / HTTP/1.1\r\n{}\r\n", "A: b\r\n".repeat(MAX_HEADERS));
     assert!(head(&just).is_ok());
@@ -90,12 +93,21 @@ fn body(raw: &[u8], framing: Framing, limit: u64) -> (Result<Vec<u8>, BodyError>
 fn bodies_are_read_to_their_length_and_no_further() {
     let (b, read) = body(b"helloGET", Framing::Length(5), 10);
     assert_eq!((b.unwrap(), read), (b"hello".to_vec(), 5));
-    let (b, read) = body(b"3\r\nabc\r\n0\r\nTrailer: x\r\n\r\nNEXT", Framing::Chunked, 10);
+    let (b, read) = body(
+        b"3\r\nabc\r\n0\r\nTrailer: x\r\n\r\nNEXT",
+        Framing::Chunked,
+        10,
+    );
     assert_eq!(b.unwrap(), b"abc");
     assert_eq!(read, 25, "stops after the trailers");
     let (b, _) = body(b"hel", Framing::Length(5), 10);
     assert!(matches!(b, Err(BodyError::Io(_))));
-    for bad in [&b"zz\r\n"[..], b"3\r\nabcd\r\n0\r\n\r\n", b"\r\n", b"11111111111111111\r\n"] {
+    for bad in [
+        &b"zz\r\n"[..],
+        b"3\r\nabcd\r\n0\r\n\r\n",
+        b"\r\n",
+        b"11111111111111111\r\n",
+    ] {
         let (b, _) = body(bad, Framing::Chunked, 100);
         assert!(matches!(b, Err(BodyError::Malformed(_))), "{bad:?}: {b:?}");
     }
@@ -106,7 +118,11 @@ fn a_body_over_the_limit_is_drained_and_sized_up_to_the_drain_bound() {
     let (b, read) = body(&[b'a'; 20], Framing::Length(20), 10);
     assert!(matches!(b, Err(BodyError::TooLarge { size: Some(20) })));
     assert_eq!(read, 20, "drained, the connection can carry the answer");
-    let (b, _) = body(b"8\r\naaaaaaaa\r\n8\r\naaaaaaaa\r\n0\r\n\r\n", Framing::Chunked, 10);
+    let (b, _) = body(
+        b"8\r\naaaaaaaa\r\n8\r\naaaaaaaa\r\n0\r\n\r\n",
+        Framing::Chunked,
+        10,
+    );
     assert!(matches!(b, Err(BodyError::TooLarge { size: Some(16) })));
     // Past the drain bound nothing more is read: the connection is to be closed.
     let (b, read) = body(b"", Framing::Length(10 + MAX_DRAIN + 1), 10);
@@ -115,7 +131,10 @@ fn a_body_over_the_limit_is_drained_and_sized_up_to_the_drain_bound() {
     let mut c = Cursor::new(b"abc".to_vec());
     assert!(discard_body(&mut c, Framing::Length(3)));
     assert_eq!(c.position(), 3);
-    assert!(!discard_body(&mut Cursor::new(vec![]), Framing::Length(MAX_DRAIN + 1)));
+    assert!(!discard_body(
+        &mut Cursor::new(vec![]),
+        Framing::Length(MAX_DRAIN + 1)
+    ));
 }
 
 // --- Ids and documents -------------------------------------------------------------------------
@@ -241,7 +260,13 @@ fn an_invocation_goes_from_caller_to_runtime_and_back() {
     let caller = call(&b, "id-2", b"");
     let h = b.next(&mut alive).unwrap();
     b.begin_answer(&h.id).unwrap();
-    b.finish_answer(&h.id, Call_::Response { body: vec![], content_type: String::new() });
+    b.finish_answer(
+        &h.id,
+        Call_::Response {
+            body: vec![],
+            content_type: String::new(),
+        },
+    );
     caller.join().unwrap();
     assert_eq!(b.take_events(), vec![]);
 }
@@ -266,7 +291,13 @@ fn a_broken_answer_can_be_sent_again_and_a_failed_hand_out_is_handed_again() {
     b.begin_answer("id-1").unwrap();
     b.abort_answer("id-1");
     b.begin_answer("id-1").unwrap();
-    b.finish_answer("id-1", Call_::Error { body: b"{}".to_vec(), error_type: "Function.X".into() });
+    b.finish_answer(
+        "id-1",
+        Call_::Error {
+            body: b"{}".to_vec(),
+            error_type: "Function.X".into(),
+        },
+    );
     assert!(matches!(caller.join().unwrap(), Call_::Error { .. }));
 }
 
@@ -279,7 +310,13 @@ fn a_dead_runtime_connection_takes_no_event() {
     let h = b.next(&mut alive).unwrap();
     assert_eq!(h.id, "id-1");
     b.begin_answer("id-1").unwrap();
-    b.finish_answer("id-1", Call_::Response { body: vec![], content_type: String::new() });
+    b.finish_answer(
+        "id-1",
+        Call_::Response {
+            body: vec![],
+            content_type: String::new(),
+        },
+    );
     caller.join().unwrap();
 }
 
@@ -314,7 +351,13 @@ fn past_the_deadline_the_caller_times_out_and_the_init_hears_it_once() {
     assert_eq!(h.id, "id-2");
     assert_eq!(b.take_events(), vec![LambdaEvent::Ready]);
     b.begin_answer("id-2").unwrap();
-    b.finish_answer("id-2", Call_::Response { body: vec![], content_type: String::new() });
+    b.finish_answer(
+        "id-2",
+        Call_::Response {
+            body: vec![],
+            content_type: String::new(),
+        },
+    );
     assert!(matches!(caller.join().unwrap(), Call_::Response { .. }));
 }
 
@@ -330,7 +373,13 @@ fn a_caller_no_runtime_asked_for_times_out_without_a_kill() {
     assert_eq!(h.id, "id-2");
     assert_eq!(h.event, b"e");
     b.begin_answer("id-2").unwrap();
-    b.finish_answer("id-2", Call_::Response { body: vec![], content_type: String::new() });
+    b.finish_answer(
+        "id-2",
+        Call_::Response {
+            body: vec![],
+            content_type: String::new(),
+        },
+    );
     caller.join().unwrap();
 }
 
@@ -368,7 +417,10 @@ fn a_runtime_that_ends_holding_an_event_fails_it() {
 fn init_error_is_accepted_until_the_first_next_only() {
     let (b, _) = broker(5000);
     assert!(b.init_error("Runtime.X: no".into()));
-    assert_eq!(b.take_events(), vec![LambdaEvent::InitError("Runtime.X: no".into())]);
+    assert_eq!(
+        b.take_events(),
+        vec![LambdaEvent::InitError("Runtime.X: no".into())]
+    );
     let waiting = {
         let b = b.clone();
         std::thread::spawn(move || b.next(&mut alive).is_none())
@@ -389,7 +441,13 @@ fn answered_ids_are_remembered_up_to_a_bound() {
         let caller = call(&b, &id, b"");
         let h = b.next(&mut alive).unwrap();
         b.begin_answer(&h.id).unwrap();
-        b.finish_answer(&h.id, Call_::Response { body: vec![], content_type: String::new() });
+        b.finish_answer(
+            &h.id,
+            Call_::Response {
+                body: vec![],
+                content_type: String::new(),
+            },
+        );
         caller.join().unwrap();
     }
     assert_eq!(b.begin_answer("id-0"), Err(AnswerError::Unknown));
@@ -465,7 +523,9 @@ fn the_boot_starts_the_server_before_the_runtime_with_its_environment() {
     assert!(env.contains(&("AWS_LAMBDA_RUNTIME_API".into(), "127.0.0.1:9001".into())));
     assert!(env.contains(&("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), "256".into())));
     assert!(env.contains(&("PATH".into(), "/bin".into())));
-    assert!(f.calls.contains(&Call::LambdaEnded("runtime exited with status 0".into())));
+    assert!(f
+        .calls
+        .contains(&Call::LambdaEnded("runtime exited with status 0".into())));
 }
 
 #[test]
@@ -511,7 +571,11 @@ fn the_lambda_runtime_is_ready_when_it_first_asks_for_an_invocation() {
     let mut obs = Observer::default();
     let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
     assert_eq!(f.lines("stratos-phase runtime_ready").len(), 0);
-    assert_eq!(sv.timeout_ms(f.clock), IDLE_WAKE_MS, "woken by the server, not polled");
+    assert_eq!(
+        sv.timeout_ms(f.clock),
+        IDLE_WAKE_MS,
+        "woken by the server, not polled"
+    );
     assert!(sv.on_tick(&mut f, 0).is_continue());
     assert_eq!(f.lines("stratos-phase runtime_ready").len(), 0);
     f.lambda_events.push_back(vec![LambdaEvent::Ready]);
@@ -543,8 +607,9 @@ fn an_init_error_ends_supervision_with_its_message() {
     let mut peak = MemoryPeak::default();
     let mut obs = Observer::default();
     let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
-    f.lambda_events
-        .push_back(vec![LambdaEvent::InitError("Runtime.ImportModuleError: no app".into())]);
+    f.lambda_events.push_back(vec![LambdaEvent::InitError(
+        "Runtime.ImportModuleError: no app".into(),
+    )]);
     match sv.on_tick(&mut f, 0) {
         ControlFlow::Break(Err(e)) => assert_eq!(
             e.to_string(),
@@ -570,21 +635,30 @@ fn a_timed_out_runtime_is_killed_and_started_again_whatever_the_policy() {
     ]);
     assert!(sv.on_tick(&mut f, 0).is_continue());
     assert!(f.calls.contains(&Call::Signal(42, SIGKILL)));
-    assert!(f.console.iter().any(|l| l.contains(
+    assert!(f.console.iter().any(|l| {
+        l.contains(
         "invocation abc did not finish within its timeout of 3000 ms; killing the runtime (SIGKILL)"
-    )));
+    )
+    }));
     assert!(sv
         .on_reaped(&mut f, 42, ExitKind::Signaled(9))
         .is_continue());
-    assert!(f
-        .calls
-        .contains(&Call::LambdaEnded("runtime killed by signal 9 (SIGKILL)".into())));
+    assert!(f.calls.contains(&Call::LambdaEnded(
+        "runtime killed by signal 9 (SIGKILL)".into()
+    )));
     assert!(matches!(sv.state(), State::Backoff { .. }));
     let now = f.clock;
     assert!(sv.on_tick(&mut f, now).is_continue());
-    assert_eq!(sv.state(), State::Running { pid: 42 }, "the fake's next pid");
     assert_eq!(
-        f.calls.iter().filter(|c| matches!(c, Call::Spawn(..))).count(),
+        sv.state(),
+        State::Running { pid: 42 },
+        "the fake's next pid"
+    );
+    assert_eq!(
+        f.calls
+            .iter()
+            .filter(|c| matches!(c, Call::Spawn(..)))
+            .count(),
         1
     );
     // No restart was counted against the policy's budget.
@@ -593,7 +667,5 @@ fn a_timed_out_runtime_is_killed_and_started_again_whatever_the_policy() {
         .iter()
         .any(|c| matches!(c, stratos_wire::Control::Restart { .. })));
     // A crash afterwards follows the policy (never): the end.
-    assert!(sv
-        .on_reaped(&mut f, 42, ExitKind::Exited(1))
-        .is_break());
+    assert!(sv.on_reaped(&mut f, 42, ExitKind::Exited(1)).is_break());
 }
