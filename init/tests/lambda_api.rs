@@ -695,7 +695,7 @@ fn other_paths_and_malformed_requests_get_clear_answers() {
     assert_eq!((r.status, r.header("Allow")), (405, Some("GET")));
     // A head larger than the server reads.
     let mut c = Client::connect(f.server.invoke_addr);
-    let huge = "a".repeat(20 * 1024);
+    let huge = "a".repeat(1024 * 1024 + 1);
     let r = c.call("POST", INVOKE_PATH, &[("X-Big", &huge)], b"{}");
     assert_eq!(r.status, 431);
     assert!(c.closed());

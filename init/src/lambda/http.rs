@@ -1,12 +1,26 @@
 //! A minimal, bounded HTTP/1.1 server side: request heads, bodies (`Content-Length` or
 //! chunked), responses. Every read has a ceiling: a head is at most [`MAX_HEAD`] bytes and
-//! [`MAX_HEADERS`] lines; a body is kept up to a limit the caller gives, and past it only
-//! counted (and dropped) up to [`MAX_DRAIN`], so a peer can never make the init hold more.
+//! [`MAX_HEADERS`] lines, of which at most [`MAX_KEPT`] bytes are kept (longer header lines,
+//! e.g. a runtime's X-Ray error cause, are read and skipped); a body is kept up to a limit the
+//! caller gives, and past it only counted (and dropped) up to [`MAX_DRAIN`], so a peer can
+//! never make the init hold more.
 
 use std::io::{self, BufRead, Write};
 
-/// The largest request head (request line and headers) read.
-pub const MAX_HEAD: usize = 16 * 1024;
+/// The largest request head (request line and headers) read: Go's `DefaultMaxHeaderBytes`,
+/// what RIE accepts (a runtime may send a large `Lambda-Runtime-Function-XRay-Error-Cause`).
+pub const MAX_HEAD: usize = 1024 * 1024;
+/// The most bytes of one head line kept; a longer header is skipped (a longer request line, or
+/// a longer framing header, is refused).
+pub const MAX_KEPT_LINE: usize = 8 * 1024;
+/// The most header bytes kept from one head; headers past it are skipped, except those that
+/// frame the request (which are refused when longer than [`MAX_FRAMING_VALUE`]).
+pub const MAX_KEPT: usize = 16 * 1024;
+/// The longest value of a header that frames the request (`Content-Length`,
+/// `Transfer-Encoding`, `Connection`, `Expect`).
+pub const MAX_FRAMING_VALUE: usize = 256;
+/// The most empty lines skipped before a request line.
+const MAX_EMPTY_LINES: usize = 4;
 /// The most header lines in one head.
 pub const MAX_HEADERS: usize = 64;
 /// How many bytes of a body past its limit are read and dropped (so the peer, which is still
@@ -59,9 +73,16 @@ pub enum HeadError {
     Io(io::Error),
 }
 
-/// Reads one line of at most `left` bytes (the head's remaining budget), without its line end.
-fn read_line<R: BufRead>(r: &mut R, left: &mut usize, out: &mut Vec<u8>) -> Result<(), HeadError> {
+/// Reads one line of at most `left` bytes (the head's remaining budget), without its line end,
+/// keeping at most `keep` bytes of it in `out`; `true` when it was longer (cut).
+fn read_line<R: BufRead>(
+    r: &mut R,
+    left: &mut usize,
+    keep: usize,
+    out: &mut Vec<u8>,
+) -> Result<bool, HeadError> {
     out.clear();
+    let mut seen = 0usize;
     loop {
         let buf = match r.fill_buf() {
             Ok(b) => b,
@@ -69,7 +90,7 @@ fn read_line<R: BufRead>(r: &mut R, left: &mut usize, out: &mut Vec<u8>) -> Resu
             Err(e) => return Err(HeadError::Io(e)),
         };
         if buf.is_empty() {
-            return Err(if out.is_empty() {
+            return Err(if seen == 0 {
                 HeadError::Closed
             } else {
                 HeadError::Malformed("the connection ended inside a request head")
@@ -83,29 +104,48 @@ fn read_line<R: BufRead>(r: &mut R, left: &mut usize, out: &mut Vec<u8>) -> Resu
             return Err(HeadError::TooLarge);
         }
         *left -= take;
-        out.extend_from_slice(&buf[..take]);
+        seen += take;
+        let room = (keep + 2).saturating_sub(out.len());
+        out.extend_from_slice(&buf[..take.min(room)]);
         r.consume(take);
         if done {
-            out.pop();
-            if out.last() == Some(&b'\r') {
+            let cut = seen > out.len();
+            if !cut {
                 out.pop();
+                if out.last() == Some(&b'\r') {
+                    out.pop();
+                }
             }
-            return Ok(());
+            let long = out.len() > keep;
+            out.truncate(keep);
+            return Ok(cut || long);
         }
     }
 }
 
-/// Reads a request head. Empty lines before the request line are skipped (RFC 9112 §2.2).
+/// Headers that decide how the request is framed or the connection kept: never skipped.
+fn frames(name: &str) -> bool {
+    matches!(
+        name,
+        "content-length" | "transfer-encoding" | "connection" | "expect"
+    )
+}
+
+/// Reads a request head. A few empty lines before the request line are skipped (RFC 9112
+/// §2.2).
 pub fn read_head<R: BufRead>(r: &mut R) -> Result<Head, HeadError> {
     let mut left = MAX_HEAD;
     let mut line = Vec::new();
+    let mut empty = 0;
     loop {
-        read_line(r, &mut left, &mut line)?;
+        if read_line(r, &mut left, MAX_KEPT_LINE, &mut line)? {
+            return Err(HeadError::TooLarge);
+        }
         if !line.is_empty() {
             break;
         }
-        if left < MAX_HEAD - 8 {
-            // Past a handful of empty lines: not a request at all.
+        empty += 1;
+        if empty > MAX_EMPTY_LINES {
             return Err(HeadError::Malformed(
                 "empty lines instead of a request line",
             ));
@@ -137,16 +177,19 @@ pub fn read_head<R: BufRead>(r: &mut R) -> Result<Head, HeadError> {
     let path = target.split('?').next().unwrap_or(target).to_owned();
     let method = method.to_owned();
     let mut headers: Vec<(String, String)> = Vec::new();
+    let mut kept = 0usize;
+    let mut lines = 0usize;
     loop {
-        read_line(r, &mut left, &mut line)?;
-        if line.is_empty() {
+        let cut = read_line(r, &mut left, MAX_KEPT_LINE, &mut line)?;
+        if line.is_empty() && !cut {
             break;
         }
-        if headers.len() == MAX_HEADERS {
+        lines += 1;
+        if lines > MAX_HEADERS {
             return Err(HeadError::TooLarge);
         }
-        let text =
-            std::str::from_utf8(&line).map_err(|_| HeadError::Malformed("header is not UTF-8"))?;
+        // A cut line may end inside a UTF-8 sequence: only its name must be whole.
+        let text = String::from_utf8_lossy(&line);
         let Some((name, value)) = text.split_once(':') else {
             return Err(HeadError::Malformed("header line without ':'"));
         };
@@ -157,7 +200,20 @@ pub fn read_head<R: BufRead>(r: &mut R) -> Result<Head, HeadError> {
         {
             return Err(HeadError::Malformed("bad header name"));
         }
-        headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+        let name = name.to_ascii_lowercase();
+        let value = value.trim();
+        if frames(&name) {
+            if cut || value.len() > MAX_FRAMING_VALUE {
+                return Err(HeadError::Malformed("a framing header is too long"));
+            }
+        } else if cut || kept + name.len() + value.len() > MAX_KEPT {
+            // Not one this server reads far enough to need it whole: skipped.
+            continue;
+        } else if std::str::from_utf8(&line).is_err() {
+            return Err(HeadError::Malformed("header is not UTF-8"));
+        }
+        kept += name.len() + value.len();
+        headers.push((name, value.to_owned()));
     }
     let mut head = Head {
         method,
@@ -324,7 +380,7 @@ fn read_chunked<R: BufRead>(
     };
     loop {
         let mut left = MAX_CHUNK_LINE;
-        read_line(r, &mut left, &mut line).map_err(head_error)?;
+        read_line(r, &mut left, MAX_CHUNK_LINE, &mut line).map_err(head_error)?;
         let size = std::str::from_utf8(&line)
             .ok()
             .map(|l| l.split(';').next().unwrap_or("").trim())
@@ -335,15 +391,16 @@ fn read_chunked<R: BufRead>(
             // Trailers (ignored), up to the empty line.
             let mut budget = MAX_HEAD;
             loop {
-                read_line(r, &mut budget, &mut line).map_err(head_error)?;
-                if line.is_empty() {
+                let cut =
+                    read_line(r, &mut budget, MAX_KEPT_LINE, &mut line).map_err(head_error)?;
+                if line.is_empty() && !cut {
                     return Ok(());
                 }
             }
         }
         copy_exact(r, size, sink)?;
         let mut left = 2;
-        read_line(r, &mut left, &mut line).map_err(head_error)?;
+        read_line(r, &mut left, 2, &mut line).map_err(head_error)?;
         if !line.is_empty() {
             return Err(BodyError::Malformed("chunk data longer than its size"));
         }

@@ -16,7 +16,7 @@ use crate::cgroup::{Cgroup, MemoryPeak};
 use crate::lambda::broker::{AnswerError, Broker, Meta, Outcome as Call_, ANSWERED_KEPT};
 use crate::lambda::http::{
     discard_body, read_body, read_head, BodyError, Framing, HeadError, MAX_DRAIN, MAX_HEAD,
-    MAX_HEADERS,
+    MAX_HEADERS, MAX_KEPT, MAX_KEPT_LINE,
 };
 use crate::lambda::ids::{base64_decode, error_document, json_string, request_id, trace_id};
 use crate::lambda::serve::init_error_message;
@@ -74,6 +74,13 @@ fn malformed_and_oversized_heads_are_refused() {
     }
     let long = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD));
     assert!(matches!(head(&long), Err(HeadError::TooLarge)));
+    let long_target = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_KEPT_LINE));
+    assert!(matches!(head(&long_target), Err(HeadError::TooLarge)));
+    let long_length = format!(
+        "GET / HTTP/1.1\r\nContent-Length: {}1\r\n\r\n",
+        "0".repeat(300)
+    );
+    assert!(matches!(head(&long_length), Err(HeadError::Malformed(_))));
     let many = format!(
         "GET / HTTP/1.1\r\n{}\r\n",
         "A: b\r\n".repeat(MAX_HEADERS + 1)
@@ -87,6 +94,46 @@ fn body(raw: &[u8], framing: Framing, limit: u64) -> (Result<Vec<u8>, BodyError>
     let mut c = Cursor::new(raw.to_vec());
     let b = read_body(&mut c, framing, limit);
     (b, c.position() as usize)
+}
+
+#[test]
+fn long_headers_are_skipped_but_framing_headers_never_are() {
+    // A runtime's X-Ray error cause can be large: read, not kept.
+    let cause = "c".repeat(200 * 1024);
+    let h = head(&format!(
+        "POST /x HTTP/1.1\r\nLambda-Runtime-Function-XRay-Error-Cause: {cause}\r\nLambda-Runtime-Function-Error-Type: Unhandled\r\nContent-Length: 2\r\n\r\n"
+    ))
+    .unwrap();
+    assert_eq!(h.header("lambda-runtime-function-xray-error-cause"), None);
+    assert_eq!(
+        h.header("lambda-runtime-function-error-type"),
+        Some("Unhandled")
+    );
+    assert_eq!(h.framing, Framing::Length(2));
+    // Past the kept budget other headers are skipped, framing ones still read.
+    let filler: String = (0..3)
+        .map(|n| format!("X-{n}: {}\r\n", "f".repeat(MAX_KEPT_LINE - 5)))
+        .collect();
+    let h = head(&format!(
+        "POST /x HTTP/1.1\r\n{filler}X-Late: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ))
+    .unwrap();
+    assert_eq!(h.framing, Framing::Chunked);
+    assert_eq!(h.header("x-late"), None);
+    let kept: usize = h
+        .headers
+        .iter()
+        .filter(|(n, _)| n != "transfer-encoding")
+        .map(|(n, v)| n.len() + v.len())
+        .sum();
+    assert!(kept <= MAX_KEPT, "{kept}");
+    // A line exactly as long as what is kept is kept whole.
+    let exact = format!("X: {}", "e".repeat(MAX_KEPT_LINE - 3));
+    let h = head(&format!("GET / HTTP/1.1\r\n{exact}\r\n\r\n")).unwrap();
+    assert_eq!(h.header("x").map(str::len), Some(MAX_KEPT_LINE - 3));
+    let over = format!("X: {}", "e".repeat(MAX_KEPT_LINE - 2));
+    let h = head(&format!("GET / HTTP/1.1\r\n{over}\r\n\r\n")).unwrap();
+    assert_eq!(h.header("x"), None);
 }
 
 #[test]
