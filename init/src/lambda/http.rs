@@ -131,14 +131,15 @@ fn frames(name: &str) -> bool {
     )
 }
 
-/// Reads a request head. A few empty lines before the request line are skipped (RFC 9112
-/// §2.2).
-pub fn read_head<R: BufRead>(r: &mut R) -> Result<Head, HeadError> {
-    let mut left = MAX_HEAD;
+/// The request line: method, path (without its query), whether HTTP/1.1.
+fn read_request_line<R: BufRead>(
+    r: &mut R,
+    left: &mut usize,
+) -> Result<(String, String, bool), HeadError> {
     let mut line = Vec::new();
     let mut empty = 0;
     loop {
-        if read_line(r, &mut left, MAX_KEPT_LINE, &mut line)? {
+        if read_line(r, left, MAX_KEPT_LINE, &mut line)? {
             return Err(HeadError::TooLarge);
         }
         if !line.is_empty() {
@@ -176,11 +177,21 @@ pub fn read_head<R: BufRead>(r: &mut R) -> Result<Head, HeadError> {
     }
     let path = target.split('?').next().unwrap_or(target).to_owned();
     let method = method.to_owned();
+    Ok((method, path, http11))
+}
+
+/// The header lines up to the empty line: names in lower case; long or surplus ones skipped
+/// (see [`MAX_KEPT`]).
+fn read_headers<R: BufRead>(
+    r: &mut R,
+    left: &mut usize,
+) -> Result<Vec<(String, String)>, HeadError> {
+    let mut line = Vec::new();
     let mut headers: Vec<(String, String)> = Vec::new();
     let mut kept = 0usize;
     let mut lines = 0usize;
     loop {
-        let cut = read_line(r, &mut left, MAX_KEPT_LINE, &mut line)?;
+        let cut = read_line(r, left, MAX_KEPT_LINE, &mut line)?;
         if line.is_empty() && !cut {
             break;
         }
@@ -215,6 +226,15 @@ pub fn read_head<R: BufRead>(r: &mut R) -> Result<Head, HeadError> {
         kept += name.len() + value.len();
         headers.push((name, value.to_owned()));
     }
+    Ok(headers)
+}
+
+/// Reads a request head. A few empty lines before the request line are skipped (RFC 9112
+/// §2.2).
+pub fn read_head<R: BufRead>(r: &mut R) -> Result<Head, HeadError> {
+    let mut left = MAX_HEAD;
+    let (method, path, http11) = read_request_line(r, &mut left)?;
+    let headers = read_headers(r, &mut left)?;
     let mut head = Head {
         method,
         path,
