@@ -265,6 +265,11 @@ impl<'a> Supervisor<'a> {
     /// was all there was to do.
     pub fn on_reaped<S: Sys>(&mut self, sys: &mut S, pid: u32, how: ExitKind) -> Step {
         if self.p.cfg.lambda.is_some() && self.state.pid() == Some(pid) {
+            // What the server heard before the runtime ended comes first: a runtime posts
+            // init/error (and has it accepted) before it exits.
+            if let ControlFlow::Break(end) = self.on_lambda_events(sys) {
+                return ControlFlow::Break(end);
+            }
             sys.lambda_runtime_ended(&describe(how));
             if self.timed_out.take() == Some(pid) && matches!(self.state, State::Running { .. }) {
                 log(

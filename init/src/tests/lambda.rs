@@ -667,6 +667,26 @@ fn an_init_error_ends_supervision_with_its_message() {
 }
 
 #[test]
+fn an_init_error_told_before_the_runtime_exits_is_the_end_whatever_the_policy() {
+    let p = lambda_prepared(RestartPolicy::Always);
+    let mut f = Fake::new(&p.cfg);
+    let mut peak = MemoryPeak::default();
+    let mut obs = Observer::default();
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
+    f.lambda_events.push_back(vec![LambdaEvent::InitError(
+        "Runtime.UserCodeSyntaxError: bad".into(),
+    )]);
+    match sv.on_reaped(&mut f, 42, ExitKind::Exited(1)) {
+        ControlFlow::Break(Err(e)) => assert!(
+            e.to_string().ends_with("Runtime.UserCodeSyntaxError: bad"),
+            "{e}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(!f.calls.iter().any(|c| matches!(c, Call::Spawn(..))));
+}
+
+#[test]
 fn a_timed_out_runtime_is_killed_and_started_again_whatever_the_policy() {
     let p = lambda_prepared(RestartPolicy::Never);
     let mut f = Fake::new(&p.cfg);
