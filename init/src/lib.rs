@@ -13,6 +13,10 @@
 //! [`error`] and [`paths`]; everything ends at the seam, [`sys`]. [`linux`] implements the
 //! seam and uses only it and [`channel`], its threads for the console and the control port
 //! (what those threads run of the logic, the boot hands them through the seam).
+//!
+//! [`lambda`] (`[init] interface = "lambda"`) is a small HTTP server of its own, in threads the
+//! seam starts: it serves AWS Lambda's Runtime API to the runtime and takes invocations from
+//! the host; what the supervisor must act on reaches it as [`lambda::LambdaEvent`]s.
 
 pub mod boot;
 pub mod bpf;
