@@ -766,3 +766,100 @@ fn connections_beyond_the_limit_are_refused_and_the_server_keeps_serving() {
     );
     caller.join().unwrap();
 }
+
+/// Runs the real `curl` against the invoke endpoint, `stdin` for its `@-`; returns its `-D -`
+/// output (status line, headers, body).
+fn curl(f: &Fixture, args: &[&str], stdin: &[u8]) -> String {
+    use std::process::{Command, Stdio};
+    let url = format!("http://{}{INVOKE_PATH}", f.server.invoke_addr);
+    let mut child = Command::new("curl")
+        .args(["-sS", "-D", "-", "--max-time", "20"])
+        .args(args)
+        .arg(&url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run curl ({e}): ci/setup installs it"));
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    let feeder = thread::spawn(move || {
+        // curl stops reading a body the server refused: a broken pipe is expected then.
+        let _ = input.write_all(&stdin);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A fake runtime answering `n` events, each with what `answer` makes of it (a response, or an
+/// error document when it returns `Err`).
+fn serve_events(
+    f: &Fixture,
+    n: usize,
+    answer: fn(&[u8]) -> Result<Vec<u8>, Vec<u8>>,
+) -> thread::JoinHandle<()> {
+    let mut rt = runtime(f);
+    thread::spawn(move || {
+        for _ in 0..n {
+            rt.send("GET", NEXT, &[], b"");
+            let ev = rt.read();
+            let id = request_id(&ev);
+            let (kind, body) = match answer(&ev.body) {
+                Ok(b) => ("response", b),
+                Err(b) => ("error", b),
+            };
+            let r = rt.call(
+                "POST",
+                &format!("/2018-06-01/runtime/invocation/{id}/{kind}"),
+                &[("Content-Type", "application/json")],
+                &body,
+            );
+            assert_eq!(r.status, 202);
+        }
+    })
+}
+
+#[test]
+fn curl_gets_responses_errors_and_the_oversize_refusal() {
+    let f = start(3000);
+    let runtime = serve_events(&f, 3, |event| {
+        if event.starts_with(b"{\"fail\"") {
+            Err(br#"{"errorMessage":"asked to fail","errorType":"Exception"}"#.to_vec())
+        } else {
+            Ok(format!("{{\"got\":{}}}", event.len()).into_bytes())
+        }
+    });
+    let ok = curl(&f, &["-d", r#"{"name":"world"}"#], b"");
+    assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+    assert!(ok.ends_with("\r\n\r\n{\"got\":16}"), "{ok}");
+    let failed = curl(&f, &["-d", r#"{"fail":true}"#], b"");
+    assert!(failed.starts_with("HTTP/1.1 200 OK\r\n"), "{failed}");
+    assert!(
+        failed.contains("X-Amz-Function-Error: Unhandled\r\n"),
+        "{failed}"
+    );
+    assert!(
+        failed.ends_with(r#"{"errorMessage":"asked to fail","errorType":"Exception"}"#),
+        "{failed}"
+    );
+    // A 2 MB event: curl asks `Expect: 100-continue` first.
+    let big_ok = curl(&f, &["--data-binary", "@-"], &vec![b'2'; 2 * 1024 * 1024]);
+    assert!(big_ok.contains("HTTP/1.1 200 OK\r\n"), "{big_ok}");
+    assert!(big_ok.ends_with("{\"got\":2097152}"), "{big_ok}");
+    runtime.join().unwrap();
+    // A 7 MB event is refused before anything reaches the runtime.
+    let refused = curl(&f, &["--data-binary", "@-"], &vec![b'7'; 7 * 1024 * 1024]);
+    assert!(refused.contains("HTTP/1.1 413 "), "{refused}");
+    assert!(
+        refused.ends_with(&format!(
+            r#"{{"errorMessage":"Exceeded maximum allowed payload size ({MAX_PAYLOAD} bytes).","errorType":"RequestEntityTooLarge"}}"#
+        )),
+        "{refused}"
+    );
+}
