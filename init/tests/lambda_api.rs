@@ -797,13 +797,12 @@ fn curl(f: &Fixture, args: &[&str], stdin: &[u8]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// How a fake runtime answers an event: `Ok` a response, `Err` an error document.
+type Answer = fn(&[u8]) -> Result<Vec<u8>, Vec<u8>>;
+
 /// A fake runtime answering `n` events, each with what `answer` makes of it (a response, or an
 /// error document when it returns `Err`).
-fn serve_events(
-    f: &Fixture,
-    n: usize,
-    answer: fn(&[u8]) -> Result<Vec<u8>, Vec<u8>>,
-) -> thread::JoinHandle<()> {
+fn serve_events(f: &Fixture, n: usize, answer: Answer) -> thread::JoinHandle<()> {
     let mut rt = runtime(f);
     thread::spawn(move || {
         for _ in 0..n {
