@@ -306,7 +306,7 @@ fn send_outcome(
         }
         Outcome::RuntimeExited { how } => (
             "application/json".to_owned(),
-            error("Runtime.ExitError", format!("Runtime exited: {how}")),
+            error("Runtime.ExitError", how),
         ),
     };
     write_response(
