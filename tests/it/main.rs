@@ -39,6 +39,7 @@ mod vm {
     mod hostile_guest;
     mod init_vm;
     mod kernel;
+    mod lambda_vm;
     mod new_fn;
     mod node_fn;
     mod node_lifecycle;

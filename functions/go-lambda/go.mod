@@ -1,0 +1,3 @@
+module example.com/go-lambda
+
+go 1.19
