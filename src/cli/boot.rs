@@ -32,6 +32,12 @@ pub struct Args {
     /// the time from QEMU start to the answer, then stop the VM.
     #[arg(long, value_name = "PATH")]
     pub invoke: Option<String>,
+    /// Send this as the body of a POST instead of a GET: a file's contents, or JSON given
+    /// inline (at most 6 MB, Lambda's limit). Without --invoke it goes to the path AWS's
+    /// Runtime Interface Emulator takes events on (/2015-03-31/functions/function/invocations);
+    /// an answer with X-Amz-Function-Error is a failed check.
+    #[arg(long, value_name = "FILE|JSON")]
+    pub event: Option<String>,
     /// The guest port --invoke talks to.
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
@@ -111,11 +117,7 @@ pub fn run(mut a: Args) -> CliResult {
         }
     };
     let mut forwards = a.forward.clone();
-    let invoke = a
-        .invoke
-        .as_deref()
-        .map(|path| plan_invoke(path, a.port, &mut forwards))
-        .transpose()?;
+    let invoke = planned_invoke(&a, &mut forwards)?;
     let memory = restore.as_ref().map_or(a.memory, |s| s.meta.memory_mib);
     eprintln!(
         "stratos: {} {} {} ({}, {}, {} MiB){}",
@@ -252,9 +254,31 @@ fn verify_first(a: &Args) -> CliResult {
     Ok(())
 }
 
+/// The call `--invoke PATH` / `--event E` asks for, if any: a POST of the event (to
+/// --invoke's path, else the Runtime Interface Emulator's), or a GET of --invoke's path.
+fn planned_invoke(a: &Args, forwards: &mut Vec<Forward>) -> Result<Option<Invoke>, CliError> {
+    let event = a
+        .event
+        .as_deref()
+        .map(crate::boot::run::read_event)
+        .transpose()
+        .map_err(|e| CliError::input(anyhow::anyhow!(e)))?;
+    let path = match (&a.invoke, &event) {
+        (Some(p), _) => p.as_str(),
+        (None, Some(_)) => crate::boot::run::LAMBDA_INVOKE_PATH,
+        (None, None) => return Ok(None),
+    };
+    plan_invoke(path, a.port, event, forwards).map(Some)
+}
+
 /// The call `--invoke PATH` makes, through the forward to the function's port (added when the
 /// user gave none).
-fn plan_invoke(path: &str, port: u16, forwards: &mut Vec<Forward>) -> Result<Invoke, CliError> {
+fn plan_invoke(
+    path: &str,
+    port: u16,
+    event: Option<Vec<u8>>,
+    forwards: &mut Vec<Forward>,
+) -> Result<Invoke, CliError> {
     if !path.starts_with('/') {
         return Err(CliError::input(anyhow::anyhow!(
             "--invoke {path:?}: the path must start with '/'"
@@ -275,6 +299,7 @@ fn plan_invoke(path: &str, port: u16, forwards: &mut Vec<Forward>) -> Result<Inv
         host_port: host,
         path: path.to_owned(),
         count: 1,
+        event,
     })
 }
 
@@ -317,6 +342,11 @@ fn report_invocation(r: &boot::BootRun, inv: &Invoke) -> CliResult {
     eprintln!("stratos: VM stopped");
     if let Some(why) = r.health_failure() {
         return Err(CliError::check(anyhow::anyhow!("{why}")));
+    }
+    if let Some(e) = &i.function_error {
+        return Err(CliError::check(anyhow::anyhow!(
+            "the function failed (X-Amz-Function-Error: {e})"
+        )));
     }
     if (200..300).contains(&i.status) {
         Ok(())

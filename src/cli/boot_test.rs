@@ -48,9 +48,15 @@ pub struct Args {
     /// call each once, and compare the host memory of the two groups (sum of QEMU's PSS).
     #[arg(long, value_name = "N", requires = "snapshot")]
     pub concurrent: Option<usize>,
-    /// HTTP path of the function to invoke.
-    #[arg(long, default_value = "/", value_name = "PATH")]
-    pub invoke: String,
+    /// HTTP path of the function to invoke (default "/", or with --event the path AWS's
+    /// Runtime Interface Emulator takes events on).
+    #[arg(long, value_name = "PATH")]
+    pub invoke: Option<String>,
+    /// POST this to the function on every call instead of a GET: a file's contents, or JSON
+    /// given inline (a Lambda function's event; at most 6 MB). An answer with
+    /// X-Amz-Function-Error fails the run.
+    #[arg(long, value_name = "FILE|JSON")]
+    pub event: Option<String>,
     /// The guest port the function listens on.
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
@@ -122,10 +128,9 @@ fn objectives(a: &Args) -> Result<bench::Objectives, CliError> {
             "--runs, --invocations and --concurrent must be at least 1".into(),
         ));
     }
-    if !a.invoke.starts_with('/') {
+    if let Some(p) = a.invoke.as_deref().filter(|p| !p.starts_with('/')) {
         return Err(input(format!(
-            "--invoke {:?}: the path must start with '/'",
-            a.invoke
+            "--invoke {p:?}: the path must start with '/'"
         )));
     }
     let mut o = bench::Objectives::default();
@@ -214,7 +219,13 @@ fn options(a: &Args, image: &BootImage) -> Result<BenchOptions, CliError> {
     };
     Ok(BenchOptions {
         runs: a.runs,
-        invoke_path: a.invoke.clone(),
+        invoke_path: invoke_path(a).to_owned(),
+        event: a
+            .event
+            .as_deref()
+            .map(crate::boot::run::read_event)
+            .transpose()
+            .map_err(input)?,
         guest_port: a.port,
         invocations: a.invocations,
         accel,
@@ -302,4 +313,14 @@ pub(super) fn warn_unitless(slos: &[crate::boot::bench::objectives::Slo]) {
 
 fn input(message: String) -> CliError {
     CliError::input(anyhow::anyhow!(message))
+}
+
+/// The path calls go to: --invoke's, else "/" (or, with --event, the path AWS's Runtime
+/// Interface Emulator takes events on).
+fn invoke_path(a: &Args) -> &str {
+    match (&a.invoke, &a.event) {
+        (Some(p), _) => p,
+        (None, Some(_)) => crate::boot::run::LAMBDA_INVOKE_PATH,
+        (None, None) => "/",
+    }
 }

@@ -253,6 +253,7 @@ fn boot_test(
     let opts = BenchOptions {
         runs: a.runs,
         invoke_path: a.invoke.clone(),
+        event: None,
         guest_port: a.port,
         invocations: a.invocations,
         accel,

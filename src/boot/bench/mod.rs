@@ -54,6 +54,8 @@ pub enum BenchError {
 pub struct BenchOptions {
     pub runs: usize,
     pub invoke_path: String,
+    /// The body of each call, a POST (a Lambda function's event); `None`: GETs.
+    pub event: Option<Vec<u8>>,
     pub guest_port: u16,
     pub invocations: usize,
     pub accel: Accel,
@@ -87,6 +89,7 @@ impl BenchOptions {
                 host_port: host,
                 path: self.invoke_path.clone(),
                 count,
+                event: self.event.clone(),
             }),
             stop_after_invoke: true,
             linger,
@@ -180,6 +183,10 @@ pub fn run_once(
         .iter()
         .map(|i| i.status)
         .find(|s| !(200..300).contains(s));
+    let function_error = run
+        .invocations
+        .iter()
+        .find_map(|i| i.function_error.clone());
     let syscalls = image
         .manifest
         .observe
@@ -187,6 +194,8 @@ pub fn run_once(
         .then(|| RunSyscalls::of(&run.readings));
     let failure = if let Some(status) = bad_status {
         Some(format!("the function answered HTTP {status}"))
+    } else if let Some(e) = function_error {
+        Some(format!("the function failed (X-Amz-Function-Error: {e})"))
     } else if run.invocations.len() < o.invocations {
         Some(run.failure_reason())
     } else if let Err(e) = &run.phases {

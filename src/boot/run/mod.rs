@@ -31,6 +31,36 @@ pub struct Invoke {
     pub host_port: u16,
     pub path: String,
     pub count: usize,
+    /// The body of a POST (a Lambda function's event, `--event`); `None`: a GET.
+    pub event: Option<Vec<u8>>,
+}
+
+/// The path a Lambda function (`[init] interface = "lambda"`) is invoked on: the Runtime
+/// Interface Emulator's.
+pub const LAMBDA_INVOKE_PATH: &str = "/2015-03-31/functions/function/invocations";
+
+/// The largest event `--event` sends: Lambda's (and RIE's) limit for a synchronous invocation.
+pub const MAX_EVENT_BYTES: u64 = 6 * 1024 * 1024 + 100;
+
+/// `--event FILE|JSON`: the file's bytes when a file of that name exists (at most
+/// [`MAX_EVENT_BYTES`]), else the argument itself, which must be JSON.
+pub fn read_event(arg: &str) -> Result<Vec<u8>, String> {
+    let path = std::path::Path::new(arg);
+    if path.is_file() {
+        return crate::fsio::read_regular(
+            path,
+            MAX_EVENT_BYTES,
+            "an event",
+            crate::fsio::Links::Follow,
+        )
+        .map_err(|e| format!("--event {}: {e}", crate::fsio::Shown(path)));
+    }
+    match serde_json::from_str::<serde_json::Value>(arg) {
+        Ok(_) => Ok(arg.as_bytes().to_vec()),
+        Err(e) => Err(format!(
+            "--event: {arg:?} is neither a file nor JSON ({e}); give a file's path or a JSON document such as '{{\"name\":\"world\"}}'"
+        )),
+    }
 }
 
 /// How to run one boot.

@@ -15,6 +15,9 @@ pub struct Invocation {
     /// Request → complete response.
     pub latency_ms: f64,
     pub status: u16,
+    /// A Lambda function's error (`X-Amz-Function-Error`: `Unhandled`), which comes with 200.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_error: Option<String>,
     /// The answer's body; kept for the first answers only, up to [`MAX_BODIES`] bytes a run
     /// (later ones are empty): a run of many calls holds one answer's worth, not many.
     #[serde(skip)]

@@ -372,11 +372,33 @@ impl<'a> Session<'a> {
         let sent = self.vm.started.elapsed();
         // The call never outlives the run's deadline.
         let left = self.opts.timeout.saturating_sub(sent);
-        let limit = Duration::from_secs(5)
-            .min(left)
-            .max(Duration::from_millis(1));
-        match crate::http::get(addr, &inv.path, limit) {
+        // A GET gets its answer at once or is retried; an event is sent once, and a Lambda
+        // function may take until its own deadline to answer it.
+        let limit = if inv.event.is_some() {
+            left
+        } else {
+            Duration::from_secs(5).min(left)
+        }
+        .max(Duration::from_millis(1));
+        let answer = match &inv.event {
+            None => crate::http::get(addr, &inv.path, limit),
+            Some(event) => crate::http::request(
+                addr,
+                "POST",
+                &addr.to_string(),
+                &inv.path,
+                event,
+                &crate::http::Limits::new(limit),
+                64 << 20,
+            ),
+        };
+        match answer {
             Ok(mut resp) => {
+                let function_error = resp
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-function-error"))
+                    .map(|(_, v)| stratos_wire::control::printable(v.as_bytes()));
                 let done = self.vm.started.elapsed();
                 self.first_response.get_or_insert(done);
                 self.last_response = Some(done);
@@ -388,6 +410,7 @@ impl<'a> Session<'a> {
                     sent_ms: sent.as_secs_f64() * 1e3,
                     latency_ms: (done - sent).as_secs_f64() * 1e3,
                     status: resp.status,
+                    function_error,
                     body: resp.body,
                 });
             }

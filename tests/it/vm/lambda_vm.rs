@@ -128,4 +128,48 @@ fn a_go_runtime_answers_fails_times_out_and_recovers_on_the_rie_path() {
     assert!(console.contains("function go-lambda"), "{console}");
     assert!(console.contains("stratos-phase runtime_ready"), "{console}");
     vm.stop_with_sigterm();
+
+    // `boot --event` posts the event to the RIE path and prints the answer; a function error
+    // is a failed check (exit 1).
+    stratos(&cache)
+        .args(["boot", "--accel", "tcg", "--timeout", "240"])
+        .args(["--event", r#"{"name":"cli"}"#])
+        .arg(&img)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(r#"{"message":"Hello, cli!"}"#));
+    stratos(&cache)
+        .args(["boot", "--accel", "tcg", "--timeout", "240"])
+        .args(["--event", r#"{"name":"fail"}"#])
+        .arg(&img)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(
+            "the function failed (X-Amz-Function-Error: Unhandled)",
+        ));
+    // boot-test calls it with the event from a file, cold and warm.
+    let event = work.path().join("event.json");
+    std::fs::write(&event, r#"{"name":"bench"}"#).unwrap();
+    stratos(&cache)
+        .args([
+            "boot-test",
+            "--accel",
+            "tcg",
+            "--runs",
+            "1",
+            "--invocations",
+            "3",
+        ])
+        .arg("--event")
+        .arg(&event)
+        .arg(&img)
+        .assert()
+        .success();
+    // Neither a file nor JSON: said before anything boots.
+    stratos(&cache)
+        .args(["boot", "--event", "not json"])
+        .arg(&img)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("neither a file nor JSON"));
 }
