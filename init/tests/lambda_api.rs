@@ -127,6 +127,12 @@ impl Client {
         self.read()
     }
 
+    /// POSTs `body` as the response to the invocation `ev` (the runtime's side of a success).
+    fn respond(&mut self, ev: &Resp, body: &[u8]) -> Resp {
+        let path = format!("/2018-06-01/runtime/invocation/{}/response", request_id(ev));
+        self.call("POST", &path, &[], body)
+    }
+
     /// Whether the server closed the connection (EOF, or a reset).
     fn closed(&mut self) -> bool {
         let mut b = [0u8; 1];
@@ -438,15 +444,7 @@ fn a_7_mb_event_is_refused_before_the_runtime_sees_it() {
     let caller = invoke_later(&f, b"next one");
     let ev = rt.read();
     assert_eq!(ev.body, b"next one");
-    rt.call(
-        "POST",
-        &format!(
-            "/2018-06-01/runtime/invocation/{}/response",
-            request_id(&ev)
-        ),
-        &[],
-        b"ok",
-    );
+    rt.respond(&ev, b"ok");
     assert_eq!(caller.join().unwrap().text(), "ok");
 }
 
@@ -474,15 +472,7 @@ fn curl_with_expect_100_continue_is_served() {
     });
     let ev = rt.read();
     assert_eq!(ev.body.len(), 2 * 1024 * 1024);
-    rt.call(
-        "POST",
-        &format!(
-            "/2018-06-01/runtime/invocation/{}/response",
-            request_id(&ev)
-        ),
-        &[],
-        b"got it",
-    );
+    rt.respond(&ev, b"got it");
     assert_eq!(caller.join().unwrap().text(), "got it");
 }
 
@@ -755,15 +745,7 @@ fn connections_beyond_the_limit_are_refused_and_the_server_keeps_serving() {
         })
     };
     let ev = rt.read();
-    rt.call(
-        "POST",
-        &format!(
-            "/2018-06-01/runtime/invocation/{}/response",
-            request_id(&ev)
-        ),
-        &[],
-        b"ok",
-    );
+    rt.respond(&ev, b"ok");
     caller.join().unwrap();
 }
 
