@@ -267,7 +267,7 @@ impl<'a> Supervisor<'a> {
         if self.p.cfg.lambda.is_some() && self.state.pid() == Some(pid) {
             // What the server heard before the runtime ended comes first: a runtime posts
             // init/error (and has it accepted) before it exits.
-            if let ControlFlow::Break(end) = self.on_lambda_events(sys) {
+            if let ControlFlow::Break(end) = self.on_lambda_events(sys, true) {
                 return ControlFlow::Break(end);
             }
             sys.lambda_runtime_ended(&describe(how));
@@ -323,7 +323,7 @@ impl<'a> Supervisor<'a> {
     pub fn on_tick<S: Sys>(&mut self, sys: &mut S, now: u64) -> Step {
         self.peak.tick(sys, now);
         if self.p.cfg.lambda.is_some() {
-            if let ControlFlow::Break(end) = self.on_lambda_events(sys) {
+            if let ControlFlow::Break(end) = self.on_lambda_events(sys, false) {
                 return ControlFlow::Break(end);
             }
         }
@@ -369,7 +369,9 @@ impl<'a> Supervisor<'a> {
     /// The Lambda interface's news: the runtime asked for its first invocation (ready), posted
     /// an init error (the boot fails with it), or overran an invocation's deadline (its caller
     /// has Lambda's timeout error; the runtime is killed, and started again once reaped).
-    fn on_lambda_events<S: Sys>(&mut self, sys: &mut S) -> Step {
+    /// `reaped`: the runtime has just been reaped, so its pid may already be another
+    /// process's — a timeout is then only recorded, nothing is killed.
+    fn on_lambda_events<S: Sys>(&mut self, sys: &mut S, reaped: bool) -> Step {
         for event in sys.lambda_events() {
             match event {
                 LambdaEvent::Ready => {
@@ -391,7 +393,18 @@ impl<'a> Supervisor<'a> {
                             &format!("invocation {request_id} did not finish within its timeout of {timeout_ms} ms; killing the runtime (SIGKILL)"),
                         );
                         self.timed_out = Some(pid);
-                        forward(sys, pid, SIGKILL);
+                        if !reaped {
+                            // The whole session: a runtime that did not exec (a shell
+                            // `bootstrap`) must not leave the real one behind, still holding
+                            // the Runtime API.
+                            if let Err(e) = sys.kill_group(pid, SIGKILL) {
+                                log(
+                                    sys,
+                                    &format!("cannot kill the runtime's process group {pid}: {e}"),
+                                );
+                                forward(sys, pid, SIGKILL);
+                            }
+                        }
                     }
                 }
             }

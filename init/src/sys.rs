@@ -158,6 +158,8 @@ pub trait Sys {
     fn spawn(&mut self, s: &Spawn) -> io::Result<u32>;
     fn wait(&mut self, block: bool) -> io::Result<Waited>;
     fn kill(&mut self, pid: u32, signal: i32) -> io::Result<()>;
+    /// Sends `signal` to the process group `pgid` (a runtime leads its own session).
+    fn kill_group(&mut self, pgid: u32, signal: i32) -> io::Result<()>;
     /// Sends `signal` to every process but PID 1.
     fn kill_all(&mut self, signal: i32);
     /// Whether something accepts TCP connections on 127.0.0.1:`port`.

@@ -168,7 +168,9 @@ impl Broker {
     }
 
     fn event(&self, s: &mut State, e: LambdaEvent) {
-        if s.events.len() < MAX_EVENTS {
+        // A timeout is never dropped: without it the stuck runtime would never be killed and
+        // no invocation handed out again. Others (readiness, init errors) are bounded.
+        if s.events.len() < MAX_EVENTS || matches!(e, LambdaEvent::TimedOut { .. }) {
             s.events.push(e);
         }
         (self.wake)();

@@ -403,8 +403,8 @@ fn read_chunked<R: BufRead>(
         read_line(r, &mut left, MAX_CHUNK_LINE, &mut line).map_err(head_error)?;
         let size = std::str::from_utf8(&line)
             .ok()
-            .map(|l| l.split(';').next().unwrap_or("").trim())
-            .filter(|s| !s.is_empty() && s.len() <= 16)
+            .map(|l| l.split(';').next().unwrap_or(""))
+            .filter(|s| !s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_hexdigit()))
             .and_then(|s| u64::from_str_radix(s, 16).ok())
             .ok_or(BodyError::Malformed("bad chunk size"))?;
         if size == 0 {

@@ -2,7 +2,7 @@
 //! (the runtime), each connection in a thread of its own, at most [`MAX_CONNECTIONS`] per
 //! listener, keep-alive as HTTP/1.1 clients expect.
 
-use std::io::{self, BufReader};
+use std::io::{self, BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -27,8 +27,9 @@ pub const RUNTIME_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_INIT_ERROR: u64 = 64 * 1024;
 /// The longest init error message passed on to the init.
 pub const INIT_ERROR_CHARS: usize = 1000;
-/// Stack of a connection thread (its buffers are on the heap).
-const THREAD_STACK: usize = 256 * 1024;
+/// Stack of a connection thread (its buffers are on the heap): room for serde_json's 128
+/// levels of nesting in a runtime's error document, in any build.
+const THREAD_STACK: usize = 1024 * 1024;
 
 const RUNTIME_PREFIX: &str = "/2018-06-01/runtime/";
 const NEXT_PATH: &str = "/2018-06-01/runtime/invocation/next";
@@ -127,6 +128,45 @@ fn head_failed(w: &mut TcpStream, e: HeadError) -> bool {
         false,
     );
     false
+}
+
+/// A request's reader with one deadline for all of it: each read waits at most until then, so
+/// a caller trickling a byte now and then cannot hold the invocation slot (or a connection)
+/// past it.
+struct Deadline<'a> {
+    r: &'a mut BufReader<TcpStream>,
+    until: Instant,
+}
+
+impl Deadline<'_> {
+    fn arm(&mut self) -> std::io::Result<()> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.r.get_ref().set_read_timeout(Some(left))
+    }
+}
+
+impl std::io::Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.r.buffer().is_empty() {
+            self.arm()?;
+        }
+        self.r.read(buf)
+    }
+}
+
+impl BufRead for Deadline<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.r.buffer().is_empty() {
+            self.arm()?;
+        }
+        self.r.fill_buf()
+    }
+    fn consume(&mut self, n: usize) {
+        self.r.consume(n);
+    }
 }
 
 fn timed_streams(
@@ -230,7 +270,14 @@ fn invoke_one(
         broker.abandon(&id);
         return false;
     }
-    let event = match read_body(r, head.framing, MAX_PAYLOAD) {
+    // The whole event within CALLER_IO_TIMEOUT of getting the slot (not per read).
+    let mut timed = Deadline {
+        r,
+        until: Instant::now() + CALLER_IO_TIMEOUT,
+    };
+    let event = read_body(&mut timed, head.framing, MAX_PAYLOAD);
+    let _ = r.get_ref().set_read_timeout(Some(CALLER_IO_TIMEOUT));
+    let event = match event {
         Ok(b) => b,
         Err(BodyError::TooLarge { size }) => {
             broker.abandon(&id);

@@ -151,6 +151,10 @@ impl Sys for LinuxSys {
         signals::kill(pid, signal)
     }
 
+    fn kill_group(&mut self, pgid: u32, signal: i32) -> io::Result<()> {
+        signals::kill_group(pgid, signal)
+    }
+
     fn kill_all(&mut self, signal: i32) {
         signals::kill_all(signal);
     }

@@ -50,6 +50,21 @@ pub fn wait(timeout_ms: u64) -> Option<i32> {
 }
 
 /// Sends `signal` to process `pid`.
+/// kill(2) of the process group `pgid` (a positive pid whose group it leads).
+pub fn kill_group(pgid: u32, signal: i32) -> io::Result<()> {
+    let pgid = i32::try_from(pgid)
+        .ok()
+        .filter(|&p| p > 1)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: kill(2) on one negative pid (a process group, never 0 or -1: every process);
+    // it touches no memory of ours.
+    if unsafe { libc::kill(-pgid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 pub fn kill(pid: u32, signal: i32) -> io::Result<()> {
     let pid = i32::try_from(pid)
         .ok()

@@ -299,6 +299,13 @@ MemAvailable:     480000 kB
             (None, None) => Ok(Waited::NoChildren),
         }
     }
+    fn kill_group(&mut self, pgid: u32, sig: i32) -> io::Result<()> {
+        self.calls.push(Call::Signal(pgid, sig));
+        if self.kill_fails {
+            return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+        }
+        Ok(())
+    }
     fn kill_all(&mut self, s: i32) {
         self.calls.push(Call::Kill(s));
     }

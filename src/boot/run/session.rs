@@ -417,8 +417,9 @@ impl<'a> Session<'a> {
             Err(HttpError::Empty(_) | HttpError::Connect(..)) => {
                 std::thread::sleep(Duration::from_millis(10));
             }
+            // A GET is safe to send again; an event is not (the function could run twice).
             Err(HttpError::Io(..) | HttpError::TimedOut { .. })
-                if self.first_response.is_none() =>
+                if self.first_response.is_none() && inv.event.is_none() =>
             {
                 std::thread::sleep(Duration::from_millis(10));
             }
