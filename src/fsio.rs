@@ -323,6 +323,33 @@ pub struct StaleStaging {
     pub failed: Vec<(PathBuf, std::io::Error)>,
 }
 
+/// What is at a path StratOS is asked to replace (an output directory).
+pub enum Existing {
+    Nothing,
+    /// Something other than a directory: what it is (`a symlink`, `a regular file`).
+    NotADir(String),
+    /// A directory: its entries' names and types (links not followed), sorted by name.
+    Dir(Vec<(String, std::fs::FileType)>),
+}
+
+/// Looks at `path` without following a link, to decide whether it may be replaced.
+pub fn existing(path: &Path) -> std::io::Result<Existing> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Existing::Nothing),
+        r => r?,
+    };
+    if !meta.is_dir() {
+        return Ok(Existing::NotADir(kind_name(meta.file_type()).to_owned()));
+    }
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(path)? {
+        let e = e?;
+        names.push((e.file_name().to_string_lossy().into_owned(), e.file_type()?));
+    }
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Existing::Dir(names))
+}
+
 /// [`remove_stale_staging`] next to `out`, saying on stderr what it removed and what it could
 /// not, each as left by an interrupted `doing` ("build", "export").
 pub fn remove_stale_staging_near(out: &Path, prefix: &str, doing: &str) -> std::io::Result<()> {

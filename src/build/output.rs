@@ -45,27 +45,16 @@ fn previous(dir: &Path) -> Result<Previous, OutputError> {
         path: dir.to_owned(),
         why,
     };
-    let meta = match std::fs::symlink_metadata(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Previous::Nothing),
-        Err(e) => return Err(io(dir)(e)),
-        Ok(m) => m,
+    let names = match crate::fsio::existing(dir).map_err(io(dir))? {
+        crate::fsio::Existing::Nothing => return Ok(Previous::Nothing),
+        crate::fsio::Existing::NotADir(kind) => {
+            return Err(refuse(format!("it is {kind}, not a directory")))
+        }
+        crate::fsio::Existing::Dir(names) => names,
     };
-    if !meta.is_dir() {
-        return Err(refuse(format!(
-            "it is {}, not a directory",
-            crate::fsio::kind_name(meta.file_type())
-        )));
-    }
-    let mut names = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(io(dir))? {
-        let e = e.map_err(io(dir))?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        names.push((name, e.file_type().map_err(io(&e.path()))?));
-    }
     if names.is_empty() {
         return Ok(Previous::EmptyDir);
     }
-    names.sort_by(|a, b| a.0.cmp(&b.0));
     let manifest_path = dir.join(MANIFEST_FILE);
     let bytes = crate::fsio::read_regular(
         &manifest_path,

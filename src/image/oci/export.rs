@@ -559,25 +559,13 @@ fn previous_export(out: &Path) -> Result<Option<Vec<PathBuf>>, ExportError> {
         path: out.to_owned(),
         why,
     };
-    let meta = match std::fs::symlink_metadata(out) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(out)(e)),
-        Ok(m) => m,
+    let names = match crate::fsio::existing(out).map_err(io(out))? {
+        crate::fsio::Existing::Nothing => return Ok(None),
+        crate::fsio::Existing::NotADir(kind) => {
+            return Err(refuse(format!("it is {kind}, not a directory")))
+        }
+        crate::fsio::Existing::Dir(names) => names,
     };
-    if !meta.is_dir() {
-        return Err(refuse(format!(
-            "it is {}, not a directory",
-            crate::fsio::kind_name(meta.file_type())
-        )));
-    }
-    let mut names = Vec::new();
-    for e in std::fs::read_dir(out).map_err(io(out))? {
-        let e = e.map_err(io(out))?;
-        names.push((
-            e.file_name().to_string_lossy().into_owned(),
-            e.file_type().map_err(io(out))?,
-        ));
-    }
     if names.is_empty() {
         return Ok(None);
     }
