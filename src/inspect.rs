@@ -41,6 +41,8 @@ pub struct Report {
     pub observe: Option<crate::sign::manifest::ObserveInfo>,
     /// `[runtime.go]`: the function compiled at build time.
     pub go: Option<crate::sign::manifest::GoInfo>,
+    /// `[runtime.cargo]`: the Rust function compiled at build time.
+    pub rust: Option<crate::sign::manifest::RustInfo>,
     pub artifacts: Vec<Artifact>,
     pub components: Vec<ComponentReport>,
     pub files: usize,
@@ -105,6 +107,7 @@ pub fn report(dir: &Path) -> Result<Report, InspectError> {
         root: m.root.clone(),
         observe: m.observe,
         go: m.go.clone(),
+        rust: m.rust.clone(),
         artifacts: m.artifacts.clone(),
         components,
         files: listed.len(),

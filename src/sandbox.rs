@@ -57,6 +57,21 @@ pub fn command_in(
     env: &[(&str, &OsStr)],
     argv: &[OsString],
 ) -> Command {
+    command_at(bwrap, (dir, dir), cwd, tools, env, argv)
+}
+
+/// [`command_in`], with the host directory `dir.0` seen in the sandbox at the absolute path
+/// `dir.1` (`cwd` is a path in the sandbox): a build whose paths end up in what it makes sees
+/// the same paths whichever scratch directory the host gave it.
+pub fn command_at(
+    bwrap: &Path,
+    dir: (&Path, &Path),
+    cwd: &Path,
+    tools: &[&Path],
+    env: &[(&str, &OsStr)],
+    argv: &[OsString],
+) -> Command {
+    let (dir, mount) = dir;
     let mut c = Command::new(bwrap);
     c.env_clear()
         .args(["--unshare-all", "--unshare-user", "--disable-userns"])
@@ -71,7 +86,7 @@ pub fn command_in(
     }
     c.arg("--bind")
         .arg(dir)
-        .arg(dir)
+        .arg(mount)
         // bwrap's root is a fresh tmpfs; made read-only once the mount points exist.
         .args(["--remount-ro", "/"])
         .arg("--chdir")

@@ -40,6 +40,8 @@ pub struct Staging {
     pub preload: Vec<String>,
     /// `[runtime.go]`: what the Go layer built.
     pub go: Option<crate::sign::manifest::GoInfo>,
+    /// `[runtime.cargo]`: what the Rust layer built.
+    pub rust: Option<crate::sign::manifest::RustInfo>,
 }
 
 pub struct Layer {
@@ -73,6 +75,10 @@ pub const LAYERS: &[Layer] = &[
     Layer {
         name: "Go function",
         apply: go_layer,
+    },
+    Layer {
+        name: "Rust function",
+        apply: cargo_layer,
     },
     Layer {
         name: "overlays",
@@ -221,6 +227,23 @@ fn go_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
         st.components.extend(components);
         st.go = Some(crate::sign::manifest::GoInfo {
             module,
+            toolchain,
+            binary: spec.output.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// `[runtime.cargo]`: the function compiled into one static binary (in the sandbox), its
+/// crates and the standard library as components.
+fn cargo_layer(cx: &Inputs, st: &mut Staging) -> Result<(), BuildError> {
+    let installed =
+        crate::packages::cargo::install_cargo(&mut st.tree, cx.profile, cx.sources, cx.progress)
+            .map_err(crate::packages::PackageError::from)?;
+    if let (Some((components, package, toolchain)), Some(spec)) = (installed, &cx.profile.cargo) {
+        st.components.extend(components);
+        st.rust = Some(crate::sign::manifest::RustInfo {
+            package,
             toolchain,
             binary: spec.output.to_string(),
         });

@@ -127,6 +127,7 @@ pub struct Assembly {
     pub seccomp: Option<crate::sign::manifest::SeccompInfo>,
     pub preload: Vec<String>,
     pub go: Option<crate::sign::manifest::GoInfo>,
+    pub rust: Option<crate::sign::manifest::RustInfo>,
 }
 
 /// Where the compiled seccomp filter goes in the image.
@@ -406,6 +407,7 @@ pub fn assemble(
         seccomp: st.seccomp,
         preload: st.preload,
         go: st.go,
+        rust: st.rust,
     })
 }
 
@@ -690,6 +692,7 @@ fn manifest(
             latency: o.latency,
         }),
         go: a.go.clone(),
+        rust: a.rust.clone(),
         root,
         artifacts: files
             .iter()

@@ -15,6 +15,8 @@ pub struct Checked {
     pub npm: usize,
     /// Go module files (zips and go.mod files) go.sum pins, likewise.
     pub go_modules: usize,
+    /// crates.io crates Cargo.lock pins, likewise.
+    pub crates: usize,
 }
 
 /// Every input a build reads, checked before the first expensive step (the kernel compile, the
@@ -46,6 +48,8 @@ pub fn preflight(
         checked.npm = crate::packages::npm::preflight(profile, pkgs, arch, sources)?;
     }
     checked.go_modules = crate::packages::go::preflight(profile, sources)
+        .map_err(crate::packages::PackageError::from)?;
+    checked.crates = crate::packages::cargo::preflight(profile, sources)
         .map_err(crate::packages::PackageError::from)?;
     step.done();
     Ok(checked)

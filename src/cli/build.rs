@@ -94,12 +94,13 @@ pub fn run(a: Args) -> CliResult {
     if a.check {
         let c = build::check(&profile, &opts, &progress).map_err(failed)?;
         println!(
-            "{}: every input checked ({} .debs, {} wheels, {} npm packages, {} Go module files, the kernel's config); nothing built",
+            "{}: every input checked ({} .debs, {} wheels, {} npm packages, {} Go module files, {} crates, the kernel's config); nothing built",
             a.profile.display(),
             c.debs,
             c.wheels,
             c.npm,
-            c.go_modules
+            c.go_modules,
+            c.crates
         );
         return Ok(());
     }

@@ -104,6 +104,12 @@ fn print_image(r: &Report) {
             g.module, g.toolchain, g.binary
         );
     }
+    if let Some(g) = &r.rust {
+        println!(
+            "rust:     {} compiled by {} into {} (one static binary)",
+            g.package, g.toolchain, g.binary
+        );
+    }
 }
 
 /// What it holds: artifacts, components, the largest files, overridden paths.

@@ -3,6 +3,8 @@
 //! `package-lock.json`) and Go's (`go/`: modules pinned by go.sum, the function compiled). What they share: one pinned fetcher ([`fetch`]), the safe reading of
 //! untrusted archives ([`unpack`]) and the shared-library closure ([`elf`]).
 
+pub mod cargo;
+pub mod compiled;
 pub mod debian;
 pub mod elf;
 pub mod fetch;
@@ -57,6 +59,8 @@ pub enum PackageError {
     #[error(transparent)]
     Go(#[from] go::GoError),
     #[error(transparent)]
+    Cargo(#[from] cargo::CargoError),
+    #[error(transparent)]
     Zip(#[from] zip::ZipError),
     #[error("{what}: {why}")]
     Native { what: String, why: String },
@@ -70,6 +74,7 @@ impl PackageError {
             Self::Pypi(e) => e.is_environment(),
             Self::Npm(e) => e.is_environment(),
             Self::Go(e) => e.is_environment(),
+            Self::Cargo(e) => e.is_environment(),
             _ => false,
         }
     }

@@ -9,6 +9,7 @@
 //! holds the profile as a whole (reading, parsing, the order the sections are validated in)
 //! and the error type; `checks` holds the checks the sections share.
 
+mod cargo;
 mod checks;
 mod files;
 mod go;
@@ -35,6 +36,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use spanned::Spanned;
 
+pub use cargo::CargoSpec;
 pub use checks::{parse_size, ZramSize};
 pub use files::HostFile;
 pub use go::{
@@ -171,7 +173,7 @@ struct RawProfile {
     /// The seccomp baseline the runtime runs under.
     #[serde(default)]
     seccomp: Option<seccomp::RawSeccomp>,
-    /// Runtime-specific build steps (`[runtime.python]`, `[runtime.go]`).
+    /// Runtime-specific build steps (`[runtime.python]`, `[runtime.go]`, `[runtime.cargo]`).
     #[serde(default)]
     runtime: Option<python::RawRuntime>,
     /// System-call counting and timing by eBPF in the init.
@@ -202,6 +204,8 @@ pub struct Profile {
     pub python: Option<PythonSpec>,
     /// `[runtime.go]`.
     pub go: Option<GoSpec>,
+    /// `[runtime.cargo]`.
+    pub cargo: Option<CargoSpec>,
     /// `[observe]` (when it observes anything).
     pub observe: Option<stratos_wire::Observe>,
 }
@@ -399,15 +403,27 @@ fn validate(
         .as_ref()
         .map(|s| seccomp::validate_seccomp(cx, s, dir))
         .transpose()?;
-    let (python, go) = match raw.runtime {
-        Some(r) => (
-            r.python
-                .map(|py| python::validate_python(cx, py, &init.argv[0]))
-                .transpose()?,
-            r.go.map(|g| go::validate_go(cx, g, dir, &init.argv[0]))
-                .transpose()?,
-        ),
-        None => (None, None),
+    let (python, go, cargo) = match raw.runtime {
+        Some(r) => {
+            if r.go.is_some() && r.cargo.is_some() {
+                return Err(cx.at(
+                    0..0,
+                    "runtime",
+                    "[runtime.go] and [runtime.cargo] both: an image holds one compiled function; keep one",
+                ));
+            }
+            (
+                r.python
+                    .map(|py| python::validate_python(cx, py, &init.argv[0]))
+                    .transpose()?,
+                r.go.map(|g| go::validate_go(cx, g, dir, &init.argv[0]))
+                    .transpose()?,
+                r.cargo
+                    .map(|c| cargo::validate_cargo(cx, c, dir, &init.argv[0]))
+                    .transpose()?,
+            )
+        }
+        None => (None, None, None),
     };
     let observe = raw
         .observe
@@ -430,6 +446,7 @@ fn validate(
         seccomp,
         python,
         go,
+        cargo,
         observe,
     })
 }

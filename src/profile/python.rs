@@ -15,6 +15,9 @@ pub(super) struct RawRuntime {
     /// A Go function compiled at build time into one static binary.
     #[serde(default)]
     pub go: Option<super::go::RawGo>,
+    /// A Rust function compiled at build time, from its Cargo project, into one static binary.
+    #[serde(default)]
+    pub cargo: Option<super::cargo::RawCargo>,
 }
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]

@@ -47,6 +47,10 @@ pub struct Manifest {
     /// `[runtime.go]`: the function compiled at build time, and the toolchain that did it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub go: Option<GoInfo>,
+    /// `[runtime.cargo]`: the Rust function compiled at build time, and the toolchain that
+    /// did it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rust: Option<RustInfo>,
     /// Sorted by name.
     pub artifacts: Vec<Artifact>,
 }
@@ -118,6 +122,17 @@ pub struct GoInfo {
     /// The function's module path.
     pub module: String,
     /// The toolchain's version (`go1.19.8`).
+    pub toolchain: String,
+    /// Where the binary is in the image.
+    pub binary: String,
+}
+
+/// A Rust function compiled at build time (`[runtime.cargo]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RustInfo {
+    /// The function's Cargo package.
+    pub package: String,
+    /// The toolchain's `rustc -V` (`rustc 1.95.0 (59807616e 2026-04-14)`).
     pub toolchain: String,
     /// Where the binary is in the image.
     pub binary: String,

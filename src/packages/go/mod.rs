@@ -486,7 +486,16 @@ pub fn build(
         .canonicalize()
         .map_err(io("the scratch directory".into()))?;
     let src = work.join("src");
-    copy_source(&spec.source, &src)?;
+    super::compiled::copy_source(&spec.source, &src, &[".git"], MAX_SOURCE_BYTES).map_err(
+        |e| match e {
+            super::compiled::CopyError::NotRegular(file) => GoError::File {
+                file,
+                line: 0,
+                why: "a symlink or special file in the Go module's source: the build copies regular files and directories only; replace it with the file".into(),
+            },
+            super::compiled::CopyError::Io(why) => GoError::Io(why),
+        },
+    )?;
     write_proxy(&work.join("proxy"), &files)?;
     for d in ["home", "gocache", "gopath", "modcache", "tmp", "out"] {
         std::fs::create_dir_all(work.join(d)).map_err(io(format!("{}", work.display())))?;
@@ -506,7 +515,7 @@ pub fn build(
         return Err(GoError::Build {
             module_dir: spec.source.clone(),
             status: out.status.to_string(),
-            output: printable(&text, &work),
+            output: super::compiled::printable(&text, &work, MAX_OUTPUT),
         });
     }
     let bin_path = work.join("out/fn");
@@ -518,7 +527,7 @@ pub fn build(
             spec.source.display()
         ))
     })?;
-    check_static(&binary, arch).map_err(|why| {
+    super::compiled::check_static(&binary, arch).map_err(|why| {
         GoError::Io(format!(
             "the binary go built from {}: {why}",
             spec.source.display()
@@ -611,82 +620,6 @@ fn run_go(
         })
 }
 
-/// `go`'s output for an error: the scratch path shortened, control characters escaped (it
-/// quotes the untrusted source), at most [`MAX_OUTPUT`] bytes.
-fn printable(text: &str, work: &Path) -> String {
-    let text = text.replace(&format!("{}/src/", work.display()), "");
-    let text = text.replace(&work.display().to_string(), "<scratch>");
-    let mut out = String::new();
-    for line in text.lines() {
-        if out.len() >= MAX_OUTPUT {
-            out.push_str("[… cut]");
-            break;
-        }
-        // Writing into a String cannot fail.
-        let _ = crate::fsio::escape_controls(line, &mut out);
-        out.push('\n');
-    }
-    out.trim_end().to_owned()
-}
-
-/// The binary must be a static executable for the image's machine: no interpreter, no
-/// libraries (the image holds nothing else).
-fn check_static(binary: &[u8], arch: Arch) -> Result<(), String> {
-    let elf = goblin::elf::Elf::parse(binary).map_err(|e| format!("not an ELF file: {e}"))?;
-    if elf.header.e_machine != arch.elf_machine() {
-        return Err(format!(
-            "built for ELF machine {}, not {}",
-            elf.header.e_machine,
-            arch.human()
-        ));
-    }
-    if elf.interpreter.is_some() || !elf.libraries.is_empty() {
-        return Err(
-            "it is dynamically linked (cgo?): Go functions are built with CGO_ENABLED=0".into(),
-        );
-    }
-    Ok(())
-}
-
-/// Copies the module's source (regular files and directories only; a symlink is refused: it
-/// could lead out of the source) into `to`.
-fn copy_source(from: &Path, to: &Path) -> Result<(), GoError> {
-    let mut total = 0u64;
-    for e in walkdir::WalkDir::new(from).sort_by_file_name() {
-        let e = e.map_err(|e| GoError::Io(format!("reading {}: {e}", from.display())))?;
-        let rel = e.path().strip_prefix(from).unwrap_or(Path::new(""));
-        if rel
-            .components()
-            .next()
-            .is_some_and(|c| c.as_os_str() == ".git")
-        {
-            continue;
-        }
-        let dest = to.join(rel);
-        let t = e.file_type();
-        let io = |e: std::io::Error| GoError::Io(format!("copying {}: {e}", dest.display()));
-        if t.is_dir() {
-            std::fs::create_dir_all(&dest).map_err(io)?;
-        } else if t.is_file() {
-            total = total.saturating_add(e.metadata().map(|m| m.len()).unwrap_or(0));
-            if total > MAX_SOURCE_BYTES {
-                return Err(GoError::Io(format!(
-                    "{}: the module's source is over {MAX_SOURCE_BYTES} bytes",
-                    from.display()
-                )));
-            }
-            std::fs::copy(e.path(), &dest).map_err(io)?;
-        } else {
-            return Err(GoError::File {
-                file: e.path().to_owned(),
-                line: 0,
-                why: "a symlink or special file in the Go module's source: the build copies regular files and directories only; replace it with the file".into(),
-            });
-        }
-    }
-    Ok(())
-}
-
 /// Lays the pinned files out as a module proxy (`<module>/@v/list`, `.info`, `.mod`, `.zip`).
 fn write_proxy(dir: &Path, files: &[ModuleFile]) -> Result<(), GoError> {
     let mut versions: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -770,7 +703,7 @@ fn dep_component(
             )),
             purl: None,
             license: None,
-            sha256: dir_digest(&spec.source.join(&d.path))?,
+            sha256: super::compiled::dir_digest(&spec.source.join(&d.path)).map_err(GoError::Io)?,
             files: Vec::new(),
             properties,
             depends_on: Vec::new(),
@@ -804,24 +737,6 @@ fn dep_component(
         properties,
         depends_on: Vec::new(),
     })
-}
-
-/// sha256 over a directory's regular files: each file's sha256 (hex), two spaces and its
-/// relative path, one per line, sorted (what `h1:` hashes, without the base64).
-fn dir_digest(dir: &Path) -> Result<String, GoError> {
-    use sha2::Digest as _;
-    let mut lines = Vec::new();
-    for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
-        let e = e.map_err(|e| GoError::Io(format!("reading {}: {e}", dir.display())))?;
-        if e.file_type().is_file() {
-            let (sum, _) = crate::fsio::sha256_file(e.path(), crate::fsio::Links::Refuse)
-                .map_err(|e| GoError::Io(e.to_string()))?;
-            let rel = e.path().strip_prefix(dir).unwrap_or(e.path());
-            lines.push(format!("{}  {}\n", hex::encode(sum), rel.display()));
-        }
-    }
-    lines.sort();
-    Ok(hex::encode(sha2::Sha256::digest(lines.concat())))
 }
 
 /// `pkg:golang/<module>@<version>`, percent-encoding what a purl version may not hold.
