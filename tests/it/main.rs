@@ -13,6 +13,7 @@ mod arm64_build;
 mod arm64_packages;
 mod boot_test;
 mod build_sandbox;
+mod cargo_fn;
 mod channel;
 mod cli_vocab;
 mod deps;
