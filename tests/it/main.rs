@@ -40,6 +40,7 @@ mod vm {
     mod hostile_guest;
     mod init_vm;
     mod kernel;
+    mod lambda_clients;
     mod lambda_vm;
     mod new_fn;
     mod node_fn;

@@ -1,0 +1,146 @@
+//! Functions written for AWS Lambda with AWS's published clients, unchanged, on StratOS:
+//! lambda-rust (the `lambda_runtime` crate, built by `[runtime.cargo]`) builds offline
+//! bit-identically with its crates in the SBOM, boots, and answers on the path AWS's Runtime
+//! Interface Emulator takes events on: a response, a function error, a timeout after which the
+//! next invocation is answered.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+const INVOKE: &str = "/2015-03-31/functions/function/invocations";
+
+/// `curl -sS -D - -d EVENT` to the invoke path: (status line and headers, body), once the
+/// runtime is ready (retried until `deadline`).
+fn invoke_within(port: u16, event: &str, deadline: Duration) -> (String, String) {
+    let until = Instant::now() + deadline;
+    loop {
+        let out = Command::new("curl")
+            .args(["-sS", "-m", "60", "-D", "-", "-d", event])
+            .arg(format!("http://127.0.0.1:{port}{INVOKE}"))
+            .output()
+            .unwrap();
+        if out.status.success() {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let (h, b) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+            return (h.to_owned(), b.to_owned());
+        }
+        assert!(
+            Instant::now() < until,
+            "no answer: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The sha256 Cargo.lock pins for `name`.
+fn lock_checksum(lock: &Path, name: &str) -> String {
+    let text = std::fs::read_to_string(lock).unwrap();
+    let v: toml::Value = toml::from_str(&text).unwrap();
+    v["package"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"].as_str() == Some(name))
+        .and_then(|p| p["checksum"].as_str())
+        .unwrap_or_else(|| panic!("{name} not in {}", lock.display()))
+        .to_owned()
+}
+
+#[test]
+fn lambda_rust_built_with_the_published_crate_answers_fails_and_times_out_like_lambda() {
+    require_tool("qemu-system-x86_64");
+    require_tool("curl");
+    require_kernel_source();
+    let cache = shared_cache();
+    let work = tempfile::tempdir().unwrap();
+    let img = image_rebuilt_identically("lambda-rust", work.path());
+
+    // The crates linked in are in the SBOM, pinned as Cargo.lock pins them; a procedural
+    // macro (it runs in the compiler) and a Windows-only crate are not.
+    let sbom: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(img.join("sbom.cdx.json")).unwrap()).unwrap();
+    validate_sbom(&sbom).unwrap();
+    let comps = sbom["components"].as_array().unwrap();
+    let lock = root().join("functions/lambda-rust/Cargo.lock");
+    let runtime = comps
+        .iter()
+        .find(|c| c["purl"] == "pkg:cargo/lambda_runtime@1.5.0")
+        .expect("lambda_runtime in the SBOM");
+    assert_eq!(
+        runtime["hashes"][0]["content"],
+        lock_checksum(&lock, "lambda_runtime")
+    );
+    let purls: Vec<&str> = comps.iter().filter_map(|c| c["purl"].as_str()).collect();
+    assert!(
+        purls.iter().any(|p| p.starts_with("pkg:cargo/tokio@")),
+        "{purls:?}"
+    );
+    assert!(
+        !purls
+            .iter()
+            .any(|p| p.starts_with("pkg:cargo/serde_derive@")),
+        "{purls:?}"
+    );
+    assert!(
+        !purls.iter().any(|p| p.starts_with("pkg:cargo/windows")),
+        "{purls:?}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(img.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["rust"]["binary"], "/var/task/bootstrap");
+
+    let log = work.path().join("console.log");
+    let (mut vm, port) = Running::boot_forwarded(&cache, &img, 300, &log);
+    let (head, body) = invoke_within(port, r#"{"name":"world"}"#, Duration::from_secs(240));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(!head.contains("X-Amz-Function-Error"), "{head}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["message"],
+        "Hello, world! This is StratOS on Rust (lambda_runtime)."
+    );
+    assert_eq!(v["function_name"], "lambda-rust");
+    // The deadline the crate read from Lambda-Runtime-Deadline-Ms: wall-clock milliseconds,
+    // at most the profile's 3 s ahead.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let deadline = v["deadline_ms"].as_u64().unwrap();
+    assert!(
+        deadline > now_ms - 60_000 && deadline < now_ms + 3_000 + 60_000,
+        "{deadline}"
+    );
+    let first_id = v["request_id"].as_str().unwrap().to_owned();
+
+    // A handler error: the crate posts …/error; the caller gets it with X-Amz-Function-Error.
+    let (head, body) = invoke_within(port, r#"{"fail":"on purpose"}"#, Duration::from_secs(30));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("X-Amz-Function-Error: Unhandled"), "{head}");
+    let e: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        e["errorMessage"], "the function failed as asked: on purpose",
+        "{body}"
+    );
+
+    // Past the 3 s deadline: Lambda's timeout document; the runtime is restarted and the next
+    // invocation answers, with a new request id.
+    let (head, body) = invoke_within(port, r#"{"sleep_ms":4000}"#, Duration::from_secs(30));
+    assert!(head.contains("X-Amz-Function-Error: Unhandled"), "{head}");
+    assert!(body.contains("Task timed out after 3.00 seconds"), "{body}");
+    let (head, body) = invoke_within(port, r#"{"name":"again"}"#, Duration::from_secs(120));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["message"].as_str().unwrap().starts_with("Hello, again!"),
+        "{body}"
+    );
+    assert_ne!(v["request_id"], first_id);
+    vm.stop_with_sigterm();
+    let console = std::fs::read_to_string(&log).unwrap();
+    assert!(console.contains("lambda-rust: starting"), "{console}");
+}
