@@ -36,6 +36,9 @@ pub struct BootTestResult {
     pub invocations: usize,
     /// The HTTP path invoked.
     pub invoke: String,
+    /// The baseline's, when it was called otherwise (`--baseline-invoke`, `--baseline-event`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_invoke: Option<String>,
     pub memory_mib: u32,
     /// The image's runs, per metric (successful runs only).
     pub metrics: BTreeMap<String, MetricSummary>,

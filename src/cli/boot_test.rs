@@ -57,6 +57,15 @@ pub struct Args {
     /// X-Amz-Function-Error fails the run.
     #[arg(long, value_name = "FILE|JSON")]
     pub event: Option<String>,
+    /// Call the baseline at this path instead (default: as DIR; with --baseline-event, the
+    /// path AWS's Runtime Interface Emulator takes events on): to compare functions called
+    /// differently, such as a Lambda function against an HTTP one.
+    #[arg(long, value_name = "PATH", requires = "baseline")]
+    pub baseline_invoke: Option<String>,
+    /// POST this to the baseline instead (a file's contents, or JSON given inline). With
+    /// --baseline-invoke but without it, the baseline gets GETs.
+    #[arg(long, value_name = "FILE|JSON", requires = "baseline")]
+    pub baseline_event: Option<String>,
     /// The guest port the function listens on.
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
@@ -232,7 +241,32 @@ fn options(a: &Args, image: &BootImage) -> Result<BenchOptions, CliError> {
         memory_mib,
         timeout: a.timeout,
         restore,
+        baseline_call: baseline_call(a)?,
     })
+}
+
+/// `--baseline-invoke` and `--baseline-event`: how the baseline is called, when not as DIR.
+fn baseline_call(a: &Args) -> Result<Option<(String, Option<Vec<u8>>)>, CliError> {
+    if a.baseline_invoke.is_none() && a.baseline_event.is_none() {
+        return Ok(None);
+    }
+    if let Some(p) = a.baseline_invoke.as_deref().filter(|p| !p.starts_with('/')) {
+        return Err(input(format!(
+            "--baseline-invoke {p:?}: the path must start with '/'"
+        )));
+    }
+    let event = a
+        .baseline_event
+        .as_deref()
+        .map(crate::boot::run::read_event)
+        .transpose()
+        .map_err(input)?;
+    let path = match (&a.baseline_invoke, &event) {
+        (Some(p), _) => p.clone(),
+        (None, Some(_)) => crate::boot::run::LAMBDA_INVOKE_PATH.to_owned(),
+        (None, None) => "/".to_owned(),
+    };
+    Ok(Some((path, event)))
 }
 
 fn print_progress(side: bench::Side, i: usize, runs: usize, img: &BootImage, r: &RunRecord) {

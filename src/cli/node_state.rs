@@ -260,6 +260,7 @@ fn boot_test(
         memory_mib: a.memory,
         timeout: a.timeout,
         restore: None,
+        baseline_call: None,
     };
     let images = Images {
         image,

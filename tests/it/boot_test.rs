@@ -212,6 +212,7 @@ fn realistic_result(digest: &str) -> stratos::boot_result::BootTestResult {
         runs: 3,
         invocations: 5,
         invoke: "/cgi-bin/hello".into(),
+        baseline_invoke: None,
         memory_mib: 512,
         metrics,
         baseline_metrics: Some(summarise(&a)),

@@ -177,6 +177,44 @@ fn a_rust_function_builds_offline_reproducibly_in_the_sandbox_with_its_crates_in
         .starts_with("rustc "));
 }
 
+/// The same project built for arm64 on this x86-64 host: cross-compiled in the sandbox (Debian's
+/// cross gcc, static glibc), an aarch64 static binary.
+#[test]
+fn a_rust_function_is_cross_built_for_arm64_in_the_sandbox() {
+    require_rust();
+    aarch64_init();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    project(w, "");
+    std::fs::write(w.join("Image"), fake_arm64_kernel()).unwrap();
+    let text = std::fs::read_to_string(profile(w))
+        .unwrap()
+        .replace(
+            "source-date-epoch = 1735689600",
+            "source-date-epoch = 1735689600\narch = \"aarch64\"",
+        )
+        .replace(
+            "prebuilt = \"bzImage\"",
+            "prebuilt = \"Image\"\ncmdline = \"console=ttyAMA0 panic=-1\"",
+        );
+    std::fs::write(w.join("rust.toml"), text).unwrap();
+    let (ok, err) = build(&w.join("cache"), &w.join("rust.toml"), &w.join("out"));
+    assert!(ok, "{err}");
+    let o = std::process::Command::new("tar")
+        .args(["--zstd", "-xOf"])
+        .arg(w.join("out/rootfs.tar.zst"))
+        .arg("srv/fn/probe")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let elf = goblin::elf::Elf::parse(&o.stdout).unwrap();
+    assert_eq!(elf.header.e_machine, goblin::elf::header::EM_AARCH64);
+    assert!(
+        elf.interpreter.is_none() && elf.libraries.is_empty(),
+        "not static"
+    );
+}
+
 fn sha256(b: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(b))

@@ -63,9 +63,25 @@ pub struct BenchOptions {
     pub timeout: Duration,
     /// The image side (B) restores this snapshot of the image instead of booting.
     pub restore: Option<Arc<Snapshot>>,
+    /// How the baseline (A) is called, when not as the image is: its path and event (a Lambda
+    /// function's invoke path and event against an HTTP function's GET).
+    pub baseline_call: Option<(String, Option<Vec<u8>>)>,
 }
 
 impl BenchOptions {
+    /// The options the baseline's runs use: these, with the baseline's call.
+    fn for_baseline(&self) -> std::borrow::Cow<'_, BenchOptions> {
+        match &self.baseline_call {
+            Some((path, event)) => std::borrow::Cow::Owned(BenchOptions {
+                invoke_path: path.clone(),
+                event: event.clone(),
+                baseline_call: None,
+                ..self.clone()
+            }),
+            None => std::borrow::Cow::Borrowed(self),
+        }
+    }
+
     /// One measured run: the function on `host` called `count` times, then the VM stopped
     /// after `linger`; a restore of `restore` instead of a boot when given.
     pub(crate) fn run_options(
@@ -150,7 +166,7 @@ pub fn measure(
             });
         }
         if let Some(img) = &images.baseline {
-            let r = run_once(img, i, o, None)?;
+            let r = run_once(img, i, &o.for_baseline(), None)?;
             on_run(Side::Baseline, i, img, &r);
             runs.baseline.push(r);
         }

@@ -118,6 +118,7 @@ mod tests {
             runs: 1,
             invocations: 1,
             invoke: "/".into(),
+            baseline_invoke: None,
             memory_mib: 512,
             metrics: BTreeMap::new(),
             baseline_metrics: None,

@@ -25,6 +25,7 @@ pub(super) fn gate(w: &World, img: &Path, passed: bool) -> PathBuf {
         runs: 1,
         invocations: 1,
         invoke: "/".into(),
+        baseline_invoke: None,
         memory_mib: 512,
         metrics: BTreeMap::new(),
         baseline_metrics: None,

@@ -143,4 +143,38 @@ fn lambda_rust_built_with_the_published_crate_answers_fails_and_times_out_like_l
     vm.stop_with_sigterm();
     let console = std::fs::read_to_string(&log).unwrap();
     assert!(console.contains("lambda-rust: starting"), "{console}");
+
+    // boot-test compares it with an HTTP function, each called its own way: events to the
+    // Lambda function, GETs to go-fn (--baseline-invoke).
+    let go_fn = image("go-fn", work.path());
+    let json = work.path().join("ab.json");
+    stratos(&cache)
+        .args([
+            "boot-test",
+            "--accel",
+            "tcg",
+            "--runs",
+            "1",
+            "--invocations",
+            "2",
+        ])
+        .args(["--event", r#"{"name":"ab"}"#])
+        .arg("--baseline")
+        .arg(&go_fn)
+        .args(["--baseline-invoke", "/?name=ab"])
+        .arg("--json-out")
+        .arg(&json)
+        .arg(&img)
+        .assert()
+        .success();
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r["invoke"], "/2015-03-31/functions/function/invocations");
+    assert_eq!(r["baseline_invoke"], "/?name=ab");
+    assert_eq!(r["passed"], true);
+    assert!(
+        r["comparison"]["first_response"]["median_ratio"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
 }
