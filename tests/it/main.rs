@@ -25,6 +25,7 @@ mod golden;
 mod hostile;
 mod interrupted;
 mod iterate;
+mod lambda_python;
 mod lock;
 mod pipeline;
 mod preflight;
