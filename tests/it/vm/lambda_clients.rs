@@ -2,7 +2,8 @@
 //! lambda-rust (the `lambda_runtime` crate, built by `[runtime.cargo]`) builds offline
 //! bit-identically with its crates in the SBOM, boots, and answers on the path AWS's Runtime
 //! Interface Emulator takes events on: a response, a function error, a timeout after which the
-//! next invocation is answered.
+//! next invocation is answered; lambda-python (a handler run by the `awslambdaric` wheel) the
+//! same.
 
 use std::path::Path;
 use std::process::Command;
@@ -177,4 +178,46 @@ fn lambda_rust_built_with_the_published_crate_answers_fails_and_times_out_like_l
             .unwrap()
             > 0.0
     );
+}
+
+#[test]
+fn lambda_python_run_by_the_published_awslambdaric_answers_fails_and_times_out_like_lambda() {
+    require_tool("qemu-system-x86_64");
+    require_tool("curl");
+    require_kernel_source();
+    let cache = shared_cache();
+    let work = tempfile::tempdir().unwrap();
+    let img = image("lambda-python", work.path());
+    let log = work.path().join("console.log");
+    let (mut vm, port) = Running::boot_forwarded(&cache, &img, 300, &log);
+    let (head, body) = invoke_within(port, r#"{"name":"StratOS"}"#, Duration::from_secs(240));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(!head.contains("X-Amz-Function-Error"), "{head}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["message"], "Hello, StratOS!", "{body}");
+    assert_eq!(v["function_name"], "lambda-python");
+    assert!(v["remaining_ms"].as_u64().unwrap() <= 3000, "{body}");
+    let first_id = v["request_id"].as_str().unwrap().to_owned();
+    assert!(
+        head.contains(&first_id),
+        "the request id is not the answer's: {head}"
+    );
+
+    // The handler raises: awslambdaric posts …/error with its type and stack trace.
+    let (head, body) = invoke_within(port, r#"{"fail":true}"#, Duration::from_secs(30));
+    assert!(head.contains("X-Amz-Function-Error: Unhandled"), "{head}");
+    let e: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(e["errorType"], "HandlerFailed", "{body}");
+    assert_eq!(e["errorMessage"], "asked to fail", "{body}");
+
+    // Past the 3 s deadline: Lambda's timeout; the interpreter is restarted and answers again.
+    let (head, body) = invoke_within(port, r#"{"sleep_ms":5000}"#, Duration::from_secs(30));
+    assert!(head.contains("X-Amz-Function-Error: Unhandled"), "{head}");
+    assert!(body.contains("Sandbox.Timedout"), "{body}");
+    let (head, body) = invoke_within(port, r#"{"name":"again"}"#, Duration::from_secs(120));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["message"], "Hello, again!", "{body}");
+    assert_ne!(v["request_id"], first_id);
+    vm.stop_with_sigterm();
 }
