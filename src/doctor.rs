@@ -114,6 +114,7 @@ pub fn run(host: &Host) -> Report {
         checkers(host),
         arm64(host),
         go(host),
+        rust(host),
     ];
     let missing: Vec<&'static str> = checks
         .iter()
@@ -479,13 +480,57 @@ fn go(host: &Host) -> Check {
     }
 }
 
+/// The Rust toolchain: only Rust functions (`[runtime.cargo]`: lambda-rust) need it, with the
+/// standard library of each image architecture they are built for.
+fn rust(host: &Host) -> Check {
+    use crate::arch::Arch;
+    use crate::packages::cargo::find_toolchain;
+    let Some(rustc) = host.which("rustc") else {
+        return lacking(
+            "rust",
+            false,
+            "no rustc on PATH: Rust functions ([runtime.cargo]) cannot be built".into(),
+            "install it with rustup (https://rustup.rs), or run ./ci/setup".into(),
+        );
+    };
+    match find_toolchain(None, &rustc, Arch::X86_64) {
+        Err(e) => lacking(
+            "rust",
+            false,
+            format!("Rust functions ([runtime.cargo]) cannot be built: {e}"),
+            "install it with rustup (https://rustup.rs), or run ./ci/setup".into(),
+        ),
+        Ok(t) => match find_toolchain(Some(&t.sysroot), &rustc, Arch::Aarch64) {
+            Ok(_) => ok(
+                "rust",
+                false,
+                format!(
+                    "{} ({}: builds [runtime.cargo] functions for x86-64 and arm64)",
+                    t.version,
+                    t.sysroot.display()
+                ),
+            ),
+            Err(_) => lacking(
+                "rust",
+                false,
+                format!(
+                    "{} ({}) builds [runtime.cargo] functions for x86-64, not arm64: it has no aarch64 standard library",
+                    t.version,
+                    t.sysroot.display()
+                ),
+                "rustup target add aarch64-unknown-linux-gnu".into(),
+            ),
+        },
+    }
+}
+
 fn bwrap(host: &Host) -> Check {
     match host.which("bwrap") {
         Some(p) => ok("bwrap", true, format!("{} (the build sandbox)", p.display())),
         None => lacking(
             "bwrap",
             true,
-            "bwrap is not on PATH: builds that compile Python bytecode or a Go function run the image's interpreter and go only inside it".into(),
+            "bwrap is not on PATH: builds that compile Python bytecode, a Go or a Rust function run the image's interpreter, go and cargo only inside it".into(),
             "install it: apt-get install bubblewrap".into(),
         ),
     }

@@ -246,7 +246,7 @@ fn options(a: &Args, image: &BootImage) -> Result<BenchOptions, CliError> {
 }
 
 /// `--baseline-invoke` and `--baseline-event`: how the baseline is called, when not as DIR.
-fn baseline_call(a: &Args) -> Result<Option<(String, Option<Vec<u8>>)>, CliError> {
+fn baseline_call(a: &Args) -> Result<Option<bench::Call>, CliError> {
     if a.baseline_invoke.is_none() && a.baseline_event.is_none() {
         return Ok(None);
     }
@@ -266,7 +266,7 @@ fn baseline_call(a: &Args) -> Result<Option<(String, Option<Vec<u8>>)>, CliError
         (None, Some(_)) => crate::boot::run::LAMBDA_INVOKE_PATH.to_owned(),
         (None, None) => "/".to_owned(),
     };
-    Ok(Some((path, event)))
+    Ok(Some(bench::Call { path, event }))
 }
 
 fn print_progress(side: bench::Side, i: usize, runs: usize, img: &BootImage, r: &RunRecord) {

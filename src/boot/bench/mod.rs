@@ -65,16 +65,23 @@ pub struct BenchOptions {
     pub restore: Option<Arc<Snapshot>>,
     /// How the baseline (A) is called, when not as the image is: its path and event (a Lambda
     /// function's invoke path and event against an HTTP function's GET).
-    pub baseline_call: Option<(String, Option<Vec<u8>>)>,
+    pub baseline_call: Option<Call>,
+}
+
+/// How a function is called: the path, and the body of a POST (`None`: GETs).
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub path: String,
+    pub event: Option<Vec<u8>>,
 }
 
 impl BenchOptions {
     /// The options the baseline's runs use: these, with the baseline's call.
     fn for_baseline(&self) -> std::borrow::Cow<'_, BenchOptions> {
         match &self.baseline_call {
-            Some((path, event)) => std::borrow::Cow::Owned(BenchOptions {
-                invoke_path: path.clone(),
-                event: event.clone(),
+            Some(call) => std::borrow::Cow::Owned(BenchOptions {
+                invoke_path: call.path.clone(),
+                event: call.event.clone(),
                 baseline_call: None,
                 ..self.clone()
             }),

@@ -79,7 +79,7 @@ impl BootTestResult {
             runs: o.runs,
             invocations: o.invocations,
             invoke: o.invoke_path.clone(),
-            baseline_invoke: o.baseline_call.as_ref().map(|(p, _)| p.clone()),
+            baseline_invoke: o.baseline_call.as_ref().map(|c| c.path.clone()),
             memory_mib: o.memory_mib,
             metrics,
             baseline_metrics,

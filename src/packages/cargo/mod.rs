@@ -138,7 +138,7 @@ pub fn fetch_crates(
             continue;
         };
         let pin = Pin {
-            digest: Digest::Sha256(sha.clone()),
+            digest: Digest::Sha256(*sha),
             max_bytes: MAX_CRATE,
             what: "a crate pinned by Cargo.lock",
         };
@@ -188,7 +188,7 @@ pub fn fetch_crates(
         }
         out.push(CrateFile {
             locked: l.clone(),
-            sha256: sha.clone(),
+            sha256: *sha,
             bytes,
         });
     }
@@ -296,15 +296,24 @@ impl Toolchain {
 /// The profile's toolchain, else the sysroot of the `rustc` on PATH; it must hold cargo, rustc
 /// and the standard library of the image's target.
 pub fn toolchain(spec: &CargoSpec, arch: Arch) -> Result<Toolchain, CargoError> {
-    let sysroot = match &spec.toolchain {
-        Some(t) => t.clone(),
+    find_toolchain(spec.toolchain.as_deref(), Path::new("rustc"), arch)
+}
+
+/// The toolchain at `sysroot`, else the sysroot `rustc` (a command) prints.
+pub fn find_toolchain(
+    sysroot: Option<&Path>,
+    rustc: &Path,
+    arch: Arch,
+) -> Result<Toolchain, CargoError> {
+    let sysroot = match sysroot {
+        Some(t) => t.to_owned(),
         None => {
-            let out = std::process::Command::new("rustc")
+            let out = std::process::Command::new(rustc)
                 .args(["--print", "sysroot"])
                 .traced()
                 .output()
                 .map_err(|e| CargoError::NoToolchain {
-                    path: PathBuf::from("rustc"),
+                    path: rustc.to_owned(),
                     why: format!("cannot run rustc ({e}): install Rust with rustup (https://rustup.rs; ./ci/setup does), or name a toolchain in [runtime.cargo] toolchain"),
                 })?;
             PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())

@@ -51,17 +51,9 @@ fn lock_checksum(lock: &Path, name: &str) -> String {
         .to_owned()
 }
 
-#[test]
-fn lambda_rust_built_with_the_published_crate_answers_fails_and_times_out_like_lambda() {
-    require_tool("qemu-system-x86_64");
-    require_tool("curl");
-    require_kernel_source();
-    let cache = shared_cache();
-    let work = tempfile::tempdir().unwrap();
-    let img = image_rebuilt_identically("lambda-rust", work.path());
-
-    // The crates linked in are in the SBOM, pinned as Cargo.lock pins them; a procedural
-    // macro (it runs in the compiler) and a Windows-only crate are not.
+/// The crates linked in are in the SBOM, pinned as Cargo.lock pins them; a procedural macro
+/// (it runs in the compiler) and a Windows-only crate are not.
+fn sbom_pins_the_linked_crates(img: &Path) {
     let sbom: serde_json::Value =
         serde_json::from_slice(&std::fs::read(img.join("sbom.cdx.json")).unwrap()).unwrap();
     validate_sbom(&sbom).unwrap();
@@ -93,6 +85,18 @@ fn lambda_rust_built_with_the_published_crate_answers_fails_and_times_out_like_l
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(img.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["rust"]["binary"], "/var/task/bootstrap");
+}
+
+#[test]
+fn lambda_rust_built_with_the_published_crate_answers_fails_and_times_out_like_lambda() {
+    require_tool("qemu-system-x86_64");
+    require_tool("curl");
+    require_kernel_source();
+    let cache = shared_cache();
+    let work = tempfile::tempdir().unwrap();
+    let img = image_rebuilt_identically("lambda-rust", work.path());
+
+    sbom_pins_the_linked_crates(&img);
 
     let log = work.path().join("console.log");
     let (mut vm, port) = Running::boot_forwarded(&cache, &img, 300, &log);
