@@ -448,3 +448,71 @@ fn go_modules_sums_build_info_and_zips() {
         let _ = buildinfo::parse_section(b);
     });
 }
+
+#[test]
+fn cargo_locks_and_crates() {
+    use stratos::packages::cargo::{lock, vendor, CrateFile};
+    let lock_text = std::fs::read(root().join("functions/lambda-rust/Cargo.lock")).unwrap();
+    fuzz("Cargo.lock", &[lock_text], |b| {
+        let _ = lock::parse(&text(b));
+    });
+    // A real .crate when ci/setup fetched it, and a hand-made one with a member that leaves
+    // its directory.
+    let mut seeds = Vec::new();
+    if let Ok(b) = std::fs::read("/var/cache/stratos/crates/itoa-1.0.19.crate") {
+        seeds.push(b);
+    }
+    let mut evil = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("x-1.0.0/Cargo.toml", &b"[package]"[..]),
+        ("x-1.0.0/../../escape", b"!"),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        evil.append(&h, data).unwrap();
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &evil.into_inner().unwrap()).unwrap();
+    seeds.push(gz.finish().unwrap());
+    let locked = lock::Locked {
+        name: "x".into(),
+        version: "1.0.0".into(),
+        source: lock::Source::Local,
+    };
+    let work = tempfile::tempdir().unwrap();
+    let evil = seeds.last().unwrap().clone();
+    let e = vendor(
+        &work.path().join("evil"),
+        &[CrateFile {
+            locked: locked.clone(),
+            sha256: stratos::digest::Sha256::of(&evil),
+            bytes: evil,
+        }],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("crate x 1.0.0") && e.contains("refusing member"),
+        "{e}"
+    );
+    let mut n = 0;
+    fuzz(".crate", &seeds, |b| {
+        n += 1;
+        let dir = work.path().join(n.to_string()).join("vendor");
+        let _ = vendor(
+            &dir,
+            &[CrateFile {
+                locked: locked.clone(),
+                sha256: stratos::digest::Sha256::of(b),
+                bytes: b.to_vec(),
+            }],
+        );
+        // Whatever the archive says, nothing lands outside the crate's directory.
+        assert!(!work.path().join(n.to_string()).join("escape").exists());
+        assert!(!dir.join("escape").exists());
+        let _ = std::fs::remove_dir_all(work.path().join(n.to_string()));
+    });
+}

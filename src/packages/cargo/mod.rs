@@ -208,7 +208,7 @@ pub fn preflight(profile: &Profile, sources: &Sources) -> Result<usize, CargoErr
 /// Unpacks each `.crate` into `dir/<name>-<version>/` with the `.cargo-checksum.json` that
 /// makes the directory a cargo source replacing crates.io: the package's sha256 (cargo checks
 /// it against the lock) and no per-file list (the whole file was checked).
-fn vendor(dir: &Path, crates: &[CrateFile]) -> Result<(), CargoError> {
+pub fn vendor(dir: &Path, crates: &[CrateFile]) -> Result<(), CargoError> {
     for c in crates {
         let stem = c.locked.stem();
         let bad = |why: String| CargoError::Crate {
