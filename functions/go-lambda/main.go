@@ -39,7 +39,9 @@ func main() {
 		os.Exit(1)
 	case "no-next":
 		fmt.Println("go-lambda: never asking for an invocation")
-		select {}
+		for {
+			time.Sleep(time.Hour)
+		}
 	}
 	var last reply
 	for {
