@@ -50,6 +50,16 @@ impl BootImage {
         choose_accel(choice, self.arch, &self.kernel(), cache)
     }
 
+    /// The call that checks the function answers when none was asked for: a GET of `/`, or,
+    /// for a Lambda function (the manifest's `lambda`), a POST of the event `{}` to the path
+    /// AWS's Runtime Interface Emulator takes events on.
+    pub fn default_call(&self) -> (&'static str, Option<Vec<u8>>) {
+        match self.manifest.lambda {
+            Some(_) => (crate::boot::run::LAMBDA_INVOKE_PATH, Some(b"{}".to_vec())),
+            None => ("/", None),
+        }
+    }
+
     pub fn kernel(&self) -> PathBuf {
         self.dir.join(&self.manifest.kernel.artifact)
     }

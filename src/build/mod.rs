@@ -690,6 +690,13 @@ fn manifest(
             latency: o.latency,
         }),
         go: a.go.clone(),
+        lambda: profile
+            .init
+            .lambda
+            .as_ref()
+            .map(|l| crate::sign::manifest::LambdaInfo {
+                invoke_port: l.port,
+            }),
         root,
         artifacts: files
             .iter()

@@ -48,8 +48,9 @@ pub struct Args {
     /// call each once, and compare the host memory of the two groups (sum of QEMU's PSS).
     #[arg(long, value_name = "N", requires = "snapshot")]
     pub concurrent: Option<usize>,
-    /// HTTP path of the function to invoke (default "/", or with --event the path AWS's
-    /// Runtime Interface Emulator takes events on).
+    /// HTTP path of the function to invoke (default "/", or with --event, or for a Lambda
+    /// function, the path AWS's Runtime Interface Emulator takes events on; a Lambda function
+    /// without --event is sent the event {}).
     #[arg(long, value_name = "PATH")]
     pub invoke: Option<String>,
     /// POST this to the function on every call instead of a GET: a file's contents, or JSON
@@ -217,15 +218,11 @@ fn options(a: &Args, image: &BootImage) -> Result<BenchOptions, CliError> {
             (accel, a.memory.unwrap_or(512))
         }
     };
+    let (invoke_path, event) = call(a, image).map_err(input)?;
     Ok(BenchOptions {
         runs: a.runs,
-        invoke_path: invoke_path(a).to_owned(),
-        event: a
-            .event
-            .as_deref()
-            .map(crate::boot::run::read_event)
-            .transpose()
-            .map_err(input)?,
+        invoke_path,
+        event,
         guest_port: a.port,
         invocations: a.invocations,
         accel,
@@ -315,12 +312,21 @@ fn input(message: String) -> CliError {
     CliError::input(anyhow::anyhow!(message))
 }
 
-/// The path calls go to: --invoke's, else "/" (or, with --event, the path AWS's Runtime
-/// Interface Emulator takes events on).
-fn invoke_path(a: &Args) -> &str {
-    match (&a.invoke, &a.event) {
-        (Some(p), _) => p,
-        (None, Some(_)) => crate::boot::run::LAMBDA_INVOKE_PATH,
-        (None, None) => "/",
-    }
+/// The calls each run makes: a POST of --event (to --invoke's path, else the path AWS's Runtime
+/// Interface Emulator takes events on), a GET of --invoke's path, or, with neither, the image's
+/// default call (a GET of "/", or for a Lambda function a POST of `{}` to the RIE path).
+fn call(a: &Args, image: &BootImage) -> Result<(String, Option<Vec<u8>>), String> {
+    let event = a
+        .event
+        .as_deref()
+        .map(crate::boot::run::read_event)
+        .transpose()?;
+    Ok(match (&a.invoke, event) {
+        (Some(p), event) => (p.clone(), event),
+        (None, Some(e)) => (crate::boot::run::LAMBDA_INVOKE_PATH.to_owned(), Some(e)),
+        (None, None) => {
+            let (path, event) = image.default_call();
+            (path.to_owned(), event)
+        }
+    })
 }

@@ -449,3 +449,150 @@ fn runtimes_that_never_get_ready_fail_the_boot_saying_why() {
         assert!(!stdout.contains("stratos-phase runtime_ready"), "{stdout}");
     }
 }
+
+/// A Lambda image through the node's machinery: snapshotted (its warm-up call POSTs `{}`: a
+/// GET would be an empty event), restored twice with a request id each (fresh: drawn from the
+/// kernel's generator, which the init reseeds on restore), boot-tested from the snapshot and
+/// put in service by `update apply`, whose boots call it with the event `{}` on the RIE path
+/// (not a GET of "/", which a Lambda function does not serve).
+#[allow(clippy::too_many_lines)]
+#[test]
+fn a_lambda_image_is_snapshotted_restored_with_fresh_ids_and_applied_by_update() {
+    require_tool("qemu-system-x86_64");
+    require_kernel_source();
+    let cache = shared_cache();
+    let work = tempfile::tempdir().unwrap();
+    let prefix = work.path().join("release");
+    stratos(&cache)
+        .args(["keygen", "--out"])
+        .arg(&prefix)
+        .assert()
+        .success();
+    let key = prefix.with_extension("key");
+    let profile = lambda_profile(work.path());
+    let img = work.path().join("img");
+    stratos(&cache)
+        .arg("build")
+        .arg(&profile)
+        .arg("--out")
+        .arg(&img)
+        .args(["--offline", "-q", "--image-key"])
+        .arg(&key)
+        .assert()
+        .success();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(img.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["lambda"], serde_json::json!({"invoke_port": 8080}));
+
+    let t0 = Instant::now();
+    let snap = work.path().join("img.snap");
+    take_snapshot(
+        &img,
+        &snap,
+        INVOKE,
+        &["--image-key".as_ref(), key.as_os_str()],
+    );
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let out = stratos_std(&cache)
+            .arg("boot")
+            .arg(&img)
+            .arg("--snapshot")
+            .arg(&snap)
+            .args(["--timeout", "120", "--event", r#"{"name":"id"}"#])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            stdout.matches("stratos-phase restored ").count(),
+            1,
+            "{stdout}"
+        );
+        let start = stdout
+            .find(&format!("--- response: HTTP 200 from {INVOKE} ---\n"))
+            .unwrap_or_else(|| panic!("no answer:\n{stdout}"));
+        let body = stdout[start..].lines().nth(1).unwrap().trim().to_owned();
+        assert!(body.starts_with(r#"{"id":""#), "{body}");
+        ids.push(body);
+    }
+    assert_ne!(
+        ids[0], ids[1],
+        "two restores handed out the same request id"
+    );
+    // boot-test from the snapshot, without --event: each call is the event {}.
+    stratos(&cache)
+        .args([
+            "boot-test",
+            "--runs",
+            "1",
+            "--invocations",
+            "2",
+            "--snapshot",
+        ])
+        .arg(&snap)
+        .arg(&img)
+        .assert()
+        .success();
+    eprintln!(
+        "lambda_vm: snapshot, two restores and a boot-test took {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+
+    // Published, fetched and applied: the apply's boots call the function with {}.
+    let t0 = Instant::now();
+    let repo = work.path().join("releases");
+    let state = work.path().join("state");
+    stratos(&cache)
+        .args(["repo", "init", "--repo"])
+        .arg(&repo)
+        .arg("--root-key")
+        .arg(&key)
+        .assert()
+        .success();
+    stratos(&cache)
+        .arg("publish")
+        .arg(&img)
+        .arg("--repo")
+        .arg(&repo)
+        .args(["--channel", "stable", "--percent", "100", "--channel-key"])
+        .arg(&key)
+        .assert()
+        .success();
+    stratos(&cache)
+        .args(["update", "fetch", "--state"])
+        .arg(&state)
+        .arg("--repo")
+        .arg(&repo)
+        .args([
+            "--channel",
+            "stable",
+            "--node-id",
+            "node-1",
+            "--bootstrap-root",
+        ])
+        .arg(repo.join("root.json"))
+        .assert()
+        .success();
+    stratos(&cache)
+        .args(["update", "apply", "--state"])
+        .arg(&state)
+        .args(["--runs", "1", "--accel", "tcg", "--timeout", "120"])
+        .assert()
+        .success();
+    let status = stratos_std(&cache)
+        .args(["update", "status", "--json", "--state"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(v["current"]["image"], "go-fn", "{v}");
+    eprintln!(
+        "lambda_vm: publish, fetch and update apply took {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
