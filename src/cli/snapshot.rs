@@ -28,7 +28,8 @@ pub struct Args {
     #[arg(long, default_value_t = 512)]
     pub memory: u32,
     /// Call PATH on the function once it is ready, before saving (repeatable): lazy imports
-    /// and JIT happen once, not on every restore.
+    /// and JIT happen once, not on every restore. A GET; for a Lambda function a POST of the
+    /// event {} (an answer with X-Amz-Function-Error fails the snapshot).
     #[arg(long, value_name = "PATH")]
     pub warm: Vec<String>,
     /// The function's port in the guest.
