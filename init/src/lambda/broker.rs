@@ -149,6 +149,11 @@ impl Broker {
         self.timeout
     }
 
+    /// How long a runtime just started may take to ask for its first invocation.
+    pub fn init_timeout(&self) -> Duration {
+        self.init_timeout
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A thread that panicked while holding the lock leaves consistent state behind (every
         // change is one assignment), and the init must keep serving.
