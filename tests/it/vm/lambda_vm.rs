@@ -441,9 +441,11 @@ fn runtimes_that_never_get_ready_fail_the_boot_saying_why() {
             .stderr(predicates::str::contains(says))
             .get_output()
             .clone();
+        let stderr = String::from_utf8_lossy(&out.stderr);
         eprintln!(
-            "lambda_vm: GO_LAMBDA_START={start}: boot failed in {:.1} s",
-            t0.elapsed().as_secs_f64()
+            "lambda_vm: GO_LAMBDA_START={start}: boot failed in {:.1} s: {}",
+            t0.elapsed().as_secs_f64(),
+            stderr.lines().find(|l| l.contains(says)).unwrap_or_default()
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(!stdout.contains("stratos-phase runtime_ready"), "{stdout}");
