@@ -60,6 +60,12 @@ impl BootImage {
         }
     }
 
+    /// The guest port the function is called on: `asked` (--port), else a Lambda function's
+    /// invoke port, else 8080.
+    pub fn function_port(&self, asked: Option<u16>) -> u16 {
+        asked.unwrap_or(self.manifest.lambda.map_or(8080, |l| l.invoke_port))
+    }
+
     pub fn kernel(&self) -> PathBuf {
         self.dir.join(&self.manifest.kernel.artifact)
     }

@@ -58,9 +58,9 @@ pub struct Args {
     /// X-Amz-Function-Error fails the run.
     #[arg(long, value_name = "FILE|JSON")]
     pub event: Option<String>,
-    /// The guest port the function listens on.
-    #[arg(long, default_value_t = 8080)]
-    pub port: u16,
+    /// The guest port the function listens on [default: 8080, or a Lambda function's invoke port].
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
     /// Invocations per boot: the first is the cold start, the rest are warm.
     #[arg(long, default_value_t = 5)]
     pub invocations: usize,
@@ -223,7 +223,7 @@ fn options(a: &Args, image: &BootImage) -> Result<BenchOptions, CliError> {
         runs: a.runs,
         invoke_path,
         event,
-        guest_port: a.port,
+        guest_port: image.function_port(a.port),
         invocations: a.invocations,
         accel,
         memory_mib,

@@ -42,9 +42,9 @@ pub struct ApplyArgs {
     /// {} (a POST); anything else a GET.
     #[arg(long, value_name = "PATH")]
     pub invoke: Option<String>,
-    /// The guest port the function listens on.
-    #[arg(long, default_value_t = 8080)]
-    pub port: u16,
+    /// The guest port the function listens on [default: 8080, or a Lambda function's invoke port].
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
     /// Calls per boot.
     #[arg(long, default_value_t = 2)]
     pub invocations: usize,
@@ -256,7 +256,7 @@ fn boot_test(
         runs: a.runs,
         invoke_path: a.invoke.as_deref().unwrap_or(default_path).to_owned(),
         event,
-        guest_port: a.port,
+        guest_port: image.function_port(a.port),
         invocations: a.invocations,
         accel,
         memory_mib: a.memory,

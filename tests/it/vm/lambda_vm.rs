@@ -456,7 +456,8 @@ fn runtimes_that_never_get_ready_fail_the_boot_saying_why() {
 /// GET would be an empty event), restored twice with a request id each (fresh: drawn from the
 /// kernel's generator, which the init reseeds on restore), boot-tested from the snapshot and
 /// put in service by `update apply`, whose boots call it with the event `{}` on the RIE path
-/// (not a GET of "/", which a Lambda function does not serve).
+/// (not a GET of "/", which a Lambda function does not serve) — each on the function's invoke
+/// port, 9000 here, which the manifest gives.
 #[allow(clippy::too_many_lines)]
 #[test]
 fn a_lambda_image_is_snapshotted_restored_with_fresh_ids_and_applied_by_update() {
@@ -471,7 +472,13 @@ fn a_lambda_image_is_snapshotted_restored_with_fresh_ids_and_applied_by_update()
         .assert()
         .success();
     let key = prefix.with_extension("key");
+    // On another port than 8080: what calls the function finds it in the manifest.
     let profile = lambda_profile(work.path());
+    let text = std::fs::read_to_string(&profile).unwrap().replace(
+        "function-name = \"go-lambda\"\n",
+        "function-name = \"go-lambda\"\nport = 9000\n",
+    );
+    std::fs::write(&profile, text).unwrap();
     let img = work.path().join("img");
     stratos(&cache)
         .arg("build")
@@ -484,7 +491,7 @@ fn a_lambda_image_is_snapshotted_restored_with_fresh_ids_and_applied_by_update()
         .success();
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(img.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(manifest["lambda"], serde_json::json!({"invoke_port": 8080}));
+    assert_eq!(manifest["lambda"], serde_json::json!({"invoke_port": 9000}));
 
     let t0 = Instant::now();
     let snap = work.path().join("img.snap");
