@@ -195,6 +195,8 @@ pub enum InitError {
     LambdaServer(io::Error),
     /// The Lambda runtime posted `init/error` (its `errorType: errorMessage`, printable).
     LambdaInit(String),
+    /// The first Lambda runtime did not ask for an invocation within the init phase (ms).
+    LambdaInitTimeout(u64),
 }
 
 impl fmt::Display for InitError {
@@ -237,6 +239,11 @@ impl fmt::Display for InitError {
             InitError::LambdaInit(m) => write!(
                 f,
                 "the Lambda runtime failed to initialise (it posted /2018-06-01/runtime/init/error): {m}"
+            ),
+            InitError::LambdaInitTimeout(ms) => write!(
+                f,
+                "the Lambda runtime did not ask for an invocation (GET /2018-06-01/runtime/invocation/next) within its init phase of {} s (Lambda's init timeout): it is stuck or waiting for something before its first request",
+                ms / 1000
             ),
         }
     }

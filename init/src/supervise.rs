@@ -39,9 +39,9 @@ pub type Step = ControlFlow<Result<ExitKind, InitError>>;
 pub const IDLE_WAKE_MS: u64 = 1000;
 /// How often readiness is checked until the runtime is ready.
 pub const READINESS_POLL_MS: u64 = 5;
-/// With the Lambda interface: after this long without the runtime asking for an invocation,
-/// one warning.
-pub const LAMBDA_READY_WARN_MS: u64 = 30_000;
+/// With the Lambda interface: the first runtime must ask for an invocation within this long
+/// (Lambda's init phase), or the boot fails.
+pub const LAMBDA_INIT_TIMEOUT_MS: u64 = crate::lambda::INIT_TIMEOUT.as_millis() as u64;
 
 /// Where the runtime is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +77,8 @@ pub struct Supervisor<'a> {
     restarts: u32,
     /// `runtime_ready` was printed.
     ready: bool,
-    /// After this time (ns) a runtime not yet ready gets one warning.
+    /// After this time (ns) a runtime not yet ready gets one warning (with the Lambda
+    /// interface: the boot fails).
     ready_deadline: u64,
     late_warned: bool,
     peak: &'a mut MemoryPeak,
@@ -113,11 +114,16 @@ impl<'a> Supervisor<'a> {
         if ready {
             runtime_ready(sys, obs);
         }
+        if p.cfg.lambda.is_some() {
+            sys.lambda_runtime_started();
+        }
         let ready_deadline = match &p.cfg.readiness {
             Some(Readiness::Tcp { timeout_ms, .. } | Readiness::Notify { timeout_ms }) => {
                 sys.now_ns().saturating_add(ns(*timeout_ms))
             }
-            None if p.cfg.lambda.is_some() => sys.now_ns().saturating_add(ns(LAMBDA_READY_WARN_MS)),
+            None if p.cfg.lambda.is_some() => {
+                sys.now_ns().saturating_add(ns(LAMBDA_INIT_TIMEOUT_MS))
+            }
             None => u64::MAX,
         };
         Supervisor {
@@ -166,6 +172,9 @@ impl<'a> Supervisor<'a> {
         let polled = self.p.cfg.lambda.is_none();
         let wake = if !self.ready && self.state.pid().is_some() && polled {
             READINESS_POLL_MS
+        } else if !self.ready && !polled {
+            // The end of the init phase.
+            IDLE_WAKE_MS.min(ms_until(now, self.ready_deadline))
         } else {
             IDLE_WAKE_MS
         };
@@ -337,6 +346,9 @@ impl<'a> Supervisor<'a> {
                     Err(e) => return ControlFlow::Break(Err(e)),
                 };
                 log(sys, &format!("restarted runtime as pid {pid}"));
+                if self.p.cfg.lambda.is_some() {
+                    sys.lambda_runtime_started();
+                }
                 self.state = State::Running { pid };
             }
             State::Stopping {
@@ -359,6 +371,9 @@ impl<'a> Supervisor<'a> {
                 };
             }
             _ => {}
+        }
+        if !self.ready && self.p.cfg.lambda.is_some() && now > self.ready_deadline {
+            return ControlFlow::Break(Err(InitError::LambdaInitTimeout(LAMBDA_INIT_TIMEOUT_MS)));
         }
         if !self.ready && self.state.pid().is_some() {
             self.check_readiness(sys, now);
@@ -458,12 +473,10 @@ impl<'a> Supervisor<'a> {
             runtime_ready(sys, self.obs);
         } else if now > self.ready_deadline && !self.late_warned {
             self.late_warned = true;
-            let warning = if self.p.cfg.lambda.is_some() {
-                "warning: the Lambda runtime has not asked for an invocation (GET /2018-06-01/runtime/invocation/next) within 30 s; still waiting"
-            } else {
-                "warning: the runtime is not ready within its readiness timeout; still waiting"
-            };
-            log(sys, warning);
+            log(
+                sys,
+                "warning: the runtime is not ready within its readiness timeout; still waiting",
+            );
         }
     }
 }

@@ -179,6 +179,9 @@ pub trait Sys {
     /// What the Lambda interface's server has to say since the last call (nothing when it
     /// does not run).
     fn lambda_events(&mut self) -> Vec<crate::lambda::LambdaEvent>;
+    /// Tells the Lambda interface's server that a runtime process was started (its init phase
+    /// starts).
+    fn lambda_runtime_started(&mut self);
     /// Tells the Lambda interface's server that the runtime process ended (`how`, for people):
     /// the invocation it held fails, and the next runtime starts afresh.
     fn lambda_runtime_ended(&mut self, how: &str);

@@ -19,10 +19,16 @@ struct Fixture {
 }
 
 fn start(timeout_ms: u64) -> Fixture {
+    start_with_init(timeout_ms, 0)
+}
+
+/// With an init phase of `init_ms` (the VM's is 10 s).
+fn start_with_init(timeout_ms: u64, init_ms: u64) -> Fixture {
     let cfg = ServerConfig {
         api: "127.0.0.1:0".parse().unwrap(),
         invoke: "127.0.0.1:0".parse().unwrap(),
         timeout: Duration::from_millis(timeout_ms),
+        init_timeout: Duration::from_millis(init_ms),
         function_arn: stratos_init::lambda::function_arn("hello"),
     };
     let wakes = Arc::new(Mutex::new(0));
@@ -478,16 +484,50 @@ fn curl_with_expect_100_continue_is_served() {
 
 #[test]
 fn a_runtime_that_never_asks_leaves_the_caller_a_timeout_and_is_not_killed() {
-    let f = start(300);
+    // The caller waits for the init phase (600 ms), not only the function's timeout.
+    let f = start_with_init(300, 600);
     let t0 = Instant::now();
     let r = invoke(&f, b"{}");
-    assert!(t0.elapsed() >= Duration::from_millis(300));
+    assert!(t0.elapsed() >= Duration::from_millis(600));
     assert_function_error(&r, "Sandbox.Timedout", "Task timed out after 0.30 seconds");
-    assert!(r.json()["errorMessage"]
-        .as_str()
-        .unwrap()
-        .contains("did not ask for the event"));
+    assert_function_error(&r, "Sandbox.Timedout", "did not ask for the event");
+    assert_function_error(&r, "Sandbox.Timedout", "init phase of 0.60 seconds");
     assert_eq!(f.server.take_events(), vec![]);
+}
+
+#[test]
+fn an_event_sent_during_the_init_phase_waits_for_the_runtime_and_its_timeout_starts_when_taken() {
+    // A runtime slow to start (Python's awslambdaric imports for a second or more under TCG):
+    // the first call outlives the function's 300 ms timeout waiting, and is still served.
+    let f = start_with_init(300, 10_000);
+    let caller = invoke_later(&f, b"early");
+    thread::sleep(Duration::from_millis(700));
+    let mut rt = runtime(&f);
+    let ev = rt.call("GET", NEXT, &[], b"");
+    assert_eq!(ev.body, b"early");
+    let deadline: u128 = ev
+        .header("Lambda-Runtime-Deadline-Ms")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    assert!(
+        deadline > now + 150 && deadline <= now + 300,
+        "the deadline counts from the hand-out: {deadline} vs now {now}"
+    );
+    let r = rt.respond(&ev, b"late but fine");
+    assert_eq!(r.status, 202);
+    let r = caller.join().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "late but fine");
+    // Once the runtime is up, the function's timeout alone bounds the wait again.
+    let t0 = Instant::now();
+    let r = invoke(&f, b"{}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_function_error(&r, "Sandbox.Timedout", "Task timed out after 0.30 seconds");
 }
 
 #[test]

@@ -50,6 +50,22 @@ impl BootImage {
         choose_accel(choice, self.arch, &self.kernel(), cache)
     }
 
+    /// The call that checks the function answers when none was asked for: a GET of `/`, or,
+    /// for a Lambda function (the manifest's `lambda`), a POST of the event `{}` to the path
+    /// AWS's Runtime Interface Emulator takes events on.
+    pub fn default_call(&self) -> (&'static str, Option<Vec<u8>>) {
+        match self.manifest.lambda {
+            Some(_) => (crate::boot::run::LAMBDA_INVOKE_PATH, Some(b"{}".to_vec())),
+            None => ("/", None),
+        }
+    }
+
+    /// The guest port the function is called on: `asked` (--port), else a Lambda function's
+    /// invoke port, else 8080.
+    pub fn function_port(&self, asked: Option<u16>) -> u16 {
+        asked.unwrap_or(self.manifest.lambda.map_or(8080, |l| l.invoke_port))
+    }
+
     pub fn kernel(&self) -> PathBuf {
         self.dir.join(&self.manifest.kernel.artifact)
     }

@@ -693,6 +693,13 @@ fn manifest(
         }),
         go: a.go.clone(),
         rust: a.rust.clone(),
+        lambda: profile
+            .init
+            .lambda
+            .as_ref()
+            .map(|l| crate::sign::manifest::LambdaInfo {
+                invoke_port: l.port,
+            }),
         root,
         artifacts: files
             .iter()

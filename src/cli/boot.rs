@@ -38,9 +38,9 @@ pub struct Args {
     /// an answer with X-Amz-Function-Error is a failed check.
     #[arg(long, value_name = "FILE|JSON")]
     pub event: Option<String>,
-    /// The guest port --invoke talks to.
-    #[arg(long, default_value_t = 8080)]
-    pub port: u16,
+    /// The guest port --invoke talks to [default: 8080, or a Lambda function's invoke port].
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
     /// Give up (and stop QEMU) when the boot has not ended (or, with --invoke, answered) by
     /// then: a duration such as 90s or 5m (a bare number is seconds).
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = super::vocab::deadline)]
@@ -117,7 +117,7 @@ pub fn run(mut a: Args) -> CliResult {
         }
     };
     let mut forwards = a.forward.clone();
-    let invoke = planned_invoke(&a, &mut forwards)?;
+    let invoke = planned_invoke(&a, image.function_port(a.port), &mut forwards)?;
     let memory = restore.as_ref().map_or(a.memory, |s| s.meta.memory_mib);
     eprintln!(
         "stratos: {} {} {} ({}, {}, {} MiB){}",
@@ -255,8 +255,13 @@ fn verify_first(a: &Args) -> CliResult {
 }
 
 /// The call `--invoke PATH` / `--event E` asks for, if any: a POST of the event (to
-/// --invoke's path, else the Runtime Interface Emulator's), or a GET of --invoke's path.
-fn planned_invoke(a: &Args, forwards: &mut Vec<Forward>) -> Result<Option<Invoke>, CliError> {
+/// --invoke's path, else the Runtime Interface Emulator's), or a GET of --invoke's path, on
+/// guest port `port`.
+fn planned_invoke(
+    a: &Args,
+    port: u16,
+    forwards: &mut Vec<Forward>,
+) -> Result<Option<Invoke>, CliError> {
     let event = a
         .event
         .as_deref()
@@ -268,7 +273,7 @@ fn planned_invoke(a: &Args, forwards: &mut Vec<Forward>) -> Result<Option<Invoke
         (None, Some(_)) => crate::boot::run::LAMBDA_INVOKE_PATH,
         (None, None) => return Ok(None),
     };
-    plan_invoke(path, a.port, event, forwards).map(Some)
+    plan_invoke(path, port, event, forwards).map(Some)
 }
 
 /// The call `--invoke PATH` makes, through the forward to the function's port (added when the

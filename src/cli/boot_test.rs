@@ -48,8 +48,9 @@ pub struct Args {
     /// call each once, and compare the host memory of the two groups (sum of QEMU's PSS).
     #[arg(long, value_name = "N", requires = "snapshot")]
     pub concurrent: Option<usize>,
-    /// HTTP path of the function to invoke (default "/", or with --event the path AWS's
-    /// Runtime Interface Emulator takes events on).
+    /// HTTP path of the function to invoke (default "/", or with --event, or for a Lambda
+    /// function, the path AWS's Runtime Interface Emulator takes events on; a Lambda function
+    /// without --event is sent the event {}).
     #[arg(long, value_name = "PATH")]
     pub invoke: Option<String>,
     /// POST this to the function on every call instead of a GET: a file's contents, or JSON
@@ -57,18 +58,20 @@ pub struct Args {
     /// X-Amz-Function-Error fails the run.
     #[arg(long, value_name = "FILE|JSON")]
     pub event: Option<String>,
-    /// Call the baseline at this path instead (default: as DIR; with --baseline-event, the
-    /// path AWS's Runtime Interface Emulator takes events on): to compare functions called
-    /// differently, such as a Lambda function against an HTTP one.
+    /// Call the baseline at this path instead (with --baseline-event, default: the path AWS's
+    /// Runtime Interface Emulator takes events on): to compare functions called differently,
+    /// such as a Lambda function against an HTTP one. Without it, the baseline is called as
+    /// DIR is; or, when neither --invoke nor --event is given, its own way (a GET of /, or a
+    /// Lambda function's event {}).
     #[arg(long, value_name = "PATH", requires = "baseline")]
     pub baseline_invoke: Option<String>,
     /// POST this to the baseline instead (a file's contents, or JSON given inline). With
     /// --baseline-invoke but without it, the baseline gets GETs.
     #[arg(long, value_name = "FILE|JSON", requires = "baseline")]
     pub baseline_event: Option<String>,
-    /// The guest port the function listens on.
-    #[arg(long, default_value_t = 8080)]
-    pub port: u16,
+    /// The guest port the function listens on [default: 8080, or a Lambda function's invoke port].
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
     /// Invocations per boot: the first is the cold start, the rest are warm.
     #[arg(long, default_value_t = 5)]
     pub invocations: usize,
@@ -104,7 +107,7 @@ pub struct Args {
 pub fn run(a: Args) -> CliResult {
     let objectives = objectives(&a)?;
     let images = open_images(&a)?;
-    let opts = options(&a, &images.image)?;
+    let opts = options(&a, &images)?;
     let progress = |side, i, img: &BootImage, r: &_| print_progress(side, i, a.runs, img, r);
     let runs = bench::measure(&images, &opts, progress).map_err(map)?;
     interrupted()?;
@@ -183,7 +186,8 @@ fn open_images(a: &Args) -> Result<Images, CliError> {
     Ok(Images { image, baseline })
 }
 
-fn options(a: &Args, image: &BootImage) -> Result<BenchOptions, CliError> {
+fn options(a: &Args, images: &Images) -> Result<BenchOptions, CliError> {
+    let image = &images.image;
     let restore = a
         .snapshot
         .as_deref()
@@ -226,29 +230,47 @@ fn options(a: &Args, image: &BootImage) -> Result<BenchOptions, CliError> {
             (accel, a.memory.unwrap_or(512))
         }
     };
+    let (invoke_path, event) = call(a, image).map_err(input)?;
     Ok(BenchOptions {
         runs: a.runs,
-        invoke_path: invoke_path(a).to_owned(),
-        event: a
-            .event
-            .as_deref()
-            .map(crate::boot::run::read_event)
-            .transpose()
-            .map_err(input)?,
-        guest_port: a.port,
+        invoke_path,
+        event,
+        guest_port: image.function_port(a.port),
         invocations: a.invocations,
         accel,
         memory_mib,
         timeout: a.timeout,
         restore,
-        baseline_call: baseline_call(a)?,
+        baseline_call: baseline_call(a, image, images.baseline.as_ref())?,
     })
 }
 
-/// `--baseline-invoke` and `--baseline-event`: how the baseline is called, when not as DIR.
-fn baseline_call(a: &Args) -> Result<Option<bench::Call>, CliError> {
-    if a.baseline_invoke.is_none() && a.baseline_event.is_none() {
+/// How the baseline is called, when not as DIR: `--baseline-invoke` and `--baseline-event`;
+/// without them and without `--invoke` and `--event`, each image's own default call (a Lambda
+/// function's event against an HTTP function's GET of `/`).
+fn baseline_call(
+    a: &Args,
+    image: &BootImage,
+    baseline: Option<&BootImage>,
+) -> Result<Option<bench::Call>, CliError> {
+    let Some(baseline) = baseline else {
         return Ok(None);
+    };
+    let port = baseline.function_port(a.port);
+    if a.baseline_invoke.is_none() && a.baseline_event.is_none() {
+        // Each image called its own way, unless the command line said how.
+        let differs = a.invoke.is_none()
+            && a.event.is_none()
+            && (baseline.default_call() != image.default_call()
+                || port != image.function_port(a.port));
+        return Ok(differs.then(|| {
+            let (path, event) = baseline.default_call();
+            bench::Call {
+                path: path.to_owned(),
+                event,
+                port,
+            }
+        }));
     }
     if let Some(p) = a.baseline_invoke.as_deref().filter(|p| !p.starts_with('/')) {
         return Err(input(format!(
@@ -266,7 +288,7 @@ fn baseline_call(a: &Args) -> Result<Option<bench::Call>, CliError> {
         (None, Some(_)) => crate::boot::run::LAMBDA_INVOKE_PATH.to_owned(),
         (None, None) => "/".to_owned(),
     };
-    Ok(Some(bench::Call { path, event }))
+    Ok(Some(bench::Call { path, event, port }))
 }
 
 fn print_progress(side: bench::Side, i: usize, runs: usize, img: &BootImage, r: &RunRecord) {
@@ -349,12 +371,21 @@ fn input(message: String) -> CliError {
     CliError::input(anyhow::anyhow!(message))
 }
 
-/// The path calls go to: --invoke's, else "/" (or, with --event, the path AWS's Runtime
-/// Interface Emulator takes events on).
-fn invoke_path(a: &Args) -> &str {
-    match (&a.invoke, &a.event) {
-        (Some(p), _) => p,
-        (None, Some(_)) => crate::boot::run::LAMBDA_INVOKE_PATH,
-        (None, None) => "/",
-    }
+/// The calls each run makes: a POST of --event (to --invoke's path, else the path AWS's Runtime
+/// Interface Emulator takes events on), a GET of --invoke's path, or, with neither, the image's
+/// default call (a GET of "/", or for a Lambda function a POST of `{}` to the RIE path).
+fn call(a: &Args, image: &BootImage) -> Result<(String, Option<Vec<u8>>), String> {
+    let event = a
+        .event
+        .as_deref()
+        .map(crate::boot::run::read_event)
+        .transpose()?;
+    Ok(match (&a.invoke, event) {
+        (Some(p), event) => (p.clone(), event),
+        (None, Some(e)) => (crate::boot::run::LAMBDA_INVOKE_PATH.to_owned(), Some(e)),
+        (None, None) => {
+            let (path, event) = image.default_call();
+            (path.to_owned(), event)
+        }
+    })
 }

@@ -37,12 +37,14 @@ pub struct ApplyArgs {
     /// repeated. Without any, every boot must answer.
     #[arg(long, value_name = "METRIC[.STAT]=LIMIT")]
     pub slo: Vec<String>,
-    /// HTTP path of the function to call.
-    #[arg(long, default_value = "/", value_name = "PATH")]
-    pub invoke: String,
-    /// The guest port the function listens on.
-    #[arg(long, default_value_t = 8080)]
-    pub port: u16,
+    /// HTTP path of the function to call [default: "/", or for a Lambda function the path
+    /// AWS's Runtime Interface Emulator takes events on]. A Lambda function is sent the event
+    /// {} (a POST); anything else a GET.
+    #[arg(long, value_name = "PATH")]
+    pub invoke: Option<String>,
+    /// The guest port the function listens on [default: 8080, or a Lambda function's invoke port].
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
     /// Calls per boot.
     #[arg(long, default_value_t = 2)]
     pub invocations: usize,
@@ -178,10 +180,9 @@ fn apply_objectives(a: &ApplyArgs) -> Result<bench::Objectives, CliError> {
     if a.runs == 0 || a.invocations == 0 {
         return Err(input("--runs and --invocations must be at least 1".into()));
     }
-    if !a.invoke.starts_with('/') {
+    if let Some(p) = a.invoke.as_deref().filter(|p| !p.starts_with('/')) {
         return Err(input(format!(
-            "--invoke {:?}: the path must start with '/'",
-            a.invoke
+            "--invoke {p:?}: the path must start with '/'"
         )));
     }
     let mut objectives = bench::Objectives::default();
@@ -250,11 +251,12 @@ fn boot_test(
     if let Some(why) = why {
         eprintln!("stratos: KVM unavailable ({why}); using TCG");
     }
+    let (default_path, event) = image.default_call();
     let opts = BenchOptions {
         runs: a.runs,
-        invoke_path: a.invoke.clone(),
-        event: None,
-        guest_port: a.port,
+        invoke_path: a.invoke.as_deref().unwrap_or(default_path).to_owned(),
+        event,
+        guest_port: image.function_port(a.port),
         invocations: a.invocations,
         accel,
         memory_mib: a.memory,

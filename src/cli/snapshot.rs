@@ -28,12 +28,13 @@ pub struct Args {
     #[arg(long, default_value_t = 512)]
     pub memory: u32,
     /// Call PATH on the function once it is ready, before saving (repeatable): lazy imports
-    /// and JIT happen once, not on every restore.
+    /// and JIT happen once, not on every restore. A GET; for a Lambda function a POST of the
+    /// event {} (an answer with X-Amz-Function-Error fails the snapshot).
     #[arg(long, value_name = "PATH")]
     pub warm: Vec<String>,
-    /// The function's port in the guest.
-    #[arg(long, default_value_t = 8080)]
-    pub port: u16,
+    /// The function's port in the guest [default: 8080, or a Lambda function's invoke port].
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
     /// The image key, secret (PREFIX.key from `stratos keygen`): signs snapshot.json
     /// [env: STRATOS_SIGNING_KEY].
     #[arg(long, value_name = "FILE")]
@@ -87,7 +88,7 @@ pub fn run(a: Args) -> CliResult {
             out: out.clone(),
             accel,
             memory_mib: a.memory,
-            guest_port: a.port,
+            guest_port: image.function_port(a.port),
             warm: a.warm.clone(),
             timeout: a.timeout,
             sign_key: key.as_ref(),

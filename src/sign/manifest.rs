@@ -51,6 +51,10 @@ pub struct Manifest {
     /// did it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rust: Option<RustInfo>,
+    /// `[init] interface = "lambda"`: the function is a Lambda function, invoked by POSTing an
+    /// event (as AWS's Runtime Interface Emulator takes it) rather than by any HTTP request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda: Option<LambdaInfo>,
     /// Sorted by name.
     pub artifacts: Vec<Artifact>,
 }
@@ -114,6 +118,13 @@ pub struct SeccompInfo {
 pub struct ObserveInfo {
     pub syscalls: bool,
     pub latency: bool,
+}
+
+/// A Lambda function (`[init] interface = "lambda"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LambdaInfo {
+    /// The guest port of the invoke endpoint (`POST /2015-03-31/functions/function/invocations`).
+    pub invoke_port: u16,
 }
 
 /// A Go function compiled at build time (`[runtime.go]`).

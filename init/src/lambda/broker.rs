@@ -96,6 +96,9 @@ struct State {
     generation: u64,
     /// The generation that asked for an invocation (and was reported ready) last.
     ready_generation: Option<u64>,
+    /// The end of the current runtime's init phase: until it first asks for an invocation,
+    /// callers wait at least until then.
+    init_until: Option<Instant>,
     /// Some runtime asked for an invocation: `init/error` is over.
     initialised: bool,
     /// A call timed out and the runtime is about to be killed: nothing is handed out until it
@@ -116,23 +119,39 @@ pub struct Broker {
     state: Mutex<State>,
     changed: Condvar,
     timeout: Duration,
+    init_timeout: Duration,
     /// Tells the init there are events (a signal to PID 1 in the VM).
     wake: Box<dyn Fn() + Send + Sync>,
 }
 
 impl Broker {
-    pub fn new(timeout: Duration, wake: Box<dyn Fn() + Send + Sync>) -> Self {
-        Broker {
+    /// `timeout`: how long the runtime may hold an event; `init_timeout`: how long a runtime
+    /// just started may take to ask for its first (callers wait for it that long). The first
+    /// runtime's init phase starts now.
+    pub fn new(
+        timeout: Duration,
+        init_timeout: Duration,
+        wake: Box<dyn Fn() + Send + Sync>,
+    ) -> Self {
+        let b = Broker {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             timeout,
+            init_timeout,
             wake,
-        }
+        };
+        b.runtime_started();
+        b
     }
 
     /// The function's timeout.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// How long a runtime just started may take to ask for its first invocation.
+    pub fn init_timeout(&self) -> Duration {
+        self.init_timeout
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -176,8 +195,20 @@ impl Broker {
         (self.wake)();
     }
 
-    /// A caller waits for the slot, in arrival order, until `deadline`; then it holds the slot
-    /// under a new request id (`id`), reading its event. `false` when time ran out.
+    /// How long a caller whose own bound is `queued` waits for the slot, or for the runtime to
+    /// take its event: while the runtime has not asked for its first invocation (its init
+    /// phase), until the init phase is over too (Lambda's function timeout does not cover
+    /// the runtime's start-up).
+    fn queue_bound(&self, s: &State, queued: Instant) -> Instant {
+        match s.init_until {
+            Some(init) if s.ready_generation != Some(s.generation) => queued.max(init),
+            _ => queued,
+        }
+    }
+
+    /// A caller waits for the slot, in arrival order, until `deadline` (or the end of the
+    /// runtime's init phase, if later); then it holds the slot under a new request id (`id`),
+    /// reading its event. `false` when time ran out.
     pub fn enter(&self, id: &str, deadline: Instant) -> bool {
         let mut s = self.lock();
         let ticket = s.next_ticket;
@@ -191,8 +222,10 @@ impl Broker {
                 });
                 return true;
             }
-            let (g, late) = self.wait(s, Some(deadline));
+            let bound = self.queue_bound(&s, deadline);
+            let (g, late) = self.wait(s, Some(bound));
             s = g;
+            let late = late && Instant::now() >= self.queue_bound(&s, deadline);
             if late && !(s.slot.is_none() && s.serving == ticket) {
                 // Give the turn up: later tickets skip this one.
                 skip_ticket(&mut s, ticket);
@@ -221,8 +254,8 @@ impl Broker {
     }
 
     /// The caller waits for its outcome: until the runtime answers, or the deadline: `queued`
-    /// while the runtime has not taken the event, then the one set when it took it. Frees the
-    /// slot.
+    /// (or the end of the runtime's init phase, if later) while the runtime has not taken the
+    /// event, then the one set when it took it. Frees the slot.
     pub fn wait_outcome(&self, id: &str, queued: Instant) -> Outcome {
         let mut s = self.lock();
         loop {
@@ -242,9 +275,10 @@ impl Broker {
                     self.changed.notify_all();
                     return o;
                 }
-                Stage::Reading | Stage::Pending { .. } => queued,
-                Stage::Running { deadline } | Stage::Answering { deadline } => *deadline,
+                Stage::Reading | Stage::Pending { .. } => None,
+                Stage::Running { deadline } | Stage::Answering { deadline } => Some(*deadline),
             };
+            let deadline = deadline.unwrap_or_else(|| self.queue_bound(&s, queued));
             let (g, late) = self.wait(s, Some(deadline));
             s = g;
             if !late {
@@ -259,7 +293,7 @@ impl Broker {
                     true
                 }
                 Some(Stage::Reading | Stage::Pending { .. }) => {
-                    if Instant::now() < queued {
+                    if Instant::now() < self.queue_bound(&s, queued) {
                         continue;
                     }
                     false
@@ -401,6 +435,13 @@ impl Broker {
         }
         self.event(&mut s, LambdaEvent::InitError(message));
         true
+    }
+
+    /// A runtime process was started: its init phase (see [`Broker::queue_bound`]) starts.
+    pub fn runtime_started(&self) {
+        let mut s = self.lock();
+        s.init_until = Some(Instant::now() + self.init_timeout);
+        self.changed.notify_all();
     }
 
     /// The runtime process ended (`how`, for people): the event it held fails with

@@ -32,6 +32,11 @@ use broker::Broker;
 /// 6 MB synchronous limit, 6 MiB + 100 bytes).
 pub const MAX_PAYLOAD: u64 = 6 * 1024 * 1024 + 100;
 
+/// How long a runtime just started may take to ask for its first invocation: Lambda's init
+/// phase (10 s). Invocations that arrive meanwhile wait for it; their own timeout starts when
+/// the runtime takes the event. The first runtime that does not ask within it fails the boot.
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The invoke endpoint's path (RIE's).
 pub const INVOKE_PATH: &str = "/2015-03-31/functions/function/invocations";
 
@@ -57,6 +62,8 @@ pub struct ServerConfig {
     /// The invoke endpoint's address (0.0.0.0:8080 in the VM).
     pub invoke: SocketAddr,
     pub timeout: Duration,
+    /// The runtime's init phase ([`INIT_TIMEOUT`] in the VM).
+    pub init_timeout: Duration,
     /// `Lambda-Runtime-Invoked-Function-Arn`.
     pub function_arn: String,
 }
@@ -68,6 +75,7 @@ impl ServerConfig {
             api: SocketAddr::from((Ipv4Addr::LOCALHOST, l.api_port)),
             invoke: SocketAddr::from((Ipv4Addr::UNSPECIFIED, l.invoke_port)),
             timeout: Duration::from_millis(l.timeout_ms),
+            init_timeout: INIT_TIMEOUT,
             function_arn: function_arn(&l.function_name),
         }
     }
@@ -93,7 +101,7 @@ impl Server {
         let api = TcpListener::bind(cfg.api).map_err(|e| bind_error(e, "Runtime API", cfg.api))?;
         let invoke = TcpListener::bind(cfg.invoke)
             .map_err(|e| bind_error(e, "invoke endpoint", cfg.invoke))?;
-        let broker = Arc::new(Broker::new(cfg.timeout, wake));
+        let broker = Arc::new(Broker::new(cfg.timeout, cfg.init_timeout, wake));
         let server = Server {
             broker: broker.clone(),
             api_addr: api.local_addr()?,
@@ -117,6 +125,11 @@ impl Server {
     /// The events since the last call.
     pub fn take_events(&self) -> Vec<LambdaEvent> {
         self.broker.take_events()
+    }
+
+    /// A runtime process was started: see [`Broker::runtime_started`].
+    pub fn runtime_started(&self) {
+        self.broker.runtime_started();
     }
 
     /// The runtime process ended (`how`, for people): see [`Broker::runtime_ended`].

@@ -347,7 +347,8 @@ fn send_outcome(
             let why = if taken {
                 format!("Task timed out after {t:.2} seconds")
             } else {
-                format!("Task timed out after {t:.2} seconds (the runtime did not ask for the event: no GET {NEXT_PATH} in time)")
+                let init = broker.init_timeout().as_secs_f64();
+                format!("Task timed out after {t:.2} seconds (the runtime did not ask for the event: no GET {NEXT_PATH} within the timeout, or within its init phase of {init:.2} seconds while it started)")
             };
             ("application/json".to_owned(), error("Sandbox.Timedout", why))
         }

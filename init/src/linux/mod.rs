@@ -195,6 +195,12 @@ impl Sys for LinuxSys {
             .unwrap_or_default()
     }
 
+    fn lambda_runtime_started(&mut self) {
+        if let Some(s) = &self.lambda {
+            s.runtime_started();
+        }
+    }
+
     fn lambda_runtime_ended(&mut self, how: &str) {
         if let Some(s) = &self.lambda {
             s.runtime_ended(how);

@@ -36,6 +36,7 @@ pub enum Call {
     BpfAttach(String, i32),
     StartLambda(u16, u16),
     LambdaEnded(String),
+    LambdaStarted,
 }
 
 pub struct Fake {
@@ -322,6 +323,9 @@ MemAvailable:     480000 kB
     }
     fn lambda_events(&mut self) -> Vec<crate::lambda::LambdaEvent> {
         self.lambda_events.pop_front().unwrap_or_default()
+    }
+    fn lambda_runtime_started(&mut self) {
+        self.calls.push(Call::LambdaStarted);
     }
     fn lambda_runtime_ended(&mut self, how: &str) {
         self.calls.push(Call::LambdaEnded(how.into()));

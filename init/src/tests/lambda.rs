@@ -23,7 +23,7 @@ use crate::lambda::serve::init_error_message;
 use crate::lambda::{runtime_env, LambdaEvent};
 use crate::observe::Observer;
 use crate::runtime::Prepared;
-use crate::supervise::{State, Supervisor, IDLE_WAKE_MS};
+use crate::supervise::{State, Supervisor, IDLE_WAKE_MS, LAMBDA_INIT_TIMEOUT_MS};
 use crate::sys::{ExitKind, Waited, SIGKILL};
 
 // --- HTTP --------------------------------------------------------------------------------------
@@ -254,6 +254,7 @@ fn broker(timeout_ms: u64) -> (Arc<Broker>, Arc<AtomicU32>) {
     let w = wakes.clone();
     let b = Broker::new(
         Duration::from_millis(timeout_ms),
+        Duration::ZERO,
         Box::new(move || {
             w.fetch_add(1, Ordering::SeqCst);
         }),
@@ -634,17 +635,76 @@ fn the_lambda_runtime_is_ready_when_it_first_asks_for_an_invocation() {
 }
 
 #[test]
-fn a_lambda_runtime_late_to_ask_gets_one_warning() {
+fn a_lambda_runtime_that_does_not_ask_within_the_init_phase_fails_the_boot() {
+    let p = lambda_prepared(RestartPolicy::Always);
+    let mut f = Fake::new(&p.cfg);
+    let mut peak = MemoryPeak::default();
+    let mut obs = Observer::default();
+    let start = f.clock;
+    let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
+    assert!(f.calls.contains(&Call::LambdaStarted));
+    // The loop wakes for the end of the init phase.
+    assert_eq!(sv.timeout_ms(start + 9_500 * 1_000_000), 500);
+    assert!(sv
+        .on_tick(&mut f, start + LAMBDA_INIT_TIMEOUT_MS * 1_000_000)
+        .is_continue());
+    match sv.on_tick(&mut f, start + (LAMBDA_INIT_TIMEOUT_MS + 1) * 1_000_000) {
+        ControlFlow::Break(Err(e)) => assert_eq!(
+            e.to_string(),
+            "the Lambda runtime did not ask for an invocation (GET /2018-06-01/runtime/invocation/next) within its init phase of 10 s (Lambda's init timeout): it is stuck or waiting for something before its first request"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_lambda_runtime_ready_in_time_is_not_held_to_the_init_phase() {
     let p = lambda_prepared(RestartPolicy::Never);
     let mut f = Fake::new(&p.cfg);
     let mut peak = MemoryPeak::default();
     let mut obs = Observer::default();
     let mut sv = Supervisor::start(&mut f, &p, 42, &mut peak, &mut obs);
-    let late = 31_000 * 1_000_000;
-    assert!(sv.on_tick(&mut f, late).is_continue());
-    assert!(sv.on_tick(&mut f, late + 1).is_continue());
-    let warned = f.lines("stratos-init: warning: the Lambda runtime has not asked");
-    assert_eq!(warned.len(), 1, "{:?}", f.console);
+    f.lambda_events.push_back(vec![LambdaEvent::Ready]);
+    assert!(sv.on_tick(&mut f, 1).is_continue());
+    let later = (LAMBDA_INIT_TIMEOUT_MS + 60_000) * 1_000_000;
+    assert!(sv.on_tick(&mut f, later).is_continue());
+    assert_eq!(sv.timeout_ms(later), IDLE_WAKE_MS);
+}
+
+#[test]
+fn a_caller_waits_through_the_init_phase_then_for_the_timeout_only() {
+    let b = Arc::new(Broker::new(
+        Duration::from_millis(50),
+        Duration::from_millis(400),
+        Box::new(|| {}),
+    ));
+    let t0 = Instant::now();
+    let caller = call(&b, "id-1", b"e");
+    std::thread::sleep(Duration::from_millis(150));
+    // Past the 50 ms timeout, still within the init phase: the event is handed out.
+    let h = b.next(&mut alive).unwrap();
+    assert!(h.deadline >= Instant::now() + Duration::from_millis(30));
+    b.begin_answer("id-1").unwrap();
+    b.finish_answer(
+        "id-1",
+        Call_::Response {
+            body: b"ok".to_vec(),
+            content_type: String::new(),
+        },
+    );
+    assert!(matches!(caller.join().unwrap(), Call_::Response { .. }));
+    assert!(t0.elapsed() >= Duration::from_millis(150));
+    // A restarted runtime has an init phase of its own.
+    b.runtime_ended("runtime exited with status 1");
+    b.runtime_started();
+    let t0 = Instant::now();
+    let caller = call(&b, "id-2", b"e");
+    assert_eq!(caller.join().unwrap(), Call_::TimedOut { taken: false });
+    assert!(
+        t0.elapsed() >= Duration::from_millis(350),
+        "{:?}",
+        t0.elapsed()
+    );
 }
 
 #[test]

@@ -68,11 +68,12 @@ pub struct BenchOptions {
     pub baseline_call: Option<Call>,
 }
 
-/// How a function is called: the path, and the body of a POST (`None`: GETs).
-#[derive(Debug, Clone)]
+/// How a function is called: the path, the body of a POST (`None`: GETs), the guest port.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
     pub path: String,
     pub event: Option<Vec<u8>>,
+    pub port: u16,
 }
 
 impl BenchOptions {
@@ -82,6 +83,7 @@ impl BenchOptions {
             Some(call) => std::borrow::Cow::Owned(BenchOptions {
                 invoke_path: call.path.clone(),
                 event: call.event.clone(),
+                guest_port: call.port,
                 baseline_call: None,
                 ..self.clone()
             }),

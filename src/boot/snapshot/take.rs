@@ -87,6 +87,9 @@ struct Saving {
     spec: VmSpec,
     /// The host port forwarded to the function (for the warm-up calls).
     host_port: u16,
+    /// The warm-up calls' body: `{}` for a Lambda function (each is an invocation, POSTed);
+    /// `None`: GETs.
+    warm_event: Option<Vec<u8>>,
 }
 
 impl Saving {
@@ -131,6 +134,7 @@ impl Saving {
             channel,
             spec,
             host_port,
+            warm_event: image.default_call().1,
         })
     }
 
@@ -139,7 +143,12 @@ impl Saving {
         let mut state = Readiness::default();
         wait_ready(&mut self.vm, &mut state, o.timeout)?;
         for path in &o.warm {
-            warm(&mut self.vm, &mut state, self.host_port, path, o.timeout)?;
+            let call = Call {
+                host: self.host_port,
+                path,
+                event: self.warm_event.as_deref(),
+            };
+            warm(&mut self.vm, &mut state, &call, o.timeout)?;
         }
         settle(&mut self.vm, &mut state)
     }
@@ -299,16 +308,23 @@ fn qemu_exited(vm: &mut Vm) -> String {
     }
 }
 
+/// A warm-up call: a GET of `path`, or a POST of `event` to it, through host port `host`.
+struct Call<'a> {
+    host: u16,
+    path: &'a str,
+    event: Option<&'a [u8]>,
+}
+
 /// One warm-up call, retried until the function answers (it may still be starting its
 /// listener): lazy imports and JIT happen before the save.
 fn warm(
     vm: &mut Vm,
     state: &mut Readiness,
-    host: u16,
-    path: &str,
+    call: &Call<'_>,
     timeout: Duration,
 ) -> Result<(), SnapshotError> {
-    let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, host));
+    let path = call.path;
+    let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, call.host));
     let start = Instant::now();
     loop {
         // Keep following the VM while waiting.
@@ -321,8 +337,34 @@ fn warm(
                 crate::boot::run::NO_NETWORK
             )));
         }
-        match crate::http::get(addr, path, Duration::from_secs(5)) {
-            Ok(r) if (200..300).contains(&r.status) => return Ok(()),
+        let answer = match call.event {
+            None => crate::http::get(addr, path, Duration::from_secs(5)),
+            Some(event) => crate::http::request(
+                addr,
+                "POST",
+                &addr.to_string(),
+                path,
+                event,
+                &crate::http::Limits::new(Duration::from_secs(5)),
+                64 << 20,
+            ),
+        };
+        let function_error = |r: &crate::http::Response| {
+            r.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("x-amz-function-error"))
+                .map(|(_, v)| v.clone())
+        };
+        match answer {
+            Ok(r) if (200..300).contains(&r.status) => match function_error(&r) {
+                None => return Ok(()),
+                Some(e) => {
+                    return Err(SnapshotError::NotReady(format!(
+                        "warm-up {path}: the function failed (X-Amz-Function-Error: {e}): {}",
+                        stratos_wire::control::printable(&r.body[..r.body.len().min(300)])
+                    )))
+                }
+            },
             Ok(r) => {
                 return Err(SnapshotError::NotReady(format!(
                     "warm-up {path} answered HTTP {}",
