@@ -228,6 +228,7 @@ fn lambda_python_builds_offline_reproducibly_and_awslambdaric_answers_from_the_i
             api: "127.0.0.1:0".parse().unwrap(),
             invoke: "127.0.0.1:0".parse().unwrap(),
             timeout: Duration::from_secs(2),
+            init_timeout: stratos_init::lambda::INIT_TIMEOUT,
             function_arn: stratos_init::lambda::function_arn("lambda-python"),
         },
         Box::new(|| {}),
