@@ -57,15 +57,17 @@ pub fn command_in(
     env: &[(&str, &OsStr)],
     argv: &[OsString],
 ) -> Command {
-    command_at(bwrap, (dir, dir), cwd, tools, env, argv)
+    command_at(bwrap, (dir, dir), &[], cwd, tools, env, argv)
 }
 
 /// [`command_in`], with the host directory `dir.0` seen in the sandbox at the absolute path
 /// `dir.1` (`cwd` is a path in the sandbox): a build whose paths end up in what it makes sees
-/// the same paths whichever scratch directory the host gave it.
+/// the same paths whichever scratch directory the host gave it. Each of `read_only` (paths
+/// relative to the directory) is made read-only there: inputs the program must not change.
 pub fn command_at(
     bwrap: &Path,
     dir: (&Path, &Path),
+    read_only: &[&str],
     cwd: &Path,
     tools: &[&Path],
     env: &[(&str, &OsStr)],
@@ -84,9 +86,11 @@ pub fn command_at(
     for t in tools {
         c.arg("--ro-bind").arg(t).arg(t);
     }
-    c.arg("--bind")
-        .arg(dir)
-        .arg(mount)
+    c.arg("--bind").arg(dir).arg(mount);
+    for rel in read_only {
+        c.arg("--ro-bind").arg(dir.join(rel)).arg(mount.join(rel));
+    }
+    c
         // bwrap's root is a fresh tmpfs; made read-only once the mount points exist.
         .args(["--remount-ro", "/"])
         .arg("--chdir")

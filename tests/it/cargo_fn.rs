@@ -33,18 +33,31 @@ fn project(dir: &Path, lock_extra: &str) -> PathBuf {
     // The marker the build script tries to write is outside its scratch directory (the same
     // path for every project, so two projects' sources are the same bytes).
     let marker = escape_marker();
+    // The build user's home (its cargo registry token would be there).
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     std::fs::write(
         src.join("build.rs"),
         format!(
             r#"fn main() {{
     let etc = std::fs::read_to_string("/etc/hostname").is_ok();
-    let home = std::path::Path::new("/root/.cargo").exists();
+    let home = std::path::Path::new({home:?}).join(".cargo").exists();
     let wrote = std::fs::write({marker:?}, "out").is_ok();
     let net = std::net::TcpStream::connect("1.1.1.1:443").is_ok();
-    println!("cargo:rustc-env=SANDBOX_SEEN=etc={{etc}},home={{home}},wrote={{wrote}},net={{net}}");
+    let vendor = std::fs::OpenOptions::new()
+        .append(true)
+        .open("/build/vendor/itoa-1.0.19/src/lib.rs")
+        .is_ok();
+    println!("cargo:rustc-env=SANDBOX_SEEN=etc={{etc}},home={{home}},wrote={{wrote}},net={{net}},vendor={{vendor}}");
 }}
 "#
         ),
+    )
+    .unwrap();
+    // A project configuration that would swap the pinned crates for others: not used.
+    std::fs::create_dir_all(src.join(".cargo")).unwrap();
+    std::fs::write(
+        src.join(".cargo/config.toml"),
+        "[source.crates-io]\nreplace-with = \"elsewhere\"\n[source.elsewhere]\ndirectory = \"/nonexistent\"\n",
     )
     .unwrap();
     std::fs::write(
@@ -138,7 +151,7 @@ fn a_rust_function_builds_offline_reproducibly_in_the_sandbox_with_its_crates_in
     let (bin_a, bin_b) = (tar(&w.join("out-a")), tar(&w.join("out-b")));
     let text = String::from_utf8_lossy(&bin_a);
     assert!(
-        text.contains("etc=false,home=false,wrote=false,net=false"),
+        text.contains("etc=false,home=false,wrote=false,net=false,vendor=false"),
         "the build script saw the host: {:?}",
         text.find("etc=").map(|i| &text[i..i + 60])
     );

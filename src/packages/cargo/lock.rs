@@ -58,10 +58,16 @@ fn is_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// A semver version: digits first, then what semver allows (pre-release, build metadata).
+/// A semver version: `MAJOR.MINOR.PATCH`, then what semver allows (`-pre-release`,
+/// `+build`). Crate names have no dot, so `<name>-<version>` names one crate only.
 fn is_version(s: &str) -> bool {
+    let core = s.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
     (1..=64).contains(&s.len())
-        && s.starts_with(|c: char| c.is_ascii_digit())
+        && parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b".+-".contains(&b))
 }
@@ -153,6 +159,7 @@ mod tests {
             (lock("\n[[package]]\nname = \"x\"\nversion = \"1.0.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\nchecksum = \"zz\"\n"), "not a sha256"),
             (lock("\n[[package]]\nname = \"../x\"\nversion = \"1.0.0\"\n"), "not a crate name"),
             (lock("\n[[package]]\nname = \"x\"\nversion = \"1.0/../../a\"\n"), "not a crate name"),
+            (lock("\n[[package]]\nname = \"a\"\nversion = \"1-0.0\"\n"), "not a crate name"),
             (lock("\n[[package]]\nname = \"fn\"\nversion = \"0.1.0\"\n"), "listed twice"),
             ("version = 1\n".to_owned(), "regenerate"),
             ("[[package]\n".to_owned(), "not a Cargo.lock"),

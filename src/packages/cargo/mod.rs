@@ -53,8 +53,9 @@ pub enum CargoError {
     },
     #[error("the Rust toolchain {path}: {why}")]
     NoToolchain { path: PathBuf, why: String },
-    #[error("cargo build of {project} failed ({status}); its output:\n{output}")]
+    #[error("{what} of {project} failed ({status}); its output:\n{output}")]
     Build {
+        what: String,
         project: PathBuf,
         status: String,
         output: String,
@@ -92,6 +93,7 @@ const MAX_SOURCE_BYTES: u64 = 256 << 20;
 const MAX_CRATE: u64 = 64 << 20;
 const MAX_CRATE_EXPANDED: u64 = 512 << 20;
 const MAX_CRATES_TOTAL: u64 = 1 << 30;
+const MAX_VENDOR_TOTAL: u64 = 4 << 30;
 /// The most of cargo's output an error carries, and the most `cargo metadata` may print.
 const MAX_OUTPUT: usize = 16 << 10;
 const MAX_METADATA: usize = 64 << 20;
@@ -106,7 +108,12 @@ pub fn read_lock(spec: &CargoSpec) -> Result<Vec<Locked>, CargoError> {
     let path = spec.source.join("Cargo.lock");
     let bytes =
         crate::fsio::read_regular(&path, MAX_LOCK, "a Cargo.lock", crate::fsio::Links::Refuse)
-            .map_err(|e| CargoError::Io(e.to_string()))?;
+            .map_err(|e| CargoError::File {
+                file: path.clone(),
+                why: format!(
+                    "{e}; the lock must be a regular file (not a link) of at most {MAX_LOCK} bytes"
+                ),
+            })?;
     let text = String::from_utf8(bytes).map_err(|_| CargoError::File {
         file: path.clone(),
         why: "not UTF-8".into(),
@@ -151,7 +158,11 @@ pub fn fetch_crates(
                 .join(format!("{}.crate", l.stem()))],
             offline: sources.offline,
         };
-        let url = format!("{CRATES_IO_DOWNLOAD}/{}/{}.crate", l.name, l.stem());
+        let url = format!(
+            "{CRATES_IO_DOWNLOAD}/{}/{}.crate",
+            l.name,
+            l.stem().replace('+', "%2B")
+        );
         let crate_error = |why: String| CargoError::Crate {
             name: l.name.clone(),
             version: l.version.clone(),
@@ -209,6 +220,8 @@ pub fn preflight(profile: &Profile, sources: &Sources) -> Result<usize, CargoErr
 /// makes the directory a cargo source replacing crates.io: the package's sha256 (cargo checks
 /// it against the lock) and no per-file list (the whole file was checked).
 pub fn vendor(dir: &Path, crates: &[CrateFile]) -> Result<(), CargoError> {
+    // What all the crates may expand to together, whatever each archive says.
+    let mut left = MAX_VENDOR_TOTAL;
     for c in crates {
         let stem = c.locked.stem();
         let bad = |why: String| CargoError::Crate {
@@ -217,7 +230,8 @@ pub fn vendor(dir: &Path, crates: &[CrateFile]) -> Result<(), CargoError> {
             why,
         };
         let gz = flate2::read::GzDecoder::new(c.bytes.as_slice());
-        let mut ar = tar::Archive::new(Capped::new(gz, MAX_CRATE_EXPANDED));
+        let cap = MAX_CRATE_EXPANDED.min(left);
+        let mut ar = tar::Archive::new(Capped::new(gz, cap));
         let read = |e: std::io::Error| match Capped::<&[u8]>::exceeded(&e) {
             Some(limit) => bad(format!("the .crate expands past {limit} bytes")),
             None => bad(format!("not a gzip'd tar archive (a .crate): {e}")),
@@ -249,9 +263,9 @@ pub fn vendor(dir: &Path, crates: &[CrateFile]) -> Result<(), CargoError> {
                 if let Some(parent) = dest.parent() {
                     std::fs::create_dir_all(parent).map_err(io)?;
                 }
-                let mut data = Vec::new();
-                entry.read_to_end(&mut data).map_err(read)?;
-                std::fs::write(&dest, &data).map_err(io)?;
+                let mut file = std::fs::File::create(&dest).map_err(io)?;
+                let n = std::io::copy(&mut entry, &mut file).map_err(read)?;
+                left = left.saturating_sub(n);
                 let exec = entry.header().mode().unwrap_or(0) & 0o111 != 0;
                 if exec {
                     use std::os::unix::fs::PermissionsExt as _;
@@ -316,6 +330,16 @@ pub fn find_toolchain(
                     path: rustc.to_owned(),
                     why: format!("cannot run rustc ({e}): install Rust with rustup (https://rustup.rs; ./ci/setup does), or name a toolchain in [runtime.cargo] toolchain"),
                 })?;
+            if !out.status.success() {
+                return Err(CargoError::NoToolchain {
+                    path: rustc.to_owned(),
+                    why: format!(
+                        "`rustc --print sysroot` failed ({}): {}; install Rust with rustup (https://rustup.rs; ./ci/setup does), or name a toolchain in [runtime.cargo] toolchain",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ),
+                });
+            }
             PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
         }
     };
@@ -393,17 +417,35 @@ pub fn build(
         .prefix("stratos-cargo-")
         .tempdir()
         .map_err(io("a scratch directory for the Rust build".into()))?;
-    let work = scratch
+    // `build/` is what the sandbox sees (at /build); cargo's output goes to `logs/`, which it
+    // does not, and is read back capped.
+    let root = scratch
         .path()
         .canonicalize()
         .map_err(io("the scratch directory".into()))?;
-    super::compiled::copy_source(&spec.source, &work.join("src"), &[".git", "target"], MAX_SOURCE_BYTES)
+    let (work, logs) = (root.join("build"), root.join("logs"));
+    std::fs::create_dir_all(&logs).map_err(io(format!("{}", logs.display())))?;
+    if spec.source.join(".cargo").exists() {
+        eprintln!(
+            "stratos: warning: {}/.cargo is not used: the function is built with StratOS's cargo configuration only (a project's could replace the pinned crates' sources or wrap rustc); put build settings in Cargo.toml's [profile.release]",
+            spec.source.display()
+        );
+    }
+    super::compiled::copy_source(
+        &spec.source,
+        &work.join("src"),
+        &[".git", "target", ".cargo"],
+        MAX_SOURCE_BYTES,
+    )
         .map_err(|e| match e {
             super::compiled::CopyError::NotRegular(file) => CargoError::File {
                 file,
                 why: "a symlink or special file in the Cargo project: the build copies regular files and directories only; replace it with the file".into(),
             },
-            super::compiled::CopyError::Io(why) => CargoError::Io(why),
+            super::compiled::CopyError::Io(why) => CargoError::File {
+                file: spec.source.clone(),
+                why: format!("{why}; only its top-level target/, .git/ and .cargo/ are left out: remove other build outputs"),
+            },
         })?;
     vendor(&work.join("vendor"), &crates)?;
     for d in ["home", "cargo-home", "target", "tmp"] {
@@ -419,6 +461,7 @@ pub fn build(
     let run = Sandboxed {
         bwrap: &bwrap,
         work: &work,
+        logs: &logs,
         toolchain: &toolchain,
         arch,
         source_date_epoch,
@@ -432,11 +475,14 @@ pub fn build(
         "--filter-platform",
         arch.rust_target(),
     ])?;
-    let meta = run.check(spec, meta)?;
-    if meta.stdout.len() > MAX_METADATA {
-        return Err(CargoError::Io("cargo metadata printed too much".into()));
-    }
-    let graph = Graph::read(&meta.stdout, spec)?;
+    run.check(spec, "cargo metadata", &meta)?;
+    let stdout =
+        crate::fsio::read_file(&meta.stdout, MAX_METADATA as u64, "cargo metadata's answer")
+            .map_err(|e| CargoError::File {
+                file: spec.source.join("Cargo.toml"),
+                why: format!("cargo metadata: {e}"),
+            })?;
+    let graph = Graph::read(&stdout, spec)?;
     let (package, linked) = graph.linked()?;
     let bin = graph.bin(spec)?;
     let step = progress.step(format!("building the Rust function ({})", package.name));
@@ -451,19 +497,28 @@ pub fn build(
         &bin,
     ])?;
     step.done();
-    run.check(spec, out)?;
+    run.check(spec, "cargo build", &out)?;
     let bin_path = work
         .join("target")
         .join(arch.rust_target())
         .join("release")
         .join(&bin);
-    let binary = crate::fsio::read_file(&bin_path, MAX_SOURCE_BYTES, "the Rust function's binary")
-        .map_err(|e| CargoError::Io(e.to_string()))?;
-    super::compiled::check_static(&binary, arch).map_err(|why| {
-        CargoError::Io(format!(
-            "the binary cargo built from {}: {why}",
-            spec.source.display()
-        ))
+    // Not followed if it is a link: the build could point it at any host file.
+    let binary = crate::fsio::read_regular(
+        &bin_path,
+        MAX_SOURCE_BYTES,
+        "the Rust function's binary",
+        crate::fsio::Links::Refuse,
+    )
+    .map_err(|e| CargoError::File {
+        file: spec.source.join("Cargo.toml"),
+        why: format!("what cargo built for --bin {bin}: {e}"),
+    })?;
+    super::compiled::check_static(&binary, arch).map_err(|why| CargoError::File {
+        file: spec.source.join("Cargo.toml"),
+        why: format!(
+            "the binary cargo built (--bin {bin}): {why}; a Rust function is one static binary (no build script may link a shared library into it)"
+        ),
     })?;
     Ok(Built {
         binary,
@@ -478,6 +533,8 @@ pub fn build(
 struct Sandboxed<'a> {
     bwrap: &'a Path,
     work: &'a Path,
+    /// Where cargo's output goes (outside what the sandbox sees).
+    logs: &'a Path,
     toolchain: &'a Toolchain,
     arch: Arch,
     source_date_epoch: u64,
@@ -485,8 +542,17 @@ struct Sandboxed<'a> {
 
 impl Sandboxed<'_> {
     /// Runs `cargo ARGS` in the project's copy, with exactly the environment a reproducible,
-    /// offline, static build needs.
-    fn cargo(&self, args: &[&str]) -> Result<std::process::Output, CargoError> {
+    /// offline, static build needs; its output goes to files (what a build script prints can
+    /// be any size), read back capped.
+    fn cargo(&self, args: &[&str]) -> Result<Ran, CargoError> {
+        let out = |name: &str| -> Result<(PathBuf, std::fs::File), CargoError> {
+            let path = self.logs.join(format!("{}.{name}", args[0]));
+            let f = std::fs::File::create(&path)
+                .map_err(|e| CargoError::Io(format!("{}: {e}", path.display())))?;
+            Ok((path, f))
+        };
+        let (stdout, stdout_file) = out("stdout")?;
+        let (stderr, stderr_file) = out("stderr")?;
         let sys = &self.toolchain.sysroot;
         let m = |rel: &str| OsString::from(format!("{MOUNT}/{rel}"));
         let mut path = sys.join("bin").into_os_string();
@@ -550,13 +616,23 @@ impl Sandboxed<'_> {
         crate::sandbox::command_at(
             self.bwrap,
             (self.work, Path::new(MOUNT)),
+            // The pinned crates, checked: no build script may change one before it compiles.
+            &["vendor"],
             &Path::new(MOUNT).join("src"),
             &tool_refs,
             &env,
             &argv,
         )
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout_file)
+        .stderr(stderr_file)
         .traced()
-        .output()
+        .status()
+        .map(|status| Ran {
+            status,
+            stdout,
+            stderr,
+        })
         .map_err(|e| {
             CargoError::Io(format!(
                 "running cargo in the sandbox ({}): {e}",
@@ -565,25 +641,42 @@ impl Sandboxed<'_> {
         })
     }
 
-    /// `out`, if cargo succeeded; else why, naming the project.
-    fn check(
-        &self,
-        spec: &CargoSpec,
-        out: std::process::Output,
-    ) -> Result<std::process::Output, CargoError> {
-        if out.status.success() {
-            return Ok(out);
+    /// Nothing, if cargo succeeded; else why, naming the project and the command.
+    fn check(&self, spec: &CargoSpec, what: &str, ran: &Ran) -> Result<(), CargoError> {
+        if ran.status.success() {
+            return Ok(());
         }
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = tail(&ran.stderr, 4 * MAX_OUTPUT as u64);
         if let Some(why) = crate::sandbox::setup_failure(&stderr) {
             return Err(CargoError::SandboxSetup(why.to_owned()));
         }
         Err(CargoError::Build {
+            what: what.to_owned(),
             project: spec.source.clone(),
-            status: out.status.to_string(),
+            status: ran.status.to_string(),
             output: super::compiled::printable(&stderr, Path::new(MOUNT), MAX_OUTPUT),
         })
     }
+}
+
+/// One cargo run: its exit status and the files holding what it printed.
+struct Ran {
+    status: std::process::ExitStatus,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+/// The last `max` bytes of a file (where cargo's error is), as text; nothing if unreadable.
+fn tail(path: &Path, max: u64) -> String {
+    use std::io::{Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max)));
+    let mut buf = Vec::new();
+    let _ = f.take(max).read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// `cargo metadata`'s answer: the packages and the resolved graph for the image's target.
@@ -708,8 +801,10 @@ impl Graph {
 
     /// The binary target to build: the profile's `bin`, else the package's only one.
     fn bin(&self, spec: &CargoSpec) -> Result<String, CargoError> {
-        let bins: Vec<String> = self.packages[&self.root]["targets"]
-            .as_array()
+        let bins: Vec<String> = self
+            .packages
+            .get(&self.root)
+            .and_then(|p| p["targets"].as_array())
             .into_iter()
             .flatten()
             .filter(|t| {
@@ -778,11 +873,10 @@ fn std_component(
         name: "std".into(),
         version: release,
         description: Some(format!(
-            "the Rust standard library for {}, compiled into {} by {} ({}; sha256 = its libstd rlib)",
+            "the Rust standard library for {}, compiled into {} by {} (sha256 = its libstd rlib)",
             arch.rust_target(),
             spec.output,
-            toolchain.version,
-            toolchain.sysroot.display()
+            toolchain.version
         )),
         purl: None,
         license: Some("MIT OR Apache-2.0".into()),
@@ -806,7 +900,13 @@ fn crate_component(
         .filter(|l| super::spdx::is_spdx_expression(l));
     let properties = vec![(prop::ORIGIN.into(), "cargo".into())];
     if !p.registry {
-        let dir = p.dir.clone().unwrap_or_default();
+        let dir = p.dir.clone().ok_or_else(|| CargoError::File {
+            file: spec.source.join("Cargo.toml"),
+            why: format!(
+                "the path crate {} {} is not inside the project: the build sees only the project's directory; move the crate inside it",
+                p.name, p.version
+            ),
+        })?;
         return Ok(ComponentSpec {
             bom_ref: format!("cargo-path:{}@{}", p.name, p.version),
             classification: "library",
