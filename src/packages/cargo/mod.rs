@@ -425,39 +425,7 @@ pub fn build(
         .map_err(io("the scratch directory".into()))?;
     let (work, logs) = (root.join("build"), root.join("logs"));
     std::fs::create_dir_all(&logs).map_err(io(format!("{}", logs.display())))?;
-    if spec.source.join(".cargo").exists() {
-        eprintln!(
-            "stratos: warning: {}/.cargo is not used: the function is built with StratOS's cargo configuration only (a project's could replace the pinned crates' sources or wrap rustc); put build settings in Cargo.toml's [profile.release]",
-            spec.source.display()
-        );
-    }
-    super::compiled::copy_source(
-        &spec.source,
-        &work.join("src"),
-        &[".git", "target", ".cargo"],
-        MAX_SOURCE_BYTES,
-    )
-        .map_err(|e| match e {
-            super::compiled::CopyError::NotRegular(file) => CargoError::File {
-                file,
-                why: "a symlink or special file in the Cargo project: the build copies regular files and directories only; replace it with the file".into(),
-            },
-            super::compiled::CopyError::Io(why) => CargoError::File {
-                file: spec.source.clone(),
-                why: format!("{why}; only its top-level target/, .git/ and .cargo/ are left out: remove other build outputs"),
-            },
-        })?;
-    vendor(&work.join("vendor"), &crates)?;
-    for d in ["home", "cargo-home", "target", "tmp"] {
-        std::fs::create_dir_all(work.join(d)).map_err(io(format!("{}", work.display())))?;
-    }
-    std::fs::write(
-        work.join("cargo-home/config.toml"),
-        format!(
-            "# Written by StratOS: crates.io is replaced by the crates Cargo.lock pins, checked.\n[source.crates-io]\nreplace-with = \"pinned\"\n\n[source.pinned]\ndirectory = \"{MOUNT}/vendor\"\n\n[net]\noffline = true\n"
-        ),
-    )
-    .map_err(io("the build's cargo configuration".into()))?;
+    lay_out(spec, &crates, &work)?;
     let run = Sandboxed {
         bwrap: &bwrap,
         work: &work,
@@ -527,6 +495,46 @@ pub fn build(
         linked,
         crates,
     })
+}
+
+/// The scratch directory the sandbox sees: the project's copy (without its `target/`, `.git/`
+/// and `.cargo/`), the pinned crates unpacked, cargo's home with StratOS's configuration.
+fn lay_out(spec: &CargoSpec, crates: &[CrateFile], work: &Path) -> Result<(), CargoError> {
+    let io = |what: String| move |e: std::io::Error| CargoError::Io(format!("{what}: {e}"));
+    if spec.source.join(".cargo").exists() {
+        eprintln!(
+            "stratos: warning: {}/.cargo is not used: the function is built with StratOS's cargo configuration only (a project's could replace the pinned crates' sources or wrap rustc); put build settings in Cargo.toml's [profile.release]",
+            spec.source.display()
+        );
+    }
+    super::compiled::copy_source(
+        &spec.source,
+        &work.join("src"),
+        &[".git", "target", ".cargo"],
+        MAX_SOURCE_BYTES,
+    )
+        .map_err(|e| match e {
+            super::compiled::CopyError::NotRegular(file) => CargoError::File {
+                file,
+                why: "a symlink or special file in the Cargo project: the build copies regular files and directories only; replace it with the file".into(),
+            },
+            super::compiled::CopyError::Io(why) => CargoError::File {
+                file: spec.source.clone(),
+                why: format!("{why}; only its top-level target/, .git/ and .cargo/ are left out: remove other build outputs"),
+            },
+        })?;
+    vendor(&work.join("vendor"), crates)?;
+    for d in ["home", "cargo-home", "target", "tmp"] {
+        std::fs::create_dir_all(work.join(d)).map_err(io(format!("{}", work.display())))?;
+    }
+    std::fs::write(
+        work.join("cargo-home/config.toml"),
+        format!(
+            "# Written by StratOS: crates.io is replaced by the crates Cargo.lock pins, checked.\n[source.crates-io]\nreplace-with = \"pinned\"\n\n[source.pinned]\ndirectory = \"{MOUNT}/vendor\"\n\n[net]\noffline = true\n"
+        ),
+    )
+    .map_err(io("the build's cargo configuration".into()))?;
+    Ok(())
 }
 
 /// What runs cargo in the sandbox.
