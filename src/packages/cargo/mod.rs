@@ -1032,3 +1032,59 @@ pub fn install_cargo(
     });
     Ok(Some((components, name, built.toolchain.version)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `cargo metadata`'s shape: the root `fn` depends normally on `a` (whose build script
+    /// needs `b`), on the procedural macro `m` (which needs `c`), on `d` for tests only, and on
+    /// the path crate `p`; `a` depends normally on `e`.
+    fn metadata() -> serde_json::Value {
+        let pkg = |id: &str, kind: &str, src: bool| {
+            serde_json::json!({
+                "id": id, "name": id, "version": "1.0.0",
+                "source": if src { serde_json::json!("registry+https://github.com/rust-lang/crates.io-index") } else { serde_json::Value::Null },
+                "license": "MIT/Apache-2.0",
+                "manifest_path": if src { format!("/build/vendor/{id}-1.0.0/Cargo.toml") } else { format!("/build/src/{}Cargo.toml", if id == "fn" { "".to_owned() } else { format!("{id}/") }) },
+                "targets": [{"name": id, "kind": [kind]}],
+            })
+        };
+        let dep = |id: &str, kind: Option<&str>| serde_json::json!({"pkg": id, "dep_kinds": [{"kind": kind, "target": null}]});
+        serde_json::json!({
+            "packages": [pkg("fn", "bin", false), pkg("a", "lib", true), pkg("b", "lib", true),
+                         pkg("c", "lib", true), pkg("d", "lib", true), pkg("e", "lib", true),
+                         pkg("m", "proc-macro", true), pkg("p", "lib", false)],
+            "workspace_members": ["fn"],
+            "resolve": {"root": "fn", "nodes": [
+                {"id": "fn", "deps": [dep("a", None), dep("m", None), dep("d", Some("dev")), dep("p", None)]},
+                {"id": "a", "deps": [dep("b", Some("build")), dep("e", None)]},
+                {"id": "m", "deps": [dep("c", None)]},
+            ]},
+        })
+    }
+
+    #[test]
+    fn linked_crates_are_the_normal_dependencies_without_macros_build_or_dev_ones() {
+        let spec = CargoSpec {
+            source: PathBuf::from("/p"),
+            bin: None,
+            output: crate::rootfs::ImagePath::parse("/var/task/bootstrap").unwrap(),
+            toolchain: None,
+        };
+        let g = Graph::read(metadata().to_string().as_bytes(), &spec).unwrap();
+        let (root, linked) = g.linked().unwrap();
+        assert_eq!(root.name, "fn");
+        let names: Vec<&str> = linked.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["a", "e", "p"]);
+        assert_eq!(linked[0].license.as_deref(), Some("MIT OR Apache-2.0"));
+        assert!(linked[0].registry && !linked[2].registry);
+        assert_eq!(linked[2].dir.as_deref(), Some("p"));
+        assert_eq!(g.bin(&spec).unwrap(), "fn");
+        let other = CargoSpec {
+            bin: Some("nope".into()),
+            ..spec
+        };
+        assert!(g.bin(&other).unwrap_err().to_string().contains("\"nope\""));
+    }
+}
