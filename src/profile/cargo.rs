@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::checks::{existing_dir, image_path};
+use super::checks::{compiled_output, existing_dir};
 use super::spanned::Spanned;
 use super::{Ctx, ProfileError};
 use crate::rootfs::ImagePath;
@@ -83,16 +83,7 @@ pub(super) fn validate_cargo(
         }
         b => b.as_ref().map(|b| b.get_ref().clone()),
     };
-    let output = image_path(cx, &c.output, "runtime.cargo.output")?;
-    if output.to_string() != argv0 {
-        return Err(cx.at(
-            c.output.span(),
-            "runtime.cargo.output",
-            format!(
-                "the binary goes to {output} but [init] argv starts {argv0:?}: make argv[0] the binary's path"
-            ),
-        ));
-    }
+    let output = compiled_output(cx, &c.output, "runtime.cargo.output", argv0)?;
     let toolchain = c
         .toolchain
         .as_ref()

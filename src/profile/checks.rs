@@ -245,6 +245,27 @@ pub(super) fn choice<T: Named>(
     })
 }
 
+/// A compiled function's `output` (`[runtime.go]`, `[runtime.cargo]`): an image path, the one
+/// `[init] argv` runs.
+pub(super) fn compiled_output(
+    cx: &Ctx,
+    output: &Spanned<String>,
+    key: &str,
+    argv0: &str,
+) -> Result<ImagePath, ProfileError> {
+    let path = image_path(cx, output, key)?;
+    if path.to_string() != argv0 {
+        return Err(cx.at(
+            output.span(),
+            key,
+            format!(
+                "the binary goes to {path} but [init] argv starts {argv0:?}: make argv[0] the binary's path"
+            ),
+        ));
+    }
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::checks::{existing_dir, image_path, resolve};
+use super::checks::{compiled_output, existing_dir, resolve};
 use super::spanned::Spanned;
 use super::{Ctx, ProfileError};
 use crate::rootfs::ImagePath;
@@ -133,16 +133,7 @@ pub(super) fn validate_go(
             v.to_owned()
         }
     };
-    let output = image_path(cx, &go.output, "runtime.go.output")?;
-    if output.to_string() != argv0 {
-        return Err(cx.at(
-            go.output.span(),
-            "runtime.go.output",
-            format!(
-                "the binary goes to {output} but [init] argv starts {argv0:?}: make argv[0] the binary's path"
-            ),
-        ));
-    }
+    let output = compiled_output(cx, &go.output, "runtime.go.output", argv0)?;
     let toolchain = match &go.toolchain {
         Some(t) => existing_dir(cx, dir, t, "runtime.go.toolchain")?,
         None => PathBuf::from(DEFAULT_TOOLCHAIN),

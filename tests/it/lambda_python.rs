@@ -46,15 +46,6 @@ fn build(profile: &Path, out: &Path) {
         .success();
 }
 
-fn component<'a>(sbom: &'a serde_json::Value, purl: &str) -> &'a serde_json::Value {
-    sbom["components"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["purl"] == purl)
-        .unwrap_or_else(|| panic!("{purl} not in the SBOM"))
-}
-
 /// The runtime in its sandbox; killed when dropped.
 struct Runtime(Child);
 

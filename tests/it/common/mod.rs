@@ -657,3 +657,60 @@ pub fn get_with_retry_within(port: u16, path: &str, deadline: std::time::Duratio
 pub fn get_with_retry(port: u16, path: &str) -> String {
     get_with_retry_within(port, path, std::time::Duration::from_secs(180))
 }
+
+/// `stratos build PROFILE --out OUT --offline -q` with its own cache: (ok, stderr).
+pub fn try_build(cache: &Path, profile: &Path, out: &Path) -> (bool, String) {
+    let o = stratos_std(cache)
+        .arg("build")
+        .arg(profile)
+        .arg("--out")
+        .arg(out)
+        .args(["--offline", "-q"])
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// The SBOM component with this purl.
+pub fn component<'a>(sbom: &'a serde_json::Value, purl: &str) -> &'a serde_json::Value {
+    sbom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["purl"] == purl)
+        .unwrap_or_else(|| panic!("{purl} not in the SBOM"))
+}
+
+/// A Lambda function's invocation as a user makes it with curl (`curl -sS -D - -d EVENT` on
+/// the path AWS's Runtime Interface Emulator takes events on): (status line and headers,
+/// body). Retried until `deadline` passes (a boot in progress; `Duration::ZERO`: once).
+pub fn lambda_invoke_within(
+    port: u16,
+    event: &str,
+    deadline: std::time::Duration,
+) -> (String, String) {
+    let until = std::time::Instant::now() + deadline;
+    loop {
+        let out = Command::new("curl")
+            .args(["-sS", "-m", "60", "-D", "-", "-d", event])
+            .arg(format!(
+                "http://127.0.0.1:{port}/2015-03-31/functions/function/invocations"
+            ))
+            .output()
+            .unwrap();
+        if out.status.success() {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let (h, b) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+            return (h.to_owned(), b.to_owned());
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "curl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}

@@ -6,36 +6,9 @@
 //! same.
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
-
-const INVOKE: &str = "/2015-03-31/functions/function/invocations";
-
-/// `curl -sS -D - -d EVENT` to the invoke path: (status line and headers, body), once the
-/// runtime is ready (retried until `deadline`).
-fn invoke_within(port: u16, event: &str, deadline: Duration) -> (String, String) {
-    let until = Instant::now() + deadline;
-    loop {
-        let out = Command::new("curl")
-            .args(["-sS", "-m", "60", "-D", "-", "-d", event])
-            .arg(format!("http://127.0.0.1:{port}{INVOKE}"))
-            .output()
-            .unwrap();
-        if out.status.success() {
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            let (h, b) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-            return (h.to_owned(), b.to_owned());
-        }
-        assert!(
-            Instant::now() < until,
-            "no answer: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
 
 /// The sha256 Cargo.lock pins for `name`.
 fn lock_checksum(lock: &Path, name: &str) -> String {
@@ -100,7 +73,7 @@ fn lambda_rust_built_with_the_published_crate_answers_fails_and_times_out_like_l
 
     let log = work.path().join("console.log");
     let (mut vm, port) = Running::boot_forwarded(&cache, &img, 300, &log);
-    let (head, body) = invoke_within(port, r#"{"name":"world"}"#, Duration::from_secs(240));
+    let (head, body) = lambda_invoke_within(port, r#"{"name":"world"}"#, Duration::from_secs(240));
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(!head.contains("X-Amz-Function-Error"), "{head}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -123,7 +96,8 @@ fn lambda_rust_built_with_the_published_crate_answers_fails_and_times_out_like_l
     let first_id = v["request_id"].as_str().unwrap().to_owned();
 
     // A handler error: the crate posts …/error; the caller gets it with X-Amz-Function-Error.
-    let (head, body) = invoke_within(port, r#"{"fail":"on purpose"}"#, Duration::from_secs(30));
+    let (head, body) =
+        lambda_invoke_within(port, r#"{"fail":"on purpose"}"#, Duration::from_secs(30));
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("X-Amz-Function-Error: Unhandled"), "{head}");
     let e: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -134,10 +108,10 @@ fn lambda_rust_built_with_the_published_crate_answers_fails_and_times_out_like_l
 
     // Past the 3 s deadline: Lambda's timeout document; the runtime is restarted and the next
     // invocation answers, with a new request id.
-    let (head, body) = invoke_within(port, r#"{"sleep_ms":4000}"#, Duration::from_secs(30));
+    let (head, body) = lambda_invoke_within(port, r#"{"sleep_ms":4000}"#, Duration::from_secs(30));
     assert!(head.contains("X-Amz-Function-Error: Unhandled"), "{head}");
     assert!(body.contains("Task timed out after 3.00 seconds"), "{body}");
-    let (head, body) = invoke_within(port, r#"{"name":"again"}"#, Duration::from_secs(120));
+    let (head, body) = lambda_invoke_within(port, r#"{"name":"again"}"#, Duration::from_secs(120));
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(
@@ -194,7 +168,8 @@ fn lambda_python_run_by_the_published_awslambdaric_answers_fails_and_times_out_l
     let img = image("lambda-python", work.path());
     let log = work.path().join("console.log");
     let (mut vm, port) = Running::boot_forwarded(&cache, &img, 300, &log);
-    let (head, body) = invoke_within(port, r#"{"name":"StratOS"}"#, Duration::from_secs(240));
+    let (head, body) =
+        lambda_invoke_within(port, r#"{"name":"StratOS"}"#, Duration::from_secs(240));
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(!head.contains("X-Amz-Function-Error"), "{head}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -208,17 +183,17 @@ fn lambda_python_run_by_the_published_awslambdaric_answers_fails_and_times_out_l
     );
 
     // The handler raises: awslambdaric posts …/error with its type and stack trace.
-    let (head, body) = invoke_within(port, r#"{"fail":true}"#, Duration::from_secs(30));
+    let (head, body) = lambda_invoke_within(port, r#"{"fail":true}"#, Duration::from_secs(30));
     assert!(head.contains("X-Amz-Function-Error: Unhandled"), "{head}");
     let e: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(e["errorType"], "HandlerFailed", "{body}");
     assert_eq!(e["errorMessage"], "asked to fail", "{body}");
 
     // Past the 3 s deadline: Lambda's timeout; the interpreter is restarted and answers again.
-    let (head, body) = invoke_within(port, r#"{"sleep_ms":5000}"#, Duration::from_secs(30));
+    let (head, body) = lambda_invoke_within(port, r#"{"sleep_ms":5000}"#, Duration::from_secs(30));
     assert!(head.contains("X-Amz-Function-Error: Unhandled"), "{head}");
     assert!(body.contains("Sandbox.Timedout"), "{body}");
-    let (head, body) = invoke_within(port, r#"{"name":"again"}"#, Duration::from_secs(120));
+    let (head, body) = lambda_invoke_within(port, r#"{"name":"again"}"#, Duration::from_secs(120));
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["message"], "Hello, again!", "{body}");

@@ -10,7 +10,6 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -58,25 +57,6 @@ fn lambda_profile_starting(dir: &Path, start: Option<&str>) -> std::path::PathBu
     })
 }
 
-/// `curl -sS -D - -d EVENT URL`: (status line and headers, body).
-fn invoke(port: u16, event: &str) -> (String, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "-m", "60", "-D", "-", "-d", event])
-        .arg(format!(
-            "http://127.0.0.1:{port}/2015-03-31/functions/function/invocations"
-        ))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "curl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (head.to_owned(), body.to_owned())
-}
-
 #[allow(clippy::too_many_lines)]
 #[test]
 fn a_go_runtime_answers_fails_times_out_and_recovers_on_the_rie_path() {
@@ -98,33 +78,13 @@ fn a_go_runtime_answers_fails_times_out_and_recovers_on_the_rie_path() {
     let log = work.path().join("console.log");
     let (mut vm, port) = Running::boot_forwarded(&cache, &img, 300, &log);
     // Ready once the runtime first asks for an event: poll with a deadline (a watchdog).
-    let until = Instant::now() + Duration::from_secs(240);
-    let (head, body) = loop {
-        let out = Command::new("curl")
-            .args(["-sS", "-m", "30", "-D", "-", "-d", r#"{"name":"world"}"#])
-            .arg(format!(
-                "http://127.0.0.1:{port}/2015-03-31/functions/function/invocations"
-            ))
-            .output()
-            .unwrap();
-        if out.status.success() {
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            let (h, b) = text.split_once("\r\n\r\n").unwrap();
-            break (h.to_owned(), b.to_owned());
-        }
-        assert!(
-            Instant::now() < until,
-            "no answer: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    let (head, body) = lambda_invoke_within(port, r#"{"name":"world"}"#, Duration::from_secs(240));
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(body, r#"{"message":"Hello, world!"}"#);
     assert!(!head.contains("X-Amz-Function-Error"), "{head}");
 
     // A function error: 200, X-Amz-Function-Error, the runtime's document.
-    let (head, body) = invoke(port, r#"{"name":"fail"}"#);
+    let (head, body) = lambda_invoke_within(port, r#"{"name":"fail"}"#, Duration::ZERO);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("X-Amz-Function-Error: Unhandled"), "{head}");
     assert_eq!(
@@ -133,20 +93,20 @@ fn a_go_runtime_answers_fails_times_out_and_recovers_on_the_rie_path() {
     );
 
     // Each invocation has its own request id.
-    let (_, a) = invoke(port, r#"{"name":"id"}"#);
-    let (_, b) = invoke(port, r#"{"name":"id"}"#);
+    let (_, a) = lambda_invoke_within(port, r#"{"name":"id"}"#, Duration::ZERO);
+    let (_, b) = lambda_invoke_within(port, r#"{"name":"id"}"#, Duration::ZERO);
     assert!(a.starts_with(r#"{"id":""#) && a.len() > 20, "{a}");
     assert_ne!(a, b);
 
     // Past the 2 s deadline: Lambda's timeout document; the runtime is killed and restarted,
     // and the next invocation is answered.
-    let (head, body) = invoke(port, r#"{"name":"sleep"}"#);
+    let (head, body) = lambda_invoke_within(port, r#"{"name":"sleep"}"#, Duration::ZERO);
     assert!(head.contains("X-Amz-Function-Error: Unhandled"), "{head}");
     assert!(
         body.contains("Sandbox.Timedout") && body.contains("Task timed out after 2.00 seconds"),
         "{body}"
     );
-    let (head, body) = invoke(port, r#"{"name":"again"}"#);
+    let (head, body) = lambda_invoke_within(port, r#"{"name":"again"}"#, Duration::ZERO);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(body, r#"{"message":"Hello, again!"}"#);
 
