@@ -348,6 +348,11 @@ impl<'a> Supervisor<'a> {
                 log(sys, &format!("restarted runtime as pid {pid}"));
                 if self.p.cfg.lambda.is_some() {
                     sys.lambda_runtime_started();
+                    if !self.ready {
+                        // A runtime that crashed before it first asked: the new one has an
+                        // init phase of its own, as the broker gives it.
+                        self.ready_deadline = now.saturating_add(ns(LAMBDA_INIT_TIMEOUT_MS));
+                    }
                 }
                 self.state = State::Running { pid };
             }
@@ -372,7 +377,8 @@ impl<'a> Supervisor<'a> {
             }
             _ => {}
         }
-        if !self.ready && self.p.cfg.lambda.is_some() && now > self.ready_deadline {
+        let waiting = matches!(self.state, State::Running { .. });
+        if !self.ready && self.p.cfg.lambda.is_some() && waiting && now > self.ready_deadline {
             return ControlFlow::Break(Err(InitError::LambdaInitTimeout(LAMBDA_INIT_TIMEOUT_MS)));
         }
         if !self.ready && self.state.pid().is_some() {

@@ -69,7 +69,8 @@ pub struct Args {
     /// --baseline-invoke but without it, the baseline gets GETs.
     #[arg(long, value_name = "FILE|JSON", requires = "baseline")]
     pub baseline_event: Option<String>,
-    /// The guest port the function listens on [default: 8080, or a Lambda function's invoke port].
+    /// The guest port the function listens on, DIR's and the baseline's [default: each
+    /// image's own: 8080, or a Lambda function's invoke port].
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
     /// Invocations per boot: the first is the cold start, the rest are warm.
@@ -258,19 +259,22 @@ fn baseline_call(
     };
     let port = baseline.function_port(a.port);
     if a.baseline_invoke.is_none() && a.baseline_event.is_none() {
-        // Each image called its own way, unless the command line said how.
-        let differs = a.invoke.is_none()
-            && a.event.is_none()
-            && (baseline.default_call() != image.default_call()
-                || port != image.function_port(a.port));
-        return Ok(differs.then(|| {
+        // Called as DIR when the command line says how (on the baseline's own port), else
+        // each image its own way.
+        let (path, event) = if a.invoke.is_some() || a.event.is_some() {
+            call(a, baseline).map_err(input)?
+        } else {
             let (path, event) = baseline.default_call();
-            bench::Call {
-                path: path.to_owned(),
-                event,
-                port,
-            }
-        }));
+            (path.to_owned(), event)
+        };
+        let own = bench::Call { path, event, port };
+        let (path, event) = call(a, image).map_err(input)?;
+        let dir = bench::Call {
+            path,
+            event,
+            port: image.function_port(a.port),
+        };
+        return Ok((own != dir).then_some(own));
     }
     if let Some(p) = a.baseline_invoke.as_deref().filter(|p| !p.starts_with('/')) {
         return Err(input(format!(
@@ -381,7 +385,8 @@ fn call(a: &Args, image: &BootImage) -> Result<(String, Option<Vec<u8>>), String
         .map(crate::boot::run::read_event)
         .transpose()?;
     Ok(match (&a.invoke, event) {
-        (Some(p), event) => (p.clone(), event),
+        // A Lambda function is sent the event {} when none is given.
+        (Some(p), event) => (p.clone(), event.or_else(|| image.default_call().1)),
         (None, Some(e)) => (crate::boot::run::LAMBDA_INVOKE_PATH.to_owned(), Some(e)),
         (None, None) => {
             let (path, event) = image.default_call();

@@ -99,6 +99,9 @@ struct State {
     /// The end of the current runtime's init phase: until it first asks for an invocation,
     /// callers wait at least until then.
     init_until: Option<Instant>,
+    /// When the current runtime first asked for an invocation: a caller that arrived before
+    /// then gets its whole timeout from then (the init phase is not its time).
+    ready_at: Option<Instant>,
     /// Some runtime asked for an invocation: `init/error` is over.
     initialised: bool,
     /// A call timed out and the runtime is about to be killed: nothing is handed out until it
@@ -199,11 +202,18 @@ impl Broker {
     /// take its event: while the runtime has not asked for its first invocation (its init
     /// phase), until the init phase is over too (Lambda's function timeout does not cover
     /// the runtime's start-up).
+    ///
+    /// `queued` is the caller's arrival plus the function's timeout. A caller that arrived
+    /// before the runtime became ready waits a whole timeout from then; no caller waits more
+    /// than its timeout and one init phase (a runtime that keeps restarting cannot hold it).
     fn queue_bound(&self, s: &State, queued: Instant) -> Instant {
-        match s.init_until {
-            Some(init) if s.ready_generation != Some(s.generation) => queued.max(init),
+        let arrived = queued.checked_sub(self.timeout).unwrap_or(queued);
+        let bound = match (s.init_until, s.ready_at) {
+            (Some(init), _) if s.ready_generation != Some(s.generation) => queued.max(init),
+            (_, Some(ready)) if ready > arrived => queued.max(ready + self.timeout),
             _ => queued,
-        }
+        };
+        bound.min(queued + self.init_timeout)
     }
 
     /// A caller waits for the slot, in arrival order, until `deadline` (or the end of the
@@ -328,6 +338,8 @@ impl Broker {
         s.initialised = true;
         if s.ready_generation != Some(generation) {
             s.ready_generation = Some(generation);
+            s.ready_at = Some(Instant::now());
+            self.changed.notify_all();
             self.event(&mut s, LambdaEvent::Ready);
         }
         loop {

@@ -360,7 +360,8 @@ fn warm(
                 None => return Ok(()),
                 Some(e) => {
                     return Err(SnapshotError::NotReady(format!(
-                        "warm-up {path}: the function failed (X-Amz-Function-Error: {e}): {}",
+                        "warm-up {path}: the function failed (X-Amz-Function-Error: {}): {}",
+                        stratos_wire::control::printable(&e.as_bytes()[..e.len().min(100)]),
                         stratos_wire::control::printable(&r.body[..r.body.len().min(300)])
                     )))
                 }
