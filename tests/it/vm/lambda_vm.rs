@@ -20,10 +20,10 @@ fn lambda_profile(dir: &Path) -> std::path::PathBuf {
     lambda_profile_starting(dir, None)
 }
 
-/// The same, go-lambda told how to misbehave at start (`GO_LAMBDA_START`), built into `dir`'s
-/// `img`.
-fn lambda_image_starting(cache: &Path, dir: &Path, start: &str) -> std::path::PathBuf {
-    let profile = lambda_profile_starting(dir, Some(start));
+/// The same (go-lambda told how to misbehave at start, `GO_LAMBDA_START`, when `start` says),
+/// built into `dir`'s `img`.
+fn lambda_image_starting(cache: &Path, dir: &Path, start: Option<&str>) -> std::path::PathBuf {
+    let profile = lambda_profile_starting(dir, start);
     let img = dir.join("img");
     stratos(cache)
         .arg("build")
@@ -65,16 +65,7 @@ fn a_go_runtime_answers_fails_times_out_and_recovers_on_the_rie_path() {
     require_kernel_source();
     let cache = shared_cache();
     let work = tempfile::tempdir().unwrap();
-    let profile = lambda_profile(work.path());
-    let img = work.path().join("img");
-    stratos(&cache)
-        .arg("build")
-        .arg(&profile)
-        .arg("--out")
-        .arg(&img)
-        .args(["--offline", "-q"])
-        .assert()
-        .success();
+    let img = lambda_image_starting(&cache, work.path(), None);
     let log = work.path().join("console.log");
     let (mut vm, port) = Running::boot_forwarded(&cache, &img, 300, &log);
     // Ready once the runtime first asks for an event: poll with a deadline (a watchdog).
@@ -390,7 +381,7 @@ fn runtimes_that_never_get_ready_fail_the_boot_saying_why() {
         ),
     ] {
         let work = tempfile::tempdir().unwrap();
-        let img = lambda_image_starting(&cache, work.path(), start);
+        let img = lambda_image_starting(&cache, work.path(), Some(start));
         let t0 = Instant::now();
         let out = stratos(&cache)
             .args(["boot", "--accel", "tcg", "--timeout", "120"])
