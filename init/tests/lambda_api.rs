@@ -37,6 +37,20 @@ fn start_with_init(timeout_ms: u64, init_ms: u64) -> Fixture {
     Fixture { server, wakes }
 }
 
+/// An event's `Lambda-Runtime-Deadline-Ms` and the wall clock now, in milliseconds.
+fn deadline_and_now(ev: &Resp) -> (u128, u128) {
+    let deadline = ev
+        .header("Lambda-Runtime-Deadline-Ms")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    (deadline, now)
+}
+
 #[derive(Debug)]
 struct Resp {
     status: u16,
@@ -233,15 +247,7 @@ fn an_event_reaches_the_runtime_with_lambdas_headers_and_its_response_the_caller
     let id = request_id(&ev);
     assert_eq!(id.len(), 36, "{id}");
     assert_eq!(&id[14..15], "4", "a version 4 UUID: {id}");
-    let deadline: u128 = ev
-        .header("Lambda-Runtime-Deadline-Ms")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
+    let (deadline, now) = deadline_and_now(&ev);
     assert!(
         deadline > now + 2000 && deadline <= now + 3000,
         "deadline {deadline}, now {now}"
@@ -505,15 +511,7 @@ fn an_event_sent_during_the_init_phase_waits_for_the_runtime_and_its_timeout_sta
     let mut rt = runtime(&f);
     let ev = rt.call("GET", NEXT, &[], b"");
     assert_eq!(ev.body, b"early");
-    let deadline: u128 = ev
-        .header("Lambda-Runtime-Deadline-Ms")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
+    let (deadline, now) = deadline_and_now(&ev);
     assert!(
         deadline > now + 150 && deadline <= now + 300,
         "the deadline counts from the hand-out: {deadline} vs now {now}"

@@ -93,17 +93,7 @@ pub fn rfc3339(secs: u64) -> String {
 pub fn uuid_from_digest(d: &[u8]) -> String {
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
-    b[6] = (b[6] & 0x0f) | 0x50;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    stratos_wire::uuid(b, 5)
 }
 
 fn sha256_hashes(hex: &str) -> Hashes {

@@ -423,6 +423,23 @@ impl InitConfig {
     }
 }
 
+/// 16 bytes as a UUID of `version` (4: random, 5: from a hash): the version and RFC 4122
+/// variant bits set, in the 8-4-4-4-12 lowercase hex form. Shared by the init's Lambda request
+/// ids and the builder's SBOM serial numbers.
+pub fn uuid(mut b: [u8; 16], version: u8) -> String {
+    b[6] = (b[6] & 0x0f) | (version << 4);
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,18 +41,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// A fresh request id: a random (version 4) UUID, as Lambda's.
 pub fn request_id() -> String {
-    let mut b: [u8; 16] = random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex(&b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    stratos_wire::uuid(random(), 4)
 }
 
 /// A fresh X-Ray trace header, for a call that brought none (`Root=1-<time>-<random>`), not

@@ -714,3 +714,39 @@ pub fn lambda_invoke_within(
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
 }
+
+/// A release repository at `repo` (root key = channel key = `key`) with `img` published on
+/// `stable` at 100%, and a node's state directory `state` that fetched (staged) it.
+pub fn stage_on_node(cache: &Path, img: &Path, key: &Path, repo: &Path, state: &Path) {
+    stratos(cache)
+        .args(["repo", "init", "--repo"])
+        .arg(repo)
+        .arg("--root-key")
+        .arg(key)
+        .assert()
+        .success();
+    stratos(cache)
+        .arg("publish")
+        .arg(img)
+        .arg("--repo")
+        .arg(repo)
+        .args(["--channel", "stable", "--percent", "100", "--channel-key"])
+        .arg(key)
+        .assert()
+        .success();
+    stratos(cache)
+        .args(["update", "fetch", "--state"])
+        .arg(state)
+        .arg("--repo")
+        .arg(repo)
+        .args([
+            "--channel",
+            "stable",
+            "--node-id",
+            "node-1",
+            "--bootstrap-root",
+        ])
+        .arg(repo.join("root.json"))
+        .assert()
+        .success();
+}

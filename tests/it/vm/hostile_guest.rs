@@ -280,37 +280,7 @@ fn staged_node(attack: &str) -> (tempfile::TempDir, PathBuf) {
     let repo = site.path().join("releases");
     let state = site.path().join("state");
     let cache = shared_cache();
-    stratos(&cache)
-        .args(["repo", "init", "--repo"])
-        .arg(&repo)
-        .arg("--root-key")
-        .arg(&i.key)
-        .assert()
-        .success();
-    stratos(&cache)
-        .arg("publish")
-        .arg(i.get(attack))
-        .arg("--repo")
-        .arg(&repo)
-        .args(["--channel", "stable", "--percent", "100", "--channel-key"])
-        .arg(&i.key)
-        .assert()
-        .success();
-    stratos(&cache)
-        .args(["update", "fetch", "--state"])
-        .arg(&state)
-        .arg("--repo")
-        .arg(&repo)
-        .args([
-            "--channel",
-            "stable",
-            "--node-id",
-            "node-1",
-            "--bootstrap-root",
-        ])
-        .arg(repo.join("root.json"))
-        .assert()
-        .success();
+    stage_on_node(&cache, &i.get(attack), &i.key, &repo, &state);
     (site, state)
 }
 

@@ -507,37 +507,7 @@ fn a_lambda_image_is_snapshotted_restored_with_fresh_ids_and_applied_by_update()
     let t0 = Instant::now();
     let repo = work.path().join("releases");
     let state = work.path().join("state");
-    stratos(&cache)
-        .args(["repo", "init", "--repo"])
-        .arg(&repo)
-        .arg("--root-key")
-        .arg(&key)
-        .assert()
-        .success();
-    stratos(&cache)
-        .arg("publish")
-        .arg(&img)
-        .arg("--repo")
-        .arg(&repo)
-        .args(["--channel", "stable", "--percent", "100", "--channel-key"])
-        .arg(&key)
-        .assert()
-        .success();
-    stratos(&cache)
-        .args(["update", "fetch", "--state"])
-        .arg(&state)
-        .arg("--repo")
-        .arg(&repo)
-        .args([
-            "--channel",
-            "stable",
-            "--node-id",
-            "node-1",
-            "--bootstrap-root",
-        ])
-        .arg(repo.join("root.json"))
-        .assert()
-        .success();
+    stage_on_node(&cache, &img, &key, &repo, &state);
     stratos(&cache)
         .args(["update", "apply", "--state"])
         .arg(&state)
